@@ -1,0 +1,329 @@
+//! Applying write requests to a namespace's in-memory state.
+//!
+//! The same code runs when a request is committed and when a WAL batch is
+//! replayed at load time, so a replay reproduces exactly the state the write
+//! was acknowledged against.
+//!
+//! Invariants:
+//! - [`apply_request`] either applies a whole request or returns an error and
+//!   leaves the state untouched (it works on a clone; `imbl` maps make that
+//!   O(1)).
+//! - The namespace's id type, distance metric and vector dimension are set
+//!   by the first write that carries them and never change afterwards.
+//! - Conditions see the document as it was before the request; `$ref_new`
+//!   sees the incoming document. An upsert of a missing document ignores
+//!   `upsert_condition` (there is nothing to compare against).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use super::request::{MAX_DELETE_BY_FILTER_ROWS, MAX_PATCH_BY_FILTER_ROWS};
+use super::EngineError;
+use crate::filter::Filter;
+use crate::model::{DistanceMetric, DocId, Document, IdType, Value};
+use crate::ops::{RequestRecord, RowCounts};
+use crate::schema::{parse_schema, AttrSchema, AttrType, Schema};
+
+/// The state of a namespace at one generation.
+#[derive(Clone, Debug, Default)]
+pub struct NsState {
+    /// Live documents by id.
+    pub docs: imbl::OrdMap<DocId, Arc<Document>>,
+    /// The schema (explicit and inferred).
+    pub schema: Schema,
+    /// Id kind, once known.
+    pub id_type: Option<IdType>,
+    /// Distance metric, once set.
+    pub distance_metric: Option<DistanceMetric>,
+    /// Vector dimension, once known.
+    pub vector_dim: Option<u32>,
+    /// Sum of live documents' logical sizes.
+    pub logical_bytes: u64,
+    /// Idempotency keys seen in the WAL → the counts they produced.
+    pub idempotency: imbl::HashMap<String, RowCounts>,
+}
+
+/// Ids touched by a request (for `return_affected_ids`).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct AffectedIds {
+    /// Upserted ids.
+    pub upserted: Vec<DocId>,
+    /// Patched ids.
+    pub patched: Vec<DocId>,
+    /// Deleted ids.
+    pub deleted: Vec<DocId>,
+}
+
+fn invalid(msg: impl Into<String>) -> EngineError {
+    EngineError::InvalidInput(msg.into())
+}
+
+impl NsState {
+    fn put(&mut self, doc: Document) {
+        let bytes = doc.logical_bytes();
+        if let Some(old) = self.docs.insert(doc.id.clone(), Arc::new(doc)) {
+            self.logical_bytes = self.logical_bytes.saturating_sub(old.logical_bytes());
+        }
+        self.logical_bytes += bytes;
+    }
+
+    fn remove(&mut self, id: &DocId) -> bool {
+        match self.docs.remove(id) {
+            Some(old) => {
+                self.logical_bytes = self.logical_bytes.saturating_sub(old.logical_bytes());
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn check_id(&mut self, id: &DocId) -> Result<(), EngineError> {
+        match self.id_type {
+            None => self.id_type = Some(id.id_type()),
+            Some(t) if t != id.id_type() => {
+                return Err(invalid(format!(
+                    "id {id} is a {} id but this namespace holds {} ids (one namespace cannot mix id types)",
+                    id.id_type().schema_name(),
+                    t.schema_name()
+                )))
+            }
+            Some(_) => {}
+        }
+        Ok(())
+    }
+
+    fn check_vector(&mut self, doc: &Document) -> Result<(), EngineError> {
+        match (&doc.vector, self.vector_dim) {
+            (Some(v), None) => {
+                self.vector_dim = Some(u32::try_from(v.len()).map_err(|_| invalid("vector too long"))?);
+                self.schema.entry(crate::model::VECTOR_ATTR.into()).or_insert_with(|| {
+                    AttrSchema::of(AttrType::Vector { dim: v.len(), f16: false })
+                });
+            }
+            (Some(v), Some(d)) if v.len() != d as usize => {
+                return Err(invalid(format!(
+                    "vector dimension mismatch for id {}: the namespace's vectors have {d} dimensions, this one has {}",
+                    doc.id,
+                    v.len()
+                )))
+            }
+            (None, Some(d)) => {
+                return Err(invalid(format!("document {} has no vector; this namespace's documents carry {d}-dimensional vectors", doc.id)))
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn check_attr(&mut self, name: &str, v: &Value) -> Result<(), EngineError> {
+        if matches!(v, Value::Null) {
+            return Ok(());
+        }
+        match self.schema.get(name) {
+            Some(s) if !s.ty.accepts(v) => Err(EngineError::InvalidInput(
+                crate::model::ModelError::TypeMismatch { attr: name.into(), expected: s.ty.name(), got: v.kind().into() }.to_string(),
+            )),
+            Some(_) => Ok(()),
+            None => {
+                let ty = AttrType::infer(v).ok_or_else(|| invalid(format!("cannot infer a type for attribute {name:?} from {}", v.kind())))?;
+                self.schema.insert(name.into(), AttrSchema::of(ty));
+                Ok(())
+            }
+        }
+    }
+
+    fn apply_settings(&mut self, req: &RequestRecord) -> Result<(), EngineError> {
+        if let Some(m) = req.settings.distance_metric {
+            match self.distance_metric {
+                Some(cur) if cur != m => {
+                    return Err(invalid(format!(
+                        "distance_metric is {} for this namespace and cannot change to {}",
+                        cur.as_str(),
+                        m.as_str()
+                    )))
+                }
+                _ => self.distance_metric = Some(m),
+            }
+        }
+        if let Some(text) = &req.settings.schema_json {
+            let json: serde_json::Value = serde_json::from_str(text).map_err(|e| invalid(format!("schema: {e}")))?;
+            for (name, update) in parse_schema(&json).map_err(|e| invalid(e.to_string()))? {
+                if name == crate::model::ID_ATTR {
+                    continue;
+                }
+                if let AttrType::Vector { dim, .. } = update.ty {
+                    if name == crate::model::VECTOR_ATTR {
+                        match self.vector_dim {
+                            Some(d) if d as usize != dim => {
+                                return Err(invalid(format!("schema gives vector dimension {dim} but the namespace has {d}")))
+                            }
+                            _ => self.vector_dim = u32::try_from(dim).ok(),
+                        }
+                    }
+                }
+                match self.schema.get_mut(&name) {
+                    Some(cur) => cur.merge(&name, update).map_err(|e| invalid(e.to_string()))?,
+                    None => {
+                        self.schema.insert(name, update);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Apply one request to `state`. On error `state` is unchanged.
+pub fn apply_request(
+    state: &mut NsState,
+    req: &RequestRecord,
+    mut affected: Option<&mut AffectedIds>,
+) -> Result<RowCounts, EngineError> {
+    let mut s = state.clone();
+    let mut counts = RowCounts::default();
+    s.apply_settings(req)?;
+    let ops = &req.ops;
+    for f in [&ops.upsert_condition, &ops.patch_condition, &ops.delete_condition, &ops.delete_by_filter].into_iter().flatten() {
+        f.validate(&s.schema).map_err(|e| invalid(e.to_string()))?;
+    }
+    if let Some(f) = &ops.delete_by_filter {
+        let ids = matching_ids(&s, f, MAX_DELETE_BY_FILTER_ROWS, "delete_by_filter")?;
+        for id in ids {
+            s.remove(&id);
+            counts.deleted += 1;
+            if let Some(a) = affected.as_deref_mut() {
+                a.deleted.push(id);
+            }
+        }
+    }
+    if let Some(pbf) = &ops.patch_by_filter {
+        pbf.filter.validate(&s.schema).map_err(|e| invalid(e.to_string()))?;
+        let ids = matching_ids(&s, &pbf.filter, MAX_PATCH_BY_FILTER_ROWS, "patch_by_filter")?;
+        for id in ids {
+            patch_one(&mut s, &id, &pbf.attrs, None)?;
+            counts.patched += 1;
+            if let Some(a) = affected.as_deref_mut() {
+                a.patched.push(id);
+            }
+        }
+    }
+    for doc in &ops.upserts {
+        s.check_id(&doc.id)?;
+        s.check_vector(doc)?;
+        for (k, v) in &doc.attrs {
+            s.check_attr(k, v)?;
+        }
+        if let (Some(cond), Some(cur)) = (&ops.upsert_condition, s.docs.get(&doc.id)) {
+            if !cond.matches(cur, Some(doc)) {
+                continue;
+            }
+        }
+        s.put(doc.clone());
+        counts.upserted += 1;
+        if let Some(a) = affected.as_deref_mut() {
+            a.upserted.push(doc.id.clone());
+        }
+    }
+    for p in &ops.patches {
+        s.check_id(&p.id)?;
+        if patch_one(&mut s, &p.id, &p.attrs, ops.patch_condition.as_ref())? {
+            counts.patched += 1;
+            if let Some(a) = affected.as_deref_mut() {
+                a.patched.push(p.id.clone());
+            }
+        }
+    }
+    for id in &ops.deletes {
+        s.check_id(id)?;
+        let Some(cur) = s.docs.get(id) else { continue };
+        if ops.delete_condition.as_ref().is_some_and(|c| !c.matches(cur, None)) {
+            continue;
+        }
+        s.remove(id);
+        counts.deleted += 1;
+        if let Some(a) = affected.as_deref_mut() {
+            a.deleted.push(id.clone());
+        }
+    }
+    if let Some(k) = &req.idempotency_key {
+        s.idempotency.insert(k.clone(), counts);
+    }
+    *state = s;
+    Ok(counts)
+}
+
+fn matching_ids(s: &NsState, f: &Filter, cap: usize, what: &str) -> Result<Vec<DocId>, EngineError> {
+    let ids: Vec<DocId> = s.docs.values().filter(|d| f.matches(d, None)).map(|d| d.id.clone()).take(cap + 1).collect();
+    if ids.len() > cap {
+        return Err(invalid(format!("{what} matches more than {cap} documents; narrow the filter")));
+    }
+    Ok(ids)
+}
+
+/// Patch one document; returns false when it is missing or its condition fails.
+fn patch_one(
+    s: &mut NsState,
+    id: &DocId,
+    attrs: &BTreeMap<String, Value>,
+    cond: Option<&Filter>,
+) -> Result<bool, EngineError> {
+    let Some(cur) = s.docs.get(id).cloned() else { return Ok(false) };
+    let mut next = (*cur).clone();
+    for (k, v) in attrs {
+        s.check_attr(k, v)?;
+        if matches!(v, Value::Null) {
+            next.attrs.remove(k);
+        } else {
+            next.attrs.insert(k.clone(), v.clone());
+        }
+    }
+    if cond.is_some_and(|c| !c.matches(&cur, Some(&next))) {
+        return Ok(false);
+    }
+    s.put(next);
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::request::WriteRequest;
+    use serde_json::json;
+
+    fn apply(s: &mut NsState, body: serde_json::Value) -> Result<RowCounts, EngineError> {
+        let req = WriteRequest::from_json(&body)?;
+        apply_request(s, &req.record, None)
+    }
+
+    #[test]
+    fn failed_request_leaves_state_untouched() {
+        let mut s = NsState::default();
+        apply(&mut s, json!({"upsert_rows": [{"id": 1, "vector": [1.0, 2.0], "n": 1}]})).unwrap();
+        let err = apply(&mut s, json!({"upsert_rows": [{"id": 2, "vector": [1.0, 2.0]}, {"id": 3, "vector": [1.0]}]}));
+        assert!(err.unwrap_err().to_string().contains("dimension mismatch"));
+        assert_eq!(s.docs.len(), 1);
+        assert!(apply(&mut s, json!({"upsert_rows": [{"id": "x", "vector": [1.0, 2.0]}]})).is_err(), "mixed id types");
+        assert!(apply(&mut s, json!({"upsert_rows": [{"id": 4, "vector": [1.0, 2.0], "n": "str"}]})).is_err(), "type mismatch");
+        assert_eq!(s.docs.len(), 1);
+    }
+
+    #[test]
+    fn patch_null_removes_and_missing_ids_are_ignored() {
+        let mut s = NsState::default();
+        apply(&mut s, json!({"upsert_rows": [{"id": 1, "a": 1, "b": "x"}]})).unwrap();
+        let c = apply(&mut s, json!({"patch_rows": [{"id": 1, "a": null, "c": true}, {"id": 9, "a": 2}]})).unwrap();
+        assert_eq!(c.patched, 1);
+        let d = s.docs.get(&DocId::U64(1)).unwrap();
+        assert!(!d.attrs.contains_key("a"));
+        assert_eq!(d.attrs.get("c"), Some(&Value::Bool(true)));
+        assert!(!s.docs.contains_key(&DocId::U64(9)));
+    }
+
+    #[test]
+    fn metric_is_immutable_once_set() {
+        let mut s = NsState::default();
+        apply(&mut s, json!({"distance_metric": "cosine_distance", "upsert_rows": [{"id": 1}]})).unwrap();
+        apply(&mut s, json!({"distance_metric": "cosine_distance", "upsert_rows": [{"id": 2}]})).unwrap();
+        assert!(apply(&mut s, json!({"distance_metric": "euclidean_squared", "upsert_rows": [{"id": 3}]})).is_err());
+    }
+}

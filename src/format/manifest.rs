@@ -1,0 +1,578 @@
+//! The manifest codec (`manifests/{gen:020}.json`, one immutable object per
+//! generation) and the CURRENT generation hint codec (see
+//! `storage-format.md`, "Manifest" and "CURRENT").
+//!
+//! A manifest is a JSON envelope whose checksum covers the body's bytes
+//! exactly as stored:
+//!
+//! ```text
+//! {"magic":"tidepool.manifest","format_version":1,"crc32c":<u32>,"body":{...}}\n
+//! ```
+//!
+//! Invariants:
+//! - `crc32c` is the crc32c of the exact bytes of `body` between its opening
+//!   `{` and closing `}` inclusive (read with `RawValue`, never re-serialized
+//!   before checking).
+//! - `magic` is checked first, then `format_version` (unknown versions are
+//!   refused), then the size cap and checksum, then the body's fields, then
+//!   [`Manifest::validate`].
+//! - Unknown fields (in the envelope and in the body) are ignored, for
+//!   forward compatibility within a version; they are dropped when a manifest
+//!   is re-encoded, so only additive, safe-to-drop information may be added
+//!   without a version bump.
+//! - [`Manifest::try_encode`] refuses exactly what [`Manifest::decode`]
+//!   would refuse, so a writer never publishes an unreadable generation.
+//! - CURRENT is only a hint: readers verify it and fall back to listing.
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use crate::model::{DistanceMetric, IdType, MAX_VECTOR_DIM};
+
+use super::{len_u64, FormatError};
+
+/// The `magic` of a manifest envelope.
+pub const MANIFEST_MAGIC: &str = "tidepool.manifest";
+/// The manifest format version this build writes (and the highest it reads).
+pub const MANIFEST_FORMAT_VERSION: u64 = 1;
+/// Largest manifest file accepted.
+pub const MAX_MANIFEST_BYTES: usize = 64 << 20;
+/// The `magic` of a CURRENT hint.
+pub const CURRENT_MAGIC: &str = "tidepool.current";
+/// The CURRENT format version this build writes (and the highest it reads).
+pub const CURRENT_FORMAT_VERSION: u64 = 1;
+/// Largest CURRENT file accepted.
+pub const MAX_CURRENT_BYTES: usize = 4096;
+/// Length of a commit id (lowercase hex digits).
+pub const COMMIT_ID_LEN: usize = 32;
+
+/// A WAL batch object referenced by a manifest.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WalRef {
+    /// Full object key (`.../wal/{seq:020}-{token}.wal`).
+    pub key: String,
+    /// The batch's WAL sequence number.
+    pub seq: u64,
+    /// Object size in bytes.
+    pub bytes: u64,
+    /// crc32c of the whole object.
+    pub crc32c: u32,
+    /// Requests in the batch.
+    pub requests: u32,
+    /// Rows named directly by the batch.
+    pub rows: u64,
+}
+
+/// One file of a segment.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectRef {
+    /// Full object key.
+    pub key: String,
+    /// Object size in bytes.
+    pub bytes: u64,
+    /// crc32c of the whole object.
+    pub crc32c: u32,
+}
+
+/// An immutable segment (reserved for the segments issue).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SegmentRef {
+    /// Segment id (unique within the manifest).
+    pub id: String,
+    /// Its files.
+    pub files: Vec<ObjectRef>,
+    /// Rows it holds.
+    pub rows: u64,
+}
+
+/// Where a branch came from (reserved for branching).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lineage {
+    /// The parent namespace, `org/project/ns`.
+    pub parent: String,
+    /// The parent generation branched from.
+    pub parent_generation: u64,
+}
+
+/// Approximate statistics of a generation.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestStats {
+    /// Approximate live rows.
+    pub approx_row_count: u64,
+    /// Approximate logical bytes of live rows.
+    pub approx_logical_bytes: u64,
+    /// Rows only in the WAL (not yet in segments).
+    pub unindexed_rows: u64,
+    /// Bytes only in the WAL.
+    pub unindexed_bytes: u64,
+}
+
+/// The body of one manifest generation: the complete state of a namespace.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// `org/project/ns`.
+    pub namespace: String,
+    /// This generation (equals the number in the object key).
+    pub generation: u64,
+    /// Unique per commit attempt (32 lowercase hex digits); resolves
+    /// ambiguous conditional creates.
+    pub commit_id: String,
+    /// The base generation this one was committed on (None for the first).
+    pub previous_generation: Option<u64>,
+    /// Namespace creation time (ms since the Unix epoch).
+    pub created_at_ms: u64,
+    /// Commit time (ms since the Unix epoch).
+    pub committed_at_ms: u64,
+    /// A tombstone generation: the namespace was deleted.
+    pub deleted: bool,
+    /// The id kind, once known.
+    pub id_type: Option<IdType>,
+    /// The distance metric, once set.
+    pub distance_metric: Option<DistanceMetric>,
+    /// The dense vector dimension, once known.
+    pub vector_dim: Option<u32>,
+    /// The schema in turbopuffer's shape (`schema::schema_to_json`).
+    pub schema: serde_json::Map<String, serde_json::Value>,
+    /// The sequence number the next WAL batch gets.
+    pub next_wal_seq: u64,
+    /// WAL batches not yet folded into segments, by increasing seq.
+    pub wal: Vec<WalRef>,
+    /// Segments (reserved).
+    #[serde(default)]
+    pub segments: Vec<SegmentRef>,
+    /// Row id high-water mark (reserved, branch row ids).
+    #[serde(default)]
+    pub row_id_hwm: u64,
+    /// Branch lineage (reserved).
+    #[serde(default)]
+    pub lineage: Option<Lineage>,
+    /// Approximate statistics.
+    #[serde(default)]
+    pub stats: ManifestStats,
+}
+
+#[derive(Deserialize)]
+struct EnvelopeIn<'a> {
+    magic: Option<String>,
+    format_version: Option<u64>,
+    crc32c: Option<u32>,
+    #[serde(borrow)]
+    body: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct CurrentIn {
+    magic: Option<String>,
+    format_version: Option<u64>,
+    generation: Option<u64>,
+    crc32c: Option<u32>,
+}
+
+fn malformed(what: &str, e: impl std::fmt::Display) -> FormatError {
+    FormatError::Malformed(format!("{what}: {e}"))
+}
+
+fn check_size(what: &'static str, bytes: &[u8], max: usize) -> Result<(), FormatError> {
+    if bytes.len() > max {
+        return Err(FormatError::TooLarge { what, len: len_u64(bytes.len()), max: len_u64(max) });
+    }
+    Ok(())
+}
+
+fn check_magic_version(
+    what: &'static str,
+    magic: Option<&str>,
+    expected_magic: &str,
+    version: Option<u64>,
+    supported: u64,
+) -> Result<(), FormatError> {
+    if magic != Some(expected_magic) {
+        return Err(FormatError::BadMagic { what });
+    }
+    match version {
+        None => Err(malformed(what, "missing format_version")),
+        Some(v) if v != supported => Err(FormatError::UnsupportedVersion { what, version: v, supported }),
+        Some(_) => Ok(()),
+    }
+}
+
+impl Manifest {
+    /// Encode as an envelope (see the module doc). The manifest should be
+    /// valid ([`Manifest::validate`]); writers use [`Manifest::try_encode`].
+    pub fn encode(&self) -> Vec<u8> {
+        // Serializing this type cannot fail (string map keys, no custom
+        // serializers); an empty result would be refused by `decode`.
+        serde_json::to_string(self).map(|body| envelope(&body)).unwrap_or_default()
+    }
+
+    /// Validate, then encode.
+    pub fn try_encode(&self) -> Result<Vec<u8>, FormatError> {
+        self.validate()?;
+        let body = serde_json::to_string(self).map_err(|e| malformed("manifest", e))?;
+        let out = envelope(&body);
+        check_size("manifest", &out, MAX_MANIFEST_BYTES)?;
+        Ok(out)
+    }
+
+    /// Decode and verify a manifest file.
+    pub fn decode(bytes: &[u8]) -> Result<Manifest, FormatError> {
+        check_size("manifest", bytes, MAX_MANIFEST_BYTES)?;
+        let text = std::str::from_utf8(bytes).map_err(|e| malformed("manifest", e))?;
+        let env: EnvelopeIn<'_> =
+            serde_json::from_str(text).map_err(|e| malformed("manifest envelope", e))?;
+        check_magic_version(
+            "manifest",
+            env.magic.as_deref(),
+            MANIFEST_MAGIC,
+            env.format_version,
+            MANIFEST_FORMAT_VERSION,
+        )?;
+        let expected = env.crc32c.ok_or_else(|| malformed("manifest", "missing crc32c"))?;
+        let body = env.body.ok_or_else(|| malformed("manifest", "missing body"))?;
+        let actual = crc32c::crc32c(body.get().as_bytes());
+        if actual != expected {
+            return Err(FormatError::ChecksumMismatch { what: "manifest body", expected, actual });
+        }
+        let m: Manifest = serde_json::from_str(body.get()).map_err(|e| malformed("manifest body", e))?;
+        m.validate()?;
+        Ok(m)
+    }
+
+    /// The sanity checks `decode` applies after the checksum.
+    pub fn validate(&self) -> Result<(), FormatError> {
+        let bad = |why: String| Err(FormatError::Malformed(format!("manifest: {why}")));
+        if let Err(e) = crate::layout::NsPath::parse(&self.namespace) {
+            return bad(e.to_string());
+        }
+        if self.commit_id.len() != COMMIT_ID_LEN
+            || !self.commit_id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
+            return bad(format!(
+                "commit_id {:?} is not {COMMIT_ID_LEN} lowercase hex digits",
+                self.commit_id
+            ));
+        }
+        if let Some(p) = self.previous_generation {
+            if p >= self.generation {
+                return bad(format!("previous_generation {p} is not below generation {}", self.generation));
+            }
+        }
+        if let Some(d) = self.vector_dim {
+            if d == 0 || usize::try_from(d).map_or(true, |d| d > MAX_VECTOR_DIM) {
+                return bad(format!("vector_dim {d} is outside 1..={MAX_VECTOR_DIM}"));
+            }
+        }
+        if self.deleted && (!self.wal.is_empty() || !self.segments.is_empty()) {
+            return bad("a deleted (tombstone) generation references objects".into());
+        }
+        let mut last_seq: Option<u64> = None;
+        for w in &self.wal {
+            if w.key.is_empty() {
+                return bad("a WAL reference has an empty key".into());
+            }
+            if last_seq.is_some_and(|l| l >= w.seq) {
+                return bad(format!("WAL seqs are not strictly increasing at {}", w.seq));
+            }
+            if w.seq >= self.next_wal_seq {
+                return bad(format!("WAL seq {} is not below next_wal_seq {}", w.seq, self.next_wal_seq));
+            }
+            last_seq = Some(w.seq);
+        }
+        let mut ids = std::collections::BTreeSet::new();
+        for s in &self.segments {
+            if s.id.is_empty() || !ids.insert(s.id.as_str()) {
+                return bad(format!("segment id {:?} is empty or duplicated", s.id));
+            }
+            if s.files.iter().any(|f| f.key.is_empty()) {
+                return bad(format!("segment {:?} has a file with an empty key", s.id));
+            }
+        }
+        let mut keys = std::collections::BTreeSet::new();
+        for k in self
+            .wal
+            .iter()
+            .map(|w| &w.key)
+            .chain(self.segments.iter().flat_map(|s| s.files.iter().map(|f| &f.key)))
+        {
+            if !keys.insert(k.as_str()) {
+                return bad(format!("object key {k:?} is referenced twice"));
+            }
+        }
+        if let Some(l) = &self.lineage {
+            if l.parent.is_empty() {
+                return bad("lineage.parent is empty".into());
+            }
+        }
+        Ok(())
+    }
+
+    /// Every object key this generation references (WAL batches, then
+    /// segment files), each once, in manifest order.
+    pub fn object_keys(&self) -> Vec<String> {
+        let mut seen = std::collections::HashSet::new();
+        self.wal
+            .iter()
+            .map(|w| &w.key)
+            .chain(self.segments.iter().flat_map(|s| s.files.iter().map(|f| &f.key)))
+            .filter(|k| seen.insert(k.as_str()))
+            .cloned()
+            .collect()
+    }
+}
+
+fn envelope(body: &str) -> Vec<u8> {
+    let crc = crc32c::crc32c(body.as_bytes());
+    format!(
+        "{{\"magic\":\"{MANIFEST_MAGIC}\",\"format_version\":{MANIFEST_FORMAT_VERSION},\"crc32c\":{crc},\"body\":{body}}}\n"
+    )
+    .into_bytes()
+}
+
+fn current_crc(generation: u64) -> u32 {
+    crc32c::crc32c(&generation.to_le_bytes())
+}
+
+/// Encode the CURRENT hint:
+/// `{"magic":"tidepool.current","format_version":1,"generation":N,"crc32c":C}\n`
+/// where C is the crc32c of N as 8 little-endian bytes.
+pub fn encode_current(generation: u64) -> Vec<u8> {
+    let crc = current_crc(generation);
+    format!(
+        "{{\"magic\":\"{CURRENT_MAGIC}\",\"format_version\":{CURRENT_FORMAT_VERSION},\"generation\":{generation},\"crc32c\":{crc}}}\n"
+    )
+    .into_bytes()
+}
+
+/// Decode and verify the CURRENT hint; returns the generation.
+pub fn decode_current(bytes: &[u8]) -> Result<u64, FormatError> {
+    check_size("CURRENT", bytes, MAX_CURRENT_BYTES)?;
+    let c: CurrentIn = serde_json::from_slice(bytes).map_err(|e| malformed("CURRENT", e))?;
+    check_magic_version(
+        "CURRENT",
+        c.magic.as_deref(),
+        CURRENT_MAGIC,
+        c.format_version,
+        CURRENT_FORMAT_VERSION,
+    )?;
+    let generation = c.generation.ok_or_else(|| malformed("CURRENT", "missing generation"))?;
+    let expected = c.crc32c.ok_or_else(|| malformed("CURRENT", "missing crc32c"))?;
+    let actual = current_crc(generation);
+    if actual != expected {
+        return Err(FormatError::ChecksumMismatch { what: "CURRENT", expected, actual });
+    }
+    Ok(generation)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn sample() -> Manifest {
+        let schema = json!({"title": {"type": "string", "filterable": true}, "vector": {"type": "[3]f32", "ann": true}});
+        Manifest {
+            namespace: "acme/search/docs".into(),
+            generation: 7,
+            commit_id: "0123456789abcdef0123456789abcdef".into(),
+            previous_generation: Some(6),
+            created_at_ms: 1_700_000_000_000,
+            committed_at_ms: 1_700_000_000_500,
+            deleted: false,
+            id_type: Some(IdType::U64),
+            distance_metric: Some(DistanceMetric::CosineDistance),
+            vector_dim: Some(3),
+            schema: schema.as_object().cloned().unwrap_or_default(),
+            next_wal_seq: 12,
+            wal: vec![
+                WalRef {
+                    key: "acme/search/namespaces/docs/wal/00000000000000000010-aa.wal".into(),
+                    seq: 10,
+                    bytes: 120,
+                    crc32c: 7,
+                    requests: 1,
+                    rows: 2,
+                },
+                WalRef {
+                    key: "acme/search/namespaces/docs/wal/00000000000000000011-bb.wal".into(),
+                    seq: 11,
+                    bytes: 99,
+                    crc32c: 8,
+                    requests: 2,
+                    rows: 3,
+                },
+            ],
+            segments: vec![SegmentRef {
+                id: "s1".into(),
+                files: vec![ObjectRef {
+                    key: "acme/search/namespaces/docs/segments/s1/data".into(),
+                    bytes: 1000,
+                    crc32c: 9,
+                }],
+                rows: 40,
+            }],
+            row_id_hwm: 40,
+            lineage: Some(Lineage { parent: "acme/search/base".into(), parent_generation: 3 }),
+            stats: ManifestStats {
+                approx_row_count: 45,
+                approx_logical_bytes: 4500,
+                unindexed_rows: 5,
+                unindexed_bytes: 500,
+            },
+        }
+    }
+
+    fn minimal() -> Manifest {
+        Manifest {
+            namespace: "a/b/c".into(),
+            generation: 1,
+            commit_id: "ffffffffffffffffffffffffffffffff".into(),
+            ..Manifest::default()
+        }
+    }
+
+    #[test]
+    fn manifest_round_trips() {
+        for m in [sample(), minimal()] {
+            let bytes = m.try_encode().unwrap();
+            assert_eq!(bytes, m.encode());
+            assert_eq!(Manifest::decode(&bytes).unwrap(), m);
+        }
+    }
+
+    #[test]
+    fn checksum_covers_the_body_bytes_exactly_as_stored() {
+        // Re-formatting the body (whitespace) changes its bytes: refused.
+        let m = minimal();
+        let text = String::from_utf8(m.encode()).unwrap();
+        let spaced = text.replacen("\"generation\":1", "\"generation\": 1", 1);
+        assert!(matches!(
+            Manifest::decode(spaced.as_bytes()),
+            Err(FormatError::ChecksumMismatch { what: "manifest body", .. })
+        ));
+        // Whitespace in the envelope, outside the body, is fine.
+        let padded = text.replacen("\"body\":", "\"body\" :  ", 1);
+        assert_eq!(Manifest::decode(padded.as_bytes()).unwrap(), m);
+    }
+
+    #[test]
+    fn truncation_at_every_prefix_length_is_an_error() {
+        let bytes = minimal().encode();
+        // The last byte is the trailing newline (whitespace), so stop before it.
+        for n in 0..bytes.len() - 1 {
+            assert!(Manifest::decode(&bytes[..n]).is_err(), "prefix of {n} bytes decoded");
+        }
+    }
+
+    #[test]
+    fn every_single_bit_flip_is_detected() {
+        let bytes = minimal().encode();
+        for i in 0..bytes.len() * 8 {
+            let mut b = bytes.clone();
+            b[i / 8] ^= 1 << (i % 8);
+            assert!(Manifest::decode(&b).is_err(), "flip of bit {i} went unnoticed");
+        }
+    }
+
+    #[test]
+    fn unknown_versions_and_bad_magic_are_refused() {
+        let text = String::from_utf8(minimal().encode()).unwrap();
+        let v2 = text.replacen("\"format_version\":1", "\"format_version\":2", 1);
+        assert_eq!(
+            Manifest::decode(v2.as_bytes()),
+            Err(FormatError::UnsupportedVersion { what: "manifest", version: 2, supported: 1 })
+        );
+        let bad = text.replacen("tidepool.manifest", "tidepool.manifesx", 1);
+        assert_eq!(Manifest::decode(bad.as_bytes()), Err(FormatError::BadMagic { what: "manifest" }));
+        assert_eq!(Manifest::decode(b"{}"), Err(FormatError::BadMagic { what: "manifest" }));
+        assert!(matches!(Manifest::decode(b"\xff\xfe"), Err(FormatError::Malformed(_))));
+    }
+
+    #[test]
+    fn unknown_fields_are_ignored_within_a_version() {
+        let m = minimal();
+        let mut body = serde_json::to_value(&m).unwrap();
+        body["future_field"] = json!({"x": 1});
+        let body = body.to_string();
+        let bytes = envelope(&body);
+        let mut text = String::from_utf8(bytes).unwrap();
+        text = text.replacen("{\"magic\"", "{\"extra\":true,\"magic\"", 1);
+        assert_eq!(Manifest::decode(text.as_bytes()).unwrap(), m);
+    }
+
+    #[test]
+    fn reserved_fields_may_be_absent() {
+        let m = minimal();
+        let mut body = serde_json::to_value(&m).unwrap();
+        let obj = body.as_object_mut().unwrap();
+        for k in ["segments", "row_id_hwm", "lineage", "stats"] {
+            obj.remove(k);
+        }
+        assert_eq!(Manifest::decode(&envelope(&body.to_string())).unwrap(), m);
+    }
+
+    #[test]
+    fn oversized_manifests_are_refused_before_parsing() {
+        let big = vec![b' '; MAX_MANIFEST_BYTES + 1];
+        assert!(matches!(Manifest::decode(&big), Err(FormatError::TooLarge { what: "manifest", .. })));
+    }
+
+    #[test]
+    fn insane_manifests_are_refused() {
+        let cases: Vec<(&str, Box<dyn Fn(&mut Manifest)>)> = vec![
+            ("bad namespace", Box::new(|m| m.namespace = "a/b".into())),
+            ("short commit id", Box::new(|m| m.commit_id = "abc".into())),
+            ("uppercase commit id", Box::new(|m| m.commit_id = "0123456789ABCDEF0123456789ABCDEF".into())),
+            ("previous >= generation", Box::new(|m| m.previous_generation = Some(7))),
+            ("zero dim", Box::new(|m| m.vector_dim = Some(0))),
+            ("huge dim", Box::new(|m| m.vector_dim = Some(1_000_000))),
+            ("deleted with objects", Box::new(|m| m.deleted = true)),
+            ("empty wal key", Box::new(|m| m.wal[0].key.clear())),
+            ("wal seqs not increasing", Box::new(|m| m.wal[1].seq = 10)),
+            ("wal seq >= next", Box::new(|m| m.next_wal_seq = 11)),
+            ("duplicate segment id", Box::new(|m| m.segments.push(m.segments[0].clone()))),
+            ("empty segment file key", Box::new(|m| m.segments[0].files[0].key.clear())),
+            ("key referenced twice", Box::new(|m| m.segments[0].files[0].key = m.wal[0].key.clone())),
+            ("empty lineage parent", Box::new(|m| m.lineage = Some(Lineage::default()))),
+        ];
+        for (name, mutate) in cases {
+            let mut m = sample();
+            mutate(&mut m);
+            assert!(m.try_encode().is_err(), "{name}: try_encode accepted it");
+            assert!(matches!(Manifest::decode(&m.encode()), Err(FormatError::Malformed(_))), "{name}");
+        }
+    }
+
+    #[test]
+    fn object_keys_lists_every_referenced_object_once() {
+        let m = sample();
+        assert_eq!(
+            m.object_keys(),
+            vec![
+                "acme/search/namespaces/docs/wal/00000000000000000010-aa.wal".to_owned(),
+                "acme/search/namespaces/docs/wal/00000000000000000011-bb.wal".to_owned(),
+                "acme/search/namespaces/docs/segments/s1/data".to_owned(),
+            ]
+        );
+        assert!(minimal().object_keys().is_empty());
+    }
+
+    #[test]
+    fn current_round_trips_and_detects_corruption() {
+        for g in [0, 1, 42, u64::MAX] {
+            assert_eq!(decode_current(&encode_current(g)).unwrap(), g);
+        }
+        let bytes = encode_current(42);
+        for i in 0..(bytes.len() - 1) * 8 {
+            let mut b = bytes.clone();
+            b[i / 8] ^= 1 << (i % 8);
+            assert!(decode_current(&b).is_err(), "flip of bit {i} went unnoticed");
+        }
+        for n in 0..bytes.len() - 1 {
+            assert!(decode_current(&bytes[..n]).is_err(), "prefix of {n} bytes decoded");
+        }
+        let v2 =
+            String::from_utf8(bytes).unwrap().replacen("\"format_version\":1", "\"format_version\":2", 1);
+        assert!(matches!(decode_current(v2.as_bytes()), Err(FormatError::UnsupportedVersion { .. })));
+        assert!(matches!(decode_current(&vec![b' '; 5000]), Err(FormatError::TooLarge { .. })));
+    }
+}

@@ -1,0 +1,359 @@
+//! Local metadata in one redb database (`meta.redb` in the data dir) and the
+//! data-dir lock. Tables are specified in `storage-format.md`, "Local metadata".
+//!
+//! Invariants:
+//! - One process at a time owns a data dir: [`DataDirLock`] holds an
+//!   exclusive OS lock on `LOCK` for the life of the process; a second
+//!   process fails at once with a message naming the holder.
+//! - Refcounts are only ever raised before the manifest that needs them is
+//!   committed and lowered after the manifest that dropped them is committed,
+//!   so a crash leaves counts too high (a leak), never too low.
+//! - Every method is one redb write transaction (durable on return) or one
+//!   read transaction; callers in async code run them on a blocking thread.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Seek, Write};
+use std::path::{Path, PathBuf};
+
+use redb::{ReadableDatabase, ReadableTable, TableDefinition};
+
+/// Current version of the local metadata layout.
+pub const META_FORMAT_VERSION: u64 = 1;
+
+const REFCOUNTS: TableDefinition<&str, u64> = TableDefinition::new("refcounts");
+const PINS: TableDefinition<&str, u64> = TableDefinition::new("pins");
+const MANIFEST_CACHE: TableDefinition<&str, &[u8]> = TableDefinition::new("manifest_cache");
+const IDEMPOTENCY: TableDefinition<&str, &[u8]> = TableDefinition::new("idempotency");
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+
+/// Separator between the two parts of a composite key (never in names/keys).
+const SEP: char = '\u{0}';
+
+/// Errors of the local metadata layer.
+#[derive(Debug, thiserror::Error)]
+pub enum MetaError {
+    /// Another process holds the data dir.
+    #[error("data dir {dir} is locked by another tidepool process ({holder})")]
+    Locked {
+        /// The data dir.
+        dir: PathBuf,
+        /// What the lock file says about the holder.
+        holder: String,
+    },
+    /// The metadata database is of an unknown version.
+    #[error("metadata database format version {found} is not supported (this build reads {supported})")]
+    UnsupportedVersion {
+        /// Found.
+        found: u64,
+        /// Supported.
+        supported: u64,
+    },
+    /// I/O error on the data dir.
+    #[error("data dir I/O error: {0}")]
+    Io(#[from] std::io::Error),
+    /// A redb failure.
+    #[error("metadata database error: {0}")]
+    Db(String),
+}
+
+fn db_err(e: impl std::fmt::Display) -> MetaError {
+    MetaError::Db(e.to_string())
+}
+
+fn composite(a: &str, b: &str) -> String {
+    format!("{a}{SEP}{b}")
+}
+
+/// Bounds `[a\0, a\x01)` of all composite keys starting with `a`.
+fn scope(a: &str) -> (String, String) {
+    (format!("{a}{SEP}"), format!("{a}\u{1}"))
+}
+
+/// The exclusive lock on a data dir.
+#[derive(Debug)]
+pub struct DataDirLock {
+    _file: std::fs::File,
+    path: PathBuf,
+}
+
+impl DataDirLock {
+    /// Take the lock or fail at once naming the holder.
+    pub fn acquire(dir: &Path, clock_ms: u64) -> Result<DataDirLock, MetaError> {
+        std::fs::create_dir_all(dir)?;
+        let path = dir.join("LOCK");
+        let mut file = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path)?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let mut holder = String::new();
+                let _ = file.read_to_string(&mut holder);
+                let holder = if holder.trim().is_empty() { "unknown holder".into() } else { holder.trim().to_owned() };
+                return Err(MetaError::Locked { dir: dir.to_path_buf(), holder });
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(MetaError::Io(e)),
+        }
+        file.set_len(0)?;
+        file.rewind()?;
+        writeln!(file, "pid={} started_at_ms={clock_ms}", std::process::id())?;
+        file.sync_all()?;
+        Ok(DataDirLock { _file: file, path })
+    }
+
+    /// Path of the lock file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// The local metadata database.
+#[derive(Debug)]
+pub struct Meta {
+    db: redb::Database,
+}
+
+/// A stored idempotency record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyRecord {
+    /// The stored response (JSON bytes).
+    pub response: Vec<u8>,
+}
+
+impl Meta {
+    /// Open (or create) `meta.redb` in `dir`.
+    pub fn open(dir: &Path) -> Result<Meta, MetaError> {
+        let db = redb::Database::create(dir.join("meta.redb")).map_err(db_err)?;
+        let meta = Meta { db };
+        meta.check_version()?;
+        Ok(meta)
+    }
+
+    fn check_version(&self) -> Result<(), MetaError> {
+        let txn = self.db.begin_write().map_err(db_err)?;
+        {
+            let mut t = txn.open_table(META).map_err(db_err)?;
+            let found = t.get("format_version").map_err(db_err)?.map(|v| {
+                let b = v.value();
+                b.try_into().map(u64::from_le_bytes).unwrap_or(u64::MAX)
+            });
+            match found {
+                None => {
+                    t.insert("format_version", META_FORMAT_VERSION.to_le_bytes().as_slice()).map_err(db_err)?;
+                }
+                Some(v) if v == META_FORMAT_VERSION => {}
+                Some(v) => return Err(MetaError::UnsupportedVersion { found: v, supported: META_FORMAT_VERSION }),
+            }
+            for def in [REFCOUNTS, PINS] {
+                txn.open_table(def).map_err(db_err)?;
+            }
+            txn.open_table(MANIFEST_CACHE).map_err(db_err)?;
+            txn.open_table(IDEMPOTENCY).map_err(db_err)?;
+        }
+        txn.commit().map_err(db_err)
+    }
+
+    /// Raise the refcount of each key by one (a key listed twice gets +2).
+    pub fn incr_refs(&self, project: &str, keys: &[String]) -> Result<(), MetaError> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let txn = self.db.begin_write().map_err(db_err)?;
+        {
+            let mut t = txn.open_table(REFCOUNTS).map_err(db_err)?;
+            for k in keys {
+                let ck = composite(project, k);
+                let cur = t.get(ck.as_str()).map_err(db_err)?.map_or(0, |v| v.value());
+                t.insert(ck.as_str(), cur.saturating_add(1)).map_err(db_err)?;
+            }
+        }
+        txn.commit().map_err(db_err)
+    }
+
+    /// Lower the refcount of each key by one; returns the keys that reached
+    /// zero (their rows are removed), which the caller may now delete.
+    pub fn decr_refs(&self, project: &str, keys: &[String]) -> Result<Vec<String>, MetaError> {
+        let mut zeroed = Vec::new();
+        if keys.is_empty() {
+            return Ok(zeroed);
+        }
+        let txn = self.db.begin_write().map_err(db_err)?;
+        {
+            let mut t = txn.open_table(REFCOUNTS).map_err(db_err)?;
+            for k in keys {
+                let ck = composite(project, k);
+                let cur = t.get(ck.as_str()).map_err(db_err)?.map(|v| v.value());
+                match cur {
+                    Some(n) if n > 1 => {
+                        t.insert(ck.as_str(), n - 1).map_err(db_err)?;
+                    }
+                    Some(_) => {
+                        t.remove(ck.as_str()).map_err(db_err)?;
+                        zeroed.push(k.clone());
+                    }
+                    // Unknown key: a leak from before a crash or already released;
+                    // never report it as deletable, repair decides.
+                    None => {}
+                }
+            }
+        }
+        txn.commit().map_err(db_err)?;
+        Ok(zeroed)
+    }
+
+    /// The refcount of one key (0 if untracked).
+    pub fn refcount(&self, project: &str, key: &str) -> Result<u64, MetaError> {
+        let txn = self.db.begin_read().map_err(db_err)?;
+        let t = txn.open_table(REFCOUNTS).map_err(db_err)?;
+        Ok(t.get(composite(project, key).as_str()).map_err(db_err)?.map_or(0, |v| v.value()))
+    }
+
+    /// Every tracked key of a project with its count.
+    pub fn refcounts(&self, project: &str) -> Result<BTreeMap<String, u64>, MetaError> {
+        let txn = self.db.begin_read().map_err(db_err)?;
+        let t = txn.open_table(REFCOUNTS).map_err(db_err)?;
+        let (lo, hi) = scope(project);
+        let mut out = BTreeMap::new();
+        for row in t.range(lo.as_str()..hi.as_str()).map_err(db_err)? {
+            let (k, v) = row.map_err(db_err)?;
+            if let Some((_, key)) = k.value().split_once(SEP) {
+                out.insert(key.to_owned(), v.value());
+            }
+        }
+        Ok(out)
+    }
+
+    /// Replace a project's refcounts wholesale (repair).
+    pub fn replace_refcounts(&self, project: &str, counts: &BTreeMap<String, u64>) -> Result<(), MetaError> {
+        let txn = self.db.begin_write().map_err(db_err)?;
+        {
+            let mut t = txn.open_table(REFCOUNTS).map_err(db_err)?;
+            let (lo, hi) = scope(project);
+            t.retain_in(lo.as_str()..hi.as_str(), |_, _| false).map_err(db_err)?;
+            for (k, n) in counts.iter().filter(|(_, n)| **n > 0) {
+                t.insert(composite(project, k).as_str(), *n).map_err(db_err)?;
+            }
+        }
+        txn.commit().map_err(db_err)
+    }
+
+    /// Pin or unpin a namespace.
+    pub fn set_pinned(&self, ns: &str, pinned: bool, at_ms: u64) -> Result<(), MetaError> {
+        let txn = self.db.begin_write().map_err(db_err)?;
+        {
+            let mut t = txn.open_table(PINS).map_err(db_err)?;
+            if pinned {
+                t.insert(ns, at_ms).map_err(db_err)?;
+            } else {
+                t.remove(ns).map_err(db_err)?;
+            }
+        }
+        txn.commit().map_err(db_err)
+    }
+
+    /// Whether a namespace is pinned.
+    pub fn is_pinned(&self, ns: &str) -> Result<bool, MetaError> {
+        let txn = self.db.begin_read().map_err(db_err)?;
+        let t = txn.open_table(PINS).map_err(db_err)?;
+        Ok(t.get(ns).map_err(db_err)?.is_some())
+    }
+
+    /// All pinned namespaces.
+    pub fn pins(&self) -> Result<Vec<String>, MetaError> {
+        let txn = self.db.begin_read().map_err(db_err)?;
+        let t = txn.open_table(PINS).map_err(db_err)?;
+        let mut out = Vec::new();
+        for row in t.iter().map_err(db_err)? {
+            out.push(row.map_err(db_err)?.0.value().to_owned());
+        }
+        Ok(out)
+    }
+
+    /// Record a commit: the newest manifest bytes of a namespace and the
+    /// idempotency records of the requests it acknowledged, in one transaction.
+    pub fn record_commit(&self, ns: &str, manifest: &[u8], idempotency: &[(String, Vec<u8>)]) -> Result<(), MetaError> {
+        let txn = self.db.begin_write().map_err(db_err)?;
+        {
+            let mut t = txn.open_table(MANIFEST_CACHE).map_err(db_err)?;
+            t.insert(ns, manifest).map_err(db_err)?;
+            let mut i = txn.open_table(IDEMPOTENCY).map_err(db_err)?;
+            for (key, response) in idempotency {
+                i.insert(composite(ns, key).as_str(), response.as_slice()).map_err(db_err)?;
+            }
+        }
+        txn.commit().map_err(db_err)
+    }
+
+    /// The cached newest manifest bytes of a namespace.
+    pub fn cached_manifest(&self, ns: &str) -> Result<Option<Vec<u8>>, MetaError> {
+        let txn = self.db.begin_read().map_err(db_err)?;
+        let t = txn.open_table(MANIFEST_CACHE).map_err(db_err)?;
+        Ok(t.get(ns).map_err(db_err)?.map(|v| v.value().to_vec()))
+    }
+
+    /// Forget everything cached about a namespace (manifest, idempotency).
+    pub fn forget_namespace(&self, ns: &str) -> Result<(), MetaError> {
+        let txn = self.db.begin_write().map_err(db_err)?;
+        {
+            txn.open_table(MANIFEST_CACHE).map_err(db_err)?.remove(ns).map_err(db_err)?;
+            let (lo, hi) = scope(ns);
+            txn.open_table(IDEMPOTENCY)
+                .map_err(db_err)?
+                .retain_in(lo.as_str()..hi.as_str(), |_, _| false)
+                .map_err(db_err)?;
+        }
+        txn.commit().map_err(db_err)
+    }
+
+    /// The stored response of an idempotency key.
+    pub fn idempotency(&self, ns: &str, key: &str) -> Result<Option<Vec<u8>>, MetaError> {
+        let txn = self.db.begin_read().map_err(db_err)?;
+        let t = txn.open_table(IDEMPOTENCY).map_err(db_err)?;
+        Ok(t.get(composite(ns, key).as_str()).map_err(db_err)?.map(|v| v.value().to_vec()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refcounts_rise_fall_and_report_zero() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = Meta::open(dir.path()).unwrap();
+        let keys = vec!["k1".to_owned(), "k2".to_owned()];
+        m.incr_refs("o/p", &keys).unwrap();
+        m.incr_refs("o/p", &keys[..1]).unwrap();
+        m.incr_refs("o/q", &keys[..1]).unwrap();
+        assert_eq!(m.refcount("o/p", "k1").unwrap(), 2);
+        assert_eq!(m.decr_refs("o/p", &keys).unwrap(), vec!["k2".to_owned()]);
+        assert_eq!(m.decr_refs("o/p", &keys).unwrap(), vec!["k1".to_owned()]);
+        assert_eq!(m.refcount("o/q", "k1").unwrap(), 1, "projects are separate scopes");
+        assert!(m.refcounts("o/p").unwrap().is_empty());
+    }
+
+    #[test]
+    fn metadata_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let m = Meta::open(dir.path()).unwrap();
+            m.set_pinned("o/p/n", true, 5).unwrap();
+            m.record_commit("o/p/n", b"manifest", &[("key1".into(), b"resp".to_vec())]).unwrap();
+        }
+        let m = Meta::open(dir.path()).unwrap();
+        assert_eq!(m.pins().unwrap(), vec!["o/p/n".to_owned()]);
+        assert_eq!(m.cached_manifest("o/p/n").unwrap().unwrap(), b"manifest");
+        assert_eq!(m.idempotency("o/p/n", "key1").unwrap().unwrap(), b"resp");
+        m.forget_namespace("o/p/n").unwrap();
+        assert!(m.idempotency("o/p/n", "key1").unwrap().is_none());
+    }
+
+    #[test]
+    fn data_dir_lock_is_exclusive_and_names_holder() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = DataDirLock::acquire(dir.path(), 42).unwrap();
+        let err = DataDirLock::acquire(dir.path(), 43).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("locked") && msg.contains(&format!("pid={}", std::process::id())), "{msg}");
+        drop(first);
+        DataDirLock::acquire(dir.path(), 44).unwrap();
+    }
+}

@@ -1,0 +1,479 @@
+//! The document model: ids, attribute values, documents, the per-namespace
+//! configuration (id type, distance metric, vector dimension) and schema.
+//!
+//! Invariants:
+//! - A [`DocId`] is a u64, a UUID or a non-empty string of at most
+//!   [`MAX_STRING_ID_BYTES`] bytes; one namespace never mixes id kinds
+//!   (checked by the engine against [`NamespaceConfig::id_type`]).
+//! - Ids order as u64 < UUID < string across kinds (only relevant for
+//!   sorting a mixed list, which a namespace never holds) and naturally within
+//!   a kind; "ties by id" in ordering uses this order.
+//! - An attribute [`Value`] is never a JSON object, except a sparse vector
+//!   ([`Value::Sparse`]), whose keys are sorted and unique and whose weights
+//!   are finite.
+//! - Dense vectors hold finite f32 only (NaN/Inf are rejected at the edge).
+
+use std::cmp::Ordering;
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// Longest string id accepted, in UTF-8 bytes (turbopuffer's limit).
+pub const MAX_STRING_ID_BYTES: usize = 64;
+/// Longest attribute name, in bytes.
+pub const MAX_ATTRIBUTE_NAME_BYTES: usize = 128;
+/// Largest dense-vector dimension accepted.
+pub const MAX_VECTOR_DIM: usize = 10_752;
+/// The reserved attribute that carries the dense vector.
+pub const VECTOR_ATTR: &str = "vector";
+/// The reserved attribute that carries the id.
+pub const ID_ATTR: &str = "id";
+
+/// A document id.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum DocId {
+    /// An unsigned 64-bit integer id.
+    U64(u64),
+    /// A UUID id.
+    Uuid(uuid::Uuid),
+    /// A string id (1..=64 bytes).
+    Str(String),
+}
+
+/// The kind of ids a namespace holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IdType {
+    /// u64 ids.
+    U64,
+    /// UUID ids.
+    Uuid,
+    /// String ids.
+    String,
+}
+
+impl IdType {
+    /// The schema type name turbopuffer uses for this id kind.
+    pub fn schema_name(self) -> &'static str {
+        match self {
+            IdType::U64 => "uint",
+            IdType::Uuid => "uuid",
+            IdType::String => "string",
+        }
+    }
+}
+
+impl DocId {
+    /// The kind of this id.
+    pub fn id_type(&self) -> IdType {
+        match self {
+            DocId::U64(_) => IdType::U64,
+            DocId::Uuid(_) => IdType::Uuid,
+            DocId::Str(_) => IdType::String,
+        }
+    }
+
+    /// Parse an id from its JSON form: a non-negative integer, or a string
+    /// (a string that parses as a UUID becomes a UUID id).
+    pub fn from_json(v: &serde_json::Value) -> Result<DocId, ModelError> {
+        match v {
+            serde_json::Value::Number(n) => n
+                .as_u64()
+                .map(DocId::U64)
+                .ok_or_else(|| ModelError::InvalidId(format!("id {n} is not a u64"))),
+            serde_json::Value::String(s) => DocId::from_str_id(s),
+            other => Err(ModelError::InvalidId(format!(
+                "id must be an unsigned integer, a UUID or a string, got {}",
+                json_kind(other)
+            ))),
+        }
+    }
+
+    /// Parse a string id; UUID-shaped strings become [`DocId::Uuid`].
+    pub fn from_str_id(s: &str) -> Result<DocId, ModelError> {
+        if s.is_empty() {
+            return Err(ModelError::InvalidId("id must not be empty".into()));
+        }
+        if s.len() == 36 {
+            if let Ok(u) = uuid::Uuid::parse_str(s) {
+                return Ok(DocId::Uuid(u));
+            }
+        }
+        if s.len() > MAX_STRING_ID_BYTES {
+            return Err(ModelError::InvalidId(format!(
+                "string id is {} bytes; the limit is {MAX_STRING_ID_BYTES}",
+                s.len()
+            )));
+        }
+        Ok(DocId::Str(s.to_owned()))
+    }
+
+    /// The JSON form of this id.
+    pub fn to_json(&self) -> serde_json::Value {
+        match self {
+            DocId::U64(n) => serde_json::Value::from(*n),
+            DocId::Uuid(u) => serde_json::Value::String(u.to_string()),
+            DocId::Str(s) => serde_json::Value::String(s.clone()),
+        }
+    }
+
+    /// This id as an attribute value (for filters on `id`).
+    pub fn to_value(&self) -> Value {
+        match self {
+            DocId::U64(n) => Value::Int(i128::from(*n)),
+            DocId::Uuid(u) => Value::Str(u.to_string()),
+            DocId::Str(s) => Value::Str(s.clone()),
+        }
+    }
+
+    fn kind_rank(&self) -> u8 {
+        match self {
+            DocId::U64(_) => 0,
+            DocId::Uuid(_) => 1,
+            DocId::Str(_) => 2,
+        }
+    }
+}
+
+impl Ord for DocId {
+    fn cmp(&self, other: &Self) -> Ordering {
+        match (self, other) {
+            (DocId::U64(a), DocId::U64(b)) => a.cmp(b),
+            (DocId::Uuid(a), DocId::Uuid(b)) => a.cmp(b),
+            (DocId::Str(a), DocId::Str(b)) => a.cmp(b),
+            _ => self.kind_rank().cmp(&other.kind_rank()),
+        }
+    }
+}
+
+impl PartialOrd for DocId {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl fmt::Display for DocId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DocId::U64(n) => write!(f, "{n}"),
+            DocId::Uuid(u) => write!(f, "{u}"),
+            DocId::Str(s) => write!(f, "{s}"),
+        }
+    }
+}
+
+/// An attribute value.
+///
+/// Integers are held as `i128` so that the whole u64 and i64 ranges fit in one
+/// variant and compare exactly; the schema decides whether a value is `int`
+/// (i64 range) or `uint` (u64 range).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Value {
+    /// JSON null (only meaningful in patches, where it removes an attribute).
+    Null,
+    /// A boolean.
+    Bool(bool),
+    /// An integer in the i64 ∪ u64 range.
+    Int(i128),
+    /// A finite float.
+    Float(f64),
+    /// A string.
+    Str(String),
+    /// An array of scalar values.
+    Array(Vec<Value>),
+    /// A sparse vector: (dimension key, weight) pairs, keys sorted and unique.
+    Sparse(Vec<(String, f32)>),
+}
+
+impl Value {
+    /// Convert a JSON value into an attribute value.
+    ///
+    /// JSON objects become sparse vectors when every member is a finite
+    /// number; any other object is rejected.
+    pub fn from_json(v: &serde_json::Value) -> Result<Value, ModelError> {
+        Ok(match v {
+            serde_json::Value::Null => Value::Null,
+            serde_json::Value::Bool(b) => Value::Bool(*b),
+            serde_json::Value::Number(n) => number_value(n)?,
+            serde_json::Value::String(s) => Value::Str(s.clone()),
+            serde_json::Value::Array(items) => {
+                let mut out = Vec::with_capacity(items.len());
+                for item in items {
+                    match item {
+                        serde_json::Value::Array(_) | serde_json::Value::Object(_) => {
+                            return Err(ModelError::InvalidValue(
+                                "array attributes hold scalars only (no nested arrays or objects)".into(),
+                            ))
+                        }
+                        serde_json::Value::Null => {
+                            return Err(ModelError::InvalidValue(
+                                "array attributes must not contain null".into(),
+                            ))
+                        }
+                        other => out.push(Value::from_json(other)?),
+                    }
+                }
+                Value::Array(out)
+            }
+            serde_json::Value::Object(map) => {
+                let mut pairs = Vec::with_capacity(map.len());
+                for (k, w) in map {
+                    let w = w.as_f64().ok_or_else(|| {
+                        ModelError::InvalidValue(
+                            "object attributes are only accepted as sparse vectors {\"key\": weight}".into(),
+                        )
+                    })?;
+                    // Weights are stored as f32 (sparse vectors are `{}f16`/`{}f32`).
+                    #[allow(clippy::cast_possible_truncation)]
+                    let w32 = w as f32;
+                    if !w32.is_finite() {
+                        return Err(ModelError::InvalidValue(format!(
+                            "sparse vector weight for {k:?} is not a finite f32"
+                        )));
+                    }
+                    pairs.push((k.clone(), w32));
+                }
+                pairs.sort_by(|a, b| a.0.cmp(&b.0));
+                Value::Sparse(pairs)
+            }
+        })
+    }
+
+    /// The JSON form of this value.
+    pub fn to_json(&self) -> serde_json::Value {
+        match self {
+            Value::Null => serde_json::Value::Null,
+            Value::Bool(b) => serde_json::Value::Bool(*b),
+            Value::Int(i) => int_to_json(*i),
+            Value::Float(f) => {
+                serde_json::Number::from_f64(*f).map_or(serde_json::Value::Null, serde_json::Value::Number)
+            }
+            Value::Str(s) => serde_json::Value::String(s.clone()),
+            Value::Array(items) => serde_json::Value::Array(items.iter().map(Value::to_json).collect()),
+            Value::Sparse(pairs) => serde_json::Value::Object(
+                pairs.iter().map(|(k, w)| (k.clone(), serde_json::Value::from(f64::from(*w)))).collect(),
+            ),
+        }
+    }
+
+    /// A short name of the value's kind, for error messages.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Value::Null => "null",
+            Value::Bool(_) => "bool",
+            Value::Int(_) => "int",
+            Value::Float(_) => "float",
+            Value::Str(_) => "string",
+            Value::Array(_) => "array",
+            Value::Sparse(_) => "sparse vector",
+        }
+    }
+
+    /// Total order used for attribute ordering and range filters between two
+    /// values of the same kind; numbers compare across int/float. Returns
+    /// `None` for values of incomparable kinds.
+    pub fn compare(&self, other: &Value) -> Option<Ordering> {
+        match (self, other) {
+            (Value::Int(a), Value::Int(b)) => Some(a.cmp(b)),
+            #[allow(clippy::cast_precision_loss)]
+            (Value::Int(a), Value::Float(b)) => (*a as f64).partial_cmp(b),
+            #[allow(clippy::cast_precision_loss)]
+            (Value::Float(a), Value::Int(b)) => a.partial_cmp(&(*b as f64)),
+            (Value::Float(a), Value::Float(b)) => a.partial_cmp(b),
+            (Value::Str(a), Value::Str(b)) => Some(a.cmp(b)),
+            (Value::Bool(a), Value::Bool(b)) => Some(a.cmp(b)),
+            (Value::Null, Value::Null) => Some(Ordering::Equal),
+            (Value::Array(a), Value::Array(b)) => {
+                for (x, y) in a.iter().zip(b) {
+                    match x.compare(y)? {
+                        Ordering::Equal => {}
+                        o => return Some(o),
+                    }
+                }
+                Some(a.len().cmp(&b.len()))
+            }
+            _ => None,
+        }
+    }
+
+    /// Equality as filters see it: numbers compare across int/float.
+    pub fn loosely_equals(&self, other: &Value) -> bool {
+        self.compare(other) == Some(Ordering::Equal)
+    }
+}
+
+fn int_to_json(i: i128) -> serde_json::Value {
+    if let Ok(v) = i64::try_from(i) {
+        serde_json::Value::from(v)
+    } else if let Ok(v) = u64::try_from(i) {
+        serde_json::Value::from(v)
+    } else {
+        serde_json::Value::Null
+    }
+}
+
+fn number_value(n: &serde_json::Number) -> Result<Value, ModelError> {
+    if let Some(i) = n.as_i64() {
+        return Ok(Value::Int(i128::from(i)));
+    }
+    if let Some(u) = n.as_u64() {
+        return Ok(Value::Int(i128::from(u)));
+    }
+    match n.as_f64() {
+        Some(f) if f.is_finite() => Ok(Value::Float(f)),
+        _ => Err(ModelError::InvalidValue(format!("number {n} is not finite"))),
+    }
+}
+
+fn json_kind(v: &serde_json::Value) -> &'static str {
+    match v {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "bool",
+        serde_json::Value::Number(_) => "number",
+        serde_json::Value::String(_) => "string",
+        serde_json::Value::Array(_) => "array",
+        serde_json::Value::Object(_) => "object",
+    }
+}
+
+/// A stored document.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Document {
+    /// The id.
+    pub id: DocId,
+    /// The dense vector, if any.
+    pub vector: Option<Vec<f32>>,
+    /// Attributes (never `Null`: a null removes the attribute).
+    pub attrs: BTreeMap<String, Value>,
+}
+
+impl Document {
+    /// A document with only an id.
+    pub fn new(id: DocId) -> Self {
+        Document { id, vector: None, attrs: BTreeMap::new() }
+    }
+
+    /// The value of an attribute for filters: `id` is the id itself.
+    pub fn attr(&self, name: &str) -> Option<std::borrow::Cow<'_, Value>> {
+        if name == ID_ATTR {
+            return Some(std::borrow::Cow::Owned(self.id.to_value()));
+        }
+        self.attrs.get(name).map(std::borrow::Cow::Borrowed)
+    }
+
+    /// Approximate logical size in bytes (for metadata and billing fields).
+    pub fn logical_bytes(&self) -> u64 {
+        let vec = self.vector.as_ref().map_or(0, |v| v.len() * 4);
+        let attrs: usize = self.attrs.iter().map(|(k, v)| k.len() + value_bytes(v)).sum();
+        (8 + vec + attrs) as u64
+    }
+}
+
+fn value_bytes(v: &Value) -> usize {
+    match v {
+        Value::Null => 0,
+        Value::Bool(_) => 1,
+        Value::Int(_) | Value::Float(_) => 8,
+        Value::Str(s) => s.len(),
+        Value::Array(items) => items.iter().map(value_bytes).sum(),
+        Value::Sparse(p) => p.iter().map(|(k, _)| k.len() + 4).sum(),
+    }
+}
+
+/// Vector distance metric of a namespace.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum DistanceMetric {
+    /// 1 - cosine similarity.
+    #[serde(rename = "cosine_distance")]
+    CosineDistance,
+    /// Squared Euclidean distance.
+    #[serde(rename = "euclidean_squared")]
+    EuclideanSquared,
+}
+
+impl DistanceMetric {
+    /// Parse the wire name.
+    pub fn parse(s: &str) -> Result<Self, ModelError> {
+        match s {
+            "cosine_distance" => Ok(DistanceMetric::CosineDistance),
+            "euclidean_squared" => Ok(DistanceMetric::EuclideanSquared),
+            other => Err(ModelError::InvalidMetric(other.to_owned())),
+        }
+    }
+
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DistanceMetric::CosineDistance => "cosine_distance",
+            DistanceMetric::EuclideanSquared => "euclidean_squared",
+        }
+    }
+}
+
+/// Errors of the document model (all are invalid input).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ModelError {
+    /// A bad id.
+    #[error("invalid id: {0}")]
+    InvalidId(String),
+    /// A bad attribute value.
+    #[error("invalid attribute value: {0}")]
+    InvalidValue(String),
+    /// A bad distance metric name.
+    #[error("invalid distance_metric {0:?}: expected \"cosine_distance\" or \"euclidean_squared\"")]
+    InvalidMetric(String),
+    /// A bad vector.
+    #[error("invalid vector: {0}")]
+    InvalidVector(String),
+    /// A bad schema.
+    #[error("invalid schema: {0}")]
+    InvalidSchema(String),
+    /// A value does not match the attribute's schema type.
+    #[error("schema type mismatch for attribute {attr:?}: expected {expected}, got {got}")]
+    TypeMismatch {
+        /// Attribute name.
+        attr: String,
+        /// The schema type.
+        expected: String,
+        /// What arrived.
+        got: String,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn ids_parse_and_order() {
+        assert_eq!(DocId::from_json(&json!(5)).unwrap(), DocId::U64(5));
+        let u = "0b4a2f8e-6c3d-4c53-9c49-4f0b6a3e2a11";
+        assert!(matches!(DocId::from_json(&json!(u)).unwrap(), DocId::Uuid(_)));
+        assert!(DocId::from_json(&json!("")).is_err());
+        assert!(DocId::from_json(&json!("x".repeat(65))).is_err());
+        assert!(DocId::from_json(&json!(-1)).is_err());
+        assert!(DocId::from_json(&json!(1.5)).is_err());
+        assert!(DocId::U64(2) < DocId::U64(10));
+        assert!(DocId::Str("a".into()) < DocId::Str("b".into()));
+    }
+
+    #[test]
+    fn values_round_trip_through_json() {
+        for v in [json!(1), json!(-3), json!(u64::MAX), json!(1.5), json!("s"), json!([1, 2]), json!(true)] {
+            assert_eq!(Value::from_json(&v).unwrap().to_json(), v);
+        }
+        assert!(Value::from_json(&json!({"a": "x"})).is_err());
+        assert!(Value::from_json(&json!([[1]])).is_err());
+        let sparse = Value::from_json(&json!({"b": 1.0, "a": 0.5})).unwrap();
+        assert_eq!(sparse, Value::Sparse(vec![("a".into(), 0.5), ("b".into(), 1.0)]));
+    }
+
+    #[test]
+    fn numbers_compare_across_int_and_float() {
+        assert!(Value::Int(2).loosely_equals(&Value::Float(2.0)));
+        assert_eq!(Value::Int(2).compare(&Value::Float(2.5)), Some(Ordering::Less));
+        assert_eq!(Value::Int(2).compare(&Value::Str("2".into())), None);
+    }
+}

@@ -1,0 +1,436 @@
+//! Per-namespace attribute schema, in turbopuffer's shape.
+//!
+//! Invariants:
+//! - An attribute's type never changes once set (explicitly or inferred from
+//!   the first non-null value); later values must match it.
+//! - `full_text_search` attributes are strings (or string arrays) and are not
+//!   filterable unless the schema says `filterable: true` explicitly.
+//! - The dense vector type is `[N]f32` (or `[N]f16`), N = the namespace's
+//!   pinned dimension.
+
+use std::collections::BTreeMap;
+
+use serde_json::{json, Map, Value as Json};
+
+use crate::model::{ModelError, Value};
+
+/// Scalar element types.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ScalarType {
+    /// UTF-8 string.
+    String,
+    /// Signed 64-bit integer.
+    Int,
+    /// Unsigned 64-bit integer.
+    Uint,
+    /// 64-bit float.
+    Float,
+    /// UUID (as a string on the wire).
+    Uuid,
+    /// Date-time (RFC 3339 string on the wire).
+    Datetime,
+    /// Boolean.
+    Bool,
+}
+
+impl ScalarType {
+    fn name(self) -> &'static str {
+        match self {
+            ScalarType::String => "string",
+            ScalarType::Int => "int",
+            ScalarType::Uint => "uint",
+            ScalarType::Float => "float",
+            ScalarType::Uuid => "uuid",
+            ScalarType::Datetime => "datetime",
+            ScalarType::Bool => "bool",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "string" => ScalarType::String,
+            "int" => ScalarType::Int,
+            "uint" => ScalarType::Uint,
+            "float" => ScalarType::Float,
+            "uuid" => ScalarType::Uuid,
+            "datetime" => ScalarType::Datetime,
+            "bool" => ScalarType::Bool,
+            _ => return None,
+        })
+    }
+
+    fn accepts(self, v: &Value) -> bool {
+        match (self, v) {
+            (ScalarType::String | ScalarType::Datetime, Value::Str(_)) => true,
+            (ScalarType::Uuid, Value::Str(s)) => uuid::Uuid::parse_str(s).is_ok(),
+            (ScalarType::Int, Value::Int(i)) => i64::try_from(*i).is_ok(),
+            (ScalarType::Uint, Value::Int(i)) => u64::try_from(*i).is_ok(),
+            (ScalarType::Float, Value::Float(_) | Value::Int(_)) | (ScalarType::Bool, Value::Bool(_)) => true,
+            _ => false,
+        }
+    }
+}
+
+/// An attribute type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum AttrType {
+    /// A scalar.
+    Scalar(ScalarType),
+    /// An array of scalars (`[]string`, ...).
+    Array(ScalarType),
+    /// A dense vector `[N]f32` / `[N]f16`.
+    Vector {
+        /// Dimension.
+        dim: usize,
+        /// Stored as f16 on the wire type (we keep f32 in memory).
+        f16: bool,
+    },
+    /// A sparse vector `{}f16` / `{}f32`.
+    Sparse {
+        /// Declared as f16.
+        f16: bool,
+    },
+}
+
+impl AttrType {
+    /// The turbopuffer type string.
+    pub fn name(&self) -> String {
+        match self {
+            AttrType::Scalar(s) => s.name().to_owned(),
+            AttrType::Array(s) => format!("[]{}", s.name()),
+            AttrType::Vector { dim, f16 } => format!("[{dim}]{}", if *f16 { "f16" } else { "f32" }),
+            AttrType::Sparse { f16 } => format!("{{}}{}", if *f16 { "f16" } else { "f32" }),
+        }
+    }
+
+    /// Parse a turbopuffer type string.
+    pub fn parse(s: &str) -> Result<AttrType, ModelError> {
+        let bad = || ModelError::InvalidSchema(format!("unknown attribute type {s:?}"));
+        if let Some(rest) = s.strip_prefix("[]") {
+            return ScalarType::parse(rest).map(AttrType::Array).ok_or_else(bad);
+        }
+        if let Some(rest) = s.strip_prefix("{}") {
+            return match rest {
+                "f16" => Ok(AttrType::Sparse { f16: true }),
+                "f32" => Ok(AttrType::Sparse { f16: false }),
+                _ => Err(bad()),
+            };
+        }
+        if let Some(rest) = s.strip_prefix('[') {
+            let (dim, elem) = rest.split_once(']').ok_or_else(bad)?;
+            let dim: usize = dim.parse().map_err(|_| bad())?;
+            if dim == 0 || dim > crate::model::MAX_VECTOR_DIM {
+                return Err(ModelError::InvalidSchema(format!(
+                    "vector dimension {dim} is out of range 1..={}",
+                    crate::model::MAX_VECTOR_DIM
+                )));
+            }
+            return match elem {
+                "f16" => Ok(AttrType::Vector { dim, f16: true }),
+                "f32" => Ok(AttrType::Vector { dim, f16: false }),
+                _ => Err(bad()),
+            };
+        }
+        ScalarType::parse(s).map(AttrType::Scalar).ok_or_else(bad)
+    }
+
+    /// Infer the type of a first value.
+    pub fn infer(v: &Value) -> Option<AttrType> {
+        Some(match v {
+            Value::Null => return None,
+            Value::Bool(_) => AttrType::Scalar(ScalarType::Bool),
+            Value::Int(i) if *i < 0 || i64::try_from(*i).is_ok() => AttrType::Scalar(ScalarType::Int),
+            Value::Int(_) => AttrType::Scalar(ScalarType::Uint),
+            Value::Float(_) => AttrType::Scalar(ScalarType::Float),
+            Value::Str(_) => AttrType::Scalar(ScalarType::String),
+            Value::Array(items) => {
+                let first = items.first().and_then(AttrType::infer)?;
+                match first {
+                    AttrType::Scalar(s) => {
+                        // Mixed int/float arrays are floats.
+                        let s = if s == ScalarType::Int && items.iter().any(|x| matches!(x, Value::Float(_)))
+                        {
+                            ScalarType::Float
+                        } else {
+                            s
+                        };
+                        AttrType::Array(s)
+                    }
+                    _ => return None,
+                }
+            }
+            Value::Sparse(_) => AttrType::Sparse { f16: false },
+        })
+    }
+
+    /// Whether `v` is a valid value of this type.
+    pub fn accepts(&self, v: &Value) -> bool {
+        match (self, v) {
+            (_, Value::Null) => true,
+            (AttrType::Scalar(s), v) => s.accepts(v),
+            (AttrType::Array(s), Value::Array(items)) => items.iter().all(|x| s.accepts(x)),
+            (AttrType::Sparse { .. }, Value::Sparse(_)) => true,
+            _ => false,
+        }
+    }
+}
+
+/// Full-text search options of a string attribute.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FullTextSearch {
+    /// Tokenizer name (`word_v0`..`word_v4`, `pre_tokenized_array`).
+    pub tokenizer: String,
+    /// Stemming language.
+    pub language: String,
+    /// Apply the language's stemmer.
+    pub stemming: bool,
+    /// Drop the language's stop words.
+    pub remove_stopwords: bool,
+    /// Match case-sensitively.
+    pub case_sensitive: bool,
+    /// Fold non-ASCII characters to ASCII.
+    pub ascii_folding: bool,
+    /// BM25 k1.
+    pub k1: f64,
+    /// BM25 b.
+    pub b: f64,
+    /// Tokens longer than this (bytes) are dropped.
+    pub max_token_length: u32,
+}
+
+impl Default for FullTextSearch {
+    fn default() -> Self {
+        FullTextSearch {
+            tokenizer: "word_v3".into(),
+            language: "english".into(),
+            stemming: false,
+            remove_stopwords: true,
+            case_sensitive: false,
+            ascii_folding: false,
+            k1: 1.2,
+            b: 0.75,
+            max_token_length: 39,
+        }
+    }
+}
+
+impl FullTextSearch {
+    fn from_json(v: &Json) -> Result<Option<FullTextSearch>, ModelError> {
+        let mut fts = FullTextSearch::default();
+        match v {
+            Json::Bool(false) | Json::Null => return Ok(None),
+            Json::Bool(true) => return Ok(Some(fts)),
+            Json::Object(m) => {
+                for (k, val) in m {
+                    let bad = || ModelError::InvalidSchema(format!("bad full_text_search option {k:?}"));
+                    match k.as_str() {
+                        "tokenizer" => fts.tokenizer = val.as_str().ok_or_else(bad)?.to_owned(),
+                        "language" => fts.language = val.as_str().ok_or_else(bad)?.to_owned(),
+                        "stemming" => fts.stemming = val.as_bool().ok_or_else(bad)?,
+                        "remove_stopwords" => fts.remove_stopwords = val.as_bool().ok_or_else(bad)?,
+                        "case_sensitive" => fts.case_sensitive = val.as_bool().ok_or_else(bad)?,
+                        "ascii_folding" => fts.ascii_folding = val.as_bool().ok_or_else(bad)?,
+                        "k1" => fts.k1 = val.as_f64().filter(|x| *x >= 0.0).ok_or_else(bad)?,
+                        "b" => fts.b = val.as_f64().filter(|x| (0.0..=1.0).contains(x)).ok_or_else(bad)?,
+                        "max_token_length" => {
+                            fts.max_token_length = val
+                                .as_u64()
+                                .and_then(|x| u32::try_from(x).ok())
+                                .filter(|x| *x > 0)
+                                .ok_or_else(bad)?;
+                        }
+                        _ => return Err(bad()),
+                    }
+                }
+                Ok(Some(fts))
+            }
+            _ => Err(ModelError::InvalidSchema("full_text_search must be a bool or an object".into())),
+        }
+    }
+
+    fn to_json(&self) -> Json {
+        json!({
+            "tokenizer": self.tokenizer, "language": self.language, "stemming": self.stemming,
+            "remove_stopwords": self.remove_stopwords, "case_sensitive": self.case_sensitive,
+            "ascii_folding": self.ascii_folding, "k1": self.k1, "b": self.b,
+            "max_token_length": self.max_token_length,
+        })
+    }
+}
+
+/// The schema of one attribute.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AttrSchema {
+    /// The type.
+    pub ty: AttrType,
+    /// Explicit `filterable` setting (None = default for the type).
+    pub filterable: Option<bool>,
+    /// Full-text search options.
+    pub full_text_search: Option<FullTextSearch>,
+    /// Build an ANN index on this vector attribute.
+    pub ann: bool,
+    /// Other options we keep verbatim (glob, regex, fuzzy, sparse_knn, ...).
+    pub extra: Map<String, Json>,
+}
+
+impl AttrSchema {
+    /// A plain attribute of a type.
+    pub fn of(ty: AttrType) -> Self {
+        AttrSchema { ty, filterable: None, full_text_search: None, ann: false, extra: Map::new() }
+    }
+
+    /// Whether filters may reference this attribute.
+    pub fn is_filterable(&self) -> bool {
+        self.filterable.unwrap_or(self.full_text_search.is_none())
+    }
+
+    /// Parse one schema entry: a type string or an object.
+    pub fn from_json(name: &str, v: &Json) -> Result<AttrSchema, ModelError> {
+        match v {
+            Json::String(t) => Ok(AttrSchema::of(AttrType::parse(t)?)),
+            Json::Object(m) => {
+                let ty = match m.get("type") {
+                    Some(Json::String(t)) => AttrType::parse(t)?,
+                    Some(_) => {
+                        return Err(ModelError::InvalidSchema(format!("{name}: type must be a string")))
+                    }
+                    None if m.contains_key("full_text_search") => AttrType::Scalar(ScalarType::String),
+                    None => return Err(ModelError::InvalidSchema(format!("{name}: missing type"))),
+                };
+                let mut s = AttrSchema::of(ty);
+                for (k, val) in m {
+                    match k.as_str() {
+                        "type" => {}
+                        "filterable" => {
+                            s.filterable = Some(val.as_bool().ok_or_else(|| {
+                                ModelError::InvalidSchema(format!("{name}: filterable must be a bool"))
+                            })?);
+                        }
+                        "full_text_search" => s.full_text_search = FullTextSearch::from_json(val)?,
+                        "ann" => s.ann = !matches!(val, Json::Bool(false) | Json::Null),
+                        _ => {
+                            s.extra.insert(k.clone(), val.clone());
+                        }
+                    }
+                }
+                if s.full_text_search.is_some()
+                    && !matches!(
+                        s.ty,
+                        AttrType::Scalar(ScalarType::String) | AttrType::Array(ScalarType::String)
+                    )
+                {
+                    return Err(ModelError::InvalidSchema(format!(
+                        "{name}: full_text_search needs a string or []string attribute"
+                    )));
+                }
+                Ok(s)
+            }
+            _ => Err(ModelError::InvalidSchema(format!(
+                "{name}: schema entry must be a type string or an object"
+            ))),
+        }
+    }
+
+    /// The turbopuffer JSON form.
+    pub fn to_json(&self) -> Json {
+        let mut m = Map::new();
+        m.insert("type".into(), Json::String(self.ty.name()));
+        if !matches!(self.ty, AttrType::Vector { .. }) {
+            m.insert("filterable".into(), Json::Bool(self.is_filterable()));
+        }
+        if let Some(fts) = &self.full_text_search {
+            m.insert("full_text_search".into(), fts.to_json());
+        }
+        if self.ann || matches!(self.ty, AttrType::Vector { .. }) {
+            m.insert("ann".into(), Json::Bool(true));
+        }
+        for (k, v) in &self.extra {
+            m.insert(k.clone(), v.clone());
+        }
+        Json::Object(m)
+    }
+
+    /// Merge an update into this attribute: the type may not change.
+    pub fn merge(&mut self, name: &str, update: AttrSchema) -> Result<(), ModelError> {
+        if update.ty != self.ty {
+            return Err(ModelError::InvalidSchema(format!(
+                "attribute {name:?} has type {}; it cannot change to {}",
+                self.ty.name(),
+                update.ty.name()
+            )));
+        }
+        if update.filterable.is_some() {
+            self.filterable = update.filterable;
+        }
+        if update.full_text_search.is_some() {
+            self.full_text_search = update.full_text_search;
+        }
+        self.ann |= update.ann;
+        self.extra.extend(update.extra);
+        Ok(())
+    }
+}
+
+/// A namespace schema: attribute name → schema.
+pub type Schema = BTreeMap<String, AttrSchema>;
+
+/// Parse a whole schema map (`{"attr": "type" | {...}}`).
+pub fn parse_schema(v: &Json) -> Result<Schema, ModelError> {
+    let m = v.as_object().ok_or_else(|| ModelError::InvalidSchema("schema must be an object".into()))?;
+    let mut out = Schema::new();
+    for (name, entry) in m {
+        if name.is_empty() || name.len() > crate::model::MAX_ATTRIBUTE_NAME_BYTES {
+            return Err(ModelError::InvalidSchema(format!("bad attribute name {name:?}")));
+        }
+        out.insert(name.clone(), AttrSchema::from_json(name, entry)?);
+    }
+    Ok(out)
+}
+
+/// Render a schema as turbopuffer JSON.
+pub fn schema_to_json(s: &Schema) -> Json {
+    Json::Object(s.iter().map(|(k, v)| (k.clone(), v.to_json())).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn type_names_round_trip() {
+        for t in [
+            "string", "int", "uint", "float", "uuid", "datetime", "bool", "[]string", "[]int", "[384]f32",
+            "[8]f16", "{}f16",
+        ] {
+            assert_eq!(AttrType::parse(t).unwrap().name(), t);
+        }
+        assert!(AttrType::parse("[0]f32").is_err());
+        assert!(AttrType::parse("text").is_err());
+    }
+
+    #[test]
+    fn fts_attributes_are_not_filterable_by_default() {
+        let s = AttrSchema::from_json("body", &json!({"type": "string", "full_text_search": true})).unwrap();
+        assert!(!s.is_filterable());
+        let s = AttrSchema::from_json(
+            "body",
+            &json!({"type": "string", "full_text_search": true, "filterable": true}),
+        )
+        .unwrap();
+        assert!(s.is_filterable());
+        assert!(AttrSchema::from_json("n", &json!({"type": "int", "full_text_search": true})).is_err());
+    }
+
+    #[test]
+    fn inference_and_acceptance() {
+        assert_eq!(AttrType::infer(&Value::Int(3)), Some(AttrType::Scalar(ScalarType::Int)));
+        assert_eq!(
+            AttrType::infer(&Value::Int(i128::from(u64::MAX))),
+            Some(AttrType::Scalar(ScalarType::Uint))
+        );
+        let float = AttrType::Scalar(ScalarType::Float);
+        assert!(float.accepts(&Value::Int(3)));
+        assert!(!AttrType::Scalar(ScalarType::Int).accepts(&Value::Float(3.5)));
+        assert!(!AttrType::Scalar(ScalarType::Uint).accepts(&Value::Int(-1)));
+    }
+}

@@ -1,0 +1,297 @@
+//! Object storage: a thin layer over the `object_store` crate that the engine
+//! speaks to, chosen by URL.
+//!
+//! - `file:///abs/dir` or a plain path: a local directory. Writes are durable
+//!   when they return: `LocalFileSystem::with_fsync(true)` fsyncs each written
+//!   file and every directory entry it creates (object_store ≥ 0.14), so an
+//!   acknowledged write survives power loss, not just a process kill.
+//! - `memory://`: in-process, for tests.
+//! - `s3://bucket/prefix`: an S3-compatible bucket; endpoint, region and
+//!   credentials from [`S3Options`] or the standard `AWS_*` environment.
+//!
+//! Invariants: `put_if_absent` is a conditional create (If-None-Match: * on S3,
+//! create-exclusive on a local directory) and reports `AlreadyExists` without
+//! touching the existing object; every error is typed so callers can tell
+//! "not found" and "already exists" from faults.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::TryStreamExt;
+use object_store::path::Path as ObjPath;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+
+pub mod fault;
+
+/// Errors of the object-store layer.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The object does not exist.
+    #[error("object not found: {0}")]
+    NotFound(String),
+    /// A configuration problem (bad URL, missing option).
+    #[error("object store configuration: {0}")]
+    Config(String),
+    /// Any other failure (I/O, network, server); possibly transient.
+    #[error("object store error on {key}: {source}")]
+    Backend {
+        /// The key involved.
+        key: String,
+        /// The underlying error.
+        #[source]
+        source: object_store::Error,
+    },
+}
+
+/// Outcome of a conditional create.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CreateOutcome {
+    /// The object was created by this call.
+    Created,
+    /// An object already existed at the key (it was not modified).
+    AlreadyExists,
+}
+
+/// One listed object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectInfo {
+    /// The key.
+    pub key: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Last modification time, ms since the epoch.
+    pub last_modified_ms: u64,
+}
+
+/// Options for an S3-compatible bucket.
+#[derive(Debug, Clone, Default)]
+pub struct S3Options {
+    /// Endpoint URL (e.g. `http://127.0.0.1:8333`); None = AWS.
+    pub endpoint: Option<String>,
+    /// Region (default `us-east-1`).
+    pub region: Option<String>,
+    /// Access key id.
+    pub access_key_id: Option<String>,
+    /// Secret access key.
+    pub secret_access_key: Option<String>,
+    /// Allow plain http endpoints.
+    pub allow_http: bool,
+}
+
+/// The object store the engine uses.
+#[derive(Debug, Clone)]
+pub struct Store {
+    inner: Arc<dyn ObjectStore>,
+    description: String,
+    local_root: Option<PathBuf>,
+}
+
+impl Store {
+    /// Wrap any object store (tests use this for fault-injecting wrappers).
+    pub fn new(inner: Arc<dyn ObjectStore>, description: impl Into<String>) -> Store {
+        Store { inner, description: description.into(), local_root: None }
+    }
+
+    /// An in-memory store.
+    pub fn memory() -> Store {
+        Store::new(Arc::new(object_store::memory::InMemory::new()), "memory://")
+    }
+
+    /// A durable local directory (created if missing).
+    pub fn local(dir: &Path) -> Result<Store, StoreError> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StoreError::Config(format!("cannot create store directory {}: {e}", dir.display())))?;
+        let fs = object_store::local::LocalFileSystem::new_with_prefix(dir)
+            .map_err(|e| StoreError::Config(format!("cannot open store directory {}: {e}", dir.display())))?
+            .with_fsync(true)
+            .with_automatic_cleanup(false);
+        Ok(Store {
+            inner: Arc::new(fs),
+            description: format!("file://{}", dir.display()),
+            local_root: Some(dir.to_path_buf()),
+        })
+    }
+
+    /// Open a store from a URL; `default_dir` is used for `None`.
+    pub fn from_url(url: Option<&str>, default_dir: &Path, s3: &S3Options) -> Result<Store, StoreError> {
+        let Some(url) = url.filter(|u| !u.is_empty()) else {
+            return Store::local(default_dir);
+        };
+        if url == "memory://" || url == "memory" {
+            return Ok(Store::memory());
+        }
+        if let Some(path) = url.strip_prefix("file://") {
+            return Store::local(Path::new(path));
+        }
+        if let Some(rest) = url.strip_prefix("s3://") {
+            return Store::s3(rest, s3);
+        }
+        if url.contains("://") {
+            return Err(StoreError::Config(format!(
+                "unsupported store URL {url:?}: use a directory path, file://DIR, memory:// or s3://bucket/prefix"
+            )));
+        }
+        Store::local(Path::new(url))
+    }
+
+    fn s3(rest: &str, opts: &S3Options) -> Result<Store, StoreError> {
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.is_empty() {
+            return Err(StoreError::Config("s3 URL needs a bucket: s3://bucket/prefix".into()));
+        }
+        let mut b = object_store::aws::AmazonS3Builder::from_env().with_bucket_name(bucket);
+        if let Some(e) = &opts.endpoint {
+            b = b.with_endpoint(e).with_virtual_hosted_style_request(false);
+        }
+        b = b.with_region(opts.region.clone().unwrap_or_else(|| "us-east-1".into()));
+        if let Some(k) = &opts.access_key_id {
+            b = b.with_access_key_id(k);
+        }
+        if let Some(s) = &opts.secret_access_key {
+            b = b.with_secret_access_key(s);
+        }
+        if opts.allow_http || opts.endpoint.as_deref().is_some_and(|e| e.starts_with("http://")) {
+            b = b.with_allow_http(true);
+        }
+        let s3 = b.build().map_err(|e| StoreError::Config(format!("s3 store: {e}")))?;
+        let prefix = prefix.trim_matches('/');
+        let inner: Arc<dyn ObjectStore> = if prefix.is_empty() {
+            Arc::new(s3)
+        } else {
+            Arc::new(object_store::prefix::PrefixStore::new(s3, prefix))
+        };
+        Ok(Store { inner, description: format!("s3://{rest}"), local_root: None })
+    }
+
+    /// Human-readable description (URL).
+    pub fn description(&self) -> &str {
+        &self.description
+    }
+
+    /// The local directory, for a local-directory store.
+    pub fn local_root(&self) -> Option<&Path> {
+        self.local_root.as_deref()
+    }
+
+    /// The underlying object store.
+    pub fn inner(&self) -> &Arc<dyn ObjectStore> {
+        &self.inner
+    }
+
+    fn err(key: &str, e: object_store::Error) -> StoreError {
+        match e {
+            object_store::Error::NotFound { .. } => StoreError::NotFound(key.to_owned()),
+            source => StoreError::Backend { key: key.to_owned(), source },
+        }
+    }
+
+    /// Read a whole object.
+    pub async fn get(&self, key: &str) -> Result<Bytes, StoreError> {
+        let r = self.inner.get(&ObjPath::from(key)).await.map_err(|e| Self::err(key, e))?;
+        r.bytes().await.map_err(|e| Self::err(key, e))
+    }
+
+    /// Read a whole object, `None` if it does not exist.
+    pub async fn get_opt(&self, key: &str) -> Result<Option<Bytes>, StoreError> {
+        match self.get(key).await {
+            Ok(b) => Ok(Some(b)),
+            Err(StoreError::NotFound(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Whether an object exists.
+    pub async fn exists(&self, key: &str) -> Result<bool, StoreError> {
+        match self.inner.head(&ObjPath::from(key)).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(Self::err(key, e)),
+        }
+    }
+
+    /// Write (or overwrite) an object; durable when it returns.
+    pub async fn put(&self, key: &str, data: Bytes) -> Result<(), StoreError> {
+        self.inner.put(&ObjPath::from(key), PutPayload::from(data)).await.map_err(|e| Self::err(key, e))?;
+        Ok(())
+    }
+
+    /// Conditional create: writes only if no object exists at `key`.
+    pub async fn put_if_absent(&self, key: &str, data: Bytes) -> Result<CreateOutcome, StoreError> {
+        let opts = PutOptions { mode: PutMode::Create, ..PutOptions::default() };
+        match self.inner.put_opts(&ObjPath::from(key), PutPayload::from(data), opts).await {
+            Ok(_) => Ok(CreateOutcome::Created),
+            Err(object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. }) => {
+                Ok(CreateOutcome::AlreadyExists)
+            }
+            Err(e) => Err(Self::err(key, e)),
+        }
+    }
+
+    /// Delete an object; deleting a missing object is not an error.
+    pub async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        match self.inner.delete(&ObjPath::from(key)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(Self::err(key, e)),
+        }
+    }
+
+    /// Every object under `prefix` (recursively), in key order.
+    pub async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError> {
+        let p = ObjPath::from(prefix.trim_end_matches('/'));
+        let mut out: Vec<ObjectInfo> = self
+            .inner
+            .list(Some(&p))
+            .map_ok(|m| ObjectInfo {
+                key: m.location.to_string(),
+                size: m.size,
+                last_modified_ms: u64::try_from(m.last_modified.timestamp_millis()).unwrap_or(0),
+            })
+            .try_collect()
+            .await
+            .map_err(|e| Self::err(prefix, e))?;
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(out)
+    }
+
+    /// The immediate "directories" under `prefix` (names only, sorted).
+    pub async fn list_dirs(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        let p = ObjPath::from(prefix.trim_end_matches('/'));
+        let r = self.inner.list_with_delimiter(Some(&p)).await.map_err(|e| Self::err(prefix, e))?;
+        let mut out: Vec<String> =
+            r.common_prefixes.iter().filter_map(|cp| cp.filename().map(str::to_owned)).collect();
+        out.sort();
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn conditional_create_refuses_second_writer_on_local_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::local(dir.path()).unwrap();
+        let k = "a/b/namespaces/n/manifests/00000000000000000001.json";
+        assert_eq!(s.put_if_absent(k, Bytes::from_static(b"one")).await.unwrap(), CreateOutcome::Created);
+        assert_eq!(s.put_if_absent(k, Bytes::from_static(b"two")).await.unwrap(), CreateOutcome::AlreadyExists);
+        assert_eq!(&s.get(k).await.unwrap()[..], b"one");
+        assert!(matches!(s.get("a/missing").await, Err(StoreError::NotFound(_))));
+        assert!(s.exists(k).await.unwrap());
+        s.delete(k).await.unwrap();
+        s.delete(k).await.unwrap();
+        assert!(!s.exists(k).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn list_and_list_dirs() {
+        let s = Store::memory();
+        for k in ["o/p/namespaces/a/CURRENT", "o/p/namespaces/b/wal/1", "o/p/namespaces/b/wal/2"] {
+            s.put(k, Bytes::from_static(b"x")).await.unwrap();
+        }
+        assert_eq!(s.list_dirs("o/p/namespaces/").await.unwrap(), vec!["a", "b"]);
+        let keys: Vec<_> = s.list("o/p/namespaces/b/").await.unwrap().into_iter().map(|o| o.key).collect();
+        assert_eq!(keys, vec!["o/p/namespaces/b/wal/1", "o/p/namespaces/b/wal/2"]);
+    }
+}
