@@ -32,9 +32,11 @@ pub struct PatchByFilter {
 }
 
 /// The operations of one write request, applied in this order:
-/// 1. `delete_by_filter`, 2. `patch_by_filter`, 3. `upserts`
-/// (each gated by `upsert_condition`), 4. `patches` (gated by
-/// `patch_condition`), 5. `deletes` (gated by `delete_condition`).
+/// 1. `delete_by_filter`;
+/// 2. `patch_by_filter`;
+/// 3. `upserts` (each gated by `upsert_condition`);
+/// 4. `patches` (gated by `patch_condition`);
+/// 5. `deletes` (gated by `delete_condition`).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct WriteOps {
     /// Whole-document upserts.

@@ -218,8 +218,8 @@ impl FullTextSearch {
     fn from_json(v: &Json) -> Result<Option<FullTextSearch>, ModelError> {
         let mut fts = FullTextSearch::default();
         match v {
-            Json::Bool(false) | Json::Null => return Ok(None),
-            Json::Bool(true) => return Ok(Some(fts)),
+            Json::Bool(false) | Json::Null => Ok(None),
+            Json::Bool(true) => Ok(Some(fts)),
             Json::Object(m) => {
                 for (k, val) in m {
                     let bad = || ModelError::InvalidSchema(format!("bad full_text_search option {k:?}"));

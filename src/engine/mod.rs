@@ -518,7 +518,7 @@ impl Engine {
         for p in batch {
             let outcome = self.plan_one(h, base, &mut state, &p.req, records.is_empty()).await;
             if let Ok(PlannedOutcome::Applied { record, .. }) = &outcome {
-                records.push(record.clone());
+                records.push((**record).clone());
             }
             outcomes.push(outcome);
         }
@@ -546,7 +546,8 @@ impl Engine {
             if !first {
                 return Ok(PlannedOutcome::Deferred);
             }
-            if v != base.generation() && !(v == 0 && !base.exists()) {
+            let matches = v == base.generation() || (v == 0 && !base.exists());
+            if !matches {
                 return Err(EngineError::PreconditionFailed(format!(
                     "if_version {v} does not match the namespace's current version {}",
                     base.generation()
@@ -563,7 +564,7 @@ impl Engine {
         let mut affected = req.return_affected_ids.then(AffectedIds::default);
         let mut record = req.record.clone();
         record.counts = apply::apply_request(state, &req.record, affected.as_mut())?;
-        Ok(PlannedOutcome::Applied { record, affected })
+        Ok(PlannedOutcome::Applied { record: Box::new(record), affected })
     }
 
     /// Steps 1–3 of the protocol (+ CURRENT hint), returning the committed manifest.
@@ -902,7 +903,7 @@ fn next_manifest(base: &Snapshot, path: &NsPath, state: &NsState, wal: WalRef, n
 }
 
 enum PlannedOutcome {
-    Applied { record: RequestRecord, affected: Option<AffectedIds> },
+    Applied { record: Box<RequestRecord>, affected: Option<AffectedIds> },
     Duplicate(RowCounts),
     Stored(Vec<u8>),
     Deferred,

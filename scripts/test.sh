@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The whole test suite: formatting, lints, Rust unit + integration tests, the
+# turbopuffer Python SDK suite against a real daemon, and a short fuzz smoke
+# run. .ci/run calls exactly this. Needs only cargo, python3 and network
+# access to crates.io / PyPI; it installs everything else itself.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy (all targets, warnings are errors)"
+cargo clippy --all-targets -- -D warnings
+
+step "cargo test"
+cargo test --all-targets
+# Doc tests are run separately (--all-targets skips them).
+cargo test --doc
+
+if [ -x tests/sdk/run.sh ]; then
+  step "turbopuffer Python SDK suite against the daemon"
+  tests/sdk/run.sh
+fi
+
+if [ -x fuzz/smoke.sh ] && [ "${TIDEPOOL_SKIP_FUZZ:-0}" != "1" ]; then
+  step "fuzz smoke run"
+  fuzz/smoke.sh "${TIDEPOOL_FUZZ_SECONDS:-15}"
+fi
+
+step "all tests passed"
