@@ -73,6 +73,9 @@ pub enum Filter {
 }
 
 /// A filter operator, as spelled on the wire.
+///
+/// Variants are the wire names; their meaning is the turbopuffer reference's
+/// and this module's doc, so they carry no per-variant docs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[allow(missing_docs)]
 pub enum Op {
@@ -486,13 +489,8 @@ impl Filter {
     /// The attributes the filter reads, without duplicates, in order of
     /// first appearance (`$ref_new` targets are not included).
     pub fn attributes(&self) -> Vec<&str> {
-        let mut out: Vec<&str> = Vec::new();
-        for c in self.conditions() {
-            if !out.contains(&c.attr.as_str()) {
-                out.push(&c.attr);
-            }
-        }
-        out
+        let mut seen = std::collections::HashSet::new();
+        self.conditions().into_iter().map(|c| c.attr.as_str()).filter(|a| seen.insert(*a)).collect()
     }
 
     /// Whether some operand is `{"$ref_new": ...}`.
