@@ -14,6 +14,13 @@ cargo fmt --all -- --check
 step "cargo clippy (all targets, warnings are errors)"
 cargo clippy --all-targets -- -D warnings
 
+step "S3 test server (moto) for tests/s3_store.rs"
+s3_portfile=target/s3-server/endpoint
+scripts/s3-server.sh start "$s3_portfile" $$
+trap 'scripts/s3-server.sh stop "$s3_portfile" || true' EXIT
+TIDEPOOL_TEST_S3_ENDPOINT=$(cat "$s3_portfile")
+export TIDEPOOL_TEST_S3_ENDPOINT
+
 step "cargo test"
 cargo test --all-targets
 # Doc tests are run separately (--all-targets skips them).

@@ -81,13 +81,15 @@ impl DataDirLock {
     pub fn acquire(dir: &Path, clock_ms: u64) -> Result<DataDirLock, MetaError> {
         std::fs::create_dir_all(dir)?;
         let path = dir.join("LOCK");
-        let mut file = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path)?;
+        let mut file =
+            std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path)?;
         match file.try_lock() {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => {
                 let mut holder = String::new();
                 let _ = file.read_to_string(&mut holder);
-                let holder = if holder.trim().is_empty() { "unknown holder".into() } else { holder.trim().to_owned() };
+                let holder =
+                    if holder.trim().is_empty() { "unknown holder".into() } else { holder.trim().to_owned() };
                 return Err(MetaError::Locked { dir: dir.to_path_buf(), holder });
             }
             Err(std::fs::TryLockError::Error(e)) => return Err(MetaError::Io(e)),
@@ -137,10 +139,13 @@ impl Meta {
             });
             match found {
                 None => {
-                    t.insert("format_version", META_FORMAT_VERSION.to_le_bytes().as_slice()).map_err(db_err)?;
+                    t.insert("format_version", META_FORMAT_VERSION.to_le_bytes().as_slice())
+                        .map_err(db_err)?;
                 }
                 Some(v) if v == META_FORMAT_VERSION => {}
-                Some(v) => return Err(MetaError::UnsupportedVersion { found: v, supported: META_FORMAT_VERSION }),
+                Some(v) => {
+                    return Err(MetaError::UnsupportedVersion { found: v, supported: META_FORMAT_VERSION })
+                }
             }
             for def in [REFCOUNTS, PINS] {
                 txn.open_table(def).map_err(db_err)?;
@@ -269,7 +274,12 @@ impl Meta {
 
     /// Record a commit: the newest manifest bytes of a namespace and the
     /// idempotency records of the requests it acknowledged, in one transaction.
-    pub fn record_commit(&self, ns: &str, manifest: &[u8], idempotency: &[(String, Vec<u8>)]) -> Result<(), MetaError> {
+    pub fn record_commit(
+        &self,
+        ns: &str,
+        manifest: &[u8],
+        idempotency: &[(String, Vec<u8>)],
+    ) -> Result<(), MetaError> {
         let txn = self.db.begin_write().map_err(db_err)?;
         {
             let mut t = txn.open_table(MANIFEST_CACHE).map_err(db_err)?;

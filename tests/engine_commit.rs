@@ -56,10 +56,13 @@ async fn two_engines_racing_on_one_namespace_lose_no_update() {
                 write(&e, json!({"upsert_rows": [{"id": w * 1000 + i, "by": w}]})).await.unwrap();
                 loop {
                     let s = e.snapshot(&ns(), true).await.unwrap();
-                    let Some(Value::Int(c)) = s.state.docs.get(&DocId::U64(0)).unwrap().attrs.get("count").cloned() else {
+                    let Some(Value::Int(c)) =
+                        s.state.docs.get(&DocId::U64(0)).unwrap().attrs.get("count").cloned()
+                    else {
                         panic!("counter missing")
                     };
-                    let body = json!({"if_version": s.generation(), "patch_rows": [{"id": 0, "count": c + 1}]});
+                    let body =
+                        json!({"if_version": s.generation(), "patch_rows": [{"id": 0, "count": c + 1}]});
                     match write(&e, body).await {
                         Ok(_) => break,
                         Err(EngineError::PreconditionFailed(_) | EngineError::Conflict(_)) => continue,
@@ -76,7 +79,11 @@ async fn two_engines_racing_on_one_namespace_lose_no_update() {
     let fresh = engine_on(check.path(), Store::local(store_dir.path()).unwrap()).await;
     let s = fresh.existing(&ns(), true).await.unwrap();
     assert_eq!(s.state.docs.len(), 31, "every insert of both writers is present");
-    assert_eq!(s.state.docs.get(&DocId::U64(0)).unwrap().attrs["count"], Value::Int(30), "no increment was lost");
+    assert_eq!(
+        s.state.docs.get(&DocId::U64(0)).unwrap().attrs["count"],
+        Value::Int(30),
+        "no increment was lost"
+    );
     let gens = s.generation() as usize;
     assert_eq!(manifest_count(fresh.store()).await, gens, "each generation was created exactly once");
 }
@@ -91,7 +98,9 @@ async fn concurrent_requests_share_group_commits() {
     let tasks: Vec<_> = (1..=n)
         .map(|i| {
             let e = e.clone();
-            tokio::spawn(async move { write(&e, json!({"upsert_rows": [{"id": i}]})).await.unwrap().generation })
+            tokio::spawn(
+                async move { write(&e, json!({"upsert_rows": [{"id": i}]})).await.unwrap().generation },
+            )
         })
         .collect();
     let mut gens = Vec::new();
@@ -153,8 +162,14 @@ async fn a_crash_at_any_step_loses_no_acknowledged_write() {
             acked_last = write(&e, json!({"upsert_rows": [{"id": 99}], "deletes": [0]})).await.is_ok();
         }
         let e = engine_on(&data_a, Store::local(&store_dir).unwrap()).await;
-        let s = e.existing(&ns(), true).await.unwrap_or_else(|err| panic!("crash after {k}: reload failed: {err}"));
-        assert!(s.state.docs.contains_key(&DocId::U64(1)) && s.state.docs.contains_key(&DocId::U64(2)), "k={k}");
+        let s = e
+            .existing(&ns(), true)
+            .await
+            .unwrap_or_else(|err| panic!("crash after {k}: reload failed: {err}"));
+        assert!(
+            s.state.docs.contains_key(&DocId::U64(1)) && s.state.docs.contains_key(&DocId::U64(2)),
+            "k={k}"
+        );
         if acked_last {
             assert!(s.state.docs.contains_key(&DocId::U64(99)), "k={k}: an acknowledged write was lost");
             assert!(!s.state.docs.contains_key(&DocId::U64(0)), "k={k}");
@@ -178,7 +193,7 @@ async fn a_generation_fenced_by_a_gc_tombstone_is_never_acknowledged() {
     let other = engine_on(&db, Store::local(&store_dir).unwrap()).await;
     write(&other, json!({"upsert_rows": [{"id": 2}]})).await.unwrap(); // gen 2
     write(&other, json!({"upsert_rows": [{"id": 3}]})).await.unwrap(); // gen 3
-    // GC collects generation 2: tombstone first, then the manifest.
+                                                                       // GC collects generation 2: tombstone first, then the manifest.
     let store = Store::local(&store_dir).unwrap();
     store.put_if_absent(&ns().manifest_tombstone_key(2), Bytes::new()).await.unwrap();
     store.delete(&ns().manifest_key(2)).await.unwrap();

@@ -65,7 +65,9 @@ fn body(s: &Step) -> Option<serde_json::Value> {
 }
 
 async fn open(dir: &std::path::Path) -> std::sync::Arc<Engine> {
-    Engine::open(EngineConfig::new(dir.to_path_buf(), Store::local(&dir.join("store")).unwrap())).await.unwrap()
+    Engine::open(EngineConfig::new(dir.to_path_buf(), Store::local(&dir.join("store")).unwrap()))
+        .await
+        .unwrap()
 }
 
 async fn run(steps: Vec<Step>) {

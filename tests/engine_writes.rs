@@ -32,18 +32,26 @@ async fn every_write_operation_is_read_back_immediately() {
     let dir = tempfile::tempdir().unwrap();
     let e = open(dir.path()).await;
     let p = ns("ops");
-    let r = write(&e, &p, json!({
-        "distance_metric": "cosine_distance",
-        "upsert_rows": [{"id": 1, "vector": [1.0, 0.0], "color": "red", "n": 1},
-                        {"id": 2, "vector": [0.0, 1.0], "color": "blue", "n": 2}],
-    })).await.unwrap();
+    let r = write(
+        &e,
+        &p,
+        json!({
+            "distance_metric": "cosine_distance",
+            "upsert_rows": [{"id": 1, "vector": [1.0, 0.0], "color": "red", "n": 1},
+                            {"id": 2, "vector": [0.0, 1.0], "color": "blue", "n": 2}],
+        }),
+    )
+    .await
+    .unwrap();
     assert_eq!(r.counts.upserted, 2);
     write(&e, &p, json!({"upsert_columns": {"id": [3, 4], "vector": [[1.0, 1.0], [2.0, 2.0]], "color": ["red", "green"], "n": [3, 4]}}))
         .await
         .unwrap();
     assert_eq!(doc(&e, &p, 4).await.unwrap().attrs["color"], Value::Str("green".into()));
 
-    let r = write(&e, &p, json!({"patch_rows": [{"id": 1, "n": null, "tag": "x"}, {"id": 99, "n": 5}]})).await.unwrap();
+    let r = write(&e, &p, json!({"patch_rows": [{"id": 1, "n": null, "tag": "x"}, {"id": 99, "n": 5}]}))
+        .await
+        .unwrap();
     assert_eq!(r.counts.patched, 1, "patching a missing id is ignored");
     let d1 = doc(&e, &p, 1).await.unwrap();
     assert!(!d1.attrs.contains_key("n"), "a null patch removes the attribute");
@@ -62,7 +70,13 @@ async fn every_write_operation_is_read_back_immediately() {
     assert!(doc(&e, &p, 2).await.is_none());
     assert!(doc(&e, &p, 1).await.is_some());
 
-    let r = write(&e, &p, json!({"patch_by_filter": {"filters": ["color", "Eq", "red"], "patch": {"hot": true}}})).await.unwrap();
+    let r = write(
+        &e,
+        &p,
+        json!({"patch_by_filter": {"filters": ["color", "Eq", "red"], "patch": {"hot": true}}}),
+    )
+    .await
+    .unwrap();
     assert_eq!(r.counts.patched, 2);
     assert_eq!(doc(&e, &p, 3).await.unwrap().attrs["hot"], Value::Bool(true));
 }
@@ -74,19 +88,26 @@ async fn one_request_combining_operations_applies_atomically_in_order() {
     let p = ns("combo");
     write(&e, &p, json!({"upsert_rows": [{"id": 1, "k": "old"}, {"id": 2, "k": "old"}]})).await.unwrap();
     // delete_by_filter runs first, then upserts, then patches, then deletes.
-    let r = write(&e, &p, json!({
-        "delete_by_filter": ["k", "Eq", "old"],
-        "upsert_rows": [{"id": 3, "k": "new"}],
-        "patch_rows": [{"id": 3, "p": 1}],
-        "deletes": [2],
-    })).await.unwrap();
+    let r = write(
+        &e,
+        &p,
+        json!({
+            "delete_by_filter": ["k", "Eq", "old"],
+            "upsert_rows": [{"id": 3, "k": "new"}],
+            "patch_rows": [{"id": 3, "p": 1}],
+            "deletes": [2],
+        }),
+    )
+    .await
+    .unwrap();
     assert_eq!((r.counts.deleted, r.counts.upserted, r.counts.patched), (2, 1, 1));
     let snap = e.snapshot(&p, true).await.unwrap();
     assert_eq!(snap.state.docs.keys().cloned().collect::<Vec<_>>(), vec![DocId::U64(3)]);
 
     // A request that fails validation changes nothing, not even its valid parts.
     let before = snap.generation();
-    let err = write(&e, &p, json!({"upsert_rows": [{"id": 5, "k": "fine"}, {"id": 6, "k": 7}]})).await.unwrap_err();
+    let err =
+        write(&e, &p, json!({"upsert_rows": [{"id": 5, "k": "fine"}, {"id": 6, "k": 7}]})).await.unwrap_err();
     assert!(matches!(err, EngineError::InvalidInput(_)), "{err}");
     let after = e.snapshot(&p, true).await.unwrap();
     assert_eq!(after.generation(), before);
@@ -107,7 +128,10 @@ async fn every_invalid_input_gets_a_typed_error() {
         (json!({"upsert_rows": [{"id": "abc", "vector": [1.0, 2.0, 3.0]}]}), "mix id types"),
         (json!({"upsert_rows": [{"id": 2, "vector": [1.0, 2.0]}]}), "dimension mismatch"),
         (json!({"upsert_rows": [{"id": 2, "vector": [1.0, 2.0, 3.0], "n": "one"}]}), "type mismatch"),
-        (json!({"distance_metric": "cosine_distance", "upsert_rows": [{"id": 2, "vector": [1.0, 2.0, 3.0]}]}), "cannot change"),
+        (
+            json!({"distance_metric": "cosine_distance", "upsert_rows": [{"id": 2, "vector": [1.0, 2.0, 3.0]}]}),
+            "cannot change",
+        ),
         (json!({"distance_metric": "dot"}), "invalid distance_metric"),
         (json!({"delete_by_filter": ["n", "Near", 1]}), "Near"),
         (json!({"upsert_rows": [{"id": 2, "vector": "!!notbase64"}]}), "base64"),
@@ -159,13 +183,18 @@ async fn conditional_writes_compare_against_the_current_document() {
     assert_eq!(r.counts.upserted, 2, "the stale upsert is skipped, not an error");
     assert_eq!(doc(&e, &p, 1).await.unwrap().attrs["body"], Value::Str("v5".into()));
     assert_eq!(doc(&e, &p, 2).await.unwrap().attrs["body"], Value::Str("v2".into()));
-    assert_eq!(doc(&e, &p, 3).await.unwrap().attrs["body"], Value::Str("new".into()), "a missing document is inserted");
+    assert_eq!(
+        doc(&e, &p, 3).await.unwrap().attrs["body"],
+        Value::Str("new".into()),
+        "a missing document is inserted"
+    );
 
     let r = write(&e, &p, json!({"patch_rows": [{"id": 1, "body": "p"}, {"id": 2, "body": "p"}], "patch_condition": ["version", "Gte", 5]}))
         .await
         .unwrap();
     assert_eq!(r.counts.patched, 1);
-    let r = write(&e, &p, json!({"deletes": [1, 2, 3], "delete_condition": ["body", "Eq", "p"]})).await.unwrap();
+    let r =
+        write(&e, &p, json!({"deletes": [1, 2, 3], "delete_condition": ["body", "Eq", "p"]})).await.unwrap();
     assert_eq!(r.counts.deleted, 1);
     assert!(doc(&e, &p, 1).await.is_none());
     assert!(doc(&e, &p, 2).await.is_some());
@@ -203,7 +232,11 @@ async fn idempotent_retry_returns_the_first_result_and_writes_nothing() {
         assert!(again.deduplicated);
         assert_eq!(again.counts.upserted, 2);
         assert_eq!(doc(&e, &p, 1).await.unwrap().attrs["n"], Value::Int(100), "the retry did not re-apply");
-        assert_eq!(e.snapshot(&p, true).await.unwrap().generation(), first_gen + 1, "the retry committed nothing");
+        assert_eq!(
+            e.snapshot(&p, true).await.unwrap().generation(),
+            first_gen + 1,
+            "the retry committed nothing"
+        );
     }
     // After a restart the key is still known (from the WAL and the local record).
     let e = open(dir.path()).await;
@@ -225,13 +258,19 @@ async fn namespaces_are_created_listed_and_deleted() {
     assert_eq!(page.namespaces, vec!["alpha", "beta"]);
     let next = e.list_namespaces("acme", "search", None, page.next_cursor.as_deref(), 2).await.unwrap();
     assert_eq!(next.namespaces, vec!["beta2", "gamma"]);
-    assert_eq!(e.list_namespaces("acme", "search", Some("beta"), None, 10).await.unwrap().namespaces, vec!["beta", "beta2"]);
+    assert_eq!(
+        e.list_namespaces("acme", "search", Some("beta"), None, 10).await.unwrap().namespaces,
+        vec!["beta", "beta2"]
+    );
     assert!(e.list_namespaces("other", "search", None, None, 10).await.unwrap().namespaces.is_empty());
 
     e.delete_namespace(&ns("beta")).await.unwrap();
     assert!(matches!(e.delete_namespace(&ns("beta")).await, Err(EngineError::NotFound(_))));
     assert!(matches!(e.metadata(&ns("beta")).await, Err(EngineError::NotFound(_))));
-    assert_eq!(e.list_namespaces("acme", "search", Some("beta"), None, 10).await.unwrap().namespaces, vec!["beta2"]);
+    assert_eq!(
+        e.list_namespaces("acme", "search", Some("beta"), None, 10).await.unwrap().namespaces,
+        vec!["beta2"]
+    );
     // The deleted namespace's WAL objects are gone.
     let keys = e.store().list(&ns("beta").prefix()).await.unwrap();
     assert!(keys.iter().all(|o| !o.key.contains("/wal/")), "{keys:?}");
@@ -241,7 +280,9 @@ async fn namespaces_are_created_listed_and_deleted() {
     let s = e.existing(&ns("beta"), true).await.unwrap();
     assert_eq!(s.state.docs.len(), 1, "ids from before the delete are gone, and the id type was reset");
 
-    let err = write(&e, &ns("nope"), json!({"create_namespace": false, "upsert_rows": [{"id": 1}]})).await.unwrap_err();
+    let err = write(&e, &ns("nope"), json!({"create_namespace": false, "upsert_rows": [{"id": 1}]}))
+        .await
+        .unwrap_err();
     assert!(matches!(err, EngineError::NotFound(_)));
     let md = e.metadata(&ns("alpha")).await.unwrap();
     assert_eq!(md["approx_row_count"], 1);
@@ -253,10 +294,16 @@ async fn schema_is_explicit_or_inferred_and_types_are_enforced() {
     let dir = tempfile::tempdir().unwrap();
     let e = open(dir.path()).await;
     let p = ns("schema");
-    write(&e, &p, json!({
-        "schema": {"body": {"type": "string", "full_text_search": true}, "price": "float"},
-        "upsert_rows": [{"id": 1, "body": "hello world", "price": 3, "tags": ["a", "b"]}],
-    })).await.unwrap();
+    write(
+        &e,
+        &p,
+        json!({
+            "schema": {"body": {"type": "string", "full_text_search": true}, "price": "float"},
+            "upsert_rows": [{"id": 1, "body": "hello world", "price": 3, "tags": ["a", "b"]}],
+        }),
+    )
+    .await
+    .unwrap();
     let s = e.existing(&p, true).await.unwrap();
     let schema = tidepool::engine::schema_json(&s.state);
     assert_eq!(schema["price"]["type"], "float");
@@ -266,7 +313,9 @@ async fn schema_is_explicit_or_inferred_and_types_are_enforced() {
     assert!(err.to_string().contains("tags"), "{err}");
     let err = e.update_schema(&p, &json!({"price": "string"})).await.unwrap_err();
     assert!(err.to_string().contains("cannot change"), "{err}");
-    e.update_schema(&p, &json!({"body": {"type": "string", "full_text_search": true, "filterable": true}})).await.unwrap();
+    e.update_schema(&p, &json!({"body": {"type": "string", "full_text_search": true, "filterable": true}}))
+        .await
+        .unwrap();
     let s = e.existing(&p, true).await.unwrap();
     assert_eq!(tidepool::engine::schema_json(&s.state)["body"]["filterable"], true);
 }

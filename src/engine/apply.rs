@@ -121,11 +121,18 @@ impl NsState {
         }
         match self.schema.get(name) {
             Some(s) if !s.ty.accepts(v) => Err(EngineError::InvalidInput(
-                crate::model::ModelError::TypeMismatch { attr: name.into(), expected: s.ty.name(), got: v.kind().into() }.to_string(),
+                crate::model::ModelError::TypeMismatch {
+                    attr: name.into(),
+                    expected: s.ty.name(),
+                    got: v.kind().into(),
+                }
+                .to_string(),
             )),
             Some(_) => Ok(()),
             None => {
-                let ty = AttrType::infer(v).ok_or_else(|| invalid(format!("cannot infer a type for attribute {name:?} from {}", v.kind())))?;
+                let ty = AttrType::infer(v).ok_or_else(|| {
+                    invalid(format!("cannot infer a type for attribute {name:?} from {}", v.kind()))
+                })?;
                 self.schema.insert(name.into(), AttrSchema::of(ty));
                 Ok(())
             }
@@ -146,7 +153,8 @@ impl NsState {
             }
         }
         if let Some(text) = &req.settings.schema_json {
-            let json: serde_json::Value = serde_json::from_str(text).map_err(|e| invalid(format!("schema: {e}")))?;
+            let json: serde_json::Value =
+                serde_json::from_str(text).map_err(|e| invalid(format!("schema: {e}")))?;
             for (name, update) in parse_schema(&json).map_err(|e| invalid(e.to_string()))? {
                 if name == crate::model::ID_ATTR {
                     continue;
@@ -155,7 +163,9 @@ impl NsState {
                     if name == crate::model::VECTOR_ATTR {
                         match self.vector_dim {
                             Some(d) if d as usize != dim => {
-                                return Err(invalid(format!("schema gives vector dimension {dim} but the namespace has {d}")))
+                                return Err(invalid(format!(
+                                    "schema gives vector dimension {dim} but the namespace has {d}"
+                                )))
                             }
                             _ => self.vector_dim = u32::try_from(dim).ok(),
                         }
@@ -183,7 +193,10 @@ pub fn apply_request(
     let mut counts = RowCounts::default();
     s.apply_settings(req)?;
     let ops = &req.ops;
-    for f in [&ops.upsert_condition, &ops.patch_condition, &ops.delete_condition, &ops.delete_by_filter].into_iter().flatten() {
+    for f in [&ops.upsert_condition, &ops.patch_condition, &ops.delete_condition, &ops.delete_by_filter]
+        .into_iter()
+        .flatten()
+    {
         f.validate(&s.schema).map_err(|e| invalid(e.to_string()))?;
     }
     if let Some(f) = &ops.delete_by_filter {
@@ -253,7 +266,8 @@ pub fn apply_request(
 }
 
 fn matching_ids(s: &NsState, f: &Filter, cap: usize, what: &str) -> Result<Vec<DocId>, EngineError> {
-    let ids: Vec<DocId> = s.docs.values().filter(|d| f.matches(d, None)).map(|d| d.id.clone()).take(cap + 1).collect();
+    let ids: Vec<DocId> =
+        s.docs.values().filter(|d| f.matches(d, None)).map(|d| d.id.clone()).take(cap + 1).collect();
     if ids.len() > cap {
         return Err(invalid(format!("{what} matches more than {cap} documents; narrow the filter")));
     }
@@ -299,11 +313,20 @@ mod tests {
     fn failed_request_leaves_state_untouched() {
         let mut s = NsState::default();
         apply(&mut s, json!({"upsert_rows": [{"id": 1, "vector": [1.0, 2.0], "n": 1}]})).unwrap();
-        let err = apply(&mut s, json!({"upsert_rows": [{"id": 2, "vector": [1.0, 2.0]}, {"id": 3, "vector": [1.0]}]}));
+        let err = apply(
+            &mut s,
+            json!({"upsert_rows": [{"id": 2, "vector": [1.0, 2.0]}, {"id": 3, "vector": [1.0]}]}),
+        );
         assert!(err.unwrap_err().to_string().contains("dimension mismatch"));
         assert_eq!(s.docs.len(), 1);
-        assert!(apply(&mut s, json!({"upsert_rows": [{"id": "x", "vector": [1.0, 2.0]}]})).is_err(), "mixed id types");
-        assert!(apply(&mut s, json!({"upsert_rows": [{"id": 4, "vector": [1.0, 2.0], "n": "str"}]})).is_err(), "type mismatch");
+        assert!(
+            apply(&mut s, json!({"upsert_rows": [{"id": "x", "vector": [1.0, 2.0]}]})).is_err(),
+            "mixed id types"
+        );
+        assert!(
+            apply(&mut s, json!({"upsert_rows": [{"id": 4, "vector": [1.0, 2.0], "n": "str"}]})).is_err(),
+            "type mismatch"
+        );
         assert_eq!(s.docs.len(), 1);
     }
 
@@ -311,7 +334,8 @@ mod tests {
     fn patch_null_removes_and_missing_ids_are_ignored() {
         let mut s = NsState::default();
         apply(&mut s, json!({"upsert_rows": [{"id": 1, "a": 1, "b": "x"}]})).unwrap();
-        let c = apply(&mut s, json!({"patch_rows": [{"id": 1, "a": null, "c": true}, {"id": 9, "a": 2}]})).unwrap();
+        let c = apply(&mut s, json!({"patch_rows": [{"id": 1, "a": null, "c": true}, {"id": 9, "a": 2}]}))
+            .unwrap();
         assert_eq!(c.patched, 1);
         let d = s.docs.get(&DocId::U64(1)).unwrap();
         assert!(!d.attrs.contains_key("a"));
@@ -324,6 +348,7 @@ mod tests {
         let mut s = NsState::default();
         apply(&mut s, json!({"distance_metric": "cosine_distance", "upsert_rows": [{"id": 1}]})).unwrap();
         apply(&mut s, json!({"distance_metric": "cosine_distance", "upsert_rows": [{"id": 2}]})).unwrap();
-        assert!(apply(&mut s, json!({"distance_metric": "euclidean_squared", "upsert_rows": [{"id": 3}]})).is_err());
+        assert!(apply(&mut s, json!({"distance_metric": "euclidean_squared", "upsert_rows": [{"id": 3}]}))
+            .is_err());
     }
 }

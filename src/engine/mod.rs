@@ -266,7 +266,10 @@ impl Engine {
         f: impl FnOnce(&Meta) -> Result<T, MetaError> + Send + 'static,
     ) -> Result<T, EngineError> {
         let meta = self.meta.clone();
-        tokio::task::spawn_blocking(move || f(&meta)).await.map_err(|e| EngineError::Internal(e.to_string()))?.map_err(Into::into)
+        tokio::task::spawn_blocking(move || f(&meta))
+            .await
+            .map_err(|e| EngineError::Internal(e.to_string()))?
+            .map_err(Into::into)
     }
 
     // ----- reads -------------------------------------------------------------
@@ -293,7 +296,11 @@ impl Engine {
     }
 
     /// Fetch documents by id (None for missing ids).
-    pub async fn get(&self, path: &NsPath, ids: &[DocId]) -> Result<Vec<Option<Arc<crate::model::Document>>>, EngineError> {
+    pub async fn get(
+        &self,
+        path: &NsPath,
+        ids: &[DocId],
+    ) -> Result<Vec<Option<Arc<crate::model::Document>>>, EngineError> {
         let s = self.existing(path, true).await?;
         Ok(ids.iter().map(|id| s.state.docs.get(id).cloned()).collect())
     }
@@ -331,7 +338,11 @@ impl Engine {
 
     /// Find the newest live manifest at or after `hint` (listing when the
     /// hint is missing or points at a collected generation).
-    async fn newest_manifest(&self, path: &NsPath, hint: Option<u64>) -> Result<Option<Manifest>, EngineError> {
+    async fn newest_manifest(
+        &self,
+        path: &NsPath,
+        hint: Option<u64>,
+    ) -> Result<Option<Manifest>, EngineError> {
         let mut best = match hint {
             Some(g) if g > 0 => self.read_manifest(path, g).await?,
             _ => None,
@@ -357,7 +368,8 @@ impl Engine {
             // Generation g was collected by GC (or is a fenced zombie), so
             // newer ones exist: jump to the newest live one by listing.
             let listed = self.store.list(&path.manifests_prefix()).await?;
-            let newest = listed.iter().filter_map(|o| layout::manifest_generation(&o.key)).filter(|n| *n > g).max();
+            let newest =
+                listed.iter().filter_map(|o| layout::manifest_generation(&o.key)).filter(|n| *n > g).max();
             match newest {
                 Some(n) => match self.read_manifest(path, n).await? {
                     Some(found) => m = found,
@@ -383,12 +395,19 @@ impl Engine {
     }
 
     /// Build the state of `m`, reusing `prev` when `m` only appends WAL to it.
-    async fn materialize(&self, path: &NsPath, m: Arc<Manifest>, prev: Option<&Snapshot>) -> Result<Snapshot, EngineError> {
+    async fn materialize(
+        &self,
+        path: &NsPath,
+        m: Arc<Manifest>,
+        prev: Option<&Snapshot>,
+    ) -> Result<Snapshot, EngineError> {
         if m.deleted {
             return Ok(Snapshot { manifest: Some(m), state: Arc::new(NsState::default()) });
         }
         if !m.segments.is_empty() {
-            return Err(EngineError::Unsupported(format!("namespace {path} has segments, which this build cannot read")));
+            return Err(EngineError::Unsupported(format!(
+                "namespace {path} has segments, which this build cannot read"
+            )));
         }
         let (mut state, skip) = match prev.and_then(|p| p.manifest.as_ref().map(|pm| (p, pm))) {
             Some((p, pm)) if !pm.deleted && m.wal.starts_with(&pm.wal) => ((*p.state).clone(), pm.wal.len()),
@@ -411,12 +430,17 @@ impl Engine {
 
     async fn read_wal(&self, r: &WalRef) -> Result<WalBatch, EngineError> {
         let bytes = self.store.get(&r.key).await.map_err(|e| match e {
-            StoreError::NotFound(k) => EngineError::Corrupted(format!("manifest references missing WAL object {k}")),
+            StoreError::NotFound(k) => {
+                EngineError::Corrupted(format!("manifest references missing WAL object {k}"))
+            }
             other => other.into(),
         })?;
         let b = WalBatch::decode(&bytes)?;
         if b.seq != r.seq {
-            return Err(EngineError::Corrupted(format!("WAL object {} holds seq {} not {}", r.key, b.seq, r.seq)));
+            return Err(EngineError::Corrupted(format!(
+                "WAL object {} holds seq {} not {}",
+                r.key, b.seq, r.seq
+            )));
         }
         Ok(b)
     }
@@ -447,7 +471,8 @@ impl Engine {
     /// Update a namespace's schema (a settings-only write).
     pub async fn update_schema(&self, path: &NsPath, schema: &Json) -> Result<Snapshot, EngineError> {
         crate::schema::parse_schema(schema).map_err(|e| EngineError::InvalidInput(e.to_string()))?;
-        let settings = crate::ops::NamespaceSettings { schema_json: Some(schema.to_string()), ..Default::default() };
+        let settings =
+            crate::ops::NamespaceSettings { schema_json: Some(schema.to_string()), ..Default::default() };
         let mut req = WriteRequest::settings_only(settings);
         req.create_namespace = Some(true);
         self.write(path, req).await?;
@@ -471,7 +496,8 @@ impl Engine {
             }
             match self.commit_plan(h, &base, &plan).await {
                 Ok(m) => {
-                    let committed = Snapshot { manifest: Some(Arc::new(m)), state: Arc::new(plan.state.clone()) };
+                    let committed =
+                        Snapshot { manifest: Some(Arc::new(m)), state: Arc::new(plan.state.clone()) };
                     set_cached(h, committed.clone());
                     self.record_commit(h, &committed, &plan).await;
                     return self.answer(h, batch, plan, &base, Some(&committed));
@@ -555,7 +581,10 @@ impl Engine {
             }
         }
         if !base.exists() && req.create_namespace == Some(false) {
-            return Err(EngineError::NotFound(format!("namespace {} not found (create_namespace is false)", h.path.ns())));
+            return Err(EngineError::NotFound(format!(
+                "namespace {} not found (create_namespace is false)",
+                h.path.ns()
+            )));
         }
         let no_settings = req.record.settings == crate::ops::NamespaceSettings::default();
         if req.record.ops.is_empty() && no_settings && req.create_namespace != Some(true) {
@@ -597,7 +626,9 @@ impl Engine {
                 return Err(e);
             }
         }
-        if let Err(e) = self.store.put(&path.current_key(), Bytes::from(encode_current(manifest.generation))).await {
+        if let Err(e) =
+            self.store.put(&path.current_key(), Bytes::from(encode_current(manifest.generation))).await
+        {
             tracing::warn!(namespace = %path, error = %e, "could not update the CURRENT hint (readers will probe)");
         }
         Ok(manifest)
@@ -630,7 +661,9 @@ impl Engine {
             }
         }
         if !created {
-            return Err(fail(last_err.unwrap_or_else(|| StoreError::Config("manifest create failed".into()))));
+            return Err(fail(
+                last_err.unwrap_or_else(|| StoreError::Config("manifest create failed".into())),
+            ));
         }
         if self.store.exists(&path.manifest_tombstone_key(m.generation)).await.map_err(fail)? {
             // GC collected this generation before our create landed: our
@@ -688,7 +721,14 @@ impl Engine {
         }
     }
 
-    fn answer(&self, h: &NsHandle, batch: Vec<Pending>, plan: Plan, base: &Snapshot, committed: Option<&Snapshot>) {
+    fn answer(
+        &self,
+        h: &NsHandle,
+        batch: Vec<Pending>,
+        plan: Plan,
+        base: &Snapshot,
+        committed: Option<&Snapshot>,
+    ) {
         let generation = committed.map_or(base.generation(), Snapshot::generation);
         let mut deferred = Vec::new();
         for (p, outcome) in batch.into_iter().zip(plan.outcomes) {
@@ -698,14 +738,23 @@ impl Engine {
                         counts: record.counts,
                         generation,
                         deduplicated: false,
-                        bytes_written: record.ops.upserts.iter().map(crate::model::Document::logical_bytes).sum(),
+                        bytes_written: record
+                            .ops
+                            .upserts
+                            .iter()
+                            .map(crate::model::Document::logical_bytes)
+                            .sum(),
                         affected,
                     };
                     Ok(resp)
                 }
-                Ok(PlannedOutcome::Duplicate(counts)) => {
-                    Ok(WriteResponse { counts, generation, deduplicated: true, affected: None, bytes_written: 0 })
-                }
+                Ok(PlannedOutcome::Duplicate(counts)) => Ok(WriteResponse {
+                    counts,
+                    generation,
+                    deduplicated: true,
+                    affected: None,
+                    bytes_written: 0,
+                }),
                 Ok(PlannedOutcome::Stored(bytes)) => Ok(stored_response(&bytes, generation)),
                 Ok(PlannedOutcome::Deferred) => {
                     deferred.push(p);
@@ -750,8 +799,14 @@ impl Engine {
             };
             match self.create_manifest(path, &tomb).await {
                 Ok(()) => {
-                    let _ = self.store.put(&path.current_key(), Bytes::from(encode_current(tomb.generation))).await;
-                    set_cached(&h, Snapshot { manifest: Some(Arc::new(tomb)), state: Arc::new(NsState::default()) });
+                    let _ = self
+                        .store
+                        .put(&path.current_key(), Bytes::from(encode_current(tomb.generation)))
+                        .await;
+                    set_cached(
+                        &h,
+                        Snapshot { manifest: Some(Arc::new(tomb)), state: Arc::new(NsState::default()) },
+                    );
                     self.release(path, bm.object_keys()).await;
                     let ns = path.to_string();
                     self.blocking(move |m| m.forget_namespace(&ns)).await?;
@@ -764,7 +819,10 @@ impl Engine {
                 }
             }
         }
-        Err(EngineError::Conflict(format!("namespace {} is being written concurrently; retry the delete", path.ns())))
+        Err(EngineError::Conflict(format!(
+            "namespace {} is being written concurrently; retry the delete",
+            path.ns()
+        )))
     }
 
     /// List the live namespaces of a project.
@@ -800,7 +858,10 @@ impl Engine {
     /// turbopuffer's metadata document of a namespace.
     pub async fn metadata(&self, path: &NsPath) -> Result<Json, EngineError> {
         let s = self.existing(path, true).await?;
-        let m = s.manifest.as_ref().ok_or_else(|| EngineError::Internal("live snapshot without manifest".into()))?;
+        let m = s
+            .manifest
+            .as_ref()
+            .ok_or_else(|| EngineError::Internal("live snapshot without manifest".into()))?;
         let ns = path.to_string();
         let pinned = self.blocking(move |meta| meta.is_pinned(&ns)).await?;
         let mut v = json!({
@@ -843,7 +904,11 @@ fn stored_response(bytes: &[u8], generation: u64) -> WriteResponse {
     let v: Json = serde_json::from_slice(bytes).unwrap_or(Json::Null);
     let n = |k: &str| v.get(k).and_then(Json::as_u64).unwrap_or(0);
     WriteResponse {
-        counts: RowCounts { upserted: n("rows_upserted"), patched: n("rows_patched"), deleted: n("rows_deleted") },
+        counts: RowCounts {
+            upserted: n("rows_upserted"),
+            patched: n("rows_patched"),
+            deleted: n("rows_deleted"),
+        },
         generation,
         deduplicated: true,
         affected: None,
@@ -869,7 +934,14 @@ pub fn rfc3339(ms: u64) -> String {
     format!("{y:04}-{m:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{:03}Z", ms % 1000)
 }
 
-fn next_manifest(base: &Snapshot, path: &NsPath, state: &NsState, wal: WalRef, now: u64, commit_id: String) -> Manifest {
+fn next_manifest(
+    base: &Snapshot,
+    path: &NsPath,
+    state: &NsState,
+    wal: WalRef,
+    now: u64,
+    commit_id: String,
+) -> Manifest {
     let live = base.manifest.as_ref().filter(|m| !m.deleted);
     let mut wal_refs = live.map(|m| m.wal.clone()).unwrap_or_default();
     let seq = wal.seq;

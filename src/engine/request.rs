@@ -13,7 +13,9 @@ use serde_json::{Map, Value as Json};
 
 use super::EngineError;
 use crate::filter::Filter;
-use crate::model::{DistanceMetric, DocId, Document, Value, ID_ATTR, MAX_ATTRIBUTE_NAME_BYTES, MAX_VECTOR_DIM, VECTOR_ATTR};
+use crate::model::{
+    DistanceMetric, DocId, Document, Value, ID_ATTR, MAX_ATTRIBUTE_NAME_BYTES, MAX_VECTOR_DIM, VECTOR_ATTR,
+};
 use crate::ops::{NamespaceSettings, Patch, PatchByFilter, RequestRecord};
 
 /// Most rows one request may name directly (upserts + patches + deletes).
@@ -65,10 +67,22 @@ impl WriteRequest {
     fn apply_key(&mut self, key: &str, v: &Json, _all: &Map<String, Json>) -> Result<(), EngineError> {
         let ops = &mut self.record.ops;
         match key {
-            "upsert_rows" => ops.upserts.extend(parse_rows(v, key)?.into_iter().map(row_to_document).collect::<Result<Vec<_>, _>>()?),
-            "upsert_columns" => ops.upserts.extend(parse_columns(v, key)?.into_iter().map(row_to_document).collect::<Result<Vec<_>, _>>()?),
-            "patch_rows" => ops.patches.extend(parse_rows(v, key)?.into_iter().map(row_to_patch).collect::<Result<Vec<_>, _>>()?),
-            "patch_columns" => ops.patches.extend(parse_columns(v, key)?.into_iter().map(row_to_patch).collect::<Result<Vec<_>, _>>()?),
+            "upsert_rows" => ops
+                .upserts
+                .extend(parse_rows(v, key)?.into_iter().map(row_to_document).collect::<Result<Vec<_>, _>>()?),
+            "upsert_columns" => {
+                ops.upserts.extend(parse_columns(v, key)?.into_iter().map(row_to_document).collect::<Result<
+                    Vec<_>,
+                    _,
+                >>(
+                )?)
+            }
+            "patch_rows" => ops
+                .patches
+                .extend(parse_rows(v, key)?.into_iter().map(row_to_patch).collect::<Result<Vec<_>, _>>()?),
+            "patch_columns" => ops
+                .patches
+                .extend(parse_columns(v, key)?.into_iter().map(row_to_patch).collect::<Result<Vec<_>, _>>()?),
             "deletes" => {
                 let ids = v.as_array().ok_or_else(|| invalid("deletes must be an array of ids"))?;
                 for id in ids {
@@ -83,44 +97,76 @@ impl WriteRequest {
                 if v.is_null() {
                     return Ok(());
                 }
-                let o = v.as_object().ok_or_else(|| invalid("patch_by_filter must be {\"filters\": ..., \"patch\": {...}}"))?;
+                let o = v
+                    .as_object()
+                    .ok_or_else(|| invalid("patch_by_filter must be {\"filters\": ..., \"patch\": {...}}"))?;
                 let filter = Filter::parse(o.get("filters").unwrap_or(&Json::Null))
                     .map_err(|e| invalid(format!("patch_by_filter.filters: {e}")))?;
-                let patch = o.get("patch").and_then(Json::as_object).ok_or_else(|| invalid("patch_by_filter.patch must be an object"))?;
+                let patch = o
+                    .get("patch")
+                    .and_then(Json::as_object)
+                    .ok_or_else(|| invalid("patch_by_filter.patch must be an object"))?;
                 let mut attrs = BTreeMap::new();
                 for (k, val) in patch {
                     check_attr_name(k, true)?;
-                    attrs.insert(k.clone(), Value::from_json(val).map_err(|e| invalid(format!("patch_by_filter.patch.{k}: {e}")))?);
+                    attrs.insert(
+                        k.clone(),
+                        Value::from_json(val)
+                            .map_err(|e| invalid(format!("patch_by_filter.patch.{k}: {e}")))?,
+                    );
                 }
                 ops.patch_by_filter = Some(PatchByFilter { filter, attrs });
             }
             "distance_metric" => {
                 let s = v.as_str().ok_or_else(|| invalid("distance_metric must be a string"))?;
-                self.record.settings.distance_metric = Some(DistanceMetric::parse(s).map_err(|e| invalid(e.to_string()))?);
+                self.record.settings.distance_metric =
+                    Some(DistanceMetric::parse(s).map_err(|e| invalid(e.to_string()))?);
             }
             "schema" => {
                 crate::schema::parse_schema(v).map_err(|e| invalid(e.to_string()))?;
                 self.record.settings.schema_json = Some(v.to_string());
             }
-            "create_namespace" => self.create_namespace = Some(v.as_bool().ok_or_else(|| invalid("create_namespace must be a bool"))?),
-            "return_affected_ids" => self.return_affected_ids = v.as_bool().ok_or_else(|| invalid("return_affected_ids must be a bool"))?,
-            "disable_backpressure" => self.disable_backpressure = v.as_bool().ok_or_else(|| invalid("disable_backpressure must be a bool"))?,
+            "create_namespace" => {
+                self.create_namespace =
+                    Some(v.as_bool().ok_or_else(|| invalid("create_namespace must be a bool"))?)
+            }
+            "return_affected_ids" => {
+                self.return_affected_ids =
+                    v.as_bool().ok_or_else(|| invalid("return_affected_ids must be a bool"))?
+            }
+            "disable_backpressure" => {
+                self.disable_backpressure =
+                    v.as_bool().ok_or_else(|| invalid("disable_backpressure must be a bool"))?
+            }
             "delete_by_filter_allow_partial" | "patch_by_filter_allow_partial" => {
                 v.as_bool().ok_or_else(|| invalid(format!("{key} must be a bool")))?;
             }
-            "if_version" => self.if_version = Some(v.as_u64().ok_or_else(|| invalid("if_version must be a non-negative integer"))?),
-            "idempotency_key" => self.set_idempotency_key(v.as_str().ok_or_else(|| invalid("idempotency_key must be a string"))?)?,
+            "if_version" => {
+                self.if_version =
+                    Some(v.as_u64().ok_or_else(|| invalid("if_version must be a non-negative integer"))?)
+            }
+            "idempotency_key" => self.set_idempotency_key(
+                v.as_str().ok_or_else(|| invalid("idempotency_key must be a string"))?,
+            )?,
             "encryption" => match v.get("mode").and_then(Json::as_str) {
                 Some("default") | None if v.is_object() || v.is_null() => {}
-                _ => return Err(EngineError::Unsupported("customer-managed encryption is not supported by tidepool".into())),
+                _ => {
+                    return Err(EngineError::Unsupported(
+                        "customer-managed encryption is not supported by tidepool".into(),
+                    ))
+                }
             },
             "sharding" => {
                 if v.get("num_shards").and_then(Json::as_u64).is_some_and(|n| n > 1) {
-                    return Err(EngineError::Unsupported("sharding is not supported by tidepool (one node serves a namespace)".into()));
+                    return Err(EngineError::Unsupported(
+                        "sharding is not supported by tidepool (one node serves a namespace)".into(),
+                    ));
                 }
             }
             "branch_from_namespace" | "copy_from_namespace" => {
-                return Err(EngineError::Unsupported(format!("{key} is not implemented yet (namespace branching lands in a later release)")));
+                return Err(EngineError::Unsupported(format!(
+                    "{key} is not implemented yet (namespace branching lands in a later release)"
+                )));
             }
             other => return Err(invalid(format!("unknown write parameter {other:?}"))),
         }
@@ -130,7 +176,9 @@ impl WriteRequest {
     /// Set the idempotency key (from the body or an `Idempotency-Key` header).
     pub fn set_idempotency_key(&mut self, key: &str) -> Result<(), EngineError> {
         if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY_BYTES || key.contains('\u{0}') {
-            return Err(invalid(format!("idempotency key must be 1 to {MAX_IDEMPOTENCY_KEY_BYTES} bytes without NUL")));
+            return Err(invalid(format!(
+                "idempotency key must be 1 to {MAX_IDEMPOTENCY_KEY_BYTES} bytes without NUL"
+            )));
         }
         self.record.idempotency_key = Some(key.to_owned());
         Ok(())
@@ -138,7 +186,10 @@ impl WriteRequest {
 
     /// A request that only changes namespace settings (e.g. a schema update).
     pub fn settings_only(settings: NamespaceSettings) -> WriteRequest {
-        WriteRequest { record: RequestRecord { settings, ..RequestRecord::default() }, ..WriteRequest::default() }
+        WriteRequest {
+            record: RequestRecord { settings, ..RequestRecord::default() },
+            ..WriteRequest::default()
+        }
     }
 }
 
@@ -158,7 +209,9 @@ struct RawRow {
 
 fn check_attr_name(name: &str, allow_vector: bool) -> Result<(), EngineError> {
     if name.is_empty() || name.len() > MAX_ATTRIBUTE_NAME_BYTES {
-        return Err(invalid(format!("attribute name {name:?} must be 1 to {MAX_ATTRIBUTE_NAME_BYTES} bytes")));
+        return Err(invalid(format!(
+            "attribute name {name:?} must be 1 to {MAX_ATTRIBUTE_NAME_BYTES} bytes"
+        )));
     }
     if name.starts_with('$') {
         return Err(invalid(format!("attribute name {name:?} must not start with '$'")));
@@ -193,13 +246,21 @@ fn parse_rows(v: &Json, key: &str) -> Result<Vec<RawRow>, EngineError> {
         return Err(invalid(format!("{key}: at most {MAX_WRITE_ROWS} rows per write")));
     }
     rows.iter()
-        .map(|r| r.as_object().ok_or_else(|| invalid(format!("{key}: every row must be an object"))).and_then(|o| parse_row(o, key)))
+        .map(|r| {
+            r.as_object()
+                .ok_or_else(|| invalid(format!("{key}: every row must be an object")))
+                .and_then(|o| parse_row(o, key))
+        })
         .collect()
 }
 
 fn parse_columns(v: &Json, key: &str) -> Result<Vec<RawRow>, EngineError> {
-    let cols = v.as_object().ok_or_else(|| invalid(format!("{key} must be an object of equal-length arrays")))?;
-    let ids = cols.get(ID_ATTR).and_then(Json::as_array).ok_or_else(|| invalid(format!("{key} needs an \"id\" array")))?;
+    let cols =
+        v.as_object().ok_or_else(|| invalid(format!("{key} must be an object of equal-length arrays")))?;
+    let ids = cols
+        .get(ID_ATTR)
+        .and_then(Json::as_array)
+        .ok_or_else(|| invalid(format!("{key} needs an \"id\" array")))?;
     if ids.len() > MAX_WRITE_ROWS {
         return Err(invalid(format!("{key}: at most {MAX_WRITE_ROWS} rows per write")));
     }
@@ -297,7 +358,10 @@ mod tests {
     #[test]
     fn rows_and_columns_parse_to_the_same_documents() {
         let a = WriteRequest::from_json(&json!({"upsert_rows": [{"id": 1, "vector": [1.0, 2.0], "a": "x"}, {"id": 2, "vector": [3.0, 4.0], "a": null}]})).unwrap();
-        let b = WriteRequest::from_json(&json!({"upsert_columns": {"id": [1, 2], "vector": [[1.0, 2.0], [3.0, 4.0]], "a": ["x", null]}})).unwrap();
+        let b = WriteRequest::from_json(
+            &json!({"upsert_columns": {"id": [1, 2], "vector": [[1.0, 2.0], [3.0, 4.0]], "a": ["x", null]}}),
+        )
+        .unwrap();
         assert_eq!(a.record.ops.upserts, b.record.ops.upserts);
         assert!(!a.record.ops.upserts[1].attrs.contains_key("a"));
     }

@@ -100,8 +100,9 @@ impl Store {
 
     /// A durable local directory (created if missing).
     pub fn local(dir: &Path) -> Result<Store, StoreError> {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| StoreError::Config(format!("cannot create store directory {}: {e}", dir.display())))?;
+        std::fs::create_dir_all(dir).map_err(|e| {
+            StoreError::Config(format!("cannot create store directory {}: {e}", dir.display()))
+        })?;
         let fs = object_store::local::LocalFileSystem::new_with_prefix(dir)
             .map_err(|e| StoreError::Config(format!("cannot open store directory {}: {e}", dir.display())))?
             .with_fsync(true)
@@ -275,7 +276,10 @@ mod tests {
         let s = Store::local(dir.path()).unwrap();
         let k = "a/b/namespaces/n/manifests/00000000000000000001.json";
         assert_eq!(s.put_if_absent(k, Bytes::from_static(b"one")).await.unwrap(), CreateOutcome::Created);
-        assert_eq!(s.put_if_absent(k, Bytes::from_static(b"two")).await.unwrap(), CreateOutcome::AlreadyExists);
+        assert_eq!(
+            s.put_if_absent(k, Bytes::from_static(b"two")).await.unwrap(),
+            CreateOutcome::AlreadyExists
+        );
         assert_eq!(&s.get(k).await.unwrap()[..], b"one");
         assert!(matches!(s.get("a/missing").await, Err(StoreError::NotFound(_))));
         assert!(s.exists(k).await.unwrap());

@@ -1,0 +1,438 @@
+//! The object-store layer and the engine on a real S3-compatible server.
+//!
+//! Invariants guarded, over S3 (`s3://bucket/prefix`, path-style, plain http):
+//! - `Store` reads back what it wrote, lists recursively and by directory
+//!   relative to its prefix (and never outside it), treats a missing object
+//!   as `NotFound` / absent, and `put_if_absent` reports `AlreadyExists` on a
+//!   second create without changing the object.
+//! - Every acknowledged engine write (upsert, patch, delete, delete_by_filter)
+//!   is readable at once and from a new engine with a fresh data dir on the
+//!   same bucket prefix (the bucket is the source of truth, not the data dir);
+//!   so are namespace listing and deletion.
+//! - Two engines writing one namespace through one bucket lose no write and
+//!   create each manifest generation exactly once.
+//! - A retried idempotency key is deduplicated, also by an engine that never
+//!   saw the first attempt.
+//!
+//! The server: `TIDEPOOL_TEST_S3_ENDPOINT` (e.g. `http://127.0.0.1:5055`), or
+//! else moto started by `scripts/s3-server.sh start` for this test binary and
+//! stopped when it exits. If neither works every test fails: none is skipped.
+//! moto's conditional create is a check-then-put without a lock, so writers
+//! here take turns (sequential awaits) instead of racing truly concurrently.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, OnceLock};
+
+use bytes::Bytes;
+use object_store::ObjectStoreExt;
+use serde_json::{json, Value as Json};
+use tidepool::engine::WriteRequest;
+use tidepool::engine::{Engine, EngineConfig, EngineError, WriteResponse};
+use tidepool::layout::NsPath;
+use tidepool::model::{DocId, Document, Value};
+use tidepool::store::{CreateOutcome, S3Options, Store, StoreError};
+
+const ENDPOINT_VAR: &str = "TIDEPOOL_TEST_S3_ENDPOINT";
+
+/// The S3 endpoint: from the environment, or a moto server started once for
+/// this test binary (it stops itself when this process exits).
+fn endpoint() -> &'static str {
+    static ENDPOINT: OnceLock<Result<String, String>> = OnceLock::new();
+    match ENDPOINT.get_or_init(find_or_start_server) {
+        Ok(url) => url,
+        Err(msg) => panic!("{msg}"),
+    }
+}
+
+fn find_or_start_server() -> Result<String, String> {
+    if let Ok(url) = std::env::var(ENDPOINT_VAR) {
+        let url = url.trim().trim_end_matches('/');
+        if !url.is_empty() {
+            return Ok(url.to_owned());
+        }
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/s3-server.sh");
+    let pid = std::process::id();
+    let portfile = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("s3-server-{pid}")).join("endpoint");
+    let hint = format!(
+        "{ENDPOINT_VAR} is not set, so this test starts moto with `{} start`; that failed. \
+         Fix the error below (the script needs python3 with venv/pip and PyPI on first use), \
+         or set {ENDPOINT_VAR}=http://HOST:PORT to an S3-compatible server.",
+        script.display()
+    );
+    let out = Command::new("bash")
+        .arg(&script)
+        .arg("start")
+        .arg(&portfile)
+        .arg(pid.to_string())
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("{hint}\ncannot run bash: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "{hint}\nexit status {}; stderr:\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    let url = std::fs::read_to_string(&portfile)
+        .map_err(|e| format!("{hint}\nthe script succeeded but {} is unreadable: {e}", portfile.display()))?;
+    Ok(url.trim().to_owned())
+}
+
+/// A new, empty bucket (moto accepts an unsigned `PUT /bucket`; object_store
+/// cannot create buckets).
+async fn new_bucket() -> String {
+    let endpoint = endpoint();
+    let name = format!("tidepool-test-{}", uuid::Uuid::new_v4().simple());
+    let resp = reqwest::Client::new()
+        .put(format!("{endpoint}/{name}"))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("create bucket {name} at {endpoint}: {e}"));
+    let status = resp.status();
+    let body = resp.text().await.unwrap_or_default();
+    assert!(status.is_success(), "create bucket {name} at {endpoint}: HTTP {status}: {body}");
+    name
+}
+
+fn s3_options() -> S3Options {
+    S3Options {
+        endpoint: Some(endpoint().to_owned()),
+        region: Some("us-east-1".into()),
+        access_key_id: Some("test".into()),
+        secret_access_key: Some("test".into()),
+        allow_http: true,
+    }
+}
+
+/// A `Store` on `url` (`s3://bucket/prefix`), exactly as the daemon opens one.
+fn s3_store(url: &str) -> Store {
+    let unused_default_dir = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    Store::from_url(Some(url), unused_default_dir, &s3_options())
+        .unwrap_or_else(|e| panic!("open {url}: {e}"))
+}
+
+async fn engine_on(data_dir: &Path, url: &str) -> Arc<Engine> {
+    Engine::open(EngineConfig::new(data_dir.to_path_buf(), s3_store(url))).await.unwrap()
+}
+
+fn ns() -> NsPath {
+    NsPath::new("acme", "search", "s3ns").unwrap()
+}
+
+async fn write(e: &Engine, body: Json) -> Result<WriteResponse, EngineError> {
+    e.write(&ns(), WriteRequest::from_json(&body)?).await
+}
+
+/// Every live document, by a strong read.
+async fn docs(e: &Engine) -> BTreeMap<DocId, Document> {
+    let s = e.existing(&ns(), true).await.unwrap();
+    s.state.docs.iter().map(|(id, d)| (id.clone(), (**d).clone())).collect()
+}
+
+async fn doc(e: &Engine, id: u64) -> Option<Arc<Document>> {
+    e.get(&ns(), &[DocId::U64(id)]).await.unwrap().pop().flatten()
+}
+
+async fn manifest_count(store: &Store) -> usize {
+    store.list(&ns().manifests_prefix()).await.unwrap().iter().filter(|o| o.key.ends_with(".json")).count()
+}
+
+fn ids(d: &BTreeMap<DocId, Document>) -> Vec<u64> {
+    d.keys()
+        .map(|id| match id {
+            DocId::U64(n) => *n,
+            other => panic!("unexpected id {other:?}"),
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn store_operations_on_an_s3_prefix() {
+    let bucket = new_bucket().await;
+    let s = s3_store(&format!("s3://{bucket}/pre/fix"));
+    assert_eq!(s.description(), format!("s3://{bucket}/pre/fix"));
+    assert!(s.list("").await.unwrap().is_empty(), "a new bucket is empty");
+    assert!(s.list_dirs("o/p/namespaces/").await.unwrap().is_empty());
+
+    let keys = ["o/p/namespaces/a/CURRENT", "o/p/namespaces/b/wal/1", "o/p/namespaces/b/wal/2", "o/p/other"];
+    for (i, k) in keys.iter().enumerate() {
+        s.put(k, Bytes::from(format!("value {i} of {k}"))).await.unwrap();
+    }
+    for (i, k) in keys.iter().enumerate() {
+        assert_eq!(s.get(k).await.unwrap(), Bytes::from(format!("value {i} of {k}")));
+        assert!(s.exists(k).await.unwrap(), "{k}");
+    }
+    assert!(!s.exists("o/p/namespaces/a/missing").await.unwrap());
+    assert!(!s.exists("o/p/namespaces/b").await.unwrap(), "a 'directory' is not an object");
+    assert!(matches!(s.get("o/p/missing").await, Err(StoreError::NotFound(k)) if k == "o/p/missing"));
+    assert_eq!(s.get_opt("o/p/missing").await.unwrap(), None);
+    assert_eq!(
+        s.get_opt(keys[0]).await.unwrap().as_deref(),
+        Some(&b"value 0 of o/p/namespaces/a/CURRENT"[..])
+    );
+
+    // Overwrite replaces the content.
+    s.put(keys[3], Bytes::from_static(b"replaced")).await.unwrap();
+    assert_eq!(&s.get(keys[3]).await.unwrap()[..], b"replaced");
+
+    // Recursive listing, relative to the store's prefix, sorted, with sizes.
+    let listed = s.list("o/p/namespaces/b/").await.unwrap();
+    let names: Vec<_> = listed.iter().map(|o| o.key.as_str()).collect();
+    assert_eq!(names, vec!["o/p/namespaces/b/wal/1", "o/p/namespaces/b/wal/2"]);
+    assert_eq!(listed[0].size, format!("value 1 of {}", keys[1]).len() as u64);
+    assert!(listed.iter().all(|o| o.last_modified_ms > 1_600_000_000_000), "{listed:?}");
+    let all: Vec<_> = s.list("").await.unwrap().into_iter().map(|o| o.key).collect();
+    let mut sorted = keys.map(str::to_owned).to_vec();
+    sorted.sort();
+    assert_eq!(all, sorted);
+    assert_eq!(s.list("o/p/namespaces/b").await.unwrap().len(), 2, "a trailing slash is optional");
+    assert!(s.list("o/p/namespaces/c/").await.unwrap().is_empty());
+    assert!(s.list("o/p/namespaces/b/wal/1x").await.unwrap().is_empty(), "prefixes match whole segments");
+
+    // Immediate "directories" only.
+    assert_eq!(s.list_dirs("o/p/namespaces/").await.unwrap(), vec!["a", "b"]);
+    assert_eq!(s.list_dirs("o/p/namespaces/b/").await.unwrap(), vec!["wal"]);
+    assert_eq!(s.list_dirs("o/p/").await.unwrap(), vec!["namespaces"], "objects are not directories");
+    assert!(s.list_dirs("o/p/namespaces/a/").await.unwrap().is_empty());
+
+    // The objects really live under the prefix, and a sibling prefix sees none of them.
+    let root = s3_store(&format!("s3://{bucket}"));
+    let raw: Vec<_> = root.list("").await.unwrap().into_iter().map(|o| o.key).collect();
+    assert_eq!(raw, sorted.iter().map(|k| format!("pre/fix/{k}")).collect::<Vec<_>>());
+    assert!(s3_store(&format!("s3://{bucket}/pre/fi")).list("").await.unwrap().is_empty());
+    assert_eq!(s3_store(&format!("s3://{bucket}/pre/")).list_dirs("").await.unwrap(), vec!["fix"]);
+
+    // Conditional create.
+    let k = "o/p/namespaces/b/manifests/00000000000000000001.json";
+    assert_eq!(s.put_if_absent(k, Bytes::from_static(b"first")).await.unwrap(), CreateOutcome::Created);
+    let before = s.inner().head(&k.into()).await.unwrap();
+    assert_eq!(
+        s.put_if_absent(k, Bytes::from_static(b"second!")).await.unwrap(),
+        CreateOutcome::AlreadyExists
+    );
+    assert_eq!(&s.get(k).await.unwrap()[..], b"first", "the losing create did not change the object");
+    let after = s.inner().head(&k.into()).await.unwrap();
+    assert_eq!(
+        (before.size, &before.e_tag, before.last_modified),
+        (after.size, &after.e_tag, after.last_modified)
+    );
+    assert_eq!(
+        s.put_if_absent(keys[0], Bytes::from_static(b"x")).await.unwrap(),
+        CreateOutcome::AlreadyExists,
+        "an object written by a plain put also blocks a create"
+    );
+    assert_eq!(&s.get(keys[0]).await.unwrap()[..], b"value 0 of o/p/namespaces/a/CURRENT");
+
+    // Delete: idempotent, and the key can be created again afterwards.
+    s.delete(k).await.unwrap();
+    assert!(!s.exists(k).await.unwrap());
+    assert!(matches!(s.get(k).await, Err(StoreError::NotFound(_))));
+    s.delete(k).await.unwrap();
+    s.delete("o/p/never/existed").await.unwrap();
+    assert_eq!(s.put_if_absent(k, Bytes::from_static(b"third")).await.unwrap(), CreateOutcome::Created);
+    assert_eq!(&s.get(k).await.unwrap()[..], b"third");
+    for key in keys.iter().copied().chain([k]) {
+        s.delete(key).await.unwrap();
+    }
+    assert!(s.list("").await.unwrap().is_empty());
+    assert!(s.list_dirs("o/p/namespaces/").await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn every_acknowledged_engine_write_survives_a_new_engine_on_the_same_bucket() {
+    let url = format!("s3://{}/cluster-a", new_bucket().await);
+    let d1 = tempfile::tempdir().unwrap();
+    let e1 = engine_on(d1.path(), &url).await;
+
+    let r = write(
+        &e1,
+        json!({
+            "distance_metric": "cosine_distance",
+            "upsert_rows": [
+                {"id": 1, "vector": [1.0, 0.0], "color": "red", "n": 1},
+                {"id": 2, "vector": [0.0, 1.0], "color": "blue", "n": 2},
+                {"id": 3, "vector": [0.5, 0.5], "color": "red", "n": 3},
+                {"id": 4, "vector": [0.25, 0.75], "color": "blue", "n": 4},
+                {"id": 5, "vector": [0.75, 0.25], "color": "green", "n": 5},
+            ],
+        }),
+    )
+    .await
+    .unwrap();
+    assert_eq!((r.counts.upserted, r.generation), (5, 1));
+    assert_eq!(doc(&e1, 4).await.unwrap().attrs["color"], Value::Str("blue".into()), "read your write");
+
+    let r =
+        write(&e1, json!({"patch_rows": [{"id": 1, "n": 10, "tag": "patched"}, {"id": 3, "color": null}]}))
+            .await
+            .unwrap();
+    assert_eq!((r.counts.patched, r.generation), (2, 2));
+    let d = doc(&e1, 1).await.unwrap();
+    assert_eq!((&d.attrs["n"], &d.attrs["tag"]), (&Value::Int(10), &Value::Str("patched".into())));
+    assert_eq!(d.vector.as_deref(), Some(&[1.0f32, 0.0][..]), "a patch keeps the vector");
+    assert!(!doc(&e1, 3).await.unwrap().attrs.contains_key("color"), "a null patch removes the attribute");
+
+    let r = write(&e1, json!({"deletes": [5, 99]})).await.unwrap();
+    assert_eq!(r.generation, 3);
+    assert!(doc(&e1, 5).await.is_none());
+
+    let r = write(&e1, json!({"delete_by_filter": ["color", "Eq", "blue"]})).await.unwrap();
+    assert_eq!((r.counts.deleted, r.generation), (2, 4));
+    assert!(doc(&e1, 2).await.is_none() && doc(&e1, 4).await.is_none());
+
+    let r = write(
+        &e1,
+        json!({"upsert_rows": [{"id": 6, "vector": [0.0, 1.0], "color": "blue"}], "deletes": [3]}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.generation, 5);
+    let expected = docs(&e1).await;
+    assert_eq!(ids(&expected), vec![1, 6]);
+    assert_eq!(manifest_count(e1.store()).await, 5, "one manifest object per generation");
+    assert!(!e1.store().list(&ns().prefix()).await.unwrap().is_empty());
+    drop(e1);
+
+    // A new engine with an empty data dir sees exactly the acknowledged state.
+    let d2 = tempfile::tempdir().unwrap();
+    let e2 = engine_on(d2.path(), &url).await;
+    assert_eq!(e2.existing(&ns(), true).await.unwrap().generation(), 5);
+    assert_eq!(docs(&e2).await, expected);
+    // ...and keeps writing on top of it.
+    let r = write(&e2, json!({"upsert_rows": [{"id": 7, "vector": [1.0, 1.0]}]})).await.unwrap();
+    assert_eq!(r.generation, 6);
+    drop(e2);
+    let d3 = tempfile::tempdir().unwrap();
+    let e3 = engine_on(d3.path(), &url).await;
+    assert_eq!(ids(&docs(&e3).await), vec![1, 6, 7]);
+
+    // Namespace listing (list_dirs on the bucket) and deletion (a tombstone
+    // manifest) are seen by the next engine too; the name can be reused.
+    let page = e3.list_namespaces("acme", "search", None, None, 100).await.unwrap();
+    assert_eq!(page.namespaces, vec!["s3ns"]);
+    e3.delete_namespace(&ns()).await.unwrap();
+    drop(e3);
+    let d5 = tempfile::tempdir().unwrap();
+    let e5 = engine_on(d5.path(), &url).await;
+    assert!(matches!(e5.existing(&ns(), true).await, Err(EngineError::NotFound(_))));
+    assert!(e5.list_namespaces("acme", "search", None, None, 100).await.unwrap().namespaces.is_empty());
+    let r = write(&e5, json!({"upsert_rows": [{"id": 8, "vector": [0.0, 1.0]}]})).await.unwrap();
+    assert_eq!(r.generation, 8, "generation 7 is the deletion");
+    assert_eq!(ids(&docs(&e5).await), vec![8]);
+
+    // Another prefix of the same bucket is another cluster: it sees nothing.
+    let d4 = tempfile::tempdir().unwrap();
+    let other = engine_on(d4.path(), &format!("{url}-other")).await;
+    assert!(matches!(other.existing(&ns(), true).await, Err(EngineError::NotFound(_))));
+}
+
+#[tokio::test]
+async fn two_engines_taking_turns_on_one_bucket_lose_no_write() {
+    let url = format!("s3://{}/shared", new_bucket().await);
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let e1 = engine_on(d1.path(), &url).await;
+    let e2 = engine_on(d2.path(), &url).await;
+    write(&e1, json!({"upsert_rows": [{"id": 0, "count": 0}]})).await.unwrap();
+
+    // Each turn: both insert their own id (each from a stale cached
+    // generation, so each create first loses to the other engine's manifest
+    // and is re-applied), then both increment a shared counter with a
+    // read-modify-write guarded by if_version.
+    let rounds = 8u64;
+    let mut generations = Vec::new();
+    for i in 0..rounds {
+        for (w, e) in [(1u64, &e1), (2, &e2)] {
+            let r = write(e, json!({"upsert_rows": [{"id": w * 1000 + i, "by": w}]})).await.unwrap();
+            generations.push(r.generation);
+            assert!(doc(e, w * 1000 + i).await.is_some(), "read your write");
+        }
+        for e in [&e1, &e2] {
+            loop {
+                let s = e.snapshot(&ns(), true).await.unwrap();
+                let Some(Value::Int(c)) =
+                    s.state.docs.get(&DocId::U64(0)).unwrap().attrs.get("count").cloned()
+                else {
+                    panic!("counter missing")
+                };
+                match write(
+                    e,
+                    json!({"if_version": s.generation(), "patch_rows": [{"id": 0, "count": c + 1}]}),
+                )
+                .await
+                {
+                    Ok(r) => {
+                        generations.push(r.generation);
+                        break;
+                    }
+                    Err(EngineError::PreconditionFailed(_) | EngineError::Conflict(_)) => continue,
+                    Err(other) => panic!("{other}"),
+                }
+            }
+        }
+    }
+    let mut distinct = generations.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
+    assert_eq!(distinct, generations, "acknowledged generations are distinct and increasing");
+
+    let check = tempfile::tempdir().unwrap();
+    let fresh = engine_on(check.path(), &url).await;
+    let s = fresh.existing(&ns(), true).await.unwrap();
+    let want: Vec<u64> = std::iter::once(0)
+        .chain((0..rounds).map(|i| 1000 + i))
+        .chain((0..rounds).map(|i| 2000 + i))
+        .collect();
+    let have: Vec<u64> = ids(&s.state.docs.iter().map(|(k, v)| (k.clone(), (**v).clone())).collect());
+    assert_eq!(have, want, "every insert of both writers is present");
+    assert_eq!(s.state.docs[&DocId::U64(0)].attrs["count"], Value::Int(i128::from(2 * rounds)));
+    assert_eq!(s.generation(), 1 + 4 * rounds);
+    assert_eq!(
+        manifest_count(fresh.store()).await as u64,
+        s.generation(),
+        "each generation was created exactly once"
+    );
+    for e in [&e1, &e2] {
+        assert_eq!(docs(e).await, docs(&fresh).await, "both writers converge on the same state");
+    }
+}
+
+#[tokio::test]
+async fn an_idempotency_key_retry_is_deduplicated_on_s3() {
+    let url = format!("s3://{}/idem", new_bucket().await);
+    let body = json!({"idempotency_key": "batch-42", "upsert_rows": [{"id": 1, "n": 1}, {"id": 2, "n": 2}]});
+    let d1 = tempfile::tempdir().unwrap();
+    let e1 = engine_on(d1.path(), &url).await;
+    let first = write(&e1, body.clone()).await.unwrap();
+    assert!(!first.deduplicated);
+    write(&e1, json!({"patch_rows": [{"id": 1, "n": 100}]})).await.unwrap();
+    let again = write(&e1, body.clone()).await.unwrap();
+    assert!(again.deduplicated);
+    assert_eq!(again.counts.upserted, 2);
+    assert_eq!(doc(&e1, 1).await.unwrap().attrs["n"], Value::Int(100), "the retry did not re-apply");
+    assert_eq!(
+        e1.snapshot(&ns(), true).await.unwrap().generation(),
+        first.generation + 1,
+        "the retry committed nothing"
+    );
+
+    // An engine that never saw the first attempt (new data dir, so no local
+    // record) still recognises the key, from the WAL on the bucket.
+    let d2 = tempfile::tempdir().unwrap();
+    let e2 = engine_on(d2.path(), &url).await;
+    let again = write(&e2, body.clone()).await.unwrap();
+    assert!(again.deduplicated);
+    assert_eq!(again.counts.upserted, 2);
+    assert_eq!(doc(&e2, 1).await.unwrap().attrs["n"], Value::Int(100));
+    // A new key from the second engine is applied, and the first engine's
+    // retry of the old key stays deduplicated after that.
+    let other = write(&e2, json!({"idempotency_key": "batch-43", "upsert_rows": [{"id": 3}]})).await.unwrap();
+    assert!(!other.deduplicated);
+    assert!(write(&e1, body).await.unwrap().deduplicated);
+    let s = e1.existing(&ns(), true).await.unwrap();
+    assert_eq!(s.generation(), first.generation + 2);
+    assert_eq!(manifest_count(e1.store()).await as u64, s.generation());
+}
