@@ -286,6 +286,22 @@ impl Engine {
         self.reload(&h).await
     }
 
+    /// The newest manifest of a namespace without materializing its state
+    /// (None: never created). Cheap: one HEAD when the handle is warm.
+    pub async fn latest_manifest(&self, path: &NsPath) -> Result<Option<Arc<Manifest>>, EngineError> {
+        let h = self.handle(path);
+        if let Some(s) = cached(&h) {
+            if !self.store.exists(&path.manifest_key(s.generation() + 1)).await? {
+                return Ok(s.manifest);
+            }
+        }
+        let hint = match cached(&h) {
+            Some(s) => Some(s.generation()),
+            None => self.generation_hint(path).await?,
+        };
+        Ok(self.newest_manifest(path, hint).await?.map(Arc::new))
+    }
+
     /// The snapshot of an existing namespace, or NotFound.
     pub async fn existing(&self, path: &NsPath, strong: bool) -> Result<Snapshot, EngineError> {
         let s = self.snapshot(path, strong).await?;
@@ -843,7 +859,7 @@ impl Engine {
                 continue;
             }
             let Ok(path) = NsPath::new(org, project, &name) else { continue };
-            if !self.snapshot(&path, false).await?.exists() {
+            if self.latest_manifest(&path).await?.is_none_or(|m| m.deleted) {
                 continue;
             }
             if out.len() == page_size {
@@ -857,23 +873,27 @@ impl Engine {
 
     /// turbopuffer's metadata document of a namespace.
     pub async fn metadata(&self, path: &NsPath) -> Result<Json, EngineError> {
-        let s = self.existing(path, true).await?;
-        let m = s
-            .manifest
-            .as_ref()
-            .ok_or_else(|| EngineError::Internal("live snapshot without manifest".into()))?;
+        let m = self
+            .latest_manifest(path)
+            .await?
+            .filter(|m| !m.deleted)
+            .ok_or_else(|| EngineError::NotFound(format!("namespace {} not found", path.ns())))?;
         let ns = path.to_string();
         let pinned = self.blocking(move |meta| meta.is_pinned(&ns)).await?;
+        let mut schema = Json::Object(m.schema.clone());
+        if let (Some(t), Some(o)) = (m.id_type, schema.as_object_mut()) {
+            o.insert("id".into(), json!({"type": t.schema_name(), "filterable": true}));
+        }
         let mut v = json!({
-            "approx_logical_bytes": s.state.logical_bytes,
-            "approx_row_count": s.state.docs.len(),
+            "approx_logical_bytes": m.stats.approx_logical_bytes,
+            "approx_row_count": m.stats.approx_row_count,
             "created_at": rfc3339(m.created_at_ms),
             "updated_at": rfc3339(m.committed_at_ms),
-            "schema": schema_json(&s.state),
+            "schema": schema,
             "encryption": {"mode": "default"},
             "index": {"status": "up-to-date"},
             "version": m.generation,
-            "distance_metric": s.state.distance_metric.map(|d| d.as_str()),
+            "distance_metric": m.distance_metric.map(|d| d.as_str()),
         });
         if pinned {
             v["pinning"] = json!({"replicas": 1, "status": {"ready_replicas": 1, "replicas": 1, "utilization": 0.0,
@@ -884,7 +904,9 @@ impl Engine {
 
     /// Pin or unpin a namespace (persisted in the local pin set).
     pub async fn set_pinned(&self, path: &NsPath, pinned: bool) -> Result<(), EngineError> {
-        self.existing(path, true).await?;
+        if self.latest_manifest(path).await?.is_none_or(|m| m.deleted) {
+            return Err(EngineError::NotFound(format!("namespace {} not found", path.ns())));
+        }
         let ns = path.to_string();
         let now = self.clock.now_ms();
         self.blocking(move |m| m.set_pinned(&ns, pinned, now)).await
