@@ -8,13 +8,17 @@
 //! (object storage) → `model`, `schema`, `layout`, `clock`.
 #![warn(missing_docs)]
 
+pub mod admin;
+pub mod api;
 pub mod clock;
+pub mod config;
 pub mod engine;
 pub mod filter;
 pub mod format;
 pub mod layout;
-pub mod model;
 pub mod meta;
+pub mod model;
 pub mod ops;
+pub mod query;
 pub mod schema;
 pub mod store;

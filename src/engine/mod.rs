@@ -140,6 +140,8 @@ impl WriteResponse {
             "rows_upserted": self.counts.upserted,
             "rows_patched": self.counts.patched,
             "rows_deleted": self.counts.deleted,
+            // Filter-based operations never stop part-way (they fail above their cap).
+            "rows_remaining": false,
             "version": self.generation,
             "deduplicated": self.deduplicated,
             "billing": {"billable_logical_bytes_written": self.bytes_written},
@@ -470,16 +472,32 @@ impl Engine {
         h.queue.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push_back(Pending { req, tx });
         loop {
             let guard = h.commit_lock.lock().await;
-            if let Ok(result) = rx.try_recv() {
-                return result;
+            match rx.try_recv() {
+                Ok(result) => return result,
+                // The leader that took this request was cancelled mid-commit:
+                // the outcome is unknown, so report it rather than spin.
+                Err(oneshot::error::TryRecvError::Closed) => {
+                    return Err(EngineError::Unavailable(
+                        "the commit carrying this write was abandoned".into(),
+                    ))
+                }
+                Err(oneshot::error::TryRecvError::Empty) => {}
             }
             let batch = take_group(&h);
             if !batch.is_empty() {
                 self.commit_group(&h, batch).await;
             }
             drop(guard);
-            if let Ok(result) = rx.try_recv() {
-                return result;
+            match rx.try_recv() {
+                Ok(result) => return result,
+                // The leader that took this request was cancelled mid-commit:
+                // the outcome is unknown, so report it rather than spin.
+                Err(oneshot::error::TryRecvError::Closed) => {
+                    return Err(EngineError::Unavailable(
+                        "the commit carrying this write was abandoned".into(),
+                    ))
+                }
+                Err(oneshot::error::TryRecvError::Empty) => {}
             }
         }
     }
@@ -618,7 +636,11 @@ impl Engine {
         let now = self.clock.now_ms();
         let seq = base.manifest.as_ref().map_or(1, |m| m.next_wal_seq.max(1));
         let wal = WalBatch { seq, created_at_ms: now, requests: plan.records.clone() };
-        let wal_bytes = wal.encode();
+        // try_encode refuses exactly what decode would refuse, so nothing
+        // unreadable is ever published.
+        let wal_bytes = wal.try_encode().map_err(|e| {
+            CommitError::Failed(EngineError::InvalidInput(format!("write cannot be stored: {e}")))
+        })?;
         let wal_key = path.wal_key(seq, &self.ids.next_token());
         let wal_ref = WalRef {
             key: wal_key.clone(),
@@ -654,7 +676,10 @@ impl Engine {
     /// outcomes by the commit id, then the GC-fence check.
     async fn create_manifest(&self, path: &NsPath, m: &Manifest) -> Result<(), CommitError> {
         let key = path.manifest_key(m.generation);
-        let bytes = Bytes::from(m.encode());
+        let bytes = Bytes::from(
+            m.try_encode()
+                .map_err(|e| CommitError::Failed(EngineError::Internal(format!("invalid manifest: {e}"))))?,
+        );
         let mut last_err = None;
         let mut created = false;
         for _ in 0..3 {

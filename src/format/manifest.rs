@@ -518,7 +518,8 @@ mod tests {
 
     #[test]
     fn insane_manifests_are_refused() {
-        let cases: Vec<(&str, Box<dyn Fn(&mut Manifest)>)> = vec![
+        type Mutation = Box<dyn Fn(&mut Manifest)>;
+        let cases: Vec<(&str, Mutation)> = vec![
             ("bad namespace", Box::new(|m| m.namespace = "a/b".into())),
             ("short commit id", Box::new(|m| m.commit_id = "abc".into())),
             ("uppercase commit id", Box::new(|m| m.commit_id = "0123456789ABCDEF0123456789ABCDEF".into())),

@@ -1,0 +1,298 @@
+//! Route handlers: decode the request, call the engine or the query
+//! evaluator, encode the turbopuffer response.
+//!
+//! Invariants:
+//! - Every namespace path is built from the authenticated principal's
+//!   org/project plus the URL's namespace name (validated by `NsPath::new`).
+//! - A handler returns `Ok(json)` for 200 or an [`ApiError`]; it never
+//!   panics on input (a panic is still caught one level up and becomes 500).
+//! - A query and all subqueries of a multi-query read one snapshot.
+//! - CPU-heavy evaluation of large namespaces runs on a blocking thread.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use hyper::body::Incoming;
+use hyper::header::HeaderName;
+use hyper::{Request, StatusCode};
+use serde_json::{json, Value as Json};
+
+use super::auth::Principal;
+use super::body::{parse_json, read_body};
+use super::error::ApiError;
+use super::router::{route, NoRoute, Route};
+use super::AppState;
+use crate::engine::{schema_json, Snapshot, WriteRequest};
+use crate::layout::NsPath;
+use crate::query::{self, QueryRequest, QueryResult};
+
+/// Namespaces larger than this are queried on a blocking thread.
+const INLINE_QUERY_DOCS: usize = 10_000;
+/// Default page of `GET /v1/namespaces`.
+const DEFAULT_PAGE_SIZE: usize = 100;
+/// Header carrying a write's idempotency key.
+const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
+
+/// Everything a handler needs besides the body.
+struct Ctx {
+    state: Arc<AppState>,
+    principal: Principal,
+    params: HashMap<String, String>,
+    started: Instant,
+}
+
+impl Ctx {
+    fn ns(&self, ns: &str) -> Result<NsPath, ApiError> {
+        Ok(NsPath::new(&self.principal.org, &self.principal.project, ns)?)
+    }
+
+    fn elapsed_ms(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+}
+
+/// Route, authenticate and run one request.
+pub async fn dispatch(
+    state: Arc<AppState>,
+    req: Request<Incoming>,
+    started: Instant,
+) -> Result<Json, ApiError> {
+    let route = route(req.method(), req.uri().path()).map_err(|e| match e {
+        NoRoute::NotFound => {
+            ApiError::not_found(format!("no route for {} {}", req.method(), req.uri().path()))
+        }
+        NoRoute::MethodNotAllowed(allowed) => {
+            let allow: Vec<&str> = allowed.iter().map(hyper::Method::as_str).collect();
+            ApiError {
+                allow: Some(allow.join(", ")),
+                ..ApiError::new(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    format!("method {} not allowed here", req.method()),
+                )
+            }
+        }
+    })?;
+    match route {
+        Route::Health => return Ok(json!({"status": "ok"})),
+        Route::Ready => return ready(&state),
+        _ => {}
+    }
+    let principal = state.auth.authenticate(req.headers(), route.is_write())?;
+    let params = req
+        .uri()
+        .query()
+        .map(|q| url::form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .unwrap_or_default();
+    let ctx = Ctx { state, principal, params, started };
+    run(&ctx, route, req).await
+}
+
+async fn run(ctx: &Ctx, route: Route, req: Request<Incoming>) -> Result<Json, ApiError> {
+    match route {
+        Route::ListNamespaces => list_namespaces(ctx).await,
+        Route::Write(ns) => write(ctx, &ns, req).await,
+        Route::DeleteNamespace(ns) => {
+            ctx.state.engine.delete_namespace(&ctx.ns(&ns)?).await?;
+            Ok(json!({"status": "OK"}))
+        }
+        Route::Query(ns) => query(ctx, &ns, req).await,
+        Route::ExplainQuery(ns) => explain_query(ctx, &ns, req).await,
+        Route::GetMetadata(ns) => Ok(ctx.state.engine.metadata(&ctx.ns(&ns)?).await?),
+        Route::PatchMetadata(ns) => patch_metadata(ctx, &ns, req).await,
+        Route::GetSchema(ns) => {
+            let snap = ctx.state.engine.existing(&ctx.ns(&ns)?, true).await?;
+            Ok(schema_json(&snap.state))
+        }
+        Route::UpdateSchema(ns) => update_schema(ctx, &ns, req).await,
+        Route::HintCacheWarm(ns) => hint_cache_warm(ctx, &ns),
+        Route::Recall(ns) => {
+            ctx.ns(&ns)?;
+            Err(ApiError::not_implemented("recall is not implemented yet (it arrives with the query engine)"))
+        }
+        Route::StartAsync(ns) => {
+            ctx.ns(&ns)?;
+            Err(ApiError::not_implemented(
+                "asynchronous copy_from_namespace is not implemented yet (namespace copies land in a later release)",
+            ))
+        }
+        Route::PollOperation(ns) => {
+            ctx.ns(&ns)?;
+            Err(ApiError::not_found("no such operation (asynchronous operations are not implemented yet)"))
+        }
+        Route::Health | Route::Ready => Ok(json!({"status": "ok"})),
+    }
+}
+
+fn ready(state: &AppState) -> Result<Json, ApiError> {
+    if state.draining.load(std::sync::atomic::Ordering::SeqCst) {
+        return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting down"));
+    }
+    Ok(json!({"status": "ready"}))
+}
+
+async fn body_json(ctx: &Ctx, req: Request<Incoming>) -> Result<(hyper::HeaderMap, Json), ApiError> {
+    let (parts, body) = req.into_parts();
+    let limits = &ctx.state.limits;
+    let bytes: Bytes =
+        read_body(body, &parts.headers, limits.max_body_bytes, limits.body_stall_timeout).await?;
+    Ok((parts.headers, parse_json(&bytes)?))
+}
+
+async fn write(ctx: &Ctx, ns: &str, req: Request<Incoming>) -> Result<Json, ApiError> {
+    let path = ctx.ns(ns)?;
+    let (headers, body) = body_json(ctx, req).await?;
+    let mut w = WriteRequest::from_json(&body)?;
+    if let Some(k) = headers.get(IDEMPOTENCY_KEY) {
+        let k = k.to_str().map_err(|_| ApiError::bad_request("Idempotency-Key must be visible ASCII"))?;
+        w.set_idempotency_key(k)?;
+    }
+    let resp = ctx.state.engine.write(&path, w).await?;
+    let mut v = resp.to_json();
+    v["performance"] = json!({"server_total_ms": ctx.elapsed_ms()});
+    Ok(v)
+}
+
+async fn query(ctx: &Ctx, ns: &str, req: Request<Incoming>) -> Result<Json, ApiError> {
+    let path = ctx.ns(ns)?;
+    let (_, body) = body_json(ctx, req).await?;
+    let multi = ctx.params.get("stainless_overload").is_some_and(|v| v == "multiQuery");
+    let parsed = query::parse_request(&body, multi)?;
+    let snap = ctx.state.engine.existing(&path, parsed.strong).await?;
+    let exec_started = Instant::now();
+    let results = evaluate(&parsed, &snap).await?;
+    let exec_ms = u64::try_from(exec_started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    let mut v = if parsed.multi {
+        json!({"results": results.iter().map(QueryResult::to_json).collect::<Vec<_>>()})
+    } else {
+        results.first().map(QueryResult::to_json).unwrap_or_else(|| json!({"rows": []}))
+    };
+    let returned = serde_json::to_vec(&v).map_or(0, |b| b.len());
+    v["billing"] = json!({
+        "billable_logical_bytes_queried": snap.state.logical_bytes,
+        "billable_logical_bytes_returned": returned,
+    });
+    v["performance"] = json!({
+        "approx_namespace_size": snap.state.docs.len(),
+        "cache_hit_ratio": 1.0,
+        "cache_temperature": "hot",
+        "exhaustive_search_count": results.iter().map(|r| r.scanned).sum::<u64>(),
+        "query_execution_ms": exec_ms,
+        "server_total_ms": ctx.elapsed_ms(),
+    });
+    Ok(v)
+}
+
+/// Evaluate every query of a request on one snapshot.
+async fn evaluate(req: &QueryRequest, snap: &Snapshot) -> Result<Vec<QueryResult>, ApiError> {
+    let run = |req: &QueryRequest, state: &crate::engine::NsState| {
+        req.queries.iter().map(|q| query::execute(q, state)).collect::<Result<Vec<_>, _>>()
+    };
+    if snap.state.docs.len() <= INLINE_QUERY_DOCS {
+        return Ok(run(req, &snap.state)?);
+    }
+    let (req, state) = (req.clone(), snap.state.clone());
+    let out = tokio::task::spawn_blocking(move || run(&req, &state))
+        .await
+        .map_err(|e| ApiError::internal(format!("query task failed: {e}")))?;
+    Ok(out?)
+}
+
+async fn explain_query(ctx: &Ctx, ns: &str, req: Request<Incoming>) -> Result<Json, ApiError> {
+    let path = ctx.ns(ns)?;
+    let (_, body) = body_json(ctx, req).await?;
+    let parsed = query::parse_request(&body, false)?;
+    let snap = ctx.state.engine.existing(&path, parsed.strong).await?;
+    let mut text = format!(
+        "namespace {} at version {} ({} read)",
+        path.ns(),
+        snap.generation(),
+        if parsed.strong { "strong" } else { "eventual" }
+    );
+    for (i, q) in parsed.queries.iter().enumerate() {
+        if parsed.multi {
+            text.push_str(&format!("\nquery {i}:"));
+        }
+        text.push('\n');
+        text.push_str(&query::explain(q, &snap.state)?);
+    }
+    Ok(json!({"plan_text": text}))
+}
+
+async fn patch_metadata(ctx: &Ctx, ns: &str, req: Request<Incoming>) -> Result<Json, ApiError> {
+    let path = ctx.ns(ns)?;
+    let (_, body) = body_json(ctx, req).await?;
+    let obj =
+        body.as_object().ok_or_else(|| ApiError::bad_request("metadata update must be a JSON object"))?;
+    let mut pin = None;
+    for (k, v) in obj {
+        match k.as_str() {
+            "pinning" => pin = Some(parse_pinning(v)?),
+            "read_only" => match v {
+                Json::Bool(false) | Json::Null => {}
+                Json::Bool(true) => {
+                    return Err(ApiError::not_implemented("read_only namespaces are not implemented yet"))
+                }
+                _ => return Err(ApiError::bad_request("read_only must be a bool")),
+            },
+            other => return Err(ApiError::bad_request(format!("unknown metadata parameter {other:?}"))),
+        }
+    }
+    if let Some(p) = pin {
+        ctx.state.engine.set_pinned(&path, p).await?;
+    }
+    Ok(ctx.state.engine.metadata(&path).await?)
+}
+
+fn parse_pinning(v: &Json) -> Result<bool, ApiError> {
+    match v {
+        Json::Bool(b) => Ok(*b),
+        Json::Null => Ok(false),
+        Json::Object(o) => match o.get("replicas").map(Json::as_u64) {
+            Some(Some(n)) if o.len() == 1 => Ok(n > 0),
+            None if o.is_empty() => Ok(true),
+            _ => Err(ApiError::bad_request("pinning must be true, false, null or {\"replicas\": N}")),
+        },
+        _ => Err(ApiError::bad_request("pinning must be true, false, null or {\"replicas\": N}")),
+    }
+}
+
+async fn update_schema(ctx: &Ctx, ns: &str, req: Request<Incoming>) -> Result<Json, ApiError> {
+    let path = ctx.ns(ns)?;
+    let (_, body) = body_json(ctx, req).await?;
+    if !body.is_object() {
+        return Err(ApiError::bad_request(
+            "the schema update body must be the schema object {attr: type | {...}}",
+        ));
+    }
+    let snap = ctx.state.engine.update_schema(&path, &body).await?;
+    Ok(schema_json(&snap.state))
+}
+
+fn hint_cache_warm(ctx: &Ctx, ns: &str) -> Result<Json, ApiError> {
+    let path = ctx.ns(ns)?;
+    let engine = ctx.state.engine.clone();
+    tokio::spawn(async move {
+        if let Err(e) = engine.snapshot(&path, false).await {
+            tracing::debug!(namespace = %path, error = %e, "cache warm-up failed");
+        }
+    });
+    Ok(json!({"status": "ACCEPTED", "message": "cache warm-up started in the background"}))
+}
+
+async fn list_namespaces(ctx: &Ctx) -> Result<Json, ApiError> {
+    let page_size = match ctx.params.get("page_size").filter(|s| !s.is_empty()) {
+        None => DEFAULT_PAGE_SIZE,
+        Some(s) => match s.parse::<usize>() {
+            Ok(n) if (1..=1000).contains(&n) => n,
+            _ => return Err(ApiError::bad_request("page_size must be an integer from 1 to 1000")),
+        },
+    };
+    let get = |k: &str| ctx.params.get(k).map(String::as_str).filter(|s| !s.is_empty());
+    let p = &ctx.principal;
+    let page =
+        ctx.state.engine.list_namespaces(&p.org, &p.project, get("prefix"), get("cursor"), page_size).await?;
+    let namespaces: Vec<Json> = page.namespaces.iter().map(|n| json!({"id": n})).collect();
+    Ok(json!({"namespaces": namespaces, "next_cursor": page.next_cursor}))
+}

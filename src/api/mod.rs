@@ -1,0 +1,121 @@
+//! The HTTP edge: the turbopuffer v2 wire API over hyper 1.x (no framework).
+//!
+//! Module map: [`router`] (method + path → route), [`auth`] (bearer key →
+//! org/project), [`body`] (bounded, gzip-aware bodies; JSON responses),
+//! [`handlers`] (one function per route), [`error`] (statuses and the
+//! `{"status":"error","error":..}` shape), [`server`] (connections,
+//! timeouts, graceful drain).
+//!
+//! Invariants:
+//! - This is the only module that knows HTTP; it talks to the engine through
+//!   `Engine` methods and to queries through `crate::query`.
+//! - The daemon refuses to start on a non-loopback address without API keys.
+//! - Start-up order is: check the listen address, open the store, open the
+//!   engine (takes the data-dir lock, failing fast if another process holds
+//!   it), bind, print `listening on http://ADDR` on stdout. Shutdown drains
+//!   requests before the engine (and its lock) is dropped.
+
+pub mod auth;
+pub mod body;
+pub mod error;
+pub mod handlers;
+pub mod router;
+pub mod server;
+
+use std::future::Future;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+
+use self::auth::Auth;
+use self::server::{ServerOptions, Tracker};
+use crate::config::Config;
+use crate::engine::{Engine, EngineConfig};
+use crate::store::Store;
+
+/// Request-size and body-timing limits.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Largest body after decompression.
+    pub max_body_bytes: usize,
+    /// Longest wait for the next chunk of a body.
+    pub body_stall_timeout: Duration,
+}
+
+/// State shared by every request.
+#[derive(Debug)]
+pub struct AppState {
+    /// The engine.
+    pub engine: Arc<Engine>,
+    /// API keys.
+    pub auth: Auth,
+    /// Body limits.
+    pub limits: Limits,
+    /// Set once shutdown starts (`/ready` turns 503).
+    pub draining: AtomicBool,
+    /// Live connections and request tasks.
+    pub tracker: Tracker,
+}
+
+impl AppState {
+    /// State for an open engine.
+    pub fn new(engine: Arc<Engine>, auth: Auth, limits: Limits) -> Self {
+        AppState { engine, auth, limits, draining: AtomicBool::new(false), tracker: Tracker::default() }
+    }
+}
+
+/// Run the daemon until `shutdown` resolves; returns after draining.
+pub async fn run_daemon(cfg: &Config, shutdown: impl Future<Output = ()>) -> Result<(), String> {
+    let addr = resolve_listen(&cfg.listen).await?;
+    if cfg.api_keys.is_empty() && !addr.ip().is_loopback() {
+        return Err(format!(
+            "refusing to listen on {addr}: it is not a loopback address and no API keys are configured; \
+             add [[api_keys]] entries to the config file (--config) or listen on 127.0.0.1"
+        ));
+    }
+    let store = Store::from_url(cfg.store.as_deref(), &cfg.data_dir.join("store"), &cfg.s3)
+        .map_err(|e| format!("cannot open the object store: {e}"))?;
+    let store_desc = store.description().to_owned();
+    let engine = Engine::open(EngineConfig::new(cfg.data_dir.clone(), store))
+        .await
+        .map_err(|e| format!("cannot open data dir {}: {e}", cfg.data_dir.display()))?;
+    let listener = TcpListener::bind(addr).await.map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    let local = listener.local_addr().map_err(|e| format!("cannot read the bound address: {e}"))?;
+    let auth = Auth::new(cfg.api_keys.clone());
+    tracing::info!(
+        listen = %local,
+        data_dir = %cfg.data_dir.display(),
+        store = %store_desc,
+        auth = if auth.is_open() { "open (loopback only, default/default)" } else { "api keys" },
+        "tidepool started"
+    );
+    announce(local);
+    let limits = Limits { max_body_bytes: cfg.max_body_bytes, body_stall_timeout: cfg.idle_timeout };
+    let state = Arc::new(AppState::new(engine, auth, limits));
+    let opts = ServerOptions {
+        header_read_timeout: cfg.header_read_timeout,
+        idle_timeout: cfg.idle_timeout,
+        shutdown_timeout: cfg.shutdown_timeout,
+    };
+    server::serve(listener, state, opts, shutdown).await;
+    tracing::info!("tidepool stopped");
+    Ok(())
+}
+
+async fn resolve_listen(listen: &str) -> Result<SocketAddr, String> {
+    let mut addrs = tokio::net::lookup_host(listen)
+        .await
+        .map_err(|e| format!("invalid listen address {listen:?}: {e} (expected HOST:PORT)"))?;
+    addrs.next().ok_or_else(|| format!("listen address {listen:?} resolves to nothing"))
+}
+
+/// Print the bound address on stdout (tests and supervisors read it).
+fn announce(addr: SocketAddr) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "listening on http://{addr}");
+    let _ = out.flush();
+}

@@ -1,0 +1,168 @@
+//! Routing: (method, path) → [`Route`].
+//!
+//! Invariants: a path that matches no route is 404; a path that matches a
+//! route under another method is 405 (with `Allow`); the namespace segment
+//! is passed through verbatim and validated later by `NsPath::new` (400), so
+//! nothing here can produce a storage path. Query strings are not routed on.
+
+use hyper::Method;
+
+/// A matched route. `String` fields are the namespace name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// `GET /health`.
+    Health,
+    /// `GET /ready`.
+    Ready,
+    /// `GET /v1/namespaces`.
+    ListNamespaces,
+    /// `POST /v2/namespaces/{ns}`.
+    Write(String),
+    /// `DELETE /v2/namespaces/{ns}`.
+    DeleteNamespace(String),
+    /// `POST /v2/namespaces/{ns}/query`.
+    Query(String),
+    /// `POST /v2/namespaces/{ns}/explain_query`.
+    ExplainQuery(String),
+    /// `GET /v1|v2/namespaces/{ns}/metadata`.
+    GetMetadata(String),
+    /// `PATCH /v1|v2/namespaces/{ns}/metadata`.
+    PatchMetadata(String),
+    /// `GET /v1/namespaces/{ns}/schema`.
+    GetSchema(String),
+    /// `POST /v1/namespaces/{ns}/schema`.
+    UpdateSchema(String),
+    /// `GET /v1/namespaces/{ns}/hint_cache_warm`.
+    HintCacheWarm(String),
+    /// `POST /v1/namespaces/{ns}/_debug/recall`.
+    Recall(String),
+    /// `POST /v2/namespaces/{ns}/async` (start an asynchronous copy).
+    StartAsync(String),
+    /// `GET /v1/namespaces/{ns}/operations/{token}` (poll an operation).
+    PollOperation(String),
+}
+
+impl Route {
+    /// Whether the route mutates (read-only keys get 403).
+    pub fn is_write(&self) -> bool {
+        matches!(
+            self,
+            Route::Write(_)
+                | Route::DeleteNamespace(_)
+                | Route::PatchMetadata(_)
+                | Route::UpdateSchema(_)
+                | Route::StartAsync(_)
+        )
+    }
+
+    /// Whether the route needs no authentication.
+    pub fn is_public(&self) -> bool {
+        matches!(self, Route::Health | Route::Ready)
+    }
+
+    /// A short name for logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Route::Health => "health",
+            Route::Ready => "ready",
+            Route::ListNamespaces => "list_namespaces",
+            Route::Write(_) => "write",
+            Route::DeleteNamespace(_) => "delete_namespace",
+            Route::Query(_) => "query",
+            Route::ExplainQuery(_) => "explain_query",
+            Route::GetMetadata(_) => "metadata",
+            Route::PatchMetadata(_) => "update_metadata",
+            Route::GetSchema(_) => "schema",
+            Route::UpdateSchema(_) => "update_schema",
+            Route::HintCacheWarm(_) => "hint_cache_warm",
+            Route::Recall(_) => "recall",
+            Route::StartAsync(_) => "start_async",
+            Route::PollOperation(_) => "poll_operation",
+        }
+    }
+}
+
+/// Why no route matched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NoRoute {
+    /// No such path.
+    NotFound,
+    /// The path exists under these methods.
+    MethodNotAllowed(&'static [Method]),
+}
+
+/// Match a request.
+pub fn route(method: &Method, path: &str) -> Result<Route, NoRoute> {
+    let segs: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
+    let ns = |i: usize| segs.get(i).map(|s| (*s).to_owned()).unwrap_or_default();
+    let m = method.clone();
+    let (allowed, r): (&'static [Method], Option<Route>) = match segs.as_slice() {
+        ["health"] => (&[Method::GET], (m == Method::GET).then_some(Route::Health)),
+        ["ready"] => (&[Method::GET], (m == Method::GET).then_some(Route::Ready)),
+        ["v1", "namespaces"] => (&[Method::GET], (m == Method::GET).then_some(Route::ListNamespaces)),
+        ["v2", "namespaces", _] => (
+            &[Method::POST, Method::DELETE],
+            match m {
+                Method::POST => Some(Route::Write(ns(2))),
+                Method::DELETE => Some(Route::DeleteNamespace(ns(2))),
+                _ => None,
+            },
+        ),
+        ["v2", "namespaces", _, "query"] => {
+            (&[Method::POST], (m == Method::POST).then(|| Route::Query(ns(2))))
+        }
+        ["v2", "namespaces", _, "explain_query"] => {
+            (&[Method::POST], (m == Method::POST).then(|| Route::ExplainQuery(ns(2))))
+        }
+        ["v1" | "v2", "namespaces", _, "metadata"] => (
+            &[Method::GET, Method::PATCH],
+            match m {
+                Method::GET => Some(Route::GetMetadata(ns(2))),
+                Method::PATCH => Some(Route::PatchMetadata(ns(2))),
+                _ => None,
+            },
+        ),
+        ["v1", "namespaces", _, "schema"] => (
+            &[Method::GET, Method::POST],
+            match m {
+                Method::GET => Some(Route::GetSchema(ns(2))),
+                Method::POST => Some(Route::UpdateSchema(ns(2))),
+                _ => None,
+            },
+        ),
+        ["v1", "namespaces", _, "hint_cache_warm"] => {
+            (&[Method::GET], (m == Method::GET).then(|| Route::HintCacheWarm(ns(2))))
+        }
+        ["v1", "namespaces", _, "_debug", "recall"] => {
+            (&[Method::POST], (m == Method::POST).then(|| Route::Recall(ns(2))))
+        }
+        ["v2", "namespaces", _, "async"] => {
+            (&[Method::POST], (m == Method::POST).then(|| Route::StartAsync(ns(2))))
+        }
+        ["v1", "namespaces", _, "operations", _] => {
+            (&[Method::GET], (m == Method::GET).then(|| Route::PollOperation(ns(2))))
+        }
+        _ => return Err(NoRoute::NotFound),
+    };
+    r.ok_or(NoRoute::MethodNotAllowed(allowed))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_match_and_methods_are_checked() {
+        assert_eq!(route(&Method::POST, "/v2/namespaces/docs"), Ok(Route::Write("docs".into())));
+        assert_eq!(route(&Method::DELETE, "/v2/namespaces/docs/"), Ok(Route::DeleteNamespace("docs".into())));
+        assert_eq!(route(&Method::GET, "/v1/namespaces/d/metadata"), Ok(Route::GetMetadata("d".into())));
+        assert_eq!(route(&Method::GET, "/v2/namespaces/d/metadata"), Ok(Route::GetMetadata("d".into())));
+        assert_eq!(route(&Method::POST, "/v1/namespaces/d/_debug/recall"), Ok(Route::Recall("d".into())));
+        assert_eq!(route(&Method::GET, "/v1/namespaces"), Ok(Route::ListNamespaces));
+        assert!(matches!(route(&Method::GET, "/v2/namespaces/d/query"), Err(NoRoute::MethodNotAllowed(_))));
+        assert_eq!(route(&Method::GET, "/v3/nope"), Err(NoRoute::NotFound));
+        assert_eq!(route(&Method::GET, "/"), Err(NoRoute::NotFound));
+        assert_eq!(route(&Method::POST, "/v2/namespaces//query"), Ok(Route::Query(String::new())));
+        assert!(Route::Write(String::new()).is_write() && !Route::Query(String::new()).is_write());
+    }
+}

@@ -1,0 +1,373 @@
+//! The connection layer: accept loop, per-connection hyper service, idle
+//! and header-read timeouts, panic isolation, graceful drain.
+//!
+//! Invariants:
+//! - Every request runs in its own task: a panic becomes a 500 for that
+//!   request only, and a client that disconnects mid-request does not
+//!   cancel an engine write half-way.
+//! - Shutdown: stop accepting, ask every connection to finish its in-flight
+//!   requests and close, then wait until every connection and request task
+//!   is done, bounded by the shutdown timeout.
+//! - A connection with no request in flight and no I/O for the idle timeout
+//!   is closed; HTTP/1 headers must arrive within the header-read timeout.
+//!   (hyper starts that timer as soon as it waits for the next request, so
+//!   an idle HTTP/1 keep-alive connection lasts at most
+//!   min(header-read timeout, idle timeout).)
+
+use std::convert::Infallible;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{HeaderName, HeaderValue, ALLOW};
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Notify};
+
+use super::body::{accepts_gzip, json_response};
+use super::error::ApiError;
+use super::handlers::dispatch;
+use super::AppState;
+
+/// Connection-level settings.
+#[derive(Debug, Clone, Copy)]
+pub struct ServerOptions {
+    /// Time a client has to send request headers (HTTP/1).
+    pub header_read_timeout: Duration,
+    /// Idle connections are closed after this long.
+    pub idle_timeout: Duration,
+    /// Bound on draining at shutdown.
+    pub shutdown_timeout: Duration,
+}
+
+/// Counts live connections and request tasks; lets shutdown wait for zero.
+#[derive(Debug, Clone, Default)]
+pub struct Tracker(Arc<(AtomicUsize, Notify)>);
+
+/// Held while a connection or request task is alive.
+#[derive(Debug)]
+pub struct TrackGuard(Tracker);
+
+impl Tracker {
+    /// Register one live task.
+    pub fn enter(&self) -> TrackGuard {
+        self.0 .0.fetch_add(1, Ordering::SeqCst);
+        TrackGuard(self.clone())
+    }
+
+    /// Live tasks.
+    pub fn count(&self) -> usize {
+        self.0 .0.load(Ordering::SeqCst)
+    }
+
+    /// Wait until no task is live.
+    pub async fn wait_idle(&self) {
+        loop {
+            let notified = self.0 .1.notified();
+            if self.count() == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+impl Drop for TrackGuard {
+    fn drop(&mut self) {
+        if (self.0).0 .0.fetch_sub(1, Ordering::SeqCst) == 1 {
+            (self.0).0 .1.notify_waiters();
+        }
+    }
+}
+
+/// Serve until `shutdown` resolves, then drain.
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<AppState>,
+    opts: ServerOptions,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(opts.header_read_timeout).keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(opts.idle_timeout))
+        .keep_alive_timeout(opts.idle_timeout);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let conn = Conn { builder: builder.clone(), state: state.clone(), stop: stop_rx.clone(), idle: opts.idle_timeout };
+                    let guard = state.tracker.enter();
+                    tokio::spawn(async move {
+                        let _guard = guard;
+                        conn.run(stream, peer).await;
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+        }
+    }
+    drop(listener);
+    state.draining.store(true, Ordering::SeqCst);
+    let _ = stop_tx.send(true);
+    tracing::info!(live = state.tracker.count(), "stopped accepting; draining in-flight requests");
+    if tokio::time::timeout(opts.shutdown_timeout, state.tracker.wait_idle()).await.is_err() {
+        tracing::warn!(
+            live = state.tracker.count(),
+            timeout_secs = opts.shutdown_timeout.as_secs(),
+            "shutdown timeout elapsed with requests still in flight; abandoning them"
+        );
+    }
+}
+
+struct Conn {
+    builder: auto::Builder<TokioExecutor>,
+    state: Arc<AppState>,
+    stop: watch::Receiver<bool>,
+    idle: Duration,
+}
+
+impl Conn {
+    async fn run(mut self, stream: TcpStream, peer: SocketAddr) {
+        let activity = Arc::new(Activity::new());
+        let in_flight = Arc::new(AtomicUsize::new(0));
+        let io = TokioIo::new(Tracked { inner: stream, activity: activity.clone() });
+        let state = self.state.clone();
+        let flights = in_flight.clone();
+        let svc = service_fn(move |req| {
+            let (state, flight) = (state.clone(), InFlight::enter(&flights));
+            async move {
+                let _flight = flight;
+                handle(state, req).await
+            }
+        });
+        let conn = self.builder.serve_connection(io, svc);
+        tokio::pin!(conn);
+        let mut closing = false;
+        let mut tick = tokio::time::interval((self.idle / 4).max(Duration::from_millis(50)));
+        loop {
+            tokio::select! {
+                res = conn.as_mut() => {
+                    if let Err(e) = res {
+                        tracing::debug!(%peer, error = %e, "connection closed with an error");
+                    }
+                    return;
+                }
+                _ = self.stop.changed(), if !closing => {
+                    closing = true;
+                    conn.as_mut().graceful_shutdown();
+                }
+                _ = tick.tick(), if !closing => {
+                    if in_flight.load(Ordering::SeqCst) == 0 && activity.idle_for() >= self.idle {
+                        tracing::debug!(%peer, "closing idle connection");
+                        closing = true;
+                        conn.as_mut().graceful_shutdown();
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Run one request in its own task; map errors and panics to responses.
+async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+    let started = Instant::now();
+    let (method, path) = (req.method().clone(), req.uri().path().to_owned());
+    let gzip = accepts_gzip(req.headers());
+    let guard = state.tracker.enter();
+    let result = isolated(async move {
+        let _guard = guard;
+        dispatch(state, req, started).await
+    })
+    .await;
+    let ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    let resp = match result {
+        Ok(body) => json_response(StatusCode::OK, &body, gzip),
+        Err(e) => {
+            if e.status.is_server_error() && e.status != StatusCode::NOT_IMPLEMENTED {
+                tracing::warn!(%method, path, status = e.status.as_u16(), ms, error = %e.message, "request failed");
+            }
+            error_response(&e, gzip)
+        }
+    };
+    tracing::debug!(%method, path, status = resp.status().as_u16(), ms, "request");
+    Ok(resp)
+}
+
+/// Run a handler in its own task: a panic becomes a 500 for this request
+/// only, and a dropped connection does not cancel the handler half-way.
+async fn isolated<F>(fut: F) -> Result<serde_json::Value, ApiError>
+where
+    F: std::future::Future<Output = Result<serde_json::Value, ApiError>> + Send + 'static,
+{
+    match tokio::spawn(fut).await {
+        Ok(r) => r,
+        Err(e) if e.is_panic() => {
+            tracing::error!("request handler panicked");
+            Err(ApiError::internal("internal error: the request handler panicked"))
+        }
+        Err(e) => Err(ApiError::internal(format!("internal error: request task failed: {e}"))),
+    }
+}
+
+/// The JSON error response with its retry headers.
+pub fn error_response(e: &ApiError, gzip: bool) -> Response<Full<Bytes>> {
+    let mut resp = json_response(e.status, &e.body(), gzip);
+    let h = resp.headers_mut();
+    h.insert(
+        HeaderName::from_static("x-should-retry"),
+        HeaderValue::from_static(if e.retryable { "true" } else { "false" }),
+    );
+    if let Some(ms) = e.retry_after_ms {
+        if let Ok(v) = HeaderValue::from_str(&ms.to_string()) {
+            h.insert(HeaderName::from_static("retry-after-ms"), v);
+        }
+    }
+    if let Some(v) = e.allow.as_deref().and_then(|a| HeaderValue::from_str(a).ok()) {
+        h.insert(ALLOW, v);
+    }
+    resp
+}
+
+/// Requests in flight on one connection.
+struct InFlight(Arc<AtomicUsize>);
+
+impl InFlight {
+    fn enter(n: &Arc<AtomicUsize>) -> InFlight {
+        n.fetch_add(1, Ordering::SeqCst);
+        InFlight(n.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Time of a connection's last I/O.
+struct Activity {
+    base: Instant,
+    last_ms: AtomicU64,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Activity { base: Instant::now(), last_ms: AtomicU64::new(0) }
+    }
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.base.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+    fn touch(&self) {
+        self.last_ms.store(self.now_ms(), Ordering::Relaxed);
+    }
+    fn idle_for(&self) -> Duration {
+        Duration::from_millis(self.now_ms().saturating_sub(self.last_ms.load(Ordering::Relaxed)))
+    }
+}
+
+/// A stream that records when it last moved bytes.
+struct Tracked<S> {
+    inner: S,
+    activity: Arc<Activity>,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Tracked<S> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let r = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            this.activity.touch();
+        }
+        r
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.inner).poll_write(cx, buf);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            this.activity.touch();
+        }
+        r
+    }
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            this.activity.touch();
+        }
+        r
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn handler_panics_become_500() {
+        let r = isolated(async {
+            if std::hint::black_box(true) {
+                panic!("boom");
+            }
+            Ok(serde_json::Value::Null)
+        })
+        .await;
+        let e = r.unwrap_err();
+        assert_eq!(e.status, StatusCode::INTERNAL_SERVER_ERROR);
+        let resp = error_response(&e, false);
+        assert_eq!(resp.headers().get("x-should-retry").unwrap(), "true");
+    }
+
+    #[tokio::test]
+    async fn tracker_waits_for_every_guard() {
+        let t = Tracker::default();
+        let g = t.enter();
+        let g2 = t.enter();
+        assert_eq!(t.count(), 2);
+        let waiter = tokio::spawn({
+            let t = t.clone();
+            async move { t.wait_idle().await }
+        });
+        drop(g);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!waiter.is_finished());
+        drop(g2);
+        tokio::time::timeout(Duration::from_secs(1), waiter).await.unwrap().unwrap();
+    }
+}

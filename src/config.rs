@@ -1,0 +1,337 @@
+//! Daemon configuration for `tidepool serve`.
+//!
+//! Every setting comes from, in order of precedence: a command-line flag, a
+//! `TIDEPOOL_*` environment variable (clap merges these two), the TOML file
+//! named by `--config`, then the built-in default. API keys come only from
+//! the file (`[[api_keys]]`), never from flags, so they do not leak into
+//! process listings.
+//!
+//! Default data dir: `$STATE_DIRECTORY` (set by systemd's `StateDirectory=`),
+//! else `/var/lib/tidepool` when `--system` is given or `$INVOCATION_ID` is
+//! set (i.e. run as a systemd service), else `$XDG_DATA_HOME/tidepool`, else
+//! `~/.local/share/tidepool`.
+//!
+//! Invariants: a resolved [`Config`] is complete and validated — every API
+//! key is non-empty and unique and names a valid org and project, the body
+//! limit is at least 1 KiB, and every timeout is positive.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::store::S3Options;
+
+/// Default listen address (loopback only).
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7474";
+/// Default request body limit (after decompression): 256 MiB.
+pub const DEFAULT_MAX_BODY_BYTES: u64 = 256 * 1024 * 1024;
+/// Default time allowed for draining in-flight requests at shutdown.
+pub const DEFAULT_SHUTDOWN_TIMEOUT_SECS: u64 = 30;
+/// Default time a client has to send a request's headers.
+pub const DEFAULT_HEADER_READ_TIMEOUT_SECS: u64 = 30;
+/// Default time an idle connection (or a stalled request body) is kept.
+pub const DEFAULT_IDLE_TIMEOUT_SECS: u64 = 60;
+
+/// A configuration error (reported at start-up, exit status 2).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Human,
+    /// One JSON object per line.
+    Json,
+}
+
+/// One API key and the project it grants access to.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeyConfig {
+    /// The bearer token.
+    pub key: String,
+    /// Organisation the key belongs to.
+    pub org: String,
+    /// Project the key belongs to.
+    pub project: String,
+    /// Reject write routes (403).
+    #[serde(default)]
+    pub read_only: bool,
+}
+
+/// The TOML file: every field optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct FileConfig {
+    pub data_dir: Option<PathBuf>,
+    pub listen: Option<String>,
+    pub store: Option<String>,
+    pub s3_endpoint: Option<String>,
+    pub s3_region: Option<String>,
+    pub s3_access_key_id: Option<String>,
+    pub s3_secret_access_key: Option<String>,
+    pub s3_allow_http: Option<bool>,
+    pub log_format: Option<LogFormat>,
+    pub max_body_bytes: Option<u64>,
+    pub shutdown_timeout_secs: Option<u64>,
+    pub header_read_timeout_secs: Option<u64>,
+    pub idle_timeout_secs: Option<u64>,
+    pub system: Option<bool>,
+    #[serde(default)]
+    pub api_keys: Vec<ApiKeyConfig>,
+}
+
+/// Flags of `tidepool serve` (each also read from its `TIDEPOOL_*` variable).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ServeArgs {
+    /// TOML config file (flags and env override it).
+    #[arg(long, env = "TIDEPOOL_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Data dir (lock, local metadata, default local store). Default:
+    /// $STATE_DIRECTORY, else /var/lib/tidepool under systemd ($INVOCATION_ID)
+    /// or with --system, else $XDG_DATA_HOME/tidepool or ~/.local/share/tidepool.
+    #[arg(long, env = "TIDEPOOL_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Listen address, e.g. 127.0.0.1:7474 (port 0 picks a free port).
+    #[arg(long, env = "TIDEPOOL_LISTEN")]
+    pub listen: Option<String>,
+    /// Object store: a directory, file://DIR, memory:// or s3://bucket/prefix
+    /// (default: `<data-dir>/store`).
+    #[arg(long, env = "TIDEPOOL_STORE")]
+    pub store: Option<String>,
+    /// S3 endpoint URL (for S3-compatible servers).
+    #[arg(long, env = "TIDEPOOL_S3_ENDPOINT")]
+    pub s3_endpoint: Option<String>,
+    /// S3 region.
+    #[arg(long, env = "TIDEPOOL_S3_REGION")]
+    pub s3_region: Option<String>,
+    /// S3 access key id (prefer the env var or the config file).
+    #[arg(long, env = "TIDEPOOL_S3_ACCESS_KEY_ID", hide_env_values = true)]
+    pub s3_access_key_id: Option<String>,
+    /// S3 secret access key (prefer the env var or the config file).
+    #[arg(long, env = "TIDEPOOL_S3_SECRET_ACCESS_KEY", hide_env_values = true)]
+    pub s3_secret_access_key: Option<String>,
+    /// Allow a plain-http S3 endpoint.
+    #[arg(long, env = "TIDEPOOL_S3_ALLOW_HTTP", num_args = 0..=1, default_missing_value = "true")]
+    pub s3_allow_http: Option<bool>,
+    /// Log format.
+    #[arg(long, env = "TIDEPOOL_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
+    /// Largest request body in bytes, after decompression (default 256 MiB).
+    #[arg(long, env = "TIDEPOOL_MAX_BODY_BYTES")]
+    pub max_body_bytes: Option<u64>,
+    /// Seconds to drain in-flight requests on SIGTERM/SIGINT (default 30).
+    #[arg(long, env = "TIDEPOOL_SHUTDOWN_TIMEOUT_SECS")]
+    pub shutdown_timeout_secs: Option<u64>,
+    /// Seconds a client has to send request headers (default 30).
+    #[arg(long, env = "TIDEPOOL_HEADER_READ_TIMEOUT_SECS")]
+    pub header_read_timeout_secs: Option<u64>,
+    /// Seconds before an idle connection or a stalled body is dropped (default 60).
+    #[arg(long, env = "TIDEPOOL_IDLE_TIMEOUT_SECS")]
+    pub idle_timeout_secs: Option<u64>,
+    /// Run as a system service (default data dir /var/lib/tidepool).
+    #[arg(long, env = "TIDEPOOL_SYSTEM", num_args = 0..=1, default_missing_value = "true")]
+    pub system: Option<bool>,
+}
+
+/// The resolved configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Data dir.
+    pub data_dir: PathBuf,
+    /// Listen address (host:port).
+    pub listen: String,
+    /// Store URL (None: `<data_dir>/store`).
+    pub store: Option<String>,
+    /// S3 options.
+    pub s3: S3Options,
+    /// Log format.
+    pub log_format: LogFormat,
+    /// Body limit after decompression.
+    pub max_body_bytes: usize,
+    /// Drain bound at shutdown.
+    pub shutdown_timeout: Duration,
+    /// Header read timeout.
+    pub header_read_timeout: Duration,
+    /// Idle connection / stalled body timeout.
+    pub idle_timeout: Duration,
+    /// API keys (empty: open access as default/default, loopback only).
+    pub api_keys: Vec<ApiKeyConfig>,
+}
+
+impl Config {
+    /// Resolve from flags/env, the config file they name, and the process env.
+    pub fn resolve(args: &ServeArgs) -> Result<Config, ConfigError> {
+        let file = match &args.config {
+            Some(p) => load_file(p)?,
+            None => FileConfig::default(),
+        };
+        Config::from_parts(args, file, &|k| std::env::var_os(k))
+    }
+
+    /// Resolve from parts (`env` is only used for the default data dir).
+    pub fn from_parts(
+        args: &ServeArgs,
+        file: FileConfig,
+        env: &dyn Fn(&str) -> Option<OsString>,
+    ) -> Result<Config, ConfigError> {
+        let system = args.system.or(file.system).unwrap_or(false);
+        let data_dir = match args.data_dir.clone().or(file.data_dir) {
+            Some(d) => d,
+            None => default_data_dir(system, env)?,
+        };
+        let s3 = S3Options {
+            endpoint: args.s3_endpoint.clone().or(file.s3_endpoint),
+            region: args.s3_region.clone().or(file.s3_region),
+            access_key_id: args.s3_access_key_id.clone().or(file.s3_access_key_id),
+            secret_access_key: args.s3_secret_access_key.clone().or(file.s3_secret_access_key),
+            allow_http: args.s3_allow_http.or(file.s3_allow_http).unwrap_or(false),
+        };
+        let max_body = args.max_body_bytes.or(file.max_body_bytes).unwrap_or(DEFAULT_MAX_BODY_BYTES);
+        let cfg = Config {
+            data_dir,
+            listen: args.listen.clone().or(file.listen).unwrap_or_else(|| DEFAULT_LISTEN.to_owned()),
+            store: args.store.clone().or(file.store),
+            s3,
+            log_format: args.log_format.or(file.log_format).unwrap_or_default(),
+            max_body_bytes: usize::try_from(max_body).unwrap_or(usize::MAX),
+            shutdown_timeout: secs(
+                "shutdown_timeout_secs",
+                args.shutdown_timeout_secs.or(file.shutdown_timeout_secs),
+                DEFAULT_SHUTDOWN_TIMEOUT_SECS,
+            )?,
+            header_read_timeout: secs(
+                "header_read_timeout_secs",
+                args.header_read_timeout_secs.or(file.header_read_timeout_secs),
+                DEFAULT_HEADER_READ_TIMEOUT_SECS,
+            )?,
+            idle_timeout: secs(
+                "idle_timeout_secs",
+                args.idle_timeout_secs.or(file.idle_timeout_secs),
+                DEFAULT_IDLE_TIMEOUT_SECS,
+            )?,
+            api_keys: file.api_keys,
+        };
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.max_body_bytes < 1024 {
+            return Err(ConfigError(format!(
+                "max_body_bytes must be at least 1024, got {}",
+                self.max_body_bytes
+            )));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (i, k) in self.api_keys.iter().enumerate() {
+            if k.key.trim().is_empty() {
+                return Err(ConfigError(format!("api_keys[{i}]: key must not be empty")));
+            }
+            if !seen.insert(k.key.as_str()) {
+                return Err(ConfigError(format!("api_keys[{i}]: the same key is configured twice")));
+            }
+            crate::layout::validate_name("org", &k.org)
+                .map_err(|e| ConfigError(format!("api_keys[{i}]: {e}")))?;
+            crate::layout::validate_name("project", &k.project)
+                .map_err(|e| ConfigError(format!("api_keys[{i}]: {e}")))?;
+        }
+        Ok(())
+    }
+}
+
+fn secs(name: &str, v: Option<u64>, default: u64) -> Result<Duration, ConfigError> {
+    match v.unwrap_or(default) {
+        0 => Err(ConfigError(format!("{name} must be at least 1"))),
+        n => Ok(Duration::from_secs(n)),
+    }
+}
+
+/// Read and parse a TOML config file.
+pub fn load_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError(format!("cannot read config file {}: {e}", path.display())))?;
+    toml::from_str(&text).map_err(|e| ConfigError(format!("config file {}: {e}", path.display())))
+}
+
+/// The default data dir (see the module docs for the order).
+pub fn default_data_dir(
+    system: bool,
+    env: &dyn Fn(&str) -> Option<OsString>,
+) -> Result<PathBuf, ConfigError> {
+    let non_empty = |k: &str| env(k).filter(|v| !v.is_empty());
+    if let Some(state) = non_empty("STATE_DIRECTORY") {
+        let first = state.to_string_lossy().split(':').next().unwrap_or_default().to_owned();
+        return Ok(PathBuf::from(first));
+    }
+    if system || non_empty("INVOCATION_ID").is_some() {
+        return Ok(PathBuf::from("/var/lib/tidepool"));
+    }
+    if let Some(xdg) = non_empty("XDG_DATA_HOME").map(PathBuf::from).filter(|p| p.is_absolute()) {
+        return Ok(xdg.join("tidepool"));
+    }
+    if let Some(home) = non_empty("HOME") {
+        return Ok(PathBuf::from(home).join(".local/share/tidepool"));
+    }
+    Err(ConfigError("cannot determine a default data dir ($HOME is not set); pass --data-dir".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env_of(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<OsString> {
+        move |k| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| OsString::from(v))
+    }
+
+    #[test]
+    fn flags_override_file_and_file_overrides_defaults() {
+        let file: FileConfig = toml::from_str(
+            "listen = \"127.0.0.1:9000\"\nmax_body_bytes = 4096\nidle_timeout_secs = 5\ndata_dir = \"/d\"\n\
+             [[api_keys]]\nkey = \"k1\"\norg = \"acme\"\nproject = \"p\"\nread_only = true\n",
+        )
+        .unwrap();
+        let args = ServeArgs { listen: Some("127.0.0.1:1".into()), ..ServeArgs::default() };
+        let cfg = Config::from_parts(&args, file, &env_of(&[])).unwrap();
+        assert_eq!(cfg.listen, "127.0.0.1:1");
+        assert_eq!(cfg.max_body_bytes, 4096);
+        assert_eq!(cfg.idle_timeout, Duration::from_secs(5));
+        assert_eq!(cfg.header_read_timeout, Duration::from_secs(DEFAULT_HEADER_READ_TIMEOUT_SECS));
+        assert_eq!(cfg.data_dir, PathBuf::from("/d"));
+        assert!(cfg.api_keys[0].read_only);
+    }
+
+    #[test]
+    fn bad_files_and_keys_are_rejected() {
+        assert!(toml::from_str::<FileConfig>("bogus = 1").is_err());
+        let dup: FileConfig = toml::from_str(
+            "[[api_keys]]\nkey = \"k\"\norg = \"a\"\nproject = \"p\"\n[[api_keys]]\nkey = \"k\"\norg = \"b\"\nproject = \"p\"\n",
+        )
+        .unwrap();
+        let args = ServeArgs { data_dir: Some("/d".into()), ..ServeArgs::default() };
+        assert!(Config::from_parts(&args, dup, &env_of(&[])).is_err());
+        let bad_org: FileConfig =
+            toml::from_str("[[api_keys]]\nkey = \"k\"\norg = \"a/b\"\nproject = \"p\"\n").unwrap();
+        assert!(Config::from_parts(&args, bad_org, &env_of(&[])).is_err());
+        let zero = ServeArgs { shutdown_timeout_secs: Some(0), ..args };
+        assert!(Config::from_parts(&zero, FileConfig::default(), &env_of(&[])).is_err());
+    }
+
+    #[test]
+    fn default_data_dir_order() {
+        let d = |sys, pairs| default_data_dir(sys, &env_of(pairs)).unwrap();
+        assert_eq!(d(false, &[("HOME", "/h")]), PathBuf::from("/h/.local/share/tidepool"));
+        assert_eq!(d(false, &[("HOME", "/h"), ("XDG_DATA_HOME", "/x")]), PathBuf::from("/x/tidepool"));
+        assert_eq!(d(true, &[("HOME", "/h")]), PathBuf::from("/var/lib/tidepool"));
+        assert_eq!(d(false, &[("HOME", "/h"), ("INVOCATION_ID", "abc")]), PathBuf::from("/var/lib/tidepool"));
+        assert_eq!(d(false, &[("STATE_DIRECTORY", "/s:/t")]), PathBuf::from("/s"));
+        assert!(default_data_dir(false, &env_of(&[])).is_err());
+    }
+}

@@ -1,0 +1,403 @@
+//! Format compatibility: every released format version stays readable
+//! forever, and the current encoder writes exactly the bytes that
+//! `storage-format.md` specifies.
+//!
+//! Invariants guarded here:
+//! - Golden bytes: a small fixed WAL batch, a manifest and a CURRENT hint
+//!   encode to the exact bytes written below (a change here is a format
+//!   change: bump the version, log it in `storage-format.md`, add fixtures).
+//! - Fixtures: the files under `tests/fixtures/v1/` were written once by
+//!   `write_v1_fixtures` and are never regenerated; they must decode to the
+//!   content built here.
+//!
+//! To write missing fixtures (existing files are never overwritten):
+//! `TIDEPOOL_WRITE_FIXTURES=1 cargo test --test format_compat -- --ignored write_v1_fixtures`
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde_json::json;
+use tidepool::filter::Filter;
+use tidepool::format::manifest::{
+    decode_current, encode_current, Lineage, Manifest, ManifestStats, ObjectRef, SegmentRef, WalRef,
+};
+use tidepool::format::wal::{peek_header, WalBatch, WAL_HEADER_LEN};
+use tidepool::format::FormatError;
+use tidepool::model::{DistanceMetric, DocId, Document, IdType, Value};
+use tidepool::ops::{NamespaceSettings, Patch, PatchByFilter, RequestRecord, RowCounts, WriteOps};
+
+fn fixture_dir(version: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(version)
+}
+
+fn read_fixture(version: &str, name: &str) -> Vec<u8> {
+    let path = fixture_dir(version).join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("fixture {} is missing: {e}", path.display()))
+}
+
+fn attrs(pairs: &[(&str, Value)]) -> BTreeMap<String, Value> {
+    pairs.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect()
+}
+
+fn filter(v: serde_json::Value) -> Filter {
+    Filter::parse(&v).unwrap()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+// ------------------------------------------------------------ golden bytes
+
+/// One request: key "k", cosine, counts (1, 0, 1), one upsert of id 7 with
+/// vector [1.0] and {"a": 1}, one delete of id "d".
+fn golden_batch() -> WalBatch {
+    let mut req = RequestRecord {
+        idempotency_key: Some("k".into()),
+        settings: NamespaceSettings {
+            distance_metric: Some(DistanceMetric::CosineDistance),
+            schema_json: None,
+        },
+        counts: RowCounts { upserted: 1, patched: 0, deleted: 1 },
+        ..RequestRecord::default()
+    };
+    req.ops.upserts.push(Document {
+        id: DocId::U64(7),
+        vector: Some(vec![1.0]),
+        attrs: attrs(&[("a", Value::Int(1))]),
+    });
+    req.ops.deletes.push(DocId::Str("d".into()));
+    WalBatch { seq: 1, created_at_ms: 2, requests: vec![req] }
+}
+
+#[test]
+fn golden_wal_batch_bytes_are_stable() {
+    let header = [
+        "544944452e57414c", // magic "TIDE.WAL"
+        "0100",             // format version 1
+        "0000",             // flags
+        "01000000",         // request_count 1
+        "0100000000000000", // seq 1
+        "0200000000000000", // created_at_ms 2
+        "6300000000000000", // body_len 99
+        "92416ad0",         // body crc32c
+        "772a715a",         // header crc32c (bytes 0..44)
+    ]
+    .concat();
+    // One field per line; spaces separate the parts of a field.
+    let body = [
+        "01 01000000 6b",                      // idempotency key: Some, len 1, "k"
+        "01",                                  // distance metric: cosine_distance
+        "00",                                  // schema json: None
+        "0100000000000000",                    // counts.upserted 1
+        "0000000000000000",                    // counts.patched 0
+        "0100000000000000",                    // counts.deleted 1
+        "00",                                  // delete_by_filter: None
+        "00",                                  // patch_by_filter: None
+        "01000000",                            // upserts: 1
+        "00 0700000000000000",                 // id: tag u64, 7
+        "01 01000000 0000803f",                // vector: Some, dim 1, [1.0f32]
+        "01000000",                            // attributes: 1
+        "01000000 61",                         // name: len 1, "a"
+        "02 01000000000000000000000000000000", // value: tag Int, 1 as i128
+        "00",                                  // upsert_condition: None
+        "00000000",                            // patches: 0
+        "00",                                  // patch_condition: None
+        "01000000",                            // deletes: 1
+        "02 01000000 64",                      // id: tag string, len 1, "d"
+        "00",                                  // delete_condition: None
+    ]
+    .concat()
+    .replace(' ', "");
+    let bytes = golden_batch().try_encode().unwrap();
+    assert_eq!(bytes.len(), WAL_HEADER_LEN + 99);
+    assert_eq!(hex(&bytes[WAL_HEADER_LEN..]), body);
+    assert_eq!(hex(&bytes[..WAL_HEADER_LEN]), header);
+    assert_eq!(WalBatch::decode(&bytes).unwrap(), golden_batch());
+}
+
+fn golden_manifest() -> Manifest {
+    Manifest {
+        namespace: "a/b/c".into(),
+        generation: 2,
+        commit_id: "00112233445566778899aabbccddeeff".into(),
+        previous_generation: Some(1),
+        created_at_ms: 10,
+        committed_at_ms: 20,
+        deleted: false,
+        id_type: Some(IdType::U64),
+        distance_metric: Some(DistanceMetric::EuclideanSquared),
+        vector_dim: Some(2),
+        schema: json!({"x": {"type": "int", "filterable": true}}).as_object().cloned().unwrap(),
+        next_wal_seq: 2,
+        wal: vec![WalRef {
+            key: "a/b/namespaces/c/wal/00000000000000000001-t.wal".into(),
+            seq: 1,
+            bytes: 155,
+            crc32c: 3,
+            requests: 1,
+            rows: 2,
+        }],
+        segments: vec![],
+        row_id_hwm: 0,
+        lineage: None,
+        stats: ManifestStats {
+            approx_row_count: 1,
+            approx_logical_bytes: 30,
+            unindexed_rows: 1,
+            unindexed_bytes: 30,
+        },
+    }
+}
+
+#[test]
+fn golden_manifest_bytes_are_stable() {
+    let body = concat!(
+        r#"{"namespace":"a/b/c","generation":2,"commit_id":"00112233445566778899aabbccddeeff","#,
+        r#""previous_generation":1,"created_at_ms":10,"committed_at_ms":20,"deleted":false,"#,
+        r#""id_type":"u64","distance_metric":"euclidean_squared","vector_dim":2,"#,
+        r#""schema":{"x":{"type":"int","filterable":true}},"next_wal_seq":2,"#,
+        r#""wal":[{"key":"a/b/namespaces/c/wal/00000000000000000001-t.wal","seq":1,"bytes":155,"crc32c":3,"requests":1,"rows":2}],"#,
+        r#""segments":[],"row_id_hwm":0,"lineage":null,"#,
+        r#""stats":{"approx_row_count":1,"approx_logical_bytes":30,"unindexed_rows":1,"unindexed_bytes":30}}"#,
+    );
+    let crc = crc32c::crc32c(body.as_bytes());
+    let expected = format!(
+        "{{\"magic\":\"tidepool.manifest\",\"format_version\":1,\"crc32c\":{crc},\"body\":{body}}}\n"
+    );
+    let bytes = golden_manifest().try_encode().unwrap();
+    assert_eq!(String::from_utf8(bytes.clone()).unwrap(), expected);
+    assert_eq!(Manifest::decode(&bytes).unwrap(), golden_manifest());
+}
+
+#[test]
+fn golden_current_bytes_are_stable() {
+    // crc32c of 7u64 as 8 little-endian bytes.
+    let crc = crc32c::crc32c(&[7, 0, 0, 0, 0, 0, 0, 0]);
+    assert_eq!(
+        String::from_utf8(encode_current(7)).unwrap(),
+        format!(
+            "{{\"magic\":\"tidepool.current\",\"format_version\":1,\"generation\":7,\"crc32c\":{crc}}}\n"
+        )
+    );
+    assert_eq!(decode_current(&encode_current(7)), Ok(7));
+}
+
+// ------------------------------------------------------------ v1 fixtures
+
+/// Every value kind, every id kind, settings, counts, upserts, patches and
+/// deletes (no filters: see `v1_filters_batch`).
+fn v1_batch() -> WalBatch {
+    let uuid = uuid::Uuid::from_u128(0x0b4a_2f8e_6c3d_4c53_9c49_4f0b_6a3e_2a11);
+    let full = RequestRecord {
+        idempotency_key: Some("idem-1".into()),
+        settings: NamespaceSettings {
+            distance_metric: Some(DistanceMetric::CosineDistance),
+            schema_json: Some(r#"{"title":{"type":"string","full_text_search":true}}"#.into()),
+        },
+        ops: WriteOps {
+            upserts: vec![
+                Document {
+                    id: DocId::U64(u64::MAX),
+                    vector: Some(vec![0.5, -1.25, 3.0, f32::MIN_POSITIVE]),
+                    attrs: attrs(&[
+                        ("b", Value::Bool(true)),
+                        ("f", Value::Float(-2.5e-300)),
+                        ("i", Value::Int(i128::from(i64::MIN))),
+                        ("s", Value::Str("héllo, wörld".into())),
+                        ("sp", Value::Sparse(vec![("k1".into(), 0.25), ("k2".into(), 1.0)])),
+                        ("t", Value::Array(vec![Value::Str("x".into()), Value::Str("y".into())])),
+                        ("u", Value::Int(i128::from(u64::MAX))),
+                        ("z", Value::Array(vec![Value::Int(1), Value::Float(2.5), Value::Bool(false)])),
+                    ]),
+                },
+                Document { id: DocId::Uuid(uuid), vector: None, attrs: BTreeMap::new() },
+                Document::new(DocId::Str("doc-3".into())),
+            ],
+            patches: vec![Patch {
+                id: DocId::U64(9),
+                attrs: attrs(&[("gone", Value::Null), ("s", Value::Str("new".into()))]),
+            }],
+            deletes: vec![DocId::U64(2), DocId::Str("z".into()), DocId::Uuid(uuid)],
+            ..WriteOps::default()
+        },
+        counts: RowCounts { upserted: 3, patched: 1, deleted: 3 },
+    };
+    let second = RequestRecord {
+        settings: NamespaceSettings {
+            distance_metric: Some(DistanceMetric::EuclideanSquared),
+            schema_json: None,
+        },
+        ..RequestRecord::default()
+    };
+    WalBatch {
+        seq: 42,
+        created_at_ms: 1_763_700_000_000,
+        requests: vec![full, second, RequestRecord::default()],
+    }
+}
+
+/// Every filter-carrying op.
+fn v1_filters_batch() -> WalBatch {
+    let req = RequestRecord {
+        ops: WriteOps {
+            upserts: vec![Document::new(DocId::U64(1))],
+            upsert_condition: Some(filter(json!(["v", "Lt", 3]))),
+            patches: vec![Patch { id: DocId::U64(1), attrs: attrs(&[("s", Value::Str("p".into()))]) }],
+            patch_condition: Some(filter(json!(["s", "Eq", "old"]))),
+            deletes: vec![DocId::U64(1)],
+            delete_condition: Some(filter(json!(["b", "Eq", true]))),
+            delete_by_filter: Some(filter(json!(["n", "Gt", 100]))),
+            patch_by_filter: Some(PatchByFilter {
+                filter: filter(json!(["And", [["a", "Eq", 1], ["c", "In", ["x", "y"]]]])),
+                attrs: attrs(&[("flag", Value::Bool(true))]),
+            }),
+        },
+        ..RequestRecord::default()
+    };
+    WalBatch { seq: 43, created_at_ms: 1_763_700_000_001, requests: vec![req] }
+}
+
+fn v1_manifest() -> Manifest {
+    Manifest {
+        namespace: "acme/search/docs".into(),
+        generation: 7,
+        commit_id: "0123456789abcdef0123456789abcdef".into(),
+        previous_generation: Some(6),
+        created_at_ms: 1_763_600_000_000,
+        committed_at_ms: 1_763_700_000_500,
+        deleted: false,
+        id_type: Some(IdType::U64),
+        distance_metric: Some(DistanceMetric::CosineDistance),
+        vector_dim: Some(4),
+        schema: json!({
+            "title": {"type": "string", "filterable": false, "full_text_search": {"tokenizer": "word_v3"}},
+            "vector": {"type": "[4]f32", "ann": true}
+        })
+        .as_object()
+        .cloned()
+        .unwrap(),
+        next_wal_seq: 44,
+        wal: vec![
+            WalRef {
+                key: "acme/search/namespaces/docs/wal/00000000000000000042-0f1e2d3c.wal".into(),
+                seq: 42,
+                bytes: 600,
+                crc32c: 0xdead_beef,
+                requests: 3,
+                rows: 7,
+            },
+            WalRef {
+                key: "acme/search/namespaces/docs/wal/00000000000000000043-4b5a6978.wal".into(),
+                seq: 43,
+                bytes: 300,
+                crc32c: 1,
+                requests: 1,
+                rows: 3,
+            },
+        ],
+        segments: vec![SegmentRef {
+            id: "s0001".into(),
+            files: vec![ObjectRef {
+                key: "acme/search/namespaces/base/segments/s0001/rows".into(),
+                bytes: 4096,
+                crc32c: 2,
+            }],
+            rows: 40,
+        }],
+        row_id_hwm: 40,
+        lineage: Some(Lineage { parent: "acme/search/base".into(), parent_generation: 3 }),
+        stats: ManifestStats {
+            approx_row_count: 45,
+            approx_logical_bytes: 4500,
+            unindexed_rows: 5,
+            unindexed_bytes: 500,
+        },
+    }
+}
+
+/// Whether `Filter::to_json` writes canonical turbopuffer JSON (guards the
+/// fixture writer against a stub filter implementation).
+fn filters_are_canonical() -> bool {
+    let v = json!(["a", "Eq", 1]);
+    Filter::parse(&v).map(|f| f.to_json() == v).unwrap_or(false)
+}
+
+#[test]
+fn v1_wal_batch_fixture_reads_back() {
+    let bytes = read_fixture("v1", "wal_batch.bin");
+    let h = peek_header(&bytes).unwrap();
+    assert_eq!((h.version, h.seq, h.request_count), (1, 42, 3));
+    assert_eq!(WalBatch::decode(&bytes).unwrap(), v1_batch());
+}
+
+#[test]
+fn v1_filters_wal_batch_fixture_reads_back() {
+    let bytes = read_fixture("v1", "wal_batch_filters.bin");
+    assert_eq!(WalBatch::decode(&bytes).unwrap(), v1_filters_batch());
+}
+
+#[test]
+fn v1_manifest_fixture_reads_back() {
+    let bytes = read_fixture("v1", "manifest.json");
+    let m = Manifest::decode(&bytes).unwrap();
+    assert_eq!(m, v1_manifest());
+    assert_eq!(m.object_keys().len(), 3);
+}
+
+#[test]
+fn v1_current_fixture_reads_back() {
+    assert_eq!(decode_current(&read_fixture("v1", "CURRENT")), Ok(7));
+}
+
+/// While v1 is the current version, the encoder reproduces the fixtures byte
+/// for byte (the encoding is canonical). Delete this test when v2 ships.
+#[test]
+fn current_encoder_reproduces_v1_fixtures_byte_for_byte() {
+    assert_eq!(v1_batch().try_encode().unwrap(), read_fixture("v1", "wal_batch.bin"));
+    assert_eq!(v1_filters_batch().try_encode().unwrap(), read_fixture("v1", "wal_batch_filters.bin"));
+    assert_eq!(v1_manifest().try_encode().unwrap(), read_fixture("v1", "manifest.json"));
+    assert_eq!(encode_current(7), read_fixture("v1", "CURRENT"));
+}
+
+#[test]
+fn corrupted_v1_fixtures_are_refused_not_misread() {
+    let mut wal = read_fixture("v1", "wal_batch.bin");
+    let mid = wal.len() / 2;
+    wal[mid] ^= 0x10;
+    assert!(matches!(WalBatch::decode(&wal), Err(FormatError::ChecksumMismatch { .. })));
+    let manifest = read_fixture("v1", "manifest.json");
+    assert!(Manifest::decode(&manifest[..manifest.len() / 2]).is_err());
+}
+
+/// Writes the v1 fixtures that do not exist yet. Run manually (see the module
+/// doc); never overwrites a file, since released fixtures are frozen.
+#[test]
+#[ignore = "writes fixture files; run manually with TIDEPOOL_WRITE_FIXTURES=1"]
+fn write_v1_fixtures() {
+    if std::env::var_os("TIDEPOOL_WRITE_FIXTURES").is_none() {
+        eprintln!("set TIDEPOOL_WRITE_FIXTURES=1 to write fixtures");
+        return;
+    }
+    let dir = fixture_dir("v1");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut files: Vec<(&str, Vec<u8>)> = vec![
+        ("wal_batch.bin", v1_batch().try_encode().unwrap()),
+        ("manifest.json", v1_manifest().try_encode().unwrap()),
+        ("CURRENT", encode_current(7)),
+    ];
+    if filters_are_canonical() {
+        files.push(("wal_batch_filters.bin", v1_filters_batch().try_encode().unwrap()));
+    } else {
+        eprintln!("not writing wal_batch_filters.bin: the filter implementation is a stub");
+    }
+    for (name, bytes) in files {
+        let path = dir.join(name);
+        if path.exists() {
+            eprintln!("keeping existing {}", path.display());
+            continue;
+        }
+        std::fs::write(&path, bytes).unwrap();
+        eprintln!("wrote {}", path.display());
+    }
+}

@@ -1,0 +1,813 @@
+"""The official turbopuffer Python SDK (3.x) against a local tidepool daemon, unchanged.
+
+Invariant: every call here is one an application would make against turbopuffer itself;
+only `base_url` differs. When a test fails, either tidepool deviates from the turbopuffer v2
+wire format or the pinned SDK (tests/sdk/requirements.txt) was bumped and changed behaviour.
+
+Notes on SDK 3.1.0 behaviour these tests rely on:
+- `ns.write(upsert_rows=[...])` / `upsert_columns` send float vectors as base64 little-endian f32
+  (checked on the wire: `[1.0, 0.0]` goes out as "AACAPwAAAAA="); int lists stay JSON arrays.
+- Query rows are `turbopuffer.types.Row` models: `row.id`, `row.vector`, `row["$dist"]`, and
+  attributes by attribute access or `row["attr"]`.
+- Status codes map to exception classes (400 BadRequestError, 404 NotFoundError, >=500
+  InternalServerError); all derive from `APIStatusError` with `.status_code` and `.body`.
+- The default client retries >=500, 408, 409 and 429 four times; tests that expect a 5xx
+  use `max_retries=0` so they fail fast.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import datetime
+import uuid
+from typing import Any, Callable, Dict, List
+
+import pytest
+import turbopuffer
+from turbopuffer.lib.vector import b64decode_vector
+
+from conftest import Daemon
+
+# --------------------------------------------------------------------------------------------
+# helpers
+
+
+def ids(resp) -> List[Any]:
+    return [row.id for row in (resp.rows or [])]
+
+
+def all_ids(ns, **kwargs) -> List[Any]:
+    """Every id in the namespace (up to 1000), in id order."""
+    return ids(ns.query(rank_by=("id", "asc"), top_k=1000, **kwargs))
+
+
+def by_id(ns, **kwargs) -> Dict[Any, Any]:
+    """Every row with every attribute, keyed by id."""
+    resp = ns.query(rank_by=("id", "asc"), top_k=1000, include_attributes=True, **kwargs)
+    return {row.id: row for row in resp.rows or []}
+
+
+def assert_error_body(err: turbopuffer.APIStatusError) -> None:
+    """turbopuffer's error shape: {"status": "error", "error": "<message>"}."""
+    body = err.body
+    assert isinstance(body, dict), f"error body is not a JSON object: {body!r}"
+    assert body.get("status") == "error", body
+    assert isinstance(body.get("error"), str) and body["error"], body
+
+
+def vec(*xs: float) -> List[float]:
+    return [float(x) for x in xs]
+
+
+def seed_three(ns) -> None:
+    res = ns.write(
+        upsert_rows=[
+            {"id": 1, "vector": vec(1, 0, 0), "title": "alpha", "n": 1, "color": "red"},
+            {"id": 2, "vector": vec(0, 1, 0), "title": "beta", "n": 2, "color": "blue"},
+            {"id": 3, "vector": vec(0, 0, 1), "title": "gamma", "n": 3, "color": "red"},
+        ],
+        distance_metric="cosine_distance",
+    )
+    assert res.status == "OK"
+
+
+# --------------------------------------------------------------------------------------------
+# create, upsert, exists, metadata, schema
+
+
+def test_first_write_creates_namespace(ns):
+    assert ns.exists() is False
+    res = ns.write(
+        upsert_rows=[
+            {"id": 1, "vector": [1.0, 0.0, 0.0], "title": "alpha", "n": 1},
+            {"id": 2, "vector": [0.0, 1.0, 0.0], "title": "beta", "n": 2},
+        ],
+        distance_metric="cosine_distance",
+    )
+    assert res.status == "OK"
+    assert res.rows_affected == 2
+    assert res.rows_upserted == 2
+    assert isinstance(res.message, str)
+    assert ns.exists() is True
+    rows = by_id(ns)
+    assert sorted(rows) == [1, 2]
+    assert rows[1].title == "alpha" and rows[2]["n"] == 2
+
+
+def test_upsert_replaces_whole_document(ns):
+    seed_three(ns)
+    ns.write(upsert_rows=[{"id": 1, "vector": vec(1, 1, 0), "title": "alpha2"}])
+    row = by_id(ns)[1]
+    assert row.title == "alpha2"
+    assert "n" not in (row.model_extra or {}), "an upsert replaces the document: old attributes are gone"
+    assert all_ids(ns) == [1, 2, 3]
+
+
+def test_vectors_round_trip_float_and_base64(ns):
+    # Exactly representable in f32, so the daemon must return these exact values.
+    v1, v2 = vec(0.5, -0.25, 2), vec(-1, 0.125, 0)
+    ns.write(upsert_rows=[{"id": 1, "vector": v1}, {"id": 2, "vector": v2}], distance_metric="euclidean_squared")
+    rows = ns.query(rank_by=("id", "asc"), top_k=10, include_attributes=["vector"]).rows
+    assert [r.vector for r in rows] == [v1, v2]
+    rows = ns.query(rank_by=("id", "asc"), top_k=10, include_attributes=["vector"], vector_encoding="base64").rows
+    assert all(isinstance(r.vector, str) for r in rows), [r.vector for r in rows]
+    assert [b64decode_vector(r.vector) for r in rows] == [v1, v2]
+
+
+def test_int_list_vectors_are_sent_as_json(ns):
+    # The SDK only base64-encodes lists whose first element is a float.
+    ns.write(upsert_rows=[{"id": 7, "vector": [1, 2, 3]}], distance_metric="cosine_distance")
+    rows = ns.query(rank_by=("id", "asc"), top_k=1, include_attributes=["vector"]).rows
+    assert rows[0].vector == [1.0, 2.0, 3.0]
+
+
+def test_upsert_columns(ns):
+    res = ns.write(
+        upsert_columns={
+            "id": [10, 11, 12],
+            "vector": [vec(1, 0), vec(0, 1), vec(1, 1)],
+            "color": ["red", "blue", "red"],
+            "n": [1, 2, 3],
+        },
+        distance_metric="cosine_distance",
+    )
+    assert res.rows_upserted == 3
+    assert ids(ns.query(rank_by=("id", "asc"), top_k=10, filters=("color", "Eq", "red"))) == [10, 12]
+    rows = by_id(ns)
+    assert rows[11].color == "blue" and rows[11].n == 2
+
+
+def test_string_ids(ns):
+    ns.write(upsert_rows=[{"id": "b", "x": 2}, {"id": "a", "x": 1}, {"id": "c-1", "x": 3}])
+    assert all_ids(ns) == ["a", "b", "c-1"]
+    assert by_id(ns)["b"].x == 2
+    # One namespace cannot mix id types (u64, UUID, string).
+    for other in (9, str(uuid.UUID(int=5))):
+        with pytest.raises(turbopuffer.BadRequestError) as exc:
+            ns.write(upsert_rows=[{"id": other, "x": 4}])
+        assert_error_body(exc.value)
+
+
+def test_uuid_ids(ns):
+    u = [str(uuid.UUID(int=i)) for i in (3, 1, 2)]
+    ns.write(upsert_rows=[{"id": x, "n": i} for i, x in enumerate(u)])
+    assert all_ids(ns) == sorted(u)
+    ns.write(deletes=[u[0]])
+    assert all_ids(ns) == sorted(u[1:])
+
+
+def test_metadata(ns):
+    seed_three(ns)
+    md = ns.metadata()
+    assert md.approx_row_count == 3
+    assert md.approx_logical_bytes > 0
+    assert isinstance(md.created_at, datetime.datetime)
+    assert isinstance(md.updated_at, datetime.datetime)
+    assert md.updated_at >= md.created_at
+    assert md.index.status in ("up-to-date", "updating")
+    assert md.encryption.mode == "default"
+    assert {"title", "n", "color"} <= set(md.schema_)
+    assert md.schema_["n"].type == "int"
+
+
+def test_schema_and_update_schema(ns):
+    seed_three(ns)
+    schema = ns.schema()
+    assert schema["title"].type == "string"
+    assert schema["n"].type == "int"
+    assert schema["color"].type == "string"
+    assert "vector" in schema and schema["vector"].type in ("[3]f32", "[3]f16"), schema.get("vector")
+
+    updated = ns.update_schema(schema={"title": {"type": "string", "full_text_search": True}})
+    assert updated["title"].full_text_search
+    assert ns.schema()["title"].full_text_search
+    # A new attribute can be declared before any document has it.
+    ns.update_schema(schema={"rating": "float"})
+    assert ns.schema()["rating"].type == "float"
+
+    with pytest.raises(turbopuffer.BadRequestError) as exc:
+        ns.update_schema(schema={"n": "string"})  # an attribute's type cannot change
+    assert_error_body(exc.value)
+    assert ns.schema()["n"].type == "int"
+
+
+def test_write_with_schema_declares_types(ns):
+    ns.write(
+        upsert_rows=[{"id": 1, "price": 3, "body": "hello world"}],
+        schema={"price": "float", "body": {"type": "string", "full_text_search": True}},
+    )
+    schema = ns.schema()
+    assert schema["price"].type == "float"
+    assert schema["body"].full_text_search
+    assert by_id(ns)[1].price == 3
+
+
+def test_exists_and_create_namespace_false(ns):
+    assert ns.exists() is False
+    with pytest.raises(turbopuffer.NotFoundError):
+        ns.write(upsert_rows=[{"id": 1}], create_namespace=False)
+    assert ns.exists() is False
+    ns.write(upsert_rows=[{"id": 1}])
+    assert ns.exists() is True
+
+
+def test_create_namespace_true_creates_an_empty_namespace(ns):
+    res = ns.write(create_namespace=True, schema={"id": "uint", "title": "string"})
+    assert res.status == "OK"
+    assert ns.exists() is True
+    assert ns.metadata().approx_row_count == 0
+    assert (ns.query(rank_by=("id", "asc"), top_k=10).rows or []) == []
+    assert ns.schema()["title"].type == "string"
+
+
+def test_distance_metric_may_be_repeated_not_changed(ns):
+    seed_three(ns)
+    ns.write(upsert_rows=[{"id": 4, "vector": vec(1, 1, 0)}], distance_metric="cosine_distance")
+    with pytest.raises(turbopuffer.BadRequestError):
+        ns.write(upsert_rows=[{"id": 5, "vector": vec(1, 1, 0)}], distance_metric="euclidean_squared")
+    assert all_ids(ns) == [1, 2, 3, 4]
+
+
+def test_accepted_write_options(ns):
+    # Options a portable application may send; the daemon must accept them.
+    res = ns.write(
+        upsert_rows=[{"id": 1, "n": 1}],
+        encryption={"mode": "default"},
+        disable_backpressure=True,
+    )
+    assert res.rows_upserted == 1
+    res = ns.write(delete_by_filter=("n", "Eq", 1), delete_by_filter_allow_partial=True)
+    assert res.rows_deleted == 1 and not res.rows_remaining
+
+
+def test_filterable_rules(ns):
+    ns.write(
+        upsert_rows=[{"id": 1, "secret": "s1", "body": "hello world", "body2": "hi there"}],
+        schema={
+            "secret": {"type": "string", "filterable": False},
+            "body": {"type": "string", "full_text_search": True},
+            "body2": {"type": "string", "full_text_search": True, "filterable": True},
+        },
+    )
+    # filterable: false, and full_text_search without filterable: true, cannot be filtered on.
+    for attr in ("secret", "body"):
+        with pytest.raises(turbopuffer.BadRequestError) as exc:
+            ns.query(rank_by=("id", "asc"), top_k=1, filters=(attr, "Eq", "x"))
+        assert_error_body(exc.value)
+    assert ids(ns.query(rank_by=("id", "asc"), top_k=1, filters=("body2", "Eq", "hi there"))) == [1]
+    # Non-filterable attributes are still stored and returned.
+    assert by_id(ns)[1].secret == "s1"
+
+
+def test_responses_validate_strictly(daemon: Daemon, ns_name):
+    """Every response parses under the SDK's strict validation (all required fields, right types)."""
+    client = daemon.client(_strict_response_validation=True, max_retries=0)
+    try:
+        ns = client.namespace(ns_name)
+        w = ns.write(upsert_rows=[{"id": 1, "vector": vec(1, 0), "n": 1}], distance_metric="cosine_distance")
+        assert w.billing.billable_logical_bytes_written >= 0
+        assert w.performance is None or w.performance.server_total_ms >= 0
+        q = ns.query(rank_by=("id", "asc"), top_k=1, include_attributes=True)
+        assert q.performance.server_total_ms >= 0 and q.billing.billable_logical_bytes_queried >= 0
+        assert q.performance.cache_temperature in ("hot", "warm", "cold")
+        ns.query(aggregate_by={"c": ("Count",)})
+        ns.multi_query(queries=[{"rank_by": ("id", "asc"), "top_k": 1}])
+        ns.explain_query(rank_by=("id", "asc"), top_k=1)
+        md = ns.metadata()
+        assert md.approx_row_count == 1
+        ns.schema()
+        ns.update_schema(schema={"m": "int"})
+        ns.hint_cache_warm()
+        assert [n.id for n in client.namespaces(prefix=ns_name)] == [ns_name]
+        ns.write(patch_rows=[{"id": 1, "n": 2}], deletes=[7], return_affected_ids=True)
+        assert ns.delete_all().status == "OK"
+    finally:
+        client.close()
+
+
+# --------------------------------------------------------------------------------------------
+# patch, delete, delete_by_filter, patch_by_filter, conditional writes
+
+
+def test_patch_rows(ns):
+    seed_three(ns)
+    res = ns.write(patch_rows=[{"id": 1, "color": "green", "extra": True}, {"id": 99, "color": "x"}])
+    assert res.rows_patched == 1, "a patch of a missing id is ignored"
+    rows = by_id(ns)
+    assert sorted(rows) == [1, 2, 3], "patching never creates documents"
+    assert rows[1].color == "green" and rows[1].extra is True
+    assert rows[1].title == "alpha" and rows[1].n == 1, "a patch keeps the other attributes"
+    vecs = ns.query(rank_by=("id", "asc"), top_k=1, include_attributes=["vector"]).rows
+    assert vecs[0].vector == vec(1, 0, 0), "a patch keeps the vector"
+
+    ns.write(patch_rows=[{"id": 2, "color": None}])
+    assert "color" not in (by_id(ns)[2].model_extra or {}), "patching to null removes the attribute"
+
+
+def test_patch_columns(ns):
+    seed_three(ns)
+    res = ns.write(patch_columns={"id": [2, 3], "n": [20, 30]})
+    assert res.rows_patched == 2
+    rows = by_id(ns)
+    assert (rows[1].n, rows[2].n, rows[3].n) == (1, 20, 30)
+    assert rows[3].title == "gamma"
+
+
+def test_deletes(ns):
+    seed_three(ns)
+    res = ns.write(deletes=[1, 3, 42])
+    assert res.rows_deleted == 2
+    assert all_ids(ns) == [2]
+    assert ns.metadata().approx_row_count == 1
+
+
+def test_delete_by_filter(ns):
+    ns.write(upsert_rows=[{"id": i, "n": i} for i in range(1, 11)])
+    res = ns.write(delete_by_filter=("n", "Gt", 5))
+    assert res.rows_deleted == 5
+    assert not res.rows_remaining
+    assert all_ids(ns) == [1, 2, 3, 4, 5]
+
+
+def test_patch_by_filter(ns):
+    ns.write(upsert_rows=[{"id": i, "cat": "a" if i % 2 else "b"} for i in range(1, 7)])
+    res = ns.write(patch_by_filter={"filters": ("cat", "Eq", "a"), "patch": {"hot": True}})
+    assert res.rows_patched == 3
+    assert ids(ns.query(rank_by=("id", "asc"), top_k=10, filters=("hot", "Eq", True))) == [1, 3, 5]
+
+
+def test_one_request_mixes_operations(ns):
+    seed_three(ns)
+    res = ns.write(
+        upsert_rows=[{"id": 4, "vector": vec(1, 1, 1), "title": "delta"}],
+        patch_rows=[{"id": 2, "title": "beta2"}],
+        deletes=[3],
+        return_affected_ids=True,
+    )
+    assert (res.rows_upserted, res.rows_patched, res.rows_deleted) == (1, 1, 1)
+    assert res.upserted_ids == [4] and res.patched_ids == [2] and res.deleted_ids == [3]
+    rows = by_id(ns)
+    assert sorted(rows) == [1, 2, 4]
+    assert rows[2].title == "beta2"
+
+
+def test_conditional_upsert_with_ref_new(ns):
+    ns.write(
+        upsert_rows=[
+            {"id": 1, "version": 1, "body": "v1"},
+            {"id": 2, "version": 3, "body": "v3"},
+        ]
+    )
+    # Only apply an upsert when it is newer, or when there is no current version.
+    newer = ("Or", [("version", "Eq", None), ("version", "Lt", {"$ref_new": "version"})])
+    res = ns.write(
+        upsert_rows=[
+            {"id": 1, "version": 2, "body": "new1"},  # 1 < 2: applied
+            {"id": 2, "version": 2, "body": "new2"},  # 3 < 2 is false: skipped, not an error
+            {"id": 3, "version": 1, "body": "new3"},  # no current document: applied
+        ],
+        upsert_condition=newer,
+    )
+    assert res.rows_upserted == 2
+    rows = by_id(ns)
+    assert (rows[1].body, rows[1].version) == ("new1", 2)
+    assert (rows[2].body, rows[2].version) == ("v3", 3)
+    assert rows[3].body == "new3"
+
+    # A stale replay of an old version changes nothing.
+    res = ns.write(upsert_rows=[{"id": 1, "version": 1, "body": "stale"}], upsert_condition=newer)
+    assert res.rows_upserted == 0
+    assert by_id(ns)[1].body == "new1"
+
+
+def test_conditional_patch_and_delete(ns):
+    ns.write(upsert_rows=[{"id": i, "version": i} for i in (1, 2, 3)])
+    res = ns.write(patch_rows=[{"id": 1, "tag": "x"}, {"id": 3, "tag": "x"}], patch_condition=("version", "Gte", 2))
+    assert res.rows_patched == 1
+    rows = by_id(ns)
+    assert "tag" not in (rows[1].model_extra or {}) and rows[3].tag == "x"
+
+    res = ns.write(deletes=[1, 2, 3], delete_condition=("version", "Lt", 3))
+    assert res.rows_deleted == 2
+    assert all_ids(ns) == [3]
+
+
+# --------------------------------------------------------------------------------------------
+# query: filters, ordering, top_k, include_attributes
+
+PRIMES = {2, 3, 5, 7}
+
+
+def _filter_docs() -> List[Dict[str, Any]]:
+    docs = []
+    for i in range(1, 11):
+        d: Dict[str, Any] = {
+            "id": i,
+            "n": i,
+            "cat": "a" if i % 2 else "b",
+            "name": f"doc-{i:02d}",
+            "tags": (["even"] if i % 2 == 0 else ["odd"]) + (["prime"] if i in PRIMES else []),
+        }
+        if i <= 3:
+            d["opt"] = i * 10
+        docs.append(d)
+    return docs
+
+
+FILTER_CASES: List[tuple] = [
+    (("n", "Eq", 3), lambda d: d["n"] == 3),
+    (("n", "NotEq", 3), lambda d: d["n"] != 3),
+    (("n", "In", [1, 5, 9]), lambda d: d["n"] in (1, 5, 9)),
+    (("n", "NotIn", [1, 5, 9]), lambda d: d["n"] not in (1, 5, 9)),
+    (("n", "Lt", 3), lambda d: d["n"] < 3),
+    (("n", "Lte", 3), lambda d: d["n"] <= 3),
+    (("n", "Gt", 8), lambda d: d["n"] > 8),
+    (("n", "Gte", 8), lambda d: d["n"] >= 8),
+    (("cat", "Eq", "a"), lambda d: d["cat"] == "a"),
+    (("And", [("n", "Gte", 3), ("cat", "Eq", "a")]), lambda d: d["n"] >= 3 and d["cat"] == "a"),
+    (("Or", [("n", "Eq", 1), ("n", "Eq", 10)]), lambda d: d["n"] in (1, 10)),
+    (("Not", ("cat", "Eq", "a")), lambda d: d["cat"] != "a"),
+    (("name", "Glob", "doc-0*"), lambda d: d["name"].startswith("doc-0")),
+    (("tags", "Contains", "prime"), lambda d: "prime" in d["tags"]),
+    (("tags", "ContainsAny", ["even", "prime"]), lambda d: bool({"even", "prime"} & set(d["tags"]))),
+    (("opt", "Eq", None), lambda d: "opt" not in d),
+    (("opt", "NotEq", None), lambda d: "opt" in d),
+    (("opt", "Gte", 20), lambda d: d.get("opt", -1) >= 20),
+]
+
+
+@pytest.fixture
+def filter_ns(ns):
+    ns.write(upsert_rows=_filter_docs())
+    return ns
+
+
+@pytest.mark.parametrize("flt,pred", FILTER_CASES, ids=[repr(c[0]) for c in FILTER_CASES])
+def test_query_filters(filter_ns, flt, pred: Callable[[Dict[str, Any]], bool]):
+    want = [d["id"] for d in _filter_docs() if pred(d)]
+    got = ids(filter_ns.query(rank_by=("id", "asc"), top_k=100, filters=flt))
+    assert got == want
+
+
+def test_query_attribute_order_and_top_k(filter_ns):
+    assert ids(filter_ns.query(rank_by=("n", "desc"), top_k=3)) == [10, 9, 8]
+    assert ids(filter_ns.query(rank_by=("name", "asc"), top_k=2)) == [1, 2]
+    assert ids(filter_ns.query(rank_by=("id", "desc"), top_k=1)) == [10]
+    got = filter_ns.query(rank_by=("n", "desc"), top_k=2, filters=("cat", "Eq", "a"), include_attributes=["n"])
+    assert ids(got) == [9, 7]
+    assert [r.n for r in got.rows] == [9, 7]
+
+
+def test_query_limit_is_top_k(filter_ns):
+    assert ids(filter_ns.query(rank_by=("n", "asc"), limit=3)) == [1, 2, 3]
+
+
+def test_query_no_match_is_empty(filter_ns):
+    resp = filter_ns.query(rank_by=("id", "asc"), top_k=10, filters=("n", "Gt", 1000))
+    assert (resp.rows or []) == []
+
+
+def test_include_attributes(filter_ns):
+    rows = filter_ns.query(rank_by=("id", "asc"), top_k=2, include_attributes=["name", "n"]).rows
+    assert [(r.id, r.name, r.n) for r in rows] == [(1, "doc-01", 1), (2, "doc-02", 2)]
+    assert all(set(r.model_extra or {}) <= {"name", "n"} for r in rows), [r.model_extra for r in rows]
+
+    rows = filter_ns.query(rank_by=("id", "asc"), top_k=1, include_attributes=True).rows
+    assert {"n", "cat", "name", "tags", "opt"} <= set(rows[0].model_extra or {})
+    assert rows[0].tags == ["odd"]
+
+    rows = filter_ns.query(rank_by=("id", "asc"), top_k=1, exclude_attributes=["tags", "name"]).rows
+    extra = set(rows[0].model_extra or {})
+    assert "tags" not in extra and "name" not in extra and "n" in extra
+
+
+def test_query_response_shape(filter_ns):
+    resp = filter_ns.query(rank_by=("id", "asc"), top_k=1)
+    raw = resp.model_dump(by_alias=True)
+    assert "rows" in raw
+    # billing/performance are declared required by the SDK's model; tidepool should send them.
+    assert resp.performance is not None and resp.billing is not None
+
+
+def test_query_multi_key_order_and_offset(filter_ns):
+    # cat asc, then n desc: the "a"s (odd n) first, highest n first within each.
+    got = filter_ns.query(rank_by=[("cat", "asc"), ("n", "desc")], top_k=10)
+    assert ids(got) == [9, 7, 5, 3, 1, 10, 8, 6, 4, 2]
+    pages = [ids(filter_ns.query(rank_by=("n", "asc"), top_k=3, offset=o)) for o in (0, 3, 6, 9)]
+    assert pages == [[1, 2, 3], [4, 5, 6], [7, 8, 9], [10]]
+
+
+def test_export_by_id_paging(filter_ns):
+    # The documented export pattern: page by id with ["id", "Gt", last].
+    seen: List[Any] = []
+    last = None
+    while True:
+        kwargs: Dict[str, Any] = {"rank_by": ("id", "asc"), "top_k": 3, "include_attributes": True}
+        if last is not None:
+            kwargs["filters"] = ("id", "Gt", last)
+        rows = filter_ns.query(**kwargs).rows or []
+        if not rows:
+            break
+        seen.extend(r.id for r in rows)
+        last = rows[-1].id
+    assert seen == list(range(1, 11))
+
+
+def test_aggregations(filter_ns):
+    resp = filter_ns.query(
+        aggregate_by={"count": ("Count",), "total": ("Sum", "n"), "with_opt": ("Count", "opt")},
+        filters=("n", "Lte", 6),
+    )
+    assert resp.aggregations == {"count": 6, "total": 21, "with_opt": 3}
+
+    resp = filter_ns.query(aggregate_by={"count": ("Count",), "total": ("Sum", "n")}, group_by=["cat"])
+    groups = sorted(resp.aggregation_groups or [], key=lambda g: g["cat"])
+    assert groups == [{"cat": "a", "count": 5, "total": 25}, {"cat": "b", "count": 5, "total": 30}]
+
+
+def test_multi_query(filter_ns):
+    resp = filter_ns.multi_query(
+        queries=[
+            {"rank_by": ("n", "desc"), "top_k": 2},
+            {"rank_by": ("id", "asc"), "top_k": 3, "filters": ("cat", "Eq", "b")},
+            {"aggregate_by": {"count": ("Count",)}},
+        ]
+    )
+    assert len(resp.results) == 3
+    assert [r.id for r in resp.results[0].rows] == [10, 9]
+    assert [r.id for r in resp.results[1].rows] == [2, 4, 6]
+    assert resp.results[2].aggregations == {"count": 10}
+
+
+def test_explain_query(filter_ns):
+    resp = filter_ns.explain_query(rank_by=("n", "asc"), top_k=3, filters=("cat", "Eq", "a"))
+    assert isinstance(resp.plan_text, str) and resp.plan_text
+
+
+def test_hint_cache_warm(filter_ns):
+    resp = filter_ns.hint_cache_warm()
+    assert resp.status == "ACCEPTED"
+
+
+def test_metadata_is_served_on_v1_and_v2(tpuf, filter_ns):
+    # The SDK uses /v2/.../metadata; the docs show /v1/...; both must answer the same.
+    v1 = tpuf.get(f"/v1/namespaces/{filter_ns.id}/metadata", cast_to=object)
+    v2 = tpuf.get(f"/v2/namespaces/{filter_ns.id}/metadata", cast_to=object)
+    assert isinstance(v1, dict) and v1["approx_row_count"] == 10
+    assert {k: v for k, v in v1.items()} == {k: v for k, v in v2.items()}
+
+
+def test_attribute_types_round_trip(ns):
+    doc = {
+        "id": 1,
+        "s": "héllo wörld ✓",
+        "i": -42,
+        "f": 2.5,
+        "b": True,
+        "ints": [3, 1, 2],
+        "strs": ["x", "ÿ"],
+        "floats": [0.5, 1.5],
+    }
+    ns.write(upsert_rows=[doc, {"id": 2, "s": "other", "i": 7, "f": -1.25, "b": False}])
+    row = by_id(ns)[1]
+    for k, v in doc.items():
+        assert row[k] == v, k
+    schema = ns.schema()
+    assert {k: schema[k].type for k in ("s", "i", "f", "b", "ints", "strs")} == {
+        "s": "string", "i": "int", "f": "float", "b": "bool", "ints": "[]int", "strs": "[]string",
+    }
+    assert ids(ns.query(rank_by=("id", "asc"), top_k=5, filters=("b", "Eq", True))) == [1]
+    assert ids(ns.query(rank_by=("id", "asc"), top_k=5, filters=("f", "Lt", 0))) == [2]
+    assert ids(ns.query(rank_by=("id", "asc"), top_k=5, filters=("s", "Eq", "héllo wörld ✓"))) == [1]
+    assert ids(ns.query(rank_by=("id", "asc"), top_k=5, filters=("ints", "Contains", 2))) == [1]
+    assert ids(ns.query(rank_by=("i", "asc"), top_k=5)) == [1, 2]
+
+
+def test_eventual_consistency_query(filter_ns):
+    resp = filter_ns.query(rank_by=("id", "asc"), top_k=3, consistency={"level": "eventual"})
+    assert ids(resp) == [1, 2, 3]
+
+
+def test_top_k_above_the_maximum_is_bad_request(filter_ns):
+    with pytest.raises(turbopuffer.BadRequestError):
+        filter_ns.query(rank_by=("id", "asc"), top_k=10_001)
+
+
+def test_invalid_namespace_name_is_bad_request(tpuf):
+    for bad in ("bad name", "x" * 129, "semi;colon"):
+        with pytest.raises(turbopuffer.BadRequestError) as exc:
+            tpuf.namespace(bad).write(upsert_rows=[{"id": 1}])
+        assert_error_body(exc.value)
+
+
+def test_large_write(ns):
+    # ~5k rows of 64-dim base64 vectors: a multi-megabyte body through the SDK's default client.
+    n, dim = 5000, 64
+    rows = [{"id": i, "vector": [float((i * 7 + j) % 13) / 13.0 for j in range(dim)], "g": i % 10} for i in range(n)]
+    res = ns.write(upsert_rows=rows, distance_metric="euclidean_squared")
+    assert res.rows_upserted == n
+    assert ns.metadata().approx_row_count == n
+    resp = ns.query(rank_by=("id", "desc"), top_k=2, include_attributes=["vector"], filters=("g", "Eq", 9))
+    assert ids(resp) == [4999, 4989]
+    assert resp.rows[0].vector == pytest.approx(rows[4999]["vector"], rel=1e-6)
+    resp = ns.query(aggregate_by={"count": ("Count",)}, filters=("g", "Eq", 3))
+    assert resp.aggregations == {"count": n // 10}
+
+
+# --------------------------------------------------------------------------------------------
+# namespaces listing, delete_all
+
+
+def test_namespaces_listing_with_prefix_and_pages(tpuf, ns_name):
+    prefix = f"{ns_name}-"
+    names = [f"{prefix}{c}" for c in ("c", "a", "b")]
+    try:
+        for name in names:
+            tpuf.namespace(name).write(upsert_rows=[{"id": 1}])
+        listed = [n.id for n in tpuf.namespaces(prefix=prefix)]
+        assert listed == sorted(names)
+
+        first = tpuf.namespaces(prefix=prefix, page_size=2)
+        assert [n.id for n in first.namespaces] == sorted(names)[:2]
+        assert first.next_cursor, "a full page with more to come has a next_cursor"
+        # Iterating a page follows next_cursor through every page (SDK auto-pagination).
+        assert [n.id for n in first] == sorted(names)
+        assert [n.id for n in tpuf.namespaces(prefix=prefix, page_size=1)] == sorted(names)
+        assert [n.id for n in tpuf.namespaces(prefix=f"{ns_name}-zzz")] == []
+    finally:
+        for name in names:
+            try:
+                tpuf.namespace(name).delete_all()
+            except turbopuffer.NotFoundError:
+                pass
+    assert [n.id for n in tpuf.namespaces(prefix=prefix)] == []
+
+
+def test_delete_all(tpuf, ns):
+    seed_three(ns)
+    res = ns.delete_all()
+    assert res.status == "OK"
+    assert ns.exists() is False
+    with pytest.raises(turbopuffer.NotFoundError):
+        ns.query(rank_by=("id", "asc"), top_k=10)
+    with pytest.raises(turbopuffer.NotFoundError):
+        ns.delete_all()
+    assert ns.id not in [n.id for n in tpuf.namespaces(prefix=ns.id)]
+    # The name can be reused, with a different id type even.
+    ns.write(upsert_rows=[{"id": "x", "n": 1}])
+    assert all_ids(ns) == ["x"]
+
+
+# --------------------------------------------------------------------------------------------
+# errors
+
+
+def test_missing_namespace_is_not_found(tpuf, ns_name):
+    missing = tpuf.namespace(ns_name)
+    with pytest.raises(turbopuffer.NotFoundError) as exc:
+        missing.query(rank_by=("id", "asc"), top_k=10)
+    assert exc.value.status_code == 404
+    assert_error_body(exc.value)
+    with pytest.raises(turbopuffer.NotFoundError):
+        missing.metadata()
+    with pytest.raises(turbopuffer.NotFoundError):
+        missing.schema()
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        pytest.param({"upsert_rows": [{"id": 9, "vector": vec(1, 0)}]}, id="vector-dimension-mismatch"),
+        pytest.param({"upsert_rows": [{"id": 9, "n": "not-an-int"}]}, id="attribute-type-mismatch"),
+        pytest.param({"upsert_rows": [{"id": 9, "vector": vec(1, 0, 0)}], "distance_metric": "euclidean_squared"},
+                     id="distance-metric-change"),
+        pytest.param({"upsert_rows": [{"id": 9}], "distance_metric": "dot"}, id="unknown-distance-metric"),
+        pytest.param({"delete_by_filter": ("n", "Near", 1)}, id="unknown-filter-op"),
+        pytest.param({"upsert_rows": [{"id": -1}]}, id="negative-id"),
+        pytest.param({"upsert_rows": [{"id": 9, "vector": "!!not-base64"}]}, id="bad-base64-vector"),
+    ],
+)
+def test_invalid_write_is_bad_request_and_changes_nothing(ns, kwargs):
+    seed_three(ns)
+    before = by_id(ns)
+    with pytest.raises(turbopuffer.BadRequestError) as exc:
+        ns.write(**kwargs)
+    assert exc.value.status_code == 400
+    assert_error_body(exc.value)
+    assert by_id(ns).keys() == before.keys()
+    assert by_id(ns)[1].n == 1
+
+
+def test_invalid_query_is_bad_request(filter_ns):
+    with pytest.raises(turbopuffer.BadRequestError) as exc:
+        filter_ns.query(rank_by=("id", "asc"), top_k=10, filters=("n", "NoSuchOp", 1))
+    assert_error_body(exc.value)
+    with pytest.raises(turbopuffer.BadRequestError):
+        filter_ns.query(rank_by=("id", "sideways"), top_k=10)
+
+
+# Ranking (ANN, kNN, BM25) is not implemented yet and answers 501. When ranking lands, replace
+# this test with real ranking tests (ANN recall against brute force, BM25 order, $dist values).
+@pytest.mark.parametrize(
+    "rank_by",
+    [
+        pytest.param(("vector", "ANN", [1.0, 0.0, 0.0]), id="ann"),
+        pytest.param(("title", "BM25", "alpha"), id="bm25"),
+    ],
+)
+def test_ranking_not_implemented_yet(daemon: Daemon, ns_name, rank_by):
+    client = daemon.client(max_retries=0)  # a 5xx is retried by default; fail fast instead
+    try:
+        ns = client.namespace(ns_name)
+        ns.write(
+            upsert_rows=[{"id": 1, "vector": vec(1, 0, 0), "title": "alpha"}],
+            distance_metric="cosine_distance",
+            schema={"title": {"type": "string", "full_text_search": True}},
+        )
+        with pytest.raises(turbopuffer.APIStatusError) as exc:
+            ns.query(rank_by=rank_by, top_k=5)
+        assert exc.value.status_code == 501, exc.value.body
+        assert_error_body(exc.value)
+        ns.delete_all()
+    finally:
+        client.close()
+
+
+# --------------------------------------------------------------------------------------------
+# transport: gzip request bodies, concurrency, restart durability
+
+
+def test_gzip_request_bodies(daemon: Daemon, ns_name):
+    client = daemon.client(compression=True)  # bodies over 1 KiB go out gzipped
+    try:
+        ns = client.namespace(ns_name)
+        rows = [{"id": i, "vector": vec(i, 1, 0), "text": "x" * 200} for i in range(50)]
+        assert ns.write(upsert_rows=rows, distance_metric="cosine_distance").rows_upserted == 50
+        assert len(all_ids(ns)) == 50
+        ns.delete_all()
+    finally:
+        client.close()
+
+
+def test_async_client(daemon: Daemon, ns_name):
+    # AsyncTurbopuffer uses a different transport (aiohttp) from the sync client.
+    import asyncio
+
+    async def main() -> None:
+        client = turbopuffer.AsyncTurbopuffer(api_key="local-dev", base_url=daemon.url)
+        try:
+            ns = client.namespace(ns_name)
+            await ns.write(upsert_rows=[{"id": i, "vector": vec(i, 1), "n": i} for i in range(1, 21)],
+                           distance_metric="cosine_distance")
+            results = await asyncio.gather(
+                *[ns.query(rank_by=("n", "desc"), top_k=k, filters=("n", "Lte", 10)) for k in (1, 2, 3)]
+            )
+            assert [ids(r) for r in results] == [[10], [10, 9], [10, 9, 8]]
+            assert (await ns.metadata()).approx_row_count == 20
+            assert [n.id async for n in client.namespaces(prefix=ns_name)] == [ns_name]
+            await ns.delete_all()
+            assert await ns.exists() is False
+        finally:
+            await client.close()
+
+    asyncio.run(main())
+
+
+def test_concurrent_writers(ns):
+    ns.write(upsert_rows=[{"id": 0, "w": -1}])
+
+    def writer(w: int) -> None:
+        for b in range(5):
+            ns.write(upsert_rows=[{"id": 1 + w * 100 + b * 10 + i, "w": w} for i in range(10)])
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+        for f in [pool.submit(writer, w) for w in range(8)]:
+            f.result()
+    got = all_ids(ns)
+    assert len(got) == 1 + 8 * 5 * 10
+    assert ns.metadata().approx_row_count == len(got)
+
+
+def test_data_survives_restart(tmp_path):
+    d = Daemon(tmp_path / "data", tmp_path / "daemon.log")
+    d.start()
+    try:
+        client = d.client()
+        ns = client.namespace("durable")
+        seed_three(ns)
+        ns.write(deletes=[2], patch_rows=[{"id": 3, "title": "gamma2"}])
+        client.close()
+        code = d.stop()
+        assert code in (0, -15), f"SIGTERM should be a clean shutdown, got {code}:\n{d.log_tail()}"
+
+        d.start()  # same data directory, new port
+        client = d.client()
+        ns = client.namespace("durable")
+        rows = by_id(ns)
+        assert sorted(rows) == [1, 3]
+        assert rows[3].title == "gamma2"
+        assert ns.metadata().approx_row_count == 2
+        assert [n.id for n in client.namespaces(prefix="dur")] == ["durable"]
+        client.close()
+    finally:
+        d.stop()
