@@ -182,10 +182,10 @@ struct Pending {
 }
 
 /// Per-namespace handle: the commit queue and the newest loaded snapshot.
-struct NsHandle {
-    path: NsPath,
+pub(crate) struct NsHandle {
+    pub(crate) path: NsPath,
     queue: StdMutex<VecDeque<Pending>>,
-    commit_lock: Mutex<()>,
+    pub(crate) commit_lock: Mutex<()>,
     load_lock: Mutex<()>,
     current: StdRwLock<Option<Snapshot>>,
 }
@@ -248,7 +248,7 @@ impl Engine {
         &self.clock
     }
 
-    fn handle(&self, path: &NsPath) -> Arc<NsHandle> {
+    pub(crate) fn handle(&self, path: &NsPath) -> Arc<NsHandle> {
         let mut map = self.handles.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         map.entry(path.clone())
             .or_insert_with(|| {
@@ -263,7 +263,7 @@ impl Engine {
             .clone()
     }
 
-    async fn blocking<T: Send + 'static>(
+    pub(crate) async fn blocking<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Meta) -> Result<T, MetaError> + Send + 'static,
     ) -> Result<T, EngineError> {
@@ -323,7 +323,7 @@ impl Engine {
         Ok(ids.iter().map(|id| s.state.docs.get(id).cloned()).collect())
     }
 
-    async fn reload(&self, h: &NsHandle) -> Result<Snapshot, EngineError> {
+    pub(crate) async fn reload(&self, h: &NsHandle) -> Result<Snapshot, EngineError> {
         let _g = h.load_lock.lock().await;
         let prev = cached(h);
         let hint = match &prev {
@@ -341,7 +341,7 @@ impl Engine {
     }
 
     /// Where to start probing for the newest generation.
-    async fn generation_hint(&self, path: &NsPath) -> Result<Option<u64>, EngineError> {
+    pub(crate) async fn generation_hint(&self, path: &NsPath) -> Result<Option<u64>, EngineError> {
         let ns = path.to_string();
         if let Some(bytes) = self.blocking(move |m| m.cached_manifest(&ns)).await? {
             if let Ok(m) = Manifest::decode(&bytes) {
@@ -356,7 +356,7 @@ impl Engine {
 
     /// Find the newest live manifest at or after `hint` (listing when the
     /// hint is missing or points at a collected generation).
-    async fn newest_manifest(
+    pub(crate) async fn newest_manifest(
         &self,
         path: &NsPath,
         hint: Option<u64>,
@@ -398,7 +398,7 @@ impl Engine {
         }
     }
 
-    async fn read_manifest(&self, path: &NsPath, generation: u64) -> Result<Option<Manifest>, EngineError> {
+    pub(crate) async fn read_manifest(&self, path: &NsPath, generation: u64) -> Result<Option<Manifest>, EngineError> {
         let Some(bytes) = self.store.get_opt(&path.manifest_key(generation)).await? else { return Ok(None) };
         let m = Manifest::decode(&bytes)?;
         if m.generation != generation || m.namespace != path.to_string() {
@@ -413,7 +413,7 @@ impl Engine {
     }
 
     /// Build the state of `m`, reusing `prev` when `m` only appends WAL to it.
-    async fn materialize(
+    pub(crate) async fn materialize(
         &self,
         path: &NsPath,
         m: Arc<Manifest>,
@@ -446,7 +446,7 @@ impl Engine {
         Ok(Snapshot { manifest: Some(m), state: Arc::new(state) })
     }
 
-    async fn read_wal(&self, r: &WalRef) -> Result<WalBatch, EngineError> {
+    pub(crate) async fn read_wal(&self, r: &WalRef) -> Result<WalBatch, EngineError> {
         let bytes = self.store.get(&r.key).await.map_err(|e| match e {
             StoreError::NotFound(k) => {
                 EngineError::Corrupted(format!("manifest references missing WAL object {k}"))
@@ -557,7 +557,7 @@ impl Engine {
     }
 
     /// Jittered backoff after a lost race, so two writers stop colliding.
-    async fn backoff(&self, attempt: usize) {
+    pub(crate) async fn backoff(&self, attempt: usize) {
         let cap_us = 500u128 << attempt.min(6);
         let jitter = self.ids.next_uuid().as_u128() % cap_us;
         tokio::time::sleep(std::time::Duration::from_micros(u64::try_from(jitter).unwrap_or(0))).await;
@@ -674,7 +674,7 @@ impl Engine {
 
     /// Conditional create of a manifest generation, resolving ambiguous
     /// outcomes by the commit id, then the GC-fence check.
-    async fn create_manifest(&self, path: &NsPath, m: &Manifest) -> Result<(), CommitError> {
+    pub(crate) async fn create_manifest(&self, path: &NsPath, m: &Manifest) -> Result<(), CommitError> {
         let key = path.manifest_key(m.generation);
         let bytes = Bytes::from(
             m.try_encode()
@@ -719,7 +719,7 @@ impl Engine {
     }
 
     /// Steps 4–5: lower refcounts, delete what reached zero (own keys only).
-    async fn release(&self, path: &NsPath, keys: Vec<String>) {
+    pub(crate) async fn release(&self, path: &NsPath, keys: Vec<String>) {
         let project = path.project_id();
         let zeroed = match self.blocking(move |m| m.decr_refs(&project, &keys)).await {
             Ok(z) => z,
@@ -1034,14 +1034,14 @@ struct Plan {
     outcomes: Vec<Result<PlannedOutcome, EngineError>>,
 }
 
-enum CommitError {
+pub(crate) enum CommitError {
     /// Another writer created the generation (or GC fenced it): re-apply.
     Lost,
     /// A fault; the outcome may be unknown.
     Failed(EngineError),
 }
 
-fn fail(e: StoreError) -> CommitError {
+pub(crate) fn fail(e: StoreError) -> CommitError {
     CommitError::Failed(e.into())
 }
 
@@ -1081,11 +1081,11 @@ fn take_group(h: &NsHandle) -> Vec<Pending> {
     out
 }
 
-fn cached(h: &NsHandle) -> Option<Snapshot> {
+pub(crate) fn cached(h: &NsHandle) -> Option<Snapshot> {
     h.current.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
 }
 
-fn set_cached(h: &NsHandle, s: Snapshot) {
+pub(crate) fn set_cached(h: &NsHandle, s: Snapshot) {
     let mut cur = h.current.write().unwrap_or_else(std::sync::PoisonError::into_inner);
     // Never move backwards: a slow reload must not replace a newer commit.
     if cur.as_ref().is_none_or(|c| c.generation() <= s.generation()) {
@@ -1093,6 +1093,6 @@ fn set_cached(h: &NsHandle, s: Snapshot) {
     }
 }
 
-fn clear_cached(h: &NsHandle) {
+pub(crate) fn clear_cached(h: &NsHandle) {
     *h.current.write().unwrap_or_else(std::sync::PoisonError::into_inner) = None;
 }
