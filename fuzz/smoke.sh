@@ -15,7 +15,7 @@ shift || true
 if [ "$#" -gt 0 ]; then
   targets=("$@")
 else
-  targets=(wal_decode manifest_decode filter_parse)
+  targets=(wal_decode manifest_decode filter_parse segment_decode)
 fi
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -45,6 +45,12 @@ if [ -d "$fixtures" ]; then
   seed manifest_decode fixture-manifest 000 "$fixtures/manifest.json"
   sed -e 's/^.*"body"://' -e 's/}$//' "$fixtures/manifest.json" | seed manifest_decode fixture-manifest-body 001 -
   seed manifest_decode fixture-current 000 "$fixtures/CURRENT"
+  if [ -f "$fixtures/segment.seg" ]; then
+    seed segment_decode fixture-segment 000 "$fixtures/segment.seg"
+    # Odd mode: the target recomputes the checksums before opening.
+    seed segment_decode fixture-segment-resealed 001 "$fixtures/segment.seg"
+    seed segment_decode fixture-deletes 000 "$fixtures/deletes.del"
+  fi
 fi
 mkdir -p corpus/filter_parse
 printf '%s' '["a","Eq",1]' >corpus/filter_parse/eq

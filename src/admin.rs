@@ -87,6 +87,64 @@ pub enum AdminCommand {
         #[arg(long)]
         all_attributes: bool,
     },
+    /// Rebuild the project's refcounts from every live manifest (`POST /v1/_admin/repair`).
+    ///
+    /// With --sweep, objects (WAL batches, segment files) that no retained manifest of any
+    /// namespace of the project references, and that are older than the grace period, are
+    /// deleted. With --retention-secs, manifest generations superseded longer ago than that
+    /// are collected first (tombstone, then delete; never the newest). Prints a report.
+    #[command(after_help = OUTPUT_HELP)]
+    Repair {
+        /// Delete unreferenced objects older than the grace period.
+        #[arg(long)]
+        sweep: bool,
+        /// Objects younger than this many seconds are never swept (in-flight writes).
+        #[arg(long, default_value_t = 3600)]
+        grace_secs: u64,
+        /// Collect manifest generations superseded more than this many seconds ago.
+        #[arg(long, value_name = "SECS")]
+        retention_secs: Option<u64>,
+    },
+    /// Save a namespace at one generation into a self-describing snapshot file.
+    ///
+    /// Streams `GET /v1/namespaces/NS/_admin/snapshot` into a temporary file next to FILE,
+    /// verifies every checksum, fsyncs it, renames it over FILE and fsyncs the directory, so
+    /// FILE is either the old file or a complete snapshot, never a torn one.
+    Snapshot {
+        /// The namespace to save.
+        namespace: String,
+        /// The snapshot file to write.
+        file: PathBuf,
+        /// Save this retained older generation instead of the newest.
+        #[arg(long)]
+        generation: Option<u64>,
+    },
+    /// Restore a snapshot file into a new namespace (`POST /v1/namespaces/NS/_admin/restore`).
+    ///
+    /// The file is verified locally first (a corrupted file is refused before anything is
+    /// sent), then uploaded; the daemon verifies it again, writes its objects under NS and
+    /// commits NS's manifest last. NS must not exist (or be deleted or empty). The upload is
+    /// held in memory by this client.
+    Restore {
+        /// The snapshot file.
+        file: PathBuf,
+        /// The namespace to create.
+        namespace: String,
+    },
+    /// Export every live document of a namespace as NDJSON (`GET /v1/namespaces/NS/export`).
+    ///
+    /// One JSON document per line, in id order, at one consistent generation; `tidepool write`
+    /// reads it back. Without FILE (or with `-`) the lines go to stdout; a FILE is written
+    /// through a temporary file and renamed into place when complete.
+    Export {
+        /// The namespace to export.
+        namespace: String,
+        /// The output file; `-` or nothing writes standard output.
+        file: Option<PathBuf>,
+        /// Export this retained older generation instead of the newest.
+        #[arg(long)]
+        generation: Option<u64>,
+    },
 }
 
 /// A namespace operation.
@@ -126,6 +184,38 @@ pub enum NsCommand {
         #[arg(long, short = 'y')]
         yes: bool,
     },
+    /// Copy a namespace (`POST /v1/namespaces/DST/_admin/copy`).
+    ///
+    /// By default the copy is copy-on-write: DST's manifest references SRC's immutable
+    /// objects, so it is instant whatever the size. With --deep every object is duplicated
+    /// under DST, so the copy shares nothing with SRC. DST must not exist (or be empty).
+    #[command(after_help = OUTPUT_HELP)]
+    Copy {
+        /// The source namespace.
+        source: String,
+        /// The destination namespace.
+        destination: String,
+        /// Duplicate every object instead of sharing them.
+        #[arg(long)]
+        deep: bool,
+        /// Copy this retained older generation of SRC.
+        #[arg(long)]
+        generation: Option<u64>,
+    },
+    /// Branch a namespace: a copy-on-write copy that records its parent (lineage).
+    ///
+    /// Sends `POST /v2/namespaces/DST` with `branch_from_namespace`. DST must not exist (or be
+    /// empty). Writes to either side are invisible to the other.
+    #[command(after_help = OUTPUT_HELP)]
+    Branch {
+        /// The parent namespace.
+        source: String,
+        /// The new branch.
+        destination: String,
+        /// Branch from this retained older generation of SRC.
+        #[arg(long)]
+        generation: Option<u64>,
+    },
 }
 
 /// Runs one admin command against the daemon at `url` (e.g. `http://127.0.0.1:8080`).
@@ -146,6 +236,22 @@ pub async fn run(cmd: AdminCommand, url: &str, api_key: Option<&str>, json: bool
         AdminCommand::Write { namespace, file, batch_size, distance_metric } => {
             let opts = WriteOpts { batch_size, distance_metric };
             write(&client, &out, &namespace, file, opts).await
+        }
+        AdminCommand::Ns { cmd: NsCommand::Copy { source, destination, deep, generation } } => {
+            ns_copy(&client, &out, &source, &destination, deep, generation).await
+        }
+        AdminCommand::Ns { cmd: NsCommand::Branch { source, destination, generation } } => {
+            ns_branch(&client, &out, &source, &destination, generation).await
+        }
+        AdminCommand::Repair { sweep, grace_secs, retention_secs } => {
+            repair(&client, &out, sweep, grace_secs, retention_secs).await
+        }
+        AdminCommand::Snapshot { namespace, file, generation } => {
+            snapshot(&client, &out, &namespace, &file, generation).await
+        }
+        AdminCommand::Restore { file, namespace } => restore(&client, &out, &file, &namespace).await,
+        AdminCommand::Export { namespace, file, generation } => {
+            export(&client, &namespace, file, generation).await
         }
         AdminCommand::Query { namespace, filters, rank_by, top_k, include_attributes, all_attributes } => {
             let include = match (include_attributes, all_attributes) {
@@ -864,6 +970,223 @@ fn format_query_result(resp: &Value) -> String {
     }
     text.push_str(")\n");
     text
+}
+
+// ---------------------------------------------------------------------------------------------
+// copy / branch / repair / snapshot / restore / export
+
+impl Client {
+    /// Sends a request and returns the successful response itself (for streaming bodies).
+    async fn send_raw(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<Vec<u8>>,
+    ) -> Result<reqwest::Response, String> {
+        let url = format!("{}{path}", self.base);
+        let mut req = self.http.request(method.clone(), &url).query(query);
+        if let Some(key) = &self.api_key {
+            req = req.bearer_auth(key);
+        }
+        if let Some(b) = body {
+            req = req.header(reqwest::header::CONTENT_TYPE, "application/octet-stream").body(b);
+        }
+        let resp = req.send().await.map_err(|e| format!("{method} {url}: {}", describe_reqwest(&e)))?;
+        let status = resp.status();
+        if !status.is_success() {
+            let text = resp.text().await.unwrap_or_default();
+            return Err(http_error(status, &text, self.api_key.is_some()));
+        }
+        Ok(resp)
+    }
+}
+
+fn generation_query(generation: Option<u64>) -> Vec<(&'static str, String)> {
+    generation.map(|g| vec![("generation", g.to_string())]).unwrap_or_default()
+}
+
+async fn ns_copy(
+    client: &Client,
+    out: &Output,
+    src: &str,
+    dst: &str,
+    deep: bool,
+    generation: Option<u64>,
+) -> Result<(), String> {
+    check_namespace(src)?;
+    check_namespace(dst)?;
+    let body = json!({"source_namespace": src, "deep": deep, "generation": generation});
+    let resp = client
+        .send(reqwest::Method::POST, &format!("/v1/namespaces/{dst}/_admin/copy"), &[], Some(&body))
+        .await?;
+    if out.json {
+        return out.json(&resp);
+    }
+    let how = if deep { "deep copy" } else { "copy-on-write copy" };
+    emit(&format!(
+        "{how} of {src} (version {}) created as {dst} (version {}): {} objects shared, {} copied\n",
+        resp["source_version"], resp["version"], resp["objects_shared"], resp["objects_copied"]
+    ))
+}
+
+async fn ns_branch(
+    client: &Client,
+    out: &Output,
+    src: &str,
+    dst: &str,
+    generation: Option<u64>,
+) -> Result<(), String> {
+    check_namespace(src)?;
+    check_namespace(dst)?;
+    let body = json!({"branch_from_namespace": {"source_namespace": src, "generation": generation}});
+    let resp = client.send(reqwest::Method::POST, &format!("/v2/namespaces/{dst}"), &[], Some(&body)).await?;
+    if out.json {
+        return out.json(&resp);
+    }
+    emit(&format!("branch {dst} of {src} created (version {})\n", resp["version"]))
+}
+
+async fn repair(
+    client: &Client,
+    out: &Output,
+    sweep: bool,
+    grace_secs: u64,
+    retention_secs: Option<u64>,
+) -> Result<(), String> {
+    let body = json!({"sweep": sweep, "grace_secs": grace_secs, "manifest_retention_secs": retention_secs});
+    let r = client.send(reqwest::Method::POST, "/v1/_admin/repair", &[], Some(&body)).await?;
+    if out.json {
+        return out.json(&r);
+    }
+    let n = |k: &str| r.get(k).map_or_else(|| "0".to_string(), ToString::to_string);
+    let missing = r.get("missing_objects").and_then(Value::as_array).map_or(0, Vec::len);
+    let mut text = format!(
+        "namespaces: {}\nmanifests read: {}\nmanifests collected: {}\nrefcounts changed: {} ({} lowered, {} raised)\n",
+        n("namespaces"),
+        n("manifests_read"),
+        n("manifests_collected"),
+        n("refcounts_changed"),
+        n("refcounts_lowered"),
+        n("refcounts_raised"),
+    );
+    let _ = writeln!(text, "unreferenced objects kept (younger than {grace_secs}s): {}", n("kept_young"));
+    if sweep {
+        let _ = writeln!(text, "objects swept: {}", n("swept_count"));
+    } else {
+        text.push_str("(no sweep: pass --sweep to delete unreferenced objects)\n");
+    }
+    if missing > 0 {
+        let _ = writeln!(text, "WARNING: {missing} referenced objects are missing from the store");
+    }
+    emit(&text)
+}
+
+/// Streams a response body into `w`, returning the bytes written.
+async fn pump(
+    mut resp: reqwest::Response,
+    w: &mut (impl tokio::io::AsyncWrite + Unpin),
+) -> Result<u64, String> {
+    use tokio::io::AsyncWriteExt;
+    let mut n = 0u64;
+    while let Some(chunk) = resp.chunk().await.map_err(|e| format!("the download broke off: {e}"))? {
+        w.write_all(&chunk).await.map_err(|e| format!("writing: {e}"))?;
+        n += chunk.len() as u64;
+    }
+    w.flush().await.map_err(|e| format!("writing: {e}"))?;
+    Ok(n)
+}
+
+async fn snapshot(
+    client: &Client,
+    out: &Output,
+    ns: &str,
+    file: &std::path::Path,
+    generation: Option<u64>,
+) -> Result<(), String> {
+    use crate::engine::snapshot::{verify_snapshot, AtomicFile};
+    check_namespace(ns)?;
+    let at = |e: std::io::Error| format!("{}: {e}", file.display());
+    let resp = client
+        .send_raw(
+            reqwest::Method::GET,
+            &format!("/v1/namespaces/{ns}/_admin/snapshot"),
+            &generation_query(generation),
+            None,
+        )
+        .await?;
+    let mut f = AtomicFile::create(file).await.map_err(at)?;
+    pump(resp, f.file()).await?;
+    let mut check = tokio::io::BufReader::new(tokio::fs::File::open(f.temp_path()).await.map_err(at)?);
+    let info =
+        verify_snapshot(&mut check).await.map_err(|e| format!("the downloaded snapshot is invalid: {e}"))?;
+    f.commit().await.map_err(at)?;
+    let v = json!({"namespace": ns, "file": file.display().to_string(), "version": info.generation,
+        "objects": info.objects, "bytes": info.bytes});
+    if out.json {
+        return out.json(&v);
+    }
+    emit(&format!(
+        "saved {ns} at version {} to {} ({} objects, {} bytes)\n",
+        info.generation,
+        file.display(),
+        info.objects,
+        info.bytes
+    ))
+}
+
+async fn restore(client: &Client, out: &Output, file: &std::path::Path, ns: &str) -> Result<(), String> {
+    use crate::engine::snapshot::verify_snapshot;
+    check_namespace(ns)?;
+    let at = |e: std::io::Error| format!("{}: {e}", file.display());
+    let mut r = tokio::io::BufReader::new(tokio::fs::File::open(file).await.map_err(at)?);
+    verify_snapshot(&mut r).await.map_err(|e| format!("{}: {e}", file.display()))?;
+    let bytes = tokio::fs::read(file).await.map_err(at)?;
+    let resp = client
+        .send_raw(reqwest::Method::POST, &format!("/v1/namespaces/{ns}/_admin/restore"), &[], Some(bytes))
+        .await?;
+    let v: Value = resp.json().await.map_err(|e| format!("the restore response is not JSON: {e}"))?;
+    if out.json {
+        return out.json(&v);
+    }
+    emit(&format!(
+        "restored {} into {ns} (version {}, {} objects)\n",
+        file.display(),
+        v["version"],
+        v["objects"]
+    ))
+}
+
+async fn export(
+    client: &Client,
+    ns: &str,
+    file: Option<PathBuf>,
+    generation: Option<u64>,
+) -> Result<(), String> {
+    use crate::engine::snapshot::AtomicFile;
+    check_namespace(ns)?;
+    let resp = client
+        .send_raw(
+            reqwest::Method::GET,
+            &format!("/v1/namespaces/{ns}/export"),
+            &generation_query(generation),
+            None,
+        )
+        .await?;
+    match file.filter(|f| f.as_os_str() != "-") {
+        None => {
+            let mut stdout = tokio::io::stdout();
+            pump(resp, &mut stdout).await.map(|_| ())
+        }
+        Some(path) => {
+            let at = |e: std::io::Error| format!("{}: {e}", path.display());
+            let mut f = AtomicFile::create(&path).await.map_err(at)?;
+            let n = pump(resp, f.file()).await?;
+            f.commit().await.map_err(at)?;
+            eprintln!("exported {ns} to {} ({n} bytes)", path.display());
+            Ok(())
+        }
+    }
 }
 
 #[cfg(test)]

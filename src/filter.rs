@@ -1080,7 +1080,7 @@ fn within_edit_distance(a: &[char], b: &[char], k: usize) -> bool {
 /// The tokenizer for token filters: split on non-alphanumeric characters and
 /// lowercase. The one place to swap in the schema's BM25 tokenizer.
 pub fn tokenize(text: &str) -> Vec<String> {
-    text.split(|c: char| !c.is_alphanumeric()).filter(|t| !t.is_empty()).map(str::to_lowercase).collect()
+    crate::index::text::tokenize_default(text)
 }
 
 /// A document value's tokens: a string is tokenized, a string array is

@@ -10,11 +10,13 @@
 
 pub mod admin;
 pub mod api;
+pub mod cache;
 pub mod clock;
 pub mod config;
 pub mod engine;
 pub mod filter;
 pub mod format;
+pub mod index;
 pub mod layout;
 pub mod meta;
 pub mod model;

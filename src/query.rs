@@ -555,20 +555,17 @@ fn matches(q: &Query, d: &Document) -> bool {
 
 /// Documents in id order, starting at the filter's lower id bound when the
 /// bound has the namespace's id kind.
-fn candidates<'a>(
-    q: &'a Query,
-    state: &'a NsState,
-) -> impl DoubleEndedIterator<Item = &'a Arc<Document>> + 'a {
+fn candidates<'a>(q: &'a Query, state: &'a NsState) -> impl Iterator<Item = Arc<Document>> + 'a {
     let lower = match &q.id_lower {
         Some((id, true)) if Some(id.id_type()) == state.id_type => Bound::Included(id),
         Some((id, false)) if Some(id.id_type()) == state.id_type => Bound::Excluded(id),
         _ => Bound::Unbounded,
     };
-    state.docs.range::<_, DocId>((lower, Bound::Unbounded)).map(|(_, d)| d)
+    state.iter_from(lower)
 }
 
 /// The page of documents and how many documents were examined.
-fn top_docs<'a>(q: &'a Query, order: &[OrderKey], state: &'a NsState) -> (Vec<&'a Arc<Document>>, u64) {
+fn top_docs(q: &Query, order: &[OrderKey], state: &NsState) -> (Vec<Arc<Document>>, u64) {
     let mut scanned = 0u64;
     let want = q.offset.saturating_add(q.limit);
     let by_id = |dir| matches!(order, [k] if k.attr == ID_ATTR && k.dir == dir);
@@ -582,8 +579,12 @@ fn top_docs<'a>(q: &'a Query, order: &[OrderKey], state: &'a NsState) -> (Vec<&'
         return (page, scanned);
     }
     if by_id(Direction::Desc) {
-        let page: Vec<_> = candidates(q, state)
-            .rev()
+        // The merged segment/WAL view only walks forward; descending id order
+        // materializes the candidates (attribute indexes replace this scan).
+        let mut all: Vec<_> = candidates(q, state).collect();
+        all.reverse();
+        let page: Vec<_> = all
+            .into_iter()
             .inspect(|_| scanned += 1)
             .filter(|d| matches(q, d))
             .skip(q.offset)
@@ -591,9 +592,9 @@ fn top_docs<'a>(q: &'a Query, order: &[OrderKey], state: &'a NsState) -> (Vec<&'
             .collect();
         return (page, scanned);
     }
-    let mut all: Vec<&Arc<Document>> =
+    let mut all: Vec<Arc<Document>> =
         candidates(q, state).inspect(|_| scanned += 1).filter(|d| matches(q, d)).collect();
-    let cmp = |a: &&Arc<Document>, b: &&Arc<Document>| compare_docs(order, a, b);
+    let cmp = |a: &Arc<Document>, b: &Arc<Document>| compare_docs(order, a, b);
     if want == 0 {
         return (Vec::new(), scanned);
     }
@@ -700,11 +701,11 @@ impl Acc {
     }
 }
 
-fn aggregate_all<'a>(aggs: &[(String, Aggregate)], docs: impl Iterator<Item = &'a Arc<Document>>) -> Json {
+fn aggregate_all(aggs: &[(String, Aggregate)], docs: impl Iterator<Item = Arc<Document>>) -> Json {
     let mut accs = vec![Acc::default(); aggs.len()];
     for d in docs {
         for (acc, (_, agg)) in accs.iter_mut().zip(aggs) {
-            acc.add(agg, d);
+            acc.add(agg, &d);
         }
     }
     Json::Object(aggs.iter().zip(accs).map(|((name, agg), acc)| (name.clone(), acc.to_json(agg))).collect())
@@ -716,7 +717,7 @@ struct Group {
 }
 
 /// Groups sorted by their key values (missing values last), at most `limit`.
-fn aggregate_groups<'a>(q: &Query, docs: impl Iterator<Item = &'a Arc<Document>>) -> Vec<Json> {
+fn aggregate_groups(q: &Query, docs: impl Iterator<Item = Arc<Document>>) -> Vec<Json> {
     let mut groups: HashMap<String, Group> = HashMap::new();
     for d in docs {
         let key: Vec<Option<Value>> =
@@ -726,7 +727,7 @@ fn aggregate_groups<'a>(q: &Query, docs: impl Iterator<Item = &'a Arc<Document>>
         let g =
             groups.entry(id).or_insert_with(|| Group { key, accs: vec![Acc::default(); q.aggregates.len()] });
         for (acc, (_, agg)) in g.accs.iter_mut().zip(&q.aggregates) {
-            acc.add(agg, d);
+            acc.add(agg, &d);
         }
     }
     let mut groups: Vec<Group> = groups.into_values().collect();
@@ -767,7 +768,7 @@ fn compare_keys(a: &[Option<Value>], b: &[Option<Value>]) -> Ordering {
 /// A short, human-readable plan of a query on a state.
 pub fn explain(q: &Query, state: &NsState) -> Result<String, EngineError> {
     validate(q, state)?;
-    let n = state.docs.len();
+    let n = state.len() as usize;
     let mut lines = Vec::new();
     let access = match (&q.id_lower, &q.order) {
         (Some((id, inc)), _) if Some(id.id_type()) == state.id_type => {

@@ -57,7 +57,7 @@ async fn two_engines_racing_on_one_namespace_lose_no_update() {
                 loop {
                     let s = e.snapshot(&ns(), true).await.unwrap();
                     let Some(Value::Int(c)) =
-                        s.state.docs.get(&DocId::U64(0)).unwrap().attrs.get("count").cloned()
+                        s.state.get(&DocId::U64(0)).unwrap().attrs.get("count").cloned()
                     else {
                         panic!("counter missing")
                     };
@@ -78,12 +78,8 @@ async fn two_engines_racing_on_one_namespace_lose_no_update() {
     let check = tempfile::tempdir().unwrap();
     let fresh = engine_on(check.path(), Store::local(store_dir.path()).unwrap()).await;
     let s = fresh.existing(&ns(), true).await.unwrap();
-    assert_eq!(s.state.docs.len(), 31, "every insert of both writers is present");
-    assert_eq!(
-        s.state.docs.get(&DocId::U64(0)).unwrap().attrs["count"],
-        Value::Int(30),
-        "no increment was lost"
-    );
+    assert_eq!(s.state.len() as usize, 31, "every insert of both writers is present");
+    assert_eq!(s.state.get(&DocId::U64(0)).unwrap().attrs["count"], Value::Int(30), "no increment was lost");
     let gens = s.generation() as usize;
     assert_eq!(manifest_count(fresh.store()).await, gens, "each generation was created exactly once");
 }
@@ -108,7 +104,7 @@ async fn concurrent_requests_share_group_commits() {
         gens.push(t.await.unwrap());
     }
     let s = e.snapshot(&ns(), true).await.unwrap();
-    assert_eq!(s.state.docs.len() as u64, n + 1);
+    assert_eq!(s.state.len(), n + 1);
     let commits = s.generation() - before;
     assert!(commits < n / 2, "{n} concurrent writes took {commits} commits: group commit is not grouping");
     gens.sort_unstable();
@@ -127,7 +123,7 @@ async fn an_ambiguous_manifest_create_is_recognised_as_our_own() {
     assert_eq!(r.generation, 2, "applied once, not twice, and not reported as failed");
     assert_eq!(manifest_count(e.store()).await, 2);
     let s = e.existing(&ns(), true).await.unwrap();
-    assert_eq!(s.state.docs.len(), 2);
+    assert_eq!(s.state.len() as usize, 2);
 }
 
 #[tokio::test]
@@ -141,7 +137,7 @@ async fn a_failed_wal_upload_commits_nothing_and_the_next_write_works() {
     assert!(matches!(err, EngineError::Unavailable(_)), "{err:?}");
     assert!(e.get(&ns(), &[DocId::U64(2)]).await.unwrap()[0].is_none());
     write(&e, json!({"upsert_rows": [{"id": 3}]})).await.unwrap();
-    assert_eq!(e.existing(&ns(), true).await.unwrap().state.docs.len(), 2);
+    assert_eq!(e.existing(&ns(), true).await.unwrap().state.len() as usize, 2);
 }
 
 /// Crash after k mutations of a write, for every k: reopen and check.
@@ -166,17 +162,14 @@ async fn a_crash_at_any_step_loses_no_acknowledged_write() {
             .existing(&ns(), true)
             .await
             .unwrap_or_else(|err| panic!("crash after {k}: reload failed: {err}"));
-        assert!(
-            s.state.docs.contains_key(&DocId::U64(1)) && s.state.docs.contains_key(&DocId::U64(2)),
-            "k={k}"
-        );
+        assert!(s.state.contains(&DocId::U64(1)) && s.state.contains(&DocId::U64(2)), "k={k}");
         if acked_last {
-            assert!(s.state.docs.contains_key(&DocId::U64(99)), "k={k}: an acknowledged write was lost");
-            assert!(!s.state.docs.contains_key(&DocId::U64(0)), "k={k}");
+            assert!(s.state.contains(&DocId::U64(99)), "k={k}: an acknowledged write was lost");
+            assert!(!s.state.contains(&DocId::U64(0)), "k={k}");
         }
         // Whatever happened, the namespace keeps working.
         write(&e, json!({"upsert_rows": [{"id": 100}]})).await.unwrap();
-        assert!(e.existing(&ns(), true).await.unwrap().state.docs.contains_key(&DocId::U64(100)));
+        assert!(e.existing(&ns(), true).await.unwrap().state.contains(&DocId::U64(100)));
     }
 }
 
@@ -203,7 +196,7 @@ async fn a_generation_fenced_by_a_gc_tombstone_is_never_acknowledged() {
     assert!(!store.exists(&ns().manifest_key(2)).await.unwrap(), "the zombie manifest was removed");
     let check = engine_on(&dir.path().join("c"), Store::local(&store_dir).unwrap()).await;
     let s = check.existing(&ns(), true).await.unwrap();
-    let ids: Vec<_> = s.state.docs.keys().cloned().collect();
+    let ids: Vec<_> = s.state.iter().map(|d| d.id.clone()).collect();
     assert_eq!(ids, vec![DocId::U64(1), DocId::U64(2), DocId::U64(3), DocId::U64(4)]);
 }
 
@@ -223,5 +216,9 @@ async fn a_stale_current_hint_is_corrected_by_probing() {
     assert_eq!(e.existing(&ns(), true).await.unwrap().generation(), 4);
     store.delete(&ns().current_key()).await.unwrap();
     let e2 = engine_on(&dir.path().join("c"), Store::local(&store_dir).unwrap()).await;
-    assert_eq!(e2.existing(&ns(), true).await.unwrap().state.docs.len(), 4, "no CURRENT: found by listing");
+    assert_eq!(
+        e2.existing(&ns(), true).await.unwrap().state.len() as usize,
+        4,
+        "no CURRENT: found by listing"
+    );
 }

@@ -1,5 +1,5 @@
 //! Property test: random sequences of upserts, patches, deletes,
-//! delete_by_filter and engine reopens, checked after every step against a
+//! delete_by_filter, compactions and engine reopens, checked after every step against a
 //! plain in-memory model. Guards read-your-writes and reopen durability for
 //! arbitrary interleavings.
 
@@ -19,6 +19,7 @@ enum Step {
     Delete(u64),
     DeleteWhereBelow(i64),
     Reopen,
+    Compact,
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -28,6 +29,7 @@ fn step() -> impl Strategy<Value = Step> {
         2 => (0..12u64).prop_map(Step::Delete),
         1 => (-50..50i64).prop_map(Step::DeleteWhereBelow),
         1 => Just(Step::Reopen),
+        1 => Just(Step::Compact),
     ]
 }
 
@@ -50,7 +52,7 @@ fn apply_model(m: &mut Model, s: &Step) {
             m.remove(id);
         }
         Step::DeleteWhereBelow(t) => m.retain(|_, d| d.get("v").is_none_or(|v| v >= t)),
-        Step::Reopen => {}
+        Step::Reopen | Step::Compact => {}
     }
 }
 
@@ -60,7 +62,7 @@ fn body(s: &Step) -> Option<serde_json::Value> {
         Step::Patch(id, v) => json!({"patch_rows": [{"id": id, "v": v}]}),
         Step::Delete(id) => json!({"deletes": [id]}),
         Step::DeleteWhereBelow(t) => json!({"delete_by_filter": ["v", "Lt", t]}),
-        Step::Reopen => return None,
+        Step::Reopen | Step::Compact => return None,
     })
 }
 
@@ -80,6 +82,11 @@ async fn run(steps: Vec<Step>) {
             Some(b) => {
                 e.write(&p, WriteRequest::from_json(&b).unwrap()).await.unwrap();
             }
+            None if matches!(s, Step::Compact) => {
+                if e.snapshot(&p, true).await.unwrap().exists() {
+                    e.compact(&p, true).await.unwrap();
+                }
+            }
             None => {
                 drop(e);
                 e = open(dir.path()).await;
@@ -89,10 +96,9 @@ async fn run(steps: Vec<Step>) {
         let snap = e.snapshot(&p, true).await.unwrap();
         let got: Model = snap
             .state
-            .docs
             .iter()
-            .map(|(id, d)| {
-                let DocId::U64(id) = id else { panic!("u64 ids only") };
+            .map(|d| {
+                let DocId::U64(id) = d.id else { panic!("u64 ids only") };
                 let attrs = d
                     .attrs
                     .iter()
@@ -101,7 +107,7 @@ async fn run(steps: Vec<Step>) {
                         (k.clone(), i64::try_from(*i).unwrap())
                     })
                     .collect();
-                (*id, attrs)
+                (id, attrs)
             })
             .collect();
         assert_eq!(got, model, "after {s:?}");

@@ -102,7 +102,7 @@ async fn one_request_combining_operations_applies_atomically_in_order() {
     .unwrap();
     assert_eq!((r.counts.deleted, r.counts.upserted, r.counts.patched), (2, 1, 1));
     let snap = e.snapshot(&p, true).await.unwrap();
-    assert_eq!(snap.state.docs.keys().cloned().collect::<Vec<_>>(), vec![DocId::U64(3)]);
+    assert_eq!(snap.state.iter().map(|d| d.id.clone()).collect::<Vec<_>>(), vec![DocId::U64(3)]);
 
     // A request that fails validation changes nothing, not even its valid parts.
     let before = snap.generation();
@@ -111,7 +111,7 @@ async fn one_request_combining_operations_applies_atomically_in_order() {
     assert!(matches!(err, EngineError::InvalidInput(_)), "{err}");
     let after = e.snapshot(&p, true).await.unwrap();
     assert_eq!(after.generation(), before);
-    assert!(after.state.docs.get(&DocId::U64(5)).is_none());
+    assert!(after.state.get(&DocId::U64(5)).is_none());
 }
 
 #[tokio::test]
@@ -145,7 +145,11 @@ async fn every_invalid_input_gets_a_typed_error() {
     let rows: Vec<Json> = (0..50_001).map(|i| json!(i)).collect();
     let err = write(&e, &p, json!({"deletes": rows})).await.unwrap_err();
     assert!(err.to_string().contains("50000"), "batch cap: {err}");
-    assert_eq!(e.snapshot(&p, true).await.unwrap().state.docs.len(), 1, "no invalid write changed anything");
+    assert_eq!(
+        e.snapshot(&p, true).await.unwrap().state.len() as usize,
+        1,
+        "no invalid write changed anything"
+    );
 }
 
 #[tokio::test]
@@ -162,9 +166,9 @@ async fn acknowledged_writes_survive_reopen() {
     }
     let e = open(dir.path()).await;
     let s = e.existing(&p, true).await.unwrap();
-    assert_eq!(s.state.docs.len(), 28);
-    assert!(s.state.docs.get(&DocId::U64(2)).unwrap().attrs.is_empty());
-    assert_eq!(s.state.docs.get(&DocId::U64(29)).unwrap().attrs["v"], Value::Int(290));
+    assert_eq!(s.state.len() as usize, 28);
+    assert!(s.state.get(&DocId::U64(2)).unwrap().attrs.is_empty());
+    assert_eq!(s.state.get(&DocId::U64(29)).unwrap().attrs["v"], Value::Int(290));
 }
 
 #[tokio::test]
@@ -278,7 +282,7 @@ async fn namespaces_are_created_listed_and_deleted() {
     // A later write re-creates it, empty.
     write(&e, &ns("beta"), json!({"upsert_rows": [{"id": "s"}]})).await.unwrap();
     let s = e.existing(&ns("beta"), true).await.unwrap();
-    assert_eq!(s.state.docs.len(), 1, "ids from before the delete are gone, and the id type was reset");
+    assert_eq!(s.state.len() as usize, 1, "ids from before the delete are gone, and the id type was reset");
 
     let err = write(&e, &ns("nope"), json!({"create_namespace": false, "upsert_rows": [{"id": 1}]}))
         .await

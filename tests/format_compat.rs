@@ -3,9 +3,10 @@
 //! `storage-format.md` specifies.
 //!
 //! Invariants guarded here:
-//! - Golden bytes: a small fixed WAL batch, a manifest and a CURRENT hint
-//!   encode to the exact bytes written below (a change here is a format
-//!   change: bump the version, log it in `storage-format.md`, add fixtures).
+//! - Golden bytes: a small fixed WAL batch, a manifest, a CURRENT hint, a
+//!   segment and a deletion set encode to the exact bytes written below (a
+//!   change here is a format change: bump the version, log it in
+//!   `storage-format.md`, add fixtures).
 //! - Fixtures: the files under `tests/fixtures/v1/` were written once by
 //!   `write_v1_fixtures` and are never regenerated; they must decode to the
 //!   content built here.
@@ -16,10 +17,15 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use bytes::Bytes;
 use serde_json::json;
 use tidepool::filter::Filter;
 use tidepool::format::manifest::{
     decode_current, encode_current, Lineage, Manifest, ManifestStats, ObjectRef, SegmentRef, WalRef,
+};
+use tidepool::format::segment::{
+    DeletionSet, Segment, SegmentBuilder, SECTION_ANN_INDEX, SECTION_DOCS, SECTION_IDS, SECTION_TEXT_INDEX,
+    SECTION_VECTORS, SECTION_VECTOR_ABSENT,
 };
 use tidepool::format::wal::{peek_header, WalBatch, WAL_HEADER_LEN};
 use tidepool::format::FormatError;
@@ -183,6 +189,118 @@ fn golden_current_bytes_are_stable() {
     assert_eq!(decode_current(&encode_current(7)), Ok(7));
 }
 
+/// Two rows with u64 ids 1 and 2, 2-dimensional vectors, attributes {"a": 1}
+/// and {}, and one extension section (kind 17, "abc").
+fn golden_segment() -> Vec<u8> {
+    let mut b = SegmentBuilder::new(IdType::U64, Some(2));
+    b.push(&Document {
+        id: DocId::U64(1),
+        vector: Some(vec![1.0, 2.0]),
+        attrs: attrs(&[("a", Value::Int(1))]),
+    })
+    .unwrap();
+    b.push(&Document { id: DocId::U64(2), vector: Some(vec![0.5, -1.0]), attrs: BTreeMap::new() }).unwrap();
+    b.add_section(SECTION_TEXT_INDEX, b"abc".to_vec());
+    b.finish().unwrap()
+}
+
+fn zeros(n: usize) -> String {
+    "00".repeat(n)
+}
+
+#[test]
+fn golden_segment_bytes_are_stable() {
+    let bytes = golden_segment();
+    let header = [
+        "544944452e534547", // magic "TIDE.SEG"
+        "0100",             // format version 1
+        "0000",             // flags
+        "00",               // id kind: u64
+        "000000",           // reserved
+        "0200000000000000", // rows 2
+        "02000000",         // vector_dim 2
+        "04000000",         // section_count 4
+        "4001000000000000", // table_offset 320
+        &zeros(20),         // reserved
+        "HEADERCRC",        // header crc32c (bytes 0..60)
+    ]
+    .concat();
+    let ids = ["0100000000000000", "0200000000000000"].concat(); // @64, 16 bytes
+    let docs = [
+        "0000000000000000 1a00000000000000 1e00000000000000", // offsets 0, 26, 30
+        "01000000 01000000 61",                               // row 0: 1 attribute, name "a"
+        "02 01000000000000000000000000000000",                // Int 1 as i128
+        "00000000",                                           // row 1: 0 attributes
+    ]
+    .concat()
+    .replace(' ', ""); // @128, 54 bytes
+    let vectors = ["0000803f 00000040", "0000003f 000080bf"].concat().replace(' ', ""); // @192: [1,2],[0.5,-1]
+    let text = "616263"; // @256: "abc"
+    let table = [
+        "0100 0000 IDSCRC 4000000000000000 1000000000000000", // ids @64, 16 B
+        "0200 0000 DOCSCRC 8000000000000000 3600000000000000", // docs @128, 54 B
+        "0300 0000 VECSCRC c000000000000000 1000000000000000", // vectors @192, 16 B
+        "1100 0000 TEXTCRC 0001000000000000 0300000000000000", // kind 17 @256, 3 B
+    ]
+    .concat()
+    .replace(' ', "");
+    let crc = |b: &[u8]| hex(&crc32c::crc32c(b).to_le_bytes());
+    let fill = |s: &str| {
+        s.replace("IDSCRC", &crc(&bytes[64..80]))
+            .replace("DOCSCRC", &crc(&bytes[128..182]))
+            .replace("VECSCRC", &crc(&bytes[192..208]))
+            .replace("TEXTCRC", &crc(&bytes[256..259]))
+            .replace("HEADERCRC", &crc(&bytes[..60]))
+    };
+    let expected = [
+        fill(&header),
+        ids,
+        zeros(48),
+        docs,
+        zeros(10),
+        vectors,
+        zeros(48),
+        text.into(),
+        zeros(61),
+        fill(&table),
+        crc(&bytes[320..416]), // table crc32c
+    ]
+    .concat();
+    assert_eq!(bytes.len(), 420);
+    assert_eq!(hex(&bytes), expected);
+    // The crcs themselves, pinned (a different checksum algorithm would pass the lines above).
+    assert_eq!(hex(&bytes[60..64]), "5e689eba");
+    assert_eq!(hex(&bytes[416..420]), "9400925e");
+    let seg = Segment::open(Bytes::from(bytes)).unwrap();
+    assert_eq!(seg.len(), 2);
+    assert_eq!(seg.doc(0).unwrap().attrs, attrs(&[("a", Value::Int(1))]));
+    assert_eq!(seg.vectors().unwrap(), &[1.0, 2.0, 0.5, -1.0]);
+    assert_eq!(seg.section(SECTION_TEXT_INDEX), Some(&b"abc"[..]));
+}
+
+#[test]
+fn golden_deletion_set_bytes_are_stable() {
+    let mut d = DeletionSet::new(70);
+    for row in [0, 5, 69] {
+        d.insert(row);
+    }
+    let bytes = d.encode();
+    let expected = [
+        "544944452e44454c", // magic "TIDE.DEL"
+        "0100",             // format version 1
+        "0000",             // flags
+        "00000000",         // reserved
+        "4600000000000000", // rows 70
+        "0300000000000000", // deleted 3
+        "2100000000000000", // rows 0..64: bits 0 and 5
+        "2000000000000000", // rows 64..128: bit 5 (row 69)
+        "e0924dbd",         // crc32c of everything above
+    ]
+    .concat();
+    assert_eq!(hex(&bytes), expected);
+    assert_eq!(DeletionSet::decode(&bytes).unwrap(), d);
+}
+
 // ------------------------------------------------------------ v1 fixtures
 
 /// Every value kind, every id kind, settings, counts, upserts, patches and
@@ -304,6 +422,9 @@ fn v1_manifest() -> Manifest {
                 crc32c: 2,
             }],
             rows: 40,
+            // Written before segments existed: no deletion set, no size.
+            deletes: None,
+            bytes: 0,
         }],
         row_id_hwm: 40,
         lineage: Some(Lineage { parent: "acme/search/base".into(), parent_generation: 3 }),
@@ -314,6 +435,56 @@ fn v1_manifest() -> Manifest {
             unindexed_bytes: 500,
         },
     }
+}
+
+/// String ids, every value kind, 3-dimensional vectors with one row
+/// lacking a vector, and extension sections (two text indexes, an ANN index,
+/// and an unknown kind 200 that readers skip).
+fn v1_segment_docs() -> Vec<Document> {
+    vec![
+        Document {
+            id: DocId::Str("alpha".into()),
+            vector: Some(vec![0.5, -1.25, 3.0]),
+            attrs: attrs(&[
+                ("b", Value::Bool(true)),
+                ("f", Value::Float(-2.5e-300)),
+                ("i", Value::Int(i128::from(i64::MIN))),
+                ("s", Value::Str("héllo, wörld".into())),
+                ("sp", Value::Sparse(vec![("k1".into(), 0.25), ("k2".into(), 1.0)])),
+                ("t", Value::Array(vec![Value::Str("x".into()), Value::Str("y".into())])),
+                ("u", Value::Int(i128::from(u64::MAX))),
+                ("z", Value::Array(vec![Value::Int(1), Value::Float(2.5), Value::Bool(false)])),
+            ]),
+        },
+        Document {
+            id: DocId::Str("beta".into()),
+            vector: None,
+            attrs: attrs(&[("s", Value::Str("b".into()))]),
+        },
+        Document {
+            id: DocId::Str("gamma-é".into()),
+            vector: Some(vec![f32::MIN_POSITIVE, 0.0, -0.0]),
+            attrs: BTreeMap::new(),
+        },
+    ]
+}
+
+fn v1_segment() -> Vec<u8> {
+    let mut b = SegmentBuilder::new(IdType::String, Some(3));
+    for d in v1_segment_docs() {
+        b.push(&d).unwrap();
+    }
+    b.add_section(SECTION_TEXT_INDEX, b"text index of s".to_vec());
+    b.add_section(SECTION_ANN_INDEX, vec![0xa5; 100]);
+    b.add_section(SECTION_TEXT_INDEX, b"text index of t".to_vec());
+    b.add_section(200, b"a future section kind".to_vec());
+    b.finish().unwrap()
+}
+
+fn v1_deletes() -> DeletionSet {
+    let mut d = DeletionSet::new(3);
+    d.insert(1);
+    d
 }
 
 /// Whether `Filter::to_json` writes canonical turbopuffer JSON (guards the
@@ -346,6 +517,34 @@ fn v1_manifest_fixture_reads_back() {
 }
 
 #[test]
+fn v1_segment_fixture_reads_back() {
+    let seg = Segment::open(Bytes::from(read_fixture("v1", "segment.seg"))).unwrap();
+    let docs = v1_segment_docs();
+    assert_eq!(seg.len(), docs.len());
+    assert_eq!((seg.id_type(), seg.vector_dim()), (IdType::String, Some(3)));
+    for (row, d) in docs.iter().enumerate() {
+        assert_eq!(&seg.doc(row).unwrap(), d);
+        assert_eq!(seg.find(&d.id), Some(row));
+    }
+    assert_eq!(seg.find(&DocId::Str("b".into())), None);
+    assert_eq!(seg.lower_bound(&DocId::Str("b".into())), 1);
+    assert!(!seg.has_vector(1));
+    assert!(seg.section(SECTION_VECTOR_ABSENT).is_some());
+    assert_eq!(seg.sections(SECTION_TEXT_INDEX), vec![&b"text index of s"[..], &b"text index of t"[..]]);
+    assert_eq!(seg.section(SECTION_ANN_INDEX), Some(&[0xa5u8; 100][..]));
+    assert_eq!(seg.section(200), Some(&b"a future section kind"[..]));
+    assert!(seg.section(SECTION_IDS).is_some() && seg.section(SECTION_DOCS).is_some());
+    assert_eq!(seg.section(SECTION_VECTORS).map(<[u8]>::len), Some(3 * 3 * 4));
+}
+
+#[test]
+fn v1_deletes_fixture_reads_back() {
+    let d = DeletionSet::decode(&read_fixture("v1", "deletes.del")).unwrap();
+    assert_eq!(d, v1_deletes());
+    assert_eq!((d.rows(), d.len(), d.contains(1), d.contains(0)), (3, 1, true, false));
+}
+
+#[test]
 fn v1_current_fixture_reads_back() {
     assert_eq!(decode_current(&read_fixture("v1", "CURRENT")), Ok(7));
 }
@@ -358,6 +557,8 @@ fn current_encoder_reproduces_v1_fixtures_byte_for_byte() {
     assert_eq!(v1_filters_batch().try_encode().unwrap(), read_fixture("v1", "wal_batch_filters.bin"));
     assert_eq!(v1_manifest().try_encode().unwrap(), read_fixture("v1", "manifest.json"));
     assert_eq!(encode_current(7), read_fixture("v1", "CURRENT"));
+    assert_eq!(v1_segment(), read_fixture("v1", "segment.seg"));
+    assert_eq!(v1_deletes().encode(), read_fixture("v1", "deletes.del"));
 }
 
 #[test]
@@ -368,7 +569,19 @@ fn corrupted_v1_fixtures_are_refused_not_misread() {
     assert!(matches!(WalBatch::decode(&wal), Err(FormatError::ChecksumMismatch { .. })));
     let manifest = read_fixture("v1", "manifest.json");
     assert!(Manifest::decode(&manifest[..manifest.len() / 2]).is_err());
+    let mut seg = read_fixture("v1", "segment.seg");
+    let mid = seg.len() / 2;
+    seg[mid] ^= 0x10;
+    assert!(Segment::open(Bytes::from(seg)).is_err());
+    let seg = read_fixture("v1", "segment.seg");
+    assert!(Segment::open(Bytes::copy_from_slice(&seg[..seg.len() - 1])).is_err());
+    let mut del = read_fixture("v1", "deletes.del");
+    del[DELETES_BITMAP_AT] ^= 0x01;
+    assert!(matches!(DeletionSet::decode(&del), Err(FormatError::ChecksumMismatch { .. })));
 }
+
+/// Where a deletion set's bitmap starts (after the 32-byte header).
+const DELETES_BITMAP_AT: usize = 32;
 
 /// Writes the v1 fixtures that do not exist yet. Run manually (see the module
 /// doc); never overwrites a file, since released fixtures are frozen.
@@ -385,6 +598,8 @@ fn write_v1_fixtures() {
         ("wal_batch.bin", v1_batch().try_encode().unwrap()),
         ("manifest.json", v1_manifest().try_encode().unwrap()),
         ("CURRENT", encode_current(7)),
+        ("segment.seg", v1_segment()),
+        ("deletes.del", v1_deletes().encode()),
     ];
     if filters_are_canonical() {
         files.push(("wal_batch_filters.bin", v1_filters_batch().try_encode().unwrap()));

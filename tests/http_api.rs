@@ -189,7 +189,7 @@ async fn error_statuses() {
         "dimension mismatch"
     );
     let (s, _) = post(&c, &ns, &json!({"branch_from_namespace": "x"})).await;
-    assert_eq!(s, 501);
+    assert_eq!(s, 404, "branching from a missing namespace");
 
     let q = d.at("/v2/namespaces/errs/query");
     let resp =
@@ -596,4 +596,173 @@ async fn graceful_shutdown_keeps_every_acknowledged_write() {
         missing.len(),
         &missing[..missing.len().min(10)]
     );
+}
+
+/// Runs the `tidepool` CLI against a daemon; returns (success, stdout, stderr).
+fn cli(d: &Daemon, args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tidepool"))
+        .arg("--url")
+        .arg(&d.url)
+        .arg("--json")
+        .args(args)
+        .env_remove("TIDEPOOL_URL")
+        .env_remove("TIDEPOOL_API_KEY")
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Every id of a namespace through turbopuffer-style paging (`id Gt last`).
+async fn page_all_ids(c: &reqwest::Client, d: &Daemon, ns: &str, extra: &str) -> Vec<Json> {
+    let mut out = Vec::new();
+    let mut last: Option<Json> = None;
+    loop {
+        let mut body = json!({"rank_by": ["id", "asc"], "top_k": 3});
+        if let Some(l) = &last {
+            body["filters"] = json!(["id", "Gt", l]);
+        }
+        let (s, b) = post(c, &d.at(&format!("/v2/namespaces/{ns}/query{extra}")), &body).await;
+        assert_eq!(s, 200, "{b}");
+        let page = ids(&b);
+        if page.is_empty() {
+            return out;
+        }
+        last = page.last().cloned();
+        out.extend(page);
+    }
+}
+
+#[tokio::test]
+async fn branches_copies_time_travel_export_snapshots_and_repair_over_http() {
+    let dir = tmp();
+    let d = Daemon::start(dir.path(), &[]);
+    let c = client();
+    let rows: Vec<Json> =
+        (0..10).map(|i| json!({"id": i, "vector": [i as f32, 1.0], "t": format!("d{i}")})).collect();
+    let (s, b) = post(&c, &d.at("/v2/namespaces/src"), &json!({"upsert_rows": rows})).await;
+    assert_eq!(s, 200, "{b}");
+    let g1 = b["version"].as_u64().unwrap();
+
+    // Branch through the turbopuffer write body; lineage shows in metadata.
+    let (s, b) = post(&c, &d.at("/v2/namespaces/br"), &json!({"branch_from_namespace": "src"})).await;
+    assert_eq!(s, 200, "{b}");
+    let (_, meta) = get(&c, &d.at("/v2/namespaces/br/metadata")).await;
+    assert_eq!(meta["lineage"]["parent"], "src", "{meta}");
+    let (s, b) = post(&c, &d.at("/v2/namespaces/br"), &json!({"branch_from_namespace": "src"})).await;
+    assert_eq!(s, 412, "a destination with documents is refused: {b}");
+    let (s, _) = post(&c, &d.at("/v2/namespaces/x"), &json!({"branch_from_namespace": "nope"})).await;
+    assert_eq!(s, 404);
+
+    // Isolation, paging by id, and time travel with ?generation=.
+    post(
+        &c,
+        &d.at("/v2/namespaces/src"),
+        &json!({"upsert_rows": [{"id": 10, "vector": [1.0, 1.0]}], "deletes": [0]}),
+    )
+    .await;
+    assert_eq!(page_all_ids(&c, &d, "br", "").await, (0..10).map(|i| json!(i)).collect::<Vec<_>>());
+    assert_eq!(page_all_ids(&c, &d, "src", "").await, (1..11).map(|i| json!(i)).collect::<Vec<_>>());
+    let old = page_all_ids(&c, &d, "src", &format!("?generation={g1}")).await;
+    assert_eq!(old, (0..10).map(|i| json!(i)).collect::<Vec<_>>());
+    let (s, _) =
+        post(&c, &d.at("/v2/namespaces/src/query?generation=99"), &json!({"rank_by": ["id", "asc"]})).await;
+    assert_eq!(s, 404);
+
+    // Export: NDJSON of one generation, streamed.
+    let resp = c.get(d.at("/v1/namespaces/src/export")).send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    assert_eq!(resp.headers()["content-type"], "application/x-ndjson");
+    let text = resp.text().await.unwrap();
+    let lines: Vec<Json> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 10);
+    assert_eq!(lines[0], json!({"id": 1, "vector": [1.0, 1.0], "t": "d1"}));
+    let old = c.get(d.at(&format!("/v1/namespaces/src/export?generation={g1}"))).send().await.unwrap();
+    assert_eq!(old.text().await.unwrap().lines().count(), 10);
+    assert_eq!(c.get(d.at("/v1/namespaces/none/export")).send().await.unwrap().status().as_u16(), 404);
+
+    // Deep copy through the admin route.
+    let (s, b) =
+        post(&c, &d.at("/v1/namespaces/deep/_admin/copy"), &json!({"source_namespace": "src", "deep": true}))
+            .await;
+    assert_eq!(s, 200, "{b}");
+    assert!(b["objects_copied"].as_u64().unwrap() > 0 && b["objects_shared"] == 0, "{b}");
+    assert_eq!(page_all_ids(&c, &d, "deep", "").await.len(), 10);
+
+    // Snapshot download, restore, and a corrupted upload refused.
+    let snap = c.get(d.at("/v1/namespaces/src/_admin/snapshot")).send().await.unwrap();
+    assert_eq!(snap.status().as_u16(), 200);
+    let bytes = snap.bytes().await.unwrap().to_vec();
+    assert_eq!(&bytes[..8], b"TIDE.SNP");
+    let mut bad = bytes.clone();
+    let mid = bad.len() / 2;
+    bad[mid] ^= 1;
+    let (s, b) =
+        json_of(c.post(d.at("/v1/namespaces/restored/_admin/restore")).body(bad).send().await.unwrap()).await;
+    assert_eq!(s, 400, "{b}");
+    assert!(b["error"].as_str().unwrap().contains("invalid snapshot file"), "{b}");
+    let (s, b) =
+        json_of(c.post(d.at("/v1/namespaces/restored/_admin/restore")).body(bytes).send().await.unwrap())
+            .await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(page_all_ids(&c, &d, "restored", "").await, page_all_ids(&c, &d, "src", "").await);
+
+    // Repair: counts rebuilt, nothing live swept.
+    let (s, b) = post(&c, &d.at("/v1/_admin/repair"), &json!({"sweep": true, "grace_secs": 0})).await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["missing_objects"], json!([]), "{b}");
+    for ns in ["src", "br", "deep", "restored"] {
+        assert!(!page_all_ids(&c, &d, ns, "").await.is_empty(), "{ns} after repair");
+    }
+    let (s, _) = post(&c, &d.at("/v1/_admin/repair"), &json!({"bogus": 1})).await;
+    assert_eq!(s, 400);
+    assert_eq!(d.stop().code(), Some(0));
+}
+
+#[tokio::test]
+async fn cli_branch_copy_export_import_snapshot_restore_and_repair() {
+    let dir = tmp();
+    let d = Daemon::start(&dir.path().join("data"), &[]);
+    let c = client();
+    let rows: Vec<Json> = (0..25).map(|i| json!({"id": i, "a": i * 2})).collect();
+    post(&c, &d.at("/v2/namespaces/src"), &json!({"upsert_rows": rows})).await;
+
+    let (ok, _, err) = cli(&d, &["ns", "branch", "src", "b1"]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = cli(&d, &["ns", "copy", "src", "c1", "--deep"]);
+    assert!(ok, "{err}");
+    let export = dir.path().join("src.ndjson");
+    let (ok, _, err) = cli(&d, &["export", "src", export.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = cli(&d, &["write", "imported", export.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    let snap = dir.path().join("src.snap");
+    let (ok, out, err) = cli(&d, &["snapshot", "src", snap.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    assert!(out.contains("\"objects\""), "{out}");
+    let (ok, _, err) = cli(&d, &["restore", snap.to_str().unwrap(), "r1"]);
+    assert!(ok, "{err}");
+    let mut corrupt = std::fs::read(&snap).unwrap();
+    let n = corrupt.len();
+    corrupt[n - 3] ^= 0xff;
+    let bad = dir.path().join("bad.snap");
+    std::fs::write(&bad, corrupt).unwrap();
+    let (ok, _, err) = cli(&d, &["restore", bad.to_str().unwrap(), "r2"]);
+    assert!(!ok && err.contains("invalid snapshot file"), "{err}");
+    let (ok, out, err) = cli(&d, &["repair", "--sweep", "--grace-secs", "0"]);
+    assert!(ok && out.contains("\"swept\""), "{out} {err}");
+
+    let want = page_all_ids(&c, &d, "src", "").await;
+    assert_eq!(want.len(), 25);
+    for ns in ["b1", "c1", "imported", "r1"] {
+        assert_eq!(page_all_ids(&c, &d, ns, "").await, want, "{ns}");
+    }
+    // The exports of the original and of the import are byte-identical.
+    let again = dir.path().join("imported.ndjson");
+    assert!(cli(&d, &["export", "imported", again.to_str().unwrap()]).0);
+    assert_eq!(std::fs::read(&export).unwrap(), std::fs::read(&again).unwrap());
+    assert_eq!(d.stop().code(), Some(0));
 }

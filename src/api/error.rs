@@ -61,6 +61,9 @@ impl ApiError {
 
 impl From<EngineError> for ApiError {
     fn from(e: EngineError) -> Self {
+        if let EngineError::Backpressure { message, retry_after_ms } = e {
+            return ApiError::too_many_requests(message, retry_after_ms);
+        }
         let status = match &e {
             EngineError::InvalidInput(_) => StatusCode::BAD_REQUEST,
             EngineError::NotFound(_) => StatusCode::NOT_FOUND,
@@ -69,6 +72,7 @@ impl From<EngineError> for ApiError {
             EngineError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             EngineError::Unsupported(_) => StatusCode::NOT_IMPLEMENTED,
             EngineError::Corrupted(_) | EngineError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            EngineError::Backpressure { .. } => StatusCode::TOO_MANY_REQUESTS,
         };
         let retryable = !matches!(e, EngineError::Corrupted(_));
         ApiError {

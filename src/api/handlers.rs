@@ -23,7 +23,8 @@ use super::auth::Principal;
 use super::body::{parse_json, read_body};
 use super::error::ApiError;
 use super::router::{route, NoRoute, Route};
-use super::AppState;
+use super::stream::Reply;
+use super::{maintenance, AppState};
 use crate::engine::{schema_json, Snapshot, WriteRequest};
 use crate::layout::NsPath;
 use crate::query::{self, QueryRequest, QueryResult};
@@ -36,15 +37,15 @@ const DEFAULT_PAGE_SIZE: usize = 100;
 const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 
 /// Everything a handler needs besides the body.
-struct Ctx {
-    state: Arc<AppState>,
-    principal: Principal,
-    params: HashMap<String, String>,
+pub(super) struct Ctx {
+    pub(super) state: Arc<AppState>,
+    pub(super) principal: Principal,
+    pub(super) params: HashMap<String, String>,
     started: Instant,
 }
 
 impl Ctx {
-    fn ns(&self, ns: &str) -> Result<NsPath, ApiError> {
+    pub(super) fn ns(&self, ns: &str) -> Result<NsPath, ApiError> {
         Ok(NsPath::new(&self.principal.org, &self.principal.project, ns)?)
     }
 
@@ -58,7 +59,7 @@ pub async fn dispatch(
     state: Arc<AppState>,
     req: Request<Incoming>,
     started: Instant,
-) -> Result<Json, ApiError> {
+) -> Result<Reply, ApiError> {
     let route = route(req.method(), req.uri().path()).map_err(|e| match e {
         NoRoute::NotFound => {
             ApiError::not_found(format!("no route for {} {}", req.method(), req.uri().path()))
@@ -75,8 +76,8 @@ pub async fn dispatch(
         }
     })?;
     match route {
-        Route::Health => return Ok(json!({"status": "ok"})),
-        Route::Ready => return ready(&state),
+        Route::Health => return Ok(json!({"status": "ok"}).into()),
+        Route::Ready => return ready(&state).map(Reply::Json),
         _ => {}
     }
     let principal = state.auth.authenticate(req.headers(), route.is_write())?;
@@ -86,7 +87,11 @@ pub async fn dispatch(
         .map(|q| url::form_urlencoded::parse(q.as_bytes()).into_owned().collect())
         .unwrap_or_default();
     let ctx = Ctx { state, principal, params, started };
-    run(&ctx, route, req).await
+    match route {
+        Route::Export(ns) => maintenance::export(&ctx, &ns).await,
+        Route::Snapshot(ns) => maintenance::snapshot(&ctx, &ns).await,
+        route => run(&ctx, route, req).await.map(Reply::Json),
+    }
 }
 
 async fn run(ctx: &Ctx, route: Route, req: Request<Incoming>) -> Result<Json, ApiError> {
@@ -99,7 +104,7 @@ async fn run(ctx: &Ctx, route: Route, req: Request<Incoming>) -> Result<Json, Ap
         }
         Route::Query(ns) => query(ctx, &ns, req).await,
         Route::ExplainQuery(ns) => explain_query(ctx, &ns, req).await,
-        Route::GetMetadata(ns) => Ok(ctx.state.engine.metadata(&ctx.ns(&ns)?).await?),
+        Route::GetMetadata(ns) => maintenance::metadata(ctx, &ns).await,
         Route::PatchMetadata(ns) => patch_metadata(ctx, &ns, req).await,
         Route::GetSchema(ns) => {
             let snap = ctx.state.engine.existing(&ctx.ns(&ns)?, true).await?;
@@ -107,6 +112,14 @@ async fn run(ctx: &Ctx, route: Route, req: Request<Incoming>) -> Result<Json, Ap
         }
         Route::UpdateSchema(ns) => update_schema(ctx, &ns, req).await,
         Route::HintCacheWarm(ns) => hint_cache_warm(ctx, &ns),
+        Route::Compact(ns) => {
+            let r = ctx.state.engine.compact(&ctx.ns(&ns)?, true).await?;
+            Ok(serde_json::json!({
+                "status": "OK", "performed": r.performed, "version": r.generation,
+                "wal_objects_folded": r.wal_objects_folded, "segments_written": r.segments_written,
+                "segments_merged": r.segments_merged, "rows_written": r.rows_written, "bytes_written": r.bytes_written,
+            }))
+        }
         Route::Recall(ns) => {
             ctx.ns(&ns)?;
             Err(ApiError::not_implemented("recall is not implemented yet (it arrives with the query engine)"))
@@ -120,6 +133,12 @@ async fn run(ctx: &Ctx, route: Route, req: Request<Incoming>) -> Result<Json, Ap
         Route::PollOperation(ns) => {
             ctx.ns(&ns)?;
             Err(ApiError::not_found("no such operation (asynchronous operations are not implemented yet)"))
+        }
+        Route::AdminCopy(ns) => maintenance::admin_copy(ctx, &ns, req).await,
+        Route::Restore(ns) => maintenance::restore(ctx, &ns, req).await,
+        Route::Repair => maintenance::repair(ctx, req).await,
+        Route::Export(_) | Route::Snapshot(_) => {
+            Err(ApiError::internal("streaming routes are dispatched before the JSON handlers"))
         }
         Route::Health | Route::Ready => Ok(json!({"status": "ok"})),
     }
@@ -159,7 +178,7 @@ async fn query(ctx: &Ctx, ns: &str, req: Request<Incoming>) -> Result<Json, ApiE
     let (_, body) = body_json(ctx, req).await?;
     let multi = ctx.params.get("stainless_overload").is_some_and(|v| v == "multiQuery");
     let parsed = query::parse_request(&body, multi)?;
-    let snap = ctx.state.engine.existing(&path, parsed.strong).await?;
+    let snap = maintenance::read_snapshot(ctx, &path, parsed.strong).await?;
     let exec_started = Instant::now();
     let results = evaluate(&parsed, &snap).await?;
     let exec_ms = u64::try_from(exec_started.elapsed().as_millis()).unwrap_or(u64::MAX);
@@ -174,7 +193,7 @@ async fn query(ctx: &Ctx, ns: &str, req: Request<Incoming>) -> Result<Json, ApiE
         "billable_logical_bytes_returned": returned,
     });
     v["performance"] = json!({
-        "approx_namespace_size": snap.state.docs.len(),
+        "approx_namespace_size": snap.state.len(),
         "cache_hit_ratio": 1.0,
         "cache_temperature": "hot",
         "exhaustive_search_count": results.iter().map(|r| r.scanned).sum::<u64>(),
@@ -189,7 +208,7 @@ async fn evaluate(req: &QueryRequest, snap: &Snapshot) -> Result<Vec<QueryResult
     let run = |req: &QueryRequest, state: &crate::engine::NsState| {
         req.queries.iter().map(|q| query::execute(q, state)).collect::<Result<Vec<_>, _>>()
     };
-    if snap.state.docs.len() <= INLINE_QUERY_DOCS {
+    if snap.state.len() as usize <= INLINE_QUERY_DOCS {
         return Ok(run(req, &snap.state)?);
     }
     let (req, state) = (req.clone(), snap.state.clone());
@@ -203,7 +222,7 @@ async fn explain_query(ctx: &Ctx, ns: &str, req: Request<Incoming>) -> Result<Js
     let path = ctx.ns(ns)?;
     let (_, body) = body_json(ctx, req).await?;
     let parsed = query::parse_request(&body, false)?;
-    let snap = ctx.state.engine.existing(&path, parsed.strong).await?;
+    let snap = maintenance::read_snapshot(ctx, &path, parsed.strong).await?;
     let mut text = format!(
         "namespace {} at version {} ({} read)",
         path.ns(),

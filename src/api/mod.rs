@@ -19,8 +19,10 @@ pub mod auth;
 pub mod body;
 pub mod error;
 pub mod handlers;
+mod maintenance;
 pub mod router;
 pub mod server;
+pub mod stream;
 
 use std::future::Future;
 use std::io::Write;

@@ -40,6 +40,18 @@ pub enum Route {
     StartAsync(String),
     /// `GET /v1/namespaces/{ns}/operations/{token}` (poll an operation).
     PollOperation(String),
+    /// `GET /v1/namespaces/{ns}/export` (NDJSON of every live document; `?generation=`).
+    Export(String),
+    /// `POST /v1/namespaces/{ns}/_admin/copy` (branch, shallow or deep copy into `{ns}`).
+    AdminCopy(String),
+    /// `GET /v1/namespaces/{ns}/_admin/snapshot` (a snapshot file; `?generation=`).
+    Snapshot(String),
+    /// `POST /v1/namespaces/{ns}/_admin/restore` (restore a snapshot file into `{ns}`).
+    Restore(String),
+    /// `POST /v1/_admin/repair` (rebuild refcounts, sweep, manifest GC).
+    Repair,
+    /// `POST /v1/namespaces/{ns}/_admin/compact` (compact now).
+    Compact(String),
 }
 
 impl Route {
@@ -52,6 +64,10 @@ impl Route {
                 | Route::PatchMetadata(_)
                 | Route::UpdateSchema(_)
                 | Route::StartAsync(_)
+                | Route::AdminCopy(_)
+                | Route::Restore(_)
+                | Route::Repair
+                | Route::Compact(_)
         )
     }
 
@@ -78,6 +94,12 @@ impl Route {
             Route::Recall(_) => "recall",
             Route::StartAsync(_) => "start_async",
             Route::PollOperation(_) => "poll_operation",
+            Route::Export(_) => "export",
+            Route::AdminCopy(_) => "admin_copy",
+            Route::Snapshot(_) => "snapshot",
+            Route::Restore(_) => "restore",
+            Route::Repair => "repair",
+            Route::Compact(_) => "compact",
         }
     }
 }
@@ -139,9 +161,25 @@ pub fn route(method: &Method, path: &str) -> Result<Route, NoRoute> {
         ["v2", "namespaces", _, "async"] => {
             (&[Method::POST], (m == Method::POST).then(|| Route::StartAsync(ns(2))))
         }
+        ["v1", "namespaces", _, "_admin", "compact"] => {
+            (&[Method::POST], (m == Method::POST).then(|| Route::Compact(ns(2))))
+        }
         ["v1", "namespaces", _, "operations", _] => {
             (&[Method::GET], (m == Method::GET).then(|| Route::PollOperation(ns(2))))
         }
+        ["v1", "namespaces", _, "export"] => {
+            (&[Method::GET], (m == Method::GET).then(|| Route::Export(ns(2))))
+        }
+        ["v1", "namespaces", _, "_admin", "copy"] => {
+            (&[Method::POST], (m == Method::POST).then(|| Route::AdminCopy(ns(2))))
+        }
+        ["v1", "namespaces", _, "_admin", "snapshot"] => {
+            (&[Method::GET], (m == Method::GET).then(|| Route::Snapshot(ns(2))))
+        }
+        ["v1", "namespaces", _, "_admin", "restore"] => {
+            (&[Method::POST], (m == Method::POST).then(|| Route::Restore(ns(2))))
+        }
+        ["v1", "_admin", "repair"] => (&[Method::POST], (m == Method::POST).then_some(Route::Repair)),
         _ => return Err(NoRoute::NotFound),
     };
     r.ok_or(NoRoute::MethodNotAllowed(allowed))

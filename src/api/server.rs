@@ -38,6 +38,7 @@ use tokio::sync::{watch, Notify};
 use super::body::{accepts_gzip, json_response};
 use super::error::ApiError;
 use super::handlers::dispatch;
+use super::stream::{boxed, Reply, ResponseBody};
 use super::AppState;
 
 /// Connection-level settings.
@@ -189,7 +190,7 @@ impl Conn {
 }
 
 /// Run one request in its own task; map errors and panics to responses.
-async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Result<Response<ResponseBody>, Infallible> {
     let started = Instant::now();
     let (method, path) = (req.method().clone(), req.uri().path().to_owned());
     let gzip = accepts_gzip(req.headers());
@@ -201,12 +202,13 @@ async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Result<Response
     .await;
     let ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     let resp = match result {
-        Ok(body) => json_response(StatusCode::OK, &body, gzip),
+        Ok(Reply::Json(body)) => boxed(json_response(StatusCode::OK, &body, gzip)),
+        Ok(Reply::Stream(s)) => s.into_response(),
         Err(e) => {
             if e.status.is_server_error() && e.status != StatusCode::NOT_IMPLEMENTED {
                 tracing::warn!(%method, path, status = e.status.as_u16(), ms, error = %e.message, "request failed");
             }
-            error_response(&e, gzip)
+            boxed(error_response(&e, gzip))
         }
     };
     tracing::debug!(%method, path, status = resp.status().as_u16(), ms, "request");
@@ -215,9 +217,10 @@ async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Result<Response
 
 /// Run a handler in its own task: a panic becomes a 500 for this request
 /// only, and a dropped connection does not cancel the handler half-way.
-async fn isolated<F>(fut: F) -> Result<serde_json::Value, ApiError>
+async fn isolated<F, T>(fut: F) -> Result<T, ApiError>
 where
-    F: std::future::Future<Output = Result<serde_json::Value, ApiError>> + Send + 'static,
+    F: std::future::Future<Output = Result<T, ApiError>> + Send + 'static,
+    T: Send + 'static,
 {
     match tokio::spawn(fut).await {
         Ok(r) => r,

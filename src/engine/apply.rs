@@ -15,33 +15,14 @@
 //!   `upsert_condition` (there is nothing to compare against).
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use super::request::{MAX_DELETE_BY_FILTER_ROWS, MAX_PATCH_BY_FILTER_ROWS};
+use super::state::NsState;
 use super::EngineError;
 use crate::filter::Filter;
-use crate::model::{DistanceMetric, DocId, Document, IdType, Value};
+use crate::model::{DocId, Document, Value};
 use crate::ops::{RequestRecord, RowCounts};
-use crate::schema::{parse_schema, AttrSchema, AttrType, Schema};
-
-/// The state of a namespace at one generation.
-#[derive(Clone, Debug, Default)]
-pub struct NsState {
-    /// Live documents by id.
-    pub docs: imbl::OrdMap<DocId, Arc<Document>>,
-    /// The schema (explicit and inferred).
-    pub schema: Schema,
-    /// Id kind, once known.
-    pub id_type: Option<IdType>,
-    /// Distance metric, once set.
-    pub distance_metric: Option<DistanceMetric>,
-    /// Vector dimension, once known.
-    pub vector_dim: Option<u32>,
-    /// Sum of live documents' logical sizes.
-    pub logical_bytes: u64,
-    /// Idempotency keys seen in the WAL → the counts they produced.
-    pub idempotency: imbl::HashMap<String, RowCounts>,
-}
+use crate::schema::{parse_schema, AttrSchema, AttrType};
 
 /// Ids touched by a request (for `return_affected_ids`).
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -59,24 +40,6 @@ fn invalid(msg: impl Into<String>) -> EngineError {
 }
 
 impl NsState {
-    fn put(&mut self, doc: Document) {
-        let bytes = doc.logical_bytes();
-        if let Some(old) = self.docs.insert(doc.id.clone(), Arc::new(doc)) {
-            self.logical_bytes = self.logical_bytes.saturating_sub(old.logical_bytes());
-        }
-        self.logical_bytes += bytes;
-    }
-
-    fn remove(&mut self, id: &DocId) -> bool {
-        match self.docs.remove(id) {
-            Some(old) => {
-                self.logical_bytes = self.logical_bytes.saturating_sub(old.logical_bytes());
-                true
-            }
-            None => false,
-        }
-    }
-
     fn check_id(&mut self, id: &DocId) -> Result<(), EngineError> {
         match self.id_type {
             None => self.id_type = Some(id.id_type()),
@@ -226,8 +189,8 @@ pub fn apply_request(
         for (k, v) in &doc.attrs {
             s.check_attr(k, v)?;
         }
-        if let (Some(cond), Some(cur)) = (&ops.upsert_condition, s.docs.get(&doc.id)) {
-            if !cond.matches(cur, Some(doc)) {
+        if let (Some(cond), Some(cur)) = (&ops.upsert_condition, s.get(&doc.id)) {
+            if !cond.matches(&cur, Some(doc)) {
                 continue;
             }
         }
@@ -248,8 +211,8 @@ pub fn apply_request(
     }
     for id in &ops.deletes {
         s.check_id(id)?;
-        let Some(cur) = s.docs.get(id) else { continue };
-        if ops.delete_condition.as_ref().is_some_and(|c| !c.matches(cur, None)) {
+        let Some(cur) = s.get(id) else { continue };
+        if ops.delete_condition.as_ref().is_some_and(|c| !c.matches(&cur, None)) {
             continue;
         }
         s.remove(id);
@@ -267,7 +230,7 @@ pub fn apply_request(
 
 fn matching_ids(s: &NsState, f: &Filter, cap: usize, what: &str) -> Result<Vec<DocId>, EngineError> {
     let ids: Vec<DocId> =
-        s.docs.values().filter(|d| f.matches(d, None)).map(|d| d.id.clone()).take(cap + 1).collect();
+        s.iter().filter(|d| f.matches(d, None)).map(|d| d.id.clone()).take(cap + 1).collect();
     if ids.len() > cap {
         return Err(invalid(format!("{what} matches more than {cap} documents; narrow the filter")));
     }
@@ -281,7 +244,7 @@ fn patch_one(
     attrs: &BTreeMap<String, Value>,
     cond: Option<&Filter>,
 ) -> Result<bool, EngineError> {
-    let Some(cur) = s.docs.get(id).cloned() else { return Ok(false) };
+    let Some(cur) = s.get(id) else { return Ok(false) };
     let mut next = (*cur).clone();
     for (k, v) in attrs {
         s.check_attr(k, v)?;
@@ -318,7 +281,7 @@ mod tests {
             json!({"upsert_rows": [{"id": 2, "vector": [1.0, 2.0]}, {"id": 3, "vector": [1.0]}]}),
         );
         assert!(err.unwrap_err().to_string().contains("dimension mismatch"));
-        assert_eq!(s.docs.len(), 1);
+        assert_eq!(s.len(), 1);
         assert!(
             apply(&mut s, json!({"upsert_rows": [{"id": "x", "vector": [1.0, 2.0]}]})).is_err(),
             "mixed id types"
@@ -327,7 +290,7 @@ mod tests {
             apply(&mut s, json!({"upsert_rows": [{"id": 4, "vector": [1.0, 2.0], "n": "str"}]})).is_err(),
             "type mismatch"
         );
-        assert_eq!(s.docs.len(), 1);
+        assert_eq!(s.len(), 1);
     }
 
     #[test]
@@ -337,10 +300,10 @@ mod tests {
         let c = apply(&mut s, json!({"patch_rows": [{"id": 1, "a": null, "c": true}, {"id": 9, "a": 2}]}))
             .unwrap();
         assert_eq!(c.patched, 1);
-        let d = s.docs.get(&DocId::U64(1)).unwrap();
+        let d = s.get(&DocId::U64(1)).unwrap();
         assert!(!d.attrs.contains_key("a"));
         assert_eq!(d.attrs.get("c"), Some(&Value::Bool(true)));
-        assert!(!s.docs.contains_key(&DocId::U64(9)));
+        assert!(!s.contains(&DocId::U64(9)));
     }
 
     #[test]

@@ -16,19 +16,29 @@
 //!   read first checks the store for a newer generation.
 
 pub mod apply;
+pub mod branch;
+pub mod compact;
+pub mod export;
+mod indexing;
+pub mod repair;
 pub mod request;
+pub mod snapshot;
+pub mod state;
 
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex as StdMutex, RwLock as StdRwLock};
+use std::sync::{Arc, Mutex as StdMutex, RwLock as StdRwLock, Weak};
 
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use serde_json::{json, Value as Json};
 use tokio::sync::{oneshot, Mutex};
 
-pub use self::apply::{AffectedIds, NsState};
+pub use self::apply::AffectedIds;
+pub use self::compact::{CompactionConfig, CompactionReport};
 pub use self::request::WriteRequest;
+pub use self::state::{LiveSegment, NsState};
+use crate::cache::ObjectCache;
 use crate::clock::{Clock, IdGen};
 use crate::format::manifest::{decode_current, encode_current, Manifest, ManifestStats, WalRef};
 use crate::format::wal::WalBatch;
@@ -73,6 +83,14 @@ pub enum EngineError {
     /// A bug or an unexpected state (500).
     #[error("internal error: {0}")]
     Internal(String),
+    /// Too much unindexed data; retry after the hint (429).
+    #[error("{message}")]
+    Backpressure {
+        /// What is behind.
+        message: String,
+        /// Suggested wait before retrying.
+        retry_after_ms: u64,
+    },
 }
 
 impl From<StoreError> for EngineError {
@@ -104,13 +122,34 @@ pub struct EngineConfig {
     pub clock: Arc<dyn Clock>,
     /// Id source.
     pub ids: Arc<dyn IdGen>,
+    /// Compaction thresholds and backpressure.
+    pub compaction: CompactionConfig,
+    /// Byte budget of the local disk cache (`<data_dir>/cache`) for objects of
+    /// a remote store; a local-directory store is read in place.
+    pub cache_budget_bytes: u64,
+    /// Memory tier: most namespace states kept loaded.
+    pub max_loaded_namespaces: usize,
+    /// Memory tier: estimated bytes of loaded states kept (pinned exempt).
+    pub memory_budget_bytes: u64,
 }
+
+/// Default disk cache budget: 8 GiB.
+pub const DEFAULT_CACHE_BUDGET_BYTES: u64 = 8 << 30;
 
 impl EngineConfig {
     /// A config with the system clock and random ids.
     pub fn new(data_dir: PathBuf, store: Store) -> Self {
         let (clock, ids) = crate::clock::system();
-        EngineConfig { data_dir, store, clock, ids }
+        EngineConfig {
+            data_dir,
+            store,
+            clock,
+            ids,
+            compaction: CompactionConfig::default(),
+            cache_budget_bytes: DEFAULT_CACHE_BUDGET_BYTES,
+            max_loaded_namespaces: 1024,
+            memory_budget_bytes: 2 << 30,
+        }
     }
 }
 
@@ -186,6 +225,9 @@ pub(crate) struct NsHandle {
     pub(crate) path: NsPath,
     queue: StdMutex<VecDeque<Pending>>,
     pub(crate) commit_lock: Mutex<()>,
+    pub(crate) compact_lock: Mutex<()>,
+    /// Memory-tier recency (engine tick of the last access).
+    last_access: std::sync::atomic::AtomicU64,
     load_lock: Mutex<()>,
     current: StdRwLock<Option<Snapshot>>,
 }
@@ -206,6 +248,14 @@ pub struct Engine {
     clock: Arc<dyn Clock>,
     ids: Arc<dyn IdGen>,
     handles: StdMutex<HashMap<NsPath, Arc<NsHandle>>>,
+    /// Per-project locks: branch/copy/restore share, repair excludes (engine::branch).
+    project_locks: StdMutex<HashMap<String, Arc<tokio::sync::RwLock<()>>>>,
+    compaction: CompactionConfig,
+    cache: Arc<ObjectCache>,
+    memory: (usize, u64),
+    tick: std::sync::atomic::AtomicU64,
+    /// Self-reference for background tasks (compaction).
+    me: Weak<Engine>,
     _lock: DataDirLock,
 }
 
@@ -218,19 +268,64 @@ impl std::fmt::Debug for Engine {
 impl Engine {
     /// Open an engine: lock the data dir and open the local metadata.
     pub async fn open(cfg: EngineConfig) -> Result<Arc<Engine>, EngineError> {
-        let lock = DataDirLock::acquire(&cfg.data_dir, cfg.clock.now_ms())?;
+        let lock = acquire_lock(&cfg).await?;
         let dir = cfg.data_dir.clone();
         let meta = tokio::task::spawn_blocking(move || Meta::open(&dir))
             .await
             .map_err(|e| EngineError::Internal(e.to_string()))??;
-        Ok(Arc::new(Engine {
+        let meta = Arc::new(meta);
+        let (cache_dir, budget, cache_store) =
+            (cfg.data_dir.join("cache"), cfg.cache_budget_bytes, cfg.store.clone());
+        let cache = tokio::task::spawn_blocking(move || ObjectCache::open(&cache_dir, budget, cache_store))
+            .await
+            .map_err(|e| EngineError::Internal(e.to_string()))?
+            .map_err(|e| EngineError::Unavailable(format!("disk cache: {e}")))?;
+        let engine = Arc::new_cyclic(|me| Engine {
             store: cfg.store,
-            meta: Arc::new(meta),
+            meta,
             clock: cfg.clock,
             ids: cfg.ids,
             handles: StdMutex::new(HashMap::new()),
+            project_locks: StdMutex::new(HashMap::new()),
+            compaction: cfg.compaction,
+            cache,
+            memory: (cfg.max_loaded_namespaces.max(1), cfg.memory_budget_bytes),
+            tick: std::sync::atomic::AtomicU64::new(0),
+            me: me.clone(),
             _lock: lock,
-        }))
+        });
+        engine.warm_pinned_in_background().await?;
+        Ok(engine)
+    }
+
+    /// Re-warm every pinned namespace in the background (start-up): the
+    /// daemon is ready at once; pinned namespaces load without a first query.
+    async fn warm_pinned_in_background(self: &Arc<Self>) -> Result<(), EngineError> {
+        let pins = self.blocking(Meta::pins).await?;
+        for pin in pins {
+            let Ok(path) = NsPath::parse(&pin) else { continue };
+            self.cache.pin_prefix(&path.prefix());
+            let engine = Arc::downgrade(self);
+            tokio::spawn(async move {
+                let Some(engine) = engine.upgrade() else { return };
+                if let Err(e) = engine.snapshot(&path, false).await {
+                    tracing::warn!(namespace = %path, error = %e, "could not warm a pinned namespace");
+                }
+            });
+        }
+        Ok(())
+    }
+
+    /// Load a namespace in the background (`hint_cache_warm`).
+    pub fn warm_in_background(self: &Arc<Self>, path: &NsPath) {
+        let engine = Arc::downgrade(self);
+        let path = path.clone();
+        tokio::spawn(async move {
+            let Some(engine) = engine.upgrade() else { return };
+            if let Err(e) = engine.snapshot(&path, false).await {
+                tracing::debug!(namespace = %path, error = %e, "cache warm failed");
+            }
+        });
     }
 
     /// The object store.
@@ -249,18 +344,72 @@ impl Engine {
     }
 
     pub(crate) fn handle(&self, path: &NsPath) -> Arc<NsHandle> {
+        let tick = self.tick.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut map = self.handles.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        map.entry(path.clone())
+        let h = map
+            .entry(path.clone())
             .or_insert_with(|| {
                 Arc::new(NsHandle {
                     path: path.clone(),
                     queue: StdMutex::new(VecDeque::new()),
                     commit_lock: Mutex::new(()),
+                    compact_lock: Mutex::new(()),
+                    last_access: std::sync::atomic::AtomicU64::new(0),
                     load_lock: Mutex::new(()),
                     current: StdRwLock::new(None),
                 })
             })
-            .clone()
+            .clone();
+        h.last_access.store(tick, std::sync::atomic::Ordering::Relaxed);
+        h
+    }
+
+    /// Namespaces whose state is loaded in memory (the memory tier).
+    pub fn loaded_namespaces(&self) -> Vec<NsPath> {
+        let map = self.handles.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut out: Vec<NsPath> =
+            map.values().filter(|h| cached(h).is_some()).map(|h| h.path.clone()).collect();
+        out.sort();
+        out
+    }
+
+    /// The disk cache tier.
+    pub fn cache(&self) -> &Arc<ObjectCache> {
+        &self.cache
+    }
+
+    /// Memory tier: drop the loaded states of the least recently used,
+    /// unpinned namespaces until the count and byte budgets hold. A dropped
+    /// state is rebuilt on its next access (from mapped segments + WAL).
+    fn enforce_memory_budget(&self) {
+        let (max_loaded, max_bytes) = self.memory;
+        let map = self.handles.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let pinned = self.cache.pinned_prefixes();
+        let mut loaded: Vec<(u64, u64, Arc<NsHandle>)> = map
+            .values()
+            .filter_map(|h| {
+                let weight = cached(h)?.state.memory_weight();
+                Some((h.last_access.load(std::sync::atomic::Ordering::Relaxed), weight, h.clone()))
+            })
+            .collect();
+        drop(map);
+        let mut count = loaded.len();
+        let mut bytes: u64 = loaded.iter().map(|l| l.1).sum();
+        if count <= max_loaded && bytes <= max_bytes {
+            return;
+        }
+        loaded.sort_by_key(|l| l.0);
+        for (_, weight, h) in loaded {
+            if count <= max_loaded && bytes <= max_bytes {
+                break;
+            }
+            if pinned.iter().any(|p| p == &h.path.prefix()) {
+                continue;
+            }
+            clear_cached(&h);
+            count -= 1;
+            bytes = bytes.saturating_sub(weight);
+        }
     }
 
     pub(crate) async fn blocking<T: Send + 'static>(
@@ -320,7 +469,7 @@ impl Engine {
         ids: &[DocId],
     ) -> Result<Vec<Option<Arc<crate::model::Document>>>, EngineError> {
         let s = self.existing(path, true).await?;
-        Ok(ids.iter().map(|id| s.state.docs.get(id).cloned()).collect())
+        Ok(ids.iter().map(|id| s.state.get(id)).collect())
     }
 
     pub(crate) async fn reload(&self, h: &NsHandle) -> Result<Snapshot, EngineError> {
@@ -337,6 +486,7 @@ impl Engine {
             (Some(m), prev) => self.materialize(&h.path, Arc::new(m), prev.as_ref()).await?,
         };
         set_cached(h, snap.clone());
+        self.enforce_memory_budget();
         Ok(snap)
     }
 
@@ -398,7 +548,11 @@ impl Engine {
         }
     }
 
-    pub(crate) async fn read_manifest(&self, path: &NsPath, generation: u64) -> Result<Option<Manifest>, EngineError> {
+    pub(crate) async fn read_manifest(
+        &self,
+        path: &NsPath,
+        generation: u64,
+    ) -> Result<Option<Manifest>, EngineError> {
         let Some(bytes) = self.store.get_opt(&path.manifest_key(generation)).await? else { return Ok(None) };
         let m = Manifest::decode(&bytes)?;
         if m.generation != generation || m.namespace != path.to_string() {
@@ -422,14 +576,11 @@ impl Engine {
         if m.deleted {
             return Ok(Snapshot { manifest: Some(m), state: Arc::new(NsState::default()) });
         }
-        if !m.segments.is_empty() {
-            return Err(EngineError::Unsupported(format!(
-                "namespace {path} has segments, which this build cannot read"
-            )));
-        }
         let (mut state, skip) = match prev.and_then(|p| p.manifest.as_ref().map(|pm| (p, pm))) {
-            Some((p, pm)) if !pm.deleted && m.wal.starts_with(&pm.wal) => ((*p.state).clone(), pm.wal.len()),
-            _ => (NsState::default(), 0),
+            Some((p, pm)) if !pm.deleted && pm.segments == m.segments && m.wal.starts_with(&pm.wal) => {
+                ((*p.state).clone(), pm.wal.len())
+            }
+            _ => (self.base_state(&m).await?, 0),
         };
         let refs = &m.wal[skip..];
         // Collect the futures first: a closure inside the stream makes the
@@ -443,7 +594,22 @@ impl Engine {
                 })?;
             }
         }
+        // The manifest's figure covers the segments too (their rows' sizes
+        // are not recomputed at load).
+        state.logical_bytes = m.stats.approx_logical_bytes;
         Ok(Snapshot { manifest: Some(m), state: Arc::new(state) })
+    }
+
+    /// The state of a manifest's segments, with its namespace settings, before
+    /// its WAL is replayed.
+    async fn base_state(&self, m: &Manifest) -> Result<NsState, EngineError> {
+        let mut state = NsState::with_segments(self.load_segments(m).await?);
+        state.schema = crate::schema::parse_schema(&Json::Object(m.schema.clone()))
+            .map_err(|e| EngineError::Corrupted(format!("manifest schema of {}: {e}", m.namespace)))?;
+        state.id_type = m.id_type;
+        state.distance_metric = m.distance_metric;
+        state.vector_dim = m.vector_dim;
+        Ok(state)
     }
 
     pub(crate) async fn read_wal(&self, r: &WalRef) -> Result<WalBatch, EngineError> {
@@ -467,6 +633,9 @@ impl Engine {
 
     /// Apply one write request (group-committed with concurrent ones).
     pub async fn write(&self, path: &NsPath, req: WriteRequest) -> Result<WriteResponse, EngineError> {
+        if let Some(fork) = req.fork.clone() {
+            return self.write_fork(path, &fork).await;
+        }
         let h = self.handle(path);
         let (tx, mut rx) = oneshot::channel();
         h.queue.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push_back(Pending { req, tx });
@@ -534,6 +703,9 @@ impl Engine {
                         Snapshot { manifest: Some(Arc::new(m)), state: Arc::new(plan.state.clone()) };
                     set_cached(h, committed.clone());
                     self.record_commit(h, &committed, &plan).await;
+                    if let Some(m) = &committed.manifest {
+                        self.maybe_compact_in_background(&h.path, m);
+                    }
                     return self.answer(h, batch, plan, &base, Some(&committed));
                 }
                 Err(CommitError::Lost) if attempt < MAX_COMMIT_ATTEMPTS => {
@@ -612,6 +784,21 @@ impl Engine {
                     "if_version {v} does not match the namespace's current version {}",
                     base.generation()
                 )));
+            }
+        }
+        if let Some(m) = base.manifest.as_ref().filter(|m| !m.deleted && !req.disable_backpressure) {
+            if m.stats.unindexed_bytes > self.compaction.backlog_bytes {
+                self.maybe_compact_in_background(&h.path, m);
+                return Err(EngineError::Backpressure {
+                    message: format!(
+                        "namespace {} has {} unindexed bytes (limit {}); retry once compaction catches up, \
+                         or set disable_backpressure",
+                        h.path.ns(),
+                        m.stats.unindexed_bytes,
+                        self.compaction.backlog_bytes
+                    ),
+                    retry_after_ms: 1000,
+                });
             }
         }
         if !base.exists() && req.create_namespace == Some(false) {
@@ -729,6 +916,7 @@ impl Engine {
             }
         };
         for key in zeroed.into_iter().filter(|k| path.owns(k)) {
+            self.cache.invalidate(&key);
             if let Err(e) = self.store.delete(&key).await {
                 tracing::warn!(key, error = %e, "delete of an unreferenced object failed; it leaks until repair");
             }
@@ -916,10 +1104,11 @@ impl Engine {
             "updated_at": rfc3339(m.committed_at_ms),
             "schema": schema,
             "encryption": {"mode": "default"},
-            "index": {"status": "up-to-date"},
+            "index": index_status(&m),
             "version": m.generation,
             "distance_metric": m.distance_metric.map(|d| d.as_str()),
         });
+        v["cache"] = json!({"resident_bytes": self.cache.resident_bytes(&path.prefix()), "pinned": pinned});
         if pinned {
             v["pinning"] = json!({"replicas": 1, "status": {"ready_replicas": 1, "replicas": 1, "utilization": 0.0,
                 "updated_at": rfc3339(m.committed_at_ms)}});
@@ -934,7 +1123,41 @@ impl Engine {
         }
         let ns = path.to_string();
         let now = self.clock.now_ms();
-        self.blocking(move |m| m.set_pinned(&ns, pinned, now)).await
+        self.blocking(move |m| m.set_pinned(&ns, pinned, now)).await?;
+        if pinned {
+            self.cache.pin_prefix(&path.prefix());
+            if let Some(engine) = self.me.upgrade() {
+                engine.warm_in_background(path);
+            }
+        } else {
+            self.cache.unpin_prefix(&path.prefix());
+        }
+        Ok(())
+    }
+}
+
+/// Take the data-dir lock. When this very process still holds it (an engine
+/// that was dropped but whose background compaction is finishing), wait for
+/// it (bounded) instead of failing.
+async fn acquire_lock(cfg: &EngineConfig) -> Result<DataDirLock, EngineError> {
+    let own = format!("pid={} ", std::process::id());
+    for _ in 0..120 {
+        match DataDirLock::acquire(&cfg.data_dir, cfg.clock.now_ms()) {
+            Err(MetaError::Locked { holder, .. }) if holder.starts_with(&own) => {
+                tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+            }
+            other => return other.map_err(Into::into),
+        }
+    }
+    DataDirLock::acquire(&cfg.data_dir, cfg.clock.now_ms()).map_err(Into::into)
+}
+
+/// turbopuffer's `index` object: up-to-date when no WAL awaits compaction.
+fn index_status(m: &Manifest) -> Json {
+    if m.wal.is_empty() {
+        json!({"status": "up-to-date"})
+    } else {
+        json!({"status": "updating", "unindexed_bytes": m.stats.unindexed_bytes, "unindexed_rows": m.stats.unindexed_rows})
     }
 }
 
@@ -1013,7 +1236,7 @@ fn next_manifest(
         row_id_hwm: base.manifest.as_ref().map_or(0, |m| m.row_id_hwm),
         lineage: live.and_then(|m| m.lineage.clone()),
         stats: ManifestStats {
-            approx_row_count: state.docs.len() as u64,
+            approx_row_count: state.len(),
             approx_logical_bytes: state.logical_bytes,
             unindexed_rows,
             unindexed_bytes,
@@ -1061,6 +1284,9 @@ fn clone_error(e: &EngineError) -> EngineError {
         EngineError::Corrupted(s) => EngineError::Corrupted(s.clone()),
         EngineError::Unsupported(s) => EngineError::Unsupported(s.clone()),
         EngineError::Internal(s) => EngineError::Internal(s.clone()),
+        EngineError::Backpressure { message, retry_after_ms } => {
+            EngineError::Backpressure { message: message.clone(), retry_after_ms: *retry_after_ms }
+        }
     }
 }
 

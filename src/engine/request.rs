@@ -41,6 +41,82 @@ pub struct WriteRequest {
     pub return_affected_ids: bool,
     /// Skip backpressure.
     pub disable_backpressure: bool,
+    /// `branch_from_namespace` / `copy_from_namespace`: derive this
+    /// namespace from another one instead of applying operations.
+    pub fork: Option<ForkFrom>,
+}
+
+/// How a namespace is derived from another (see `engine::branch`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ForkKind {
+    /// Copy-on-write, records lineage (`branch_from_namespace`).
+    Branch,
+    /// Copy-on-write, no lineage (`copy_from_namespace`).
+    ShallowCopy,
+    /// Duplicates every object under the destination's prefix (admin copy `deep`).
+    DeepCopy,
+}
+
+/// A parsed `branch_from_namespace` / `copy_from_namespace` parameter.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ForkFrom {
+    /// The source namespace name (same org/project as the destination).
+    pub source: String,
+    /// Branch or copy as of this retained generation (None: the newest).
+    pub generation: Option<u64>,
+    /// Branch, shallow or deep copy.
+    pub kind: ForkKind,
+}
+
+impl ForkFrom {
+    /// Parse `"src"` or `{"source_namespace": "src", "generation"?: N}`.
+    pub fn parse(key: &str, v: &Json, kind: ForkKind) -> Result<ForkFrom, EngineError> {
+        let (source, generation) = match v {
+            Json::String(s) => (s.clone(), None),
+            Json::Object(o) => {
+                let mut source = None;
+                let mut generation = None;
+                for (k, val) in o {
+                    match k.as_str() {
+                        "source_namespace" => {
+                            source = Some(
+                                val.as_str()
+                                    .ok_or_else(|| {
+                                        invalid(format!("{key}.source_namespace must be a string"))
+                                    })?
+                                    .to_owned(),
+                            )
+                        }
+                        "generation" | "version" => {
+                            generation = match val {
+                                Json::Null => None,
+                                _ => Some(val.as_u64().ok_or_else(|| {
+                                    invalid(format!("{key}.{k} must be a positive integer"))
+                                })?),
+                            }
+                        }
+                        // Accepted for turbopuffer compatibility; one node holds one
+                        // org/project scope, so they cannot point anywhere else.
+                        "source_api_key" | "source_region" => {}
+                        other => return Err(invalid(format!("unknown {key} parameter {other:?}"))),
+                    }
+                }
+                (source.ok_or_else(|| invalid(format!("{key} needs \"source_namespace\"")))?, generation)
+            }
+            _ => {
+                return Err(invalid(format!(
+                    "{key} must be a namespace name or {{\"source_namespace\": ..., \"generation\": N}}"
+                )))
+            }
+        };
+        if source.is_empty() {
+            return Err(invalid(format!("{key}: the source namespace name is empty")));
+        }
+        if generation == Some(0) {
+            return Err(invalid(format!("{key}: generation 0 does not exist (generations start at 1)")));
+        }
+        Ok(ForkFrom { source, generation, kind })
+    }
 }
 
 fn invalid(msg: impl Into<String>) -> EngineError {
@@ -54,6 +130,16 @@ impl WriteRequest {
         let mut req = WriteRequest::default();
         for (key, v) in obj {
             req.apply_key(key, v, obj)?;
+        }
+        if let Some(f) = &req.fork {
+            let no_settings = req.record.settings == NamespaceSettings::default();
+            if !req.record.ops.is_empty() || !no_settings || req.if_version.is_some() {
+                return Err(invalid(format!(
+                    "{} cannot be combined with write operations, settings or if_version; \
+                     send the operations in a second request",
+                    if f.kind == ForkKind::Branch { "branch_from_namespace" } else { "copy_from_namespace" }
+                )));
+            }
         }
         if req.record.ops.direct_rows() > MAX_WRITE_ROWS {
             return Err(invalid(format!(
@@ -164,9 +250,15 @@ impl WriteRequest {
                 }
             }
             "branch_from_namespace" | "copy_from_namespace" => {
-                return Err(EngineError::Unsupported(format!(
-                    "{key} is not implemented yet (namespace branching lands in a later release)"
-                )));
+                if v.is_null() {
+                    return Ok(());
+                }
+                if self.fork.is_some() {
+                    return Err(invalid("branch_from_namespace and copy_from_namespace are exclusive"));
+                }
+                let kind =
+                    if key == "branch_from_namespace" { ForkKind::Branch } else { ForkKind::ShallowCopy };
+                self.fork = Some(ForkFrom::parse(key, v, kind)?);
             }
             other => return Err(invalid(format!("unknown write parameter {other:?}"))),
         }
@@ -374,6 +466,30 @@ mod tests {
         assert!(parse_vector(&json!("AAA=")).is_err());
         let nan: Vec<u8> = f32::NAN.to_le_bytes().to_vec();
         assert!(parse_vector(&json!(base64::engine::general_purpose::STANDARD.encode(nan))).is_err());
+    }
+
+    #[test]
+    fn branch_and_copy_parameters_parse_as_a_string_or_an_object() {
+        let r = WriteRequest::from_json(&json!({"branch_from_namespace": "src"})).unwrap();
+        assert_eq!(r.fork, Some(ForkFrom { source: "src".into(), generation: None, kind: ForkKind::Branch }));
+        let r = WriteRequest::from_json(
+            &json!({"branch_from_namespace": {"source_namespace": "src", "generation": 4}}),
+        )
+        .unwrap();
+        assert_eq!(r.fork.unwrap().generation, Some(4));
+        let r = WriteRequest::from_json(&json!({"copy_from_namespace": {"source_namespace": "s"}})).unwrap();
+        assert_eq!(r.fork.unwrap().kind, ForkKind::ShallowCopy);
+        for bad in [
+            json!({"branch_from_namespace": 3}),
+            json!({"branch_from_namespace": {"generation": 1}}),
+            json!({"branch_from_namespace": {"source_namespace": "s", "generation": 0}}),
+            json!({"branch_from_namespace": {"source_namespace": "s", "x": 1}}),
+            json!({"branch_from_namespace": "a", "copy_from_namespace": "b"}),
+            json!({"copy_from_namespace": "a", "deletes": [1]}),
+            json!({"branch_from_namespace": ""}),
+        ] {
+            assert!(matches!(WriteRequest::from_json(&bad), Err(EngineError::InvalidInput(_))), "{bad}");
+        }
     }
 
     #[test]

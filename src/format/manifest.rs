@@ -74,15 +74,32 @@ pub struct ObjectRef {
     pub crc32c: u32,
 }
 
-/// An immutable segment (reserved for the segments issue).
+/// An immutable segment (`segments/{id}/data.seg`, see
+/// `crate::format::segment`) and the deletion set that retires some of its
+/// rows.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SegmentRef {
     /// Segment id (unique within the manifest).
     pub id: String,
-    /// Its files.
+    /// Its files (one: the data file).
     pub files: Vec<ObjectRef>,
-    /// Rows it holds.
+    /// Rows it holds (deleted ones included).
     pub rows: u64,
+    /// The deletion set (`deletes-{token}.del`) over its row positions, if any
+    /// row is retired. It may live under another namespace's prefix than the
+    /// segment (a branch retiring rows of its parent's segment writes its own).
+    /// Omitted when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deletes: Option<ObjectRef>,
+    /// Stored size of the segment's files in bytes (the sum of `files[].bytes`;
+    /// the deletion set excluded); 0 = not recorded. Omitted when 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub bytes: u64,
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's skip_serializing_if passes a reference
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// Where a branch came from (reserved for branching).
@@ -283,17 +300,24 @@ impl Manifest {
             if s.id.is_empty() || !ids.insert(s.id.as_str()) {
                 return bad(format!("segment id {:?} is empty or duplicated", s.id));
             }
-            if s.files.iter().any(|f| f.key.is_empty()) {
+            if s.files.is_empty() {
+                return bad(format!("segment {:?} has no files", s.id));
+            }
+            if s.files.iter().any(|f| f.key.is_empty())
+                || s.deletes.as_ref().is_some_and(|d| d.key.is_empty())
+            {
                 return bad(format!("segment {:?} has a file with an empty key", s.id));
+            }
+            let file_bytes = s.files.iter().fold(0u64, |n, f| n.saturating_add(f.bytes));
+            if s.bytes != 0 && s.bytes != file_bytes {
+                return bad(format!(
+                    "segment {:?} says it is {} bytes; its files are {file_bytes} bytes",
+                    s.id, s.bytes
+                ));
             }
         }
         let mut keys = std::collections::BTreeSet::new();
-        for k in self
-            .wal
-            .iter()
-            .map(|w| &w.key)
-            .chain(self.segments.iter().flat_map(|s| s.files.iter().map(|f| &f.key)))
-        {
+        for k in self.wal.iter().map(|w| &w.key).chain(self.segments.iter().flat_map(segment_keys)) {
             if !keys.insert(k.as_str()) {
                 return bad(format!("object key {k:?} is referenced twice"));
             }
@@ -306,18 +330,24 @@ impl Manifest {
         Ok(())
     }
 
-    /// Every object key this generation references (WAL batches, then
-    /// segment files), each once, in manifest order.
+    /// Every object key this generation references (WAL batches, then for
+    /// each segment its files and its deletion set), each once, in manifest
+    /// order.
     pub fn object_keys(&self) -> Vec<String> {
         let mut seen = std::collections::HashSet::new();
         self.wal
             .iter()
             .map(|w| &w.key)
-            .chain(self.segments.iter().flat_map(|s| s.files.iter().map(|f| &f.key)))
+            .chain(self.segments.iter().flat_map(segment_keys))
             .filter(|k| seen.insert(k.as_str()))
             .cloned()
             .collect()
     }
+}
+
+/// A segment's object keys: its files, then its deletion set.
+fn segment_keys(s: &SegmentRef) -> impl Iterator<Item = &String> {
+    s.files.iter().map(|f| &f.key).chain(s.deletes.iter().map(|d| &d.key))
 }
 
 fn envelope(body: &str) -> Vec<u8> {
@@ -404,11 +434,17 @@ mod tests {
             segments: vec![SegmentRef {
                 id: "s1".into(),
                 files: vec![ObjectRef {
-                    key: "acme/search/namespaces/docs/segments/s1/data".into(),
+                    key: "acme/search/namespaces/docs/segments/s1/data.seg".into(),
                     bytes: 1000,
                     crc32c: 9,
                 }],
                 rows: 40,
+                deletes: Some(ObjectRef {
+                    key: "acme/search/namespaces/docs/segments/s1/deletes-t1.del".into(),
+                    bytes: 44,
+                    crc32c: 10,
+                }),
+                bytes: 1000,
             }],
             row_id_hwm: 40,
             lineage: Some(Lineage { parent: "acme/search/base".into(), parent_generation: 3 }),
@@ -533,6 +569,19 @@ mod tests {
             ("duplicate segment id", Box::new(|m| m.segments.push(m.segments[0].clone()))),
             ("empty segment file key", Box::new(|m| m.segments[0].files[0].key.clear())),
             ("key referenced twice", Box::new(|m| m.segments[0].files[0].key = m.wal[0].key.clone())),
+            ("segment without files", Box::new(|m| m.segments[0].files.clear())),
+            ("empty deletes key", Box::new(|m| m.segments[0].deletes.as_mut().unwrap().key.clear())),
+            (
+                "deletes key referenced twice",
+                Box::new(|m| m.segments[0].deletes.as_mut().unwrap().key = m.wal[1].key.clone()),
+            ),
+            (
+                "deletes key is a segment file",
+                Box::new(|m| {
+                    m.segments[0].deletes.as_mut().unwrap().key = m.segments[0].files[0].key.clone()
+                }),
+            ),
+            ("segment bytes disagree with its files", Box::new(|m| m.segments[0].bytes = 999)),
             ("empty lineage parent", Box::new(|m| m.lineage = Some(Lineage::default()))),
         ];
         for (name, mutate) in cases {
@@ -551,10 +600,36 @@ mod tests {
             vec![
                 "acme/search/namespaces/docs/wal/00000000000000000010-aa.wal".to_owned(),
                 "acme/search/namespaces/docs/wal/00000000000000000011-bb.wal".to_owned(),
-                "acme/search/namespaces/docs/segments/s1/data".to_owned(),
+                "acme/search/namespaces/docs/segments/s1/data.seg".to_owned(),
+                "acme/search/namespaces/docs/segments/s1/deletes-t1.del".to_owned(),
             ]
         );
         assert!(minimal().object_keys().is_empty());
+    }
+
+    #[test]
+    fn segment_deletes_and_bytes_are_optional_and_omitted_when_unset() {
+        let mut m = sample();
+        m.segments[0].deletes = None;
+        m.segments[0].bytes = 0;
+        let text = String::from_utf8(m.try_encode().unwrap()).unwrap();
+        assert!(text.contains(r#""rows":40}]"#), "{text}");
+        assert_eq!(Manifest::decode(text.as_bytes()).unwrap(), m);
+        // A segment written before the fields existed reads as None / 0, and a
+        // recorded size of 0 (unknown) is accepted.
+        let mut body = serde_json::to_value(sample()).unwrap();
+        let seg = body["segments"][0].as_object_mut().unwrap();
+        seg.remove("deletes");
+        seg.remove("bytes");
+        let decoded = Manifest::decode(&envelope(&body.to_string())).unwrap();
+        assert_eq!(decoded.segments[0].deletes, None);
+        assert_eq!(decoded.segments[0].bytes, 0);
+        // Set: written after `rows`, in field order.
+        let text = String::from_utf8(sample().encode()).unwrap();
+        assert!(
+            text.contains(r#""rows":40,"deletes":{"key":"acme/search/namespaces/docs/segments/s1/deletes-t1.del","bytes":44,"crc32c":10},"bytes":1000}"#),
+            "{text}"
+        );
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! On-storage formats: the WAL batch codec ([`wal`]), the manifest and
-//! CURRENT-hint codecs ([`manifest`]), and the bounded byte [`Reader`] /
+//! CURRENT-hint codecs ([`manifest`]), the segment and deletion-set codecs
+//! ([`segment`]), and the bounded byte [`Reader`] /
 //! little-endian [`Writer`] they are built on. `storage-format.md` at the
 //! repository root is the source of truth; this code follows it.
 //!
@@ -18,6 +19,7 @@
 use std::fmt;
 
 pub mod manifest;
+pub mod segment;
 pub mod wal;
 
 /// Current (and highest supported) version of every format in this module.

@@ -258,6 +258,22 @@ pub fn peek_header(bytes: &[u8]) -> Result<WalHeader, FormatError> {
 
 // ---------------------------------------------------------------- encoding
 
+/// Encode an *attributes* map (u32 count, then (name, value) pairs in name
+/// order) as in a WAL document, refusing what [`decode_attrs`] would refuse
+/// (over-long strings, nested arrays). Shared with the segment codec.
+pub(crate) fn encode_attrs(w: &mut Writer, attrs: &BTreeMap<String, Value>) -> Result<(), FormatError> {
+    let mut e = Enc { w: std::mem::take(w), violation: None };
+    e.attrs(attrs);
+    *w = e.w;
+    e.violation.map_or(Ok(()), Err)
+}
+
+/// Decode an *attributes* map written by [`encode_attrs`] (names strictly
+/// increasing). Shared with the segment codec.
+pub(crate) fn decode_attrs(r: &mut Reader<'_>) -> Result<BTreeMap<String, Value>, FormatError> {
+    read_attrs(r)
+}
+
 /// A writer that remembers the first limit violation (so `encode` stays
 /// infallible and `try_encode` can refuse).
 struct Enc {

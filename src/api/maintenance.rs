@@ -1,0 +1,195 @@
+//! Handlers for namespace branching and copies, time travel, the NDJSON
+//! export, snapshot download and restore, and repair.
+//!
+//! Routes (all scoped to the authenticated principal's org/project):
+//! - `POST /v2/namespaces/{dst}` with `branch_from_namespace` / `copy_from_namespace`
+//!   (handled by the engine's write path);
+//! - `POST /v1/namespaces/{dst}/_admin/copy` `{"source_namespace", "deep"?, "branch"?, "generation"?}`;
+//! - `GET /v1/namespaces/{ns}/export[?generation=N]`: NDJSON, one document per line;
+//! - `GET /v1/namespaces/{ns}/_admin/snapshot[?generation=N]`: a snapshot file;
+//! - `POST /v1/namespaces/{dst}/_admin/restore`: body = a snapshot file;
+//! - `POST /v1/_admin/repair` `{"sweep"?, "grace_secs"?, "manifest_retention_secs"?}`;
+//! - `?generation=N` on query and explain_query reads that retained generation.
+//!
+//! Invariants: errors that can be known before streaming starts (missing
+//! namespace or generation) are answered with their status; a failure after
+//! the 200 aborts the body (see `stream`).
+
+use hyper::body::Incoming;
+use hyper::header::{HeaderName, HeaderValue};
+use hyper::Request;
+use serde_json::{json, Value as Json};
+
+use super::body::{parse_json, read_body};
+use super::error::ApiError;
+use super::handlers::Ctx;
+use super::stream::{body_reader, Reply, StreamReply};
+use crate::engine::repair::{RepairOptions, DEFAULT_GRACE_MS};
+use crate::engine::Snapshot;
+use crate::layout::NsPath;
+
+const GENERATION_HEADER: HeaderName = HeaderName::from_static("x-tidepool-generation");
+const METRIC_HEADER: HeaderName = HeaderName::from_static("x-tidepool-distance-metric");
+
+/// `?generation=N` (also `?version=N`), if given.
+pub(super) fn generation_param(ctx: &Ctx) -> Result<Option<u64>, ApiError> {
+    let raw = ctx.params.get("generation").or_else(|| ctx.params.get("version")).filter(|s| !s.is_empty());
+    match raw {
+        None => Ok(None),
+        Some(s) => match s.parse::<u64>() {
+            Ok(g) if g > 0 => Ok(Some(g)),
+            _ => Err(ApiError::bad_request("generation must be a positive integer")),
+        },
+    }
+}
+
+/// The snapshot a read uses: the newest, or `?generation=N` (time travel).
+pub(super) async fn read_snapshot(ctx: &Ctx, path: &NsPath, strong: bool) -> Result<Snapshot, ApiError> {
+    let generation = generation_param(ctx)?;
+    Ok(ctx.state.engine.snapshot_at(path, generation, strong).await?)
+}
+
+/// Namespace metadata plus its lineage when it is a branch.
+pub(super) async fn metadata(ctx: &Ctx, ns: &str) -> Result<Json, ApiError> {
+    let path = ctx.ns(ns)?;
+    let mut v = ctx.state.engine.metadata(&path).await?;
+    if let Some(l) = ctx.state.engine.lineage(&path).await? {
+        let parent = NsPath::parse(&l.parent).map(|p| p.ns().to_owned()).unwrap_or(l.parent);
+        v["lineage"] = json!({"parent": parent, "parent_generation": l.parent_generation});
+    }
+    Ok(v)
+}
+
+fn header_value(v: impl ToString) -> Option<HeaderValue> {
+    HeaderValue::from_str(&v.to_string()).ok()
+}
+
+/// `GET /v1/namespaces/{ns}/export`.
+pub(super) async fn export(ctx: &Ctx, ns: &str) -> Result<Reply, ApiError> {
+    let path = ctx.ns(ns)?;
+    let snap = read_snapshot(ctx, &path, true).await?;
+    let mut headers = Vec::new();
+    if let Some(v) = header_value(snap.generation()) {
+        headers.push((GENERATION_HEADER, v));
+    }
+    if let Some(v) = snap.state.distance_metric.and_then(|d| header_value(d.as_str())) {
+        headers.push((METRIC_HEADER, v));
+    }
+    Ok(Reply::Stream(StreamReply::spawn("application/x-ndjson", headers, move |mut w| async move {
+        crate::engine::export::export_ndjson(&snap, &mut w).await.map(|_| ())
+    })))
+}
+
+/// `GET /v1/namespaces/{ns}/_admin/snapshot`.
+pub(super) async fn snapshot(ctx: &Ctx, ns: &str) -> Result<Reply, ApiError> {
+    let path = ctx.ns(ns)?;
+    let generation = generation_param(ctx)?;
+    // Resolve the generation first so a missing one is a 404, not a broken body.
+    let m = ctx.state.engine.manifest_at(&path, generation).await?;
+    let g = m.generation;
+    let engine = ctx.state.engine.clone();
+    let headers = header_value(g).map(|v| vec![(GENERATION_HEADER, v)]).unwrap_or_default();
+    Ok(Reply::Stream(StreamReply::spawn("application/octet-stream", headers, move |mut w| async move {
+        engine.write_snapshot(&path, Some(g), &mut w).await.map(|_| ())
+    })))
+}
+
+async fn optional_json(ctx: &Ctx, req: Request<Incoming>) -> Result<Json, ApiError> {
+    let (parts, body) = req.into_parts();
+    let limits = &ctx.state.limits;
+    let bytes = read_body(body, &parts.headers, limits.max_body_bytes, limits.body_stall_timeout).await?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(json!({}));
+    }
+    parse_json(&bytes)
+}
+
+/// `POST /v1/namespaces/{dst}/_admin/copy`.
+pub(super) async fn admin_copy(ctx: &Ctx, ns: &str, req: Request<Incoming>) -> Result<Json, ApiError> {
+    let dst = ctx.ns(ns)?;
+    let body = optional_json(ctx, req).await?;
+    let obj = body.as_object().ok_or_else(|| ApiError::bad_request("copy body must be a JSON object"))?;
+    let mut source = None;
+    let (mut deep, mut branch, mut generation) = (false, false, None);
+    for (k, v) in obj {
+        let flag = || v.as_bool().ok_or_else(|| ApiError::bad_request(format!("{k} must be a bool")));
+        match k.as_str() {
+            "source_namespace" => {
+                source = Some(
+                    v.as_str().ok_or_else(|| ApiError::bad_request("source_namespace must be a string"))?,
+                )
+            }
+            "deep" => deep = flag()?,
+            "branch" => branch = flag()?,
+            "generation" => {
+                generation = match v {
+                    Json::Null => None,
+                    _ => Some(
+                        v.as_u64()
+                            .filter(|g| *g > 0)
+                            .ok_or_else(|| ApiError::bad_request("generation must be a positive integer"))?,
+                    ),
+                }
+            }
+            other => return Err(ApiError::bad_request(format!("unknown copy parameter {other:?}"))),
+        }
+    }
+    let source = source.ok_or_else(|| ApiError::bad_request("copy needs \"source_namespace\""))?;
+    if deep && branch {
+        return Err(ApiError::bad_request("a branch shares its parent's objects; it cannot be deep"));
+    }
+    let src = ctx.ns(source)?;
+    let engine = &ctx.state.engine;
+    let out = if branch {
+        engine.branch_namespace(&src, &dst, generation).await?
+    } else {
+        engine.copy_namespace(&src, &dst, deep, generation).await?
+    };
+    Ok(out.to_json())
+}
+
+/// `POST /v1/namespaces/{dst}/_admin/restore` (body: a snapshot file).
+pub(super) async fn restore(ctx: &Ctx, ns: &str, req: Request<Incoming>) -> Result<Json, ApiError> {
+    let dst = ctx.ns(ns)?;
+    let mut reader = body_reader(req.into_body(), ctx.state.limits.body_stall_timeout);
+    let (m, info) = ctx.state.engine.restore_snapshot(&dst, &mut reader).await?;
+    Ok(json!({
+        "status": "OK",
+        "namespace": dst.ns(),
+        "version": m.generation,
+        "source_namespace": info.namespace,
+        "source_version": info.generation,
+        "objects": info.objects,
+        "bytes": info.bytes,
+    }))
+}
+
+/// `POST /v1/_admin/repair`.
+pub(super) async fn repair(ctx: &Ctx, req: Request<Incoming>) -> Result<Json, ApiError> {
+    let body = optional_json(ctx, req).await?;
+    let obj = body.as_object().ok_or_else(|| ApiError::bad_request("repair body must be a JSON object"))?;
+    let mut opts = RepairOptions { sweep: false, grace_ms: DEFAULT_GRACE_MS, manifest_retention_ms: None };
+    for (k, v) in obj {
+        let secs = || {
+            v.as_u64()
+                .map(|s| s.saturating_mul(1000))
+                .ok_or_else(|| ApiError::bad_request(format!("{k} must be a non-negative integer")))
+        };
+        match k.as_str() {
+            "sweep" => {
+                opts.sweep = v.as_bool().ok_or_else(|| ApiError::bad_request("sweep must be a bool"))?
+            }
+            "grace_secs" => opts.grace_ms = secs()?,
+            "manifest_retention_secs" => {
+                opts.manifest_retention_ms = if v.is_null() { None } else { Some(secs()?) }
+            }
+            other => return Err(ApiError::bad_request(format!("unknown repair parameter {other:?}"))),
+        }
+    }
+    let p = &ctx.principal;
+    let report = ctx.state.engine.repair(&p.org, &p.project, opts).await?;
+    let mut v = serde_json::to_value(&report).map_err(|e| ApiError::internal(e.to_string()))?;
+    v["status"] = json!("OK");
+    v["swept_count"] = json!(report.swept.len());
+    Ok(v)
+}

@@ -1,0 +1,150 @@
+//! Streaming bodies: responses produced incrementally (the NDJSON export, a
+//! snapshot download) and request bodies consumed incrementally (a snapshot
+//! upload to restore).
+//!
+//! Invariants:
+//! - Memory stays bounded: producer and consumer are joined by a fixed-size
+//!   in-memory pipe, so a slow client slows the producer down (backpressure)
+//!   instead of buffering the namespace.
+//! - A producer that fails after the 200 status was sent ends the body with
+//!   an error: hyper aborts the connection instead of finishing the chunked
+//!   body, so a client can never mistake a truncated stream for a complete one.
+//! - A request body that stalls longer than the stall timeout, or breaks,
+//!   ends the consumer's input early, which the snapshot reader reports as a
+//!   truncated file.
+
+use std::future::Future;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::header::{HeaderName, HeaderValue, CONTENT_TYPE};
+use hyper::{Response, StatusCode};
+use serde_json::Value as Json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+use tokio::sync::oneshot;
+
+use crate::engine::EngineError;
+
+/// Error type of response bodies.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// Every response body.
+pub type ResponseBody = http_body_util::combinators::BoxBody<Bytes, BoxError>;
+
+/// Capacity of the pipe between a producer and the connection.
+const PIPE_BYTES: usize = 256 * 1024;
+/// Largest chunk sent in one frame.
+const CHUNK_BYTES: usize = 64 * 1024;
+
+/// What a handler answers: a JSON document or a stream.
+#[derive(Debug)]
+pub enum Reply {
+    /// A JSON response (200).
+    Json(Json),
+    /// A streamed response (200).
+    Stream(StreamReply),
+}
+
+impl From<Json> for Reply {
+    fn from(v: Json) -> Self {
+        Reply::Json(v)
+    }
+}
+
+/// A streamed 200 response fed by a producer task.
+#[derive(Debug)]
+pub struct StreamReply {
+    content_type: &'static str,
+    headers: Vec<(HeaderName, HeaderValue)>,
+    reader: DuplexStream,
+    outcome: oneshot::Receiver<Result<(), String>>,
+}
+
+impl StreamReply {
+    /// Start `produce` on its own task, writing into the response body.
+    pub fn spawn<F, Fut>(
+        content_type: &'static str,
+        headers: Vec<(HeaderName, HeaderValue)>,
+        produce: F,
+    ) -> Self
+    where
+        F: FnOnce(DuplexStream) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<(), EngineError>> + Send + 'static,
+    {
+        let (w, reader) = tokio::io::duplex(PIPE_BYTES);
+        let (tx, outcome) = oneshot::channel();
+        tokio::spawn(async move {
+            let r = produce(w).await;
+            if let Err(e) = &r {
+                tracing::warn!(error = %e, "streamed response failed part-way; aborting the body");
+            }
+            let _ = tx.send(r.map_err(|e| e.to_string()));
+        });
+        StreamReply { content_type, headers, reader, outcome }
+    }
+
+    /// The HTTP response.
+    pub fn into_response(self) -> Response<ResponseBody> {
+        let StreamReply { content_type, headers, reader, outcome } = self;
+        let frames = futures::stream::unfold(Some((reader, outcome)), |st| async move {
+            let (mut r, rx) = st?;
+            let mut buf = vec![0u8; CHUNK_BYTES];
+            match r.read(&mut buf).await {
+                Ok(0) => match rx.await {
+                    Ok(Ok(())) => None,
+                    Ok(Err(msg)) => Some((Err(BoxError::from(msg)), None)),
+                    Err(_) => Some((Err(BoxError::from("the producer task ended abnormally")), None)),
+                },
+                Ok(n) => {
+                    buf.truncate(n);
+                    Some((Ok(Frame::data(Bytes::from(buf))), Some((r, rx))))
+                }
+                Err(e) => Some((Err(BoxError::from(e)), None)),
+            }
+        });
+        let mut resp = Response::new(BodyExt::boxed(StreamBody::new(frames)));
+        *resp.status_mut() = StatusCode::OK;
+        let h = resp.headers_mut();
+        h.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+        for (k, v) in headers {
+            h.insert(k, v);
+        }
+        resp
+    }
+}
+
+/// A fixed response body as a [`ResponseBody`].
+pub fn boxed(resp: Response<http_body_util::Full<Bytes>>) -> Response<ResponseBody> {
+    resp.map(|b| BodyExt::boxed(b.map_err(|never| match never {})))
+}
+
+/// The request body as a byte stream for a streaming consumer. A frame that
+/// does not arrive within `stall`, or a broken body, ends the stream early.
+pub fn body_reader(mut body: Incoming, stall: Duration) -> DuplexStream {
+    let (mut w, r) = tokio::io::duplex(PIPE_BYTES);
+    tokio::spawn(async move {
+        loop {
+            match tokio::time::timeout(stall, body.frame()).await {
+                Ok(Some(Ok(frame))) => {
+                    if let Ok(data) = frame.into_data() {
+                        if w.write_all(&data).await.is_err() {
+                            break; // the consumer stopped reading
+                        }
+                    }
+                }
+                Ok(None) => break,
+                Ok(Some(Err(e))) => {
+                    tracing::debug!(error = %e, "request body broke off");
+                    break;
+                }
+                Err(_) => {
+                    tracing::debug!("request body stalled");
+                    break;
+                }
+            }
+        }
+        let _ = w.shutdown().await;
+    });
+    r
+}

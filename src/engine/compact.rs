@@ -1,0 +1,371 @@
+//! Compaction: folds the WAL overlay into immutable segments in the
+//! background (see `storage-format.md`, "Compaction").
+//!
+//! Invariants:
+//! - Leak-only ordering: new segment files and deletion sets are written,
+//!   their refcounts raised, the manifest committed (conditional create),
+//!   and only then are the folded WAL objects, replaced deletion sets and
+//!   merged segments released (refcount down, delete at zero, own keys only).
+//! - The merge runs without the commit lock; the lock is held only to commit,
+//!   on top of the newest generation: WAL batches committed after the
+//!   compaction's base stay in the manifest and are replayed on top of the
+//!   new segments, which gives the same state.
+//! - Live rows of different segments keep distinct ids: every segment row
+//!   shadowed by a folded overlay entry goes into that segment's deletion set.
+//! - One output segment holds at most `max_segment_rows` rows, and a merge
+//!   only takes segments whose live rows fit that cap, so one compaction never
+//!   rewrites the whole namespace.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::state::{LiveSegment, NsState};
+use super::{CommitError, Engine, EngineError, NsHandle, Snapshot};
+use crate::format::manifest::{Manifest, ObjectRef, SegmentRef};
+use crate::format::segment::{DeletionSet, SegmentBuilder, SEGMENT_FILE};
+use crate::layout::NsPath;
+use crate::model::Document;
+
+/// When and how to compact.
+#[derive(Debug, Clone)]
+pub struct CompactionConfig {
+    /// Compact once the manifest references this many WAL objects.
+    pub wal_objects: usize,
+    /// ... or this many WAL bytes.
+    pub wal_bytes: u64,
+    /// Merge small segments once a namespace has more than this many.
+    pub max_segments: usize,
+    /// Most rows one output segment holds.
+    pub max_segment_rows: usize,
+    /// Writes get 429 while this many bytes are unindexed (unless
+    /// `disable_backpressure`).
+    pub backlog_bytes: u64,
+    /// Compact automatically after commits that cross the thresholds.
+    pub auto: bool,
+}
+
+impl Default for CompactionConfig {
+    fn default() -> Self {
+        CompactionConfig {
+            wal_objects: 32,
+            wal_bytes: 64 << 20,
+            max_segments: 8,
+            max_segment_rows: 1_000_000,
+            backlog_bytes: 2 << 30,
+            auto: true,
+        }
+    }
+}
+
+/// What a compaction did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CompactionReport {
+    /// False when there was nothing to do.
+    pub performed: bool,
+    /// The generation committed (or the current one).
+    pub generation: u64,
+    /// WAL objects folded.
+    pub wal_objects_folded: usize,
+    /// Segments written.
+    pub segments_written: usize,
+    /// Segments merged away.
+    pub segments_merged: usize,
+    /// Rows in the written segments.
+    pub rows_written: u64,
+    /// Bytes of the written segments.
+    pub bytes_written: u64,
+}
+
+/// Objects a compaction wrote, and the manifest edits it wants.
+struct Output {
+    new_segments: Vec<SegmentRef>,
+    /// Old segment id → its new deletion set (replacing the old one).
+    new_deletes: BTreeMap<String, ObjectRef>,
+    merged: BTreeSet<String>,
+    written_keys: Vec<String>,
+    rows: u64,
+    bytes: u64,
+}
+
+impl Engine {
+    /// Whether a namespace's manifest crosses the compaction thresholds.
+    pub(crate) fn needs_compaction(&self, m: &Manifest) -> bool {
+        let cfg = &self.compaction;
+        m.wal.len() >= cfg.wal_objects
+            || m.wal.iter().map(|w| w.bytes).sum::<u64>() >= cfg.wal_bytes
+            || m.segments.len() > cfg.max_segments
+    }
+
+    /// Compact a namespace now (`force`: even below the thresholds).
+    pub async fn compact(&self, path: &NsPath, force: bool) -> Result<CompactionReport, EngineError> {
+        let h = self.handle(path);
+        let _single = h.compact_lock.lock().await;
+        for _ in 0..4 {
+            let base = self.existing(path, true).await?;
+            let m = base.manifest.clone().ok_or_else(|| EngineError::Internal("no manifest".into()))?;
+            let merge = self.pick_merge(&base.state);
+            if m.wal.is_empty() && merge.len() < 2 || !force && !self.needs_compaction(&m) {
+                return Ok(CompactionReport { generation: m.generation, ..CompactionReport::default() });
+            }
+            let out = self.write_outputs(path, &base, &merge).await?;
+            match self.commit_compaction(&h, &m, &out).await {
+                Ok((generation, dropped)) => {
+                    self.release(path, dropped).await;
+                    self.reload(&h).await?;
+                    return Ok(CompactionReport {
+                        performed: true,
+                        generation,
+                        wal_objects_folded: m.wal.len(),
+                        segments_written: out.new_segments.len(),
+                        segments_merged: out.merged.len(),
+                        rows_written: out.rows,
+                        bytes_written: out.bytes,
+                    });
+                }
+                Err(CommitError::Lost) => {
+                    // Another process compacted or deleted: drop our objects, look again.
+                    self.release(path, out.written_keys).await;
+                }
+                Err(CommitError::Failed(e)) => {
+                    self.release(path, out.written_keys).await;
+                    return Err(e);
+                }
+            }
+        }
+        Err(EngineError::Conflict(format!("compaction of {} kept losing races; retry", path.ns())))
+    }
+
+    /// Segments worth merging: the smallest ones, while their live rows fit
+    /// one output segment, once there are more than `max_segments`.
+    fn pick_merge(&self, state: &NsState) -> BTreeSet<String> {
+        let segs = state.segments();
+        if segs.len() < self.compaction.max_segments {
+            return BTreeSet::new();
+        }
+        let mut by_size: Vec<&LiveSegment> = segs.iter().collect();
+        by_size.sort_by_key(|s| s.live_rows());
+        let mut picked = BTreeSet::new();
+        let mut rows = 0;
+        for s in by_size {
+            if rows + s.live_rows() > self.compaction.max_segment_rows && picked.len() >= 2 {
+                break;
+            }
+            rows += s.live_rows();
+            picked.insert(s.meta.id.clone());
+        }
+        if picked.len() < 2 {
+            picked.clear();
+        }
+        picked
+    }
+
+    /// Write the new segments and deletion sets (steps 1–2: objects, refcounts).
+    async fn write_outputs(
+        &self,
+        path: &NsPath,
+        base: &Snapshot,
+        merge: &BTreeSet<String>,
+    ) -> Result<Output, EngineError> {
+        let state = &base.state;
+        let docs = merged_documents(state, merge);
+        let mut out = Output {
+            new_segments: Vec::new(),
+            new_deletes: BTreeMap::new(),
+            merged: merge.clone(),
+            written_keys: Vec::new(),
+            rows: 0,
+            bytes: 0,
+        };
+        let id_type = state.id_type.unwrap_or(crate::model::IdType::U64);
+        for chunk in docs.chunks(self.compaction.max_segment_rows.max(1)) {
+            let mut b = SegmentBuilder::new(id_type, state.vector_dim);
+            for d in chunk {
+                b.push(d).map_err(|e| EngineError::Internal(format!("building a segment: {e}")))?;
+            }
+            crate::engine::indexing::add_index_sections(&mut b, chunk, state);
+            let bytes = b.finish().map_err(|e| EngineError::Internal(format!("building a segment: {e}")))?;
+            let id = self.ids.next_token();
+            let key = path.segment_key(&id, SEGMENT_FILE);
+            let file = object_ref(&key, &bytes);
+            self.store.put(&key, Bytes::from(bytes)).await?;
+            out.written_keys.push(key);
+            out.rows += chunk.len() as u64;
+            out.bytes += file.bytes;
+            out.new_segments.push(SegmentRef {
+                id,
+                files: vec![file.clone()],
+                rows: chunk.len() as u64,
+                deletes: None,
+                bytes: file.bytes,
+            });
+        }
+        for (seg_id, set) in shadowed_rows(state, merge) {
+            let key =
+                path.segment_key(&seg_id, &crate::format::segment::deletes_file_name(&self.ids.next_token()));
+            let bytes = set.encode();
+            let r = object_ref(&key, &bytes);
+            self.store.put(&key, Bytes::from(bytes)).await?;
+            out.written_keys.push(key);
+            out.new_deletes.insert(seg_id, r);
+        }
+        let keys = out.written_keys.clone();
+        let project = path.project_id();
+        self.blocking(move |m| m.incr_refs(&project, &keys)).await?;
+        Ok(out)
+    }
+
+    /// Step 3: commit on top of the newest generation under the commit lock.
+    /// Returns the generation and the keys the commit dropped.
+    async fn commit_compaction(
+        &self,
+        h: &NsHandle,
+        base: &Manifest,
+        out: &Output,
+    ) -> Result<(u64, Vec<String>), CommitError> {
+        let _commit = h.commit_lock.lock().await;
+        let newest = self.reload(h).await.map_err(CommitError::Failed)?;
+        let Some(cur) = newest.manifest.clone().filter(|m| !m.deleted) else { return Err(CommitError::Lost) };
+        if cur.segments != base.segments || !cur.wal.starts_with(&base.wal) {
+            return Err(CommitError::Lost);
+        }
+        let mut next = (*cur).clone();
+        next.generation = cur.generation + 1;
+        next.previous_generation = Some(cur.generation);
+        next.commit_id = self.ids.next_token();
+        next.committed_at_ms = self.clock.now_ms();
+        next.wal = cur.wal[base.wal.len()..].to_vec();
+        let mut dropped: Vec<String> = base.wal.iter().map(|w| w.key.clone()).collect();
+        let mut segments = Vec::new();
+        for s in &cur.segments {
+            if out.merged.contains(&s.id) {
+                dropped.extend(s.files.iter().map(|f| f.key.clone()));
+                dropped.extend(s.deletes.iter().map(|d| d.key.clone()));
+                continue;
+            }
+            let mut s = s.clone();
+            if let Some(d) = out.new_deletes.get(&s.id) {
+                dropped.extend(s.deletes.iter().map(|old| old.key.clone()));
+                s.deletes = Some(d.clone());
+            }
+            segments.push(s);
+        }
+        segments.extend(out.new_segments.iter().cloned());
+        next.segments = segments;
+        next.stats.unindexed_rows = next.wal.iter().map(|w| w.rows).sum();
+        next.stats.unindexed_bytes = next.wal.iter().map(|w| w.bytes).sum();
+        self.create_manifest(&h.path, &next).await?;
+        if let Err(e) = self
+            .store
+            .put(&h.path.current_key(), Bytes::from(crate::format::manifest::encode_current(next.generation)))
+            .await
+        {
+            tracing::warn!(namespace = %h.path, error = %e, "could not update the CURRENT hint");
+        }
+        Ok((next.generation, dropped))
+    }
+
+    /// Start a background compaction if the manifest crosses the thresholds.
+    pub(crate) fn maybe_compact_in_background(&self, path: &NsPath, m: &Manifest) {
+        if !self.compaction.auto || !self.needs_compaction(m) {
+            return;
+        }
+        let Some(engine) = self.me.upgrade() else { return };
+        let h = self.handle(path);
+        if h.compact_lock.try_lock().is_err() {
+            return; // one is running; it will see the new WAL next round
+        }
+        let path = path.clone();
+        tokio::spawn(async move {
+            match engine.compact(&path, false).await {
+                Ok(r) if r.performed => {
+                    tracing::info!(namespace = %path, generation = r.generation, rows = r.rows_written,
+                    segments = r.segments_written, merged = r.segments_merged, "compacted")
+                }
+                Ok(_) | Err(EngineError::NotFound(_)) => {}
+                Err(e) => tracing::warn!(namespace = %path, error = %e, "background compaction failed"),
+            }
+        });
+    }
+
+    /// Load the segments of a manifest (verified) into live segments.
+    pub(crate) async fn load_segments(&self, m: &Manifest) -> Result<Vec<LiveSegment>, EngineError> {
+        let mut out = Vec::with_capacity(m.segments.len());
+        for s in &m.segments {
+            let file = s
+                .files
+                .first()
+                .ok_or_else(|| EngineError::Corrupted(format!("segment {} has no file", s.id)))?;
+            let seg = crate::format::segment::Segment::open(self.object_bytes(file).await?)
+                .map_err(|e| EngineError::Corrupted(format!("segment {}: {e}", file.key)))?;
+            let deleted = match &s.deletes {
+                Some(d) => DeletionSet::decode(&self.object_bytes(d).await?)
+                    .map_err(|e| EngineError::Corrupted(format!("deletion set {}: {e}", d.key)))?,
+                None => DeletionSet::new(seg.len()),
+            };
+            out.push(LiveSegment { seg, deleted: Arc::new(deleted), meta: s.clone() });
+        }
+        Ok(out)
+    }
+
+    /// The verified bytes of an immutable object, through the disk cache
+    /// (a local-directory store is mapped in place).
+    pub(crate) async fn object_bytes(&self, r: &ObjectRef) -> Result<Bytes, EngineError> {
+        self.cache.get(&r.key, r).await.map_err(|e| match e {
+            crate::cache::CacheError::NotFound(k) => {
+                EngineError::Corrupted(format!("manifest references missing object {k}"))
+            }
+            crate::cache::CacheError::Corrupt { key, .. } => {
+                EngineError::Corrupted(format!("object {key} does not match its manifest checksum"))
+            }
+            other => EngineError::Unavailable(other.to_string()),
+        })
+    }
+}
+
+fn object_ref(key: &str, bytes: &[u8]) -> ObjectRef {
+    ObjectRef { key: key.to_owned(), bytes: bytes.len() as u64, crc32c: crc32c::crc32c(bytes) }
+}
+
+/// The documents of the new segments: the overlay's live documents plus the
+/// live, unshadowed rows of the segments being merged, in id order.
+fn merged_documents(state: &NsState, merge: &BTreeSet<String>) -> Vec<Document> {
+    let mut docs: BTreeMap<crate::model::DocId, Document> = BTreeMap::new();
+    for s in state.segments().iter().filter(|s| merge.contains(&s.meta.id)) {
+        for row in (0..s.seg.len()).filter(|r| !s.deleted.contains(*r)) {
+            if let Ok(d) = s.seg.doc(row) {
+                docs.insert(d.id.clone(), d);
+            }
+        }
+    }
+    for (id, entry) in state.overlay() {
+        match entry {
+            Some(d) => {
+                docs.insert(id.clone(), (**d).clone());
+            }
+            None => {
+                docs.remove(id);
+            }
+        }
+    }
+    docs.into_values().collect()
+}
+
+/// For each surviving segment with rows shadowed by the overlay: its new
+/// deletion set (old ∪ shadowed rows).
+fn shadowed_rows(state: &NsState, merge: &BTreeSet<String>) -> BTreeMap<String, DeletionSet> {
+    let mut out = BTreeMap::new();
+    for s in state.segments().iter().filter(|s| !merge.contains(&s.meta.id)) {
+        let mut set: Option<DeletionSet> = None;
+        for id in state.overlay().keys() {
+            if let Some(row) = s.find_live(id) {
+                set.get_or_insert_with(|| (*s.deleted).clone()).insert(row);
+            }
+        }
+        if let Some(set) = set {
+            out.insert(s.meta.id.clone(), set);
+        }
+    }
+    out
+}

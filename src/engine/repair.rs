@@ -1,0 +1,286 @@
+//! Repair (refcount rebuild + sweep) and manifest GC for one org/project.
+//!
+//! Invariants (see `storage-format.md`, "Refcounts, repair and sweep"):
+//! - The truth is the manifests. A key's refcount is the number of namespaces
+//!   of the project whose newest live generation references it; repair
+//!   recomputes exactly that, while holding the project lock exclusively (no
+//!   branch/copy/restore raises a count it cannot see) and every commit lock
+//!   of the project (no write is between its refcount raise and its manifest
+//!   commit). An object that no manifest references yet but is younger than
+//!   the grace period keeps its current count: it may belong to an in-flight
+//!   commit that raises its count outside the commit lock (compaction).
+//! - The sweep deletes an object only if (a) it is a WAL batch or segment file
+//!   (`wal/`, `segments/`) under a namespace of the project, (b) no retained
+//!   manifest generation of any namespace of the project references it (the
+//!   newest and every older generation manifest GC has not collected), (c) it
+//!   is older than the grace period, and (d) its refcount is zero after the
+//!   rebuild. Manifests, tombstones and CURRENT are never swept.
+//! - Manifest GC collects generations in increasing order, never the newest,
+//!   and only once they were superseded more than `retention` ago: tombstone
+//!   (`.gc`, conditional create) first, then the `.json` delete.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+
+use bytes::Bytes;
+use serde::Serialize;
+
+use super::Engine;
+use super::EngineError;
+use crate::layout::{self, NsPath};
+use crate::store::ObjectInfo;
+
+/// What repair should do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RepairOptions {
+    /// Delete unreferenced objects older than `grace_ms`.
+    pub sweep: bool,
+    /// Objects younger than this are never swept, nor have their counts dropped.
+    pub grace_ms: u64,
+    /// Collect manifest generations superseded more than this long ago
+    /// (None: keep every generation).
+    pub manifest_retention_ms: Option<u64>,
+}
+
+/// Default sweep grace period: one hour.
+pub const DEFAULT_GRACE_MS: u64 = 3_600_000;
+/// Default manifest retention: one day.
+pub const DEFAULT_MANIFEST_RETENTION_MS: u64 = 86_400_000;
+
+impl Default for RepairOptions {
+    fn default() -> Self {
+        RepairOptions { sweep: false, grace_ms: DEFAULT_GRACE_MS, manifest_retention_ms: None }
+    }
+}
+
+/// What repair found and did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RepairReport {
+    /// Namespaces examined.
+    pub namespaces: usize,
+    /// Retained manifest generations read.
+    pub manifests_read: usize,
+    /// Manifest generations collected by manifest GC.
+    pub manifests_collected: u64,
+    /// Keys whose count changed (up or down, including removed rows).
+    pub refcounts_changed: usize,
+    /// Keys whose count was too high or untracked-but-present and was lowered.
+    pub refcounts_lowered: usize,
+    /// Keys whose count was too low and was raised (should never happen).
+    pub refcounts_raised: usize,
+    /// Keys referenced by a namespace's newest live generation whose object is
+    /// missing (damage). Older retained generations may reference objects
+    /// already reclaimed after a newer generation dropped them; those are not
+    /// listed (such a generation is simply no longer readable).
+    pub missing_objects: Vec<String>,
+    /// Objects deleted by the sweep.
+    pub swept: Vec<String>,
+    /// Unreferenced objects kept because they are younger than the grace period.
+    pub kept_young: usize,
+}
+
+/// References of a project computed from its manifests.
+#[derive(Debug, Clone, Default)]
+pub struct ProjectRefs {
+    /// key → number of namespaces whose newest live generation references it.
+    pub counts: BTreeMap<String, u64>,
+    /// Every key referenced by any retained generation of any namespace.
+    pub roots: HashSet<String>,
+    /// Namespaces examined.
+    pub namespaces: usize,
+    /// Retained generations read.
+    pub manifests_read: usize,
+}
+
+impl Engine {
+    /// Recompute a project's references from its manifests (read-only).
+    pub async fn project_references(&self, org: &str, project: &str) -> Result<ProjectRefs, EngineError> {
+        let mut out = ProjectRefs::default();
+        for name in self.store.list_dirs(&NsPath::project_namespaces_prefix(org, project)).await? {
+            let Ok(path) = NsPath::new(org, project, &name) else { continue };
+            out.namespaces += 1;
+            let live = self.retained_generations(&path).await?;
+            let newest = live.last().copied();
+            for g in live {
+                let Some(m) = self.read_manifest(&path, g).await? else { continue };
+                out.manifests_read += 1;
+                let keys = m.object_keys();
+                if Some(g) == newest && !m.deleted {
+                    for k in &keys {
+                        *out.counts.entry(k.clone()).or_default() += 1;
+                    }
+                }
+                out.roots.extend(keys);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Live (retained, not tombstoned) manifest generations, increasing.
+    async fn retained_generations(&self, path: &NsPath) -> Result<Vec<u64>, EngineError> {
+        let listed = self.store.list(&path.manifests_prefix()).await?;
+        let tombs: HashSet<u64> = listed.iter().filter_map(|o| tombstone_generation(&o.key)).collect();
+        let mut gens: Vec<u64> = listed
+            .iter()
+            .filter_map(|o| layout::manifest_generation(&o.key))
+            .filter(|g| !tombs.contains(g))
+            .collect();
+        gens.sort_unstable();
+        Ok(gens)
+    }
+
+    /// Rebuild a project's refcounts from its manifests and optionally sweep
+    /// unreferenced objects (see the module doc for the rules).
+    pub async fn repair(
+        &self,
+        org: &str,
+        project: &str,
+        opts: RepairOptions,
+    ) -> Result<RepairReport, EngineError> {
+        let project_id = format!("{org}/{project}");
+        let plock = self.project_lock(&project_id);
+        let _exclusive = plock.write().await;
+        let mut report = RepairReport::default();
+        let names = self.store.list_dirs(&NsPath::project_namespaces_prefix(org, project)).await?;
+        let paths: Vec<NsPath> = names.iter().filter_map(|n| NsPath::new(org, project, n).ok()).collect();
+        if let Some(retention) = opts.manifest_retention_ms {
+            for p in &paths {
+                report.manifests_collected += self.gc_manifests(p, retention).await?;
+            }
+        }
+        let now = self.clock.now_ms();
+        let young = |o: &ObjectInfo| o.last_modified_ms.saturating_add(opts.grace_ms) > now;
+
+        // Rebuild under every commit lock of the project (increasing order).
+        let (refs, objects) = {
+            let handles: Vec<_> = paths.iter().map(|p| self.handle(p)).collect();
+            let mut guards = Vec::with_capacity(handles.len());
+            for h in &handles {
+                guards.push(h.commit_lock.lock().await);
+            }
+            let refs = self.project_references(org, project).await?;
+            // Listed after the manifests were read: everything they reference
+            // was written before.
+            let objects = self.project_objects(org, project).await?;
+            let p = project_id.clone();
+            let current = self.blocking(move |m| m.refcounts(&p)).await?;
+            let mut next = refs.counts.clone();
+            for (k, n) in &current {
+                if !refs.counts.contains_key(k) && objects.get(k).is_some_and(&young) {
+                    next.insert(k.clone(), *n); // possibly an in-flight commit's object
+                }
+            }
+            let keys: BTreeSet<&String> = current.keys().chain(next.keys()).collect();
+            for k in keys {
+                let (a, b) = (current.get(k).copied().unwrap_or(0), next.get(k).copied().unwrap_or(0));
+                if a != b {
+                    report.refcounts_changed += 1;
+                    if b > a {
+                        report.refcounts_raised += 1;
+                        tracing::warn!(key = %k, was = a, now = b, "repair raised a refcount that was too low");
+                    } else {
+                        report.refcounts_lowered += 1;
+                    }
+                }
+            }
+            let p = project_id.clone();
+            self.blocking(move |m| m.replace_refcounts(&p, &next)).await?;
+            drop(guards);
+            (refs, objects)
+        };
+        report.namespaces = refs.namespaces;
+        report.manifests_read = refs.manifests_read;
+        report.missing_objects = refs.counts.keys().filter(|k| !objects.contains_key(*k)).cloned().collect();
+        report.missing_objects.sort();
+
+        let p = project_id.clone();
+        let counts = self.blocking(move |m| m.refcounts(&p)).await?;
+        for (key, info) in &objects {
+            if !is_data_object(key) || refs.roots.contains(key) || counts.contains_key(key) {
+                continue;
+            }
+            if young(info) {
+                report.kept_young += 1;
+                continue;
+            }
+            if opts.sweep {
+                self.store.delete(key).await?;
+                report.swept.push(key.clone());
+            }
+        }
+        Ok(report)
+    }
+
+    /// Every object under the project's namespaces, by key.
+    async fn project_objects(
+        &self,
+        org: &str,
+        project: &str,
+    ) -> Result<BTreeMap<String, ObjectInfo>, EngineError> {
+        let listed = self.store.list(&NsPath::project_namespaces_prefix(org, project)).await?;
+        Ok(listed.into_iter().map(|o| (o.key.clone(), o)).collect())
+    }
+
+    /// Collect the manifest generations of `path` superseded more than
+    /// `retention_ms` ago, in increasing order, never the newest. Returns how
+    /// many were collected. Also removes `.json` files left next to their
+    /// `.gc` tombstone.
+    pub async fn gc_manifests(&self, path: &NsPath, retention_ms: u64) -> Result<u64, EngineError> {
+        let listed = self.store.list(&path.manifests_prefix()).await?;
+        let tombs: HashSet<u64> = listed.iter().filter_map(|o| tombstone_generation(&o.key)).collect();
+        let mut live = Vec::new();
+        for g in listed.iter().filter_map(|o| layout::manifest_generation(&o.key)) {
+            if tombs.contains(&g) {
+                self.store.delete(&path.manifest_key(g)).await?; // fenced or half-collected
+            } else {
+                live.push(g);
+            }
+        }
+        live.sort_unstable();
+        let now = self.clock.now_ms();
+        let mut collected = 0;
+        for pair in live.windows(2) {
+            let (g, next) = (pair[0], pair[1]);
+            let Some(successor) = self.read_manifest(path, next).await? else { break };
+            if successor.committed_at_ms.saturating_add(retention_ms) > now {
+                break; // later generations were superseded even more recently
+            }
+            let body =
+                format!("{{\"magic\":\"tidepool.gc\",\"generation\":{g},\"collected_at_ms\":{now}}}\n");
+            self.store.put_if_absent(&path.manifest_tombstone_key(g), Bytes::from(body)).await?;
+            self.store.delete(&path.manifest_key(g)).await?;
+            collected += 1;
+        }
+        Ok(collected)
+    }
+}
+
+/// The generation of a GC tombstone key (`.../manifests/{gen:020}.gc`).
+fn tombstone_generation(key: &str) -> Option<u64> {
+    let file = key.rsplit('/').next()?;
+    let digits = file.strip_suffix(".gc")?;
+    (digits.len() == 20).then(|| digits.parse().ok()).flatten()
+}
+
+/// Whether a key is a data object (WAL batch or segment file) of a namespace.
+fn is_data_object(key: &str) -> bool {
+    // {org}/{project}/namespaces/{ns}/{kind}/...
+    let mut parts = key.splitn(6, '/');
+    let (_, _, ns_dir, _, kind) = (parts.next(), parts.next(), parts.next(), parts.next(), parts.next());
+    ns_dir == Some("namespaces") && matches!(kind, Some("wal" | "segments")) && parts.next().is_some()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_wal_and_segment_objects_are_sweepable() {
+        assert!(is_data_object("o/p/namespaces/n/wal/00000000000000000001-a.wal"));
+        assert!(is_data_object("o/p/namespaces/n/segments/s/data.seg"));
+        assert!(!is_data_object("o/p/namespaces/n/manifests/00000000000000000001.json"));
+        assert!(!is_data_object("o/p/namespaces/n/CURRENT"));
+        assert!(!is_data_object("o/p/namespaces/n/wal"));
+        assert_eq!(tombstone_generation("o/p/namespaces/n/manifests/00000000000000000007.gc"), Some(7));
+        assert_eq!(tombstone_generation("o/p/namespaces/n/manifests/00000000000000000007.json"), None);
+    }
+}

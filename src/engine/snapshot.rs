@@ -1,0 +1,506 @@
+//! Snapshot files: one self-describing file holding a namespace at one
+//! generation (the manifest plus every object it references), and restore of
+//! such a file into a new namespace — on this node or any other.
+//!
+//! Format (byte by byte in `storage-format.md`, "Snapshot file"): a 44-byte
+//! header (magic `TIDE.SNP`, version, object count, generation, manifest
+//! length and crc32c, header crc32c), the manifest file bytes, one record per
+//! object (key, length, crc32c of the data, crc32c of the record header, the
+//! data), and a 16-byte footer (magic `TIDE.END`, object count, crc32c of every
+//! byte before it).
+//!
+//! Invariants:
+//! - The reader verifies every checksum before it uses what it covers, never
+//!   allocates from an unchecked length, caps every length, and refuses a
+//!   snapshot whose objects are not exactly the manifest's objects. Any
+//!   corruption is an [`EngineError::InvalidInput`] saying what is wrong.
+//! - Restore writes every object under the destination's prefix, raises
+//!   their refcounts, and commits the destination's manifest **last**, only
+//!   after the footer checksum verified: a crash or a corrupted file leaves
+//!   at most unreferenced objects (deleted on the error path, else swept by
+//!   repair), never a half-restored namespace.
+//! - Snapshot files on local disk are written to a temporary file in the
+//!   same directory, fsynced, renamed over the destination, and the directory
+//!   is fsynced ([`AtomicFile`]): a crash leaves the old file or the new one,
+//!   never a torn one.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use super::branch::relocation_map;
+use super::{clear_cached, Engine, EngineError};
+use crate::format::manifest::{Manifest, MAX_MANIFEST_BYTES};
+use crate::layout::NsPath;
+use crate::store::StoreError;
+
+/// Magic at offset 0.
+pub const SNAPSHOT_MAGIC: &[u8; 8] = b"TIDE.SNP";
+/// Magic of the footer.
+pub const SNAPSHOT_END_MAGIC: &[u8; 8] = b"TIDE.END";
+/// The version this build writes (and the highest it reads).
+pub const SNAPSHOT_VERSION: u16 = 1;
+/// Header length.
+pub const SNAPSHOT_HEADER_LEN: usize = 44;
+/// Footer length.
+pub const SNAPSHOT_FOOTER_LEN: usize = 16;
+/// Longest object key.
+pub const MAX_SNAPSHOT_KEY_BYTES: u32 = 1024;
+/// Largest object in a snapshot (restore holds one object in memory).
+pub const MAX_SNAPSHOT_OBJECT_BYTES: u64 = 2 << 30;
+/// Most objects in a snapshot.
+pub const MAX_SNAPSHOT_OBJECTS: u32 = 10_000_000;
+
+/// What a snapshot holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotInfo {
+    /// The source namespace (`org/project/ns`) as recorded in the manifest.
+    pub namespace: String,
+    /// The generation captured.
+    pub generation: u64,
+    /// Objects in the file.
+    pub objects: u64,
+    /// Total bytes of the file.
+    pub bytes: u64,
+}
+
+fn bad(msg: impl std::fmt::Display) -> EngineError {
+    EngineError::InvalidInput(format!("invalid snapshot file: {msg}"))
+}
+
+fn io_err(e: &std::io::Error) -> EngineError {
+    if e.kind() == std::io::ErrorKind::UnexpectedEof {
+        bad("it is truncated (it ends before its footer)")
+    } else {
+        EngineError::Unavailable(format!("reading the snapshot: {e}"))
+    }
+}
+
+// ----- writing -------------------------------------------------------------------------------
+
+struct CrcWriter<'a, W> {
+    w: &'a mut W,
+    crc: u32,
+    bytes: u64,
+}
+
+impl<W: AsyncWrite + Unpin + Send> CrcWriter<'_, W> {
+    async fn put(&mut self, b: &[u8]) -> Result<(), EngineError> {
+        self.crc = crc32c::crc32c_append(self.crc, b);
+        self.bytes += b.len() as u64;
+        self.w.write_all(b).await.map_err(|e| EngineError::Unavailable(format!("writing the snapshot: {e}")))
+    }
+}
+
+/// The 44-byte header.
+fn encode_header(objects: u32, generation: u64, created_at_ms: u64, manifest: &[u8]) -> Vec<u8> {
+    let mut h = Vec::with_capacity(SNAPSHOT_HEADER_LEN);
+    h.extend_from_slice(SNAPSHOT_MAGIC);
+    h.extend_from_slice(&SNAPSHOT_VERSION.to_le_bytes());
+    h.extend_from_slice(&0u16.to_le_bytes());
+    h.extend_from_slice(&objects.to_le_bytes());
+    h.extend_from_slice(&generation.to_le_bytes());
+    h.extend_from_slice(&created_at_ms.to_le_bytes());
+    h.extend_from_slice(&u32::try_from(manifest.len()).unwrap_or(u32::MAX).to_le_bytes());
+    h.extend_from_slice(&crc32c::crc32c(manifest).to_le_bytes());
+    let crc = crc32c::crc32c(&h);
+    h.extend_from_slice(&crc.to_le_bytes());
+    h
+}
+
+/// A record header: key length, key, data length, data crc, record crc.
+fn encode_record_header(key: &str, data: &[u8]) -> Vec<u8> {
+    let mut r = Vec::with_capacity(key.len() + 20);
+    r.extend_from_slice(&u32::try_from(key.len()).unwrap_or(u32::MAX).to_le_bytes());
+    r.extend_from_slice(key.as_bytes());
+    r.extend_from_slice(&(data.len() as u64).to_le_bytes());
+    r.extend_from_slice(&crc32c::crc32c(data).to_le_bytes());
+    let crc = crc32c::crc32c(&r);
+    r.extend_from_slice(&crc.to_le_bytes());
+    r
+}
+
+impl Engine {
+    /// Write a snapshot of `path` at `generation` (None: the newest) to `w`.
+    pub async fn write_snapshot<W: AsyncWrite + Unpin + Send>(
+        &self,
+        path: &NsPath,
+        generation: Option<u64>,
+        w: &mut W,
+    ) -> Result<SnapshotInfo, EngineError> {
+        let m = self.manifest_at(path, generation).await?;
+        let manifest = m.try_encode()?;
+        let keys = m.object_keys();
+        let count = u32::try_from(keys.len())
+            .ok()
+            .filter(|n| *n <= MAX_SNAPSHOT_OBJECTS)
+            .ok_or_else(|| EngineError::InvalidInput("too many objects for one snapshot".into()))?;
+        let wal_crcs: BTreeMap<&str, u32> = m.wal.iter().map(|r| (r.key.as_str(), r.crc32c)).collect();
+        let mut out = CrcWriter { w, crc: 0, bytes: 0 };
+        out.put(&encode_header(count, m.generation, self.clock.now_ms(), &manifest)).await?;
+        out.put(&manifest).await?;
+        for key in &keys {
+            let data = self.store.get(key).await.map_err(|e| match e {
+                StoreError::NotFound(k) => EngineError::NotFound(format!(
+                    "generation {} of namespace {} can no longer be snapshotted: object {k} was reclaimed",
+                    m.generation,
+                    path.ns()
+                )),
+                other => other.into(),
+            })?;
+            if data.len() as u64 > MAX_SNAPSHOT_OBJECT_BYTES {
+                return Err(EngineError::InvalidInput(format!("object {key} is too large for a snapshot")));
+            }
+            if wal_crcs.get(key.as_str()).is_some_and(|c| *c != crc32c::crc32c(&data)) {
+                return Err(EngineError::Corrupted(format!(
+                    "WAL object {key} does not match its manifest crc"
+                )));
+            }
+            out.put(&encode_record_header(key, &data)).await?;
+            out.put(&data).await?;
+        }
+        let mut footer = Vec::with_capacity(SNAPSHOT_FOOTER_LEN);
+        footer.extend_from_slice(SNAPSHOT_END_MAGIC);
+        footer.extend_from_slice(&count.to_le_bytes());
+        out.put(&footer).await?;
+        let crc = out.crc;
+        out.put(&crc.to_le_bytes()).await?;
+        let bytes = out.bytes;
+        w.flush().await.map_err(|e| EngineError::Unavailable(format!("writing the snapshot: {e}")))?;
+        Ok(SnapshotInfo {
+            namespace: m.namespace.clone(),
+            generation: m.generation,
+            objects: u64::from(count),
+            bytes,
+        })
+    }
+
+    /// Write a snapshot file atomically (temp file, fsync, rename, fsync dir).
+    pub async fn write_snapshot_file(
+        &self,
+        path: &NsPath,
+        generation: Option<u64>,
+        dest: &Path,
+    ) -> Result<SnapshotInfo, EngineError> {
+        let file_err = |e: std::io::Error| EngineError::Unavailable(format!("{}: {e}", dest.display()));
+        let mut f = AtomicFile::create(dest).await.map_err(file_err)?;
+        let info = {
+            let mut w = tokio::io::BufWriter::new(f.file());
+            let info = self.write_snapshot(path, generation, &mut w).await?;
+            w.flush().await.map_err(file_err)?;
+            info
+        };
+        f.commit().await.map_err(file_err)?;
+        Ok(info)
+    }
+
+    /// Restore a snapshot read from `r` into the new namespace `dst` (same
+    /// rules as a branch destination: missing, deleted or empty).
+    pub async fn restore_snapshot<R: AsyncRead + Unpin + Send>(
+        &self,
+        dst: &NsPath,
+        r: &mut R,
+    ) -> Result<(Arc<Manifest>, SnapshotInfo), EngineError> {
+        let mut reader = SnapshotReader::open(r).await?;
+        let source = reader.manifest.clone();
+        let project = dst.project_id();
+        let plock = self.project_lock(&project);
+        let _shared = plock.read().await;
+        let h = self.handle(dst);
+        let _commit = h.commit_lock.lock().await;
+        let base = self.fork_destination_base(dst).await?;
+        let keys = source.object_keys();
+        let map = relocation_map_any_project(&keys, dst, &mut || self.ids.next_token())?;
+        let mut written: Vec<String> = Vec::with_capacity(keys.len());
+        let outcome = async {
+            while let Some((key, data)) = reader.next_object().await? {
+                let to = map.get(&key).ok_or_else(|| bad(format!("object {key} is not in its manifest")))?;
+                self.store.put(to, data).await?;
+                written.push(to.clone());
+            }
+            reader.finish().await
+        }
+        .await;
+        let info = match outcome {
+            Ok(info) => info,
+            Err(e) => {
+                self.delete_quietly(&written).await;
+                return Err(e);
+            }
+        };
+        let (p, w) = (project.clone(), written.clone());
+        if let Err(e) = self.blocking(move |m| m.incr_refs(&p, &w)).await {
+            self.delete_quietly(&written).await;
+            return Err(e);
+        }
+        let result = async {
+            let m = self.derived_manifest(&source, dst, base.as_deref(), None, Some(&map))?;
+            self.commit_fork(dst, &m).await?;
+            Ok::<_, EngineError>(m)
+        }
+        .await;
+        clear_cached(&h);
+        match result {
+            Ok(m) => {
+                if let Some(b) = base.filter(|b| !b.deleted) {
+                    self.release(dst, b.object_keys()).await;
+                }
+                Ok((Arc::new(m), info))
+            }
+            Err(e) => {
+                self.release(dst, written).await;
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Like [`relocation_map`], but the source may come from any org/project
+/// (a snapshot from another node): only the part after
+/// `{org}/{project}/namespaces/{ns}/` is kept.
+fn relocation_map_any_project(
+    keys: &[String],
+    dst: &NsPath,
+    token: &mut dyn FnMut() -> String,
+) -> Result<BTreeMap<String, String>, EngineError> {
+    let mut local = Vec::with_capacity(keys.len());
+    let mut back = BTreeMap::new();
+    for k in keys {
+        let mut parts = k.splitn(5, '/');
+        let (org, project, dir, ns, rest) =
+            (parts.next(), parts.next(), parts.next(), parts.next(), parts.next());
+        match (org, project, dir, ns, rest) {
+            (Some(_), Some(_), Some("namespaces"), Some(ns), Some(rest))
+                if !ns.is_empty() && !rest.is_empty() =>
+            {
+                let as_local =
+                    format!("{}{ns}/{rest}", NsPath::project_namespaces_prefix(dst.org(), dst.project()));
+                back.insert(as_local.clone(), k.clone());
+                local.push(as_local);
+            }
+            _ => return Err(bad(format!("object key {k} is not a namespace object key"))),
+        }
+    }
+    let map = relocation_map(&local, dst, token)?;
+    Ok(map.into_iter().filter_map(|(from, to)| back.get(&from).map(|orig| (orig.clone(), to))).collect())
+}
+
+// ----- reading -------------------------------------------------------------------------------
+
+/// A streaming, verifying snapshot reader.
+pub struct SnapshotReader<'a, R> {
+    r: &'a mut R,
+    crc: u32,
+    bytes: u64,
+    /// The manifest of the snapshot.
+    pub manifest: Manifest,
+    /// Objects the header announces.
+    pub objects: u32,
+    read_objects: u32,
+    expected: BTreeSet<String>,
+}
+
+impl<'a, R: AsyncRead + Unpin + Send> SnapshotReader<'a, R> {
+    async fn take(&mut self, n: usize) -> Result<Vec<u8>, EngineError> {
+        let mut buf = vec![0u8; n];
+        self.r.read_exact(&mut buf).await.map_err(|e| io_err(&e))?;
+        self.crc = crc32c::crc32c_append(self.crc, &buf);
+        self.bytes += n as u64;
+        Ok(buf)
+    }
+
+    /// Read and verify the header and the manifest.
+    pub async fn open(r: &'a mut R) -> Result<SnapshotReader<'a, R>, EngineError> {
+        let mut s = SnapshotReader {
+            r,
+            crc: 0,
+            bytes: 0,
+            manifest: Manifest::default(),
+            objects: 0,
+            read_objects: 0,
+            expected: BTreeSet::new(),
+        };
+        let h = s.take(SNAPSHOT_HEADER_LEN).await.map_err(|e| match e {
+            EngineError::InvalidInput(_) => bad("it is shorter than a snapshot header"),
+            other => other,
+        })?;
+        if &h[0..8] != SNAPSHOT_MAGIC {
+            return Err(bad("it does not start with the magic TIDE.SNP (not a tidepool snapshot)"));
+        }
+        let version = u16::from_le_bytes([h[8], h[9]]);
+        if version == 0 || version > SNAPSHOT_VERSION {
+            return Err(bad(format!(
+                "unsupported snapshot version {version} (this build reads versions 1..={SNAPSHOT_VERSION})"
+            )));
+        }
+        if crc32c::crc32c(&h[0..40]) != le32(&h[40..44]) {
+            return Err(bad("header checksum mismatch"));
+        }
+        if u16::from_le_bytes([h[10], h[11]]) != 0 {
+            return Err(bad("unknown header flags"));
+        }
+        s.objects = le32(&h[12..16]);
+        if s.objects > MAX_SNAPSHOT_OBJECTS {
+            return Err(bad("too many objects"));
+        }
+        let generation = u64::from_le_bytes(h[16..24].try_into().map_err(|_| bad("header"))?);
+        let manifest_len = le32(&h[32..36]) as usize;
+        if manifest_len > MAX_MANIFEST_BYTES {
+            return Err(bad("manifest length exceeds the manifest size cap"));
+        }
+        let manifest = s.take(manifest_len).await?;
+        if crc32c::crc32c(&manifest) != le32(&h[36..40]) {
+            return Err(bad("manifest checksum mismatch"));
+        }
+        let m = Manifest::decode(&manifest).map_err(|e| bad(format!("its manifest is invalid: {e}")))?;
+        if m.generation != generation {
+            return Err(bad("the header and the manifest name different generations"));
+        }
+        if m.deleted {
+            return Err(bad("it captures a deleted namespace"));
+        }
+        s.expected = m.object_keys().into_iter().collect();
+        if s.expected.len() != s.objects as usize {
+            return Err(bad(format!(
+                "the header announces {} objects but the manifest references {}",
+                s.objects,
+                s.expected.len()
+            )));
+        }
+        s.manifest = m;
+        Ok(s)
+    }
+
+    /// The next object (key, verified data), or None after the last one.
+    pub async fn next_object(&mut self) -> Result<Option<(String, Bytes)>, EngineError> {
+        if self.read_objects == self.objects {
+            return Ok(None);
+        }
+        let n = self.read_objects + 1;
+        let len = self.take(4).await?;
+        let key_len = le32(&len);
+        if key_len == 0 || key_len > MAX_SNAPSHOT_KEY_BYTES {
+            return Err(bad(format!("object record {n}: bad key length {key_len}")));
+        }
+        let key = self.take(key_len as usize).await?;
+        let tail = self.take(16).await?;
+        let mut head = len;
+        head.extend_from_slice(&key);
+        head.extend_from_slice(&tail[0..12]);
+        if crc32c::crc32c(&head) != le32(&tail[12..16]) {
+            return Err(bad(format!("object record {n}: record header checksum mismatch")));
+        }
+        let key = String::from_utf8(key).map_err(|_| bad(format!("object record {n}: key is not UTF-8")))?;
+        let data_len = u64::from_le_bytes(tail[0..8].try_into().map_err(|_| bad("record"))?);
+        if data_len > MAX_SNAPSHOT_OBJECT_BYTES {
+            return Err(bad(format!("object {key}: length {data_len} exceeds the cap")));
+        }
+        if !self.expected.remove(&key) {
+            return Err(bad(format!("object {key} is not referenced by its manifest, or appears twice")));
+        }
+        let data = self.take(usize::try_from(data_len).map_err(|_| bad("object too large"))?).await?;
+        if crc32c::crc32c(&data) != le32(&tail[8..12]) {
+            return Err(bad(format!("object {key}: data checksum mismatch")));
+        }
+        self.read_objects = n;
+        Ok(Some((key, Bytes::from(data))))
+    }
+
+    /// Read and verify the footer (after every object) and the end of input.
+    pub async fn finish(mut self) -> Result<SnapshotInfo, EngineError> {
+        while self.next_object().await?.is_some() {}
+        let f = self.take(12).await?;
+        let crc = self.crc;
+        let mut stored = [0u8; 4];
+        self.r.read_exact(&mut stored).await.map_err(|e| io_err(&e))?;
+        if &f[0..8] != SNAPSHOT_END_MAGIC || le32(&f[8..12]) != self.objects {
+            return Err(bad("the footer is missing or damaged"));
+        }
+        if u32::from_le_bytes(stored) != crc {
+            return Err(bad("whole-file checksum mismatch"));
+        }
+        let mut extra = [0u8; 1];
+        if self.r.read(&mut extra).await.map_err(|e| io_err(&e))? != 0 {
+            return Err(bad("trailing bytes after the footer"));
+        }
+        Ok(SnapshotInfo {
+            namespace: self.manifest.namespace.clone(),
+            generation: self.manifest.generation,
+            objects: u64::from(self.objects),
+            bytes: self.bytes + 4,
+        })
+    }
+}
+
+fn le32(b: &[u8]) -> u32 {
+    let mut a = [0u8; 4];
+    a.copy_from_slice(&b[..4]);
+    u32::from_le_bytes(a)
+}
+
+/// Verify a whole snapshot stream without storing anything.
+pub async fn verify_snapshot<R: AsyncRead + Unpin + Send>(r: &mut R) -> Result<SnapshotInfo, EngineError> {
+    SnapshotReader::open(r).await?.finish().await
+}
+
+// ----- atomic local files --------------------------------------------------------------------
+
+/// A file written under a temporary name in its destination's directory and
+/// renamed into place by [`AtomicFile::commit`] after an fsync; the
+/// directory is fsynced after the rename. Dropped uncommitted, the
+/// temporary file is removed.
+#[derive(Debug)]
+pub struct AtomicFile {
+    dest: PathBuf,
+    tmp: PathBuf,
+    file: tokio::fs::File,
+    committed: bool,
+}
+
+impl AtomicFile {
+    /// Create the temporary file next to `dest`.
+    pub async fn create(dest: &Path) -> std::io::Result<AtomicFile> {
+        let name = dest
+            .file_name()
+            .and_then(|n| n.to_str())
+            .ok_or_else(|| std::io::Error::other("the destination has no file name"))?;
+        let nanos =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        let tmp = dest.with_file_name(format!(".{name}.tmp-{}-{nanos}", std::process::id()));
+        let file = tokio::fs::OpenOptions::new().write(true).create_new(true).open(&tmp).await?;
+        Ok(AtomicFile { dest: dest.to_path_buf(), tmp, file, committed: false })
+    }
+
+    /// The temporary file.
+    pub fn file(&mut self) -> &mut tokio::fs::File {
+        &mut self.file
+    }
+
+    /// The temporary path (for re-reading before commit).
+    pub fn temp_path(&self) -> &Path {
+        &self.tmp
+    }
+
+    /// fsync the file, rename it over the destination, fsync the directory.
+    pub async fn commit(mut self) -> std::io::Result<()> {
+        self.file.flush().await?;
+        self.file.sync_all().await?;
+        tokio::fs::rename(&self.tmp, &self.dest).await?;
+        self.committed = true;
+        let parent = self.dest.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let dir = tokio::fs::File::open(parent).await?;
+        dir.sync_all().await?;
+        Ok(())
+    }
+}
+
+impl Drop for AtomicFile {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
+}

@@ -1,0 +1,270 @@
+//! The state of a namespace at one generation: immutable segments plus an
+//! overlay of the WAL rows written since the last compaction.
+//!
+//! Invariants:
+//! - Live rows (rows not in their segment's deletion set) of different
+//!   segments have distinct ids; compaction keeps it so by retiring shadowed
+//!   rows through deletion sets.
+//! - An id present in the overlay shadows any segment row: `Some(doc)` is the
+//!   current document, `None` a delete.
+//! - Iteration yields live documents in strictly increasing id order (a
+//!   k-way merge of the segments and the overlay).
+//! - A state is never mutated once shared: writers work on a clone (the
+//!   overlay is an `imbl` map, the segment list an `Arc`, so clones are cheap).
+
+use std::ops::Bound;
+use std::sync::Arc;
+
+use crate::format::manifest::SegmentRef;
+use crate::format::segment::{DeletionSet, Segment};
+use crate::model::{DistanceMetric, DocId, Document, IdType};
+use crate::ops::RowCounts;
+use crate::schema::Schema;
+
+/// A segment as this generation sees it: its rows minus its deletion set.
+#[derive(Clone, Debug)]
+pub struct LiveSegment {
+    /// The segment file.
+    pub seg: Segment,
+    /// Rows retired after the segment was written.
+    pub deleted: Arc<DeletionSet>,
+    /// Its manifest entry.
+    pub meta: SegmentRef,
+}
+
+impl LiveSegment {
+    /// The live row holding `id`, if any.
+    pub fn find_live(&self, id: &DocId) -> Option<usize> {
+        self.seg.find(id).filter(|r| !self.deleted.contains(*r))
+    }
+
+    /// Number of live rows.
+    pub fn live_rows(&self) -> usize {
+        self.seg.len().saturating_sub(self.deleted.len())
+    }
+}
+
+/// The state of a namespace at one generation.
+#[derive(Clone, Debug, Default)]
+pub struct NsState {
+    segments: Arc<Vec<LiveSegment>>,
+    overlay: imbl::OrdMap<DocId, Option<Arc<Document>>>,
+    len: u64,
+    /// The schema (explicit and inferred).
+    pub schema: Schema,
+    /// Id kind, once known.
+    pub id_type: Option<IdType>,
+    /// Distance metric, once set.
+    pub distance_metric: Option<DistanceMetric>,
+    /// Vector dimension, once known.
+    pub vector_dim: Option<u32>,
+    /// Sum of live documents' logical sizes.
+    pub logical_bytes: u64,
+    /// Idempotency keys seen in the WAL → the counts they produced.
+    pub idempotency: imbl::HashMap<String, RowCounts>,
+}
+
+impl NsState {
+    /// A state over compacted segments (the overlay starts empty).
+    pub fn with_segments(segments: Vec<LiveSegment>) -> NsState {
+        let len = segments.iter().map(|s| s.live_rows() as u64).sum();
+        NsState { segments: Arc::new(segments), len, ..NsState::default() }
+    }
+
+    /// The segments.
+    pub fn segments(&self) -> &[LiveSegment] {
+        &self.segments
+    }
+
+    /// The WAL overlay (`None` = deleted since the last compaction).
+    pub fn overlay(&self) -> &imbl::OrdMap<DocId, Option<Arc<Document>>> {
+        &self.overlay
+    }
+
+    /// Live documents.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether there are no live documents.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Whether a live document has this id (no decoding).
+    pub fn contains(&self, id: &DocId) -> bool {
+        match self.overlay.get(id) {
+            Some(entry) => entry.is_some(),
+            None => self.segments.iter().any(|s| s.find_live(id).is_some()),
+        }
+    }
+
+    /// The live document with this id.
+    pub fn get(&self, id: &DocId) -> Option<Arc<Document>> {
+        if let Some(entry) = self.overlay.get(id) {
+            return entry.clone();
+        }
+        self.segments.iter().find_map(|s| s.find_live(id).and_then(|r| decode(s, r)))
+    }
+
+    /// Insert or replace a document.
+    pub fn put(&mut self, doc: Document) {
+        match self.get(&doc.id) {
+            Some(old) => self.logical_bytes = self.logical_bytes.saturating_sub(old.logical_bytes()),
+            None => self.len += 1,
+        }
+        self.logical_bytes += doc.logical_bytes();
+        self.overlay.insert(doc.id.clone(), Some(Arc::new(doc)));
+    }
+
+    /// Delete a document; false if it did not exist.
+    pub fn remove(&mut self, id: &DocId) -> bool {
+        let Some(old) = self.get(id) else { return false };
+        self.logical_bytes = self.logical_bytes.saturating_sub(old.logical_bytes());
+        self.len -= 1;
+        if self.segments.iter().any(|s| s.find_live(id).is_some()) {
+            self.overlay.insert(id.clone(), None);
+        } else {
+            self.overlay.remove(id);
+        }
+        true
+    }
+
+    /// Live documents with id ≥ / > the bound, in id order.
+    pub fn iter_from(&self, lower: Bound<&DocId>) -> impl Iterator<Item = Arc<Document>> + '_ {
+        MergeIter::new(self, lower)
+    }
+
+    /// Estimated heap bytes held by this state (segments are mapped, not
+    /// counted byte for byte): what the memory tier budgets.
+    pub fn memory_weight(&self) -> u64 {
+        let overlay: u64 =
+            self.overlay.values().map(|d| d.as_ref().map_or(64, |d| 128 + d.logical_bytes())).sum();
+        overlay + 4096 * self.segments.len() as u64
+    }
+
+    /// Every live document, in id order.
+    pub fn iter(&self) -> impl Iterator<Item = Arc<Document>> + '_ {
+        self.iter_from(Bound::Unbounded)
+    }
+}
+
+fn decode(s: &LiveSegment, row: usize) -> Option<Arc<Document>> {
+    match s.seg.doc(row) {
+        Ok(d) => Some(Arc::new(d)),
+        Err(e) => {
+            // Checksums were verified at open, so this is a bug or bad memory.
+            tracing::error!(segment = %s.meta.id, row, error = %e, "cannot decode a verified segment row");
+            None
+        }
+    }
+}
+
+/// One segment's cursor over live rows.
+struct SegCursor<'a> {
+    seg: &'a LiveSegment,
+    row: usize,
+}
+
+impl SegCursor<'_> {
+    fn skip_deleted(&mut self) {
+        while self.row < self.seg.seg.len() && self.seg.deleted.contains(self.row) {
+            self.row += 1;
+        }
+    }
+    fn head(&self) -> Option<DocId> {
+        (self.row < self.seg.seg.len()).then(|| self.seg.seg.id(self.row))
+    }
+}
+
+type OverlayIter<'a> =
+    std::iter::Peekable<Box<dyn Iterator<Item = (&'a DocId, &'a Option<Arc<Document>>)> + 'a>>;
+
+/// K-way merge of segment cursors and the overlay; the overlay wins ties.
+struct MergeIter<'a> {
+    segs: Vec<SegCursor<'a>>,
+    overlay: OverlayIter<'a>,
+}
+
+impl<'a> MergeIter<'a> {
+    fn new(state: &'a NsState, lower: Bound<&DocId>) -> Self {
+        let segs = state
+            .segments
+            .iter()
+            .map(|s| {
+                let row = match lower {
+                    Bound::Unbounded => 0,
+                    Bound::Included(id) => s.seg.lower_bound(id),
+                    Bound::Excluded(id) => {
+                        let r = s.seg.lower_bound(id);
+                        if s.seg.find(id).is_some() {
+                            r + 1
+                        } else {
+                            r
+                        }
+                    }
+                };
+                let mut c = SegCursor { seg: s, row };
+                c.skip_deleted();
+                c
+            })
+            .collect();
+        let lower = lower.cloned();
+        let range: Box<dyn Iterator<Item = (&'a DocId, &'a Option<Arc<Document>>)> + 'a> =
+            Box::new(state.overlay.range((lower, Bound::Unbounded)));
+        let overlay = range.peekable();
+        MergeIter { segs, overlay }
+    }
+}
+
+impl Iterator for MergeIter<'_> {
+    type Item = Arc<Document>;
+
+    fn next(&mut self) -> Option<Arc<Document>> {
+        loop {
+            let seg_min = self
+                .segs
+                .iter()
+                .enumerate()
+                .filter_map(|(i, c)| c.head().map(|id| (id, i)))
+                .min_by(|a, b| a.0.cmp(&b.0));
+            let over_head = self.overlay.peek().map(|(id, _)| (*id).clone());
+            match (seg_min, over_head) {
+                (None, None) => return None,
+                (Some((sid, _)), Some(oid)) if oid <= sid => {
+                    if oid == sid {
+                        self.advance_segments_at(&sid);
+                    }
+                    if let Some((_, Some(doc))) = self.overlay.next() {
+                        return Some(doc.clone());
+                    }
+                }
+                (None, Some(_)) => {
+                    if let Some((_, Some(doc))) = self.overlay.next() {
+                        return Some(doc.clone());
+                    }
+                }
+                (Some((_, i)), _) => {
+                    let c = &mut self.segs[i];
+                    let row = c.row;
+                    c.row += 1;
+                    c.skip_deleted();
+                    if let Some(d) = decode(c.seg, row) {
+                        return Some(d);
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl MergeIter<'_> {
+    fn advance_segments_at(&mut self, id: &DocId) {
+        for c in &mut self.segs {
+            if c.head().as_ref() == Some(id) {
+                c.row += 1;
+                c.skip_deleted();
+            }
+        }
+    }
+}

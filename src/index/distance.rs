@@ -1,0 +1,852 @@
+//! Distance kernels for dense vectors: f32 dot / cosine distance / squared euclidean, and an
+//! integer kernel (biased-u8 codes × i8 query) for quantized candidate scans.
+//!
+//! Dispatch happens once per process ([`kernels`]): AVX-512F (+ AVX-512 VNNI for the integer
+//! kernel), else AVX2+FMA, else the portable path. Batch functions (`*_batch`) loop over a
+//! whole row-major list inside the `#[target_feature]` function, so a scan pays one indirect
+//! call, not one per vector.
+//!
+//! Invariants:
+//! - Every kernel tolerates mismatched slice lengths: it uses the shorter length (callers
+//!   pass equal lengths; this only keeps memory access in bounds). Batch functions score
+//!   `min(out.len(), rows.len() / q.len())` rows.
+//! - Dimensions need not be multiples of any lane width (masked or scalar tails).
+//! - The SIMD f32 paths agree with the scalar reference to ~1e-5 relative; the integer kernel
+//!   is exact (i32 accumulation cannot overflow for dimensions below 2^16 / 2^15 · 2^16 / 255 / 128,
+//!   i.e. any dimension up to 65,536).
+//! - The `det_*` functions are bit-reproducible across CPUs: a fixed 16-lane accumulation order
+//!   with separate multiply and add (no FMA contraction), only compiled with wider vector
+//!   instructions where available. Index builds use them, so the same input gives the same
+//!   bytes on every machine.
+//! - Cosine distance is `1 - a·b / (|a| |b|)`; when either norm is zero it is defined as 1.0.
+
+pub use crate::model::DistanceMetric as Metric;
+use std::sync::OnceLock;
+
+/// A set of kernels chosen for one instruction set. Obtain it from [`kernels`] (best available)
+/// or [`available_kernels`] (every set the CPU supports, for tests and benchmarks).
+pub struct Kernels {
+    name: &'static str,
+    dot: fn(&[f32], &[f32]) -> f32,
+    l2sq: fn(&[f32], &[f32]) -> f32,
+    dot_batch: fn(&[f32], &[f32], &mut [f32]),
+    l2sq_batch: fn(&[f32], &[f32], &mut [f32]),
+    cos_batch: fn(&[f32], &[f32], &mut [f32]),
+    u8i8: fn(&[i8], &[u8]) -> i32,
+    u8i8_batch: fn(&[i8], &[u8], &mut [i32]),
+}
+
+impl Kernels {
+    /// Name of the instruction set ("avx512vnni", "avx512", "avx2", "portable").
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+    /// `a · b`.
+    #[inline]
+    pub fn dot(&self, a: &[f32], b: &[f32]) -> f32 {
+        (self.dot)(a, b)
+    }
+    /// `|a - b|²`.
+    #[inline]
+    pub fn euclidean_squared(&self, a: &[f32], b: &[f32]) -> f32 {
+        (self.l2sq)(a, b)
+    }
+    /// `1 - cos(a, b)`, norms computed here (use [`Kernels::cosine_batch`] for scans).
+    #[inline]
+    pub fn cosine_distance(&self, a: &[f32], b: &[f32]) -> f32 {
+        let ab = (self.dot)(a, b);
+        let aa = (self.dot)(a, a);
+        let bb = (self.dot)(b, b);
+        cosine_from(ab, aa.sqrt() * bb.sqrt())
+    }
+    /// Distance under `metric`.
+    #[inline]
+    pub fn distance(&self, metric: Metric, a: &[f32], b: &[f32]) -> f32 {
+        match metric {
+            Metric::CosineDistance => self.cosine_distance(a, b),
+            Metric::EuclideanSquared => self.euclidean_squared(a, b),
+        }
+    }
+    /// `out[i] = q · rows[i]` for the row-major `rows` (row length `q.len()`).
+    #[inline]
+    pub fn dot_batch(&self, q: &[f32], rows: &[f32], out: &mut [f32]) {
+        (self.dot_batch)(q, rows, out)
+    }
+    /// `out[i] = |q - rows[i]|²`.
+    #[inline]
+    pub fn euclidean_squared_batch(&self, q: &[f32], rows: &[f32], out: &mut [f32]) {
+        (self.l2sq_batch)(q, rows, out)
+    }
+    /// `out[i] = 1 - cos(q, rows[i])`; each row's norm is computed in the same pass.
+    #[inline]
+    pub fn cosine_batch(&self, q: &[f32], rows: &[f32], out: &mut [f32]) {
+        (self.cos_batch)(q, rows, out)
+    }
+    /// `Σ code[j] · q[j]` with `code` read as unsigned bytes and `q` as signed bytes (exact).
+    #[inline]
+    pub fn u8i8(&self, q: &[i8], code: &[u8]) -> i32 {
+        (self.u8i8)(q, code)
+    }
+    /// `out[i] = Σ codes[i][j] · q[j]` over row-major codes of row length `q.len()` (exact).
+    #[inline]
+    pub fn u8i8_batch(&self, q: &[i8], codes: &[u8], out: &mut [i32]) {
+        (self.u8i8_batch)(q, codes, out)
+    }
+}
+
+#[inline]
+fn cosine_from(dot: f32, norms: f32) -> f32 {
+    if norms > 0.0 && norms.is_finite() {
+        1.0 - dot / norms
+    } else {
+        1.0
+    }
+}
+
+/// The best kernel set for this CPU, chosen once per process.
+pub fn kernels() -> &'static Kernels {
+    static CHOSEN: OnceLock<&'static Kernels> = OnceLock::new();
+    CHOSEN.get_or_init(|| available_kernels()[0])
+}
+
+/// Every kernel set this CPU can run, best first; the portable set is always last.
+pub fn available_kernels() -> Vec<&'static Kernels> {
+    let mut v: Vec<&'static Kernels> = Vec::new();
+    #[cfg(target_arch = "x86_64")]
+    {
+        if x86::has_avx512() {
+            if x86::has_vnni() {
+                v.push(&x86::AVX512_VNNI);
+            }
+            v.push(&x86::AVX512);
+        }
+        if x86::has_avx2() {
+            v.push(&x86::AVX2);
+        }
+    }
+    v.push(&PORTABLE);
+    v
+}
+
+/// `a · b` with the process-wide kernels.
+#[inline]
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    kernels().dot(a, b)
+}
+/// `1 - cos(a, b)` with the process-wide kernels (1.0 when a norm is zero).
+#[inline]
+pub fn cosine_distance(a: &[f32], b: &[f32]) -> f32 {
+    kernels().cosine_distance(a, b)
+}
+/// `|a - b|²` with the process-wide kernels.
+#[inline]
+pub fn euclidean_squared(a: &[f32], b: &[f32]) -> f32 {
+    kernels().euclidean_squared(a, b)
+}
+/// Distance under `metric` with the process-wide kernels.
+#[inline]
+pub fn distance(metric: Metric, a: &[f32], b: &[f32]) -> f32 {
+    kernels().distance(metric, a, b)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Portable (and deterministic) kernels: 16 independent lanes, separate mul and add, fixed
+// reduction order. `#[inline(always)]` so the target_feature wrappers recompile them wider.
+
+#[inline(always)]
+fn dot_portable(a: &[f32], b: &[f32]) -> f32 {
+    let n = a.len().min(b.len());
+    let (ca, ra) = a[..n].as_chunks::<16>();
+    let (cb, rb) = b[..n].as_chunks::<16>();
+    let mut acc = [0f32; 16];
+    for (x, y) in ca.iter().zip(cb) {
+        for l in 0..16 {
+            acc[l] += x[l] * y[l];
+        }
+    }
+    for (l, (x, y)) in ra.iter().zip(rb).enumerate() {
+        acc[l] += x * y;
+    }
+    reduce16(&acc)
+}
+
+#[inline(always)]
+fn l2sq_portable(a: &[f32], b: &[f32]) -> f32 {
+    let n = a.len().min(b.len());
+    let (ca, ra) = a[..n].as_chunks::<16>();
+    let (cb, rb) = b[..n].as_chunks::<16>();
+    let mut acc = [0f32; 16];
+    for (x, y) in ca.iter().zip(cb) {
+        for l in 0..16 {
+            let d = x[l] - y[l];
+            acc[l] += d * d;
+        }
+    }
+    for (l, (x, y)) in ra.iter().zip(rb).enumerate() {
+        let d = x - y;
+        acc[l] += d * d;
+    }
+    reduce16(&acc)
+}
+
+#[inline(always)]
+fn dot_norm_portable(q: &[f32], b: &[f32]) -> (f32, f32) {
+    let n = q.len().min(b.len());
+    let (ca, ra) = q[..n].as_chunks::<16>();
+    let (cb, rb) = b[..n].as_chunks::<16>();
+    let mut acc = [0f32; 16];
+    let mut nrm = [0f32; 16];
+    for (x, y) in ca.iter().zip(cb) {
+        for l in 0..16 {
+            acc[l] += x[l] * y[l];
+            nrm[l] += y[l] * y[l];
+        }
+    }
+    for (l, (x, y)) in ra.iter().zip(rb).enumerate() {
+        acc[l] += x * y;
+        nrm[l] += y * y;
+    }
+    (reduce16(&acc), reduce16(&nrm))
+}
+
+#[inline(always)]
+fn reduce16(acc: &[f32; 16]) -> f32 {
+    let mut s8 = [0f32; 8];
+    for l in 0..8 {
+        s8[l] = acc[l] + acc[l + 8];
+    }
+    let s4 = [s8[0] + s8[4], s8[1] + s8[5], s8[2] + s8[6], s8[3] + s8[7]];
+    (s4[0] + s4[2]) + (s4[1] + s4[3])
+}
+
+#[inline(always)]
+fn u8i8_portable(q: &[i8], code: &[u8]) -> i32 {
+    let n = q.len().min(code.len());
+    let (cq, rq) = q[..n].as_chunks::<32>();
+    let (cc, rc) = code[..n].as_chunks::<32>();
+    let mut acc = [0i32; 32];
+    for (x, y) in cq.iter().zip(cc) {
+        for l in 0..32 {
+            acc[l] += i32::from(x[l]) * i32::from(y[l]);
+        }
+    }
+    let mut s: i32 = acc.iter().sum();
+    for (x, y) in rq.iter().zip(rc) {
+        s += i32::from(*x) * i32::from(*y);
+    }
+    s
+}
+
+#[inline(always)]
+fn batch_f32(q: &[f32], rows: &[f32], out: &mut [f32], f: impl Fn(&[f32], &[f32]) -> f32) {
+    if q.is_empty() {
+        out.iter_mut().for_each(|o| *o = f(q, q));
+        return;
+    }
+    for (row, o) in rows.chunks_exact(q.len()).zip(out.iter_mut()) {
+        *o = f(q, row);
+    }
+}
+
+#[inline(always)]
+fn batch_cos(q: &[f32], rows: &[f32], out: &mut [f32], f: impl Fn(&[f32], &[f32]) -> (f32, f32)) {
+    let qn = f(q, q).1.sqrt();
+    if q.is_empty() {
+        out.iter_mut().for_each(|o| *o = 1.0);
+        return;
+    }
+    for (row, o) in rows.chunks_exact(q.len()).zip(out.iter_mut()) {
+        let (d, n2) = f(q, row);
+        *o = cosine_from(d, qn * n2.sqrt());
+    }
+}
+
+#[inline(always)]
+fn batch_u8i8(q: &[i8], codes: &[u8], out: &mut [i32], f: impl Fn(&[i8], &[u8]) -> i32) {
+    if q.is_empty() {
+        out.iter_mut().for_each(|o| *o = 0);
+        return;
+    }
+    for (row, o) in codes.chunks_exact(q.len()).zip(out.iter_mut()) {
+        *o = f(q, row);
+    }
+}
+
+static PORTABLE: Kernels = Kernels {
+    name: "portable",
+    dot: dot_portable,
+    l2sq: l2sq_portable,
+    dot_batch: |q, r, o| batch_f32(q, r, o, dot_portable),
+    l2sq_batch: |q, r, o| batch_f32(q, r, o, l2sq_portable),
+    cos_batch: |q, r, o| batch_cos(q, r, o, dot_norm_portable),
+    u8i8: u8i8_portable,
+    u8i8_batch: |q, c, o| batch_u8i8(q, c, o, u8i8_portable),
+};
+
+/// Hints the CPU to load `bytes` (at most the first `max` bytes) into cache; no effect off x86-64.
+#[inline]
+pub fn prefetch(bytes: &[u8], max: usize) {
+    #[cfg(target_arch = "x86_64")]
+    x86::prefetch_lines(&bytes[..bytes.len().min(max)]);
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (bytes, max);
+}
+
+/// Deterministic `a · b` (same bits on every CPU; see the module invariants).
+pub fn det_dot(a: &[f32], b: &[f32]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if x86::has_avx2() {
+            // SAFETY: AVX2 presence checked at runtime.
+            return unsafe { x86::det_dot_avx2(a, b) };
+        }
+    }
+    dot_portable(a, b)
+}
+
+/// Deterministic `out[i] = q · rows[i]`.
+pub fn det_dot_batch(q: &[f32], rows: &[f32], out: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if x86::has_avx2() {
+            // SAFETY: AVX2 presence checked at runtime.
+            return unsafe { x86::det_dot_batch_avx2(q, rows, out) };
+        }
+    }
+    batch_f32(q, rows, out, dot_portable)
+}
+
+/// Deterministic `out[i] = |q - rows[i]|²`.
+pub fn det_l2sq_batch(q: &[f32], rows: &[f32], out: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if x86::has_avx2() {
+            // SAFETY: AVX2 presence checked at runtime.
+            return unsafe { x86::det_l2sq_batch_avx2(q, rows, out) };
+        }
+    }
+    batch_f32(q, rows, out, l2sq_portable)
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::*;
+    use std::arch::x86_64::*;
+
+    pub(super) fn has_avx2() -> bool {
+        is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
+    }
+    pub(super) fn has_avx512() -> bool {
+        is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bw")
+    }
+    pub(super) fn has_vnni() -> bool {
+        is_x86_feature_detected!("avx512vnni")
+    }
+
+    // ---- Deterministic kernels: the portable 16-lane order (lane l sums elements i ≡ l mod 16,
+    // separate mul and add), written with AVX2 intrinsics; the reduction reuses `reduce16`.
+    #[inline(always)]
+    unsafe fn det_dot_body(a: &[f32], b: &[f32]) -> f32 {
+        let n = a.len().min(b.len());
+        let (pa, pb) = (a.as_ptr(), b.as_ptr());
+        let (mut lo, mut hi) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+        let mut i = 0;
+        while i + 16 <= n {
+            lo = _mm256_add_ps(lo, _mm256_mul_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i))));
+            hi = _mm256_add_ps(
+                hi,
+                _mm256_mul_ps(_mm256_loadu_ps(pa.add(i + 8)), _mm256_loadu_ps(pb.add(i + 8))),
+            );
+            i += 16;
+        }
+        let mut acc = [0f32; 16];
+        _mm256_storeu_ps(acc.as_mut_ptr(), lo);
+        _mm256_storeu_ps(acc.as_mut_ptr().add(8), hi);
+        let mut l = 0;
+        while i < n {
+            acc[l] += *pa.add(i) * *pb.add(i);
+            i += 1;
+            l += 1;
+        }
+        reduce16(&acc)
+    }
+
+    #[inline(always)]
+    unsafe fn det_l2sq_body(a: &[f32], b: &[f32]) -> f32 {
+        let n = a.len().min(b.len());
+        let (pa, pb) = (a.as_ptr(), b.as_ptr());
+        let (mut lo, mut hi) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+        let mut i = 0;
+        while i + 16 <= n {
+            let d0 = _mm256_sub_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i)));
+            let d1 = _mm256_sub_ps(_mm256_loadu_ps(pa.add(i + 8)), _mm256_loadu_ps(pb.add(i + 8)));
+            lo = _mm256_add_ps(lo, _mm256_mul_ps(d0, d0));
+            hi = _mm256_add_ps(hi, _mm256_mul_ps(d1, d1));
+            i += 16;
+        }
+        let mut acc = [0f32; 16];
+        _mm256_storeu_ps(acc.as_mut_ptr(), lo);
+        _mm256_storeu_ps(acc.as_mut_ptr().add(8), hi);
+        let mut l = 0;
+        while i < n {
+            let d = *pa.add(i) - *pb.add(i);
+            acc[l] += d * d;
+            i += 1;
+            l += 1;
+        }
+        reduce16(&acc)
+    }
+
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn det_dot_avx2(a: &[f32], b: &[f32]) -> f32 {
+        det_dot_body(a, b)
+    }
+    // Note: pass closures (which inherit the target features), not fn items, to the batch
+    // helpers: a fn item's call shim would be compiled for the baseline target.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn det_dot_batch_avx2(q: &[f32], rows: &[f32], out: &mut [f32]) {
+        batch_f32(q, rows, out, |a, b| det_dot_body(a, b))
+    }
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn det_l2sq_batch_avx2(q: &[f32], rows: &[f32], out: &mut [f32]) {
+        batch_f32(q, rows, out, |a, b| det_l2sq_body(a, b))
+    }
+
+    // ---- AVX2 + FMA intrinsics.
+    #[inline(always)]
+    unsafe fn hsum256(v: __m256) -> f32 {
+        let lo = _mm256_castps256_ps128(v);
+        let hi = _mm256_extractf128_ps(v, 1);
+        let s = _mm_add_ps(lo, hi);
+        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+        _mm_cvtss_f32(s)
+    }
+
+    #[inline(always)]
+    unsafe fn dot_avx2_body(a: &[f32], b: &[f32]) -> f32 {
+        let n = a.len().min(b.len());
+        let (pa, pb) = (a.as_ptr(), b.as_ptr());
+        let mut acc = [_mm256_setzero_ps(); 4];
+        let mut i = 0;
+        while i + 32 <= n {
+            for (j, x) in acc.iter_mut().enumerate() {
+                *x = _mm256_fmadd_ps(
+                    _mm256_loadu_ps(pa.add(i + 8 * j)),
+                    _mm256_loadu_ps(pb.add(i + 8 * j)),
+                    *x,
+                );
+            }
+            i += 32;
+        }
+        while i + 8 <= n {
+            acc[0] = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i)), acc[0]);
+            i += 8;
+        }
+        let v = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
+        let mut s = hsum256(v);
+        while i < n {
+            s += *pa.add(i) * *pb.add(i);
+            i += 1;
+        }
+        s
+    }
+
+    #[inline(always)]
+    unsafe fn l2sq_avx2_body(a: &[f32], b: &[f32]) -> f32 {
+        let n = a.len().min(b.len());
+        let (pa, pb) = (a.as_ptr(), b.as_ptr());
+        let mut acc = [_mm256_setzero_ps(); 4];
+        let mut i = 0;
+        while i + 32 <= n {
+            for (j, x) in acc.iter_mut().enumerate() {
+                let d = _mm256_sub_ps(_mm256_loadu_ps(pa.add(i + 8 * j)), _mm256_loadu_ps(pb.add(i + 8 * j)));
+                *x = _mm256_fmadd_ps(d, d, *x);
+            }
+            i += 32;
+        }
+        while i + 8 <= n {
+            let d = _mm256_sub_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i)));
+            acc[0] = _mm256_fmadd_ps(d, d, acc[0]);
+            i += 8;
+        }
+        let v = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
+        let mut s = hsum256(v);
+        while i < n {
+            let d = *pa.add(i) - *pb.add(i);
+            s += d * d;
+            i += 1;
+        }
+        s
+    }
+
+    #[inline(always)]
+    unsafe fn dot_norm_avx2_body(q: &[f32], b: &[f32]) -> (f32, f32) {
+        let n = q.len().min(b.len());
+        let (pa, pb) = (q.as_ptr(), b.as_ptr());
+        let (mut d0, mut d1, mut n0, mut n1) =
+            (_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps());
+        let mut i = 0;
+        while i + 16 <= n {
+            let y0 = _mm256_loadu_ps(pb.add(i));
+            let y1 = _mm256_loadu_ps(pb.add(i + 8));
+            d0 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i)), y0, d0);
+            d1 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i + 8)), y1, d1);
+            n0 = _mm256_fmadd_ps(y0, y0, n0);
+            n1 = _mm256_fmadd_ps(y1, y1, n1);
+            i += 16;
+        }
+        let mut d = hsum256(_mm256_add_ps(d0, d1));
+        let mut m = hsum256(_mm256_add_ps(n0, n1));
+        while i < n {
+            let y = *pb.add(i);
+            d += *pa.add(i) * y;
+            m += y * y;
+            i += 1;
+        }
+        (d, m)
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
+        dot_avx2_body(a, b)
+    }
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn l2sq_avx2(a: &[f32], b: &[f32]) -> f32 {
+        l2sq_avx2_body(a, b)
+    }
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn dot_batch_avx2(q: &[f32], r: &[f32], o: &mut [f32]) {
+        batch_f32(q, r, o, |a, b| dot_avx2_body(a, b))
+    }
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn l2sq_batch_avx2(q: &[f32], r: &[f32], o: &mut [f32]) {
+        batch_f32(q, r, o, |a, b| l2sq_avx2_body(a, b))
+    }
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn cos_batch_avx2(q: &[f32], r: &[f32], o: &mut [f32]) {
+        batch_cos(q, r, o, |a, b| dot_norm_avx2_body(a, b))
+    }
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn u8i8_avx2(q: &[i8], c: &[u8]) -> i32 {
+        u8i8_portable(q, c)
+    }
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn u8i8_batch_avx2(q: &[i8], c: &[u8], o: &mut [i32]) {
+        // A closure, not the fn item: it inherits this function's target features.
+        #[allow(clippy::redundant_closure)]
+        batch_u8i8(q, c, o, |a, b| u8i8_portable(a, b))
+    }
+
+    // SAFETY (all fn pointers below): these tables are only handed out by `available_kernels`
+    // after the matching runtime feature check.
+    pub(super) static AVX2: Kernels = Kernels {
+        name: "avx2",
+        dot: |a, b| unsafe { dot_avx2(a, b) },
+        l2sq: |a, b| unsafe { l2sq_avx2(a, b) },
+        dot_batch: |q, r, o| unsafe { dot_batch_avx2(q, r, o) },
+        l2sq_batch: |q, r, o| unsafe { l2sq_batch_avx2(q, r, o) },
+        cos_batch: |q, r, o| unsafe { cos_batch_avx2(q, r, o) },
+        u8i8: |q, c| unsafe { u8i8_avx2(q, c) },
+        u8i8_batch: |q, c, o| unsafe { u8i8_batch_avx2(q, c, o) },
+    };
+
+    // ---- AVX-512F intrinsics (masked tails).
+    #[inline(always)]
+    fn tail_mask(rem: usize) -> __mmask16 {
+        ((1u32 << rem) - 1) as __mmask16
+    }
+
+    #[inline(always)]
+    unsafe fn dot_512_body(a: &[f32], b: &[f32]) -> f32 {
+        let n = a.len().min(b.len());
+        let (pa, pb) = (a.as_ptr(), b.as_ptr());
+        let mut acc = [_mm512_setzero_ps(); 4];
+        let mut i = 0;
+        while i + 64 <= n {
+            for (j, x) in acc.iter_mut().enumerate() {
+                *x = _mm512_fmadd_ps(
+                    _mm512_loadu_ps(pa.add(i + 16 * j)),
+                    _mm512_loadu_ps(pb.add(i + 16 * j)),
+                    *x,
+                );
+            }
+            i += 64;
+        }
+        while i + 16 <= n {
+            acc[0] = _mm512_fmadd_ps(_mm512_loadu_ps(pa.add(i)), _mm512_loadu_ps(pb.add(i)), acc[0]);
+            i += 16;
+        }
+        if i < n {
+            let m = tail_mask(n - i);
+            acc[1] = _mm512_fmadd_ps(
+                _mm512_maskz_loadu_ps(m, pa.add(i)),
+                _mm512_maskz_loadu_ps(m, pb.add(i)),
+                acc[1],
+            );
+        }
+        _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3])))
+    }
+
+    #[inline(always)]
+    unsafe fn l2sq_512_body(a: &[f32], b: &[f32]) -> f32 {
+        let n = a.len().min(b.len());
+        let (pa, pb) = (a.as_ptr(), b.as_ptr());
+        let mut acc = [_mm512_setzero_ps(); 4];
+        let mut i = 0;
+        while i + 64 <= n {
+            for (j, x) in acc.iter_mut().enumerate() {
+                let d =
+                    _mm512_sub_ps(_mm512_loadu_ps(pa.add(i + 16 * j)), _mm512_loadu_ps(pb.add(i + 16 * j)));
+                *x = _mm512_fmadd_ps(d, d, *x);
+            }
+            i += 64;
+        }
+        while i + 16 <= n {
+            let d = _mm512_sub_ps(_mm512_loadu_ps(pa.add(i)), _mm512_loadu_ps(pb.add(i)));
+            acc[0] = _mm512_fmadd_ps(d, d, acc[0]);
+            i += 16;
+        }
+        if i < n {
+            let m = tail_mask(n - i);
+            let d = _mm512_sub_ps(_mm512_maskz_loadu_ps(m, pa.add(i)), _mm512_maskz_loadu_ps(m, pb.add(i)));
+            acc[1] = _mm512_fmadd_ps(d, d, acc[1]);
+        }
+        _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3])))
+    }
+
+    #[inline(always)]
+    unsafe fn dot_norm_512_body(q: &[f32], b: &[f32]) -> (f32, f32) {
+        let n = q.len().min(b.len());
+        let (pa, pb) = (q.as_ptr(), b.as_ptr());
+        let (mut d0, mut d1, mut n0, mut n1) =
+            (_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps());
+        let mut i = 0;
+        while i + 32 <= n {
+            let y0 = _mm512_loadu_ps(pb.add(i));
+            let y1 = _mm512_loadu_ps(pb.add(i + 16));
+            d0 = _mm512_fmadd_ps(_mm512_loadu_ps(pa.add(i)), y0, d0);
+            d1 = _mm512_fmadd_ps(_mm512_loadu_ps(pa.add(i + 16)), y1, d1);
+            n0 = _mm512_fmadd_ps(y0, y0, n0);
+            n1 = _mm512_fmadd_ps(y1, y1, n1);
+            i += 32;
+        }
+        while i < n {
+            let m = tail_mask((n - i).min(16));
+            let y = _mm512_maskz_loadu_ps(m, pb.add(i));
+            d0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, pa.add(i)), y, d0);
+            n0 = _mm512_fmadd_ps(y, y, n0);
+            i += 16;
+        }
+        (_mm512_reduce_add_ps(_mm512_add_ps(d0, d1)), _mm512_reduce_add_ps(_mm512_add_ps(n0, n1)))
+    }
+
+    #[inline(always)]
+    unsafe fn u8i8_vnni_body(q: &[i8], c: &[u8]) -> i32 {
+        let n = q.len().min(c.len());
+        let (pq, pc) = (q.as_ptr(), c.as_ptr());
+        let (mut a0, mut a1) = (_mm512_setzero_si512(), _mm512_setzero_si512());
+        let mut i = 0;
+        while i + 128 <= n {
+            a0 = _mm512_dpbusd_epi32(
+                a0,
+                _mm512_loadu_si512(pc.add(i) as *const _),
+                _mm512_loadu_si512(pq.add(i) as *const _),
+            );
+            a1 = _mm512_dpbusd_epi32(
+                a1,
+                _mm512_loadu_si512(pc.add(i + 64) as *const _),
+                _mm512_loadu_si512(pq.add(i + 64) as *const _),
+            );
+            i += 128;
+        }
+        if i + 64 <= n {
+            a0 = _mm512_dpbusd_epi32(
+                a0,
+                _mm512_loadu_si512(pc.add(i) as *const _),
+                _mm512_loadu_si512(pq.add(i) as *const _),
+            );
+            i += 64;
+        }
+        if i < n {
+            let m: __mmask64 = (1u64 << (n - i)) - 1;
+            a1 = _mm512_dpbusd_epi32(
+                a1,
+                _mm512_maskz_loadu_epi8(m, pc.add(i) as *const i8),
+                _mm512_maskz_loadu_epi8(m, pq.add(i)),
+            );
+        }
+        _mm512_reduce_add_epi32(_mm512_add_epi32(a0, a1))
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw,fma,avx2")]
+    unsafe fn dot_512(a: &[f32], b: &[f32]) -> f32 {
+        dot_512_body(a, b)
+    }
+    #[target_feature(enable = "avx512f,avx512bw,fma,avx2")]
+    unsafe fn l2sq_512(a: &[f32], b: &[f32]) -> f32 {
+        l2sq_512_body(a, b)
+    }
+    #[target_feature(enable = "avx512f,avx512bw,fma,avx2")]
+    unsafe fn dot_batch_512(q: &[f32], r: &[f32], o: &mut [f32]) {
+        batch_f32(q, r, o, |a, b| dot_512_body(a, b))
+    }
+    #[target_feature(enable = "avx512f,avx512bw,fma,avx2")]
+    unsafe fn l2sq_batch_512(q: &[f32], r: &[f32], o: &mut [f32]) {
+        batch_f32(q, r, o, |a, b| l2sq_512_body(a, b))
+    }
+    #[target_feature(enable = "avx512f,avx512bw,fma,avx2")]
+    unsafe fn cos_batch_512(q: &[f32], r: &[f32], o: &mut [f32]) {
+        batch_cos(q, r, o, |a, b| dot_norm_512_body(a, b))
+    }
+    #[target_feature(enable = "avx512f,avx512bw,fma,avx2")]
+    unsafe fn u8i8_512(q: &[i8], c: &[u8]) -> i32 {
+        u8i8_portable(q, c)
+    }
+    #[target_feature(enable = "avx512f,avx512bw,fma,avx2")]
+    unsafe fn u8i8_batch_512(q: &[i8], c: &[u8], o: &mut [i32]) {
+        // A closure, not the fn item: it inherits this function's target features.
+        #[allow(clippy::redundant_closure)]
+        batch_u8i8(q, c, o, |a, b| u8i8_portable(a, b))
+    }
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    unsafe fn u8i8_vnni(q: &[i8], c: &[u8]) -> i32 {
+        u8i8_vnni_body(q, c)
+    }
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    unsafe fn u8i8_batch_vnni(q: &[i8], c: &[u8], o: &mut [i32]) {
+        let d = q.len();
+        if d == 0 {
+            return batch_u8i8(q, c, o, |a, b| u8i8_vnni_body(a, b));
+        }
+        let rows = (c.len() / d).min(o.len());
+        const AHEAD: usize = 4;
+        for r in 0..rows {
+            if r + AHEAD < rows {
+                prefetch_lines(&c[(r + AHEAD) * d..(r + AHEAD + 1) * d]);
+            }
+            o[r] = u8i8_vnni_body(q, &c[r * d..(r + 1) * d]);
+        }
+    }
+
+    /// Prefetches the cache lines of `b` into L1 (a hint; never faults).
+    #[inline(always)]
+    pub(super) fn prefetch_lines(b: &[u8]) {
+        let mut off = 0;
+        while off < b.len() {
+            // SAFETY: prefetch is a hint on an in-bounds address; it cannot fault.
+            unsafe { _mm_prefetch(b.as_ptr().add(off) as *const i8, _MM_HINT_T0) };
+            off += 64;
+        }
+    }
+
+    pub(super) static AVX512: Kernels = Kernels {
+        name: "avx512",
+        dot: |a, b| unsafe { dot_512(a, b) },
+        l2sq: |a, b| unsafe { l2sq_512(a, b) },
+        dot_batch: |q, r, o| unsafe { dot_batch_512(q, r, o) },
+        l2sq_batch: |q, r, o| unsafe { l2sq_batch_512(q, r, o) },
+        cos_batch: |q, r, o| unsafe { cos_batch_512(q, r, o) },
+        u8i8: |q, c| unsafe { u8i8_512(q, c) },
+        u8i8_batch: |q, c, o| unsafe { u8i8_batch_512(q, c, o) },
+    };
+
+    pub(super) static AVX512_VNNI: Kernels = Kernels {
+        name: "avx512vnni",
+        u8i8: |q, c| unsafe { u8i8_vnni(q, c) },
+        u8i8_batch: |q, c, o| unsafe { u8i8_batch_vnni(q, c, o) },
+        ..AVX512
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+
+    fn naive_dot(a: &[f32], b: &[f32]) -> f64 {
+        a.iter().zip(b).map(|(x, y)| f64::from(*x) * f64::from(*y)).sum()
+    }
+    fn naive_l2(a: &[f32], b: &[f32]) -> f64 {
+        a.iter().zip(b).map(|(x, y)| (f64::from(*x) - f64::from(*y)).powi(2)).sum()
+    }
+    fn close(got: f32, want: f64, scale: f64) -> bool {
+        (f64::from(got) - want).abs() <= 1e-5 * scale.max(1e-3)
+    }
+    fn rand_vec(rng: &mut rand::rngs::StdRng, n: usize) -> Vec<f32> {
+        (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect()
+    }
+
+    #[test]
+    fn every_kernel_set_matches_the_reference() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let sets = available_kernels();
+        assert_eq!(sets.last().map(|k| k.name()), Some("portable"));
+        for dim in [1usize, 3, 15, 16, 17, 31, 33, 64, 100, 384, 1000] {
+            let rows = 5;
+            let q = rand_vec(&mut rng, dim);
+            let data = rand_vec(&mut rng, dim * rows);
+            for k in &sets {
+                let mut out = vec![0f32; rows];
+                for (r, row) in data.chunks_exact(dim).enumerate() {
+                    let scale = q.iter().zip(row).map(|(x, y)| f64::from((x * y).abs())).sum::<f64>();
+                    let d = naive_dot(&q, row);
+                    assert!(close(k.dot(&q, row), d, scale), "{} dot dim {dim}", k.name());
+                    let l = naive_l2(&q, row);
+                    assert!(close(k.euclidean_squared(&q, row), l, l), "{} l2 dim {dim}", k.name());
+                    let c = 1.0 - d / (naive_dot(&q, &q).sqrt() * naive_dot(row, row).sqrt());
+                    assert!(close(k.cosine_distance(&q, row), c, 1.0), "{} cos dim {dim}", k.name());
+                    k.dot_batch(&q, &data, &mut out);
+                    assert!(close(out[r], d, scale), "{} dot_batch dim {dim}", k.name());
+                    k.euclidean_squared_batch(&q, &data, &mut out);
+                    assert!(close(out[r], l, l), "{} l2_batch dim {dim}", k.name());
+                    k.cosine_batch(&q, &data, &mut out);
+                    assert!(close(out[r], c, 1.0), "{} cos_batch dim {dim}", k.name());
+                }
+            }
+            // Deterministic kernels equal the portable ones bit for bit.
+            let mut a = vec![0f32; rows];
+            let mut b = vec![0f32; rows];
+            det_dot_batch(&q, &data, &mut a);
+            PORTABLE.dot_batch(&q, &data, &mut b);
+            assert_eq!(a, b);
+            assert_eq!(det_dot(&q, &data[..dim]).to_bits(), dot_portable(&q, &data[..dim]).to_bits());
+            det_l2sq_batch(&q, &data, &mut a);
+            PORTABLE.euclidean_squared_batch(&q, &data, &mut b);
+            assert_eq!(a, b);
+        }
+    }
+
+    #[test]
+    fn integer_kernel_is_exact_on_every_set() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(9);
+        for dim in [1usize, 3, 17, 63, 64, 65, 128, 384, 1000] {
+            let q: Vec<i8> = (0..dim).map(|_| rng.random_range(-127i8..=127)).collect();
+            let codes: Vec<u8> = (0..dim * 4).map(|_| rng.random::<u8>()).collect();
+            let want: Vec<i32> = codes
+                .chunks_exact(dim)
+                .map(|c| c.iter().zip(&q).map(|(a, b)| i32::from(*a) * i32::from(*b)).sum())
+                .collect();
+            for k in available_kernels() {
+                let mut out = vec![0i32; 4];
+                k.u8i8_batch(&q, &codes, &mut out);
+                assert_eq!(out, want, "{} dim {dim}", k.name());
+                assert_eq!(k.u8i8(&q, &codes[..dim]), want[0], "{} dim {dim}", k.name());
+            }
+        }
+    }
+
+    #[test]
+    fn zero_vectors_and_empty_inputs() {
+        for k in available_kernels() {
+            assert_eq!(k.cosine_distance(&[0.0; 5], &[1.0; 5]), 1.0);
+            assert_eq!(k.dot(&[], &[]), 0.0);
+            let mut out = [5.0f32; 2];
+            k.cosine_batch(&[0.0, 0.0], &[1.0, 2.0, 3.0, 4.0], &mut out);
+            assert_eq!(out, [1.0, 1.0]);
+            // Mismatched lengths use the shorter one and never read out of bounds.
+            assert_eq!(k.dot(&[1.0, 2.0, 3.0], &[1.0]), 1.0);
+            assert_eq!(k.u8i8(&[1, 2, 3], &[2]), 2);
+        }
+    }
+}

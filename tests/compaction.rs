@@ -1,0 +1,251 @@
+//! Compaction and segments through the engine API.
+//!
+//! Invariants guarded: compaction never changes what a read returns; it
+//! releases exactly the objects it folded; rows retired after a segment was
+//! written are hidden by deletion sets; a crash at any step of a compaction
+//! loses no acknowledged write and leaves only leaks; corrupt segment bytes
+//! give a clean error; writers are never blocked by a merge; a backlog past
+//! the bound gets backpressure.
+
+use std::sync::Arc;
+
+use serde_json::json;
+use tidepool::engine::{CompactionConfig, Engine, EngineConfig, EngineError, WriteRequest};
+use tidepool::layout::NsPath;
+use tidepool::model::{DocId, Value};
+use tidepool::store::fault::FaultStore;
+use tidepool::store::Store;
+
+fn ns() -> NsPath {
+    NsPath::new("o", "p", "c").unwrap()
+}
+
+fn manual() -> CompactionConfig {
+    CompactionConfig { auto: false, ..CompactionConfig::default() }
+}
+
+async fn engine(data: &std::path::Path, store: Store, compaction: CompactionConfig) -> Arc<Engine> {
+    let mut cfg = EngineConfig::new(data.to_path_buf(), store);
+    cfg.compaction = compaction;
+    Engine::open(cfg).await.unwrap()
+}
+
+async fn write(e: &Engine, body: serde_json::Value) -> Result<tidepool::engine::WriteResponse, EngineError> {
+    e.write(&ns(), WriteRequest::from_json(&body)?).await
+}
+
+async fn ids(e: &Engine) -> Vec<u64> {
+    let s = e.existing(&ns(), true).await.unwrap();
+    s.state
+        .iter()
+        .map(|d| match d.id {
+            DocId::U64(n) => n,
+            _ => panic!("u64 ids"),
+        })
+        .collect()
+}
+
+async fn keys_under(store: &Store, part: &str) -> Vec<String> {
+    store
+        .list(&ns().prefix())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.key)
+        .filter(|k| k.contains(part))
+        .collect()
+}
+
+#[tokio::test]
+async fn compaction_folds_the_wal_into_a_segment_and_releases_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::local(&dir.path().join("store")).unwrap();
+    let e = engine(dir.path(), store.clone(), manual()).await;
+    for i in 0..10u64 {
+        write(&e, json!({"upsert_rows": [{"id": i, "vector": [i as f32, 1.0], "n": i}]})).await.unwrap();
+    }
+    assert_eq!(e.metadata(&ns()).await.unwrap()["index"]["status"], "updating");
+    let r = e.compact(&ns(), true).await.unwrap();
+    assert!(
+        r.performed && r.wal_objects_folded == 10 && r.segments_written == 1 && r.rows_written == 10,
+        "{r:?}"
+    );
+    assert!(keys_under(&store, "/wal/").await.is_empty(), "folded WAL objects are deleted");
+    assert_eq!(keys_under(&store, "/segments/").await.len(), 1);
+    assert_eq!(e.metadata(&ns()).await.unwrap()["index"]["status"], "up-to-date");
+    assert_eq!(ids(&e).await, (0..10).collect::<Vec<_>>());
+    let d = e.get(&ns(), &[DocId::U64(3)]).await.unwrap().pop().flatten().unwrap();
+    assert_eq!(d.vector.as_deref(), Some(&[3.0f32, 1.0][..]));
+    assert_eq!(d.attrs["n"], Value::Int(3));
+    drop(e);
+    let e = engine(dir.path(), store, manual()).await;
+    assert_eq!(ids(&e).await, (0..10).collect::<Vec<_>>(), "segments are read back after a restart");
+}
+
+#[tokio::test]
+async fn rows_changed_after_compaction_are_retired_by_deletion_sets() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::local(&dir.path().join("store")).unwrap();
+    let e = engine(dir.path(), store.clone(), manual()).await;
+    write(&e, json!({"upsert_rows": (0..20u64).map(|i| json!({"id": i, "n": i})).collect::<Vec<_>>()}))
+        .await
+        .unwrap();
+    e.compact(&ns(), true).await.unwrap();
+    write(
+        &e,
+        json!({"deletes": [1, 2], "patch_rows": [{"id": 3, "n": -3}], "upsert_rows": [{"id": 50, "n": 50}]}),
+    )
+    .await
+    .unwrap();
+    write(&e, json!({"delete_by_filter": ["n", "Gte", 15]})).await.unwrap();
+    let expect: Vec<u64> = (0..15).filter(|i| *i != 1 && *i != 2).collect();
+    assert_eq!(ids(&e).await, expect, "before the second compaction (overlay over a segment)");
+    let r = e.compact(&ns(), true).await.unwrap();
+    assert!(r.performed);
+    assert_eq!(keys_under(&store, "/segments/").await.iter().filter(|k| k.ends_with(".del")).count(), 1);
+    assert_eq!(ids(&e).await, expect, "after it (segments + deletion set)");
+    let d3 = e.get(&ns(), &[DocId::U64(3)]).await.unwrap().pop().flatten().unwrap();
+    assert_eq!(d3.attrs["n"], Value::Int(-3));
+    assert_eq!(e.metadata(&ns()).await.unwrap()["approx_row_count"], expect.len());
+    drop(e);
+    let e = engine(dir.path(), store, manual()).await;
+    assert_eq!(ids(&e).await, expect);
+}
+
+#[tokio::test]
+async fn small_segments_are_merged_and_the_merged_ones_released() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::local(&dir.path().join("store")).unwrap();
+    let cfg = CompactionConfig { max_segments: 3, ..manual() };
+    let e = engine(dir.path(), store.clone(), cfg).await;
+    for round in 0..6u64 {
+        write(
+            &e,
+            json!({"upsert_rows": [{"id": round * 10, "r": round}, {"id": round * 10 + 1, "r": round}]}),
+        )
+        .await
+        .unwrap();
+        e.compact(&ns(), true).await.unwrap();
+    }
+    let m = e.latest_manifest(&ns()).await.unwrap().unwrap();
+    assert!(m.segments.len() <= 3, "{} segments", m.segments.len());
+    let files = keys_under(&store, "data.seg").await;
+    assert_eq!(files.len(), m.segments.len(), "merged segments were deleted: {files:?}");
+    assert_eq!(ids(&e).await.len(), 12);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writers_keep_committing_while_a_compaction_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::local(&dir.path().join("store")).unwrap();
+    let e = engine(dir.path(), store, manual()).await;
+    write(&e, json!({"upsert_rows": (0..2000u64).map(|i| json!({"id": i})).collect::<Vec<_>>()}))
+        .await
+        .unwrap();
+    let writer = {
+        let e = e.clone();
+        tokio::spawn(async move {
+            for i in 0..40u64 {
+                write(&e, json!({"upsert_rows": [{"id": 10_000 + i}], "deletes": [i]})).await.unwrap();
+            }
+        })
+    };
+    let compactor = {
+        let e = e.clone();
+        tokio::spawn(async move {
+            for _ in 0..3 {
+                e.compact(&ns(), true).await.unwrap();
+            }
+        })
+    };
+    writer.await.unwrap();
+    compactor.await.unwrap();
+    let got = ids(&e).await;
+    assert_eq!(got.len(), 2000);
+    assert!(got.contains(&10_039) && !got.contains(&0) && got.contains(&40));
+}
+
+#[tokio::test]
+async fn a_crash_at_any_step_of_a_compaction_loses_nothing() {
+    for k in 0..8u64 {
+        let dir = tempfile::tempdir().unwrap();
+        let store_dir = dir.path().join("store");
+        {
+            let local = Store::local(&store_dir).unwrap();
+            let fault = FaultStore::new(local.inner().clone());
+            let e = engine(&dir.path().join("a"), Store::new(fault.clone(), "faulty"), manual()).await;
+            write(&e, json!({"upsert_rows": (0..10u64).map(|i| json!({"id": i})).collect::<Vec<_>>()}))
+                .await
+                .unwrap();
+            e.compact(&ns(), true).await.unwrap();
+            write(&e, json!({"deletes": [0], "upsert_rows": [{"id": 99}]})).await.unwrap();
+            fault.crash_after_mutations(k);
+            let _ = e.compact(&ns(), true).await;
+        }
+        let e = engine(&dir.path().join("a"), Store::local(&store_dir).unwrap(), manual()).await;
+        let got = ids(&e).await;
+        let expect: Vec<u64> = (1..10).chain([99]).collect();
+        assert_eq!(got, expect, "crash after {k} mutations");
+        // And the namespace still compacts and serves.
+        e.compact(&ns(), true).await.unwrap();
+        assert_eq!(ids(&e).await, expect);
+    }
+}
+
+#[tokio::test]
+async fn a_corrupt_segment_is_a_clean_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let store_dir = dir.path().join("store");
+    {
+        let e = engine(&dir.path().join("a"), Store::local(&store_dir).unwrap(), manual()).await;
+        write(&e, json!({"upsert_rows": (0..10u64).map(|i| json!({"id": i, "s": "x"})).collect::<Vec<_>>()}))
+            .await
+            .unwrap();
+        e.compact(&ns(), true).await.unwrap();
+    }
+    let seg = keys_under(&Store::local(&store_dir).unwrap(), "data.seg").await.pop().unwrap();
+    let path = store_dir.join(&seg);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x10;
+    std::fs::write(&path, &bytes).unwrap();
+    let e = engine(&dir.path().join("b"), Store::local(&store_dir).unwrap(), manual()).await;
+    let err = e.existing(&ns(), true).await.unwrap_err();
+    assert!(matches!(err, EngineError::Corrupted(_)), "{err:?}");
+    std::fs::write(&path, &bytes[..mid]).unwrap();
+    let e2 = engine(&dir.path().join("c"), Store::local(&store_dir).unwrap(), manual()).await;
+    assert!(matches!(e2.existing(&ns(), true).await.unwrap_err(), EngineError::Corrupted(_)));
+}
+
+#[tokio::test]
+async fn a_backlog_past_the_bound_gets_backpressure() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = CompactionConfig { backlog_bytes: 1, ..manual() };
+    let e = engine(dir.path(), Store::local(&dir.path().join("store")).unwrap(), cfg).await;
+    write(&e, json!({"upsert_rows": [{"id": 1}]})).await.unwrap();
+    let err = write(&e, json!({"upsert_rows": [{"id": 2}]})).await.unwrap_err();
+    assert!(matches!(err, EngineError::Backpressure { retry_after_ms, .. } if retry_after_ms > 0), "{err:?}");
+    write(&e, json!({"upsert_rows": [{"id": 2}], "disable_backpressure": true})).await.unwrap();
+    e.compact(&ns(), true).await.unwrap();
+    write(&e, json!({"upsert_rows": [{"id": 3}]})).await.unwrap();
+    assert_eq!(ids(&e).await, vec![1, 2, 3]);
+}
+
+#[tokio::test]
+async fn thresholds_trigger_background_compaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = CompactionConfig { wal_objects: 4, ..CompactionConfig::default() };
+    let e = engine(dir.path(), Store::local(&dir.path().join("store")).unwrap(), cfg).await;
+    for i in 0..4u64 {
+        write(&e, json!({"upsert_rows": [{"id": i}]})).await.unwrap();
+    }
+    for _ in 0..200 {
+        if e.latest_manifest(&ns()).await.unwrap().unwrap().segments.len() == 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let m = e.latest_manifest(&ns()).await.unwrap().unwrap();
+    assert_eq!(m.segments.len(), 1, "background compaction ran");
+    assert_eq!(ids(&e).await, vec![0, 1, 2, 3]);
+}

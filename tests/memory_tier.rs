@@ -1,0 +1,70 @@
+//! The memory tier: loaded namespace states stay within the configured
+//! count, least recently used first, and pinned namespaces are never
+//! dropped; pins persist and are re-warmed at start-up.
+
+use std::sync::Arc;
+
+use serde_json::json;
+use tidepool::engine::{Engine, EngineConfig, WriteRequest};
+use tidepool::layout::NsPath;
+use tidepool::store::Store;
+
+fn ns(n: &str) -> NsPath {
+    NsPath::new("o", "p", n).unwrap()
+}
+
+async fn open(dir: &std::path::Path, max_loaded: usize) -> Arc<Engine> {
+    let mut cfg = EngineConfig::new(dir.to_path_buf(), Store::local(&dir.join("store")).unwrap());
+    cfg.max_loaded_namespaces = max_loaded;
+    Engine::open(cfg).await.unwrap()
+}
+
+#[tokio::test]
+async fn loaded_states_stay_within_the_budget_and_pins_stay_loaded() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = open(dir.path(), 2).await;
+    for n in ["a", "b", "c", "d"] {
+        e.write(&ns(n), WriteRequest::from_json(&json!({"upsert_rows": [{"id": 1}]})).unwrap())
+            .await
+            .unwrap();
+    }
+    e.set_pinned(&ns("a"), true).await.unwrap();
+    for n in ["b", "c", "d", "b", "c"] {
+        e.snapshot(&ns(n), false).await.unwrap();
+    }
+    let loaded = e.loaded_namespaces();
+    assert!(loaded.len() <= 3, "{loaded:?}");
+    assert!(loaded.contains(&ns("a")), "the pinned namespace stays loaded: {loaded:?}");
+    assert!(
+        !loaded.contains(&ns("d")) || !loaded.contains(&ns("b")),
+        "least recently used dropped: {loaded:?}"
+    );
+    // A dropped state is rebuilt on access.
+    assert_eq!(e.existing(&ns("d"), true).await.unwrap().state.len(), 1);
+    let md = e.metadata(&ns("a")).await.unwrap();
+    assert_eq!(md["cache"]["pinned"], true);
+}
+
+#[tokio::test]
+async fn pins_survive_a_restart_and_are_rewarmed() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let e = open(dir.path(), 16).await;
+        e.write(&ns("hot"), WriteRequest::from_json(&json!({"upsert_rows": [{"id": 1}]})).unwrap())
+            .await
+            .unwrap();
+        e.write(&ns("cold"), WriteRequest::from_json(&json!({"upsert_rows": [{"id": 1}]})).unwrap())
+            .await
+            .unwrap();
+        e.set_pinned(&ns("hot"), true).await.unwrap();
+    }
+    let e = open(dir.path(), 16).await;
+    for _ in 0..200 {
+        if e.loaded_namespaces().contains(&ns("hot")) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(e.loaded_namespaces(), vec![ns("hot")], "only the pinned namespace is warmed at start-up");
+    assert!(e.cache().pinned_prefixes().contains(&ns("hot").prefix()));
+}
