@@ -2,8 +2,12 @@
 //! its HTTP API (the same turbopuffer v2 wire format the SDKs use), so every
 //! command here could equally be done with `curl`.
 //!
-//! Commands: `ns list | info | delete`, `write` (NDJSON documents, sent as
-//! `upsert_rows` batches) and `query`.
+//! Commands: `ns list | info | delete | copy [--deep] | branch`, `write`
+//! (NDJSON documents, sent as `upsert_rows` batches), `query`, `export`
+//! (NDJSON, the format `write` reads back), `snapshot` / `restore` (snapshot
+//! files, streamed to and from the daemon; written locally through a temp
+//! file, fsync, rename and directory fsync, and verified before use) and
+//! `repair [--sweep]`.
 //!
 //! Output: an aligned table when stdout is a terminal, otherwise (or with
 //! `--json`) the JSON the daemon returned, pretty-printed. Progress for long
@@ -184,6 +188,13 @@ pub enum NsCommand {
         #[arg(long, short = 'y')]
         yes: bool,
     },
+    /// Compact a namespace now: fold its WAL into segments and merge small segments
+    /// (`POST /v1/namespaces/NS/_admin/compact`). The daemon also compacts in the
+    /// background once its thresholds are crossed.
+    Compact {
+        /// The namespace to compact.
+        namespace: String,
+    },
     /// Copy a namespace (`POST /v1/namespaces/DST/_admin/copy`).
     ///
     /// By default the copy is copy-on-write: DST's manifest references SRC's immutable
@@ -230,6 +241,9 @@ pub async fn run(cmd: AdminCommand, url: &str, api_key: Option<&str>, json: bool
             ns_list(&client, &out, prefix, cursor, page_size).await
         }
         AdminCommand::Ns { cmd: NsCommand::Info { namespace } } => ns_info(&client, &out, &namespace).await,
+        AdminCommand::Ns { cmd: NsCommand::Compact { namespace } } => {
+            ns_compact(&client, &out, &namespace).await
+        }
         AdminCommand::Ns { cmd: NsCommand::Delete { namespace, yes } } => {
             ns_delete(&client, &out, &namespace, yes).await
         }
@@ -627,6 +641,34 @@ fn format_schema(schema: &Map<String, Value>) -> String {
         })
         .collect();
     format_table(&["ATTRIBUTE", "TYPE", "OPTIONS"], &rows)
+}
+
+async fn ns_compact(client: &Client, out: &Output, ns: &str) -> Result<(), String> {
+    check_namespace(ns)?;
+    let resp = client
+        .send(
+            reqwest::Method::POST,
+            &format!("/v1/namespaces/{ns}/_admin/compact"),
+            &[],
+            Some(&serde_json::json!({})),
+        )
+        .await?;
+    if out.json {
+        return out.json(&resp);
+    }
+    let n = |k: &str| resp.get(k).and_then(serde_json::Value::as_u64).unwrap_or(0);
+    if resp.get("performed").and_then(serde_json::Value::as_bool) == Some(true) {
+        emit(&format!(
+            "compacted {ns}: version {}, {} WAL object(s) folded, {} segment(s) written ({} rows), {} merged\n",
+            n("version"),
+            n("wal_objects_folded"),
+            n("segments_written"),
+            n("rows_written"),
+            n("segments_merged")
+        ))
+    } else {
+        emit(&format!("{ns}: nothing to compact (version {})\n", n("version")))
+    }
 }
 
 async fn ns_delete(client: &Client, out: &Output, ns: &str, yes: bool) -> Result<(), String> {

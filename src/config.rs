@@ -84,6 +84,13 @@ pub struct FileConfig {
     pub header_read_timeout_secs: Option<u64>,
     pub idle_timeout_secs: Option<u64>,
     pub system: Option<bool>,
+    pub cache_budget_bytes: Option<u64>,
+    pub max_loaded_namespaces: Option<usize>,
+    pub compaction_wal_objects: Option<usize>,
+    pub compaction_wal_bytes: Option<u64>,
+    pub compaction_max_segments: Option<usize>,
+    pub compaction_max_segment_rows: Option<usize>,
+    pub backlog_bytes: Option<u64>,
     #[serde(default)]
     pub api_keys: Vec<ApiKeyConfig>,
 }
@@ -139,6 +146,27 @@ pub struct ServeArgs {
     /// Run as a system service (default data dir /var/lib/tidepool).
     #[arg(long, env = "TIDEPOOL_SYSTEM", num_args = 0..=1, default_missing_value = "true")]
     pub system: Option<bool>,
+    /// Byte budget of the local disk cache for a remote store (default 8 GiB).
+    #[arg(long, env = "TIDEPOOL_CACHE_BUDGET_BYTES")]
+    pub cache_budget_bytes: Option<u64>,
+    /// Most namespace states kept loaded in memory (default 1024; pinned ones always stay).
+    #[arg(long, env = "TIDEPOOL_MAX_LOADED_NAMESPACES")]
+    pub max_loaded_namespaces: Option<usize>,
+    /// Compact a namespace once it has this many WAL objects (default 32).
+    #[arg(long, env = "TIDEPOOL_COMPACTION_WAL_OBJECTS")]
+    pub compaction_wal_objects: Option<usize>,
+    /// ... or this many WAL bytes (default 64 MiB).
+    #[arg(long, env = "TIDEPOOL_COMPACTION_WAL_BYTES")]
+    pub compaction_wal_bytes: Option<u64>,
+    /// Merge small segments once a namespace has more than this many (default 8).
+    #[arg(long, env = "TIDEPOOL_COMPACTION_MAX_SEGMENTS")]
+    pub compaction_max_segments: Option<usize>,
+    /// Most rows per segment (default 1,000,000).
+    #[arg(long, env = "TIDEPOOL_COMPACTION_MAX_SEGMENT_ROWS")]
+    pub compaction_max_segment_rows: Option<usize>,
+    /// Writes get 429 while a namespace has more unindexed bytes than this (default 2 GiB).
+    #[arg(long, env = "TIDEPOOL_BACKLOG_BYTES")]
+    pub backlog_bytes: Option<u64>,
 }
 
 /// The resolved configuration.
@@ -164,6 +192,12 @@ pub struct Config {
     pub idle_timeout: Duration,
     /// API keys (empty: open access as default/default, loopback only).
     pub api_keys: Vec<ApiKeyConfig>,
+    /// Disk cache budget.
+    pub cache_budget_bytes: u64,
+    /// Memory tier size.
+    pub max_loaded_namespaces: usize,
+    /// Compaction thresholds and backpressure.
+    pub compaction: crate::engine::CompactionConfig,
 }
 
 impl Config {
@@ -182,6 +216,7 @@ impl Config {
         file: FileConfig,
         env: &dyn Fn(&str) -> Option<OsString>,
     ) -> Result<Config, ConfigError> {
+        let compaction = compaction_config(args, &file);
         let system = args.system.or(file.system).unwrap_or(false);
         let data_dir = match args.data_dir.clone().or(file.data_dir) {
             Some(d) => d,
@@ -218,6 +253,16 @@ impl Config {
                 DEFAULT_IDLE_TIMEOUT_SECS,
             )?,
             api_keys: file.api_keys,
+            cache_budget_bytes: args
+                .cache_budget_bytes
+                .or(file.cache_budget_bytes)
+                .unwrap_or(crate::engine::DEFAULT_CACHE_BUDGET_BYTES),
+            max_loaded_namespaces: args
+                .max_loaded_namespaces
+                .or(file.max_loaded_namespaces)
+                .unwrap_or(1024)
+                .max(1),
+            compaction,
         };
         cfg.validate()?;
         Ok(cfg)
@@ -244,6 +289,30 @@ impl Config {
                 .map_err(|e| ConfigError(format!("api_keys[{i}]: {e}")))?;
         }
         Ok(())
+    }
+}
+
+fn compaction_config(args: &ServeArgs, file: &FileConfig) -> crate::engine::CompactionConfig {
+    let d = crate::engine::CompactionConfig::default();
+    crate::engine::CompactionConfig {
+        wal_objects: args
+            .compaction_wal_objects
+            .or(file.compaction_wal_objects)
+            .unwrap_or(d.wal_objects)
+            .max(1),
+        wal_bytes: args.compaction_wal_bytes.or(file.compaction_wal_bytes).unwrap_or(d.wal_bytes).max(1),
+        max_segments: args
+            .compaction_max_segments
+            .or(file.compaction_max_segments)
+            .unwrap_or(d.max_segments)
+            .max(2),
+        max_segment_rows: args
+            .compaction_max_segment_rows
+            .or(file.compaction_max_segment_rows)
+            .unwrap_or(d.max_segment_rows)
+            .max(1),
+        backlog_bytes: args.backlog_bytes.or(file.backlog_bytes).unwrap_or(d.backlog_bytes),
+        auto: true,
     }
 }
 

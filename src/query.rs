@@ -14,15 +14,22 @@
 //!   still applied to every candidate, so results equal a full scan's.
 
 use std::cmp::Ordering;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ops::Bound;
 use std::sync::Arc;
 
 use base64::Engine as _;
 use serde_json::{json, Map, Value as Json};
 
-use crate::engine::{EngineError, NsState};
+use crate::engine::{EngineError, LiveSegment, NsState};
 use crate::filter::Filter;
+use crate::format::segment::{
+    SECTION_ANN_INDEX, SECTION_ATTRIBUTE_INDEX, SECTION_SPARSE_INDEX, SECTION_TEXT_INDEX,
+};
+use crate::index::text::{
+    fieldnorm_to_id, search_fields, term_counts, Analyzer, Bm25Params, Bm25Weight, CorpusStats, FieldQuery,
+    NormCache, TextIndex, MAX_PREFIX_EXPANSIONS,
+};
 use crate::model::{DocId, Document, Value, ID_ATTR, VECTOR_ATTR};
 use crate::schema::{AttrType, ScalarType};
 
@@ -91,8 +98,12 @@ pub struct Query {
     pub filters: Option<Filter>,
     /// Lower id bound implied by the filter (access-path hint only).
     pub id_lower: Option<(DocId, bool)>,
-    /// Attribute ordering (None: aggregate-only query).
+    /// Attribute ordering (None: aggregate-only or scored query).
     pub order: Option<Vec<OrderKey>>,
+    /// Scored ranking (vector, sparse, BM25); exclusive with `order`.
+    pub rank: Option<Rank>,
+    /// `limit.per`: at most `limit` rows per distinct value of `attributes`.
+    pub per: Option<PerLimit>,
     /// Page size.
     pub limit: usize,
     /// Rows skipped.
@@ -116,6 +127,8 @@ pub struct QueryRequest {
     pub multi: bool,
     /// The queries (one for a single query).
     pub queries: Vec<Query>,
+    /// Multi-query fusion (`rerank_by: ["RRF", ...]`).
+    pub rerank: Option<Rerank>,
 }
 
 /// The result of one query.
@@ -167,28 +180,35 @@ pub fn parse_request(body: &Json, multi_hint: bool) -> Result<QueryRequest, Engi
     }
     let strong = parse_consistency(obj.get("consistency"))?;
     let query = parse_query(obj, VectorEncoding::Float)?;
-    Ok(QueryRequest { strong, multi: false, queries: vec![query] })
+    Ok(QueryRequest { strong, multi: false, queries: vec![query], rerank: None })
 }
 
 fn parse_multi(obj: &Map<String, Json>) -> Result<QueryRequest, EngineError> {
     let mut enc = VectorEncoding::Float;
     let mut queries_json = None;
+    let (mut rerank_json, mut limit, mut offset) = (None, None, None);
     for (k, v) in obj {
         match k.as_str() {
             "queries" => queries_json = Some(v),
             "consistency" => {}
             "vector_encoding" => enc = parse_encoding(v)?,
-            "rerank_by" => {
-                return Err(unsupported(
-                    "rerank_by is not implemented yet (ranking arrives with the query engine)",
-                ))
-            }
-            "limit" | "offset" | "top_k" => {
-                return Err(invalid(format!("a multi-query's top-level {k} only applies to rerank_by")))
+            "rerank_by" if v.is_null() => {}
+            "rerank_by" => rerank_json = Some(v),
+            "limit" | "top_k" => limit = Some(parse_limit(v, k)?.0),
+            "offset" => {
+                let n = v.as_u64().ok_or_else(|| invalid("offset must be a non-negative integer"))?;
+                offset = Some(usize::try_from(n).map_err(|_| invalid("offset is too large"))?);
             }
             other => return Err(invalid(format!("unknown multi-query parameter {other:?}"))),
         }
     }
+    let rerank = match rerank_json {
+        Some(v) => Some(parse_rerank(v, limit, offset)?),
+        None if limit.is_some() || offset.is_some() => {
+            return Err(invalid("a multi-query's top-level limit and offset only apply to rerank_by"))
+        }
+        None => None,
+    };
     let items = queries_json
         .and_then(Json::as_array)
         .ok_or_else(|| invalid("a multi-query needs \"queries\": an array of query objects"))?;
@@ -203,7 +223,15 @@ fn parse_multi(obj: &Map<String, Json>) -> Result<QueryRequest, EngineError> {
         let o = q.as_object().ok_or_else(|| invalid(format!("queries[{i}] must be an object")))?;
         queries.push(parse_query(o, enc).map_err(|e| prefix_error(e, &format!("queries[{i}]")))?);
     }
-    Ok(QueryRequest { strong: parse_consistency(obj.get("consistency"))?, multi: true, queries })
+    if let Some(r) = &rerank {
+        if !r.weights.is_empty() && r.weights.len() != queries.len() {
+            return Err(invalid("rerank_by RRF weights must have one weight per subquery"));
+        }
+        if queries.iter().any(|q| q.order.is_none() && q.rank.is_none()) {
+            return Err(invalid("with rerank_by every subquery needs rank_by"));
+        }
+    }
+    Ok(QueryRequest { strong: parse_consistency(obj.get("consistency"))?, multi: true, queries, rerank })
 }
 
 fn prefix_error(e: EngineError, what: &str) -> EngineError {
@@ -238,8 +266,8 @@ fn parse_encoding(v: &Json) -> Result<VectorEncoding, EngineError> {
 #[derive(Default)]
 struct RawQuery<'a> {
     rank_by: Option<&'a Json>,
-    top_k: Option<usize>,
-    limit: Option<usize>,
+    top_k: Option<(usize, Option<PerLimit>)>,
+    limit: Option<(usize, Option<PerLimit>)>,
     offset: Option<usize>,
     include: Option<&'a Json>,
     exclude: Option<&'a Json>,
@@ -252,6 +280,8 @@ fn parse_query(obj: &Map<String, Json>, default_enc: VectorEncoding) -> Result<Q
         filters: None,
         id_lower: None,
         order: None,
+        rank: None,
+        per: None,
         limit: DEFAULT_LIMIT,
         offset: 0,
         projection: Projection::IdOnly,
@@ -262,18 +292,26 @@ fn parse_query(obj: &Map<String, Json>, default_enc: VectorEncoding) -> Result<Q
     for (k, v) in obj {
         parse_key(&mut q, &mut raw, k, v)?;
     }
-    q.order = match raw.rank_by.filter(|v| !v.is_null()) {
-        Some(v) => Some(parse_rank_by(v)?),
-        None => None,
+    match raw.rank_by.filter(|v| !v.is_null()).map(parse_rank_by).transpose()? {
+        Some(RankBy::Order(o)) => q.order = Some(o),
+        Some(RankBy::Scored(r)) => q.rank = Some(r),
+        None => {}
+    }
+    let (limit, per) = match (raw.top_k, raw.limit) {
+        (Some(a), Some(b)) if a.0 != b.0 => {
+            return Err(invalid("top_k and limit disagree; give one of them"))
+        }
+        (a, b) => a.or(b).unwrap_or((DEFAULT_LIMIT, None)),
     };
-    q.limit = match (raw.top_k, raw.limit) {
-        (Some(a), Some(b)) if a != b => return Err(invalid("top_k and limit disagree; give one of them")),
-        (a, b) => a.or(b).unwrap_or(DEFAULT_LIMIT),
-    };
-    if q.order.is_none() && q.aggregates.is_empty() {
+    (q.limit, q.per) = (limit, per);
+    let ranked = q.order.is_some() || q.rank.is_some();
+    if !ranked && q.aggregates.is_empty() {
         return Err(invalid("rank_by is required unless the query only aggregates (aggregate_by)"));
     }
-    if raw.offset.is_some() && q.order.is_none() {
+    if q.per.is_some() && !ranked {
+        return Err(invalid("limit.per requires rank_by"));
+    }
+    if raw.offset.is_some() && !ranked {
         return Err(invalid("offset requires rank_by"));
     }
     q.offset = raw.offset.unwrap_or(0);
@@ -328,11 +366,12 @@ fn parse_key<'a>(q: &mut Query, raw: &mut RawQuery<'a>, k: &str, v: &'a Json) ->
     Ok(())
 }
 
-fn parse_limit(v: &Json, key: &str) -> Result<usize, EngineError> {
+fn parse_limit(v: &Json, key: &str) -> Result<(usize, Option<PerLimit>), EngineError> {
+    let mut per = None;
     let n = match v {
         Json::Object(o) => {
-            if o.get("per").is_some_and(|p| !p.is_null()) {
-                return Err(unsupported(format!("{key}.per (diversity limits) is not implemented yet")));
+            if let Some(p) = o.get("per").filter(|p| !p.is_null()) {
+                per = Some(parse_per(p, key)?);
             }
             if let Some(bad) = o.keys().find(|k| *k != "total" && *k != "per") {
                 return Err(invalid(format!("{key} has an unknown key {bad:?}")));
@@ -344,41 +383,290 @@ fn parse_limit(v: &Json, key: &str) -> Result<usize, EngineError> {
         _ => v.as_u64().ok_or_else(|| invalid(format!("{key} must be a positive integer")))?,
     };
     match usize::try_from(n) {
-        Ok(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
+        Ok(n) if (1..=MAX_LIMIT).contains(&n) => Ok((n, per)),
         _ => Err(invalid(format!("{key} must be between 1 and {MAX_LIMIT}, got {n}"))),
     }
 }
 
-const RANK_OPERATORS: &[&str] = &["ANN", "kNN", "BM25", "SparseKNN"];
-const RANK_COMBINATORS: &[&str] = &["Sum", "Max", "Product", "Saturate", "Decay", "Dist", "Attribute"];
+const RANK_COMBINATORS: &[&str] = &["Saturate", "Decay", "Dist", "Attribute"];
+/// Deepest nesting of a BM25 rank expression.
+const MAX_RANK_DEPTH: usize = 16;
 
-/// Parse `rank_by` as an attribute ordering, or report ranking as 501.
-fn parse_rank_by(v: &Json) -> Result<Vec<OrderKey>, EngineError> {
+/// A parsed `rank_by`.
+enum RankBy {
+    Order(Vec<OrderKey>),
+    Scored(Rank),
+}
+
+/// A scored ranking (everything but attribute order).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Rank {
+    /// `["vector", "ANN"|"kNN", [f32..]]`: smallest distance first.
+    Vector {
+        /// Exact (`kNN`) rather than approximate (`ANN`).
+        exact: bool,
+        /// The query vector.
+        query: Vec<f32>,
+    },
+    /// `[attr, "SparseKNN", {key: weight}]`: largest dot product first.
+    Sparse {
+        /// The sparse attribute.
+        attr: String,
+        /// Query weights, sorted by key, keys unique.
+        query: Vec<(String, f32)>,
+    },
+    /// A BM25 expression: largest score first.
+    Text(TextExpr),
+}
+
+/// A BM25 rank expression.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TextExpr {
+    /// `[attr, "BM25", query, {last_as_prefix}]`.
+    Bm25 {
+        /// The full-text attribute.
+        attr: String,
+        /// The query text or pre-split tokens.
+        query: TextInput,
+        /// Treat the last query token as a prefix.
+        last_as_prefix: bool,
+    },
+    /// `["Sum", [..]]`.
+    Sum(Vec<TextExpr>),
+    /// `["Max", [..]]`.
+    Max(Vec<TextExpr>),
+    /// `["Product", w, expr]` (or `[expr, w]`).
+    Product(f32, Box<TextExpr>),
+}
+
+/// A BM25 query operand.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TextInput {
+    /// Analyzed with the attribute's analyzer.
+    Text(String),
+    /// A list of strings, each analyzed.
+    Tokens(Vec<String>),
+}
+
+/// `limit.per`: diversity limit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PerLimit {
+    /// The limit key attributes.
+    pub attributes: Vec<String>,
+    /// Most rows per key value.
+    pub limit: usize,
+}
+
+/// Reciprocal-rank fusion of a multi-query's subqueries.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rerank {
+    /// RRF `k` (default 60).
+    pub rank_constant: f64,
+    /// Per-subquery weights (empty: all 1).
+    pub weights: Vec<f64>,
+    /// Rows returned.
+    pub limit: usize,
+    /// Rows skipped.
+    pub offset: usize,
+}
+
+fn parse_per(v: &Json, key: &str) -> Result<PerLimit, EngineError> {
+    let o = v.as_object().ok_or_else(|| invalid(format!("{key}.per must be {{attributes, limit}}")))?;
+    if let Some(bad) = o.keys().find(|k| *k != "attributes" && *k != "limit") {
+        return Err(invalid(format!("{key}.per has an unknown key {bad:?}")));
+    }
+    let attributes = string_list(o.get("attributes").unwrap_or(&Json::Null), "limit.per.attributes")?;
+    if attributes.is_empty() {
+        return Err(invalid(format!("{key}.per.attributes must not be empty")));
+    }
+    let limit = o
+        .get("limit")
+        .and_then(Json::as_u64)
+        .and_then(|n| usize::try_from(n).ok())
+        .filter(|n| (1..=MAX_LIMIT).contains(n))
+        .ok_or_else(|| invalid(format!("{key}.per.limit must be between 1 and {MAX_LIMIT}")))?;
+    Ok(PerLimit { attributes, limit })
+}
+
+fn parse_rerank(v: &Json, limit: Option<usize>, offset: Option<usize>) -> Result<Rerank, EngineError> {
+    let items = v.as_array().map(Vec::as_slice).unwrap_or_default();
+    if items.first().and_then(Json::as_str) != Some("RRF") || items.len() > 2 {
+        return Err(unsupported("rerank_by supports [\"RRF\", {rank_constant, weights}] only"));
+    }
+    let mut r = Rerank {
+        rank_constant: 60.0,
+        weights: Vec::new(),
+        limit: limit.unwrap_or(DEFAULT_LIMIT),
+        offset: offset.unwrap_or(0),
+    };
+    if let Some(p) = items.get(1).filter(|p| !p.is_null()) {
+        let o = p.as_object().ok_or_else(|| invalid("RRF parameters must be an object"))?;
+        for (k, val) in o {
+            match k.as_str() {
+                "rank_constant" => {
+                    r.rank_constant = val
+                        .as_f64()
+                        .filter(|x| *x > 0.0 && x.is_finite())
+                        .ok_or_else(|| invalid("RRF rank_constant must be a positive number"))?
+                }
+                "weights" => {
+                    let ws =
+                        val.as_array().ok_or_else(|| invalid("RRF weights must be a list of numbers"))?;
+                    r.weights = ws
+                        .iter()
+                        .map(|w| {
+                            w.as_f64()
+                                .filter(|x| *x > 0.0 && x.is_finite())
+                                .ok_or_else(|| invalid("RRF weights must be positive numbers"))
+                        })
+                        .collect::<Result<_, _>>()?;
+                }
+                other => return Err(invalid(format!("unknown RRF parameter {other:?}"))),
+            }
+        }
+    }
+    Ok(r)
+}
+
+fn parse_f32_vector(v: Option<&Json>, what: &str) -> Result<Vec<f32>, EngineError> {
+    let items =
+        v.and_then(Json::as_array).ok_or_else(|| invalid(format!("{what} needs a vector of numbers")))?;
+    if items.iter().any(Json::is_array) {
+        return Err(unsupported("multi-vector queries are not implemented"));
+    }
+    items
+        .iter()
+        .map(|x| {
+            x.as_f64()
+                .map(|f| f as f32)
+                .filter(|f| f.is_finite())
+                .ok_or_else(|| invalid(format!("{what}: vector components must be finite numbers")))
+        })
+        .collect()
+}
+
+/// Parse `rank_by` as an attribute ordering or a scored ranking.
+fn parse_rank_by(v: &Json) -> Result<RankBy, EngineError> {
     if let Some(key) = order_pair(v) {
-        return Ok(vec![key]);
+        return Ok(RankBy::Order(vec![key]));
     }
     if let Some(items) = v.as_array() {
         if !items.is_empty() && items.iter().all(|i| order_pair(i).is_some()) {
-            return Ok(items.iter().filter_map(order_pair).collect());
+            return Ok(RankBy::Order(items.iter().filter_map(order_pair).collect()));
         }
         let op = items.get(1).and_then(Json::as_str);
         let head = items.first().and_then(Json::as_str);
-        if op.is_some_and(|o| RANK_OPERATORS.contains(&o))
-            || head.is_some_and(|h| RANK_COMBINATORS.contains(&h))
-        {
-            let summary = match (head, op) {
-                (Some(h), Some(o)) => format!("[{h:?},{o:?},…]"),
-                (Some(h), None) => format!("[{h:?},…]"),
-                _ => "[…]".to_owned(),
-            };
-            return Err(unsupported(format!(
-                "rank_by {summary} is not implemented yet (ranking arrives with the query engine)"
-            )));
+        match (head, op) {
+            (Some(attr), Some(op @ ("ANN" | "kNN"))) => {
+                if attr != VECTOR_ATTR {
+                    return Err(unsupported(format!(
+                        "rank_by {op} on {attr:?}: only the \"vector\" attribute has vector search"
+                    )));
+                }
+                if items.len() != 3 {
+                    return Err(invalid(format!("rank_by [\"vector\", \"{op}\", [..]] takes 3 items")));
+                }
+                let query = parse_f32_vector(items.get(2), "rank_by")?;
+                return Ok(RankBy::Scored(Rank::Vector { exact: op == "kNN", query }));
+            }
+            (Some(attr), Some("SparseKNN")) => {
+                let o =
+                    items.get(2).and_then(Json::as_object).filter(|_| items.len() == 3).ok_or_else(|| {
+                        invalid("rank_by SparseKNN takes [attr, \"SparseKNN\", {key: weight}]")
+                    })?;
+                let mut query = Vec::with_capacity(o.len());
+                for (k, w) in o {
+                    let w = w
+                        .as_f64()
+                        .map(|f| f as f32)
+                        .filter(|f| f.is_finite())
+                        .ok_or_else(|| invalid("SparseKNN weights must be finite numbers"))?;
+                    query.push((k.clone(), w));
+                }
+                query.sort_by(|a, b| a.0.cmp(&b.0));
+                return Ok(RankBy::Scored(Rank::Sparse { attr: attr.to_owned(), query }));
+            }
+            (Some(h), _) if RANK_COMBINATORS.contains(&h) => {
+                return Err(unsupported(format!("rank_by [{h:?}, …] is not implemented yet")));
+            }
+            (_, Some("BM25")) | (Some("Sum" | "Max" | "Product"), _) => {
+                return Ok(RankBy::Scored(Rank::Text(parse_text_expr(v, 1)?)));
+            }
+            _ => {}
         }
     }
     Err(invalid(
         "rank_by must be [\"attr\", \"asc\"|\"desc\"], a list of such pairs, or a ranking expression",
     ))
+}
+
+fn parse_text_expr(v: &Json, depth: usize) -> Result<TextExpr, EngineError> {
+    if depth > MAX_RANK_DEPTH {
+        return Err(invalid(format!("rank_by nests deeper than {MAX_RANK_DEPTH} levels")));
+    }
+    let items = v.as_array().ok_or_else(|| invalid("a rank expression must be an array"))?;
+    let head = items.first().and_then(Json::as_str);
+    let op = items.get(1).and_then(Json::as_str);
+    match (head, op) {
+        (Some(attr), Some("BM25")) => {
+            if !(3..=4).contains(&items.len()) {
+                return Err(invalid("BM25 takes [attr, \"BM25\", query, {last_as_prefix}]"));
+            }
+            let query = match &items[2] {
+                Json::String(s) => TextInput::Text(s.clone()),
+                Json::Array(a) => TextInput::Tokens(
+                    a.iter()
+                        .map(|t| {
+                            t.as_str()
+                                .map(str::to_owned)
+                                .ok_or_else(|| invalid("BM25 tokens must be strings"))
+                        })
+                        .collect::<Result<_, _>>()?,
+                ),
+                _ => return Err(invalid("a BM25 query must be a string or a list of strings")),
+            };
+            let mut last_as_prefix = false;
+            if let Some(p) = items.get(3).filter(|p| !p.is_null()) {
+                let o = p.as_object().ok_or_else(|| invalid("BM25 parameters must be an object"))?;
+                for (k, val) in o {
+                    match k.as_str() {
+                        "last_as_prefix" => {
+                            last_as_prefix =
+                                val.as_bool().ok_or_else(|| invalid("last_as_prefix must be a bool"))?
+                        }
+                        other => return Err(invalid(format!("unknown BM25 parameter {other:?}"))),
+                    }
+                }
+            }
+            Ok(TextExpr::Bm25 { attr: attr.to_owned(), query, last_as_prefix })
+        }
+        (Some(c @ ("Sum" | "Max")), _) => {
+            let subs = items
+                .get(1)
+                .and_then(Json::as_array)
+                .filter(|s| items.len() == 2 && !s.is_empty())
+                .ok_or_else(|| invalid(format!("{c} takes a non-empty list of expressions")))?;
+            let subs = subs.iter().map(|s| parse_text_expr(s, depth + 1)).collect::<Result<Vec<_>, _>>()?;
+            Ok(if c == "Sum" { TextExpr::Sum(subs) } else { TextExpr::Max(subs) })
+        }
+        (Some("Product"), _) if items.len() == 3 => {
+            let (w, e) = match (items[1].as_f64(), items[2].as_f64()) {
+                (Some(w), _) => (w, &items[2]),
+                (None, Some(w)) => (w, &items[1]),
+                _ => return Err(invalid("Product takes a number and an expression")),
+            };
+            if !w.is_finite() {
+                return Err(invalid("Product weight must be finite"));
+            }
+            Ok(TextExpr::Product(w as f32, Box::new(parse_text_expr(e, depth + 1)?)))
+        }
+        (Some(h), _) if RANK_COMBINATORS.contains(&h) => {
+            Err(unsupported(format!("rank_by [{h:?}, …] is not implemented yet")))
+        }
+        _ => Err(unsupported(
+            "this rank expression is not implemented (BM25, Sum, Max and Product are supported)",
+        )),
+    }
 }
 
 fn order_pair(v: &Json) -> Option<OrderKey> {
@@ -493,7 +781,21 @@ fn id_lower_bound(f: &Json) -> Option<(DocId, bool)> {
 pub fn execute(q: &Query, state: &NsState) -> Result<QueryResult, EngineError> {
     validate(q, state)?;
     let mut result = QueryResult::default();
-    if let Some(order) = &q.order {
+    if let Some(rank) = &q.rank {
+        let (docs, exhaustive) = ranked_docs(q, rank, state)?;
+        result.rows = Some(
+            docs.iter()
+                .map(|(d, score)| {
+                    let mut row = render(d, &q.projection, q.vector_encoding);
+                    if let Json::Object(m) = &mut row {
+                        m.insert(DIST_ATTR.into(), json!(f64::from(*score)));
+                    }
+                    row
+                })
+                .collect(),
+        );
+        result.scanned = exhaustive;
+    } else if let Some(order) = &q.order {
         let (docs, scanned) = top_docs(q, order, state);
         result.rows = Some(docs.iter().map(|d| render(d, &q.projection, q.vector_encoding)).collect());
         result.scanned = scanned;
@@ -555,13 +857,46 @@ fn matches(q: &Query, d: &Document) -> bool {
 
 /// Documents in id order, starting at the filter's lower id bound when the
 /// bound has the namespace's id kind.
-fn candidates<'a>(q: &'a Query, state: &'a NsState) -> impl Iterator<Item = Arc<Document>> + 'a {
+fn candidates<'a>(q: &'a Query, state: &'a NsState) -> Box<dyn Iterator<Item = Arc<Document>> + 'a> {
     let lower = match &q.id_lower {
         Some((id, true)) if Some(id.id_type()) == state.id_type => Bound::Included(id),
         Some((id, false)) if Some(id.id_type()) == state.id_type => Bound::Excluded(id),
         _ => Bound::Unbounded,
     };
-    state.iter_from(lower)
+    if let Some(docs) = indexed_candidates(q, state, lower.clone()) {
+        return Box::new(docs.into_iter());
+    }
+    Box::new(state.iter_from(lower))
+}
+
+/// When the attribute indexes narrow the filter in every segment: the
+/// narrowed live segment rows plus the overlay's documents (from the lower
+/// id bound), in id order. Still a superset: callers apply the filter.
+fn indexed_candidates(q: &Query, state: &NsState, lower: Bound<&DocId>) -> Option<Vec<Arc<Document>>> {
+    let f = q.filters.as_ref()?;
+    if state.segments().is_empty() {
+        return None;
+    }
+    let views = seg_views(state, Some(f));
+    let above = |id: &DocId| match lower {
+        Bound::Included(l) => id >= l,
+        Bound::Excluded(l) => id > l,
+        Bound::Unbounded => true,
+    };
+    let mut docs = Vec::new();
+    for v in &views {
+        let cand = v.cand.as_ref()?;
+        for (row, _) in cand.iter().enumerate().filter(|(r, b)| **b && v.live(*r)) {
+            if let Ok(d) = v.ls.seg.doc(row) {
+                if above(&d.id) {
+                    docs.push(Arc::new(d));
+                }
+            }
+        }
+    }
+    docs.extend(state.overlay().range((lower.cloned(), Bound::Unbounded)).filter_map(|(_, d)| d.clone()));
+    docs.sort_by(|a, b| a.id.cmp(&b.id));
+    Some(docs)
 }
 
 /// The page of documents and how many documents were examined.
@@ -569,10 +904,11 @@ fn top_docs(q: &Query, order: &[OrderKey], state: &NsState) -> (Vec<Arc<Document
     let mut scanned = 0u64;
     let want = q.offset.saturating_add(q.limit);
     let by_id = |dir| matches!(order, [k] if k.attr == ID_ATTR && k.dir == dir);
+    let mut per = PerCounter::new(q.per.as_ref());
     if by_id(Direction::Asc) {
         let page: Vec<_> = candidates(q, state)
             .inspect(|_| scanned += 1)
-            .filter(|d| matches(q, d))
+            .filter(|d| matches(q, d) && per.admit(d))
             .skip(q.offset)
             .take(q.limit)
             .collect();
@@ -586,7 +922,7 @@ fn top_docs(q: &Query, order: &[OrderKey], state: &NsState) -> (Vec<Arc<Document
         let page: Vec<_> = all
             .into_iter()
             .inspect(|_| scanned += 1)
-            .filter(|d| matches(q, d))
+            .filter(|d| matches(q, d) && per.admit(d))
             .skip(q.offset)
             .take(q.limit)
             .collect();
@@ -598,12 +934,12 @@ fn top_docs(q: &Query, order: &[OrderKey], state: &NsState) -> (Vec<Arc<Document
     if want == 0 {
         return (Vec::new(), scanned);
     }
-    if want < all.len() {
+    if want < all.len() && q.per.is_none() {
         all.select_nth_unstable_by(want - 1, cmp);
         all.truncate(want);
     }
     all.sort_unstable_by(cmp);
-    (all.into_iter().skip(q.offset).collect(), scanned)
+    (all.into_iter().filter(|d| per.admit(d)).skip(q.offset).take(q.limit).collect(), scanned)
 }
 
 /// Order by the keys (nulls last in both directions), then id ascending.
@@ -763,6 +1099,974 @@ fn compare_keys(a: &[Option<Value>], b: &[Option<Value>]) -> Ordering {
     Ordering::Equal
 }
 
+// ----- scored ranking --------------------------------------------------------
+
+/// The row attribute carrying a vector distance or a score.
+pub const DIST_ATTR: &str = "$dist";
+/// Most candidates one ranked query gathers while filling `limit.per`.
+const MAX_FETCH: usize = 100_000;
+
+/// Admits at most `limit` documents per distinct limit-key value.
+struct PerCounter<'a> {
+    per: Option<&'a PerLimit>,
+    seen: HashMap<String, usize>,
+}
+
+impl<'a> PerCounter<'a> {
+    fn new(per: Option<&'a PerLimit>) -> Self {
+        PerCounter { per, seen: HashMap::new() }
+    }
+
+    fn admit(&mut self, d: &Document) -> bool {
+        let Some(per) = self.per else { return true };
+        let key = Json::Array(
+            per.attributes.iter().map(|a| d.attr(a).map_or(Json::Null, |v| v.to_json())).collect(),
+        )
+        .to_string();
+        let n = self.seen.entry(key).or_insert(0);
+        *n += 1;
+        *n <= per.limit
+    }
+}
+
+/// One segment as a ranked query sees it: which rows are live.
+struct SegView<'a> {
+    ls: &'a LiveSegment,
+    /// Live rows whose id the overlay shadows.
+    shadowed: HashSet<usize>,
+    /// Rows the attribute indexes allow for the filter (a superset of the
+    /// matches); None when the indexes cannot narrow it.
+    cand: Option<Vec<bool>>,
+}
+
+impl SegView<'_> {
+    fn live(&self, row: usize) -> bool {
+        !self.ls.deleted.contains(row) && !self.shadowed.contains(&row)
+    }
+
+    /// The row's id and attributes (no vector), for filters and scoring.
+    fn attrs_doc(&self, row: usize) -> Option<Document> {
+        let id = self.ls.seg.try_id(row)?;
+        let attrs = self.ls.seg.attrs(row).ok()?;
+        Some(Document { id, vector: None, attrs })
+    }
+
+    /// Live and matching the query's filter.
+    fn passes(&self, row: usize, q: &Query) -> bool {
+        if self.cand.as_ref().is_some_and(|c| !c.get(row).copied().unwrap_or(false)) || !self.live(row) {
+            return false;
+        }
+        match &q.filters {
+            None => true,
+            Some(f) => self.attrs_doc(row).is_some_and(|d| f.matches(&d, None)),
+        }
+    }
+
+    fn dead_rows(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..self.ls.seg.len()).filter(|r| !self.live(*r))
+    }
+}
+
+fn seg_views<'a>(state: &'a NsState, filter: Option<&Filter>) -> Vec<SegView<'a>> {
+    state
+        .segments()
+        .iter()
+        .map(|ls| {
+            let shadowed = state.overlay().keys().filter_map(|id| ls.find_live(id)).collect();
+            let cand = filter.and_then(|f| index_rows(ls, f, 0)).map(|rows| {
+                let mut bits = vec![false; ls.seg.len()];
+                for r in rows {
+                    if let Some(b) = bits.get_mut(r as usize) {
+                        *b = true;
+                    }
+                }
+                bits
+            });
+            SegView { ls, shadowed, cand }
+        })
+        .collect()
+}
+
+/// The attribute index section of `attr` in a segment.
+fn attr_index<'a>(ls: &'a LiveSegment, attr: &str) -> Option<crate::index::attr::AttrIndex<'a>> {
+    ls.seg
+        .sections(SECTION_ATTRIBUTE_INDEX)
+        .into_iter()
+        .find_map(|b| crate::index::attr::AttrIndex::open_trusted(b).ok().filter(|ix| ix.attr() == attr))
+}
+
+/// Sorted, unique rows of a segment that may match `f` (a superset of its
+/// matches), from attribute indexes; None when they cannot narrow it.
+fn index_rows(ls: &LiveSegment, f: &Filter, depth: usize) -> Option<Vec<u32>> {
+    use crate::filter::{Op, Operand};
+    use crate::index::attr::{key_of, kind_of};
+    if depth > crate::filter::MAX_DEPTH {
+        return None;
+    }
+    let mut rows = match f {
+        Filter::And(subs) => {
+            let sets: Vec<Vec<u32>> = subs.iter().filter_map(|s| index_rows(ls, s, depth + 1)).collect();
+            let mut it = sets.into_iter();
+            let first = it.next()?;
+            it.fold(first, |acc, s| {
+                let set: HashSet<u32> = s.into_iter().collect();
+                acc.into_iter().filter(|r| set.contains(r)).collect()
+            })
+        }
+        Filter::Or(subs) if !subs.is_empty() => {
+            let mut all = Vec::new();
+            for s in subs {
+                all.extend(index_rows(ls, s, depth + 1)?);
+            }
+            all
+        }
+        Filter::Or(_) | Filter::Not(_) => return None,
+        Filter::Cond(c) => {
+            let ix = attr_index(ls, c.attr())?;
+            let same = |v: &Value| kind_of(v) == Some(ix.kind());
+            match (c.op(), c.operand()) {
+                (Op::Eq, Some(Operand::Value(v))) if same(v) => {
+                    let k = key_of(v)?;
+                    ix.range(Some((&k, true)), Some((&k, true)))
+                }
+                (Op::In, Some(Operand::Value(Value::Array(items)))) if items.iter().all(same) => {
+                    let mut out = Vec::new();
+                    for v in items {
+                        let k = key_of(v)?;
+                        out.extend(ix.range(Some((&k, true)), Some((&k, true))));
+                    }
+                    out
+                }
+                (op @ (Op::Lt | Op::Lte | Op::Gt | Op::Gte), Some(Operand::Value(v))) if same(v) => {
+                    let k = key_of(v)?;
+                    match op {
+                        Op::Lt => ix.range(None, Some((&k, false))),
+                        Op::Lte => ix.range(None, Some((&k, true))),
+                        Op::Gt => ix.range(Some((&k, false)), None),
+                        _ => ix.range(Some((&k, true)), None),
+                    }
+                }
+                (Op::Glob, _) if ix.kind() == 3 => {
+                    let pattern = Filter::Cond(c.clone()).to_json();
+                    let pattern = pattern.get(2).and_then(Json::as_str)?;
+                    let end = pattern.find(['*', '?', '[', '\\', '{']).unwrap_or(pattern.len());
+                    if end == 0 {
+                        return None;
+                    }
+                    ix.prefix(&pattern.as_bytes()[..end])
+                }
+                _ => return None,
+            }
+        }
+    };
+    rows.sort_unstable();
+    rows.dedup();
+    Some(rows)
+}
+
+/// Where a ranked hit lives.
+enum Src {
+    Seg(usize, u32),
+    Over(Arc<Document>),
+}
+
+struct Hit {
+    id: DocId,
+    score: f32,
+    src: Src,
+}
+
+/// Hits in rank order: ascending (distances) or descending (scores), ties by id.
+fn sort_hits(hits: &mut [Hit], ascending: bool) {
+    hits.sort_by(|a, b| {
+        let o = a.score.total_cmp(&b.score);
+        (if ascending { o } else { o.reverse() }).then_with(|| a.id.cmp(&b.id))
+    });
+}
+
+/// A ranked document and its `$dist`.
+type Scored = (Arc<Document>, f32);
+
+/// The ranked page (document, `$dist`) and the rows searched exhaustively.
+fn ranked_docs(q: &Query, rank: &Rank, state: &NsState) -> Result<(Vec<Scored>, u64), EngineError> {
+    let views = seg_views(state, q.filters.as_ref());
+    let want = q.offset.saturating_add(q.limit);
+    let mut fetch = want;
+    loop {
+        let (hits, exhaustive) = rank_hits(q, rank, state, &views, fetch)?;
+        let short = hits.len() < fetch;
+        let mut per = PerCounter::new(q.per.as_ref());
+        let mut out = Vec::with_capacity(want.min(hits.len()));
+        for h in hits {
+            let doc = match h.src {
+                Src::Over(d) => d,
+                Src::Seg(si, row) => match views[si].ls.seg.doc(row as usize) {
+                    Ok(d) => Arc::new(d),
+                    Err(e) => return Err(EngineError::Corrupted(format!("segment row {row}: {e}"))),
+                },
+            };
+            if per.admit(&doc) {
+                out.push((doc, h.score));
+                if out.len() >= want {
+                    break;
+                }
+            }
+        }
+        if out.len() >= want || short || q.per.is_none() || fetch >= MAX_FETCH {
+            return Ok((out.into_iter().skip(q.offset).collect(), exhaustive));
+        }
+        fetch = fetch.saturating_mul(4).min(MAX_FETCH);
+    }
+}
+
+/// The best `k` hits of a scored ranking, in rank order.
+fn rank_hits(
+    q: &Query,
+    rank: &Rank,
+    state: &NsState,
+    views: &[SegView<'_>],
+    k: usize,
+) -> Result<(Vec<Hit>, u64), EngineError> {
+    let (mut hits, exhaustive, ascending) = match rank {
+        Rank::Vector { exact, query } => {
+            let (h, n) = vector_hits(q, *exact, query, state, views, k)?;
+            (h, n, true)
+        }
+        Rank::Sparse { attr, query } => {
+            let (h, n) = sparse_hits(q, attr, query, state, views);
+            (h, n, false)
+        }
+        Rank::Text(expr) => {
+            let (h, n) = text_hits(q, expr, state, views, k)?;
+            (h, n, false)
+        }
+    };
+    sort_hits(&mut hits, ascending);
+    hits.truncate(k);
+    Ok((hits, exhaustive))
+}
+
+/// Most opened ANN sections kept by [`cached_ann_index`].
+const ANN_CACHE_ENTRIES: usize = 256;
+
+type AnnCache = HashMap<(String, usize, usize), crate::index::ann::SharedAnnIndex>;
+
+/// The segment's ANN section, validated once per process and cached (keyed
+/// by segment id and the section's address, so a remapped file reopens).
+/// The cache holds the segment's bytes alive; it is cleared when full.
+fn cached_ann_index(
+    ls: &LiveSegment,
+) -> Option<Result<crate::index::ann::SharedAnnIndex, crate::index::ann::IndexError>> {
+    use crate::index::ann::SharedAnnIndex;
+    static CACHE: std::sync::OnceLock<std::sync::Mutex<AnnCache>> = std::sync::OnceLock::new();
+    let sec = ls.seg.section(SECTION_ANN_INDEX)?;
+    let key = (ls.meta.id.clone(), sec.as_ptr() as usize, sec.len());
+    let cache = CACHE.get_or_init(Default::default);
+    if let Some(ix) = cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(&key) {
+        return Some(Ok(ix.clone()));
+    }
+    let all = ls.seg.bytes();
+    let base = all.as_ptr() as usize;
+    let inside = key.1 >= base && key.1 + sec.len() <= base + all.len();
+    let bytes = if inside { all.slice_ref(sec) } else { bytes::Bytes::copy_from_slice(sec) };
+    let opened = SharedAnnIndex::open_trusted(bytes);
+    if let Ok(ix) = &opened {
+        let mut c = cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if c.len() >= ANN_CACHE_ENTRIES {
+            c.clear();
+        }
+        c.insert(key, ix.clone());
+    }
+    Some(opened)
+}
+
+/// Dense-vector search: per segment the ANN section (or exact when absent or
+/// `exact`), filter-aware; the overlay exhaustively.
+fn vector_hits(
+    q: &Query,
+    exact: bool,
+    query: &[f32],
+    state: &NsState,
+    views: &[SegView<'_>],
+    k: usize,
+) -> Result<(Vec<Hit>, u64), EngineError> {
+    use crate::index::ann;
+    let Some(dim) = state.vector_dim.map(|d| d as usize) else { return Ok((Vec::new(), 0)) };
+    if query.len() != dim {
+        return Err(invalid(format!("query vector has {} dimensions, the namespace has {dim}", query.len())));
+    }
+    let metric = state.distance_metric.unwrap_or(crate::model::DistanceMetric::CosineDistance);
+    let mut hits = Vec::new();
+    for (si, v) in views.iter().enumerate() {
+        let seg = &v.ls.seg;
+        let Some(vectors) = seg.vectors() else { continue };
+        let n = seg.len();
+        let need_filter = q.filters.is_some()
+            || !v.ls.deleted.is_empty()
+            || !v.shadowed.is_empty()
+            || (0..n).any(|r| !seg.has_vector(r));
+        let f = |row: u32| seg.has_vector(row as usize) && v.passes(row as usize, q);
+        let filter: Option<&dyn Fn(u32) -> bool> = if need_filter { Some(&f) } else { None };
+        let index = if exact { None } else { cached_ann_index(v.ls) };
+        let found = match index {
+            Some(Ok(ix)) => {
+                let params = ann::SearchParams {
+                    filter_estimate: v
+                        .cand
+                        .as_ref()
+                        .map(|c| u32::try_from(c.iter().filter(|b| **b).count()).unwrap_or(u32::MAX)),
+                    ..ann::SearchParams::default()
+                };
+                ix.index().search(vectors, query, k, filter, &params)
+            }
+            Some(Err(e)) => {
+                tracing::warn!(segment = %v.ls.meta.id, error = %e, "unreadable ANN section; exact search");
+                ann::exact(vectors, dim, metric, query, k, filter)
+            }
+            None => ann::exact(vectors, dim, metric, query, k, filter),
+        };
+        hits.extend(found.into_iter().filter_map(|(row, d)| {
+            Some(Hit { id: seg.try_id(row as usize)?, score: d, src: Src::Seg(si, row) })
+        }));
+    }
+    let mut exhaustive = 0u64;
+    for (id, doc) in state.overlay() {
+        let Some(doc) = doc else { continue };
+        exhaustive += 1;
+        let Some(vec) = doc.vector.as_ref().filter(|v| v.len() == dim) else { continue };
+        if matches(q, doc) {
+            let d = crate::index::distance::distance(metric, query, vec);
+            hits.push(Hit { id: id.clone(), score: d, src: Src::Over(doc.clone()) });
+        }
+    }
+    Ok((hits, exhaustive))
+}
+
+/// Sparse dot-product search: per segment the sparse section of `attr` (or a
+/// scan of decoded rows), the overlay exhaustively.
+fn sparse_hits(
+    q: &Query,
+    attr: &str,
+    query: &[(String, f32)],
+    state: &NsState,
+    views: &[SegView<'_>],
+) -> (Vec<Hit>, u64) {
+    use crate::index::sparse::{dot, SparseIndex};
+    let mut hits = Vec::new();
+    let mut exhaustive = 0u64;
+    for (si, v) in views.iter().enumerate() {
+        let seg = &v.ls.seg;
+        let index = seg
+            .sections(SECTION_SPARSE_INDEX)
+            .into_iter()
+            .find_map(|b| SparseIndex::open(b).ok().filter(|ix| ix.attr() == attr));
+        let found: Vec<(u32, f32)> = match index {
+            Some(ix) => ix.scores(query, &|row| v.passes(row as usize, q)),
+            None => (0..seg.len())
+                .filter(|r| v.live(*r))
+                .filter_map(|r| {
+                    exhaustive += 1;
+                    let d = v.attrs_doc(r)?;
+                    if !matches(q, &d) {
+                        return None;
+                    }
+                    match d.attrs.get(attr) {
+                        Some(Value::Sparse(sv)) => dot(query, sv).map(|s| (r as u32, s)),
+                        _ => None,
+                    }
+                })
+                .collect(),
+        };
+        hits.extend(found.into_iter().filter_map(|(row, s)| {
+            Some(Hit { id: seg.try_id(row as usize)?, score: s, src: Src::Seg(si, row) })
+        }));
+    }
+    for (id, doc) in state.overlay() {
+        let Some(doc) = doc else { continue };
+        exhaustive += 1;
+        if let Some(Value::Sparse(sv)) = doc.attrs.get(attr) {
+            if let Some(s) = dot(query, sv).filter(|_| matches(q, doc)) {
+                hits.push(Hit { id: id.clone(), score: s, src: Src::Over(doc.clone()) });
+            }
+        }
+    }
+    (hits, exhaustive)
+}
+
+/// One BM25 clause, compiled against the namespace: analyzed terms and the
+/// global statistics of its attribute over every live document.
+struct Leaf {
+    attr: String,
+    analyzer: Analyzer,
+    params: Bm25Params,
+    /// Query terms with repeats (what `FieldQuery::terms` takes).
+    terms: Vec<String>,
+    /// Distinct terms in first-occurrence order.
+    distinct: Vec<String>,
+    stats: CorpusStats,
+    cache: NormCache,
+    weights: Vec<Bm25Weight>,
+}
+
+/// A compiled text expression over leaf indexes.
+enum Node {
+    Leaf(usize),
+    Sum(Vec<Node>),
+    Max(Vec<Node>),
+    Product(f32, Box<Node>),
+}
+
+/// Per-leaf (fieldnorm id, per-distinct-term counts) of one row.
+struct RowTf {
+    norms: Vec<u8>,
+    tfs: Vec<Vec<u32>>,
+}
+
+impl RowTf {
+    fn new(leaves: &[Leaf]) -> Self {
+        RowTf {
+            norms: vec![0; leaves.len()],
+            tfs: leaves.iter().map(|l| vec![0; l.distinct.len()]).collect(),
+        }
+    }
+
+    fn any_hit(&self) -> bool {
+        self.tfs.iter().flatten().any(|t| *t > 0)
+    }
+
+    /// From a decoded document: tokens per leaf attribute.
+    fn of_doc(leaves: &[Leaf], d: &Document) -> Self {
+        let mut rt = RowTf::new(leaves);
+        for (i, l) in leaves.iter().enumerate() {
+            let toks = d.attrs.get(&l.attr).map(|v| value_tokens(&l.analyzer, v)).unwrap_or_default();
+            rt.norms[i] = fieldnorm_to_id(u32::try_from(toks.len()).unwrap_or(u32::MAX));
+            for t in &toks {
+                if let Some(j) = l.distinct.iter().position(|x| x == t) {
+                    rt.tfs[i][j] += 1;
+                }
+            }
+        }
+        rt
+    }
+}
+
+/// The score of a row: a leaf is `Σ_terms boost · bm25` in term order (the
+/// order and factors `text::search_fields` uses), `Sum` adds left to right,
+/// `Max` takes the largest, `Product` scales the boost of its leaves.
+fn eval(node: &Node, boost: f32, leaves: &[Leaf], rt: &RowTf) -> f32 {
+    match node {
+        Node::Leaf(i) => {
+            let l = &leaves[*i];
+            let mut s = 0f32;
+            for (j, w) in l.weights.iter().enumerate() {
+                let tf = rt.tfs[*i][j];
+                if tf > 0 {
+                    s += boost * w.score(&l.cache, rt.norms[*i], tf);
+                }
+            }
+            s
+        }
+        Node::Sum(c) => {
+            let mut s = 0f32;
+            for n in c {
+                s += eval(n, boost, leaves, rt);
+            }
+            s
+        }
+        Node::Max(c) => c.iter().map(|n| eval(n, boost, leaves, rt)).fold(0f32, f32::max),
+        Node::Product(w, e) => eval(e, boost * w, leaves, rt),
+    }
+}
+
+/// Flattens a `Sum`/`Product` tree of leaves with positive weights into
+/// (leaf, boost) pairs; false when the expression is not such a sum.
+fn linear(node: &Node, boost: f32, out: &mut Vec<(usize, f32)>) -> bool {
+    match node {
+        Node::Leaf(i) => {
+            out.push((*i, boost));
+            true
+        }
+        Node::Sum(c) => c.iter().all(|n| linear(n, boost, out)),
+        Node::Max(_) => false,
+        Node::Product(w, e) => *w > 0.0 && linear(e, boost * w, out),
+    }
+}
+
+/// The text index section of `attr` in a segment, if it has one.
+fn text_index<'a>(ls: &'a LiveSegment, attr: &str) -> Option<TextIndex<'a>> {
+    ls.seg
+        .sections(SECTION_TEXT_INDEX)
+        .into_iter()
+        .find_map(|b| TextIndex::open_trusted(b).ok().filter(|ix| ix.attr() == attr))
+}
+
+fn compile(
+    e: &TextExpr,
+    state: &NsState,
+    views: &[SegView<'_>],
+    leaves: &mut Vec<Leaf>,
+) -> Result<Node, EngineError> {
+    Ok(match e {
+        TextExpr::Sum(c) => {
+            Node::Sum(c.iter().map(|x| compile(x, state, views, leaves)).collect::<Result<_, _>>()?)
+        }
+        TextExpr::Max(c) => {
+            Node::Max(c.iter().map(|x| compile(x, state, views, leaves)).collect::<Result<_, _>>()?)
+        }
+        TextExpr::Product(w, x) => Node::Product(*w, Box::new(compile(x, state, views, leaves)?)),
+        TextExpr::Bm25 { attr, query, last_as_prefix } => {
+            let opts = state.schema.get(attr).and_then(|s| s.full_text_search.as_ref()).ok_or_else(|| {
+                invalid(format!("rank_by BM25: attribute {attr:?} has no full_text_search"))
+            })?;
+            let analyzer = Analyzer::new(opts);
+            let mut terms = match query {
+                TextInput::Text(t) => analyzer.query_terms(t),
+                TextInput::Tokens(ts) => ts.iter().flat_map(|t| analyzer.tokens(t)).collect(),
+            };
+            if *last_as_prefix {
+                if let Some(last) = terms.pop() {
+                    terms.extend(expand_prefix(&last, attr, &analyzer, state, views));
+                }
+            }
+            let params = Bm25Params::from_options(opts);
+            let stats = text_stats(attr, &analyzer, &terms, state, views);
+            let counts = term_counts(&terms);
+            let distinct: Vec<String> = counts.iter().map(|(t, _)| (*t).to_owned()).collect();
+            let weights = counts.iter().map(|(t, c)| stats.weight(t, *c, params)).collect();
+            let cache = stats.norm_cache(params);
+            leaves.push(Leaf {
+                attr: attr.clone(),
+                analyzer,
+                params,
+                terms,
+                distinct,
+                stats,
+                cache,
+                weights,
+            });
+            Node::Leaf(leaves.len() - 1)
+        }
+    })
+}
+
+/// The terms a prefix expands to, over every segment dictionary and the
+/// unindexed rows (the same set for every segment, so scores stay global).
+fn expand_prefix(
+    prefix: &str,
+    attr: &str,
+    analyzer: &Analyzer,
+    state: &NsState,
+    views: &[SegView<'_>],
+) -> Vec<String> {
+    let mut set = std::collections::BTreeSet::new();
+    let add = |d: &Document, set: &mut std::collections::BTreeSet<String>| {
+        if let Some(v) = d.attrs.get(attr) {
+            set.extend(value_tokens(analyzer, v).into_iter().filter(|t| t.starts_with(prefix)));
+        }
+    };
+    for v in views {
+        match text_index(v.ls, attr) {
+            Some(ix) => set.extend(ix.terms_with_prefix(prefix, MAX_PREFIX_EXPANSIONS)),
+            None => {
+                for r in (0..v.ls.seg.len()).filter(|r| v.live(*r)) {
+                    if let Some(d) = v.attrs_doc(r) {
+                        add(&d, &mut set);
+                    }
+                }
+            }
+        }
+    }
+    for d in state.overlay().values().flatten() {
+        add(d, &mut set);
+    }
+    if set.is_empty() {
+        return vec![prefix.to_owned()];
+    }
+    set.into_iter().take(MAX_PREFIX_EXPANSIONS).collect()
+}
+
+/// BM25 statistics of `attr` over the live documents: indexed segments
+/// minus their dead rows, unindexed segment rows and the overlay.
+fn text_stats(
+    attr: &str,
+    analyzer: &Analyzer,
+    terms: &[String],
+    state: &NsState,
+    views: &[SegView<'_>],
+) -> CorpusStats {
+    let mut st = CorpusStats::default();
+    let toks_of = |d: &Document| d.attrs.get(attr).map(|v| value_tokens(analyzer, v)).unwrap_or_default();
+    let counts = term_counts(terms);
+    for v in views {
+        match text_index(v.ls, attr) {
+            Some(ix) => {
+                st.add_index(&ix, terms);
+                for r in v.dead_rows() {
+                    let Some(d) = v.attrs_doc(r) else { continue };
+                    let toks = toks_of(&d);
+                    st.num_docs = st.num_docs.saturating_sub(1);
+                    st.total_tokens = st.total_tokens.saturating_sub(toks.len() as u64);
+                    for (t, _) in &counts {
+                        if toks.iter().any(|x| x == t) {
+                            if let Some(df) = st.doc_freq.get_mut(*t) {
+                                *df = df.saturating_sub(1);
+                            }
+                        }
+                    }
+                }
+            }
+            None => {
+                for r in (0..v.ls.seg.len()).filter(|r| v.live(*r)) {
+                    if let Some(d) = v.attrs_doc(r) {
+                        st.add_document_tokens(&toks_of(&d), terms);
+                    }
+                }
+            }
+        }
+    }
+    for d in state.overlay().values().flatten() {
+        st.add_document_tokens(&toks_of(d), terms);
+    }
+    st
+}
+
+/// BM25 search: pruned per segment for sums of clauses, exact candidate
+/// scoring otherwise; unindexed rows scored with the same formula.
+fn text_hits(
+    q: &Query,
+    expr: &TextExpr,
+    state: &NsState,
+    views: &[SegView<'_>],
+    k: usize,
+) -> Result<(Vec<Hit>, u64), EngineError> {
+    let mut leaves = Vec::new();
+    let root = compile(expr, state, views, &mut leaves)?;
+    let mut flat = Vec::new();
+    let is_linear = linear(&root, 1.0, &mut flat);
+    let mut hits = Vec::new();
+    let mut exhaustive = 0u64;
+    let corrupt = |e: crate::index::text::IndexError| EngineError::Corrupted(format!("text index: {e}"));
+    for (si, v) in views.iter().enumerate() {
+        let seg = &v.ls.seg;
+        let ixs: Option<Vec<TextIndex<'_>>> = leaves.iter().map(|l| text_index(v.ls, &l.attr)).collect();
+        let f = |row: u32| v.passes(row as usize, q);
+        let found: Vec<(u32, f32)> = match ixs {
+            Some(ixs) if is_linear => {
+                let fields: Vec<FieldQuery<'_, '_>> = flat
+                    .iter()
+                    .map(|(li, boost)| FieldQuery {
+                        index: &ixs[*li],
+                        terms: &leaves[*li].terms,
+                        stats: &leaves[*li].stats,
+                        params: leaves[*li].params,
+                        boost: *boost,
+                    })
+                    .collect();
+                search_fields(&fields, k, Some(&f)).map_err(corrupt)?
+            }
+            Some(ixs) => {
+                let mut rows: std::collections::BTreeMap<u32, RowTf> = std::collections::BTreeMap::new();
+                for (li, (l, ix)) in leaves.iter().zip(&ixs).enumerate() {
+                    for (j, t) in l.distinct.iter().enumerate() {
+                        for (row, tf) in ix.postings(t).map_err(corrupt)? {
+                            rows.entry(row).or_insert_with(|| RowTf::new(&leaves)).tfs[li][j] = tf;
+                        }
+                    }
+                }
+                rows.into_iter()
+                    .filter(|(row, _)| f(*row))
+                    .map(|(row, mut rt)| {
+                        for (li, ix) in ixs.iter().enumerate() {
+                            rt.norms[li] = ix.fieldnorm_id(row);
+                        }
+                        (row, eval(&root, 1.0, &leaves, &rt))
+                    })
+                    .collect()
+            }
+            None => (0..seg.len())
+                .filter(|r| v.live(*r))
+                .filter_map(|r| {
+                    exhaustive += 1;
+                    let d = v.attrs_doc(r).filter(|d| matches(q, d))?;
+                    let rt = RowTf::of_doc(&leaves, &d);
+                    rt.any_hit().then(|| (r as u32, eval(&root, 1.0, &leaves, &rt)))
+                })
+                .collect(),
+        };
+        hits.extend(found.into_iter().filter_map(|(row, s)| {
+            Some(Hit { id: seg.try_id(row as usize)?, score: s, src: Src::Seg(si, row) })
+        }));
+    }
+    for (id, doc) in state.overlay() {
+        let Some(doc) = doc else { continue };
+        exhaustive += 1;
+        if !matches(q, doc) {
+            continue;
+        }
+        let rt = RowTf::of_doc(&leaves, doc);
+        if rt.any_hit() {
+            hits.push(Hit {
+                id: id.clone(),
+                score: eval(&root, 1.0, &leaves, &rt),
+                src: Src::Over(doc.clone()),
+            });
+        }
+    }
+    Ok((hits, exhaustive))
+}
+
+/// The analyzed tokens of an attribute value: a string is analyzed, a string
+/// array element by element (with `pre_tokenized_array`, each element is one
+/// token); other values have none. Shared by index building and queries.
+pub fn value_tokens(analyzer: &Analyzer, v: &Value) -> Vec<String> {
+    match v {
+        Value::Str(s) => analyzer.tokens(s),
+        Value::Array(items) => {
+            let mut out = Vec::new();
+            for item in items {
+                if let Value::Str(s) = item {
+                    analyzer.for_each_token(s, |t| out.push(t.to_owned()));
+                }
+            }
+            out
+        }
+        _ => Vec::new(),
+    }
+}
+
+// ----- multi-query fusion -------------------------------------------------------
+
+/// Fuse subquery results by reciprocal rank: `Σ w_i / (k + rank_i)` (ranks
+/// from 1), best first, ties by id; `$dist` is the fused score.
+pub fn fuse(r: &Rerank, results: &[QueryResult]) -> QueryResult {
+    let mut scores: HashMap<String, (f64, Json, Json)> = HashMap::new();
+    for (i, res) in results.iter().enumerate() {
+        let w = r.weights.get(i).copied().unwrap_or(1.0);
+        for (rank, row) in res.rows.iter().flatten().enumerate() {
+            let id = row.get(ID_ATTR).cloned().unwrap_or(Json::Null);
+            let e = scores.entry(id.to_string()).or_insert_with(|| (0.0, id, row.clone()));
+            e.0 += w / (r.rank_constant + (rank + 1) as f64);
+        }
+    }
+    let mut fused: Vec<(f64, Json, Json)> = scores.into_values().collect();
+    fused.sort_by(|a, b| {
+        b.0.total_cmp(&a.0).then_with(|| match (DocId::from_json(&a.1), DocId::from_json(&b.1)) {
+            (Ok(x), Ok(y)) => x.cmp(&y),
+            _ => a.1.to_string().cmp(&b.1.to_string()),
+        })
+    });
+    let rows = fused
+        .into_iter()
+        .skip(r.offset)
+        .take(r.limit)
+        .map(|(score, _, mut row)| {
+            if let Json::Object(m) = &mut row {
+                m.insert(DIST_ATTR.into(), json!(score));
+            }
+            row
+        })
+        .collect();
+    QueryResult {
+        rows: Some(rows),
+        aggregations: None,
+        aggregation_groups: None,
+        scanned: results.iter().map(|x| x.scanned).sum(),
+    }
+}
+
+/// Run a whole request on one state: each query, then the fusion if any.
+pub fn execute_request(req: &QueryRequest, state: &NsState) -> Result<Vec<QueryResult>, EngineError> {
+    let results = req.queries.iter().map(|q| execute(q, state)).collect::<Result<Vec<_>, _>>()?;
+    Ok(match &req.rerank {
+        Some(r) => vec![fuse(r, &results)],
+        None => results,
+    })
+}
+
+// ----- recall ---------------------------------------------------------------------
+
+/// `POST /v1/namespaces/{ns}/_debug/recall`: samples `num` stored vectors
+/// (deterministic seed), runs ANN and exact search for each, and reports the
+/// average recall (a returned row is a hit when its exact distance is within
+/// the exact k-th distance, so ties count).
+pub fn recall(body: &Json, state: &NsState) -> Result<Json, EngineError> {
+    let obj = body.as_object().cloned().unwrap_or_default();
+    let mut num = 25usize;
+    let mut top_k = 10usize;
+    let mut filters = None;
+    let mut given: Option<Vec<f32>> = None;
+    let mut ground_truth = false;
+    for (k, v) in &obj {
+        match k.as_str() {
+            "num" if v.is_null() => {}
+            "num" => {
+                num = v
+                    .as_u64()
+                    .and_then(|n| usize::try_from(n).ok())
+                    .filter(|n| (1..=1000).contains(n))
+                    .ok_or_else(|| invalid("num must be between 1 and 1000"))?
+            }
+            "top_k" => top_k = parse_limit(v, "top_k")?.0,
+            "filters" if v.is_null() => {}
+            "filters" => filters = Some(Filter::parse(v).map_err(|e| invalid(format!("filters: {e}")))?),
+            "rank_by" if v.is_null() => {}
+            "rank_by" => match parse_rank_by(v)? {
+                RankBy::Scored(Rank::Vector { query, .. }) => given = Some(query),
+                _ => return Err(invalid("recall's rank_by must be [\"vector\", \"ANN\", [..]]")),
+            },
+            "include_ground_truth" => ground_truth = v.as_bool().unwrap_or(false),
+            other => return Err(invalid(format!("unknown recall parameter {other:?}"))),
+        }
+    }
+    let queries: Vec<Vec<f32>> = match given {
+        Some(qv) => vec![qv],
+        None => {
+            let n = state.len() as usize;
+            if n == 0 || state.vector_dim.is_none() {
+                return Ok(json!({"avg_recall": 1.0, "avg_ann_count": 0.0, "avg_exhaustive_count": 0.0}));
+            }
+            // Deterministic sample: evenly spaced positions with a fixed offset.
+            let step = (n / num.min(n)).max(1);
+            let picks: HashSet<usize> = (0..num.min(n)).map(|i| (i * step + step / 2) % n).collect();
+            state
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| picks.contains(i))
+                .filter_map(|(_, d)| d.vector.clone())
+                .collect()
+        }
+    };
+    let base = Query {
+        filters,
+        id_lower: None,
+        order: None,
+        rank: None,
+        per: None,
+        limit: top_k,
+        offset: 0,
+        projection: Projection::IdOnly,
+        vector_encoding: VectorEncoding::Float,
+        aggregates: Vec::new(),
+        group_by: Vec::new(),
+    };
+    validate(&base, state)?;
+    let views = seg_views(state, base.filters.as_ref());
+    let (mut sum_recall, mut sum_ann, mut sum_exact) = (0f64, 0usize, 0usize);
+    let mut truth = Vec::new();
+    for qv in &queries {
+        let ann =
+            rank_hits(&base, &Rank::Vector { exact: false, query: qv.clone() }, state, &views, top_k)?.0;
+        let exact =
+            rank_hits(&base, &Rank::Vector { exact: true, query: qv.clone() }, state, &views, top_k)?.0;
+        sum_ann += ann.len();
+        sum_exact += exact.len();
+        let r = match exact.last() {
+            None => 1.0,
+            Some(kth) => {
+                let bound = kth.score + kth.score.abs() * 1e-5 + 1e-6;
+                let hit = ann.iter().filter(|h| h.score <= bound).count();
+                hit as f64 / exact.len() as f64
+            }
+        };
+        sum_recall += r;
+        if ground_truth {
+            let nn: Vec<Json> = exact
+                .iter()
+                .map(|h| {
+                    let v = match &h.src {
+                        Src::Over(d) => d.vector.clone(),
+                        Src::Seg(si, row) => views[*si].ls.seg.vector(*row as usize).map(<[f32]>::to_vec),
+                    };
+                    let mut m = Map::new();
+                    m.insert(ID_ATTR.into(), h.id.to_json());
+                    m.insert(DIST_ATTR.into(), json!(f64::from(h.score)));
+                    if let Some(v) = v {
+                        m.insert(VECTOR_ATTR.into(), encode_vector(&v, VectorEncoding::Float));
+                    }
+                    Json::Object(m)
+                })
+                .collect();
+            truth.push(
+                json!({"query_vector": encode_vector(qv, VectorEncoding::Float), "nearest_neighbors": nn}),
+            );
+        }
+    }
+    let n = queries.len().max(1) as f64;
+    let mut out = json!({
+        "avg_recall": if queries.is_empty() { 1.0 } else { sum_recall / n },
+        "avg_ann_count": sum_ann as f64 / n,
+        "avg_exhaustive_count": sum_exact as f64 / n,
+    });
+    if ground_truth {
+        out["ground_truth"] = Json::Array(truth);
+    }
+    Ok(out)
+}
+
+/// Plan lines of a scored ranking: per segment, the index used or the
+/// exhaustive scan, with estimated rows; then the overlay.
+fn explain_rank(q: &Query, rank: &Rank, state: &NsState, lines: &mut Vec<String>) {
+    let (what, kind) = match rank {
+        Rank::Vector { exact: false, .. } => {
+            ("vector ANN (distance ascending)".to_owned(), SECTION_ANN_INDEX)
+        }
+        Rank::Vector { exact: true, .. } => ("vector kNN, exact (distance ascending)".to_owned(), 0),
+        Rank::Sparse { attr, .. } => {
+            (format!("sparse dot product on {attr} (score descending)"), SECTION_SPARSE_INDEX)
+        }
+        Rank::Text(_) => ("BM25 (score descending)".to_owned(), SECTION_TEXT_INDEX),
+    };
+    lines.push(format!("rank: {what}, ties by id asc"));
+    let views = seg_views(state, q.filters.as_ref());
+    for v in &views {
+        let seg = &v.ls.seg;
+        let live = seg.len().saturating_sub(v.ls.deleted.len()).saturating_sub(v.shadowed.len());
+        let has_index = kind != 0 && !seg.sections(kind).is_empty();
+        let access = match (rank, has_index) {
+            (Rank::Vector { .. }, true) => {
+                match crate::index::ann::AnnIndex::open_trusted(
+                    seg.section(SECTION_ANN_INDEX).unwrap_or_default(),
+                ) {
+                    Ok(ix) if q.filters.is_some() => {
+                        let f = |row: u32| v.passes(row as usize, q);
+                        let est = ix.estimate_matches(&f);
+                        let exact =
+                            est <= crate::index::ann::SearchParams::default().exact_threshold as usize;
+                        format!(
+                            "ANN index ({} clusters), filter matches ~{est} rows → {}",
+                            ix.nlist(),
+                            if exact {
+                                "exact search over matching rows"
+                            } else {
+                                "filter-aware cluster probing"
+                            }
+                        )
+                    }
+                    Ok(ix) => format!(
+                        "ANN index ({} clusters, {} probed), ~{} rows scored",
+                        ix.nlist(),
+                        ix.default_nprobe(),
+                        (ix.default_nprobe() * ix.rows()).div_ceil(ix.nlist().max(1))
+                    ),
+                    Err(_) => "unreadable ANN section → exact search".to_owned(),
+                }
+            }
+            (Rank::Vector { .. }, false) => format!("exact search of {live} rows"),
+            (_, true) => "postings index".to_owned(),
+            (_, false) => format!("exhaustive scan of {live} rows (no index section)"),
+        };
+        let narrowed = match &v.cand {
+            Some(c) => {
+                format!(", attribute index narrows the filter to {} rows", c.iter().filter(|b| **b).count())
+            }
+            None => String::new(),
+        };
+        lines.push(format!("segment {}: {} rows ({live} live){narrowed}: {access}", v.ls.meta.id, seg.len()));
+    }
+    let unindexed = state.overlay().values().filter(|d| d.is_some()).count();
+    lines.push(format!("unindexed WAL rows: {unindexed}, searched exhaustively"));
+}
+
 // ----- explain -----------------------------------------------------------------
 
 /// A short, human-readable plan of a query on a state.
@@ -770,7 +2074,11 @@ pub fn explain(q: &Query, state: &NsState) -> Result<String, EngineError> {
     validate(q, state)?;
     let n = state.len() as usize;
     let mut lines = Vec::new();
+    if let Some(rank) = &q.rank {
+        explain_rank(q, rank, state, &mut lines);
+    }
     let access = match (&q.id_lower, &q.order) {
+        _ if q.rank.is_some() => format!("ranked search over {n} documents"),
         (Some((id, inc)), _) if Some(id.id_type()) == state.id_type => {
             format!("id range scan from id {} {id} (of {n} documents)", if *inc { ">=" } else { ">" })
         }
@@ -793,6 +2101,7 @@ pub fn explain(q: &Query, state: &NsState) -> Result<String, EngineError> {
             lines.push(format!("order: {}, then id asc (missing values last)", keys.join(", ")));
             lines.push(format!("limit: {} offset: {}", q.limit, q.offset));
         }
+        None if q.rank.is_some() => lines.push(format!("limit: {} offset: {}", q.limit, q.offset)),
         None => lines.push("order: none (aggregate only)".to_owned()),
     }
     if !q.aggregates.is_empty() {
@@ -899,13 +2208,21 @@ mod tests {
             assert!(matches!(run(&s, body.clone()), Err(EngineError::InvalidInput(_))), "{body}");
         }
         for body in [
-            json!({"rank_by": ["vector", "ANN", [1.0, 2.0]]}),
             json!({"rank_by": ["text", "BM25", "q"]}),
             json!({"rank_by": ["Sum", [["a", "BM25", "x"]]]}),
-            json!({"rank_by": ["id", "asc"], "limit": {"total": 5, "per": {"attributes": ["a"], "limit": 1}}}),
+            json!({"rank_by": ["vector", "ANN", [1.0, 2.0, 3.0]]}),
+        ] {
+            assert!(matches!(run(&s, body.clone()), Err(EngineError::InvalidInput(_))), "{body}");
+        }
+        for body in [
+            json!({"rank_by": ["Saturate", ["a", "BM25", "x"], {}]}),
+            json!({"rank_by": ["vector", "ANN", [[1.0, 2.0]]]}),
+            json!({"rank_by": ["other", "ANN", [1.0, 2.0]]}),
         ] {
             assert!(matches!(run(&s, body.clone()), Err(EngineError::Unsupported(_))), "{body}");
         }
+        let r = run(&s, json!({"rank_by": ["vector", "ANN", [1.0, 2.0]]})).unwrap();
+        assert_eq!(r.rows.unwrap(), vec![json!({"id": 1, "$dist": 0.0})]);
         let multi = parse_request(
             &json!({"queries": [{"rank_by": ["id", "asc"]}, {"aggregate_by": {"n": ["Count"]}}]}),
             true,

@@ -69,8 +69,10 @@ async fn branch_cost_is_the_same_for_100_and_100000_documents() {
         }
         assert_eq!(e.existing(&ns("big"), true).await.unwrap().state.len(), n);
         let before = fault.mutations();
+        fault.count_reads_of("/wal/");
         let out = e.branch_namespace(&ns("big"), &ns("child"), None).await.unwrap();
         costs.push(fault.mutations() - before);
+        assert_eq!(fault.reads(), 0, "a branch reads no data object");
         assert_eq!(out.objects_copied, 0);
         assert_eq!(e.existing(&ns("child"), true).await.unwrap().state.len(), n);
     }
@@ -352,4 +354,58 @@ async fn a_deep_copy_into_a_deleted_parent_never_touches_objects_its_branch_stil
         assert!(store.exists(k).await.unwrap(), "{k} was deleted while c references it");
     }
     assert_eq!(docs(&e, "c").await, model(0..10, "p"));
+}
+
+#[tokio::test]
+async fn time_travel_to_a_generation_whose_objects_were_reclaimed_fails_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let e =
+        engine_with(&dir.path().join("data"), Store::local(&dir.path().join("store")).unwrap(), false).await;
+    let g1 = write(&e, "t", rows(0..3, "v1")).await.unwrap().generation;
+    write(&e, "t", rows(3..4, "v1")).await.unwrap();
+    e.compact(&ns("t"), true).await.unwrap(); // folds and reclaims the WAL batches of g1
+    let counts_before = e.meta().refcounts("o/p").unwrap();
+    let err = e.snapshot_at(&ns("t"), Some(g1), true).await.unwrap_err();
+    assert!(matches!(err, EngineError::NotFound(_)), "{err:?}");
+    assert!(err.to_string().contains("can no longer be read"), "{err}");
+    let err = e.branch_namespace(&ns("t"), &ns("old"), Some(g1)).await.unwrap_err();
+    assert!(matches!(err, EngineError::Conflict(_)), "{err:?}");
+    assert!(e.latest_manifest(&ns("old")).await.unwrap().is_none(), "nothing was created");
+    assert_eq!(e.meta().refcounts("o/p").unwrap(), counts_before, "the refused branch gave its counts back");
+    assert_eq!(docs(&e, "t").await, model(0..4, "v1"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_branch_taken_during_concurrent_writes_is_exactly_one_parent_generation() {
+    let dir = tempfile::tempdir().unwrap();
+    let e =
+        engine_with(&dir.path().join("data"), Store::local(&dir.path().join("store")).unwrap(), false).await;
+    write(&e, "p", rows(0..5, "p")).await.unwrap();
+    let writer = {
+        let e = e.clone();
+        tokio::spawn(async move {
+            for i in 5..60u64 {
+                write(&e, "p", rows(i..i + 1, "p")).await.unwrap();
+            }
+        })
+    };
+    let mut branches = Vec::new();
+    for b in 0..5 {
+        tokio::time::sleep(std::time::Duration::from_millis(3)).await;
+        let name = format!("b{b}");
+        e.branch_namespace(&ns("p"), &ns(&name), None).await.unwrap();
+        branches.push(name);
+    }
+    writer.await.unwrap();
+    for name in branches {
+        let g = e.lineage(&ns(&name)).await.unwrap().unwrap().parent_generation;
+        let at = e.snapshot_at(&ns("p"), Some(g), true).await.unwrap();
+        let want: BTreeMap<DocId, Json> = at
+            .state
+            .iter_from(Bound::Unbounded)
+            .map(|d| (d.id.clone(), tidepool::engine::export::document_to_json(&d)))
+            .collect();
+        assert_eq!(docs(&e, &name).await, want, "{name} is not parent generation {g}");
+    }
+    assert_eq!(docs(&e, "p").await, model(0..60, "p"));
 }

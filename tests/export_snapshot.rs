@@ -140,7 +140,11 @@ async fn a_snapshot_restores_identically_on_another_node() {
     assert!(matches!(err, EngineError::PreconditionFailed(_)), "{err:?}");
     // The restored namespace is an ordinary one: writes, compaction.
     other
-        .write(&dst, WriteRequest::from_json(&json!({"upsert_rows": [{"id": 77777, "vector": [0.0, 0.0, 1.0]}]})).unwrap())
+        .write(
+            &dst,
+            WriteRequest::from_json(&json!({"upsert_rows": [{"id": 77777, "vector": [0.0, 0.0, 1.0]}]}))
+                .unwrap(),
+        )
         .await
         .unwrap();
     other.compact(&dst, true).await.unwrap();

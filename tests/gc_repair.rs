@@ -266,3 +266,100 @@ async fn manifest_gc_collects_old_generations_in_order_and_never_the_newest() {
     assert_eq!(counts.get("json"), Some(&2));
     assert_eq!(counts.get("gc"), Some(&4));
 }
+
+#[tokio::test]
+async fn a_crash_at_any_step_of_restore_leaves_no_half_restored_namespace() {
+    let src_dir = tempfile::tempdir().unwrap();
+    let src =
+        engine_with(&src_dir.path().join("data"), Store::local(&src_dir.path().join("store")).unwrap()).await;
+    write(&src, "s", rows(0..20, "a")).await.unwrap();
+    src.compact(&ns("s"), true).await.unwrap();
+    write(&src, "s", rows(20..25, "a")).await.unwrap();
+    let mut snap = Vec::new();
+    src.write_snapshot(&ns("s"), None, &mut snap).await.unwrap();
+    for k in 0..16u64 {
+        let dir = tempfile::tempdir().unwrap();
+        let store_dir = dir.path().join("store");
+        let ctx = format!("restore crash after {k}");
+        let (acked, completed);
+        {
+            let (store, fault) = faulty(&store_dir);
+            let e = engine_with(&dir.path().join("data"), store).await;
+            fault.crash_after_mutations(k);
+            acked = e.restore_snapshot(&ns("r"), &mut snap.as_slice()).await.is_ok();
+            completed = fault.mutations() < k;
+        }
+        let store = Store::local(&store_dir).unwrap();
+        let e = engine_with(&dir.path().join("data"), store.clone()).await;
+        let got = ids(&e, "r").await;
+        if acked {
+            assert_eq!(got, Some(range(0..25)), "{ctx}: acknowledged restore lost");
+        } else {
+            assert!(got.is_none() || got == Some(range(0..25)), "{ctx}: half-restored: {got:?}");
+        }
+        check_counts_not_below_truth(&e, &ctx).await;
+        repair_and_check_clean(&e, &store, &ctx).await;
+        assert_eq!(ids(&e, "r").await, got, "{ctx}: sweep damaged the restored namespace");
+        if completed {
+            break;
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_ambiguous_manifest_create_during_a_branch_is_resolved_and_counts_stay_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, fault) = faulty(&dir.path().join("store"));
+    let e = engine_with(&dir.path().join("data"), store).await;
+    write(&e, "parent", rows(0..5, "a")).await.unwrap();
+    // The create lands but its response is lost: the retry sees our commit id.
+    fault.fail_next_put("namespaces/child/manifests/", tidepool::store::fault::Fault::After);
+    e.branch_namespace(&ns("parent"), &ns("child"), None).await.unwrap();
+    assert_eq!(ids(&e, "child").await, Some(range(0..5)));
+    let truth = e.project_references("o", "p").await.unwrap().counts;
+    assert_eq!(e.meta().refcounts("o/p").unwrap(), truth);
+    // A create that fails before writing gives the counts back exactly.
+    fault.fail_next_put("namespaces/other/manifests/", tidepool::store::fault::Fault::Before);
+    fault.fail_next_put("namespaces/other/manifests/", tidepool::store::fault::Fault::Before);
+    fault.fail_next_put("namespaces/other/manifests/", tidepool::store::fault::Fault::Before);
+    assert!(e.branch_namespace(&ns("parent"), &ns("other"), None).await.is_err());
+    assert!(ids(&e, "other").await.is_none());
+    check_counts_not_below_truth(&e, "failed create").await;
+}
+
+/// Repair racing compactions (which release what they dropped after their
+/// commit), writes and branches must never leave a count below the truth.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn repair_racing_compactions_writes_and_branches_never_lowers_a_count_below_the_truth() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::local(&dir.path().join("store")).unwrap();
+    let e = engine_with(&dir.path().join("data"), store.clone()).await;
+    write(&e, "p", rows(0..10, "a")).await.unwrap();
+    for round in 0..12u64 {
+        let child = format!("c{round}");
+        e.branch_namespace(&ns("p"), &ns(&child), None).await.unwrap();
+        let base = 100 + round * 10;
+        let (e1, e2, e3) = (e.clone(), e.clone(), e.clone());
+        let writer = tokio::spawn(async move {
+            for i in 0..3 {
+                write(&e1, "p", rows(base + i..base + i + 1, "w")).await.unwrap();
+            }
+        });
+        let compactor = tokio::spawn(async move {
+            e2.compact(&ns("p"), true).await.unwrap();
+        });
+        let repairer = tokio::spawn(async move {
+            let opts = RepairOptions { sweep: true, grace_ms: 0, manifest_retention_ms: None };
+            e3.repair("o", "p", opts).await.unwrap();
+        });
+        writer.await.unwrap();
+        compactor.await.unwrap();
+        repairer.await.unwrap();
+        check_counts_not_below_truth(&e, &format!("round {round}")).await;
+        assert_eq!(ids(&e, &child).await.map(|s| s.len()), Some(10 + 3 * usize::try_from(round).unwrap()));
+    }
+    repair_and_check_clean(&e, &store, "end").await;
+    for round in 0..12u64 {
+        assert!(ids(&e, &format!("c{round}")).await.is_some());
+    }
+}

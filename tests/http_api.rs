@@ -766,3 +766,35 @@ async fn cli_branch_copy_export_import_snapshot_restore_and_repair() {
     assert_eq!(std::fs::read(&export).unwrap(), std::fs::read(&again).unwrap());
     assert_eq!(d.stop().code(), Some(0));
 }
+
+/// Compaction over HTTP and the CLI: the admin route folds the WAL into a
+/// segment, metadata's index status follows, and reads are unchanged.
+#[tokio::test]
+async fn compaction_route_and_cli_fold_the_wal_and_update_index_status() {
+    let dir = tmp();
+    let d = Daemon::start(dir.path(), &["--compaction-wal-objects", "1000"]);
+    let c = client();
+    for i in 0..3u64 {
+        post(&c, &d.at("/v2/namespaces/cmp"), &json!({"upsert_rows": [{"id": i, "n": i}]})).await;
+    }
+    let (_, md) = get(&c, &d.at("/v2/namespaces/cmp/metadata")).await;
+    assert_eq!(md["index"]["status"], "updating", "{md}");
+    assert_eq!(md["index"]["unindexed_rows"], 3, "{md}");
+    let (s, b) = post(&c, &d.at("/v1/namespaces/cmp/_admin/compact"), &json!({})).await;
+    assert_eq!((s, b["performed"].as_bool(), b["rows_written"].as_u64()), (200, Some(true), Some(3)), "{b}");
+    let (_, md) = get(&c, &d.at("/v2/namespaces/cmp/metadata")).await;
+    assert_eq!(md["index"]["status"], "up-to-date", "{md}");
+    let (s, b) =
+        post(&c, &d.at("/v2/namespaces/cmp/query"), &json!({"rank_by": ["id", "desc"], "top_k": 2})).await;
+    assert_eq!((s, b["rows"].clone()), (200, json!([{"id": 2}, {"id": 1}])), "{b}");
+    post(&c, &d.at("/v2/namespaces/cmp"), &json!({"deletes": [0]})).await;
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tidepool"))
+        .args(["--url", &d.at(""), "ns", "compact", "cmp"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let body: Json = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(body["performed"], true, "{body}");
+    let (_, md) = get(&c, &d.at("/v2/namespaces/cmp/metadata")).await;
+    assert_eq!(md["approx_row_count"], 2, "{md}");
+}

@@ -438,3 +438,36 @@ async fn an_idempotency_key_retry_is_deduplicated_on_s3() {
     assert_eq!(s.generation(), first.generation + 2);
     assert_eq!(manifest_count(e1.store()).await as u64, s.generation());
 }
+
+/// Segments of a namespace on a real S3-compatible bucket are served through
+/// the local disk cache: the first load fetches them, a restart on the same
+/// data dir and every later query do not fetch them again.
+#[tokio::test]
+async fn segments_on_a_bucket_are_served_through_the_disk_cache() {
+    let url = format!("s3://{}/cached", new_bucket().await);
+    let data = tempfile::tempdir().unwrap();
+    {
+        let e = engine_on(data.path(), &url).await;
+        let rows: Vec<Json> = (0..200u64).map(|i| json!({"id": i, "v": i % 7})).collect();
+        write(&e, json!({"upsert_rows": rows})).await.unwrap();
+        assert!(e.compact(&ns(), true).await.unwrap().performed);
+    }
+    // A fresh data dir: empty cache, so the segment comes from the bucket once.
+    let cold = tempfile::tempdir().unwrap();
+    let fault = tidepool::store::fault::FaultStore::new(s3_store(&url).inner().clone());
+    fault.count_reads_of("/segments/");
+    let mut cfg = EngineConfig::new(cold.path().to_path_buf(), Store::new(fault.clone(), "counted s3"));
+    cfg.compaction.auto = false;
+    {
+        let e = Engine::open(cfg.clone()).await.unwrap();
+        assert_eq!(e.existing(&ns(), true).await.unwrap().state.len(), 200);
+        assert_eq!(fault.reads(), 1, "the cold load fetched the segment once");
+        assert!(e.get(&ns(), &[DocId::U64(5)]).await.unwrap()[0].is_some());
+        assert_eq!(fault.reads(), 1, "a second query does not touch the bucket's segments");
+        assert!(e.metadata(&ns()).await.unwrap()["cache"]["resident_bytes"].as_u64().unwrap() > 0);
+    }
+    // Restart on the same data dir: the disk cache survives.
+    let e = Engine::open(cfg).await.unwrap();
+    assert_eq!(e.existing(&ns(), true).await.unwrap().state.len(), 200);
+    assert_eq!(fault.reads(), 1, "after a restart the segment comes from the disk cache");
+}

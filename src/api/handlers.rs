@@ -120,14 +120,12 @@ async fn run(ctx: &Ctx, route: Route, req: Request<Incoming>) -> Result<Json, Ap
                 "segments_merged": r.segments_merged, "rows_written": r.rows_written, "bytes_written": r.bytes_written,
             }))
         }
-        Route::Recall(ns) => {
-            ctx.ns(&ns)?;
-            Err(ApiError::not_implemented("recall is not implemented yet (it arrives with the query engine)"))
-        }
+        Route::Recall(ns) => recall(ctx, &ns, req).await,
         Route::StartAsync(ns) => {
             ctx.ns(&ns)?;
             Err(ApiError::not_implemented(
-                "asynchronous copy_from_namespace is not implemented yet (namespace copies land in a later release)",
+                "asynchronous copies are not implemented; send copy_from_namespace in a regular write \
+                 (POST /v2/namespaces/NS): a copy-on-write copy completes at once",
             ))
         }
         Route::PollOperation(ns) => {
@@ -206,7 +204,7 @@ async fn query(ctx: &Ctx, ns: &str, req: Request<Incoming>) -> Result<Json, ApiE
 /// Evaluate every query of a request on one snapshot.
 async fn evaluate(req: &QueryRequest, snap: &Snapshot) -> Result<Vec<QueryResult>, ApiError> {
     let run = |req: &QueryRequest, state: &crate::engine::NsState| {
-        req.queries.iter().map(|q| query::execute(q, state)).collect::<Result<Vec<_>, _>>()
+        query::execute_request(req, state)
     };
     if snap.state.len() as usize <= INLINE_QUERY_DOCS {
         return Ok(run(req, &snap.state)?);
@@ -215,6 +213,19 @@ async fn evaluate(req: &QueryRequest, snap: &Snapshot) -> Result<Vec<QueryResult
     let out = tokio::task::spawn_blocking(move || run(&req, &state))
         .await
         .map_err(|e| ApiError::internal(format!("query task failed: {e}")))?;
+    Ok(out?)
+}
+
+/// `POST /v1/namespaces/{ns}/_debug/recall`: ANN against exact search on
+/// sampled vectors of one strong snapshot.
+async fn recall(ctx: &Ctx, ns: &str, req: Request<Incoming>) -> Result<Json, ApiError> {
+    let path = ctx.ns(ns)?;
+    let (_, body) = body_json(ctx, req).await?;
+    let snap = maintenance::read_snapshot(ctx, &path, true).await?;
+    let state = snap.state.clone();
+    let out = tokio::task::spawn_blocking(move || query::recall(&body, &state))
+        .await
+        .map_err(|e| ApiError::internal(format!("recall task failed: {e}")))?;
     Ok(out?)
 }
 

@@ -4,7 +4,9 @@
 //! org/project), [`body`] (bounded, gzip-aware bodies; JSON responses),
 //! [`handlers`] (one function per route), [`error`] (statuses and the
 //! `{"status":"error","error":..}` shape), [`server`] (connections,
-//! timeouts, graceful drain).
+//! timeouts, graceful drain), [`stream`] (streamed response and request
+//! bodies: export, snapshot download, restore upload), `maintenance`
+//! (branch/copy, time travel, export, snapshots, repair routes).
 //!
 //! Invariants:
 //! - This is the only module that knows HTTP; it talks to the engine through
@@ -82,7 +84,11 @@ pub async fn run_daemon(cfg: &Config, shutdown: impl Future<Output = ()>) -> Res
     let store = Store::from_url(cfg.store.as_deref(), &cfg.data_dir.join("store"), &cfg.s3)
         .map_err(|e| format!("cannot open the object store: {e}"))?;
     let store_desc = store.description().to_owned();
-    let engine = Engine::open(EngineConfig::new(cfg.data_dir.clone(), store))
+    let mut engine_cfg = EngineConfig::new(cfg.data_dir.clone(), store);
+    engine_cfg.cache_budget_bytes = cfg.cache_budget_bytes;
+    engine_cfg.max_loaded_namespaces = cfg.max_loaded_namespaces;
+    engine_cfg.compaction = cfg.compaction.clone();
+    let engine = Engine::open(engine_cfg)
         .await
         .map_err(|e| format!("cannot open data dir {}: {e}", cfg.data_dir.display()))?;
     let listener = TcpListener::bind(addr).await.map_err(|e| format!("cannot listen on {addr}: {e}"))?;

@@ -190,6 +190,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn maintenance_routes_match_and_are_classified() {
+        assert_eq!(route(&Method::GET, "/v1/namespaces/d/export"), Ok(Route::Export("d".into())));
+        assert_eq!(route(&Method::POST, "/v1/namespaces/d/_admin/copy"), Ok(Route::AdminCopy("d".into())));
+        assert_eq!(route(&Method::GET, "/v1/namespaces/d/_admin/snapshot"), Ok(Route::Snapshot("d".into())));
+        assert_eq!(route(&Method::POST, "/v1/namespaces/d/_admin/restore"), Ok(Route::Restore("d".into())));
+        assert_eq!(route(&Method::POST, "/v1/_admin/repair"), Ok(Route::Repair));
+        assert!(matches!(route(&Method::GET, "/v1/_admin/repair"), Err(NoRoute::MethodNotAllowed(_))));
+        assert!(Route::Repair.is_write() && Route::Restore(String::new()).is_write());
+        assert!(!Route::Export(String::new()).is_write() && !Route::Snapshot(String::new()).is_write());
+    }
+
+    #[test]
     fn routes_match_and_methods_are_checked() {
         assert_eq!(route(&Method::POST, "/v2/namespaces/docs"), Ok(Route::Write("docs".into())));
         assert_eq!(route(&Method::DELETE, "/v2/namespaces/docs/"), Ok(Route::DeleteNamespace("docs".into())));

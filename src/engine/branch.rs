@@ -181,13 +181,21 @@ impl Engine {
                 (m, written, n)
             }
         };
-        if let Err(e) = self.commit_fork(dst, &manifest).await {
-            // Nothing references our increments: give them back (a branch's
-            // keys belong to other namespaces, so nothing is deleted; a deep
-            // copy's new objects are ours and go at zero).
-            self.release(dst, held).await;
+        if let Err(failure) = self.commit_fork(dst, &manifest).await {
             clear_cached(&hd);
-            return Err(e);
+            if failure.not_created {
+                // Nothing references our increments: give them back. A
+                // branch never deletes (its keys have other holders); a deep
+                // copy's new objects are ours and go at zero.
+                if kind == ForkKind::DeepCopy {
+                    self.release(dst, held).await;
+                } else {
+                    self.give_back(&project, &held).await;
+                }
+            }
+            // Otherwise the create may have landed: keep the counts (a leak
+            // at worst, which repair reclaims), never a count too low.
+            return Err(failure.error);
         }
         clear_cached(&hd);
         if let Some(b) = base.filter(|b| !b.deleted) {
@@ -255,7 +263,7 @@ impl Engine {
 
     /// Lower counts raised by a refused operation without deleting anything
     /// (a key that reaches zero is left for repair's sweep).
-    async fn give_back(&self, project: &str, keys: &[String]) {
+    pub(crate) async fn give_back(&self, project: &str, keys: &[String]) {
         let (p, k) = (project.to_owned(), keys.to_vec());
         if let Err(e) = self.blocking(move |m| m.decr_refs(&p, &k)).await {
             tracing::warn!(project, error = %e, "could not give back refcounts; they leak until repair");
@@ -287,6 +295,7 @@ impl Engine {
 
     pub(crate) async fn delete_quietly(&self, keys: &[String]) {
         for k in keys {
+            self.cache.invalidate(k);
             if let Err(e) = self.store.delete(k).await {
                 tracing::warn!(key = %k, error = %e, "cleanup delete failed; the object leaks until repair");
             }
@@ -323,22 +332,35 @@ impl Engine {
     }
 
     /// Conditional create of a derived manifest + the CURRENT hint.
-    pub(crate) async fn commit_fork(&self, dst: &NsPath, m: &Manifest) -> Result<(), EngineError> {
+    pub(crate) async fn commit_fork(&self, dst: &NsPath, m: &Manifest) -> Result<(), ForkCommitFailure> {
         match self.create_manifest(dst, m).await {
             Ok(()) => {}
             Err(CommitError::Lost) => {
-                return Err(EngineError::Conflict(format!(
-                    "namespace {} was written concurrently while it was being created; retry",
-                    dst.ns()
-                )))
+                return Err(ForkCommitFailure {
+                    error: EngineError::Conflict(format!(
+                        "namespace {} was written concurrently while it was being created; retry",
+                        dst.ns()
+                    )),
+                    not_created: true,
+                })
             }
-            Err(CommitError::Failed(e)) => return Err(e),
+            // The outcome is unknown: the manifest may exist.
+            Err(CommitError::Failed(e)) => return Err(ForkCommitFailure { error: e, not_created: false }),
         }
         if let Err(e) = self.store.put(&dst.current_key(), Bytes::from(encode_current(m.generation))).await {
             tracing::warn!(namespace = %dst, error = %e, "could not update the CURRENT hint (readers will probe)");
         }
         Ok(())
     }
+}
+
+/// A failed commit of a derived manifest.
+pub(crate) struct ForkCommitFailure {
+    /// What to report.
+    pub(crate) error: EngineError,
+    /// True when the manifest was certainly not created (a lost race), so
+    /// the counts raised for it may be given back.
+    pub(crate) not_created: bool,
 }
 
 /// The key a copied object of the same project gets under `dst`'s prefix:

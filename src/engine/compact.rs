@@ -129,7 +129,10 @@ impl Engine {
                     self.release(path, out.written_keys).await;
                 }
                 Err(CommitError::Failed(e)) => {
-                    self.release(path, out.written_keys).await;
+                    // Unknown outcome: the manifest may have landed and
+                    // reference the new objects, so keep them (a leak at
+                    // worst; repair reclaims it) and forget the cached state.
+                    super::clear_cached(&h);
                     return Err(e);
                 }
             }

@@ -845,11 +845,16 @@ impl Engine {
         let manifest = next_manifest(base, path, &plan.state, wal_ref, now, self.ids.next_token());
         match self.create_manifest(path, &manifest).await {
             Ok(()) => {}
-            Err(e) => {
-                // The WAL object is referenced by no manifest: release it.
+            Err(CommitError::Lost) => {
+                // Definitely not committed (another writer won, or GC fenced
+                // our generation and we removed it): no manifest references
+                // the WAL object, so release it.
                 self.release(path, vec![wal_key]).await;
-                return Err(e);
+                return Err(CommitError::Lost);
             }
+            // Unknown outcome: the manifest may have landed and reference the
+            // WAL object, so keep it (a leak at worst; repair reclaims it).
+            Err(e) => return Err(e),
         }
         if let Err(e) =
             self.store.put(&path.current_key(), Bytes::from(encode_current(manifest.generation))).await

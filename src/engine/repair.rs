@@ -4,9 +4,11 @@
 //! - The truth is the manifests. A key's refcount is the number of namespaces
 //!   of the project whose newest live generation references it; repair
 //!   recomputes exactly that, while holding the project lock exclusively (no
-//!   branch/copy/restore raises a count it cannot see) and every commit lock
-//!   of the project (no write is between its refcount raise and its manifest
-//!   commit). An object that no manifest references yet but is younger than
+//!   branch/copy/restore raises a count it cannot see), every compaction lock
+//!   of the project (no compaction is between its raise and its commit, or
+//!   between its commit and the release of what it dropped) and every commit
+//!   lock (no write or delete is between its raise and its commit, or its
+//!   commit and its release). An object that no manifest references yet but is younger than
 //!   the grace period keeps its current count: it may belong to an in-flight
 //!   commit that raises its count outside the commit lock (compaction).
 //! - The sweep deletes an object only if (a) it is a WAL batch or segment file
@@ -94,14 +96,20 @@ pub struct ProjectRefs {
 impl Engine {
     /// Recompute a project's references from its manifests (read-only).
     pub async fn project_references(&self, org: &str, project: &str) -> Result<ProjectRefs, EngineError> {
+        let names = self.store.list_dirs(&NsPath::project_namespaces_prefix(org, project)).await?;
+        let paths: Vec<NsPath> = names.iter().filter_map(|n| NsPath::new(org, project, n).ok()).collect();
+        self.references_of(&paths).await
+    }
+
+    /// References of the given namespaces, computed from their manifests.
+    async fn references_of(&self, paths: &[NsPath]) -> Result<ProjectRefs, EngineError> {
         let mut out = ProjectRefs::default();
-        for name in self.store.list_dirs(&NsPath::project_namespaces_prefix(org, project)).await? {
-            let Ok(path) = NsPath::new(org, project, &name) else { continue };
+        for path in paths {
             out.namespaces += 1;
-            let live = self.retained_generations(&path).await?;
+            let live = self.retained_generations(path).await?;
             let newest = live.last().copied();
             for g in live {
-                let Some(m) = self.read_manifest(&path, g).await? else { continue };
+                let Some(m) = self.read_manifest(path, g).await? else { continue };
                 out.manifests_read += 1;
                 let keys = m.object_keys();
                 if Some(g) == newest && !m.deleted {
@@ -149,15 +157,27 @@ impl Engine {
         }
         let now = self.clock.now_ms();
         let young = |o: &ObjectInfo| o.last_modified_ms.saturating_add(opts.grace_ms) > now;
+        let project_prefix = NsPath::project_namespaces_prefix(org, project);
+        let locked_names: HashSet<&str> = paths.iter().map(NsPath::ns).collect();
+        let locked = |key: &str| {
+            layout::namespace_of_key(&project_prefix, key).is_some_and(|n| locked_names.contains(n))
+        };
 
         // Rebuild under every commit lock of the project (increasing order).
         let (refs, objects) = {
             let handles: Vec<_> = paths.iter().map(|p| self.handle(p)).collect();
+            // Compaction locks first (a compaction releases what its commit
+            // dropped after leaving the commit lock, still holding this one),
+            // then the commit locks; both in increasing order, as everywhere.
+            let mut compactions = Vec::with_capacity(handles.len());
+            for h in &handles {
+                compactions.push(h.compact_lock.lock().await);
+            }
             let mut guards = Vec::with_capacity(handles.len());
             for h in &handles {
                 guards.push(h.commit_lock.lock().await);
             }
-            let refs = self.project_references(org, project).await?;
+            let refs = self.references_of(&paths).await?;
             // Listed after the manifests were read: everything they reference
             // was written before.
             let objects = self.project_objects(org, project).await?;
@@ -165,8 +185,10 @@ impl Engine {
             let current = self.blocking(move |m| m.refcounts(&p)).await?;
             let mut next = refs.counts.clone();
             for (k, n) in &current {
-                if !refs.counts.contains_key(k) && objects.get(k).is_some_and(&young) {
-                    next.insert(k.clone(), *n); // possibly an in-flight commit's object
+                // Possibly an in-flight commit's object (young), or one of a
+                // namespace created after the listing (not locked, not read).
+                if !refs.counts.contains_key(k) && (objects.get(k).is_some_and(&young) || !locked(k)) {
+                    next.insert(k.clone(), *n);
                 }
             }
             let keys: BTreeSet<&String> = current.keys().chain(next.keys()).collect();
@@ -185,6 +207,7 @@ impl Engine {
             let p = project_id.clone();
             self.blocking(move |m| m.replace_refcounts(&p, &next)).await?;
             drop(guards);
+            drop(compactions);
             (refs, objects)
         };
         report.namespaces = refs.namespaces;
@@ -195,7 +218,7 @@ impl Engine {
         let p = project_id.clone();
         let counts = self.blocking(move |m| m.refcounts(&p)).await?;
         for (key, info) in &objects {
-            if !is_data_object(key) || refs.roots.contains(key) || counts.contains_key(key) {
+            if !is_data_object(key) || refs.roots.contains(key) || counts.contains_key(key) || !locked(key) {
                 continue;
             }
             if young(info) {
@@ -203,6 +226,7 @@ impl Engine {
                 continue;
             }
             if opts.sweep {
+                self.cache.invalidate(key);
                 self.store.delete(key).await?;
                 report.swept.push(key.clone());
             }

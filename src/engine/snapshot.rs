@@ -236,25 +236,27 @@ impl Engine {
             self.delete_quietly(&written).await;
             return Err(e);
         }
-        let result = async {
-            let m = self.derived_manifest(&source, dst, base.as_deref(), None, Some(&map))?;
-            self.commit_fork(dst, &m).await?;
-            Ok::<_, EngineError>(m)
-        }
-        .await;
-        clear_cached(&h);
-        match result {
-            Ok(m) => {
-                if let Some(b) = base.filter(|b| !b.deleted) {
-                    self.release(dst, b.object_keys()).await;
-                }
-                Ok((Arc::new(m), info))
-            }
+        let m = match self.derived_manifest(&source, dst, base.as_deref(), None, Some(&map)) {
+            Ok(m) => m,
             Err(e) => {
                 self.release(dst, written).await;
-                Err(e)
+                return Err(e);
             }
+        };
+        let committed = self.commit_fork(dst, &m).await;
+        clear_cached(&h);
+        if let Err(failure) = committed {
+            if failure.not_created {
+                self.release(dst, written).await;
+            }
+            // Otherwise the create may have landed: keep objects and counts
+            // (a leak at worst, reclaimed by repair), never a dangling manifest.
+            return Err(failure.error);
         }
+        if let Some(b) = base.filter(|b| !b.deleted) {
+            self.release(dst, b.object_keys()).await;
+        }
+        Ok((Arc::new(m), info))
     }
 }
 
@@ -305,8 +307,14 @@ pub struct SnapshotReader<'a, R> {
 
 impl<'a, R: AsyncRead + Unpin + Send> SnapshotReader<'a, R> {
     async fn take(&mut self, n: usize) -> Result<Vec<u8>, EngineError> {
-        let mut buf = vec![0u8; n];
-        self.r.read_exact(&mut buf).await.map_err(|e| io_err(&e))?;
+        // Grow with the data actually read, so a length near a cap in a
+        // truncated file fails without allocating it up front.
+        let mut buf = Vec::with_capacity(n.min(1 << 20));
+        let limit = u64::try_from(n).map_err(|_| bad("length overflow"))?;
+        (&mut *self.r).take(limit).read_to_end(&mut buf).await.map_err(|e| io_err(&e))?;
+        if buf.len() != n {
+            return Err(bad("it is truncated (it ends before its footer)"));
+        }
         self.crc = crc32c::crc32c_append(self.crc, &buf);
         self.bytes += n as u64;
         Ok(buf)
@@ -435,10 +443,10 @@ impl<'a, R: AsyncRead + Unpin + Send> SnapshotReader<'a, R> {
     }
 }
 
+/// A little-endian u32 from the first 4 bytes (callers pass exactly 4; a
+/// shorter slice reads as 0, which every check then refuses).
 fn le32(b: &[u8]) -> u32 {
-    let mut a = [0u8; 4];
-    a.copy_from_slice(&b[..4]);
-    u32::from_le_bytes(a)
+    b.get(..4).and_then(|s| <[u8; 4]>::try_from(s).ok()).map_or(0, u32::from_le_bytes)
 }
 
 /// Verify a whole snapshot stream without storing anything.

@@ -12,8 +12,7 @@
 //!   `min(out.len(), rows.len() / q.len())` rows.
 //! - Dimensions need not be multiples of any lane width (masked or scalar tails).
 //! - The SIMD f32 paths agree with the scalar reference to ~1e-5 relative; the integer kernel
-//!   is exact (i32 accumulation cannot overflow for dimensions below 2^16 / 2^15 · 2^16 / 255 / 128,
-//!   i.e. any dimension up to 65,536).
+//!   is exact (i32 accumulation cannot overflow up to dimension 65,536: 255 · 128 · 65,536 < 2³¹).
 //! - The `det_*` functions are bit-reproducible across CPUs: a fixed 16-lane accumulation order
 //!   with separate multiply and add (no FMA contraction), only compiled with wider vector
 //!   instructions where available. Index builds use them, so the same input gives the same

@@ -3,5 +3,7 @@
 //! `text` the BM25 full-text index.
 
 pub mod ann;
+pub mod attr;
 pub mod distance;
+pub mod sparse;
 pub mod text;

@@ -46,6 +46,16 @@
 //! global statistics (score rises with tf and falls with length), so block-max
 //! pruning stays exact when N, avgdl or df change.
 //!
+//! # Query evaluation
+//! [`search_fields`] scores a multi-field OR query (the per-field BM25 sums added up)
+//! with block-max MaxScore over 4,096-row windows: per window, each list's bound is
+//! the max of its block bounds meeting the window; the lowest-bound lists whose
+//! bounds sum to at most the current k-th score are non-essential; essential lists
+//! are scored term at a time into a window buffer; touched rows are visited in row
+//! order and completed by probing non-essential lists (highest bound first, early
+//! exit). Windows whose summed bounds cannot beat the k-th score are skipped whole.
+//! [`search_fields_exhaustive`] and [`score_documents`] are the unpruned references.
+//!
 //! # Invariants
 //! * Rows are segment-local positions, strictly increasing inside a posting list.
 //! * Decoding is bounded: every offset and width is checked; corrupt bytes give
@@ -1126,16 +1136,6 @@ impl TermCursor<'_> {
         self.boost * self.weight.score(&caches[self.cache], m_norm, m_tf)
     }
 
-    /// Current row, None when exhausted.
-    #[inline]
-    fn row(&self) -> Option<u32> {
-        if self.exhausted || self.blk_idx == usize::MAX {
-            None
-        } else {
-            Some(self.blk.rows[self.pos])
-        }
-    }
-
     /// Moves to the first row >= target; returns it.
     fn advance(&mut self, target: u32) -> Result<Option<u32>, IndexError> {
         if self.exhausted {
@@ -1324,32 +1324,30 @@ pub fn search_fields(
         return Ok(Vec::new());
     }
     let n = cursors.len();
-    let mut contrib = vec![0f32; nords];
+    let w = WINDOW as usize;
+    // Per window: approximate sums (pruning), per-(row, term) contributions (exact in-order sums),
+    // and a bitset of touched rows so candidates are visited in row order.
+    let mut sums = vec![0f32; w];
+    let mut contrib = vec![0f32; w * nords];
+    let mut touched = vec![0u64; w / 64];
     let mut bounds = vec![0f32; n];
     let mut order: Vec<usize> = (0..n).collect();
     let mut prefix = vec![0f32; n + 1];
-    let mut essential = vec![true; n];
     let mut start: u32 = 0;
     loop {
-        // Window [start, end]: at least WINDOW rows, else up to the nearest block end of
-        // an essential list (Lucene's MaxScoreBulkScorer), so bounds are recomputed rarely.
-        let mut block_end = u32::MAX;
+        // Skip to the first row any list may still hold.
         let mut next_row = u32::MAX;
-        for (i, c) in cursors.iter_mut().enumerate() {
-            if let Some(last) = c.shallow_advance(start) {
+        for c in cursors.iter_mut() {
+            if c.shallow_advance(start).is_some() {
                 let first = if c.shallow == 0 { 0 } else { c.last_rows[c.shallow - 1].saturating_add(1) };
                 next_row = next_row.min(first.max(start));
-                if essential[i] {
-                    block_end = block_end.min(last);
-                }
             }
         }
         if next_row == u32::MAX {
             break;
         }
-        // Skip a gap where no list has rows.
         start = start.max(next_row);
-        let end = block_end.max(start.saturating_add(WINDOW - 1));
+        let end = start.saturating_add(WINDOW - 1);
         let mut total = 0f32;
         for (i, c) in cursors.iter_mut().enumerate() {
             c.shallow_advance(start);
@@ -1358,7 +1356,8 @@ pub fn search_fields(
         }
         let theta = prune_threshold(top.threshold());
         if total > theta {
-            // Partition: non-essential = lowest-bound lists whose bounds sum <= theta.
+            // MaxScore partition: non-essential = lowest-bound lists whose bounds sum <= theta;
+            // only essential lists produce candidates.
             order.sort_by(|&a, &b| bounds[a].total_cmp(&bounds[b]));
             for j in 0..n {
                 prefix[j + 1] = prefix[j] + bounds[order[j]];
@@ -1367,81 +1366,71 @@ pub fn search_fields(
             while ne < n && prefix[ne + 1] <= theta {
                 ne += 1;
             }
-            let mut theta_now = theta;
-            let mut target = start;
-            loop {
-                // Next candidate: smallest row >= target among essential lists.
-                let mut cand = u32::MAX;
-                let mut found = false;
-                for &i in &order[ne..] {
-                    if bounds[i] <= 0.0 {
-                        continue;
+            // Essential lists, term at a time over the window.
+            for &i in &order[ne..] {
+                if bounds[i] <= 0.0 {
+                    continue;
+                }
+                let c = &mut cursors[i];
+                let mut r = c.advance(start)?;
+                while let Some(row) = r {
+                    if row > end {
+                        break;
                     }
-                    if let Some(r) = cursors[i].advance(target)? {
-                        if r <= end && r <= cand {
-                            cand = r;
-                            found = true;
-                        }
-                    }
-                }
-                if !found {
-                    break;
-                }
-                // Essential contributions.
-                let mut partial = 0f32;
-                for &i in &order[ne..] {
-                    let c = &cursors[i];
-                    if c.row() == Some(cand) {
-                        let s = c.score_here(&caches);
-                        contrib[c.ord] = s;
-                        partial += s;
-                    }
-                }
-                let mut ok = partial + prefix[ne] > theta_now;
-                if ok {
-                    if let Some(f) = filter {
-                        ok = f(cand);
-                    }
-                }
-                if ok {
-                    // Non-essential lists, highest bound first, with early exit.
-                    for j in (0..ne).rev() {
-                        if partial + prefix[j + 1] <= theta_now {
-                            ok = false;
-                            break;
-                        }
-                        let i = order[j];
-                        if bounds[i] <= 0.0 {
-                            continue;
-                        }
-                        let c = &mut cursors[i];
-                        if c.advance(cand)? == Some(cand) {
-                            let s = c.score_here(&caches);
-                            contrib[c.ord] = s;
-                            partial += s;
-                        }
-                    }
-                }
-                if ok {
-                    let mut score = 0f32;
-                    for &x in contrib.iter() {
-                        score += x;
-                    }
-                    top.push(cand, score);
-                    theta_now = prune_threshold(top.threshold());
-                }
-                contrib.iter_mut().for_each(|x| *x = 0.0);
-                if cand == u32::MAX {
-                    break;
-                }
-                target = cand + 1;
-                // Demote lists to non-essential as the threshold rises.
-                while ne < n && prefix[ne + 1] <= theta_now {
-                    ne += 1;
+                    let off = (row - start) as usize;
+                    let s = c.score_here(&caches);
+                    touched[off >> 6] |= 1u64 << (off & 63);
+                    sums[off] += s;
+                    contrib[off * nords + c.ord] = s;
+                    r = if row == u32::MAX { None } else { c.advance(row + 1)? };
                 }
             }
-            for (j, &i) in order.iter().enumerate() {
-                essential[i] = j >= ne;
+            // Candidates in row order (ties rank by row, so order matters for `> theta`).
+            let mut theta_now = theta;
+            for (wi, slot) in touched.iter_mut().enumerate() {
+                let mut word = std::mem::take(slot);
+                while word != 0 {
+                    let off = wi * 64 + word.trailing_zeros() as usize;
+                    word &= word - 1;
+                    let row = start + off as u32;
+                    let mut partial = sums[off];
+                    sums[off] = 0.0;
+                    let parts = &mut contrib[off * nords..(off + 1) * nords];
+                    let mut ok = partial + prefix[ne] > theta_now;
+                    if ok {
+                        if let Some(f) = filter {
+                            ok = f(row);
+                        }
+                    }
+                    if ok {
+                        // Non-essential lists, highest bound first, with early exit.
+                        for j in (0..ne).rev() {
+                            if partial + prefix[j + 1] <= theta_now {
+                                ok = false;
+                                break;
+                            }
+                            let i = order[j];
+                            if bounds[i] <= 0.0 {
+                                continue;
+                            }
+                            let c = &mut cursors[i];
+                            if c.advance(row)? == Some(row) {
+                                let s = c.score_here(&caches);
+                                parts[c.ord] = s;
+                                partial += s;
+                            }
+                        }
+                    }
+                    if ok {
+                        let mut score = 0f32;
+                        for &x in parts.iter() {
+                            score += x;
+                        }
+                        top.push(row, score);
+                        theta_now = prune_threshold(top.threshold());
+                    }
+                    parts.iter_mut().for_each(|x| *x = 0.0);
+                }
             }
         }
         if end == u32::MAX {

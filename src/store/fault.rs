@@ -37,6 +37,9 @@ struct State {
     one_shot: Vec<(String, Fault)>,
     crash_after: Option<u64>,
     mutations: u64,
+    /// GETs per key part of interest (`count_reads_of`), and in total.
+    reads: u64,
+    read_filter: Option<String>,
 }
 
 /// The wrapper.
@@ -85,6 +88,18 @@ impl FaultStore {
     /// Successful mutations so far.
     pub fn mutations(&self) -> u64 {
         self.state().mutations
+    }
+
+    /// Count only GETs whose key contains `key_part` from now on (resets the count).
+    pub fn count_reads_of(&self, key_part: &str) {
+        let mut s = self.state();
+        s.read_filter = Some(key_part.to_owned());
+        s.reads = 0;
+    }
+
+    /// GETs counted since `count_reads_of` (all GETs if never called).
+    pub fn reads(&self) -> u64 {
+        self.state().reads
     }
 
     /// Remove every injected fault.
@@ -141,6 +156,12 @@ impl ObjectStore for FaultStore {
     }
 
     async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
+        {
+            let mut s = self.state();
+            if s.read_filter.as_deref().is_none_or(|f| location.as_ref().contains(f)) {
+                s.reads += 1;
+            }
+        }
         self.inner.get_opts(location, options).await
     }
 

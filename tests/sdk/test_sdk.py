@@ -706,31 +706,122 @@ def test_invalid_query_is_bad_request(filter_ns):
         filter_ns.query(rank_by=("id", "sideways"), top_k=10)
 
 
-# Ranking (ANN, kNN, BM25) is not implemented yet and answers 501. When ranking lands, replace
-# this test with real ranking tests (ANN recall against brute force, BM25 order, $dist values).
-@pytest.mark.parametrize(
-    "rank_by",
-    [
-        pytest.param(("vector", "ANN", [1.0, 0.0, 0.0]), id="ann"),
-        pytest.param(("title", "BM25", "alpha"), id="bm25"),
-    ],
-)
-def test_ranking_not_implemented_yet(daemon: Daemon, ns_name, rank_by):
-    client = daemon.client(max_retries=0)  # a 5xx is retried by default; fail fast instead
-    try:
-        ns = client.namespace(ns_name)
-        ns.write(
-            upsert_rows=[{"id": 1, "vector": vec(1, 0, 0), "title": "alpha"}],
-            distance_metric="cosine_distance",
-            schema={"title": {"type": "string", "full_text_search": True}},
-        )
-        with pytest.raises(turbopuffer.APIStatusError) as exc:
-            ns.query(rank_by=rank_by, top_k=5)
-        assert exc.value.status_code == 501, exc.value.body
-        assert_error_body(exc.value)
-        ns.delete_all()
-    finally:
-        client.close()
+# --------------------------------------------------------------------------------------------
+# ranking: ANN, kNN, BM25, hybrid multi-query with RRF, recall
+
+
+def compact(tpuf: turbopuffer.Turbopuffer, name: str) -> None:
+    """Fold the WAL into an indexed segment (tidepool's admin route, not part of the SDK)."""
+    tpuf.post(f"/v1/namespaces/{name}/_admin/compact", cast_to=object, body={})
+
+
+def cosine(a: List[float], b: List[float]) -> float:
+    dot = sum(x * y for x, y in zip(a, b))
+    na = sum(x * x for x in a) ** 0.5
+    nb = sum(x * x for x in b) ** 0.5
+    return 1.0 - dot / (na * nb)
+
+
+def test_ann_and_knn_rank_by_distance(tpuf, ns, ns_name):
+    import random
+
+    rng = random.Random(5)
+    vecs = {i: [rng.gauss(0, 1) for _ in range(8)] for i in range(1, 201)}
+    rows = [{"id": i, "vector": v, "cat": i % 4} for i, v in vecs.items()]
+    ns.write(upsert_rows=rows[:120], distance_metric="cosine_distance")
+    compact(tpuf, ns_name)
+    ns.write(upsert_rows=rows[120:])  # unindexed WAL rows are searched too
+    for _ in range(5):
+        q = [rng.gauss(0, 1) for _ in range(8)]
+        want = sorted(vecs, key=lambda i: (cosine(vecs[i], q), i))[:10]
+        knn = ns.query(rank_by=("vector", "kNN", q), top_k=10)
+        assert ids(knn) == want
+        dists = [row["$dist"] for row in knn.rows]
+        assert dists == sorted(dists)
+        assert abs(dists[0] - cosine(vecs[want[0]], q)) < 1e-4
+        ann = ns.query(rank_by=("vector", "ANN", q), top_k=10)
+        assert len(set(ids(ann)) & set(want)) >= 9
+        filtered = ns.query(rank_by=("vector", "ANN", q), top_k=5, filters=("cat", "Eq", 2))
+        fwant = sorted((i for i in vecs if i % 4 == 2), key=lambda i: (cosine(vecs[i], q), i))[:5]
+        assert ids(filtered) == fwant
+    perf = ns.query(rank_by=("vector", "ANN", vecs[1]), top_k=1).performance
+    assert perf.exhaustive_search_count == 80
+
+
+def test_bm25_ranking(tpuf, ns, ns_name):
+    docs = {
+        1: "the quick brown fox",
+        2: "a fox and another fox",
+        3: "lazy dogs sleep",
+        4: "quick quick quick",
+    }
+    ns.write(
+        upsert_rows=[{"id": i, "text": t} for i, t in docs.items()],
+        schema={"text": {"type": "string", "full_text_search": True}},
+    )
+    wal = ns.query(rank_by=("text", "BM25", "fox"), top_k=10)
+    assert ids(wal) == [2, 1]
+    scores = [row["$dist"] for row in wal.rows]
+    assert scores[0] > scores[1] > 0
+    compact(tpuf, ns_name)
+    seg = ns.query(rank_by=("text", "BM25", "fox"), top_k=10)
+    assert [row["$dist"] for row in seg.rows] == scores, "scores do not depend on indexing"
+    both = ns.query(rank_by=("Sum", [("text", "BM25", "fox"), ("text", "BM25", "quick")]), top_k=10)
+    assert set(ids(both)) == {1, 2, 4}
+    prefix = ns.query(rank_by=("text", "BM25", "qui", {"last_as_prefix": True}), top_k=10)
+    assert set(ids(prefix)) == {1, 4}
+
+
+def test_hybrid_multi_query_with_rrf(tpuf, ns, ns_name):
+    ns.write(
+        upsert_rows=[
+            {"id": 1, "vector": vec(1, 0), "text": "apple pie"},
+            {"id": 2, "vector": vec(0.9, 0.1), "text": "banana bread"},
+            {"id": 3, "vector": vec(0, 1), "text": "apple juice apple"},
+        ],
+        distance_metric="cosine_distance",
+        schema={"text": {"type": "string", "full_text_search": True}},
+    )
+    resp = ns.multi_query(
+        queries=[
+            {"rank_by": ("vector", "ANN", vec(1, 0)), "top_k": 3},
+            {"rank_by": ("text", "BM25", "apple"), "top_k": 3},
+        ],
+        rerank_by=("RRF", {"rank_constant": 60}),
+        limit=3,
+    )
+    assert len(resp.results) == 1
+    fused = resp.results[0].rows
+    # vector ranks 1,2,3; text ranks 3,1 → id 1: 1/61 + 1/62, id 3: 1/63 + 1/61, id 2: 1/62.
+    assert [row.id for row in fused] == [1, 3, 2]
+    assert abs(fused[0]["$dist"] - (1 / 61 + 1 / 62)) < 1e-9
+    plain = ns.multi_query(
+        queries=[{"rank_by": ("vector", "kNN", vec(0, 1)), "top_k": 1}, {"rank_by": ("id", "asc"), "top_k": 1}]
+    )
+    assert [ids(r) for r in plain.results] == [[3], [1]]
+
+
+def test_recall_endpoint(tpuf, ns, ns_name):
+    import random
+
+    rng = random.Random(9)
+    ns.write(
+        upsert_rows=[{"id": i, "vector": [rng.gauss(0, 1) for _ in range(4)]} for i in range(50)],
+        distance_metric="euclidean_squared",
+    )
+    compact(tpuf, ns_name)
+    r = ns.recall(num=5, top_k=5)
+    assert r.avg_recall >= 0.9
+    assert r.avg_exhaustive_count == 5
+    r = ns.recall(num=2, top_k=3, include_ground_truth=True)
+    assert r.ground_truth is not None and len(r.ground_truth) == 2
+    assert len(r.ground_truth[0].nearest_neighbors) == 3
+
+
+def test_explain_ranked_query(ns):
+    seed_three(ns)
+    plan = ns.explain_query(rank_by=("vector", "ANN", vec(1, 0, 0)), top_k=2).plan_text
+    assert "unindexed WAL rows" in plan and "ANN" in plan
 
 
 # --------------------------------------------------------------------------------------------
