@@ -1,0 +1,29 @@
+//! Fuzz target: ANN (kind 16) and full-text (kind 17) index sections. Opening
+//! arbitrary bytes never panics (the crc check is skipped so the fuzzer reaches
+//! the structural checks), and a section that opens can be searched.
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+use tidepool::index::ann::{AnnIndex, SearchParams};
+use tidepool::index::text::{Bm25Params, CorpusStats, TextIndex};
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&mode, body)) = data.split_first() else { return };
+    if mode % 2 == 0 {
+        if let Ok(idx) = AnnIndex::open_trusted(body) {
+            let (rows, dim) = (idx.rows(), idx.dim());
+            if dim > 0 && rows.saturating_mul(dim) <= 1 << 20 {
+                let vectors = vec![0.5f32; rows * dim];
+                let query = vec![0.25f32; dim];
+                let _ = idx.search(&vectors, &query, 5, None, &SearchParams::default());
+                let _ = idx.search(&vectors, &query, 5, Some(&|r| r % 2 == 0), &SearchParams::default());
+            }
+        }
+    } else if let Ok(idx) = TextIndex::open_trusted(body) {
+        let terms: Vec<String> = idx.terms_with_prefix("", 4).into_iter().map(|t| t.to_string()).collect();
+        let mut stats = CorpusStats::default();
+        stats.add_index(&idx, &terms);
+        let params = Bm25Params { k1: 1.2, b: 0.75 };
+        let _ = idx.search(&terms, &stats, params, 10, None);
+        let _ = idx.search(&terms, &stats, params, 3, Some(&|r| r % 3 == 0));
+    }
+});
