@@ -641,32 +641,16 @@ impl Engine {
         h.queue.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push_back(Pending { req, tx });
         loop {
             let guard = h.commit_lock.lock().await;
-            match rx.try_recv() {
-                Ok(result) => return result,
-                // The leader that took this request was cancelled mid-commit:
-                // the outcome is unknown, so report it rather than spin.
-                Err(oneshot::error::TryRecvError::Closed) => {
-                    return Err(EngineError::Unavailable(
-                        "the commit carrying this write was abandoned".into(),
-                    ))
-                }
-                Err(oneshot::error::TryRecvError::Empty) => {}
+            if let Some(result) = reply(&mut rx) {
+                return result;
             }
             let batch = take_group(&h);
             if !batch.is_empty() {
                 self.commit_group(&h, batch).await;
             }
             drop(guard);
-            match rx.try_recv() {
-                Ok(result) => return result,
-                // The leader that took this request was cancelled mid-commit:
-                // the outcome is unknown, so report it rather than spin.
-                Err(oneshot::error::TryRecvError::Closed) => {
-                    return Err(EngineError::Unavailable(
-                        "the commit carrying this write was abandoned".into(),
-                    ))
-                }
-                Err(oneshot::error::TryRecvError::Empty) => {}
+            if let Some(result) = reply(&mut rx) {
+                return result;
             }
         }
     }
@@ -1292,6 +1276,21 @@ fn clone_error(e: &EngineError) -> EngineError {
         EngineError::Backpressure { message, retry_after_ms } => {
             EngineError::Backpressure { message: message.clone(), retry_after_ms: *retry_after_ms }
         }
+    }
+}
+
+/// The reply to a queued write, if it has arrived.
+fn reply(
+    rx: &mut oneshot::Receiver<Result<WriteResponse, EngineError>>,
+) -> Option<Result<WriteResponse, EngineError>> {
+    match rx.try_recv() {
+        Ok(result) => Some(result),
+        // The leader that took this request was cancelled mid-commit: the
+        // outcome is unknown, so report it rather than wait forever.
+        Err(oneshot::error::TryRecvError::Closed) => {
+            Some(Err(EngineError::Unavailable("the commit carrying this write was abandoned".into())))
+        }
+        Err(oneshot::error::TryRecvError::Empty) => None,
     }
 }
 
