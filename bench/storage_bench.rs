@@ -23,7 +23,7 @@ fn arg(name: &str) -> Option<String> {
     args.iter().position(|a| a == name).and_then(|i| args.get(i + 1).cloned())
 }
 
-fn load_corpus(dir: &PathBuf) -> (Vec<Json>, Vec<f32>, u64) {
+fn load_corpus(dir: &std::path::Path) -> (Vec<Json>, Vec<f32>, u64) {
     let docs_path = dir.join("docs.jsonl");
     let vec_path = dir.join("vectors.f32");
     let docs: Vec<Json> = std::io::BufReader::new(std::fs::File::open(&docs_path).expect("docs.jsonl"))

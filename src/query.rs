@@ -1,17 +1,31 @@
 //! Query evaluation over one engine snapshot: filters, attribute ordering,
-//! paging, projections and aggregations. Ranking (vector ANN/kNN, BM25,
-//! sparse, rank expressions, rerank) is not implemented yet and is reported
-//! as [`EngineError::Unsupported`] (HTTP 501).
+//! scored ranking (dense vectors `ANN`/`kNN`, `BM25` with `Sum`/`Max`/
+//! `Product`, `SparseKNN`), paging, `limit.per` diversity, projections,
+//! aggregations, multi-query with RRF fusion, `explain` plans and the
+//! `_debug/recall` measurement.
 //!
 //! Invariants:
 //! - Parsing is total: any JSON yields a [`QueryRequest`] or an
 //!   `InvalidInput`/`Unsupported` error naming the offending key.
 //! - A query (and every subquery of a multi-query) reads exactly one
 //!   [`NsState`]; nothing here touches storage.
-//! - Ordering is total and deterministic: the `rank_by` keys, then id
-//!   ascending. Missing values sort last in both directions ("nulls last").
-//! - An id range scan is only an access-path shortcut: the full filter is
-//!   still applied to every candidate, so results equal a full scan's.
+//! - Ordering is total and deterministic: the `rank_by` keys (or the
+//!   distance ascending / score descending), then id ascending. Missing
+//!   values sort last in both directions ("nulls last").
+//! - Access paths are only shortcuts: an id range scan, attribute-index
+//!   candidate rows and ANN candidate lists are supersets or approximations
+//!   of the matches, and the full filter is still applied to every row that
+//!   can be returned, so filtered results equal a full scan's (ANN aside,
+//!   which is approximate by contract; `kNN` is exact).
+//! - A row is searched where it lives: segment rows through their index
+//!   sections when present (else exhaustively), rows a segment retired
+//!   (deletion set) or the overlay shadows are never returned, and overlay
+//!   (WAL) rows are always searched exhaustively and merged (read-your-writes,
+//!   also under `eventual` consistency).
+//! - Scores do not depend on where a row lives: BM25 statistics (N, avgdl,
+//!   df) are those of the live documents, whatever their segment or the WAL,
+//!   and indexed and unindexed rows are scored by the same formula in the
+//!   same order of f32 operations; sparse dot products likewise.
 
 use std::cmp::Ordering;
 use std::collections::{HashMap, HashSet};
@@ -863,7 +877,7 @@ fn candidates<'a>(q: &'a Query, state: &'a NsState) -> Box<dyn Iterator<Item = A
         Some((id, false)) if Some(id.id_type()) == state.id_type => Bound::Excluded(id),
         _ => Bound::Unbounded,
     };
-    if let Some(docs) = indexed_candidates(q, state, lower.clone()) {
+    if let Some(docs) = indexed_candidates(q, state, lower) {
         return Box::new(docs.into_iter());
     }
     Box::new(state.iter_from(lower))
@@ -2085,7 +2099,22 @@ pub fn explain(q: &Query, state: &NsState) -> Result<String, EngineError> {
         (_, Some(o)) if matches!(o.as_slice(), [k] if k.attr == ID_ATTR && k.dir == Direction::Desc) => {
             format!("reverse id scan (of {n} documents)")
         }
-        _ => format!("exhaustive scan of {n} documents"),
+        _ => match q.filters.as_ref().filter(|_| !state.segments().is_empty()) {
+            Some(f) => {
+                let views = seg_views(state, Some(f));
+                let narrowed: Option<usize> =
+                    views.iter().map(|v| v.cand.as_ref().map(|c| c.iter().filter(|b| **b).count())).sum();
+                match narrowed {
+                    Some(rows) => format!(
+                        "attribute indexes narrow the filter to {rows} segment rows, plus {} unindexed rows \
+                         (of {n} documents)",
+                        state.overlay().len()
+                    ),
+                    None => format!("exhaustive scan of {n} documents"),
+                }
+            }
+            None => format!("exhaustive scan of {n} documents"),
+        },
     };
     lines.push(format!("access: {access}"));
     lines.push(format!(

@@ -360,6 +360,11 @@ async fn every_filter_operator_agrees_on_segments_and_wal_rows() {
             .unwrap();
     let plan = tidepool::query::explain(&req.queries[0], &st).unwrap();
     assert!(plan.contains("attribute index narrows the filter to"), "{plan}");
+    let req =
+        parse_request(&json!({"rank_by": ["id", "asc"], "filters": ["name", "Glob", "item-1*"]}), false)
+            .unwrap();
+    let plan = tidepool::query::explain(&req.queries[0], &st).unwrap();
+    assert!(plan.contains("attribute indexes narrow the filter to 1"), "{plan}");
     for (f, w) in filters.iter().zip(&wal) {
         assert_eq!(&run(f.clone()).await, w, "filter {f}");
     }
@@ -438,4 +443,112 @@ async fn aggregations_ordering_sparse_fusion_and_diversity() {
     .unwrap();
     let plan = tidepool::query::explain(&req.queries[0], &st).unwrap();
     assert!(plan.contains("segment") && plan.contains("exact search"), "{plan}");
+}
+
+/// End-to-end figures on the Debian corpus through the engine and the query
+/// evaluator (compacted namespace, in-process, one thread). Ignored by
+/// default; run with
+/// `cargo test --release --test query_engine debian -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark: needs /work/shared/data/debian and a release build"]
+async fn debian_corpus_end_to_end_figures() {
+    let dir = std::env::var("TIDEPOOL_DATA").unwrap_or_else(|_| "/work/shared/data/debian".into());
+    let Ok(docs_text) = std::fs::read_to_string(format!("{dir}/docs.jsonl")) else { return };
+    let f32s = |p: String| -> Vec<f32> {
+        let b = std::fs::read(p).unwrap();
+        b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+    };
+    let vectors = f32s(format!("{dir}/vectors.f32"));
+    let qvecs = f32s(format!("{dir}/queries/query_vectors.f32"));
+    let lines = |p: String| -> Vec<Json> {
+        std::fs::read_to_string(p).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    };
+    let queries = lines(format!("{dir}/queries/queries.jsonl"));
+    let gt = lines(format!("{dir}/queries/gt_ids.jsonl"));
+    let tantivy = lines(format!("{dir}/queries/tantivy_top10.jsonl"));
+    let env = env().await;
+    let fts = json!({"type": "string", "full_text_search": {"stemming": true, "remove_stopwords": false}});
+    let schema = json!({"title": fts, "body": fts, "section": {"type": "string", "filterable": true}});
+    let docs: Vec<Json> = docs_text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let t0 = std::time::Instant::now();
+    for (ci, chunk) in docs.chunks(2000).enumerate() {
+        let rows: Vec<Json> = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, d)| {
+                let r = ci * 2000 + i;
+                let mut d = d.clone();
+                d["name"] = d["id"].clone(); // package names exceed the 64-byte id limit
+                d["id"] = json!(r);
+                d["vector"] = json!(vectors[r * 384..(r + 1) * 384]);
+                d
+            })
+            .collect();
+        env.write(json!({"upsert_rows": rows, "distance_metric": "cosine_distance", "schema": schema})).await;
+    }
+    let load_s = t0.elapsed().as_secs_f64();
+    let t0 = std::time::Instant::now();
+    env.compact().await;
+    let compact_s = t0.elapsed().as_secs_f64();
+    let st = env.state().await;
+    let run = |body: &Json| {
+        let req = parse_request(body, false).unwrap();
+        let t = std::time::Instant::now();
+        let r = execute_request(&req, &st).unwrap();
+        (t.elapsed().as_secs_f64() * 1e3, r[0].rows.clone().unwrap_or_default())
+    };
+    let pct = |mut v: Vec<f64>, p: f64| {
+        v.sort_by(f64::total_cmp);
+        v[((v.len() as f64 - 1.0) * p) as usize]
+    };
+    // ANN recall@10 with the tie rule, latency.
+    let (mut lat, mut rec) = (Vec::new(), 0.0);
+    for (qi, g) in gt.iter().enumerate() {
+        let q = &qvecs[qi * 384..(qi + 1) * 384];
+        let (ms, rows) = run(&json!({"rank_by": ["vector", "ANN", q], "top_k": 10}));
+        lat.push(ms);
+        let kth = g["distances"][9].as_f64().unwrap() + 1e-5;
+        rec += rows.iter().filter(|r| r["$dist"].as_f64().unwrap() <= kth).count() as f64 / 10.0;
+    }
+    let n = gt.len() as f64;
+    let ann = json!({"recall_at_10": rec / n, "p50_ms": pct(lat.clone(), 0.5), "p99_ms": pct(lat, 0.99)});
+    // Filtered ANN (~1%: one section value) against filtered exact.
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    for d in &docs {
+        *counts.entry(d["section"].as_str().unwrap().to_owned()).or_default() += 1;
+    }
+    let (sec, cnt) = counts.iter().min_by_key(|(_, c)| (**c as i64 - 360).abs()).unwrap();
+    let (mut flat, mut frec) = (Vec::new(), 0.0);
+    for qi in 0..100 {
+        let q = &qvecs[qi * 384..(qi + 1) * 384];
+        let f = json!(["section", "Eq", sec]);
+        let (ms, rows) = run(&json!({"rank_by": ["vector", "ANN", q], "top_k": 10, "filters": f}));
+        flat.push(ms);
+        let (_, exact) = run(&json!({"rank_by": ["vector", "kNN", q], "top_k": 10, "filters": f}));
+        let kth = exact.last().map_or(f64::INFINITY, |r| r["$dist"].as_f64().unwrap() + 1e-5);
+        let hits = rows.iter().filter(|r| r["$dist"].as_f64().unwrap() <= kth).count() as f64;
+        frec += hits / exact.len().max(1) as f64;
+    }
+    let filtered =
+        json!({"section": sec, "rows": cnt, "recall_at_10": frec / 100.0, "p50_ms": pct(flat, 0.5)});
+    // BM25 over title + body: overlap with tantivy, known-item MRR, latency.
+    let (mut blat, mut overlap, mut mrr) = (Vec::new(), 0.0, 0.0);
+    for (q, t) in queries.iter().zip(&tantivy) {
+        let text = q["text"].as_str().unwrap();
+        let body = json!({"rank_by": ["Sum", [["title", "BM25", text], ["body", "BM25", text]]], "top_k": 10, "include_attributes": ["name"]});
+        let (ms, rows) = run(&body);
+        blat.push(ms);
+        let ids: Vec<&str> = rows.iter().map(|r| r["name"].as_str().unwrap()).collect();
+        let want: Vec<&str> = t["ids"].as_array().unwrap().iter().map(|x| x.as_str().unwrap()).collect();
+        overlap += ids.iter().filter(|i| want.contains(i)).count() as f64 / want.len().max(1) as f64;
+        if let Some(p) = ids.iter().position(|i| *i == q["target_id"].as_str().unwrap()) {
+            mrr += 1.0 / (p + 1) as f64;
+        }
+    }
+    let nq = queries.len() as f64;
+    let bm25 = json!({"top10_overlap_tantivy": overlap / nq, "mrr_at_10": mrr / nq, "p50_ms": pct(blat.clone(), 0.5), "p99_ms": pct(blat, 0.99)});
+    println!(
+        "{}",
+        json!({"docs": docs.len(), "load_s": load_s, "compact_s": compact_s, "ann": ann, "filtered_ann": filtered, "bm25": bm25})
+    );
 }

@@ -203,9 +203,7 @@ async fn query(ctx: &Ctx, ns: &str, req: Request<Incoming>) -> Result<Json, ApiE
 
 /// Evaluate every query of a request on one snapshot.
 async fn evaluate(req: &QueryRequest, snap: &Snapshot) -> Result<Vec<QueryResult>, ApiError> {
-    let run = |req: &QueryRequest, state: &crate::engine::NsState| {
-        query::execute_request(req, state)
-    };
+    let run = |req: &QueryRequest, state: &crate::engine::NsState| query::execute_request(req, state);
     if snap.state.len() as usize <= INLINE_QUERY_DOCS {
         return Ok(run(req, &snap.state)?);
     }

@@ -60,17 +60,24 @@ pub fn kind_of(v: &Value) -> Option<u8> {
 /// The order-preserving key of an indexable value.
 pub fn key_of(v: &Value) -> Option<Vec<u8>> {
     Some(match v {
-        Value::Int(i) => ((*i as u128) ^ (1u128 << 127)).to_be_bytes().to_vec(),
+        Value::Int(i) => most_significant_first((*i as u128) ^ (1u128 << 127), 16),
         Value::Float(f) => {
             let f = if *f == 0.0 { 0.0 } else { *f };
             let b = f.to_bits();
             let k = if b >> 63 == 1 { !b } else { b | (1u64 << 63) };
-            k.to_be_bytes().to_vec()
+            most_significant_first(u128::from(k), 8)
         }
         Value::Str(s) => s.as_bytes().to_vec(),
         Value::Bool(b) => vec![u8::from(*b)],
         _ => return None,
     })
+}
+
+/// The low `n` bytes of `x`, most significant first: a sort key whose
+/// bytewise order is numeric order (not a stored integer field, which are
+/// all little-endian).
+fn most_significant_first(x: u128, n: usize) -> Vec<u8> {
+    (0..n).rev().map(|i| (x >> (8 * i)) as u8).collect()
 }
 
 /// Builds the section of `attr` from `(row, value)` pairs; None when the
