@@ -91,6 +91,8 @@ pub struct FileConfig {
     pub compaction_max_segments: Option<usize>,
     pub compaction_max_segment_rows: Option<usize>,
     pub backlog_bytes: Option<u64>,
+    pub retention_secs: Option<u64>,
+    pub gc_interval_secs: Option<u64>,
     #[serde(default)]
     pub api_keys: Vec<ApiKeyConfig>,
 }
@@ -167,6 +169,13 @@ pub struct ServeArgs {
     /// Writes get 429 while a namespace has more unindexed bytes than this (default 2 GiB).
     #[arg(long, env = "TIDEPOOL_BACKLOG_BYTES")]
     pub backlog_bytes: Option<u64>,
+    /// Keep superseded generations (time travel) and the objects they reference this long
+    /// (default 3600; 0 deletes objects as soon as no live generation references them).
+    #[arg(long, env = "TIDEPOOL_RETENTION_SECS")]
+    pub retention_secs: Option<u64>,
+    /// Run the garbage collector (manifest retention + sweep) this often (default 600; 0: only `tidepool repair`).
+    #[arg(long, env = "TIDEPOOL_GC_INTERVAL_SECS")]
+    pub gc_interval_secs: Option<u64>,
 }
 
 /// The resolved configuration.
@@ -198,6 +207,10 @@ pub struct Config {
     pub max_loaded_namespaces: usize,
     /// Compaction thresholds and backpressure.
     pub compaction: crate::engine::CompactionConfig,
+    /// Retention of superseded generations.
+    pub retention: Duration,
+    /// Garbage-collector interval (zero: off).
+    pub gc_interval: Duration,
 }
 
 impl Config {
@@ -263,6 +276,8 @@ impl Config {
                 .unwrap_or(1024)
                 .max(1),
             compaction,
+            retention: Duration::from_secs(args.retention_secs.or(file.retention_secs).unwrap_or(3600)),
+            gc_interval: Duration::from_secs(args.gc_interval_secs.or(file.gc_interval_secs).unwrap_or(600)),
         };
         cfg.validate()?;
         Ok(cfg)

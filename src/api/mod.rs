@@ -88,6 +88,8 @@ pub async fn run_daemon(cfg: &Config, shutdown: impl Future<Output = ()>) -> Res
     engine_cfg.cache_budget_bytes = cfg.cache_budget_bytes;
     engine_cfg.max_loaded_namespaces = cfg.max_loaded_namespaces;
     engine_cfg.compaction = cfg.compaction.clone();
+    engine_cfg.retention_ms = u64::try_from(cfg.retention.as_millis()).unwrap_or(u64::MAX);
+    engine_cfg.gc_interval_ms = u64::try_from(cfg.gc_interval.as_millis()).unwrap_or(u64::MAX);
     let engine = Engine::open(engine_cfg)
         .await
         .map_err(|e| format!("cannot open data dir {}: {e}", cfg.data_dir.display()))?;

@@ -131,6 +131,15 @@ pub struct EngineConfig {
     pub max_loaded_namespaces: usize,
     /// Memory tier: estimated bytes of loaded states kept (pinned exempt).
     pub memory_budget_bytes: u64,
+    /// Retention of superseded generations, in ms. 0: objects a commit drops
+    /// are deleted as soon as their refcount reaches zero (older generations
+    /// become unreadable). > 0: they stay until the GC sweep finds that no
+    /// retained generation references them, so time travel reaches back this
+    /// far; old manifests are collected after it.
+    pub retention_ms: u64,
+    /// Run the GC (manifest retention + sweep of unreferenced objects) this
+    /// often, in ms (0: only through `repair`).
+    pub gc_interval_ms: u64,
 }
 
 /// Default disk cache budget: 8 GiB.
@@ -149,6 +158,8 @@ impl EngineConfig {
             cache_budget_bytes: DEFAULT_CACHE_BUDGET_BYTES,
             max_loaded_namespaces: 1024,
             memory_budget_bytes: 2 << 30,
+            retention_ms: 0,
+            gc_interval_ms: 0,
         }
     }
 }
@@ -253,6 +264,7 @@ pub struct Engine {
     compaction: CompactionConfig,
     cache: Arc<ObjectCache>,
     memory: (usize, u64),
+    retention_ms: u64,
     tick: std::sync::atomic::AtomicU64,
     /// Self-reference for background tasks (compaction).
     me: Weak<Engine>,
@@ -290,11 +302,15 @@ impl Engine {
             compaction: cfg.compaction,
             cache,
             memory: (cfg.max_loaded_namespaces.max(1), cfg.memory_budget_bytes),
+            retention_ms: cfg.retention_ms,
             tick: std::sync::atomic::AtomicU64::new(0),
             me: me.clone(),
             _lock: lock,
         });
         engine.warm_pinned_in_background().await?;
+        if cfg.gc_interval_ms > 0 {
+            engine.spawn_periodic_gc(cfg.gc_interval_ms);
+        }
         Ok(engine)
     }
 
@@ -312,6 +328,42 @@ impl Engine {
                     tracing::warn!(namespace = %path, error = %e, "could not warm a pinned namespace");
                 }
             });
+        }
+        Ok(())
+    }
+
+    /// Every `interval_ms`, collect manifests older than the retention and
+    /// sweep objects no retained generation references, project by project.
+    fn spawn_periodic_gc(self: &Arc<Self>, interval_ms: u64) {
+        let engine = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_millis(interval_ms));
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let Some(engine) = engine.upgrade() else { return };
+                if let Err(e) = engine.collect_garbage().await {
+                    tracing::warn!(error = %e, "periodic GC failed; it runs again next interval");
+                }
+            }
+        });
+    }
+
+    /// One GC pass over every project in the store (see `repair`).
+    pub async fn collect_garbage(&self) -> Result<(), EngineError> {
+        let opts = repair::RepairOptions {
+            sweep: true,
+            grace_ms: self.retention_ms.max(60_000),
+            manifest_retention_ms: Some(self.retention_ms),
+        };
+        for org in self.store.list_dirs("").await? {
+            for project in self.store.list_dirs(&format!("{org}/")).await? {
+                if self.store.list_dirs(&NsPath::project_namespaces_prefix(&org, &project)).await?.is_empty() {
+                    continue;
+                }
+                let r = self.repair(&org, &project, opts).await?;
+                tracing::info!(org, project, ?r, "garbage collected");
+            }
         }
         Ok(())
     }
@@ -904,6 +956,11 @@ impl Engine {
                 return;
             }
         };
+        if self.retention_ms > 0 {
+            // Retained generations may still name these objects: the GC
+            // sweep deletes them once no retained generation does.
+            return;
+        }
         for key in zeroed.into_iter().filter(|k| path.owns(k)) {
             self.cache.invalidate(&key);
             if let Err(e) = self.store.delete(&key).await {
