@@ -358,7 +358,8 @@ impl Engine {
         };
         for org in self.store.list_dirs("").await? {
             for project in self.store.list_dirs(&format!("{org}/")).await? {
-                if self.store.list_dirs(&NsPath::project_namespaces_prefix(&org, &project)).await?.is_empty() {
+                if self.store.list_dirs(&NsPath::project_namespaces_prefix(&org, &project)).await?.is_empty()
+                {
                     continue;
                 }
                 let r = self.repair(&org, &project, opts).await?;
