@@ -460,7 +460,9 @@ async fn segments_on_a_bucket_are_served_through_the_disk_cache() {
     cfg.compaction.auto = false;
     {
         let e = Engine::open(cfg.clone()).await.unwrap();
+        assert_eq!(e.cache_temperature(&ns()).await, ("cold", 0.0), "nothing local yet");
         assert_eq!(e.existing(&ns(), true).await.unwrap().state.len(), 200);
+        assert_eq!(e.cache_temperature(&ns()).await.0, "hot");
         assert_eq!(fault.reads(), 1, "the cold load fetched the segment once");
         assert!(e.get(&ns(), &[DocId::U64(5)]).await.unwrap()[0].is_some());
         assert_eq!(fault.reads(), 1, "a second query does not touch the bucket's segments");
@@ -468,6 +470,7 @@ async fn segments_on_a_bucket_are_served_through_the_disk_cache() {
     }
     // Restart on the same data dir: the disk cache survives.
     let e = Engine::open(cfg).await.unwrap();
+    assert_eq!(e.cache_temperature(&ns()).await, ("warm", 1.0), "segments on local disk, state not loaded");
     assert_eq!(e.existing(&ns(), true).await.unwrap().state.len(), 200);
     assert_eq!(fault.reads(), 1, "after a restart the segment comes from the disk cache");
 }

@@ -176,6 +176,7 @@ async fn query(ctx: &Ctx, ns: &str, req: Request<Incoming>) -> Result<Json, ApiE
     let (_, body) = body_json(ctx, req).await?;
     let multi = ctx.params.get("stainless_overload").is_some_and(|v| v == "multiQuery");
     let parsed = query::parse_request(&body, multi)?;
+    let (temperature, hit_ratio) = ctx.state.engine.cache_temperature(&path).await;
     let snap = maintenance::read_snapshot(ctx, &path, parsed.strong).await?;
     let exec_started = Instant::now();
     let results = evaluate(&parsed, &snap).await?;
@@ -192,8 +193,8 @@ async fn query(ctx: &Ctx, ns: &str, req: Request<Incoming>) -> Result<Json, ApiE
     });
     v["performance"] = json!({
         "approx_namespace_size": snap.state.len(),
-        "cache_hit_ratio": 1.0,
-        "cache_temperature": "hot",
+        "cache_hit_ratio": hit_ratio,
+        "cache_temperature": temperature,
         "exhaustive_search_count": results.iter().map(|r| r.scanned).sum::<u64>(),
         "query_execution_ms": exec_ms,
         "server_total_ms": ctx.elapsed_ms(),

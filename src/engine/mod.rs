@@ -426,6 +426,35 @@ impl Engine {
         out
     }
 
+    /// turbopuffer's `cache_temperature` and `cache_hit_ratio` for a query
+    /// about to run: `hot` when the namespace's state is loaded in memory,
+    /// `warm` when its segment files are on local disk (a local store or the
+    /// disk cache), `cold` when some must come from the object store.
+    pub async fn cache_temperature(&self, path: &NsPath) -> (&'static str, f64) {
+        if self
+            .handles
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(path)
+            .is_some_and(|h| cached(h).is_some())
+        {
+            return ("hot", 1.0);
+        }
+        if self.store.local_root().is_some() {
+            return ("warm", 1.0);
+        }
+        let Ok(Some(m)) = self.latest_manifest(path).await else { return ("cold", 0.0) };
+        let files: Vec<&str> =
+            m.segments.iter().flat_map(|s| s.files.iter().map(|f| f.key.as_str())).collect();
+        if files.is_empty() {
+            return ("warm", 1.0);
+        }
+        let cached_files = files.iter().filter(|k| self.cache.is_cached(k)).count();
+        #[allow(clippy::cast_precision_loss)]
+        let ratio = cached_files as f64 / files.len() as f64;
+        (if cached_files == files.len() { "warm" } else { "cold" }, ratio)
+    }
+
     /// The disk cache tier.
     pub fn cache(&self) -> &Arc<ObjectCache> {
         &self.cache
