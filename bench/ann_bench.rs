@@ -1,5 +1,5 @@
 //! ANN benchmark on the Debian corpus (`/work/shared/data/debian`, or `TIDEPOOL_DATA`):
-//! builds the IVF index, then measures recall@10 (tie rule: a hit when the returned row's
+//! builds the IVF index and the graph index (`index::graph`), then measures recall@10 (tie rule: a hit when the returned row's
 //! distance ≤ the k-th ground-truth distance + 1e-5) and single-thread queries per second at
 //! several settings, exact search, and filtered search (1% and 10% random filters, recall
 //! against filtered exact search). Prints a human-readable table on stderr and one JSON object
@@ -10,6 +10,7 @@
 use std::time::{Duration, Instant};
 use tidepool::index::ann::{self, AnnIndex, AnnParams, SearchParams};
 use tidepool::index::distance::{self, Metric};
+use tidepool::index::graph::{self, GraphIndex, GraphParams, GraphSearchParams};
 
 const K: usize = 10;
 
@@ -154,6 +155,57 @@ fn main() {
             "default": np == 0, "rerank": rr, "recall": rec, "qps_wall": r.0, "qps_cpu": r.1}));
     }
     json["ivf"] = serde_json::Value::Array(sweep);
+
+    // Graph section (kind 20): build, then an ef sweep.
+    let gp = GraphParams::default();
+    let t = Instant::now();
+    let gsec = graph::build(&vectors, dim, metric, &gp);
+    let gbuild_s = t.elapsed().as_secs_f64();
+    let gbytes = gsec.len();
+    let t = Instant::now();
+    let gix = GraphIndex::open(bytes::Bytes::from(gsec)).expect("open graph");
+    let gopen_ms = t.elapsed().as_secs_f64() * 1e3;
+    eprintln!(
+        "graph build {gbuild_s:.2}s (1 thread, degree {}, ef_construction {}), section {gbytes} bytes, open {gopen_ms:.2} ms",
+        gp.degree, gp.ef_construction
+    );
+    let mut gsweep = Vec::new();
+    // "ef:rerank" pairs; ef 0 / rerank 0 = the defaults.
+    let efs: Vec<(u32, u32)> = std::env::var("ANN_EFS")
+        .ok()
+        .map(|v| {
+            v.split(',')
+                .filter_map(|x| {
+                    let (a, b) = x.split_once(':').unwrap_or((x, "0"));
+                    Some((a.parse().ok()?, b.parse().ok()?))
+                })
+                .collect()
+        })
+        .unwrap_or_else(|| vec![(0, 0), (20, 20), (32, 32), (40, 40), (64, 40)]);
+    for (ef, rr) in efs {
+        let sp = GraphSearchParams { ef, rerank: rr };
+        let efv = if ef == 0 { gix.default_ef() as u32 } else { ef };
+        let rr = if rr == 0 { efv.max(2 * K as u32) } else { rr };
+        let rec: f64 = (0..nq)
+            .map(|i| recall(&gix.search(&vectors, q(i), K, None, &sp), gt[i].dists[K - 1]))
+            .sum::<f64>()
+            / nq as f64;
+        let r = qps(nq, min_time, |i| {
+            std::hint::black_box(gix.search(&vectors, q(i), K, None, &sp));
+        });
+        eprintln!(
+            "graph ef {efv:>3}{} rerank {rr:>3}: recall@10 {rec:.4}  QPS wall {:>7.0} cpu {:>7.0}",
+            if ef == 0 { " (default)" } else { "" },
+            r.0,
+            r.1
+        );
+        gsweep.push(serde_json::json!({"ef": efv, "default": ef == 0, "rerank": rr, "recall": rec,
+            "qps_wall": r.0, "qps_cpu": r.1}));
+    }
+    json["graph"] = serde_json::Value::Array(gsweep);
+    json["graph_build_seconds"] = serde_json::json!(gbuild_s);
+    json["graph_section_bytes"] = serde_json::json!(gbytes);
+    json["graph_open_ms"] = serde_json::json!(gopen_ms);
 
     if std::env::var("ANN_BENCH_SWEEP_ONLY").is_ok() {
         println!("{json}");

@@ -3,7 +3,7 @@
 #   bash bench/ann_peers.sh
 # 1. Adds hnswlib + numpy (pip) to the shared peer virtualenv target/bench-venv (created if missing;
 #    bench/peers.sh installs the other peers into the same venv).
-# 2. Runs our harness (cargo example ann_bench, release, CARGO_TARGET_DIR=target/bench) and the
+# 2. Runs our harness (cargo example ann_bench, release, CARGO_TARGET_DIR=target/bench; IVF and graph) and the
 #    hnswlib harness (bench/hnsw_peer.py) one after the other on the same data, single-threaded search.
 # 3. Prints both JSON results and the ratios at matched recall (>= 0.95).
 # Results go to target/bench/ann-ours.json and target/bench/ann-hnswlib.json.
@@ -26,9 +26,14 @@ best = peer["best"]
 d = next(p for p in ours["ivf"] if p["default"])
 ok = [p for p in ours["ivf"] if p["recall"] >= 0.95]
 fast = max(ok, key=lambda p: p["qps_cpu"]) if ok else None
-print(json.dumps({"ours_default": d, "ours_fastest_at_0.95": fast, "hnswlib_best_at_0.95": best}, indent=1))
+g = next((p for p in ours.get("graph", []) if p["default"]), None)
+gok = [p for p in ours.get("graph", []) if p["recall"] >= 0.95]
+gfast = max(gok, key=lambda p: p["qps_cpu"]) if gok else None
+print(json.dumps({"ours_default": d, "ours_fastest_at_0.95": fast, "graph_default": g,
+                  "graph_fastest_at_0.95": gfast, "hnswlib_best_at_0.95": best}, indent=1))
 if best:
-    for name, p in [("default", d), ("fastest >= 0.95", fast)]:
+    for name, p in [("ivf default", d), ("ivf fastest >= 0.95", fast), ("graph default (warm path)", g),
+                    ("graph fastest >= 0.95", gfast)]:
         if p:
             print(f"ours {name}: recall {p['recall']:.4f} vs hnswlib {best['recall']:.4f} (M={best['M']}, ef={best['ef']}); "
                   f"QPS ratio ours/hnswlib: cpu {p['qps_cpu']/best['qps_cpu']:.2f}, wall {p['qps_wall']/best['qps_wall']:.2f}")

@@ -38,7 +38,7 @@ use serde_json::{json, Map, Value as Json};
 use crate::engine::{EngineError, LiveSegment, NsState};
 use crate::filter::Filter;
 use crate::format::segment::{
-    SECTION_ANN_INDEX, SECTION_ATTRIBUTE_INDEX, SECTION_SPARSE_INDEX, SECTION_TEXT_INDEX,
+    SECTION_ANN_INDEX, SECTION_ATTRIBUTE_INDEX, SECTION_GRAPH_INDEX, SECTION_SPARSE_INDEX, SECTION_TEXT_INDEX,
 };
 use crate::index::text::{
     fieldnorm_to_id, search_fields, term_counts, Analyzer, Bm25Params, Bm25Weight, CorpusStats, FieldQuery,
@@ -1394,6 +1394,40 @@ fn cached_ann_index(
     Some(opened)
 }
 
+/// Filters estimated to pass at least this fraction of a segment's rows use
+/// the graph section (when present); narrower ones the IVF section.
+const GRAPH_MIN_SELECTIVITY: f64 = 0.5;
+
+type GraphCache = HashMap<(String, usize, usize), crate::index::graph::GraphIndex>;
+
+/// The segment's graph section, validated once per process and cached (same
+/// keying and lifetime rules as [`cached_ann_index`]).
+fn cached_graph_index(
+    ls: &LiveSegment,
+) -> Option<Result<crate::index::graph::GraphIndex, crate::index::ann::IndexError>> {
+    use crate::index::graph::GraphIndex;
+    static CACHE: std::sync::OnceLock<std::sync::Mutex<GraphCache>> = std::sync::OnceLock::new();
+    let sec = ls.seg.section(SECTION_GRAPH_INDEX)?;
+    let key = (ls.meta.id.clone(), sec.as_ptr() as usize, sec.len());
+    let cache = CACHE.get_or_init(Default::default);
+    if let Some(ix) = cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(&key) {
+        return Some(Ok(ix.clone()));
+    }
+    let all = ls.seg.bytes();
+    let base = all.as_ptr() as usize;
+    let inside = key.1 >= base && key.1 + sec.len() <= base + all.len();
+    let bytes = if inside { all.slice_ref(sec) } else { bytes::Bytes::copy_from_slice(sec) };
+    let opened = GraphIndex::open_trusted(bytes);
+    if let Ok(ix) = &opened {
+        let mut c = cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if c.len() >= ANN_CACHE_ENTRIES {
+            c.clear();
+        }
+        c.insert(key, ix.clone());
+    }
+    Some(opened)
+}
+
 /// Dense-vector search: per segment the ANN section (or exact when absent or
 /// `exact`), filter-aware; the overlay exhaustively.
 fn vector_hits(
@@ -1422,22 +1456,47 @@ fn vector_hits(
         let f = |row: u32| seg.has_vector(row as usize) && v.passes(row as usize, q);
         let filter: Option<&dyn Fn(u32) -> bool> = if need_filter { Some(&f) } else { None };
         let index = if exact { None } else { cached_ann_index(v.ls) };
-        let found = match index {
-            Some(Ok(ix)) => {
-                let params = ann::SearchParams {
-                    filter_estimate: v
-                        .cand
-                        .as_ref()
-                        .map(|c| u32::try_from(c.iter().filter(|b| **b).count()).unwrap_or(u32::MAX)),
-                    ..ann::SearchParams::default()
+        let filter_estimate =
+            v.cand.as_ref().map(|c| u32::try_from(c.iter().filter(|b| **b).count()).unwrap_or(u32::MAX));
+        // Warm path: the graph section for unfiltered and wide-filter queries.
+        let graph = match (&index, exact) {
+            (Some(Ok(ix)), false) => {
+                let wide = match filter {
+                    None => true,
+                    Some(f) => {
+                        let est =
+                            filter_estimate.map_or_else(|| ix.index().estimate_matches(f), |e| e as usize);
+                        est as f64 >= GRAPH_MIN_SELECTIVITY * n as f64
+                    }
                 };
+                if wide {
+                    match cached_graph_index(v.ls) {
+                        Some(Ok(g)) => Some(g),
+                        Some(Err(e)) => {
+                            tracing::warn!(segment = %v.ls.meta.id, error = %e, "unreadable graph section; IVF");
+                            None
+                        }
+                        None => None,
+                    }
+                } else {
+                    None
+                }
+            }
+            _ => None,
+        };
+        let found = match (index, graph) {
+            (_, Some(g)) => {
+                g.search(vectors, query, k, filter, &crate::index::graph::GraphSearchParams::default())
+            }
+            (Some(Ok(ix)), None) => {
+                let params = ann::SearchParams { filter_estimate, ..ann::SearchParams::default() };
                 ix.index().search(vectors, query, k, filter, &params)
             }
-            Some(Err(e)) => {
+            (Some(Err(e)), None) => {
                 tracing::warn!(segment = %v.ls.meta.id, error = %e, "unreadable ANN section; exact search");
                 ann::exact(vectors, dim, metric, query, k, filter)
             }
-            None => ann::exact(vectors, dim, metric, query, k, filter),
+            (None, None) => ann::exact(vectors, dim, metric, query, k, filter),
         };
         hits.extend(found.into_iter().filter_map(|(row, d)| {
             Some(Hit { id: seg.try_id(row as usize)?, score: d, src: Src::Seg(si, row) })

@@ -8,6 +8,9 @@
 //! - Index sections are derived data: a segment without them is still
 //!   complete, and readers fall back to exhaustive search (the query engine
 //!   checks for each section and scores unindexed rows the same way).
+//! - Segments with an ANN section also get a graph section (kind 20, same
+//!   row order and minimum size); it serves unfiltered and wide-filter
+//!   queries, the ANN (IVF) section narrow filters and cold reads.
 //! - The ANN index covers every row of the segment in row order (rows without
 //!   a vector hold zeros in the vectors section); the query engine excludes
 //!   rows without a vector with a filter, so they are never returned.
@@ -19,7 +22,8 @@
 
 use crate::engine::state::NsState;
 use crate::format::segment::{
-    SegmentBuilder, SECTION_ANN_INDEX, SECTION_ATTRIBUTE_INDEX, SECTION_SPARSE_INDEX, SECTION_TEXT_INDEX,
+    SegmentBuilder, SECTION_ANN_INDEX, SECTION_ATTRIBUTE_INDEX, SECTION_GRAPH_INDEX, SECTION_SPARSE_INDEX,
+    SECTION_TEXT_INDEX,
 };
 use crate::index::text::{Analyzer, TextIndexBuilder};
 use crate::model::{DistanceMetric, Document, Value};
@@ -45,6 +49,9 @@ pub(crate) fn add_index_sections(builder: &mut SegmentBuilder, docs: &[Document]
             let metric = state.distance_metric.unwrap_or(DistanceMetric::CosineDistance);
             let params = crate::index::ann::AnnParams::default();
             builder.add_section(SECTION_ANN_INDEX, crate::index::ann::build(&flat, dim, metric, &params));
+            let gparams = crate::index::graph::GraphParams::default();
+            builder
+                .add_section(SECTION_GRAPH_INDEX, crate::index::graph::build(&flat, dim, metric, &gparams));
         }
     }
     for (name, schema) in &state.schema {

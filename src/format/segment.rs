@@ -95,6 +95,9 @@ pub const SECTION_TEXT_INDEX: u16 = 17;
 pub const SECTION_SPARSE_INDEX: u16 = 18;
 /// Extension section kind: attribute (filter) index.
 pub const SECTION_ATTRIBUTE_INDEX: u16 = 19;
+/// Extension section kind: proximity-graph index over the vectors for the
+/// warm path (`index::graph`); built next to the ANN index.
+pub const SECTION_GRAPH_INDEX: u16 = 20;
 
 /// The first 8 bytes of every deletion-set file.
 pub const DELETES_MAGIC: [u8; 8] = *b"TIDE.DEL";

@@ -656,7 +656,7 @@ fn decode_u32(b: &[u8]) -> Vec<u32> {
 /// Quantizes a query for codes with per-dimension scales `scales`: returns the i8 query (padded
 /// to `stride`), the bias to subtract from the raw biased-u8 dot product (128 · Σq), and the
 /// factor turning the corrected integer dot product back into `q · x`.
-fn quantize_query(q: &[f32], scales: &[f32], stride: usize) -> (Vec<i8>, i32, f32) {
+pub(crate) fn quantize_query(q: &[f32], scales: &[f32], stride: usize) -> (Vec<i8>, i32, f32) {
     let mut qq = vec![0i8; stride];
     let mut maxq = 0f32;
     for (v, s) in q.iter().zip(scales) {
@@ -673,7 +673,7 @@ fn quantize_query(q: &[f32], scales: &[f32], stride: usize) -> (Vec<i8>, i32, f3
 }
 
 /// Per-dimension max-abs scales and biased 8-bit codes (row stride `stride`) of `rows`.
-fn quantize_rows(rows: &[f32], dim: usize, stride: usize) -> (Vec<f32>, Vec<u8>) {
+pub(crate) fn quantize_rows(rows: &[f32], dim: usize, stride: usize) -> (Vec<f32>, Vec<u8>) {
     let mut maxabs = vec![0f32; dim];
     if dim == 0 {
         return (maxabs, Vec::new());

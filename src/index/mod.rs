@@ -5,5 +5,6 @@
 pub mod ann;
 pub mod attr;
 pub mod distance;
+pub mod graph;
 pub mod sparse;
 pub mod text;

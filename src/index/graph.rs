@@ -1,0 +1,719 @@
+//! Warm-path graph index of one segment's dense vectors (section kind 20): a single-layer
+//! proximity graph (HNSW layer 0 built by incremental insertion with the HNSW neighbour-selection
+//! heuristic) of fixed degree, u32 neighbour ids, greedy beam search over 8-bit codes and an
+//! exact f32 rerank of the best candidates from the segment's own vectors. Built at compaction
+//! ([`build`]) next to the IVF section (which stays the index for narrow filters and cold reads);
+//! served zero-copy from the section bytes ([`GraphIndex::open`]).
+//!
+//! Section layout (little-endian; blocks start on 64-byte boundaries of the section):
+//!
+//! ```text
+//! 0   magic "TPGRAPH0"   8 version u32 (=1)   12 header_len u32 (=64)
+//! 16  metric u8 (0 cosine, 1 euclidean_squared)   17 reserved 3 bytes (0)
+//! 20  dim u32   24 rows u32   28 degree u32   32 code_stride u32 (dim rounded up to 64)
+//! 36  entry u32 (start row of every search)   40 default_ef u32   44 reserved 12 bytes (0)
+//! 56  crc32c u32 of bytes [0, 56) ++ [64, len)   60 reserved u32 (0)
+//! 64  scales    f32 [dim]                 per-dimension code scale
+//!     norms2    f32 [rows]                |x|² of the indexed vector (cosine: unit-normalised)
+//!     neighbors u32 [rows × degree]       neighbour rows, unused slots u32::MAX (trailing)
+//!     codes     u8  [rows × code_stride]  round(x_j · s_j) + 128, padding 128
+//! ```
+//! Block offsets follow from the header (each block padded to 64 bytes); the section length must
+//! equal the end of the codes block.
+//!
+//! Invariants:
+//! - Rows are segment rows; the caller's `vectors` slice is rows × dim in row order.
+//! - [`build`] is deterministic: fixed seed for the insertion order, integer (exact) code dot
+//!   products for every build-time distance, so the same input gives the same bytes on every CPU.
+//! - [`GraphIndex::open`] checks magic, version, crc32c (unless `open_trusted`), every length
+//!   (checked arithmetic), that every neighbour id is < rows or the padding value, and that floats
+//!   are finite; bad bytes give [`IndexError`], never a panic.
+//! - Search never ranks by quantized scores alone: the best `max(rerank, 2k)` candidates are
+//!   re-scored with exact f32 distances; results are sorted by (distance, row), at most k, no
+//!   duplicate rows. A query of the wrong dimension gives no results; a `vectors` slice that does
+//!   not match the index shape falls back to [`super::ann::exact`].
+//! - With a filter, the traversal visits every row but only matching rows enter the result list
+//!   (suited to wide filters; callers route narrow filters to the IVF index or exact search).
+
+use super::ann::{exact, quantize_query, quantize_rows, IndexError};
+use super::distance::{kernels, Kernels, Metric};
+use std::cmp::Ordering;
+use std::collections::BinaryHeap;
+
+/// Section magic.
+pub const MAGIC: [u8; 8] = *b"TPGRAPH0";
+/// Current section version.
+pub const VERSION: u32 = 1;
+const HEADER_LEN: usize = 64;
+const CRC_AT: usize = 56;
+const NONE: u32 = u32::MAX;
+
+/// Build parameters.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GraphParams {
+    /// Maximum out-degree (fixed slots per row).
+    pub degree: u32,
+    /// Beam width while inserting.
+    pub ef_construction: u32,
+    /// Seed of the insertion order.
+    pub seed: u64,
+    /// Beam width stored as the search default.
+    pub default_ef: u32,
+}
+
+impl Default for GraphParams {
+    fn default() -> Self {
+        GraphParams { degree: 32, ef_construction: 96, seed: 0x7469_6465_6772_6170, default_ef: 24 }
+    }
+}
+
+/// Search parameters.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct GraphSearchParams {
+    /// Beam width; 0 = the index default. At least `max(k, rerank)` is used.
+    pub ef: u32,
+    /// Candidates re-scored exactly; 0 = the beam width (at least 2·k always).
+    pub rerank: u32,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct D(f32, u32);
+impl PartialEq for D {
+    fn eq(&self, o: &Self) -> bool {
+        self.cmp(o) == Ordering::Equal
+    }
+}
+impl Eq for D {}
+impl PartialOrd for D {
+    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for D {
+    fn cmp(&self, o: &Self) -> Ordering {
+        self.0.total_cmp(&o.0).then(self.1.cmp(&o.1))
+    }
+}
+
+fn splitmix(x: &mut u64) -> u64 {
+    *x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = *x;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+fn pad64(n: usize) -> Option<usize> {
+    n.checked_add(63).map(|v| v / 64 * 64)
+}
+
+fn metric_code(m: Metric) -> u8 {
+    match m {
+        Metric::CosineDistance => 0,
+        Metric::EuclideanSquared => 1,
+    }
+}
+
+/// Block offsets (scales, norms, neighbors, codes, end) for a shape; None on overflow.
+fn layout(dim: usize, rows: usize, degree: usize, stride: usize) -> Option<[usize; 5]> {
+    let scales = HEADER_LEN;
+    let norms = scales.checked_add(pad64(dim.checked_mul(4)?)?)?;
+    let nb = norms.checked_add(pad64(rows.checked_mul(4)?)?)?;
+    let codes = nb.checked_add(pad64(rows.checked_mul(degree)?.checked_mul(4)?)?)?;
+    let end = codes.checked_add(rows.checked_mul(stride)?)?;
+    Some([scales, norms, nb, codes, end])
+}
+
+fn section_crc(b: &[u8]) -> u32 {
+    let c = crc32c::crc32c(&b[..CRC_AT]);
+    crc32c::crc32c_append(c, &b[HEADER_LEN..])
+}
+
+/// Build-time view: codes of every row as data (u8) and as query (i8, bias, inverse scale).
+struct Coded<'a> {
+    kern: &'a Kernels,
+    stride: usize,
+    codes: &'a [u8],
+    qcodes: &'a [i8],
+    qbias: &'a [i32],
+    qinv: &'a [f32],
+    norms2: &'a [f32],
+}
+
+impl Coded<'_> {
+    /// Approximate |x_a - x_b|² (exact integer dot product of the codes).
+    #[inline]
+    fn dist(&self, a: u32, b: u32) -> f32 {
+        let (a, b) = (a as usize, b as usize);
+        let q = &self.qcodes[a * self.stride..(a + 1) * self.stride];
+        let c = &self.codes[b * self.stride..(b + 1) * self.stride];
+        let s = (self.kern.u8i8(q, c) - self.qbias[a]) as f32 * self.qinv[a];
+        self.norms2[a] + self.norms2[b] - 2.0 * s
+    }
+}
+
+/// Beam search over an adjacency accessor; returns up to `ef` (distance, row) ascending.
+fn beam(
+    entry: u32,
+    ef: usize,
+    visited: &mut Visited,
+    mut dist: impl FnMut(u32) -> f32,
+    mut neighbors: impl FnMut(u32, &mut Vec<u32>),
+    accept: &dyn Fn(u32) -> bool,
+) -> Vec<D> {
+    visited.next();
+    let mut cand: BinaryHeap<std::cmp::Reverse<D>> = BinaryHeap::with_capacity(ef * 4);
+    let mut res: BinaryHeap<D> = BinaryHeap::with_capacity(ef + 1);
+    let d0 = dist(entry);
+    visited.insert(entry);
+    cand.push(std::cmp::Reverse(D(d0, entry)));
+    if accept(entry) {
+        res.push(D(d0, entry));
+    }
+    let mut nb = Vec::with_capacity(64);
+    while let Some(std::cmp::Reverse(c)) = cand.pop() {
+        if res.len() >= ef && res.peek().is_some_and(|w| c.0 > w.0) {
+            break;
+        }
+        nb.clear();
+        neighbors(c.1, &mut nb);
+        nb.retain(|&u| visited.insert(u));
+        for &u in &nb {
+            let d = dist(u);
+            let worst = res.peek().map_or(f32::INFINITY, |w| w.0);
+            if res.len() < ef || d < worst {
+                cand.push(std::cmp::Reverse(D(d, u)));
+                if accept(u) {
+                    res.push(D(d, u));
+                    if res.len() > ef {
+                        res.pop();
+                    }
+                }
+            }
+        }
+    }
+    let mut v = res.into_vec();
+    v.sort_unstable();
+    v
+}
+
+/// Epoch-stamped visited set.
+struct Visited {
+    stamp: Vec<u32>,
+    epoch: u32,
+}
+
+impl Visited {
+    fn new(n: usize) -> Self {
+        Visited { stamp: vec![0; n], epoch: 0 }
+    }
+    fn next(&mut self) {
+        self.epoch = self.epoch.wrapping_add(1);
+        if self.epoch == 0 {
+            self.stamp.iter_mut().for_each(|s| *s = 0);
+            self.epoch = 1;
+        }
+    }
+    /// True when `u` was not visited yet (and marks it); out-of-range ids count as visited.
+    #[inline]
+    fn insert(&mut self, u: u32) -> bool {
+        match self.stamp.get_mut(u as usize) {
+            Some(s) if *s != self.epoch => {
+                *s = self.epoch;
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+/// HNSW neighbour-selection heuristic: from `cands` (ascending by distance to the base), keep a
+/// candidate when it is closer to the base than to every kept one; fill up with the closest
+/// discarded ones to `m`.
+fn select(cands: &[D], m: usize, cd: &Coded<'_>) -> Vec<u32> {
+    let mut kept: Vec<D> = Vec::with_capacity(m);
+    let mut rest: Vec<u32> = Vec::new();
+    for c in cands {
+        if kept.len() >= m {
+            break;
+        }
+        if kept.iter().all(|s| cd.dist(c.1, s.1) > c.0) {
+            kept.push(*c);
+        } else {
+            rest.push(c.1);
+        }
+    }
+    let mut out: Vec<u32> = kept.iter().map(|d| d.1).collect();
+    for r in rest {
+        if out.len() >= m {
+            break;
+        }
+        out.push(r);
+    }
+    out
+}
+
+/// Builds the section for `vectors` (rows × dim, row order). Rows of zeros (e.g. rows without a
+/// vector) are indexed like any other; callers exclude them with the search filter.
+pub fn build(vectors: &[f32], dim: usize, metric: Metric, params: &GraphParams) -> Vec<u8> {
+    let rows = vectors.len().checked_div(dim).unwrap_or(0);
+    let degree = params.degree.clamp(2, 256) as usize;
+    let stride = dim.div_ceil(64) * 64;
+    let kern = kernels();
+    let space: Vec<f32> = match metric {
+        Metric::CosineDistance => {
+            let mut v = vectors[..rows * dim].to_vec();
+            for x in v.chunks_exact_mut(dim.max(1)) {
+                let n: f64 = x.iter().map(|a| f64::from(*a) * f64::from(*a)).sum::<f64>().sqrt();
+                if n > 0.0 && n.is_finite() {
+                    x.iter_mut().for_each(|a| *a = (f64::from(*a) / n) as f32);
+                }
+            }
+            v
+        }
+        Metric::EuclideanSquared => vectors[..rows * dim].to_vec(),
+    };
+    let (scales, codes) = quantize_rows(&space, dim, stride);
+    let mut qcodes = vec![0i8; rows * stride];
+    let mut qbias = vec![0i32; rows];
+    let mut qinv = vec![0f32; rows];
+    let mut norms2 = vec![0f32; rows];
+    for r in 0..rows {
+        let x = &space[r * dim..(r + 1) * dim];
+        let (q, b, inv) = quantize_query(x, &scales, stride);
+        qcodes[r * stride..(r + 1) * stride].copy_from_slice(&q);
+        qbias[r] = b;
+        qinv[r] = inv;
+        norms2[r] = x.iter().map(|a| f64::from(*a) * f64::from(*a)).sum::<f64>() as f32;
+    }
+    // Entry: the row closest to the mean (f64, fixed order).
+    let mut entry = 0u32;
+    if rows > 0 {
+        let mut mean = vec![0f64; dim];
+        for x in space.chunks_exact(dim) {
+            mean.iter_mut().zip(x).for_each(|(m, v)| *m += f64::from(*v));
+        }
+        mean.iter_mut().for_each(|m| *m /= rows as f64);
+        let mut best = f64::INFINITY;
+        for (r, x) in space.chunks_exact(dim).enumerate() {
+            let d: f64 = x.iter().zip(&mean).map(|(v, m)| (f64::from(*v) - m).powi(2)).sum();
+            if d < best {
+                best = d;
+                entry = r as u32;
+            }
+        }
+    }
+    let cd =
+        Coded { kern, stride, codes: &codes, qcodes: &qcodes, qbias: &qbias, qinv: &qinv, norms2: &norms2 };
+    let mut adj = vec![NONE; rows * degree];
+    let mut len = vec![0u32; rows];
+    // Insertion order: entry first, the rest shuffled with the seed.
+    let mut order: Vec<u32> = (0..rows as u32).filter(|r| *r != entry).collect();
+    let mut s = params.seed;
+    for i in (1..order.len()).rev() {
+        let j = (splitmix(&mut s) % (i as u64 + 1)) as usize;
+        order.swap(i, j);
+    }
+    let mut visited = Visited::new(rows);
+    let efc = (params.ef_construction as usize).max(degree);
+    let accept_all = |_: u32| true;
+    for &v in &order {
+        let found = {
+            let (adj, len) = (&adj, &len);
+            beam(
+                entry,
+                efc,
+                &mut visited,
+                |u| cd.dist(v, u),
+                |u, out| {
+                    let u = u as usize;
+                    out.extend_from_slice(&adj[u * degree..u * degree + len[u] as usize]);
+                },
+                &accept_all,
+            )
+        };
+        let chosen = select(&found, degree, &cd);
+        let vi = v as usize;
+        adj[vi * degree..vi * degree + chosen.len()].copy_from_slice(&chosen);
+        len[vi] = chosen.len() as u32;
+        for &u in &chosen {
+            let ui = u as usize;
+            let l = len[ui] as usize;
+            if l < degree {
+                adj[ui * degree + l] = v;
+                len[ui] += 1;
+            } else {
+                let mut c: Vec<D> =
+                    adj[ui * degree..(ui + 1) * degree].iter().map(|&w| D(cd.dist(u, w), w)).collect();
+                c.push(D(cd.dist(u, v), v));
+                c.sort_unstable();
+                let sel = select(&c, degree, &cd);
+                adj[ui * degree..(ui + 1) * degree].fill(NONE);
+                adj[ui * degree..ui * degree + sel.len()].copy_from_slice(&sel);
+                len[ui] = sel.len() as u32;
+            }
+        }
+    }
+    // Serialise.
+    let Some([o_sc, o_n, o_nb, o_c, end]) = layout(dim, rows, degree, stride) else {
+        return Vec::new();
+    };
+    let mut b = vec![0u8; end];
+    b[..8].copy_from_slice(&MAGIC);
+    b[8..12].copy_from_slice(&VERSION.to_le_bytes());
+    b[12..16].copy_from_slice(&(HEADER_LEN as u32).to_le_bytes());
+    b[16] = metric_code(metric);
+    for (at, v) in [
+        (20, dim as u32),
+        (24, rows as u32),
+        (28, degree as u32),
+        (32, stride as u32),
+        (36, entry),
+        (40, params.default_ef.max(1)),
+    ] {
+        b[at..at + 4].copy_from_slice(&v.to_le_bytes());
+    }
+    for (i, v) in scales.iter().enumerate() {
+        b[o_sc + 4 * i..o_sc + 4 * i + 4].copy_from_slice(&v.to_le_bytes());
+    }
+    for (i, v) in norms2.iter().enumerate() {
+        b[o_n + 4 * i..o_n + 4 * i + 4].copy_from_slice(&v.to_le_bytes());
+    }
+    for (i, v) in adj.iter().enumerate() {
+        b[o_nb + 4 * i..o_nb + 4 * i + 4].copy_from_slice(&v.to_le_bytes());
+    }
+    b[o_c..end].copy_from_slice(&codes);
+    let crc = section_crc(&b);
+    b[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_le_bytes());
+    b
+}
+
+/// An opened graph section (owns a cheap clone of the bytes).
+#[derive(Clone)]
+pub struct GraphIndex {
+    bytes: bytes::Bytes,
+    kern: &'static Kernels,
+    metric: Metric,
+    dim: usize,
+    rows: usize,
+    degree: usize,
+    stride: usize,
+    entry: u32,
+    default_ef: usize,
+    scales: Vec<f32>,
+    norms2: Vec<f32>,
+    off_nb: usize,
+    off_codes: usize,
+}
+
+fn rd_u32(b: &[u8], at: usize) -> Result<u32, IndexError> {
+    b.get(at..at + 4)
+        .and_then(|s| s.try_into().ok())
+        .map(u32::from_le_bytes)
+        .ok_or(IndexError::Corrupt("truncated"))
+}
+
+fn rd_f32s(b: &[u8], at: usize, n: usize) -> Result<Vec<f32>, IndexError> {
+    let end =
+        n.checked_mul(4).and_then(|l| l.checked_add(at)).ok_or(IndexError::Corrupt("length overflow"))?;
+    let s = b.get(at..end).ok_or(IndexError::Corrupt("truncated block"))?;
+    let v: Vec<f32> = s.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+    if v.iter().all(|x| x.is_finite()) {
+        Ok(v)
+    } else {
+        Err(IndexError::Corrupt("non-finite float"))
+    }
+}
+
+impl GraphIndex {
+    /// Opens and validates a section (crc32c included).
+    pub fn open(bytes: bytes::Bytes) -> Result<Self, IndexError> {
+        Self::parse(bytes, true)
+    }
+
+    /// Opens a section whose bytes were verified by the caller (skips only the crc32c).
+    pub fn open_trusted(bytes: bytes::Bytes) -> Result<Self, IndexError> {
+        Self::parse(bytes, false)
+    }
+
+    fn parse(bytes: bytes::Bytes, check_crc: bool) -> Result<Self, IndexError> {
+        let b = &bytes[..];
+        if b.len() < HEADER_LEN {
+            return Err(IndexError::Corrupt("shorter than the header"));
+        }
+        if b[..8] != MAGIC {
+            return Err(IndexError::Corrupt("bad magic"));
+        }
+        let version = rd_u32(b, 8)?;
+        if version != VERSION || rd_u32(b, 12)? as usize != HEADER_LEN {
+            return Err(IndexError::Unsupported { version, kind: b[16] });
+        }
+        let metric = match b[16] {
+            0 => Metric::CosineDistance,
+            1 => Metric::EuclideanSquared,
+            _ => return Err(IndexError::Corrupt("unknown metric")),
+        };
+        let dim = rd_u32(b, 20)? as usize;
+        let rows = rd_u32(b, 24)? as usize;
+        let degree = rd_u32(b, 28)? as usize;
+        let stride = rd_u32(b, 32)? as usize;
+        let entry = rd_u32(b, 36)?;
+        let default_ef = rd_u32(b, 40)? as usize;
+        if dim == 0 || stride != dim.div_ceil(64) * 64 || degree == 0 || degree > 256 || default_ef == 0 {
+            return Err(IndexError::Corrupt("bad shape"));
+        }
+        if rows > 0 && entry as usize >= rows {
+            return Err(IndexError::Corrupt("entry out of range"));
+        }
+        let [o_sc, o_n, o_nb, o_c, end] =
+            layout(dim, rows, degree, stride).ok_or(IndexError::Corrupt("length overflow"))?;
+        if end != b.len() {
+            return Err(IndexError::Corrupt("length does not match the shape"));
+        }
+        if check_crc && rd_u32(b, CRC_AT)? != section_crc(b) {
+            return Err(IndexError::Checksum);
+        }
+        let scales = rd_f32s(b, o_sc, dim)?;
+        let norms2 = rd_f32s(b, o_n, rows)?;
+        let nb = b.get(o_nb..o_c).ok_or(IndexError::Corrupt("truncated neighbours"))?;
+        for c in nb.chunks_exact(4) {
+            let u = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+            if u != NONE && u as usize >= rows {
+                return Err(IndexError::Corrupt("neighbour out of range"));
+            }
+        }
+        Ok(GraphIndex {
+            kern: kernels(),
+            metric,
+            dim,
+            rows,
+            degree,
+            stride,
+            entry,
+            default_ef,
+            scales,
+            norms2,
+            off_nb: o_nb,
+            off_codes: o_c,
+            bytes,
+        })
+    }
+
+    /// Distance metric.
+    pub fn metric(&self) -> Metric {
+        self.metric
+    }
+    /// Rows indexed.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+    /// Vector dimension.
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+    /// Default beam width.
+    pub fn default_ef(&self) -> usize {
+        self.default_ef
+    }
+    /// Heap bytes held besides the section bytes.
+    pub fn heap_bytes(&self) -> usize {
+        (self.scales.len() + self.norms2.len()) * 4
+    }
+
+    /// Approximate k nearest rows: (row, exact distance) sorted by (distance, row). Only rows
+    /// passing `filter` are returned (the traversal still walks through the others).
+    pub fn search(
+        &self,
+        vectors: &[f32],
+        query: &[f32],
+        k: usize,
+        filter: Option<&dyn Fn(u32) -> bool>,
+        params: &GraphSearchParams,
+    ) -> Vec<(u32, f32)> {
+        if k == 0 || query.len() != self.dim || self.rows == 0 {
+            return Vec::new();
+        }
+        if vectors.len() != self.rows * self.dim {
+            return exact(vectors, self.dim, self.metric, query, k, filter);
+        }
+        let kern = self.kern;
+        let qn: Vec<f32> = match self.metric {
+            Metric::CosineDistance => {
+                let n = kern.dot(query, query).sqrt();
+                if !(n > 0.0 && n.is_finite()) {
+                    return exact(vectors, self.dim, self.metric, query, k, filter);
+                }
+                query.iter().map(|v| v / n).collect()
+            }
+            Metric::EuclideanSquared => query.to_vec(),
+        };
+        let (qq, bias, inv) = quantize_query(&qn, &self.scales, self.stride);
+        let ef = if params.ef == 0 { self.default_ef } else { params.ef as usize }.max(k);
+        let rerank = if params.rerank == 0 { ef } else { params.rerank as usize }.max(2 * k);
+        let ef = ef.max(rerank);
+        let b = &self.bytes[..];
+        let codes = &b[self.off_codes..];
+        let nb = &b[self.off_nb..self.off_codes];
+        let stride = self.stride;
+        let degree = self.degree;
+        let norms2 = &self.norms2;
+        let dist = |u: u32| {
+            let u = u as usize;
+            let c = codes.get(u * stride..(u + 1) * stride).unwrap_or(&[]);
+            if c.len() != stride {
+                return f32::INFINITY;
+            }
+            let s = (kern.u8i8(&qq, c) - bias) as f32 * inv;
+            norms2.get(u).copied().unwrap_or(0.0) - 2.0 * s
+        };
+        let neighbors = |u: u32, out: &mut Vec<u32>| {
+            let u = u as usize;
+            if let Some(s) = nb.get(u * degree * 4..(u + 1) * degree * 4) {
+                for c in s.chunks_exact(4) {
+                    let w = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+                    if w == NONE {
+                        break;
+                    }
+                    super::distance::prefetch(codes.get(w as usize * stride..).unwrap_or(&[]), 128);
+                    out.push(w);
+                }
+            }
+        };
+        let all = |_: u32| true;
+        let accept: &dyn Fn(u32) -> bool = match filter {
+            Some(f) => f,
+            None => &all,
+        };
+        let found = VISITED.with(|cell| {
+            let mut v = cell.borrow_mut();
+            if v.stamp.len() < self.rows {
+                *v = Visited::new(self.rows);
+            }
+            beam(self.entry, ef, &mut v, dist, neighbors, accept)
+        });
+        let dim = self.dim;
+        let mut out: Vec<(u32, f32)> = found
+            .iter()
+            .take(rerank)
+            .map(|d| {
+                let r = d.1 as usize;
+                (d.1, kern.distance(self.metric, query, &vectors[r * dim..(r + 1) * dim]))
+            })
+            .collect();
+        out.sort_unstable_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
+        out.truncate(k);
+        out
+    }
+}
+
+thread_local! {
+    static VISITED: std::cell::RefCell<Visited> = std::cell::RefCell::new(Visited::new(0));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Clustered points of low intrinsic dimension (like text embeddings): 16 clusters in an
+    /// 8-dimensional latent space, mapped into `dim` dimensions by a fixed random matrix.
+    fn clustered(n: usize, dim: usize, seed: u64) -> Vec<f32> {
+        const LAT: usize = 8;
+        let mut m = 42u64;
+        let mut um = || (splitmix(&mut m) >> 11) as f32 / (1u64 << 53) as f32 - 0.5;
+        let map: Vec<f32> = (0..LAT * dim).map(|_| um()).collect();
+        let centers: Vec<f32> = (0..16 * LAT).map(|_| um() * 4.0).collect();
+        let mut s = seed;
+        let mut u = || (splitmix(&mut s) >> 11) as f32 / (1u64 << 53) as f32 - 0.5;
+        let mut v = Vec::with_capacity(n * dim);
+        for i in 0..n {
+            let lat: Vec<f32> = centers[(i % 16) * LAT..(i % 16 + 1) * LAT].iter().map(|c| c + u()).collect();
+            for j in 0..dim {
+                v.push((0..LAT).map(|l| lat[l] * map[l * dim + j]).sum::<f32>() + 0.01 * u());
+            }
+        }
+        v
+    }
+
+    fn recall(metric: Metric, ef: u32) -> f64 {
+        let (n, dim, k) = (3000, 48, 10);
+        let data = clustered(n, dim, 7);
+        let bytes = build(&data, dim, metric, &GraphParams::default());
+        let ix = GraphIndex::open(bytes::Bytes::from(bytes)).unwrap();
+        let queries = clustered(50, dim, 99);
+        let mut hit = 0usize;
+        for q in queries.chunks_exact(dim) {
+            let truth = exact(&data, dim, metric, q, k, None);
+            let kth = truth[k - 1].1;
+            let got = ix.search(&data, q, k, None, &GraphSearchParams { ef, rerank: 0 });
+            assert!(got.windows(2).all(|w| w[0].1 <= w[1].1));
+            hit += got.iter().filter(|(_, d)| *d <= kth + 1e-5).count();
+        }
+        hit as f64 / (50 * k) as f64
+    }
+
+    #[test]
+    fn recall_above_floor() {
+        for m in [Metric::CosineDistance, Metric::EuclideanSquared] {
+            let r = recall(m, 0);
+            let wide = recall(m, 64);
+            assert!(wide >= 0.95, "{m:?} ef 64 recall {wide}");
+            assert!(r >= 0.9, "{m:?} recall {r}");
+        }
+    }
+
+    #[test]
+    fn deterministic_and_filtered() {
+        let dim = 16;
+        let data = clustered(600, dim, 3);
+        let a = build(&data, dim, Metric::CosineDistance, &GraphParams::default());
+        let b = build(&data, dim, Metric::CosineDistance, &GraphParams::default());
+        assert_eq!(a, b);
+        let ix = GraphIndex::open(bytes::Bytes::from(a)).unwrap();
+        let f = |r: u32| r.is_multiple_of(2);
+        let got = ix.search(&data, &data[..dim], 5, Some(&f), &GraphSearchParams::default());
+        assert_eq!(got.len(), 5);
+        assert!(got.iter().all(|(r, _)| r.is_multiple_of(2)));
+        assert_eq!(got[0].0, 0);
+    }
+
+    #[test]
+    fn tiny_inputs() {
+        for n in [0usize, 1, 2, 5] {
+            let dim = 3;
+            let data: Vec<f32> = (0..n * dim).map(|i| i as f32 + 1.0).collect();
+            let bytes = build(&data, dim, Metric::EuclideanSquared, &GraphParams::default());
+            let ix = GraphIndex::open(bytes::Bytes::from(bytes)).unwrap();
+            let got = ix.search(&data, &[1.0, 2.0, 3.0], 10, None, &GraphSearchParams::default());
+            assert_eq!(got.len(), n);
+            if n > 0 {
+                assert_eq!(got[0], (0, 0.0));
+            }
+            assert!(ix.search(&data, &[1.0], 3, None, &GraphSearchParams::default()).is_empty());
+        }
+    }
+
+    #[test]
+    fn corrupt_bytes_are_errors() {
+        let dim = 8;
+        let data = clustered(200, dim, 5);
+        let good = build(&data, dim, Metric::CosineDistance, &GraphParams::default());
+        assert!(GraphIndex::open(bytes::Bytes::from(good.clone())).is_ok());
+        for cut in [0, 10, 63, 64, good.len() / 2, good.len() - 1] {
+            assert!(GraphIndex::open(bytes::Bytes::copy_from_slice(&good[..cut])).is_err());
+        }
+        let mut s = 1u64;
+        for _ in 0..200 {
+            let mut b = good.clone();
+            let at = (splitmix(&mut s) % b.len() as u64) as usize;
+            b[at] ^= 1 << (splitmix(&mut s) % 8);
+            assert!(GraphIndex::open(bytes::Bytes::from(b.clone())).is_err());
+            // Without the crc, structural checks still never panic.
+            if let Ok(ix) = GraphIndex::open_trusted(bytes::Bytes::from(b)) {
+                let _ = ix.search(&data, &data[..dim], 5, None, &GraphSearchParams::default());
+            }
+        }
+        let mut b = good.clone();
+        b[0] = b'X';
+        assert_eq!(GraphIndex::open(bytes::Bytes::from(b)).err(), Some(IndexError::Corrupt("bad magic")));
+    }
+}
