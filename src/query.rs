@@ -1360,22 +1360,24 @@ fn rank_hits(
     Ok((hits, exhaustive))
 }
 
-/// Most opened ANN sections kept by [`cached_ann_index`].
+/// Most opened sections kept per [`SectionCache`].
 const ANN_CACHE_ENTRIES: usize = 256;
 
-type AnnCache = HashMap<(String, usize, usize), crate::index::ann::SharedAnnIndex>;
+/// Opened index sections, keyed by segment id and the section's address (so
+/// a remapped file reopens). Entries hold the segment's bytes alive; a cache
+/// is cleared when full.
+type SectionCache<T> = std::sync::Mutex<HashMap<(String, usize, usize), T>>;
 
-/// The segment's ANN section, validated once per process and cached (keyed
-/// by segment id and the section's address, so a remapped file reopens).
-/// The cache holds the segment's bytes alive; it is cleared when full.
-fn cached_ann_index(
+/// A segment's index section of `kind`, validated once per process by `open`
+/// and kept in `cache`.
+fn cached_section<T: Clone>(
     ls: &LiveSegment,
-) -> Option<Result<crate::index::ann::SharedAnnIndex, crate::index::ann::IndexError>> {
-    use crate::index::ann::SharedAnnIndex;
-    static CACHE: std::sync::OnceLock<std::sync::Mutex<AnnCache>> = std::sync::OnceLock::new();
-    let sec = ls.seg.section(SECTION_ANN_INDEX)?;
+    kind: u16,
+    cache: &SectionCache<T>,
+    open: impl FnOnce(bytes::Bytes) -> Result<T, crate::index::ann::IndexError>,
+) -> Option<Result<T, crate::index::ann::IndexError>> {
+    let sec = ls.seg.section(kind)?;
     let key = (ls.meta.id.clone(), sec.as_ptr() as usize, sec.len());
-    let cache = CACHE.get_or_init(Default::default);
     if let Some(ix) = cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(&key) {
         return Some(Ok(ix.clone()));
     }
@@ -1383,7 +1385,7 @@ fn cached_ann_index(
     let base = all.as_ptr() as usize;
     let inside = key.1 >= base && key.1 + sec.len() <= base + all.len();
     let bytes = if inside { all.slice_ref(sec) } else { bytes::Bytes::copy_from_slice(sec) };
-    let opened = SharedAnnIndex::open_trusted(bytes);
+    let opened = open(bytes);
     if let Ok(ix) = &opened {
         let mut c = cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if c.len() >= ANN_CACHE_ENTRIES {
@@ -1394,38 +1396,30 @@ fn cached_ann_index(
     Some(opened)
 }
 
+/// The segment's ANN (IVF) section, opened once per process.
+fn cached_ann_index(
+    ls: &LiveSegment,
+) -> Option<Result<crate::index::ann::SharedAnnIndex, crate::index::ann::IndexError>> {
+    static CACHE: std::sync::OnceLock<SectionCache<crate::index::ann::SharedAnnIndex>> =
+        std::sync::OnceLock::new();
+    cached_section(ls, SECTION_ANN_INDEX, CACHE.get_or_init(Default::default), |b| {
+        crate::index::ann::SharedAnnIndex::open_trusted(b)
+    })
+}
+
 /// Filters estimated to pass at least this fraction of a segment's rows use
 /// the graph section (when present); narrower ones the IVF section.
 const GRAPH_MIN_SELECTIVITY: f64 = 0.5;
 
-type GraphCache = HashMap<(String, usize, usize), crate::index::graph::GraphIndex>;
-
-/// The segment's graph section, validated once per process and cached (same
-/// keying and lifetime rules as [`cached_ann_index`]).
+/// The segment's graph section, opened once per process.
 fn cached_graph_index(
     ls: &LiveSegment,
 ) -> Option<Result<crate::index::graph::GraphIndex, crate::index::ann::IndexError>> {
-    use crate::index::graph::GraphIndex;
-    static CACHE: std::sync::OnceLock<std::sync::Mutex<GraphCache>> = std::sync::OnceLock::new();
-    let sec = ls.seg.section(SECTION_GRAPH_INDEX)?;
-    let key = (ls.meta.id.clone(), sec.as_ptr() as usize, sec.len());
-    let cache = CACHE.get_or_init(Default::default);
-    if let Some(ix) = cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(&key) {
-        return Some(Ok(ix.clone()));
-    }
-    let all = ls.seg.bytes();
-    let base = all.as_ptr() as usize;
-    let inside = key.1 >= base && key.1 + sec.len() <= base + all.len();
-    let bytes = if inside { all.slice_ref(sec) } else { bytes::Bytes::copy_from_slice(sec) };
-    let opened = GraphIndex::open_trusted(bytes);
-    if let Ok(ix) = &opened {
-        let mut c = cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if c.len() >= ANN_CACHE_ENTRIES {
-            c.clear();
-        }
-        c.insert(key, ix.clone());
-    }
-    Some(opened)
+    static CACHE: std::sync::OnceLock<SectionCache<crate::index::graph::GraphIndex>> =
+        std::sync::OnceLock::new();
+    cached_section(ls, SECTION_GRAPH_INDEX, CACHE.get_or_init(Default::default), |b| {
+        crate::index::graph::GraphIndex::open_trusted(b)
+    })
 }
 
 /// Dense-vector search: per segment the ANN section (or exact when absent or
