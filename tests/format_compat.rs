@@ -425,6 +425,7 @@ fn v1_manifest() -> Manifest {
             // Written before segments existed: no deletion set, no size.
             deletes: None,
             bytes: 0,
+            sections: Vec::new(),
         }],
         row_id_hwm: 40,
         lineage: Some(Lineage { parent: "acme/search/base".into(), parent_generation: 3 }),

@@ -38,7 +38,7 @@ use serde_json::Value as Json;
 
 use super::request::{ForkFrom, ForkKind};
 use super::{clear_cached, CommitError, Engine, EngineError, WriteResponse};
-use crate::format::manifest::{encode_current, Lineage, Manifest};
+use crate::format::manifest::{encode_current_with_manifest, Lineage, Manifest};
 use crate::layout::NsPath;
 use crate::ops::RowCounts;
 use crate::store::StoreError;
@@ -347,7 +347,9 @@ impl Engine {
             // The outcome is unknown: the manifest may exist.
             Err(CommitError::Failed(e)) => return Err(ForkCommitFailure { error: e, not_created: false }),
         }
-        if let Err(e) = self.store.put(&dst.current_key(), Bytes::from(encode_current(m.generation))).await {
+        if let Err(e) =
+            self.store.put(&dst.current_key(), Bytes::from(encode_current_with_manifest(m))).await
+        {
             tracing::warn!(namespace = %dst, error = %e, "could not update the CURRENT hint (readers will probe)");
         }
         Ok(())

@@ -23,7 +23,7 @@ use bytes::Bytes;
 
 use super::state::{LiveSegment, NsState};
 use super::{CommitError, Engine, EngineError, NsHandle, Snapshot};
-use crate::format::manifest::{Manifest, ObjectRef, SegmentRef};
+use crate::format::manifest::{Manifest, ObjectRef, SectionRef, SegmentRef};
 use crate::format::segment::{DeletionSet, SegmentBuilder, SEGMENT_FILE};
 use crate::layout::NsPath;
 use crate::model::Document;
@@ -192,6 +192,7 @@ impl Engine {
             let id = self.ids.next_token();
             let key = path.segment_key(&id, SEGMENT_FILE);
             let file = object_ref(&key, &bytes);
+            let sections = cold_read_sections(&bytes)?;
             self.store.put(&key, Bytes::from(bytes)).await?;
             out.written_keys.push(key);
             out.rows += chunk.len() as u64;
@@ -202,6 +203,7 @@ impl Engine {
                 rows: chunk.len() as u64,
                 deletes: None,
                 bytes: file.bytes,
+                sections,
             });
         }
         for (seg_id, set) in shadowed_rows(state, merge) {
@@ -261,7 +263,10 @@ impl Engine {
         self.create_manifest(&h.path, &next).await?;
         if let Err(e) = self
             .store
-            .put(&h.path.current_key(), Bytes::from(crate::format::manifest::encode_current(next.generation)))
+            .put(
+                &h.path.current_key(),
+                Bytes::from(crate::format::manifest::encode_current_with_manifest(&next)),
+            )
             .await
         {
             tracing::warn!(namespace = %h.path, error = %e, "could not update the CURRENT hint");
@@ -325,6 +330,29 @@ impl Engine {
             other => EngineError::Unavailable(other.to_string()),
         })
     }
+}
+
+/// The sections a cold query reads by range (ids, docs, cold IVF lists),
+/// recorded in the manifest so a reader can fetch them without first reading
+/// the segment's own table (`storage-format.md` 4.2, 11.4).
+fn cold_read_sections(bytes: &[u8]) -> Result<Vec<SectionRef>, EngineError> {
+    use crate::format::segment::{SECTION_COLD_IVF, SECTION_DOCS, SECTION_IDS};
+    let table = crate::format::segment::section_table(bytes)
+        .map_err(|e| EngineError::Internal(format!("reading the section table of a new segment: {e}")))?;
+    let mut out = Vec::new();
+    for s in table.into_iter().filter(|s| matches!(s.kind, SECTION_IDS | SECTION_DOCS | SECTION_COLD_IVF)) {
+        let head = if s.kind == SECTION_COLD_IVF {
+            let at = usize::try_from(s.offset).unwrap_or(usize::MAX);
+            match bytes.get(at..).map(crate::index::coldivf::ColdHead::parse) {
+                Some(Ok(h)) => h.head_len(),
+                _ => continue, // unreadable: no cold path for this segment
+            }
+        } else {
+            0
+        };
+        out.push(SectionRef { kind: s.kind, offset: s.offset, len: s.len, crc32c: s.crc32c, head });
+    }
+    Ok(out)
 }
 
 fn object_ref(key: &str, bytes: &[u8]) -> ObjectRef {

@@ -8,6 +8,9 @@
 //! - Index sections are derived data: a segment without them is still
 //!   complete, and readers fall back to exhaustive search (the query engine
 //!   checks for each section and scores unindexed rows the same way).
+//! - Segments with an ANN section whose rows all have a vector also get a
+//!   cold-read IVF section (kind 21, the same lists with f32 vectors inline)
+//!   for queries served by ranged reads from the object store.
 //! - Segments with an ANN section also get a graph section (kind 20, same
 //!   row order and minimum size); it serves unfiltered and wide-filter
 //!   queries, the ANN (IVF) section narrow filters and cold reads.
@@ -22,8 +25,8 @@
 
 use crate::engine::state::NsState;
 use crate::format::segment::{
-    SegmentBuilder, SECTION_ANN_INDEX, SECTION_ATTRIBUTE_INDEX, SECTION_GRAPH_INDEX, SECTION_SPARSE_INDEX,
-    SECTION_TEXT_INDEX,
+    SegmentBuilder, SECTION_ANN_INDEX, SECTION_ATTRIBUTE_INDEX, SECTION_COLD_IVF, SECTION_GRAPH_INDEX,
+    SECTION_SPARSE_INDEX, SECTION_TEXT_INDEX,
 };
 use crate::index::text::{Analyzer, TextIndexBuilder};
 use crate::model::{DistanceMetric, Document, Value};
@@ -48,7 +51,17 @@ pub(crate) fn add_index_sections(builder: &mut SegmentBuilder, docs: &[Document]
             }
             let metric = state.distance_metric.unwrap_or(DistanceMetric::CosineDistance);
             let params = crate::index::ann::AnnParams::default();
-            builder.add_section(SECTION_ANN_INDEX, crate::index::ann::build(&flat, dim, metric, &params));
+            let ann = crate::index::ann::build(&flat, dim, metric, &params);
+            // The cold-read lists need every row to have a vector (no absent-row
+            // bitmap is fetched on the cold path).
+            let cold = (with_vec == docs.len())
+                .then(|| crate::index::ann::AnnIndex::open_trusted(&ann).ok())
+                .flatten()
+                .and_then(|ix| crate::index::coldivf::build(&ix, &flat, dim));
+            builder.add_section(SECTION_ANN_INDEX, ann);
+            if let Some(cold) = cold {
+                builder.add_section(SECTION_COLD_IVF, cold);
+            }
             let gparams = crate::index::graph::GraphParams::default();
             builder
                 .add_section(SECTION_GRAPH_INDEX, crate::index::graph::build(&flat, dim, metric, &gparams));

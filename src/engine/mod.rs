@@ -17,6 +17,7 @@
 
 pub mod apply;
 pub mod branch;
+pub mod cold;
 pub mod compact;
 pub mod export;
 mod indexing;
@@ -40,7 +41,9 @@ pub use self::request::WriteRequest;
 pub use self::state::{LiveSegment, NsState};
 use crate::cache::ObjectCache;
 use crate::clock::{Clock, IdGen};
-use crate::format::manifest::{decode_current, encode_current, Manifest, ManifestStats, WalRef};
+use crate::format::manifest::{
+    decode_current, encode_current_with_manifest, Manifest, ManifestStats, WalRef,
+};
 use crate::format::wal::WalBatch;
 use crate::format::FormatError;
 use crate::layout::{self, NsPath};
@@ -923,7 +926,7 @@ impl Engine {
             Err(e) => return Err(e),
         }
         if let Err(e) =
-            self.store.put(&path.current_key(), Bytes::from(encode_current(manifest.generation))).await
+            self.store.put(&path.current_key(), Bytes::from(encode_current_with_manifest(&manifest))).await
         {
             tracing::warn!(namespace = %path, error = %e, "could not update the CURRENT hint (readers will probe)");
         }
@@ -1106,7 +1109,7 @@ impl Engine {
                 Ok(()) => {
                     let _ = self
                         .store
-                        .put(&path.current_key(), Bytes::from(encode_current(tomb.generation)))
+                        .put(&path.current_key(), Bytes::from(encode_current_with_manifest(&tomb)))
                         .await;
                     set_cached(
                         &h,

@@ -39,10 +39,14 @@ pub const MANIFEST_FORMAT_VERSION: u64 = 1;
 pub const MAX_MANIFEST_BYTES: usize = 64 << 20;
 /// The `magic` of a CURRENT hint.
 pub const CURRENT_MAGIC: &str = "tidepool.current";
-/// The CURRENT format version this build writes (and the highest it reads).
-pub const CURRENT_FORMAT_VERSION: u64 = 1;
+/// The CURRENT format version this build writes (and the highest it reads;
+/// version 1, the generation alone, is still read and written for manifests
+/// too large to embed).
+pub const CURRENT_FORMAT_VERSION: u64 = 2;
+/// Largest manifest embedded in a CURRENT hint (larger ones: version 1 form).
+pub const MAX_EMBEDDED_MANIFEST_BYTES: usize = 256 << 10;
 /// Largest CURRENT file accepted.
-pub const MAX_CURRENT_BYTES: usize = 4096;
+pub const MAX_CURRENT_BYTES: usize = 4096 + MAX_EMBEDDED_MANIFEST_BYTES;
 /// Length of a commit id (lowercase hex digits).
 pub const COMMIT_ID_LEN: usize = 32;
 
@@ -95,6 +99,29 @@ pub struct SegmentRef {
     /// the deletion set excluded); 0 = not recorded. Omitted when 0.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub bytes: u64,
+    /// Byte ranges of the data file's sections a cold reader fetches directly
+    /// (copied from the segment's section table at compaction). Omitted when
+    /// empty; readers without it download the whole file.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sections: Vec<SectionRef>,
+}
+
+/// One section of a segment's data file, as its section table describes it
+/// (`storage-format.md` 8.3), plus the length of its head for index sections
+/// whose head is verified on its own (the cold IVF section, 11.4).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SectionRef {
+    /// Section kind.
+    pub kind: u16,
+    /// Byte offset in the data file.
+    pub offset: u64,
+    /// Length in bytes.
+    pub len: u64,
+    /// crc32c of the whole section.
+    pub crc32c: u32,
+    /// Length of the section's head (0 = not applicable). Omitted when 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub head: u64,
 }
 
 #[allow(clippy::trivially_copy_pass_by_ref)] // serde's skip_serializing_if passes a reference
@@ -178,11 +205,13 @@ struct EnvelopeIn<'a> {
 }
 
 #[derive(Deserialize)]
-struct CurrentIn {
+struct CurrentIn<'a> {
     magic: Option<String>,
     format_version: Option<u64>,
     generation: Option<u64>,
     crc32c: Option<u32>,
+    #[serde(borrow, default)]
+    manifest: Option<&'a RawValue>,
 }
 
 fn malformed(what: &str, e: impl std::fmt::Display) -> FormatError {
@@ -315,6 +344,15 @@ impl Manifest {
                     s.id, s.bytes
                 ));
             }
+            let data_bytes = s.files.first().map_or(0, |f| f.bytes);
+            for r in &s.sections {
+                if r.offset.checked_add(r.len).is_none_or(|end| end > data_bytes) || r.head > r.len {
+                    return bad(format!(
+                        "segment {:?} names section kind {} at {}+{} (head {}) outside its {data_bytes}-byte file",
+                        s.id, r.kind, r.offset, r.len, r.head
+                    ));
+                }
+            }
         }
         let mut keys = std::collections::BTreeSet::new();
         for k in self.wal.iter().map(|w| &w.key).chain(self.segments.iter().flat_map(segment_keys)) {
@@ -362,35 +400,76 @@ fn current_crc(generation: u64) -> u32 {
     crc32c::crc32c(&generation.to_le_bytes())
 }
 
-/// Encode the CURRENT hint:
+/// Encode the version-1 CURRENT hint (the generation alone):
 /// `{"magic":"tidepool.current","format_version":1,"generation":N,"crc32c":C}\n`
 /// where C is the crc32c of N as 8 little-endian bytes.
 pub fn encode_current(generation: u64) -> Vec<u8> {
     let crc = current_crc(generation);
-    format!(
-        "{{\"magic\":\"{CURRENT_MAGIC}\",\"format_version\":{CURRENT_FORMAT_VERSION},\"generation\":{generation},\"crc32c\":{crc}}}\n"
+    format!("{{\"magic\":\"{CURRENT_MAGIC}\",\"format_version\":1,\"generation\":{generation},\"crc32c\":{crc}}}\n")
+        .into_bytes()
+}
+
+/// Encode the CURRENT hint for `m`: version 2, embedding `m`'s envelope so a
+/// reader with nothing cached gets the manifest in one read
+/// (`{..."format_version":2,"generation":N,"crc32c":C,"manifest":{envelope}}`),
+/// or version 1 when the envelope exceeds [`MAX_EMBEDDED_MANIFEST_BYTES`].
+pub fn encode_current_with_manifest(m: &Manifest) -> Vec<u8> {
+    let envelope = m.encode();
+    let envelope = envelope.strip_suffix(b"\n").unwrap_or(&envelope);
+    if envelope.len() > MAX_EMBEDDED_MANIFEST_BYTES {
+        return encode_current(m.generation);
+    }
+    let generation = m.generation;
+    let crc = current_crc(generation);
+    let mut out = format!(
+        "{{\"magic\":\"{CURRENT_MAGIC}\",\"format_version\":2,\"generation\":{generation},\"crc32c\":{crc},\"manifest\":"
     )
-    .into_bytes()
+    .into_bytes();
+    out.extend_from_slice(envelope);
+    out.extend_from_slice(b"}\n");
+    out
 }
 
 /// Decode and verify the CURRENT hint; returns the generation.
 pub fn decode_current(bytes: &[u8]) -> Result<u64, FormatError> {
+    decode_current_full(bytes).map(|(g, _)| g)
+}
+
+/// Decode and verify the CURRENT hint: the generation and, for version 2, the
+/// embedded manifest (its own checksum verified, its generation equal to the
+/// hint's).
+pub fn decode_current_full(bytes: &[u8]) -> Result<(u64, Option<Manifest>), FormatError> {
     check_size("CURRENT", bytes, MAX_CURRENT_BYTES)?;
-    let c: CurrentIn = serde_json::from_slice(bytes).map_err(|e| malformed("CURRENT", e))?;
-    check_magic_version(
-        "CURRENT",
-        c.magic.as_deref(),
-        CURRENT_MAGIC,
-        c.format_version,
-        CURRENT_FORMAT_VERSION,
-    )?;
+    let c: CurrentIn<'_> = serde_json::from_slice(bytes).map_err(|e| malformed("CURRENT", e))?;
+    let version = match c.format_version {
+        Some(1) => 1,
+        v => {
+            check_magic_version("CURRENT", c.magic.as_deref(), CURRENT_MAGIC, v, CURRENT_FORMAT_VERSION)?;
+            2
+        }
+    };
+    if c.magic.as_deref() != Some(CURRENT_MAGIC) {
+        return Err(FormatError::BadMagic { what: "CURRENT" });
+    }
     let generation = c.generation.ok_or_else(|| malformed("CURRENT", "missing generation"))?;
     let expected = c.crc32c.ok_or_else(|| malformed("CURRENT", "missing crc32c"))?;
     let actual = current_crc(generation);
     if actual != expected {
         return Err(FormatError::ChecksumMismatch { what: "CURRENT", expected, actual });
     }
-    Ok(generation)
+    let manifest = match (version, c.manifest) {
+        (1, None) => None,
+        (1, Some(_)) => return Err(malformed("CURRENT", "a version 1 hint embeds no manifest")),
+        (_, None) => return Err(malformed("CURRENT", "version 2 without its manifest")),
+        (_, Some(raw)) => {
+            let m = Manifest::decode(raw.get().as_bytes())?;
+            if m.generation != generation {
+                return Err(malformed("CURRENT", "the embedded manifest is of another generation"));
+            }
+            Some(m)
+        }
+    };
+    Ok((generation, manifest))
 }
 
 #[cfg(test)]
@@ -445,6 +524,7 @@ mod tests {
                     crc32c: 10,
                 }),
                 bytes: 1000,
+                sections: Vec::new(),
             }],
             row_id_hwm: 40,
             lineage: Some(Lineage { parent: "acme/search/base".into(), parent_generation: 3 }),
@@ -646,9 +726,50 @@ mod tests {
         for n in 0..bytes.len() - 1 {
             assert!(decode_current(&bytes[..n]).is_err(), "prefix of {n} bytes decoded");
         }
-        let v2 =
-            String::from_utf8(bytes).unwrap().replacen("\"format_version\":1", "\"format_version\":2", 1);
-        assert!(matches!(decode_current(v2.as_bytes()), Err(FormatError::UnsupportedVersion { .. })));
-        assert!(matches!(decode_current(&vec![b' '; 5000]), Err(FormatError::TooLarge { .. })));
+        let text = String::from_utf8(bytes).unwrap();
+        let v2 = text.replacen("\"format_version\":1", "\"format_version\":2", 1);
+        assert!(
+            matches!(decode_current(v2.as_bytes()), Err(FormatError::Malformed(_))),
+            "v2 needs its manifest"
+        );
+        let v3 = text.replacen("\"format_version\":1", "\"format_version\":3", 1);
+        assert!(matches!(decode_current(v3.as_bytes()), Err(FormatError::UnsupportedVersion { .. })));
+        assert!(matches!(
+            decode_current(&vec![b' '; MAX_CURRENT_BYTES + 1]),
+            Err(FormatError::TooLarge { .. })
+        ));
+    }
+
+    /// Invariant: a version-2 CURRENT carries the manifest exactly, and any
+    /// single-bit flip or truncation of it is refused.
+    #[test]
+    fn current_v2_embeds_the_manifest_and_detects_corruption() {
+        let m = sample();
+        let bytes = encode_current_with_manifest(&m);
+        assert!(bytes.starts_with(b"{\"magic\":\"tidepool.current\",\"format_version\":2,"));
+        let (g, embedded) = decode_current_full(&bytes).unwrap();
+        assert_eq!((g, embedded.as_ref()), (m.generation, Some(&m)));
+        for i in 0..(bytes.len() - 1) * 8 {
+            let mut b = bytes.clone();
+            b[i / 8] ^= 1 << (i % 8);
+            assert!(decode_current_full(&b).is_err(), "flip of bit {i} went unnoticed");
+        }
+        for n in 0..bytes.len() - 1 {
+            assert!(decode_current_full(&bytes[..n]).is_err(), "prefix of {n} bytes decoded");
+        }
+        // Another generation's manifest under this hint's generation is refused.
+        let mut other = m.clone();
+        other.generation += 1;
+        other.previous_generation = Some(m.generation);
+        let forged = String::from_utf8(encode_current_with_manifest(&other)).unwrap().replacen(
+            &format!("\"generation\":{},\"crc32c\":{}", other.generation, current_crc(other.generation)),
+            &format!("\"generation\":{},\"crc32c\":{}", m.generation, current_crc(m.generation)),
+            1,
+        );
+        assert!(decode_current_full(forged.as_bytes()).is_err());
+        // A manifest too large to embed gives the version-1 form.
+        let mut big = m.clone();
+        big.schema.insert("x".repeat(MAX_EMBEDDED_MANIFEST_BYTES), serde_json::json!({"type": "string"}));
+        assert_eq!(encode_current_with_manifest(&big), encode_current(big.generation));
     }
 }

@@ -98,6 +98,103 @@ pub const SECTION_ATTRIBUTE_INDEX: u16 = 19;
 /// Extension section kind: proximity-graph index over the vectors for the
 /// warm path (`index::graph`); built next to the ANN index.
 pub const SECTION_GRAPH_INDEX: u16 = 20;
+/// Extension section kind: the IVF lists laid out for ranged cold reads
+/// (`index::coldivf`); built next to the ANN index, from it.
+pub const SECTION_COLD_IVF: u16 = 21;
+
+/// The byte ranges of a segment's sections, read from its section table
+/// (file offsets; see 8.3). Only checks that the table is where the header
+/// says and that its crc matches: meant for a segment this process just built
+/// (compaction records the ranges in the manifest) — readers use
+/// [`Segment::open`].
+pub fn section_table(bytes: &[u8]) -> Result<Vec<SectionInfo>, FormatError> {
+    let truncated =
+        || FormatError::Truncated { what: "segment", needed: 64, available: len_u64(bytes.len()) };
+    let header = bytes.get(..SEGMENT_HEADER_LEN).ok_or_else(truncated)?;
+    let count = le_u32(header, 28) as usize;
+    let table_at = usize::try_from(le_u64(header, 32)).map_err(|_| truncated())?;
+    let table_len = count.checked_mul(SECTION_ENTRY_LEN).ok_or_else(truncated)?;
+    let table = bytes.get(table_at..table_at.saturating_add(table_len)).ok_or_else(truncated)?;
+    let stored = bytes.get(table_at + table_len..).filter(|b| b.len() == 4).ok_or_else(truncated)?;
+    let actual = crc32c::crc32c(table);
+    let expected = le_u32(stored, 0);
+    if expected != actual {
+        return Err(FormatError::ChecksumMismatch { what: "segment section table", expected, actual });
+    }
+    Ok(table
+        .chunks_exact(SECTION_ENTRY_LEN)
+        .map(|e| SectionInfo {
+            kind: le_u16(e, 0),
+            crc32c: le_u32(e, 4),
+            offset: le_u64(e, 8),
+            len: le_u64(e, 16),
+        })
+        .collect())
+}
+
+/// The ids section (kind 1, 8.4) of a segment read on its own — a cold
+/// reader fetches just this range (its bytes checked against the section crc
+/// recorded in the manifest before they get here). Parsing checks the length
+/// for fixed-width ids and the offsets table for string ids.
+#[derive(Clone, Debug)]
+pub struct IdsSection {
+    bytes: Bytes,
+    id_type: IdType,
+    rows: usize,
+    /// String ids: where the id bytes start.
+    data_at: usize,
+}
+
+impl IdsSection {
+    /// Parse the section of a segment of `rows` rows whose ids are `id_type`.
+    pub fn parse(bytes: Bytes, id_type: IdType, rows: usize) -> Result<IdsSection, FormatError> {
+        let fixed = |w: usize| {
+            let want = rows.checked_mul(w).ok_or(FormatError::TooLarge {
+                what: "ids section",
+                len: len_u64(rows),
+                max: len_u64(MAX_SEGMENT_ROWS),
+            })?;
+            if bytes.len() != want {
+                return Err(malformed(format_args!("ids section is {} bytes, expected {want}", bytes.len())));
+            }
+            Ok(0)
+        };
+        let data_at = match id_type {
+            IdType::U64 => fixed(8)?,
+            IdType::Uuid => fixed(UUID_LEN)?,
+            IdType::String => {
+                let max = len_u64(MAX_STRING_ID_BYTES);
+                let (_, data) = offsets_table("string ids", &bytes, &(0..bytes.len()), rows, 1, max)?;
+                std::str::from_utf8(&bytes[data.clone()])
+                    .map_err(|_| malformed(format_args!("string ids are not UTF-8")))?;
+                data.start
+            }
+        };
+        Ok(IdsSection { bytes, id_type, rows, data_at })
+    }
+
+    /// The id of `row` (None past the end, or for a string id that does not
+    /// start on a character boundary).
+    pub fn id(&self, row: usize) -> Option<DocId> {
+        if row >= self.rows {
+            return None;
+        }
+        let b = &self.bytes;
+        Some(match self.id_type {
+            IdType::U64 => DocId::U64(le_u64(b, row * 8)),
+            IdType::Uuid => {
+                DocId::Uuid(uuid::Uuid::from_slice(b.get(row * UUID_LEN..(row + 1) * UUID_LEN)?).ok()?)
+            }
+            IdType::String => {
+                let at = |i: usize| {
+                    usize::try_from(le_u64(b, i * 8)).ok().and_then(|o| o.checked_add(self.data_at))
+                };
+                let s = b.get(at(row)?..at(row + 1)?)?;
+                DocId::Str(std::str::from_utf8(s).ok()?.to_owned())
+            }
+        })
+    }
+}
 
 /// The first 8 bytes of every deletion-set file.
 pub const DELETES_MAGIC: [u8; 8] = *b"TIDE.DEL";
@@ -1060,6 +1157,10 @@ impl Segment {
     pub fn bytes(&self) -> Bytes {
         self.inner.bytes.clone()
     }
+}
+
+fn le_u16(b: &[u8], at: usize) -> u16 {
+    b.get(at..at.saturating_add(2)).and_then(|s| <[u8; 2]>::try_from(s).ok()).map_or(0, u16::from_le_bytes)
 }
 
 fn le_u32(b: &[u8], at: usize) -> u32 {

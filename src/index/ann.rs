@@ -522,7 +522,7 @@ pub fn build(vectors: &[f32], dim: usize, metric: Metric, params: &AnnParams) ->
     out
 }
 
-fn metric_code(m: Metric) -> u8 {
+pub(crate) fn metric_code(m: Metric) -> u8 {
     match m {
         Metric::CosineDistance => 0,
         Metric::EuclideanSquared => 1,
@@ -875,6 +875,13 @@ impl<'a> AnnIndex<'a> {
     }
     fn codes(&self) -> &'a [u8] {
         self.block(5)
+    }
+
+    /// The IVF directory: centroids (nlist × dim; cosine: unit length), list offsets
+    /// (nlist + 1) and the row of each list position (lists in centroid order, rows ascending
+    /// within a list). The cold-read section ([`super::coldivf`]) is built from it.
+    pub fn directory(&self) -> (&[f32], &[u32], &[u32]) {
+        (self.centroids(), self.offsets(), self.row_ids())
     }
 
     /// Distance metric the index was built for.

@@ -4,6 +4,7 @@
 
 pub mod ann;
 pub mod attr;
+pub mod coldivf;
 pub mod distance;
 pub mod graph;
 pub mod sparse;

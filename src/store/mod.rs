@@ -23,6 +23,7 @@ use object_store::path::Path as ObjPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 
 pub mod fault;
+pub mod trace;
 
 /// Errors of the object-store layer.
 #[derive(Debug, thiserror::Error)]
@@ -191,6 +192,23 @@ impl Store {
     pub async fn get(&self, key: &str) -> Result<Bytes, StoreError> {
         let r = self.inner.get(&ObjPath::from(key)).await.map_err(|e| Self::err(key, e))?;
         r.bytes().await.map_err(|e| Self::err(key, e))
+    }
+
+    /// Read the bytes `range` of an object (one ranged GET). A range past the
+    /// end of the object is an error.
+    pub async fn get_range(&self, key: &str, range: std::ops::Range<u64>) -> Result<Bytes, StoreError> {
+        let want = range.end.saturating_sub(range.start);
+        let b = self.inner.get_range(&ObjPath::from(key), range).await.map_err(|e| Self::err(key, e))?;
+        if b.len() as u64 != want {
+            return Err(StoreError::Backend {
+                key: key.to_owned(),
+                source: object_store::Error::Generic {
+                    store: "tidepool",
+                    source: format!("ranged read returned {} bytes, asked for {want}", b.len()).into(),
+                },
+            });
+        }
+        Ok(b)
     }
 
     /// Read a whole object, `None` if it does not exist.

@@ -1,0 +1,345 @@
+//! Cold queries: answer a vector (ANN) query on a namespace that is not loaded, with ranged
+//! reads from the object store instead of downloading its segments first
+//! (`storage-format.md` 11.4, "Cold reads").
+//!
+//! Round trips, each a set of requests issued together:
+//! 1. the manifest: from `meta.redb` if this node saw the namespace before, else one GET of
+//!    CURRENT (version 2 embeds the manifest);
+//! 2. per segment the cold IVF head (centroids, list offsets, list crcs), the ids section and
+//!    the deletion set; every WAL batch; and the strong-consistency probe of the next
+//!    generation (GET `{g+1}.json`, HEAD `{g+1}.gc`);
+//! 3. per segment the probed lists (rows and f32 vectors, contiguous per list).
+//!
+//! Invariants:
+//! - The answer equals what the loaded namespace answers with the same probes: the same
+//!   generation (the probe must find no newer one, else the caller loads as usual), segment
+//!   rows minus deletion sets minus rows shadowed by the WAL, WAL rows searched exhaustively,
+//!   exact f32 distances. Final ordering and the response rows come from the regular query
+//!   executor run over the candidates, so ties and formatting cannot differ.
+//! - Every byte used is verified first: the head and each list by their own crcs, the ids
+//!   section by the section crc in the manifest, deletion sets and WAL batches by theirs.
+//! - Anything this path does not cover returns `None` before or after its reads (filters,
+//!   attributes in the response, non-ANN ranking, WAL requests whose effect depends on stored
+//!   rows, segments without the cold sections, a newer generation): the caller then loads the
+//!   namespace, so no query shape is answered differently, only more slowly.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use futures::future::try_join_all;
+
+use super::{Engine, EngineError};
+use crate::format::manifest::{decode_current_full, Manifest, SectionRef, SegmentRef};
+use crate::format::segment::{DeletionSet, IdsSection, SECTION_COLD_IVF, SECTION_IDS};
+use crate::format::wal::WalBatch;
+use crate::index::coldivf::ColdHead;
+use crate::index::distance::Metric;
+use crate::layout::NsPath;
+use crate::model::{DocId, Document};
+use crate::query::{self, Projection, Query, QueryRequest, QueryResult, Rank};
+
+/// A query answered by the cold path.
+#[derive(Debug)]
+pub struct ColdAnswer {
+    /// One result (cold queries are single queries).
+    pub results: Vec<QueryResult>,
+    /// The generation read.
+    pub generation: u64,
+    /// `approx_row_count` of that generation.
+    pub approx_rows: u64,
+    /// `approx_logical_bytes` of that generation.
+    pub logical_bytes: u64,
+}
+
+/// What one segment contributes after round trip 2.
+struct SegmentHead {
+    data_key: String,
+    cold_at: u64,
+    head: ColdHead,
+    ids: IdsSection,
+    deleted: Option<DeletionSet>,
+}
+
+fn corrupt(what: impl std::fmt::Display) -> EngineError {
+    EngineError::Corrupted(what.to_string())
+}
+
+/// The single ANN query of `req` when the cold path can answer it.
+fn eligible_query(req: &QueryRequest) -> Option<(&Query, &[f32])> {
+    let [q] = req.queries.as_slice() else { return None };
+    if req.multi || req.rerank.is_some() || q.filters.is_some() || q.order.is_some() {
+        return None;
+    }
+    if !q.aggregates.is_empty() || !q.group_by.is_empty() || q.per.is_some() {
+        return None;
+    }
+    if !matches!(q.projection, Projection::IdOnly) {
+        return None;
+    }
+    match &q.rank {
+        Some(Rank::Vector { exact: false, query }) => Some((q, query)),
+        _ => None,
+    }
+}
+
+fn section(s: &SegmentRef, kind: u16) -> Option<&SectionRef> {
+    s.sections.iter().find(|r| r.kind == kind)
+}
+
+/// The WAL's effect on the segments when it can be known without reading them: the ids it
+/// upserted (with their documents) or deleted. None when a request's effect depends on stored
+/// rows (conditions, filters, patches that touch the vector).
+fn blind_overlay(batches: &[WalBatch]) -> Option<BTreeMap<DocId, Option<Document>>> {
+    let mut overlay = BTreeMap::new();
+    for r in batches.iter().flat_map(|b| &b.requests) {
+        let o = &r.ops;
+        if o.upsert_condition.is_some()
+            || o.patch_condition.is_some()
+            || o.delete_condition.is_some()
+            || o.delete_by_filter.is_some()
+            || o.patch_by_filter.is_some()
+            || o.patches.iter().any(|p| p.attrs.contains_key("vector"))
+        {
+            return None;
+        }
+        for d in &o.upserts {
+            overlay.insert(d.id.clone(), Some(d.clone()));
+        }
+        // Patches change attributes only; the cold path returns ids and distances.
+        for id in &o.deletes {
+            overlay.insert(id.clone(), None);
+        }
+    }
+    Some(overlay)
+}
+
+impl Engine {
+    /// Answer `req` by ranged reads when `path` is not loaded and its segments are not on local
+    /// disk. `Ok(None)`: not answerable this way (the caller loads the namespace).
+    pub async fn try_cold_query(
+        &self,
+        path: &NsPath,
+        req: &QueryRequest,
+    ) -> Result<Option<ColdAnswer>, EngineError> {
+        let Some((q, vector)) = eligible_query(req) else { return Ok(None) };
+        if self.store.local_root().is_some() || super::cached(&self.handle(path)).is_some() {
+            return Ok(None);
+        }
+        let Some(m) = self.cold_manifest(path).await? else { return Ok(None) };
+        if m.deleted || m.vector_dim.map(|d| d as usize) != Some(vector.len()) || m.segments.is_empty() {
+            return Ok(None);
+        }
+        let cold_ready = |s: &SegmentRef| {
+            section(s, SECTION_IDS).is_some() && section(s, SECTION_COLD_IVF).is_some_and(|c| c.head > 0)
+        };
+        if !m.segments.iter().all(cold_ready)
+            || m.segments.iter().all(|s| s.files.iter().all(|f| self.cache.is_cached(&f.key)))
+        {
+            return Ok(None);
+        }
+        // Round trip 2.
+        let probe = self.newer_generation_exists(path, m.generation, req.strong);
+        let heads = try_join_all(m.segments.iter().map(|s| self.segment_head(&m, s)));
+        let wal = try_join_all(m.wal.iter().map(|r| self.read_wal(r)));
+        let (newer, heads, batches) = futures::try_join!(probe, heads, wal)?;
+        if newer {
+            return Ok(None);
+        }
+        let Some(overlay) = blind_overlay(&batches) else { return Ok(None) };
+        let metric = match m.distance_metric {
+            Some(crate::model::DistanceMetric::EuclideanSquared) => Metric::EuclideanSquared,
+            _ => Metric::CosineDistance,
+        };
+        if heads.iter().any(|h| h.head.metric() != metric) {
+            return Ok(None);
+        }
+        // Round trip 3.
+        let want = q.limit.saturating_add(q.offset);
+        let mut cands = self.probe_lists(&heads, vector, metric, &overlay, want).await?;
+        let wal_rows = overlay.values().flatten().filter(|d| d.vector.is_some()).count() as u64;
+        cands.extend(overlay.into_values().flatten().filter(|d| d.vector.is_some()));
+        let result = self.rank_candidates(&m, q, cands, wal_rows)?;
+        Ok(Some(ColdAnswer {
+            results: vec![result],
+            generation: m.generation,
+            approx_rows: m.stats.approx_row_count,
+            logical_bytes: m.stats.approx_logical_bytes,
+        }))
+    }
+
+    /// Round trip 1: the manifest this node last saw, else the one CURRENT embeds.
+    async fn cold_manifest(&self, path: &NsPath) -> Result<Option<Manifest>, EngineError> {
+        let ns = path.to_string();
+        if let Some(bytes) = self.blocking(move |m| m.cached_manifest(&ns)).await? {
+            if let Ok(m) = Manifest::decode(&bytes) {
+                if m.namespace == path.to_string() {
+                    return Ok(Some(m));
+                }
+            }
+        }
+        let Some(b) = self.store.get_opt(&path.current_key()).await? else { return Ok(None) };
+        Ok(match decode_current_full(&b) {
+            Ok((_, Some(m))) if m.namespace == path.to_string() => Some(m),
+            _ => None,
+        })
+    }
+
+    /// Whether a generation after `g` exists (or was collected, which implies one): the reader
+    /// protocol's probe (5.2), skipped for eventual consistency.
+    async fn newer_generation_exists(
+        &self,
+        path: &NsPath,
+        g: u64,
+        strong: bool,
+    ) -> Result<bool, EngineError> {
+        if !strong {
+            return Ok(false);
+        }
+        let (next_key, tomb_key) = (path.manifest_key(g + 1), path.manifest_tombstone_key(g + 1));
+        let next = self.store.get_opt(&next_key);
+        let fenced = self.store.exists(&tomb_key);
+        let (next, fenced) = futures::try_join!(next, fenced)?;
+        Ok(next.is_some() || fenced)
+    }
+
+    /// Round trip 2 for one segment: cold IVF head, ids section, deletion set (in parallel).
+    async fn segment_head(&self, m: &Manifest, s: &SegmentRef) -> Result<SegmentHead, EngineError> {
+        let file = s.files.first().ok_or_else(|| corrupt(format!("segment {} has no file", s.id)))?;
+        let (Some(cold), Some(ids)) = (section(s, SECTION_COLD_IVF), section(s, SECTION_IDS)) else {
+            return Err(corrupt(format!("segment {} lacks its cold sections", s.id)));
+        };
+        let head = self.store.get_range(&file.key, cold.offset..cold.offset + cold.head);
+        let ids_bytes = self.store.get_range(&file.key, ids.offset..ids.offset + ids.len);
+        let deleted = async {
+            match &s.deletes {
+                Some(d) => self.store.get(&d.key).await.map(Some),
+                None => Ok(None),
+            }
+        };
+        let (head, ids_bytes, deleted) = futures::try_join!(head, ids_bytes, deleted)?;
+        let head =
+            ColdHead::parse(&head).map_err(|e| corrupt(format!("cold ivf head of {}: {e}", file.key)))?;
+        if crc32c::crc32c(&ids_bytes) != ids.crc32c {
+            return Err(corrupt(format!("ids section of {} does not match its checksum", file.key)));
+        }
+        let rows = usize::try_from(s.rows).map_err(|_| corrupt("segment rows"))?;
+        let id_type = m.id_type.unwrap_or(crate::model::IdType::U64);
+        let ids = IdsSection::parse(ids_bytes, id_type, rows)
+            .map_err(|e| corrupt(format!("ids section of {}: {e}", file.key)))?;
+        if head.rows() != rows {
+            return Err(corrupt(format!(
+                "cold ivf head of {} covers {} rows, not {rows}",
+                file.key,
+                head.rows()
+            )));
+        }
+        let deleted = match (deleted, &s.deletes) {
+            (Some(b), Some(d)) => Some(verified_deletes(&b, d, rows)?),
+            _ => None,
+        };
+        Ok(SegmentHead { data_key: file.key.clone(), cold_at: cold.offset, head, ids, deleted })
+    }
+
+    /// Round trip 3: read the probed lists of every segment (all at once) and keep, per segment,
+    /// the `want` nearest live rows that the WAL does not shadow, as documents with vectors.
+    async fn probe_lists(
+        &self,
+        heads: &[SegmentHead],
+        vector: &[f32],
+        metric: Metric,
+        overlay: &BTreeMap<DocId, Option<Document>>,
+        want: usize,
+    ) -> Result<Vec<Document>, EngineError> {
+        let mut reads = Vec::new();
+        for (si, h) in heads.iter().enumerate() {
+            for c in h.head.probe(vector, 0) {
+                let r = h.head.list_range(c);
+                let range = h.cold_at + r.start..h.cold_at + r.end;
+                if range.is_empty() {
+                    continue;
+                }
+                reads.push(async move {
+                    let b: Bytes = self.store.get_range(&h.data_key, range).await?;
+                    Ok::<_, EngineError>((si, c, b))
+                });
+            }
+        }
+        let blocks = try_join_all(reads).await?;
+        let dim = vector.len();
+        let kern = crate::index::distance::kernels();
+        let mut lists = Vec::with_capacity(blocks.len());
+        // (distance, row, list, position) of every live row of the probed lists, per segment.
+        let mut per_segment: Vec<Vec<(f32, u32, usize, usize)>> = vec![Vec::new(); heads.len()];
+        for (si, c, block) in blocks {
+            let h = &heads[si];
+            let list = h
+                .head
+                .open_list(c, &block)
+                .map_err(|e| corrupt(format!("cold ivf list {c} of {}: {e}", h.data_key)))?;
+            for (pos, (row, x)) in list.rows.iter().zip(list.vectors.chunks_exact(dim)).enumerate() {
+                if h.deleted.as_ref().is_none_or(|d| !d.contains(*row as usize)) {
+                    per_segment[si].push((kern.distance(metric, vector, x), *row, lists.len(), pos));
+                }
+            }
+            lists.push(list);
+        }
+        let mut out = Vec::new();
+        for (si, mut rows) in per_segment.into_iter().enumerate() {
+            rows.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+            let mut kept = 0;
+            for (_, row, li, pos) in rows {
+                if kept == want {
+                    break;
+                }
+                let id = heads[si]
+                    .ids
+                    .id(row as usize)
+                    .ok_or_else(|| corrupt("cold ivf row outside its segment"))?;
+                if overlay.contains_key(&id) {
+                    continue; // shadowed by a later write
+                }
+                let v = lists[li].vectors[pos * dim..(pos + 1) * dim].to_vec();
+                out.push(Document { id, vector: Some(v), attrs: BTreeMap::new() });
+                kept += 1;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Rank the candidates with the regular executor over a state holding only them.
+    fn rank_candidates(
+        &self,
+        m: &Manifest,
+        q: &Query,
+        cands: Vec<Document>,
+        wal_rows: u64,
+    ) -> Result<QueryResult, EngineError> {
+        let mut state = super::NsState::default();
+        state.schema = crate::schema::parse_schema(&serde_json::Value::Object(m.schema.clone()))
+            .map_err(|e| corrupt(format!("manifest schema of {}: {e}", m.namespace)))?;
+        state.id_type = m.id_type;
+        state.distance_metric = m.distance_metric;
+        state.vector_dim = m.vector_dim;
+        for d in cands {
+            state.put(d);
+        }
+        let mut r = query::execute(q, &state)?;
+        r.scanned = wal_rows;
+        Ok(r)
+    }
+}
+
+fn verified_deletes(
+    b: &[u8],
+    r: &crate::format::manifest::ObjectRef,
+    rows: usize,
+) -> Result<DeletionSet, EngineError> {
+    if b.len() as u64 != r.bytes || crc32c::crc32c(b) != r.crc32c {
+        return Err(corrupt(format!("deletion set {} does not match its manifest checksum", r.key)));
+    }
+    let d = DeletionSet::decode(b).map_err(|e| corrupt(format!("deletion set {}: {e}", r.key)))?;
+    if d.rows() != rows {
+        return Err(corrupt(format!("deletion set {} covers {} rows, not {rows}", r.key, d.rows())));
+    }
+    Ok(d)
+}
