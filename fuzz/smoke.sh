@@ -6,7 +6,7 @@
 # SECONDS defaults to $FUZZ_SECONDS or 20 per target; TARGETs default to all.
 # Uses the stable toolchain with --sanitizer=none (RUSTC_BOOTSTRAP=1 lets
 # cargo-fuzz pass its flags), as redb's CI does. Installs cargo-fuzz if it is
-# missing. Seeds each corpus from the frozen fixtures in tests/fixtures/v1.
+# missing. Seeds each corpus from the frozen fixtures in tests/fixtures/v1 and v2.
 # Exits non-zero if a target crashes (the input is kept in fuzz/artifacts/).
 set -euo pipefail
 
@@ -51,6 +51,19 @@ if [ -d "$fixtures" ]; then
     seed segment_decode fixture-segment-resealed 001 "$fixtures/segment.seg"
     seed segment_decode fixture-deletes 000 "$fixtures/deletes.del"
   fi
+fi
+v2="$here/../tests/fixtures/v2"
+if [ -d "$v2" ]; then
+  seed manifest_decode fixture-current-v2 000 "$v2/CURRENT"
+  seed segment_decode fixture-segment-cold 000 "$v2/segment_cold.seg"
+  # index_open mode 2 (mode % 3 == 2): the cold IVF section (kind 21) cut out of the segment.
+  python3 -c 'import struct, sys
+b = open(sys.argv[1], "rb").read()
+n, t = struct.unpack_from("<I", b, 28)[0], struct.unpack_from("<Q", b, 32)[0]
+for i in range(n):
+    k, _, _, o, l = struct.unpack_from("<HHIQQ", b, t + 24 * i)
+    if k == 21:
+        sys.stdout.buffer.write(b[o:o + l])' "$v2/segment_cold.seg" | seed index_open fixture-cold-ivf 002 -
 fi
 mkdir -p corpus/filter_parse
 printf '%s' '["a","Eq",1]' >corpus/filter_parse/eq

@@ -11,8 +11,14 @@
 //!   `write_v1_fixtures` and are never regenerated; they must decode to the
 //!   content built here.
 //!
+//! - `tests/fixtures/v2/` holds the files of the formats whose version 2
+//!   exists (CURRENT, which embeds the manifest since version 2) and of
+//!   additions that needed no version bump but are pinned the same way (a
+//!   manifest whose segment records its section ranges; a segment with the
+//!   cold IVF section, kind 21), written once by `write_v2_fixtures`.
+//!
 //! To write missing fixtures (existing files are never overwritten):
-//! `TIDEPOOL_WRITE_FIXTURES=1 cargo test --test format_compat -- --ignored write_v1_fixtures`
+//! `TIDEPOOL_WRITE_FIXTURES=1 cargo test --test format_compat -- --ignored write_v1_fixtures write_v2_fixtures`
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -21,11 +27,12 @@ use bytes::Bytes;
 use serde_json::json;
 use tidepool::filter::Filter;
 use tidepool::format::manifest::{
-    decode_current, encode_current, Lineage, Manifest, ManifestStats, ObjectRef, SegmentRef, WalRef,
+    decode_current, decode_current_full, encode_current, encode_current_with_manifest, Lineage, Manifest,
+    ManifestStats, ObjectRef, SectionRef, SegmentRef, WalRef,
 };
 use tidepool::format::segment::{
-    DeletionSet, Segment, SegmentBuilder, SECTION_ANN_INDEX, SECTION_DOCS, SECTION_IDS, SECTION_TEXT_INDEX,
-    SECTION_VECTORS, SECTION_VECTOR_ABSENT,
+    section_table, DeletionSet, IdsSection, Segment, SegmentBuilder, SECTION_ANN_INDEX, SECTION_COLD_IVF,
+    SECTION_DOCS, SECTION_IDS, SECTION_TEXT_INDEX, SECTION_VECTORS, SECTION_VECTOR_ABSENT,
 };
 use tidepool::format::wal::{peek_header, WalBatch, WAL_HEADER_LEN};
 use tidepool::format::FormatError;
@@ -607,6 +614,120 @@ fn write_v1_fixtures() {
     } else {
         eprintln!("not writing wal_batch_filters.bin: the filter implementation is a stub");
     }
+    for (name, bytes) in files {
+        let path = dir.join(name);
+        if path.exists() {
+            eprintln!("keeping existing {}", path.display());
+            continue;
+        }
+        std::fs::write(&path, bytes).unwrap();
+        eprintln!("wrote {}", path.display());
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Version 2 of CURRENT (embedded manifest) and the cold-read additions (section ranges in the
+// manifest, the cold IVF section kind 21).
+
+/// The v1 manifest with its segment's section ranges recorded.
+fn v2_manifest() -> Manifest {
+    let mut m = v1_manifest();
+    m.segments[0].sections = vec![
+        SectionRef { kind: 1, offset: 64, len: 320, crc32c: 11, head: 0 },
+        SectionRef { kind: 21, offset: 1024, len: 2048, crc32c: 12, head: 448 },
+    ];
+    m
+}
+
+/// 64 rows of dimension 4 (u64 ids 0, 3, 6, ...) with an ANN section of 4 lists and the cold
+/// IVF section built from it.
+fn v2_cold_segment_vectors() -> Vec<f32> {
+    (0..64 * 4).map(|i| ((i * 37 % 101) as f32 - 50.0) / 25.0).collect()
+}
+
+fn v2_cold_segment() -> Vec<u8> {
+    use tidepool::index::{ann, coldivf, distance::Metric};
+    let v = v2_cold_segment_vectors();
+    let mut b = SegmentBuilder::new(IdType::U64, Some(4));
+    for (row, x) in v.chunks_exact(4).enumerate() {
+        let d = Document { id: DocId::U64(row as u64 * 3), vector: Some(x.to_vec()), attrs: BTreeMap::new() };
+        b.push(&d).unwrap();
+    }
+    let params = ann::AnnParams { nlist: 4, ..ann::AnnParams::default() };
+    let ann_bytes = ann::build(&v, 4, Metric::EuclideanSquared, &params);
+    let cold = coldivf::build(&ann::AnnIndex::open(&ann_bytes).unwrap(), &v, 4).unwrap();
+    b.add_section(SECTION_ANN_INDEX, ann_bytes);
+    b.add_section(SECTION_COLD_IVF, cold);
+    b.finish().unwrap()
+}
+
+#[test]
+fn v2_current_fixture_reads_back_with_its_manifest() {
+    let bytes = read_fixture("v2", "CURRENT");
+    assert_eq!(decode_current_full(&bytes), Ok((7, Some(v2_manifest()))));
+    assert_eq!(decode_current(&bytes), Ok(7));
+    assert_eq!(encode_current_with_manifest(&v2_manifest()), bytes, "the encoder is canonical");
+    // The version-1 fixture still reads (no manifest).
+    assert_eq!(decode_current_full(&read_fixture("v1", "CURRENT")), Ok((7, None)));
+}
+
+#[test]
+fn v2_manifest_with_section_ranges_reads_back() {
+    let bytes = read_fixture("v2", "manifest.json");
+    assert_eq!(Manifest::decode(&bytes).unwrap(), v2_manifest());
+    assert_eq!(v2_manifest().try_encode().unwrap(), bytes);
+}
+
+/// Ranged reads of the fixture segment (section table → ids section, cold IVF head, lists)
+/// give back the rows and vectors it was built from.
+#[test]
+fn v2_cold_segment_fixture_reads_by_range() {
+    use tidepool::index::coldivf::ColdHead;
+    let bytes = read_fixture("v2", "segment_cold.seg");
+    assert_eq!(v2_cold_segment(), bytes, "the encoder is canonical");
+    let seg = Segment::open(Bytes::from(bytes.clone())).unwrap();
+    assert_eq!(section_table(&bytes).unwrap(), seg.section_infos());
+    let table = section_table(&bytes).unwrap();
+    let at = |kind: u16| table.iter().find(|s| s.kind == kind).unwrap().clone();
+    let ids = at(SECTION_IDS);
+    let ids = IdsSection::parse(
+        Bytes::copy_from_slice(&bytes[ids.offset as usize..(ids.offset + ids.len) as usize]),
+        IdType::U64,
+        64,
+    )
+    .unwrap();
+    let cold = at(SECTION_COLD_IVF);
+    let section = &bytes[cold.offset as usize..(cold.offset + cold.len) as usize];
+    let head = ColdHead::parse(section).unwrap();
+    assert_eq!((head.rows(), head.dim(), head.nlist()), (64, 4, 4));
+    let v = v2_cold_segment_vectors();
+    let mut seen = 0;
+    for c in 0..head.nlist() {
+        let r = head.list_range(c);
+        let list = head.open_list(c, &section[r.start as usize..r.end as usize]).unwrap();
+        for (row, x) in list.rows.iter().zip(list.vectors.chunks_exact(4)) {
+            assert_eq!(x, &v[*row as usize * 4..*row as usize * 4 + 4]);
+            assert_eq!(ids.id(*row as usize), Some(DocId::U64(u64::from(*row) * 3)));
+            seen += 1;
+        }
+    }
+    assert_eq!(seen, 64);
+}
+
+#[test]
+#[ignore = "writes fixture files; run manually with TIDEPOOL_WRITE_FIXTURES=1"]
+fn write_v2_fixtures() {
+    if std::env::var_os("TIDEPOOL_WRITE_FIXTURES").is_none() {
+        eprintln!("set TIDEPOOL_WRITE_FIXTURES=1 to write fixtures");
+        return;
+    }
+    let dir = fixture_dir("v2");
+    std::fs::create_dir_all(&dir).unwrap();
+    let files: Vec<(&str, Vec<u8>)> = vec![
+        ("CURRENT", encode_current_with_manifest(&v2_manifest())),
+        ("manifest.json", v2_manifest().try_encode().unwrap()),
+        ("segment_cold.seg", v2_cold_segment()),
+    ];
     for (name, bytes) in files {
         let path = dir.join(name);
         if path.exists() {

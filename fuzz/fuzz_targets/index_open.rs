@@ -1,14 +1,30 @@
-//! Fuzz target: ANN (kind 16) and full-text (kind 17) index sections. Opening
-//! arbitrary bytes never panics (the crc check is skipped so the fuzzer reaches
-//! the structural checks), and a section that opens can be searched.
+//! Fuzz target: ANN (kind 16), full-text (kind 17) and cold IVF (kind 21)
+//! index sections. Opening arbitrary bytes never panics (the crc check is
+//! skipped for kinds 16 and 17 so the fuzzer reaches the structural checks),
+//! and a section that opens can be searched. For kind 21 the head is parsed
+//! (with its crc) and then every list block is read from the input's bytes.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use tidepool::index::ann::{AnnIndex, SearchParams};
+use tidepool::index::coldivf::ColdHead;
 use tidepool::index::text::{Bm25Params, CorpusStats, TextIndex};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&mode, body)) = data.split_first() else { return };
-    if mode % 2 == 0 {
+    if mode % 3 == 2 {
+        if let Ok(head) = ColdHead::parse(body) {
+            let query = vec![0.25f32; head.dim()];
+            for c in head.probe(&query, 0) {
+                let r = head.list_range(c);
+                let (Ok(a), Ok(b)) = (usize::try_from(r.start), usize::try_from(r.end)) else { continue };
+                if let Some(block) = body.get(a..b) {
+                    if let Ok(list) = head.open_list(c, block) {
+                        let _ = list.distances(head.metric(), &query, |r| r % 2 == 0);
+                    }
+                }
+            }
+        }
+    } else if mode % 3 == 0 {
         if let Ok(idx) = AnnIndex::open_trusted(body) {
             let (rows, dim) = (idx.rows(), idx.dim());
             if dim > 0 && rows.saturating_mul(dim) <= 1 << 20 {

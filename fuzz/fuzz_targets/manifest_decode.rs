@@ -1,7 +1,9 @@
 //! Fuzz the manifest and CURRENT decoders.
 //!
 //! Invariants checked:
-//! - `Manifest::decode` and `decode_current` never panic, on any input.
+//! - `Manifest::decode` and `decode_current_full` never panic, on any input.
+//! - A CURRENT that decodes with an embedded manifest re-encodes to a hint
+//!   that decodes to the same generation and manifest.
 //! - An accepted manifest passes `try_encode` (the writer accepts exactly what
 //!   the reader accepts) and round-trips to an equal manifest.
 //!
@@ -12,7 +14,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tidepool::format::manifest::{decode_current, encode_current, Manifest};
+use tidepool::format::manifest::{
+    decode_current_full, encode_current, encode_current_with_manifest, Manifest,
+};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&mode, rest)) = data.split_first() else {
@@ -31,8 +35,14 @@ fuzz_target!(|data: &[u8]| {
         wrapped = w;
         &wrapped
     };
-    if let Ok(g) = decode_current(input) {
-        assert_eq!(decode_current(&encode_current(g)), Ok(g));
+    match decode_current_full(input) {
+        Ok((g, None)) => assert_eq!(decode_current_full(&encode_current(g)), Ok((g, None))),
+        Ok((g, Some(m))) => {
+            let again = decode_current_full(&encode_current_with_manifest(&m)).expect("re-encoded CURRENT");
+            assert_eq!(again.0, g);
+            assert!(again.1.is_none_or(|a| a == m));
+        }
+        Err(_) => {}
     }
     if let Ok(m) = Manifest::decode(input) {
         let bytes = m.try_encode().expect("a decoded manifest re-encodes");

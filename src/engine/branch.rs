@@ -347,8 +347,7 @@ impl Engine {
             // The outcome is unknown: the manifest may exist.
             Err(CommitError::Failed(e)) => return Err(ForkCommitFailure { error: e, not_created: false }),
         }
-        if let Err(e) =
-            self.store.put(&dst.current_key(), Bytes::from(encode_current_with_manifest(m))).await
+        if let Err(e) = self.store.put(&dst.current_key(), Bytes::from(encode_current_with_manifest(m))).await
         {
             tracing::warn!(namespace = %dst, error = %e, "could not update the CURRENT hint (readers will probe)");
         }

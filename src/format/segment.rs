@@ -1366,6 +1366,41 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    /// Invariant: a cold reader that fetches only the section table's ranges sees the ids the
+    /// segment holds, for every id kind (`section_table`, `IdsSection`).
+    #[test]
+    fn ids_section_read_alone_matches_the_segment() {
+        let kinds: [(IdType, Vec<DocId>); 3] = [
+            (IdType::U64, vec![DocId::U64(1), DocId::U64(7), DocId::U64(u64::MAX)]),
+            (IdType::Uuid, (1u128..4).map(|u| DocId::Uuid(uuid::Uuid::from_u128(u << 64))).collect()),
+            (IdType::String, ["a", "bé", "zzzz"].iter().map(|s| DocId::Str((*s).to_owned())).collect()),
+        ];
+        for (ty, ids) in kinds {
+            let mut b = SegmentBuilder::new(ty, None);
+            for id in &ids {
+                b.push(&Document { id: id.clone(), vector: None, attrs: BTreeMap::new() }).unwrap();
+            }
+            let bytes = b.finish().unwrap();
+            let table = section_table(&bytes).unwrap();
+            let seg = Segment::open(Bytes::from(bytes.clone())).unwrap();
+            assert_eq!(table, seg.section_infos());
+            let e = table.iter().find(|s| s.kind == SECTION_IDS).unwrap();
+            let sec = Bytes::copy_from_slice(&bytes[e.offset as usize..(e.offset + e.len) as usize]);
+            assert_eq!(crc32c::crc32c(&sec), e.crc32c);
+            let view = IdsSection::parse(sec.clone(), ty, ids.len()).unwrap();
+            for (row, id) in ids.iter().enumerate() {
+                assert_eq!(view.id(row).as_ref(), Some(id));
+            }
+            assert_eq!(view.id(ids.len()), None);
+            assert!(IdsSection::parse(sec.slice(..sec.len() - 1), ty, ids.len()).is_err());
+            assert!(IdsSection::parse(sec, ty, ids.len() + 1).is_err());
+            let mut bad = bytes.clone();
+            let last = bad.len() - 1;
+            bad[last] ^= 1;
+            assert!(section_table(&bad).is_err(), "the table crc is checked");
+        }
+    }
+
     fn attrs(pairs: &[(&str, Value)]) -> BTreeMap<String, Value> {
         pairs.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect()
     }
