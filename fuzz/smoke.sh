@@ -56,6 +56,7 @@ v2="$here/../tests/fixtures/v2"
 if [ -d "$v2" ]; then
   seed manifest_decode fixture-current-v2 000 "$v2/CURRENT"
   seed segment_decode fixture-segment-cold 000 "$v2/segment_cold.seg"
+  seed segment_decode fixture-segment-ranges 000 "$v2/segment_ranges.seg"
   # index_open mode 2 (mode % 3 == 2): the cold IVF section (kind 21) cut out of the segment.
   python3 -c 'import struct, sys
 b = open(sys.argv[1], "rb").read()

@@ -8,8 +8,11 @@
 //! - The answer is the namespace's current state: WAL upserts found, deleted
 //!   and overwritten rows never returned with their old vectors, distances
 //!   exact, recall against brute force above a floor.
+//! - Attributes, when asked for, come from ranged reads of the docs section
+//!   verified by the range checksums: one more round trip (4 in all), the
+//!   values of the current version of each row, paging by `offset` intact.
 //! - Query shapes the cold path does not cover fall back (return `None`):
-//!   filters, attributes in the response, exact kNN, a loaded namespace.
+//!   filters, exact kNN, a loaded namespace, attributes with a patch in the WAL.
 //! - A corrupted list block is an error, never a wrong answer.
 
 use std::collections::BTreeMap;
@@ -97,7 +100,7 @@ impl World {
     async fn upsert(&mut self, rows: Vec<(u64, Vec<f32>)>) {
         let body = json!({
             "distance_metric": "cosine_distance",
-            "upsert_rows": rows.iter().map(|(id, v)| json!({"id": id, "vector": v})).collect::<Vec<_>>(),
+            "upsert_rows": rows.iter().map(|(id, v)| json!({"id": id, "vector": v, "t": label(*id, v)})).collect::<Vec<_>>(),
         });
         self.writer.write(&ns(), WriteRequest::from_json(&body).unwrap()).await.unwrap();
         for (id, v) in rows {
@@ -139,6 +142,11 @@ impl World {
             all.iter().filter(|o| o.location.as_ref().ends_with("data.seg")).map(|o| o.size).sum()
         })
     }
+}
+
+/// The `t` attribute written with a row (depends on its vector, so an overwrite changes it).
+fn label(id: u64, v: &[f32]) -> String {
+    format!("doc {id} {:.3}", v[0])
 }
 
 fn ann(q: &[f32], k: usize) -> Json {
@@ -223,7 +231,6 @@ async fn uncovered_shapes_fall_back() {
     let shapes = [
         json!({"rank_by": ["vector", "kNN", q], "top_k": 3}),
         json!({"rank_by": ["vector", "ANN", q], "top_k": 3, "filters": ["id", "Gt", 5]}),
-        json!({"rank_by": ["vector", "ANN", q], "top_k": 3, "include_attributes": true}),
         json!({"rank_by": ["id", "asc"], "top_k": 3}),
     ];
     for body in &shapes {
@@ -232,6 +239,13 @@ async fn uncovered_shapes_fall_back() {
     assert!(cold(&node, &ann(&q, 3)).await.is_some());
     node.snapshot(&ns(), true).await.unwrap();
     assert!(cold(&node, &ann(&q, 3)).await.is_none(), "loaded: answered from memory");
+    // A patch in the WAL: ids and distances are still answered cold, attributes are not.
+    let body = json!({"patch_rows": [{"id": 7, "t": "patched"}]});
+    w.writer.write(&ns(), WriteRequest::from_json(&body).unwrap()).await.unwrap();
+    let patched = w.fresh_node().await;
+    assert!(cold(&patched, &ann(&q, 3)).await.is_some());
+    let with_attrs = json!({"rank_by": ["vector", "ANN", q], "top_k": 3, "include_attributes": ["t"]});
+    assert!(cold(&patched, &with_attrs).await.is_none());
     // A WAL request whose effect depends on stored rows (delete_by_filter) also falls back.
     let body = json!({"delete_by_filter": ["id", "Eq", 3]});
     w.writer.write(&ns(), WriteRequest::from_json(&body).unwrap()).await.unwrap();
@@ -259,5 +273,40 @@ async fn corrupt_list_is_an_error() {
     match node.try_cold_query(&ns(), &req).await {
         Err(EngineError::Corrupted(_)) => {}
         other => panic!("expected Corrupted, got {other:?}"),
+    }
+}
+
+/// Invariant: with attributes, a fourth round trip fetches exactly the page's rows, whose
+/// attributes are the current ones; the page agrees with the id-only answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cold_query_with_attributes_takes_four_round_trips() {
+    let mut w = World::build().await;
+    let node = w.fresh_node().await;
+    for (id, offset) in [(2500u64, 0usize), (1, 0), (5003, 2)] {
+        let q = w.truth[&id].clone();
+        let body = json!({"rank_by": ["vector", "ANN", q], "top_k": 5, "offset": offset, "include_attributes": true});
+        let req = parse_request(&body, false).unwrap();
+        w.trace.take();
+        let ans = node.try_cold_query(&ns(), &req).await.unwrap().expect("answered cold");
+        let t = w.trace.take();
+        assert!(t.sequential_round_trips() <= 4, "{} round trips", t.sequential_round_trips());
+        let rows = ans.results[0].rows.clone().unwrap();
+        assert_eq!(rows.len(), 5);
+        let ids_only =
+            cold(&node, &json!({"rank_by": ["vector", "ANN", w.truth[&id]], "top_k": 5 + offset})).await;
+        let ids_only: Vec<u64> = ids_only.unwrap().into_iter().skip(offset).map(|x| x.0).collect();
+        let got: Vec<u64> = rows.iter().map(|r| r["id"].as_u64().unwrap()).collect();
+        assert_eq!(got, ids_only, "same page as the id-only query");
+        if offset == 0 {
+            assert_eq!(got[0], id);
+        }
+        for r in &rows {
+            let rid = r["id"].as_u64().unwrap();
+            let v = &w.truth[&rid];
+            assert_eq!(r["t"], json!(label(rid, v)), "current attributes of {rid}");
+            let stored: Vec<f32> =
+                r["vector"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect();
+            assert_eq!(&stored, v);
+        }
     }
 }

@@ -15,7 +15,8 @@
 //!   exists (CURRENT, which embeds the manifest since version 2) and of
 //!   additions that needed no version bump but are pinned the same way (a
 //!   manifest whose segment records its section ranges; a segment with the
-//!   cold IVF section, kind 21), written once by `write_v2_fixtures`.
+//!   cold IVF section, kind 21; a segment with range checksums, kind 22),
+//!   written once by `write_v2_fixtures`.
 //!
 //! To write missing fixtures (existing files are never overwritten):
 //! `TIDEPOOL_WRITE_FIXTURES=1 cargo test --test format_compat -- --ignored write_v1_fixtures write_v2_fixtures`
@@ -661,6 +662,42 @@ fn v2_cold_segment() -> Vec<u8> {
     b.finish().unwrap()
 }
 
+/// 300 rows with string ids and attributes, with range checksums (kind 22).
+fn v2_ranges_segment() -> Vec<u8> {
+    let mut b = SegmentBuilder::new(IdType::String, None).with_range_checksums();
+    for i in 0..300u32 {
+        let mut attrs = BTreeMap::new();
+        attrs.insert("body".to_owned(), Value::Str(format!("row {i} ").repeat(20)));
+        b.push(&Document { id: DocId::Str(format!("k{i:04}")), vector: None, attrs }).unwrap();
+    }
+    b.finish().unwrap()
+}
+
+/// Every row's attribute bytes, read by range and verified chunk by chunk, decode to what was
+/// written.
+#[test]
+fn v2_ranges_segment_fixture_verifies_ranged_reads() {
+    use tidepool::format::segment::{decode_row_attributes, RangeChecksums, SECTION_RANGE_CHECKSUMS};
+    let bytes = read_fixture("v2", "segment_ranges.seg");
+    assert_eq!(v2_ranges_segment(), bytes, "the encoder is canonical");
+    let seg = Segment::open(Bytes::from(bytes.clone())).unwrap();
+    let sums = RangeChecksums::decode(seg.section(SECTION_RANGE_CHECKSUMS).unwrap()).unwrap();
+    let docs = section_table(&bytes).unwrap().into_iter().find(|s| s.kind == SECTION_DOCS).unwrap();
+    let off = |r: usize| {
+        let at = docs.offset as usize + 8 * r;
+        u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap())
+    };
+    let data = docs.offset + 8 * 301;
+    for row in [0usize, 150, 299] {
+        let want = data + off(row)..data + off(row + 1);
+        let wide = sums.widen(want.clone()).unwrap();
+        let got = &bytes[wide.start as usize..wide.end as usize];
+        sums.verify(wide.start, got).unwrap();
+        let cut = &got[(want.start - wide.start) as usize..(want.end - wide.start) as usize];
+        assert_eq!(decode_row_attributes(cut).unwrap(), seg.attrs(row).unwrap());
+    }
+}
+
 #[test]
 fn v2_current_fixture_reads_back_with_its_manifest() {
     let bytes = read_fixture("v2", "CURRENT");
@@ -727,6 +764,7 @@ fn write_v2_fixtures() {
         ("CURRENT", encode_current_with_manifest(&v2_manifest())),
         ("manifest.json", v2_manifest().try_encode().unwrap()),
         ("segment_cold.seg", v2_cold_segment()),
+        ("segment_ranges.seg", v2_ranges_segment()),
     ];
     for (name, bytes) in files {
         let path = dir.join(name);

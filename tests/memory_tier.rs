@@ -29,6 +29,8 @@ async fn loaded_states_stay_within_the_budget_and_pins_stay_loaded() {
             .unwrap();
     }
     e.set_pinned(&ns("a"), true).await.unwrap();
+    // Pinning warms in the background; wait for the state instead of racing that task.
+    e.snapshot(&ns("a"), false).await.unwrap();
     for n in ["b", "c", "d", "b", "c"] {
         e.snapshot(&ns(n), false).await.unwrap();
     }

@@ -8,7 +8,9 @@
 //! 2. per segment the cold IVF head (centroids, list offsets, list crcs), the ids section and
 //!    the deletion set; every WAL batch; and the strong-consistency probe of the next
 //!    generation (GET `{g+1}.json`, HEAD `{g+1}.gc`);
-//! 3. per segment the probed lists (rows and f32 vectors, contiguous per list).
+//! 3. per segment the probed lists (rows and f32 vectors, contiguous per list);
+//! 4. only when the query returns attributes: the returned rows' attribute bytes (ranged reads
+//!    widened to checksummed chunks; the docs offsets table is read in round trip 3).
 //!
 //! Invariants:
 //! - The answer equals what the loaded namespace answers with the same probes: the same
@@ -16,11 +18,13 @@
 //!   rows minus deletion sets minus rows shadowed by the WAL, WAL rows searched exhaustively,
 //!   exact f32 distances. Final ordering and the response rows come from the regular query
 //!   executor run over the candidates, so ties and formatting cannot differ.
-//! - Every byte used is verified first: the head and each list by their own crcs, the ids
-//!   section by the section crc in the manifest, deletion sets and WAL batches by theirs.
+//! - Every byte used is verified first: the head and each list by their own crcs, the ids and
+//!   range-checksum sections by the section crcs in the manifest, docs bytes by the range
+//!   checksums (kind 22) of the chunks they were read in, deletion sets and WAL batches by theirs.
 //! - Anything this path does not cover returns `None` before or after its reads (filters,
-//!   attributes in the response, non-ANN ranking, WAL requests whose effect depends on stored
-//!   rows, segments without the cold sections, a newer generation): the caller then loads the
+//!   non-ANN ranking, aggregations, WAL requests whose effect depends on stored
+//!   rows — with attributes requested, any patch — segments without the cold sections, a newer
+//!   generation): the caller then loads the
 //!   namespace, so no query shape is answered differently, only more slowly.
 
 use std::collections::BTreeMap;
@@ -30,13 +34,17 @@ use futures::future::try_join_all;
 
 use super::{Engine, EngineError};
 use crate::format::manifest::{decode_current_full, Manifest, SectionRef, SegmentRef};
-use crate::format::segment::{DeletionSet, IdsSection, SECTION_COLD_IVF, SECTION_IDS};
+use crate::format::segment::{
+    decode_row_attributes, DeletionSet, IdsSection, RangeChecksums, SECTION_COLD_IVF, SECTION_DOCS,
+    SECTION_IDS, SECTION_RANGE_CHECKSUMS,
+};
 use crate::format::wal::WalBatch;
 use crate::index::coldivf::ColdHead;
 use crate::index::distance::Metric;
 use crate::layout::NsPath;
 use crate::model::{DocId, Document};
 use crate::query::{self, Projection, Query, QueryRequest, QueryResult, Rank};
+use serde_json::Value as Json;
 
 /// A query answered by the cold path.
 #[derive(Debug)]
@@ -54,11 +62,17 @@ pub struct ColdAnswer {
 /// What one segment contributes after round trip 2.
 struct SegmentHead {
     data_key: String,
+    rows: usize,
     cold_at: u64,
     head: ColdHead,
     ids: IdsSection,
     deleted: Option<DeletionSet>,
+    /// When attributes are returned: the docs section and the file's range checksums.
+    docs: Option<(SectionRef, RangeChecksums)>,
 }
+
+/// A candidate row: its document (id and vector) and, for segment rows, (segment, row).
+type Candidate = (Document, Option<(usize, u32)>);
 
 fn corrupt(what: impl std::fmt::Display) -> EngineError {
     EngineError::Corrupted(what.to_string())
@@ -71,9 +85,6 @@ fn eligible_query(req: &QueryRequest) -> Option<(&Query, &[f32])> {
         return None;
     }
     if !q.aggregates.is_empty() || !q.group_by.is_empty() || q.per.is_some() {
-        return None;
-    }
-    if !matches!(q.projection, Projection::IdOnly) {
         return None;
     }
     match &q.rank {
@@ -89,7 +100,7 @@ fn section(s: &SegmentRef, kind: u16) -> Option<&SectionRef> {
 /// The WAL's effect on the segments when it can be known without reading them: the ids it
 /// upserted (with their documents) or deleted. None when a request's effect depends on stored
 /// rows (conditions, filters, patches that touch the vector).
-fn blind_overlay(batches: &[WalBatch]) -> Option<BTreeMap<DocId, Option<Document>>> {
+fn blind_overlay(batches: &[WalBatch], attrs: bool) -> Option<BTreeMap<DocId, Option<Document>>> {
     let mut overlay = BTreeMap::new();
     for r in batches.iter().flat_map(|b| &b.requests) {
         let o = &r.ops;
@@ -98,14 +109,14 @@ fn blind_overlay(batches: &[WalBatch]) -> Option<BTreeMap<DocId, Option<Document
             || o.delete_condition.is_some()
             || o.delete_by_filter.is_some()
             || o.patch_by_filter.is_some()
-            || o.patches.iter().any(|p| p.attrs.contains_key("vector"))
+            || o.patches.iter().any(|p| attrs || p.attrs.contains_key("vector"))
         {
             return None;
         }
         for d in &o.upserts {
             overlay.insert(d.id.clone(), Some(d.clone()));
         }
-        // Patches change attributes only; the cold path returns ids and distances.
+        // Patches change attributes only (none are allowed when attributes are returned).
         for id in &o.deletes {
             overlay.insert(id.clone(), None);
         }
@@ -122,6 +133,7 @@ impl Engine {
         req: &QueryRequest,
     ) -> Result<Option<ColdAnswer>, EngineError> {
         let Some((q, vector)) = eligible_query(req) else { return Ok(None) };
+        let attrs = !matches!(q.projection, Projection::IdOnly);
         if self.store.local_root().is_some() || super::cached(&self.handle(path)).is_some() {
             return Ok(None);
         }
@@ -130,7 +142,10 @@ impl Engine {
             return Ok(None);
         }
         let cold_ready = |s: &SegmentRef| {
-            section(s, SECTION_IDS).is_some() && section(s, SECTION_COLD_IVF).is_some_and(|c| c.head > 0)
+            section(s, SECTION_IDS).is_some()
+                && section(s, SECTION_COLD_IVF).is_some_and(|c| c.head > 0)
+                && (!attrs
+                    || (section(s, SECTION_DOCS).is_some() && section(s, SECTION_RANGE_CHECKSUMS).is_some()))
         };
         if !m.segments.iter().all(cold_ready)
             || m.segments.iter().all(|s| s.files.iter().all(|f| self.cache.is_cached(&f.key)))
@@ -139,13 +154,13 @@ impl Engine {
         }
         // Round trip 2.
         let probe = self.newer_generation_exists(path, m.generation, req.strong);
-        let heads = try_join_all(m.segments.iter().map(|s| self.segment_head(&m, s)));
+        let heads = try_join_all(m.segments.iter().map(|s| self.segment_head(&m, s, attrs)));
         let wal = try_join_all(m.wal.iter().map(|r| self.read_wal(r)));
         let (newer, heads, batches) = futures::try_join!(probe, heads, wal)?;
         if newer {
             return Ok(None);
         }
-        let Some(overlay) = blind_overlay(&batches) else { return Ok(None) };
+        let Some(overlay) = blind_overlay(&batches, attrs) else { return Ok(None) };
         let metric = match m.distance_metric {
             Some(crate::model::DistanceMetric::EuclideanSquared) => Metric::EuclideanSquared,
             _ => Metric::CosineDistance,
@@ -153,12 +168,23 @@ impl Engine {
         if heads.iter().any(|h| h.head.metric() != metric) {
             return Ok(None);
         }
-        // Round trip 3.
+        // Round trip 3 (with the docs offsets tables when attributes are returned).
         let want = q.limit.saturating_add(q.offset);
-        let mut cands = self.probe_lists(&heads, vector, metric, &overlay, want).await?;
+        let lists = self.probe_lists(&heads, vector, metric, &overlay, want);
+        let offsets = try_join_all(heads.iter().map(|h| self.doc_offsets(h)));
+        let (mut cands, offsets) = futures::try_join!(lists, offsets)?;
         let wal_rows = overlay.values().flatten().filter(|d| d.vector.is_some()).count() as u64;
-        cands.extend(overlay.into_values().flatten().filter(|d| d.vector.is_some()));
-        let result = self.rank_candidates(&m, q, cands, wal_rows)?;
+        cands.extend(overlay.into_values().flatten().filter(|d| d.vector.is_some()).map(|d| (d, None)));
+        let mut result = if attrs {
+            // Round trip 4: the attributes of the rows on the page.
+            let page = self.page_with_attributes(&m, q, &heads, &offsets, cands).await?;
+            let mut unpaged = q.clone();
+            unpaged.offset = 0;
+            self.rank_candidates(&m, &unpaged, page)?
+        } else {
+            self.rank_candidates(&m, q, cands.into_iter().map(|(d, _)| d).collect())?
+        };
+        result.scanned = wal_rows;
         Ok(Some(ColdAnswer {
             results: vec![result],
             generation: m.generation,
@@ -203,7 +229,12 @@ impl Engine {
     }
 
     /// Round trip 2 for one segment: cold IVF head, ids section, deletion set (in parallel).
-    async fn segment_head(&self, m: &Manifest, s: &SegmentRef) -> Result<SegmentHead, EngineError> {
+    async fn segment_head(
+        &self,
+        m: &Manifest,
+        s: &SegmentRef,
+        attrs: bool,
+    ) -> Result<SegmentHead, EngineError> {
         let file = s.files.first().ok_or_else(|| corrupt(format!("segment {} has no file", s.id)))?;
         let (Some(cold), Some(ids)) = (section(s, SECTION_COLD_IVF), section(s, SECTION_IDS)) else {
             return Err(corrupt(format!("segment {} lacks its cold sections", s.id)));
@@ -216,7 +247,30 @@ impl Engine {
                 None => Ok(None),
             }
         };
-        let (head, ids_bytes, deleted) = futures::try_join!(head, ids_bytes, deleted)?;
+        let sums = async {
+            match (attrs, section(s, SECTION_RANGE_CHECKSUMS), section(s, SECTION_DOCS)) {
+                (true, Some(r), Some(docs)) => {
+                    let b = self.store.get_range(&file.key, r.offset..r.offset + r.len).await?;
+                    Ok(Some((b, r, docs)))
+                }
+                _ => Ok::<_, crate::store::StoreError>(None),
+            }
+        };
+        let (head, ids_bytes, deleted, sums) = futures::try_join!(head, ids_bytes, deleted, sums)?;
+        let docs = match sums {
+            Some((b, r, docs)) => {
+                if crc32c::crc32c(&b) != r.crc32c {
+                    return Err(corrupt(format!(
+                        "range checksums of {} do not match their checksum",
+                        file.key
+                    )));
+                }
+                let sums = RangeChecksums::decode(&b)
+                    .map_err(|e| corrupt(format!("range checksums of {}: {e}", file.key)))?;
+                Some((docs.clone(), sums))
+            }
+            None => None,
+        };
         let head =
             ColdHead::parse(&head).map_err(|e| corrupt(format!("cold ivf head of {}: {e}", file.key)))?;
         if crc32c::crc32c(&ids_bytes) != ids.crc32c {
@@ -237,7 +291,7 @@ impl Engine {
             (Some(b), Some(d)) => Some(verified_deletes(&b, d, rows)?),
             _ => None,
         };
-        Ok(SegmentHead { data_key: file.key.clone(), cold_at: cold.offset, head, ids, deleted })
+        Ok(SegmentHead { data_key: file.key.clone(), rows, cold_at: cold.offset, head, ids, deleted, docs })
     }
 
     /// Round trip 3: read the probed lists of every segment (all at once) and keep, per segment,
@@ -249,7 +303,7 @@ impl Engine {
         metric: Metric,
         overlay: &BTreeMap<DocId, Option<Document>>,
         want: usize,
-    ) -> Result<Vec<Document>, EngineError> {
+    ) -> Result<Vec<Candidate>, EngineError> {
         let mut reads = Vec::new();
         for (si, h) in heads.iter().enumerate() {
             for c in h.head.probe(vector, 0) {
@@ -299,7 +353,7 @@ impl Engine {
                     continue; // shadowed by a later write
                 }
                 let v = lists[li].vectors[pos * dim..(pos + 1) * dim].to_vec();
-                out.push(Document { id, vector: Some(v), attrs: BTreeMap::new() });
+                out.push((Document { id, vector: Some(v), attrs: BTreeMap::new() }, Some((si, row))));
                 kept += 1;
             }
         }
@@ -312,7 +366,6 @@ impl Engine {
         m: &Manifest,
         q: &Query,
         cands: Vec<Document>,
-        wal_rows: u64,
     ) -> Result<QueryResult, EngineError> {
         let mut state = super::NsState::default();
         state.schema = crate::schema::parse_schema(&serde_json::Value::Object(m.schema.clone()))
@@ -323,9 +376,73 @@ impl Engine {
         for d in cands {
             state.put(d);
         }
-        let mut r = query::execute(q, &state)?;
-        r.scanned = wal_rows;
-        Ok(r)
+        query::execute(q, &state)
+    }
+
+    /// Round trip 3, beside the lists: a segment's docs offsets table (rows + 1 u64s) when
+    /// attributes are returned, checked against the range checksums.
+    async fn doc_offsets(&self, h: &SegmentHead) -> Result<Option<Vec<u64>>, EngineError> {
+        let Some((docs, _)) = &h.docs else { return Ok(None) };
+        let len = 8 * (h.rows as u64 + 1);
+        let b = self.verified_range(h, docs.offset..docs.offset + len).await?;
+        Ok(Some(b.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().unwrap_or_default())).collect()))
+    }
+
+    /// `range` of a segment file, read widened to checksummed chunks and verified.
+    async fn verified_range(
+        &self,
+        h: &SegmentHead,
+        range: std::ops::Range<u64>,
+    ) -> Result<Bytes, EngineError> {
+        let Some((_, sums)) = &h.docs else { return Err(corrupt("no range checksums")) };
+        let wide = sums
+            .widen(range.clone())
+            .ok_or_else(|| corrupt(format!("range {range:?} of {} is outside its checksums", h.data_key)))?;
+        let b = self.store.get_range(&h.data_key, wide.clone()).await?;
+        sums.verify(wide.start, &b).map_err(|e| corrupt(format!("{} at {}: {e}", h.data_key, wide.start)))?;
+        let at = usize::try_from(range.start - wide.start).unwrap_or(usize::MAX);
+        let len = usize::try_from(range.end - range.start).unwrap_or(usize::MAX);
+        b.get(at..at.saturating_add(len)).map(|_| b.slice(at..at + len)).ok_or_else(|| corrupt("short range"))
+    }
+
+    /// Rank the candidates, then read the attributes of the segment rows on the page (round
+    /// trip 4, all in parallel). Returns the page's documents, complete.
+    async fn page_with_attributes(
+        &self,
+        m: &Manifest,
+        q: &Query,
+        heads: &[SegmentHead],
+        offsets: &[Option<Vec<u64>>],
+        cands: Vec<Candidate>,
+    ) -> Result<Vec<Document>, EngineError> {
+        let mut ids_only = q.clone();
+        ids_only.projection = Projection::IdOnly;
+        let order = self.rank_candidates(m, &ids_only, cands.iter().map(|(d, _)| d.clone()).collect())?;
+        let page: Vec<Json> =
+            order.rows.unwrap_or_default().into_iter().filter_map(|r| r.get("id").cloned()).collect();
+        let on_page: Vec<Candidate> =
+            cands.into_iter().filter(|(d, _)| page.contains(&d.id.to_json())).collect();
+        let reads = on_page.iter().map(|(d, origin)| async move {
+            let Some((si, row)) = *origin else { return Ok::<_, EngineError>(d.clone()) };
+            let (h, table) = (&heads[si], offsets[si].as_deref().unwrap_or_default());
+            let (Some((docs, _)), Some(a), Some(b)) =
+                (&h.docs, table.get(row as usize), table.get(row as usize + 1))
+            else {
+                return Err(corrupt(format!("no docs offsets for row {row} of {}", h.data_key)));
+            };
+            let data = docs.offset + 8 * (h.rows as u64 + 1);
+            if a > b || data + b > docs.offset + docs.len {
+                return Err(corrupt(format!(
+                    "docs offsets of row {row} of {} are out of bounds",
+                    h.data_key
+                )));
+            }
+            let bytes = self.verified_range(h, data + a..data + b).await?;
+            let attrs = decode_row_attributes(&bytes)
+                .map_err(|e| corrupt(format!("row {row} of {}: {e}", h.data_key)))?;
+            Ok(Document { id: d.id.clone(), vector: d.vector.clone(), attrs })
+        });
+        try_join_all(reads).await
     }
 }
 

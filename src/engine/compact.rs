@@ -183,7 +183,7 @@ impl Engine {
         };
         let id_type = state.id_type.unwrap_or(crate::model::IdType::U64);
         for chunk in docs.chunks(self.compaction.max_segment_rows.max(1)) {
-            let mut b = SegmentBuilder::new(id_type, state.vector_dim);
+            let mut b = SegmentBuilder::new(id_type, state.vector_dim).with_range_checksums();
             for d in chunk {
                 b.push(d).map_err(|e| EngineError::Internal(format!("building a segment: {e}")))?;
             }
@@ -332,15 +332,18 @@ impl Engine {
     }
 }
 
-/// The sections a cold query reads by range (ids, docs, cold IVF lists),
+/// The sections a cold query reads by range (ids, docs, cold IVF lists, range checksums),
 /// recorded in the manifest so a reader can fetch them without first reading
 /// the segment's own table (`storage-format.md` 4.2, 11.4).
 fn cold_read_sections(bytes: &[u8]) -> Result<Vec<SectionRef>, EngineError> {
-    use crate::format::segment::{SECTION_COLD_IVF, SECTION_DOCS, SECTION_IDS};
+    use crate::format::segment::{SECTION_COLD_IVF, SECTION_DOCS, SECTION_IDS, SECTION_RANGE_CHECKSUMS};
     let table = crate::format::segment::section_table(bytes)
         .map_err(|e| EngineError::Internal(format!("reading the section table of a new segment: {e}")))?;
     let mut out = Vec::new();
-    for s in table.into_iter().filter(|s| matches!(s.kind, SECTION_IDS | SECTION_DOCS | SECTION_COLD_IVF)) {
+    for s in table
+        .into_iter()
+        .filter(|s| matches!(s.kind, SECTION_IDS | SECTION_DOCS | SECTION_COLD_IVF | SECTION_RANGE_CHECKSUMS))
+    {
         let head = if s.kind == SECTION_COLD_IVF {
             let at = usize::try_from(s.offset).unwrap_or(usize::MAX);
             match bytes.get(at..).map(crate::index::coldivf::ColdHead::parse) {

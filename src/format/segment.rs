@@ -101,6 +101,130 @@ pub const SECTION_GRAPH_INDEX: u16 = 20;
 /// Extension section kind: the IVF lists laid out for ranged cold reads
 /// (`index::coldivf`); built next to the ANN index, from it.
 pub const SECTION_COLD_IVF: u16 = 21;
+/// Extension section kind: crc32c of every fixed-size chunk of the file
+/// before it ([`RangeChecksums`]), so any byte range can be read and verified
+/// on its own. When present it is the last section.
+pub const SECTION_RANGE_CHECKSUMS: u16 = 22;
+
+/// Magic of the range-checksum section.
+pub const RANGE_CHECKSUMS_MAGIC: [u8; 8] = *b"TPRANGES";
+/// Chunk size of the range checksums this build writes: 2^14 = 16 KiB.
+pub const RANGE_CHUNK_LOG2: u32 = 14;
+const RANGE_HEADER_LEN: usize = 32;
+
+/// The range-checksum section (kind 22, `storage-format.md` 8.3.1): crc32c
+/// of each `2^chunk_log2`-byte chunk of the file's bytes `[0, covered)` (the
+/// last chunk may be shorter). A reader that fetched a byte range widens it to
+/// chunk boundaries ([`RangeChecksums::widen`]) and checks every chunk
+/// ([`RangeChecksums::verify`]) before using any byte of it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RangeChecksums {
+    chunk_log2: u32,
+    covered: u64,
+    crcs: Vec<u32>,
+}
+
+impl RangeChecksums {
+    /// Checksums of `bytes` (the file so far) in chunks of `2^chunk_log2`.
+    pub fn compute(bytes: &[u8], chunk_log2: u32) -> RangeChecksums {
+        let chunk = 1usize << chunk_log2;
+        RangeChecksums {
+            chunk_log2,
+            covered: len_u64(bytes.len()),
+            crcs: bytes.chunks(chunk).map(crc32c::crc32c).collect(),
+        }
+    }
+
+    /// The section bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::with_capacity(RANGE_HEADER_LEN + 4 * self.crcs.len());
+        w.bytes(&RANGE_CHECKSUMS_MAGIC);
+        w.u32(1);
+        w.u32(self.chunk_log2);
+        w.u64(self.covered);
+        w.u32(u32::try_from(self.crcs.len()).unwrap_or(u32::MAX));
+        w.u32(0);
+        for c in &self.crcs {
+            w.u32(*c);
+        }
+        w.into_inner()
+    }
+
+    /// Parse section bytes (checked against the section crc by the caller).
+    pub fn decode(b: &[u8]) -> Result<RangeChecksums, FormatError> {
+        let mut r = Reader::new(b);
+        let magic: [u8; 8] = r.array("range checksums magic")?;
+        if magic != RANGE_CHECKSUMS_MAGIC {
+            return Err(FormatError::BadMagic { what: "range checksums" });
+        }
+        let version = r.u32("range checksums version")?;
+        if version != 1 {
+            return Err(FormatError::UnsupportedVersion {
+                what: "range checksums",
+                version: u64::from(version),
+                supported: 1,
+            });
+        }
+        let chunk_log2 = r.u32("range checksums chunk size")?;
+        let covered = r.u64("range checksums covered length")?;
+        let count = r.u32("range checksums count")?;
+        let reserved = r.u32("range checksums reserved")?;
+        if !(12..=24).contains(&chunk_log2) || reserved != 0 {
+            return Err(malformed(format_args!(
+                "range checksums: chunk size 2^{chunk_log2} or reserved bits"
+            )));
+        }
+        if covered.div_ceil(1 << chunk_log2) != u64::from(count) {
+            return Err(malformed(format_args!(
+                "range checksums: {count} chunks do not cover {covered} bytes"
+            )));
+        }
+        let body = b.get(RANGE_HEADER_LEN..).unwrap_or_default();
+        if body.len() != 4 * count as usize {
+            return Err(malformed(format_args!("range checksums: {} bytes for {count} chunks", body.len())));
+        }
+        Ok(RangeChecksums { chunk_log2, covered, crcs: body.chunks_exact(4).map(|c| le_u32(c, 0)).collect() })
+    }
+
+    /// Bytes covered (`[0, covered)` of the file).
+    pub fn covered(&self) -> u64 {
+        self.covered
+    }
+
+    /// `range` widened to chunk boundaries (None if it leaves the covered bytes).
+    pub fn widen(&self, range: Range<u64>) -> Option<Range<u64>> {
+        if range.start > range.end || range.end > self.covered {
+            return None;
+        }
+        let chunk = 1u64 << self.chunk_log2;
+        let start = range.start / chunk * chunk;
+        let end = range.end.div_ceil(chunk).saturating_mul(chunk).min(self.covered);
+        Some(start..end)
+    }
+
+    /// Check `bytes`, read at file offset `at` (a chunk boundary; they end at
+    /// a chunk boundary or at `covered`), chunk by chunk.
+    pub fn verify(&self, at: u64, bytes: &[u8]) -> Result<(), FormatError> {
+        let chunk = 1usize << self.chunk_log2;
+        let aligned = at.is_multiple_of(1 << self.chunk_log2);
+        let end = at.checked_add(len_u64(bytes.len()));
+        let fits = end.is_some_and(|e| {
+            e == self.covered || (e < self.covered && e.is_multiple_of(1 << self.chunk_log2))
+        });
+        if !aligned || !fits {
+            return Err(malformed(format_args!("range {at}+{} is not on chunk boundaries", bytes.len())));
+        }
+        let first = usize::try_from(at >> self.chunk_log2).unwrap_or(usize::MAX);
+        for (i, c) in bytes.chunks(chunk).enumerate() {
+            let expected = self.crcs.get(first + i).copied().unwrap_or(0);
+            let actual = crc32c::crc32c(c);
+            if expected != actual {
+                return Err(FormatError::ChecksumMismatch { what: "segment chunk", expected, actual });
+            }
+        }
+        Ok(())
+    }
+}
 
 /// The byte ranges of a segment's sections, read from its section table
 /// (file offsets; see 8.3). Only checks that the table is where the header
@@ -194,6 +318,15 @@ impl IdsSection {
             }
         })
     }
+}
+
+/// Decode one row's attributes as stored in the docs section (kind 2, 8.5):
+/// exactly one attributes map. For readers that fetched the row's bytes by range.
+pub fn decode_row_attributes(bytes: &[u8]) -> Result<BTreeMap<String, Value>, FormatError> {
+    let mut r = Reader::new(bytes);
+    let attrs = decode_attrs(&mut r)?;
+    r.finish("segment doc")?;
+    Ok(attrs)
 }
 
 /// The first 8 bytes of every deletion-set file.
@@ -309,6 +442,7 @@ pub struct SegmentBuilder {
     absent: Vec<u64>,
     any_absent: bool,
     extra: Vec<(u16, Vec<u8>)>,
+    range_checksums: bool,
 }
 
 impl SegmentBuilder {
@@ -328,7 +462,15 @@ impl SegmentBuilder {
             absent: Vec::new(),
             any_absent: false,
             extra: Vec::new(),
+            range_checksums: false,
         }
+    }
+
+    /// Also write a range-checksum section (kind 22) after the other sections,
+    /// so readers can verify ranged reads of the file.
+    pub fn with_range_checksums(mut self) -> Self {
+        self.range_checksums = true;
+        self
     }
 
     fn checked_dim(&self) -> Result<Option<usize>, FormatError> {
@@ -481,12 +623,36 @@ impl SegmentBuilder {
             }
         }
         sections.extend(self.extra.iter().map(|(k, b)| (*k, b.as_slice())));
-        assemble(id_kind_of(self.id_type), self.rows, self.vector_dim.unwrap_or(0), &sections)
+        let dim = self.vector_dim.unwrap_or(0);
+        assemble(id_kind_of(self.id_type), self.rows, dim, &sections, self.range_checksums)
     }
 }
 
 /// Lay out header, sections, table and table crc (see the module doc).
-fn assemble(id_kind: u8, rows: usize, dim: u32, sections: &[(u16, &[u8])]) -> Result<Vec<u8>, FormatError> {
+fn assemble(
+    id_kind: u8,
+    rows: usize,
+    dim: u32,
+    sections: &[(u16, &[u8])],
+    range_checksums: bool,
+) -> Result<Vec<u8>, FormatError> {
+    if range_checksums {
+        // Lay the file out with a zeroed checksum section of the right length
+        // (the header then already counts it), checksum everything before that
+        // section, and lay it out again with the real checksums: the bytes
+        // before the section are the same both times.
+        let mut all = sections.to_vec();
+        let plain = assemble(id_kind, rows, dim, sections, false)?;
+        let covered = align_up(last_section_end(&plain)?).ok_or_else(|| malformed("segment too large"))?;
+        let placeholder = vec![0u8; RANGE_HEADER_LEN + 4 * covered.div_ceil(1 << RANGE_CHUNK_LOG2)];
+        all.push((SECTION_RANGE_CHECKSUMS, &placeholder));
+        let draft = assemble(id_kind, rows, dim, &all, false)?;
+        let sums =
+            RangeChecksums::compute(draft.get(..covered).unwrap_or_default(), RANGE_CHUNK_LOG2).encode();
+        all.pop();
+        all.push((SECTION_RANGE_CHECKSUMS, &sums));
+        return assemble(id_kind, rows, dim, &all, false);
+    }
     if sections.len() > MAX_SECTIONS {
         return Err(FormatError::TooLarge {
             what: "segment sections",
@@ -536,6 +702,33 @@ fn assemble(id_kind: u8, rows: usize, dim: u32, sections: &[(u16, &[u8])]) -> Re
     w.bytes(table.as_slice());
     w.u32(crc32c::crc32c(table.as_slice()));
     Ok(w.into_inner())
+}
+
+/// A range-checksum section (kind 22) must be the last section, cover exactly
+/// the bytes before it, and match them, so a ranged reader and a whole-file
+/// reader can never disagree about a segment.
+fn check_range_checksums(buf: &[u8], sections: &[(SectionInfo, Range<usize>)]) -> Result<(), FormatError> {
+    let Some(i) = sections.iter().position(|(s, _)| s.kind == SECTION_RANGE_CHECKSUMS) else { return Ok(()) };
+    let (info, range) = &sections[i];
+    if i + 1 != sections.len() {
+        return Err(malformed("the range-checksum section must be the last section"));
+    }
+    let sums = RangeChecksums::decode(buf.get(range.clone()).unwrap_or_default())?;
+    if sums.covered() != info.offset {
+        return Err(malformed(format_args!(
+            "range checksums cover {} bytes, their section starts at {}",
+            sums.covered(),
+            info.offset
+        )));
+    }
+    sums.verify(0, buf.get(..range.start).unwrap_or_default())
+}
+
+/// End of the last section of a well-formed file just assembled.
+fn last_section_end(file: &[u8]) -> Result<usize, FormatError> {
+    let table = section_table(file)?;
+    let end = table.last().map_or(len_u64(SEGMENT_HEADER_LEN), |s| s.offset + s.len);
+    usize::try_from(end).map_err(|_| malformed("section end"))
 }
 
 // ====================================================================== reader
@@ -823,6 +1016,7 @@ impl Segment {
             )));
         }
         check_zero("segment padding", buf.get(prev_end..table_offset).unwrap_or_default())?;
+        check_range_checksums(buf, &sections)?;
         let [_, ids_sec, docs_sec, vec_sec, absent_sec] = core;
         let ids_sec = ids_sec.ok_or_else(|| malformed("no ids section"))?;
         let docs_sec = docs_sec.ok_or_else(|| malformed("no docs section"))?;
@@ -1366,6 +1560,57 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    /// Invariant: with range checksums any byte range, widened to chunks, verifies on its own;
+    /// a flipped bit in it does not; a segment whose checksums disagree with its bytes does not
+    /// open; rebuilding from the extension sections reproduces the file.
+    #[test]
+    fn range_checksums_verify_ranged_reads() {
+        let docs: Vec<Document> = (0..3000u64)
+            .map(|i| Document {
+                id: DocId::U64(i),
+                vector: Some(vec![i as f32, 1.0]),
+                attrs: attrs(&[("t", Value::Str("x".repeat((i % 50) as usize)))]),
+            })
+            .collect();
+        let mut b = SegmentBuilder::new(IdType::U64, Some(2)).with_range_checksums();
+        for d in &docs {
+            b.push(d).unwrap();
+        }
+        b.add_section(SECTION_TEXT_INDEX, vec![3; 1000]);
+        let bytes = b.finish().unwrap();
+        let seg = Segment::open(Bytes::from(bytes.clone())).unwrap();
+        let table = section_table(&bytes).unwrap();
+        let last = table.last().unwrap();
+        assert_eq!(last.kind, SECTION_RANGE_CHECKSUMS);
+        let sums = RangeChecksums::decode(seg.section(SECTION_RANGE_CHECKSUMS).unwrap()).unwrap();
+        assert_eq!(sums.covered(), last.offset);
+        assert!(sums.covered() > 3 << RANGE_CHUNK_LOG2, "the test spans several chunks");
+        for (a, z) in [(0u64, 1u64), (100, 40_000), (16_383, 16_385), (sums.covered() - 5, sums.covered())] {
+            let w = sums.widen(a..z).unwrap();
+            assert!(w.start <= a && z <= w.end);
+            let got = &bytes[w.start as usize..w.end as usize];
+            sums.verify(w.start, got).unwrap();
+            let mut bad = got.to_vec();
+            bad[(a - w.start) as usize] ^= 0x04;
+            assert!(sums.verify(w.start, &bad).is_err());
+            assert!(sums.verify(w.start + 1, &got[1..]).is_err(), "unaligned start refused");
+        }
+        assert!(sums.widen(0..sums.covered() + 1).is_none());
+        assert_eq!(rebuild(&seg), bytes, "canonical with the checksum section");
+        // A builder that lies: the checksums no longer match the bytes.
+        let mut forged = bytes.clone();
+        let at = last.offset as usize + RANGE_HEADER_LEN;
+        forged[at] ^= 1;
+        let crc = crc32c::crc32c(&forged[last.offset as usize..(last.offset + last.len) as usize]);
+        let table_at = forged.len() - 4 - SECTION_ENTRY_LEN * table.len();
+        let entry = table_at + SECTION_ENTRY_LEN * (table.len() - 1);
+        forged[entry + 4..entry + 8].copy_from_slice(&crc.to_le_bytes());
+        let tcrc = crc32c::crc32c(&forged[table_at..forged.len() - 4]);
+        let n = forged.len();
+        forged[n - 4..].copy_from_slice(&tcrc.to_le_bytes());
+        assert!(matches!(Segment::open(Bytes::from(forged)), Err(FormatError::ChecksumMismatch { .. })));
+    }
+
     /// Invariant: a cold reader that fetches only the section table's ranges sees the ids the
     /// segment holds, for every id kind (`section_table`, `IdsSection`).
     #[test]
@@ -1620,6 +1865,7 @@ mod tests {
             3,
             2,
             &[(SECTION_IDS, &ids), (SECTION_DOCS, &docs), (SECTION_VECTORS, &vecs), (16, b"x")],
+            false,
         )
         .unwrap();
         assert_eq!(good.len(), small_segment().len() + SECTION_ALIGN + SECTION_ENTRY_LEN);
@@ -1630,6 +1876,7 @@ mod tests {
                 3,
                 2,
                 &[(SECTION_IDS, &ids), (SECTION_DOCS, &docs), (SECTION_VECTORS, &vecs), (bad_kind, b"x")],
+                false,
             )
             .unwrap();
             assert!(matches!(open(&bytes), Err(FormatError::Malformed(_))), "kind {bad_kind}");
@@ -1640,12 +1887,15 @@ mod tests {
             3,
             2,
             &[(SECTION_IDS, &ids), (SECTION_DOCS, &docs), (SECTION_VECTORS, &vecs), (SECTION_IDS, &ids)],
+            false,
         )
         .unwrap();
         assert!(matches!(open(&dup), Err(FormatError::Malformed(_))));
-        let missing = assemble(ID_KIND_U64, 3, 2, &[(SECTION_IDS, &ids), (SECTION_DOCS, &docs)]).unwrap();
+        let missing =
+            assemble(ID_KIND_U64, 3, 2, &[(SECTION_IDS, &ids), (SECTION_DOCS, &docs)], false).unwrap();
         assert!(matches!(open(&missing), Err(FormatError::Malformed(_))));
-        let no_dim = assemble(ID_KIND_U64, 3, 0, &[(SECTION_IDS, &ids), (SECTION_DOCS, &docs), (3, &vecs)]);
+        let no_dim =
+            assemble(ID_KIND_U64, 3, 0, &[(SECTION_IDS, &ids), (SECTION_DOCS, &docs), (3, &vecs)], false);
         assert!(matches!(open(&no_dim.unwrap()), Err(FormatError::Malformed(_))));
     }
 
@@ -1672,7 +1922,7 @@ mod tests {
         let d = seg.section(SECTION_DOCS).unwrap().to_vec();
         let v = seg.section(SECTION_VECTORS).unwrap().to_vec();
         let a = seg.section(SECTION_VECTOR_ABSENT).unwrap().to_vec();
-        let mk = |secs: &[(u16, &[u8])]| open(&assemble(ID_KIND_U64, 2, 2, secs).unwrap());
+        let mk = |secs: &[(u16, &[u8])]| open(&assemble(ID_KIND_U64, 2, 2, secs, false).unwrap());
         assert!(mk(&[(1, &ids), (2, &d), (3, &v), (4, &a), (16, b"x")]).is_ok());
         for bad in [
             vec![(2, &d[..]), (1, &ids[..]), (3, &v[..]), (4, &a[..])],
@@ -1698,7 +1948,7 @@ mod tests {
         let docs = seg.section(SECTION_DOCS).unwrap().to_vec();
         let vecs = seg.section(SECTION_VECTORS).unwrap().to_vec();
         let mk = |ids: &[u8], docs: &[u8], vecs: &[u8], rows: usize| {
-            open(&assemble(ID_KIND_U64, rows, 2, &[(1, ids), (2, docs), (3, vecs)]).unwrap())
+            open(&assemble(ID_KIND_U64, rows, 2, &[(1, ids), (2, docs), (3, vecs)], false).unwrap())
         };
         assert!(mk(&ids, &docs, &vecs, 3).is_ok());
         // Ids not increasing.
@@ -1734,8 +1984,9 @@ mod tests {
             }
             w.into_inner()
         };
-        let mk_str =
-            |ids: Vec<u8>| open(&assemble(ID_KIND_STR, 3, 2, &[(1, &ids), (2, &docs), (3, &vecs)]).unwrap());
+        let mk_str = |ids: Vec<u8>| {
+            open(&assemble(ID_KIND_STR, 3, 2, &[(1, &ids), (2, &docs), (3, &vecs)], false).unwrap())
+        };
         assert!(mk_str(str_ids(&[b"a", b"b", b"c"])).is_ok());
         assert!(mk_str(str_ids(&[b"a", b"", b"c"])).is_err());
         assert!(mk_str(str_ids(&[b"a", &[b'b'; 65], b"c"])).is_err());
