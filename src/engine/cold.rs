@@ -3,8 +3,7 @@
 //! (`storage-format.md` 11.4, "Cold reads").
 //!
 //! Round trips, each a set of requests issued together:
-//! 1. the manifest: from `meta.redb` if this node saw the namespace before, else one GET of
-//!    CURRENT (version 2 embeds the manifest);
+//! 1. the manifest: one GET of CURRENT (version 2 embeds the manifest);
 //! 2. per segment the cold IVF head (centroids, list offsets, list crcs), the ids section and
 //!    the deletion set; every WAL batch; and the strong-consistency probe of the next
 //!    generation (GET `{g+1}.json`, HEAD `{g+1}.gc`);
@@ -193,16 +192,8 @@ impl Engine {
         }))
     }
 
-    /// Round trip 1: the manifest this node last saw, else the one CURRENT embeds.
+    /// Round trip 1: the manifest CURRENT embeds (read from the store every time; see 5.2).
     async fn cold_manifest(&self, path: &NsPath) -> Result<Option<Manifest>, EngineError> {
-        let ns = path.to_string();
-        if let Some(bytes) = self.blocking(move |m| m.cached_manifest(&ns)).await? {
-            if let Ok(m) = Manifest::decode(&bytes) {
-                if m.namespace == path.to_string() {
-                    return Ok(Some(m));
-                }
-            }
-        }
         let Some(b) = self.store.get_opt(&path.current_key()).await? else { return Ok(None) };
         Ok(match decode_current_full(&b) {
             Ok((_, Some(m))) if m.namespace == path.to_string() => Some(m),

@@ -20,6 +20,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
 
 use super::state::{LiveSegment, NsState};
 use super::{CommitError, Engine, EngineError, NsHandle, Snapshot};
@@ -299,22 +300,29 @@ impl Engine {
 
     /// Load the segments of a manifest (verified) into live segments.
     pub(crate) async fn load_segments(&self, m: &Manifest) -> Result<Vec<LiveSegment>, EngineError> {
-        let mut out = Vec::with_capacity(m.segments.len());
-        for s in &m.segments {
-            let file = s
-                .files
-                .first()
-                .ok_or_else(|| EngineError::Corrupted(format!("segment {} has no file", s.id)))?;
-            let seg = crate::format::segment::Segment::open(self.object_bytes(file).await?)
-                .map_err(|e| EngineError::Corrupted(format!("segment {}: {e}", file.key)))?;
-            let deleted = match &s.deletes {
-                Some(d) => DeletionSet::decode(&self.object_bytes(d).await?)
-                    .map_err(|e| EngineError::Corrupted(format!("deletion set {}: {e}", d.key)))?,
-                None => DeletionSet::new(seg.len()),
-            };
-            out.push(LiveSegment { seg, deleted: Arc::new(deleted), meta: s.clone() });
-        }
-        Ok(out)
+        // A few segments at a time, each with its deletion set, in one round trip.
+        let loads: Vec<_> = m.segments.iter().map(|s| self.load_segment(s)).collect();
+        futures::stream::iter(loads).buffered(4).try_collect().await
+    }
+
+    async fn load_segment(&self, s: &SegmentRef) -> Result<LiveSegment, EngineError> {
+        let file =
+            s.files.first().ok_or_else(|| EngineError::Corrupted(format!("segment {} has no file", s.id)))?;
+        let deletes = async {
+            match &s.deletes {
+                Some(d) => self.object_bytes(d).await.map(Some),
+                None => Ok(None),
+            }
+        };
+        let (bytes, deletes) = futures::try_join!(self.object_bytes(file), deletes)?;
+        let seg = crate::format::segment::Segment::open(bytes)
+            .map_err(|e| EngineError::Corrupted(format!("segment {}: {e}", file.key)))?;
+        let deleted = match (&s.deletes, deletes) {
+            (Some(d), Some(b)) => DeletionSet::decode(&b)
+                .map_err(|e| EngineError::Corrupted(format!("deletion set {}: {e}", d.key)))?,
+            _ => DeletionSet::new(seg.len()),
+        };
+        Ok(LiveSegment { seg, deleted: Arc::new(deleted), meta: s.clone() })
     }
 
     /// The verified bytes of an immutable object, through the disk cache

@@ -42,7 +42,7 @@ pub use self::state::{LiveSegment, NsState};
 use crate::cache::ObjectCache;
 use crate::clock::{Clock, IdGen};
 use crate::format::manifest::{
-    decode_current, encode_current_with_manifest, Manifest, ManifestStats, WalRef,
+    decode_current_full, encode_current_with_manifest, Manifest, ManifestStats, WalRef,
 };
 use crate::format::wal::WalBatch;
 use crate::format::FormatError;
@@ -531,11 +531,11 @@ impl Engine {
                 return Ok(s.manifest);
             }
         }
-        let hint = match cached(&h) {
-            Some(s) => Some(s.generation()),
+        let start = match cached(&h) {
+            Some(s) => (Some(s.generation()), None),
             None => self.generation_hint(path).await?,
         };
-        Ok(self.newest_manifest(path, hint).await?.map(Arc::new))
+        Ok(self.newest_manifest(path, start).await?.map(Arc::new))
     }
 
     /// The snapshot of an existing namespace, or NotFound.
@@ -560,11 +560,11 @@ impl Engine {
     pub(crate) async fn reload(&self, h: &NsHandle) -> Result<Snapshot, EngineError> {
         let _g = h.load_lock.lock().await;
         let prev = cached(h);
-        let hint = match &prev {
-            Some(s) => Some(s.generation()),
+        let start = match &prev {
+            Some(s) => (Some(s.generation()), None),
             None => self.generation_hint(&h.path).await?,
         };
-        let manifest = self.newest_manifest(&h.path, hint).await?;
+        let manifest = self.newest_manifest(&h.path, start).await?;
         let snap = match (manifest, prev) {
             (None, _) => Snapshot { manifest: None, state: Arc::new(NsState::default()) },
             (Some(m), Some(p)) if p.generation() == m.generation => p,
@@ -575,17 +575,27 @@ impl Engine {
         Ok(snap)
     }
 
-    /// Where to start probing for the newest generation.
-    pub(crate) async fn generation_hint(&self, path: &NsPath) -> Result<Option<u64>, EngineError> {
+    /// Where to start probing for the newest generation, and that
+    /// generation's manifest when a version-2 CURRENT embeds it (manifests
+    /// are immutable, so it equals `manifests/{g}.json`; read from the store
+    /// just now, so a namespace removed from the store is not resurrected by
+    /// local metadata: the `meta.redb` copy only gives the generation).
+    pub(crate) async fn generation_hint(
+        &self,
+        path: &NsPath,
+    ) -> Result<(Option<u64>, Option<Manifest>), EngineError> {
         let ns = path.to_string();
         if let Some(bytes) = self.blocking(move |m| m.cached_manifest(&ns)).await? {
             if let Ok(m) = Manifest::decode(&bytes) {
-                return Ok(Some(m.generation));
+                return Ok((Some(m.generation), None));
             }
         }
         Ok(match self.store.get_opt(&path.current_key()).await? {
-            Some(b) => decode_current(&b).ok(),
-            None => None,
+            Some(b) => match decode_current_full(&b) {
+                Ok((g, m)) => (Some(g), m.filter(|m| m.namespace == path.to_string())),
+                Err(_) => (None, None),
+            },
+            None => (None, None),
         })
     }
 
@@ -594,10 +604,11 @@ impl Engine {
     pub(crate) async fn newest_manifest(
         &self,
         path: &NsPath,
-        hint: Option<u64>,
+        (hint, known): (Option<u64>, Option<Manifest>),
     ) -> Result<Option<Manifest>, EngineError> {
-        let mut best = match hint {
-            Some(g) if g > 0 => self.read_manifest(path, g).await?,
+        let mut best = match (hint, known) {
+            (Some(g), Some(m)) if m.generation == g => Some(m),
+            (Some(g), _) if g > 0 => self.read_manifest(path, g).await?,
             _ => None,
         };
         if best.is_none() {
@@ -610,8 +621,12 @@ impl Engine {
         let Some(mut m) = best else { return Ok(None) };
         loop {
             let g = m.generation + 1;
-            let next = self.read_manifest(path, g).await?;
-            if !self.store.exists(&path.manifest_tombstone_key(g)).await? {
+            let tomb = path.manifest_tombstone_key(g);
+            // One round trip: the next generation and its tombstone together.
+            let (next, fenced) = futures::try_join!(self.read_manifest(path, g), async {
+                self.store.exists(&tomb).await.map_err(EngineError::from)
+            })?;
+            if !fenced {
                 match next {
                     Some(n) => m = n,
                     None => return Ok(Some(m)),
@@ -661,17 +676,23 @@ impl Engine {
         if m.deleted {
             return Ok(Snapshot { manifest: Some(m), state: Arc::new(NsState::default()) });
         }
-        let (mut state, skip) = match prev.and_then(|p| p.manifest.as_ref().map(|pm| (p, pm))) {
-            Some((p, pm)) if !pm.deleted && pm.segments == m.segments && m.wal.starts_with(&pm.wal) => {
-                ((*p.state).clone(), pm.wal.len())
-            }
-            _ => (self.base_state(&m).await?, 0),
-        };
+        let reuse = prev
+            .and_then(|p| p.manifest.as_ref().map(|pm| (p, pm)))
+            .filter(|(_, pm)| !pm.deleted && pm.segments == m.segments && m.wal.starts_with(&pm.wal));
+        let skip = reuse.map_or(0, |(_, pm)| pm.wal.len());
         let refs = &m.wal[skip..];
         // Collect the futures first: a closure inside the stream makes the
         // future not `Send` for every lifetime (rust-lang/rust#102211).
         let reads: Vec<_> = refs.iter().map(|r| self.read_wal(r)).collect();
-        let batches: Vec<WalBatch> = futures::stream::iter(reads).buffered(8).try_collect().await?;
+        let wal = futures::stream::iter(reads).buffered(8).try_collect::<Vec<WalBatch>>();
+        let base = async {
+            match reuse {
+                Some((p, _)) => Ok((*p.state).clone()),
+                None => self.base_state(&m).await,
+            }
+        };
+        // The segments and the WAL batches are fetched in the same round trip.
+        let (mut state, batches) = futures::try_join!(base, wal)?;
         for b in &batches {
             for req in &b.requests {
                 apply::apply_request(&mut state, req, None).map_err(|e| {
