@@ -589,6 +589,20 @@ fn corrupted_v1_fixtures_are_refused_not_misread() {
     assert!(matches!(DeletionSet::decode(&del), Err(FormatError::ChecksumMismatch { .. })));
 }
 
+/// Write the fixture files that do not exist yet (released fixtures are frozen: an existing
+/// file is never overwritten).
+fn write_missing(dir: &std::path::Path, files: Vec<(&str, Vec<u8>)>) {
+    for (name, bytes) in files {
+        let path = dir.join(name);
+        if path.exists() {
+            eprintln!("keeping existing {}", path.display());
+            continue;
+        }
+        std::fs::write(&path, bytes).unwrap();
+        eprintln!("wrote {}", path.display());
+    }
+}
+
 /// Where a deletion set's bitmap starts (after the 32-byte header).
 const DELETES_BITMAP_AT: usize = 32;
 
@@ -615,15 +629,7 @@ fn write_v1_fixtures() {
     } else {
         eprintln!("not writing wal_batch_filters.bin: the filter implementation is a stub");
     }
-    for (name, bytes) in files {
-        let path = dir.join(name);
-        if path.exists() {
-            eprintln!("keeping existing {}", path.display());
-            continue;
-        }
-        std::fs::write(&path, bytes).unwrap();
-        eprintln!("wrote {}", path.display());
-    }
+    write_missing(&dir, files);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -766,13 +772,5 @@ fn write_v2_fixtures() {
         ("segment_cold.seg", v2_cold_segment()),
         ("segment_ranges.seg", v2_ranges_segment()),
     ];
-    for (name, bytes) in files {
-        let path = dir.join(name);
-        if path.exists() {
-            eprintln!("keeping existing {}", path.display());
-            continue;
-        }
-        std::fs::write(&path, bytes).unwrap();
-        eprintln!("wrote {}", path.display());
-    }
+    write_missing(&dir, files);
 }

@@ -637,21 +637,7 @@ fn assemble(
     range_checksums: bool,
 ) -> Result<Vec<u8>, FormatError> {
     if range_checksums {
-        // Lay the file out with a zeroed checksum section of the right length
-        // (the header then already counts it), checksum everything before that
-        // section, and lay it out again with the real checksums: the bytes
-        // before the section are the same both times.
-        let mut all = sections.to_vec();
-        let plain = assemble(id_kind, rows, dim, sections, false)?;
-        let covered = align_up(last_section_end(&plain)?).ok_or_else(|| malformed("segment too large"))?;
-        let placeholder = vec![0u8; RANGE_HEADER_LEN + 4 * covered.div_ceil(1 << RANGE_CHUNK_LOG2)];
-        all.push((SECTION_RANGE_CHECKSUMS, &placeholder));
-        let draft = assemble(id_kind, rows, dim, &all, false)?;
-        let sums =
-            RangeChecksums::compute(draft.get(..covered).unwrap_or_default(), RANGE_CHUNK_LOG2).encode();
-        all.pop();
-        all.push((SECTION_RANGE_CHECKSUMS, &sums));
-        return assemble(id_kind, rows, dim, &all, false);
+        return assemble_with_range_checksums(id_kind, rows, dim, sections);
     }
     if sections.len() > MAX_SECTIONS {
         return Err(FormatError::TooLarge {
@@ -724,11 +710,35 @@ fn check_range_checksums(buf: &[u8], sections: &[(SectionInfo, Range<usize>)]) -
     sums.verify(0, buf.get(..range.start).unwrap_or_default())
 }
 
-/// End of the last section of a well-formed file just assembled.
-fn last_section_end(file: &[u8]) -> Result<usize, FormatError> {
-    let table = section_table(file)?;
-    let end = table.last().map_or(len_u64(SEGMENT_HEADER_LEN), |s| s.offset + s.len);
-    usize::try_from(end).map_err(|_| malformed("section end"))
+/// Lay the file out with a zeroed range-checksum section of the right length
+/// (so the header and table already count it), then checksum every byte
+/// before that section and patch in the section, its table crc and the table
+/// crc. The result is what a two-pass layout would give, in one pass.
+fn assemble_with_range_checksums(
+    id_kind: u8,
+    rows: usize,
+    dim: u32,
+    sections: &[(u16, &[u8])],
+) -> Result<Vec<u8>, FormatError> {
+    let too_large = || FormatError::TooLarge { what: "segment", len: u64::MAX, max: len_u64(usize::MAX) };
+    let mut end = SEGMENT_HEADER_LEN;
+    for (_, b) in sections {
+        end = align_up(end).and_then(|t| t.checked_add(b.len())).ok_or_else(too_large)?;
+    }
+    let covered = align_up(end).ok_or_else(too_large)?;
+    let placeholder = vec![0u8; RANGE_HEADER_LEN + 4 * covered.div_ceil(1 << RANGE_CHUNK_LOG2)];
+    let mut all = sections.to_vec();
+    all.push((SECTION_RANGE_CHECKSUMS, &placeholder));
+    let mut file = assemble(id_kind, rows, dim, &all, false)?;
+    let sums = RangeChecksums::compute(&file[..covered], RANGE_CHUNK_LOG2).encode();
+    file[covered..covered + sums.len()].copy_from_slice(&sums);
+    let table_at = file.len() - 4 - SECTION_ENTRY_LEN * all.len();
+    let entry = table_at + SECTION_ENTRY_LEN * (all.len() - 1);
+    file[entry + 4..entry + 8].copy_from_slice(&crc32c::crc32c(&sums).to_le_bytes());
+    let table_crc = crc32c::crc32c(&file[table_at..file.len() - 4]);
+    let n = file.len();
+    file[n - 4..].copy_from_slice(&table_crc.to_le_bytes());
+    Ok(file)
 }
 
 // ====================================================================== reader

@@ -522,6 +522,16 @@ pub fn build(vectors: &[f32], dim: usize, metric: Metric, params: &AnnParams) ->
     out
 }
 
+/// The metric of a stored metric byte (0 cosine, 1 euclidean_squared), the inverse of
+/// [`metric_code`]; shared by every index section that stores one.
+pub(crate) fn metric_from_code(c: u8) -> Result<Metric, IndexError> {
+    match c {
+        0 => Ok(Metric::CosineDistance),
+        1 => Ok(Metric::EuclideanSquared),
+        _ => Err(IndexError::Corrupt("unknown metric")),
+    }
+}
+
 pub(crate) fn metric_code(m: Metric) -> u8 {
     match m {
         Metric::CosineDistance => 0,
@@ -625,13 +635,13 @@ fn view_4<T: Copy>(b: &[u8]) -> Option<&[T]> {
     None
 }
 
-fn rd_u32(b: &[u8], at: usize) -> Result<u32, IndexError> {
+pub(crate) fn rd_u32(b: &[u8], at: usize) -> Result<u32, IndexError> {
     b.get(at..at + 4)
         .and_then(|s| s.try_into().ok())
         .map(u32::from_le_bytes)
         .ok_or(IndexError::Corrupt("truncated header"))
 }
-fn rd_u64(b: &[u8], at: usize) -> Result<u64, IndexError> {
+pub(crate) fn rd_u64(b: &[u8], at: usize) -> Result<u64, IndexError> {
     b.get(at..at + 8)
         .and_then(|s| s.try_into().ok())
         .map(u64::from_le_bytes)
@@ -646,10 +656,10 @@ fn pick<'x, T: Copy>(decoded: Option<&'x Vec<T>>, b: &'x [u8]) -> &'x [T] {
     }
 }
 
-fn decode_f32(b: &[u8]) -> Vec<f32> {
+pub(crate) fn decode_f32(b: &[u8]) -> Vec<f32> {
     b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
 }
-fn decode_u32(b: &[u8]) -> Vec<u32> {
+pub(crate) fn decode_u32(b: &[u8]) -> Vec<u32> {
     b.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
 }
 
@@ -713,11 +723,7 @@ fn parse(bytes: &[u8], check_crc: bool) -> Result<Meta, IndexError> {
     if check_crc && rd_u32(bytes, CRC_AT)? != section_crc(bytes) {
         return Err(IndexError::Checksum);
     }
-    let metric = match bytes[16] {
-        0 => Metric::CosineDistance,
-        1 => Metric::EuclideanSquared,
-        _ => return Err(IndexError::Corrupt("unknown metric")),
-    };
+    let metric = metric_from_code(bytes[16])?;
     let dim = rd_u32(bytes, 20)? as usize;
     let rows = rd_u32(bytes, 24)? as usize;
     let nlist = rd_u32(bytes, 28)? as usize;

@@ -31,7 +31,9 @@
 
 use std::ops::Range;
 
-use super::ann::{metric_code, AnnIndex, IndexError};
+use super::ann::{
+    decode_f32, decode_u32, metric_code, metric_from_code, rd_u32, rd_u64, AnnIndex, IndexError,
+};
 use super::distance::{kernels, Metric};
 
 /// Section magic.
@@ -40,20 +42,6 @@ pub const MAGIC: [u8; 8] = *b"TPIVFCLD";
 pub const VERSION: u32 = 1;
 const FIXED_HEADER: usize = 64;
 const HEAD_CRC_AT: usize = 56;
-
-fn rd_u32(b: &[u8], at: usize) -> Result<u32, IndexError> {
-    b.get(at..at + 4)
-        .and_then(|s| s.try_into().ok())
-        .map(u32::from_le_bytes)
-        .ok_or(IndexError::Corrupt("truncated cold ivf header"))
-}
-
-fn rd_u64(b: &[u8], at: usize) -> Result<u64, IndexError> {
-    b.get(at..at + 8)
-        .and_then(|s| s.try_into().ok())
-        .map(u64::from_le_bytes)
-        .ok_or(IndexError::Corrupt("truncated cold ivf header"))
-}
 
 fn head_crc(head: &[u8]) -> u32 {
     crc32c::crc32c_append(crc32c::crc32c(&head[..HEAD_CRC_AT]), &head[HEAD_CRC_AT + 4..])
@@ -133,14 +121,6 @@ pub struct ColdList {
     pub vectors: Vec<f32>,
 }
 
-fn f32s(b: &[u8]) -> Vec<f32> {
-    b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
-}
-
-fn u32s(b: &[u8]) -> Vec<u32> {
-    b.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
-}
-
 impl ColdHead {
     /// Parses and verifies a head: `bytes` must start at the section start and hold at least the
     /// head (`head_len` from the manifest; extra bytes are ignored).
@@ -155,11 +135,7 @@ impl ColdHead {
         if version != VERSION {
             return Err(IndexError::Unsupported { version, kind: 0 });
         }
-        let metric = match bytes[12] {
-            0 => Metric::CosineDistance,
-            1 => Metric::EuclideanSquared,
-            _ => return Err(IndexError::Corrupt("unknown metric")),
-        };
+        let metric = metric_from_code(bytes[12])?;
         let dim = rd_u32(bytes, 16)? as usize;
         let rows = rd_u32(bytes, 20)? as usize;
         let nlist = rd_u32(bytes, 24)? as usize;
@@ -174,9 +150,9 @@ impl ColdHead {
         }
         let c_end = FIXED_HEADER + nlist * dim * 4;
         let o_end = c_end + (nlist + 1) * 4;
-        let centroids = f32s(&head[FIXED_HEADER..c_end]);
-        let offsets = u32s(&head[c_end..o_end]);
-        let list_crcs = u32s(&head[o_end..o_end + nlist * 4]);
+        let centroids = decode_f32(&head[FIXED_HEADER..c_end]);
+        let offsets = decode_u32(&head[c_end..o_end]);
+        let list_crcs = decode_u32(&head[o_end..o_end + nlist * 4]);
         if offsets.first() != Some(&0)
             || offsets.last().map(|o| *o as usize) != Some(rows)
             || offsets.windows(2).any(|w| w[0] > w[1])
@@ -269,11 +245,11 @@ impl ColdHead {
             return Err(IndexError::Checksum);
         }
         let n = self.list_len(c);
-        let rows = u32s(&block[..4 * n]);
+        let rows = decode_u32(&block[..4 * n]);
         if rows.windows(2).any(|w| w[0] >= w[1]) || rows.last().is_some_and(|r| *r as usize >= self.rows) {
             return Err(IndexError::Corrupt("cold ivf list rows"));
         }
-        Ok(ColdList { rows, vectors: f32s(&block[4 * n..]) })
+        Ok(ColdList { rows, vectors: decode_f32(&block[4 * n..]) })
     }
 }
 

@@ -448,11 +448,7 @@ impl GraphIndex {
         if version != VERSION || rd_u32(b, 12)? as usize != HEADER_LEN {
             return Err(IndexError::Unsupported { version, kind: b[16] });
         }
-        let metric = match b[16] {
-            0 => Metric::CosineDistance,
-            1 => Metric::EuclideanSquared,
-            _ => return Err(IndexError::Corrupt("unknown metric")),
-        };
+        let metric = super::ann::metric_from_code(b[16])?;
         let dim = rd_u32(b, 20)? as usize;
         let rows = rd_u32(b, 24)? as usize;
         let degree = rd_u32(b, 28)? as usize;
