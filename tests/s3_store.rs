@@ -16,12 +16,17 @@
 //! - A cold ANN query on a fresh node takes at most 3 sequential round trips
 //!   to the bucket (ranged reads, measured by `store::trace`) and finds the
 //!   same nearest row as the loaded namespace.
+//! - Over HTTP, the daemon binary on a bucket answers such a query with
+//!   `cache_temperature: "cold"`, then loads the namespace in the background
+//!   so later queries are `hot`, with the same rows.
 //!
 //! The server: `TIDEPOOL_TEST_S3_ENDPOINT` (e.g. `http://127.0.0.1:5055`), or
 //! else moto started by `scripts/s3-server.sh start` for this test binary and
 //! stopped when it exits. If neither works every test fails: none is skipped.
 //! moto's conditional create is a check-then-put without a lock, so writers
 //! here take turns (sequential awaits) instead of racing truly concurrently.
+
+mod common;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -525,4 +530,62 @@ async fn a_cold_ann_query_takes_three_round_trips_to_the_bucket() {
     let mut ids: Vec<u64> = two.iter().map(|r| r["id"].as_u64().unwrap()).collect();
     ids.sort_unstable();
     assert_eq!(ids, vec![3, 9999], "the WAL row ties with its twin in the segment");
+}
+
+#[tokio::test]
+async fn the_daemon_answers_a_cold_query_then_warms_up() {
+    let url = format!("s3://{}/daemon", new_bucket().await);
+    let flags = [
+        "--store",
+        &url,
+        "--s3-endpoint",
+        endpoint(),
+        "--s3-allow-http",
+        "--s3-access-key-id",
+        "test",
+        "--s3-secret-access-key",
+        "test",
+    ];
+    let vector = |i: u64| -> Vec<f32> {
+        (0..8u64)
+            .map(|j| {
+                let mut z = (i * 8 + j).wrapping_add(0x9e37_79b9_7f4a_7c15);
+                z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+                z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+                ((z ^ (z >> 31)) % 2001) as f32 / 100.0 - 10.0
+            })
+            .collect()
+    };
+    let c = common::client();
+    let writer_dir = tempfile::tempdir().unwrap();
+    {
+        let d = common::Daemon::start(writer_dir.path(), &flags);
+        let rows: Vec<Json> = (0..1200u64).map(|i| json!({"id": i, "vector": vector(i), "n": i})).collect();
+        let (st, body) = common::post(&c, &d.at("/v2/namespaces/cold"), &json!({"upsert_rows": rows})).await;
+        assert_eq!(st, 200, "{body}");
+        let (st, body) = common::post(&c, &d.at("/v1/namespaces/cold/_admin/compact"), &json!({})).await;
+        assert_eq!(st, 200, "{body}");
+        d.stop();
+    }
+    // Another node: empty data dir, nothing cached.
+    let fresh = tempfile::tempdir().unwrap();
+    let d = common::Daemon::start(fresh.path(), &flags);
+    let q = json!({"rank_by": ["vector", "ANN", vector(77)], "top_k": 3, "include_attributes": ["n"]});
+    let (st, cold) = common::post(&c, &d.at("/v2/namespaces/cold/query"), &q).await;
+    assert_eq!(st, 200, "{cold}");
+    assert_eq!(cold["performance"]["cache_temperature"], "cold", "{cold}");
+    assert_eq!(cold["rows"][0]["id"], 77);
+    assert_eq!(cold["rows"][0]["n"], 77);
+    let mut hot = Json::Null;
+    for _ in 0..100 {
+        let (st, body) = common::post(&c, &d.at("/v2/namespaces/cold/query"), &q).await;
+        assert_eq!(st, 200, "{body}");
+        hot = body;
+        if hot["performance"]["cache_temperature"] == "hot" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(hot["performance"]["cache_temperature"], "hot", "the background load finished: {hot}");
+    assert_eq!(hot["rows"], cold["rows"]);
 }

@@ -253,6 +253,53 @@ fn select(cands: &[D], m: usize, cd: &Coded<'_>) -> Vec<u32> {
     out
 }
 
+/// The vectors the graph indexes: cosine rows unit-normalised (f64 norms), euclidean as given.
+fn index_space(vectors: &[f32], rows: usize, dim: usize, metric: Metric) -> Vec<f32> {
+    let mut v = vectors[..rows * dim].to_vec();
+    if metric == Metric::CosineDistance {
+        for x in v.chunks_exact_mut(dim.max(1)) {
+            let n: f64 = x.iter().map(|a| f64::from(*a) * f64::from(*a)).sum::<f64>().sqrt();
+            if n > 0.0 && n.is_finite() {
+                x.iter_mut().for_each(|a| *a = (f64::from(*a) / n) as f32);
+            }
+        }
+    }
+    v
+}
+
+/// Code levels that the middle 80% of rows (10th to 90th percentile) must span, averaged over
+/// dimensions, for the graph's 8-bit codes (uncentred, `round(x_j · 127 / max|x_j|)`) to tell
+/// rows apart during traversal. Measured: 74 on the Debian MiniLM embeddings, 105 on Gaussian
+/// and 135 on clustered random data, 9 on vectors packed in a narrow cone (where graph recall@10
+/// fell to 0.22 while IVF kept 0.83).
+pub const MIN_CODE_LEVELS: f64 = 24.0;
+
+/// Whether the graph's codes resolve these vectors (see [`MIN_CODE_LEVELS`]). When they do not,
+/// callers write no graph section and the IVF index (codes of residuals from each row's
+/// centroid, which keep their resolution in a narrow cone) serves the segment.
+pub fn codes_resolve(vectors: &[f32], dim: usize, metric: Metric) -> bool {
+    let rows = vectors.len().checked_div(dim).unwrap_or(0);
+    if rows == 0 {
+        return false;
+    }
+    let space = index_space(vectors, rows, dim, metric);
+    let (lo_at, hi_at) = (rows / 10, (rows * 9 / 10).min(rows - 1));
+    let mut column = vec![0f32; rows];
+    let mut levels = 0f64;
+    for j in 0..dim {
+        for (c, x) in column.iter_mut().zip(space.chunks_exact(dim)) {
+            *c = x[j];
+        }
+        let maxabs = column.iter().fold(0f32, |m, v| m.max(v.abs()));
+        if maxabs > 0.0 && maxabs.is_finite() {
+            let lo = *column.select_nth_unstable_by(lo_at, f32::total_cmp).1;
+            let hi = *column.select_nth_unstable_by(hi_at, f32::total_cmp).1;
+            levels += f64::from(hi - lo) * 127.0 / f64::from(maxabs);
+        }
+    }
+    levels / dim as f64 >= MIN_CODE_LEVELS
+}
+
 /// Builds the section for `vectors` (rows × dim, row order). Rows of zeros (e.g. rows without a
 /// vector) are indexed like any other; callers exclude them with the search filter.
 pub fn build(vectors: &[f32], dim: usize, metric: Metric, params: &GraphParams) -> Vec<u8> {
@@ -260,19 +307,7 @@ pub fn build(vectors: &[f32], dim: usize, metric: Metric, params: &GraphParams) 
     let degree = params.degree.clamp(2, 256) as usize;
     let stride = dim.div_ceil(64) * 64;
     let kern = kernels();
-    let space: Vec<f32> = match metric {
-        Metric::CosineDistance => {
-            let mut v = vectors[..rows * dim].to_vec();
-            for x in v.chunks_exact_mut(dim.max(1)) {
-                let n: f64 = x.iter().map(|a| f64::from(*a) * f64::from(*a)).sum::<f64>().sqrt();
-                if n > 0.0 && n.is_finite() {
-                    x.iter_mut().for_each(|a| *a = (f64::from(*a) / n) as f32);
-                }
-            }
-            v
-        }
-        Metric::EuclideanSquared => vectors[..rows * dim].to_vec(),
-    };
+    let space = index_space(vectors, rows, dim, metric);
     let (scales, codes) = quantize_rows(&space, dim, stride);
     let mut qcodes = vec![0i8; rows * stride];
     let mut qbias = vec![0i32; rows];
@@ -628,6 +663,20 @@ mod tests {
             }
         }
         v
+    }
+
+    /// Invariant: vectors packed in a narrow cone are reported as not resolved by the codes (the
+    /// engine then writes no graph), spread-out data is.
+    #[test]
+    fn narrow_cones_are_not_resolved_by_the_codes() {
+        let cone: Vec<f32> = (0..1200u64)
+            .flat_map(|i| (0..4u64).map(move |j| ((i * 31 + j * 17) % 1009) as f32 / 100.0))
+            .collect();
+        assert!(!codes_resolve(&cone, 4, Metric::CosineDistance));
+        for metric in [Metric::CosineDistance, Metric::EuclideanSquared] {
+            assert!(codes_resolve(&clustered(2000, 48, 3), 48, metric));
+        }
+        assert!(!codes_resolve(&[], 4, Metric::CosineDistance));
     }
 
     fn recall(metric: Metric, ef: u32) -> f64 {
