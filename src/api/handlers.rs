@@ -177,7 +177,12 @@ async fn query(ctx: &Ctx, ns: &str, req: Request<Incoming>) -> Result<Json, ApiE
     let multi = ctx.params.get("stainless_overload").is_some_and(|v| v == "multiQuery");
     let parsed = query::parse_request(&body, multi)?;
     let exec_started = Instant::now();
-    if let Some(cold) = ctx.state.engine.try_cold_query(&path, &parsed).await? {
+    // Time travel (`?generation=`) reads a retained generation: never the cold path.
+    let cold = match maintenance::generation_param(ctx)? {
+        Some(_) => None,
+        None => ctx.state.engine.try_cold_query(&path, &parsed).await?,
+    };
+    if let Some(cold) = cold {
         // Answered by ranged reads; load the namespace for the next queries.
         ctx.state.engine.warm_in_background(&path);
         let sizes = (cold.logical_bytes, cold.approx_rows);

@@ -5,25 +5,31 @@
 //! Round trips, each a set of requests issued together:
 //! 1. the manifest: one GET of CURRENT (version 2 embeds the manifest);
 //! 2. per segment the cold IVF head (centroids, list offsets, list crcs), the ids section and
-//!    the deletion set; every WAL batch; and the strong-consistency probe of the next
-//!    generation (GET `{g+1}.json`, HEAD `{g+1}.gc`);
-//! 3. per segment the probed lists (rows and f32 vectors, contiguous per list);
-//! 4. only when the query returns attributes: the returned rows' attribute bytes (ranged reads
-//!    widened to checksummed chunks; the docs offsets table is read in round trip 3).
+//!    the deletion set; every WAL batch;
+//! 3. per segment the probed lists (rows and f32 vectors, contiguous per list) — more lists in
+//!    further round trips only when the probed ones hold fewer live rows than the page needs;
+//! 4. only when the query returns attributes: the page's attribute bytes (ranged reads widened
+//!    to checksummed chunks; the docs offsets table is read in round trip 3).
+//!
+//! Beside them runs the reader protocol's probe of the next generation (5.2): GET `{g+1}.json`
+//! from round trip 2 on, then, only once that answered "absent", HEAD `{g+1}.gc` — in that order,
+//! since garbage collection creates the tombstone before deleting the manifest. The answer is
+//! used only when both say that `g` is the newest; the chain ends with round trip 3.
 //!
 //! Invariants:
-//! - The answer equals what the loaded namespace answers with the same probes: the same
-//!   generation (the probe must find no newer one, else the caller loads as usual), segment
-//!   rows minus deletion sets minus rows shadowed by the WAL, WAL rows searched exhaustively,
-//!   exact f32 distances. Final ordering and the response rows come from the regular query
-//!   executor run over the candidates, so ties and formatting cannot differ.
+//! - The answer is computed on the generation the probe confirmed newest, for every consistency
+//!   level (CURRENT is never trusted alone): segment rows minus deletion sets minus rows the WAL
+//!   shadows, WAL rows searched exhaustively, exact f32 distances over the probed IVF lists.
+//!   Final ordering and the response rows come from the regular query executor run over the
+//!   candidates, so ties and formatting cannot differ. (The rows themselves may differ from the
+//!   loaded namespace's: that one answers unfiltered queries from the graph index.)
 //! - Every byte used is verified first: the head and each list by their own crcs, the ids and
 //!   range-checksum sections by the section crcs in the manifest, docs bytes by the range
 //!   checksums (kind 22) of the chunks they were read in, deletion sets and WAL batches by theirs.
 //! - Anything this path does not cover returns `None` before or after its reads (filters,
-//!   non-ANN ranking, aggregations, WAL requests whose effect depends on stored
-//!   rows — with attributes requested, any patch — segments without the cold sections, a newer
-//!   generation): the caller then loads the
+//!   non-ANN ranking, aggregations, time travel, WAL requests whose effect depends on stored rows
+//!   — with attributes requested, any patch — segments without the cold sections, a newer
+//!   generation, an object of the generation already deleted): the caller then loads the
 //!   namespace, so no query shape is answered differently, only more slowly.
 
 use std::collections::BTreeMap;
@@ -43,6 +49,7 @@ use crate::index::distance::Metric;
 use crate::layout::NsPath;
 use crate::model::{DocId, Document};
 use crate::query::{self, Projection, Query, QueryRequest, QueryResult, Rank};
+use crate::store::StoreError;
 use serde_json::Value as Json;
 
 /// A query answered by the cold path.
@@ -70,12 +77,39 @@ struct SegmentHead {
     docs: Option<(SectionRef, RangeChecksums)>,
 }
 
+/// A live, unshadowed row read from a list: (distance, row, id, list read, position in it).
+type Usable = (f32, u32, DocId, usize, usize);
+
 /// A candidate row: its document (id and vector) and, for segment rows, (segment, row).
 type Candidate = (Document, Option<(usize, u32)>);
 
 fn corrupt(what: impl std::fmt::Display) -> EngineError {
     EngineError::Corrupted(what.to_string())
 }
+
+/// Why a cold read stopped: an object of the generation is gone (a newer generation released
+/// it; the caller loads as usual), or a real error.
+enum ColdError {
+    Gone,
+    Failed(EngineError),
+}
+
+impl From<StoreError> for ColdError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound(_) => ColdError::Gone,
+            other => ColdError::Failed(other.into()),
+        }
+    }
+}
+
+impl From<EngineError> for ColdError {
+    fn from(e: EngineError) -> Self {
+        ColdError::Failed(e)
+    }
+}
+
+type ColdResult<T> = Result<T, ColdError>;
 
 /// The single ANN query of `req` when the cold path can answer it.
 fn eligible_query(req: &QueryRequest) -> Option<(&Query, &[f32])> {
@@ -151,20 +185,43 @@ impl Engine {
         {
             return Ok(None);
         }
-        // Round trip 2.
-        let probe = self.newer_generation_exists(path, m.generation, req.strong);
-        let heads = try_join_all(m.segments.iter().map(|s| self.segment_head(&m, s, attrs)));
-        let wal = try_join_all(m.wal.iter().map(|r| self.read_wal(r)));
-        let (newer, heads, batches) = futures::try_join!(probe, heads, wal)?;
-        if newer {
+        // The probe and the reads together; a newer generation voids whatever the reads found.
+        let (newer, answer) = futures::join!(
+            self.newer_generation_exists(path, m.generation),
+            self.cold_answer(&m, q, vector, attrs)
+        );
+        if newer? {
             return Ok(None);
         }
+        match answer {
+            Ok(Some(result)) => Ok(Some(ColdAnswer {
+                results: vec![result],
+                generation: m.generation,
+                approx_rows: m.stats.approx_row_count,
+                logical_bytes: m.stats.approx_logical_bytes,
+            })),
+            Ok(None) | Err(ColdError::Gone) => Ok(None),
+            Err(ColdError::Failed(e)) => Err(e),
+        }
+    }
+
+    /// Round trips 2–4 on generation `m` (see the module doc). `Ok(None)`: not coverable.
+    async fn cold_answer(
+        &self,
+        m: &Manifest,
+        q: &Query,
+        vector: &[f32],
+        attrs: bool,
+    ) -> ColdResult<Option<QueryResult>> {
+        let heads = try_join_all(m.segments.iter().map(|s| self.segment_head(m, s, attrs)));
+        let wal = try_join_all(m.wal.iter().map(|r| self.cold_wal(r)));
+        let (heads, batches) = futures::try_join!(heads, wal)?;
         let Some(overlay) = blind_overlay(&batches, attrs) else { return Ok(None) };
         let metric = match m.distance_metric {
             Some(crate::model::DistanceMetric::EuclideanSquared) => Metric::EuclideanSquared,
             _ => Metric::CosineDistance,
         };
-        if heads.iter().any(|h| h.head.metric() != metric) {
+        if heads.iter().any(|h| h.head.metric() != metric || h.head.dim() != vector.len()) {
             return Ok(None);
         }
         // Round trip 3 (with the docs offsets tables when attributes are returned).
@@ -176,20 +233,25 @@ impl Engine {
         cands.extend(overlay.into_values().flatten().filter(|d| d.vector.is_some()).map(|d| (d, None)));
         let mut result = if attrs {
             // Round trip 4: the attributes of the rows on the page.
-            let page = self.page_with_attributes(&m, q, &heads, &offsets, cands).await?;
+            let page = self.page_with_attributes(m, q, &heads, &offsets, cands).await?;
             let mut unpaged = q.clone();
             unpaged.offset = 0;
-            self.rank_candidates(&m, &unpaged, page)?
+            self.rank_candidates(m, &unpaged, page)?
         } else {
-            self.rank_candidates(&m, q, cands.into_iter().map(|(d, _)| d).collect())?
+            self.rank_candidates(m, q, cands.into_iter().map(|(d, _)| d).collect())?
         };
         result.scanned = wal_rows;
-        Ok(Some(ColdAnswer {
-            results: vec![result],
-            generation: m.generation,
-            approx_rows: m.stats.approx_row_count,
-            logical_bytes: m.stats.approx_logical_bytes,
-        }))
+        Ok(Some(result))
+    }
+
+    /// A WAL batch of the generation (its checksum and seq checked).
+    async fn cold_wal(&self, r: &crate::format::manifest::WalRef) -> ColdResult<WalBatch> {
+        let bytes = self.store.get(&r.key).await?;
+        let b = WalBatch::decode(&bytes).map_err(|e| corrupt(format!("WAL object {}: {e}", r.key)))?;
+        if b.seq != r.seq {
+            return Err(corrupt(format!("WAL object {} holds seq {} not {}", r.key, b.seq, r.seq)).into());
+        }
+        Ok(b)
     }
 
     /// Round trip 1: the manifest CURRENT embeds (read from the store every time; see 5.2).
@@ -202,33 +264,20 @@ impl Engine {
     }
 
     /// Whether a generation after `g` exists (or was collected, which implies one): the reader
-    /// protocol's probe (5.2), skipped for eventual consistency.
-    async fn newer_generation_exists(
-        &self,
-        path: &NsPath,
-        g: u64,
-        strong: bool,
-    ) -> Result<bool, EngineError> {
-        if !strong {
-            return Ok(false);
+    /// protocol's probe (5.2) — the GET, then the HEAD only after the GET said "absent" (GC
+    /// creates `.gc` before it deletes `.json`, so in this order one of the two is seen).
+    async fn newer_generation_exists(&self, path: &NsPath, g: u64) -> Result<bool, EngineError> {
+        if self.store.get_opt(&path.manifest_key(g + 1)).await?.is_some() {
+            return Ok(true);
         }
-        let (next_key, tomb_key) = (path.manifest_key(g + 1), path.manifest_tombstone_key(g + 1));
-        let next = self.store.get_opt(&next_key);
-        let fenced = self.store.exists(&tomb_key);
-        let (next, fenced) = futures::try_join!(next, fenced)?;
-        Ok(next.is_some() || fenced)
+        Ok(self.store.exists(&path.manifest_tombstone_key(g + 1)).await?)
     }
 
     /// Round trip 2 for one segment: cold IVF head, ids section, deletion set (in parallel).
-    async fn segment_head(
-        &self,
-        m: &Manifest,
-        s: &SegmentRef,
-        attrs: bool,
-    ) -> Result<SegmentHead, EngineError> {
+    async fn segment_head(&self, m: &Manifest, s: &SegmentRef, attrs: bool) -> ColdResult<SegmentHead> {
         let file = s.files.first().ok_or_else(|| corrupt(format!("segment {} has no file", s.id)))?;
         let (Some(cold), Some(ids)) = (section(s, SECTION_COLD_IVF), section(s, SECTION_IDS)) else {
-            return Err(corrupt(format!("segment {} lacks its cold sections", s.id)));
+            return Err(corrupt(format!("segment {} lacks its cold sections", s.id)).into());
         };
         let head = self.store.get_range(&file.key, cold.offset..cold.offset + cold.head);
         let ids_bytes = self.store.get_range(&file.key, ids.offset..ids.offset + ids.len);
@@ -244,7 +293,7 @@ impl Engine {
                     let b = self.store.get_range(&file.key, r.offset..r.offset + r.len).await?;
                     Ok(Some((b, r, docs)))
                 }
-                _ => Ok::<_, crate::store::StoreError>(None),
+                _ => Ok::<_, StoreError>(None),
             }
         };
         let (head, ids_bytes, deleted, sums) = futures::try_join!(head, ids_bytes, deleted, sums)?;
@@ -254,7 +303,8 @@ impl Engine {
                     return Err(corrupt(format!(
                         "range checksums of {} do not match their checksum",
                         file.key
-                    )));
+                    ))
+                    .into());
                 }
                 let sums = RangeChecksums::decode(&b)
                     .map_err(|e| corrupt(format!("range checksums of {}: {e}", file.key)))?;
@@ -265,18 +315,15 @@ impl Engine {
         let head =
             ColdHead::parse(&head).map_err(|e| corrupt(format!("cold ivf head of {}: {e}", file.key)))?;
         if crc32c::crc32c(&ids_bytes) != ids.crc32c {
-            return Err(corrupt(format!("ids section of {} does not match its checksum", file.key)));
+            return Err(corrupt(format!("ids section of {} does not match its checksum", file.key)).into());
         }
         let rows = usize::try_from(s.rows).map_err(|_| corrupt("segment rows"))?;
         let id_type = m.id_type.unwrap_or(crate::model::IdType::U64);
         let ids = IdsSection::parse(ids_bytes, id_type, rows)
             .map_err(|e| corrupt(format!("ids section of {}: {e}", file.key)))?;
         if head.rows() != rows {
-            return Err(corrupt(format!(
-                "cold ivf head of {} covers {} rows, not {rows}",
-                file.key,
-                head.rows()
-            )));
+            let why = format!("cold ivf head of {} covers {} rows, not {rows}", file.key, head.rows());
+            return Err(corrupt(why).into());
         }
         let deleted = match (deleted, &s.deletes) {
             (Some(b), Some(d)) => Some(verified_deletes(&b, d, rows)?),
@@ -285,8 +332,10 @@ impl Engine {
         Ok(SegmentHead { data_key: file.key.clone(), rows, cold_at: cold.offset, head, ids, deleted, docs })
     }
 
-    /// Round trip 3: read the probed lists of every segment (all at once) and keep, per segment,
-    /// the `want` nearest live rows that the WAL does not shadow, as documents with vectors.
+    /// Round trip 3: read the default number of nearest lists of every segment (all at once)
+    /// and keep, per segment, the `want` nearest live rows that the WAL does not shadow, as
+    /// documents with vectors. A segment whose probed lists hold fewer such rows reads twice as
+    /// many further lists, round after round, until it has them or has read every list.
     async fn probe_lists(
         &self,
         heads: &[SegmentHead],
@@ -294,58 +343,67 @@ impl Engine {
         metric: Metric,
         overlay: &BTreeMap<DocId, Option<Document>>,
         want: usize,
-    ) -> Result<Vec<Candidate>, EngineError> {
-        let mut reads = Vec::new();
-        for (si, h) in heads.iter().enumerate() {
-            for c in h.head.probe(vector, 0) {
-                let r = h.head.list_range(c);
-                let range = h.cold_at + r.start..h.cold_at + r.end;
-                if range.is_empty() {
-                    continue;
-                }
-                reads.push(async move {
-                    let b: Bytes = self.store.get_range(&h.data_key, range).await?;
-                    Ok::<_, EngineError>((si, c, b))
-                });
-            }
-        }
-        let blocks = try_join_all(reads).await?;
+    ) -> ColdResult<Vec<Candidate>> {
         let dim = vector.len();
         let kern = crate::index::distance::kernels();
-        let mut lists = Vec::with_capacity(blocks.len());
-        // (distance, row, list, position) of every live row of the probed lists, per segment.
-        let mut per_segment: Vec<Vec<(f32, u32, usize, usize)>> = vec![Vec::new(); heads.len()];
-        for (si, c, block) in blocks {
-            let h = &heads[si];
-            let list = h
-                .head
-                .open_list(c, &block)
-                .map_err(|e| corrupt(format!("cold ivf list {c} of {}: {e}", h.data_key)))?;
-            for (pos, (row, x)) in list.rows.iter().zip(list.vectors.chunks_exact(dim)).enumerate() {
-                if h.deleted.as_ref().is_none_or(|d| !d.contains(*row as usize)) {
-                    per_segment[si].push((kern.distance(metric, vector, x), *row, lists.len(), pos));
+        let orders: Vec<Vec<usize>> = heads.iter().map(|h| h.head.probe(vector, h.head.nlist())).collect();
+        let mut read = vec![0usize; heads.len()];
+        let mut batch: Vec<usize> = heads.iter().map(|h| h.head.default_nprobe().max(1)).collect();
+        let mut usable = vec![0usize; heads.len()];
+        let mut lists = Vec::new();
+        let mut found: Vec<Vec<Usable>> = vec![Vec::new(); heads.len()];
+        loop {
+            let mut reads = Vec::new();
+            for (si, h) in heads.iter().enumerate() {
+                let more = read[si] == 0 || usable[si] < want;
+                let end = (read[si] + batch[si]).min(orders[si].len());
+                if !more || read[si] >= end {
+                    continue;
                 }
+                for &c in &orders[si][read[si]..end] {
+                    let r = h.head.list_range(c);
+                    if r.is_empty() {
+                        continue;
+                    }
+                    let range = h.cold_at + r.start..h.cold_at + r.end;
+                    reads.push(async move {
+                        let b: Bytes = self.store.get_range(&h.data_key, range).await?;
+                        Ok::<_, ColdError>((si, c, b))
+                    });
+                }
+                read[si] = end;
+                batch[si] *= 2;
             }
-            lists.push(list);
+            if reads.is_empty() {
+                break;
+            }
+            for (si, c, block) in try_join_all(reads).await? {
+                let h = &heads[si];
+                let list = h
+                    .head
+                    .open_list(c, &block)
+                    .map_err(|e| corrupt(format!("cold ivf list {c} of {}: {e}", h.data_key)))?;
+                for (pos, (row, x)) in list.rows.iter().zip(list.vectors.chunks_exact(dim)).enumerate() {
+                    if h.deleted.as_ref().is_some_and(|d| d.contains(*row as usize)) {
+                        continue;
+                    }
+                    let id =
+                        h.ids.id(*row as usize).ok_or_else(|| corrupt("cold ivf row outside its segment"))?;
+                    if overlay.contains_key(&id) {
+                        continue; // shadowed by a later write
+                    }
+                    usable[si] += 1;
+                    found[si].push((kern.distance(metric, vector, x), *row, id, lists.len(), pos));
+                }
+                lists.push(list);
+            }
         }
         let mut out = Vec::new();
-        for (si, mut rows) in per_segment.into_iter().enumerate() {
+        for (si, mut rows) in found.into_iter().enumerate() {
             rows.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-            let mut kept = 0;
-            for (_, row, li, pos) in rows {
-                if kept == want {
-                    break;
-                }
-                let id = heads[si]
-                    .ids
-                    .id(row as usize)
-                    .ok_or_else(|| corrupt("cold ivf row outside its segment"))?;
-                if overlay.contains_key(&id) {
-                    continue; // shadowed by a later write
-                }
+            for (_, row, id, li, pos) in rows.into_iter().take(want) {
                 let v = lists[li].vectors[pos * dim..(pos + 1) * dim].to_vec();
                 out.push((Document { id, vector: Some(v), attrs: BTreeMap::new() }, Some((si, row))));
-                kept += 1;
             }
         }
         Ok(out)
@@ -371,21 +429,30 @@ impl Engine {
     }
 
     /// Round trip 3, beside the lists: a segment's docs offsets table (rows + 1 u64s) when
-    /// attributes are returned, checked against the range checksums.
-    async fn doc_offsets(&self, h: &SegmentHead) -> Result<Option<Vec<u64>>, EngineError> {
+    /// attributes are returned, checked against the range checksums and for its shape (starts at
+    /// 0, never decreases, ends at the end of the section).
+    async fn doc_offsets(&self, h: &SegmentHead) -> ColdResult<Option<Vec<u64>>> {
         let Some((docs, _)) = &h.docs else { return Ok(None) };
-        let len = 8 * (h.rows as u64 + 1);
+        let len = (h.rows as u64 + 1).checked_mul(8).filter(|l| *l <= docs.len);
+        let Some(len) = len else {
+            return Err(corrupt(format!("docs section of {} is too short", h.data_key)).into());
+        };
         let b = self.verified_range(h, docs.offset..docs.offset + len).await?;
-        Ok(Some(b.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().unwrap_or_default())).collect()))
+        let table: Vec<u64> =
+            b.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().unwrap_or_default())).collect();
+        let data_len = docs.len - len;
+        if table.first() != Some(&0)
+            || table.last() != Some(&data_len)
+            || table.windows(2).any(|w| w[0] > w[1])
+        {
+            return Err(corrupt(format!("docs offsets table of {} is malformed", h.data_key)).into());
+        }
+        Ok(Some(table))
     }
 
     /// `range` of a segment file, read widened to checksummed chunks and verified.
-    async fn verified_range(
-        &self,
-        h: &SegmentHead,
-        range: std::ops::Range<u64>,
-    ) -> Result<Bytes, EngineError> {
-        let Some((_, sums)) = &h.docs else { return Err(corrupt("no range checksums")) };
+    async fn verified_range(&self, h: &SegmentHead, range: std::ops::Range<u64>) -> ColdResult<Bytes> {
+        let Some((_, sums)) = &h.docs else { return Err(corrupt("no range checksums").into()) };
         let wide = sums
             .widen(range.clone())
             .ok_or_else(|| corrupt(format!("range {range:?} of {} is outside its checksums", h.data_key)))?;
@@ -393,7 +460,10 @@ impl Engine {
         sums.verify(wide.start, &b).map_err(|e| corrupt(format!("{} at {}: {e}", h.data_key, wide.start)))?;
         let at = usize::try_from(range.start - wide.start).unwrap_or(usize::MAX);
         let len = usize::try_from(range.end - range.start).unwrap_or(usize::MAX);
-        b.get(at..at.saturating_add(len)).map(|_| b.slice(at..at + len)).ok_or_else(|| corrupt("short range"))
+        match at.checked_add(len).filter(|end| *end <= b.len()) {
+            Some(end) => Ok(b.slice(at..end)),
+            None => Err(corrupt("short range").into()),
+        }
     }
 
     /// Rank the candidates, then read the attributes of the segment rows on the page (round
@@ -405,7 +475,7 @@ impl Engine {
         heads: &[SegmentHead],
         offsets: &[Option<Vec<u64>>],
         cands: Vec<Candidate>,
-    ) -> Result<Vec<Document>, EngineError> {
+    ) -> ColdResult<Vec<Document>> {
         let mut ids_only = q.clone();
         ids_only.projection = Projection::IdOnly;
         let order = self.rank_candidates(m, &ids_only, cands.iter().map(|(d, _)| d.clone()).collect())?;
@@ -414,20 +484,15 @@ impl Engine {
         let on_page: Vec<Candidate> =
             cands.into_iter().filter(|(d, _)| page.contains(&d.id.to_json())).collect();
         let reads = on_page.iter().map(|(d, origin)| async move {
-            let Some((si, row)) = *origin else { return Ok::<_, EngineError>(d.clone()) };
+            let Some((si, row)) = *origin else { return Ok::<_, ColdError>(d.clone()) };
             let (h, table) = (&heads[si], offsets[si].as_deref().unwrap_or_default());
             let (Some((docs, _)), Some(a), Some(b)) =
                 (&h.docs, table.get(row as usize), table.get(row as usize + 1))
             else {
-                return Err(corrupt(format!("no docs offsets for row {row} of {}", h.data_key)));
+                return Err(corrupt(format!("no docs offsets for row {row} of {}", h.data_key)).into());
             };
+            // The table was checked in `doc_offsets`: 0 <= a <= b <= the data's length.
             let data = docs.offset + 8 * (h.rows as u64 + 1);
-            if a > b || data + b > docs.offset + docs.len {
-                return Err(corrupt(format!(
-                    "docs offsets of row {row} of {} are out of bounds",
-                    h.data_key
-                )));
-            }
             let bytes = self.verified_range(h, data + a..data + b).await?;
             let attrs = decode_row_attributes(&bytes)
                 .map_err(|e| corrupt(format!("row {row} of {}: {e}", h.data_key)))?;

@@ -621,12 +621,10 @@ impl Engine {
         let Some(mut m) = best else { return Ok(None) };
         loop {
             let g = m.generation + 1;
-            let tomb = path.manifest_tombstone_key(g);
-            // One round trip: the next generation and its tombstone together.
-            let (next, fenced) = futures::try_join!(self.read_manifest(path, g), async {
-                self.store.exists(&tomb).await.map_err(EngineError::from)
-            })?;
-            if !fenced {
+            // The GET first, then the HEAD: GC creates `.gc` before it deletes `.json`, so in
+            // this order a collected generation is always seen as one or the other.
+            let next = self.read_manifest(path, g).await?;
+            if !self.store.exists(&path.manifest_tombstone_key(g)).await? {
                 match next {
                     Some(n) => m = n,
                     None => return Ok(Some(m)),
