@@ -11,10 +11,10 @@
 //! 4. only when the query returns attributes: the page's attribute bytes (ranged reads widened
 //!    to checksummed chunks; the docs offsets table is read in round trip 3).
 //!
-//! Beside them runs the reader protocol's probe of the next generation (5.2): GET `{g+1}.json`
-//! from round trip 2 on, then, only once that answered "absent", HEAD `{g+1}.gc` — in that order,
-//! since garbage collection creates the tombstone before deleting the manifest. The answer is
-//! used only when both say that `g` is the newest; the chain ends with round trip 3.
+//! The reader protocol's probe of the next generation (5.2) rides along: GET `{g+1}.json` in round
+//! trip 2, HEAD `{g+1}.gc` in round trip 3 — in that order, since garbage collection creates the
+//! tombstone before deleting the manifest. The answer is used only when both say that `g` is the
+//! newest.
 //!
 //! Invariants:
 //! - The answer is computed on the generation the probe confirmed newest, for every consistency
@@ -91,6 +91,8 @@ fn corrupt(what: impl std::fmt::Display) -> EngineError {
 /// it; the caller loads as usual), or a real error.
 enum ColdError {
     Gone,
+    /// The probe found a generation after the one read.
+    Newer,
     Failed(EngineError),
 }
 
@@ -185,38 +187,61 @@ impl Engine {
         {
             return Ok(None);
         }
-        // The probe and the reads together; a newer generation voids whatever the reads found.
-        let (newer, answer) = futures::join!(
-            self.newer_generation_exists(path, m.generation),
-            self.cold_answer(&m, q, vector, attrs)
-        );
-        if newer? {
-            return Ok(None);
-        }
-        match answer {
+        match self.cold_answer(path, &m, q, vector, attrs).await {
             Ok(Some(result)) => Ok(Some(ColdAnswer {
                 results: vec![result],
                 generation: m.generation,
                 approx_rows: m.stats.approx_row_count,
                 logical_bytes: m.stats.approx_logical_bytes,
             })),
-            Ok(None) | Err(ColdError::Gone) => Ok(None),
+            Ok(None) | Err(ColdError::Gone | ColdError::Newer) => Ok(None),
             Err(ColdError::Failed(e)) => Err(e),
         }
     }
 
     /// Round trips 2–4 on generation `m` (see the module doc). `Ok(None)`: not coverable.
+    /// The probe of 5.2 is split over round trips 2 and 3 — GET `{g+1}.json` beside the heads,
+    /// HEAD `{g+1}.gc` beside the lists, so the HEAD is sent only after the GET answered — and
+    /// either finding a newer generation voids whatever the reads found ([`ColdError::Newer`]).
     async fn cold_answer(
         &self,
+        path: &NsPath,
         m: &Manifest,
         q: &Query,
         vector: &[f32],
         attrs: bool,
     ) -> ColdResult<Option<QueryResult>> {
-        let heads = try_join_all(m.segments.iter().map(|s| self.segment_head(m, s, attrs)));
-        let wal = try_join_all(m.wal.iter().map(|r| self.cold_wal(r)));
-        let (heads, batches) = futures::try_join!(heads, wal)?;
-        let Some(overlay) = blind_overlay(&batches, attrs) else { return Ok(None) };
+        let (next_key, tomb_key) =
+            (path.manifest_key(m.generation + 1), path.manifest_tombstone_key(m.generation + 1));
+        let reads = async {
+            let heads = try_join_all(m.segments.iter().map(|s| self.segment_head(m, s, attrs)));
+            let wal = try_join_all(m.wal.iter().map(|r| self.cold_wal(r)));
+            futures::try_join!(heads, wal)
+        };
+        let (next, reads) = futures::join!(self.store.get_opt(&next_key), reads);
+        if next?.is_some() {
+            return Err(ColdError::Newer);
+        }
+        let (heads, batches) = reads?;
+        let rest = self.cold_rank(m, q, vector, attrs, &heads, &batches);
+        let (fenced, answer) = futures::join!(self.store.exists(&tomb_key), rest);
+        if fenced? {
+            return Err(ColdError::Newer);
+        }
+        answer
+    }
+
+    /// Round trips 3–4: the lists (and docs offsets), the page's attributes, the ranking.
+    async fn cold_rank(
+        &self,
+        m: &Manifest,
+        q: &Query,
+        vector: &[f32],
+        attrs: bool,
+        heads: &[SegmentHead],
+        batches: &[WalBatch],
+    ) -> ColdResult<Option<QueryResult>> {
+        let Some(overlay) = blind_overlay(batches, attrs) else { return Ok(None) };
         let metric = match m.distance_metric {
             Some(crate::model::DistanceMetric::EuclideanSquared) => Metric::EuclideanSquared,
             _ => Metric::CosineDistance,
@@ -226,14 +251,14 @@ impl Engine {
         }
         // Round trip 3 (with the docs offsets tables when attributes are returned).
         let want = q.limit.saturating_add(q.offset);
-        let lists = self.probe_lists(&heads, vector, metric, &overlay, want);
+        let lists = self.probe_lists(heads, vector, metric, &overlay, want);
         let offsets = try_join_all(heads.iter().map(|h| self.doc_offsets(h)));
         let (mut cands, offsets) = futures::try_join!(lists, offsets)?;
         let wal_rows = overlay.values().flatten().filter(|d| d.vector.is_some()).count() as u64;
         cands.extend(overlay.into_values().flatten().filter(|d| d.vector.is_some()).map(|d| (d, None)));
         let mut result = if attrs {
             // Round trip 4: the attributes of the rows on the page.
-            let page = self.page_with_attributes(m, q, &heads, &offsets, cands).await?;
+            let page = self.page_with_attributes(m, q, heads, &offsets, cands).await?;
             let mut unpaged = q.clone();
             unpaged.offset = 0;
             self.rank_candidates(m, &unpaged, page)?
@@ -261,16 +286,6 @@ impl Engine {
             Ok((_, Some(m))) if m.namespace == path.to_string() => Some(m),
             _ => None,
         })
-    }
-
-    /// Whether a generation after `g` exists (or was collected, which implies one): the reader
-    /// protocol's probe (5.2) — the GET, then the HEAD only after the GET said "absent" (GC
-    /// creates `.gc` before it deletes `.json`, so in this order one of the two is seen).
-    async fn newer_generation_exists(&self, path: &NsPath, g: u64) -> Result<bool, EngineError> {
-        if self.store.get_opt(&path.manifest_key(g + 1)).await?.is_some() {
-            return Ok(true);
-        }
-        Ok(self.store.exists(&path.manifest_tombstone_key(g + 1)).await?)
     }
 
     /// Round trip 2 for one segment: cold IVF head, ids section, deletion set (in parallel).
