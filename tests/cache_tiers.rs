@@ -17,18 +17,20 @@
 //!   of an object does not touch the bucket.
 //!
 //! The S3 server: `TIDEPOOL_TEST_S3_ENDPOINT`, or else moto started by
-//! `scripts/s3-server.sh start` for this test binary (as in `tests/s3_store.rs`).
+//! `scripts/s3-server.sh start` for this test binary (`tests/common/s3.rs`).
+
+mod common;
 
 use std::fmt;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use common::s3::{new_bucket, s3_store};
 use futures::stream::BoxStream;
 use object_store::path::Path as ObjPath;
 use object_store::{
@@ -38,7 +40,7 @@ use object_store::{
 use tidepool::cache::lru::Lru;
 use tidepool::cache::{CacheError, ObjectCache};
 use tidepool::format::manifest::ObjectRef;
-use tidepool::store::{S3Options, Store};
+use tidepool::store::Store;
 
 // ---------------------------------------------------------------------------------------------
 // A counting object store: counts GETs (not HEADs) and can slow them down.
@@ -532,80 +534,6 @@ async fn memory_tier_lru_loads_a_cold_entry_once() {
     }
     assert_eq!(loads.load(Ordering::SeqCst), 1);
     assert_eq!(lru.weight(), 1000);
-}
-
-// ---------------------------------------------------------------------------------------------
-// A real S3-compatible server (moto), as in tests/s3_store.rs.
-
-const ENDPOINT_VAR: &str = "TIDEPOOL_TEST_S3_ENDPOINT";
-
-fn endpoint() -> &'static str {
-    static ENDPOINT: OnceLock<Result<String, String>> = OnceLock::new();
-    match ENDPOINT.get_or_init(find_or_start_server) {
-        Ok(url) => url,
-        Err(msg) => panic!("{msg}"),
-    }
-}
-
-fn find_or_start_server() -> Result<String, String> {
-    if let Ok(url) = std::env::var(ENDPOINT_VAR) {
-        let url = url.trim().trim_end_matches('/');
-        if !url.is_empty() {
-            return Ok(url.to_owned());
-        }
-    }
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/s3-server.sh");
-    let pid = std::process::id();
-    let portfile =
-        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("s3-server-cache-{pid}")).join("endpoint");
-    let hint = format!(
-        "{ENDPOINT_VAR} is not set, so this test starts moto with `{} start`; that failed. \
-         Fix the error below, or set {ENDPOINT_VAR}=http://HOST:PORT to an S3-compatible server.",
-        script.display()
-    );
-    let out = Command::new("bash")
-        .arg(&script)
-        .arg("start")
-        .arg(&portfile)
-        .arg(pid.to_string())
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("{hint}\ncannot run bash: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "{hint}\nexit status {}; stderr:\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
-    let url = std::fs::read_to_string(&portfile)
-        .map_err(|e| format!("{hint}\nthe script succeeded but {} is unreadable: {e}", portfile.display()))?;
-    Ok(url.trim().to_owned())
-}
-
-async fn new_bucket() -> String {
-    let endpoint = endpoint();
-    let name = format!("tidepool-cache-{}", uuid::Uuid::new_v4().simple());
-    let resp = reqwest::Client::new()
-        .put(format!("{endpoint}/{name}"))
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("create bucket {name} at {endpoint}: {e}"));
-    let status = resp.status();
-    assert!(status.is_success(), "create bucket {name} at {endpoint}: HTTP {status}");
-    name
-}
-
-fn s3_store(url: &str) -> Store {
-    let opts = S3Options {
-        endpoint: Some(endpoint().to_owned()),
-        region: Some("us-east-1".into()),
-        access_key_id: Some("test".into()),
-        secret_access_key: Some("test".into()),
-        allow_http: true,
-    };
-    Store::from_url(Some(url), Path::new(env!("CARGO_TARGET_TMPDIR")), &opts)
-        .unwrap_or_else(|e| panic!("open {url}: {e}"))
 }
 
 #[tokio::test]

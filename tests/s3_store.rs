@@ -30,98 +30,17 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use bytes::Bytes;
+use common::s3::{endpoint, new_bucket, s3_store};
 use object_store::ObjectStoreExt;
 use serde_json::{json, Value as Json};
 use tidepool::engine::WriteRequest;
 use tidepool::engine::{Engine, EngineConfig, EngineError, WriteResponse};
 use tidepool::layout::NsPath;
 use tidepool::model::{DocId, Document, Value};
-use tidepool::store::{CreateOutcome, S3Options, Store, StoreError};
-
-const ENDPOINT_VAR: &str = "TIDEPOOL_TEST_S3_ENDPOINT";
-
-/// The S3 endpoint: from the environment, or a moto server started once for
-/// this test binary (it stops itself when this process exits).
-fn endpoint() -> &'static str {
-    static ENDPOINT: OnceLock<Result<String, String>> = OnceLock::new();
-    match ENDPOINT.get_or_init(find_or_start_server) {
-        Ok(url) => url,
-        Err(msg) => panic!("{msg}"),
-    }
-}
-
-fn find_or_start_server() -> Result<String, String> {
-    if let Ok(url) = std::env::var(ENDPOINT_VAR) {
-        let url = url.trim().trim_end_matches('/');
-        if !url.is_empty() {
-            return Ok(url.to_owned());
-        }
-    }
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/s3-server.sh");
-    let pid = std::process::id();
-    let portfile = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("s3-server-{pid}")).join("endpoint");
-    let hint = format!(
-        "{ENDPOINT_VAR} is not set, so this test starts moto with `{} start`; that failed. \
-         Fix the error below (the script needs python3 with venv/pip and PyPI on first use), \
-         or set {ENDPOINT_VAR}=http://HOST:PORT to an S3-compatible server.",
-        script.display()
-    );
-    let out = Command::new("bash")
-        .arg(&script)
-        .arg("start")
-        .arg(&portfile)
-        .arg(pid.to_string())
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("{hint}\ncannot run bash: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "{hint}\nexit status {}; stderr:\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
-    let url = std::fs::read_to_string(&portfile)
-        .map_err(|e| format!("{hint}\nthe script succeeded but {} is unreadable: {e}", portfile.display()))?;
-    Ok(url.trim().to_owned())
-}
-
-/// A new, empty bucket (moto accepts an unsigned `PUT /bucket`; object_store
-/// cannot create buckets).
-async fn new_bucket() -> String {
-    let endpoint = endpoint();
-    let name = format!("tidepool-test-{}", uuid::Uuid::new_v4().simple());
-    let resp = reqwest::Client::new()
-        .put(format!("{endpoint}/{name}"))
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("create bucket {name} at {endpoint}: {e}"));
-    let status = resp.status();
-    let body = resp.text().await.unwrap_or_default();
-    assert!(status.is_success(), "create bucket {name} at {endpoint}: HTTP {status}: {body}");
-    name
-}
-
-fn s3_options() -> S3Options {
-    S3Options {
-        endpoint: Some(endpoint().to_owned()),
-        region: Some("us-east-1".into()),
-        access_key_id: Some("test".into()),
-        secret_access_key: Some("test".into()),
-        allow_http: true,
-    }
-}
-
-/// A `Store` on `url` (`s3://bucket/prefix`), exactly as the daemon opens one.
-fn s3_store(url: &str) -> Store {
-    let unused_default_dir = Path::new(env!("CARGO_TARGET_TMPDIR"));
-    Store::from_url(Some(url), unused_default_dir, &s3_options())
-        .unwrap_or_else(|e| panic!("open {url}: {e}"))
-}
+use tidepool::store::{CreateOutcome, Store, StoreError};
 
 async fn engine_on(data_dir: &Path, url: &str) -> Arc<Engine> {
     let mut cfg = EngineConfig::new(data_dir.to_path_buf(), s3_store(url));
@@ -487,23 +406,12 @@ async fn segments_on_a_bucket_are_served_through_the_disk_cache() {
 async fn a_cold_ann_query_takes_three_round_trips_to_the_bucket() {
     let url = format!("s3://{}/coldq", new_bucket().await);
     let data = tempfile::tempdir().unwrap();
-    // Distinct pseudo-random vectors (splitmix64 of id and dimension).
-    let vector = |i: u64| -> Vec<f32> {
-        (0..8u64)
-            .map(|j| {
-                let mut z = (i * 8 + j).wrapping_add(0x9e37_79b9_7f4a_7c15);
-                z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-                z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-                ((z ^ (z >> 31)) % 2001) as f32 / 100.0 - 10.0
-            })
-            .collect()
-    };
     {
         let e = engine_on(data.path(), &url).await;
-        let rows: Vec<Json> = (0..1500u64).map(|i| json!({"id": i, "vector": vector(i)})).collect();
+        let rows: Vec<Json> = (0..1500u64).map(|i| json!({"id": i, "vector": spread_vector(i)})).collect();
         write(&e, json!({"upsert_rows": rows, "distance_metric": "euclidean_squared"})).await.unwrap();
         assert!(e.compact(&ns(), true).await.unwrap().performed);
-        write(&e, json!({"upsert_rows": [{"id": 9999, "vector": vector(3)}]})).await.unwrap();
+        write(&e, json!({"upsert_rows": [{"id": 9999, "vector": spread_vector(3)}]})).await.unwrap();
     }
     let fresh = tempfile::tempdir().unwrap();
     let trace =
@@ -511,7 +419,7 @@ async fn a_cold_ann_query_takes_three_round_trips_to_the_bucket() {
     let mut cfg = EngineConfig::new(fresh.path().to_path_buf(), Store::new(trace.clone(), "traced s3"));
     cfg.compaction.auto = false;
     let e = Engine::open(cfg).await.unwrap();
-    let body = json!({"rank_by": ["vector", "ANN", vector(1234)], "top_k": 3});
+    let body = json!({"rank_by": ["vector", "ANN", spread_vector(1234)], "top_k": 3});
     let req = tidepool::query::parse_request(&body, false).unwrap();
     trace.take();
     let cold = e.try_cold_query(&ns(), &req).await.unwrap().expect("answered cold");
@@ -522,7 +430,7 @@ async fn a_cold_ann_query_takes_three_round_trips_to_the_bucket() {
     // The loaded namespace agrees on the nearest row, and sees the WAL row too.
     let warm = tidepool::query::execute_request(&req, &e.existing(&ns(), true).await.unwrap().state).unwrap();
     assert_eq!(warm[0].rows.clone().unwrap()[0], rows[0]);
-    let body = json!({"rank_by": ["vector", "ANN", vector(3)], "top_k": 2});
+    let body = json!({"rank_by": ["vector", "ANN", spread_vector(3)], "top_k": 2});
     let req = tidepool::query::parse_request(&body, false).unwrap();
     let other = tempfile::tempdir().unwrap();
     let e2 = engine_on(other.path(), &url).await;
@@ -546,21 +454,12 @@ async fn the_daemon_answers_a_cold_query_then_warms_up() {
         "--s3-secret-access-key",
         "test",
     ];
-    let vector = |i: u64| -> Vec<f32> {
-        (0..8u64)
-            .map(|j| {
-                let mut z = (i * 8 + j).wrapping_add(0x9e37_79b9_7f4a_7c15);
-                z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-                z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-                ((z ^ (z >> 31)) % 2001) as f32 / 100.0 - 10.0
-            })
-            .collect()
-    };
     let c = common::client();
     let writer_dir = tempfile::tempdir().unwrap();
     {
         let d = common::Daemon::start(writer_dir.path(), &flags);
-        let rows: Vec<Json> = (0..1200u64).map(|i| json!({"id": i, "vector": vector(i), "n": i})).collect();
+        let rows: Vec<Json> =
+            (0..1200u64).map(|i| json!({"id": i, "vector": spread_vector(i), "n": i})).collect();
         let (st, body) = common::post(&c, &d.at("/v2/namespaces/cold"), &json!({"upsert_rows": rows})).await;
         assert_eq!(st, 200, "{body}");
         let (st, body) = common::post(&c, &d.at("/v1/namespaces/cold/_admin/compact"), &json!({})).await;
@@ -570,7 +469,7 @@ async fn the_daemon_answers_a_cold_query_then_warms_up() {
     // Another node: empty data dir, nothing cached.
     let fresh = tempfile::tempdir().unwrap();
     let d = common::Daemon::start(fresh.path(), &flags);
-    let q = json!({"rank_by": ["vector", "ANN", vector(77)], "top_k": 3, "include_attributes": ["n"]});
+    let q = json!({"rank_by": ["vector", "ANN", spread_vector(77)], "top_k": 3, "include_attributes": ["n"]});
     let (st, cold) = common::post(&c, &d.at("/v2/namespaces/cold/query"), &q).await;
     assert_eq!(st, 200, "{cold}");
     assert_eq!(cold["performance"]["cache_temperature"], "cold", "{cold}");
@@ -588,4 +487,16 @@ async fn the_daemon_answers_a_cold_query_then_warms_up() {
     }
     assert_eq!(hot["performance"]["cache_temperature"], "hot", "the background load finished: {hot}");
     assert_eq!(hot["rows"], cold["rows"]);
+}
+
+/// A distinct pseudo-random 8-d vector per id (splitmix64 of id and dimension).
+fn spread_vector(i: u64) -> Vec<f32> {
+    (0..8u64)
+        .map(|j| {
+            let mut z = (i * 8 + j).wrapping_add(0x9e37_79b9_7f4a_7c15);
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            ((z ^ (z >> 31)) % 2001) as f32 / 100.0 - 10.0
+        })
+        .collect()
 }

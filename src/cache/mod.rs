@@ -160,6 +160,17 @@ struct LocalEntry {
     mapped: Option<Bytes>,
 }
 
+/// The typed mismatch between `want` and what was found for `key`.
+fn mismatch(key: &str, want: Want, actual_bytes: u64, actual_crc32c: Option<u32>) -> CacheError {
+    CacheError::Corrupt {
+        key: key.to_owned(),
+        expected_bytes: want.len,
+        expected_crc32c: want.crc,
+        actual_bytes,
+        actual_crc32c,
+    }
+}
+
 /// `data` matches `want`, or the typed mismatch.
 fn check(key: &str, want: Want, data: &[u8]) -> Result<(), CacheError> {
     let actual_bytes = data.len() as u64;
@@ -167,13 +178,7 @@ fn check(key: &str, want: Want, data: &[u8]) -> Result<(), CacheError> {
     if actual_crc32c == Some(want.crc) {
         return Ok(());
     }
-    Err(CacheError::Corrupt {
-        key: key.to_owned(),
-        expected_bytes: want.len,
-        expected_crc32c: want.crc,
-        actual_bytes,
-        actual_crc32c,
-    })
+    Err(mismatch(key, want, actual_bytes, actual_crc32c))
 }
 
 /// Mappings of local-store files kept at once (the rest are re-mapped on
@@ -259,13 +264,7 @@ impl State {
             (None, Some(Entry { size, verified: Some(crc), .. })) => (*size, *crc),
             _ => return None,
         };
-        (size != want.len || crc != want.crc).then(|| CacheError::Corrupt {
-            key: key.to_owned(),
-            expected_bytes: want.len,
-            expected_crc32c: want.crc,
-            actual_bytes: size,
-            actual_crc32c: Some(crc),
-        })
+        (size != want.len || crc != want.crc).then(|| mismatch(key, want, size, Some(crc)))
     }
 
     fn gate_is(&self, key: &str, gate: &Gate) -> bool {
@@ -702,13 +701,7 @@ impl Inner {
                 if st.local.remove(key).is_some_and(|l| l.mapped.is_some()) {
                     st.local_mapped = st.local_mapped.saturating_sub(1);
                 }
-                Err(CacheError::Corrupt {
-                    key: key.to_owned(),
-                    expected_bytes: want.len,
-                    expected_crc32c: want.crc,
-                    actual_bytes,
-                    actual_crc32c,
-                })
+                Err(mismatch(key, want, actual_bytes, actual_crc32c))
             }
         }
     }

@@ -164,19 +164,7 @@ impl Engine {
             ForkKind::DeepCopy => {
                 let map = relocation_map(&keys, dst, &mut || self.ids.next_token())?;
                 let written = self.copy_objects(&map).await?;
-                let p = project.clone();
-                let w = written.clone();
-                if let Err(e) = self.blocking(move |m| m.incr_refs(&p, &w)).await {
-                    self.delete_quietly(&written).await;
-                    return Err(e);
-                }
-                let m = match self.derived_manifest(&source, dst, base.as_deref(), None, Some(&map)) {
-                    Ok(m) => m,
-                    Err(e) => {
-                        self.release(dst, written).await;
-                        return Err(e);
-                    }
-                };
+                let m = self.adopt_copies(&source, dst, base.as_deref(), &map, &written).await?;
                 let n = written.len();
                 (m, written, n)
             }
@@ -304,6 +292,32 @@ impl Engine {
 
     /// `source` re-targeted at `dst`: next generation of `dst`, fresh commit
     /// id, timestamps now, keys optionally relocated.
+    /// Steps 2–3 for objects just copied to `dst` under the relocation `map` (a deep copy, a
+    /// restore): raise their refcounts, then derive the destination manifest. On failure the
+    /// copies are undone — deleted while nothing counts them, released once counted — and the
+    /// error returned.
+    pub(crate) async fn adopt_copies(
+        &self,
+        source: &Manifest,
+        dst: &NsPath,
+        base: Option<&Manifest>,
+        map: &BTreeMap<String, String>,
+        written: &[String],
+    ) -> Result<Manifest, EngineError> {
+        let (project, w) = (dst.project_id(), written.to_vec());
+        if let Err(e) = self.blocking(move |m| m.incr_refs(&project, &w)).await {
+            self.delete_quietly(written).await;
+            return Err(e);
+        }
+        match self.derived_manifest(source, dst, base, None, Some(map)) {
+            Ok(m) => Ok(m),
+            Err(e) => {
+                self.release(dst, written.to_vec()).await;
+                Err(e)
+            }
+        }
+    }
+
     pub(crate) fn derived_manifest(
         &self,
         source: &Manifest,

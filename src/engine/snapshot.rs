@@ -231,18 +231,7 @@ impl Engine {
                 return Err(e);
             }
         };
-        let (p, w) = (project.clone(), written.clone());
-        if let Err(e) = self.blocking(move |m| m.incr_refs(&p, &w)).await {
-            self.delete_quietly(&written).await;
-            return Err(e);
-        }
-        let m = match self.derived_manifest(&source, dst, base.as_deref(), None, Some(&map)) {
-            Ok(m) => m,
-            Err(e) => {
-                self.release(dst, written).await;
-                return Err(e);
-            }
-        };
+        let m = self.adopt_copies(&source, dst, base.as_deref(), &map, &written).await?;
         let committed = self.commit_fork(dst, &m).await;
         clear_cached(&h);
         if let Err(failure) = committed {

@@ -49,10 +49,10 @@
 //!   been scored (not a fixed nprobe), scoring only matching rows.
 
 use super::distance::{self, det_dot_batch, det_l2sq_batch, kernels, Kernels, Metric};
+use super::Ranked;
 use rand::seq::index::sample;
 use rand::SeedableRng;
 use std::borrow::Cow;
-use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 use std::sync::Arc;
 
@@ -143,32 +143,10 @@ impl Default for SearchParams {
 // ---------------------------------------------------------------------------------------------
 // Top-k selection.
 
-#[derive(Clone, Copy, Debug)]
-struct Cand {
-    d: f32,
-    id: u32,
-}
-impl PartialEq for Cand {
-    fn eq(&self, o: &Self) -> bool {
-        self.cmp(o) == Ordering::Equal
-    }
-}
-impl Eq for Cand {}
-impl PartialOrd for Cand {
-    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
-        Some(self.cmp(o))
-    }
-}
-impl Ord for Cand {
-    fn cmp(&self, o: &Self) -> Ordering {
-        self.d.total_cmp(&o.d).then(self.id.cmp(&o.id))
-    }
-}
-
 /// Keeps the `cap` smallest (distance, id) pairs.
 struct TopK {
     cap: usize,
-    heap: BinaryHeap<Cand>,
+    heap: BinaryHeap<Ranked>,
     worst: f32,
 }
 impl TopK {
@@ -181,23 +159,23 @@ impl TopK {
             return;
         }
         if self.heap.len() < self.cap {
-            self.heap.push(Cand { d, id });
+            self.heap.push(Ranked(d, id));
             if self.heap.len() == self.cap {
-                self.worst = self.heap.peek().map_or(f32::INFINITY, |c| c.d);
+                self.worst = self.heap.peek().map_or(f32::INFINITY, |c| c.0);
             }
         } else if d <= self.worst {
-            let c = Cand { d, id };
+            let c = Ranked(d, id);
             if self.heap.peek().is_some_and(|w| c < *w) {
                 self.heap.pop();
                 self.heap.push(c);
-                self.worst = self.heap.peek().map_or(f32::INFINITY, |c| c.d);
+                self.worst = self.heap.peek().map_or(f32::INFINITY, |c| c.0);
             }
         }
     }
     fn sorted(self) -> Vec<(u32, f32)> {
         let mut v = self.heap.into_sorted_vec();
         v.truncate(self.cap);
-        v.into_iter().map(|c| (c.id, c.d)).collect()
+        v.into_iter().map(|c| (c.1, c.0)).collect()
     }
 }
 
@@ -850,34 +828,19 @@ impl<'a> AnnIndex<'a> {
         self.bytes.get(a..b).unwrap_or(&[])
     }
     fn centroids(&self) -> &[f32] {
-        match &self.meta.decoded {
-            Some(d) => &d.centroids,
-            None => view_4(self.block(0)).unwrap_or(&[]),
-        }
+        pick(self.meta.decoded.as_ref().map(|d| &d.centroids), self.block(0))
     }
     fn offsets(&self) -> &[u32] {
-        match &self.meta.decoded {
-            Some(d) => &d.offsets,
-            None => view_4(self.block(1)).unwrap_or(&[]),
-        }
+        pick(self.meta.decoded.as_ref().map(|d| &d.offsets), self.block(1))
     }
     fn row_ids(&self) -> &[u32] {
-        match &self.meta.decoded {
-            Some(d) => &d.row_ids,
-            None => view_4(self.block(2)).unwrap_or(&[]),
-        }
+        pick(self.meta.decoded.as_ref().map(|d| &d.row_ids), self.block(2))
     }
     fn norms(&self) -> &[f32] {
-        match &self.meta.decoded {
-            Some(d) => &d.norms,
-            None => view_4(self.block(3)).unwrap_or(&[]),
-        }
+        pick(self.meta.decoded.as_ref().map(|d| &d.norms), self.block(3))
     }
     fn scales(&self) -> &[f32] {
-        match &self.meta.decoded {
-            Some(d) => &d.scales,
-            None => view_4(self.block(4)).unwrap_or(&[]),
-        }
+        pick(self.meta.decoded.as_ref().map(|d| &d.scales), self.block(4))
     }
     fn codes(&self) -> &'a [u8] {
         self.block(5)

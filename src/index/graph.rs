@@ -35,9 +35,9 @@
 //! - With a filter, the traversal visits every row but only matching rows enter the result list
 //!   (suited to wide filters; callers route narrow filters to the IVF index or exact search).
 
-use super::ann::{exact, quantize_query, quantize_rows, IndexError};
+use super::ann::{exact, metric_code, quantize_query, quantize_rows, IndexError};
 use super::distance::{kernels, Kernels, Metric};
-use std::cmp::Ordering;
+use super::Ranked;
 use std::collections::BinaryHeap;
 
 /// Section magic.
@@ -76,25 +76,6 @@ pub struct GraphSearchParams {
     pub rerank: u32,
 }
 
-#[derive(Clone, Copy, Debug)]
-struct D(f32, u32);
-impl PartialEq for D {
-    fn eq(&self, o: &Self) -> bool {
-        self.cmp(o) == Ordering::Equal
-    }
-}
-impl Eq for D {}
-impl PartialOrd for D {
-    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
-        Some(self.cmp(o))
-    }
-}
-impl Ord for D {
-    fn cmp(&self, o: &Self) -> Ordering {
-        self.0.total_cmp(&o.0).then(self.1.cmp(&o.1))
-    }
-}
-
 fn splitmix(x: &mut u64) -> u64 {
     *x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
     let mut z = *x;
@@ -105,13 +86,6 @@ fn splitmix(x: &mut u64) -> u64 {
 
 fn pad64(n: usize) -> Option<usize> {
     n.checked_add(63).map(|v| v / 64 * 64)
-}
-
-fn metric_code(m: Metric) -> u8 {
-    match m {
-        Metric::CosineDistance => 0,
-        Metric::EuclideanSquared => 1,
-    }
 }
 
 /// Block offsets (scales, norms, neighbors, codes, end) for a shape; None on overflow.
@@ -160,15 +134,15 @@ fn beam(
     mut dist: impl FnMut(u32) -> f32,
     mut neighbors: impl FnMut(u32, &mut Vec<u32>),
     accept: &dyn Fn(u32) -> bool,
-) -> Vec<D> {
+) -> Vec<Ranked> {
     visited.next();
-    let mut cand: BinaryHeap<std::cmp::Reverse<D>> = BinaryHeap::with_capacity(ef * 4);
-    let mut res: BinaryHeap<D> = BinaryHeap::with_capacity(ef + 1);
+    let mut cand: BinaryHeap<std::cmp::Reverse<Ranked>> = BinaryHeap::with_capacity(ef * 4);
+    let mut res: BinaryHeap<Ranked> = BinaryHeap::with_capacity(ef + 1);
     let d0 = dist(entry);
     visited.insert(entry);
-    cand.push(std::cmp::Reverse(D(d0, entry)));
+    cand.push(std::cmp::Reverse(Ranked(d0, entry)));
     if accept(entry) {
-        res.push(D(d0, entry));
+        res.push(Ranked(d0, entry));
     }
     let mut nb = Vec::with_capacity(64);
     while let Some(std::cmp::Reverse(c)) = cand.pop() {
@@ -182,9 +156,9 @@ fn beam(
             let d = dist(u);
             let worst = res.peek().map_or(f32::INFINITY, |w| w.0);
             if res.len() < ef || d < worst {
-                cand.push(std::cmp::Reverse(D(d, u)));
+                cand.push(std::cmp::Reverse(Ranked(d, u)));
                 if accept(u) {
-                    res.push(D(d, u));
+                    res.push(Ranked(d, u));
                     if res.len() > ef {
                         res.pop();
                     }
@@ -230,8 +204,8 @@ impl Visited {
 /// HNSW neighbour-selection heuristic: from `cands` (ascending by distance to the base), keep a
 /// candidate when it is closer to the base than to every kept one; fill up with the closest
 /// discarded ones to `m`.
-fn select(cands: &[D], m: usize, cd: &Coded<'_>) -> Vec<u32> {
-    let mut kept: Vec<D> = Vec::with_capacity(m);
+fn select(cands: &[Ranked], m: usize, cd: &Coded<'_>) -> Vec<u32> {
+    let mut kept: Vec<Ranked> = Vec::with_capacity(m);
     let mut rest: Vec<u32> = Vec::new();
     for c in cands {
         if kept.len() >= m {
@@ -378,9 +352,9 @@ pub fn build(vectors: &[f32], dim: usize, metric: Metric, params: &GraphParams) 
                 adj[ui * degree + l] = v;
                 len[ui] += 1;
             } else {
-                let mut c: Vec<D> =
-                    adj[ui * degree..(ui + 1) * degree].iter().map(|&w| D(cd.dist(u, w), w)).collect();
-                c.push(D(cd.dist(u, v), v));
+                let mut c: Vec<Ranked> =
+                    adj[ui * degree..(ui + 1) * degree].iter().map(|&w| Ranked(cd.dist(u, w), w)).collect();
+                c.push(Ranked(cd.dist(u, v), v));
                 c.sort_unstable();
                 let sel = select(&c, degree, &cd);
                 adj[ui * degree..(ui + 1) * degree].fill(NONE);
