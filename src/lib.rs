@@ -23,4 +23,5 @@ pub mod model;
 pub mod ops;
 pub mod query;
 pub mod schema;
+pub mod state;
 pub mod store;

@@ -35,17 +35,16 @@ use std::sync::Arc;
 use base64::Engine as _;
 use serde_json::{json, Map, Value as Json};
 
-use crate::engine::{EngineError, LiveSegment, NsState};
+use crate::engine::EngineError;
 use crate::filter::Filter;
-use crate::format::segment::{
-    SECTION_ANN_INDEX, SECTION_ATTRIBUTE_INDEX, SECTION_GRAPH_INDEX, SECTION_SPARSE_INDEX, SECTION_TEXT_INDEX,
-};
+use crate::format::segment::{SECTION_ANN_INDEX, SECTION_SPARSE_INDEX, SECTION_TEXT_INDEX};
 use crate::index::text::{
     fieldnorm_to_id, search_fields, term_counts, Analyzer, Bm25Params, Bm25Weight, CorpusStats, FieldQuery,
     NormCache, TextIndex, MAX_PREFIX_EXPANSIONS,
 };
 use crate::model::{DocId, Document, Value, ID_ATTR, VECTOR_ATTR};
 use crate::schema::{AttrType, ScalarType};
+use crate::state::{NsState, SegmentReader};
 
 /// Rows returned when neither `top_k` nor `limit` is given.
 pub const DEFAULT_LIMIT: usize = 10;
@@ -1145,7 +1144,7 @@ impl<'a> PerCounter<'a> {
 
 /// One segment as a ranked query sees it: which rows are live.
 struct SegView<'a> {
-    ls: &'a LiveSegment,
+    ls: &'a SegmentReader,
     /// Live rows whose id the overlay shadows.
     shadowed: HashSet<usize>,
     /// Rows the attribute indexes allow for the filter (a superset of the
@@ -1201,17 +1200,9 @@ fn seg_views<'a>(state: &'a NsState, filter: Option<&Filter>) -> Vec<SegView<'a>
         .collect()
 }
 
-/// The attribute index section of `attr` in a segment.
-fn attr_index<'a>(ls: &'a LiveSegment, attr: &str) -> Option<crate::index::attr::AttrIndex<'a>> {
-    ls.seg
-        .sections(SECTION_ATTRIBUTE_INDEX)
-        .into_iter()
-        .find_map(|b| crate::index::attr::AttrIndex::open_trusted(b).ok().filter(|ix| ix.attr() == attr))
-}
-
 /// Sorted, unique rows of a segment that may match `f` (a superset of its
 /// matches), from attribute indexes; None when they cannot narrow it.
-fn index_rows(ls: &LiveSegment, f: &Filter, depth: usize) -> Option<Vec<u32>> {
+fn index_rows(ls: &SegmentReader, f: &Filter, depth: usize) -> Option<Vec<u32>> {
     use crate::filter::{Op, Operand};
     use crate::index::attr::{key_of, kind_of};
     if depth > crate::filter::MAX_DEPTH {
@@ -1236,7 +1227,7 @@ fn index_rows(ls: &LiveSegment, f: &Filter, depth: usize) -> Option<Vec<u32>> {
         }
         Filter::Or(_) | Filter::Not(_) => return None,
         Filter::Cond(c) => {
-            let ix = attr_index(ls, c.attr())?;
+            let ix = ls.attr_index(c.attr())?;
             let same = |v: &Value| kind_of(v) == Some(ix.kind());
             match (c.op(), c.operand()) {
                 (Op::Eq, Some(Operand::Value(v))) if same(v) => {
@@ -1360,67 +1351,9 @@ fn rank_hits(
     Ok((hits, exhaustive))
 }
 
-/// Most opened sections kept per [`SectionCache`].
-const ANN_CACHE_ENTRIES: usize = 256;
-
-/// Opened index sections, keyed by segment id and the section's address (so
-/// a remapped file reopens). Entries hold the segment's bytes alive; a cache
-/// is cleared when full.
-type SectionCache<T> = std::sync::Mutex<HashMap<(String, usize, usize), T>>;
-
-/// A segment's index section of `kind`, validated once per process by `open`
-/// and kept in `cache`.
-fn cached_section<T: Clone>(
-    ls: &LiveSegment,
-    kind: u16,
-    cache: &SectionCache<T>,
-    open: impl FnOnce(bytes::Bytes) -> Result<T, crate::index::ann::IndexError>,
-) -> Option<Result<T, crate::index::ann::IndexError>> {
-    let sec = ls.seg.section(kind)?;
-    let key = (ls.meta.id.clone(), sec.as_ptr() as usize, sec.len());
-    if let Some(ix) = cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(&key) {
-        return Some(Ok(ix.clone()));
-    }
-    let all = ls.seg.bytes();
-    let base = all.as_ptr() as usize;
-    let inside = key.1 >= base && key.1 + sec.len() <= base + all.len();
-    let bytes = if inside { all.slice_ref(sec) } else { bytes::Bytes::copy_from_slice(sec) };
-    let opened = open(bytes);
-    if let Ok(ix) = &opened {
-        let mut c = cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if c.len() >= ANN_CACHE_ENTRIES {
-            c.clear();
-        }
-        c.insert(key, ix.clone());
-    }
-    Some(opened)
-}
-
-/// The segment's ANN (IVF) section, opened once per process.
-fn cached_ann_index(
-    ls: &LiveSegment,
-) -> Option<Result<crate::index::ann::SharedAnnIndex, crate::index::ann::IndexError>> {
-    static CACHE: std::sync::OnceLock<SectionCache<crate::index::ann::SharedAnnIndex>> =
-        std::sync::OnceLock::new();
-    cached_section(ls, SECTION_ANN_INDEX, CACHE.get_or_init(Default::default), |b| {
-        crate::index::ann::SharedAnnIndex::open_trusted(b)
-    })
-}
-
 /// Filters estimated to pass at least this fraction of a segment's rows use
 /// the graph section (when present); narrower ones the IVF section.
 const GRAPH_MIN_SELECTIVITY: f64 = 0.5;
-
-/// The segment's graph section, opened once per process.
-fn cached_graph_index(
-    ls: &LiveSegment,
-) -> Option<Result<crate::index::graph::GraphIndex, crate::index::ann::IndexError>> {
-    static CACHE: std::sync::OnceLock<SectionCache<crate::index::graph::GraphIndex>> =
-        std::sync::OnceLock::new();
-    cached_section(ls, SECTION_GRAPH_INDEX, CACHE.get_or_init(Default::default), |b| {
-        crate::index::graph::GraphIndex::open_trusted(b)
-    })
-}
 
 /// Dense-vector search: per segment the ANN section (or exact when absent or
 /// `exact`), filter-aware; the overlay exhaustively.
@@ -1449,7 +1382,7 @@ fn vector_hits(
             || (0..n).any(|r| !seg.has_vector(r));
         let f = |row: u32| seg.has_vector(row as usize) && v.passes(row as usize, q);
         let filter: Option<&dyn Fn(u32) -> bool> = if need_filter { Some(&f) } else { None };
-        let index = if exact { None } else { cached_ann_index(v.ls) };
+        let index = if exact { None } else { v.ls.ann_index() };
         let filter_estimate =
             v.cand.as_ref().map(|c| u32::try_from(c.iter().filter(|b| **b).count()).unwrap_or(u32::MAX));
         // Warm path: the graph section for unfiltered and wide-filter queries.
@@ -1464,7 +1397,7 @@ fn vector_hits(
                     }
                 };
                 if wide {
-                    match cached_graph_index(v.ls) {
+                    match v.ls.graph_index() {
                         Some(Ok(g)) => Some(g),
                         Some(Err(e)) => {
                             tracing::warn!(segment = %v.ls.meta.id, error = %e, "unreadable graph section; IVF");
@@ -1518,15 +1451,12 @@ fn sparse_hits(
     state: &NsState,
     views: &[SegView<'_>],
 ) -> (Vec<Hit>, u64) {
-    use crate::index::sparse::{dot, SparseIndex};
+    use crate::index::sparse::dot;
     let mut hits = Vec::new();
     let mut exhaustive = 0u64;
     for (si, v) in views.iter().enumerate() {
         let seg = &v.ls.seg;
-        let index = seg
-            .sections(SECTION_SPARSE_INDEX)
-            .into_iter()
-            .find_map(|b| SparseIndex::open(b).ok().filter(|ix| ix.attr() == attr));
+        let index = v.ls.sparse_index(attr);
         let found: Vec<(u32, f32)> = match index {
             Some(ix) => ix.scores(query, &|row| v.passes(row as usize, q)),
             None => (0..seg.len())
@@ -1659,14 +1589,6 @@ fn linear(node: &Node, boost: f32, out: &mut Vec<(usize, f32)>) -> bool {
     }
 }
 
-/// The text index section of `attr` in a segment, if it has one.
-fn text_index<'a>(ls: &'a LiveSegment, attr: &str) -> Option<TextIndex<'a>> {
-    ls.seg
-        .sections(SECTION_TEXT_INDEX)
-        .into_iter()
-        .find_map(|b| TextIndex::open_trusted(b).ok().filter(|ix| ix.attr() == attr))
-}
-
 fn compile(
     e: &TextExpr,
     state: &NsState,
@@ -1732,7 +1654,7 @@ fn expand_prefix(
         }
     };
     for v in views {
-        match text_index(v.ls, attr) {
+        match v.ls.text_index(attr) {
             Some(ix) => set.extend(ix.terms_with_prefix(prefix, MAX_PREFIX_EXPANSIONS)),
             None => {
                 for r in (0..v.ls.seg.len()).filter(|r| v.live(*r)) {
@@ -1765,7 +1687,7 @@ fn text_stats(
     let toks_of = |d: &Document| d.attrs.get(attr).map(|v| value_tokens(analyzer, v)).unwrap_or_default();
     let counts = term_counts(terms);
     for v in views {
-        match text_index(v.ls, attr) {
+        match v.ls.text_index(attr) {
             Some(ix) => {
                 st.add_index(&ix, terms);
                 for r in v.dead_rows() {
@@ -1815,7 +1737,7 @@ fn text_hits(
     let corrupt = |e: crate::index::text::IndexError| EngineError::Corrupted(format!("text index: {e}"));
     for (si, v) in views.iter().enumerate() {
         let seg = &v.ls.seg;
-        let ixs: Option<Vec<TextIndex<'_>>> = leaves.iter().map(|l| text_index(v.ls, &l.attr)).collect();
+        let ixs: Option<Vec<TextIndex<'_>>> = leaves.iter().map(|l| v.ls.text_index(&l.attr)).collect();
         let f = |row: u32| v.passes(row as usize, q);
         let found: Vec<(u32, f32)> = match ixs {
             Some(ixs) if is_linear => {

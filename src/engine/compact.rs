@@ -322,7 +322,7 @@ impl Engine {
                 .map_err(|e| EngineError::Corrupted(format!("deletion set {}: {e}", d.key)))?,
             _ => DeletionSet::new(seg.len()),
         };
-        Ok(LiveSegment { seg, deleted: Arc::new(deleted), meta: s.clone() })
+        Ok(LiveSegment::new(seg, Arc::new(deleted), s.clone()))
     }
 
     /// The verified bytes of an immutable object, through the disk cache

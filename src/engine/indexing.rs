@@ -25,7 +25,6 @@
 //! - Tokens of an attribute value come from [`crate::query::value_tokens`],
 //!   here and at query time for unindexed rows alike.
 
-use crate::engine::state::NsState;
 use crate::format::segment::{
     SegmentBuilder, SECTION_ANN_INDEX, SECTION_ATTRIBUTE_INDEX, SECTION_COLD_IVF, SECTION_GRAPH_INDEX,
     SECTION_SPARSE_INDEX, SECTION_TEXT_INDEX,
@@ -33,6 +32,7 @@ use crate::format::segment::{
 use crate::index::text::{Analyzer, TextIndexBuilder};
 use crate::model::{DistanceMetric, Document, Value};
 use crate::schema::AttrType;
+use crate::state::NsState;
 
 /// Segments with fewer vector rows than this get no ANN section: an exact
 /// scan of them is as fast as probing an index.

@@ -24,7 +24,7 @@ mod indexing;
 pub mod repair;
 pub mod request;
 pub mod snapshot;
-pub mod state;
+pub use crate::state; // compat: lead removes after merge
 
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;

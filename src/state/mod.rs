@@ -15,39 +15,21 @@
 use std::ops::Bound;
 use std::sync::Arc;
 
-use crate::format::manifest::SegmentRef;
-use crate::format::segment::{DeletionSet, Segment};
 use crate::model::{DistanceMetric, DocId, Document, IdType};
 use crate::ops::RowCounts;
 use crate::schema::Schema;
 
-/// A segment as this generation sees it: its rows minus its deletion set.
-#[derive(Clone, Debug)]
-pub struct LiveSegment {
-    /// The segment file.
-    pub seg: Segment,
-    /// Rows retired after the segment was written.
-    pub deleted: Arc<DeletionSet>,
-    /// Its manifest entry.
-    pub meta: SegmentRef,
-}
+pub mod segment;
 
-impl LiveSegment {
-    /// The live row holding `id`, if any.
-    pub fn find_live(&self, id: &DocId) -> Option<usize> {
-        self.seg.find(id).filter(|r| !self.deleted.contains(*r))
-    }
+pub use self::segment::SegmentReader;
 
-    /// Number of live rows.
-    pub fn live_rows(&self) -> usize {
-        self.seg.len().saturating_sub(self.deleted.len())
-    }
-}
+/// The old name of [`SegmentReader`].
+pub type LiveSegment = SegmentReader; // compat: lead removes after merge
 
 /// The state of a namespace at one generation.
 #[derive(Clone, Debug, Default)]
 pub struct NsState {
-    segments: Arc<Vec<LiveSegment>>,
+    segments: Arc<Vec<SegmentReader>>,
     overlay: imbl::OrdMap<DocId, Option<Arc<Document>>>,
     len: u64,
     /// The schema (explicit and inferred).
@@ -66,13 +48,13 @@ pub struct NsState {
 
 impl NsState {
     /// A state over compacted segments (the overlay starts empty).
-    pub fn with_segments(segments: Vec<LiveSegment>) -> NsState {
+    pub fn with_segments(segments: Vec<SegmentReader>) -> NsState {
         let len = segments.iter().map(|s| s.live_rows() as u64).sum();
         NsState { segments: Arc::new(segments), len, ..NsState::default() }
     }
 
     /// The segments.
-    pub fn segments(&self) -> &[LiveSegment] {
+    pub fn segments(&self) -> &[SegmentReader] {
         &self.segments
     }
 
@@ -136,11 +118,13 @@ impl NsState {
     }
 
     /// Estimated heap bytes held by this state (segments are mapped, not
-    /// counted byte for byte): what the memory tier budgets.
+    /// counted byte for byte; the heap their opened index sections derived
+    /// is): what the memory tier budgets.
     pub fn memory_weight(&self) -> u64 {
         let overlay: u64 =
             self.overlay.values().map(|d| d.as_ref().map_or(64, |d| 128 + d.logical_bytes())).sum();
-        overlay + 4096 * self.segments.len() as u64
+        let opened: u64 = self.segments.iter().map(SegmentReader::opened_bytes).sum();
+        overlay + 4096 * self.segments.len() as u64 + opened
     }
 
     /// Every live document, in id order.
@@ -149,7 +133,7 @@ impl NsState {
     }
 }
 
-fn decode(s: &LiveSegment, row: usize) -> Option<Arc<Document>> {
+fn decode(s: &SegmentReader, row: usize) -> Option<Arc<Document>> {
     match s.seg.doc(row) {
         Ok(d) => Some(Arc::new(d)),
         Err(e) => {
@@ -162,7 +146,7 @@ fn decode(s: &LiveSegment, row: usize) -> Option<Arc<Document>> {
 
 /// One segment's cursor over live rows.
 struct SegCursor<'a> {
-    seg: &'a LiveSegment,
+    seg: &'a SegmentReader,
     row: usize,
 }
 

@@ -1,0 +1,194 @@
+//! [`SegmentReader`]: one loaded segment as every generation that holds it
+//! sees it — the segment file, its deletion set, its manifest entry, a table
+//! of its index sections, and the heavy sections opened on first use.
+//!
+//! Invariants:
+//! - A reader is created once per loaded segment (at load); clones (a new
+//!   generation keeping the segment, or a new deletion set) share the table
+//!   and the opened sections, which depend only on the segment's bytes.
+//! - The segment was verified whole at open (`Segment::open`), so sections
+//!   are opened "trusted" (no second crc pass) and each at most once: the
+//!   result, success or error, is kept in a `OnceLock` for the reader's life.
+//! - Per-attribute sections (text, attribute, sparse) are found through a
+//!   table keyed by attribute name, built once on first lookup: a query opens
+//!   only the section it uses, never every section of the kind.
+//! - [`SegmentReader::opened_bytes`] is the heap the opened sections derived
+//!   (the section bytes themselves belong to the segment's buffer), so the
+//!   memory tier can budget them.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::ops::Range;
+use std::sync::{Arc, OnceLock};
+
+use bytes::Bytes;
+
+use crate::format::manifest::SegmentRef;
+use crate::format::segment::{
+    DeletionSet, Segment, SECTION_ANN_INDEX, SECTION_ATTRIBUTE_INDEX, SECTION_GRAPH_INDEX,
+    SECTION_SPARSE_INDEX, SECTION_TEXT_INDEX,
+};
+use crate::index::ann::{IndexError, SharedAnnIndex};
+use crate::index::attr::AttrIndex;
+use crate::index::graph::GraphIndex;
+use crate::index::sparse::SparseIndex;
+use crate::index::text::TextIndex;
+use crate::model::DocId;
+
+/// A segment as this generation sees it: its rows minus its deletion set,
+/// plus its index sections, opened once.
+#[derive(Clone)]
+pub struct SegmentReader {
+    /// The segment file.
+    pub seg: Segment,
+    /// Rows retired after the segment was written.
+    pub deleted: Arc<DeletionSet>,
+    /// Its manifest entry.
+    pub meta: SegmentRef,
+    /// The segment's whole buffer (a shared handle, taken once at open).
+    file: Bytes,
+    /// Shared by clones: depends only on `seg`'s bytes.
+    sections: Arc<OpenedSections>,
+}
+
+/// Index sections of one segment file, located and opened lazily, once.
+#[derive(Default)]
+struct OpenedSections {
+    ann: OnceLock<Option<Result<SharedAnnIndex, IndexError>>>,
+    graph: OnceLock<Option<Result<GraphIndex, IndexError>>>,
+    by_attr: OnceLock<AttrSections>,
+}
+
+/// Byte ranges (in the segment file) of the per-attribute sections, by
+/// attribute name; the first section of a kind wins, as a linear search did.
+#[derive(Default)]
+struct AttrSections {
+    text: HashMap<Box<str>, Range<usize>>,
+    attr: HashMap<Box<str>, Range<usize>>,
+    sparse: HashMap<Box<str>, Range<usize>>,
+}
+
+impl fmt::Debug for SegmentReader {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SegmentReader")
+            .field("segment", &self.meta.id)
+            .field("rows", &self.seg.len())
+            .field("deleted", &self.deleted.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl SegmentReader {
+    /// The reader of a verified segment with its deletion set and manifest entry.
+    pub fn new(seg: Segment, deleted: Arc<DeletionSet>, meta: SegmentRef) -> SegmentReader {
+        SegmentReader { file: seg.bytes(), seg, deleted, meta, sections: Arc::default() }
+    }
+
+    /// The same segment with another deletion set (opened sections shared).
+    pub fn with_deleted(&self, deleted: Arc<DeletionSet>) -> SegmentReader {
+        SegmentReader { deleted, ..self.clone() }
+    }
+
+    /// The live row holding `id`, if any.
+    pub fn find_live(&self, id: &DocId) -> Option<usize> {
+        self.seg.find(id).filter(|r| !self.deleted.contains(*r))
+    }
+
+    /// Number of live rows.
+    pub fn live_rows(&self) -> usize {
+        self.seg.len().saturating_sub(self.deleted.len())
+    }
+
+    /// The segment's ANN (IVF) section, opened on first use.
+    pub fn ann_index(&self) -> Option<Result<SharedAnnIndex, IndexError>> {
+        self.sections
+            .ann
+            .get_or_init(|| self.open_owned(SECTION_ANN_INDEX, SharedAnnIndex::open_trusted))
+            .clone()
+    }
+
+    /// The segment's graph section, opened on first use.
+    pub fn graph_index(&self) -> Option<Result<GraphIndex, IndexError>> {
+        self.sections
+            .graph
+            .get_or_init(|| self.open_owned(SECTION_GRAPH_INDEX, GraphIndex::open_trusted))
+            .clone()
+    }
+
+    /// The text index section of `attr`.
+    pub fn text_index(&self, attr: &str) -> Option<TextIndex<'_>> {
+        let range = self.by_attr().text.get(attr)?;
+        TextIndex::open_trusted(self.section_bytes(range)?).ok()
+    }
+
+    /// The attribute index section of `attr`.
+    pub fn attr_index(&self, attr: &str) -> Option<AttrIndex<'_>> {
+        let range = self.by_attr().attr.get(attr)?;
+        AttrIndex::open_trusted(self.section_bytes(range)?).ok()
+    }
+
+    /// The sparse index section of `attr` (checksummed by `SparseIndex::open`,
+    /// which has no trusted variant yet).
+    pub fn sparse_index(&self, attr: &str) -> Option<SparseIndex<'_>> {
+        let range = self.by_attr().sparse.get(attr)?;
+        SparseIndex::open(self.section_bytes(range)?).ok()
+    }
+
+    /// Heap bytes the opened sections hold besides the segment's buffer.
+    pub fn opened_bytes(&self) -> u64 {
+        let ann =
+            self.sections.ann.get().and_then(|o| o.as_ref()?.as_ref().ok()).map_or(0, |ix| ix.heap_bytes());
+        let graph =
+            self.sections.graph.get().and_then(|o| o.as_ref()?.as_ref().ok()).map_or(0, |ix| ix.heap_bytes());
+        (ann + graph) as u64
+    }
+
+    /// Opens the first section of `kind` over a shared slice of the segment's
+    /// buffer (a copy only if the section is not inside it).
+    fn open_owned<T>(
+        &self,
+        kind: u16,
+        open: impl FnOnce(Bytes) -> Result<T, IndexError>,
+    ) -> Option<Result<T, IndexError>> {
+        let sec = self.seg.section(kind)?;
+        let all = &self.file;
+        let (base, at) = (all.as_ptr() as usize, sec.as_ptr() as usize);
+        let inside = at >= base && at + sec.len() <= base + all.len();
+        let bytes = if inside { all.slice_ref(sec) } else { Bytes::copy_from_slice(sec) };
+        Some(open(bytes))
+    }
+
+    fn section_bytes(&self, range: &Range<usize>) -> Option<&[u8]> {
+        self.file.get(range.clone())
+    }
+
+    fn by_attr(&self) -> &AttrSections {
+        self.sections.by_attr.get_or_init(|| self.locate_attr_sections())
+    }
+
+    fn locate_attr_sections(&self) -> AttrSections {
+        let mut t = AttrSections::default();
+        let whole = &self.file[..];
+        let base = whole.as_ptr() as usize;
+        let range_of = |b: &[u8]| {
+            let start = (b.as_ptr() as usize).checked_sub(base)?;
+            (start + b.len() <= whole.len()).then_some(start..start + b.len())
+        };
+        for b in self.seg.sections(SECTION_TEXT_INDEX) {
+            if let (Ok(ix), Some(r)) = (TextIndex::open_trusted(b), range_of(b)) {
+                t.text.entry(ix.attr().into()).or_insert(r);
+            }
+        }
+        for b in self.seg.sections(SECTION_ATTRIBUTE_INDEX) {
+            if let (Ok(ix), Some(r)) = (AttrIndex::open_trusted(b), range_of(b)) {
+                t.attr.entry(ix.attr().into()).or_insert(r);
+            }
+        }
+        for b in self.seg.sections(SECTION_SPARSE_INDEX) {
+            if let (Ok(ix), Some(r)) = (SparseIndex::open(b), range_of(b)) {
+                t.sparse.entry(ix.attr().into()).or_insert(r);
+            }
+        }
+        t
+    }
+}
