@@ -59,6 +59,14 @@ impl ApiError {
     }
 }
 
+/// A query error answers as the engine error of the same kind (same status,
+/// same message).
+impl From<crate::query::QueryError> for ApiError {
+    fn from(e: crate::query::QueryError) -> Self {
+        ApiError::from(EngineError::from(e))
+    }
+}
+
 impl From<EngineError> for ApiError {
     fn from(e: EngineError) -> Self {
         if let EngineError::Backpressure { message, retry_after_ms } = e {

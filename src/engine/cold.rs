@@ -440,7 +440,7 @@ impl Engine {
         for d in cands {
             state.put(d);
         }
-        query::execute(q, &state)
+        Ok(query::execute(q, &state)?)
     }
 
     /// Round trip 3, beside the lists: a segment's docs offsets table (rows + 1 u64s) when

@@ -21,6 +21,7 @@ pub mod cold;
 pub mod compact;
 pub mod export;
 mod indexing;
+mod query_error;
 pub mod repair;
 pub mod request;
 pub mod snapshot;

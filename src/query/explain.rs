@@ -1,0 +1,133 @@
+//! `explain`: the plan text of a query (access paths per segment).
+//!
+//! Invariant: describes what `execute` would do without running the ranking.
+
+use super::*;
+
+/// Plan lines of a scored ranking: per segment, the index used or the
+/// exhaustive scan, with estimated rows; then the overlay.
+pub(super) fn explain_rank(q: &Query, rank: &Rank, state: &NsState, lines: &mut Vec<String>) {
+    let (what, kind) = match rank {
+        Rank::Vector { exact: false, .. } => {
+            ("vector ANN (distance ascending)".to_owned(), SECTION_ANN_INDEX)
+        }
+        Rank::Vector { exact: true, .. } => ("vector kNN, exact (distance ascending)".to_owned(), 0),
+        Rank::Sparse { attr, .. } => {
+            (format!("sparse dot product on {attr} (score descending)"), SECTION_SPARSE_INDEX)
+        }
+        Rank::Text(_) => ("BM25 (score descending)".to_owned(), SECTION_TEXT_INDEX),
+    };
+    lines.push(format!("rank: {what}, ties by id asc"));
+    let views = seg_views(state, q.filters.as_ref());
+    for v in &views {
+        let seg = &v.ls.seg;
+        let live = seg.len().saturating_sub(v.ls.deleted.len()).saturating_sub(v.shadowed.len());
+        let has_index = kind != 0 && !seg.sections(kind).is_empty();
+        let access = match (rank, has_index) {
+            (Rank::Vector { .. }, true) => {
+                match crate::index::ann::AnnIndex::open_trusted(
+                    seg.section(SECTION_ANN_INDEX).unwrap_or_default(),
+                ) {
+                    Ok(ix) if q.filters.is_some() => {
+                        let f = |row: u32| v.passes(row as usize, q);
+                        let est = ix.estimate_matches(&f);
+                        let exact =
+                            est <= crate::index::ann::SearchParams::default().exact_threshold as usize;
+                        format!(
+                            "ANN index ({} clusters), filter matches ~{est} rows → {}",
+                            ix.nlist(),
+                            if exact {
+                                "exact search over matching rows"
+                            } else {
+                                "filter-aware cluster probing"
+                            }
+                        )
+                    }
+                    Ok(ix) => format!(
+                        "ANN index ({} clusters, {} probed), ~{} rows scored",
+                        ix.nlist(),
+                        ix.default_nprobe(),
+                        (ix.default_nprobe() * ix.rows()).div_ceil(ix.nlist().max(1))
+                    ),
+                    Err(_) => "unreadable ANN section → exact search".to_owned(),
+                }
+            }
+            (Rank::Vector { .. }, false) => format!("exact search of {live} rows"),
+            (_, true) => "postings index".to_owned(),
+            (_, false) => format!("exhaustive scan of {live} rows (no index section)"),
+        };
+        let narrowed = match &v.cand {
+            Some(c) => {
+                format!(", attribute index narrows the filter to {} rows", c.iter().filter(|b| **b).count())
+            }
+            None => String::new(),
+        };
+        lines.push(format!("segment {}: {} rows ({live} live){narrowed}: {access}", v.ls.meta.id, seg.len()));
+    }
+    let unindexed = state.overlay().values().filter(|d| d.is_some()).count();
+    lines.push(format!("unindexed WAL rows: {unindexed}, searched exhaustively"));
+}
+
+// ----- explain -----------------------------------------------------------------
+
+/// A short, human-readable plan of a query on a state.
+pub fn explain(q: &Query, state: &NsState) -> Result<String, QueryError> {
+    validate(q, state)?;
+    let n = state.len() as usize;
+    let mut lines = Vec::new();
+    if let Some(rank) = &q.rank {
+        explain_rank(q, rank, state, &mut lines);
+    }
+    let access = match (&q.id_lower, &q.order) {
+        _ if q.rank.is_some() => format!("ranked search over {n} documents"),
+        (Some((id, inc)), _) if Some(id.id_type()) == state.id_type => {
+            format!("id range scan from id {} {id} (of {n} documents)", if *inc { ">=" } else { ">" })
+        }
+        (_, Some(o)) if matches!(o.as_slice(), [k] if k.attr == ID_ATTR && k.dir == Direction::Desc) => {
+            format!("reverse id scan (of {n} documents)")
+        }
+        _ => match q.filters.as_ref().filter(|_| !state.segments().is_empty()) {
+            Some(f) => {
+                let views = seg_views(state, Some(f));
+                let narrowed: Option<usize> =
+                    views.iter().map(|v| v.cand.as_ref().map(|c| c.iter().filter(|b| **b).count())).sum();
+                match narrowed {
+                    Some(rows) => format!(
+                        "attribute indexes narrow the filter to {rows} segment rows, plus {} unindexed rows \
+                         (of {n} documents)",
+                        state.overlay().len()
+                    ),
+                    None => format!("exhaustive scan of {n} documents"),
+                }
+            }
+            None => format!("exhaustive scan of {n} documents"),
+        },
+    };
+    lines.push(format!("access: {access}"));
+    lines.push(format!(
+        "filter: {}",
+        q.filters.as_ref().map_or_else(|| "none".to_owned(), |f| f.to_json().to_string())
+    ));
+    match &q.order {
+        Some(order) => {
+            let keys: Vec<String> = order
+                .iter()
+                .map(|k| format!("{} {}", k.attr, if k.dir == Direction::Asc { "asc" } else { "desc" }))
+                .collect();
+            lines.push(format!("order: {}, then id asc (missing values last)", keys.join(", ")));
+            lines.push(format!("limit: {} offset: {}", q.limit, q.offset));
+        }
+        None if q.rank.is_some() => lines.push(format!("limit: {} offset: {}", q.limit, q.offset)),
+        None => lines.push("order: none (aggregate only)".to_owned()),
+    }
+    if !q.aggregates.is_empty() {
+        let names: Vec<&str> = q.aggregates.iter().map(|(n, _)| n.as_str()).collect();
+        let by = if q.group_by.is_empty() {
+            String::new()
+        } else {
+            format!(" grouped by {}", q.group_by.join(", "))
+        };
+        lines.push(format!("aggregate: {}{by}", names.join(", ")));
+    }
+    Ok(lines.join("\n"))
+}

@@ -1,0 +1,330 @@
+//! Query evaluation over one engine snapshot: filters, attribute ordering,
+//! scored ranking (dense vectors `ANN`/`kNN`, `BM25` with `Sum`/`Max`/
+//! `Product`, `SparseKNN`), paging, `limit.per` diversity, projections,
+//! aggregations, multi-query with RRF fusion, `explain` plans and the
+//! `_debug/recall` measurement.
+//!
+//! Invariants:
+//! - Parsing is total: any JSON yields a [`QueryRequest`] or an
+//!   `InvalidInput`/`Unsupported` error naming the offending key.
+//! - A query (and every subquery of a multi-query) reads exactly one
+//!   [`NsState`]; nothing here touches storage.
+//! - Ordering is total and deterministic: the `rank_by` keys (or the
+//!   distance ascending / score descending), then id ascending. Missing
+//!   values sort last in both directions ("nulls last").
+//! - Access paths are only shortcuts: an id range scan, attribute-index
+//!   candidate rows and ANN candidate lists are supersets or approximations
+//!   of the matches, and the full filter is still applied to every row that
+//!   can be returned, so filtered results equal a full scan's (ANN aside,
+//!   which is approximate by contract; `kNN` is exact).
+//! - A row is searched where it lives: segment rows through their index
+//!   sections when present (else exhaustively), rows a segment retired
+//!   (deletion set) or the overlay shadows are never returned, and overlay
+//!   (WAL) rows are always searched exhaustively and merged (read-your-writes,
+//!   also under `eventual` consistency).
+//! - Scores do not depend on where a row lives: BM25 statistics (N, avgdl,
+//!   df) are those of the live documents, whatever their segment or the WAL,
+//!   and indexed and unindexed rows are scored by the same formula in the
+//!   same order of f32 operations; sparse dot products likewise.
+
+use std::cmp::Ordering;
+use std::collections::{HashMap, HashSet};
+use std::ops::Bound;
+use std::sync::Arc;
+
+use base64::Engine as _;
+use serde_json::{json, Map, Value as Json};
+
+use crate::filter::Filter;
+use crate::format::segment::{SECTION_ANN_INDEX, SECTION_SPARSE_INDEX, SECTION_TEXT_INDEX};
+use crate::index::text::{
+    fieldnorm_to_id, search_fields, term_counts, Analyzer, Bm25Params, Bm25Weight, CorpusStats, FieldQuery,
+    NormCache, TextIndex, MAX_PREFIX_EXPANSIONS,
+};
+use crate::model::{DocId, Document, Value, ID_ATTR, VECTOR_ATTR};
+use crate::schema::{AttrType, ScalarType};
+use crate::state::{NsState, SegmentReader};
+
+mod aggregate;
+mod bm25;
+mod error;
+mod explain;
+mod fuse;
+mod parse;
+mod rank;
+mod recall;
+mod render;
+mod scan;
+mod sparse;
+#[cfg(test)]
+mod tests;
+mod vector;
+
+use self::aggregate::*;
+pub use self::bm25::value_tokens;
+use self::bm25::*;
+pub use self::error::QueryError;
+use self::error::*;
+pub use self::explain::explain;
+pub use self::fuse::fuse;
+pub use self::parse::parse_request;
+use self::parse::*;
+use self::rank::*;
+pub use self::recall::recall;
+pub use self::render::encode_vector;
+use self::render::*;
+use self::scan::*;
+use self::sparse::*;
+use self::vector::*;
+
+/// Rows returned when neither `top_k` nor `limit` is given.
+pub const DEFAULT_LIMIT: usize = 10;
+/// Largest page (`top_k`/`limit`).
+pub const MAX_LIMIT: usize = 10_000;
+/// Most subqueries of one multi-query.
+pub const MAX_SUBQUERIES: usize = 16;
+
+/// Sort direction of an attribute ordering.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// Ascending.
+    Asc,
+    /// Descending.
+    Desc,
+}
+
+/// One `rank_by` attribute ordering key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderKey {
+    /// Attribute (`id` allowed).
+    pub attr: String,
+    /// Direction.
+    pub dir: Direction,
+}
+
+/// Which attributes rows carry besides `id`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Projection {
+    /// Only the id (the default).
+    IdOnly,
+    /// Every attribute, the vector included.
+    All,
+    /// The listed attributes.
+    Only(Vec<String>),
+    /// Every attribute except the listed ones.
+    AllExcept(Vec<String>),
+}
+
+/// How returned vectors are encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VectorEncoding {
+    /// JSON floats.
+    Float,
+    /// Base64 of little-endian f32.
+    Base64,
+}
+
+/// One aggregate function.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Aggregate {
+    /// `["Count"]`: matching documents.
+    Count,
+    /// `["Count", attr]`: matching documents that have the attribute.
+    CountAttr(String),
+    /// `["Sum", attr]`: sum of a numeric attribute.
+    Sum(String),
+}
+
+/// One parsed query.
+#[derive(Debug, Clone)]
+pub struct Query {
+    /// The filter.
+    pub filters: Option<Filter>,
+    /// Lower id bound implied by the filter (access-path hint only).
+    pub id_lower: Option<(DocId, bool)>,
+    /// Attribute ordering (None: aggregate-only or scored query).
+    pub order: Option<Vec<OrderKey>>,
+    /// Scored ranking (vector, sparse, BM25); exclusive with `order`.
+    pub rank: Option<Rank>,
+    /// `limit.per`: at most `limit` rows per distinct value of `attributes`.
+    pub per: Option<PerLimit>,
+    /// Page size.
+    pub limit: usize,
+    /// Rows skipped.
+    pub offset: usize,
+    /// Attributes to return.
+    pub projection: Projection,
+    /// Vector encoding of returned vectors.
+    pub vector_encoding: VectorEncoding,
+    /// Named aggregates.
+    pub aggregates: Vec<(String, Aggregate)>,
+    /// Group-by attributes.
+    pub group_by: Vec<String>,
+}
+
+/// A parsed query request (single or multi).
+#[derive(Debug, Clone)]
+pub struct QueryRequest {
+    /// Strong (default) or eventual consistency.
+    pub strong: bool,
+    /// Whether the response is the multi-query shape (`results`).
+    pub multi: bool,
+    /// The queries (one for a single query).
+    pub queries: Vec<Query>,
+    /// Multi-query fusion (`rerank_by: ["RRF", ...]`).
+    pub rerank: Option<Rerank>,
+}
+
+/// The result of one query.
+#[derive(Debug, Clone, Default)]
+pub struct QueryResult {
+    /// Rows (None for an aggregate-only query).
+    pub rows: Option<Vec<Json>>,
+    /// Ungrouped aggregates.
+    pub aggregations: Option<Json>,
+    /// Grouped aggregates.
+    pub aggregation_groups: Option<Vec<Json>>,
+    /// Documents examined.
+    pub scanned: u64,
+}
+
+impl QueryResult {
+    /// The JSON body of this result (without billing/performance).
+    pub fn to_json(&self) -> Json {
+        let mut m = Map::new();
+        if let Some(rows) = &self.rows {
+            m.insert("rows".into(), Json::Array(rows.clone()));
+        }
+        if let Some(a) = &self.aggregations {
+            m.insert("aggregations".into(), a.clone());
+        }
+        if let Some(g) = &self.aggregation_groups {
+            m.insert("aggregation_groups".into(), Json::Array(g.clone()));
+        }
+        Json::Object(m)
+    }
+}
+
+/// A scored ranking (everything but attribute order).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Rank {
+    /// `["vector", "ANN"|"kNN", [f32..]]`: smallest distance first.
+    Vector {
+        /// Exact (`kNN`) rather than approximate (`ANN`).
+        exact: bool,
+        /// The query vector.
+        query: Vec<f32>,
+    },
+    /// `[attr, "SparseKNN", {key: weight}]`: largest dot product first.
+    Sparse {
+        /// The sparse attribute.
+        attr: String,
+        /// Query weights, sorted by key, keys unique.
+        query: Vec<(String, f32)>,
+    },
+    /// A BM25 expression: largest score first.
+    Text(TextExpr),
+}
+
+/// A BM25 rank expression.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TextExpr {
+    /// `[attr, "BM25", query, {last_as_prefix}]`.
+    Bm25 {
+        /// The full-text attribute.
+        attr: String,
+        /// The query text or pre-split tokens.
+        query: TextInput,
+        /// Treat the last query token as a prefix.
+        last_as_prefix: bool,
+    },
+    /// `["Sum", [..]]`.
+    Sum(Vec<TextExpr>),
+    /// `["Max", [..]]`.
+    Max(Vec<TextExpr>),
+    /// `["Product", w, expr]` (or `[expr, w]`).
+    Product(f32, Box<TextExpr>),
+}
+
+/// A BM25 query operand.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TextInput {
+    /// Analyzed with the attribute's analyzer.
+    Text(String),
+    /// A list of strings, each analyzed.
+    Tokens(Vec<String>),
+}
+
+/// `limit.per`: diversity limit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PerLimit {
+    /// The limit key attributes.
+    pub attributes: Vec<String>,
+    /// Most rows per key value.
+    pub limit: usize,
+}
+
+/// Reciprocal-rank fusion of a multi-query's subqueries.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rerank {
+    /// RRF `k` (default 60).
+    pub rank_constant: f64,
+    /// Per-subquery weights (empty: all 1).
+    pub weights: Vec<f64>,
+    /// Rows returned.
+    pub limit: usize,
+    /// Rows skipped.
+    pub offset: usize,
+}
+
+/// The row attribute carrying a vector distance or a score.
+pub const DIST_ATTR: &str = "$dist";
+// ----- execution -------------------------------------------------------------
+
+/// Run one query on a state.
+pub fn execute(q: &Query, state: &NsState) -> Result<QueryResult, QueryError> {
+    validate(q, state)?;
+    let mut result = QueryResult::default();
+    if let Some(rank) = &q.rank {
+        let (docs, exhaustive) = ranked_docs(q, rank, state)?;
+        result.rows = Some(
+            docs.iter()
+                .map(|(d, score)| {
+                    let mut row = render(d, &q.projection, q.vector_encoding);
+                    if let Json::Object(m) = &mut row {
+                        m.insert(DIST_ATTR.into(), json!(f64::from(*score)));
+                    }
+                    row
+                })
+                .collect(),
+        );
+        result.scanned = exhaustive;
+    } else if let Some(order) = &q.order {
+        let (docs, scanned) = top_docs(q, order, state);
+        result.rows = Some(docs.iter().map(|d| render(d, &q.projection, q.vector_encoding)).collect());
+        result.scanned = scanned;
+    }
+    if !q.aggregates.is_empty() {
+        let mut scanned = 0;
+        let matching = candidates(q, state).filter(|d| {
+            scanned += 1;
+            matches(q, d)
+        });
+        if q.group_by.is_empty() {
+            result.aggregations = Some(aggregate_all(&q.aggregates, matching));
+        } else {
+            result.aggregation_groups = Some(aggregate_groups(q, matching));
+        }
+        result.scanned = result.scanned.max(scanned);
+    }
+    Ok(result)
+}
+
+/// Run a whole request on one state: each query, then the fusion if any.
+pub fn execute_request(req: &QueryRequest, state: &NsState) -> Result<Vec<QueryResult>, QueryError> {
+    let results = req.queries.iter().map(|q| execute(q, state)).collect::<Result<Vec<_>, _>>()?;
+    Ok(match &req.rerank {
+        Some(r) => vec![fuse(r, &results)],
+        None => results,
+    })
+}

@@ -1,0 +1,553 @@
+//! Parsing: turbopuffer query JSON → [`QueryRequest`]/[`Query`].
+//!
+//! Invariants: parsing is total (any JSON yields a request or an
+//! `InvalidInput`/`Unsupported` [`QueryError`] naming the offending key) and
+//! reads no state; kept in one file so it can move to the wire layer as a unit.
+
+use super::*;
+
+// ----- parsing ---------------------------------------------------------------
+
+/// Parse a query body. `multi_hint` is set by `?stainless_overload=multiQuery`;
+/// a body with `queries` is a multi-query either way.
+pub fn parse_request(body: &Json, multi_hint: bool) -> Result<QueryRequest, QueryError> {
+    let obj = body.as_object().ok_or_else(|| invalid("query body must be a JSON object"))?;
+    if multi_hint || obj.contains_key("queries") {
+        return parse_multi(obj);
+    }
+    let strong = parse_consistency(obj.get("consistency"))?;
+    let query = parse_query(obj, VectorEncoding::Float)?;
+    Ok(QueryRequest { strong, multi: false, queries: vec![query], rerank: None })
+}
+
+pub(super) fn parse_multi(obj: &Map<String, Json>) -> Result<QueryRequest, QueryError> {
+    let mut enc = VectorEncoding::Float;
+    let mut queries_json = None;
+    let (mut rerank_json, mut limit, mut offset) = (None, None, None);
+    for (k, v) in obj {
+        match k.as_str() {
+            "queries" => queries_json = Some(v),
+            "consistency" => {}
+            "vector_encoding" => enc = parse_encoding(v)?,
+            "rerank_by" if v.is_null() => {}
+            "rerank_by" => rerank_json = Some(v),
+            "limit" | "top_k" => limit = Some(parse_limit(v, k)?.0),
+            "offset" => {
+                let n = v.as_u64().ok_or_else(|| invalid("offset must be a non-negative integer"))?;
+                offset = Some(usize::try_from(n).map_err(|_| invalid("offset is too large"))?);
+            }
+            other => return Err(invalid(format!("unknown multi-query parameter {other:?}"))),
+        }
+    }
+    let rerank = match rerank_json {
+        Some(v) => Some(parse_rerank(v, limit, offset)?),
+        None if limit.is_some() || offset.is_some() => {
+            return Err(invalid("a multi-query's top-level limit and offset only apply to rerank_by"))
+        }
+        None => None,
+    };
+    let items = queries_json
+        .and_then(Json::as_array)
+        .ok_or_else(|| invalid("a multi-query needs \"queries\": an array of query objects"))?;
+    if items.is_empty() || items.len() > MAX_SUBQUERIES {
+        return Err(invalid(format!(
+            "a multi-query takes 1 to {MAX_SUBQUERIES} queries, got {}",
+            items.len()
+        )));
+    }
+    let mut queries = Vec::with_capacity(items.len());
+    for (i, q) in items.iter().enumerate() {
+        let o = q.as_object().ok_or_else(|| invalid(format!("queries[{i}] must be an object")))?;
+        queries.push(parse_query(o, enc).map_err(|e| prefix_error(e, &format!("queries[{i}]")))?);
+    }
+    if let Some(r) = &rerank {
+        if !r.weights.is_empty() && r.weights.len() != queries.len() {
+            return Err(invalid("rerank_by RRF weights must have one weight per subquery"));
+        }
+        if queries.iter().any(|q| q.order.is_none() && q.rank.is_none()) {
+            return Err(invalid("with rerank_by every subquery needs rank_by"));
+        }
+    }
+    Ok(QueryRequest { strong: parse_consistency(obj.get("consistency"))?, multi: true, queries, rerank })
+}
+
+pub(super) fn prefix_error(e: QueryError, what: &str) -> QueryError {
+    match e {
+        QueryError::InvalidInput(m) => QueryError::InvalidInput(format!("{what}: {m}")),
+        QueryError::Unsupported(m) => QueryError::Unsupported(format!("{what}: {m}")),
+        other => other,
+    }
+}
+
+pub(super) fn parse_consistency(v: Option<&Json>) -> Result<bool, QueryError> {
+    let Some(v) = v.filter(|v| !v.is_null()) else { return Ok(true) };
+    let level = v.get("level").and_then(Json::as_str);
+    let extra = v.as_object().is_some_and(|o| o.keys().any(|k| k != "level" && k != "max_staleness_seconds"));
+    match level {
+        _ if extra => Err(invalid("consistency takes only level and max_staleness_seconds")),
+        Some("strong") | None if v.is_object() => Ok(true),
+        Some("eventual") => Ok(false),
+        _ => Err(invalid("consistency must be {\"level\": \"strong\"} or {\"level\": \"eventual\"}")),
+    }
+}
+
+pub(super) fn parse_encoding(v: &Json) -> Result<VectorEncoding, QueryError> {
+    match v.as_str() {
+        Some("float") => Ok(VectorEncoding::Float),
+        Some("base64") => Ok(VectorEncoding::Base64),
+        _ if v.is_null() => Ok(VectorEncoding::Float),
+        _ => Err(invalid("vector_encoding must be \"float\" or \"base64\"")),
+    }
+}
+
+#[derive(Default)]
+pub(super) struct RawQuery<'a> {
+    pub(super) rank_by: Option<&'a Json>,
+    pub(super) top_k: Option<(usize, Option<PerLimit>)>,
+    pub(super) limit: Option<(usize, Option<PerLimit>)>,
+    pub(super) offset: Option<usize>,
+    pub(super) include: Option<&'a Json>,
+    pub(super) exclude: Option<&'a Json>,
+}
+
+/// Parse one query object (a single query or one subquery).
+pub(super) fn parse_query(obj: &Map<String, Json>, default_enc: VectorEncoding) -> Result<Query, QueryError> {
+    let mut raw = RawQuery::default();
+    let mut q = Query {
+        filters: None,
+        id_lower: None,
+        order: None,
+        rank: None,
+        per: None,
+        limit: DEFAULT_LIMIT,
+        offset: 0,
+        projection: Projection::IdOnly,
+        vector_encoding: default_enc,
+        aggregates: Vec::new(),
+        group_by: Vec::new(),
+    };
+    for (k, v) in obj {
+        parse_key(&mut q, &mut raw, k, v)?;
+    }
+    match raw.rank_by.filter(|v| !v.is_null()).map(parse_rank_by).transpose()? {
+        Some(RankBy::Order(o)) => q.order = Some(o),
+        Some(RankBy::Scored(r)) => q.rank = Some(r),
+        None => {}
+    }
+    let (limit, per) = match (raw.top_k, raw.limit) {
+        (Some(a), Some(b)) if a.0 != b.0 => {
+            return Err(invalid("top_k and limit disagree; give one of them"))
+        }
+        (a, b) => a.or(b).unwrap_or((DEFAULT_LIMIT, None)),
+    };
+    (q.limit, q.per) = (limit, per);
+    let ranked = q.order.is_some() || q.rank.is_some();
+    if !ranked && q.aggregates.is_empty() {
+        return Err(invalid("rank_by is required unless the query only aggregates (aggregate_by)"));
+    }
+    if q.per.is_some() && !ranked {
+        return Err(invalid("limit.per requires rank_by"));
+    }
+    if raw.offset.is_some() && !ranked {
+        return Err(invalid("offset requires rank_by"));
+    }
+    q.offset = raw.offset.unwrap_or(0);
+    if !q.group_by.is_empty() && q.aggregates.is_empty() {
+        return Err(invalid("group_by requires aggregate_by"));
+    }
+    q.projection = parse_projection(raw.include, raw.exclude)?;
+    Ok(q)
+}
+
+pub(super) fn parse_key<'a>(
+    q: &mut Query,
+    raw: &mut RawQuery<'a>,
+    k: &str,
+    v: &'a Json,
+) -> Result<(), QueryError> {
+    match k {
+        "filters" if v.is_null() => {}
+        "filters" => {
+            q.filters = Some(Filter::parse(v).map_err(|e| invalid(format!("filters: {e}")))?);
+            q.id_lower = id_lower_bound(v);
+        }
+        "rank_by" => raw.rank_by = Some(v),
+        "top_k" => raw.top_k = Some(parse_limit(v, "top_k")?),
+        "limit" => raw.limit = Some(parse_limit(v, "limit")?),
+        "offset" => {
+            let n = v.as_u64().ok_or_else(|| invalid("offset must be a non-negative integer"))?;
+            raw.offset = Some(usize::try_from(n).map_err(|_| invalid("offset is too large"))?);
+        }
+        "include_attributes" => raw.include = Some(v),
+        "exclude_attributes" => raw.exclude = Some(v),
+        "vector_encoding" => q.vector_encoding = parse_encoding(v)?,
+        "consistency" => {
+            parse_consistency(Some(v))?;
+        }
+        "distance_metric" => {
+            if let Some(s) = v.as_str() {
+                crate::model::DistanceMetric::parse(s).map_err(|e| invalid(e.to_string()))?;
+            } else if !v.is_null() {
+                return Err(invalid("distance_metric must be a string"));
+            }
+        }
+        "aggregate_by" => q.aggregates = parse_aggregates(v)?,
+        "group_by" => q.group_by = parse_group_by(v)?,
+        "compute_attributes" => {
+            return Err(unsupported(
+                "compute_attributes is not implemented yet (it arrives with the query engine)",
+            ))
+        }
+        "rerank_by" => {
+            return Err(unsupported(
+                "rerank_by is not implemented yet (ranking arrives with the query engine)",
+            ))
+        }
+        other => return Err(invalid(format!("unknown query parameter {other:?}"))),
+    }
+    Ok(())
+}
+
+pub(super) fn parse_limit(v: &Json, key: &str) -> Result<(usize, Option<PerLimit>), QueryError> {
+    let mut per = None;
+    let n = match v {
+        Json::Object(o) => {
+            if let Some(p) = o.get("per").filter(|p| !p.is_null()) {
+                per = Some(parse_per(p, key)?);
+            }
+            if let Some(bad) = o.keys().find(|k| *k != "total" && *k != "per") {
+                return Err(invalid(format!("{key} has an unknown key {bad:?}")));
+            }
+            o.get("total")
+                .and_then(Json::as_u64)
+                .ok_or_else(|| invalid(format!("{key}.total must be an integer")))?
+        }
+        _ => v.as_u64().ok_or_else(|| invalid(format!("{key} must be a positive integer")))?,
+    };
+    match usize::try_from(n) {
+        Ok(n) if (1..=MAX_LIMIT).contains(&n) => Ok((n, per)),
+        _ => Err(invalid(format!("{key} must be between 1 and {MAX_LIMIT}, got {n}"))),
+    }
+}
+
+pub(super) const RANK_COMBINATORS: &[&str] = &["Saturate", "Decay", "Dist", "Attribute"];
+/// Deepest nesting of a BM25 rank expression.
+pub(super) const MAX_RANK_DEPTH: usize = 16;
+
+/// A parsed `rank_by`.
+pub(super) enum RankBy {
+    Order(Vec<OrderKey>),
+    Scored(Rank),
+}
+
+pub(super) fn parse_per(v: &Json, key: &str) -> Result<PerLimit, QueryError> {
+    let o = v.as_object().ok_or_else(|| invalid(format!("{key}.per must be {{attributes, limit}}")))?;
+    if let Some(bad) = o.keys().find(|k| *k != "attributes" && *k != "limit") {
+        return Err(invalid(format!("{key}.per has an unknown key {bad:?}")));
+    }
+    let attributes = string_list(o.get("attributes").unwrap_or(&Json::Null), "limit.per.attributes")?;
+    if attributes.is_empty() {
+        return Err(invalid(format!("{key}.per.attributes must not be empty")));
+    }
+    let limit = o
+        .get("limit")
+        .and_then(Json::as_u64)
+        .and_then(|n| usize::try_from(n).ok())
+        .filter(|n| (1..=MAX_LIMIT).contains(n))
+        .ok_or_else(|| invalid(format!("{key}.per.limit must be between 1 and {MAX_LIMIT}")))?;
+    Ok(PerLimit { attributes, limit })
+}
+
+pub(super) fn parse_rerank(
+    v: &Json,
+    limit: Option<usize>,
+    offset: Option<usize>,
+) -> Result<Rerank, QueryError> {
+    let items = v.as_array().map(Vec::as_slice).unwrap_or_default();
+    if items.first().and_then(Json::as_str) != Some("RRF") || items.len() > 2 {
+        return Err(unsupported("rerank_by supports [\"RRF\", {rank_constant, weights}] only"));
+    }
+    let mut r = Rerank {
+        rank_constant: 60.0,
+        weights: Vec::new(),
+        limit: limit.unwrap_or(DEFAULT_LIMIT),
+        offset: offset.unwrap_or(0),
+    };
+    if let Some(p) = items.get(1).filter(|p| !p.is_null()) {
+        let o = p.as_object().ok_or_else(|| invalid("RRF parameters must be an object"))?;
+        for (k, val) in o {
+            match k.as_str() {
+                "rank_constant" => {
+                    r.rank_constant = val
+                        .as_f64()
+                        .filter(|x| *x > 0.0 && x.is_finite())
+                        .ok_or_else(|| invalid("RRF rank_constant must be a positive number"))?
+                }
+                "weights" => {
+                    let ws =
+                        val.as_array().ok_or_else(|| invalid("RRF weights must be a list of numbers"))?;
+                    r.weights = ws
+                        .iter()
+                        .map(|w| {
+                            w.as_f64()
+                                .filter(|x| *x > 0.0 && x.is_finite())
+                                .ok_or_else(|| invalid("RRF weights must be positive numbers"))
+                        })
+                        .collect::<Result<_, _>>()?;
+                }
+                other => return Err(invalid(format!("unknown RRF parameter {other:?}"))),
+            }
+        }
+    }
+    Ok(r)
+}
+
+pub(super) fn parse_f32_vector(v: Option<&Json>, what: &str) -> Result<Vec<f32>, QueryError> {
+    let items =
+        v.and_then(Json::as_array).ok_or_else(|| invalid(format!("{what} needs a vector of numbers")))?;
+    if items.iter().any(Json::is_array) {
+        return Err(unsupported("multi-vector queries are not implemented"));
+    }
+    items
+        .iter()
+        .map(|x| {
+            x.as_f64()
+                .map(|f| f as f32)
+                .filter(|f| f.is_finite())
+                .ok_or_else(|| invalid(format!("{what}: vector components must be finite numbers")))
+        })
+        .collect()
+}
+
+/// Parse `rank_by` as an attribute ordering or a scored ranking.
+pub(super) fn parse_rank_by(v: &Json) -> Result<RankBy, QueryError> {
+    if let Some(key) = order_pair(v) {
+        return Ok(RankBy::Order(vec![key]));
+    }
+    if let Some(items) = v.as_array() {
+        if !items.is_empty() && items.iter().all(|i| order_pair(i).is_some()) {
+            return Ok(RankBy::Order(items.iter().filter_map(order_pair).collect()));
+        }
+        let op = items.get(1).and_then(Json::as_str);
+        let head = items.first().and_then(Json::as_str);
+        match (head, op) {
+            (Some(attr), Some(op @ ("ANN" | "kNN"))) => {
+                if attr != VECTOR_ATTR {
+                    return Err(unsupported(format!(
+                        "rank_by {op} on {attr:?}: only the \"vector\" attribute has vector search"
+                    )));
+                }
+                if items.len() != 3 {
+                    return Err(invalid(format!("rank_by [\"vector\", \"{op}\", [..]] takes 3 items")));
+                }
+                let query = parse_f32_vector(items.get(2), "rank_by")?;
+                return Ok(RankBy::Scored(Rank::Vector { exact: op == "kNN", query }));
+            }
+            (Some(attr), Some("SparseKNN")) => {
+                let o =
+                    items.get(2).and_then(Json::as_object).filter(|_| items.len() == 3).ok_or_else(|| {
+                        invalid("rank_by SparseKNN takes [attr, \"SparseKNN\", {key: weight}]")
+                    })?;
+                let mut query = Vec::with_capacity(o.len());
+                for (k, w) in o {
+                    let w = w
+                        .as_f64()
+                        .map(|f| f as f32)
+                        .filter(|f| f.is_finite())
+                        .ok_or_else(|| invalid("SparseKNN weights must be finite numbers"))?;
+                    query.push((k.clone(), w));
+                }
+                query.sort_by(|a, b| a.0.cmp(&b.0));
+                return Ok(RankBy::Scored(Rank::Sparse { attr: attr.to_owned(), query }));
+            }
+            (Some(h), _) if RANK_COMBINATORS.contains(&h) => {
+                return Err(unsupported(format!("rank_by [{h:?}, …] is not implemented yet")));
+            }
+            (_, Some("BM25")) | (Some("Sum" | "Max" | "Product"), _) => {
+                return Ok(RankBy::Scored(Rank::Text(parse_text_expr(v, 1)?)));
+            }
+            _ => {}
+        }
+    }
+    Err(invalid(
+        "rank_by must be [\"attr\", \"asc\"|\"desc\"], a list of such pairs, or a ranking expression",
+    ))
+}
+
+pub(super) fn parse_text_expr(v: &Json, depth: usize) -> Result<TextExpr, QueryError> {
+    if depth > MAX_RANK_DEPTH {
+        return Err(invalid(format!("rank_by nests deeper than {MAX_RANK_DEPTH} levels")));
+    }
+    let items = v.as_array().ok_or_else(|| invalid("a rank expression must be an array"))?;
+    let head = items.first().and_then(Json::as_str);
+    let op = items.get(1).and_then(Json::as_str);
+    match (head, op) {
+        (Some(attr), Some("BM25")) => {
+            if !(3..=4).contains(&items.len()) {
+                return Err(invalid("BM25 takes [attr, \"BM25\", query, {last_as_prefix}]"));
+            }
+            let query = match &items[2] {
+                Json::String(s) => TextInput::Text(s.clone()),
+                Json::Array(a) => TextInput::Tokens(
+                    a.iter()
+                        .map(|t| {
+                            t.as_str()
+                                .map(str::to_owned)
+                                .ok_or_else(|| invalid("BM25 tokens must be strings"))
+                        })
+                        .collect::<Result<_, _>>()?,
+                ),
+                _ => return Err(invalid("a BM25 query must be a string or a list of strings")),
+            };
+            let mut last_as_prefix = false;
+            if let Some(p) = items.get(3).filter(|p| !p.is_null()) {
+                let o = p.as_object().ok_or_else(|| invalid("BM25 parameters must be an object"))?;
+                for (k, val) in o {
+                    match k.as_str() {
+                        "last_as_prefix" => {
+                            last_as_prefix =
+                                val.as_bool().ok_or_else(|| invalid("last_as_prefix must be a bool"))?
+                        }
+                        other => return Err(invalid(format!("unknown BM25 parameter {other:?}"))),
+                    }
+                }
+            }
+            Ok(TextExpr::Bm25 { attr: attr.to_owned(), query, last_as_prefix })
+        }
+        (Some(c @ ("Sum" | "Max")), _) => {
+            let subs = items
+                .get(1)
+                .and_then(Json::as_array)
+                .filter(|s| items.len() == 2 && !s.is_empty())
+                .ok_or_else(|| invalid(format!("{c} takes a non-empty list of expressions")))?;
+            let subs = subs.iter().map(|s| parse_text_expr(s, depth + 1)).collect::<Result<Vec<_>, _>>()?;
+            Ok(if c == "Sum" { TextExpr::Sum(subs) } else { TextExpr::Max(subs) })
+        }
+        (Some("Product"), _) if items.len() == 3 => {
+            let (w, e) = match (items[1].as_f64(), items[2].as_f64()) {
+                (Some(w), _) => (w, &items[2]),
+                (None, Some(w)) => (w, &items[1]),
+                _ => return Err(invalid("Product takes a number and an expression")),
+            };
+            if !w.is_finite() {
+                return Err(invalid("Product weight must be finite"));
+            }
+            Ok(TextExpr::Product(w as f32, Box::new(parse_text_expr(e, depth + 1)?)))
+        }
+        (Some(h), _) if RANK_COMBINATORS.contains(&h) => {
+            Err(unsupported(format!("rank_by [{h:?}, …] is not implemented yet")))
+        }
+        _ => Err(unsupported(
+            "this rank expression is not implemented (BM25, Sum, Max and Product are supported)",
+        )),
+    }
+}
+
+pub(super) fn order_pair(v: &Json) -> Option<OrderKey> {
+    let items = v.as_array()?;
+    let [attr, dir] = items.as_slice() else { return None };
+    let dir = match dir.as_str()? {
+        "asc" => Direction::Asc,
+        "desc" => Direction::Desc,
+        _ => return None,
+    };
+    Some(OrderKey { attr: attr.as_str()?.to_owned(), dir })
+}
+
+pub(super) fn string_list(v: &Json, key: &str) -> Result<Vec<String>, QueryError> {
+    let items =
+        v.as_array().ok_or_else(|| invalid(format!("{key} must be true, false or a list of names")))?;
+    items
+        .iter()
+        .map(|i| {
+            i.as_str().map(str::to_owned).ok_or_else(|| invalid(format!("{key} must list attribute names")))
+        })
+        .collect()
+}
+
+pub(super) fn parse_projection(
+    include: Option<&Json>,
+    exclude: Option<&Json>,
+) -> Result<Projection, QueryError> {
+    let exclude = match exclude.filter(|v| !v.is_null()) {
+        Some(v) => Some(string_list(v, "exclude_attributes")?),
+        None => None,
+    };
+    let include = include.filter(|v| !v.is_null());
+    Ok(match (include, exclude) {
+        (None | Some(Json::Bool(false)), None) => Projection::IdOnly,
+        (Some(Json::Bool(true)), None) => Projection::All,
+        (None | Some(Json::Bool(true)), Some(ex)) => Projection::AllExcept(ex),
+        (Some(Json::Bool(false)), Some(_)) => {
+            return Err(invalid("exclude_attributes cannot be combined with include_attributes: false"))
+        }
+        (Some(v), None) => Projection::Only(string_list(v, "include_attributes")?),
+        (Some(_), Some(_)) => {
+            return Err(invalid("give include_attributes as a list or exclude_attributes, not both"))
+        }
+    })
+}
+
+pub(super) fn parse_aggregates(v: &Json) -> Result<Vec<(String, Aggregate)>, QueryError> {
+    if v.is_null() {
+        return Ok(Vec::new());
+    }
+    let o =
+        v.as_object().ok_or_else(|| invalid("aggregate_by must be an object {name: [\"Count\"], ...}"))?;
+    let mut out = Vec::with_capacity(o.len());
+    for (name, spec) in o {
+        let items = spec.as_array().map(Vec::as_slice).unwrap_or_default();
+        let agg =
+            match (items.first().and_then(Json::as_str), items.get(1).and_then(Json::as_str), items.len()) {
+                (Some("Count"), None, 1) => Aggregate::Count,
+                (Some("Count"), Some(a), 2) => Aggregate::CountAttr(a.to_owned()),
+                (Some("Sum"), Some(a), 2) => Aggregate::Sum(a.to_owned()),
+                (Some(f @ ("Avg" | "Min" | "Max" | "CountDistinct")), _, _) => {
+                    return Err(unsupported(format!("aggregate {f} is not implemented yet")))
+                }
+                _ => {
+                    return Err(invalid(format!(
+                        "aggregate_by.{name} must be [\"Count\"], [\"Count\", attr] or [\"Sum\", attr]"
+                    )))
+                }
+            };
+        out.push((name.clone(), agg));
+    }
+    Ok(out)
+}
+
+pub(super) fn parse_group_by(v: &Json) -> Result<Vec<String>, QueryError> {
+    if v.is_null() {
+        return Ok(Vec::new());
+    }
+    let items = v.as_array().ok_or_else(|| invalid("group_by must be a list of attribute names"))?;
+    items
+        .iter()
+        .map(|i| match i {
+            Json::String(s) => Ok(s.clone()),
+            Json::Object(_) => {
+                Err(unsupported("group_by expressions (ForEachUnique) are not implemented yet"))
+            }
+            _ => Err(invalid("group_by must be a list of attribute names")),
+        })
+        .collect()
+}
+
+/// The lower id bound a filter implies: `["id","Gt"|"Gte"|"Eq",v]`, alone or
+/// as a conjunct of a top-level `And`. `bool` = inclusive.
+pub(super) fn id_lower_bound(f: &Json) -> Option<(DocId, bool)> {
+    let items = f.as_array()?;
+    if items.first().and_then(Json::as_str) == Some("And") {
+        return items.get(1)?.as_array()?.iter().filter_map(id_lower_bound).max_by(|a, b| a.0.cmp(&b.0));
+    }
+    let [attr, op, val] = items.as_slice() else { return None };
+    if attr.as_str() != Some(ID_ATTR) {
+        return None;
+    }
+    let inclusive = match op.as_str()? {
+        "Gt" => false,
+        "Gte" | "Eq" => true,
+        _ => return None,
+    };
+    DocId::from_json(val).ok().map(|id| (id, inclusive))
+}

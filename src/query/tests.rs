@@ -1,0 +1,171 @@
+//! Unit tests of query parsing and execution over small in-memory states.
+
+use super::*;
+use crate::engine::apply::apply_request;
+use crate::engine::WriteRequest;
+
+fn state(rows: Json) -> NsState {
+    let mut s = NsState::default();
+    let req = WriteRequest::from_json(&json!({ "upsert_rows": rows })).unwrap();
+    apply_request(&mut s, &req.record, None).unwrap();
+    s
+}
+
+fn run(s: &NsState, body: Json) -> Result<QueryResult, QueryError> {
+    let r = parse_request(&body, false)?;
+    execute(&r.queries[0], s)
+}
+
+fn ids(r: &QueryResult) -> Vec<Json> {
+    r.rows.as_ref().unwrap().iter().map(|row| row["id"].clone()).collect()
+}
+
+#[test]
+fn orders_by_attribute_with_nulls_last_and_ties_by_id() {
+    let s = state(json!([{"id": 1, "n": 2}, {"id": 2}, {"id": 3, "n": 1}, {"id": 4, "n": 2}, {"id": 5}]));
+    let asc = run(&s, json!({"rank_by": ["n", "asc"]})).unwrap();
+    assert_eq!(ids(&asc), vec![json!(3), json!(1), json!(4), json!(2), json!(5)]);
+    let desc = run(&s, json!({"rank_by": ["n", "desc"], "top_k": 3})).unwrap();
+    assert_eq!(ids(&desc), vec![json!(1), json!(4), json!(3)]);
+    let paged = run(&s, json!({"rank_by": [["n", "asc"], ["id", "desc"]], "limit": 2, "offset": 1})).unwrap();
+    assert_eq!(ids(&paged), vec![json!(4), json!(1)]);
+}
+
+#[test]
+fn id_paging_and_projection() {
+    let s = state(
+        json!([{"id": 3, "vector": [1.0, 0.5], "a": "x"}, {"id": 1, "vector": [0.0, 1.0]}, {"id": 2, "vector": [2.0, 2.0]}]),
+    );
+    let r = run(&s, json!({"rank_by": ["id", "asc"], "limit": 2})).unwrap();
+    assert_eq!(r.rows.as_ref().unwrap()[0], json!({"id": 1}));
+    let r = run(&s, json!({"rank_by": ["id", "desc"], "filters": ["id", "Gte", 2]})).unwrap();
+    assert_eq!((ids(&r), r.scanned), (vec![json!(3), json!(2)], 2));
+    let r =
+        run(&s, json!({"rank_by": ["id", "desc"], "include_attributes": true, "vector_encoding": "base64"}))
+            .unwrap();
+    let first = &r.rows.as_ref().unwrap()[0];
+    assert_eq!(first["a"], json!("x"));
+    assert_eq!(first["vector"], encode_vector(&[1.0, 0.5], VectorEncoding::Base64));
+    let r = run(&s, json!({"rank_by": ["id", "asc"], "exclude_attributes": ["vector"]})).unwrap();
+    assert_eq!(r.rows.as_ref().unwrap()[2], json!({"id": 3, "a": "x"}));
+    assert_eq!(
+        id_lower_bound(&json!(["And", [["a", "Eq", 1], ["id", "Gt", 7]]])),
+        Some((DocId::U64(7), false))
+    );
+}
+
+#[test]
+fn aggregations_and_groups() {
+    let s = state(
+        json!([{"id": 1, "c": "a", "p": 2.5}, {"id": 2, "c": "b", "p": 3}, {"id": 3, "c": "a", "p": 1.0}, {"id": 4}]),
+    );
+    let r =
+        run(&s, json!({"aggregate_by": {"n": ["Count"], "s": ["Sum", "p"], "hc": ["Count", "c"]}})).unwrap();
+    assert!(r.rows.is_none());
+    assert_eq!(r.aggregations, Some(json!({"n": 4, "s": 6.5, "hc": 3})));
+    let r = run(&s, json!({"aggregate_by": {"n": ["Count"]}, "group_by": ["c"]})).unwrap();
+    assert_eq!(
+        r.aggregation_groups,
+        Some(vec![json!({"c": "a", "n": 2}), json!({"c": "b", "n": 1}), json!({"c": null, "n": 1})])
+    );
+}
+
+#[test]
+fn bad_and_unsupported_queries() {
+    let s = state(json!([{"id": 1, "vector": [1.0, 2.0]}]));
+    for body in [
+        json!({}),
+        json!({"rank_by": ["a", "sideways"]}),
+        json!({"rank_by": ["id", "asc"], "top_k": 0}),
+        json!({"rank_by": ["id", "asc"], "top_k": 10_001}),
+        json!({"filters": ["id", "Eq", 1], "offset": 3, "aggregate_by": {"n": ["Count"]}}),
+        json!({"rank_by": ["id", "asc"], "bogus": 1}),
+        json!({"rank_by": ["vector", "asc"]}),
+        json!({"rank_by": ["id", "asc"], "consistency": {"level": "sometimes"}}),
+        json!({"rank_by": ["id", "asc"], "include_attributes": ["a"], "exclude_attributes": ["b"]}),
+    ] {
+        assert!(matches!(run(&s, body.clone()), Err(QueryError::InvalidInput(_))), "{body}");
+    }
+    for body in [
+        json!({"rank_by": ["text", "BM25", "q"]}),
+        json!({"rank_by": ["Sum", [["a", "BM25", "x"]]]}),
+        json!({"rank_by": ["vector", "ANN", [1.0, 2.0, 3.0]]}),
+    ] {
+        assert!(matches!(run(&s, body.clone()), Err(QueryError::InvalidInput(_))), "{body}");
+    }
+    for body in [
+        json!({"rank_by": ["Saturate", ["a", "BM25", "x"], {}]}),
+        json!({"rank_by": ["vector", "ANN", [[1.0, 2.0]]]}),
+        json!({"rank_by": ["other", "ANN", [1.0, 2.0]]}),
+    ] {
+        assert!(matches!(run(&s, body.clone()), Err(QueryError::Unsupported(_))), "{body}");
+    }
+    let r = run(&s, json!({"rank_by": ["vector", "ANN", [1.0, 2.0]]})).unwrap();
+    assert_eq!(r.rows.unwrap(), vec![json!({"id": 1, "$dist": 0.0})]);
+    let multi = parse_request(
+        &json!({"queries": [{"rank_by": ["id", "asc"]}, {"aggregate_by": {"n": ["Count"]}}]}),
+        true,
+    )
+    .unwrap();
+    assert!(multi.multi && multi.strong && multi.queries.len() == 2);
+    assert!(parse_request(&json!({"queries": []}), true).is_err());
+    assert!(
+        !parse_request(&json!({"rank_by": ["id", "asc"], "consistency": {"level": "eventual"}}), false)
+            .unwrap()
+            .strong
+    );
+}
+
+/// The reference semantics, written independently: filter by a lower id
+/// bound, sort by (missing last, value in direction, id asc), then page.
+fn naive(
+    docs: &[(u64, Option<i64>)],
+    lower: Option<u64>,
+    desc: bool,
+    offset: usize,
+    limit: usize,
+) -> Vec<u64> {
+    let mut v: Vec<_> = docs.iter().filter(|(id, _)| lower.is_none_or(|l| *id > l)).copied().collect();
+    v.sort_by(|a, b| {
+        let by_value = match (a.1, b.1) {
+            (Some(x), Some(y)) if desc => y.cmp(&x),
+            (Some(x), Some(y)) => x.cmp(&y),
+            (Some(_), None) => Ordering::Less,
+            (None, Some(_)) => Ordering::Greater,
+            (None, None) => Ordering::Equal,
+        };
+        by_value.then(a.0.cmp(&b.0))
+    });
+    v.into_iter().skip(offset).take(limit).map(|(id, _)| id).collect()
+}
+
+proptest::proptest! {
+    #[test]
+    fn ordering_and_paging_match_the_reference(
+        docs in proptest::collection::btree_map(0u64..200, proptest::option::of(-5i64..5), 0..60),
+        lower in proptest::option::of(0u64..200),
+        desc: bool,
+        by_id: bool,
+        offset in 0usize..20,
+        limit in 1usize..30,
+    ) {
+        let docs: Vec<(u64, Option<i64>)> = docs.into_iter().collect();
+        let rows: Vec<Json> = docs.iter().map(|(id, n)| match n {
+            Some(n) => json!({"id": id, "n": n}),
+            None => json!({"id": id}),
+        }).collect();
+        let s = if rows.is_empty() { NsState::default() } else { state(Json::Array(rows)) };
+        let dir = if desc { "desc" } else { "asc" };
+        let mut body = json!({"rank_by": [if by_id { "id" } else { "n" }, dir], "top_k": limit, "offset": offset});
+        if let Some(l) = lower {
+            body["filters"] = json!(["And", [["id", "Gt", l]]]);
+        }
+        let got: Vec<u64> = ids(&run(&s, body).unwrap()).iter().map(|v| v.as_u64().unwrap()).collect();
+        let reference: Vec<(u64, Option<i64>)> = if by_id {
+            docs.iter().map(|(id, _)| (*id, Some(i64::try_from(*id).unwrap()))).collect()
+        } else {
+            docs.clone()
+        };
+        proptest::prop_assert_eq!(got, naive(&reference, lower, desc, offset, limit));
+    }
+}
