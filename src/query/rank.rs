@@ -34,7 +34,10 @@ impl<'a> PerCounter<'a> {
     }
 }
 
-/// One segment as a ranked query sees it: which rows are live.
+/// One segment as a ranked query sees it: which rows are live. The
+/// segment's own state (rows, deletion set, sections) is the
+/// [`SegmentReader`]; this adds only what depends on the query and the
+/// overlay of one generation, so it lives per query, not per segment.
 pub(super) struct SegView<'a> {
     pub(super) ls: &'a SegmentReader,
     /// Live rows whose id the overlay shadows.
@@ -51,9 +54,7 @@ impl SegView<'_> {
 
     /// The row's id and attributes (no vector), for filters and scoring.
     pub(super) fn attrs_doc(&self, row: usize) -> Option<Document> {
-        let id = self.ls.seg.try_id(row)?;
-        let attrs = self.ls.seg.attrs(row).ok()?;
-        Some(Document { id, vector: None, attrs })
+        self.ls.attrs_doc(row)
     }
 
     /// Live and matching the query's filter.

@@ -33,7 +33,7 @@ use crate::index::attr::AttrIndex;
 use crate::index::graph::GraphIndex;
 use crate::index::sparse::SparseIndex;
 use crate::index::text::TextIndex;
-use crate::model::DocId;
+use crate::model::{DocId, Document};
 
 /// A segment as this generation sees it: its rows minus its deletion set,
 /// plus its index sections, opened once.
@@ -97,6 +97,13 @@ impl SegmentReader {
     /// Number of live rows.
     pub fn live_rows(&self) -> usize {
         self.seg.len().saturating_sub(self.deleted.len())
+    }
+
+    /// The row's id and attributes (no vector), for filters and scoring.
+    pub fn attrs_doc(&self, row: usize) -> Option<Document> {
+        let id = self.seg.try_id(row)?;
+        let attrs = self.seg.attrs(row).ok()?;
+        Some(Document { id, vector: None, attrs })
     }
 
     /// The segment's ANN (IVF) section, opened on first use.
@@ -190,5 +197,57 @@ impl SegmentReader {
             }
         }
         t
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::segment::SegmentBuilder;
+    use crate::index::distance::Metric;
+    use crate::model::IdType;
+
+    const DIM: usize = 4;
+    const ROWS: usize = 1100;
+
+    /// A segment of `ROWS` vectors with an ANN section and text sections on
+    /// `a` and `b`.
+    fn reader() -> SegmentReader {
+        let mut b = SegmentBuilder::new(IdType::U64, Some(DIM as u32));
+        let mut flat = Vec::with_capacity(ROWS * DIM);
+        for i in 0..ROWS {
+            let v: Vec<f32> = (0..DIM).map(|d| ((i * 7 + d * 13) % 31) as f32 + 1.0).collect();
+            flat.extend_from_slice(&v);
+            let doc = Document { id: DocId::U64(i as u64), vector: Some(v), attrs: Default::default() };
+            b.push(&doc).unwrap();
+        }
+        let params = crate::index::ann::AnnParams::default();
+        b.add_section(
+            SECTION_ANN_INDEX,
+            crate::index::ann::build(&flat, DIM, Metric::EuclideanSquared, &params),
+        );
+        for attr in ["a", "b"] {
+            let mut text = crate::index::text::TextIndexBuilder::new(attr, &Default::default());
+            text.add(0, "hello world");
+            b.add_section(SECTION_TEXT_INDEX, text.finish());
+        }
+        let seg = Segment::open(Bytes::from(b.finish().unwrap())).unwrap();
+        let deleted = Arc::new(DeletionSet::new(seg.len()));
+        SegmentReader::new(seg, deleted, SegmentRef { id: "s1".into(), ..SegmentRef::default() })
+    }
+
+    #[test]
+    fn sections_open_once_and_are_shared_by_clones() {
+        let r = reader();
+        assert_eq!(r.opened_bytes(), 0, "nothing opened before first use");
+        let clone = r.with_deleted(Arc::new(DeletionSet::new(r.seg.len())));
+        assert!(r.ann_index().is_some_and(|ix| ix.is_ok()));
+        assert!(r.opened_bytes() > 0, "the opened ANN section is accounted");
+        assert_eq!(clone.opened_bytes(), r.opened_bytes(), "clones share opened sections");
+        assert!(r.graph_index().is_none());
+        assert_eq!(r.text_index("b").map(|ix| ix.attr()), Some("b"));
+        assert_eq!(r.text_index("a").map(|ix| ix.attr()), Some("a"));
+        assert!(r.text_index("t").is_none() && r.attr_index("t").is_none() && r.sparse_index("t").is_none());
+        assert_eq!(r.live_rows(), ROWS);
     }
 }
