@@ -4,8 +4,6 @@
 
 use super::*;
 
-// ----- aggregation -----------------------------------------------------------
-
 #[derive(Debug, Clone, Copy, Default)]
 pub(super) struct Acc {
     pub(super) count: u64,

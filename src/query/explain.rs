@@ -68,8 +68,6 @@ pub(super) fn explain_rank(q: &Query, rank: &Rank, state: &NsState, lines: &mut 
     lines.push(format!("unindexed WAL rows: {unindexed}, searched exhaustively"));
 }
 
-// ----- explain -----------------------------------------------------------------
-
 /// A short, human-readable plan of a query on a state.
 pub fn explain(q: &Query, state: &NsState) -> Result<String, QueryError> {
     validate(q, state)?;

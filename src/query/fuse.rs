@@ -4,8 +4,6 @@
 
 use super::*;
 
-// ----- multi-query fusion -------------------------------------------------------
-
 /// Fuse subquery results by reciprocal rank: `Σ w_i / (k + rank_i)` (ranks
 /// from 1), best first, ties by id; `$dist` is the fused score.
 pub fn fuse(r: &Rerank, results: &[QueryResult]) -> QueryResult {

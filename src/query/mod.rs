@@ -26,6 +26,13 @@
 //!   df) are those of the live documents, whatever their segment or the WAL,
 //!   and indexed and unindexed rows are scored by the same formula in the
 //!   same order of f32 operations; sparse dot products likewise.
+//!
+//! Layout: this file holds the request/result types and the entry points;
+//! `parse` JSON → requests, `scan` filtering and attribute
+//! order, `rank` the shared scored-ranking machinery with `vector`, `sparse`
+//! and `bm25` on top, `aggregate`, `render`, `fuse`, `recall`, `explain`,
+//! and `error` ([`QueryError`]). Query reads [`NsState`] and its
+//! [`SegmentReader`]s and never imports the engine.
 
 use std::cmp::Ordering;
 use std::collections::{HashMap, HashSet};
@@ -60,8 +67,11 @@ mod sparse;
 mod tests;
 mod vector;
 
+// The submodules are one unit split for size: their items are `pub(super)`
+// and gathered here, and each submodule sees its siblings through
+// `use super::*`.
 use self::aggregate::*;
-pub use self::bm25::value_tokens;
+pub use self::bm25::value_tokens; // shared with indexing; the lead moves it to index/text
 use self::bm25::*;
 pub use self::error::QueryError;
 use self::error::*;

@@ -6,8 +6,6 @@
 
 use super::*;
 
-// ----- parsing ---------------------------------------------------------------
-
 /// Parse a query body. `multi_hint` is set by `?stainless_overload=multiQuery`;
 /// a body with `queries` is a multi-query either way.
 pub fn parse_request(body: &Json, multi_hint: bool) -> Result<QueryRequest, QueryError> {

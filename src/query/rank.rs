@@ -6,8 +6,6 @@
 
 use super::*;
 
-// ----- scored ranking --------------------------------------------------------
-
 /// Most candidates one ranked query gathers while filling `limit.per`.
 pub(super) const MAX_FETCH: usize = 100_000;
 

@@ -4,8 +4,6 @@
 
 use super::*;
 
-// ----- recall ---------------------------------------------------------------------
-
 /// `POST /v1/namespaces/{ns}/_debug/recall`: samples `num` stored vectors
 /// (deterministic seed), runs ANN and exact search for each, and reports the
 /// average recall (a returned row is a hit when its exact distance is within
