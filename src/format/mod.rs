@@ -18,6 +18,7 @@
 
 use std::fmt;
 
+pub mod attrs;
 pub mod manifest;
 pub mod segment;
 pub mod wal;

@@ -54,7 +54,7 @@ use bytes::Bytes;
 
 use crate::model::{DocId, Document, IdType, Value, MAX_STRING_ID_BYTES, MAX_VECTOR_DIM};
 
-use super::wal::{decode_attrs, encode_attrs};
+use super::attrs::{decode_attrs, encode_attrs};
 use super::{len_u64, FormatError, Reader, Writer, FORMAT_VERSION_V1};
 
 mod ranges;
