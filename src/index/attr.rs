@@ -125,7 +125,7 @@ pub fn build<'d>(
 }
 
 fn u32_at(b: &[u8], i: usize) -> u32 {
-    b.get(i * 4..i * 4 + 4).and_then(|s| <[u8; 4]>::try_from(s).ok()).map_or(0, u32::from_le_bytes)
+    crate::codec::u32_at(b, i * 4).unwrap_or(0)
 }
 
 /// A zero-copy view of an attribute index section.

@@ -193,7 +193,7 @@ fn to_usize(what: &'static str, n: u64) -> Result<usize, FormatError> {
 /// The little-endian u64 at byte `at` of `b`; 0 if out of range (callers
 /// only read offsets validated at open).
 fn le_u64(b: &[u8], at: usize) -> u64 {
-    b.get(at..at.saturating_add(8)).and_then(|s| <[u8; 8]>::try_from(s).ok()).map_or(0, u64::from_le_bytes)
+    crate::codec::u64_at(b, at).unwrap_or(0)
 }
 
 /// Reinterpret little-endian f32 bytes in place, if `b` is 4-byte aligned
@@ -215,11 +215,11 @@ fn f32_slice(b: &[u8]) -> Option<&[f32]> {
 }
 
 fn le_u16(b: &[u8], at: usize) -> u16 {
-    b.get(at..at.saturating_add(2)).and_then(|s| <[u8; 2]>::try_from(s).ok()).map_or(0, u16::from_le_bytes)
+    crate::codec::u16_at(b, at).unwrap_or(0)
 }
 
 fn le_u32(b: &[u8], at: usize) -> u32 {
-    b.get(at..at.saturating_add(4)).and_then(|s| <[u8; 4]>::try_from(s).ok()).map_or(0, u32::from_le_bytes)
+    crate::codec::u32_at(b, at).unwrap_or(0)
 }
 
 /// Bits at or above `rows` in a bitmap of `ceil(rows / 64)` LE u64 words must

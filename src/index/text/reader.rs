@@ -6,17 +6,11 @@ use super::*;
 // Reading
 
 pub(super) fn rd_u32(b: &[u8], at: usize) -> Result<u32, IndexError> {
-    b.get(at..at + 4)
-        .and_then(|s| <[u8; 4]>::try_from(s).ok())
-        .map(u32::from_le_bytes)
-        .ok_or(IndexError::Corrupt("truncated"))
+    crate::codec::u32_at(b, at).ok_or(IndexError::Corrupt("truncated"))
 }
 
 pub(super) fn rd_u64(b: &[u8], at: usize) -> Result<u64, IndexError> {
-    b.get(at..at + 8)
-        .and_then(|s| <[u8; 8]>::try_from(s).ok())
-        .map(u64::from_le_bytes)
-        .ok_or(IndexError::Corrupt("truncated"))
+    crate::codec::u64_at(b, at).ok_or(IndexError::Corrupt("truncated"))
 }
 
 pub(super) fn to_usize(v: u64) -> Result<usize, IndexError> {

@@ -416,10 +416,7 @@ pub struct GraphIndex {
 }
 
 fn rd_u32(b: &[u8], at: usize) -> Result<u32, IndexError> {
-    b.get(at..at + 4)
-        .and_then(|s| s.try_into().ok())
-        .map(u32::from_le_bytes)
-        .ok_or(IndexError::Corrupt("truncated"))
+    crate::codec::u32_at(b, at).ok_or(IndexError::Corrupt("truncated"))
 }
 
 fn rd_f32s(b: &[u8], at: usize, n: usize) -> Result<Vec<f32>, IndexError> {

@@ -95,16 +95,10 @@ pub(super) fn view_4<T: Copy>(b: &[u8]) -> Option<&[T]> {
 }
 
 pub(crate) fn rd_u32(b: &[u8], at: usize) -> Result<u32, IndexError> {
-    b.get(at..at + 4)
-        .and_then(|s| s.try_into().ok())
-        .map(u32::from_le_bytes)
-        .ok_or(IndexError::Corrupt("truncated header"))
+    crate::codec::u32_at(b, at).ok_or(IndexError::Corrupt("truncated header"))
 }
 pub(crate) fn rd_u64(b: &[u8], at: usize) -> Result<u64, IndexError> {
-    b.get(at..at + 8)
-        .and_then(|s| s.try_into().ok())
-        .map(u64::from_le_bytes)
-        .ok_or(IndexError::Corrupt("truncated header"))
+    crate::codec::u64_at(b, at).ok_or(IndexError::Corrupt("truncated header"))
 }
 
 /// The decoded copy if any, else the in-place view (empty if neither; callers check lengths).
