@@ -4,9 +4,12 @@
 //! `sparse` the attribute and sparse-vector indexes.
 
 pub mod attr;
+pub mod error;
 pub mod sparse;
 pub mod text;
 pub mod vector;
+
+pub use error::{IndexError, IndexErrorKind, IndexSection};
 
 // compat: lead removes after merge
 pub use vector::{ann, coldivf, distance, graph};

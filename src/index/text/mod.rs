@@ -88,15 +88,12 @@ pub use reader::*;
 mod search;
 pub use search::*;
 
-/// Errors reading a text index section.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum IndexError {
-    /// The bytes are not a text index section or are damaged.
-    #[error("corrupt text index: {0}")]
-    Corrupt(&'static str),
-    /// A section written by a newer format version.
-    #[error("unsupported text index version {0}")]
-    Version(u16),
+// compat: lead removes after merge (the one index error type lives in `index::error`).
+pub use crate::index::error::IndexError;
+use crate::index::error::{IndexErrorKind, IndexSection};
+
+fn corrupt(what: &'static str) -> IndexError {
+    IndexError::corrupt(IndexSection::Text, what)
 }
 
 const MAGIC: &[u8; 8] = b"TPTXTIX\0";

@@ -6,15 +6,15 @@ use super::*;
 // Reading
 
 pub(super) fn rd_u32(b: &[u8], at: usize) -> Result<u32, IndexError> {
-    crate::codec::u32_at(b, at).ok_or(IndexError::Corrupt("truncated"))
+    crate::codec::u32_at(b, at).ok_or(corrupt("truncated"))
 }
 
 pub(super) fn rd_u64(b: &[u8], at: usize) -> Result<u64, IndexError> {
-    crate::codec::u64_at(b, at).ok_or(IndexError::Corrupt("truncated"))
+    crate::codec::u64_at(b, at).ok_or(corrupt("truncated"))
 }
 
 pub(super) fn to_usize(v: u64) -> Result<usize, IndexError> {
-    usize::try_from(v).map_err(|_| IndexError::Corrupt("length overflow"))
+    usize::try_from(v).map_err(|_| corrupt("length overflow"))
 }
 
 /// A zero-copy view of a text index section.
@@ -35,11 +35,11 @@ impl<'a> TextIndex<'a> {
     /// Opens a section, verifying its checksum and structure.
     pub fn open(bytes: &'a [u8]) -> Result<Self, IndexError> {
         if bytes.len() < HEADER_LEN + 4 {
-            return Err(IndexError::Corrupt("too short"));
+            return Err(corrupt("too short"));
         }
         let body = bytes.len() - 4;
         if crc32c::crc32c(&bytes[..body]) != rd_u32(bytes, body)? {
-            return Err(IndexError::Corrupt("checksum mismatch"));
+            return Err(corrupt("checksum mismatch"));
         }
         Self::open_trusted(bytes)
     }
@@ -48,11 +48,14 @@ impl<'a> TextIndex<'a> {
     /// reader checks every section's crc32c); the structure is still checked.
     pub fn open_trusted(bytes: &'a [u8]) -> Result<Self, IndexError> {
         if bytes.len() < HEADER_LEN + 4 || &bytes[..8] != MAGIC {
-            return Err(IndexError::Corrupt("bad magic"));
+            return Err(corrupt("bad magic"));
         }
         let version = u16::from_le_bytes([bytes[8], bytes[9]]);
         if version != VERSION {
-            return Err(IndexError::Version(version));
+            return Err(IndexError::new(
+                IndexSection::Text,
+                IndexErrorKind::Unsupported { version: u32::from(version), kind: 0 },
+            ));
         }
         let attr_len = rd_u32(bytes, 12)? as usize;
         let num_docs = rd_u64(bytes, 16)?;
@@ -63,24 +66,23 @@ impl<'a> TextIndex<'a> {
         let postings_len = to_usize(rd_u64(bytes, 48)?)?;
         let mut pos = HEADER_LEN;
         let mut take = |n: usize| -> Result<&'a [u8], IndexError> {
-            let end = pos.checked_add(n).ok_or(IndexError::Corrupt("length overflow"))?;
-            let s = bytes.get(pos..end).ok_or(IndexError::Corrupt("region out of bounds"))?;
+            let end = pos.checked_add(n).ok_or(corrupt("length overflow"))?;
+            let s = bytes.get(pos..end).ok_or(corrupt("region out of bounds"))?;
             pos = end;
             Ok(s)
         };
-        let attr = std::str::from_utf8(take(attr_len)?).map_err(|_| IndexError::Corrupt("attr not utf-8"))?;
+        let attr = std::str::from_utf8(take(attr_len)?).map_err(|_| corrupt("attr not utf-8"))?;
         let norms = take(row_count)?;
         let offs_len = num_terms.checked_add(1).and_then(|n| n.checked_mul(4));
-        let term_offsets = take(offs_len.ok_or(IndexError::Corrupt("length overflow"))?)?;
-        let infos =
-            take(num_terms.checked_mul(TERM_INFO_LEN).ok_or(IndexError::Corrupt("length overflow"))?)?;
+        let term_offsets = take(offs_len.ok_or(corrupt("length overflow"))?)?;
+        let infos = take(num_terms.checked_mul(TERM_INFO_LEN).ok_or(corrupt("length overflow"))?)?;
         let term_bytes = take(term_bytes_len)?;
         let postings = take(postings_len)?;
         if pos + 4 != bytes.len() {
-            return Err(IndexError::Corrupt("length mismatch"));
+            return Err(corrupt("length mismatch"));
         }
         if rd_u32(term_offsets, 0)? != 0 || rd_u32(term_offsets, num_terms * 4)? as usize != term_bytes_len {
-            return Err(IndexError::Corrupt("term offsets"));
+            return Err(corrupt("term offsets"));
         }
         Ok(TextIndex {
             attr,
@@ -181,11 +183,11 @@ impl<'a> TextIndex<'a> {
     pub(super) fn postings_of(&self, term: &str) -> Result<Option<Postings<'a>>, IndexError> {
         let Some(i) = self.find(term) else { return Ok(None) };
         let (off, len, df) = self.info(i)?;
-        let end = off.checked_add(len).ok_or(IndexError::Corrupt("postings overflow"))?;
-        let data = self.postings.get(off..end).ok_or(IndexError::Corrupt("postings out of bounds"))?;
+        let end = off.checked_add(len).ok_or(corrupt("postings overflow"))?;
+        let data = self.postings.get(off..end).ok_or(corrupt("postings out of bounds"))?;
         let nblocks = (df as usize).div_ceil(BLOCK);
         if df == 0 || nblocks * META_LEN > data.len() {
-            return Err(IndexError::Corrupt("postings header"));
+            return Err(corrupt("postings header"));
         }
         Ok(Some(Postings { data, nblocks }))
     }
@@ -265,26 +267,26 @@ impl Default for DecodedBlock {
 pub(super) fn get_vint(b: &[u8], pos: &mut usize) -> Result<u32, IndexError> {
     let mut v: u32 = 0;
     for shift in [0u32, 7, 14, 21, 28] {
-        let byte = *b.get(*pos).ok_or(IndexError::Corrupt("truncated varint"))?;
+        let byte = *b.get(*pos).ok_or(corrupt("truncated varint"))?;
         *pos += 1;
         if shift == 28 && byte > 0x0f {
-            return Err(IndexError::Corrupt("varint overflow"));
+            return Err(corrupt("varint overflow"));
         }
         v |= u32::from(byte & 0x7f) << shift;
         if byte & 0x80 == 0 {
             return Ok(v);
         }
     }
-    Err(IndexError::Corrupt("varint too long"))
+    Err(corrupt("varint too long"))
 }
 
 impl Postings<'_> {
     pub(super) fn meta(&self, b: usize) -> Result<BlockMeta, IndexError> {
         let m = b * META_LEN;
-        let s = self.data.get(m..m + META_LEN).ok_or(IndexError::Corrupt("block meta"))?;
+        let s = self.data.get(m..m + META_LEN).ok_or(corrupt("block meta"))?;
         let len = s[15] as usize;
         if len == 0 || len > BLOCK {
-            return Err(IndexError::Corrupt("block length"));
+            return Err(corrupt("block length"));
         }
         Ok(BlockMeta {
             last_row: u32::from_le_bytes([s[0], s[1], s[2], s[3]]),
@@ -308,15 +310,15 @@ impl Postings<'_> {
     pub(super) fn decode(&self, b: usize, out: &mut DecodedBlock) -> Result<(), IndexError> {
         let m = self.meta(b)?;
         let prev = if b == 0 { 0 } else { self.last_row(b - 1) };
-        let data = self.data.get(m.data_off..).ok_or(IndexError::Corrupt("block data"))?;
+        let data = self.data.get(m.data_off..).ok_or(corrupt("block data"))?;
         if m.len == BLOCK {
             if m.doc_bits > 32 || m.tf_bits > 32 {
-                return Err(IndexError::Corrupt("bit width"));
+                return Err(corrupt("bit width"));
             }
             let dn = m.doc_bits as usize * BLOCK / 8;
             let tn = m.tf_bits as usize * BLOCK / 8;
-            let d = data.get(..dn).ok_or(IndexError::Corrupt("block data"))?;
-            let t = data.get(dn..dn + tn).ok_or(IndexError::Corrupt("block data"))?;
+            let d = data.get(..dn).ok_or(corrupt("block data"))?;
+            let t = data.get(dn..dn + tn).ok_or(corrupt("block data"))?;
             let bp = BitPacker4x::new();
             bp.decompress_sorted(prev, d, &mut out.rows, m.doc_bits);
             bp.decompress(t, &mut out.tfs, m.tf_bits);
@@ -339,12 +341,12 @@ impl Postings<'_> {
         let mut p: Option<u32> = if b == 0 { None } else { Some(prev) };
         for &r in &out.rows[..m.len] {
             if p.is_some_and(|p| r <= p) {
-                return Err(IndexError::Corrupt("rows not increasing"));
+                return Err(corrupt("rows not increasing"));
             }
             p = Some(r);
         }
         if p != Some(m.last_row) {
-            return Err(IndexError::Corrupt("block last row"));
+            return Err(corrupt("block last row"));
         }
         Ok(())
     }

@@ -208,7 +208,7 @@ pub(super) fn open_cursors<'a>(
             for b in 0..p.nblocks {
                 let m = p.meta(b)?;
                 if prev.is_some_and(|p| m.last_row <= p) {
-                    return Err(IndexError::Corrupt("block rows not increasing"));
+                    return Err(corrupt("block rows not increasing"));
                 }
                 prev = Some(m.last_row);
                 let bs = c.block_score(&caches, m.max_tf, m.min_norm);

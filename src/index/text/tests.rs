@@ -171,7 +171,7 @@ fn corruption_is_an_error() {
             }
         }
     }
-    assert_eq!(TextIndex::open(b"short").err(), Some(IndexError::Corrupt("too short")));
+    assert_eq!(TextIndex::open(b"short").err(), Some(corrupt("too short")));
 }
 
 fn random_corpus(seed: u64, rows: usize, vocab: usize) -> Vec<String> {

@@ -256,7 +256,7 @@ pub(crate) fn metric_from_code(c: u8) -> Result<Metric, IndexError> {
     match c {
         0 => Ok(Metric::CosineDistance),
         1 => Ok(Metric::EuclideanSquared),
-        _ => Err(IndexError::Corrupt("unknown metric")),
+        _ => Err(corrupt("unknown metric")),
     }
 }
 

@@ -70,23 +70,23 @@ const BLOCKS: usize = 6;
 const KIND_IVF_SQ8: u8 = 1;
 const CRC_AT: usize = 56;
 
-/// Errors opening an ANN section (all mean corrupt or unsupported bytes).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum IndexError {
-    /// Structurally invalid bytes.
-    #[error("corrupt ann section: {0}")]
-    Corrupt(&'static str),
-    /// The crc32c does not match.
-    #[error("ann section checksum mismatch")]
-    Checksum,
-    /// A version or kind this build cannot read.
-    #[error("unsupported ann section (version {version}, kind {kind})")]
-    Unsupported {
-        /// Stored version.
-        version: u32,
-        /// Stored index kind.
-        kind: u8,
-    },
+// compat: lead removes after merge (the one index error type lives in `index::error`).
+pub use crate::index::error::IndexError;
+use crate::index::error::{IndexErrorKind, IndexSection};
+
+/// Bad bytes in a dense-vector section (ann, graph, cold IVF share the message).
+pub(crate) fn corrupt(what: &'static str) -> IndexError {
+    IndexError::corrupt(IndexSection::Ann, what)
+}
+
+/// A dense-vector section whose crc32c does not match.
+pub(crate) fn checksum() -> IndexError {
+    IndexError::new(IndexSection::Ann, IndexErrorKind::Checksum)
+}
+
+/// A dense-vector section of a version or kind this build cannot read.
+pub(crate) fn unsupported(version: u32, kind: u8) -> IndexError {
+    IndexError::new(IndexSection::Ann, IndexErrorKind::Unsupported { version, kind })
 }
 
 /// Build parameters.

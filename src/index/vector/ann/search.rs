@@ -95,10 +95,10 @@ pub(super) fn view_4<T: Copy>(b: &[u8]) -> Option<&[T]> {
 }
 
 pub(crate) fn rd_u32(b: &[u8], at: usize) -> Result<u32, IndexError> {
-    crate::codec::u32_at(b, at).ok_or(IndexError::Corrupt("truncated header"))
+    crate::codec::u32_at(b, at).ok_or(corrupt("truncated header"))
 }
 pub(crate) fn rd_u64(b: &[u8], at: usize) -> Result<u64, IndexError> {
-    crate::codec::u64_at(b, at).ok_or(IndexError::Corrupt("truncated header"))
+    crate::codec::u64_at(b, at).ok_or(corrupt("truncated header"))
 }
 
 /// The decoded copy if any, else the in-place view (empty if neither; callers check lengths).
@@ -160,21 +160,21 @@ pub(crate) fn quantize_rows(rows: &[f32], dim: usize, stride: usize) -> (Vec<f32
 
 pub(super) fn parse(bytes: &[u8], check_crc: bool) -> Result<Meta, IndexError> {
     if bytes.len() < HEADER_LEN {
-        return Err(IndexError::Corrupt("shorter than the header"));
+        return Err(corrupt("shorter than the header"));
     }
     if bytes[0..8] != MAGIC {
-        return Err(IndexError::Corrupt("bad magic"));
+        return Err(corrupt("bad magic"));
     }
     let version = rd_u32(bytes, 8)?;
     let kind = bytes[17];
     if version != VERSION || kind != KIND_IVF_SQ8 {
-        return Err(IndexError::Unsupported { version, kind });
+        return Err(unsupported(version, kind));
     }
     if rd_u32(bytes, 12)? as usize != HEADER_LEN {
-        return Err(IndexError::Corrupt("bad header length"));
+        return Err(corrupt("bad header length"));
     }
     if check_crc && rd_u32(bytes, CRC_AT)? != section_crc(bytes) {
-        return Err(IndexError::Checksum);
+        return Err(checksum());
     }
     let metric = metric_from_code(bytes[16])?;
     let dim = rd_u32(bytes, 20)? as usize;
@@ -183,21 +183,21 @@ pub(super) fn parse(bytes: &[u8], check_crc: bool) -> Result<Meta, IndexError> {
     let stride = rd_u32(bytes, 32)? as usize;
     let default_nprobe = rd_u32(bytes, 36)? as usize;
     if stride != dim.div_ceil(64) * 64 {
-        return Err(IndexError::Corrupt("bad code stride"));
+        return Err(corrupt("bad code stride"));
     }
     if (rows > 0 && (nlist == 0 || nlist > rows || dim == 0)) || (rows == 0 && nlist != 0) {
-        return Err(IndexError::Corrupt("bad list count"));
+        return Err(corrupt("bad list count"));
     }
     if nlist > 0 && (default_nprobe == 0 || default_nprobe > nlist) {
-        return Err(IndexError::Corrupt("bad default nprobe"));
+        return Err(corrupt("bad default nprobe"));
     }
-    let too_big = IndexError::Corrupt("size overflow");
+    let too_big = corrupt("size overflow");
     let expect = [
-        nlist.checked_mul(dim).and_then(|v| v.checked_mul(4)).ok_or(too_big.clone())?,
-        (nlist + 1).checked_mul(4).ok_or(too_big.clone())?,
-        rows.checked_mul(4).ok_or(too_big.clone())?,
-        rows.checked_mul(4).ok_or(too_big.clone())?,
-        dim.checked_mul(4).ok_or(too_big.clone())?,
+        nlist.checked_mul(dim).and_then(|v| v.checked_mul(4)).ok_or(too_big)?,
+        (nlist + 1).checked_mul(4).ok_or(too_big)?,
+        rows.checked_mul(4).ok_or(too_big)?,
+        rows.checked_mul(4).ok_or(too_big)?,
+        dim.checked_mul(4).ok_or(too_big)?,
         rows.checked_mul(stride).ok_or(too_big)?,
     ];
     let mut blk: [&[u8]; BLOCKS] = [&[]; BLOCKS];
@@ -206,14 +206,14 @@ pub(super) fn parse(bytes: &[u8], check_crc: bool) -> Result<Meta, IndexError> {
         let off = rd_u64(bytes, 64 + 16 * i)?;
         let len = rd_u64(bytes, 72 + 16 * i)?;
         if len != *want as u64 {
-            return Err(IndexError::Corrupt("block length does not match the header"));
+            return Err(corrupt("block length does not match the header"));
         }
         if off % 64 != 0 || off < HEADER_LEN as u64 {
-            return Err(IndexError::Corrupt("misaligned block"));
+            return Err(corrupt("misaligned block"));
         }
-        let end = off.checked_add(len).ok_or(IndexError::Corrupt("block out of bounds"))?;
+        let end = off.checked_add(len).ok_or(corrupt("block out of bounds"))?;
         if end > bytes.len() as u64 {
-            return Err(IndexError::Corrupt("block out of bounds"));
+            return Err(corrupt("block out of bounds"));
         }
         blk[i] = &bytes[off as usize..end as usize];
         ranges[i] = (off as usize, end as usize);
@@ -241,28 +241,28 @@ pub(super) fn parse(bytes: &[u8], check_crc: bool) -> Result<Meta, IndexError> {
         || norms.len() * 4 != blk[3].len()
         || scales.len() * 4 != blk[4].len()
     {
-        return Err(IndexError::Corrupt("unaligned block"));
+        return Err(corrupt("unaligned block"));
     }
     if !centroids.iter().all(|v| v.is_finite()) {
-        return Err(IndexError::Corrupt("non-finite centroid"));
+        return Err(corrupt("non-finite centroid"));
     }
     if !scales.iter().all(|v| v.is_finite() && *v > 0.0) {
-        return Err(IndexError::Corrupt("bad code scale"));
+        return Err(corrupt("bad code scale"));
     }
     if !norms.iter().all(|v| v.is_finite() && *v >= 0.0) {
-        return Err(IndexError::Corrupt("bad row norm"));
+        return Err(corrupt("bad row norm"));
     }
     if offsets.first() != Some(&0)
         || offsets.last().map(|v| *v as usize) != Some(rows)
         || offsets.windows(2).any(|w| w[0] > w[1])
     {
-        return Err(IndexError::Corrupt("bad list offsets"));
+        return Err(corrupt("bad list offsets"));
     }
     let mut seen = vec![false; rows];
     for r in row_ids.iter() {
         match seen.get_mut(*r as usize) {
             Some(s) if !*s => *s = true,
-            _ => return Err(IndexError::Corrupt("row ids are not a permutation")),
+            _ => return Err(corrupt("row ids are not a permutation")),
         }
     }
     let centroid_norm2 = if metric == Metric::EuclideanSquared && dim > 0 {
