@@ -4,8 +4,6 @@
 
 use super::*;
 
-// Corpus statistics and BM25 weights
-
 /// Global BM25 statistics of one attribute for one query: N, the token total and
 /// the document frequency of each query term, summed over every segment
 /// (deleted rows included, as tantivy does until a merge) and the unindexed rows.

@@ -4,8 +4,6 @@
 
 use super::*;
 
-// Building
-
 /// Accumulates rows, then writes the section bytes.
 pub struct TextIndexBuilder {
     attr: String,

@@ -3,8 +3,6 @@
 
 use super::*;
 
-// Reading
-
 pub(super) fn rd_u32(b: &[u8], at: usize) -> Result<u32, IndexError> {
     crate::codec::u32_at(b, at).ok_or(corrupt("truncated"))
 }

@@ -3,8 +3,6 @@
 
 use super::*;
 
-// Query evaluation
-
 /// One attribute's part of a (multi-field) BM25 query: the row score is the sum
 /// over fields of `boost · Σ_terms bm25`.
 #[derive(Clone, Copy)]

@@ -4,8 +4,6 @@
 
 use super::*;
 
-// Build.
-
 pub(super) fn auto_nlist(n: usize) -> usize {
     let by_sqrt = (2.7 * (n as f64).sqrt()).round() as usize;
     by_sqrt.min(n / 16).max(1)

@@ -4,8 +4,6 @@
 
 use super::*;
 
-// Open and search.
-
 /// An opened ANN section, borrowing the section bytes (zero-copy when they are 4-byte aligned
 /// on a little-endian host; otherwise the float/int blocks are decoded once at open). Cheap to
 /// create from a [`SharedAnnIndex`] (no validation, no allocation beyond an `Arc` clone).
