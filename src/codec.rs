@@ -1,8 +1,8 @@
 //! The byte codec every on-storage layout is built on, at the bottom of the crate (it depends
 //! on nothing in it): the bounded sequential [`Reader`] and little-endian [`Writer`] of the
 //! `format` codecs, their [`FormatError`], and the positional little-endian reads
-//! ([`u16_at`], [`u32_at`], [`u64_at`]) that the segment and index sections use on mmap'd
-//! bytes. `format` re-exports the first three; `index` uses this module directly (it must not
+//! ([`u16_at`], [`u32_at`], [`u64_at`]) and word copies ([`f32s_le`], [`u32s_le`]) that the
+//! segment and index sections use on mmap'd bytes. `format` re-exports the first three; `index` uses this module directly (it must not
 //! import `format`, which imports `filter`, which imports `index`).
 //!
 //! Invariants:
@@ -13,6 +13,19 @@
 //!   load, as the hand-written readers they replace did.
 
 use std::fmt;
+
+/// The little-endian f32s of `b`, copied (a trailing partial word is ignored). For sections
+/// that cannot be borrowed in place (misaligned buffer or big-endian host).
+#[inline]
+pub fn f32s_le(b: &[u8]) -> Vec<f32> {
+    b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+}
+
+/// The little-endian u32s of `b`, copied (a trailing partial word is ignored).
+#[inline]
+pub fn u32s_le(b: &[u8]) -> Vec<u32> {
+    b.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+}
 
 /// The little-endian u16 at byte `at` of `b`, if the two bytes are there.
 #[inline]

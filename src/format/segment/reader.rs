@@ -364,11 +364,7 @@ impl Segment {
                 let vectors = if f32_slice(raw).is_some() {
                     Vectors::Borrowed(sec)
                 } else {
-                    Vectors::Owned(
-                        raw.chunks_exact(4)
-                            .map(|c| <[u8; 4]>::try_from(c).map_or(0.0, f32::from_le_bytes))
-                            .collect(),
-                    )
+                    Vectors::Owned(crate::codec::f32s_le(raw))
                 };
                 let absent = match absent_sec {
                     None => None,

@@ -424,7 +424,7 @@ fn rd_u32(b: &[u8], at: usize) -> Result<u32, IndexError> {
 fn rd_f32s(b: &[u8], at: usize, n: usize) -> Result<Vec<f32>, IndexError> {
     let end = n.checked_mul(4).and_then(|l| l.checked_add(at)).ok_or(corrupt("length overflow"))?;
     let s = b.get(at..end).ok_or(corrupt("truncated block"))?;
-    let v: Vec<f32> = s.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+    let v = crate::codec::f32s_le(s);
     if v.iter().all(|x| x.is_finite()) {
         Ok(v)
     } else {

@@ -108,10 +108,10 @@ pub(super) fn pick<'x, T: Copy>(decoded: Option<&'x Vec<T>>, b: &'x [u8]) -> &'x
 }
 
 pub(crate) fn decode_f32(b: &[u8]) -> Vec<f32> {
-    b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+    crate::codec::f32s_le(b)
 }
 pub(crate) fn decode_u32(b: &[u8]) -> Vec<u32> {
-    b.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+    crate::codec::u32s_le(b)
 }
 
 /// Quantizes a query for codes with per-dimension scales `scales`: returns the i8 query (padded
