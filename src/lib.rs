@@ -12,6 +12,7 @@ pub mod admin;
 pub mod api;
 pub mod cache;
 pub mod clock;
+pub mod codec;
 pub mod config;
 pub mod engine;
 pub mod filter;

@@ -725,7 +725,7 @@ fn v2_manifest_with_section_ranges_reads_back() {
 /// give back the rows and vectors it was built from.
 #[test]
 fn v2_cold_segment_fixture_reads_by_range() {
-    use tidepool::index::coldivf::ColdHead;
+    use tidepool::index::vector::coldivf::ColdHead;
     let bytes = read_fixture("v2", "segment_cold.seg");
     assert_eq!(v2_cold_segment(), bytes, "the encoder is canonical");
     let seg = Segment::open(Bytes::from(bytes.clone())).unwrap();

@@ -5,8 +5,8 @@
 //! (with its crc) and then every list block is read from the input's bytes.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use tidepool::index::ann::{AnnIndex, SearchParams};
-use tidepool::index::coldivf::ColdHead;
+use tidepool::index::vector::ann::{AnnIndex, SearchParams};
+use tidepool::index::vector::coldivf::ColdHead;
 use tidepool::index::text::{Bm25Params, CorpusStats, TextIndex};
 
 fuzz_target!(|data: &[u8]| {

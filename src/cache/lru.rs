@@ -42,6 +42,51 @@ pub struct LruStats {
     pub evictions: u64,
 }
 
+/// The recency order of an LRU without its values: a use counter and the evictable keys by
+/// their last use (tick). Not synchronized: its owner's lock guards it. Shared by [`Lru`] and
+/// the object cache (`crate::cache::ObjectCache`), whose entries are files with their own
+/// bookkeeping, so that both evict by one rule.
+#[derive(Debug, Clone)]
+pub struct Recency<K> {
+    /// Evictable keys by last use (tick -> key); pinned ones are absent.
+    order: BTreeMap<u64, K>,
+    tick: u64,
+}
+
+impl<K> Default for Recency<K> {
+    fn default() -> Self {
+        Recency { order: BTreeMap::new(), tick: 0 }
+    }
+}
+
+impl<K> Recency<K> {
+    /// The next use's tick (strictly increasing).
+    pub fn next_tick(&mut self) -> u64 {
+        self.tick += 1;
+        self.tick
+    }
+
+    /// Make `k`, last used at `tick`, evictable.
+    pub fn track(&mut self, tick: u64, k: K) {
+        self.order.insert(tick, k);
+    }
+
+    /// Forget the key last used at `tick` (removed, pinned or about to be re-ticked).
+    pub fn forget(&mut self, tick: u64) {
+        self.order.remove(&tick);
+    }
+
+    /// Remove and return the least recently used evictable key.
+    pub fn pop_oldest(&mut self) -> Option<K> {
+        self.order.pop_first().map(|(_, k)| k)
+    }
+
+    /// Replace the evictable set (after pins changed) with `(tick, key)` pairs.
+    pub fn rebuild(&mut self, evictable: impl IntoIterator<Item = (u64, K)>) {
+        self.order = evictable.into_iter().collect();
+    }
+}
+
 struct Slot<V> {
     value: V,
     weight: u64,
@@ -52,11 +97,10 @@ type Gate = Arc<tokio::sync::Mutex<()>>;
 
 struct State<K, V> {
     map: HashMap<K, Slot<V>>,
-    /// Unpinned entries by last use (tick -> key); pinned ones are absent.
-    order: BTreeMap<u64, K>,
+    /// Unpinned entries by last use; pinned ones are absent.
+    recency: Recency<K>,
     pins: HashSet<K>,
     inflight: HashMap<K, Gate>,
-    tick: u64,
     weight: u64,
     stats: LruStats,
 }
@@ -102,10 +146,9 @@ impl<K: Hash + Eq + Clone, V: Clone> Lru<K, V> {
             inner: Arc::new(Inner {
                 state: Mutex::new(State {
                     map: HashMap::new(),
-                    order: BTreeMap::new(),
+                    recency: Recency::default(),
                     pins: HashSet::new(),
                     inflight: HashMap::new(),
-                    tick: 0,
                     weight: 0,
                     stats: LruStats::default(),
                 }),
@@ -157,7 +200,7 @@ impl<K: Hash + Eq + Clone, V: Clone> Lru<K, V> {
         let mut st = self.state();
         if let Some(slot) = st.map.get(&k) {
             let tick = slot.tick;
-            st.order.remove(&tick);
+            st.recency.forget(tick);
         }
         st.pins.insert(k);
     }
@@ -169,11 +212,10 @@ impl<K: Hash + Eq + Clone, V: Clone> Lru<K, V> {
         if !st.pins.remove(k) {
             return;
         }
-        st.tick += 1;
-        let tick = st.tick;
+        let tick = st.recency.next_tick();
         if let Some(slot) = st.map.get_mut(k) {
             slot.tick = tick;
-            st.order.insert(tick, k.clone());
+            st.recency.track(tick, k.clone());
         }
         st.evict(self.inner.max_entries, self.inner.max_weight);
     }
@@ -254,13 +296,12 @@ impl<K: Hash + Eq + Clone, V: Clone> State<K, V> {
     }
 
     fn touch(&mut self, k: &K) -> Option<V> {
-        self.tick += 1;
-        let tick = self.tick;
+        let tick = self.recency.next_tick();
         let pinned = self.pins.contains(k);
         let slot = self.map.get_mut(k)?;
         if !pinned {
-            self.order.remove(&slot.tick);
-            self.order.insert(tick, k.clone());
+            self.recency.forget(slot.tick);
+            self.recency.track(tick, k.clone());
         }
         slot.tick = tick;
         Some(slot.value.clone())
@@ -268,17 +309,16 @@ impl<K: Hash + Eq + Clone, V: Clone> State<K, V> {
 
     fn take(&mut self, k: &K) -> Option<V> {
         let slot = self.map.remove(k)?;
-        self.order.remove(&slot.tick);
+        self.recency.forget(slot.tick);
         self.weight = self.weight.saturating_sub(slot.weight);
         Some(slot.value)
     }
 
     fn put(&mut self, k: K, value: V, weight: u64) {
         self.take(&k);
-        self.tick += 1;
-        let tick = self.tick;
+        let tick = self.recency.next_tick();
         if !self.pins.contains(&k) {
-            self.order.insert(tick, k.clone());
+            self.recency.track(tick, k.clone());
         }
         self.weight = self.weight.saturating_add(weight);
         self.map.insert(k, Slot { value, weight, tick });
@@ -286,7 +326,7 @@ impl<K: Hash + Eq + Clone, V: Clone> State<K, V> {
 
     fn evict(&mut self, max_entries: usize, max_weight: u64) {
         while self.map.len() > max_entries || self.weight > max_weight {
-            let Some((_, k)) = self.order.pop_first() else { break };
+            let Some(k) = self.recency.pop_oldest() else { break };
             if let Some(slot) = self.map.remove(&k) {
                 self.weight = self.weight.saturating_sub(slot.weight);
                 self.stats.evictions += 1;

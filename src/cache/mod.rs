@@ -33,7 +33,7 @@
 //! - The index mutex is never held across an `.await`; file I/O runs in
 //!   `spawn_blocking`.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -47,6 +47,7 @@ mod disk;
 pub mod lru;
 
 use disk::Verified;
+use lru::Recency;
 
 /// Errors of the object cache. Cheap to clone (sources are shared).
 #[derive(Debug, Clone, thiserror::Error)]
@@ -191,8 +192,7 @@ type Gate = Arc<tokio::sync::Mutex<()>>;
 struct State {
     entries: HashMap<String, Entry>,
     /// Unpinned entries by last use.
-    order: BTreeMap<u64, String>,
-    tick: u64,
+    recency: Recency<String>,
     resident: u64,
     pins: BTreeSet<String>,
     local: HashMap<String, LocalEntry>,
@@ -212,8 +212,7 @@ impl State {
     }
 
     fn next_tick(&mut self) -> u64 {
-        self.tick += 1;
-        self.tick
+        self.recency.next_tick()
     }
 
     /// A verified hit, marked most recently used.
@@ -232,16 +231,16 @@ impl State {
         }
         let b = e.mapped.clone()?;
         let old = std::mem::replace(&mut e.tick, tick);
-        self.order.remove(&old);
+        self.recency.forget(old);
         if !pinned {
-            self.order.insert(tick, key.to_owned());
+            self.recency.track(tick, key.to_owned());
         }
         Some(b)
     }
 
     fn remove_entry(&mut self, key: &str) -> Option<Entry> {
         let e = self.entries.remove(key)?;
-        self.order.remove(&e.tick);
+        self.recency.forget(e.tick);
         self.resident = self.resident.saturating_sub(e.size);
         Some(e)
     }
@@ -250,7 +249,7 @@ impl State {
         self.remove_entry(key);
         self.resident = self.resident.saturating_add(e.size);
         if !self.pinned(key) {
-            self.order.insert(e.tick, key.to_owned());
+            self.recency.track(e.tick, key.to_owned());
         }
         self.entries.insert(key.to_owned(), e);
     }
@@ -278,9 +277,9 @@ impl State {
     }
 
     fn rebuild_order(&mut self) {
-        let order: BTreeMap<u64, String> =
+        let evictable: Vec<(u64, String)> =
             self.entries.iter().filter(|(k, _)| !self.pinned(k)).map(|(k, e)| (e.tick, k.clone())).collect();
-        self.order = order;
+        self.recency.rebuild(evictable);
     }
 }
 
@@ -642,7 +641,7 @@ impl Inner {
     /// of the same key cannot be undone by a stale unlink).
     fn evict(&self, st: &mut State, victims: &mut Vec<String>) {
         while st.resident > self.budget {
-            let Some((_, k)) = st.order.pop_first() else { break };
+            let Some(k) = st.recency.pop_oldest() else { break };
             let Some(e) = st.remove_entry(&k) else { continue };
             st.evictions += 1;
             st.evicted_bytes += e.size;

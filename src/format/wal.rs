@@ -34,12 +34,12 @@
 //! - Decoding never panics and never allocates from an unchecked length (see
 //!   [`super::Reader`]).
 
-use std::collections::BTreeMap;
-
 use crate::filter::Filter;
-use crate::model::{DistanceMetric, DocId, Document, Value, MAX_STRING_ID_BYTES, MAX_VECTOR_DIM};
+use crate::model::{DistanceMetric, DocId, Document, MAX_STRING_ID_BYTES, MAX_VECTOR_DIM};
 use crate::ops::{NamespaceSettings, Patch, PatchByFilter, RequestRecord, RowCounts, WriteOps};
 
+pub use super::attrs::MAX_STRING_BYTES;
+use super::attrs::{read_attrs, Enc};
 use super::{len_u64, FormatError, Reader, Writer, FORMAT_VERSION_V1};
 
 /// The first 8 bytes of every WAL batch object.
@@ -50,9 +50,6 @@ pub const WAL_FORMAT_VERSION: u16 = FORMAT_VERSION_V1;
 pub const WAL_HEADER_LEN: usize = 48;
 /// Largest body accepted (1 GiB); the engine bounds batches well below.
 pub const MAX_WAL_BODY_BYTES: u64 = 1 << 30;
-/// Longest string (idempotency key, schema JSON, filter JSON, attribute
-/// name or string value), in bytes.
-pub const MAX_STRING_BYTES: usize = 16 << 20;
 
 // Header field offsets (the layout above, stated once more as constants).
 const OFF_VERSION: usize = 8;
@@ -82,13 +79,6 @@ const METRIC_EUCLIDEAN_SQUARED: u8 = 2;
 const ID_U64: u8 = 0;
 const ID_UUID: u8 = 1;
 const ID_STR: u8 = 2;
-const VAL_NULL: u8 = 0;
-const VAL_BOOL: u8 = 1;
-const VAL_INT: u8 = 2;
-const VAL_FLOAT: u8 = 3;
-const VAL_STR: u8 = 4;
-const VAL_ARRAY: u8 = 5;
-const VAL_SPARSE: u8 = 6;
 
 // Minimum encoded sizes, used to bound counts before allocating.
 /// Smallest request record: 3 option/metric tags, 3 counts, 2 tags,
@@ -97,8 +87,6 @@ pub const MIN_REQUEST_BYTES: usize = 1 + 1 + 1 + 24 + 1 + 1 + 4 + 1 + 4 + 1 + 4 
 const MIN_ID_BYTES: usize = 1 + 4 + 1; // a 1-byte string id
 const MIN_DOC_BYTES: usize = MIN_ID_BYTES + 1 + 4;
 const MIN_PATCH_BYTES: usize = MIN_ID_BYTES + 4;
-const MIN_ATTR_BYTES: usize = 4 + 1; // empty name, null value
-const MIN_SPARSE_ENTRY_BYTES: usize = 4 + 4;
 
 /// The decoded fixed header of a WAL batch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -258,51 +246,8 @@ pub fn peek_header(bytes: &[u8]) -> Result<WalHeader, FormatError> {
 
 // ---------------------------------------------------------------- encoding
 
-/// Encode an *attributes* map (u32 count, then (name, value) pairs in name
-/// order) as in a WAL document, refusing what [`decode_attrs`] would refuse
-/// (over-long strings, nested arrays). Shared with the segment codec.
-pub(crate) fn encode_attrs(w: &mut Writer, attrs: &BTreeMap<String, Value>) -> Result<(), FormatError> {
-    let mut e = Enc { w: std::mem::take(w), violation: None };
-    e.attrs(attrs);
-    *w = e.w;
-    e.violation.map_or(Ok(()), Err)
-}
-
-/// Decode an *attributes* map written by [`encode_attrs`] (names strictly
-/// increasing). Shared with the segment codec.
-pub(crate) fn decode_attrs(r: &mut Reader<'_>) -> Result<BTreeMap<String, Value>, FormatError> {
-    read_attrs(r)
-}
-
-/// A writer that remembers the first limit violation (so `encode` stays
-/// infallible and `try_encode` can refuse).
-struct Enc {
-    w: Writer,
-    violation: Option<FormatError>,
-}
-
+/// The WAL-only parts of the limit-checking encoder (the attribute codec is in `super::attrs`).
 impl Enc {
-    fn violate(&mut self, e: FormatError) {
-        if self.violation.is_none() {
-            self.violation = Some(e);
-        }
-    }
-
-    /// A u32 count; records a violation above `max` or `u32::MAX`.
-    fn count(&mut self, what: &'static str, n: usize, max: usize) -> u32 {
-        let max = max.min(usize::try_from(u32::MAX).unwrap_or(usize::MAX));
-        if n > max {
-            self.violate(FormatError::TooLarge { what, len: len_u64(n), max: len_u64(max) });
-        }
-        u32::try_from(n).unwrap_or(u32::MAX)
-    }
-
-    fn str(&mut self, what: &'static str, s: &str) {
-        let n = self.count(what, s.len(), MAX_STRING_BYTES);
-        self.w.u32(n);
-        self.w.bytes(s.as_bytes());
-    }
-
     fn opt_str(&mut self, what: &'static str, s: Option<&str>) {
         match s {
             None => self.w.u8(OPT_NONE),
@@ -353,60 +298,6 @@ impl Enc {
                 self.w.u8(ID_STR);
                 self.str("string id", s);
             }
-        }
-    }
-
-    fn value(&mut self, v: &Value, nested: bool) {
-        match v {
-            Value::Null => self.w.u8(VAL_NULL),
-            Value::Bool(b) => {
-                self.w.u8(VAL_BOOL);
-                self.w.bool(*b);
-            }
-            Value::Int(i) => {
-                self.w.u8(VAL_INT);
-                self.w.i128(*i);
-            }
-            Value::Float(f) => {
-                self.w.u8(VAL_FLOAT);
-                self.w.f64(*f);
-            }
-            Value::Str(s) => {
-                self.w.u8(VAL_STR);
-                self.str("string value", s);
-            }
-            Value::Array(items) => {
-                if nested {
-                    self.violate(FormatError::Malformed("array values hold scalars only".into()));
-                }
-                self.w.u8(VAL_ARRAY);
-                let n = self.count("array value", items.len(), usize::MAX);
-                self.w.u32(n);
-                for item in items {
-                    self.value(item, true);
-                }
-            }
-            Value::Sparse(pairs) => {
-                if nested {
-                    self.violate(FormatError::Malformed("array values hold scalars only".into()));
-                }
-                self.w.u8(VAL_SPARSE);
-                let n = self.count("sparse vector", pairs.len(), usize::MAX);
-                self.w.u32(n);
-                for (k, w) in pairs {
-                    self.str("sparse vector key", k);
-                    self.w.f32(*w);
-                }
-            }
-        }
-    }
-
-    fn attrs(&mut self, attrs: &BTreeMap<String, Value>) {
-        let n = self.count("attributes", attrs.len(), usize::MAX);
-        self.w.u32(n);
-        for (name, v) in attrs {
-            self.str("attribute name", name);
-            self.value(v, false);
         }
     }
 
@@ -509,56 +400,6 @@ fn read_id(r: &mut Reader<'_>) -> Result<DocId, FormatError> {
     }
 }
 
-fn read_value(r: &mut Reader<'_>, nested: bool) -> Result<Value, FormatError> {
-    let tag = r.u8("value tag")?;
-    if nested && matches!(tag, VAL_ARRAY | VAL_SPARSE) {
-        return Err(FormatError::Malformed("array values hold scalars only (nesting found)".into()));
-    }
-    Ok(match tag {
-        VAL_NULL => Value::Null,
-        VAL_BOOL => Value::Bool(r.bool("bool value")?),
-        VAL_INT => Value::Int(r.i128("int value")?),
-        VAL_FLOAT => Value::Float(r.f64("float value")?),
-        VAL_STR => Value::Str(r.str("string value", MAX_STRING_BYTES)?.to_owned()),
-        VAL_ARRAY => {
-            let n = r.count("array value", 1, usize::MAX)?;
-            let mut items = Vec::with_capacity(n);
-            for _ in 0..n {
-                items.push(read_value(r, true)?);
-            }
-            Value::Array(items)
-        }
-        VAL_SPARSE => {
-            let n = r.count("sparse vector", MIN_SPARSE_ENTRY_BYTES, usize::MAX)?;
-            let mut pairs = Vec::with_capacity(n);
-            for _ in 0..n {
-                let k = r.str("sparse vector key", MAX_STRING_BYTES)?.to_owned();
-                pairs.push((k, r.f32("sparse vector weight")?));
-            }
-            Value::Sparse(pairs)
-        }
-        t => return Err(FormatError::Malformed(format!("unknown value tag {t}"))),
-    })
-}
-
-fn read_attrs(r: &mut Reader<'_>) -> Result<BTreeMap<String, Value>, FormatError> {
-    let n = r.count("attributes", MIN_ATTR_BYTES, usize::MAX)?;
-    let mut attrs = BTreeMap::new();
-    let mut last: Option<&str> = None;
-    for _ in 0..n {
-        let name = r.str("attribute name", MAX_STRING_BYTES)?;
-        if last.is_some_and(|l| l >= name) {
-            return Err(FormatError::Malformed(format!(
-                "attribute {name:?} is out of order or duplicated (names must strictly increase)"
-            )));
-        }
-        last = Some(name);
-        let v = read_value(r, false)?;
-        attrs.insert(name.to_owned(), v);
-    }
-    Ok(attrs)
-}
-
 fn read_document(r: &mut Reader<'_>) -> Result<Document, FormatError> {
     let id = read_id(r)?;
     let vector = if read_present(r, "vector")? {
@@ -632,8 +473,10 @@ fn read_request(r: &mut Reader<'_>) -> Result<RequestRecord, FormatError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::Value;
     use proptest::prelude::*;
     use serde_json::json;
+    use std::collections::BTreeMap;
 
     fn filter(v: serde_json::Value) -> Filter {
         Filter::parse(&v).unwrap()

@@ -38,12 +38,11 @@ pub const MAGIC: [u8; 8] = *b"TPATTRIX";
 const VERSION: u32 = 1;
 const HEADER_LEN: usize = 32;
 
-/// Errors reading an attribute index section.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum IndexError {
-    /// Structurally invalid bytes.
-    #[error("corrupt attribute index: {0}")]
-    Corrupt(&'static str),
+// compat: lead removes after merge (the one index error type lives in `index::error`).
+pub use crate::index::error::IndexError;
+
+fn corrupt(what: &'static str) -> IndexError {
+    IndexError::corrupt(crate::index::error::IndexSection::Attribute, what)
 }
 
 /// The kind tag of a value, if it is indexable.
@@ -125,7 +124,7 @@ pub fn build<'d>(
 }
 
 fn u32_at(b: &[u8], i: usize) -> u32 {
-    b.get(i * 4..i * 4 + 4).and_then(|s| <[u8; 4]>::try_from(s).ok()).map_or(0, u32::from_le_bytes)
+    crate::codec::u32_at(b, i * 4).unwrap_or(0)
 }
 
 /// A zero-copy view of an attribute index section.
@@ -143,11 +142,11 @@ impl<'a> AttrIndex<'a> {
     /// Opens and verifies a section.
     pub fn open(bytes: &'a [u8]) -> Result<Self, IndexError> {
         if bytes.len() < HEADER_LEN + 4 {
-            return Err(IndexError::Corrupt("too short"));
+            return Err(corrupt("too short"));
         }
         let body = bytes.len() - 4;
         if crc32c::crc32c(&bytes[..body]) != u32_at(&bytes[body..], 0) {
-            return Err(IndexError::Corrupt("checksum mismatch"));
+            return Err(corrupt("checksum mismatch"));
         }
         Self::open_trusted(bytes)
     }
@@ -155,7 +154,7 @@ impl<'a> AttrIndex<'a> {
     /// Opens a section whose crc the caller verified (the segment reader
     /// checks every section's crc32c); the structure is still checked.
     pub fn open_trusted(bytes: &'a [u8]) -> Result<Self, IndexError> {
-        let c = IndexError::Corrupt;
+        let c = corrupt;
         if bytes.len() < HEADER_LEN + 4 || bytes[..8] != MAGIC {
             return Err(c("bad magic"));
         }

@@ -30,12 +30,11 @@ pub const MAGIC: [u8; 8] = *b"TPSPARSE";
 const VERSION: u32 = 1;
 const HEADER_LEN: usize = 32;
 
-/// Errors reading a sparse section.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum IndexError {
-    /// Structurally invalid bytes.
-    #[error("corrupt sparse section: {0}")]
-    Corrupt(&'static str),
+// compat: lead removes after merge (the one index error type lives in `index::error`).
+pub use crate::index::error::IndexError;
+
+fn corrupt(what: &'static str) -> IndexError {
+    IndexError::corrupt(crate::index::error::IndexSection::Sparse, what)
 }
 
 /// Builds the section of `attr` from `(row, sparse vector)` pairs (rows increasing).
@@ -88,7 +87,7 @@ pub fn build<'d>(
 }
 
 fn u32_at(b: &[u8], i: usize) -> u32 {
-    b.get(i * 4..i * 4 + 4).and_then(|s| <[u8; 4]>::try_from(s).ok()).map_or(0, u32::from_le_bytes)
+    crate::codec::u32_at(b, i * 4).unwrap_or(0)
 }
 
 /// A zero-copy view of a sparse section.
@@ -106,7 +105,7 @@ pub struct SparseIndex<'a> {
 impl<'a> SparseIndex<'a> {
     /// Opens and verifies a section.
     pub fn open(bytes: &'a [u8]) -> Result<Self, IndexError> {
-        let c = IndexError::Corrupt;
+        let c = corrupt;
         if bytes.len() < HEADER_LEN + 4 || bytes[..8] != MAGIC {
             return Err(c("bad magic"));
         }

@@ -35,7 +35,9 @@
 //! - With a filter, the traversal visits every row but only matching rows enter the result list
 //!   (suited to wide filters; callers route narrow filters to the IVF index or exact search).
 
-use super::ann::{exact, metric_code, quantize_query, quantize_rows, IndexError};
+use super::ann::{
+    checksum, corrupt, exact, metric_code, quantize_query, quantize_rows, unsupported, IndexError,
+};
 use super::distance::{kernels, Kernels, Metric};
 use super::Ranked;
 use std::collections::BinaryHeap;
@@ -416,21 +418,17 @@ pub struct GraphIndex {
 }
 
 fn rd_u32(b: &[u8], at: usize) -> Result<u32, IndexError> {
-    b.get(at..at + 4)
-        .and_then(|s| s.try_into().ok())
-        .map(u32::from_le_bytes)
-        .ok_or(IndexError::Corrupt("truncated"))
+    crate::codec::u32_at(b, at).ok_or(corrupt("truncated"))
 }
 
 fn rd_f32s(b: &[u8], at: usize, n: usize) -> Result<Vec<f32>, IndexError> {
-    let end =
-        n.checked_mul(4).and_then(|l| l.checked_add(at)).ok_or(IndexError::Corrupt("length overflow"))?;
-    let s = b.get(at..end).ok_or(IndexError::Corrupt("truncated block"))?;
-    let v: Vec<f32> = s.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+    let end = n.checked_mul(4).and_then(|l| l.checked_add(at)).ok_or(corrupt("length overflow"))?;
+    let s = b.get(at..end).ok_or(corrupt("truncated block"))?;
+    let v = crate::codec::f32s_le(s);
     if v.iter().all(|x| x.is_finite()) {
         Ok(v)
     } else {
-        Err(IndexError::Corrupt("non-finite float"))
+        Err(corrupt("non-finite float"))
     }
 }
 
@@ -448,14 +446,14 @@ impl GraphIndex {
     fn parse(bytes: bytes::Bytes, check_crc: bool) -> Result<Self, IndexError> {
         let b = &bytes[..];
         if b.len() < HEADER_LEN {
-            return Err(IndexError::Corrupt("shorter than the header"));
+            return Err(corrupt("shorter than the header"));
         }
         if b[..8] != MAGIC {
-            return Err(IndexError::Corrupt("bad magic"));
+            return Err(corrupt("bad magic"));
         }
         let version = rd_u32(b, 8)?;
         if version != VERSION || rd_u32(b, 12)? as usize != HEADER_LEN {
-            return Err(IndexError::Unsupported { version, kind: b[16] });
+            return Err(unsupported(version, b[16]));
         }
         let metric = super::ann::metric_from_code(b[16])?;
         let dim = rd_u32(b, 20)? as usize;
@@ -465,26 +463,26 @@ impl GraphIndex {
         let entry = rd_u32(b, 36)?;
         let default_ef = rd_u32(b, 40)? as usize;
         if dim == 0 || stride != dim.div_ceil(64) * 64 || degree == 0 || degree > 256 || default_ef == 0 {
-            return Err(IndexError::Corrupt("bad shape"));
+            return Err(corrupt("bad shape"));
         }
         if rows > 0 && entry as usize >= rows {
-            return Err(IndexError::Corrupt("entry out of range"));
+            return Err(corrupt("entry out of range"));
         }
         let [o_sc, o_n, o_nb, o_c, end] =
-            layout(dim, rows, degree, stride).ok_or(IndexError::Corrupt("length overflow"))?;
+            layout(dim, rows, degree, stride).ok_or(corrupt("length overflow"))?;
         if end != b.len() {
-            return Err(IndexError::Corrupt("length does not match the shape"));
+            return Err(corrupt("length does not match the shape"));
         }
         if check_crc && rd_u32(b, CRC_AT)? != section_crc(b) {
-            return Err(IndexError::Checksum);
+            return Err(checksum());
         }
         let scales = rd_f32s(b, o_sc, dim)?;
         let norms2 = rd_f32s(b, o_n, rows)?;
-        let nb = b.get(o_nb..o_c).ok_or(IndexError::Corrupt("truncated neighbours"))?;
+        let nb = b.get(o_nb..o_c).ok_or(corrupt("truncated neighbours"))?;
         for c in nb.chunks_exact(4) {
             let u = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
             if u != NONE && u as usize >= rows {
-                return Err(IndexError::Corrupt("neighbour out of range"));
+                return Err(corrupt("neighbour out of range"));
             }
         }
         Ok(GraphIndex {
@@ -733,6 +731,6 @@ mod tests {
         }
         let mut b = good.clone();
         b[0] = b'X';
-        assert_eq!(GraphIndex::open(bytes::Bytes::from(b)).err(), Some(IndexError::Corrupt("bad magic")));
+        assert_eq!(GraphIndex::open(bytes::Bytes::from(b)).err(), Some(corrupt("bad magic")));
     }
 }

@@ -32,7 +32,8 @@
 use std::ops::Range;
 
 use super::ann::{
-    decode_f32, decode_u32, metric_code, metric_from_code, rd_u32, rd_u64, AnnIndex, IndexError,
+    checksum, corrupt, decode_f32, decode_u32, metric_code, metric_from_code, rd_u32, rd_u64, unsupported,
+    AnnIndex, IndexError,
 };
 use super::distance::{kernels, Metric};
 
@@ -126,27 +127,27 @@ impl ColdHead {
     /// head (`head_len` from the manifest; extra bytes are ignored).
     pub fn parse(bytes: &[u8]) -> Result<ColdHead, IndexError> {
         if bytes.len() < FIXED_HEADER {
-            return Err(IndexError::Corrupt("cold ivf head shorter than its header"));
+            return Err(corrupt("cold ivf head shorter than its header"));
         }
         if bytes[0..8] != MAGIC {
-            return Err(IndexError::Corrupt("bad cold ivf magic"));
+            return Err(corrupt("bad cold ivf magic"));
         }
         let version = rd_u32(bytes, 8)?;
         if version != VERSION {
-            return Err(IndexError::Unsupported { version, kind: 0 });
+            return Err(unsupported(version, 0));
         }
         let metric = metric_from_code(bytes[12])?;
         let dim = rd_u32(bytes, 16)? as usize;
         let rows = rd_u32(bytes, 20)? as usize;
         let nlist = rd_u32(bytes, 24)? as usize;
         let default_nprobe = rd_u32(bytes, 28)? as usize;
-        let head_len = usize::try_from(rd_u64(bytes, 32)?).map_err(|_| IndexError::Corrupt("head length"))?;
+        let head_len = usize::try_from(rd_u64(bytes, 32)?).map_err(|_| corrupt("head length"))?;
         if dim == 0 || head_len_for(nlist, dim) != Some(head_len) {
-            return Err(IndexError::Corrupt("cold ivf head length does not match its shape"));
+            return Err(corrupt("cold ivf head length does not match its shape"));
         }
-        let head = bytes.get(..head_len).ok_or(IndexError::Corrupt("cold ivf head truncated"))?;
+        let head = bytes.get(..head_len).ok_or(corrupt("cold ivf head truncated"))?;
         if rd_u32(head, HEAD_CRC_AT)? != head_crc(head) {
-            return Err(IndexError::Checksum);
+            return Err(checksum());
         }
         let c_end = FIXED_HEADER + nlist * dim * 4;
         let o_end = c_end + (nlist + 1) * 4;
@@ -157,10 +158,10 @@ impl ColdHead {
             || offsets.last().map(|o| *o as usize) != Some(rows)
             || offsets.windows(2).any(|w| w[0] > w[1])
         {
-            return Err(IndexError::Corrupt("cold ivf list offsets"));
+            return Err(corrupt("cold ivf list offsets"));
         }
         if centroids.iter().any(|v| !v.is_finite()) || (nlist > 0 && default_nprobe == 0) {
-            return Err(IndexError::Corrupt("cold ivf centroids or nprobe"));
+            return Err(corrupt("cold ivf centroids or nprobe"));
         }
         Ok(ColdHead { metric, dim, rows, nlist, default_nprobe, head_len, centroids, offsets, list_crcs })
     }
@@ -239,15 +240,15 @@ impl ColdHead {
     pub fn open_list(&self, c: usize, block: &[u8]) -> Result<ColdList, IndexError> {
         let want = self.list_range(c);
         if block.len() as u64 != want.end - want.start {
-            return Err(IndexError::Corrupt("cold ivf list block has the wrong length"));
+            return Err(corrupt("cold ivf list block has the wrong length"));
         }
         if crc32c::crc32c(block) != self.list_crcs[c] {
-            return Err(IndexError::Checksum);
+            return Err(checksum());
         }
         let n = self.list_len(c);
         let rows = decode_u32(&block[..4 * n]);
         if rows.windows(2).any(|w| w[0] >= w[1]) || rows.last().is_some_and(|r| *r as usize >= self.rows) {
-            return Err(IndexError::Corrupt("cold ivf list rows"));
+            return Err(corrupt("cold ivf list rows"));
         }
         Ok(ColdList { rows, vectors: decode_f32(&block[4 * n..]) })
     }

@@ -1,0 +1,142 @@
+//! Range checksums (section kind 22, `storage-format.md` 8.3.1): crc32c per fixed-size
+//! chunk of the file before the section, so a ranged reader verifies exactly the bytes it
+//! fetched. Invariant: when present the section is last and covers every byte before it.
+
+use super::*;
+
+/// The range-checksum section (kind 22, `storage-format.md` 8.3.1): crc32c
+/// of each `2^chunk_log2`-byte chunk of the file's bytes `[0, covered)` (the
+/// last chunk may be shorter). A reader that fetched a byte range widens it to
+/// chunk boundaries ([`RangeChecksums::widen`]) and checks every chunk
+/// ([`RangeChecksums::verify`]) before using any byte of it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RangeChecksums {
+    chunk_log2: u32,
+    covered: u64,
+    crcs: Vec<u32>,
+}
+
+impl RangeChecksums {
+    /// Checksums of `bytes` (the file so far) in chunks of `2^chunk_log2`.
+    pub fn compute(bytes: &[u8], chunk_log2: u32) -> RangeChecksums {
+        let chunk = 1usize << chunk_log2;
+        RangeChecksums {
+            chunk_log2,
+            covered: len_u64(bytes.len()),
+            crcs: bytes.chunks(chunk).map(crc32c::crc32c).collect(),
+        }
+    }
+
+    /// The section bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::with_capacity(RANGE_HEADER_LEN + 4 * self.crcs.len());
+        w.bytes(&RANGE_CHECKSUMS_MAGIC);
+        w.u32(1);
+        w.u32(self.chunk_log2);
+        w.u64(self.covered);
+        w.u32(u32::try_from(self.crcs.len()).unwrap_or(u32::MAX));
+        w.u32(0);
+        for c in &self.crcs {
+            w.u32(*c);
+        }
+        w.into_inner()
+    }
+
+    /// Parse section bytes (checked against the section crc by the caller).
+    pub fn decode(b: &[u8]) -> Result<RangeChecksums, FormatError> {
+        let mut r = Reader::new(b);
+        let magic: [u8; 8] = r.array("range checksums magic")?;
+        if magic != RANGE_CHECKSUMS_MAGIC {
+            return Err(FormatError::BadMagic { what: "range checksums" });
+        }
+        let version = r.u32("range checksums version")?;
+        if version != 1 {
+            return Err(FormatError::UnsupportedVersion {
+                what: "range checksums",
+                version: u64::from(version),
+                supported: 1,
+            });
+        }
+        let chunk_log2 = r.u32("range checksums chunk size")?;
+        let covered = r.u64("range checksums covered length")?;
+        let count = r.u32("range checksums count")?;
+        let reserved = r.u32("range checksums reserved")?;
+        if !(12..=24).contains(&chunk_log2) || reserved != 0 {
+            return Err(malformed(format_args!(
+                "range checksums: chunk size 2^{chunk_log2} or reserved bits"
+            )));
+        }
+        if covered.div_ceil(1 << chunk_log2) != u64::from(count) {
+            return Err(malformed(format_args!(
+                "range checksums: {count} chunks do not cover {covered} bytes"
+            )));
+        }
+        let body = b.get(RANGE_HEADER_LEN..).unwrap_or_default();
+        if body.len() != 4 * count as usize {
+            return Err(malformed(format_args!("range checksums: {} bytes for {count} chunks", body.len())));
+        }
+        Ok(RangeChecksums { chunk_log2, covered, crcs: body.chunks_exact(4).map(|c| le_u32(c, 0)).collect() })
+    }
+
+    /// Bytes covered (`[0, covered)` of the file).
+    pub fn covered(&self) -> u64 {
+        self.covered
+    }
+
+    /// `range` widened to chunk boundaries (None if it leaves the covered bytes).
+    pub fn widen(&self, range: Range<u64>) -> Option<Range<u64>> {
+        if range.start > range.end || range.end > self.covered {
+            return None;
+        }
+        let chunk = 1u64 << self.chunk_log2;
+        let start = range.start / chunk * chunk;
+        let end = range.end.div_ceil(chunk).saturating_mul(chunk).min(self.covered);
+        Some(start..end)
+    }
+
+    /// Check `bytes`, read at file offset `at` (a chunk boundary; they end at
+    /// a chunk boundary or at `covered`), chunk by chunk.
+    pub fn verify(&self, at: u64, bytes: &[u8]) -> Result<(), FormatError> {
+        let chunk = 1usize << self.chunk_log2;
+        let aligned = at.is_multiple_of(1 << self.chunk_log2);
+        let end = at.checked_add(len_u64(bytes.len()));
+        let fits = end.is_some_and(|e| {
+            e == self.covered || (e < self.covered && e.is_multiple_of(1 << self.chunk_log2))
+        });
+        if !aligned || !fits {
+            return Err(malformed(format_args!("range {at}+{} is not on chunk boundaries", bytes.len())));
+        }
+        let first = usize::try_from(at >> self.chunk_log2).unwrap_or(usize::MAX);
+        for (i, c) in bytes.chunks(chunk).enumerate() {
+            let expected = self.crcs.get(first + i).copied().unwrap_or(0);
+            let actual = crc32c::crc32c(c);
+            if expected != actual {
+                return Err(FormatError::ChecksumMismatch { what: "segment chunk", expected, actual });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A range-checksum section (kind 22) must be the last section, cover exactly
+/// the bytes before it, and match them, so a ranged reader and a whole-file
+/// reader can never disagree about a segment.
+pub(super) fn check_range_checksums(
+    buf: &[u8],
+    sections: &[(SectionInfo, Range<usize>)],
+) -> Result<(), FormatError> {
+    let Some(i) = sections.iter().position(|(s, _)| s.kind == SECTION_RANGE_CHECKSUMS) else { return Ok(()) };
+    let (info, range) = &sections[i];
+    if i + 1 != sections.len() {
+        return Err(malformed("the range-checksum section must be the last section"));
+    }
+    let sums = RangeChecksums::decode(buf.get(range.clone()).unwrap_or_default())?;
+    if sums.covered() != info.offset {
+        return Err(malformed(format_args!(
+            "range checksums cover {} bytes, their section starts at {}",
+            sums.covered(),
+            info.offset
+        )));
+    }
+    sums.verify(0, buf.get(..range.start).unwrap_or_default())
+}

@@ -1,0 +1,651 @@
+//! Opening and verifying a segment file (header, section table, every section crc, zero
+//! padding) and the zero-copy accessors over it. Invariant: after [`Segment::open`] no
+//! accessor panics for a row `< len()`; accessors do not re-validate.
+
+use super::*;
+
+/// The byte ranges of a segment's sections, read from its section table
+/// (file offsets; see 8.3). Only checks that the table is where the header
+/// says and that its crc matches: meant for a segment this process just built
+/// (compaction records the ranges in the manifest) — readers use
+/// [`Segment::open`].
+pub fn section_table(bytes: &[u8]) -> Result<Vec<SectionInfo>, FormatError> {
+    let truncated =
+        || FormatError::Truncated { what: "segment", needed: 64, available: len_u64(bytes.len()) };
+    let header = bytes.get(..SEGMENT_HEADER_LEN).ok_or_else(truncated)?;
+    let count = le_u32(header, 28) as usize;
+    let table_at = usize::try_from(le_u64(header, 32)).map_err(|_| truncated())?;
+    let table_len = count.checked_mul(SECTION_ENTRY_LEN).ok_or_else(truncated)?;
+    let table = bytes.get(table_at..table_at.saturating_add(table_len)).ok_or_else(truncated)?;
+    let stored = bytes.get(table_at + table_len..).filter(|b| b.len() == 4).ok_or_else(truncated)?;
+    let actual = crc32c::crc32c(table);
+    let expected = le_u32(stored, 0);
+    if expected != actual {
+        return Err(FormatError::ChecksumMismatch { what: "segment section table", expected, actual });
+    }
+    Ok(table
+        .chunks_exact(SECTION_ENTRY_LEN)
+        .map(|e| SectionInfo {
+            kind: le_u16(e, 0),
+            crc32c: le_u32(e, 4),
+            offset: le_u64(e, 8),
+            len: le_u64(e, 16),
+        })
+        .collect())
+}
+
+/// One section table entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SectionInfo {
+    /// The section kind.
+    pub kind: u16,
+    /// Byte offset within the file (a multiple of 64).
+    pub offset: u64,
+    /// Length in bytes.
+    pub len: u64,
+    /// crc32c of the section bytes.
+    pub crc32c: u32,
+}
+
+pub(super) enum Vectors {
+    None,
+    /// Borrowed in place: this byte range of the buffer, 4-byte aligned.
+    Borrowed(Range<usize>),
+    /// Copied at open (the buffer was misaligned or the host big-endian).
+    Owned(Vec<f32>),
+}
+
+pub(super) struct Inner {
+    bytes: Bytes,
+    rows: usize,
+    id_type: IdType,
+    vector_dim: Option<u32>,
+    dim: usize,
+    sections: Vec<(SectionInfo, Range<usize>)>,
+    /// u64 / UUID: the fixed-width ids; string: the offsets table.
+    ids: Range<usize>,
+    /// String ids: the id bytes (offsets are relative to its start).
+    id_data: Range<usize>,
+    doc_offsets: Range<usize>,
+    doc_data: Range<usize>,
+    vectors: Vectors,
+    absent: Option<Range<usize>>,
+}
+
+/// An open, verified, immutable segment. Cheap to clone (an `Arc` inside);
+/// `Send + Sync`.
+#[derive(Clone)]
+pub struct Segment {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for Segment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Segment")
+            .field("rows", &self.inner.rows)
+            .field("id_type", &self.inner.id_type)
+            .field("vector_dim", &self.inner.vector_dim)
+            .field("sections", &self.inner.sections.len())
+            .field("byte_len", &self.inner.bytes.len())
+            .finish()
+    }
+}
+
+pub(super) fn check_zero(what: &'static str, b: &[u8]) -> Result<(), FormatError> {
+    if b.iter().any(|&x| x != 0) {
+        return Err(FormatError::Malformed(format!("{what}: reserved or padding bytes are not zero")));
+    }
+    Ok(())
+}
+
+/// Validate an offsets table of `rows + 1` u64s at the start of `sec`:
+/// starts at 0, each step within `min_step..=max_step`, ends at the length
+/// of the data that follows. Returns (table range, data range), absolute.
+pub(super) fn offsets_table(
+    what: &'static str,
+    buf: &[u8],
+    sec: &Range<usize>,
+    rows: usize,
+    min_step: u64,
+    max_step: u64,
+) -> Result<(Range<usize>, Range<usize>), FormatError> {
+    let table_len = rows.checked_add(1).and_then(|n| n.checked_mul(8)).ok_or(FormatError::TooLarge {
+        what,
+        len: len_u64(rows),
+        max: len_u64(MAX_SEGMENT_ROWS),
+    })?;
+    let sec_len = sec.end - sec.start;
+    if table_len > sec_len {
+        return Err(FormatError::Truncated { what, needed: len_u64(table_len), available: len_u64(sec_len) });
+    }
+    let table = sec.start..sec.start + table_len;
+    let data = table.end..sec.end;
+    let data_len = len_u64(data.end - data.start);
+    let mut prev = le_u64(buf, table.start);
+    if prev != 0 {
+        return Err(malformed(format_args!("{what}: the offsets table does not start at 0")));
+    }
+    for i in 1..=rows {
+        let o = le_u64(buf, table.start + i * 8);
+        let step = o.checked_sub(prev);
+        if !step.is_some_and(|s| (min_step..=max_step).contains(&s)) {
+            return Err(malformed(format_args!(
+                "{what}: offset {o} of row {} after {prev} is out of order or out of bounds",
+                i - 1
+            )));
+        }
+        prev = o;
+    }
+    if prev != data_len {
+        return Err(malformed(format_args!(
+            "{what}: the offsets table ends at {prev}, the data is {data_len} bytes"
+        )));
+    }
+    Ok((table, data))
+}
+
+impl Segment {
+    /// Open and verify a segment: magic, version, header crc, the section
+    /// table (bounds, alignment, zero padding, table crc), every section's
+    /// crc32c, the core sections' shapes and offsets tables, and that ids
+    /// strictly increase. Refuses anything else with a [`FormatError`].
+    pub fn open(bytes: Bytes) -> Result<Segment, FormatError> {
+        let buf: &[u8] = &bytes;
+        let mut r = Reader::new(buf);
+        let magic: [u8; 8] = r.array("segment magic")?;
+        if magic != SEGMENT_MAGIC {
+            return Err(FormatError::BadMagic { what: WHAT });
+        }
+        let version = r.u16("segment version")?;
+        if version != SEGMENT_FORMAT_VERSION {
+            return Err(FormatError::UnsupportedVersion {
+                what: WHAT,
+                version: u64::from(version),
+                supported: u64::from(SEGMENT_FORMAT_VERSION),
+            });
+        }
+        let header = buf.get(..SEGMENT_HEADER_LEN).ok_or(FormatError::Truncated {
+            what: "segment header",
+            needed: len_u64(SEGMENT_HEADER_LEN),
+            available: len_u64(buf.len()),
+        })?;
+        let flags = r.u16("segment flags")?;
+        let id_kind = r.u8("segment id kind")?;
+        let reserved_a = r.bytes("segment reserved", 3)?;
+        let rows = r.u64("segment rows")?;
+        let dim = r.u32("segment vector_dim")?;
+        let section_count = r.u32("segment section count")?;
+        let table_offset = r.u64("segment table offset")?;
+        let reserved_b = r.bytes("segment reserved", OFF_HEADER_CRC - 40)?;
+        let stored = r.u32("segment header crc32c")?;
+        let actual = crc32c::crc32c(header.get(..OFF_HEADER_CRC).unwrap_or_default());
+        if stored != actual {
+            return Err(FormatError::ChecksumMismatch { what: "segment header", expected: stored, actual });
+        }
+        if flags != 0 {
+            return Err(malformed(format_args!("unknown flags {flags:#06x}")));
+        }
+        check_zero("segment header", reserved_a)?;
+        check_zero("segment header", reserved_b)?;
+        let id_type = match id_kind {
+            ID_KIND_U64 => IdType::U64,
+            ID_KIND_UUID => IdType::Uuid,
+            ID_KIND_STR => IdType::String,
+            k => return Err(malformed(format_args!("unknown id kind {k}"))),
+        };
+        if rows > len_u64(MAX_SEGMENT_ROWS) {
+            return Err(FormatError::TooLarge {
+                what: "segment rows",
+                len: rows,
+                max: len_u64(MAX_SEGMENT_ROWS),
+            });
+        }
+        let rows = to_usize("segment rows", rows)?;
+        let dim_usize = to_usize("vector dimension", u64::from(dim))?;
+        if dim_usize > MAX_VECTOR_DIM {
+            return Err(FormatError::TooLarge {
+                what: "vector dimension",
+                len: u64::from(dim),
+                max: len_u64(MAX_VECTOR_DIM),
+            });
+        }
+        let section_count = to_usize("segment sections", u64::from(section_count))?;
+        if section_count > MAX_SECTIONS {
+            return Err(FormatError::TooLarge {
+                what: "segment sections",
+                len: len_u64(section_count),
+                max: len_u64(MAX_SECTIONS),
+            });
+        }
+        let table_offset = to_usize("segment table offset", table_offset)?;
+        let expected_len = section_count
+            .checked_mul(SECTION_ENTRY_LEN)
+            .and_then(|n| n.checked_add(table_offset))
+            .and_then(|n| n.checked_add(4))
+            .ok_or(FormatError::TooLarge {
+                what: "segment table offset",
+                len: len_u64(table_offset),
+                max: len_u64(buf.len()),
+            })?;
+        match expected_len.cmp(&buf.len()) {
+            Ordering::Greater => {
+                return Err(FormatError::Truncated {
+                    what: WHAT,
+                    needed: len_u64(expected_len),
+                    available: len_u64(buf.len()),
+                })
+            }
+            Ordering::Less => {
+                return Err(FormatError::TrailingBytes {
+                    what: WHAT,
+                    extra: len_u64(buf.len() - expected_len),
+                })
+            }
+            Ordering::Equal => {}
+        }
+        let table_end = expected_len - 4;
+        let table =
+            buf.get(table_offset..table_end).ok_or_else(|| malformed("section table out of bounds"))?;
+        let stored = le_u32(buf, table_end);
+        let actual = crc32c::crc32c(table);
+        if stored != actual {
+            return Err(FormatError::ChecksumMismatch {
+                what: "segment section table",
+                expected: stored,
+                actual,
+            });
+        }
+
+        // Section entries: in file order, each at the first 64-byte boundary
+        // after the previous one, zero padding in between.
+        let mut t = Reader::new(table);
+        let mut sections = Vec::with_capacity(section_count);
+        let mut prev_end = SEGMENT_HEADER_LEN;
+        let mut core: [Option<Range<usize>>; 5] = Default::default();
+        let (mut last_core, mut seen_extension) = (0u16, false);
+        for i in 0..section_count {
+            let kind = t.u16("section kind")?;
+            let sflags = t.u16("section flags")?;
+            let crc = t.u32("section crc32c")?;
+            let offset = t.u64("section offset")?;
+            let len = t.u64("section length")?;
+            if sflags != 0 {
+                return Err(malformed(format_args!("section {i}: unknown flags {sflags:#06x}")));
+            }
+            let start = to_usize("section offset", offset)?;
+            let slen = to_usize("section length", len)?;
+            if Some(start) != align_up(prev_end) {
+                return Err(malformed(format_args!(
+                    "section {i} starts at {start}, not at the first 64-byte boundary after {prev_end}"
+                )));
+            }
+            let end = start
+                .checked_add(slen)
+                .filter(|&e| e <= table_offset)
+                .ok_or_else(|| malformed(format_args!("section {i} runs past the section table")))?;
+            check_zero("segment padding", buf.get(prev_end..start).unwrap_or_default())?;
+            let body = buf.get(start..end).unwrap_or_default();
+            let actual = crc32c::crc32c(body);
+            if crc != actual {
+                return Err(FormatError::ChecksumMismatch { what: "segment section", expected: crc, actual });
+            }
+            match kind {
+                SECTION_IDS | SECTION_DOCS | SECTION_VECTORS | SECTION_VECTOR_ABSENT => {
+                    // Core sections come first, in increasing kind order, once each.
+                    if seen_extension || kind <= last_core {
+                        return Err(malformed(format_args!(
+                            "section {i} (kind {kind}): core sections must come first, once each, in kind order"
+                        )));
+                    }
+                    last_core = kind;
+                    let slot = core.get_mut(usize::from(kind)).ok_or_else(|| malformed("core kind"))?;
+                    *slot = Some(start..end);
+                }
+                k if k < FIRST_EXTENSION_KIND => {
+                    return Err(malformed(format_args!(
+                    "unknown core section kind {k} (kinds below {FIRST_EXTENSION_KIND} must be understood)"
+                )))
+                }
+                _ => seen_extension = true, // extension: opaque, skipped if unknown
+            }
+            sections.push((SectionInfo { kind, offset, len, crc32c: crc }, start..end));
+            prev_end = end;
+        }
+        if Some(table_offset) != align_up(prev_end) {
+            return Err(malformed(format_args!(
+                "the section table starts at {table_offset}, not at the first 64-byte boundary after {prev_end}"
+            )));
+        }
+        check_zero("segment padding", buf.get(prev_end..table_offset).unwrap_or_default())?;
+        check_range_checksums(buf, &sections)?;
+        let [_, ids_sec, docs_sec, vec_sec, absent_sec] = core;
+        let ids_sec = ids_sec.ok_or_else(|| malformed("no ids section"))?;
+        let docs_sec = docs_sec.ok_or_else(|| malformed("no docs section"))?;
+
+        // Ids: shape, then strictly increasing.
+        let (ids, id_data) = match id_type {
+            IdType::U64 | IdType::Uuid => {
+                let width = if id_type == IdType::U64 { 8 } else { UUID_LEN };
+                if Some(ids_sec.end - ids_sec.start) != rows.checked_mul(width) {
+                    return Err(malformed(format_args!(
+                        "the ids section is {} bytes, expected {rows} × {width}",
+                        ids_sec.end - ids_sec.start
+                    )));
+                }
+                (ids_sec.clone(), ids_sec.end..ids_sec.end)
+            }
+            IdType::String => {
+                offsets_table("string ids", buf, &ids_sec, rows, 1, len_u64(MAX_STRING_ID_BYTES))?
+            }
+        };
+        let (doc_offsets, doc_data) =
+            offsets_table("docs", buf, &docs_sec, rows, len_u64(MIN_ATTRS_BYTES), u64::MAX)?;
+
+        // Vectors.
+        let vector_dim = (dim != 0).then_some(dim);
+        let (vectors, absent) = match (vector_dim, vec_sec) {
+            (None, None) => {
+                if absent_sec.is_some() {
+                    return Err(malformed("a vector-absent section without vectors"));
+                }
+                (Vectors::None, None)
+            }
+            (None, Some(_)) => return Err(malformed("a vectors section but vector_dim is 0")),
+            (Some(_), None) => return Err(malformed("vector_dim is set but there is no vectors section")),
+            (Some(_), Some(sec)) => {
+                let want = rows.checked_mul(dim_usize).and_then(|n| n.checked_mul(4));
+                if Some(sec.end - sec.start) != want {
+                    return Err(malformed(format_args!(
+                        "the vectors section is {} bytes, expected {rows} × {dim} × 4",
+                        sec.end - sec.start
+                    )));
+                }
+                let raw = buf.get(sec.clone()).unwrap_or_default();
+                let vectors = if f32_slice(raw).is_some() {
+                    Vectors::Borrowed(sec)
+                } else {
+                    Vectors::Owned(crate::codec::f32s_le(raw))
+                };
+                let absent = match absent_sec {
+                    None => None,
+                    Some(a) => {
+                        let words = rows.div_ceil(64);
+                        if a.end - a.start != words * 8 {
+                            return Err(malformed(format_args!(
+                                "the vector-absent bitmap is {} bytes, expected {}",
+                                a.end - a.start,
+                                words * 8
+                            )));
+                        }
+                        let bits = buf.get(a.clone()).unwrap_or_default();
+                        check_bitmap("vector-absent bitmap", bits, rows)?;
+                        if bits.iter().all(|&b| b == 0) {
+                            return Err(malformed(
+                                "an empty vector-absent bitmap (it is written only if needed)",
+                            ));
+                        }
+                        // Rows without a vector hold zeros (canonical encoding).
+                        let row_bytes = dim_usize * 4;
+                        for row in (0..rows).filter(|&r| le_u64(bits, r / 64 * 8) & (1u64 << (r % 64)) != 0) {
+                            let at = row * row_bytes;
+                            check_zero(
+                                "vector of a row without a vector",
+                                raw.get(at..at + row_bytes).unwrap_or_default(),
+                            )?;
+                        }
+                        Some(a)
+                    }
+                };
+                (vectors, absent)
+            }
+        };
+
+        let seg = Segment {
+            inner: Arc::new(Inner {
+                bytes: bytes.clone(),
+                rows,
+                id_type,
+                vector_dim,
+                dim: dim_usize,
+                sections,
+                ids,
+                id_data,
+                doc_offsets,
+                doc_data,
+                vectors,
+                absent,
+            }),
+        };
+        for row in 1..rows {
+            if seg.cmp_rows(row - 1, row) != Ordering::Less {
+                return Err(malformed(format_args!("ids are not strictly increasing at row {row}")));
+            }
+        }
+        if id_type == IdType::String {
+            for row in 0..rows {
+                std::str::from_utf8(seg.str_id(row))
+                    .map_err(|e| malformed(format_args!("string id of row {row} is not UTF-8: {e}")))?;
+            }
+        }
+        Ok(seg)
+    }
+
+    fn buf(&self) -> &[u8] {
+        &self.inner.bytes
+    }
+
+    /// Number of rows.
+    pub fn len(&self) -> usize {
+        self.inner.rows
+    }
+
+    /// Whether the segment holds no rows.
+    pub fn is_empty(&self) -> bool {
+        self.inner.rows == 0
+    }
+
+    /// The id kind of the segment's rows.
+    pub fn id_type(&self) -> IdType {
+        self.inner.id_type
+    }
+
+    fn u64_id(&self, row: usize) -> u64 {
+        le_u64(self.buf(), self.inner.ids.start + row * 8)
+    }
+
+    fn uuid_id(&self, row: usize) -> &[u8] {
+        let at = self.inner.ids.start + row * UUID_LEN;
+        self.buf().get(at..at + UUID_LEN).unwrap_or_default()
+    }
+
+    fn str_id(&self, row: usize) -> &[u8] {
+        let base = self.inner.id_data.start;
+        let t = self.inner.ids.start + row * 8;
+        let (a, b) = (le_u64(self.buf(), t), le_u64(self.buf(), t + 8));
+        let a = usize::try_from(a).unwrap_or(usize::MAX);
+        let b = usize::try_from(b).unwrap_or(usize::MAX);
+        self.buf().get(base.saturating_add(a)..base.saturating_add(b)).unwrap_or_default()
+    }
+
+    fn cmp_rows(&self, a: usize, b: usize) -> Ordering {
+        match self.inner.id_type {
+            IdType::U64 => self.u64_id(a).cmp(&self.u64_id(b)),
+            IdType::Uuid => self.uuid_id(a).cmp(self.uuid_id(b)),
+            IdType::String => self.str_id(a).cmp(self.str_id(b)),
+        }
+    }
+
+    /// How the id of `row` compares with `id`.
+    fn cmp_row(&self, row: usize, id: &DocId) -> Ordering {
+        match (self.inner.id_type, id) {
+            (IdType::U64, DocId::U64(n)) => self.u64_id(row).cmp(n),
+            (IdType::Uuid, DocId::Uuid(u)) => self.uuid_id(row).cmp(u.as_bytes().as_slice()),
+            (IdType::String, DocId::Str(s)) => self.str_id(row).cmp(s.as_bytes()),
+            (t, id) => id_rank(t).cmp(&id_rank(id.id_type())),
+        }
+    }
+
+    /// The id of `row`, or `None` if `row >= len()`.
+    pub fn try_id(&self, row: usize) -> Option<DocId> {
+        if row >= self.inner.rows {
+            return None;
+        }
+        Some(match self.inner.id_type {
+            IdType::U64 => DocId::U64(self.u64_id(row)),
+            IdType::Uuid => {
+                DocId::Uuid(uuid::Uuid::from_slice(self.uuid_id(row)).unwrap_or_else(|_| uuid::Uuid::nil()))
+            }
+            // Validated as UTF-8 at open, so the conversion is exact.
+            IdType::String => DocId::Str(String::from_utf8_lossy(self.str_id(row)).into_owned()),
+        })
+    }
+
+    /// The id of `row`.
+    ///
+    /// # Panics
+    /// If `row >= len()`, like slice indexing. Rows that come from stored
+    /// bytes (index sections) should go through [`Segment::try_id`].
+    pub fn id(&self, row: usize) -> DocId {
+        match self.try_id(row) {
+            Some(id) => id,
+            None => panic!("segment row {row} out of range (len {})", self.inner.rows),
+        }
+    }
+
+    /// The first row whose id is `>= id` (`len()` if none), by binary
+    /// search. Ids of another kind compare by the cross-kind order of
+    /// [`DocId`] (u64 < UUID < string).
+    pub fn lower_bound(&self, id: &DocId) -> usize {
+        let (mut lo, mut hi) = (0, self.inner.rows);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if self.cmp_row(mid, id) == Ordering::Less {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        lo
+    }
+
+    /// The row holding `id`, by binary search.
+    pub fn find(&self, id: &DocId) -> Option<usize> {
+        let row = self.lower_bound(id);
+        (row < self.inner.rows && self.cmp_row(row, id) == Ordering::Equal).then_some(row)
+    }
+
+    /// The dense vector dimension, if the segment has vectors.
+    pub fn vector_dim(&self) -> Option<u32> {
+        self.inner.vector_dim
+    }
+
+    /// All vectors, rows × dim, row-major (`None` if the segment has no
+    /// vectors). Rows without a vector ([`Segment::has_vector`]) hold zeros
+    /// here and must be skipped by callers (e.g. by an ANN filter).
+    /// Zero-copy when the section is 4-byte aligned in memory
+    /// ([`Segment::vectors_zero_copy`]).
+    pub fn vectors(&self) -> Option<&[f32]> {
+        match &self.inner.vectors {
+            Vectors::None => None,
+            Vectors::Borrowed(r) => {
+                Some(f32_slice(self.buf().get(r.clone()).unwrap_or_default()).unwrap_or(&[]))
+            }
+            Vectors::Owned(v) => Some(v),
+        }
+    }
+
+    /// Whether [`Segment::vectors`] borrows the buffer in place (as opposed
+    /// to a copy made at open because the buffer was misaligned).
+    pub fn vectors_zero_copy(&self) -> bool {
+        matches!(self.inner.vectors, Vectors::Borrowed(_))
+    }
+
+    /// Whether `row` has a vector (false for rows out of range and for
+    /// segments without vectors).
+    pub fn has_vector(&self, row: usize) -> bool {
+        if row >= self.inner.rows || self.inner.vector_dim.is_none() {
+            return false;
+        }
+        match &self.inner.absent {
+            None => true,
+            Some(a) => le_u64(self.buf(), a.start + row / 64 * 8) & (1u64 << (row % 64)) == 0,
+        }
+    }
+
+    /// The vector of `row`, if it has one.
+    pub fn vector(&self, row: usize) -> Option<&[f32]> {
+        if !self.has_vector(row) {
+            return None;
+        }
+        let d = self.inner.dim;
+        self.vectors()?.get(row * d..row * d + d)
+    }
+
+    /// The attributes of `row` (only that row is decoded).
+    pub fn attrs(&self, row: usize) -> Result<BTreeMap<String, Value>, FormatError> {
+        if row >= self.inner.rows {
+            return Err(malformed(format_args!("row {row} out of range (len {})", self.inner.rows)));
+        }
+        let t = self.inner.doc_offsets.start + row * 8;
+        let (a, b) = (le_u64(self.buf(), t), le_u64(self.buf(), t + 8));
+        let base = self.inner.doc_data.start;
+        let (a, b) = (to_usize("doc offset", a)?, to_usize("doc offset", b)?);
+        let bytes = self
+            .buf()
+            .get(base.saturating_add(a)..base.saturating_add(b))
+            .ok_or_else(|| malformed(format_args!("row {row}: doc offsets out of bounds")))?;
+        let mut r = Reader::new(bytes);
+        let attrs = decode_attrs(&mut r)?;
+        r.finish("segment doc")?;
+        Ok(attrs)
+    }
+
+    /// The document of `row`: id, vector and attributes (only that row is
+    /// decoded).
+    pub fn doc(&self, row: usize) -> Result<Document, FormatError> {
+        let attrs = self.attrs(row)?;
+        let id = self.try_id(row).ok_or_else(|| malformed(format_args!("row {row} out of range")))?;
+        Ok(Document { id, vector: self.vector(row).map(<[f32]>::to_vec), attrs })
+    }
+
+    /// The bytes of the first section of `kind`, if any.
+    pub fn section(&self, kind: u16) -> Option<&[u8]> {
+        self.inner.sections.iter().find(|(s, _)| s.kind == kind).and_then(|(_, r)| self.buf().get(r.clone()))
+    }
+
+    /// The bytes of every section of `kind`, in file order.
+    pub fn sections(&self, kind: u16) -> Vec<&[u8]> {
+        self.inner
+            .sections
+            .iter()
+            .filter(|(s, _)| s.kind == kind)
+            .filter_map(|(_, r)| self.buf().get(r.clone()))
+            .collect()
+    }
+
+    /// Every extension section (kind >= [`FIRST_EXTENSION_KIND`]) as
+    /// (kind, bytes), in file order.
+    pub fn extension_sections(&self) -> Vec<(u16, &[u8])> {
+        self.inner
+            .sections
+            .iter()
+            .filter(|(s, _)| s.kind >= FIRST_EXTENSION_KIND)
+            .filter_map(|(s, r)| self.buf().get(r.clone()).map(|b| (s.kind, b)))
+            .collect()
+    }
+
+    /// The section table, in file order.
+    pub fn section_infos(&self) -> Vec<SectionInfo> {
+        self.inner.sections.iter().map(|(s, _)| s.clone()).collect()
+    }
+
+    /// Size of the segment file in bytes.
+    pub fn byte_len(&self) -> usize {
+        self.inner.bytes.len()
+    }
+
+    /// The underlying buffer (shares it; no copy).
+    pub fn bytes(&self) -> Bytes {
+        self.inner.bytes.clone()
+    }
+}

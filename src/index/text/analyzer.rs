@@ -1,0 +1,267 @@
+//! Analysis: the schema's `full_text_search` options turned into tokens (see the parent
+//! module doc for the exact pipeline), and the Lucene/tantivy fieldnorm code. Invariant: the
+//! same options give the same tokens as tantivy 0.27's analyzers.
+
+use super::*;
+
+// Fieldnorms (Lucene SmallFloat.intToByte4 / byte4ToInt, as tantivy's FIELD_NORMS_TABLE)
+
+pub(super) const NUM_FREE_VALUES: u32 = 24;
+
+pub(super) const fn int4_to_long(i: u32) -> u64 {
+    let bits = (i & 7) as u64;
+    let shift = (i >> 3) as i64 - 1;
+    if shift == -1 {
+        bits
+    } else {
+        (bits | 8) << shift
+    }
+}
+
+pub(super) const fn build_norm_table() -> [u32; 256] {
+    let mut t = [0u32; 256];
+    let mut i = 0;
+    while i < 256 {
+        let v = if (i as u32) < NUM_FREE_VALUES {
+            i as u64
+        } else {
+            NUM_FREE_VALUES as u64 + int4_to_long(i as u32 - NUM_FREE_VALUES)
+        };
+        t[i] = if v > i32::MAX as u64 { i32::MAX as u32 } else { v as u32 };
+        i += 1;
+    }
+    t
+}
+
+/// Fieldnorm id → token count (the quantised document length).
+pub static FIELD_NORMS_TABLE: [u32; 256] = build_norm_table();
+
+/// Token count → fieldnorm id, rounding down (`fieldnorm_to_id(41) == 40`).
+pub fn fieldnorm_to_id(len: u32) -> u8 {
+    match FIELD_NORMS_TABLE.binary_search(&len) {
+        Ok(i) => i as u8,
+        Err(i) => (i - 1) as u8, // i >= 1 because table[0] == 0 <= len
+    }
+}
+
+/// Fieldnorm id → token count.
+pub fn id_to_fieldnorm(id: u8) -> u32 {
+    FIELD_NORMS_TABLE[id as usize]
+}
+
+// Analysis
+
+/// Lucene's English stop words (tantivy's `StopWordFilter::new(Language::English)`).
+pub(super) const ENGLISH_STOP_WORDS: &[&str] = &[
+    "a", "an", "and", "are", "as", "at", "be", "but", "by", "for", "if", "in", "into", "is", "it", "no",
+    "not", "of", "on", "or", "such", "that", "the", "their", "then", "there", "these", "they", "this", "to",
+    "was", "will", "with",
+];
+
+/// The stop-word list code of a language (English handled separately).
+pub(super) fn stop_code(name: &str) -> Option<&'static str> {
+    Some(match name.trim().to_ascii_lowercase().as_str() {
+        "english" | "en" => "en",
+        "arabic" | "ar" => "ar",
+        "danish" | "da" => "da",
+        "dutch" | "nl" => "nl",
+        "finnish" | "fi" => "fi",
+        "french" | "fr" => "fr",
+        "german" | "de" => "de",
+        "greek" | "el" => "el",
+        "hungarian" | "hu" => "hu",
+        "italian" | "it" => "it",
+        "norwegian" | "no" | "nb" => "no",
+        "portuguese" | "pt" => "pt",
+        "romanian" | "ro" => "ro",
+        "russian" | "ru" => "ru",
+        "spanish" | "es" => "es",
+        "swedish" | "sv" => "sv",
+        "turkish" | "tr" => "tr",
+        _ => return None,
+    })
+}
+
+/// A configured analyzer (cheap to build; build once per attribute and query).
+pub struct Analyzer {
+    pre_tokenized: bool,
+    lowercase: bool,
+    fold: bool,
+    stop: Option<std::collections::HashSet<&'static str>>,
+    stemmer: Option<frostem::Stemmer>,
+    max_len: usize,
+}
+
+impl std::fmt::Debug for Analyzer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Analyzer")
+            .field("pre_tokenized", &self.pre_tokenized)
+            .field("lowercase", &self.lowercase)
+            .field("fold", &self.fold)
+            .field("stop_words", &self.stop.as_ref().map(|s| s.len()))
+            .field("stemming", &self.stemmer.is_some())
+            .field("max_len", &self.max_len)
+            .finish()
+    }
+}
+
+impl Analyzer {
+    /// The analyzer for a schema's full-text options. Unknown languages get no
+    /// stemmer and no stop words.
+    pub fn new(opts: &FullTextSearch) -> Analyzer {
+        let stop = if opts.remove_stopwords {
+            match stop_code(&opts.language) {
+                Some("en") => Some(ENGLISH_STOP_WORDS.iter().copied().collect()),
+                Some(code) => stop_words::lookup(code).map(|w| w.iter().copied().collect()),
+                None => None,
+            }
+        } else {
+            None
+        };
+        Analyzer {
+            pre_tokenized: opts.tokenizer == "pre_tokenized_array",
+            lowercase: !opts.case_sensitive,
+            fold: opts.ascii_folding,
+            stop,
+            stemmer: if opts.stemming { frostem::Stemmer::try_from_name(&opts.language).ok() } else { None },
+            max_len: opts.max_token_length as usize,
+        }
+    }
+
+    /// tantivy's `en_stem`: no stop words, stemming on, lowercase, 39-byte cap.
+    pub fn en_stem() -> Analyzer {
+        Analyzer::new(&FullTextSearch {
+            stemming: true,
+            remove_stopwords: false,
+            ..FullTextSearch::default()
+        })
+    }
+
+    /// Whether the attribute takes pre-tokenized string arrays.
+    pub fn is_pre_tokenized(&self) -> bool {
+        self.pre_tokenized
+    }
+
+    /// Calls `f` with each token of `text` in order. With `pre_tokenized_array`
+    /// the whole text is one token.
+    pub fn for_each_token(&self, text: &str, mut f: impl FnMut(&str)) {
+        self.for_each_token_raw(text, |_, t| f(t));
+    }
+
+    /// Like [`Self::for_each_token`], also passing the raw (unfiltered) token.
+    fn for_each_token_raw(&self, text: &str, mut f: impl FnMut(&str, &str)) {
+        if self.pre_tokenized {
+            if !text.is_empty() {
+                f(text, text);
+            }
+            return;
+        }
+        let mut buf = String::new();
+        let mut folded = String::new();
+        for raw in text.split(|c: char| !c.is_alphanumeric()) {
+            if raw.is_empty() || raw.len() > self.max_len {
+                continue;
+            }
+            let mut tok: &str = raw;
+            if self.lowercase && tok.bytes().any(|b| !b.is_ascii_lowercase()) {
+                buf.clear();
+                for c in tok.chars() {
+                    buf.extend(c.to_lowercase());
+                }
+                tok = &buf;
+            }
+            if self.fold && !tok.is_ascii() {
+                fold_ascii(tok, &mut folded);
+                tok = &folded;
+            }
+            if let Some(stop) = &self.stop {
+                let hit = if self.lowercase || tok.bytes().all(|b| !b.is_ascii_uppercase()) {
+                    stop.contains(tok)
+                } else {
+                    stop.contains(tok.to_lowercase().as_str())
+                };
+                if hit {
+                    continue;
+                }
+            }
+            match &self.stemmer {
+                Some(s) => f(raw, &s.stem(tok)),
+                None => f(raw, tok),
+            }
+        }
+    }
+
+    /// The tokens of `text`.
+    pub fn tokens(&self, text: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        self.for_each_token(text, |t| out.push(t.to_owned()));
+        out
+    }
+
+    /// Query terms as tantivy's query parser makes them: a raw word repeated
+    /// verbatim counts once ("be be" → `be`), but distinct words that analyze to
+    /// the same term each count ("file files" → `file`, `file`: that term scores
+    /// twice). Order of first occurrence.
+    pub fn query_terms(&self, text: &str) -> Vec<String> {
+        let mut raws: Vec<String> = Vec::new();
+        let mut out: Vec<String> = Vec::new();
+        self.for_each_token_raw(text, |raw, t| {
+            if !raws.iter().any(|r| r == raw) {
+                raws.push(raw.to_owned());
+                out.push(t.to_owned());
+            }
+        });
+        out
+    }
+}
+
+/// The tokens of `text` under the default full-text options (used by the token filters).
+pub fn tokenize_default(text: &str) -> Vec<String> {
+    static DEFAULT: OnceLock<Analyzer> = OnceLock::new();
+    DEFAULT.get_or_init(|| Analyzer::new(&FullTextSearch::default())).tokens(text)
+}
+
+pub(super) fn fold_ascii(s: &str, out: &mut String) {
+    use unicode_normalization::char::is_combining_mark;
+    use unicode_normalization::UnicodeNormalization;
+    out.clear();
+    for c in s.chars() {
+        if c.is_ascii() {
+            out.push(c);
+            continue;
+        }
+        let special = match c {
+            'ß' => Some("ss"),
+            'ẞ' => Some("SS"),
+            'æ' => Some("ae"),
+            'Æ' => Some("AE"),
+            'œ' => Some("oe"),
+            'Œ' => Some("OE"),
+            'ø' => Some("o"),
+            'Ø' => Some("O"),
+            'đ' | 'ð' => Some("d"),
+            'Đ' | 'Ð' => Some("D"),
+            'ł' => Some("l"),
+            'Ł' => Some("L"),
+            'þ' => Some("th"),
+            'Þ' => Some("TH"),
+            'ı' => Some("i"),
+            'ħ' => Some("h"),
+            'Ħ' => Some("H"),
+            _ => None,
+        };
+        if let Some(r) = special {
+            out.push_str(r);
+            continue;
+        }
+        let start = out.len();
+        for d in std::iter::once(c).nfkd() {
+            if !is_combining_mark(d) {
+                out.push(d);
+            }
+        }
+        if out.len() == start {
+            out.push(c);
+        }
+    }
+}

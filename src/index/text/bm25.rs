@@ -1,0 +1,164 @@
+//! Corpus statistics and BM25 weights (Lucene/tantivy formula). Invariant: scores depend
+//! only on the corpus statistics passed in, so every segment of a namespace scores on the
+//! same scale.
+
+use super::*;
+
+/// Global BM25 statistics of one attribute for one query: N, the token total and
+/// the document frequency of each query term, summed over every segment
+/// (deleted rows included, as tantivy does until a merge) and the unindexed rows.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CorpusStats {
+    /// Documents (rows) covered: the `N` of the idf.
+    pub num_docs: u64,
+    /// Tokens over all covered rows (avgdl = total_tokens / num_docs).
+    pub total_tokens: u64,
+    /// Documents containing each term (only the query's terms need be present).
+    pub doc_freq: BTreeMap<String, u64>,
+}
+
+impl CorpusStats {
+    /// Adds one segment's index: its N, token total and the df of `terms`.
+    pub fn add_index(&mut self, index: &TextIndex<'_>, terms: &[String]) {
+        self.num_docs += index.num_docs();
+        self.total_tokens += index.total_tokens();
+        for (t, _) in term_counts(terms) {
+            *self.doc_freq.entry(t.to_owned()).or_default() += u64::from(index.doc_freq(t));
+        }
+    }
+
+    /// Adds one unindexed document given its tokens.
+    pub fn add_document_tokens<S: AsRef<str>>(&mut self, tokens: &[S], terms: &[String]) {
+        self.num_docs += 1;
+        self.total_tokens += tokens.len() as u64;
+        for (t, _) in term_counts(terms) {
+            if tokens.iter().any(|x| x.as_ref() == t) {
+                *self.doc_freq.entry(t.to_owned()).or_default() += 1;
+            }
+        }
+    }
+
+    /// Adds unindexed documents, analyzing each text.
+    pub fn add_documents<'d>(
+        &mut self,
+        analyzer: &Analyzer,
+        docs: impl IntoIterator<Item = &'d str>,
+        terms: &[String],
+    ) {
+        for d in docs {
+            let toks = analyzer.tokens(d);
+            self.add_document_tokens(&toks, terms);
+        }
+    }
+
+    /// Sums another partial statistic into this one.
+    pub fn merge(&mut self, other: &CorpusStats) {
+        self.num_docs += other.num_docs;
+        self.total_tokens += other.total_tokens;
+        for (t, n) in &other.doc_freq {
+            *self.doc_freq.entry(t.clone()).or_default() += n;
+        }
+    }
+
+    /// The average document length, as tantivy computes it (f32 division).
+    pub fn avgdl(&self) -> f32 {
+        if self.num_docs == 0 {
+            return 1.0;
+        }
+        let a = self.total_tokens as f32 / self.num_docs as f32;
+        if a > 0.0 {
+            a
+        } else {
+            1.0
+        }
+    }
+
+    /// The BM25 weight of `term` occurring `count` times in the query.
+    pub fn weight(&self, term: &str, count: u32, params: Bm25Params) -> Bm25Weight {
+        let df = self.doc_freq.get(term).copied().unwrap_or(0);
+        let w = Bm25Weight::new(df, self.num_docs, params);
+        Bm25Weight { weight: w.weight * count as f32 }
+    }
+
+    /// Per-fieldnorm-id normaliser table for this attribute.
+    pub fn norm_cache(&self, params: Bm25Params) -> NormCache {
+        NormCache::new(self.avgdl(), params)
+    }
+}
+
+/// BM25 parameters.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Bm25Params {
+    /// Term-frequency saturation.
+    pub k1: f32,
+    /// Length normalisation.
+    pub b: f32,
+}
+
+impl Default for Bm25Params {
+    fn default() -> Self {
+        Bm25Params { k1: 1.2, b: 0.75 }
+    }
+}
+
+impl Bm25Params {
+    /// The parameters of a schema's full-text options.
+    pub fn from_options(opts: &FullTextSearch) -> Self {
+        Bm25Params { k1: opts.k1 as f32, b: opts.b as f32 }
+    }
+}
+
+/// `cache[id] = k1 · (1 − b + b · fieldnorm(id) / avgdl)` (tantivy's tf cache).
+#[derive(Clone, Debug)]
+pub struct NormCache(Box<[f32; 256]>);
+
+impl NormCache {
+    /// Builds the table.
+    pub fn new(avgdl: f32, p: Bm25Params) -> Self {
+        let mut c = Box::new([0f32; 256]);
+        for (id, v) in c.iter_mut().enumerate() {
+            *v = p.k1 * (1.0 - p.b + p.b * FIELD_NORMS_TABLE[id] as f32 / avgdl);
+        }
+        NormCache(c)
+    }
+}
+
+/// The idf-dependent part of a term's score.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Bm25Weight {
+    /// `idf · (1 + k1)`.
+    pub weight: f32,
+}
+
+/// tantivy's idf: `ln(1 + (N − n + 0.5) / (n + 0.5))`, in f32.
+pub fn idf(doc_freq: u64, num_docs: u64) -> f32 {
+    let n = doc_freq.min(num_docs);
+    let x = ((num_docs - n) as f32 + 0.5) / (n as f32 + 0.5);
+    (1.0 + x).ln()
+}
+
+impl Bm25Weight {
+    /// The weight of a term with `doc_freq` among `num_docs`.
+    pub fn new(doc_freq: u64, num_docs: u64, p: Bm25Params) -> Self {
+        Bm25Weight { weight: idf(doc_freq, num_docs) * (1.0 + p.k1) }
+    }
+
+    /// The score of one occurrence count in a row of fieldnorm `norm_id`.
+    #[inline]
+    pub fn score(&self, cache: &NormCache, norm_id: u8, tf: u32) -> f32 {
+        let tf = tf as f32;
+        self.weight * (tf / (tf + cache.0[norm_id as usize]))
+    }
+}
+
+/// Distinct terms with their multiplicity, in order of first occurrence.
+pub fn term_counts(terms: &[String]) -> Vec<(&str, u32)> {
+    let mut out: Vec<(&str, u32)> = Vec::new();
+    for t in terms {
+        match out.iter_mut().find(|(x, _)| *x == t.as_str()) {
+            Some((_, c)) => *c += 1,
+            None => out.push((t.as_str(), 1)),
+        }
+    }
+    out
+}

@@ -1,0 +1,351 @@
+//! Reading a text index section: validated once at open (magic, version, crc32c, every
+//! table bounds-checked), then postings decoded block by block on demand.
+
+use super::*;
+
+pub(super) fn rd_u32(b: &[u8], at: usize) -> Result<u32, IndexError> {
+    crate::codec::u32_at(b, at).ok_or(corrupt("truncated"))
+}
+
+pub(super) fn rd_u64(b: &[u8], at: usize) -> Result<u64, IndexError> {
+    crate::codec::u64_at(b, at).ok_or(corrupt("truncated"))
+}
+
+pub(super) fn to_usize(v: u64) -> Result<usize, IndexError> {
+    usize::try_from(v).map_err(|_| corrupt("length overflow"))
+}
+
+/// A zero-copy view of a text index section.
+#[derive(Clone, Copy, Debug)]
+pub struct TextIndex<'a> {
+    attr: &'a str,
+    num_docs: u64,
+    total_tokens: u64,
+    pub(super) norms: &'a [u8],
+    term_offsets: &'a [u8],
+    infos: &'a [u8],
+    term_bytes: &'a [u8],
+    postings: &'a [u8],
+    num_terms: usize,
+}
+
+impl<'a> TextIndex<'a> {
+    /// Opens a section, verifying its checksum and structure.
+    pub fn open(bytes: &'a [u8]) -> Result<Self, IndexError> {
+        if bytes.len() < HEADER_LEN + 4 {
+            return Err(corrupt("too short"));
+        }
+        let body = bytes.len() - 4;
+        if crc32c::crc32c(&bytes[..body]) != rd_u32(bytes, body)? {
+            return Err(corrupt("checksum mismatch"));
+        }
+        Self::open_trusted(bytes)
+    }
+
+    /// Opens a section whose checksum the caller already verified (the segment
+    /// reader checks every section's crc32c); the structure is still checked.
+    pub fn open_trusted(bytes: &'a [u8]) -> Result<Self, IndexError> {
+        if bytes.len() < HEADER_LEN + 4 || &bytes[..8] != MAGIC {
+            return Err(corrupt("bad magic"));
+        }
+        let version = u16::from_le_bytes([bytes[8], bytes[9]]);
+        if version != VERSION {
+            return Err(IndexError::new(
+                IndexSection::Text,
+                IndexErrorKind::Unsupported { version: u32::from(version), kind: 0 },
+            ));
+        }
+        let attr_len = rd_u32(bytes, 12)? as usize;
+        let num_docs = rd_u64(bytes, 16)?;
+        let total_tokens = rd_u64(bytes, 24)?;
+        let row_count = rd_u32(bytes, 32)? as usize;
+        let num_terms = rd_u32(bytes, 36)? as usize;
+        let term_bytes_len = to_usize(rd_u64(bytes, 40)?)?;
+        let postings_len = to_usize(rd_u64(bytes, 48)?)?;
+        let mut pos = HEADER_LEN;
+        let mut take = |n: usize| -> Result<&'a [u8], IndexError> {
+            let end = pos.checked_add(n).ok_or(corrupt("length overflow"))?;
+            let s = bytes.get(pos..end).ok_or(corrupt("region out of bounds"))?;
+            pos = end;
+            Ok(s)
+        };
+        let attr = std::str::from_utf8(take(attr_len)?).map_err(|_| corrupt("attr not utf-8"))?;
+        let norms = take(row_count)?;
+        let offs_len = num_terms.checked_add(1).and_then(|n| n.checked_mul(4));
+        let term_offsets = take(offs_len.ok_or(corrupt("length overflow"))?)?;
+        let infos = take(num_terms.checked_mul(TERM_INFO_LEN).ok_or(corrupt("length overflow"))?)?;
+        let term_bytes = take(term_bytes_len)?;
+        let postings = take(postings_len)?;
+        if pos + 4 != bytes.len() {
+            return Err(corrupt("length mismatch"));
+        }
+        if rd_u32(term_offsets, 0)? != 0 || rd_u32(term_offsets, num_terms * 4)? as usize != term_bytes_len {
+            return Err(corrupt("term offsets"));
+        }
+        Ok(TextIndex {
+            attr,
+            num_docs,
+            total_tokens,
+            norms,
+            term_offsets,
+            infos,
+            term_bytes,
+            postings,
+            num_terms,
+        })
+    }
+
+    /// The attribute this index covers.
+    pub fn attr(&self) -> &'a str {
+        self.attr
+    }
+
+    /// Rows covered (this segment's contribution to N).
+    pub fn num_docs(&self) -> u64 {
+        self.num_docs
+    }
+
+    /// Tokens over all rows.
+    pub fn total_tokens(&self) -> u64 {
+        self.total_tokens
+    }
+
+    /// Distinct terms.
+    pub fn num_terms(&self) -> usize {
+        self.num_terms
+    }
+
+    /// The fieldnorm id of `row` (0 when the row has no tokens or is out of range).
+    pub fn fieldnorm_id(&self, row: u32) -> u8 {
+        self.norms.get(row as usize).copied().unwrap_or(0)
+    }
+
+    fn term(&self, i: usize) -> Option<&'a [u8]> {
+        let s = rd_u32(self.term_offsets, i * 4).ok()? as usize;
+        let e = rd_u32(self.term_offsets, i * 4 + 4).ok()? as usize;
+        self.term_bytes.get(s..e)
+    }
+
+    /// Index of the first term `>= key` (bytewise).
+    fn lower_bound(&self, key: &[u8]) -> usize {
+        let (mut lo, mut hi) = (0usize, self.num_terms);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if self.term(mid).unwrap_or(&[]) < key {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        lo
+    }
+
+    fn find(&self, term: &str) -> Option<usize> {
+        let i = self.lower_bound(term.as_bytes());
+        (i < self.num_terms && self.term(i) == Some(term.as_bytes())).then_some(i)
+    }
+
+    fn info(&self, i: usize) -> Result<(usize, usize, u32), IndexError> {
+        let at = i * TERM_INFO_LEN;
+        Ok((
+            to_usize(rd_u64(self.infos, at)?)?,
+            rd_u32(self.infos, at + 8)? as usize,
+            rd_u32(self.infos, at + 12)?,
+        ))
+    }
+
+    /// Rows containing `term` in this segment.
+    pub fn doc_freq(&self, term: &str) -> u32 {
+        self.find(term).and_then(|i| self.info(i).ok()).map_or(0, |x| x.2)
+    }
+
+    /// Dictionary terms starting with `prefix`, in order, at most `limit`.
+    pub fn terms_with_prefix(&self, prefix: &str, limit: usize) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut i = self.lower_bound(prefix.as_bytes());
+        while i < self.num_terms && out.len() < limit {
+            match self.term(i) {
+                Some(t) if t.starts_with(prefix.as_bytes()) => {
+                    if let Ok(s) = std::str::from_utf8(t) {
+                        out.push(s.to_owned());
+                    }
+                }
+                _ => break,
+            }
+            i += 1;
+        }
+        out
+    }
+
+    /// A cursor over `term`'s postings, if the term occurs.
+    pub(super) fn postings_of(&self, term: &str) -> Result<Option<Postings<'a>>, IndexError> {
+        let Some(i) = self.find(term) else { return Ok(None) };
+        let (off, len, df) = self.info(i)?;
+        let end = off.checked_add(len).ok_or(corrupt("postings overflow"))?;
+        let data = self.postings.get(off..end).ok_or(corrupt("postings out of bounds"))?;
+        let nblocks = (df as usize).div_ceil(BLOCK);
+        if df == 0 || nblocks * META_LEN > data.len() {
+            return Err(corrupt("postings header"));
+        }
+        Ok(Some(Postings { data, nblocks }))
+    }
+
+    /// Every `(row, tf)` of `term` (tests, exhaustive scoring).
+    pub fn postings(&self, term: &str) -> Result<Vec<(u32, u32)>, IndexError> {
+        let mut out = Vec::new();
+        if let Some(p) = self.postings_of(term)? {
+            let mut blk = DecodedBlock::default();
+            for b in 0..p.nblocks {
+                p.decode(b, &mut blk)?;
+                out.extend((0..blk.len).map(|i| (blk.rows[i], blk.tfs[i])));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Top-`k` rows for `terms` (distinct, analyzed) by BM25 under global
+    /// statistics, pruned with block-max MaxScore. `filter` (row → keep) is
+    /// applied before a row can enter the results.
+    pub fn search(
+        &self,
+        terms: &[String],
+        global: &CorpusStats,
+        params: Bm25Params,
+        k: usize,
+        filter: Option<&dyn Fn(u32) -> bool>,
+    ) -> Result<Vec<(u32, f32)>, IndexError> {
+        search_fields(&[FieldQuery { index: self, terms, stats: global, params, boost: 1.0 }], k, filter)
+    }
+
+    /// Scores every matching row (no pruning): the reference for [`Self::search`].
+    pub fn search_exhaustive(
+        &self,
+        terms: &[String],
+        global: &CorpusStats,
+        params: Bm25Params,
+        k: usize,
+        filter: Option<&dyn Fn(u32) -> bool>,
+    ) -> Result<Vec<(u32, f32)>, IndexError> {
+        search_fields_exhaustive(
+            &[FieldQuery { index: self, terms, stats: global, params, boost: 1.0 }],
+            k,
+            filter,
+        )
+    }
+}
+
+#[derive(Clone, Copy)]
+pub(super) struct Postings<'a> {
+    data: &'a [u8],
+    pub(super) nblocks: usize,
+}
+
+pub(super) struct BlockMeta {
+    pub(super) last_row: u32,
+    data_off: usize,
+    pub(super) max_tf: u32,
+    doc_bits: u8,
+    tf_bits: u8,
+    pub(super) min_norm: u8,
+    len: usize,
+}
+
+pub(super) struct DecodedBlock {
+    pub(super) rows: [u32; BLOCK],
+    pub(super) tfs: [u32; BLOCK],
+    pub(super) len: usize,
+}
+
+impl Default for DecodedBlock {
+    fn default() -> Self {
+        DecodedBlock { rows: [0; BLOCK], tfs: [0; BLOCK], len: 0 }
+    }
+}
+
+pub(super) fn get_vint(b: &[u8], pos: &mut usize) -> Result<u32, IndexError> {
+    let mut v: u32 = 0;
+    for shift in [0u32, 7, 14, 21, 28] {
+        let byte = *b.get(*pos).ok_or(corrupt("truncated varint"))?;
+        *pos += 1;
+        if shift == 28 && byte > 0x0f {
+            return Err(corrupt("varint overflow"));
+        }
+        v |= u32::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            return Ok(v);
+        }
+    }
+    Err(corrupt("varint too long"))
+}
+
+impl Postings<'_> {
+    pub(super) fn meta(&self, b: usize) -> Result<BlockMeta, IndexError> {
+        let m = b * META_LEN;
+        let s = self.data.get(m..m + META_LEN).ok_or(corrupt("block meta"))?;
+        let len = s[15] as usize;
+        if len == 0 || len > BLOCK {
+            return Err(corrupt("block length"));
+        }
+        Ok(BlockMeta {
+            last_row: u32::from_le_bytes([s[0], s[1], s[2], s[3]]),
+            data_off: u32::from_le_bytes([s[4], s[5], s[6], s[7]]) as usize,
+            max_tf: u32::from_le_bytes([s[8], s[9], s[10], s[11]]),
+            doc_bits: s[12],
+            tf_bits: s[13],
+            min_norm: s[14],
+            len,
+        })
+    }
+
+    fn last_row(&self, b: usize) -> u32 {
+        let m = b * META_LEN;
+        match self.data.get(m..m + 4) {
+            Some(s) => u32::from_le_bytes([s[0], s[1], s[2], s[3]]),
+            None => u32::MAX,
+        }
+    }
+
+    pub(super) fn decode(&self, b: usize, out: &mut DecodedBlock) -> Result<(), IndexError> {
+        let m = self.meta(b)?;
+        let prev = if b == 0 { 0 } else { self.last_row(b - 1) };
+        let data = self.data.get(m.data_off..).ok_or(corrupt("block data"))?;
+        if m.len == BLOCK {
+            if m.doc_bits > 32 || m.tf_bits > 32 {
+                return Err(corrupt("bit width"));
+            }
+            let dn = m.doc_bits as usize * BLOCK / 8;
+            let tn = m.tf_bits as usize * BLOCK / 8;
+            let d = data.get(..dn).ok_or(corrupt("block data"))?;
+            let t = data.get(dn..dn + tn).ok_or(corrupt("block data"))?;
+            let bp = BitPacker4x::new();
+            bp.decompress_sorted(prev, d, &mut out.rows, m.doc_bits);
+            bp.decompress(t, &mut out.tfs, m.tf_bits);
+            for tf in out.tfs.iter_mut() {
+                *tf = tf.wrapping_add(1);
+            }
+        } else {
+            let mut pos = 0usize;
+            let mut r = prev;
+            for i in 0..m.len {
+                r = r.wrapping_add(get_vint(data, &mut pos)?);
+                out.rows[i] = r;
+            }
+            for i in 0..m.len {
+                out.tfs[i] = get_vint(data, &mut pos)?.wrapping_add(1);
+            }
+        }
+        out.len = m.len;
+        // Rows must strictly increase and end at the recorded last row.
+        let mut p: Option<u32> = if b == 0 { None } else { Some(prev) };
+        for &r in &out.rows[..m.len] {
+            if p.is_some_and(|p| r <= p) {
+                return Err(corrupt("rows not increasing"));
+            }
+            p = Some(r);
+        }
+        if p != Some(m.last_row) {
+            return Err(corrupt("block last row"));
+        }
+        Ok(())
+    }
+}

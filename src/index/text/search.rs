@@ -1,0 +1,437 @@
+//! Query evaluation over text indexes: BM25 top-k with block-max WAND-style pruning
+//! across fields, an exhaustive variant, and direct scoring of given rows.
+
+use super::*;
+
+/// One attribute's part of a (multi-field) BM25 query: the row score is the sum
+/// over fields of `boost · Σ_terms bm25`.
+#[derive(Clone, Copy)]
+pub struct FieldQuery<'q, 'a> {
+    /// The segment's index of this attribute.
+    pub index: &'q TextIndex<'a>,
+    /// Analyzed terms, repeats allowed (prefix expansions already resolved).
+    pub terms: &'q [String],
+    /// Global statistics of this attribute.
+    pub stats: &'q CorpusStats,
+    /// BM25 parameters of this attribute.
+    pub params: Bm25Params,
+    /// Multiplier of this field's score (1.0 for a plain sum).
+    pub boost: f32,
+}
+
+pub(super) struct TermCursor<'a> {
+    p: Postings<'a>,
+    norms: &'a [u8],
+    cache: usize,
+    weight: Bm25Weight,
+    boost: f32,
+    ord: usize,
+    max_score: f32,
+    /// Block whose rows are in `blk` (usize::MAX: none decoded).
+    blk_idx: usize,
+    blk: DecodedBlock,
+    pos: usize,
+    /// Current row, u32::MAX when exhausted (rows never reach u32::MAX in a block? see `cur`).
+    exhausted: bool,
+    /// Block the shallow pointer is on (first block whose last row >= the window start).
+    shallow: usize,
+    /// Last row of each block (decoded once per query from the block metas).
+    last_rows: Vec<u32>,
+    /// Upper bound of each block's score: `(max tf, min fieldnorm)` under the global weight.
+    block_scores: Vec<f32>,
+}
+
+impl TermCursor<'_> {
+    fn block_score(&self, caches: &[NormCache], m_tf: u32, m_norm: u8) -> f32 {
+        self.boost * self.weight.score(&caches[self.cache], m_norm, m_tf)
+    }
+
+    /// Moves to the first row >= target; returns it.
+    fn advance(&mut self, target: u32) -> Result<Option<u32>, IndexError> {
+        if self.exhausted {
+            return Ok(None);
+        }
+        if self.blk_idx != usize::MAX && self.blk.rows[self.blk.len - 1] >= target {
+            while self.blk.rows[self.pos] < target {
+                self.pos += 1;
+            }
+            return Ok(Some(self.blk.rows[self.pos]));
+        }
+        let mut b = if self.blk_idx == usize::MAX { 0 } else { self.blk_idx + 1 };
+        while b < self.last_rows.len() && self.last_rows[b] < target {
+            b += 1;
+        }
+        if b >= self.last_rows.len() {
+            self.exhausted = true;
+            return Ok(None);
+        }
+        self.p.decode(b, &mut self.blk)?;
+        self.blk_idx = b;
+        self.pos = 0;
+        while self.blk.rows[self.pos] < target {
+            self.pos += 1;
+        }
+        Ok(Some(self.blk.rows[self.pos]))
+    }
+
+    fn score_here(&self, caches: &[NormCache]) -> f32 {
+        let row = self.blk.rows[self.pos];
+        let norm = self.norms.get(row as usize).copied().unwrap_or(0);
+        self.boost * self.weight.score(&caches[self.cache], norm, self.blk.tfs[self.pos])
+    }
+
+    /// Moves the shallow pointer to the first block that may hold rows >= `start`;
+    /// returns that block's last row (None when the list ends before `start`).
+    fn shallow_advance(&mut self, start: u32) -> Option<u32> {
+        while self.shallow < self.last_rows.len() && self.last_rows[self.shallow] < start {
+            self.shallow += 1;
+        }
+        self.last_rows.get(self.shallow).copied()
+    }
+
+    /// Upper bound of this term's score on rows [start, end], after
+    /// `shallow_advance(start)`: the max block bound over the blocks meeting the window.
+    fn window_bound(&self, end: u32) -> f32 {
+        let mut b = self.shallow;
+        let mut mx = 0f32;
+        while b < self.last_rows.len() {
+            let first_possible = if b == 0 { 0 } else { self.last_rows[b - 1].saturating_add(1) };
+            if first_possible > end {
+                break;
+            }
+            mx = mx.max(self.block_scores[b]);
+            if self.last_rows[b] >= end {
+                break;
+            }
+            b += 1;
+        }
+        mx
+    }
+}
+
+/// A bounded min-heap of the best `k` (score desc, row asc).
+pub(super) struct TopK {
+    k: usize,
+    heap: std::collections::BinaryHeap<Entry>,
+}
+
+#[derive(PartialEq)]
+pub(super) struct Entry(f32, u32);
+impl Eq for Entry {}
+impl PartialOrd for Entry {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Entry {
+    // "Greater" = worse, so the max-heap's top is the worst kept entry.
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        o.0.total_cmp(&self.0).then(self.1.cmp(&o.1))
+    }
+}
+
+impl TopK {
+    fn new(k: usize) -> Self {
+        TopK { k, heap: std::collections::BinaryHeap::with_capacity(k + 1) }
+    }
+    /// Scores at or below this cannot enter (rows arrive in increasing order).
+    fn threshold(&self) -> f32 {
+        if self.heap.len() < self.k {
+            f32::NEG_INFINITY
+        } else {
+            self.heap.peek().map_or(f32::NEG_INFINITY, |e| e.0)
+        }
+    }
+    fn push(&mut self, row: u32, score: f32) {
+        if self.k == 0 {
+            return;
+        }
+        let e = Entry(score, row);
+        if self.heap.len() < self.k {
+            self.heap.push(e);
+        } else if self.heap.peek().is_some_and(|w| e < *w) {
+            self.heap.pop();
+            self.heap.push(e);
+        }
+    }
+    fn into_sorted(self) -> Vec<(u32, f32)> {
+        let mut v: Vec<Entry> = self.heap.into_vec();
+        v.sort();
+        v.into_iter().map(|e| (e.1, e.0)).collect()
+    }
+}
+
+/// Slack on the pruning threshold so that f32 rounding in partial sums never
+/// prunes a row whose in-order sum would beat the threshold.
+pub(super) fn prune_threshold(t: f32) -> f32 {
+    if t.is_finite() {
+        t - t.abs() * 1e-5 - 1e-30
+    } else {
+        t
+    }
+}
+
+pub(super) fn open_cursors<'a>(
+    fields: &[FieldQuery<'_, 'a>],
+) -> Result<(Vec<TermCursor<'a>>, Vec<NormCache>, usize), IndexError> {
+    let mut cursors = Vec::new();
+    let mut caches = Vec::new();
+    let mut ord = 0usize;
+    for f in fields {
+        let ci = caches.len();
+        caches.push(f.stats.norm_cache(f.params));
+        for (t, count) in term_counts(f.terms) {
+            let this_ord = ord;
+            ord += 1;
+            let Some(p) = f.index.postings_of(t)? else { continue };
+            let weight = f.stats.weight(t, count, f.params);
+            let mut c = TermCursor {
+                p,
+                norms: f.index.norms,
+                cache: ci,
+                weight,
+                boost: f.boost,
+                ord: this_ord,
+                max_score: 0.0,
+                blk_idx: usize::MAX,
+                blk: DecodedBlock::default(),
+                pos: 0,
+                exhausted: false,
+                shallow: 0,
+                last_rows: Vec::with_capacity(p.nblocks),
+                block_scores: Vec::with_capacity(p.nblocks),
+            };
+            let mut mx = 0f32;
+            let mut prev: Option<u32> = None;
+            for b in 0..p.nblocks {
+                let m = p.meta(b)?;
+                if prev.is_some_and(|p| m.last_row <= p) {
+                    return Err(corrupt("block rows not increasing"));
+                }
+                prev = Some(m.last_row);
+                let bs = c.block_score(&caches, m.max_tf, m.min_norm);
+                mx = mx.max(bs);
+                c.last_rows.push(m.last_row);
+                c.block_scores.push(bs);
+            }
+            c.max_score = mx;
+            cursors.push(c);
+        }
+    }
+    Ok((cursors, caches, ord))
+}
+
+/// Top-`k` rows of a multi-field BM25 query over one segment, pruned with
+/// block-max MaxScore. Scores equal [`search_fields_exhaustive`] bit for bit.
+pub fn search_fields(
+    fields: &[FieldQuery<'_, '_>],
+    k: usize,
+    filter: Option<&dyn Fn(u32) -> bool>,
+) -> Result<Vec<(u32, f32)>, IndexError> {
+    let (mut cursors, caches, nords) = open_cursors(fields)?;
+    let mut top = TopK::new(k);
+    if k == 0 || cursors.is_empty() {
+        return Ok(Vec::new());
+    }
+    let n = cursors.len();
+    let w = WINDOW as usize;
+    // Per window: approximate sums (pruning), per-(row, term) contributions (exact in-order sums),
+    // and a bitset of touched rows so candidates are visited in row order.
+    let mut sums = vec![0f32; w];
+    let mut contrib = vec![0f32; w * nords];
+    let mut touched = vec![0u64; w / 64];
+    let mut bounds = vec![0f32; n];
+    let mut order: Vec<usize> = (0..n).collect();
+    let mut prefix = vec![0f32; n + 1];
+    let mut start: u32 = 0;
+    loop {
+        // Skip to the first row any list may still hold.
+        let mut next_row = u32::MAX;
+        for c in cursors.iter_mut() {
+            if c.shallow_advance(start).is_some() {
+                let first = if c.shallow == 0 { 0 } else { c.last_rows[c.shallow - 1].saturating_add(1) };
+                next_row = next_row.min(first.max(start));
+            }
+        }
+        if next_row == u32::MAX {
+            break;
+        }
+        start = start.max(next_row);
+        let end = start.saturating_add(WINDOW - 1);
+        let mut total = 0f32;
+        for (i, c) in cursors.iter_mut().enumerate() {
+            c.shallow_advance(start);
+            bounds[i] = c.window_bound(end);
+            total += bounds[i];
+        }
+        let theta = prune_threshold(top.threshold());
+        if total > theta {
+            // MaxScore partition: non-essential = lowest-bound lists whose bounds sum <= theta;
+            // only essential lists produce candidates.
+            order.sort_by(|&a, &b| bounds[a].total_cmp(&bounds[b]));
+            for j in 0..n {
+                prefix[j + 1] = prefix[j] + bounds[order[j]];
+            }
+            let mut ne = 0;
+            while ne < n && prefix[ne + 1] <= theta {
+                ne += 1;
+            }
+            // Essential lists, term at a time over the window.
+            for &i in &order[ne..] {
+                if bounds[i] <= 0.0 {
+                    continue;
+                }
+                let c = &mut cursors[i];
+                let mut r = c.advance(start)?;
+                while let Some(row) = r {
+                    if row > end {
+                        break;
+                    }
+                    let off = (row - start) as usize;
+                    let s = c.score_here(&caches);
+                    touched[off >> 6] |= 1u64 << (off & 63);
+                    sums[off] += s;
+                    contrib[off * nords + c.ord] = s;
+                    r = if row == u32::MAX { None } else { c.advance(row + 1)? };
+                }
+            }
+            // Candidates in row order (ties rank by row, so order matters for `> theta`).
+            let mut theta_now = theta;
+            for (wi, slot) in touched.iter_mut().enumerate() {
+                let mut word = std::mem::take(slot);
+                while word != 0 {
+                    let off = wi * 64 + word.trailing_zeros() as usize;
+                    word &= word - 1;
+                    let row = start + off as u32;
+                    let mut partial = sums[off];
+                    sums[off] = 0.0;
+                    let parts = &mut contrib[off * nords..(off + 1) * nords];
+                    let mut ok = partial + prefix[ne] > theta_now;
+                    if ok {
+                        if let Some(f) = filter {
+                            ok = f(row);
+                        }
+                    }
+                    if ok {
+                        // Non-essential lists, highest bound first, with early exit.
+                        for j in (0..ne).rev() {
+                            if partial + prefix[j + 1] <= theta_now {
+                                ok = false;
+                                break;
+                            }
+                            let i = order[j];
+                            if bounds[i] <= 0.0 {
+                                continue;
+                            }
+                            let c = &mut cursors[i];
+                            if c.advance(row)? == Some(row) {
+                                let s = c.score_here(&caches);
+                                parts[c.ord] = s;
+                                partial += s;
+                            }
+                        }
+                    }
+                    if ok {
+                        let mut score = 0f32;
+                        for &x in parts.iter() {
+                            score += x;
+                        }
+                        top.push(row, score);
+                        theta_now = prune_threshold(top.threshold());
+                    }
+                    parts.iter_mut().for_each(|x| *x = 0.0);
+                }
+            }
+        }
+        if end == u32::MAX {
+            break;
+        }
+        start = end + 1;
+    }
+    Ok(top.into_sorted())
+}
+
+/// Exhaustive multi-field scoring (term at a time into an accumulator).
+pub fn search_fields_exhaustive(
+    fields: &[FieldQuery<'_, '_>],
+    k: usize,
+    filter: Option<&dyn Fn(u32) -> bool>,
+) -> Result<Vec<(u32, f32)>, IndexError> {
+    let (mut cursors, caches, nords) = open_cursors(fields)?;
+    let mut hits: Vec<(u32, usize, f32)> = Vec::new();
+    for c in cursors.iter_mut() {
+        let mut target = 0u32;
+        while let Some(r) = c.advance(target)? {
+            hits.push((r, c.ord, c.score_here(&caches)));
+            if r == u32::MAX {
+                break;
+            }
+            target = r + 1;
+        }
+    }
+    hits.sort_unstable_by_key(|h| (h.0, h.1));
+    let mut top = TopK::new(k);
+    let mut parts = vec![0f32; nords];
+    let mut i = 0;
+    while i < hits.len() {
+        let row = hits[i].0;
+        parts.iter_mut().for_each(|x| *x = 0.0);
+        while i < hits.len() && hits[i].0 == row {
+            parts[hits[i].1] = hits[i].2;
+            i += 1;
+        }
+        if filter.is_none_or(|f| f(row)) {
+            let mut score = 0f32;
+            for &x in &parts {
+                score += x;
+            }
+            top.push(row, score);
+        }
+    }
+    Ok(top.into_sorted())
+}
+
+/// Scores unindexed rows exhaustively with the same formula, quantisation and
+/// summation order as the index: `(row, text)` pairs in, every row with a
+/// positive score out (unsorted). `terms` are analyzed query terms (repeats weigh more).
+pub fn score_documents<'d>(
+    terms: &[String],
+    docs: impl IntoIterator<Item = (u32, &'d str)>,
+    analyzer: &Analyzer,
+    global: &CorpusStats,
+    params: Bm25Params,
+) -> Vec<(u32, f32)> {
+    let cache = global.norm_cache(params);
+    let terms = term_counts(terms);
+    let weights: Vec<Bm25Weight> = terms.iter().map(|(t, c)| global.weight(t, *c, params)).collect();
+    let mut out = Vec::new();
+    let mut tfs = vec![0u32; terms.len()];
+    for (row, text) in docs {
+        tfs.iter_mut().for_each(|x| *x = 0);
+        let mut len = 0u32;
+        analyzer.for_each_token(text, |tok| {
+            len = len.saturating_add(1);
+            if let Some(i) = terms.iter().position(|(t, _)| *t == tok) {
+                tfs[i] += 1;
+            }
+        });
+        if let Some(s) = score_tfs(&tfs, len, &weights, &cache) {
+            out.push((row, s));
+        }
+    }
+    out
+}
+
+/// The score of a row from its per-term counts and token count (None when no term occurs).
+pub fn score_tfs(tfs: &[u32], len: u32, weights: &[Bm25Weight], cache: &NormCache) -> Option<f32> {
+    let norm = fieldnorm_to_id(len);
+    let mut score = 0f32;
+    let mut hit = false;
+    for (w, &tf) in weights.iter().zip(tfs) {
+        if tf > 0 {
+            hit = true;
+            score += w.score(cache, norm, tf);
+        }
+    }
+    hit.then_some(score)
+}

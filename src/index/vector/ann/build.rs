@@ -1,0 +1,271 @@
+//! Building the IVF-SQ8 section at compaction: k-means centroids, rows assigned to their
+//! nearest centroid and grouped by list, per-dimension residual scales and 8-bit codes.
+//! Invariant: the output is deterministic for its input vectors and parameters (seeded RNG).
+
+use super::*;
+
+pub(super) fn auto_nlist(n: usize) -> usize {
+    let by_sqrt = (2.7 * (n as f64).sqrt()).round() as usize;
+    by_sqrt.min(n / 16).max(1)
+}
+
+pub(super) fn default_nprobe(n: usize, nlist: usize) -> usize {
+    // Scan at least 1/9 of the lists, and at least ~512 rows (small segments: everything).
+    let a = nlist.div_ceil(9);
+    let b = if n == 0 { nlist } else { (512 * nlist).div_ceil(n) };
+    a.max(b).clamp(1, nlist.max(1))
+}
+
+/// Assign each row to its best centroid: returns (cluster, score) per row, where score is the
+/// similarity (cosine: larger is better) or the squared distance (euclidean: smaller is better).
+pub(super) fn assign(
+    data: &[f32],
+    dim: usize,
+    centroids: &[f32],
+    metric: Metric,
+    threads: usize,
+) -> Vec<(u32, f32)> {
+    let n = data.len() / dim;
+    let nlist = centroids.len() / dim;
+    let work = |rows: &[f32]| -> Vec<(u32, f32)> {
+        let mut buf = vec![0f32; nlist];
+        rows.chunks_exact(dim)
+            .map(|x| {
+                let mut best = (0u32, 0f32);
+                match metric {
+                    Metric::CosineDistance => {
+                        det_dot_batch(x, centroids, &mut buf);
+                        let mut b = f32::NEG_INFINITY;
+                        for (c, s) in buf.iter().enumerate() {
+                            if *s > b {
+                                b = *s;
+                                best = (c as u32, *s);
+                            }
+                        }
+                    }
+                    Metric::EuclideanSquared => {
+                        det_l2sq_batch(x, centroids, &mut buf);
+                        let mut b = f32::INFINITY;
+                        for (c, s) in buf.iter().enumerate() {
+                            if *s < b {
+                                b = *s;
+                                best = (c as u32, *s);
+                            }
+                        }
+                    }
+                }
+                best
+            })
+            .collect()
+    };
+    let threads = threads.clamp(1, 16);
+    if threads == 1 || n < 1024 {
+        return work(data);
+    }
+    let per = n.div_ceil(threads);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = data.chunks(per * dim).map(|part| s.spawn(move || work(part))).collect();
+        let mut out = Vec::with_capacity(n);
+        for h in handles {
+            match h.join() {
+                Ok(v) => out.extend(v),
+                Err(p) => std::panic::resume_unwind(p),
+            }
+        }
+        out
+    })
+}
+
+pub(super) fn normalize_in_place(x: &mut [f32]) -> f32 {
+    let n = distance::det_dot(x, x).sqrt();
+    if n > 0.0 && n.is_finite() {
+        x.iter_mut().for_each(|v| *v /= n);
+    }
+    n
+}
+
+/// Builds the ANN section for `vectors` (rows × dim, row order). Rows beyond the last full row
+/// are ignored; `dim == 0` gives an empty index. Non-finite components are treated as 0.
+pub fn build(vectors: &[f32], dim: usize, metric: Metric, params: &AnnParams) -> Vec<u8> {
+    let n = vectors.len().checked_div(dim).unwrap_or(0).min(u32::MAX as usize - 1);
+    // Working copy: finite values; cosine rows normalised.
+    let mut data: Vec<f32> =
+        vectors[..n * dim].iter().map(|v| if v.is_finite() { *v } else { 0.0 }).collect();
+    let mut norms_row = vec![0f32; n];
+    if dim > 0 {
+        for (x, nr) in data.chunks_exact_mut(dim).zip(norms_row.iter_mut()) {
+            *nr = match metric {
+                Metric::CosineDistance => normalize_in_place(x),
+                Metric::EuclideanSquared => distance::det_dot(x, x),
+            };
+        }
+    }
+    let nlist = if n == 0 {
+        0
+    } else if params.nlist == 0 {
+        auto_nlist(n)
+    } else {
+        (params.nlist as usize).min(n)
+    };
+    let mut rng = rand::rngs::StdRng::seed_from_u64(params.seed);
+    let threads = params.threads.max(1) as usize;
+
+    // --- k-means on a sample.
+    let mut centroids = vec![0f32; nlist * dim];
+    if nlist > 0 {
+        let cap = nlist.saturating_mul(params.max_train_per_list.max(1) as usize);
+        let train_rows: Vec<usize> = if n > cap {
+            let mut v = sample(&mut rng, n, cap).into_vec();
+            v.sort_unstable();
+            v
+        } else {
+            (0..n).collect()
+        };
+        let mut train = Vec::with_capacity(train_rows.len() * dim);
+        for &r in &train_rows {
+            train.extend_from_slice(&data[r * dim..(r + 1) * dim]);
+        }
+        let m = train_rows.len();
+        let mut init = sample(&mut rng, m, nlist).into_vec();
+        init.sort_unstable();
+        for (c, &r) in init.iter().enumerate() {
+            centroids[c * dim..(c + 1) * dim].copy_from_slice(&train[r * dim..(r + 1) * dim]);
+        }
+        let mut sums = vec![0f64; nlist * dim];
+        let mut counts = vec![0usize; nlist];
+        for _ in 0..params.iterations {
+            let a = assign(&train, dim, &centroids, metric, threads);
+            sums.iter_mut().for_each(|s| *s = 0.0);
+            counts.iter_mut().for_each(|c| *c = 0);
+            for (x, (c, _)) in train.chunks_exact(dim).zip(&a) {
+                let c = *c as usize;
+                counts[c] += 1;
+                for (s, v) in sums[c * dim..(c + 1) * dim].iter_mut().zip(x) {
+                    *s += f64::from(*v);
+                }
+            }
+            // Empty clusters take the worst-served training points (deterministic order).
+            let mut worst: Vec<usize> = (0..m).collect();
+            match metric {
+                Metric::CosineDistance => worst.sort_by(|&i, &j| a[i].1.total_cmp(&a[j].1).then(i.cmp(&j))),
+                Metric::EuclideanSquared => worst.sort_by(|&i, &j| a[j].1.total_cmp(&a[i].1).then(i.cmp(&j))),
+            }
+            let mut next_worst = worst.into_iter();
+            for c in 0..nlist {
+                let cent = &mut centroids[c * dim..(c + 1) * dim];
+                if counts[c] == 0 {
+                    if let Some(r) = next_worst.next() {
+                        cent.copy_from_slice(&train[r * dim..(r + 1) * dim]);
+                    }
+                    continue;
+                }
+                let inv = 1.0 / counts[c] as f64;
+                for (v, s) in cent.iter_mut().zip(&sums[c * dim..(c + 1) * dim]) {
+                    *v = (*s * inv) as f32;
+                }
+                if metric == Metric::CosineDistance {
+                    normalize_in_place(cent);
+                }
+            }
+        }
+    }
+
+    // --- Final assignment and list order.
+    let assignment = if nlist > 0 { assign(&data, dim, &centroids, metric, threads) } else { Vec::new() };
+    let mut offsets = vec![0u32; nlist + 1];
+    for (c, _) in &assignment {
+        offsets[*c as usize + 1] += 1;
+    }
+    for c in 0..nlist {
+        offsets[c + 1] += offsets[c];
+    }
+    let mut fill: Vec<u32> = offsets[..nlist].to_vec();
+    let mut row_ids = vec![0u32; n];
+    for (row, (c, _)) in assignment.iter().enumerate() {
+        let p = &mut fill[*c as usize];
+        row_ids[*p as usize] = row as u32;
+        *p += 1;
+    }
+
+    // --- Residuals, per-dimension scales, codes.
+    let stride = dim.div_ceil(64) * 64;
+    let mut maxabs = vec![0f32; dim];
+    for (row, (c, _)) in assignment.iter().enumerate() {
+        let x = &data[row * dim..(row + 1) * dim];
+        let cent = &centroids[*c as usize * dim..(*c as usize + 1) * dim];
+        for j in 0..dim {
+            maxabs[j] = maxabs[j].max((x[j] - cent[j]).abs());
+        }
+    }
+    let scales: Vec<f32> =
+        maxabs.iter().map(|m| if *m > 0.0 && m.is_finite() { 127.0 / m } else { 1.0 }).collect();
+    let mut codes = vec![128u8; n * stride];
+    let mut norms = vec![0f32; n];
+    for (pos, &row) in row_ids.iter().enumerate() {
+        let row = row as usize;
+        let c = assignment[row].0 as usize;
+        let x = &data[row * dim..(row + 1) * dim];
+        let cent = &centroids[c * dim..(c + 1) * dim];
+        let out = &mut codes[pos * stride..pos * stride + dim];
+        for j in 0..dim {
+            let q = ((x[j] - cent[j]) * scales[j]).round().clamp(-127.0, 127.0);
+            out[j] = (q as i32 + 128) as u8;
+        }
+        norms[pos] = norms_row[row];
+    }
+
+    // --- Serialize.
+    let mut blocks: Vec<Vec<u8>> = Vec::with_capacity(BLOCKS);
+    blocks.push(centroids.iter().flat_map(|v| v.to_le_bytes()).collect());
+    blocks.push(offsets.iter().flat_map(|v| v.to_le_bytes()).collect());
+    blocks.push(row_ids.iter().flat_map(|v| v.to_le_bytes()).collect());
+    blocks.push(norms.iter().flat_map(|v| v.to_le_bytes()).collect());
+    blocks.push(scales.iter().flat_map(|v| v.to_le_bytes()).collect());
+    blocks.push(codes);
+    let mut out = vec![0u8; HEADER_LEN];
+    out[0..8].copy_from_slice(&MAGIC);
+    out[8..12].copy_from_slice(&VERSION.to_le_bytes());
+    out[12..16].copy_from_slice(&(HEADER_LEN as u32).to_le_bytes());
+    out[16] = metric_code(metric);
+    out[17] = KIND_IVF_SQ8;
+    out[20..24].copy_from_slice(&(dim as u32).to_le_bytes());
+    out[24..28].copy_from_slice(&(n as u32).to_le_bytes());
+    out[28..32].copy_from_slice(&(nlist as u32).to_le_bytes());
+    out[32..36].copy_from_slice(&(stride as u32).to_le_bytes());
+    out[36..40].copy_from_slice(&(default_nprobe(n, nlist) as u32).to_le_bytes());
+    // Physical order: the small directory blocks (centroids, offsets, scales) first, so the
+    // header and directory are one contiguous range; then ids, norms and codes.
+    for i in [0usize, 1, 4, 2, 3, 5] {
+        let b = &blocks[i];
+        let off = out.len();
+        out[64 + 16 * i..72 + 16 * i].copy_from_slice(&(off as u64).to_le_bytes());
+        out[72 + 16 * i..80 + 16 * i].copy_from_slice(&(b.len() as u64).to_le_bytes());
+        out.extend_from_slice(b);
+        out.resize(out.len().div_ceil(64) * 64, 0);
+    }
+    let crc = section_crc(&out);
+    out[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_le_bytes());
+    out
+}
+
+/// The metric of a stored metric byte (0 cosine, 1 euclidean_squared), the inverse of
+/// [`metric_code`]; shared by every index section that stores one.
+pub(crate) fn metric_from_code(c: u8) -> Result<Metric, IndexError> {
+    match c {
+        0 => Ok(Metric::CosineDistance),
+        1 => Ok(Metric::EuclideanSquared),
+        _ => Err(corrupt("unknown metric")),
+    }
+}
+
+pub(crate) fn metric_code(m: Metric) -> u8 {
+    match m {
+        Metric::CosineDistance => 0,
+        Metric::EuclideanSquared => 1,
+    }
+}
+
+pub(super) fn section_crc(b: &[u8]) -> u32 {
+    let c = crc32c::crc32c(&b[..CRC_AT]);
+    crc32c::crc32c_append(c, &b[64..])
+}

@@ -1,0 +1,507 @@
+//! Opening an IVF-SQ8 section (layout and crc checked once at open) and searching it:
+//! probe the nearest lists, scan their 8-bit codes, rerank the best candidates exactly from
+//! the segment's f32 vectors.
+
+use super::*;
+
+/// An opened ANN section, borrowing the section bytes (zero-copy when they are 4-byte aligned
+/// on a little-endian host; otherwise the float/int blocks are decoded once at open). Cheap to
+/// create from a [`SharedAnnIndex`] (no validation, no allocation beyond an `Arc` clone).
+pub struct AnnIndex<'a> {
+    bytes: &'a [u8],
+    meta: Arc<Meta>,
+    kern: &'static Kernels,
+}
+
+/// A validated section kept alive by its `Bytes` (e.g. an mmap'd segment): open once per segment,
+/// cache it, and call [`SharedAnnIndex::index`] per query. `Clone`, `Send`, `Sync`.
+#[derive(Clone)]
+pub struct SharedAnnIndex {
+    bytes: bytes::Bytes,
+    meta: Arc<Meta>,
+}
+
+impl SharedAnnIndex {
+    /// Opens and validates a section (crc32c included).
+    pub fn open(bytes: bytes::Bytes) -> Result<Self, IndexError> {
+        let meta = Arc::new(parse(&bytes, true)?);
+        Ok(SharedAnnIndex { bytes, meta })
+    }
+    /// As [`SharedAnnIndex::open`] without the crc check (the caller verified the bytes).
+    pub fn open_trusted(bytes: bytes::Bytes) -> Result<Self, IndexError> {
+        let meta = Arc::new(parse(&bytes, false)?);
+        Ok(SharedAnnIndex { bytes, meta })
+    }
+    /// A search view over the cached section.
+    pub fn index(&self) -> AnnIndex<'_> {
+        AnnIndex { bytes: &self.bytes, meta: Arc::clone(&self.meta), kern: kernels() }
+    }
+    /// Bytes of derived data held in memory besides the section (centroid codes, decoded blocks).
+    pub fn heap_bytes(&self) -> usize {
+        self.meta.heap_bytes()
+    }
+}
+
+/// Validated shape of a section plus data derived at open.
+pub(super) struct Meta {
+    metric: Metric,
+    dim: usize,
+    rows: usize,
+    nlist: usize,
+    stride: usize,
+    default_nprobe: usize,
+    /// Byte range of each block inside the section.
+    ranges: [(usize, usize); BLOCKS],
+    /// Decoded copies of the 4-byte blocks when the bytes cannot be viewed in place.
+    decoded: Option<Decoded>,
+    centroid_norm2: Vec<f32>,
+    centroid_scales: Vec<f32>,
+    centroid_codes: Vec<u8>,
+}
+
+pub(super) struct Decoded {
+    centroids: Vec<f32>,
+    offsets: Vec<u32>,
+    row_ids: Vec<u32>,
+    norms: Vec<f32>,
+    scales: Vec<f32>,
+}
+
+impl Meta {
+    fn heap_bytes(&self) -> usize {
+        let d = self.decoded.as_ref().map_or(0, |d| {
+            4 * (d.centroids.len() + d.offsets.len() + d.row_ids.len() + d.norms.len() + d.scales.len())
+        });
+        d + 4 * (self.centroid_norm2.len() + self.centroid_scales.len()) + self.centroid_codes.len()
+    }
+}
+
+/// Views 4-byte-aligned little-endian bytes as `T` (f32 or u32); None when not viewable in place.
+pub(super) fn view_4<T: Copy>(b: &[u8]) -> Option<&[T]> {
+    debug_assert_eq!(std::mem::size_of::<T>(), 4);
+    #[cfg(target_endian = "little")]
+    {
+        // SAFETY: only instantiated with f32 and u32 (every bit pattern valid); align_to only
+        // reinterprets the aligned middle.
+        let (pre, mid, post) = unsafe { b.align_to::<T>() };
+        if pre.is_empty() && post.is_empty() {
+            return Some(mid);
+        }
+    }
+    let _ = b;
+    None
+}
+
+pub(crate) fn rd_u32(b: &[u8], at: usize) -> Result<u32, IndexError> {
+    crate::codec::u32_at(b, at).ok_or(corrupt("truncated header"))
+}
+pub(crate) fn rd_u64(b: &[u8], at: usize) -> Result<u64, IndexError> {
+    crate::codec::u64_at(b, at).ok_or(corrupt("truncated header"))
+}
+
+/// The decoded copy if any, else the in-place view (empty if neither; callers check lengths).
+pub(super) fn pick<'x, T: Copy>(decoded: Option<&'x Vec<T>>, b: &'x [u8]) -> &'x [T] {
+    match decoded {
+        Some(v) => v,
+        None => view_4(b).unwrap_or(&[]),
+    }
+}
+
+pub(crate) fn decode_f32(b: &[u8]) -> Vec<f32> {
+    crate::codec::f32s_le(b)
+}
+pub(crate) fn decode_u32(b: &[u8]) -> Vec<u32> {
+    crate::codec::u32s_le(b)
+}
+
+/// Quantizes a query for codes with per-dimension scales `scales`: returns the i8 query (padded
+/// to `stride`), the bias to subtract from the raw biased-u8 dot product (128 · Σq), and the
+/// factor turning the corrected integer dot product back into `q · x`.
+pub(crate) fn quantize_query(q: &[f32], scales: &[f32], stride: usize) -> (Vec<i8>, i32, f32) {
+    let mut qq = vec![0i8; stride];
+    let mut maxq = 0f32;
+    for (v, s) in q.iter().zip(scales) {
+        maxq = maxq.max((v / s).abs());
+    }
+    let t = if maxq > 0.0 && maxq.is_finite() { 127.0 / maxq } else { 1.0 };
+    let mut qsum = 0i32;
+    for ((o, v), s) in qq.iter_mut().zip(q).zip(scales) {
+        let x = (v / s * t).round().clamp(-127.0, 127.0) as i8;
+        *o = x;
+        qsum += i32::from(x);
+    }
+    (qq, 128 * qsum, 1.0 / t)
+}
+
+/// Per-dimension max-abs scales and biased 8-bit codes (row stride `stride`) of `rows`.
+pub(crate) fn quantize_rows(rows: &[f32], dim: usize, stride: usize) -> (Vec<f32>, Vec<u8>) {
+    let mut maxabs = vec![0f32; dim];
+    if dim == 0 {
+        return (maxabs, Vec::new());
+    }
+    for x in rows.chunks_exact(dim) {
+        for (m, v) in maxabs.iter_mut().zip(x) {
+            *m = m.max(v.abs());
+        }
+    }
+    let scales: Vec<f32> =
+        maxabs.iter().map(|m| if *m > 0.0 && m.is_finite() { 127.0 / m } else { 1.0 }).collect();
+    let n = rows.len() / dim;
+    let mut codes = vec![128u8; n * stride];
+    for (x, out) in rows.chunks_exact(dim).zip(codes.chunks_exact_mut(stride)) {
+        for ((o, v), s) in out.iter_mut().zip(x).zip(&scales) {
+            *o = ((v * s).round().clamp(-127.0, 127.0) as i32 + 128) as u8;
+        }
+    }
+    (scales, codes)
+}
+
+pub(super) fn parse(bytes: &[u8], check_crc: bool) -> Result<Meta, IndexError> {
+    if bytes.len() < HEADER_LEN {
+        return Err(corrupt("shorter than the header"));
+    }
+    if bytes[0..8] != MAGIC {
+        return Err(corrupt("bad magic"));
+    }
+    let version = rd_u32(bytes, 8)?;
+    let kind = bytes[17];
+    if version != VERSION || kind != KIND_IVF_SQ8 {
+        return Err(unsupported(version, kind));
+    }
+    if rd_u32(bytes, 12)? as usize != HEADER_LEN {
+        return Err(corrupt("bad header length"));
+    }
+    if check_crc && rd_u32(bytes, CRC_AT)? != section_crc(bytes) {
+        return Err(checksum());
+    }
+    let metric = metric_from_code(bytes[16])?;
+    let dim = rd_u32(bytes, 20)? as usize;
+    let rows = rd_u32(bytes, 24)? as usize;
+    let nlist = rd_u32(bytes, 28)? as usize;
+    let stride = rd_u32(bytes, 32)? as usize;
+    let default_nprobe = rd_u32(bytes, 36)? as usize;
+    if stride != dim.div_ceil(64) * 64 {
+        return Err(corrupt("bad code stride"));
+    }
+    if (rows > 0 && (nlist == 0 || nlist > rows || dim == 0)) || (rows == 0 && nlist != 0) {
+        return Err(corrupt("bad list count"));
+    }
+    if nlist > 0 && (default_nprobe == 0 || default_nprobe > nlist) {
+        return Err(corrupt("bad default nprobe"));
+    }
+    let too_big = corrupt("size overflow");
+    let expect = [
+        nlist.checked_mul(dim).and_then(|v| v.checked_mul(4)).ok_or(too_big)?,
+        (nlist + 1).checked_mul(4).ok_or(too_big)?,
+        rows.checked_mul(4).ok_or(too_big)?,
+        rows.checked_mul(4).ok_or(too_big)?,
+        dim.checked_mul(4).ok_or(too_big)?,
+        rows.checked_mul(stride).ok_or(too_big)?,
+    ];
+    let mut blk: [&[u8]; BLOCKS] = [&[]; BLOCKS];
+    let mut ranges = [(0usize, 0usize); BLOCKS];
+    for (i, want) in expect.iter().enumerate() {
+        let off = rd_u64(bytes, 64 + 16 * i)?;
+        let len = rd_u64(bytes, 72 + 16 * i)?;
+        if len != *want as u64 {
+            return Err(corrupt("block length does not match the header"));
+        }
+        if off % 64 != 0 || off < HEADER_LEN as u64 {
+            return Err(corrupt("misaligned block"));
+        }
+        let end = off.checked_add(len).ok_or(corrupt("block out of bounds"))?;
+        if end > bytes.len() as u64 {
+            return Err(corrupt("block out of bounds"));
+        }
+        blk[i] = &bytes[off as usize..end as usize];
+        ranges[i] = (off as usize, end as usize);
+    }
+    let in_place = view_4::<f32>(bytes).is_some() || bytes.is_empty();
+    let decoded = if in_place {
+        None
+    } else {
+        Some(Decoded {
+            centroids: decode_f32(blk[0]),
+            offsets: decode_u32(blk[1]),
+            row_ids: decode_u32(blk[2]),
+            norms: decode_f32(blk[3]),
+            scales: decode_f32(blk[4]),
+        })
+    };
+    let centroids = pick(decoded.as_ref().map(|d| &d.centroids), blk[0]);
+    let offsets = pick(decoded.as_ref().map(|d| &d.offsets), blk[1]);
+    let row_ids = pick(decoded.as_ref().map(|d| &d.row_ids), blk[2]);
+    let norms = pick(decoded.as_ref().map(|d| &d.norms), blk[3]);
+    let scales = pick(decoded.as_ref().map(|d| &d.scales), blk[4]);
+    if centroids.len() * 4 != blk[0].len()
+        || offsets.len() * 4 != blk[1].len()
+        || row_ids.len() * 4 != blk[2].len()
+        || norms.len() * 4 != blk[3].len()
+        || scales.len() * 4 != blk[4].len()
+    {
+        return Err(corrupt("unaligned block"));
+    }
+    if !centroids.iter().all(|v| v.is_finite()) {
+        return Err(corrupt("non-finite centroid"));
+    }
+    if !scales.iter().all(|v| v.is_finite() && *v > 0.0) {
+        return Err(corrupt("bad code scale"));
+    }
+    if !norms.iter().all(|v| v.is_finite() && *v >= 0.0) {
+        return Err(corrupt("bad row norm"));
+    }
+    if offsets.first() != Some(&0)
+        || offsets.last().map(|v| *v as usize) != Some(rows)
+        || offsets.windows(2).any(|w| w[0] > w[1])
+    {
+        return Err(corrupt("bad list offsets"));
+    }
+    let mut seen = vec![false; rows];
+    for r in row_ids.iter() {
+        match seen.get_mut(*r as usize) {
+            Some(s) if !*s => *s = true,
+            _ => return Err(corrupt("row ids are not a permutation")),
+        }
+    }
+    let centroid_norm2 = if metric == Metric::EuclideanSquared && dim > 0 {
+        centroids.chunks_exact(dim).map(|c| distance::det_dot(c, c)).collect()
+    } else {
+        Vec::new()
+    };
+    let (centroid_scales, centroid_codes) = quantize_rows(centroids, dim, stride);
+    Ok(Meta {
+        metric,
+        dim,
+        rows,
+        nlist,
+        stride,
+        default_nprobe,
+        ranges,
+        decoded,
+        centroid_norm2,
+        centroid_scales,
+        centroid_codes,
+    })
+}
+
+impl<'a> AnnIndex<'a> {
+    /// Opens a section, verifying its crc32c and structure.
+    pub fn open(bytes: &'a [u8]) -> Result<Self, IndexError> {
+        Ok(AnnIndex { bytes, meta: Arc::new(parse(bytes, true)?), kern: kernels() })
+    }
+
+    /// Opens a section whose bytes were already checksummed by the caller (e.g. the segment's
+    /// section crc); every structural check still runs.
+    pub fn open_trusted(bytes: &'a [u8]) -> Result<Self, IndexError> {
+        Ok(AnnIndex { bytes, meta: Arc::new(parse(bytes, false)?), kern: kernels() })
+    }
+
+    fn block(&self, i: usize) -> &'a [u8] {
+        let (a, b) = self.meta.ranges[i];
+        self.bytes.get(a..b).unwrap_or(&[])
+    }
+    fn centroids(&self) -> &[f32] {
+        pick(self.meta.decoded.as_ref().map(|d| &d.centroids), self.block(0))
+    }
+    fn offsets(&self) -> &[u32] {
+        pick(self.meta.decoded.as_ref().map(|d| &d.offsets), self.block(1))
+    }
+    fn row_ids(&self) -> &[u32] {
+        pick(self.meta.decoded.as_ref().map(|d| &d.row_ids), self.block(2))
+    }
+    fn norms(&self) -> &[f32] {
+        pick(self.meta.decoded.as_ref().map(|d| &d.norms), self.block(3))
+    }
+    fn scales(&self) -> &[f32] {
+        pick(self.meta.decoded.as_ref().map(|d| &d.scales), self.block(4))
+    }
+    fn codes(&self) -> &'a [u8] {
+        self.block(5)
+    }
+
+    /// The IVF directory: centroids (nlist × dim; cosine: unit length), list offsets
+    /// (nlist + 1) and the row of each list position (lists in centroid order, rows ascending
+    /// within a list). The cold-read section ([`super::coldivf`]) is built from it.
+    pub fn directory(&self) -> (&[f32], &[u32], &[u32]) {
+        (self.centroids(), self.offsets(), self.row_ids())
+    }
+
+    /// Distance metric the index was built for.
+    pub fn metric(&self) -> Metric {
+        self.meta.metric
+    }
+    /// Vector dimension.
+    pub fn dim(&self) -> usize {
+        self.meta.dim
+    }
+    /// Indexed rows.
+    pub fn rows(&self) -> usize {
+        self.meta.rows
+    }
+    /// Number of clusters.
+    pub fn nlist(&self) -> usize {
+        self.meta.nlist
+    }
+    /// Clusters probed by an unfiltered search with `nprobe = 0`.
+    pub fn default_nprobe(&self) -> usize {
+        self.meta.default_nprobe
+    }
+    /// Rows in cluster `c` (0 when out of range).
+    pub fn list_len(&self, c: usize) -> usize {
+        match (self.offsets().get(c), self.offsets().get(c + 1)) {
+            (Some(a), Some(b)) => (*b - *a) as usize,
+            _ => 0,
+        }
+    }
+
+    /// Approximate k nearest rows (see the module docs for the filtered strategy). `vectors` is
+    /// the segment's rows × dim in row order; results are (row, exact distance) sorted by
+    /// (distance, row).
+    pub fn search(
+        &self,
+        vectors: &[f32],
+        query: &[f32],
+        k: usize,
+        filter: Option<&dyn Fn(u32) -> bool>,
+        params: &SearchParams,
+    ) -> Vec<(u32, f32)> {
+        if k == 0 || query.len() != self.meta.dim || self.meta.rows == 0 {
+            return Vec::new();
+        }
+        if vectors.len() != self.meta.rows * self.meta.dim {
+            return exact_with(self.kern, vectors, self.meta.dim, self.meta.metric, query, k, filter);
+        }
+        let mut est_matches = self.meta.rows;
+        if let Some(f) = filter {
+            est_matches = match params.filter_estimate {
+                Some(e) => e as usize,
+                None => self.estimate_matches(f),
+            };
+            if est_matches <= params.exact_threshold as usize {
+                return exact_with(self.kern, vectors, self.meta.dim, self.meta.metric, query, k, filter);
+            }
+        }
+        let kern = self.kern;
+        let dim = self.meta.dim;
+        // Query in index space.
+        let qnorm = kern.dot(query, query).sqrt();
+        let qn: Cow<[f32]> = match self.meta.metric {
+            Metric::CosineDistance => {
+                if !(qnorm > 0.0 && qnorm.is_finite()) {
+                    return exact_with(kern, vectors, dim, self.meta.metric, query, k, filter);
+                }
+                Cow::Owned(query.iter().map(|v| v / qnorm).collect())
+            }
+            Metric::EuclideanSquared => Cow::Borrowed(query),
+        };
+        // Centroid ranking (smaller is better) from 8-bit centroid codes; the exact q·c of a
+        // probed cluster is computed when it is scanned.
+        let (cq, cbias, cinv) = quantize_query(&qn, &self.meta.centroid_scales, self.meta.stride);
+        let mut craw = vec![0i32; self.meta.nlist];
+        kern.u8i8_batch(&cq, &self.meta.centroid_codes, &mut craw);
+        let cdot: Vec<f32> = craw.iter().map(|r| (*r - cbias) as f32 * cinv).collect();
+        let mut order: Vec<(f32, u32)> = match self.meta.metric {
+            Metric::CosineDistance => cdot.iter().enumerate().map(|(c, s)| (-*s, c as u32)).collect(),
+            Metric::EuclideanSquared => cdot
+                .iter()
+                .zip(&self.meta.centroid_norm2)
+                .enumerate()
+                .map(|(c, (s, n2))| (n2 - 2.0 * s, c as u32))
+                .collect(),
+        };
+        let nprobe = if params.nprobe == 0 { self.meta.default_nprobe } else { params.nprobe as usize }
+            .clamp(1, self.meta.nlist);
+        let cmp = |a: &(f32, u32), b: &(f32, u32)| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1));
+        if filter.is_none() && nprobe < self.meta.nlist {
+            order.select_nth_unstable_by(nprobe - 1, cmp);
+            order.truncate(nprobe);
+        }
+        order.sort_unstable_by(cmp);
+        let (qq, bias, inv_t) = quantize_query(&qn, self.scales(), self.meta.stride);
+        let r = (params.rerank as usize).max(2 * k);
+        let mut cands = TopK::new(r);
+        // Filtered stop rule: the rows an unfiltered search would scan, times √selectivity
+        // (a selective filter's k-th match is farther away, so a larger share of the matching
+        // rows must be scored), at least the rerank depth.
+        let target = if params.filter_min_scored == 0 {
+            let scan = (nprobe * self.meta.rows).div_ceil(self.meta.nlist) as f64;
+            let sel = (est_matches as f64 / self.meta.rows as f64).clamp(0.0, 1.0);
+            ((scan * sel.sqrt()).ceil() as usize).max(r)
+        } else {
+            params.filter_min_scored as usize
+        };
+        let mut raw = Vec::new();
+        let mut scored = 0usize;
+        for (oi, &(_, c)) in order.iter().enumerate() {
+            if let Some(&(_, nc)) = order.get(oi + 1) {
+                let na = self.offsets()[nc as usize] as usize * self.meta.stride;
+                let nb = self.offsets()[nc as usize + 1] as usize * self.meta.stride;
+                distance::prefetch(&self.codes()[na..nb], 4 * self.meta.stride);
+            }
+            let (a, b) = (self.offsets()[c as usize] as usize, self.offsets()[c as usize + 1] as usize);
+            if a == b {
+                continue;
+            }
+            raw.resize(b - a, 0i32);
+            let base = kern.dot(&qn, &self.centroids()[c as usize * dim..(c as usize + 1) * dim]);
+            let ids = &self.row_ids()[a..b];
+            let norms = &self.norms()[a..b];
+            match filter {
+                None => {
+                    kern.u8i8_batch(&qq, &self.codes()[a * self.meta.stride..b * self.meta.stride], &mut raw);
+                    for (i, d) in raw.iter().enumerate() {
+                        let ip = base + (*d - bias) as f32 * inv_t;
+                        let est = match self.meta.metric {
+                            Metric::CosineDistance => -ip,
+                            Metric::EuclideanSquared => norms[i] - 2.0 * ip,
+                        };
+                        cands.push(est, (a + i) as u32);
+                    }
+                }
+                Some(f) => {
+                    for (i, row) in ids.iter().enumerate() {
+                        if !f(*row) {
+                            continue;
+                        }
+                        let p = a + i;
+                        let d =
+                            kern.u8i8(&qq, &self.codes()[p * self.meta.stride..(p + 1) * self.meta.stride]);
+                        let ip = base + (d - bias) as f32 * inv_t;
+                        let est = match self.meta.metric {
+                            Metric::CosineDistance => -ip,
+                            Metric::EuclideanSquared => norms[i] - 2.0 * ip,
+                        };
+                        cands.push(est, p as u32);
+                        scored += 1;
+                    }
+                    if scored >= target {
+                        break;
+                    }
+                }
+            }
+        }
+        // Exact rerank.
+        let mut top = TopK::new(k);
+        for (p, _) in cands.sorted() {
+            let p = p as usize;
+            let row = self.row_ids()[p] as usize;
+            let x = &vectors[row * dim..(row + 1) * dim];
+            let d = match self.meta.metric {
+                Metric::CosineDistance => cosine_with_norms(kern.dot(query, x), qnorm, self.norms()[p]),
+                Metric::EuclideanSquared => kern.euclidean_squared(query, x),
+            };
+            top.push(d, row as u32);
+        }
+        top.sorted()
+    }
+
+    /// Estimated rows matching `filter`: evaluates it on up to 256 evenly spaced rows.
+    pub fn estimate_matches(&self, filter: &dyn Fn(u32) -> bool) -> usize {
+        if self.meta.rows == 0 {
+            return 0;
+        }
+        let samples = self.meta.rows.min(256);
+        let hits = (0..samples).filter(|i| filter((i * self.meta.rows / samples) as u32)).count();
+        (hits * self.meta.rows).div_ceil(samples)
+    }
+}

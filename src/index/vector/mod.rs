@@ -1,0 +1,33 @@
+//! Dense-vector indexes of one segment: the SIMD `distance` kernels, the IVF-SQ8 `ann` index,
+//! the `graph` index and the cold-read IVF layout (`coldivf`). Pure functions over section bytes
+//! (no I/O). Their nearest-first heaps all order by [`Ranked`] (distance, then row), so ties
+//! break the same way everywhere.
+
+use std::cmp::Ordering;
+
+pub mod ann;
+pub mod coldivf;
+pub mod distance;
+pub mod graph;
+
+/// A (distance, row) pair ordered by distance, then row (`total_cmp`, so NaN is ordered too):
+/// the element of every nearest-first heap in the vector indexes.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Ranked(pub f32, pub u32);
+
+impl PartialEq for Ranked {
+    fn eq(&self, o: &Self) -> bool {
+        self.cmp(o) == Ordering::Equal
+    }
+}
+impl Eq for Ranked {}
+impl PartialOrd for Ranked {
+    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Ranked {
+    fn cmp(&self, o: &Self) -> Ordering {
+        self.0.total_cmp(&o.0).then(self.1.cmp(&o.1))
+    }
+}
