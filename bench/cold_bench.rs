@@ -39,9 +39,10 @@ use object_store::{ObjectStore, ObjectStoreExt};
 use serde_json::{json, Value as Json};
 use tidepool::engine::{CompactionConfig, Engine, EngineConfig, WriteRequest};
 use tidepool::layout::NsPath;
-use tidepool::query::{execute_request, parse_request, QueryRequest, QueryResult};
+use tidepool::query::{execute_request, QueryRequest, QueryResult};
 use tidepool::store::trace::{Event, Op, Trace, TraceStore};
 use tidepool::store::{S3Options, Store};
+use tidepool::wire::query::parse_request;
 
 const DIM: usize = 384;
 const K: usize = 10;

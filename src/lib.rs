@@ -8,9 +8,9 @@
 //! (object storage) → `model`, `schema`, `layout`, `clock`.
 #![warn(missing_docs)]
 
-pub mod admin;
 pub mod api;
 pub mod cache;
+pub mod cli;
 pub mod clock;
 pub mod codec;
 pub mod config;
@@ -26,3 +26,4 @@ pub mod query;
 pub mod schema;
 pub mod state;
 pub mod store;
+pub mod wire;

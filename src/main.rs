@@ -33,7 +33,7 @@ enum Command {
     /// Run the daemon.
     Serve(Box<ServeArgs>),
     #[command(flatten)]
-    Admin(tidepool::admin::AdminCommand),
+    Admin(tidepool::cli::AdminCommand),
 }
 
 fn main() -> ExitCode {
@@ -45,7 +45,7 @@ fn main() -> ExitCode {
                 Ok(rt) => rt,
                 Err(code) => return code,
             };
-            match rt.block_on(tidepool::admin::run(cmd, &cli.url, cli.api_key.as_deref(), cli.json)) {
+            match rt.block_on(tidepool::cli::run(cmd, &cli.url, cli.api_key.as_deref(), cli.json)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("tidepool: {e}");

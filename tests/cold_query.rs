@@ -24,11 +24,11 @@ use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value as Json};
-use tidepool::engine::{CompactionConfig, Engine, EngineConfig, EngineError, WriteRequest};
+use tidepool::engine::{CompactionConfig, Engine, EngineConfig, ErrorKind, WriteRequest};
 use tidepool::layout::NsPath;
-use tidepool::query::parse_request;
 use tidepool::store::trace::{Op, TraceStore};
 use tidepool::store::Store;
+use tidepool::wire::query::parse_request;
 
 const DIM: usize = 16;
 
@@ -271,7 +271,7 @@ async fn corrupt_list_is_an_error() {
     let q = w.truth[&100].clone();
     let req = parse_request(&ann(&q, 10), false).unwrap();
     match node.try_cold_query(&ns(), &req).await {
-        Err(EngineError::Corrupted(_)) => {}
+        Err(ref e) if e.kind() == ErrorKind::Corrupted => {}
         other => panic!("expected Corrupted, got {other:?}"),
     }
 }

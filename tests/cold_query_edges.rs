@@ -20,8 +20,9 @@ use rand::{Rng, SeedableRng};
 use serde_json::{json, Value as Json};
 use tidepool::engine::{CompactionConfig, Engine, EngineConfig, WriteRequest};
 use tidepool::layout::NsPath;
-use tidepool::query::{execute_request, parse_request};
+use tidepool::query::execute_request;
 use tidepool::store::Store;
+use tidepool::wire::query::parse_request;
 
 const DIM: usize = 16;
 

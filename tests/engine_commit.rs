@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use serde_json::json;
-use tidepool::engine::{Engine, EngineConfig, EngineError, WriteRequest};
+use tidepool::engine::{Engine, EngineConfig, EngineError, ErrorKind, WriteRequest};
 use tidepool::layout::NsPath;
 use tidepool::model::{DocId, Value};
 use tidepool::store::fault::{Fault, FaultStore};
@@ -65,7 +65,11 @@ async fn two_engines_racing_on_one_namespace_lose_no_update() {
                         json!({"if_version": s.generation(), "patch_rows": [{"id": 0, "count": c + 1}]});
                     match write(&e, body).await {
                         Ok(_) => break,
-                        Err(EngineError::PreconditionFailed(_) | EngineError::Conflict(_)) => continue,
+                        Err(ref e)
+                            if matches!(e.kind(), ErrorKind::PreconditionFailed | ErrorKind::Conflict) =>
+                        {
+                            continue
+                        }
                         Err(other) => panic!("{other}"),
                     }
                 }
@@ -134,7 +138,7 @@ async fn a_failed_wal_upload_commits_nothing_and_the_next_write_works() {
     write(&e, json!({"upsert_rows": [{"id": 1}]})).await.unwrap();
     fault.fail_next_put("/wal/", Fault::Before);
     let err = write(&e, json!({"upsert_rows": [{"id": 2}]})).await.unwrap_err();
-    assert!(matches!(err, EngineError::Unavailable(_)), "{err:?}");
+    assert!((err).kind() == ErrorKind::Unavailable, "{err:?}");
     assert!(e.get(&ns(), &[DocId::U64(2)]).await.unwrap()[0].is_none());
     write(&e, json!({"upsert_rows": [{"id": 3}]})).await.unwrap();
     assert_eq!(e.existing(&ns(), true).await.unwrap().state.len() as usize, 2);

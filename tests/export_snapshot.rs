@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use serde_json::{json, Value as Json};
 use tidepool::engine::export::document_to_json;
-use tidepool::engine::{CompactionConfig, Engine, EngineConfig, EngineError, WriteRequest};
+use tidepool::engine::{CompactionConfig, Engine, EngineConfig, EngineError, ErrorKind, WriteRequest};
 use tidepool::layout::NsPath;
 use tidepool::model::DocId;
 use tidepool::store::Store;
@@ -137,7 +137,7 @@ async fn a_snapshot_restores_identically_on_another_node() {
     // Restoring over a namespace with documents is refused.
     let mut f = tokio::io::BufReader::new(tokio::fs::File::open(&file).await.unwrap());
     let err = other.restore_snapshot(&dst, &mut f).await.unwrap_err();
-    assert!(matches!(err, EngineError::PreconditionFailed(_)), "{err:?}");
+    assert!((err).kind() == ErrorKind::PreconditionFailed, "{err:?}");
     // The restored namespace is an ordinary one: writes, compaction.
     other
         .write(
@@ -182,7 +182,7 @@ async fn corrupted_snapshots_are_refused_with_a_clear_error_and_leave_nothing_be
     for (i, (what, bytes)) in cases.iter().enumerate() {
         let dst = ns(&format!("r{i}"));
         let err = e.restore_snapshot(&dst, &mut bytes.as_slice()).await.unwrap_err();
-        assert!(matches!(err, EngineError::InvalidInput(_)), "{what}: {err:?}");
+        assert!((err).kind() == ErrorKind::InvalidInput, "{what}: {err:?}");
         assert!(err.to_string().contains("invalid snapshot file"), "{what}: {err}");
         assert!(e.latest_manifest(&dst).await.unwrap().is_none(), "{what}: a namespace was created");
         assert!(store.list(&dst.prefix()).await.unwrap().is_empty(), "{what}: objects left behind");
@@ -209,7 +209,7 @@ async fn a_failed_snapshot_leaves_the_previous_file_intact() {
     e.write_snapshot_file(&ns("src"), None, &file).await.unwrap();
     let before = std::fs::read(&file).unwrap();
     let err = e.write_snapshot_file(&ns("missing"), None, &file).await.unwrap_err();
-    assert!(matches!(err, EngineError::NotFound(_)), "{err:?}");
+    assert!((err).kind() == ErrorKind::NotFound, "{err:?}");
     assert_eq!(std::fs::read(&file).unwrap(), before);
     let names: Vec<String> = std::fs::read_dir(dir.path())
         .unwrap()

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use serde_json::{json, Value as Json};
 use tidepool::engine::repair::RepairOptions;
-use tidepool::engine::{CompactionConfig, Engine, EngineConfig, EngineError, WriteRequest};
+use tidepool::engine::{CompactionConfig, Engine, EngineConfig, EngineError, ErrorKind, WriteRequest};
 use tidepool::layout::NsPath;
 use tidepool::model::DocId;
 use tidepool::store::fault::FaultStore;
@@ -43,7 +43,7 @@ fn rows(ids: std::ops::Range<u64>, tag: &str) -> Json {
 async fn ids(e: &Engine, name: &str) -> Option<BTreeSet<DocId>> {
     match e.existing(&ns(name), true).await {
         Ok(s) => Some(s.state.iter_from(Bound::Unbounded).map(|d| d.id.clone()).collect()),
-        Err(EngineError::NotFound(_)) => None,
+        Err(ref e) if e.kind() == ErrorKind::NotFound => None,
         Err(err) => panic!("{name}: {err}"),
     }
 }

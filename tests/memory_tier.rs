@@ -43,7 +43,7 @@ async fn loaded_states_stay_within_the_budget_and_pins_stay_loaded() {
     );
     // A dropped state is rebuilt on access.
     assert_eq!(e.existing(&ns("d"), true).await.unwrap().state.len(), 1);
-    let md = e.metadata(&ns("a")).await.unwrap();
+    let md = e.metadata(&ns("a")).await.unwrap().to_json();
     assert_eq!(md["cache"]["pinned"], true);
 }
 

@@ -15,8 +15,9 @@ use rand::{Rng, SeedableRng};
 use serde_json::{json, Value as Json};
 use tidepool::engine::{CompactionConfig, Engine, EngineConfig, NsState, WriteRequest};
 use tidepool::layout::NsPath;
-use tidepool::query::{execute_request, parse_request, recall};
+use tidepool::query::{execute_request, recall};
 use tidepool::store::Store;
+use tidepool::wire::query::{parse_recall, parse_request, recall_json};
 
 fn ns() -> NsPath {
     NsPath::new("o", "p", "q").unwrap()
@@ -206,11 +207,13 @@ async fn ann_recall_and_filtered_recall_stay_above_the_floor() {
         assert!(r >= 0.9, "recall@10 {r} with filter {filter}");
     }
     // The recall endpoint's computation agrees.
-    let out = recall(&json!({"num": 20, "top_k": 10}), &*env.state().await).unwrap();
+    let run_recall = |body: serde_json::Value, state: &tidepool::engine::NsState| {
+        recall_json(&recall(&parse_recall(&body).unwrap(), state).unwrap())
+    };
+    let out = run_recall(json!({"num": 20, "top_k": 10}), &*env.state().await);
     assert!(out["avg_recall"].as_f64().unwrap() >= 0.9, "{out}");
     assert_eq!(out["avg_exhaustive_count"], json!(10.0));
-    let out =
-        recall(&json!({"num": 2, "top_k": 5, "include_ground_truth": true}), &*env.state().await).unwrap();
+    let out = run_recall(json!({"num": 2, "top_k": 5, "include_ground_truth": true}), &*env.state().await);
     assert_eq!(out["ground_truth"].as_array().unwrap().len(), 2);
 }
 

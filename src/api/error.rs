@@ -9,7 +9,7 @@
 use hyper::StatusCode;
 use serde_json::{json, Value as Json};
 
-use crate::engine::EngineError;
+use crate::engine::{EngineError, ErrorKind};
 
 /// An error answered to the client.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,24 +69,27 @@ impl From<crate::query::QueryError> for ApiError {
 
 impl From<EngineError> for ApiError {
     fn from(e: EngineError) -> Self {
-        if let EngineError::Backpressure { message, retry_after_ms } = e {
-            return ApiError::too_many_requests(message, retry_after_ms);
+        let status = status_of(e.kind());
+        if e.kind() == ErrorKind::Backpressure {
+            return ApiError::too_many_requests(e.message(), e.retry_after_ms());
         }
-        let status = match &e {
-            EngineError::InvalidInput(_) => StatusCode::BAD_REQUEST,
-            EngineError::NotFound(_) => StatusCode::NOT_FOUND,
-            EngineError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
-            EngineError::Conflict(_) => StatusCode::CONFLICT,
-            EngineError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            EngineError::Unsupported(_) => StatusCode::NOT_IMPLEMENTED,
-            EngineError::Corrupted(_) | EngineError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            EngineError::Backpressure { .. } => StatusCode::TOO_MANY_REQUESTS,
-        };
-        let retryable = !matches!(e, EngineError::Corrupted(_));
-        ApiError {
-            retryable: retryable && ApiError::new(status, "").retryable,
-            ..ApiError::new(status, e.to_string())
-        }
+        // Corrupted data stays corrupted: retrying cannot help.
+        let retryable = e.kind() != ErrorKind::Corrupted && ApiError::new(status, "").retryable;
+        ApiError { retryable, ..ApiError::new(status, e.to_string()) }
+    }
+}
+
+/// The one place an engine error kind becomes an HTTP status.
+pub fn status_of(kind: ErrorKind) -> StatusCode {
+    match kind {
+        ErrorKind::InvalidInput => StatusCode::BAD_REQUEST,
+        ErrorKind::NotFound => StatusCode::NOT_FOUND,
+        ErrorKind::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
+        ErrorKind::Conflict => StatusCode::CONFLICT,
+        ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorKind::Unsupported => StatusCode::NOT_IMPLEMENTED,
+        ErrorKind::Backpressure => StatusCode::TOO_MANY_REQUESTS,
+        ErrorKind::Corrupted | ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 
@@ -103,14 +106,14 @@ mod tests {
     #[test]
     fn engine_errors_map_to_statuses() {
         let cases = [
-            (EngineError::InvalidInput("x".into()), 400, false),
-            (EngineError::NotFound("x".into()), 404, false),
-            (EngineError::PreconditionFailed("x".into()), 412, false),
-            (EngineError::Conflict("x".into()), 409, true),
-            (EngineError::Unavailable("x".into()), 503, true),
-            (EngineError::Corrupted("x".into()), 500, false),
-            (EngineError::Internal("x".into()), 500, true),
-            (EngineError::Unsupported("x".into()), 501, false),
+            (EngineError::invalid_input("x"), 400, false),
+            (EngineError::not_found("x"), 404, false),
+            (EngineError::precondition_failed("x"), 412, false),
+            (EngineError::conflict("x"), 409, true),
+            (EngineError::unavailable("x"), 503, true),
+            (EngineError::corrupted("x"), 500, false),
+            (EngineError::internal("x"), 500, true),
+            (EngineError::unsupported("x"), 501, false),
         ];
         for (e, status, retry) in cases {
             let a = ApiError::from(e);

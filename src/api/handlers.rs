@@ -25,9 +25,11 @@ use super::error::ApiError;
 use super::router::{route, NoRoute, Route};
 use super::stream::Reply;
 use super::{maintenance, AppState};
-use crate::engine::{schema_json, Snapshot, WriteRequest};
+use crate::engine::{Snapshot, WriteRequest};
 use crate::layout::NsPath;
 use crate::query::{self, QueryRequest, QueryResult};
+use crate::wire::namespace::schema_json;
+use crate::wire::query::{parse_recall, parse_request, recall_json};
 
 /// Namespaces larger than this are queried on a blocking thread.
 const INLINE_QUERY_DOCS: usize = 10_000;
@@ -175,7 +177,7 @@ async fn query(ctx: &Ctx, ns: &str, req: Request<Incoming>) -> Result<Json, ApiE
     let path = ctx.ns(ns)?;
     let (_, body) = body_json(ctx, req).await?;
     let multi = ctx.params.get("stainless_overload").is_some_and(|v| v == "multiQuery");
-    let parsed = query::parse_request(&body, multi)?;
+    let parsed = parse_request(&body, multi)?;
     let exec_started = Instant::now();
     // Time travel (`?generation=`) reads a retained generation: never the cold path.
     let cold = match maintenance::generation_param(ctx)? {
@@ -247,7 +249,8 @@ async fn recall(ctx: &Ctx, ns: &str, req: Request<Incoming>) -> Result<Json, Api
     let (_, body) = body_json(ctx, req).await?;
     let snap = maintenance::read_snapshot(ctx, &path, true).await?;
     let state = snap.state.clone();
-    let out = tokio::task::spawn_blocking(move || query::recall(&body, &state))
+    let params = parse_recall(&body)?;
+    let out = tokio::task::spawn_blocking(move || query::recall(&params, &state).map(|r| recall_json(&r)))
         .await
         .map_err(|e| ApiError::internal(format!("recall task failed: {e}")))?;
     Ok(out?)
@@ -256,7 +259,7 @@ async fn recall(ctx: &Ctx, ns: &str, req: Request<Incoming>) -> Result<Json, Api
 async fn explain_query(ctx: &Ctx, ns: &str, req: Request<Incoming>) -> Result<Json, ApiError> {
     let path = ctx.ns(ns)?;
     let (_, body) = body_json(ctx, req).await?;
-    let parsed = query::parse_request(&body, false)?;
+    let parsed = parse_request(&body, false)?;
     let snap = maintenance::read_snapshot(ctx, &path, parsed.strong).await?;
     let mut text = format!(
         "namespace {} at version {} ({} read)",
@@ -296,7 +299,7 @@ async fn patch_metadata(ctx: &Ctx, ns: &str, req: Request<Incoming>) -> Result<J
     if let Some(p) = pin {
         ctx.state.engine.set_pinned(&path, p).await?;
     }
-    Ok(ctx.state.engine.metadata(&path).await?)
+    Ok(ctx.state.engine.metadata(&path).await?.to_json())
 }
 
 fn parse_pinning(v: &Json) -> Result<bool, ApiError> {

@@ -52,7 +52,7 @@ pub(super) async fn read_snapshot(ctx: &Ctx, path: &NsPath, strong: bool) -> Res
 /// Namespace metadata plus its lineage when it is a branch.
 pub(super) async fn metadata(ctx: &Ctx, ns: &str) -> Result<Json, ApiError> {
     let path = ctx.ns(ns)?;
-    let mut v = ctx.state.engine.metadata(&path).await?;
+    let mut v = ctx.state.engine.metadata(&path).await?.to_json();
     if let Some(l) = ctx.state.engine.lineage(&path).await? {
         let parent = NsPath::parse(&l.parent).map(|p| p.ns().to_owned()).unwrap_or(l.parent);
         v["lineage"] = json!({"parent": parent, "parent_generation": l.parent_generation});

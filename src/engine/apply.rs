@@ -36,7 +36,7 @@ pub struct AffectedIds {
 }
 
 fn invalid(msg: impl Into<String>) -> EngineError {
-    EngineError::InvalidInput(msg.into())
+    EngineError::invalid_input(msg.into())
 }
 
 impl NsState {
@@ -83,7 +83,7 @@ impl NsState {
             return Ok(());
         }
         match self.schema.get(name) {
-            Some(s) if !s.ty.accepts(v) => Err(EngineError::InvalidInput(
+            Some(s) if !s.ty.accepts(v) => Err(EngineError::invalid_input(
                 crate::model::ModelError::TypeMismatch {
                     attr: name.into(),
                     expected: s.ty.name(),

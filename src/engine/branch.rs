@@ -33,12 +33,12 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use bytes::Bytes;
 use serde_json::Value as Json;
 
+use super::commit::{CommitError, Derived};
 use super::request::{ForkFrom, ForkKind};
-use super::{clear_cached, CommitError, Engine, EngineError, WriteResponse};
-use crate::format::manifest::{encode_current_with_manifest, Lineage, Manifest};
+use super::{clear_cached, Engine, EngineError, WriteResponse};
+use crate::format::manifest::{Lineage, Manifest};
 use crate::layout::NsPath;
 use crate::ops::RowCounts;
 use crate::store::StoreError;
@@ -114,7 +114,7 @@ impl Engine {
     /// A write body carrying `branch_from_namespace` / `copy_from_namespace`.
     pub(crate) async fn write_fork(&self, dst: &NsPath, f: &ForkFrom) -> Result<WriteResponse, EngineError> {
         let src = NsPath::new(dst.org(), dst.project(), &f.source)
-            .map_err(|e| EngineError::InvalidInput(format!("source namespace: {e}")))?;
+            .map_err(|e| EngineError::invalid_input(format!("source namespace: {e}")))?;
         let out = self.fork(&src, dst, f.kind, f.generation).await?;
         Ok(WriteResponse {
             counts: RowCounts::default(),
@@ -134,12 +134,12 @@ impl Engine {
         generation: Option<u64>,
     ) -> Result<ForkOutcome, EngineError> {
         if src.org() != dst.org() || src.project() != dst.project() {
-            return Err(EngineError::InvalidInput(
-                "source and destination must be in the same org/project (refcounts are per project)".into(),
+            return Err(EngineError::invalid_input(
+                "source and destination must be in the same org/project (refcounts are per project)",
             ));
         }
         if src == dst {
-            return Err(EngineError::InvalidInput("source and destination namespaces must differ".into()));
+            return Err(EngineError::invalid_input("source and destination namespaces must differ"));
         }
         let project = src.project_id();
         let plock = self.project_lock(&project);
@@ -155,7 +155,7 @@ impl Engine {
 
         let (manifest, held, copied) = match kind {
             ForkKind::Branch | ForkKind::ShallowCopy => {
-                self.hold_shared(&project, &keys).await?;
+                self.log(dst).hold_shared(&keys).await?;
                 let lineage = (kind == ForkKind::Branch)
                     .then(|| Lineage { parent: src.to_string(), parent_generation: source.generation });
                 let m = self.derived_manifest(&source, dst, base.as_deref(), lineage, None)?;
@@ -169,27 +169,9 @@ impl Engine {
                 (m, written, n)
             }
         };
-        if let Err(failure) = self.commit_fork(dst, &manifest).await {
-            clear_cached(&hd);
-            if failure.not_created {
-                // Nothing references our increments: give them back. A
-                // branch never deletes (its keys have other holders); a deep
-                // copy's new objects are ours and go at zero.
-                if kind == ForkKind::DeepCopy {
-                    self.release(dst, held).await;
-                } else {
-                    self.give_back(&project, &held).await;
-                }
-            }
-            // Otherwise the create may have landed: keep the counts (a leak
-            // at worst, which repair reclaims), never a count too low.
-            return Err(failure.error);
-        }
+        let committed = self.commit_fork(dst, base, &held, manifest).await;
         clear_cached(&hd);
-        if let Some(b) = base.filter(|b| !b.deleted) {
-            // The destination was live but empty: its old objects are dropped.
-            self.release(dst, b.object_keys()).await;
-        }
+        let manifest = committed?;
         Ok(ForkOutcome {
             manifest: Arc::new(manifest),
             source_generation: source.generation,
@@ -207,55 +189,13 @@ impl Engine {
         if let Some(b) = base.as_ref().filter(|b| !b.deleted) {
             let state = self.snapshot(dst, true).await?;
             if !state.state.is_empty() || !b.segments.is_empty() {
-                return Err(EngineError::PreconditionFailed(format!(
+                return Err(EngineError::precondition_failed(format!(
                     "destination namespace {} already exists and holds documents; delete it first",
                     dst.ns()
                 )));
             }
         }
         Ok(base)
-    }
-
-    /// Raise the project refcount of every key, then check that each one had
-    /// another live holder (count >= 2 now); otherwise give the increments
-    /// back and refuse.
-    pub(crate) async fn hold_shared(&self, project: &str, keys: &[String]) -> Result<(), EngineError> {
-        let (p, k) = (project.to_owned(), keys.to_vec());
-        self.blocking(move |m| m.incr_refs(&p, &k)).await?;
-        let (p, k) = (project.to_owned(), keys.to_vec());
-        let counts = self
-            .blocking(move |m| k.iter().map(|key| m.refcount(&p, key).map(|n| (key.clone(), n))).collect())
-            .await;
-        let weak: Vec<String> = match counts {
-            Ok(c) => {
-                let c: Vec<(String, u64)> = c;
-                c.into_iter().filter(|(_, n)| *n < 2).map(|(k, _)| k).collect()
-            }
-            Err(e) => {
-                self.give_back(project, keys).await;
-                return Err(e);
-            }
-        };
-        if let Some(first) = weak.first() {
-            self.give_back(project, keys).await;
-            return Err(EngineError::Conflict(format!(
-                "object {first} (and {} more) is no longer held by any live namespace, so it may be \
-                 in the middle of being reclaimed; branch or copy a newer generation (or, if this data \
-                 dir's refcounts are incomplete, e.g. the source was written by another daemon, run \
-                 `tidepool repair` first)",
-                weak.len() - 1
-            )));
-        }
-        Ok(())
-    }
-
-    /// Lower counts raised by a refused operation without deleting anything
-    /// (a key that reaches zero is left for repair's sweep).
-    pub(crate) async fn give_back(&self, project: &str, keys: &[String]) {
-        let (p, k) = (project.to_owned(), keys.to_vec());
-        if let Err(e) = self.blocking(move |m| m.decr_refs(&p, &k)).await {
-            tracing::warn!(project, error = %e, "could not give back refcounts; they leak until repair");
-        }
     }
 
     /// Copy every object of `map` (old key → new key), returning the new keys.
@@ -265,7 +205,7 @@ impl Engine {
         for (from, to) in map {
             let step = async {
                 let bytes = self.store.get(from).await.map_err(|e| match e {
-                    StoreError::NotFound(k) => EngineError::Corrupted(format!(
+                    StoreError::NotFound(k) => EngineError::corrupted(format!(
                         "the source references a missing object {k} (reclaimed, or a damaged store)"
                     )),
                     other => other.into(),
@@ -304,15 +244,15 @@ impl Engine {
         map: &BTreeMap<String, String>,
         written: &[String],
     ) -> Result<Manifest, EngineError> {
-        let (project, w) = (dst.project_id(), written.to_vec());
-        if let Err(e) = self.blocking(move |m| m.incr_refs(&project, &w)).await {
+        let log = self.log(dst);
+        if let Err(e) = log.raise(written).await {
             self.delete_quietly(written).await;
             return Err(e);
         }
         match self.derived_manifest(source, dst, base, None, Some(map)) {
             Ok(m) => Ok(m),
             Err(e) => {
-                self.release(dst, written.to_vec()).await;
+                log.release(written.to_vec()).await;
                 Err(e)
             }
         }
@@ -341,41 +281,36 @@ impl Engine {
         m.next_wal_seq = source.next_wal_seq.max(base.map_or(0, |b| b.next_wal_seq));
         m.row_id_hwm = 0;
         m.lineage = lineage;
-        m.validate().map_err(|e| EngineError::Internal(format!("derived manifest is invalid: {e}")))?;
+        m.validate().map_err(|e| EngineError::internal(format!("derived manifest is invalid: {e}")))?;
         Ok(m)
     }
 
-    /// Conditional create of a derived manifest + the CURRENT hint.
-    pub(crate) async fn commit_fork(&self, dst: &NsPath, m: &Manifest) -> Result<(), ForkCommitFailure> {
-        match self.create_manifest(dst, m).await {
-            Ok(()) => {}
-            Err(CommitError::Lost) => {
-                return Err(ForkCommitFailure {
-                    error: EngineError::Conflict(format!(
-                        "namespace {} was written concurrently while it was being created; retry",
-                        dst.ns()
-                    )),
-                    not_created: true,
-                })
-            }
-            // The outcome is unknown: the manifest may exist.
-            Err(CommitError::Failed(e)) => return Err(ForkCommitFailure { error: e, not_created: false }),
+    /// Publish a derived manifest (a branch, copy or restore) as the next
+    /// generation of `dst` through the commit unit. No rebase: a destination
+    /// written concurrently is a conflict (the objects `held` for it are
+    /// released). After an unknown outcome they are kept (a leak at worst,
+    /// reclaimed by repair, never a dangling manifest).
+    pub(crate) async fn commit_fork(
+        &self,
+        dst: &NsPath,
+        base: Option<Arc<Manifest>>,
+        held: &[String],
+        m: Manifest,
+    ) -> Result<Manifest, EngineError> {
+        let mut m = Some(m);
+        let committed = self
+            .log(dst)
+            .commit(base, held, 1, |_| async {}, |_| Ok(m.take().map_or(Derived::Refuse, Derived::Commit)))
+            .await;
+        match committed {
+            Ok(c) => Ok(c.manifest),
+            Err(CommitError::Lost) => Err(EngineError::conflict(format!(
+                "namespace {} was written concurrently while it was being created; retry",
+                dst.ns()
+            ))),
+            Err(CommitError::Failed(e)) => Err(e),
         }
-        if let Err(e) = self.store.put(&dst.current_key(), Bytes::from(encode_current_with_manifest(m))).await
-        {
-            tracing::warn!(namespace = %dst, error = %e, "could not update the CURRENT hint (readers will probe)");
-        }
-        Ok(())
     }
-}
-
-/// A failed commit of a derived manifest.
-pub(crate) struct ForkCommitFailure {
-    /// What to report.
-    pub(crate) error: EngineError,
-    /// True when the manifest was certainly not created (a lost race), so
-    /// the counts raised for it may be given back.
-    pub(crate) not_created: bool,
 }
 
 /// The key a copied object of the same project gets under `dst`'s prefix:
@@ -394,7 +329,7 @@ pub(crate) fn relocate_key(key: &str, dst: &NsPath, token: &str) -> Result<Strin
         .map(|(_, rest)| rest)
         .filter(|r| !r.is_empty())
         .ok_or_else(|| {
-            EngineError::Corrupted(format!(
+            EngineError::corrupted(format!(
                 "object key {key} is not under a namespace of project {project_prefix}"
             ))
         })?;
@@ -421,7 +356,7 @@ pub(crate) fn relocation_map(
     for k in keys {
         let to = relocate_key(k, dst, &token())?;
         if let Some(other) = seen.insert(to.clone(), k.clone()) {
-            return Err(EngineError::Internal(format!(
+            return Err(EngineError::internal(format!(
                 "objects {other} and {k} would both be copied to {to}"
             )));
         }
@@ -446,7 +381,7 @@ pub(crate) fn rewrite_keys(m: &Manifest, map: &BTreeMap<String, String>) -> Resu
             _ => {}
         }
     }
-    let internal = |e: serde_json::Error| EngineError::Internal(format!("manifest key rewrite: {e}"));
+    let internal = |e: serde_json::Error| EngineError::internal(format!("manifest key rewrite: {e}"));
     let mut v = serde_json::to_value(m).map_err(internal)?;
     for field in ["wal", "segments"] {
         if let Some(f) = v.get_mut(field) {
@@ -456,7 +391,7 @@ pub(crate) fn rewrite_keys(m: &Manifest, map: &BTreeMap<String, String>) -> Resu
     let out: Manifest = serde_json::from_value(v).map_err(internal)?;
     let targets: std::collections::HashSet<&String> = map.values().collect();
     if let Some(k) = out.object_keys().iter().find(|k| !targets.contains(k)) {
-        return Err(EngineError::Internal(format!("object key {k} was not rewritten")));
+        return Err(EngineError::internal(format!("object key {k} was not rewritten")));
     }
     Ok(out)
 }

@@ -84,7 +84,7 @@ type Usable = (f32, u32, DocId, usize, usize);
 type Candidate = (Document, Option<(usize, u32)>);
 
 fn corrupt(what: impl std::fmt::Display) -> EngineError {
-    EngineError::Corrupted(what.to_string())
+    EngineError::corrupted(what.to_string())
 }
 
 /// Why a cold read stopped: an object of the generation is gone (a newer generation released

@@ -22,8 +22,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 
+use super::commit::{CommitError, Derived, MAX_COMMIT_ATTEMPTS};
 use super::state::{LiveSegment, NsState};
-use super::{CommitError, Engine, EngineError, NsHandle, Snapshot};
+use super::{Engine, EngineError, ErrorKind, NsHandle, Snapshot};
 use crate::format::manifest::{Manifest, ObjectRef, SectionRef, SegmentRef};
 use crate::format::segment::{DeletionSet, SegmentBuilder, SEGMENT_FILE};
 use crate::layout::NsPath;
@@ -105,15 +106,14 @@ impl Engine {
         let _single = h.compact_lock.lock().await;
         for _ in 0..4 {
             let base = self.existing(path, true).await?;
-            let m = base.manifest.clone().ok_or_else(|| EngineError::Internal("no manifest".into()))?;
+            let m = base.manifest.clone().ok_or_else(|| EngineError::internal("no manifest"))?;
             let merge = self.pick_merge(&base.state);
             if m.wal.is_empty() && merge.len() < 2 || !force && !self.needs_compaction(&m) {
                 return Ok(CompactionReport { generation: m.generation, ..CompactionReport::default() });
             }
             let out = self.write_outputs(path, &base, &merge).await?;
             match self.commit_compaction(&h, &m, &out).await {
-                Ok((generation, dropped)) => {
-                    self.release(path, dropped).await;
+                Ok(generation) => {
                     self.reload(&h).await?;
                     return Ok(CompactionReport {
                         performed: true,
@@ -125,10 +125,9 @@ impl Engine {
                         bytes_written: out.bytes,
                     });
                 }
-                Err(CommitError::Lost) => {
-                    // Another process compacted or deleted: drop our objects, look again.
-                    self.release(path, out.written_keys).await;
-                }
+                // Another process compacted or deleted: the commit unit
+                // released our objects; look again.
+                Err(CommitError::Lost) => {}
                 Err(CommitError::Failed(e)) => {
                     // Unknown outcome: the manifest may have landed and
                     // reference the new objects, so keep them (a leak at
@@ -138,7 +137,7 @@ impl Engine {
                 }
             }
         }
-        Err(EngineError::Conflict(format!("compaction of {} kept losing races; retry", path.ns())))
+        Err(EngineError::conflict(format!("compaction of {} kept losing races; retry", path.ns())))
     }
 
     /// Segments worth merging: the smallest ones, while their live rows fit
@@ -186,10 +185,10 @@ impl Engine {
         for chunk in docs.chunks(self.compaction.max_segment_rows.max(1)) {
             let mut b = SegmentBuilder::new(id_type, state.vector_dim).with_range_checksums();
             for d in chunk {
-                b.push(d).map_err(|e| EngineError::Internal(format!("building a segment: {e}")))?;
+                b.push(d).map_err(|e| EngineError::internal(format!("building a segment: {e}")))?;
             }
             crate::engine::indexing::add_index_sections(&mut b, chunk, state);
-            let bytes = b.finish().map_err(|e| EngineError::Internal(format!("building a segment: {e}")))?;
+            let bytes = b.finish().map_err(|e| EngineError::internal(format!("building a segment: {e}")))?;
             let id = self.ids.next_token();
             let key = path.segment_key(&id, SEGMENT_FILE);
             let file = object_ref(&key, &bytes);
@@ -216,63 +215,41 @@ impl Engine {
             out.written_keys.push(key);
             out.new_deletes.insert(seg_id, r);
         }
-        let keys = out.written_keys.clone();
-        let project = path.project_id();
-        self.blocking(move |m| m.incr_refs(&project, &keys)).await?;
+        self.log(path).raise(&out.written_keys).await?;
         Ok(out)
     }
 
-    /// Step 3: commit on top of the newest generation under the commit lock.
-    /// Returns the generation and the keys the commit dropped.
+    /// Step 3: commit on top of the newest generation under the commit lock,
+    /// through the commit unit (which releases what the new generation drops:
+    /// the folded WAL, merged segments, replaced deletion sets). A newer base
+    /// is taken as long as it only appended WAL to `base`.
     async fn commit_compaction(
         &self,
         h: &NsHandle,
         base: &Manifest,
         out: &Output,
-    ) -> Result<(u64, Vec<String>), CommitError> {
+    ) -> Result<u64, CommitError> {
         let _commit = h.commit_lock.lock().await;
         let newest = self.reload(h).await.map_err(CommitError::Failed)?;
-        let Some(cur) = newest.manifest.clone().filter(|m| !m.deleted) else { return Err(CommitError::Lost) };
-        if cur.segments != base.segments || !cur.wal.starts_with(&base.wal) {
-            return Err(CommitError::Lost);
-        }
-        let mut next = (*cur).clone();
-        next.generation = cur.generation + 1;
-        next.previous_generation = Some(cur.generation);
-        next.commit_id = self.ids.next_token();
-        next.committed_at_ms = self.clock.now_ms();
-        next.wal = cur.wal[base.wal.len()..].to_vec();
-        let mut dropped: Vec<String> = base.wal.iter().map(|w| w.key.clone()).collect();
-        let mut segments = Vec::new();
-        for s in &cur.segments {
-            if out.merged.contains(&s.id) {
-                dropped.extend(s.files.iter().map(|f| f.key.clone()));
-                dropped.extend(s.deletes.iter().map(|d| d.key.clone()));
-                continue;
-            }
-            let mut s = s.clone();
-            if let Some(d) = out.new_deletes.get(&s.id) {
-                dropped.extend(s.deletes.iter().map(|old| old.key.clone()));
-                s.deletes = Some(d.clone());
-            }
-            segments.push(s);
-        }
-        segments.extend(out.new_segments.iter().cloned());
-        next.segments = segments;
-        next.stats.unindexed_rows = next.wal.iter().map(|w| w.rows).sum();
-        next.stats.unindexed_bytes = next.wal.iter().map(|w| w.bytes).sum();
-        self.create_manifest(&h.path, &next).await?;
-        if let Err(e) = self
-            .store
-            .put(
-                &h.path.current_key(),
-                Bytes::from(crate::format::manifest::encode_current_with_manifest(&next)),
+        let (ids, clock) = (&self.ids, &self.clock);
+        let committed = self
+            .log(&h.path)
+            .commit(
+                newest.manifest,
+                &out.written_keys,
+                MAX_COMMIT_ATTEMPTS,
+                |a| self.backoff(a),
+                |cur| {
+                    Ok(match cur.filter(|m| !m.deleted) {
+                        Some(cur) if cur.segments == base.segments && cur.wal.starts_with(&base.wal) => {
+                            Derived::Commit(compacted(cur, base, out, ids.next_token(), clock.now_ms()))
+                        }
+                        _ => Derived::Refuse,
+                    })
+                },
             )
-            .await
-        {
-            tracing::warn!(namespace = %h.path, error = %e, "could not update the CURRENT hint");
-        }
-        Ok((next.generation, dropped))
+            .await?;
+        Ok(committed.manifest.generation)
     }
 
     /// Start a background compaction if the manifest crosses the thresholds.
@@ -292,7 +269,8 @@ impl Engine {
                     tracing::info!(namespace = %path, generation = r.generation, rows = r.rows_written,
                     segments = r.segments_written, merged = r.segments_merged, "compacted")
                 }
-                Ok(_) | Err(EngineError::NotFound(_)) => {}
+                Ok(_) => {}
+                Err(e) if e.kind() == ErrorKind::NotFound => {}
                 Err(e) => tracing::warn!(namespace = %path, error = %e, "background compaction failed"),
             }
         });
@@ -307,7 +285,7 @@ impl Engine {
 
     async fn load_segment(&self, s: &SegmentRef) -> Result<LiveSegment, EngineError> {
         let file =
-            s.files.first().ok_or_else(|| EngineError::Corrupted(format!("segment {} has no file", s.id)))?;
+            s.files.first().ok_or_else(|| EngineError::corrupted(format!("segment {} has no file", s.id)))?;
         let deletes = async {
             match &s.deletes {
                 Some(d) => self.object_bytes(d).await.map(Some),
@@ -316,10 +294,10 @@ impl Engine {
         };
         let (bytes, deletes) = futures::try_join!(self.object_bytes(file), deletes)?;
         let seg = crate::format::segment::Segment::open(bytes)
-            .map_err(|e| EngineError::Corrupted(format!("segment {}: {e}", file.key)))?;
+            .map_err(|e| EngineError::corrupted(format!("segment {}: {e}", file.key)))?;
         let deleted = match (&s.deletes, deletes) {
             (Some(d), Some(b)) => DeletionSet::decode(&b)
-                .map_err(|e| EngineError::Corrupted(format!("deletion set {}: {e}", d.key)))?,
+                .map_err(|e| EngineError::corrupted(format!("deletion set {}: {e}", d.key)))?,
             _ => DeletionSet::new(seg.len()),
         };
         Ok(LiveSegment::new(seg, Arc::new(deleted), s.clone()))
@@ -330,12 +308,12 @@ impl Engine {
     pub(crate) async fn object_bytes(&self, r: &ObjectRef) -> Result<Bytes, EngineError> {
         self.cache.get(&r.key, r).await.map_err(|e| match e {
             crate::cache::CacheError::NotFound(k) => {
-                EngineError::Corrupted(format!("manifest references missing object {k}"))
+                EngineError::corrupted(format!("manifest references missing object {k}"))
             }
             crate::cache::CacheError::Corrupt { key, .. } => {
-                EngineError::Corrupted(format!("object {key} does not match its manifest checksum"))
+                EngineError::corrupted(format!("object {key} does not match its manifest checksum"))
             }
-            other => EngineError::Unavailable(other.to_string()),
+            other => EngineError::unavailable(other.to_string()),
         })
     }
 }
@@ -346,7 +324,7 @@ impl Engine {
 fn cold_read_sections(bytes: &[u8]) -> Result<Vec<SectionRef>, EngineError> {
     use crate::format::segment::{SECTION_COLD_IVF, SECTION_DOCS, SECTION_IDS, SECTION_RANGE_CHECKSUMS};
     let table = crate::format::segment::section_table(bytes)
-        .map_err(|e| EngineError::Internal(format!("reading the section table of a new segment: {e}")))?;
+        .map_err(|e| EngineError::internal(format!("reading the section table of a new segment: {e}")))?;
     let mut out = Vec::new();
     for s in table
         .into_iter()
@@ -410,4 +388,29 @@ fn shadowed_rows(state: &NsState, merge: &BTreeSet<String>) -> BTreeMap<String, 
         }
     }
     out
+}
+
+/// `cur` with `base`'s WAL folded into the compaction's outputs: merged
+/// segments replaced by the new ones, shadowed rows retired through the new
+/// deletion sets, the WAL appended since `base` kept.
+fn compacted(cur: &Manifest, base: &Manifest, out: &Output, commit_id: String, now: u64) -> Manifest {
+    let mut next = cur.clone();
+    next.generation = cur.generation + 1;
+    next.previous_generation = Some(cur.generation);
+    next.commit_id = commit_id;
+    next.committed_at_ms = now;
+    next.wal = cur.wal[base.wal.len()..].to_vec();
+    let mut segments = Vec::new();
+    for s in cur.segments.iter().filter(|s| !out.merged.contains(&s.id)) {
+        let mut s = s.clone();
+        if let Some(d) = out.new_deletes.get(&s.id) {
+            s.deletes = Some(d.clone());
+        }
+        segments.push(s);
+    }
+    segments.extend(out.new_segments.iter().cloned());
+    next.segments = segments;
+    next.stats.unindexed_rows = next.wal.iter().map(|w| w.rows).sum();
+    next.stats.unindexed_bytes = next.wal.iter().map(|w| w.bytes).sum();
+    next
 }

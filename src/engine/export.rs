@@ -19,7 +19,7 @@ use std::sync::Arc;
 use serde_json::{Map, Value as Json};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
-use super::{cached, Engine, EngineError, Snapshot};
+use super::{cached, Engine, EngineError, ErrorKind, Snapshot};
 use crate::format::manifest::Manifest;
 use crate::layout::NsPath;
 use crate::model::{Document, ID_ATTR, VECTOR_ATTR};
@@ -46,7 +46,7 @@ impl Engine {
         path: &NsPath,
         generation: Option<u64>,
     ) -> Result<Arc<Manifest>, EngineError> {
-        let not_found = || EngineError::NotFound(format!("namespace {} not found", path.ns()));
+        let not_found = || EngineError::not_found(format!("namespace {} not found", path.ns()));
         let newest = self.latest_manifest(path).await?.ok_or_else(not_found)?;
         let Some(g) = generation.filter(|g| *g != newest.generation) else {
             if newest.deleted {
@@ -55,14 +55,14 @@ impl Engine {
             return Ok(newest);
         };
         if g > newest.generation {
-            return Err(EngineError::NotFound(format!(
+            return Err(EngineError::not_found(format!(
                 "generation {g} of namespace {} does not exist (the newest is {})",
                 path.ns(),
                 newest.generation
             )));
         }
         let collected = || {
-            EngineError::NotFound(format!(
+            EngineError::not_found(format!(
                 "generation {g} of namespace {} is no longer retained (collected by manifest GC)",
                 path.ns()
             ))
@@ -70,9 +70,9 @@ impl Engine {
         if self.store.exists(&path.manifest_tombstone_key(g)).await? {
             return Err(collected());
         }
-        let m = self.read_manifest(path, g).await?.ok_or_else(collected)?;
+        let m = self.log(path).read(g).await?.ok_or_else(collected)?;
         if m.deleted {
-            return Err(EngineError::NotFound(format!(
+            return Err(EngineError::not_found(format!(
                 "namespace {} was deleted at generation {g}",
                 path.ns()
             )));
@@ -93,13 +93,16 @@ impl Engine {
             return Ok(s);
         }
         let m = self.manifest_at(path, Some(g)).await?;
-        self.materialize(path, m, None).await.map_err(|e| match e {
-            EngineError::Corrupted(msg) if msg.contains("missing") => EngineError::NotFound(format!(
-                "generation {g} of namespace {} can no longer be read: {msg} (its objects were reclaimed \
-                 after a newer generation replaced them)",
-                path.ns()
-            )),
-            other => other,
+        self.materialize(path, m, None).await.map_err(|e| {
+            if e.kind() == ErrorKind::Corrupted && e.message().contains("missing") {
+                return EngineError::not_found(format!(
+                    "generation {g} of namespace {} can no longer be read: {} (its objects were reclaimed \
+                     after a newer generation replaced them)",
+                    path.ns(),
+                    e.message()
+                ));
+            }
+            e
         })
     }
 
@@ -118,7 +121,7 @@ pub async fn export_ndjson<W: AsyncWrite + Unpin + Send>(
     snap: &Snapshot,
     w: &mut W,
 ) -> Result<ExportSummary, EngineError> {
-    let io = |e: std::io::Error| EngineError::Unavailable(format!("export stream: {e}"));
+    let io = |e: std::io::Error| EngineError::unavailable(format!("export stream: {e}"));
     let state = snap.state.clone();
     let mut out = ExportSummary { generation: snap.generation(), documents: 0, bytes: 0 };
     let mut buf = Vec::with_capacity(EXPORT_CHUNK_BYTES + 4096);
@@ -130,7 +133,7 @@ pub async fn export_ndjson<W: AsyncWrite + Unpin + Send>(
             let bound = lower.as_ref().map_or(Bound::Unbounded, Bound::Excluded);
             for doc in state.iter_from(bound) {
                 serde_json::to_writer(&mut buf, &document_to_json(&doc))
-                    .map_err(|e| EngineError::Internal(format!("export encoding: {e}")))?;
+                    .map_err(|e| EngineError::internal(format!("export encoding: {e}")))?;
                 buf.push(b'\n');
                 out.documents += 1;
                 last = Some(doc.id.clone());

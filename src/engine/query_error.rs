@@ -9,10 +9,10 @@ use crate::query::QueryError;
 impl From<QueryError> for EngineError {
     fn from(e: QueryError) -> Self {
         match e {
-            QueryError::InvalidInput(m) => EngineError::InvalidInput(m),
-            QueryError::Unsupported(m) => EngineError::Unsupported(m),
-            QueryError::Corrupted(m) => EngineError::Corrupted(m),
-            QueryError::Internal(m) => EngineError::Internal(m),
+            QueryError::InvalidInput(m) => EngineError::invalid_input(m),
+            QueryError::Unsupported(m) => EngineError::unsupported(m),
+            QueryError::Corrupted(m) => EngineError::corrupted(m),
+            QueryError::Internal(m) => EngineError::internal(m),
         }
     }
 }

@@ -109,7 +109,7 @@ impl Engine {
             let live = self.retained_generations(path).await?;
             let newest = live.last().copied();
             for g in live {
-                let Some(m) = self.read_manifest(path, g).await? else { continue };
+                let Some(m) = self.log(path).read(g).await? else { continue };
                 out.manifests_read += 1;
                 let keys = m.object_keys();
                 if Some(g) == newest && !m.deleted {
@@ -264,7 +264,7 @@ impl Engine {
         let mut collected = 0;
         for pair in live.windows(2) {
             let (g, next) = (pair[0], pair[1]);
-            let Some(successor) = self.read_manifest(path, next).await? else { break };
+            let Some(successor) = self.log(path).read(next).await? else { break };
             if successor.committed_at_ms.saturating_add(retention_ms) > now {
                 break; // later generations were superseded even more recently
             }

@@ -13,7 +13,7 @@
 //! - The reader verifies every checksum before it uses what it covers, never
 //!   allocates from an unchecked length, caps every length, and refuses a
 //!   snapshot whose objects are not exactly the manifest's objects. Any
-//!   corruption is an [`EngineError::InvalidInput`] saying what is wrong.
+//!   corruption is an [`EngineError::invalid_input`] saying what is wrong.
 //! - Restore writes every object under the destination's prefix, raises
 //!   their refcounts, and commits the destination's manifest **last**, only
 //!   after the footer checksum verified: a crash or a corrupted file leaves
@@ -32,7 +32,7 @@ use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::branch::relocation_map;
-use super::{clear_cached, Engine, EngineError};
+use super::{clear_cached, Engine, EngineError, ErrorKind};
 use crate::format::manifest::{Manifest, MAX_MANIFEST_BYTES};
 use crate::layout::NsPath;
 use crate::store::StoreError;
@@ -68,14 +68,14 @@ pub struct SnapshotInfo {
 }
 
 fn bad(msg: impl std::fmt::Display) -> EngineError {
-    EngineError::InvalidInput(format!("invalid snapshot file: {msg}"))
+    EngineError::invalid_input(format!("invalid snapshot file: {msg}"))
 }
 
 fn io_err(e: &std::io::Error) -> EngineError {
     if e.kind() == std::io::ErrorKind::UnexpectedEof {
         bad("it is truncated (it ends before its footer)")
     } else {
-        EngineError::Unavailable(format!("reading the snapshot: {e}"))
+        EngineError::unavailable(format!("reading the snapshot: {e}"))
     }
 }
 
@@ -91,7 +91,7 @@ impl<W: AsyncWrite + Unpin + Send> CrcWriter<'_, W> {
     async fn put(&mut self, b: &[u8]) -> Result<(), EngineError> {
         self.crc = crc32c::crc32c_append(self.crc, b);
         self.bytes += b.len() as u64;
-        self.w.write_all(b).await.map_err(|e| EngineError::Unavailable(format!("writing the snapshot: {e}")))
+        self.w.write_all(b).await.map_err(|e| EngineError::unavailable(format!("writing the snapshot: {e}")))
     }
 }
 
@@ -137,14 +137,14 @@ impl Engine {
         let count = u32::try_from(keys.len())
             .ok()
             .filter(|n| *n <= MAX_SNAPSHOT_OBJECTS)
-            .ok_or_else(|| EngineError::InvalidInput("too many objects for one snapshot".into()))?;
+            .ok_or_else(|| EngineError::invalid_input("too many objects for one snapshot"))?;
         let wal_crcs: BTreeMap<&str, u32> = m.wal.iter().map(|r| (r.key.as_str(), r.crc32c)).collect();
         let mut out = CrcWriter { w, crc: 0, bytes: 0 };
         out.put(&encode_header(count, m.generation, self.clock.now_ms(), &manifest)).await?;
         out.put(&manifest).await?;
         for key in &keys {
             let data = self.store.get(key).await.map_err(|e| match e {
-                StoreError::NotFound(k) => EngineError::NotFound(format!(
+                StoreError::NotFound(k) => EngineError::not_found(format!(
                     "generation {} of namespace {} can no longer be snapshotted: object {k} was reclaimed",
                     m.generation,
                     path.ns()
@@ -152,10 +152,10 @@ impl Engine {
                 other => other.into(),
             })?;
             if data.len() as u64 > MAX_SNAPSHOT_OBJECT_BYTES {
-                return Err(EngineError::InvalidInput(format!("object {key} is too large for a snapshot")));
+                return Err(EngineError::invalid_input(format!("object {key} is too large for a snapshot")));
             }
             if wal_crcs.get(key.as_str()).is_some_and(|c| *c != crc32c::crc32c(&data)) {
-                return Err(EngineError::Corrupted(format!(
+                return Err(EngineError::corrupted(format!(
                     "WAL object {key} does not match its manifest crc"
                 )));
             }
@@ -169,7 +169,7 @@ impl Engine {
         let crc = out.crc;
         out.put(&crc.to_le_bytes()).await?;
         let bytes = out.bytes;
-        w.flush().await.map_err(|e| EngineError::Unavailable(format!("writing the snapshot: {e}")))?;
+        w.flush().await.map_err(|e| EngineError::unavailable(format!("writing the snapshot: {e}")))?;
         Ok(SnapshotInfo {
             namespace: m.namespace.clone(),
             generation: m.generation,
@@ -185,7 +185,7 @@ impl Engine {
         generation: Option<u64>,
         dest: &Path,
     ) -> Result<SnapshotInfo, EngineError> {
-        let file_err = |e: std::io::Error| EngineError::Unavailable(format!("{}: {e}", dest.display()));
+        let file_err = |e: std::io::Error| EngineError::unavailable(format!("{}: {e}", dest.display()));
         let mut f = AtomicFile::create(dest).await.map_err(file_err)?;
         let info = {
             let mut w = tokio::io::BufWriter::new(f.file());
@@ -232,19 +232,9 @@ impl Engine {
             }
         };
         let m = self.adopt_copies(&source, dst, base.as_deref(), &map, &written).await?;
-        let committed = self.commit_fork(dst, &m).await;
+        let committed = self.commit_fork(dst, base, &written, m).await;
         clear_cached(&h);
-        if let Err(failure) = committed {
-            if failure.not_created {
-                self.release(dst, written).await;
-            }
-            // Otherwise the create may have landed: keep objects and counts
-            // (a leak at worst, reclaimed by repair), never a dangling manifest.
-            return Err(failure.error);
-        }
-        if let Some(b) = base.filter(|b| !b.deleted) {
-            self.release(dst, b.object_keys()).await;
-        }
+        let m = committed?;
         Ok((Arc::new(m), info))
     }
 }
@@ -320,9 +310,9 @@ impl<'a, R: AsyncRead + Unpin + Send> SnapshotReader<'a, R> {
             read_objects: 0,
             expected: BTreeSet::new(),
         };
-        let h = s.take(SNAPSHOT_HEADER_LEN).await.map_err(|e| match e {
-            EngineError::InvalidInput(_) => bad("it is shorter than a snapshot header"),
-            other => other,
+        let h = s.take(SNAPSHOT_HEADER_LEN).await.map_err(|e| match e.kind() {
+            ErrorKind::InvalidInput => bad("it is shorter than a snapshot header"),
+            _ => e,
         })?;
         if &h[0..8] != SNAPSHOT_MAGIC {
             return Err(bad("it does not start with the magic TIDE.SNP (not a tidepool snapshot)"));

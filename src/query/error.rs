@@ -25,7 +25,3 @@ pub enum QueryError {
 pub(super) fn invalid(msg: impl Into<String>) -> QueryError {
     QueryError::InvalidInput(msg.into())
 }
-
-pub(super) fn unsupported(msg: impl Into<String>) -> QueryError {
-    QueryError::Unsupported(msg.into())
-}

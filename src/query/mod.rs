@@ -57,9 +57,7 @@ mod bm25;
 mod error;
 mod explain;
 mod fuse;
-mod parse;
 mod rank;
-mod recall;
 mod render;
 mod scan;
 mod sparse;
@@ -77,9 +75,8 @@ pub use self::error::QueryError;
 use self::error::*;
 pub use self::explain::explain;
 pub use self::fuse::fuse;
-pub use self::parse::parse_request;
-use self::parse::*;
 use self::rank::*;
+pub mod recall;
 pub use self::recall::recall;
 pub use self::render::encode_vector;
 use self::render::*;
@@ -196,23 +193,6 @@ pub struct QueryResult {
     pub aggregation_groups: Option<Vec<Json>>,
     /// Documents examined.
     pub scanned: u64,
-}
-
-impl QueryResult {
-    /// The JSON body of this result (without billing/performance).
-    pub fn to_json(&self) -> Json {
-        let mut m = Map::new();
-        if let Some(rows) = &self.rows {
-            m.insert("rows".into(), Json::Array(rows.clone()));
-        }
-        if let Some(a) = &self.aggregations {
-            m.insert("aggregations".into(), a.clone());
-        }
-        if let Some(g) = &self.aggregation_groups {
-            m.insert("aggregation_groups".into(), Json::Array(g.clone()));
-        }
-        Json::Object(m)
-    }
 }
 
 /// A scored ranking (everything but attribute order).

@@ -4,45 +4,63 @@
 
 use super::*;
 
+/// A `_debug/recall` request (parsed from JSON by `wire::query`).
+#[derive(Debug, Clone)]
+pub struct RecallRequest {
+    /// Stored vectors sampled as queries (1..=1000).
+    pub num: usize,
+    /// Neighbours compared per query.
+    pub top_k: usize,
+    /// Filter applied to both searches.
+    pub filters: Option<Filter>,
+    /// A given query vector instead of sampled ones.
+    pub query_vector: Option<Vec<f32>>,
+    /// Whether to report the exact neighbours.
+    pub include_ground_truth: bool,
+}
+
+impl Default for RecallRequest {
+    fn default() -> Self {
+        RecallRequest { num: 25, top_k: 10, filters: None, query_vector: None, include_ground_truth: false }
+    }
+}
+
+/// The exact neighbours of one query (with `include_ground_truth`).
+#[derive(Debug, Clone)]
+pub struct GroundTruth {
+    /// The query vector.
+    pub query_vector: Vec<f32>,
+    /// Exact neighbours, nearest first: id, distance, stored vector.
+    pub nearest: Vec<(DocId, f32, Option<Vec<f32>>)>,
+}
+
+/// What `_debug/recall` measured.
+#[derive(Debug, Clone, Default)]
+pub struct RecallReport {
+    /// Average recall of ANN against exact search.
+    pub avg_recall: f64,
+    /// Average rows ANN returned.
+    pub avg_ann_count: f64,
+    /// Average rows exact search returned.
+    pub avg_exhaustive_count: f64,
+    /// The exact neighbours, when asked for.
+    pub ground_truth: Option<Vec<GroundTruth>>,
+}
+
 /// `POST /v1/namespaces/{ns}/_debug/recall`: samples `num` stored vectors
 /// (deterministic seed), runs ANN and exact search for each, and reports the
 /// average recall (a returned row is a hit when its exact distance is within
 /// the exact k-th distance, so ties count).
-pub fn recall(body: &Json, state: &NsState) -> Result<Json, QueryError> {
-    let obj = body.as_object().cloned().unwrap_or_default();
-    let mut num = 25usize;
-    let mut top_k = 10usize;
-    let mut filters = None;
-    let mut given: Option<Vec<f32>> = None;
-    let mut ground_truth = false;
-    for (k, v) in &obj {
-        match k.as_str() {
-            "num" if v.is_null() => {}
-            "num" => {
-                num = v
-                    .as_u64()
-                    .and_then(|n| usize::try_from(n).ok())
-                    .filter(|n| (1..=1000).contains(n))
-                    .ok_or_else(|| invalid("num must be between 1 and 1000"))?
-            }
-            "top_k" => top_k = parse_limit(v, "top_k")?.0,
-            "filters" if v.is_null() => {}
-            "filters" => filters = Some(Filter::parse(v).map_err(|e| invalid(format!("filters: {e}")))?),
-            "rank_by" if v.is_null() => {}
-            "rank_by" => match parse_rank_by(v)? {
-                RankBy::Scored(Rank::Vector { query, .. }) => given = Some(query),
-                _ => return Err(invalid("recall's rank_by must be [\"vector\", \"ANN\", [..]]")),
-            },
-            "include_ground_truth" => ground_truth = v.as_bool().unwrap_or(false),
-            other => return Err(invalid(format!("unknown recall parameter {other:?}"))),
-        }
-    }
+pub fn recall(req: &RecallRequest, state: &NsState) -> Result<RecallReport, QueryError> {
+    let (num, top_k, ground_truth) = (req.num, req.top_k, req.include_ground_truth);
+    let filters = req.filters.clone();
+    let given = req.query_vector.clone();
     let queries: Vec<Vec<f32>> = match given {
         Some(qv) => vec![qv],
         None => {
             let n = state.len() as usize;
             if n == 0 || state.vector_dim.is_none() {
-                return Ok(json!({"avg_recall": 1.0, "avg_ann_count": 0.0, "avg_exhaustive_count": 0.0}));
+                return Ok(RecallReport { avg_recall: 1.0, ..RecallReport::default() });
             }
             // Deterministic sample: evenly spaced positions with a fixed offset.
             let step = (n / num.min(n)).max(1);
@@ -89,35 +107,24 @@ pub fn recall(body: &Json, state: &NsState) -> Result<Json, QueryError> {
         };
         sum_recall += r;
         if ground_truth {
-            let nn: Vec<Json> = exact
+            let nearest = exact
                 .iter()
                 .map(|h| {
                     let v = match &h.src {
                         Src::Over(d) => d.vector.clone(),
                         Src::Seg(si, row) => views[*si].ls.seg.vector(*row as usize).map(<[f32]>::to_vec),
                     };
-                    let mut m = Map::new();
-                    m.insert(ID_ATTR.into(), h.id.to_json());
-                    m.insert(DIST_ATTR.into(), json!(f64::from(h.score)));
-                    if let Some(v) = v {
-                        m.insert(VECTOR_ATTR.into(), encode_vector(&v, VectorEncoding::Float));
-                    }
-                    Json::Object(m)
+                    (h.id.clone(), h.score, v)
                 })
                 .collect();
-            truth.push(
-                json!({"query_vector": encode_vector(qv, VectorEncoding::Float), "nearest_neighbors": nn}),
-            );
+            truth.push(GroundTruth { query_vector: qv.clone(), nearest });
         }
     }
     let n = queries.len().max(1) as f64;
-    let mut out = json!({
-        "avg_recall": if queries.is_empty() { 1.0 } else { sum_recall / n },
-        "avg_ann_count": sum_ann as f64 / n,
-        "avg_exhaustive_count": sum_exact as f64 / n,
-    });
-    if ground_truth {
-        out["ground_truth"] = Json::Array(truth);
-    }
-    Ok(out)
+    Ok(RecallReport {
+        avg_recall: if queries.is_empty() { 1.0 } else { sum_recall / n },
+        avg_ann_count: sum_ann as f64 / n,
+        avg_exhaustive_count: sum_exact as f64 / n,
+        ground_truth: ground_truth.then_some(truth),
+    })
 }

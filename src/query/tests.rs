@@ -3,6 +3,7 @@
 use super::*;
 use crate::engine::apply::apply_request;
 use crate::engine::WriteRequest;
+use crate::wire::query::{id_lower_bound, parse_request};
 
 fn state(rows: Json) -> NsState {
     let mut s = NsState::default();

@@ -1,10 +1,106 @@
-//! Parsing: turbopuffer query JSON → [`QueryRequest`]/[`Query`].
+//! The turbopuffer query JSON: request bodies → [`QueryRequest`]/[`Query`]
+//! (and `_debug/recall` → [`RecallRequest`]), results → response bodies.
 //!
 //! Invariants: parsing is total (any JSON yields a request or an
 //! `InvalidInput`/`Unsupported` [`QueryError`] naming the offending key) and
-//! reads no state; kept in one file so it can move to the wire layer as a unit.
+//! reads no state; rendering never fails.
 
-use super::*;
+use serde_json::{json, Map, Value as Json};
+
+use crate::filter::Filter;
+use crate::model::{DocId, ID_ATTR, VECTOR_ATTR};
+use crate::query::recall::{RecallReport, RecallRequest};
+use crate::query::{
+    encode_vector, Aggregate, Direction, OrderKey, PerLimit, Projection, Query, QueryError, QueryRequest,
+    QueryResult, Rank, Rerank, TextExpr, TextInput, VectorEncoding, DEFAULT_LIMIT, DIST_ATTR, MAX_LIMIT,
+    MAX_SUBQUERIES,
+};
+
+fn invalid(msg: impl Into<String>) -> QueryError {
+    QueryError::InvalidInput(msg.into())
+}
+
+fn unsupported(msg: impl Into<String>) -> QueryError {
+    QueryError::Unsupported(msg.into())
+}
+
+impl QueryResult {
+    /// The JSON body of this result (without billing/performance).
+    pub fn to_json(&self) -> Json {
+        let mut m = Map::new();
+        if let Some(rows) = &self.rows {
+            m.insert("rows".into(), Json::Array(rows.clone()));
+        }
+        if let Some(a) = &self.aggregations {
+            m.insert("aggregations".into(), a.clone());
+        }
+        if let Some(g) = &self.aggregation_groups {
+            m.insert("aggregation_groups".into(), Json::Array(g.clone()));
+        }
+        Json::Object(m)
+    }
+}
+
+/// Parse a `_debug/recall` body.
+pub fn parse_recall(body: &Json) -> Result<RecallRequest, QueryError> {
+    let mut req = RecallRequest::default();
+    let Some(obj) = body.as_object() else { return Ok(req) };
+    for (k, v) in obj {
+        match k.as_str() {
+            "num" if v.is_null() => {}
+            "num" => {
+                req.num = v
+                    .as_u64()
+                    .and_then(|n| usize::try_from(n).ok())
+                    .filter(|n| (1..=1000).contains(n))
+                    .ok_or_else(|| invalid("num must be between 1 and 1000"))?
+            }
+            "top_k" => req.top_k = parse_limit(v, "top_k")?.0,
+            "filters" if v.is_null() => {}
+            "filters" => req.filters = Some(Filter::parse(v).map_err(|e| invalid(format!("filters: {e}")))?),
+            "rank_by" if v.is_null() => {}
+            "rank_by" => match parse_rank_by(v)? {
+                RankBy::Scored(Rank::Vector { query, .. }) => req.query_vector = Some(query),
+                _ => return Err(invalid("recall's rank_by must be [\"vector\", \"ANN\", [..]]")),
+            },
+            "include_ground_truth" => req.include_ground_truth = v.as_bool().unwrap_or(false),
+            other => return Err(invalid(format!("unknown recall parameter {other:?}"))),
+        }
+    }
+    Ok(req)
+}
+
+/// The `_debug/recall` response body.
+pub fn recall_json(r: &RecallReport) -> Json {
+    let mut out = json!({
+        "avg_recall": r.avg_recall,
+        "avg_ann_count": r.avg_ann_count,
+        "avg_exhaustive_count": r.avg_exhaustive_count,
+    });
+    if let Some(truth) = &r.ground_truth {
+        let truth = truth
+            .iter()
+            .map(|t| {
+                let nn: Vec<Json> = t
+                    .nearest
+                    .iter()
+                    .map(|(id, dist, v)| {
+                        let mut m = Map::new();
+                        m.insert(ID_ATTR.into(), id.to_json());
+                        m.insert(DIST_ATTR.into(), json!(f64::from(*dist)));
+                        if let Some(v) = v {
+                            m.insert(VECTOR_ATTR.into(), encode_vector(v, VectorEncoding::Float));
+                        }
+                        Json::Object(m)
+                    })
+                    .collect();
+                json!({"query_vector": encode_vector(&t.query_vector, VectorEncoding::Float), "nearest_neighbors": nn})
+            })
+            .collect();
+        out["ground_truth"] = Json::Array(truth);
+    }
+    out
+}
 
 /// Parse a query body. `multi_hint` is set by `?stainless_overload=multiQuery`;
 /// a body with `queries` is a multi-query either way.
@@ -18,7 +114,7 @@ pub fn parse_request(body: &Json, multi_hint: bool) -> Result<QueryRequest, Quer
     Ok(QueryRequest { strong, multi: false, queries: vec![query], rerank: None })
 }
 
-pub(super) fn parse_multi(obj: &Map<String, Json>) -> Result<QueryRequest, QueryError> {
+pub(crate) fn parse_multi(obj: &Map<String, Json>) -> Result<QueryRequest, QueryError> {
     let mut enc = VectorEncoding::Float;
     let mut queries_json = None;
     let (mut rerank_json, mut limit, mut offset) = (None, None, None);
@@ -69,7 +165,7 @@ pub(super) fn parse_multi(obj: &Map<String, Json>) -> Result<QueryRequest, Query
     Ok(QueryRequest { strong: parse_consistency(obj.get("consistency"))?, multi: true, queries, rerank })
 }
 
-pub(super) fn prefix_error(e: QueryError, what: &str) -> QueryError {
+pub(crate) fn prefix_error(e: QueryError, what: &str) -> QueryError {
     match e {
         QueryError::InvalidInput(m) => QueryError::InvalidInput(format!("{what}: {m}")),
         QueryError::Unsupported(m) => QueryError::Unsupported(format!("{what}: {m}")),
@@ -77,7 +173,7 @@ pub(super) fn prefix_error(e: QueryError, what: &str) -> QueryError {
     }
 }
 
-pub(super) fn parse_consistency(v: Option<&Json>) -> Result<bool, QueryError> {
+pub(crate) fn parse_consistency(v: Option<&Json>) -> Result<bool, QueryError> {
     let Some(v) = v.filter(|v| !v.is_null()) else { return Ok(true) };
     let level = v.get("level").and_then(Json::as_str);
     let extra = v.as_object().is_some_and(|o| o.keys().any(|k| k != "level" && k != "max_staleness_seconds"));
@@ -89,7 +185,7 @@ pub(super) fn parse_consistency(v: Option<&Json>) -> Result<bool, QueryError> {
     }
 }
 
-pub(super) fn parse_encoding(v: &Json) -> Result<VectorEncoding, QueryError> {
+pub(crate) fn parse_encoding(v: &Json) -> Result<VectorEncoding, QueryError> {
     match v.as_str() {
         Some("float") => Ok(VectorEncoding::Float),
         Some("base64") => Ok(VectorEncoding::Base64),
@@ -99,17 +195,17 @@ pub(super) fn parse_encoding(v: &Json) -> Result<VectorEncoding, QueryError> {
 }
 
 #[derive(Default)]
-pub(super) struct RawQuery<'a> {
-    pub(super) rank_by: Option<&'a Json>,
-    pub(super) top_k: Option<(usize, Option<PerLimit>)>,
-    pub(super) limit: Option<(usize, Option<PerLimit>)>,
-    pub(super) offset: Option<usize>,
-    pub(super) include: Option<&'a Json>,
-    pub(super) exclude: Option<&'a Json>,
+pub(crate) struct RawQuery<'a> {
+    pub(crate) rank_by: Option<&'a Json>,
+    pub(crate) top_k: Option<(usize, Option<PerLimit>)>,
+    pub(crate) limit: Option<(usize, Option<PerLimit>)>,
+    pub(crate) offset: Option<usize>,
+    pub(crate) include: Option<&'a Json>,
+    pub(crate) exclude: Option<&'a Json>,
 }
 
 /// Parse one query object (a single query or one subquery).
-pub(super) fn parse_query(obj: &Map<String, Json>, default_enc: VectorEncoding) -> Result<Query, QueryError> {
+pub(crate) fn parse_query(obj: &Map<String, Json>, default_enc: VectorEncoding) -> Result<Query, QueryError> {
     let mut raw = RawQuery::default();
     let mut q = Query {
         filters: None,
@@ -157,7 +253,7 @@ pub(super) fn parse_query(obj: &Map<String, Json>, default_enc: VectorEncoding) 
     Ok(q)
 }
 
-pub(super) fn parse_key<'a>(
+pub(crate) fn parse_key<'a>(
     q: &mut Query,
     raw: &mut RawQuery<'a>,
     k: &str,
@@ -206,7 +302,7 @@ pub(super) fn parse_key<'a>(
     Ok(())
 }
 
-pub(super) fn parse_limit(v: &Json, key: &str) -> Result<(usize, Option<PerLimit>), QueryError> {
+pub(crate) fn parse_limit(v: &Json, key: &str) -> Result<(usize, Option<PerLimit>), QueryError> {
     let mut per = None;
     let n = match v {
         Json::Object(o) => {
@@ -228,17 +324,17 @@ pub(super) fn parse_limit(v: &Json, key: &str) -> Result<(usize, Option<PerLimit
     }
 }
 
-pub(super) const RANK_COMBINATORS: &[&str] = &["Saturate", "Decay", "Dist", "Attribute"];
+pub(crate) const RANK_COMBINATORS: &[&str] = &["Saturate", "Decay", "Dist", "Attribute"];
 /// Deepest nesting of a BM25 rank expression.
-pub(super) const MAX_RANK_DEPTH: usize = 16;
+pub(crate) const MAX_RANK_DEPTH: usize = 16;
 
 /// A parsed `rank_by`.
-pub(super) enum RankBy {
+pub(crate) enum RankBy {
     Order(Vec<OrderKey>),
     Scored(Rank),
 }
 
-pub(super) fn parse_per(v: &Json, key: &str) -> Result<PerLimit, QueryError> {
+pub(crate) fn parse_per(v: &Json, key: &str) -> Result<PerLimit, QueryError> {
     let o = v.as_object().ok_or_else(|| invalid(format!("{key}.per must be {{attributes, limit}}")))?;
     if let Some(bad) = o.keys().find(|k| *k != "attributes" && *k != "limit") {
         return Err(invalid(format!("{key}.per has an unknown key {bad:?}")));
@@ -256,7 +352,7 @@ pub(super) fn parse_per(v: &Json, key: &str) -> Result<PerLimit, QueryError> {
     Ok(PerLimit { attributes, limit })
 }
 
-pub(super) fn parse_rerank(
+pub(crate) fn parse_rerank(
     v: &Json,
     limit: Option<usize>,
     offset: Option<usize>,
@@ -300,7 +396,7 @@ pub(super) fn parse_rerank(
     Ok(r)
 }
 
-pub(super) fn parse_f32_vector(v: Option<&Json>, what: &str) -> Result<Vec<f32>, QueryError> {
+pub(crate) fn parse_f32_vector(v: Option<&Json>, what: &str) -> Result<Vec<f32>, QueryError> {
     let items =
         v.and_then(Json::as_array).ok_or_else(|| invalid(format!("{what} needs a vector of numbers")))?;
     if items.iter().any(Json::is_array) {
@@ -318,7 +414,7 @@ pub(super) fn parse_f32_vector(v: Option<&Json>, what: &str) -> Result<Vec<f32>,
 }
 
 /// Parse `rank_by` as an attribute ordering or a scored ranking.
-pub(super) fn parse_rank_by(v: &Json) -> Result<RankBy, QueryError> {
+pub(crate) fn parse_rank_by(v: &Json) -> Result<RankBy, QueryError> {
     if let Some(key) = order_pair(v) {
         return Ok(RankBy::Order(vec![key]));
     }
@@ -372,7 +468,7 @@ pub(super) fn parse_rank_by(v: &Json) -> Result<RankBy, QueryError> {
     ))
 }
 
-pub(super) fn parse_text_expr(v: &Json, depth: usize) -> Result<TextExpr, QueryError> {
+pub(crate) fn parse_text_expr(v: &Json, depth: usize) -> Result<TextExpr, QueryError> {
     if depth > MAX_RANK_DEPTH {
         return Err(invalid(format!("rank_by nests deeper than {MAX_RANK_DEPTH} levels")));
     }
@@ -441,7 +537,7 @@ pub(super) fn parse_text_expr(v: &Json, depth: usize) -> Result<TextExpr, QueryE
     }
 }
 
-pub(super) fn order_pair(v: &Json) -> Option<OrderKey> {
+pub(crate) fn order_pair(v: &Json) -> Option<OrderKey> {
     let items = v.as_array()?;
     let [attr, dir] = items.as_slice() else { return None };
     let dir = match dir.as_str()? {
@@ -452,7 +548,7 @@ pub(super) fn order_pair(v: &Json) -> Option<OrderKey> {
     Some(OrderKey { attr: attr.as_str()?.to_owned(), dir })
 }
 
-pub(super) fn string_list(v: &Json, key: &str) -> Result<Vec<String>, QueryError> {
+pub(crate) fn string_list(v: &Json, key: &str) -> Result<Vec<String>, QueryError> {
     let items =
         v.as_array().ok_or_else(|| invalid(format!("{key} must be true, false or a list of names")))?;
     items
@@ -463,7 +559,7 @@ pub(super) fn string_list(v: &Json, key: &str) -> Result<Vec<String>, QueryError
         .collect()
 }
 
-pub(super) fn parse_projection(
+pub(crate) fn parse_projection(
     include: Option<&Json>,
     exclude: Option<&Json>,
 ) -> Result<Projection, QueryError> {
@@ -486,7 +582,7 @@ pub(super) fn parse_projection(
     })
 }
 
-pub(super) fn parse_aggregates(v: &Json) -> Result<Vec<(String, Aggregate)>, QueryError> {
+pub(crate) fn parse_aggregates(v: &Json) -> Result<Vec<(String, Aggregate)>, QueryError> {
     if v.is_null() {
         return Ok(Vec::new());
     }
@@ -514,7 +610,7 @@ pub(super) fn parse_aggregates(v: &Json) -> Result<Vec<(String, Aggregate)>, Que
     Ok(out)
 }
 
-pub(super) fn parse_group_by(v: &Json) -> Result<Vec<String>, QueryError> {
+pub(crate) fn parse_group_by(v: &Json) -> Result<Vec<String>, QueryError> {
     if v.is_null() {
         return Ok(Vec::new());
     }
@@ -533,7 +629,7 @@ pub(super) fn parse_group_by(v: &Json) -> Result<Vec<String>, QueryError> {
 
 /// The lower id bound a filter implies: `["id","Gt"|"Gte"|"Eq",v]`, alone or
 /// as a conjunct of a top-level `And`. `bool` = inclusive.
-pub(super) fn id_lower_bound(f: &Json) -> Option<(DocId, bool)> {
+pub(crate) fn id_lower_bound(f: &Json) -> Option<(DocId, bool)> {
     let items = f.as_array()?;
     if items.first().and_then(Json::as_str) == Some("And") {
         return items.get(1)?.as_array()?.iter().filter_map(id_lower_bound).max_by(|a, b| a.0.cmp(&b.0));

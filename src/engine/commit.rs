@@ -1,0 +1,389 @@
+//! The commit unit: one namespace's manifest log on one [`Store`], and the
+//! only code that publishes a manifest generation (`storage-format.md` 5).
+//!
+//! A [`ManifestLog`] owns every step of the protocol, for every mutation
+//! (writes, namespace delete, compaction, branch/copy, restore):
+//! 1. the caller writes the new immutable objects;
+//! 2. it raises their refcounts through [`ManifestLog::raise`] (or
+//!    [`ManifestLog::hold_shared`] for objects another namespace holds too);
+//! 3. [`ManifestLog::commit`] derives the next manifest from the newest base (the caller's
+//!    closure) and creates `manifests/{gen}.json` conditionally, resolving an
+//!    ambiguous create by the commit id, then checks the GC fence
+//!    (`{gen}.gc`); on a lost race it re-reads the newest generation and
+//!    derives again (rebase), up to the attempt limit;
+//! 4. it rewrites the `CURRENT` hint (best effort: readers probe past it);
+//! 5. it releases what the new generation dropped: refcounts down, delete at
+//!    zero (own keys only; deferred while retention keeps old generations).
+//!
+//! Invariants:
+//! - `put_if_absent` on a manifest key happens here and nowhere else in `src/`.
+//! - New objects are released only when their generation was certainly not
+//!   created (a lost race or a refused derive). After an unknown outcome they
+//!   are kept: the manifest may exist and reference them (a leak at worst,
+//!   which repair reclaims; never a dangling reference).
+//! - The log reads and writes only the store it was given, so the same unit
+//!   commits to the local store and to any other (a sync remote).
+//! - Readers find the newest generation by probing `g+1` after the hint: the
+//!   GET of `{g+1}.json` first, then the HEAD of `{g+1}.gc` (GC creates the
+//!   tombstone before it deletes the manifest, so in this order a collected
+//!   generation is always seen as one or the other).
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::EngineError;
+use crate::cache::ObjectCache;
+use crate::format::manifest::{decode_current_full, encode_current_with_manifest, Manifest};
+use crate::layout::{self, NsPath};
+use crate::meta::{Meta, MetaError};
+use crate::store::{CreateOutcome, Store, StoreError};
+
+/// How many times a commit that lost a race is re-derived before giving up.
+pub(crate) const MAX_COMMIT_ATTEMPTS: usize = 16;
+
+/// Why a commit did not publish its generation.
+pub(crate) enum CommitError {
+    /// Certainly not created: another writer took the generation, GC fenced
+    /// it, or the derive step refused the base. The new objects were released.
+    Lost,
+    /// A fault; the outcome may be unknown. The new objects were kept.
+    Failed(EngineError),
+}
+
+impl From<EngineError> for CommitError {
+    fn from(e: EngineError) -> Self {
+        CommitError::Failed(e)
+    }
+}
+
+/// What the derive step decides for one base generation.
+#[allow(clippy::large_enum_variant)] // one per commit attempt, moved once
+pub(crate) enum Derived {
+    /// Publish this manifest (its generation is the base's + 1).
+    Commit(Manifest),
+    /// This base cannot take the change (for example a compaction whose
+    /// inputs changed): stop with [`CommitError::Lost`].
+    Refuse,
+}
+
+/// A published generation.
+pub(crate) struct Committed {
+    /// The manifest now in the log.
+    pub(crate) manifest: Manifest,
+}
+
+/// One namespace's manifest log on one store.
+#[derive(Clone)]
+pub(crate) struct ManifestLog {
+    store: Store,
+    meta: Arc<Meta>,
+    cache: Arc<ObjectCache>,
+    path: NsPath,
+    retention_ms: u64,
+}
+
+impl ManifestLog {
+    /// The log of `path` on `store`, counting references in `meta` and
+    /// invalidating deleted objects in `cache`.
+    pub(crate) fn new(
+        store: Store,
+        meta: Arc<Meta>,
+        cache: Arc<ObjectCache>,
+        path: NsPath,
+        retention_ms: u64,
+    ) -> Self {
+        ManifestLog { store, meta, cache, path, retention_ms }
+    }
+
+    // ----- reading the newest generation -----------------------------------
+
+    /// Where to start probing for the newest generation, and that
+    /// generation's manifest when a version-2 CURRENT embeds it (manifests
+    /// are immutable, so it equals `manifests/{g}.json`; read from the store
+    /// just now, so a namespace removed from the store is not resurrected by
+    /// local metadata: the `meta.redb` copy only gives the generation).
+    pub(crate) async fn generation_hint(&self) -> Result<(Option<u64>, Option<Manifest>), EngineError> {
+        let ns = self.path.to_string();
+        if let Some(bytes) = self.blocking(move |m| m.cached_manifest(&ns)).await? {
+            if let Ok(m) = Manifest::decode(&bytes) {
+                return Ok((Some(m.generation), None));
+            }
+        }
+        Ok(match self.store.get_opt(&self.path.current_key()).await? {
+            Some(b) => match decode_current_full(&b) {
+                Ok((g, m)) => (Some(g), m.filter(|m| m.namespace == self.path.to_string())),
+                Err(_) => (None, None),
+            },
+            None => (None, None),
+        })
+    }
+
+    /// Find the newest live manifest at or after `hint` (listing when the
+    /// hint is missing or points at a collected generation).
+    pub(crate) async fn newest_from(
+        &self,
+        (hint, known): (Option<u64>, Option<Manifest>),
+    ) -> Result<Option<Manifest>, EngineError> {
+        let mut best = match (hint, known) {
+            (Some(g), Some(m)) if m.generation == g => Some(m),
+            (Some(g), _) if g > 0 => self.read(g).await?,
+            _ => None,
+        };
+        if best.is_none() {
+            if let Some(g) = self.listed_newest(0).await? {
+                best = self.read(g).await?;
+            }
+        }
+        let Some(mut m) = best else { return Ok(None) };
+        loop {
+            let g = m.generation + 1;
+            // The GET first, then the HEAD (see the module invariants).
+            let next = self.read(g).await?;
+            if !self.store.exists(&self.path.manifest_tombstone_key(g)).await? {
+                match next {
+                    Some(n) => m = n,
+                    None => return Ok(Some(m)),
+                }
+                continue;
+            }
+            // Generation g was collected by GC (or is a fenced zombie), so
+            // newer ones exist: jump to the newest live one by listing.
+            match self.listed_newest(g).await? {
+                Some(n) => match self.read(n).await? {
+                    Some(found) => m = found,
+                    None => return Ok(Some(m)),
+                },
+                None => return Ok(Some(m)),
+            }
+        }
+    }
+
+    /// The highest generation above `above` whose manifest is listed.
+    async fn listed_newest(&self, above: u64) -> Result<Option<u64>, EngineError> {
+        let listed = self.store.list(&self.path.manifests_prefix()).await?;
+        Ok(listed.iter().filter_map(|o| layout::manifest_generation(&o.key)).filter(|n| *n > above).max())
+    }
+
+    /// The manifest of one generation (None: not in the store).
+    pub(crate) async fn read(&self, generation: u64) -> Result<Option<Manifest>, EngineError> {
+        let key = self.path.manifest_key(generation);
+        let Some(bytes) = self.store.get_opt(&key).await? else { return Ok(None) };
+        let m = Manifest::decode(&bytes)?;
+        if m.generation != generation || m.namespace != self.path.to_string() {
+            return Err(EngineError::corrupted(format!(
+                "manifest {key} names {} generation {}",
+                m.namespace, m.generation
+            )));
+        }
+        Ok(Some(m))
+    }
+
+    // ----- committing --------------------------------------------------------
+
+    /// Steps 3–5: derive the next manifest from `base` and publish it; on a lost race re-read the newest
+    /// generation and derive again (at most `attempts` tries in all, with
+    /// jittered backoff from `backoff`). After a success, the keys the base
+    /// referenced and the new generation does not are released.
+    ///
+    /// `new_objects` are the objects this commit adds, already counted (step
+    /// 2); they are released when the generation is certainly not created.
+    pub(crate) async fn commit<B>(
+        &self,
+        base: Option<Arc<Manifest>>,
+        new_objects: &[String],
+        attempts: usize,
+        backoff: impl Fn(usize) -> B,
+        mut derive: impl FnMut(Option<&Manifest>) -> Result<Derived, EngineError>,
+    ) -> Result<Committed, CommitError>
+    where
+        B: std::future::Future<Output = ()>,
+    {
+        let mut base = base;
+        for attempt in 1..=attempts.max(1) {
+            let next = match derive(base.as_deref()) {
+                Ok(Derived::Commit(m)) => m,
+                Ok(Derived::Refuse) => return Err(self.lost(new_objects).await),
+                Err(e) => {
+                    self.release(new_objects.to_vec()).await;
+                    return Err(CommitError::Failed(e));
+                }
+            };
+            match self.publish(&next).await {
+                Ok(()) => {
+                    if let Some(b) = &base {
+                        self.release(dropped_keys(b, &next)).await;
+                    }
+                    return Ok(Committed { manifest: next });
+                }
+                Err(CommitError::Lost) if attempt < attempts => {
+                    tracing::debug!(namespace = %self.path, attempt, "commit lost a race; rebasing on the newest generation");
+                    backoff(attempt).await;
+                    let known = base.as_ref().map(|b| b.generation);
+                    base = self.newest_from((known, None)).await.map_err(CommitError::Failed)?.map(Arc::new);
+                }
+                Err(CommitError::Lost) => return Err(self.lost(new_objects).await),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(self.lost(new_objects).await)
+    }
+
+    /// Release objects of a generation that was certainly not created.
+    async fn lost(&self, new_objects: &[String]) -> CommitError {
+        self.release(new_objects.to_vec()).await;
+        CommitError::Lost
+    }
+
+    /// Step 2: raise the project refcounts of new objects.
+    pub(crate) async fn raise(&self, keys: &[String]) -> Result<(), EngineError> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let (project, keys) = (self.path.project_id(), keys.to_vec());
+        self.blocking(move |m| m.incr_refs(&project, &keys)).await
+    }
+
+    /// Step 2 for objects other namespaces hold too (a branch or shallow
+    /// copy): raise the count of every key, then check that each had another
+    /// live holder (count >= 2 now); otherwise give the increments back and
+    /// refuse, because a key at zero may be in the middle of being reclaimed.
+    pub(crate) async fn hold_shared(&self, keys: &[String]) -> Result<(), EngineError> {
+        self.raise(keys).await?;
+        let (p, k) = (self.path.project_id(), keys.to_vec());
+        let counts = self
+            .blocking(move |m| k.iter().map(|key| m.refcount(&p, key).map(|n| (key.clone(), n))).collect())
+            .await;
+        let weak: Vec<String> = match counts {
+            Ok(c) => {
+                let c: Vec<(String, u64)> = c;
+                c.into_iter().filter(|(_, n)| *n < 2).map(|(k, _)| k).collect()
+            }
+            Err(e) => {
+                self.give_back(keys).await;
+                return Err(e);
+            }
+        };
+        if let Some(first) = weak.first() {
+            self.give_back(keys).await;
+            return Err(EngineError::conflict(format!(
+                "object {first} (and {} more) is no longer held by any live namespace, so it may be \
+                 in the middle of being reclaimed; branch or copy a newer generation (or, if this data \
+                 dir's refcounts are incomplete, e.g. the source was written by another daemon, run \
+                 `tidepool repair` first)",
+                weak.len() - 1
+            )));
+        }
+        Ok(())
+    }
+
+    /// Lower counts raised by a refused operation without deleting anything
+    /// (a key that reaches zero is left for repair's sweep).
+    pub(crate) async fn give_back(&self, keys: &[String]) {
+        let (p, k) = (self.path.project_id(), keys.to_vec());
+        if let Err(e) = self.blocking(move |m| m.decr_refs(&p, &k)).await {
+            tracing::warn!(namespace = %self.path, error = %e, "could not give back refcounts; they leak until repair");
+        }
+    }
+
+    /// Steps 3–4 for one manifest: conditional create, ambiguous outcomes
+    /// resolved by the commit id, the GC-fence check, then the CURRENT hint.
+    pub(crate) async fn publish(&self, m: &Manifest) -> Result<(), CommitError> {
+        self.create(m).await?;
+        self.fence(m.generation).await?;
+        let current = Bytes::from(encode_current_with_manifest(m));
+        if let Err(e) = self.store.put(&self.path.current_key(), current).await {
+            tracing::warn!(namespace = %self.path, error = %e, "could not update the CURRENT hint (readers will probe)");
+        }
+        Ok(())
+    }
+
+    /// The conditional create, retried on errors; an `AlreadyExists` that
+    /// carries our commit id is an earlier attempt of ours that landed.
+    async fn create(&self, m: &Manifest) -> Result<(), CommitError> {
+        let key = self.path.manifest_key(m.generation);
+        let bytes = m
+            .try_encode()
+            .map_err(|e| CommitError::Failed(EngineError::internal(format!("invalid manifest: {e}"))))?;
+        let bytes = Bytes::from(bytes);
+        let mut last_err = None;
+        for _ in 0..3 {
+            match self.store.put_if_absent(&key, bytes.clone()).await {
+                Ok(CreateOutcome::Created) => return Ok(()),
+                Ok(CreateOutcome::AlreadyExists) => {
+                    let theirs = self.store.get(&key).await.map_err(fail)?;
+                    let theirs = Manifest::decode(&theirs).map_err(|e| CommitError::Failed(e.into()))?;
+                    return if theirs.commit_id == m.commit_id { Ok(()) } else { Err(CommitError::Lost) };
+                }
+                Err(e) => last_err = Some(e),
+            }
+        }
+        Err(fail(last_err.unwrap_or_else(|| StoreError::Config("manifest create failed".into()))))
+    }
+
+    /// GC collected this generation before our create landed: our manifest
+    /// is a zombie no reader will consider. Remove it (it is under our own
+    /// prefix and fenced) and report a lost race, so the caller re-applies.
+    async fn fence(&self, generation: u64) -> Result<(), CommitError> {
+        let fenced = self.store.exists(&self.path.manifest_tombstone_key(generation)).await.map_err(fail)?;
+        if !fenced {
+            return Ok(());
+        }
+        let key = self.path.manifest_key(generation);
+        if let Err(e) = self.store.delete(&key).await {
+            tracing::warn!(key, error = %e, "could not remove a fenced manifest; it leaks until repair");
+        }
+        Err(CommitError::Lost)
+    }
+
+    /// Step 5: lower refcounts; delete what reached zero (own keys only),
+    /// unless retention keeps superseded generations readable (the GC sweep
+    /// deletes them once no retained generation references them).
+    pub(crate) async fn release(&self, keys: Vec<String>) {
+        if keys.is_empty() {
+            return;
+        }
+        let project = self.path.project_id();
+        let zeroed = match self.blocking(move |m| m.decr_refs(&project, &keys)).await {
+            Ok(z) => z,
+            Err(e) => {
+                tracing::warn!(namespace = %self.path, error = %e, "refcount release failed; objects leak until repair");
+                return;
+            }
+        };
+        if self.retention_ms > 0 {
+            return;
+        }
+        for key in zeroed.into_iter().filter(|k| self.path.owns(k)) {
+            self.cache.invalidate(&key);
+            if let Err(e) = self.store.delete(&key).await {
+                tracing::warn!(key, error = %e, "delete of an unreferenced object failed; it leaks until repair");
+            }
+        }
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Meta) -> Result<T, MetaError> + Send + 'static,
+    ) -> Result<T, EngineError> {
+        let meta = self.meta.clone();
+        tokio::task::spawn_blocking(move || f(&meta))
+            .await
+            .map_err(|e| EngineError::internal(e.to_string()))?
+            .map_err(Into::into)
+    }
+}
+
+/// Keys `base` references that `next` does not (what a commit drops).
+fn dropped_keys(base: &Manifest, next: &Manifest) -> Vec<String> {
+    if base.deleted {
+        return Vec::new();
+    }
+    let kept: std::collections::HashSet<String> = next.object_keys().into_iter().collect();
+    base.object_keys().into_iter().filter(|k| !kept.contains(k)).collect()
+}
+
+/// A store failure during a commit step: the outcome is unknown.
+pub(crate) fn fail(e: StoreError) -> CommitError {
+    CommitError::Failed(e.into())
+}

@@ -1,0 +1,163 @@
+//! Engine errors: a kind that callers (and the HTTP edge) branch on, a message for people, and the cause.
+//!
+//! Invariants:
+//! - The kind alone decides the HTTP status and whether a retry may help (`api/error.rs` maps kinds to
+//!   statuses in one place); the message never does.
+//! - Conversions from lower layers keep the lower error as `source()` and classify it by what it means:
+//!   a store failure is `Unavailable` (retry may help), an object that a committed generation names but the
+//!   store no longer has is `Corrupted` (data is missing: a retry cannot bring it back), a checksum or
+//!   structure failure is `Corrupted`, and a format version this build cannot read is `Unsupported`.
+//! - Errors are `Clone` (the cause is shared), so one failure can answer every request of a group commit.
+
+use std::sync::Arc;
+
+use crate::codec::FormatError;
+use crate::meta::MetaError;
+use crate::store::StoreError;
+
+/// What went wrong, as a caller branches on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The request is invalid (400).
+    InvalidInput,
+    /// The namespace (or document, or generation) does not exist (404).
+    NotFound,
+    /// `if_version` (or another precondition) did not match: final, do not retry (412).
+    PreconditionFailed,
+    /// Lost commit races repeatedly; a retry may succeed (409).
+    Conflict,
+    /// The object store or local disk failed; a retry may succeed (503).
+    Unavailable,
+    /// Stored data failed validation or is missing (500, not retryable).
+    Corrupted,
+    /// The feature, or the stored format version, is not supported by this build (501).
+    Unsupported,
+    /// A bug or an unexpected state (500).
+    Internal,
+    /// Too much unindexed data; retry after [`EngineError::retry_after_ms`] (429).
+    Backpressure,
+}
+
+/// An engine error: kind, message and (where there is one) the lower-level cause.
+#[derive(Debug, Clone)]
+pub struct EngineError {
+    kind: ErrorKind,
+    message: String,
+    retry_after_ms: u64,
+    source: Option<Arc<dyn std::error::Error + Send + Sync>>,
+}
+
+impl EngineError {
+    /// An error of `kind` with a message and no cause.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        EngineError { kind, message: message.into(), retry_after_ms: 0, source: None }
+    }
+    /// Attach the lower-level cause (kept as `source()`).
+    pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.source = Some(Arc::new(source));
+        self
+    }
+    /// 400: the request is invalid.
+    pub fn invalid_input(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::InvalidInput, message)
+    }
+    /// 404: the namespace (or document, or generation) does not exist.
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::NotFound, message)
+    }
+    /// 412: a precondition did not hold (final).
+    pub fn precondition_failed(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::PreconditionFailed, message)
+    }
+    /// 409: lost commit races repeatedly (retryable).
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Conflict, message)
+    }
+    /// 503: storage failed (retryable).
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Unavailable, message)
+    }
+    /// 500: stored data failed validation or is missing.
+    pub fn corrupted(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Corrupted, message)
+    }
+    /// 501: not supported by this build.
+    pub fn unsupported(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Unsupported, message)
+    }
+    /// 500: a bug or an unexpected state.
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Internal, message)
+    }
+    /// 429: too much unindexed data; retry after `retry_after_ms`.
+    pub fn backpressure(message: impl Into<String>, retry_after_ms: u64) -> Self {
+        EngineError { retry_after_ms, ..Self::new(ErrorKind::Backpressure, message) }
+    }
+
+    /// The kind.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+    /// The message, without the kind's prefix.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+    /// For [`ErrorKind::Backpressure`]: how long to wait before retrying.
+    pub fn retry_after_ms(&self) -> u64 {
+        self.retry_after_ms
+    }
+    /// The same error with `prefix: ` before its message (context added on the way up).
+    pub fn context(mut self, prefix: &str) -> Self {
+        self.message = format!("{prefix}: {}", self.message);
+        self
+    }
+}
+
+impl std::fmt::Display for EngineError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.kind {
+            ErrorKind::Unavailable => write!(f, "storage unavailable: {}", self.message),
+            ErrorKind::Corrupted => write!(f, "stored data is corrupted: {}", self.message),
+            ErrorKind::Internal => write!(f, "internal error: {}", self.message),
+            _ => f.write_str(&self.message),
+        }
+    }
+}
+
+impl std::error::Error for EngineError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source.as_deref().map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
+
+impl From<StoreError> for EngineError {
+    fn from(e: StoreError) -> Self {
+        let kind = match &e {
+            // Callers that expect an absence (probes, optional objects) check
+            // for it before converting; one that reaches here was named by a
+            // committed generation and is gone.
+            StoreError::NotFound(_) => ErrorKind::Corrupted,
+            StoreError::Config(_) => ErrorKind::Internal,
+            StoreError::Backend { .. } => ErrorKind::Unavailable,
+        };
+        EngineError::new(kind, e.to_string()).with_source(e)
+    }
+}
+
+impl From<MetaError> for EngineError {
+    fn from(e: MetaError) -> Self {
+        let kind = match &e {
+            MetaError::UnsupportedVersion { .. } => ErrorKind::Unsupported,
+            _ => ErrorKind::Unavailable,
+        };
+        EngineError::new(kind, e.to_string()).with_source(e)
+    }
+}
+
+impl From<FormatError> for EngineError {
+    fn from(e: FormatError) -> Self {
+        let kind = if e.is_corruption() { ErrorKind::Corrupted } else { ErrorKind::Unsupported };
+        EngineError::new(kind, e.to_string()).with_source(e)
+    }
+}

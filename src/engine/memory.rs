@@ -1,0 +1,88 @@
+//! The memory tier: which namespace states stay loaded, and the
+//! `cache_temperature` a query reports.
+//!
+//! Invariants:
+//! - Loaded states are dropped least recently used first, pinned namespaces
+//!   never, until both the count and the byte budget hold; a dropped state is
+//!   rebuilt on its next access (from mapped segments + WAL), so eviction
+//!   never loses data.
+//! - A state's weight includes the index sections its segment readers opened.
+
+use std::sync::Arc;
+
+use super::{cached, clear_cached, Engine, NsHandle};
+use crate::layout::NsPath;
+
+impl Engine {
+    /// Namespaces whose state is loaded in memory (the memory tier).
+    pub fn loaded_namespaces(&self) -> Vec<NsPath> {
+        let map = self.handles.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut out: Vec<NsPath> =
+            map.values().filter(|h| cached(h).is_some()).map(|h| h.path.clone()).collect();
+        out.sort();
+        out
+    }
+
+    /// turbopuffer's `cache_temperature` and `cache_hit_ratio` for a query
+    /// about to run: `hot` when the namespace's state is loaded in memory,
+    /// `warm` when its segment files are on local disk (a local store or the
+    /// disk cache), `cold` when some must come from the object store.
+    pub async fn cache_temperature(&self, path: &NsPath) -> (&'static str, f64) {
+        if self
+            .handles
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(path)
+            .is_some_and(|h| cached(h).is_some())
+        {
+            return ("hot", 1.0);
+        }
+        if self.store.local_root().is_some() {
+            return ("warm", 1.0);
+        }
+        let Ok(Some(m)) = self.latest_manifest(path).await else { return ("cold", 0.0) };
+        let files: Vec<&str> =
+            m.segments.iter().flat_map(|s| s.files.iter().map(|f| f.key.as_str())).collect();
+        if files.is_empty() {
+            return ("warm", 1.0);
+        }
+        let cached_files = files.iter().filter(|k| self.cache.is_cached(k)).count();
+        #[allow(clippy::cast_precision_loss)]
+        let ratio = cached_files as f64 / files.len() as f64;
+        (if cached_files == files.len() { "warm" } else { "cold" }, ratio)
+    }
+
+    /// Memory tier: drop the loaded states of the least recently used,
+    /// unpinned namespaces until the count and byte budgets hold. A dropped
+    /// state is rebuilt on its next access (from mapped segments + WAL).
+    pub(super) fn enforce_memory_budget(&self) {
+        let (max_loaded, max_bytes) = self.memory;
+        let map = self.handles.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let pinned = self.cache.pinned_prefixes();
+        let mut loaded: Vec<(u64, u64, Arc<NsHandle>)> = map
+            .values()
+            .filter_map(|h| {
+                let weight = cached(h)?.state.memory_weight();
+                Some((h.last_access.load(std::sync::atomic::Ordering::Relaxed), weight, h.clone()))
+            })
+            .collect();
+        drop(map);
+        let mut count = loaded.len();
+        let mut bytes: u64 = loaded.iter().map(|l| l.1).sum();
+        if count <= max_loaded && bytes <= max_bytes {
+            return;
+        }
+        loaded.sort_by_key(|l| l.0);
+        for (_, weight, h) in loaded {
+            if count <= max_loaded && bytes <= max_bytes {
+                break;
+            }
+            if pinned.iter().any(|p| p == &h.path.prefix()) {
+                continue;
+            }
+            clear_cached(&h);
+            count -= 1;
+            bytes = bytes.saturating_sub(weight);
+        }
+    }
+}

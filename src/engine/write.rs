@@ -1,0 +1,474 @@
+//! The write path: requests queue per namespace and commit in groups.
+//!
+//! Invariants (see `storage-format.md`, "Commit protocol"):
+//! - A write is acknowledged only after its WAL object and the manifest
+//!   generation that references it are durable (published by the commit
+//!   unit, `engine/commit.rs`).
+//! - Requests that arrive while a commit is in flight share the next WAL
+//!   object and manifest (group commit), within [`MAX_GROUP_REQUESTS`] and
+//!   [`MAX_GROUP_ROWS`].
+//! - A group that loses a commit race re-applies its requests (the WAL
+//!   records operations, not results) on the newest generation and retries;
+//!   it never overwrites another writer's generation.
+//! - `if_version` is checked against the base the request is applied to and
+//!   is final (412); a request with `if_version` goes first in its group.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde_json::{json, Value as Json};
+use tokio::sync::oneshot;
+
+use super::apply;
+use super::commit::{CommitError, Derived, MAX_COMMIT_ATTEMPTS};
+use super::{
+    cached, clear_cached, set_cached, AffectedIds, Engine, EngineError, NsHandle, NsState, Snapshot,
+    WriteRequest,
+};
+use crate::format::manifest::{Manifest, ManifestStats, WalRef};
+use crate::format::wal::WalBatch;
+use crate::layout::NsPath;
+use crate::ops::{RequestRecord, RowCounts};
+
+/// Most requests one group commit takes.
+const MAX_GROUP_REQUESTS: usize = 256;
+/// Most rows one group commit takes (a single bigger request still goes alone).
+const MAX_GROUP_ROWS: usize = 100_000;
+
+/// The result of a write.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WriteResponse {
+    /// Row counts.
+    pub counts: RowCounts,
+    /// The generation the write committed at (or, when deduplicated, the
+    /// generation current when the duplicate was seen).
+    pub generation: u64,
+    /// True when this was a retry of an already-applied idempotency key.
+    pub deduplicated: bool,
+    /// Affected ids, when asked for.
+    pub affected: Option<AffectedIds>,
+    /// Logical bytes written.
+    pub bytes_written: u64,
+}
+
+pub(super) struct Pending {
+    req: WriteRequest,
+    tx: oneshot::Sender<Result<WriteResponse, EngineError>>,
+}
+
+impl Engine {
+    /// Apply one write request (group-committed with concurrent ones).
+    pub async fn write(&self, path: &NsPath, req: WriteRequest) -> Result<WriteResponse, EngineError> {
+        if let Some(fork) = req.fork.clone() {
+            return self.write_fork(path, &fork).await;
+        }
+        let h = self.handle(path);
+        let (tx, mut rx) = oneshot::channel();
+        h.queue.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push_back(Pending { req, tx });
+        loop {
+            let guard = h.commit_lock.lock().await;
+            if let Some(result) = reply(&mut rx) {
+                return result;
+            }
+            let batch = take_group(&h);
+            if !batch.is_empty() {
+                self.commit_group(&h, batch).await;
+            }
+            drop(guard);
+            if let Some(result) = reply(&mut rx) {
+                return result;
+            }
+        }
+    }
+
+    /// Update a namespace's schema (a settings-only write).
+    pub async fn update_schema(&self, path: &NsPath, schema: &Json) -> Result<Snapshot, EngineError> {
+        crate::schema::parse_schema(schema).map_err(|e| EngineError::invalid_input(e.to_string()))?;
+        let settings =
+            crate::ops::NamespaceSettings { schema_json: Some(schema.to_string()), ..Default::default() };
+        let mut req = WriteRequest::settings_only(settings);
+        req.create_namespace = Some(true);
+        self.write(path, req).await?;
+        self.existing(path, false).await
+    }
+
+    async fn commit_group(&self, h: &NsHandle, batch: Vec<Pending>) {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            // First attempt: the cached snapshot (kept current by our own
+            // commits). After a lost race: reload incrementally from it.
+            let loaded = if attempt == 1 { self.reload_if_stale(h).await } else { self.reload(h).await };
+            let base = match loaded {
+                Ok(b) => b,
+                Err(e) => return fail_all(batch, &e),
+            };
+            let plan = self.plan(h, &base, &batch).await;
+            if plan.records.is_empty() {
+                return self.answer(h, batch, plan, &base, None);
+            }
+            match self.commit_plan(h, &base, &plan).await {
+                Ok(m) => {
+                    let committed =
+                        Snapshot { manifest: Some(Arc::new(m)), state: Arc::new(plan.state.clone()) };
+                    set_cached(h, committed.clone());
+                    self.record_commit(h, &committed, &plan).await;
+                    if let Some(m) = &committed.manifest {
+                        self.maybe_compact_in_background(&h.path, m);
+                    }
+                    return self.answer(h, batch, plan, &base, Some(&committed));
+                }
+                Err(CommitError::Lost) if attempt < MAX_COMMIT_ATTEMPTS => {
+                    tracing::debug!(namespace = %h.path, attempt, "commit lost a race; re-applying on the newest generation");
+                    self.backoff(attempt).await;
+                }
+                Err(CommitError::Lost) => {
+                    let e = EngineError::conflict(format!(
+                        "namespace {} is being written concurrently; the commit lost {MAX_COMMIT_ATTEMPTS} races, retry",
+                        h.path.ns()
+                    ));
+                    return fail_all(batch, &e);
+                }
+                Err(CommitError::Failed(e)) => {
+                    // Poison the cached state: the outcome on storage is unknown.
+                    clear_cached(h);
+                    return fail_all(batch, &e);
+                }
+            }
+        }
+    }
+
+    /// Jittered backoff after a lost race, so two writers stop colliding.
+    pub(crate) async fn backoff(&self, attempt: usize) {
+        let cap_us = 500u128 << attempt.min(6);
+        let jitter = self.ids.next_uuid().as_u128() % cap_us;
+        tokio::time::sleep(std::time::Duration::from_micros(u64::try_from(jitter).unwrap_or(0))).await;
+    }
+
+    async fn reload_if_stale(&self, h: &NsHandle) -> Result<Snapshot, EngineError> {
+        match cached(h) {
+            Some(s) => Ok(s),
+            None => self.reload(h).await,
+        }
+    }
+
+    /// Apply the group's requests to a copy of `base`, one by one.
+    async fn plan(&self, h: &NsHandle, base: &Snapshot, batch: &[Pending]) -> Plan {
+        let mut state = (*base.state).clone();
+        let mut records = Vec::new();
+        let mut outcomes = Vec::with_capacity(batch.len());
+        for p in batch {
+            let outcome = self.plan_one(h, base, &mut state, &p.req, records.is_empty()).await;
+            if let Ok(PlannedOutcome::Applied { record, .. }) = &outcome {
+                records.push((**record).clone());
+            }
+            outcomes.push(outcome);
+        }
+        Plan { state, records, outcomes }
+    }
+
+    async fn plan_one(
+        &self,
+        h: &NsHandle,
+        base: &Snapshot,
+        state: &mut NsState,
+        req: &WriteRequest,
+        first: bool,
+    ) -> Result<PlannedOutcome, EngineError> {
+        if let Some(key) = &req.record.idempotency_key {
+            if let Some(counts) = state.idempotency.get(key) {
+                return Ok(PlannedOutcome::Duplicate(*counts));
+            }
+            let (ns, k) = (h.path.to_string(), key.clone());
+            if let Some(stored) = self.blocking(move |m| m.idempotency(&ns, &k)).await? {
+                return Ok(PlannedOutcome::Stored(stored));
+            }
+        }
+        if let Some(v) = req.if_version {
+            if !first {
+                return Ok(PlannedOutcome::Deferred);
+            }
+            let matches = v == base.generation() || (v == 0 && !base.exists());
+            if !matches {
+                return Err(EngineError::precondition_failed(format!(
+                    "if_version {v} does not match the namespace's current version {}",
+                    base.generation()
+                )));
+            }
+        }
+        if let Some(m) = base.manifest.as_ref().filter(|m| !m.deleted && !req.disable_backpressure) {
+            if m.stats.unindexed_bytes > self.compaction.backlog_bytes {
+                self.maybe_compact_in_background(&h.path, m);
+                return Err(EngineError::backpressure(
+                    format!(
+                        "namespace {} has {} unindexed bytes (limit {}); retry once compaction catches up, \
+                         or set disable_backpressure",
+                        h.path.ns(),
+                        m.stats.unindexed_bytes,
+                        self.compaction.backlog_bytes
+                    ),
+                    1000,
+                ));
+            }
+        }
+        if !base.exists() && req.create_namespace == Some(false) {
+            return Err(EngineError::not_found(format!(
+                "namespace {} not found (create_namespace is false)",
+                h.path.ns()
+            )));
+        }
+        let no_settings = req.record.settings == crate::ops::NamespaceSettings::default();
+        if req.record.ops.is_empty() && no_settings && req.create_namespace != Some(true) {
+            return Err(EngineError::invalid_input("write has no operations"));
+        }
+        let mut affected = req.return_affected_ids.then(AffectedIds::default);
+        let mut record = req.record.clone();
+        record.counts = apply::apply_request(state, &req.record, affected.as_mut())?;
+        Ok(PlannedOutcome::Applied { record: Box::new(record), affected })
+    }
+
+    /// Write the group's WAL object, count it, and publish the next
+    /// generation through the commit unit (one attempt: a lost race is
+    /// re-planned by the caller, because re-applying may change the records).
+    async fn commit_plan(&self, h: &NsHandle, base: &Snapshot, plan: &Plan) -> Result<Manifest, CommitError> {
+        let path = &h.path;
+        let now = self.clock.now_ms();
+        let seq = base.manifest.as_ref().map_or(1, |m| m.next_wal_seq.max(1));
+        let wal = WalBatch { seq, created_at_ms: now, requests: plan.records.clone() };
+        // try_encode refuses exactly what decode would refuse, so nothing
+        // unreadable is ever published.
+        let wal_bytes = wal.try_encode().map_err(|e| {
+            CommitError::Failed(EngineError::invalid_input(format!("write cannot be stored: {e}")))
+        })?;
+        let wal_key = path.wal_key(seq, &self.ids.next_token());
+        let wal_ref = WalRef {
+            key: wal_key.clone(),
+            seq,
+            bytes: wal_bytes.len() as u64,
+            crc32c: crc32c::crc32c(&wal_bytes),
+            requests: u32::try_from(plan.records.len()).unwrap_or(u32::MAX),
+            rows: plan.records.iter().map(|r| r.ops.direct_rows() as u64).sum(),
+        };
+        self.store.put(&wal_key, Bytes::from(wal_bytes)).await.map_err(super::commit::fail)?;
+        let log = self.log(path);
+        let new_objects = [wal_key];
+        log.raise(&new_objects).await?;
+        let commit_id = self.ids.next_token();
+        let committed = log
+            .commit(
+                base.manifest.clone(),
+                &new_objects,
+                1,
+                |_| async {},
+                |_| {
+                    Ok(Derived::Commit(next_manifest(
+                        base,
+                        path,
+                        &plan.state,
+                        wal_ref.clone(),
+                        now,
+                        commit_id.clone(),
+                    )))
+                },
+            )
+            .await?;
+        Ok(committed.manifest)
+    }
+
+    /// Cache the new manifest and the idempotency keys it acknowledged in the
+    /// local metadata. Not a durability step (the WAL is the source of truth
+    /// for both); a failure is logged and the write still succeeds.
+    async fn record_commit(&self, h: &NsHandle, committed: &Snapshot, plan: &Plan) {
+        let Some(m) = committed.manifest.clone() else { return };
+        let idem: Vec<(String, Vec<u8>)> = plan
+            .records
+            .iter()
+            .filter_map(|r| {
+                let key = r.idempotency_key.clone()?;
+                Some((key, idempotency_record(r.counts, m.generation)))
+            })
+            .collect();
+        let ns = h.path.to_string();
+        let bytes = m.encode();
+        if let Err(e) = self.blocking(move |meta| meta.record_commit(&ns, &bytes, &idem)).await {
+            tracing::warn!(namespace = %h.path, error = %e, "could not record the commit in local metadata");
+        }
+    }
+
+    fn answer(
+        &self,
+        h: &NsHandle,
+        batch: Vec<Pending>,
+        plan: Plan,
+        base: &Snapshot,
+        committed: Option<&Snapshot>,
+    ) {
+        let generation = committed.map_or(base.generation(), Snapshot::generation);
+        let mut deferred = Vec::new();
+        for (p, outcome) in batch.into_iter().zip(plan.outcomes) {
+            let result = match outcome {
+                Ok(PlannedOutcome::Applied { record, affected }) => {
+                    let resp = WriteResponse {
+                        counts: record.counts,
+                        generation,
+                        deduplicated: false,
+                        bytes_written: record
+                            .ops
+                            .upserts
+                            .iter()
+                            .map(crate::model::Document::logical_bytes)
+                            .sum(),
+                        affected,
+                    };
+                    Ok(resp)
+                }
+                Ok(PlannedOutcome::Duplicate(counts)) => Ok(WriteResponse {
+                    counts,
+                    generation,
+                    deduplicated: true,
+                    affected: None,
+                    bytes_written: 0,
+                }),
+                Ok(PlannedOutcome::Stored(bytes)) => Ok(stored_response(&bytes, generation)),
+                Ok(PlannedOutcome::Deferred) => {
+                    deferred.push(p);
+                    continue;
+                }
+                Err(e) => Err(e),
+            };
+            let _ = p.tx.send(result);
+        }
+        if !deferred.is_empty() {
+            let mut q = h.queue.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            for p in deferred.into_iter().rev() {
+                q.push_front(p);
+            }
+        }
+    }
+}
+
+/// The idempotency record of `storage-format.md` 6.1: the response body as
+/// acknowledged (a persisted format: it keeps these keys whatever the wire
+/// response grows; [`stored_response`] reads the counts back).
+fn idempotency_record(counts: RowCounts, generation: u64) -> Vec<u8> {
+    let v = json!({
+        "status": "OK",
+        "message": "success",
+        "rows_affected": counts.affected(),
+        "rows_upserted": counts.upserted,
+        "rows_patched": counts.patched,
+        "rows_deleted": counts.deleted,
+        "rows_remaining": false,
+        "version": generation,
+        "deduplicated": false,
+        "billing": {"billable_logical_bytes_written": 0},
+    });
+    serde_json::to_vec(&v).unwrap_or_default()
+}
+
+fn stored_response(bytes: &[u8], generation: u64) -> WriteResponse {
+    let v: Json = serde_json::from_slice(bytes).unwrap_or(Json::Null);
+    let n = |k: &str| v.get(k).and_then(Json::as_u64).unwrap_or(0);
+    WriteResponse {
+        counts: RowCounts {
+            upserted: n("rows_upserted"),
+            patched: n("rows_patched"),
+            deleted: n("rows_deleted"),
+        },
+        generation,
+        deduplicated: true,
+        affected: None,
+        bytes_written: 0,
+    }
+}
+
+fn next_manifest(
+    base: &Snapshot,
+    path: &NsPath,
+    state: &NsState,
+    wal: WalRef,
+    now: u64,
+    commit_id: String,
+) -> Manifest {
+    let live = base.manifest.as_ref().filter(|m| !m.deleted);
+    let mut wal_refs = live.map(|m| m.wal.clone()).unwrap_or_default();
+    let seq = wal.seq;
+    wal_refs.push(wal);
+    let unindexed_rows = wal_refs.iter().map(|w| w.rows).sum();
+    let unindexed_bytes = wal_refs.iter().map(|w| w.bytes).sum();
+    Manifest {
+        namespace: path.to_string(),
+        generation: base.generation() + 1,
+        commit_id,
+        previous_generation: base.manifest.as_ref().map(|m| m.generation),
+        created_at_ms: live.map_or(now, |m| m.created_at_ms),
+        committed_at_ms: now,
+        deleted: false,
+        id_type: state.id_type,
+        distance_metric: state.distance_metric,
+        vector_dim: state.vector_dim,
+        schema: crate::schema::schema_to_json(&state.schema).as_object().cloned().unwrap_or_default(),
+        next_wal_seq: seq + 1,
+        wal: wal_refs,
+        segments: live.map(|m| m.segments.clone()).unwrap_or_default(),
+        row_id_hwm: base.manifest.as_ref().map_or(0, |m| m.row_id_hwm),
+        lineage: live.and_then(|m| m.lineage.clone()),
+        stats: ManifestStats {
+            approx_row_count: state.len(),
+            approx_logical_bytes: state.logical_bytes,
+            unindexed_rows,
+            unindexed_bytes,
+        },
+    }
+}
+
+enum PlannedOutcome {
+    Applied { record: Box<RequestRecord>, affected: Option<AffectedIds> },
+    Duplicate(RowCounts),
+    Stored(Vec<u8>),
+    Deferred,
+}
+
+struct Plan {
+    state: NsState,
+    records: Vec<RequestRecord>,
+    outcomes: Vec<Result<PlannedOutcome, EngineError>>,
+}
+
+fn fail_all(batch: Vec<Pending>, e: &EngineError) {
+    for p in batch {
+        let _ = p.tx.send(Err(e.clone()));
+    }
+}
+
+/// The reply to a queued write, if it has arrived.
+fn reply(
+    rx: &mut oneshot::Receiver<Result<WriteResponse, EngineError>>,
+) -> Option<Result<WriteResponse, EngineError>> {
+    match rx.try_recv() {
+        Ok(result) => Some(result),
+        // The leader that took this request was cancelled mid-commit: the
+        // outcome is unknown, so report it rather than wait forever.
+        Err(oneshot::error::TryRecvError::Closed) => {
+            Some(Err(EngineError::unavailable("the commit carrying this write was abandoned")))
+        }
+        Err(oneshot::error::TryRecvError::Empty) => None,
+    }
+}
+
+fn take_group(h: &NsHandle) -> Vec<Pending> {
+    let mut q = h.queue.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut out = Vec::new();
+    let mut rows = 0;
+    while let Some(p) = q.front() {
+        let r = p.req.record.ops.direct_rows();
+        if !out.is_empty() && (out.len() >= MAX_GROUP_REQUESTS || rows + r > MAX_GROUP_ROWS) {
+            break;
+        }
+        rows += r;
+        if let Some(p) = q.pop_front() {
+            out.push(p);
+        }
+    }
+    out
+}
