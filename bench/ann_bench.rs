@@ -8,9 +8,9 @@
 //! Run: `CARGO_TARGET_DIR=target/bench cargo run --release --example ann_bench`
 
 use std::time::{Duration, Instant};
-use tidepool::index::ann::{self, AnnIndex, AnnParams, SearchParams};
-use tidepool::index::distance::{self, Metric};
-use tidepool::index::graph::{self, GraphIndex, GraphParams, GraphSearchParams};
+use tidepool::index::vector::ann::{self, AnnIndex, AnnParams, SearchParams};
+use tidepool::index::vector::distance::{self, Metric};
+use tidepool::index::vector::graph::{self, GraphIndex, GraphParams, GraphSearchParams};
 
 const K: usize = 10;
 

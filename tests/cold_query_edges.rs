@@ -161,7 +161,7 @@ async fn released_objects_of_a_stale_generation_give_a_fallback() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retired_rows_in_the_nearest_lists_do_not_shorten_the_page() {
     use tidepool::format::segment::{section_table, SECTION_COLD_IVF};
-    use tidepool::index::coldivf::ColdHead;
+    use tidepool::index::vector::coldivf::ColdHead;
     let mut w = W::new(2000).await;
     let q = w.vecs[7].clone();
     // The rows of the lists the cold path probes for q (single segment: row r = id r).

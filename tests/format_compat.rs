@@ -653,7 +653,7 @@ fn v2_cold_segment_vectors() -> Vec<f32> {
 }
 
 fn v2_cold_segment() -> Vec<u8> {
-    use tidepool::index::{ann, coldivf, distance::Metric};
+    use tidepool::index::vector::{ann, coldivf, distance::Metric};
     let v = v2_cold_segment_vectors();
     let mut b = SegmentBuilder::new(IdType::U64, Some(4));
     for (row, x) in v.chunks_exact(4).enumerate() {

@@ -9,7 +9,6 @@
 //! - A query and all subqueries of a multi-query read one snapshot.
 //! - CPU-heavy evaluation of large namespaces runs on a blocking thread.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -19,14 +18,13 @@ use hyper::header::HeaderName;
 use hyper::{Request, StatusCode};
 use serde_json::{json, Value as Json};
 
-use super::auth::Principal;
 use super::body::{parse_json, read_body};
+use super::ctx::Ctx;
 use super::error::ApiError;
 use super::router::{route, NoRoute, Route};
 use super::stream::Reply;
 use super::{maintenance, AppState};
 use crate::engine::{Snapshot, WriteRequest};
-use crate::layout::NsPath;
 use crate::query::{self, QueryRequest, QueryResult};
 use crate::wire::namespace::schema_json;
 use crate::wire::query::{parse_recall, parse_request, recall_json};
@@ -37,24 +35,6 @@ const INLINE_QUERY_DOCS: usize = 10_000;
 const DEFAULT_PAGE_SIZE: usize = 100;
 /// Header carrying a write's idempotency key.
 const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
-
-/// Everything a handler needs besides the body.
-pub(super) struct Ctx {
-    pub(super) state: Arc<AppState>,
-    pub(super) principal: Principal,
-    pub(super) params: HashMap<String, String>,
-    started: Instant,
-}
-
-impl Ctx {
-    pub(super) fn ns(&self, ns: &str) -> Result<NsPath, ApiError> {
-        Ok(NsPath::new(&self.principal.org, &self.principal.project, ns)?)
-    }
-
-    fn elapsed_ms(&self) -> u64 {
-        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
-    }
-}
 
 /// Route, authenticate and run one request.
 pub async fn dispatch(

@@ -21,8 +21,8 @@ use hyper::Request;
 use serde_json::{json, Value as Json};
 
 use super::body::{parse_json, read_body};
+use super::ctx::Ctx;
 use super::error::ApiError;
-use super::handlers::Ctx;
 use super::stream::{body_reader, Reply, StreamReply};
 use crate::engine::repair::{RepairOptions, DEFAULT_GRACE_MS};
 use crate::engine::Snapshot;

@@ -19,6 +19,7 @@
 
 pub mod auth;
 pub mod body;
+mod ctx;
 pub mod error;
 pub mod handlers;
 mod maintenance;

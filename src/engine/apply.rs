@@ -17,12 +17,12 @@
 use std::collections::BTreeMap;
 
 use super::request::{MAX_DELETE_BY_FILTER_ROWS, MAX_PATCH_BY_FILTER_ROWS};
-use super::state::NsState;
 use super::EngineError;
 use crate::filter::Filter;
 use crate::model::{DocId, Document, Value};
 use crate::ops::{RequestRecord, RowCounts};
 use crate::schema::{parse_schema, AttrSchema, AttrType};
+use crate::state::NsState;
 
 /// Ids touched by a request (for `return_affected_ids`).
 #[derive(Clone, Debug, Default, PartialEq)]

@@ -44,8 +44,8 @@ use crate::format::segment::{
     SECTION_IDS, SECTION_RANGE_CHECKSUMS,
 };
 use crate::format::wal::WalBatch;
-use crate::index::coldivf::ColdHead;
-use crate::index::distance::Metric;
+use crate::index::vector::coldivf::ColdHead;
+use crate::index::vector::distance::Metric;
 use crate::layout::NsPath;
 use crate::model::{DocId, Document};
 use crate::query::{self, Projection, Query, QueryRequest, QueryResult, Rank};
@@ -360,7 +360,7 @@ impl Engine {
         want: usize,
     ) -> ColdResult<Vec<Candidate>> {
         let dim = vector.len();
-        let kern = crate::index::distance::kernels();
+        let kern = crate::index::vector::distance::kernels();
         let orders: Vec<Vec<usize>> = heads.iter().map(|h| h.head.probe(vector, h.head.nlist())).collect();
         let mut read = vec![0usize; heads.len()];
         let mut batch: Vec<usize> = heads.iter().map(|h| h.head.default_nprobe().max(1)).collect();

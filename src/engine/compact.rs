@@ -23,12 +23,12 @@ use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 
 use super::commit::{CommitError, Derived, MAX_COMMIT_ATTEMPTS};
-use super::state::{LiveSegment, NsState};
 use super::{Engine, EngineError, ErrorKind, NsHandle, Snapshot};
 use crate::format::manifest::{Manifest, ObjectRef, SectionRef, SegmentRef};
 use crate::format::segment::{DeletionSet, SegmentBuilder, SEGMENT_FILE};
 use crate::layout::NsPath;
 use crate::model::Document;
+use crate::state::{NsState, SegmentReader};
 
 /// When and how to compact.
 #[derive(Debug, Clone)]
@@ -147,7 +147,7 @@ impl Engine {
         if segs.len() < self.compaction.max_segments {
             return BTreeSet::new();
         }
-        let mut by_size: Vec<&LiveSegment> = segs.iter().collect();
+        let mut by_size: Vec<&SegmentReader> = segs.iter().collect();
         by_size.sort_by_key(|s| s.live_rows());
         let mut picked = BTreeSet::new();
         let mut rows = 0;
@@ -277,13 +277,13 @@ impl Engine {
     }
 
     /// Load the segments of a manifest (verified) into live segments.
-    pub(crate) async fn load_segments(&self, m: &Manifest) -> Result<Vec<LiveSegment>, EngineError> {
+    pub(crate) async fn load_segments(&self, m: &Manifest) -> Result<Vec<SegmentReader>, EngineError> {
         // A few segments at a time, each with its deletion set, in one round trip.
         let loads: Vec<_> = m.segments.iter().map(|s| self.load_segment(s)).collect();
         futures::stream::iter(loads).buffered(4).try_collect().await
     }
 
-    async fn load_segment(&self, s: &SegmentRef) -> Result<LiveSegment, EngineError> {
+    async fn load_segment(&self, s: &SegmentRef) -> Result<SegmentReader, EngineError> {
         let file =
             s.files.first().ok_or_else(|| EngineError::corrupted(format!("segment {} has no file", s.id)))?;
         let deletes = async {
@@ -300,7 +300,7 @@ impl Engine {
                 .map_err(|e| EngineError::corrupted(format!("deletion set {}: {e}", d.key)))?,
             _ => DeletionSet::new(seg.len()),
         };
-        Ok(LiveSegment::new(seg, Arc::new(deleted), s.clone()))
+        Ok(SegmentReader::new(seg, Arc::new(deleted), s.clone()))
     }
 
     /// The verified bytes of an immutable object, through the disk cache
@@ -332,7 +332,7 @@ fn cold_read_sections(bytes: &[u8]) -> Result<Vec<SectionRef>, EngineError> {
     {
         let head = if s.kind == SECTION_COLD_IVF {
             let at = usize::try_from(s.offset).unwrap_or(usize::MAX);
-            match bytes.get(at..).map(crate::index::coldivf::ColdHead::parse) {
+            match bytes.get(at..).map(crate::index::vector::coldivf::ColdHead::parse) {
                 Some(Ok(h)) => h.head_len(),
                 _ => continue, // unreadable: no cold path for this segment
             }

@@ -22,7 +22,7 @@
 //! - A text index adds every row of the segment (rows without the attribute
 //!   as no tokens), so its `num_docs` is the segment's row count — the
 //!   global BM25 `N` then counts every live document, indexed or not.
-//! - Tokens of an attribute value come from [`crate::query::value_tokens`],
+//! - Tokens of an attribute value come from [`crate::index::text::value_tokens`],
 //!   here and at query time for unindexed rows alike.
 
 use crate::format::segment::{
@@ -52,23 +52,23 @@ pub(crate) fn add_index_sections(builder: &mut SegmentBuilder, docs: &[Document]
                 }
             }
             let metric = state.distance_metric.unwrap_or(DistanceMetric::CosineDistance);
-            let params = crate::index::ann::AnnParams::default();
-            let ann = crate::index::ann::build(&flat, dim, metric, &params);
+            let params = crate::index::vector::ann::AnnParams::default();
+            let ann = crate::index::vector::ann::build(&flat, dim, metric, &params);
             // The cold-read lists need every row to have a vector (no absent-row
             // bitmap is fetched on the cold path).
             let cold = (with_vec == docs.len())
-                .then(|| crate::index::ann::AnnIndex::open_trusted(&ann).ok())
+                .then(|| crate::index::vector::ann::AnnIndex::open_trusted(&ann).ok())
                 .flatten()
-                .and_then(|ix| crate::index::coldivf::build(&ix, &flat, dim));
+                .and_then(|ix| crate::index::vector::coldivf::build(&ix, &flat, dim));
             builder.add_section(SECTION_ANN_INDEX, ann);
             if let Some(cold) = cold {
                 builder.add_section(SECTION_COLD_IVF, cold);
             }
-            if crate::index::graph::codes_resolve(&flat, dim, metric) {
-                let gparams = crate::index::graph::GraphParams::default();
+            if crate::index::vector::graph::codes_resolve(&flat, dim, metric) {
+                let gparams = crate::index::vector::graph::GraphParams::default();
                 builder.add_section(
                     SECTION_GRAPH_INDEX,
-                    crate::index::graph::build(&flat, dim, metric, &gparams),
+                    crate::index::vector::graph::build(&flat, dim, metric, &gparams),
                 );
             }
         }
@@ -78,8 +78,11 @@ pub(crate) fn add_index_sections(builder: &mut SegmentBuilder, docs: &[Document]
             let analyzer = Analyzer::new(opts);
             let mut b = TextIndexBuilder::new(name, opts);
             for (row, d) in docs.iter().enumerate() {
-                let toks =
-                    d.attrs.get(name).map(|v| crate::query::value_tokens(&analyzer, v)).unwrap_or_default();
+                let toks = d
+                    .attrs
+                    .get(name)
+                    .map(|v| crate::index::text::value_tokens(&analyzer, v))
+                    .unwrap_or_default();
                 b.add_tokens(row as u32, toks.iter().map(String::as_str));
             }
             builder.add_section(SECTION_TEXT_INDEX, b.finish());

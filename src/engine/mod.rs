@@ -35,7 +35,6 @@ pub mod repair;
 pub mod request;
 pub mod snapshot;
 mod write;
-pub use crate::state; // compat: lead removes after merge
 
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
@@ -50,13 +49,13 @@ pub use self::error::{EngineError, ErrorKind};
 pub use self::listing::{NamespaceMetadata, NamespacePage};
 pub use self::load::Snapshot;
 pub use self::request::WriteRequest;
-pub use self::state::{LiveSegment, NsState};
 use self::write::Pending;
 pub use self::write::WriteResponse;
 use crate::cache::ObjectCache;
 use crate::clock::{Clock, IdGen};
 use crate::layout::NsPath;
 use crate::meta::{DataDirLock, Meta, MetaError};
+pub use crate::state::{NsState, SegmentReader};
 use crate::store::Store;
 
 /// Engine configuration.

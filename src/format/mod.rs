@@ -25,7 +25,8 @@ pub mod wal;
 /// Current (and highest supported) version of every format in this module.
 pub const FORMAT_VERSION_V1: u16 = 1;
 
-// compat: lead removes after merge (the byte codec moved to `crate::codec`, below `index`).
+// The byte codec lives in `crate::codec` (below `index`, which must not import
+// `format`); its reader, writer and error are part of this module's API too.
 use crate::codec::len_u64;
 pub use crate::codec::{FormatError, Reader, Writer};
 

@@ -38,8 +38,7 @@ pub const MAGIC: [u8; 8] = *b"TPATTRIX";
 const VERSION: u32 = 1;
 const HEADER_LEN: usize = 32;
 
-// compat: lead removes after merge (the one index error type lives in `index::error`).
-pub use crate::index::error::IndexError;
+use crate::index::error::IndexError;
 
 fn corrupt(what: &'static str) -> IndexError {
     IndexError::corrupt(crate::index::error::IndexSection::Attribute, what)

@@ -10,6 +10,3 @@ pub mod text;
 pub mod vector;
 
 pub use error::{IndexError, IndexErrorKind, IndexSection};
-
-// compat: lead removes after merge
-pub use vector::{ann, coldivf, distance, graph};

@@ -5,6 +5,7 @@
 //! wherever they live, so scores do not depend on where a row is stored.
 
 use super::*;
+use crate::index::text::value_tokens;
 
 /// One BM25 clause, compiled against the namespace: analyzed terms and the
 /// global statistics of its attribute over every live document.
@@ -250,7 +251,7 @@ pub(super) fn text_hits(
     let is_linear = linear(&root, 1.0, &mut flat);
     let mut hits = Vec::new();
     let mut exhaustive = 0u64;
-    let corrupt = |e: crate::index::text::IndexError| QueryError::Corrupted(format!("text index: {e}"));
+    let corrupt = |e: crate::index::IndexError| QueryError::Corrupted(format!("text index: {e}"));
     for (si, v) in views.iter().enumerate() {
         let seg = &v.ls.seg;
         let ixs: Option<Vec<TextIndex<'_>>> = leaves.iter().map(|l| v.ls.text_index(&l.attr)).collect();
@@ -318,23 +319,4 @@ pub(super) fn text_hits(
         }
     }
     Ok((hits, exhaustive))
-}
-
-/// The analyzed tokens of an attribute value: a string is analyzed, a string
-/// array element by element (with `pre_tokenized_array`, each element is one
-/// token); other values have none. Shared by index building and queries.
-pub fn value_tokens(analyzer: &Analyzer, v: &Value) -> Vec<String> {
-    match v {
-        Value::Str(s) => analyzer.tokens(s),
-        Value::Array(items) => {
-            let mut out = Vec::new();
-            for item in items {
-                if let Value::Str(s) = item {
-                    analyzer.for_each_token(s, |t| out.push(t.to_owned()));
-                }
-            }
-            out
-        }
-        _ => Vec::new(),
-    }
 }

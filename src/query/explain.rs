@@ -25,14 +25,14 @@ pub(super) fn explain_rank(q: &Query, rank: &Rank, state: &NsState, lines: &mut 
         let has_index = kind != 0 && !seg.sections(kind).is_empty();
         let access = match (rank, has_index) {
             (Rank::Vector { .. }, true) => {
-                match crate::index::ann::AnnIndex::open_trusted(
+                match crate::index::vector::ann::AnnIndex::open_trusted(
                     seg.section(SECTION_ANN_INDEX).unwrap_or_default(),
                 ) {
                     Ok(ix) if q.filters.is_some() => {
                         let f = |row: u32| v.passes(row as usize, q);
                         let est = ix.estimate_matches(&f);
-                        let exact =
-                            est <= crate::index::ann::SearchParams::default().exact_threshold as usize;
+                        let exact = est
+                            <= crate::index::vector::ann::SearchParams::default().exact_threshold as usize;
                         format!(
                             "ANN index ({} clusters), filter matches ~{est} rows → {}",
                             ix.nlist(),

@@ -69,7 +69,6 @@ mod vector;
 // and gathered here, and each submodule sees its siblings through
 // `use super::*`.
 use self::aggregate::*;
-pub use self::bm25::value_tokens; // shared with indexing; the lead moves it to index/text
 use self::bm25::*;
 pub use self::error::QueryError;
 use self::error::*;

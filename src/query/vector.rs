@@ -19,7 +19,7 @@ pub(super) fn vector_hits(
     views: &[SegView<'_>],
     k: usize,
 ) -> Result<(Vec<Hit>, u64), QueryError> {
-    use crate::index::ann;
+    use crate::index::vector::ann;
     let Some(dim) = state.vector_dim.map(|d| d as usize) else { return Ok((Vec::new(), 0)) };
     if query.len() != dim {
         return Err(invalid(format!("query vector has {} dimensions, the namespace has {dim}", query.len())));
@@ -66,9 +66,13 @@ pub(super) fn vector_hits(
             _ => None,
         };
         let found = match (index, graph) {
-            (_, Some(g)) => {
-                g.search(vectors, query, k, filter, &crate::index::graph::GraphSearchParams::default())
-            }
+            (_, Some(g)) => g.search(
+                vectors,
+                query,
+                k,
+                filter,
+                &crate::index::vector::graph::GraphSearchParams::default(),
+            ),
             (Some(Ok(ix)), None) => {
                 let params = ann::SearchParams { filter_estimate, ..ann::SearchParams::default() };
                 ix.index().search(vectors, query, k, filter, &params)
@@ -89,7 +93,7 @@ pub(super) fn vector_hits(
         exhaustive += 1;
         let Some(vec) = doc.vector.as_ref().filter(|v| v.len() == dim) else { continue };
         if matches(q, doc) {
-            let d = crate::index::distance::distance(metric, query, vec);
+            let d = crate::index::vector::distance::distance(metric, query, vec);
             hits.push(Hit { id: id.clone(), score: d, src: Src::Over(doc.clone()) });
         }
     }

@@ -23,9 +23,6 @@ pub mod segment;
 
 pub use self::segment::SegmentReader;
 
-/// The old name of [`SegmentReader`].
-pub type LiveSegment = SegmentReader; // compat: lead removes after merge
-
 /// The state of a namespace at one generation.
 #[derive(Clone, Debug, Default)]
 pub struct NsState {

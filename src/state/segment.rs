@@ -28,11 +28,12 @@ use crate::format::segment::{
     DeletionSet, Segment, SECTION_ANN_INDEX, SECTION_ATTRIBUTE_INDEX, SECTION_GRAPH_INDEX,
     SECTION_SPARSE_INDEX, SECTION_TEXT_INDEX,
 };
-use crate::index::ann::{IndexError, SharedAnnIndex};
 use crate::index::attr::AttrIndex;
-use crate::index::graph::GraphIndex;
 use crate::index::sparse::SparseIndex;
 use crate::index::text::TextIndex;
+use crate::index::vector::ann::SharedAnnIndex;
+use crate::index::vector::graph::GraphIndex;
+use crate::index::IndexError;
 use crate::model::{DocId, Document};
 
 /// A segment as this generation sees it: its rows minus its deletion set,
@@ -204,7 +205,7 @@ impl SegmentReader {
 mod tests {
     use super::*;
     use crate::format::segment::SegmentBuilder;
-    use crate::index::distance::Metric;
+    use crate::index::vector::distance::Metric;
     use crate::model::IdType;
 
     const DIM: usize = 4;
@@ -221,10 +222,10 @@ mod tests {
             let doc = Document { id: DocId::U64(i as u64), vector: Some(v), attrs: Default::default() };
             b.push(&doc).unwrap();
         }
-        let params = crate::index::ann::AnnParams::default();
+        let params = crate::index::vector::ann::AnnParams::default();
         b.add_section(
             SECTION_ANN_INDEX,
-            crate::index::ann::build(&flat, DIM, Metric::EuclideanSquared, &params),
+            crate::index::vector::ann::build(&flat, DIM, Metric::EuclideanSquared, &params),
         );
         for attr in ["a", "b"] {
             let mut text = crate::index::text::TextIndexBuilder::new(attr, &Default::default());

@@ -265,3 +265,22 @@ pub(super) fn fold_ascii(s: &str, out: &mut String) {
         }
     }
 }
+
+/// The analyzed tokens of an attribute value: a string is analyzed, a string
+/// array element by element (with `pre_tokenized_array`, each element is one
+/// token); other values have none. Shared by index building and queries.
+pub fn value_tokens(analyzer: &Analyzer, v: &crate::model::Value) -> Vec<String> {
+    match v {
+        crate::model::Value::Str(s) => analyzer.tokens(s),
+        crate::model::Value::Array(items) => {
+            let mut out = Vec::new();
+            for item in items {
+                if let crate::model::Value::Str(s) = item {
+                    analyzer.for_each_token(s, |t| out.push(t.to_owned()));
+                }
+            }
+            out
+        }
+        _ => Vec::new(),
+    }
+}

@@ -88,8 +88,7 @@ pub use reader::*;
 mod search;
 pub use search::*;
 
-// compat: lead removes after merge (the one index error type lives in `index::error`).
-pub use crate::index::error::IndexError;
+use crate::index::error::IndexError;
 use crate::index::error::{IndexErrorKind, IndexSection};
 
 fn corrupt(what: &'static str) -> IndexError {

@@ -33,9 +33,10 @@ use std::ops::Range;
 
 use super::ann::{
     checksum, corrupt, decode_f32, decode_u32, metric_code, metric_from_code, rd_u32, rd_u64, unsupported,
-    AnnIndex, IndexError,
+    AnnIndex,
 };
 use super::distance::{kernels, Metric};
+use crate::index::IndexError;
 
 /// Section magic.
 pub const MAGIC: [u8; 8] = *b"TPIVFCLD";
@@ -274,7 +275,7 @@ impl ColdList {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::index::ann::{self, AnnParams};
+    use crate::index::vector::ann::{self, AnnParams};
     use rand::{Rng, SeedableRng};
 
     fn data(seed: u64, n: usize, dim: usize) -> Vec<f32> {

@@ -35,11 +35,10 @@
 //! - With a filter, the traversal visits every row but only matching rows enter the result list
 //!   (suited to wide filters; callers route narrow filters to the IVF index or exact search).
 
-use super::ann::{
-    checksum, corrupt, exact, metric_code, quantize_query, quantize_rows, unsupported, IndexError,
-};
+use super::ann::{checksum, corrupt, exact, metric_code, quantize_query, quantize_rows, unsupported};
 use super::distance::{kernels, Kernels, Metric};
 use super::Ranked;
+use crate::index::IndexError;
 use std::collections::BinaryHeap;
 
 /// Section magic.

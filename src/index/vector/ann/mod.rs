@@ -70,8 +70,7 @@ const BLOCKS: usize = 6;
 const KIND_IVF_SQ8: u8 = 1;
 const CRC_AT: usize = 56;
 
-// compat: lead removes after merge (the one index error type lives in `index::error`).
-pub use crate::index::error::IndexError;
+use crate::index::error::IndexError;
 use crate::index::error::{IndexErrorKind, IndexSection};
 
 /// Bad bytes in a dense-vector section (ann, graph, cold IVF share the message).
