@@ -22,7 +22,9 @@ use futures::TryStreamExt;
 use object_store::path::Path as ObjPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 
+#[cfg(any(test, feature = "test-util"))]
 pub mod fault;
+#[cfg(any(test, feature = "test-util"))]
 pub mod trace;
 
 /// Errors of the object-store layer.
