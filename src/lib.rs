@@ -2,10 +2,13 @@
 //! storage as immutable objects (WAL batches, segments, one manifest per
 //! generation); the daemon serves them over the turbopuffer v2 HTTP API.
 //!
-//! Layering (dependencies point downward only):
-//! `api` (HTTP) → `engine` (namespaces, write path, commit protocol) →
-//! `format` (WAL, manifest codecs) / `filter` / `meta` (redb) / `store`
-//! (object storage) → `model`, `schema`, `layout`, `clock`.
+//! Layering (dependencies point downward only; `ARCHITECTURE.md` has the map):
+//! `cli` / `api` (HTTP) → `wire` (turbopuffer JSON ↔ typed requests and
+//! results) → `engine` (lifecycle, the commit unit, writes, loading,
+//! compaction, branches) → `query` (evaluation over one state) → `state`
+//! (a generation's segments and WAL overlay) → `index` / `format` / `filter`
+//! / `cache` → `store` (object storage) / `meta` (redb) → `codec`, `model`,
+//! `schema`, `ops`, `layout`, `clock`.
 #![warn(missing_docs)]
 
 pub mod api;

@@ -102,14 +102,25 @@ pub struct SparseIndex<'a> {
 }
 
 impl<'a> SparseIndex<'a> {
-    /// Opens and verifies a section.
+    /// Opens and verifies a section (checksum included).
     pub fn open(bytes: &'a [u8]) -> Result<Self, IndexError> {
+        Self::parse(bytes, true)
+    }
+
+    /// Opens a section whose bytes were already verified (a segment checks
+    /// every section's checksum once, at open): structure only, no second
+    /// crc pass.
+    pub fn open_trusted(bytes: &'a [u8]) -> Result<Self, IndexError> {
+        Self::parse(bytes, false)
+    }
+
+    fn parse(bytes: &'a [u8], check_crc: bool) -> Result<Self, IndexError> {
         let c = corrupt;
         if bytes.len() < HEADER_LEN + 4 || bytes[..8] != MAGIC {
             return Err(c("bad magic"));
         }
         let body = bytes.len() - 4;
-        if crc32c::crc32c(&bytes[..body]) != u32_at(&bytes[body..], 0) {
+        if check_crc && crc32c::crc32c(&bytes[..body]) != u32_at(&bytes[body..], 0) {
             return Err(c("checksum mismatch"));
         }
         let h = |i: usize| u32_at(&bytes[8..HEADER_LEN], i) as usize;
