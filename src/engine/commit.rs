@@ -366,12 +366,21 @@ impl ManifestLog {
         &self,
         f: impl FnOnce(&Meta) -> Result<T, MetaError> + Send + 'static,
     ) -> Result<T, EngineError> {
-        let meta = self.meta.clone();
-        tokio::task::spawn_blocking(move || f(&meta))
-            .await
-            .map_err(|e| EngineError::internal(e.to_string()))?
-            .map_err(Into::into)
+        on_meta(&self.meta, f).await
     }
+}
+
+/// Run a `meta.redb` operation on the blocking pool (redb's calls block on
+/// disk I/O and fsync; they must not stall the async workers).
+pub(crate) async fn on_meta<T: Send + 'static>(
+    meta: &Arc<Meta>,
+    f: impl FnOnce(&Meta) -> Result<T, MetaError> + Send + 'static,
+) -> Result<T, EngineError> {
+    let meta = meta.clone();
+    tokio::task::spawn_blocking(move || f(&meta))
+        .await
+        .map_err(|e| EngineError::internal(e.to_string()))?
+        .map_err(Into::into)
 }
 
 /// Keys `base` references that `next` does not (what a commit drops).

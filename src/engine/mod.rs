@@ -297,11 +297,7 @@ impl Engine {
         &self,
         f: impl FnOnce(&Meta) -> Result<T, MetaError> + Send + 'static,
     ) -> Result<T, EngineError> {
-        let meta = self.meta.clone();
-        tokio::task::spawn_blocking(move || f(&meta))
-            .await
-            .map_err(|e| EngineError::internal(e.to_string()))?
-            .map_err(Into::into)
+        commit::on_meta(&self.meta, f).await
     }
 
     /// The commit unit of a namespace on this engine's store.
