@@ -392,6 +392,10 @@ fn dropped_keys(base: &Manifest, next: &Manifest) -> Vec<String> {
     base.object_keys().into_iter().filter(|k| !kept.contains(k)).collect()
 }
 
+#[cfg(test)]
+#[path = "commit_tests.rs"]
+mod tests;
+
 /// A store failure during a commit step: the outcome is unknown.
 pub(crate) fn fail(e: StoreError) -> CommitError {
     CommitError::Failed(e.into())
