@@ -157,13 +157,14 @@ impl Corpus {
         let q = self.query(i);
         let (mut hits, mut err) = (0usize, 0f64);
         for row in rows {
-            let id = usize::try_from(row["id"].as_u64().expect("u64 id")).expect("id");
+            let tidepool::model::DocId::U64(id) = row.doc.id else { panic!("u64 ids") };
+            let id = usize::try_from(id).expect("id");
             let v = &self.vecs[id * DIM..(id + 1) * DIM];
             let d = 1.0 - q.iter().zip(v).map(|(a, b)| f64::from(*a) * f64::from(*b)).sum::<f64>();
             if d <= self.kth[i] + 1e-5 {
                 hits += 1;
             }
-            err = err.max((row["$dist"].as_f64().expect("$dist") - d).abs());
+            err = err.max((row.dist.expect("$dist") - d).abs());
         }
         (hits as f64 / K as f64, err)
     }

@@ -362,6 +362,24 @@ impl Document {
         self.attrs.get(name).map(std::borrow::Cow::Borrowed)
     }
 
+    /// The document as turbopuffer writes it: `id`, `vector` (floats, when
+    /// present), then every attribute. `upsert_rows` accepts it back, export
+    /// lines are it, and query rows start from it.
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut o = serde_json::Map::with_capacity(self.attrs.len() + 2);
+        o.insert(ID_ATTR.to_owned(), self.id.to_json());
+        if let Some(v) = &self.vector {
+            o.insert(
+                VECTOR_ATTR.to_owned(),
+                v.iter().map(|x| serde_json::Value::from(f64::from(*x))).collect(),
+            );
+        }
+        for (k, v) in &self.attrs {
+            o.insert(k.clone(), v.to_json());
+        }
+        serde_json::Value::Object(o)
+    }
+
     /// Approximate logical size in bytes (for metadata and billing fields).
     pub fn logical_bytes(&self) -> u64 {
         let vec = self.vector.as_ref().map_or(0, |v| v.len() * 4);

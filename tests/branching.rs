@@ -35,10 +35,7 @@ async fn write(e: &Engine, name: &str, body: Json) -> Result<tidepool::engine::W
 /// Every live document of a namespace, id → JSON.
 async fn docs(e: &Engine, name: &str) -> BTreeMap<DocId, Json> {
     let s = e.existing(&ns(name), true).await.unwrap_or_else(|err| panic!("{name}: {err}"));
-    s.state
-        .iter_from(Bound::Unbounded)
-        .map(|d| (d.id.clone(), tidepool::engine::export::document_to_json(&d)))
-        .collect()
+    s.state.iter_from(Bound::Unbounded).map(|d| (d.id.clone(), d.to_json())).collect()
 }
 
 fn rows(ids: impl IntoIterator<Item = u64>, tag: &str) -> Json {
@@ -319,7 +316,7 @@ async fn time_travel_reads_and_branches_an_older_retained_generation() {
             let s = e.snapshot_at(&ns("t"), Some(g), true).await.unwrap();
             s.state
                 .iter_from(Bound::Unbounded)
-                .map(|d| (d.id.clone(), tidepool::engine::export::document_to_json(&d)))
+                .map(|d| (d.id.clone(), d.to_json()))
                 .collect::<BTreeMap<_, _>>()
         }
     };
@@ -404,11 +401,8 @@ async fn a_branch_taken_during_concurrent_writes_is_exactly_one_parent_generatio
     for name in branches {
         let g = e.lineage(&ns(&name)).await.unwrap().unwrap().parent_generation;
         let at = e.snapshot_at(&ns("p"), Some(g), true).await.unwrap();
-        let want: BTreeMap<DocId, Json> = at
-            .state
-            .iter_from(Bound::Unbounded)
-            .map(|d| (d.id.clone(), tidepool::engine::export::document_to_json(&d)))
-            .collect();
+        let want: BTreeMap<DocId, Json> =
+            at.state.iter_from(Bound::Unbounded).map(|d| (d.id.clone(), d.to_json())).collect();
         assert_eq!(docs(&e, &name).await, want, "{name} is not parent generation {g}");
     }
     assert_eq!(docs(&e, "p").await, model(0..60, "p"));

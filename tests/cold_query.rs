@@ -156,7 +156,7 @@ fn ann(q: &[f32], k: usize) -> Json {
 async fn cold(e: &Engine, body: &Json) -> Option<Vec<(u64, f32)>> {
     let req = parse_request(body, false).unwrap();
     let ans = e.try_cold_query(&ns(), &req).await.unwrap()?;
-    let rows = ans.results[0].rows.clone().unwrap();
+    let rows = ans.results[0].to_json()["rows"].as_array().cloned().unwrap();
     Some(rows.iter().map(|r| (r["id"].as_u64().unwrap(), r["$dist"].as_f64().unwrap() as f32)).collect())
 }
 
@@ -290,7 +290,7 @@ async fn cold_query_with_attributes_takes_four_round_trips() {
         let ans = node.try_cold_query(&ns(), &req).await.unwrap().expect("answered cold");
         let t = w.trace.take();
         assert!(t.sequential_round_trips() <= 4, "{} round trips", t.sequential_round_trips());
-        let rows = ans.results[0].rows.clone().unwrap();
+        let rows = ans.results[0].to_json()["rows"].as_array().cloned().unwrap();
         assert_eq!(rows.len(), 5);
         let ids_only =
             cold(&node, &json!({"rank_by": ["vector", "ANN", w.truth[&id]], "top_k": 5 + offset})).await;

@@ -12,7 +12,6 @@ use std::ops::Bound;
 use std::sync::Arc;
 
 use serde_json::{json, Value as Json};
-use tidepool::engine::export::document_to_json;
 use tidepool::engine::{CompactionConfig, Engine, EngineConfig, EngineError, ErrorKind, WriteRequest};
 use tidepool::layout::NsPath;
 use tidepool::model::DocId;
@@ -34,7 +33,7 @@ async fn write(e: &Engine, name: &str, body: Json) -> Result<tidepool::engine::W
 
 async fn docs(e: &Engine, name: &str) -> BTreeMap<DocId, Json> {
     let s = e.existing(&ns(name), true).await.unwrap_or_else(|err| panic!("{name}: {err}"));
-    s.state.iter_from(Bound::Unbounded).map(|d| (d.id.clone(), document_to_json(&d))).collect()
+    s.state.iter_from(Bound::Unbounded).map(|d| (d.id.clone(), d.to_json())).collect()
 }
 
 /// A namespace with every value kind, vectors, a deletion, a compaction and
@@ -132,7 +131,7 @@ async fn a_snapshot_restores_identically_on_another_node() {
     }
     let got = other.existing(&dst, true).await.unwrap();
     let got: BTreeMap<DocId, Json> =
-        got.state.iter_from(Bound::Unbounded).map(|d| (d.id.clone(), document_to_json(&d))).collect();
+        got.state.iter_from(Bound::Unbounded).map(|d| (d.id.clone(), d.to_json())).collect();
     assert_eq!(got, docs(&e, "src").await);
     // Restoring over a namespace with documents is refused.
     let mut f = tokio::io::BufReader::new(tokio::fs::File::open(&file).await.unwrap());

@@ -498,7 +498,7 @@ async fn debian_corpus_end_to_end_figures() {
         let req = parse_request(body, false).unwrap();
         let t = std::time::Instant::now();
         let r = execute_request(&req, &st).unwrap();
-        (t.elapsed().as_secs_f64() * 1e3, r[0].rows.clone().unwrap_or_default())
+        (t.elapsed().as_secs_f64() * 1e3, r[0].to_json()["rows"].as_array().cloned().unwrap_or_default())
     };
     let pct = |mut v: Vec<f64>, p: f64| {
         v.sort_by(f64::total_cmp);

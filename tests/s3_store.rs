@@ -427,16 +427,19 @@ async fn a_cold_ann_query_takes_three_round_trips_to_the_bucket() {
     let cold = e.try_cold_query(&ns(), &req).await.unwrap().expect("answered cold");
     let t = trace.take();
     assert!(t.sequential_round_trips() <= 3, "{} round trips: {:?}", t.sequential_round_trips(), t.events);
-    let rows = cold.results[0].rows.clone().unwrap();
+    let rows = cold.results[0].to_json()["rows"].as_array().cloned().unwrap();
     assert_eq!(rows[0]["id"], json!(1234));
     // The loaded namespace agrees on the nearest row, and sees the WAL row too.
     let warm = tidepool::query::execute_request(&req, &e.existing(&ns(), true).await.unwrap().state).unwrap();
-    assert_eq!(warm[0].rows.clone().unwrap()[0], rows[0]);
+    assert_eq!(warm[0].to_json()["rows"].as_array().cloned().unwrap()[0], rows[0]);
     let body = json!({"rank_by": ["vector", "ANN", spread_vector(3)], "top_k": 2});
     let req = tidepool::wire::query::parse_request(&body, false).unwrap();
     let other = tempfile::tempdir().unwrap();
     let e2 = engine_on(other.path(), &url).await;
-    let two = e2.try_cold_query(&ns(), &req).await.unwrap().unwrap().results[0].rows.clone().unwrap();
+    let two = e2.try_cold_query(&ns(), &req).await.unwrap().unwrap().results[0].to_json()["rows"]
+        .as_array()
+        .cloned()
+        .unwrap();
     let mut ids: Vec<u64> = two.iter().map(|r| r["id"].as_u64().unwrap()).collect();
     ids.sort_unstable();
     assert_eq!(ids, vec![3, 9999], "the WAL row ties with its twin in the segment");

@@ -56,23 +56,6 @@ pub struct ForkOutcome {
     pub objects_copied: usize,
 }
 
-impl ForkOutcome {
-    /// A JSON summary (admin routes).
-    pub fn to_json(&self) -> Json {
-        serde_json::json!({
-            "status": "OK",
-            "namespace": self.manifest.namespace,
-            "version": self.manifest.generation,
-            "source_version": self.source_generation,
-            "objects_shared": self.objects_shared,
-            "objects_copied": self.objects_copied,
-            "lineage": self.manifest.lineage.as_ref().map(|l| serde_json::json!({
-                "parent": l.parent, "parent_generation": l.parent_generation
-            })),
-        })
-    }
-}
-
 impl Engine {
     /// The per-project lock: branch, copy and restore hold it shared, repair
     /// holds it exclusively (so no refcount is raised for a manifest repair

@@ -32,7 +32,7 @@
 //!   generation, an object of the generation already deleted): the caller then loads the
 //!   namespace, so no query shape is answered differently, only more slowly.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use bytes::Bytes;
 use futures::future::try_join_all;
@@ -50,7 +50,6 @@ use crate::layout::NsPath;
 use crate::model::{DocId, Document};
 use crate::query::{self, Projection, Query, QueryRequest, QueryResult, Rank};
 use crate::store::StoreError;
-use serde_json::Value as Json;
 
 /// A query answered by the cold path.
 #[derive(Debug)]
@@ -494,10 +493,9 @@ impl Engine {
         let mut ids_only = q.clone();
         ids_only.projection = Projection::IdOnly;
         let order = self.rank_candidates(m, &ids_only, cands.iter().map(|(d, _)| d.clone()).collect())?;
-        let page: Vec<Json> =
-            order.rows.unwrap_or_default().into_iter().filter_map(|r| r.get("id").cloned()).collect();
-        let on_page: Vec<Candidate> =
-            cands.into_iter().filter(|(d, _)| page.contains(&d.id.to_json())).collect();
+        let page: HashSet<DocId> =
+            order.rows.unwrap_or_default().into_iter().map(|r| r.doc.id.clone()).collect();
+        let on_page: Vec<Candidate> = cands.into_iter().filter(|(d, _)| page.contains(&d.id)).collect();
         let reads = on_page.iter().map(|(d, origin)| async move {
             let Some((si, row)) = *origin else { return Ok::<_, ColdError>(d.clone()) };
             let (h, table) = (&heads[si], offsets[si].as_deref().unwrap_or_default());

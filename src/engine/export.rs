@@ -16,13 +16,11 @@
 use std::ops::Bound;
 use std::sync::Arc;
 
-use serde_json::{Map, Value as Json};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use super::{cached, Engine, EngineError, ErrorKind, Snapshot};
 use crate::format::manifest::Manifest;
 use crate::layout::NsPath;
-use crate::model::{Document, ID_ATTR, VECTOR_ATTR};
 
 /// Bytes buffered before an export chunk is written out.
 const EXPORT_CHUNK_BYTES: usize = 64 * 1024;
@@ -132,7 +130,7 @@ pub async fn export_ndjson<W: AsyncWrite + Unpin + Send>(
         {
             let bound = lower.as_ref().map_or(Bound::Unbounded, Bound::Excluded);
             for doc in state.iter_from(bound) {
-                serde_json::to_writer(&mut buf, &document_to_json(&doc))
+                serde_json::to_writer(&mut buf, &doc.to_json())
                     .map_err(|e| EngineError::internal(format!("export encoding: {e}")))?;
                 buf.push(b'\n');
                 out.documents += 1;
@@ -154,18 +152,4 @@ pub async fn export_ndjson<W: AsyncWrite + Unpin + Send>(
     }
     w.flush().await.map_err(io)?;
     Ok(out)
-}
-
-/// A document as one export line: `id`, `vector` (when present), then every
-/// attribute; exactly what `tidepool write` and `upsert_rows` accept.
-pub fn document_to_json(doc: &Document) -> Json {
-    let mut o = Map::with_capacity(doc.attrs.len() + 2);
-    o.insert(ID_ATTR.to_owned(), doc.id.to_json());
-    if let Some(v) = &doc.vector {
-        o.insert(VECTOR_ATTR.to_owned(), Json::Array(v.iter().map(|x| Json::from(f64::from(*x))).collect()));
-    }
-    for (k, v) in &doc.attrs {
-        o.insert(k.clone(), v.to_json());
-    }
-    Json::Object(o)
 }

@@ -51,6 +51,14 @@ impl Condition {
         }
     }
 
+    /// The pattern of a case-sensitive `Glob` (for index prefix scans).
+    pub fn glob_pattern(&self) -> Option<&str> {
+        match &self.pred {
+            Pred::Glob(g) if !g.case_insensitive && !self.negated => Some(&g.source),
+            _ => None,
+        }
+    }
+
     pub(super) fn to_json(&self) -> Json {
         let operand = match &self.pred {
             Pred::Eq(o) | Pred::In(o) | Pred::Contains(o) | Pred::ContainsAny(o) => o.to_json(),

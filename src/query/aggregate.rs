@@ -2,6 +2,8 @@
 //!
 //! Invariant: groups are ordered by their keys (nulls last), deterministically.
 
+use serde_json::Value as Json;
+
 use super::*;
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -28,29 +30,36 @@ impl Acc {
         }
     }
 
-    pub(super) fn to_json(self, agg: &Aggregate) -> Json {
+    pub(super) fn value(self, agg: &Aggregate) -> AggregateValue {
         match agg {
-            Aggregate::Count | Aggregate::CountAttr(_) => json!(self.count),
+            Aggregate::Count | Aggregate::CountAttr(_) => AggregateValue::Count(self.count),
             Aggregate::Sum(_) => {
                 #[allow(clippy::cast_precision_loss)]
                 let as_float = self.int_sum as f64 + self.float_sum;
                 match (self.any_float, i64::try_from(self.int_sum)) {
-                    (false, Ok(i)) => json!(i),
-                    _ => json!(as_float),
+                    (false, Ok(i)) => AggregateValue::Int(i),
+                    _ => AggregateValue::Float(as_float),
                 }
             }
         }
     }
 }
 
-pub(super) fn aggregate_all(aggs: &[(String, Aggregate)], docs: impl Iterator<Item = Arc<Document>>) -> Json {
+fn values(aggs: &[(String, Aggregate)], accs: Vec<Acc>) -> Vec<(String, AggregateValue)> {
+    aggs.iter().zip(accs).map(|((name, agg), acc)| (name.clone(), acc.value(agg))).collect()
+}
+
+pub(super) fn aggregate_all(
+    aggs: &[(String, Aggregate)],
+    docs: impl Iterator<Item = Arc<Document>>,
+) -> Vec<(String, AggregateValue)> {
     let mut accs = vec![Acc::default(); aggs.len()];
     for d in docs {
         for (acc, (_, agg)) in accs.iter_mut().zip(aggs) {
             acc.add(agg, &d);
         }
     }
-    Json::Object(aggs.iter().zip(accs).map(|((name, agg), acc)| (name.clone(), acc.to_json(agg))).collect())
+    values(aggs, accs)
 }
 
 pub(super) struct Group {
@@ -59,11 +68,12 @@ pub(super) struct Group {
 }
 
 /// Groups sorted by their key values (missing values last), at most `limit`.
-pub(super) fn aggregate_groups(q: &Query, docs: impl Iterator<Item = Arc<Document>>) -> Vec<Json> {
+pub(super) fn aggregate_groups(q: &Query, docs: impl Iterator<Item = Arc<Document>>) -> Vec<AggregateGroup> {
     let mut groups: HashMap<String, Group> = HashMap::new();
     for d in docs {
         let key: Vec<Option<Value>> =
             q.group_by.iter().map(|a| d.attr(a).map(std::borrow::Cow::into_owned)).collect();
+        // Values are not `Hash` (floats); their canonical JSON text is.
         let id = Json::Array(key.iter().map(|v| v.as_ref().map_or(Json::Null, Value::to_json)).collect())
             .to_string();
         let g =
@@ -77,15 +87,9 @@ pub(super) fn aggregate_groups(q: &Query, docs: impl Iterator<Item = Arc<Documen
     groups.truncate(q.limit);
     groups
         .into_iter()
-        .map(|g| {
-            let mut m = Map::new();
-            for (name, v) in q.group_by.iter().zip(&g.key) {
-                m.insert(name.clone(), v.as_ref().map_or(Json::Null, Value::to_json));
-            }
-            for ((name, agg), acc) in q.aggregates.iter().zip(g.accs) {
-                m.insert(name.clone(), acc.to_json(agg));
-            }
-            Json::Object(m)
+        .map(|g| AggregateGroup {
+            key: q.group_by.iter().cloned().zip(g.key).collect(),
+            values: values(&q.aggregates, g.accs),
         })
         .collect()
 }

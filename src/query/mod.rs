@@ -39,9 +39,6 @@ use std::collections::{HashMap, HashSet};
 use std::ops::Bound;
 use std::sync::Arc;
 
-use base64::Engine as _;
-use serde_json::{json, Map, Value as Json};
-
 use crate::filter::Filter;
 use crate::format::segment::{SECTION_ANN_INDEX, SECTION_SPARSE_INDEX, SECTION_TEXT_INDEX};
 use crate::index::text::{
@@ -77,7 +74,6 @@ pub use self::fuse::fuse;
 use self::rank::*;
 pub mod recall;
 pub use self::recall::recall;
-pub use self::render::encode_vector;
 use self::render::*;
 use self::scan::*;
 use self::sparse::*;
@@ -122,9 +118,10 @@ pub enum Projection {
 }
 
 /// How returned vectors are encoded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum VectorEncoding {
     /// JSON floats.
+    #[default]
     Float,
     /// Base64 of little-endian f32.
     Base64,
@@ -181,17 +178,49 @@ pub struct QueryRequest {
     pub rerank: Option<Rerank>,
 }
 
-/// The result of one query.
+/// The result of one query, typed: the wire layer renders it.
 #[derive(Debug, Clone, Default)]
 pub struct QueryResult {
     /// Rows (None for an aggregate-only query).
-    pub rows: Option<Vec<Json>>,
-    /// Ungrouped aggregates.
-    pub aggregations: Option<Json>,
-    /// Grouped aggregates.
-    pub aggregation_groups: Option<Vec<Json>>,
+    pub rows: Option<Vec<Row>>,
+    /// How the rows' vectors are to be encoded.
+    pub vector_encoding: VectorEncoding,
+    /// Ungrouped aggregates, in request order.
+    pub aggregations: Option<Vec<(String, AggregateValue)>>,
+    /// Grouped aggregates, ordered by group key.
+    pub aggregation_groups: Option<Vec<AggregateGroup>>,
     /// Documents examined.
     pub scanned: u64,
+}
+
+/// One returned row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row {
+    /// The document holding only what the projection asked for (the id
+    /// always; the stored document itself, shared, when everything is).
+    pub doc: Arc<Document>,
+    /// `$dist`: the distance, score or fused score (scored queries only).
+    pub dist: Option<f64>,
+}
+
+/// The value of one aggregate.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum AggregateValue {
+    /// A count.
+    Count(u64),
+    /// A sum of integers that fits in an i64.
+    Int(i64),
+    /// Any other sum.
+    Float(f64),
+}
+
+/// One `group_by` group.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AggregateGroup {
+    /// Group-by attribute names and this group's values (None: missing).
+    pub key: Vec<(String, Option<Value>)>,
+    /// The aggregates over the group, in request order.
+    pub values: Vec<(String, AggregateValue)>,
 }
 
 /// A scored ranking (everything but attribute order).
@@ -273,24 +302,19 @@ pub const DIST_ATTR: &str = "$dist";
 /// Run one query on a state.
 pub fn execute(q: &Query, state: &NsState) -> Result<QueryResult, QueryError> {
     validate(q, state)?;
-    let mut result = QueryResult::default();
+    let mut result = QueryResult { vector_encoding: q.vector_encoding, ..QueryResult::default() };
     if let Some(rank) = &q.rank {
         let (docs, exhaustive) = ranked_docs(q, rank, state)?;
-        result.rows = Some(
-            docs.iter()
-                .map(|(d, score)| {
-                    let mut row = render(d, &q.projection, q.vector_encoding);
-                    if let Json::Object(m) = &mut row {
-                        m.insert(DIST_ATTR.into(), json!(f64::from(*score)));
-                    }
-                    row
-                })
-                .collect(),
-        );
+        let row = |(d, score): (Arc<Document>, f32)| Row {
+            doc: project(d, &q.projection),
+            dist: Some(f64::from(score)),
+        };
+        result.rows = Some(docs.into_iter().map(row).collect());
         result.scanned = exhaustive;
     } else if let Some(order) = &q.order {
         let (docs, scanned) = top_docs(q, order, state);
-        result.rows = Some(docs.iter().map(|d| render(d, &q.projection, q.vector_encoding)).collect());
+        result.rows =
+            Some(docs.into_iter().map(|d| Row { doc: project(d, &q.projection), dist: None }).collect());
         result.scanned = scanned;
     }
     if !q.aggregates.is_empty() {

@@ -4,6 +4,8 @@
 //! Invariants: rows a segment retired or the overlay shadows are never
 //! returned; ties order by id ascending.
 
+use serde_json::Value as Json;
+
 use super::*;
 
 /// Most candidates one ranked query gathers while filling `limit.per`.
@@ -22,6 +24,7 @@ impl<'a> PerCounter<'a> {
 
     pub(super) fn admit(&mut self, d: &Document) -> bool {
         let Some(per) = self.per else { return true };
+        // Values are not `Hash` (floats); their canonical JSON text is.
         let key = Json::Array(
             per.attributes.iter().map(|a| d.attr(a).map_or(Json::Null, |v| v.to_json())).collect(),
         )

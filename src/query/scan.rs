@@ -215,8 +215,7 @@ pub(super) fn index_rows(ls: &SegmentReader, f: &Filter, depth: usize) -> Option
                     }
                 }
                 (Op::Glob, _) if ix.kind() == 3 => {
-                    let pattern = Filter::Cond(c.clone()).to_json();
-                    let pattern = pattern.get(2).and_then(Json::as_str)?;
+                    let pattern = c.glob_pattern()?;
                     let end = pattern.find(['*', '?', '[', '\\', '{']).unwrap_or(pattern.len());
                     if end == 0 {
                         return None;

@@ -3,7 +3,8 @@
 use super::*;
 use crate::engine::apply::apply_request;
 use crate::engine::WriteRequest;
-use crate::wire::query::{id_lower_bound, parse_request};
+use crate::wire::query::{encode_vector, id_lower_bound, parse_request};
+use serde_json::{json, Value as Json};
 
 fn state(rows: Json) -> NsState {
     let mut s = NsState::default();
@@ -17,8 +18,17 @@ fn run(s: &NsState, body: Json) -> Result<QueryResult, QueryError> {
     execute(&r.queries[0], s)
 }
 
+/// The result as the wire renders it.
+fn rendered(r: &QueryResult, key: &str) -> Option<Json> {
+    r.to_json().get(key).cloned()
+}
+
+fn rows(r: &QueryResult) -> Vec<Json> {
+    rendered(r, "rows").and_then(|v| v.as_array().cloned()).unwrap()
+}
+
 fn ids(r: &QueryResult) -> Vec<Json> {
-    r.rows.as_ref().unwrap().iter().map(|row| row["id"].clone()).collect()
+    rows(r).iter().map(|row| row["id"].clone()).collect()
 }
 
 #[test]
@@ -38,17 +48,17 @@ fn id_paging_and_projection() {
         json!([{"id": 3, "vector": [1.0, 0.5], "a": "x"}, {"id": 1, "vector": [0.0, 1.0]}, {"id": 2, "vector": [2.0, 2.0]}]),
     );
     let r = run(&s, json!({"rank_by": ["id", "asc"], "limit": 2})).unwrap();
-    assert_eq!(r.rows.as_ref().unwrap()[0], json!({"id": 1}));
+    assert_eq!(rows(&r)[0], json!({"id": 1}));
     let r = run(&s, json!({"rank_by": ["id", "desc"], "filters": ["id", "Gte", 2]})).unwrap();
     assert_eq!((ids(&r), r.scanned), (vec![json!(3), json!(2)], 2));
     let r =
         run(&s, json!({"rank_by": ["id", "desc"], "include_attributes": true, "vector_encoding": "base64"}))
             .unwrap();
-    let first = &r.rows.as_ref().unwrap()[0];
+    let first = &rows(&r)[0];
     assert_eq!(first["a"], json!("x"));
     assert_eq!(first["vector"], encode_vector(&[1.0, 0.5], VectorEncoding::Base64));
     let r = run(&s, json!({"rank_by": ["id", "asc"], "exclude_attributes": ["vector"]})).unwrap();
-    assert_eq!(r.rows.as_ref().unwrap()[2], json!({"id": 3, "a": "x"}));
+    assert_eq!(rows(&r)[2], json!({"id": 3, "a": "x"}));
     assert_eq!(
         id_lower_bound(&json!(["And", [["a", "Eq", 1], ["id", "Gt", 7]]])),
         Some((DocId::U64(7), false))
@@ -63,11 +73,11 @@ fn aggregations_and_groups() {
     let r =
         run(&s, json!({"aggregate_by": {"n": ["Count"], "s": ["Sum", "p"], "hc": ["Count", "c"]}})).unwrap();
     assert!(r.rows.is_none());
-    assert_eq!(r.aggregations, Some(json!({"n": 4, "s": 6.5, "hc": 3})));
+    assert_eq!(rendered(&r, "aggregations"), Some(json!({"n": 4, "s": 6.5, "hc": 3})));
     let r = run(&s, json!({"aggregate_by": {"n": ["Count"]}, "group_by": ["c"]})).unwrap();
     assert_eq!(
-        r.aggregation_groups,
-        Some(vec![json!({"c": "a", "n": 2}), json!({"c": "b", "n": 1}), json!({"c": null, "n": 1})])
+        rendered(&r, "aggregation_groups"),
+        Some(json!([{"c": "a", "n": 2}, {"c": "b", "n": 1}, {"c": null, "n": 1}]))
     );
 }
 
@@ -102,7 +112,7 @@ fn bad_and_unsupported_queries() {
         assert!(matches!(run(&s, body.clone()), Err(QueryError::Unsupported(_))), "{body}");
     }
     let r = run(&s, json!({"rank_by": ["vector", "ANN", [1.0, 2.0]]})).unwrap();
-    assert_eq!(r.rows.unwrap(), vec![json!({"id": 1, "$dist": 0.0})]);
+    assert_eq!(rows(&r), vec![json!({"id": 1, "$dist": 0.0})]);
     let multi = parse_request(
         &json!({"queries": [{"rank_by": ["id", "asc"]}, {"aggregate_by": {"n": ["Count"]}}]}),
         true,

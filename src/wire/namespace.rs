@@ -7,6 +7,7 @@
 
 use serde_json::{json, Value as Json};
 
+use crate::engine::branch::ForkOutcome;
 use crate::engine::NamespaceMetadata;
 use crate::format::manifest::Manifest;
 use crate::state::NsState;
@@ -73,4 +74,21 @@ pub fn rfc3339(ms: u64) -> String {
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
     format!("{y:04}-{m:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{:03}Z", ms % 1000)
+}
+
+impl ForkOutcome {
+    /// The admin copy/branch response body.
+    pub fn to_json(&self) -> Json {
+        json!({
+            "status": "OK",
+            "namespace": self.manifest.namespace,
+            "version": self.manifest.generation,
+            "source_version": self.source_generation,
+            "objects_shared": self.objects_shared,
+            "objects_copied": self.objects_copied,
+            "lineage": self.manifest.lineage.as_ref().map(|l| json!({
+                "parent": l.parent, "parent_generation": l.parent_generation
+            })),
+        })
+    }
 }

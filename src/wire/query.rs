@@ -5,15 +5,16 @@
 //! `InvalidInput`/`Unsupported` [`QueryError`] naming the offending key) and
 //! reads no state; rendering never fails.
 
+use base64::Engine as _;
 use serde_json::{json, Map, Value as Json};
 
 use crate::filter::Filter;
-use crate::model::{DocId, ID_ATTR, VECTOR_ATTR};
+use crate::model::{DocId, Value, ID_ATTR, VECTOR_ATTR};
 use crate::query::recall::{RecallReport, RecallRequest};
 use crate::query::{
-    encode_vector, Aggregate, Direction, OrderKey, PerLimit, Projection, Query, QueryError, QueryRequest,
-    QueryResult, Rank, Rerank, TextExpr, TextInput, VectorEncoding, DEFAULT_LIMIT, DIST_ATTR, MAX_LIMIT,
-    MAX_SUBQUERIES,
+    Aggregate, AggregateGroup, AggregateValue, Direction, OrderKey, PerLimit, Projection, Query, QueryError,
+    QueryRequest, QueryResult, Rank, Rerank, Row, TextExpr, TextInput, VectorEncoding, DEFAULT_LIMIT,
+    DIST_ATTR, MAX_LIMIT, MAX_SUBQUERIES,
 };
 
 fn invalid(msg: impl Into<String>) -> QueryError {
@@ -29,16 +30,58 @@ impl QueryResult {
     pub fn to_json(&self) -> Json {
         let mut m = Map::new();
         if let Some(rows) = &self.rows {
-            m.insert("rows".into(), Json::Array(rows.clone()));
+            let rows = rows.iter().map(|r| row_json(r, self.vector_encoding)).collect();
+            m.insert("rows".into(), Json::Array(rows));
         }
         if let Some(a) = &self.aggregations {
-            m.insert("aggregations".into(), a.clone());
+            m.insert("aggregations".into(), aggregates_json(a, Map::new()));
         }
-        if let Some(g) = &self.aggregation_groups {
-            m.insert("aggregation_groups".into(), Json::Array(g.clone()));
+        if let Some(groups) = &self.aggregation_groups {
+            m.insert("aggregation_groups".into(), groups.iter().map(group_json).collect());
         }
         Json::Object(m)
     }
+}
+
+/// A row: the document as written (`id`, vector, attributes), its vector in
+/// the requested encoding, then `$dist` when scored.
+pub fn row_json(r: &Row, enc: VectorEncoding) -> Json {
+    let mut row = r.doc.to_json();
+    if let (Json::Object(m), Some(v), VectorEncoding::Base64) = (&mut row, &r.doc.vector, enc) {
+        m.insert(VECTOR_ATTR.into(), encode_vector(v, enc));
+    }
+    if let (Json::Object(m), Some(d)) = (&mut row, r.dist) {
+        m.insert(DIST_ATTR.into(), json!(d));
+    }
+    row
+}
+
+/// A vector in the requested encoding.
+pub fn encode_vector(v: &[f32], enc: VectorEncoding) -> Json {
+    match enc {
+        VectorEncoding::Float => Json::Array(v.iter().map(|x| json!(f64::from(*x))).collect()),
+        VectorEncoding::Base64 => {
+            let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+            Json::String(base64::engine::general_purpose::STANDARD.encode(bytes))
+        }
+    }
+}
+
+fn aggregates_json(values: &[(String, AggregateValue)], mut into: Map<String, Json>) -> Json {
+    for (name, v) in values {
+        let v = match *v {
+            AggregateValue::Count(n) => json!(n),
+            AggregateValue::Int(i) => json!(i),
+            AggregateValue::Float(f) => json!(f),
+        };
+        into.insert(name.clone(), v);
+    }
+    Json::Object(into)
+}
+
+fn group_json(g: &AggregateGroup) -> Json {
+    let key = g.key.iter().map(|(name, v)| (name.clone(), v.as_ref().map_or(Json::Null, Value::to_json)));
+    aggregates_json(&g.values, key.collect())
 }
 
 /// Parse a `_debug/recall` body.
