@@ -37,7 +37,6 @@ use object_store::{
     CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
     PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions, Result as OsResult,
 };
-use tidepool::cache::lru::Lru;
 use tidepool::cache::{CacheError, ObjectCache};
 use tidepool::format::manifest::ObjectRef;
 use tidepool::store::Store;
@@ -508,32 +507,6 @@ async fn a_local_store_is_mapped_in_place_and_verified_once() {
     assert!(matches!(cache.get(&bad.key, &bad).await, Err(CacheError::Corrupt { .. })));
     assert!(matches!(cache.get("o/p/namespaces/n/missing", &bad).await, Err(CacheError::NotFound(_))));
     assert_eq!(cache.stats().verify_failures, 1);
-}
-
-// ---------------------------------------------------------------------------------------------
-// The memory-tier primitive, as the engine uses it.
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn memory_tier_lru_loads_a_cold_entry_once() {
-    let lru: Lru<String, Arc<Vec<u8>>> = Lru::new(8, 1 << 20, |v: &Arc<Vec<u8>>| v.len() as u64);
-    let loads = Arc::new(AtomicU64::new(0));
-    let mut tasks = Vec::new();
-    for _ in 0..16 {
-        let (lru, loads) = (lru.clone(), loads.clone());
-        tasks.push(tokio::spawn(async move {
-            lru.get_or_load(&"o/p/n".to_owned(), || async {
-                loads.fetch_add(1, Ordering::SeqCst);
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                Ok::<_, std::io::Error>(Arc::new(vec![1u8; 1000]))
-            })
-            .await
-        }));
-    }
-    for t in tasks {
-        assert_eq!(t.await.unwrap().unwrap().len(), 1000);
-    }
-    assert_eq!(loads.load(Ordering::SeqCst), 1);
-    assert_eq!(lru.weight(), 1000);
 }
 
 #[tokio::test]

@@ -1,5 +1,6 @@
-//! Object cache tiers: the disk tier ([`ObjectCache`]) and the generic
-//! in-memory LRU ([`lru::Lru`]) the engine builds its memory tier on.
+//! Object cache tiers: the disk tier ([`ObjectCache`]) and the
+//! least-recently-used order ([`lru::Recency`]) that it and the engine's
+//! memory tier both evict by.
 //!
 //! The disk tier serves immutable objects (segments, deletion sets, WAL
 //! batches; never `CURRENT`) by key and expected [`ObjectRef`] (length and
@@ -716,7 +717,6 @@ mod tests {
         assert_send_sync::<ObjectCache>();
         assert_send_sync::<Arc<ObjectCache>>();
         assert_send_sync::<CacheError>();
-        assert_send_sync::<lru::Lru<String, Arc<Vec<u8>>>>();
     }
 
     #[tokio::test]

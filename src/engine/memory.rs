@@ -11,6 +11,7 @@
 use std::sync::Arc;
 
 use super::{cached, clear_cached, Engine, NsHandle};
+use crate::cache::lru::Recency;
 use crate::layout::NsPath;
 
 impl Engine {
@@ -55,31 +56,30 @@ impl Engine {
     /// Memory tier: drop the loaded states of the least recently used,
     /// unpinned namespaces until the count and byte budgets hold. A dropped
     /// state is rebuilt on its next access (from mapped segments + WAL).
+    /// Accesses only bump a handle's tick (no lock on the query path); the
+    /// order is built here, when a budget may be exceeded, by the same rule
+    /// as the disk tier's ([`Recency`]).
     pub(super) fn enforce_memory_budget(&self) {
         let (max_loaded, max_bytes) = self.memory;
         let map = self.handles.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let pinned = self.cache.pinned_prefixes();
-        let mut loaded: Vec<(u64, u64, Arc<NsHandle>)> = map
-            .values()
-            .filter_map(|h| {
-                let weight = cached(h)?.state.memory_weight();
-                Some((h.last_access.load(std::sync::atomic::Ordering::Relaxed), weight, h.clone()))
-            })
-            .collect();
+        let loaded: Vec<(Arc<NsHandle>, u64)> =
+            map.values().filter_map(|h| Some((h.clone(), cached(h)?.state.memory_weight()))).collect();
         drop(map);
         let mut count = loaded.len();
         let mut bytes: u64 = loaded.iter().map(|l| l.1).sum();
         if count <= max_loaded && bytes <= max_bytes {
             return;
         }
-        loaded.sort_by_key(|l| l.0);
-        for (_, weight, h) in loaded {
-            if count <= max_loaded && bytes <= max_bytes {
-                break;
-            }
-            if pinned.iter().any(|p| p == &h.path.prefix()) {
-                continue;
-            }
+        let pinned = self.cache.pinned_prefixes();
+        let mut order = Recency::default();
+        order.rebuild(
+            loaded
+                .into_iter()
+                .filter(|(h, _)| !pinned.iter().any(|p| p == &h.path.prefix()))
+                .map(|(h, weight)| (h.last_access.load(std::sync::atomic::Ordering::Relaxed), (h, weight))),
+        );
+        while count > max_loaded || bytes > max_bytes {
+            let Some((h, weight)) = order.pop_oldest() else { break };
             clear_cached(&h);
             count -= 1;
             bytes = bytes.saturating_sub(weight);
