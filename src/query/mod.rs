@@ -5,8 +5,8 @@
 //! `_debug/recall` measurement.
 //!
 //! Invariants:
-//! - Parsing is total: any JSON yields a [`QueryRequest`] or an
-//!   `InvalidInput`/`Unsupported` error naming the offending key.
+//! - Results are typed and complete: rows carry the projected document
+//!   (the id always) and `$dist` for scored queries; nothing is rendered here.
 //! - A query (and every subquery of a multi-query) reads exactly one
 //!   [`NsState`]; nothing here touches storage.
 //! - Ordering is total and deterministic: the `rank_by` keys (or the
@@ -27,12 +27,14 @@
 //!   and indexed and unindexed rows are scored by the same formula in the
 //!   same order of f32 operations; sparse dot products likewise.
 //!
-//! Layout: this file holds the request/result types and the entry points;
-//! `parse` JSON → requests, `scan` filtering and attribute
-//! order, `rank` the shared scored-ranking machinery with `vector`, `sparse`
-//! and `bm25` on top, `aggregate`, `render`, `fuse`, `recall`, `explain`,
-//! and `error` ([`QueryError`]). Query reads [`NsState`] and its
-//! [`SegmentReader`]s and never imports the engine.
+//! Layout: this file holds the typed request/result types and the entry
+//! points; `scan` filtering and attribute order, `rank` the shared
+//! scored-ranking machinery with `vector`, `sparse` and `bm25` on top,
+//! `aggregate`, `project` (which parts of a document a row carries), `fuse`,
+//! `recall`, `explain`, and `error` ([`QueryError`]). Query reads [`NsState`]
+//! and its [`SegmentReader`]s, never imports the engine, and speaks no JSON:
+//! `wire::query` parses bodies into [`QueryRequest`]s and renders
+//! [`QueryResult`]s.
 
 use std::cmp::Ordering;
 use std::collections::{HashMap, HashSet};
@@ -54,8 +56,8 @@ mod bm25;
 mod error;
 mod explain;
 mod fuse;
+mod project;
 mod rank;
-mod render;
 mod scan;
 mod sparse;
 #[cfg(test)]
@@ -73,8 +75,8 @@ pub use self::explain::explain;
 pub use self::fuse::fuse;
 use self::rank::*;
 pub mod recall;
+use self::project::*;
 pub use self::recall::recall;
-use self::render::*;
 use self::scan::*;
 use self::sparse::*;
 use self::vector::*;
