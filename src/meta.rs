@@ -10,10 +10,19 @@
 //!   so a crash leaves counts too high (a leak), never too low.
 //! - Every method is one redb write transaction (durable on return) or one
 //!   read transaction; callers in async code run them on a blocking thread.
+//! - An I/O error never latches the node: redb refuses every later write
+//!   after one ("Previous I/O error occurred"), so the failed database is
+//!   closed and the next call reopens it (redb's recovery on open restores the
+//!   last committed transaction), at most once per [`REOPEN_INTERVAL`]. Until
+//!   a reopen succeeds every call fails with [`MetaError::Storage`] and
+//!   [`Meta::writable`] says why; nothing committed before the error is lost.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::{Duration, Instant};
 
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 
@@ -51,13 +60,68 @@ pub enum MetaError {
     /// I/O error on the data dir.
     #[error("data dir I/O error: {0}")]
     Io(#[from] std::io::Error),
-    /// A redb failure.
+    /// A redb failure that is not I/O (a bug or a corrupted file).
     #[error("metadata database error: {0}")]
     Db(String),
+    /// An I/O error in `meta.redb` (disk full, EIO): the database is closed
+    /// and reopened on a later call once the condition clears.
+    #[error("metadata database I/O error (reopened once the disk recovers): {0}")]
+    Storage(#[source] std::io::Error),
 }
 
-fn db_err(e: impl std::fmt::Display) -> MetaError {
-    MetaError::Db(e.to_string())
+impl MetaError {
+    /// Whether this error leaves the open database unusable (redb latches
+    /// after an I/O error until it is reopened).
+    fn needs_reopen(&self) -> bool {
+        matches!(self, MetaError::Storage(_))
+    }
+}
+
+fn db_err(e: impl Into<redb::Error>) -> MetaError {
+    match e.into() {
+        redb::Error::Io(io) => MetaError::Storage(io),
+        redb::Error::PreviousIo => {
+            MetaError::Storage(std::io::Error::other("an earlier I/O error left the database unusable"))
+        }
+        other => MetaError::Db(other.to_string()),
+    }
+}
+
+/// Least time between two attempts to reopen a failed database.
+pub const REOPEN_INTERVAL: Duration = Duration::from_millis(500);
+
+type OpenFn = dyn Fn(&Path) -> Result<redb::Database, redb::DatabaseError> + Send + Sync;
+
+/// How `meta.redb` is opened (and reopened after an I/O error): the file in
+/// the data dir by default; tests open it through a fault-injecting
+/// [`redb::StorageBackend`].
+#[derive(Clone)]
+pub struct MetaOpener(Arc<OpenFn>);
+
+impl MetaOpener {
+    /// An opener from a function of the data dir.
+    pub fn new(
+        f: impl Fn(&Path) -> Result<redb::Database, redb::DatabaseError> + Send + Sync + 'static,
+    ) -> Self {
+        MetaOpener(Arc::new(f))
+    }
+
+    /// `meta.redb` in the data dir, created if missing.
+    pub fn file() -> Self {
+        MetaOpener::new(|dir| redb::Database::create(dir.join("meta.redb")))
+    }
+}
+
+impl Default for MetaOpener {
+    fn default() -> Self {
+        MetaOpener::file()
+    }
+}
+
+impl std::fmt::Debug for MetaOpener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MetaOpener")
+    }
 }
 
 fn composite(a: &str, b: &str) -> String {
@@ -108,9 +172,20 @@ impl DataDirLock {
 }
 
 /// The local metadata database.
-#[derive(Debug)]
 pub struct Meta {
-    db: redb::Database,
+    dir: PathBuf,
+    opener: MetaOpener,
+    /// None while closed after an I/O error (until a reopen succeeds).
+    db: RwLock<Option<redb::Database>>,
+    /// Set by an I/O error; cleared by a successful reopen.
+    failed: AtomicBool,
+    last_reopen: Mutex<Option<Instant>>,
+}
+
+impl std::fmt::Debug for Meta {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Meta").field("dir", &self.dir).field("failed", &self.failed).finish_non_exhaustive()
+    }
 }
 
 /// A stored idempotency record.
@@ -123,153 +198,233 @@ pub struct IdempotencyRecord {
 impl Meta {
     /// Open (or create) `meta.redb` in `dir`.
     pub fn open(dir: &Path) -> Result<Meta, MetaError> {
-        let db = redb::Database::create(dir.join("meta.redb")).map_err(db_err)?;
-        let meta = Meta { db };
-        meta.check_version()?;
-        Ok(meta)
+        Meta::open_with(dir, MetaOpener::file())
     }
 
-    fn check_version(&self) -> Result<(), MetaError> {
-        let txn = self.db.begin_write().map_err(db_err)?;
-        {
-            let mut t = txn.open_table(META).map_err(db_err)?;
-            let found = t.get("format_version").map_err(db_err)?.map(|v| {
-                let b = v.value();
-                b.try_into().map(u64::from_le_bytes).unwrap_or(u64::MAX)
-            });
-            match found {
-                None => {
-                    t.insert("format_version", META_FORMAT_VERSION.to_le_bytes().as_slice())
-                        .map_err(db_err)?;
-                }
-                Some(v) if v == META_FORMAT_VERSION => {}
-                Some(v) => {
-                    return Err(MetaError::UnsupportedVersion { found: v, supported: META_FORMAT_VERSION })
-                }
-            }
-            for def in [REFCOUNTS, PINS] {
-                txn.open_table(def).map_err(db_err)?;
-            }
-            txn.open_table(MANIFEST_CACHE).map_err(db_err)?;
-            txn.open_table(IDEMPOTENCY).map_err(db_err)?;
+    /// Open the database of `dir` with `opener` (kept for reopening).
+    pub fn open_with(dir: &Path, opener: MetaOpener) -> Result<Meta, MetaError> {
+        let db = open_checked(dir, &opener)?;
+        Ok(Meta {
+            dir: dir.to_path_buf(),
+            opener,
+            db: RwLock::new(Some(db)),
+            failed: AtomicBool::new(false),
+            last_reopen: Mutex::new(None),
+        })
+    }
+
+    /// Ok when the database takes writes now; after an I/O error this tries
+    /// to reopen it (at most once per [`REOPEN_INTERVAL`]) and returns why it
+    /// cannot yet.
+    pub fn writable(&self) -> Result<(), MetaError> {
+        self.recover()
+    }
+
+    /// Reopen the database if an I/O error closed it (rate-limited).
+    fn recover(&self) -> Result<(), MetaError> {
+        if !self.failed.load(Ordering::Acquire) {
+            return Ok(());
         }
-        txn.commit().map_err(db_err)
+        let mut db = self.db.write().unwrap_or_else(PoisonError::into_inner);
+        if !self.failed.load(Ordering::Acquire) {
+            return Ok(()); // another caller reopened it meanwhile
+        }
+        let mut last = self.last_reopen.lock().unwrap_or_else(PoisonError::into_inner);
+        if last.is_some_and(|t| t.elapsed() < REOPEN_INTERVAL) {
+            return Err(closed());
+        }
+        *last = Some(Instant::now());
+        // Drop the failed handle first: it holds the file's lock.
+        *db = None;
+        let reopened = open_checked(&self.dir, &self.opener)?;
+        *db = Some(reopened);
+        self.failed.store(false, Ordering::Release);
+        tracing::info!(dir = %self.dir.display(), "metadata database reopened after an I/O error");
+        Ok(())
     }
 
+    /// Run `f` on the open database; an I/O error closes it for a reopen.
+    fn with<T>(&self, f: impl FnOnce(&redb::Database) -> Result<T, MetaError>) -> Result<T, MetaError> {
+        self.recover()?;
+        let guard = self.db.read().unwrap_or_else(PoisonError::into_inner);
+        let db = guard.as_ref().ok_or_else(closed)?;
+        let out = f(db);
+        if let Err(e) = &out {
+            if e.needs_reopen() && !self.failed.swap(true, Ordering::AcqRel) {
+                tracing::warn!(dir = %self.dir.display(), error = %e, "metadata database I/O error; it will be reopened");
+            }
+        }
+        out
+    }
+}
+
+fn closed() -> MetaError {
+    MetaError::Storage(std::io::Error::other("closed after an I/O error; reopening"))
+}
+
+fn open_checked(dir: &Path, opener: &MetaOpener) -> Result<redb::Database, MetaError> {
+    let db = (opener.0)(dir).map_err(db_err)?;
+    check_version(&db)?;
+    Ok(db)
+}
+
+fn check_version(db: &redb::Database) -> Result<(), MetaError> {
+    let txn = db.begin_write().map_err(db_err)?;
+    {
+        let mut t = txn.open_table(META).map_err(db_err)?;
+        let found = t.get("format_version").map_err(db_err)?.map(|v| {
+            let b = v.value();
+            b.try_into().map(u64::from_le_bytes).unwrap_or(u64::MAX)
+        });
+        match found {
+            None => {
+                t.insert("format_version", META_FORMAT_VERSION.to_le_bytes().as_slice()).map_err(db_err)?;
+            }
+            Some(v) if v == META_FORMAT_VERSION => {}
+            Some(v) => {
+                return Err(MetaError::UnsupportedVersion { found: v, supported: META_FORMAT_VERSION })
+            }
+        }
+        for def in [REFCOUNTS, PINS] {
+            txn.open_table(def).map_err(db_err)?;
+        }
+        txn.open_table(MANIFEST_CACHE).map_err(db_err)?;
+        txn.open_table(IDEMPOTENCY).map_err(db_err)?;
+    }
+    txn.commit().map_err(db_err)
+}
+
+impl Meta {
     /// Raise the refcount of each key by one (a key listed twice gets +2).
     pub fn incr_refs(&self, project: &str, keys: &[String]) -> Result<(), MetaError> {
         if keys.is_empty() {
             return Ok(());
         }
-        let txn = self.db.begin_write().map_err(db_err)?;
-        {
-            let mut t = txn.open_table(REFCOUNTS).map_err(db_err)?;
-            for k in keys {
-                let ck = composite(project, k);
-                let cur = t.get(ck.as_str()).map_err(db_err)?.map_or(0, |v| v.value());
-                t.insert(ck.as_str(), cur.saturating_add(1)).map_err(db_err)?;
+        self.with(|db| {
+            let txn = db.begin_write().map_err(db_err)?;
+            {
+                let mut t = txn.open_table(REFCOUNTS).map_err(db_err)?;
+                for k in keys {
+                    let ck = composite(project, k);
+                    let cur = t.get(ck.as_str()).map_err(db_err)?.map_or(0, |v| v.value());
+                    t.insert(ck.as_str(), cur.saturating_add(1)).map_err(db_err)?;
+                }
             }
-        }
-        txn.commit().map_err(db_err)
+            txn.commit().map_err(db_err)
+        })
     }
 
     /// Lower the refcount of each key by one; returns the keys that reached
     /// zero (their rows are removed), which the caller may now delete.
     pub fn decr_refs(&self, project: &str, keys: &[String]) -> Result<Vec<String>, MetaError> {
-        let mut zeroed = Vec::new();
         if keys.is_empty() {
-            return Ok(zeroed);
+            return Ok(Vec::new());
         }
-        let txn = self.db.begin_write().map_err(db_err)?;
-        {
-            let mut t = txn.open_table(REFCOUNTS).map_err(db_err)?;
-            for k in keys {
-                let ck = composite(project, k);
-                let cur = t.get(ck.as_str()).map_err(db_err)?.map(|v| v.value());
-                match cur {
-                    Some(n) if n > 1 => {
-                        t.insert(ck.as_str(), n - 1).map_err(db_err)?;
+        self.with(|db| {
+            let mut zeroed = Vec::new();
+            let txn = db.begin_write().map_err(db_err)?;
+            {
+                let mut t = txn.open_table(REFCOUNTS).map_err(db_err)?;
+                for k in keys {
+                    let ck = composite(project, k);
+                    let cur = t.get(ck.as_str()).map_err(db_err)?.map(|v| v.value());
+                    match cur {
+                        Some(n) if n > 1 => {
+                            t.insert(ck.as_str(), n - 1).map_err(db_err)?;
+                        }
+                        Some(_) => {
+                            t.remove(ck.as_str()).map_err(db_err)?;
+                            zeroed.push(k.clone());
+                        }
+                        // Unknown key: a leak from before a crash or already released;
+                        // never report it as deletable, repair decides.
+                        None => {}
                     }
-                    Some(_) => {
-                        t.remove(ck.as_str()).map_err(db_err)?;
-                        zeroed.push(k.clone());
-                    }
-                    // Unknown key: a leak from before a crash or already released;
-                    // never report it as deletable, repair decides.
-                    None => {}
                 }
             }
-        }
-        txn.commit().map_err(db_err)?;
-        Ok(zeroed)
+            txn.commit().map_err(db_err)?;
+            Ok(zeroed)
+        })
     }
 
     /// The refcount of one key (0 if untracked).
     pub fn refcount(&self, project: &str, key: &str) -> Result<u64, MetaError> {
-        let txn = self.db.begin_read().map_err(db_err)?;
-        let t = txn.open_table(REFCOUNTS).map_err(db_err)?;
-        Ok(t.get(composite(project, key).as_str()).map_err(db_err)?.map_or(0, |v| v.value()))
+        self.with(|db| {
+            let txn = db.begin_read().map_err(db_err)?;
+            let t = txn.open_table(REFCOUNTS).map_err(db_err)?;
+            Ok(t.get(composite(project, key).as_str()).map_err(db_err)?.map_or(0, |v| v.value()))
+        })
     }
 
     /// Every tracked key of a project with its count.
     pub fn refcounts(&self, project: &str) -> Result<BTreeMap<String, u64>, MetaError> {
-        let txn = self.db.begin_read().map_err(db_err)?;
-        let t = txn.open_table(REFCOUNTS).map_err(db_err)?;
-        let (lo, hi) = scope(project);
-        let mut out = BTreeMap::new();
-        for row in t.range(lo.as_str()..hi.as_str()).map_err(db_err)? {
-            let (k, v) = row.map_err(db_err)?;
-            if let Some((_, key)) = k.value().split_once(SEP) {
-                out.insert(key.to_owned(), v.value());
+        self.with(|db| {
+            let txn = db.begin_read().map_err(db_err)?;
+            let t = txn.open_table(REFCOUNTS).map_err(db_err)?;
+            let (lo, hi) = scope(project);
+            let mut out = BTreeMap::new();
+            for row in t.range(lo.as_str()..hi.as_str()).map_err(db_err)? {
+                let (k, v) = row.map_err(db_err)?;
+                if let Some((_, key)) = k.value().split_once(SEP) {
+                    out.insert(key.to_owned(), v.value());
+                }
             }
-        }
-        Ok(out)
+            Ok(out)
+        })
     }
 
     /// Replace a project's refcounts wholesale (repair).
     pub fn replace_refcounts(&self, project: &str, counts: &BTreeMap<String, u64>) -> Result<(), MetaError> {
-        let txn = self.db.begin_write().map_err(db_err)?;
-        {
-            let mut t = txn.open_table(REFCOUNTS).map_err(db_err)?;
-            let (lo, hi) = scope(project);
-            t.retain_in(lo.as_str()..hi.as_str(), |_, _| false).map_err(db_err)?;
-            for (k, n) in counts.iter().filter(|(_, n)| **n > 0) {
-                t.insert(composite(project, k).as_str(), *n).map_err(db_err)?;
+        self.with(|db| {
+            let txn = db.begin_write().map_err(db_err)?;
+            {
+                let mut t = txn.open_table(REFCOUNTS).map_err(db_err)?;
+                let (lo, hi) = scope(project);
+                t.retain_in(lo.as_str()..hi.as_str(), |_, _| false).map_err(db_err)?;
+                for (k, n) in counts.iter().filter(|(_, n)| **n > 0) {
+                    t.insert(composite(project, k).as_str(), *n).map_err(db_err)?;
+                }
             }
-        }
-        txn.commit().map_err(db_err)
+            txn.commit().map_err(db_err)
+        })
     }
 
     /// Pin or unpin a namespace.
     pub fn set_pinned(&self, ns: &str, pinned: bool, at_ms: u64) -> Result<(), MetaError> {
-        let txn = self.db.begin_write().map_err(db_err)?;
-        {
-            let mut t = txn.open_table(PINS).map_err(db_err)?;
-            if pinned {
-                t.insert(ns, at_ms).map_err(db_err)?;
-            } else {
-                t.remove(ns).map_err(db_err)?;
+        self.with(|db| {
+            let txn = db.begin_write().map_err(db_err)?;
+            {
+                let mut t = txn.open_table(PINS).map_err(db_err)?;
+                if pinned {
+                    t.insert(ns, at_ms).map_err(db_err)?;
+                } else {
+                    t.remove(ns).map_err(db_err)?;
+                }
             }
-        }
-        txn.commit().map_err(db_err)
+            txn.commit().map_err(db_err)
+        })
     }
 
     /// Whether a namespace is pinned.
     pub fn is_pinned(&self, ns: &str) -> Result<bool, MetaError> {
-        let txn = self.db.begin_read().map_err(db_err)?;
-        let t = txn.open_table(PINS).map_err(db_err)?;
-        Ok(t.get(ns).map_err(db_err)?.is_some())
+        self.with(|db| {
+            let txn = db.begin_read().map_err(db_err)?;
+            let t = txn.open_table(PINS).map_err(db_err)?;
+            Ok(t.get(ns).map_err(db_err)?.is_some())
+        })
     }
 
     /// All pinned namespaces.
     pub fn pins(&self) -> Result<Vec<String>, MetaError> {
-        let txn = self.db.begin_read().map_err(db_err)?;
-        let t = txn.open_table(PINS).map_err(db_err)?;
-        let mut out = Vec::new();
-        for row in t.iter().map_err(db_err)? {
-            out.push(row.map_err(db_err)?.0.value().to_owned());
-        }
-        Ok(out)
+        self.with(|db| {
+            let txn = db.begin_read().map_err(db_err)?;
+            let t = txn.open_table(PINS).map_err(db_err)?;
+            let mut out = Vec::new();
+            for row in t.iter().map_err(db_err)? {
+                out.push(row.map_err(db_err)?.0.value().to_owned());
+            }
+            Ok(out)
+        })
     }
 
     /// Record a commit: the newest manifest bytes of a namespace and the
@@ -280,44 +435,52 @@ impl Meta {
         manifest: &[u8],
         idempotency: &[(String, Vec<u8>)],
     ) -> Result<(), MetaError> {
-        let txn = self.db.begin_write().map_err(db_err)?;
-        {
-            let mut t = txn.open_table(MANIFEST_CACHE).map_err(db_err)?;
-            t.insert(ns, manifest).map_err(db_err)?;
-            let mut i = txn.open_table(IDEMPOTENCY).map_err(db_err)?;
-            for (key, response) in idempotency {
-                i.insert(composite(ns, key).as_str(), response.as_slice()).map_err(db_err)?;
+        self.with(|db| {
+            let txn = db.begin_write().map_err(db_err)?;
+            {
+                let mut t = txn.open_table(MANIFEST_CACHE).map_err(db_err)?;
+                t.insert(ns, manifest).map_err(db_err)?;
+                let mut i = txn.open_table(IDEMPOTENCY).map_err(db_err)?;
+                for (key, response) in idempotency {
+                    i.insert(composite(ns, key).as_str(), response.as_slice()).map_err(db_err)?;
+                }
             }
-        }
-        txn.commit().map_err(db_err)
+            txn.commit().map_err(db_err)
+        })
     }
 
     /// The cached newest manifest bytes of a namespace.
     pub fn cached_manifest(&self, ns: &str) -> Result<Option<Vec<u8>>, MetaError> {
-        let txn = self.db.begin_read().map_err(db_err)?;
-        let t = txn.open_table(MANIFEST_CACHE).map_err(db_err)?;
-        Ok(t.get(ns).map_err(db_err)?.map(|v| v.value().to_vec()))
+        self.with(|db| {
+            let txn = db.begin_read().map_err(db_err)?;
+            let t = txn.open_table(MANIFEST_CACHE).map_err(db_err)?;
+            Ok(t.get(ns).map_err(db_err)?.map(|v| v.value().to_vec()))
+        })
     }
 
     /// Forget everything cached about a namespace (manifest, idempotency).
     pub fn forget_namespace(&self, ns: &str) -> Result<(), MetaError> {
-        let txn = self.db.begin_write().map_err(db_err)?;
-        {
-            txn.open_table(MANIFEST_CACHE).map_err(db_err)?.remove(ns).map_err(db_err)?;
-            let (lo, hi) = scope(ns);
-            txn.open_table(IDEMPOTENCY)
-                .map_err(db_err)?
-                .retain_in(lo.as_str()..hi.as_str(), |_, _| false)
-                .map_err(db_err)?;
-        }
-        txn.commit().map_err(db_err)
+        self.with(|db| {
+            let txn = db.begin_write().map_err(db_err)?;
+            {
+                txn.open_table(MANIFEST_CACHE).map_err(db_err)?.remove(ns).map_err(db_err)?;
+                let (lo, hi) = scope(ns);
+                txn.open_table(IDEMPOTENCY)
+                    .map_err(db_err)?
+                    .retain_in(lo.as_str()..hi.as_str(), |_, _| false)
+                    .map_err(db_err)?;
+            }
+            txn.commit().map_err(db_err)
+        })
     }
 
     /// The stored response of an idempotency key.
     pub fn idempotency(&self, ns: &str, key: &str) -> Result<Option<Vec<u8>>, MetaError> {
-        let txn = self.db.begin_read().map_err(db_err)?;
-        let t = txn.open_table(IDEMPOTENCY).map_err(db_err)?;
-        Ok(t.get(composite(ns, key).as_str()).map_err(db_err)?.map(|v| v.value().to_vec()))
+        self.with(|db| {
+            let txn = db.begin_read().map_err(db_err)?;
+            let t = txn.open_table(IDEMPOTENCY).map_err(db_err)?;
+            Ok(t.get(composite(ns, key).as_str()).map_err(db_err)?.map(|v| v.value().to_vec()))
+        })
     }
 }
 

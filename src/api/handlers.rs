@@ -59,7 +59,7 @@ pub async fn dispatch(
     })?;
     match route {
         Route::Health => return Ok(json!({"status": "ok"}).into()),
-        Route::Ready => return ready(&state).map(Reply::Json),
+        Route::Ready => return ready(&state).await.map(Reply::Json),
         _ => {}
     }
     let principal = state.auth.authenticate(req.headers(), route.is_write())?;
@@ -124,10 +124,12 @@ async fn run(ctx: &Ctx, route: Route, req: Request<Incoming>) -> Result<Json, Ap
     }
 }
 
-fn ready(state: &AppState) -> Result<Json, ApiError> {
+/// Ready = not draining and able to take writes (the local metadata is open).
+async fn ready(state: &AppState) -> Result<Json, ApiError> {
     if state.draining.load(std::sync::atomic::Ordering::SeqCst) {
         return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting down"));
     }
+    state.engine.ready().await?;
     Ok(json!({"status": "ready"}))
 }
 

@@ -54,7 +54,7 @@ pub use self::write::WriteResponse;
 use crate::cache::ObjectCache;
 use crate::clock::{Clock, IdGen};
 use crate::layout::NsPath;
-use crate::meta::{DataDirLock, Meta, MetaError};
+use crate::meta::{DataDirLock, Meta, MetaError, MetaOpener};
 pub use crate::state::{NsState, SegmentReader};
 use crate::store::Store;
 
@@ -87,6 +87,8 @@ pub struct EngineConfig {
     /// Run the GC (manifest retention + sweep of unreferenced objects) this
     /// often, in ms (0: only through `repair`).
     pub gc_interval_ms: u64,
+    /// How `meta.redb` is opened and reopened (the file in the data dir).
+    pub meta_opener: MetaOpener,
 }
 
 /// Default disk cache budget: 8 GiB.
@@ -107,6 +109,7 @@ impl EngineConfig {
             memory_budget_bytes: 2 << 30,
             retention_ms: 0,
             gc_interval_ms: 0,
+            meta_opener: MetaOpener::file(),
         }
     }
 }
@@ -152,8 +155,8 @@ impl Engine {
     /// Open an engine: lock the data dir and open the local metadata.
     pub async fn open(cfg: EngineConfig) -> Result<Arc<Engine>, EngineError> {
         let lock = acquire_lock(&cfg).await?;
-        let dir = cfg.data_dir.clone();
-        let meta = tokio::task::spawn_blocking(move || Meta::open(&dir))
+        let (dir, opener) = (cfg.data_dir.clone(), cfg.meta_opener.clone());
+        let meta = tokio::task::spawn_blocking(move || Meta::open_with(&dir, opener))
             .await
             .map_err(|e| EngineError::internal(e.to_string()))??;
         let meta = Arc::new(meta);
@@ -298,6 +301,12 @@ impl Engine {
         f: impl FnOnce(&Meta) -> Result<T, MetaError> + Send + 'static,
     ) -> Result<T, EngineError> {
         commit::on_meta(&self.meta, f).await
+    }
+
+    /// Ok when the node can take writes: the local metadata is open (after
+    /// an I/O error this reopens it once the disk recovers).
+    pub async fn ready(&self) -> Result<(), EngineError> {
+        self.blocking(Meta::writable).await
     }
 
     /// The commit unit of a namespace on this engine's store.
