@@ -117,6 +117,8 @@ async fn run(ctx: &Ctx, route: Route, req: Request<Incoming>) -> Result<Json, Ap
         Route::AdminCopy(ns) => maintenance::admin_copy(ctx, &ns, req).await,
         Route::Restore(ns) => maintenance::restore(ctx, &ns, req).await,
         Route::Repair => maintenance::repair(ctx, req).await,
+        Route::Verify => maintenance::verify(ctx, req).await,
+        Route::Job(id) => ctx.state.jobs.status(&id, &ctx.principal),
         Route::Export(_) | Route::Snapshot(_) => {
             Err(ApiError::internal("streaming routes are dispatched before the JSON handlers"))
         }

@@ -9,11 +9,16 @@
 //! - `GET /v1/namespaces/{ns}/_admin/snapshot[?generation=N]`: a snapshot file;
 //! - `POST /v1/namespaces/{dst}/_admin/restore`: body = a snapshot file;
 //! - `POST /v1/_admin/repair` `{"sweep"?, "grace_secs"?, "manifest_retention_secs"?}`;
+//! - `POST /v1/_admin/verify` `{}`: every object of the project read, checked and decoded;
+//! - repair and verify take `?background=true`: they then run as a job (`jobs`) and
+//!   answer its id at once; `GET /v1/_admin/jobs/{id}` polls it;
 //! - `?generation=N` on query and explain_query reads that retained generation.
 //!
 //! Invariants: errors that can be known before streaming starts (missing
 //! namespace or generation) are answered with their status; a failure after
 //! the 200 aborts the body (see `stream`).
+
+use std::sync::Arc;
 
 use hyper::body::Incoming;
 use hyper::header::{HeaderName, HeaderValue};
@@ -23,6 +28,7 @@ use serde_json::{json, Value as Json};
 use super::body::{parse_json, read_body};
 use super::ctx::Ctx;
 use super::error::ApiError;
+use super::jobs::Progress;
 use super::stream::{body_reader, Reply, StreamReply};
 use crate::engine::repair::{RepairOptions, DEFAULT_GRACE_MS};
 use crate::engine::Snapshot;
@@ -186,10 +192,45 @@ pub(super) async fn repair(ctx: &Ctx, req: Request<Incoming>) -> Result<Json, Ap
             other => return Err(ApiError::bad_request(format!("unknown repair parameter {other:?}"))),
         }
     }
-    let p = &ctx.principal;
-    let report = ctx.state.engine.repair(&p.org, &p.project, opts).await?;
-    let mut v = serde_json::to_value(&report).map_err(|e| ApiError::internal(e.to_string()))?;
-    v["status"] = json!("OK");
-    v["swept_count"] = json!(report.swept.len());
-    Ok(v)
+    let (engine, p) = (ctx.state.engine.clone(), ctx.principal.clone());
+    let work = async move {
+        let report = engine.repair(&p.org, &p.project, opts).await?;
+        let mut v = serde_json::to_value(&report).map_err(|e| ApiError::internal(e.to_string()))?;
+        v["status"] = json!("OK");
+        v["swept_count"] = json!(report.swept.len());
+        Ok(v)
+    };
+    if background(ctx)? {
+        return Ok(ctx.state.jobs.start("repair", &ctx.principal, |_| work));
+    }
+    work.await
+}
+
+/// `POST /v1/_admin/verify`: read and decode every object of the caller's
+/// project; report damaged objects with the namespaces referencing them.
+pub(super) async fn verify(ctx: &Ctx, req: Request<Incoming>) -> Result<Json, ApiError> {
+    let body = optional_json(ctx, req).await?;
+    if body.as_object().is_none_or(|o| !o.is_empty()) {
+        return Err(ApiError::bad_request("verify takes no parameters (send {} or no body)"));
+    }
+    let (engine, p) = (ctx.state.engine.clone(), ctx.principal.clone());
+    let work = |progress: Arc<Progress>| async move {
+        let report = engine.verify(&p.org, &p.project, &|done, total| progress.set(done, total)).await?;
+        let mut v = serde_json::to_value(&report).map_err(|e| ApiError::internal(e.to_string()))?;
+        v["status"] = json!(if report.damaged.is_empty() { "OK" } else { "DAMAGED" });
+        Ok(v)
+    };
+    if background(ctx)? {
+        return Ok(ctx.state.jobs.start("verify", &ctx.principal, work));
+    }
+    work(Arc::default()).await
+}
+
+/// `?background=true`: run as a job and answer with its id at once.
+fn background(ctx: &Ctx) -> Result<bool, ApiError> {
+    match ctx.params.get("background").map(String::as_str) {
+        None | Some("false") => Ok(false),
+        Some("true") => Ok(true),
+        Some(other) => Err(ApiError::bad_request(format!("background must be true or false, not {other:?}"))),
+    }
 }

@@ -22,6 +22,7 @@ pub mod body;
 mod ctx;
 pub mod error;
 pub mod handlers;
+pub mod jobs;
 mod maintenance;
 pub mod router;
 pub mod server;
@@ -64,12 +65,21 @@ pub struct AppState {
     pub draining: AtomicBool,
     /// Live connections and request tasks.
     pub tracker: Tracker,
+    /// Admin jobs running in the background (repair, verify).
+    pub jobs: Arc<jobs::Jobs>,
 }
 
 impl AppState {
     /// State for an open engine.
     pub fn new(engine: Arc<Engine>, auth: Auth, limits: Limits) -> Self {
-        AppState { engine, auth, limits, draining: AtomicBool::new(false), tracker: Tracker::default() }
+        AppState {
+            engine,
+            auth,
+            limits,
+            draining: AtomicBool::new(false),
+            tracker: Tracker::default(),
+            jobs: Arc::default(),
+        }
     }
 }
 

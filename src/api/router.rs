@@ -50,6 +50,10 @@ pub enum Route {
     Restore(String),
     /// `POST /v1/_admin/repair` (rebuild refcounts, sweep, manifest GC).
     Repair,
+    /// `POST /v1/_admin/verify` (read and decode every object; report damage).
+    Verify,
+    /// `GET /v1/_admin/jobs/{id}` (progress and result of a background admin job).
+    Job(String),
     /// `POST /v1/namespaces/{ns}/_admin/compact` (compact now).
     Compact(String),
 }
@@ -99,6 +103,8 @@ impl Route {
             Route::Snapshot(_) => "snapshot",
             Route::Restore(_) => "restore",
             Route::Repair => "repair",
+            Route::Verify => "verify",
+            Route::Job(_) => "job",
             Route::Compact(_) => "compact",
         }
     }
@@ -180,6 +186,10 @@ pub fn route(method: &Method, path: &str) -> Result<Route, NoRoute> {
             (&[Method::POST], (m == Method::POST).then(|| Route::Restore(ns(2))))
         }
         ["v1", "_admin", "repair"] => (&[Method::POST], (m == Method::POST).then_some(Route::Repair)),
+        ["v1", "_admin", "verify"] => (&[Method::POST], (m == Method::POST).then_some(Route::Verify)),
+        ["v1", "_admin", "jobs", id] => {
+            (&[Method::GET], (m == Method::GET).then(|| Route::Job((*id).to_owned())))
+        }
         _ => return Err(NoRoute::NotFound),
     };
     r.ok_or(NoRoute::MethodNotAllowed(allowed))

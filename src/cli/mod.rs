@@ -7,7 +7,8 @@
 //! (NDJSON, the format `write` reads back), `snapshot` / `restore` (snapshot
 //! files, streamed to and from the daemon; written locally through a temp
 //! file, fsync, rename and directory fsync, and verified before use) and
-//! `repair [--sweep]`.
+//! `repair [--sweep]` and `verify` (both run as daemon jobs the CLI polls,
+//! with a progress line on a terminal).
 //!
 //! Output: an aligned table when stdout is a terminal, otherwise (or with
 //! `--json`) the JSON the daemon returned, pretty-printed. Progress for long
@@ -19,9 +20,11 @@
 //! Layout: this file holds the command definitions and [`run`]; `client`
 //! the HTTP client (retries, error messages), `output` tables and JSON
 //! output, `ns` the namespace commands, `write` NDJSON ingestion, `query`
-//! queries, `transfer` copy/branch/repair/snapshot/restore/export.
+//! queries, `transfer` copy/branch/repair/verify/snapshot/restore/export,
+//! `jobs` the polling of long admin operations.
 
 mod client;
+mod jobs;
 mod ns;
 mod output;
 mod query;
@@ -36,6 +39,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use self::client::*;
+use self::jobs::*;
 use self::ns::*;
 use self::output::*;
 use self::query::*;
@@ -129,6 +133,11 @@ pub enum AdminCommand {
         #[arg(long, value_name = "SECS")]
         retention_secs: Option<u64>,
     },
+    /// Read every object of the project, check it against its manifest checksum and decode it
+    /// whole (`POST /v1/_admin/verify`); print each damaged object with the namespaces that
+    /// reference it. Exits with an error when something is damaged.
+    #[command(after_help = OUTPUT_HELP)]
+    Verify,
     /// Save a namespace at one generation into a self-describing snapshot file.
     ///
     /// Streams `GET /v1/namespaces/NS/_admin/snapshot` into a temporary file next to FILE,
@@ -280,6 +289,7 @@ pub async fn run(cmd: AdminCommand, url: &str, api_key: Option<&str>, json: bool
         AdminCommand::Repair { sweep, grace_secs, retention_secs } => {
             repair(&client, &out, sweep, grace_secs, retention_secs).await
         }
+        AdminCommand::Verify => verify(&client, &out).await,
         AdminCommand::Snapshot { namespace, file, generation } => {
             snapshot(&client, &out, &namespace, &file, generation).await
         }

@@ -54,7 +54,7 @@ pub(super) async fn repair(
     retention_secs: Option<u64>,
 ) -> Result<(), String> {
     let body = json!({"sweep": sweep, "grace_secs": grace_secs, "manifest_retention_secs": retention_secs});
-    let r = client.send(reqwest::Method::POST, "/v1/_admin/repair", &[], Some(&body)).await?;
+    let r = run_job(client, "/v1/_admin/repair", &body).await?;
     if out.json {
         return out.json(&r);
     }
@@ -79,6 +79,36 @@ pub(super) async fn repair(
         let _ = writeln!(text, "WARNING: {missing} referenced objects are missing from the store");
     }
     emit(&text)
+}
+
+pub(super) async fn verify(client: &Client, out: &Output) -> Result<(), String> {
+    let r = run_job(client, "/v1/_admin/verify", &json!({})).await?;
+    let damaged = r["damaged"].as_array().cloned().unwrap_or_default();
+    if out.json {
+        out.json(&r)?;
+    } else {
+        let mut text = format!(
+            "namespaces: {}\nobjects checked: {} ({} bytes, {} segment rows)\n",
+            r["namespaces"], r["objects_checked"], r["bytes_checked"], r["rows_checked"]
+        );
+        for d in &damaged {
+            let names: Vec<&str> =
+                d["namespaces"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+            let _ = writeln!(
+                text,
+                "DAMAGED {}: {} (referenced by {})",
+                d["key"].as_str().unwrap_or("?"),
+                d["error"].as_str().unwrap_or("?"),
+                names.join(", ")
+            );
+        }
+        emit(&text)?;
+    }
+    if damaged.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("{} damaged objects", damaged.len()))
+    }
 }
 
 /// Streams a response body into `w`, returning the bytes written.

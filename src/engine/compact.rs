@@ -172,7 +172,7 @@ impl Engine {
         merge: &BTreeSet<String>,
     ) -> Result<Output, EngineError> {
         let state = &base.state;
-        let docs = merged_documents(state, merge);
+        let docs = merged_documents(state, merge).map_err(|e| self.refuse_damaged(path, e))?;
         let mut out = Output {
             new_segments: Vec::new(),
             new_deletes: BTreeMap::new(),
@@ -348,15 +348,24 @@ fn object_ref(key: &str, bytes: &[u8]) -> ObjectRef {
     ObjectRef { key: key.to_owned(), bytes: bytes.len() as u64, crc32c: crc32c::crc32c(bytes) }
 }
 
+/// A segment row that cannot be decoded: the segment's file and why.
+struct DamagedRow {
+    key: String,
+    error: String,
+}
+
 /// The documents of the new segments: the overlay's live documents plus the
-/// live, unshadowed rows of the segments being merged, in id order.
-fn merged_documents(state: &NsState, merge: &BTreeSet<String>) -> Vec<Document> {
+/// live, unshadowed rows of the segments being merged, in id order. A row
+/// that cannot be decoded fails the merge: dropping it would lose a document.
+fn merged_documents(state: &NsState, merge: &BTreeSet<String>) -> Result<Vec<Document>, DamagedRow> {
     let mut docs: BTreeMap<crate::model::DocId, Document> = BTreeMap::new();
     for s in state.segments().iter().filter(|s| merge.contains(&s.meta.id)) {
         for row in (0..s.seg.len()).filter(|r| !s.deleted.contains(*r)) {
-            if let Ok(d) = s.seg.doc(row) {
-                docs.insert(d.id.clone(), d);
-            }
+            let d = s.seg.doc(row).map_err(|e| DamagedRow {
+                key: s.meta.files.first().map_or_else(|| s.meta.id.clone(), |f| f.key.clone()),
+                error: format!("row {row}: {e}"),
+            })?;
+            docs.insert(d.id.clone(), d);
         }
     }
     for (id, entry) in state.overlay() {
@@ -369,7 +378,20 @@ fn merged_documents(state: &NsState, merge: &BTreeSet<String>) -> Vec<Document> 
             }
         }
     }
-    docs.into_values().collect()
+    Ok(docs.into_values().collect())
+}
+
+impl Engine {
+    /// Mark the damaged object and refuse the compaction with a clear error.
+    fn refuse_damaged(&self, path: &NsPath, d: DamagedRow) -> EngineError {
+        let why = format!("{}: {}", d.key, d.error);
+        tracing::error!(namespace = %path, object = %d.key, error = %d.error, "damaged segment row; compaction refused");
+        self.mark_damaged(&d.key, &d.error);
+        EngineError::corrupted(format!(
+            "compaction of {} refused: segment {why} cannot be decoded (run `tidepool verify`)",
+            path.ns()
+        ))
+    }
 }
 
 /// For each surviving segment with rows shadowed by the overlay: its new

@@ -34,6 +34,7 @@ mod query_error;
 pub mod repair;
 pub mod request;
 pub mod snapshot;
+pub mod verify;
 mod write;
 
 use std::collections::{HashMap, VecDeque};
@@ -140,6 +141,8 @@ pub struct Engine {
     memory: (usize, u64),
     retention_ms: u64,
     tick: std::sync::atomic::AtomicU64,
+    /// Objects found damaged at run time (key → why), reported by verify.
+    damaged: StdMutex<std::collections::BTreeMap<String, String>>,
     /// Self-reference for background tasks (compaction).
     me: Weak<Engine>,
     _lock: DataDirLock,
@@ -178,6 +181,7 @@ impl Engine {
             memory: (cfg.max_loaded_namespaces.max(1), cfg.memory_budget_bytes),
             retention_ms: cfg.retention_ms,
             tick: std::sync::atomic::AtomicU64::new(0),
+            damaged: StdMutex::default(),
             me: me.clone(),
             _lock: lock,
         });
