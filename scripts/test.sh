@@ -21,6 +21,16 @@ trap 'scripts/s3-server.sh stop "$s3_portfile" || true' EXIT
 TIDEPOOL_TEST_S3_ENDPOINT=$(cat "$s3_portfile")
 export TIDEPOOL_TEST_S3_ENDPOINT
 
+step "packaging tools for tests/systemd_package.rs"
+missing=()
+for tool in systemd-analyze:systemd dpkg-deb:dpkg strip:binutils; do
+  command -v "${tool%%:*}" >/dev/null || missing+=("${tool#*:}")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  sudo_cmd=(); [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
+  "${sudo_cmd[@]}" apt-get update -qq && "${sudo_cmd[@]}" apt-get install -y -qq "${missing[@]}"
+fi
+
 step "cargo test"
 cargo test --all-targets
 # Doc tests are run separately (--all-targets skips them).

@@ -9,7 +9,13 @@
 //! Default data dir: `$STATE_DIRECTORY` (set by systemd's `StateDirectory=`),
 //! else `/var/lib/tidepool` when `--system` is given or `$INVOCATION_ID` is
 //! set (i.e. run as a systemd service), else `$XDG_DATA_HOME/tidepool`, else
-//! `~/.local/share/tidepool`.
+//! `~/.local/share/tidepool`. Default disk cache dir: `$CACHE_DIRECTORY`
+//! (systemd's `CacheDirectory=`), else `<data dir>/cache`.
+//!
+//! Config file: the one `--config` names (it must exist); as a service
+//! (`--system` or `$INVOCATION_ID`) without `--config`,
+//! `$CONFIGURATION_DIRECTORY/config.toml` or `/etc/tidepool/config.toml` if it
+//! exists — a service starts on the defaults when there is none.
 //!
 //! Invariants: a resolved [`Config`] is complete and validated — every API
 //! key is non-empty and unique and names a valid org and project, the body
@@ -71,6 +77,7 @@ pub struct ApiKeyConfig {
 #[allow(missing_docs)]
 pub struct FileConfig {
     pub data_dir: Option<PathBuf>,
+    pub cache_dir: Option<PathBuf>,
     pub listen: Option<String>,
     pub store: Option<String>,
     pub s3_endpoint: Option<String>,
@@ -108,6 +115,10 @@ pub struct ServeArgs {
     /// or with --system, else $XDG_DATA_HOME/tidepool or ~/.local/share/tidepool.
     #[arg(long, env = "TIDEPOOL_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Disk cache dir for objects of a remote store. Default: $CACHE_DIRECTORY,
+    /// else `<data-dir>/cache`.
+    #[arg(long, env = "TIDEPOOL_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
     /// Listen address, e.g. 127.0.0.1:7474 (port 0 picks a free port).
     #[arg(long, env = "TIDEPOOL_LISTEN")]
     pub listen: Option<String>,
@@ -183,6 +194,8 @@ pub struct ServeArgs {
 pub struct Config {
     /// Data dir.
     pub data_dir: PathBuf,
+    /// Disk cache dir.
+    pub cache_dir: PathBuf,
     /// Listen address (host:port).
     pub listen: String,
     /// Store URL (None: `<data_dir>/store`).
@@ -216,11 +229,12 @@ pub struct Config {
 impl Config {
     /// Resolve from flags/env, the config file they name, and the process env.
     pub fn resolve(args: &ServeArgs) -> Result<Config, ConfigError> {
-        let file = match &args.config {
-            Some(p) => load_file(p)?,
-            None => FileConfig::default(),
+        let env = |k: &str| std::env::var_os(k);
+        let file = match config_file(args, &env) {
+            Some((path, required)) if required || path.exists() => load_file(&path)?,
+            _ => FileConfig::default(),
         };
-        Config::from_parts(args, file, &|k| std::env::var_os(k))
+        Config::from_parts(args, file, &env)
     }
 
     /// Resolve from parts (`env` is only used for the default data dir).
@@ -235,6 +249,10 @@ impl Config {
             Some(d) => d,
             None => default_data_dir(system, env)?,
         };
+        let cache_dir = match args.cache_dir.clone().or(file.cache_dir) {
+            Some(d) => d,
+            None => first_dir(env("CACHE_DIRECTORY")).unwrap_or_else(|| data_dir.join("cache")),
+        };
         let s3 = S3Options {
             endpoint: args.s3_endpoint.clone().or(file.s3_endpoint),
             region: args.s3_region.clone().or(file.s3_region),
@@ -245,6 +263,7 @@ impl Config {
         let max_body = args.max_body_bytes.or(file.max_body_bytes).unwrap_or(DEFAULT_MAX_BODY_BYTES);
         let cfg = Config {
             data_dir,
+            cache_dir,
             listen: args.listen.clone().or(file.listen).unwrap_or_else(|| DEFAULT_LISTEN.to_owned()),
             store: args.store.clone().or(file.store),
             s3,
@@ -345,15 +364,33 @@ pub fn load_file(path: &Path) -> Result<FileConfig, ConfigError> {
     toml::from_str(&text).map_err(|e| ConfigError(format!("config file {}: {e}", path.display())))
 }
 
+/// The config file to read and whether it must exist (see the module docs).
+pub fn config_file(args: &ServeArgs, env: &dyn Fn(&str) -> Option<OsString>) -> Option<(PathBuf, bool)> {
+    if let Some(p) = &args.config {
+        return Some((p.clone(), true));
+    }
+    let service = args.system.unwrap_or(false) || env("INVOCATION_ID").is_some_and(|v| !v.is_empty());
+    if !service {
+        return None;
+    }
+    let dir = first_dir(env("CONFIGURATION_DIRECTORY")).unwrap_or_else(|| PathBuf::from("/etc/tidepool"));
+    Some((dir.join("config.toml"), false))
+}
+
+/// The first entry of a systemd directory list (`A:B`), if set.
+fn first_dir(v: Option<OsString>) -> Option<PathBuf> {
+    let v = v.filter(|v| !v.is_empty())?;
+    Some(PathBuf::from(v.to_string_lossy().split(':').next().unwrap_or_default()))
+}
+
 /// The default data dir (see the module docs for the order).
 pub fn default_data_dir(
     system: bool,
     env: &dyn Fn(&str) -> Option<OsString>,
 ) -> Result<PathBuf, ConfigError> {
     let non_empty = |k: &str| env(k).filter(|v| !v.is_empty());
-    if let Some(state) = non_empty("STATE_DIRECTORY") {
-        let first = state.to_string_lossy().split(':').next().unwrap_or_default().to_owned();
-        return Ok(PathBuf::from(first));
+    if let Some(state) = first_dir(env("STATE_DIRECTORY")) {
+        return Ok(state);
     }
     if system || non_empty("INVOCATION_ID").is_some() {
         return Ok(PathBuf::from("/var/lib/tidepool"));

@@ -93,10 +93,25 @@ fn serve(args: &ServeArgs) -> ExitCode {
     }
 }
 
+/// Logs go to stderr; under systemd with stderr connected to the journal
+/// (`$JOURNAL_STREAM` names stderr's device and inode) they go to journald
+/// natively instead: no ANSI, one entry per event, levels mapped to
+/// priorities, fields (the request id among them) as journal fields.
 fn init_logging(format: LogFormat) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let filter = tracing_subscriber::EnvFilter::try_from_env("TIDEPOOL_LOG")
         .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    if stderr_is_journal() {
+        if let Ok(journald) = tracing_journald::layer() {
+            tracing_subscriber::registry()
+                .with(filter)
+                .with(journald.with_syslog_identifier("tidepool".into()))
+                .init();
+            return;
+        }
+    }
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder =
         tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
@@ -104,6 +119,21 @@ fn init_logging(format: LogFormat) {
         LogFormat::Human => builder.init(),
         LogFormat::Json => builder.json().init(),
     }
+}
+
+/// Whether stderr is the journal stream systemd connected (`$JOURNAL_STREAM`
+/// is `DEVICE:INODE` of it; a redirected stderr no longer matches).
+#[cfg(unix)]
+fn stderr_is_journal() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Some(stream) = std::env::var_os("JOURNAL_STREAM") else { return false };
+    let Ok(meta) = std::fs::metadata("/proc/self/fd/2") else { return false };
+    stream.to_string_lossy() == format!("{}:{}", meta.dev(), meta.ino())
+}
+
+#[cfg(not(unix))]
+fn stderr_is_journal() -> bool {
+    false
 }
 
 /// Resolves on SIGTERM or SIGINT. The handlers are registered when this is

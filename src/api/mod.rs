@@ -27,6 +27,7 @@ mod maintenance;
 pub mod router;
 pub mod server;
 pub mod stream;
+pub mod systemd;
 
 use std::future::Future;
 use std::io::Write;
@@ -96,11 +97,13 @@ pub async fn run_daemon(cfg: &Config, shutdown: impl Future<Output = ()>) -> Res
         .map_err(|e| format!("cannot open the object store: {e}"))?;
     let store_desc = store.description().to_owned();
     let mut engine_cfg = EngineConfig::new(cfg.data_dir.clone(), store);
+    engine_cfg.cache_dir = cfg.cache_dir.clone();
     engine_cfg.cache_budget_bytes = cfg.cache_budget_bytes;
     engine_cfg.max_loaded_namespaces = cfg.max_loaded_namespaces;
     engine_cfg.compaction = cfg.compaction.clone();
     engine_cfg.retention_ms = u64::try_from(cfg.retention.as_millis()).unwrap_or(u64::MAX);
     engine_cfg.gc_interval_ms = u64::try_from(cfg.gc_interval.as_millis()).unwrap_or(u64::MAX);
+    systemd::status(&format!("opening data dir {}", cfg.data_dir.display()));
     let engine = Engine::open(engine_cfg)
         .await
         .map_err(|e| format!("cannot open data dir {}: {e}", cfg.data_dir.display()))?;
@@ -115,8 +118,15 @@ pub async fn run_daemon(cfg: &Config, shutdown: impl Future<Output = ()>) -> Res
         "tidepool started"
     );
     announce(local);
+    systemd::ready(&systemd::serving_line(&engine, &local.to_string()));
+    systemd::spawn_watchdog(engine.clone());
+    systemd::spawn_status(engine.clone(), local.to_string(), Duration::from_secs(5));
     let limits = Limits { max_body_bytes: cfg.max_body_bytes, body_stall_timeout: cfg.idle_timeout };
     let state = Arc::new(AppState::new(engine, auth, limits));
+    let shutdown = async move {
+        shutdown.await;
+        systemd::stopping("draining in-flight requests");
+    };
     let opts = ServerOptions {
         header_read_timeout: cfg.header_read_timeout,
         idle_timeout: cfg.idle_timeout,

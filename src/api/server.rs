@@ -34,6 +34,7 @@ use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Notify};
+use tracing::Instrument;
 
 use super::body::{accepts_gzip, json_response};
 use super::error::ApiError;
@@ -190,18 +191,27 @@ impl Conn {
 }
 
 /// Run one request in its own task; map errors and panics to responses.
+/// Every log line of the request carries its id (the client's
+/// `x-request-id` when it sent a short printable one, else a counter), and
+/// the response echoes it.
 async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Result<Response<ResponseBody>, Infallible> {
     let started = Instant::now();
     let (method, path) = (req.method().clone(), req.uri().path().to_owned());
     let gzip = accepts_gzip(req.headers());
+    let rid = request_id(req.headers());
+    let span = tracing::info_span!("request", id = %rid);
     let guard = state.tracker.enter();
-    let result = isolated(async move {
-        let _guard = guard;
-        dispatch(state, req, started).await
-    })
+    let result = isolated(
+        async move {
+            let _guard = guard;
+            dispatch(state, req, started).await
+        }
+        .instrument(span.clone()),
+    )
     .await;
+    let _entered = span.enter();
     let ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-    let resp = match result {
+    let mut resp = match result {
         Ok(Reply::Json(body)) => boxed(json_response(StatusCode::OK, &body, gzip)),
         Ok(Reply::Stream(s)) => s.into_response(),
         Err(e) => {
@@ -211,8 +221,22 @@ async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Result<Response
             boxed(error_response(&e, gzip))
         }
     };
+    if let Ok(v) = HeaderValue::from_str(&rid) {
+        resp.headers_mut().insert("x-request-id", v);
+    }
     tracing::debug!(%method, path, status = resp.status().as_u16(), ms, "request");
     Ok(resp)
+}
+
+/// The request's id: the client's `x-request-id` if it is 1..=64 visible
+/// ASCII characters, else `r` and a per-process counter.
+fn request_id(headers: &hyper::HeaderMap) -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    let given = headers.get("x-request-id").and_then(|v| v.to_str().ok());
+    match given.filter(|v| (1..=64).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_graphic())) {
+        Some(v) => v.to_owned(),
+        None => format!("r{}", NEXT.fetch_add(1, Ordering::Relaxed)),
+    }
 }
 
 /// Run a handler in its own task: a panic becomes a 500 for this request

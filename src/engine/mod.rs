@@ -72,7 +72,9 @@ pub struct EngineConfig {
     pub ids: Arc<dyn IdGen>,
     /// Compaction thresholds and backpressure.
     pub compaction: CompactionConfig,
-    /// Byte budget of the local disk cache (`<data_dir>/cache`) for objects of
+    /// The local disk cache's directory (default `<data_dir>/cache`).
+    pub cache_dir: PathBuf,
+    /// Byte budget of the local disk cache for objects of
     /// a remote store; a local-directory store is read in place.
     pub cache_budget_bytes: u64,
     /// Memory tier: most namespace states kept loaded.
@@ -100,6 +102,7 @@ impl EngineConfig {
     pub fn new(data_dir: PathBuf, store: Store) -> Self {
         let (clock, ids) = crate::clock::system();
         EngineConfig {
+            cache_dir: data_dir.join("cache"),
             data_dir,
             store,
             clock,
@@ -164,7 +167,7 @@ impl Engine {
             .map_err(|e| EngineError::internal(e.to_string()))??;
         let meta = Arc::new(meta);
         let (cache_dir, budget, cache_store) =
-            (cfg.data_dir.join("cache"), cfg.cache_budget_bytes, cfg.store.clone());
+            (cfg.cache_dir.clone(), cfg.cache_budget_bytes, cfg.store.clone());
         let cache = tokio::task::spawn_blocking(move || ObjectCache::open(&cache_dir, budget, cache_store))
             .await
             .map_err(|e| EngineError::internal(e.to_string()))?
@@ -305,6 +308,12 @@ impl Engine {
         f: impl FnOnce(&Meta) -> Result<T, MetaError> + Send + 'static,
     ) -> Result<T, EngineError> {
         commit::on_meta(&self.meta, f).await
+    }
+
+    /// Compactions running now (for status lines).
+    pub fn compactions_running(&self) -> usize {
+        let map = self.handles.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.values().filter(|h| h.compact_lock.try_lock().is_err()).count()
     }
 
     /// Ok when the node can take writes: the local metadata is open (after
