@@ -369,12 +369,16 @@ pub fn config_file(args: &ServeArgs, env: &dyn Fn(&str) -> Option<OsString>) -> 
     if let Some(p) = &args.config {
         return Some((p.clone(), true));
     }
-    let service = args.system.unwrap_or(false) || env("INVOCATION_ID").is_some_and(|v| !v.is_empty());
-    if !service {
+    if !runs_as_service(args.system.unwrap_or(false), env) {
         return None;
     }
     let dir = first_dir(env("CONFIGURATION_DIRECTORY")).unwrap_or_else(|| PathBuf::from("/etc/tidepool"));
     Some((dir.join("config.toml"), false))
+}
+
+/// Run as a system service: `--system`, or started by systemd (`$INVOCATION_ID`).
+fn runs_as_service(system: bool, env: &dyn Fn(&str) -> Option<OsString>) -> bool {
+    system || env("INVOCATION_ID").is_some_and(|v| !v.is_empty())
 }
 
 /// The first entry of a systemd directory list (`A:B`), if set.
@@ -392,7 +396,7 @@ pub fn default_data_dir(
     if let Some(state) = first_dir(env("STATE_DIRECTORY")) {
         return Ok(state);
     }
-    if system || non_empty("INVOCATION_ID").is_some() {
+    if runs_as_service(system, env) {
         return Ok(PathBuf::from("/var/lib/tidepool"));
     }
     if let Some(xdg) = non_empty("XDG_DATA_HOME").map(PathBuf::from).filter(|p| p.is_absolute()) {
