@@ -4,7 +4,8 @@
 //! Invariants: every error response is JSON; statuses the SDK would retry
 //! pointlessly (4xx other than 408/409/429, and 501) carry
 //! `x-should-retry: false`; 409 is only used for retryable conflicts and 412
-//! for final precondition failures; 429 carries `retry-after-ms`.
+//! for final precondition failures; 429 and 507 (disk full) carry
+//! `retry-after-ms` and `retry-after` (seconds, rounded up).
 
 use hyper::StatusCode;
 use serde_json::{json, Value as Json};
@@ -18,7 +19,7 @@ pub struct ApiError {
     pub status: StatusCode,
     /// The message.
     pub message: String,
-    /// For 429: how long the client should wait.
+    /// For 429 and 507: how long the client should wait.
     pub retry_after_ms: Option<u64>,
     /// Whether the SDK should retry (sent as `x-should-retry`).
     pub retryable: bool,
@@ -73,6 +74,10 @@ impl From<EngineError> for ApiError {
         if e.kind() == ErrorKind::Backpressure {
             return ApiError::too_many_requests(e.message(), e.retry_after_ms());
         }
+        if e.kind() == ErrorKind::StorageFull {
+            let retry_after_ms = Some(e.retry_after_ms().max(1000));
+            return ApiError { retry_after_ms, retryable: true, ..ApiError::new(status, e.to_string()) };
+        }
         // Corrupted data stays corrupted: retrying cannot help.
         let retryable = e.kind() != ErrorKind::Corrupted && ApiError::new(status, "").retryable;
         ApiError { retryable, ..ApiError::new(status, e.to_string()) }
@@ -89,6 +94,7 @@ pub fn status_of(kind: ErrorKind) -> StatusCode {
         ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         ErrorKind::Unsupported => StatusCode::NOT_IMPLEMENTED,
         ErrorKind::Backpressure => StatusCode::TOO_MANY_REQUESTS,
+        ErrorKind::StorageFull => StatusCode::INSUFFICIENT_STORAGE,
         ErrorKind::Corrupted | ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
@@ -114,6 +120,7 @@ mod tests {
             (EngineError::corrupted("x"), 500, false),
             (EngineError::internal("x"), 500, true),
             (EngineError::unsupported("x"), 501, false),
+            (EngineError::storage_full("x"), 507, true),
         ];
         for (e, status, retry) in cases {
             let a = ApiError::from(e);
@@ -121,5 +128,8 @@ mod tests {
             assert_eq!(a.retryable, retry, "{status}");
             assert_eq!(a.body()["status"], "error");
         }
+        let full = ApiError::from(EngineError::storage_full("disk"));
+        assert!(full.retry_after_ms.is_some_and(|ms| ms >= 1000), "507 asks for a wait");
+        assert!(full.message.starts_with("storage full: disk"), "{}", full.message);
     }
 }

@@ -268,6 +268,9 @@ pub fn error_response(e: &ApiError, gzip: bool) -> Response<Full<Bytes>> {
         if let Ok(v) = HeaderValue::from_str(&ms.to_string()) {
             h.insert(HeaderName::from_static("retry-after-ms"), v);
         }
+        if let Ok(v) = HeaderValue::from_str(&ms.div_ceil(1000).to_string()) {
+            h.insert(hyper::header::RETRY_AFTER, v);
+        }
     }
     if let Some(v) = e.allow.as_deref().and_then(|a| HeaderValue::from_str(a).ok()) {
         h.insert(ALLOW, v);

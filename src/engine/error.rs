@@ -7,6 +7,8 @@
 //!   a store failure is `Unavailable` (retry may help), an object that a committed generation names but the
 //!   store no longer has is `Corrupted` (data is missing: a retry cannot bring it back), a checksum or
 //!   structure failure is `Corrupted`, and a format version this build cannot read is `Unsupported`.
+//! - Disk full (ENOSPC/EDQUOT anywhere in the cause chain, from the object store or from `meta.redb`) is
+//!   `StorageFull`, never plain `Unavailable`: it lasts until someone frees space, and says so.
 //! - Errors are `Clone` (the cause is shared), so one failure can answer every request of a group commit.
 
 use std::sync::Arc;
@@ -37,7 +39,13 @@ pub enum ErrorKind {
     Internal,
     /// Too much unindexed data; retry after [`EngineError::retry_after_ms`] (429).
     Backpressure,
+    /// The disk (or quota) under the store or the local metadata is full; retry after
+    /// [`EngineError::retry_after_ms`], once space is freed (507).
+    StorageFull,
 }
+
+/// How long a client is asked to wait after a disk-full error.
+pub const STORAGE_FULL_RETRY_AFTER_MS: u64 = 30_000;
 
 /// An engine error: kind, message and (where there is one) the lower-level cause.
 #[derive(Debug, Clone)]
@@ -95,6 +103,14 @@ impl EngineError {
         EngineError { retry_after_ms, ..Self::new(ErrorKind::Backpressure, message) }
     }
 
+    /// 507: the disk is full; nothing was acknowledged; retry once space is freed.
+    pub fn storage_full(message: impl Into<String>) -> Self {
+        EngineError {
+            retry_after_ms: STORAGE_FULL_RETRY_AFTER_MS,
+            ..Self::new(ErrorKind::StorageFull, message)
+        }
+    }
+
     /// The kind.
     pub fn kind(&self) -> ErrorKind {
         self.kind
@@ -103,7 +119,7 @@ impl EngineError {
     pub fn message(&self) -> &str {
         &self.message
     }
-    /// For [`ErrorKind::Backpressure`]: how long to wait before retrying.
+    /// For [`ErrorKind::Backpressure`] and [`ErrorKind::StorageFull`]: how long to wait before retrying.
     pub fn retry_after_ms(&self) -> u64 {
         self.retry_after_ms
     }
@@ -120,6 +136,11 @@ impl std::fmt::Display for EngineError {
             ErrorKind::Unavailable => write!(f, "storage unavailable: {}", self.message),
             ErrorKind::Corrupted => write!(f, "stored data is corrupted: {}", self.message),
             ErrorKind::Internal => write!(f, "internal error: {}", self.message),
+            ErrorKind::StorageFull => write!(
+                f,
+                "storage full: {} (free space on the data dir's disk; writes resume without a restart)",
+                self.message
+            ),
             _ => f.write_str(&self.message),
         }
     }
@@ -133,6 +154,9 @@ impl std::error::Error for EngineError {
 
 impl From<StoreError> for EngineError {
     fn from(e: StoreError) -> Self {
+        if e.is_no_space() {
+            return EngineError::storage_full(e.to_string()).with_source(e);
+        }
         let kind = match &e {
             // Callers that expect an absence (probes, optional objects) check
             // for it before converting; one that reaches here was named by a
@@ -147,6 +171,11 @@ impl From<StoreError> for EngineError {
 
 impl From<MetaError> for EngineError {
     fn from(e: MetaError) -> Self {
+        if let MetaError::Storage(io) | MetaError::Io(io) = &e {
+            if crate::store::space::io_is_no_space(io) {
+                return EngineError::storage_full(e.to_string()).with_source(e);
+            }
+        }
         let kind = match &e {
             MetaError::UnsupportedVersion { .. } => ErrorKind::Unsupported,
             _ => ErrorKind::Unavailable,
@@ -159,5 +188,24 @@ impl From<FormatError> for EngineError {
     fn from(e: FormatError) -> Self {
         let kind = if e.is_corruption() { ErrorKind::Corrupted } else { ErrorKind::Unsupported };
         EngineError::new(kind, e.to_string()).with_source(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn disk_full_from_either_layer_is_storage_full() {
+        let enospc = || std::io::Error::from_raw_os_error(28);
+        let store = EngineError::from(StoreError::io("o/p/namespaces/n/wal/1.wal", enospc()));
+        assert_eq!(store.kind(), ErrorKind::StorageFull);
+        assert!(store.retry_after_ms() > 0);
+        assert!(store.to_string().starts_with("storage full: "), "{store}");
+        assert_eq!(EngineError::from(MetaError::Storage(enospc())).kind(), ErrorKind::StorageFull);
+        let eio = EngineError::from(MetaError::Storage(std::io::Error::from_raw_os_error(5)));
+        assert_eq!(eio.kind(), ErrorKind::Unavailable);
+        let eio = EngineError::from(StoreError::io("k", std::io::Error::from_raw_os_error(5)));
+        assert_eq!(eio.kind(), ErrorKind::Unavailable);
     }
 }

@@ -4,7 +4,8 @@
 //! performing it, (b) perform one matching put and then report an error (the
 //! "succeeded, then timed out" ambiguity), and (c) simulate a crash: after N
 //! successful mutations every further put/delete fails, so whatever the
-//! writer does after that point never reaches storage.
+//! writer does after that point never reaches storage; (d) fail every
+//! matching put with an OS error (ENOSPC: a full disk) until healed.
 //!
 //! Invariant: reads are never altered; the inner store always holds exactly
 //! what a real store would hold after the same crash.
@@ -35,6 +36,8 @@ pub enum Fault {
 #[derive(Debug, Default)]
 struct State {
     one_shot: Vec<(String, Fault)>,
+    /// Puts whose key contains the part fail with this OS error until healed.
+    errno: Vec<(String, i32)>,
     crash_after: Option<u64>,
     mutations: u64,
     /// GETs per key part of interest (`count_reads_of`), and in total.
@@ -79,6 +82,12 @@ impl FaultStore {
         self.state().one_shot.push((key_part.to_owned(), fault));
     }
 
+    /// Fail every put whose key contains `key_part` with the OS error `errno`
+    /// (28: ENOSPC) before writing, until [`FaultStore::heal`].
+    pub fn fail_puts_with_errno(&self, key_part: &str, errno: i32) {
+        self.state().errno.push((key_part.to_owned(), errno));
+    }
+
     /// After `n` more successful mutations, fail every put and delete.
     pub fn crash_after_mutations(&self, n: u64) {
         let mut s = self.state();
@@ -106,6 +115,7 @@ impl FaultStore {
     pub fn heal(&self) {
         let mut s = self.state();
         s.one_shot.clear();
+        s.errno.clear();
         s.crash_after = None;
     }
 }
@@ -120,6 +130,10 @@ fn admit(state: &Mutex<State>, key: &str, is_put: bool) -> Result<bool> {
     let mut s = lock(state);
     if s.crash_after.is_some_and(|n| s.mutations >= n) {
         return Err(injected("crashed"));
+    }
+    if let Some((_, errno)) = s.errno.iter().find(|(k, _)| is_put && key.contains(k.as_str())) {
+        let source = Box::new(std::io::Error::from_raw_os_error(*errno));
+        return Err(object_store::Error::Generic { store: "FaultStore", source });
     }
     if is_put {
         if let Some(i) = s.one_shot.iter().position(|(k, _)| key.contains(k.as_str())) {

@@ -12,7 +12,12 @@
 //! Invariants: `put_if_absent` is a conditional create (If-None-Match: * on S3,
 //! create-exclusive on a local directory) and reports `AlreadyExists` without
 //! touching the existing object; every error is typed so callers can tell
-//! "not found" and "already exists" from faults.
+//! "not found" and "already exists" from faults, and "disk full" from other
+//! faults ([`StoreError::is_no_space`]).
+//!
+//! Beside it: [`durability`] (re-fsync a directory entry whose create
+//! reported an error), [`staging`] (staging files a crash left behind),
+//! [`space`] (free space and ENOSPC).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -22,8 +27,11 @@ use futures::TryStreamExt;
 use object_store::path::Path as ObjPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 
+pub mod durability;
 #[cfg(any(test, feature = "test-util"))]
 pub mod fault;
+pub mod space;
+pub mod staging;
 #[cfg(any(test, feature = "test-util"))]
 pub mod trace;
 
@@ -45,6 +53,24 @@ pub enum StoreError {
         #[source]
         source: object_store::Error,
     },
+}
+
+impl StoreError {
+    /// A local I/O failure on `key`, keeping the `io::Error` as the source.
+    pub fn io(key: &str, e: std::io::Error) -> StoreError {
+        StoreError::Backend {
+            key: key.to_owned(),
+            source: object_store::Error::Generic { store: "tidepool", source: Box::new(e) },
+        }
+    }
+
+    /// Whether the failure is "no space left on device" (or a full quota).
+    pub fn is_no_space(&self) -> bool {
+        match self {
+            StoreError::Backend { source, .. } => space::is_no_space(source),
+            _ => false,
+        }
+    }
 }
 
 /// Outcome of a conditional create.
@@ -88,12 +114,13 @@ pub struct Store {
     inner: Arc<dyn ObjectStore>,
     description: String,
     local_root: Option<PathBuf>,
+    dir_sync: durability::DirSync,
 }
 
 impl Store {
     /// Wrap any object store (tests use this for fault-injecting wrappers).
     pub fn new(inner: Arc<dyn ObjectStore>, description: impl Into<String>) -> Store {
-        Store { inner, description: description.into(), local_root: None }
+        Store { inner, description: description.into(), local_root: None, dir_sync: Default::default() }
     }
 
     /// An in-memory store.
@@ -114,6 +141,7 @@ impl Store {
             inner: Arc::new(fs),
             description: format!("file://{}", dir.display()),
             local_root: Some(dir.to_path_buf()),
+            dir_sync: Default::default(),
         })
     }
 
@@ -165,7 +193,12 @@ impl Store {
         } else {
             Arc::new(object_store::prefix::PrefixStore::new(s3, prefix))
         };
-        Ok(Store { inner, description: format!("s3://{rest}"), local_root: None })
+        Ok(Store {
+            inner,
+            description: format!("s3://{rest}"),
+            local_root: None,
+            dir_sync: Default::default(),
+        })
     }
 
     /// Human-readable description (URL).
@@ -176,6 +209,13 @@ impl Store {
     /// The local directory, for a local-directory store.
     pub fn local_root(&self) -> Option<&Path> {
         self.local_root.as_deref()
+    }
+
+    /// The same store (description, local directory) through a wrapper of
+    /// its object store (tests wrap a local directory in a fault injector).
+    pub fn with_inner(mut self, wrap: impl FnOnce(Arc<dyn ObjectStore>) -> Arc<dyn ObjectStore>) -> Store {
+        self.inner = wrap(self.inner);
+        self
     }
 
     /// The underlying object store.
