@@ -72,6 +72,7 @@ pub(super) async fn repair(
     let _ = writeln!(text, "unreferenced objects kept (younger than {grace_secs}s): {}", n("kept_young"));
     if sweep {
         let _ = writeln!(text, "objects swept: {}", n("swept_count"));
+        let _ = writeln!(text, "staging files removed (left by crashes): {}", n("staging_removed"));
     } else {
         text.push_str("(no sweep: pass --sweep to delete unreferenced objects)\n");
     }

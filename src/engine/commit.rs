@@ -8,7 +8,8 @@
 //!    [`ManifestLog::hold_shared`] for objects another namespace holds too);
 //! 3. [`ManifestLog::commit`] derives the next manifest from the newest base (the caller's
 //!    closure) and creates `manifests/{gen}.json` conditionally, resolving an
-//!    ambiguous create by the commit id, then checks the GC fence
+//!    ambiguous create by the commit id (and, when it finds its own manifest,
+//!    making the directory entry durable before trusting it), then checks the GC fence
 //!    (`{gen}.gc`); on a lost race it re-reads the newest generation and
 //!    derives again (rebase), up to the attempt limit;
 //! 4. it rewrites the `CURRENT` hint (best effort: readers probe past it);
@@ -17,6 +18,11 @@
 //!
 //! Invariants:
 //! - `put_if_absent` on a manifest key happens here and nowhere else in `src/`.
+//! - A create that reported an error is never acknowledged on the strength of
+//!   the object being visible: an `AlreadyExists` carrying our commit id is
+//!   trusted only after [`Store::sync_entry`] made its directory entry durable
+//!   (a failed directory fsync leaves a visible but volatile entry); if that
+//!   fails too, the outcome is unknown and the commit fails.
 //! - New objects are released only when their generation was certainly not
 //!   created (a lost race or a refused derive). After an unknown outcome they
 //!   are kept: the manifest may exist and reference them (a leak at worst,
@@ -313,7 +319,13 @@ impl ManifestLog {
                 Ok(CreateOutcome::AlreadyExists) => {
                     let theirs = self.store.get(&key).await.map_err(fail)?;
                     let theirs = Manifest::decode(&theirs).map_err(|e| CommitError::Failed(e.into()))?;
-                    return if theirs.commit_id == m.commit_id { Ok(()) } else { Err(CommitError::Lost) };
+                    if theirs.commit_id != m.commit_id {
+                        return Err(CommitError::Lost);
+                    }
+                    // Ours, from an attempt that reported an error: maybe the
+                    // fsync that makes the directory entry durable. Visible is
+                    // not durable; never acknowledge before it is.
+                    return self.store.sync_entry(&key).await.map_err(fail);
                 }
                 Err(e) => last_err = Some(e),
             }

@@ -15,6 +15,12 @@
 //! - One output segment holds at most `max_segment_rows` rows, and a merge
 //!   only takes segments whose live rows fit that cap, so one compaction never
 //!   rewrites the whole namespace.
+//! - On a local store, a compaction whose estimated output does not fit the
+//!   disk's free space fails before writing anything (`StorageFull`), instead
+//!   of filling the disk the writes need.
+//! - The compacted generation is installed as the namespace's cached snapshot
+//!   under the commit lock, so the next write of this process starts from it
+//!   (and does not lose a race against its own daemon's compaction).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -111,10 +117,10 @@ impl Engine {
             if m.wal.is_empty() && merge.len() < 2 || !force && !self.needs_compaction(&m) {
                 return Ok(CompactionReport { generation: m.generation, ..CompactionReport::default() });
             }
+            self.check_free_space(path, &m, &merge)?;
             let out = self.write_outputs(path, &base, &merge).await?;
             match self.commit_compaction(&h, &m, &out).await {
                 Ok(generation) => {
-                    self.reload(&h).await?;
                     return Ok(CompactionReport {
                         performed: true,
                         generation,
@@ -138,6 +144,31 @@ impl Engine {
             }
         }
         Err(EngineError::conflict(format!("compaction of {} kept losing races; retry", path.ns())))
+    }
+
+    /// Refuse early (before writing a byte) when the outputs cannot fit the
+    /// local store's disk: a half-written segment would only take the space
+    /// the writes need. A probe failure is logged and does not block.
+    fn check_free_space(
+        &self,
+        path: &NsPath,
+        m: &Manifest,
+        merge: &BTreeSet<String>,
+    ) -> Result<(), EngineError> {
+        let Some(root) = self.store.local_root() else { return Ok(()) };
+        let need = output_estimate(m, merge);
+        match self.free_space.free_bytes(root) {
+            Ok(free) if free < need => Err(EngineError::storage_full(format!(
+                "compaction of {} needs about {need} bytes on {} but only {free} are free; it was not started",
+                path.ns(),
+                root.display()
+            ))),
+            Ok(_) => Ok(()),
+            Err(e) => {
+                tracing::warn!(namespace = %path, error = %e, "could not measure free space before compacting");
+                Ok(())
+            }
+        }
     }
 
     /// Segments worth merging: the smallest ones, while their live rows fit
@@ -231,11 +262,29 @@ impl Engine {
     ) -> Result<u64, CommitError> {
         let _commit = h.commit_lock.lock().await;
         let newest = self.reload(h).await.map_err(CommitError::Failed)?;
+        let generation = self.commit_on(h, &newest, base, out).await?;
+        // Still under the commit lock: the next write starts from the
+        // compacted generation, not from the base it replaced.
+        if let Err(e) = self.reload(h).await {
+            tracing::warn!(namespace = %h.path, error = %e, "could not load the compacted generation; the next access reloads it");
+            super::clear_cached(h);
+        }
+        Ok(generation)
+    }
+
+    /// Commit the compaction on `newest` (the caller holds the commit lock).
+    async fn commit_on(
+        &self,
+        h: &NsHandle,
+        newest: &Snapshot,
+        base: &Manifest,
+        out: &Output,
+    ) -> Result<u64, CommitError> {
         let (ids, clock) = (&self.ids, &self.clock);
         let committed = self
             .log(&h.path)
             .commit(
-                newest.manifest,
+                newest.manifest.clone(),
                 &out.written_keys,
                 MAX_COMMIT_ATTEMPTS,
                 |a| self.backoff(a),
@@ -342,6 +391,17 @@ fn cold_read_sections(bytes: &[u8]) -> Result<Vec<SectionRef>, EngineError> {
         out.push(SectionRef { kind: s.kind, offset: s.offset, len: s.len, crc32c: s.crc32c, head });
     }
     Ok(out)
+}
+
+/// Bytes a compaction of `m` is expected to write: its segments hold the
+/// folded WAL's rows and the merged segments' rows, and the index sections
+/// can be as large as the rows again, hence twice the inputs, plus a margin
+/// for deletion sets and the metadata the writes still need.
+fn output_estimate(m: &Manifest, merge: &BTreeSet<String>) -> u64 {
+    const MARGIN: u64 = 16 << 20;
+    let wal: u64 = m.wal.iter().map(|w| w.bytes).sum();
+    let merged: u64 = m.segments.iter().filter(|s| merge.contains(&s.id)).map(|s| s.bytes).sum();
+    wal.saturating_add(merged).saturating_mul(2).saturating_add(MARGIN)
 }
 
 fn object_ref(key: &str, bytes: &[u8]) -> ObjectRef {

@@ -57,6 +57,7 @@ use crate::clock::{Clock, IdGen};
 use crate::layout::NsPath;
 use crate::meta::{DataDirLock, Meta, MetaError, MetaOpener};
 pub use crate::state::{NsState, SegmentReader};
+use crate::store::space::SpaceProbe;
 use crate::store::Store;
 
 /// Engine configuration.
@@ -92,7 +93,13 @@ pub struct EngineConfig {
     pub gc_interval_ms: u64,
     /// How `meta.redb` is opened and reopened (the file in the data dir).
     pub meta_opener: MetaOpener,
+    /// How the free space of a local store's disk is measured before a
+    /// compaction writes segments (`statvfs`; tests inject a nearly full disk).
+    pub free_space: SpaceProbe,
 }
+
+/// Most directory entries the start-up scan for stale staging files visits.
+pub const STARTUP_STAGING_SCAN_LIMIT: usize = 200_000;
 
 /// Default disk cache budget: 8 GiB.
 pub const DEFAULT_CACHE_BUDGET_BYTES: u64 = 8 << 30;
@@ -114,6 +121,7 @@ impl EngineConfig {
             retention_ms: 0,
             gc_interval_ms: 0,
             meta_opener: MetaOpener::file(),
+            free_space: SpaceProbe::statvfs(),
         }
     }
 }
@@ -146,6 +154,8 @@ pub struct Engine {
     tick: std::sync::atomic::AtomicU64,
     /// Objects found damaged at run time (key → why), reported by verify.
     damaged: StdMutex<std::collections::BTreeMap<String, String>>,
+    /// Free space of the local store's disk (compaction checks it first).
+    free_space: SpaceProbe,
     /// Self-reference for background tasks (compaction).
     me: Weak<Engine>,
     _lock: DataDirLock,
@@ -185,10 +195,12 @@ impl Engine {
             retention_ms: cfg.retention_ms,
             tick: std::sync::atomic::AtomicU64::new(0),
             damaged: StdMutex::default(),
+            free_space: cfg.free_space,
             me: me.clone(),
             _lock: lock,
         });
         engine.warm_pinned_in_background().await?;
+        engine.remove_stale_staging_in_background();
         if cfg.gc_interval_ms > 0 {
             engine.spawn_periodic_gc(cfg.gc_interval_ms);
         }
@@ -213,6 +225,34 @@ impl Engine {
         Ok(())
     }
 
+    /// Start-up: remove the local store's staging files a crash left behind
+    /// (older than the GC grace period), in the background and bounded to
+    /// [`STARTUP_STAGING_SCAN_LIMIT`] directory entries; the GC sweep gets the rest.
+    fn remove_stale_staging_in_background(self: &Arc<Self>) {
+        if self.store.local_root().is_none() {
+            return;
+        }
+        let (store, cutoff) = (self.store.clone(), self.clock.now_ms().saturating_sub(self.gc_grace_ms()));
+        tokio::spawn(async move {
+            match store.remove_all_stale_staging(cutoff, STARTUP_STAGING_SCAN_LIMIT).await {
+                Ok(r) if r.removed > 0 || r.truncated => tracing::info!(
+                    removed = r.removed,
+                    visited = r.visited,
+                    complete = !r.truncated,
+                    "removed staging files left by an earlier crash"
+                ),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "could not scan for stale staging files"),
+            }
+        });
+    }
+
+    /// The GC's grace period: objects (and staging files) younger than this
+    /// may belong to a write in flight.
+    fn gc_grace_ms(&self) -> u64 {
+        self.retention_ms.max(60_000)
+    }
+
     /// Every `interval_ms`, collect manifests older than the retention and
     /// sweep objects no retained generation references, project by project.
     fn spawn_periodic_gc(self: &Arc<Self>, interval_ms: u64) {
@@ -234,7 +274,7 @@ impl Engine {
     pub async fn collect_garbage(&self) -> Result<(), EngineError> {
         let opts = repair::RepairOptions {
             sweep: true,
-            grace_ms: self.retention_ms.max(60_000),
+            grace_ms: self.gc_grace_ms(),
             manifest_retention_ms: Some(self.retention_ms),
         };
         for org in self.store.list_dirs("").await? {

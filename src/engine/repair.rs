@@ -17,6 +17,10 @@
 //!   newest and every older generation manifest GC has not collected), (c) it
 //!   is older than the grace period, and (d) its refcount is zero after the
 //!   rebuild. Manifests, tombstones and CURRENT are never swept.
+//! - The sweep also removes the local store's staging files (`KEY#N`, which
+//!   the store's listing hides) under the project's namespaces once they are
+//!   older than the grace period: a crash between writing one and publishing
+//!   it leaves it behind for good otherwise (`store/staging.rs`).
 //! - Manifest GC collects generations in increasing order, never the newest,
 //!   and only once they were superseded more than `retention` ago: tombstone
 //!   (`.gc`, conditional create) first, then the `.json` delete.
@@ -78,6 +82,9 @@ pub struct RepairReport {
     pub swept: Vec<String>,
     /// Unreferenced objects kept because they are younger than the grace period.
     pub kept_young: usize,
+    /// Staging files (`KEY#N`) of the local store older than the grace period
+    /// that the sweep removed (left by a crash mid-write).
+    pub staging_removed: usize,
 }
 
 /// References of a project computed from its manifests.
@@ -230,6 +237,11 @@ impl Engine {
                 self.store.delete(key).await?;
                 report.swept.push(key.clone());
             }
+        }
+        if opts.sweep {
+            let cutoff = now.saturating_sub(opts.grace_ms);
+            let staging = self.store.remove_stale_staging(&project_prefix, cutoff, usize::MAX).await?;
+            report.staging_removed = staging.removed;
         }
         Ok(report)
     }
