@@ -131,7 +131,9 @@ async fn ready(state: &AppState) -> Result<Json, ApiError> {
     if state.draining.load(std::sync::atomic::Ordering::SeqCst) {
         return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting down"));
     }
-    state.engine.ready().await?;
+    // Not ready is 503 whatever the cause (a full disk included): probes key on it.
+    let not_ready = |e| ApiError { status: StatusCode::SERVICE_UNAVAILABLE, ..ApiError::from(e) };
+    state.engine.ready().await.map_err(not_ready)?;
     Ok(json!({"status": "ready"}))
 }
 
