@@ -9,6 +9,8 @@
 //! - [`load`]: finding the newest generation and materializing its state.
 //! - [`memory`]: the memory tier (loaded states, cache temperature).
 //! - [`listing`]: namespace delete, listing, metadata and pinning.
+//! - `observe`: what the engine reports to the metrics (scrape-time
+//!   gauges, timed compactions).
 //! - `compact`, `branch`, `snapshot`, `repair`, `export`, `cold`: the
 //!   operations named so, each committing through [`commit`].
 //!
@@ -30,6 +32,7 @@ mod indexing;
 mod listing;
 mod load;
 mod memory;
+mod observe;
 mod query_error;
 pub mod repair;
 pub mod request;
@@ -56,6 +59,7 @@ use crate::cache::ObjectCache;
 use crate::clock::{Clock, IdGen};
 use crate::layout::NsPath;
 use crate::meta::{DataDirLock, Meta, MetaError, MetaOpener};
+use crate::metrics::Metrics;
 pub use crate::state::{NsState, SegmentReader};
 use crate::store::Store;
 
@@ -92,6 +96,9 @@ pub struct EngineConfig {
     pub gc_interval_ms: u64,
     /// How `meta.redb` is opened and reopened (the file in the data dir).
     pub meta_opener: MetaOpener,
+    /// Where the engine records its metrics (the store is wrapped to record
+    /// its requests there too).
+    pub metrics: Arc<Metrics>,
 }
 
 /// Default disk cache budget: 8 GiB.
@@ -114,6 +121,7 @@ impl EngineConfig {
             retention_ms: 0,
             gc_interval_ms: 0,
             meta_opener: MetaOpener::file(),
+            metrics: Arc::default(),
         }
     }
 }
@@ -146,6 +154,7 @@ pub struct Engine {
     tick: std::sync::atomic::AtomicU64,
     /// Objects found damaged at run time (key → why), reported by verify.
     damaged: StdMutex<std::collections::BTreeMap<String, String>>,
+    metrics: Arc<Metrics>,
     /// Self-reference for background tasks (compaction).
     me: Weak<Engine>,
     _lock: DataDirLock,
@@ -159,7 +168,8 @@ impl std::fmt::Debug for Engine {
 
 impl Engine {
     /// Open an engine: lock the data dir and open the local metadata.
-    pub async fn open(cfg: EngineConfig) -> Result<Arc<Engine>, EngineError> {
+    pub async fn open(mut cfg: EngineConfig) -> Result<Arc<Engine>, EngineError> {
+        cfg.store = cfg.store.metered(cfg.metrics.clone());
         let lock = acquire_lock(&cfg).await?;
         let (dir, opener) = (cfg.data_dir.clone(), cfg.meta_opener.clone());
         let meta = tokio::task::spawn_blocking(move || Meta::open_with(&dir, opener))
@@ -185,6 +195,7 @@ impl Engine {
             retention_ms: cfg.retention_ms,
             tick: std::sync::atomic::AtomicU64::new(0),
             damaged: StdMutex::default(),
+            metrics: cfg.metrics,
             me: me.clone(),
             _lock: lock,
         });

@@ -9,6 +9,10 @@
 //! - `s3://bucket/prefix`: an S3-compatible bucket; endpoint, region and
 //!   credentials from [`S3Options`] or the standard `AWS_*` environment.
 //!
+//! Wrappers over the inner store: [`metered`] (request counts, errors and
+//! latency into the metrics, installed by the engine), and for tests
+//! `fault` (injected faults) and `trace` (request recording).
+//!
 //! Invariants: `put_if_absent` is a conditional create (If-None-Match: * on S3,
 //! create-exclusive on a local directory) and reports `AlreadyExists` without
 //! touching the existing object; every error is typed so callers can tell
@@ -24,6 +28,7 @@ use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload}
 
 #[cfg(any(test, feature = "test-util"))]
 pub mod fault;
+pub mod metered;
 #[cfg(any(test, feature = "test-util"))]
 pub mod trace;
 
@@ -166,6 +171,12 @@ impl Store {
             Arc::new(object_store::prefix::PrefixStore::new(s3, prefix))
         };
         Ok(Store { inner, description: format!("s3://{rest}"), local_root: None })
+    }
+
+    /// The same store with every request counted and timed into `metrics`
+    /// ([`metered::MeteredStore`]); description and local root are kept.
+    pub fn metered(self, metrics: Arc<crate::metrics::Metrics>) -> Store {
+        Store { inner: metered::MeteredStore::new(self.inner, metrics), ..self }
     }
 
     /// Human-readable description (URL).
