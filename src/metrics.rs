@@ -7,7 +7,7 @@
 //!
 //! | family | type | labels |
 //! | --- | --- | --- |
-//! | `http_requests` | counter | `method`, `route` (the router's pattern, e.g. `/v2/namespaces/{ns}/query`; `unmatched` for 404/405), `status` |
+//! | `http_requests` | counter | `method`, `route` (the router's pattern, e.g. `/v2/namespaces/:ns/query`; `unmatched` for 404/405), `status` |
 //! | `http_request_duration_seconds` | histogram | `method`, `route`, `status` |
 //! | `query_duration_seconds` | histogram | `kind`: `ann`, `knn`, `bm25`, `sparse`, `filter`, `scan`, `aggregate`, `multi` |
 //! | `namespace_documents` | gauge | `namespace` (`org/project/ns`; the top N loaded namespaces by bytes, the rest summed under `_other`) |
@@ -20,7 +20,7 @@
 //! | `cache_misses` | counter | `tier` |
 //! | `cache_evictions` | counter | `tier` |
 //! | `compactions` | counter | `outcome`: `compacted`, `noop`, `failed` |
-//! | `compaction_duration_seconds` | histogram | — |
+//! | `compaction_duration_seconds` | histogram | — (runs that compacted or failed) |
 //! | `compaction_written_bytes` | counter | — |
 //! | `store_requests` | counter | `op`: `get`, `get_range`, `put`, `put_if_absent`, `head`, `list`, `delete`, `other` |
 //! | `store_errors` | counter | `op` (faults only: not-found and already-exists answers are outcomes, not errors) |
@@ -272,7 +272,31 @@ impl Metrics {
             uptime: Gauge::default(),
         };
         m.register_all();
+        m.create_zero_series();
         m
+    }
+
+    /// Series that dashboards rate or sum exist from the start (at 0), not
+    /// only after their first event.
+    fn create_zero_series(&self) {
+        const OPS: [StoreOp; 8] = [
+            StoreOp::Get,
+            StoreOp::GetRange,
+            StoreOp::Put,
+            StoreOp::PutIfAbsent,
+            StoreOp::Head,
+            StoreOp::List,
+            StoreOp::Delete,
+            StoreOp::Other,
+        ];
+        for op in OPS {
+            let labels = OpLabels { op: op.label() };
+            drop(self.store_requests.get_or_create(&labels));
+            drop(self.store_errors.get_or_create(&labels));
+        }
+        for outcome in ["compacted", "noop", "failed"] {
+            drop(self.compactions.get_or_create(&OutcomeLabels { outcome }));
+        }
     }
 
     fn register_all(&mut self) {
@@ -302,7 +326,7 @@ impl Metrics {
         r.register("compactions", "Compaction runs by outcome", self.compactions.clone());
         r.register(
             "compaction_duration_seconds",
-            "Duration of compaction runs",
+            "Duration of compaction runs that compacted or failed",
             self.compaction_duration.clone(),
         );
         r.register(
@@ -388,7 +412,10 @@ impl Metrics {
             CompactionOutcome::Failed => "failed",
         };
         self.compactions.get_or_create(&OutcomeLabels { outcome }).inc();
-        self.compaction_duration.observe(elapsed.as_secs_f64());
+        if outcome != "noop" {
+            // A run with nothing to do would only pull the quantiles towards zero.
+            self.compaction_duration.observe(elapsed.as_secs_f64());
+        }
         self.compaction_bytes.inc_by(bytes_written);
     }
 
@@ -561,14 +588,14 @@ mod tests {
     #[test]
     fn recorded_values_are_encoded() {
         let m = Metrics::default();
-        let labels = HttpLabels { method: "POST", route: "/v2/namespaces/{ns}/query", status: 200 };
+        let labels = HttpLabels { method: "POST", route: "/v2/namespaces/:ns/query", status: 200 };
         m.observe_http(&labels, Duration::from_millis(3));
         m.observe_http(&labels, Duration::from_millis(5));
         m.observe_store(StoreOp::PutIfAbsent, Duration::from_millis(1), true);
         m.observe_memory_tier(false);
         let disk = TierGauge { bytes: 7, hits: Some(3), misses: Some(2), evictions: Some(0) };
         let text = m.render(&Gauges { disk, ..Gauges::default() }, None);
-        let route = "method=\"POST\",route=\"/v2/namespaces/{ns}/query\",status=\"200\"";
+        let route = "method=\"POST\",route=\"/v2/namespaces/:ns/query\",status=\"200\"";
         assert!(line(&text, &format!("tidepool_http_requests_total{{{route}}} 2")).is_some(), "{text}");
         assert!(line(&text, &format!("tidepool_http_request_duration_seconds_count{{{route}}} 2")).is_some());
         assert!(line(&text, "tidepool_store_errors_total{op=\"put_if_absent\"} 1").is_some());

@@ -117,30 +117,31 @@ impl Route {
 
 impl Route {
     /// The path pattern that matched (the metrics' `route` label: bounded,
-    /// never the raw path).
+    /// never the raw path). Parameters are written `:name` (no braces or
+    /// commas, which naive text-format parsers split label values on).
     pub fn pattern(&self) -> &'static str {
         match self {
             Route::Health => "/health",
             Route::Ready => "/ready",
             Route::Metrics => "/metrics",
             Route::ListNamespaces => "/v1/namespaces",
-            Route::Write(_) | Route::DeleteNamespace(_) => "/v2/namespaces/{ns}",
-            Route::Query(_) => "/v2/namespaces/{ns}/query",
-            Route::ExplainQuery(_) => "/v2/namespaces/{ns}/explain_query",
-            Route::GetMetadata(_) | Route::PatchMetadata(_) => "/{v1|v2}/namespaces/{ns}/metadata",
-            Route::GetSchema(_) | Route::UpdateSchema(_) => "/v1/namespaces/{ns}/schema",
-            Route::HintCacheWarm(_) => "/v1/namespaces/{ns}/hint_cache_warm",
-            Route::Recall(_) => "/v1/namespaces/{ns}/_debug/recall",
-            Route::StartAsync(_) => "/v2/namespaces/{ns}/async",
-            Route::PollOperation(_) => "/v1/namespaces/{ns}/operations/{token}",
-            Route::Export(_) => "/v1/namespaces/{ns}/export",
-            Route::AdminCopy(_) => "/v1/namespaces/{ns}/_admin/copy",
-            Route::Snapshot(_) => "/v1/namespaces/{ns}/_admin/snapshot",
-            Route::Restore(_) => "/v1/namespaces/{ns}/_admin/restore",
+            Route::Write(_) | Route::DeleteNamespace(_) => "/v2/namespaces/:ns",
+            Route::Query(_) => "/v2/namespaces/:ns/query",
+            Route::ExplainQuery(_) => "/v2/namespaces/:ns/explain_query",
+            Route::GetMetadata(_) | Route::PatchMetadata(_) => "/v1|v2/namespaces/:ns/metadata",
+            Route::GetSchema(_) | Route::UpdateSchema(_) => "/v1/namespaces/:ns/schema",
+            Route::HintCacheWarm(_) => "/v1/namespaces/:ns/hint_cache_warm",
+            Route::Recall(_) => "/v1/namespaces/:ns/_debug/recall",
+            Route::StartAsync(_) => "/v2/namespaces/:ns/async",
+            Route::PollOperation(_) => "/v1/namespaces/:ns/operations/:token",
+            Route::Export(_) => "/v1/namespaces/:ns/export",
+            Route::AdminCopy(_) => "/v1/namespaces/:ns/_admin/copy",
+            Route::Snapshot(_) => "/v1/namespaces/:ns/_admin/snapshot",
+            Route::Restore(_) => "/v1/namespaces/:ns/_admin/restore",
             Route::Repair => "/v1/_admin/repair",
             Route::Verify => "/v1/_admin/verify",
-            Route::Job(_) => "/v1/_admin/jobs/{id}",
-            Route::Compact(_) => "/v1/namespaces/{ns}/_admin/compact",
+            Route::Job(_) => "/v1/_admin/jobs/:id",
+            Route::Compact(_) => "/v1/namespaces/:ns/_admin/compact",
         }
     }
 }
@@ -267,9 +268,9 @@ mod tests {
     #[test]
     fn patterns_hide_namespace_names() {
         let q = route(&Method::POST, "/v2/namespaces/secret-name/query").unwrap();
-        assert_eq!(q.pattern(), "/v2/namespaces/{ns}/query");
+        assert_eq!(q.pattern(), "/v2/namespaces/:ns/query");
         let job = route(&Method::GET, "/v1/_admin/jobs/j-123").unwrap();
-        assert_eq!(job.pattern(), "/v1/_admin/jobs/{id}");
+        assert_eq!(job.pattern(), "/v1/_admin/jobs/:id");
         let m = route(&Method::GET, "/metrics").unwrap();
         assert_eq!((m.pattern(), m.is_public(), m.is_write()), ("/metrics", false, false));
         assert!(matches!(route(&Method::POST, "/metrics"), Err(NoRoute::MethodNotAllowed(_))));
