@@ -8,6 +8,8 @@
 //! - Shutdown: stop accepting, ask every connection to finish its in-flight
 //!   requests and close, then wait until every connection and request task
 //!   is done, bounded by the shutdown timeout.
+//! - Every answered request is counted in the metrics by method, route
+//!   pattern and status, with its time to the response head.
 //! - A connection with no request in flight and no I/O for the idle timeout
 //!   is closed; HTTP/1 headers must arrive within the header-read timeout.
 //!   (hyper starts that timer as soon as it waits for the next request, so
