@@ -100,6 +100,7 @@ pub struct FileConfig {
     pub backlog_bytes: Option<u64>,
     pub retention_secs: Option<u64>,
     pub gc_interval_secs: Option<u64>,
+    pub metrics_top_namespaces: Option<usize>,
     #[serde(default)]
     pub api_keys: Vec<ApiKeyConfig>,
 }
@@ -187,6 +188,9 @@ pub struct ServeArgs {
     /// Run the garbage collector (manifest retention + sweep) this often (default 600; 0: only `tidepool repair`).
     #[arg(long, env = "TIDEPOOL_GC_INTERVAL_SECS")]
     pub gc_interval_secs: Option<u64>,
+    /// `GET /metrics` names this many namespaces (the largest loaded; default 10); the rest are summed.
+    #[arg(long, env = "TIDEPOOL_METRICS_TOP_NAMESPACES")]
+    pub metrics_top_namespaces: Option<usize>,
 }
 
 /// The resolved configuration.
@@ -224,6 +228,8 @@ pub struct Config {
     pub retention: Duration,
     /// Garbage-collector interval (zero: off).
     pub gc_interval: Duration,
+    /// Namespaces `GET /metrics` names.
+    pub metrics_top_namespaces: usize,
 }
 
 impl Config {
@@ -297,6 +303,10 @@ impl Config {
             compaction,
             retention: Duration::from_secs(args.retention_secs.or(file.retention_secs).unwrap_or(3600)),
             gc_interval: Duration::from_secs(args.gc_interval_secs.or(file.gc_interval_secs).unwrap_or(600)),
+            metrics_top_namespaces: args
+                .metrics_top_namespaces
+                .or(file.metrics_top_namespaces)
+                .unwrap_or(crate::metrics::DEFAULT_TOP_NAMESPACES),
         };
         cfg.validate()?;
         Ok(cfg)

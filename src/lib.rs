@@ -23,6 +23,7 @@ pub mod format;
 pub mod index;
 pub mod layout;
 pub mod meta;
+pub mod metrics;
 pub mod model;
 pub mod ops;
 pub mod query;

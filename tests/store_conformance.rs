@@ -11,9 +11,10 @@
 //! layout uses survive a round trip; empty and multi-megabyte objects work.
 //!
 //! Backends: memory, the local directory (with fsync), the S3 server of the
-//! test suite (moto or `TIDEPOOL_TEST_S3_ENDPOINT`), and the fault and trace
-//! wrappers around memory (unarmed; then an armed fault must surface as an
-//! error and leave the store consistent, and the trace must record calls).
+//! test suite (moto or `TIDEPOOL_TEST_S3_ENDPOINT`), and the fault, trace and
+//! metered wrappers around memory (unarmed; then an armed fault must surface
+//! as an error and leave the store consistent, the trace must record calls,
+//! and the metrics must count the fault as an error).
 
 mod common;
 
@@ -22,6 +23,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::s3;
+use tidepool::metrics::{Gauges, Metrics};
 use tidepool::store::fault::{Fault, FaultStore};
 use tidepool::store::trace::{Op, TraceStore};
 use tidepool::store::{CreateOutcome, Store, StoreError};
@@ -189,4 +191,23 @@ async fn trace_wrapper_conforms_and_records_every_call() {
         assert_eq!(t.count(op), 1, "{op:?}");
     }
     assert_eq!(t.requests(), 5);
+}
+
+#[tokio::test]
+async fn metered_wrapper_conforms_and_counts_faults_as_errors() {
+    let fault = FaultStore::new(Arc::new(object_store::memory::InMemory::new()));
+    let metrics = Arc::new(Metrics::default());
+    let s = Store::new(fault.clone(), "fault(memory)").metered(metrics.clone());
+    conformance(s.clone()).await;
+    let errors = |op: &str| {
+        let text = metrics.render(&Gauges::default(), None);
+        let line = format!("tidepool_store_errors_total{{op=\"{op}\"}} ");
+        text.lines().find_map(|l| l.strip_prefix(line.as_str())).map(|v| v.parse::<u64>().unwrap())
+    };
+    assert_eq!(errors("put_if_absent"), Some(0), "not-found and already-exists answers are not errors");
+    assert_eq!(errors("get"), Some(0));
+    let k = key("manifests/00000000000000000011.json");
+    fault.fail_next_put("manifests/00000000000000000011", Fault::Before);
+    assert!(s.put_if_absent(&k, Bytes::from_static(b"a")).await.is_err());
+    assert_eq!(errors("put_if_absent"), Some(1));
 }

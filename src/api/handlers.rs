@@ -23,7 +23,7 @@ use super::ctx::Ctx;
 use super::error::ApiError;
 use super::router::{route, NoRoute, Route};
 use super::stream::Reply;
-use super::{maintenance, AppState};
+use super::{maintenance, metrics, AppState};
 use crate::engine::{Snapshot, WriteRequest};
 use crate::query::{self, QueryRequest, QueryResult};
 use crate::wire::namespace::schema_json;
@@ -68,6 +68,9 @@ pub async fn dispatch(
         .query()
         .map(|q| url::form_urlencoded::parse(q.as_bytes()).into_owned().collect())
         .unwrap_or_default();
+    if route == Route::Metrics {
+        return Ok(metrics::scrape(&state, &principal));
+    }
     let ctx = Ctx { state, principal, params, started };
     match route {
         Route::Export(ns) => maintenance::export(&ctx, &ns).await,
@@ -122,7 +125,7 @@ async fn run(ctx: &Ctx, route: Route, req: Request<Incoming>) -> Result<Json, Ap
         Route::Export(_) | Route::Snapshot(_) => {
             Err(ApiError::internal("streaming routes are dispatched before the JSON handlers"))
         }
-        Route::Health | Route::Ready => Ok(json!({"status": "ok"})),
+        Route::Health | Route::Ready | Route::Metrics => Ok(json!({"status": "ok"})),
     }
 }
 
@@ -193,7 +196,9 @@ fn query_response(
     (temperature, hit_ratio): (&str, f64),
     exec_started: Instant,
 ) -> Json {
-    let exec_ms = u64::try_from(exec_started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    let exec = exec_started.elapsed();
+    ctx.state.engine.metrics().observe_query(metrics::query_kind(parsed), exec);
+    let exec_ms = u64::try_from(exec.as_millis()).unwrap_or(u64::MAX);
     let mut v = if parsed.multi {
         json!({"results": results.iter().map(QueryResult::to_json).collect::<Vec<_>>()})
     } else {

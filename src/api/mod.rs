@@ -6,7 +6,8 @@
 //! `{"status":"error","error":..}` shape), [`server`] (connections,
 //! timeouts, graceful drain), [`stream`] (streamed response and request
 //! bodies: export, snapshot download, restore upload), `maintenance`
-//! (branch/copy, time travel, export, snapshots, repair routes).
+//! (branch/copy, time travel, export, snapshots, repair routes), [`metrics`]
+//! (`GET /metrics` and the request/query recording hooks).
 //!
 //! Invariants:
 //! - This is the only module that knows HTTP; it talks to the engine through
@@ -24,6 +25,7 @@ pub mod error;
 pub mod handlers;
 pub mod jobs;
 mod maintenance;
+pub mod metrics;
 pub mod router;
 pub mod server;
 pub mod stream;
@@ -103,6 +105,7 @@ pub async fn run_daemon(cfg: &Config, shutdown: impl Future<Output = ()>) -> Res
     engine_cfg.compaction = cfg.compaction.clone();
     engine_cfg.retention_ms = u64::try_from(cfg.retention.as_millis()).unwrap_or(u64::MAX);
     engine_cfg.gc_interval_ms = u64::try_from(cfg.gc_interval.as_millis()).unwrap_or(u64::MAX);
+    engine_cfg.metrics = Arc::new(crate::metrics::Metrics::new(cfg.metrics_top_namespaces));
     systemd::status(&format!("opening data dir {}", cfg.data_dir.display()));
     let engine = Engine::open(engine_cfg)
         .await

@@ -4,6 +4,8 @@
 //! route under another method is 405 (with `Allow`); the namespace segment
 //! is passed through verbatim and validated later by `NsPath::new` (400), so
 //! nothing here can produce a storage path. Query strings are not routed on.
+//! [`Route::pattern`] names a route by its path pattern (for metrics labels:
+//! bounded cardinality, no namespace names).
 
 use hyper::Method;
 
@@ -14,6 +16,8 @@ pub enum Route {
     Health,
     /// `GET /ready`.
     Ready,
+    /// `GET /metrics` (Prometheus scrape; authenticated like a read).
+    Metrics,
     /// `GET /v1/namespaces`.
     ListNamespaces,
     /// `POST /v2/namespaces/{ns}`.
@@ -85,6 +89,7 @@ impl Route {
         match self {
             Route::Health => "health",
             Route::Ready => "ready",
+            Route::Metrics => "metrics",
             Route::ListNamespaces => "list_namespaces",
             Route::Write(_) => "write",
             Route::DeleteNamespace(_) => "delete_namespace",
@@ -110,6 +115,37 @@ impl Route {
     }
 }
 
+impl Route {
+    /// The path pattern that matched (the metrics' `route` label: bounded,
+    /// never the raw path). Parameters are written `:name` (no braces or
+    /// commas, which naive text-format parsers split label values on).
+    pub fn pattern(&self) -> &'static str {
+        match self {
+            Route::Health => "/health",
+            Route::Ready => "/ready",
+            Route::Metrics => "/metrics",
+            Route::ListNamespaces => "/v1/namespaces",
+            Route::Write(_) | Route::DeleteNamespace(_) => "/v2/namespaces/:ns",
+            Route::Query(_) => "/v2/namespaces/:ns/query",
+            Route::ExplainQuery(_) => "/v2/namespaces/:ns/explain_query",
+            Route::GetMetadata(_) | Route::PatchMetadata(_) => "/v1|v2/namespaces/:ns/metadata",
+            Route::GetSchema(_) | Route::UpdateSchema(_) => "/v1/namespaces/:ns/schema",
+            Route::HintCacheWarm(_) => "/v1/namespaces/:ns/hint_cache_warm",
+            Route::Recall(_) => "/v1/namespaces/:ns/_debug/recall",
+            Route::StartAsync(_) => "/v2/namespaces/:ns/async",
+            Route::PollOperation(_) => "/v1/namespaces/:ns/operations/:token",
+            Route::Export(_) => "/v1/namespaces/:ns/export",
+            Route::AdminCopy(_) => "/v1/namespaces/:ns/_admin/copy",
+            Route::Snapshot(_) => "/v1/namespaces/:ns/_admin/snapshot",
+            Route::Restore(_) => "/v1/namespaces/:ns/_admin/restore",
+            Route::Repair => "/v1/_admin/repair",
+            Route::Verify => "/v1/_admin/verify",
+            Route::Job(_) => "/v1/_admin/jobs/:id",
+            Route::Compact(_) => "/v1/namespaces/:ns/_admin/compact",
+        }
+    }
+}
+
 /// Why no route matched.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NoRoute {
@@ -127,6 +163,7 @@ pub fn route(method: &Method, path: &str) -> Result<Route, NoRoute> {
     let (allowed, r): (&'static [Method], Option<Route>) = match segs.as_slice() {
         ["health"] => (&[Method::GET], (m == Method::GET).then_some(Route::Health)),
         ["ready"] => (&[Method::GET], (m == Method::GET).then_some(Route::Ready)),
+        ["metrics"] => (&[Method::GET], (m == Method::GET).then_some(Route::Metrics)),
         ["v1", "namespaces"] => (&[Method::GET], (m == Method::GET).then_some(Route::ListNamespaces)),
         ["v2", "namespaces", _] => (
             &[Method::POST, Method::DELETE],
@@ -224,5 +261,18 @@ mod tests {
         assert_eq!(route(&Method::GET, "/"), Err(NoRoute::NotFound));
         assert_eq!(route(&Method::POST, "/v2/namespaces//query"), Ok(Route::Query(String::new())));
         assert!(Route::Write(String::new()).is_write() && !Route::Query(String::new()).is_write());
+    }
+
+    /// Invariant: the metrics label is the pattern, never the raw path, and
+    /// `/metrics` is an authenticated read.
+    #[test]
+    fn patterns_hide_namespace_names() {
+        let q = route(&Method::POST, "/v2/namespaces/secret-name/query").unwrap();
+        assert_eq!(q.pattern(), "/v2/namespaces/:ns/query");
+        let job = route(&Method::GET, "/v1/_admin/jobs/j-123").unwrap();
+        assert_eq!(job.pattern(), "/v1/_admin/jobs/:id");
+        let m = route(&Method::GET, "/metrics").unwrap();
+        assert_eq!((m.pattern(), m.is_public(), m.is_write()), ("/metrics", false, false));
+        assert!(matches!(route(&Method::POST, "/metrics"), Err(NoRoute::MethodNotAllowed(_))));
     }
 }

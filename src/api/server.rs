@@ -8,6 +8,8 @@
 //! - Shutdown: stop accepting, ask every connection to finish its in-flight
 //!   requests and close, then wait until every connection and request task
 //!   is done, bounded by the shutdown timeout.
+//! - Every answered request is counted in the metrics by method, route
+//!   pattern and status, with its time to the response head.
 //! - A connection with no request in flight and no I/O for the idle timeout
 //!   is closed; HTTP/1 headers must arrive within the header-read timeout.
 //!   (hyper starts that timer as soon as it waits for the next request, so
@@ -39,6 +41,8 @@ use tracing::Instrument;
 use super::body::{accepts_gzip, json_response};
 use super::error::ApiError;
 use super::handlers::dispatch;
+use super::metrics::http_labels;
+use super::router::route;
 use super::stream::{boxed, Reply, ResponseBody};
 use super::AppState;
 
@@ -200,6 +204,7 @@ async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Result<Response
     let gzip = accepts_gzip(req.headers());
     let rid = request_id(req.headers());
     let span = tracing::info_span!("request", id = %rid);
+    let (metrics, route) = (state.engine.metrics().clone(), route(&method, &path).ok());
     let guard = state.tracker.enter();
     let result = isolated(
         async move {
@@ -224,6 +229,7 @@ async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Result<Response
     if let Ok(v) = HeaderValue::from_str(&rid) {
         resp.headers_mut().insert("x-request-id", v);
     }
+    metrics.observe_http(&http_labels(&method, route.as_ref(), resp.status().as_u16()), started.elapsed());
     tracing::debug!(%method, path, status = resp.status().as_u16(), ms, "request");
     Ok(resp)
 }

@@ -106,8 +106,13 @@ impl Engine {
             || m.segments.len() > cfg.max_segments
     }
 
-    /// Compact a namespace now (`force`: even below the thresholds).
-    pub async fn compact(&self, path: &NsPath, force: bool) -> Result<CompactionReport, EngineError> {
+    /// Compact a namespace now (`force`: even below the thresholds); timed
+    /// into the metrics by `Engine::compact` (engine/observe.rs).
+    pub(super) async fn compact_unobserved(
+        &self,
+        path: &NsPath,
+        force: bool,
+    ) -> Result<CompactionReport, EngineError> {
         let h = self.handle(path);
         let _single = h.compact_lock.lock().await;
         for _ in 0..4 {

@@ -48,7 +48,9 @@ impl Engine {
     /// generation first (one HEAD); otherwise the cached one is used.
     pub async fn snapshot(&self, path: &NsPath, strong: bool) -> Result<Snapshot, EngineError> {
         let h = self.handle(path);
-        if let Some(s) = cached(&h) {
+        let loaded = cached(&h);
+        self.metrics.observe_memory_tier(loaded.is_some());
+        if let Some(s) = loaded {
             if !strong || !self.store.exists(&path.manifest_key(s.generation() + 1)).await? {
                 return Ok(s);
             }

@@ -81,6 +81,7 @@ impl Engine {
         while count > max_loaded || bytes > max_bytes {
             let Some((h, weight)) = order.pop_oldest() else { break };
             clear_cached(&h);
+            self.metrics.observe_memory_eviction();
             count -= 1;
             bytes = bytes.saturating_sub(weight);
         }

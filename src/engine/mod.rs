@@ -9,6 +9,8 @@
 //! - [`load`]: finding the newest generation and materializing its state.
 //! - [`memory`]: the memory tier (loaded states, cache temperature).
 //! - [`listing`]: namespace delete, listing, metadata and pinning.
+//! - `observe`: what the engine reports to the metrics (scrape-time
+//!   gauges, timed compactions).
 //! - `compact`, `branch`, `snapshot`, `repair`, `export`, `cold`: the
 //!   operations named so, each committing through [`commit`].
 //!
@@ -30,6 +32,7 @@ mod indexing;
 mod listing;
 mod load;
 mod memory;
+mod observe;
 mod query_error;
 pub mod repair;
 pub mod request;
@@ -56,6 +59,7 @@ use crate::cache::ObjectCache;
 use crate::clock::{Clock, IdGen};
 use crate::layout::NsPath;
 use crate::meta::{DataDirLock, Meta, MetaError, MetaOpener};
+use crate::metrics::Metrics;
 pub use crate::state::{NsState, SegmentReader};
 use crate::store::space::SpaceProbe;
 use crate::store::Store;
@@ -96,6 +100,9 @@ pub struct EngineConfig {
     /// How the free space of a local store's disk is measured before a
     /// compaction writes segments (`statvfs`; tests inject a nearly full disk).
     pub free_space: SpaceProbe,
+    /// Where the engine records its metrics (the store is wrapped to record
+    /// its requests there too).
+    pub metrics: Arc<Metrics>,
 }
 
 /// Most directory entries the start-up scan for stale staging files visits.
@@ -122,6 +129,7 @@ impl EngineConfig {
             gc_interval_ms: 0,
             meta_opener: MetaOpener::file(),
             free_space: SpaceProbe::statvfs(),
+            metrics: Arc::default(),
         }
     }
 }
@@ -156,6 +164,7 @@ pub struct Engine {
     damaged: StdMutex<std::collections::BTreeMap<String, String>>,
     /// Free space of the local store's disk (compaction checks it first).
     free_space: SpaceProbe,
+    metrics: Arc<Metrics>,
     /// Self-reference for background tasks (compaction).
     me: Weak<Engine>,
     _lock: DataDirLock,
@@ -169,7 +178,8 @@ impl std::fmt::Debug for Engine {
 
 impl Engine {
     /// Open an engine: lock the data dir and open the local metadata.
-    pub async fn open(cfg: EngineConfig) -> Result<Arc<Engine>, EngineError> {
+    pub async fn open(mut cfg: EngineConfig) -> Result<Arc<Engine>, EngineError> {
+        cfg.store = cfg.store.metered(cfg.metrics.clone());
         let lock = acquire_lock(&cfg).await?;
         let (dir, opener) = (cfg.data_dir.clone(), cfg.meta_opener.clone());
         let meta = tokio::task::spawn_blocking(move || Meta::open_with(&dir, opener))
@@ -196,6 +206,7 @@ impl Engine {
             tick: std::sync::atomic::AtomicU64::new(0),
             damaged: StdMutex::default(),
             free_space: cfg.free_space,
+            metrics: cfg.metrics,
             me: me.clone(),
             _lock: lock,
         });

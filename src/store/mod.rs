@@ -9,6 +9,10 @@
 //! - `s3://bucket/prefix`: an S3-compatible bucket; endpoint, region and
 //!   credentials from [`S3Options`] or the standard `AWS_*` environment.
 //!
+//! Wrappers over the inner store: [`metered`] (request counts, errors and
+//! latency into the metrics, installed by the engine), and for tests
+//! `fault` (injected faults) and `trace` (request recording).
+//!
 //! Invariants: `put_if_absent` is a conditional create (If-None-Match: * on S3,
 //! create-exclusive on a local directory) and reports `AlreadyExists` without
 //! touching the existing object; every error is typed so callers can tell
@@ -32,6 +36,7 @@ pub mod durability;
 pub mod fault;
 pub mod space;
 pub mod staging;
+pub mod metered;
 #[cfg(any(test, feature = "test-util"))]
 pub mod trace;
 
@@ -199,6 +204,12 @@ impl Store {
             local_root: None,
             dir_sync: Default::default(),
         })
+    }
+
+    /// The same store with every request counted and timed into `metrics`
+    /// ([`metered::MeteredStore`]); description and local root are kept.
+    pub fn metered(self, metrics: Arc<crate::metrics::Metrics>) -> Store {
+        Store { inner: metered::MeteredStore::new(self.inner, metrics), ..self }
     }
 
     /// Human-readable description (URL).
