@@ -29,6 +29,8 @@ use serde::Deserialize;
 
 use crate::store::S3Options;
 
+pub mod effective;
+
 /// Default listen address (loopback only).
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7474";
 /// Default request body limit (after decompression): 256 MiB.
@@ -86,6 +88,7 @@ pub struct FileConfig {
     pub s3_secret_access_key: Option<String>,
     pub s3_allow_http: Option<bool>,
     pub log_format: Option<LogFormat>,
+    pub log_level: Option<String>,
     pub max_body_bytes: Option<u64>,
     pub shutdown_timeout_secs: Option<u64>,
     pub header_read_timeout_secs: Option<u64>,
@@ -145,6 +148,10 @@ pub struct ServeArgs {
     /// Log format.
     #[arg(long, env = "TIDEPOOL_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
+    /// Log filter: a level (`info`, `debug`, ...) or `tracing` directives such as
+    /// `info,tidepool::engine=debug` (default `info`, or `$RUST_LOG`).
+    #[arg(long, env = "TIDEPOOL_LOG")]
+    pub log_level: Option<String>,
     /// Largest request body in bytes, after decompression (default 256 MiB).
     #[arg(long, env = "TIDEPOOL_MAX_BODY_BYTES")]
     pub max_body_bytes: Option<u64>,
@@ -208,6 +215,12 @@ pub struct Config {
     pub s3: S3Options,
     /// Log format.
     pub log_format: LogFormat,
+    /// Log filter directives (reloadable).
+    pub log_level: String,
+    /// Run as a system service.
+    pub system: bool,
+    /// The config file that was read, if any.
+    pub config_file: Option<PathBuf>,
     /// Body limit after decompression.
     pub max_body_bytes: usize,
     /// Drain bound at shutdown.
@@ -236,11 +249,13 @@ impl Config {
     /// Resolve from flags/env, the config file they name, and the process env.
     pub fn resolve(args: &ServeArgs) -> Result<Config, ConfigError> {
         let env = |k: &str| std::env::var_os(k);
-        let file = match config_file(args, &env) {
-            Some((path, required)) if required || path.exists() => load_file(&path)?,
-            _ => FileConfig::default(),
+        let (file, path) = match config_file(args, &env) {
+            Some((path, required)) if required || path.exists() => (load_file(&path)?, Some(path)),
+            _ => (FileConfig::default(), None),
         };
-        Config::from_parts(args, file, &env)
+        let mut cfg = Config::from_parts(args, file, &env)?;
+        cfg.config_file = path;
+        Ok(cfg)
     }
 
     /// Resolve from parts (`env` is only used for the default data dir).
@@ -274,6 +289,14 @@ impl Config {
             store: args.store.clone().or(file.store),
             s3,
             log_format: args.log_format.or(file.log_format).unwrap_or_default(),
+            log_level: args
+                .log_level
+                .clone()
+                .or(file.log_level)
+                .or_else(|| env("RUST_LOG").map(|v| v.to_string_lossy().into_owned()))
+                .unwrap_or_else(|| "info".to_owned()),
+            system,
+            config_file: None,
             max_body_bytes: usize::try_from(max_body).unwrap_or(usize::MAX),
             shutdown_timeout: secs(
                 "shutdown_timeout_secs",
@@ -313,6 +336,8 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
+        tracing_subscriber::EnvFilter::try_new(&self.log_level)
+            .map_err(|e| ConfigError(format!("log_level {:?}: {e}", self.log_level)))?;
         if self.max_body_bytes < 1024 {
             return Err(ConfigError(format!(
                 "max_body_bytes must be at least 1024, got {}",

@@ -1,6 +1,9 @@
-//! The `tidepool` command line: `tidepool serve` runs the daemon; `ns`,
-//! `write` and `query` are admin commands that talk to a running daemon over
-//! HTTP (`--url`, `--api-key`, `--json` are global).
+//! The `tidepool` command line: `tidepool serve` runs the daemon; `tidepool
+//! config check` validates and prints the configuration `serve` would run
+//! with; `ns`, `write`, `query`, ... are admin commands that talk to a running
+//! daemon over HTTP (`--url`, `--api-key`, `--json` are global).
+//!
+//! `SIGHUP` makes a running daemon reload its configuration (`api::reload`).
 //!
 //! Invariants: exit status 0 on success (including a drained shutdown after
 //! SIGTERM/SIGINT), 2 on a configuration error, 1 on any other failure; the
@@ -9,7 +12,8 @@
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
+use tidepool::config::effective::{render_json, render_text, settings, Source};
 use tidepool::config::{Config, LogFormat, ServeArgs};
 
 #[derive(Debug, Parser)]
@@ -32,14 +36,29 @@ struct Cli {
 enum Command {
     /// Run the daemon.
     Serve(Box<ServeArgs>),
+    /// Inspect the daemon's configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
     #[command(flatten)]
     Admin(tidepool::cli::AdminCommand),
 }
 
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Validate the configuration `serve` would run with (same flags, environment and file) and
+    /// print every effective setting with its source, secrets redacted. Exit status 2 if invalid.
+    Check(Box<ServeArgs>),
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     match cli.command {
         Command::Serve(args) => serve(&args),
+        Command::Config(ConfigCommand::Check(args)) => {
+            let sub = matches.subcommand_matches("config").and_then(|m| m.subcommand_matches("check"));
+            config_check(&args, sub, cli.json)
+        }
         Command::Admin(cmd) => {
             let rt = match runtime() {
                 Ok(rt) => rt,
@@ -71,14 +90,16 @@ fn serve(args: &ServeArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    init_logging(cfg.log_format);
+    let set_log_filter = init_logging(cfg.log_format, &cfg.log_level);
     let rt = match runtime() {
         Ok(rt) => rt,
         Err(code) => return code,
     };
     let result = rt.block_on(async {
         let signals = shutdown_signal().map_err(|e| format!("cannot install signal handlers: {e}"))?;
-        tidepool::api::run_daemon(&cfg, signals).await
+        let requests = reload_requests().map_err(|e| format!("cannot install signal handlers: {e}"))?;
+        let hooks = tidepool::api::ReloadHooks { args: args.clone(), requests, set_log_filter };
+        tidepool::api::run_daemon(&cfg, signals, Some(hooks)).await
     });
     // Abandoned request tasks (after a drain timeout) are dropped here, which
     // drops the last engine handle and releases the data-dir lock.
@@ -93,32 +114,94 @@ fn serve(args: &ServeArgs) -> ExitCode {
     }
 }
 
+/// `tidepool config check`: resolve exactly as `serve` would and print the
+/// effective settings with where each came from (flag, env, file, default).
+fn config_check(args: &ServeArgs, matches: Option<&ArgMatches>, json: bool) -> ExitCode {
+    let cfg = match Config::resolve(args) {
+        Ok(c) => c,
+        Err(e) => {
+            if json {
+                println!("{}", serde_json::json!({"valid": false, "error": e.0}));
+            }
+            eprintln!("tidepool: the configuration is invalid: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let list = settings(&cfg);
+    let file_keys: Vec<String> = cfg
+        .config_file
+        .as_deref()
+        .and_then(|p| std::fs::read_to_string(p).ok())
+        .and_then(|t| toml::from_str::<toml::Table>(&t).ok())
+        .map(|t| t.keys().cloned().collect())
+        .unwrap_or_default();
+    let source = |key: &str| setting_source(key, matches, &file_keys);
+    if json {
+        println!("{}", render_json(&cfg, &list, &source));
+    } else {
+        print!("{}", render_text(&cfg, &list, &source));
+    }
+    ExitCode::SUCCESS
+}
+
+fn setting_source(key: &str, matches: Option<&ArgMatches>, file_keys: &[String]) -> Source {
+    use clap::parser::ValueSource;
+    let from_args = matches.and_then(|m| m.try_get_raw(key).ok().flatten().and_then(|_| m.value_source(key)));
+    match from_args {
+        Some(ValueSource::CommandLine) => Source::Flag,
+        Some(ValueSource::EnvVariable) => {
+            let cmd = ServeArgs::augment_args(clap::Command::new("serve"));
+            let var = cmd.get_arguments().find(|a| a.get_id() == key).and_then(|a| a.get_env());
+            Source::Env(var.map(|v| v.to_string_lossy().into_owned()).unwrap_or_default())
+        }
+        _ if file_keys.iter().any(|k| k == key) => Source::File,
+        _ => Source::Default,
+    }
+}
+
 /// Logs go to stderr; under systemd with stderr connected to the journal
 /// (`$JOURNAL_STREAM` names stderr's device and inode) they go to journald
 /// natively instead: no ANSI, one entry per event, levels mapped to
 /// priorities, fields (the request id among them) as journal fields.
-fn init_logging(format: LogFormat) {
+/// Returns the setter a configuration reload uses to change the filter.
+fn init_logging(format: LogFormat, level: &str) -> tidepool::api::reload::LogFilterSetter {
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
-    let filter = tracing_subscriber::EnvFilter::try_from_env("TIDEPOOL_LOG")
-        .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    if stderr_is_journal() {
-        if let Ok(journald) = tracing_journald::layer() {
-            tracing_subscriber::registry()
-                .with(filter)
-                .with(journald.with_syslog_identifier("tidepool".into()))
-                .init();
-            return;
-        }
-    }
+    use tracing_subscriber::{fmt, reload, EnvFilter};
+    // The level was validated with the configuration.
+    let (filter, handle) =
+        reload::Layer::new(EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new("info")));
+    let registry = tracing_subscriber::registry().with(filter);
+    let journald = if stderr_is_journal() { tracing_journald::layer().ok() } else { None };
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder =
-        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
-    match format {
-        LogFormat::Human => builder.init(),
-        LogFormat::Json => builder.json().init(),
+    match (journald, format) {
+        (Some(j), _) => registry.with(j.with_syslog_identifier("tidepool".into())).init(),
+        (None, LogFormat::Human) => {
+            registry.with(fmt::layer().with_writer(std::io::stderr).with_ansi(ansi)).init()
+        }
+        (None, LogFormat::Json) => registry.with(fmt::layer().json().with_writer(std::io::stderr)).init(),
     }
+    Box::new(move |level: &str| {
+        let filter = EnvFilter::try_new(level).map_err(|e| e.to_string())?;
+        handle.reload(filter).map_err(|e| e.to_string())
+    })
+}
+
+/// One item per `SIGHUP`.
+#[cfg(unix)]
+fn reload_requests() -> std::io::Result<std::pin::Pin<Box<dyn futures::Stream<Item = ()> + Send>>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let hangup = signal(SignalKind::hangup())?;
+    Ok(Box::pin(futures::stream::unfold(hangup, |mut s| async move {
+        s.recv().await?;
+        tracing::info!("SIGHUP: reloading the configuration");
+        Some(((), s))
+    })))
+}
+
+#[cfg(not(unix))]
+fn reload_requests() -> std::io::Result<std::pin::Pin<Box<dyn futures::Stream<Item = ()> + Send>>> {
+    Ok(Box::pin(futures::stream::pending()))
 }
 
 /// Whether stderr is the journal stream systemd connected (`$JOURNAL_STREAM`

@@ -91,7 +91,7 @@ fn the_packaged_config_documents_every_setting_and_parses_uncommented() {
 fn install_package(root: &Path) {
     let out_dir = root.parent().unwrap().join("deb");
     let out = run(Command::new(Path::new(ROOT).join("packaging/build-deb.sh"))
-        .args(["--binary", BIN, "--out"])
+        .args(["--fast", "--binary", BIN, "--out"])
         .arg(&out_dir));
     assert!(out.status.success(), "build-deb: {}", String::from_utf8_lossy(&out.stderr));
     let deb = String::from_utf8_lossy(&out.stdout).trim().to_owned();
@@ -141,7 +141,6 @@ fn await_notify(sock: &UnixDatagram, seen: &mut Vec<String>, want: &str, wait: D
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "hangs in this harness (the same steps by hand work); run with --ignored while debugging"]
 async fn the_package_installs_into_a_clean_root_and_its_service_runs_with_sd_notify() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("root");

@@ -9,6 +9,11 @@
 //! - The principal's org/project is the only source of the storage path, so
 //!   a key can never reach another project's namespaces.
 //! - Keys are compared in constant time against every configured key.
+//! - A reload swaps the whole key set at once ([`Auth::replace`]): a request
+//!   is checked against one set, old or new, never a mix; requests already
+//!   authenticated keep running.
+
+use std::sync::{Arc, PoisonError, RwLock};
 
 use hyper::header::AUTHORIZATION;
 use hyper::{HeaderMap, StatusCode};
@@ -32,40 +37,51 @@ pub struct Principal {
     pub read_only: bool,
 }
 
-/// The configured keys.
+/// The configured keys (shared by clones; replaced whole on reload).
 #[derive(Clone, Default)]
 pub struct Auth {
-    keys: Vec<ApiKeyConfig>,
+    keys: Arc<RwLock<Arc<Vec<ApiKeyConfig>>>>,
 }
 
 impl std::fmt::Debug for Auth {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Never print the keys themselves.
-        f.debug_struct("Auth").field("keys", &self.keys.len()).finish()
+        f.debug_struct("Auth").field("keys", &self.keys().len()).finish()
     }
 }
 
 impl Auth {
     /// Build from the configuration.
     pub fn new(keys: Vec<ApiKeyConfig>) -> Self {
-        Auth { keys }
+        Auth { keys: Arc::new(RwLock::new(Arc::new(keys))) }
+    }
+
+    /// The key set in force.
+    fn keys(&self) -> Arc<Vec<ApiKeyConfig>> {
+        self.keys.read().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// Swap in a new key set (a configuration reload).
+    pub fn replace(&self, keys: Vec<ApiKeyConfig>) {
+        *self.keys.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(keys);
     }
 
     /// Whether requests are accepted without keys.
     pub fn is_open(&self) -> bool {
-        self.keys.is_empty()
+        self.keys().is_empty()
     }
 
     /// Authenticate a request; `write` is whether its route mutates.
     pub fn authenticate(&self, headers: &HeaderMap, write: bool) -> Result<Principal, ApiError> {
-        if self.is_open() {
+        let keys = self.keys();
+        if keys.is_empty() {
             return Ok(Principal { org: OPEN_ORG.into(), project: OPEN_PROJECT.into(), read_only: false });
         }
         let token = bearer(headers).ok_or_else(|| {
             ApiError::new(StatusCode::UNAUTHORIZED, "missing API key: send Authorization: Bearer <key>")
         })?;
         let mut found = None;
-        for k in &self.keys {
+        for k in keys.iter() {
             if constant_time_eq(k.key.as_bytes(), token.as_bytes()) {
                 found = Some(k);
             }

@@ -26,6 +26,7 @@ pub mod handlers;
 pub mod jobs;
 mod maintenance;
 pub mod metrics;
+pub mod reload;
 pub mod router;
 pub mod server;
 pub mod stream;
@@ -34,15 +35,17 @@ pub mod systemd;
 use std::future::Future;
 use std::io::Write;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::{Stream, StreamExt};
 use tokio::net::TcpListener;
 
 use self::auth::Auth;
 use self::server::{ServerOptions, Tracker};
-use crate::config::Config;
+use crate::config::{Config, ServeArgs};
 use crate::engine::{Engine, EngineConfig};
 use crate::store::Store;
 
@@ -86,8 +89,23 @@ impl AppState {
     }
 }
 
-/// Run the daemon until `shutdown` resolves; returns after draining.
-pub async fn run_daemon(cfg: &Config, shutdown: impl Future<Output = ()>) -> Result<(), String> {
+/// What lets a running daemon reload its configuration (see [`reload`]).
+pub struct ReloadHooks {
+    /// The flags and environment the daemon was started with.
+    pub args: ServeArgs,
+    /// Yields once per reload request (`SIGHUP`).
+    pub requests: Pin<Box<dyn Stream<Item = ()> + Send>>,
+    /// Sets the running log filter.
+    pub set_log_filter: reload::LogFilterSetter,
+}
+
+/// Run the daemon until `shutdown` resolves; returns after draining. With
+/// `reload`, each reload request re-reads the configuration.
+pub async fn run_daemon(
+    cfg: &Config,
+    shutdown: impl Future<Output = ()>,
+    reload: Option<ReloadHooks>,
+) -> Result<(), String> {
     let addr = resolve_listen(&cfg.listen).await?;
     if cfg.api_keys.is_empty() && !addr.ip().is_loopback() {
         return Err(format!(
@@ -126,6 +144,9 @@ pub async fn run_daemon(cfg: &Config, shutdown: impl Future<Output = ()>) -> Res
     systemd::spawn_status(engine.clone(), local.to_string(), Duration::from_secs(5));
     let limits = Limits { max_body_bytes: cfg.max_body_bytes, body_stall_timeout: cfg.idle_timeout };
     let state = Arc::new(AppState::new(engine, auth, limits));
+    if let Some(hooks) = reload {
+        spawn_reloader(hooks, cfg.clone(), state.clone(), local);
+    }
     let shutdown = async move {
         shutdown.await;
         systemd::stopping("draining in-flight requests");
@@ -138,6 +159,19 @@ pub async fn run_daemon(cfg: &Config, shutdown: impl Future<Output = ()>) -> Res
     server::serve(listener, state, opts, shutdown).await;
     tracing::info!("tidepool stopped");
     Ok(())
+}
+
+/// Serve reload requests one at a time for the life of the daemon.
+fn spawn_reloader(hooks: ReloadHooks, cfg: Config, state: Arc<AppState>, listen: SocketAddr) {
+    let ReloadHooks { args, mut requests, set_log_filter } = hooks;
+    let reloader = Arc::new(reload::Reloader::new(args, cfg, state, listen, set_log_filter));
+    tokio::spawn(async move {
+        while requests.next().await.is_some() {
+            // Reading the file and resizing caches may block: keep it off the runtime's workers.
+            let r = reloader.clone();
+            let _ = tokio::task::spawn_blocking(move || r.reload()).await;
+        }
+    });
 }
 
 async fn resolve_listen(listen: &str) -> Result<SocketAddr, String> {

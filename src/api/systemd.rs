@@ -1,6 +1,7 @@
 //! The service manager's view of the daemon (`sd_notify(3)`, socket-less):
 //! `READY=1` once the data dir and metadata are open and the listener is
-//! bound, `STATUS=` lines saying what the daemon is doing, `STOPPING=1` when
+//! bound, `STATUS=` lines saying what the daemon is doing, `RELOADING=1` then
+//! `READY=1` around a configuration reload, `STOPPING=1` when
 //! the drain starts, and `WATCHDOG=1` pings when the unit sets `WatchdogSec=`.
 //!
 //! Invariants:
@@ -33,6 +34,15 @@ pub fn status(text: &str) {
 /// `READY=1` with a status line.
 pub fn ready(text: &str) {
     send(&[NotifyState::Ready, NotifyState::Status(text)]);
+}
+
+/// `RELOADING=1` with the monotonic timestamp systemd 253+ requires
+/// (`READY=1` follows when the reload is done).
+pub fn reloading() {
+    match NotifyState::monotonic_usec_now() {
+        Ok(now) => send(&[NotifyState::Reloading, now, NotifyState::Status("reloading the configuration")]),
+        Err(_) => send(&[NotifyState::Reloading, NotifyState::Status("reloading the configuration")]),
+    }
 }
 
 /// `STOPPING=1` with a status line.

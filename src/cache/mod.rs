@@ -287,7 +287,8 @@ impl State {
 struct Inner {
     objects: PathBuf,
     tmp: PathBuf,
-    budget: u64,
+    /// Changed at run time by a configuration reload.
+    budget: AtomicU64,
     store: Store,
     local_root: Option<PathBuf>,
     state: Mutex<State>,
@@ -303,7 +304,7 @@ impl std::fmt::Debug for ObjectCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ObjectCache")
             .field("objects", &self.inner.objects)
-            .field("budget", &self.inner.budget)
+            .field("budget", &self.inner.budget.load(Ordering::Relaxed))
             .field("store", &self.inner.store.description())
             .finish_non_exhaustive()
     }
@@ -342,7 +343,7 @@ impl ObjectCache {
             inner: Arc::new(Inner {
                 objects,
                 tmp,
-                budget: budget_bytes,
+                budget: AtomicU64::new(budget_bytes),
                 store,
                 local_root,
                 state: Mutex::new(st),
@@ -476,7 +477,20 @@ impl ObjectCache {
             resident_bytes: st.resident,
             resident_files: st.entries.len() as u64,
             pinned_bytes,
-            budget_bytes: self.inner.budget,
+            budget_bytes: self.inner.budget.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Change the byte budget (a configuration reload); a smaller budget
+    /// evicts at once, down to the new budget (pinned files stay).
+    pub fn set_budget(&self, budget_bytes: u64) {
+        self.inner.budget.store(budget_bytes, Ordering::Relaxed);
+        let mut victims = Vec::new();
+        let mut st = self.inner.state();
+        self.inner.evict(&mut st, &mut victims);
+        drop(st);
+        if !victims.is_empty() {
+            tracing::info!(evicted = victims.len(), budget_bytes, "object cache: budget lowered");
         }
     }
 
@@ -641,7 +655,7 @@ impl Inner {
     /// holds; files are unlinked under the index lock (so a concurrent install
     /// of the same key cannot be undone by a stale unlink).
     fn evict(&self, st: &mut State, victims: &mut Vec<String>) {
-        while st.resident > self.budget {
+        while st.resident > self.budget.load(Ordering::Relaxed) {
             let Some(k) = st.recency.pop_oldest() else { break };
             let Some(e) = st.remove_entry(&k) else { continue };
             st.evictions += 1;

@@ -100,7 +100,7 @@ struct Output {
 impl Engine {
     /// Whether a namespace's manifest crosses the compaction thresholds.
     pub(crate) fn needs_compaction(&self, m: &Manifest) -> bool {
-        let cfg = &self.compaction;
+        let cfg = &self.compaction();
         m.wal.len() >= cfg.wal_objects
             || m.wal.iter().map(|w| w.bytes).sum::<u64>() >= cfg.wal_bytes
             || m.segments.len() > cfg.max_segments
@@ -180,7 +180,7 @@ impl Engine {
     /// one output segment, once there are more than `max_segments`.
     fn pick_merge(&self, state: &NsState) -> BTreeSet<String> {
         let segs = state.segments();
-        if segs.len() < self.compaction.max_segments {
+        if segs.len() < self.compaction().max_segments {
             return BTreeSet::new();
         }
         let mut by_size: Vec<&SegmentReader> = segs.iter().collect();
@@ -188,7 +188,7 @@ impl Engine {
         let mut picked = BTreeSet::new();
         let mut rows = 0;
         for s in by_size {
-            if rows + s.live_rows() > self.compaction.max_segment_rows && picked.len() >= 2 {
+            if rows + s.live_rows() > self.compaction().max_segment_rows && picked.len() >= 2 {
                 break;
             }
             rows += s.live_rows();
@@ -218,7 +218,7 @@ impl Engine {
             bytes: 0,
         };
         let id_type = state.id_type.unwrap_or(crate::model::IdType::U64);
-        for chunk in docs.chunks(self.compaction.max_segment_rows.max(1)) {
+        for chunk in docs.chunks(self.compaction().max_segment_rows.max(1)) {
             let mut b = SegmentBuilder::new(id_type, state.vector_dim).with_range_checksums();
             for d in chunk {
                 b.push(d).map_err(|e| EngineError::internal(format!("building a segment: {e}")))?;
@@ -308,7 +308,7 @@ impl Engine {
 
     /// Start a background compaction if the manifest crosses the thresholds.
     pub(crate) fn maybe_compact_in_background(&self, path: &NsPath, m: &Manifest) {
-        if !self.compaction.auto || !self.needs_compaction(m) {
+        if !self.compaction().auto || !self.needs_compaction(m) {
             return;
         }
         let Some(engine) = self.me.upgrade() else { return };

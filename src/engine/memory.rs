@@ -8,6 +8,7 @@
 //!   never loses data.
 //! - A state's weight includes the index sections its segment readers opened.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use super::{cached, clear_cached, Engine, NsHandle};
@@ -60,7 +61,7 @@ impl Engine {
     /// order is built here, when a budget may be exceeded, by the same rule
     /// as the disk tier's ([`Recency`]).
     pub(super) fn enforce_memory_budget(&self) {
-        let (max_loaded, max_bytes) = self.memory;
+        let (max_loaded, max_bytes) = (self.memory.0.load(Ordering::Relaxed), self.memory.1);
         let map = self.handles.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let loaded: Vec<(Arc<NsHandle>, u64)> =
             map.values().filter_map(|h| Some((h.clone(), cached(h)?.state.memory_weight()))).collect();

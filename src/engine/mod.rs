@@ -37,6 +37,7 @@ mod query_error;
 pub mod repair;
 pub mod request;
 pub mod snapshot;
+mod tunables;
 pub mod verify;
 mod write;
 
@@ -53,6 +54,7 @@ pub use self::error::{EngineError, ErrorKind};
 pub use self::listing::{NamespaceMetadata, NamespacePage};
 pub use self::load::Snapshot;
 pub use self::request::WriteRequest;
+pub use self::tunables::Tunables;
 use self::write::Pending;
 pub use self::write::WriteResponse;
 use crate::cache::ObjectCache;
@@ -155,9 +157,11 @@ pub struct Engine {
     handles: StdMutex<HashMap<NsPath, Arc<NsHandle>>>,
     /// Per-project locks: branch/copy/restore share, repair excludes (engine::branch).
     project_locks: StdMutex<HashMap<String, Arc<tokio::sync::RwLock<()>>>>,
-    compaction: CompactionConfig,
+    /// Changed at run time by a configuration reload ([`Engine::reconfigure`]).
+    compaction: StdRwLock<CompactionConfig>,
     cache: Arc<ObjectCache>,
-    memory: (usize, u64),
+    /// Memory tier: most loaded namespaces (reloadable) and byte budget.
+    memory: (std::sync::atomic::AtomicUsize, u64),
     retention_ms: u64,
     tick: std::sync::atomic::AtomicU64,
     /// Objects found damaged at run time (key → why), reported by verify.
@@ -199,9 +203,9 @@ impl Engine {
             ids: cfg.ids,
             handles: StdMutex::new(HashMap::new()),
             project_locks: StdMutex::new(HashMap::new()),
-            compaction: cfg.compaction,
+            compaction: StdRwLock::new(cfg.compaction),
             cache,
-            memory: (cfg.max_loaded_namespaces.max(1), cfg.memory_budget_bytes),
+            memory: (cfg.max_loaded_namespaces.max(1).into(), cfg.memory_budget_bytes),
             retention_ms: cfg.retention_ms,
             tick: std::sync::atomic::AtomicU64::new(0),
             damaged: StdMutex::default(),

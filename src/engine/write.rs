@@ -197,7 +197,7 @@ impl Engine {
             }
         }
         if let Some(m) = base.manifest.as_ref().filter(|m| !m.deleted && !req.disable_backpressure) {
-            if m.stats.unindexed_bytes > self.compaction.backlog_bytes {
+            if m.stats.unindexed_bytes > self.compaction().backlog_bytes {
                 self.maybe_compact_in_background(&h.path, m);
                 return Err(EngineError::backpressure(
                     format!(
@@ -205,7 +205,7 @@ impl Engine {
                          or set disable_backpressure",
                         h.path.ns(),
                         m.stats.unindexed_bytes,
-                        self.compaction.backlog_bytes
+                        self.compaction().backlog_bytes
                     ),
                     1000,
                 ));
