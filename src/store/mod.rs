@@ -34,9 +34,9 @@ use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload}
 pub mod durability;
 #[cfg(any(test, feature = "test-util"))]
 pub mod fault;
+pub mod metered;
 pub mod space;
 pub mod staging;
-pub mod metered;
 #[cfg(any(test, feature = "test-util"))]
 pub mod trace;
 
