@@ -5,7 +5,7 @@
 //! against filtered exact search). Prints a human-readable table on stderr and one JSON object
 //! on stdout.
 //!
-//! Run: `CARGO_TARGET_DIR=target/bench cargo run --release --example ann_bench`
+//! Run: `CARGO_TARGET_DIR=target/bench cargo run --profile profiling --example ann_bench`
 
 use std::time::{Duration, Instant};
 use tidepool::index::vector::ann::{self, AnnIndex, AnnParams, SearchParams};

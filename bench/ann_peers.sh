@@ -15,8 +15,8 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 "$VENV/bin/python" -c "import hnswlib, numpy" 2>/dev/null || "$VENV/bin/pip" install --quiet hnswlib numpy
 mkdir -p target/bench
-CARGO_TARGET_DIR=target/bench cargo build --release --example ann_bench
-target/bench/release/examples/ann_bench > target/bench/ann-ours.json
+CARGO_TARGET_DIR=target/bench cargo build --profile profiling --example ann_bench
+target/bench/profiling/examples/ann_bench > target/bench/ann-ours.json
 "$VENV/bin/python" bench/hnsw_peer.py > target/bench/ann-hnswlib.json
 "$VENV/bin/python" - <<'PY'
 import json

@@ -11,7 +11,7 @@
 //! * single-thread queries per second (analysis + global stats + pruned top-10),
 //!   next to tantivy's (parse + search, timed by `bench/tantivy_peer.py` in the same run).
 //!
-//! Usage: `bash bench/peers.sh && CARGO_TARGET_DIR=target/bench cargo run --release --example
+//! Usage: `bash bench/peers.sh && CARGO_TARGET_DIR=target/bench cargo run --profile profiling --example
 //! bm25_bench -- [--data DIR] [--rounds N] [--no-peer]`.
 //! Every figure is a best-of-`rounds` wall-clock measurement; nothing here is asserted.
 

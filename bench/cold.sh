@@ -53,5 +53,5 @@ case "$server" in
   *) echo "cold.sh: COLD_S3_SERVER must be s3s-fs or moto" >&2; exit 1 ;;
 esac
 echo "cold.sh: $server at $URL" >&2
-CARGO_TARGET_DIR=target/bench cargo run --release --example cold_bench -- \
+CARGO_TARGET_DIR=target/bench cargo run --profile profiling --example cold_bench -- \
   --s3 s3://benchbkt/cold --s3-endpoint "$URL" "$@"

@@ -24,7 +24,7 @@
 //! --s3, a replay of the three paths on the same objects copied into process memory (the
 //! client-side cost of each path; `--no-replay` skips it).
 //!
-//! CARGO_TARGET_DIR=target/bench cargo run --release --example cold_bench -- \
+//! CARGO_TARGET_DIR=target/bench cargo run --profile profiling --example cold_bench -- \
 //!     --s3 s3://bucket/prefix --s3-endpoint http://127.0.0.1:PORT [--queries 50] [--whole 3]
 //!     [--corpus ../shared/data/debian] [--verbose] [--no-replay]
 //! Without --s3 the store is in memory (a quick check only; the target is about S3).

@@ -3,7 +3,7 @@
 //! start-up with many namespaces. Figures are reported as ratios against a
 //! peer measured in the same run (these machines are noisy).
 //!
-//! cargo run --release --example storage_bench -- [--data DIR] [--s3 s3://bucket/prefix --s3-endpoint URL]
+//! cargo run --profile profiling --example storage_bench -- [--data DIR] [--s3 s3://bucket/prefix --s3-endpoint URL]
 
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
