@@ -10,6 +10,10 @@
 //! - Only verified bytes are served: a bit-flipped cache file is deleted and
 //!   re-fetched; a wrong expected length or crc32c is a typed
 //!   `CacheError::Corrupt`, never bytes.
+//! - The engine keeps what it writes: on a bucket-like store, WAL batches
+//!   are read through the cache, a restart loads a namespace without
+//!   downloading its WAL again, and the load after a compaction does not
+//!   download the segment it just wrote.
 //! - Single flight: 16 concurrent gets of a cold key make one store GET.
 //! - With the local-directory store the store's own file is mapped in place
 //!   (nothing is written to the cache directory), verified once.
@@ -48,14 +52,24 @@ struct Counting {
     inner: Arc<dyn ObjectStore>,
     gets: AtomicU64,
     delay_ms: AtomicU64,
+    got: std::sync::Mutex<Vec<String>>,
 }
 
 impl Counting {
     fn wrap(inner: Arc<dyn ObjectStore>) -> Arc<Counting> {
-        Arc::new(Counting { inner, gets: AtomicU64::new(0), delay_ms: AtomicU64::new(0) })
+        Arc::new(Counting {
+            inner,
+            gets: AtomicU64::new(0),
+            delay_ms: AtomicU64::new(0),
+            got: Default::default(),
+        })
     }
     fn gets(&self) -> u64 {
         self.gets.load(Ordering::SeqCst)
+    }
+    /// Keys read (GET or ranged GET) since the last call containing `part`.
+    fn take_gets_of(&self, part: &str) -> Vec<String> {
+        std::mem::take(&mut *self.got.lock().unwrap()).into_iter().filter(|k| k.contains(part)).collect()
     }
 }
 
@@ -91,6 +105,7 @@ impl ObjectStore for Counting {
     async fn get_opts(&self, location: &ObjPath, options: GetOptions) -> OsResult<GetResult> {
         if !options.head {
             self.gets.fetch_add(1, Ordering::SeqCst);
+            self.got.lock().unwrap().push(location.to_string());
             let ms = self.delay_ms.load(Ordering::SeqCst);
             if ms > 0 {
                 tokio::time::sleep(Duration::from_millis(ms)).await;
@@ -100,6 +115,7 @@ impl ObjectStore for Counting {
     }
     async fn get_ranges(&self, location: &ObjPath, ranges: &[Range<u64>]) -> OsResult<Vec<Bytes>> {
         self.gets.fetch_add(1, Ordering::SeqCst);
+        self.got.lock().unwrap().push(location.to_string());
         self.inner.get_ranges(location, ranges).await
     }
     fn delete_stream(
@@ -536,4 +552,43 @@ async fn an_s3_bucket_is_served_through_the_disk_cache() {
     cache.invalidate(&r.key);
     assert!(matches!(cache.get(&r.key, &r).await, Err(CacheError::NotFound(_))));
     assert_eq!(counter.gets(), 2);
+}
+
+async fn engine_on(store: Store, dir: &Path) -> Arc<tidepool::engine::Engine> {
+    let mut cfg = tidepool::engine::EngineConfig::new(dir.join("data"), store);
+    cfg.cache_dir = dir.join("cache");
+    cfg.compaction.auto = false;
+    tidepool::engine::Engine::open(cfg).await.unwrap()
+}
+
+#[tokio::test]
+async fn the_engine_keeps_its_written_wal_and_segments_in_the_disk_cache() {
+    use tidepool::engine::WriteRequest;
+    let (store, counter) = counted_memory();
+    let dir = tempfile::tempdir().unwrap();
+    let ns = tidepool::layout::NsPath::new("o", "p", "kept").unwrap();
+    let e = engine_on(store.clone(), dir.path()).await;
+    for i in 0..3u64 {
+        let body = serde_json::json!({"upsert_rows": [{"id": i, "title": format!("doc {i}")}]});
+        e.write(&ns, WriteRequest::from_json(&body).unwrap()).await.unwrap();
+    }
+    let cache = dir.path().join("cache");
+    wait_until(|| files_under(&cache).iter().filter(|p| p.to_string_lossy().contains("/wal/")).count() == 3)
+        .await;
+    drop(e);
+
+    // A restart (same store, same cache dir): loading replays the WAL from the cache.
+    let e = engine_on(store.clone(), dir.path()).await;
+    counter.take_gets_of("");
+    assert_eq!(e.snapshot(&ns, false).await.unwrap().state.len(), 3);
+    assert_eq!(counter.take_gets_of("/wal/"), Vec::<String>::new(), "no WAL download after a restart");
+
+    // Compaction writes a segment and keeps it: the load that follows reads no segment from the store.
+    let report = e.compact(&ns, true).await.unwrap();
+    assert!(report.performed);
+    drop(e);
+    let e = engine_on(store, dir.path()).await;
+    counter.take_gets_of("");
+    assert_eq!(e.snapshot(&ns, false).await.unwrap().state.len(), 3);
+    assert_eq!(counter.take_gets_of("/segments/"), Vec::<String>::new(), "the compacted segment was kept");
 }

@@ -31,6 +31,10 @@
 //!   go to the callers that were waiting but are not installed.
 //! - **Local-directory store**: `get` maps the store's own file in place (no
 //!   copy into the cache directory), after verifying it once per process.
+//! - **Written objects are kept**: the engine hands the cache the WAL batches
+//!   and segments it has just written (`keep_written`), so the next read —
+//!   after a restart, or the load that follows a compaction — is a hit, not a
+//!   download; the bytes are verified against their reference first.
 //! - The index mutex is never held across an `.await`; file I/O runs in
 //!   `spawn_blocking`.
 
@@ -479,6 +483,44 @@ impl ObjectCache {
             pinned_bytes,
             budget_bytes: self.inner.budget.load(Ordering::Relaxed),
         }
+    }
+
+    /// Keep a copy of an object this process has just written to the store
+    /// (a WAL batch, a compacted segment), so that its next read is a hit
+    /// instead of a download. `r` names the bytes' length and crc32c as the
+    /// writer computed them; they are checked again before anything is
+    /// installed. A local-directory store needs no copy (its files are mapped
+    /// in place). Failing to cache is logged, never an error: the store has
+    /// the object.
+    pub async fn keep_written(&self, r: &ObjectRef, data: Bytes) {
+        if self.inner.local_root.is_some() {
+            return;
+        }
+        let Ok(rel) = disk::key_to_rel(&r.key) else { return };
+        let want = Want { len: r.bytes, crc: r.crc32c };
+        let gate = {
+            let mut st = self.state();
+            if st.entries.contains_key(&r.key) {
+                return;
+            }
+            Arc::clone(st.inflight.entry(r.key.clone()).or_default())
+        };
+        let _turn = gate.lock().await;
+        let (inner, key, g) = (Arc::clone(&self.inner), r.key.clone(), Arc::clone(&gate));
+        let installed = blocking(move || match check(&key, want, &data) {
+            Ok(()) => {
+                let path = inner.objects.join(rel);
+                inner.install(&key, &path, data, want, &g);
+            }
+            Err(e) => {
+                tracing::warn!(key, error = %e, "object cache: written bytes do not match their reference")
+            }
+        })
+        .await;
+        if let Err(e) = installed {
+            tracing::warn!(key = r.key, error = %e, "object cache: cannot keep a written object");
+        }
+        self.state().retire(&r.key, &gate);
     }
 
     /// Change the byte budget (a configuration reload); a smaller budget

@@ -229,7 +229,10 @@ impl Engine {
             let key = path.segment_key(&id, SEGMENT_FILE);
             let file = object_ref(&key, &bytes);
             let sections = cold_read_sections(&bytes)?;
-            self.store.put(&key, Bytes::from(bytes)).await?;
+            let bytes = Bytes::from(bytes);
+            self.store.put(&key, bytes.clone()).await?;
+            // The load after the commit reads this segment: keep the copy just written.
+            self.cache.keep_written(&file, bytes).await;
             out.written_keys.push(key);
             out.rows += chunk.len() as u64;
             out.bytes += file.bytes;
@@ -247,7 +250,9 @@ impl Engine {
                 path.segment_key(&seg_id, &crate::format::segment::deletes_file_name(&self.ids.next_token()));
             let bytes = set.encode();
             let r = object_ref(&key, &bytes);
-            self.store.put(&key, Bytes::from(bytes)).await?;
+            let bytes = Bytes::from(bytes);
+            self.store.put(&key, bytes.clone()).await?;
+            self.cache.keep_written(&r, bytes).await;
             out.written_keys.push(key);
             out.new_deletes.insert(seg_id, r);
         }

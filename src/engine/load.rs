@@ -17,11 +17,11 @@ use futures::{StreamExt, TryStreamExt};
 use serde_json::Value as Json;
 
 use super::{apply, cached, set_cached, Engine, EngineError, NsHandle, NsState};
-use crate::format::manifest::{Manifest, WalRef};
+use crate::cache::CacheError;
+use crate::format::manifest::{Manifest, ObjectRef, WalRef};
 use crate::format::wal::WalBatch;
 use crate::layout::NsPath;
 use crate::model::DocId;
-use crate::store::StoreError;
 
 /// One committed view of a namespace.
 #[derive(Debug, Clone)]
@@ -165,12 +165,19 @@ impl Engine {
         Ok(state)
     }
 
+    /// A WAL batch the manifest names, through the disk cache (verified
+    /// against the manifest's length and crc32c; a restart on a bucket store
+    /// does not download it again).
     pub(crate) async fn read_wal(&self, r: &WalRef) -> Result<WalBatch, EngineError> {
-        let bytes = self.store.get(&r.key).await.map_err(|e| match e {
-            StoreError::NotFound(k) => {
+        let obj = ObjectRef { key: r.key.clone(), bytes: r.bytes, crc32c: r.crc32c };
+        let bytes = self.cache.get(&r.key, &obj).await.map_err(|e| match e {
+            CacheError::NotFound(k) => {
                 EngineError::corrupted(format!("manifest references missing WAL object {k}"))
             }
-            other => other.into(),
+            CacheError::Corrupt { key, .. } => {
+                EngineError::corrupted(format!("WAL object {key} does not match its manifest checksum"))
+            }
+            other => EngineError::unavailable(other.to_string()),
         })?;
         let b = WalBatch::decode(&bytes)?;
         if b.seq != r.seq {

@@ -25,7 +25,7 @@ use super::{
     cached, clear_cached, set_cached, AffectedIds, Engine, EngineError, NsHandle, NsState, Snapshot,
     WriteRequest,
 };
-use crate::format::manifest::{Manifest, ManifestStats, WalRef};
+use crate::format::manifest::{Manifest, ManifestStats, ObjectRef, WalRef};
 use crate::format::wal::WalBatch;
 use crate::layout::NsPath;
 use crate::ops::{RequestRecord, RowCounts};
@@ -249,7 +249,12 @@ impl Engine {
             requests: u32::try_from(plan.records.len()).unwrap_or(u32::MAX),
             rows: plan.records.iter().map(|r| r.ops.direct_rows() as u64).sum(),
         };
-        self.store.put(&wal_key, Bytes::from(wal_bytes)).await.map_err(super::commit::fail)?;
+        let wal_bytes = Bytes::from(wal_bytes);
+        self.store.put(&wal_key, wal_bytes.clone()).await.map_err(super::commit::fail)?;
+        self.keep_in_background(
+            ObjectRef { key: wal_key.clone(), bytes: wal_ref.bytes, crc32c: wal_ref.crc32c },
+            wal_bytes,
+        );
         let log = self.log(path);
         let new_objects = [wal_key];
         log.raise(&new_objects).await?;
@@ -471,4 +476,14 @@ fn take_group(h: &NsHandle) -> Vec<Pending> {
         }
     }
     out
+}
+
+impl Engine {
+    /// Hand an object this write just stored to the disk cache, off the
+    /// request path (a bucket store then serves its next read locally; the
+    /// local-directory store needs no copy).
+    fn keep_in_background(&self, r: ObjectRef, data: Bytes) {
+        let cache = self.cache.clone();
+        tokio::spawn(async move { cache.keep_written(&r, data).await });
+    }
 }
