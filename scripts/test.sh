@@ -21,9 +21,9 @@ trap 'scripts/s3-server.sh stop "$s3_portfile" || true' EXIT
 TIDEPOOL_TEST_S3_ENDPOINT=$(cat "$s3_portfile")
 export TIDEPOOL_TEST_S3_ENDPOINT
 
-step "packaging tools for tests/systemd_package.rs"
+step "tools for tests/systemd_package.rs and tests/disk_full.rs"
 missing=()
-for tool in systemd-analyze:systemd dpkg-deb:dpkg strip:binutils; do
+for tool in systemd-analyze:systemd dpkg-deb:dpkg strip:binutils unshare:util-linux; do
   command -v "${tool%%:*}" >/dev/null || missing+=("${tool#*:}")
 done
 if [ ${#missing[@]} -gt 0 ]; then
