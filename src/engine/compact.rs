@@ -36,6 +36,11 @@ use crate::layout::NsPath;
 use crate::model::Document;
 use crate::state::{NsState, SegmentReader};
 
+/// After a failed automatic compaction, the next automatic attempt on that
+/// namespace waits this long (a full disk would otherwise be retried, and
+/// logged, on every write).
+pub const AUTO_COMPACTION_RETRY_MS: u64 = 10_000;
+
 /// When and how to compact.
 #[derive(Debug, Clone)]
 pub struct CompactionConfig {
@@ -311,26 +316,37 @@ impl Engine {
         Ok(committed.manifest.generation)
     }
 
-    /// Start a background compaction if the manifest crosses the thresholds.
+    /// Start a background compaction if the manifest crosses the thresholds
+    /// (and the last automatic one did not fail within
+    /// [`AUTO_COMPACTION_RETRY_MS`]; `compact` on demand is never held back).
     pub(crate) fn maybe_compact_in_background(&self, path: &NsPath, m: &Manifest) {
         if !self.compaction().auto || !self.needs_compaction(m) {
             return;
         }
         let Some(engine) = self.me.upgrade() else { return };
         let h = self.handle(path);
+        if self.clock.now_ms() < h.compact_not_before_ms.load(std::sync::atomic::Ordering::Relaxed) {
+            return; // the last one failed (a full disk, a damaged object): not on every write
+        }
         if h.compact_lock.try_lock().is_err() {
             return; // one is running; it will see the new WAL next round
         }
         let path = path.clone();
         tokio::spawn(async move {
-            match engine.compact(&path, false).await {
+            let result = engine.compact(&path, false).await;
+            if result.as_ref().is_err_and(|e| e.kind() != ErrorKind::NotFound) {
+                let retry_at = engine.clock.now_ms().saturating_add(AUTO_COMPACTION_RETRY_MS);
+                h.compact_not_before_ms.store(retry_at, std::sync::atomic::Ordering::Relaxed);
+            }
+            match result {
                 Ok(r) if r.performed => {
                     tracing::info!(namespace = %path, generation = r.generation, rows = r.rows_written,
                     segments = r.segments_written, merged = r.segments_merged, "compacted")
                 }
                 Ok(_) => {}
                 Err(e) if e.kind() == ErrorKind::NotFound => {}
-                Err(e) => tracing::warn!(namespace = %path, error = %e, "background compaction failed"),
+                Err(e) => tracing::warn!(namespace = %path, error = %e, retry_in_ms = AUTO_COMPACTION_RETRY_MS,
+                    "background compaction failed; writes go on, the next automatic attempt waits"),
             }
         });
     }

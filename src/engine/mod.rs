@@ -142,6 +142,8 @@ pub(crate) struct NsHandle {
     queue: StdMutex<VecDeque<Pending>>,
     pub(crate) commit_lock: Mutex<()>,
     pub(crate) compact_lock: Mutex<()>,
+    /// No automatic compaction before this time (ms; set after one failed).
+    pub(crate) compact_not_before_ms: std::sync::atomic::AtomicU64,
     /// Memory-tier recency (engine tick of the last access).
     last_access: std::sync::atomic::AtomicU64,
     load_lock: Mutex<()>,
@@ -343,6 +345,7 @@ impl Engine {
                     queue: StdMutex::new(VecDeque::new()),
                     commit_lock: Mutex::new(()),
                     compact_lock: Mutex::new(()),
+                    compact_not_before_ms: std::sync::atomic::AtomicU64::new(0),
                     last_access: std::sync::atomic::AtomicU64::new(0),
                     load_lock: Mutex::new(()),
                     current: StdRwLock::new(None),
