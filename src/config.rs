@@ -100,6 +100,7 @@ pub struct FileConfig {
     pub compaction_wal_bytes: Option<u64>,
     pub compaction_max_segments: Option<usize>,
     pub compaction_max_segment_rows: Option<usize>,
+    pub compaction_idle_ms: Option<u64>,
     pub backlog_bytes: Option<u64>,
     pub retention_secs: Option<u64>,
     pub gc_interval_secs: Option<u64>,
@@ -185,6 +186,10 @@ pub struct ServeArgs {
     /// Most rows per segment (default 1,000,000).
     #[arg(long, env = "TIDEPOOL_COMPACTION_MAX_SEGMENT_ROWS")]
     pub compaction_max_segment_rows: Option<usize>,
+    /// Index a WAL tail below the thresholds once a namespace had no write for this long
+    /// (default 2000; 0: only at the thresholds), so index status settles.
+    #[arg(long, env = "TIDEPOOL_COMPACTION_IDLE_MS")]
+    pub compaction_idle_ms: Option<u64>,
     /// Writes get 429 while a namespace has more unindexed bytes than this (default 2 GiB).
     #[arg(long, env = "TIDEPOOL_BACKLOG_BYTES")]
     pub backlog_bytes: Option<u64>,
@@ -382,6 +387,7 @@ fn compaction_config(args: &ServeArgs, file: &FileConfig) -> crate::engine::Comp
             .max(1),
         backlog_bytes: args.backlog_bytes.or(file.backlog_bytes).unwrap_or(d.backlog_bytes),
         auto: true,
+        idle_ms: args.compaction_idle_ms.or(file.compaction_idle_ms).unwrap_or(d.idle_ms),
     }
 }
 

@@ -5,7 +5,9 @@
 //! written are hidden by deletion sets; a crash at any step of a compaction
 //! loses no acknowledged write and leaves only leaks; corrupt segment bytes
 //! give a clean error; writers are never blocked by a merge; a backlog past
-//! the bound gets backpressure.
+//! the bound gets backpressure; background indexing drains a backlog after
+//! writes stop, and a tail below the thresholds is indexed once writes go
+//! quiet (index status settles).
 
 use std::sync::Arc;
 
@@ -248,4 +250,70 @@ async fn thresholds_trigger_background_compaction() {
     let m = e.latest_manifest(&ns()).await.unwrap().unwrap();
     assert_eq!(m.segments.len(), 1, "background compaction ran");
     assert_eq!(ids(&e).await, vec![0, 1, 2, 3]);
+}
+
+async fn wal_objects(e: &Engine) -> usize {
+    e.existing(&ns(), true).await.unwrap().manifest.map_or(0, |m| m.wal.len())
+}
+
+/// Poll `f` until it holds, for up to 10 s.
+async fn eventually<F: std::future::Future<Output = bool>>(what: &str, mut f: impl FnMut() -> F) {
+    let t = std::time::Instant::now();
+    while !f().await {
+        assert!(t.elapsed() < std::time::Duration::from_secs(10), "never: {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_small_tail_is_indexed_once_writes_go_quiet_so_status_settles() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::local(&dir.path().join("store")).unwrap();
+    let e = engine(dir.path(), store, CompactionConfig { idle_ms: 300, ..CompactionConfig::default() }).await;
+    for i in 0..3u64 {
+        write(&e, json!({"upsert_rows": [{"id": i}]})).await.unwrap();
+    }
+    assert_eq!(e.metadata(&ns()).await.unwrap().to_json()["index"]["status"], "updating");
+    eventually("status up-to-date", || async {
+        e.metadata(&ns()).await.unwrap().to_json()["index"]["status"] == "up-to-date"
+    })
+    .await;
+    assert_eq!(ids(&e).await, vec![0, 1, 2]);
+
+    // Writes that keep coming push the idle timer back: no compaction between them.
+    let idle = CompactionConfig { idle_ms: 1_500, ..CompactionConfig::default() };
+    let e2 = engine(&dir.path().join("b"), Store::memory(), idle).await;
+    for i in 0..6u64 {
+        write(&e2, json!({"upsert_rows": [{"id": i}]})).await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(wal_objects(&e2).await, 6, "no idle compaction while writes keep coming");
+    eventually("idle tail indexed", || async { wal_objects(&e2).await == 0 }).await;
+}
+
+/// Automatic compaction on, thresholds only at 4 WAL objects, no idle timer.
+fn manual_idle() -> CompactionConfig {
+    CompactionConfig { wal_objects: 4, idle_ms: 0, ..CompactionConfig::default() }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn background_indexing_drains_the_backlog_after_writes_stop() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::local(&dir.path().join("store")).unwrap();
+    let e = engine(dir.path(), store, manual_idle()).await;
+    let writers: Vec<_> = (0..4u64)
+        .map(|w| {
+            let e = e.clone();
+            tokio::spawn(async move {
+                for i in 0..15u64 {
+                    write(&e, json!({"upsert_rows": [{"id": w * 100 + i}]})).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.await.unwrap();
+    }
+    eventually("the backlog below the threshold", || async { wal_objects(&e).await < 4 }).await;
+    assert_eq!(ids(&e).await.len(), 60);
 }

@@ -778,7 +778,7 @@ async fn cli_branch_copy_export_import_snapshot_restore_and_repair() {
 #[tokio::test]
 async fn compaction_route_and_cli_fold_the_wal_and_update_index_status() {
     let dir = tmp();
-    let d = Daemon::start(dir.path(), &["--compaction-wal-objects", "1000"]);
+    let d = Daemon::start(dir.path(), &["--compaction-wal-objects", "1000", "--compaction-idle-ms", "0"]);
     let c = client();
     for i in 0..3u64 {
         post(&c, &d.at("/v2/namespaces/cmp"), &json!({"upsert_rows": [{"id": i, "n": i}]})).await;

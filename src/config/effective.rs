@@ -102,6 +102,7 @@ pub fn settings(cfg: &Config) -> Vec<Setting> {
         reloadable("compaction_wal_bytes", int(c.wal_bytes)),
         reloadable("compaction_max_segments", int(c.max_segments)),
         reloadable("compaction_max_segment_rows", int(c.max_segment_rows)),
+        reloadable("compaction_idle_ms", int(c.idle_ms)),
         reloadable("backlog_bytes", int(c.backlog_bytes)),
         setting("retention_secs", int(cfg.retention.as_secs())),
         setting("gc_interval_secs", int(cfg.gc_interval.as_secs())),

@@ -23,6 +23,7 @@
 //!   (and does not lose a race against its own daemon's compaction).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -41,6 +42,12 @@ use crate::state::{NsState, SegmentReader};
 /// logged, on every write).
 pub const AUTO_COMPACTION_RETRY_MS: u64 = 10_000;
 
+/// Default quiet time after which a WAL tail below the thresholds is indexed.
+pub const DEFAULT_IDLE_INDEX_MS: u64 = 2_000;
+
+/// Most compaction rounds one background drain runs back to back.
+const MAX_DRAIN_ROUNDS: usize = 64;
+
 /// When and how to compact.
 #[derive(Debug, Clone)]
 pub struct CompactionConfig {
@@ -57,6 +64,9 @@ pub struct CompactionConfig {
     pub backlog_bytes: u64,
     /// Compact automatically after commits that cross the thresholds.
     pub auto: bool,
+    /// With `auto`: index a WAL tail below the thresholds once no commit
+    /// came for this long, so index status settles (0: never).
+    pub idle_ms: u64,
 }
 
 impl Default for CompactionConfig {
@@ -68,6 +78,7 @@ impl Default for CompactionConfig {
             max_segment_rows: 1_000_000,
             backlog_bytes: 2 << 30,
             auto: true,
+            idle_ms: DEFAULT_IDLE_INDEX_MS,
         }
     }
 }
@@ -316,37 +327,59 @@ impl Engine {
         Ok(committed.manifest.generation)
     }
 
-    /// Start a background compaction if the manifest crosses the thresholds
-    /// (and the last automatic one did not fail within
-    /// [`AUTO_COMPACTION_RETRY_MS`]; `compact` on demand is never held back).
+    /// After a commit: drain the backlog in the background when the manifest
+    /// crosses the thresholds (round after round, until a round finds
+    /// nothing to do, whether or not more writes arrive); otherwise, with a
+    /// WAL tail, index it once no further commit came for `idle_ms`. Held
+    /// back for [`AUTO_COMPACTION_RETRY_MS`] after a failed automatic
+    /// compaction; `compact` on demand never is.
     pub(crate) fn maybe_compact_in_background(&self, path: &NsPath, m: &Manifest) {
-        if !self.compaction().auto || !self.needs_compaction(m) {
+        let cfg = self.compaction();
+        if !cfg.auto {
             return;
         }
-        let Some(engine) = self.me.upgrade() else { return };
         let h = self.handle(path);
-        if self.clock.now_ms() < h.compact_not_before_ms.load(std::sync::atomic::Ordering::Relaxed) {
+        let commit = h.commits_seen.fetch_add(1, Ordering::Relaxed) + 1;
+        if self.needs_compaction(m) {
+            self.spawn_drain(h, false);
+        } else if !m.wal.is_empty() && cfg.idle_ms > 0 {
+            let Some(engine) = self.me.upgrade() else { return };
+            tokio::spawn(async move {
+                tokio::time::sleep(std::time::Duration::from_millis(cfg.idle_ms)).await;
+                if h.commits_seen.load(Ordering::Relaxed) == commit {
+                    engine.spawn_drain(h, true);
+                }
+            });
+        }
+    }
+
+    /// Run compaction rounds in the background on `h` (the first one forced
+    /// for an idle tail) unless one is running or the last one failed lately.
+    fn spawn_drain(&self, h: Arc<NsHandle>, force_first: bool) {
+        let Some(engine) = self.me.upgrade() else { return };
+        if self.clock.now_ms() < h.compact_not_before_ms.load(Ordering::Relaxed) {
             return; // the last one failed (a full disk, a damaged object): not on every write
         }
         if h.compact_lock.try_lock().is_err() {
-            return; // one is running; it will see the new WAL next round
+            return; // one is running; its next round sees the new WAL
         }
-        let path = path.clone();
         tokio::spawn(async move {
-            let result = engine.compact(&path, false).await;
-            if result.as_ref().is_err_and(|e| e.kind() != ErrorKind::NotFound) {
-                let retry_at = engine.clock.now_ms().saturating_add(AUTO_COMPACTION_RETRY_MS);
-                h.compact_not_before_ms.store(retry_at, std::sync::atomic::Ordering::Relaxed);
-            }
-            match result {
-                Ok(r) if r.performed => {
-                    tracing::info!(namespace = %path, generation = r.generation, rows = r.rows_written,
-                    segments = r.segments_written, merged = r.segments_merged, "compacted")
+            for round in 0..MAX_DRAIN_ROUNDS {
+                match engine.compact(&h.path, force_first && round == 0).await {
+                    Ok(r) if r.performed => {
+                        tracing::info!(namespace = %h.path, generation = r.generation, rows = r.rows_written,
+                            segments = r.segments_written, merged = r.segments_merged, "compacted");
+                    }
+                    Ok(_) => return,
+                    Err(e) if e.kind() == ErrorKind::NotFound => return,
+                    Err(e) => {
+                        let retry_at = engine.clock.now_ms().saturating_add(AUTO_COMPACTION_RETRY_MS);
+                        h.compact_not_before_ms.store(retry_at, Ordering::Relaxed);
+                        tracing::warn!(namespace = %h.path, error = %e, retry_in_ms = AUTO_COMPACTION_RETRY_MS,
+                            "background compaction failed; writes go on, the next automatic attempt waits");
+                        return;
+                    }
                 }
-                Ok(_) => {}
-                Err(e) if e.kind() == ErrorKind::NotFound => {}
-                Err(e) => tracing::warn!(namespace = %path, error = %e, retry_in_ms = AUTO_COMPACTION_RETRY_MS,
-                    "background compaction failed; writes go on, the next automatic attempt waits"),
             }
         });
     }

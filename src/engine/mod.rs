@@ -144,6 +144,9 @@ pub(crate) struct NsHandle {
     pub(crate) compact_lock: Mutex<()>,
     /// No automatic compaction before this time (ms; set after one failed).
     pub(crate) compact_not_before_ms: std::sync::atomic::AtomicU64,
+    /// Commits seen by the automatic compaction (an idle timer fires only if
+    /// none came after the one that armed it).
+    pub(crate) commits_seen: std::sync::atomic::AtomicU64,
     /// Memory-tier recency (engine tick of the last access).
     last_access: std::sync::atomic::AtomicU64,
     load_lock: Mutex<()>,
@@ -346,6 +349,7 @@ impl Engine {
                     commit_lock: Mutex::new(()),
                     compact_lock: Mutex::new(()),
                     compact_not_before_ms: std::sync::atomic::AtomicU64::new(0),
+                    commits_seen: std::sync::atomic::AtomicU64::new(0),
                     last_access: std::sync::atomic::AtomicU64::new(0),
                     load_lock: Mutex::new(()),
                     current: StdRwLock::new(None),
