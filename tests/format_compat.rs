@@ -132,6 +132,7 @@ fn golden_wal_batch_bytes_are_stable() {
 
 fn golden_manifest() -> Manifest {
     Manifest {
+        labels: Default::default(),
         namespace: "a/b/c".into(),
         generation: 2,
         commit_id: "00112233445566778899aabbccddeeff".into(),
@@ -386,6 +387,7 @@ fn v1_filters_batch() -> WalBatch {
 
 fn v1_manifest() -> Manifest {
     Manifest {
+        labels: Default::default(),
         namespace: "acme/search/docs".into(),
         generation: 7,
         commit_id: "0123456789abcdef0123456789abcdef".into(),

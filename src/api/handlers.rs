@@ -150,13 +150,22 @@ async fn body_json(ctx: &Ctx, req: Request<Incoming>) -> Result<(hyper::HeaderMa
 
 async fn write(ctx: &Ctx, ns: &str, req: Request<Incoming>) -> Result<Json, ApiError> {
     let path = ctx.ns(ns)?;
-    let (headers, body) = body_json(ctx, req).await?;
+    let (headers, mut body) = body_json(ctx, req).await?;
+    // `labels` (our extension) rides along a write, typically the first one;
+    // validated before anything is written, applied right after the write.
+    let labels = match body.as_object_mut().and_then(|o| o.remove("labels")) {
+        Some(v) => Some(parse_label_changes(&v)?).filter(|c| !c.is_empty()),
+        None => None,
+    };
     let mut w = WriteRequest::from_json(&body)?;
     if let Some(k) = headers.get(IDEMPOTENCY_KEY) {
         let k = k.to_str().map_err(|_| ApiError::bad_request("Idempotency-Key must be visible ASCII"))?;
         w.set_idempotency_key(k)?;
     }
     let resp = ctx.state.engine.write(&path, w).await?;
+    if let Some(changes) = labels {
+        ctx.state.engine.set_labels(&path, &changes).await?;
+    }
     let mut v = resp.to_json();
     v["performance"] = json!({"server_total_ms": ctx.elapsed_ms()});
     Ok(v)
@@ -273,10 +282,11 @@ async fn patch_metadata(ctx: &Ctx, ns: &str, req: Request<Incoming>) -> Result<J
     let (_, body) = body_json(ctx, req).await?;
     let obj =
         body.as_object().ok_or_else(|| ApiError::bad_request("metadata update must be a JSON object"))?;
-    let mut pin = None;
+    let (mut pin, mut labels) = (None, None);
     for (k, v) in obj {
         match k.as_str() {
             "pinning" => pin = Some(parse_pinning(v)?),
+            "labels" => labels = Some(parse_label_changes(v)?),
             "read_only" => match v {
                 Json::Bool(false) | Json::Null => {}
                 Json::Bool(true) => {
@@ -287,10 +297,45 @@ async fn patch_metadata(ctx: &Ctx, ns: &str, req: Request<Incoming>) -> Result<J
             other => return Err(ApiError::bad_request(format!("unknown metadata parameter {other:?}"))),
         }
     }
+    if let Some(changes) = labels.filter(|c| !c.is_empty()) {
+        ctx.state.engine.set_labels(&path, &changes).await?;
+    }
     if let Some(p) = pin {
         ctx.state.engine.set_pinned(&path, p).await?;
     }
     Ok(ctx.state.engine.metadata(&path).await?.to_json())
+}
+
+/// `{"key": "value" | null, ...}`: set or (null) remove each label.
+fn parse_label_changes(v: &Json) -> Result<crate::engine::labels::LabelChanges, ApiError> {
+    let obj = v.as_object().ok_or_else(|| ApiError::bad_request("labels must be an object of strings"))?;
+    let mut out = crate::engine::labels::LabelChanges::new();
+    for (k, v) in obj {
+        let value = match v {
+            Json::String(s) => Some(s.clone()),
+            Json::Null => None,
+            _ => {
+                return Err(ApiError::bad_request(format!(
+                    "label {k:?} must be a string (or null to remove it)"
+                )))
+            }
+        };
+        out.insert(k.clone(), value);
+    }
+    crate::engine::labels::validate_changes(&out)?;
+    Ok(out)
+}
+
+/// `?label=k:v[,k2:v2]`: every pair must match.
+fn parse_label_filter(v: Option<&str>) -> Result<Vec<(String, String)>, ApiError> {
+    let Some(v) = v else { return Ok(Vec::new()) };
+    v.split(',')
+        .map(|pair| {
+            pair.split_once(':')
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .ok_or_else(|| ApiError::bad_request(format!("label filter {pair:?} must be key:value")))
+        })
+        .collect()
 }
 
 fn parse_pinning(v: &Json) -> Result<bool, ApiError> {
@@ -339,8 +384,12 @@ async fn list_namespaces(ctx: &Ctx) -> Result<Json, ApiError> {
     };
     let get = |k: &str| ctx.params.get(k).map(String::as_str).filter(|s| !s.is_empty());
     let p = &ctx.principal;
-    let page =
-        ctx.state.engine.list_namespaces(&p.org, &p.project, get("prefix"), get("cursor"), page_size).await?;
+    let labels = parse_label_filter(get("label"))?;
+    let page = ctx
+        .state
+        .engine
+        .list_labelled_namespaces(&p.org, &p.project, get("prefix"), get("cursor"), page_size, &labels)
+        .await?;
     let namespaces: Vec<Json> = page.namespaces.iter().map(|n| json!({"id": n})).collect();
     Ok(json!({"namespaces": namespaces, "next_cursor": page.next_cursor}))
 }

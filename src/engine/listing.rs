@@ -89,6 +89,20 @@ impl Engine {
         cursor: Option<&str>,
         page_size: usize,
     ) -> Result<NamespacePage, EngineError> {
+        self.list_labelled_namespaces(org, project, prefix, cursor, page_size, &[]).await
+    }
+
+    /// List the live namespaces of a project that carry every `key:value`
+    /// label of `labels` (see `engine::labels`).
+    pub async fn list_labelled_namespaces(
+        &self,
+        org: &str,
+        project: &str,
+        prefix: Option<&str>,
+        cursor: Option<&str>,
+        page_size: usize,
+        labels: &[(String, String)],
+    ) -> Result<NamespacePage, EngineError> {
         let page_size = page_size.clamp(1, 1000);
         let names = self.store.list_dirs(&NsPath::project_namespaces_prefix(org, project)).await?;
         let mut out = Vec::new();
@@ -98,7 +112,11 @@ impl Engine {
                 continue;
             }
             let Ok(path) = NsPath::new(org, project, &name) else { continue };
-            if self.latest_manifest(&path).await?.is_none_or(|m| m.deleted) {
+            if self
+                .latest_manifest(&path)
+                .await?
+                .is_none_or(|m| m.deleted || !super::labels::matches(&m, labels))
+            {
                 continue;
             }
             if out.len() == page_size {

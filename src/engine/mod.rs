@@ -29,6 +29,7 @@ pub mod compact;
 mod error;
 pub mod export;
 mod indexing;
+pub mod labels;
 mod listing;
 mod load;
 mod memory;

@@ -418,6 +418,7 @@ fn next_manifest(
         segments: live.map(|m| m.segments.clone()).unwrap_or_default(),
         row_id_hwm: base.manifest.as_ref().map_or(0, |m| m.row_id_hwm),
         lineage: live.and_then(|m| m.lineage.clone()),
+        labels: live.map(|m| m.labels.clone()).unwrap_or_default(),
         stats: ManifestStats {
             approx_row_count: state.len(),
             approx_logical_bytes: state.logical_bytes,

@@ -24,6 +24,8 @@
 //!   would refuse, so a writer never publishes an unreadable generation.
 //! - CURRENT is only a hint: readers verify it and fall back to listing.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
@@ -193,6 +195,10 @@ pub struct Manifest {
     /// Approximate statistics.
     #[serde(default)]
     pub stats: ManifestStats,
+    /// Namespace labels (key → value), kept by every later generation, by
+    /// branches, copies and snapshots; absent from the JSON when empty.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
 }
 
 #[derive(Deserialize)]
@@ -480,6 +486,7 @@ mod tests {
     fn sample() -> Manifest {
         let schema = json!({"title": {"type": "string", "filterable": true}, "vector": {"type": "[3]f32", "ann": true}});
         Manifest {
+            labels: [("env".to_owned(), "prod".to_owned())].into(),
             namespace: "acme/search/docs".into(),
             generation: 7,
             commit_id: "0123456789abcdef0123456789abcdef".into(),

@@ -32,6 +32,9 @@ impl NamespaceMetadata {
             "distance_metric": m.distance_metric.map(|d| d.as_str()),
         });
         v["cache"] = json!({"resident_bytes": self.resident_bytes, "pinned": self.pinned});
+        if !m.labels.is_empty() {
+            v["labels"] = json!(m.labels);
+        }
         if self.pinned {
             v["pinning"] = json!({"replicas": 1, "status": {"ready_replicas": 1, "replicas": 1, "utilization": 0.0,
                 "updated_at": rfc3339(m.committed_at_ms)}});
