@@ -387,7 +387,10 @@ fn compaction_config(args: &ServeArgs, file: &FileConfig) -> crate::engine::Comp
             .max(1),
         backlog_bytes: args.backlog_bytes.or(file.backlog_bytes).unwrap_or(d.backlog_bytes),
         auto: true,
-        idle_ms: args.compaction_idle_ms.or(file.compaction_idle_ms).unwrap_or(d.idle_ms),
+        idle_ms: args
+            .compaction_idle_ms
+            .or(file.compaction_idle_ms)
+            .unwrap_or(crate::engine::compact::DEFAULT_IDLE_INDEX_MS),
     }
 }
 

@@ -78,7 +78,9 @@ impl Default for CompactionConfig {
             max_segment_rows: 1_000_000,
             backlog_bytes: 2 << 30,
             auto: true,
-            idle_ms: DEFAULT_IDLE_INDEX_MS,
+            // Off for an engine opened directly; the daemon's configuration
+            // turns it on (`compaction_idle_ms`, DEFAULT_IDLE_INDEX_MS).
+            idle_ms: 0,
         }
     }
 }
@@ -343,11 +345,15 @@ impl Engine {
         if self.needs_compaction(m) {
             self.spawn_drain(h, false);
         } else if !m.wal.is_empty() && cfg.idle_ms > 0 {
-            let Some(engine) = self.me.upgrade() else { return };
+            // A weak handle while waiting: a timer must not keep a dropped
+            // engine (and its data-dir lock) alive.
+            let engine = self.me.clone();
             tokio::spawn(async move {
                 tokio::time::sleep(std::time::Duration::from_millis(cfg.idle_ms)).await;
                 if h.commits_seen.load(Ordering::Relaxed) == commit {
-                    engine.spawn_drain(h, true);
+                    if let Some(engine) = engine.upgrade() {
+                        engine.spawn_drain(h, true);
+                    }
                 }
             });
         }
