@@ -458,12 +458,14 @@ impl Meta {
         })
     }
 
-    /// Forget everything cached about a namespace (manifest, idempotency).
+    /// Forget everything kept about a namespace (manifest cache, idempotency
+    /// records, pin).
     pub fn forget_namespace(&self, ns: &str) -> Result<(), MetaError> {
         self.with(|db| {
             let txn = db.begin_write().map_err(db_err)?;
             {
                 txn.open_table(MANIFEST_CACHE).map_err(db_err)?.remove(ns).map_err(db_err)?;
+                txn.open_table(PINS).map_err(db_err)?.remove(ns).map_err(db_err)?;
                 let (lo, hi) = scope(ns);
                 txn.open_table(IDEMPOTENCY)
                     .map_err(db_err)?

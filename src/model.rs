@@ -299,8 +299,24 @@ impl Value {
 
     /// Equality as filters see it: numbers compare across int/float.
     pub fn loosely_equals(&self, other: &Value) -> bool {
-        self.compare(other) == Some(Ordering::Equal)
+        match (self, other) {
+            (Value::Str(a), Value::Str(b)) => a == b || same_uuid(a, b),
+            _ => self.compare(other) == Some(Ordering::Equal),
+        }
     }
+
+    /// The canonical (lower-case, hyphenated) spelling of a uuid string, if
+    /// this is one spelled otherwise: letter case is not part of a uuid.
+    pub fn canonical_uuid(&self) -> Option<Value> {
+        let Value::Str(s) = self else { return None };
+        let canonical = uuid::Uuid::parse_str(s).ok()?.to_string();
+        (canonical != *s).then_some(Value::Str(canonical))
+    }
+}
+
+/// Two spellings of one uuid (equal but for letter case).
+fn same_uuid(a: &str, b: &str) -> bool {
+    a.eq_ignore_ascii_case(b) && uuid::Uuid::parse_str(a).is_ok()
 }
 
 fn int_to_json(i: i128) -> serde_json::Value {

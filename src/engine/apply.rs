@@ -21,7 +21,7 @@ use super::EngineError;
 use crate::filter::Filter;
 use crate::model::{DocId, Document, Value};
 use crate::ops::{RequestRecord, RowCounts};
-use crate::schema::{parse_schema, AttrSchema, AttrType};
+use crate::schema::{parse_schema, AttrSchema, AttrType, ScalarType};
 use crate::state::NsState;
 
 /// Ids touched by a request (for `return_affected_ids`).
@@ -76,6 +76,35 @@ impl NsState {
             _ => {}
         }
         Ok(())
+    }
+
+    /// `doc` with the values of `uuid`-typed attributes in canonical
+    /// (lower-case) form, so equality, `In` and ordering never depend on the
+    /// letter case a client sent (storage-format 3.4).
+    fn canonical_uuids(&self, mut doc: Document) -> Document {
+        for (k, v) in doc.attrs.iter_mut() {
+            let is_uuid = self.schema.get(k).is_some_and(|s| {
+                matches!(s.ty, AttrType::Scalar(ScalarType::Uuid) | AttrType::Array(ScalarType::Uuid))
+            });
+            if !is_uuid {
+                continue;
+            }
+            match v {
+                Value::Array(items) => {
+                    for x in items.iter_mut() {
+                        if let Some(c) = x.canonical_uuid() {
+                            *x = c;
+                        }
+                    }
+                }
+                other => {
+                    if let Some(c) = other.canonical_uuid() {
+                        *other = c;
+                    }
+                }
+            }
+        }
+        doc
     }
 
     fn check_attr(&mut self, name: &str, v: &Value) -> Result<(), EngineError> {
@@ -189,6 +218,7 @@ pub fn apply_request(
         for (k, v) in &doc.attrs {
             s.check_attr(k, v)?;
         }
+        let doc = &s.canonical_uuids(doc.clone());
         if let (Some(cond), Some(cur)) = (&ops.upsert_condition, s.get(&doc.id)) {
             if !cond.matches(&cur, Some(doc)) {
                 continue;
@@ -254,6 +284,7 @@ fn patch_one(
             next.attrs.insert(k.clone(), v.clone());
         }
     }
+    let next = s.canonical_uuids(next);
     if cond.is_some_and(|c| !c.matches(&cur, Some(&next))) {
         return Ok(false);
     }

@@ -63,6 +63,9 @@ impl Engine {
                 let tomb =
                     Snapshot { manifest: Some(Arc::new(c.manifest)), state: Arc::new(NsState::default()) };
                 set_cached(&h, tomb);
+                // The pin goes with the namespace: a namespace created later
+                // under the same name starts unpinned.
+                self.cache.unpin_prefix(&path.prefix());
                 let ns = path.to_string();
                 self.blocking(move |m| m.forget_namespace(&ns)).await
             }

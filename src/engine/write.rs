@@ -12,6 +12,9 @@
 //!   it never overwrites another writer's generation.
 //! - `if_version` is checked against the base the request is applied to and
 //!   is final (412); a request with `if_version` goes first in its group.
+//! - A request that changes nothing (only filter operations that matched no
+//!   document, no settings, no idempotency key) writes nothing: no WAL
+//!   object, no generation; a group of only such requests commits nothing.
 
 use std::sync::Arc;
 
@@ -224,6 +227,9 @@ impl Engine {
         let mut affected = req.return_affected_ids.then(AffectedIds::default);
         let mut record = req.record.clone();
         record.counts = apply::apply_request(state, &req.record, affected.as_mut())?;
+        if is_noop(&record, base) {
+            return Ok(PlannedOutcome::Unchanged { affected });
+        }
         Ok(PlannedOutcome::Applied { record: Box::new(record), affected })
     }
 
@@ -327,6 +333,13 @@ impl Engine {
                     };
                     Ok(resp)
                 }
+                Ok(PlannedOutcome::Unchanged { affected }) => Ok(WriteResponse {
+                    counts: RowCounts::default(),
+                    generation,
+                    deduplicated: false,
+                    affected,
+                    bytes_written: 0,
+                }),
                 Ok(PlannedOutcome::Duplicate(counts)) => Ok(WriteResponse {
                     counts,
                     generation,
@@ -428,8 +441,27 @@ fn next_manifest(
     }
 }
 
+/// A request that names no row directly, whose filters matched nothing, that
+/// changes no setting and carries no idempotency key (whose record a retry
+/// would need), on an existing namespace: it commits nothing (no WAL object,
+/// no generation).
+fn is_noop(record: &RequestRecord, base: &Snapshot) -> bool {
+    base.exists()
+        && record.ops.direct_rows() == 0
+        && record.counts.affected() == 0
+        && record.settings == crate::ops::NamespaceSettings::default()
+        && record.idempotency_key.is_none()
+}
+
 enum PlannedOutcome {
-    Applied { record: Box<RequestRecord>, affected: Option<AffectedIds> },
+    Applied {
+        record: Box<RequestRecord>,
+        affected: Option<AffectedIds>,
+    },
+    /// Applied and changed nothing: answered without a commit.
+    Unchanged {
+        affected: Option<AffectedIds>,
+    },
     Duplicate(RowCounts),
     Stored(Vec<u8>),
     Deferred,

@@ -228,7 +228,10 @@ pub(super) fn parse_operand(attr: &str, op: Op, v: &Json, shape: Shape) -> Resul
             )),
         };
     }
-    let value = Value::from_json(v).map_err(|e| FilterError(format!("{op} on {attr:?}: {e}")))?;
+    let mut value = Value::from_json(v).map_err(|e| FilterError(format!("{op} on {attr:?}: {e}")))?;
+    if attr == ID_ATTR {
+        canonical_uuids(&mut value);
+    }
     match (shape, &value) {
         (Shape::List, Value::Array(_)) | (Shape::Any, _) => Ok(Operand::Value(value)),
         (Shape::List, other) => err(format!("{op} on {attr:?} needs an array operand, got {}", other.kind())),
@@ -244,6 +247,19 @@ pub(super) fn parse_operand(attr: &str, op: Op, v: &Json, shape: Shape) -> Resul
             err(format!("{op} on {attr:?}: null operands are only allowed with Eq and NotEq"))
         }
         (Shape::Scalar, _) => Ok(Operand::Value(value)),
+    }
+}
+
+/// Ids are compared, ordered and looked up in canonical form: an upper-case
+/// uuid literal names the same document as the lower-case one stored.
+fn canonical_uuids(v: &mut Value) {
+    match v {
+        Value::Array(items) => items.iter_mut().for_each(canonical_uuids),
+        other => {
+            if let Some(c) = other.canonical_uuid() {
+                *other = c;
+            }
+        }
     }
 }
 
