@@ -91,8 +91,9 @@ def load_corpus(limit):
 
 def write_docs(d, ns, docs, batch=1000):
     for i in range(0, len(docs), batch):
-        rows = [{"id": x["id"], "vector": x["vector"], "title": x["title"], "body": x["body"],
-                 "section": x["section"]} for x in docs[i:i + batch]]
+        # Row numbers as ids: a few package names exceed the 64-byte id limit.
+        rows = [{"id": i + j, "name": x["id"], "vector": x["vector"], "title": x["title"], "body": x["body"],
+                 "section": x["section"]} for j, x in enumerate(docs[i:i + batch])]
         st, body = d.request("POST", f"/v2/namespaces/{ns}", {
             "upsert_rows": rows, "distance_metric": "cosine_distance",
             "schema": {"title": {"type": "string", "full_text_search": True},
