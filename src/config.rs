@@ -105,6 +105,8 @@ pub struct FileConfig {
     pub retention_secs: Option<u64>,
     pub gc_interval_secs: Option<u64>,
     pub metrics_top_namespaces: Option<usize>,
+    pub allowed_origins: Option<Vec<String>>,
+    pub allowed_hosts: Option<Vec<String>>,
     #[serde(default)]
     pub api_keys: Vec<ApiKeyConfig>,
 }
@@ -120,6 +122,14 @@ pub struct ServeArgs {
     /// or with --system, else $XDG_DATA_HOME/tidepool or ~/.local/share/tidepool.
     #[arg(long, env = "TIDEPOOL_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Without API keys: browser origins allowed to call the daemon (comma-separated,
+    /// e.g. http://localhost:3000); any other Origin header is refused.
+    #[arg(long, env = "TIDEPOOL_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Option<Vec<String>>,
+    /// Without API keys: Host names accepted besides loopback names and addresses
+    /// (comma-separated); any other Host is refused (DNS rebinding).
+    #[arg(long, env = "TIDEPOOL_ALLOWED_HOSTS", value_delimiter = ',')]
+    pub allowed_hosts: Option<Vec<String>>,
     /// Disk cache dir for objects of a remote store. Default: $CACHE_DIRECTORY,
     /// else `<data-dir>/cache`.
     #[arg(long, env = "TIDEPOOL_CACHE_DIR")]
@@ -236,6 +246,10 @@ pub struct Config {
     pub idle_timeout: Duration,
     /// API keys (empty: open access as default/default, loopback only).
     pub api_keys: Vec<ApiKeyConfig>,
+    /// Open mode: browser origins allowed (`api::origin`).
+    pub allowed_origins: Vec<String>,
+    /// Open mode: Host names allowed besides loopback ones.
+    pub allowed_hosts: Vec<String>,
     /// Disk cache budget.
     pub cache_budget_bytes: u64,
     /// Memory tier size.
@@ -319,6 +333,8 @@ impl Config {
                 DEFAULT_IDLE_TIMEOUT_SECS,
             )?,
             api_keys: file.api_keys,
+            allowed_origins: args.allowed_origins.clone().or(file.allowed_origins).unwrap_or_default(),
+            allowed_hosts: args.allowed_hosts.clone().or(file.allowed_hosts).unwrap_or_default(),
             cache_budget_bytes: args
                 .cache_budget_bytes
                 .or(file.cache_budget_bytes)

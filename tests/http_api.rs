@@ -240,9 +240,16 @@ async fn body_limit_gzip_requests_and_responses() {
         format!("{{\"upsert_rows\": [{{\"id\": 1, \"t\": \"{}\"}}]}}", "y".repeat(1_000_000)).as_bytes(),
     );
     assert!(bomb.len() < 4096);
-    let resp = c.post(&ns).header("content-encoding", "gzip").body(bomb).send().await.unwrap();
+    let gz = |body: Vec<u8>| {
+        c.post(&ns)
+            .header("content-type", "application/json")
+            .header("content-encoding", "gzip")
+            .body(body)
+            .send()
+    };
+    let resp = gz(bomb).await.unwrap();
     assert_eq!(json_of(resp).await.0, 413);
-    let resp = c.post(&ns).header("content-encoding", "gzip").body("not gzip at all").send().await.unwrap();
+    let resp = gz(b"not gzip at all".to_vec()).await.unwrap();
     assert_eq!(json_of(resp).await.0, 400);
 
     let rows: Vec<Json> = (0..40).map(|i| json!({"id": i, "label": format!("label number {i}")})).collect();
@@ -510,17 +517,18 @@ async fn slow_stalled_and_idle_connections_are_closed() {
     let addr = d.url.trim_start_matches("http://").to_owned();
 
     let mut slow = tokio::net::TcpStream::connect(&addr).await.unwrap();
-    slow.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+    slow.write_all(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n").await.unwrap();
     read_until_closed(&mut slow).await;
 
     let mut stalled = tokio::net::TcpStream::connect(&addr).await.unwrap();
-    let head = "POST /v2/namespaces/s HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"upsert";
+    let head = "POST /v2/namespaces/s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
+                Content-Length: 100\r\n\r\n{\"upsert";
     stalled.write_all(head.as_bytes()).await.unwrap();
     let answer = read_until_closed(&mut stalled).await;
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
 
     let mut idle = tokio::net::TcpStream::connect(&addr).await.unwrap();
-    idle.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    idle.write_all(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").await.unwrap();
     let answer = read_until_closed(&mut idle).await;
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 }
@@ -706,13 +714,26 @@ async fn branches_copies_time_travel_export_snapshots_and_repair_over_http() {
     let mut bad = bytes.clone();
     let mid = bad.len() / 2;
     bad[mid] ^= 1;
-    let (s, b) =
-        json_of(c.post(d.at("/v1/namespaces/restored/_admin/restore")).body(bad).send().await.unwrap()).await;
+    let (s, b) = json_of(
+        c.post(d.at("/v1/namespaces/restored/_admin/restore"))
+            .header("content-type", "application/octet-stream")
+            .body(bad)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(s, 400, "{b}");
     assert!(b["error"].as_str().unwrap().contains("invalid snapshot file"), "{b}");
-    let (s, b) =
-        json_of(c.post(d.at("/v1/namespaces/restored/_admin/restore")).body(bytes).send().await.unwrap())
-            .await;
+    let (s, b) = json_of(
+        c.post(d.at("/v1/namespaces/restored/_admin/restore"))
+            .header("content-type", "application/octet-stream")
+            .body(bytes)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(s, 200, "{b}");
     assert_eq!(page_all_ids(&c, &d, "restored", "").await, page_all_ids(&c, &d, "src", "").await);
 

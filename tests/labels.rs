@@ -85,7 +85,12 @@ async fn labels_are_set_shown_filtered_and_kept() {
     }
     let snap = c.get(d.at("/v1/namespaces/web/_admin/snapshot")).send().await.unwrap().bytes().await.unwrap();
     let (s, b) = common::json_of(
-        c.post(d.at("/v1/namespaces/restored/_admin/restore")).body(snap).send().await.unwrap(),
+        c.post(d.at("/v1/namespaces/restored/_admin/restore"))
+            .header("content-type", "application/octet-stream")
+            .body(snap)
+            .send()
+            .await
+            .unwrap(),
     )
     .await;
     assert_eq!(s, 200, "{b}");

@@ -62,6 +62,9 @@ pub async fn dispatch(
         Route::Ready => return ready(&state).await.map(Reply::Json),
         _ => {}
     }
+    if state.auth.is_open() {
+        state.browser.check(req.headers(), &route)?;
+    }
     let principal = state.auth.authenticate(req.headers(), route.is_write())?;
     let params = req
         .uri()

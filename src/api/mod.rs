@@ -26,6 +26,7 @@ pub mod handlers;
 pub mod jobs;
 mod maintenance;
 pub mod metrics;
+pub mod origin;
 pub mod reload;
 pub mod router;
 pub mod server;
@@ -73,6 +74,8 @@ pub struct AppState {
     pub tracker: Tracker,
     /// Admin jobs running in the background (repair, verify).
     pub jobs: Arc<jobs::Jobs>,
+    /// Origin, Host and content-type rules of the open loopback mode.
+    pub browser: origin::BrowserPolicy,
 }
 
 impl AppState {
@@ -85,6 +88,7 @@ impl AppState {
             draining: AtomicBool::new(false),
             tracker: Tracker::default(),
             jobs: Arc::default(),
+            browser: origin::BrowserPolicy::default(),
         }
     }
 }
@@ -143,7 +147,9 @@ pub async fn run_daemon(
     systemd::spawn_watchdog(engine.clone());
     systemd::spawn_status(engine.clone(), local.to_string(), Duration::from_secs(5));
     let limits = Limits { max_body_bytes: cfg.max_body_bytes, body_stall_timeout: cfg.idle_timeout };
-    let state = Arc::new(AppState::new(engine, auth, limits));
+    let mut state = AppState::new(engine, auth, limits);
+    state.browser = origin::BrowserPolicy::new(cfg.allowed_origins.clone(), cfg.allowed_hosts.clone());
+    let state = Arc::new(state);
     if let Some(hooks) = reload {
         spawn_reloader(hooks, cfg.clone(), state.clone(), local);
     }

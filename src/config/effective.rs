@@ -107,8 +107,14 @@ pub fn settings(cfg: &Config) -> Vec<Setting> {
         setting("retention_secs", int(cfg.retention.as_secs())),
         setting("gc_interval_secs", int(cfg.gc_interval.as_secs())),
         setting("metrics_top_namespaces", int(cfg.metrics_top_namespaces)),
+        setting("allowed_origins", Some(strings(&cfg.allowed_origins))),
+        setting("allowed_hosts", Some(strings(&cfg.allowed_hosts))),
         secret("api_keys", Some(api_keys(cfg)), true),
     ]
+}
+
+fn strings(v: &[String]) -> toml::Value {
+    toml::Value::Array(v.iter().map(|s| toml::Value::String(s.clone())).collect())
 }
 
 fn api_keys(cfg: &Config) -> toml::Value {

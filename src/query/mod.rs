@@ -85,6 +85,9 @@ use self::vector::*;
 pub const DEFAULT_LIMIT: usize = 10;
 /// Largest page (`top_k`/`limit`).
 pub const MAX_LIMIT: usize = 10_000;
+/// Largest `offset` of a ranked query: a query keeps `offset + limit`
+/// candidates, so both are bounded (deep paging filters on the last id).
+pub const MAX_OFFSET: usize = 100_000;
 /// Most subqueries of one multi-query.
 pub const MAX_SUBQUERIES: usize = 16;
 

@@ -14,7 +14,7 @@ use crate::query::recall::{RecallReport, RecallRequest};
 use crate::query::{
     Aggregate, AggregateGroup, AggregateValue, Direction, OrderKey, PerLimit, Projection, Query, QueryError,
     QueryRequest, QueryResult, Rank, Rerank, Row, TextExpr, TextInput, VectorEncoding, DEFAULT_LIMIT,
-    DIST_ATTR, MAX_LIMIT, MAX_SUBQUERIES,
+    DIST_ATTR, MAX_LIMIT, MAX_OFFSET, MAX_SUBQUERIES,
 };
 
 fn invalid(msg: impl Into<String>) -> QueryError {
@@ -169,10 +169,7 @@ pub(crate) fn parse_multi(obj: &Map<String, Json>) -> Result<QueryRequest, Query
             "rerank_by" if v.is_null() => {}
             "rerank_by" => rerank_json = Some(v),
             "limit" | "top_k" => limit = Some(parse_limit(v, k)?.0),
-            "offset" => {
-                let n = v.as_u64().ok_or_else(|| invalid("offset must be a non-negative integer"))?;
-                offset = Some(usize::try_from(n).map_err(|_| invalid("offset is too large"))?);
-            }
+            "offset" => offset = Some(parse_offset(v)?),
             other => return Err(invalid(format!("unknown multi-query parameter {other:?}"))),
         }
     }
@@ -296,6 +293,18 @@ pub(crate) fn parse_query(obj: &Map<String, Json>, default_enc: VectorEncoding) 
     Ok(q)
 }
 
+/// `offset`: a non-negative integer up to [`MAX_OFFSET`] (it sizes the
+/// candidate set a ranked query keeps: `offset + limit`).
+fn parse_offset(v: &Json) -> Result<usize, QueryError> {
+    match v.as_u64() {
+        Some(n) if n <= MAX_OFFSET as u64 => Ok(n as usize),
+        Some(n) => Err(invalid(format!(
+            "offset must be at most {MAX_OFFSET}, got {n}; page deeper with a filter on the last id instead"
+        ))),
+        None => Err(invalid("offset must be a non-negative integer")),
+    }
+}
+
 pub(crate) fn parse_key<'a>(
     q: &mut Query,
     raw: &mut RawQuery<'a>,
@@ -311,10 +320,7 @@ pub(crate) fn parse_key<'a>(
         "rank_by" => raw.rank_by = Some(v),
         "top_k" => raw.top_k = Some(parse_limit(v, "top_k")?),
         "limit" => raw.limit = Some(parse_limit(v, "limit")?),
-        "offset" => {
-            let n = v.as_u64().ok_or_else(|| invalid("offset must be a non-negative integer"))?;
-            raw.offset = Some(usize::try_from(n).map_err(|_| invalid("offset is too large"))?);
-        }
+        "offset" => raw.offset = Some(parse_offset(v)?),
         "include_attributes" => raw.include = Some(v),
         "exclude_attributes" => raw.exclude = Some(v),
         "vector_encoding" => q.vector_encoding = parse_encoding(v)?,

@@ -132,7 +132,8 @@ impl Ord for Entry {
 
 impl TopK {
     fn new(k: usize) -> Self {
-        TopK { k, heap: std::collections::BinaryHeap::with_capacity(k + 1) }
+        // Grows with what is pushed: `k` comes from a request.
+        TopK { k, heap: std::collections::BinaryHeap::with_capacity(k.min(4096) + 1) }
     }
     /// Scores at or below this cannot enter (rows arrive in increasing order).
     fn threshold(&self) -> f32 {

@@ -154,7 +154,8 @@ struct TopK {
 }
 impl TopK {
     fn new(cap: usize) -> Self {
-        TopK { cap, heap: BinaryHeap::with_capacity(cap + 1), worst: f32::INFINITY }
+        // Grows with what is pushed: `cap` comes from a request.
+        TopK { cap, heap: BinaryHeap::with_capacity(cap.min(4096) + 1), worst: f32::INFINITY }
     }
     #[inline]
     fn push(&mut self, d: f32, id: u32) {
