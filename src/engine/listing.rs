@@ -42,7 +42,10 @@ impl Engine {
     pub async fn delete_namespace(&self, path: &NsPath) -> Result<(), EngineError> {
         let h = self.handle(path);
         let _g = h.commit_lock.lock().await;
-        let base = self.reload(&h).await?.manifest;
+        // Only the manifest chain: a namespace whose data cannot be loaded
+        // (a damaged segment) can still be deleted.
+        clear_cached(&h);
+        let base = self.latest_manifest(path).await?;
         let not_found = || EngineError::not_found(format!("namespace {} not found", path.ns()));
         let (now, ids) = (self.clock.now_ms(), &self.ids);
         let committed = self

@@ -205,7 +205,7 @@ impl Engine {
         r: &mut R,
     ) -> Result<(Arc<Manifest>, SnapshotInfo), EngineError> {
         let mut reader = SnapshotReader::open(r).await?;
-        let source = reader.manifest.clone();
+        let source = Arc::new(reader.manifest.clone());
         let project = dst.project_id();
         let plock = self.project_lock(&project);
         let _shared = plock.read().await;
@@ -218,6 +218,14 @@ impl Engine {
         let outcome = async {
             while let Some((key, data)) = reader.next_object().await? {
                 let to = map.get(&key).ok_or_else(|| bad(format!("object {key} is not in its manifest")))?;
+                // The file's own checksums only prove it was not damaged in
+                // transit; the objects must also be what the manifest names.
+                let (m, d) = (source.clone(), data.clone());
+                let checked =
+                    tokio::task::spawn_blocking(move || super::verify::check_object_bytes(&m, &key, &d))
+                        .await
+                        .map_err(|e| EngineError::internal(e.to_string()))?;
+                checked.map_err(bad)?;
                 self.store.put(to, data).await?;
                 written.push(to.clone());
             }

@@ -129,6 +129,51 @@ impl Engine {
     }
 }
 
+/// Check the bytes of object `key` of manifest `m` as a restore receives
+/// them: the manifest names the key, its length and crc32c match the
+/// manifest's, and it decodes whole (a WAL batch with the seq the manifest
+/// gives it; a segment row by row; a deletion set). The error names the key.
+pub(crate) fn check_object_bytes(m: &Manifest, key: &str, bytes: &bytes::Bytes) -> Result<(), String> {
+    let (r, kind, seq) = reference(m, key).ok_or_else(|| format!("object {key} is not in its manifest"))?;
+    if bytes.len() as u64 != r.bytes || crc32c::crc32c(bytes) != r.crc32c {
+        return Err(format!("object {key} does not match the length and checksum its manifest records"));
+    }
+    let bad = |e: &dyn std::fmt::Display| format!("object {key} does not decode: {e}");
+    match kind {
+        Kind::Segment => {
+            let seg = Segment::open(bytes.clone()).map_err(|e| bad(&e))?;
+            for row in 0..seg.len() {
+                seg.doc(row).map_err(|e| bad(&format!("row {row}: {e}")))?;
+            }
+        }
+        Kind::Deletes => {
+            DeletionSet::decode(bytes).map_err(|e| bad(&e))?;
+        }
+        Kind::Wal => {
+            let b = WalBatch::decode(bytes).map_err(|e| bad(&e))?;
+            if Some(b.seq) != seq {
+                return Err(bad(&format!("it holds seq {} where its manifest says {seq:?}", b.seq)));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The manifest's reference to `key`: what it must be, and (a WAL batch) its seq.
+fn reference(m: &Manifest, key: &str) -> Option<(ObjectRef, Kind, Option<u64>)> {
+    if let Some(w) = m.wal.iter().find(|w| w.key == key) {
+        return Some((
+            ObjectRef { key: w.key.clone(), bytes: w.bytes, crc32c: w.crc32c },
+            Kind::Wal,
+            Some(w.seq),
+        ));
+    }
+    m.segments.iter().find_map(|s| {
+        let file = s.files.iter().find(|f| f.key == key).map(|f| (f.clone(), Kind::Segment, None));
+        file.or_else(|| s.deletes.as_ref().filter(|d| d.key == key).map(|d| (d.clone(), Kind::Deletes, None)))
+    })
+}
+
 fn add_objects(objects: &mut Objects, path: &NsPath, m: &Manifest) {
     let ns = path.ns().to_owned();
     let mut add = |r: ObjectRef, kind| {
