@@ -66,7 +66,13 @@ fn main() {
     // Corpus.
     let docs = read_lines(&format!("{data}/docs.jsonl"));
     let ids: Vec<String> = docs.iter().map(|d| d["id"].as_str().expect("id").to_owned()).collect();
-    let opts = FullTextSearch { stemming: true, remove_stopwords: false, ..FullTextSearch::default() };
+    // tantivy's tokenizer splits on non-alphanumeric characters: word_v3.
+    let opts = FullTextSearch {
+        tokenizer: "word_v3".into(),
+        stemming: true,
+        remove_stopwords: false,
+        ..FullTextSearch::default()
+    };
     let t0 = Instant::now();
     let mut tb = TextIndexBuilder::new("title", &opts);
     let mut bb = TextIndexBuilder::new("body", &opts);

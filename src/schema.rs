@@ -175,6 +175,17 @@ impl AttrType {
     }
 }
 
+/// The tokenizer a new full-text attribute gets (turbopuffer's default). A
+/// schema stores its tokenizer by name, so attributes created with an older
+/// default keep analyzing their text the same way.
+pub const DEFAULT_TOKENIZER: &str = "word_v4";
+
+/// Tokenizer names: `word_v0`..`word_v3` split on every non-alphanumeric
+/// character; `word_v4` splits at UAX #29 word boundaries (`can't`, `3.14`,
+/// `snake_case` stay one word); `pre_tokenized_array` takes a string array's
+/// elements as tokens.
+pub const TOKENIZERS: &[&str] = &["word_v0", "word_v1", "word_v2", "word_v3", "word_v4", "pre_tokenized_array"];
+
 /// Full-text search options of a string attribute.
 #[derive(Clone, Debug, PartialEq)]
 pub struct FullTextSearch {
@@ -201,7 +212,7 @@ pub struct FullTextSearch {
 impl Default for FullTextSearch {
     fn default() -> Self {
         FullTextSearch {
-            tokenizer: "word_v3".into(),
+            tokenizer: DEFAULT_TOKENIZER.into(),
             language: "english".into(),
             stemming: false,
             remove_stopwords: true,
@@ -224,7 +235,15 @@ impl FullTextSearch {
                 for (k, val) in m {
                     let bad = || ModelError::InvalidSchema(format!("bad full_text_search option {k:?}"));
                     match k.as_str() {
-                        "tokenizer" => fts.tokenizer = val.as_str().ok_or_else(bad)?.to_owned(),
+                        "tokenizer" => {
+                            let name = val.as_str().filter(|t| TOKENIZERS.contains(t)).ok_or_else(|| {
+                                ModelError::InvalidSchema(format!(
+                                    "unknown tokenizer {val}; one of {}",
+                                    TOKENIZERS.join(", ")
+                                ))
+                            })?;
+                            fts.tokenizer = name.to_owned();
+                        }
                         "language" => fts.language = val.as_str().ok_or_else(bad)?.to_owned(),
                         "stemming" => fts.stemming = val.as_bool().ok_or_else(bad)?,
                         "remove_stopwords" => fts.remove_stopwords = val.as_bool().ok_or_else(bad)?,

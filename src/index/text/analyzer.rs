@@ -85,6 +85,9 @@ pub(super) fn stop_code(name: &str) -> Option<&'static str> {
 /// A configured analyzer (cheap to build; build once per attribute and query).
 pub struct Analyzer {
     pre_tokenized: bool,
+    /// `word_v4`: UAX #29 word boundaries instead of splitting on every
+    /// non-alphanumeric character.
+    uax29: bool,
     lowercase: bool,
     fold: bool,
     stop: Option<std::collections::HashSet<&'static str>>,
@@ -96,6 +99,7 @@ impl std::fmt::Debug for Analyzer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Analyzer")
             .field("pre_tokenized", &self.pre_tokenized)
+            .field("uax29", &self.uax29)
             .field("lowercase", &self.lowercase)
             .field("fold", &self.fold)
             .field("stop_words", &self.stop.as_ref().map(|s| s.len()))
@@ -120,6 +124,7 @@ impl Analyzer {
         };
         Analyzer {
             pre_tokenized: opts.tokenizer == "pre_tokenized_array",
+            uax29: opts.tokenizer == "word_v4",
             lowercase: !opts.case_sensitive,
             fold: opts.ascii_folding,
             stop,
@@ -128,9 +133,11 @@ impl Analyzer {
         }
     }
 
-    /// tantivy's `en_stem`: no stop words, stemming on, lowercase, 39-byte cap.
+    /// tantivy's `en_stem`: no stop words, stemming on, lowercase, 39-byte cap
+    /// (tantivy splits on non-alphanumeric characters: `word_v3`).
     pub fn en_stem() -> Analyzer {
         Analyzer::new(&FullTextSearch {
+            tokenizer: "word_v3".into(),
             stemming: true,
             remove_stopwords: false,
             ..FullTextSearch::default()
@@ -158,7 +165,12 @@ impl Analyzer {
         }
         let mut buf = String::new();
         let mut folded = String::new();
-        for raw in text.split(|c: char| !c.is_alphanumeric()) {
+        let words = if self.uax29 {
+            Words::Uax29(unicode_segmentation::UnicodeSegmentation::unicode_words(text))
+        } else {
+            Words::NonAlnum(text.split(not_alphanumeric as fn(char) -> bool))
+        };
+        for raw in words {
             if raw.is_empty() || raw.len() > self.max_len {
                 continue;
             }
@@ -213,6 +225,27 @@ impl Analyzer {
         });
         out
     }
+}
+
+/// The raw words of a text: split on non-alphanumeric characters
+/// (`word_v0`..`word_v3`) or at UAX #29 word boundaries (`word_v4`).
+enum Words<'a> {
+    NonAlnum(std::str::Split<'a, fn(char) -> bool>),
+    Uax29(unicode_segmentation::UnicodeWords<'a>),
+}
+
+impl<'a> Iterator for Words<'a> {
+    type Item = &'a str;
+    fn next(&mut self) -> Option<&'a str> {
+        match self {
+            Words::NonAlnum(s) => s.next(),
+            Words::Uax29(w) => w.next(),
+        }
+    }
+}
+
+fn not_alphanumeric(c: char) -> bool {
+    !c.is_alphanumeric()
 }
 
 /// The tokens of `text` under the default full-text options (used by the token filters).

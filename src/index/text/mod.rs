@@ -2,10 +2,14 @@
 //!
 //! # Analysis
 //! [`Analyzer`] implements the schema's `full_text_search` options
-//! ([`FullTextSearch`]). The tokenizers `word_v0` .. `word_v4` all map to one
-//! word tokenizer that reproduces tantivy's `en_stem` analyzer when stemming is
-//! on and stop words are off:
-//! 1. split on every `!char::is_alphanumeric()` (Unicode) character;
+//! ([`FullTextSearch`]). The tokenizers `word_v0` .. `word_v3` map to one word
+//! tokenizer that reproduces tantivy's `en_stem` analyzer when stemming is on
+//! and stop words are off; `word_v4` (the default for new attributes) differs
+//! only in step 1:
+//! 1. split on every `!char::is_alphanumeric()` (Unicode) character
+//!    (`word_v0`..`word_v3`), or take the UAX #29 words (`word_v4`:
+//!    `unicode-segmentation`'s `unicode_words`, so `can't`, `3.14` and
+//!    `snake_case` are one word each);
 //! 2. drop tokens longer than `max_token_length` UTF-8 bytes (default 39, i.e.
 //!    tantivy's `RemoveLongFilter(40)`), measured before any other filter;
 //! 3. lowercase char by char (`char::to_lowercase`, no final-sigma rule, exactly

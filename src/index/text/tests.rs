@@ -235,3 +235,22 @@ proptest! {
         prop_assert_eq!(idx.postings(t0).unwrap(), expect);
     }
 }
+
+#[test]
+fn word_v4_splits_at_uax29_word_boundaries_and_word_v3_at_every_non_alphanumeric() {
+    let opts = |tokenizer: &str| FullTextSearch {
+        tokenizer: tokenizer.into(),
+        remove_stopwords: false,
+        ..FullTextSearch::default()
+    };
+    let text = "Can't stop: e-mail foo_bar 3.14 naïve";
+    assert_eq!(
+        Analyzer::new(&opts("word_v4")).tokens(text),
+        ["can't", "stop", "e", "mail", "foo_bar", "3.14", "naïve"]
+    );
+    assert_eq!(
+        Analyzer::new(&opts("word_v3")).tokens(text),
+        ["can", "t", "stop", "e", "mail", "foo", "bar", "3", "14", "naïve"]
+    );
+    assert_eq!(FullTextSearch::default().tokenizer, "word_v4", "the default for new attributes");
+}
