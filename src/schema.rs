@@ -184,7 +184,8 @@ pub const DEFAULT_TOKENIZER: &str = "word_v4";
 /// character; `word_v4` splits at UAX #29 word boundaries (`can't`, `3.14`,
 /// `snake_case` stay one word); `pre_tokenized_array` takes a string array's
 /// elements as tokens.
-pub const TOKENIZERS: &[&str] = &["word_v0", "word_v1", "word_v2", "word_v3", "word_v4", "pre_tokenized_array"];
+pub const TOKENIZERS: &[&str] =
+    &["word_v0", "word_v1", "word_v2", "word_v3", "word_v4", "pre_tokenized_array"];
 
 /// Full-text search options of a string attribute.
 #[derive(Clone, Debug, PartialEq)]
