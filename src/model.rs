@@ -299,10 +299,7 @@ impl Value {
 
     /// Equality as filters see it: numbers compare across int/float.
     pub fn loosely_equals(&self, other: &Value) -> bool {
-        match (self, other) {
-            (Value::Str(a), Value::Str(b)) => a == b || same_uuid(a, b),
-            _ => self.compare(other) == Some(Ordering::Equal),
-        }
+        self.compare(other) == Some(Ordering::Equal)
     }
 
     /// The canonical (lower-case, hyphenated) spelling of a uuid string, if
@@ -312,11 +309,6 @@ impl Value {
         let canonical = uuid::Uuid::parse_str(s).ok()?.to_string();
         (canonical != *s).then_some(Value::Str(canonical))
     }
-}
-
-/// Two spellings of one uuid (equal but for letter case).
-fn same_uuid(a: &str, b: &str) -> bool {
-    a.eq_ignore_ascii_case(b) && uuid::Uuid::parse_str(a).is_ok()
 }
 
 fn int_to_json(i: i128) -> serde_json::Value {

@@ -394,6 +394,14 @@ impl AttrSchema {
 /// A namespace schema: attribute name → schema.
 pub type Schema = BTreeMap<String, AttrSchema>;
 
+/// Whether `attr` holds uuids (`uuid` or `[]uuid`): its values and the
+/// literals compared with them are canonical (lower-case) uuids.
+pub fn is_uuid_typed(schema: &Schema, attr: &str) -> bool {
+    schema.get(attr).is_some_and(|s| {
+        matches!(s.ty, AttrType::Scalar(ScalarType::Uuid) | AttrType::Array(ScalarType::Uuid))
+    })
+}
+
 /// Parse a whole schema map (`{"attr": "type" | {...}}`).
 pub fn parse_schema(v: &Json) -> Result<Schema, ModelError> {
     let m = v.as_object().ok_or_else(|| ModelError::InvalidSchema("schema must be an object".into()))?;

@@ -1,7 +1,8 @@
 //! turbopuffer semantics a second SDK relies on, over real HTTP:
 //! - a uuid is 128 bits: letter case is not part of the value in ids, in
-//!   `uuid` attributes, in `Eq`/`In` filters, in deletes and patches, and
-//!   values come back in canonical (lower-case) form;
+//!   `uuid` attributes, in `Eq`/`In` filters (on WAL rows and on the
+//!   attribute index of a segment alike), in deletes and patches, and values
+//!   come back in canonical (lower-case) form; a plain string stays exact;
 //! - deleting a namespace forgets its pin: one re-created under the same
 //!   name starts unpinned;
 //! - a `delete_by_filter` or `patch_by_filter` that matches nothing writes
@@ -28,17 +29,33 @@ async fn uuid_letter_case_is_not_part_of_the_value() {
     let dir = tempfile::tempdir().unwrap();
     let d = Daemon::start(dir.path(), &[]);
     let c = client();
-    let rows =
-        json!([{"id": UPPER, "ref": UPPER, "n": 1}, {"id": OTHER, "ref": OTHER.to_uppercase(), "n": 2}]);
+    let rows = json!([
+        {"id": UPPER, "ref": UPPER, "s": UPPER, "n": 1},
+        {"id": OTHER, "ref": OTHER.to_uppercase(), "n": 2}
+    ]);
     let (s, b) =
         post(&c, &d.at("/v2/namespaces/u"), &json!({"upsert_rows": rows, "schema": {"ref": "uuid"}})).await;
     assert_eq!(s, 200, "{b}");
 
-    for lit in [UPPER, LOWER] {
-        assert_eq!(ids_where(&c, &d, json!(["id", "Eq", lit])).await, vec![LOWER], "id Eq {lit}");
-        assert_eq!(ids_where(&c, &d, json!(["id", "In", [lit]])).await, vec![LOWER], "id In {lit}");
-        assert_eq!(ids_where(&c, &d, json!(["ref", "Eq", lit])).await, vec![LOWER], "ref Eq {lit}");
-        assert_eq!(ids_where(&c, &d, json!(["ref", "In", [lit, "x"]])).await, vec![LOWER], "ref In {lit}");
+    // On WAL rows (scan), then on a compacted segment (attribute index).
+    for compacted in [false, true] {
+        if compacted {
+            let (s, b) = post(&c, &d.at("/v1/namespaces/u/_admin/compact"), &json!({})).await;
+            assert_eq!(s, 200, "{b}");
+        }
+        for lit in [UPPER, LOWER] {
+            assert_eq!(ids_where(&c, &d, json!(["id", "Eq", lit])).await, vec![LOWER], "id Eq {lit}");
+            assert_eq!(ids_where(&c, &d, json!(["id", "In", [lit]])).await, vec![LOWER], "id In {lit}");
+            assert_eq!(ids_where(&c, &d, json!(["ref", "Eq", lit])).await, vec![LOWER], "ref Eq {lit}");
+            let r#in = json!(["ref", "In", [lit, OTHER]]);
+            assert_eq!(
+                ids_where(&c, &d, r#in).await,
+                vec![OTHER.to_owned(), LOWER.to_owned()],
+                "ref In {lit}"
+            );
+            // A plain string attribute compares exactly: only uuid-typed values are uuids.
+            assert_eq!(ids_where(&c, &d, json!(["s", "Eq", lit])).await.len(), usize::from(lit == UPPER));
+        }
     }
     assert_eq!(ids_where(&c, &d, json!(["id", "NotEq", UPPER])).await, vec![OTHER]);
     let q = json!({"filters": ["id", "Eq", OTHER], "rank_by": ["id", "asc"], "include_attributes": ["ref"]});

@@ -21,7 +21,7 @@ use super::EngineError;
 use crate::filter::Filter;
 use crate::model::{DocId, Document, Value};
 use crate::ops::{RequestRecord, RowCounts};
-use crate::schema::{parse_schema, AttrSchema, AttrType, ScalarType};
+use crate::schema::{parse_schema, AttrSchema, AttrType};
 use crate::state::NsState;
 
 /// Ids touched by a request (for `return_affected_ids`).
@@ -83,25 +83,8 @@ impl NsState {
     /// letter case a client sent (storage-format 3.4).
     fn canonical_uuids(&self, mut doc: Document) -> Document {
         for (k, v) in doc.attrs.iter_mut() {
-            let is_uuid = self.schema.get(k).is_some_and(|s| {
-                matches!(s.ty, AttrType::Scalar(ScalarType::Uuid) | AttrType::Array(ScalarType::Uuid))
-            });
-            if !is_uuid {
-                continue;
-            }
-            match v {
-                Value::Array(items) => {
-                    for x in items.iter_mut() {
-                        if let Some(c) = x.canonical_uuid() {
-                            *x = c;
-                        }
-                    }
-                }
-                other => {
-                    if let Some(c) = other.canonical_uuid() {
-                        *other = c;
-                    }
-                }
+            if crate::schema::is_uuid_typed(&self.schema, k) {
+                crate::filter::canonical_uuid_value(v);
             }
         }
         doc
@@ -191,7 +174,19 @@ pub fn apply_request(
     {
         f.validate(&s.schema).map_err(|e| invalid(e.to_string()))?;
     }
-    if let Some(f) = &ops.delete_by_filter {
+    // Literals compared with uuid attributes in canonical form (as stored).
+    let canonical = |f: &Option<Filter>| {
+        let uuid = |a: &str| crate::schema::is_uuid_typed(&s.schema, a);
+        f.as_ref().map(|f| f.with_canonical_uuids(&uuid).unwrap_or_else(|| f.clone()))
+    };
+    let (upsert_condition, patch_condition, delete_condition, delete_by_filter) = (
+        canonical(&ops.upsert_condition),
+        canonical(&ops.patch_condition),
+        canonical(&ops.delete_condition),
+        canonical(&ops.delete_by_filter),
+    );
+    let patch_by_filter_filter = canonical(&ops.patch_by_filter.as_ref().map(|p| p.filter.clone()));
+    if let Some(f) = &delete_by_filter {
         let ids = matching_ids(&s, f, MAX_DELETE_BY_FILTER_ROWS, "delete_by_filter")?;
         for id in ids {
             s.remove(&id);
@@ -201,9 +196,9 @@ pub fn apply_request(
             }
         }
     }
-    if let Some(pbf) = &ops.patch_by_filter {
+    if let (Some(pbf), Some(filter)) = (&ops.patch_by_filter, &patch_by_filter_filter) {
         pbf.filter.validate(&s.schema).map_err(|e| invalid(e.to_string()))?;
-        let ids = matching_ids(&s, &pbf.filter, MAX_PATCH_BY_FILTER_ROWS, "patch_by_filter")?;
+        let ids = matching_ids(&s, filter, MAX_PATCH_BY_FILTER_ROWS, "patch_by_filter")?;
         for id in ids {
             patch_one(&mut s, &id, &pbf.attrs, None)?;
             counts.patched += 1;
@@ -219,7 +214,7 @@ pub fn apply_request(
             s.check_attr(k, v)?;
         }
         let doc = &s.canonical_uuids(doc.clone());
-        if let (Some(cond), Some(cur)) = (&ops.upsert_condition, s.get(&doc.id)) {
+        if let (Some(cond), Some(cur)) = (&upsert_condition, s.get(&doc.id)) {
             if !cond.matches(&cur, Some(doc)) {
                 continue;
             }
@@ -232,7 +227,7 @@ pub fn apply_request(
     }
     for p in &ops.patches {
         s.check_id(&p.id)?;
-        if patch_one(&mut s, &p.id, &p.attrs, ops.patch_condition.as_ref())? {
+        if patch_one(&mut s, &p.id, &p.attrs, patch_condition.as_ref())? {
             counts.patched += 1;
             if let Some(a) = affected.as_deref_mut() {
                 a.patched.push(p.id.clone());
@@ -242,7 +237,7 @@ pub fn apply_request(
     for id in &ops.deletes {
         s.check_id(id)?;
         let Some(cur) = s.get(id) else { continue };
-        if ops.delete_condition.as_ref().is_some_and(|c| !c.matches(&cur, None)) {
+        if delete_condition.as_ref().is_some_and(|c| !c.matches(&cur, None)) {
             continue;
         }
         s.remove(id);

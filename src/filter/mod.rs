@@ -79,6 +79,21 @@ pub enum Filter {
     Cond(Condition),
 }
 
+/// Rewrite uuid strings in `v` (or its elements) to canonical form; whether
+/// anything changed.
+pub(crate) fn canonical_uuid_value(v: &mut Value) -> bool {
+    match v {
+        Value::Array(items) => items.iter_mut().fold(false, |changed, x| canonical_uuid_value(x) | changed),
+        other => match other.canonical_uuid() {
+            Some(c) => {
+                *other = c;
+                true
+            }
+            None => false,
+        },
+    }
+}
+
 /// A filter operator, as spelled on the wire.
 ///
 /// Variants are the wire names; their meaning is the turbopuffer reference's
@@ -286,6 +301,34 @@ enum Pred {
 }
 
 impl Filter {
+    /// This filter with the uuid literals compared against `uuid`-typed
+    /// attributes (`is_uuid`) in canonical form, or `None` when nothing
+    /// changes. Stored uuid values are canonical (storage-format 3.4), so the
+    /// letter case a client sends never decides a match, on either the
+    /// attribute index or the scan path.
+    pub fn with_canonical_uuids(&self, is_uuid: &dyn Fn(&str) -> bool) -> Option<Filter> {
+        let mut out = self.clone();
+        out.canonicalize_uuids(is_uuid).then_some(out)
+    }
+
+    fn canonicalize_uuids(&mut self, is_uuid: &dyn Fn(&str) -> bool) -> bool {
+        match self {
+            Filter::And(subs) | Filter::Or(subs) => {
+                subs.iter_mut().fold(false, |changed, f| f.canonicalize_uuids(is_uuid) | changed)
+            }
+            Filter::Not(f) => f.canonicalize_uuids(is_uuid),
+            Filter::Cond(c) if is_uuid(&c.attr) => match &mut c.pred {
+                Pred::Eq(Operand::Value(v))
+                | Pred::In(Operand::Value(v))
+                | Pred::Contains(Operand::Value(v))
+                | Pred::ContainsAny(Operand::Value(v))
+                | Pred::Range { operand: Operand::Value(v), .. } => canonical_uuid_value(v),
+                _ => false,
+            },
+            Filter::Cond(_) => false,
+        }
+    }
+
     /// The filter that matches every document (`["And", []]`).
     pub fn match_all() -> Filter {
         Filter::And(Vec::new())

@@ -230,7 +230,9 @@ pub(super) fn parse_operand(attr: &str, op: Op, v: &Json, shape: Shape) -> Resul
     }
     let mut value = Value::from_json(v).map_err(|e| FilterError(format!("{op} on {attr:?}: {e}")))?;
     if attr == ID_ATTR {
-        canonical_uuids(&mut value);
+        // Ids are compared, ordered and looked up in canonical form: an
+        // upper-case uuid literal names the document stored in lower case.
+        canonical_uuid_value(&mut value);
     }
     match (shape, &value) {
         (Shape::List, Value::Array(_)) | (Shape::Any, _) => Ok(Operand::Value(value)),
@@ -247,19 +249,6 @@ pub(super) fn parse_operand(attr: &str, op: Op, v: &Json, shape: Shape) -> Resul
             err(format!("{op} on {attr:?}: null operands are only allowed with Eq and NotEq"))
         }
         (Shape::Scalar, _) => Ok(Operand::Value(value)),
-    }
-}
-
-/// Ids are compared, ordered and looked up in canonical form: an upper-case
-/// uuid literal names the same document as the lower-case one stored.
-fn canonical_uuids(v: &mut Value) {
-    match v {
-        Value::Array(items) => items.iter_mut().for_each(canonical_uuids),
-        other => {
-            if let Some(c) = other.canonical_uuid() {
-                *other = c;
-            }
-        }
     }
 }
 

@@ -306,6 +306,18 @@ pub const DIST_ATTR: &str = "$dist";
 
 /// Run one query on a state.
 pub fn execute(q: &Query, state: &NsState) -> Result<QueryResult, QueryError> {
+    // Uuid literals in canonical form, as uuid attributes are stored: the
+    // attribute index and the scan then agree whatever case was sent.
+    let uuid = |a: &str| crate::schema::is_uuid_typed(&state.schema, a);
+    let canonical = q.filters.as_ref().and_then(|f| f.with_canonical_uuids(&uuid));
+    let with_canonical;
+    let q = match canonical {
+        Some(f) => {
+            with_canonical = Query { filters: Some(f), ..q.clone() };
+            &with_canonical
+        }
+        None => q,
+    };
     validate(q, state)?;
     let mut result = QueryResult { vector_encoding: q.vector_encoding, ..QueryResult::default() };
     if let Some(rank) = &q.rank {
