@@ -17,6 +17,7 @@ pub mod cli;
 pub mod clock;
 pub mod codec;
 pub mod config;
+pub mod datetime;
 pub mod engine;
 pub mod filter;
 pub mod format;

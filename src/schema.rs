@@ -27,7 +27,8 @@ pub enum ScalarType {
     Float,
     /// UUID (as a string on the wire).
     Uuid,
-    /// Date-time (RFC 3339 string on the wire).
+    /// Date-time: ISO 8601 on the wire, stored as canonical UTC milliseconds
+    /// (`crate::datetime`).
     Datetime,
     /// Boolean.
     Bool,
@@ -61,7 +62,8 @@ impl ScalarType {
 
     fn accepts(self, v: &Value) -> bool {
         match (self, v) {
-            (ScalarType::String | ScalarType::Datetime, Value::Str(_)) => true,
+            (ScalarType::String, Value::Str(_)) => true,
+            (ScalarType::Datetime, Value::Str(s)) => crate::datetime::canonical(s).is_some(),
             (ScalarType::Uuid, Value::Str(s)) => uuid::Uuid::parse_str(s).is_ok(),
             (ScalarType::Int, Value::Int(i)) => i64::try_from(*i).is_ok(),
             (ScalarType::Uint, Value::Int(i)) => u64::try_from(*i).is_ok(),
@@ -394,12 +396,16 @@ impl AttrSchema {
 /// A namespace schema: attribute name → schema.
 pub type Schema = BTreeMap<String, AttrSchema>;
 
-/// Whether `attr` holds uuids (`uuid` or `[]uuid`): its values and the
-/// literals compared with them are canonical (lower-case) uuids.
-pub fn is_uuid_typed(schema: &Schema, attr: &str) -> bool {
-    schema.get(attr).is_some_and(|s| {
-        matches!(s.ty, AttrType::Scalar(ScalarType::Uuid) | AttrType::Array(ScalarType::Uuid))
-    })
+/// The element type of `attr` when its values have one canonical spelling
+/// that differs from how a client may send them: `uuid` (lower case) and
+/// `datetime` (UTC milliseconds), scalar or array. Stored values and the
+/// literals compared with them are both canonical.
+pub fn canonical_kind(schema: &Schema, attr: &str) -> Option<ScalarType> {
+    match schema.get(attr)?.ty {
+        AttrType::Scalar(t @ (ScalarType::Uuid | ScalarType::Datetime))
+        | AttrType::Array(t @ (ScalarType::Uuid | ScalarType::Datetime)) => Some(t),
+        _ => None,
+    }
 }
 
 /// Parse a whole schema map (`{"attr": "type" | {...}}`).

@@ -81,7 +81,7 @@ fn golden_batch() -> WalBatch {
         attrs: attrs(&[("a", Value::Int(1))]),
     });
     req.ops.deletes.push(DocId::Str("d".into()));
-    WalBatch { seq: 1, created_at_ms: 2, requests: vec![req] }
+    WalBatch { seq: 1, created_at_ms: 2, requests: vec![req], flags: 0 }
 }
 
 #[test]
@@ -361,6 +361,7 @@ fn v1_batch() -> WalBatch {
         seq: 42,
         created_at_ms: 1_763_700_000_000,
         requests: vec![full, second, RequestRecord::default()],
+        flags: 0,
     }
 }
 
@@ -382,7 +383,7 @@ fn v1_filters_batch() -> WalBatch {
         },
         ..RequestRecord::default()
     };
-    WalBatch { seq: 43, created_at_ms: 1_763_700_000_001, requests: vec![req] }
+    WalBatch { seq: 43, created_at_ms: 1_763_700_000_001, requests: vec![req], flags: 0 }
 }
 
 fn v1_manifest() -> Manifest {

@@ -3,6 +3,11 @@
 //!   `uuid` attributes, in `Eq`/`In` filters (on WAL rows and on the
 //!   attribute index of a segment alike), in deletes and patches, and values
 //!   come back in canonical (lower-case) form; a plain string stays exact;
+//! - a `datetime` is an instant: ISO 8601 values with any offset or
+//!   precision are stored as UTC milliseconds and come back canonical
+//!   (`YYYY-MM-DDTHH:MM:SS.mmmZ`); filters (on WAL rows and on a compacted
+//!   segment) and ordering compare instants; a non-date value or literal is
+//!   a 400 that writes nothing;
 //! - deleting a namespace forgets its pin: one re-created under the same
 //!   name starts unpinned;
 //! - a `delete_by_filter` or `patch_by_filter` that matches nothing writes
@@ -126,4 +131,83 @@ async fn filter_writes_that_match_nothing_write_nothing() {
     // A filter write that matches does write.
     let (_, b) = post(&c, &d.at("/v2/namespaces/n"), &json!({"delete_by_filter": ["k", "Eq", "a"]})).await;
     assert_eq!((b["rows_deleted"].as_u64(), b["version"].as_u64()), (Some(1), Some(version + 1)), "{b}");
+}
+
+async fn ids_by_ts(c: &reqwest::Client, d: &Daemon, filter: Json) -> Vec<u64> {
+    let q = json!({"filters": filter, "rank_by": ["ts", "asc"], "top_k": 10});
+    let (s, b) = post(c, &d.at("/v2/namespaces/t/query"), &q).await;
+    assert_eq!(s, 200, "{b}");
+    b["rows"].as_array().unwrap().iter().map(|r| r["id"].as_u64().unwrap()).collect()
+}
+
+#[tokio::test]
+async fn datetimes_are_instants_whatever_offset_or_precision() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(dir.path(), &["--compaction-idle-ms", "0"]);
+    let c = client();
+    let rows = json!([
+        {"id": 1, "ts": "2015-01-20T12:34:56-04:00", "tss": ["2015-01-20T12:34:56-04:00"]},
+        {"id": 2, "ts": "2015-01-20T12:40:00Z", "tss": ["2015-01-20"]},
+        {"id": 3, "ts": "2015-01-20"},
+        {"id": 4, "ts": "2015-01-20T16:34:56.5+00:00"},
+        {"id": 5, "ts": "2015-01-21T01:00:00+10:00"}
+    ]);
+    let schema = json!({"ts": "datetime", "tss": "[]datetime"});
+    let (s, b) = post(&c, &d.at("/v2/namespaces/t"), &json!({"upsert_rows": rows, "schema": schema})).await;
+    assert_eq!(s, 200, "{b}");
+
+    for compacted in [false, true] {
+        if compacted {
+            let (s, b) = post(&c, &d.at("/v1/namespaces/t/_admin/compact"), &json!({})).await;
+            assert_eq!(s, 200, "{b}");
+        }
+        // 3 = 00:00Z, 2 = 12:40Z, 5 = 15:00Z, 1 = 16:34:56Z, 4 = 16:34:56.500Z
+        assert_eq!(ids_by_ts(&c, &d, json!(["ts", "Gte", "2015-01-20T12:40:00Z"])).await, vec![2, 5, 1, 4]);
+        assert_eq!(
+            ids_by_ts(&c, &d, json!(["ts", "Gte", "2015-01-20T08:40:00-04:00"])).await,
+            vec![2, 5, 1, 4]
+        );
+        assert_eq!(ids_by_ts(&c, &d, json!(["ts", "Lt", "2015-01-20T16:34:56.2Z"])).await, vec![3, 2, 5, 1]);
+        assert_eq!(
+            ids_by_ts(&c, &d, json!(["ts", "Eq", "2015-01-20T16:34:56Z"])).await,
+            vec![1],
+            "compacted {compacted}"
+        );
+        assert_eq!(
+            ids_by_ts(
+                &c,
+                &d,
+                json!(["ts", "In", ["2015-01-20T00:00:00+00:00", "2015-01-20T11:00:00-04:00"]])
+            )
+            .await,
+            vec![3, 5]
+        );
+        assert_eq!(ids_by_ts(&c, &d, json!(["tss", "Contains", "2015-01-20T16:34:56Z"])).await, vec![1]);
+        assert_eq!(ids_by_ts(&c, &d, json!(["tss", "Contains", "2015-01-20T00:00:00.000Z"])).await, vec![2]);
+    }
+    let q =
+        json!({"filters": ["id", "Eq", 1], "rank_by": ["id", "asc"], "include_attributes": ["ts", "tss"]});
+    let (_, b) = post(&c, &d.at("/v2/namespaces/t/query"), &q).await;
+    assert_eq!(b["rows"][0]["ts"], "2015-01-20T16:34:56.000Z", "{b}");
+    assert_eq!(b["rows"][0]["tss"], json!(["2015-01-20T16:34:56.000Z"]), "{b}");
+
+    // Non-dates: a clear 400 that writes nothing.
+    let (_, md) = get(&c, &d.at("/v1/namespaces/t/metadata")).await;
+    let version = md["version"].as_u64();
+    for body in [
+        json!({"upsert_rows": [{"id": 6, "ts": "not a date"}]}),
+        json!({"patch_rows": [{"id": 1, "ts": "2015-02-30"}]}),
+        json!({"upsert_rows": [{"id": 7, "tss": ["2015-01-20", "soon"]}]}),
+        json!({"delete_by_filter": ["ts", "Lt", "yesterday"]}),
+    ] {
+        let (s, b) = post(&c, &d.at("/v2/namespaces/t"), &body).await;
+        assert_eq!(s, 400, "{body}: {b}");
+        assert!(b["error"].as_str().is_some_and(|e| e.contains("date")), "{b}");
+    }
+    let q = json!({"filters": ["ts", "Gt", "tomorrow"], "rank_by": ["id", "asc"]});
+    let (s, b) = post(&c, &d.at("/v2/namespaces/t/query"), &q).await;
+    assert_eq!(s, 400, "{b}");
+    let (_, md) = get(&c, &d.at("/v1/namespaces/t/metadata")).await;
+    assert_eq!(md["version"].as_u64(), version, "nothing committed: {md}");
+    assert_eq!(ids_by_ts(&c, &d, json!(["id", "Gte", 0])).await, vec![3, 2, 5, 1, 4]);
 }

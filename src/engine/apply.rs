@@ -13,6 +13,11 @@
 //! - Conditions see the document as it was before the request; `$ref_new`
 //!   sees the incoming document. An upsert of a missing document ignores
 //!   `upsert_condition` (there is nothing to compare against).
+//! - `uuid` and `datetime` values are stored in canonical spelling and the
+//!   literals compared with them are canonicalized the same way, so a
+//!   condition or filter compares values, not spellings. A WAL batch written
+//!   before datetimes were canonical ([`DatetimeRule::AsSent`]) replays with
+//!   the string semantics it was acknowledged under.
 
 use std::collections::BTreeMap;
 
@@ -21,7 +26,7 @@ use super::EngineError;
 use crate::filter::Filter;
 use crate::model::{DocId, Document, Value};
 use crate::ops::{RequestRecord, RowCounts};
-use crate::schema::{parse_schema, AttrSchema, AttrType};
+use crate::schema::{canonical_kind, parse_schema, AttrSchema, AttrType, ScalarType};
 use crate::state::NsState;
 
 /// Ids touched by a request (for `return_affected_ids`).
@@ -33,6 +38,30 @@ pub struct AffectedIds {
     pub patched: Vec<DocId>,
     /// Deleted ids.
     pub deleted: Vec<DocId>,
+}
+
+/// How a request's `datetime` values and literals are read
+/// (storage-format 3.5).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DatetimeRule {
+    /// ISO 8601, stored and compared as canonical UTC milliseconds; a value
+    /// that names no instant is refused. Every new request, and WAL batches
+    /// flagged `WAL_FLAG_DATETIME_INSTANTS`.
+    Instants,
+    /// Kept as sent and compared as strings: WAL batches written before
+    /// datetimes were canonical replay as they were first applied.
+    AsSent,
+}
+
+impl DatetimeRule {
+    /// The rule a WAL batch's requests were applied under.
+    pub fn of_wal_flags(flags: u16) -> DatetimeRule {
+        if flags & crate::format::wal::WAL_FLAG_DATETIME_INSTANTS != 0 {
+            DatetimeRule::Instants
+        } else {
+            DatetimeRule::AsSent
+        }
+    }
 }
 
 fn invalid(msg: impl Into<String>) -> EngineError {
@@ -78,24 +107,31 @@ impl NsState {
         Ok(())
     }
 
-    /// `doc` with the values of `uuid`-typed attributes in canonical
-    /// (lower-case) form, so equality, `In` and ordering never depend on the
-    /// letter case a client sent (storage-format 3.4).
-    fn canonical_uuids(&self, mut doc: Document) -> Document {
+    /// The canonical spelling attribute `attr` stores under `rule`.
+    fn canonical_kind(&self, attr: &str, rule: DatetimeRule) -> Option<ScalarType> {
+        canonical_kind(&self.schema, attr)
+            .filter(|k| *k != ScalarType::Datetime || rule == DatetimeRule::Instants)
+    }
+
+    /// `doc` with the values of `uuid` and `datetime` attributes in canonical
+    /// spelling (lower-case uuids, UTC-millisecond datetimes), so equality,
+    /// `In`, ranges and ordering never depend on how a client spelled them
+    /// (storage-format 3.4, 3.5). Values were type-checked before.
+    fn canonical_values(&self, mut doc: Document, rule: DatetimeRule) -> Document {
         for (k, v) in doc.attrs.iter_mut() {
-            if crate::schema::is_uuid_typed(&self.schema, k) {
-                crate::filter::canonical_uuid_value(v);
+            if let Some(kind) = self.canonical_kind(k, rule) {
+                let _ = crate::filter::canonical_value(v, kind);
             }
         }
         doc
     }
 
-    fn check_attr(&mut self, name: &str, v: &Value) -> Result<(), EngineError> {
+    fn check_attr(&mut self, name: &str, v: &Value, rule: DatetimeRule) -> Result<(), EngineError> {
         if matches!(v, Value::Null) {
             return Ok(());
         }
         match self.schema.get(name) {
-            Some(s) if !s.ty.accepts(v) => Err(EngineError::invalid_input(
+            Some(s) if !accepts(s.ty, v, rule) => Err(EngineError::invalid_input(
                 crate::model::ModelError::TypeMismatch {
                     attr: name.into(),
                     expected: s.ty.name(),
@@ -158,11 +194,42 @@ impl NsState {
     }
 }
 
-/// Apply one request to `state`. On error `state` is unchanged.
+/// Whether `ty` accepts `v` under `rule`: before datetimes were canonical, a
+/// datetime attribute took any string.
+fn accepts(ty: AttrType, v: &Value, rule: DatetimeRule) -> bool {
+    let as_sent = |t: ScalarType| if t == ScalarType::Datetime { ScalarType::String } else { t };
+    let ty = match (rule, ty) {
+        (DatetimeRule::AsSent, AttrType::Scalar(t)) => AttrType::Scalar(as_sent(t)),
+        (DatetimeRule::AsSent, AttrType::Array(t)) => AttrType::Array(as_sent(t)),
+        (_, ty) => ty,
+    };
+    ty.accepts(v)
+}
+
+/// Apply one new request to `state`. On error `state` is unchanged.
 pub fn apply_request(
     state: &mut NsState,
     req: &RequestRecord,
+    affected: Option<&mut AffectedIds>,
+) -> Result<RowCounts, EngineError> {
+    apply_with(state, req, affected, DatetimeRule::Instants)
+}
+
+/// Replay one request of a WAL batch under the rule it was first applied
+/// with. On error `state` is unchanged.
+pub fn replay_request(
+    state: &mut NsState,
+    req: &RequestRecord,
+    rule: DatetimeRule,
+) -> Result<RowCounts, EngineError> {
+    apply_with(state, req, None, rule)
+}
+
+fn apply_with(
+    state: &mut NsState,
+    req: &RequestRecord,
     mut affected: Option<&mut AffectedIds>,
+    rule: DatetimeRule,
 ) -> Result<RowCounts, EngineError> {
     let mut s = state.clone();
     let mut counts = RowCounts::default();
@@ -174,18 +241,21 @@ pub fn apply_request(
     {
         f.validate(&s.schema).map_err(|e| invalid(e.to_string()))?;
     }
-    // Literals compared with uuid attributes in canonical form (as stored).
-    let canonical = |f: &Option<Filter>| {
-        let uuid = |a: &str| crate::schema::is_uuid_typed(&s.schema, a);
-        f.as_ref().map(|f| f.with_canonical_uuids(&uuid).unwrap_or_else(|| f.clone()))
+    // Literals compared with uuid and datetime attributes in canonical
+    // spelling (as stored).
+    let canonical = |f: &Option<Filter>| -> Result<Option<Filter>, EngineError> {
+        let kind_of = |a: &str| s.canonical_kind(a, rule);
+        let Some(f) = f else { return Ok(None) };
+        let c = f.with_canonical_literals(&kind_of).map_err(|e| invalid(e.to_string()))?;
+        Ok(Some(c.unwrap_or_else(|| f.clone())))
     };
     let (upsert_condition, patch_condition, delete_condition, delete_by_filter) = (
-        canonical(&ops.upsert_condition),
-        canonical(&ops.patch_condition),
-        canonical(&ops.delete_condition),
-        canonical(&ops.delete_by_filter),
+        canonical(&ops.upsert_condition)?,
+        canonical(&ops.patch_condition)?,
+        canonical(&ops.delete_condition)?,
+        canonical(&ops.delete_by_filter)?,
     );
-    let patch_by_filter_filter = canonical(&ops.patch_by_filter.as_ref().map(|p| p.filter.clone()));
+    let patch_by_filter_filter = canonical(&ops.patch_by_filter.as_ref().map(|p| p.filter.clone()))?;
     if let Some(f) = &delete_by_filter {
         let ids = matching_ids(&s, f, MAX_DELETE_BY_FILTER_ROWS, "delete_by_filter")?;
         for id in ids {
@@ -200,7 +270,7 @@ pub fn apply_request(
         pbf.filter.validate(&s.schema).map_err(|e| invalid(e.to_string()))?;
         let ids = matching_ids(&s, filter, MAX_PATCH_BY_FILTER_ROWS, "patch_by_filter")?;
         for id in ids {
-            patch_one(&mut s, &id, &pbf.attrs, None)?;
+            patch_one(&mut s, &id, &pbf.attrs, None, rule)?;
             counts.patched += 1;
             if let Some(a) = affected.as_deref_mut() {
                 a.patched.push(id);
@@ -211,9 +281,9 @@ pub fn apply_request(
         s.check_id(&doc.id)?;
         s.check_vector(doc)?;
         for (k, v) in &doc.attrs {
-            s.check_attr(k, v)?;
+            s.check_attr(k, v, rule)?;
         }
-        let doc = &s.canonical_uuids(doc.clone());
+        let doc = &s.canonical_values(doc.clone(), rule);
         if let (Some(cond), Some(cur)) = (&upsert_condition, s.get(&doc.id)) {
             if !cond.matches(&cur, Some(doc)) {
                 continue;
@@ -227,7 +297,7 @@ pub fn apply_request(
     }
     for p in &ops.patches {
         s.check_id(&p.id)?;
-        if patch_one(&mut s, &p.id, &p.attrs, patch_condition.as_ref())? {
+        if patch_one(&mut s, &p.id, &p.attrs, patch_condition.as_ref(), rule)? {
             counts.patched += 1;
             if let Some(a) = affected.as_deref_mut() {
                 a.patched.push(p.id.clone());
@@ -268,18 +338,19 @@ fn patch_one(
     id: &DocId,
     attrs: &BTreeMap<String, Value>,
     cond: Option<&Filter>,
+    rule: DatetimeRule,
 ) -> Result<bool, EngineError> {
     let Some(cur) = s.get(id) else { return Ok(false) };
     let mut next = (*cur).clone();
     for (k, v) in attrs {
-        s.check_attr(k, v)?;
+        s.check_attr(k, v, rule)?;
         if matches!(v, Value::Null) {
             next.attrs.remove(k);
         } else {
             next.attrs.insert(k.clone(), v.clone());
         }
     }
-    let next = s.canonical_uuids(next);
+    let next = s.canonical_values(next, rule);
     if cond.is_some_and(|c| !c.matches(&cur, Some(&next))) {
         return Ok(false);
     }
@@ -296,6 +367,36 @@ mod tests {
     fn apply(s: &mut NsState, body: serde_json::Value) -> Result<RowCounts, EngineError> {
         let req = WriteRequest::from_json(&body)?;
         apply_request(s, &req.record, None)
+    }
+
+    #[test]
+    fn datetimes_are_instants_but_old_wal_batches_replay_as_sent() {
+        let body = json!({
+            "schema": {"ts": "datetime"},
+            "upsert_rows": [{"id": 1, "ts": "2015-01-20T12:34:56-04:00"}, {"id": 2, "ts": "2015-01-20T12:40:00Z"}],
+        });
+        let req = WriteRequest::from_json(&body).unwrap();
+        let ts = |s: &NsState, id: u64| s.get(&DocId::U64(id)).unwrap().attrs["ts"].clone();
+        let later = json!({"delete_by_filter": ["ts", "Gt", "2015-01-20T16:00:00+00:00"]});
+        let later = WriteRequest::from_json(&later).unwrap();
+
+        // New requests: canonical UTC instants, compared as instants.
+        let mut s = NsState::default();
+        apply_request(&mut s, &req.record, None).unwrap();
+        assert_eq!(ts(&s, 1), Value::Str("2015-01-20T16:34:56.000Z".into()));
+        assert_eq!(apply_request(&mut s, &later.record, None).unwrap().deleted, 1, "16:34:56Z > 16:00Z");
+
+        // A batch written before (no flag): the strings as sent, compared as
+        // strings, exactly as the write was acknowledged.
+        let mut old = NsState::default();
+        replay_request(&mut old, &req.record, DatetimeRule::of_wal_flags(0)).unwrap();
+        assert_eq!(ts(&old, 1), Value::Str("2015-01-20T12:34:56-04:00".into()));
+        assert_eq!(replay_request(&mut old, &later.record, DatetimeRule::AsSent).unwrap().deleted, 0);
+        let loose = json!({"upsert_rows": [{"id": 3, "ts": "not a date"}]});
+        let loose = WriteRequest::from_json(&loose).unwrap();
+        replay_request(&mut old, &loose.record, DatetimeRule::AsSent).unwrap();
+        let err = apply_request(&mut old, &loose.record, None).unwrap_err();
+        assert!(err.to_string().contains("datetime"), "{err}");
     }
 
     #[test]

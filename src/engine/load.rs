@@ -141,8 +141,9 @@ impl Engine {
         // The segments and the WAL batches are fetched in the same round trip.
         let (mut state, batches) = futures::try_join!(base, wal)?;
         for b in &batches {
+            let rule = apply::DatetimeRule::of_wal_flags(b.flags);
             for req in &b.requests {
-                apply::apply_request(&mut state, req, None).map_err(|e| {
+                apply::replay_request(&mut state, req, rule).map_err(|e| {
                     EngineError::corrupted(format!("replaying WAL batch {} of {path} failed: {e}", b.seq))
                 })?;
             }

@@ -240,7 +240,12 @@ impl Engine {
         let path = &h.path;
         let now = self.clock.now_ms();
         let seq = base.manifest.as_ref().map_or(1, |m| m.next_wal_seq.max(1));
-        let wal = WalBatch { seq, created_at_ms: now, requests: plan.records.clone() };
+        let wal = WalBatch {
+            seq,
+            created_at_ms: now,
+            requests: plan.records.clone(),
+            flags: crate::format::wal::WAL_FLAG_DATETIME_INSTANTS,
+        };
         // try_encode refuses exactly what decode would refuse, so nothing
         // unreadable is ever published.
         let wal_bytes = wal.try_encode().map_err(|e| {

@@ -94,6 +94,32 @@ pub(crate) fn canonical_uuid_value(v: &mut Value) -> bool {
     }
 }
 
+/// Rewrite `v` (or its elements) into the canonical spelling of `kind` (see
+/// `schema::canonical_kind`); whether anything changed. A string that names
+/// no instant is an error for `Datetime`; for `Uuid` a non-uuid string stays
+/// as it is (it matches nothing).
+pub(crate) fn canonical_value(v: &mut Value, kind: ScalarType) -> Result<bool, FilterError> {
+    match (v, kind) {
+        (Value::Array(items), _) => {
+            let mut changed = false;
+            for x in items {
+                changed |= canonical_value(x, kind)?;
+            }
+            Ok(changed)
+        }
+        (v @ Value::Str(_), ScalarType::Uuid) => Ok(canonical_uuid_value(v)),
+        (Value::Str(s), ScalarType::Datetime) => match crate::datetime::canonical(s) {
+            Some(c) if c == *s => Ok(false),
+            Some(c) => {
+                *s = c;
+                Ok(true)
+            }
+            None => err(format!("{s:?} is not an ISO 8601 date or date-time")),
+        },
+        _ => Ok(false),
+    }
+}
+
 /// A filter operator, as spelled on the wire.
 ///
 /// Variants are the wire names; their meaning is the turbopuffer reference's
@@ -301,31 +327,46 @@ enum Pred {
 }
 
 impl Filter {
-    /// This filter with the uuid literals compared against `uuid`-typed
-    /// attributes (`is_uuid`) in canonical form, or `None` when nothing
-    /// changes. Stored uuid values are canonical (storage-format 3.4), so the
-    /// letter case a client sends never decides a match, on either the
-    /// attribute index or the scan path.
-    pub fn with_canonical_uuids(&self, is_uuid: &dyn Fn(&str) -> bool) -> Option<Filter> {
+    /// This filter with the literals compared against `uuid` and `datetime`
+    /// attributes in their canonical spelling (`kind_of`, usually
+    /// `schema::canonical_kind`), or `None` when nothing changes. Stored
+    /// values are canonical (storage-format 3.4, 3.5), so neither the letter
+    /// case of a uuid nor the offset or precision of a datetime decides a
+    /// match, on either the attribute index or the scan path. A literal
+    /// compared with a datetime attribute that names no instant is an error.
+    pub fn with_canonical_literals(
+        &self,
+        kind_of: &dyn Fn(&str) -> Option<ScalarType>,
+    ) -> Result<Option<Filter>, FilterError> {
         let mut out = self.clone();
-        out.canonicalize_uuids(is_uuid).then_some(out)
+        Ok(out.canonicalize_literals(kind_of)?.then_some(out))
     }
 
-    fn canonicalize_uuids(&mut self, is_uuid: &dyn Fn(&str) -> bool) -> bool {
+    fn canonicalize_literals(
+        &mut self,
+        kind_of: &dyn Fn(&str) -> Option<ScalarType>,
+    ) -> Result<bool, FilterError> {
         match self {
             Filter::And(subs) | Filter::Or(subs) => {
-                subs.iter_mut().fold(false, |changed, f| f.canonicalize_uuids(is_uuid) | changed)
+                let mut changed = false;
+                for f in subs {
+                    changed |= f.canonicalize_literals(kind_of)?;
+                }
+                Ok(changed)
             }
-            Filter::Not(f) => f.canonicalize_uuids(is_uuid),
-            Filter::Cond(c) if is_uuid(&c.attr) => match &mut c.pred {
-                Pred::Eq(Operand::Value(v))
-                | Pred::In(Operand::Value(v))
-                | Pred::Contains(Operand::Value(v))
-                | Pred::ContainsAny(Operand::Value(v))
-                | Pred::Range { operand: Operand::Value(v), .. } => canonical_uuid_value(v),
-                _ => false,
-            },
-            Filter::Cond(_) => false,
+            Filter::Not(f) => f.canonicalize_literals(kind_of),
+            Filter::Cond(c) => {
+                let Some(kind) = kind_of(&c.attr) else { return Ok(false) };
+                match &mut c.pred {
+                    Pred::Eq(Operand::Value(v))
+                    | Pred::In(Operand::Value(v))
+                    | Pred::Contains(Operand::Value(v))
+                    | Pred::ContainsAny(Operand::Value(v))
+                    | Pred::Range { operand: Operand::Value(v), .. } => canonical_value(v, kind)
+                        .map_err(|e| FilterError(format!("filter on {:?}: {}", c.attr, e.0))),
+                    _ => Ok(false),
+                }
+            }
         }
     }
 

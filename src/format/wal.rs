@@ -24,7 +24,7 @@
 //!   `UnsupportedVersion`, not misread.
 //! - The encoding is canonical: `encode(decode(b)) == b` for every accepted
 //!   `b` (attribute maps in strictly increasing name order, bools and option
-//!   tags exactly 0/1, flags zero), except that filters are re-encoded from
+//!   tags exactly 0/1, only known flags), except that filters are re-encoded from
 //!   their canonical JSON (`Filter::to_json`).
 //! - `decode` accepts everything [`WalBatch::try_encode`] accepts; `encode`
 //!   on a batch outside the limits (strings over 16 MiB, vectors over
@@ -46,6 +46,12 @@ use super::{len_u64, FormatError, Reader, Writer, FORMAT_VERSION_V1};
 pub const WAL_MAGIC: [u8; 8] = *b"TIDE.WAL";
 /// The WAL format version this build writes (and the highest it reads).
 pub const WAL_FORMAT_VERSION: u16 = FORMAT_VERSION_V1;
+/// Flag bit: the batch's requests were applied with `datetime` values and
+/// literals as canonical UTC instants (storage-format 3.1, 3.5). Batches
+/// without it replay with datetimes compared as the strings sent.
+pub const WAL_FLAG_DATETIME_INSTANTS: u16 = 0x0001;
+/// Every flag bit this build knows; a batch with any other bit is refused.
+pub const WAL_KNOWN_FLAGS: u16 = WAL_FLAG_DATETIME_INSTANTS;
 /// Size of the fixed header.
 pub const WAL_HEADER_LEN: usize = 48;
 /// Largest body accepted (1 GiB); the engine bounds batches well below.
@@ -93,7 +99,7 @@ const MIN_PATCH_BYTES: usize = MIN_ID_BYTES + 4;
 pub struct WalHeader {
     /// Format version (always [`WAL_FORMAT_VERSION`] once decoded).
     pub version: u16,
-    /// Flags (always 0 in v1).
+    /// Flags (a subset of [`WAL_KNOWN_FLAGS`]).
     pub flags: u16,
     /// Number of request records in the body.
     pub request_count: u32,
@@ -116,6 +122,9 @@ pub struct WalBatch {
     pub created_at_ms: u64,
     /// The requests, applied in this order.
     pub requests: Vec<RequestRecord>,
+    /// Header flags ([`WAL_FLAG_DATETIME_INSTANTS`]): how the requests were
+    /// applied, so a replay applies them alike.
+    pub flags: u16,
 }
 
 impl WalBatch {
@@ -166,7 +175,7 @@ impl WalBatch {
             requests.push(read_request(&mut r)?);
         }
         r.finish("wal body")?;
-        Ok(WalBatch { seq: header.seq, created_at_ms: header.created_at_ms, requests })
+        Ok(WalBatch { seq: header.seq, created_at_ms: header.created_at_ms, requests, flags: header.flags })
     }
 
     /// Rows named directly by the batch's requests (upserts + patches +
@@ -179,7 +188,7 @@ impl WalBatch {
         let mut e = Enc { w: Writer::with_capacity(WAL_HEADER_LEN + 256), violation: None };
         e.w.bytes(&WAL_MAGIC);
         e.w.u16(WAL_FORMAT_VERSION);
-        e.w.u16(0); // flags
+        e.w.u16(self.flags);
         let count = e.count("wal requests", self.requests.len(), usize::MAX);
         e.w.u32(count);
         e.w.u64(self.seq);
@@ -235,7 +244,7 @@ pub fn peek_header(bytes: &[u8]) -> Result<WalHeader, FormatError> {
     if stored != actual {
         return Err(FormatError::ChecksumMismatch { what: "wal header", expected: stored, actual });
     }
-    if flags != 0 {
+    if flags & !WAL_KNOWN_FLAGS != 0 {
         return Err(FormatError::Malformed(format!("wal header: unknown flags {flags:#06x}")));
     }
     if body_len > MAX_WAL_BODY_BYTES {
@@ -540,6 +549,7 @@ mod tests {
             seq: 42,
             created_at_ms: 1_700_000_000_000,
             requests: vec![full, second, RequestRecord::default()],
+            flags: WAL_FLAG_DATETIME_INSTANTS,
         }
     }
 
@@ -551,7 +561,7 @@ mod tests {
             attrs: attrs(&[("a", Value::Int(1)), ("t", Value::Array(vec![Value::Str("x".into())]))]),
         });
         req.ops.deletes.push(DocId::Str("d".into()));
-        WalBatch { seq: 3, created_at_ms: 5, requests: vec![req] }
+        WalBatch { seq: 3, created_at_ms: 5, requests: vec![req], flags: 0 }
     }
 
     /// Re-seal arbitrary body bytes with a valid header (for tests that need
@@ -668,7 +678,7 @@ mod tests {
         let mut w = Writer::new();
         let bytes = small_batch().encode();
         w.bytes(&bytes[..OFF_FLAGS]);
-        w.u16(1);
+        w.u16(0x0002);
         w.bytes(&bytes[OFF_REQUEST_COUNT..OFF_HEADER_CRC]);
         let crc = crc32c::crc32c(w.as_slice());
         w.u32(crc);
@@ -885,8 +895,9 @@ mod tests {
             seq in any::<u64>(),
             created_at_ms in any::<u64>(),
             requests in proptest::collection::vec(arb_request(), 0..4),
+            flags in 0..=WAL_KNOWN_FLAGS,
         ) {
-            let b = WalBatch { seq, created_at_ms, requests };
+            let b = WalBatch { seq, created_at_ms, requests, flags };
             let bytes = b.try_encode().unwrap();
             prop_assert_eq!(WalBatch::decode(&bytes).unwrap(), b);
         }

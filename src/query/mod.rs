@@ -306,10 +306,16 @@ pub const DIST_ATTR: &str = "$dist";
 
 /// Run one query on a state.
 pub fn execute(q: &Query, state: &NsState) -> Result<QueryResult, QueryError> {
-    // Uuid literals in canonical form, as uuid attributes are stored: the
-    // attribute index and the scan then agree whatever case was sent.
-    let uuid = |a: &str| crate::schema::is_uuid_typed(&state.schema, a);
-    let canonical = q.filters.as_ref().and_then(|f| f.with_canonical_uuids(&uuid));
+    // Uuid and datetime literals in canonical spelling, as those attributes
+    // are stored: the attribute index and the scan then agree whatever case,
+    // offset or precision was sent.
+    let kind_of = |a: &str| crate::schema::canonical_kind(&state.schema, a);
+    let canonical = match &q.filters {
+        Some(f) => {
+            f.with_canonical_literals(&kind_of).map_err(|e| QueryError::InvalidInput(e.to_string()))?
+        }
+        None => None,
+    };
     let with_canonical;
     let q = match canonical {
         Some(f) => {

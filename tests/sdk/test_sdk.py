@@ -583,6 +583,30 @@ def test_attribute_types_round_trip(ns):
     assert ids(ns.query(rank_by=("i", "asc"), top_k=5)) == [1, 2]
 
 
+def test_datetime_values_are_instants(ns):
+    """ISO 8601 with any offset or precision names one UTC instant: stored as milliseconds,
+    returned canonical, filtered and ordered by time; a non-date is a 400."""
+    minus4 = datetime.timezone(datetime.timedelta(hours=-4))
+    ns.write(
+        upsert_rows=[
+            {"id": 1, "ts": datetime.datetime(2015, 1, 20, 12, 34, 56, tzinfo=minus4).isoformat()},
+            {"id": 2, "ts": "2015-01-20T12:40:00Z"},
+            {"id": 3, "ts": "2015-01-20"},
+        ],
+        schema={"ts": "datetime"},
+    )
+    assert ns.schema()["ts"].type == "datetime"
+    assert by_id(ns)[1]["ts"] == "2015-01-20T16:34:56.000Z"
+    later = ns.query(rank_by=("ts", "asc"), top_k=5, filters=("ts", "Gte", "2015-01-20T12:40:00Z"))
+    assert ids(later) == [2, 1]
+    assert ids(ns.query(rank_by=("ts", "desc"), top_k=5)) == [1, 2, 3]
+    with pytest.raises(turbopuffer.BadRequestError):
+        ns.write(upsert_rows=[{"id": 4, "ts": "not a date"}])
+    with pytest.raises(turbopuffer.BadRequestError):
+        ns.query(rank_by=("id", "asc"), top_k=5, filters=("ts", "Lt", "yesterday"))
+    assert ids(ns.query(rank_by=("id", "asc"), top_k=10)) == [1, 2, 3]
+
+
 def test_eventual_consistency_query(filter_ns):
     resp = filter_ns.query(rank_by=("id", "asc"), top_k=3, consistency={"level": "eventual"})
     assert ids(resp) == [1, 2, 3]
