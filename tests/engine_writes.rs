@@ -221,6 +221,30 @@ async fn if_version_is_a_whole_request_precondition() {
 }
 
 #[tokio::test]
+async fn if_version_survives_compaction_and_labels_but_not_a_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = open(dir.path()).await;
+    let p = ns("ifvc");
+    let v = write(&e, &p, json!({"upsert_rows": [{"id": 1, "n": 1}]})).await.unwrap().generation;
+    // Generations that only reorganize storage or relabel keep the content v names.
+    let compacted = e.compact(&p, true).await.unwrap().generation;
+    assert!(compacted > v);
+    let changes = [("env".to_owned(), Some("test".to_owned()))].into();
+    let labelled = e.set_labels(&p, &changes).await.unwrap().generation;
+    assert!(labelled > compacted, "{labelled} {compacted}");
+    let r = write(&e, &p, json!({"if_version": v, "patch_rows": [{"id": 1, "n": 2}]})).await.unwrap();
+    assert_eq!(doc(&e, &p, 1).await.unwrap().attrs["n"], Value::Int(2));
+    // That write changed the content: v (and the compacted generation) are stale now.
+    for stale in [v, compacted, labelled] {
+        let err =
+            write(&e, &p, json!({"if_version": stale, "patch_rows": [{"id": 1, "n": 3}]})).await.unwrap_err();
+        assert!(err.kind() == ErrorKind::PreconditionFailed, "{stale}: {err:?}");
+    }
+    write(&e, &p, json!({"if_version": r.generation, "patch_rows": [{"id": 1, "n": 4}]})).await.unwrap();
+    assert_eq!(doc(&e, &p, 1).await.unwrap().attrs["n"], Value::Int(4));
+}
+
+#[tokio::test]
 async fn idempotent_retry_returns_the_first_result_and_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let p = ns("idem");

@@ -133,6 +133,7 @@ fn golden_wal_batch_bytes_are_stable() {
 fn golden_manifest() -> Manifest {
     Manifest {
         labels: Default::default(),
+        data_generation: None,
         namespace: "a/b/c".into(),
         generation: 2,
         commit_id: "00112233445566778899aabbccddeeff".into(),
@@ -389,6 +390,7 @@ fn v1_filters_batch() -> WalBatch {
 fn v1_manifest() -> Manifest {
     Manifest {
         labels: Default::default(),
+        data_generation: None,
         namespace: "acme/search/docs".into(),
         generation: 7,
         commit_id: "0123456789abcdef0123456789abcdef".into(),

@@ -263,6 +263,7 @@ impl Engine {
         m.deleted = false;
         m.next_wal_seq = source.next_wal_seq.max(base.map_or(0, |b| b.next_wal_seq));
         m.row_id_hwm = 0;
+        m.data_generation = None;
         m.lineage = lineage;
         m.validate().map_err(|e| EngineError::internal(format!("derived manifest is invalid: {e}")))?;
         Ok(m)

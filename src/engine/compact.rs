@@ -544,6 +544,7 @@ fn compacted(cur: &Manifest, base: &Manifest, out: &Output, commit_id: String, n
     let mut next = cur.clone();
     next.generation = cur.generation + 1;
     next.previous_generation = Some(cur.generation);
+    next.data_generation = Some(cur.content_version());
     next.commit_id = commit_id;
     next.committed_at_ms = now;
     next.wal = cur.wal[base.wal.len()..].to_vec();

@@ -103,6 +103,7 @@ impl Engine {
                     next.labels = applied(&live.labels, changes)?;
                     next.previous_generation = Some(live.generation);
                     next.generation = live.generation + 1;
+                    next.data_generation = Some(live.content_version());
                     next.commit_id = ids.next_token();
                     next.committed_at_ms = now;
                     Ok(Derived::Commit(next))

@@ -191,7 +191,10 @@ impl Engine {
             if !first {
                 return Ok(PlannedOutcome::Deferred);
             }
-            let matches = v == base.generation() || (v == 0 && !base.exists());
+            // A generation that only compacted (or relabelled) what `v`
+            // committed holds the same content: `v` still matches.
+            let same_content = base.manifest.as_ref().is_some_and(|m| !m.deleted && m.content_version() == v);
+            let matches = v == base.generation() || same_content || (v == 0 && !base.exists());
             if !matches {
                 return Err(EngineError::precondition_failed(format!(
                     "if_version {v} does not match the namespace's current version {}",
@@ -437,6 +440,7 @@ fn next_manifest(
         row_id_hwm: base.manifest.as_ref().map_or(0, |m| m.row_id_hwm),
         lineage: live.and_then(|m| m.lineage.clone()),
         labels: live.map(|m| m.labels.clone()).unwrap_or_default(),
+        data_generation: None,
         stats: ManifestStats {
             approx_row_count: state.len(),
             approx_logical_bytes: state.logical_bytes,

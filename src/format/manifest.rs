@@ -199,6 +199,20 @@ pub struct Manifest {
     /// branches, copies and snapshots; absent from the JSON when empty.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
+    /// The generation of the last commit that changed documents, schema or
+    /// settings, when older than this one: commits that only reorganize
+    /// storage (compaction) or change labels keep it, so an `if_version`
+    /// read before them still matches. Absent: this generation (4.2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_generation: Option<u64>,
+}
+
+impl Manifest {
+    /// The version a client's `if_version` may name for this generation's
+    /// content (besides the generation itself).
+    pub fn content_version(&self) -> u64 {
+        self.data_generation.unwrap_or(self.generation)
+    }
 }
 
 #[derive(Deserialize)]
@@ -487,6 +501,7 @@ mod tests {
         let schema = json!({"title": {"type": "string", "filterable": true}, "vector": {"type": "[3]f32", "ann": true}});
         Manifest {
             labels: [("env".to_owned(), "prod".to_owned())].into(),
+            data_generation: Some(5),
             namespace: "acme/search/docs".into(),
             generation: 7,
             commit_id: "0123456789abcdef0123456789abcdef".into(),
