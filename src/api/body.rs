@@ -6,6 +6,9 @@
 //! - A body whose next chunk does not arrive within the stall timeout is
 //!   abandoned (408), so a slow client cannot hold a handler forever.
 //! - Only `identity` and `gzip` request encodings are accepted (415 else).
+//! - A JSON body becomes a tree only after a linear scan has bounded its
+//!   number of values (`wire::bounded`), so memory follows the values, not
+//!   a compression ratio.
 //! - Responses are JSON; they are gzipped only when the client accepts gzip
 //!   and the body is large enough to be worth it.
 
@@ -102,10 +105,16 @@ pub fn gunzip(raw: &[u8], limit: usize) -> Result<Bytes, ApiError> {
     Ok(Bytes::from(out))
 }
 
-/// Parse a JSON body.
+/// Parse a JSON body of at most `wire::bounded::MAX_JSON_VALUES` values
+/// (checked by a linear scan before any tree is built; writes take the
+/// row-by-row path of `WriteRequest::from_slice` instead).
 pub fn parse_json(bytes: &[u8]) -> Result<Json, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::bad_request("request body is empty; expected a JSON object"));
+    }
+    let cap = crate::wire::bounded::MAX_JSON_VALUES;
+    if crate::wire::bounded::exceeds_values(bytes, cap) {
+        return Err(ApiError::bad_request(format!("request body holds more than {cap} JSON values")));
     }
     serde_json::from_slice(bytes).map_err(|e| ApiError::bad_request(format!("malformed JSON body: {e}")))
 }

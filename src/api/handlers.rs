@@ -148,19 +148,40 @@ async fn body_json(ctx: &Ctx, req: Request<Incoming>) -> Result<(hyper::HeaderMa
     let limits = &ctx.state.limits;
     let bytes: Bytes =
         read_body(body, &parts.headers, limits.max_body_bytes, limits.body_stall_timeout).await?;
-    Ok((parts.headers, parse_json(&bytes)?))
+    Ok((parts.headers, off_workers(bytes, parse_json).await?))
+}
+
+/// Bodies larger than this are parsed on a blocking thread.
+const INLINE_PARSE_BYTES: usize = 256 * 1024;
+
+/// `parse(bytes)`, on a blocking thread when the body is large, so a big
+/// JSON body never stalls the async workers (and `/health` with them).
+pub(super) async fn off_workers<T: Send + 'static>(
+    bytes: Bytes,
+    parse: impl FnOnce(&[u8]) -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    if bytes.len() <= INLINE_PARSE_BYTES {
+        return parse(&bytes);
+    }
+    tokio::task::spawn_blocking(move || parse(&bytes))
+        .await
+        .map_err(|e| ApiError::internal(format!("body parsing task failed: {e}")))?
 }
 
 async fn write(ctx: &Ctx, ns: &str, req: Request<Incoming>) -> Result<Json, ApiError> {
     let path = ctx.ns(ns)?;
-    let (headers, mut body) = body_json(ctx, req).await?;
+    let (parts, body) = req.into_parts();
+    let limits = &ctx.state.limits;
+    let bytes = read_body(body, &parts.headers, limits.max_body_bytes, limits.body_stall_timeout).await?;
+    let headers = parts.headers;
+    // Parsing a large body is CPU work: off the async workers.
+    let (mut w, labels) = off_workers(bytes, |b| WriteRequest::from_slice(b).map_err(ApiError::from)).await?;
     // `labels` (our extension) rides along a write, typically the first one;
     // validated before anything is written, applied right after the write.
-    let labels = match body.as_object_mut().and_then(|o| o.remove("labels")) {
+    let labels = match labels {
         Some(v) => Some(parse_label_changes(&v)?).filter(|c| !c.is_empty()),
         None => None,
     };
-    let mut w = WriteRequest::from_json(&body)?;
     if let Some(k) = headers.get(IDEMPOTENCY_KEY) {
         let k = k.to_str().map_err(|_| ApiError::bad_request("Idempotency-Key must be visible ASCII"))?;
         w.set_idempotency_key(k)?;

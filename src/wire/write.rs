@@ -4,12 +4,20 @@
 //! Invariants: parsing is pure and total — any input yields a request or an
 //! [`EngineError::invalid_input`] naming the offending key; vectors arrive as
 //! JSON floats or base64 of little-endian f32 and must be finite; a request
-//! names at most [`MAX_WRITE_ROWS`] rows directly.
+//! names at most [`MAX_WRITE_ROWS`] rows directly and carries at most
+//! [`MAX_WRITE_ATTR_VALUES`] attribute values.
+//! - [`WriteRequest::from_slice`] (the HTTP path) keeps memory proportional to
+//!   the typed request: rows and column cells are parsed and typed one at a
+//!   time from borrowed raw JSON (`super::bounded`), every other key is
+//!   parsed only once its value count is bounded.
 
 use std::collections::BTreeMap;
 
 use base64::Engine as _;
+use serde_json::value::RawValue;
 use serde_json::{json, Map, Value as Json};
+
+use super::bounded::{self, MAX_JSON_VALUES, MAX_ROW_JSON_VALUES};
 
 use crate::engine::request::{ForkFrom, ForkKind, WriteRequest, MAX_IDEMPOTENCY_KEY_BYTES, MAX_WRITE_ROWS};
 use crate::engine::{EngineError, WriteResponse};
@@ -76,14 +84,103 @@ fn invalid(msg: impl Into<String>) -> EngineError {
     EngineError::invalid_input(msg.into())
 }
 
+/// Most attribute values one write carries (an array counts its elements):
+/// 4,194,304, about 80 per row of a full 50,000-row batch. Typed values cost
+/// ~40 bytes each, so this bounds a write's attributes near 170 MB whatever
+/// the body's shape.
+pub const MAX_WRITE_ATTR_VALUES: usize = 1 << 22;
+
+/// One top-level value of a write body: a parsed tree (`from_json`) or the
+/// borrowed raw text (`from_slice`), parsed only as far as needed.
+#[derive(Clone, Copy)]
+enum Field<'a> {
+    Tree(&'a Json),
+    Raw(&'a RawValue),
+}
+
+impl<'a> Field<'a> {
+    /// The value as a tree, refusing a raw value of more than `cap` values.
+    fn tree(self, cap: usize, what: &str) -> Result<std::borrow::Cow<'a, Json>, EngineError> {
+        match self {
+            Field::Tree(v) => Ok(std::borrow::Cow::Borrowed(v)),
+            Field::Raw(r) => bounded::tree(r.get(), cap, what).map(std::borrow::Cow::Owned).map_err(invalid),
+        }
+    }
+
+    /// The elements of an array, at most `cap` of them.
+    fn elements(self, cap: usize, what: &str) -> Result<Vec<Field<'a>>, EngineError> {
+        match self {
+            Field::Tree(v) => {
+                let items = v.as_array().ok_or_else(|| invalid(format!("{what} must be an array")))?;
+                if items.len() > cap {
+                    return Err(invalid(format!("{what}: more than {cap} elements")));
+                }
+                Ok(items.iter().map(Field::Tree).collect())
+            }
+            Field::Raw(r) => {
+                Ok(bounded::elements(r, cap, what).map_err(invalid)?.into_iter().map(Field::Raw).collect())
+            }
+        }
+    }
+
+    /// The members of an object (column maps).
+    fn members(self, what: &str) -> Result<Vec<(String, Field<'a>)>, EngineError> {
+        let not_object = || invalid(format!("{what} must be an object of equal-length arrays"));
+        match self {
+            Field::Tree(v) => Ok(v
+                .as_object()
+                .ok_or_else(not_object)?
+                .iter()
+                .map(|(k, v)| (k.clone(), Field::Tree(v)))
+                .collect()),
+            Field::Raw(r) => {
+                if !r.get().trim_start().starts_with('{') {
+                    return Err(not_object());
+                }
+                let m: BTreeMap<String, &'a RawValue> =
+                    serde_json::from_str(r.get()).map_err(|e| invalid(format!("{what}: {e}")))?;
+                Ok(m.into_iter().map(|(k, v)| (k, Field::Raw(v))).collect())
+            }
+        }
+    }
+}
+
 impl WriteRequest {
-    /// Parse a write body.
+    /// Parse a write body given as a tree.
     pub fn from_json(body: &Json) -> Result<WriteRequest, EngineError> {
         let obj = body.as_object().ok_or_else(|| invalid("write body must be a JSON object"))?;
         let mut req = WriteRequest::default();
+        let mut budget = MAX_WRITE_ATTR_VALUES;
         for (key, v) in obj {
-            req.apply_key(key, v, obj)?;
+            req.apply_field(key, Field::Tree(v), &mut budget)?;
         }
+        req.finish()
+    }
+
+    /// Parse a write body from its bytes with memory bounded by the typed
+    /// request (module doc). Returns the request and the `labels` member (our
+    /// extension, applied by the caller), if any.
+    pub fn from_slice(body: &[u8]) -> Result<(WriteRequest, Option<Json>), EngineError> {
+        if !body.trim_ascii_start().starts_with(b"{") {
+            return Err(invalid("write body must be a JSON object"));
+        }
+        let top: BTreeMap<String, &RawValue> =
+            serde_json::from_slice(body).map_err(|e| invalid(format!("malformed JSON body: {e}")))?;
+        let mut req = WriteRequest::default();
+        let mut labels = None;
+        let mut budget = MAX_WRITE_ATTR_VALUES;
+        for (key, raw) in top {
+            if key == "labels" {
+                labels = Some(Field::Raw(raw).tree(MAX_JSON_VALUES, "labels")?.into_owned());
+                continue;
+            }
+            req.apply_field(&key, Field::Raw(raw), &mut budget)?;
+        }
+        Ok((req.finish()?, labels))
+    }
+
+    fn finish(self) -> Result<WriteRequest, EngineError> {
+        let req = self;
         if let Some(f) = &req.fork {
             let no_settings = req.record.settings == NamespaceSettings::default();
             if !req.record.ops.is_empty() || !no_settings || req.if_version.is_some() {
@@ -103,25 +200,45 @@ impl WriteRequest {
         Ok(req)
     }
 
-    fn apply_key(&mut self, key: &str, v: &Json, _all: &Map<String, Json>) -> Result<(), EngineError> {
+    fn apply_field(&mut self, key: &str, f: Field<'_>, budget: &mut usize) -> Result<(), EngineError> {
+        match key {
+            "upsert_rows" | "patch_rows" => {
+                for row in f.elements(MAX_WRITE_ROWS, key)? {
+                    let row = row.tree(MAX_ROW_JSON_VALUES, &format!("a row of {key}"))?;
+                    let o = row
+                        .as_object()
+                        .ok_or_else(|| invalid(format!("{key}: every row must be an object")))?;
+                    let typed = typed_row(parse_row(o, key)?, budget)?;
+                    self.push_row(key, typed)?;
+                }
+                Ok(())
+            }
+            "upsert_columns" | "patch_columns" => {
+                for typed in parse_columns(f, key, budget)? {
+                    self.push_row(key, typed)?;
+                }
+                Ok(())
+            }
+            _ => {
+                let v = f.tree(MAX_JSON_VALUES, key)?;
+                self.apply_key(key, &v)
+            }
+        }
+    }
+
+    fn push_row(&mut self, key: &str, row: TypedRow) -> Result<(), EngineError> {
+        let ops = &mut self.record.ops;
+        if key.starts_with("upsert") {
+            ops.upserts.push(row_to_document(row));
+        } else {
+            ops.patches.push(row_to_patch(row)?);
+        }
+        Ok(())
+    }
+
+    fn apply_key(&mut self, key: &str, v: &Json) -> Result<(), EngineError> {
         let ops = &mut self.record.ops;
         match key {
-            "upsert_rows" => ops
-                .upserts
-                .extend(parse_rows(v, key)?.into_iter().map(row_to_document).collect::<Result<Vec<_>, _>>()?),
-            "upsert_columns" => {
-                ops.upserts.extend(parse_columns(v, key)?.into_iter().map(row_to_document).collect::<Result<
-                    Vec<_>,
-                    _,
-                >>(
-                )?)
-            }
-            "patch_rows" => ops
-                .patches
-                .extend(parse_rows(v, key)?.into_iter().map(row_to_patch).collect::<Result<Vec<_>, _>>()?),
-            "patch_columns" => ops
-                .patches
-                .extend(parse_columns(v, key)?.into_iter().map(row_to_patch).collect::<Result<Vec<_>, _>>()?),
             "deletes" => {
                 let ids = v.as_array().ok_or_else(|| invalid("deletes must be an array of ids"))?;
                 for id in ids {
@@ -244,6 +361,45 @@ struct RawRow {
     attrs: Vec<(String, Json)>,
 }
 
+/// One row, typed: `vector` is `Some(None)` for an explicit `null`.
+struct TypedRow {
+    id: DocId,
+    vector: Option<Option<Vec<f32>>>,
+    attrs: Vec<(String, Value)>,
+}
+
+/// Type one row's values, charging its attribute values to `budget`.
+fn typed_row(row: RawRow, budget: &mut usize) -> Result<TypedRow, EngineError> {
+    let vector = row.vector.as_ref().map(parse_optional_vector).transpose()?;
+    let mut attrs = Vec::with_capacity(row.attrs.len());
+    for (k, v) in row.attrs {
+        attrs.push(typed_attr(k, &v, budget)?);
+    }
+    Ok(TypedRow { id: row.id, vector, attrs })
+}
+
+fn parse_optional_vector(v: &Json) -> Result<Option<Vec<f32>>, EngineError> {
+    if v.is_null() {
+        return Ok(None);
+    }
+    parse_vector(v).map(Some)
+}
+
+fn typed_attr(name: String, v: &Json, budget: &mut usize) -> Result<(String, Value), EngineError> {
+    let val = Value::from_json(v).map_err(|e| invalid(format!("attribute {name:?}: {e}")))?;
+    let n = match &val {
+        Value::Array(items) => 1 + items.len(),
+        Value::Sparse(items) => 1 + items.len(),
+        _ => 1,
+    };
+    *budget = budget.checked_sub(n).ok_or_else(|| {
+        invalid(format!(
+            "a write may carry at most {MAX_WRITE_ATTR_VALUES} attribute values (array elements count)"
+        ))
+    })?;
+    Ok((name, val))
+}
+
 fn check_attr_name(name: &str, allow_vector: bool) -> Result<(), EngineError> {
     if name.is_empty() || name.len() > MAX_ATTRIBUTE_NAME_BYTES {
         return Err(invalid(format!(
@@ -277,55 +433,46 @@ fn parse_row(o: &Map<String, Json>, key: &str) -> Result<RawRow, EngineError> {
     Ok(row)
 }
 
-fn parse_rows(v: &Json, key: &str) -> Result<Vec<RawRow>, EngineError> {
-    let rows = v.as_array().ok_or_else(|| invalid(format!("{key} must be an array of objects")))?;
-    if rows.len() > MAX_WRITE_ROWS {
-        return Err(invalid(format!("{key}: at most {MAX_WRITE_ROWS} rows per write")));
-    }
-    rows.iter()
-        .map(|r| {
-            r.as_object()
-                .ok_or_else(|| invalid(format!("{key}: every row must be an object")))
-                .and_then(|o| parse_row(o, key))
-        })
-        .collect()
-}
-
-fn parse_columns(v: &Json, key: &str) -> Result<Vec<RawRow>, EngineError> {
-    let cols =
-        v.as_object().ok_or_else(|| invalid(format!("{key} must be an object of equal-length arrays")))?;
+/// Rows from `{"id": [...], "attr": [...], ...}`: ids first, then one
+/// column at a time, each cell typed as it is read.
+fn parse_columns(f: Field<'_>, key: &str, budget: &mut usize) -> Result<Vec<TypedRow>, EngineError> {
+    let cols = f.members(key)?;
     let ids = cols
-        .get(ID_ATTR)
-        .and_then(Json::as_array)
-        .ok_or_else(|| invalid(format!("{key} needs an \"id\" array")))?;
-    if ids.len() > MAX_WRITE_ROWS {
-        return Err(invalid(format!("{key}: at most {MAX_WRITE_ROWS} rows per write")));
-    }
+        .iter()
+        .find(|(name, _)| name == ID_ATTR)
+        .ok_or_else(|| invalid(format!("{key} needs an \"id\" array")))?
+        .1
+        .elements(MAX_WRITE_ROWS, &format!("{key}.id"))?;
     let mut rows = Vec::with_capacity(ids.len());
     for id in ids {
-        let id = DocId::from_json(id).map_err(|e| invalid(format!("{key}: {e}")))?;
-        rows.push(RawRow { id, vector: None, attrs: Vec::new() });
+        let id = id.tree(MAX_ROW_JSON_VALUES, key)?;
+        let id = DocId::from_json(&id).map_err(|e| invalid(format!("{key}: {e}")))?;
+        rows.push(TypedRow { id, vector: None, attrs: Vec::new() });
     }
     for (name, col) in cols {
         if name == ID_ATTR {
             continue;
         }
-        let values = col.as_array().ok_or_else(|| invalid(format!("{key}.{name} must be an array")))?;
-        if values.len() != rows.len() {
-            return Err(invalid(format!(
-                "{key}.{name} has {} values but there are {} ids (columns must have equal length)",
-                values.len(),
-                rows.len()
-            )));
-        }
         if name != VECTOR_ATTR {
-            check_attr_name(name, false)?;
+            check_attr_name(&name, false)?;
         }
-        for (row, val) in rows.iter_mut().zip(values) {
+        let what = format!("{key}.{name}");
+        let unequal = |n: usize| {
+            invalid(format!(
+                "{what} has {n} values but there are {} ids (columns must have equal length)",
+                rows.len()
+            ))
+        };
+        let values = col.elements(rows.len(), &what).map_err(|_| unequal(rows.len() + 1))?;
+        if values.len() != rows.len() {
+            return Err(unequal(values.len()));
+        }
+        for (row, cell) in rows.iter_mut().zip(values) {
+            let cell = cell.tree(MAX_ROW_JSON_VALUES, &what)?;
             if name == VECTOR_ATTR {
-                row.vector = Some(val.clone());
+                row.vector = Some(parse_optional_vector(&cell)?);
             } else {
-                row.attrs.push((name.clone(), val.clone()));
+                row.attrs.push(typed_attr(name.clone(), &cell, budget)?);
             }
         }
     }
@@ -362,29 +509,18 @@ pub fn parse_vector(v: &Json) -> Result<Vec<f32>, EngineError> {
     Ok(out)
 }
 
-fn row_to_document(row: RawRow) -> Result<Document, EngineError> {
+fn row_to_document(row: TypedRow) -> Document {
     let mut doc = Document::new(row.id);
-    if let Some(v) = row.vector.filter(|v| !v.is_null()) {
-        doc.vector = Some(parse_vector(&v)?);
-    }
-    for (k, v) in row.attrs {
-        let val = Value::from_json(&v).map_err(|e| invalid(format!("attribute {k:?}: {e}")))?;
-        if val != Value::Null {
-            doc.attrs.insert(k, val);
-        }
-    }
-    Ok(doc)
+    doc.vector = row.vector.flatten();
+    doc.attrs.extend(row.attrs.into_iter().filter(|(_, v)| *v != Value::Null));
+    doc
 }
 
-fn row_to_patch(row: RawRow) -> Result<Patch, EngineError> {
+fn row_to_patch(row: TypedRow) -> Result<Patch, EngineError> {
     if row.vector.is_some() {
         return Err(invalid("vectors cannot be patched; upsert the document instead"));
     }
-    let mut attrs = BTreeMap::new();
-    for (k, v) in row.attrs {
-        attrs.insert(k.clone(), Value::from_json(&v).map_err(|e| invalid(format!("attribute {k:?}: {e}")))?);
-    }
-    Ok(Patch { id: row.id, attrs })
+    Ok(Patch { id: row.id, attrs: row.attrs.into_iter().collect() })
 }
 
 impl WriteResponse {
