@@ -23,6 +23,15 @@ use serde::{Deserialize, Serialize};
 pub const MAX_STRING_ID_BYTES: usize = 64;
 /// Longest attribute name, in bytes.
 pub const MAX_ATTRIBUTE_NAME_BYTES: usize = 128;
+/// Most attribute names one namespace's schema holds (turbopuffer's limit;
+/// `id` and `vector` not counted).
+pub const MAX_ATTRIBUTES_PER_NAMESPACE: usize = 256;
+/// Largest attribute value (a string, or an array's elements together), in
+/// bytes (turbopuffer's limit: 8 MiB).
+pub const MAX_ATTRIBUTE_VALUE_BYTES: usize = 8 << 20;
+/// Largest document (`Document::logical_bytes`), in bytes (turbopuffer's
+/// limit: 64 MiB).
+pub const MAX_DOCUMENT_BYTES: u64 = 64 << 20;
 /// Largest dense-vector dimension accepted.
 pub const MAX_VECTOR_DIM: usize = 10_752;
 /// The reserved attribute that carries the dense vector.
@@ -396,7 +405,9 @@ impl Document {
     }
 }
 
-fn value_bytes(v: &Value) -> usize {
+/// Approximate size of one attribute value in bytes (strings by length,
+/// numbers 8, arrays their elements together).
+pub fn value_bytes(v: &Value) -> usize {
     match v {
         Value::Null => 0,
         Value::Bool(_) => 1,

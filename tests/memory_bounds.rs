@@ -6,7 +6,11 @@
 //!   many legal rows whose attribute values together pass the budget;
 //! - the daemon's peak RSS stays far below what those trees cost (they
 //!   peaked at ~3 GB), and it keeps serving: a normal write and query
-//!   afterwards succeed and nothing stored changed.
+//!   afterwards succeed and nothing stored changed;
+//! - schema and attribute bombs (issue 12 item 6): a namespace takes at most
+//!   256 attribute names (by write or schema update), a value at most 8 MiB,
+//!   a document at most 64 MiB: each a 400 naming the limit that writes
+//!   nothing, while writes within the limits keep working.
 
 mod common;
 
@@ -105,4 +109,57 @@ async fn compressed_json_bombs_are_refused_with_bounded_memory() {
     let (s, b) = post(&c, &d.at("/v2/namespaces/m/query"), &q).await;
     assert_eq!(s, 200, "{b}");
     assert_eq!(b["rows"], json!([{"id": 1, "a": [1, 2]}, {"id": 3, "a": [3]}]), "{b}");
+}
+
+#[tokio::test]
+async fn attribute_names_values_and_documents_are_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(dir.path(), &[]);
+    let c = client();
+    let url = d.at("/v2/namespaces/a");
+    let mut row = serde_json::Map::new();
+    row.insert("id".into(), json!(1));
+    for i in 0..256 {
+        row.insert(format!("a{i}"), json!(i));
+    }
+    let (s, b) = post(&c, &url, &json!({"upsert_rows": [row]})).await;
+    assert_eq!(s, 200, "256 attributes are fine: {b}");
+    let refused = [
+        json!({"upsert_rows": [{"id": 2, "a0": 1, "one_more": 1}]}),
+        json!({"schema": {"one_more": "string"}}),
+        json!({"patch_rows": [{"id": 1, "one_more": "x"}]}),
+    ];
+    for body in &refused {
+        let (s, b) = post(&c, &url, body).await;
+        assert_eq!(s, 400, "{body}: {b}");
+        assert!(b["error"].as_str().unwrap().contains("at most 256 attributes"), "{b}");
+    }
+    let (s, b) = post(&c, &url, &json!({"upsert_rows": [{"id": 2, "a0": 7, "a255": 8}]})).await;
+    assert_eq!(s, 200, "existing names still take writes: {b}");
+
+    let big = "x".repeat((8 << 20) + 1);
+    let eight = "x".repeat(8 << 20);
+    let refused = [
+        (json!({"upsert_rows": [{"id": 3, "a1": big}]}), "exceeds the 8388608-byte limit"),
+        (json!({"patch_by_filter": {"filters": ["id", "Eq", 1], "patch": {"a1": big}}}), "8388608-byte"),
+        (
+            json!({"upsert_rows": [{"id": 3, "a1": eight, "a2": eight, "a3": eight, "a4": eight,
+                "a5": eight, "a6": eight, "a7": eight, "a8": eight, "a9": "y"}]}),
+            "over the 67108864-byte limit",
+        ),
+    ];
+    for (body, want) in &refused {
+        let r = c.post(&url).header("content-type", "application/json").body(body.to_string()).send();
+        let r = r.await.unwrap();
+        let (s, b) = (r.status().as_u16(), r.json::<Json>().await.unwrap());
+        assert_eq!(s, 400, "{b}");
+        assert!(b["error"].as_str().unwrap().contains(want), "want {want:?}: {b}");
+    }
+    let q = json!({"rank_by": ["id", "asc"], "top_k": 10, "include_attributes": ["a0", "a1"]});
+    let (_, b) = post(&c, &d.at("/v2/namespaces/a/query"), &q).await;
+    assert_eq!(
+        b["rows"],
+        json!([{"id": 1, "a0": 0, "a1": 1}, {"id": 2, "a0": 7}]),
+        "nothing else written: {b}"
+    );
 }

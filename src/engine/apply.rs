@@ -212,7 +212,24 @@ pub fn apply_request(
     req: &RequestRecord,
     affected: Option<&mut AffectedIds>,
 ) -> Result<RowCounts, EngineError> {
-    apply_with(state, req, affected, DatetimeRule::Instants)
+    let before = attribute_count(state);
+    let mut next = state.clone();
+    let counts = apply_with(&mut next, req, affected, DatetimeRule::Instants)?;
+    // New requests only: a namespace that grew past the cap under an older
+    // build still replays and serves; it just cannot add names.
+    let after = attribute_count(&next);
+    if after > crate::model::MAX_ATTRIBUTES_PER_NAMESPACE && after > before {
+        return Err(invalid(format!(
+            "a namespace may have at most {} attributes; this write would make it {after}",
+            crate::model::MAX_ATTRIBUTES_PER_NAMESPACE
+        )));
+    }
+    *state = next;
+    Ok(counts)
+}
+
+fn attribute_count(s: &NsState) -> usize {
+    s.schema.keys().filter(|k| *k != crate::model::ID_ATTR && *k != crate::model::VECTOR_ATTR).count()
 }
 
 /// Replay one request of a WAL batch under the rule it was first applied

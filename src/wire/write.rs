@@ -24,7 +24,8 @@ use crate::engine::{EngineError, WriteResponse};
 use crate::filter::Filter;
 
 use crate::model::{
-    DistanceMetric, DocId, Document, Value, ID_ATTR, MAX_ATTRIBUTE_NAME_BYTES, MAX_VECTOR_DIM, VECTOR_ATTR,
+    DistanceMetric, DocId, Document, Value, ID_ATTR, MAX_ATTRIBUTE_NAME_BYTES, MAX_ATTRIBUTE_VALUE_BYTES,
+    MAX_DOCUMENT_BYTES, MAX_VECTOR_DIM, VECTOR_ATTR,
 };
 
 use crate::ops::{NamespaceSettings, Patch, PatchByFilter};
@@ -229,7 +230,15 @@ impl WriteRequest {
     fn push_row(&mut self, key: &str, row: TypedRow) -> Result<(), EngineError> {
         let ops = &mut self.record.ops;
         if key.starts_with("upsert") {
-            ops.upserts.push(row_to_document(row));
+            let doc = row_to_document(row);
+            if doc.logical_bytes() > MAX_DOCUMENT_BYTES {
+                return Err(invalid(format!(
+                    "{key}: document {} is {} bytes, over the {MAX_DOCUMENT_BYTES}-byte limit",
+                    doc.id,
+                    doc.logical_bytes()
+                )));
+            }
+            ops.upserts.push(doc);
         } else {
             ops.patches.push(row_to_patch(row)?);
         }
@@ -265,11 +274,10 @@ impl WriteRequest {
                 let mut attrs = BTreeMap::new();
                 for (k, val) in patch {
                     check_attr_name(k, true)?;
-                    attrs.insert(
-                        k.clone(),
-                        Value::from_json(val)
-                            .map_err(|e| invalid(format!("patch_by_filter.patch.{k}: {e}")))?,
-                    );
+                    let val = Value::from_json(val)
+                        .map_err(|e| invalid(format!("patch_by_filter.patch.{k}: {e}")))?;
+                    check_value_size(k, &val)?;
+                    attrs.insert(k.clone(), val);
                 }
                 ops.patch_by_filter = Some(PatchByFilter { filter, attrs });
             }
@@ -385,8 +393,19 @@ fn parse_optional_vector(v: &Json) -> Result<Option<Vec<f32>>, EngineError> {
     parse_vector(v).map(Some)
 }
 
+fn check_value_size(name: &str, val: &Value) -> Result<(), EngineError> {
+    let bytes = crate::model::value_bytes(val);
+    if bytes > MAX_ATTRIBUTE_VALUE_BYTES {
+        return Err(invalid(format!(
+            "attribute {name:?}: a value of {bytes} bytes exceeds the {MAX_ATTRIBUTE_VALUE_BYTES}-byte limit"
+        )));
+    }
+    Ok(())
+}
+
 fn typed_attr(name: String, v: &Json, budget: &mut usize) -> Result<(String, Value), EngineError> {
     let val = Value::from_json(v).map_err(|e| invalid(format!("attribute {name:?}: {e}")))?;
+    check_value_size(&name, &val)?;
     let n = match &val {
         Value::Array(items) => 1 + items.len(),
         Value::Sparse(items) => 1 + items.len(),
