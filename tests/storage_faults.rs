@@ -15,6 +15,14 @@
 //! - Disk full answers 507 with a JSON message and `retry-after`, and writes
 //!   succeed again once space is freed, without a restart.
 //! - A compaction that cannot fit the disk refuses before writing anything.
+//! - The fault matrix: a put of a WAL object, a manifest, CURRENT or a
+//!   segment that fails before writing (EIO, ENOSPC, once or until healed)
+//!   or after writing (the outcome unknown to the writer) never loses an
+//!   acknowledged write, a refused request answers a 5xx JSON error, and
+//!   writes and compaction work again within seconds of healing, with no
+//!   restart; a copy of the store opened cold holds every acknowledged row.
+//! - `/ready` is truthful about the store: 503 while it refuses writes, 200
+//!   as soon as it takes them again, without waiting for a client write.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -348,4 +356,129 @@ async fn compaction_refuses_early_when_the_disk_is_nearly_full() {
     let (status, _, body) = node.post("v1/namespaces/ns/_admin/compact", &json!({})).await;
     assert_eq!((status, &body["performed"]), (200, &json!(true)), "{body}");
     assert_eq!(node.ids().await, (0..5).collect());
+}
+
+const EIO: i32 = 5;
+
+/// One injected put fault.
+#[derive(Clone, Copy, Debug)]
+enum Injection {
+    Once(Fault),
+    Until(i32),
+}
+
+impl Node {
+    fn inject(&self, key_part: &str, i: Injection) {
+        match i {
+            Injection::Once(f) => self.fault.fail_next_put(key_part, f),
+            Injection::Until(errno) => self.fault.fail_puts_with_errno(key_part, errno),
+        }
+    }
+
+    async fn get(&self, route: &str) -> u16 {
+        self.client.get(format!("{}/{route}", self.base)).send().await.unwrap().status().as_u16()
+    }
+
+    /// Write `id` until it is acknowledged (at most 5 s): recovery without a restart.
+    async fn write_until_acked(&self, id: u64) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let (status, _, body) = self.write(&[id]).await;
+            if status == 200 {
+                return;
+            }
+            assert!(Instant::now() < deadline, "no recovery within 5 s: {status} {body}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_tree(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), target).unwrap();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_put_fault_of_every_object_kind_loses_nothing_and_recovers() {
+    let injections = [
+        Injection::Once(Fault::Before),
+        Injection::Once(Fault::After),
+        Injection::Until(EIO),
+        Injection::Until(ENOSPC),
+    ];
+    for key_part in ["/wal/", "/manifests/", "/CURRENT", "/segments/"] {
+        let (_t, data, objects) = dirs();
+        let node = Node::start(&data, &objects, &Setup::default()).await;
+        let mut acked = HashSet::new();
+        let mut next = 0u64;
+        for inj in injections {
+            next += 1;
+            node.write_until_acked(next).await;
+            acked.insert(next);
+            node.inject(key_part, inj);
+            next += 1;
+            let (status, _, body) = if key_part == "/segments/" {
+                node.post("v1/namespaces/ns/_admin/compact", &json!({})).await
+            } else {
+                node.write(&[next]).await
+            };
+            eprintln!("{key_part} {inj:?}: {status}");
+            // A one-shot fault may be absorbed by a retry; a lasting one must bite
+            // (CURRENT is a hint: a commit stands without it).
+            if matches!(inj, Injection::Until(_)) && key_part != "/CURRENT" {
+                assert_ne!(status, 200, "{key_part} {inj:?}: the fault must bite: {body}");
+            }
+            if status == 200 && key_part != "/segments/" {
+                acked.insert(next);
+            }
+            if status != 200 {
+                assert!((500..600).contains(&status), "{key_part} {inj:?}: {status} {body}");
+                assert!(body["error"].as_str().is_some_and(|m| !m.is_empty()), "{key_part} {inj:?}: {body}");
+            }
+            node.fault.heal();
+            next += 1;
+            node.write_until_acked(next).await;
+            acked.insert(next);
+            if key_part == "/segments/" {
+                let (status, _, body) = node.post("v1/namespaces/ns/_admin/compact", &json!({})).await;
+                assert_eq!(status, 200, "compaction after healing {inj:?}: {body}");
+            }
+            let ids = node.ids().await;
+            let lost: Vec<_> = acked.iter().filter(|id| !ids.contains(id)).collect();
+            assert!(lost.is_empty(), "{key_part} {inj:?}: acknowledged writes lost: {lost:?}");
+        }
+        // Cold: a node opened on a copy of what is on disk holds every acknowledged row.
+        let (_t2, data2, objects2) = dirs();
+        copy_tree(&objects, &objects2);
+        let cold = Node::start(&data2, &objects2, &Setup::default()).await;
+        let ids = cold.ids().await;
+        let lost: Vec<_> = acked.iter().filter(|id| !ids.contains(id)).collect();
+        assert!(lost.is_empty(), "{key_part}: lost after reopening: {lost:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ready_is_truthful_about_a_store_that_refuses_writes() {
+    let (_t, data, objects) = dirs();
+    let node = Node::start(&data, &objects, &Setup::default()).await;
+    assert_eq!(node.write(&[1]).await.0, 200);
+    assert_eq!(node.get("ready").await, 200);
+    for errno in [ENOSPC, EIO] {
+        node.fault.fail_puts_with_errno("", errno);
+        assert!(node.write(&[2]).await.0 >= 500);
+        assert_eq!(node.get("ready").await, 503, "errno {errno}: not ready while writes fail");
+        assert_eq!(node.get("ready").await, 503, "still probing, still failing");
+        assert_eq!(node.get("health").await, 200, "alive all along");
+        node.fault.heal();
+        assert_eq!(node.get("ready").await, 200, "ready again at once, before any client write");
+    }
+    assert_eq!(node.write(&[3]).await.0, 200);
 }

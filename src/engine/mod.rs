@@ -382,7 +382,10 @@ impl Engine {
     /// Ok when the node can take writes: the local metadata is open (after
     /// an I/O error this reopens it once the disk recovers).
     pub async fn ready(&self) -> Result<(), EngineError> {
-        self.blocking(Meta::writable).await
+        self.blocking(Meta::writable).await?;
+        // A store whose last write failed (disk full, bucket gone) is probed:
+        // ready means a write would be taken now.
+        self.store.check_writable().await.map_err(EngineError::from)
     }
 
     /// The commit unit of a namespace on this engine's store.

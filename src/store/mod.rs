@@ -21,7 +21,8 @@
 //!
 //! Beside it: [`durability`] (re-fsync a directory entry whose create
 //! reported an error), [`staging`] (staging files a crash left behind),
-//! [`space`] (free space and ENOSPC).
+//! [`space`] (free space and ENOSPC), [`health`] (whether writes currently
+//! succeed, for `/ready`).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -34,6 +35,7 @@ use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload}
 pub mod durability;
 #[cfg(any(test, feature = "test-util"))]
 pub mod fault;
+pub mod health;
 pub mod metered;
 pub mod space;
 pub mod staging;
@@ -120,12 +122,19 @@ pub struct Store {
     description: String,
     local_root: Option<PathBuf>,
     dir_sync: durability::DirSync,
+    health: Arc<health::WriteHealth>,
 }
 
 impl Store {
     /// Wrap any object store (tests use this for fault-injecting wrappers).
     pub fn new(inner: Arc<dyn ObjectStore>, description: impl Into<String>) -> Store {
-        Store { inner, description: description.into(), local_root: None, dir_sync: Default::default() }
+        Store {
+            inner,
+            description: description.into(),
+            local_root: None,
+            dir_sync: Default::default(),
+            health: Default::default(),
+        }
     }
 
     /// An in-memory store.
@@ -147,6 +156,7 @@ impl Store {
             description: format!("file://{}", dir.display()),
             local_root: Some(dir.to_path_buf()),
             dir_sync: Default::default(),
+            health: Default::default(),
         })
     }
 
@@ -203,6 +213,7 @@ impl Store {
             description: format!("s3://{rest}"),
             local_root: None,
             dir_sync: Default::default(),
+            health: Default::default(),
         })
     }
 
@@ -284,20 +295,34 @@ impl Store {
 
     /// Write (or overwrite) an object; durable when it returns.
     pub async fn put(&self, key: &str, data: Bytes) -> Result<(), StoreError> {
-        self.inner.put(&ObjPath::from(key), PutPayload::from(data)).await.map_err(|e| Self::err(key, e))?;
-        Ok(())
+        let r =
+            self.inner.put(&ObjPath::from(key), PutPayload::from(data)).await.map_err(|e| Self::err(key, e));
+        self.health.record(r.as_ref().err().map(ToString::to_string));
+        r.map(|_| ())
+    }
+
+    /// `Ok` when the store takes writes: at once when the last put succeeded,
+    /// else after a probe put (see [`health`]); the error says why not.
+    pub async fn check_writable(&self) -> Result<(), StoreError> {
+        if self.health.failing().is_none() {
+            return Ok(());
+        }
+        self.put(health::PROBE_KEY, Bytes::from_static(b"probe")).await?;
+        self.delete(health::PROBE_KEY).await
     }
 
     /// Conditional create: writes only if no object exists at `key`.
     pub async fn put_if_absent(&self, key: &str, data: Bytes) -> Result<CreateOutcome, StoreError> {
         let opts = PutOptions { mode: PutMode::Create, ..PutOptions::default() };
-        match self.inner.put_opts(&ObjPath::from(key), PutPayload::from(data), opts).await {
+        let r = match self.inner.put_opts(&ObjPath::from(key), PutPayload::from(data), opts).await {
             Ok(_) => Ok(CreateOutcome::Created),
             Err(object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. }) => {
                 Ok(CreateOutcome::AlreadyExists)
             }
             Err(e) => Err(Self::err(key, e)),
-        }
+        };
+        self.health.record(r.as_ref().err().map(ToString::to_string));
+        r
     }
 
     /// Delete an object; deleting a missing object is not an error.
