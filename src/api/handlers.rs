@@ -146,8 +146,7 @@ async fn ready(state: &AppState) -> Result<Json, ApiError> {
 async fn body_json(ctx: &Ctx, req: Request<Incoming>) -> Result<(hyper::HeaderMap, Json), ApiError> {
     let (parts, body) = req.into_parts();
     let limits = &ctx.state.limits;
-    let bytes: Bytes =
-        read_body(body, &parts.headers, limits.max_body_bytes, limits.body_stall_timeout).await?;
+    let bytes: Bytes = read_body(body, &parts.headers, limits.max_body_bytes, limits.body_timing()).await?;
     Ok((parts.headers, parse_json(&bytes)?))
 }
 
