@@ -533,6 +533,28 @@ mod tests {
         assert_eq!(cfg.header_read_timeout, Duration::from_secs(DEFAULT_HEADER_READ_TIMEOUT_SECS));
         assert_eq!(cfg.data_dir, PathBuf::from("/d"));
         assert!(cfg.api_keys[0].read_only);
+        assert_eq!(cfg.body_timeout, Duration::from_secs(DEFAULT_BODY_TIMEOUT_SECS));
+        assert_eq!(cfg.upload_timeout, Duration::from_secs(DEFAULT_UPLOAD_TIMEOUT_SECS));
+        assert_eq!(cfg.max_connections, DEFAULT_MAX_CONNECTIONS);
+    }
+
+    #[test]
+    fn slow_client_settings_resolve_and_validate() {
+        let file: FileConfig =
+            toml::from_str("body_timeout_secs = 7\nupload_timeout_secs = 70\nmax_connections = 9\n").unwrap();
+        let args =
+            ServeArgs { data_dir: Some("/d".into()), max_connections: Some(5), ..ServeArgs::default() };
+        let cfg = Config::from_parts(&args, file, &env_of(&[])).unwrap();
+        assert_eq!(cfg.body_timeout, Duration::from_secs(7));
+        assert_eq!(cfg.upload_timeout, Duration::from_secs(70));
+        assert_eq!(cfg.max_connections, 5, "the flag beats the file");
+        for bad in [
+            ServeArgs { max_connections: Some(0), ..args.clone() },
+            ServeArgs { body_timeout_secs: Some(0), ..args.clone() },
+            ServeArgs { upload_timeout_secs: Some(0), ..args.clone() },
+        ] {
+            assert!(Config::from_parts(&bad, FileConfig::default(), &env_of(&[])).is_err());
+        }
     }
 
     #[test]

@@ -559,6 +559,61 @@ mod tests {
         assert_eq!(resp.headers().get("x-should-retry").unwrap(), "true");
     }
 
+    /// A writer for a test subscriber: collects every log line.
+    #[derive(Clone, Default)]
+    struct Lines(Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl io::Write for Lines {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn accept_backoff_doubles_to_a_second_logs_once_and_resets() {
+        let lines = Lines::default();
+        let sink = lines.clone();
+        let subscriber =
+            tracing_subscriber::fmt().with_writer(move || sink.clone()).with_ansi(false).finish();
+        tracing::subscriber::with_default(subscriber, || {
+            let mut b = AcceptBackoff::default();
+            let emfile = io::Error::from_raw_os_error(24);
+            let pauses: Vec<u128> = (0..9).map(|_| b.failed(&emfile).unwrap().as_millis()).collect();
+            assert_eq!(pauses, [10, 20, 40, 80, 160, 320, 640, 1000, 1000]);
+            let aborted = io::Error::from(io::ErrorKind::ConnectionAborted);
+            assert_eq!(b.failed(&aborted), None, "one connection's error: no pause");
+            b.succeeded();
+            b.succeeded();
+            assert_eq!(b.failed(&emfile), Some(Duration::from_millis(10)), "a new episode starts over");
+        });
+        let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(text.matches("accept failed (out of file descriptors?)").count(), 2, "{text}");
+        assert_eq!(text.matches("accepting connections again").count(), 1, "{text}");
+        assert!(text.contains("failures=9"), "{text}");
+    }
+
+    #[test]
+    fn the_refusal_is_a_complete_http_response() {
+        let r = String::from_utf8(refusal_response()).unwrap();
+        let (head, body) = r.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("HTTP/1.1 503 "));
+        assert!(head.contains(&format!("content-length: {}", body.len())));
+        let v: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(v["status"], "error");
+    }
+
+    #[test]
+    fn the_connection_cap_fits_the_fd_limit() {
+        assert_eq!(fit_fd_limit(4), 4);
+        let soft = raise_fd_limit(0);
+        let huge = usize::try_from(soft).unwrap_or(usize::MAX);
+        assert!(fit_fd_limit(huge) < huge, "room is kept for the daemon's own files");
+    }
+
     #[tokio::test]
     async fn tracker_waits_for_every_guard() {
         let t = Tracker::default();
