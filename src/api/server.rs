@@ -140,9 +140,16 @@ pub async fn serve(
         .keep_alive_interval(Some(opts.idle_timeout))
         .keep_alive_timeout(opts.idle_timeout);
     let (stop_tx, stop_rx) = watch::channel(false);
-    let slots = Arc::new(Semaphore::new(opts.max_connections));
-    let refusals = Arc::new(Semaphore::new(MAX_REFUSALS));
-    let (mut backoff, mut cap_reached) = (AcceptBackoff::default(), false);
+    let mut gate = Gate {
+        builder,
+        state: state.clone(),
+        stop: stop_rx,
+        opts,
+        slots: Arc::new(Semaphore::new(opts.max_connections)),
+        refusals: Arc::new(Semaphore::new(MAX_REFUSALS)),
+        cap_reached: false,
+    };
+    let mut backoff = AcceptBackoff::default();
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -150,20 +157,7 @@ pub async fn serve(
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     backoff.succeeded();
-                    let Ok(slot) = slots.clone().try_acquire_owned() else {
-                        if !std::mem::replace(&mut cap_reached, true) {
-                            tracing::warn!(max_connections = opts.max_connections, "connection cap reached; refusing new connections with 503");
-                        }
-                        refuse(stream, &refusals);
-                        continue;
-                    };
-                    cap_reached = false;
-                    let conn = Conn { builder: builder.clone(), state: state.clone(), stop: stop_rx.clone(), opts };
-                    let guard = state.tracker.enter();
-                    tokio::spawn(async move {
-                        let (_guard, _slot) = (guard, slot);
-                        conn.run(stream, peer).await;
-                    });
+                    gate.admit(stream, peer);
                 }
                 Err(e) => {
                     let Some(pause) = backoff.failed(&e) else { continue };
@@ -185,6 +179,46 @@ pub async fn serve(
             timeout_secs = opts.shutdown_timeout.as_secs(),
             "shutdown timeout elapsed with requests still in flight; abandoning them"
         );
+    }
+}
+
+/// Admits accepted connections up to the cap; refuses the rest.
+struct Gate {
+    builder: auto::Builder<TokioExecutor>,
+    state: Arc<AppState>,
+    stop: watch::Receiver<bool>,
+    opts: ServerOptions,
+    /// One permit per connection that may be open.
+    slots: Arc<Semaphore>,
+    /// One permit per refusal that may be in progress.
+    refusals: Arc<Semaphore>,
+    /// The last connection was refused (the warning is logged once per episode).
+    cap_reached: bool,
+}
+
+impl Gate {
+    /// Serve `stream` in its own task, or refuse it when the cap is reached.
+    fn admit(&mut self, stream: TcpStream, peer: SocketAddr) {
+        let Ok(slot) = self.slots.clone().try_acquire_owned() else {
+            if !std::mem::replace(&mut self.cap_reached, true) {
+                let max_connections = self.opts.max_connections;
+                tracing::warn!(max_connections, "connection cap reached; refusing new connections with 503");
+            }
+            refuse(stream, &self.refusals);
+            return;
+        };
+        self.cap_reached = false;
+        let conn = Conn {
+            builder: self.builder.clone(),
+            state: self.state.clone(),
+            stop: self.stop.clone(),
+            opts: self.opts,
+        };
+        let guard = self.state.tracker.enter();
+        tokio::spawn(async move {
+            let (_guard, _slot) = (guard, slot);
+            conn.run(stream, peer).await;
+        });
     }
 }
 

@@ -149,7 +149,12 @@ pub async fn spool_body(mut body: Incoming, timing: BodyTiming, dir: &Path) -> R
     let name = format!("upload-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
     let spool = SpoolFile { path: dir.join(name) };
     let disk = |e: std::io::Error| {
-        ApiError::from(EngineError::unavailable(format!("cannot spool the upload to {}: {e}", dir.display())))
+        let message = format!("cannot spool the upload to {}: {e}", dir.display());
+        ApiError::from(if crate::store::space::is_no_space(&e) {
+            EngineError::storage_full(message)
+        } else {
+            EngineError::unavailable(message)
+        })
     };
     let mut w = tokio::io::BufWriter::with_capacity(
         PIPE_BYTES,
