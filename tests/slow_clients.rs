@@ -12,7 +12,8 @@
 //!   clients hold connections open;
 //! - a slow restore upload holds no lock: a repair of the same project (which
 //!   excludes restores) finishes while the upload is half sent, and the
-//!   upload then restores.
+//!   upload then restores; an upload past its own deadline is a 408 and its
+//!   spool file is gone.
 
 mod common;
 
@@ -228,4 +229,22 @@ async fn a_slow_restore_upload_holds_no_lock() {
     let q = json!({"rank_by": ["id", "asc"], "top_k": 100});
     let (_, got) = post(&c, &d.at("/v2/namespaces/dst/query"), &q).await;
     assert_eq!(got["rows"].as_array().map(Vec::len), Some(20), "{got}");
+}
+
+#[tokio::test]
+async fn a_restore_upload_past_its_deadline_is_a_408_and_leaves_no_spool_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(dir.path(), &["--upload-timeout-secs", "1"]);
+    let mut s = connect(&d).await;
+    let head = "POST /v1/namespaces/late/_admin/restore HTTP/1.1\r\nhost: 127.0.0.1\r\n\
+                content-type: application/octet-stream\r\ncontent-length: 100000\r\n\r\nTIDE.SNP";
+    s.write_all(head.as_bytes()).await.unwrap();
+    let started = Instant::now();
+    let out = read_until_closed(&mut s, Duration::from_secs(5)).await.expect("answered and closed");
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(text.contains("not received within 1 s"), "{text}");
+    assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+    let left: Vec<_> = std::fs::read_dir(dir.path().join("scratch")).unwrap().collect();
+    assert!(left.is_empty(), "spool files left: {left:?}");
 }
