@@ -16,7 +16,9 @@
 //!
 //! Invariants: errors that can be known before streaming starts (missing
 //! namespace or generation) are answered with their status; a failure after
-//! the 200 aborts the body (see `stream`).
+//! the 200 aborts the body (see `stream`). A restore upload is spooled whole
+//! to the engine's scratch dir (within the upload deadline) and handed to the
+//! engine as a file, which verifies it before taking any lock.
 
 use std::sync::Arc;
 

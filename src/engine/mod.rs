@@ -20,6 +20,8 @@
 //! - The cached [`Snapshot`] of a handle never moves backwards (a slow reload
 //!   does not replace a newer commit) and is cleared whenever a commit's
 //!   outcome is unknown.
+//! - `<data dir>/scratch` ([`Engine::scratch_dir`]) holds only files of
+//!   requests in progress (restore uploads); it is emptied at open.
 
 pub mod apply;
 pub mod branch;
