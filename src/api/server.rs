@@ -23,9 +23,10 @@
 //!   answered `503` with `retry-after: 1` (an HTTP/1 response, written
 //!   without reading the request) and closed; connections already open are
 //!   unaffected. Refusals in progress are bounded too (a connection past
-//!   that bound is closed without an answer). The cap is lowered at start to
-//!   fit the process's file-descriptor limit (first raised towards its hard
-//!   limit), so the cap, not `EMFILE`, is what turns clients away.
+//!   that bound is closed without an answer). At start the soft
+//!   file-descriptor limit is raised (within the hard limit) to what the cap
+//!   needs, and the cap lowered if it still does not fit, so the cap, not
+//!   `EMFILE`, is what turns clients away.
 //! - A failed `accept` (out of file descriptors, ...) pauses accepting with
 //!   a backoff from 10 ms doubling to 1 s, logged once per episode, instead
 //!   of spinning; errors that concern only the one connection (the peer reset
