@@ -194,7 +194,7 @@ async fn a_query_answers_promptly_while_slow_clients_are_connected() {
         post(&c, &d.at("/v2/namespaces/q/query"), &json!({"rank_by": ["id", "asc"], "top_k": 5})).await;
     assert_eq!(s, 200, "{b}");
     assert_eq!(b["rows"].as_array().unwrap().len(), 5);
-    assert!(started.elapsed() < Duration::from_secs(1), "{:?}", started.elapsed());
+    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
     drop(slow);
 }
 
