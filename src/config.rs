@@ -19,7 +19,8 @@
 //!
 //! Invariants: a resolved [`Config`] is complete and validated — every API
 //! key is non-empty and unique and names a valid org and project, the body
-//! limit is at least 1 KiB, and every timeout is positive.
+//! limit is at least 1 KiB, every timeout is positive and the connection cap
+//! is at least 1.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -41,6 +42,15 @@ pub const DEFAULT_SHUTDOWN_TIMEOUT_SECS: u64 = 30;
 pub const DEFAULT_HEADER_READ_TIMEOUT_SECS: u64 = 30;
 /// Default time an idle connection (or a stalled request body) is kept.
 pub const DEFAULT_IDLE_TIMEOUT_SECS: u64 = 60;
+/// Default time a whole request body has to arrive (a 256 MiB body at
+/// 4.5 MiB/s; a trickle of single bytes cannot stretch it).
+pub const DEFAULT_BODY_TIMEOUT_SECS: u64 = 60;
+/// Default time a whole snapshot upload (restore) has to arrive: snapshots
+/// are not bounded by `max_body_bytes` and may be many GiB.
+pub const DEFAULT_UPLOAD_TIMEOUT_SECS: u64 = 3600;
+/// Default cap on open client connections (the packaged unit allows 65536
+/// file descriptors; the daemon also lowers the cap to fit the process limit).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 
 /// A configuration error (reported at start-up, exit status 2).
 #[derive(Debug, thiserror::Error)]
@@ -93,6 +103,9 @@ pub struct FileConfig {
     pub shutdown_timeout_secs: Option<u64>,
     pub header_read_timeout_secs: Option<u64>,
     pub idle_timeout_secs: Option<u64>,
+    pub body_timeout_secs: Option<u64>,
+    pub upload_timeout_secs: Option<u64>,
+    pub max_connections: Option<usize>,
     pub system: Option<bool>,
     pub cache_budget_bytes: Option<u64>,
     pub max_loaded_namespaces: Option<usize>,
@@ -175,6 +188,15 @@ pub struct ServeArgs {
     /// Seconds before an idle connection or a stalled body is dropped (default 60).
     #[arg(long, env = "TIDEPOOL_IDLE_TIMEOUT_SECS")]
     pub idle_timeout_secs: Option<u64>,
+    /// Seconds a whole request body has to arrive, however it trickles (default 60; 408 after).
+    #[arg(long, env = "TIDEPOOL_BODY_TIMEOUT_SECS")]
+    pub body_timeout_secs: Option<u64>,
+    /// Seconds a whole snapshot upload (restore) has to arrive (default 3600; 408 after).
+    #[arg(long, env = "TIDEPOOL_UPLOAD_TIMEOUT_SECS")]
+    pub upload_timeout_secs: Option<u64>,
+    /// Most open client connections; more are answered 503 and closed (default 1024).
+    #[arg(long, env = "TIDEPOOL_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
     /// Run as a system service (default data dir /var/lib/tidepool).
     #[arg(long, env = "TIDEPOOL_SYSTEM", num_args = 0..=1, default_missing_value = "true")]
     pub system: Option<bool>,
@@ -244,6 +266,12 @@ pub struct Config {
     pub header_read_timeout: Duration,
     /// Idle connection / stalled body timeout.
     pub idle_timeout: Duration,
+    /// Time a whole request body has to arrive.
+    pub body_timeout: Duration,
+    /// Time a whole snapshot upload has to arrive.
+    pub upload_timeout: Duration,
+    /// Cap on open client connections.
+    pub max_connections: usize,
     /// API keys (empty: open access as default/default, loopback only).
     pub api_keys: Vec<ApiKeyConfig>,
     /// Open mode: browser origins allowed (`api::origin`).
@@ -332,6 +360,17 @@ impl Config {
                 args.idle_timeout_secs.or(file.idle_timeout_secs),
                 DEFAULT_IDLE_TIMEOUT_SECS,
             )?,
+            body_timeout: secs(
+                "body_timeout_secs",
+                args.body_timeout_secs.or(file.body_timeout_secs),
+                DEFAULT_BODY_TIMEOUT_SECS,
+            )?,
+            upload_timeout: secs(
+                "upload_timeout_secs",
+                args.upload_timeout_secs.or(file.upload_timeout_secs),
+                DEFAULT_UPLOAD_TIMEOUT_SECS,
+            )?,
+            max_connections: args.max_connections.or(file.max_connections).unwrap_or(DEFAULT_MAX_CONNECTIONS),
             api_keys: file.api_keys,
             allowed_origins: args.allowed_origins.clone().or(file.allowed_origins).unwrap_or_default(),
             allowed_hosts: args.allowed_hosts.clone().or(file.allowed_hosts).unwrap_or_default(),
@@ -364,6 +403,9 @@ impl Config {
                 "max_body_bytes must be at least 1024, got {}",
                 self.max_body_bytes
             )));
+        }
+        if self.max_connections == 0 {
+            return Err(ConfigError("max_connections must be at least 1".into()));
         }
         let mut seen = std::collections::HashSet::new();
         for (i, k) in self.api_keys.iter().enumerate() {
@@ -491,6 +533,28 @@ mod tests {
         assert_eq!(cfg.header_read_timeout, Duration::from_secs(DEFAULT_HEADER_READ_TIMEOUT_SECS));
         assert_eq!(cfg.data_dir, PathBuf::from("/d"));
         assert!(cfg.api_keys[0].read_only);
+        assert_eq!(cfg.body_timeout, Duration::from_secs(DEFAULT_BODY_TIMEOUT_SECS));
+        assert_eq!(cfg.upload_timeout, Duration::from_secs(DEFAULT_UPLOAD_TIMEOUT_SECS));
+        assert_eq!(cfg.max_connections, DEFAULT_MAX_CONNECTIONS);
+    }
+
+    #[test]
+    fn slow_client_settings_resolve_and_validate() {
+        let file: FileConfig =
+            toml::from_str("body_timeout_secs = 7\nupload_timeout_secs = 70\nmax_connections = 9\n").unwrap();
+        let args =
+            ServeArgs { data_dir: Some("/d".into()), max_connections: Some(5), ..ServeArgs::default() };
+        let cfg = Config::from_parts(&args, file, &env_of(&[])).unwrap();
+        assert_eq!(cfg.body_timeout, Duration::from_secs(7));
+        assert_eq!(cfg.upload_timeout, Duration::from_secs(70));
+        assert_eq!(cfg.max_connections, 5, "the flag beats the file");
+        for bad in [
+            ServeArgs { max_connections: Some(0), ..args.clone() },
+            ServeArgs { body_timeout_secs: Some(0), ..args.clone() },
+            ServeArgs { upload_timeout_secs: Some(0), ..args.clone() },
+        ] {
+            assert!(Config::from_parts(&bad, FileConfig::default(), &env_of(&[])).is_err());
+        }
     }
 
     #[test]

@@ -104,7 +104,12 @@ impl Node {
         let state = Arc::new(tidepool::api::AppState::new(
             engine.clone(),
             tidepool::api::auth::Auth::new(vec![]),
-            tidepool::api::Limits { max_body_bytes: 1 << 20, body_stall_timeout: Duration::from_secs(5) },
+            tidepool::api::Limits {
+                max_body_bytes: 1 << 20,
+                body_stall_timeout: Duration::from_secs(5),
+                body_timeout: Duration::from_secs(60),
+                upload_timeout: Duration::from_secs(60),
+            },
         ));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
@@ -112,6 +117,7 @@ impl Node {
             header_read_timeout: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(5),
             shutdown_timeout: Duration::from_secs(1),
+            max_connections: 1024,
         };
         tokio::spawn(tidepool::api::server::serve(listener, state, opts, std::future::pending()));
         Node {

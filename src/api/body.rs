@@ -3,8 +3,11 @@
 //! Invariants:
 //! - A body is never buffered beyond `limit` bytes, neither on the wire nor
 //!   after gzip decompression (a zip bomb stops at `limit + 1` bytes): 413.
-//! - A body whose next chunk does not arrive within the stall timeout is
-//!   abandoned (408), so a slow client cannot hold a handler forever.
+//! - A body whose next chunk does not arrive within the stall timeout, or
+//!   that is not complete within the total body deadline (counted from the
+//!   start of reading), is abandoned (408), so a slow client — even one that
+//!   trickles a byte just before each stall timeout — cannot hold a handler
+//!   forever. (`server` closes an HTTP/1 connection after a 408.)
 //! - Only `identity` and `gzip` request encodings are accepted (415 else).
 //! - A JSON body becomes a tree only after a linear scan has bounded its
 //!   number of values (`wire::bounded`), so memory follows the values, not
@@ -15,9 +18,11 @@
 use std::io::{Read, Write};
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use bytes::{Bytes, BytesMut};
 use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
+use hyper::body::{Frame, Incoming};
 use hyper::header::{HeaderValue, ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, VARY};
 use hyper::{HeaderMap, Response, StatusCode};
 use serde_json::Value as Json;
@@ -33,13 +38,52 @@ fn too_large(limit: usize) -> ApiError {
     ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("request body exceeds the {limit}-byte limit"))
 }
 
-/// Read a whole request body, bounded by `limit` and the stall timeout, and
-/// decode its `Content-Encoding`.
+/// How long a request body may take to arrive.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyTiming {
+    /// Longest wait for the next chunk.
+    pub stall: Duration,
+    /// Longest time for the whole body.
+    pub total: Duration,
+}
+
+impl BodyTiming {
+    /// The instant by which a body read from now must be complete.
+    pub fn deadline(&self) -> Instant {
+        Instant::now() + self.total
+    }
+}
+
+/// The next frame of a body (None at its end), or a 408 once it stalls or
+/// `deadline` passes.
+pub async fn next_frame(
+    body: &mut Incoming,
+    timing: BodyTiming,
+    deadline: Instant,
+) -> Result<Option<Frame<Bytes>>, ApiError> {
+    let stall_at = Instant::now() + timing.stall;
+    match tokio::time::timeout_at(stall_at.min(deadline), body.frame()).await {
+        Err(_) if stall_at < deadline => Err(ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            format!("request body stalled: no data for {} s", timing.stall.as_secs()),
+        )),
+        Err(_) => Err(ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            format!("request body not received within {} s", timing.total.as_secs()),
+        )),
+        Ok(None) => Ok(None),
+        Ok(Some(Err(e))) => Err(ApiError::bad_request(format!("could not read the request body: {e}"))),
+        Ok(Some(Ok(f))) => Ok(Some(f)),
+    }
+}
+
+/// Read a whole request body, bounded by `limit` and `timing`, and decode
+/// its `Content-Encoding`.
 pub async fn read_body(
     body: Incoming,
     headers: &HeaderMap,
     limit: usize,
-    stall: Duration,
+    timing: BodyTiming,
 ) -> Result<Bytes, ApiError> {
     let gzip =
         match headers.get(CONTENT_ENCODING).map(|v| v.to_str().unwrap_or("?").trim().to_ascii_lowercase()) {
@@ -58,7 +102,7 @@ pub async fn read_body(
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(too_large(limit));
     }
-    let raw = collect(body, limit, stall).await?;
+    let raw = collect(body, limit, timing).await?;
     if !gzip {
         return Ok(raw);
     }
@@ -70,17 +114,10 @@ pub async fn read_body(
         .map_err(|e| ApiError::internal(format!("decompression task failed: {e}")))?
 }
 
-async fn collect(mut body: Incoming, limit: usize, stall: Duration) -> Result<Bytes, ApiError> {
+async fn collect(mut body: Incoming, limit: usize, timing: BodyTiming) -> Result<Bytes, ApiError> {
+    let deadline = timing.deadline();
     let mut buf = BytesMut::new();
-    loop {
-        let frame = match tokio::time::timeout(stall, body.frame()).await {
-            Err(_) => return Err(ApiError::new(StatusCode::REQUEST_TIMEOUT, "request body stalled")),
-            Ok(None) => break,
-            Ok(Some(Err(e))) => {
-                return Err(ApiError::bad_request(format!("could not read the request body: {e}")))
-            }
-            Ok(Some(Ok(f))) => f,
-        };
+    while let Some(frame) = next_frame(&mut body, timing, deadline).await? {
         if let Ok(data) = frame.into_data() {
             if buf.len() + data.len() > limit {
                 return Err(too_large(limit));

@@ -146,8 +146,7 @@ async fn ready(state: &AppState) -> Result<Json, ApiError> {
 async fn body_json(ctx: &Ctx, req: Request<Incoming>) -> Result<(hyper::HeaderMap, Json), ApiError> {
     let (parts, body) = req.into_parts();
     let limits = &ctx.state.limits;
-    let bytes: Bytes =
-        read_body(body, &parts.headers, limits.max_body_bytes, limits.body_stall_timeout).await?;
+    let bytes: Bytes = read_body(body, &parts.headers, limits.max_body_bytes, limits.body_timing()).await?;
     Ok((parts.headers, off_workers(bytes, parse_json).await?))
 }
 
@@ -172,7 +171,7 @@ async fn write(ctx: &Ctx, ns: &str, req: Request<Incoming>) -> Result<Json, ApiE
     let path = ctx.ns(ns)?;
     let (parts, body) = req.into_parts();
     let limits = &ctx.state.limits;
-    let bytes = read_body(body, &parts.headers, limits.max_body_bytes, limits.body_stall_timeout).await?;
+    let bytes = read_body(body, &parts.headers, limits.max_body_bytes, limits.body_timing()).await?;
     let headers = parts.headers;
     // Parsing a large body is CPU work: off the async workers.
     let (mut w, labels) = off_workers(bytes, |b| WriteRequest::from_slice(b).map_err(ApiError::from)).await?;

@@ -16,7 +16,9 @@
 //!
 //! Invariants: errors that can be known before streaming starts (missing
 //! namespace or generation) are answered with their status; a failure after
-//! the 200 aborts the body (see `stream`).
+//! the 200 aborts the body (see `stream`). A restore upload is spooled whole
+//! to the engine's scratch dir (within the upload deadline) and handed to the
+//! engine as a file, which verifies it before taking any lock.
 
 use std::sync::Arc;
 
@@ -29,7 +31,7 @@ use super::body::{parse_json, read_body};
 use super::ctx::Ctx;
 use super::error::ApiError;
 use super::jobs::Progress;
-use super::stream::{body_reader, Reply, StreamReply};
+use super::stream::{spool_body, Reply, StreamReply};
 use crate::engine::repair::{RepairOptions, DEFAULT_GRACE_MS};
 use crate::engine::Snapshot;
 use crate::layout::NsPath;
@@ -103,7 +105,7 @@ pub(super) async fn snapshot(ctx: &Ctx, ns: &str) -> Result<Reply, ApiError> {
 async fn optional_json(ctx: &Ctx, req: Request<Incoming>) -> Result<Json, ApiError> {
     let (parts, body) = req.into_parts();
     let limits = &ctx.state.limits;
-    let bytes = read_body(body, &parts.headers, limits.max_body_bytes, limits.body_stall_timeout).await?;
+    let bytes = read_body(body, &parts.headers, limits.max_body_bytes, limits.body_timing()).await?;
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(json!({}));
     }
@@ -157,8 +159,11 @@ pub(super) async fn admin_copy(ctx: &Ctx, ns: &str, req: Request<Incoming>) -> R
 /// `POST /v1/namespaces/{dst}/_admin/restore` (body: a snapshot file).
 pub(super) async fn restore(ctx: &Ctx, ns: &str, req: Request<Incoming>) -> Result<Json, ApiError> {
     let dst = ctx.ns(ns)?;
-    let mut reader = body_reader(req.into_body(), ctx.state.limits.body_stall_timeout);
-    let (m, info) = ctx.state.engine.restore_snapshot(&dst, &mut reader).await?;
+    // Spooled and verified before the engine takes any lock: a slow upload
+    // must not hold up the project's other writers.
+    let engine = &ctx.state.engine;
+    let spool = spool_body(req.into_body(), ctx.state.limits.upload_timing(), engine.scratch_dir()).await?;
+    let (m, info) = engine.restore_snapshot_file(&dst, spool.path()).await?;
     Ok(json!({
         "status": "OK",
         "namespace": dst.ns(),

@@ -57,6 +57,22 @@ pub struct Limits {
     pub max_body_bytes: usize,
     /// Longest wait for the next chunk of a body.
     pub body_stall_timeout: Duration,
+    /// Longest time for a whole (JSON) request body.
+    pub body_timeout: Duration,
+    /// Longest time for a whole snapshot upload (restore).
+    pub upload_timeout: Duration,
+}
+
+impl Limits {
+    /// Timing of a JSON request body.
+    pub fn body_timing(&self) -> body::BodyTiming {
+        body::BodyTiming { stall: self.body_stall_timeout, total: self.body_timeout }
+    }
+
+    /// Timing of a snapshot upload.
+    pub fn upload_timing(&self) -> body::BodyTiming {
+        body::BodyTiming { stall: self.body_stall_timeout, total: self.upload_timeout }
+    }
 }
 
 /// State shared by every request.
@@ -146,7 +162,12 @@ pub async fn run_daemon(
     systemd::ready(&systemd::serving_line(&engine, &local.to_string()));
     systemd::spawn_watchdog(engine.clone());
     systemd::spawn_status(engine.clone(), local.to_string(), Duration::from_secs(5));
-    let limits = Limits { max_body_bytes: cfg.max_body_bytes, body_stall_timeout: cfg.idle_timeout };
+    let limits = Limits {
+        max_body_bytes: cfg.max_body_bytes,
+        body_stall_timeout: cfg.idle_timeout,
+        body_timeout: cfg.body_timeout,
+        upload_timeout: cfg.upload_timeout,
+    };
     let mut state = AppState::new(engine, auth, limits);
     state.browser = origin::BrowserPolicy::new(cfg.allowed_origins.clone(), cfg.allowed_hosts.clone());
     let state = Arc::new(state);
@@ -161,6 +182,7 @@ pub async fn run_daemon(
         header_read_timeout: cfg.header_read_timeout,
         idle_timeout: cfg.idle_timeout,
         shutdown_timeout: cfg.shutdown_timeout,
+        max_connections: server::fit_fd_limit(cfg.max_connections),
     };
     server::serve(listener, state, opts, shutdown).await;
     tracing::info!("tidepool stopped");

@@ -9,12 +9,14 @@
 //! - A producer that fails after the 200 status was sent ends the body with
 //!   an error: hyper aborts the connection instead of finishing the chunked
 //!   body, so a client can never mistake a truncated stream for a complete one.
-//! - A request body that stalls longer than the stall timeout, or breaks,
-//!   ends the consumer's input early, which the snapshot reader reports as a
-//!   truncated file.
+//! - A streamed request body (a restore upload) is spooled whole to a
+//!   scratch file before anything consumes it, under the same stall timeout
+//!   and a total deadline as any body (408 past either); the file is removed
+//!   when its guard drops, whatever the outcome.
 
 use std::future::Future;
-use std::time::Duration;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, StreamBody};
@@ -25,6 +27,8 @@ use serde_json::Value as Json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 use tokio::sync::oneshot;
 
+use super::body::{next_frame, BodyTiming};
+use super::error::ApiError;
 use crate::engine::EngineError;
 
 /// Error type of response bodies.
@@ -119,32 +123,49 @@ pub fn boxed(resp: Response<http_body_util::Full<Bytes>>) -> Response<ResponseBo
     resp.map(|b| BodyExt::boxed(b.map_err(|never| match never {})))
 }
 
-/// The request body as a byte stream for a streaming consumer. A frame that
-/// does not arrive within `stall`, or a broken body, ends the stream early.
-pub fn body_reader(mut body: Incoming, stall: Duration) -> DuplexStream {
-    let (mut w, r) = tokio::io::duplex(PIPE_BYTES);
-    tokio::spawn(async move {
-        loop {
-            match tokio::time::timeout(stall, body.frame()).await {
-                Ok(Some(Ok(frame))) => {
-                    if let Ok(data) = frame.into_data() {
-                        if w.write_all(&data).await.is_err() {
-                            break; // the consumer stopped reading
-                        }
-                    }
-                }
-                Ok(None) => break,
-                Ok(Some(Err(e))) => {
-                    tracing::debug!(error = %e, "request body broke off");
-                    break;
-                }
-                Err(_) => {
-                    tracing::debug!("request body stalled");
-                    break;
-                }
-            }
+/// A scratch file removed when dropped (a restore upload spooled to disk).
+#[derive(Debug)]
+pub struct SpoolFile {
+    path: PathBuf,
+}
+
+impl SpoolFile {
+    /// Where the file is.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for SpoolFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Write the request body to a new file in `dir`, whole within `timing`
+/// (408 else); the file is removed when the returned guard drops.
+pub async fn spool_body(mut body: Incoming, timing: BodyTiming, dir: &Path) -> Result<SpoolFile, ApiError> {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let name = format!("upload-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
+    let spool = SpoolFile { path: dir.join(name) };
+    let disk = |e: std::io::Error| {
+        let message = format!("cannot spool the upload to {}: {e}", dir.display());
+        ApiError::from(if crate::store::space::is_no_space(&e) {
+            EngineError::storage_full(message)
+        } else {
+            EngineError::unavailable(message)
+        })
+    };
+    let mut w = tokio::io::BufWriter::with_capacity(
+        PIPE_BYTES,
+        tokio::fs::File::create(spool.path()).await.map_err(disk)?,
+    );
+    let deadline = timing.deadline();
+    while let Some(frame) = next_frame(&mut body, timing, deadline).await? {
+        if let Ok(data) = frame.into_data() {
+            w.write_all(&data).await.map_err(disk)?;
         }
-        let _ = w.shutdown().await;
-    });
-    r
+    }
+    w.flush().await.map_err(disk)?;
+    Ok(spool)
 }

@@ -20,6 +20,8 @@
 //! - The cached [`Snapshot`] of a handle never moves backwards (a slow reload
 //!   does not replace a newer commit) and is cleared whenever a commit's
 //!   outcome is unknown.
+//! - `<data dir>/scratch` ([`Engine::scratch_dir`]) holds only files of
+//!   requests in progress (restore uploads); it is emptied at open.
 
 pub mod apply;
 pub mod branch;
@@ -43,7 +45,7 @@ pub mod verify;
 mod write;
 
 use std::collections::{HashMap, VecDeque};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex as StdMutex, RwLock as StdRwLock, Weak};
 
 use tokio::sync::Mutex;
@@ -161,6 +163,9 @@ pub struct Engine {
     clock: Arc<dyn Clock>,
     ids: Arc<dyn IdGen>,
     handles: StdMutex<HashMap<NsPath, Arc<NsHandle>>>,
+    /// `<data dir>/scratch`: scratch files (restore uploads spooled before any
+    /// lock is taken); emptied at open.
+    scratch_dir: PathBuf,
     /// Per-project locks: branch/copy/restore share, repair excludes (engine::branch).
     project_locks: StdMutex<HashMap<String, Arc<tokio::sync::RwLock<()>>>>,
     /// Changed at run time by a configuration reload ([`Engine::reconfigure`]).
@@ -202,7 +207,9 @@ impl Engine {
             .await
             .map_err(|e| EngineError::internal(e.to_string()))?
             .map_err(|e| EngineError::unavailable(format!("disk cache: {e}")))?;
+        let scratch_dir = prepare_scratch_dir(&cfg.data_dir)?;
         let engine = Arc::new_cyclic(|me| Engine {
+            scratch_dir,
             store: cfg.store,
             meta,
             clock: cfg.clock,
@@ -244,6 +251,12 @@ impl Engine {
             });
         }
         Ok(())
+    }
+
+    /// The directory for scratch files (same file system as the data dir);
+    /// whatever is in it when the engine opens is left from a crash and removed.
+    pub fn scratch_dir(&self) -> &Path {
+        &self.scratch_dir
     }
 
     /// Start-up: remove the local store's staging files a crash left behind
@@ -430,4 +443,19 @@ pub(crate) fn set_cached(h: &NsHandle, s: Snapshot) {
 
 pub(crate) fn clear_cached(h: &NsHandle) {
     *h.current.write().unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+}
+
+/// Create `<data_dir>/scratch` and empty it (this process holds the data-dir
+/// lock, so anything there is left from an earlier run).
+fn prepare_scratch_dir(data_dir: &Path) -> Result<PathBuf, EngineError> {
+    let dir = data_dir.join("scratch");
+    let fail = |e: std::io::Error| EngineError::unavailable(format!("scratch dir {}: {e}", dir.display()));
+    std::fs::create_dir_all(&dir).map_err(fail)?;
+    for entry in std::fs::read_dir(&dir).map_err(fail)? {
+        let path = entry.map_err(fail)?.path();
+        if path.is_file() {
+            std::fs::remove_file(&path).map_err(fail)?;
+        }
+    }
+    Ok(dir)
 }

@@ -19,6 +19,11 @@
 //!   after the footer checksum verified: a crash or a corrupted file leaves
 //!   at most unreferenced objects (deleted on the error path, else swept by
 //!   repair), never a half-restored namespace.
+//! - [`Engine::restore_snapshot_file`] reads and verifies the whole file
+//!   (every checksum) before it takes the project's lock or the
+//!   destination's commit lock: the HTTP restore spools the upload to such a
+//!   file first, so a slow or broken upload never holds up the project's
+//!   writers, branches or repair.
 //! - Snapshot files on local disk are written to a temporary file in the
 //!   same directory, fsynced, renamed over the destination, and the directory
 //!   is fsynced ([`AtomicFile`]): a crash leaves the old file or the new one,
@@ -197,8 +202,27 @@ impl Engine {
         Ok(info)
     }
 
+    /// Restore the snapshot file at `path` (local disk) into the new
+    /// namespace `dst`: the file is verified whole before any lock is taken.
+    pub async fn restore_snapshot_file(
+        &self,
+        dst: &NsPath,
+        path: &Path,
+    ) -> Result<(Arc<Manifest>, SnapshotInfo), EngineError> {
+        let open = || async {
+            let f = tokio::fs::File::open(path)
+                .await
+                .map_err(|e| EngineError::internal(format!("cannot open {}: {e}", path.display())))?;
+            Ok::<_, EngineError>(tokio::io::BufReader::with_capacity(256 * 1024, f))
+        };
+        verify_snapshot(&mut open().await?).await?;
+        self.restore_snapshot(dst, &mut open().await?).await
+    }
+
     /// Restore a snapshot read from `r` into the new namespace `dst` (same
-    /// rules as a branch destination: missing, deleted or empty).
+    /// rules as a branch destination: missing, deleted or empty). The locks
+    /// are held while `r` is read: give it a local file, not a network stream
+    /// ([`Engine::restore_snapshot_file`]).
     pub async fn restore_snapshot<R: AsyncRead + Unpin + Send>(
         &self,
         dst: &NsPath,
