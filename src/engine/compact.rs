@@ -562,3 +562,42 @@ fn compacted(cur: &Manifest, base: &Manifest, out: &Output, commit_id: String, n
     next.stats.unindexed_bytes = next.wal.iter().map(|w| w.bytes).sum();
     next
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::segment::{with_undecodable_row, Segment};
+    use crate::model::{DocId, IdType};
+    use crate::state::SegmentReader;
+
+    fn segment(key: &str, rows: u64, damaged_row: Option<usize>) -> SegmentReader {
+        let mut b = SegmentBuilder::new(IdType::U64, None);
+        for i in 0..rows {
+            b.push(&Document { id: DocId::U64(i), vector: None, attrs: BTreeMap::new() }).unwrap();
+        }
+        let mut bytes = b.finish().unwrap();
+        if let Some(row) = damaged_row {
+            bytes = with_undecodable_row(&bytes, row);
+        }
+        let seg = Segment::open(Bytes::from(bytes)).unwrap();
+        let meta = SegmentRef {
+            id: key.into(),
+            files: vec![ObjectRef { key: format!("{key}/data.seg"), bytes: 0, crc32c: 0 }],
+            rows,
+            ..SegmentRef::default()
+        };
+        SegmentReader::new(seg, Arc::new(DeletionSet::new(rows as usize)), meta)
+    }
+
+    #[test]
+    fn a_merge_refuses_a_row_it_cannot_decode_instead_of_dropping_it() {
+        let state = NsState::with_segments(vec![segment("good", 3, None), segment("bad", 3, Some(2))]);
+        let both: BTreeSet<String> = ["good".to_owned(), "bad".to_owned()].into();
+        let err = merged_documents(&state, &both).err().expect("the merge fails");
+        assert_eq!(err.key, "bad/data.seg");
+        assert!(err.error.starts_with("row 2:"), "{}", err.error);
+        // A merge that does not read the damaged segment is unaffected.
+        let good: BTreeSet<String> = ["good".to_owned()].into();
+        assert_eq!(merged_documents(&state, &good).ok().map(|d| d.len()), Some(3));
+    }
+}

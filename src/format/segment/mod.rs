@@ -234,5 +234,26 @@ fn check_bitmap(what: &'static str, words: &[u8], rows: usize) -> Result<(), For
     Ok(())
 }
 
+/// A copy of the valid segment `bytes` whose row `row` passes every checksum
+/// but does not decode (its attribute count claims 2^32 - 1 entries): what
+/// only a faulty writer produces. For tests of the paths that must refuse
+/// such a row rather than drop it.
+#[cfg(test)]
+pub(crate) fn with_undecodable_row(bytes: &[u8], row: usize) -> Vec<u8> {
+    let seg = Segment::open(bytes::Bytes::copy_from_slice(bytes)).expect("a valid segment");
+    let mut docs = seg.section(SECTION_DOCS).expect("docs").to_vec();
+    let at = 8 * (seg.len() + 1) + usize::try_from(le_u64(&docs, 8 * row)).expect("offset");
+    docs[at..at + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+    let mut owned: Vec<(u16, Vec<u8>)> = Vec::new();
+    for kind in [SECTION_IDS, SECTION_DOCS, SECTION_VECTORS, SECTION_VECTOR_ABSENT] {
+        if let Some(b) = seg.section(kind) {
+            owned.push((kind, if kind == SECTION_DOCS { docs.clone() } else { b.to_vec() }));
+        }
+    }
+    let sections: Vec<(u16, &[u8])> = owned.iter().map(|(k, b)| (*k, b.as_slice())).collect();
+    let id_kind = bytes[12];
+    builder::assemble(id_kind, seg.len(), seg.vector_dim().unwrap_or(0), &sections, false).expect("assemble")
+}
+
 #[cfg(test)]
 mod tests;

@@ -726,3 +726,14 @@ proptest! {
         prop_assert_eq!(DeletionSet::decode(&d.encode()).unwrap(), d);
     }
 }
+
+#[test]
+fn a_row_that_passes_the_checksums_but_does_not_decode_fails_alone() {
+    let docs: Vec<Document> =
+        (0..3).map(|i| Document { id: DocId::U64(i), vector: None, attrs: BTreeMap::new() }).collect();
+    let bad = super::with_undecodable_row(&build(IdType::U64, None, &docs), 1);
+    let seg = open(&bad).expect("every checksum holds");
+    assert!(seg.doc(1).is_err(), "the damaged row is an error, never a document");
+    assert_eq!(seg.doc(0).unwrap(), docs[0]);
+    assert_eq!(seg.doc(2).unwrap(), docs[2]);
+}
