@@ -593,7 +593,7 @@ mod tests {
     fn a_merge_refuses_a_row_it_cannot_decode_instead_of_dropping_it() {
         let state = NsState::with_segments(vec![segment("good", 3, None), segment("bad", 3, Some(2))]);
         let both: BTreeSet<String> = ["good".to_owned(), "bad".to_owned()].into();
-        let err = merged_documents(&state, &both).err().expect("the merge fails");
+        let err = merged_documents(&state, &both).expect_err("the merge fails");
         assert_eq!(err.key, "bad/data.seg");
         assert!(err.error.starts_with("row 2:"), "{}", err.error);
         // A merge that does not read the damaged segment is unaffected.
