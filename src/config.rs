@@ -42,6 +42,11 @@ pub const DEFAULT_HEADER_READ_TIMEOUT_SECS: u64 = 30;
 /// Default time an idle connection (or a stalled request body) is kept.
 pub const DEFAULT_IDLE_TIMEOUT_SECS: u64 = 60;
 
+/// Default per-request query deadline (below the SDK's 60 s read timeout).
+pub const DEFAULT_QUERY_TIMEOUT_MS: u64 = 30_000;
+/// Default number of queries that may wait for a query slot.
+pub const DEFAULT_MAX_QUEUED_QUERIES: usize = 256;
+
 /// A configuration error (reported at start-up, exit status 2).
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -93,6 +98,9 @@ pub struct FileConfig {
     pub shutdown_timeout_secs: Option<u64>,
     pub header_read_timeout_secs: Option<u64>,
     pub idle_timeout_secs: Option<u64>,
+    pub query_threads: Option<usize>,
+    pub max_queued_queries: Option<usize>,
+    pub query_timeout_ms: Option<u64>,
     pub system: Option<bool>,
     pub cache_budget_bytes: Option<u64>,
     pub max_loaded_namespaces: Option<usize>,
@@ -175,6 +183,16 @@ pub struct ServeArgs {
     /// Seconds before an idle connection or a stalled body is dropped (default 60).
     #[arg(long, env = "TIDEPOOL_IDLE_TIMEOUT_SECS")]
     pub idle_timeout_secs: Option<u64>,
+    /// Queries computing at once per lane (large and small namespaces each have
+    /// this many slots; default 0: the number of CPU cores).
+    #[arg(long, env = "TIDEPOOL_QUERY_THREADS")]
+    pub query_threads: Option<usize>,
+    /// Queries waiting for a slot beyond which a query gets 429 (default 256).
+    #[arg(long, env = "TIDEPOOL_MAX_QUEUED_QUERIES")]
+    pub max_queued_queries: Option<usize>,
+    /// Milliseconds a query may take, waiting included, before it gets 408 (default 30000).
+    #[arg(long, env = "TIDEPOOL_QUERY_TIMEOUT_MS")]
+    pub query_timeout_ms: Option<u64>,
     /// Run as a system service (default data dir /var/lib/tidepool).
     #[arg(long, env = "TIDEPOOL_SYSTEM", num_args = 0..=1, default_missing_value = "true")]
     pub system: Option<bool>,
@@ -244,6 +262,12 @@ pub struct Config {
     pub header_read_timeout: Duration,
     /// Idle connection / stalled body timeout.
     pub idle_timeout: Duration,
+    /// Query slots per lane (0: the number of cores).
+    pub query_threads: usize,
+    /// Queries allowed to wait for a slot.
+    pub max_queued_queries: usize,
+    /// Per-request query deadline.
+    pub query_timeout: Duration,
     /// API keys (empty: open access as default/default, loopback only).
     pub api_keys: Vec<ApiKeyConfig>,
     /// Open mode: browser origins allowed (`api::origin`).
@@ -332,6 +356,16 @@ impl Config {
                 args.idle_timeout_secs.or(file.idle_timeout_secs),
                 DEFAULT_IDLE_TIMEOUT_SECS,
             )?,
+            query_threads: args.query_threads.or(file.query_threads).unwrap_or(0),
+            max_queued_queries: args
+                .max_queued_queries
+                .or(file.max_queued_queries)
+                .unwrap_or(DEFAULT_MAX_QUEUED_QUERIES),
+            query_timeout: millis(
+                "query_timeout_ms",
+                args.query_timeout_ms.or(file.query_timeout_ms),
+                DEFAULT_QUERY_TIMEOUT_MS,
+            )?,
             api_keys: file.api_keys,
             allowed_origins: args.allowed_origins.clone().or(file.allowed_origins).unwrap_or_default(),
             allowed_hosts: args.allowed_hosts.clone().or(file.allowed_hosts).unwrap_or_default(),
@@ -407,6 +441,13 @@ fn compaction_config(args: &ServeArgs, file: &FileConfig) -> crate::engine::Comp
             .compaction_idle_ms
             .or(file.compaction_idle_ms)
             .unwrap_or(crate::engine::compact::DEFAULT_IDLE_INDEX_MS),
+    }
+}
+
+fn millis(name: &str, v: Option<u64>, default: u64) -> Result<Duration, ConfigError> {
+    match v.unwrap_or(default) {
+        0 => Err(ConfigError(format!("{name} must be at least 1"))),
+        n => Ok(Duration::from_millis(n)),
     }
 }
 
