@@ -4,8 +4,9 @@
 //!   (32), BM25 clauses per rank expression (64), one pattern (4 KiB) and all
 //!   patterns of a filter (64 KiB), `SparseKNN` dimensions (1,024); the
 //!   daemon keeps answering other queries;
-//! - while several heavy but legal queries (64 BM25 clauses of 1,024 terms
-//!   over thousands of unindexed documents with long text) run at once,
+//! - while several heavy but legal queries (64 BM25 clauses of 1,024 terms,
+//!   or a 4 KiB Glob that retries at every position, over thousands of
+//!   unindexed documents with long text) run at once,
 //!   `/health` and a small query on another namespace answer within 1 s;
 //! - a query running past `--query-timeout-ms` answers 408 naming the
 //!   setting, and SIGTERM during heavy queries stops the daemon promptly.
@@ -29,7 +30,7 @@ fn words(from: usize, n: usize) -> Vec<String> {
 }
 
 fn fts_schema() -> Json {
-    json!({"t": {"type": "string", "full_text_search": true}, "s": {"type": "string"}})
+    json!({"t": {"type": "string", "full_text_search": true, "filterable": true}, "s": {"type": "string"}})
 }
 
 /// Documents with long text, written to the WAL (unindexed: scanned exhaustively).
@@ -122,6 +123,13 @@ fn heavy_query() -> Json {
     json!({"rank_by": ["Sum", [sum, sum]], "top_k": 10})
 }
 
+/// A Glob that makes the matcher retry at every position of the long text,
+/// each retry reading 500 characters before it fails.
+fn heavy_glob_query() -> Json {
+    let pattern = format!("*{}Q", "?".repeat(500));
+    json!({"rank_by": ["id", "asc"], "filters": ["t", "Glob", pattern], "top_k": 10})
+}
+
 /// Time of one request; panics unless it is a 200.
 async fn timed(what: &str, req: impl std::future::Future<Output = (u16, Json)>) -> Duration {
     let t = Instant::now();
@@ -145,13 +153,14 @@ async fn heavy_queries_leave_health_and_other_tenants_responsive() {
     let d = std::sync::Arc::new(d);
     let load_until = Instant::now() + Duration::from_secs(4);
     let heavy: Vec<_> = (0..6)
-        .map(|_| {
+        .map(|i| {
             let (c, d) = (c.clone(), d.clone());
             tokio::spawn(async move {
                 let mut statuses = Vec::new();
                 while Instant::now() < load_until {
                     let t = Instant::now();
-                    let (s, b) = query(&c, &d, "big", &heavy_query()).await;
+                    let q = if i % 3 == 0 { heavy_glob_query() } else { heavy_query() };
+                    let (s, b) = query(&c, &d, "big", &q).await;
                     statuses.push((s, b, t.elapsed()));
                 }
                 statuses
