@@ -52,6 +52,11 @@ pub const DEFAULT_UPLOAD_TIMEOUT_SECS: u64 = 3600;
 /// file descriptors; the daemon also lowers the cap to fit the process limit).
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 
+/// Default per-request query deadline (below the SDK's 60 s read timeout).
+pub const DEFAULT_QUERY_TIMEOUT_MS: u64 = 30_000;
+/// Default number of queries that may wait for a query slot.
+pub const DEFAULT_MAX_QUEUED_QUERIES: usize = 256;
+
 /// A configuration error (reported at start-up, exit status 2).
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -106,6 +111,9 @@ pub struct FileConfig {
     pub body_timeout_secs: Option<u64>,
     pub upload_timeout_secs: Option<u64>,
     pub max_connections: Option<usize>,
+    pub query_threads: Option<usize>,
+    pub max_queued_queries: Option<usize>,
+    pub query_timeout_ms: Option<u64>,
     pub system: Option<bool>,
     pub cache_budget_bytes: Option<u64>,
     pub max_loaded_namespaces: Option<usize>,
@@ -197,6 +205,16 @@ pub struct ServeArgs {
     /// Most open client connections; more are answered 503 and closed (default 1024).
     #[arg(long, env = "TIDEPOOL_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
+    /// Queries computing at once per lane (large and small namespaces each have
+    /// this many slots; default 0: the number of CPU cores).
+    #[arg(long, env = "TIDEPOOL_QUERY_THREADS")]
+    pub query_threads: Option<usize>,
+    /// Queries waiting for a slot beyond which a query gets 429 (default 256).
+    #[arg(long, env = "TIDEPOOL_MAX_QUEUED_QUERIES")]
+    pub max_queued_queries: Option<usize>,
+    /// Milliseconds a query may take, waiting included, before it gets 408 (default 30000).
+    #[arg(long, env = "TIDEPOOL_QUERY_TIMEOUT_MS")]
+    pub query_timeout_ms: Option<u64>,
     /// Run as a system service (default data dir /var/lib/tidepool).
     #[arg(long, env = "TIDEPOOL_SYSTEM", num_args = 0..=1, default_missing_value = "true")]
     pub system: Option<bool>,
@@ -272,6 +290,12 @@ pub struct Config {
     pub upload_timeout: Duration,
     /// Cap on open client connections.
     pub max_connections: usize,
+    /// Query slots per lane (0: the number of cores).
+    pub query_threads: usize,
+    /// Queries allowed to wait for a slot.
+    pub max_queued_queries: usize,
+    /// Per-request query deadline.
+    pub query_timeout: Duration,
     /// API keys (empty: open access as default/default, loopback only).
     pub api_keys: Vec<ApiKeyConfig>,
     /// Open mode: browser origins allowed (`api::origin`).
@@ -371,6 +395,16 @@ impl Config {
                 DEFAULT_UPLOAD_TIMEOUT_SECS,
             )?,
             max_connections: args.max_connections.or(file.max_connections).unwrap_or(DEFAULT_MAX_CONNECTIONS),
+            query_threads: args.query_threads.or(file.query_threads).unwrap_or(0),
+            max_queued_queries: args
+                .max_queued_queries
+                .or(file.max_queued_queries)
+                .unwrap_or(DEFAULT_MAX_QUEUED_QUERIES),
+            query_timeout: millis(
+                "query_timeout_ms",
+                args.query_timeout_ms.or(file.query_timeout_ms),
+                DEFAULT_QUERY_TIMEOUT_MS,
+            )?,
             api_keys: file.api_keys,
             allowed_origins: args.allowed_origins.clone().or(file.allowed_origins).unwrap_or_default(),
             allowed_hosts: args.allowed_hosts.clone().or(file.allowed_hosts).unwrap_or_default(),
@@ -449,6 +483,13 @@ fn compaction_config(args: &ServeArgs, file: &FileConfig) -> crate::engine::Comp
             .compaction_idle_ms
             .or(file.compaction_idle_ms)
             .unwrap_or(crate::engine::compact::DEFAULT_IDLE_INDEX_MS),
+    }
+}
+
+fn millis(name: &str, v: Option<u64>, default: u64) -> Result<Duration, ConfigError> {
+    match v.unwrap_or(default) {
+        0 => Err(ConfigError(format!("{name} must be at least 1"))),
+        n => Ok(Duration::from_millis(n)),
     }
 }
 

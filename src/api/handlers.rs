@@ -7,7 +7,9 @@
 //! - A handler returns `Ok(json)` for 200 or an [`ApiError`]; it never
 //!   panics on input (a panic is still caught one level up and becomes 500).
 //! - A query and all subqueries of a multi-query read one snapshot.
-//! - CPU-heavy evaluation of large namespaces runs on a blocking thread.
+//! - Query evaluation (queries, `_debug/recall`) never runs on an async
+//!   worker: it runs in the bounded [`super::query_pool`] under the
+//!   per-request deadline, so `/health` and other tenants stay responsive.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -21,6 +23,7 @@ use serde_json::{json, Value as Json};
 use super::body::{parse_json, read_body};
 use super::ctx::Ctx;
 use super::error::ApiError;
+use super::query_pool::Lane;
 use super::router::{route, NoRoute, Route};
 use super::stream::Reply;
 use super::{maintenance, metrics, AppState};
@@ -29,8 +32,6 @@ use crate::query::{self, QueryRequest, QueryResult};
 use crate::wire::namespace::schema_json;
 use crate::wire::query::{parse_recall, parse_request, recall_json};
 
-/// Namespaces larger than this are queried on a blocking thread.
-const INLINE_QUERY_DOCS: usize = 10_000;
 /// Default page of `GET /v1/namespaces`.
 const DEFAULT_PAGE_SIZE: usize = 100;
 /// Header carrying a write's idempotency key.
@@ -214,7 +215,7 @@ async fn query(ctx: &Ctx, ns: &str, req: Request<Incoming>) -> Result<Json, ApiE
     let (temperature, hit_ratio) = ctx.state.engine.cache_temperature(&path).await;
     let snap = maintenance::read_snapshot(ctx, &path, parsed.strong).await?;
     let exec_started = Instant::now();
-    let results = evaluate(&parsed, &snap).await?;
+    let results = evaluate(ctx, &parsed, &snap).await?;
     let sizes = (snap.state.logical_bytes, snap.state.len());
     Ok(query_response(ctx, &parsed, &results, sizes, (temperature, hit_ratio), exec_started))
 }
@@ -252,17 +253,11 @@ fn query_response(
     v
 }
 
-/// Evaluate every query of a request on one snapshot.
-async fn evaluate(req: &QueryRequest, snap: &Snapshot) -> Result<Vec<QueryResult>, ApiError> {
-    let run = |req: &QueryRequest, state: &crate::engine::NsState| query::execute_request(req, state);
-    if snap.state.len() as usize <= INLINE_QUERY_DOCS {
-        return Ok(run(req, &snap.state)?);
-    }
+/// Evaluate every query of a request on one snapshot, in the query pool.
+async fn evaluate(ctx: &Ctx, req: &QueryRequest, snap: &Snapshot) -> Result<Vec<QueryResult>, ApiError> {
     let (req, state) = (req.clone(), snap.state.clone());
-    let out = tokio::task::spawn_blocking(move || run(&req, &state))
-        .await
-        .map_err(|e| ApiError::internal(format!("query task failed: {e}")))?;
-    Ok(out?)
+    let lane = Lane::of(state.len());
+    ctx.state.queries.run(lane, move || query::execute_request(&req, &state)).await
 }
 
 /// `POST /v1/namespaces/{ns}/_debug/recall`: ANN against exact search on
@@ -273,10 +268,8 @@ async fn recall(ctx: &Ctx, ns: &str, req: Request<Incoming>) -> Result<Json, Api
     let snap = maintenance::read_snapshot(ctx, &path, true).await?;
     let state = snap.state.clone();
     let params = parse_recall(&body)?;
-    let out = tokio::task::spawn_blocking(move || query::recall(&params, &state).map(|r| recall_json(&r)))
-        .await
-        .map_err(|e| ApiError::internal(format!("recall task failed: {e}")))?;
-    Ok(out?)
+    let lane = Lane::of(state.len());
+    ctx.state.queries.run(lane, move || query::recall(&params, &state).map(|r| recall_json(&r))).await
 }
 
 async fn explain_query(ctx: &Ctx, ns: &str, req: Request<Incoming>) -> Result<Json, ApiError> {

@@ -27,6 +27,7 @@ pub mod jobs;
 mod maintenance;
 pub mod metrics;
 pub mod origin;
+pub mod query_pool;
 pub mod reload;
 pub mod router;
 pub mod server;
@@ -92,6 +93,8 @@ pub struct AppState {
     pub jobs: Arc<jobs::Jobs>,
     /// Origin, Host and content-type rules of the open loopback mode.
     pub browser: origin::BrowserPolicy,
+    /// Where query evaluation runs (bounded slots, deadline).
+    pub queries: query_pool::QueryPool,
 }
 
 impl AppState {
@@ -105,6 +108,7 @@ impl AppState {
             tracker: Tracker::default(),
             jobs: Arc::default(),
             browser: origin::BrowserPolicy::default(),
+            queries: query_pool::QueryPool::default(),
         }
     }
 }
@@ -170,6 +174,7 @@ pub async fn run_daemon(
     };
     let mut state = AppState::new(engine, auth, limits);
     state.browser = origin::BrowserPolicy::new(cfg.allowed_origins.clone(), cfg.allowed_hosts.clone());
+    state.queries = query_pool::QueryPool::new(cfg.query_threads, cfg.max_queued_queries, cfg.query_timeout);
     let state = Arc::new(state);
     if let Some(hooks) = reload {
         spawn_reloader(hooks, cfg.clone(), state.clone(), local);

@@ -9,8 +9,9 @@
 //!   `Fuzzy` options.
 //! - Bounded size: a parsed filter nests at most [`MAX_DEPTH`] levels (the
 //!   top-level node is level 1), has at most [`MAX_LEAVES`] leaves (conditions
-//!   and empty `And`/`Or`), at most [`MAX_REGEXES`] `Regex` conditions, and
-//!   no pattern longer than [`MAX_PATTERN_BYTES`]. Depth is checked while
+//!   and empty `And`/`Or`), at most [`MAX_REGEXES`] `Regex` conditions, no
+//!   pattern longer than [`MAX_PATTERN_BYTES`] and at most
+//!   [`MAX_PATTERN_TOTAL_BYTES`] of patterns in all. Depth is checked while
 //!   parsing, so hostile input cannot overflow the stack. Every recursive walk
 //!   is bounded by [`MAX_DEPTH`]; a deeper tree can only be built by hand, and
 //!   then evaluates its too-deep parts as non-matching and renders them as
@@ -47,6 +48,9 @@ pub const MAX_DEPTH: usize = 64;
 pub const MAX_LEAVES: usize = 10_000;
 /// Longest `Glob`/`IGlob`/`Regex`/`Fuzzy` pattern, in bytes.
 pub const MAX_PATTERN_BYTES: usize = 4096;
+/// Most bytes of all `Glob`/`IGlob`/`Regex`/`Fuzzy` patterns of one filter
+/// together (per-row matching cost grows with the patterns' total length).
+pub const MAX_PATTERN_TOTAL_BYTES: usize = 64 * 1024;
 /// Longest token-filter operand, in bytes (turbopuffer's full-text query limit).
 pub const MAX_TOKEN_QUERY_BYTES: usize = 8192;
 /// Most `Regex` conditions in one filter: each may compile to up to

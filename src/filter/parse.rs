@@ -91,6 +91,7 @@ pub(super) enum Shape {
 pub(super) struct Parser {
     leaves: usize,
     regexes: usize,
+    pattern_bytes: usize,
 }
 
 impl Parser {
@@ -98,6 +99,18 @@ impl Parser {
         self.leaves += 1;
         if self.leaves > MAX_LEAVES {
             return err(format!("filter has more than {MAX_LEAVES} conditions"));
+        }
+        Ok(())
+    }
+
+    /// Counts a pattern against [`MAX_PATTERN_TOTAL_BYTES`]: matching costs
+    /// up to pattern × text per row, so the sum over a filter is bounded too.
+    fn pattern_budget(&mut self, operand: &Json) -> Result<(), FilterError> {
+        self.pattern_bytes += operand.as_str().map_or(0, str::len);
+        if self.pattern_bytes > MAX_PATTERN_TOTAL_BYTES {
+            return err(format!(
+                "filter patterns (Glob, IGlob, Regex, Fuzzy) total more than {MAX_PATTERN_TOTAL_BYTES} bytes"
+            ));
         }
         Ok(())
     }
@@ -163,6 +176,9 @@ impl Parser {
             return err(format!("{op} takes [attr, op, value]; only Fuzzy accepts a 4th element (options)"));
         }
         self.leaf()?;
+        if matches!(op, Op::Glob | Op::NotGlob | Op::IGlob | Op::NotIGlob | Op::Regex | Op::Fuzzy) {
+            self.pattern_budget(operand)?;
+        }
         let value = |shape| parse_operand(attr, op, operand, shape);
         let range = |op, any| Ok::<_, FilterError>(Pred::Range { op, any, operand: value(Shape::Scalar)? });
         let pred = match op {

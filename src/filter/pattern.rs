@@ -39,7 +39,9 @@ impl fmt::Debug for RegexPattern {
 //
 // Our own matcher rather than `globset`: globset has path semantics (`**`,
 // `{a,b}` alternation) that Unix glob over plain strings does not, and a
-// token list keeps memory linear in the pattern.
+// token list keeps memory linear in the pattern. (A translation to the
+// `regex` crate was tried: exact, but a pathological pattern thrashes its
+// lazy DFA and the PikeVM fallback is pattern × text as well, and slower.)
 
 #[derive(Clone, Debug, PartialEq)]
 pub(super) enum GlobToken {
@@ -149,7 +151,9 @@ impl GlobPattern {
 
     /// Greedy matching that backtracks only to the last `*`: every other
     /// token consumes exactly one character, so this is exact, allocation
-    /// free and O(pattern × text) in the worst case.
+    /// free and O(pattern × text) in the worst case — never exponential;
+    /// the pattern is at most `MAX_PATTERN_BYTES`, and a match running past
+    /// the query deadline stops (`query::deadline`).
     pub(super) fn is_match(&self, text: &str) -> bool {
         let next_char = |t: usize| text.get(t..).and_then(|s| s.chars().next());
         let (mut p, mut t) = (0usize, 0usize);
@@ -168,8 +172,13 @@ impl GlobPattern {
                 }
                 _ => {}
             }
-            // Mismatch: let the last star swallow one more character.
+            // Mismatch: let the last star swallow one more character. Each
+            // retry costs up to the pattern's length, so the query deadline is
+            // asked here too (past it the result is discarded anyway).
             let Some((sp, st)) = star else { return false };
+            if crate::query::deadline::expired() {
+                return false;
+            }
             let Some(sc) = next_char(st) else { return false };
             star = Some((sp, st + sc.len_utf8()));
             p = sp + 1;

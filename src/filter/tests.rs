@@ -281,6 +281,23 @@ fn glob_matcher_edges() {
     }
 }
 
+/// A pattern that makes the token matcher retry at every position (4 KiB
+/// of pattern over 1 MiB of text: billions of steps) stops at the query
+/// deadline instead of holding its thread.
+#[test]
+fn pathological_globs_stop_at_the_deadline() {
+    let pattern = format!("*{}b", "a?".repeat(2_000));
+    let text = "a".repeat(1 << 20);
+    let started = std::time::Instant::now();
+    let deadline = started + std::time::Duration::from_millis(200);
+    for ci in [false, true] {
+        let g = GlobPattern::new(&pattern, ci).unwrap();
+        let r = crate::query::deadline::with_deadline(deadline, || g.is_match(&text));
+        assert_eq!(r, Err(crate::query::deadline::Expired));
+    }
+    assert!(started.elapsed() < std::time::Duration::from_secs(5), "{:?}", started.elapsed());
+}
+
 #[test]
 fn regex() {
     let d = sample();

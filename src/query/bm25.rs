@@ -1,8 +1,17 @@
 //! BM25 full-text ranking (`Sum`/`Max`/`Product` expressions, prefixes),
 //! and the tokens of attribute values that indexing shares.
 //!
-//! Invariant: statistics (N, avgdl, df) are those of the live documents,
-//! wherever they live, so scores do not depend on where a row is stored.
+//! Invariants:
+//! - Statistics (N, avgdl, df) are those of the live documents, wherever
+//!   they live, so scores do not depend on where a row is stored.
+//! - Work is linear in the query and the rows: a clause has at most
+//!   [`MAX_BM25_TERMS`] distinct terms (checked before any row is read), a
+//!   row's tokens are counted in a hash map and each term looked up (no
+//!   scan per term), and one pass over the rows gathers the statistics of
+//!   every clause, analyzing each attribute of a row at most once per query
+//!   whatever the number of `Sum`/`Max` children on it.
+//! - Long loops over rows stop once the query's deadline expired
+//!   ([`deadline::expired`]); the caller then discards the result.
 
 use super::*;
 use crate::index::text::value_tokens;
@@ -17,6 +26,8 @@ pub(super) struct Leaf {
     pub(super) terms: Vec<String>,
     /// Distinct terms in first-occurrence order.
     pub(super) distinct: Vec<String>,
+    /// Query term multiplicities, parallel to `distinct`.
+    counts: Vec<u32>,
     pub(super) stats: CorpusStats,
     pub(super) cache: NormCache,
     pub(super) weights: Vec<Bm25Weight>,
@@ -28,6 +39,55 @@ pub(super) enum Node {
     Sum(Vec<Node>),
     Max(Vec<Node>),
     Product(f32, Box<Node>),
+}
+
+/// One attribute value analyzed once: its token count and per-token counts,
+/// so each clause on the attribute looks its terms up instead of scanning.
+pub(super) struct ValueTokens {
+    len: usize,
+    counts: HashMap<String, u32>,
+}
+
+impl ValueTokens {
+    fn of(analyzer: &Analyzer, d: &Document, attr: &str) -> Self {
+        let toks = d.attrs.get(attr).map(|v| value_tokens(analyzer, v)).unwrap_or_default();
+        let len = toks.len();
+        let mut counts = HashMap::with_capacity(len);
+        for t in toks {
+            *counts.entry(t).or_insert(0) += 1;
+        }
+        ValueTokens { len, counts }
+    }
+
+    fn tf(&self, term: &str) -> u32 {
+        self.counts.get(term).copied().unwrap_or(0)
+    }
+}
+
+/// The analyzed values of one document, per attribute: a document is
+/// tokenized once per query whatever the number of clauses on an attribute
+/// (the analyzer is a function of the attribute's schema).
+pub(super) struct DocTokens<'d> {
+    doc: &'d Document,
+    by_attr: Vec<(&'d str, ValueTokens)>,
+}
+
+impl<'d> DocTokens<'d> {
+    pub(super) fn new(doc: &'d Document) -> Self {
+        DocTokens { doc, by_attr: Vec::new() }
+    }
+
+    pub(super) fn of(&mut self, leaf: &'d Leaf) -> &ValueTokens {
+        let i = match self.by_attr.iter().position(|(a, _)| *a == leaf.attr) {
+            Some(i) => i,
+            None => {
+                self.by_attr
+                    .push((leaf.attr.as_str(), ValueTokens::of(&leaf.analyzer, self.doc, &leaf.attr)));
+                self.by_attr.len() - 1
+            }
+        };
+        &self.by_attr[i].1
+    }
 }
 
 /// Per-leaf (fieldnorm id, per-distinct-term counts) of one row.
@@ -48,16 +108,16 @@ impl RowTf {
         self.tfs.iter().flatten().any(|t| *t > 0)
     }
 
-    /// From a decoded document: tokens per leaf attribute.
+    /// From a decoded document: tokens per leaf attribute (each attribute
+    /// analyzed once).
     pub(super) fn of_doc(leaves: &[Leaf], d: &Document) -> Self {
         let mut rt = RowTf::new(leaves);
-        for (i, l) in leaves.iter().enumerate() {
-            let toks = d.attrs.get(&l.attr).map(|v| value_tokens(&l.analyzer, v)).unwrap_or_default();
-            rt.norms[i] = fieldnorm_to_id(u32::try_from(toks.len()).unwrap_or(u32::MAX));
-            for t in &toks {
-                if let Some(j) = l.distinct.iter().position(|x| x == t) {
-                    rt.tfs[i][j] += 1;
-                }
+        let mut toks = DocTokens::new(d);
+        for (i, l) in leaves.iter().enumerate().take_while(|_| !deadline::expired()) {
+            let vt = toks.of(l);
+            rt.norms[i] = fieldnorm_to_id(u32::try_from(vt.len).unwrap_or(u32::MAX));
+            for (j, t) in l.distinct.iter().enumerate() {
+                rt.tfs[i][j] = vt.tf(t);
             }
         }
         rt
@@ -106,52 +166,88 @@ pub(super) fn linear(node: &Node, boost: f32, out: &mut Vec<(usize, f32)>) -> bo
     }
 }
 
+/// Compiles an expression: its leaves' terms, then (one pass over the
+/// documents for all leaves) their statistics and weights.
 pub(super) fn compile(
     e: &TextExpr,
     state: &NsState,
     views: &[SegView<'_>],
     leaves: &mut Vec<Leaf>,
 ) -> Result<Node, QueryError> {
+    let root = compile_terms(e, state, views, leaves)?;
+    fill_stats(leaves, state, views);
+    for l in leaves.iter_mut() {
+        l.weights = l.distinct.iter().zip(&l.counts).map(|(t, c)| l.stats.weight(t, *c, l.params)).collect();
+        l.cache = l.stats.norm_cache(l.params);
+    }
+    Ok(root)
+}
+
+fn compile_terms(
+    e: &TextExpr,
+    state: &NsState,
+    views: &[SegView<'_>],
+    leaves: &mut Vec<Leaf>,
+) -> Result<Node, QueryError> {
+    let all = |c: &[TextExpr], leaves: &mut Vec<Leaf>| {
+        c.iter().map(|x| compile_terms(x, state, views, leaves)).collect::<Result<Vec<_>, _>>()
+    };
     Ok(match e {
-        TextExpr::Sum(c) => {
-            Node::Sum(c.iter().map(|x| compile(x, state, views, leaves)).collect::<Result<_, _>>()?)
-        }
-        TextExpr::Max(c) => {
-            Node::Max(c.iter().map(|x| compile(x, state, views, leaves)).collect::<Result<_, _>>()?)
-        }
-        TextExpr::Product(w, x) => Node::Product(*w, Box::new(compile(x, state, views, leaves)?)),
+        TextExpr::Sum(c) => Node::Sum(all(c, leaves)?),
+        TextExpr::Max(c) => Node::Max(all(c, leaves)?),
+        TextExpr::Product(w, x) => Node::Product(*w, Box::new(compile_terms(x, state, views, leaves)?)),
         TextExpr::Bm25 { attr, query, last_as_prefix } => {
-            let opts = state.schema.get(attr).and_then(|s| s.full_text_search.as_ref()).ok_or_else(|| {
-                invalid(format!("rank_by BM25: attribute {attr:?} has no full_text_search"))
-            })?;
-            let analyzer = Analyzer::new(opts);
-            let mut terms = match query {
-                TextInput::Text(t) => analyzer.query_terms(t),
-                TextInput::Tokens(ts) => ts.iter().flat_map(|t| analyzer.tokens(t)).collect(),
-            };
-            if *last_as_prefix {
-                if let Some(last) = terms.pop() {
-                    terms.extend(expand_prefix(&last, attr, &analyzer, state, views));
-                }
-            }
-            let params = Bm25Params::from_options(opts);
-            let stats = text_stats(attr, &analyzer, &terms, state, views);
-            let counts = term_counts(&terms);
-            let distinct: Vec<String> = counts.iter().map(|(t, _)| (*t).to_owned()).collect();
-            let weights = counts.iter().map(|(t, c)| stats.weight(t, *c, params)).collect();
-            let cache = stats.norm_cache(params);
-            leaves.push(Leaf {
-                attr: attr.clone(),
-                analyzer,
-                params,
-                terms,
-                distinct,
-                stats,
-                cache,
-                weights,
-            });
+            leaves.push(leaf(attr, query, *last_as_prefix, state, views)?);
             Node::Leaf(leaves.len() - 1)
         }
+    })
+}
+
+/// One clause's analyzed terms (statistics still empty). At most
+/// [`MAX_BM25_TERMS`] distinct terms: checked before any document is read.
+fn leaf(
+    attr: &str,
+    query: &TextInput,
+    last_as_prefix: bool,
+    state: &NsState,
+    views: &[SegView<'_>],
+) -> Result<Leaf, QueryError> {
+    let opts = state
+        .schema
+        .get(attr)
+        .and_then(|s| s.full_text_search.as_ref())
+        .ok_or_else(|| invalid(format!("rank_by BM25: attribute {attr:?} has no full_text_search")))?;
+    let analyzer = Analyzer::new(opts);
+    let mut terms = match query {
+        TextInput::Text(t) => analyzer.query_terms(t),
+        TextInput::Tokens(ts) => ts.iter().flat_map(|t| analyzer.tokens(t)).collect(),
+    };
+    let distinct_terms = term_counts(&terms).len();
+    if distinct_terms > MAX_BM25_TERMS {
+        return Err(invalid(format!(
+            "BM25 query on {attr:?} has {distinct_terms} distinct terms; the limit is {MAX_BM25_TERMS} \
+             distinct terms per BM25 clause"
+        )));
+    }
+    if last_as_prefix {
+        if let Some(last) = terms.pop() {
+            terms.extend(expand_prefix(&last, attr, &analyzer, state, views));
+        }
+    }
+    let (distinct, counts) = term_counts(&terms).into_iter().map(|(t, c)| (t.to_owned(), c)).unzip();
+    let params = Bm25Params::from_options(opts);
+    let stats = CorpusStats::default();
+    let cache = stats.norm_cache(params);
+    Ok(Leaf {
+        attr: attr.to_owned(),
+        analyzer,
+        params,
+        terms,
+        distinct,
+        counts,
+        stats,
+        cache,
+        weights: Vec::new(),
     })
 }
 
@@ -174,7 +270,7 @@ pub(super) fn expand_prefix(
         match v.ls.text_index(attr) {
             Some(ix) => set.extend(ix.terms_with_prefix(prefix, MAX_PREFIX_EXPANSIONS)),
             None => {
-                for r in (0..v.ls.seg.len()).filter(|r| v.live(*r)) {
+                for r in (0..v.ls.seg.len()).filter(|r| v.live(*r)).take_while(|_| !deadline::expired()) {
                     if let Some(d) = v.attrs_doc(r) {
                         add(&d, &mut set);
                     }
@@ -182,7 +278,7 @@ pub(super) fn expand_prefix(
             }
         }
     }
-    for d in state.overlay().values().flatten() {
+    for d in state.overlay().values().flatten().take_while(|_| !deadline::expired()) {
         add(d, &mut set);
     }
     if set.is_empty() {
@@ -191,49 +287,66 @@ pub(super) fn expand_prefix(
     set.into_iter().take(MAX_PREFIX_EXPANSIONS).collect()
 }
 
-/// BM25 statistics of `attr` over the live documents: indexed segments
-/// minus their dead rows, unindexed segment rows and the overlay.
-pub(super) fn text_stats(
-    attr: &str,
-    analyzer: &Analyzer,
-    terms: &[String],
-    state: &NsState,
-    views: &[SegView<'_>],
-) -> CorpusStats {
-    let mut st = CorpusStats::default();
-    let toks_of = |d: &Document| d.attrs.get(attr).map(|v| value_tokens(analyzer, v)).unwrap_or_default();
-    let counts = term_counts(terms);
+/// BM25 statistics of every leaf's attribute over the live documents:
+/// indexed segments minus their dead rows, unindexed segment rows and the
+/// overlay. One pass over the rows for all leaves, each row decoded and
+/// each of its attributes analyzed at most once.
+fn fill_stats(leaves: &mut [Leaf], state: &NsState, views: &[SegView<'_>]) {
+    let mut stats: Vec<CorpusStats> = vec![CorpusStats::default(); leaves.len()];
     for v in views {
-        match v.ls.text_index(attr) {
-            Some(ix) => {
-                st.add_index(&ix, terms);
-                for r in v.dead_rows() {
-                    let Some(d) = v.attrs_doc(r) else { continue };
-                    let toks = toks_of(&d);
-                    st.num_docs = st.num_docs.saturating_sub(1);
-                    st.total_tokens = st.total_tokens.saturating_sub(toks.len() as u64);
-                    for (t, _) in &counts {
-                        if toks.iter().any(|x| x == t) {
-                            if let Some(df) = st.doc_freq.get_mut(*t) {
-                                *df = df.saturating_sub(1);
-                            }
-                        }
-                    }
-                }
+        let indexed: Vec<bool> = leaves
+            .iter()
+            .zip(stats.iter_mut())
+            .map(|(l, st)| v.ls.text_index(&l.attr).map(|ix| st.add_index(&ix, &l.terms)).is_some())
+            .collect();
+        for r in (0..v.ls.seg.len()).take_while(|_| !deadline::expired()) {
+            let live = v.live(r);
+            // Live rows count where the attribute is unindexed; dead rows are
+            // taken back out where the index counted them.
+            let wanted = |i: usize| indexed[i] != live;
+            if !(0..leaves.len()).any(wanted) {
+                continue;
             }
-            None => {
-                for r in (0..v.ls.seg.len()).filter(|r| v.live(*r)) {
-                    if let Some(d) = v.attrs_doc(r) {
-                        st.add_document_tokens(&toks_of(&d), terms);
-                    }
+            let Some(d) = v.attrs_doc(r) else { continue };
+            let mut toks = DocTokens::new(&d);
+            let due = leaves.iter().enumerate().filter(|(i, _)| wanted(*i));
+            for (i, l) in due.take_while(|_| !deadline::expired()) {
+                let vt = toks.of(l);
+                if live {
+                    add_row(&mut stats[i], l, vt);
+                } else {
+                    remove_row(&mut stats[i], l, vt);
                 }
             }
         }
     }
-    for d in state.overlay().values().flatten() {
-        st.add_document_tokens(&toks_of(d), terms);
+    for d in state.overlay().values().flatten().take_while(|_| !deadline::expired()) {
+        let mut toks = DocTokens::new(d);
+        for (st, l) in stats.iter_mut().zip(leaves.iter()).take_while(|_| !deadline::expired()) {
+            add_row(st, l, toks.of(l));
+        }
     }
-    st
+    for (l, st) in leaves.iter_mut().zip(stats) {
+        l.stats = st;
+    }
+}
+
+fn add_row(st: &mut CorpusStats, l: &Leaf, vt: &ValueTokens) {
+    st.num_docs += 1;
+    st.total_tokens += vt.len as u64;
+    for t in l.distinct.iter().filter(|t| vt.tf(t) > 0) {
+        *st.doc_freq.entry(t.clone()).or_default() += 1;
+    }
+}
+
+fn remove_row(st: &mut CorpusStats, l: &Leaf, vt: &ValueTokens) {
+    st.num_docs = st.num_docs.saturating_sub(1);
+    st.total_tokens = st.total_tokens.saturating_sub(vt.len as u64);
+    for t in l.distinct.iter().filter(|t| vt.tf(t) > 0) {
+        if let Some(df) = st.doc_freq.get_mut(t) {
+            *df = df.saturating_sub(1);
+        }
+    }
 }
 
 /// BM25 search: pruned per segment for sums of clauses, exact candidate

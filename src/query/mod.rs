@@ -53,6 +53,7 @@ use crate::state::{NsState, SegmentReader};
 
 mod aggregate;
 mod bm25;
+pub mod deadline;
 mod error;
 mod explain;
 mod fuse;
@@ -90,6 +91,16 @@ pub const MAX_LIMIT: usize = 10_000;
 pub const MAX_OFFSET: usize = 100_000;
 /// Most subqueries of one multi-query.
 pub const MAX_SUBQUERIES: usize = 16;
+/// Most distinct terms (after analysis) of one BM25 clause.
+pub const MAX_BM25_TERMS: usize = 1_024;
+/// Most children of one `Sum` or `Max` rank expression.
+pub const MAX_RANK_CHILDREN: usize = 32;
+/// Most BM25 clauses in one rank expression (a tree of `Sum`/`Max` could
+/// otherwise multiply [`MAX_RANK_CHILDREN`] level by level).
+pub const MAX_RANK_CLAUSES: usize = 64;
+/// Most dimensions of a `SparseKNN` query vector (turbopuffer's per-vector
+/// limit).
+pub const MAX_SPARSE_QUERY_KEYS: usize = 1_024;
 
 /// Sort direction of an attribute ordering.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -60,17 +60,16 @@ impl SegView<'_> {
 
     /// Live and matching the query's filter.
     pub(super) fn passes(&self, row: usize, q: &Query) -> bool {
-        if self.cand.as_ref().is_some_and(|c| !c.get(row).copied().unwrap_or(false)) || !self.live(row) {
+        if self.cand.as_ref().is_some_and(|c| !c.get(row).copied().unwrap_or(false))
+            || !self.live(row)
+            || deadline::expired()
+        {
             return false;
         }
         match &q.filters {
             None => true,
             Some(f) => self.attrs_doc(row).is_some_and(|d| f.matches(&d, None)),
         }
-    }
-
-    pub(super) fn dead_rows(&self) -> impl Iterator<Item = usize> + '_ {
-        (0..self.ls.seg.len()).filter(|r| !self.live(*r))
     }
 }
 

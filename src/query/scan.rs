@@ -42,8 +42,10 @@ pub(super) fn is_vector_like(state: &NsState, attr: &str) -> bool {
     state.schema.get(attr).is_some_and(|s| matches!(s.ty, AttrType::Vector { .. } | AttrType::Sparse { .. }))
 }
 
+/// Whether `d` passes the filter; nothing passes once the deadline expired
+/// (the result is then discarded, so the scan only has to wind down).
 pub(super) fn matches(q: &Query, d: &Document) -> bool {
-    q.filters.as_ref().is_none_or(|f| f.matches(d, None))
+    !deadline::expired() && q.filters.as_ref().is_none_or(|f| f.matches(d, None))
 }
 
 /// Documents in id order, starting at the filter's lower id bound when the

@@ -3,7 +3,14 @@
 //!
 //! Invariants: parsing is total (any JSON yields a request or an
 //! `InvalidInput`/`Unsupported` [`QueryError`] naming the offending key) and
-//! reads no state; rendering never fails.
+//! reads no state; rendering never fails. Every count in a request that
+//! drives a loop is capped here, with a message naming the limit: subqueries
+//! ([`MAX_SUBQUERIES`]), page and offset, rank nesting ([`MAX_RANK_DEPTH`]),
+//! `Sum`/`Max` children ([`MAX_RANK_CHILDREN`]), BM25 clauses
+//! ([`MAX_RANK_CLAUSES`]) and `SparseKNN` dimensions
+//! ([`MAX_SPARSE_QUERY_KEYS`]); filters cap their own sizes
+//! (`filter::MAX_*`), and distinct BM25 terms are counted after analysis
+//! (`query::MAX_BM25_TERMS`).
 
 use base64::Engine as _;
 use serde_json::{json, Map, Value as Json};
@@ -14,7 +21,8 @@ use crate::query::recall::{RecallReport, RecallRequest};
 use crate::query::{
     Aggregate, AggregateGroup, AggregateValue, Direction, OrderKey, PerLimit, Projection, Query, QueryError,
     QueryRequest, QueryResult, Rank, Rerank, Row, TextExpr, TextInput, VectorEncoding, DEFAULT_LIMIT,
-    DIST_ATTR, MAX_LIMIT, MAX_OFFSET, MAX_SUBQUERIES,
+    DIST_ATTR, MAX_LIMIT, MAX_OFFSET, MAX_RANK_CHILDREN, MAX_RANK_CLAUSES, MAX_SPARSE_QUERY_KEYS,
+    MAX_SUBQUERIES,
 };
 
 fn invalid(msg: impl Into<String>) -> QueryError {
@@ -491,6 +499,12 @@ pub(crate) fn parse_rank_by(v: &Json) -> Result<RankBy, QueryError> {
                     items.get(2).and_then(Json::as_object).filter(|_| items.len() == 3).ok_or_else(|| {
                         invalid("rank_by SparseKNN takes [attr, \"SparseKNN\", {key: weight}]")
                     })?;
+                if o.len() > MAX_SPARSE_QUERY_KEYS {
+                    return Err(invalid(format!(
+                        "rank_by SparseKNN has {} dimensions; the limit is {MAX_SPARSE_QUERY_KEYS}",
+                        o.len()
+                    )));
+                }
                 let mut query = Vec::with_capacity(o.len());
                 for (k, w) in o {
                     let w = w
@@ -507,7 +521,7 @@ pub(crate) fn parse_rank_by(v: &Json) -> Result<RankBy, QueryError> {
                 return Err(unsupported(format!("rank_by [{h:?}, …] is not implemented yet")));
             }
             (_, Some("BM25")) | (Some("Sum" | "Max" | "Product"), _) => {
-                return Ok(RankBy::Scored(Rank::Text(parse_text_expr(v, 1)?)));
+                return Ok(RankBy::Scored(Rank::Text(parse_text_expr(v, 1, &mut 0)?)));
             }
             _ => {}
         }
@@ -517,7 +531,9 @@ pub(crate) fn parse_rank_by(v: &Json) -> Result<RankBy, QueryError> {
     ))
 }
 
-pub(crate) fn parse_text_expr(v: &Json, depth: usize) -> Result<TextExpr, QueryError> {
+/// Parses a BM25 rank expression at nesting level `depth`; `clauses` counts
+/// the BM25 clauses seen so far (bounded by [`MAX_RANK_CLAUSES`]).
+pub(crate) fn parse_text_expr(v: &Json, depth: usize, clauses: &mut usize) -> Result<TextExpr, QueryError> {
     if depth > MAX_RANK_DEPTH {
         return Err(invalid(format!("rank_by nests deeper than {MAX_RANK_DEPTH} levels")));
     }
@@ -528,6 +544,12 @@ pub(crate) fn parse_text_expr(v: &Json, depth: usize) -> Result<TextExpr, QueryE
         (Some(attr), Some("BM25")) => {
             if !(3..=4).contains(&items.len()) {
                 return Err(invalid("BM25 takes [attr, \"BM25\", query, {last_as_prefix}]"));
+            }
+            *clauses += 1;
+            if *clauses > MAX_RANK_CLAUSES {
+                return Err(invalid(format!(
+                    "rank_by has more than {MAX_RANK_CLAUSES} BM25 clauses (the limit per rank expression)"
+                )));
             }
             let query = match &items[2] {
                 Json::String(s) => TextInput::Text(s.clone()),
@@ -563,7 +585,14 @@ pub(crate) fn parse_text_expr(v: &Json, depth: usize) -> Result<TextExpr, QueryE
                 .and_then(Json::as_array)
                 .filter(|s| items.len() == 2 && !s.is_empty())
                 .ok_or_else(|| invalid(format!("{c} takes a non-empty list of expressions")))?;
-            let subs = subs.iter().map(|s| parse_text_expr(s, depth + 1)).collect::<Result<Vec<_>, _>>()?;
+            if subs.len() > MAX_RANK_CHILDREN {
+                return Err(invalid(format!(
+                    "{c} has {} children; the limit is {MAX_RANK_CHILDREN} children per Sum/Max",
+                    subs.len()
+                )));
+            }
+            let subs =
+                subs.iter().map(|s| parse_text_expr(s, depth + 1, clauses)).collect::<Result<Vec<_>, _>>()?;
             Ok(if c == "Sum" { TextExpr::Sum(subs) } else { TextExpr::Max(subs) })
         }
         (Some("Product"), _) if items.len() == 3 => {
@@ -575,7 +604,7 @@ pub(crate) fn parse_text_expr(v: &Json, depth: usize) -> Result<TextExpr, QueryE
             if !w.is_finite() {
                 return Err(invalid("Product weight must be finite"));
             }
-            Ok(TextExpr::Product(w as f32, Box::new(parse_text_expr(e, depth + 1)?)))
+            Ok(TextExpr::Product(w as f32, Box::new(parse_text_expr(e, depth + 1, clauses)?)))
         }
         (Some(h), _) if RANK_COMBINATORS.contains(&h) => {
             Err(unsupported(format!("rank_by [{h:?}, …] is not implemented yet")))

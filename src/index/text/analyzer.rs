@@ -215,11 +215,12 @@ impl Analyzer {
     /// the same term each count ("file files" → `file`, `file`: that term scores
     /// twice). Order of first occurrence.
     pub fn query_terms(&self, text: &str) -> Vec<String> {
-        let mut raws: Vec<String> = Vec::new();
+        // A set, not a scan of the earlier words: queries may have thousands.
+        let mut raws: std::collections::HashSet<String> = std::collections::HashSet::new();
         let mut out: Vec<String> = Vec::new();
         self.for_each_token_raw(text, |raw, t| {
-            if !raws.iter().any(|r| r == raw) {
-                raws.push(raw.to_owned());
+            if !raws.contains(raw) {
+                raws.insert(raw.to_owned());
                 out.push(t.to_owned());
             }
         });

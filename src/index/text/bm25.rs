@@ -28,11 +28,14 @@ impl CorpusStats {
     }
 
     /// Adds one unindexed document given its tokens.
+    /// Linear in tokens plus terms (a set of the row's tokens, not a scan per term).
     pub fn add_document_tokens<S: AsRef<str>>(&mut self, tokens: &[S], terms: &[String]) {
         self.num_docs += 1;
         self.total_tokens += tokens.len() as u64;
-        for (t, _) in term_counts(terms) {
-            if tokens.iter().any(|x| x.as_ref() == t) {
+        let present: HashSet<&str> = tokens.iter().map(AsRef::as_ref).collect();
+        let mut counted: HashSet<&str> = HashSet::with_capacity(terms.len());
+        for t in terms.iter().map(String::as_str) {
+            if present.contains(t) && counted.insert(t) {
                 *self.doc_freq.entry(t.to_owned()).or_default() += 1;
             }
         }
@@ -152,12 +155,17 @@ impl Bm25Weight {
 }
 
 /// Distinct terms with their multiplicity, in order of first occurrence.
+/// Linear: a hash map finds a term's slot (a query may carry thousands).
 pub fn term_counts(terms: &[String]) -> Vec<(&str, u32)> {
+    let mut slot: HashMap<&str, usize> = HashMap::with_capacity(terms.len());
     let mut out: Vec<(&str, u32)> = Vec::new();
     for t in terms {
-        match out.iter_mut().find(|(x, _)| *x == t.as_str()) {
-            Some((_, c)) => *c += 1,
-            None => out.push((t.as_str(), 1)),
+        match slot.get(t.as_str()) {
+            Some(&i) => out[i].1 += 1,
+            None => {
+                slot.insert(t.as_str(), out.len());
+                out.push((t.as_str(), 1));
+            }
         }
     }
     out

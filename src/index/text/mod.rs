@@ -74,7 +74,7 @@
 //!   (field by field), by the pruned and the exhaustive scorer alike, so both give
 //!   bit-identical scores. Ties rank by ascending row.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::OnceLock;
 
 use bitpacking::{BitPacker, BitPacker4x};

@@ -405,6 +405,7 @@ pub fn score_documents<'d>(
     let cache = global.norm_cache(params);
     let terms = term_counts(terms);
     let weights: Vec<Bm25Weight> = terms.iter().map(|(t, c)| global.weight(t, *c, params)).collect();
+    let slot: HashMap<&str, usize> = terms.iter().enumerate().map(|(i, (t, _))| (*t, i)).collect();
     let mut out = Vec::new();
     let mut tfs = vec![0u32; terms.len()];
     for (row, text) in docs {
@@ -412,7 +413,7 @@ pub fn score_documents<'d>(
         let mut len = 0u32;
         analyzer.for_each_token(text, |tok| {
             len = len.saturating_add(1);
-            if let Some(i) = terms.iter().position(|(t, _)| *t == tok) {
+            if let Some(&i) = slot.get(tok) {
                 tfs[i] += 1;
             }
         });
