@@ -26,11 +26,6 @@ pub fn canonical(s: &str) -> Option<String> {
     (0..=9999).contains(&chrono::Datelike::year(&floored)).then(|| format_canonical(&floored))
 }
 
-/// Milliseconds since the Unix epoch of the instant `s` names.
-pub fn epoch_millis(s: &str) -> Option<i64> {
-    canonical(s).and_then(|c| parse(&c)).map(|d| d.timestamp_millis())
-}
-
 fn format_canonical(d: &DateTime<Utc>) -> String {
     d.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
 }
@@ -90,6 +85,11 @@ fn normalized(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Milliseconds since the Unix epoch of the instant `s` names.
+    fn epoch_millis(s: &str) -> Option<i64> {
+        canonical(s).and_then(|c| parse(&c)).map(|d| d.timestamp_millis())
+    }
 
     #[test]
     fn the_documented_forms_name_their_instants() {

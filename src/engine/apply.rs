@@ -212,24 +212,32 @@ pub fn apply_request(
     req: &RequestRecord,
     affected: Option<&mut AffectedIds>,
 ) -> Result<RowCounts, EngineError> {
-    let before = attribute_count(state);
-    let mut next = state.clone();
-    let counts = apply_with(&mut next, req, affected, DatetimeRule::Instants)?;
-    // New requests only: a namespace that grew past the cap under an older
-    // build still replays and serves; it just cannot add names.
-    let after = attribute_count(&next);
-    if after > crate::model::MAX_ATTRIBUTES_PER_NAMESPACE && after > before {
+    apply_with(state, req, affected, Origin::New)
+}
+
+/// Where a request comes from: limits that did not exist when a WAL batch
+/// was written must not make its replay fail.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    New,
+    Replay(DatetimeRule),
+}
+
+/// A new request may not take the namespace past the attribute-name cap; a
+/// namespace that grew past it under an older build still replays and
+/// serves, it just cannot add names.
+fn check_attribute_cap(before: &NsState, after: &NsState) -> Result<(), EngineError> {
+    let count = |s: &NsState| {
+        s.schema.keys().filter(|k| *k != crate::model::ID_ATTR && *k != crate::model::VECTOR_ATTR).count()
+    };
+    let n = count(after);
+    if n > crate::model::MAX_ATTRIBUTES_PER_NAMESPACE && n > count(before) {
         return Err(invalid(format!(
-            "a namespace may have at most {} attributes; this write would make it {after}",
+            "a namespace may have at most {} attributes; this write would make it {n}",
             crate::model::MAX_ATTRIBUTES_PER_NAMESPACE
         )));
     }
-    *state = next;
-    Ok(counts)
-}
-
-fn attribute_count(s: &NsState) -> usize {
-    s.schema.keys().filter(|k| *k != crate::model::ID_ATTR && *k != crate::model::VECTOR_ATTR).count()
+    Ok(())
 }
 
 /// Replay one request of a WAL batch under the rule it was first applied
@@ -239,15 +247,19 @@ pub fn replay_request(
     req: &RequestRecord,
     rule: DatetimeRule,
 ) -> Result<RowCounts, EngineError> {
-    apply_with(state, req, None, rule)
+    apply_with(state, req, None, Origin::Replay(rule))
 }
 
 fn apply_with(
     state: &mut NsState,
     req: &RequestRecord,
     mut affected: Option<&mut AffectedIds>,
-    rule: DatetimeRule,
+    origin: Origin,
 ) -> Result<RowCounts, EngineError> {
+    let rule = match origin {
+        Origin::New => DatetimeRule::Instants,
+        Origin::Replay(rule) => rule,
+    };
     let mut s = state.clone();
     let mut counts = RowCounts::default();
     s.apply_settings(req)?;
@@ -335,6 +347,9 @@ fn apply_with(
     }
     if let Some(k) = &req.idempotency_key {
         s.idempotency.insert(k.clone(), counts);
+    }
+    if origin == Origin::New {
+        check_attribute_cap(state, &s)?;
     }
     *state = s;
     Ok(counts)
