@@ -130,6 +130,7 @@ pub struct FileConfig {
     pub allowed_hosts: Option<Vec<String>>,
     #[serde(default)]
     pub api_keys: Vec<ApiKeyConfig>,
+    pub sync: Option<crate::sync::config::SyncFile>,
 }
 
 /// Flags of `tidepool serve` (each also read from its `TIDEPOOL_*` variable).
@@ -177,6 +178,41 @@ pub struct ServeArgs {
     /// Allow a plain-http S3 endpoint.
     #[arg(long, env = "TIDEPOOL_S3_ALLOW_HTTP", num_args = 0..=1, default_missing_value = "true")]
     pub s3_allow_http: Option<bool>,
+    /// Sync remote (`[sync] remote`): s3://bucket/prefix or file://DIR; the
+    /// node's own store stays its primary.
+    #[arg(long, env = "TIDEPOOL_SYNC_REMOTE")]
+    pub sync_remote: Option<String>,
+    /// Sync remote endpoint URL (`[sync] endpoint`).
+    #[arg(long, env = "TIDEPOOL_SYNC_ENDPOINT")]
+    pub sync_endpoint: Option<String>,
+    /// Sync remote region (`[sync] region`).
+    #[arg(long, env = "TIDEPOOL_SYNC_REGION")]
+    pub sync_region: Option<String>,
+    /// Sync remote access key id (prefer the env var or the config file).
+    #[arg(long, env = "TIDEPOOL_SYNC_ACCESS_KEY_ID", hide_env_values = true)]
+    pub sync_access_key_id: Option<String>,
+    /// Sync remote secret access key (prefer the env var or the config file).
+    #[arg(long, env = "TIDEPOOL_SYNC_SECRET_ACCESS_KEY", hide_env_values = true)]
+    pub sync_secret_access_key: Option<String>,
+    /// Allow a plain-http sync endpoint.
+    #[arg(long, env = "TIDEPOOL_SYNC_ALLOW_HTTP", num_args = 0..=1, default_missing_value = "true")]
+    pub sync_allow_http: Option<bool>,
+    /// Seconds between sync rounds (default 10).
+    #[arg(long, env = "TIDEPOOL_SYNC_INTERVAL_SECS")]
+    pub sync_interval_secs: Option<u64>,
+    /// This node's id in the remote (default: generated once, kept in the data dir).
+    #[arg(long, env = "TIDEPOOL_SYNC_NODE_ID")]
+    pub sync_node_id: Option<String>,
+    /// Seconds to connect to the sync remote (default 3).
+    #[arg(long, env = "TIDEPOOL_SYNC_CONNECT_TIMEOUT_SECS")]
+    pub sync_connect_timeout_secs: Option<u64>,
+    /// Seconds one request to the sync remote may take (default 10).
+    #[arg(long, env = "TIDEPOOL_SYNC_REQUEST_TIMEOUT_SECS")]
+    pub sync_request_timeout_secs: Option<u64>,
+    /// Sync rules replacing `[[sync.namespaces]]`: `match=mode[:on_conflict]`,
+    /// comma-separated, e.g. `catalog-*=pull,orders=both:branch`.
+    #[arg(long, env = "TIDEPOOL_SYNC_NAMESPACES")]
+    pub sync_namespaces: Option<String>,
     /// Log format.
     #[arg(long, env = "TIDEPOOL_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
@@ -314,6 +350,8 @@ pub struct Config {
     pub gc_interval: Duration,
     /// Namespaces `GET /metrics` names.
     pub metrics_top_namespaces: usize,
+    /// Offline-first sync to a remote (None: no `[sync]`, no sync).
+    pub sync: Option<crate::sync::SyncConfig>,
 }
 
 impl Config {
@@ -336,6 +374,7 @@ impl Config {
         env: &dyn Fn(&str) -> Option<OsString>,
     ) -> Result<Config, ConfigError> {
         let compaction = compaction_config(args, &file);
+        let sync = sync_config(args, file.sync.clone())?;
         let system = args.system.or(file.system).unwrap_or(false);
         let data_dir = match args.data_dir.clone().or(file.data_dir) {
             Some(d) => d,
@@ -351,6 +390,7 @@ impl Config {
             access_key_id: args.s3_access_key_id.clone().or(file.s3_access_key_id),
             secret_access_key: args.s3_secret_access_key.clone().or(file.s3_secret_access_key),
             allow_http: args.s3_allow_http.or(file.s3_allow_http).unwrap_or(false),
+            ..S3Options::default()
         };
         let max_body = args.max_body_bytes.or(file.max_body_bytes).unwrap_or(DEFAULT_MAX_BODY_BYTES);
         let cfg = Config {
@@ -424,6 +464,7 @@ impl Config {
                 .metrics_top_namespaces
                 .or(file.metrics_top_namespaces)
                 .unwrap_or(crate::metrics::DEFAULT_TOP_NAMESPACES),
+            sync,
         };
         cfg.validate()?;
         Ok(cfg)
@@ -436,6 +477,17 @@ impl Config {
             return Err(ConfigError(format!(
                 "max_body_bytes must be at least 1024, got {}",
                 self.max_body_bytes
+            )));
+        }
+        let local_store = self
+            .store
+            .as_deref()
+            .is_none_or(|s| s.is_empty() || !s.contains("://") || s.starts_with("file://"));
+        if self.sync.is_some() && !local_store {
+            return Err(ConfigError(format!(
+                "[sync] needs the node's own directory store as its primary; --store {:?} is not one \
+                 (drop --store, or drop [sync] to serve straight from the bucket)",
+                self.store.as_deref().unwrap_or_default()
             )));
         }
         if self.max_connections == 0 {
@@ -456,6 +508,36 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// `[sync]` merged with its flags/env (flags win); None when no remote is set.
+fn sync_config(
+    args: &ServeArgs,
+    file: Option<crate::sync::config::SyncFile>,
+) -> Result<Option<crate::sync::SyncConfig>, ConfigError> {
+    let mut f = file.unwrap_or_default();
+    let pick = |flag: &Option<String>, v: &mut Option<String>| {
+        if flag.is_some() {
+            v.clone_from(flag);
+        }
+    };
+    pick(&args.sync_remote, &mut f.remote);
+    pick(&args.sync_endpoint, &mut f.endpoint);
+    pick(&args.sync_region, &mut f.region);
+    pick(&args.sync_access_key_id, &mut f.access_key_id);
+    pick(&args.sync_secret_access_key, &mut f.secret_access_key);
+    pick(&args.sync_node_id, &mut f.node_id);
+    f.allow_http = args.sync_allow_http.or(f.allow_http);
+    f.interval_secs = args.sync_interval_secs.or(f.interval_secs);
+    f.connect_timeout_secs = args.sync_connect_timeout_secs.or(f.connect_timeout_secs);
+    f.request_timeout_secs = args.sync_request_timeout_secs.or(f.request_timeout_secs);
+    if let Some(rules) = &args.sync_namespaces {
+        f.namespaces = crate::sync::config::parse_rules(rules)?;
+    }
+    if f.remote.is_none() && f.namespaces.is_empty() && f.endpoint.is_none() {
+        return Ok(None);
+    }
+    crate::sync::SyncConfig::resolve(f).map(Some)
 }
 
 fn compaction_config(args: &ServeArgs, file: &FileConfig) -> crate::engine::CompactionConfig {

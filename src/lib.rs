@@ -3,7 +3,7 @@
 //! generation); the daemon serves them over the turbopuffer v2 HTTP API.
 //!
 //! Layering (dependencies point downward only; `ARCHITECTURE.md` has the map):
-//! `cli` / `api` (HTTP) → `wire` (turbopuffer JSON ↔ typed requests and
+//! `cli` / `api` (HTTP) → `sync` (offline-first sync to a bucket) → `wire` (turbopuffer JSON ↔ typed requests and
 //! results) → `engine` (lifecycle, the commit unit, writes, loading,
 //! compaction, branches) → `query` (evaluation over one state) → `state`
 //! (a generation's segments and WAL overlay) → `index` / `format` / `filter`
@@ -31,4 +31,5 @@ pub mod query;
 pub mod schema;
 pub mod state;
 pub mod store;
+pub mod sync;
 pub mod wire;

@@ -34,6 +34,7 @@ const PINS: TableDefinition<&str, u64> = TableDefinition::new("pins");
 const MANIFEST_CACHE: TableDefinition<&str, &[u8]> = TableDefinition::new("manifest_cache");
 const IDEMPOTENCY: TableDefinition<&str, &[u8]> = TableDefinition::new("idempotency");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+const SYNC: TableDefinition<&str, &[u8]> = TableDefinition::new("sync");
 
 /// Separator between the two parts of a composite key (never in names/keys).
 const SEP: char = '\u{0}';
@@ -290,6 +291,7 @@ fn check_version(db: &redb::Database) -> Result<(), MetaError> {
         }
         txn.open_table(MANIFEST_CACHE).map_err(db_err)?;
         txn.open_table(IDEMPOTENCY).map_err(db_err)?;
+        txn.open_table(SYNC).map_err(db_err)?;
     }
     txn.commit().map_err(db_err)
 }
@@ -482,6 +484,45 @@ impl Meta {
             let txn = db.begin_read().map_err(db_err)?;
             let t = txn.open_table(IDEMPOTENCY).map_err(db_err)?;
             Ok(t.get(composite(ns, key).as_str()).map_err(db_err)?.map(|v| v.value().to_vec()))
+        })
+    }
+}
+
+impl Meta {
+    /// The sync record of a namespace (`sync::state` encodes it).
+    pub fn sync_record(&self, ns: &str) -> Result<Option<Vec<u8>>, MetaError> {
+        self.get_bytes(SYNC, ns)
+    }
+
+    /// Replace the sync record of a namespace (kept when the namespace is
+    /// forgotten: a delete still has to reach the remote).
+    pub fn set_sync_record(&self, ns: &str, record: &[u8]) -> Result<(), MetaError> {
+        self.put_bytes(SYNC, ns, record)
+    }
+
+    /// This node's id, generating and storing one on first use.
+    pub fn node_id(&self, generate: impl FnOnce() -> String) -> Result<String, MetaError> {
+        if let Some(b) = self.get_bytes(META, "node_id")? {
+            return Ok(String::from_utf8_lossy(&b).into_owned());
+        }
+        let id = generate();
+        self.put_bytes(META, "node_id", id.as_bytes())?;
+        Ok(id)
+    }
+
+    fn get_bytes(&self, def: TableDefinition<&str, &[u8]>, key: &str) -> Result<Option<Vec<u8>>, MetaError> {
+        self.with(|db| {
+            let txn = db.begin_read().map_err(db_err)?;
+            let t = txn.open_table(def).map_err(db_err)?;
+            Ok(t.get(key).map_err(db_err)?.map(|v| v.value().to_vec()))
+        })
+    }
+
+    fn put_bytes(&self, def: TableDefinition<&str, &[u8]>, key: &str, value: &[u8]) -> Result<(), MetaError> {
+        self.with(|db| {
+            let txn = db.begin_write().map_err(db_err)?;
+            txn.open_table(def).map_err(db_err)?.insert(key, value).map_err(db_err)?;
+            txn.commit().map_err(db_err)
         })
     }
 }

@@ -134,6 +134,7 @@ fn golden_manifest() -> Manifest {
     Manifest {
         labels: Default::default(),
         data_generation: None,
+        origin: None,
         namespace: "a/b/c".into(),
         generation: 2,
         commit_id: "00112233445566778899aabbccddeeff".into(),
@@ -391,6 +392,7 @@ fn v1_manifest() -> Manifest {
     Manifest {
         labels: Default::default(),
         data_generation: None,
+        origin: None,
         namespace: "acme/search/docs".into(),
         generation: 7,
         commit_id: "0123456789abcdef0123456789abcdef".into(),

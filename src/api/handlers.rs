@@ -84,6 +84,9 @@ pub async fn dispatch(
 }
 
 async fn run(ctx: &Ctx, route: Route, req: Request<Incoming>) -> Result<Json, ApiError> {
+    if let (Some(sync), Some(ns)) = (&ctx.state.sync, route.changed_namespace()) {
+        sync.check_writable(&ctx.ns(ns)?)?;
+    }
     match route {
         Route::ListNamespaces => list_namespaces(ctx).await,
         Route::Write(ns) => write(ctx, &ns, req).await,
@@ -126,6 +129,8 @@ async fn run(ctx: &Ctx, route: Route, req: Request<Incoming>) -> Result<Json, Ap
         Route::Repair => maintenance::repair(ctx, req).await,
         Route::Verify => maintenance::verify(ctx, req).await,
         Route::Job(id) => ctx.state.jobs.status(&id, &ctx.principal),
+        Route::SyncStatus => super::sync::status(ctx),
+        Route::SyncRun => super::sync::run(ctx).await,
         Route::Export(_) | Route::Snapshot(_) => {
             Err(ApiError::internal("streaming routes are dispatched before the JSON handlers"))
         }

@@ -65,6 +65,9 @@ pub(super) async fn metadata(ctx: &Ctx, ns: &str) -> Result<Json, ApiError> {
         let parent = NsPath::parse(&l.parent).map(|p| p.ns().to_owned()).unwrap_or(l.parent);
         v["lineage"] = json!({"parent": parent, "parent_generation": l.parent_generation});
     }
+    if let Some(sync) = ctx.state.sync.as_ref().and_then(|s| s.namespace_json(&path)) {
+        v["sync"] = sync;
+    }
     Ok(v)
 }
 

@@ -32,6 +32,7 @@ pub mod reload;
 pub mod router;
 pub mod server;
 pub mod stream;
+mod sync;
 pub mod systemd;
 
 use std::future::Future;
@@ -95,6 +96,8 @@ pub struct AppState {
     pub browser: origin::BrowserPolicy,
     /// Where query evaluation runs (bounded slots, deadline).
     pub queries: query_pool::QueryPool,
+    /// Offline-first sync to a remote (None: no `[sync]`).
+    pub sync: Option<Arc<crate::sync::Syncer>>,
 }
 
 impl AppState {
@@ -109,6 +112,7 @@ impl AppState {
             jobs: Arc::default(),
             browser: origin::BrowserPolicy::default(),
             queries: query_pool::QueryPool::default(),
+            sync: None,
         }
     }
 }
@@ -172,7 +176,19 @@ pub async fn run_daemon(
         body_timeout: cfg.body_timeout,
         upload_timeout: cfg.upload_timeout,
     };
+    let sync = match &cfg.sync {
+        Some(sc) => {
+            let s = crate::sync::Syncer::open(engine.clone(), sc.clone())
+                .await
+                .map_err(|e| format!("cannot set up sync to {}: {e}", sc.remote))?;
+            tracing::info!(remote = %sc.remote, node_id = s.node(), interval_secs = sc.interval.as_secs(), "sync enabled");
+            s.spawn_loop();
+            Some(s)
+        }
+        None => None,
+    };
     let mut state = AppState::new(engine, auth, limits);
+    state.sync = sync;
     state.browser = origin::BrowserPolicy::new(cfg.allowed_origins.clone(), cfg.allowed_hosts.clone());
     state.queries = query_pool::QueryPool::new(cfg.query_threads, cfg.max_queued_queries, cfg.query_timeout);
     let state = Arc::new(state);

@@ -60,6 +60,10 @@ pub enum Route {
     Job(String),
     /// `POST /v1/namespaces/{ns}/_admin/compact` (compact now).
     Compact(String),
+    /// `GET /v1/sync/status`.
+    SyncStatus,
+    /// `POST /v1/sync/run` (one sync round now).
+    SyncRun,
 }
 
 impl Route {
@@ -76,7 +80,22 @@ impl Route {
                 | Route::Restore(_)
                 | Route::Repair
                 | Route::Compact(_)
+                | Route::SyncRun
         )
+    }
+
+    /// The namespace whose documents or settings the route changes (a `pull`
+    /// namespace refuses these: it is a read replica).
+    pub fn changed_namespace(&self) -> Option<&str> {
+        match self {
+            Route::Write(ns)
+            | Route::DeleteNamespace(ns)
+            | Route::PatchMetadata(ns)
+            | Route::UpdateSchema(ns)
+            | Route::AdminCopy(ns)
+            | Route::Restore(ns) => Some(ns),
+            _ => None,
+        }
     }
 
     /// Whether the route needs no authentication.
@@ -111,6 +130,8 @@ impl Route {
             Route::Verify => "verify",
             Route::Job(_) => "job",
             Route::Compact(_) => "compact",
+            Route::SyncStatus => "sync_status",
+            Route::SyncRun => "sync_run",
         }
     }
 }
@@ -142,6 +163,8 @@ impl Route {
             Route::Verify => "/v1/_admin/verify",
             Route::Job(_) => "/v1/_admin/jobs/:id",
             Route::Compact(_) => "/v1/namespaces/:ns/_admin/compact",
+            Route::SyncStatus => "/v1/sync/status",
+            Route::SyncRun => "/v1/sync/run",
         }
     }
 }
@@ -224,6 +247,8 @@ pub fn route(method: &Method, path: &str) -> Result<Route, NoRoute> {
         }
         ["v1", "_admin", "repair"] => (&[Method::POST], (m == Method::POST).then_some(Route::Repair)),
         ["v1", "_admin", "verify"] => (&[Method::POST], (m == Method::POST).then_some(Route::Verify)),
+        ["v1", "sync", "status"] => (&[Method::GET], (m == Method::GET).then_some(Route::SyncStatus)),
+        ["v1", "sync", "run"] => (&[Method::POST], (m == Method::POST).then_some(Route::SyncRun)),
         ["v1", "_admin", "jobs", id] => {
             (&[Method::GET], (m == Method::GET).then(|| Route::Job((*id).to_owned())))
         }
@@ -243,6 +268,9 @@ mod tests {
         assert_eq!(route(&Method::GET, "/v1/namespaces/d/_admin/snapshot"), Ok(Route::Snapshot("d".into())));
         assert_eq!(route(&Method::POST, "/v1/namespaces/d/_admin/restore"), Ok(Route::Restore("d".into())));
         assert_eq!(route(&Method::POST, "/v1/_admin/repair"), Ok(Route::Repair));
+        assert_eq!(route(&Method::GET, "/v1/sync/status"), Ok(Route::SyncStatus));
+        assert_eq!(route(&Method::POST, "/v1/sync/run"), Ok(Route::SyncRun));
+        assert!(matches!(route(&Method::GET, "/v1/sync/run"), Err(NoRoute::MethodNotAllowed(_))));
         assert!(matches!(route(&Method::GET, "/v1/_admin/repair"), Err(NoRoute::MethodNotAllowed(_))));
         assert!(Route::Repair.is_write() && Route::Restore(String::new()).is_write());
         assert!(!Route::Export(String::new()).is_write() && !Route::Snapshot(String::new()).is_write());

@@ -28,6 +28,7 @@ mod jobs;
 mod ns;
 mod output;
 mod query;
+mod sync;
 #[cfg(test)]
 mod tests;
 mod transfer;
@@ -64,6 +65,12 @@ pub enum AdminCommand {
         /// The namespace operation.
         #[command(subcommand)]
         cmd: NsCommand,
+    },
+    /// Offline-first sync to the daemon's remote bucket: status, or a round now.
+    Sync {
+        /// The sync operation.
+        #[command(subcommand)]
+        cmd: SyncCommand,
     },
     /// Upsert documents from NDJSON (one JSON object per line) into a namespace.
     ///
@@ -180,6 +187,18 @@ pub enum AdminCommand {
     },
 }
 
+/// A sync operation (`[sync]` on the daemon).
+#[derive(clap::Subcommand, Debug)]
+pub enum SyncCommand {
+    /// The remote's reachability and each synced namespace's state (`GET /v1/sync/status`).
+    #[command(after_help = OUTPUT_HELP)]
+    Status,
+    /// Run one sync round now and wait for it (`POST /v1/sync/run`); non-zero exit if a
+    /// namespace did not sync.
+    #[command(after_help = OUTPUT_HELP)]
+    Run,
+}
+
 /// A namespace operation.
 #[derive(clap::Subcommand, Debug)]
 pub enum NsCommand {
@@ -290,6 +309,8 @@ pub async fn run(cmd: AdminCommand, url: &str, api_key: Option<&str>, json: bool
             repair(&client, &out, sweep, grace_secs, retention_secs).await
         }
         AdminCommand::Verify => verify(&client, &out).await,
+        AdminCommand::Sync { cmd: SyncCommand::Status } => sync::sync_status(&client, &out).await,
+        AdminCommand::Sync { cmd: SyncCommand::Run } => sync::sync_run(&client, &out).await,
         AdminCommand::Snapshot { namespace, file, generation } => {
             snapshot(&client, &out, &namespace, &file, generation).await
         }

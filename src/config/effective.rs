@@ -116,7 +116,39 @@ pub fn settings(cfg: &Config) -> Vec<Setting> {
         setting("allowed_origins", Some(strings(&cfg.allowed_origins))),
         setting("allowed_hosts", Some(strings(&cfg.allowed_hosts))),
         secret("api_keys", Some(api_keys(cfg)), true),
+        setting("sync", cfg.sync.as_ref().map(sync_table)),
     ]
+}
+
+/// `[sync]` as a table, credentials redacted (sync is not reloadable, so no
+/// reload needs to compare them).
+fn sync_table(c: &crate::sync::SyncConfig) -> toml::Value {
+    let mut t = toml::map::Map::new();
+    let mut put = |k: &str, v: Option<toml::Value>| {
+        if let Some(v) = v {
+            t.insert(k.into(), v);
+        }
+    };
+    let hidden = |v: &Option<String>| v.as_ref().map(|_| toml::Value::String(REDACTED.into()));
+    put("remote", s(&c.remote));
+    put("endpoint", c.s3.endpoint.as_ref().and_then(s));
+    put("region", c.s3.region.as_ref().and_then(s));
+    put("access_key_id", hidden(&c.s3.access_key_id));
+    put("secret_access_key", hidden(&c.s3.secret_access_key));
+    put("allow_http", Some(toml::Value::Boolean(c.s3.allow_http)));
+    put("interval_secs", int(c.interval.as_secs()));
+    put("node_id", c.node_id.as_ref().and_then(s));
+    put("connect_timeout_secs", c.s3.connect_timeout.and_then(|d| int(d.as_secs())));
+    put("request_timeout_secs", c.s3.request_timeout.and_then(|d| int(d.as_secs())));
+    let rules = c.rules.iter().map(|r| {
+        let mut rt = toml::map::Map::new();
+        rt.insert("match".into(), toml::Value::String(r.pattern.clone()));
+        rt.insert("mode".into(), toml::Value::String(r.mode.as_str().into()));
+        rt.insert("on_conflict".into(), toml::Value::String(r.on_conflict.as_str().into()));
+        toml::Value::Table(rt)
+    });
+    put("namespaces", Some(toml::Value::Array(rules.collect())));
+    toml::Value::Table(t)
 }
 
 fn strings(v: &[String]) -> toml::Value {

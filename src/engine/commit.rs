@@ -29,6 +29,9 @@
 //!   which repair reclaims; never a dangling reference).
 //! - The log reads and writes only the store it was given, so the same unit
 //!   commits to the local store and to any other (a sync remote).
+//! - A remote log ([`ManifestLog::remote`]) keeps no books: it raises no
+//!   refcount, reads no local manifest cache and deletes nothing (objects in
+//!   a sync remote are reclaimed only by a sweep over every live manifest).
 //! - Readers find the newest generation by probing `g+1` after the hint: the
 //!   GET of `{g+1}.json` first, then the HEAD of `{g+1}.gc` (GC creates the
 //!   tombstone before it deletes the manifest, so in this order a collected
@@ -83,9 +86,15 @@ pub(crate) struct Committed {
 #[derive(Clone)]
 pub(crate) struct ManifestLog {
     store: Store,
+    path: NsPath,
+    books: Option<Books>,
+}
+
+/// The local bookkeeping of a log on the node's own store.
+#[derive(Clone)]
+struct Books {
     meta: Arc<Meta>,
     cache: Arc<ObjectCache>,
-    path: NsPath,
     retention_ms: u64,
 }
 
@@ -99,7 +108,17 @@ impl ManifestLog {
         path: NsPath,
         retention_ms: u64,
     ) -> Self {
-        ManifestLog { store, meta, cache, path, retention_ms }
+        ManifestLog { store, path, books: Some(Books { meta, cache, retention_ms }) }
+    }
+
+    /// The log of `path` on a sync remote: no refcounts, no cache, no deletes.
+    pub(crate) fn remote(store: Store, path: NsPath) -> Self {
+        ManifestLog { store, path, books: None }
+    }
+
+    /// The namespace this log belongs to.
+    pub(crate) fn path(&self) -> &NsPath {
+        &self.path
     }
 
     // ----- reading the newest generation -----------------------------------
@@ -110,10 +129,12 @@ impl ManifestLog {
     /// just now, so a namespace removed from the store is not resurrected by
     /// local metadata: the `meta.redb` copy only gives the generation).
     pub(crate) async fn generation_hint(&self) -> Result<(Option<u64>, Option<Manifest>), EngineError> {
-        let ns = self.path.to_string();
-        if let Some(bytes) = self.blocking(move |m| m.cached_manifest(&ns)).await? {
-            if let Ok(m) = Manifest::decode(&bytes) {
-                return Ok((Some(m.generation), None));
+        if self.books.is_some() {
+            let ns = self.path.to_string();
+            if let Some(bytes) = self.blocking(move |m| m.cached_manifest(&ns)).await? {
+                if let Ok(m) = Manifest::decode(&bytes) {
+                    return Ok((Some(m.generation), None));
+                }
             }
         }
         Ok(match self.store.get_opt(&self.path.current_key()).await? {
@@ -243,7 +264,7 @@ impl ManifestLog {
 
     /// Step 2: raise the project refcounts of new objects.
     pub(crate) async fn raise(&self, keys: &[String]) -> Result<(), EngineError> {
-        if keys.is_empty() {
+        if keys.is_empty() || self.books.is_none() {
             return Ok(());
         }
         let (project, keys) = (self.path.project_id(), keys.to_vec());
@@ -255,6 +276,9 @@ impl ManifestLog {
     /// live holder (count >= 2 now); otherwise give the increments back and
     /// refuse, because a key at zero may be in the middle of being reclaimed.
     pub(crate) async fn hold_shared(&self, keys: &[String]) -> Result<(), EngineError> {
+        if self.books.is_none() {
+            return Ok(());
+        }
         self.raise(keys).await?;
         let (p, k) = (self.path.project_id(), keys.to_vec());
         let counts = self
@@ -286,6 +310,9 @@ impl ManifestLog {
     /// Lower counts raised by a refused operation without deleting anything
     /// (a key that reaches zero is left for repair's sweep).
     pub(crate) async fn give_back(&self, keys: &[String]) {
+        if self.books.is_none() {
+            return;
+        }
         let (p, k) = (self.path.project_id(), keys.to_vec());
         if let Err(e) = self.blocking(move |m| m.decr_refs(&p, &k)).await {
             tracing::warn!(namespace = %self.path, error = %e, "could not give back refcounts; they leak until repair");
@@ -352,6 +379,7 @@ impl ManifestLog {
     /// unless retention keeps superseded generations readable (the GC sweep
     /// deletes them once no retained generation references them).
     pub(crate) async fn release(&self, keys: Vec<String>) {
+        let Some(books) = self.books.clone() else { return };
         if keys.is_empty() {
             return;
         }
@@ -363,11 +391,11 @@ impl ManifestLog {
                 return;
             }
         };
-        if self.retention_ms > 0 {
+        if books.retention_ms > 0 {
             return;
         }
         for key in zeroed.into_iter().filter(|k| self.path.owns(k)) {
-            self.cache.invalidate(&key);
+            books.cache.invalidate(&key);
             if let Err(e) = self.store.delete(&key).await {
                 tracing::warn!(key, error = %e, "delete of an unreferenced object failed; it leaks until repair");
             }
@@ -378,7 +406,9 @@ impl ManifestLog {
         &self,
         f: impl FnOnce(&Meta) -> Result<T, MetaError> + Send + 'static,
     ) -> Result<T, EngineError> {
-        on_meta(&self.meta, f).await
+        let books =
+            self.books.as_ref().ok_or_else(|| EngineError::internal("a remote log keeps no books"))?;
+        on_meta(&books.meta, f).await
     }
 }
 

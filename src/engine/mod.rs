@@ -23,6 +23,7 @@
 //! - `<data dir>/scratch` ([`Engine::scratch_dir`]) holds only files of
 //!   requests in progress (restore uploads); it is emptied at open.
 
+pub mod adopt;
 pub mod apply;
 pub mod branch;
 pub mod cold;
@@ -50,6 +51,7 @@ use std::sync::{Arc, Mutex as StdMutex, RwLock as StdRwLock, Weak};
 
 use tokio::sync::Mutex;
 
+pub(crate) use self::adopt::RemoteLog;
 pub use self::apply::AffectedIds;
 use self::commit::ManifestLog;
 pub use self::compact::{CompactionConfig, CompactionReport};

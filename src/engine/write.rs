@@ -408,7 +408,7 @@ fn stored_response(bytes: &[u8], generation: u64) -> WriteResponse {
     }
 }
 
-fn next_manifest(
+pub(super) fn next_manifest(
     base: &Snapshot,
     path: &NsPath,
     state: &NsState,
@@ -441,6 +441,7 @@ fn next_manifest(
         lineage: live.and_then(|m| m.lineage.clone()),
         labels: live.map(|m| m.labels.clone()).unwrap_or_default(),
         data_generation: None,
+        origin: None,
         stats: ManifestStats {
             approx_row_count: state.len(),
             approx_logical_bytes: state.logical_bytes,

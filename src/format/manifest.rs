@@ -205,6 +205,20 @@ pub struct Manifest {
     /// read before them still matches. Absent: this generation (4.2).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data_generation: Option<u64>,
+    /// Set only on a generation a sync push published in a remote bucket:
+    /// the node that pushed it and the local generation it carries (4.2,
+    /// `sync/`). A node recognises its own pushes by it after a crash.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<Origin>,
+}
+
+/// Who published a pushed generation (see [`Manifest::origin`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Origin {
+    /// The pushing node's id (`[sync] node_id`).
+    pub node: String,
+    /// The node's local generation this one carries.
+    pub local_generation: u64,
 }
 
 impl Manifest {
@@ -385,6 +399,9 @@ impl Manifest {
                 return bad("lineage.parent is empty".into());
             }
         }
+        if self.origin.as_ref().is_some_and(|o| o.node.is_empty()) {
+            return bad("origin.node is empty".into());
+        }
         Ok(())
     }
 
@@ -502,6 +519,7 @@ mod tests {
         Manifest {
             labels: [("env".to_owned(), "prod".to_owned())].into(),
             data_generation: Some(5),
+            origin: None,
             namespace: "acme/search/docs".into(),
             generation: 7,
             commit_id: "0123456789abcdef0123456789abcdef".into(),
@@ -685,6 +703,7 @@ mod tests {
             ),
             ("segment bytes disagree with its files", Box::new(|m| m.segments[0].bytes = 999)),
             ("empty lineage parent", Box::new(|m| m.lineage = Some(Lineage::default()))),
+            ("empty origin node", Box::new(|m| m.origin = Some(Origin::default()))),
         ];
         for (name, mutate) in cases {
             let mut m = sample();

@@ -113,6 +113,14 @@ pub struct S3Options {
     pub secret_access_key: Option<String>,
     /// Allow plain http endpoints.
     pub allow_http: bool,
+    /// Bound on establishing a connection (None: object_store's default).
+    pub connect_timeout: Option<std::time::Duration>,
+    /// Bound on one request (None: object_store's default); with
+    /// `connect_timeout` it keeps a dead uplink from stalling a caller.
+    pub request_timeout: Option<std::time::Duration>,
+    /// Retries of a failed request (None: object_store's default); the
+    /// retries of one request together stay within `4 × request_timeout`.
+    pub max_retries: Option<usize>,
 }
 
 /// The object store the engine uses.
@@ -201,6 +209,7 @@ impl Store {
         if opts.allow_http || opts.endpoint.as_deref().is_some_and(|e| e.starts_with("http://")) {
             b = b.with_allow_http(true);
         }
+        b = bounded(b, opts);
         let s3 = b.build().map_err(|e| StoreError::Config(format!("s3 store: {e}")))?;
         let prefix = prefix.trim_matches('/');
         let inner: Arc<dyn ObjectStore> = if prefix.is_empty() {
@@ -360,6 +369,35 @@ impl Store {
         out.sort();
         Ok(out)
     }
+}
+
+/// Apply the configured timeouts and retry bound to an S3 builder (set key
+/// by key, so the client options `from_env` and `allow_http` chose are kept).
+fn bounded(
+    mut b: object_store::aws::AmazonS3Builder,
+    opts: &S3Options,
+) -> object_store::aws::AmazonS3Builder {
+    use object_store::aws::AmazonS3ConfigKey::Client;
+    use object_store::ClientConfigKey::{ConnectTimeout, Timeout};
+    let ms = |t: std::time::Duration| format!("{}ms", t.as_millis());
+    if let Some(t) = opts.connect_timeout {
+        b = b.with_config(Client(ConnectTimeout), ms(t));
+    }
+    if let Some(t) = opts.request_timeout {
+        b = b.with_config(Client(Timeout), ms(t));
+    }
+    if opts.max_retries.is_some() || opts.request_timeout.is_some() {
+        let mut retry = object_store::RetryConfig::default();
+        if let Some(n) = opts.max_retries {
+            retry.max_retries = n;
+        }
+        if let Some(t) = opts.request_timeout {
+            retry.retry_timeout = t.saturating_mul(4);
+            retry.backoff.max_backoff = retry.backoff.max_backoff.min(t);
+        }
+        b = b.with_retry(retry);
+    }
+    b
 }
 
 #[cfg(test)]

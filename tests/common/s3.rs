@@ -81,6 +81,7 @@ pub fn s3_options() -> S3Options {
         access_key_id: Some("test".into()),
         secret_access_key: Some("test".into()),
         allow_http: true,
+        ..S3Options::default()
     }
 }
 

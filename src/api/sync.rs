@@ -1,0 +1,51 @@
+//! `GET /v1/sync/status` and `POST /v1/sync/run` (`sync::Syncer`).
+//!
+//! Invariants: a caller sees only its own project's namespaces (the status is
+//! filtered by the principal's org/project); without `[sync]` both routes
+//! are 404 with a message naming the missing setting; a run answers when
+//! the round is done, or at once with `?wait=false`.
+
+use std::sync::Arc;
+
+use serde_json::{json, Value as Json};
+
+use super::ctx::Ctx;
+use super::error::ApiError;
+use crate::sync::Syncer;
+
+fn syncer(ctx: &Ctx) -> Result<Arc<Syncer>, ApiError> {
+    ctx.state.sync.clone().ok_or_else(|| {
+        ApiError::not_found("sync is not configured on this node (set [sync] remote, or --sync-remote)")
+    })
+}
+
+fn project(ctx: &Ctx) -> String {
+    format!("{}/{}", ctx.principal.org, ctx.principal.project)
+}
+
+/// `GET /v1/sync/status`.
+pub(super) fn status(ctx: &Ctx) -> Result<Json, ApiError> {
+    Ok(syncer(ctx)?.status_json(Some(&project(ctx))))
+}
+
+/// `POST /v1/sync/run` (`?wait=false`: start it and return).
+pub(super) async fn run(ctx: &Ctx) -> Result<Json, ApiError> {
+    let s = syncer(ctx)?;
+    let wait = match ctx.params.get("wait").map(String::as_str) {
+        None | Some("true") => true,
+        Some("false") => false,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!("wait must be true or false, got {other:?}")))
+        }
+    };
+    if !wait {
+        tokio::spawn(async move { s.run_round().await });
+        return Ok(json!({"status": "started"}));
+    }
+    s.run_round().await;
+    let mut v = s.status_json(Some(&project(ctx)));
+    // Only this project's namespaces decide (another tenant's failure is not ours to see).
+    let failed = v["namespaces"].as_array().is_some_and(|a| a.iter().any(|n| !n["last_error"].is_null()));
+    v["status"] = json!(if failed { "partial" } else { "OK" });
+    Ok(v)
+}

@@ -1,0 +1,274 @@
+//! Offline-first sync: the node's own store is its primary, and a round
+//! (every `interval_secs`, or on `POST /v1/sync/run`) reconciles each
+//! namespace a rule covers with a remote bucket laid out exactly like a
+//! `--store s3://` bucket (`storage-format.md` 12).
+//!
+//! - [`config`]: the `[sync]` settings and the namespace rules.
+//! - [`state`]: the per-namespace sync record in `meta.redb`, the status.
+//! - [`transfer`]: verified, idempotent, bounded copies of immutable objects.
+//! - [`reconcile`]: one namespace: push, pull, or a conflict (rebase/branch).
+//!
+//! Invariants:
+//! - The remote is never on a request's path: writes are acknowledged when
+//!   durable locally and queries read local data; only the sync round (a
+//!   background task, one at a time) talks to the remote, with bounded
+//!   timeouts, so a dead uplink costs a failed round and nothing else.
+//! - Remote generations are published with the same commit unit as local
+//!   ones (`ManifestLog::remote`: conditional create, ambiguous outcomes
+//!   resolved by commit id), after every object they reference is there.
+//! - Nothing in the remote is deleted by a round; nothing local is deleted
+//!   except through the local commit unit's refcounts.
+
+pub mod config;
+pub mod reconcile;
+pub mod state;
+pub mod transfer;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, Weak};
+
+use serde_json::{json, Value as Json};
+
+pub use self::config::{Mode, OnConflict, Rule, SyncConfig};
+use self::state::{NamespaceStatus, RemoteStatus, SyncRecord};
+use self::transfer::Transfer;
+use crate::engine::{Engine, EngineError};
+use crate::layout::{validate_name, NsPath};
+use crate::store::Store;
+
+/// One node's sync with its remote.
+pub struct Syncer {
+    engine: Arc<Engine>,
+    remote: Store,
+    cfg: SyncConfig,
+    node: String,
+    up: Transfer,
+    down: Transfer,
+    round: tokio::sync::Mutex<()>,
+    status: Mutex<Status>,
+}
+
+impl std::fmt::Debug for Syncer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Syncer")
+            .field("remote", &self.cfg.remote)
+            .field("node", &self.node)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Default)]
+struct Status {
+    remote: RemoteStatus,
+    namespaces: BTreeMap<NsPath, NamespaceStatus>,
+}
+
+/// What one round did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RoundReport {
+    /// Namespaces looked at.
+    pub namespaces: usize,
+    /// Namespaces whose round failed.
+    pub failed: usize,
+}
+
+impl Syncer {
+    /// Open the remote (no request is made: a node starts offline as well).
+    pub async fn open(engine: Arc<Engine>, cfg: SyncConfig) -> Result<Arc<Syncer>, EngineError> {
+        let scratch = engine.scratch_dir().to_path_buf();
+        let remote = Store::from_url(Some(&cfg.remote), &scratch, &cfg.s3)?;
+        let node = match &cfg.node_id {
+            Some(n) => n.clone(),
+            None => {
+                let meta = engine.meta().clone();
+                let token = uuid::Uuid::new_v4().simple().to_string();
+                let fresh = format!("node-{}", &token[..12]);
+                tokio::task::spawn_blocking(move || meta.node_id(move || fresh))
+                    .await
+                    .map_err(|e| EngineError::internal(e.to_string()))??
+            }
+        };
+        validate_name("node_id", &node).map_err(|e| EngineError::invalid_input(e.to_string()))?;
+        let local = engine.store().clone();
+        let status = Status {
+            remote: RemoteStatus { url: cfg.remote.clone(), ..RemoteStatus::default() },
+            ..Status::default()
+        };
+        Ok(Arc::new(Syncer {
+            up: Transfer::new(local.clone(), remote.clone()),
+            down: Transfer::new(remote.clone(), local),
+            engine,
+            remote,
+            cfg,
+            node,
+            round: tokio::sync::Mutex::new(()),
+            status: Mutex::new(status),
+        }))
+    }
+
+    /// This node's id.
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    /// The rule covering a namespace, if any.
+    pub fn rule_for(&self, path: &NsPath) -> Option<&Rule> {
+        self.cfg.rule_for(path.ns())
+    }
+
+    /// Refuse a local write to a `pull` namespace (a read replica): 409.
+    pub fn check_writable(&self, path: &NsPath) -> Result<(), EngineError> {
+        match self.rule_for(path) {
+            Some(r) if r.mode == Mode::Pull => Err(EngineError::conflict(format!(
+                "namespace {} is a read replica here (sync mode pull, rule {:?}); write it on the node that pushes it",
+                path.ns(),
+                r.pattern
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// Run rounds every `interval_secs` until the syncer is dropped.
+    pub fn spawn_loop(self: &Arc<Self>) {
+        let me: Weak<Syncer> = Arc::downgrade(self);
+        let interval = self.cfg.interval;
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(interval).await;
+                let Some(s) = me.upgrade() else { return };
+                s.run_round().await;
+            }
+        });
+    }
+
+    /// One full round over every namespace a rule covers (local ones, and
+    /// remote ones a `pull`/`both` rule covers). Rounds never overlap.
+    pub async fn run_round(&self) -> RoundReport {
+        let _one = self.round.lock().await;
+        let paths = match self.discover().await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(error = %e, "sync round could not list namespaces");
+                return RoundReport { namespaces: 0, failed: 1 };
+            }
+        };
+        let mut report = RoundReport { namespaces: paths.len(), failed: 0 };
+        for (path, rule) in paths {
+            if let Err(e) = self.sync_one(&path, &rule).await {
+                report.failed += 1;
+                tracing::warn!(namespace = %path, error = %e, "sync of namespace failed; retried next round");
+                self.note_error(&path, &rule, &e);
+            }
+        }
+        report
+    }
+
+    /// The namespaces a round covers, with their rules.
+    async fn discover(&self) -> Result<Vec<(NsPath, Rule)>, EngineError> {
+        let mut out = BTreeMap::new();
+        for path in namespaces_in(self.engine.store()).await? {
+            if let Some(r) = self.rule_for(&path) {
+                out.insert(path.clone(), r.clone());
+            }
+        }
+        if self.cfg.rules.iter().any(|r| r.mode != Mode::Push) {
+            let remote = namespaces_in(&self.remote).await;
+            self.contact(remote.is_ok());
+            for path in remote? {
+                if let Some(r) = self.rule_for(&path).filter(|r| r.mode != Mode::Push) {
+                    out.insert(path.clone(), r.clone());
+                }
+            }
+        }
+        Ok(out.into_iter().collect())
+    }
+
+    async fn record(&self, path: &NsPath) -> Result<SyncRecord, EngineError> {
+        let (meta, ns) = (self.engine.meta().clone(), path.to_string());
+        let bytes = tokio::task::spawn_blocking(move || meta.sync_record(&ns))
+            .await
+            .map_err(|e| EngineError::internal(e.to_string()))??;
+        Ok(bytes.and_then(|b| SyncRecord::decode(&b).ok()).unwrap_or_default())
+    }
+
+    async fn save_record(&self, path: &NsPath, rec: SyncRecord) -> Result<(), EngineError> {
+        let (meta, ns) = (self.engine.meta().clone(), path.to_string());
+        tokio::task::spawn_blocking(move || meta.set_sync_record(&ns, &rec.encode()))
+            .await
+            .map_err(|e| EngineError::internal(e.to_string()))??;
+        Ok(())
+    }
+
+    fn contact(&self, ok: bool) {
+        let now = self.engine.clock().now_ms();
+        let mut st = self.status.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        st.remote.reachable = Some(ok);
+        if ok {
+            st.remote.last_contact = Some(now);
+        }
+    }
+
+    fn update(&self, path: &NsPath, rule: &Rule, f: impl FnOnce(&mut NamespaceStatus)) {
+        let mut st = self.status.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let entry = st.namespaces.entry(path.clone()).or_insert_with(|| NamespaceStatus {
+            namespace: path.ns().to_owned(),
+            project: path.project_id(),
+            ..NamespaceStatus::default()
+        });
+        entry.mode = rule.mode.as_str();
+        entry.on_conflict = rule.on_conflict.as_str();
+        f(entry);
+    }
+
+    fn note_error(&self, path: &NsPath, rule: &Rule, e: &EngineError) {
+        if e.kind() == crate::engine::ErrorKind::Unavailable {
+            self.contact(false);
+        }
+        let now = self.engine.clock().now_ms();
+        self.update(path, rule, |s| {
+            s.last_error = Some(e.to_string());
+            s.lag_secs = s.last_success.map_or(0, |t| now.saturating_sub(t) / 1000);
+        });
+    }
+
+    /// `GET /v1/sync/status`, limited to one `org/project` (None: all).
+    pub fn status_json(&self, project: Option<&str>) -> Json {
+        let st = self.status.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let namespaces: Vec<&NamespaceStatus> =
+            st.namespaces.values().filter(|n| project.is_none_or(|p| n.project == p)).collect();
+        json!({
+            "node_id": self.node,
+            "remote": st.remote,
+            "interval_secs": self.cfg.interval.as_secs(),
+            "namespaces": namespaces,
+        })
+    }
+
+    /// The sync part of a namespace's metadata (None: no rule covers it).
+    pub fn namespace_json(&self, path: &NsPath) -> Option<Json> {
+        let rule = self.rule_for(path)?;
+        let st = self.status.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        Some(match st.namespaces.get(path) {
+            Some(s) => serde_json::to_value(s).unwrap_or(Json::Null),
+            None => {
+                json!({"namespace": path.ns(), "mode": rule.mode.as_str(), "on_conflict": rule.on_conflict.as_str()})
+            }
+        })
+    }
+}
+
+/// Every namespace a store holds (`{org}/{project}/namespaces/{ns}/`).
+async fn namespaces_in(store: &Store) -> Result<Vec<NsPath>, EngineError> {
+    let mut out = Vec::new();
+    for org in store.list_dirs("").await? {
+        for project in store.list_dirs(&format!("{org}/")).await? {
+            let prefix = NsPath::project_namespaces_prefix(&org, &project);
+            for ns in store.list_dirs(&prefix).await? {
+                if let Ok(p) = NsPath::new(&org, &project, &ns) {
+                    out.push(p);
+                }
+            }
+        }
+    }
+    Ok(out)
+}

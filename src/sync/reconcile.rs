@@ -1,0 +1,297 @@
+//! One namespace's part of a sync round: compare the local newest
+//! generation and the remote newest generation with the last pair that was
+//! in sync ([`SyncRecord`]), then push, pull, or resolve a conflict.
+//!
+//! | local documents changed since the record | remote changed | action |
+//! | --- | --- | --- |
+//! | no (maybe compacted) | no | push when the local generation moved (mode push/both), else nothing |
+//! | any | no | push (mode push/both) |
+//! | no | yes | pull: adopt the remote generation locally |
+//! | yes | yes | conflict: `rebase` (re-apply the unsynced WAL batches on the remote's newest, then push) or `branch` (publish ours as `{ns}-conflict-{node}-{gen}`, adopt theirs) |
+//!
+//! Invariants:
+//! - A push uploads every object first, then creates the remote generation
+//!   with the commit unit on the base it read (a lost race is a conflict for
+//!   the next round, never an overwrite); the record is written after.
+//! - A pushed generation carries `origin {node, local_generation}`: after a
+//!   crash between the remote commit and the record, the next round sees its
+//!   own push and records it instead of calling it a conflict.
+//! - A pull raises local refcounts for the objects it needs, downloads
+//!   what is missing (verified), then commits locally through
+//!   `Engine::adopt_remote`; a failure releases what it raised.
+//! - A conflict never drops an acknowledged write: a rebase happens only when
+//!   every unsynced WAL batch is still referenced locally (compaction may
+//!   have folded them into segments) and every request applies on the remote;
+//!   otherwise the node's version is published as a branch before the
+//!   remote's is adopted.
+
+use std::sync::Arc;
+
+use super::state::{ConflictReport, SyncRecord, MAX_CONFLICTS_REPORTED};
+use super::transfer::object_refs;
+use super::{OnConflict, Rule, Syncer};
+use crate::engine::adopt::Rebase;
+use crate::engine::{EngineError, ErrorKind};
+use crate::format::manifest::{Lineage, Manifest, Origin};
+use crate::format::wal::WalBatch;
+use crate::layout::NsPath;
+
+/// The two sides of one namespace as a round found them.
+struct Sides {
+    local: Option<Arc<Manifest>>,
+    remote: Option<Manifest>,
+    rec: SyncRecord,
+}
+
+impl Sides {
+    fn local_changed(&self) -> bool {
+        self.local.as_ref().is_some_and(|l| l.content_version() > self.rec.local_generation)
+    }
+    fn local_moved(&self) -> bool {
+        self.local.as_ref().is_some_and(|l| l.generation != self.rec.local_generation)
+    }
+    fn remote_changed(&self) -> bool {
+        self.remote.as_ref().is_some_and(|r| r.generation > self.rec.remote_generation)
+    }
+}
+
+impl Syncer {
+    pub(super) async fn sync_one(&self, path: &NsPath, rule: &Rule) -> Result<(), EngineError> {
+        let sides = self.read_sides(path).await?;
+        self.report_sides(path, rule, &sides);
+        match (sides.remote_changed(), sides.local_changed()) {
+            (false, _) if rule.mode.pushes() && sides.local_moved() => self.push(path, &sides).await?,
+            (false, _) => {}
+            (true, false) => self.pull(path, &sides).await?,
+            (true, true) => self.resolve(path, rule, &sides).await?,
+        }
+        let now = self.engine.clock().now_ms();
+        let after = self.read_sides(path).await?;
+        self.report_sides(path, rule, &after);
+        self.update(path, rule, |s| {
+            s.last_success = Some(now);
+            s.last_error = None;
+            s.lag_secs = 0;
+        });
+        Ok(())
+    }
+
+    /// Read both sides; recognise our own push that landed without its record.
+    async fn read_sides(&self, path: &NsPath) -> Result<Sides, EngineError> {
+        let mut rec = self.record(path).await?;
+        let local = self.engine.latest_manifest(path).await?;
+        let hint = (rec.remote_generation > 0).then_some(rec.remote_generation);
+        let remote = self.remote_log(path).newest_from((hint, None)).await;
+        self.contact(remote.is_ok());
+        let remote = remote?;
+        match remote.as_ref() {
+            None if rec.remote_generation > 0 => {
+                tracing::warn!(namespace = %path, "the remote lost this namespace; pushing it again");
+                rec = SyncRecord::default();
+            }
+            Some(r) if r.generation > rec.remote_generation => {
+                if let Some(o) = r.origin.as_ref().filter(|o| o.node == self.node) {
+                    rec = SyncRecord {
+                        local_generation: o.local_generation,
+                        remote_generation: r.generation,
+                        wal_floor: r.next_wal_seq,
+                        synced_at_ms: r.committed_at_ms,
+                    };
+                    self.save_record(path, rec).await?;
+                }
+            }
+            _ => {}
+        }
+        Ok(Sides { local, remote, rec })
+    }
+
+    fn remote_log(&self, path: &NsPath) -> crate::engine::RemoteLog {
+        crate::engine::RemoteLog::new(self.remote.clone(), path.clone())
+    }
+
+    /// Upload the local generation's objects, then publish it remotely.
+    async fn push(&self, path: &NsPath, sides: &Sides) -> Result<(), EngineError> {
+        let Some(local) = sides.local.clone() else { return Ok(()) };
+        let copied = self.up.copy_missing(&object_refs(&local)).await?;
+        let base = sides.remote.clone().map(Arc::new);
+        let mut m = (*local).clone();
+        m.origin = Some(Origin { node: self.node.clone(), local_generation: local.generation });
+        let published = self.remote_log(path).publish_on(base, m, self.engine.next_token()).await?;
+        tracing::info!(namespace = %path, local = local.generation, remote = published.generation,
+            objects = copied.objects, bytes = copied.bytes, "pushed");
+        let rec = SyncRecord {
+            local_generation: local.generation,
+            remote_generation: published.generation,
+            wal_floor: local.next_wal_seq,
+            synced_at_ms: self.engine.clock().now_ms(),
+        };
+        self.save_record(path, rec).await
+    }
+
+    /// Adopt the remote's newest generation locally (optionally rebasing).
+    async fn pull(&self, path: &NsPath, sides: &Sides) -> Result<(), EngineError> {
+        self.adopt(path, sides, None).await.map(|_| ())
+    }
+
+    async fn adopt(
+        &self,
+        path: &NsPath,
+        sides: &Sides,
+        rebase: Option<Rebase>,
+    ) -> Result<Arc<Manifest>, EngineError> {
+        let Some(remote) = sides.remote.as_ref() else {
+            return Err(EngineError::internal("no remote generation"));
+        };
+        let held = self.fetch_objects(path, sides.local.as_deref(), remote).await?;
+        let rebasing = rebase.is_some();
+        let adopted = self.engine.adopt_remote(path, sides.local.clone(), remote, &held, rebase).await?;
+        tracing::info!(namespace = %path, remote = remote.generation, local = adopted.generation, rebasing, "adopted remote generation");
+        let rec = SyncRecord {
+            // After a rebase the local generation holds writes the remote
+            // lacks: record the one before it, so the next step pushes.
+            local_generation: if rebasing { adopted.generation - 1 } else { adopted.generation },
+            remote_generation: remote.generation,
+            wal_floor: remote.next_wal_seq,
+            synced_at_ms: self.engine.clock().now_ms(),
+        };
+        self.save_record(path, rec).await?;
+        self.engine.warm_in_background(path);
+        Ok(adopted)
+    }
+
+    /// Count (then download when missing) the objects `remote` references that
+    /// `local` does not; returns the keys counted.
+    async fn fetch_objects(
+        &self,
+        path: &NsPath,
+        local: Option<&Manifest>,
+        remote: &Manifest,
+    ) -> Result<Vec<String>, EngineError> {
+        let have: std::collections::HashSet<String> =
+            local.map(|l| l.object_keys().into_iter().collect()).unwrap_or_default();
+        let refs: Vec<_> = object_refs(remote).into_iter().filter(|r| !have.contains(&r.key)).collect();
+        let keys: Vec<String> = refs.iter().map(|r| r.key.clone()).collect();
+        self.engine.hold_for_adoption(path, &keys).await?;
+        if let Err(e) = self.down.copy_missing(&refs).await {
+            self.engine.release_held(path, &keys).await;
+            return Err(e);
+        }
+        Ok(keys)
+    }
+
+    /// Both sides changed: rebase when possible (and asked for), else branch.
+    async fn resolve(&self, path: &NsPath, rule: &Rule, sides: &Sides) -> Result<(), EngineError> {
+        let (Some(local), Some(remote)) = (sides.local.as_ref(), sides.remote.as_ref()) else {
+            return Ok(());
+        };
+        let at_ms = self.engine.clock().now_ms();
+        let mut report = ConflictReport {
+            at_ms,
+            resolution: String::new(),
+            remote_generation: remote.generation,
+            local_generation: local.generation,
+            detail: String::new(),
+        };
+        if rule.on_conflict == OnConflict::Rebase && rule.mode.pushes() {
+            match self.unsynced_batches(local, &sides.rec).await {
+                Ok(batches) => {
+                    let requests: usize = batches.iter().map(|b| b.requests.len()).sum();
+                    match self.adopt(path, sides, Some(Rebase { batches })).await {
+                        Ok(_) => {
+                            report.resolution = "rebase".into();
+                            report.detail = format!(
+                                "{requests} request(s) re-applied on remote generation {}",
+                                remote.generation
+                            );
+                            self.record_conflict(path, rule, report);
+                            let again = self.read_sides(path).await?;
+                            return self.push(path, &again).await;
+                        }
+                        Err(e) if e.kind() == ErrorKind::Conflict => {
+                            report.detail = format!("rebase impossible ({e}); ")
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+                Err(why) => report.detail = format!("rebase impossible ({why}); "),
+            }
+        }
+        let branch = self.publish_branch(path, local, remote).await?;
+        self.adopt(path, sides, None).await?;
+        report.resolution = "branch".into();
+        report.detail.push_str(&format!("this node's version published as namespace {}", branch.ns()));
+        self.record_conflict(path, rule, report);
+        Ok(())
+    }
+
+    /// The local WAL batches the remote has not seen, if all are still referenced.
+    async fn unsynced_batches(&self, local: &Manifest, rec: &SyncRecord) -> Result<Vec<WalBatch>, String> {
+        if rec.local_generation == 0 {
+            return Err("the namespace was never in sync with the remote".into());
+        }
+        let unsynced: Vec<_> = local.wal.iter().filter(|w| w.seq >= rec.wal_floor).collect();
+        let expected = local.next_wal_seq.saturating_sub(rec.wal_floor);
+        if unsynced.len() as u64 != expected {
+            return Err("compaction folded unsynced WAL batches into segments".into());
+        }
+        let mut out = Vec::with_capacity(unsynced.len());
+        for w in unsynced {
+            out.push(self.engine.read_wal(w).await.map_err(|e| e.to_string())?);
+        }
+        Ok(out)
+    }
+
+    /// Publish `local` in the remote as `{ns}-conflict-{node}-{gen}`.
+    async fn publish_branch(
+        &self,
+        path: &NsPath,
+        local: &Manifest,
+        remote: &Manifest,
+    ) -> Result<NsPath, EngineError> {
+        let name = format!("{}-conflict-{}-{}", path.ns(), self.node, local.generation);
+        let branch = NsPath::new(path.org(), path.project(), &name)
+            .map_err(|e| EngineError::invalid_input(format!("conflict branch name: {e}")))?;
+        self.up.copy_missing(&object_refs(local)).await?;
+        let log = self.remote_log(&branch);
+        let base = log.newest_from((None, None)).await?;
+        if base.as_ref().and_then(|b| b.origin.as_ref()).is_some_and(|o| o.node == self.node) {
+            return Ok(branch); // published by an earlier attempt of this round
+        }
+        let mut m = local.clone();
+        m.namespace = branch.to_string();
+        m.lineage = Some(Lineage { parent: path.to_string(), parent_generation: remote.generation });
+        m.origin = Some(Origin { node: self.node.clone(), local_generation: local.generation });
+        log.publish_on(base.map(Arc::new), m, self.engine.next_token()).await?;
+        Ok(branch)
+    }
+
+    fn record_conflict(&self, path: &NsPath, rule: &Rule, report: ConflictReport) {
+        tracing::warn!(namespace = %path, resolution = %report.resolution, detail = %report.detail, "sync conflict resolved");
+        self.update(path, rule, |s| {
+            s.conflicts.push(report);
+            let excess = s.conflicts.len().saturating_sub(MAX_CONFLICTS_REPORTED);
+            s.conflicts.drain(..excess);
+        });
+    }
+
+    fn report_sides(&self, path: &NsPath, rule: &Rule, sides: &Sides) {
+        let pending = sides.local.as_ref().filter(|_| rule.mode.pushes() && sides.local_moved()).map(|l| {
+            let refs = object_refs(l);
+            let unknown = self.up.unknown(&refs);
+            (unknown.len() as u64, unknown.iter().map(|r| r.bytes).sum::<u64>())
+        });
+        let now = self.engine.clock().now_ms();
+        self.update(path, rule, |s| {
+            s.local_generation = sides.local.as_ref().map_or(0, |l| l.generation);
+            s.remote_generation = sides.remote.as_ref().map_or(0, |r| r.generation);
+            (s.pending_objects, s.pending_bytes) = pending.unwrap_or((0, 0));
+            if pending.is_some() {
+                let since = match sides.rec.synced_at_ms {
+                    0 => sides.local.as_ref().map_or(now, |l| l.created_at_ms),
+                    t => t,
+                };
+                s.lag_secs = now.saturating_sub(since) / 1000;
+            }
+        });
+    }
+}
