@@ -128,15 +128,17 @@ impl Syncer {
         }
     }
 
-    /// Run rounds every `interval_secs` until the syncer is dropped.
+    /// Run a round at once (a node coming back syncs without waiting), then
+    /// every `interval_secs`, until the syncer is dropped.
     pub fn spawn_loop(self: &Arc<Self>) {
         let me: Weak<Syncer> = Arc::downgrade(self);
         let interval = self.cfg.interval;
         tokio::spawn(async move {
             loop {
-                tokio::time::sleep(interval).await;
                 let Some(s) = me.upgrade() else { return };
                 s.run_round().await;
+                drop(s);
+                tokio::time::sleep(interval).await;
             }
         });
     }

@@ -57,7 +57,7 @@ impl Sides {
 
 impl Syncer {
     pub(super) async fn sync_one(&self, path: &NsPath, rule: &Rule) -> Result<(), EngineError> {
-        let sides = self.read_sides(path).await?;
+        let sides = self.read_sides(path, rule).await?;
         self.report_sides(path, rule, &sides);
         match (sides.remote_changed(), sides.local_changed()) {
             (false, _) if rule.mode.pushes() && sides.local_moved() => self.push(path, &sides).await?,
@@ -66,7 +66,7 @@ impl Syncer {
             (true, true) => self.resolve(path, rule, &sides).await?,
         }
         let now = self.engine.clock().now_ms();
-        let after = self.read_sides(path).await?;
+        let after = self.read_sides(path, rule).await?;
         self.report_sides(path, rule, &after);
         self.update(path, rule, |s| {
             s.last_success = Some(now);
@@ -77,9 +77,12 @@ impl Syncer {
     }
 
     /// Read both sides; recognise our own push that landed without its record.
-    async fn read_sides(&self, path: &NsPath) -> Result<Sides, EngineError> {
+    /// The local side is reported before the remote is asked (so a dead
+    /// uplink still leaves an up-to-date pending count in the status).
+    async fn read_sides(&self, path: &NsPath, rule: &Rule) -> Result<Sides, EngineError> {
         let mut rec = self.record(path).await?;
         let local = self.engine.latest_manifest(path).await?;
+        self.report_sides(path, rule, &Sides { local: local.clone(), remote: None, rec });
         let hint = (rec.remote_generation > 0).then_some(rec.remote_generation);
         let remote = self.remote_log(path).newest_from((hint, None)).await;
         self.contact(remote.is_ok());
@@ -204,7 +207,7 @@ impl Syncer {
                                 remote.generation
                             );
                             self.record_conflict(path, rule, report);
-                            let again = self.read_sides(path).await?;
+                            let again = self.read_sides(path, rule).await?;
                             return self.push(path, &again).await;
                         }
                         Err(e) if e.kind() == ErrorKind::Conflict => {
@@ -283,7 +286,9 @@ impl Syncer {
         let now = self.engine.clock().now_ms();
         self.update(path, rule, |s| {
             s.local_generation = sides.local.as_ref().map_or(0, |l| l.generation);
-            s.remote_generation = sides.remote.as_ref().map_or(0, |r| r.generation);
+            if let Some(r) = &sides.remote {
+                s.remote_generation = r.generation;
+            }
             (s.pending_objects, s.pending_bytes) = pending.unwrap_or((0, 0));
             if pending.is_some() {
                 let since = match sides.rec.synced_at_ms {
