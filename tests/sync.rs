@@ -113,6 +113,17 @@ async fn a_cut_uplink_costs_nothing_and_everything_arrives_after() {
     let (_, same) = get(&client(), &a.at("/v1/sync/status")).await;
     assert_eq!(ns_status(&same, NS)["local_generation"], ns_status(&st, NS)["local_generation"]);
 
+    // A dead uplink (connections accepted, never answered) is bounded by the timeouts.
+    uplink.blackhole();
+    let t = std::time::Instant::now();
+    assert_eq!(sync_run(&a).await["status"], "partial");
+    assert!(
+        t.elapsed() < Duration::from_secs(25),
+        "a blackholed uplink fails within the timeouts: {:?}",
+        t.elapsed()
+    );
+    assert_eq!(ids(&a, NS).await.len(), 30, "queries never wait on the remote");
+
     uplink.restore();
     let back = sync_run(&a).await;
     assert_eq!(back["status"], "OK", "{back}");
@@ -215,6 +226,18 @@ async fn branch_keeps_both_versions_in_the_bucket() {
     assert_eq!(ids(&puller, branch).await, (0..5).chain(200..205).collect::<Vec<_>>());
     assert_eq!(ids(&puller, NS).await, theirs);
     drop(a);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rebase_whose_writes_were_compacted_away_branches_instead() {
+    let (_a, b, _bucket, _dirs) = two_writers("rebase").await;
+    let (status, _) =
+        post(&client(), &b.at(&format!("/v1/namespaces/{NS}/_admin/compact")), &json!({})).await;
+    assert_eq!(status, 200);
+    let st = sync_run(&b).await;
+    let conflicts = ns_status(&st, NS)["conflicts"].as_array().unwrap().clone();
+    assert_eq!(conflicts[0]["resolution"], "branch", "{st}");
+    assert!(conflicts[0]["detail"].as_str().unwrap().contains("compaction folded"), "{st}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
