@@ -101,6 +101,16 @@ impl Syncer {
                         synced_at_ms: r.committed_at_ms,
                     };
                     self.save_record(path, rec).await?;
+                } else if let Some(l) = local.as_deref().filter(|l| descends(l, r)) {
+                    // Our own pull or rebase of `r` whose record was lost in a crash.
+                    let extra = l.wal.len() > r.wal.len();
+                    rec = SyncRecord {
+                        local_generation: l.generation - u64::from(extra),
+                        remote_generation: r.generation,
+                        wal_floor: r.next_wal_seq,
+                        synced_at_ms: l.committed_at_ms,
+                    };
+                    self.save_record(path, rec).await?;
                 }
             }
             _ => {}
@@ -299,4 +309,16 @@ impl Syncer {
             }
         });
     }
+}
+
+/// Whether `local` holds `remote`'s documents plus, maybe, WAL batches after
+/// them (what a pull or a rebase of `remote` commits): same segments, and
+/// `remote`'s WAL batches (by key) as a prefix of `local`'s.
+fn descends(local: &Manifest, remote: &Manifest) -> bool {
+    !local.deleted
+        && !remote.deleted
+        && local.segments == remote.segments
+        && local.wal.len() >= remote.wal.len()
+        && local.wal.iter().zip(&remote.wal).all(|(a, b)| a.key == b.key)
+        && local.schema == remote.schema
 }
