@@ -69,7 +69,7 @@ fn the_packaged_config_documents_every_setting_and_parses_uncommented() {
         .lines()
         .filter_map(|l| l.strip_prefix("# "))
         .filter(|l| {
-            l.starts_with("[[")
+            l.starts_with('[')
                 || l.split_once(" = ").is_some_and(|(k, _)| {
                     k.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
                 })
