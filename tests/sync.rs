@@ -12,6 +12,9 @@
 //!   acknowledged write of both nodes ends up on both nodes and in the
 //!   bucket; under `branch` the bucket holds both versions (the loser's as
 //!   `{ns}-conflict-{node}-{gen}`), and the conflict is reported.
+//! - A `push` namespace has one writer across nodes: a second pushing node
+//!   is refused by the lease (reported with the holder), keeps its writes
+//!   locally, and the bucket holds only the holder's generations.
 //! - kill -9 at random moments during pushes loses nothing acknowledged, and
 //!   no local generation is published twice as different remote generations.
 
@@ -241,6 +244,29 @@ async fn a_rebase_whose_writes_were_compacted_away_branches_instead() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_push_namespace_has_one_writer_the_lease_holder() {
+    let bucket = s3::new_bucket().await;
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let a = node(dirs[0].path(), &bucket, s3::endpoint(), "edge-a", "*=push");
+    let b = node(dirs[1].path(), &bucket, s3::endpoint(), "edge-b", "*=push");
+    assert_eq!(upsert(&a, NS, 0..5).await, 200);
+    assert_eq!(sync_run(&a).await["status"], "OK");
+    assert_eq!(upsert(&b, NS, 100..103).await, 200);
+    let st = sync_run(&b).await;
+    assert_eq!(st["status"], "partial", "{st}");
+    assert_eq!(ns_status(&st, NS)["lease_holder"], "edge-a", "{st}");
+    assert!(ns_status(&st, NS)["last_error"].as_str().unwrap().contains("lease"), "{st}");
+    assert_eq!(ids(&b, NS).await, (100..103).collect::<Vec<_>>(), "the refused node keeps its writes");
+    let c = node(dirs[2].path(), &bucket, s3::endpoint(), "edge-c", "*=pull");
+    assert_eq!(sync_run(&c).await["status"], "OK");
+    assert_eq!(
+        ids(&c, NS).await,
+        (0..5).collect::<Vec<_>>(),
+        "the bucket holds only the lease holder's pushes"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn kill_9_during_pushes_loses_nothing_and_publishes_each_generation_once() {
     let bucket = s3::new_bucket().await;
     let dir = tempfile::tempdir().unwrap();
@@ -270,7 +296,9 @@ async fn kill_9_during_pushes_loses_nothing_and_publishes_each_generation_once()
     let mut seen = Vec::new();
     for o in listed.iter().filter(|o| o.key.ends_with(".json")) {
         let m = tidepool::format::manifest::Manifest::decode(&store.get(&o.key).await.unwrap()).unwrap();
-        seen.push(m.origin.expect("pushed generations carry their origin").local_generation);
+        let origin = m.origin.expect("pushed generations carry their origin");
+        assert!(origin.epoch > 0, "a push-mode generation names its lease epoch");
+        seen.push(origin.local_generation);
     }
     assert!(seen.windows(2).all(|w| w[0] < w[1]), "{seen:?}");
 }

@@ -219,6 +219,10 @@ pub struct Origin {
     pub node: String,
     /// The node's local generation this one carries.
     pub local_generation: u64,
+    /// The push-lease epoch it was published under (12.4; absent: no lease,
+    /// as in `both` mode).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub epoch: u64,
 }
 
 impl Manifest {

@@ -6,6 +6,7 @@
 //! - [`config`]: the `[sync]` settings and the namespace rules.
 //! - [`state`]: the per-namespace sync record in `meta.redb`, the status.
 //! - [`transfer`]: verified, idempotent, bounded copies of immutable objects.
+//! - [`lease`]: one writer per `push` namespace across nodes (fencing epochs).
 //! - [`reconcile`]: one namespace: push, pull, or a conflict (rebase/branch).
 //!
 //! Invariants:
@@ -20,6 +21,7 @@
 //!   except through the local commit unit's refcounts.
 
 pub mod config;
+pub mod lease;
 pub mod reconcile;
 pub mod state;
 pub mod transfer;

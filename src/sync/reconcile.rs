@@ -60,10 +60,14 @@ impl Syncer {
         let sides = self.read_sides(path, rule).await?;
         self.report_sides(path, rule, &sides);
         match (sides.remote_changed(), sides.local_changed()) {
-            (false, _) if rule.mode.pushes() && sides.local_moved() => self.push(path, &sides).await?,
+            (false, _) if rule.mode.pushes() && sides.local_moved() => self.push(path, rule, &sides).await?,
             (false, _) => {}
             (true, false) => self.pull(path, &sides).await?,
-            (true, true) => self.resolve(path, rule, &sides).await?,
+            (true, true) => {
+                // In push mode only the lease holder may reconcile (and then push).
+                self.lease(path, rule).await?;
+                self.resolve(path, rule, &sides).await?
+            }
         }
         let now = self.engine.clock().now_ms();
         let after = self.read_sides(path, rule).await?;
@@ -122,13 +126,15 @@ impl Syncer {
         crate::engine::RemoteLog::new(self.remote.clone(), path.clone())
     }
 
-    /// Upload the local generation's objects, then publish it remotely.
-    async fn push(&self, path: &NsPath, sides: &Sides) -> Result<(), EngineError> {
+    /// Upload the local generation's objects, then publish it remotely
+    /// (in `push` mode only under this node's lease).
+    async fn push(&self, path: &NsPath, rule: &Rule, sides: &Sides) -> Result<(), EngineError> {
         let Some(local) = sides.local.clone() else { return Ok(()) };
+        let epoch = self.lease(path, rule).await?;
         let copied = self.up.copy_missing(&object_refs(&local)).await?;
         let base = sides.remote.clone().map(Arc::new);
         let mut m = (*local).clone();
-        m.origin = Some(Origin { node: self.node.clone(), local_generation: local.generation });
+        m.origin = Some(Origin { node: self.node.clone(), local_generation: local.generation, epoch });
         let published = self.remote_log(path).publish_on(base, m, self.engine.next_token()).await?;
         tracing::info!(namespace = %path, local = local.generation, remote = published.generation,
             objects = copied.objects, bytes = copied.bytes, "pushed");
@@ -218,7 +224,7 @@ impl Syncer {
                             );
                             self.record_conflict(path, rule, report);
                             let again = self.read_sides(path, rule).await?;
-                            return self.push(path, &again).await;
+                            return self.push(path, rule, &again).await;
                         }
                         Err(e) if e.kind() == ErrorKind::Conflict => {
                             report.detail = format!("rebase impossible ({e}); ")
@@ -273,9 +279,34 @@ impl Syncer {
         let mut m = local.clone();
         m.namespace = branch.to_string();
         m.lineage = Some(Lineage { parent: path.to_string(), parent_generation: remote.generation });
-        m.origin = Some(Origin { node: self.node.clone(), local_generation: local.generation });
+        m.origin = Some(Origin { node: self.node.clone(), local_generation: local.generation, epoch: 0 });
         log.publish_on(base.map(Arc::new), m, self.engine.next_token()).await?;
         Ok(branch)
+    }
+
+    /// The lease epoch to push under: `push` mode takes or renews the
+    /// namespace's lease (and refuses while another node holds it); `both`
+    /// mode has several writers by design and pushes with epoch 0.
+    async fn lease(&self, path: &NsPath, rule: &Rule) -> Result<u64, EngineError> {
+        if rule.mode != super::Mode::Push {
+            return Ok(0);
+        }
+        let ttl_ms =
+            u64::try_from(self.cfg.interval.as_millis().saturating_mul(3)).unwrap_or(u64::MAX).max(30_000);
+        let now = self.engine.clock().now_ms();
+        let held = super::lease::acquire(&self.remote, path, &self.node, now, ttl_ms).await?;
+        let (epoch, holder) = match held {
+            super::lease::Held::Ours(e) => (Some(e), self.node.clone()),
+            super::lease::Held::Theirs(l) => (None, l.node.clone()),
+        };
+        self.update(path, rule, |s| s.lease_holder = Some(holder.clone()));
+        epoch.ok_or_else(|| {
+            EngineError::conflict(format!(
+                "node {holder} holds the push lease of {} (mode push allows one writer); \
+                 this node's writes stay local until the lease expires or the rule changes",
+                path.ns()
+            ))
+        })
     }
 
     fn record_conflict(&self, path: &NsPath, rule: &Rule, report: ConflictReport) {
