@@ -56,6 +56,10 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 pub const DEFAULT_QUERY_TIMEOUT_MS: u64 = 30_000;
 /// Default number of queries that may wait for a query slot.
 pub const DEFAULT_MAX_QUEUED_QUERIES: usize = 256;
+/// Default bound on connecting to an s3:// store.
+pub const DEFAULT_S3_CONNECT_TIMEOUT_SECS: u64 = 3;
+/// Default longest wait for the next byte from an s3:// store.
+pub const DEFAULT_S3_REQUEST_TIMEOUT_SECS: u64 = 10;
 
 /// A configuration error (reported at start-up, exit status 2).
 #[derive(Debug, thiserror::Error)]
@@ -102,6 +106,8 @@ pub struct FileConfig {
     pub s3_access_key_id: Option<String>,
     pub s3_secret_access_key: Option<String>,
     pub s3_allow_http: Option<bool>,
+    pub s3_connect_timeout_secs: Option<u64>,
+    pub s3_request_timeout_secs: Option<u64>,
     pub log_format: Option<LogFormat>,
     pub log_level: Option<String>,
     pub max_body_bytes: Option<u64>,
@@ -178,6 +184,13 @@ pub struct ServeArgs {
     /// Allow a plain-http S3 endpoint.
     #[arg(long, env = "TIDEPOOL_S3_ALLOW_HTTP", num_args = 0..=1, default_missing_value = "true")]
     pub s3_allow_http: Option<bool>,
+    /// Seconds to connect to an s3:// store (default 3).
+    #[arg(long, env = "TIDEPOOL_S3_CONNECT_TIMEOUT_SECS")]
+    pub s3_connect_timeout_secs: Option<u64>,
+    /// Longest wait in seconds for the next byte from an s3:// store (default 10; a whole
+    /// request may take 60 times this).
+    #[arg(long, env = "TIDEPOOL_S3_REQUEST_TIMEOUT_SECS")]
+    pub s3_request_timeout_secs: Option<u64>,
     /// Sync remote (`[sync] remote`): s3://bucket/prefix or file://DIR; the
     /// node's own store stays its primary.
     #[arg(long, env = "TIDEPOOL_SYNC_REMOTE")]
@@ -390,7 +403,17 @@ impl Config {
             access_key_id: args.s3_access_key_id.clone().or(file.s3_access_key_id),
             secret_access_key: args.s3_secret_access_key.clone().or(file.s3_secret_access_key),
             allow_http: args.s3_allow_http.or(file.s3_allow_http).unwrap_or(false),
-            ..S3Options::default()
+            connect_timeout: Some(secs(
+                "s3_connect_timeout_secs",
+                args.s3_connect_timeout_secs.or(file.s3_connect_timeout_secs),
+                DEFAULT_S3_CONNECT_TIMEOUT_SECS,
+            )?),
+            request_timeout: Some(secs(
+                "s3_request_timeout_secs",
+                args.s3_request_timeout_secs.or(file.s3_request_timeout_secs),
+                DEFAULT_S3_REQUEST_TIMEOUT_SECS,
+            )?),
+            max_retries: Some(3),
         };
         let max_body = args.max_body_bytes.or(file.max_body_bytes).unwrap_or(DEFAULT_MAX_BODY_BYTES);
         let cfg = Config {

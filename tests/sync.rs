@@ -17,6 +17,11 @@
 //!   locally, and the bucket holds only the holder's generations.
 //! - kill -9 at random moments during pushes loses nothing acknowledged, and
 //!   no local generation is published twice as different remote generations.
+//! - A bucket-primary node (`--store s3://`) with its bucket cut: default
+//!   reads answer from the last known generation (also after a restart while
+//!   cut), a read demanding `strong` and a write get 503 within the timeouts,
+//!   a failed write keeps the loaded state, `/ready` is 503; with the bucket
+//!   back everything works without a restart.
 
 mod common;
 
@@ -301,4 +306,59 @@ async fn kill_9_during_pushes_loses_nothing_and_publishes_each_generation_once()
         seen.push(origin.local_generation);
     }
     assert!(seen.windows(2).all(|w| w[0] < w[1]), "{seen:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bucket_primary_node_degrades_instead_of_failing() {
+    let bucket = s3::new_bucket().await;
+    let uplink = Uplink::start(s3::endpoint());
+    let dir = tempfile::tempdir().unwrap();
+    let store = format!("s3://{bucket}/edge");
+    let args = [
+        "--store",
+        &store,
+        "--s3-endpoint",
+        &uplink.url,
+        "--s3-allow-http",
+        "--s3-access-key-id",
+        "t",
+        "--s3-secret-access-key",
+        "t",
+        "--s3-connect-timeout-secs",
+        "1",
+        "--s3-request-timeout-secs",
+        "2",
+    ];
+    let d = Daemon::start(dir.path(), &args);
+    assert_eq!(upsert(&d, NS, 0..20).await, 200);
+    let want: Vec<u64> = (0..20).collect();
+    assert_eq!(ids(&d, NS).await, want);
+
+    uplink.cut();
+    assert_eq!(ids(&d, NS).await, want, "default reads answer from the last known generation");
+    let strong = json!({"rank_by": ["id", "asc"], "top_k": 100, "consistency": {"level": "strong"}});
+    let t = std::time::Instant::now();
+    let (status, body) = post(&client(), &d.at(&format!("/v2/namespaces/{NS}/query")), &strong).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        t.elapsed() < Duration::from_secs(20),
+        "strong read fails within the timeouts: {:?}",
+        t.elapsed()
+    );
+    let t = std::time::Instant::now();
+    assert_eq!(upsert(&d, NS, 20..25).await, 503, "a write fails with 503");
+    assert!(t.elapsed() < Duration::from_secs(20), "the write fails within the timeouts: {:?}", t.elapsed());
+    assert_eq!(ids(&d, NS).await, want, "a failed write keeps the loaded state");
+    assert_eq!(get(&client(), &d.at("/ready")).await.0, 503, "/ready reports the store");
+
+    d.stop();
+    let d = Daemon::start(dir.path(), &args);
+    assert_eq!(ids(&d, NS).await, want, "restarted while cut: served from the manifest and disk caches");
+
+    uplink.restore();
+    assert_eq!(upsert(&d, NS, 20..25).await, 200, "writes resume without a restart");
+    let (status, body) = post(&client(), &d.at(&format!("/v2/namespaces/{NS}/query")), &strong).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["rows"].as_array().unwrap().len(), 25);
+    assert_eq!(get(&client(), &d.at("/ready")).await.0, 200);
 }

@@ -205,11 +205,16 @@ async fn query(ctx: &Ctx, ns: &str, req: Request<Incoming>) -> Result<Json, ApiE
     let (_, body) = body_json(ctx, req).await?;
     let multi = ctx.params.get("stainless_overload").is_some_and(|v| v == "multiQuery");
     let parsed = parse_request(&body, multi)?;
+    // Only a caller that names `strong` gets a 503 while the store is unreachable.
+    let demanded = body.get("consistency").is_some_and(|c| c["level"] == "strong");
     let exec_started = Instant::now();
     // Time travel (`?generation=`) reads a retained generation: never the cold path.
     let cold = match maintenance::generation_param(ctx)? {
         Some(_) => None,
-        None => ctx.state.engine.try_cold_query(&path, &parsed).await?,
+        None => match ctx.state.engine.try_cold_query(&path, &parsed).await {
+            Err(e) if e.kind() == crate::engine::ErrorKind::Unavailable && !demanded => None,
+            other => other?,
+        },
     };
     if let Some(cold) = cold {
         // Answered by ranged reads; load the namespace for the next queries.
@@ -218,7 +223,7 @@ async fn query(ctx: &Ctx, ns: &str, req: Request<Incoming>) -> Result<Json, ApiE
         return Ok(query_response(ctx, &parsed, &cold.results, sizes, ("cold", 0.0), exec_started));
     }
     let (temperature, hit_ratio) = ctx.state.engine.cache_temperature(&path).await;
-    let snap = maintenance::read_snapshot(ctx, &path, parsed.strong).await?;
+    let snap = maintenance::read_snapshot_or_last_known(ctx, &path, parsed.strong, demanded).await?;
     let exec_started = Instant::now();
     let results = evaluate(ctx, &parsed, &snap).await?;
     let sizes = (snap.state.logical_bytes, snap.state.len());

@@ -57,6 +57,27 @@ pub(super) async fn read_snapshot(ctx: &Ctx, path: &NsPath, strong: bool) -> Res
     Ok(ctx.state.engine.snapshot_at(path, generation, strong).await?)
 }
 
+/// [`read_snapshot`]; when the store is unreachable and the caller did not
+/// demand strong consistency, the last generation this node knew instead
+/// (loaded, or from the manifest cache and the disk cache).
+pub(super) async fn read_snapshot_or_last_known(
+    ctx: &Ctx,
+    path: &NsPath,
+    strong: bool,
+    demanded: bool,
+) -> Result<Snapshot, ApiError> {
+    let generation = generation_param(ctx)?;
+    match ctx.state.engine.snapshot_at(path, generation, strong).await {
+        Err(e) if e.kind() == crate::engine::ErrorKind::Unavailable && !demanded && generation.is_none() => {
+            let snap = ctx.state.engine.offline_snapshot(path).await.map_err(|_| e)?;
+            tracing::warn!(namespace = %path, generation = snap.generation(),
+                "the store is unreachable; answering from the last generation this node knew");
+            Ok(snap)
+        }
+        other => Ok(other?),
+    }
+}
+
 /// Namespace metadata plus its lineage when it is a branch.
 pub(super) async fn metadata(ctx: &Ctx, ns: &str) -> Result<Json, ApiError> {
     let path = ctx.ns(ns)?;

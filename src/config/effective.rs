@@ -90,6 +90,8 @@ pub fn settings(cfg: &Config) -> Vec<Setting> {
         secret("s3_access_key_id", cfg.s3.access_key_id.as_ref().and_then(s), false),
         secret("s3_secret_access_key", cfg.s3.secret_access_key.as_ref().and_then(s), false),
         setting("s3_allow_http", Some(toml::Value::Boolean(cfg.s3.allow_http))),
+        setting("s3_connect_timeout_secs", cfg.s3.connect_timeout.and_then(|d| int(d.as_secs()))),
+        setting("s3_request_timeout_secs", cfg.s3.request_timeout.and_then(|d| int(d.as_secs()))),
         setting("log_format", s(log_format)),
         reloadable("log_level", s(&cfg.log_level)),
         setting("max_body_bytes", int(cfg.max_body_bytes)),

@@ -75,6 +75,29 @@ impl Engine {
         Ok(log.newest_from(start).await?.map(Arc::new))
     }
 
+    /// The last generation this node knew, without asking the store: the
+    /// loaded state, else the manifest cached in `meta.redb` materialized from
+    /// the disk cache. For reads that may be stale while the store is
+    /// unreachable (the caller did not demand strong consistency).
+    pub async fn offline_snapshot(&self, path: &NsPath) -> Result<Snapshot, EngineError> {
+        let h = self.handle(path);
+        if let Some(s) = cached(&h) {
+            return Ok(s);
+        }
+        let _g = h.load_lock.lock().await;
+        let ns = path.to_string();
+        let bytes = self.blocking(move |m| m.cached_manifest(&ns)).await?.ok_or_else(|| {
+            EngineError::unavailable(format!(
+                "the store is unreachable and namespace {} was never loaded here",
+                path.ns()
+            ))
+        })?;
+        let m = Manifest::decode(&bytes)?;
+        let snap = self.materialize(path, Arc::new(m), None).await?;
+        set_cached(&h, snap.clone());
+        Ok(snap)
+    }
+
     /// The snapshot of an existing namespace, or NotFound.
     pub async fn existing(&self, path: &NsPath, strong: bool) -> Result<Snapshot, EngineError> {
         let s = self.snapshot(path, strong).await?;

@@ -110,7 +110,13 @@ impl Engine {
             if plan.records.is_empty() {
                 return self.answer(h, batch, plan, &base, None);
             }
-            match self.commit_plan(h, &base, &plan).await {
+            // Nothing is committed when the WAL object cannot be stored (a
+            // full disk, an unreachable bucket): the loaded state stays.
+            let staged = match self.stage_wal(h, &base, &plan).await {
+                Ok(staged) => staged,
+                Err(e) => return fail_all(batch, &e),
+            };
+            match self.commit_plan(h, &base, &plan, staged).await {
                 Ok(m) => {
                     let committed =
                         Snapshot { manifest: Some(Arc::new(m)), state: Arc::new(plan.state.clone()) };
@@ -236,10 +242,14 @@ impl Engine {
         Ok(PlannedOutcome::Applied { record: Box::new(record), affected })
     }
 
-    /// Write the group's WAL object, count it, and publish the next
-    /// generation through the commit unit (one attempt: a lost race is
-    /// re-planned by the caller, because re-applying may change the records).
-    async fn commit_plan(&self, h: &NsHandle, base: &Snapshot, plan: &Plan) -> Result<Manifest, CommitError> {
+    /// Steps 1–2: write the group's WAL object and count it. An error here
+    /// means nothing was committed.
+    async fn stage_wal(
+        &self,
+        h: &NsHandle,
+        base: &Snapshot,
+        plan: &Plan,
+    ) -> Result<(WalRef, u64), EngineError> {
         let path = &h.path;
         let now = self.clock.now_ms();
         let seq = base.manifest.as_ref().map_or(1, |m| m.next_wal_seq.max(1));
@@ -251,9 +261,9 @@ impl Engine {
         };
         // try_encode refuses exactly what decode would refuse, so nothing
         // unreadable is ever published.
-        let wal_bytes = wal.try_encode().map_err(|e| {
-            CommitError::Failed(EngineError::invalid_input(format!("write cannot be stored: {e}")))
-        })?;
+        let wal_bytes = wal
+            .try_encode()
+            .map_err(|e| EngineError::invalid_input(format!("write cannot be stored: {e}")))?;
         let wal_key = path.wal_key(seq, &self.ids.next_token());
         let wal_ref = WalRef {
             key: wal_key.clone(),
@@ -264,14 +274,28 @@ impl Engine {
             rows: plan.records.iter().map(|r| r.ops.direct_rows() as u64).sum(),
         };
         let wal_bytes = Bytes::from(wal_bytes);
-        self.store.put(&wal_key, wal_bytes.clone()).await.map_err(super::commit::fail)?;
+        self.store.put(&wal_key, wal_bytes.clone()).await?;
         self.keep_in_background(
             ObjectRef { key: wal_key.clone(), bytes: wal_ref.bytes, crc32c: wal_ref.crc32c },
             wal_bytes,
         );
+        self.log(path).raise(std::slice::from_ref(&wal_key)).await?;
+        Ok((wal_ref, now))
+    }
+
+    /// Steps 3–5: publish the next generation through the commit unit (one
+    /// attempt: a lost race is re-planned by the caller, because re-applying
+    /// may change the records).
+    async fn commit_plan(
+        &self,
+        h: &NsHandle,
+        base: &Snapshot,
+        plan: &Plan,
+        (wal_ref, now): (WalRef, u64),
+    ) -> Result<Manifest, CommitError> {
+        let path = &h.path;
         let log = self.log(path);
-        let new_objects = [wal_key];
-        log.raise(&new_objects).await?;
+        let new_objects = [wal_ref.key.clone()];
         let commit_id = self.ids.next_token();
         let committed = log
             .commit(

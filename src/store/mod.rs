@@ -115,8 +115,9 @@ pub struct S3Options {
     pub allow_http: bool,
     /// Bound on establishing a connection (None: object_store's default).
     pub connect_timeout: Option<std::time::Duration>,
-    /// Bound on one request (None: object_store's default); with
-    /// `connect_timeout` it keeps a dead uplink from stalling a caller.
+    /// Longest wait for the next byte of a response (None: object_store's
+    /// default); with `connect_timeout` it keeps a dead uplink from stalling
+    /// a caller. A whole request may take `60 ×` this (large objects).
     pub request_timeout: Option<std::time::Duration>,
     /// Retries of a failed request (None: object_store's default); the
     /// retries of one request together stay within `4 × request_timeout`.
@@ -378,13 +379,15 @@ fn bounded(
     opts: &S3Options,
 ) -> object_store::aws::AmazonS3Builder {
     use object_store::aws::AmazonS3ConfigKey::Client;
-    use object_store::ClientConfigKey::{ConnectTimeout, Timeout};
+    use object_store::ClientConfigKey::{ConnectTimeout, ReadTimeout, Timeout};
     let ms = |t: std::time::Duration| format!("{}ms", t.as_millis());
     if let Some(t) = opts.connect_timeout {
         b = b.with_config(Client(ConnectTimeout), ms(t));
     }
     if let Some(t) = opts.request_timeout {
-        b = b.with_config(Client(Timeout), ms(t));
+        // A silent peer is caught by the read timeout; the total bound stays
+        // generous so a large segment on a slow link still arrives.
+        b = b.with_config(Client(ReadTimeout), ms(t)).with_config(Client(Timeout), ms(t.saturating_mul(60)));
     }
     if opts.max_retries.is_some() || opts.request_timeout.is_some() {
         let mut retry = object_store::RetryConfig::default();
