@@ -222,6 +222,14 @@ pub struct ServeArgs {
     /// Seconds one request to the sync remote may take (default 10).
     #[arg(long, env = "TIDEPOOL_SYNC_REQUEST_TIMEOUT_SECS")]
     pub sync_request_timeout_secs: Option<u64>,
+    /// Seconds between two sweeps of the sync remote by this node (default 3600; 0: only
+    /// on demand, `POST /v1/sync/run?sweep=true`).
+    #[arg(long, env = "TIDEPOOL_SYNC_SWEEP_INTERVAL_SECS")]
+    pub sync_sweep_interval_secs: Option<u64>,
+    /// Age in seconds an unreachable object in the sync remote must reach before a sweep
+    /// deletes it (default 86400).
+    #[arg(long, env = "TIDEPOOL_SYNC_SWEEP_GRACE_SECS")]
+    pub sync_sweep_grace_secs: Option<u64>,
     /// Sync rules replacing `[[sync.namespaces]]`: `match=mode[:on_conflict]`,
     /// comma-separated, e.g. `catalog-*=pull,orders=both:branch`.
     #[arg(long, env = "TIDEPOOL_SYNC_NAMESPACES")]
@@ -554,6 +562,8 @@ fn sync_config(
     f.interval_secs = args.sync_interval_secs.or(f.interval_secs);
     f.connect_timeout_secs = args.sync_connect_timeout_secs.or(f.connect_timeout_secs);
     f.request_timeout_secs = args.sync_request_timeout_secs.or(f.request_timeout_secs);
+    f.sweep_interval_secs = args.sync_sweep_interval_secs.or(f.sweep_interval_secs);
+    f.sweep_grace_secs = args.sync_sweep_grace_secs.or(f.sweep_grace_secs);
     if let Some(rules) = &args.sync_namespaces {
         f.namespaces = crate::sync::config::parse_rules(rules)?;
     }

@@ -15,6 +15,9 @@
 //! - A `push` namespace has one writer across nodes: a second pushing node
 //!   is refused by the lease (reported with the holder), keeps its writes
 //!   locally, and the bucket holds only the holder's generations.
+//! - The remote sweep deletes superseded manifests and unreachable objects
+//!   past the grace period, never what a live manifest references: a fresh
+//!   node pulls every acknowledged document after it, and pushes go on.
 //! - kill -9 at random moments during pushes loses nothing acknowledged, and
 //!   no local generation is published twice as different remote generations.
 //! - A bucket-primary node (`--store s3://`) with its bucket cut: default
@@ -36,31 +39,34 @@ const NS: &str = "notes";
 
 /// A daemon syncing to `s3://{bucket}/sync` through `endpoint` (rounds only on demand).
 fn node(dir: &Path, bucket: &str, endpoint: &str, id: &str, rules: &str) -> Daemon {
+    node_with(dir, bucket, endpoint, id, rules, &[])
+}
+
+fn node_with(dir: &Path, bucket: &str, endpoint: &str, id: &str, rules: &str, extra: &[&str]) -> Daemon {
     let remote = format!("s3://{bucket}/sync");
-    Daemon::start(
-        dir,
-        &[
-            "--sync-remote",
-            &remote,
-            "--sync-endpoint",
-            endpoint,
-            "--sync-allow-http",
-            "--sync-access-key-id",
-            "test",
-            "--sync-secret-access-key",
-            "test",
-            "--sync-node-id",
-            id,
-            "--sync-namespaces",
-            rules,
-            "--sync-interval-secs",
-            "3600",
-            "--sync-connect-timeout-secs",
-            "1",
-            "--sync-request-timeout-secs",
-            "2",
-        ],
-    )
+    let mut args = vec![
+        "--sync-remote",
+        &remote,
+        "--sync-endpoint",
+        endpoint,
+        "--sync-allow-http",
+        "--sync-access-key-id",
+        "test",
+        "--sync-secret-access-key",
+        "test",
+        "--sync-node-id",
+        id,
+        "--sync-namespaces",
+        rules,
+        "--sync-interval-secs",
+        "3600",
+        "--sync-connect-timeout-secs",
+        "1",
+        "--sync-request-timeout-secs",
+        "2",
+    ];
+    args.extend_from_slice(extra);
+    Daemon::start(dir, &args)
 }
 
 async fn upsert(d: &Daemon, ns: &str, ids: std::ops::Range<u64>) -> u16 {
@@ -361,4 +367,55 @@ async fn a_bucket_primary_node_degrades_instead_of_failing() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["rows"].as_array().unwrap().len(), 25);
     assert_eq!(get(&client(), &d.at("/ready")).await.0, 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_remote_sweep_removes_only_what_no_live_manifest_references() {
+    let bucket = s3::new_bucket().await;
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let grace = ["--sync-sweep-grace-secs", "1"];
+    let a = node_with(dirs[0].path(), &bucket, s3::endpoint(), "edge-a", "*=push", &grace);
+    for batch in 0..3u64 {
+        assert_eq!(upsert(&a, NS, batch * 10..batch * 10 + 10).await, 200);
+        assert_eq!(sync_run(&a).await["status"], "OK");
+    }
+    let (status, _) =
+        post(&client(), &a.at(&format!("/v1/namespaces/{NS}/_admin/compact")), &json!({})).await;
+    assert_eq!(status, 200);
+    assert_eq!(sync_run(&a).await["status"], "OK");
+    let store = s3::s3_store(&format!("s3://{bucket}/sync"));
+    let prefix = "default/default/namespaces/notes/";
+    let orphan = format!("{prefix}wal/00000000000000999999-orphan.wal");
+    store.put(&orphan, bytes::Bytes::from_static(b"left by a crashed push")).await.unwrap();
+    let wal_before = store.list(&format!("{prefix}wal/")).await.unwrap().len();
+    assert!(wal_before >= 4, "three pushed batches and the orphan: {wal_before}");
+
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (status, body) = post(&client(), &a.at("/v1/sync/run?sweep=true"), &json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    let report = &body["last_sweep"]["report"];
+    assert!(report["manifests_collected"].as_u64().unwrap() >= 3, "{body}");
+    assert!(report["objects_deleted"].as_u64().unwrap() >= 4, "{body}");
+    assert!(
+        store.list(&format!("{prefix}wal/")).await.unwrap().is_empty(),
+        "folded batches and the orphan are gone"
+    );
+    let manifests = store.list(&format!("{prefix}manifests/")).await.unwrap();
+    assert_eq!(
+        manifests.iter().filter(|o| o.key.ends_with(".json")).count(),
+        1,
+        "only the newest generation is live"
+    );
+
+    let b = node(dirs[1].path(), &bucket, s3::endpoint(), "edge-b", "*=pull");
+    assert_eq!(sync_run(&b).await["status"], "OK");
+    assert_eq!(
+        ids(&b, NS).await,
+        (0..30).collect::<Vec<_>>(),
+        "nothing a live manifest references was swept"
+    );
+    assert_eq!(upsert(&a, NS, 30..35).await, 200);
+    assert_eq!(sync_run(&a).await["status"], "OK", "pushes go on after a sweep");
+    assert_eq!(sync_run(&b).await["status"], "OK");
+    assert_eq!(ids(&b, NS).await, (0..35).collect::<Vec<_>>());
 }

@@ -28,9 +28,17 @@ pub(super) fn status(ctx: &Ctx) -> Result<Json, ApiError> {
     Ok(syncer(ctx)?.status_json(Some(&project(ctx))))
 }
 
-/// `POST /v1/sync/run` (`?wait=false`: start it and return).
+/// `POST /v1/sync/run` (`?wait=false`: start it and return; `?sweep=true`:
+/// then sweep the caller's project in the remote).
 pub(super) async fn run(ctx: &Ctx) -> Result<Json, ApiError> {
     let s = syncer(ctx)?;
+    let sweep = match ctx.params.get("sweep").map(String::as_str) {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!("sweep must be true or false, got {other:?}")))
+        }
+    };
     let wait = match ctx.params.get("wait").map(String::as_str) {
         None | Some("true") => true,
         Some("false") => false,
@@ -38,11 +46,20 @@ pub(super) async fn run(ctx: &Ctx) -> Result<Json, ApiError> {
             return Err(ApiError::bad_request(format!("wait must be true or false, got {other:?}")))
         }
     };
+    let scope = Some((ctx.principal.org.clone(), ctx.principal.project.clone()));
     if !wait {
-        tokio::spawn(async move { s.run_round().await });
+        tokio::spawn(async move {
+            s.run_round().await;
+            if sweep {
+                let _ = s.run_sweep(scope).await;
+            }
+        });
         return Ok(json!({"status": "started"}));
     }
     s.run_round().await;
+    if sweep {
+        s.run_sweep(scope).await.map_err(|e| ApiError::new(hyper::StatusCode::SERVICE_UNAVAILABLE, e))?;
+    }
     let mut v = s.status_json(Some(&project(ctx)));
     // Only this project's namespaces decide (another tenant's failure is not ours to see).
     let failed = v["namespaces"].as_array().is_some_and(|a| a.iter().any(|n| !n["last_error"].is_null()));

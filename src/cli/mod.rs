@@ -196,7 +196,12 @@ pub enum SyncCommand {
     /// Run one sync round now and wait for it (`POST /v1/sync/run`); non-zero exit if a
     /// namespace did not sync.
     #[command(after_help = OUTPUT_HELP)]
-    Run,
+    Run {
+        /// Then garbage-collect this project in the remote (unreachable objects older than
+        /// the grace period, superseded manifests).
+        #[arg(long)]
+        sweep: bool,
+    },
 }
 
 /// A namespace operation.
@@ -310,7 +315,7 @@ pub async fn run(cmd: AdminCommand, url: &str, api_key: Option<&str>, json: bool
         }
         AdminCommand::Verify => verify(&client, &out).await,
         AdminCommand::Sync { cmd: SyncCommand::Status } => sync::sync_status(&client, &out).await,
-        AdminCommand::Sync { cmd: SyncCommand::Run } => sync::sync_run(&client, &out).await,
+        AdminCommand::Sync { cmd: SyncCommand::Run { sweep } } => sync::sync_run(&client, &out, sweep).await,
         AdminCommand::Snapshot { namespace, file, generation } => {
             snapshot(&client, &out, &namespace, &file, generation).await
         }

@@ -13,8 +13,9 @@ pub(super) async fn sync_status(client: &Client, out: &Output) -> Result<(), Str
     render(out, &resp)
 }
 
-pub(super) async fn sync_run(client: &Client, out: &Output) -> Result<(), String> {
-    let resp = client.send(reqwest::Method::POST, "/v1/sync/run", &[], Some(&json!({}))).await?;
+pub(super) async fn sync_run(client: &Client, out: &Output, sweep: bool) -> Result<(), String> {
+    let query = [("sweep", sweep.to_string())];
+    let resp = client.send(reqwest::Method::POST, "/v1/sync/run", &query, Some(&json!({}))).await?;
     render(out, &resp)?;
     match resp.get("status").and_then(Value::as_str) {
         Some("OK") => Ok(()),
@@ -66,5 +67,17 @@ fn render(out: &Output, resp: &Value) -> Result<(), String> {
         .unwrap_or_default();
     let headers = ["NAMESPACE", "MODE", "LOCAL", "REMOTE", "PENDING", "LAG_S", "CONFLICTS", "LAST_ERROR"];
     text.push_str(&format_table(&headers, &rows));
+    if let Some(sweep) = resp["last_sweep"].as_object() {
+        let r = &sweep["report"];
+        text.push_str(&match sweep.get("error") {
+            Some(e) => format!("last sweep failed: {}\n", cell(e)),
+            None => format!(
+                "last sweep: {} manifest(s) collected, {} object(s) deleted ({} bytes)\n",
+                cell(&r["manifests_collected"]),
+                cell(&r["objects_deleted"]),
+                cell(&r["bytes_deleted"])
+            ),
+        });
+    }
     emit(&text)
 }

@@ -142,6 +142,8 @@ fn sync_table(c: &crate::sync::SyncConfig) -> toml::Value {
     put("node_id", c.node_id.as_ref().and_then(s));
     put("connect_timeout_secs", c.s3.connect_timeout.and_then(|d| int(d.as_secs())));
     put("request_timeout_secs", c.s3.request_timeout.and_then(|d| int(d.as_secs())));
+    put("sweep_interval_secs", int(c.sweep_interval.as_secs()));
+    put("sweep_grace_secs", int(c.sweep_grace.as_secs()));
     let rules = c.rules.iter().map(|r| {
         let mut rt = toml::map::Map::new();
         rt.insert("match".into(), toml::Value::String(r.pattern.clone()));

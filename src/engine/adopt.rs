@@ -177,6 +177,11 @@ impl RemoteLog {
         self.0.newest_from(start).await
     }
 
+    /// One generation's manifest (None: not in the store).
+    pub(crate) async fn read(&self, generation: u64) -> Result<Option<Manifest>, EngineError> {
+        self.0.read(generation).await
+    }
+
     /// Publish `m` as the generation after `base` (which must still be the
     /// newest: another writer's generation there is a conflict, never
     /// overwritten). Every object `m` references must be in the store.

@@ -33,7 +33,7 @@ use serde::Serialize;
 use super::Engine;
 use super::EngineError;
 use crate::layout::{self, NsPath};
-use crate::store::ObjectInfo;
+use crate::store::{ObjectInfo, Store};
 
 /// What repair should do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -257,48 +257,59 @@ impl Engine {
     }
 
     /// Collect the manifest generations of `path` superseded more than
-    /// `retention_ms` ago, in increasing order, never the newest. Returns how
-    /// many were collected. Also removes `.json` files left next to their
-    /// `.gc` tombstone.
+    /// `retention_ms` ago (see [`collect_manifests`]) on this engine's store.
     pub async fn gc_manifests(&self, path: &NsPath, retention_ms: u64) -> Result<u64, EngineError> {
-        let listed = self.store.list(&path.manifests_prefix()).await?;
-        let tombs: HashSet<u64> = listed.iter().filter_map(|o| tombstone_generation(&o.key)).collect();
-        let mut live = Vec::new();
-        for g in listed.iter().filter_map(|o| layout::manifest_generation(&o.key)) {
-            if tombs.contains(&g) {
-                self.store.delete(&path.manifest_key(g)).await?; // fenced or half-collected
-            } else {
-                live.push(g);
-            }
-        }
-        live.sort_unstable();
-        let now = self.clock.now_ms();
-        let mut collected = 0;
-        for pair in live.windows(2) {
-            let (g, next) = (pair[0], pair[1]);
-            let Some(successor) = self.log(path).read(next).await? else { break };
-            if successor.committed_at_ms.saturating_add(retention_ms) > now {
-                break; // later generations were superseded even more recently
-            }
-            let body =
-                format!("{{\"magic\":\"tidepool.gc\",\"generation\":{g},\"collected_at_ms\":{now}}}\n");
-            self.store.put_if_absent(&path.manifest_tombstone_key(g), Bytes::from(body)).await?;
-            self.store.delete(&path.manifest_key(g)).await?;
-            collected += 1;
-        }
-        Ok(collected)
+        collect_manifests(&self.store, path, retention_ms, self.clock.now_ms()).await
     }
 }
 
+/// Collect the manifest generations of `path` in `store` superseded more
+/// than `retention_ms` before `now`, in increasing order, never the newest
+/// (5.3: tombstone first, then delete). Returns how many were collected.
+/// Also removes `.json` files left next to their `.gc` tombstone. Works on
+/// any store (the node's own, or a sync remote).
+pub(crate) async fn collect_manifests(
+    store: &Store,
+    path: &NsPath,
+    retention_ms: u64,
+    now: u64,
+) -> Result<u64, EngineError> {
+    let listed = store.list(&path.manifests_prefix()).await?;
+    let tombs: HashSet<u64> = listed.iter().filter_map(|o| tombstone_generation(&o.key)).collect();
+    let mut live = Vec::new();
+    for g in listed.iter().filter_map(|o| layout::manifest_generation(&o.key)) {
+        if tombs.contains(&g) {
+            store.delete(&path.manifest_key(g)).await?; // fenced or half-collected
+        } else {
+            live.push(g);
+        }
+    }
+    live.sort_unstable();
+    let log = super::commit::ManifestLog::remote(store.clone(), path.clone());
+    let mut collected = 0;
+    for pair in live.windows(2) {
+        let (g, next) = (pair[0], pair[1]);
+        let Some(successor) = log.read(next).await? else { break };
+        if successor.committed_at_ms.saturating_add(retention_ms) > now {
+            break; // later generations were superseded even more recently
+        }
+        let body = format!("{{\"magic\":\"tidepool.gc\",\"generation\":{g},\"collected_at_ms\":{now}}}\n");
+        store.put_if_absent(&path.manifest_tombstone_key(g), Bytes::from(body)).await?;
+        store.delete(&path.manifest_key(g)).await?;
+        collected += 1;
+    }
+    Ok(collected)
+}
+
 /// The generation of a GC tombstone key (`.../manifests/{gen:020}.gc`).
-fn tombstone_generation(key: &str) -> Option<u64> {
+pub(crate) fn tombstone_generation(key: &str) -> Option<u64> {
     let file = key.rsplit('/').next()?;
     let digits = file.strip_suffix(".gc")?;
     (digits.len() == 20).then(|| digits.parse().ok()).flatten()
 }
 
 /// Whether a key is a data object (WAL batch or segment file) of a namespace.
-fn is_data_object(key: &str) -> bool {
+pub(crate) fn is_data_object(key: &str) -> bool {
     // {org}/{project}/namespaces/{ns}/{kind}/...
     let mut parts = key.splitn(6, '/');
     let (_, _, ns_dir, _, kind) = (parts.next(), parts.next(), parts.next(), parts.next(), parts.next());

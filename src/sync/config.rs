@@ -105,6 +105,8 @@ pub struct SyncFile {
     pub node_id: Option<String>,
     pub connect_timeout_secs: Option<u64>,
     pub request_timeout_secs: Option<u64>,
+    pub sweep_interval_secs: Option<u64>,
+    pub sweep_grace_secs: Option<u64>,
     #[serde(default)]
     pub namespaces: Vec<Rule>,
 }
@@ -115,6 +117,11 @@ pub const DEFAULT_INTERVAL_SECS: u64 = 10;
 pub const DEFAULT_CONNECT_TIMEOUT_SECS: u64 = 3;
 /// Default bound on one request to the remote.
 pub const DEFAULT_REQUEST_TIMEOUT_SECS: u64 = 10;
+/// Default seconds between two sweeps of the remote by this node (0: never).
+pub const DEFAULT_SWEEP_INTERVAL_SECS: u64 = 3600;
+/// Default age an unreachable remote object (or superseded manifest) must
+/// reach before a sweep deletes it.
+pub const DEFAULT_SWEEP_GRACE_SECS: u64 = 86_400;
 
 /// The resolved sync settings.
 #[derive(Debug, Clone)]
@@ -129,6 +136,10 @@ pub struct SyncConfig {
     pub node_id: Option<String>,
     /// The rules, first match wins.
     pub rules: Vec<Rule>,
+    /// Time between two sweeps of the remote (zero: only on demand).
+    pub sweep_interval: Duration,
+    /// Age before an unreachable remote object is deleted.
+    pub sweep_grace: Duration,
 }
 
 impl SyncConfig {
@@ -182,6 +193,10 @@ impl SyncConfig {
             interval: positive("interval_secs", file.interval_secs, DEFAULT_INTERVAL_SECS)?,
             node_id: file.node_id,
             rules,
+            sweep_interval: Duration::from_secs(
+                file.sweep_interval_secs.unwrap_or(DEFAULT_SWEEP_INTERVAL_SECS),
+            ),
+            sweep_grace: positive("sweep_grace_secs", file.sweep_grace_secs, DEFAULT_SWEEP_GRACE_SECS)?,
         })
     }
 

@@ -79,8 +79,11 @@ pub fn prefix(path: &NsPath) -> String {
     format!("_tidepool/sync/leases/{}/{}/{}/", path.org(), path.project(), path.ns())
 }
 
-fn key(path: &NsPath, epoch: u64) -> String {
-    format!("{}{epoch:020}.lease", prefix(path))
+/// Where the remote sweep's lease lives (one sweeping node at a time).
+pub const SWEEP_PREFIX: &str = "_tidepool/sync/sweep-lease/";
+
+fn key(prefix: &str, epoch: u64) -> String {
+    format!("{prefix}{epoch:020}.lease")
 }
 
 /// What [`acquire`] found.
@@ -92,23 +95,24 @@ pub enum Held {
     Theirs(Lease),
 }
 
-/// Take or renew `path`'s lease for `node` until `now + ttl_ms`, unless
-/// another node holds an unexpired one.
+/// Take or renew the lease under `prefix` (a namespace's [`prefix`], or
+/// [`SWEEP_PREFIX`]) for `node` until `now + ttl_ms`, unless another node
+/// holds an unexpired one.
 pub async fn acquire(
     remote: &Store,
-    path: &NsPath,
+    prefix: &str,
     node: &str,
     now: u64,
     ttl_ms: u64,
 ) -> Result<Held, EngineError> {
-    let listed = remote.list(&prefix(path)).await?;
+    let listed = remote.list(prefix).await?;
     let mut epochs: Vec<u64> = listed
         .iter()
         .filter_map(|o| o.key.rsplit('/').next()?.strip_suffix(".lease")?.parse().ok())
         .collect();
     epochs.sort_unstable();
     let newest = match epochs.last() {
-        Some(&e) => Some((e, remote.get_opt(&key(path, e)).await?.and_then(|b| Lease::decode(&b).ok()))),
+        Some(&e) => Some((e, remote.get_opt(&key(prefix, e)).await?.and_then(|b| Lease::decode(&b).ok()))),
         None => None,
     };
     let next_epoch = match &newest {
@@ -120,22 +124,22 @@ pub async fn acquire(
         None => 1,
     };
     let lease = Lease { epoch: next_epoch, node: node.to_owned(), expires_at_ms: now.saturating_add(ttl_ms) };
-    match remote.put_if_absent(&key(path, next_epoch), Bytes::from(lease.encode())).await? {
+    match remote.put_if_absent(&key(prefix, next_epoch), Bytes::from(lease.encode())).await? {
         CreateOutcome::Created => {
             for old in epochs.iter().rev().skip(KEEP) {
-                if let Err(e) = remote.delete(&key(path, *old)).await {
-                    tracing::debug!(namespace = %path, epoch = old, error = %e, "old lease not deleted");
+                if let Err(e) = remote.delete(&key(prefix, *old)).await {
+                    tracing::debug!(lease = prefix, epoch = old, error = %e, "old lease not deleted");
                 }
             }
             Ok(Held::Ours(next_epoch))
         }
         CreateOutcome::AlreadyExists => {
-            let theirs = remote.get_opt(&key(path, next_epoch)).await?.and_then(|b| Lease::decode(&b).ok());
+            let theirs = remote.get_opt(&key(prefix, next_epoch)).await?.and_then(|b| Lease::decode(&b).ok());
             match theirs {
                 Some(l) if l.node == node => Ok(Held::Ours(next_epoch)),
                 Some(l) => Ok(Held::Theirs(l)),
                 None => {
-                    Err(EngineError::unavailable(format!("lease epoch {next_epoch} of {path} is unreadable")))
+                    Err(EngineError::unavailable(format!("lease {prefix}{next_epoch:020} is unreadable")))
                 }
             }
         }
@@ -161,28 +165,24 @@ mod tests {
     #[tokio::test]
     async fn one_holder_until_expiry_then_the_next_epoch() {
         let remote = Store::memory();
-        let p = NsPath::new("o", "p", "n").unwrap();
-        assert_eq!(acquire(&remote, &p, "a", 1_000, 100).await.unwrap(), Held::Ours(1));
-        assert_eq!(acquire(&remote, &p, "a", 1_010, 100).await.unwrap(), Held::Ours(1), "fresh: kept");
+        let p = &prefix(&NsPath::new("o", "p", "n").unwrap());
+        assert_eq!(acquire(&remote, p, "a", 1_000, 100).await.unwrap(), Held::Ours(1));
+        assert_eq!(acquire(&remote, p, "a", 1_010, 100).await.unwrap(), Held::Ours(1), "fresh: kept");
         assert!(
-            matches!(acquire(&remote, &p, "b", 1_050, 100).await.unwrap(), Held::Theirs(l) if l.node == "a")
+            matches!(acquire(&remote, p, "b", 1_050, 100).await.unwrap(), Held::Theirs(l) if l.node == "a")
         );
         assert_eq!(
-            acquire(&remote, &p, "a", 1_060, 100).await.unwrap(),
+            acquire(&remote, p, "a", 1_060, 100).await.unwrap(),
             Held::Ours(2),
             "renewed past half-life"
         );
-        assert_eq!(
-            acquire(&remote, &p, "b", 1_200, 100).await.unwrap(),
-            Held::Ours(3),
-            "expired: taken over"
-        );
+        assert_eq!(acquire(&remote, p, "b", 1_200, 100).await.unwrap(), Held::Ours(3), "expired: taken over");
         assert!(
-            matches!(acquire(&remote, &p, "a", 1_210, 100).await.unwrap(), Held::Theirs(l) if l.node == "b")
+            matches!(acquire(&remote, p, "a", 1_210, 100).await.unwrap(), Held::Theirs(l) if l.node == "b")
         );
         for n in 0..4u64 {
-            acquire(&remote, &p, "b", 1_300 + n * 100, 100).await.unwrap();
+            acquire(&remote, p, "b", 1_300 + n * 100, 100).await.unwrap();
         }
-        assert!(remote.list(&prefix(&p)).await.unwrap().len() <= KEEP + 1, "old epochs are deleted");
+        assert!(remote.list(p).await.unwrap().len() <= KEEP + 1, "old epochs are deleted");
     }
 }

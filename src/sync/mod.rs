@@ -6,6 +6,7 @@
 //! - [`config`]: the `[sync]` settings and the namespace rules.
 //! - [`state`]: the per-namespace sync record in `meta.redb`, the status.
 //! - [`transfer`]: verified, idempotent, bounded copies of immutable objects.
+//! - [`sweep`]: garbage collection of the remote by reachability (one node at a time).
 //! - [`lease`]: one writer per `push` namespace across nodes (fencing epochs).
 //! - [`reconcile`]: one namespace: push, pull, or a conflict (rebase/branch).
 //!
@@ -24,6 +25,7 @@ pub mod config;
 pub mod lease;
 pub mod reconcile;
 pub mod state;
+pub mod sweep;
 pub mod transfer;
 
 use std::collections::BTreeMap;
@@ -33,7 +35,7 @@ use serde_json::{json, Value as Json};
 
 pub use self::config::{Mode, OnConflict, Rule, SyncConfig};
 use self::state::{NamespaceStatus, RemoteStatus, SyncRecord};
-use self::transfer::Transfer;
+use self::transfer::{Check, Transfer};
 use crate::engine::{Engine, EngineError};
 use crate::layout::{validate_name, NsPath};
 use crate::store::Store;
@@ -48,6 +50,7 @@ pub struct Syncer {
     down: Transfer,
     round: tokio::sync::Mutex<()>,
     status: Mutex<Status>,
+    started_ms: u64,
 }
 
 impl std::fmt::Debug for Syncer {
@@ -63,6 +66,8 @@ impl std::fmt::Debug for Syncer {
 struct Status {
     remote: RemoteStatus,
     namespaces: BTreeMap<NsPath, NamespaceStatus>,
+    /// When this node last swept the remote, and the outcome.
+    last_sweep: Option<(u64, Result<sweep::SweepReport, String>)>,
 }
 
 /// What one round did.
@@ -92,19 +97,22 @@ impl Syncer {
         };
         validate_name("node_id", &node).map_err(|e| EngineError::invalid_input(e.to_string()))?;
         let local = engine.store().clone();
+        let engine_now = engine.clock().now_ms();
         let status = Status {
             remote: RemoteStatus { url: cfg.remote.clone(), ..RemoteStatus::default() },
             ..Status::default()
         };
         Ok(Arc::new(Syncer {
-            up: Transfer::new(local.clone(), remote.clone()),
-            down: Transfer::new(remote.clone(), local),
+            // Uploads are trusted for half the sweep's grace period (see transfer).
+            up: Transfer::new(local.clone(), remote.clone(), Check::Known { fresh: cfg.sweep_grace / 2 }),
+            down: Transfer::new(remote.clone(), local, Check::Head),
             engine,
             remote,
             cfg,
             node,
             round: tokio::sync::Mutex::new(()),
             status: Mutex::new(status),
+            started_ms: engine_now,
         }))
     }
 
@@ -139,6 +147,9 @@ impl Syncer {
             loop {
                 let Some(s) = me.upgrade() else { return };
                 s.run_round().await;
+                if s.sweep_due() {
+                    let _ = s.run_sweep(None).await;
+                }
                 drop(s);
                 tokio::time::sleep(interval).await;
             }
@@ -165,6 +176,29 @@ impl Syncer {
             }
         }
         report
+    }
+
+    fn sweep_due(&self) -> bool {
+        let every = u64::try_from(self.cfg.sweep_interval.as_millis()).unwrap_or(u64::MAX);
+        let st = self.status.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let last = st.last_sweep.as_ref().map(|(at, _)| *at);
+        // The first sweep waits one interval after start-up.
+        let since = last.unwrap_or(self.started_ms);
+        every > 0 && self.engine.clock().now_ms().saturating_sub(since) >= every
+    }
+
+    /// Sweep the remote now, one `(org, project)` or all of it (one sweeping
+    /// node at a time), and record the outcome.
+    pub async fn run_sweep(&self, scope: Option<(String, String)>) -> Result<sweep::SweepReport, String> {
+        let _one = self.round.lock().await;
+        let out = self.sweep(scope.as_ref()).await.map_err(|e| e.to_string());
+        if let Err(e) = &out {
+            tracing::warn!(error = %e, "remote sweep did not run to the end");
+        }
+        let now = self.engine.clock().now_ms();
+        self.status.lock().unwrap_or_else(std::sync::PoisonError::into_inner).last_sweep =
+            Some((now, out.clone()));
+        out
     }
 
     /// The namespaces a round covers, with their rules.
@@ -240,10 +274,15 @@ impl Syncer {
         let st = self.status.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let namespaces: Vec<&NamespaceStatus> =
             st.namespaces.values().filter(|n| project.is_none_or(|p| n.project == p)).collect();
+        let last_sweep = st.last_sweep.as_ref().map(|(at, r)| match r {
+            Ok(report) => json!({"at": at, "report": report}),
+            Err(e) => json!({"at": at, "error": e}),
+        });
         json!({
             "node_id": self.node,
             "remote": st.remote,
             "interval_secs": self.cfg.interval.as_secs(),
+            "last_sweep": last_sweep,
             "namespaces": namespaces,
         })
     }

@@ -25,6 +25,7 @@
 //!   otherwise the node's version is published as a branch before the
 //!   remote's is adopted.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use super::state::{ConflictReport, SyncRecord, MAX_CONFLICTS_REPORTED};
@@ -131,7 +132,7 @@ impl Syncer {
     async fn push(&self, path: &NsPath, rule: &Rule, sides: &Sides) -> Result<(), EngineError> {
         let Some(local) = sides.local.clone() else { return Ok(()) };
         let epoch = self.lease(path, rule).await?;
-        let copied = self.up.copy_missing(&object_refs(&local)).await?;
+        let copied = self.up.copy_missing(&object_refs(&local), &remote_keys(sides.remote.as_ref())).await?;
         let base = sides.remote.clone().map(Arc::new);
         let mut m = (*local).clone();
         m.origin = Some(Origin { node: self.node.clone(), local_generation: local.generation, epoch });
@@ -186,12 +187,11 @@ impl Syncer {
         local: Option<&Manifest>,
         remote: &Manifest,
     ) -> Result<Vec<String>, EngineError> {
-        let have: std::collections::HashSet<String> =
-            local.map(|l| l.object_keys().into_iter().collect()).unwrap_or_default();
+        let have: HashSet<String> = local.map(|l| l.object_keys().into_iter().collect()).unwrap_or_default();
         let refs: Vec<_> = object_refs(remote).into_iter().filter(|r| !have.contains(&r.key)).collect();
         let keys: Vec<String> = refs.iter().map(|r| r.key.clone()).collect();
         self.engine.hold_for_adoption(path, &keys).await?;
-        if let Err(e) = self.down.copy_missing(&refs).await {
+        if let Err(e) = self.down.copy_missing(&refs, &HashSet::new()).await {
             self.engine.release_held(path, &keys).await;
             return Err(e);
         }
@@ -270,7 +270,7 @@ impl Syncer {
         let name = format!("{}-conflict-{}-{}", path.ns(), self.node, local.generation);
         let branch = NsPath::new(path.org(), path.project(), &name)
             .map_err(|e| EngineError::invalid_input(format!("conflict branch name: {e}")))?;
-        self.up.copy_missing(&object_refs(local)).await?;
+        self.up.copy_missing(&object_refs(local), &remote_keys(Some(remote))).await?;
         let log = self.remote_log(&branch);
         let base = log.newest_from((None, None)).await?;
         if base.as_ref().and_then(|b| b.origin.as_ref()).is_some_and(|o| o.node == self.node) {
@@ -294,7 +294,8 @@ impl Syncer {
         let ttl_ms =
             u64::try_from(self.cfg.interval.as_millis().saturating_mul(3)).unwrap_or(u64::MAX).max(30_000);
         let now = self.engine.clock().now_ms();
-        let held = super::lease::acquire(&self.remote, path, &self.node, now, ttl_ms).await?;
+        let held =
+            super::lease::acquire(&self.remote, &super::lease::prefix(path), &self.node, now, ttl_ms).await?;
         let (epoch, holder) = match held {
             super::lease::Held::Ours(e) => (Some(e), self.node.clone()),
             super::lease::Held::Theirs(l) => (None, l.node.clone()),
@@ -321,7 +322,7 @@ impl Syncer {
     fn report_sides(&self, path: &NsPath, rule: &Rule, sides: &Sides) {
         let pending = sides.local.as_ref().filter(|_| rule.mode.pushes() && sides.local_moved()).map(|l| {
             let refs = object_refs(l);
-            let unknown = self.up.unknown(&refs);
+            let unknown = self.up.unknown(&refs, &remote_keys(sides.remote.as_ref()));
             (unknown.len() as u64, unknown.iter().map(|r| r.bytes).sum::<u64>())
         });
         let now = self.engine.clock().now_ms();
@@ -352,4 +353,10 @@ fn descends(local: &Manifest, remote: &Manifest) -> bool {
         && local.wal.len() >= remote.wal.len()
         && local.wal.iter().zip(&remote.wal).all(|(a, b)| a.key == b.key)
         && local.schema == remote.schema
+}
+
+/// The objects a remote manifest references (certainly in the remote, and
+/// safe from the sweep while it is live).
+fn remote_keys(remote: Option<&Manifest>) -> HashSet<String> {
+    remote.map(|m| m.object_keys().into_iter().collect()).unwrap_or_default()
 }

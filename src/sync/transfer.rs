@@ -4,16 +4,22 @@
 //! - Every object is checked against the length and crc32c its manifest
 //!   records before it is written to the other side, so a damaged byte is
 //!   never propagated (the copy fails and the round reports it).
-//! - Objects are immutable and their keys unique, so a copy is idempotent:
-//!   an object already present on the destination (HEAD, or remembered from
-//!   an earlier copy in this process) is not sent again; a crash in the
-//!   middle leaves objects no manifest references yet, which the next round
-//!   finds present and skips.
+//! - Objects are immutable and their keys unique, so a copy is idempotent: a
+//!   crash in the middle leaves objects no manifest references yet, which the
+//!   next copy skips or writes again with the same bytes.
+//! - What counts as present depends on the direction ([`Check`]). Downloads
+//!   trust a HEAD of the node's own store. Uploads trust only what the
+//!   caller knows the remote's newest manifest references, and what this
+//!   process uploaded within the last `fresh` interval: anything else is
+//!   sent again, because the remote sweep may delete an unreferenced object
+//!   at any time once it is older than its grace period (sending it again
+//!   resets its age).
 //! - At most [`CONCURRENCY`] objects are in flight, so memory stays bounded by
 //!   that many objects (each is held whole while it is copied).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use futures::{StreamExt, TryStreamExt};
 
@@ -40,30 +46,52 @@ pub struct Copied {
     pub bytes: u64,
 }
 
-/// Copies objects from one store to another, remembering what the
-/// destination is known to hold.
+/// How a [`Transfer`] decides that the destination holds an object.
+#[derive(Debug, Clone, Copy)]
+pub enum Check {
+    /// Ask the destination (HEAD).
+    Head,
+    /// Trust the caller's `known` set and this process's uploads younger than this.
+    Known {
+        /// How long an upload of this process is trusted.
+        fresh: Duration,
+    },
+}
+
+/// Copies objects from one store to another, remembering what it wrote.
 #[derive(Debug)]
 pub struct Transfer {
     from: Store,
     to: Store,
-    present: Mutex<HashSet<String>>,
+    check: Check,
+    written: Mutex<HashMap<String, Instant>>,
 }
 
 impl Transfer {
     /// Copies from `from` to `to`.
-    pub fn new(from: Store, to: Store) -> Self {
-        Transfer { from, to, present: Mutex::new(HashSet::new()) }
+    pub fn new(from: Store, to: Store, check: Check) -> Self {
+        Transfer { from, to, check, written: Mutex::new(HashMap::new()) }
     }
 
     /// The objects of `refs` not known to be on the destination (no request made).
-    pub fn unknown<'a>(&self, refs: &'a [ObjectRef]) -> Vec<&'a ObjectRef> {
-        let present = self.present.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        refs.iter().filter(|r| !present.contains(&r.key)).collect()
+    pub fn unknown<'a>(&self, refs: &'a [ObjectRef], known: &HashSet<String>) -> Vec<&'a ObjectRef> {
+        let written = self.written.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let fresh = |k: &str| match (self.check, written.get(k)) {
+            (_, None) => false,
+            (Check::Head, Some(_)) => true,
+            (Check::Known { fresh }, Some(at)) => at.elapsed() < fresh,
+        };
+        refs.iter().filter(|r| !known.contains(&r.key) && !fresh(&r.key)).collect()
     }
 
-    /// Copy every object of `refs` the destination lacks.
-    pub async fn copy_missing(&self, refs: &[ObjectRef]) -> Result<Copied, EngineError> {
-        let todo: Vec<ObjectRef> = self.unknown(refs).into_iter().cloned().collect();
+    /// Copy every object of `refs` the destination may lack (`known`: keys
+    /// the destination certainly holds).
+    pub async fn copy_missing(
+        &self,
+        refs: &[ObjectRef],
+        known: &HashSet<String>,
+    ) -> Result<Copied, EngineError> {
+        let todo: Vec<ObjectRef> = self.unknown(refs, known).into_iter().cloned().collect();
         let copies: Vec<_> = todo.iter().map(|r| self.copy_one(r)).collect();
         let sent: Vec<Option<u64>> =
             futures::stream::iter(copies).buffer_unordered(CONCURRENCY).try_collect().await?;
@@ -73,7 +101,7 @@ impl Transfer {
 
     /// Copy one object unless present; returns the bytes sent (None: present).
     async fn copy_one(&self, r: &ObjectRef) -> Result<Option<u64>, EngineError> {
-        if self.to.exists(&r.key).await? {
+        if matches!(self.check, Check::Head) && self.to.exists(&r.key).await? {
             self.remember(&r.key);
             return Ok(None);
         }
@@ -91,6 +119,7 @@ impl Transfer {
     }
 
     fn remember(&self, key: &str) {
-        self.present.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(key.to_owned());
+        let mut written = self.written.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        written.insert(key.to_owned(), Instant::now());
     }
 }
