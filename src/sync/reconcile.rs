@@ -139,6 +139,10 @@ impl Syncer {
         let published = self.remote_log(path).publish_on(base, m, self.engine.next_token()).await?;
         tracing::info!(namespace = %path, local = local.generation, remote = published.generation,
             objects = copied.objects, bytes = copied.bytes, "pushed");
+        self.update(path, rule, |s| {
+            s.uploaded_objects += copied.objects;
+            s.uploaded_bytes += copied.bytes;
+        });
         let rec = SyncRecord {
             local_generation: local.generation,
             remote_generation: published.generation,
@@ -191,11 +195,16 @@ impl Syncer {
         let refs: Vec<_> = object_refs(remote).into_iter().filter(|r| !have.contains(&r.key)).collect();
         let keys: Vec<String> = refs.iter().map(|r| r.key.clone()).collect();
         self.engine.hold_for_adoption(path, &keys).await?;
-        if let Err(e) = self.down.copy_missing(&refs, &HashSet::new()).await {
-            self.engine.release_held(path, &keys).await;
-            return Err(e);
+        match self.down.copy_missing(&refs, &HashSet::new()).await {
+            Ok(copied) => {
+                self.count_download(path, copied);
+                Ok(keys)
+            }
+            Err(e) => {
+                self.engine.release_held(path, &keys).await;
+                Err(e)
+            }
         }
-        Ok(keys)
     }
 
     /// Both sides changed: rebase when possible (and asked for), else branch.
@@ -308,6 +317,14 @@ impl Syncer {
                 path.ns()
             ))
         })
+    }
+
+    fn count_download(&self, path: &NsPath, copied: super::transfer::Copied) {
+        let mut st = self.status.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(s) = st.namespaces.get_mut(path) {
+            s.downloaded_objects += copied.objects;
+            s.downloaded_bytes += copied.bytes;
+        }
     }
 
     fn record_conflict(&self, path: &NsPath, rule: &Rule, report: ConflictReport) {

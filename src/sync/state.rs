@@ -116,6 +116,14 @@ pub struct NamespaceStatus {
     pub last_error: Option<String>,
     /// Conflicts met, newest last.
     pub conflicts: Vec<ConflictReport>,
+    /// Objects and bytes this node uploaded for the namespace since it started.
+    pub uploaded_objects: u64,
+    /// See `uploaded_objects`.
+    pub uploaded_bytes: u64,
+    /// Objects and bytes this node downloaded for the namespace since it started.
+    pub downloaded_objects: u64,
+    /// See `downloaded_objects`.
+    pub downloaded_bytes: u64,
     /// The node holding the namespace's push lease (None: no lease in use).
     pub lease_holder: Option<String>,
     #[serde(skip)]
