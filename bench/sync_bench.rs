@@ -25,7 +25,7 @@ use tidepool::layout::NsPath;
 use tidepool::store::{S3Options, Store};
 use tidepool::sync::config::SyncFile;
 use tidepool::sync::transfer::object_refs;
-use tidepool::sync::{Syncer, SyncConfig};
+use tidepool::sync::{SyncConfig, Syncer};
 
 const DIM: usize = 384;
 const DOCS_PER_REQUEST: usize = 100;
@@ -57,7 +57,8 @@ async fn node(dir: &Path, remote: &str, endpoint: &str, rules: &str) -> (Arc<Eng
         namespaces: tidepool::sync::config::parse_rules(rules).expect("rules"),
         ..SyncFile::default()
     };
-    let syncer = Syncer::open(engine.clone(), SyncConfig::resolve(file).expect("sync config")).await.expect("syncer");
+    let syncer =
+        Syncer::open(engine.clone(), SyncConfig::resolve(file).expect("sync config")).await.expect("syncer");
     (engine, syncer)
 }
 
@@ -95,7 +96,13 @@ async fn settle(e: &Engine, ns: &NsPath) {
 
 fn counters(s: &Syncer, ns: &str) -> (u64, u64, u64, u64) {
     let v = s.status_json(None);
-    let n = v["namespaces"].as_array().unwrap().iter().find(|n| n["namespace"] == ns).cloned().unwrap_or_default();
+    let n = v["namespaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["namespace"] == ns)
+        .cloned()
+        .unwrap_or_default();
     let g = |k: &str| n[k].as_u64().unwrap_or(0);
     (g("uploaded_objects"), g("uploaded_bytes"), g("downloaded_objects"), g("downloaded_bytes"))
 }
@@ -159,8 +166,12 @@ async fn main() {
     let fresh: u64 = object_refs(&m2).iter().filter(|r| !before.contains(&r.key)).map(|r| r.bytes).sum();
     sa.run_round().await;
     let (_, up_bytes2, _, _) = counters(&sa, "backlog");
-    println!("incremental: 10 requests later, new objects {:.3} MB, uploaded {:.3} MB (ratio {:.3})",
-        mb(fresh), mb(up_bytes2 - up_bytes), (up_bytes2 - up_bytes) as f64 / fresh as f64);
+    println!(
+        "incremental: 10 requests later, new objects {:.3} MB, uploaded {:.3} MB (ratio {:.3})",
+        mb(fresh),
+        mb(up_bytes2 - up_bytes),
+        (up_bytes2 - up_bytes) as f64 / fresh as f64
+    );
 
     // 3. Pull of the Debian namespace by a fresh node vs a plain download.
     let deb = NsPath::new("default", "default", "debian").unwrap();

@@ -565,12 +565,12 @@ fn sync_config(
     f.sweep_interval_secs = args.sync_sweep_interval_secs.or(f.sweep_interval_secs);
     f.sweep_grace_secs = args.sync_sweep_grace_secs.or(f.sweep_grace_secs);
     if let Some(rules) = &args.sync_namespaces {
-        f.namespaces = crate::sync::config::parse_rules(rules)?;
+        f.namespaces = crate::sync::config::parse_rules(rules).map_err(ConfigError)?;
     }
     if f.remote.is_none() && f.namespaces.is_empty() && f.endpoint.is_none() {
         return Ok(None);
     }
-    crate::sync::SyncConfig::resolve(f).map(Some)
+    crate::sync::SyncConfig::resolve(f).map(Some).map_err(ConfigError)
 }
 
 fn compaction_config(args: &ServeArgs, file: &FileConfig) -> crate::engine::CompactionConfig {

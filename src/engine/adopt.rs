@@ -25,7 +25,7 @@ use bytes::Bytes;
 
 use super::commit::{CommitError, Derived, ManifestLog};
 use super::{apply, clear_cached, Engine, EngineError};
-use crate::format::manifest::{Manifest, WalRef};
+use crate::format::manifest::Manifest;
 use crate::format::wal::{WalBatch, WAL_FLAG_DATETIME_INSTANTS};
 use crate::layout::NsPath;
 use crate::store::Store;
@@ -137,14 +137,7 @@ impl Engine {
         let wal = WalBatch { seq, created_at_ms: now, requests: records, flags: WAL_FLAG_DATETIME_INSTANTS };
         let bytes = wal.try_encode().map_err(|e| EngineError::internal(format!("rebased batch: {e}")))?;
         let key = path.wal_key(seq, &self.ids.next_token());
-        let wal_ref = WalRef {
-            key: key.clone(),
-            seq,
-            bytes: bytes.len() as u64,
-            crc32c: crc32c::crc32c(&bytes),
-            requests: u32::try_from(wal.requests.len()).unwrap_or(u32::MAX),
-            rows: wal.requests.iter().map(|q| q.ops.direct_rows() as u64).sum(),
-        };
+        let wal_ref = super::write::wal_ref(&key, &wal, &bytes);
         self.store.put(&key, Bytes::from(bytes)).await?;
         let log = self.log(path);
         if let Err(e) = log.raise(std::slice::from_ref(&key)).await {

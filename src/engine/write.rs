@@ -265,14 +265,7 @@ impl Engine {
             .try_encode()
             .map_err(|e| EngineError::invalid_input(format!("write cannot be stored: {e}")))?;
         let wal_key = path.wal_key(seq, &self.ids.next_token());
-        let wal_ref = WalRef {
-            key: wal_key.clone(),
-            seq,
-            bytes: wal_bytes.len() as u64,
-            crc32c: crc32c::crc32c(&wal_bytes),
-            requests: u32::try_from(plan.records.len()).unwrap_or(u32::MAX),
-            rows: plan.records.iter().map(|r| r.ops.direct_rows() as u64).sum(),
-        };
+        let wal_ref = wal_ref(&wal_key, &wal, &wal_bytes);
         let wal_bytes = Bytes::from(wal_bytes);
         self.store.put(&wal_key, wal_bytes.clone()).await?;
         self.keep_in_background(
@@ -429,6 +422,18 @@ fn stored_response(bytes: &[u8], generation: u64) -> WriteResponse {
         deduplicated: true,
         affected: None,
         bytes_written: 0,
+    }
+}
+
+/// The manifest's reference to an encoded WAL batch stored under `key`.
+pub(super) fn wal_ref(key: &str, wal: &WalBatch, encoded: &[u8]) -> WalRef {
+    WalRef {
+        key: key.to_owned(),
+        seq: wal.seq,
+        bytes: encoded.len() as u64,
+        crc32c: crc32c::crc32c(encoded),
+        requests: u32::try_from(wal.requests.len()).unwrap_or(u32::MAX),
+        rows: wal.requests.iter().map(|r| r.ops.direct_rows() as u64).sum(),
     }
 }
 

@@ -12,7 +12,6 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::config::ConfigError;
 use crate::store::S3Options;
 
 /// What a node does with a namespace.
@@ -144,8 +143,8 @@ pub struct SyncConfig {
 
 impl SyncConfig {
     /// Resolve a `[sync]` table (already merged with flags and env).
-    pub fn resolve(file: SyncFile) -> Result<SyncConfig, ConfigError> {
-        let bad = |msg: String| ConfigError(format!("[sync] {msg}"));
+    pub fn resolve(file: SyncFile) -> Result<SyncConfig, String> {
+        let bad = |msg: String| format!("[sync] {msg}");
         let remote = file.remote.filter(|r| !r.is_empty()).ok_or_else(|| bad("remote is required".into()))?;
         if !(remote.starts_with("s3://") || remote.starts_with("file://")) {
             return Err(bad(format!("remote {remote:?} must be s3://bucket/prefix or file://DIR")));
@@ -209,8 +208,8 @@ impl SyncConfig {
 /// Parse the compact rule list of `TIDEPOOL_SYNC_NAMESPACES` /
 /// `--sync-namespaces`: `match=mode[:on_conflict]`, comma-separated (e.g.
 /// `catalog-*=pull,orders=both:branch`).
-pub fn parse_rules(s: &str) -> Result<Vec<Rule>, ConfigError> {
-    let bad = |part: &str, why: &str| ConfigError(format!("sync namespaces {part:?}: {why}"));
+pub fn parse_rules(s: &str) -> Result<Vec<Rule>, String> {
+    let bad = |part: &str, why: &str| format!("sync namespaces {part:?}: {why}");
     let mut rules = Vec::new();
     for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         let (pattern, rest) = part.split_once('=').ok_or_else(|| bad(part, "expected match=mode"))?;
@@ -274,10 +273,7 @@ mod tests {
                mode = "sideways""#,
         ] {
             let parsed: Result<SyncFile, _> = toml::from_str(text);
-            assert!(parsed
-                .map_err(|e| e.to_string())
-                .and_then(|f| SyncConfig::resolve(f).map_err(|e| e.0))
-                .is_err());
+            assert!(parsed.map_err(|e| e.to_string()).and_then(SyncConfig::resolve).is_err());
         }
     }
 
