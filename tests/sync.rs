@@ -139,6 +139,18 @@ async fn a_cut_uplink_costs_nothing_and_everything_arrives_after() {
     assert_eq!(ids(&a, NS).await.len(), 30, "queries never wait on the remote");
 
     uplink.restore();
+    // The admin CLI runs the round (and exits 0 only when every namespace synced).
+    let cli = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_tidepool"))
+            .args(["--url", &a.url, "--json"])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let run = cli(&["sync", "run"]);
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let status: Json = serde_json::from_slice(&cli(&["sync", "status"]).stdout).unwrap();
+    assert_eq!(ns_status(&status, NS)["pending_objects"], 0, "{status}");
     let back = sync_run(&a).await;
     assert_eq!(back["status"], "OK", "{back}");
     assert_eq!(back["remote"]["reachable"], true);
