@@ -18,6 +18,8 @@
 //! - The remote sweep deletes superseded manifests and unreachable objects
 //!   past the grace period, never what a live manifest references: a fresh
 //!   node pulls every acknowledged document after it, and pushes go on.
+//! - An object larger than a part streams to and from the bucket in parts,
+//!   and one whose bytes do not match its manifest is never published.
 //! - kill -9 at random moments during pushes loses nothing acknowledged, and
 //!   no local generation is published twice as different remote generations;
 //!   kill -9 during pulls leaves a puller that converges to exactly the
@@ -442,4 +444,28 @@ async fn the_remote_sweep_removes_only_what_no_live_manifest_references() {
     assert_eq!(sync_run(&a).await["status"], "OK", "pushes go on after a sweep");
     assert_eq!(sync_run(&b).await["status"], "OK");
     assert_eq!(ids(&b, NS).await, (0..35).collect::<Vec<_>>());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn large_objects_stream_to_and_from_the_bucket_verified() {
+    use tidepool::store::copy::{CopyError, PART_BYTES};
+    let bucket = s3::new_bucket().await;
+    let remote = s3::s3_store(&format!("s3://{bucket}/big"));
+    let dir = tempfile::tempdir().unwrap();
+    let local = tidepool::store::Store::local(dir.path()).unwrap();
+    let data: Vec<u8> = (0..PART_BYTES * 2 + 777).map(|i| (i * 7 % 253) as u8).collect();
+    let crc = crc32c::crc32c(&data);
+    local.put("o/p/namespaces/n/segments/s/data.seg", bytes::Bytes::from(data.clone())).await.unwrap();
+    let key = "o/p/namespaces/n/segments/s/data.seg";
+    local.copy_verified(key, &remote, data.len() as u64, crc).await.unwrap();
+    assert_eq!(remote.get(key).await.unwrap().len(), data.len(), "uploaded in parts");
+    let back = tempfile::tempdir().unwrap();
+    let fresh = tidepool::store::Store::local(back.path()).unwrap();
+    remote.copy_verified(key, &fresh, data.len() as u64, crc).await.unwrap();
+    assert_eq!(fresh.get(key).await.unwrap(), bytes::Bytes::from(data.clone()), "downloaded in parts");
+    let other = "o/p/namespaces/n/segments/t/data.seg";
+    local.put(other, bytes::Bytes::from(data.clone())).await.unwrap();
+    let bad = local.copy_verified(other, &remote, data.len() as u64, crc ^ 0xff).await;
+    assert!(matches!(bad, Err(CopyError::Mismatch { .. })));
+    assert!(!remote.exists(other).await.unwrap(), "a mismatching upload is aborted, never published");
 }

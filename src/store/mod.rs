@@ -32,6 +32,7 @@ use futures::TryStreamExt;
 use object_store::path::Path as ObjPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 
+pub mod copy;
 pub mod durability;
 #[cfg(any(test, feature = "test-util"))]
 pub mod fault;

@@ -14,8 +14,9 @@
 //!   sent again, because the remote sweep may delete an unreferenced object
 //!   at any time once it is older than its grace period (sending it again
 //!   resets its age).
-//! - At most [`CONCURRENCY`] objects are in flight, so memory stays bounded by
-//!   that many objects (each is held whole while it is copied).
+//! - At most [`CONCURRENCY`] objects are in flight; one larger than
+//!   [`STREAM_ABOVE`] is streamed in parts (`store::copy`), so memory stays
+//!   bounded (about 4 × 16 MiB) whatever the object sizes.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
@@ -25,10 +26,14 @@ use futures::{StreamExt, TryStreamExt};
 
 use crate::engine::EngineError;
 use crate::format::manifest::{Manifest, ObjectRef};
+use crate::store::copy::CopyError;
 use crate::store::Store;
 
 /// Objects copied at once.
 pub const CONCURRENCY: usize = 4;
+/// Objects larger than this are streamed in parts (`Store::copy_verified`)
+/// instead of being held whole.
+pub const STREAM_ABOVE: u64 = 8 << 20;
 
 /// Every object a manifest references, with its recorded length and crc32c.
 pub fn object_refs(m: &Manifest) -> Vec<ObjectRef> {
@@ -105,15 +110,25 @@ impl Transfer {
             self.remember(&r.key);
             return Ok(None);
         }
-        let bytes = self.from.get(&r.key).await?;
-        if bytes.len() as u64 != r.bytes || crc32c::crc32c(&bytes) != r.crc32c {
-            return Err(EngineError::corrupted(format!(
+        let mismatch = || {
+            EngineError::corrupted(format!(
                 "object {} does not match its manifest (length or crc32c) in {}; not copied",
                 r.key,
                 self.from.description()
-            )));
+            ))
+        };
+        if r.bytes > STREAM_ABOVE {
+            self.from.copy_verified(&r.key, &self.to, r.bytes, r.crc32c).await.map_err(|e| match e {
+                CopyError::Store(e) => EngineError::from(e),
+                CopyError::Mismatch { .. } => mismatch(),
+            })?;
+        } else {
+            let bytes = self.from.get(&r.key).await?;
+            if bytes.len() as u64 != r.bytes || crc32c::crc32c(&bytes) != r.crc32c {
+                return Err(mismatch());
+            }
+            self.to.put(&r.key, bytes).await?;
         }
-        self.to.put(&r.key, bytes).await?;
         self.remember(&r.key);
         Ok(Some(r.bytes))
     }
