@@ -6,6 +6,7 @@
 //!   cut, also after a restart while cut; once the uplink is back one round
 //!   puts everything in the bucket, and a pulling node (and a `--store s3://`
 //!   node on the same bucket) sees exactly the acknowledged documents.
+//! - A namespace delete reaches the pulling nodes (its tombstone generation).
 //! - A `pull` namespace is a read replica: local writes are 409 and change
 //!   nothing.
 //! - Two nodes writing one `both` namespace while apart: under `rebase` every
@@ -194,6 +195,20 @@ async fn a_cut_uplink_costs_nothing_and_everything_arrives_after() {
     assert_eq!(sync_run(&a).await["status"], "OK");
     assert_eq!(sync_run(&b).await["status"], "OK");
     assert_eq!(ids(&b, NS).await, (2..30).collect::<Vec<_>>());
+    // A namespace delete travels as its tombstone generation.
+    assert_eq!(upsert(&a, "gone", 0..3).await, 200);
+    assert_eq!(sync_run(&a).await["status"], "OK");
+    assert_eq!(sync_run(&b).await["status"], "OK");
+    assert_eq!(ids(&b, "gone").await, vec![0, 1, 2]);
+    assert_eq!(client().delete(a.at("/v2/namespaces/gone")).send().await.unwrap().status(), 200);
+    assert_eq!(sync_run(&a).await["status"], "OK");
+    assert_eq!(sync_run(&b).await["status"], "OK");
+    let q = json!({"rank_by": ["id", "asc"]});
+    assert_eq!(
+        post(&client(), &b.at("/v2/namespaces/gone/query"), &q).await.0,
+        404,
+        "deleted on the puller too"
+    );
     let b = {
         b.stop();
         node(b_dir.path(), &bucket, "http://127.0.0.1:9", "edge-b", "*=pull")
