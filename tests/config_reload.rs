@@ -134,7 +134,11 @@ async fn sighup_swaps_api_keys_without_dropping_a_request_in_flight() {
     tokio::time::sleep(Duration::from_millis(200)).await;
 
     // Key b replaces key a; the retention changes too (it needs a restart).
-    keys_file(&file, "key-b", "retention_secs = 10\nmax_loaded_namespaces = 3");
+    keys_file(
+        &file,
+        "key-b",
+        "retention_secs = 10\nmax_loaded_namespaces = 3\nmax_body_bytes = 4096\nquery_timeout_ms = 5000",
+    );
     hangup(&d);
     await_status(&d, "key-b", 200).await;
     assert_eq!(status_with(&d, "key-a").await, 401, "the old key is gone for new requests");
@@ -142,7 +146,10 @@ async fn sighup_swaps_api_keys_without_dropping_a_request_in_flight() {
     await_notify(&sock, &mut seen, "configuration reloaded");
     let ready = seen.iter().find(|m| m.contains("configuration reloaded")).unwrap();
     assert!(ready.contains("READY=1"), "{ready}");
-    assert!(ready.contains("applied max_loaded_namespaces, api_keys"), "{ready}");
+    assert!(
+        ready.contains("applied max_body_bytes, query_timeout_ms, max_loaded_namespaces, api_keys"),
+        "{ready}"
+    );
     assert!(ready.contains("not applied until a restart: retention_secs"), "{ready}");
 
     inflight.write_all(&body[10..]).unwrap();
@@ -161,6 +168,10 @@ async fn sighup_swaps_api_keys_without_dropping_a_request_in_flight() {
         .unwrap();
     let q: serde_json::Value = q.json().await.unwrap();
     assert_eq!(q["rows"][0]["note"], "sent across a reload", "{q}");
+    // The reloaded body limit applies to new requests.
+    let big = serde_json::json!({"upsert_rows": [{"id": 2, "note": "x".repeat(5000)}]});
+    let r = c.post(d.at("/v2/namespaces/inflight")).bearer_auth("key-b").json(&big).send().await.unwrap();
+    assert_eq!(r.status(), 413, "max_body_bytes was reloaded");
 
     // A malformed file changes nothing and says why.
     std::fs::write(&file, "[[api_keys]\nkey = ").unwrap();

@@ -151,7 +151,7 @@ async fn ready(state: &AppState) -> Result<Json, ApiError> {
 
 async fn body_json(ctx: &Ctx, req: Request<Incoming>) -> Result<(hyper::HeaderMap, Json), ApiError> {
     let (parts, body) = req.into_parts();
-    let limits = &ctx.state.limits;
+    let limits = &ctx.state.limits();
     let bytes: Bytes = read_body(body, &parts.headers, limits.max_body_bytes, limits.body_timing()).await?;
     Ok((parts.headers, off_workers(bytes, parse_json).await?))
 }
@@ -176,7 +176,7 @@ pub(super) async fn off_workers<T: Send + 'static>(
 async fn write(ctx: &Ctx, ns: &str, req: Request<Incoming>) -> Result<Json, ApiError> {
     let path = ctx.ns(ns)?;
     let (parts, body) = req.into_parts();
-    let limits = &ctx.state.limits;
+    let limits = &ctx.state.limits();
     let bytes = read_body(body, &parts.headers, limits.max_body_bytes, limits.body_timing()).await?;
     let headers = parts.headers;
     // Parsing a large body is CPU work: off the async workers.

@@ -128,7 +128,7 @@ pub(super) async fn snapshot(ctx: &Ctx, ns: &str) -> Result<Reply, ApiError> {
 
 async fn optional_json(ctx: &Ctx, req: Request<Incoming>) -> Result<Json, ApiError> {
     let (parts, body) = req.into_parts();
-    let limits = &ctx.state.limits;
+    let limits = &ctx.state.limits();
     let bytes = read_body(body, &parts.headers, limits.max_body_bytes, limits.body_timing()).await?;
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(json!({}));
@@ -186,7 +186,7 @@ pub(super) async fn restore(ctx: &Ctx, ns: &str, req: Request<Incoming>) -> Resu
     // Spooled and verified before the engine takes any lock: a slow upload
     // must not hold up the project's other writers.
     let engine = &ctx.state.engine;
-    let spool = spool_body(req.into_body(), ctx.state.limits.upload_timing(), engine.scratch_dir()).await?;
+    let spool = spool_body(req.into_body(), ctx.state.limits().upload_timing(), engine.scratch_dir()).await?;
     let (m, info) = engine.restore_snapshot_file(&dst, spool.path()).await?;
     Ok(json!({
         "status": "OK",

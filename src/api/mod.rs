@@ -84,8 +84,8 @@ pub struct AppState {
     pub engine: Arc<Engine>,
     /// API keys.
     pub auth: Auth,
-    /// Body limits.
-    pub limits: Limits,
+    /// Body limits (replaced whole by a configuration reload; read with [`AppState::limits`]).
+    pub limits: std::sync::RwLock<Limits>,
     /// Set once shutdown starts (`/ready` turns 503).
     pub draining: AtomicBool,
     /// Live connections and request tasks.
@@ -101,12 +101,17 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// The body limits in force (a copy: a reload affects later requests only).
+    pub fn limits(&self) -> Limits {
+        *self.limits.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// State for an open engine.
     pub fn new(engine: Arc<Engine>, auth: Auth, limits: Limits) -> Self {
         AppState {
             engine,
             auth,
-            limits,
+            limits: std::sync::RwLock::new(limits),
             draining: AtomicBool::new(false),
             tracker: Tracker::default(),
             jobs: Arc::default(),

@@ -17,7 +17,7 @@
 //!   result is discarded, so the slot frees promptly.
 //! - Nothing here runs query code on an async worker.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -58,8 +58,10 @@ pub struct QueryPool {
     large: Arc<Semaphore>,
     small: Arc<Semaphore>,
     waiting: AtomicUsize,
-    max_queued: usize,
-    timeout: Duration,
+    /// Changed by a configuration reload ([`QueryPool::retune`]).
+    max_queued: AtomicUsize,
+    /// The per-query deadline in ms (reloadable too).
+    timeout_ms: AtomicU64,
 }
 
 /// Counts a waiting query for as long as it waits.
@@ -81,9 +83,19 @@ impl QueryPool {
             large: Arc::new(Semaphore::new(slots)),
             small: Arc::new(Semaphore::new(slots)),
             waiting: AtomicUsize::new(0),
-            max_queued,
-            timeout,
+            max_queued: AtomicUsize::new(max_queued),
+            timeout_ms: AtomicU64::new(u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX)),
         }
+    }
+
+    /// Apply reloaded settings: they bound queries that start from now on.
+    pub fn retune(&self, max_queued: usize, timeout: Duration) {
+        self.max_queued.store(max_queued, Ordering::SeqCst);
+        self.timeout_ms.store(u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX), Ordering::SeqCst);
+    }
+
+    fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms.load(Ordering::SeqCst))
     }
 
     /// Evaluates `f` on a blocking thread once a slot of `lane` is free,
@@ -93,7 +105,7 @@ impl QueryPool {
         T: Send + 'static,
         F: FnOnce() -> Result<T, QueryError> + Send + 'static,
     {
-        let deadline = Instant::now() + self.timeout;
+        let deadline = Instant::now() + self.timeout();
         let semaphore = match lane {
             Lane::Large => &self.large,
             Lane::Small => &self.small,
@@ -118,10 +130,11 @@ impl QueryPool {
         semaphore: &Arc<Semaphore>,
         deadline: Instant,
     ) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
-        if self.waiting.fetch_add(1, Ordering::SeqCst) >= self.max_queued {
+        let max_queued = self.max_queued.load(Ordering::SeqCst);
+        if self.waiting.fetch_add(1, Ordering::SeqCst) >= max_queued {
             self.waiting.fetch_sub(1, Ordering::SeqCst);
             return Err(ApiError::too_many_requests(
-                format!("too many queries waiting (max_queued_queries = {}); retry later", self.max_queued),
+                format!("too many queries waiting (max_queued_queries = {max_queued}); retry later"),
                 QUEUE_FULL_RETRY_MS,
             ));
         }
@@ -139,7 +152,7 @@ impl QueryPool {
             StatusCode::REQUEST_TIMEOUT,
             format!(
                 "query exceeded the query deadline of {} ms (query_timeout_ms)",
-                self.timeout.as_millis()
+                self.timeout().as_millis()
             ),
         )
     }

@@ -7,7 +7,8 @@
 //!   changes nothing: the old one stays in force and the reason is logged and
 //!   returned.
 //! - Only settings marked `reloadable` in `config::effective` are applied (API
-//!   keys, log filter, cache and memory budgets, compaction thresholds); any
+//!   keys, log filter, cache and memory budgets, compaction thresholds, body
+//!   size and timeouts, query queue and deadline); any
 //!   other changed setting is reported as needing a restart and keeps its
 //!   running value, so the configuration kept here is the one in force.
 //! - A daemon listening beyond loopback never becomes open: a reload that
@@ -121,6 +122,18 @@ impl Reloader {
             max_loaded_namespaces: new.max_loaded_namespaces,
             compaction: new.compaction.clone(),
         });
+        *self.state.limits.write().unwrap_or_else(PoisonError::into_inner) = super::Limits {
+            max_body_bytes: new.max_body_bytes,
+            body_stall_timeout: cur.idle_timeout,
+            body_timeout: new.body_timeout,
+            upload_timeout: new.upload_timeout,
+        };
+        self.state.queries.retune(new.max_queued_queries, new.query_timeout);
+        cur.max_body_bytes = new.max_body_bytes;
+        cur.body_timeout = new.body_timeout;
+        cur.upload_timeout = new.upload_timeout;
+        cur.max_queued_queries = new.max_queued_queries;
+        cur.query_timeout = new.query_timeout;
         cur.api_keys = new.api_keys;
         cur.cache_budget_bytes = new.cache_budget_bytes;
         cur.max_loaded_namespaces = new.max_loaded_namespaces;
