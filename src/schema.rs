@@ -280,6 +280,21 @@ impl FullTextSearch {
     }
 }
 
+/// Schema key of a vector attribute (tidepool extension): the namespace's target recall@10 for
+/// `ANN` queries (0.5..=1; default 0.95), kept with the attribute's other options.
+pub const TARGET_RECALL: &str = "target_recall";
+
+/// Lowest target recall a namespace or a query may ask for.
+pub const MIN_TARGET_RECALL: f64 = 0.5;
+
+/// A target recall from a schema or a query body: a number in [`MIN_TARGET_RECALL`]..=1.
+pub fn parse_target_recall(v: &Json, what: &str) -> Result<f32, String> {
+    match v.as_f64() {
+        Some(t) if (MIN_TARGET_RECALL..=1.0).contains(&t) => Ok(t as f32),
+        _ => Err(format!("{what} must be a number from {MIN_TARGET_RECALL} to 1.0 (recall@10)")),
+    }
+}
+
 /// The schema of one attribute.
 #[derive(Clone, Debug, PartialEq)]
 pub struct AttrSchema {
@@ -330,6 +345,16 @@ impl AttrSchema {
                         }
                         "full_text_search" => s.full_text_search = FullTextSearch::from_json(val)?,
                         "ann" => s.ann = !matches!(val, Json::Bool(false) | Json::Null),
+                        TARGET_RECALL => {
+                            if !matches!(s.ty, AttrType::Vector { .. }) {
+                                return Err(ModelError::InvalidSchema(format!(
+                                    "{name}: {TARGET_RECALL} applies to a vector attribute"
+                                )));
+                            }
+                            parse_target_recall(val, &format!("{name}.{TARGET_RECALL}"))
+                                .map_err(ModelError::InvalidSchema)?;
+                            s.extra.insert(k.clone(), val.clone());
+                        }
                         _ => {
                             s.extra.insert(k.clone(), val.clone());
                         }

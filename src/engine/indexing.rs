@@ -12,10 +12,11 @@
 //!   cold-read IVF section (kind 21, the same lists with f32 vectors inline)
 //!   for queries served by ranged reads from the object store.
 //! - Segments with an ANN section also get a graph section (kind 20, same
-//!   row order and minimum size) when its 8-bit codes resolve the vectors
-//!   (`graph::codes_resolve`; not for vectors packed in a narrow cone); it
-//!   serves unfiltered and wide-filter queries, the ANN (IVF) section narrow
-//!   filters, cold reads, and everything when there is no graph.
+//!   row order and minimum size); it serves unfiltered and wide-filter
+//!   queries, the ANN (IVF) section narrow filters and cold reads. Both are
+//!   calibrated at build (`index::vector::calibrate`): they store the recall
+//!   they measured on the segment's own rows, and queries pick their effort
+//!   (or exact search) from it.
 //! - The ANN index covers every row of the segment in row order (rows without
 //!   a vector hold zeros in the vectors section); the query engine excludes
 //!   rows without a vector with a filter, so they are never returned.
@@ -64,13 +65,11 @@ pub(crate) fn add_index_sections(builder: &mut SegmentBuilder, docs: &[Document]
             if let Some(cold) = cold {
                 builder.add_section(SECTION_COLD_IVF, cold);
             }
-            if crate::index::vector::graph::codes_resolve(&flat, dim, metric) {
-                let gparams = crate::index::vector::graph::GraphParams::default();
-                builder.add_section(
-                    SECTION_GRAPH_INDEX,
-                    crate::index::vector::graph::build(&flat, dim, metric, &gparams),
-                );
-            }
+            let gparams = crate::index::vector::graph::GraphParams::default();
+            builder.add_section(
+                SECTION_GRAPH_INDEX,
+                crate::index::vector::graph::build(&flat, dim, metric, &gparams),
+            );
         }
     }
     for (name, schema) in &state.schema {

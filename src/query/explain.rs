@@ -25,32 +25,8 @@ pub(super) fn explain_rank(q: &Query, rank: &Rank, state: &NsState, lines: &mut 
         let has_index = kind != 0 && !seg.sections(kind).is_empty();
         let access = match (rank, has_index) {
             (Rank::Vector { .. }, true) => {
-                match crate::index::vector::ann::AnnIndex::open_trusted(
-                    seg.section(SECTION_ANN_INDEX).unwrap_or_default(),
-                ) {
-                    Ok(ix) if q.filters.is_some() => {
-                        let f = |row: u32| v.passes(row as usize, q);
-                        let est = ix.estimate_matches(&f);
-                        let exact = est
-                            <= crate::index::vector::ann::SearchParams::default().exact_threshold as usize;
-                        format!(
-                            "ANN index ({} clusters), filter matches ~{est} rows → {}",
-                            ix.nlist(),
-                            if exact {
-                                "exact search over matching rows"
-                            } else {
-                                "filter-aware cluster probing"
-                            }
-                        )
-                    }
-                    Ok(ix) => format!(
-                        "ANN index ({} clusters, {} probed), ~{} rows scored",
-                        ix.nlist(),
-                        ix.default_nprobe(),
-                        (ix.default_nprobe() * ix.rows()).div_ceil(ix.nlist().max(1))
-                    ),
-                    Err(_) => "unreadable ANN section → exact search".to_owned(),
-                }
+                let c = super::vector::calibrations(q, state, std::slice::from_ref(v)).remove(0);
+                vector_access(&c)
             }
             (Rank::Vector { .. }, false) => format!("exact search of {live} rows"),
             (_, true) => "postings index".to_owned(),
@@ -66,6 +42,26 @@ pub(super) fn explain_rank(q: &Query, rank: &Rank, state: &NsState, lines: &mut 
     }
     let unindexed = state.overlay().values().filter(|d| d.is_some()).count();
     lines.push(format!("unindexed WAL rows: {unindexed}, searched exhaustively"));
+}
+
+/// One segment's `ANN` path with the figures its build measured.
+fn vector_access(c: &super::vector::SegmentCalibration) -> String {
+    let measured = match (c.measured_recall, c.sampled) {
+        (Some(r), n) => format!("recall@10 {r:.3} measured at build on {n} sampled rows"),
+        (None, _) => "uncalibrated section: stored default effort".to_owned(),
+    };
+    match (c.path, c.effort, c.rerank) {
+        ("graph", Some(ef), _) => format!("graph index, ef {ef} for target recall {:.2} ({measured})", c.target),
+        ("ivf", Some(nprobe), Some(rerank)) => format!(
+            "ANN index (IVF), {nprobe} clusters probed, rerank {rerank}, for target recall {:.2} ({measured})",
+            c.target
+        ),
+        _ => format!(
+            "exact search ({}{})",
+            c.reason.unwrap_or("no index"),
+            if c.exact_fallback { format!(" {:.2}: calibration fallback", c.target) } else { String::new() }
+        ),
+    }
 }
 
 /// A short, human-readable plan of a query on a state.

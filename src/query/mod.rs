@@ -179,6 +179,9 @@ pub struct Query {
     pub aggregates: Vec<(String, Aggregate)>,
     /// Group-by attributes.
     pub group_by: Vec<String>,
+    /// `ann.target_recall` (tidepool extension): the recall@10 an `ANN` ranking targets; None =
+    /// the namespace's setting or the default.
+    pub ann_target: Option<f32>,
 }
 
 /// A parsed query request (single or multi).

@@ -45,6 +45,8 @@ pub struct RecallReport {
     pub avg_exhaustive_count: f64,
     /// The exact neighbours, when asked for.
     pub ground_truth: Option<Vec<GroundTruth>>,
+    /// Per segment: the ANN path and effort chosen and the recall its build measured.
+    pub segments: Vec<super::vector::SegmentCalibration>,
 }
 
 /// `POST /v1/namespaces/{ns}/_debug/recall`: samples `num` stored vectors
@@ -85,6 +87,7 @@ pub fn recall(req: &RecallRequest, state: &NsState) -> Result<RecallReport, Quer
         vector_encoding: VectorEncoding::Float,
         aggregates: Vec::new(),
         group_by: Vec::new(),
+        ann_target: None,
     };
     validate(&base, state)?;
     let views = seg_views(state, base.filters.as_ref());
@@ -126,5 +129,6 @@ pub fn recall(req: &RecallRequest, state: &NsState) -> Result<RecallReport, Quer
         avg_ann_count: sum_ann as f64 / n,
         avg_exhaustive_count: sum_exact as f64 / n,
         ground_truth: ground_truth.then_some(truth),
+        segments: super::vector::calibrations(&base, state, &views),
     })
 }

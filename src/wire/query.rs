@@ -123,10 +123,22 @@ pub fn parse_recall(body: &Json) -> Result<RecallRequest, QueryError> {
 
 /// The `_debug/recall` response body.
 pub fn recall_json(r: &RecallReport) -> Json {
+    let segments: Vec<Json> = r
+        .segments
+        .iter()
+        .map(|s| {
+            json!({
+                "segment": s.segment, "rows": s.rows, "path": s.path, "effort": s.effort,
+                "rerank": s.rerank, "target_recall": s.target, "calibrated_recall": s.measured_recall,
+                "calibration_queries": s.sampled, "exact_fallback": s.exact_fallback,
+            })
+        })
+        .collect();
     let mut out = json!({
         "avg_recall": r.avg_recall,
         "avg_ann_count": r.avg_ann_count,
         "avg_exhaustive_count": r.avg_exhaustive_count,
+        "segments": segments,
     });
     if let Some(truth) = &r.ground_truth {
         let truth = truth
@@ -267,6 +279,7 @@ pub(crate) fn parse_query(obj: &Map<String, Json>, default_enc: VectorEncoding) 
         vector_encoding: default_enc,
         aggregates: Vec::new(),
         group_by: Vec::new(),
+        ann_target: None,
     };
     for (k, v) in obj {
         parse_key(&mut q, &mut raw, k, v)?;
@@ -344,6 +357,7 @@ pub(crate) fn parse_key<'a>(
         }
         "aggregate_by" => q.aggregates = parse_aggregates(v)?,
         "group_by" => q.group_by = parse_group_by(v)?,
+        "ann" => q.ann_target = parse_ann(v)?,
         "compute_attributes" => {
             return Err(unsupported(
                 "compute_attributes is not implemented yet (it arrives with the query engine)",
@@ -686,6 +700,24 @@ pub(crate) fn parse_aggregates(v: &Json) -> Result<Vec<(String, Aggregate)>, Que
         out.push((name.clone(), agg));
     }
     Ok(out)
+}
+
+/// `ann` (tidepool extension): `{"target_recall": 0.5..=1.0}`, the recall@10 an `ANN`
+/// ranking targets (see `query::vector::target_recall`).
+fn parse_ann(v: &Json) -> Result<Option<f32>, QueryError> {
+    let Some(m) = v.as_object() else {
+        return Err(invalid("ann must be an object like {\"target_recall\": 0.9}"));
+    };
+    let mut target = None;
+    for (k, val) in m {
+        match k.as_str() {
+            "target_recall" => {
+                target = Some(crate::schema::parse_target_recall(val, "ann.target_recall").map_err(invalid)?)
+            }
+            other => return Err(invalid(format!("ann has an unknown key {other:?}"))),
+        }
+    }
+    Ok(target)
 }
 
 pub(crate) fn parse_group_by(v: &Json) -> Result<Vec<String>, QueryError> {

@@ -108,6 +108,30 @@ pub fn kernels() -> &'static Kernels {
     CHOSEN.get_or_init(|| available_kernels()[0])
 }
 
+/// Kernels whose every result is the same bits on every CPU: the best integer (code) kernels,
+/// exact by construction, with the fixed-order `det_*` float kernels. Build-time calibration
+/// searches with them, so the section bytes stay deterministic at SIMD speed.
+pub fn deterministic() -> &'static Kernels {
+    static DET: OnceLock<Kernels> = OnceLock::new();
+    DET.get_or_init(|| {
+        let best = kernels();
+        Kernels {
+            name: "deterministic",
+            dot: det_dot,
+            l2sq: |a, b| {
+                let mut o = [0f32];
+                det_l2sq_batch(a, &b[..a.len().min(b.len())], &mut o);
+                o[0]
+            },
+            dot_batch: det_dot_batch,
+            l2sq_batch: det_l2sq_batch,
+            cos_batch: |q, r, o| batch_cos(q, r, o, dot_norm_portable),
+            u8i8: best.u8i8,
+            u8i8_batch: best.u8i8_batch,
+        }
+    })
+}
+
 /// Every kernel set this CPU can run, best first; the portable set is always last.
 pub fn available_kernels() -> Vec<&'static Kernels> {
     let mut v: Vec<&'static Kernels> = Vec::new();

@@ -8,18 +8,27 @@
 //! Section layout (little-endian; blocks start on 64-byte boundaries of the section):
 //!
 //! ```text
-//! 0   magic "TPGRAPH0"   8 version u32 (=1)   12 header_len u32 (=64)
+//! 0   magic "TPGRAPH0"   8 version u32 (=2)   12 header_len u32 (=128; version 1: 64)
 //! 16  metric u8 (0 cosine, 1 euclidean_squared)   17 reserved 3 bytes (0)
 //! 20  dim u32   24 rows u32   28 degree u32   32 code_stride u32 (dim rounded up to 64)
 //! 36  entry u32 (start row of every search)   40 default_ef u32   44 reserved 12 bytes (0)
 //! 56  crc32c u32 of bytes [0, 56) ++ [64, len)   60 reserved u32 (0)
-//! 64  scales    f32 [dim]                 per-dimension code scale
-//!     norms2    f32 [rows]                |x|² of the indexed vector (cosine: unit-normalised)
+//! 64  calibration record, 48 bytes (version 2; `calibrate` module: measured recall per ef)
+//! 112 reserved 16 bytes (0)
+//! 128 scales    f32 [dim]                 per-dimension code scale
+//!     mean      f32 [dim]                 m: mean of the indexed vectors (version 2 only)
+//!     norms2    f32 [rows]                |x − m|² of the indexed vector (cosine: unit-normalised)
 //!     neighbors u32 [rows × degree]       neighbour rows, unused slots u32::MAX (trailing)
-//!     codes     u8  [rows × code_stride]  round(x_j · s_j) + 128, padding 128
+//!     codes     u8  [rows × code_stride]  round((x_j − m_j) · s_j) + 128, padding 128
 //! ```
 //! Block offsets follow from the header (each block padded to 64 bytes); the section length must
-//! equal the end of the codes block.
+//! equal the end of the codes block. Version 1 (64-byte header, no mean block, uncentred codes,
+//! no calibration) still opens: it is searched as if `m` = 0 with its stored `default_ef`.
+//!
+//! Centred codes: the graph works on `x − m`. Squared L2 is translation invariant (and cosine
+//! on unit rows is half of it), so every distance is unchanged, but a component all rows share
+//! (a narrow cone) no longer spends the 8-bit range of its dimension: the codes resolve the
+//! spread between rows, not their common offset.
 //!
 //! Invariants:
 //! - Rows are segment rows; the caller's `vectors` slice is rows × dim in row order.
@@ -34,8 +43,12 @@
 //!   not match the index shape falls back to [`super::ann::exact`].
 //! - With a filter, the traversal visits every row but only matching rows enter the result list
 //!   (suited to wide filters; callers route narrow filters to the IVF index or exact search).
+//! - [`build`] calibrates: the stored record gives the recall@10 measured at each ef of
+//!   [`EF_LADDER`] on a sample of the segment's own rows; [`GraphIndex::effort`] turns a target
+//!   recall into an ef, or into `None` (search exactly) when no measured ef reaches it.
 
 use super::ann::{checksum, corrupt, exact, metric_code, quantize_query, quantize_rows, unsupported};
+use super::calibrate::{self, Calibration};
 use super::distance::{kernels, Kernels, Metric};
 use super::Ranked;
 use crate::index::IndexError;
@@ -44,8 +57,14 @@ use std::collections::BinaryHeap;
 /// Section magic.
 pub const MAGIC: [u8; 8] = *b"TPGRAPH0";
 /// Current section version.
-pub const VERSION: u32 = 1;
-const HEADER_LEN: usize = 64;
+pub const VERSION: u32 = 2;
+const HEADER_LEN: usize = 128;
+/// Header length of version 1 sections (no calibration, no mean block).
+const HEADER_LEN_V1: usize = 64;
+/// Where the calibration record sits (version 2).
+const CALIB_AT: usize = 64;
+/// Beam widths measured at build time (rerank = ef), cheapest first.
+pub const EF_LADDER: [u32; calibrate::MAX_RUNGS] = [24, 40, 64, 100, 160, 256];
 const CRC_AT: usize = 56;
 const NONE: u32 = u32::MAX;
 
@@ -58,13 +77,21 @@ pub struct GraphParams {
     pub ef_construction: u32,
     /// Seed of the insertion order.
     pub seed: u64,
-    /// Beam width stored as the search default.
+    /// Beam width stored as the search default when calibration cannot run (tiny segments).
     pub default_ef: u32,
+    /// Centre the codes on the mean (always, except to measure what centring buys).
+    pub centred: bool,
 }
 
 impl Default for GraphParams {
     fn default() -> Self {
-        GraphParams { degree: 32, ef_construction: 96, seed: 0x7469_6465_6772_6170, default_ef: 24 }
+        GraphParams {
+            degree: 32,
+            ef_construction: 96,
+            seed: 0x7469_6465_6772_6170,
+            default_ef: 24,
+            centred: true,
+        }
     }
 }
 
@@ -89,19 +116,21 @@ fn pad64(n: usize) -> Option<usize> {
     n.checked_add(63).map(|v| v / 64 * 64)
 }
 
-/// Block offsets (scales, norms, neighbors, codes, end) for a shape; None on overflow.
-fn layout(dim: usize, rows: usize, degree: usize, stride: usize) -> Option<[usize; 5]> {
-    let scales = HEADER_LEN;
-    let norms = scales.checked_add(pad64(dim.checked_mul(4)?)?)?;
+/// Block offsets (scales, mean, norms, neighbors, codes, end) for a shape; None on overflow.
+/// Version 1 (`v1`) has a 64-byte header and no mean block (`mean` = `norms`).
+fn layout(v1: bool, dim: usize, rows: usize, degree: usize, stride: usize) -> Option<[usize; 6]> {
+    let scales = if v1 { HEADER_LEN_V1 } else { HEADER_LEN };
+    let mean = scales.checked_add(pad64(dim.checked_mul(4)?)?)?;
+    let norms = if v1 { mean } else { mean.checked_add(pad64(dim.checked_mul(4)?)?)? };
     let nb = norms.checked_add(pad64(rows.checked_mul(4)?)?)?;
     let codes = nb.checked_add(pad64(rows.checked_mul(degree)?.checked_mul(4)?)?)?;
     let end = codes.checked_add(rows.checked_mul(stride)?)?;
-    Some([scales, norms, nb, codes, end])
+    Some([scales, mean, norms, nb, codes, end])
 }
 
 fn section_crc(b: &[u8]) -> u32 {
     let c = crc32c::crc32c(&b[..CRC_AT]);
-    crc32c::crc32c_append(c, &b[HEADER_LEN..])
+    crc32c::crc32c_append(c, &b[HEADER_LEN_V1..])
 }
 
 /// Build-time view: codes of every row as data (u8) and as query (i8, bias, inverse scale).
@@ -131,12 +160,17 @@ impl Coded<'_> {
 fn beam(
     entry: u32,
     ef: usize,
-    visited: &mut Visited,
+    visited: (&mut Visited, Option<u32>),
     mut dist: impl FnMut(u32) -> f32,
     mut neighbors: impl FnMut(u32, &mut Vec<u32>),
     accept: &dyn Fn(u32) -> bool,
 ) -> Vec<Ranked> {
+    let (visited, hidden) = visited;
     visited.next();
+    // A hidden row is never entered (calibration hides the stored row it queries with).
+    if let Some(h) = hidden.filter(|h| *h != entry) {
+        visited.insert(h);
+    }
     let mut cand: BinaryHeap<std::cmp::Reverse<Ranked>> = BinaryHeap::with_capacity(ef * 4);
     let mut res: BinaryHeap<Ranked> = BinaryHeap::with_capacity(ef + 1);
     let d0 = dist(entry);
@@ -242,79 +276,67 @@ fn index_space(vectors: &[f32], rows: usize, dim: usize, metric: Metric) -> Vec<
     v
 }
 
-/// Code levels that the middle 80% of rows (10th to 90th percentile) must span, averaged over
-/// dimensions, for the graph's 8-bit codes (uncentred, `round(x_j · 127 / max|x_j|)`) to tell
-/// rows apart during traversal. Measured: 74 on the Debian MiniLM embeddings, 105 on Gaussian
-/// and 135 on clustered random data, 9 on vectors packed in a narrow cone (where graph recall@10
-/// fell to 0.22 while IVF kept 0.83).
-pub const MIN_CODE_LEVELS: f64 = 24.0;
-
-/// Whether the graph's codes resolve these vectors (see [`MIN_CODE_LEVELS`]). When they do not,
-/// callers write no graph section and the IVF index (codes of residuals from each row's
-/// centroid, which keep their resolution in a narrow cone) serves the segment.
-pub fn codes_resolve(vectors: &[f32], dim: usize, metric: Metric) -> bool {
-    let rows = vectors.len().checked_div(dim).unwrap_or(0);
-    if rows == 0 {
-        return false;
+/// Mean of the rows (f64 sums in row order: deterministic).
+fn mean_of(space: &[f32], dim: usize) -> Vec<f64> {
+    let mut mean = vec![0f64; dim];
+    let rows = space.len().checked_div(dim).unwrap_or(0);
+    for x in space.chunks_exact(dim.max(1)) {
+        mean.iter_mut().zip(x).for_each(|(m, v)| *m += f64::from(*v));
     }
-    let space = index_space(vectors, rows, dim, metric);
-    let (lo_at, hi_at) = (rows / 10, (rows * 9 / 10).min(rows - 1));
-    let mut column = vec![0f32; rows];
-    let mut levels = 0f64;
-    for j in 0..dim {
-        for (c, x) in column.iter_mut().zip(space.chunks_exact(dim)) {
-            *c = x[j];
-        }
-        let maxabs = column.iter().fold(0f32, |m, v| m.max(v.abs()));
-        if maxabs > 0.0 && maxabs.is_finite() {
-            let lo = *column.select_nth_unstable_by(lo_at, f32::total_cmp).1;
-            let hi = *column.select_nth_unstable_by(hi_at, f32::total_cmp).1;
-            levels += f64::from(hi - lo) * 127.0 / f64::from(maxabs);
-        }
-    }
-    levels / dim as f64 >= MIN_CODE_LEVELS
+    mean.iter_mut().for_each(|m| *m /= rows.max(1) as f64);
+    mean
 }
 
-/// Builds the section for `vectors` (rows × dim, row order). Rows of zeros (e.g. rows without a
-/// vector) are indexed like any other; callers exclude them with the search filter.
-pub fn build(vectors: &[f32], dim: usize, metric: Metric, params: &GraphParams) -> Vec<u8> {
-    let rows = vectors.len().checked_div(dim).unwrap_or(0);
-    let degree = params.degree.clamp(2, 256) as usize;
-    let stride = dim.div_ceil(64) * 64;
-    let kern = kernels();
-    let space = index_space(vectors, rows, dim, metric);
-    let (scales, codes) = quantize_rows(&space, dim, stride);
-    let mut qcodes = vec![0i8; rows * stride];
-    let mut qbias = vec![0i32; rows];
-    let mut qinv = vec![0f32; rows];
-    let mut norms2 = vec![0f32; rows];
-    for r in 0..rows {
-        let x = &space[r * dim..(r + 1) * dim];
-        let (q, b, inv) = quantize_query(x, &scales, stride);
-        qcodes[r * stride..(r + 1) * stride].copy_from_slice(&q);
-        qbias[r] = b;
-        qinv[r] = inv;
-        norms2[r] = x.iter().map(|a| f64::from(*a) * f64::from(*a)).sum::<f64>() as f32;
-    }
-    // Entry: the row closest to the mean (f64, fixed order).
-    let mut entry = 0u32;
-    if rows > 0 {
-        let mut mean = vec![0f64; dim];
-        for x in space.chunks_exact(dim) {
-            mean.iter_mut().zip(x).for_each(|(m, v)| *m += f64::from(*v));
-        }
-        mean.iter_mut().for_each(|m| *m /= rows as f64);
-        let mut best = f64::INFINITY;
-        for (r, x) in space.chunks_exact(dim).enumerate() {
-            let d: f64 = x.iter().zip(&mean).map(|(v, m)| (f64::from(*v) - m).powi(2)).sum();
-            if d < best {
-                best = d;
-                entry = r as u32;
-            }
+/// The row closest to the mean: the entry of every search.
+fn entry_row(space: &[f32], dim: usize, mean: &[f64]) -> u32 {
+    let (mut entry, mut best) = (0u32, f64::INFINITY);
+    for (r, x) in space.chunks_exact(dim.max(1)).enumerate() {
+        let d: f64 = x.iter().zip(mean).map(|(v, m)| (f64::from(*v) - m).powi(2)).sum();
+        if d < best {
+            best = d;
+            entry = r as u32;
         }
     }
-    let cd =
-        Coded { kern, stride, codes: &codes, qcodes: &qcodes, qbias: &qbias, qinv: &qinv, norms2: &norms2 };
+    entry
+}
+
+/// Codes of the centred rows: data codes, query codes (i8, bias, inverse scale), |x − m|².
+struct CentredCodes {
+    scales: Vec<f32>,
+    codes: Vec<u8>,
+    qcodes: Vec<i8>,
+    qbias: Vec<i32>,
+    qinv: Vec<f32>,
+    norms2: Vec<f32>,
+}
+
+fn centred_codes(space: &[f32], mean: &[f32], dim: usize, stride: usize) -> CentredCodes {
+    let rows = space.len().checked_div(dim).unwrap_or(0);
+    let mut centred = space.to_vec();
+    for x in centred.chunks_exact_mut(dim.max(1)) {
+        x.iter_mut().zip(mean).for_each(|(v, m)| *v -= m);
+    }
+    let (scales, codes) = quantize_rows(&centred, dim, stride);
+    let mut cc = CentredCodes {
+        qcodes: vec![0i8; rows * stride],
+        qbias: vec![0i32; rows],
+        qinv: vec![0f32; rows],
+        norms2: vec![0f32; rows],
+        scales,
+        codes,
+    };
+    for (r, x) in centred.chunks_exact(dim.max(1)).enumerate() {
+        let (q, b, inv) = quantize_query(x, &cc.scales, stride);
+        cc.qcodes[r * stride..(r + 1) * stride].copy_from_slice(&q);
+        cc.qbias[r] = b;
+        cc.qinv[r] = inv;
+        cc.norms2[r] = x.iter().map(|a| f64::from(*a) * f64::from(*a)).sum::<f64>() as f32;
+    }
+    cc
+}
+
+/// Builds the proximity graph over the coded rows: the adjacency (rows × degree, `NONE` padded).
+fn link(cd: &Coded<'_>, rows: usize, degree: usize, entry: u32, params: &GraphParams) -> Vec<u32> {
     let mut adj = vec![NONE; rows * degree];
     let mut len = vec![0u32; rows];
     // Insertion order: entry first, the rest shuffled with the seed.
@@ -333,7 +355,7 @@ pub fn build(vectors: &[f32], dim: usize, metric: Metric, params: &GraphParams) 
             beam(
                 entry,
                 efc,
-                &mut visited,
+                (&mut visited, None),
                 |u| cd.dist(v, u),
                 |u, out| {
                     let u = u as usize;
@@ -342,7 +364,7 @@ pub fn build(vectors: &[f32], dim: usize, metric: Metric, params: &GraphParams) 
                 &accept_all,
             )
         };
-        let chosen = select(&found, degree, &cd);
+        let chosen = select(&found, degree, cd);
         let vi = v as usize;
         adj[vi * degree..vi * degree + chosen.len()].copy_from_slice(&chosen);
         len[vi] = chosen.len() as u32;
@@ -357,15 +379,45 @@ pub fn build(vectors: &[f32], dim: usize, metric: Metric, params: &GraphParams) 
                     adj[ui * degree..(ui + 1) * degree].iter().map(|&w| Ranked(cd.dist(u, w), w)).collect();
                 c.push(Ranked(cd.dist(u, v), v));
                 c.sort_unstable();
-                let sel = select(&c, degree, &cd);
+                let sel = select(&c, degree, cd);
                 adj[ui * degree..(ui + 1) * degree].fill(NONE);
                 adj[ui * degree..ui * degree + sel.len()].copy_from_slice(&sel);
                 len[ui] = sel.len() as u32;
             }
         }
     }
-    // Serialise.
-    let Some([o_sc, o_n, o_nb, o_c, end]) = layout(dim, rows, degree, stride) else {
+    adj
+}
+
+fn put_f32s(b: &mut [u8], at: usize, v: &[f32]) {
+    for (i, x) in v.iter().enumerate() {
+        b[at + 4 * i..at + 4 * i + 4].copy_from_slice(&x.to_le_bytes());
+    }
+}
+
+/// Builds the section for `vectors` (rows × dim, row order), calibrated (see the module docs).
+/// Rows of zeros (e.g. rows without a vector) are indexed like any other; callers exclude them
+/// with the search filter.
+pub fn build(vectors: &[f32], dim: usize, metric: Metric, params: &GraphParams) -> Vec<u8> {
+    let rows = vectors.len().checked_div(dim).unwrap_or(0);
+    let degree = params.degree.clamp(2, 256) as usize;
+    let stride = dim.div_ceil(64) * 64;
+    let space = index_space(vectors, rows, dim, metric);
+    let mean64 = mean_of(&space, dim);
+    let mean: Vec<f32> = mean64.iter().map(|m| if params.centred { *m as f32 } else { 0.0 }).collect();
+    let entry = entry_row(&space, dim, &mean64);
+    let cc = centred_codes(&space, &mean, dim, stride);
+    let cd = Coded {
+        kern: kernels(),
+        stride,
+        codes: &cc.codes,
+        qcodes: &cc.qcodes,
+        qbias: &cc.qbias,
+        qinv: &cc.qinv,
+        norms2: &cc.norms2,
+    };
+    let adj = link(&cd, rows, degree, entry, params);
+    let Some([o_sc, o_m, o_n, o_nb, o_c, end]) = layout(false, dim, rows, degree, stride) else {
         return Vec::new();
     };
     let mut b = vec![0u8; end];
@@ -383,18 +435,45 @@ pub fn build(vectors: &[f32], dim: usize, metric: Metric, params: &GraphParams) 
     ] {
         b[at..at + 4].copy_from_slice(&v.to_le_bytes());
     }
-    for (i, v) in scales.iter().enumerate() {
-        b[o_sc + 4 * i..o_sc + 4 * i + 4].copy_from_slice(&v.to_le_bytes());
-    }
-    for (i, v) in norms2.iter().enumerate() {
-        b[o_n + 4 * i..o_n + 4 * i + 4].copy_from_slice(&v.to_le_bytes());
-    }
+    put_f32s(&mut b, o_sc, &cc.scales);
+    put_f32s(&mut b, o_m, &mean);
+    put_f32s(&mut b, o_n, &cc.norms2);
     for (i, v) in adj.iter().enumerate() {
         b[o_nb + 4 * i..o_nb + 4 * i + 4].copy_from_slice(&v.to_le_bytes());
     }
-    b[o_c..end].copy_from_slice(&codes);
+    b[o_c..end].copy_from_slice(&cc.codes);
+    drop(cc);
+    let mut b = calibrate_section(b, &vectors[..rows * dim], &space, dim, metric);
     let crc = section_crc(&b);
     b[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_le_bytes());
+    b
+}
+
+/// Measures the built section on a sample of its own rows (deterministic kernels: the record
+/// is the same on every CPU), stores the record and, as `default_ef`, the ef that reaches the default
+/// target (the top of the ladder when none does; queries then search exactly).
+fn calibrate_section(b: Vec<u8>, vectors: &[f32], space: &[f32], dim: usize, metric: Metric) -> Vec<u8> {
+    let sample = calibrate::sample(space, dim, metric);
+    let bytes = bytes::Bytes::from(b);
+    let cal = match GraphIndex::parse(bytes.clone(), false) {
+        Ok(mut ix) => {
+            ix.kern = super::distance::deterministic();
+            let ladder: Vec<(u32, u32)> = EF_LADDER.iter().map(|e| (*e, *e)).collect();
+            calibrate::calibrate(space, dim, metric, &sample, &ladder, |q, ef, rerank| {
+                let qv = &vectors[q as usize * dim..(q as usize + 1) * dim];
+                let p = GraphSearchParams { ef, rerank };
+                let found = ix.search_hiding(vectors, qv, calibrate::K + 1, None, &p, Some(q));
+                found.into_iter().map(|r| r.0).collect()
+            })
+        }
+        Err(_) => Calibration::default(),
+    };
+    let mut b = Vec::from(bytes);
+    if let Some(top) = cal.rungs.last() {
+        let ef = cal.pick(calibrate::DEFAULT_TARGET).unwrap_or(*top).effort;
+        b[40..44].copy_from_slice(&ef.to_le_bytes());
+    }
+    b[CALIB_AT..CALIB_AT + calibrate::RECORD_LEN].copy_from_slice(&cal.encode());
     b
 }
 
@@ -410,7 +489,9 @@ pub struct GraphIndex {
     stride: usize,
     entry: u32,
     default_ef: usize,
+    calibration: Calibration,
     scales: Vec<f32>,
+    mean: Vec<f32>,
     norms2: Vec<f32>,
     off_nb: usize,
     off_codes: usize,
@@ -444,16 +525,18 @@ impl GraphIndex {
 
     fn parse(bytes: bytes::Bytes, check_crc: bool) -> Result<Self, IndexError> {
         let b = &bytes[..];
-        if b.len() < HEADER_LEN {
+        if b.len() < HEADER_LEN_V1 {
             return Err(corrupt("shorter than the header"));
         }
         if b[..8] != MAGIC {
             return Err(corrupt("bad magic"));
         }
         let version = rd_u32(b, 8)?;
-        if version != VERSION || rd_u32(b, 12)? as usize != HEADER_LEN {
-            return Err(unsupported(version, b[16]));
-        }
+        let v1 = match (version, rd_u32(b, 12)? as usize) {
+            (1, HEADER_LEN_V1) => true,
+            (VERSION, HEADER_LEN) if b.len() >= HEADER_LEN => false,
+            _ => return Err(unsupported(version, b[16])),
+        };
         let metric = super::ann::metric_from_code(b[16])?;
         let dim = rd_u32(b, 20)? as usize;
         let rows = rd_u32(b, 24)? as usize;
@@ -467,8 +550,8 @@ impl GraphIndex {
         if rows > 0 && entry as usize >= rows {
             return Err(corrupt("entry out of range"));
         }
-        let [o_sc, o_n, o_nb, o_c, end] =
-            layout(dim, rows, degree, stride).ok_or(corrupt("length overflow"))?;
+        let [o_sc, o_m, o_n, o_nb, o_c, end] =
+            layout(v1, dim, rows, degree, stride).ok_or(corrupt("length overflow"))?;
         if end != b.len() {
             return Err(corrupt("length does not match the shape"));
         }
@@ -476,6 +559,11 @@ impl GraphIndex {
             return Err(checksum());
         }
         let scales = rd_f32s(b, o_sc, dim)?;
+        let (mean, calibration) = if v1 {
+            (vec![0f32; dim], Calibration::default())
+        } else {
+            (rd_f32s(b, o_m, dim)?, Calibration::decode(&b[CALIB_AT..])?)
+        };
         let norms2 = rd_f32s(b, o_n, rows)?;
         let nb = b.get(o_nb..o_c).ok_or(corrupt("truncated neighbours"))?;
         for c in nb.chunks_exact(4) {
@@ -493,7 +581,9 @@ impl GraphIndex {
             stride,
             entry,
             default_ef,
+            calibration,
             scales,
+            mean,
             norms2,
             off_nb: o_nb,
             off_codes: o_c,
@@ -513,13 +603,26 @@ impl GraphIndex {
     pub fn dim(&self) -> usize {
         self.dim
     }
-    /// Default beam width.
+    /// Default beam width (calibrated sections: the ef that reached the build's target).
     pub fn default_ef(&self) -> usize {
         self.default_ef
     }
+    /// What the build measured (empty for sections built before calibration).
+    pub fn calibration(&self) -> &Calibration {
+        &self.calibration
+    }
+    /// The beam width for a target recall@10: the cheapest measured ef reaching it, the stored
+    /// default when the section is not calibrated, `None` when no measured ef reaches it (the
+    /// caller searches exactly).
+    pub fn effort(&self, target: f32) -> Option<u32> {
+        if !self.calibration.is_calibrated() {
+            return Some(self.default_ef as u32);
+        }
+        self.calibration.pick(target).map(|r| r.effort)
+    }
     /// Heap bytes held besides the section bytes.
     pub fn heap_bytes(&self) -> usize {
-        (self.scales.len() + self.norms2.len()) * 4
+        (self.scales.len() + self.mean.len() + self.norms2.len()) * 4
     }
 
     /// Approximate k nearest rows: (row, exact distance) sorted by (distance, row). Only rows
@@ -531,6 +634,21 @@ impl GraphIndex {
         k: usize,
         filter: Option<&dyn Fn(u32) -> bool>,
         params: &GraphSearchParams,
+    ) -> Vec<(u32, f32)> {
+        self.search_hiding(vectors, query, k, filter, params, None)
+    }
+
+    /// [`GraphIndex::search`] as if row `hidden` were not in the graph (never entered, so its
+    /// own links — which lead straight to its neighbours — are not followed): a stored row then
+    /// queries the graph like a fresh vector does.
+    fn search_hiding(
+        &self,
+        vectors: &[f32],
+        query: &[f32],
+        k: usize,
+        filter: Option<&dyn Fn(u32) -> bool>,
+        params: &GraphSearchParams,
+        hidden: Option<u32>,
     ) -> Vec<(u32, f32)> {
         if k == 0 || query.len() != self.dim || self.rows == 0 {
             return Vec::new();
@@ -549,7 +667,9 @@ impl GraphIndex {
             }
             Metric::EuclideanSquared => query.to_vec(),
         };
-        let (qq, bias, inv) = quantize_query(&qn, &self.scales, self.stride);
+        // Centred query (see the module docs); the constant |q − m|² is left out of the ranking.
+        let qc: Vec<f32> = qn.iter().zip(&self.mean).map(|(v, m)| v - m).collect();
+        let (qq, bias, inv) = quantize_query(&qc, &self.scales, self.stride);
         let ef = if params.ef == 0 { self.default_ef } else { params.ef as usize }.max(k);
         let rerank = if params.rerank == 0 { ef } else { params.rerank as usize }.max(2 * k);
         let ef = ef.max(rerank);
@@ -591,7 +711,7 @@ impl GraphIndex {
             if v.stamp.len() < self.rows {
                 *v = Visited::new(self.rows);
             }
-            beam(self.entry, ef, &mut v, dist, neighbors, accept)
+            beam(self.entry, ef, (&mut v, hidden), dist, neighbors, accept)
         });
         let dim = self.dim;
         let mut out: Vec<(u32, f32)> = found
@@ -613,123 +733,5 @@ thread_local! {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Clustered points of low intrinsic dimension (like text embeddings): 16 clusters in an
-    /// 8-dimensional latent space, mapped into `dim` dimensions by a fixed random matrix.
-    fn clustered(n: usize, dim: usize, seed: u64) -> Vec<f32> {
-        const LAT: usize = 8;
-        let mut m = 42u64;
-        let mut um = || (splitmix(&mut m) >> 11) as f32 / (1u64 << 53) as f32 - 0.5;
-        let map: Vec<f32> = (0..LAT * dim).map(|_| um()).collect();
-        let centers: Vec<f32> = (0..16 * LAT).map(|_| um() * 4.0).collect();
-        let mut s = seed;
-        let mut u = || (splitmix(&mut s) >> 11) as f32 / (1u64 << 53) as f32 - 0.5;
-        let mut v = Vec::with_capacity(n * dim);
-        for i in 0..n {
-            let lat: Vec<f32> = centers[(i % 16) * LAT..(i % 16 + 1) * LAT].iter().map(|c| c + u()).collect();
-            for j in 0..dim {
-                v.push((0..LAT).map(|l| lat[l] * map[l * dim + j]).sum::<f32>() + 0.01 * u());
-            }
-        }
-        v
-    }
-
-    /// Invariant: vectors packed in a narrow cone are reported as not resolved by the codes (the
-    /// engine then writes no graph), spread-out data is.
-    #[test]
-    fn narrow_cones_are_not_resolved_by_the_codes() {
-        let cone: Vec<f32> = (0..1200u64)
-            .flat_map(|i| (0..4u64).map(move |j| ((i * 31 + j * 17) % 1009) as f32 / 100.0))
-            .collect();
-        assert!(!codes_resolve(&cone, 4, Metric::CosineDistance));
-        for metric in [Metric::CosineDistance, Metric::EuclideanSquared] {
-            assert!(codes_resolve(&clustered(2000, 48, 3), 48, metric));
-        }
-        assert!(!codes_resolve(&[], 4, Metric::CosineDistance));
-    }
-
-    fn recall(metric: Metric, ef: u32) -> f64 {
-        let (n, dim, k) = (3000, 48, 10);
-        let data = clustered(n, dim, 7);
-        let bytes = build(&data, dim, metric, &GraphParams::default());
-        let ix = GraphIndex::open(bytes::Bytes::from(bytes)).unwrap();
-        let queries = clustered(50, dim, 99);
-        let mut hit = 0usize;
-        for q in queries.chunks_exact(dim) {
-            let truth = exact(&data, dim, metric, q, k, None);
-            let kth = truth[k - 1].1;
-            let got = ix.search(&data, q, k, None, &GraphSearchParams { ef, rerank: 0 });
-            assert!(got.windows(2).all(|w| w[0].1 <= w[1].1));
-            hit += got.iter().filter(|(_, d)| *d <= kth + 1e-5).count();
-        }
-        hit as f64 / (50 * k) as f64
-    }
-
-    #[test]
-    fn recall_above_floor() {
-        for m in [Metric::CosineDistance, Metric::EuclideanSquared] {
-            let r = recall(m, 0);
-            let wide = recall(m, 64);
-            assert!(wide >= 0.95, "{m:?} ef 64 recall {wide}");
-            assert!(r >= 0.9, "{m:?} recall {r}");
-        }
-    }
-
-    #[test]
-    fn deterministic_and_filtered() {
-        let dim = 16;
-        let data = clustered(600, dim, 3);
-        let a = build(&data, dim, Metric::CosineDistance, &GraphParams::default());
-        let b = build(&data, dim, Metric::CosineDistance, &GraphParams::default());
-        assert_eq!(a, b);
-        let ix = GraphIndex::open(bytes::Bytes::from(a)).unwrap();
-        let f = |r: u32| r.is_multiple_of(2);
-        let got = ix.search(&data, &data[..dim], 5, Some(&f), &GraphSearchParams::default());
-        assert_eq!(got.len(), 5);
-        assert!(got.iter().all(|(r, _)| r.is_multiple_of(2)));
-        assert_eq!(got[0].0, 0);
-    }
-
-    #[test]
-    fn tiny_inputs() {
-        for n in [0usize, 1, 2, 5] {
-            let dim = 3;
-            let data: Vec<f32> = (0..n * dim).map(|i| i as f32 + 1.0).collect();
-            let bytes = build(&data, dim, Metric::EuclideanSquared, &GraphParams::default());
-            let ix = GraphIndex::open(bytes::Bytes::from(bytes)).unwrap();
-            let got = ix.search(&data, &[1.0, 2.0, 3.0], 10, None, &GraphSearchParams::default());
-            assert_eq!(got.len(), n);
-            if n > 0 {
-                assert_eq!(got[0], (0, 0.0));
-            }
-            assert!(ix.search(&data, &[1.0], 3, None, &GraphSearchParams::default()).is_empty());
-        }
-    }
-
-    #[test]
-    fn corrupt_bytes_are_errors() {
-        let dim = 8;
-        let data = clustered(200, dim, 5);
-        let good = build(&data, dim, Metric::CosineDistance, &GraphParams::default());
-        assert!(GraphIndex::open(bytes::Bytes::from(good.clone())).is_ok());
-        for cut in [0, 10, 63, 64, good.len() / 2, good.len() - 1] {
-            assert!(GraphIndex::open(bytes::Bytes::copy_from_slice(&good[..cut])).is_err());
-        }
-        let mut s = 1u64;
-        for _ in 0..200 {
-            let mut b = good.clone();
-            let at = (splitmix(&mut s) % b.len() as u64) as usize;
-            b[at] ^= 1 << (splitmix(&mut s) % 8);
-            assert!(GraphIndex::open(bytes::Bytes::from(b.clone())).is_err());
-            // Without the crc, structural checks still never panic.
-            if let Ok(ix) = GraphIndex::open_trusted(bytes::Bytes::from(b)) {
-                let _ = ix.search(&data, &data[..dim], 5, None, &GraphSearchParams::default());
-            }
-        }
-        let mut b = good.clone();
-        b[0] = b'X';
-        assert_eq!(GraphIndex::open(bytes::Bytes::from(b)).err(), Some(corrupt("bad magic")));
-    }
-}
+#[path = "graph_tests.rs"]
+mod tests;

@@ -1,14 +1,17 @@
 //! Dense-vector indexes of one segment: the SIMD `distance` kernels, the IVF-SQ8 `ann` index,
-//! the `graph` index and the cold-read IVF layout (`coldivf`). Pure functions over section bytes
+//! the `graph` index, the cold-read IVF layout (`coldivf`) and the build-time recall
+//! `calibrate`ion both searchable sections store. Pure functions over section bytes
 //! (no I/O). Their nearest-first heaps all order by [`Ranked`] (distance, then row), so ties
 //! break the same way everywhere.
 
 use std::cmp::Ordering;
 
 pub mod ann;
+pub mod calibrate;
 pub mod coldivf;
 pub mod distance;
 pub mod graph;
+pub mod synth;
 
 /// A (distance, row) pair ordered by distance, then row (`total_cmp`, so NaN is ordered too):
 /// the element of every nearest-first heap in the vector indexes.

@@ -243,8 +243,50 @@ pub fn build(vectors: &[f32], dim: usize, metric: Metric, params: &AnnParams) ->
         out.extend_from_slice(b);
         out.resize(out.len().div_ceil(64) * 64, 0);
     }
+    let mut out = calibrate_section(out, &vectors[..n * dim], &data, dim, metric, default_nprobe(n, nlist));
     let crc = section_crc(&out);
     out[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_le_bytes());
+    out
+}
+
+/// Measures the built section on a sample of its own rows (deterministic kernels: the record is
+/// the same on every CPU) over [`LADDER`], stores the record and, as `default_nprobe`, the
+/// nprobe reaching the default target (the top rung when none does; queries then search
+/// exactly).
+fn calibrate_section(
+    mut out: Vec<u8>,
+    vectors: &[f32],
+    space: &[f32],
+    dim: usize,
+    metric: Metric,
+    base: usize,
+) -> Vec<u8> {
+    use super::super::calibrate;
+    let cal = match parse(&out, false) {
+        Ok(meta) => {
+            let ix = AnnIndex::with_kernels(&out, meta, distance::deterministic());
+            let nlist = ix.nlist();
+            let mut ladder: Vec<(u32, u32)> = Vec::new();
+            for (m, rerank) in LADDER {
+                let nprobe = (base * m).min(nlist) as u32;
+                if ladder.last().is_none_or(|l| l.0 < nprobe) {
+                    ladder.push((nprobe, rerank));
+                }
+            }
+            let sample = calibrate::sample(space, dim, metric);
+            calibrate::calibrate(space, dim, metric, &sample, &ladder, |q, nprobe, rerank| {
+                let qv = &vectors[q as usize * dim..(q as usize + 1) * dim];
+                let p = SearchParams { nprobe, rerank, ..SearchParams::default() };
+                ix.search(vectors, qv, calibrate::K + 1, None, &p).into_iter().map(|r| r.0).collect()
+            })
+        }
+        Err(_) => calibrate::Calibration::default(),
+    };
+    if let Some(top) = cal.rungs.last() {
+        let nprobe = cal.pick(calibrate::DEFAULT_TARGET).unwrap_or(*top).effort;
+        out[36..40].copy_from_slice(&nprobe.to_le_bytes());
+    }
+    out[CALIB_AT..CALIB_AT + calibrate::RECORD_LEN].copy_from_slice(&cal.encode());
     out
 }
 

@@ -7,10 +7,11 @@
 //! section, and the section itself is 64-byte aligned inside the segment):
 //!
 //! ```text
-//! 0   magic "TPANNIVF"            8   version u32 (=1)          12  header_len u32 (=192)
+//! 0   magic "TPANNIVF"            8   version u32 (=2)          12  header_len u32 (=256; v1: 192)
 //! 16  metric u8 (0 cosine, 1 euclidean_squared)   17 kind u8 (1 = IVF + SQ8 residuals)  18 reserved u16 (0)
 //! 20  dim u32      24 rows u32     28 nlist u32    32 code_stride u32 (dim rounded up to 64)
-//! 36  default_nprobe u32           40 reserved (16 bytes, 0)
+//! 36  default_nprobe u32 (calibrated: the cheapest nprobe measured at the default target)
+//! 40  reserved (16 bytes, 0)
 //! 56  crc32c u32 of bytes [0, 56) ++ [64, len)      60 reserved u32 (0)
 //! 64  block table: 6 × (offset u64, len u64), offsets from the section start:
 //!     0 centroids  f32 [nlist × dim]   (cosine: unit length)
@@ -19,7 +20,13 @@
 //!     3 norms      f32 [rows]          per list position: cosine |x|, euclidean |x|²
 //!     4 scales     f32 [dim]           per-dimension code scale s_j > 0
 //!     5 codes      u8  [rows × code_stride]  per list position: round(r_j · s_j) + 128, padding 128
+//! 160 reserved (32 bytes, 0)
+//! 192 calibration record, 48 bytes (version 2; `calibrate`: measured recall per (nprobe, rerank))
+//! 240 reserved (16 bytes, 0)
 //! ```
+//! Version 1 (192-byte header, no calibration) still opens and searches with its stored
+//! `default_nprobe` and the caller's rerank. Residual codes are already centred (on each row's
+//! centroid), so a shared component does not eat their range; only the graph needed centring.
 //! `r` is the residual of the row from its centroid (cosine: of the unit-normalised row).
 //! Blocks are written in the physical order centroids, offsets, scales, row_ids, norms, codes, so
 //! the header and the directory (centroids, offsets, scales) form one contiguous range (a cold
@@ -47,6 +54,8 @@
 //!   deleted): when the estimated matching rows are at most `exact_threshold` it runs [`exact`];
 //!   otherwise it probes clusters in centroid order until `filter_min_scored` matching rows have
 //!   been scored (not a fixed nprobe), scoring only matching rows.
+//! - [`build`] calibrates like the graph (see `calibrate`); [`AnnIndex::effort`] turns a target
+//!   recall into (nprobe, rerank), or `None` (search exactly) when no measured rung reaches it.
 
 use super::distance::{self, det_dot_batch, det_l2sq_batch, kernels, Kernels, Metric};
 use super::Ranked;
@@ -64,8 +73,15 @@ pub use search::*;
 /// Section magic.
 pub const MAGIC: [u8; 8] = *b"TPANNIVF";
 /// Current section version.
-pub const VERSION: u32 = 1;
-const HEADER_LEN: usize = 192;
+pub const VERSION: u32 = 2;
+const HEADER_LEN: usize = 256;
+/// Header length of version 1 sections (no calibration record).
+const HEADER_LEN_V1: usize = 192;
+/// Where the calibration record sits (version 2).
+const CALIB_AT: usize = 192;
+/// IVF effort ladder: multiples of the uncalibrated default nprobe, with their rerank depth.
+const LADDER: [(usize, u32); super::calibrate::MAX_RUNGS] =
+    [(1, 40), (2, 40), (3, 60), (4, 80), (6, 120), (9, 160)];
 const BLOCKS: usize = 6;
 const KIND_IVF_SQ8: u8 = 1;
 const CRC_AT: usize = 56;

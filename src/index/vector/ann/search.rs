@@ -3,6 +3,7 @@
 //! the segment's f32 vectors.
 
 use super::*;
+use crate::index::vector::calibrate::Calibration;
 
 /// An opened ANN section, borrowing the section bytes (zero-copy when they are 4-byte aligned
 /// on a little-endian host; otherwise the float/int blocks are decoded once at open). Cheap to
@@ -50,6 +51,8 @@ pub(super) struct Meta {
     nlist: usize,
     stride: usize,
     default_nprobe: usize,
+    /// What the build measured (empty: not calibrated).
+    calibration: Calibration,
     /// Byte range of each block inside the section.
     ranges: [(usize, usize); BLOCKS],
     /// Decoded copies of the 4-byte blocks when the bytes cannot be viewed in place.
@@ -157,7 +160,7 @@ pub(crate) fn quantize_rows(rows: &[f32], dim: usize, stride: usize) -> (Vec<f32
 }
 
 pub(super) fn parse(bytes: &[u8], check_crc: bool) -> Result<Meta, IndexError> {
-    if bytes.len() < HEADER_LEN {
+    if bytes.len() < HEADER_LEN_V1 {
         return Err(corrupt("shorter than the header"));
     }
     if bytes[0..8] != MAGIC {
@@ -165,10 +168,15 @@ pub(super) fn parse(bytes: &[u8], check_crc: bool) -> Result<Meta, IndexError> {
     }
     let version = rd_u32(bytes, 8)?;
     let kind = bytes[17];
-    if version != VERSION || kind != KIND_IVF_SQ8 {
+    let header_len = match version {
+        1 => HEADER_LEN_V1,
+        VERSION => HEADER_LEN,
+        _ => return Err(unsupported(version, kind)),
+    };
+    if kind != KIND_IVF_SQ8 {
         return Err(unsupported(version, kind));
     }
-    if rd_u32(bytes, 12)? as usize != HEADER_LEN {
+    if rd_u32(bytes, 12)? as usize != header_len || bytes.len() < header_len {
         return Err(corrupt("bad header length"));
     }
     if check_crc && rd_u32(bytes, CRC_AT)? != section_crc(bytes) {
@@ -206,7 +214,7 @@ pub(super) fn parse(bytes: &[u8], check_crc: bool) -> Result<Meta, IndexError> {
         if len != *want as u64 {
             return Err(corrupt("block length does not match the header"));
         }
-        if off % 64 != 0 || off < HEADER_LEN as u64 {
+        if off % 64 != 0 || off < header_len as u64 {
             return Err(corrupt("misaligned block"));
         }
         let end = off.checked_add(len).ok_or(corrupt("block out of bounds"))?;
@@ -269,7 +277,15 @@ pub(super) fn parse(bytes: &[u8], check_crc: bool) -> Result<Meta, IndexError> {
         Vec::new()
     };
     let (centroid_scales, centroid_codes) = quantize_rows(centroids, dim, stride);
+    let calibration = match version {
+        1 => Calibration::default(),
+        _ => Calibration::decode(&bytes[CALIB_AT..])?,
+    };
+    if calibration.rungs.iter().any(|r| r.effort as usize > nlist) {
+        return Err(corrupt("calibrated nprobe above nlist"));
+    }
     Ok(Meta {
+        calibration,
         metric,
         dim,
         rows,
@@ -288,6 +304,11 @@ impl<'a> AnnIndex<'a> {
     /// Opens a section, verifying its crc32c and structure.
     pub fn open(bytes: &'a [u8]) -> Result<Self, IndexError> {
         Ok(AnnIndex { bytes, meta: Arc::new(parse(bytes, true)?), kern: kernels() })
+    }
+
+    /// A view searching with `kern` (build-time calibration: the deterministic kernels).
+    pub(super) fn with_kernels(bytes: &'a [u8], meta: Meta, kern: &'static Kernels) -> Self {
+        AnnIndex { bytes, meta: Arc::new(meta), kern }
     }
 
     /// Opens a section whose bytes were already checksummed by the caller (e.g. the segment's
@@ -345,6 +366,19 @@ impl<'a> AnnIndex<'a> {
     /// Clusters probed by an unfiltered search with `nprobe = 0`.
     pub fn default_nprobe(&self) -> usize {
         self.meta.default_nprobe
+    }
+    /// What the build measured (empty for sections built before calibration).
+    pub fn calibration(&self) -> &Calibration {
+        &self.meta.calibration
+    }
+    /// (nprobe, rerank) for a target recall@10: the cheapest measured rung reaching it, the
+    /// stored default nprobe with the default rerank when the section is not calibrated, `None`
+    /// when no measured rung reaches it (the caller searches exactly).
+    pub fn effort(&self, target: f32) -> Option<(u32, u32)> {
+        if !self.meta.calibration.is_calibrated() {
+            return Some((self.meta.default_nprobe as u32, SearchParams::default().rerank));
+        }
+        self.meta.calibration.pick(target).map(|r| (r.effort, r.rerank))
     }
     /// Rows in cluster `c` (0 when out of range).
     pub fn list_len(&self, c: usize) -> usize {
@@ -409,6 +443,12 @@ impl<'a> AnnIndex<'a> {
                 .map(|(c, (s, n2))| (n2 - 2.0 * s, c as u32))
                 .collect(),
         };
+        // nprobe 0: the stored default, with the rerank depth it was calibrated with.
+        let default_rerank = match self.meta.calibration.pick(crate::index::vector::calibrate::DEFAULT_TARGET)
+        {
+            Some(r) if params.nprobe == 0 => r.rerank,
+            _ => 0,
+        };
         let nprobe = if params.nprobe == 0 { self.meta.default_nprobe } else { params.nprobe as usize }
             .clamp(1, self.meta.nlist);
         let cmp = |a: &(f32, u32), b: &(f32, u32)| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1));
@@ -418,7 +458,7 @@ impl<'a> AnnIndex<'a> {
         }
         order.sort_unstable_by(cmp);
         let (qq, bias, inv_t) = quantize_query(&qn, self.scales(), self.meta.stride);
-        let r = (params.rerank as usize).max(2 * k);
+        let r = (params.rerank.max(default_rerank) as usize).max(2 * k);
         let mut cands = TopK::new(r);
         // Filtered stop rule: the rows an unfiltered search would scan, times √selectivity
         // (a selective filter's k-th match is farther away, so a larger share of the matching

@@ -281,3 +281,35 @@ fn zero_and_mismatched_inputs() {
         idx.search(&vectors, q, 5, None, &SearchParams::default())
     );
 }
+
+/// Invariant: the IVF build calibrates deterministically; on structureless data (i.i.d.
+/// Gaussian) the effort it picks for 0.95 holds on fresh queries, or no rung reaches 0.95 and
+/// the caller is told to search exactly.
+#[test]
+fn calibration_reaches_the_target_or_says_exact() {
+    use crate::index::vector::calibrate::DEFAULT_TARGET;
+    use crate::index::vector::synth::{generate, Kind};
+    let (n, dim, m) = (3000, 48, Metric::CosineDistance);
+    let data = generate(Kind::Gaussian, n, dim, 5);
+    let bytes = build(&data, dim, m, &AnnParams::default());
+    assert_eq!(bytes, build(&data, dim, m, &AnnParams::default()));
+    let ix = AnnIndex::open(&bytes).unwrap();
+    let cal = ix.calibration();
+    assert!(cal.is_calibrated() && cal.rungs.iter().all(|r| r.effort as usize <= ix.nlist()), "{cal:?}");
+    match ix.effort(DEFAULT_TARGET) {
+        Some((nprobe, rerank)) => {
+            assert_eq!(ix.default_nprobe(), nprobe as usize);
+            let p = SearchParams { nprobe, rerank, ..SearchParams::default() };
+            let queries = generate(Kind::Gaussian, 40, dim, 6);
+            let mut hit = 0usize;
+            for q in queries.chunks_exact(dim) {
+                let kth = exact(&data, dim, m, q, 10, None)[9].1;
+                let bound = kth + kth.abs() * 1e-5 + 1e-6;
+                hit += ix.search(&data, q, 10, None, &p).iter().filter(|r| r.1 <= bound).count();
+            }
+            let r = hit as f64 / 400.0;
+            assert!(r >= 0.92, "nprobe {nprobe} rerank {rerank}: fresh recall {r}");
+        }
+        None => assert!(cal.rungs.iter().all(|r| r.recall() < 0.95)),
+    }
+}

@@ -1,0 +1,214 @@
+//! ANN robustness benchmark: recall@10 and single-thread QPS of the default query path on
+//! several distributions (`index::vector::synth`: Gaussian mixture, i.i.d. Gaussian, narrow cone,
+//! non-negative histogram-like, uniform 8-d; plus the real Debian embeddings), each built as
+//! compaction builds a segment (IVF + graph, both calibrated). The query path is the engine's
+//! for an unfiltered query: the graph at its calibrated ef for the 0.95 target, else the IVF at
+//! its calibrated effort, else exact search. Writes each set (base, queries, exact 10th
+//! distances) under `ANN_ROBUST_OUT` for the hnswlib peer (`bench/ann_robust_peer.py`).
+//!
+//! Run: `bash bench/ann_robust.sh` (rows: `ANN_ROBUST_ROWS`, default 30000).
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+use tidepool::index::vector::ann::{self, AnnIndex, AnnParams, SearchParams};
+use tidepool::index::vector::calibrate::DEFAULT_TARGET;
+use tidepool::index::vector::distance::Metric;
+use tidepool::index::vector::graph::{self, GraphIndex, GraphParams, GraphSearchParams};
+use tidepool::index::vector::synth::{generate, Kind};
+
+const K: usize = 10;
+const QUERIES: usize = 200;
+
+struct Set {
+    name: String,
+    dim: usize,
+    metric: Metric,
+    base: Vec<f32>,
+    queries: Vec<f32>,
+}
+
+fn env_usize(k: &str, d: usize) -> usize {
+    std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(d)
+}
+
+fn read_f32(path: &str) -> Option<Vec<f32>> {
+    let b = std::fs::read(path).ok()?;
+    Some(b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+}
+
+fn sets(rows: usize) -> Vec<Set> {
+    let synth = |name: &str, kind: Kind, dim: usize, metric: Metric| Set {
+        name: name.into(),
+        dim,
+        metric,
+        base: generate(kind, rows, dim, 1),
+        queries: generate(kind, QUERIES, dim, 2),
+    };
+    let mut v = vec![
+        synth("clustered-96-l2", Kind::Clustered, 96, Metric::EuclideanSquared),
+        synth("gaussian-96-cos", Kind::Gaussian, 96, Metric::CosineDistance),
+        synth("gaussian-128-l2", Kind::Gaussian, 128, Metric::EuclideanSquared),
+        synth("cone-256-cos", Kind::Cone, 256, Metric::CosineDistance),
+        synth("histogram-128-l2", Kind::Histogram, 128, Metric::EuclideanSquared),
+        synth("uniform-8-l2", Kind::Uniform, 8, Metric::EuclideanSquared),
+    ];
+    let dir = std::env::var("TIDEPOOL_DATA").unwrap_or_else(|_| "/work/shared/data/debian".into());
+    if let (Some(b), Some(q)) =
+        (read_f32(&format!("{dir}/vectors.f32")), read_f32(&format!("{dir}/queries/query_vectors.f32")))
+    {
+        let dim = 384;
+        let n = rows.min(b.len() / dim);
+        v.push(Set {
+            name: "debian-384-cos".into(),
+            dim,
+            metric: Metric::CosineDistance,
+            base: b[..n * dim].to_vec(),
+            queries: q[..QUERIES.min(q.len() / dim) * dim].to_vec(),
+        });
+    }
+    v
+}
+
+/// Queries per second of one thread over all queries, for at least `min`.
+fn qps(nq: usize, min: Duration, mut f: impl FnMut(usize)) -> f64 {
+    (0..nq.min(20)).for_each(&mut f);
+    let start = Instant::now();
+    let mut done = 0usize;
+    while start.elapsed() < min {
+        for i in 0..nq {
+            f(i);
+        }
+        done += nq;
+    }
+    done as f64 / start.elapsed().as_secs_f64()
+}
+
+/// Time of the graph calibration's work, redone outside the build: the sample's brute force and
+/// a search per sampled row at each measured rung (the build does the same with deterministic
+/// kernels).
+fn calibration_seconds(set: &Set, g: &GraphIndex) -> f64 {
+    let (dim, m) = (set.dim, set.metric);
+    let t = Instant::now();
+    let mut space = set.base.clone();
+    if m == Metric::CosineDistance {
+        for x in space.chunks_exact_mut(dim) {
+            let n = x.iter().map(|v| v * v).sum::<f32>().sqrt();
+            x.iter_mut().for_each(|v| *v /= n.max(f32::MIN_POSITIVE));
+        }
+    }
+    let s = tidepool::index::vector::calibrate::sample(&space, dim, m);
+    for r in &g.calibration().rungs {
+        for &row in &s.rows {
+            let qv = &set.base[row as usize * dim..(row as usize + 1) * dim];
+            let p = GraphSearchParams { ef: r.effort, rerank: r.rerank };
+            std::hint::black_box(g.search(&set.base, qv, K + 1, None, &p));
+        }
+    }
+    t.elapsed().as_secs_f64()
+}
+
+/// Fraction of returned rows within the exact 10th distance (the `_debug/recall` tie rule).
+fn recall(found: &[(u32, f32)], kth: f32) -> f64 {
+    let bound = kth + kth.abs() * 1e-5 + 1e-6;
+    found.iter().take(K).filter(|r| r.1 <= bound).count() as f64 / K as f64
+}
+
+fn write_f32(path: &std::path::Path, v: &[f32]) {
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path).expect("create"));
+    for x in v {
+        f.write_all(&x.to_le_bytes()).expect("write");
+    }
+}
+
+fn run(set: &Set, out: &std::path::Path, min: Duration) -> serde_json::Value {
+    let (dim, m) = (set.dim, set.metric);
+    let nq = set.queries.len() / dim;
+    let q = |i: usize| &set.queries[i * dim..(i + 1) * dim];
+    let kth: Vec<f32> = (0..nq).map(|i| ann::exact(&set.base, dim, m, q(i), K, None)[K - 1].1).collect();
+    let t = Instant::now();
+    let ivf_bytes = ann::build(&set.base, dim, m, &AnnParams { threads: 1, ..AnnParams::default() });
+    let ivf_s = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    let g_bytes = graph::build(&set.base, dim, m, &GraphParams::default());
+    let graph_s = t.elapsed().as_secs_f64();
+    let ivf = AnnIndex::open(&ivf_bytes).expect("ivf");
+    let g = GraphIndex::open(bytes::Bytes::from(g_bytes)).expect("graph");
+    let cal_s = calibration_seconds(set, &g);
+    // The engine's unfiltered path.
+    let search = |i: usize| -> Vec<(u32, f32)> {
+        if let Some(ef) = g.effort(DEFAULT_TARGET) {
+            return g.search(&set.base, q(i), K, None, &GraphSearchParams { ef, rerank: 0 });
+        }
+        match ivf.effort(DEFAULT_TARGET) {
+            Some((nprobe, rerank)) => {
+                let p = SearchParams { nprobe, rerank, ..SearchParams::default() };
+                ivf.search(&set.base, q(i), K, None, &p)
+            }
+            None => ann::exact(&set.base, dim, m, q(i), K, None),
+        }
+    };
+    let path = match (g.effort(DEFAULT_TARGET), ivf.effort(DEFAULT_TARGET)) {
+        (Some(ef), _) => format!("graph ef {ef}"),
+        (None, Some((np, rr))) => format!("ivf nprobe {np}/{} rerank {rr}", ivf.nlist()),
+        (None, None) => "exact".into(),
+    };
+    let rec = (0..nq).map(|i| recall(&search(i), kth[i])).sum::<f64>() / nq as f64;
+    let ours_qps = qps(nq, min, |i| {
+        std::hint::black_box(search(i));
+    });
+    let at = |ix: &GraphIndex, ef: u32| {
+        (0..nq)
+            .map(|i| {
+                recall(&ix.search(&set.base, q(i), K, None, &GraphSearchParams { ef, rerank: 0 }), kth[i])
+            })
+            .sum::<f64>()
+            / nq as f64
+    };
+    // What centring buys: the same graph build with uncentred codes, at fixed beam widths.
+    let centring = if set.name.starts_with("cone") || set.name.starts_with("gaussian-96") {
+        let plain = GraphParams { centred: false, ..GraphParams::default() };
+        let u = GraphIndex::open(bytes::Bytes::from(graph::build(&set.base, dim, m, &plain))).expect("graph");
+        serde_json::json!({"centred_ef24": at(&g, 24), "uncentred_ef24": at(&u, 24),
+            "centred_ef64": at(&g, 64), "uncentred_ef64": at(&u, 64)})
+    } else {
+        serde_json::Value::Null
+    };
+    let dir = out.join(&set.name);
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    write_f32(&dir.join("base.f32"), &set.base);
+    write_f32(&dir.join("queries.f32"), &set.queries);
+    write_f32(&dir.join("kth.f32"), &kth);
+    let cal = |c: &tidepool::index::vector::calibrate::Calibration| -> Vec<serde_json::Value> {
+        c.rungs.iter().map(|r| serde_json::json!([r.effort, r.rerank, r.recall()])).collect()
+    };
+    let res = serde_json::json!({
+        "name": set.name, "rows": set.base.len() / dim, "dim": dim,
+        "metric": if m == Metric::CosineDistance { "cosine" } else { "l2" },
+        "path": path, "recall": rec, "qps": ours_qps, "ivf_build_s": ivf_s, "graph_build_s": graph_s, "graph_calibration_s": cal_s,
+        "graph_calibration": cal(g.calibration()), "ivf_calibration": cal(ivf.calibration()),
+        "centring": centring,
+    });
+    std::fs::write(dir.join("meta.json"), res.to_string()).expect("meta");
+    eprintln!(
+        "{:<18} {:<28} recall@10 {rec:.3}  QPS {ours_qps:>7.0}  build ivf {ivf_s:.1}s graph {graph_s:.1}s (calibration ~{cal_s:.2}s)  {}",
+        set.name, path, res["centring"]
+    );
+    res
+}
+
+fn main() {
+    let rows = env_usize("ANN_ROBUST_ROWS", 30_000);
+    let min = Duration::from_millis(env_usize("ANN_BENCH_MS", 1000) as u64);
+    let out = std::path::PathBuf::from(
+        std::env::var("ANN_ROBUST_OUT").unwrap_or_else(|_| "target/bench/robust".into()),
+    );
+    let only = std::env::var("ANN_ROBUST_ONLY").ok();
+    let mut all = Vec::new();
+    for set in sets(rows) {
+        if only.as_ref().is_some_and(|o| !set.name.contains(o.as_str())) {
+            continue;
+        }
+        all.push(run(&set, &out, min));
+    }
+    println!("{}", serde_json::to_string_pretty(&all).expect("json"));
+}

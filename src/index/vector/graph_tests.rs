@@ -1,0 +1,219 @@
+//! Tests of the graph section: recall, determinism, calibration, version-1 compatibility and
+//! bad bytes.
+
+use super::*;
+
+/// Clustered points of low intrinsic dimension (like text embeddings): 16 clusters in an
+/// 8-dimensional latent space, mapped into `dim` dimensions by a fixed random matrix.
+fn clustered(n: usize, dim: usize, seed: u64) -> Vec<f32> {
+    const LAT: usize = 8;
+    let mut m = 42u64;
+    let mut um = || (splitmix(&mut m) >> 11) as f32 / (1u64 << 53) as f32 - 0.5;
+    let map: Vec<f32> = (0..LAT * dim).map(|_| um()).collect();
+    let centers: Vec<f32> = (0..16 * LAT).map(|_| um() * 4.0).collect();
+    let mut s = seed;
+    let mut u = || (splitmix(&mut s) >> 11) as f32 / (1u64 << 53) as f32 - 0.5;
+    let mut v = Vec::with_capacity(n * dim);
+    for i in 0..n {
+        let lat: Vec<f32> = centers[(i % 16) * LAT..(i % 16 + 1) * LAT].iter().map(|c| c + u()).collect();
+        for j in 0..dim {
+            v.push((0..LAT).map(|l| lat[l] * map[l * dim + j]).sum::<f32>() + 0.01 * u());
+        }
+    }
+    v
+}
+
+/// Recall@10 of `ix` on `queries` against exact search, at beam width `ef` (0 = default).
+fn measured(ix: &GraphIndex, data: &[f32], queries: &[f32], metric: Metric, ef: u32) -> f64 {
+    let (dim, k) = (ix.dim(), 10);
+    let mut hit = 0usize;
+    for q in queries.chunks_exact(dim) {
+        let truth = exact(data, dim, metric, q, k, None);
+        let kth = truth[k - 1].1;
+        let got = ix.search(data, q, k, None, &GraphSearchParams { ef, rerank: 0 });
+        hit += got.iter().filter(|(_, d)| *d <= kth + kth.abs() * 1e-5 + 1e-6).count();
+    }
+    hit as f64 / (queries.len() / dim * k) as f64
+}
+
+fn built(data: &[f32], dim: usize, metric: Metric, params: &GraphParams) -> GraphIndex {
+    GraphIndex::open(bytes::Bytes::from(build(data, dim, metric, params))).unwrap()
+}
+
+/// Invariant: centred codes resolve vectors packed in a narrow cone (a shared component no
+/// longer eats the 8-bit range): at the same beam width, recall is far above uncentred codes'.
+#[test]
+fn centred_codes_resolve_a_narrow_cone() {
+    use crate::index::vector::synth::{generate, Kind};
+    let (n, dim, m) = (3000, 64, Metric::CosineDistance);
+    let data = generate(Kind::Cone, n, dim, 1);
+    let queries = generate(Kind::Cone, 40, dim, 2);
+    let centred = built(&data, dim, m, &GraphParams::default());
+    let plain = built(&data, dim, m, &GraphParams { centred: false, ..GraphParams::default() });
+    let (c, p) = (measured(&centred, &data, &queries, m, 40), measured(&plain, &data, &queries, m, 40));
+    assert!(c >= 0.9 && c > p + 0.2, "cone recall@10 at ef 40: centred {c}, uncentred {p}");
+}
+
+/// Invariant: calibration is part of the deterministic build, is stored, and sets the default
+/// beam width to the cheapest ef measured at the default target.
+#[test]
+fn calibration_is_stored_and_deterministic() {
+    let (dim, m) = (32, Metric::EuclideanSquared);
+    let data = clustered(2500, dim, 11);
+    let a = build(&data, dim, m, &GraphParams::default());
+    assert_eq!(a, build(&data, dim, m, &GraphParams::default()));
+    let ix = GraphIndex::open(bytes::Bytes::from(a)).unwrap();
+    let cal = ix.calibration();
+    assert!(cal.is_calibrated() && cal.queries >= 50, "{cal:?}");
+    assert!(cal.rungs.windows(2).all(|w| w[0].effort < w[1].effort));
+    let pick = cal.pick(calibrate::DEFAULT_TARGET).expect("clustered data reaches 0.95");
+    assert_eq!(ix.default_ef(), pick.effort as usize);
+    assert_eq!(ix.effort(calibrate::DEFAULT_TARGET), Some(pick.effort));
+    // The stored figure holds on fresh queries from the same distribution.
+    let r = measured(&ix, &data, &clustered(40, dim, 12), m, 0);
+    assert!(r >= 0.92, "default recall on fresh queries {r}, calibrated {}", pick.recall());
+}
+
+/// Invariant: on structureless data (i.i.d. Gaussian, cosine) the default effort either reaches
+/// the target on fresh queries or the section says to search exactly; never poor neighbours.
+#[test]
+fn structureless_data_reaches_the_target_or_falls_back() {
+    use crate::index::vector::synth::{generate, Kind};
+    let (n, dim, m) = (2500, 96, Metric::CosineDistance);
+    let data = generate(Kind::Gaussian, n, dim, 3);
+    let ix = built(&data, dim, m, &GraphParams::default());
+    assert!(ix.calibration().is_calibrated());
+    match ix.effort(calibrate::DEFAULT_TARGET) {
+        Some(ef) => {
+            let r = measured(&ix, &data, &generate(Kind::Gaussian, 40, dim, 4), m, ef);
+            assert!(r >= 0.92, "ef {ef}: recall {r}");
+        }
+        None => assert!(ix.calibration().rungs.iter().all(|r| r.recall() < 0.95)),
+    }
+    // A target no rung measured means exact search.
+    let best = ix.calibration().rungs.iter().map(|r| r.recall_bp).max().unwrap_or(0);
+    if best < 10_000 {
+        assert_eq!(ix.effort(1.0), None);
+    }
+}
+
+/// A version-1 section (64-byte header, no mean block, no calibration) of the same graph:
+/// valid as such when the data's mean is exactly zero (centred codes are then uncentred codes).
+fn to_v1(v2: &[u8], ix: &GraphIndex) -> Vec<u8> {
+    let [o_sc, o_m, o_n, _, _, end] = layout(false, ix.dim, ix.rows, ix.degree, ix.stride).unwrap();
+    let mut b = v2[..HEADER_LEN_V1].to_vec();
+    b[8..12].copy_from_slice(&1u32.to_le_bytes());
+    b[12..16].copy_from_slice(&(HEADER_LEN_V1 as u32).to_le_bytes());
+    b[40..44].copy_from_slice(&24u32.to_le_bytes());
+    b.extend_from_slice(&v2[o_sc..o_m]);
+    b.extend_from_slice(&v2[o_n..end]);
+    let crc = section_crc(&b);
+    b[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_le_bytes());
+    b
+}
+
+/// Invariant: sections written before calibration (version 1) still open, report no
+/// calibration and search with their stored default beam width.
+#[test]
+fn version_1_sections_open_with_their_defaults() {
+    let (dim, m) = (24, Metric::EuclideanSquared);
+    let half = clustered(1200, dim, 5);
+    // x and −x for every row: the f64 mean is exactly zero.
+    let data: Vec<f32> =
+        half.chunks_exact(dim).flat_map(|x| x.iter().copied().chain(x.iter().map(|v| -v))).collect();
+    let v2 = build(&data, dim, m, &GraphParams::default());
+    let ix2 = GraphIndex::open(bytes::Bytes::from(v2.clone())).unwrap();
+    assert!(ix2.mean.iter().all(|v| *v == 0.0));
+    let ix1 = GraphIndex::open(bytes::Bytes::from(to_v1(&v2, &ix2))).unwrap();
+    assert!(!ix1.calibration().is_calibrated());
+    assert_eq!((ix1.default_ef(), ix1.effort(0.99)), (24, Some(24)));
+    let q = clustered(30, dim, 6);
+    let p = GraphSearchParams { ef: 64, rerank: 0 };
+    for x in q.chunks_exact(dim) {
+        assert_eq!(ix1.search(&data, x, 10, None, &p), ix2.search(&data, x, 10, None, &p));
+    }
+    assert!(measured(&ix1, &data, &q, m, 0) >= 0.8);
+}
+
+fn recall(metric: Metric, ef: u32) -> f64 {
+    let (n, dim, k) = (3000, 48, 10);
+    let data = clustered(n, dim, 7);
+    let bytes = build(&data, dim, metric, &GraphParams::default());
+    let ix = GraphIndex::open(bytes::Bytes::from(bytes)).unwrap();
+    let queries = clustered(50, dim, 99);
+    let mut hit = 0usize;
+    for q in queries.chunks_exact(dim) {
+        let truth = exact(&data, dim, metric, q, k, None);
+        let kth = truth[k - 1].1;
+        let got = ix.search(&data, q, k, None, &GraphSearchParams { ef, rerank: 0 });
+        assert!(got.windows(2).all(|w| w[0].1 <= w[1].1));
+        hit += got.iter().filter(|(_, d)| *d <= kth + 1e-5).count();
+    }
+    hit as f64 / (50 * k) as f64
+}
+
+#[test]
+fn recall_above_floor() {
+    for m in [Metric::CosineDistance, Metric::EuclideanSquared] {
+        let r = recall(m, 0);
+        let wide = recall(m, 64);
+        assert!(wide >= 0.95, "{m:?} ef 64 recall {wide}");
+        assert!(r >= 0.9, "{m:?} recall {r}");
+    }
+}
+
+#[test]
+fn deterministic_and_filtered() {
+    let dim = 16;
+    let data = clustered(600, dim, 3);
+    let a = build(&data, dim, Metric::CosineDistance, &GraphParams::default());
+    let b = build(&data, dim, Metric::CosineDistance, &GraphParams::default());
+    assert_eq!(a, b);
+    let ix = GraphIndex::open(bytes::Bytes::from(a)).unwrap();
+    let f = |r: u32| r.is_multiple_of(2);
+    let got = ix.search(&data, &data[..dim], 5, Some(&f), &GraphSearchParams::default());
+    assert_eq!(got.len(), 5);
+    assert!(got.iter().all(|(r, _)| r.is_multiple_of(2)));
+    assert_eq!(got[0].0, 0);
+}
+
+#[test]
+fn tiny_inputs() {
+    for n in [0usize, 1, 2, 5] {
+        let dim = 3;
+        let data: Vec<f32> = (0..n * dim).map(|i| i as f32 + 1.0).collect();
+        let bytes = build(&data, dim, Metric::EuclideanSquared, &GraphParams::default());
+        let ix = GraphIndex::open(bytes::Bytes::from(bytes)).unwrap();
+        let got = ix.search(&data, &[1.0, 2.0, 3.0], 10, None, &GraphSearchParams::default());
+        assert_eq!(got.len(), n);
+        if n > 0 {
+            assert_eq!(got[0], (0, 0.0));
+        }
+        assert!(ix.search(&data, &[1.0], 3, None, &GraphSearchParams::default()).is_empty());
+    }
+}
+
+#[test]
+fn corrupt_bytes_are_errors() {
+    let dim = 8;
+    let data = clustered(200, dim, 5);
+    let good = build(&data, dim, Metric::CosineDistance, &GraphParams::default());
+    assert!(GraphIndex::open(bytes::Bytes::from(good.clone())).is_ok());
+    for cut in [0, 10, 63, 64, good.len() / 2, good.len() - 1] {
+        assert!(GraphIndex::open(bytes::Bytes::copy_from_slice(&good[..cut])).is_err());
+    }
+    let mut s = 1u64;
+    for _ in 0..200 {
+        let mut b = good.clone();
+        let at = (splitmix(&mut s) % b.len() as u64) as usize;
+        b[at] ^= 1 << (splitmix(&mut s) % 8);
+        assert!(GraphIndex::open(bytes::Bytes::from(b.clone())).is_err());
+        // Without the crc, structural checks still never panic.
+        if let Ok(ix) = GraphIndex::open_trusted(bytes::Bytes::from(b)) {
+            let _ = ix.search(&data, &data[..dim], 5, None, &GraphSearchParams::default());
+        }
+    }
+    let mut b = good.clone();
+    b[0] = b'X';
+    assert_eq!(GraphIndex::open(bytes::Bytes::from(b)).err(), Some(corrupt("bad magic")));
+}
