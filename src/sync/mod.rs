@@ -36,6 +36,7 @@ use serde_json::{json, Value as Json};
 pub use self::config::{Mode, OnConflict, Rule, SyncConfig};
 use self::state::{NamespaceStatus, RemoteStatus, SyncRecord};
 use self::transfer::{Check, Transfer};
+use crate::engine::commit::on_meta;
 use crate::engine::{Engine, EngineError};
 use crate::layout::{validate_name, NsPath};
 use crate::store::Store;
@@ -87,12 +88,8 @@ impl Syncer {
         let node = match &cfg.node_id {
             Some(n) => n.clone(),
             None => {
-                let meta = engine.meta().clone();
-                let token = uuid::Uuid::new_v4().simple().to_string();
-                let fresh = format!("node-{}", &token[..12]);
-                tokio::task::spawn_blocking(move || meta.node_id(move || fresh))
-                    .await
-                    .map_err(|e| EngineError::internal(e.to_string()))??
+                let fresh = format!("node-{}", &engine.next_token()[..12]);
+                on_meta(engine.meta(), move |m| m.node_id(move || fresh)).await?
             }
         };
         validate_name("node_id", &node).map_err(|e| EngineError::invalid_input(e.to_string()))?;
@@ -222,19 +219,14 @@ impl Syncer {
     }
 
     async fn record(&self, path: &NsPath) -> Result<SyncRecord, EngineError> {
-        let (meta, ns) = (self.engine.meta().clone(), path.to_string());
-        let bytes = tokio::task::spawn_blocking(move || meta.sync_record(&ns))
-            .await
-            .map_err(|e| EngineError::internal(e.to_string()))??;
+        let ns = path.to_string();
+        let bytes = on_meta(self.engine.meta(), move |m| m.sync_record(&ns)).await?;
         Ok(bytes.and_then(|b| SyncRecord::decode(&b).ok()).unwrap_or_default())
     }
 
     async fn save_record(&self, path: &NsPath, rec: SyncRecord) -> Result<(), EngineError> {
-        let (meta, ns) = (self.engine.meta().clone(), path.to_string());
-        tokio::task::spawn_blocking(move || meta.set_sync_record(&ns, &rec.encode()))
-            .await
-            .map_err(|e| EngineError::internal(e.to_string()))??;
-        Ok(())
+        let ns = path.to_string();
+        on_meta(self.engine.meta(), move |m| m.set_sync_record(&ns, &rec.encode())).await
     }
 
     fn contact(&self, ok: bool) {

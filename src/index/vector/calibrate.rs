@@ -28,7 +28,7 @@
 //! - [`Calibration::decode`] never panics and refuses inconsistent records.
 
 use super::distance::{det_dot, det_dot_batch, det_l2sq_batch, Metric};
-use crate::index::IndexError;
+use crate::index::{IndexError, IndexSection};
 
 /// Neighbours compared per sampled query (recall@10).
 pub const K: usize = 10;
@@ -121,7 +121,7 @@ impl Calibration {
 
     /// Parses a record (`b` of at least [`RECORD_LEN`] bytes); all zeros = not calibrated.
     pub fn decode(b: &[u8]) -> Result<Calibration, IndexError> {
-        let bad = || super::ann::corrupt("bad calibration record");
+        let bad = || IndexError::corrupt(IndexSection::Ann, "bad calibration record");
         let b = b.get(..RECORD_LEN).ok_or_else(bad)?;
         let u16_at = |at: usize| crate::codec::u16_at(b, at).ok_or_else(bad);
         match b[0] {
