@@ -25,7 +25,7 @@ use bytes::Bytes;
 
 use super::commit::{CommitError, Derived, ManifestLog};
 use super::{apply, clear_cached, Engine, EngineError};
-use crate::format::manifest::Manifest;
+use crate::format::manifest::{Manifest, WalRef};
 use crate::format::wal::{WalBatch, WAL_FLAG_DATETIME_INSTANTS};
 use crate::layout::NsPath;
 use crate::store::Store;
@@ -231,5 +231,29 @@ impl Engine {
     /// Give back what [`Engine::hold_for_adoption`] counted (delete at zero).
     pub(crate) async fn release_held(&self, path: &NsPath, keys: &[String]) {
         self.log(path).release(keys.to_vec()).await
+    }
+
+    /// The WAL batches of `path` that commits dropped while they were not
+    /// yet synced, kept by a sync hold (`meta::sync`), in seq order.
+    pub(crate) async fn sync_holds(&self, path: &NsPath) -> Result<Vec<WalRef>, EngineError> {
+        let (project, prefix) = (path.project_id(), path.prefix());
+        let held = super::commit::on_meta(&self.meta, move |m| m.sync_holds(&project, &prefix)).await?;
+        Ok(held
+            .into_iter()
+            .map(|h| WalRef { key: h.key, seq: h.seq, bytes: h.bytes, crc32c: h.crc32c, ..WalRef::default() })
+            .collect())
+    }
+
+    /// Give sync holds back once the remote has what they kept (delete at zero).
+    pub(crate) async fn release_sync_holds(
+        &self,
+        path: &NsPath,
+        keys: Vec<String>,
+    ) -> Result<(), EngineError> {
+        let project = path.project_id();
+        let zeroed =
+            super::commit::on_meta(&self.meta, move |m| m.release_sync_holds(&project, &keys)).await?;
+        self.log(path).delete_zeroed(zeroed).await;
+        Ok(())
     }
 }

@@ -45,7 +45,7 @@ use super::EngineError;
 use crate::cache::ObjectCache;
 use crate::format::manifest::{decode_current_full, encode_current_with_manifest, Manifest};
 use crate::layout::{self, NsPath};
-use crate::meta::{Meta, MetaError};
+use crate::meta::{HeldWal, Meta, MetaError};
 use crate::store::{CreateOutcome, Store, StoreError};
 
 /// How many times a commit that lost a race is re-derived before giving up.
@@ -239,7 +239,7 @@ impl ManifestLog {
             match self.publish(&next).await {
                 Ok(()) => {
                     if let Some(b) = &base {
-                        self.release(dropped_keys(b, &next)).await;
+                        self.release_dropped(b, &next).await;
                     }
                     return Ok(Committed { manifest: next });
                 }
@@ -379,18 +379,51 @@ impl ManifestLog {
     /// unless retention keeps superseded generations readable (the GC sweep
     /// deletes them once no retained generation references them).
     pub(crate) async fn release(&self, keys: Vec<String>) {
-        let Some(books) = self.books.clone() else { return };
-        if keys.is_empty() {
+        if self.books.is_none() || keys.is_empty() {
             return;
         }
         let project = self.path.project_id();
-        let zeroed = match self.blocking(move |m| m.decr_refs(&project, &keys)).await {
-            Ok(z) => z,
+        match self.blocking(move |m| m.decr_refs(&project, &keys)).await {
+            Ok(zeroed) => self.delete_zeroed(zeroed).await,
             Err(e) => {
-                tracing::warn!(namespace = %self.path, error = %e, "refcount release failed; objects leak until repair");
-                return;
+                tracing::warn!(namespace = %self.path, error = %e, "refcount release failed; objects leak until repair")
             }
-        };
+        }
+    }
+
+    /// Step 5 after a commit: release what `next` dropped of `base`, except
+    /// the WAL batches the sync remote has not seen (at or above the
+    /// namespace's sync floor): `meta.redb` holds those instead (section 12.1),
+    /// so compaction never deletes a write that exists nowhere else in full.
+    async fn release_dropped(&self, base: &Manifest, next: &Manifest) {
+        let dropped = dropped_keys(base, next);
+        if self.books.is_none() || dropped.is_empty() || next.deleted {
+            return self.release(dropped).await;
+        }
+        let wal: Vec<HeldWal> = base
+            .wal
+            .iter()
+            .map(|w| HeldWal { key: w.key.clone(), seq: w.seq, bytes: w.bytes, crc32c: w.crc32c })
+            .collect();
+        let (project, ns) = (self.path.project_id(), self.path.to_string());
+        match self.blocking(move |m| m.release_dropped(&project, &ns, &dropped, &wal)).await {
+            Ok(r) => {
+                if !r.held.is_empty() {
+                    tracing::debug!(namespace = %self.path, batches = r.held.len(), "kept unsynced WAL batches for sync");
+                }
+                self.delete_zeroed(r.zeroed).await
+            }
+            Err(e) => {
+                tracing::warn!(namespace = %self.path, error = %e, "refcount release failed; objects leak until repair")
+            }
+        }
+    }
+
+    /// Delete keys whose count reached zero (own keys only), unless
+    /// retention keeps superseded generations readable (the GC sweep deletes
+    /// them once no retained generation references them).
+    pub(crate) async fn delete_zeroed(&self, zeroed: Vec<String>) {
+        let Some(books) = self.books.clone() else { return };
         if books.retention_ms > 0 {
             return;
         }

@@ -112,6 +112,12 @@ impl Engine {
     async fn references_of(&self, paths: &[NsPath]) -> Result<ProjectRefs, EngineError> {
         let mut out = ProjectRefs::default();
         for path in paths {
+            // A sync hold is a reference (`meta::sync`): an unsynced WAL batch
+            // a compaction folded stays until the remote has its writes.
+            for held in self.sync_holds(path).await? {
+                *out.counts.entry(held.key.clone()).or_default() += 1;
+                out.roots.insert(held.key);
+            }
             out.namespaces += 1;
             let live = self.retained_generations(path).await?;
             let newest = live.last().copied();

@@ -226,7 +226,7 @@ impl Syncer {
 
     async fn save_record(&self, path: &NsPath, rec: SyncRecord) -> Result<(), EngineError> {
         let ns = path.to_string();
-        on_meta(self.engine.meta(), move |m| m.set_sync_record(&ns, &rec.encode())).await
+        on_meta(self.engine.meta(), move |m| m.set_sync_record(&ns, &rec.encode(), rec.wal_floor)).await
     }
 
     fn contact(&self, ok: bool) {

@@ -20,12 +20,12 @@
 //!   what is missing (verified), then commits locally through
 //!   `Engine::adopt_remote`; a failure releases what it raised.
 //! - A conflict never drops an acknowledged write: a rebase happens only when
-//!   every unsynced WAL batch is still referenced locally (compaction may
-//!   have folded them into segments) and every request applies on the remote;
+//!   every unsynced WAL batch is still referenced locally or kept by a sync
+//!   hold (`meta::sync`: compaction folded it) and every request applies on the remote;
 //!   otherwise the node's version is published as a branch before the
 //!   remote's is adopted.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use super::state::{ConflictReport, SyncRecord, MAX_CONFLICTS_REPORTED};
@@ -33,7 +33,7 @@ use super::transfer::object_refs;
 use super::{OnConflict, Rule, Syncer};
 use crate::engine::adopt::Rebase;
 use crate::engine::{EngineError, ErrorKind};
-use crate::format::manifest::{Lineage, Manifest, Origin};
+use crate::format::manifest::{Lineage, Manifest, Origin, WalRef};
 use crate::format::wal::WalBatch;
 use crate::layout::NsPath;
 
@@ -149,7 +149,22 @@ impl Syncer {
             wal_floor: local.next_wal_seq,
             synced_at_ms: self.engine.clock().now_ms(),
         };
-        self.save_record(path, rec).await
+        self.save_record(path, rec).await?;
+        self.give_back_holds(path, &local).await
+    }
+
+    /// After the record covers `local`, give back the holds on batches it
+    /// contains (folded into its segments, or re-applied by a rebase): the
+    /// remote now has their writes.
+    async fn give_back_holds(&self, path: &NsPath, local: &Manifest) -> Result<(), EngineError> {
+        let holds = self.engine.sync_holds(path).await?;
+        let covered: Vec<String> =
+            holds.into_iter().filter(|w| w.seq < local.next_wal_seq).map(|w| w.key).collect();
+        if covered.is_empty() {
+            return Ok(());
+        }
+        tracing::debug!(namespace = %path, batches = covered.len(), "released synced WAL holds");
+        self.engine.release_sync_holds(path, covered).await
     }
 
     /// Adopt the remote's newest generation locally (optionally rebasing).
@@ -179,6 +194,9 @@ impl Syncer {
             synced_at_ms: self.engine.clock().now_ms(),
         };
         self.save_record(path, rec).await?;
+        if let Some(local) = sides.local.as_deref() {
+            self.give_back_holds(path, local).await?;
+        }
         self.engine.warm_in_background(path);
         Ok(adopted)
     }
@@ -221,7 +239,7 @@ impl Syncer {
             detail: String::new(),
         };
         if rule.on_conflict == OnConflict::Rebase && rule.mode.pushes() {
-            match self.unsynced_batches(local, &sides.rec).await {
+            match self.unsynced_batches(path, local, &sides.rec).await {
                 Ok(batches) => {
                     let requests: usize = batches.iter().map(|b| b.requests.len()).sum();
                     match self.adopt(path, sides, Some(Rebase { batches })).await {
@@ -252,18 +270,29 @@ impl Syncer {
         Ok(())
     }
 
-    /// The local WAL batches the remote has not seen, if all are still referenced.
-    async fn unsynced_batches(&self, local: &Manifest, rec: &SyncRecord) -> Result<Vec<WalBatch>, String> {
+    /// The local WAL batches the remote has not seen, if every one is still
+    /// referenced by `local` or kept by a sync hold (compaction folded it).
+    async fn unsynced_batches(
+        &self,
+        path: &NsPath,
+        local: &Manifest,
+        rec: &SyncRecord,
+    ) -> Result<Vec<WalBatch>, String> {
         if rec.local_generation == 0 {
             return Err("the namespace was never in sync with the remote".into());
         }
-        let unsynced: Vec<_> = local.wal.iter().filter(|w| w.seq >= rec.wal_floor).collect();
+        let held = self.engine.sync_holds(path).await.map_err(|e| e.to_string())?;
+        let mut unsynced: BTreeMap<u64, WalRef> =
+            local.wal.iter().filter(|w| w.seq >= rec.wal_floor).map(|w| (w.seq, w.clone())).collect();
+        for w in held.into_iter().filter(|w| w.seq >= rec.wal_floor && w.seq < local.next_wal_seq) {
+            unsynced.entry(w.seq).or_insert(w);
+        }
         let expected = local.next_wal_seq.saturating_sub(rec.wal_floor);
         if unsynced.len() as u64 != expected {
-            return Err("compaction folded unsynced WAL batches into segments".into());
+            return Err("unsynced WAL batches are missing locally".into());
         }
         let mut out = Vec::with_capacity(unsynced.len());
-        for w in unsynced {
+        for w in unsynced.values() {
             out.push(self.engine.read_wal(w).await.map_err(|e| e.to_string())?);
         }
         Ok(out)

@@ -8,7 +8,8 @@
 //!   crash in the middle leaves objects no manifest references yet, which the
 //!   next copy skips or writes again with the same bytes.
 //! - What counts as present depends on the direction ([`Check`]). Downloads
-//!   trust a HEAD of the node's own store. Uploads trust only what the
+//!   trust only a HEAD of the node's own store, made for every copy (local
+//!   compaction deletes objects this process downloaded earlier). Uploads trust only what the
 //!   caller knows the remote's newest manifest references, and what this
 //!   process uploaded within the last `fresh` interval: anything else is
 //!   sent again, because the remote sweep may delete an unreferenced object
@@ -83,7 +84,8 @@ impl Transfer {
         let written = self.written.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let fresh = |k: &str| match (self.check, written.get(k)) {
             (_, None) => false,
-            (Check::Head, Some(_)) => true,
+            // The node's own GC deletes objects at any time: ask every time.
+            (Check::Head, Some(_)) => false,
             (Check::Known { fresh }, Some(at)) => at.elapsed() < fresh,
         };
         refs.iter().filter(|r| !known.contains(&r.key) && !fresh(&r.key)).collect()

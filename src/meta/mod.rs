@@ -26,6 +26,9 @@ use std::time::{Duration, Instant};
 
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 
+mod sync;
+pub use sync::{HeldWal, Released};
+
 /// Current version of the local metadata layout.
 pub const META_FORMAT_VERSION: u64 = 1;
 
@@ -132,6 +135,33 @@ fn composite(a: &str, b: &str) -> String {
 /// Bounds `[a\0, a\x01)` of all composite keys starting with `a`.
 fn scope(a: &str) -> (String, String) {
     (format!("{a}{SEP}"), format!("{a}\u{1}"))
+}
+
+/// Lower the refcount of each key by one inside a write transaction;
+/// returns the keys that reached zero (their rows removed).
+fn decr_in(
+    t: &mut redb::Table<'_, &'static str, u64>,
+    project: &str,
+    keys: &[String],
+) -> Result<Vec<String>, MetaError> {
+    let mut zeroed = Vec::new();
+    for k in keys {
+        let ck = composite(project, k);
+        let cur = t.get(ck.as_str()).map_err(db_err)?.map(|v| v.value());
+        match cur {
+            Some(n) if n > 1 => {
+                t.insert(ck.as_str(), n - 1).map_err(db_err)?;
+            }
+            Some(_) => {
+                t.remove(ck.as_str()).map_err(db_err)?;
+                zeroed.push(k.clone());
+            }
+            // Unknown key: a leak from before a crash or already released;
+            // never report it as deletable, repair decides.
+            None => {}
+        }
+    }
+    Ok(zeroed)
 }
 
 /// The exclusive lock on a data dir.
@@ -292,6 +322,8 @@ fn check_version(db: &redb::Database) -> Result<(), MetaError> {
         txn.open_table(MANIFEST_CACHE).map_err(db_err)?;
         txn.open_table(IDEMPOTENCY).map_err(db_err)?;
         txn.open_table(SYNC).map_err(db_err)?;
+        txn.open_table(sync::SYNC_FLOORS).map_err(db_err)?;
+        txn.open_table(sync::SYNC_HOLDS).map_err(db_err)?;
     }
     txn.commit().map_err(db_err)
 }
@@ -323,27 +355,8 @@ impl Meta {
             return Ok(Vec::new());
         }
         self.with(|db| {
-            let mut zeroed = Vec::new();
             let txn = db.begin_write().map_err(db_err)?;
-            {
-                let mut t = txn.open_table(REFCOUNTS).map_err(db_err)?;
-                for k in keys {
-                    let ck = composite(project, k);
-                    let cur = t.get(ck.as_str()).map_err(db_err)?.map(|v| v.value());
-                    match cur {
-                        Some(n) if n > 1 => {
-                            t.insert(ck.as_str(), n - 1).map_err(db_err)?;
-                        }
-                        Some(_) => {
-                            t.remove(ck.as_str()).map_err(db_err)?;
-                            zeroed.push(k.clone());
-                        }
-                        // Unknown key: a leak from before a crash or already released;
-                        // never report it as deletable, repair decides.
-                        None => {}
-                    }
-                }
-            }
+            let zeroed = decr_in(&mut txn.open_table(REFCOUNTS).map_err(db_err)?, project, keys)?;
             txn.commit().map_err(db_err)?;
             Ok(zeroed)
         })
@@ -489,27 +502,6 @@ impl Meta {
 }
 
 impl Meta {
-    /// The sync record of a namespace (`sync::state` encodes it).
-    pub fn sync_record(&self, ns: &str) -> Result<Option<Vec<u8>>, MetaError> {
-        self.get_bytes(SYNC, ns)
-    }
-
-    /// Replace the sync record of a namespace (kept when the namespace is
-    /// forgotten: a delete still has to reach the remote).
-    pub fn set_sync_record(&self, ns: &str, record: &[u8]) -> Result<(), MetaError> {
-        self.put_bytes(SYNC, ns, record)
-    }
-
-    /// This node's id, generating and storing one on first use.
-    pub fn node_id(&self, generate: impl FnOnce() -> String) -> Result<String, MetaError> {
-        if let Some(b) = self.get_bytes(META, "node_id")? {
-            return Ok(String::from_utf8_lossy(&b).into_owned());
-        }
-        let id = generate();
-        self.put_bytes(META, "node_id", id.as_bytes())?;
-        Ok(id)
-    }
-
     fn get_bytes(&self, def: TableDefinition<&str, &[u8]>, key: &str) -> Result<Option<Vec<u8>>, MetaError> {
         self.with(|db| {
             let txn = db.begin_read().map_err(db_err)?;
