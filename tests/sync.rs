@@ -416,6 +416,13 @@ async fn a_bucket_primary_node_degrades_instead_of_failing() {
 
     uplink.cut();
     assert_eq!(ids(&d, NS).await, want, "default reads answer from the last known generation");
+    let (status, body) = get(&client(), &d.at("/ready")).await;
+    assert_eq!(status, 503, "/ready reports an unreachable bucket before any write: {body}");
+    assert!(body["error"].as_str().unwrap_or_default().contains("unreachable"), "{body}");
+    let meta_path = format!("/v1/namespaces/{NS}/metadata");
+    let (status, meta) = get(&client(), &d.at(&meta_path)).await;
+    assert_eq!(status, 200, "metadata answers from what the node knew: {meta}");
+    assert_eq!(meta["store"]["reachable"], false, "{meta}");
     let strong = json!({"rank_by": ["id", "asc"], "top_k": 100, "consistency": {"level": "strong"}});
     let t = std::time::Instant::now();
     let (status, body) = post(&client(), &d.at(&format!("/v2/namespaces/{NS}/query")), &strong).await;
@@ -434,6 +441,9 @@ async fn a_bucket_primary_node_degrades_instead_of_failing() {
     d.stop();
     let d = Daemon::start(dir.path(), &args);
     assert_eq!(ids(&d, NS).await, want, "restarted while cut: served from the manifest and disk caches");
+    assert_eq!(get(&client(), &d.at("/ready")).await.0, 503);
+    let (status, meta) = get(&client(), &d.at(&meta_path)).await;
+    assert_eq!((status, &meta["store"]["reachable"]), (200, &json!(false)), "{meta}");
 
     uplink.restore();
     assert_eq!(upsert(&d, NS, 20..25).await, 200, "writes resume without a restart");
@@ -441,6 +451,9 @@ async fn a_bucket_primary_node_degrades_instead_of_failing() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["rows"].as_array().unwrap().len(), 25);
     assert_eq!(get(&client(), &d.at("/ready")).await.0, 200);
+    let (status, meta) = get(&client(), &d.at(&meta_path)).await;
+    assert_eq!(status, 200);
+    assert!(meta.get("store").is_none(), "reachable again: {meta}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -81,8 +81,23 @@ pub(super) async fn read_snapshot_or_last_known(
 /// Namespace metadata plus its lineage when it is a branch.
 pub(super) async fn metadata(ctx: &Ctx, ns: &str) -> Result<Json, ApiError> {
     let path = ctx.ns(ns)?;
-    let mut v = ctx.state.engine.metadata(&path).await?.to_json();
-    if let Some(l) = ctx.state.engine.lineage(&path).await? {
+    let engine = &ctx.state.engine;
+    let mut v = match engine.metadata(&path).await {
+        Ok(m) => m.to_json(),
+        // A bucket-primary node cut off from its bucket: what it last knew.
+        Err(e) if e.kind() == crate::engine::ErrorKind::Unavailable => {
+            engine.offline_metadata(&path).await.map_err(|_| e)?.to_json()
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if let Some(error) = engine.store_unreachable() {
+        v["store"] = json!({"reachable": false, "error": error});
+    }
+    let lineage = match engine.lineage(&path).await {
+        Err(e) if e.kind() == crate::engine::ErrorKind::Unavailable => None,
+        other => other?,
+    };
+    if let Some(l) = lineage {
         let parent = NsPath::parse(&l.parent).map(|p| p.ns().to_owned()).unwrap_or(l.parent);
         v["lineage"] = json!({"parent": parent, "parent_generation": l.parent_generation});
     }

@@ -147,6 +147,25 @@ impl Engine {
         Ok(NamespaceMetadata { manifest, pinned, resident_bytes: self.cache.resident_bytes(&path.prefix()) })
     }
 
+    /// [`Engine::metadata`] from the last generation this node knew, without
+    /// asking the store (for when it is unreachable; see `offline_snapshot`).
+    pub async fn offline_metadata(&self, path: &NsPath) -> Result<NamespaceMetadata, EngineError> {
+        let manifest = self
+            .offline_snapshot(path)
+            .await?
+            .manifest
+            .filter(|m| !m.deleted)
+            .ok_or_else(|| EngineError::not_found(format!("namespace {} not found", path.ns())))?;
+        let ns = path.to_string();
+        let pinned = self.blocking(move |meta| meta.is_pinned(&ns)).await?;
+        Ok(NamespaceMetadata { manifest, pinned, resident_bytes: self.cache.resident_bytes(&path.prefix()) })
+    }
+
+    /// Why the store looks unreachable (its last read got no answer), if it does.
+    pub fn store_unreachable(&self) -> Option<String> {
+        self.store.last_read_failure()
+    }
+
     /// Pin or unpin a namespace (persisted in the local pin set).
     pub async fn set_pinned(&self, path: &NsPath, pinned: bool) -> Result<(), EngineError> {
         if self.latest_manifest(path).await?.is_none_or(|m| m.deleted) {

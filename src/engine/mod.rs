@@ -400,7 +400,13 @@ impl Engine {
         self.blocking(Meta::writable).await?;
         // A store whose last write failed (disk full, bucket gone) is probed:
         // ready means a write would be taken now.
-        self.store.check_writable().await.map_err(EngineError::from)
+        self.store.check_writable().await.map_err(EngineError::from)?;
+        // A store that stopped answering reads (a bucket-primary node cut off
+        // from its bucket) is probed the same way.
+        self.store
+            .check_reachable()
+            .await
+            .map_err(|e| EngineError::unavailable(format!("the object store is unreachable: {e}")))
     }
 
     /// The commit unit of a namespace on this engine's store.

@@ -263,17 +263,33 @@ impl Store {
         }
     }
 
+    /// Note a read's outcome in [`health`] and pass it on.
+    fn read_outcome<T>(&self, r: Result<T, StoreError>) -> Result<T, StoreError> {
+        match &r {
+            Err(StoreError::Backend { .. }) => {
+                self.health.record_read(r.as_ref().err().map(ToString::to_string))
+            }
+            _ => self.health.record_read(None),
+        }
+        r
+    }
+
     /// Read a whole object.
     pub async fn get(&self, key: &str) -> Result<Bytes, StoreError> {
-        let r = self.inner.get(&ObjPath::from(key)).await.map_err(|e| Self::err(key, e))?;
-        r.bytes().await.map_err(|e| Self::err(key, e))
+        let r = async {
+            let r = self.inner.get(&ObjPath::from(key)).await.map_err(|e| Self::err(key, e))?;
+            r.bytes().await.map_err(|e| Self::err(key, e))
+        }
+        .await;
+        self.read_outcome(r)
     }
 
     /// Read the bytes `range` of an object (one ranged GET). A range past the
     /// end of the object is an error.
     pub async fn get_range(&self, key: &str, range: std::ops::Range<u64>) -> Result<Bytes, StoreError> {
         let want = range.end.saturating_sub(range.start);
-        let b = self.inner.get_range(&ObjPath::from(key), range).await.map_err(|e| Self::err(key, e))?;
+        let b = self.inner.get_range(&ObjPath::from(key), range).await.map_err(|e| Self::err(key, e));
+        let b = self.read_outcome(b)?;
         if b.len() as u64 != want {
             return Err(StoreError::Backend {
                 key: key.to_owned(),
@@ -297,11 +313,27 @@ impl Store {
 
     /// Whether an object exists.
     pub async fn exists(&self, key: &str) -> Result<bool, StoreError> {
-        match self.inner.head(&ObjPath::from(key)).await {
+        let r = match self.inner.head(&ObjPath::from(key)).await {
             Ok(_) => Ok(true),
             Err(object_store::Error::NotFound { .. }) => Ok(false),
             Err(e) => Err(Self::err(key, e)),
+        };
+        self.read_outcome(r)
+    }
+
+    /// `Ok` when the store answers reads: at once when the last read got an
+    /// answer, else after a probe HEAD (see [`health`]); the error says why not.
+    pub async fn check_reachable(&self) -> Result<(), StoreError> {
+        if self.health.unreachable().is_none() {
+            return Ok(());
         }
+        self.exists(health::PROBE_KEY).await.map(|_| ())
+    }
+
+    /// The error of the last read when it got no answer (the store looks
+    /// unreachable), without asking the store.
+    pub fn last_read_failure(&self) -> Option<String> {
+        self.health.unreachable()
     }
 
     /// Write (or overwrite) an object; durable when it returns.
@@ -347,7 +379,7 @@ impl Store {
     /// Every object under `prefix` (recursively), in key order.
     pub async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError> {
         let p = ObjPath::from(prefix.trim_end_matches('/'));
-        let mut out: Vec<ObjectInfo> = self
+        let out: Result<Vec<ObjectInfo>, StoreError> = self
             .inner
             .list(Some(&p))
             .map_ok(|m| ObjectInfo {
@@ -357,7 +389,8 @@ impl Store {
             })
             .try_collect()
             .await
-            .map_err(|e| Self::err(prefix, e))?;
+            .map_err(|e| Self::err(prefix, e));
+        let mut out = self.read_outcome(out)?;
         out.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(out)
     }
@@ -365,7 +398,8 @@ impl Store {
     /// The immediate "directories" under `prefix` (names only, sorted).
     pub async fn list_dirs(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
         let p = ObjPath::from(prefix.trim_end_matches('/'));
-        let r = self.inner.list_with_delimiter(Some(&p)).await.map_err(|e| Self::err(prefix, e))?;
+        let r = self.inner.list_with_delimiter(Some(&p)).await.map_err(|e| Self::err(prefix, e));
+        let r = self.read_outcome(r)?;
         let mut out: Vec<String> =
             r.common_prefixes.iter().filter_map(|cp| cp.filename().map(str::to_owned)).collect();
         out.sort();
