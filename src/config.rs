@@ -48,6 +48,9 @@ pub const DEFAULT_BODY_TIMEOUT_SECS: u64 = 60;
 /// Default time a whole snapshot upload (restore) has to arrive: snapshots
 /// are not bounded by `max_body_bytes` and may be many GiB.
 pub const DEFAULT_UPLOAD_TIMEOUT_SECS: u64 = 3600;
+/// Default largest snapshot upload (restore), spooled to the data dir's scratch
+/// space before anything reads it.
+pub const DEFAULT_MAX_RESTORE_BYTES: u64 = 64 << 30;
 /// Default cap on open client connections (the packaged unit allows 65536
 /// file descriptors; the daemon also lowers the cap to fit the process limit).
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
@@ -116,6 +119,7 @@ pub struct FileConfig {
     pub idle_timeout_secs: Option<u64>,
     pub body_timeout_secs: Option<u64>,
     pub upload_timeout_secs: Option<u64>,
+    pub max_restore_bytes: Option<u64>,
     pub max_connections: Option<usize>,
     pub query_threads: Option<usize>,
     pub max_queued_queries: Option<usize>,
@@ -259,6 +263,9 @@ pub struct ServeArgs {
     /// Seconds a whole snapshot upload (restore) has to arrive (default 3600; 408 after).
     #[arg(long, env = "TIDEPOOL_UPLOAD_TIMEOUT_SECS")]
     pub upload_timeout_secs: Option<u64>,
+    /// Largest snapshot upload (restore) in bytes (default 64 GiB; 413 above it).
+    #[arg(long, env = "TIDEPOOL_MAX_RESTORE_BYTES")]
+    pub max_restore_bytes: Option<u64>,
     /// Most open client connections; more are answered 503 and closed (default 1024).
     #[arg(long, env = "TIDEPOOL_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
@@ -345,6 +352,8 @@ pub struct Config {
     pub body_timeout: Duration,
     /// Time a whole snapshot upload has to arrive.
     pub upload_timeout: Duration,
+    /// Largest snapshot upload.
+    pub max_restore_bytes: u64,
     /// Cap on open client connections.
     pub max_connections: usize,
     /// Query slots per lane (0: the number of cores).
@@ -465,6 +474,10 @@ impl Config {
                 args.upload_timeout_secs.or(file.upload_timeout_secs),
                 DEFAULT_UPLOAD_TIMEOUT_SECS,
             )?,
+            max_restore_bytes: args
+                .max_restore_bytes
+                .or(file.max_restore_bytes)
+                .unwrap_or(DEFAULT_MAX_RESTORE_BYTES),
             max_connections: args.max_connections.or(file.max_connections).unwrap_or(DEFAULT_MAX_CONNECTIONS),
             query_threads: args.query_threads.or(file.query_threads).unwrap_or(0),
             max_queued_queries: args

@@ -105,6 +105,7 @@ async fn time_travel_is_not_answered_cold() {
             body_stall_timeout: Duration::from_secs(5),
             body_timeout: Duration::from_secs(60),
             upload_timeout: Duration::from_secs(60),
+            max_restore_bytes: 1 << 30,
         },
     ));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -159,6 +159,61 @@ async fn restore_verifies_every_object_and_delete_needs_no_data() {
     assert_eq!(s, 404);
 }
 
+/// A restore upload larger than `max_restore_bytes` is refused with a 413
+/// naming the limit while it arrives (its spool file is removed); one within
+/// it restores.
+#[tokio::test]
+async fn restore_uploads_are_bounded_by_their_own_limit() {
+    const LIMIT: usize = 16 * 1024;
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(dir.path(), &["--max-restore-bytes", &LIMIT.to_string()]);
+    let c = client();
+    let snapshot = |ns: &'static str, n: usize| {
+        let (c, d) = (c.clone(), &d);
+        async move {
+            let rows: Vec<_> =
+                (0..n).map(|i| json!({"id": i, "t": format!("row {i} {}", "x".repeat(64))})).collect();
+            assert_eq!(
+                post(&c, &d.at(&format!("/v2/namespaces/{ns}")), &json!({"upsert_rows": rows})).await.0,
+                200
+            );
+            c.get(d.at(&format!("/v1/namespaces/{ns}/_admin/snapshot")))
+                .send()
+                .await
+                .unwrap()
+                .bytes()
+                .await
+                .unwrap()
+        }
+    };
+    let restore = |to: &'static str, body: bytes::Bytes| {
+        let (c, d) = (c.clone(), &d);
+        async move {
+            let r = c
+                .post(d.at(&format!("/v1/namespaces/{to}/_admin/restore")))
+                .header("content-type", "application/octet-stream")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            common::json_of(r).await
+        }
+    };
+    let big = snapshot("big", 1000).await;
+    assert!(big.len() > LIMIT, "{}", big.len());
+    let (s, b) = restore("big-copy", big).await;
+    assert_eq!(s, 413, "{b}");
+    assert!(b["error"].as_str().unwrap().contains("max_restore_bytes"), "{b}");
+    assert!(walk(&dir.path().join("scratch")).is_empty(), "the spool file is removed");
+    let small = snapshot("small", 3).await;
+    assert!(small.len() <= LIMIT, "{}", small.len());
+    let (s, b) = restore("small-copy", small).await;
+    assert_eq!(s, 200, "{b}");
+    let q = json!({"rank_by": ["id", "asc"], "top_k": 10});
+    let (s, b) = post(&c, &d.at("/v2/namespaces/small-copy/query"), &q).await;
+    assert_eq!((s, b["rows"].as_array().map(Vec::len)), (200, Some(3)), "{b}");
+}
+
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let Ok(rd) = std::fs::read_dir(dir) else { return Vec::new() };
     rd.flat_map(|e| {

@@ -201,7 +201,10 @@ pub(super) async fn restore(ctx: &Ctx, ns: &str, req: Request<Incoming>) -> Resu
     // Spooled and verified before the engine takes any lock: a slow upload
     // must not hold up the project's other writers.
     let engine = &ctx.state.engine;
-    let spool = spool_body(req.into_body(), ctx.state.limits().upload_timing(), engine.scratch_dir()).await?;
+    let limits = ctx.state.limits();
+    let spool =
+        spool_body(req.into_body(), limits.upload_timing(), limits.max_restore_bytes, engine.scratch_dir())
+            .await?;
     let (m, info) = engine.restore_snapshot_file(&dst, spool.path()).await?;
     Ok(json!({
         "status": "OK",

@@ -63,6 +63,8 @@ pub struct Limits {
     pub body_timeout: Duration,
     /// Longest time for a whole snapshot upload (restore).
     pub upload_timeout: Duration,
+    /// Largest snapshot upload (restore).
+    pub max_restore_bytes: u64,
 }
 
 impl Limits {
@@ -180,6 +182,7 @@ pub async fn run_daemon(
         body_stall_timeout: cfg.idle_timeout,
         body_timeout: cfg.body_timeout,
         upload_timeout: cfg.upload_timeout,
+        max_restore_bytes: cfg.max_restore_bytes,
     };
     let sync = match &cfg.sync {
         Some(sc) => {

@@ -127,11 +127,13 @@ impl Reloader {
             body_stall_timeout: cur.idle_timeout,
             body_timeout: new.body_timeout,
             upload_timeout: new.upload_timeout,
+            max_restore_bytes: new.max_restore_bytes,
         };
         self.state.queries.retune(new.max_queued_queries, new.query_timeout);
         cur.max_body_bytes = new.max_body_bytes;
         cur.body_timeout = new.body_timeout;
         cur.upload_timeout = new.upload_timeout;
+        cur.max_restore_bytes = new.max_restore_bytes;
         cur.max_queued_queries = new.max_queued_queries;
         cur.query_timeout = new.query_timeout;
         cur.api_keys = new.api_keys;

@@ -15,8 +15,7 @@
 //!   when its guard drops, whatever the outcome.
 
 use std::future::Future;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::path::Path;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, StreamBody};
@@ -29,6 +28,7 @@ use tokio::sync::oneshot;
 
 use super::body::{next_frame, BodyTiming};
 use super::error::ApiError;
+use crate::engine::snapshot::ScratchFile;
 use crate::engine::EngineError;
 
 /// Error type of response bodies.
@@ -123,31 +123,16 @@ pub fn boxed(resp: Response<http_body_util::Full<Bytes>>) -> Response<ResponseBo
     resp.map(|b| BodyExt::boxed(b.map_err(|never| match never {})))
 }
 
-/// A scratch file removed when dropped (a restore upload spooled to disk).
-#[derive(Debug)]
-pub struct SpoolFile {
-    path: PathBuf,
-}
-
-impl SpoolFile {
-    /// Where the file is.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-}
-
-impl Drop for SpoolFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
-    }
-}
-
 /// Write the request body to a new file in `dir`, whole within `timing`
-/// (408 else); the file is removed when the returned guard drops.
-pub async fn spool_body(mut body: Incoming, timing: BodyTiming, dir: &Path) -> Result<SpoolFile, ApiError> {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let name = format!("upload-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
-    let spool = SpoolFile { path: dir.join(name) };
+/// (408 else) and at most `max_bytes` long (413 else, naming
+/// `max_restore_bytes`); the file is removed when the returned guard drops.
+pub async fn spool_body(
+    mut body: Incoming,
+    timing: BodyTiming,
+    max_bytes: u64,
+    dir: &Path,
+) -> Result<ScratchFile, ApiError> {
+    let spool = ScratchFile::new_in(dir, "upload");
     let disk = |e: std::io::Error| {
         let message = format!("cannot spool the upload to {}: {e}", dir.display());
         ApiError::from(if crate::store::space::is_no_space(&e) {
@@ -161,8 +146,16 @@ pub async fn spool_body(mut body: Incoming, timing: BodyTiming, dir: &Path) -> R
         tokio::fs::File::create(spool.path()).await.map_err(disk)?,
     );
     let deadline = timing.deadline();
+    let mut received = 0u64;
     while let Some(frame) = next_frame(&mut body, timing, deadline).await? {
         if let Ok(data) = frame.into_data() {
+            received = received.saturating_add(data.len() as u64);
+            if received > max_bytes {
+                return Err(ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("the snapshot upload exceeds max_restore_bytes ({max_bytes} bytes)"),
+                ));
+            }
             w.write_all(&data).await.map_err(disk)?;
         }
     }

@@ -100,6 +100,7 @@ pub fn settings(cfg: &Config) -> Vec<Setting> {
         setting("idle_timeout_secs", int(cfg.idle_timeout.as_secs())),
         reloadable("body_timeout_secs", int(cfg.body_timeout.as_secs())),
         reloadable("upload_timeout_secs", int(cfg.upload_timeout.as_secs())),
+        reloadable("max_restore_bytes", int(cfg.max_restore_bytes)),
         setting("max_connections", int(cfg.max_connections)),
         setting("query_threads", int(cfg.query_threads)),
         reloadable("max_queued_queries", int(cfg.max_queued_queries)),

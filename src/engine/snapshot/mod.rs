@@ -29,16 +29,20 @@
 //!   is fsynced ([`AtomicFile`]): a crash leaves the old file or the new one,
 //!   never a torn one.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+
+mod reader;
+
+pub use reader::{scan_snapshot, verify_snapshot, ObjectSpan, SnapshotReader};
 
 use super::branch::relocation_map;
-use super::{clear_cached, Engine, EngineError, ErrorKind};
-use crate::format::manifest::{Manifest, MAX_MANIFEST_BYTES};
+use super::{clear_cached, Engine, EngineError};
+use crate::format::manifest::Manifest;
 use crate::layout::NsPath;
 use crate::store::StoreError;
 
@@ -54,7 +58,7 @@ pub const SNAPSHOT_HEADER_LEN: usize = 44;
 pub const SNAPSHOT_FOOTER_LEN: usize = 16;
 /// Longest object key.
 pub const MAX_SNAPSHOT_KEY_BYTES: u32 = 1024;
-/// Largest object in a snapshot (restore holds one object in memory).
+/// Largest object in a snapshot (restore maps the file; nothing holds an object whole).
 pub const MAX_SNAPSHOT_OBJECT_BYTES: u64 = 2 << 30;
 /// Most objects in a snapshot.
 pub const MAX_SNAPSHOT_OBJECTS: u32 = 10_000_000;
@@ -203,33 +207,61 @@ impl Engine {
     }
 
     /// Restore the snapshot file at `path` (local disk) into the new
-    /// namespace `dst`: the file is verified whole before any lock is taken.
+    /// namespace `dst` (same rules as a branch destination: missing, deleted
+    /// or empty). The file is verified whole, in chunks, before any lock is
+    /// taken; then it is mapped and every object is written from the mapping,
+    /// so no object is ever held whole in memory.
     pub async fn restore_snapshot_file(
         &self,
         dst: &NsPath,
         path: &Path,
     ) -> Result<(Arc<Manifest>, SnapshotInfo), EngineError> {
-        let open = || async {
-            let f = tokio::fs::File::open(path)
-                .await
-                .map_err(|e| EngineError::internal(format!("cannot open {}: {e}", path.display())))?;
-            Ok::<_, EngineError>(tokio::io::BufReader::with_capacity(256 * 1024, f))
-        };
-        verify_snapshot(&mut open().await?).await?;
-        self.restore_snapshot(dst, &mut open().await?).await
+        let open_err =
+            |e: std::io::Error| EngineError::internal(format!("cannot open {}: {e}", path.display()));
+        let file = tokio::fs::File::open(path).await.map_err(open_err)?;
+        let mut r = tokio::io::BufReader::with_capacity(256 * 1024, file);
+        let (manifest, info, spans) = scan_snapshot(&mut r).await?;
+        let file = r.into_inner().into_std().await;
+        // SAFETY: the file is the daemon's own spool of an upload (or a file the
+        // caller hands over whole); nothing writes it while it is restored, and
+        // every object read from the mapping is checked again against the
+        // manifest's checksums before it is stored.
+        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(open_err)?;
+        let map = Bytes::from_owner(map);
+        let mut objects = Vec::with_capacity(spans.len());
+        for span in spans {
+            let end = span.offset.checked_add(span.len).filter(|e| *e <= map.len() as u64);
+            let end = end.ok_or_else(|| bad("the file changed while it was restored"))?;
+            objects.push((span.key, map.slice(span.offset as usize..end as usize)));
+        }
+        self.restore_objects(dst, Arc::new(manifest), objects).await.map(|m| (m, info))
     }
 
-    /// Restore a snapshot read from `r` into the new namespace `dst` (same
-    /// rules as a branch destination: missing, deleted or empty). The locks
-    /// are held while `r` is read: give it a local file, not a network stream
-    /// ([`Engine::restore_snapshot_file`]).
+    /// Restore a snapshot read from `r` into the new namespace `dst`: `r` is
+    /// first copied to a scratch file (so no lock waits on the reader), then
+    /// restored as [`Engine::restore_snapshot_file`] does.
     pub async fn restore_snapshot<R: AsyncRead + Unpin + Send>(
         &self,
         dst: &NsPath,
         r: &mut R,
     ) -> Result<(Arc<Manifest>, SnapshotInfo), EngineError> {
-        let mut reader = SnapshotReader::open(r).await?;
-        let source = Arc::new(reader.manifest.clone());
+        let scratch = ScratchFile::new_in(self.scratch_dir(), "restore");
+        let io = |e: std::io::Error| EngineError::unavailable(format!("spooling the snapshot: {e}"));
+        let mut f = tokio::fs::File::create(scratch.path()).await.map_err(io)?;
+        tokio::io::copy(r, &mut f).await.map_err(io)?;
+        f.flush().await.map_err(io)?;
+        self.restore_snapshot_file(dst, scratch.path()).await
+    }
+
+    /// Write `objects` (verified snapshot data, keyed as in `source`) under
+    /// `dst`'s prefix and commit `dst` as a copy of `source`, under the
+    /// project's shared lock and `dst`'s commit lock.
+    async fn restore_objects(
+        &self,
+        dst: &NsPath,
+        source: Arc<Manifest>,
+        objects: Vec<(String, Bytes)>,
+    ) -> Result<Arc<Manifest>, EngineError> {
         let project = dst.project_id();
         let plock = self.project_lock(&project);
         let _shared = plock.read().await;
@@ -240,7 +272,7 @@ impl Engine {
         let map = relocation_map_any_project(&keys, dst, &mut || self.ids.next_token())?;
         let mut written: Vec<String> = Vec::with_capacity(keys.len());
         let outcome = async {
-            while let Some((key, data)) = reader.next_object().await? {
+            for (key, data) in objects {
                 let to = map.get(&key).ok_or_else(|| bad(format!("object {key} is not in its manifest")))?;
                 // The file's own checksums only prove it was not damaged in
                 // transit; the objects must also be what the manifest names.
@@ -253,21 +285,17 @@ impl Engine {
                 self.store.put(to, data).await?;
                 written.push(to.clone());
             }
-            reader.finish().await
+            Ok::<_, EngineError>(())
         }
         .await;
-        let info = match outcome {
-            Ok(info) => info,
-            Err(e) => {
-                self.delete_quietly(&written).await;
-                return Err(e);
-            }
-        };
+        if let Err(e) = outcome {
+            self.delete_quietly(&written).await;
+            return Err(e);
+        }
         let m = self.adopt_copies(&source, dst, base.as_deref(), &map, &written).await?;
         let committed = self.commit_fork(dst, base, &written, m).await;
         clear_cached(&h);
-        let m = committed?;
-        Ok((Arc::new(m), info))
+        Ok(Arc::new(committed?))
     }
 }
 
@@ -301,168 +329,32 @@ fn relocation_map_any_project(
     Ok(map.into_iter().filter_map(|(from, to)| back.get(&from).map(|orig| (orig.clone(), to))).collect())
 }
 
-// ----- reading -------------------------------------------------------------------------------
+// ----- scratch files -------------------------------------------------------------------------
 
-/// A streaming, verifying snapshot reader.
-pub struct SnapshotReader<'a, R> {
-    r: &'a mut R,
-    crc: u32,
-    bytes: u64,
-    /// The manifest of the snapshot.
-    pub manifest: Manifest,
-    /// Objects the header announces.
-    pub objects: u32,
-    read_objects: u32,
-    expected: BTreeSet<String>,
+/// A file in a scratch dir (a spooled restore upload), removed when dropped.
+#[derive(Debug)]
+pub struct ScratchFile {
+    path: PathBuf,
 }
 
-impl<'a, R: AsyncRead + Unpin + Send> SnapshotReader<'a, R> {
-    async fn take(&mut self, n: usize) -> Result<Vec<u8>, EngineError> {
-        // Grow with the data actually read, so a length near a cap in a
-        // truncated file fails without allocating it up front.
-        let mut buf = Vec::with_capacity(n.min(1 << 20));
-        let limit = u64::try_from(n).map_err(|_| bad("length overflow"))?;
-        (&mut *self.r).take(limit).read_to_end(&mut buf).await.map_err(|e| io_err(&e))?;
-        if buf.len() != n {
-            return Err(bad("it is truncated (it ends before its footer)"));
-        }
-        self.crc = crc32c::crc32c_append(self.crc, &buf);
-        self.bytes += n as u64;
-        Ok(buf)
+impl ScratchFile {
+    /// A fresh name in `dir` (nothing is created yet).
+    pub fn new_in(dir: &Path, what: &str) -> ScratchFile {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        ScratchFile { path: dir.join(format!("{what}-{}-{n}", std::process::id())) }
     }
 
-    /// Read and verify the header and the manifest.
-    pub async fn open(r: &'a mut R) -> Result<SnapshotReader<'a, R>, EngineError> {
-        let mut s = SnapshotReader {
-            r,
-            crc: 0,
-            bytes: 0,
-            manifest: Manifest::default(),
-            objects: 0,
-            read_objects: 0,
-            expected: BTreeSet::new(),
-        };
-        let h = s.take(SNAPSHOT_HEADER_LEN).await.map_err(|e| match e.kind() {
-            ErrorKind::InvalidInput => bad("it is shorter than a snapshot header"),
-            _ => e,
-        })?;
-        if &h[0..8] != SNAPSHOT_MAGIC {
-            return Err(bad("it does not start with the magic TIDE.SNP (not a tidepool snapshot)"));
-        }
-        let version = u16::from_le_bytes([h[8], h[9]]);
-        if version == 0 || version > SNAPSHOT_VERSION {
-            return Err(bad(format!(
-                "unsupported snapshot version {version} (this build reads versions 1..={SNAPSHOT_VERSION})"
-            )));
-        }
-        if crc32c::crc32c(&h[0..40]) != le32(&h[40..44]) {
-            return Err(bad("header checksum mismatch"));
-        }
-        if u16::from_le_bytes([h[10], h[11]]) != 0 {
-            return Err(bad("unknown header flags"));
-        }
-        s.objects = le32(&h[12..16]);
-        if s.objects > MAX_SNAPSHOT_OBJECTS {
-            return Err(bad("too many objects"));
-        }
-        let generation = u64::from_le_bytes(h[16..24].try_into().map_err(|_| bad("header"))?);
-        let manifest_len = le32(&h[32..36]) as usize;
-        if manifest_len > MAX_MANIFEST_BYTES {
-            return Err(bad("manifest length exceeds the manifest size cap"));
-        }
-        let manifest = s.take(manifest_len).await?;
-        if crc32c::crc32c(&manifest) != le32(&h[36..40]) {
-            return Err(bad("manifest checksum mismatch"));
-        }
-        let m = Manifest::decode(&manifest).map_err(|e| bad(format!("its manifest is invalid: {e}")))?;
-        if m.generation != generation {
-            return Err(bad("the header and the manifest name different generations"));
-        }
-        if m.deleted {
-            return Err(bad("it captures a deleted namespace"));
-        }
-        s.expected = m.object_keys().into_iter().collect();
-        if s.expected.len() != s.objects as usize {
-            return Err(bad(format!(
-                "the header announces {} objects but the manifest references {}",
-                s.objects,
-                s.expected.len()
-            )));
-        }
-        s.manifest = m;
-        Ok(s)
-    }
-
-    /// The next object (key, verified data), or None after the last one.
-    pub async fn next_object(&mut self) -> Result<Option<(String, Bytes)>, EngineError> {
-        if self.read_objects == self.objects {
-            return Ok(None);
-        }
-        let n = self.read_objects + 1;
-        let len = self.take(4).await?;
-        let key_len = le32(&len);
-        if key_len == 0 || key_len > MAX_SNAPSHOT_KEY_BYTES {
-            return Err(bad(format!("object record {n}: bad key length {key_len}")));
-        }
-        let key = self.take(key_len as usize).await?;
-        let tail = self.take(16).await?;
-        let mut head = len;
-        head.extend_from_slice(&key);
-        head.extend_from_slice(&tail[0..12]);
-        if crc32c::crc32c(&head) != le32(&tail[12..16]) {
-            return Err(bad(format!("object record {n}: record header checksum mismatch")));
-        }
-        let key = String::from_utf8(key).map_err(|_| bad(format!("object record {n}: key is not UTF-8")))?;
-        let data_len = u64::from_le_bytes(tail[0..8].try_into().map_err(|_| bad("record"))?);
-        if data_len > MAX_SNAPSHOT_OBJECT_BYTES {
-            return Err(bad(format!("object {key}: length {data_len} exceeds the cap")));
-        }
-        if !self.expected.remove(&key) {
-            return Err(bad(format!("object {key} is not referenced by its manifest, or appears twice")));
-        }
-        let data = self.take(usize::try_from(data_len).map_err(|_| bad("object too large"))?).await?;
-        if crc32c::crc32c(&data) != le32(&tail[8..12]) {
-            return Err(bad(format!("object {key}: data checksum mismatch")));
-        }
-        self.read_objects = n;
-        Ok(Some((key, Bytes::from(data))))
-    }
-
-    /// Read and verify the footer (after every object) and the end of input.
-    pub async fn finish(mut self) -> Result<SnapshotInfo, EngineError> {
-        while self.next_object().await?.is_some() {}
-        let f = self.take(12).await?;
-        let crc = self.crc;
-        let mut stored = [0u8; 4];
-        self.r.read_exact(&mut stored).await.map_err(|e| io_err(&e))?;
-        if &f[0..8] != SNAPSHOT_END_MAGIC || le32(&f[8..12]) != self.objects {
-            return Err(bad("the footer is missing or damaged"));
-        }
-        if u32::from_le_bytes(stored) != crc {
-            return Err(bad("whole-file checksum mismatch"));
-        }
-        let mut extra = [0u8; 1];
-        if self.r.read(&mut extra).await.map_err(|e| io_err(&e))? != 0 {
-            return Err(bad("trailing bytes after the footer"));
-        }
-        Ok(SnapshotInfo {
-            namespace: self.manifest.namespace.clone(),
-            generation: self.manifest.generation,
-            objects: u64::from(self.objects),
-            bytes: self.bytes + 4,
-        })
+    /// Where the file is.
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 }
 
-/// A little-endian u32 from the first 4 bytes (callers pass exactly 4; a
-/// shorter slice reads as 0, which every check then refuses).
-fn le32(b: &[u8]) -> u32 {
-    b.get(..4).and_then(|s| <[u8; 4]>::try_from(s).ok()).map_or(0, u32::from_le_bytes)
-}
-
-/// Verify a whole snapshot stream without storing anything.
-pub async fn verify_snapshot<R: AsyncRead + Unpin + Send>(r: &mut R) -> Result<SnapshotInfo, EngineError> {
-    SnapshotReader::open(r).await?.finish().await
+impl Drop for ScratchFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
 }
 
 // ----- atomic local files --------------------------------------------------------------------
