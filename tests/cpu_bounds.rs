@@ -9,7 +9,11 @@
 //!   unindexed documents with long text) run at once,
 //!   `/health` and a small query on another namespace answer within 1 s;
 //! - a query running past `--query-timeout-ms` answers 408 naming the
-//!   setting, and SIGTERM during heavy queries stops the daemon promptly.
+//!   setting, and SIGTERM during heavy queries stops the daemon promptly;
+//! - writes whose filters scan a whole namespace (`delete_by_filter`,
+//!   `patch_by_filter` with a costly Glob) run off the async workers: while
+//!   one runs on each of several namespaces, `/health` and a small query
+//!   answer within 1 s.
 
 mod common;
 
@@ -136,6 +140,61 @@ async fn timed(what: &str, req: impl std::future::Future<Output = (u16, Json)>) 
     let (s, b) = req.await;
     assert_eq!(s, 200, "{what}: {b}");
     t.elapsed()
+}
+
+#[tokio::test]
+async fn heavy_filtered_writes_leave_health_and_other_tenants_responsive() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(dir.path(), &["--compaction-idle-ms", "0"]);
+    let c = client();
+    for ns in ["w0", "w1", "w2"] {
+        fill(&c, &d, ns, 500, 100).await;
+    }
+    fill(&c, &d, "small", 10, 20).await;
+    let small = json!({"rank_by": ["t", "BM25", "w7 w8 w9"], "top_k": 3});
+    // Matches nothing (no text ends in Q) after trying every position.
+    let glob = json!(["t", "Glob", format!("*{}Q", "?".repeat(200))]);
+    let d = std::sync::Arc::new(d);
+    let load_until = Instant::now() + Duration::from_secs(3);
+    let heavy: Vec<_> = ["w0", "w1", "w2"]
+        .into_iter()
+        .enumerate()
+        .map(|(i, ns)| {
+            let (c, d, glob) = (c.clone(), d.clone(), glob.clone());
+            tokio::spawn(async move {
+                let mut writes = 0;
+                while Instant::now() < load_until {
+                    let body = if i % 2 == 0 {
+                        json!({"delete_by_filter": glob})
+                    } else {
+                        json!({"patch_by_filter": {"filters": glob, "patch": {"s": "x"}}})
+                    };
+                    let (s, b) = post(&c, &d.at(&format!("/v2/namespaces/{ns}")), &body).await;
+                    assert_eq!(s, 200, "{b}");
+                    writes += 1;
+                }
+                writes
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut worst = Duration::ZERO;
+    while Instant::now() < load_until {
+        worst = worst.max(timed("/health", common::get(&c, &d.at("/health"))).await);
+        worst = worst.max(timed("small query", query(&c, &d, "small", &small)).await);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let t = Instant::now();
+    for h in heavy {
+        assert!(h.await.unwrap() > 0);
+    }
+    eprintln!(
+        "filtered writes finished {:?} after the load window; worst /health or small query {worst:?}",
+        t.elapsed()
+    );
+    assert!(worst < Duration::from_secs(1), "/health or a small query took {worst:?} under filtered writes");
+    let (s, b) = query(&c, &d, "w0", &json!({"rank_by": ["id", "asc"], "top_k": 1_000})).await;
+    assert_eq!((s, b["rows"].as_array().map(Vec::len)), (200, Some(500)), "nothing deleted");
 }
 
 #[tokio::test]

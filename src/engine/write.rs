@@ -235,7 +235,7 @@ impl Engine {
         }
         let mut affected = req.return_affected_ids.then(AffectedIds::default);
         let mut record = req.record.clone();
-        record.counts = apply::apply_request(state, &req.record, affected.as_mut())?;
+        record.counts = apply_off_workers(state, &req.record, &mut affected).await?;
         if is_noop(&record, base) {
             return Ok(PlannedOutcome::Unchanged { affected });
         }
@@ -393,6 +393,32 @@ impl Engine {
 /// The idempotency record of `storage-format.md` 6.1: the response body as
 /// acknowledged (a persisted format: it keeps these keys whatever the wire
 /// response grows; [`stored_response`] reads the counts back).
+/// `apply::apply_request`; a request that evaluates a filter over the
+/// namespace (`delete_by_filter`, `patch_by_filter`) is CPU work proportional
+/// to the namespace, so it runs on a blocking thread: the async workers (and
+/// `/health`, and every other tenant) never wait for it.
+async fn apply_off_workers(
+    state: &mut NsState,
+    record: &RequestRecord,
+    affected: &mut Option<AffectedIds>,
+) -> Result<RowCounts, EngineError> {
+    let ops = &record.ops;
+    if ops.delete_by_filter.is_none() && ops.patch_by_filter.is_none() {
+        return apply::apply_request(state, record, affected.as_mut());
+    }
+    let (mut st, rec, mut aff) = (std::mem::take(state), record.clone(), affected.take());
+    let (st, aff, counts) = tokio::task::spawn_blocking(move || {
+        let counts = apply::apply_request(&mut st, &rec, aff.as_mut());
+        (st, aff, counts)
+    })
+    .await
+    // A panic inside stays a panic here, as it would be inline (the state was
+    // moved out: carrying on with the rest of the group is not an option).
+    .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+    (*state, *affected) = (st, aff);
+    counts
+}
+
 fn idempotency_record(counts: RowCounts, generation: u64) -> Vec<u8> {
     let v = json!({
         "status": "OK",
