@@ -281,7 +281,7 @@ async fn through_http_one_row_writes_after_a_large_schema_keep_manifests_small()
     .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["rows"].as_array().map(Vec::len), Some(1), "{body}");
-    drop(d.stop());
+    assert!(d.stop().success(), "the daemon stops cleanly");
     let ns_dir = std::fs::read_dir(dir.path()).unwrap().filter_map(Result::ok).map(|e| e.path());
     let manifests: Vec<std::path::PathBuf> = ns_dir
         .flat_map(|p| walk(&p))
