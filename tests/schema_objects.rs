@@ -4,7 +4,7 @@
 //! Invariants guarded: after a write that makes the schema large, one-row
 //! writes add a small manifest and no schema object (the schema is stored
 //! once per change, and a change stores exactly one new object, releasing the
-//! old); every reader resolves the schema — a restart with the same data dir,
+//! old; compaction stores none); every reader resolves the schema — a restart with the same data dir,
 //! a cold start with an empty one, the CURRENT-embedded manifest, the offline
 //! path from `meta.redb`; branches share the parent's schema object by
 //! refcount and keep it alive after the parent is deleted; a deep copy and a
@@ -148,8 +148,15 @@ async fn one_row_writes_after_a_large_schema_store_small_manifests_and_no_schema
     assert!(!store.exists(&old).await.unwrap(), "the superseded schema object was deleted at refcount zero");
     assert_eq!(newest(&e, "w").await.schema.len(), ATTRS + 1);
 
-    // Restart on the same data dir, and a cold start with nothing local.
+    // Restart on the same data dir: the manifest cached in meta.redb (the
+    // offline path) resolves its schema too.
     drop(e);
+    let e = engine_with(&dir.path().join("data"), store.clone()).await;
+    let offline = e.offline_snapshot(&ns("w")).await.unwrap();
+    assert_eq!(offline.manifest.as_ref().unwrap().schema.len(), ATTRS + 1);
+    assert!(offline.state.schema.contains_key("one_more_attribute"));
+    drop(e);
+    // Then a restart, and a cold start with nothing local.
     for (extra, data) in [(0u64, "data"), (1, "cold")] {
         let e = engine_with(&dir.path().join(data), store.clone()).await;
         let s = e.existing(&ns("w"), true).await.unwrap();
