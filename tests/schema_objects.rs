@@ -124,6 +124,11 @@ async fn one_row_writes_after_a_large_schema_store_small_manifests_and_no_schema
         let grew = w[1].1.saturating_sub(w[0].1);
         assert!(grew < 256, "manifest {} grew by {grew} bytes over {}: {sizes:?}", w[1].0, w[0].0);
     }
+    eprintln!(
+        "schema {schema_len} bytes; manifests {} (first) .. {} (generation 51) bytes",
+        sizes[0].1,
+        sizes.last().unwrap().1
+    );
     let current = store.get(&ns("w").current_key()).await.unwrap();
     let last = sizes.last().unwrap().1;
     assert!(
@@ -135,6 +140,7 @@ async fn one_row_writes_after_a_large_schema_store_small_manifests_and_no_schema
     e.compact(&ns("w"), true).await.unwrap();
     let compacted = manifest_sizes(&store, "w").await.last().copied().unwrap();
     assert!(compacted.1 < 4096, "the compacted manifest is small: {compacted:?}");
+    eprintln!("compacted manifest {} bytes", compacted.1);
     assert_eq!(schema_objects(&store, "w").await, objects, "compaction stores no schema object");
     assert_eq!(newest(&e, "w").await.schema_ref, m.schema_ref);
     assert_eq!(ids(&e, "w").await.unwrap().len(), 51);
