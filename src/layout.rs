@@ -5,6 +5,7 @@
 //! {org}/{project}/namespaces/{ns}/manifests/{gen:020}.json      immutable manifest
 //! {org}/{project}/namespaces/{ns}/manifests/{gen:020}.gc        GC tombstone of a collected manifest
 //! {org}/{project}/namespaces/{ns}/wal/{seq:020}-{token}.wal      immutable WAL batch
+//! {org}/{project}/namespaces/{ns}/schemas/{gen:020}-{cid}.json  immutable schema object
 //! {org}/{project}/namespaces/{ns}/segments/{id}/{file}           immutable segment files
 //! ```
 //!
@@ -121,6 +122,11 @@ impl NsPath {
     /// A WAL batch object.
     pub fn wal_key(&self, seq: u64, token: &str) -> String {
         format!("{}wal/{seq:020}-{token}.wal", self.prefix())
+    }
+    /// A schema object (4.5): introduced by `generation`, in the commit
+    /// attempt `commit_id`.
+    pub fn schema_key(&self, generation: u64, commit_id: &str) -> String {
+        format!("{}schemas/{generation:020}-{commit_id}.json", self.prefix())
     }
     /// A file of a segment.
     pub fn segment_key(&self, segment_id: &str, file: &str) -> String {

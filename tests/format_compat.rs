@@ -18,8 +18,12 @@
 //!   cold IVF section, kind 21; a segment with range checksums, kind 22),
 //!   written once by `write_v2_fixtures`.
 //!
+//! - `tests/fixtures/v4/` holds manifest version 2 (the schema in a schema
+//!   object named by `schema_ref`, `storage-format.md` 4.5) and that schema
+//!   object, written once by `write_v4_fixtures`.
+//!
 //! To write missing fixtures (existing files are never overwritten):
-//! `TIDEPOOL_WRITE_FIXTURES=1 cargo test --test format_compat -- --ignored write_v1_fixtures write_v2_fixtures`
+//! `TIDEPOOL_WRITE_FIXTURES=1 cargo test --test format_compat -- --ignored write_v1_fixtures write_v2_fixtures write_v4_fixtures`
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -28,8 +32,9 @@ use bytes::Bytes;
 use serde_json::json;
 use tidepool::filter::Filter;
 use tidepool::format::manifest::{
-    decode_current, decode_current_full, encode_current, encode_current_with_manifest, Lineage, Manifest,
-    ManifestStats, ObjectRef, SectionRef, SegmentRef, WalRef,
+    decode_current, decode_current_full, decode_schema_object, encode_current, encode_current_with_manifest,
+    encode_schema_object, schema_json, schema_object_ref, Lineage, Manifest, ManifestStats, ObjectRef,
+    SectionRef, SegmentRef, WalRef, SCHEMA_INLINE_MAX_BYTES,
 };
 use tidepool::format::segment::{
     section_table, DeletionSet, IdsSection, Segment, SegmentBuilder, SECTION_ANN_INDEX, SECTION_COLD_IVF,
@@ -146,6 +151,7 @@ fn golden_manifest() -> Manifest {
         distance_metric: Some(DistanceMetric::EuclideanSquared),
         vector_dim: Some(2),
         schema: json!({"x": {"type": "int", "filterable": true}}).as_object().cloned().unwrap(),
+        schema_ref: None,
         next_wal_seq: 2,
         wal: vec![WalRef {
             key: "a/b/namespaces/c/wal/00000000000000000001-t.wal".into(),
@@ -410,6 +416,7 @@ fn v1_manifest() -> Manifest {
         .as_object()
         .cloned()
         .unwrap(),
+        schema_ref: None,
         next_wal_seq: 44,
         wal: vec![
             WalRef {
@@ -839,4 +846,76 @@ fn write_v3_fixtures() {
     std::fs::create_dir_all(&dir).unwrap();
     let (ivf, graph) = v3_sections();
     write_missing(&dir, vec![("ann_ivf.bin", ivf), ("graph.bin", graph)]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Manifest version 2: the schema stored once per change, in a schema object (4.5).
+
+/// A schema too large to stay inline: 60 attributes with long names.
+fn v4_schema() -> serde_json::Map<String, serde_json::Value> {
+    let mut schema = serde_json::Map::new();
+    for i in 0..60 {
+        schema.insert(
+            format!("attribute_with_a_rather_long_descriptive_name_number_{i:03}"),
+            json!({"type": "string", "filterable": true}),
+        );
+    }
+    schema.insert("vector".into(), json!({"type": "[4]f32", "ann": true}));
+    schema
+}
+
+const V4_SCHEMA_KEY: &str =
+    "acme/search/namespaces/docs/schemas/00000000000000000007-0123456789abcdef0123456789abcdef.json";
+
+/// The schema object of [`v4_manifest`].
+fn v4_schema_object() -> Vec<u8> {
+    encode_schema_object(&schema_json(&v4_schema()))
+}
+
+/// The v1 manifest with a large schema, stored in a schema object.
+fn v4_manifest() -> Manifest {
+    let mut m = v1_manifest();
+    m.schema = v4_schema();
+    m.schema_ref = Some(schema_object_ref(V4_SCHEMA_KEY.into(), &v4_schema_object()));
+    m
+}
+
+#[test]
+fn v4_manifest_names_its_schema_object_and_both_read_back() {
+    assert!(schema_json(&v4_schema()).len() > SCHEMA_INLINE_MAX_BYTES);
+    let (bytes, object) = (read_fixture("v4", "manifest.json"), read_fixture("v4", "schema.json"));
+    assert!(bytes.starts_with(b"{\"magic\":\"tidepool.manifest\",\"format_version\":2,"));
+    let mut m = Manifest::decode(&bytes).unwrap();
+    assert!(m.schema_unresolved(), "a version 2 manifest carries no schema inline");
+    let r = m.schema_ref.clone().unwrap();
+    assert_eq!(r.key, V4_SCHEMA_KEY);
+    m.schema = decode_schema_object(&r, &object).unwrap();
+    assert_eq!(m, v4_manifest());
+    assert_eq!(v4_manifest().try_encode().unwrap(), bytes, "the encoder is canonical");
+    assert_eq!(v4_schema_object(), object, "the schema object encoder is canonical");
+    assert_eq!(m.object_keys().last().map(String::as_str), Some(V4_SCHEMA_KEY));
+    // Any damage to the object is refused, not misread.
+    let mut bad = object.clone();
+    let at = bad.len() / 2;
+    bad[at] ^= 1;
+    assert!(decode_schema_object(&r, &bad).is_err());
+    assert!(decode_schema_object(&r, &object[..object.len() - 3]).is_err());
+    // The version 1 fixture, schema inline, still reads with no reference.
+    let v1 = Manifest::decode(&read_fixture("v1", "manifest.json")).unwrap();
+    assert!(v1.schema_ref.is_none() && !v1.schema_unresolved());
+}
+
+#[test]
+#[ignore = "writes fixture files; run manually with TIDEPOOL_WRITE_FIXTURES=1"]
+fn write_v4_fixtures() {
+    if std::env::var_os("TIDEPOOL_WRITE_FIXTURES").is_none() {
+        eprintln!("set TIDEPOOL_WRITE_FIXTURES=1 to write fixtures");
+        return;
+    }
+    let dir = fixture_dir("v4");
+    std::fs::create_dir_all(&dir).unwrap();
+    write_missing(
+        &dir,
+        vec![("manifest.json", v4_manifest().try_encode().unwrap()), ("schema.json", v4_schema_object())],
+    );
 }

@@ -530,3 +530,43 @@ async fn large_objects_stream_to_and_from_the_bucket_verified() {
     assert!(matches!(bad, Err(CopyError::Mismatch { .. })));
     assert!(!remote.exists(other).await.unwrap(), "a mismatching upload is aborted, never published");
 }
+
+/// A schema too large to stay inline travels as one schema object (4.5): the
+/// bucket holds one per schema change, whatever the number of pushes, and a
+/// pulling node resolves it (its queries filter on the stored attributes).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_large_schema_is_pushed_and_pulled_as_one_schema_object() {
+    let bucket = s3::new_bucket().await;
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let a = node(dirs[0].path(), &bucket, s3::endpoint(), "edge-a", "*=push");
+    let attr = |i: usize| format!("a_long_attribute_name_that_makes_the_schema_large_{i:03}");
+    let mut row = serde_json::Map::new();
+    row.insert("id".into(), json!(0));
+    for i in 0..150 {
+        row.insert(attr(i), json!(format!("v{i}")));
+    }
+    let url = a.at(&format!("/v2/namespaces/{NS}"));
+    let (status, body) = post(&client(), &url, &json!({"upsert_rows": [Json::Object(row)]})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(sync_run(&a).await["status"], "OK");
+    for id in 1..=5u64 {
+        let (status, body) =
+            post(&client(), &url, &json!({"upsert_rows": [{"id": id, (attr(0)): "w"}]})).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(sync_run(&a).await["status"], "OK");
+    }
+    let store = s3::s3_store(&format!("s3://{bucket}/sync"));
+    let schemas = store.list("default/default/namespaces/notes/schemas/").await.unwrap();
+    assert_eq!(schemas.len(), 1, "one schema object for one schema change: {schemas:?}");
+    for m in store.list("default/default/namespaces/notes/manifests/").await.unwrap() {
+        assert!(m.size < 4096, "{} is {} bytes", m.key, m.size);
+    }
+
+    let b = node(dirs[1].path(), &bucket, s3::endpoint(), "edge-b", "*=pull");
+    assert_eq!(sync_run(&b).await["status"], "OK");
+    assert_eq!(ids(&b, NS).await, (0..=5).collect::<Vec<_>>());
+    let q = json!({"filters": [(attr(149)), "Eq", "v149"], "rank_by": ["id", "asc"], "top_k": 10});
+    let (status, body) = post(&client(), &b.at(&format!("/v2/namespaces/{NS}/query")), &q).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["rows"].as_array().map(Vec::len), Some(1), "{body}");
+}

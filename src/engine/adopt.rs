@@ -170,9 +170,10 @@ impl RemoteLog {
         self.0.newest_from(start).await
     }
 
-    /// One generation's manifest (None: not in the store).
-    pub(crate) async fn read(&self, generation: u64) -> Result<Option<Manifest>, EngineError> {
-        self.0.read(generation).await
+    /// One generation's manifest as stored, its schema object not read
+    /// (what a sweep needs: the keys it references).
+    pub(crate) async fn read_keys_only(&self, generation: u64) -> Result<Option<Manifest>, EngineError> {
+        self.0.clone().without_schemas().read(generation).await
     }
 
     /// Publish `m` as the generation after `base` (which must still be the

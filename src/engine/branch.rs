@@ -2,7 +2,7 @@
 //!
 //! A branch (or shallow copy) of `src` at `dst` is one new manifest for `dst`
 //! that references the very objects (WAL batches, segment files, deletion
-//! sets) the source's manifest references; nothing is read or copied, so it
+//! sets, the schema object) the source's manifest references; nothing is read or copied, so it
 //! costs the same for ten documents and ten million. A deep copy rewrites
 //! every object under the destination's own prefix first, so the copy shares
 //! nothing.
@@ -349,7 +349,7 @@ pub(crate) fn relocation_map(
     Ok(map)
 }
 
-/// Replace every object key of the manifest's `wal` and `segments` by its
+/// Replace every object key of the manifest's `wal`, `segments` and `schema_ref` by its
 /// image in `map` (through the JSON form, so every key-bearing field of a
 /// segment reference is covered, whatever its shape).
 pub(crate) fn rewrite_keys(m: &Manifest, map: &BTreeMap<String, String>) -> Result<Manifest, EngineError> {
@@ -367,12 +367,14 @@ pub(crate) fn rewrite_keys(m: &Manifest, map: &BTreeMap<String, String>) -> Resu
     }
     let internal = |e: serde_json::Error| EngineError::internal(format!("manifest key rewrite: {e}"));
     let mut v = serde_json::to_value(m).map_err(internal)?;
-    for field in ["wal", "segments"] {
+    for field in ["wal", "segments", "schema_ref"] {
         if let Some(f) = v.get_mut(field) {
             walk(f, map);
         }
     }
-    let out: Manifest = serde_json::from_value(v).map_err(internal)?;
+    let mut out: Manifest = serde_json::from_value(v).map_err(internal)?;
+    // A version-2 body omits the (resolved) schema; the relocated object holds the same bytes.
+    out.schema.clone_from(&m.schema);
     let targets: std::collections::HashSet<&String> = map.values().collect();
     if let Some(k) = out.object_keys().iter().find(|k| !targets.contains(k)) {
         return Err(EngineError::internal(format!("object key {k} was not rewritten")));

@@ -282,7 +282,9 @@ impl Engine {
     async fn cold_manifest(&self, path: &NsPath) -> Result<Option<Manifest>, EngineError> {
         let Some(b) = self.store.get_opt(&path.current_key()).await? else { return Ok(None) };
         Ok(match decode_current_full(&b) {
-            Ok((_, Some(m))) if m.namespace == path.to_string() => Some(m),
+            Ok((_, Some(m))) if m.namespace == path.to_string() => {
+                Some(self.log(path).resolve(m, None).await?)
+            }
             _ => None,
         })
     }

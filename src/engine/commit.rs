@@ -32,6 +32,14 @@
 //! - A remote log ([`ManifestLog::remote`]) keeps no books: it raises no
 //!   refcount, reads no local manifest cache and deletes nothing (objects in
 //!   a sync remote are reclaimed only by a sweep over every live manifest).
+//! - Schemas are stored once per change (`storage-format.md` 4.5): before
+//!   every create, [`ManifestLog::commit`] keeps an inline schema inline, keeps
+//!   a `schema_ref` that still names exactly the manifest's schema, and
+//!   otherwise writes a schema object, counts it and references it; the
+//!   object is one of the commit's new objects (released when the generation
+//!   was certainly not created). Every manifest the log reads comes back with
+//!   its schema resolved (the object read through the disk cache, verified),
+//!   never with an empty stand-in.
 //! - Readers find the newest generation by probing `g+1` after the hint: the
 //!   GET of `{g+1}.json` first, then the HEAD of `{g+1}.gc` (GC creates the
 //!   tombstone before it deletes the manifest, so in this order a collected
@@ -42,8 +50,12 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::EngineError;
+use crate::cache::CacheError;
 use crate::cache::ObjectCache;
-use crate::format::manifest::{decode_current_full, encode_current_with_manifest, Manifest};
+use crate::format::manifest::{
+    decode_current_full, decode_schema_object, encode_current_with_manifest, encode_schema_object,
+    schema_json, schema_object_ref, Manifest, ObjectRef, SCHEMA_INLINE_MAX_BYTES,
+};
 use crate::layout::{self, NsPath};
 use crate::meta::{HeldWal, Meta, MetaError};
 use crate::store::{CreateOutcome, Store, StoreError};
@@ -88,6 +100,9 @@ pub(crate) struct ManifestLog {
     store: Store,
     path: NsPath,
     books: Option<Books>,
+    /// Leave schemas unresolved (verify, repair and delete read manifests
+    /// whose schema object may be damaged; they need only the keys).
+    keep_unresolved: bool,
 }
 
 /// The local bookkeeping of a log on the node's own store.
@@ -108,12 +123,20 @@ impl ManifestLog {
         path: NsPath,
         retention_ms: u64,
     ) -> Self {
-        ManifestLog { store, path, books: Some(Books { meta, cache, retention_ms }) }
+        ManifestLog { store, path, books: Some(Books { meta, cache, retention_ms }), keep_unresolved: false }
     }
 
     /// The log of `path` on a sync remote: no refcounts, no cache, no deletes.
     pub(crate) fn remote(store: Store, path: NsPath) -> Self {
-        ManifestLog { store, path, books: None }
+        ManifestLog { store, path, books: None, keep_unresolved: false }
+    }
+
+    /// This log reading manifests as stored, their schema objects not read
+    /// (verify checks those objects itself; repair and delete need only the
+    /// keys). What it commits keeps the references it read.
+    pub(crate) fn without_schemas(mut self) -> Self {
+        self.keep_unresolved = true;
+        self
     }
 
     /// The namespace this log belongs to.
@@ -139,11 +162,50 @@ impl ManifestLog {
         }
         Ok(match self.store.get_opt(&self.path.current_key()).await? {
             Some(b) => match decode_current_full(&b) {
-                Ok((g, m)) => (Some(g), m.filter(|m| m.namespace == self.path.to_string())),
+                Ok((g, Some(m))) if m.namespace == self.path.to_string() => {
+                    (Some(g), Some(self.resolve(m, None).await?))
+                }
+                Ok((g, _)) => (Some(g), None),
                 Err(_) => (None, None),
             },
             None => (None, None),
         })
+    }
+
+    /// `m` with its schema read from the schema object it names, when it is
+    /// unresolved (4.5). `known`, a manifest already resolved that names the
+    /// same object, saves the read.
+    pub(crate) async fn resolve(
+        &self,
+        mut m: Manifest,
+        known: Option<&Manifest>,
+    ) -> Result<Manifest, EngineError> {
+        let Some(r) = m.schema_ref.clone().filter(|_| m.schema_unresolved() && !self.keep_unresolved) else {
+            return Ok(m);
+        };
+        if let Some(k) = known.filter(|k| k.schema_ref.as_ref() == Some(&r) && !k.schema_unresolved()) {
+            m.schema.clone_from(&k.schema);
+            return Ok(m);
+        }
+        let missing = || {
+            EngineError::corrupted(format!(
+                "manifest {} generation {} references missing schema object {}",
+                m.namespace, m.generation, r.key
+            ))
+        };
+        let bytes = match &self.books {
+            Some(books) => books.cache.get(&r.key, &r).await.map_err(|e| match e {
+                CacheError::NotFound(_) => missing(),
+                CacheError::Corrupt { key, .. } => EngineError::corrupted(format!(
+                    "schema object {key} does not match its manifest checksum"
+                )),
+                other => EngineError::unavailable(other.to_string()),
+            })?,
+            None => self.store.get_opt(&r.key).await?.ok_or_else(missing)?,
+        };
+        m.schema = decode_schema_object(&r, &bytes)
+            .map_err(|e| EngineError::corrupted(format!("schema object {}: {e}", r.key)))?;
+        Ok(m)
     }
 
     /// Find the newest live manifest at or after `hint` (listing when the
@@ -166,7 +228,7 @@ impl ManifestLog {
         loop {
             let g = m.generation + 1;
             // The GET first, then the HEAD (see the module invariants).
-            let next = self.read(g).await?;
+            let next = self.read_after(g, Some(&m)).await?;
             if !self.store.exists(&self.path.manifest_tombstone_key(g)).await? {
                 match next {
                     Some(n) => m = n,
@@ -177,7 +239,7 @@ impl ManifestLog {
             // Generation g was collected by GC (or is a fenced zombie), so
             // newer ones exist: jump to the newest live one by listing.
             match self.listed_newest(g).await? {
-                Some(n) => match self.read(n).await? {
+                Some(n) => match self.read_after(n, Some(&m)).await? {
                     Some(found) => m = found,
                     None => return Ok(Some(m)),
                 },
@@ -192,8 +254,19 @@ impl ManifestLog {
         Ok(listed.iter().filter_map(|o| layout::manifest_generation(&o.key)).filter(|n| *n > above).max())
     }
 
-    /// The manifest of one generation (None: not in the store).
+    /// The manifest of one generation (None: not in the store), its schema
+    /// resolved.
     pub(crate) async fn read(&self, generation: u64) -> Result<Option<Manifest>, EngineError> {
+        self.read_after(generation, None).await
+    }
+
+    /// [`ManifestLog::read`], taking the schema from `known` when it names
+    /// the same schema object.
+    async fn read_after(
+        &self,
+        generation: u64,
+        known: Option<&Manifest>,
+    ) -> Result<Option<Manifest>, EngineError> {
         let key = self.path.manifest_key(generation);
         let Some(bytes) = self.store.get_opt(&key).await? else { return Ok(None) };
         let m = Manifest::decode(&bytes)?;
@@ -203,7 +276,7 @@ impl ManifestLog {
                 m.namespace, m.generation
             )));
         }
-        Ok(Some(m))
+        Ok(Some(self.resolve(m, known).await?))
     }
 
     // ----- committing --------------------------------------------------------
@@ -228,9 +301,16 @@ impl ManifestLog {
     {
         let mut base = base;
         for attempt in 1..=attempts.max(1) {
-            let next = match derive(base.as_deref()) {
+            let mut next = match derive(base.as_deref()) {
                 Ok(Derived::Commit(m)) => m,
                 Ok(Derived::Refuse) => return Err(self.lost(new_objects).await),
+                Err(e) => {
+                    self.release(new_objects.to_vec()).await;
+                    return Err(CommitError::Failed(e));
+                }
+            };
+            let schema_object = match self.place_schema(&mut next).await {
+                Ok(k) => k,
                 Err(e) => {
                     self.release(new_objects.to_vec()).await;
                     return Err(CommitError::Failed(e));
@@ -245,15 +325,50 @@ impl ManifestLog {
                 }
                 Err(CommitError::Lost) if attempt < attempts => {
                     tracing::debug!(namespace = %self.path, attempt, "commit lost a race; rebasing on the newest generation");
+                    self.release(schema_object.into_iter().collect()).await;
                     backoff(attempt).await;
                     let known = base.as_ref().map(|b| b.generation);
                     base = self.newest_from((known, None)).await.map_err(CommitError::Failed)?.map(Arc::new);
                 }
-                Err(CommitError::Lost) => return Err(self.lost(new_objects).await),
+                Err(CommitError::Lost) => {
+                    self.release(schema_object.into_iter().collect()).await;
+                    return Err(self.lost(new_objects).await);
+                }
                 Err(e) => return Err(e),
             }
         }
         Err(self.lost(new_objects).await)
+    }
+
+    /// Where `next`'s schema is stored (4.5): inline when small; in the
+    /// object its `schema_ref` names when that object holds exactly this
+    /// schema; else in a new schema object, written and counted here, whose
+    /// key is returned (a new object of this attempt). An unresolved
+    /// manifest keeps its reference (it was read with it).
+    async fn place_schema(&self, next: &mut Manifest) -> Result<Option<String>, EngineError> {
+        if next.schema_unresolved() {
+            return Ok(None);
+        }
+        let body = schema_json(&next.schema);
+        if body.len() <= SCHEMA_INLINE_MAX_BYTES {
+            next.schema_ref = None;
+            return Ok(None);
+        }
+        let bytes = encode_schema_object(&body);
+        let same = |r: &ObjectRef| r.bytes == bytes.len() as u64 && r.crc32c == crc32c::crc32c(&bytes);
+        if next.schema_ref.as_ref().is_some_and(same) {
+            return Ok(None);
+        }
+        let r = schema_object_ref(self.path.schema_key(next.generation, &next.commit_id), &bytes);
+        let bytes = Bytes::from(bytes);
+        self.store.put(&r.key, bytes.clone()).await?;
+        if let Some(books) = &self.books {
+            books.cache.keep_written(&r, bytes).await;
+        }
+        self.raise(std::slice::from_ref(&r.key)).await?;
+        let key = r.key.clone();
+        next.schema_ref = Some(r);
+        Ok(Some(key))
     }
 
     /// Release objects of a generation that was certainly not created.

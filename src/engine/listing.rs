@@ -44,12 +44,13 @@ impl Engine {
         let _g = h.commit_lock.lock().await;
         // Only the manifest chain: a namespace whose data cannot be loaded
         // (a damaged segment) can still be deleted.
+        // Nor its schema object (read as stored, 4.5).
         clear_cached(&h);
-        let base = self.latest_manifest(path).await?;
+        let log = self.log(path).without_schemas();
+        let base = log.newest_from(log.generation_hint().await?).await?.map(Arc::new);
         let not_found = || EngineError::not_found(format!("namespace {} not found", path.ns()));
         let (now, ids) = (self.clock.now_ms(), &self.ids);
-        let committed = self
-            .log(path)
+        let committed = log
             .commit(
                 base,
                 &[],

@@ -92,7 +92,7 @@ impl Engine {
                 path.ns()
             ))
         })?;
-        let m = Manifest::decode(&bytes)?;
+        let m = self.log(path).resolve(Manifest::decode(&bytes)?, None).await?;
         let snap = self.materialize(path, Arc::new(m), None).await?;
         set_cached(&h, snap.clone());
         Ok(snap)
@@ -180,6 +180,12 @@ impl Engine {
     /// The state of a manifest's segments, with its namespace settings, before
     /// its WAL is replayed.
     async fn base_state(&self, m: &Manifest) -> Result<NsState, EngineError> {
+        if m.schema_unresolved() {
+            return Err(EngineError::internal(format!(
+                "manifest of {} loaded without its schema",
+                m.namespace
+            )));
+        }
         let mut state = NsState::with_segments(self.load_segments(m).await?);
         state.schema = crate::schema::parse_schema(&Json::Object(m.schema.clone()))
             .map_err(|e| EngineError::corrupted(format!("manifest schema of {}: {e}", m.namespace)))?;

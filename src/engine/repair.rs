@@ -12,7 +12,7 @@
 //!   the grace period keeps its current count: it may belong to an in-flight
 //!   commit that raises its count outside the commit lock (compaction).
 //! - The sweep deletes an object only if (a) it is a WAL batch or segment file
-//!   (`wal/`, `segments/`) under a namespace of the project, (b) no retained
+//!   or schema object (`wal/`, `segments/`, `schemas/`) under a namespace of the project, (b) no retained
 //!   manifest generation of any namespace of the project references it (the
 //!   newest and every older generation manifest GC has not collected), (c) it
 //!   is older than the grace period, and (d) its refcount is zero after the
@@ -122,7 +122,8 @@ impl Engine {
             let live = self.retained_generations(path).await?;
             let newest = live.last().copied();
             for g in live {
-                let Some(m) = self.log(path).read(g).await? else { continue };
+                // Only the keys matter: the schema objects are not read.
+                let Some(m) = self.log(path).without_schemas().read(g).await? else { continue };
                 out.manifests_read += 1;
                 let keys = m.object_keys();
                 if Some(g) == newest && !m.deleted {
@@ -314,12 +315,14 @@ pub(crate) fn tombstone_generation(key: &str) -> Option<u64> {
     (digits.len() == 20).then(|| digits.parse().ok()).flatten()
 }
 
-/// Whether a key is a data object (WAL batch or segment file) of a namespace.
+/// Whether a key is a data object (WAL batch, segment file or schema object) of a namespace.
 pub(crate) fn is_data_object(key: &str) -> bool {
     // {org}/{project}/namespaces/{ns}/{kind}/...
     let mut parts = key.splitn(6, '/');
     let (_, _, ns_dir, _, kind) = (parts.next(), parts.next(), parts.next(), parts.next(), parts.next());
-    ns_dir == Some("namespaces") && matches!(kind, Some("wal" | "segments")) && parts.next().is_some()
+    ns_dir == Some("namespaces")
+        && matches!(kind, Some("wal" | "segments" | "schemas"))
+        && parts.next().is_some()
 }
 
 #[cfg(test)]
@@ -330,6 +333,7 @@ mod tests {
     fn only_wal_and_segment_objects_are_sweepable() {
         assert!(is_data_object("o/p/namespaces/n/wal/00000000000000000001-a.wal"));
         assert!(is_data_object("o/p/namespaces/n/segments/s/data.seg"));
+        assert!(is_data_object("o/p/namespaces/n/schemas/00000000000000000001-c.json"));
         assert!(!is_data_object("o/p/namespaces/n/manifests/00000000000000000001.json"));
         assert!(!is_data_object("o/p/namespaces/n/CURRENT"));
         assert!(!is_data_object("o/p/namespaces/n/wal"));

@@ -1,8 +1,8 @@
 //! Verify: read every object the newest live generation of each namespace of
 //! a project references, check it against the checksum its manifest records
 //! and decode it whole — a segment's sections and every one of its rows, a
-//! deletion set, a WAL batch — and report each damaged object with the
-//! namespaces that reference it.
+//! deletion set, a WAL batch, a schema object — and report each damaged object
+//! with the namespaces that reference it.
 //!
 //! Invariants:
 //! - Read-only: verify writes nothing and takes no lock; an object shared by
@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use super::{Engine, EngineError, ErrorKind};
-use crate::format::manifest::{Manifest, ObjectRef};
+use crate::format::manifest::{decode_schema_object, Manifest, ObjectRef};
 use crate::format::segment::{DeletionSet, Segment};
 use crate::format::wal::WalBatch;
 use crate::layout::NsPath;
@@ -54,6 +54,7 @@ enum Kind {
     Segment,
     Deletes,
     Wal,
+    Schema,
 }
 
 /// Distinct objects of a project: key → (reference, kind, namespaces).
@@ -72,7 +73,17 @@ impl Engine {
         let mut objects = Objects::new();
         let names = self.store.list_dirs(&NsPath::project_namespaces_prefix(org, project)).await?;
         for path in names.iter().filter_map(|n| NsPath::new(org, project, n).ok()) {
-            let Some(m) = self.latest_manifest(&path).await? else { continue };
+            let m = match self.latest_manifest(&path).await {
+                Ok(m) => m,
+                // A damaged schema object fails the resolution: read the
+                // manifest as stored, so the object is reported like any other.
+                Err(e) if e.kind() == ErrorKind::Corrupted => {
+                    let log = self.log(&path).without_schemas();
+                    log.newest_from(log.generation_hint().await?).await?.map(std::sync::Arc::new)
+                }
+                Err(e) => return Err(e),
+            };
+            let Some(m) = m else { continue };
             if !m.deleted {
                 report.namespaces += 1;
                 add_objects(&mut objects, &path, &m);
@@ -114,6 +125,7 @@ impl Engine {
             }
             Kind::Deletes => DeletionSet::decode(&bytes).map(|_| 0).map_err(|e| bad(&e)),
             Kind::Wal => WalBatch::decode(&bytes).map(|_| 0).map_err(|e| bad(&e)),
+            Kind::Schema => decode_schema_object(r, &bytes).map(|_| 0).map_err(|e| bad(&e)),
         }
     }
 
@@ -149,6 +161,9 @@ pub(crate) fn check_object_bytes(m: &Manifest, key: &str, bytes: &bytes::Bytes) 
         Kind::Deletes => {
             DeletionSet::decode(bytes).map_err(|e| bad(&e))?;
         }
+        Kind::Schema => {
+            decode_schema_object(&r, bytes).map_err(|e| bad(&e))?;
+        }
         Kind::Wal => {
             let b = WalBatch::decode(bytes).map_err(|e| bad(&e))?;
             if Some(b.seq) != seq {
@@ -167,6 +182,9 @@ fn reference(m: &Manifest, key: &str) -> Option<(ObjectRef, Kind, Option<u64>)> 
             Kind::Wal,
             Some(w.seq),
         ));
+    }
+    if let Some(r) = m.schema_ref.as_ref().filter(|r| r.key == key) {
+        return Some((r.clone(), Kind::Schema, None));
     }
     m.segments.iter().find_map(|s| {
         let file = s.files.iter().find(|f| f.key == key).map(|f| (f.clone(), Kind::Segment, None));
@@ -189,5 +207,8 @@ fn add_objects(objects: &mut Objects, path: &NsPath, m: &Manifest) {
         if let Some(d) = &s.deletes {
             add(d.clone(), Kind::Deletes);
         }
+    }
+    if let Some(r) = &m.schema_ref {
+        add(r.clone(), Kind::Schema);
     }
 }

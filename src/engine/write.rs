@@ -477,6 +477,10 @@ pub(super) fn next_manifest(
     wal_refs.push(wal);
     let unindexed_rows = wal_refs.iter().map(|w| w.rows).sum();
     let unindexed_bytes = wal_refs.iter().map(|w| w.bytes).sum();
+    let schema = crate::schema::schema_to_json(&state.schema).as_object().cloned().unwrap_or_default();
+    // The previous generation's schema object, only while the schema is unchanged
+    // (storage-format.md 4.5: stored once per change; the commit unit stores a new one).
+    let schema_ref = live.filter(|m| m.schema == schema).and_then(|m| m.schema_ref.clone());
     Manifest {
         namespace: path.to_string(),
         generation: base.generation() + 1,
@@ -488,7 +492,8 @@ pub(super) fn next_manifest(
         id_type: state.id_type,
         distance_metric: state.distance_metric,
         vector_dim: state.vector_dim,
-        schema: crate::schema::schema_to_json(&state.schema).as_object().cloned().unwrap_or_default(),
+        schema,
+        schema_ref,
         next_wal_seq: seq + 1,
         wal: wal_refs,
         segments: live.map(|m| m.segments.clone()).unwrap_or_default(),

@@ -23,6 +23,16 @@
 //! - [`Manifest::try_encode`] refuses exactly what [`Manifest::decode`]
 //!   would refuse, so a writer never publishes an unreadable generation.
 //! - CURRENT is only a hint: readers verify it and fall back to listing.
+//! - A schema larger than [`SCHEMA_INLINE_MAX_BYTES`] lives in a schema object
+//!   (4.5) that the manifest names by [`Manifest::schema_ref`]; such a manifest
+//!   is written as format version 2 and everything else as version 1, byte
+//!   for byte as before. Both versions are read. In memory, `schema` is the
+//!   resolved schema: [`Manifest::decode`] of a version-2 manifest leaves it
+//!   empty until the reader resolves it ([`Manifest::schema_unresolved`]),
+//!   and `schema_ref` is only kept while it names exactly `schema`'s encoding
+//!   (whoever changes `schema` clears it; the commit unit re-checks).
+//! - The schema object is one of the manifest's objects
+//!   ([`Manifest::object_keys`], [`Manifest::object_refs`]).
 
 use std::collections::BTreeMap;
 
@@ -35,8 +45,16 @@ use super::{len_u64, FormatError};
 
 /// The `magic` of a manifest envelope.
 pub const MANIFEST_MAGIC: &str = "tidepool.manifest";
-/// The manifest format version this build writes (and the highest it reads).
-pub const MANIFEST_FORMAT_VERSION: u64 = 1;
+/// The highest manifest format version this build reads (and writes, for a
+/// manifest with a [`Manifest::schema_ref`]; version 1 otherwise).
+pub const MANIFEST_FORMAT_VERSION: u64 = 2;
+/// The `magic` of a schema object (`schemas/{gen:020}-{cid}.json`, 4.5).
+pub const SCHEMA_MAGIC: &str = "tidepool.schema";
+/// The schema object format version this build writes (and reads).
+pub const SCHEMA_FORMAT_VERSION: u64 = 1;
+/// Schemas whose JSON encoding is at most this long stay inline in the
+/// manifest (version 1); larger ones get a schema object.
+pub const SCHEMA_INLINE_MAX_BYTES: usize = 4096;
 /// Largest manifest file accepted.
 pub const MAX_MANIFEST_BYTES: usize = 64 << 20;
 /// The `magic` of a CURRENT hint.
@@ -154,7 +172,8 @@ pub struct ManifestStats {
 }
 
 /// The body of one manifest generation: the complete state of a namespace.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+/// Serialized through [`BodyOut`] (exactly one of `schema` and `schema_ref`).
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
 pub struct Manifest {
     /// `org/project/ns`.
     pub namespace: String,
@@ -177,8 +196,16 @@ pub struct Manifest {
     pub distance_metric: Option<DistanceMetric>,
     /// The dense vector dimension, once known.
     pub vector_dim: Option<u32>,
-    /// The schema in turbopuffer's shape (`schema::schema_to_json`).
+    /// The schema in turbopuffer's shape (`schema::schema_to_json`), resolved
+    /// (see [`Manifest::schema_unresolved`]). Stored inline (version 1) or in
+    /// the object `schema_ref` names (version 2).
+    #[serde(default)]
     pub schema: serde_json::Map<String, serde_json::Value>,
+    /// The schema object holding `schema` (version 2), when it is too large
+    /// to store inline. Names exactly the encoding of `schema`: code that
+    /// changes `schema` sets this to None and the commit unit stores it anew.
+    #[serde(default)]
+    pub schema_ref: Option<ObjectRef>,
     /// The sequence number the next WAL batch gets.
     pub next_wal_seq: u64,
     /// WAL batches not yet folded into segments, by increasing seq.
@@ -230,6 +257,109 @@ impl Manifest {
     /// content (besides the generation itself).
     pub fn content_version(&self) -> u64 {
         self.data_generation.unwrap_or(self.generation)
+    }
+
+    /// Whether the schema still has to be read from the schema object
+    /// (decoded from a version-2 manifest, not resolved yet). A stored schema
+    /// is never empty (an empty one is inline), so this is exact.
+    pub fn schema_unresolved(&self) -> bool {
+        self.schema_ref.is_some() && self.schema.is_empty()
+    }
+
+    /// The format version this manifest is written in.
+    pub fn format_version(&self) -> u64 {
+        if self.schema_ref.is_some() {
+            2
+        } else {
+            1
+        }
+    }
+}
+
+/// The serialized form of a manifest body: the fields of [`Manifest`] in
+/// order, `schema` written only without a `schema_ref` (version 1) and
+/// `schema_ref` only with one (version 2). Borrowed, so encoding copies
+/// nothing.
+#[derive(Serialize)]
+struct BodyOut<'a> {
+    namespace: &'a str,
+    generation: u64,
+    commit_id: &'a str,
+    previous_generation: Option<u64>,
+    created_at_ms: u64,
+    committed_at_ms: u64,
+    deleted: bool,
+    id_type: Option<IdType>,
+    distance_metric: Option<DistanceMetric>,
+    vector_dim: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    schema: Option<&'a serde_json::Map<String, serde_json::Value>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    schema_ref: Option<&'a ObjectRef>,
+    next_wal_seq: u64,
+    wal: &'a [WalRef],
+    segments: &'a [SegmentRef],
+    row_id_hwm: u64,
+    lineage: Option<&'a Lineage>,
+    stats: ManifestStats,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    labels: &'a BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data_generation: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    origin: Option<&'a Origin>,
+}
+
+impl Serialize for Manifest {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        // Destructured without `..`: a new field cannot be forgotten here.
+        let Manifest {
+            namespace,
+            generation,
+            commit_id,
+            previous_generation,
+            created_at_ms,
+            committed_at_ms,
+            deleted,
+            id_type,
+            distance_metric,
+            vector_dim,
+            schema,
+            schema_ref,
+            next_wal_seq,
+            wal,
+            segments,
+            row_id_hwm,
+            lineage,
+            stats,
+            labels,
+            data_generation,
+            origin,
+        } = self;
+        BodyOut {
+            namespace,
+            generation: *generation,
+            commit_id,
+            previous_generation: *previous_generation,
+            created_at_ms: *created_at_ms,
+            committed_at_ms: *committed_at_ms,
+            deleted: *deleted,
+            id_type: *id_type,
+            distance_metric: *distance_metric,
+            vector_dim: *vector_dim,
+            schema: schema_ref.is_none().then_some(schema),
+            schema_ref: schema_ref.as_ref(),
+            next_wal_seq: *next_wal_seq,
+            wal,
+            segments,
+            row_id_hwm: *row_id_hwm,
+            lineage: lineage.as_ref(),
+            stats: *stats,
+            labels,
+            data_generation: *data_generation,
+            origin: origin.as_ref(),
+        }
+        .serialize(s)
     }
 }
 
@@ -286,38 +416,34 @@ impl Manifest {
     pub fn encode(&self) -> Vec<u8> {
         // Serializing this type cannot fail (string map keys, no custom
         // serializers); an empty result would be refused by `decode`.
-        serde_json::to_string(self).map(|body| envelope(&body)).unwrap_or_default()
+        serde_json::to_string(self)
+            .map(|body| envelope(MANIFEST_MAGIC, self.format_version(), &body))
+            .unwrap_or_default()
     }
 
     /// Validate, then encode.
     pub fn try_encode(&self) -> Result<Vec<u8>, FormatError> {
         self.validate()?;
         let body = serde_json::to_string(self).map_err(|e| malformed("manifest", e))?;
-        let out = envelope(&body);
+        let out = envelope(MANIFEST_MAGIC, self.format_version(), &body);
         check_size("manifest", &out, MAX_MANIFEST_BYTES)?;
         Ok(out)
     }
 
-    /// Decode and verify a manifest file.
+    /// Decode and verify a manifest file (version 1 or 2). A version-2
+    /// manifest comes back with its schema unresolved
+    /// ([`Manifest::schema_unresolved`]): the reader fetches the schema object.
     pub fn decode(bytes: &[u8]) -> Result<Manifest, FormatError> {
-        check_size("manifest", bytes, MAX_MANIFEST_BYTES)?;
-        let text = std::str::from_utf8(bytes).map_err(|e| malformed("manifest", e))?;
-        let env: EnvelopeIn<'_> =
-            serde_json::from_str(text).map_err(|e| malformed("manifest envelope", e))?;
-        check_magic_version(
-            "manifest",
-            env.magic.as_deref(),
-            MANIFEST_MAGIC,
-            env.format_version,
-            MANIFEST_FORMAT_VERSION,
-        )?;
-        let expected = env.crc32c.ok_or_else(|| malformed("manifest", "missing crc32c"))?;
-        let body = env.body.ok_or_else(|| malformed("manifest", "missing body"))?;
-        let actual = crc32c::crc32c(body.get().as_bytes());
-        if actual != expected {
-            return Err(FormatError::ChecksumMismatch { what: "manifest body", expected, actual });
+        let (version, body) = open_envelope("manifest", bytes, MANIFEST_MAGIC, MANIFEST_FORMAT_VERSION)?;
+        let m: Manifest = serde_json::from_str(body).map_err(|e| malformed("manifest body", e))?;
+        match (version, &m.schema_ref) {
+            (1, Some(_)) => return Err(malformed("manifest", "a version 1 manifest has a schema_ref")),
+            (2, None) => return Err(malformed("manifest", "a version 2 manifest has no schema_ref")),
+            (2, Some(_)) if !m.schema.is_empty() => {
+                return Err(malformed("manifest", "a version 2 manifest carries its schema inline"))
+            }
+            _ => {}
         }
-        let m: Manifest = serde_json::from_str(body.get()).map_err(|e| malformed("manifest body", e))?;
         m.validate()?;
         Ok(m)
     }
@@ -392,8 +518,17 @@ impl Manifest {
                 }
             }
         }
+        if self.schema_ref.as_ref().is_some_and(|r| r.key.is_empty()) {
+            return bad("schema_ref has an empty key".into());
+        }
         let mut keys = std::collections::BTreeSet::new();
-        for k in self.wal.iter().map(|w| &w.key).chain(self.segments.iter().flat_map(segment_keys)) {
+        for k in self
+            .wal
+            .iter()
+            .map(|w| &w.key)
+            .chain(self.segments.iter().flat_map(segment_keys))
+            .chain(self.schema_ref.iter().map(|r| &r.key))
+        {
             if !keys.insert(k.as_str()) {
                 return bad(format!("object key {k:?} is referenced twice"));
             }
@@ -410,16 +545,30 @@ impl Manifest {
     }
 
     /// Every object key this generation references (WAL batches, then for
-    /// each segment its files and its deletion set), each once, in manifest
-    /// order.
+    /// each segment its files and its deletion set, then the schema object),
+    /// each once, in manifest order.
     pub fn object_keys(&self) -> Vec<String> {
         let mut seen = std::collections::HashSet::new();
         self.wal
             .iter()
             .map(|w| &w.key)
             .chain(self.segments.iter().flat_map(segment_keys))
+            .chain(self.schema_ref.iter().map(|r| &r.key))
             .filter(|k| seen.insert(k.as_str()))
             .cloned()
+            .collect()
+    }
+
+    /// The objects of [`Manifest::object_keys`] with their recorded length
+    /// and crc32c, in the same order.
+    pub fn object_refs(&self) -> Vec<ObjectRef> {
+        let mut seen = std::collections::HashSet::new();
+        let wal = self.wal.iter().map(|w| ObjectRef { key: w.key.clone(), bytes: w.bytes, crc32c: w.crc32c });
+        let segs =
+            self.segments.iter().flat_map(|s| s.files.iter().cloned().chain(s.deletes.iter().cloned()));
+        wal.chain(segs)
+            .chain(self.schema_ref.iter().cloned())
+            .filter(|r| seen.insert(r.key.clone()))
             .collect()
     }
 }
@@ -429,12 +578,74 @@ fn segment_keys(s: &SegmentRef) -> impl Iterator<Item = &String> {
     s.files.iter().map(|f| &f.key).chain(s.deletes.iter().map(|d| &d.key))
 }
 
-fn envelope(body: &str) -> Vec<u8> {
+/// A JSON envelope (1.3): `{"magic":M,"format_version":V,"crc32c":C,"body":B}\n`,
+/// C the crc32c of the body's bytes.
+fn envelope(magic: &str, version: u64, body: &str) -> Vec<u8> {
     let crc = crc32c::crc32c(body.as_bytes());
-    format!(
-        "{{\"magic\":\"{MANIFEST_MAGIC}\",\"format_version\":{MANIFEST_FORMAT_VERSION},\"crc32c\":{crc},\"body\":{body}}}\n"
-    )
-    .into_bytes()
+    format!("{{\"magic\":\"{magic}\",\"format_version\":{version},\"crc32c\":{crc},\"body\":{body}}}\n")
+        .into_bytes()
+}
+
+/// Open a JSON envelope: size cap, UTF-8, magic, a version in 1..=`max`,
+/// the body's checksum. Returns the version and the raw body.
+fn open_envelope<'a>(
+    what: &'static str,
+    bytes: &'a [u8],
+    magic: &str,
+    max: u64,
+) -> Result<(u64, &'a str), FormatError> {
+    check_size(what, bytes, MAX_MANIFEST_BYTES)?;
+    let text = std::str::from_utf8(bytes).map_err(|e| malformed(what, e))?;
+    let env: EnvelopeIn<'_> = serde_json::from_str(text).map_err(|e| malformed(what, e))?;
+    if env.magic.as_deref() != Some(magic) {
+        return Err(FormatError::BadMagic { what });
+    }
+    let version = match env.format_version {
+        None => return Err(malformed(what, "missing format_version")),
+        Some(v) if v == 0 || v > max => {
+            return Err(FormatError::UnsupportedVersion { what, version: v, supported: max })
+        }
+        Some(v) => v,
+    };
+    let expected = env.crc32c.ok_or_else(|| malformed(what, "missing crc32c"))?;
+    let body = env.body.ok_or_else(|| malformed(what, "missing body"))?;
+    let actual = crc32c::crc32c(body.get().as_bytes());
+    if actual != expected {
+        let what = if what == "manifest" { "manifest body" } else { what };
+        return Err(FormatError::ChecksumMismatch { what, expected, actual });
+    }
+    Ok((version, body.get()))
+}
+
+/// The JSON encoding of a schema: what a version 1 manifest stores as
+/// `schema`, the body of a schema object, and what the inline limit measures.
+pub fn schema_json(schema: &serde_json::Map<String, serde_json::Value>) -> String {
+    // A map of JSON values with string keys always serializes.
+    serde_json::to_string(schema).unwrap_or_default()
+}
+
+/// A schema object (4.5) around a schema's JSON encoding.
+pub fn encode_schema_object(schema_json: &str) -> Vec<u8> {
+    envelope(SCHEMA_MAGIC, SCHEMA_FORMAT_VERSION, schema_json)
+}
+
+/// The reference a manifest records for the schema object `bytes` at `key`.
+pub fn schema_object_ref(key: String, bytes: &[u8]) -> ObjectRef {
+    ObjectRef { key, bytes: len_u64(bytes.len()), crc32c: crc32c::crc32c(bytes) }
+}
+
+/// Decode a schema object, first checking it is the object `r` names
+/// (length and whole-object crc32c), then its envelope.
+pub fn decode_schema_object(
+    r: &ObjectRef,
+    bytes: &[u8],
+) -> Result<serde_json::Map<String, serde_json::Value>, FormatError> {
+    let actual = crc32c::crc32c(bytes);
+    if len_u64(bytes.len()) != r.bytes || actual != r.crc32c {
+        return Err(FormatError::ChecksumMismatch { what: "schema object", expected: r.crc32c, actual });
+    }
+    let (_, body) = open_envelope("schema object", bytes, SCHEMA_MAGIC, SCHEMA_FORMAT_VERSION)?;
+    serde_json::from_str(body).map_err(|e| malformed("schema object body", e))
 }
 
 fn current_crc(generation: u64) -> u32 {
@@ -535,6 +746,7 @@ mod tests {
             distance_metric: Some(DistanceMetric::CosineDistance),
             vector_dim: Some(3),
             schema: schema.as_object().cloned().unwrap_or_default(),
+            schema_ref: None,
             next_wal_seq: 12,
             wal: vec![
                 WalRef {
@@ -636,11 +848,16 @@ mod tests {
     #[test]
     fn unknown_versions_and_bad_magic_are_refused() {
         let text = String::from_utf8(minimal().encode()).unwrap();
-        let v2 = text.replacen("\"format_version\":1", "\"format_version\":2", 1);
+        let v3 = text.replacen("\"format_version\":1", "\"format_version\":3", 1);
         assert_eq!(
-            Manifest::decode(v2.as_bytes()),
-            Err(FormatError::UnsupportedVersion { what: "manifest", version: 2, supported: 1 })
+            Manifest::decode(v3.as_bytes()),
+            Err(FormatError::UnsupportedVersion { what: "manifest", version: 3, supported: 2 })
         );
+        let v0 = text.replacen("\"format_version\":1", "\"format_version\":0", 1);
+        assert!(matches!(Manifest::decode(v0.as_bytes()), Err(FormatError::UnsupportedVersion { .. })));
+        // Version 2 without a schema_ref is refused (the version and the body must agree).
+        let v2 = text.replacen("\"format_version\":1", "\"format_version\":2", 1);
+        assert!(matches!(Manifest::decode(v2.as_bytes()), Err(FormatError::Malformed(_))));
         let bad = text.replacen("tidepool.manifest", "tidepool.manifesx", 1);
         assert_eq!(Manifest::decode(bad.as_bytes()), Err(FormatError::BadMagic { what: "manifest" }));
         assert_eq!(Manifest::decode(b"{}"), Err(FormatError::BadMagic { what: "manifest" }));
@@ -653,7 +870,7 @@ mod tests {
         let mut body = serde_json::to_value(&m).unwrap();
         body["future_field"] = json!({"x": 1});
         let body = body.to_string();
-        let bytes = envelope(&body);
+        let bytes = envelope(MANIFEST_MAGIC, 1, &body);
         let mut text = String::from_utf8(bytes).unwrap();
         text = text.replacen("{\"magic\"", "{\"extra\":true,\"magic\"", 1);
         assert_eq!(Manifest::decode(text.as_bytes()).unwrap(), m);
@@ -667,7 +884,7 @@ mod tests {
         for k in ["segments", "row_id_hwm", "lineage", "stats"] {
             obj.remove(k);
         }
-        assert_eq!(Manifest::decode(&envelope(&body.to_string())).unwrap(), m);
+        assert_eq!(Manifest::decode(&envelope(MANIFEST_MAGIC, 1, &body.to_string())).unwrap(), m);
     }
 
     #[test]
@@ -746,7 +963,7 @@ mod tests {
         let seg = body["segments"][0].as_object_mut().unwrap();
         seg.remove("deletes");
         seg.remove("bytes");
-        let decoded = Manifest::decode(&envelope(&body.to_string())).unwrap();
+        let decoded = Manifest::decode(&envelope(MANIFEST_MAGIC, 1, &body.to_string())).unwrap();
         assert_eq!(decoded.segments[0].deletes, None);
         assert_eq!(decoded.segments[0].bytes, 0);
         // Set: written after `rows`, in field order.
@@ -816,5 +1033,70 @@ mod tests {
         let mut big = m.clone();
         big.schema.insert("x".repeat(MAX_EMBEDDED_MANIFEST_BYTES), serde_json::json!({"type": "string"}));
         assert_eq!(encode_current_with_manifest(&big), encode_current(big.generation));
+    }
+
+    /// A manifest with its schema in a schema object: version 2, no inline
+    /// schema, the object one of its objects; any damage to the object is refused.
+    #[test]
+    fn schema_objects_round_trip_and_version_two_manifests_name_them() {
+        let mut m = sample();
+        let body = schema_json(&m.schema);
+        let object = encode_schema_object(&body);
+        assert!(object.starts_with(b"{\"magic\":\"tidepool.schema\",\"format_version\":1,"));
+        let key = "acme/search/namespaces/docs/schemas/00000000000000000007-0123.json".to_owned();
+        let r = schema_object_ref(key.clone(), &object);
+        assert_eq!(decode_schema_object(&r, &object).unwrap(), m.schema);
+        for i in 0..object.len() * 8 {
+            let mut b = object.clone();
+            b[i / 8] ^= 1 << (i % 8);
+            assert!(decode_schema_object(&r, &b).is_err(), "flip of bit {i} went unnoticed");
+        }
+        assert!(decode_schema_object(&r, &object[..object.len() - 2]).is_err());
+        // A forged object whose own envelope is fine but is not the one the manifest names.
+        let other = encode_schema_object("{}");
+        assert!(decode_schema_object(&r, &other).is_err());
+
+        m.schema_ref = Some(r.clone());
+        let bytes = m.try_encode().unwrap();
+        let text = String::from_utf8(bytes.clone()).unwrap();
+        assert!(text.starts_with("{\"magic\":\"tidepool.manifest\",\"format_version\":2,"), "{text}");
+        assert!(!text.contains("\"schema\":"), "{text}");
+        assert!(text.contains(&format!("\"vector_dim\":3,\"schema_ref\":{{\"key\":\"{key}\"")), "{text}");
+        let decoded = Manifest::decode(&bytes).unwrap();
+        assert!(decoded.schema_unresolved());
+        assert_eq!(decoded.schema_ref.as_ref(), Some(&r));
+        let mut resolved = decoded.clone();
+        resolved.schema = decode_schema_object(&r, &object).unwrap();
+        assert_eq!(resolved, m);
+        // Re-encoding an unresolved manifest keeps the reference (nothing is lost).
+        assert_eq!(decoded.try_encode().unwrap(), bytes);
+        assert_eq!(m.object_keys().last(), Some(&key));
+        assert_eq!(m.object_refs().last(), Some(&r));
+        assert_eq!(m.object_refs().len(), m.object_keys().len());
+        // The schema key may not repeat another object's key, nor be empty.
+        let mut dup = m.clone();
+        dup.schema_ref.as_mut().unwrap().key = dup.wal[0].key.clone();
+        assert!(dup.try_encode().is_err());
+        let mut empty = m.clone();
+        empty.schema_ref.as_mut().unwrap().key.clear();
+        assert!(empty.try_encode().is_err());
+        // A version 1 body with a schema_ref, or a version 2 body with its schema, is refused.
+        let v1 = text.replacen("\"format_version\":2", "\"format_version\":1", 1);
+        assert!(matches!(Manifest::decode(v1.as_bytes()), Err(FormatError::Malformed(_))));
+        let mut body = serde_json::to_value(&m).unwrap();
+        body["schema"] = serde_json::Value::Object(m.schema.clone());
+        let both = envelope(MANIFEST_MAGIC, 2, &body.to_string());
+        assert!(matches!(Manifest::decode(&both), Err(FormatError::Malformed(_))));
+    }
+
+    /// Without a schema_ref the encoding is version 1, byte for byte what it
+    /// was before schema objects existed (the field order and `schema` inline).
+    #[test]
+    fn manifests_without_a_schema_ref_stay_version_one() {
+        let m = sample();
+        let text = String::from_utf8(m.try_encode().unwrap()).unwrap();
+        assert!(text.starts_with("{\"magic\":\"tidepool.manifest\",\"format_version\":1,"));
+        assert!(text.contains("\"vector_dim\":3,\"schema\":{\"title\""), "{text}");
+        assert!(!text.contains("schema_ref"));
     }
 }

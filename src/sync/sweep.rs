@@ -115,7 +115,7 @@ impl Syncer {
                 if tombs.contains(&g) {
                     continue;
                 }
-                if let Some(m) = log.read(g).await? {
+                if let Some(m) = log.read_keys_only(g).await? {
                     keys.extend(m.object_keys());
                 }
             }

@@ -38,9 +38,7 @@ pub const STREAM_ABOVE: u64 = 8 << 20;
 
 /// Every object a manifest references, with its recorded length and crc32c.
 pub fn object_refs(m: &Manifest) -> Vec<ObjectRef> {
-    let wal = m.wal.iter().map(|w| ObjectRef { key: w.key.clone(), bytes: w.bytes, crc32c: w.crc32c });
-    let segs = m.segments.iter().flat_map(|s| s.files.iter().cloned().chain(s.deletes.iter().cloned()));
-    wal.chain(segs).collect()
+    m.object_refs()
 }
 
 /// What a copy moved.

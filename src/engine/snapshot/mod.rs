@@ -295,7 +295,9 @@ impl Engine {
         let m = self.adopt_copies(&source, dst, base.as_deref(), &map, &written).await?;
         let committed = self.commit_fork(dst, base, &written, m).await;
         clear_cached(&h);
-        Ok(Arc::new(committed?))
+        // The snapshot's manifest came without its schema resolved (4.5).
+        let m = self.log(dst).resolve(committed?, None).await?;
+        Ok(Arc::new(m))
     }
 }
 
