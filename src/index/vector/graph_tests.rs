@@ -186,7 +186,9 @@ fn any_thread_count_builds_the_same_bytes() {
     let dim = 8;
     let n = build::SEQUENTIAL + 700;
     let data = clustered(n, dim, 21);
-    let with = |threads| build(&data, dim, Metric::CosineDistance, &GraphParams { threads, ..GraphParams::default() });
+    let with = |threads| {
+        build(&data, dim, Metric::CosineDistance, &GraphParams { threads, ..GraphParams::default() })
+    };
     let one = with(1);
     assert_eq!(one, with(2));
     assert_eq!(one, with(4));

@@ -84,28 +84,43 @@ impl<'a> Space<'a> {
     /// Row `r` in index space (borrowed when it needs no normalising, else written to `buf`).
     #[inline]
     fn row<'b>(&'b self, r: usize, buf: &'b mut [f32]) -> &'b [f32] {
-        let x = &self.vectors[r * self.dim..(r + 1) * self.dim];
-        match self.norms.as_ref().map(|n| n[r]) {
-            Some(n) if n > 0.0 && n.is_finite() => {
-                buf.iter_mut().zip(x).for_each(|(o, a)| *o = (f64::from(*a) / n) as f32);
-                buf
-            }
-            _ => x,
+        match self.normalise(r, buf) {
+            Some(x) => x,
+            None => buf,
         }
     }
 
-    /// Every row in index space, contiguous: borrowed for euclidean, a copy for cosine.
-    fn materialise(&self) -> std::borrow::Cow<'a, [f32]> {
+    /// Writes row `r` normalised to `out`, or returns it when it stays as given (euclidean, or a
+    /// zero or non-finite norm).
+    #[inline]
+    fn normalise(&self, r: usize, out: &mut [f32]) -> Option<&[f32]> {
+        let x = &self.vectors[r * self.dim..(r + 1) * self.dim];
+        match self.norms.as_ref().map(|n| n[r]) {
+            Some(n) if n > 0.0 && n.is_finite() => {
+                out.iter_mut().zip(x).for_each(|(o, a)| *o = (f64::from(*a) / n) as f32);
+                None
+            }
+            _ => Some(x),
+        }
+    }
+}
+
+impl calibrate::Rows for Space<'_> {
+    fn count(&self) -> usize {
+        self.rows
+    }
+    fn block<'a>(&'a self, start: usize, n: usize, buf: &'a mut Vec<f32>) -> &'a [f32] {
+        let x = &self.vectors[start * self.dim..(start + n) * self.dim];
         if self.norms.is_none() {
-            return std::borrow::Cow::Borrowed(self.vectors);
+            return x;
         }
-        let mut v = vec![0f32; self.vectors.len()];
-        for (r, out) in v.chunks_exact_mut(self.dim.max(1)).enumerate() {
-            let mut buf = vec![0f32; self.dim];
-            let x = self.row(r, &mut buf);
-            out.copy_from_slice(x);
+        buf.resize(x.len(), 0.0);
+        for (r, out) in buf.chunks_exact_mut(self.dim.max(1)).enumerate() {
+            if let Some(x) = self.normalise(start + r, out) {
+                out.copy_from_slice(x);
+            }
         }
-        std::borrow::Cow::Owned(v)
+        buf
     }
 }
 
@@ -175,23 +190,26 @@ fn centred_codes(space: &Space<'_>, mean: &[f32], stride: usize, threads: usize)
     // Rows are independent: code them in parallel, in contiguous parts.
     let per = rows.div_ceil(threads.max(1));
     let scales = &cc.scales;
-    let code_part = |first: usize, codes: &mut [u8], qcodes: &mut [i8], rest: (&mut [i32], &mut [f32], &mut [f32])| {
-        let (qbias, qinv, norms2) = rest;
-        let mut buf = vec![0f32; dim];
-        let mut centred = vec![0f32; dim];
-        for (i, (code, qcode)) in codes.chunks_exact_mut(stride).zip(qcodes.chunks_exact_mut(stride)).enumerate() {
-            let x = space.row(first + i, &mut buf);
-            centred.iter_mut().zip(x).zip(mean).for_each(|((o, v), m)| *o = v - m);
-            for ((o, v), s) in code.iter_mut().zip(&centred).zip(scales) {
-                *o = ((v * s).round().clamp(-127.0, 127.0) as i32 + 128) as u8;
+    let code_part =
+        |first: usize, codes: &mut [u8], qcodes: &mut [i8], rest: (&mut [i32], &mut [f32], &mut [f32])| {
+            let (qbias, qinv, norms2) = rest;
+            let mut buf = vec![0f32; dim];
+            let mut centred = vec![0f32; dim];
+            for (i, (code, qcode)) in
+                codes.chunks_exact_mut(stride).zip(qcodes.chunks_exact_mut(stride)).enumerate()
+            {
+                let x = space.row(first + i, &mut buf);
+                centred.iter_mut().zip(x).zip(mean).for_each(|((o, v), m)| *o = v - m);
+                for ((o, v), s) in code.iter_mut().zip(&centred).zip(scales) {
+                    *o = ((v * s).round().clamp(-127.0, 127.0) as i32 + 128) as u8;
+                }
+                let (q, b, inv) = quantize_query(&centred, scales, stride);
+                qcode.copy_from_slice(&q);
+                qbias[i] = b;
+                qinv[i] = inv;
+                norms2[i] = centred.iter().map(|a| f64::from(*a) * f64::from(*a)).sum::<f64>() as f32;
             }
-            let (q, b, inv) = quantize_query(&centred, scales, stride);
-            qcode.copy_from_slice(&q);
-            qbias[i] = b;
-            qinv[i] = inv;
-            norms2[i] = centred.iter().map(|a| f64::from(*a) * f64::from(*a)).sum::<f64>() as f32;
-        }
-    };
+        };
     std::thread::scope(|s| {
         let parts = cc
             .codes
@@ -374,8 +392,8 @@ fn put_f32s(b: &mut [u8], at: usize, v: &[f32]) {
 
 /// Builds the section for `vectors` (rows × dim, row order), calibrated (see the module docs).
 /// Rows of zeros (e.g. rows without a vector) are indexed like any other; callers exclude them
-/// with the search filter. Holds no f32 copy of the rows while linking (codes only); cosine
-/// calibration normalises a copy once the linking's working set is freed.
+/// with the search filter. Holds no f32 copy of the rows (cosine rows are normalised on the fly,
+/// also for calibration): the working set is the codes, the adjacency and the section.
 pub fn build(vectors: &[f32], dim: usize, metric: Metric, params: &GraphParams) -> Vec<u8> {
     let rows = vectors.len().checked_div(dim).unwrap_or(0);
     let degree = params.degree.clamp(2, 256) as usize;
@@ -423,7 +441,7 @@ pub fn build(vectors: &[f32], dim: usize, metric: Metric, params: &GraphParams) 
     drop(adj);
     b[o_c..end].copy_from_slice(&cc.codes);
     drop(cc);
-    let mut b = calibrate_section(b, &vectors[..rows * dim], &space.materialise(), dim, metric);
+    let mut b = calibrate_section(b, &vectors[..rows * dim], &space, dim, metric);
     let crc = section_crc(&b);
     b[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_le_bytes());
     b
@@ -432,14 +450,14 @@ pub fn build(vectors: &[f32], dim: usize, metric: Metric, params: &GraphParams) 
 /// Measures the built section on a sample of its own rows (deterministic kernels: the record
 /// is the same on every CPU), stores the record and, as `default_ef`, the ef that reaches the default
 /// target (the top of the ladder when none does; queries then search exactly).
-fn calibrate_section(b: Vec<u8>, vectors: &[f32], space: &[f32], dim: usize, metric: Metric) -> Vec<u8> {
-    let sample = calibrate::sample(space, dim, metric);
+fn calibrate_section(b: Vec<u8>, vectors: &[f32], space: &Space<'_>, dim: usize, metric: Metric) -> Vec<u8> {
+    let sample = calibrate::sample_rows(space, dim, metric);
     let bytes = bytes::Bytes::from(b);
     let cal = match GraphIndex::parse(bytes.clone(), false) {
         Ok(mut ix) => {
             ix.kern = super::super::distance::deterministic();
             let ladder: Vec<(u32, u32)> = EF_LADDER.iter().map(|e| (*e, *e)).collect();
-            calibrate::calibrate(space, dim, metric, &sample, &ladder, |q, ef, rerank| {
+            calibrate::calibrate_rows(space, metric, &sample, &ladder, |q, ef, rerank| {
                 let qv = &vectors[q as usize * dim..(q as usize + 1) * dim];
                 let p = GraphSearchParams { ef, rerank };
                 let found = ix.search_hiding(vectors, qv, calibrate::K + 1, None, &p, Some(q));

@@ -6,7 +6,9 @@ use super::super::ann::{checksum, corrupt, exact, quantize_query, unsupported};
 use super::super::calibrate::Calibration;
 use super::super::distance::{kernels, Kernels, Metric};
 use super::super::Ranked;
-use super::{layout, section_crc, GraphSearchParams, CALIB_AT, CRC_AT, HEADER_LEN, HEADER_LEN_V1, MAGIC, NONE, VERSION};
+use super::{
+    layout, section_crc, GraphSearchParams, CALIB_AT, CRC_AT, HEADER_LEN, HEADER_LEN_V1, MAGIC, NONE, VERSION,
+};
 use crate::index::IndexError;
 use std::collections::BinaryHeap;
 
@@ -344,4 +346,3 @@ impl GraphIndex {
 thread_local! {
     static VISITED: std::cell::RefCell<Visited> = std::cell::RefCell::new(Visited::new(0));
 }
-
