@@ -57,7 +57,7 @@ fn main() {
     let queries = read_f32(&format!("{root}/queries/query_vectors.f32"));
     let n0 = base.len() / DIM;
     let mut vectors = Vec::with_capacity(rows * DIM);
-    let mut s = 0x6e6f_6973_65u64;
+    let mut s = 0x006e_6f69_7365_u64;
     for i in 0..rows {
         let src = &base[(i % n0) * DIM..(i % n0 + 1) * DIM];
         if i < n0 {
