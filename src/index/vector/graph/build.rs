@@ -403,7 +403,7 @@ pub fn build(vectors: &[f32], dim: usize, metric: Metric, params: &GraphParams) 
     let mean64 = mean_of(&space);
     let mean: Vec<f32> = mean64.iter().map(|m| if params.centred { *m as f32 } else { 0.0 }).collect();
     let entry = entry_row(&space, &mean64);
-    let cc = centred_codes(&space, &mean, stride, threads);
+    let mut cc = centred_codes(&space, &mean, stride, threads);
     let cd = Coded {
         kern: kernels(),
         stride,
@@ -414,6 +414,8 @@ pub fn build(vectors: &[f32], dim: usize, metric: Metric, params: &GraphParams) 
         norms2: &cc.norms2,
     };
     let adj = link(&cd, rows, degree, entry, params);
+    // The query codes served the linking only: free them before the section is allocated.
+    (cc.qcodes, cc.qbias, cc.qinv) = (Vec::new(), Vec::new(), Vec::new());
     let Some([o_sc, o_m, o_n, o_nb, o_c, end]) = layout(false, dim, rows, degree, stride) else {
         return Vec::new();
     };
