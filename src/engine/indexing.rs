@@ -53,7 +53,10 @@ pub(crate) fn add_index_sections(builder: &mut SegmentBuilder, docs: &[Document]
                 }
             }
             let metric = state.distance_metric.unwrap_or(DistanceMetric::CosineDistance);
-            let params = crate::index::vector::ann::AnnParams::default();
+            // One flat copy of the vectors, shared by the three builders; they parallelise
+            // deterministically (same bytes for any thread count).
+            let threads = crate::index::vector::graph::default_threads();
+            let params = crate::index::vector::ann::AnnParams { threads, ..Default::default() };
             let ann = crate::index::vector::ann::build(&flat, dim, metric, &params);
             // The cold-read lists need every row to have a vector (no absent-row
             // bitmap is fetched on the cold path).
@@ -65,7 +68,7 @@ pub(crate) fn add_index_sections(builder: &mut SegmentBuilder, docs: &[Document]
             if let Some(cold) = cold {
                 builder.add_section(SECTION_COLD_IVF, cold);
             }
-            let gparams = crate::index::vector::graph::GraphParams::default();
+            let gparams = crate::index::vector::graph::GraphParams { threads, ..Default::default() };
             builder.add_section(
                 SECTION_GRAPH_INDEX,
                 crate::index::vector::graph::build(&flat, dim, metric, &gparams),

@@ -178,55 +178,106 @@ fn det_distance(metric: Metric, a: &[f32], b: &[f32]) -> f32 {
     }
 }
 
+/// A segment's rows in index space (cosine: unit-normalised), read in blocks: lets a builder
+/// calibrate without holding a contiguous normalised copy of its rows.
+pub trait Rows {
+    /// Rows held.
+    fn count(&self) -> usize;
+    /// Rows `[start, start + n)` (within `count`), contiguous: borrowed, or written to `buf`.
+    fn block<'a>(&'a self, start: usize, n: usize, buf: &'a mut Vec<f32>) -> &'a [f32];
+}
+
+/// Contiguous rows × dim.
+pub struct Flat<'a> {
+    /// The rows.
+    pub rows: &'a [f32],
+    /// Their dimension (> 0).
+    pub dim: usize,
+}
+
+impl Rows for Flat<'_> {
+    fn count(&self) -> usize {
+        self.rows.len().checked_div(self.dim).unwrap_or(0)
+    }
+    fn block<'a>(&'a self, start: usize, n: usize, _: &'a mut Vec<f32>) -> &'a [f32] {
+        &self.rows[start * self.dim..(start + n) * self.dim]
+    }
+}
+
+/// Rows the exact pass reads at a time.
+const BLOCK: usize = 4096;
+
 /// Samples rows of `space` (rows × dim, index space: cosine rows unit-normalised) with a non-zero
 /// vector, evenly spaced, and computes each one's exact [`K`]-th neighbour distance.
 pub fn sample(space: &[f32], dim: usize, metric: Metric) -> Sample {
-    let n = space.len().checked_div(dim).unwrap_or(0);
+    sample_rows(&Flat { rows: space, dim }, dim, metric)
+}
+
+/// [`sample`] over rows read in blocks (one pass over the rows for every query at once).
+pub fn sample_rows(space: &dyn Rows, dim: usize, metric: Metric) -> Sample {
+    let n = space.count();
     let want = sample_size(n, dim);
     let mut rows = Vec::with_capacity(want);
-    if want == 0 || n <= K {
+    if want == 0 || n <= K || dim == 0 {
         return Sample { rows, kth: Vec::new() };
     }
     let step = n / want;
+    let mut buf = Vec::new();
+    let mut queries = Vec::with_capacity(want * dim);
     for i in 0..want {
         let r = i * step + step / 2;
-        if space[r * dim..(r + 1) * dim].iter().any(|v| *v != 0.0) {
+        let x = space.block(r, 1, &mut buf);
+        if x.iter().any(|v| *v != 0.0) {
             rows.push(r as u32);
+            queries.extend_from_slice(x);
         }
     }
-    let mut buf = vec![0f32; n];
-    let kth = rows
-        .iter()
-        .map(|&q| {
-            let qv = &space[q as usize * dim..(q as usize + 1) * dim];
+    // The K smallest distances of every query (ascending, `total_cmp`), the query row left out.
+    let mut best: Vec<Vec<f32>> = vec![Vec::with_capacity(K + 1); rows.len()];
+    let mut out = vec![0f32; BLOCK];
+    for start in (0..n).step_by(BLOCK) {
+        let len = BLOCK.min(n - start);
+        let block = space.block(start, len, &mut buf);
+        for ((&q, qv), best) in rows.iter().zip(queries.chunks_exact(dim)).zip(&mut best) {
+            let o = &mut out[..len];
             match metric {
                 Metric::CosineDistance => {
-                    det_dot_batch(qv, space, &mut buf);
-                    buf.iter_mut().for_each(|d| *d = 1.0 - *d);
+                    det_dot_batch(qv, block, o);
+                    o.iter_mut().for_each(|d| *d = 1.0 - *d);
                 }
-                Metric::EuclideanSquared => det_l2sq_batch(qv, space, &mut buf),
+                Metric::EuclideanSquared => det_l2sq_batch(qv, block, o),
             }
-            buf[q as usize] = f32::INFINITY;
-            let mut d = buf.clone();
-            d.select_nth_unstable_by(K - 1, f32::total_cmp);
-            d[K - 1]
-        })
-        .collect();
+            if let Some(d) = (q as usize).checked_sub(start).and_then(|i| o.get_mut(i)) {
+                *d = f32::INFINITY;
+            }
+            for d in o.iter() {
+                if best.len() < K || d.total_cmp(&best[K - 1]).is_lt() {
+                    let at = best.partition_point(|b| b.total_cmp(d).is_le());
+                    best.insert(at, *d);
+                    best.truncate(K);
+                }
+            }
+        }
+    }
+    let kth = best.iter().map(|b| b[K - 1]).collect();
     Sample { rows, kth }
 }
 
 /// Fraction of a sampled query's answer (`found`: rows, best first) within its exact K-th
 /// distance; the query row itself is dropped from the answer.
-fn hits(space: &[f32], dim: usize, metric: Metric, q: u32, kth: f32, found: &[u32]) -> usize {
-    let qv = &space[q as usize * dim..(q as usize + 1) * dim];
+fn hits(space: &dyn Rows, metric: Metric, q: u32, kth: f32, found: &[u32]) -> usize {
+    let mut buf = Vec::new();
+    let qv = space.block(q as usize, 1, &mut buf).to_vec();
     let bound = kth + kth.abs() * 1e-5 + 1e-6;
     found
         .iter()
         .filter(|r| **r != q)
         .take(K)
         .filter(|r| {
-            let x = space.get(**r as usize * dim..(**r as usize + 1) * dim).unwrap_or(&[]);
-            x.len() == dim && det_distance(metric, qv, x) <= bound
+            (**r as usize) < space.count() && {
+                let x = space.block(**r as usize, 1, &mut buf);
+                det_distance(metric, &qv, x) <= bound
+            }
         })
         .count()
 }
@@ -241,6 +292,17 @@ pub fn calibrate(
     metric: Metric,
     sample: &Sample,
     ladder: &[(u32, u32)],
+    search: impl FnMut(u32, u32, u32) -> Vec<u32>,
+) -> Calibration {
+    calibrate_rows(&Flat { rows: space, dim }, metric, sample, ladder, search)
+}
+
+/// [`calibrate`] over rows read in blocks.
+pub fn calibrate_rows(
+    space: &dyn Rows,
+    metric: Metric,
+    sample: &Sample,
+    ladder: &[(u32, u32)],
     mut search: impl FnMut(u32, u32, u32) -> Vec<u32>,
 ) -> Calibration {
     if sample.rows.is_empty() || ladder.is_empty() {
@@ -250,7 +312,7 @@ pub fn calibrate(
     for &(effort, rerank) in ladder.iter().take(MAX_RUNGS) {
         let mut hit = 0usize;
         for (&q, &kth) in sample.rows.iter().zip(&sample.kth) {
-            hit += hits(space, dim, metric, q, kth, &search(q, effort, rerank));
+            hit += hits(space, metric, q, kth, &search(q, effort, rerank));
         }
         let recall = hit as f32 / (sample.rows.len() * K) as f32;
         let recall_bp = (recall * SCALE).floor().clamp(0.0, SCALE) as u16;

@@ -2,6 +2,8 @@
 //! bad bytes.
 
 use super::*;
+use crate::index::vector::ann::{corrupt, exact};
+use crate::index::vector::distance::Metric;
 
 /// Clustered points of low intrinsic dimension (like text embeddings): 16 clusters in an
 /// 8-dimensional latent space, mapped into `dim` dimensions by a fixed random matrix.
@@ -175,6 +177,21 @@ fn deterministic_and_filtered() {
     assert_eq!(got.len(), 5);
     assert!(got.iter().all(|(r, _)| r.is_multiple_of(2)));
     assert_eq!(got[0].0, 0);
+}
+
+/// Invariant: the thread count never changes the bytes, also past the sequential prefix (this
+/// set is linked in several parallel batches).
+#[test]
+fn any_thread_count_builds_the_same_bytes() {
+    let dim = 8;
+    let n = build::SEQUENTIAL + 700;
+    let data = clustered(n, dim, 21);
+    let with = |threads| {
+        build(&data, dim, Metric::CosineDistance, &GraphParams { threads, ..GraphParams::default() })
+    };
+    let one = with(1);
+    assert_eq!(one, with(2));
+    assert_eq!(one, with(4));
 }
 
 #[test]

@@ -1,6 +1,8 @@
 //! Building the IVF-SQ8 section at compaction: k-means centroids, rows assigned to their
 //! nearest centroid and grouped by list, per-dimension residual scales and 8-bit codes.
-//! Invariant: the output is deterministic for its input vectors and parameters (seeded RNG).
+//! Invariant: the output is deterministic for its input vectors and parameters (seeded RNG), and
+//! independent of the thread count. No f32 copy of the rows is held: they are read (finite,
+//! normalised) on the fly, in blocks.
 
 use super::*;
 
@@ -84,22 +86,74 @@ pub(super) fn normalize_in_place(x: &mut [f32]) -> f32 {
     n
 }
 
-/// Builds the ANN section for `vectors` (rows × dim, row order). Rows beyond the last full row
-/// are ignored; `dim == 0` gives an empty index. Non-finite components are treated as 0.
-pub fn build(vectors: &[f32], dim: usize, metric: Metric, params: &AnnParams) -> Vec<u8> {
-    let n = vectors.len().checked_div(dim).unwrap_or(0).min(u32::MAX as usize - 1);
-    // Working copy: finite values; cosine rows normalised.
-    let mut data: Vec<f32> =
-        vectors[..n * dim].iter().map(|v| if v.is_finite() { *v } else { 0.0 }).collect();
-    let mut norms_row = vec![0f32; n];
-    if dim > 0 {
-        for (x, nr) in data.chunks_exact_mut(dim).zip(norms_row.iter_mut()) {
-            *nr = match metric {
-                Metric::CosineDistance => normalize_in_place(x),
-                Metric::EuclideanSquared => distance::det_dot(x, x),
-            };
+/// The rows the IVF indexes, computed on demand from the caller's vectors (no working copy):
+/// non-finite components as 0, cosine rows normalised ([`normalize_in_place`]).
+struct IvfRows<'a> {
+    vectors: &'a [f32],
+    dim: usize,
+    metric: Metric,
+    /// Per row: the norm (cosine) or the squared norm (euclidean) of the finite row.
+    norms: Vec<f32>,
+}
+
+impl<'a> IvfRows<'a> {
+    fn new(vectors: &'a [f32], n: usize, dim: usize, metric: Metric) -> Self {
+        let vectors = &vectors[..n * dim];
+        let mut buf = vec![0f32; dim];
+        let norms = (0..n)
+            .map(|r| {
+                finite_into(&vectors[r * dim..(r + 1) * dim], &mut buf);
+                let sq = distance::det_dot(&buf, &buf);
+                if metric == Metric::CosineDistance {
+                    sq.sqrt()
+                } else {
+                    sq
+                }
+            })
+            .collect();
+        IvfRows { vectors, dim, metric, norms }
+    }
+
+    /// Row `r` in index space, written to `out` (dim values).
+    fn row_into(&self, r: usize, out: &mut [f32]) {
+        finite_into(&self.vectors[r * self.dim..(r + 1) * self.dim], out);
+        let n = self.norms[r];
+        if self.metric == Metric::CosineDistance && n > 0.0 && n.is_finite() {
+            out.iter_mut().for_each(|v| *v /= n);
         }
     }
+}
+
+impl super::super::calibrate::Rows for IvfRows<'_> {
+    fn count(&self) -> usize {
+        self.norms.len()
+    }
+    fn block<'a>(&'a self, start: usize, n: usize, buf: &'a mut Vec<f32>) -> &'a [f32] {
+        buf.resize(n * self.dim, 0.0);
+        for (i, out) in buf.chunks_exact_mut(self.dim.max(1)).enumerate() {
+            self.row_into(start + i, out);
+        }
+        buf
+    }
+}
+
+/// `x` with non-finite components as 0, into `out`.
+fn finite_into(x: &[f32], out: &mut [f32]) {
+    out.iter_mut().zip(x).for_each(|(o, v)| *o = if v.is_finite() { *v } else { 0.0 });
+}
+
+/// Rows assigned (and coded) per block read.
+const ASSIGN_BLOCK: usize = 16_384;
+
+/// Builds the ANN section for `vectors` (rows × dim, row order). Rows beyond the last full row
+/// are ignored; `dim == 0` gives an empty index. Non-finite components are treated as 0.
+/// Holds no f32 copy of the rows (only the k-means training sample).
+pub fn build(vectors: &[f32], dim: usize, metric: Metric, params: &AnnParams) -> Vec<u8> {
+    use super::super::calibrate::Rows;
+    let n = vectors.len().checked_div(dim).unwrap_or(0).min(u32::MAX as usize - 1);
+    let data = IvfRows::new(vectors, n, dim, metric);
+    let norms_row = &data.norms;
+    let mut rowbuf = vec![0f32; dim];
     let nlist = if n == 0 {
         0
     } else if params.nlist == 0 {
@@ -121,9 +175,9 @@ pub fn build(vectors: &[f32], dim: usize, metric: Metric, params: &AnnParams) ->
         } else {
             (0..n).collect()
         };
-        let mut train = Vec::with_capacity(train_rows.len() * dim);
-        for &r in &train_rows {
-            train.extend_from_slice(&data[r * dim..(r + 1) * dim]);
+        let mut train = vec![0f32; train_rows.len() * dim];
+        for (&r, out) in train_rows.iter().zip(train.chunks_exact_mut(dim)) {
+            data.row_into(r, out);
         }
         let m = train_rows.len();
         let mut init = sample(&mut rng, m, nlist).into_vec();
@@ -171,7 +225,14 @@ pub fn build(vectors: &[f32], dim: usize, metric: Metric, params: &AnnParams) ->
     }
 
     // --- Final assignment and list order.
-    let assignment = if nlist > 0 { assign(&data, dim, &centroids, metric, threads) } else { Vec::new() };
+    let mut assignment = Vec::with_capacity(if nlist > 0 { n } else { 0 });
+    if nlist > 0 {
+        let mut buf = Vec::new();
+        for start in (0..n).step_by(ASSIGN_BLOCK) {
+            let block = data.block(start, ASSIGN_BLOCK.min(n - start), &mut buf);
+            assignment.extend(assign(block, dim, &centroids, metric, threads));
+        }
+    }
     let mut offsets = vec![0u32; nlist + 1];
     for (c, _) in &assignment {
         offsets[*c as usize + 1] += 1;
@@ -191,7 +252,8 @@ pub fn build(vectors: &[f32], dim: usize, metric: Metric, params: &AnnParams) ->
     let stride = dim.div_ceil(64) * 64;
     let mut maxabs = vec![0f32; dim];
     for (row, (c, _)) in assignment.iter().enumerate() {
-        let x = &data[row * dim..(row + 1) * dim];
+        data.row_into(row, &mut rowbuf);
+        let x = &rowbuf;
         let cent = &centroids[*c as usize * dim..(*c as usize + 1) * dim];
         for j in 0..dim {
             maxabs[j] = maxabs[j].max((x[j] - cent[j]).abs());
@@ -204,7 +266,8 @@ pub fn build(vectors: &[f32], dim: usize, metric: Metric, params: &AnnParams) ->
     for (pos, &row) in row_ids.iter().enumerate() {
         let row = row as usize;
         let c = assignment[row].0 as usize;
-        let x = &data[row * dim..(row + 1) * dim];
+        data.row_into(row, &mut rowbuf);
+        let x = &rowbuf;
         let cent = &centroids[c * dim..(c + 1) * dim];
         let out = &mut codes[pos * stride..pos * stride + dim];
         for j in 0..dim {
@@ -256,7 +319,7 @@ pub fn build(vectors: &[f32], dim: usize, metric: Metric, params: &AnnParams) ->
 fn calibrate_section(
     mut out: Vec<u8>,
     vectors: &[f32],
-    space: &[f32],
+    space: &IvfRows<'_>,
     dim: usize,
     metric: Metric,
     base: usize,
@@ -273,8 +336,8 @@ fn calibrate_section(
                     ladder.push((nprobe, rerank));
                 }
             }
-            let sample = calibrate::sample(space, dim, metric);
-            calibrate::calibrate(space, dim, metric, &sample, &ladder, |q, nprobe, rerank| {
+            let sample = calibrate::sample_rows(space, dim, metric);
+            calibrate::calibrate_rows(space, metric, &sample, &ladder, |q, nprobe, rerank| {
                 let qv = &vectors[q as usize * dim..(q as usize + 1) * dim];
                 let p = SearchParams { nprobe, rerank, ..SearchParams::default() };
                 ix.search(vectors, qv, calibrate::K + 1, None, &p).into_iter().map(|r| r.0).collect()

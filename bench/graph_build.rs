@@ -1,0 +1,107 @@
+//! Graph build benchmark: build time, build memory and recall@10 of the graph section on
+//! Debian-derived 384-d vectors (`/work/shared/data/debian`, or `TIDEPOOL_DATA`), grown to
+//! `ROWS` rows by repeating the corpus with small deterministic noise (row i = corpus row
+//! i mod 36 000 + N(0, 0.01²) per component for i ≥ 36 000).
+//!
+//! Prints one JSON line: rows, threads, build seconds (wall and CPU of all threads), the build's own peak memory (VmHWM after
+//! the build minus the resident size before it, MiB), the calibrated default ef and the
+//! recall@10 at that ef on the dev queries (exact truth over the grown set, tie rule of
+//! `_debug/recall`).
+//!
+//! Run: `CARGO_TARGET_DIR=target/bench cargo build --profile profiling --example graph_build`
+//! then `/usr/bin/time -v target/bench/profiling/examples/graph_build ROWS THREADS`.
+
+use std::time::Instant;
+use tidepool::index::vector::ann;
+use tidepool::index::vector::distance::Metric;
+use tidepool::index::vector::graph::{self, GraphIndex, GraphParams, GraphSearchParams};
+
+const DIM: usize = 384;
+const K: usize = 10;
+const QUERIES: usize = 200;
+
+fn read_f32(path: &str) -> Vec<f32> {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("read {path}: {e}"));
+    bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+}
+
+/// A field of `/proc/self/status` in KiB.
+fn status_kib(field: &str) -> u64 {
+    let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    s.lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Standard normal draws from a splitmix64 stream (Box–Muller).
+fn normal(s: &mut u64) -> f32 {
+    let mut next = || {
+        *s = s.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = *s;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
+    };
+    let (u, v) = (next().max(1e-300), next());
+    ((-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()) as f32
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let rows: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(100_000);
+    let threads: u32 = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(1);
+    let root = std::env::var("TIDEPOOL_DATA").unwrap_or_else(|_| "/work/shared/data/debian".into());
+    let base = read_f32(&format!("{root}/vectors.f32"));
+    let queries = read_f32(&format!("{root}/queries/query_vectors.f32"));
+    let n0 = base.len() / DIM;
+    let mut vectors = Vec::with_capacity(rows * DIM);
+    let mut s = 0x006e_6f69_7365_u64;
+    for i in 0..rows {
+        let src = &base[(i % n0) * DIM..(i % n0 + 1) * DIM];
+        if i < n0 {
+            vectors.extend_from_slice(src);
+        } else {
+            vectors.extend(src.iter().map(|v| v + 0.01 * normal(&mut s)));
+        }
+    }
+    drop(base);
+    let params = graph_params(threads);
+    // Reset the peak-RSS mark (Linux: writing 5 to clear_refs) so VmHWM covers the build only.
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+    let rss0 = status_kib("VmRSS:");
+    let (t, cpu0) = (Instant::now(), cpu_secs());
+    let section = graph::build(&vectors, DIM, Metric::CosineDistance, &params);
+    let (secs, cpu) = (t.elapsed().as_secs_f64(), cpu_secs() - cpu0);
+    let build_mib = status_kib("VmHWM:").saturating_sub(rss0) as f64 / 1024.0;
+    let ix = GraphIndex::open(bytes::Bytes::from(section)).expect("graph section");
+    let ef = ix.default_ef() as u32;
+    let mut hit = 0usize;
+    let nq = QUERIES.min(queries.len() / DIM);
+    for q in queries.chunks_exact(DIM).take(nq) {
+        let truth = ann::exact(&vectors, DIM, Metric::CosineDistance, q, K, None);
+        let kth = truth[K - 1].1;
+        let got = ix.search(&vectors, q, K, None, &GraphSearchParams { ef, rerank: 0 });
+        hit += got.iter().filter(|(_, d)| *d <= kth + 1e-5).count();
+    }
+    let recall = hit as f64 / (nq * K) as f64;
+    println!(
+        "{{\"rows\":{rows},\"threads\":{threads},\"build_s\":{secs:.2},\"build_cpu_s\":{cpu:.2},\"build_peak_mib\":{build_mib:.0},\
+         \"default_ef\":{ef},\"recall_at_10\":{recall:.4}}}"
+    );
+}
+
+fn graph_params(threads: u32) -> GraphParams {
+    GraphParams { threads, ..GraphParams::default() }
+}
+
+/// CPU seconds (user + system, every thread) of this process so far (`/proc/self/stat`).
+fn cpu_secs() -> f64 {
+    let s = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after = s.rsplit_once(')').map_or("", |p| p.1);
+    // Fields 14 and 15 (utime, stime, in 1/100 s) are the 12th and 13th after the command name.
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
+}

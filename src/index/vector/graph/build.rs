@@ -1,0 +1,478 @@
+//! Building a graph section: the indexed rows computed on the fly (no f32 copy of the input),
+//! centred codes, the parallel deterministic linking, serialisation and calibration.
+
+use super::super::ann::{metric_code, quantize_query};
+use super::super::calibrate::{self, Calibration};
+use super::super::distance::{kernels, Kernels, Metric};
+use super::super::Ranked;
+use super::search::{beam, GraphIndex, Visited};
+use super::*;
+
+/// Build-time view: codes of every row as data (u8) and as query (i8, bias, inverse scale).
+struct Coded<'a> {
+    kern: &'a Kernels,
+    stride: usize,
+    codes: &'a [u8],
+    qcodes: &'a [i8],
+    qbias: &'a [i32],
+    qinv: &'a [f32],
+    norms2: &'a [f32],
+}
+
+impl Coded<'_> {
+    /// Approximate |x_a - x_b|² (exact integer dot product of the codes).
+    #[inline]
+    fn dist(&self, a: u32, b: u32) -> f32 {
+        let (a, b) = (a as usize, b as usize);
+        let q = &self.qcodes[a * self.stride..(a + 1) * self.stride];
+        let c = &self.codes[b * self.stride..(b + 1) * self.stride];
+        let s = (self.kern.u8i8(q, c) - self.qbias[a]) as f32 * self.qinv[a];
+        self.norms2[a] + self.norms2[b] - 2.0 * s
+    }
+}
+
+/// HNSW neighbour-selection heuristic: from `cands` (ascending by distance to the base), keep a
+/// candidate when it is closer to the base than to every kept one; fill up with the closest
+/// discarded ones to `m`.
+fn select(cands: &[Ranked], m: usize, cd: &Coded<'_>) -> Vec<u32> {
+    let mut kept: Vec<Ranked> = Vec::with_capacity(m);
+    let mut rest: Vec<u32> = Vec::new();
+    for c in cands {
+        if kept.len() >= m {
+            break;
+        }
+        if kept.iter().all(|s| cd.dist(c.1, s.1) > c.0) {
+            kept.push(*c);
+        } else {
+            rest.push(c.1);
+        }
+    }
+    let mut out: Vec<u32> = kept.iter().map(|d| d.1).collect();
+    for r in rest {
+        if out.len() >= m {
+            break;
+        }
+        out.push(r);
+    }
+    out
+}
+
+/// The rows the graph indexes, computed on demand from the caller's vectors (no copy): cosine
+/// rows unit-normalised by their f64 norm, euclidean rows as given.
+struct Space<'a> {
+    vectors: &'a [f32],
+    dim: usize,
+    rows: usize,
+    /// Cosine: the f64 norm of every row (rows with a zero or non-finite norm stay as given).
+    norms: Option<Vec<f64>>,
+}
+
+impl<'a> Space<'a> {
+    fn new(vectors: &'a [f32], rows: usize, dim: usize, metric: Metric) -> Self {
+        let vectors = &vectors[..rows * dim];
+        let norms = (metric == Metric::CosineDistance).then(|| {
+            (0..rows)
+                .map(|r| {
+                    let x = &vectors[r * dim..(r + 1) * dim];
+                    x.iter().map(|a| f64::from(*a) * f64::from(*a)).sum::<f64>().sqrt()
+                })
+                .collect()
+        });
+        Space { vectors, dim, rows, norms }
+    }
+
+    /// Row `r` in index space (borrowed when it needs no normalising, else written to `buf`).
+    #[inline]
+    fn row<'b>(&'b self, r: usize, buf: &'b mut [f32]) -> &'b [f32] {
+        match self.normalise(r, buf) {
+            Some(x) => x,
+            None => buf,
+        }
+    }
+
+    /// Writes row `r` normalised to `out`, or returns it when it stays as given (euclidean, or a
+    /// zero or non-finite norm).
+    #[inline]
+    fn normalise(&self, r: usize, out: &mut [f32]) -> Option<&[f32]> {
+        let x = &self.vectors[r * self.dim..(r + 1) * self.dim];
+        match self.norms.as_ref().map(|n| n[r]) {
+            Some(n) if n > 0.0 && n.is_finite() => {
+                out.iter_mut().zip(x).for_each(|(o, a)| *o = (f64::from(*a) / n) as f32);
+                None
+            }
+            _ => Some(x),
+        }
+    }
+}
+
+impl calibrate::Rows for Space<'_> {
+    fn count(&self) -> usize {
+        self.rows
+    }
+    fn block<'a>(&'a self, start: usize, n: usize, buf: &'a mut Vec<f32>) -> &'a [f32] {
+        let x = &self.vectors[start * self.dim..(start + n) * self.dim];
+        if self.norms.is_none() {
+            return x;
+        }
+        buf.resize(x.len(), 0.0);
+        for (r, out) in buf.chunks_exact_mut(self.dim.max(1)).enumerate() {
+            if let Some(x) = self.normalise(start + r, out) {
+                out.copy_from_slice(x);
+            }
+        }
+        buf
+    }
+}
+
+/// Mean of the rows (f64 sums in row order: deterministic).
+fn mean_of(space: &Space<'_>) -> Vec<f64> {
+    let mut mean = vec![0f64; space.dim];
+    let mut buf = vec![0f32; space.dim];
+    for r in 0..space.rows {
+        let x = space.row(r, &mut buf);
+        mean.iter_mut().zip(x).for_each(|(m, v)| *m += f64::from(*v));
+    }
+    mean.iter_mut().for_each(|m| *m /= space.rows.max(1) as f64);
+    mean
+}
+
+/// The row closest to the mean: the entry of every search.
+fn entry_row(space: &Space<'_>, mean: &[f64]) -> u32 {
+    let (mut entry, mut best) = (0u32, f64::INFINITY);
+    let mut buf = vec![0f32; space.dim];
+    for r in 0..space.rows {
+        let x = space.row(r, &mut buf);
+        let d: f64 = x.iter().zip(mean).map(|(v, m)| (f64::from(*v) - m).powi(2)).sum();
+        if d < best {
+            best = d;
+            entry = r as u32;
+        }
+    }
+    entry
+}
+
+/// Codes of the centred rows: data codes, query codes (i8, bias, inverse scale), |x − m|².
+struct CentredCodes {
+    scales: Vec<f32>,
+    codes: Vec<u8>,
+    qcodes: Vec<i8>,
+    qbias: Vec<i32>,
+    qinv: Vec<f32>,
+    norms2: Vec<f32>,
+}
+
+/// Codes the rows `x − m` (computed row by row: no centred copy). Per-dimension max-abs scales
+/// (`127 / max |x_j − m_j|`), data codes `round((x_j − m_j) · s_j) + 128` (padding 128), query
+/// codes as [`quantize_query`] gives them.
+fn centred_codes(space: &Space<'_>, mean: &[f32], stride: usize, threads: usize) -> CentredCodes {
+    let (rows, dim) = (space.rows, space.dim);
+    let mut maxabs = vec![0f32; dim];
+    let mut buf = vec![0f32; dim];
+    for r in 0..rows {
+        let x = space.row(r, &mut buf);
+        for ((m, v), c) in maxabs.iter_mut().zip(x).zip(mean) {
+            *m = m.max((v - c).abs());
+        }
+    }
+    let scales: Vec<f32> =
+        maxabs.iter().map(|m| if *m > 0.0 && m.is_finite() { 127.0 / m } else { 1.0 }).collect();
+    let mut cc = CentredCodes {
+        codes: vec![128u8; rows * stride],
+        qcodes: vec![0i8; rows * stride],
+        qbias: vec![0i32; rows],
+        qinv: vec![0f32; rows],
+        norms2: vec![0f32; rows],
+        scales,
+    };
+    if dim == 0 || rows == 0 {
+        return cc;
+    }
+    // Rows are independent: code them in parallel, in contiguous parts.
+    let per = rows.div_ceil(threads.max(1));
+    let scales = &cc.scales;
+    let code_part =
+        |first: usize, codes: &mut [u8], qcodes: &mut [i8], rest: (&mut [i32], &mut [f32], &mut [f32])| {
+            let (qbias, qinv, norms2) = rest;
+            let mut buf = vec![0f32; dim];
+            let mut centred = vec![0f32; dim];
+            for (i, (code, qcode)) in
+                codes.chunks_exact_mut(stride).zip(qcodes.chunks_exact_mut(stride)).enumerate()
+            {
+                let x = space.row(first + i, &mut buf);
+                centred.iter_mut().zip(x).zip(mean).for_each(|((o, v), m)| *o = v - m);
+                for ((o, v), s) in code.iter_mut().zip(&centred).zip(scales) {
+                    *o = ((v * s).round().clamp(-127.0, 127.0) as i32 + 128) as u8;
+                }
+                let (q, b, inv) = quantize_query(&centred, scales, stride);
+                qcode.copy_from_slice(&q);
+                qbias[i] = b;
+                qinv[i] = inv;
+                norms2[i] = centred.iter().map(|a| f64::from(*a) * f64::from(*a)).sum::<f64>() as f32;
+            }
+        };
+    std::thread::scope(|s| {
+        let parts = cc
+            .codes
+            .chunks_mut(per * stride)
+            .zip(cc.qcodes.chunks_mut(per * stride))
+            .zip(cc.qbias.chunks_mut(per))
+            .zip(cc.qinv.chunks_mut(per))
+            .zip(cc.norms2.chunks_mut(per))
+            .enumerate();
+        for (p, ((((codes, qcodes), qbias), qinv), norms2)) in parts {
+            let code_part = &code_part;
+            s.spawn(move || code_part(p * per, codes, qcodes, (qbias, qinv, norms2)));
+        }
+    });
+    cc
+}
+
+/// Rows inserted one at a time before batching starts (small graphs are built exactly as the
+/// sequential HNSW insertion builds them).
+pub(super) const SEQUENTIAL: usize = 2048;
+/// A batch holds at most 1/`BATCH_FRACTION` of the rows inserted before it...
+pub(super) const BATCH_FRACTION: usize = 32;
+/// ...and at most this many rows.
+pub(super) const MAX_BATCH: usize = 4096;
+/// Rows a worker takes at a time from a batch.
+const GRAIN: usize = 8;
+
+/// The adjacency under construction: `degree` slots per row, the first `len[r]` used.
+struct Adjacency {
+    adj: Vec<u32>,
+    len: Vec<u32>,
+    degree: usize,
+}
+
+impl Adjacency {
+    fn links(&self, u: u32) -> &[u32] {
+        let u = u as usize;
+        &self.adj[u * self.degree..u * self.degree + self.len[u] as usize]
+    }
+
+    /// Replaces the links of `u` (at most `degree`; the rest of the slots become `NONE`).
+    fn set(&mut self, u: u32, links: &[u32]) {
+        let u = u as usize;
+        let slots = &mut self.adj[u * self.degree..(u + 1) * self.degree];
+        slots.fill(NONE);
+        slots[..links.len()].copy_from_slice(links);
+        self.len[u] = links.len() as u32;
+    }
+}
+
+/// The neighbours chosen for row `v`: a beam search from `entry` over the graph as it stands,
+/// then the selection heuristic.
+fn choose(cd: &Coded<'_>, g: &Adjacency, entry: u32, v: u32, efc: usize, visited: &mut Visited) -> Vec<u32> {
+    let accept_all = |_: u32| true;
+    let found = beam(
+        entry,
+        efc,
+        (visited, None),
+        |u| cd.dist(v, u),
+        |u, out| out.extend_from_slice(g.links(u)),
+        &accept_all,
+    );
+    select(&found, g.degree, cd)
+}
+
+/// `links` of row `u` after adding the in-link from `v`: appended while a slot is free, else
+/// the selection heuristic over the old links and `v`.
+fn add_in_link(cd: &Coded<'_>, u: u32, links: &mut Vec<u32>, v: u32, degree: usize) {
+    if links.len() < degree {
+        links.push(v);
+        return;
+    }
+    let mut c: Vec<Ranked> = links.iter().map(|&w| Ranked(cd.dist(u, w), w)).collect();
+    c.push(Ranked(cd.dist(u, v), v));
+    c.sort_unstable();
+    *links = select(&c, degree, cd);
+}
+
+/// `f` over `items` on one thread per visited set (dynamic grains), results in item order.
+fn par_map<T: Sync, R: Send>(
+    items: &[T],
+    visited: &mut [Visited],
+    f: impl Fn(&T, &mut Visited) -> R + Sync,
+) -> Vec<R> {
+    if visited.len() <= 1 || items.len() <= GRAIN {
+        let vis = &mut visited[0];
+        return items.iter().map(|x| f(x, vis)).collect();
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let (f, next) = (&f, &next);
+    let parts: Vec<Vec<(usize, R)>> = std::thread::scope(|s| {
+        let handles: Vec<_> = visited
+            .iter_mut()
+            .map(|vis| {
+                s.spawn(move || {
+                    let mut out = Vec::new();
+                    loop {
+                        let i0 = next.fetch_add(GRAIN, std::sync::atomic::Ordering::Relaxed);
+                        if i0 >= items.len() {
+                            break out;
+                        }
+                        for (i, x) in items.iter().enumerate().skip(i0).take(GRAIN) {
+                            out.push((i, f(x, vis)));
+                        }
+                    }
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))).collect()
+    });
+    let mut slots: Vec<Option<R>> = (0..items.len()).map(|_| None).collect();
+    for (i, r) in parts.into_iter().flatten() {
+        slots[i] = Some(r);
+    }
+    slots.into_iter().flatten().collect()
+}
+
+/// Builds the proximity graph over the coded rows: the adjacency (rows × degree, `NONE` padded).
+/// See "Parallel linking" in the module docs.
+fn link(cd: &Coded<'_>, rows: usize, degree: usize, entry: u32, params: &GraphParams) -> Vec<u32> {
+    let mut g = Adjacency { adj: vec![NONE; rows * degree], len: vec![0u32; rows], degree };
+    // Insertion order: entry first, the rest shuffled with the seed.
+    let mut order: Vec<u32> = (0..rows as u32).filter(|r| *r != entry).collect();
+    let mut s = params.seed;
+    for i in (1..order.len()).rev() {
+        let j = (splitmix(&mut s) % (i as u64 + 1)) as usize;
+        order.swap(i, j);
+    }
+    let threads = params.threads.clamp(1, 64) as usize;
+    let mut visited: Vec<Visited> = (0..threads).map(|_| Visited::new(rows)).collect();
+    let efc = (params.ef_construction as usize).max(degree);
+    let mut links = Vec::with_capacity(degree + 1);
+    let seq = order.len().min(SEQUENTIAL);
+    for &v in &order[..seq] {
+        let chosen = choose(cd, &g, entry, v, efc, &mut visited[0]);
+        g.set(v, &chosen);
+        for &u in &chosen {
+            links.clear();
+            links.extend_from_slice(g.links(u));
+            add_in_link(cd, u, &mut links, v, degree);
+            g.set(u, &links);
+        }
+    }
+    // Batches count the entry as inserted.
+    let mut at = seq;
+    while at < order.len() {
+        let size = ((at + 1) / BATCH_FRACTION).clamp(1, MAX_BATCH).min(order.len() - at);
+        let batch = &order[at..at + size];
+        let chosen = par_map(batch, &mut visited, |&v, vis| choose(cd, &g, entry, v, efc, vis));
+        // In-links grouped by target (a stable sort keeps each target's in insertion order).
+        // Targets were inserted before the batch, so no batch row is one.
+        let mut inlinks: Vec<(u32, u32)> = Vec::with_capacity(size * degree);
+        for (&v, c) in batch.iter().zip(&chosen) {
+            g.set(v, c);
+            inlinks.extend(c.iter().map(|&u| (u, v)));
+        }
+        inlinks.sort_by_key(|p| p.0);
+        let groups: Vec<&[(u32, u32)]> = inlinks.chunk_by(|a, b| a.0 == b.0).collect();
+        let updated = par_map(&groups, &mut visited, |group, _| {
+            let u = group[0].0;
+            let mut links = g.links(u).to_vec();
+            for &(_, v) in group.iter() {
+                add_in_link(cd, u, &mut links, v, degree);
+            }
+            links
+        });
+        for (group, links) in groups.iter().zip(&updated) {
+            g.set(group[0].0, links);
+        }
+        at += size;
+    }
+    g.adj
+}
+
+fn put_f32s(b: &mut [u8], at: usize, v: &[f32]) {
+    for (i, x) in v.iter().enumerate() {
+        b[at + 4 * i..at + 4 * i + 4].copy_from_slice(&x.to_le_bytes());
+    }
+}
+
+/// Builds the section for `vectors` (rows × dim, row order), calibrated (see the module docs).
+/// Rows of zeros (e.g. rows without a vector) are indexed like any other; callers exclude them
+/// with the search filter. Holds no f32 copy of the rows (cosine rows are normalised on the fly,
+/// also for calibration): the working set is the codes, the adjacency and the section.
+pub fn build(vectors: &[f32], dim: usize, metric: Metric, params: &GraphParams) -> Vec<u8> {
+    let rows = vectors.len().checked_div(dim).unwrap_or(0);
+    let degree = params.degree.clamp(2, 256) as usize;
+    let stride = dim.div_ceil(64) * 64;
+    let threads = params.threads.clamp(1, 64) as usize;
+    let space = Space::new(vectors, rows, dim, metric);
+    let mean64 = mean_of(&space);
+    let mean: Vec<f32> = mean64.iter().map(|m| if params.centred { *m as f32 } else { 0.0 }).collect();
+    let entry = entry_row(&space, &mean64);
+    let mut cc = centred_codes(&space, &mean, stride, threads);
+    let cd = Coded {
+        kern: kernels(),
+        stride,
+        codes: &cc.codes,
+        qcodes: &cc.qcodes,
+        qbias: &cc.qbias,
+        qinv: &cc.qinv,
+        norms2: &cc.norms2,
+    };
+    let adj = link(&cd, rows, degree, entry, params);
+    // The query codes served the linking only: free them before the section is allocated.
+    (cc.qcodes, cc.qbias, cc.qinv) = (Vec::new(), Vec::new(), Vec::new());
+    let Some([o_sc, o_m, o_n, o_nb, o_c, end]) = layout(false, dim, rows, degree, stride) else {
+        return Vec::new();
+    };
+    let mut b = vec![0u8; end];
+    b[..8].copy_from_slice(&MAGIC);
+    b[8..12].copy_from_slice(&VERSION.to_le_bytes());
+    b[12..16].copy_from_slice(&(HEADER_LEN as u32).to_le_bytes());
+    b[16] = metric_code(metric);
+    for (at, v) in [
+        (20, dim as u32),
+        (24, rows as u32),
+        (28, degree as u32),
+        (32, stride as u32),
+        (36, entry),
+        (40, params.default_ef.max(1)),
+    ] {
+        b[at..at + 4].copy_from_slice(&v.to_le_bytes());
+    }
+    put_f32s(&mut b, o_sc, &cc.scales);
+    put_f32s(&mut b, o_m, &mean);
+    put_f32s(&mut b, o_n, &cc.norms2);
+    for (i, v) in adj.iter().enumerate() {
+        b[o_nb + 4 * i..o_nb + 4 * i + 4].copy_from_slice(&v.to_le_bytes());
+    }
+    drop(adj);
+    b[o_c..end].copy_from_slice(&cc.codes);
+    drop(cc);
+    let mut b = calibrate_section(b, &vectors[..rows * dim], &space, dim, metric);
+    let crc = section_crc(&b);
+    b[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_le_bytes());
+    b
+}
+
+/// Measures the built section on a sample of its own rows (deterministic kernels: the record
+/// is the same on every CPU), stores the record and, as `default_ef`, the ef that reaches the default
+/// target (the top of the ladder when none does; queries then search exactly).
+fn calibrate_section(b: Vec<u8>, vectors: &[f32], space: &Space<'_>, dim: usize, metric: Metric) -> Vec<u8> {
+    let sample = calibrate::sample_rows(space, dim, metric);
+    let bytes = bytes::Bytes::from(b);
+    let cal = match GraphIndex::parse(bytes.clone(), false) {
+        Ok(mut ix) => {
+            ix.kern = super::super::distance::deterministic();
+            let ladder: Vec<(u32, u32)> = EF_LADDER.iter().map(|e| (*e, *e)).collect();
+            calibrate::calibrate_rows(space, metric, &sample, &ladder, |q, ef, rerank| {
+                let qv = &vectors[q as usize * dim..(q as usize + 1) * dim];
+                let p = GraphSearchParams { ef, rerank };
+                let found = ix.search_hiding(vectors, qv, calibrate::K + 1, None, &p, Some(q));
+                found.into_iter().map(|r| r.0).collect()
+            })
+        }
+        Err(_) => Calibration::default(),
+    };
+    let mut b = Vec::from(bytes);
+    if let Some(top) = cal.rungs.last() {
+        let ef = cal.pick(calibrate::DEFAULT_TARGET).unwrap_or(*top).effort;
+        b[40..44].copy_from_slice(&ef.to_le_bytes());
+    }
+    b[CALIB_AT..CALIB_AT + calibrate::RECORD_LEN].copy_from_slice(&cal.encode());
+    b
+}

@@ -1,0 +1,166 @@
+//! Warm-path graph index of one segment's dense vectors (section kind 20): a single-layer
+//! proximity graph (HNSW layer 0 built by incremental insertion with the HNSW neighbour-selection
+//! heuristic) of fixed degree, u32 neighbour ids, greedy beam search over 8-bit codes and an
+//! exact f32 rerank of the best candidates from the segment's own vectors. Built at compaction
+//! ([`build`]) next to the IVF section (which stays the index for narrow filters and cold reads);
+//! served zero-copy from the section bytes ([`GraphIndex::open`]).
+//!
+//! Section layout (little-endian; blocks start on 64-byte boundaries of the section):
+//!
+//! ```text
+//! 0   magic "TPGRAPH0"   8 version u32 (=2)   12 header_len u32 (=128; version 1: 64)
+//! 16  metric u8 (0 cosine, 1 euclidean_squared)   17 reserved 3 bytes (0)
+//! 20  dim u32   24 rows u32   28 degree u32   32 code_stride u32 (dim rounded up to 64)
+//! 36  entry u32 (start row of every search)   40 default_ef u32   44 reserved 12 bytes (0)
+//! 56  crc32c u32 of bytes [0, 56) ++ [64, len)   60 reserved u32 (0)
+//! 64  calibration record, 48 bytes (version 2; `calibrate` module: measured recall per ef)
+//! 112 reserved 16 bytes (0)
+//! 128 scales    f32 [dim]                 per-dimension code scale
+//!     mean      f32 [dim]                 m: mean of the indexed vectors (version 2 only)
+//!     norms2    f32 [rows]                |x − m|² of the indexed vector (cosine: unit-normalised)
+//!     neighbors u32 [rows × degree]       neighbour rows, unused slots u32::MAX (trailing)
+//!     codes     u8  [rows × code_stride]  round((x_j − m_j) · s_j) + 128, padding 128
+//! ```
+//! Block offsets follow from the header (each block padded to 64 bytes); the section length must
+//! equal the end of the codes block. Version 1 (64-byte header, no mean block, uncentred codes,
+//! no calibration) still opens: it is searched as if `m` = 0 with its stored `default_ef`.
+//!
+//! Centred codes: the graph works on `x − m`. Squared L2 is translation invariant (and cosine
+//! on unit rows is half of it), so every distance is unchanged, but a component all rows share
+//! (a narrow cone) no longer spends the 8-bit range of its dimension: the codes resolve the
+//! spread between rows, not their common offset.
+//!
+//! Invariants:
+//! - Rows are segment rows; the caller's `vectors` slice is rows × dim in row order.
+//! - [`build`] is deterministic: fixed seed for the insertion order, integer (exact) code dot
+//!   products for every build-time distance, so the same input gives the same bytes on every CPU
+//!   and for every thread count ([`GraphParams::threads`]; see "Parallel linking").
+//! - [`GraphIndex::open`] checks magic, version, crc32c (unless `open_trusted`), every length
+//!   (checked arithmetic), that every neighbour id is < rows or the padding value, and that floats
+//!   are finite; bad bytes give [`IndexError`], never a panic.
+//! - Search never ranks by quantized scores alone: the best `max(rerank, 2k)` candidates are
+//!   re-scored with exact f32 distances; results are sorted by (distance, row), at most k, no
+//!   duplicate rows. A query of the wrong dimension gives no results; a `vectors` slice that does
+//!   not match the index shape falls back to [`super::ann::exact`].
+//! - With a filter, the traversal visits every row but only matching rows enter the result list
+//!   (suited to wide filters; callers route narrow filters to the IVF index or exact search).
+//! - [`build`] calibrates: the stored record gives the recall@10 measured at each ef of
+//!   [`EF_LADDER`] on a sample of the segment's own rows; [`GraphIndex::effort`] turns a target
+//!   recall into an ef, or into `None` (search exactly) when no measured ef reaches it.
+
+//!
+//! Parallel linking: the first [`build::SEQUENTIAL`] rows of the insertion order are inserted one
+//! at a time (HNSW layer 0). The rest go in batches of at most 1/[`build::BATCH_FRACTION`] of the
+//! rows already inserted (and at most [`build::MAX_BATCH`]): every row of a batch searches the
+//! graph as frozen at the batch start and selects its neighbours (in parallel, read-only); then
+//! the batch's rows get their links, and the reverse links are applied grouped by target row,
+//! each target taking its new in-links in insertion order (targets in parallel: each one's
+//! update reads and writes only its own list). Batch bounds depend only on the row count, so
+//! the result is the same for any thread count. Rows of one batch do not link to each other
+//! directly; batches small against the graph keep that loss negligible.
+//!
+//! Code map: [`build`] (`build.rs`: codes, parallel linking, calibration) and [`GraphIndex`]
+//! (`search.rs`: open, validate, beam search).
+
+use super::calibrate;
+
+mod build;
+mod search;
+
+pub use build::build;
+pub use search::GraphIndex;
+
+/// Section magic.
+pub const MAGIC: [u8; 8] = *b"TPGRAPH0";
+/// Current section version.
+pub const VERSION: u32 = 2;
+const HEADER_LEN: usize = 128;
+/// Header length of version 1 sections (no calibration, no mean block).
+const HEADER_LEN_V1: usize = 64;
+/// Where the calibration record sits (version 2).
+const CALIB_AT: usize = 64;
+/// Beam widths measured at build time (rerank = ef), cheapest first.
+pub const EF_LADDER: [u32; calibrate::MAX_RUNGS] = [24, 40, 64, 100, 160, 256];
+const CRC_AT: usize = 56;
+const NONE: u32 = u32::MAX;
+
+/// Build parameters.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GraphParams {
+    /// Maximum out-degree (fixed slots per row).
+    pub degree: u32,
+    /// Beam width while inserting.
+    pub ef_construction: u32,
+    /// Seed of the insertion order.
+    pub seed: u64,
+    /// Beam width stored as the search default when calibration cannot run (tiny segments).
+    pub default_ef: u32,
+    /// Centre the codes on the mean (always, except to measure what centring buys).
+    pub centred: bool,
+    /// Threads linking the graph (and coding the rows); the output bytes do not depend on it.
+    pub threads: u32,
+}
+
+/// Most threads a build uses by default.
+pub const MAX_DEFAULT_THREADS: u32 = 8;
+
+/// The default build thread count: the available parallelism, at most [`MAX_DEFAULT_THREADS`].
+pub fn default_threads() -> u32 {
+    let n = std::thread::available_parallelism().map_or(1, |n| n.get());
+    u32::try_from(n).unwrap_or(1).clamp(1, MAX_DEFAULT_THREADS)
+}
+
+impl Default for GraphParams {
+    fn default() -> Self {
+        GraphParams {
+            degree: 32,
+            ef_construction: 96,
+            seed: 0x7469_6465_6772_6170,
+            default_ef: 24,
+            centred: true,
+            threads: default_threads(),
+        }
+    }
+}
+
+/// Search parameters.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct GraphSearchParams {
+    /// Beam width; 0 = the index default. At least `max(k, rerank)` is used.
+    pub ef: u32,
+    /// Candidates re-scored exactly; 0 = the beam width (at least 2·k always).
+    pub rerank: u32,
+}
+
+fn splitmix(x: &mut u64) -> u64 {
+    *x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = *x;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+fn pad64(n: usize) -> Option<usize> {
+    n.checked_add(63).map(|v| v / 64 * 64)
+}
+
+/// Block offsets (scales, mean, norms, neighbors, codes, end) for a shape; None on overflow.
+/// Version 1 (`v1`) has a 64-byte header and no mean block (`mean` = `norms`).
+fn layout(v1: bool, dim: usize, rows: usize, degree: usize, stride: usize) -> Option<[usize; 6]> {
+    let scales = if v1 { HEADER_LEN_V1 } else { HEADER_LEN };
+    let mean = scales.checked_add(pad64(dim.checked_mul(4)?)?)?;
+    let norms = if v1 { mean } else { mean.checked_add(pad64(dim.checked_mul(4)?)?)? };
+    let nb = norms.checked_add(pad64(rows.checked_mul(4)?)?)?;
+    let codes = nb.checked_add(pad64(rows.checked_mul(degree)?.checked_mul(4)?)?)?;
+    let end = codes.checked_add(rows.checked_mul(stride)?)?;
+    Some([scales, mean, norms, nb, codes, end])
+}
+
+fn section_crc(b: &[u8]) -> u32 {
+    let c = crc32c::crc32c(&b[..CRC_AT]);
+    crc32c::crc32c_append(c, &b[HEADER_LEN_V1..])
+}
+
+#[cfg(test)]
+#[path = "../graph_tests.rs"]
+mod tests;

@@ -1,0 +1,348 @@
+//! Opening a graph section ([`GraphIndex::open`]: every length and neighbour id checked) and
+//! searching it (greedy beam search over the 8-bit codes, exact f32 rerank); the beam search and
+//! visited set are shared with the build.
+
+use super::super::ann::{checksum, corrupt, exact, quantize_query, unsupported};
+use super::super::calibrate::Calibration;
+use super::super::distance::{kernels, Kernels, Metric};
+use super::super::Ranked;
+use super::{
+    layout, section_crc, GraphSearchParams, CALIB_AT, CRC_AT, HEADER_LEN, HEADER_LEN_V1, MAGIC, NONE, VERSION,
+};
+use crate::index::IndexError;
+use std::collections::BinaryHeap;
+
+/// Beam search over an adjacency accessor; returns up to `ef` (distance, row) ascending.
+pub(super) fn beam(
+    entry: u32,
+    ef: usize,
+    visited: (&mut Visited, Option<u32>),
+    mut dist: impl FnMut(u32) -> f32,
+    mut neighbors: impl FnMut(u32, &mut Vec<u32>),
+    accept: &dyn Fn(u32) -> bool,
+) -> Vec<Ranked> {
+    let (visited, hidden) = visited;
+    visited.next();
+    // A hidden row is never entered (calibration hides the stored row it queries with).
+    if let Some(h) = hidden.filter(|h| *h != entry) {
+        visited.insert(h);
+    }
+    let mut cand: BinaryHeap<std::cmp::Reverse<Ranked>> = BinaryHeap::with_capacity(ef * 4);
+    let mut res: BinaryHeap<Ranked> = BinaryHeap::with_capacity(ef + 1);
+    let d0 = dist(entry);
+    visited.insert(entry);
+    cand.push(std::cmp::Reverse(Ranked(d0, entry)));
+    if accept(entry) {
+        res.push(Ranked(d0, entry));
+    }
+    let mut nb = Vec::with_capacity(64);
+    while let Some(std::cmp::Reverse(c)) = cand.pop() {
+        if res.len() >= ef && res.peek().is_some_and(|w| c.0 > w.0) {
+            break;
+        }
+        nb.clear();
+        neighbors(c.1, &mut nb);
+        nb.retain(|&u| visited.insert(u));
+        for &u in &nb {
+            let d = dist(u);
+            let worst = res.peek().map_or(f32::INFINITY, |w| w.0);
+            if res.len() < ef || d < worst {
+                cand.push(std::cmp::Reverse(Ranked(d, u)));
+                if accept(u) {
+                    res.push(Ranked(d, u));
+                    if res.len() > ef {
+                        res.pop();
+                    }
+                }
+            }
+        }
+    }
+    let mut v = res.into_vec();
+    v.sort_unstable();
+    v
+}
+
+/// Epoch-stamped visited set.
+pub(super) struct Visited {
+    stamp: Vec<u32>,
+    epoch: u32,
+}
+
+impl Visited {
+    pub(super) fn new(n: usize) -> Self {
+        Visited { stamp: vec![0; n], epoch: 0 }
+    }
+    fn next(&mut self) {
+        self.epoch = self.epoch.wrapping_add(1);
+        if self.epoch == 0 {
+            self.stamp.iter_mut().for_each(|s| *s = 0);
+            self.epoch = 1;
+        }
+    }
+    /// True when `u` was not visited yet (and marks it); out-of-range ids count as visited.
+    #[inline]
+    fn insert(&mut self, u: u32) -> bool {
+        match self.stamp.get_mut(u as usize) {
+            Some(s) if *s != self.epoch => {
+                *s = self.epoch;
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+/// An opened graph section (owns a cheap clone of the bytes).
+#[derive(Clone)]
+pub struct GraphIndex {
+    pub(super) bytes: bytes::Bytes,
+    pub(super) kern: &'static Kernels,
+    pub(super) metric: Metric,
+    pub(super) dim: usize,
+    pub(super) rows: usize,
+    pub(super) degree: usize,
+    pub(super) stride: usize,
+    pub(super) entry: u32,
+    pub(super) default_ef: usize,
+    pub(super) calibration: Calibration,
+    pub(super) scales: Vec<f32>,
+    pub(super) mean: Vec<f32>,
+    pub(super) norms2: Vec<f32>,
+    pub(super) off_nb: usize,
+    pub(super) off_codes: usize,
+}
+
+fn rd_u32(b: &[u8], at: usize) -> Result<u32, IndexError> {
+    crate::codec::u32_at(b, at).ok_or(corrupt("truncated"))
+}
+
+fn rd_f32s(b: &[u8], at: usize, n: usize) -> Result<Vec<f32>, IndexError> {
+    let end = n.checked_mul(4).and_then(|l| l.checked_add(at)).ok_or(corrupt("length overflow"))?;
+    let s = b.get(at..end).ok_or(corrupt("truncated block"))?;
+    let v = crate::codec::f32s_le(s);
+    if v.iter().all(|x| x.is_finite()) {
+        Ok(v)
+    } else {
+        Err(corrupt("non-finite float"))
+    }
+}
+
+impl GraphIndex {
+    /// Opens and validates a section (crc32c included).
+    pub fn open(bytes: bytes::Bytes) -> Result<Self, IndexError> {
+        Self::parse(bytes, true)
+    }
+
+    /// Opens a section whose bytes were verified by the caller (skips only the crc32c).
+    pub fn open_trusted(bytes: bytes::Bytes) -> Result<Self, IndexError> {
+        Self::parse(bytes, false)
+    }
+
+    pub(super) fn parse(bytes: bytes::Bytes, check_crc: bool) -> Result<Self, IndexError> {
+        let b = &bytes[..];
+        if b.len() < HEADER_LEN_V1 {
+            return Err(corrupt("shorter than the header"));
+        }
+        if b[..8] != MAGIC {
+            return Err(corrupt("bad magic"));
+        }
+        let version = rd_u32(b, 8)?;
+        let v1 = match (version, rd_u32(b, 12)? as usize) {
+            (1, HEADER_LEN_V1) => true,
+            (VERSION, HEADER_LEN) if b.len() >= HEADER_LEN => false,
+            _ => return Err(unsupported(version, b[16])),
+        };
+        let metric = super::super::ann::metric_from_code(b[16])?;
+        let dim = rd_u32(b, 20)? as usize;
+        let rows = rd_u32(b, 24)? as usize;
+        let degree = rd_u32(b, 28)? as usize;
+        let stride = rd_u32(b, 32)? as usize;
+        let entry = rd_u32(b, 36)?;
+        let default_ef = rd_u32(b, 40)? as usize;
+        if dim == 0 || stride != dim.div_ceil(64) * 64 || degree == 0 || degree > 256 || default_ef == 0 {
+            return Err(corrupt("bad shape"));
+        }
+        if rows > 0 && entry as usize >= rows {
+            return Err(corrupt("entry out of range"));
+        }
+        let [o_sc, o_m, o_n, o_nb, o_c, end] =
+            layout(v1, dim, rows, degree, stride).ok_or(corrupt("length overflow"))?;
+        if end != b.len() {
+            return Err(corrupt("length does not match the shape"));
+        }
+        if check_crc && rd_u32(b, CRC_AT)? != section_crc(b) {
+            return Err(checksum());
+        }
+        let scales = rd_f32s(b, o_sc, dim)?;
+        let (mean, calibration) = if v1 {
+            (vec![0f32; dim], Calibration::default())
+        } else {
+            (rd_f32s(b, o_m, dim)?, Calibration::decode(&b[CALIB_AT..])?)
+        };
+        let norms2 = rd_f32s(b, o_n, rows)?;
+        let nb = b.get(o_nb..o_c).ok_or(corrupt("truncated neighbours"))?;
+        for c in nb.chunks_exact(4) {
+            let u = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+            if u != NONE && u as usize >= rows {
+                return Err(corrupt("neighbour out of range"));
+            }
+        }
+        Ok(GraphIndex {
+            kern: kernels(),
+            metric,
+            dim,
+            rows,
+            degree,
+            stride,
+            entry,
+            default_ef,
+            calibration,
+            scales,
+            mean,
+            norms2,
+            off_nb: o_nb,
+            off_codes: o_c,
+            bytes,
+        })
+    }
+
+    /// Distance metric.
+    pub fn metric(&self) -> Metric {
+        self.metric
+    }
+    /// Rows indexed.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+    /// Vector dimension.
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+    /// Default beam width (calibrated sections: the ef that reached the build's target).
+    pub fn default_ef(&self) -> usize {
+        self.default_ef
+    }
+    /// What the build measured (empty for sections built before calibration).
+    pub fn calibration(&self) -> &Calibration {
+        &self.calibration
+    }
+    /// The beam width for a target recall@10: the cheapest measured ef reaching it, the stored
+    /// default when the section is not calibrated, `None` when no measured ef reaches it (the
+    /// caller searches exactly).
+    pub fn effort(&self, target: f32) -> Option<u32> {
+        if !self.calibration.is_calibrated() {
+            return Some(self.default_ef as u32);
+        }
+        self.calibration.pick(target).map(|r| r.effort)
+    }
+    /// Heap bytes held besides the section bytes.
+    pub fn heap_bytes(&self) -> usize {
+        (self.scales.len() + self.mean.len() + self.norms2.len()) * 4
+    }
+
+    /// Approximate k nearest rows: (row, exact distance) sorted by (distance, row). Only rows
+    /// passing `filter` are returned (the traversal still walks through the others).
+    pub fn search(
+        &self,
+        vectors: &[f32],
+        query: &[f32],
+        k: usize,
+        filter: Option<&dyn Fn(u32) -> bool>,
+        params: &GraphSearchParams,
+    ) -> Vec<(u32, f32)> {
+        self.search_hiding(vectors, query, k, filter, params, None)
+    }
+
+    /// [`GraphIndex::search`] as if row `hidden` were not in the graph (never entered, so its
+    /// own links — which lead straight to its neighbours — are not followed): a stored row then
+    /// queries the graph like a fresh vector does.
+    pub(super) fn search_hiding(
+        &self,
+        vectors: &[f32],
+        query: &[f32],
+        k: usize,
+        filter: Option<&dyn Fn(u32) -> bool>,
+        params: &GraphSearchParams,
+        hidden: Option<u32>,
+    ) -> Vec<(u32, f32)> {
+        if k == 0 || query.len() != self.dim || self.rows == 0 {
+            return Vec::new();
+        }
+        if vectors.len() != self.rows * self.dim {
+            return exact(vectors, self.dim, self.metric, query, k, filter);
+        }
+        let kern = self.kern;
+        let qn: Vec<f32> = match self.metric {
+            Metric::CosineDistance => {
+                let n = kern.dot(query, query).sqrt();
+                if !(n > 0.0 && n.is_finite()) {
+                    return exact(vectors, self.dim, self.metric, query, k, filter);
+                }
+                query.iter().map(|v| v / n).collect()
+            }
+            Metric::EuclideanSquared => query.to_vec(),
+        };
+        // Centred query (see the module docs); the constant |q − m|² is left out of the ranking.
+        let qc: Vec<f32> = qn.iter().zip(&self.mean).map(|(v, m)| v - m).collect();
+        let (qq, bias, inv) = quantize_query(&qc, &self.scales, self.stride);
+        let ef = if params.ef == 0 { self.default_ef } else { params.ef as usize }.max(k);
+        let rerank = if params.rerank == 0 { ef } else { params.rerank as usize }.max(2 * k);
+        let ef = ef.max(rerank);
+        let b = &self.bytes[..];
+        let codes = &b[self.off_codes..];
+        let nb = &b[self.off_nb..self.off_codes];
+        let stride = self.stride;
+        let degree = self.degree;
+        let norms2 = &self.norms2;
+        let dist = |u: u32| {
+            let u = u as usize;
+            let c = codes.get(u * stride..(u + 1) * stride).unwrap_or(&[]);
+            if c.len() != stride {
+                return f32::INFINITY;
+            }
+            let s = (kern.u8i8(&qq, c) - bias) as f32 * inv;
+            norms2.get(u).copied().unwrap_or(0.0) - 2.0 * s
+        };
+        let neighbors = |u: u32, out: &mut Vec<u32>| {
+            let u = u as usize;
+            if let Some(s) = nb.get(u * degree * 4..(u + 1) * degree * 4) {
+                for c in s.chunks_exact(4) {
+                    let w = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+                    if w == NONE {
+                        break;
+                    }
+                    super::super::distance::prefetch(codes.get(w as usize * stride..).unwrap_or(&[]), 128);
+                    out.push(w);
+                }
+            }
+        };
+        let all = |_: u32| true;
+        let accept: &dyn Fn(u32) -> bool = match filter {
+            Some(f) => f,
+            None => &all,
+        };
+        let found = VISITED.with(|cell| {
+            let mut v = cell.borrow_mut();
+            if v.stamp.len() < self.rows {
+                *v = Visited::new(self.rows);
+            }
+            beam(self.entry, ef, (&mut v, hidden), dist, neighbors, accept)
+        });
+        let dim = self.dim;
+        let mut out: Vec<(u32, f32)> = found
+            .iter()
+            .take(rerank)
+            .map(|d| {
+                let r = d.1 as usize;
+                (d.1, kern.distance(self.metric, query, &vectors[r * dim..(r + 1) * dim]))
+            })
+            .collect();
+        out.sort_unstable_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
+        out.truncate(k);
+        out
+    }
+}
+
+thread_local! {
+    static VISITED: std::cell::RefCell<Visited> = std::cell::RefCell::new(Visited::new(0));
+}
