@@ -403,8 +403,12 @@ impl Config {
         file: FileConfig,
         env: &dyn Fn(&str) -> Option<OsString>,
     ) -> Result<Config, ConfigError> {
-        let compaction = compaction_config(args, &file);
+        let mut compaction = compaction_config(args, &file);
         let sync = sync_config(args, file.sync.clone())?;
+        if sync.is_some() {
+            // Segments pushed to a bucket may be read cold there by other nodes.
+            compaction.cold_index = crate::engine::ColdIndex::Always;
+        }
         let system = args.system.or(file.system).unwrap_or(false);
         let data_dir = match args.data_dir.clone().or(file.data_dir) {
             Some(d) => d,
@@ -611,6 +615,7 @@ fn compaction_config(args: &ServeArgs, file: &FileConfig) -> crate::engine::Comp
             .compaction_idle_ms
             .or(file.compaction_idle_ms)
             .unwrap_or(crate::engine::compact::DEFAULT_IDLE_INDEX_MS),
+        cold_index: d.cold_index,
     }
 }
 

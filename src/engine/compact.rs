@@ -30,11 +30,11 @@ use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 
 use super::commit::{CommitError, Derived, MAX_COMMIT_ATTEMPTS};
+use super::merge::{build_segments, BuildPlan, BuiltSegment, DamagedRow, MergeFailure};
 use super::{Engine, EngineError, ErrorKind, NsHandle, Snapshot};
 use crate::format::manifest::{Manifest, ObjectRef, SectionRef, SegmentRef};
-use crate::format::segment::{DeletionSet, SegmentBuilder, SEGMENT_FILE};
+use crate::format::segment::{BuildError, DeletionSet, SEGMENT_FILE};
 use crate::layout::NsPath;
-use crate::model::Document;
 use crate::state::{NsState, SegmentReader};
 
 /// After a failed automatic compaction, the next automatic attempt on that
@@ -67,6 +67,9 @@ pub struct CompactionConfig {
     /// With `auto`: index a WAL tail below the thresholds once no commit
     /// came for this long, so index status settles (0: never).
     pub idle_ms: u64,
+    /// Whether segments get the cold-read IVF section (a second copy of the
+    /// vectors, in list order).
+    pub cold_index: crate::engine::ColdIndex,
 }
 
 impl Default for CompactionConfig {
@@ -81,6 +84,7 @@ impl Default for CompactionConfig {
             // Off for an engine opened directly; the daemon's configuration
             // turns it on (`compaction_idle_ms`, DEFAULT_IDLE_INDEX_MS).
             idle_ms: 0,
+            cold_index: crate::engine::ColdIndex::Auto,
         }
     }
 }
@@ -226,7 +230,6 @@ impl Engine {
         merge: &BTreeSet<String>,
     ) -> Result<Output, EngineError> {
         let state = &base.state;
-        let docs = merged_documents(state, merge).map_err(|e| self.refuse_damaged(path, e))?;
         let mut out = Output {
             new_segments: Vec::new(),
             new_deletes: BTreeMap::new(),
@@ -235,29 +238,21 @@ impl Engine {
             rows: 0,
             bytes: 0,
         };
-        let id_type = state.id_type.unwrap_or(crate::model::IdType::U64);
-        for chunk in docs.chunks(self.compaction().max_segment_rows.max(1)) {
-            let mut b = SegmentBuilder::new(id_type, state.vector_dim).with_range_checksums();
-            for d in chunk {
-                b.push(d).map_err(|e| EngineError::internal(format!("building a segment: {e}")))?;
-            }
-            crate::engine::indexing::add_index_sections(&mut b, chunk, state);
-            let bytes = b.finish().map_err(|e| EngineError::internal(format!("building a segment: {e}")))?;
+        for built in self.build_outputs(path, state, merge).await? {
             let id = self.ids.next_token();
             let key = path.segment_key(&id, SEGMENT_FILE);
-            let file = object_ref(&key, &bytes);
-            let sections = cold_read_sections(&bytes)?;
-            let bytes = Bytes::from(bytes);
-            self.store.put(&key, bytes.clone()).await?;
+            let file = object_ref(&key, &built.bytes);
+            let sections = cold_read_sections(&built.bytes)?;
+            self.store.put(&key, built.bytes.clone()).await?;
             // The load after the commit reads this segment: keep the copy just written.
-            self.cache.keep_written(&file, bytes).await;
+            self.cache.keep_written(&file, built.bytes).await;
             out.written_keys.push(key);
-            out.rows += chunk.len() as u64;
+            out.rows += built.rows;
             out.bytes += file.bytes;
             out.new_segments.push(SegmentRef {
                 id,
                 files: vec![file.clone()],
-                rows: chunk.len() as u64,
+                rows: built.rows,
                 deletes: None,
                 bytes: file.bytes,
                 sections,
@@ -276,6 +271,36 @@ impl Engine {
         }
         self.log(path).raise(&out.written_keys).await?;
         Ok(out)
+    }
+
+    /// Build the output segments on a blocking thread (the merge, the index
+    /// builds and the streaming into scratch files are CPU and disk work, not
+    /// for an async worker), bounded in memory (`engine/merge.rs`).
+    async fn build_outputs(
+        &self,
+        path: &NsPath,
+        state: &Arc<NsState>,
+        merge: &BTreeSet<String>,
+    ) -> Result<Vec<BuiltSegment>, EngineError> {
+        let cfg = self.compaction();
+        let cold = cfg.cold_index.wanted(self.store.local_root().is_none());
+        let (state, merge, scratch) = (Arc::clone(state), merge.clone(), self.scratch_dir().to_path_buf());
+        let built = tokio::task::spawn_blocking(move || {
+            let plan = BuildPlan { max_rows: cfg.max_segment_rows, cold, scratch: &scratch };
+            build_segments(&state, &merge, &plan)
+        })
+        .await
+        .map_err(|e| EngineError::internal(format!("segment build task: {e}")))?;
+        built.map_err(|e| match e {
+            MergeFailure::Damaged(d) => self.refuse_damaged(path, d),
+            MergeFailure::Build(BuildError::Io(e)) if e.raw_os_error() == Some(28) => {
+                EngineError::storage_full(format!("compaction of {}: scratch space: {e}", path.ns()))
+            }
+            MergeFailure::Build(BuildError::Io(e)) => {
+                EngineError::unavailable(format!("compaction of {}: scratch file: {e}", path.ns()))
+            }
+            MergeFailure::Build(e) => EngineError::internal(format!("building a segment: {e}")),
+        })
     }
 
     /// Step 3: commit on top of the newest generation under the commit lock,
@@ -473,39 +498,6 @@ fn object_ref(key: &str, bytes: &[u8]) -> ObjectRef {
     ObjectRef { key: key.to_owned(), bytes: bytes.len() as u64, crc32c: crc32c::crc32c(bytes) }
 }
 
-/// A segment row that cannot be decoded: the segment's file and why.
-struct DamagedRow {
-    key: String,
-    error: String,
-}
-
-/// The documents of the new segments: the overlay's live documents plus the
-/// live, unshadowed rows of the segments being merged, in id order. A row
-/// that cannot be decoded fails the merge: dropping it would lose a document.
-fn merged_documents(state: &NsState, merge: &BTreeSet<String>) -> Result<Vec<Document>, DamagedRow> {
-    let mut docs: BTreeMap<crate::model::DocId, Document> = BTreeMap::new();
-    for s in state.segments().iter().filter(|s| merge.contains(&s.meta.id)) {
-        for row in (0..s.seg.len()).filter(|r| !s.deleted.contains(*r)) {
-            let d = s.seg.doc(row).map_err(|e| DamagedRow {
-                key: s.meta.files.first().map_or_else(|| s.meta.id.clone(), |f| f.key.clone()),
-                error: format!("row {row}: {e}"),
-            })?;
-            docs.insert(d.id.clone(), d);
-        }
-    }
-    for (id, entry) in state.overlay() {
-        match entry {
-            Some(d) => {
-                docs.insert(id.clone(), (**d).clone());
-            }
-            None => {
-                docs.remove(id);
-            }
-        }
-    }
-    Ok(docs.into_values().collect())
-}
-
 impl Engine {
     /// Mark the damaged object and refuse the compaction with a clear error.
     fn refuse_damaged(&self, path: &NsPath, d: DamagedRow) -> EngineError {
@@ -561,43 +553,4 @@ fn compacted(cur: &Manifest, base: &Manifest, out: &Output, commit_id: String, n
     next.stats.unindexed_rows = next.wal.iter().map(|w| w.rows).sum();
     next.stats.unindexed_bytes = next.wal.iter().map(|w| w.bytes).sum();
     next
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::format::segment::{with_undecodable_row, Segment};
-    use crate::model::{DocId, IdType};
-    use crate::state::SegmentReader;
-
-    fn segment(key: &str, rows: u64, damaged_row: Option<usize>) -> SegmentReader {
-        let mut b = SegmentBuilder::new(IdType::U64, None);
-        for i in 0..rows {
-            b.push(&Document { id: DocId::U64(i), vector: None, attrs: BTreeMap::new() }).unwrap();
-        }
-        let mut bytes = b.finish().unwrap();
-        if let Some(row) = damaged_row {
-            bytes = with_undecodable_row(&bytes, row);
-        }
-        let seg = Segment::open(Bytes::from(bytes)).unwrap();
-        let meta = SegmentRef {
-            id: key.into(),
-            files: vec![ObjectRef { key: format!("{key}/data.seg"), bytes: 0, crc32c: 0 }],
-            rows,
-            ..SegmentRef::default()
-        };
-        SegmentReader::new(seg, Arc::new(DeletionSet::new(rows as usize)), meta)
-    }
-
-    #[test]
-    fn a_merge_refuses_a_row_it_cannot_decode_instead_of_dropping_it() {
-        let state = NsState::with_segments(vec![segment("good", 3, None), segment("bad", 3, Some(2))]);
-        let both: BTreeSet<String> = ["good".to_owned(), "bad".to_owned()].into();
-        let err = merged_documents(&state, &both).expect_err("the merge fails");
-        assert_eq!(err.key, "bad/data.seg");
-        assert!(err.error.starts_with("row 2:"), "{}", err.error);
-        // A merge that does not read the damaged segment is unaffected.
-        let good: BTreeSet<String> = ["good".to_owned()].into();
-        assert_eq!(merged_documents(&state, &good).ok().map(|d| d.len()), Some(3));
-    }
 }

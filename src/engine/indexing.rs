@@ -10,7 +10,14 @@
 //!   checks for each section and scores unindexed rows the same way).
 //! - Segments with an ANN section whose rows all have a vector also get a
 //!   cold-read IVF section (kind 21, the same lists with f32 vectors inline)
-//!   for queries served by ranged reads from the object store.
+//!   for queries served by ranged reads from the object store — when the
+//!   engine builds cold sections at all ([`ColdIndex`]): a second copy of
+//!   every vector is worth its bytes only where a bucket is read cold.
+//! - Sections are fed row by row while the rows are pushed ([`IndexFeed`]),
+//!   so no builder needs the segment's documents at once: the vector indexes
+//!   read the builder's vectors (mapped from its spool), the text, attribute
+//!   and sparse indexes what was fed. Each section is handed to the builder
+//!   (spooled) as soon as it is built.
 //! - Segments with an ANN section also get a graph section (kind 20, same
 //!   row order and minimum size); it serves unfiltered and wide-filter
 //!   queries, the ANN (IVF) section narrow filters and cold reads. Both are
@@ -27,8 +34,8 @@
 //!   here and at query time for unindexed rows alike.
 
 use crate::format::segment::{
-    SegmentBuilder, SECTION_ANN_INDEX, SECTION_ATTRIBUTE_INDEX, SECTION_COLD_IVF, SECTION_GRAPH_INDEX,
-    SECTION_SPARSE_INDEX, SECTION_TEXT_INDEX,
+    BuildError, SegmentBuilder, SECTION_ANN_INDEX, SECTION_ATTRIBUTE_INDEX, SECTION_COLD_IVF,
+    SECTION_GRAPH_INDEX, SECTION_SPARSE_INDEX, SECTION_TEXT_INDEX,
 };
 use crate::index::text::{Analyzer, TextIndexBuilder};
 use crate::model::{DistanceMetric, Document, Value};
@@ -41,67 +48,151 @@ pub const ANN_MIN_ROWS: usize = 1024;
 /// Segments with fewer rows than this get no attribute indexes.
 pub const ATTR_MIN_ROWS: usize = 64;
 
-/// Add the index sections for `docs` (the segment's rows, in row order).
-pub(crate) fn add_index_sections(builder: &mut SegmentBuilder, docs: &[Document], state: &NsState) {
-    if let Some(dim) = state.vector_dim.map(|d| d as usize).filter(|d| *d > 0) {
-        let with_vec = docs.iter().filter(|d| d.vector.as_ref().is_some_and(|v| v.len() == dim)).count();
-        if with_vec >= ANN_MIN_ROWS {
-            let mut flat = vec![0f32; docs.len() * dim];
-            for (row, d) in docs.iter().enumerate() {
-                if let Some(v) = d.vector.as_ref().filter(|v| v.len() == dim) {
-                    flat[row * dim..(row + 1) * dim].copy_from_slice(v);
+/// Whether compaction writes the cold-read IVF section (kind 21).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ColdIndex {
+    /// When the store is a bucket (the only store read cold).
+    #[default]
+    Auto,
+    /// Always (a node that pushes its segments to a bucket others read cold).
+    Always,
+    /// Never.
+    Never,
+}
+
+impl ColdIndex {
+    /// Whether to build it, on a store that is (`true`) or is not a bucket.
+    pub fn wanted(self, bucket_store: bool) -> bool {
+        match self {
+            ColdIndex::Auto => bucket_store,
+            ColdIndex::Always => true,
+            ColdIndex::Never => false,
+        }
+    }
+}
+
+/// One attribute's index input, in schema order.
+enum AttrFeed {
+    Text(String, Analyzer, TextIndexBuilder),
+    Values(String, Vec<(u32, Value)>),
+    Sparse(String, Vec<(u32, Vec<(String, f32)>)>),
+}
+
+/// The index sections of one segment, fed each row as it is pushed.
+pub(crate) struct IndexFeed<'s> {
+    state: &'s NsState,
+    dim: Option<usize>,
+    rows: usize,
+    with_vector: usize,
+    attrs: Vec<AttrFeed>,
+    cold: bool,
+}
+
+impl<'s> IndexFeed<'s> {
+    /// A feed for a segment of `state`'s namespace; `cold`: build the cold IVF.
+    pub(crate) fn new(state: &'s NsState, cold: bool) -> Self {
+        let mut attrs = Vec::new();
+        for (name, schema) in &state.schema {
+            if let Some(opts) = &schema.full_text_search {
+                attrs.push(AttrFeed::Text(
+                    name.clone(),
+                    Analyzer::new(opts),
+                    TextIndexBuilder::new(name, opts),
+                ));
+            }
+            if matches!(schema.ty, AttrType::Scalar(_)) && schema.is_filterable() {
+                attrs.push(AttrFeed::Values(name.clone(), Vec::new()));
+            }
+            if matches!(schema.ty, AttrType::Sparse { .. }) {
+                attrs.push(AttrFeed::Sparse(name.clone(), Vec::new()));
+            }
+        }
+        let dim = state.vector_dim.map(|d| d as usize).filter(|d| *d > 0);
+        IndexFeed { state, dim, rows: 0, with_vector: 0, attrs, cold }
+    }
+
+    /// Feed the next row (rows come in row order, each once).
+    pub(crate) fn add(&mut self, d: &Document) {
+        let row = u32::try_from(self.rows).unwrap_or(u32::MAX);
+        self.rows += 1;
+        if d.vector.as_ref().is_some_and(|v| Some(v.len()) == self.dim) {
+            self.with_vector += 1;
+        }
+        for feed in &mut self.attrs {
+            match feed {
+                AttrFeed::Text(name, analyzer, b) => {
+                    let toks = d
+                        .attrs
+                        .get(name.as_str())
+                        .map(|v| crate::index::text::value_tokens(analyzer, v))
+                        .unwrap_or_default();
+                    b.add_tokens(row, toks.iter().map(String::as_str));
+                }
+                AttrFeed::Values(name, values) => {
+                    if let Some(v) = d.attrs.get(name.as_str()) {
+                        values.push((row, v.clone()));
+                    }
+                }
+                AttrFeed::Sparse(name, rows) => {
+                    if let Some(Value::Sparse(v)) = d.attrs.get(name.as_str()) {
+                        rows.push((row, v.clone()));
+                    }
                 }
             }
-            let metric = state.distance_metric.unwrap_or(DistanceMetric::CosineDistance);
-            // One flat copy of the vectors, shared by the three builders; they parallelise
-            // deterministically (same bytes for any thread count).
-            let threads = crate::index::vector::graph::default_threads();
-            let params = crate::index::vector::ann::AnnParams { threads, ..Default::default() };
-            let ann = crate::index::vector::ann::build(&flat, dim, metric, &params);
-            // The cold-read lists need every row to have a vector (no absent-row
-            // bitmap is fetched on the cold path).
-            let cold = (with_vec == docs.len())
-                .then(|| crate::index::vector::ann::AnnIndex::open_trusted(&ann).ok())
-                .flatten()
-                .and_then(|ix| crate::index::vector::coldivf::build(&ix, &flat, dim));
-            builder.add_section(SECTION_ANN_INDEX, ann);
-            if let Some(cold) = cold {
-                builder.add_section(SECTION_COLD_IVF, cold);
-            }
-            let gparams = crate::index::vector::graph::GraphParams { threads, ..Default::default() };
-            builder.add_section(
-                SECTION_GRAPH_INDEX,
-                crate::index::vector::graph::build(&flat, dim, metric, &gparams),
-            );
         }
     }
-    for (name, schema) in &state.schema {
-        if let Some(opts) = &schema.full_text_search {
-            let analyzer = Analyzer::new(opts);
-            let mut b = TextIndexBuilder::new(name, opts);
-            for (row, d) in docs.iter().enumerate() {
-                let toks = d
-                    .attrs
-                    .get(name)
-                    .map(|v| crate::index::text::value_tokens(&analyzer, v))
-                    .unwrap_or_default();
-                b.add_tokens(row as u32, toks.iter().map(String::as_str));
+
+    /// Build every section from what was fed and the builder's vectors, and
+    /// add them to `builder` (which holds the same rows).
+    pub(crate) fn finish(self, builder: &mut SegmentBuilder) -> Result<(), BuildError> {
+        if let Some(dim) = self.dim.filter(|_| self.with_vector >= ANN_MIN_ROWS) {
+            let rows = builder.vectors_f32()?;
+            let all_have_vectors = self.with_vector == self.rows;
+            add_vector_sections(builder, rows.as_slice(), dim, self.state, self.cold && all_have_vectors);
+        }
+        for feed in self.attrs {
+            match feed {
+                AttrFeed::Text(_, _, b) => builder.add_section(SECTION_TEXT_INDEX, b.finish()),
+                AttrFeed::Values(name, values) if self.rows >= ATTR_MIN_ROWS => {
+                    if let Some(bytes) =
+                        crate::index::attr::build(&name, self.rows, values.iter().map(|(r, v)| (*r, v)))
+                    {
+                        builder.add_section(SECTION_ATTRIBUTE_INDEX, bytes);
+                    }
+                }
+                AttrFeed::Values(..) => {}
+                AttrFeed::Sparse(name, rows) => builder.add_section(
+                    SECTION_SPARSE_INDEX,
+                    crate::index::sparse::build(
+                        &name,
+                        self.rows,
+                        rows.iter().map(|(r, v)| (*r, v.as_slice())),
+                    ),
+                ),
             }
-            builder.add_section(SECTION_TEXT_INDEX, b.finish());
         }
-        if matches!(schema.ty, AttrType::Scalar(_)) && schema.is_filterable() && docs.len() >= ATTR_MIN_ROWS {
-            let values =
-                docs.iter().enumerate().filter_map(|(row, d)| d.attrs.get(name).map(|v| (row as u32, v)));
-            if let Some(bytes) = crate::index::attr::build(name, docs.len(), values) {
-                builder.add_section(SECTION_ATTRIBUTE_INDEX, bytes);
-            }
-        }
-        if matches!(schema.ty, AttrType::Sparse { .. }) {
-            let rows = docs.iter().enumerate().filter_map(|(row, d)| match d.attrs.get(name) {
-                Some(Value::Sparse(v)) => Some((row as u32, v.as_slice())),
-                _ => None,
-            });
-            builder.add_section(SECTION_SPARSE_INDEX, crate::index::sparse::build(name, docs.len(), rows));
-        }
+        Ok(())
     }
+}
+
+/// The ANN (IVF), cold IVF (when `cold`; needs every row to have a vector:
+/// no absent-row bitmap is fetched on the cold path) and graph sections over
+/// `flat` (rows × dim, zeros for rows without a vector). Each goes to the
+/// builder as soon as nothing else needs it; the builders parallelise
+/// deterministically (same bytes for any thread count).
+fn add_vector_sections(builder: &mut SegmentBuilder, flat: &[f32], dim: usize, state: &NsState, cold: bool) {
+    let metric = state.distance_metric.unwrap_or(DistanceMetric::CosineDistance);
+    let threads = crate::index::vector::graph::default_threads();
+    let params = crate::index::vector::ann::AnnParams { threads, ..Default::default() };
+    let ann = crate::index::vector::ann::build(flat, dim, metric, &params);
+    let cold = cold
+        .then(|| crate::index::vector::ann::AnnIndex::open_trusted(&ann).ok())
+        .flatten()
+        .and_then(|ix| crate::index::vector::coldivf::build(&ix, flat, dim));
+    builder.add_section(SECTION_ANN_INDEX, ann);
+    if let Some(cold) = cold {
+        builder.add_section(SECTION_COLD_IVF, cold);
+    }
+    let gparams = crate::index::vector::graph::GraphParams { threads, ..Default::default() };
+    builder.add_section(SECTION_GRAPH_INDEX, crate::index::vector::graph::build(flat, dim, metric, &gparams));
 }

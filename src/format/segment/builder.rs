@@ -1,7 +1,19 @@
 //! The segment writer: documents pushed in strictly increasing id order plus opaque
 //! extension sections, laid out canonically (see the parent module doc) so equal content
 //! gives equal bytes.
+//!
+//! Invariants:
+//! - A builder made with [`SegmentBuilder::spooled`] keeps only ids, offsets and the
+//!   vector-absent bitmap in memory; docs bytes, vectors and added sections go to
+//!   unlinked scratch files, and [`SegmentBuilder::finish_into`] streams the file out.
+//!   Both kinds of builder give the same bytes for the same pushes.
 
+use std::io::Write;
+use std::ops::Range;
+use std::path::Path;
+
+use super::assemble::{assemble_into, BuildError, Part, SectionParts};
+use super::spool::{F32Rows, Spool};
 use super::*;
 
 /// Builds one segment file from documents pushed in strictly increasing id
@@ -18,11 +30,13 @@ pub struct SegmentBuilder {
     id_offsets: Vec<u64>,
     /// Offsets into `docs` (starts with 0).
     doc_offsets: Vec<u64>,
-    docs: Writer,
-    vectors: Vec<u8>,
+    docs: Spool,
+    vectors: Spool,
     absent: Vec<u64>,
     any_absent: bool,
-    extra: Vec<(u16, Vec<u8>)>,
+    /// Added sections: kind and range in `extra_bytes`.
+    extra: Vec<(u16, Range<u64>)>,
+    extra_bytes: Spool,
     range_checksums: bool,
 }
 
@@ -30,6 +44,25 @@ impl SegmentBuilder {
     /// An empty builder for ids of `id_type` and, if `vector_dim` is set,
     /// dense vectors of that dimension (1..=`MAX_VECTOR_DIM`).
     pub fn new(id_type: IdType, vector_dim: Option<u32>) -> Self {
+        Self::with_spools(
+            id_type,
+            vector_dim,
+            [Spool::Memory(Vec::new()), Spool::Memory(Vec::new()), Spool::Memory(Vec::new())],
+        )
+    }
+
+    /// Like [`SegmentBuilder::new`], with the docs bytes, vectors and added
+    /// sections kept in unlinked files in `dir` instead of memory.
+    pub fn spooled(id_type: IdType, vector_dim: Option<u32>, dir: &Path) -> std::io::Result<Self> {
+        Ok(Self::with_spools(
+            id_type,
+            vector_dim,
+            [Spool::file_in(dir)?, Spool::file_in(dir)?, Spool::file_in(dir)?],
+        ))
+    }
+
+    fn with_spools(id_type: IdType, vector_dim: Option<u32>, spools: [Spool; 3]) -> Self {
+        let [docs, vectors, extra_bytes] = spools;
         SegmentBuilder {
             id_type,
             vector_dim,
@@ -38,11 +71,12 @@ impl SegmentBuilder {
             ids: Vec::new(),
             id_offsets: if id_type == IdType::String { vec![0] } else { Vec::new() },
             doc_offsets: vec![0],
-            docs: Writer::new(),
-            vectors: Vec::new(),
+            docs,
+            vectors,
             absent: Vec::new(),
             any_absent: false,
             extra: Vec::new(),
+            extra_bytes,
             range_checksums: false,
         }
     }
@@ -126,17 +160,25 @@ impl SegmentBuilder {
                 self.id_offsets.push(len_u64(self.ids.len()));
             }
         }
-        self.docs.bytes(attrs.as_slice());
-        self.doc_offsets.push(len_u64(self.docs.len()));
+        self.docs.append(attrs.as_slice());
+        self.doc_offsets.push(self.docs.len());
         if let Some(d) = dim {
             let row = self.rows;
             if row.is_multiple_of(64) {
                 self.absent.push(0);
             }
             match &doc.vector {
-                Some(v) => v.iter().for_each(|x| self.vectors.extend_from_slice(&x.to_le_bytes())),
+                Some(v) => {
+                    let mut le = [0u8; 4 * 64];
+                    for chunk in v.chunks(64) {
+                        for (i, x) in chunk.iter().enumerate() {
+                            le[4 * i..4 * i + 4].copy_from_slice(&x.to_le_bytes());
+                        }
+                        self.vectors.append(&le[..4 * chunk.len()]);
+                    }
+                }
                 None => {
-                    self.vectors.resize(self.vectors.len() + d * 4, 0);
+                    self.vectors.append_zeros(d * 4);
                     if let Some(w) = self.absent.last_mut() {
                         *w |= 1u64 << (row % 64);
                     }
@@ -154,7 +196,15 @@ impl SegmentBuilder {
     /// refuses core kinds. Sections are written in the order added; several
     /// sections of one kind are allowed (e.g. one text index per attribute).
     pub fn add_section(&mut self, kind: u16, bytes: Vec<u8>) {
-        self.extra.push((kind, bytes));
+        let start = self.extra_bytes.len();
+        self.extra_bytes.append(&bytes);
+        self.extra.push((kind, start..self.extra_bytes.len()));
+    }
+
+    /// The vectors pushed so far, rows × dim (zeros for rows without one), for
+    /// the index builds: mapped in place from a spooled builder.
+    pub fn vectors_f32(&mut self) -> Result<F32Rows, BuildError> {
+        Ok(self.vectors.map_f32()?)
     }
 
     /// Rows pushed so far.
@@ -172,132 +222,47 @@ impl SegmentBuilder {
         self.id_type
     }
 
-    /// Assemble the segment file.
+    /// Assemble the segment file in memory.
     pub fn finish(self) -> Result<Vec<u8>, FormatError> {
+        match self.finish_into(Vec::new()) {
+            Ok(v) => Ok(v),
+            Err(BuildError::Format(e)) => Err(e),
+            Err(BuildError::Io(e)) => Err(malformed(format_args!("reading a spool back: {e}"))),
+        }
+    }
+
+    /// Write the segment file into `out`, streaming the spooled parts.
+    pub fn finish_into<W: Write>(mut self, out: W) -> Result<W, BuildError> {
         let dim = self.checked_dim()?;
         if let Some((kind, _)) = self.extra.iter().find(|(k, _)| *k < FIRST_EXTENSION_KIND) {
             return Err(malformed(format_args!(
                 "section kind {kind} is a core kind; extension sections use kinds >= {FIRST_EXTENSION_KIND}"
-            )));
+            ))
+            .into());
         }
-        let mut ids = Writer::with_capacity(self.ids.len() + self.id_offsets.len() * 8);
-        for o in &self.id_offsets {
-            ids.u64(*o);
+        for s in [&mut self.docs, &mut self.vectors, &mut self.extra_bytes] {
+            s.settle()?;
         }
-        ids.bytes(&self.ids);
-        let mut docs = Writer::with_capacity(self.docs.len() + self.doc_offsets.len() * 8);
-        for o in &self.doc_offsets {
-            docs.u64(*o);
-        }
-        docs.bytes(self.docs.as_slice());
-        let ids = ids.into_inner();
-        let docs = docs.into_inner();
-        let mut sections: Vec<(u16, &[u8])> = vec![(SECTION_IDS, &ids), (SECTION_DOCS, &docs)];
+        let mut id_offsets = Writer::with_capacity(self.id_offsets.len() * 8);
+        self.id_offsets.iter().for_each(|o| id_offsets.u64(*o));
+        let mut doc_offsets = Writer::with_capacity(self.doc_offsets.len() * 8);
+        self.doc_offsets.iter().for_each(|o| doc_offsets.u64(*o));
         let mut absent = Writer::new();
+        self.absent.iter().for_each(|w| absent.u64(*w));
+        let mut sections: Vec<SectionParts<'_>> = vec![
+            (SECTION_IDS, vec![Part::Bytes(id_offsets.as_slice()), Part::Bytes(&self.ids)]),
+            (SECTION_DOCS, vec![Part::Bytes(doc_offsets.as_slice()), self.docs.part(0..self.docs.len())?]),
+        ];
         if dim.is_some() {
-            sections.push((SECTION_VECTORS, &self.vectors));
+            sections.push((SECTION_VECTORS, vec![self.vectors.part(0..self.vectors.len())?]));
             if self.any_absent {
-                for w in &self.absent {
-                    absent.u64(*w);
-                }
-                sections.push((SECTION_VECTOR_ABSENT, absent.as_slice()));
+                sections.push((SECTION_VECTOR_ABSENT, vec![Part::Bytes(absent.as_slice())]));
             }
         }
-        sections.extend(self.extra.iter().map(|(k, b)| (*k, b.as_slice())));
+        for (kind, range) in &self.extra {
+            sections.push((*kind, vec![self.extra_bytes.part(range.clone())?]));
+        }
         let dim = self.vector_dim.unwrap_or(0);
-        assemble(id_kind_of(self.id_type), self.rows, dim, &sections, self.range_checksums)
+        assemble_into(out, id_kind_of(self.id_type), self.rows, dim, &sections, self.range_checksums)
     }
-}
-
-/// Lay out header, sections, table and table crc (see the module doc).
-pub(super) fn assemble(
-    id_kind: u8,
-    rows: usize,
-    dim: u32,
-    sections: &[(u16, &[u8])],
-    range_checksums: bool,
-) -> Result<Vec<u8>, FormatError> {
-    if range_checksums {
-        return assemble_with_range_checksums(id_kind, rows, dim, sections);
-    }
-    if sections.len() > MAX_SECTIONS {
-        return Err(FormatError::TooLarge {
-            what: "segment sections",
-            len: len_u64(sections.len()),
-            max: len_u64(MAX_SECTIONS),
-        });
-    }
-    let too_large = || FormatError::TooLarge { what: "segment", len: u64::MAX, max: len_u64(usize::MAX) };
-    let mut total = SEGMENT_HEADER_LEN;
-    for (_, b) in sections {
-        total = align_up(total).and_then(|t| t.checked_add(b.len())).ok_or_else(too_large)?;
-    }
-    let table_offset = align_up(total).ok_or_else(too_large)?;
-    let total = sections
-        .len()
-        .checked_mul(SECTION_ENTRY_LEN)
-        .and_then(|t| t.checked_add(table_offset))
-        .and_then(|t| t.checked_add(4))
-        .ok_or_else(too_large)?;
-
-    let mut w = Writer::with_capacity(total);
-    w.bytes(&SEGMENT_MAGIC);
-    w.u16(SEGMENT_FORMAT_VERSION);
-    w.u16(0); // flags
-    w.u8(id_kind);
-    w.bytes(&[0; 3]);
-    w.u64(len_u64(rows));
-    w.u32(dim);
-    w.u32(u32::try_from(sections.len()).unwrap_or(u32::MAX));
-    w.u64(len_u64(table_offset));
-    w.bytes(&[0; OFF_HEADER_CRC - 40]);
-    let crc = crc32c::crc32c(w.as_slice());
-    w.u32(crc);
-
-    let mut table = Writer::with_capacity(sections.len() * SECTION_ENTRY_LEN);
-    for (kind, b) in sections {
-        let at = align_up(w.len()).ok_or_else(too_large)?;
-        w.bytes(&vec![0; at - w.len()]);
-        table.u16(*kind);
-        table.u16(0); // flags
-        table.u32(crc32c::crc32c(b));
-        table.u64(len_u64(at));
-        table.u64(len_u64(b.len()));
-        w.bytes(b);
-    }
-    w.bytes(&vec![0; table_offset - w.len()]);
-    w.bytes(table.as_slice());
-    w.u32(crc32c::crc32c(table.as_slice()));
-    Ok(w.into_inner())
-}
-
-/// Lay the file out with a zeroed range-checksum section of the right length
-/// (so the header and table already count it), then checksum every byte
-/// before that section and patch in the section, its table crc and the table
-/// crc. The result is what a two-pass layout would give, in one pass.
-pub(super) fn assemble_with_range_checksums(
-    id_kind: u8,
-    rows: usize,
-    dim: u32,
-    sections: &[(u16, &[u8])],
-) -> Result<Vec<u8>, FormatError> {
-    let too_large = || FormatError::TooLarge { what: "segment", len: u64::MAX, max: len_u64(usize::MAX) };
-    let mut end = SEGMENT_HEADER_LEN;
-    for (_, b) in sections {
-        end = align_up(end).and_then(|t| t.checked_add(b.len())).ok_or_else(too_large)?;
-    }
-    let covered = align_up(end).ok_or_else(too_large)?;
-    let placeholder = vec![0u8; RANGE_HEADER_LEN + 4 * covered.div_ceil(1 << RANGE_CHUNK_LOG2)];
-    let mut all = sections.to_vec();
-    all.push((SECTION_RANGE_CHECKSUMS, &placeholder));
-    let mut file = assemble(id_kind, rows, dim, &all, false)?;
-    let sums = RangeChecksums::compute(&file[..covered], RANGE_CHUNK_LOG2).encode();
-    file[covered..covered + sums.len()].copy_from_slice(&sums);
-    let table_at = file.len() - 4 - SECTION_ENTRY_LEN * all.len();
-    let entry = table_at + SECTION_ENTRY_LEN * (all.len() - 1);
-    file[entry + 4..entry + 8].copy_from_slice(&crc32c::crc32c(&sums).to_le_bytes());
-    let table_crc = crc32c::crc32c(&file[table_at..file.len() - 4]);
-    let n = file.len();
-    file[n - 4..].copy_from_slice(&table_crc.to_le_bytes());
-    Ok(file)
 }

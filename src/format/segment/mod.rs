@@ -61,8 +61,12 @@ mod ranges;
 pub use ranges::*;
 mod ids;
 pub use ids::*;
+mod assemble;
+pub use assemble::BuildError;
 mod builder;
 pub use builder::*;
+mod spool;
+pub use spool::F32Rows;
 mod reader;
 pub use reader::*;
 mod deletes;
@@ -252,7 +256,7 @@ pub(crate) fn with_undecodable_row(bytes: &[u8], row: usize) -> Vec<u8> {
     }
     let sections: Vec<(u16, &[u8])> = owned.iter().map(|(k, b)| (*k, b.as_slice())).collect();
     let id_kind = bytes[12];
-    builder::assemble(id_kind, seg.len(), seg.vector_dim().unwrap_or(0), &sections, false).expect("assemble")
+    assemble::assemble(id_kind, seg.len(), seg.vector_dim().unwrap_or(0), &sections, false).expect("assemble")
 }
 
 #[cfg(test)]

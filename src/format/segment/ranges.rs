@@ -17,6 +17,11 @@ pub struct RangeChecksums {
 }
 
 impl RangeChecksums {
+    /// Checksums already computed over `covered` bytes (a streaming writer).
+    pub(super) fn from_parts(chunk_log2: u32, covered: u64, crcs: Vec<u32>) -> RangeChecksums {
+        RangeChecksums { chunk_log2, covered, crcs }
+    }
+
     /// Checksums of `bytes` (the file so far) in chunks of `2^chunk_log2`.
     pub fn compute(bytes: &[u8], chunk_log2: u32) -> RangeChecksums {
         let chunk = 1usize << chunk_log2;

@@ -1,3 +1,4 @@
+use super::assemble::assemble;
 use super::*;
 use proptest::prelude::*;
 
@@ -736,4 +737,52 @@ fn a_row_that_passes_the_checksums_but_does_not_decode_fails_alone() {
     assert!(seg.doc(1).is_err(), "the damaged row is an error, never a document");
     assert_eq!(seg.doc(0).unwrap(), docs[0]);
     assert_eq!(seg.doc(2).unwrap(), docs[2]);
+}
+
+/// Builders with the same pushes and sections: one in memory, one spooled.
+fn twin_builders(dir: &std::path::Path, dim: u32) -> (SegmentBuilder, SegmentBuilder) {
+    let mem = SegmentBuilder::new(IdType::String, Some(dim)).with_range_checksums();
+    let spooled = SegmentBuilder::spooled(IdType::String, Some(dim), dir).unwrap().with_range_checksums();
+    (mem, spooled)
+}
+
+#[test]
+fn a_spooled_build_streams_the_same_bytes_as_an_in_memory_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let dim = 96u32;
+    let (mut mem, mut spooled) = twin_builders(dir.path(), dim);
+    // Enough rows that the vectors cross several 1 MiB copy chunks and many
+    // 16 KiB range-checksum chunks; some rows without a vector.
+    for i in 0..4000u32 {
+        let vector = (i % 7 != 3).then(|| (0..dim).map(|j| (i * dim + j) as f32 * 0.001).collect());
+        let a = if i % 5 == 0 { every_value() } else { attrs(&[("n", Value::Int(i128::from(i)))]) };
+        let d = Document { id: DocId::Str(format!("doc-{i:06}")), vector, attrs: a };
+        mem.push(&d).unwrap();
+        spooled.push(&d).unwrap();
+    }
+    assert_eq!(mem.vectors_f32().unwrap().as_slice(), spooled.vectors_f32().unwrap().as_slice());
+    assert!(
+        matches!(spooled.vectors_f32().unwrap(), F32Rows::Mapped(_)),
+        "spooled vectors are mapped, not copied"
+    );
+    for (kind, len) in [(FIRST_EXTENSION_KIND, 3usize), (FIRST_EXTENSION_KIND + 1, (1 << 20) + 77), (40, 0)] {
+        let bytes: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+        mem.add_section(kind, bytes.clone());
+        spooled.add_section(kind, bytes);
+    }
+    let expected = mem.finish().unwrap();
+    let streamed = spooled.finish_into(Vec::new()).unwrap();
+    assert_eq!(streamed.len(), expected.len());
+    assert!(streamed == expected, "the streamed file differs from the in-memory one");
+    let seg = open(&streamed).unwrap();
+    assert_eq!(seg.len(), 4000);
+    assert!(seg.section(SECTION_RANGE_CHECKSUMS).is_some());
+}
+
+#[test]
+fn a_spooled_build_refuses_core_kinds_like_an_in_memory_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut b = SegmentBuilder::spooled(IdType::U64, None, dir.path()).unwrap();
+    b.add_section(SECTION_DOCS, vec![1, 2, 3]);
+    assert!(matches!(b.finish_into(Vec::new()), Err(BuildError::Format(_))));
 }

@@ -1,0 +1,247 @@
+//! The rows of a compaction's output, streamed: the overlay's live documents
+//! and the live, unshadowed rows of the segments being merged, in id order,
+//! one at a time, built into spooled segments on a blocking thread.
+//!
+//! Invariants:
+//! - Memory follows one row, not the output: segment rows are decoded as
+//!   they are emitted (from the mapped segment), the overlay is read in
+//!   place, and each output segment is built by a spooled
+//!   [`SegmentBuilder`] and streamed into an unlinked scratch file.
+//! - The same rows as folding everything into one ordered map: an overlay
+//!   entry (document or deletion) shadows the segment row with its id; live
+//!   rows of different segments never share an id (compaction's invariant),
+//!   so a k-way merge by id needs no tie rule.
+//! - A row that cannot be decoded stops the build with [`MergeFailure::Damaged`]:
+//!   dropping it would lose a document.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeSet, BinaryHeap};
+use std::path::Path;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::indexing::IndexFeed;
+use crate::format::segment::{BuildError, SegmentBuilder};
+use crate::model::{DocId, Document};
+use crate::state::{NsState, SegmentReader};
+
+/// A segment row that cannot be decoded: the segment's file and why.
+pub(super) struct DamagedRow {
+    pub(super) key: String,
+    pub(super) error: String,
+}
+
+/// Why an output segment could not be built.
+pub(super) enum MergeFailure {
+    Damaged(DamagedRow),
+    Build(BuildError),
+}
+
+impl From<BuildError> for MergeFailure {
+    fn from(e: BuildError) -> Self {
+        MergeFailure::Build(e)
+    }
+}
+
+/// One output segment: its file (mapped from the scratch file) and rows.
+pub(super) struct BuiltSegment {
+    pub(super) bytes: Bytes,
+    pub(super) rows: u64,
+}
+
+/// What an output segment is built with.
+pub(super) struct BuildPlan<'a> {
+    pub(super) max_rows: usize,
+    pub(super) cold: bool,
+    pub(super) scratch: &'a Path,
+}
+
+/// Build the output segments of a compaction of `state` that merges the
+/// segments in `merge`: at most `plan.max_rows` rows each, in id order.
+pub(super) fn build_segments(
+    state: &NsState,
+    merge: &BTreeSet<String>,
+    plan: &BuildPlan<'_>,
+) -> Result<Vec<BuiltSegment>, MergeFailure> {
+    let id_type = state.id_type.unwrap_or(crate::model::IdType::U64);
+    let mut rows = MergedRows::new(state, merge).peekable();
+    let mut out = Vec::new();
+    while rows.peek().is_some() {
+        let mut b = SegmentBuilder::spooled(id_type, state.vector_dim, plan.scratch)
+            .map_err(BuildError::from)?
+            .with_range_checksums();
+        let mut feed = IndexFeed::new(state, plan.cold);
+        while b.len() < plan.max_rows.max(1) {
+            let Some(doc) = rows.next() else { break };
+            let doc = doc.map_err(MergeFailure::Damaged)?;
+            b.push(&doc).map_err(BuildError::from)?;
+            feed.add(&doc);
+        }
+        feed.finish(&mut b)?;
+        let n = b.len() as u64;
+        out.push(BuiltSegment { bytes: write_scratch(b, plan.scratch)?, rows: n });
+    }
+    Ok(out)
+}
+
+/// Stream the segment into an unlinked scratch file and map it.
+fn write_scratch(b: SegmentBuilder, scratch: &Path) -> Result<Bytes, BuildError> {
+    let file = tempfile::tempfile_in(scratch)?;
+    let w = b.finish_into(std::io::BufWriter::with_capacity(1 << 20, file))?;
+    let file = w.into_inner().map_err(std::io::IntoInnerError::into_error)?;
+    if file.metadata()?.len() == 0 {
+        return Ok(Bytes::new());
+    }
+    // SAFETY: the file is unlinked and private to this function; nothing
+    // writes to it once it is mapped.
+    let map = unsafe { memmap2::Mmap::map(&file)? };
+    Ok(Bytes::from_owner(map))
+}
+
+/// The merged rows in id order.
+struct MergedRows<'s> {
+    state: &'s NsState,
+    segs: Vec<&'s SegmentReader>,
+    /// Per merged segment, the next row to look at.
+    next_row: Vec<usize>,
+    /// The head of each segment cursor that has one: (id, row, cursor).
+    heads: BinaryHeap<Reverse<(DocId, usize, usize)>>,
+    overlay: std::iter::Peekable<Box<dyn Iterator<Item = (&'s DocId, &'s Arc<Document>)> + 's>>,
+}
+
+impl<'s> MergedRows<'s> {
+    fn new(state: &'s NsState, merge: &BTreeSet<String>) -> Self {
+        let segs: Vec<&SegmentReader> =
+            state.segments().iter().filter(|s| merge.contains(&s.meta.id)).collect();
+        let live: Box<dyn Iterator<Item = (&DocId, &Arc<Document>)>> =
+            Box::new(state.overlay().iter().filter_map(|(id, d)| d.as_ref().map(|d| (id, d))));
+        let mut me = MergedRows {
+            state,
+            next_row: vec![0; segs.len()],
+            segs,
+            heads: BinaryHeap::new(),
+            overlay: live.peekable(),
+        };
+        for c in 0..me.segs.len() {
+            me.advance(c);
+        }
+        me
+    }
+
+    /// Push cursor `c`'s next live row that the overlay does not shadow.
+    fn advance(&mut self, c: usize) {
+        let s = self.segs[c];
+        while self.next_row[c] < s.seg.len() {
+            let row = self.next_row[c];
+            self.next_row[c] += 1;
+            if s.deleted.contains(row) {
+                continue;
+            }
+            let Some(id) = s.seg.try_id(row) else { continue };
+            if self.state.overlay().contains_key(&id) {
+                continue;
+            }
+            self.heads.push(Reverse((id, row, c)));
+            return;
+        }
+    }
+
+    fn segment_row(&mut self) -> Option<Result<Document, DamagedRow>> {
+        let Reverse((_, row, c)) = self.heads.pop()?;
+        let s = self.segs[c];
+        let doc = s.seg.doc(row).map_err(|e| DamagedRow {
+            key: s.meta.files.first().map_or_else(|| s.meta.id.clone(), |f| f.key.clone()),
+            error: format!("row {row}: {e}"),
+        });
+        self.advance(c);
+        Some(doc)
+    }
+}
+
+impl Iterator for MergedRows<'_> {
+    type Item = Result<Document, DamagedRow>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let overlay_first = match (self.overlay.peek(), self.heads.peek()) {
+            (None, None) => return None,
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+            (Some((oid, _)), Some(Reverse((sid, _, _)))) => *oid < sid,
+        };
+        if overlay_first {
+            self.overlay.next().map(|(_, d)| Ok((**d).clone()))
+        } else {
+            self.segment_row()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::format::manifest::{ObjectRef, SegmentRef};
+    use crate::format::segment::{with_undecodable_row, DeletionSet, Segment};
+    use crate::model::IdType;
+
+    /// A segment `key` holding ids `ids` (increasing), `damaged_row` undecodable, `deleted` rows deleted.
+    fn segment(key: &str, ids: &[u64], damaged_row: Option<usize>, deleted: &[usize]) -> SegmentReader {
+        let mut b = SegmentBuilder::new(IdType::U64, None);
+        for i in ids {
+            b.push(&Document { id: DocId::U64(*i), vector: None, attrs: BTreeMap::new() }).unwrap();
+        }
+        let mut bytes = b.finish().unwrap();
+        if let Some(row) = damaged_row {
+            bytes = with_undecodable_row(&bytes, row);
+        }
+        let seg = Segment::open(Bytes::from(bytes)).unwrap();
+        let meta = SegmentRef {
+            id: key.into(),
+            files: vec![ObjectRef { key: format!("{key}/data.seg"), bytes: 0, crc32c: 0 }],
+            rows: ids.len() as u64,
+            ..SegmentRef::default()
+        };
+        let mut set = DeletionSet::new(ids.len());
+        deleted.iter().for_each(|r| {
+            set.insert(*r);
+        });
+        SegmentReader::new(seg, Arc::new(set), meta)
+    }
+
+    fn ids(state: &NsState, merge: &BTreeSet<String>) -> Result<Vec<u64>, String> {
+        MergedRows::new(state, merge)
+            .map(|d| match d {
+                Ok(Document { id: DocId::U64(n), .. }) => Ok(n),
+                Ok(other) => Err(format!("unexpected id {}", other.id)),
+                Err(e) => Err(format!("{}: {}", e.key, e.error)),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn live_rows_of_merged_segments_come_out_in_id_order() {
+        let state = NsState::with_segments(vec![
+            segment("a", &[1, 4, 7, 10], None, &[1]),
+            segment("b", &[2, 3, 9], None, &[]),
+            segment("c", &[5, 6], None, &[]),
+        ]);
+        let ab: BTreeSet<String> = ["a".to_owned(), "b".to_owned()].into();
+        assert_eq!(ids(&state, &ab).unwrap(), vec![1, 2, 3, 7, 9, 10]);
+    }
+
+    #[test]
+    fn a_merge_refuses_a_row_it_cannot_decode_instead_of_dropping_it() {
+        let state = NsState::with_segments(vec![
+            segment("good", &[0, 1, 2], None, &[]),
+            segment("bad", &[3, 4, 5], Some(2), &[]),
+        ]);
+        let both: BTreeSet<String> = ["good".to_owned(), "bad".to_owned()].into();
+        let err = ids(&state, &both).expect_err("the merge fails");
+        assert!(err.starts_with("bad/data.seg: row 2:"), "{err}");
+        // A merge that does not read the damaged segment is unaffected.
+        let good: BTreeSet<String> = ["good".to_owned()].into();
+        assert_eq!(ids(&state, &good).unwrap(), vec![0, 1, 2]);
+    }
+}

@@ -1,0 +1,148 @@
+//! Where a segment builder keeps the bulky parts of a segment while rows are
+//! pushed (the docs bytes, the vectors, the index sections): in memory, or in
+//! an unlinked scratch file, so building a segment of a million rows holds
+//! offsets and ids in memory and the rest on disk.
+//!
+//! Invariants:
+//! - A file spool is anonymous (created unlinked in the scratch directory):
+//!   a crash leaves nothing behind to reclaim.
+//! - Only appends: bytes once written never change, so a read-only mapping
+//!   of a prefix (the vectors, for the index builds) stays valid while later
+//!   bytes are appended.
+//! - The first I/O error is kept and every later append is skipped; it is
+//!   returned by the next call that needs the bytes ([`Spool::part`],
+//!   [`Spool::map_f32`]), so a failed spool is never read as if complete.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::Path;
+
+use super::assemble::Part;
+use super::len_u64;
+
+/// An append-only byte buffer, in memory or in a scratch file.
+#[derive(Debug)]
+pub(super) enum Spool {
+    Memory(Vec<u8>),
+    File { w: BufWriter<File>, len: u64, error: Option<std::io::Error> },
+}
+
+impl Spool {
+    /// An unlinked file in `dir`.
+    pub(super) fn file_in(dir: &Path) -> std::io::Result<Spool> {
+        let file = tempfile::tempfile_in(dir)?;
+        Ok(Spool::File { w: BufWriter::with_capacity(1 << 20, file), len: 0, error: None })
+    }
+
+    pub(super) fn append(&mut self, b: &[u8]) {
+        match self {
+            Spool::Memory(v) => v.extend_from_slice(b),
+            Spool::File { w, len, error } => {
+                if error.is_none() {
+                    match w.write_all(b) {
+                        Ok(()) => *len += len_u64(b.len()),
+                        Err(e) => *error = Some(e),
+                    }
+                }
+            }
+        }
+    }
+
+    /// `n` zero bytes.
+    pub(super) fn append_zeros(&mut self, n: usize) {
+        match self {
+            Spool::Memory(v) => v.resize(v.len() + n, 0),
+            Spool::File { .. } => {
+                const ZEROS: [u8; 4096] = [0; 4096];
+                let mut left = n;
+                while left > 0 {
+                    let k = left.min(ZEROS.len());
+                    self.append(&ZEROS[..k]);
+                    left -= k;
+                }
+            }
+        }
+    }
+
+    pub(super) fn len(&self) -> u64 {
+        match self {
+            Spool::Memory(v) => len_u64(v.len()),
+            Spool::File { len, .. } => *len,
+        }
+    }
+
+    /// Flush, surfacing a kept error; [`Spool::part`] needs it first.
+    pub(super) fn settle(&mut self) -> std::io::Result<()> {
+        if let Spool::File { w, error, .. } = self {
+            if let Some(e) = error.take() {
+                // Keep failing: the spool is incomplete for good.
+                *error = Some(std::io::Error::new(e.kind(), e.to_string()));
+                return Err(e);
+            }
+            w.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Bytes `range` of a settled spool as a [`Part`] of a section.
+    pub(super) fn part(&self, range: std::ops::Range<u64>) -> std::io::Result<Part<'_>> {
+        match self {
+            Spool::Memory(v) => {
+                let (a, b) = (usize::try_from(range.start), usize::try_from(range.end));
+                match (a, b) {
+                    (Ok(a), Ok(b)) if a <= b && b <= v.len() => Ok(Part::Bytes(&v[a..b])),
+                    _ => Err(std::io::Error::other("spool range out of bounds")),
+                }
+            }
+            Spool::File { w, len, error } => {
+                if error.is_some() || !w.buffer().is_empty() || range.start > range.end || range.end > *len {
+                    return Err(std::io::Error::other("spool read before it was settled, or out of bounds"));
+                }
+                Ok(Part::File { file: w.get_ref(), offset: range.start, len: range.end - range.start })
+            }
+        }
+    }
+
+    /// The whole spool read as little-endian f32s: a read-only mapping of a
+    /// file spool (no copy), a decoded copy of a memory one.
+    pub(super) fn map_f32(&mut self) -> std::io::Result<F32Rows> {
+        self.settle()?;
+        match self {
+            Spool::Memory(v) => Ok(F32Rows::Owned(decode_f32(v))),
+            Spool::File { len: 0, .. } => Ok(F32Rows::Owned(Vec::new())),
+            Spool::File { w, .. } => {
+                // SAFETY: the file is unlinked and private to this spool, which
+                // only appends after the mapped length: the mapped bytes never
+                // change while the mapping lives.
+                let map = unsafe { memmap2::Mmap::map(w.get_ref())? };
+                Ok(match super::f32_slice(&map) {
+                    Some(_) => F32Rows::Mapped(map),
+                    None => F32Rows::Owned(decode_f32(&map)),
+                })
+            }
+        }
+    }
+}
+
+fn decode_f32(b: &[u8]) -> Vec<f32> {
+    b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+}
+
+/// Rows of f32s for the index builds: mapped from a spool, or owned.
+#[derive(Debug)]
+pub enum F32Rows {
+    /// A page-aligned mapping whose bytes are native f32s.
+    Mapped(memmap2::Mmap),
+    /// A decoded copy.
+    Owned(Vec<f32>),
+}
+
+impl F32Rows {
+    /// The values.
+    pub fn as_slice(&self) -> &[f32] {
+        match self {
+            F32Rows::Mapped(m) => super::f32_slice(m).unwrap_or_default(),
+            F32Rows::Owned(v) => v,
+        }
+    }
+}
