@@ -186,20 +186,7 @@ pub(crate) fn sync_dir(dir: &Path) {
     }
 }
 
-/// Map an open file (`len` bytes) read-only. The caller guarantees the file
-/// is immutable and its content verified (or written by this process from
-/// verified bytes).
-pub(crate) fn map(file: &File, len: u64) -> io::Result<Bytes> {
-    if len == 0 {
-        return Ok(Bytes::new());
-    }
-    // SAFETY: the file is immutable by contract (cache files are only created
-    // by rename and never written again; store objects passed here are
-    // immutable objects), so the mapped bytes cannot change under us. An
-    // unlink (eviction, GC) leaves the mapping valid.
-    let m = unsafe { memmap2::Mmap::map(file)? };
-    Ok(Bytes::from_owner(m))
-}
+pub(crate) use super::mapping::map;
 
 /// What a verification found.
 #[derive(Debug)]

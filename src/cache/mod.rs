@@ -50,6 +50,8 @@ use crate::store::{Store, StoreError};
 
 mod disk;
 pub mod lru;
+mod mapping;
+pub(crate) use mapping::release_resident;
 
 use disk::Verified;
 use lru::Recency;

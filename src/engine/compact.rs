@@ -432,8 +432,12 @@ impl Engine {
             }
         };
         let (bytes, deletes) = futures::try_join!(self.object_bytes(file), deletes)?;
-        let seg = crate::format::segment::Segment::open(bytes)
+        let seg = crate::format::segment::Segment::open(bytes.clone())
             .map_err(|e| EngineError::corrupted(format!("segment {}: {e}", file.key)))?;
+        // Verified whole: every page is resident now. Queries fault back the
+        // pages they touch (the graph's codes and links, a few rows), so the
+        // memory tier holds its working set, not the file (cache/mapping.rs).
+        crate::cache::release_resident(&bytes);
         let deleted = match (&s.deletes, deletes) {
             (Some(d), Some(b)) => DeletionSet::decode(&b)
                 .map_err(|e| EngineError::corrupted(format!("deletion set {}: {e}", d.key)))?,

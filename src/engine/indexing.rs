@@ -73,7 +73,7 @@ impl ColdIndex {
 
 /// One attribute's index input, in schema order.
 enum AttrFeed {
-    Text(String, Analyzer, TextIndexBuilder),
+    Text(String, Analyzer, Box<TextIndexBuilder>),
     Values(String, Vec<(u32, Value)>),
     Sparse(String, Vec<(u32, Vec<(String, f32)>)>),
 }
@@ -97,7 +97,7 @@ impl<'s> IndexFeed<'s> {
                 attrs.push(AttrFeed::Text(
                     name.clone(),
                     Analyzer::new(opts),
-                    TextIndexBuilder::new(name, opts),
+                    Box::new(TextIndexBuilder::new(name, opts)),
                 ));
             }
             if matches!(schema.ty, AttrType::Scalar(_)) && schema.is_filterable() {

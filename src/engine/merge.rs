@@ -99,6 +99,9 @@ fn write_scratch(b: SegmentBuilder, scratch: &Path) -> Result<Bytes, BuildError>
     Ok(Bytes::from_owner(map))
 }
 
+/// The overlay's documents (not its deletions), in id order.
+type LiveOverlay<'s> = Box<dyn Iterator<Item = (&'s DocId, &'s Arc<Document>)> + 's>;
+
 /// The merged rows in id order.
 struct MergedRows<'s> {
     state: &'s NsState,
@@ -107,14 +110,14 @@ struct MergedRows<'s> {
     next_row: Vec<usize>,
     /// The head of each segment cursor that has one: (id, row, cursor).
     heads: BinaryHeap<Reverse<(DocId, usize, usize)>>,
-    overlay: std::iter::Peekable<Box<dyn Iterator<Item = (&'s DocId, &'s Arc<Document>)> + 's>>,
+    overlay: std::iter::Peekable<LiveOverlay<'s>>,
 }
 
 impl<'s> MergedRows<'s> {
     fn new(state: &'s NsState, merge: &BTreeSet<String>) -> Self {
         let segs: Vec<&SegmentReader> =
             state.segments().iter().filter(|s| merge.contains(&s.meta.id)).collect();
-        let live: Box<dyn Iterator<Item = (&DocId, &Arc<Document>)>> =
+        let live: LiveOverlay<'s> =
             Box::new(state.overlay().iter().filter_map(|(id, d)| d.as_ref().map(|d| (id, d))));
         let mut me = MergedRows {
             state,
