@@ -26,6 +26,9 @@
 //!   no clustering of its own, so the two never disagree.
 //! - Distances are exact f32 over the stored vectors (no quantization): a cold search returns the
 //!   same distances as an exhaustive search over the probed lists.
+//! - `default_nprobe` is what the kind-16 section's calibration measured for the default target
+//!   recall, or `nlist` when no measured effort reached it: on data where IVF cannot reach the
+//!   target cheaply, a cold read probes every list, which is the exact search.
 //! - Parsing checks magic, version, lengths with checked arithmetic, monotone offsets ending at
 //!   `rows` and finite centroids; bad bytes give [`IndexError`], never a panic.
 
@@ -73,7 +76,7 @@ pub fn build(ann: &AnnIndex<'_>, vectors: &[f32], dim: usize) -> Option<Vec<u8>>
     out[16..20].copy_from_slice(&u32::try_from(dim).ok()?.to_le_bytes());
     out[20..24].copy_from_slice(&u32::try_from(rows).ok()?.to_le_bytes());
     out[24..28].copy_from_slice(&u32::try_from(nlist).ok()?.to_le_bytes());
-    out[28..32].copy_from_slice(&u32::try_from(ann.default_nprobe()).ok()?.to_le_bytes());
+    out[28..32].copy_from_slice(&u32::try_from(cold_nprobe(ann)).ok()?.to_le_bytes());
     out[32..40].copy_from_slice(&(head_len as u64).to_le_bytes());
     out.extend(centroids.iter().flat_map(|v| v.to_le_bytes()));
     out.extend(offsets.iter().flat_map(|v| v.to_le_bytes()));
@@ -98,6 +101,17 @@ pub fn build(ann: &AnnIndex<'_>, vectors: &[f32], dim: usize) -> Option<Vec<u8>>
     let crc = head_crc(&out[..head_len]);
     out[HEAD_CRC_AT..HEAD_CRC_AT + 4].copy_from_slice(&crc.to_le_bytes());
     Some(out)
+}
+
+/// The lists a cold read probes first: the cheapest calibrated nprobe that reached the default
+/// target recall on the segment's own rows, or every list when none did (a cold read of every
+/// list is an exact search: the lists hold the rows' f32 vectors), or the stored default for an
+/// uncalibrated section.
+fn cold_nprobe(ann: &AnnIndex<'_>) -> usize {
+    match ann.effort(crate::index::vector::calibrate::DEFAULT_TARGET) {
+        Some((nprobe, _)) => (nprobe as usize).clamp(1, ann.nlist().max(1)),
+        None => ann.nlist(),
+    }
 }
 
 /// The parsed, verified head of a cold IVF section.
@@ -355,6 +369,24 @@ mod tests {
         assert!(h.open_list(3, &block[1..]).is_err());
         for cut in 0..head_len {
             assert!(ColdHead::parse(&cold[..cut]).is_err());
+        }
+    }
+
+    /// Invariant: a cold read probes the nprobe the IVF calibrated for the default target, or
+    /// every list (the exact search) where no calibrated nprobe reached it.
+    #[test]
+    fn cold_reads_probe_the_calibrated_lists_or_every_list() {
+        use crate::index::vector::calibrate::DEFAULT_TARGET;
+        use crate::index::vector::synth::{generate, Kind};
+        for kind in [Kind::Gaussian, Kind::Clustered] {
+            let (n, dim) = (2000, 48);
+            let v = generate(kind, n, dim, 11);
+            let bytes = ann::build(&v, dim, Metric::CosineDistance, &AnnParams::default());
+            let ix = AnnIndex::open(&bytes).unwrap();
+            assert!(ix.calibration().is_calibrated());
+            let head = ColdHead::parse(&build(&ix, &v, dim).unwrap()).unwrap();
+            let want = ix.effort(DEFAULT_TARGET).map_or(ix.nlist(), |(nprobe, _)| nprobe as usize);
+            assert_eq!(head.default_nprobe(), want, "{}", kind.name());
         }
     }
 }
