@@ -70,3 +70,22 @@ async fn pins_survive_a_restart_and_are_rewarmed() {
     assert_eq!(e.loaded_namespaces(), vec![ns("hot")], "only the pinned namespace is warmed at start-up");
     assert!(e.cache().pinned_prefixes().contains(&ns("hot").prefix()));
 }
+
+/// A namespace larger than the whole byte budget stays loaded while it is the one in use (dropping
+/// it would only rebuild it on its next request); the others are dropped.
+#[tokio::test]
+async fn the_namespace_in_use_stays_loaded_even_over_the_byte_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg =
+        EngineConfig::new(dir.path().to_path_buf(), Store::local(&dir.path().join("store")).unwrap());
+    cfg.memory_budget_bytes = 1;
+    let e = Engine::open(cfg).await.unwrap();
+    for n in ["old", "big"] {
+        let rows: Vec<_> = (0..50).map(|i| json!({"id": i, "text": "x".repeat(100)})).collect();
+        e.write(&ns(n), WriteRequest::from_json(&json!({"upsert_rows": rows})).unwrap()).await.unwrap();
+    }
+    e.snapshot(&ns("big"), false).await.unwrap();
+    assert_eq!(e.loaded_namespaces(), vec![ns("big")], "only the namespace in use stays");
+    e.snapshot(&ns("old"), false).await.unwrap();
+    assert_eq!(e.loaded_namespaces(), vec![ns("old")]);
+}

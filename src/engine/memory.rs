@@ -3,7 +3,8 @@
 //!
 //! Invariants:
 //! - Loaded states are dropped least recently used first, pinned namespaces
-//!   never, until both the count and the byte budget hold; a dropped state is
+//!   and the one used last never, until both the count and the byte budget
+//!   hold (or only those are left); a dropped state is
 //!   rebuilt on its next access (from mapped segments + WAL), so eviction
 //!   never loses data.
 //! - A state's weight includes the index sections its segment readers opened.
@@ -72,12 +73,18 @@ impl Engine {
             return;
         }
         let pinned = self.cache.pinned_prefixes();
+        let tick = |h: &NsHandle| h.last_access.load(Ordering::Relaxed);
+        // The namespace used last is the one being served: dropping it would
+        // only make its next request rebuild it (a write stream over a large
+        // WAL would rebuild on every request).
+        let newest = loaded.iter().max_by_key(|(h, _)| tick(h)).map(|(h, _)| Arc::clone(h));
         let mut order = Recency::default();
         order.rebuild(
             loaded
                 .into_iter()
                 .filter(|(h, _)| !pinned.iter().any(|p| p == &h.path.prefix()))
-                .map(|(h, weight)| (h.last_access.load(std::sync::atomic::Ordering::Relaxed), (h, weight))),
+                .filter(|(h, _)| !newest.as_ref().is_some_and(|n| Arc::ptr_eq(n, h)))
+                .map(|(h, weight)| (tick(&h), (h, weight))),
         );
         while count > max_loaded || bytes > max_bytes {
             let Some((h, weight)) = order.pop_oldest() else { break };
