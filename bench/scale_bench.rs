@@ -134,7 +134,7 @@ struct Generator {
 impl Generator {
     fn new(corpus: &Path, noise: f64, seed: u64) -> Generator {
         let base = read_f32(&corpus.join("vectors.f32"));
-        assert!(base.len() % DIM == 0 && !base.is_empty(), "vectors.f32 is not N x {DIM}");
+        assert!(base.len().is_multiple_of(DIM) && !base.is_empty(), "vectors.f32 is not N x {DIM}");
         Generator { base_rows: base.len() / DIM, base, sigma: noise / (DIM as f64).sqrt(), seed }
     }
 
@@ -174,7 +174,8 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
             *s += x * y;
         }
     }
-    let tail: f32 = a.chunks_exact(8).remainder().iter().zip(b.chunks_exact(8).remainder()).map(|(x, y)| x * y).sum();
+    let tail: f32 =
+        a.chunks_exact(8).remainder().iter().zip(b.chunks_exact(8).remainder()).map(|(x, y)| x * y).sum();
     acc.iter().sum::<f32>() + tail
 }
 
@@ -579,7 +580,8 @@ fn ingest(rt: &tokio::runtime::Runtime, args: &Args, url: &str, spool: &Path, in
     let latencies: Vec<f64> = rt.block_on(async {
         let tasks: Vec<_> = (0..args.conns)
             .map(|_| {
-                let (next, retries, spool, index) = (next.clone(), retries_429.clone(), spool.clone(), index.clone());
+                let (next, retries, spool, index) =
+                    (next.clone(), retries_429.clone(), spool.clone(), index.clone());
                 let endpoint = format!("{url}/v2/namespaces/{NS}");
                 tokio::spawn(async move {
                     // One client per task: its own keep-alive connection.
@@ -645,34 +647,85 @@ fn ingest(rt: &tokio::runtime::Runtime, args: &Args, url: &str, spool: &Path, in
     })
 }
 
-/// Polls the metadata until `up-to-date`; returns (seconds or None on timeout, the last metadata,
-/// a timeline of `[seconds, unindexed_rows]` every ~10 s).
-fn catch_up(rt: &tokio::runtime::Runtime, url: &str, timeout: u64) -> (Option<f64>, Json, Vec<Json>) {
+/// Seconds of daemon CPU below which a minute of `updating` counts as a stall.
+const STALL_CPU_S: f64 = 0.5;
+const STALL_WINDOW_S: f64 = 60.0;
+
+/// How the index caught up.
+struct CatchUp {
+    /// Seconds from the last acknowledged write to `up-to-date` on its own (None: it did not).
+    seconds: Option<f64>,
+    /// Gave up after `--catchup-timeout`.
+    timed_out: bool,
+    /// Seconds after which the daemon sat idle (no CPU) with rows still unindexed.
+    stalled_at: Option<f64>,
+    /// After a stall: the forced `_admin/compact` response and its seconds.
+    forced: Option<(Json, f64)>,
+    metadata: Json,
+    /// `[seconds, unindexed_rows]`, every ~10 s.
+    timeline: Vec<Json>,
+}
+
+/// Polls the metadata every 500 ms until `up-to-date`. When the daemon spends a minute with rows
+/// unindexed and (almost) no CPU, background indexing has stopped: that is reported as a stall and
+/// `_admin/compact` is called, so the query phases still measure an indexed namespace.
+fn catch_up(rt: &tokio::runtime::Runtime, url: &str, pid: u32, timeout: u64) -> CatchUp {
     let t0 = Instant::now();
-    let c = reqwest::Client::new();
+    let c = reqwest::Client::builder().timeout(Duration::from_secs(timeout.max(600))).build().unwrap();
     let endpoint = format!("{url}/v2/namespaces/{NS}/metadata");
-    let mut timeline = Vec::new();
+    let mut out = CatchUp {
+        seconds: None,
+        timed_out: false,
+        stalled_at: None,
+        forced: None,
+        metadata: Json::Null,
+        timeline: Vec::new(),
+    };
     let mut last_mark = -1i64;
-    rt.block_on(async move {
+    let mut window = (0.0, cpu_seconds(pid), u64::MAX);
+    rt.block_on(async {
         loop {
             let md: Json = c.get(&endpoint).send().await.unwrap().json().await.unwrap();
             let t = t0.elapsed().as_secs_f64();
             let status = md["index"]["status"].as_str().unwrap_or("?").to_owned();
             let unindexed = md["index"]["unindexed_rows"].as_u64().unwrap_or(0);
+            out.metadata = md;
             if (t / 10.0) as i64 > last_mark || status == "up-to-date" {
                 last_mark = (t / 10.0) as i64;
-                timeline.push(json!([(t * 10.0).round() / 10.0, unindexed]));
+                out.timeline.push(json!([(t * 10.0).round() / 10.0, unindexed]));
                 eprintln!("catch-up: {t:.0} s: {status}, {unindexed} unindexed rows");
             }
             if status == "up-to-date" {
-                return (Some(t), md, timeline);
+                if out.stalled_at.is_none() {
+                    out.seconds = Some(t);
+                }
+                return;
             }
             if t > timeout as f64 {
-                return (None, md, timeline);
+                out.timed_out = true;
+                return;
+            }
+            let cpu = cpu_seconds(pid);
+            if unindexed != window.2 {
+                window = (t, cpu, unindexed);
+            } else if t - window.0 >= STALL_WINDOW_S {
+                if cpu - window.1 < STALL_CPU_S && out.stalled_at.is_none() {
+                    out.stalled_at = Some(window.0);
+                    eprintln!("catch-up: STALL: {unindexed} rows unindexed, daemon idle since {:.0} s; forcing _admin/compact", window.0);
+                    let f = Instant::now();
+                    let r = c.post(format!("{url}/v1/namespaces/{NS}/_admin/compact")).json(&json!({})).send().await;
+                    let body = match r {
+                        Ok(r) => r.json::<Json>().await.unwrap_or(Json::Null),
+                        Err(e) => json!(format!("{e:?}")),
+                    };
+                    out.forced = Some((body, f.elapsed().as_secs_f64()));
+                }
+                window = (t, cpu, unindexed);
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
-    })
+    });
+    out
 }
 
 /// Segment files (`.../segments/<id>/*.seg`) and everything under the data dir, bytes.
@@ -697,6 +750,21 @@ fn disk_usage(data_dir: &Path) -> (usize, u64, u64) {
         }
     }
     (segs, seg_bytes, total)
+}
+
+/// The daemon's cache-tier and WAL-backlog gauges from `/metrics` (where memory goes).
+fn memory_gauges(rt: &tokio::runtime::Runtime, url: &str) -> Json {
+    let text = rt.block_on(async {
+        let r = reqwest::Client::new().get(format!("{url}/metrics")).send().await.ok()?;
+        r.text().await.ok()
+    });
+    let lines: Vec<&str> = text
+        .as_deref()
+        .unwrap_or("")
+        .lines()
+        .filter(|l| !l.starts_with('#') && (l.contains("cache_bytes") || l.contains("wal_backlog_bytes")))
+        .collect();
+    json!(lines)
 }
 
 /// What the daemon's log says: its compactions (`HH:MM:SS rows=… segments=… merged=…`, first 100) and
@@ -825,7 +893,8 @@ fn main() {
     }
     .unwrap();
     // With --keep the directory outlives a panic too (for the daemon's log).
-    let (tmp_path, _guard) = if args.keep { (tmp.keep(), None) } else { (tmp.path().to_path_buf(), Some(tmp)) };
+    let (tmp_path, _guard) =
+        if args.keep { (tmp.keep(), None) } else { (tmp.path().to_path_buf(), Some(tmp)) };
     let (data_dir, spool_path, log) =
         (tmp_path.join("data"), tmp_path.join("bodies.spool"), tmp_path.join("daemon.log"));
     eprintln!("scale: {} rows, temp dir {}", args.rows, tmp_path.display());
@@ -867,16 +936,20 @@ fn main() {
     let _ = std::fs::remove_file(&spool_path);
 
     // 2. catch-up.
-    let (secs, md, timeline) = catch_up(&rt, &d.url, args.catchup_timeout);
+    let cu = catch_up(&rt, &d.url, d.pid(), args.catchup_timeout);
+    let secs = cu.seconds;
     let (catch_peak, n) = sampler.phase_peak();
     let cpu2 = cpu_seconds(d.pid());
     let (segs, seg_bytes, dir_bytes) = disk_usage(&data_dir);
     let catchup_j = json!({
         "daemon_cpu_s": cpu2 - cpu1,
         "seconds_to_up_to_date": secs,
-        "timed_out": secs.is_none(),
-        "timeline_s_unindexed": timeline,
-        "metadata": md,
+        "timed_out": cu.timed_out,
+        "stalled_at_s": cu.stalled_at,
+        "forced_compaction": cu.forced.as_ref().map(|(b, s)| json!({"response": b, "seconds": s})),
+        "timeline_s_unindexed": cu.timeline,
+        "metadata": cu.metadata,
+        "memory_gauges": memory_gauges(&rt, &d.url),
         "peak": mem_json(catch_peak, raw, Some(n)),
         "segments": segs,
         "segment_bytes": seg_bytes,
@@ -892,6 +965,7 @@ fn main() {
     let (warm_peak, warm_samples) = sampler.phase_peak();
     std::thread::sleep(Duration::from_secs(2));
     let steady = sampler.current();
+    warm_j["memory_gauges"] = memory_gauges(&rt, &d.url);
     eprintln!("warm: {warm_j}");
 
     // 4. cold: restart on the same data dir.
@@ -906,6 +980,7 @@ fn main() {
     cold_j["rss_at_ready"] = mem_json(cold_idle, raw, None);
     cold_j["peak"] = mem_json(cold_peak, raw, Some(n));
     cold_j["after"] = mem_json(sampler.current(), raw, None);
+    cold_j["memory_gauges"] = memory_gauges(&rt, &d.url);
     drop(sampler);
     d.stop();
 
