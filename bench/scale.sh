@@ -5,8 +5,8 @@
 # (N * 384 * 4) as the yardstick. Builds the release daemon (what ships) and the bench client (profiling
 # profile), then runs bench/scale_bench.rs; arguments pass through, e.g.
 #   bash bench/scale.sh --rows 100000
-# Needs ../shared/data/debian (or ../../shared from a worktree). At 1M rows it takes the whole machine (2 cores, several GB of RAM, ~10 GB
-# of temp space): run nothing else meanwhile. Output: JSON on stdout, progress and pass/fail on stderr.
+# Needs ../shared/data/debian (or ../../shared from a worktree). At 1M rows it takes the whole machine
+# (2 cores, several GB of RAM, ~10 GB of temp space): run nothing else meanwhile. Output: JSON on stdout, progress and pass/fail on stderr.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 target=${CARGO_TARGET_DIR:-target}
