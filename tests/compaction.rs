@@ -317,3 +317,26 @@ async fn background_indexing_drains_the_backlog_after_writes_stop() {
     eventually("the backlog below the threshold", || async { wal_objects(&e).await < 4 }).await;
     assert_eq!(ids(&e).await.len(), 60);
 }
+
+/// A write that lands while a background round runs (its manifest still lists the WAL being folded,
+/// so it crosses the thresholds, and the round holds the lock) leaves a tail below them: the drain
+/// arms the idle timer when it ends, so that tail is indexed too instead of staying `updating`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tail_written_during_a_round_is_indexed_after_the_drain() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::local(&dir.path().join("store")).unwrap();
+    let cfg = CompactionConfig { wal_objects: 2, idle_ms: 300, ..CompactionConfig::default() };
+    let e = engine(dir.path(), store, cfg).await;
+    let rows = |from: u64, n: u64| -> Vec<serde_json::Value> {
+        (from..from + n).map(|i| json!({"id": i, "vector": (0..16).map(|j| ((i * 31 + j) % 17) as f32).collect::<Vec<_>>()})).collect()
+    };
+    write(&e, json!({"upsert_rows": rows(0, 2000), "distance_metric": "euclidean_squared"})).await.unwrap();
+    write(&e, json!({"upsert_rows": rows(2000, 2000)})).await.unwrap(); // crosses the threshold: a round starts
+    write(&e, json!({"upsert_rows": rows(4000, 1)})).await.unwrap(); // lands while it runs
+    let t = std::time::Instant::now();
+    while wal_objects(&e).await > 0 {
+        assert!(t.elapsed() < std::time::Duration::from_secs(120), "the tail was never indexed");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(ids(&e).await.len(), 4001);
+}

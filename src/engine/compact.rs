@@ -366,22 +366,36 @@ impl Engine {
             return;
         }
         let h = self.handle(path);
-        let commit = h.commits_seen.fetch_add(1, Ordering::Relaxed) + 1;
+        h.commits_seen.fetch_add(1, Ordering::Relaxed);
         if self.needs_compaction(m) {
             self.spawn_drain(h, false);
-        } else if !m.wal.is_empty() && cfg.idle_ms > 0 {
-            // A weak handle while waiting: a timer must not keep a dropped
-            // engine (and its data-dir lock) alive.
-            let engine = self.me.clone();
-            tokio::spawn(async move {
-                tokio::time::sleep(std::time::Duration::from_millis(cfg.idle_ms)).await;
-                if h.commits_seen.load(Ordering::Relaxed) == commit {
-                    if let Some(engine) = engine.upgrade() {
-                        engine.spawn_drain(h, true);
-                    }
-                }
-            });
+        } else if !m.wal.is_empty() {
+            self.index_when_idle(h);
         }
+    }
+
+    /// Index `h`'s WAL tail once no commit came for `idle_ms` (a timer; a
+    /// commit meanwhile arms its own). Armed by a commit under the thresholds
+    /// and by a drain that ends with a tail left: a commit that landed while
+    /// a round ran finds the round's lock taken and arms nothing else, so
+    /// without the drain's timer that tail would stay unindexed for good.
+    fn index_when_idle(&self, h: Arc<NsHandle>) {
+        let idle_ms = self.compaction().idle_ms;
+        if idle_ms == 0 {
+            return;
+        }
+        let commit = h.commits_seen.load(Ordering::Relaxed);
+        // A weak handle while waiting: a timer must not keep a dropped
+        // engine (and its data-dir lock) alive.
+        let engine = self.me.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(idle_ms)).await;
+            if h.commits_seen.load(Ordering::Relaxed) == commit {
+                if let Some(engine) = engine.upgrade() {
+                    engine.spawn_drain(h, true);
+                }
+            }
+        });
     }
 
     /// Run compaction rounds in the background on `h` (the first one forced
@@ -401,7 +415,7 @@ impl Engine {
                         tracing::info!(namespace = %h.path, generation = r.generation, rows = r.rows_written,
                             segments = r.segments_written, merged = r.segments_merged, "compacted");
                     }
-                    Ok(_) => return,
+                    Ok(_) => break,
                     Err(e) if e.kind() == ErrorKind::NotFound => return,
                     Err(e) => {
                         let retry_at = engine.clock.now_ms().saturating_add(AUTO_COMPACTION_RETRY_MS);
@@ -411,6 +425,11 @@ impl Engine {
                         return;
                     }
                 }
+            }
+            // Caught up to the thresholds (or out of rounds): a tail left
+            // below them is indexed once writes go quiet.
+            if super::cached(&h).and_then(|s| s.manifest).is_some_and(|m| !m.wal.is_empty()) {
+                engine.index_when_idle(h);
             }
         });
     }
