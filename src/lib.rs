@@ -21,6 +21,7 @@ pub mod datetime;
 pub mod engine;
 pub mod filter;
 pub mod format;
+pub mod heap;
 pub mod index;
 pub mod layout;
 pub mod meta;

@@ -414,6 +414,8 @@ impl Engine {
                     Ok(r) if r.performed => {
                         tracing::info!(namespace = %h.path, generation = r.generation, rows = r.rows_written,
                             segments = r.segments_written, merged = r.segments_merged, "compacted");
+                        // The folded overlay and the round's build memory are free now.
+                        let _ = tokio::task::spawn_blocking(crate::heap::give_back_freed).await;
                     }
                     Ok(_) => break,
                     Err(e) if e.kind() == ErrorKind::NotFound => return,
