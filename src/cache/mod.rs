@@ -33,7 +33,7 @@
 //!   copy into the cache directory), after verifying it once per process.
 //! - Every mapping is made by `mapping::map`, the only code that may give a
 //!   mapping's resident pages back (`release_resident`, after a segment was
-//!   verified whole at load).
+//!   verified whole at load, or a WAL batch once decoded).
 //! - **Written objects are kept**: the engine hands the cache the WAL batches
 //!   and segments it has just written (`keep_written`), so the next read —
 //!   after a restart, or the load that follows a compaction — is a hit, not a

@@ -210,6 +210,9 @@ impl Engine {
             other => EngineError::unavailable(other.to_string()),
         })?;
         let b = WalBatch::decode(&bytes)?;
+        // Verified and decoded: the mapping (kept by the cache) need not stay
+        // resident; a million-row backlog is gigabytes of WAL (cache/mapping.rs).
+        crate::cache::release_resident(&bytes);
         if b.seq != r.seq {
             return Err(EngineError::corrupted(format!(
                 "WAL object {} holds seq {} not {}",
