@@ -10,6 +10,8 @@
 //!   O(1)).
 //! - The namespace's id type, distance metric and vector dimension are set
 //!   by the first write that carries them and never change afterwards.
+//! - A replay does not check filters against the schema again: it starts
+//!   from the manifest's schema, which may already hold later settings.
 //! - Conditions see the document as it was before the request; `$ref_new`
 //!   sees the incoming document. An upsert of a missing document ignores
 //!   `upsert_condition` (there is nothing to compare against).
@@ -264,9 +266,15 @@ fn apply_with(
     let mut counts = RowCounts::default();
     s.apply_settings(req)?;
     let ops = &req.ops;
+    // A replay starts from the schema of the manifest, which already holds
+    // the settings of later requests (an attribute made full-text, so no
+    // longer filterable): filters were checked when the request was
+    // acknowledged and are not checked again against a schema they never saw.
+    let validated = origin == Origin::New;
     for f in [&ops.upsert_condition, &ops.patch_condition, &ops.delete_condition, &ops.delete_by_filter]
         .into_iter()
         .flatten()
+        .filter(|_| validated)
     {
         f.validate(&s.schema).map_err(|e| invalid(e.to_string()))?;
     }
@@ -296,7 +304,9 @@ fn apply_with(
         }
     }
     if let (Some(pbf), Some(filter)) = (&ops.patch_by_filter, &patch_by_filter_filter) {
-        pbf.filter.validate(&s.schema).map_err(|e| invalid(e.to_string()))?;
+        if validated {
+            pbf.filter.validate(&s.schema).map_err(|e| invalid(e.to_string()))?;
+        }
         let ids = matching_ids(&s, filter, MAX_PATCH_BY_FILTER_ROWS, "patch_by_filter")?;
         for id in ids {
             patch_one(&mut s, &id, &pbf.attrs, None, rule)?;
@@ -463,6 +473,30 @@ mod tests {
         assert!(!d.attrs.contains_key("a"));
         assert_eq!(d.attrs.get("c"), Some(&Value::Bool(true)));
         assert!(!s.contains(&DocId::U64(9)));
+    }
+
+    #[test]
+    fn a_replay_does_not_check_filters_against_a_schema_they_never_saw() {
+        let reqs = [
+            json!({"upsert_rows": [{"id": 1, "b": "x"}, {"id": 2, "b": "y"}]}),
+            json!({"deletes": [1, 2], "delete_condition": ["b", "Eq", "x"]}),
+            json!({"schema": {"b": {"type": "string", "full_text_search": true}}}),
+        ]
+        .map(|b| WriteRequest::from_json(&b).unwrap().record);
+        let mut live = NsState::default();
+        for r in &reqs {
+            apply_request(&mut live, r, None).unwrap();
+        }
+        assert!(apply_request(&mut live.clone(), &reqs[1], None).is_err(), "b is not filterable any more");
+        // A load starts from the manifest's schema (the newest) and replays
+        // the WAL: the acknowledged condition still applies as it did.
+        let mut replayed = NsState::default();
+        replayed.schema = live.schema.clone();
+        for r in &reqs {
+            replay_request(&mut replayed, r, DatetimeRule::Instants).unwrap();
+        }
+        assert_eq!(replayed.iter().map(|d| d.id.clone()).collect::<Vec<_>>(), vec![DocId::U64(2)]);
+        assert_eq!(replayed.len(), live.len());
     }
 
     #[test]
