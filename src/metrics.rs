@@ -22,6 +22,7 @@
 //! | `compactions` | counter | `outcome`: `compacted`, `noop`, `failed` |
 //! | `compaction_duration_seconds` | histogram | — (runs that compacted or failed) |
 //! | `compaction_written_bytes` | counter | — |
+//! | `compaction_loads` | counter | `how`: `refolded`, `replayed` (how the state after a compaction's commit was built) |
 //! | `store_requests` | counter | `op`: `get`, `get_range`, `put`, `put_if_absent`, `head`, `list`, `delete`, `other` |
 //! | `store_errors` | counter | `op` (faults only: not-found and already-exists answers are outcomes, not errors) |
 //! | `store_request_duration_seconds` | histogram | `op` |
@@ -91,6 +92,11 @@ struct TierLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OutcomeLabels {
     outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HowLabels {
+    how: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -218,6 +224,7 @@ pub struct Metrics {
     compactions: Family<OutcomeLabels, Counter>,
     compaction_duration: Histogram,
     compaction_bytes: Counter,
+    compaction_loads: Family<HowLabels, Counter>,
     ns_documents: Family<NsLabels, Gauge>,
     ns_bytes: Family<NsLabels, Gauge>,
     namespaces_loaded: Gauge,
@@ -257,6 +264,7 @@ impl Metrics {
             compactions: Family::default(),
             compaction_duration: compaction_histogram(),
             compaction_bytes: Counter::default(),
+            compaction_loads: Family::default(),
             ns_documents: Family::default(),
             ns_bytes: Family::default(),
             namespaces_loaded: Gauge::default(),
@@ -297,6 +305,9 @@ impl Metrics {
         for outcome in ["compacted", "noop", "failed"] {
             drop(self.compactions.get_or_create(&OutcomeLabels { outcome }));
         }
+        for how in ["refolded", "replayed"] {
+            drop(self.compaction_loads.get_or_create(&HowLabels { how }));
+        }
     }
 
     fn register_all(&mut self) {
@@ -333,6 +344,11 @@ impl Metrics {
             "compaction_written_bytes",
             "Segment bytes written by compactions",
             self.compaction_bytes.clone(),
+        );
+        r.register(
+            "compaction_loads",
+            "States installed after a compaction's commit, refolded from the states around it or replayed",
+            self.compaction_loads.clone(),
         );
         r.register(
             "namespace_documents",
@@ -417,6 +433,13 @@ impl Metrics {
             self.compaction_duration.observe(elapsed.as_secs_f64());
         }
         self.compaction_bytes.inc_by(bytes_written);
+    }
+
+    /// The state after a compaction's commit was refolded (true) or built by
+    /// replaying its WAL (false).
+    pub fn observe_compaction_load(&self, refolded: bool) {
+        let how = if refolded { "refolded" } else { "replayed" };
+        self.compaction_loads.get_or_create(&HowLabels { how }).inc();
     }
 
     /// A read found the namespace state loaded (`hit`) or had to load it.

@@ -21,6 +21,10 @@
 //! - The compacted generation is installed as the namespace's cached snapshot
 //!   under the commit lock, so the next write of this process starts from it
 //!   (and does not lose a race against its own daemon's compaction).
+//! - Its state is refolded, not replayed: the entries the writes during the
+//!   round changed are carried onto the new segments ([`Engine::refold`]),
+//!   and the round's own reference to the folded state is dropped there. Only
+//!   states that do not fit that shape replay the WAL the commit kept.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::Ordering;
@@ -146,7 +150,8 @@ impl Engine {
             }
             self.check_free_space(path, &m, &merge)?;
             let out = self.write_outputs(path, &base, &merge).await?;
-            match self.commit_compaction(&h, &m, &out).await {
+            // `base` goes to the commit, which refolds it and lets it go.
+            match self.commit_compaction(&h, base, &out).await {
                 Ok(generation) => {
                     return Ok(CompactionReport {
                         performed: true,
@@ -310,19 +315,53 @@ impl Engine {
     async fn commit_compaction(
         &self,
         h: &NsHandle,
-        base: &Manifest,
+        base: Snapshot,
         out: &Output,
     ) -> Result<u64, CommitError> {
+        let folded =
+            base.manifest.clone().ok_or_else(|| CommitError::Failed(EngineError::internal("no manifest")))?;
         let _commit = h.commit_lock.lock().await;
         let newest = self.reload(h).await.map_err(CommitError::Failed)?;
-        let generation = self.commit_on(h, &newest, base, out).await?;
+        // Loads wait for the compacted state instead of replaying the WAL it
+        // keeps on top of the new segments (lock order: commit, then load).
+        let _load = h.load_lock.lock().await;
+        let committed = self.commit_on(h, &newest, &folded, out).await?;
+        let generation = committed.generation;
         // Still under the commit lock: the next write starts from the
         // compacted generation, not from the base it replaced.
-        if let Err(e) = self.reload(h).await {
+        self.install_compacted(h, Arc::new(committed), (&folded, base.state), newest).await;
+        Ok(generation)
+    }
+
+    /// Cache the state of `committed` (the caller holds the commit and load
+    /// locks): refolded from the folded state and `newest` when they fit,
+    /// else loaded by replaying its WAL.
+    async fn install_compacted(
+        &self,
+        h: &NsHandle,
+        committed: Arc<Manifest>,
+        folded: (&Manifest, Arc<NsState>),
+        newest: Snapshot,
+    ) {
+        match self.refold(&h.path, committed, folded, &newest).await {
+            Ok(Some(snap)) => {
+                self.metrics.observe_compaction_load(true);
+                super::set_cached(h, snap);
+                drop(newest);
+                self.enforce_memory_budget();
+                return;
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(namespace = %h.path, error = %e, "could not refold the compacted generation; replaying its WAL");
+            }
+        }
+        drop(newest);
+        self.metrics.observe_compaction_load(false);
+        if let Err(e) = self.reload_locked(h).await {
             tracing::warn!(namespace = %h.path, error = %e, "could not load the compacted generation; the next access reloads it");
             super::clear_cached(h);
         }
-        Ok(generation)
     }
 
     /// Commit the compaction on `newest` (the caller holds the commit lock).
@@ -332,7 +371,7 @@ impl Engine {
         newest: &Snapshot,
         base: &Manifest,
         out: &Output,
-    ) -> Result<u64, CommitError> {
+    ) -> Result<Manifest, CommitError> {
         let (ids, clock) = (&self.ids, &self.clock);
         let committed = self
             .log(&h.path)
@@ -351,7 +390,7 @@ impl Engine {
                 },
             )
             .await?;
-        Ok(committed.manifest.generation)
+        Ok(committed.manifest)
     }
 
     /// After a commit: drain the backlog in the background when the manifest
@@ -538,7 +577,7 @@ impl Engine {
 
 /// For each surviving segment with rows shadowed by the overlay: its new
 /// deletion set (old ∪ shadowed rows).
-fn shadowed_rows(state: &NsState, merge: &BTreeSet<String>) -> BTreeMap<String, DeletionSet> {
+pub(super) fn shadowed_rows(state: &NsState, merge: &BTreeSet<String>) -> BTreeMap<String, DeletionSet> {
     let mut out = BTreeMap::new();
     for s in state.segments().iter().filter(|s| !merge.contains(&s.meta.id)) {
         let mut set: Option<DeletionSet> = None;

@@ -8,12 +8,17 @@
 //!   `manifests/{g+1}.json`); an eventual read uses the cached one.
 //! - Materializing reuses the previous state when the new manifest only
 //!   appends WAL batches to it (same segments, WAL prefix equal).
+//! - After a compaction's commit the new state is refolded from the state the
+//!   round folded and the newest one ([`Engine::refold`], `state/refold.rs`):
+//!   no WAL batch is read for it. Whatever does not fit that shape replays.
+//! - A replay streams: WAL batches are read a few ahead, applied and dropped
+//!   one at a time, so a long WAL is never held decoded all at once.
 //! - Every WAL batch is checked against its manifest entry (sequence), every
 //!   object against its checksum (by the cache), before it is used.
 
 use std::sync::Arc;
 
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 use serde_json::Value as Json;
 
 use super::{apply, cached, set_cached, Engine, EngineError, NsHandle, NsState};
@@ -119,6 +124,11 @@ impl Engine {
 
     pub(crate) async fn reload(&self, h: &NsHandle) -> Result<Snapshot, EngineError> {
         let _g = h.load_lock.lock().await;
+        self.reload_locked(h).await
+    }
+
+    /// [`Engine::reload`] for a caller that holds `h.load_lock`.
+    pub(crate) async fn reload_locked(&self, h: &NsHandle) -> Result<Snapshot, EngineError> {
         let prev = cached(h);
         let log = self.log(&h.path);
         let start = match &prev {
@@ -150,31 +160,76 @@ impl Engine {
             .and_then(|p| p.manifest.as_ref().map(|pm| (p, pm)))
             .filter(|(_, pm)| !pm.deleted && pm.segments == m.segments && m.wal.starts_with(&pm.wal));
         let skip = reuse.map_or(0, |(_, pm)| pm.wal.len());
-        let refs = &m.wal[skip..];
-        // Collect the futures first: a closure inside the stream makes the
-        // future not `Send` for every lifetime (rust-lang/rust#102211).
-        let reads: Vec<_> = refs.iter().map(|r| self.read_wal(r)).collect();
-        let wal = futures::stream::iter(reads).buffered(8).try_collect::<Vec<WalBatch>>();
+        let mut wal = self.wal_batches(&m.wal[skip..]);
         let base = async {
             match reuse {
                 Some((p, _)) => Ok((*p.state).clone()),
                 None => self.base_state(&m).await,
             }
         };
-        // The segments and the WAL batches are fetched in the same round trip.
-        let (mut state, batches) = futures::try_join!(base, wal)?;
-        for b in &batches {
-            let rule = apply::DatetimeRule::of_wal_flags(b.flags);
-            for req in &b.requests {
-                apply::replay_request(&mut state, req, rule).map_err(|e| {
-                    EngineError::corrupted(format!("replaying WAL batch {} of {path} failed: {e}", b.seq))
-                })?;
-            }
-        }
+        // The segments and the first WAL batches are fetched in the same
+        // round trip.
+        let (state, first) = futures::join!(base, wal.next());
+        let mut state = state?;
+        replay_batches(path, &mut state, first, &mut wal).await?;
+        drop(wal);
         // The manifest's figure covers the segments too (their rows' sizes
         // are not recomputed at load).
         state.logical_bytes = m.stats.approx_logical_bytes;
         Ok(Snapshot { manifest: Some(m), state: Arc::new(state) })
+    }
+
+    /// The WAL batches `refs` names, in order, read ahead a few at a time:
+    /// consumed one by one, so a long WAL is never decoded all at once.
+    fn wal_batches<'a>(
+        &'a self,
+        refs: &'a [WalRef],
+    ) -> impl futures::Stream<Item = Result<WalBatch, EngineError>> + Unpin + Send + 'a {
+        // Collect the futures first: a closure inside the stream makes the
+        // future not `Send` for every lifetime (rust-lang/rust#102211).
+        let reads: Vec<_> = refs.iter().map(|r| Box::pin(self.read_wal(r))).collect();
+        futures::stream::iter(reads).buffered(WAL_READ_AHEAD)
+    }
+
+    /// The state of `m`, a compaction's commit, without reading its WAL:
+    /// `compacted` is the state the round folded (at manifest `folded`),
+    /// `newest` the generation the commit was made on. The entries `newest`
+    /// changed since `compacted` are refolded onto `m`'s segments
+    /// ([`NsState::refold`]); WAL batches `m` holds beyond `newest`'s (a
+    /// commit rebased on another process's writes) are replayed. None when
+    /// the states are not related that way: the caller replays instead.
+    pub(crate) async fn refold(
+        &self,
+        path: &NsPath,
+        m: Arc<Manifest>,
+        (folded, compacted): (&Manifest, Arc<NsState>),
+        newest: &Snapshot,
+    ) -> Result<Option<Snapshot>, EngineError> {
+        let Some(nm) = newest.manifest.as_ref() else { return Ok(None) };
+        let related = !m.deleted
+            && !folded.deleted
+            && !nm.deleted
+            && nm.segments == folded.segments
+            && nm.wal.starts_with(&folded.wal)
+            && m.wal.starts_with(&nm.wal[folded.wal.len()..]);
+        if !related {
+            return Ok(None);
+        }
+        let kept = nm.wal.len() - folded.wal.len();
+        let base = self.base_state(&m).await?;
+        let Some(mut state) = NsState::refold(base, &compacted, &newest.state) else {
+            tracing::warn!(namespace = %path, generation = m.generation,
+                "a compaction's states do not refold; replaying its WAL instead");
+            return Ok(None);
+        };
+        // The folded state is not needed any more; the rest is small.
+        drop(compacted);
+        let mut wal = self.wal_batches(&m.wal[kept..]);
+        let first = wal.next().await;
+        replay_batches(path, &mut state, first, &mut wal).await?;
+        drop(wal);
+        state.logical_bytes = m.stats.approx_logical_bytes;
+        Ok(Some(Snapshot { manifest: Some(m), state: Arc::new(state) }))
     }
 
     /// The state of a manifest's segments, with its namespace settings, before
@@ -222,3 +277,33 @@ impl Engine {
         Ok(b)
     }
 }
+
+/// WAL batches read ahead of the one being replayed.
+const WAL_READ_AHEAD: usize = 8;
+
+/// Replay `first` and then the rest of `wal` into `state`, one batch at a
+/// time (each is dropped once applied).
+async fn replay_batches(
+    path: &NsPath,
+    state: &mut NsState,
+    first: Option<Result<WalBatch, EngineError>>,
+    wal: &mut (impl futures::Stream<Item = Result<WalBatch, EngineError>> + Unpin),
+) -> Result<(), EngineError> {
+    let mut next = first;
+    while let Some(batch) = next {
+        let b = batch?;
+        let rule = apply::DatetimeRule::of_wal_flags(b.flags);
+        for req in &b.requests {
+            apply::replay_request(state, req, rule).map_err(|e| {
+                EngineError::corrupted(format!("replaying WAL batch {} of {path} failed: {e}", b.seq))
+            })?;
+        }
+        drop(b);
+        next = wal.next().await;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+#[path = "refold_tests.rs"]
+mod refold_tests;

@@ -11,6 +11,8 @@
 //!   k-way merge of the segments and the overlay).
 //! - A state is never mutated once shared: writers work on a clone (the
 //!   overlay is an `imbl` map, the segment list an `Arc`, so clones are cheap).
+//! - After a compaction the next state is refolded from the states around it
+//!   ([`NsState::refold`], `refold.rs`), sharing their documents.
 
 use std::ops::Bound;
 use std::sync::Arc;
@@ -19,6 +21,7 @@ use crate::model::{DistanceMetric, DocId, Document, IdType};
 use crate::ops::RowCounts;
 use crate::schema::Schema;
 
+mod refold;
 pub mod segment;
 
 pub use self::segment::SegmentReader;

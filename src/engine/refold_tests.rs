@@ -1,0 +1,235 @@
+//! Refolding equals replaying: random write sequences (upserts, patches,
+//! deletes, conditional writes, delete_by_filter, patch_by_filter, schema
+//! and metric changes, idempotency keys) are split into a prefix P that a
+//! compaction folds into real segments (built by the compaction's own merge,
+//! shadowed rows retired by its deletion sets) and a suffix S written during
+//! the round. The state `NsState::refold` derives must hold exactly the
+//! documents, count, idempotency keys and settings that replaying S on top of
+//! the new segments gives, share the newest state's documents instead of
+//! copying them, and carry over to the next round (several rounds per case,
+//! each building on the last refold, so S deletes segment rows too).
+//!
+//! Deterministic: seeded generators, every seed is a separate case, and a
+//! failure names its seed and round.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::{json, Value as Json};
+
+use crate::engine::apply::{apply_request, replay_request, DatetimeRule};
+use crate::engine::compact::shadowed_rows;
+use crate::engine::merge::{build_segments, BuildPlan};
+use crate::engine::WriteRequest;
+use crate::format::manifest::SegmentRef;
+use crate::format::segment::{DeletionSet, Segment};
+use crate::model::Document;
+use crate::ops::RequestRecord;
+use crate::state::{NsState, SegmentReader};
+
+const IDS: u64 = 24;
+
+fn random_body(rng: &mut StdRng) -> Json {
+    let id = |rng: &mut StdRng| rng.random_range(0..IDS);
+    let row = |rng: &mut StdRng| {
+        let mut r = json!({"id": id(rng), "vector": [rng.random_range(0..4) as f32, 0.5], "a": rng.random_range(0..8)});
+        if rng.random_bool(0.5) {
+            r["b"] = json!(["x", "y", "z"][rng.random_range(0..3)]);
+        }
+        r
+    };
+    match rng.random_range(0..10) {
+        0..=2 => json!({"upsert_rows": (0..rng.random_range(1..5)).map(|_| row(rng)).collect::<Vec<_>>()}),
+        3 => json!({
+            "upsert_rows": (0..rng.random_range(1..4)).map(|_| row(rng)).collect::<Vec<_>>(),
+            "upsert_condition": ["a", "Lt", rng.random_range(0..8)],
+        }),
+        4 => {
+            let a = if rng.random_bool(0.3) { Json::Null } else { json!(rng.random_range(0..8)) };
+            json!({"patch_rows": [{"id": id(rng), "a": a}, {"id": id(rng), "b": "p"}]})
+        }
+        5 => json!({"deletes": (0..rng.random_range(1..4)).map(|_| id(rng)).collect::<Vec<_>>()}),
+        6 => json!({"deletes": [id(rng), id(rng)], "delete_condition": ["b", "Eq", "x"]}),
+        7 => json!({"delete_by_filter": ["a", "Gte", rng.random_range(4..9)]}),
+        8 => {
+            json!({"patch_by_filter": {"filters": ["a", "Eq", rng.random_range(0..8)], "patch": {"b": "q"}}})
+        }
+        _ => match rng.random_range(0..3) {
+            0 => json!({"schema": {format!("s{}", rng.random_range(0..3)): "string"}}),
+            1 => json!({"distance_metric": "cosine_distance", "upsert_rows": [row(rng)]}),
+            _ => json!({"schema": {"b": {"type": "string", "full_text_search": true}}}),
+        },
+    }
+}
+
+/// Apply random requests to `live` as the write path does (a failed one is
+/// not written; a known idempotency key is answered, not written again) and
+/// return the WAL records.
+fn write_some(rng: &mut StdRng, live: &mut NsState, n: usize) -> Vec<RequestRecord> {
+    let mut wal = Vec::new();
+    for _ in 0..n {
+        let mut record = WriteRequest::from_json(&random_body(rng)).expect("valid request").record;
+        if rng.random_bool(0.3) {
+            let key = format!("k{}", rng.random_range(0..40));
+            if live.idempotency.contains_key(&key) {
+                continue;
+            }
+            record.idempotency_key = Some(key);
+        }
+        if let Ok(counts) = apply_request(live, &record, None) {
+            record.counts = counts;
+            wal.push(record);
+        }
+    }
+    wal
+}
+
+/// The segments a compaction of `c` leaves (the merge and deletion sets of
+/// engine/compact.rs): surviving segments with shadowed rows retired, then
+/// the new ones.
+fn compact(rng: &mut StdRng, c: &NsState, next_id: &mut usize) -> Vec<SegmentReader> {
+    let merge: BTreeSet<String> = if c.segments().len() >= 2 && rng.random_bool(0.5) {
+        c.segments().iter().map(|s| s.meta.id.clone()).collect()
+    } else {
+        BTreeSet::new()
+    };
+    let scratch = tempfile::tempdir().unwrap();
+    let plan = BuildPlan { max_rows: rng.random_range(3..20), cold: false, scratch: scratch.path() };
+    let Ok(built) = build_segments(c, &merge, &plan) else { panic!("building segments failed") };
+    let shadowed = shadowed_rows(c, &merge);
+    let mut segs: Vec<SegmentReader> = c
+        .segments()
+        .iter()
+        .filter(|s| !merge.contains(&s.meta.id))
+        .map(|s| match shadowed.get(&s.meta.id) {
+            Some(set) => s.with_deleted(Arc::new(set.clone())),
+            None => s.clone(),
+        })
+        .collect();
+    for b in built {
+        *next_id += 1;
+        let seg = Segment::open(Bytes::copy_from_slice(&b.bytes)).unwrap();
+        let meta = SegmentRef { id: format!("seg{next_id}"), rows: b.rows, ..SegmentRef::default() };
+        segs.push(SegmentReader::new(seg, Arc::new(DeletionSet::new(b.rows as usize)), meta));
+    }
+    segs
+}
+
+/// The state a load of the committed manifest starts from: its segments and
+/// the settings the manifest carries (written from the newest state; the
+/// schema through its JSON, as the manifest stores it).
+fn base_of(segs: Vec<SegmentReader>, newest: &NsState) -> NsState {
+    let mut base = NsState::with_segments(segs);
+    let json = crate::schema::schema_to_json(&newest.schema);
+    base.schema = crate::schema::parse_schema(&json).unwrap();
+    base.id_type = newest.id_type;
+    base.distance_metric = newest.distance_metric;
+    base.vector_dim = newest.vector_dim;
+    base
+}
+
+fn docs(s: &NsState) -> Vec<Document> {
+    s.iter().map(|d| (*d).clone()).collect()
+}
+
+fn check_same(refolded: &NsState, replayed: &NsState, newest: &NsState, case: &str) {
+    assert_eq!(docs(refolded), docs(replayed), "{case}: documents");
+    assert_eq!(docs(refolded), docs(newest), "{case}: documents of the newest state");
+    assert_eq!(refolded.len(), replayed.len(), "{case}: len");
+    assert_eq!(refolded.len(), refolded.iter().count() as u64, "{case}: len counts the live documents");
+    assert_eq!(refolded.idempotency, replayed.idempotency, "{case}: idempotency keys");
+    assert_eq!(refolded.schema, replayed.schema, "{case}: schema");
+    assert_eq!(
+        (refolded.id_type, refolded.distance_metric, refolded.vector_dim),
+        (replayed.id_type, replayed.distance_metric, replayed.vector_dim),
+        "{case}: settings"
+    );
+    // The replay's overlay, but for rewrites that left a document as it was
+    // (served from the new segment, which holds the same document) ...
+    for (id, entry) in replayed.overlay().iter() {
+        match refolded.overlay().get(id) {
+            Some(mine) => assert_eq!(mine, entry, "{case}: overlay entry {id}"),
+            None => {
+                let from_segment = refolded.get(id).expect("a rewritten document is live");
+                assert_eq!(entry.as_deref(), Some(&*from_segment), "{case}: {id} rewritten as it was");
+            }
+        }
+    }
+    assert!(
+        refolded.overlay().keys().all(|id| replayed.overlay().contains_key(id)),
+        "{case}: no extra entries"
+    );
+    // ... and shared with the newest state rather than copied.
+    for (id, entry) in refolded.overlay().iter() {
+        if let Some(doc) = entry {
+            let theirs = newest.overlay().get(id).cloned().flatten().expect("the newest state holds it");
+            assert!(Arc::ptr_eq(doc, &theirs), "{case}: document {id} is the newest state's, not a copy");
+        }
+    }
+}
+
+#[test]
+fn refolding_a_compaction_equals_replaying_the_wal_it_kept() {
+    let mut refolds_with_writes = 0;
+    for seed in 0..48u64 {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let mut live = NsState::default();
+        let mut next_id = 0;
+        for round in 0..4 {
+            let case = format!("seed {seed} round {round}");
+            let n = rng.random_range(0..14);
+            let p = write_some(&mut rng, &mut live, n);
+            let compacted = Arc::new(live.clone());
+            let n = rng.random_range(0..10);
+            let s = write_some(&mut rng, &mut live, n);
+            let newest = live.clone();
+            if p.is_empty() && compacted.overlay().is_empty() {
+                continue; // nothing to compact
+            }
+            let segs = compact(&mut rng, &compacted, &mut next_id);
+            let base = base_of(segs, &newest);
+            let mut replayed = base.clone();
+            for r in &s {
+                replay_request(&mut replayed, r, DatetimeRule::Instants)
+                    .unwrap_or_else(|e| panic!("{case}: replaying S failed: {e}"));
+            }
+            let refolded = NsState::refold(base, &compacted, &newest)
+                .unwrap_or_else(|| panic!("{case}: a compaction's states refold"));
+            check_same(&refolded, &replayed, &newest, &case);
+            refolds_with_writes += usize::from(!s.is_empty());
+            // The next round writes on top of the refolded state, as the
+            // engine does once it is cached.
+            live = refolded;
+            live.logical_bytes = newest.logical_bytes;
+        }
+    }
+    assert!(refolds_with_writes > 60, "too few rounds with writes during them: {refolds_with_writes}");
+}
+
+#[test]
+fn states_over_other_segments_do_not_refold() {
+    let mut rng = StdRng::seed_from_u64(7);
+    let mut live = NsState::default();
+    let _ = write_some(&mut rng, &mut live, 20);
+    let mut next_id = 0;
+    let segs = compact(&mut rng, &live, &mut next_id);
+    let other = base_of(segs.clone(), &live);
+    // `compacted` over no segments, `newest` over the new ones: unrelated.
+    assert!(NsState::refold(base_of(segs, &live), &live, &other).is_none());
+}
+
+#[test]
+fn a_round_without_writes_refolds_to_the_new_segments_alone() {
+    let mut rng = StdRng::seed_from_u64(11);
+    let mut live = NsState::default();
+    let _ = write_some(&mut rng, &mut live, 30);
+    let mut next_id = 0;
+    let segs = compact(&mut rng, &live, &mut next_id);
+    let refolded = NsState::refold(base_of(segs, &live), &live, &live).expect("refolds");
+    assert!(refolded.overlay().is_empty());
+    assert!(refolded.idempotency.is_empty(), "the folded WAL's keys go with it");
+    assert_eq!(docs(&refolded), docs(&live));
+}
