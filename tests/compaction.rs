@@ -7,7 +7,8 @@
 //! give a clean error; writers are never blocked by a merge; a backlog past
 //! the bound gets backpressure; background indexing drains a backlog after
 //! writes stop, and a tail below the thresholds is indexed once writes go
-//! quiet (index status settles).
+//! quiet (index status settles); the state a compaction installs (refolded,
+//! not replayed) is the one a fresh load of its manifest builds.
 
 use std::sync::Arc;
 
@@ -339,4 +340,94 @@ async fn a_tail_written_during_a_round_is_indexed_after_the_drain() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     assert_eq!(ids(&e).await.len(), 4001);
+}
+
+/// `tidepool_compaction_loads_total{how}` as the engine's metrics render it.
+fn compaction_loads(e: &Engine, how: &str) -> u64 {
+    let text = e.metrics().render(&tidepool::metrics::Gauges::default(), None);
+    let prefix = format!("tidepool_compaction_loads_total{{how=\"{how}\"}} ");
+    let line =
+        text.lines().find(|l| l.starts_with(&prefix)).unwrap_or_else(|| panic!("no {prefix} in\n{text}"));
+    line[prefix.len()..].trim().parse().unwrap()
+}
+
+/// Everything a load derives from a manifest: documents in id order, count,
+/// idempotency keys, schema and settings.
+async fn loaded_state(e: &Engine) -> (u64, Vec<tidepool::model::Document>, String, String) {
+    let s = e.existing(&ns(), true).await.unwrap();
+    let docs: Vec<_> = s.state.iter().map(|d| (*d).clone()).collect();
+    assert_eq!(s.state.len(), docs.len() as u64, "len counts the live documents");
+    let mut keys: Vec<_> = s.state.idempotency.iter().map(|(k, c)| format!("{k}={c:?}")).collect();
+    keys.sort();
+    let settings = format!(
+        "{:?} {:?} {:?} {:?} {}",
+        s.state.schema, s.state.id_type, s.state.distance_metric, s.state.vector_dim, s.state.logical_bytes
+    );
+    (s.generation(), docs, keys.join(","), settings)
+}
+
+/// The state a compaction installs (refolded from the states around it, not
+/// replayed) is the one a fresh load of the same manifest builds, also when
+/// writes of every kind land while the rounds run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_state_a_compaction_installs_equals_a_fresh_load_of_its_manifest() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::local(&dir.path().join("store")).unwrap();
+    let e = engine(dir.path(), store.clone(), manual()).await;
+    let row = |i: u64| json!({"id": i, "vector": [i as f32, 1.0], "a": i % 7, "b": format!("b{}", i % 3)});
+    for chunk in 0..3u64 {
+        write(&e, json!({"upsert_rows": (chunk * 400..(chunk + 1) * 400).map(row).collect::<Vec<_>>()}))
+            .await
+            .unwrap();
+    }
+    let writer = {
+        let e = e.clone();
+        tokio::spawn(async move {
+            for i in 0..48u64 {
+                let body = match i % 8 {
+                    0 => {
+                        json!({"upsert_rows": [row(5000 + i), row(i * 13)], "idempotency_key": format!("k{i}")})
+                    }
+                    1 => json!({"patch_rows": [{"id": i * 7, "a": null, "c": true}]}),
+                    2 => json!({"deletes": [i * 11, 5000 + i - 2]}),
+                    3 => json!({"delete_by_filter": ["And", [["a", "Eq", 3], ["b", "Eq", "b0"]]]}),
+                    4 => json!({"patch_by_filter": {"filters": ["b", "Eq", "b1"], "patch": {"d": i}}}),
+                    5 => json!({"schema": {format!("s{i}"): "string"}, "upsert_rows": [row(i * 17)]}),
+                    6 => json!({"upsert_rows": [row(i * 3)], "upsert_condition": ["a", "Lt", 4]}),
+                    _ => json!({"deletes": [i * 5, i * 5 + 1], "delete_condition": ["b", "Eq", "b2"]}),
+                };
+                write(&e, body).await.unwrap();
+            }
+        })
+    };
+    let compactor = {
+        let e = e.clone();
+        tokio::spawn(async move {
+            let mut performed = 0;
+            for _ in 0..6 {
+                performed += u64::from(e.compact(&ns(), true).await.unwrap().performed);
+            }
+            performed
+        })
+    };
+    writer.await.unwrap();
+    let performed = compactor.await.unwrap();
+    // One process: every round's commit fits the refold (no WAL replayed).
+    assert!(performed >= 1);
+    assert_eq!((compaction_loads(&e, "refolded"), compaction_loads(&e, "replayed")), (performed, 0));
+    let mine = loaded_state(&e).await;
+    // A second engine (own data dir and cache) loads the same manifest by
+    // replaying its WAL on top of its segments.
+    let other_dir = tempfile::tempdir().unwrap();
+    let fresh = engine(other_dir.path(), store.clone(), manual()).await;
+    let theirs = loaded_state(&fresh).await;
+    assert_eq!(mine.0, theirs.0, "same generation");
+    assert_eq!(mine.1.len(), theirs.1.len(), "same number of documents");
+    assert_eq!(mine, theirs);
+    // One more round with nothing written during it ends the same way.
+    e.compact(&ns(), true).await.unwrap();
+    let after = loaded_state(&e).await;
+    let third_dir = tempfile::tempdir().unwrap();
+    let fresh = engine(third_dir.path(), store, manual()).await;
+    assert_eq!(after, loaded_state(&fresh).await);
 }
