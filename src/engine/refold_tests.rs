@@ -1,6 +1,6 @@
 //! Refolding equals replaying: random write sequences (upserts, patches,
 //! deletes, conditional writes, delete_by_filter, patch_by_filter, schema
-//! and metric changes, idempotency keys) are split into a prefix P that a
+//! and metric changes, datetimes, idempotency keys) are split into a prefix P that a
 //! compaction folds into real segments (built by the compaction's own merge,
 //! shadowed rows retired by its deletion sets) and a suffix S written during
 //! the round. The state `NsState::refold` derives must hold exactly the
@@ -39,6 +39,10 @@ fn random_body(rng: &mut StdRng) -> Json {
         if rng.random_bool(0.5) {
             r["b"] = json!(["x", "y", "z"][rng.random_range(0..3)]);
         }
+        if rng.random_bool(0.2) {
+            // Canonical once `t` is declared a datetime (before any row sets it).
+            r["t"] = json!(["2015-01-20T12:34:56-04:00", "2015-01-20T16:00:00Z"][rng.random_range(0..2)]);
+        }
         r
     };
     match rng.random_range(0..10) {
@@ -57,8 +61,11 @@ fn random_body(rng: &mut StdRng) -> Json {
         8 => {
             json!({"patch_by_filter": {"filters": ["a", "Eq", rng.random_range(0..8)], "patch": {"b": "q"}}})
         }
-        _ => match rng.random_range(0..3) {
+        _ => match rng.random_range(0..4) {
             0 => json!({"schema": {format!("s{}", rng.random_range(0..3)): "string"}}),
+            3 => {
+                json!({"schema": {"t": "datetime"}, "delete_by_filter": ["t", "Gt", "2015-01-20T16:10:00+00:00"]})
+            }
             1 => json!({"distance_metric": "cosine_distance", "upsert_rows": [row(rng)]}),
             _ => json!({"schema": {"b": {"type": "string", "full_text_search": true}}}),
         },
