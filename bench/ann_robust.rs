@@ -84,7 +84,7 @@ fn qps(nq: usize, min: Duration, mut f: impl FnMut(usize)) -> f64 {
 }
 
 /// Time of the graph calibration's work, redone outside the build: the sample's brute force and
-/// a search per sampled row at each measured rung (the build does the same with deterministic
+/// a search per sampled query (own rows and perturbed) at each measured rung (the build does the same with deterministic
 /// kernels).
 fn calibration_seconds(set: &Set, g: &GraphIndex) -> f64 {
     let (dim, m) = (set.dim, set.metric);
@@ -98,8 +98,8 @@ fn calibration_seconds(set: &Set, g: &GraphIndex) -> f64 {
     }
     let s = tidepool::index::vector::calibrate::sample(&space, dim, m);
     for r in &g.calibration().rungs {
-        for &row in &s.rows {
-            let qv = &set.base[row as usize * dim..(row as usize + 1) * dim];
+        for i in 0..s.len() {
+            let qv = s.query(i);
             let p = GraphSearchParams { ef: r.effort, rerank: r.rerank };
             std::hint::black_box(g.search(&set.base, qv, K + 1, None, &p));
         }

@@ -337,8 +337,7 @@ fn calibrate_section(
                 }
             }
             let sample = calibrate::sample_rows(space, dim, metric);
-            calibrate::calibrate_rows(space, metric, &sample, &ladder, |q, nprobe, rerank| {
-                let qv = &vectors[q as usize * dim..(q as usize + 1) * dim];
+            calibrate::calibrate_rows(space, metric, &sample, &ladder, |qv, _, nprobe, rerank| {
                 let p = SearchParams { nprobe, rerank, ..SearchParams::default() };
                 ix.search(vectors, qv, calibrate::K + 1, None, &p).into_iter().map(|r| r.0).collect()
             })

@@ -459,10 +459,9 @@ fn calibrate_section(b: Vec<u8>, vectors: &[f32], space: &Space<'_>, dim: usize,
         Ok(mut ix) => {
             ix.kern = super::super::distance::deterministic();
             let ladder: Vec<(u32, u32)> = EF_LADDER.iter().map(|e| (*e, *e)).collect();
-            calibrate::calibrate_rows(space, metric, &sample, &ladder, |q, ef, rerank| {
-                let qv = &vectors[q as usize * dim..(q as usize + 1) * dim];
+            calibrate::calibrate_rows(space, metric, &sample, &ladder, |qv, hidden, ef, rerank| {
                 let p = GraphSearchParams { ef, rerank };
-                let found = ix.search_hiding(vectors, qv, calibrate::K + 1, None, &p, Some(q));
+                let found = ix.search_hiding(vectors, qv, calibrate::K + 1, None, &p, hidden);
                 found.into_iter().map(|r| r.0).collect()
             })
         }
