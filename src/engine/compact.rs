@@ -153,6 +153,9 @@ impl Engine {
             // `base` goes to the commit, which refolds it and lets it go.
             match self.commit_compaction(&h, base, &out).await {
                 Ok(generation) => {
+                    // The folded overlay and the round's build memory are free
+                    // now: give them back (glibc keeps freed arenas resident).
+                    let _ = tokio::task::spawn_blocking(crate::heap::give_back_freed).await;
                     return Ok(CompactionReport {
                         performed: true,
                         generation,
@@ -453,8 +456,6 @@ impl Engine {
                     Ok(r) if r.performed => {
                         tracing::info!(namespace = %h.path, generation = r.generation, rows = r.rows_written,
                             segments = r.segments_written, merged = r.segments_merged, "compacted");
-                        // The folded overlay and the round's build memory are free now.
-                        let _ = tokio::task::spawn_blocking(crate::heap::give_back_freed).await;
                     }
                     Ok(_) => break,
                     Err(e) if e.kind() == ErrorKind::NotFound => return,
