@@ -25,7 +25,7 @@
 //! ```
 //!
 //! Invariants:
-//! - Deterministic: sampled rows are evenly spaced, exact distances use the fixed-order `det_*`
+//! - Deterministic: sampled rows are one per equal stride at a seeded offset, exact distances use the fixed-order `det_*`
 //!   kernels and the searches `distance::deterministic`, so the same section bytes give the same
 //!   record on every CPU.
 //! - Honest: a rung's recall is the worse of the own-row and the perturbed queries'; a sampled
@@ -255,9 +255,11 @@ pub fn sample_rows(space: &dyn Rows, dim: usize, metric: Metric) -> Sample {
         return s;
     }
     let step = n / want;
-    let mut buf = Vec::new();
+    let (mut buf, mut offsets) = (Vec::new(), SAMPLE_SEED);
     for i in 0..want {
-        let r = i * step + step / 2;
+        // One row at a seeded offset in each of `want` equal strides: evenly spaced rows alias
+        // with any period in the row order (rows written in cycles would sample a few groups).
+        let r = i * step + (splitmix(&mut offsets) % step as u64) as usize;
         let x = space.block(r, 1, &mut buf);
         if x.iter().any(|v| *v != 0.0) {
             s.hidden.push(Some(r as u32));
@@ -276,6 +278,9 @@ pub fn sample_rows(space: &dyn Rows, dim: usize, metric: Metric) -> Sample {
     s
 }
 
+/// Seed of the stream placing a sampled row within its stride.
+const SAMPLE_SEED: u64 = 0x7361_6d70_6c65;
+
 /// Scale of a perturbation: its norm is this share of the row's distance from the rows' mean.
 const PERTURB: f32 = 1.0;
 
@@ -287,13 +292,7 @@ const PERTURB: f32 = 1.0;
 /// component (no transcendental functions: the same bits on every platform).
 fn perturb(x: &[f32], mean: &[f32], metric: Metric, row: u64) -> Vec<f32> {
     let mut state = row ^ 0x6361_6c69_6272_6174;
-    let mut uniform = || {
-        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        ((z ^ (z >> 31)) >> 40) as f32 / (1u64 << 24) as f32 - 0.5
-    };
+    let mut uniform = || (splitmix(&mut state) >> 40) as f32 / (1u64 << 24) as f32 - 0.5;
     let noise: Vec<f32> = (0..x.len()).map(|_| uniform() + uniform() + uniform()).collect();
     let norm = |v: &mut dyn Iterator<Item = f32>| v.map(|a| a * a).sum::<f32>().sqrt();
     let spread = norm(&mut x.iter().zip(mean).map(|(a, m)| a - m));
@@ -304,6 +303,15 @@ fn perturb(x: &[f32], mean: &[f32], metric: Metric, row: u64) -> Vec<f32> {
         q.iter_mut().for_each(|v| *v /= len);
     }
     q
+}
+
+/// The next draw of a SplitMix64 stream.
+fn splitmix(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
 }
 
 /// Mean of the rows (f64 sums in row order: deterministic).
