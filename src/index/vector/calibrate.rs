@@ -38,6 +38,7 @@
 //! - [`Calibration::decode`] never panics and refuses inconsistent records.
 
 use super::distance::{det_dot, det_dot_batch, det_l2sq_batch, Metric};
+use super::splitmix;
 use crate::index::{IndexError, IndexSection};
 
 /// Neighbours compared per sampled query (recall@10).
@@ -241,7 +242,7 @@ impl Rows for Flat<'_> {
 const BLOCK: usize = 4096;
 
 /// Samples rows of `space` (rows × dim, index space: cosine rows unit-normalised) with a non-zero
-/// vector, evenly spaced, adds a perturbed copy of each, and computes every query's exact [`K`]-th
+/// vector, one per equal stride at a seeded offset, adds a perturbed copy of each, and computes every query's exact [`K`]-th
 /// neighbour distance.
 pub fn sample(space: &[f32], dim: usize, metric: Metric) -> Sample {
     sample_rows(&Flat { rows: space, dim }, dim, metric)
@@ -295,24 +296,19 @@ fn perturb(x: &[f32], mean: &[f32], metric: Metric, row: u64) -> Vec<f32> {
     let mut state = row ^ 0x6361_6c69_6272_6174;
     let mut uniform = || (splitmix(&mut state) >> 40) as f32 / (1u64 << 24) as f32 - 0.5;
     let noise: Vec<f32> = (0..x.len()).map(|_| uniform() + uniform() + uniform()).collect();
-    let norm = |v: &mut dyn Iterator<Item = f32>| v.map(|a| a * a).sum::<f32>().sqrt();
-    let spread = norm(&mut x.iter().zip(mean).map(|(a, m)| a - m));
-    let scale = PERTURB * spread / norm(&mut noise.iter().copied()).max(f32::MIN_POSITIVE);
+    let spread = norm(x.iter().zip(mean).map(|(a, m)| a - m));
+    let scale = PERTURB * spread / norm(noise.iter().copied()).max(f32::MIN_POSITIVE);
     let mut q: Vec<f32> = x.iter().zip(&noise).map(|(a, e)| a + scale * e).collect();
     if metric == Metric::CosineDistance {
-        let len = norm(&mut q.iter().copied()).max(f32::MIN_POSITIVE);
+        let len = norm(q.iter().copied()).max(f32::MIN_POSITIVE);
         q.iter_mut().for_each(|v| *v /= len);
     }
     q
 }
 
-/// The next draw of a SplitMix64 stream.
-fn splitmix(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
+/// Euclidean norm (summed in order: deterministic).
+fn norm(v: impl Iterator<Item = f32>) -> f32 {
+    v.map(|a| a * a).sum::<f32>().sqrt()
 }
 
 /// Mean of the rows (f64 sums in row order: deterministic).

@@ -13,6 +13,16 @@ pub mod distance;
 pub mod graph;
 pub mod synth;
 
+/// The next draw of a SplitMix64 stream (`state` advances): the deterministic randomness of the
+/// builds (graph insertion order, calibration samples and perturbations).
+pub(crate) fn splitmix(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
 /// A (distance, row) pair ordered by distance, then row (`total_cmp`, so NaN is ordered too):
 /// the element of every nearest-first heap in the vector indexes.
 #[derive(Clone, Copy, Debug)]

@@ -63,6 +63,7 @@
 //! (`search.rs`: open, validate, beam search).
 
 use super::calibrate;
+use super::splitmix;
 
 mod build;
 mod search;
@@ -130,14 +131,6 @@ pub struct GraphSearchParams {
     pub ef: u32,
     /// Candidates re-scored exactly; 0 = the beam width (at least 2·k always).
     pub rerank: u32,
-}
-
-fn splitmix(x: &mut u64) -> u64 {
-    *x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    let mut z = *x;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
 }
 
 fn pad64(n: usize) -> Option<usize> {
