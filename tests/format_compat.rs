@@ -22,12 +22,12 @@
 //!   object named by `schema_ref`, `storage-format.md` 4.5) and that schema
 //!   object, written once by `write_v4_fixtures`.
 //!
-//! - `tests/fixtures/v3/` and `v5/` hold the same calibrated IVF and graph input as each
-//!   calibration wrote it (own rows; own and perturbed rows). Both read back; v5 is the
-//!   canonical encoder's.
+//! - `tests/fixtures/v3/`, `v5/` and `v6/` hold the same calibrated IVF and graph input as each
+//!   build wrote it (own rows; own and perturbed rows; local perturbation and graph link
+//!   slack). All read back; v6 is the canonical encoders'.
 //!
 //! To write missing fixtures (existing files are never overwritten):
-//! `TIDEPOOL_WRITE_FIXTURES=1 cargo test --test format_compat -- --ignored write_v1_fixtures write_v2_fixtures write_v4_fixtures write_v5_fixtures`
+//! `TIDEPOOL_WRITE_FIXTURES=1 cargo test --test format_compat -- --ignored write_v1_fixtures write_v2_fixtures write_v4_fixtures write_v6_fixtures`
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -844,27 +844,33 @@ fn v3_calibrated_vector_sections_read_back() {
     calibrated_pair_reads_back("v3", 128);
 }
 
-/// Invariant: the sections calibrated on own rows and perturbed rows (storage-format 11.6) are
-/// encoded canonically — the same input gives these bytes — and decode with a record counting
-/// both kinds of queries (128 rows, 256 queries). Written 2026-11-23 with perturbations of norm
-/// |row − mean|; the local radius of 2026-11-24 measures the same record on this small input,
-/// so the bytes held.
+/// Invariant: the sections calibrated on own rows and rows perturbed by |row − mean|
+/// (2026-11-23; 128 rows, 256 queries) decode with their record.
 #[test]
-fn v5_calibration_with_perturbed_queries_is_canonical() {
-    let pair = calibrated_pair_reads_back("v5", 256);
+fn v5_calibration_with_perturbed_queries_reads_back() {
+    calibrated_pair_reads_back("v5", 256);
+}
+
+/// Invariant: the current encoders are canonical — the same input gives these bytes — and the
+/// sections decode with a record counting both kinds of queries. Written 2026-11-24: rows
+/// perturbed by their own 10th-neighbour radius (storage-format 11.6), and the graph linked with
+/// in-link slack (11.5: the IVF bytes equal v5's, the graph's do not).
+#[test]
+fn v6_local_perturbation_and_link_slack_are_canonical() {
+    let pair = calibrated_pair_reads_back("v6", 256);
     assert_eq!(v3_sections(), pair, "the encoders are canonical");
 }
 
 #[test]
 #[ignore = "writes fixture files; run manually with TIDEPOOL_WRITE_FIXTURES=1"]
-fn write_v5_fixtures() {
+fn write_v6_fixtures() {
     if std::env::var_os("TIDEPOOL_WRITE_FIXTURES").is_none() {
         eprintln!("set TIDEPOOL_WRITE_FIXTURES=1 to write fixtures");
         return;
     }
-    // The version-3 files stay as the first calibration wrote them; the current encoder's
-    // output of the same input is the version-5 pair.
-    let dir = fixture_dir("v5");
+    // Older pairs stay as their builds wrote them; the current encoders' output of the same
+    // input is the version-6 pair.
+    let dir = fixture_dir("v6");
     std::fs::create_dir_all(&dir).unwrap();
     let (ivf, graph) = v3_sections();
     write_missing(&dir, vec![("ann_ivf.bin", ivf), ("graph.bin", graph)]);

@@ -194,6 +194,30 @@ fn any_thread_count_builds_the_same_bytes() {
     assert_eq!(one, with(4));
 }
 
+/// Invariant: with in-link slack and the final prune, every stored list holds at most `degree`
+/// distinct neighbours other than the row, padding only after them (the in-place packing of the
+/// build's wider lists kept every list whole).
+#[test]
+fn stored_lists_are_packed_and_distinct() {
+    let (dim, n) = (8, build::SEQUENTIAL + 900);
+    let data = clustered(n, dim, 31);
+    let ix = built(&data, dim, Metric::EuclideanSquared, &GraphParams::default());
+    let degree = ix.degree;
+    let nb = &ix.bytes[ix.off_nb..ix.off_codes];
+    let mut links = 0usize;
+    for r in 0..n {
+        let slots: Vec<u32> =
+            (0..degree).map(|i| crate::codec::u32_at(nb, 4 * (r * degree + i)).unwrap()).collect();
+        let used = slots.iter().take_while(|v| **v != NONE).count();
+        assert!(slots[used..].iter().all(|v| *v == NONE), "row {r}: padding inside {slots:?}");
+        let distinct: std::collections::BTreeSet<u32> = slots[..used].iter().copied().collect();
+        assert!(used > 0 && distinct.len() == used && !distinct.contains(&(r as u32)), "row {r}: {slots:?}");
+        links += used;
+    }
+    // The slack lets lists fill: most rows hold a full list (the heuristic fills up to degree).
+    assert!(links > n * degree * 9 / 10, "{links} links over {n} rows");
+}
+
 #[test]
 fn tiny_inputs() {
     for n in [0usize, 1, 2, 5] {

@@ -237,32 +237,70 @@ pub(super) const MAX_BATCH: usize = 4096;
 /// Rows a worker takes at a time from a batch.
 const GRAIN: usize = 8;
 
-/// The adjacency under construction: `degree` slots per row, the first `len[r]` used.
+/// Build-time slots per row, in tenths of the degree: a row's list may grow to this before it is
+/// pruned back to the degree (the in-link slack of DiskANN's build). Pruning at every in-link
+/// of a full list was two thirds of the build's distance work; a prune now takes a dozen
+/// in-links at once. Lists still over the degree after the last batch are pruned at the end.
+pub(super) const SLACK_TENTHS: usize = 13;
+
+/// The adjacency under construction: `slots` per row, the first `len[r]` used.
 struct Adjacency {
     adj: Vec<u32>,
     len: Vec<u32>,
-    degree: usize,
+    slots: usize,
 }
 
 impl Adjacency {
     fn links(&self, u: u32) -> &[u32] {
         let u = u as usize;
-        &self.adj[u * self.degree..u * self.degree + self.len[u] as usize]
+        &self.adj[u * self.slots..u * self.slots + self.len[u] as usize]
     }
 
-    /// Replaces the links of `u` (at most `degree`; the rest of the slots become `NONE`).
+    /// Replaces the links of `u` (at most `slots`; the rest of the slots become `NONE`).
     fn set(&mut self, u: u32, links: &[u32]) {
         let u = u as usize;
-        let slots = &mut self.adj[u * self.degree..(u + 1) * self.degree];
+        let slots = &mut self.adj[u * self.slots..(u + 1) * self.slots];
         slots.fill(NONE);
         slots[..links.len()].copy_from_slice(links);
         self.len[u] = links.len() as u32;
     }
+
+    /// Prunes every list over `degree` (rows in parallel, each independent), then packs the
+    /// lists into `degree` slots per row, in place.
+    fn finish(mut self, cd: &Coded<'_>, degree: usize, visited: &mut [Visited]) -> Vec<u32> {
+        let over: Vec<u32> =
+            (0..self.len.len() as u32).filter(|&u| self.len[u as usize] as usize > degree).collect();
+        for part in over.chunks(PRUNE_CHUNK) {
+            let pruned = par_map(part, visited, |&u, _| prune(cd, u, self.links(u), degree));
+            for (&u, links) in part.iter().zip(&pruned) {
+                self.set(u, links);
+            }
+        }
+        // Row r's first `degree` slots move down to r × degree ≤ r × slots: in row order,
+        // nothing is overwritten before it is read.
+        for r in 0..self.len.len() {
+            self.adj.copy_within(r * self.slots..r * self.slots + degree, r * degree);
+        }
+        self.adj.truncate(self.len.len() * degree);
+        self.adj.shrink_to_fit();
+        self.adj
+    }
 }
+
+/// Rows pruned per parallel step of [`Adjacency::finish`] (bounds the pruned lists held).
+const PRUNE_CHUNK: usize = 65_536;
 
 /// The neighbours chosen for row `v`: a beam search from `entry` over the graph as it stands,
 /// then the selection heuristic.
-fn choose(cd: &Coded<'_>, g: &Adjacency, entry: u32, v: u32, efc: usize, visited: &mut Visited) -> Vec<u32> {
+fn choose(
+    cd: &Coded<'_>,
+    g: &Adjacency,
+    degree: usize,
+    entry: u32,
+    v: u32,
+    efc: usize,
+    visited: &mut Visited,
+) -> Vec<u32> {
     let accept_all = |_: u32| true;
     let found = beam(
         entry,
@@ -272,20 +310,23 @@ fn choose(cd: &Coded<'_>, g: &Adjacency, entry: u32, v: u32, efc: usize, visited
         |u, out| out.extend_from_slice(g.links(u)),
         &accept_all,
     );
-    select(&found, g.degree, cd)
+    select(&found, degree, cd)
 }
 
-/// `links` of row `u` after adding the in-link from `v`: appended while a slot is free, else
-/// the selection heuristic over the old links and `v`.
-fn add_in_link(cd: &Coded<'_>, u: u32, links: &mut Vec<u32>, v: u32, degree: usize) {
-    if links.len() < degree {
-        links.push(v);
-        return;
+/// `links` of row `u` after adding the in-link from `v`: appended while one of the `slots` is
+/// free, else pruned to `degree` by the selection heuristic over the old links and `v`.
+fn add_in_link(cd: &Coded<'_>, u: u32, links: &mut Vec<u32>, v: u32, degree: usize, slots: usize) {
+    links.push(v);
+    if links.len() > slots {
+        *links = prune(cd, u, links, degree);
     }
+}
+
+/// The selection heuristic over `links` of row `u`, by distance to `u`: at most `degree`.
+fn prune(cd: &Coded<'_>, u: u32, links: &[u32], degree: usize) -> Vec<u32> {
     let mut c: Vec<Ranked> = links.iter().map(|&w| Ranked(cd.dist(u, w), w)).collect();
-    c.push(Ranked(cd.dist(u, v), v));
     c.sort_unstable();
-    *links = select(&c, degree, cd);
+    select(&c, degree, cd)
 }
 
 /// `f` over `items` on one thread per visited set (dynamic grains), results in item order.
@@ -330,7 +371,8 @@ fn par_map<T: Sync, R: Send>(
 /// Builds the proximity graph over the coded rows: the adjacency (rows × degree, `NONE` padded).
 /// See "Parallel linking" in the module docs.
 fn link(cd: &Coded<'_>, rows: usize, degree: usize, entry: u32, params: &GraphParams) -> Vec<u32> {
-    let mut g = Adjacency { adj: vec![NONE; rows * degree], len: vec![0u32; rows], degree };
+    let slots = degree * SLACK_TENTHS / 10;
+    let mut g = Adjacency { adj: vec![NONE; rows * slots], len: vec![0u32; rows], slots };
     // Insertion order: entry first, the rest shuffled with the seed.
     let mut order: Vec<u32> = (0..rows as u32).filter(|r| *r != entry).collect();
     let mut s = params.seed;
@@ -344,12 +386,12 @@ fn link(cd: &Coded<'_>, rows: usize, degree: usize, entry: u32, params: &GraphPa
     let mut links = Vec::with_capacity(degree + 1);
     let seq = order.len().min(SEQUENTIAL);
     for &v in &order[..seq] {
-        let chosen = choose(cd, &g, entry, v, efc, &mut visited[0]);
+        let chosen = choose(cd, &g, degree, entry, v, efc, &mut visited[0]);
         g.set(v, &chosen);
         for &u in &chosen {
             links.clear();
             links.extend_from_slice(g.links(u));
-            add_in_link(cd, u, &mut links, v, degree);
+            add_in_link(cd, u, &mut links, v, degree, slots);
             g.set(u, &links);
         }
     }
@@ -358,7 +400,7 @@ fn link(cd: &Coded<'_>, rows: usize, degree: usize, entry: u32, params: &GraphPa
     while at < order.len() {
         let size = ((at + 1) / BATCH_FRACTION).clamp(1, MAX_BATCH).min(order.len() - at);
         let batch = &order[at..at + size];
-        let chosen = par_map(batch, &mut visited, |&v, vis| choose(cd, &g, entry, v, efc, vis));
+        let chosen = par_map(batch, &mut visited, |&v, vis| choose(cd, &g, degree, entry, v, efc, vis));
         // In-links grouped by target (a stable sort keeps each target's in insertion order).
         // Targets were inserted before the batch, so no batch row is one.
         let mut inlinks: Vec<(u32, u32)> = Vec::with_capacity(size * degree);
@@ -372,7 +414,7 @@ fn link(cd: &Coded<'_>, rows: usize, degree: usize, entry: u32, params: &GraphPa
             let u = group[0].0;
             let mut links = g.links(u).to_vec();
             for &(_, v) in group.iter() {
-                add_in_link(cd, u, &mut links, v, degree);
+                add_in_link(cd, u, &mut links, v, degree, slots);
             }
             links
         });
@@ -381,7 +423,7 @@ fn link(cd: &Coded<'_>, rows: usize, degree: usize, entry: u32, params: &GraphPa
         }
         at += size;
     }
-    g.adj
+    g.finish(cd, degree, &mut visited)
 }
 
 fn put_f32s(b: &mut [u8], at: usize, v: &[f32]) {

@@ -57,7 +57,10 @@
 //! each target taking its new in-links in insertion order (targets in parallel: each one's
 //! update reads and writes only its own list). Batch bounds depend only on the row count, so
 //! the result is the same for any thread count. Rows of one batch do not link to each other
-//! directly; batches small against the graph keep that loss negligible.
+//! directly; batches small against the graph keep that loss negligible. A list takes in-links
+//! up to [`build::SLACK_TENTHS`]/10 × degree before the heuristic prunes it back to the degree
+//! (most of the build's work was one prune per in-link of a full list); lists still over the
+//! degree after the last batch are pruned at the end, so a stored list never exceeds it.
 //!
 //! Code map: [`build`] (`build.rs`: codes, parallel linking, calibration) and [`GraphIndex`]
 //! (`search.rs`: open, validate, beam search).
