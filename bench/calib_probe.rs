@@ -5,7 +5,7 @@
 //! midpoints of two rows, and rows plus noise. Also each family's mean exact 1st/10th distance.
 //!
 //! Run: `cargo build --profile profiling --example calib_probe` then
-//! `target/profiling/examples/calib_probe ROWS`.
+//! `target/profiling/examples/calib_probe ROWS [NOISE]` (NOISE: the noise's norm, default 0.6).
 
 use tidepool::index::vector::ann;
 use tidepool::index::vector::distance::Metric;
@@ -68,7 +68,10 @@ fn main() {
     let base = read_f32(&format!("{root}/vectors.f32"));
     let dev = read_f32(&format!("{root}/queries/query_vectors.f32"));
     let n0 = base.len() / DIM;
-    let sigma = 0.6 / (DIM as f32).sqrt();
+    // Noise norm as a share of the (unit) base: 0.6 is the scale benchmark's; 0.2 gives near-copies
+    // like `graph_build`'s.
+    let noise: f32 = std::env::args().nth(2).and_then(|a| a.parse().ok()).unwrap_or(0.6);
+    let sigma = noise / (DIM as f32).sqrt();
     let mut s = 16u64;
     let mut vectors = Vec::with_capacity(rows * DIM);
     for i in 0..rows {

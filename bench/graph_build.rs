@@ -9,7 +9,8 @@
 //! `_debug/recall`).
 //!
 //! Run: `CARGO_TARGET_DIR=target/bench cargo build --profile profiling --example graph_build`
-//! then `/usr/bin/time -v target/bench/profiling/examples/graph_build ROWS THREADS`.
+//! then `/usr/bin/time -v target/bench/profiling/examples/graph_build ROWS THREADS [ivf]` (`ivf`: the
+//! IVF section instead: build time, calibration and recall at its calibrated default).
 
 use std::time::Instant;
 use tidepool::index::vector::ann;
@@ -67,6 +68,9 @@ fn main() {
         }
     }
     drop(base);
+    if args.get(3).is_some_and(|a| a == "ivf") {
+        return ivf(&vectors, &queries, rows, threads);
+    }
     let params = graph_params(threads);
     // Reset the peak-RSS mark (Linux: writing 5 to clear_refs) so VmHWM covers the build only.
     let _ = std::fs::write("/proc/self/clear_refs", "5");
@@ -89,6 +93,34 @@ fn main() {
     println!(
         "{{\"rows\":{rows},\"threads\":{threads},\"build_s\":{secs:.2},\"build_cpu_s\":{cpu:.2},\"build_peak_mib\":{build_mib:.0},\
          \"default_ef\":{ef},\"recall_at_10\":{recall:.4}}}"
+    );
+}
+
+/// The IVF section instead: build time and the dev queries' recall@10 at its calibrated default.
+fn ivf(vectors: &[f32], queries: &[f32], rows: usize, threads: u32) {
+    let params = ann::AnnParams { threads, ..ann::AnnParams::default() };
+    let (t, cpu0) = (Instant::now(), cpu_secs());
+    let section = ann::build(vectors, DIM, Metric::CosineDistance, &params);
+    let (secs, cpu) = (t.elapsed().as_secs_f64(), cpu_secs() - cpu0);
+    let ix = ann::AnnIndex::open(&section).expect("ivf section");
+    let mut hit = 0usize;
+    let nq = QUERIES.min(queries.len() / DIM);
+    for q in queries.chunks_exact(DIM).take(nq) {
+        let truth = ann::exact(vectors, DIM, Metric::CosineDistance, q, K, None);
+        let got = ix.search(vectors, q, K, None, &ann::SearchParams::default());
+        hit += got.iter().filter(|(_, d)| *d <= truth[K - 1].1 + 1e-5).count();
+    }
+    let recall = hit as f64 / (nq * K) as f64;
+    let cal: Vec<String> = ix
+        .calibration()
+        .rungs
+        .iter()
+        .map(|r| format!("{}/{}:{:.3}", r.effort, r.rerank, r.recall()))
+        .collect();
+    println!(
+        "{{\"rows\":{rows},\"threads\":{threads},\"ivf_build_s\":{secs:.2},\"build_cpu_s\":{cpu:.2},\"nlist\":{},         \"calibration\":\"{}\",\"recall_at_10\":{recall:.4}}}",
+        ix.nlist(),
+        cal.join(" ")
     );
 }
 

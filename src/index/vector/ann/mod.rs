@@ -111,7 +111,9 @@ pub struct AnnParams {
     pub nlist: u32,
     /// k-means iterations.
     pub iterations: u32,
-    /// Training sample cap per cluster (rows beyond `nlist × this` are sampled).
+    /// Training sample cap per cluster (rows beyond `nlist × this` are sampled). 64 (was 256):
+    /// k-means was most of the IVF build and the IVF build more than the graph's (200k Debian
+    /// rows: 43 s → 20 s on 2 threads, dev recall@10 at the calibrated default 0.987 → 0.984).
     pub max_train_per_list: u32,
     /// RNG seed (sampling and initial centroids).
     pub seed: u64,
@@ -124,7 +126,7 @@ impl Default for AnnParams {
         AnnParams {
             nlist: 0,
             iterations: 10,
-            max_train_per_list: 256,
+            max_train_per_list: 64,
             seed: 0x7469_6465_706f_6f6c,
             threads: 1,
         }
