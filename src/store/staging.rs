@@ -105,8 +105,8 @@ fn subdirs(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     };
     let mut out = Vec::new();
     for entry in entries {
-        let entry = entry?;
-        if entry.file_type()?.is_dir() {
+        let Some(entry) = present(entry)? else { continue };
+        if present(entry.file_type())?.is_some_and(|t| t.is_dir()) {
             out.push(entry.path());
         }
     }
@@ -130,8 +130,10 @@ fn sweep_dir(start: &Path, cutoff_ms: u64, limit: usize, out: &mut StagingSweep)
                 return Ok(());
             }
             out.visited += 1;
-            let entry = entry?;
-            let kind = entry.file_type()?;
+            // An entry can vanish between the listing and its stat: a writer
+            // in flight renames its staging file into place.
+            let Some(entry) = present(entry)? else { continue };
+            let Some(kind) = present(entry.file_type())? else { continue };
             if kind.is_dir() {
                 stack.push(entry.path());
                 continue;
@@ -139,7 +141,8 @@ fn sweep_dir(start: &Path, cutoff_ms: u64, limit: usize, out: &mut StagingSweep)
             if !kind.is_file() || !entry.file_name().to_str().is_some_and(is_staging_name) {
                 continue;
             }
-            if modified_ms(&entry)? >= cutoff_ms {
+            let Some(modified) = present(modified_ms(&entry))? else { continue };
+            if modified >= cutoff_ms {
                 out.kept_young += 1;
                 continue;
             }
@@ -152,6 +155,15 @@ fn sweep_dir(start: &Path, cutoff_ms: u64, limit: usize, out: &mut StagingSweep)
         }
     }
     Ok(())
+}
+
+/// `Ok(None)` for an entry that is gone (not found), the error otherwise.
+fn present<T>(r: std::io::Result<T>) -> std::io::Result<Option<T>> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 fn modified_ms(entry: &std::fs::DirEntry) -> std::io::Result<u64> {
@@ -200,5 +212,36 @@ mod tests {
         assert!(dir.path().join("elsewhere#1").exists(), "only under {{org}}/{{project}}/namespaces/");
         let missing = store.remove_stale_staging("x/y", now, 10).await.unwrap();
         assert_eq!(missing, StagingSweep::default());
+    }
+
+    /// A writer publishes its staging file (rename) while a sweep walks the
+    /// directory: the entry the walk listed is gone when it is stat'ed. That
+    /// is a finished write, not a failed sweep (a repair once failed so).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_staging_file_published_during_the_walk_is_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let wal = dir.path().join("o/p/namespaces/n/wal");
+        std::fs::create_dir_all(&wal).unwrap();
+        let store = Store::local(dir.path()).unwrap();
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let writer = {
+            let (wal, done) = (wal.clone(), done.clone());
+            std::thread::spawn(move || {
+                for i in 0..20_000 {
+                    let staged = wal.join(format!("{i}.wal#1"));
+                    std::fs::write(&staged, b"x").unwrap();
+                    std::fs::rename(&staged, wal.join(format!("{i}.wal"))).unwrap();
+                }
+                done.store(true, std::sync::atomic::Ordering::SeqCst);
+            })
+        };
+        let mut sweeps = 0u32;
+        while !done.load(std::sync::atomic::Ordering::SeqCst) || sweeps == 0 {
+            // Cutoff 0: every staging file is young, so each one seen is stat'ed.
+            store.remove_stale_staging("o/p/namespaces", 0, usize::MAX).await.unwrap();
+            sweeps += 1;
+        }
+        writer.join().unwrap();
+        assert!(sweeps > 1, "the sweeps ran alongside the writer");
     }
 }
