@@ -463,6 +463,30 @@ fn read_mem(pid: u32) -> Option<Mem> {
     Some(m)
 }
 
+/// Where the file-backed resident memory is: the mapped files with the most
+/// resident bytes (`/proc/<pid>/smaps`, summed per path), largest first.
+fn resident_files(pid: u32, top: usize) -> Json {
+    let Ok(smaps) = std::fs::read_to_string(format!("/proc/{pid}/smaps")) else { return json!(null) };
+    let mut by_path: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
+    let mut path: Option<String> = None;
+    for line in smaps.lines() {
+        let mut f = line.split_whitespace();
+        let first = f.next().unwrap_or("");
+        if first.contains('-') && first.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
+            // A mapping header: address perms offset dev inode [path].
+            path = f.nth(4).filter(|p| p.starts_with('/')).map(str::to_owned);
+        } else if let (Some(p), "Rss:") = (&path, first) {
+            let kib: u64 = f.next().and_then(|v| v.parse().ok()).unwrap_or(0);
+            *by_path.entry(p.clone()).or_default() += kib * 1024;
+        }
+    }
+    let mut v: Vec<(String, u64)> = by_path.into_iter().filter(|(_, b)| *b > 0).collect();
+    v.sort_by_key(|b| std::cmp::Reverse(b.1));
+    let total: u64 = v.iter().map(|(_, b)| b).sum();
+    let files: Vec<Json> = v.iter().take(top).map(|(p, b)| json!({"path": p, "resident_bytes": b})).collect();
+    json!({"total_bytes": total, "mapped_files": v.len(), "largest": files})
+}
+
 /// The process's user + system CPU seconds (`/proc/<pid>/stat`, USER_HZ = 100).
 fn cpu_seconds(pid: u32) -> f64 {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return f64::NAN };
@@ -966,6 +990,7 @@ fn main() {
     std::thread::sleep(Duration::from_secs(2));
     let steady = sampler.current();
     warm_j["memory_gauges"] = memory_gauges(&rt, &d.url);
+    warm_j["resident_files"] = resident_files(d.pid(), 6);
     eprintln!("warm: {warm_j}");
 
     // 4. cold: restart on the same data dir.

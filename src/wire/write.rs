@@ -501,13 +501,17 @@ fn parse_columns(f: Field<'_>, key: &str, budget: &mut usize) -> Result<Vec<Type
 /// Decode a vector from JSON floats or base64 little-endian f32.
 pub fn parse_vector(v: &Json) -> Result<Vec<f32>, EngineError> {
     let out: Vec<f32> = match v {
-        Json::Array(items) => items
-            .iter()
-            .map(|x| {
+        Json::Array(items) => {
+            // Exactly sized: a collect through `Result` cannot see the length
+            // and doubles its way to 512 floats for a 384-d vector, a third
+            // more than the vector for every row the overlay holds.
+            let mut out = Vec::with_capacity(items.len());
+            for x in items {
                 #[allow(clippy::cast_possible_truncation)]
-                x.as_f64().map(|f| f as f32).ok_or_else(|| invalid("vector elements must be numbers"))
-            })
-            .collect::<Result<_, _>>()?,
+                out.push(x.as_f64().ok_or_else(|| invalid("vector elements must be numbers"))? as f32);
+            }
+            out
+        }
         Json::String(s) => {
             let bytes = base64::engine::general_purpose::STANDARD
                 .decode(s)
@@ -593,6 +597,14 @@ mod tests {
         assert!(parse_vector(&json!("AAA=")).is_err());
         let nan: Vec<u8> = f32::NAN.to_le_bytes().to_vec();
         assert!(parse_vector(&json!(base64::engine::general_purpose::STANDARD.encode(nan))).is_err());
+    }
+
+    #[test]
+    fn json_vectors_hold_exactly_their_dimension() {
+        let floats: Vec<f64> = (0..384).map(f64::from).collect();
+        let v = parse_vector(&json!(floats)).unwrap();
+        assert_eq!((v.len(), v.capacity()), (384, 384), "no doubling slack kept per row");
+        assert!(parse_vector(&json!([1.0, "x"])).is_err());
     }
 
     #[test]
