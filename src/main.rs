@@ -91,6 +91,9 @@ fn serve(args: &ServeArgs) -> ExitCode {
         }
     };
     let set_log_filter = init_logging(cfg.log_format, &cfg.log_level);
+    // Before the runtime's threads: freed batch and build buffers go back to
+    // the OS instead of staying resident in the arenas (src/heap.rs).
+    tidepool::heap::return_large_frees_directly();
     let rt = match runtime() {
         Ok(rt) => rt,
         Err(code) => return code,

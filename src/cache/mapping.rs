@@ -18,6 +18,18 @@
 //!   mapping), so re-faulting a released page reads the same bytes.
 //! - The registry entry lives exactly as long as the mapping (removed when
 //!   the last `Bytes` that owns it is dropped).
+//!
+//! Positioned reads: touching a few rows of a mapped file does not cost a
+//! few pages of RSS. The kernel maps the page-cache pages around a fault
+//! (fault-around; on recent kernels the whole large folio the page is in,
+//! which a freshly written file is made of), so a query reranking a hundred
+//! random rows of a large vector section mapped megabytes, and a few
+//! hundred queries mapped the whole section back. A mapping of at least
+//! [`READABLE_MIN_BYTES`] keeps a handle on its file, and [`FileRange`] reads
+//! a slice of it with `pread` instead: the bytes come from the same page
+//! cache, copied, and the process maps nothing.
+//! - A [`FileRange`] reads the same immutable file the mapping maps, so it
+//!   reads the same (verified) bytes; only mappings made here have one.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -25,21 +37,70 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::Bytes;
 
+/// Mappings at least this long keep their file open for [`FileRange`]
+/// reads (smaller ones cost little RSS whole, and keep no descriptor).
+pub(crate) const READABLE_MIN_BYTES: u64 = 64 << 20;
+
+/// A live mapping and, for a large one, its file.
+struct Mapped {
+    map: memmap2::Mmap,
+    file: Option<File>,
+}
+
 /// Live mappings: start address → (length, the mapping).
-static LIVE: Mutex<BTreeMap<usize, (usize, std::sync::Weak<memmap2::Mmap>)>> = Mutex::new(BTreeMap::new());
+static LIVE: Mutex<BTreeMap<usize, (usize, std::sync::Weak<Mapped>)>> = Mutex::new(BTreeMap::new());
 
 /// The owner of a mapping inside `Bytes`; unregisters it when dropped.
-struct Mapping(Arc<memmap2::Mmap>);
+struct Mapping(Arc<Mapped>);
 
 impl AsRef<[u8]> for Mapping {
     fn as_ref(&self) -> &[u8] {
-        &self.0
+        &self.0.map
     }
 }
 
 impl Drop for Mapping {
     fn drop(&mut self) {
-        LIVE.lock().unwrap_or_else(PoisonError::into_inner).remove(&(self.0.as_ptr() as usize));
+        LIVE.lock().unwrap_or_else(PoisonError::into_inner).remove(&(self.0.map.as_ptr() as usize));
+    }
+}
+
+/// The registered mapping the `bytes` bytes at address `at` lie in, and
+/// where in it they start.
+fn containing(at: usize, bytes: usize) -> Option<(Arc<Mapped>, usize)> {
+    let live = LIVE.lock().unwrap_or_else(PoisonError::into_inner);
+    let (start, (len, m)) = live.range(..=at).next_back()?;
+    (at + bytes <= start + len).then_some(())?;
+    Some((m.upgrade()?, at - start))
+}
+
+/// A slice of a mapped file read with positioned reads (see the module
+/// docs): what [`FileRange::read`] returns equals the slice's bytes.
+#[derive(Clone)]
+pub(crate) struct FileRange {
+    mapped: Arc<Mapped>,
+    offset: u64,
+    len: usize,
+}
+
+impl FileRange {
+    /// The file range behind `slice`, if it lies in a mapping made here that
+    /// kept its file ([`READABLE_MIN_BYTES`]).
+    pub(crate) fn of<T>(slice: &[T]) -> Option<FileRange> {
+        let len = std::mem::size_of_val(slice);
+        let (mapped, at) = containing(slice.as_ptr() as usize, len)?;
+        mapped.file.as_ref()?;
+        Some(FileRange { mapped, offset: at as u64, len })
+    }
+
+    /// Fills `out` with the bytes at `at..at + out.len()` of the slice.
+    pub(crate) fn read(&self, at: usize, out: &mut [u8]) -> std::io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        let end = at.checked_add(out.len()).filter(|e| *e <= self.len);
+        let (Some(_), Some(file)) = (end, self.mapped.file.as_ref()) else {
+            return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "read past the file range"));
+        };
+        file.read_exact_at(out, self.offset + at as u64)
     }
 }
 
@@ -52,27 +113,23 @@ pub(crate) fn map(file: &File, len: u64) -> std::io::Result<Bytes> {
     // by rename and never written again; store objects passed here are
     // immutable objects), so the mapped bytes cannot change under us. An
     // unlink (eviction, GC) leaves the mapping valid.
-    let m = Arc::new(unsafe { memmap2::Mmap::map(file)? });
+    let map = unsafe { memmap2::Mmap::map(file)? };
+    let file = if len >= READABLE_MIN_BYTES { Some(file.try_clone()?) } else { None };
+    let m = Arc::new(Mapped { map, file });
     LIVE.lock()
         .unwrap_or_else(PoisonError::into_inner)
-        .insert(m.as_ptr() as usize, (m.len(), Arc::downgrade(&m)));
+        .insert(m.map.as_ptr() as usize, (m.map.len(), Arc::downgrade(&m)));
     Ok(Bytes::from_owner(Mapping(m)))
 }
 
 /// Drop the resident pages of `bytes` (whole pages inside it) from this
 /// process, if it lies in a mapping made by [`map`]; true if it did.
 pub(crate) fn release_resident(bytes: &[u8]) -> bool {
-    let at = bytes.as_ptr() as usize;
-    let found = {
-        let live = LIVE.lock().unwrap_or_else(PoisonError::into_inner);
-        live.range(..=at).next_back().and_then(|(start, (len, m))| {
-            (at + bytes.len() <= start + len).then(|| (*start, m.upgrade())).and_then(|(s, m)| Some((s, m?)))
-        })
-    };
-    let Some((start, map)) = found else { return false };
+    let Some((mapped, at)) = containing(bytes.as_ptr() as usize, bytes.len()) else { return false };
+    let map = &mapped.map;
     let page = page_size();
-    let from = (at - start).div_ceil(page) * page;
-    let to = (at - start + bytes.len()) / page * page;
+    let from = at.div_ceil(page) * page;
+    let to = (at + bytes.len()) / page * page;
     if to <= from {
         return false;
     }
@@ -125,5 +182,42 @@ mod tests {
         assert!(!release_resident(&data));
         drop(bytes);
         assert!(LIVE.lock().unwrap().get(&addr).is_none(), "unregistered with its last owner");
+    }
+
+    /// Rows read through a [`FileRange`] equal the mapped bytes and leave the
+    /// mapping unmapped, where reading them through the mapping maps far more
+    /// than the rows (fault-around); small mappings and heap bytes have none.
+    #[test]
+    fn a_file_range_reads_the_mapped_bytes_without_mapping_them() {
+        let mut f = tempfile::tempfile().unwrap();
+        let len = READABLE_MIN_BYTES as usize;
+        let data: Vec<u8> = (0..len as u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8).collect();
+        f.write_all(&data).unwrap();
+        let bytes = map(&f, len as u64).unwrap();
+        let addr = bytes.as_ptr() as usize;
+        let (from, to) = (4096 + 100, len - 4096);
+        let range = FileRange::of(&bytes[from..to]).expect("a large mapping keeps its file");
+        let mut row = vec![0u8; 1536];
+        let mut at = 0;
+        while at + row.len() <= to - from {
+            range.read(at, &mut row).unwrap();
+            assert_eq!(row, data[from + at..from + at + row.len()]);
+            at += 997 * 1536;
+        }
+        assert!(mapping_rss_kib(addr) < 64, "read, not mapped: {} KiB", mapping_rss_kib(addr));
+        assert!(range.read(to - from - 10, &mut row).is_err(), "no read past the range");
+        // The same rows through the mapping map much more than they are.
+        let mut sum = 0u64;
+        let mut at = from;
+        while at + 1536 <= to {
+            sum += bytes[at..at + 1536].iter().map(|b| u64::from(*b)).sum::<u64>();
+            at += 997 * 1536;
+        }
+        let rows_kib = (to - from) / (997 * 1536) * 1536 / 1024;
+        assert!(mapping_rss_kib(addr) > rows_kib as u64, "{sum}: fault-around maps more than the rows");
+
+        let small = map(&f, READABLE_MIN_BYTES >> 1).unwrap();
+        assert!(FileRange::of(&small[..]).is_none(), "a small mapping keeps no descriptor");
+        assert!(FileRange::of(&data[..]).is_none(), "heap bytes are not a file");
     }
 }

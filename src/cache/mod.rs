@@ -54,7 +54,9 @@ use crate::store::{Store, StoreError};
 mod disk;
 pub mod lru;
 mod mapping;
-pub(crate) use mapping::release_resident;
+#[cfg(test)]
+pub(crate) use mapping::map as map_file;
+pub(crate) use mapping::{release_resident, FileRange, READABLE_MIN_BYTES};
 
 use disk::Verified;
 use lru::Recency;

@@ -133,6 +133,27 @@ pub enum Projection {
     AllExcept(Vec<String>),
 }
 
+impl Projection {
+    /// Whether rows carry attribute `name` (the vector is [`VECTOR_ATTR`]).
+    pub fn wants(&self, name: &str) -> bool {
+        match self {
+            Projection::IdOnly => false,
+            Projection::All => true,
+            Projection::Only(list) => list.iter().any(|n| n == name),
+            Projection::AllExcept(list) => !list.iter().any(|n| n == name),
+        }
+    }
+
+    /// Whether rows carry any attribute besides the id and the vector.
+    pub fn wants_attributes(&self) -> bool {
+        match self {
+            Projection::IdOnly => false,
+            Projection::Only(list) => list.iter().any(|n| n != VECTOR_ATTR && n != ID_ATTR),
+            Projection::All | Projection::AllExcept(_) => true,
+        }
+    }
+}
+
 /// How returned vectors are encoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum VectorEncoding {

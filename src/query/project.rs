@@ -8,12 +8,7 @@ use super::*;
 
 /// The document as `p` projects it.
 pub(super) fn project(d: Arc<Document>, p: &Projection) -> Arc<Document> {
-    let wanted = |name: &str| match p {
-        Projection::IdOnly => false,
-        Projection::All => true,
-        Projection::Only(list) => list.iter().any(|n| n == name),
-        Projection::AllExcept(list) => !list.iter().any(|n| n == name),
-    };
+    let wanted = |name: &str| p.wants(name);
     if matches!(p, Projection::All) {
         return d;
     }

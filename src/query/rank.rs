@@ -6,6 +6,8 @@
 
 use serde_json::Value as Json;
 
+use crate::state::segment::DocParts;
+
 use super::*;
 
 /// Most candidates one ranked query gathers while filling `limit.per`.
@@ -121,6 +123,11 @@ pub(super) fn ranked_docs(q: &Query, rank: &Rank, state: &NsState) -> Result<(Ve
     let views = seg_views(state, q.filters.as_ref());
     let want = q.offset.saturating_add(q.limit);
     let mut fetch = want;
+    // Only what the rows return (or `limit.per` groups by) is decoded.
+    let parts = DocParts {
+        vector: q.projection.wants(VECTOR_ATTR),
+        attributes: q.projection.wants_attributes() || q.per.is_some(),
+    };
     loop {
         let (hits, exhaustive) = rank_hits(q, rank, state, &views, fetch)?;
         let short = hits.len() < fetch;
@@ -129,7 +136,7 @@ pub(super) fn ranked_docs(q: &Query, rank: &Rank, state: &NsState) -> Result<(Ve
         for h in hits {
             let doc = match h.src {
                 Src::Over(d) => d,
-                Src::Seg(si, row) => match views[si].ls.seg.doc(row as usize) {
+                Src::Seg(si, row) => match views[si].ls.doc_with(row as usize, parts) {
                     Ok(d) => Arc::new(d),
                     Err(e) => return Err(QueryError::Corrupted(format!("segment row {row}: {e}"))),
                 },

@@ -115,12 +115,11 @@ pub(super) fn vector_hits(
     let mut hits = Vec::new();
     for (si, v) in views.iter().enumerate() {
         let seg = &v.ls.seg;
-        let Some(vectors) = seg.vectors() else { continue };
-        let n = seg.len();
+        let (Some(vectors), Some(rows)) = (seg.vectors(), v.ls.vector_rows()) else { continue };
         let need_filter = q.filters.is_some()
             || !v.ls.deleted.is_empty()
             || !v.shadowed.is_empty()
-            || (0..n).any(|r| !seg.has_vector(r));
+            || !seg.every_row_has_vector();
         let f = |row: u32| seg.has_vector(row as usize) && v.passes(row as usize, q);
         let filter: Option<&dyn Fn(u32) -> bool> = if need_filter { Some(&f) } else { None };
         let filter_estimate =
@@ -128,12 +127,12 @@ pub(super) fn vector_hits(
         let found = match plan(v, exact, target, filter, filter_estimate) {
             (Plan::Graph { ef }, Some(g), _) => {
                 let p = crate::index::vector::graph::GraphSearchParams { ef, rerank: 0 };
-                g.search(vectors, query, k, filter, &p)
+                g.search_rows(vectors, &rows, query, k, filter, &p)
             }
             (Plan::Ivf { nprobe, rerank }, _, Some(ix)) => {
                 let params =
                     ann::SearchParams { nprobe, rerank, filter_estimate, ..ann::SearchParams::default() };
-                ix.index().search(vectors, query, k, filter, &params)
+                ix.index().search_rows(vectors, &rows, query, k, filter, &params)
             }
             _ => ann::exact(vectors, dim, metric, query, k, filter),
         };

@@ -12,6 +12,11 @@
 //! - Per-attribute sections (text, attribute, sparse) are found through a
 //!   table keyed by attribute name, built once on first lookup: a query opens
 //!   only the section it uses, never every section of the kind.
+//! - [`SegmentReader::vector_rows`] reads the same rows as the vector section:
+//!   through the mapping for a small section, by positioned reads of the
+//!   segment file for one of at least `cache::READABLE_MIN_BYTES` (a rerank
+//!   through the mapping would map most of the section back: see
+//!   `cache/mapping.rs`).
 //! - [`SegmentReader::opened_bytes`] is the heap the opened sections derived
 //!   (the section bytes themselves belong to the segment's buffer), so the
 //!   memory tier can budget them.
@@ -23,6 +28,8 @@ use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 
+use crate::cache::{FileRange, READABLE_MIN_BYTES};
+use crate::codec::FormatError;
 use crate::format::manifest::SegmentRef;
 use crate::format::segment::{
     DeletionSet, Segment, SECTION_ANN_INDEX, SECTION_ATTRIBUTE_INDEX, SECTION_GRAPH_INDEX,
@@ -33,6 +40,7 @@ use crate::index::sparse::SparseIndex;
 use crate::index::text::TextIndex;
 use crate::index::vector::ann::SharedAnnIndex;
 use crate::index::vector::graph::GraphIndex;
+use crate::index::vector::rows::{RowSource, SliceRows};
 use crate::index::IndexError;
 use crate::model::{DocId, Document};
 
@@ -58,6 +66,8 @@ struct OpenedSections {
     ann: OnceLock<Option<Result<SharedAnnIndex, IndexError>>>,
     graph: OnceLock<Option<Result<GraphIndex, IndexError>>>,
     by_attr: OnceLock<AttrSections>,
+    /// The vector section's file range, when reranks read it (see the module docs).
+    vector_file: OnceLock<Option<FileRange>>,
 }
 
 /// Byte ranges (in the segment file) of the per-attribute sections, by
@@ -67,6 +77,55 @@ struct AttrSections {
     text: HashMap<Box<str>, Range<usize>>,
     attr: HashMap<Box<str>, Range<usize>>,
     sparse: HashMap<Box<str>, Range<usize>>,
+}
+
+/// The parts of a row [`SegmentReader::doc_with`] decodes besides its id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DocParts {
+    /// The row's vector.
+    pub vector: bool,
+    /// The row's attributes.
+    pub attributes: bool,
+}
+
+/// A segment's vectors as its reranks read them: [`SegmentReader::vector_rows`].
+#[derive(Clone, Copy)]
+pub struct SegmentRows<'a> {
+    slice: SliceRows<'a>,
+    file: Option<&'a FileRange>,
+}
+
+impl SegmentRows<'_> {
+    /// Whether rows are read from the file (not through the mapping).
+    pub fn reads_file(&self) -> bool {
+        self.file.is_some()
+    }
+}
+
+impl RowSource for SegmentRows<'_> {
+    fn row<'a>(&'a self, r: usize, buf: &'a mut Vec<f32>) -> &'a [f32] {
+        let Some(file) = self.file else { return self.slice.row(r, buf) };
+        let dim = self.slice.dim;
+        buf.clear();
+        buf.resize(dim, 0.0);
+        // SAFETY: u8 has alignment 1 and the `dim` initialized f32s of `buf`
+        // are 4·dim bytes; every bit pattern is a valid f32, so any bytes
+        // read into them leave valid floats.
+        let bytes = unsafe { std::slice::from_raw_parts_mut(buf.as_mut_ptr().cast::<u8>(), dim * 4) };
+        match file.read(r * dim * 4, bytes) {
+            Ok(()) => {
+                if cfg!(target_endian = "big") {
+                    buf.iter_mut().for_each(|v| *v = f32::from_bits(u32::from_le(v.to_bits())));
+                }
+                buf
+            }
+            Err(e) => {
+                // The same immutable bytes are mapped: read them there.
+                tracing::debug!(error = %e, "positioned read of a vector row failed; reading the mapping");
+                self.slice.row(r, buf)
+            }
+        }
+    }
 }
 
 impl fmt::Debug for SegmentReader {
@@ -140,6 +199,30 @@ impl SegmentReader {
     pub fn sparse_index(&self, attr: &str) -> Option<SparseIndex<'_>> {
         let range = self.by_attr().sparse.get(attr)?;
         SparseIndex::open_trusted(self.section_bytes(range)?).ok()
+    }
+
+    /// Row `row` with only the parts a query returns; the vector is read as
+    /// a rerank reads it ([`SegmentReader::vector_rows`]), so returning ten
+    /// rows does not map their neighbourhood of a large vector section.
+    pub fn doc_with(&self, row: usize, parts: DocParts) -> Result<Document, FormatError> {
+        let mut d = self.seg.doc_without_vector(row, parts.attributes)?;
+        if parts.vector && self.seg.has_vector(row) {
+            let mut buf = Vec::new();
+            d.vector = self.vector_rows().map(|rows| rows.row(row, &mut buf).to_vec());
+        }
+        Ok(d)
+    }
+
+    /// The rows an exact rerank reads (see the module docs); `None` without vectors.
+    pub fn vector_rows(&self) -> Option<SegmentRows<'_>> {
+        let vectors = self.seg.vectors()?;
+        let slice = SliceRows { vectors, dim: self.seg.vector_dim()? as usize };
+        let file = self.sections.vector_file.get_or_init(|| {
+            (std::mem::size_of_val(vectors) as u64 >= READABLE_MIN_BYTES)
+                .then(|| FileRange::of(vectors))
+                .flatten()
+        });
+        Some(SegmentRows { slice, file: file.as_ref() })
     }
 
     /// Heap bytes the opened sections hold besides the segment's buffer.
@@ -219,7 +302,8 @@ mod tests {
         for i in 0..ROWS {
             let v: Vec<f32> = (0..DIM).map(|d| ((i * 7 + d * 13) % 31) as f32 + 1.0).collect();
             flat.extend_from_slice(&v);
-            let doc = Document { id: DocId::U64(i as u64), vector: Some(v), attrs: Default::default() };
+            let attrs = [("n".to_string(), crate::model::Value::Int(i as i128))].into_iter().collect();
+            let doc = Document { id: DocId::U64(i as u64), vector: Some(v), attrs };
             b.push(&doc).unwrap();
         }
         let params = crate::index::vector::ann::AnnParams::default();
@@ -250,5 +334,51 @@ mod tests {
         assert_eq!(r.text_index("a").map(|ix| ix.attr()), Some("a"));
         assert!(r.text_index("t").is_none() && r.attr_index("t").is_none() && r.sparse_index("t").is_none());
         assert_eq!(r.live_rows(), ROWS);
+    }
+
+    /// A small segment's rows are read through its buffer; a mapped segment
+    /// whose vector section is large reads them from the file, the same floats.
+    #[test]
+    fn large_mapped_vector_sections_are_read_from_the_file_as_the_same_rows() {
+        assert!(reader().vector_rows().is_some_and(|r| !r.reads_file()), "small: through the buffer");
+        const WIDE: usize = 1024;
+        let rows = (READABLE_MIN_BYTES as usize).div_ceil(WIDE * 4) + 1;
+        let mut b = SegmentBuilder::new(IdType::U64, Some(WIDE as u32));
+        for i in 0..rows {
+            let v: Vec<f32> = (0..WIDE).map(|d| (i * 31 + d) as f32 * 0.25 - 7.0).collect();
+            b.push(&Document { id: DocId::U64(i as u64), vector: Some(v), attrs: Default::default() })
+                .unwrap();
+        }
+        let mut f = tempfile::tempfile().unwrap();
+        std::io::Write::write_all(&mut f, &b.finish().unwrap()).unwrap();
+        let len = f.metadata().unwrap().len();
+        let seg = Segment::open(crate::cache::map_file(&f, len).unwrap()).unwrap();
+        let r = SegmentReader::new(seg, Arc::new(DeletionSet::new(rows)), SegmentRef::default());
+        let source = r.vector_rows().unwrap();
+        assert!(source.reads_file(), "a {rows}-row section of {WIDE}-d vectors is read from the file");
+        let mut buf = Vec::new();
+        for row in [0, 1, rows / 2, rows - 1] {
+            assert_eq!(source.row(row, &mut buf), r.seg.vector(row).unwrap(), "row {row}");
+            let whole = DocParts { vector: true, attributes: true };
+            assert_eq!(r.doc_with(row, whole).unwrap(), r.seg.doc(row).unwrap(), "row {row} read whole");
+        }
+    }
+
+    /// A query returning ids decodes neither attributes nor vectors; each part
+    /// asked for is the stored one.
+    #[test]
+    fn a_row_decodes_only_the_parts_asked_for() {
+        let r = reader();
+        for row in 0..ROWS {
+            let whole = r.seg.doc(row).unwrap();
+            let id_only = r.doc_with(row, DocParts { vector: false, attributes: false }).unwrap();
+            assert_eq!((&id_only.id, &id_only.vector, id_only.attrs.is_empty()), (&whole.id, &None, true));
+            let vector = r.doc_with(row, DocParts { vector: true, attributes: false }).unwrap();
+            assert_eq!((&vector.vector, vector.attrs.is_empty()), (&whole.vector, true));
+            let attrs = r.doc_with(row, DocParts { vector: false, attributes: true }).unwrap();
+            assert_eq!((&attrs.attrs, &attrs.vector), (&whole.attrs, &None));
+            assert_eq!(whole.attrs.len(), 1, "the fixture has an attribute to leave out");
+        }
+        assert!(r.doc_with(ROWS, DocParts { vector: true, attributes: false }).is_err(), "out of range");
     }
 }

@@ -572,6 +572,13 @@ impl Segment {
         }
     }
 
+    /// Whether every row has a vector ([`Segment::has_vector`] for all rows;
+    /// false for a segment without vectors).
+    pub fn every_row_has_vector(&self) -> bool {
+        // An absent bitmap is only written (and only opens) with a bit set.
+        self.inner.vector_dim.is_some() && self.inner.absent.is_none()
+    }
+
     /// The vector of `row`, if it has one.
     pub fn vector(&self, row: usize) -> Option<&[f32]> {
         if !self.has_vector(row) {
@@ -603,9 +610,17 @@ impl Segment {
     /// The document of `row`: id, vector and attributes (only that row is
     /// decoded).
     pub fn doc(&self, row: usize) -> Result<Document, FormatError> {
-        let attrs = self.attrs(row)?;
+        let mut d = self.doc_without_vector(row, true)?;
+        d.vector = self.vector(row).map(<[f32]>::to_vec);
+        Ok(d)
+    }
+
+    /// Row `row` without its vector, and without its attributes unless
+    /// `attributes` (a query returning ids touches only the ids section).
+    pub fn doc_without_vector(&self, row: usize, attributes: bool) -> Result<Document, FormatError> {
+        let attrs = if attributes { self.attrs(row)? } else { BTreeMap::new() };
         let id = self.try_id(row).ok_or_else(|| malformed(format_args!("row {row} out of range")))?;
-        Ok(Document { id, vector: self.vector(row).map(<[f32]>::to_vec), attrs })
+        Ok(Document { id, vector: None, attrs })
     }
 
     /// The bytes of the first section of `kind`, if any.

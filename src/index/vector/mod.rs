@@ -1,7 +1,7 @@
 //! Dense-vector indexes of one segment: the SIMD `distance` kernels, the IVF-SQ8 `ann` index,
 //! the `graph` index, the cold-read IVF layout (`coldivf`) and the build-time recall
-//! `calibrate`ion both searchable sections store. Pure functions over section bytes
-//! (no I/O). Their nearest-first heaps all order by [`Ranked`] (distance, then row), so ties
+//! `calibrate`ion both searchable sections store, and the `rows` their exact rerank reads.
+//! Pure functions over section bytes (no I/O but what a caller's [`rows::RowSource`] does). Their nearest-first heaps all order by [`Ranked`] (distance, then row), so ties
 //! break the same way everywhere.
 
 use std::cmp::Ordering;
@@ -11,6 +11,7 @@ pub mod calibrate;
 pub mod coldivf;
 pub mod distance;
 pub mod graph;
+pub mod rows;
 pub mod synth;
 
 /// The next draw of a SplitMix64 stream (`state` advances): the deterministic randomness of the

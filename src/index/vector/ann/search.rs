@@ -4,6 +4,7 @@
 
 use super::*;
 use crate::index::vector::calibrate::Calibration;
+use crate::index::vector::rows::{RowSource, SliceRows};
 
 /// An opened ANN section, borrowing the section bytes (zero-copy when they are 4-byte aligned
 /// on a little-endian host; otherwise the float/int blocks are decoded once at open). Cheap to
@@ -399,6 +400,20 @@ impl<'a> AnnIndex<'a> {
         filter: Option<&dyn Fn(u32) -> bool>,
         params: &SearchParams,
     ) -> Vec<(u32, f32)> {
+        self.search_rows(vectors, &SliceRows { vectors, dim: self.meta.dim }, query, k, filter, params)
+    }
+
+    /// [`AnnIndex::search`] reranking from `rows` (the same rows as `vectors`, read another way:
+    /// see [`RowSource`]); `vectors` still serves the exact fallbacks.
+    pub fn search_rows(
+        &self,
+        vectors: &[f32],
+        rows: &dyn RowSource,
+        query: &[f32],
+        k: usize,
+        filter: Option<&dyn Fn(u32) -> bool>,
+        params: &SearchParams,
+    ) -> Vec<(u32, f32)> {
         if k == 0 || query.len() != self.meta.dim || self.meta.rows == 0 {
             return Vec::new();
         }
@@ -522,10 +537,11 @@ impl<'a> AnnIndex<'a> {
         }
         // Exact rerank.
         let mut top = TopK::new(k);
+        let mut buf = Vec::new();
         for (p, _) in cands.sorted() {
             let p = p as usize;
             let row = self.row_ids()[p] as usize;
-            let x = &vectors[row * dim..(row + 1) * dim];
+            let x = rows.row(row, &mut buf);
             let d = match self.meta.metric {
                 Metric::CosineDistance => cosine_with_norms(kern.dot(query, x), qnorm, self.norms()[p]),
                 Metric::EuclideanSquared => kern.euclidean_squared(query, x),

@@ -501,9 +501,10 @@ fn calibrate_section(b: Vec<u8>, vectors: &[f32], space: &Space<'_>, dim: usize,
         Ok(mut ix) => {
             ix.kern = super::super::distance::deterministic();
             let ladder: Vec<(u32, u32)> = EF_LADDER.iter().map(|e| (*e, *e)).collect();
+            let rows = super::super::rows::SliceRows { vectors, dim };
             calibrate::calibrate_rows(space, metric, &sample, &ladder, |qv, hidden, ef, rerank| {
                 let p = GraphSearchParams { ef, rerank };
-                let found = ix.search_hiding(vectors, qv, calibrate::K + 1, None, &p, hidden);
+                let found = ix.search_hiding(vectors, &rows, qv, calibrate::K + 1, None, &p, hidden);
                 found.into_iter().map(|r| r.0).collect()
             })
         }

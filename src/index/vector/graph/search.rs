@@ -5,6 +5,7 @@
 use super::super::ann::{checksum, corrupt, exact, quantize_query, unsupported};
 use super::super::calibrate::Calibration;
 use super::super::distance::{kernels, Kernels, Metric};
+use super::super::rows::{RowSource, SliceRows};
 use super::super::Ranked;
 use super::{
     layout, section_crc, GraphSearchParams, CALIB_AT, CRC_AT, HEADER_LEN, HEADER_LEN_V1, MAGIC, NONE, VERSION,
@@ -250,15 +251,32 @@ impl GraphIndex {
         filter: Option<&dyn Fn(u32) -> bool>,
         params: &GraphSearchParams,
     ) -> Vec<(u32, f32)> {
-        self.search_hiding(vectors, query, k, filter, params, None)
+        let rows = SliceRows { vectors, dim: self.dim };
+        self.search_hiding(vectors, &rows, query, k, filter, params, None)
+    }
+
+    /// [`GraphIndex::search`] reranking from `rows` (the same rows as `vectors`, read another
+    /// way: see [`RowSource`]); `vectors` still serves the exact fallbacks.
+    pub fn search_rows(
+        &self,
+        vectors: &[f32],
+        rows: &dyn RowSource,
+        query: &[f32],
+        k: usize,
+        filter: Option<&dyn Fn(u32) -> bool>,
+        params: &GraphSearchParams,
+    ) -> Vec<(u32, f32)> {
+        self.search_hiding(vectors, rows, query, k, filter, params, None)
     }
 
     /// [`GraphIndex::search`] as if row `hidden` were not in the graph (never entered, so its
     /// own links — which lead straight to its neighbours — are not followed): a stored row then
     /// queries the graph like a fresh vector does.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn search_hiding(
         &self,
         vectors: &[f32],
+        rows: &dyn RowSource,
         query: &[f32],
         k: usize,
         filter: Option<&dyn Fn(u32) -> bool>,
@@ -328,14 +346,11 @@ impl GraphIndex {
             }
             beam(self.entry, ef, (&mut v, hidden), dist, neighbors, accept)
         });
-        let dim = self.dim;
+        let mut buf = Vec::new();
         let mut out: Vec<(u32, f32)> = found
             .iter()
             .take(rerank)
-            .map(|d| {
-                let r = d.1 as usize;
-                (d.1, kern.distance(self.metric, query, &vectors[r * dim..(r + 1) * dim]))
-            })
+            .map(|d| (d.1, kern.distance(self.metric, query, rows.row(d.1 as usize, &mut buf))))
             .collect();
         out.sort_unstable_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
         out.truncate(k);
