@@ -220,7 +220,7 @@ pub(crate) fn map_verified(
     }
     let bytes = map(&file, len)?;
     if !known_good {
-        let actual = crc32c::crc32c(&bytes);
+        let actual = super::mapping::crc32c_releasing(&bytes);
         if actual != crc {
             return Ok(Verified::Mismatch(actual_len, Some(actual)));
         }

@@ -56,7 +56,7 @@ pub mod lru;
 mod mapping;
 #[cfg(test)]
 pub(crate) use mapping::map as map_file;
-pub(crate) use mapping::{release_resident, FileRange, READABLE_MIN_BYTES};
+pub(crate) use mapping::{crc32c_releasing, release_resident, FileRange, READABLE_MIN_BYTES};
 
 use disk::Verified;
 use lru::Recency;
@@ -187,7 +187,7 @@ fn mismatch(key: &str, want: Want, actual_bytes: u64, actual_crc32c: Option<u32>
 /// `data` matches `want`, or the typed mismatch.
 fn check(key: &str, want: Want, data: &[u8]) -> Result<(), CacheError> {
     let actual_bytes = data.len() as u64;
-    let actual_crc32c = (actual_bytes == want.len).then(|| crc32c::crc32c(data));
+    let actual_crc32c = (actual_bytes == want.len).then(|| crc32c_releasing(data));
     if actual_crc32c == Some(want.crc) {
         return Ok(());
     }

@@ -493,11 +493,16 @@ impl Engine {
             }
         };
         let (bytes, deletes) = futures::try_join!(self.object_bytes(file), deletes)?;
-        let seg = crate::format::segment::Segment::open(bytes.clone())
+        // Verified whole, each stretch's pages given back as soon as it is
+        // read (a whole 2.5 GB segment resident at once was the peak of a
+        // catch-up and of a cold first query). Queries fault back the pages
+        // they touch (the graph's codes and links), so the memory tier holds
+        // its working set, not the file (cache/mapping.rs).
+        let release = |b: &[u8]| {
+            crate::cache::release_resident(b);
+        };
+        let seg = crate::format::segment::Segment::open_settling(bytes.clone(), &release)
             .map_err(|e| EngineError::corrupted(format!("segment {}: {e}", file.key)))?;
-        // Verified whole: every page is resident now. Queries fault back the
-        // pages they touch (the graph's codes and links, a few rows), so the
-        // memory tier holds its working set, not the file (cache/mapping.rs).
         crate::cache::release_resident(&bytes);
         let deleted = match (&s.deletes, deletes) {
             (Some(d), Some(b)) => DeletionSet::decode(&b)

@@ -129,6 +129,7 @@ impl RangeChecksums {
 pub(super) fn check_range_checksums(
     buf: &[u8],
     sections: &[(SectionInfo, Range<usize>)],
+    verified: &dyn Fn(&[u8]),
 ) -> Result<(), FormatError> {
     let Some(i) = sections.iter().position(|(s, _)| s.kind == SECTION_RANGE_CHECKSUMS) else { return Ok(()) };
     let (info, range) = &sections[i];
@@ -143,5 +144,11 @@ pub(super) fn check_range_checksums(
             info.offset
         )));
     }
-    sums.verify(0, buf.get(..range.start).unwrap_or_default())
+    // Stretch by stretch (each a whole number of chunks), handed over once read.
+    let covered = buf.get(..range.start).unwrap_or_default();
+    for (i, stretch) in covered.chunks(super::VERIFY_STRETCH).enumerate() {
+        sums.verify(len_u64(i * super::VERIFY_STRETCH), stretch)?;
+        verified(stretch);
+    }
+    Ok(())
 }

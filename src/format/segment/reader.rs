@@ -144,12 +144,35 @@ pub(super) fn offsets_table(
     Ok((table, data))
 }
 
+/// The most bytes [`Segment::open_settling`] reads before handing them over
+/// (a multiple of every range-checksum chunk size).
+pub const VERIFY_STRETCH: usize = 16 << 20;
+
+/// crc32c of `body`, handing each [`VERIFY_STRETCH`] to `verified` once read.
+fn crc_settling(body: &[u8], verified: &dyn Fn(&[u8])) -> u32 {
+    body.chunks(VERIFY_STRETCH).fold(0, |crc, stretch| {
+        let crc = crc32c::crc32c_append(crc, stretch);
+        verified(stretch);
+        crc
+    })
+}
+
 impl Segment {
     /// Open and verify a segment: magic, version, header crc, the section
     /// table (bounds, alignment, zero padding, table crc), every section's
     /// crc32c, the core sections' shapes and offsets tables, and that ids
     /// strictly increase. Refuses anything else with a [`FormatError`].
     pub fn open(bytes: Bytes) -> Result<Segment, FormatError> {
+        Segment::open_settling(bytes, &|_| {})
+    }
+
+    /// [`Segment::open`], handing each stretch of the file (at most
+    /// [`VERIFY_STRETCH`] bytes, in file order) to `verified` as soon as its
+    /// checksums are computed, so a caller reading a mapping can give those
+    /// pages back before the next stretch is read: verifying a 2.5 GB segment
+    /// otherwise has all of it resident at once (cache/mapping.rs). A stretch
+    /// may be handed over before the whole file is known to be good.
+    pub fn open_settling(bytes: Bytes, verified: &dyn Fn(&[u8])) -> Result<Segment, FormatError> {
         let buf: &[u8] = &bytes;
         let mut r = Reader::new(buf);
         let magic: [u8; 8] = r.array("segment magic")?;
@@ -285,7 +308,7 @@ impl Segment {
                 .ok_or_else(|| malformed(format_args!("section {i} runs past the section table")))?;
             check_zero("segment padding", buf.get(prev_end..start).unwrap_or_default())?;
             let body = buf.get(start..end).unwrap_or_default();
-            let actual = crc32c::crc32c(body);
+            let actual = crc_settling(body, verified);
             if crc != actual {
                 return Err(FormatError::ChecksumMismatch { what: "segment section", expected: crc, actual });
             }
@@ -317,7 +340,7 @@ impl Segment {
             )));
         }
         check_zero("segment padding", buf.get(prev_end..table_offset).unwrap_or_default())?;
-        check_range_checksums(buf, &sections)?;
+        check_range_checksums(buf, &sections, verified)?;
         let [_, ids_sec, docs_sec, vec_sec, absent_sec] = core;
         let ids_sec = ids_sec.ok_or_else(|| malformed("no ids section"))?;
         let docs_sec = docs_sec.ok_or_else(|| malformed("no docs section"))?;

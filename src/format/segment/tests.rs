@@ -53,6 +53,49 @@ fn range_checksums_verify_ranged_reads() {
     assert!(matches!(Segment::open(Bytes::from(forged)), Err(FormatError::ChecksumMismatch { .. })));
 }
 
+/// Invariant: `open_settling` hands every verified byte over in stretches of at most
+/// `VERIFY_STRETCH`, in file order, each one read before the next (the section pass and then
+/// the range-checksum pass), and opens the same segment as `open`; a flipped bit still refuses
+/// the file.
+#[test]
+fn open_settling_hands_the_file_over_stretch_by_stretch() {
+    let dim = 1024u32;
+    let rows = VERIFY_STRETCH / (dim as usize * 4) + 300; // a vectors section over one stretch
+    let mut b = SegmentBuilder::new(IdType::U64, Some(dim)).with_range_checksums();
+    for i in 0..rows {
+        let v: Vec<f32> = (0..dim).map(|d| (i as f32) + d as f32 * 0.5).collect();
+        b.push(&Document { id: DocId::U64(i as u64), vector: Some(v), attrs: BTreeMap::new() }).unwrap();
+    }
+    let bytes = b.finish().unwrap();
+    let handed = std::sync::Mutex::new(Vec::new());
+    let buf = Bytes::from(bytes.clone());
+    let seen = |s: &[u8]| {
+        let at = s.as_ptr() as usize - buf.as_ptr() as usize;
+        handed.lock().unwrap().push(at..at + s.len());
+    };
+    let seg = Segment::open_settling(buf.clone(), &seen).unwrap();
+    assert_eq!(seg.len(), rows);
+    assert_eq!(seg.vector(rows - 1), Segment::open(buf.clone()).unwrap().vector(rows - 1));
+    let handed = handed.into_inner().unwrap();
+    assert!(handed.iter().all(|r| r.len() <= VERIFY_STRETCH && !r.is_empty()));
+    let table = section_table(&bytes).unwrap();
+    let covered = table.last().unwrap().offset as usize;
+    let (sections, ranges): (Vec<_>, Vec<_>) = handed.iter().cloned().partition(|r| {
+        // The section pass comes first; the range pass restarts at byte 0.
+        handed.iter().position(|x| x == r) < handed.iter().position(|x| x.start == 0)
+    });
+    let section_bytes: usize = table.iter().map(|e| e.len as usize).sum();
+    assert_eq!(sections.iter().map(|r| r.len()).sum::<usize>(), section_bytes, "every section byte");
+    assert!(sections.windows(2).all(|w| w[0].end <= w[1].start), "in file order");
+    let whole: Vec<_> =
+        (0..covered).step_by(VERIFY_STRETCH).map(|a| a..(a + VERIFY_STRETCH).min(covered)).collect();
+    assert_eq!(ranges, whole, "the range pass: the file before its checksums, stretch by stretch");
+    assert!(sections.len() > table.len(), "the vectors section took more than one stretch");
+    let mut bad = bytes.clone();
+    bad[covered / 2] ^= 0x10;
+    assert!(Segment::open_settling(Bytes::from(bad), &|_| {}).is_err());
+}
+
 /// Invariant: a cold reader that fetches only the section table's ranges sees the ids the
 /// segment holds, for every id kind (`section_table`, `IdsSection`).
 #[test]
