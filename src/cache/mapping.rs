@@ -126,10 +126,8 @@ pub(crate) fn map(file: &File, len: u64) -> std::io::Result<Bytes> {
 /// lies in a mapping made here (a no-op otherwise): checking a 2.5 GB
 /// segment file would otherwise have all of it resident at once.
 pub(crate) fn crc32c_releasing(data: &[u8]) -> u32 {
-    data.chunks(crate::format::segment::VERIFY_STRETCH).fold(0, |crc, stretch| {
-        let crc = crc32c::crc32c_append(crc, stretch);
+    crate::format::segment::crc32c_settling(data, &|stretch| {
         release_resident(stretch);
-        crc
     })
 }
 

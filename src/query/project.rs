@@ -8,12 +8,11 @@ use super::*;
 
 /// The document as `p` projects it.
 pub(super) fn project(d: Arc<Document>, p: &Projection) -> Arc<Document> {
-    let wanted = |name: &str| p.wants(name);
     if matches!(p, Projection::All) {
         return d;
     }
     let mut out = Document::new(d.id.clone());
-    out.vector = d.vector.clone().filter(|_| wanted(VECTOR_ATTR));
-    out.attrs = d.attrs.iter().filter(|(k, _)| wanted(k)).map(|(k, v)| (k.clone(), v.clone())).collect();
+    out.vector = d.vector.clone().filter(|_| p.wants(VECTOR_ATTR));
+    out.attrs = d.attrs.iter().filter(|(k, _)| p.wants(k)).map(|(k, v)| (k.clone(), v.clone())).collect();
     Arc::new(out)
 }

@@ -7,6 +7,8 @@
 //! measured effort reaches it. Uncalibrated (older) sections use their
 //! stored defaults.
 
+use crate::index::vector::rows::RowSource;
+
 use super::*;
 
 /// Filters estimated to pass at least this fraction of a segment's rows use
@@ -115,7 +117,7 @@ pub(super) fn vector_hits(
     let mut hits = Vec::new();
     for (si, v) in views.iter().enumerate() {
         let seg = &v.ls.seg;
-        let (Some(vectors), Some(rows)) = (seg.vectors(), v.ls.vector_rows()) else { continue };
+        let Some(rows) = v.ls.vector_rows() else { continue };
         let need_filter = q.filters.is_some()
             || !v.ls.deleted.is_empty()
             || !v.shadowed.is_empty()
@@ -127,14 +129,14 @@ pub(super) fn vector_hits(
         let found = match plan(v, exact, target, filter, filter_estimate) {
             (Plan::Graph { ef }, Some(g), _) => {
                 let p = crate::index::vector::graph::GraphSearchParams { ef, rerank: 0 };
-                g.search_rows(vectors, &rows, query, k, filter, &p)
+                g.search_rows(&rows, query, k, filter, &p)
             }
             (Plan::Ivf { nprobe, rerank }, _, Some(ix)) => {
                 let params =
                     ann::SearchParams { nprobe, rerank, filter_estimate, ..ann::SearchParams::default() };
-                ix.index().search_rows(vectors, &rows, query, k, filter, &params)
+                ix.index().search_rows(&rows, query, k, filter, &params)
             }
-            _ => ann::exact(vectors, dim, metric, query, k, filter),
+            _ => ann::exact(rows.all(), dim, metric, query, k, filter),
         };
         hits.extend(found.into_iter().filter_map(|(row, d)| {
             Some(Hit { id: seg.try_id(row as usize)?, score: d, src: Src::Seg(si, row) })

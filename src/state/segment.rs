@@ -126,6 +126,10 @@ impl RowSource for SegmentRows<'_> {
             }
         }
     }
+
+    fn all(&self) -> &[f32] {
+        self.slice.vectors
+    }
 }
 
 impl fmt::Debug for SegmentReader {

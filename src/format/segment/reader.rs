@@ -149,7 +149,7 @@ pub(super) fn offsets_table(
 pub const VERIFY_STRETCH: usize = 16 << 20;
 
 /// crc32c of `body`, handing each [`VERIFY_STRETCH`] to `verified` once read.
-fn crc_settling(body: &[u8], verified: &dyn Fn(&[u8])) -> u32 {
+pub fn crc32c_settling(body: &[u8], verified: &dyn Fn(&[u8])) -> u32 {
     body.chunks(VERIFY_STRETCH).fold(0, |crc, stretch| {
         let crc = crc32c::crc32c_append(crc, stretch);
         verified(stretch);
@@ -308,7 +308,7 @@ impl Segment {
                 .ok_or_else(|| malformed(format_args!("section {i} runs past the section table")))?;
             check_zero("segment padding", buf.get(prev_end..start).unwrap_or_default())?;
             let body = buf.get(start..end).unwrap_or_default();
-            let actual = crc_settling(body, verified);
+            let actual = crc32c_settling(body, verified);
             if crc != actual {
                 return Err(FormatError::ChecksumMismatch { what: "segment section", expected: crc, actual });
             }

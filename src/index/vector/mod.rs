@@ -1,8 +1,9 @@
 //! Dense-vector indexes of one segment: the SIMD `distance` kernels, the IVF-SQ8 `ann` index,
 //! the `graph` index, the cold-read IVF layout (`coldivf`) and the build-time recall
 //! `calibrate`ion both searchable sections store, and the `rows` their exact rerank reads.
-//! Pure functions over section bytes (no I/O but what a caller's [`rows::RowSource`] does). Their nearest-first heaps all order by [`Ranked`] (distance, then row), so ties
-//! break the same way everywhere.
+//! Pure functions over section bytes (no I/O but what a caller's [`rows::RowSource`] does).
+//! Their nearest-first heaps all order by [`Ranked`] (distance, then row), so ties break the
+//! same way everywhere.
 
 use std::cmp::Ordering;
 

@@ -400,20 +400,19 @@ impl<'a> AnnIndex<'a> {
         filter: Option<&dyn Fn(u32) -> bool>,
         params: &SearchParams,
     ) -> Vec<(u32, f32)> {
-        self.search_rows(vectors, &SliceRows { vectors, dim: self.meta.dim }, query, k, filter, params)
+        self.search_rows(&SliceRows { vectors, dim: self.meta.dim }, query, k, filter, params)
     }
 
-    /// [`AnnIndex::search`] reranking from `rows` (the same rows as `vectors`, read another way:
-    /// see [`RowSource`]); `vectors` still serves the exact fallbacks.
+    /// [`AnnIndex::search`] over rows read through `rows` (see [`RowSource`]).
     pub fn search_rows(
         &self,
-        vectors: &[f32],
         rows: &dyn RowSource,
         query: &[f32],
         k: usize,
         filter: Option<&dyn Fn(u32) -> bool>,
         params: &SearchParams,
     ) -> Vec<(u32, f32)> {
+        let vectors = rows.all();
         if k == 0 || query.len() != self.meta.dim || self.meta.rows == 0 {
             return Vec::new();
         }

@@ -504,7 +504,7 @@ fn calibrate_section(b: Vec<u8>, vectors: &[f32], space: &Space<'_>, dim: usize,
             let rows = super::super::rows::SliceRows { vectors, dim };
             calibrate::calibrate_rows(space, metric, &sample, &ladder, |qv, hidden, ef, rerank| {
                 let p = GraphSearchParams { ef, rerank };
-                let found = ix.search_hiding(vectors, &rows, qv, calibrate::K + 1, None, &p, hidden);
+                let found = ix.search_hiding(&rows, qv, calibrate::K + 1, None, &p, hidden);
                 found.into_iter().map(|r| r.0).collect()
             })
         }

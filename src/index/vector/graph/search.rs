@@ -251,31 +251,26 @@ impl GraphIndex {
         filter: Option<&dyn Fn(u32) -> bool>,
         params: &GraphSearchParams,
     ) -> Vec<(u32, f32)> {
-        let rows = SliceRows { vectors, dim: self.dim };
-        self.search_hiding(vectors, &rows, query, k, filter, params, None)
+        self.search_rows(&SliceRows { vectors, dim: self.dim }, query, k, filter, params)
     }
 
-    /// [`GraphIndex::search`] reranking from `rows` (the same rows as `vectors`, read another
-    /// way: see [`RowSource`]); `vectors` still serves the exact fallbacks.
+    /// [`GraphIndex::search`] over rows read through `rows` (see [`RowSource`]).
     pub fn search_rows(
         &self,
-        vectors: &[f32],
         rows: &dyn RowSource,
         query: &[f32],
         k: usize,
         filter: Option<&dyn Fn(u32) -> bool>,
         params: &GraphSearchParams,
     ) -> Vec<(u32, f32)> {
-        self.search_hiding(vectors, rows, query, k, filter, params, None)
+        self.search_hiding(rows, query, k, filter, params, None)
     }
 
     /// [`GraphIndex::search`] as if row `hidden` were not in the graph (never entered, so its
     /// own links — which lead straight to its neighbours — are not followed): a stored row then
     /// queries the graph like a fresh vector does.
-    #[allow(clippy::too_many_arguments)]
     pub(super) fn search_hiding(
         &self,
-        vectors: &[f32],
         rows: &dyn RowSource,
         query: &[f32],
         k: usize,
@@ -283,6 +278,7 @@ impl GraphIndex {
         params: &GraphSearchParams,
         hidden: Option<u32>,
     ) -> Vec<(u32, f32)> {
+        let vectors = rows.all();
         if k == 0 || query.len() != self.dim || self.rows == 0 {
             return Vec::new();
         }
