@@ -30,6 +30,7 @@ pub mod model;
 pub mod ops;
 pub mod query;
 pub mod schema;
+pub mod spill;
 pub mod state;
 pub mod store;
 pub mod sync;

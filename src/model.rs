@@ -19,6 +19,8 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::spill::Vector;
+
 /// Longest string id accepted, in UTF-8 bytes (turbopuffer's limit).
 pub const MAX_STRING_ID_BYTES: usize = 64;
 /// Longest attribute name, in bytes.
@@ -359,8 +361,8 @@ fn json_kind(v: &serde_json::Value) -> &'static str {
 pub struct Document {
     /// The id.
     pub id: DocId,
-    /// The dense vector, if any.
-    pub vector: Option<Vec<f32>>,
+    /// The dense vector, if any (on the heap, or spilled to a file: see `spill`).
+    pub vector: Option<Vector>,
     /// Attributes (never `Null`: a null removes the attribute).
     pub attrs: BTreeMap<String, Value>,
 }

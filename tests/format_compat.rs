@@ -86,7 +86,7 @@ fn golden_batch() -> WalBatch {
     };
     req.ops.upserts.push(Document {
         id: DocId::U64(7),
-        vector: Some(vec![1.0]),
+        vector: Some(vec![1.0].into()),
         attrs: attrs(&[("a", Value::Int(1))]),
     });
     req.ops.deletes.push(DocId::Str("d".into()));
@@ -216,11 +216,12 @@ fn golden_segment() -> Vec<u8> {
     let mut b = SegmentBuilder::new(IdType::U64, Some(2));
     b.push(&Document {
         id: DocId::U64(1),
-        vector: Some(vec![1.0, 2.0]),
+        vector: Some(vec![1.0, 2.0].into()),
         attrs: attrs(&[("a", Value::Int(1))]),
     })
     .unwrap();
-    b.push(&Document { id: DocId::U64(2), vector: Some(vec![0.5, -1.0]), attrs: BTreeMap::new() }).unwrap();
+    b.push(&Document { id: DocId::U64(2), vector: Some(vec![0.5, -1.0].into()), attrs: BTreeMap::new() })
+        .unwrap();
     b.add_section(SECTION_TEXT_INDEX, b"abc".to_vec());
     b.finish().unwrap()
 }
@@ -338,7 +339,7 @@ fn v1_batch() -> WalBatch {
             upserts: vec![
                 Document {
                     id: DocId::U64(u64::MAX),
-                    vector: Some(vec![0.5, -1.25, 3.0, f32::MIN_POSITIVE]),
+                    vector: Some(vec![0.5, -1.25, 3.0, f32::MIN_POSITIVE].into()),
                     attrs: attrs(&[
                         ("b", Value::Bool(true)),
                         ("f", Value::Float(-2.5e-300)),
@@ -471,7 +472,7 @@ fn v1_segment_docs() -> Vec<Document> {
     vec![
         Document {
             id: DocId::Str("alpha".into()),
-            vector: Some(vec![0.5, -1.25, 3.0]),
+            vector: Some(vec![0.5, -1.25, 3.0].into()),
             attrs: attrs(&[
                 ("b", Value::Bool(true)),
                 ("f", Value::Float(-2.5e-300)),
@@ -490,7 +491,7 @@ fn v1_segment_docs() -> Vec<Document> {
         },
         Document {
             id: DocId::Str("gamma-é".into()),
-            vector: Some(vec![f32::MIN_POSITIVE, 0.0, -0.0]),
+            vector: Some(vec![f32::MIN_POSITIVE, 0.0, -0.0].into()),
             attrs: BTreeMap::new(),
         },
     ]
@@ -675,7 +676,11 @@ fn v2_cold_segment() -> Vec<u8> {
     let v = v2_cold_segment_vectors();
     let mut b = SegmentBuilder::new(IdType::U64, Some(4));
     for (row, x) in v.chunks_exact(4).enumerate() {
-        let d = Document { id: DocId::U64(row as u64 * 3), vector: Some(x.to_vec()), attrs: BTreeMap::new() };
+        let d = Document {
+            id: DocId::U64(row as u64 * 3),
+            vector: Some(x.to_vec().into()),
+            attrs: BTreeMap::new(),
+        };
         b.push(&d).unwrap();
     }
     let params = ann::AnnParams { nlist: 4, ..ann::AnnParams::default() };

@@ -54,7 +54,6 @@ use crate::store::{Store, StoreError};
 mod disk;
 pub mod lru;
 mod mapping;
-#[cfg(test)]
 pub(crate) use mapping::map as map_file;
 pub(crate) use mapping::{crc32c_releasing, release_resident, FileRange, READABLE_MIN_BYTES};
 

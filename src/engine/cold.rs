@@ -419,7 +419,7 @@ impl Engine {
             rows.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
             for (_, row, id, li, pos) in rows.into_iter().take(want) {
                 let v = lists[li].vectors[pos * dim..(pos + 1) * dim].to_vec();
-                out.push((Document { id, vector: Some(v), attrs: BTreeMap::new() }, Some((si, row))));
+                out.push((Document { id, vector: Some(v.into()), attrs: BTreeMap::new() }, Some((si, row))));
             }
         }
         Ok(out)

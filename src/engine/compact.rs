@@ -249,11 +249,16 @@ impl Engine {
         for built in self.build_outputs(path, state, merge).await? {
             let id = self.ids.next_token();
             let key = path.segment_key(&id, SEGMENT_FILE);
-            let file = object_ref(&key, &built.bytes);
+            let file = ObjectRef {
+                key: key.clone(),
+                bytes: built.bytes.len() as u64,
+                crc32c: crate::cache::crc32c_releasing(&built.bytes),
+            };
             let sections = cold_read_sections(&built.bytes)?;
-            self.store.put(&key, built.bytes.clone()).await?;
+            self.put_segment(&key, &built.bytes).await?;
             // The load after the commit reads this segment: keep the copy just written.
-            self.cache.keep_written(&file, built.bytes).await;
+            self.cache.keep_written(&file, built.bytes.clone()).await;
+            crate::cache::release_resident(&built.bytes);
             out.written_keys.push(key);
             out.rows += built.rows;
             out.bytes += file.bytes;
@@ -279,6 +284,19 @@ impl Engine {
         }
         self.log(path).raise(&out.written_keys).await?;
         Ok(out)
+    }
+
+    /// Write a new segment file. A large one (mapped from its scratch file)
+    /// goes in parts, each part's pages given back once the store has it:
+    /// a 2.5 GB segment is never resident whole.
+    async fn put_segment(&self, key: &str, bytes: &Bytes) -> Result<(), EngineError> {
+        if (bytes.len() as u64) < crate::cache::READABLE_MIN_BYTES {
+            return Ok(self.store.put(key, bytes.clone()).await?);
+        }
+        let release = |part: &[u8]| {
+            crate::cache::release_resident(part);
+        };
+        Ok(self.store.put_in_parts(key, bytes, &release).await?)
     }
 
     /// Build the output segments on a blocking thread (the merge, the index

@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use super::commit::{CommitError, Derived, MAX_COMMIT_ATTEMPTS};
-use super::{clear_cached, set_cached, Engine, EngineError, NsState, Snapshot};
+use super::{clear_cached, set_cached, Engine, EngineError, Snapshot};
 use crate::format::manifest::Manifest;
 use crate::layout::NsPath;
 
@@ -65,7 +65,7 @@ impl Engine {
         match committed {
             Ok(c) => {
                 let tomb =
-                    Snapshot { manifest: Some(Arc::new(c.manifest)), state: Arc::new(NsState::default()) };
+                    Snapshot { manifest: Some(Arc::new(c.manifest)), state: Arc::new(self.empty_state()) };
                 set_cached(&h, tomb);
                 // The pin goes with the namespace: a namespace created later
                 // under the same name starts unpinned.

@@ -137,7 +137,7 @@ impl Engine {
         };
         let manifest = log.newest_from(start).await?;
         let snap = match (manifest, prev) {
-            (None, _) => Snapshot { manifest: None, state: Arc::new(NsState::default()) },
+            (None, _) => Snapshot { manifest: None, state: Arc::new(self.empty_state()) },
             (Some(m), Some(p)) if p.generation() == m.generation => p,
             (Some(m), prev) => self.materialize(&h.path, Arc::new(m), prev.as_ref()).await?,
         };
@@ -154,7 +154,7 @@ impl Engine {
         prev: Option<&Snapshot>,
     ) -> Result<Snapshot, EngineError> {
         if m.deleted {
-            return Ok(Snapshot { manifest: Some(m), state: Arc::new(NsState::default()) });
+            return Ok(Snapshot { manifest: Some(m), state: Arc::new(self.empty_state()) });
         }
         let reuse = prev
             .and_then(|p| p.manifest.as_ref().map(|pm| (p, pm)))
@@ -246,7 +246,8 @@ impl Engine {
                 m.namespace
             )));
         }
-        let mut state = NsState::with_segments(self.load_segments(m).await?);
+        let mut state =
+            NsState::with_segments(self.load_segments(m).await?).with_spill(Some(Arc::clone(&self.spill)));
         state.schema = crate::schema::parse_schema(&Json::Object(m.schema.clone()))
             .map_err(|e| EngineError::corrupted(format!("manifest schema of {}: {e}", m.namespace)))?;
         state.id_type = m.id_type;

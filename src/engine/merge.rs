@@ -6,7 +6,9 @@
 //! - Memory follows one row, not the output: segment rows are decoded as
 //!   they are emitted (from the mapped segment), the overlay is read in
 //!   place, and each output segment is built by a spooled
-//!   [`SegmentBuilder`] and streamed into an unlinked scratch file.
+//!   [`SegmentBuilder`] and streamed into an unlinked scratch file. Spilled
+//!   overlay vectors are read through their mappings and given back every
+//!   [`SPILL_RELEASE_BYTES`].
 //! - The same rows as folding everything into one ordered map: an overlay
 //!   entry (document or deletion) shadows the segment row with its id; live
 //!   rows of different segments never share an id (compaction's invariant),
@@ -72,12 +74,19 @@ pub(super) fn build_segments(
             .map_err(BuildError::from)?
             .with_range_checksums();
         let mut feed = IndexFeed::new(state, plan.cold);
+        let mut read_since_release = 0;
         while b.len() < plan.max_rows.max(1) {
             let Some(doc) = rows.next() else { break };
             let doc = doc.map_err(MergeFailure::Damaged)?;
             b.push(&doc).map_err(BuildError::from)?;
             feed.add(&doc);
+            read_since_release += doc.vector.as_ref().map_or(0, |v| v.len() * 4);
+            if read_since_release >= SPILL_RELEASE_BYTES {
+                release_spilled(state);
+                read_since_release = 0;
+            }
         }
+        release_spilled(state);
         feed.finish(&mut b)?;
         let n = b.len() as u64;
         out.push(BuiltSegment { bytes: write_scratch(b, plan.scratch)?, rows: n });
@@ -85,18 +94,26 @@ pub(super) fn build_segments(
     Ok(out)
 }
 
+/// The overlay's spilled vectors are read through mappings: their pages are
+/// given back every this many bytes read, so a round over a million rows
+/// does not map them all at once.
+const SPILL_RELEASE_BYTES: usize = 16 << 20;
+
+fn release_spilled(state: &NsState) {
+    if let Some(spill) = state.spill() {
+        spill.release_resident();
+    }
+}
+
 /// Stream the segment into an unlinked scratch file and map it.
 fn write_scratch(b: SegmentBuilder, scratch: &Path) -> Result<Bytes, BuildError> {
     let file = tempfile::tempfile_in(scratch)?;
     let w = b.finish_into(std::io::BufWriter::with_capacity(1 << 20, file))?;
     let file = w.into_inner().map_err(std::io::IntoInnerError::into_error)?;
-    if file.metadata()?.len() == 0 {
-        return Ok(Bytes::new());
-    }
-    // SAFETY: the file is unlinked and private to this function; nothing
-    // writes to it once it is mapped.
-    let map = unsafe { memmap2::Mmap::map(&file)? };
-    Ok(Bytes::from_owner(map))
+    // Mapped by the cache's mapper: the file is unlinked and never written
+    // again (its contract), and the compaction can then give the pages it
+    // checksums and copies back as it goes (`cache::release_resident`).
+    Ok(crate::cache::map_file(&file, file.metadata()?.len())?)
 }
 
 /// The overlay's documents (not its deletions), in id order.

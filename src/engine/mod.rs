@@ -21,7 +21,9 @@
 //!   does not replace a newer commit) and is cleared whenever a commit's
 //!   outcome is unknown.
 //! - `<data dir>/scratch` ([`Engine::scratch_dir`]) holds only files of
-//!   requests in progress (restore uploads); it is emptied at open.
+//!   requests in progress (restore uploads, compaction scratch segments) and
+//!   the unlinked chunk files overlay vectors are spilled to
+//!   (`crate::spill`); it is emptied at open.
 
 pub mod adopt;
 pub mod apply;
@@ -170,6 +172,8 @@ pub struct Engine {
     /// `<data dir>/scratch`: scratch files (restore uploads spooled before any
     /// lock is taken); emptied at open.
     scratch_dir: PathBuf,
+    /// Where overlay vectors are kept (chunk files in the scratch dir).
+    spill: Arc<crate::spill::VectorSpill>,
     /// Per-project locks: branch/copy/restore share, repair excludes (engine::branch).
     project_locks: StdMutex<HashMap<String, Arc<tokio::sync::RwLock<()>>>>,
     /// Changed at run time by a configuration reload ([`Engine::reconfigure`]).
@@ -212,7 +216,9 @@ impl Engine {
             .map_err(|e| EngineError::internal(e.to_string()))?
             .map_err(|e| EngineError::unavailable(format!("disk cache: {e}")))?;
         let scratch_dir = prepare_scratch_dir(&cfg.data_dir)?;
+        let spill = Arc::new(crate::spill::VectorSpill::new(&scratch_dir));
         let engine = Arc::new_cyclic(|me| Engine {
+            spill,
             scratch_dir,
             store: cfg.store,
             meta,
@@ -261,6 +267,12 @@ impl Engine {
     /// whatever is in it when the engine opens is left from a crash and removed.
     pub fn scratch_dir(&self) -> &Path {
         &self.scratch_dir
+    }
+
+    /// An empty state whose overlay spills its vectors (every state the
+    /// engine makes starts here or in [`Engine::load_segments`]' state).
+    pub(crate) fn empty_state(&self) -> NsState {
+        NsState::default().with_spill(Some(Arc::clone(&self.spill)))
     }
 
     /// Start-up: remove the local store's staging files a crash left behind

@@ -71,7 +71,7 @@ pub fn recall(req: &RecallRequest, state: &NsState) -> Result<RecallReport, Quer
                 .iter()
                 .enumerate()
                 .filter(|(i, _)| picks.contains(i))
-                .filter_map(|(_, d)| d.vector.clone())
+                .filter_map(|(_, d)| d.vector.as_deref().map(<[f32]>::to_vec))
                 .collect()
         }
     };
@@ -114,7 +114,7 @@ pub fn recall(req: &RecallRequest, state: &NsState) -> Result<RecallReport, Quer
                 .iter()
                 .map(|h| {
                     let v = match &h.src {
-                        Src::Over(d) => d.vector.clone(),
+                        Src::Over(d) => d.vector.as_deref().map(<[f32]>::to_vec),
                         Src::Seg(si, row) => views[*si].ls.seg.vector(*row as usize).map(<[f32]>::to_vec),
                     };
                     (h.id.clone(), h.score, v)

@@ -152,8 +152,20 @@ pub(super) fn vector_hits(
             hits.push(Hit { id: id.clone(), score: d, src: Src::Over(doc.clone()) });
         }
     }
+    // A large unindexed backlog keeps its vectors in the spill's mappings:
+    // this scan mapped all of them, and the next one would again; give them
+    // back rather than keep the backlog resident between queries.
+    if exhaustive.saturating_mul(dim as u64 * 4) >= OVERLAY_SCAN_RELEASE_BYTES {
+        if let Some(spill) = state.spill() {
+            spill.release_resident();
+        }
+    }
     Ok((hits, exhaustive))
 }
+
+/// An exhaustive scan of at least this many overlay vector bytes gives the
+/// spilled vectors' pages back when done.
+const OVERLAY_SCAN_RELEASE_BYTES: u64 = 64 << 20;
 
 /// What one segment's `ANN` plan is and what its calibration measured (`_debug/recall`,
 /// `explain`).

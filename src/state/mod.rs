@@ -13,6 +13,8 @@
 //!   overlay is an `imbl` map, the segment list an `Arc`, so clones are cheap).
 //! - After a compaction the next state is refolded from the states around it
 //!   ([`NsState::refold`], `refold.rs`), sharing their documents.
+//! - With a [`VectorSpill`], every document put into the overlay keeps its
+//!   vector in the spill's files (`crate::spill`), not on the heap.
 
 use std::ops::Bound;
 use std::sync::Arc;
@@ -20,6 +22,7 @@ use std::sync::Arc;
 use crate::model::{DistanceMetric, DocId, Document, IdType};
 use crate::ops::RowCounts;
 use crate::schema::Schema;
+use crate::spill::VectorSpill;
 
 mod refold;
 pub mod segment;
@@ -44,6 +47,9 @@ pub struct NsState {
     pub logical_bytes: u64,
     /// Idempotency keys seen in the WAL → the counts they produced.
     pub idempotency: imbl::HashMap<String, RowCounts>,
+    /// Where documents put into the overlay keep their vectors (None: on
+    /// the heap).
+    spill: Option<Arc<VectorSpill>>,
 }
 
 impl NsState {
@@ -51,6 +57,18 @@ impl NsState {
     pub fn with_segments(segments: Vec<SegmentReader>) -> NsState {
         let len = segments.iter().map(|s| s.live_rows() as u64).sum();
         NsState { segments: Arc::new(segments), len, ..NsState::default() }
+    }
+
+    /// This state (and every state derived from it) with overlay vectors
+    /// kept in `spill`.
+    pub fn with_spill(mut self, spill: Option<Arc<VectorSpill>>) -> NsState {
+        self.spill = spill;
+        self
+    }
+
+    /// Where overlay vectors are kept, if not on the heap.
+    pub fn spill(&self) -> Option<&Arc<VectorSpill>> {
+        self.spill.as_ref()
     }
 
     /// The segments.
@@ -90,7 +108,10 @@ impl NsState {
     }
 
     /// Insert or replace a document.
-    pub fn put(&mut self, doc: Document) {
+    pub fn put(&mut self, mut doc: Document) {
+        if let Some(spill) = &self.spill {
+            doc.vector = doc.vector.take().map(|v| spill.spill(v));
+        }
         match self.get(&doc.id) {
             Some(old) => self.logical_bytes = self.logical_bytes.saturating_sub(old.logical_bytes()),
             None => self.len += 1,
@@ -249,6 +270,29 @@ impl MergeIter<'_> {
                 c.row += 1;
                 c.skip_deleted();
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn doc(id: u64, v: &[f32]) -> Document {
+        Document { vector: Some(v.to_vec().into()), ..Document::new(DocId::U64(id)) }
+    }
+
+    #[test]
+    fn a_put_keeps_its_vector_spilled_or_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let spilling = NsState::default().with_spill(Some(Arc::new(VectorSpill::new(dir.path()))));
+        for (mut s, spilled) in [(NsState::default(), false), (spilling, true)] {
+            s.put(doc(1, &[1.0, 2.0]));
+            s.put(doc(2, &[3.0, 4.0]));
+            let got = s.get(&DocId::U64(2)).unwrap();
+            let v = got.vector.as_ref().expect("the vector is kept");
+            assert_eq!((&v[..], v.is_spilled()), (&[3.0f32, 4.0][..], spilled));
+            assert_eq!(s.iter().count(), 2);
         }
     }
 }

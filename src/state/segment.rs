@@ -212,7 +212,7 @@ impl SegmentReader {
         let mut d = self.seg.doc_without_vector(row, parts.attributes)?;
         if parts.vector && self.seg.has_vector(row) {
             let mut buf = Vec::new();
-            d.vector = self.vector_rows().map(|rows| rows.row(row, &mut buf).to_vec());
+            d.vector = self.vector_rows().map(|rows| rows.row(row, &mut buf).to_vec().into());
         }
         Ok(d)
     }
@@ -307,7 +307,7 @@ mod tests {
             let v: Vec<f32> = (0..DIM).map(|d| ((i * 7 + d * 13) % 31) as f32 + 1.0).collect();
             flat.extend_from_slice(&v);
             let attrs = [("n".to_string(), crate::model::Value::Int(i as i128))].into_iter().collect();
-            let doc = Document { id: DocId::U64(i as u64), vector: Some(v), attrs };
+            let doc = Document { id: DocId::U64(i as u64), vector: Some(v.into()), attrs };
             b.push(&doc).unwrap();
         }
         let params = crate::index::vector::ann::AnnParams::default();
@@ -350,7 +350,7 @@ mod tests {
         let mut b = SegmentBuilder::new(IdType::U64, Some(WIDE as u32));
         for i in 0..rows {
             let v: Vec<f32> = (0..WIDE).map(|d| (i * 31 + d) as f32 * 0.25 - 7.0).collect();
-            b.push(&Document { id: DocId::U64(i as u64), vector: Some(v), attrs: Default::default() })
+            b.push(&Document { id: DocId::U64(i as u64), vector: Some(v.into()), attrs: Default::default() })
                 .unwrap();
         }
         let mut f = tempfile::tempfile().unwrap();

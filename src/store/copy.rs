@@ -1,4 +1,5 @@
-//! Streaming copy of one object between two stores, verified on the way.
+//! Streaming copy of one object between two stores, verified on the way; and
+//! a large object written part by part ([`Store::put_in_parts`]).
 //!
 //! Invariants:
 //! - Memory is bounded by `PART_BYTES × PARTS_IN_FLIGHT`, whatever the object's
@@ -7,7 +8,11 @@
 //!   expected length and crc32c: the multipart upload is completed after the
 //!   check and aborted otherwise (a local directory publishes its staged file
 //!   at completion, with the store's fsync policy).
+//! - A put in parts publishes the object only when every part was written
+//!   (completed, else aborted), like a single put; the caller learns each
+//!   part once the store has taken it, so bytes it maps can be given back.
 
+use bytes::Bytes;
 use futures::StreamExt;
 use object_store::path::Path as ObjPath;
 use object_store::{ObjectStoreExt, WriteMultipart};
@@ -79,9 +84,37 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Write `data` as `key` in [`PART_BYTES`] parts (a multipart upload,
+    /// one part at a time), calling `written` with each part once the store
+    /// has it; the object appears only when all of it was written.
+    pub async fn put_in_parts(
+        &self,
+        key: &str,
+        data: &Bytes,
+        written: &(dyn Fn(&[u8]) + Send + Sync),
+    ) -> Result<(), StoreError> {
+        let path = ObjPath::from(key);
+        let r = async {
+            let mut upload = self.inner.put_multipart(&path).await.map_err(|e| Store::err(key, e))?;
+            for at in (0..data.len()).step_by(PART_BYTES) {
+                let part = data.slice(at..(at + PART_BYTES).min(data.len()));
+                if let Err(e) = upload.put_part(part.clone().into()).await {
+                    let _ = upload.abort().await;
+                    return Err(Store::err(key, e));
+                }
+                written(&part);
+            }
+            upload.complete().await.map(|_| ()).map_err(|e| Store::err(key, e))
+        }
+        .await;
+        self.health.record(r.as_ref().err().map(ToString::to_string));
+        r
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use bytes::Bytes;
 
     use super::*;
 
@@ -104,5 +137,17 @@ mod tests {
             from.copy_verified("o/missing", &to, 1, 0).await,
             Err(CopyError::Store(StoreError::NotFound(_)))
         ));
+    }
+
+    #[tokio::test]
+    async fn a_put_in_parts_writes_the_whole_object_and_reports_each_part() {
+        let dir = tempfile::tempdir().unwrap();
+        let to = Store::local(dir.path()).unwrap();
+        let data: Vec<u8> = (0..(PART_BYTES * 2 + 777)).map(|i| (i % 253) as u8).collect();
+        let data = Bytes::from(data);
+        let seen = std::sync::Mutex::new(Vec::new());
+        to.put_in_parts("o/parts", &data, &|p| seen.lock().unwrap().push(p.len())).await.unwrap();
+        assert_eq!(to.get("o/parts").await.unwrap(), data);
+        assert_eq!(*seen.lock().unwrap(), vec![PART_BYTES, PART_BYTES, 777]);
     }
 }

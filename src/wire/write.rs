@@ -534,7 +534,7 @@ pub fn parse_vector(v: &Json) -> Result<Vec<f32>, EngineError> {
 
 fn row_to_document(row: TypedRow) -> Document {
     let mut doc = Document::new(row.id);
-    doc.vector = row.vector.flatten();
+    doc.vector = row.vector.flatten().map(Into::into);
     doc.attrs.extend(row.attrs.into_iter().filter(|(_, v)| *v != Value::Null));
     doc
 }

@@ -634,7 +634,7 @@ impl Segment {
     /// decoded).
     pub fn doc(&self, row: usize) -> Result<Document, FormatError> {
         let mut d = self.doc_without_vector(row, true)?;
-        d.vector = self.vector(row).map(<[f32]>::to_vec);
+        d.vector = self.vector(row).map(|v| v.to_vec().into());
         Ok(d)
     }
 

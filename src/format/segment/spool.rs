@@ -145,4 +145,66 @@ impl F32Rows {
             F32Rows::Owned(v) => v,
         }
     }
+
+    /// `f` over the values; a mapping's pages are given back to the kernel
+    /// every `every` while `f` runs. The index builds read the rows in
+    /// passes (codes, k-means assignment, calibration scans): each pass
+    /// would otherwise leave the whole spool resident in this process, a
+    /// second copy of the vectors in RSS next to the codes being built.
+    /// Released pages stay in the page cache, so a page read again is a
+    /// minor fault.
+    pub fn settled_while<R>(&self, every: std::time::Duration, f: impl FnOnce(&[f32]) -> R) -> R {
+        let F32Rows::Mapped(map) = self else { return f(self.as_slice()) };
+        let stop = Stop::default();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                while !stop.wait(every) {
+                    release(map);
+                }
+                release(map);
+            });
+            // Stops the releaser however `f` ends (a panic included: the
+            // scope joins the thread before unwinding on).
+            let _stop = StopOnDrop(&stop);
+            f(self.as_slice())
+        })
+    }
+}
+
+/// A flag the releasing thread waits on.
+#[derive(Default)]
+struct Stop {
+    done: std::sync::Mutex<bool>,
+    cv: std::sync::Condvar,
+}
+
+impl Stop {
+    /// Wait up to `t`; true once stopped.
+    fn wait(&self, t: std::time::Duration) -> bool {
+        let g = self.done.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if *g {
+            return true;
+        }
+        let (g, _) = self.cv.wait_timeout(g, t).unwrap_or_else(std::sync::PoisonError::into_inner);
+        *g
+    }
+}
+
+struct StopOnDrop<'a>(&'a Stop);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        *self.0.done.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = true;
+        self.0.cv.notify_all();
+    }
+}
+
+fn release(map: &memmap2::Mmap) {
+    // SAFETY: a read-only shared mapping of a spool whose mapped prefix never
+    // changes (module invariants): after MADV_DONTNEED the next access faults
+    // the same bytes back in from the file, also while other threads read it.
+    let r = unsafe { map.unchecked_advise(memmap2::UncheckedAdvice::DontNeed) };
+    if let Err(e) = r {
+        tracing::debug!(error = %e, "madvise(DONTNEED) on a spool mapping failed");
+    }
 }

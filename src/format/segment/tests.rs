@@ -10,7 +10,7 @@ fn range_checksums_verify_ranged_reads() {
     let docs: Vec<Document> = (0..3000u64)
         .map(|i| Document {
             id: DocId::U64(i),
-            vector: Some(vec![i as f32, 1.0]),
+            vector: Some(vec![i as f32, 1.0].into()),
             attrs: attrs(&[("t", Value::Str("x".repeat((i % 50) as usize)))]),
         })
         .collect();
@@ -64,7 +64,8 @@ fn open_settling_hands_the_file_over_stretch_by_stretch() {
     let mut b = SegmentBuilder::new(IdType::U64, Some(dim)).with_range_checksums();
     for i in 0..rows {
         let v: Vec<f32> = (0..dim).map(|d| (i as f32) + d as f32 * 0.5).collect();
-        b.push(&Document { id: DocId::U64(i as u64), vector: Some(v), attrs: BTreeMap::new() }).unwrap();
+        b.push(&Document { id: DocId::U64(i as u64), vector: Some(v.into()), attrs: BTreeMap::new() })
+            .unwrap();
     }
     let bytes = b.finish().unwrap();
     let handed = std::sync::Mutex::new(Vec::new());
@@ -176,11 +177,11 @@ fn check_all(seg: &Segment, docs: &[Document]) {
 
 fn small_docs() -> Vec<Document> {
     vec![
-        Document { id: DocId::U64(3), vector: Some(vec![1.0, 2.0]), attrs: every_value() },
-        Document { id: DocId::U64(10), vector: Some(vec![-0.5, 0.0]), attrs: BTreeMap::new() },
+        Document { id: DocId::U64(3), vector: Some(vec![1.0, 2.0].into()), attrs: every_value() },
+        Document { id: DocId::U64(10), vector: Some(vec![-0.5, 0.0].into()), attrs: BTreeMap::new() },
         Document {
             id: DocId::U64(u64::MAX),
-            vector: Some(vec![f32::MIN_POSITIVE, 7.0]),
+            vector: Some(vec![f32::MIN_POSITIVE, 7.0].into()),
             attrs: attrs(&[("a", Value::Int(1))]),
         },
     ]
@@ -246,7 +247,7 @@ fn string_ids_round_trip() {
 fn rows_without_vectors_are_recorded() {
     let docs = vec![
         Document { id: DocId::U64(1), vector: None, attrs: BTreeMap::new() },
-        Document { id: DocId::U64(2), vector: Some(vec![1.0, 2.0, 3.0]), attrs: BTreeMap::new() },
+        Document { id: DocId::U64(2), vector: Some(vec![1.0, 2.0, 3.0].into()), attrs: BTreeMap::new() },
         Document { id: DocId::U64(3), vector: None, attrs: BTreeMap::new() },
     ];
     let bytes = build(IdType::U64, Some(3), &docs);
@@ -276,12 +277,13 @@ fn empty_segments_round_trip() {
 #[test]
 fn builder_refuses_bad_pushes_without_appending() {
     let mut b = SegmentBuilder::new(IdType::U64, Some(2));
-    b.push(&Document { id: DocId::U64(5), vector: Some(vec![0.0, 1.0]), attrs: BTreeMap::new() }).unwrap();
+    b.push(&Document { id: DocId::U64(5), vector: Some(vec![0.0, 1.0].into()), attrs: BTreeMap::new() })
+        .unwrap();
     let bad = [
-        Document { id: DocId::U64(5), vector: Some(vec![0.0, 1.0]), attrs: BTreeMap::new() },
-        Document { id: DocId::U64(4), vector: Some(vec![0.0, 1.0]), attrs: BTreeMap::new() },
+        Document { id: DocId::U64(5), vector: Some(vec![0.0, 1.0].into()), attrs: BTreeMap::new() },
+        Document { id: DocId::U64(4), vector: Some(vec![0.0, 1.0].into()), attrs: BTreeMap::new() },
         Document { id: DocId::Str("x".into()), vector: None, attrs: BTreeMap::new() },
-        Document { id: DocId::U64(6), vector: Some(vec![0.0]), attrs: BTreeMap::new() },
+        Document { id: DocId::U64(6), vector: Some(vec![0.0].into()), attrs: BTreeMap::new() },
         Document {
             id: DocId::U64(7),
             vector: None,
@@ -298,7 +300,7 @@ fn builder_refuses_bad_pushes_without_appending() {
 
     let mut b = SegmentBuilder::new(IdType::U64, None);
     assert!(b
-        .push(&Document { id: DocId::U64(1), vector: Some(vec![1.0]), attrs: BTreeMap::new() })
+        .push(&Document { id: DocId::U64(1), vector: Some(vec![1.0].into()), attrs: BTreeMap::new() })
         .is_err());
     let mut b = SegmentBuilder::new(IdType::String, None);
     assert!(b.push(&Document::new(DocId::Str(String::new()))).is_err());
@@ -398,7 +400,7 @@ fn rebuild(seg: &Segment) -> Vec<u8> {
 fn core_sections_come_first_in_kind_order_and_absent_vectors_are_zero() {
     let docs = vec![
         Document { id: DocId::U64(1), vector: None, attrs: BTreeMap::new() },
-        Document { id: DocId::U64(2), vector: Some(vec![1.0, 2.0]), attrs: BTreeMap::new() },
+        Document { id: DocId::U64(2), vector: Some(vec![1.0, 2.0].into()), attrs: BTreeMap::new() },
     ];
     let seg = open(&build(IdType::U64, Some(2), &docs)).unwrap();
     let ids = seg.section(SECTION_IDS).unwrap().to_vec();
@@ -499,7 +501,8 @@ fn truncation_at_every_length_is_refused() {
 #[test]
 fn every_single_bit_flip_is_refused() {
     let mut b = SegmentBuilder::new(IdType::String, Some(1));
-    b.push(&Document { id: DocId::Str("a".into()), vector: Some(vec![1.0]), attrs: every_value() }).unwrap();
+    b.push(&Document { id: DocId::Str("a".into()), vector: Some(vec![1.0].into()), attrs: every_value() })
+        .unwrap();
     b.push(&Document { id: DocId::Str("b".into()), vector: None, attrs: BTreeMap::new() }).unwrap();
     b.add_section(SECTION_ANN_INDEX, vec![1, 2, 3]);
     for bytes in [small_segment(), b.finish().unwrap()] {
@@ -718,7 +721,11 @@ fn arb_docs() -> impl Strategy<Value = (Option<u32>, Vec<Document>)> {
             let docs = ids
                 .iter()
                 .zip(rows)
-                .map(|(id, (vector, attrs))| Document { id: id.clone(), vector, attrs })
+                .map(|(id, (vector, attrs))| Document {
+                    id: id.clone(),
+                    vector: vector.map(Into::into),
+                    attrs,
+                })
                 .collect();
             (dim, docs)
         })

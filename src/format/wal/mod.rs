@@ -318,7 +318,7 @@ impl Enc {
                 self.w.u8(OPT_SOME);
                 let n = self.count("vector dimension", v.len(), MAX_VECTOR_DIM);
                 self.w.u32(n);
-                for x in v {
+                for x in v.iter() {
                     self.w.f32(*x);
                 }
             }
@@ -422,7 +422,7 @@ fn read_document(r: &mut Reader<'_>) -> Result<Document, FormatError> {
         None
     };
     let attrs = read_attrs(r)?;
-    Ok(Document { id, vector, attrs })
+    Ok(Document { id, vector: vector.map(Into::into), attrs })
 }
 
 fn read_request(r: &mut Reader<'_>) -> Result<RequestRecord, FormatError> {

@@ -19,7 +19,7 @@ fn attrs(pairs: &[(&str, Value)]) -> BTreeMap<String, Value> {
 fn full_batch() -> WalBatch {
     let doc = Document {
         id: DocId::U64(1),
-        vector: Some(vec![0.5, -1.25, 3.0]),
+        vector: Some(vec![0.5, -1.25, 3.0].into()),
         attrs: attrs(&[
             ("b", Value::Bool(true)),
             ("f", Value::Float(-2.5)),
@@ -77,7 +77,7 @@ fn small_batch() -> WalBatch {
     let mut req = RequestRecord::default();
     req.ops.upserts.push(Document {
         id: DocId::U64(7),
-        vector: Some(vec![1.0]),
+        vector: Some(vec![1.0].into()),
         attrs: attrs(&[("a", Value::Int(1)), ("t", Value::Array(vec![Value::Str("x".into())]))]),
     });
     req.ops.deletes.push(DocId::Str("d".into()));
@@ -249,13 +249,13 @@ fn huge_declared_lengths_fail_fast_without_allocating() {
 #[test]
 fn vectors_over_the_dimension_cap_are_refused() {
     let mut b = small_batch();
-    b.requests[0].ops.upserts[0].vector = Some(vec![0.0; MAX_VECTOR_DIM + 1]);
+    b.requests[0].ops.upserts[0].vector = Some(vec![0.0; MAX_VECTOR_DIM + 1].into());
     assert!(matches!(b.try_encode(), Err(FormatError::TooLarge { what: "vector dimension", .. })));
     assert!(matches!(
         WalBatch::decode(&b.encode()),
         Err(FormatError::TooLarge { what: "vector dimension", .. })
     ));
-    b.requests[0].ops.upserts[0].vector = Some(vec![0.0; MAX_VECTOR_DIM]);
+    b.requests[0].ops.upserts[0].vector = Some(vec![0.0; MAX_VECTOR_DIM].into());
     assert_eq!(WalBatch::decode(&b.try_encode().unwrap()).unwrap(), b);
 }
 
@@ -353,7 +353,7 @@ fn arb_filter() -> impl Strategy<Value = Option<Filter>> {
 
 fn arb_doc() -> impl Strategy<Value = Document> {
     (arb_id(), proptest::option::of(proptest::collection::vec(-1e6f32..1e6f32, 0..8)), arb_attrs())
-        .prop_map(|(id, vector, attrs)| Document { id, vector, attrs })
+        .prop_map(|(id, vector, attrs)| Document { id, vector: vector.map(Into::into), attrs })
 }
 
 fn arb_request() -> impl Strategy<Value = RequestRecord> {
