@@ -214,13 +214,8 @@ impl VectorSpill {
             live.iter().filter_map(Weak::upgrade).collect()
         };
         for c in chunks {
-            // SAFETY: a read-only shared mapping of a file whose referenced
-            // bytes never change: after MADV_DONTNEED the next access faults
-            // the same bytes back in from the file.
-            let r = unsafe { c.map.unchecked_advise(memmap2::UncheckedAdvice::DontNeed) };
-            if let Err(e) = r {
-                tracing::debug!(error = %e, "madvise(DONTNEED) on a spill chunk failed");
-            }
+            // SAFETY: a chunk's referenced bytes never change (module invariants).
+            unsafe { give_back_pages(&c.map) };
         }
     }
 
@@ -228,6 +223,22 @@ impl VectorSpill {
     pub fn live_chunks(&self) -> usize {
         let live = self.live.lock().unwrap_or_else(PoisonError::into_inner);
         live.iter().filter(|w| w.strong_count() > 0).count()
+    }
+}
+
+/// Drop a read-only shared file mapping's resident pages from this process:
+/// the next access faults the same bytes back in from the page cache, also
+/// while other threads read them.
+///
+/// # Safety
+/// The mapped bytes must never change while the mapping lives (an
+/// append-only or immutable private file), so every live reference into it
+/// keeps reading what it read.
+pub(crate) unsafe fn give_back_pages(map: &memmap2::Mmap) {
+    // SAFETY: the caller's contract above.
+    let r = unsafe { map.unchecked_advise(memmap2::UncheckedAdvice::DontNeed) };
+    if let Err(e) = r {
+        tracing::debug!(error = %e, "madvise(DONTNEED) on a read-only mapping failed");
     }
 }
 

@@ -249,11 +249,7 @@ impl Engine {
         for built in self.build_outputs(path, state, merge).await? {
             let id = self.ids.next_token();
             let key = path.segment_key(&id, SEGMENT_FILE);
-            let file = ObjectRef {
-                key: key.clone(),
-                bytes: built.bytes.len() as u64,
-                crc32c: crate::cache::crc32c_releasing(&built.bytes),
-            };
+            let file = object_ref(&key, &built.bytes);
             let sections = cold_read_sections(&built.bytes)?;
             self.put_segment(&key, &built.bytes).await?;
             // The load after the commit reads this segment: keep the copy just written.
@@ -582,8 +578,14 @@ fn output_estimate(m: &Manifest, merge: &BTreeSet<String>) -> u64 {
     wal.saturating_add(merged).saturating_mul(2).saturating_add(MARGIN)
 }
 
+/// The reference of a new object; a mapped one (a segment from its scratch
+/// file) gives its pages back as it is checksummed.
 fn object_ref(key: &str, bytes: &[u8]) -> ObjectRef {
-    ObjectRef { key: key.to_owned(), bytes: bytes.len() as u64, crc32c: crc32c::crc32c(bytes) }
+    ObjectRef {
+        key: key.to_owned(),
+        bytes: bytes.len() as u64,
+        crc32c: crate::cache::crc32c_releasing(bytes),
+    }
 }
 
 impl Engine {

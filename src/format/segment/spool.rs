@@ -200,11 +200,6 @@ impl Drop for StopOnDrop<'_> {
 }
 
 fn release(map: &memmap2::Mmap) {
-    // SAFETY: a read-only shared mapping of a spool whose mapped prefix never
-    // changes (module invariants): after MADV_DONTNEED the next access faults
-    // the same bytes back in from the file, also while other threads read it.
-    let r = unsafe { map.unchecked_advise(memmap2::UncheckedAdvice::DontNeed) };
-    if let Err(e) = r {
-        tracing::debug!(error = %e, "madvise(DONTNEED) on a spool mapping failed");
-    }
+    // SAFETY: a spool's mapped prefix never changes (module invariants).
+    unsafe { crate::spill::give_back_pages(map) };
 }
