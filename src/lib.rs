@@ -12,6 +12,7 @@
 #![warn(missing_docs)]
 
 pub mod api;
+pub mod attr_map;
 pub mod cache;
 pub mod cli;
 pub mod clock;

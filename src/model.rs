@@ -14,12 +14,14 @@
 //! - Dense vectors hold finite f32 only (NaN/Inf are rejected at the edge).
 
 use std::cmp::Ordering;
-use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
 pub use crate::spill::Vector;
+
+/// A document's attributes by name (sorted, exactly sized: see `attr_map`).
+pub type AttrMap = crate::attr_map::AttrMap<Value>;
 
 /// Longest string id accepted, in UTF-8 bytes (turbopuffer's limit).
 pub const MAX_STRING_ID_BYTES: usize = 64;
@@ -364,13 +366,13 @@ pub struct Document {
     /// The dense vector, if any (on the heap, or spilled to a file: see `spill`).
     pub vector: Option<Vector>,
     /// Attributes (never `Null`: a null removes the attribute).
-    pub attrs: BTreeMap<String, Value>,
+    pub attrs: AttrMap,
 }
 
 impl Document {
     /// A document with only an id.
     pub fn new(id: DocId) -> Self {
-        Document { id, vector: None, attrs: BTreeMap::new() }
+        Document { id, vector: None, attrs: AttrMap::new() }
     }
 
     /// The value of an attribute for filters: `id` is the id itself.

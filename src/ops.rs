@@ -8,10 +8,8 @@
 //! - Filters and conditions are kept as operations (not as their resolved
 //!   ids), so re-applying a batch on another base re-evaluates them there.
 
-use std::collections::BTreeMap;
-
 use crate::filter::Filter;
-use crate::model::{DistanceMetric, DocId, Document, Value};
+use crate::model::{AttrMap, DistanceMetric, DocId, Document};
 
 /// A partial update of one document: `Value::Null` removes an attribute.
 #[derive(Clone, Debug, PartialEq)]
@@ -19,7 +17,7 @@ pub struct Patch {
     /// Target id; a missing document is ignored.
     pub id: DocId,
     /// Attributes to set (or remove, with `Value::Null`).
-    pub attrs: BTreeMap<String, Value>,
+    pub attrs: AttrMap,
 }
 
 /// `patch_by_filter`: set attributes on every document matching a filter.
@@ -28,7 +26,7 @@ pub struct PatchByFilter {
     /// Which documents.
     pub filter: Filter,
     /// What to set (`Value::Null` removes).
-    pub attrs: BTreeMap<String, Value>,
+    pub attrs: AttrMap,
 }
 
 /// The operations of one write request, applied in this order:

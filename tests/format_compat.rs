@@ -29,7 +29,6 @@
 //! To write missing fixtures (existing files are never overwritten):
 //! `TIDEPOOL_WRITE_FIXTURES=1 cargo test --test format_compat -- --ignored write_v1_fixtures write_v2_fixtures write_v4_fixtures write_v6_fixtures`
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use bytes::Bytes;
@@ -46,7 +45,7 @@ use tidepool::format::segment::{
 };
 use tidepool::format::wal::{peek_header, WalBatch, WAL_HEADER_LEN};
 use tidepool::format::FormatError;
-use tidepool::model::{DistanceMetric, DocId, Document, IdType, Value};
+use tidepool::model::{AttrMap, DistanceMetric, DocId, Document, IdType, Value};
 use tidepool::ops::{NamespaceSettings, Patch, PatchByFilter, RequestRecord, RowCounts, WriteOps};
 
 fn fixture_dir(version: &str) -> PathBuf {
@@ -58,7 +57,7 @@ fn read_fixture(version: &str, name: &str) -> Vec<u8> {
     std::fs::read(&path).unwrap_or_else(|e| panic!("fixture {} is missing: {e}", path.display()))
 }
 
-fn attrs(pairs: &[(&str, Value)]) -> BTreeMap<String, Value> {
+fn attrs(pairs: &[(&str, Value)]) -> AttrMap {
     pairs.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect()
 }
 
@@ -220,7 +219,7 @@ fn golden_segment() -> Vec<u8> {
         attrs: attrs(&[("a", Value::Int(1))]),
     })
     .unwrap();
-    b.push(&Document { id: DocId::U64(2), vector: Some(vec![0.5, -1.0].into()), attrs: BTreeMap::new() })
+    b.push(&Document { id: DocId::U64(2), vector: Some(vec![0.5, -1.0].into()), attrs: AttrMap::new() })
         .unwrap();
     b.add_section(SECTION_TEXT_INDEX, b"abc".to_vec());
     b.finish().unwrap()
@@ -351,7 +350,7 @@ fn v1_batch() -> WalBatch {
                         ("z", Value::Array(vec![Value::Int(1), Value::Float(2.5), Value::Bool(false)])),
                     ]),
                 },
-                Document { id: DocId::Uuid(uuid), vector: None, attrs: BTreeMap::new() },
+                Document { id: DocId::Uuid(uuid), vector: None, attrs: AttrMap::new() },
                 Document::new(DocId::Str("doc-3".into())),
             ],
             patches: vec![Patch {
@@ -492,7 +491,7 @@ fn v1_segment_docs() -> Vec<Document> {
         Document {
             id: DocId::Str("gamma-é".into()),
             vector: Some(vec![f32::MIN_POSITIVE, 0.0, -0.0].into()),
-            attrs: BTreeMap::new(),
+            attrs: AttrMap::new(),
         },
     ]
 }
@@ -679,7 +678,7 @@ fn v2_cold_segment() -> Vec<u8> {
         let d = Document {
             id: DocId::U64(row as u64 * 3),
             vector: Some(x.to_vec().into()),
-            attrs: BTreeMap::new(),
+            attrs: AttrMap::new(),
         };
         b.push(&d).unwrap();
     }
@@ -695,7 +694,7 @@ fn v2_cold_segment() -> Vec<u8> {
 fn v2_ranges_segment() -> Vec<u8> {
     let mut b = SegmentBuilder::new(IdType::String, None).with_range_checksums();
     for i in 0..300u32 {
-        let mut attrs = BTreeMap::new();
+        let mut attrs = AttrMap::new();
         attrs.insert("body".to_owned(), Value::Str(format!("row {i} ").repeat(20)));
         b.push(&Document { id: DocId::Str(format!("k{i:04}")), vector: None, attrs }).unwrap();
     }

@@ -21,12 +21,10 @@
 //!   before datetimes were canonical ([`DatetimeRule::AsSent`]) replays with
 //!   the string semantics it was acknowledged under.
 
-use std::collections::BTreeMap;
-
 use super::request::{MAX_DELETE_BY_FILTER_ROWS, MAX_PATCH_BY_FILTER_ROWS};
 use super::EngineError;
 use crate::filter::Filter;
-use crate::model::{DocId, Document, Value};
+use crate::model::{AttrMap, DocId, Document, Value};
 use crate::ops::{RequestRecord, RowCounts};
 use crate::schema::{canonical_kind, parse_schema, AttrSchema, AttrType, ScalarType};
 use crate::state::NsState;
@@ -378,7 +376,7 @@ fn matching_ids(s: &NsState, f: &Filter, cap: usize, what: &str) -> Result<Vec<D
 fn patch_one(
     s: &mut NsState,
     id: &DocId,
-    attrs: &BTreeMap<String, Value>,
+    attrs: &AttrMap,
     cond: Option<&Filter>,
     rule: DatetimeRule,
 ) -> Result<bool, EngineError> {

@@ -47,7 +47,7 @@ use crate::format::wal::WalBatch;
 use crate::index::vector::coldivf::ColdHead;
 use crate::index::vector::distance::Metric;
 use crate::layout::NsPath;
-use crate::model::{DocId, Document};
+use crate::model::{AttrMap, DocId, Document};
 use crate::query::{self, Projection, Query, QueryRequest, QueryResult, Rank};
 use crate::store::StoreError;
 
@@ -419,7 +419,7 @@ impl Engine {
             rows.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
             for (_, row, id, li, pos) in rows.into_iter().take(want) {
                 let v = lists[li].vectors[pos * dim..(pos + 1) * dim].to_vec();
-                out.push((Document { id, vector: Some(v.into()), attrs: BTreeMap::new() }, Some((si, row))));
+                out.push((Document { id, vector: Some(v.into()), attrs: AttrMap::new() }, Some((si, row))));
             }
         }
         Ok(out)

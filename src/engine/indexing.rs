@@ -35,10 +35,11 @@
 //!   here and at query time for unindexed rows alike.
 
 use crate::format::segment::{
-    BuildError, SegmentBuilder, SECTION_ANN_INDEX, SECTION_ATTRIBUTE_INDEX, SECTION_COLD_IVF,
+    BuildError, F32Rows, SegmentBuilder, SECTION_ANN_INDEX, SECTION_ATTRIBUTE_INDEX, SECTION_COLD_IVF,
     SECTION_GRAPH_INDEX, SECTION_SPARSE_INDEX, SECTION_TEXT_INDEX,
 };
 use crate::index::text::{Analyzer, TextIndexBuilder};
+use crate::index::vector::rows::RowSource;
 use crate::model::{DistanceMetric, Document, Value};
 use crate::schema::AttrType;
 use crate::state::NsState;
@@ -159,7 +160,8 @@ impl<'s> IndexFeed<'s> {
             let rows = builder.vectors_f32()?;
             let cold = self.cold && self.with_vector == self.rows;
             rows.settled_while(SPOOL_RELEASE_EVERY, |flat| {
-                add_vector_sections(builder, flat, dim, self.state, cold);
+                let rows = SpooledRows { rows: &rows, flat, dim };
+                add_vector_sections(builder, &rows, dim, self.state, cold);
             });
         }
         for feed in self.attrs {
@@ -189,22 +191,50 @@ impl<'s> IndexFeed<'s> {
 
 /// The ANN (IVF), cold IVF (when `cold`; needs every row to have a vector:
 /// no absent-row bitmap is fetched on the cold path) and graph sections over
-/// `flat` (rows × dim, zeros for rows without a vector). Each goes to the
+/// `rows` (rows × dim, zeros for rows without a vector). Each goes to the
 /// builder as soon as nothing else needs it; the builders parallelise
 /// deterministically (same bytes for any thread count).
-fn add_vector_sections(builder: &mut SegmentBuilder, flat: &[f32], dim: usize, state: &NsState, cold: bool) {
+fn add_vector_sections(
+    builder: &mut SegmentBuilder,
+    rows: &SpooledRows<'_>,
+    dim: usize,
+    state: &NsState,
+    cold: bool,
+) {
     let metric = state.distance_metric.unwrap_or(DistanceMetric::CosineDistance);
     let threads = crate::index::vector::graph::default_threads();
     let params = crate::index::vector::ann::AnnParams { threads, ..Default::default() };
-    let ann = crate::index::vector::ann::build(flat, dim, metric, &params);
+    let ann = crate::index::vector::ann::build_over(rows, dim, metric, &params);
     let cold = cold
         .then(|| crate::index::vector::ann::AnnIndex::open_trusted(&ann).ok())
         .flatten()
-        .and_then(|ix| crate::index::vector::coldivf::build(&ix, flat, dim));
+        .and_then(|ix| crate::index::vector::coldivf::build_over(&ix, rows, dim));
     builder.add_section(SECTION_ANN_INDEX, ann);
     if let Some(cold) = cold {
         builder.add_section(SECTION_COLD_IVF, cold);
     }
     let gparams = crate::index::vector::graph::GraphParams { threads, ..Default::default() };
-    builder.add_section(SECTION_GRAPH_INDEX, crate::index::vector::graph::build(flat, dim, metric, &gparams));
+    builder.add_section(
+        SECTION_GRAPH_INDEX,
+        crate::index::vector::graph::build_over(rows, dim, metric, &gparams),
+    );
+}
+
+/// The builder's vectors as the index builds read them: passes over `flat`
+/// in row order (through the mapping, released behind them), scattered rows
+/// by positioned reads ([`F32Rows::row`]).
+struct SpooledRows<'a> {
+    rows: &'a F32Rows,
+    flat: &'a [f32],
+    dim: usize,
+}
+
+impl RowSource for SpooledRows<'_> {
+    fn row<'a>(&'a self, r: usize, buf: &'a mut Vec<f32>) -> &'a [f32] {
+        self.rows.row(r, self.dim, buf)
+    }
+
+    fn all(&self) -> &[f32] {
+        self.flat
+    }
 }

@@ -199,18 +199,17 @@ impl Iterator for MergedRows<'_> {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
 
     use super::*;
     use crate::format::manifest::{ObjectRef, SegmentRef};
     use crate::format::segment::{with_undecodable_row, DeletionSet, Segment};
-    use crate::model::IdType;
+    use crate::model::{AttrMap, IdType};
 
     /// A segment `key` holding ids `ids` (increasing), `damaged_row` undecodable, `deleted` rows deleted.
     fn segment(key: &str, ids: &[u64], damaged_row: Option<usize>, deleted: &[usize]) -> SegmentReader {
         let mut b = SegmentBuilder::new(IdType::U64, None);
         for i in ids {
-            b.push(&Document { id: DocId::U64(*i), vector: None, attrs: BTreeMap::new() }).unwrap();
+            b.push(&Document { id: DocId::U64(*i), vector: None, attrs: AttrMap::new() }).unwrap();
         }
         let mut bytes = b.finish().unwrap();
         if let Some(row) = damaged_row {

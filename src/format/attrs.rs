@@ -6,9 +6,7 @@
 //! what [`encode_attrs`] refuses (over-long strings, nested arrays, unordered names) and never
 //! allocates from an unchecked length.
 
-use std::collections::BTreeMap;
-
-use crate::model::Value;
+use crate::model::{AttrMap, Value};
 
 use super::{len_u64, FormatError, Reader, Writer};
 
@@ -30,7 +28,7 @@ const MIN_SPARSE_ENTRY_BYTES: usize = 4 + 4;
 /// Encode an *attributes* map (u32 count, then (name, value) pairs in name
 /// order) as in a WAL document, refusing what [`decode_attrs`] would refuse
 /// (over-long strings, nested arrays). Shared with the segment codec.
-pub(crate) fn encode_attrs(w: &mut Writer, attrs: &BTreeMap<String, Value>) -> Result<(), FormatError> {
+pub(crate) fn encode_attrs(w: &mut Writer, attrs: &AttrMap) -> Result<(), FormatError> {
     let mut e = Enc { w: std::mem::take(w), violation: None };
     e.attrs(attrs);
     *w = e.w;
@@ -39,7 +37,7 @@ pub(crate) fn encode_attrs(w: &mut Writer, attrs: &BTreeMap<String, Value>) -> R
 
 /// Decode an *attributes* map written by [`encode_attrs`] (names strictly
 /// increasing). Shared with the segment codec.
-pub(crate) fn decode_attrs(r: &mut Reader<'_>) -> Result<BTreeMap<String, Value>, FormatError> {
+pub(crate) fn decode_attrs(r: &mut Reader<'_>) -> Result<AttrMap, FormatError> {
     read_attrs(r)
 }
 
@@ -117,7 +115,7 @@ impl Enc {
         }
     }
 
-    pub(super) fn attrs(&mut self, attrs: &BTreeMap<String, Value>) {
+    pub(super) fn attrs(&mut self, attrs: &AttrMap) {
         let n = self.count("attributes", attrs.len(), usize::MAX);
         self.w.u32(n);
         for (name, v) in attrs {
@@ -159,9 +157,9 @@ pub(super) fn read_value(r: &mut Reader<'_>, nested: bool) -> Result<Value, Form
     })
 }
 
-pub(super) fn read_attrs(r: &mut Reader<'_>) -> Result<BTreeMap<String, Value>, FormatError> {
+pub(super) fn read_attrs(r: &mut Reader<'_>) -> Result<AttrMap, FormatError> {
     let n = r.count("attributes", MIN_ATTR_BYTES, usize::MAX)?;
-    let mut attrs = BTreeMap::new();
+    let mut attrs = AttrMap::with_capacity(n);
     let mut last: Option<&str> = None;
     for _ in 0..n {
         let name = r.str("attribute name", MAX_STRING_BYTES)?;

@@ -24,8 +24,8 @@ use crate::engine::{EngineError, WriteResponse};
 use crate::filter::Filter;
 
 use crate::model::{
-    DistanceMetric, DocId, Document, Value, ID_ATTR, MAX_ATTRIBUTE_NAME_BYTES, MAX_ATTRIBUTE_VALUE_BYTES,
-    MAX_DOCUMENT_BYTES, MAX_VECTOR_DIM, VECTOR_ATTR,
+    AttrMap, DistanceMetric, DocId, Document, Value, ID_ATTR, MAX_ATTRIBUTE_NAME_BYTES,
+    MAX_ATTRIBUTE_VALUE_BYTES, MAX_DOCUMENT_BYTES, MAX_VECTOR_DIM, VECTOR_ATTR,
 };
 
 use crate::ops::{NamespaceSettings, Patch, PatchByFilter};
@@ -271,7 +271,7 @@ impl WriteRequest {
                     .get("patch")
                     .and_then(Json::as_object)
                     .ok_or_else(|| invalid("patch_by_filter.patch must be an object"))?;
-                let mut attrs = BTreeMap::new();
+                let mut attrs = AttrMap::new();
                 for (k, val) in patch {
                     check_attr_name(k, true)?;
                     let val = Value::from_json(val)

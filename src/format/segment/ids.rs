@@ -70,7 +70,7 @@ impl IdsSection {
 
 /// Decode one row's attributes as stored in the docs section (kind 2, 8.5):
 /// exactly one attributes map. For readers that fetched the row's bytes by range.
-pub fn decode_row_attributes(bytes: &[u8]) -> Result<BTreeMap<String, Value>, FormatError> {
+pub fn decode_row_attributes(bytes: &[u8]) -> Result<AttrMap, FormatError> {
     let mut r = Reader::new(bytes);
     let attrs = decode_attrs(&mut r)?;
     r.finish("segment doc")?;

@@ -45,14 +45,13 @@
 //!   with its own magic/version/crc32c; bits at or above `rows` are zero.
 
 use std::cmp::Ordering;
-use std::collections::BTreeMap;
 use std::fmt;
 use std::ops::Range;
 use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::model::{DocId, Document, IdType, Value, MAX_STRING_ID_BYTES, MAX_VECTOR_DIM};
+use crate::model::{AttrMap, DocId, Document, IdType, MAX_STRING_ID_BYTES, MAX_VECTOR_DIM};
 
 use super::attrs::{decode_attrs, encode_attrs};
 use super::{len_u64, FormatError, Reader, Writer, FORMAT_VERSION_V1};

@@ -612,7 +612,7 @@ impl Segment {
     }
 
     /// The attributes of `row` (only that row is decoded).
-    pub fn attrs(&self, row: usize) -> Result<BTreeMap<String, Value>, FormatError> {
+    pub fn attrs(&self, row: usize) -> Result<AttrMap, FormatError> {
         if row >= self.inner.rows {
             return Err(malformed(format_args!("row {row} out of range (len {})", self.inner.rows)));
         }
@@ -641,7 +641,7 @@ impl Segment {
     /// Row `row` without its vector, and without its attributes unless
     /// `attributes` (a query returning ids touches only the ids section).
     pub fn doc_without_vector(&self, row: usize, attributes: bool) -> Result<Document, FormatError> {
-        let attrs = if attributes { self.attrs(row)? } else { BTreeMap::new() };
+        let attrs = if attributes { self.attrs(row)? } else { AttrMap::new() };
         let id = self.try_id(row).ok_or_else(|| malformed(format_args!("row {row} out of range")))?;
         Ok(Document { id, vector: None, attrs })
     }

@@ -116,7 +116,7 @@ impl Spool {
                 // change while the mapping lives.
                 let map = unsafe { memmap2::Mmap::map(w.get_ref())? };
                 Ok(match super::f32_slice(&map) {
-                    Some(_) => F32Rows::Mapped(map),
+                    Some(_) => F32Rows::Mapped(MappedF32 { map, file: w.get_ref().try_clone()? }),
                     None => F32Rows::Owned(decode_f32(&map)),
                 })
             }
@@ -132,17 +132,51 @@ fn decode_f32(b: &[u8]) -> Vec<f32> {
 #[derive(Debug)]
 pub enum F32Rows {
     /// A page-aligned mapping whose bytes are native f32s.
-    Mapped(memmap2::Mmap),
+    Mapped(MappedF32),
     /// A decoded copy.
     Owned(Vec<f32>),
+}
+
+/// A spool's read-only mapping and its file, for positioned reads.
+#[derive(Debug)]
+pub struct MappedF32 {
+    map: memmap2::Mmap,
+    file: File,
 }
 
 impl F32Rows {
     /// The values.
     pub fn as_slice(&self) -> &[f32] {
         match self {
-            F32Rows::Mapped(m) => super::f32_slice(m).unwrap_or_default(),
+            F32Rows::Mapped(m) => super::f32_slice(&m.map).unwrap_or_default(),
             F32Rows::Owned(v) => v,
+        }
+    }
+
+    /// Row `r` of `dim` values. A mapped spool's row is copied into `buf` by a
+    /// positioned read, mapping nothing: scattered rows read through the
+    /// mapping would each map the whole (large) page-cache folio around them,
+    /// and a few thousand such reads between two releases make the spool
+    /// resident. A row past the end is empty.
+    pub fn row<'a>(&'a self, r: usize, dim: usize, buf: &'a mut Vec<f32>) -> &'a [f32] {
+        let in_memory = self.as_slice().get(r * dim..(r + 1) * dim).unwrap_or(&[]);
+        let F32Rows::Mapped(m) = self else { return in_memory };
+        if in_memory.is_empty() {
+            return in_memory;
+        }
+        buf.clear();
+        buf.resize(dim, 0.0);
+        // SAFETY: u8 has alignment 1 and the `dim` initialized f32s of `buf`
+        // are 4·dim bytes; every bit pattern is a valid f32.
+        let bytes = unsafe { std::slice::from_raw_parts_mut(buf.as_mut_ptr().cast::<u8>(), dim * 4) };
+        use std::os::unix::fs::FileExt;
+        match m.file.read_exact_at(bytes, (r * dim * 4) as u64) {
+            // `f32_slice` mapped the spool only if its bytes are native f32s.
+            Ok(()) => buf,
+            Err(e) => {
+                tracing::debug!(error = %e, "positioned read of a spooled row failed; reading the mapping");
+                in_memory
+            }
         }
     }
 
@@ -154,7 +188,7 @@ impl F32Rows {
     /// Released pages stay in the page cache, so a page read again is a
     /// minor fault.
     pub fn settled_while<R>(&self, every: std::time::Duration, f: impl FnOnce(&[f32]) -> R) -> R {
-        let F32Rows::Mapped(map) = self else { return f(self.as_slice()) };
+        let F32Rows::Mapped(MappedF32 { map, .. }) = self else { return f(self.as_slice()) };
         let stop = Stop::default();
         std::thread::scope(|s| {
             s.spawn(|| {

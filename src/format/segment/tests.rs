@@ -1,5 +1,6 @@
 use super::assemble::assemble;
 use super::*;
+use crate::model::Value;
 use proptest::prelude::*;
 
 /// Invariant: with range checksums any byte range, widened to chunks, verifies on its own;
@@ -64,7 +65,7 @@ fn open_settling_hands_the_file_over_stretch_by_stretch() {
     let mut b = SegmentBuilder::new(IdType::U64, Some(dim)).with_range_checksums();
     for i in 0..rows {
         let v: Vec<f32> = (0..dim).map(|d| (i as f32) + d as f32 * 0.5).collect();
-        b.push(&Document { id: DocId::U64(i as u64), vector: Some(v.into()), attrs: BTreeMap::new() })
+        b.push(&Document { id: DocId::U64(i as u64), vector: Some(v.into()), attrs: AttrMap::new() })
             .unwrap();
     }
     let bytes = b.finish().unwrap();
@@ -109,7 +110,7 @@ fn ids_section_read_alone_matches_the_segment() {
     for (ty, ids) in kinds {
         let mut b = SegmentBuilder::new(ty, None);
         for id in &ids {
-            b.push(&Document { id: id.clone(), vector: None, attrs: BTreeMap::new() }).unwrap();
+            b.push(&Document { id: id.clone(), vector: None, attrs: AttrMap::new() }).unwrap();
         }
         let bytes = b.finish().unwrap();
         let table = section_table(&bytes).unwrap();
@@ -132,11 +133,11 @@ fn ids_section_read_alone_matches_the_segment() {
     }
 }
 
-fn attrs(pairs: &[(&str, Value)]) -> BTreeMap<String, Value> {
+fn attrs(pairs: &[(&str, Value)]) -> AttrMap {
     pairs.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect()
 }
 
-fn every_value() -> BTreeMap<String, Value> {
+fn every_value() -> AttrMap {
     attrs(&[
         ("arr", Value::Array(vec![Value::Int(1), Value::Str("x".into()), Value::Bool(false)])),
         ("b", Value::Bool(true)),
@@ -178,7 +179,7 @@ fn check_all(seg: &Segment, docs: &[Document]) {
 fn small_docs() -> Vec<Document> {
     vec![
         Document { id: DocId::U64(3), vector: Some(vec![1.0, 2.0].into()), attrs: every_value() },
-        Document { id: DocId::U64(10), vector: Some(vec![-0.5, 0.0].into()), attrs: BTreeMap::new() },
+        Document { id: DocId::U64(10), vector: Some(vec![-0.5, 0.0].into()), attrs: AttrMap::new() },
         Document {
             id: DocId::U64(u64::MAX),
             vector: Some(vec![f32::MIN_POSITIVE, 7.0].into()),
@@ -246,9 +247,9 @@ fn string_ids_round_trip() {
 #[test]
 fn rows_without_vectors_are_recorded() {
     let docs = vec![
-        Document { id: DocId::U64(1), vector: None, attrs: BTreeMap::new() },
-        Document { id: DocId::U64(2), vector: Some(vec![1.0, 2.0, 3.0].into()), attrs: BTreeMap::new() },
-        Document { id: DocId::U64(3), vector: None, attrs: BTreeMap::new() },
+        Document { id: DocId::U64(1), vector: None, attrs: AttrMap::new() },
+        Document { id: DocId::U64(2), vector: Some(vec![1.0, 2.0, 3.0].into()), attrs: AttrMap::new() },
+        Document { id: DocId::U64(3), vector: None, attrs: AttrMap::new() },
     ];
     let bytes = build(IdType::U64, Some(3), &docs);
     let seg = open(&bytes).unwrap();
@@ -277,13 +278,13 @@ fn empty_segments_round_trip() {
 #[test]
 fn builder_refuses_bad_pushes_without_appending() {
     let mut b = SegmentBuilder::new(IdType::U64, Some(2));
-    b.push(&Document { id: DocId::U64(5), vector: Some(vec![0.0, 1.0].into()), attrs: BTreeMap::new() })
+    b.push(&Document { id: DocId::U64(5), vector: Some(vec![0.0, 1.0].into()), attrs: AttrMap::new() })
         .unwrap();
     let bad = [
-        Document { id: DocId::U64(5), vector: Some(vec![0.0, 1.0].into()), attrs: BTreeMap::new() },
-        Document { id: DocId::U64(4), vector: Some(vec![0.0, 1.0].into()), attrs: BTreeMap::new() },
-        Document { id: DocId::Str("x".into()), vector: None, attrs: BTreeMap::new() },
-        Document { id: DocId::U64(6), vector: Some(vec![0.0].into()), attrs: BTreeMap::new() },
+        Document { id: DocId::U64(5), vector: Some(vec![0.0, 1.0].into()), attrs: AttrMap::new() },
+        Document { id: DocId::U64(4), vector: Some(vec![0.0, 1.0].into()), attrs: AttrMap::new() },
+        Document { id: DocId::Str("x".into()), vector: None, attrs: AttrMap::new() },
+        Document { id: DocId::U64(6), vector: Some(vec![0.0].into()), attrs: AttrMap::new() },
         Document {
             id: DocId::U64(7),
             vector: None,
@@ -300,7 +301,7 @@ fn builder_refuses_bad_pushes_without_appending() {
 
     let mut b = SegmentBuilder::new(IdType::U64, None);
     assert!(b
-        .push(&Document { id: DocId::U64(1), vector: Some(vec![1.0].into()), attrs: BTreeMap::new() })
+        .push(&Document { id: DocId::U64(1), vector: Some(vec![1.0].into()), attrs: AttrMap::new() })
         .is_err());
     let mut b = SegmentBuilder::new(IdType::String, None);
     assert!(b.push(&Document::new(DocId::Str(String::new()))).is_err());
@@ -399,8 +400,8 @@ fn rebuild(seg: &Segment) -> Vec<u8> {
 #[test]
 fn core_sections_come_first_in_kind_order_and_absent_vectors_are_zero() {
     let docs = vec![
-        Document { id: DocId::U64(1), vector: None, attrs: BTreeMap::new() },
-        Document { id: DocId::U64(2), vector: Some(vec![1.0, 2.0].into()), attrs: BTreeMap::new() },
+        Document { id: DocId::U64(1), vector: None, attrs: AttrMap::new() },
+        Document { id: DocId::U64(2), vector: Some(vec![1.0, 2.0].into()), attrs: AttrMap::new() },
     ];
     let seg = open(&build(IdType::U64, Some(2), &docs)).unwrap();
     let ids = seg.section(SECTION_IDS).unwrap().to_vec();
@@ -503,7 +504,7 @@ fn every_single_bit_flip_is_refused() {
     let mut b = SegmentBuilder::new(IdType::String, Some(1));
     b.push(&Document { id: DocId::Str("a".into()), vector: Some(vec![1.0].into()), attrs: every_value() })
         .unwrap();
-    b.push(&Document { id: DocId::Str("b".into()), vector: None, attrs: BTreeMap::new() }).unwrap();
+    b.push(&Document { id: DocId::Str("b".into()), vector: None, attrs: AttrMap::new() }).unwrap();
     b.add_section(SECTION_ANN_INDEX, vec![1, 2, 3]);
     for bytes in [small_segment(), b.finish().unwrap()] {
         for i in 0..bytes.len() * 8 {
@@ -724,7 +725,7 @@ fn arb_docs() -> impl Strategy<Value = (Option<u32>, Vec<Document>)> {
                 .map(|(id, (vector, attrs))| Document {
                     id: id.clone(),
                     vector: vector.map(Into::into),
-                    attrs,
+                    attrs: attrs.into_iter().collect(),
                 })
                 .collect();
             (dim, docs)
@@ -781,7 +782,7 @@ proptest! {
 #[test]
 fn a_row_that_passes_the_checksums_but_does_not_decode_fails_alone() {
     let docs: Vec<Document> =
-        (0..3).map(|i| Document { id: DocId::U64(i), vector: None, attrs: BTreeMap::new() }).collect();
+        (0..3).map(|i| Document { id: DocId::U64(i), vector: None, attrs: AttrMap::new() }).collect();
     let bad = super::with_undecodable_row(&build(IdType::U64, None, &docs), 1);
     let seg = open(&bad).expect("every checksum holds");
     assert!(seg.doc(1).is_err(), "the damaged row is an error, never a document");
@@ -827,6 +828,31 @@ fn a_spooled_build_streams_the_same_bytes_as_an_in_memory_one() {
     let seg = open(&streamed).unwrap();
     assert_eq!(seg.len(), 4000);
     assert!(seg.section(SECTION_RANGE_CHECKSUMS).is_some());
+}
+
+/// Invariant: a spooled row read by a positioned read ([`F32Rows::row`], how the index builds
+/// read scattered rows) is the mapped row, for every row; past the end there is none.
+#[test]
+fn a_spooled_row_read_by_position_is_the_mapped_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let dim = 5u32;
+    let (mut mem, mut spooled) = twin_builders(dir.path(), dim);
+    for i in 0..3000u32 {
+        let vector = Some((0..dim).map(|j| (i * dim + j) as f32 * 0.5 - 7.0).collect());
+        let d = Document { id: DocId::Str(format!("doc-{i:06}")), vector, attrs: AttrMap::new() };
+        mem.push(&d).unwrap();
+        spooled.push(&d).unwrap();
+    }
+    let (owned, mapped) = (mem.vectors_f32().unwrap(), spooled.vectors_f32().unwrap());
+    assert!(matches!(mapped, F32Rows::Mapped(_)));
+    let (d, mut buf) = (dim as usize, Vec::new());
+    for r in (0..3000).rev() {
+        let want = &owned.as_slice()[r * d..(r + 1) * d];
+        assert_eq!(mapped.row(r, d, &mut buf), want, "row {r}");
+        assert_eq!(owned.row(r, d, &mut buf), want, "row {r}");
+    }
+    assert!(mapped.row(3000, d, &mut buf).is_empty());
+    assert!(owned.row(3000, d, &mut buf).is_empty());
 }
 
 #[test]

@@ -2,16 +2,16 @@
 //! refusal of `decode`, and property tests over arbitrary batches.
 
 use super::*;
+use crate::model::AttrMap;
 use crate::model::Value;
 use proptest::prelude::*;
 use serde_json::json;
-use std::collections::BTreeMap;
 
 fn filter(v: serde_json::Value) -> Filter {
     Filter::parse(&v).unwrap()
 }
 
-fn attrs(pairs: &[(&str, Value)]) -> BTreeMap<String, Value> {
+fn attrs(pairs: &[(&str, Value)]) -> AttrMap {
     pairs.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect()
 }
 
@@ -32,7 +32,7 @@ fn full_batch() -> WalBatch {
         ]),
     };
     let uuid = uuid::Uuid::from_u128(0x0b4a_2f8e_6c3d_4c53_9c49_4f0b_6a3e_2a11);
-    let doc2 = Document { id: DocId::Uuid(uuid), vector: None, attrs: BTreeMap::new() };
+    let doc2 = Document { id: DocId::Uuid(uuid), vector: None, attrs: AttrMap::new() };
     let doc3 = Document::new(DocId::Str("doc-3".into()));
     let full = RequestRecord {
         idempotency_key: Some("idem-1".into()),
@@ -339,8 +339,8 @@ fn arb_value() -> impl Strategy<Value = Value> {
     ]
 }
 
-fn arb_attrs() -> impl Strategy<Value = BTreeMap<String, Value>> {
-    proptest::collection::btree_map(".{0,8}", arb_value(), 0..5)
+fn arb_attrs() -> impl Strategy<Value = AttrMap> {
+    proptest::collection::btree_map(".{0,8}", arb_value(), 0..5).prop_map(|m| m.into_iter().collect())
 }
 
 fn arb_filter() -> impl Strategy<Value = Option<Filter>> {

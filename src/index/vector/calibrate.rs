@@ -220,6 +220,11 @@ pub trait Rows {
     fn count(&self) -> usize;
     /// Rows `[start, start + n)` (within `count`), contiguous: borrowed, or written to `buf`.
     fn block<'a>(&'a self, start: usize, n: usize, buf: &'a mut Vec<f32>) -> &'a [f32];
+    /// Row `r` alone: the scattered reads (sample rows, checked results). Rows mapped from a
+    /// file read it without mapping it (see `rows::RowSource`).
+    fn one<'a>(&'a self, r: usize, buf: &'a mut Vec<f32>) -> &'a [f32] {
+        self.block(r, 1, buf)
+    }
 }
 
 /// Contiguous rows × dim.
@@ -264,7 +269,7 @@ pub fn sample_rows(space: &dyn Rows, dim: usize, metric: Metric) -> Sample {
         // One row at a seeded offset in each of `want` equal strides: evenly spaced rows alias
         // with any period in the row order (rows written in cycles would sample a few groups).
         let r = i * step + (splitmix(&mut offsets) % step as u64) as usize;
-        let x = space.block(r, 1, &mut buf);
+        let x = space.one(r, &mut buf);
         if x.iter().any(|v| *v != 0.0) {
             s.hidden.push(Some(r as u32));
             s.queries.extend_from_slice(x);
@@ -380,7 +385,7 @@ fn hits(space: &dyn Rows, metric: Metric, sample: &Sample, i: usize, found: &[u3
         .take(K)
         .filter(|r| {
             (**r as usize) < space.count() && {
-                let x = space.block(**r as usize, 1, &mut buf);
+                let x = space.one(**r as usize, &mut buf);
                 det_distance(metric, qv, x) <= bound
             }
         })

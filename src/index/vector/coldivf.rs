@@ -39,6 +39,7 @@ use super::ann::{
     AnnIndex,
 };
 use super::distance::{kernels, Metric};
+use super::rows::{RowSource, SliceRows};
 use crate::index::IndexError;
 
 /// Section magic.
@@ -63,6 +64,13 @@ fn head_len_for(nlist: usize, dim: usize) -> Option<usize> {
 /// Builds the section from the segment's ANN index and its vectors (rows × dim, row order).
 /// Returns None when the index does not match the vectors (the caller then writes no section).
 pub fn build(ann: &AnnIndex<'_>, vectors: &[f32], dim: usize) -> Option<Vec<u8>> {
+    build_over(ann, &SliceRows { vectors, dim }, dim)
+}
+
+/// [`build`] over `rows`: the lists' rows are read in list order through `rows.row` (scattered
+/// reads; see `ann::build_over`).
+pub fn build_over(ann: &AnnIndex<'_>, rows_in: &dyn RowSource, dim: usize) -> Option<Vec<u8>> {
+    let vectors = rows_in.all();
     let (centroids, offsets, row_ids) = ann.directory();
     let (nlist, rows) = (ann.nlist(), ann.rows());
     if ann.dim() != dim || dim == 0 || vectors.len() != rows.checked_mul(dim)? || row_ids.len() != rows {
@@ -83,6 +91,7 @@ pub fn build(ann: &AnnIndex<'_>, vectors: &[f32], dim: usize) -> Option<Vec<u8>>
     let crcs_at = out.len();
     out.resize(head_len, 0);
     let mut list_crcs = Vec::with_capacity(nlist);
+    let mut buf = Vec::new();
     for c in 0..nlist {
         let start = out.len();
         let positions = offsets[c] as usize..offsets[c + 1] as usize;
@@ -90,8 +99,7 @@ pub fn build(ann: &AnnIndex<'_>, vectors: &[f32], dim: usize) -> Option<Vec<u8>>
             out.extend_from_slice(&row.to_le_bytes());
         }
         for &row in &row_ids[positions] {
-            let row = row as usize;
-            out.extend(vectors[row * dim..(row + 1) * dim].iter().flat_map(|v| v.to_le_bytes()));
+            out.extend(rows_in.row(row as usize, &mut buf).iter().flat_map(|v| v.to_le_bytes()));
         }
         list_crcs.push(crc32c::crc32c(&out[start..]));
     }

@@ -35,3 +35,64 @@ impl RowSource for SliceRows<'_> {
         self.vectors
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::index::vector::distance::Metric;
+    use crate::index::vector::{ann, coldivf, graph};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// Rows copied out on every `row` call (as a positioned read does), counted.
+    struct Copying<'a> {
+        slice: SliceRows<'a>,
+        reads: AtomicUsize,
+    }
+
+    impl RowSource for Copying<'_> {
+        fn row<'a>(&'a self, r: usize, buf: &'a mut Vec<f32>) -> &'a [f32] {
+            self.reads.fetch_add(1, Ordering::Relaxed);
+            buf.clear();
+            buf.extend_from_slice(self.slice.row(r, &mut Vec::new()));
+            buf
+        }
+        fn all(&self) -> &[f32] {
+            self.slice.vectors
+        }
+    }
+
+    /// Invariant: the index builds read their scattered rows (calibration reranks and checks,
+    /// cold lists) through `row`, and a source that copies rows builds the same bytes as the
+    /// slice itself.
+    #[test]
+    fn the_builds_read_scattered_rows_through_the_source() {
+        let (n, dim) = (3000usize, 16usize);
+        let mut s = 7u64;
+        let vectors: Vec<f32> = (0..n * dim)
+            .map(|_| {
+                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                ((s >> 40) as f32 / (1u64 << 24) as f32) - 0.5
+            })
+            .collect();
+        for metric in [Metric::CosineDistance, Metric::EuclideanSquared] {
+            let src = Copying { slice: SliceRows { vectors: &vectors, dim }, reads: AtomicUsize::new(0) };
+            let params = ann::AnnParams::default();
+            let ivf = ann::build_over(&src, dim, metric, &params);
+            assert_eq!(ivf, ann::build(&vectors, dim, metric, &params), "{metric:?}");
+            let after_ivf = src.reads.load(Ordering::Relaxed);
+            assert!(after_ivf > 0, "the IVF calibration read rows through the source");
+            let ix = ann::AnnIndex::open(&ivf).unwrap();
+            let cold = coldivf::build_over(&ix, &src, dim).unwrap();
+            assert_eq!(cold, coldivf::build(&ix, &vectors, dim).unwrap());
+            let after_cold = src.reads.load(Ordering::Relaxed);
+            assert_eq!(after_cold - after_ivf, n, "every row of the cold lists once");
+            let gparams = graph::GraphParams::default();
+            let g = graph::build_over(&src, dim, metric, &gparams);
+            assert_eq!(g, graph::build(&vectors, dim, metric, &gparams), "{metric:?}");
+            assert!(
+                src.reads.load(Ordering::Relaxed) > after_cold,
+                "the graph calibration read rows through the source"
+            );
+        }
+    }
+}

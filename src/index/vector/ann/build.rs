@@ -5,6 +5,7 @@
 //! normalised) on the fly, in blocks.
 
 use super::*;
+use crate::index::vector::rows::{RowSource, SliceRows};
 
 pub(super) fn auto_nlist(n: usize) -> usize {
     let by_sqrt = (2.7 * (n as f64).sqrt()).round() as usize;
@@ -89,6 +90,8 @@ pub(super) fn normalize_in_place(x: &mut [f32]) -> f32 {
 /// The rows the IVF indexes, computed on demand from the caller's vectors (no working copy):
 /// non-finite components as 0, cosine rows normalised ([`normalize_in_place`]).
 struct IvfRows<'a> {
+    /// Scattered rows are read through it.
+    source: &'a dyn RowSource,
     vectors: &'a [f32],
     dim: usize,
     metric: Metric,
@@ -97,8 +100,8 @@ struct IvfRows<'a> {
 }
 
 impl<'a> IvfRows<'a> {
-    fn new(vectors: &'a [f32], n: usize, dim: usize, metric: Metric) -> Self {
-        let vectors = &vectors[..n * dim];
+    fn new(source: &'a dyn RowSource, n: usize, dim: usize, metric: Metric) -> Self {
+        let vectors = &source.all()[..n * dim];
         let mut buf = vec![0f32; dim];
         let norms = (0..n)
             .map(|r| {
@@ -111,12 +114,17 @@ impl<'a> IvfRows<'a> {
                 }
             })
             .collect();
-        IvfRows { vectors, dim, metric, norms }
+        IvfRows { source, vectors, dim, metric, norms }
     }
 
     /// Row `r` in index space, written to `out` (dim values).
     fn row_into(&self, r: usize, out: &mut [f32]) {
-        finite_into(&self.vectors[r * self.dim..(r + 1) * self.dim], out);
+        self.as_indexed(r, &self.vectors[r * self.dim..(r + 1) * self.dim], out);
+    }
+
+    /// Row `r` (read as `x`) in index space, written to `out`.
+    fn as_indexed(&self, r: usize, x: &[f32], out: &mut [f32]) {
+        finite_into(x, out);
         let n = self.norms[r];
         if self.metric == Metric::CosineDistance && n > 0.0 && n.is_finite() {
             out.iter_mut().for_each(|v| *v /= n);
@@ -135,6 +143,13 @@ impl super::super::calibrate::Rows for IvfRows<'_> {
         }
         buf
     }
+    fn one<'a>(&'a self, r: usize, buf: &'a mut Vec<f32>) -> &'a [f32] {
+        let mut raw = Vec::new();
+        let x = self.source.row(r, &mut raw);
+        buf.resize(self.dim, 0.0);
+        self.as_indexed(r, x, buf);
+        buf
+    }
 }
 
 /// `x` with non-finite components as 0, into `out`.
@@ -149,9 +164,20 @@ const ASSIGN_BLOCK: usize = 16_384;
 /// are ignored; `dim == 0` gives an empty index. Non-finite components are treated as 0.
 /// Holds no f32 copy of the rows (only the k-means training sample).
 pub fn build(vectors: &[f32], dim: usize, metric: Metric, params: &AnnParams) -> Vec<u8> {
+    let whole = vectors.len().checked_div(dim).unwrap_or(0) * dim;
+    build_over(&SliceRows { vectors: &vectors[..whole], dim }, dim, metric, params)
+}
+
+/// [`build`] over `rows`: every pass reads `rows.all()` in row order, and the
+/// scattered reads (the calibration's reranks) go through `rows.row`. Rows
+/// mapped from a file are read in order there (pages given back behind);
+/// read at random through the mapping, each fault would map far more than
+/// its row, and a 1.5 GB mapping became resident within a second.
+pub fn build_over(rows: &dyn RowSource, dim: usize, metric: Metric, params: &AnnParams) -> Vec<u8> {
     use super::super::calibrate::Rows;
+    let vectors = rows.all();
     let n = vectors.len().checked_div(dim).unwrap_or(0).min(u32::MAX as usize - 1);
-    let data = IvfRows::new(vectors, n, dim, metric);
+    let data = IvfRows::new(rows, n, dim, metric);
     let norms_row = &data.norms;
     let mut rowbuf = vec![0f32; dim];
     let nlist = if n == 0 {
@@ -240,11 +266,14 @@ pub fn build(vectors: &[f32], dim: usize, metric: Metric, params: &AnnParams) ->
     for c in 0..nlist {
         offsets[c + 1] += offsets[c];
     }
+    // Each row's position in list order (rows of a list in row order).
     let mut fill: Vec<u32> = offsets[..nlist].to_vec();
     let mut row_ids = vec![0u32; n];
+    let mut position = vec![0u32; n];
     for (row, (c, _)) in assignment.iter().enumerate() {
         let p = &mut fill[*c as usize];
         row_ids[*p as usize] = row as u32;
+        position[row] = *p;
         *p += 1;
     }
 
@@ -261,30 +290,16 @@ pub fn build(vectors: &[f32], dim: usize, metric: Metric, params: &AnnParams) ->
     }
     let scales: Vec<f32> =
         maxabs.iter().map(|m| if *m > 0.0 && m.is_finite() { 127.0 / m } else { 1.0 }).collect();
-    let mut codes = vec![128u8; n * stride];
-    let mut norms = vec![0f32; n];
-    for (pos, &row) in row_ids.iter().enumerate() {
-        let row = row as usize;
-        let c = assignment[row].0 as usize;
-        data.row_into(row, &mut rowbuf);
-        let x = &rowbuf;
-        let cent = &centroids[c * dim..(c + 1) * dim];
-        let out = &mut codes[pos * stride..pos * stride + dim];
-        for j in 0..dim {
-            let q = ((x[j] - cent[j]) * scales[j]).round().clamp(-127.0, 127.0);
-            out[j] = (q as i32 + 128) as u8;
-        }
-        norms[pos] = norms_row[row];
-    }
-
-    // --- Serialize.
-    let mut blocks: Vec<Vec<u8>> = Vec::with_capacity(BLOCKS);
-    blocks.push(centroids.iter().flat_map(|v| v.to_le_bytes()).collect());
-    blocks.push(offsets.iter().flat_map(|v| v.to_le_bytes()).collect());
-    blocks.push(row_ids.iter().flat_map(|v| v.to_le_bytes()).collect());
-    blocks.push(norms.iter().flat_map(|v| v.to_le_bytes()).collect());
-    blocks.push(scales.iter().flat_map(|v| v.to_le_bytes()).collect());
-    blocks.push(codes);
+    // --- Serialize: the small blocks, then the codes coded in place (no
+    // second copy of the largest block).
+    let norms: Vec<f32> = row_ids.iter().map(|&r| norms_row[r as usize]).collect();
+    let blocks: [Vec<u8>; BLOCKS - 1] = [
+        centroids.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        offsets.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        row_ids.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        norms.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        scales.iter().flat_map(|v| v.to_le_bytes()).collect(),
+    ];
     let mut out = vec![0u8; HEADER_LEN];
     out[0..8].copy_from_slice(&MAGIC);
     out[8..12].copy_from_slice(&VERSION.to_le_bytes());
@@ -298,15 +313,36 @@ pub fn build(vectors: &[f32], dim: usize, metric: Metric, params: &AnnParams) ->
     out[36..40].copy_from_slice(&(default_nprobe(n, nlist) as u32).to_le_bytes());
     // Physical order: the small directory blocks (centroids, offsets, scales) first, so the
     // header and directory are one contiguous range; then ids, norms and codes.
-    for i in [0usize, 1, 4, 2, 3, 5] {
-        let b = &blocks[i];
+    let place = |out: &mut Vec<u8>, i: usize, len: usize| {
         let off = out.len();
         out[64 + 16 * i..72 + 16 * i].copy_from_slice(&(off as u64).to_le_bytes());
-        out[72 + 16 * i..80 + 16 * i].copy_from_slice(&(b.len() as u64).to_le_bytes());
-        out.extend_from_slice(b);
+        out[72 + 16 * i..80 + 16 * i].copy_from_slice(&(len as u64).to_le_bytes());
+        off
+    };
+    for i in [0usize, 1, 4, 2, 3] {
+        place(&mut out, i, blocks[i].len());
+        out.extend_from_slice(&blocks[i]);
         out.resize(out.len().div_ceil(64) * 64, 0);
     }
-    let mut out = calibrate_section(out, &vectors[..n * dim], &data, dim, metric, default_nprobe(n, nlist));
+    drop(blocks);
+    let codes_at = place(&mut out, BLOCKS - 1, n * stride);
+    out.resize(codes_at + n * stride, 128);
+    let codes = &mut out[codes_at..];
+    // In row order (the reads in order, the writes scattered over the codes).
+    for (row, (c, _)) in assignment.iter().enumerate() {
+        let (pos, c) = (position[row] as usize, *c as usize);
+        data.row_into(row, &mut rowbuf);
+        let x = &rowbuf;
+        let cent = &centroids[c * dim..(c + 1) * dim];
+        let code = &mut codes[pos * stride..pos * stride + dim];
+        for j in 0..dim {
+            let q = ((x[j] - cent[j]) * scales[j]).round().clamp(-127.0, 127.0);
+            code[j] = (q as i32 + 128) as u8;
+        }
+    }
+    out.resize(out.len().div_ceil(64) * 64, 0);
+    drop(position);
+    let mut out = calibrate_section(out, rows, &data, metric, default_nprobe(n, nlist));
     let crc = section_crc(&out);
     out[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_le_bytes());
     out
@@ -318,9 +354,8 @@ pub fn build(vectors: &[f32], dim: usize, metric: Metric, params: &AnnParams) ->
 /// exactly).
 fn calibrate_section(
     mut out: Vec<u8>,
-    vectors: &[f32],
+    rows: &dyn RowSource,
     space: &IvfRows<'_>,
-    dim: usize,
     metric: Metric,
     base: usize,
 ) -> Vec<u8> {
@@ -336,10 +371,10 @@ fn calibrate_section(
                     ladder.push((nprobe, rerank));
                 }
             }
-            let sample = calibrate::sample_rows(space, dim, metric);
+            let sample = calibrate::sample_rows(space, space.dim, metric);
             calibrate::calibrate_rows(space, metric, &sample, &ladder, |qv, _, nprobe, rerank| {
                 let p = SearchParams { nprobe, rerank, ..SearchParams::default() };
-                ix.search(vectors, qv, calibrate::K + 1, None, &p).into_iter().map(|r| r.0).collect()
+                ix.search_rows(rows, qv, calibrate::K + 1, None, &p).into_iter().map(|r| r.0).collect()
             })
         }
         Err(_) => calibrate::Calibration::default(),

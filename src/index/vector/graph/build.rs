@@ -4,6 +4,7 @@
 use super::super::ann::{metric_code, quantize_query};
 use super::super::calibrate::{self, Calibration};
 use super::super::distance::{kernels, Kernels, Metric};
+use super::super::rows::{RowSource, SliceRows};
 use super::super::Ranked;
 use super::search::{beam, GraphIndex, Visited};
 use super::*;
@@ -60,6 +61,8 @@ fn select(cands: &[Ranked], m: usize, cd: &Coded<'_>) -> Vec<u32> {
 /// The rows the graph indexes, computed on demand from the caller's vectors (no copy): cosine
 /// rows unit-normalised by their f64 norm, euclidean rows as given.
 struct Space<'a> {
+    /// Scattered rows are read through it.
+    source: &'a dyn RowSource,
     vectors: &'a [f32],
     dim: usize,
     rows: usize,
@@ -68,8 +71,8 @@ struct Space<'a> {
 }
 
 impl<'a> Space<'a> {
-    fn new(vectors: &'a [f32], rows: usize, dim: usize, metric: Metric) -> Self {
-        let vectors = &vectors[..rows * dim];
+    fn new(source: &'a dyn RowSource, rows: usize, dim: usize, metric: Metric) -> Self {
+        let vectors = &source.all()[..rows * dim];
         let norms = (metric == Metric::CosineDistance).then(|| {
             (0..rows)
                 .map(|r| {
@@ -78,7 +81,7 @@ impl<'a> Space<'a> {
                 })
                 .collect()
         });
-        Space { vectors, dim, rows, norms }
+        Space { source, vectors, dim, rows, norms }
     }
 
     /// Row `r` in index space (borrowed when it needs no normalising, else written to `buf`).
@@ -94,7 +97,12 @@ impl<'a> Space<'a> {
     /// zero or non-finite norm).
     #[inline]
     fn normalise(&self, r: usize, out: &mut [f32]) -> Option<&[f32]> {
-        let x = &self.vectors[r * self.dim..(r + 1) * self.dim];
+        self.normalise_read(r, &self.vectors[r * self.dim..(r + 1) * self.dim], out)
+    }
+
+    /// [`Space::normalise`] of row `r` read as `x`.
+    #[inline]
+    fn normalise_read<'b>(&self, r: usize, x: &'b [f32], out: &mut [f32]) -> Option<&'b [f32]> {
         match self.norms.as_ref().map(|n| n[r]) {
             Some(n) if n > 0.0 && n.is_finite() => {
                 out.iter_mut().zip(x).for_each(|(o, a)| *o = (f64::from(*a) / n) as f32);
@@ -119,6 +127,16 @@ impl calibrate::Rows for Space<'_> {
             if let Some(x) = self.normalise(start + r, out) {
                 out.copy_from_slice(x);
             }
+        }
+        buf
+    }
+    fn one<'a>(&'a self, r: usize, buf: &'a mut Vec<f32>) -> &'a [f32] {
+        let mut raw = Vec::new();
+        let x = self.source.row(r, &mut raw);
+        buf.resize(self.dim, 0.0);
+        let as_read = self.normalise_read(r, x, buf).is_some();
+        if as_read {
+            buf.copy_from_slice(x);
         }
         buf
     }
@@ -151,10 +169,10 @@ fn entry_row(space: &Space<'_>, mean: &[f64]) -> u32 {
     entry
 }
 
-/// Codes of the centred rows: data codes, query codes (i8, bias, inverse scale), |x − m|².
+/// Codes of the centred rows besides the data codes (written into the section): query codes
+/// (i8, bias, inverse scale), |x − m|².
 struct CentredCodes {
     scales: Vec<f32>,
-    codes: Vec<u8>,
     qcodes: Vec<i8>,
     qbias: Vec<i32>,
     qinv: Vec<f32>,
@@ -162,9 +180,15 @@ struct CentredCodes {
 }
 
 /// Codes the rows `x − m` (computed row by row: no centred copy). Per-dimension max-abs scales
-/// (`127 / max |x_j − m_j|`), data codes `round((x_j − m_j) · s_j) + 128` (padding 128), query
-/// codes as [`quantize_query`] gives them.
-fn centred_codes(space: &Space<'_>, mean: &[f32], stride: usize, threads: usize) -> CentredCodes {
+/// (`127 / max |x_j − m_j|`), data codes `round((x_j − m_j) · s_j) + 128` (padding 128) into
+/// `codes` (rows × stride), query codes as [`quantize_query`] gives them.
+fn centred_codes(
+    space: &Space<'_>,
+    mean: &[f32],
+    stride: usize,
+    threads: usize,
+    codes: &mut [u8],
+) -> CentredCodes {
     let (rows, dim) = (space.rows, space.dim);
     let mut maxabs = vec![0f32; dim];
     let mut buf = vec![0f32; dim];
@@ -176,8 +200,8 @@ fn centred_codes(space: &Space<'_>, mean: &[f32], stride: usize, threads: usize)
     }
     let scales: Vec<f32> =
         maxabs.iter().map(|m| if *m > 0.0 && m.is_finite() { 127.0 / m } else { 1.0 }).collect();
+    codes.fill(128);
     let mut cc = CentredCodes {
-        codes: vec![128u8; rows * stride],
         qcodes: vec![0i8; rows * stride],
         qbias: vec![0i32; rows],
         qinv: vec![0f32; rows],
@@ -211,8 +235,7 @@ fn centred_codes(space: &Space<'_>, mean: &[f32], stride: usize, threads: usize)
             }
         };
     std::thread::scope(|s| {
-        let parts = cc
-            .codes
+        let parts = codes
             .chunks_mut(per * stride)
             .zip(cc.qcodes.chunks_mut(per * stride))
             .zip(cc.qbias.chunks_mut(per))
@@ -437,35 +460,47 @@ fn put_f32s(b: &mut [u8], at: usize, v: &[f32]) {
 /// with the search filter. Holds no f32 copy of the rows (cosine rows are normalised on the fly,
 /// also for calibration): the working set is the codes, the adjacency and the section.
 pub fn build(vectors: &[f32], dim: usize, metric: Metric, params: &GraphParams) -> Vec<u8> {
+    let whole = vectors.len().checked_div(dim).unwrap_or(0) * dim;
+    build_over(&SliceRows { vectors: &vectors[..whole], dim }, dim, metric, params)
+}
+
+/// [`build`] over `rows`: the passes read `rows.all()` in row order, the calibration's
+/// reranks (scattered rows) go through `rows.row` (see `ann::build_over`). The data codes are
+/// coded straight into the section (never a second copy of them).
+pub fn build_over(rows_in: &dyn RowSource, dim: usize, metric: Metric, params: &GraphParams) -> Vec<u8> {
+    let vectors = rows_in.all();
     let rows = vectors.len().checked_div(dim).unwrap_or(0);
     let degree = params.degree.clamp(2, 256) as usize;
     let stride = dim.div_ceil(64) * 64;
     let threads = params.threads.clamp(1, 64) as usize;
-    let space = Space::new(vectors, rows, dim, metric);
+    let Some([o_sc, o_m, o_n, o_nb, o_c, end]) = layout(false, dim, rows, degree, stride) else {
+        return Vec::new();
+    };
+    let space = Space::new(rows_in, rows, dim, metric);
     let mean64 = mean_of(&space);
     let mean: Vec<f32> = mean64.iter().map(|m| if params.centred { *m as f32 } else { 0.0 }).collect();
     let entry = entry_row(&space, &mean64);
-    let mut cc = centred_codes(&space, &mean, stride, threads);
+    // Zeroed (untouched pages cost nothing until written): the codes part is written now, the
+    // rest once the links are made.
+    let mut b = vec![0u8; end];
+    let (head, codes) = b.split_at_mut(o_c);
+    let mut cc = centred_codes(&space, &mean, stride, threads, codes);
     let cd = Coded {
         kern: kernels(),
         stride,
-        codes: &cc.codes,
+        codes,
         qcodes: &cc.qcodes,
         qbias: &cc.qbias,
         qinv: &cc.qinv,
         norms2: &cc.norms2,
     };
     let adj = link(&cd, rows, degree, entry, params);
-    // The query codes served the linking only: free them before the section is allocated.
+    // The query codes served the linking only.
     (cc.qcodes, cc.qbias, cc.qinv) = (Vec::new(), Vec::new(), Vec::new());
-    let Some([o_sc, o_m, o_n, o_nb, o_c, end]) = layout(false, dim, rows, degree, stride) else {
-        return Vec::new();
-    };
-    let mut b = vec![0u8; end];
-    b[..8].copy_from_slice(&MAGIC);
-    b[8..12].copy_from_slice(&VERSION.to_le_bytes());
-    b[12..16].copy_from_slice(&(HEADER_LEN as u32).to_le_bytes());
-    b[16] = metric_code(metric);
+    head[..8].copy_from_slice(&MAGIC);
+    head[8..12].copy_from_slice(&VERSION.to_le_bytes());
+    head[12..16].copy_from_slice(&(HEADER_LEN as u32).to_le_bytes());
+    head[16] = metric_code(metric);
     for (at, v) in [
         (20, dim as u32),
         (24, rows as u32),
@@ -474,18 +509,17 @@ pub fn build(vectors: &[f32], dim: usize, metric: Metric, params: &GraphParams) 
         (36, entry),
         (40, params.default_ef.max(1)),
     ] {
-        b[at..at + 4].copy_from_slice(&v.to_le_bytes());
+        head[at..at + 4].copy_from_slice(&v.to_le_bytes());
     }
-    put_f32s(&mut b, o_sc, &cc.scales);
-    put_f32s(&mut b, o_m, &mean);
-    put_f32s(&mut b, o_n, &cc.norms2);
+    put_f32s(head, o_sc, &cc.scales);
+    put_f32s(head, o_m, &mean);
+    put_f32s(head, o_n, &cc.norms2);
     for (i, v) in adj.iter().enumerate() {
-        b[o_nb + 4 * i..o_nb + 4 * i + 4].copy_from_slice(&v.to_le_bytes());
+        head[o_nb + 4 * i..o_nb + 4 * i + 4].copy_from_slice(&v.to_le_bytes());
     }
     drop(adj);
-    b[o_c..end].copy_from_slice(&cc.codes);
     drop(cc);
-    let mut b = calibrate_section(b, &vectors[..rows * dim], &space, dim, metric);
+    let mut b = calibrate_section(b, rows_in, &space, dim, metric);
     let crc = section_crc(&b);
     b[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_le_bytes());
     b
@@ -494,17 +528,22 @@ pub fn build(vectors: &[f32], dim: usize, metric: Metric, params: &GraphParams) 
 /// Measures the built section on a sample of its own rows (deterministic kernels: the record
 /// is the same on every CPU), stores the record and, as `default_ef`, the ef that reaches the default
 /// target (the top of the ladder when none does; queries then search exactly).
-fn calibrate_section(b: Vec<u8>, vectors: &[f32], space: &Space<'_>, dim: usize, metric: Metric) -> Vec<u8> {
+fn calibrate_section(
+    b: Vec<u8>,
+    rows: &dyn RowSource,
+    space: &Space<'_>,
+    dim: usize,
+    metric: Metric,
+) -> Vec<u8> {
     let sample = calibrate::sample_rows(space, dim, metric);
     let bytes = bytes::Bytes::from(b);
     let cal = match GraphIndex::parse(bytes.clone(), false) {
         Ok(mut ix) => {
             ix.kern = super::super::distance::deterministic();
             let ladder: Vec<(u32, u32)> = EF_LADDER.iter().map(|e| (*e, *e)).collect();
-            let rows = super::super::rows::SliceRows { vectors, dim };
             calibrate::calibrate_rows(space, metric, &sample, &ladder, |qv, hidden, ef, rerank| {
                 let p = GraphSearchParams { ef, rerank };
-                let found = ix.search_hiding(&rows, qv, calibrate::K + 1, None, &p, hidden);
+                let found = ix.search_hiding(rows, qv, calibrate::K + 1, None, &p, hidden);
                 found.into_iter().map(|r| r.0).collect()
             })
         }

@@ -71,7 +71,7 @@ use super::splitmix;
 mod build;
 mod search;
 
-pub use build::build;
+pub use build::{build, build_over};
 pub use search::GraphIndex;
 
 /// Section magic.
