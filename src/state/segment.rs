@@ -106,19 +106,8 @@ impl RowSource for SegmentRows<'_> {
     fn row<'a>(&'a self, r: usize, buf: &'a mut Vec<f32>) -> &'a [f32] {
         let Some(file) = self.file else { return self.slice.row(r, buf) };
         let dim = self.slice.dim;
-        buf.clear();
-        buf.resize(dim, 0.0);
-        // SAFETY: u8 has alignment 1 and the `dim` initialized f32s of `buf`
-        // are 4·dim bytes; every bit pattern is a valid f32, so any bytes
-        // read into them leave valid floats.
-        let bytes = unsafe { std::slice::from_raw_parts_mut(buf.as_mut_ptr().cast::<u8>(), dim * 4) };
-        match file.read(r * dim * 4, bytes) {
-            Ok(()) => {
-                if cfg!(target_endian = "big") {
-                    buf.iter_mut().for_each(|v| *v = f32::from_bits(u32::from_le(v.to_bits())));
-                }
-                buf
-            }
+        match crate::format::segment::read_f32s(buf, dim, |b| file.read(r * dim * 4, b)) {
+            Ok(()) => buf,
             Err(e) => {
                 // The same immutable bytes are mapped: read them there.
                 tracing::debug!(error = %e, "positioned read of a vector row failed; reading the mapping");

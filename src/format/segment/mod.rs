@@ -201,6 +201,27 @@ fn le_u64(b: &[u8], at: usize) -> u64 {
 
 /// Reinterpret little-endian f32 bytes in place, if `b` is 4-byte aligned
 /// in memory, a whole number of f32s long, and the host is little-endian.
+/// `n` little-endian f32s into `buf`, their bytes filled by `read` (a
+/// positioned read): how a row is copied out of a file instead of read
+/// through its mapping.
+pub fn read_f32s(
+    buf: &mut Vec<f32>,
+    n: usize,
+    read: impl FnOnce(&mut [u8]) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    buf.clear();
+    buf.resize(n, 0.0);
+    // SAFETY: u8 has alignment 1 and the `n` initialized f32s of `buf` are
+    // 4·n bytes; every bit pattern is a valid f32, so any bytes read into
+    // them leave valid floats.
+    let bytes = unsafe { std::slice::from_raw_parts_mut(buf.as_mut_ptr().cast::<u8>(), n * 4) };
+    read(bytes)?;
+    if cfg!(target_endian = "big") {
+        buf.iter_mut().for_each(|v| *v = f32::from_bits(u32::from_le(v.to_bits())));
+    }
+    Ok(())
+}
+
 fn f32_slice(b: &[u8]) -> Option<&[f32]> {
     if !cfg!(target_endian = "little") || b.as_ptr().align_offset(std::mem::align_of::<f32>()) != 0 {
         return None;

@@ -164,14 +164,8 @@ impl F32Rows {
         if in_memory.is_empty() {
             return in_memory;
         }
-        buf.clear();
-        buf.resize(dim, 0.0);
-        // SAFETY: u8 has alignment 1 and the `dim` initialized f32s of `buf`
-        // are 4·dim bytes; every bit pattern is a valid f32.
-        let bytes = unsafe { std::slice::from_raw_parts_mut(buf.as_mut_ptr().cast::<u8>(), dim * 4) };
         use std::os::unix::fs::FileExt;
-        match m.file.read_exact_at(bytes, (r * dim * 4) as u64) {
-            // `f32_slice` mapped the spool only if its bytes are native f32s.
+        match super::read_f32s(buf, dim, |b| m.file.read_exact_at(b, (r * dim * 4) as u64)) {
             Ok(()) => buf,
             Err(e) => {
                 tracing::debug!(error = %e, "positioned read of a spooled row failed; reading the mapping");
