@@ -36,6 +36,9 @@
 //! 4. cold: SIGTERM, restart on the same data dir (the OS page cache stays warm: this is a process
 //!    restart, not an empty disk cache), time to `/ready`, first-query latency (a new connection),
 //!    p50/p99 of the next `--cold-queries`.
+//! 5. by target (after every memory figure): the dev queries at `ann.target_recall` 0.9, 0.95 and
+//!    0.98, with `explain_query`'s plan of the first (each segment's effort and calibrated recall):
+//!    how the stored calibration tracks queries from outside the segments.
 //!
 //! Output: one JSON object on stdout with every figure, memory and sizes also as a ratio of the raw
 //! vector bytes (`N * 384 * 4`), and the targets with pass/fail (also printed on stderr).
@@ -74,7 +77,7 @@ struct Args {
     #[arg(long, default_value_t = 4)]
     conns: usize,
     /// Warm queries (Debian dev queries, at most 500).
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, default_value_t = 500)]
     queries: usize,
     /// Queries timed after the first one on the restarted daemon.
     #[arg(long, default_value_t = 50)]
@@ -821,7 +824,15 @@ fn log_summary(log: &Path) -> Json {
 
 /// One ANN query: latency (ms) and the returned ids.
 async fn query(c: &reqwest::Client, url: &str, q: &[f32]) -> (f64, Vec<u64>) {
-    let body = json!({"rank_by": ["vector", "ANN", q], "top_k": K});
+    query_at(c, url, q, None).await
+}
+
+/// One ANN query at a target recall (`None`: the namespace's default).
+async fn query_at(c: &reqwest::Client, url: &str, q: &[f32], target: Option<f64>) -> (f64, Vec<u64>) {
+    let mut body = json!({"rank_by": ["vector", "ANN", q], "top_k": K});
+    if let Some(t) = target {
+        body["ann"] = json!({"target_recall": t});
+    }
     let t = Instant::now();
     let r = c.post(format!("{url}/v2/namespaces/{NS}/query")).json(&body).send().await.unwrap();
     let status = r.status().as_u16();
@@ -893,6 +904,29 @@ fn cold_queries(rt: &tokio::runtime::Runtime, url: &str, queries: &[f32], gt: &[
             "next_p99_ms": percentile(&lat, 99.0),
             "recall_at_10": rec / (lat.len() + 1) as f64,
         })
+    })
+}
+
+/// Per target recall: what each segment's calibration chose (`explain_query` of the first
+/// query) and the recall@10 the dev queries got — how the stored calibration tracks queries
+/// from outside the segments.
+fn by_target(rt: &tokio::runtime::Runtime, url: &str, queries: &[f32], gt: &[TopK]) -> Json {
+    let c = reqwest::Client::new();
+    rt.block_on(async {
+        let mut out = Vec::new();
+        for t in [0.9, 0.95, 0.98] {
+            let body = json!({"rank_by": ["vector", "ANN", &queries[..DIM]], "top_k": K, "ann": {"target_recall": t}});
+            let r = c.post(format!("{url}/v2/namespaces/{NS}/explain_query")).json(&body).send().await.unwrap();
+            let plan: Json = r.json().await.unwrap();
+            let mut rec = 0.0;
+            for (q, g) in queries.chunks_exact(DIM).zip(gt) {
+                rec += recall(g, &query_at(&c, url, q, Some(t)).await.1);
+            }
+            let recall_at_10 = rec / gt.len() as f64;
+            eprintln!("target {t}: recall@10 {recall_at_10:.3}");
+            out.push(json!({"target_recall": t, "recall_at_10": recall_at_10, "plan": plan["plan_text"]}));
+        }
+        Json::Array(out)
     })
 }
 
@@ -1006,6 +1040,8 @@ fn main() {
     cold_j["peak"] = mem_json(cold_peak, raw, Some(n));
     cold_j["after"] = mem_json(sampler.current(), raw, None);
     cold_j["memory_gauges"] = memory_gauges(&rt, &d.url);
+    // After every memory figure: the sweep's queries are not part of them.
+    let targets_j = by_target(&rt, &d.url, queries, &gt);
     drop(sampler);
     d.stop();
 
@@ -1043,6 +1079,7 @@ fn main() {
         "warm_peak": mem_json(warm_peak, raw, Some(warm_samples)),
         "steady_after_queries": mem_json(steady, raw, None),
         "cold": cold_j,
+        "by_target": targets_j,
         "targets": targets,
         "daemon_log": log_summary(&log),
         "temp_dir": if args.keep { json!(tmp_path) } else { Json::Null },

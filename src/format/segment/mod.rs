@@ -199,8 +199,6 @@ fn le_u64(b: &[u8], at: usize) -> u64 {
     crate::codec::u64_at(b, at).unwrap_or(0)
 }
 
-/// Reinterpret little-endian f32 bytes in place, if `b` is 4-byte aligned
-/// in memory, a whole number of f32s long, and the host is little-endian.
 /// `n` little-endian f32s into `buf`, their bytes filled by `read` (a
 /// positioned read): how a row is copied out of a file instead of read
 /// through its mapping.
@@ -222,6 +220,8 @@ pub fn read_f32s(
     Ok(())
 }
 
+/// Reinterpret little-endian f32 bytes in place, if `b` is 4-byte aligned
+/// in memory, a whole number of f32s long, and the host is little-endian.
 fn f32_slice(b: &[u8]) -> Option<&[f32]> {
     if !cfg!(target_endian = "little") || b.as_ptr().align_offset(std::mem::align_of::<f32>()) != 0 {
         return None;

@@ -114,6 +114,23 @@ fn to_v1(v2: &[u8], ix: &GraphIndex) -> Vec<u8> {
     b
 }
 
+/// Invariant: a clone — what a segment reader hands every query — shares the decoded blocks (a
+/// norm per row, the mean, the scales) instead of copying them: at 950k rows the copy was 3.8 MB
+/// and 2.5 ms of a 3.6 ms query.
+#[test]
+fn a_clone_shares_the_decoded_blocks() {
+    let (dim, m) = (16, Metric::CosineDistance);
+    let data = clustered(3000, dim, 9);
+    let ix = built(&data, dim, m, &GraphParams::default());
+    let c = ix.clone();
+    assert_eq!(ix.norms2.len(), 3000);
+    assert!(std::sync::Arc::ptr_eq(&ix.norms2, &c.norms2));
+    assert!(std::sync::Arc::ptr_eq(&ix.mean, &c.mean) && std::sync::Arc::ptr_eq(&ix.scales, &c.scales));
+    let p = GraphSearchParams { ef: 40, rerank: 40 };
+    let q = &data[..dim];
+    assert_eq!(ix.search(&data, q, 10, None, &p), c.search(&data, q, 10, None, &p));
+}
+
 /// Invariant: sections written before calibration (version 1) still open, report no
 /// calibration and search with their stored default beam width.
 #[test]

@@ -12,6 +12,7 @@ use super::{
 };
 use crate::index::IndexError;
 use std::collections::BinaryHeap;
+use std::sync::Arc;
 
 /// Beam search over an adjacency accessor; returns up to `ef` (distance, row) ascending.
 pub(super) fn beam(
@@ -93,7 +94,9 @@ impl Visited {
     }
 }
 
-/// An opened graph section (owns a cheap clone of the bytes).
+/// An opened graph section (owns a cheap clone of the bytes). Cloning it is cheap too: a segment
+/// reader hands every query a clone, and the decoded blocks (a norm per row: 3.8 MB at 950k rows)
+/// are shared, not copied — a copy per query once cost a 950k-row segment 2.5 ms of its 3.6 ms.
 #[derive(Clone)]
 pub struct GraphIndex {
     pub(super) bytes: bytes::Bytes,
@@ -106,9 +109,9 @@ pub struct GraphIndex {
     pub(super) entry: u32,
     pub(super) default_ef: usize,
     pub(super) calibration: Calibration,
-    pub(super) scales: Vec<f32>,
-    pub(super) mean: Vec<f32>,
-    pub(super) norms2: Vec<f32>,
+    pub(super) scales: Arc<[f32]>,
+    pub(super) mean: Arc<[f32]>,
+    pub(super) norms2: Arc<[f32]>,
     pub(super) off_nb: usize,
     pub(super) off_codes: usize,
 }
@@ -198,9 +201,9 @@ impl GraphIndex {
             entry,
             default_ef,
             calibration,
-            scales,
-            mean,
-            norms2,
+            scales: scales.into(),
+            mean: mean.into(),
+            norms2: norms2.into(),
             off_nb: o_nb,
             off_codes: o_c,
             bytes,
@@ -297,7 +300,7 @@ impl GraphIndex {
             Metric::EuclideanSquared => query.to_vec(),
         };
         // Centred query (see the module docs); the constant |q − m|² is left out of the ranking.
-        let qc: Vec<f32> = qn.iter().zip(&self.mean).map(|(v, m)| v - m).collect();
+        let qc: Vec<f32> = qn.iter().zip(self.mean.iter()).map(|(v, m)| v - m).collect();
         let (qq, bias, inv) = quantize_query(&qc, &self.scales, self.stride);
         let ef = if params.ef == 0 { self.default_ef } else { params.ef as usize }.max(k);
         let rerank = if params.rerank == 0 { ef } else { params.rerank as usize }.max(2 * k);
