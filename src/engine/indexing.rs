@@ -205,14 +205,18 @@ fn add_vector_sections(
     let threads = crate::index::vector::graph::default_threads();
     let params = crate::index::vector::ann::AnnParams { threads, ..Default::default() };
     let ann = crate::index::vector::ann::build_over(rows, dim, metric, &params);
-    let cold = cold
-        .then(|| crate::index::vector::ann::AnnIndex::open_trusted(&ann).ok())
-        .flatten()
-        .and_then(|ix| crate::index::vector::coldivf::build_over(&ix, rows, dim));
-    builder.add_section(SECTION_ANN_INDEX, ann);
-    if let Some(cold) = cold {
-        builder.add_section(SECTION_COLD_IVF, cold);
+    builder.add_section_from(SECTION_ANN_INDEX, |out| {
+        out(&ann);
+        true
+    });
+    // The cold lists are another copy of every vector: written into the section spool list by
+    // list, never held whole.
+    if let Some(ix) = cold.then(|| crate::index::vector::ann::AnnIndex::open_trusted(&ann).ok()).flatten() {
+        builder.add_section_from(SECTION_COLD_IVF, |out| {
+            crate::index::vector::coldivf::write_over(&ix, rows, dim, out).is_some()
+        });
     }
+    drop(ann);
     let gparams = crate::index::vector::graph::GraphParams { threads, ..Default::default() };
     builder.add_section(
         SECTION_GRAPH_INDEX,

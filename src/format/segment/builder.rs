@@ -201,6 +201,18 @@ impl SegmentBuilder {
         self.extra.push((kind, start..self.extra_bytes.len()));
     }
 
+    /// Adds a section that `write` hands over piece by piece, appended to the section spool as it
+    /// comes (a section too large to hold whole: the cold IVF lists). `write` returns false,
+    /// having handed over nothing, when it has no section to add.
+    pub fn add_section_from(&mut self, kind: u16, write: impl FnOnce(&mut dyn FnMut(&[u8])) -> bool) {
+        let start = self.extra_bytes.len();
+        let spool = &mut self.extra_bytes;
+        if write(&mut |piece| spool.append(piece)) {
+            self.extra.push((kind, start..self.extra_bytes.len()));
+        }
+        debug_assert!(self.extra.last().is_some_and(|(k, _)| *k == kind) || self.extra_bytes.len() == start);
+    }
+
     /// The vectors pushed so far, rows × dim (zeros for rows without one), for
     /// the index builds: mapped in place from a spooled builder.
     pub fn vectors_f32(&mut self) -> Result<F32Rows, BuildError> {

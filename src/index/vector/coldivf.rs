@@ -70,45 +70,65 @@ pub fn build(ann: &AnnIndex<'_>, vectors: &[f32], dim: usize) -> Option<Vec<u8>>
 /// [`build`] over `rows`: the lists' rows are read in list order through `rows.row` (scattered
 /// reads; see `ann::build_over`).
 pub fn build_over(ann: &AnnIndex<'_>, rows_in: &dyn RowSource, dim: usize) -> Option<Vec<u8>> {
-    let vectors = rows_in.all();
+    let mut out = Vec::new();
+    write_over(ann, rows_in, dim, &mut |piece| out.extend_from_slice(piece))?;
+    Some(out)
+}
+
+/// [`build_over`] handed to `out` piece by piece (the head, then one list at a time), so the
+/// section is never held whole: it holds every vector again, 1.5 GB at 1M × 384. The head
+/// carries every list's checksum, so a first pass reads the lists for their checksums and a
+/// second writes them (the rows are read twice, by positioned reads). Returns None, having
+/// written nothing, when the index does not match the vectors.
+pub fn write_over(
+    ann: &AnnIndex<'_>,
+    rows_in: &dyn RowSource,
+    dim: usize,
+    out: &mut dyn FnMut(&[u8]),
+) -> Option<()> {
     let (centroids, offsets, row_ids) = ann.directory();
     let (nlist, rows) = (ann.nlist(), ann.rows());
-    if ann.dim() != dim || dim == 0 || vectors.len() != rows.checked_mul(dim)? || row_ids.len() != rows {
+    if ann.dim() != dim || dim == 0 || rows_in.all().len() != rows.checked_mul(dim)? || row_ids.len() != rows
+    {
         return None;
     }
     let head_len = head_len_for(nlist, dim)?;
-    let mut out = vec![0u8; FIXED_HEADER];
-    out[0..8].copy_from_slice(&MAGIC);
-    out[8..12].copy_from_slice(&VERSION.to_le_bytes());
-    out[12] = metric_code(ann.metric());
-    out[16..20].copy_from_slice(&u32::try_from(dim).ok()?.to_le_bytes());
-    out[20..24].copy_from_slice(&u32::try_from(rows).ok()?.to_le_bytes());
-    out[24..28].copy_from_slice(&u32::try_from(nlist).ok()?.to_le_bytes());
-    out[28..32].copy_from_slice(&u32::try_from(cold_nprobe(ann)).ok()?.to_le_bytes());
-    out[32..40].copy_from_slice(&(head_len as u64).to_le_bytes());
-    out.extend(centroids.iter().flat_map(|v| v.to_le_bytes()));
-    out.extend(offsets.iter().flat_map(|v| v.to_le_bytes()));
-    let crcs_at = out.len();
-    out.resize(head_len, 0);
-    let mut list_crcs = Vec::with_capacity(nlist);
-    let mut buf = Vec::new();
+    let mut head = vec![0u8; FIXED_HEADER];
+    head[0..8].copy_from_slice(&MAGIC);
+    head[8..12].copy_from_slice(&VERSION.to_le_bytes());
+    head[12] = metric_code(ann.metric());
+    head[16..20].copy_from_slice(&u32::try_from(dim).ok()?.to_le_bytes());
+    head[20..24].copy_from_slice(&u32::try_from(rows).ok()?.to_le_bytes());
+    head[24..28].copy_from_slice(&u32::try_from(nlist).ok()?.to_le_bytes());
+    head[28..32].copy_from_slice(&u32::try_from(cold_nprobe(ann)).ok()?.to_le_bytes());
+    head[32..40].copy_from_slice(&(head_len as u64).to_le_bytes());
+    head.extend(centroids.iter().flat_map(|v| v.to_le_bytes()));
+    head.extend(offsets.iter().flat_map(|v| v.to_le_bytes()));
+    let crcs_at = head.len();
+    head.resize(head_len, 0);
+    let (mut list, mut buf) = (Vec::new(), Vec::new());
+    let mut list_block = |c: usize, list: &mut Vec<u8>| {
+        list.clear();
+        let ids = &row_ids[offsets[c] as usize..offsets[c + 1] as usize];
+        list.extend(ids.iter().flat_map(|row| row.to_le_bytes()));
+        for &row in ids {
+            list.extend(rows_in.row(row as usize, &mut buf).iter().flat_map(|v| v.to_le_bytes()));
+        }
+    };
     for c in 0..nlist {
-        let start = out.len();
-        let positions = offsets[c] as usize..offsets[c + 1] as usize;
-        for &row in &row_ids[positions.clone()] {
-            out.extend_from_slice(&row.to_le_bytes());
-        }
-        for &row in &row_ids[positions] {
-            out.extend(rows_in.row(row as usize, &mut buf).iter().flat_map(|v| v.to_le_bytes()));
-        }
-        list_crcs.push(crc32c::crc32c(&out[start..]));
+        list_block(c, &mut list);
+        let at = crcs_at + 4 * c;
+        head[at..at + 4].copy_from_slice(&crc32c::crc32c(&list).to_le_bytes());
     }
-    for (i, crc) in list_crcs.iter().enumerate() {
-        out[crcs_at + 4 * i..crcs_at + 4 * i + 4].copy_from_slice(&crc.to_le_bytes());
+    let crc = head_crc(&head);
+    head[HEAD_CRC_AT..HEAD_CRC_AT + 4].copy_from_slice(&crc.to_le_bytes());
+    out(&head);
+    drop(head);
+    for c in 0..nlist {
+        list_block(c, &mut list);
+        out(&list);
     }
-    let crc = head_crc(&out[..head_len]);
-    out[HEAD_CRC_AT..HEAD_CRC_AT + 4].copy_from_slice(&crc.to_le_bytes());
-    Some(out)
+    Some(())
 }
 
 /// The lists a cold read probes first: the cheapest calibrated nprobe that reached the default
@@ -312,6 +332,30 @@ mod tests {
         let ix = AnnIndex::open(&ann_bytes).unwrap();
         let cold = build(&ix, &v, dim).unwrap();
         (v, ann_bytes, cold)
+    }
+
+    /// Invariant: the streamed section is the built one, handed over as the head and then one
+    /// piece per list (never whole); a mismatched index hands over nothing.
+    #[test]
+    fn the_section_is_written_list_by_list_as_built() {
+        let (dim, metric) = (24, Metric::EuclideanSquared);
+        let (v, ann_bytes, cold) = built(600, dim, metric);
+        let ix = AnnIndex::open(&ann_bytes).unwrap();
+        let mut pieces: Vec<Vec<u8>> = Vec::new();
+        write_over(&ix, &SliceRows { vectors: &v, dim }, dim, &mut |p| pieces.push(p.to_vec())).unwrap();
+        assert_eq!(pieces.len(), 1 + ix.nlist());
+        let h = ColdHead::parse(&pieces[0]).unwrap();
+        for c in 0..ix.nlist() {
+            let r = h.list_range(c);
+            assert_eq!(r.end - r.start, pieces[1 + c].len() as u64, "list {c}");
+            h.open_list(c, &pieces[1 + c]).unwrap();
+        }
+        assert_eq!(pieces.concat(), cold);
+        let mut handed = 0;
+        assert!(
+            write_over(&ix, &SliceRows { vectors: &v[..dim * 10], dim }, dim, &mut |_| handed += 1).is_none()
+        );
+        assert_eq!(handed, 0);
     }
 
     /// Invariant: a search over every list through ranged reads equals exact search.
