@@ -221,7 +221,7 @@ fn golden_segment() -> Vec<u8> {
     .unwrap();
     b.push(&Document { id: DocId::U64(2), vector: Some(vec![0.5, -1.0].into()), attrs: AttrMap::new() })
         .unwrap();
-    b.add_section(SECTION_TEXT_INDEX, b"abc".to_vec());
+    b.add_section(SECTION_TEXT_INDEX, b"abc");
     b.finish().unwrap()
 }
 
@@ -501,10 +501,10 @@ fn v1_segment() -> Vec<u8> {
     for d in v1_segment_docs() {
         b.push(&d).unwrap();
     }
-    b.add_section(SECTION_TEXT_INDEX, b"text index of s".to_vec());
+    b.add_section(SECTION_TEXT_INDEX, b"text index of s");
     b.add_section(SECTION_ANN_INDEX, vec![0xa5; 100]);
-    b.add_section(SECTION_TEXT_INDEX, b"text index of t".to_vec());
-    b.add_section(200, b"a future section kind".to_vec());
+    b.add_section(SECTION_TEXT_INDEX, b"text index of t");
+    b.add_section(200, b"a future section kind");
     b.finish().unwrap()
 }
 

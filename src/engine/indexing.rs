@@ -205,10 +205,8 @@ fn add_vector_sections(
     let threads = crate::index::vector::graph::default_threads();
     let params = crate::index::vector::ann::AnnParams { threads, ..Default::default() };
     let ann = crate::index::vector::ann::build_over(rows, dim, metric, &params);
-    builder.add_section_from(SECTION_ANN_INDEX, |out| {
-        out(&ann);
-        true
-    });
+    // Added by reference: the opened index below reads it for the cold lists.
+    builder.add_section(SECTION_ANN_INDEX, &ann);
     // The cold lists are another copy of every vector: written into the section spool list by
     // list, never held whole.
     if let Some(ix) = cold.then(|| crate::index::vector::ann::AnnIndex::open_trusted(&ann).ok()).flatten() {

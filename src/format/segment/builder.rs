@@ -195,10 +195,11 @@ impl SegmentBuilder {
     /// be at least [`FIRST_EXTENSION_KIND`]; [`SegmentBuilder::finish`]
     /// refuses core kinds. Sections are written in the order added; several
     /// sections of one kind are allowed (e.g. one text index per attribute).
-    pub fn add_section(&mut self, kind: u16, bytes: Vec<u8>) {
-        let start = self.extra_bytes.len();
-        self.extra_bytes.append(&bytes);
-        self.extra.push((kind, start..self.extra_bytes.len()));
+    pub fn add_section(&mut self, kind: u16, bytes: impl AsRef<[u8]>) {
+        self.add_section_from(kind, |out| {
+            out(bytes.as_ref());
+            true
+        });
     }
 
     /// Adds a section that `write` hands over piece by piece, appended to the section spool as it

@@ -319,9 +319,9 @@ fn extension_sections_are_kept_and_unknown_ones_skipped() {
     for d in small_docs() {
         b.push(&d).unwrap();
     }
-    b.add_section(SECTION_TEXT_INDEX, b"title...".to_vec());
+    b.add_section(SECTION_TEXT_INDEX, b"title...");
     b.add_section(SECTION_ANN_INDEX, vec![9; 100]);
-    b.add_section(SECTION_TEXT_INDEX, b"body...".to_vec());
+    b.add_section(SECTION_TEXT_INDEX, b"body...");
     b.add_section(999, vec![]);
     b.add_section(u16::MAX, vec![7; 3]);
     let bytes = b.finish().unwrap();
@@ -392,7 +392,7 @@ fn rebuild(seg: &Segment) -> Vec<u8> {
         b.push(&seg.doc(row).unwrap()).unwrap();
     }
     for (kind, bytes) in seg.extension_sections() {
-        b.add_section(kind, bytes.to_vec());
+        b.add_section(kind, bytes);
     }
     b.finish().unwrap()
 }
@@ -790,10 +790,20 @@ fn a_row_that_passes_the_checksums_but_does_not_decode_fails_alone() {
     assert_eq!(seg.doc(2).unwrap(), docs[2]);
 }
 
-/// Builders with the same pushes and sections: one in memory, one spooled.
-fn twin_builders(dir: &std::path::Path, dim: u32) -> (SegmentBuilder, SegmentBuilder) {
-    let mem = SegmentBuilder::new(IdType::String, Some(dim)).with_range_checksums();
-    let spooled = SegmentBuilder::spooled(IdType::String, Some(dim), dir).unwrap().with_range_checksums();
+/// Builders with the same `rows` pushes (`doc(i)`): one in memory, one spooled.
+fn twin_builders(
+    dir: &std::path::Path,
+    dim: u32,
+    rows: u32,
+    doc: impl Fn(u32) -> Document,
+) -> (SegmentBuilder, SegmentBuilder) {
+    let mut mem = SegmentBuilder::new(IdType::String, Some(dim)).with_range_checksums();
+    let mut spooled = SegmentBuilder::spooled(IdType::String, Some(dim), dir).unwrap().with_range_checksums();
+    for i in 0..rows {
+        let d = doc(i);
+        mem.push(&d).unwrap();
+        spooled.push(&d).unwrap();
+    }
     (mem, spooled)
 }
 
@@ -801,16 +811,13 @@ fn twin_builders(dir: &std::path::Path, dim: u32) -> (SegmentBuilder, SegmentBui
 fn a_spooled_build_streams_the_same_bytes_as_an_in_memory_one() {
     let dir = tempfile::tempdir().unwrap();
     let dim = 96u32;
-    let (mut mem, mut spooled) = twin_builders(dir.path(), dim);
     // Enough rows that the vectors cross several 1 MiB copy chunks and many
     // 16 KiB range-checksum chunks; some rows without a vector.
-    for i in 0..4000u32 {
+    let (mut mem, mut spooled) = twin_builders(dir.path(), dim, 4000, |i| {
         let vector = (i % 7 != 3).then(|| (0..dim).map(|j| (i * dim + j) as f32 * 0.001).collect());
         let a = if i % 5 == 0 { every_value() } else { attrs(&[("n", Value::Int(i128::from(i)))]) };
-        let d = Document { id: DocId::Str(format!("doc-{i:06}")), vector, attrs: a };
-        mem.push(&d).unwrap();
-        spooled.push(&d).unwrap();
-    }
+        Document { id: DocId::Str(format!("doc-{i:06}")), vector, attrs: a }
+    });
     assert_eq!(mem.vectors_f32().unwrap().as_slice(), spooled.vectors_f32().unwrap().as_slice());
     assert!(
         matches!(spooled.vectors_f32().unwrap(), F32Rows::Mapped(_)),
@@ -836,13 +843,10 @@ fn a_spooled_build_streams_the_same_bytes_as_an_in_memory_one() {
 fn a_spooled_row_read_by_position_is_the_mapped_row() {
     let dir = tempfile::tempdir().unwrap();
     let dim = 5u32;
-    let (mut mem, mut spooled) = twin_builders(dir.path(), dim);
-    for i in 0..3000u32 {
+    let (mut mem, mut spooled) = twin_builders(dir.path(), dim, 3000, |i| {
         let vector = Some((0..dim).map(|j| (i * dim + j) as f32 * 0.5 - 7.0).collect());
-        let d = Document { id: DocId::Str(format!("doc-{i:06}")), vector, attrs: AttrMap::new() };
-        mem.push(&d).unwrap();
-        spooled.push(&d).unwrap();
-    }
+        Document { id: DocId::Str(format!("doc-{i:06}")), vector, attrs: AttrMap::new() }
+    });
     let (owned, mapped) = (mem.vectors_f32().unwrap(), spooled.vectors_f32().unwrap());
     assert!(matches!(mapped, F32Rows::Mapped(_)));
     let (d, mut buf) = (dim as usize, Vec::new());
