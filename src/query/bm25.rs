@@ -14,6 +14,7 @@
 //!   ([`deadline::expired`]); the caller then discards the result.
 
 use super::*;
+use crate::deadline;
 use crate::index::text::value_tokens;
 
 /// One BM25 clause, compiled against the namespace: analyzed terms and the

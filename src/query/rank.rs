@@ -9,6 +9,7 @@ use serde_json::Value as Json;
 use crate::state::segment::DocParts;
 
 use super::*;
+use crate::deadline;
 
 /// Most candidates one ranked query gathers while filling `limit.per`.
 pub(super) const MAX_FETCH: usize = 100_000;
