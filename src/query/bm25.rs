@@ -365,7 +365,7 @@ pub(super) fn text_hits(
     let is_linear = linear(&root, 1.0, &mut flat);
     let mut hits = Vec::new();
     let mut exhaustive = 0u64;
-    let corrupt = |e: crate::index::IndexError| QueryError::Corrupted(format!("text index: {e}"));
+    let corrupt = |e: crate::index::IndexError| QueryError::corrupted("text index", e);
     for (si, v) in views.iter().enumerate() {
         let seg = &v.ls.seg;
         let ixs: Option<Vec<TextIndex<'_>>> = leaves.iter().map(|l| v.ls.text_index(&l.attr)).collect();

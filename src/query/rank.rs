@@ -139,7 +139,7 @@ pub(super) fn ranked_docs(q: &Query, rank: &Rank, state: &NsState) -> Result<(Ve
                 Src::Over(d) => d,
                 Src::Seg(si, row) => match views[si].ls.doc_with(row as usize, parts) {
                     Ok(d) => Arc::new(d),
-                    Err(e) => return Err(QueryError::Corrupted(format!("segment row {row}: {e}"))),
+                    Err(e) => return Err(QueryError::corrupted(format_args!("segment row {row}"), e)),
                 },
             };
             if per.admit(&doc) {
