@@ -19,6 +19,7 @@ pub mod clock;
 pub mod codec;
 pub mod config;
 pub mod datetime;
+pub mod deadline;
 pub mod engine;
 pub mod filter;
 pub mod format;

@@ -13,7 +13,7 @@
 //!   `retry-after-ms` at once (the SDK retries it with backoff).
 //! - The deadline covers waiting and evaluation. Past it the query answers
 //!   408 (which the SDK retries) naming `query_timeout_ms`; an evaluation
-//!   notices within a few hundred rows ([`query::deadline`]) and its partial
+//!   notices within a few hundred rows ([`crate::deadline`]) and its partial
 //!   result is discarded, so the slot frees promptly.
 //! - Nothing here runs query code on an async worker.
 
@@ -25,7 +25,7 @@ use hyper::StatusCode;
 use tokio::sync::Semaphore;
 
 use super::error::ApiError;
-use crate::query::{self, QueryError};
+use crate::query::QueryError;
 
 /// Namespaces up to this many documents are queried in the small lane.
 pub const SMALL_NAMESPACE_DOCS: u64 = 1_000;
@@ -116,11 +116,11 @@ impl QueryPool {
         };
         let task = tokio::task::spawn_blocking(move || {
             let _permit = permit;
-            query::deadline::with_deadline(deadline, f)
+            crate::deadline::with_deadline(deadline, f)
         });
         match task.await {
             Ok(Ok(out)) => Ok(out?),
-            Ok(Err(query::deadline::Expired)) => Err(self.timed_out()),
+            Ok(Err(crate::deadline::Expired)) => Err(self.timed_out()),
             Err(e) => Err(ApiError::internal(format!("query task failed: {e}"))),
         }
     }
@@ -171,7 +171,7 @@ mod tests {
 
     fn spin_until_expired() -> Result<u64, QueryError> {
         let mut n = 0u64;
-        while !query::deadline::expired() {
+        while !crate::deadline::expired() {
             n += 1;
         }
         Ok(n)

@@ -37,7 +37,7 @@ use serde_json::Value as Json;
 
 use super::commit::{CommitError, Derived};
 use super::request::{ForkFrom, ForkKind};
-use super::{clear_cached, Engine, EngineError, WriteResponse};
+use super::{clear_cached, Engine, EngineError, ErrorKind, WriteResponse};
 use crate::format::manifest::{Lineage, Manifest};
 use crate::layout::NsPath;
 use crate::ops::RowCounts;
@@ -97,7 +97,7 @@ impl Engine {
     /// A write body carrying `branch_from_namespace` / `copy_from_namespace`.
     pub(crate) async fn write_fork(&self, dst: &NsPath, f: &ForkFrom) -> Result<WriteResponse, EngineError> {
         let src = NsPath::new(dst.org(), dst.project(), &f.source)
-            .map_err(|e| EngineError::invalid_input(format!("source namespace: {e}")))?;
+            .map_err(|e| EngineError::caused_by(ErrorKind::InvalidInput, "source namespace", e))?;
         let out = self.fork(&src, dst, f.kind, f.generation).await?;
         Ok(WriteResponse {
             counts: RowCounts::default(),
@@ -265,7 +265,8 @@ impl Engine {
         m.row_id_hwm = 0;
         m.data_generation = None;
         m.lineage = lineage;
-        m.validate().map_err(|e| EngineError::internal(format!("derived manifest is invalid: {e}")))?;
+        m.validate()
+            .map_err(|e| EngineError::caused_by(ErrorKind::Internal, "derived manifest is invalid", e))?;
         Ok(m)
     }
 
@@ -365,7 +366,8 @@ pub(crate) fn rewrite_keys(m: &Manifest, map: &BTreeMap<String, String>) -> Resu
             _ => {}
         }
     }
-    let internal = |e: serde_json::Error| EngineError::internal(format!("manifest key rewrite: {e}"));
+    let internal =
+        |e: serde_json::Error| EngineError::caused_by(ErrorKind::Internal, "manifest key rewrite", e);
     let mut v = serde_json::to_value(m).map_err(internal)?;
     for field in ["wal", "segments", "schema_ref"] {
         if let Some(f) = v.get_mut(field) {

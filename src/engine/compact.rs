@@ -312,16 +312,13 @@ impl Engine {
             build_segments(&state, &merge, &plan)
         })
         .await
-        .map_err(|e| EngineError::internal(format!("segment build task: {e}")))?;
+        .map_err(|e| EngineError::caused_by(ErrorKind::Internal, "segment build task", e))?;
         built.map_err(|e| match e {
             MergeFailure::Damaged(d) => self.refuse_damaged(path, d),
-            MergeFailure::Build(BuildError::Io(e)) if e.raw_os_error() == Some(28) => {
-                EngineError::storage_full(format!("compaction of {}: scratch space: {e}", path.ns()))
-            }
             MergeFailure::Build(BuildError::Io(e)) => {
-                EngineError::unavailable(format!("compaction of {}: scratch file: {e}", path.ns()))
+                EngineError::io(format!("compaction of {}: scratch file", path.ns()), e)
             }
-            MergeFailure::Build(e) => EngineError::internal(format!("building a segment: {e}")),
+            MergeFailure::Build(e) => EngineError::caused_by(ErrorKind::Internal, "building a segment", e),
         })
     }
 
@@ -516,11 +513,12 @@ impl Engine {
             crate::cache::release_resident(b);
         };
         let seg = crate::format::segment::Segment::open_settling(bytes.clone(), &release)
-            .map_err(|e| EngineError::corrupted(format!("segment {}: {e}", file.key)))?;
+            .map_err(|e| EngineError::caused_by(ErrorKind::Corrupted, format!("segment {}", file.key), e))?;
         crate::cache::release_resident(&bytes);
         let deleted = match (&s.deletes, deletes) {
-            (Some(d), Some(b)) => DeletionSet::decode(&b)
-                .map_err(|e| EngineError::corrupted(format!("deletion set {}: {e}", d.key)))?,
+            (Some(d), Some(b)) => DeletionSet::decode(&b).map_err(|e| {
+                EngineError::caused_by(ErrorKind::Corrupted, format!("deletion set {}", d.key), e)
+            })?,
             _ => DeletionSet::new(seg.len()),
         };
         Ok(SegmentReader::new(seg, Arc::new(deleted), s.clone()))
@@ -536,7 +534,7 @@ impl Engine {
             crate::cache::CacheError::Corrupt { key, .. } => {
                 EngineError::corrupted(format!("object {key} does not match its manifest checksum"))
             }
-            other => EngineError::unavailable(other.to_string()),
+            other => EngineError::wrap(ErrorKind::Unavailable, other),
         })
     }
 }
@@ -546,8 +544,9 @@ impl Engine {
 /// the segment's own table (`storage-format.md` 4.2, 11.4).
 fn cold_read_sections(bytes: &[u8]) -> Result<Vec<SectionRef>, EngineError> {
     use crate::format::segment::{SECTION_COLD_IVF, SECTION_DOCS, SECTION_IDS, SECTION_RANGE_CHECKSUMS};
-    let table = crate::format::segment::section_table(bytes)
-        .map_err(|e| EngineError::internal(format!("reading the section table of a new segment: {e}")))?;
+    let table = crate::format::segment::section_table(bytes).map_err(|e| {
+        EngineError::caused_by(ErrorKind::Internal, "reading the section table of a new segment", e)
+    })?;
     let mut out = Vec::new();
     for s in table
         .into_iter()

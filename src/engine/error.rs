@@ -9,6 +9,9 @@
 //!   structure failure is `Corrupted`, and a format version this build cannot read is `Unsupported`.
 //! - Disk full (ENOSPC/EDQUOT anywhere in the cause chain, from the object store or from `meta.redb`) is
 //!   `StorageFull`, never plain `Unavailable`: it lasts until someone frees space, and says so.
+//! - A lower error is wrapped only through [`EngineError::caused_by`] (or [`EngineError::io`] for local
+//!   I/O), which keeps it as `source()` and looks for a full disk in its chain: no site formats a cause
+//!   into text and drops it.
 //! - Errors are `Clone` (the cause is shared), so one failure can answer every request of a group commit.
 
 use std::sync::Arc;
@@ -111,6 +114,41 @@ impl EngineError {
         }
     }
 
+    /// An error of `kind` whose message is `context: cause` and whose `source()` is the cause; the
+    /// one way a lower error is wrapped, so no site keeps the text and drops the cause. A cause that
+    /// is (or wraps) "no space left" makes it [`ErrorKind::StorageFull`] whatever `kind` says: a full
+    /// disk is answered 507 wherever it happens.
+    pub fn caused_by(
+        kind: ErrorKind,
+        context: impl std::fmt::Display,
+        cause: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        let message = format!("{context}: {cause}");
+        let err = if crate::store::space::is_no_space(&cause) {
+            Self::storage_full(message)
+        } else {
+            Self::new(kind, message)
+        };
+        err.with_source(cause)
+    }
+
+    /// An error of `kind` whose message is the cause's own text and whose `source()` is the cause
+    /// (a full disk in its chain makes it [`ErrorKind::StorageFull`], as in [`EngineError::caused_by`]).
+    pub fn wrap(kind: ErrorKind, cause: impl std::error::Error + Send + Sync + 'static) -> Self {
+        let err = if crate::store::space::is_no_space(&cause) {
+            Self::storage_full(cause.to_string())
+        } else {
+            Self::new(kind, cause.to_string())
+        };
+        err.with_source(cause)
+    }
+
+    /// A local I/O failure (scratch files, the disk cache, snapshot spools, streams): disk full is
+    /// [`ErrorKind::StorageFull`], anything else [`ErrorKind::Unavailable`] (a retry may help).
+    pub fn io(context: impl std::fmt::Display, cause: std::io::Error) -> Self {
+        Self::caused_by(ErrorKind::Unavailable, context, cause)
+    }
+
     /// The kind.
     pub fn kind(&self) -> ErrorKind {
         self.kind
@@ -194,6 +232,27 @@ impl From<FormatError> for EngineError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_wrapped_cause_is_kept_and_a_full_disk_is_storage_full_wherever_it_is() {
+        use std::error::Error as _;
+        let enospc = std::io::Error::from_raw_os_error(28);
+        let e = EngineError::io("scratch file", enospc);
+        assert_eq!(e.kind(), ErrorKind::StorageFull);
+        assert!(e.source().is_some_and(|s| s.downcast_ref::<std::io::Error>().is_some()));
+        let e = EngineError::io("scratch file", std::io::Error::from_raw_os_error(5));
+        assert_eq!(e.kind(), ErrorKind::Unavailable);
+        assert!(e.message().starts_with("scratch file: "), "{}", e.message());
+        // A full disk under another layer's error (a store error) is found through the chain.
+        let store = StoreError::io("k", std::io::Error::from_raw_os_error(28));
+        assert_eq!(
+            EngineError::caused_by(ErrorKind::Internal, "building", store).kind(),
+            ErrorKind::StorageFull
+        );
+        let fmt = FormatError::Malformed("x".into());
+        let e = EngineError::caused_by(ErrorKind::Corrupted, "segment s", fmt);
+        assert_eq!((e.kind(), e.message()), (ErrorKind::Corrupted, "segment s: malformed: x"));
+    }
 
     #[test]
     fn disk_full_from_either_layer_is_storage_full() {

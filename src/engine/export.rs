@@ -119,7 +119,7 @@ pub async fn export_ndjson<W: AsyncWrite + Unpin + Send>(
     snap: &Snapshot,
     w: &mut W,
 ) -> Result<ExportSummary, EngineError> {
-    let io = |e: std::io::Error| EngineError::unavailable(format!("export stream: {e}"));
+    let io = |e: std::io::Error| EngineError::io("export stream", e);
     let state = snap.state.clone();
     let mut out = ExportSummary { generation: snap.generation(), documents: 0, bytes: 0 };
     let mut buf = Vec::with_capacity(EXPORT_CHUNK_BYTES + 4096);
@@ -131,7 +131,7 @@ pub async fn export_ndjson<W: AsyncWrite + Unpin + Send>(
             let bound = lower.as_ref().map_or(Bound::Unbounded, Bound::Excluded);
             for doc in state.iter_from(bound) {
                 serde_json::to_writer(&mut buf, &doc.to_json())
-                    .map_err(|e| EngineError::internal(format!("export encoding: {e}")))?;
+                    .map_err(|e| EngineError::caused_by(ErrorKind::Internal, "export encoding", e))?;
                 buf.push(b'\n');
                 out.documents += 1;
                 last = Some(doc.id.clone());

@@ -207,14 +207,14 @@ impl Engine {
         let (dir, opener) = (cfg.data_dir.clone(), cfg.meta_opener.clone());
         let meta = tokio::task::spawn_blocking(move || Meta::open_with(&dir, opener))
             .await
-            .map_err(|e| EngineError::internal(e.to_string()))??;
+            .map_err(|e| EngineError::wrap(ErrorKind::Internal, e))??;
         let meta = Arc::new(meta);
         let (cache_dir, budget, cache_store) =
             (cfg.cache_dir.clone(), cfg.cache_budget_bytes, cfg.store.clone());
         let cache = tokio::task::spawn_blocking(move || ObjectCache::open(&cache_dir, budget, cache_store))
             .await
-            .map_err(|e| EngineError::internal(e.to_string()))?
-            .map_err(|e| EngineError::unavailable(format!("disk cache: {e}")))?;
+            .map_err(|e| EngineError::wrap(ErrorKind::Internal, e))?
+            .map_err(|e| EngineError::caused_by(ErrorKind::Unavailable, "disk cache", e))?;
         let scratch_dir = prepare_scratch_dir(&cfg.data_dir)?;
         let spill = Arc::new(crate::spill::VectorSpill::new(&scratch_dir));
         let engine = Arc::new_cyclic(|me| Engine {
@@ -420,7 +420,7 @@ impl Engine {
         self.store
             .check_reachable()
             .await
-            .map_err(|e| EngineError::unavailable(format!("the object store is unreachable: {e}")))
+            .map_err(|e| EngineError::caused_by(ErrorKind::Unavailable, "the object store is unreachable", e))
     }
 
     /// The commit unit of a namespace on this engine's store.
@@ -471,7 +471,7 @@ pub(crate) fn clear_cached(h: &NsHandle) {
 /// lock, so anything there is left from an earlier run).
 fn prepare_scratch_dir(data_dir: &Path) -> Result<PathBuf, EngineError> {
     let dir = data_dir.join("scratch");
-    let fail = |e: std::io::Error| EngineError::unavailable(format!("scratch dir {}: {e}", dir.display()));
+    let fail = |e: std::io::Error| EngineError::io(format!("scratch dir {}", dir.display()), e);
     std::fs::create_dir_all(&dir).map_err(fail)?;
     for entry in std::fs::read_dir(&dir).map_err(fail)? {
         let path = entry.map_err(fail)?.path();

@@ -11,7 +11,7 @@ impl From<QueryError> for EngineError {
         match e {
             QueryError::InvalidInput(m) => EngineError::invalid_input(m),
             QueryError::Unsupported(m) => EngineError::unsupported(m),
-            QueryError::Corrupted(m) => EngineError::corrupted(m),
+            QueryError::Corrupted { message, cause } => EngineError::corrupted(message).with_source(cause),
             QueryError::Internal(m) => EngineError::internal(m),
         }
     }

@@ -17,6 +17,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use super::{Engine, EngineError, ErrorKind};
+use crate::codec::FormatError;
 use crate::format::manifest::{decode_schema_object, Manifest, ObjectRef};
 use crate::format::segment::{DeletionSet, Segment};
 use crate::format::wal::WalBatch;
@@ -114,18 +115,20 @@ impl Engine {
     /// Read and decode one object whole; the segment rows decoded.
     async fn check_object(&self, r: &ObjectRef, kind: Kind) -> Result<u64, EngineError> {
         let bytes = self.object_bytes(r).await?;
-        let bad = |e: &dyn std::fmt::Display| EngineError::corrupted(format!("{}: {e}", r.key));
+        let bad = |e: FormatError| EngineError::caused_by(ErrorKind::Corrupted, &r.key, e);
         match kind {
             Kind::Segment => {
-                let seg = Segment::open(bytes).map_err(|e| bad(&e))?;
+                let seg = Segment::open(bytes).map_err(bad)?;
                 for row in 0..seg.len() {
-                    seg.doc(row).map_err(|e| bad(&format!("row {row}: {e}")))?;
+                    seg.doc(row).map_err(|e| {
+                        EngineError::caused_by(ErrorKind::Corrupted, format!("{}: row {row}", r.key), e)
+                    })?;
                 }
                 Ok(seg.len() as u64)
             }
-            Kind::Deletes => DeletionSet::decode(&bytes).map(|_| 0).map_err(|e| bad(&e)),
-            Kind::Wal => WalBatch::decode(&bytes).map(|_| 0).map_err(|e| bad(&e)),
-            Kind::Schema => decode_schema_object(r, &bytes).map(|_| 0).map_err(|e| bad(&e)),
+            Kind::Deletes => DeletionSet::decode(&bytes).map(|_| 0).map_err(bad),
+            Kind::Wal => WalBatch::decode(&bytes).map(|_| 0).map_err(bad),
+            Kind::Schema => decode_schema_object(r, &bytes).map(|_| 0).map_err(bad),
         }
     }
 

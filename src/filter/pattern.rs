@@ -153,7 +153,7 @@ impl GlobPattern {
     /// token consumes exactly one character, so this is exact, allocation
     /// free and O(pattern × text) in the worst case — never exponential;
     /// the pattern is at most `MAX_PATTERN_BYTES`, and a match running past
-    /// the query deadline stops (`query::deadline`).
+    /// the query deadline stops (`crate::deadline`).
     pub(super) fn is_match(&self, text: &str) -> bool {
         let next_char = |t: usize| text.get(t..).and_then(|s| s.chars().next());
         let (mut p, mut t) = (0usize, 0usize);
@@ -176,7 +176,7 @@ impl GlobPattern {
             // retry costs up to the pattern's length, so the query deadline is
             // asked here too (past it the result is discarded anyway).
             let Some((sp, st)) = star else { return false };
-            if crate::query::deadline::expired() {
+            if crate::deadline::expired() {
                 return false;
             }
             let Some(sc) = next_char(st) else { return false };

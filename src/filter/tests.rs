@@ -292,8 +292,8 @@ fn pathological_globs_stop_at_the_deadline() {
     let deadline = started + std::time::Duration::from_millis(200);
     for ci in [false, true] {
         let g = GlobPattern::new(&pattern, ci).unwrap();
-        let r = crate::query::deadline::with_deadline(deadline, || g.is_match(&text));
-        assert_eq!(r, Err(crate::query::deadline::Expired));
+        let r = crate::deadline::with_deadline(deadline, || g.is_match(&text));
+        assert_eq!(r, Err(crate::deadline::Expired));
     }
     assert!(started.elapsed() < std::time::Duration::from_secs(5), "{:?}", started.elapsed());
 }

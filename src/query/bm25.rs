@@ -14,6 +14,7 @@
 //!   ([`deadline::expired`]); the caller then discards the result.
 
 use super::*;
+use crate::deadline;
 use crate::index::text::value_tokens;
 
 /// One BM25 clause, compiled against the namespace: analyzed terms and the
@@ -364,7 +365,7 @@ pub(super) fn text_hits(
     let is_linear = linear(&root, 1.0, &mut flat);
     let mut hits = Vec::new();
     let mut exhaustive = 0u64;
-    let corrupt = |e: crate::index::IndexError| QueryError::Corrupted(format!("text index: {e}"));
+    let corrupt = |e: crate::index::IndexError| QueryError::corrupted("text index", e);
     for (si, v) in views.iter().enumerate() {
         let seg = &v.ls.seg;
         let ixs: Option<Vec<TextIndex<'_>>> = leaves.iter().map(|l| v.ls.text_index(&l.attr)).collect();

@@ -53,7 +53,6 @@ use crate::state::{NsState, SegmentReader};
 
 mod aggregate;
 mod bm25;
-pub mod deadline;
 mod error;
 mod explain;
 mod fuse;

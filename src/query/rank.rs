@@ -9,6 +9,7 @@ use serde_json::Value as Json;
 use crate::state::segment::DocParts;
 
 use super::*;
+use crate::deadline;
 
 /// Most candidates one ranked query gathers while filling `limit.per`.
 pub(super) const MAX_FETCH: usize = 100_000;
@@ -138,7 +139,7 @@ pub(super) fn ranked_docs(q: &Query, rank: &Rank, state: &NsState) -> Result<(Ve
                 Src::Over(d) => d,
                 Src::Seg(si, row) => match views[si].ls.doc_with(row as usize, parts) {
                     Ok(d) => Arc::new(d),
-                    Err(e) => return Err(QueryError::Corrupted(format!("segment row {row}: {e}"))),
+                    Err(e) => return Err(QueryError::corrupted(format_args!("segment row {row}"), e)),
                 },
             };
             if per.admit(&doc) {

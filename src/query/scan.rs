@@ -6,6 +6,7 @@
 //! then id ascending, nulls last).
 
 use super::*;
+use crate::deadline;
 
 pub(super) fn validate(q: &Query, state: &NsState) -> Result<(), QueryError> {
     if let Some(f) = &q.filters {

@@ -6,6 +6,9 @@
 //! over unindexed rows, prefix expansion) ask [`expired`] once per row, or
 //! once per clause of a row where a row costs one pass per clause.
 //!
+//! It sits at the foundation, below `filter/` and `query/`, because both observe it: a pattern
+//! match (`filter/pattern.rs`) can be as long as a scan.
+//!
 //! Invariants:
 //! - Once the deadline has passed, [`expired`] stays true until the
 //!   evaluation ends, so every loop asking it winds down in O(remaining
