@@ -204,3 +204,45 @@ async fn retired_rows_in_the_nearest_lists_do_not_shorten_the_page() {
     assert_eq!(want.len(), 10);
     assert_eq!(got.len(), 10, "cold page is short");
 }
+
+/// Invariant: `Engine::read` makes the read's choices. A query that allows
+/// cold reads on a namespace this node never loaded is answered by ranged
+/// reads (`cold`), and the namespace is then loaded in the background (the
+/// next read is `hot`); a read that does not allow cold reads loads first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_read_entry_point_answers_cold_then_loads() {
+    use tidepool::engine::ReadOptions;
+    let mut w = W::new(1500).await;
+    let q = w.vecs[3].clone();
+    let req = parse_request(&json!({"rank_by": ["vector", "ANN", q], "top_k": 5}), false).unwrap();
+    let opts = ReadOptions {
+        allow_cold: true,
+        measure_temperature: true,
+        allow_stale: true,
+        ..ReadOptions::default()
+    };
+    let node = w.fresh().await;
+    let cold = node.read(&ns(), opts).await.unwrap().query(&req).await.unwrap();
+    assert_eq!(cold.temperature.level, "cold");
+    assert_eq!(cold.results[0].rows.as_ref().unwrap().len(), 5);
+    assert_eq!(cold.approx_rows, 1500);
+    for _ in 0..400 {
+        if node.loaded_namespaces().contains(&ns()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(node.loaded_namespaces().contains(&ns()), "a cold answer loads the namespace in the background");
+    let hot = node.read(&ns(), opts).await.unwrap().query(&req).await.unwrap();
+    assert_eq!(hot.temperature.level, "hot");
+    assert_eq!(hot.results[0].rows.as_ref().unwrap().len(), 5);
+
+    let other = w.fresh().await;
+    let loading = ReadOptions { allow_cold: false, ..opts };
+    let view = other.read(&ns(), loading).await.unwrap();
+    assert!(other.loaded_namespaces().contains(&ns()), "a read that may not be cold loads first");
+    let mut view = view;
+    let answer = view.query(&req).await.unwrap();
+    assert_eq!(answer.generation, view.snapshot().await.unwrap().generation());
+    assert_eq!(answer.temperature.level, "cold", "measured before loading: no segment was on local disk");
+}

@@ -98,3 +98,56 @@ async fn labels_are_set_shown_filtered_and_kept() {
     assert_eq!(md["labels"], json!({"env": "prod", "tier": "gold"}), "{md}");
     assert_eq!(listed(&c, &d, "tier:gold").await, vec!["branch", "deep", "restored", "web"]);
 }
+
+/// A write's labels commit in the write's own generation: the response's
+/// `version` is the generation whose metadata shows them, and the write made
+/// exactly one generation (no second, label-only commit after the rows).
+#[tokio::test]
+async fn a_writes_labels_commit_with_its_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(dir.path(), &["--compaction-idle-ms", "0"]);
+    let c = client();
+    let url = d.at("/v2/namespaces/one");
+    let (s, first) = post(&c, &url, &json!({"upsert_rows": [{"id": 1}], "labels": {"env": "dev"}})).await;
+    assert_eq!(s, 200, "{first}");
+    let (_, md) = get(&c, &d.at("/v1/namespaces/one/metadata")).await;
+    assert_eq!(md["version"], first["version"], "the namespace's first write is its only generation: {md}");
+    assert_eq!(md["labels"], json!({"env": "dev"}), "{md}");
+
+    let body = json!({"upsert_rows": [{"id": 2}], "labels": {"env": "prod", "tier": "gold"}});
+    let (s, w) = post(&c, &url, &body).await;
+    assert_eq!(s, 200, "{w}");
+    let v = w["version"].as_u64().unwrap();
+    assert_eq!(v, first["version"].as_u64().unwrap() + 1, "one new generation: {w}");
+    let (_, md) = get(&c, &d.at("/v1/namespaces/one/metadata")).await;
+    assert_eq!(md["version"], v, "no generation after the write's: {md}");
+    assert_eq!(md["labels"], json!({"env": "prod", "tier": "gold"}), "{md}");
+    assert_eq!(md["approx_row_count"], 2);
+
+    // Labels alone (beside operations that change no row) are still one generation.
+    let (s, w) =
+        post(&c, &url, &json!({"delete_by_filter": ["id", "Eq", 99], "labels": {"tier": null}})).await;
+    assert_eq!(s, 200, "{w}");
+    assert_eq!(w["version"].as_u64().unwrap(), v + 1, "{w}");
+    let (_, md) = get(&c, &d.at("/v1/namespaces/one/metadata")).await;
+    assert_eq!((md["version"].as_u64().unwrap(), &md["labels"]), (v + 1, &json!({"env": "prod"})), "{md}");
+}
+
+/// A write whose labels would pass the per-namespace cap is refused before
+/// anything is written: neither its rows nor its labels are committed.
+#[tokio::test]
+async fn a_write_over_the_label_cap_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(dir.path(), &["--compaction-idle-ms", "0"]);
+    let c = client();
+    let url = d.at("/v2/namespaces/capped");
+    let (s, b) = post(&c, &url, &json!({"upsert_rows": [{"id": 1}]})).await;
+    assert_eq!(s, 200, "{b}");
+    let too_many: serde_json::Map<String, Json> = (0..=64).map(|i| (format!("k{i}"), json!("v"))).collect();
+    let (s, b) = post(&c, &url, &json!({"upsert_rows": [{"id": 2}], "labels": too_many})).await;
+    assert_eq!(s, 400, "{b}");
+    let (_, md) = get(&c, &d.at("/v1/namespaces/capped/metadata")).await;
+    assert_eq!(md["version"], 1, "{md}");
+    assert_eq!(md["approx_row_count"], 1, "the refused write's row was not committed: {md}");
+    assert!(md.get("labels").is_none(), "{md}");
+}

@@ -95,6 +95,7 @@ pub fn status_of(kind: ErrorKind) -> StatusCode {
         ErrorKind::Unsupported => StatusCode::NOT_IMPLEMENTED,
         ErrorKind::Backpressure => StatusCode::TOO_MANY_REQUESTS,
         ErrorKind::StorageFull => StatusCode::INSUFFICIENT_STORAGE,
+        ErrorKind::Timeout => StatusCode::REQUEST_TIMEOUT,
         ErrorKind::Corrupted | ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
@@ -121,6 +122,7 @@ mod tests {
             (EngineError::internal("x"), 500, true),
             (EngineError::unsupported("x"), 501, false),
             (EngineError::storage_full("x"), 507, true),
+            (EngineError::timeout("x"), 408, true),
         ];
         for (e, status, retry) in cases {
             let a = ApiError::from(e);

@@ -1,5 +1,5 @@
-//! Route handlers: decode the request, call the engine or the query
-//! evaluator, encode the turbopuffer response.
+//! Route handlers: decode the request, call the engine, encode the
+//! turbopuffer response (through `wire/`).
 //!
 //! Invariants:
 //! - Every namespace path is built from the authenticated principal's
@@ -7,9 +7,9 @@
 //! - A handler returns `Ok(json)` for 200 or an [`ApiError`]; it never
 //!   panics on input (a panic is still caught one level up and becomes 500).
 //! - A query and all subqueries of a multi-query read one snapshot.
-//! - Query evaluation (queries, `_debug/recall`) never runs on an async
-//!   worker: it runs in the bounded [`super::query_pool`] under the
-//!   per-request deadline, so `/health` and other tenants stay responsive.
+//! - How a read is done (warm, cold, time travel, last known) and where
+//!   queries are evaluated is the engine's choice (`Engine::read`); a handler
+//!   only says what the request allows.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -23,14 +23,12 @@ use serde_json::{json, Value as Json};
 use super::body::{parse_json, read_body};
 use super::ctx::Ctx;
 use super::error::ApiError;
-use super::query_pool::Lane;
 use super::router::{route, NoRoute, Route};
 use super::stream::Reply;
 use super::{maintenance, metrics, AppState};
-use crate::engine::{Snapshot, WriteRequest};
-use crate::query::{self, QueryRequest, QueryResult};
+use crate::engine::{Consistency, ReadOptions, WriteRequest};
 use crate::wire::namespace::schema_json;
-use crate::wire::query::{parse_recall, parse_request, recall_json};
+use crate::wire::query::{parse_recall, parse_request, query_response, recall_json};
 
 /// Default page of `GET /v1/namespaces`.
 const DEFAULT_PAGE_SIZE: usize = 100;
@@ -182,22 +180,16 @@ async fn write(ctx: &Ctx, ns: &str, req: Request<Incoming>) -> Result<Json, ApiE
     // Parsing a large body is CPU work: off the async workers.
     let (mut w, labels) = off_workers(bytes, |b| WriteRequest::from_slice(b).map_err(ApiError::from)).await?;
     // `labels` (our extension) rides along a write, typically the first one;
-    // validated before anything is written, applied right after the write.
-    let labels = match labels {
-        Some(v) => Some(parse_label_changes(&v)?).filter(|c| !c.is_empty()),
-        None => None,
-    };
+    // validated before anything is written, committed in the write's generation.
+    if let Some(v) = labels {
+        w.labels = parse_label_changes(&v)?;
+    }
     if let Some(k) = headers.get(IDEMPOTENCY_KEY) {
         let k = k.to_str().map_err(|_| ApiError::bad_request("Idempotency-Key must be visible ASCII"))?;
         w.set_idempotency_key(k)?;
     }
     let resp = ctx.state.engine.write(&path, w).await?;
-    if let Some(changes) = labels {
-        ctx.state.engine.set_labels(&path, &changes).await?;
-    }
-    let mut v = resp.to_json();
-    v["performance"] = json!({"server_total_ms": ctx.elapsed_ms()});
-    Ok(v)
+    Ok(resp.to_response(ctx.elapsed_ms()))
 }
 
 async fn query(ctx: &Ctx, ns: &str, req: Request<Incoming>) -> Result<Json, ApiError> {
@@ -207,67 +199,16 @@ async fn query(ctx: &Ctx, ns: &str, req: Request<Incoming>) -> Result<Json, ApiE
     let parsed = parse_request(&body, multi)?;
     // Only a caller that names `strong` gets a 503 while the store is unreachable.
     let demanded = body.get("consistency").is_some_and(|c| c["level"] == "strong");
-    let exec_started = Instant::now();
-    // Time travel (`?generation=`) reads a retained generation: never the cold path.
-    let cold = match maintenance::generation_param(ctx)? {
-        Some(_) => None,
-        None => match ctx.state.engine.try_cold_query(&path, &parsed).await {
-            Err(e) if e.kind() == crate::engine::ErrorKind::Unavailable && !demanded => None,
-            other => other?,
-        },
+    let opts = ReadOptions {
+        consistency: Consistency::strong_if(parsed.strong),
+        generation: maintenance::generation_param(ctx)?,
+        allow_stale: !demanded,
+        allow_cold: true,
+        measure_temperature: true,
     };
-    if let Some(cold) = cold {
-        // Answered by ranged reads; load the namespace for the next queries.
-        ctx.state.engine.warm_in_background(&path);
-        let sizes = (cold.logical_bytes, cold.approx_rows);
-        return Ok(query_response(ctx, &parsed, &cold.results, sizes, ("cold", 0.0), exec_started));
-    }
-    let (temperature, hit_ratio) = ctx.state.engine.cache_temperature(&path).await;
-    let snap = maintenance::read_snapshot_or_last_known(ctx, &path, parsed.strong, demanded).await?;
-    let exec_started = Instant::now();
-    let results = evaluate(ctx, &parsed, &snap).await?;
-    let sizes = (snap.state.logical_bytes, snap.state.len());
-    Ok(query_response(ctx, &parsed, &results, sizes, (temperature, hit_ratio), exec_started))
-}
-
-/// The query response body: results, billing and performance.
-fn query_response(
-    ctx: &Ctx,
-    parsed: &QueryRequest,
-    results: &[QueryResult],
-    (logical_bytes, approx_size): (u64, u64),
-    (temperature, hit_ratio): (&str, f64),
-    exec_started: Instant,
-) -> Json {
-    let exec = exec_started.elapsed();
-    ctx.state.engine.metrics().observe_query(metrics::query_kind(parsed), exec);
-    let exec_ms = u64::try_from(exec.as_millis()).unwrap_or(u64::MAX);
-    let mut v = if parsed.multi {
-        json!({"results": results.iter().map(QueryResult::to_json).collect::<Vec<_>>()})
-    } else {
-        results.first().map(QueryResult::to_json).unwrap_or_else(|| json!({"rows": []}))
-    };
-    let returned = serde_json::to_vec(&v).map_or(0, |b| b.len());
-    v["billing"] = json!({
-        "billable_logical_bytes_queried": logical_bytes,
-        "billable_logical_bytes_returned": returned,
-    });
-    v["performance"] = json!({
-        "approx_namespace_size": approx_size,
-        "cache_hit_ratio": hit_ratio,
-        "cache_temperature": temperature,
-        "exhaustive_search_count": results.iter().map(|r| r.scanned).sum::<u64>(),
-        "query_execution_ms": exec_ms,
-        "server_total_ms": ctx.elapsed_ms(),
-    });
-    v
-}
-
-/// Evaluate every query of a request on one snapshot, in the query pool.
-async fn evaluate(ctx: &Ctx, req: &QueryRequest, snap: &Snapshot) -> Result<Vec<QueryResult>, ApiError> {
-    let (req, state) = (req.clone(), snap.state.clone());
-    let lane = Lane::of(state.len());
-    ctx.state.queries.run(lane, move || query::execute_request(&req, &state)).await
+    let answer = ctx.state.engine.read(&path, opts).await?.query(&parsed).await?;
+    ctx.state.engine.metrics().observe_query(metrics::query_kind(&parsed), answer.execution);
+    Ok(query_response(parsed.multi, &answer, ctx.elapsed_ms()))
 }
 
 /// `POST /v1/namespaces/{ns}/_debug/recall`: ANN against exact search on
@@ -275,22 +216,20 @@ async fn evaluate(ctx: &Ctx, req: &QueryRequest, snap: &Snapshot) -> Result<Vec<
 async fn recall(ctx: &Ctx, ns: &str, req: Request<Incoming>) -> Result<Json, ApiError> {
     let path = ctx.ns(ns)?;
     let (_, body) = body_json(ctx, req).await?;
-    let snap = maintenance::read_snapshot(ctx, &path, true).await?;
-    let state = snap.state.clone();
+    let mut view = ctx.state.engine.read(&path, maintenance::read_options(ctx, true)?).await?;
     let params = parse_recall(&body)?;
-    let lane = Lane::of(state.len());
-    ctx.state.queries.run(lane, move || query::recall(&params, &state).map(|r| recall_json(&r))).await
+    Ok(recall_json(&view.recall(params).await?))
 }
 
 async fn explain_query(ctx: &Ctx, ns: &str, req: Request<Incoming>) -> Result<Json, ApiError> {
     let path = ctx.ns(ns)?;
     let (_, body) = body_json(ctx, req).await?;
     let parsed = parse_request(&body, false)?;
-    let snap = maintenance::read_snapshot(ctx, &path, parsed.strong).await?;
+    let mut view = ctx.state.engine.read(&path, maintenance::read_options(ctx, parsed.strong)?).await?;
     let mut text = format!(
         "namespace {} at version {} ({} read)",
         path.ns(),
-        snap.generation(),
+        view.snapshot().await?.generation(),
         if parsed.strong { "strong" } else { "eventual" }
     );
     for (i, q) in parsed.queries.iter().enumerate() {
@@ -298,7 +237,7 @@ async fn explain_query(ctx: &Ctx, ns: &str, req: Request<Incoming>) -> Result<Js
             text.push_str(&format!("\nquery {i}:"));
         }
         text.push('\n');
-        text.push_str(&query::explain(q, &snap.state)?);
+        text.push_str(&view.explain(q).await?);
     }
     Ok(json!({"plan_text": text}))
 }

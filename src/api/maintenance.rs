@@ -33,7 +33,7 @@ use super::error::ApiError;
 use super::jobs::Progress;
 use super::stream::{spool_body, Reply, StreamReply};
 use crate::engine::repair::{RepairOptions, DEFAULT_GRACE_MS};
-use crate::engine::Snapshot;
+use crate::engine::{Consistency, ReadOptions};
 use crate::layout::NsPath;
 
 const GENERATION_HEADER: HeaderName = HeaderName::from_static("x-tidepool-generation");
@@ -51,45 +51,21 @@ pub(super) fn generation_param(ctx: &Ctx) -> Result<Option<u64>, ApiError> {
     }
 }
 
-/// The snapshot a read uses: the newest, or `?generation=N` (time travel).
-pub(super) async fn read_snapshot(ctx: &Ctx, path: &NsPath, strong: bool) -> Result<Snapshot, ApiError> {
-    let generation = generation_param(ctx)?;
-    Ok(ctx.state.engine.snapshot_at(path, generation, strong).await?)
-}
-
-/// [`read_snapshot`]; when the store is unreachable and the caller did not
-/// demand strong consistency, the last generation this node knew instead
-/// (loaded, or from the manifest cache and the disk cache).
-pub(super) async fn read_snapshot_or_last_known(
-    ctx: &Ctx,
-    path: &NsPath,
-    strong: bool,
-    demanded: bool,
-) -> Result<Snapshot, ApiError> {
-    let generation = generation_param(ctx)?;
-    match ctx.state.engine.snapshot_at(path, generation, strong).await {
-        Err(e) if e.kind() == crate::engine::ErrorKind::Unavailable && !demanded && generation.is_none() => {
-            let snap = ctx.state.engine.offline_snapshot(path).await.map_err(|_| e)?;
-            tracing::warn!(namespace = %path, generation = snap.generation(),
-                "the store is unreachable; answering from the last generation this node knew");
-            Ok(snap)
-        }
-        other => Ok(other?),
-    }
+/// The options of a read that reads the newest generation (strong or
+/// eventual) or `?generation=N`, never cold nor stale.
+pub(super) fn read_options(ctx: &Ctx, strong: bool) -> Result<ReadOptions, ApiError> {
+    Ok(ReadOptions {
+        consistency: Consistency::strong_if(strong),
+        generation: generation_param(ctx)?,
+        ..ReadOptions::default()
+    })
 }
 
 /// Namespace metadata plus its lineage when it is a branch.
 pub(super) async fn metadata(ctx: &Ctx, ns: &str) -> Result<Json, ApiError> {
     let path = ctx.ns(ns)?;
     let engine = &ctx.state.engine;
-    let mut v = match engine.metadata(&path).await {
-        Ok(m) => m.to_json(),
-        // A bucket-primary node cut off from its bucket: what it last knew.
-        Err(e) if e.kind() == crate::engine::ErrorKind::Unavailable => {
-            engine.offline_metadata(&path).await.map_err(|_| e)?.to_json()
-        }
-        Err(e) => return Err(e.into()),
-    };
+    let mut v = engine.read_metadata(&path).await?.to_json();
     if let Some(error) = engine.store_unreachable() {
         v["store"] = json!({"reachable": false, "error": error});
     }
@@ -114,7 +90,7 @@ fn header_value(v: impl ToString) -> Option<HeaderValue> {
 /// `GET /v1/namespaces/{ns}/export`.
 pub(super) async fn export(ctx: &Ctx, ns: &str) -> Result<Reply, ApiError> {
     let path = ctx.ns(ns)?;
-    let snap = read_snapshot(ctx, &path, true).await?;
+    let snap = ctx.state.engine.read(&path, read_options(ctx, true)?).await?.snapshot().await?.clone();
     let mut headers = Vec::new();
     if let Some(v) = header_value(snap.generation()) {
         headers.push((GENERATION_HEADER, v));

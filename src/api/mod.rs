@@ -10,8 +10,10 @@
 //! (`GET /metrics` and the request/query recording hooks).
 //!
 //! Invariants:
-//! - This is the only module that knows HTTP; it talks to the engine through
-//!   `Engine` methods and to queries through `crate::query`.
+//! - This is the only module that knows HTTP; it parses requests (through
+//!   `wire/`), calls `Engine` methods and renders their typed answers (through
+//!   `wire/`). It never chooses how a read is done nor evaluates a query:
+//!   `Engine::read` does both.
 //! - The daemon refuses to start on a non-loopback address without API keys.
 //! - Start-up order is: check the listen address, open the store, open the
 //!   engine (takes the data-dir lock, failing fast if another process holds
@@ -27,7 +29,6 @@ pub mod jobs;
 mod maintenance;
 pub mod metrics;
 pub mod origin;
-pub mod query_pool;
 pub mod reload;
 pub mod router;
 pub mod server;
@@ -96,8 +97,6 @@ pub struct AppState {
     pub jobs: Arc<jobs::Jobs>,
     /// Origin, Host and content-type rules of the open loopback mode.
     pub browser: origin::BrowserPolicy,
-    /// Where query evaluation runs (bounded slots, deadline).
-    pub queries: query_pool::QueryPool,
     /// Offline-first sync to a remote (None: no `[sync]`).
     pub sync: Option<Arc<crate::sync::Syncer>>,
 }
@@ -118,7 +117,6 @@ impl AppState {
             tracker: Tracker::default(),
             jobs: Arc::default(),
             browser: origin::BrowserPolicy::default(),
-            queries: query_pool::QueryPool::default(),
             sync: None,
         }
     }
@@ -159,6 +157,8 @@ pub async fn run_daemon(
     engine_cfg.retention_ms = u64::try_from(cfg.retention.as_millis()).unwrap_or(u64::MAX);
     engine_cfg.gc_interval_ms = u64::try_from(cfg.gc_interval.as_millis()).unwrap_or(u64::MAX);
     engine_cfg.metrics = Arc::new(crate::metrics::Metrics::new(cfg.metrics_top_namespaces));
+    engine_cfg.query_pool =
+        Arc::new(crate::engine::QueryPool::new(cfg.query_threads, cfg.max_queued_queries, cfg.query_timeout));
     systemd::status(&format!("opening data dir {}", cfg.data_dir.display()));
     let engine = Engine::open(engine_cfg)
         .await
@@ -198,7 +198,6 @@ pub async fn run_daemon(
     let mut state = AppState::new(engine, auth, limits);
     state.sync = sync;
     state.browser = origin::BrowserPolicy::new(cfg.allowed_origins.clone(), cfg.allowed_hosts.clone());
-    state.queries = query_pool::QueryPool::new(cfg.query_threads, cfg.max_queued_queries, cfg.query_timeout);
     let state = Arc::new(state);
     if let Some(hooks) = reload {
         spawn_reloader(hooks, cfg.clone(), state.clone(), local);

@@ -129,7 +129,7 @@ impl Reloader {
             upload_timeout: new.upload_timeout,
             max_restore_bytes: new.max_restore_bytes,
         };
-        self.state.queries.retune(new.max_queued_queries, new.query_timeout);
+        self.state.engine.query_pool().retune(new.max_queued_queries, new.query_timeout);
         cur.max_body_bytes = new.max_body_bytes;
         cur.body_timeout = new.body_timeout;
         cur.upload_timeout = new.upload_timeout;

@@ -21,7 +21,8 @@
 //!   level (CURRENT is never trusted alone): segment rows minus deletion sets minus rows the WAL
 //!   shadows, WAL rows searched exhaustively, exact f32 distances over the probed IVF lists.
 //!   Final ordering and the response rows come from the regular query executor run over the
-//!   candidates, so ties and formatting cannot differ. (The rows themselves may differ from the
+//!   candidates (`Engine::evaluate`, on the query pool, as for every query), so ties and
+//!   formatting cannot differ. (The rows themselves may differ from the
 //!   loaded namespace's: that one answers unfiltered queries from the graph index.)
 //! - Every byte used is verified first: the head and each list by their own crcs, the ids and
 //!   range-checksum sections by the section crcs in the manifest, docs bytes by the range
@@ -48,7 +49,7 @@ use crate::index::vector::coldivf::ColdHead;
 use crate::index::vector::distance::Metric;
 use crate::layout::NsPath;
 use crate::model::{AttrMap, DocId, Document};
-use crate::query::{self, Projection, Query, QueryRequest, QueryResult, Rank};
+use crate::query::{Projection, Query, QueryRequest, QueryResult, Rank};
 use crate::store::StoreError;
 
 /// A query answered by the cold path.
@@ -260,9 +261,9 @@ impl Engine {
             let page = self.page_with_attributes(m, q, heads, &offsets, cands).await?;
             let mut unpaged = q.clone();
             unpaged.offset = 0;
-            self.rank_candidates(m, &unpaged, page)?
+            self.rank_candidates(m, &unpaged, page).await?
         } else {
-            self.rank_candidates(m, q, cands.into_iter().map(|(d, _)| d).collect())?
+            self.rank_candidates(m, q, cands.into_iter().map(|(d, _)| d).collect()).await?
         };
         result.scanned = wal_rows;
         Ok(Some(result))
@@ -425,8 +426,9 @@ impl Engine {
         Ok(out)
     }
 
-    /// Rank the candidates with the regular executor over a state holding only them.
-    fn rank_candidates(
+    /// Rank the candidates with the regular executor over a state holding only them, entered
+    /// where every query is (`Engine::evaluate`, on the query pool).
+    async fn rank_candidates(
         &self,
         m: &Manifest,
         q: &Query,
@@ -441,7 +443,9 @@ impl Engine {
         for d in cands {
             state.put(d);
         }
-        Ok(query::execute(q, &state)?)
+        let req = QueryRequest { strong: true, multi: false, queries: vec![q.clone()], rerank: None };
+        let results = self.evaluate(req, std::sync::Arc::new(state)).await?;
+        results.into_iter().next().ok_or_else(|| EngineError::internal("a single query gave no result"))
     }
 
     /// Round trip 3, beside the lists: a segment's docs offsets table (rows + 1 u64s) when
@@ -494,7 +498,8 @@ impl Engine {
     ) -> ColdResult<Vec<Document>> {
         let mut ids_only = q.clone();
         ids_only.projection = Projection::IdOnly;
-        let order = self.rank_candidates(m, &ids_only, cands.iter().map(|(d, _)| d.clone()).collect())?;
+        let order =
+            self.rank_candidates(m, &ids_only, cands.iter().map(|(d, _)| d.clone()).collect()).await?;
         let page: HashSet<DocId> =
             order.rows.unwrap_or_default().into_iter().map(|r| r.doc.id.clone()).collect();
         let on_page: Vec<Candidate> = cands.into_iter().filter(|(d, _)| page.contains(&d.id)).collect();

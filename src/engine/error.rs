@@ -45,6 +45,9 @@ pub enum ErrorKind {
     /// The disk (or quota) under the store or the local metadata is full; retry after
     /// [`EngineError::retry_after_ms`], once space is freed (507).
     StorageFull,
+    /// The request's deadline passed before its work finished (a query past
+    /// `query_timeout_ms`); a retry may succeed (408).
+    Timeout,
 }
 
 /// How long a client is asked to wait after a disk-full error.
@@ -147,6 +150,11 @@ impl EngineError {
     /// [`ErrorKind::StorageFull`], anything else [`ErrorKind::Unavailable`] (a retry may help).
     pub fn io(context: impl std::fmt::Display, cause: std::io::Error) -> Self {
         Self::caused_by(ErrorKind::Unavailable, context, cause)
+    }
+
+    /// 408: the request's deadline passed (retryable).
+    pub fn timeout(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Timeout, message)
     }
 
     /// The kind.

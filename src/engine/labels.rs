@@ -5,8 +5,10 @@
 //!
 //! Invariants:
 //! - Labels live in the manifest (`Manifest::labels`): a label change is one
-//!   generation committed through the commit unit with no new object; every
-//!   later generation, branch, copy and snapshot keeps them.
+//!   generation committed through the commit unit — on its own with no new
+//!   object ([`Engine::set_labels`]), or in the generation of the write that
+//!   carries it (`WriteRequest::labels`, `engine/write.rs`); every later
+//!   generation, branch, copy and snapshot keeps them.
 //! - A key is 1–63 of `[a-z0-9_.-]` starting with a letter or digit; a value
 //!   is at most 255 bytes of `[A-Za-z0-9_.:/-]` (no `,`: the listing filter
 //!   separates pairs with commas); at most [`MAX_LABELS`] per namespace.
@@ -54,7 +56,7 @@ pub fn validate_changes(changes: &LabelChanges) -> Result<(), EngineError> {
 }
 
 /// `labels` with `changes` applied, or an error past [`MAX_LABELS`].
-fn applied(
+pub(super) fn applied(
     labels: &BTreeMap<String, String>,
     changes: &LabelChanges,
 ) -> Result<BTreeMap<String, String>, EngineError> {

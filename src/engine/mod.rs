@@ -9,6 +9,9 @@
 //! - [`load`]: finding the newest generation and materializing its state.
 //! - [`memory`]: the memory tier (loaded states, cache temperature).
 //! - [`listing`]: namespace delete, listing, metadata and pinning.
+//! - [`read`]: the one read entry point ([`Engine::read`] → [`ReadView`]):
+//!   warm, cold, time-travel or last-known reads, and query evaluation on the
+//!   bounded [`query_pool`].
 //! - `observe`: what the engine reports to the metrics (scrape-time
 //!   gauges, timed compactions).
 //! - `compact`, `branch`, `snapshot`, `repair`, `export`, `cold`: the
@@ -41,6 +44,8 @@ mod memory;
 mod merge;
 mod observe;
 mod query_error;
+pub mod query_pool;
+pub mod read;
 pub mod repair;
 pub mod request;
 pub mod snapshot;
@@ -62,6 +67,8 @@ pub use self::error::{EngineError, ErrorKind};
 pub use self::indexing::ColdIndex;
 pub use self::listing::{NamespaceMetadata, NamespacePage};
 pub use self::load::Snapshot;
+pub use self::query_pool::QueryPool;
+pub use self::read::{Consistency, QueryAnswer, ReadOptions, ReadView, Temperature};
 pub use self::request::WriteRequest;
 pub use self::tunables::Tunables;
 use self::write::Pending;
@@ -114,6 +121,9 @@ pub struct EngineConfig {
     /// Where the engine records its metrics (the store is wrapped to record
     /// its requests there too).
     pub metrics: Arc<Metrics>,
+    /// Where query evaluation runs: bounded slots per lane, a queue bound and
+    /// the per-query deadline (`query_pool.rs`).
+    pub query_pool: Arc<QueryPool>,
 }
 
 /// Most directory entries the start-up scan for stale staging files visits.
@@ -141,6 +151,7 @@ impl EngineConfig {
             meta_opener: MetaOpener::file(),
             free_space: SpaceProbe::statvfs(),
             metrics: Arc::default(),
+            query_pool: Arc::default(),
         }
     }
 }
@@ -188,6 +199,8 @@ pub struct Engine {
     /// Free space of the local store's disk (compaction checks it first).
     free_space: SpaceProbe,
     metrics: Arc<Metrics>,
+    /// Where every query evaluation runs ([`Engine::query_pool`]).
+    queries: Arc<QueryPool>,
     /// Self-reference for background tasks (compaction).
     me: Weak<Engine>,
     _lock: DataDirLock,
@@ -234,6 +247,7 @@ impl Engine {
             damaged: StdMutex::default(),
             free_space: cfg.free_space,
             metrics: cfg.metrics,
+            queries: cfg.query_pool,
             me: me.clone(),
             _lock: lock,
         });

@@ -1,6 +1,6 @@
 //! The typed write request the engine applies: a WAL request record plus the
 //! request-level options (`if_version`, `create_namespace`, backpressure,
-//! branch/copy sources). It holds no JSON: the turbopuffer write body is
+//! branch/copy sources, label changes). It holds no JSON: the turbopuffer write body is
 //! parsed in `wire::write`.
 //!
 //! Invariant: a request names at most [`MAX_WRITE_ROWS`] rows directly (the
@@ -34,6 +34,10 @@ pub struct WriteRequest {
     /// `branch_from_namespace` / `copy_from_namespace`: derive this
     /// namespace from another one instead of applying operations.
     pub fork: Option<ForkFrom>,
+    /// `labels` (our extension): label changes committed in the same
+    /// generation as the request's rows (empty: none). Not in the WAL: labels
+    /// live in the manifest (`engine::labels`).
+    pub labels: crate::engine::labels::LabelChanges,
 }
 
 /// How a namespace is derived from another (see `engine::branch`).

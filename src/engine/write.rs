@@ -13,8 +13,14 @@
 //! - `if_version` is checked against the base the request is applied to and
 //!   is final (412); a request with `if_version` goes first in its group.
 //! - A request that changes nothing (only filter operations that matched no
-//!   document, no settings, no idempotency key) writes nothing: no WAL
-//!   object, no generation; a group of only such requests commits nothing.
+//!   document, no settings, no idempotency key, no label change) writes
+//!   nothing: no WAL object, no generation; a group of only such requests
+//!   commits nothing.
+//! - A request's label changes (`WriteRequest::labels`) commit in the same
+//!   generation as its rows (the group's manifest), applied in request
+//!   order; invalid ones fail the request before it changes anything. (A
+//!   branch or copy with labels is still two generations: the fork, then the
+//!   labels.)
 
 use std::sync::Arc;
 
@@ -62,8 +68,13 @@ pub(super) struct Pending {
 impl Engine {
     /// Apply one write request (group-committed with concurrent ones).
     pub async fn write(&self, path: &NsPath, req: WriteRequest) -> Result<WriteResponse, EngineError> {
+        super::labels::validate_changes(&req.labels)?;
         if let Some(fork) = req.fork.clone() {
-            return self.write_fork(path, &fork).await;
+            let resp = self.write_fork(path, &fork).await?;
+            if !req.labels.is_empty() {
+                self.set_labels(path, &req.labels).await?;
+            }
+            return Ok(resp);
         }
         let h = self.handle(path);
         let (tx, mut rx) = oneshot::channel();
@@ -164,23 +175,26 @@ impl Engine {
     /// Apply the group's requests to a copy of `base`, one by one.
     async fn plan(&self, h: &NsHandle, base: &Snapshot, batch: &[Pending]) -> Plan {
         let mut state = (*base.state).clone();
+        let mut labels =
+            base.manifest.as_ref().filter(|m| !m.deleted).map(|m| m.labels.clone()).unwrap_or_default();
         let mut records = Vec::new();
         let mut outcomes = Vec::with_capacity(batch.len());
         for p in batch {
-            let outcome = self.plan_one(h, base, &mut state, &p.req, records.is_empty()).await;
+            let first = records.is_empty();
+            let outcome = self.plan_one(h, base, (&mut state, &mut labels), &p.req, first).await;
             if let Ok(PlannedOutcome::Applied { record, .. }) = &outcome {
                 records.push((**record).clone());
             }
             outcomes.push(outcome);
         }
-        Plan { state, records, outcomes }
+        Plan { state, labels, records, outcomes }
     }
 
     async fn plan_one(
         &self,
         h: &NsHandle,
         base: &Snapshot,
-        state: &mut NsState,
+        (state, labels): (&mut NsState, &mut Labels),
         req: &WriteRequest,
         first: bool,
     ) -> Result<PlannedOutcome, EngineError> {
@@ -233,12 +247,15 @@ impl Engine {
         if req.record.ops.is_empty() && no_settings && req.create_namespace != Some(true) {
             return Err(EngineError::invalid_input("write has no operations"));
         }
+        // Checked before the rows are applied: a refused label change changes nothing.
+        let labels_after = super::labels::applied(labels, &req.labels)?;
         let mut affected = req.return_affected_ids.then(AffectedIds::default);
         let mut record = req.record.clone();
         record.counts = apply_off_workers(state, &req.record, &mut affected).await?;
-        if is_noop(&record, base) {
+        if is_noop(&record, base) && labels_after == *labels {
             return Ok(PlannedOutcome::Unchanged { affected });
         }
+        *labels = labels_after;
         Ok(PlannedOutcome::Applied { record: Box::new(record), affected })
     }
 
@@ -297,14 +314,10 @@ impl Engine {
                 1,
                 |_| async {},
                 |_| {
-                    Ok(Derived::Commit(next_manifest(
-                        base,
-                        path,
-                        &plan.state,
-                        wal_ref.clone(),
-                        now,
-                        commit_id.clone(),
-                    )))
+                    let mut next =
+                        next_manifest(base, path, &plan.state, wal_ref.clone(), now, commit_id.clone());
+                    next.labels = plan.labels.clone();
+                    Ok(Derived::Commit(next))
                 },
             )
             .await?;
@@ -537,8 +550,14 @@ enum PlannedOutcome {
     Deferred,
 }
 
+/// A namespace's labels (key → value), as the manifest keeps them.
+type Labels = std::collections::BTreeMap<String, String>;
+
 struct Plan {
     state: NsState,
+    /// The labels the group's manifest carries (the base's with each applied
+    /// request's changes).
+    labels: Labels,
     records: Vec<RequestRecord>,
     outcomes: Vec<Result<PlannedOutcome, EngineError>>,
 }

@@ -15,6 +15,7 @@
 use base64::Engine as _;
 use serde_json::{json, Map, Value as Json};
 
+use crate::engine::QueryAnswer;
 use crate::filter::Filter;
 use crate::model::{DocId, Value, ID_ATTR, VECTOR_ATTR};
 use crate::query::recall::{RecallReport, RecallRequest};
@@ -49,6 +50,31 @@ impl QueryResult {
         }
         Json::Object(m)
     }
+}
+
+/// The whole response body of a query request: the results (the
+/// multi-query shape `{"results": [...]}` when `multi`), then `billing` and
+/// `performance` from the read's typed figures.
+pub fn query_response(multi: bool, answer: &QueryAnswer, server_total_ms: u64) -> Json {
+    let mut v = if multi {
+        json!({"results": answer.results.iter().map(QueryResult::to_json).collect::<Vec<_>>()})
+    } else {
+        answer.results.first().map(QueryResult::to_json).unwrap_or_else(|| json!({"rows": []}))
+    };
+    let returned = serde_json::to_vec(&v).map_or(0, |b| b.len());
+    v["billing"] = json!({
+        "billable_logical_bytes_queried": answer.logical_bytes,
+        "billable_logical_bytes_returned": returned,
+    });
+    v["performance"] = json!({
+        "approx_namespace_size": answer.approx_rows,
+        "cache_hit_ratio": answer.temperature.hit_ratio,
+        "cache_temperature": answer.temperature.level,
+        "exhaustive_search_count": answer.results.iter().map(|r| r.scanned).sum::<u64>(),
+        "query_execution_ms": u64::try_from(answer.execution.as_millis()).unwrap_or(u64::MAX),
+        "server_total_ms": server_total_ms,
+    });
+    v
 }
 
 /// A row: the document as written (`id`, vector, attributes), its vector in

@@ -547,6 +547,14 @@ fn row_to_patch(row: TypedRow) -> Result<Patch, EngineError> {
 }
 
 impl WriteResponse {
+    /// The HTTP response body: [`WriteResponse::to_json`] plus the request's
+    /// `performance`.
+    pub fn to_response(&self, server_total_ms: u64) -> Json {
+        let mut v = self.to_json();
+        v["performance"] = json!({"server_total_ms": server_total_ms});
+        v
+    }
+
     /// The turbopuffer response body.
     pub fn to_json(&self) -> Json {
         let mut v = json!({

@@ -9,22 +9,24 @@
 //!   namespaces of at most [`SMALL_NAMESPACE_DOCS`] documents use their own
 //!   lane, so a small tenant is not queued behind large scans (its work is
 //!   bounded by its size and the request caps).
-//! - At most `max_queued` queries wait for a permit; one more gets 429 with
-//!   `retry-after-ms` at once (the SDK retries it with backoff).
-//! - The deadline covers waiting and evaluation. Past it the query answers
-//!   408 (which the SDK retries) naming `query_timeout_ms`; an evaluation
+//! - At most `max_queued` queries wait for a permit; one more fails at once as
+//!   [`super::ErrorKind::Backpressure`] with a retry hint (429 with
+//!   `retry-after-ms`; the SDK retries it with backoff).
+//! - The deadline covers waiting and evaluation. Past it the query fails as
+//!   [`super::ErrorKind::Timeout`] (408, which the SDK retries) naming `query_timeout_ms`; an evaluation
 //!   notices within a few hundred rows ([`crate::deadline`]) and its partial
 //!   result is discarded, so the slot frees promptly.
 //! - Nothing here runs query code on an async worker.
+//! - The pool belongs to the engine (one per engine, [`super::Engine::query_pool`]): every
+//!   evaluation is entered through a read view (`engine/read.rs`), which runs it here.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hyper::StatusCode;
 use tokio::sync::Semaphore;
 
-use super::error::ApiError;
+use super::EngineError;
 use crate::query::QueryError;
 
 /// Namespaces up to this many documents are queried in the small lane.
@@ -100,7 +102,7 @@ impl QueryPool {
 
     /// Evaluates `f` on a blocking thread once a slot of `lane` is free,
     /// within the deadline.
-    pub async fn run<T, F>(&self, lane: Lane, f: F) -> Result<T, ApiError>
+    pub async fn run<T, F>(&self, lane: Lane, f: F) -> Result<T, EngineError>
     where
         T: Send + 'static,
         F: FnOnce() -> Result<T, QueryError> + Send + 'static,
@@ -121,7 +123,7 @@ impl QueryPool {
         match task.await {
             Ok(Ok(out)) => Ok(out?),
             Ok(Err(crate::deadline::Expired)) => Err(self.timed_out()),
-            Err(e) => Err(ApiError::internal(format!("query task failed: {e}"))),
+            Err(e) => Err(EngineError::caused_by(super::ErrorKind::Internal, "query task failed", e)),
         }
     }
 
@@ -129,11 +131,11 @@ impl QueryPool {
         &self,
         semaphore: &Arc<Semaphore>,
         deadline: Instant,
-    ) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
+    ) -> Result<tokio::sync::OwnedSemaphorePermit, EngineError> {
         let max_queued = self.max_queued.load(Ordering::SeqCst);
         if self.waiting.fetch_add(1, Ordering::SeqCst) >= max_queued {
             self.waiting.fetch_sub(1, Ordering::SeqCst);
-            return Err(ApiError::too_many_requests(
+            return Err(EngineError::backpressure(
                 format!("too many queries waiting (max_queued_queries = {max_queued}); retry later"),
                 QUEUE_FULL_RETRY_MS,
             ));
@@ -142,19 +144,16 @@ impl QueryPool {
         let acquire = semaphore.clone().acquire_owned();
         match tokio::time::timeout_at(deadline.into(), acquire).await {
             Ok(Ok(p)) => Ok(p),
-            Ok(Err(_)) => Err(ApiError::internal("the query pool is closed")),
+            Ok(Err(e)) => Err(EngineError::internal("the query pool is closed").with_source(e)),
             Err(_) => Err(self.timed_out()),
         }
     }
 
-    fn timed_out(&self) -> ApiError {
-        ApiError::new(
-            StatusCode::REQUEST_TIMEOUT,
-            format!(
-                "query exceeded the query deadline of {} ms (query_timeout_ms)",
-                self.timeout().as_millis()
-            ),
-        )
+    fn timed_out(&self) -> EngineError {
+        EngineError::timeout(format!(
+            "query exceeded the query deadline of {} ms (query_timeout_ms)",
+            self.timeout().as_millis()
+        ))
     }
 }
 
@@ -168,6 +167,7 @@ impl Default for QueryPool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::ErrorKind;
 
     fn spin_until_expired() -> Result<u64, QueryError> {
         let mut n = 0u64;
@@ -181,8 +181,8 @@ mod tests {
     async fn a_query_past_its_deadline_is_408() {
         let pool = QueryPool::new(1, 4, Duration::from_millis(50));
         let e = pool.run(Lane::Large, spin_until_expired).await.unwrap_err();
-        assert_eq!(e.status, StatusCode::REQUEST_TIMEOUT);
-        assert!(e.message.contains("query_timeout_ms"), "{}", e.message);
+        assert_eq!(e.kind(), ErrorKind::Timeout);
+        assert!(e.message().contains("query_timeout_ms"), "{}", e.message());
     }
 
     #[tokio::test]
@@ -199,15 +199,15 @@ mod tests {
         });
         tokio::time::sleep(Duration::from_millis(50)).await;
         let full = pool.run(Lane::Large, || Ok(2)).await.unwrap_err();
-        assert_eq!(full.status, StatusCode::TOO_MANY_REQUESTS);
-        assert!(full.retry_after_ms.is_some());
+        assert_eq!(full.kind(), ErrorKind::Backpressure);
+        assert!(full.retry_after_ms() > 0);
         assert_eq!(pool.run(Lane::Small, || Ok(3)).await.unwrap(), 3, "the small lane is free");
-        assert_eq!(busy.await.unwrap().unwrap_err().status, StatusCode::REQUEST_TIMEOUT);
+        assert_eq!(busy.await.unwrap().unwrap_err().kind(), ErrorKind::Timeout);
         // The queued query ran once the busy one gave its slot up (or, on a
         // slow machine, reached its own deadline first): never a 429.
         match queued.await.unwrap() {
             Ok(n) => assert_eq!(n, 1),
-            Err(e) => assert_eq!(e.status, StatusCode::REQUEST_TIMEOUT),
+            Err(e) => assert_eq!(e.kind(), ErrorKind::Timeout),
         }
     }
 }
