@@ -15,7 +15,7 @@ shift || true
 if [ "$#" -gt 0 ]; then
   targets=("$@")
 else
-  targets=(wal_decode manifest_decode filter_parse segment_decode deletes_decode index_open snapshot_decode)
+  targets=(wal_decode manifest_decode filter_parse segment_decode deletes_decode index_open snapshot_decode idempotency_decode)
 fi
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -65,6 +65,12 @@ for i in range(n):
     k, _, _, o, l = struct.unpack_from("<HHIQQ", b, t + 24 * i)
     if k == 21:
         sys.stdout.buffer.write(b[o:o + l])' "$v2/segment_cold.seg" | seed index_open fixture-cold-ivf 002 -
+fi
+v10="$here/../tests/fixtures/v10"
+if [ -d "$v10" ]; then
+  seed idempotency_decode fixture-idempotency-bin 000 "$v10/idempotency.bin"
+  seed idempotency_decode fixture-idempotency-resealed 001 "$v10/idempotency.bin"
+  seed idempotency_decode fixture-idempotency-json 000 "$v10/idempotency.json"
 fi
 mkdir -p corpus/filter_parse
 printf '%s' '["a","Eq",1]' >corpus/filter_parse/eq

@@ -10,7 +10,12 @@
 //!   codec stored it (the write response as JSON, taken from a real
 //!   `meta.redb`); `sync_record.bin` and `snapshot.snp` are the bytes of the
 //!   sync record codec and of a snapshot file as they were before those codecs
-//!   moved into `format/` (the move keeps every byte).
+//!   moved into `format/` (the move keeps every byte); `idempotency.bin` is
+//!   version 1 of the idempotency codec (`format/idempotency.rs`).
+//! - A retry whose stored idempotency record cannot be decoded is answered
+//!   with an error naming the key (`Corrupted`), never with zero counts and
+//!   never by applying the write again; a record in the JSON shape earlier
+//!   builds stored still answers a retry with its counts.
 //!
 //! To write missing fixtures (existing files are never overwritten):
 //! `TIDEPOOL_WRITE_FIXTURES=1 cargo test --test format_compat_records -- --ignored write_v10_record_fixtures`
@@ -21,9 +26,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use serde_json::{json, Value as Json};
-use tidepool::engine::{CompactionConfig, Engine, EngineConfig, WriteRequest};
+use tidepool::engine::{CompactionConfig, Engine, EngineConfig, ErrorKind, WriteRequest};
+use tidepool::format::idempotency::IdempotencyRecord;
+use tidepool::format::FormatError;
 use tidepool::layout::NsPath;
+use tidepool::meta::Meta;
 use tidepool::model::DocId;
+use tidepool::ops::RowCounts;
 use tidepool::store::Store;
 use tidepool::sync::state::SyncRecord;
 
@@ -84,14 +93,14 @@ fn snapshot_docs() -> BTreeMap<DocId, Json> {
     .collect()
 }
 
+/// The record `idempotency.bin` holds.
+fn fixture_idempotency_record() -> IdempotencyRecord {
+    IdempotencyRecord { counts: RowCounts { upserted: 3, patched: 1, deleted: 2 }, generation: 12 }
+}
+
 /// The sync record `sync_record.bin` holds.
 fn fixture_sync_record() -> SyncRecord {
-    SyncRecord {
-        local_generation: 42,
-        remote_generation: 17,
-        wal_floor: 9,
-        synced_at_ms: 1_795_000_000_123,
-    }
+    SyncRecord { local_generation: 42, remote_generation: 17, wal_floor: 9, synced_at_ms: 1_795_000_000_123 }
 }
 
 fn write_missing(files: Vec<(&str, Vec<u8>)>) {
@@ -126,10 +135,11 @@ async fn write_v10_record_fixtures() {
     let mut snapshot = Vec::new();
     e.write_snapshot(&p, None, &mut snapshot).await.unwrap();
     drop(e);
-    let meta = tidepool::meta::Meta::open(dir.path()).unwrap();
+    let meta = Meta::open(dir.path()).unwrap();
     let record = meta.idempotency(&p.to_string(), "fixture-key-1").unwrap().unwrap();
     write_missing(vec![
         ("idempotency.json", record),
+        ("idempotency.bin", fixture_idempotency_record().encode()),
         ("sync_record.bin", fixture_sync_record().encode()),
         ("snapshot.snp", snapshot),
     ]);
@@ -156,4 +166,96 @@ async fn snapshot_fixture_verifies_and_restores_every_document() {
     assert_eq!(m.segments.len(), 1, "the fixture holds a compacted segment");
     assert_eq!(m.wal.len(), 1, "and one WAL batch on top of it");
     assert_eq!(docs(&e, &ns("restored")).await, snapshot_docs());
+}
+
+#[test]
+fn idempotency_record_fixtures_decode() {
+    let legacy = IdempotencyRecord::decode(&read_fixture("idempotency.json")).unwrap();
+    let upserted_three = RowCounts { upserted: 3, patched: 0, deleted: 0 };
+    assert_eq!(legacy, IdempotencyRecord { counts: upserted_three, generation: 1 });
+    let bytes = read_fixture("idempotency.bin");
+    assert_eq!(IdempotencyRecord::decode(&bytes).unwrap(), fixture_idempotency_record());
+    assert_eq!(fixture_idempotency_record().encode(), bytes, "the idempotency record encoding changed");
+}
+
+const KEY: &str = "fixture-key-1";
+
+/// A data dir whose namespace acknowledged [`keyed_write`] and then compacted
+/// it: the WAL batch that carried the key is folded, so only the record in
+/// `meta.redb` remembers the key. Returns the generation after compaction.
+async fn compacted_keyed_write(dir: &std::path::Path, p: &NsPath) -> u64 {
+    let e = engine(dir).await;
+    let first = write(&e, p, keyed_write()).await;
+    assert!(!first.deduplicated);
+    e.compact(p, true).await.unwrap();
+    let s = e.snapshot(p, true).await.unwrap();
+    assert!(s.manifest.as_ref().unwrap().wal.is_empty(), "compaction folded the keyed batch");
+    s.generation()
+}
+
+/// Replace the stored record of [`KEY`] (the daemon is stopped: the test owns `meta.redb`).
+fn replace_record(dir: &std::path::Path, p: &NsPath, record: &[u8]) {
+    let meta = Meta::open(dir).unwrap();
+    let ns = p.to_string();
+    assert!(meta.idempotency(&ns, KEY).unwrap().is_some());
+    let manifest = meta.cached_manifest(&ns).unwrap().unwrap();
+    meta.record_commit(&ns, &manifest, &[(KEY.to_owned(), record.to_vec())]).unwrap();
+}
+
+#[tokio::test]
+async fn a_retry_with_a_damaged_record_is_an_error_not_zero_rows_nor_a_second_write() {
+    let legacy = read_fixture("idempotency.json");
+    let missing_count = String::from_utf8(legacy.clone()).unwrap().replace(r#""rows_upserted":3,"#, "");
+    let mut flipped = fixture_idempotency_record().encode();
+    flipped[20] ^= 0x04;
+    let damaged: [(&str, Vec<u8>); 4] = [
+        ("flipped byte", flipped),
+        ("truncated", fixture_idempotency_record().encode()[..30].to_vec()),
+        ("legacy JSON missing a count", missing_count.into_bytes()),
+        ("empty", Vec::new()),
+    ];
+    for (what, bytes) in damaged {
+        let dir = tempfile::tempdir().unwrap();
+        let p = ns("idem");
+        let generation = compacted_keyed_write(dir.path(), &p).await;
+        replace_record(dir.path(), &p, &bytes);
+        let e = engine(dir.path()).await;
+        let err = e.write(&p, WriteRequest::from_json(&keyed_write()).unwrap()).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Corrupted, "{what}: {err}");
+        assert!(err.to_string().contains(KEY), "{what}: the error names the key: {err}");
+        let cause = std::error::Error::source(&err).and_then(|c| c.downcast_ref::<FormatError>());
+        assert!(cause.is_some(), "{what}: the decoding error is kept as the cause: {err:?}");
+        assert_eq!(e.snapshot(&p, true).await.unwrap().generation(), generation, "{what}: nothing committed");
+    }
+}
+
+#[tokio::test]
+async fn a_retry_answers_from_a_record_in_the_json_shape_of_earlier_builds() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = ns("idem-legacy");
+    let generation = compacted_keyed_write(dir.path(), &p).await;
+    let legacy = String::from_utf8(read_fixture("idempotency.json")).unwrap();
+    let distinct =
+        legacy.replace(r#""rows_affected":3,"rows_upserted":3"#, r#""rows_affected":2,"rows_upserted":2"#);
+    assert_ne!(distinct, legacy);
+    replace_record(dir.path(), &p, distinct.as_bytes());
+    let e = engine(dir.path()).await;
+    let again = write(&e, &p, keyed_write()).await;
+    assert!(again.deduplicated);
+    assert_eq!(again.counts, RowCounts { upserted: 2, patched: 0, deleted: 0 }, "the stored counts answer");
+    assert_eq!(e.snapshot(&p, true).await.unwrap().generation(), generation, "the retry committed nothing");
+}
+
+#[tokio::test]
+async fn a_retry_answers_from_a_record_this_build_wrote() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = ns("idem-new");
+    let generation = compacted_keyed_write(dir.path(), &p).await;
+    let stored = Meta::open(dir.path()).unwrap().idempotency(&p.to_string(), KEY).unwrap().unwrap();
+    assert_eq!(&stored[..8], b"TIDE.IDM", "new records use the binary codec");
+    let e = engine(dir.path()).await;
+    let again = write(&e, &p, keyed_write()).await;
+    assert!(again.deduplicated);
+    assert_eq!(again.counts, RowCounts { upserted: 3, patched: 0, deleted: 0 });
+    assert_eq!(e.snapshot(&p, true).await.unwrap().generation(), generation);
 }
