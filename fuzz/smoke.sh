@@ -15,7 +15,7 @@ shift || true
 if [ "$#" -gt 0 ]; then
   targets=("$@")
 else
-  targets=(wal_decode manifest_decode filter_parse segment_decode deletes_decode index_open snapshot_decode idempotency_decode)
+  targets=(wal_decode manifest_decode filter_parse segment_decode deletes_decode index_open snapshot_decode idempotency_decode sync_record_decode)
 fi
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -71,6 +71,8 @@ if [ -d "$v10" ]; then
   seed idempotency_decode fixture-idempotency-bin 000 "$v10/idempotency.bin"
   seed idempotency_decode fixture-idempotency-resealed 001 "$v10/idempotency.bin"
   seed idempotency_decode fixture-idempotency-json 000 "$v10/idempotency.json"
+  seed sync_record_decode fixture-sync-record 000 "$v10/sync_record.bin"
+  seed sync_record_decode fixture-sync-record-resealed 001 "$v10/sync_record.bin"
 fi
 mkdir -p corpus/filter_parse
 printf '%s' '["a","Eq",1]' >corpus/filter_parse/eq

@@ -68,7 +68,7 @@ pub struct Released {
 }
 
 impl Meta {
-    /// The sync record of a namespace (`sync::state` encodes it).
+    /// The sync record of a namespace (its bytes: `format/sync_record.rs` encodes them).
     pub fn sync_record(&self, ns: &str) -> Result<Option<Vec<u8>>, MetaError> {
         self.get_bytes(SYNC, ns)
     }
