@@ -6,7 +6,7 @@
 # SECONDS defaults to $FUZZ_SECONDS or 20 per target; TARGETs default to all.
 # Uses the stable toolchain with --sanitizer=none (RUSTC_BOOTSTRAP=1 lets
 # cargo-fuzz pass its flags), as redb's CI does. Installs cargo-fuzz if it is
-# missing. Seeds each corpus from the frozen fixtures in tests/fixtures/v1 and v2.
+# missing. Seeds each corpus from the frozen fixtures in tests/fixtures/v1, v2 and v10.
 # Exits non-zero if a target crashes (the input is kept in fuzz/artifacts/).
 set -euo pipefail
 
@@ -73,6 +73,8 @@ if [ -d "$v10" ]; then
   seed idempotency_decode fixture-idempotency-json 000 "$v10/idempotency.json"
   seed sync_record_decode fixture-sync-record 000 "$v10/sync_record.bin"
   seed sync_record_decode fixture-sync-record-resealed 001 "$v10/sync_record.bin"
+  mkdir -p corpus/snapshot_decode
+  cp "$v10/snapshot.snp" corpus/snapshot_decode/fixture-snapshot
 fi
 mkdir -p corpus/filter_parse
 printf '%s' '["a","Eq",1]' >corpus/filter_parse/eq

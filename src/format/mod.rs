@@ -2,7 +2,8 @@
 //! CURRENT-hint codecs ([`manifest`]), the segment and deletion-set codecs
 //! ([`segment`]), the attribute/value codec both WAL documents and segment
 //! rows use ([`attrs`]), the idempotency records of `meta.redb`
-//! ([`idempotency`]) and sync records ([`sync_record`]), and (re-exported from [`crate::codec`]) the bounded
+//! ([`idempotency`]) and sync records ([`sync_record`]), the snapshot file's
+//! framing ([`snapshot`]), and (re-exported from [`crate::codec`]) the bounded
 //! byte [`Reader`] / little-endian [`Writer`] they are built on. `storage-format.md` at the
 //! repository root is the source of truth; this code follows it.
 //!
@@ -22,6 +23,7 @@ pub mod attrs;
 pub mod idempotency;
 pub mod manifest;
 pub mod segment;
+pub mod snapshot;
 pub mod sync_record;
 pub mod wal;
 
