@@ -16,7 +16,7 @@
 //!   corruption is an [`EngineError::invalid_input`] saying what is wrong,
 //!   with the decoding error as its cause.
 //! - A local I/O failure (the snapshot file, the restore spool) keeps the I/O
-//!   error as its cause and is classified once ([`local_io`]): a full disk
+//!   error as its cause and is classified once (`local_io`): a full disk
 //!   (ENOSPC/EDQUOT) is `StorageFull` (507), anything else `Unavailable`.
 //! - Restore writes every object under the destination's prefix, raises
 //!   their refcounts, and commits the destination's manifest **last**, only
