@@ -6,7 +6,7 @@
 # SECONDS defaults to $FUZZ_SECONDS or 20 per target; TARGETs default to all.
 # Uses the stable toolchain with --sanitizer=none (RUSTC_BOOTSTRAP=1 lets
 # cargo-fuzz pass its flags), as redb's CI does. Installs cargo-fuzz if it is
-# missing. Seeds each corpus from the frozen fixtures in tests/fixtures/v1 and v2.
+# missing. Seeds each corpus from the frozen fixtures in tests/fixtures/v1, v2 and v10.
 # Exits non-zero if a target crashes (the input is kept in fuzz/artifacts/).
 set -euo pipefail
 
@@ -15,7 +15,7 @@ shift || true
 if [ "$#" -gt 0 ]; then
   targets=("$@")
 else
-  targets=(wal_decode manifest_decode filter_parse segment_decode deletes_decode index_open snapshot_decode)
+  targets=(wal_decode manifest_decode filter_parse segment_decode deletes_decode index_open snapshot_decode idempotency_decode sync_record_decode)
 fi
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -65,6 +65,16 @@ for i in range(n):
     k, _, _, o, l = struct.unpack_from("<HHIQQ", b, t + 24 * i)
     if k == 21:
         sys.stdout.buffer.write(b[o:o + l])' "$v2/segment_cold.seg" | seed index_open fixture-cold-ivf 002 -
+fi
+v10="$here/../tests/fixtures/v10"
+if [ -d "$v10" ]; then
+  seed idempotency_decode fixture-idempotency-bin 000 "$v10/idempotency.bin"
+  seed idempotency_decode fixture-idempotency-resealed 001 "$v10/idempotency.bin"
+  seed idempotency_decode fixture-idempotency-json 000 "$v10/idempotency.json"
+  seed sync_record_decode fixture-sync-record 000 "$v10/sync_record.bin"
+  seed sync_record_decode fixture-sync-record-resealed 001 "$v10/sync_record.bin"
+  mkdir -p corpus/snapshot_decode
+  cp "$v10/snapshot.snp" corpus/snapshot_decode/fixture-snapshot
 fi
 mkdir -p corpus/filter_parse
 printf '%s' '["a","Eq",1]' >corpus/filter_parse/eq

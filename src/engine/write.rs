@@ -25,7 +25,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use serde_json::{json, Value as Json};
+use serde_json::Value as Json;
 use tokio::sync::oneshot;
 
 use super::apply;
@@ -34,6 +34,7 @@ use super::{
     cached, clear_cached, set_cached, AffectedIds, Engine, EngineError, NsHandle, NsState, Snapshot,
     WriteRequest,
 };
+use crate::format::idempotency::IdempotencyRecord;
 use crate::format::manifest::{Manifest, ManifestStats, ObjectRef, WalRef};
 use crate::format::wal::WalBatch;
 use crate::layout::NsPath;
@@ -204,7 +205,7 @@ impl Engine {
             }
             let (ns, k) = (h.path.to_string(), key.clone());
             if let Some(stored) = self.blocking(move |m| m.idempotency(&ns, &k)).await? {
-                return Ok(PlannedOutcome::Stored(stored));
+                return Ok(PlannedOutcome::Duplicate(stored_counts(&h.path, key, &stored)?));
             }
         }
         if let Some(v) = req.if_version {
@@ -334,7 +335,7 @@ impl Engine {
             .iter()
             .filter_map(|r| {
                 let key = r.idempotency_key.clone()?;
-                Some((key, idempotency_record(r.counts, m.generation)))
+                Some((key, IdempotencyRecord { counts: r.counts, generation: m.generation }.encode()))
             })
             .collect();
         let ns = h.path.to_string();
@@ -385,7 +386,6 @@ impl Engine {
                     affected: None,
                     bytes_written: 0,
                 }),
-                Ok(PlannedOutcome::Stored(bytes)) => Ok(stored_response(&bytes, generation)),
                 Ok(PlannedOutcome::Deferred) => {
                     deferred.push(p);
                     continue;
@@ -403,9 +403,6 @@ impl Engine {
     }
 }
 
-/// The idempotency record of `storage-format.md` 6.1: the response body as
-/// acknowledged (a persisted format: it keeps these keys whatever the wire
-/// response grows; [`stored_response`] reads the counts back).
 /// `apply::apply_request`; a request that evaluates a filter over the
 /// namespace (`delete_by_filter`, `patch_by_filter`) is CPU work proportional
 /// to the namespace, so it runs on a blocking thread: the async workers (and
@@ -432,36 +429,20 @@ async fn apply_off_workers(
     counts
 }
 
-fn idempotency_record(counts: RowCounts, generation: u64) -> Vec<u8> {
-    let v = json!({
-        "status": "OK",
-        "message": "success",
-        "rows_affected": counts.affected(),
-        "rows_upserted": counts.upserted,
-        "rows_patched": counts.patched,
-        "rows_deleted": counts.deleted,
-        "rows_remaining": false,
-        "version": generation,
-        "deduplicated": false,
-        "billing": {"billable_logical_bytes_written": 0},
-    });
-    serde_json::to_vec(&v).unwrap_or_default()
-}
-
-fn stored_response(bytes: &[u8], generation: u64) -> WriteResponse {
-    let v: Json = serde_json::from_slice(bytes).unwrap_or(Json::Null);
-    let n = |k: &str| v.get(k).and_then(Json::as_u64).unwrap_or(0);
-    WriteResponse {
-        counts: RowCounts {
-            upserted: n("rows_upserted"),
-            patched: n("rows_patched"),
-            deleted: n("rows_deleted"),
-        },
-        generation,
-        deduplicated: true,
-        affected: None,
-        bytes_written: 0,
-    }
+/// The counts a stored idempotency record (`storage-format.md` 6.1,
+/// `format/idempotency.rs`) acknowledged. A record that does not decode is
+/// an error naming the key (`Corrupted`, or `Unsupported` for a newer
+/// version), never zero counts and never a second application: the key was
+/// acknowledged once, so the write took effect, only its counts are lost.
+fn stored_counts(path: &NsPath, key: &str, stored: &[u8]) -> Result<RowCounts, EngineError> {
+    let record = IdempotencyRecord::decode(stored).map_err(|e| {
+        EngineError::from(e).context(&format!(
+            "the idempotency record of key {key:?} in namespace {} cannot be read (the write it \
+             acknowledged was applied and is not applied again)",
+            path.ns()
+        ))
+    })?;
+    Ok(record.counts)
 }
 
 /// The manifest's reference to an encoded WAL batch stored under `key`.
@@ -546,7 +527,6 @@ enum PlannedOutcome {
         affected: Option<AffectedIds>,
     },
     Duplicate(RowCounts),
-    Stored(Vec<u8>),
     Deferred,
 }
 

@@ -1,7 +1,9 @@
 //! On-storage formats: the WAL batch codec ([`wal`]), the manifest and
 //! CURRENT-hint codecs ([`manifest`]), the segment and deletion-set codecs
 //! ([`segment`]), the attribute/value codec both WAL documents and segment
-//! rows use ([`attrs`]), and (re-exported from [`crate::codec`]) the bounded
+//! rows use ([`attrs`]), the idempotency records of `meta.redb`
+//! ([`idempotency`]) and sync records ([`sync_record`]), the snapshot file's
+//! framing ([`snapshot`]), and (re-exported from [`crate::codec`]) the bounded
 //! byte [`Reader`] / little-endian [`Writer`] they are built on. `storage-format.md` at the
 //! repository root is the source of truth; this code follows it.
 //!
@@ -18,8 +20,11 @@
 //!   and checksum mismatches are errors.
 
 pub mod attrs;
+pub mod idempotency;
 pub mod manifest;
 pub mod segment;
+pub mod snapshot;
+pub mod sync_record;
 pub mod wal;
 
 /// Current (and highest supported) version of every format in this module.

@@ -219,13 +219,6 @@ impl std::fmt::Debug for Meta {
     }
 }
 
-/// A stored idempotency record.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IdempotencyRecord {
-    /// The stored response (JSON bytes).
-    pub response: Vec<u8>,
-}
-
 impl Meta {
     /// Open (or create) `meta.redb` in `dir`.
     pub fn open(dir: &Path) -> Result<Meta, MetaError> {
@@ -491,7 +484,8 @@ impl Meta {
         })
     }
 
-    /// The stored response of an idempotency key.
+    /// The stored record of an idempotency key (its bytes: the engine decodes
+    /// them with `format::idempotency`, a layer above this one).
     pub fn idempotency(&self, ns: &str, key: &str) -> Result<Option<Vec<u8>>, MetaError> {
         self.with(|db| {
             let txn = db.begin_read().map_err(db_err)?;

@@ -68,7 +68,7 @@ pub struct Released {
 }
 
 impl Meta {
-    /// The sync record of a namespace (`sync::state` encodes it).
+    /// The sync record of a namespace (its bytes: `format/sync_record.rs` encodes them).
     pub fn sync_record(&self, ns: &str) -> Result<Option<Vec<u8>>, MetaError> {
         self.get_bytes(SYNC, ns)
     }
@@ -218,5 +218,18 @@ mod tests {
         m.incr_refs("o/p", &keys(&["a/wal/5"])).unwrap();
         assert!(m.release_sync_holds("o/p", &keys(&["a/wal/5"])).unwrap().is_empty());
         assert_eq!(m.refcount("o/p", "a/wal/5").unwrap(), 1);
+    }
+
+    #[test]
+    fn a_hold_row_is_20_little_endian_bytes() {
+        // Pinned: rows written by earlier builds must keep decoding (storage-format.md 6.1).
+        let h = HeldWal { key: "k".into(), seq: 0x0102, bytes: 0x0304, crc32c: 0x0506_0708 };
+        let mut expect = [0u8; 20];
+        expect[0..2].copy_from_slice(&[0x02, 0x01]);
+        expect[8..10].copy_from_slice(&[0x04, 0x03]);
+        expect[16..20].copy_from_slice(&[0x08, 0x07, 0x06, 0x05]);
+        assert_eq!(h.encode(), expect);
+        assert_eq!(HeldWal::decode("k", &expect), Some(h));
+        assert_eq!(HeldWal::decode("k", &expect[..19]), None);
     }
 }

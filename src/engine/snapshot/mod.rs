@@ -2,18 +2,22 @@
 //! generation (the manifest plus every object it references), and restore of
 //! such a file into a new namespace — on this node or any other.
 //!
-//! Format (byte by byte in `storage-format.md`, "Snapshot file"): a 44-byte
-//! header (magic `TIDE.SNP`, version, object count, generation, manifest
-//! length and crc32c, header crc32c), the manifest file bytes, one record per
-//! object (key, length, crc32c of the data, crc32c of the record header, the
-//! data), and a 16-byte footer (magic `TIDE.END`, object count, crc32c of every
-//! byte before it).
+//! Format (byte by byte in `storage-format.md` 9.6; the header, record-header
+//! and footer codecs are `format/snapshot.rs`): a 44-byte header, the manifest
+//! file bytes, one record per object (key, length, crc32c of the data, crc32c
+//! of the record header, the data), and a 16-byte footer (magic `TIDE.END`,
+//! object count, crc32c of every byte before it). This module streams them and
+//! does the file and object I/O.
 //!
 //! Invariants:
 //! - The reader verifies every checksum before it uses what it covers, never
 //!   allocates from an unchecked length, caps every length, and refuses a
 //!   snapshot whose objects are not exactly the manifest's objects. Any
-//!   corruption is an [`EngineError::invalid_input`] saying what is wrong.
+//!   corruption is an [`EngineError::invalid_input`] saying what is wrong,
+//!   with the decoding error as its cause.
+//! - A local I/O failure (the snapshot file, the restore spool) keeps the I/O
+//!   error as its cause and is classified once (`local_io`): a full disk
+//!   (ENOSPC/EDQUOT) is `StorageFull` (507), anything else `Unavailable`.
 //! - Restore writes every object under the destination's prefix, raises
 //!   their refcounts, and commits the destination's manifest **last**, only
 //!   after the footer checksum verified: a crash or a corrupted file leaves
@@ -37,31 +41,23 @@ use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 mod reader;
+#[cfg(test)]
+mod tests;
 
 pub use reader::{scan_snapshot, verify_snapshot, ObjectSpan, SnapshotReader};
 
 use super::branch::relocation_map;
 use super::{clear_cached, Engine, EngineError};
 use crate::format::manifest::Manifest;
+use crate::format::snapshot::{encode_footer, encode_record_header, SnapshotHeader};
+use crate::format::FormatError;
 use crate::layout::NsPath;
 use crate::store::StoreError;
 
-/// Magic at offset 0.
-pub const SNAPSHOT_MAGIC: &[u8; 8] = b"TIDE.SNP";
-/// Magic of the footer.
-pub const SNAPSHOT_END_MAGIC: &[u8; 8] = b"TIDE.END";
-/// The version this build writes (and the highest it reads).
-pub const SNAPSHOT_VERSION: u16 = 1;
-/// Header length.
-pub const SNAPSHOT_HEADER_LEN: usize = 44;
-/// Footer length.
-pub const SNAPSHOT_FOOTER_LEN: usize = 16;
-/// Longest object key.
-pub const MAX_SNAPSHOT_KEY_BYTES: u32 = 1024;
-/// Largest object in a snapshot (restore maps the file; nothing holds an object whole).
-pub const MAX_SNAPSHOT_OBJECT_BYTES: u64 = 2 << 30;
-/// Most objects in a snapshot.
-pub const MAX_SNAPSHOT_OBJECTS: u32 = 10_000_000;
+pub use crate::format::snapshot::{
+    MAX_SNAPSHOT_KEY_BYTES, MAX_SNAPSHOT_OBJECTS, MAX_SNAPSHOT_OBJECT_BYTES, SNAPSHOT_END_MAGIC,
+    SNAPSHOT_FOOTER_LEN, SNAPSHOT_HEADER_LEN, SNAPSHOT_MAGIC, SNAPSHOT_VERSION,
+};
 
 /// What a snapshot holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,11 +76,38 @@ fn bad(msg: impl std::fmt::Display) -> EngineError {
     EngineError::invalid_input(format!("invalid snapshot file: {msg}"))
 }
 
-fn io_err(e: &std::io::Error) -> EngineError {
-    if e.kind() == std::io::ErrorKind::UnexpectedEof {
-        bad("it is truncated (it ends before its footer)")
+/// A snapshot that failed a check of `format/snapshot.rs` (400), the check's
+/// error kept as the cause.
+fn bad_format(context: &str, e: FormatError) -> EngineError {
+    let message = match &e {
+        FormatError::BadMagic { .. } => {
+            "it does not start with the magic TIDE.SNP (not a tidepool snapshot)".to_owned()
+        }
+        _ if context.is_empty() => e.to_string(),
+        _ => format!("{context}: {e}"),
+    };
+    bad(message).with_source(e)
+}
+
+/// A local I/O failure while writing, spooling or reading a snapshot file,
+/// classified once: a full disk or quota (ENOSPC/EDQUOT) is `StorageFull`
+/// (507: it lasts until space is freed), anything else `Unavailable`. The I/O
+/// error stays the cause.
+fn local_io(what: impl std::fmt::Display, e: std::io::Error) -> EngineError {
+    let message = format!("{what}: {e}");
+    let err = if crate::store::space::io_is_no_space(&e) {
+        EngineError::storage_full(message)
     } else {
-        EngineError::unavailable(format!("reading the snapshot: {e}"))
+        EngineError::unavailable(message)
+    };
+    err.with_source(e)
+}
+
+fn io_err(e: std::io::Error) -> EngineError {
+    if e.kind() == std::io::ErrorKind::UnexpectedEof {
+        bad("it is truncated (it ends before its footer)").with_source(e)
+    } else {
+        local_io("reading the snapshot", e)
     }
 }
 
@@ -100,36 +123,8 @@ impl<W: AsyncWrite + Unpin + Send> CrcWriter<'_, W> {
     async fn put(&mut self, b: &[u8]) -> Result<(), EngineError> {
         self.crc = crc32c::crc32c_append(self.crc, b);
         self.bytes += b.len() as u64;
-        self.w.write_all(b).await.map_err(|e| EngineError::unavailable(format!("writing the snapshot: {e}")))
+        self.w.write_all(b).await.map_err(|e| local_io("writing the snapshot", e))
     }
-}
-
-/// The 44-byte header.
-fn encode_header(objects: u32, generation: u64, created_at_ms: u64, manifest: &[u8]) -> Vec<u8> {
-    let mut h = Vec::with_capacity(SNAPSHOT_HEADER_LEN);
-    h.extend_from_slice(SNAPSHOT_MAGIC);
-    h.extend_from_slice(&SNAPSHOT_VERSION.to_le_bytes());
-    h.extend_from_slice(&0u16.to_le_bytes());
-    h.extend_from_slice(&objects.to_le_bytes());
-    h.extend_from_slice(&generation.to_le_bytes());
-    h.extend_from_slice(&created_at_ms.to_le_bytes());
-    h.extend_from_slice(&u32::try_from(manifest.len()).unwrap_or(u32::MAX).to_le_bytes());
-    h.extend_from_slice(&crc32c::crc32c(manifest).to_le_bytes());
-    let crc = crc32c::crc32c(&h);
-    h.extend_from_slice(&crc.to_le_bytes());
-    h
-}
-
-/// A record header: key length, key, data length, data crc, record crc.
-fn encode_record_header(key: &str, data: &[u8]) -> Vec<u8> {
-    let mut r = Vec::with_capacity(key.len() + 20);
-    r.extend_from_slice(&u32::try_from(key.len()).unwrap_or(u32::MAX).to_le_bytes());
-    r.extend_from_slice(key.as_bytes());
-    r.extend_from_slice(&(data.len() as u64).to_le_bytes());
-    r.extend_from_slice(&crc32c::crc32c(data).to_le_bytes());
-    let crc = crc32c::crc32c(&r);
-    r.extend_from_slice(&crc.to_le_bytes());
-    r
 }
 
 impl Engine {
@@ -148,8 +143,13 @@ impl Engine {
             .filter(|n| *n <= MAX_SNAPSHOT_OBJECTS)
             .ok_or_else(|| EngineError::invalid_input("too many objects for one snapshot"))?;
         let wal_crcs: BTreeMap<&str, u32> = m.wal.iter().map(|r| (r.key.as_str(), r.crc32c)).collect();
+        let header = SnapshotHeader::for_manifest(count, m.generation, self.clock.now_ms(), &manifest)
+            .map_err(|e| {
+                EngineError::invalid_input(format!("this generation cannot be snapshotted: {e}"))
+                    .with_source(e)
+            })?;
         let mut out = CrcWriter { w, crc: 0, bytes: 0 };
-        out.put(&encode_header(count, m.generation, self.clock.now_ms(), &manifest)).await?;
+        out.put(&header.encode()).await?;
         out.put(&manifest).await?;
         for key in &keys {
             let data = self.store.get(key).await.map_err(|e| match e {
@@ -168,17 +168,14 @@ impl Engine {
                     "WAL object {key} does not match its manifest crc"
                 )));
             }
-            out.put(&encode_record_header(key, &data)).await?;
+            out.put(&encode_record_header(key, data.len() as u64, crc32c::crc32c(&data))).await?;
             out.put(&data).await?;
         }
-        let mut footer = Vec::with_capacity(SNAPSHOT_FOOTER_LEN);
-        footer.extend_from_slice(SNAPSHOT_END_MAGIC);
-        footer.extend_from_slice(&count.to_le_bytes());
-        out.put(&footer).await?;
+        out.put(&encode_footer(count)).await?;
         let crc = out.crc;
         out.put(&crc.to_le_bytes()).await?;
         let bytes = out.bytes;
-        w.flush().await.map_err(|e| EngineError::unavailable(format!("writing the snapshot: {e}")))?;
+        w.flush().await.map_err(|e| local_io("writing the snapshot", e))?;
         Ok(SnapshotInfo {
             namespace: m.namespace.clone(),
             generation: m.generation,
@@ -194,7 +191,7 @@ impl Engine {
         generation: Option<u64>,
         dest: &Path,
     ) -> Result<SnapshotInfo, EngineError> {
-        let file_err = |e: std::io::Error| EngineError::unavailable(format!("{}: {e}", dest.display()));
+        let file_err = |e: std::io::Error| local_io(dest.display(), e);
         let mut f = AtomicFile::create(dest).await.map_err(file_err)?;
         let info = {
             let mut w = tokio::io::BufWriter::new(f.file());
@@ -216,8 +213,9 @@ impl Engine {
         dst: &NsPath,
         path: &Path,
     ) -> Result<(Arc<Manifest>, SnapshotInfo), EngineError> {
-        let open_err =
-            |e: std::io::Error| EngineError::internal(format!("cannot open {}: {e}", path.display()));
+        let open_err = |e: std::io::Error| {
+            EngineError::internal(format!("cannot open {}: {e}", path.display())).with_source(e)
+        };
         let file = tokio::fs::File::open(path).await.map_err(open_err)?;
         let mut r = tokio::io::BufReader::with_capacity(256 * 1024, file);
         let (manifest, info, spans) = scan_snapshot(&mut r).await?;
@@ -246,7 +244,7 @@ impl Engine {
         r: &mut R,
     ) -> Result<(Arc<Manifest>, SnapshotInfo), EngineError> {
         let scratch = ScratchFile::new_in(self.scratch_dir(), "restore");
-        let io = |e: std::io::Error| EngineError::unavailable(format!("spooling the snapshot: {e}"));
+        let io = |e: std::io::Error| local_io("spooling the snapshot", e);
         let mut f = tokio::fs::File::create(scratch.path()).await.map_err(io)?;
         tokio::io::copy(r, &mut f).await.map_err(io)?;
         f.flush().await.map_err(io)?;

@@ -1,11 +1,15 @@
 //! Reading snapshot files (format in `storage-format.md` 9.6): a streaming,
-//! verifying reader.
+//! verifying reader. The framing's decoders are `format/snapshot.rs`'s; this
+//! reader feeds them the bytes, checks the whole-file crc32c and what only a
+//! whole file can tell (the objects are exactly the manifest's, no trailing
+//! bytes).
 //!
 //! Invariants:
 //! - Every checksum is verified before what it covers is used; no allocation
 //!   is sized by an unchecked length; every length is capped; the objects
 //!   must be exactly the manifest's objects. Corruption is an
-//!   [`EngineError::invalid_input`] saying what is wrong.
+//!   [`EngineError::invalid_input`] saying what is wrong, with the decoding
+//!   error as its cause.
 //! - Object data is either returned whole ([`SnapshotReader::next_object`]) or
 //!   only checked, in chunks of [`CHUNK`] bytes ([`SnapshotReader::skip_object`],
 //!   used by [`verify_snapshot`] and [`scan_snapshot`]): verifying a snapshot
@@ -16,12 +20,13 @@ use std::collections::BTreeSet;
 use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
-use super::{
-    bad, io_err, SnapshotInfo, MAX_SNAPSHOT_KEY_BYTES, MAX_SNAPSHOT_OBJECTS, MAX_SNAPSHOT_OBJECT_BYTES,
-    SNAPSHOT_END_MAGIC, SNAPSHOT_HEADER_LEN, SNAPSHOT_MAGIC, SNAPSHOT_VERSION,
-};
+use super::{bad, bad_format, io_err, SnapshotInfo};
 use crate::engine::{EngineError, ErrorKind};
-use crate::format::manifest::{Manifest, MAX_MANIFEST_BYTES};
+use crate::format::manifest::Manifest;
+use crate::format::snapshot::{
+    check_footer, decode_record_header, decode_record_key_len, SnapshotHeader, RECORD_KEY_LEN_BYTES,
+    RECORD_TAIL_BYTES, SNAPSHOT_FOOTER_COVERED_LEN, SNAPSHOT_HEADER_LEN,
+};
 
 /// Bytes read at a time while checking object data.
 const CHUNK: usize = 1 << 20;
@@ -63,7 +68,7 @@ impl<'a, R: AsyncRead + Unpin + Send> SnapshotReader<'a, R> {
         // truncated file fails without allocating it up front.
         let mut buf = Vec::with_capacity(n.min(CHUNK));
         let limit = u64::try_from(n).map_err(|_| bad("length overflow"))?;
-        (&mut *self.r).take(limit).read_to_end(&mut buf).await.map_err(|e| io_err(&e))?;
+        (&mut *self.r).take(limit).read_to_end(&mut buf).await.map_err(io_err)?;
         if buf.len() != n {
             return Err(bad("it is truncated (it ends before its footer)"));
         }
@@ -87,36 +92,17 @@ impl<'a, R: AsyncRead + Unpin + Send> SnapshotReader<'a, R> {
             ErrorKind::InvalidInput => bad("it is shorter than a snapshot header"),
             _ => e,
         })?;
-        if &h[0..8] != SNAPSHOT_MAGIC {
-            return Err(bad("it does not start with the magic TIDE.SNP (not a tidepool snapshot)"));
-        }
-        let version = u16::from_le_bytes([h[8], h[9]]);
-        if version == 0 || version > SNAPSHOT_VERSION {
-            return Err(bad(format!(
-                "unsupported snapshot version {version} (this build reads versions 1..={SNAPSHOT_VERSION})"
-            )));
-        }
-        if crc32c::crc32c(&h[0..40]) != le32(&h[40..44]) {
-            return Err(bad("header checksum mismatch"));
-        }
-        if u16::from_le_bytes([h[10], h[11]]) != 0 {
-            return Err(bad("unknown header flags"));
-        }
-        s.objects = le32(&h[12..16]);
-        if s.objects > MAX_SNAPSHOT_OBJECTS {
-            return Err(bad("too many objects"));
-        }
-        let generation = u64::from_le_bytes(h[16..24].try_into().map_err(|_| bad("header"))?);
-        let manifest_len = le32(&h[32..36]) as usize;
-        if manifest_len > MAX_MANIFEST_BYTES {
-            return Err(bad("manifest length exceeds the manifest size cap"));
-        }
+        let header = SnapshotHeader::decode(&h).map_err(|e| bad_format("", e))?;
+        s.objects = header.objects;
+        let manifest_len =
+            usize::try_from(header.manifest_len).map_err(|_| bad("manifest length overflow"))?;
         let manifest = s.take(manifest_len).await?;
-        if crc32c::crc32c(&manifest) != le32(&h[36..40]) {
+        if crc32c::crc32c(&manifest) != header.manifest_crc32c {
             return Err(bad("manifest checksum mismatch"));
         }
-        let m = Manifest::decode(&manifest).map_err(|e| bad(format!("its manifest is invalid: {e}")))?;
-        if m.generation != generation {
+        let m = Manifest::decode(&manifest)
+            .map_err(|e| bad(format!("its manifest is invalid: {e}")).with_source(e))?;
+        if m.generation != header.generation {
             return Err(bad("the header and the manifest name different generations"));
         }
         if m.deleted {
@@ -140,29 +126,18 @@ impl<'a, R: AsyncRead + Unpin + Send> SnapshotReader<'a, R> {
             return Ok(None);
         }
         let n = self.read_objects + 1;
-        let len = self.take(4).await?;
-        let key_len = le32(&len);
-        if key_len == 0 || key_len > MAX_SNAPSHOT_KEY_BYTES {
-            return Err(bad(format!("object record {n}: bad key length {key_len}")));
-        }
-        let key = self.take(key_len as usize).await?;
-        let tail = self.take(16).await?;
-        let mut head = len;
-        head.extend_from_slice(&key);
-        head.extend_from_slice(&tail[0..12]);
-        if crc32c::crc32c(&head) != le32(&tail[12..16]) {
-            return Err(bad(format!("object record {n}: record header checksum mismatch")));
-        }
-        let key = String::from_utf8(key).map_err(|_| bad(format!("object record {n}: key is not UTF-8")))?;
-        let data_len = u64::from_le_bytes(tail[0..8].try_into().map_err(|_| bad("record"))?);
-        if data_len > MAX_SNAPSHOT_OBJECT_BYTES {
-            return Err(bad(format!("object {key}: length {data_len} exceeds the cap")));
-        }
+        let in_record = |e| bad_format(&format!("object record {n}"), e);
+        let key_len = self.take(RECORD_KEY_LEN_BYTES).await?;
+        let declared = decode_record_key_len(&key_len).map_err(in_record)?;
+        let key = self.take(usize::try_from(declared).map_err(|_| bad("key length overflow"))?).await?;
+        let tail = self.take(RECORD_TAIL_BYTES).await?;
+        let header = decode_record_header(&key_len, &key, &tail).map_err(in_record)?;
+        let key = header.key;
         if !self.expected.remove(&key) {
             return Err(bad(format!("object {key} is not referenced by its manifest, or appears twice")));
         }
         self.read_objects = n;
-        Ok(Some(RecordHeader { key, len: data_len, crc: le32(&tail[8..12]) }))
+        Ok(Some(RecordHeader { key, len: header.data_len, crc: header.data_crc32c }))
     }
 
     /// The next object (key, verified data), or None after the last one.
@@ -199,18 +174,16 @@ impl<'a, R: AsyncRead + Unpin + Send> SnapshotReader<'a, R> {
         while let Some(span) = self.skip_object().await? {
             spans.push(span);
         }
-        let f = self.take(12).await?;
+        let f = self.take(SNAPSHOT_FOOTER_COVERED_LEN).await?;
         let crc = self.crc;
         let mut stored = [0u8; 4];
-        self.r.read_exact(&mut stored).await.map_err(|e| io_err(&e))?;
-        if &f[0..8] != SNAPSHOT_END_MAGIC || le32(&f[8..12]) != self.objects {
-            return Err(bad("the footer is missing or damaged"));
-        }
+        self.r.read_exact(&mut stored).await.map_err(io_err)?;
+        check_footer(&f, self.objects).map_err(|e| bad_format("", e))?;
         if u32::from_le_bytes(stored) != crc {
             return Err(bad("whole-file checksum mismatch"));
         }
         let mut extra = [0u8; 1];
-        if self.r.read(&mut extra).await.map_err(|e| io_err(&e))? != 0 {
+        if self.r.read(&mut extra).await.map_err(io_err)? != 0 {
             return Err(bad("trailing bytes after the footer"));
         }
         let info = SnapshotInfo {
@@ -226,12 +199,6 @@ impl<'a, R: AsyncRead + Unpin + Send> SnapshotReader<'a, R> {
     pub async fn finish(self) -> Result<SnapshotInfo, EngineError> {
         self.finish_spans().await.map(|(info, _)| info)
     }
-}
-
-/// A little-endian u32 from the first 4 bytes (callers pass exactly 4; a
-/// shorter slice reads as 0, which every check then refuses).
-fn le32(b: &[u8]) -> u32 {
-    b.get(..4).and_then(|s| <[u8; 4]>::try_from(s).ok()).map_or(0, u32::from_le_bytes)
 }
 
 /// Verify a whole snapshot stream without storing anything (no object is
