@@ -222,9 +222,11 @@ pub(super) fn fuzzy_operand(
                         FilterError(format!("Fuzzy case_sensitive on {attr:?} must be a bool, got {v}"))
                     })?;
                 }
-                other => return err(format!(
+                other => {
+                    return err(format!(
                     "unknown Fuzzy option {other:?} (expected \"max_edit_distance\" or \"case_sensitive\")"
-                )),
+                ))
+                }
             }
         }
     }

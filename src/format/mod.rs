@@ -1,7 +1,8 @@
 //! On-storage formats: the WAL batch codec ([`wal`]), the manifest and
 //! CURRENT-hint codecs ([`manifest`]), the segment and deletion-set codecs
 //! ([`segment`]), the attribute/value codec both WAL documents and segment
-//! rows use ([`attrs`]), and (re-exported from [`crate::codec`]) the bounded
+//! rows use ([`attrs`]), the filter and schema-update codecs of WAL records
+//! ([`filter`], [`schema_codec`]), and (re-exported from [`crate::codec`]) the bounded
 //! byte [`Reader`] / little-endian [`Writer`] they are built on. `storage-format.md` at the
 //! repository root is the source of truth; this code follows it.
 //!
@@ -18,7 +19,9 @@
 //!   and checksum mismatches are errors.
 
 pub mod attrs;
+pub mod filter;
 pub mod manifest;
+pub mod schema_codec;
 pub mod segment;
 pub mod wal;
 
