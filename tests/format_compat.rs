@@ -47,6 +47,7 @@ use tidepool::format::wal::{peek_header, WalBatch, WAL_HEADER_LEN};
 use tidepool::format::FormatError;
 use tidepool::model::{AttrMap, DistanceMetric, DocId, Document, IdType, Value};
 use tidepool::ops::{NamespaceSettings, Patch, PatchByFilter, RequestRecord, RowCounts, WriteOps};
+use tidepool::schema::{AttrSchema, AttrType, FullTextSearch, ScalarType, Schema};
 
 fn fixture_dir(version: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(version)
@@ -76,10 +77,7 @@ fn hex(bytes: &[u8]) -> String {
 fn golden_batch() -> WalBatch {
     let mut req = RequestRecord {
         idempotency_key: Some("k".into()),
-        settings: NamespaceSettings {
-            distance_metric: Some(DistanceMetric::CosineDistance),
-            schema_json: None,
-        },
+        settings: NamespaceSettings { distance_metric: Some(DistanceMetric::CosineDistance), schema: None },
         counts: RowCounts { upserted: 1, patched: 0, deleted: 1 },
         ..RequestRecord::default()
     };
@@ -97,7 +95,7 @@ fn golden_wal_batch_bytes_are_stable() {
     let header = [
         "544944452e57414c", // magic "TIDE.WAL"
         "0100",             // format version 1
-        "0000",             // flags
+        "0200",             // flags: WAL_FLAG_OWN_ENCODINGS
         "01000000",         // request_count 1
         "0100000000000000", // seq 1
         "0200000000000000", // created_at_ms 2
@@ -324,6 +322,25 @@ fn golden_deletion_set_bytes_are_stable() {
 
 // ------------------------------------------------------------ v1 fixtures
 
+/// What the v1 fixture's schema text means: a full-text string attribute
+/// with the full-text defaults of the build that wrote it.
+fn v1_title_schema() -> Schema {
+    let fts = FullTextSearch {
+        tokenizer: "word_v4".into(),
+        language: "english".into(),
+        stemming: false,
+        remove_stopwords: true,
+        case_sensitive: false,
+        ascii_folding: false,
+        k1: 1.2,
+        b: 0.75,
+        max_token_length: 39,
+    };
+    let title =
+        AttrSchema { full_text_search: Some(fts), ..AttrSchema::of(AttrType::Scalar(ScalarType::String)) };
+    Schema::from([("title".to_owned(), title)])
+}
+
 /// Every value kind, every id kind, settings, counts, upserts, patches and
 /// deletes (no filters: see `v1_filters_batch`).
 fn v1_batch() -> WalBatch {
@@ -332,7 +349,8 @@ fn v1_batch() -> WalBatch {
         idempotency_key: Some("idem-1".into()),
         settings: NamespaceSettings {
             distance_metric: Some(DistanceMetric::CosineDistance),
-            schema_json: Some(r#"{"title":{"type":"string","full_text_search":true}}"#.into()),
+            // Written as the JSON text {"title":{"type":"string","full_text_search":true}}.
+            schema: Some(v1_title_schema()),
         },
         ops: WriteOps {
             upserts: vec![
@@ -363,10 +381,7 @@ fn v1_batch() -> WalBatch {
         counts: RowCounts { upserted: 3, patched: 1, deleted: 3 },
     };
     let second = RequestRecord {
-        settings: NamespaceSettings {
-            distance_metric: Some(DistanceMetric::EuclideanSquared),
-            schema_json: None,
-        },
+        settings: NamespaceSettings { distance_metric: Some(DistanceMetric::EuclideanSquared), schema: None },
         ..RequestRecord::default()
     };
     WalBatch {
@@ -577,11 +592,12 @@ fn v1_current_fixture_reads_back() {
 }
 
 /// While v1 is the current version, the encoder reproduces the fixtures byte
-/// for byte (the encoding is canonical). Delete this test when v2 ships.
+/// for byte (the encoding is canonical). Delete this test when v2 ships. (WAL
+/// batches are written with `WAL_FLAG_OWN_ENCODINGS` since v7, so the v1 WAL
+/// fixtures are only read back; `v7_wal_batch_fixture_reads_back` pins the
+/// current WAL encoder.)
 #[test]
 fn current_encoder_reproduces_v1_fixtures_byte_for_byte() {
-    assert_eq!(v1_batch().try_encode().unwrap(), read_fixture("v1", "wal_batch.bin"));
-    assert_eq!(v1_filters_batch().try_encode().unwrap(), read_fixture("v1", "wal_batch_filters.bin"));
     assert_eq!(v1_manifest().try_encode().unwrap(), read_fixture("v1", "manifest.json"));
     assert_eq!(encode_current(7), read_fixture("v1", "CURRENT"));
     assert_eq!(v1_segment(), read_fixture("v1", "segment.seg"));

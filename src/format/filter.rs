@@ -253,4 +253,4 @@ fn read_operand(r: &mut Reader<'_>) -> Result<LeafOperand, FormatError> {
 
 #[cfg(test)]
 #[path = "filter_tests.rs"]
-mod tests;
+pub(crate) mod tests;

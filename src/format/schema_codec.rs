@@ -366,4 +366,4 @@ fn read_json(r: &mut Reader<'_>, depth: usize) -> Result<Json, FormatError> {
 
 #[cfg(test)]
 #[path = "schema_codec_tests.rs"]
-mod tests;
+pub(crate) mod tests;

@@ -529,4 +529,6 @@ fn read_request(r: &mut Reader<'_>, enc: Encoding) -> Result<RequestRecord, Form
 pub mod legacy;
 
 #[cfg(test)]
+mod legacy_tests;
+#[cfg(test)]
 mod tests;
