@@ -26,14 +26,19 @@
 //!   build wrote it (own rows; own and perturbed rows; local perturbation and graph link
 //!   slack). All read back; v6 is the canonical encoders'.
 //!
+//! - `tests/fixtures/v7/` holds a WAL batch with `WAL_FLAG_OWN_ENCODINGS`: every filter leaf
+//!   kind, a pattern beyond the API's limit and a schema update in tidepool's own binary
+//!   encodings (`storage-format.md` 3.2), written once by `write_v7_fixtures`. The v1 WAL
+//!   fixtures (JSON filter and schema text) keep reading through the legacy reader.
+//!
 //! To write missing fixtures (existing files are never overwritten):
-//! `TIDEPOOL_WRITE_FIXTURES=1 cargo test --test format_compat -- --ignored write_v1_fixtures write_v2_fixtures write_v4_fixtures write_v6_fixtures`
+//! `TIDEPOOL_WRITE_FIXTURES=1 cargo test --test format_compat -- --ignored write_v1_fixtures write_v2_fixtures write_v4_fixtures write_v6_fixtures write_v7_fixtures`
 
 use std::path::PathBuf;
 
 use bytes::Bytes;
 use serde_json::json;
-use tidepool::filter::Filter;
+use tidepool::filter::{Condition, Filter, LeafOperand, Op, Operand};
 use tidepool::format::manifest::{
     decode_current, decode_current_full, decode_schema_object, encode_current, encode_current_with_manifest,
     encode_schema_object, schema_json, schema_object_ref, Lineage, Manifest, ManifestStats, ObjectRef,
@@ -43,7 +48,9 @@ use tidepool::format::segment::{
     section_table, DeletionSet, IdsSection, Segment, SegmentBuilder, SECTION_ANN_INDEX, SECTION_COLD_IVF,
     SECTION_DOCS, SECTION_IDS, SECTION_TEXT_INDEX, SECTION_VECTORS, SECTION_VECTOR_ABSENT,
 };
-use tidepool::format::wal::{peek_header, WalBatch, WAL_HEADER_LEN};
+use tidepool::format::wal::{
+    legacy, peek_header, WalBatch, WAL_FLAG_DATETIME_INSTANTS, WAL_FLAG_OWN_ENCODINGS, WAL_HEADER_LEN,
+};
 use tidepool::format::FormatError;
 use tidepool::model::{AttrMap, DistanceMetric, DocId, Document, IdType, Value};
 use tidepool::ops::{NamespaceSettings, Patch, PatchByFilter, RequestRecord, RowCounts, WriteOps};
@@ -101,7 +108,7 @@ fn golden_wal_batch_bytes_are_stable() {
         "0200000000000000", // created_at_ms 2
         "6300000000000000", // body_len 99
         "92416ad0",         // body crc32c
-        "772a715a",         // header crc32c (bytes 0..44)
+        "d53d98a7",         // header crc32c (bytes 0..44)
     ]
     .concat();
     // One field per line; spaces separate the parts of a field.
@@ -966,4 +973,128 @@ fn write_v4_fixtures() {
         &dir,
         vec![("manifest.json", v4_manifest().try_encode().unwrap()), ("schema.json", v4_schema_object())],
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// WAL batches in tidepool's own encodings (WAL_FLAG_OWN_ENCODINGS, storage-format 3.1, 3.2).
+
+fn leaf(attr: &str, op: Op, operand: LeafOperand) -> Filter {
+    Filter::Cond(Condition::new(attr, op, operand).unwrap())
+}
+
+/// One leaf of every operator and operand kind, and a 5,000-byte glob
+/// pattern (beyond the API's 4 KiB): what a v7 batch must keep reading.
+fn v7_every_leaf() -> Filter {
+    let mut leaves = match filter(json!(["And", [
+        ["a", "Eq", 1], ["a", "NotEq", null], ["t", "In", ["x", "y"]], ["t", "NotIn", [1, 2.5]],
+        ["n", "Lt", -3], ["n", "Lte", 18446744073709551615u64], ["n", "Gt", 0.5], ["s", "Gte", "m"],
+        ["t", "AnyLt", 1], ["t", "AnyLte", 2], ["t", "AnyGt", 3], ["t", "AnyGte", 4],
+        ["t", "Contains", "x"], ["t", "NotContains", true], ["t", "ContainsAny", ["x"]],
+        ["t", "NotContainsAny", ["y"]], ["s", "Glob", "a*[b-c]?"], ["s", "NotGlob", "\\*"],
+        ["s", "IGlob", "HÉ*"], ["s", "NotIGlob", "[!a]*"], ["s", "Regex", "^a.c$"],
+        ["s", "Fuzzy", "helo", {"max_edit_distance": 2, "case_sensitive": false}],
+        ["b", "ContainsAllTokens", "hello world"], ["b", "ContainsAnyToken", ["new", "york"]],
+        ["b", "ContainsTokenSequence", "new york"], ["a", "Eq", {"$ref_new": "a"}],
+        ["Or", []], ["Not", ["And", []]]
+    ]])) {
+        Filter::And(leaves) => leaves,
+        other => vec![other],
+    };
+    leaves.push(leaf("s", Op::Glob, LeafOperand::Pattern("g".repeat(5000))));
+    Filter::And(leaves)
+}
+
+/// A schema update with every option kind, including `extra` JSON.
+fn v7_schema() -> Schema {
+    let mut s = v1_title_schema();
+    let vector = AttrSchema {
+        ann: true,
+        extra: json!({"target_recall": 0.9, "x": [1, -2, 2.5, "s", null, {"k": false}]})
+            .as_object()
+            .cloned()
+            .unwrap(),
+        ..AttrSchema::of(AttrType::Vector { dim: 4, f16: true })
+    };
+    s.insert("vector".into(), vector);
+    s.insert(
+        "flags".into(),
+        AttrSchema { filterable: Some(false), ..AttrSchema::of(AttrType::Array(ScalarType::Uint)) },
+    );
+    s.insert("sp".into(), AttrSchema::of(AttrType::Sparse { f16: false }));
+    s
+}
+
+fn v7_batch() -> WalBatch {
+    let req = RequestRecord {
+        idempotency_key: Some("idem-7".into()),
+        settings: NamespaceSettings {
+            distance_metric: Some(DistanceMetric::CosineDistance),
+            schema: Some(v7_schema()),
+        },
+        ops: WriteOps {
+            upserts: vec![Document::new(DocId::U64(1))],
+            upsert_condition: Some(v7_every_leaf()),
+            patches: vec![Patch { id: DocId::U64(1), attrs: attrs(&[("s", Value::Str("p".into()))]) }],
+            patch_condition: Some(filter(json!(["s", "Eq", "old"]))),
+            deletes: vec![DocId::U64(1)],
+            delete_condition: Some(leaf("a", Op::Gte, LeafOperand::Value(Operand::RefNew("b".into())))),
+            delete_by_filter: Some(filter(json!(["n", "Gt", 100]))),
+            patch_by_filter: Some(PatchByFilter {
+                filter: filter(json!(["Or", [["a", "Eq", 1], ["c", "In", ["x", "y"]]]])),
+                attrs: attrs(&[("flag", Value::Bool(true))]),
+            }),
+        },
+        counts: RowCounts { upserted: 1, patched: 2, deleted: 3 },
+    };
+    WalBatch {
+        seq: 70,
+        created_at_ms: 1_764_000_000_000,
+        requests: vec![req],
+        flags: WAL_FLAG_DATETIME_INSTANTS,
+    }
+}
+
+#[test]
+fn v7_wal_batch_fixture_reads_back() {
+    let bytes = read_fixture("v7", "wal_batch_own_encodings.bin");
+    let h = peek_header(&bytes).unwrap();
+    assert_eq!((h.version, h.seq, h.flags), (1, 70, WAL_FLAG_DATETIME_INSTANTS | WAL_FLAG_OWN_ENCODINGS));
+    assert_eq!(WalBatch::decode(&bytes).unwrap(), v7_batch());
+    assert_eq!(v7_batch().try_encode().unwrap(), bytes, "the encoder is canonical");
+    let mut bad = bytes.clone();
+    let at = bad.len() / 2;
+    bad[at] ^= 0x04;
+    assert!(matches!(WalBatch::decode(&bad), Err(FormatError::ChecksumMismatch { .. })));
+}
+
+/// The legacy reader builds exactly what the API's parsers build from the
+/// JSON the old encoder wrote (filters in their canonical form, schemas as
+/// the client sent them).
+#[test]
+fn legacy_reader_agrees_with_the_api_parsers() {
+    let Filter::And(leaves) = v7_every_leaf() else { unreachable!() };
+    for f in &leaves[..leaves.len() - 1] {
+        let json = f.to_json();
+        assert_eq!(legacy::filter_from_json(&json).unwrap(), Filter::parse(&json).unwrap(), "{json}");
+    }
+    for v in [
+        json!({"title": {"type": "string", "full_text_search": true}}),
+        json!({"b": {"full_text_search": {"tokenizer": "word_v3", "k1": 1.5, "b": 0.5}, "filterable": true}}),
+        json!({"v": {"type": "[8]f32", "ann": true, "target_recall": 0.9}, "t": "[]datetime", "s": "{}f16"}),
+        json!({"n": {"type": "int", "filterable": false, "glob": {"x": [1]}}}),
+    ] {
+        assert_eq!(legacy::schema_from_json(&v).unwrap(), tidepool::schema::parse_schema(&v).unwrap(), "{v}");
+    }
+}
+
+#[test]
+#[ignore = "writes fixture files; run manually with TIDEPOOL_WRITE_FIXTURES=1"]
+fn write_v7_fixtures() {
+    if std::env::var_os("TIDEPOOL_WRITE_FIXTURES").is_none() {
+        eprintln!("set TIDEPOOL_WRITE_FIXTURES=1 to write fixtures");
+        return;
+    }
+    let dir = fixture_dir("v7");
+    std::fs::create_dir_all(&dir).unwrap();
+    write_missing(&dir, vec![("wal_batch_own_encodings.bin", v7_batch().try_encode().unwrap())]);
 }
