@@ -1075,7 +1075,7 @@ fn legacy_reader_agrees_with_the_api_parsers() {
     let Filter::And(leaves) = v7_every_leaf() else { unreachable!() };
     for f in &leaves[..leaves.len() - 1] {
         let json = f.to_json();
-        assert_eq!(legacy::filter_from_json(&json).unwrap(), Filter::parse(&json).unwrap(), "{json}");
+        assert_eq!(legacy::decode_filter_json(&json).unwrap(), Filter::parse(&json).unwrap(), "{json}");
     }
     for v in [
         json!({"title": {"type": "string", "full_text_search": true}}),
@@ -1083,7 +1083,11 @@ fn legacy_reader_agrees_with_the_api_parsers() {
         json!({"v": {"type": "[8]f32", "ann": true, "target_recall": 0.9}, "t": "[]datetime", "s": "{}f16"}),
         json!({"n": {"type": "int", "filterable": false, "glob": {"x": [1]}}}),
     ] {
-        assert_eq!(legacy::schema_from_json(&v).unwrap(), tidepool::schema::parse_schema(&v).unwrap(), "{v}");
+        assert_eq!(
+            legacy::decode_schema_json(&v).unwrap(),
+            tidepool::schema::parse_schema(&v).unwrap(),
+            "{v}"
+        );
     }
 }
 

@@ -88,11 +88,11 @@ pub(super) fn read_filter_text(r: &mut Reader<'_>, what: &'static str) -> Result
 /// Read one length-prefixed legacy schema text.
 pub(super) fn read_schema_text(r: &mut Reader<'_>, what: &'static str) -> Result<Schema, FormatError> {
     let json = parse_text(r, what)?;
-    schema_from_json(&json).map_err(|e| malformed(what, e))
+    decode_schema_json(&json).map_err(|e| malformed(what, e))
 }
 
 /// A filter from the JSON a legacy batch holds.
-pub fn filter_from_json(v: &Json) -> Result<Filter, FormatError> {
+pub fn decode_filter_json(v: &Json) -> Result<Filter, FormatError> {
     filter_node(v, 1).map_err(|e| malformed("legacy filter", e))
 }
 
@@ -210,7 +210,7 @@ fn scalar(v: &Json) -> Result<Value, String> {
 
 /// A schema update from the client JSON a legacy batch holds
 /// (`{"attr": "type" | {...}}`).
-pub fn schema_from_json(v: &Json) -> Result<Schema, FormatError> {
+pub fn decode_schema_json(v: &Json) -> Result<Schema, FormatError> {
     let Json::Object(m) = v else { return Err(malformed("legacy schema", "not an object")) };
     let mut out = Schema::new();
     for (name, entry) in m {

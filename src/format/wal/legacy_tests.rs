@@ -125,7 +125,7 @@ fn legacy_filters_beyond_the_api_limits_decode() {
 
 #[test]
 fn legacy_schema_text_decodes_as_the_client_meant_it() {
-    let text = |v: Json| schema_from_json_text(&v.to_string());
+    let text = |v: Json| schema_of_text(&v.to_string());
     let fts = FullTextSearch { stemming: true, ..legacy::legacy_fts_defaults() };
     let s = text(json!({
         "title": {"type": "string", "full_text_search": {"stemming": true}},
@@ -152,22 +152,25 @@ fn legacy_schema_text_decodes_as_the_client_meant_it() {
     assert!(!s["n"].ann && s["n"].extra["fuzzy"] == json!({"x": [1, null]}));
     for bad in [json!([]), json!({"a": 1}), json!({"a": "text"}), json!({"a": "[0]f32"}), json!({"": "int"})]
     {
-        assert!(legacy::schema_from_json(&bad).is_err(), "{bad}");
+        assert!(legacy::decode_schema_json(&bad).is_err(), "{bad}");
     }
 }
 
-fn schema_from_json_text(text: &str) -> Schema {
-    legacy::schema_from_json(&serde_json::from_str(text).unwrap()).unwrap()
+fn schema_of_text(text: &str) -> Schema {
+    legacy::decode_schema_json(&serde_json::from_str(text).unwrap()).unwrap()
 }
 
 #[test]
 fn legacy_filter_json_is_walked_structurally() {
     for f in every_leaf_kind() {
-        assert_eq!(legacy::filter_from_json(&f.to_json()).unwrap(), f);
+        assert_eq!(legacy::decode_filter_json(&f.to_json()).unwrap(), f);
     }
     // Fuzzy options left out mean distance 1, case-sensitive.
     let fuzzy = LeafOperand::Fuzzy { text: "ab".into(), max_edit_distance: 1, case_sensitive: true };
-    assert_eq!(legacy::filter_from_json(&json!(["s", "Fuzzy", "ab"])).unwrap(), leaf("s", Op::Fuzzy, fuzzy));
+    assert_eq!(
+        legacy::decode_filter_json(&json!(["s", "Fuzzy", "ab"])).unwrap(),
+        leaf("s", Op::Fuzzy, fuzzy)
+    );
     for bad in [
         json!(null),
         json!(["a", "Equals", 1]),
@@ -179,7 +182,7 @@ fn legacy_filter_json_is_walked_structurally() {
         json!(["s", "Regex", "("]),
         json!(["s", "Fuzzy", "a", {"max_edit_distance": 300}]),
     ] {
-        assert!(legacy::filter_from_json(&bad).is_err(), "{bad}");
+        assert!(legacy::decode_filter_json(&bad).is_err(), "{bad}");
     }
 }
 

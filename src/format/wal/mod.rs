@@ -22,15 +22,26 @@
 //! - `magic` and `version` sit at fixed offsets forever; `version` is checked
 //!   before anything else is interpreted, so a future layout is refused with
 //!   `UnsupportedVersion`, not misread.
+//! - Filters, conditions and schema updates are tidepool's own binary
+//!   encodings (`super::filter`, `super::schema_codec`) in batches flagged
+//!   [`WAL_FLAG_OWN_ENCODINGS`], which this build sets on every batch it
+//!   writes; batches without the flag hold turbopuffer JSON text and are read
+//!   by [`legacy`]. Neither path uses an API parser or applies an API limit
+//!   (leaf counts, pattern lengths, ...): only structural bounds, so a batch
+//!   that was acknowledged stays readable whatever the API accepts later.
+//! - [`WalBatch::flags`] holds only the flags that say how requests apply
+//!   ([`WAL_APPLY_FLAGS`]); the encoding flag is added by `encode` and
+//!   dropped by `decode`.
 //! - The encoding is canonical: `encode(decode(b)) == b` for every accepted
-//!   `b` (attribute maps in strictly increasing name order, bools and option
-//!   tags exactly 0/1, only known flags), except that filters are re-encoded from
-//!   their canonical JSON (`Filter::to_json`).
+//!   `b` with [`WAL_FLAG_OWN_ENCODINGS`] (attribute maps and schema names in
+//!   strictly increasing order, bools and option tags exactly 0/1, only known
+//!   flags); a legacy batch re-encodes in the own encodings.
 //! - `decode` accepts everything [`WalBatch::try_encode`] accepts; `encode`
 //!   on a batch outside the limits (strings over 16 MiB, vectors over
 //!   `MAX_VECTOR_DIM`, string ids outside 1..=64 bytes, nested arrays, a
-//!   filter whose JSON does not parse back to itself) produces bytes that
-//!   `decode` refuses, so writers use `try_encode`.
+//!   filter nested deeper than `MAX_FILTER_NESTING`, schema options nested
+//!   deeper than `MAX_JSON_NESTING`) produces bytes that `decode` refuses, so
+//!   writers use `try_encode`.
 //! - Decoding never panics and never allocates from an unchecked length (see
 //!   [`super::Reader`]).
 
