@@ -52,6 +52,11 @@ const OPERAND_FUZZY: u8 = 4;
 const OPERAND_TOKEN_TEXT: u8 = 5;
 const OPERAND_TOKENS: u8 = 6;
 
+/// Largest encoded filter embedded in a WAL record: the WAL body's own cap
+/// (binary literals can be longer than their JSON, so the 16 MiB string cap
+/// would refuse filters the JSON encoding took).
+pub const MAX_FILTER_BLOB_BYTES: usize = 1 << 30;
+
 /// Smallest encoded node: an empty `And`/`Or` (tag and a u32 count).
 const MIN_NODE_BYTES: usize = 1 + 4;
 /// Smallest encoded string: its u32 length (an empty token).
@@ -124,7 +129,7 @@ impl Enc {
             self.violate(v);
         }
         let bytes = inner.w.into_inner();
-        let n = self.count(what, bytes.len(), MAX_STRING_BYTES);
+        let n = self.count(what, bytes.len(), MAX_FILTER_BLOB_BYTES);
         self.w.u32(n);
         self.w.bytes(&bytes);
     }
@@ -195,7 +200,7 @@ impl Enc {
 /// Read a filter embedded by [`Enc::filter_blob`]: the node must fill its
 /// declared length exactly.
 pub(super) fn read_filter_blob(r: &mut Reader<'_>, what: &'static str) -> Result<Filter, FormatError> {
-    let n = r.count(what, 1, MAX_STRING_BYTES)?;
+    let n = r.count(what, 1, MAX_FILTER_BLOB_BYTES)?;
     decode_filter(r.bytes(what, n)?)
 }
 

@@ -40,6 +40,10 @@ use super::{FormatError, Reader, Writer};
 /// a client could send fits.
 pub const MAX_JSON_NESTING: usize = 128;
 
+/// Largest encoded schema update embedded in a WAL record: the WAL body's
+/// own cap.
+pub const MAX_SCHEMA_BLOB_BYTES: usize = 1 << 30;
+
 const TYPE_SCALAR: u8 = 1;
 const TYPE_ARRAY: u8 = 2;
 const TYPE_VECTOR: u8 = 3;
@@ -94,7 +98,7 @@ pub fn decode_schema(bytes: &[u8]) -> Result<Schema, FormatError> {
 
 /// Read a schema update embedded by [`Enc::schema_blob`].
 pub(super) fn read_schema_blob(r: &mut Reader<'_>, what: &'static str) -> Result<Schema, FormatError> {
-    let n = r.count(what, 1, MAX_STRING_BYTES)?;
+    let n = r.count(what, 1, MAX_SCHEMA_BLOB_BYTES)?;
     decode_schema(r.bytes(what, n)?)
 }
 
@@ -107,7 +111,7 @@ impl Enc {
             self.violate(v);
         }
         let bytes = inner.w.into_inner();
-        let n = self.count(what, bytes.len(), MAX_STRING_BYTES);
+        let n = self.count(what, bytes.len(), MAX_SCHEMA_BLOB_BYTES);
         self.w.u32(n);
         self.w.bytes(&bytes);
     }

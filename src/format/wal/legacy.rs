@@ -301,7 +301,8 @@ fn f16_of_name(s: &str) -> Option<bool> {
 }
 
 /// A type name as legacy schema JSON spells it (`string`, `[]int`, `[384]f32`,
-/// `{}f16`, ...); a vector dimension only has to be positive.
+/// `{}f16`, ...); a vector dimension only has to be positive (and fit the
+/// u32 the own encoding stores).
 fn type_of_name(s: &str) -> Result<AttrType, String> {
     let ty = if let Some(rest) = s.strip_prefix("[]") {
         scalar_of_name(rest).map(AttrType::Array)
@@ -309,7 +310,8 @@ fn type_of_name(s: &str) -> Result<AttrType, String> {
         f16_of_name(rest).map(|f16| AttrType::Sparse { f16 })
     } else if let Some(rest) = s.strip_prefix('[') {
         rest.split_once(']').and_then(|(dim, elem)| {
-            let dim = dim.parse::<usize>().ok().filter(|d| *d > 0)?;
+            let dim = dim.parse::<u32>().ok().filter(|d| *d > 0)?;
+            let dim = usize::try_from(dim).ok()?;
             f16_of_name(elem).map(|f16| AttrType::Vector { dim, f16 })
         })
     } else {

@@ -422,3 +422,15 @@ proptest! {
         let _ = peek_header(&bytes);
     }
 }
+
+#[test]
+fn a_filter_whose_encoding_passes_the_string_cap_still_round_trips() {
+    // One million ints take ~8 MiB as JSON but 17 MiB encoded (17 bytes each):
+    // the blob cap is the body cap, not the 16 MiB string cap.
+    let ints = Value::Array((0..1_000_000).map(Value::Int).collect());
+    let mut b = small_batch();
+    b.requests[0].ops.delete_by_filter = Some(lit("a", Op::In, ints));
+    let bytes = b.try_encode().unwrap();
+    assert!(bytes.len() > MAX_STRING_BYTES);
+    assert_eq!(WalBatch::decode(&bytes).unwrap(), b);
+}
