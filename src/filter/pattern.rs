@@ -1,6 +1,6 @@
 //! Pattern matching for `Regex`, `Glob`/`IGlob` and `Fuzzy` conditions. Invariant:
-//! patterns are compiled once, when the leaf is built (`Condition::new`), and compare equal by their source text, so the
-//! canonical JSON round-trip holds.
+//! patterns are compiled once, when the leaf is built (`Condition::new`), and compare
+//! equal by their source text, so the canonical JSON round-trip holds.
 
 use super::*;
 
