@@ -6,7 +6,7 @@
 # SECONDS defaults to $FUZZ_SECONDS or 20 per target; TARGETs default to all.
 # Uses the stable toolchain with --sanitizer=none (RUSTC_BOOTSTRAP=1 lets
 # cargo-fuzz pass its flags), as redb's CI does. Installs cargo-fuzz if it is
-# missing. Seeds each corpus from the frozen fixtures in tests/fixtures/v1, v2 and v10.
+# missing. Seeds each corpus from the frozen fixtures in tests/fixtures/v1, v2, v7 and v10.
 # Exits non-zero if a target crashes (the input is kept in fuzz/artifacts/).
 set -euo pipefail
 
@@ -15,7 +15,7 @@ shift || true
 if [ "$#" -gt 0 ]; then
   targets=("$@")
 else
-  targets=(wal_decode manifest_decode filter_parse segment_decode deletes_decode index_open snapshot_decode idempotency_decode sync_record_decode)
+  targets=(wal_decode manifest_decode filter_parse filter_decode segment_decode deletes_decode index_open snapshot_decode idempotency_decode sync_record_decode)
 fi
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -38,10 +38,10 @@ seed() { # seed TARGET NAME MODE_BYTE_OCTAL FILE_OR_-
 }
 if [ -d "$fixtures" ]; then
   seed wal_decode fixture-wal 000 "$fixtures/wal_batch.bin"
-  # Body only; the request count goes in the mode byte: (count << 1) | 1.
-  tail -c +49 "$fixtures/wal_batch.bin" | seed wal_decode fixture-wal-body 007 -
+  # Body only; the mode byte is (count << 2) | (own encodings ? 2 : 0) | 1.
+  tail -c +49 "$fixtures/wal_batch.bin" | seed wal_decode fixture-wal-body 015 -
   seed wal_decode fixture-wal-filters 000 "$fixtures/wal_batch_filters.bin"
-  tail -c +49 "$fixtures/wal_batch_filters.bin" | seed wal_decode fixture-wal-filters-body 003 -
+  tail -c +49 "$fixtures/wal_batch_filters.bin" | seed wal_decode fixture-wal-filters-body 005 -
   seed manifest_decode fixture-manifest 000 "$fixtures/manifest.json"
   sed -e 's/^.*"body"://' -e 's/}$//' "$fixtures/manifest.json" | seed manifest_decode fixture-manifest-body 001 -
   seed manifest_decode fixture-current 000 "$fixtures/CURRENT"
@@ -76,6 +76,15 @@ if [ -d "$v10" ]; then
   mkdir -p corpus/snapshot_decode
   cp "$v10/snapshot.snp" corpus/snapshot_decode/fixture-snapshot
 fi
+v7="$here/../tests/fixtures/v7"
+if [ -d "$v7" ]; then
+  seed wal_decode fixture-wal-own 000 "$v7/wal_batch_own_encodings.bin"
+  tail -c +49 "$v7/wal_batch_own_encodings.bin" | seed wal_decode fixture-wal-own-body 007 -
+fi
+mkdir -p corpus/filter_decode
+# ["And", [["a","Eq",1], ["t","Glob","x*"]]] and ["Not", ["b","ContainsAnyToken",["x"]]].
+printf '\001\002\000\000\000\004\001\000\000\000a\001\001\002\001\000\000\000\000\000\000\000\000\000\000\000\000\000\000\000\004\001\000\000\000t\021\003\002\000\000\000x*' >corpus/filter_decode/and
+printf '\003\004\001\000\000\000b\030\006\001\000\000\000\001\000\000\000x' >corpus/filter_decode/not_tokens
 mkdir -p corpus/filter_parse
 printf '%s' '["a","Eq",1]' >corpus/filter_parse/eq
 printf '%s' '["And",[["a","Gte",1.5],["Not",["b","In",["x","y"]]]]]' >corpus/filter_parse/and

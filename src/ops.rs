@@ -10,6 +10,7 @@
 
 use crate::filter::Filter;
 use crate::model::{AttrMap, DistanceMetric, DocId, Document};
+use crate::schema::Schema;
 
 /// A partial update of one document: `Value::Null` removes an attribute.
 #[derive(Clone, Debug, PartialEq)]
@@ -72,8 +73,11 @@ impl WriteOps {
 pub struct NamespaceSettings {
     /// `distance_metric` (set once, immutable afterwards).
     pub distance_metric: Option<DistanceMetric>,
-    /// `schema` updates as their JSON text (turbopuffer shape).
-    pub schema_json: Option<String>,
+    /// `schema` updates, typed: each attribute's entry is merged into the
+    /// namespace schema (`AttrSchema::merge`). Parsed from the client's JSON
+    /// at the API boundary (`wire/`); stored in WAL records by
+    /// `format::schema_codec`.
+    pub schema: Option<Schema>,
 }
 
 /// Counts a request produced when it was applied.

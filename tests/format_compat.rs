@@ -26,14 +26,19 @@
 //!   build wrote it (own rows; own and perturbed rows; local perturbation and graph link
 //!   slack). All read back; v6 is the canonical encoders'.
 //!
+//! - `tests/fixtures/v7/` holds a WAL batch with `WAL_FLAG_OWN_ENCODINGS`: every filter leaf
+//!   kind, a pattern beyond the API's limit and a schema update in tidepool's own binary
+//!   encodings (`storage-format.md` 3.2), written once by `write_v7_fixtures`. The v1 WAL
+//!   fixtures (JSON filter and schema text) keep reading through the legacy reader.
+//!
 //! To write missing fixtures (existing files are never overwritten):
-//! `TIDEPOOL_WRITE_FIXTURES=1 cargo test --test format_compat -- --ignored write_v1_fixtures write_v2_fixtures write_v4_fixtures write_v6_fixtures`
+//! `TIDEPOOL_WRITE_FIXTURES=1 cargo test --test format_compat -- --ignored write_v1_fixtures write_v2_fixtures write_v4_fixtures write_v6_fixtures write_v7_fixtures`
 
 use std::path::PathBuf;
 
 use bytes::Bytes;
 use serde_json::json;
-use tidepool::filter::Filter;
+use tidepool::filter::{Condition, Filter, LeafOperand, Op, Operand};
 use tidepool::format::manifest::{
     decode_current, decode_current_full, decode_schema_object, encode_current, encode_current_with_manifest,
     encode_schema_object, schema_json, schema_object_ref, Lineage, Manifest, ManifestStats, ObjectRef,
@@ -43,10 +48,13 @@ use tidepool::format::segment::{
     section_table, DeletionSet, IdsSection, Segment, SegmentBuilder, SECTION_ANN_INDEX, SECTION_COLD_IVF,
     SECTION_DOCS, SECTION_IDS, SECTION_TEXT_INDEX, SECTION_VECTORS, SECTION_VECTOR_ABSENT,
 };
-use tidepool::format::wal::{peek_header, WalBatch, WAL_HEADER_LEN};
+use tidepool::format::wal::{
+    legacy, peek_header, WalBatch, WAL_FLAG_DATETIME_INSTANTS, WAL_FLAG_OWN_ENCODINGS, WAL_HEADER_LEN,
+};
 use tidepool::format::FormatError;
 use tidepool::model::{AttrMap, DistanceMetric, DocId, Document, IdType, Value};
 use tidepool::ops::{NamespaceSettings, Patch, PatchByFilter, RequestRecord, RowCounts, WriteOps};
+use tidepool::schema::{AttrSchema, AttrType, FullTextSearch, ScalarType, Schema};
 
 fn fixture_dir(version: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(version)
@@ -76,10 +84,7 @@ fn hex(bytes: &[u8]) -> String {
 fn golden_batch() -> WalBatch {
     let mut req = RequestRecord {
         idempotency_key: Some("k".into()),
-        settings: NamespaceSettings {
-            distance_metric: Some(DistanceMetric::CosineDistance),
-            schema_json: None,
-        },
+        settings: NamespaceSettings { distance_metric: Some(DistanceMetric::CosineDistance), schema: None },
         counts: RowCounts { upserted: 1, patched: 0, deleted: 1 },
         ..RequestRecord::default()
     };
@@ -97,13 +102,13 @@ fn golden_wal_batch_bytes_are_stable() {
     let header = [
         "544944452e57414c", // magic "TIDE.WAL"
         "0100",             // format version 1
-        "0000",             // flags
+        "0200",             // flags: WAL_FLAG_OWN_ENCODINGS
         "01000000",         // request_count 1
         "0100000000000000", // seq 1
         "0200000000000000", // created_at_ms 2
         "6300000000000000", // body_len 99
         "92416ad0",         // body crc32c
-        "772a715a",         // header crc32c (bytes 0..44)
+        "d53d98a7",         // header crc32c (bytes 0..44)
     ]
     .concat();
     // One field per line; spaces separate the parts of a field.
@@ -324,6 +329,25 @@ fn golden_deletion_set_bytes_are_stable() {
 
 // ------------------------------------------------------------ v1 fixtures
 
+/// What the v1 fixture's schema text means: a full-text string attribute
+/// with the full-text defaults of the build that wrote it.
+fn v1_title_schema() -> Schema {
+    let fts = FullTextSearch {
+        tokenizer: "word_v4".into(),
+        language: "english".into(),
+        stemming: false,
+        remove_stopwords: true,
+        case_sensitive: false,
+        ascii_folding: false,
+        k1: 1.2,
+        b: 0.75,
+        max_token_length: 39,
+    };
+    let title =
+        AttrSchema { full_text_search: Some(fts), ..AttrSchema::of(AttrType::Scalar(ScalarType::String)) };
+    Schema::from([("title".to_owned(), title)])
+}
+
 /// Every value kind, every id kind, settings, counts, upserts, patches and
 /// deletes (no filters: see `v1_filters_batch`).
 fn v1_batch() -> WalBatch {
@@ -332,7 +356,8 @@ fn v1_batch() -> WalBatch {
         idempotency_key: Some("idem-1".into()),
         settings: NamespaceSettings {
             distance_metric: Some(DistanceMetric::CosineDistance),
-            schema_json: Some(r#"{"title":{"type":"string","full_text_search":true}}"#.into()),
+            // Written as the JSON text {"title":{"type":"string","full_text_search":true}}.
+            schema: Some(v1_title_schema()),
         },
         ops: WriteOps {
             upserts: vec![
@@ -363,10 +388,7 @@ fn v1_batch() -> WalBatch {
         counts: RowCounts { upserted: 3, patched: 1, deleted: 3 },
     };
     let second = RequestRecord {
-        settings: NamespaceSettings {
-            distance_metric: Some(DistanceMetric::EuclideanSquared),
-            schema_json: None,
-        },
+        settings: NamespaceSettings { distance_metric: Some(DistanceMetric::EuclideanSquared), schema: None },
         ..RequestRecord::default()
     };
     WalBatch {
@@ -577,11 +599,12 @@ fn v1_current_fixture_reads_back() {
 }
 
 /// While v1 is the current version, the encoder reproduces the fixtures byte
-/// for byte (the encoding is canonical). Delete this test when v2 ships.
+/// for byte (the encoding is canonical). Delete this test when v2 ships. (WAL
+/// batches are written with `WAL_FLAG_OWN_ENCODINGS` since v7, so the v1 WAL
+/// fixtures are only read back; `v7_wal_batch_fixture_reads_back` pins the
+/// current WAL encoder.)
 #[test]
 fn current_encoder_reproduces_v1_fixtures_byte_for_byte() {
-    assert_eq!(v1_batch().try_encode().unwrap(), read_fixture("v1", "wal_batch.bin"));
-    assert_eq!(v1_filters_batch().try_encode().unwrap(), read_fixture("v1", "wal_batch_filters.bin"));
     assert_eq!(v1_manifest().try_encode().unwrap(), read_fixture("v1", "manifest.json"));
     assert_eq!(encode_current(7), read_fixture("v1", "CURRENT"));
     assert_eq!(v1_segment(), read_fixture("v1", "segment.seg"));
@@ -950,4 +973,132 @@ fn write_v4_fixtures() {
         &dir,
         vec![("manifest.json", v4_manifest().try_encode().unwrap()), ("schema.json", v4_schema_object())],
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// WAL batches in tidepool's own encodings (WAL_FLAG_OWN_ENCODINGS, storage-format 3.1, 3.2).
+
+fn leaf(attr: &str, op: Op, operand: LeafOperand) -> Filter {
+    Filter::Cond(Condition::new(attr, op, operand).unwrap())
+}
+
+/// One leaf of every operator and operand kind, and a 5,000-byte glob
+/// pattern (beyond the API's 4 KiB): what a v7 batch must keep reading.
+fn v7_every_leaf() -> Filter {
+    let mut leaves = match filter(json!(["And", [
+        ["a", "Eq", 1], ["a", "NotEq", null], ["t", "In", ["x", "y"]], ["t", "NotIn", [1, 2.5]],
+        ["n", "Lt", -3], ["n", "Lte", 18446744073709551615u64], ["n", "Gt", 0.5], ["s", "Gte", "m"],
+        ["t", "AnyLt", 1], ["t", "AnyLte", 2], ["t", "AnyGt", 3], ["t", "AnyGte", 4],
+        ["t", "Contains", "x"], ["t", "NotContains", true], ["t", "ContainsAny", ["x"]],
+        ["t", "NotContainsAny", ["y"]], ["s", "Glob", "a*[b-c]?"], ["s", "NotGlob", "\\*"],
+        ["s", "IGlob", "HÉ*"], ["s", "NotIGlob", "[!a]*"], ["s", "Regex", "^a.c$"],
+        ["s", "Fuzzy", "helo", {"max_edit_distance": 2, "case_sensitive": false}],
+        ["b", "ContainsAllTokens", "hello world"], ["b", "ContainsAnyToken", ["new", "york"]],
+        ["b", "ContainsTokenSequence", "new york"], ["a", "Eq", {"$ref_new": "a"}],
+        ["Or", []], ["Not", ["And", []]]
+    ]])) {
+        Filter::And(leaves) => leaves,
+        other => vec![other],
+    };
+    leaves.push(leaf("s", Op::Glob, LeafOperand::Pattern("g".repeat(5000))));
+    Filter::And(leaves)
+}
+
+/// A schema update with every option kind, including `extra` JSON.
+fn v7_schema() -> Schema {
+    let mut s = v1_title_schema();
+    let vector = AttrSchema {
+        ann: true,
+        extra: json!({"target_recall": 0.9, "x": [1, -2, 2.5, "s", null, {"k": false}]})
+            .as_object()
+            .cloned()
+            .unwrap(),
+        ..AttrSchema::of(AttrType::Vector { dim: 4, f16: true })
+    };
+    s.insert("vector".into(), vector);
+    s.insert(
+        "flags".into(),
+        AttrSchema { filterable: Some(false), ..AttrSchema::of(AttrType::Array(ScalarType::Uint)) },
+    );
+    s.insert("sp".into(), AttrSchema::of(AttrType::Sparse { f16: false }));
+    s
+}
+
+fn v7_batch() -> WalBatch {
+    let req = RequestRecord {
+        idempotency_key: Some("idem-7".into()),
+        settings: NamespaceSettings {
+            distance_metric: Some(DistanceMetric::CosineDistance),
+            schema: Some(v7_schema()),
+        },
+        ops: WriteOps {
+            upserts: vec![Document::new(DocId::U64(1))],
+            upsert_condition: Some(v7_every_leaf()),
+            patches: vec![Patch { id: DocId::U64(1), attrs: attrs(&[("s", Value::Str("p".into()))]) }],
+            patch_condition: Some(filter(json!(["s", "Eq", "old"]))),
+            deletes: vec![DocId::U64(1)],
+            delete_condition: Some(leaf("a", Op::Gte, LeafOperand::Value(Operand::RefNew("b".into())))),
+            delete_by_filter: Some(filter(json!(["n", "Gt", 100]))),
+            patch_by_filter: Some(PatchByFilter {
+                filter: filter(json!(["Or", [["a", "Eq", 1], ["c", "In", ["x", "y"]]]])),
+                attrs: attrs(&[("flag", Value::Bool(true))]),
+            }),
+        },
+        counts: RowCounts { upserted: 1, patched: 2, deleted: 3 },
+    };
+    WalBatch {
+        seq: 70,
+        created_at_ms: 1_764_000_000_000,
+        requests: vec![req],
+        flags: WAL_FLAG_DATETIME_INSTANTS,
+    }
+}
+
+#[test]
+fn v7_wal_batch_fixture_reads_back() {
+    let bytes = read_fixture("v7", "wal_batch_own_encodings.bin");
+    let h = peek_header(&bytes).unwrap();
+    assert_eq!((h.version, h.seq, h.flags), (1, 70, WAL_FLAG_DATETIME_INSTANTS | WAL_FLAG_OWN_ENCODINGS));
+    assert_eq!(WalBatch::decode(&bytes).unwrap(), v7_batch());
+    assert_eq!(v7_batch().try_encode().unwrap(), bytes, "the encoder is canonical");
+    let mut bad = bytes.clone();
+    let at = bad.len() / 2;
+    bad[at] ^= 0x04;
+    assert!(matches!(WalBatch::decode(&bad), Err(FormatError::ChecksumMismatch { .. })));
+}
+
+/// The legacy reader builds exactly what the API's parsers build from the
+/// JSON the old encoder wrote (filters in their canonical form, schemas as
+/// the client sent them).
+#[test]
+fn legacy_reader_agrees_with_the_api_parsers() {
+    let Filter::And(leaves) = v7_every_leaf() else { unreachable!() };
+    for f in &leaves[..leaves.len() - 1] {
+        let json = f.to_json();
+        assert_eq!(legacy::decode_filter_json(&json).unwrap(), Filter::parse(&json).unwrap(), "{json}");
+    }
+    for v in [
+        json!({"title": {"type": "string", "full_text_search": true}}),
+        json!({"b": {"full_text_search": {"tokenizer": "word_v3", "k1": 1.5, "b": 0.5}, "filterable": true}}),
+        json!({"v": {"type": "[8]f32", "ann": true, "target_recall": 0.9}, "t": "[]datetime", "s": "{}f16"}),
+        json!({"n": {"type": "int", "filterable": false, "glob": {"x": [1]}}}),
+    ] {
+        assert_eq!(
+            legacy::decode_schema_json(&v).unwrap(),
+            tidepool::schema::parse_schema(&v).unwrap(),
+            "{v}"
+        );
+    }
+}
+
+#[test]
+#[ignore = "writes fixture files; run manually with TIDEPOOL_WRITE_FIXTURES=1"]
+fn write_v7_fixtures() {
+    if std::env::var_os("TIDEPOOL_WRITE_FIXTURES").is_none() {
+        eprintln!("set TIDEPOOL_WRITE_FIXTURES=1 to write fixtures");
+        return;
+    }
+    let dir = fixture_dir("v7");
+    std::fs::create_dir_all(&dir).unwrap();
+    write_missing(&dir, vec![("wal_batch_own_encodings.bin", v7_batch().try_encode().unwrap())]);
 }

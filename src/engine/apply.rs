@@ -26,7 +26,7 @@ use super::EngineError;
 use crate::filter::Filter;
 use crate::model::{AttrMap, DocId, Document, Value};
 use crate::ops::{RequestRecord, RowCounts};
-use crate::schema::{canonical_kind, parse_schema, AttrSchema, AttrType, ScalarType};
+use crate::schema::{canonical_kind, AttrSchema, AttrType, ScalarType};
 use crate::state::NsState;
 
 /// Ids touched by a request (for `return_affected_ids`).
@@ -163,10 +163,8 @@ impl NsState {
                 _ => self.distance_metric = Some(m),
             }
         }
-        if let Some(text) = &req.settings.schema_json {
-            let json: serde_json::Value =
-                serde_json::from_str(text).map_err(|e| invalid(format!("schema: {e}")))?;
-            for (name, update) in parse_schema(&json).map_err(|e| invalid(e.to_string()))? {
+        if let Some(schema) = &req.settings.schema {
+            for (name, update) in schema.clone() {
                 if name == crate::model::ID_ATTR {
                     continue;
                 }

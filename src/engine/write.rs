@@ -98,9 +98,9 @@ impl Engine {
 
     /// Update a namespace's schema (a settings-only write).
     pub async fn update_schema(&self, path: &NsPath, schema: &Json) -> Result<Snapshot, EngineError> {
-        crate::schema::parse_schema(schema).map_err(|e| EngineError::invalid_input(e.to_string()))?;
-        let settings =
-            crate::ops::NamespaceSettings { schema_json: Some(schema.to_string()), ..Default::default() };
+        let schema =
+            crate::schema::parse_schema(schema).map_err(|e| EngineError::invalid_input(e.to_string()))?;
+        let settings = crate::ops::NamespaceSettings { schema: Some(schema), ..Default::default() };
         let mut req = WriteRequest::settings_only(settings);
         req.create_namespace = Some(true);
         self.write(path, req).await?;

@@ -16,8 +16,12 @@
 //!   is bounded by [`MAX_DEPTH`]; a deeper tree can only be built by hand, and
 //!   then evaluates its too-deep parts as non-matching and renders them as
 //!   `null` (which `parse` rejects) instead of recursing further.
-//! - Leaves are only built by `parse`, so every leaf is well-formed (an `In`
-//!   operand is a list, a `Regex` is compiled, ...).
+//! - Leaves are only built by [`Condition::new`] (which `parse` calls after
+//!   its limits), so every leaf is well-formed (an `In` operand is a list, a
+//!   `Regex` is compiled, ...). `Condition::new` applies no API limit, so
+//!   storage decoders rebuild stored filters through it whatever the limits
+//!   above become; [`REGEX_SIZE_LIMIT`] is the one bound it keeps, as a
+//!   memory-safety bound on a compiled regex.
 //! - Null means "missing": `["x","Eq",null]` matches documents without `x`
 //!   and `["x","NotEq",null]` those with it. A `{"$ref_new": a}` operand that
 //!   resolves to nothing is null, and then `Eq`/`In`/`Contains`/`ContainsAny`
@@ -37,6 +41,8 @@ use crate::schema::{AttrType, ScalarType, Schema};
 
 mod eval;
 pub use eval::*;
+mod leaf;
+pub use leaf::*;
 mod parse;
 use parse::*;
 mod pattern;
@@ -56,7 +62,9 @@ pub const MAX_TOKEN_QUERY_BYTES: usize = 8192;
 /// Most `Regex` conditions in one filter: each may compile to up to
 /// [`REGEX_SIZE_LIMIT`] bytes, so this bounds a filter's memory.
 pub const MAX_REGEXES: usize = 64;
-/// Bound on one compiled regex (program and lazy-DFA cache), in bytes.
+/// Bound on one compiled regex (program and lazy-DFA cache), in bytes. Not an
+/// API limit but a memory-safety bound: [`Condition::new`] keeps it, so it
+/// also applies to filters decoded from storage (never lower it).
 pub const REGEX_SIZE_LIMIT: usize = 1 << 20;
 /// Largest `max_edit_distance` of `Fuzzy`.
 pub const MAX_FUZZY_DISTANCE: u8 = 2;
@@ -266,8 +274,8 @@ impl Operand {
     }
 }
 
-/// A leaf condition. Its fields are private so that only [`Filter::parse`]
-/// builds one, which keeps every leaf well-formed.
+/// A leaf condition. Its fields are private so that only
+/// [`Condition::new`] builds one, which keeps every leaf well-formed.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Condition {
     attr: String,

@@ -179,40 +179,22 @@ impl Parser {
         if matches!(op, Op::Glob | Op::NotGlob | Op::IGlob | Op::NotIGlob | Op::Regex | Op::Fuzzy) {
             self.pattern_budget(operand)?;
         }
-        let value = |shape| parse_operand(attr, op, operand, shape);
-        let range = |op, any| Ok::<_, FilterError>(Pred::Range { op, any, operand: value(Shape::Scalar)? });
-        let pred = match op {
-            Op::Eq | Op::NotEq => Pred::Eq(value(Shape::Any)?),
-            Op::In | Op::NotIn => Pred::In(value(Shape::List)?),
-            Op::Contains | Op::NotContains => Pred::Contains(value(Shape::Scalar)?),
-            Op::ContainsAny | Op::NotContainsAny => Pred::ContainsAny(value(Shape::List)?),
-            Op::Lt => range(RangeOp::Lt, false)?,
-            Op::Lte => range(RangeOp::Lte, false)?,
-            Op::Gt => range(RangeOp::Gt, false)?,
-            Op::Gte => range(RangeOp::Gte, false)?,
-            Op::AnyLt => range(RangeOp::Lt, true)?,
-            Op::AnyLte => range(RangeOp::Lte, true)?,
-            Op::AnyGt => range(RangeOp::Gt, true)?,
-            Op::AnyGte => range(RangeOp::Gte, true)?,
-            Op::Glob | Op::NotGlob => Pred::Glob(GlobPattern::new(pattern(attr, op, operand)?, false)?),
-            Op::IGlob | Op::NotIGlob => Pred::Glob(GlobPattern::new(pattern(attr, op, operand)?, true)?),
+        let leaf = match op {
+            Op::Glob | Op::NotGlob | Op::IGlob | Op::NotIGlob => {
+                LeafOperand::Pattern(pattern(attr, op, operand)?.to_owned())
+            }
             Op::Regex => {
                 self.regexes += 1;
                 if self.regexes > MAX_REGEXES {
                     return err(format!("filter has more than {MAX_REGEXES} Regex conditions"));
                 }
-                Pred::Regex(RegexPattern::new(pattern(attr, op, operand)?)?)
+                LeafOperand::Pattern(pattern(attr, op, operand)?.to_owned())
             }
-            Op::Fuzzy => Pred::Fuzzy(Fuzzy::parse(attr, operand, options)?),
-            Op::ContainsAllTokens => Pred::Tokens(TokenOp::All, token_query(attr, op, operand)?),
-            Op::ContainsAnyToken => Pred::Tokens(TokenOp::Any, token_query(attr, op, operand)?),
-            Op::ContainsTokenSequence => Pred::Tokens(TokenOp::Sequence, token_query(attr, op, operand)?),
+            Op::Fuzzy => fuzzy_operand(attr, operand, options)?,
+            op if op.is_token_op() => token_query(attr, op, operand)?,
+            op => LeafOperand::Value(parse_operand(attr, op, operand)?),
         };
-        let negated = matches!(
-            op,
-            Op::NotEq | Op::NotIn | Op::NotContains | Op::NotContainsAny | Op::NotGlob | Op::NotIGlob
-        );
-        Ok(Filter::Cond(Condition { attr: attr.clone(), negated, pred }))
+        Condition::new(attr.clone(), op, leaf).map(Filter::Cond)
     }
 }
 
@@ -229,7 +211,9 @@ pub(super) fn check_attr_name(name: &str) -> Result<(), FilterError> {
     Ok(())
 }
 
-pub(super) fn parse_operand(attr: &str, op: Op, v: &Json, shape: Shape) -> Result<Operand, FilterError> {
+/// A value operator's operand from JSON: `{"$ref_new": attr}` or a literal
+/// (its shape is checked by [`Condition::new`]).
+pub(super) fn parse_operand(attr: &str, op: Op, v: &Json) -> Result<Operand, FilterError> {
     if let Json::Object(m) = v {
         return match (m.len(), m.get("$ref_new")) {
             (1, Some(Json::String(target))) => {
@@ -250,22 +234,7 @@ pub(super) fn parse_operand(attr: &str, op: Op, v: &Json, shape: Shape) -> Resul
         // upper-case uuid literal names the document stored in lower case.
         canonical_uuid_value(&mut value);
     }
-    match (shape, &value) {
-        (Shape::List, Value::Array(_)) | (Shape::Any, _) => Ok(Operand::Value(value)),
-        (Shape::List, other) => err(format!("{op} on {attr:?} needs an array operand, got {}", other.kind())),
-        (Shape::Scalar, Value::Array(_)) => {
-            let hint = if op == Op::Contains || op == Op::NotContains {
-                " (use ContainsAny for a list)"
-            } else {
-                ""
-            };
-            err(format!("{op} on {attr:?} needs a scalar operand, got array{hint}"))
-        }
-        (Shape::Scalar, Value::Null) => {
-            err(format!("{op} on {attr:?}: null operands are only allowed with Eq and NotEq"))
-        }
-        (Shape::Scalar, _) => Ok(Operand::Value(value)),
-    }
+    Ok(Operand::Value(value))
 }
 
 pub(super) fn pattern<'a>(attr: &str, op: Op, v: &'a Json) -> Result<&'a str, FilterError> {
@@ -281,9 +250,9 @@ pub(super) fn pattern<'a>(attr: &str, op: Op, v: &'a Json) -> Result<&'a str, Fi
     Ok(s)
 }
 
-pub(super) fn token_query(attr: &str, op: Op, v: &Json) -> Result<TokenQuery, FilterError> {
+pub(super) fn token_query(attr: &str, op: Op, v: &Json) -> Result<LeafOperand, FilterError> {
     let (query, bytes) = match v {
-        Json::String(s) => (TokenQuery::Text(s.clone()), s.len()),
+        Json::String(s) => (LeafOperand::TokenText(s.clone()), s.len()),
         Json::Array(items) => {
             let mut tokens = Vec::with_capacity(items.len());
             for item in items {
@@ -296,7 +265,7 @@ pub(super) fn token_query(attr: &str, op: Op, v: &Json) -> Result<TokenQuery, Fi
                 tokens.push(t.clone());
             }
             let bytes = tokens.iter().map(String::len).sum();
-            (TokenQuery::Tokens(tokens), bytes)
+            (LeafOperand::Tokens(tokens), bytes)
         }
         other => {
             return err(format!(

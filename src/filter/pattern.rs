@@ -1,6 +1,6 @@
 //! Pattern matching for `Regex`, `Glob`/`IGlob` and `Fuzzy` conditions. Invariant:
-//! patterns are compiled once at parse time and compare equal by their source text, so the
-//! canonical JSON round-trip holds.
+//! patterns are compiled once, when the leaf is built (`Condition::new`), and compare
+//! equal by their source text, so the canonical JSON round-trip holds.
 
 use super::*;
 
@@ -190,18 +190,23 @@ impl GlobPattern {
 
 // Fuzzy
 
-impl Fuzzy {
-    pub(super) fn parse(attr: &str, operand: &Json, options: Option<&Json>) -> Result<Fuzzy, FilterError> {
-        let text = pattern(attr, Op::Fuzzy, operand)?.to_owned();
-        let mut fuzzy = Fuzzy { text, max_edit_distance: 1, case_sensitive: true };
-        let Some(options) = options else { return Ok(fuzzy) };
+/// `Fuzzy`'s operand and options from JSON, with the API's limits (pattern
+/// length, [`MAX_FUZZY_DISTANCE`]); defaults: distance 1, case-sensitive.
+pub(super) fn fuzzy_operand(
+    attr: &str,
+    operand: &Json,
+    options: Option<&Json>,
+) -> Result<LeafOperand, FilterError> {
+    let text = pattern(attr, Op::Fuzzy, operand)?.to_owned();
+    let (mut max_edit_distance, mut case_sensitive) = (1, true);
+    if let Some(options) = options {
         let Json::Object(m) = options else {
             return err(format!("Fuzzy options on {attr:?} must be an object, got {}", json_kind(options)));
         };
         for (k, v) in m {
             match k.as_str() {
                 "max_edit_distance" => {
-                    fuzzy.max_edit_distance = v
+                    max_edit_distance = v
                         .as_u64()
                         .and_then(|n| u8::try_from(n).ok())
                         .filter(|n| *n <= MAX_FUZZY_DISTANCE)
@@ -213,7 +218,7 @@ impl Fuzzy {
                         })?;
                 }
                 "case_sensitive" => {
-                    fuzzy.case_sensitive = v.as_bool().ok_or_else(|| {
+                    case_sensitive = v.as_bool().ok_or_else(|| {
                         FilterError(format!("Fuzzy case_sensitive on {attr:?} must be a bool, got {v}"))
                     })?;
                 }
@@ -224,9 +229,11 @@ impl Fuzzy {
                 }
             }
         }
-        Ok(fuzzy)
     }
+    Ok(LeafOperand::Fuzzy { text, max_edit_distance, case_sensitive })
+}
 
+impl Fuzzy {
     pub(super) fn is_match(&self, s: &str) -> bool {
         let k = usize::from(self.max_edit_distance);
         if self.case_sensitive {

@@ -709,3 +709,59 @@ proptest! {
         let _ = Filter::parse(&Json::Array(junk));
     }
 }
+
+#[test]
+fn condition_new_builds_leaves_beyond_the_api_limits() {
+    let long = "a".repeat(MAX_PATTERN_BYTES + 1);
+    let json = json!(["s", "Glob", long.clone()]);
+    assert!(parse_err(json.clone()).contains("the limit is"));
+    let c = Condition::new("s", Op::Glob, LeafOperand::Pattern(long)).unwrap();
+    assert_eq!(c.to_json(), json);
+    let fuzzy = LeafOperand::Fuzzy { text: "abc".into(), max_edit_distance: 5, case_sensitive: true };
+    let c = Condition::new("s", Op::Fuzzy, fuzzy.clone()).unwrap();
+    assert!(Filter::Cond(c.clone()).matches(&doc(json!({"s": "xyzab"})), None), "distance 4 is within 5");
+    assert_eq!(c.leaf_operand(), fuzzy);
+    let tokens = LeafOperand::TokenText("w ".repeat(MAX_TOKEN_QUERY_BYTES));
+    assert!(Condition::new("b", Op::ContainsAnyToken, tokens).is_ok());
+}
+
+#[test]
+fn condition_new_keeps_leaves_well_formed() {
+    let value = |v: Value| LeafOperand::Value(Operand::Value(v));
+    let bad = [
+        ("a", Op::In, value(Value::Int(1))),
+        ("a", Op::Lt, value(Value::Null)),
+        ("a", Op::Lt, value(Value::Array(vec![Value::Int(1)]))),
+        ("a", Op::Eq, value(Value::Float(f64::NAN))),
+        ("a", Op::Eq, value(Value::Array(vec![Value::Null]))),
+        ("a", Op::Eq, value(Value::Array(vec![Value::Array(vec![])]))),
+        ("a", Op::Eq, value(Value::Sparse(vec![]))),
+        ("a", Op::Eq, LeafOperand::Value(Operand::RefNew(String::new()))),
+        ("", Op::Eq, value(Value::Int(1))),
+        ("s", Op::Glob, value(Value::Str("x".into()))),
+        ("s", Op::Regex, LeafOperand::Pattern("(".into())),
+        ("s", Op::Glob, LeafOperand::Pattern("[a".into())),
+        ("s", Op::Eq, LeafOperand::Pattern("x".into())),
+        ("b", Op::ContainsAllTokens, LeafOperand::Pattern("x".into())),
+        ("s", Op::Fuzzy, LeafOperand::TokenText("x".into())),
+    ];
+    for (attr, op, operand) in bad {
+        assert!(Condition::new(attr, op, operand.clone()).is_err(), "{attr} {op} {operand:?}");
+    }
+    // What `new` builds gives back the parts it took, for every operator.
+    for op in Op::ALL {
+        let operand = match op {
+            Op::In | Op::NotIn | Op::ContainsAny | Op::NotContainsAny => {
+                value(Value::Array(vec![Value::Int(1)]))
+            }
+            Op::Glob | Op::NotGlob | Op::IGlob | Op::NotIGlob | Op::Regex => {
+                LeafOperand::Pattern("a.*".into())
+            }
+            Op::Fuzzy => LeafOperand::Fuzzy { text: "x".into(), max_edit_distance: 1, case_sensitive: false },
+            op if op.is_token_op() => LeafOperand::Tokens(vec!["t".into()]),
+            _ => value(Value::Int(1)),
+        };
+        let c = Condition::new("a", op, operand.clone()).unwrap();
+        assert_eq!((c.attr(), c.op(), c.leaf_operand()), ("a", op, operand));
+    }
+}

@@ -1,7 +1,8 @@
 //! On-storage formats: the WAL batch codec ([`wal`]), the manifest and
 //! CURRENT-hint codecs ([`manifest`]), the segment and deletion-set codecs
 //! ([`segment`]), the attribute/value codec both WAL documents and segment
-//! rows use ([`attrs`]), the idempotency records of `meta.redb`
+//! rows use ([`attrs`]), the filter and schema-update codecs of WAL records
+//! ([`filter`], [`schema_codec`]), the idempotency records of `meta.redb`
 //! ([`idempotency`]) and sync records ([`sync_record`]), the snapshot file's
 //! framing ([`snapshot`]), and (re-exported from [`crate::codec`]) the bounded
 //! byte [`Reader`] / little-endian [`Writer`] they are built on. `storage-format.md` at the
@@ -20,8 +21,10 @@
 //!   and checksum mismatches are errors.
 
 pub mod attrs;
+pub mod filter;
 pub mod idempotency;
 pub mod manifest;
+pub mod schema_codec;
 pub mod segment;
 pub mod snapshot;
 pub mod sync_record;

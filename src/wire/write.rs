@@ -287,8 +287,8 @@ impl WriteRequest {
                     Some(DistanceMetric::parse(s).map_err(|e| invalid(e.to_string()))?);
             }
             "schema" => {
-                crate::schema::parse_schema(v).map_err(|e| invalid(e.to_string()))?;
-                self.record.settings.schema_json = Some(v.to_string());
+                let schema = crate::schema::parse_schema(v).map_err(|e| invalid(e.to_string()))?;
+                self.record.settings.schema = Some(schema);
             }
             "create_namespace" => {
                 self.create_namespace =

@@ -22,24 +22,38 @@
 //! - `magic` and `version` sit at fixed offsets forever; `version` is checked
 //!   before anything else is interpreted, so a future layout is refused with
 //!   `UnsupportedVersion`, not misread.
+//! - Filters, conditions and schema updates are tidepool's own binary
+//!   encodings (`super::filter`, `super::schema_codec`) in batches flagged
+//!   [`WAL_FLAG_OWN_ENCODINGS`], which this build sets on every batch it
+//!   writes; batches without the flag hold turbopuffer JSON text and are read
+//!   by [`legacy`]. Neither path uses an API parser or applies an API limit
+//!   (leaf counts, pattern lengths, ...): only structural bounds, so a batch
+//!   that was acknowledged stays readable whatever the API accepts later.
+//! - [`WalBatch::flags`] holds only the flags that say how requests apply
+//!   ([`WAL_APPLY_FLAGS`]); the encoding flag is added by `encode` and
+//!   dropped by `decode`.
 //! - The encoding is canonical: `encode(decode(b)) == b` for every accepted
-//!   `b` (attribute maps in strictly increasing name order, bools and option
-//!   tags exactly 0/1, only known flags), except that filters are re-encoded from
-//!   their canonical JSON (`Filter::to_json`).
+//!   `b` with [`WAL_FLAG_OWN_ENCODINGS`] (attribute maps and schema names in
+//!   strictly increasing order, bools and option tags exactly 0/1, only known
+//!   flags); a legacy batch re-encodes in the own encodings.
 //! - `decode` accepts everything [`WalBatch::try_encode`] accepts; `encode`
 //!   on a batch outside the limits (strings over 16 MiB, vectors over
 //!   `MAX_VECTOR_DIM`, string ids outside 1..=64 bytes, nested arrays, a
-//!   filter whose JSON does not parse back to itself) produces bytes that
-//!   `decode` refuses, so writers use `try_encode`.
+//!   filter nested deeper than `MAX_FILTER_NESTING`, schema options nested
+//!   deeper than `MAX_JSON_NESTING`) produces bytes that `decode` refuses, so
+//!   writers use `try_encode`.
 //! - Decoding never panics and never allocates from an unchecked length (see
 //!   [`super::Reader`]).
 
 use crate::filter::Filter;
 use crate::model::{DistanceMetric, DocId, Document, MAX_STRING_ID_BYTES, MAX_VECTOR_DIM};
 use crate::ops::{NamespaceSettings, Patch, PatchByFilter, RequestRecord, RowCounts, WriteOps};
+use crate::schema::Schema;
 
 pub use super::attrs::MAX_STRING_BYTES;
 use super::attrs::{read_attrs, Enc};
+use super::filter::read_filter_blob;
+use super::schema_codec::read_schema_blob;
 use super::{len_u64, FormatError, Reader, Writer, FORMAT_VERSION_V1};
 
 /// The first 8 bytes of every WAL batch object.
@@ -50,8 +64,18 @@ pub const WAL_FORMAT_VERSION: u16 = FORMAT_VERSION_V1;
 /// literals as canonical UTC instants (storage-format 3.1, 3.5). Batches
 /// without it replay with datetimes compared as the strings sent.
 pub const WAL_FLAG_DATETIME_INSTANTS: u16 = 0x0001;
+/// Flag bit: filters, conditions and schema updates are in tidepool's own
+/// binary encodings (`format::filter`, `format::schema_codec`; storage-format
+/// 3.1, 3.2). Batches without it hold them as turbopuffer JSON text, read by
+/// [`legacy`]. A property of the bytes, not of how requests apply: this
+/// build sets it on every batch it writes, and [`WalBatch::flags`] never
+/// carries it.
+pub const WAL_FLAG_OWN_ENCODINGS: u16 = 0x0002;
 /// Every flag bit this build knows; a batch with any other bit is refused.
-pub const WAL_KNOWN_FLAGS: u16 = WAL_FLAG_DATETIME_INSTANTS;
+pub const WAL_KNOWN_FLAGS: u16 = WAL_FLAG_DATETIME_INSTANTS | WAL_FLAG_OWN_ENCODINGS;
+/// The flags that say how a batch's requests apply (kept in
+/// [`WalBatch::flags`]); the others describe the encoding.
+pub const WAL_APPLY_FLAGS: u16 = WAL_FLAG_DATETIME_INSTANTS;
 /// Size of the fixed header.
 pub const WAL_HEADER_LEN: usize = 48;
 /// Largest body accepted (1 GiB); the engine bounds batches well below.
@@ -122,8 +146,10 @@ pub struct WalBatch {
     pub created_at_ms: u64,
     /// The requests, applied in this order.
     pub requests: Vec<RequestRecord>,
-    /// Header flags ([`WAL_FLAG_DATETIME_INSTANTS`]): how the requests were
-    /// applied, so a replay applies them alike.
+    /// Header flags that say how the requests were applied
+    /// ([`WAL_APPLY_FLAGS`]: [`WAL_FLAG_DATETIME_INSTANTS`]), so a replay
+    /// applies them alike. The encoding flag [`WAL_FLAG_OWN_ENCODINGS`] is
+    /// added by `encode` and removed by `decode`.
     pub flags: u16,
 }
 
@@ -170,12 +196,14 @@ impl WalBatch {
                 available: len_u64(rest.len()),
             });
         }
+        let encoding = Encoding::of_flags(header.flags);
         let mut requests = Vec::with_capacity(count);
         for _ in 0..count {
-            requests.push(read_request(&mut r)?);
+            requests.push(read_request(&mut r, encoding)?);
         }
         r.finish("wal body")?;
-        Ok(WalBatch { seq: header.seq, created_at_ms: header.created_at_ms, requests, flags: header.flags })
+        let flags = header.flags & WAL_APPLY_FLAGS;
+        Ok(WalBatch { seq: header.seq, created_at_ms: header.created_at_ms, requests, flags })
     }
 
     /// Rows named directly by the batch's requests (upserts + patches +
@@ -188,7 +216,7 @@ impl WalBatch {
         let mut e = Enc { w: Writer::with_capacity(WAL_HEADER_LEN + 256), violation: None };
         e.w.bytes(&WAL_MAGIC);
         e.w.u16(WAL_FORMAT_VERSION);
-        e.w.u16(self.flags);
+        e.w.u16(self.flags | WAL_FLAG_OWN_ENCODINGS);
         let count = e.count("wal requests", self.requests.len(), usize::MAX);
         e.w.u32(count);
         e.w.u64(self.seq);
@@ -267,22 +295,12 @@ impl Enc {
         }
     }
 
-    fn filter(&mut self, what: &'static str, f: &Filter) {
-        let json = f.to_json();
-        if Filter::parse(&json).as_ref() != Ok(f) {
-            self.violate(FormatError::Malformed(format!(
-                "{what}: filter does not round-trip through its JSON form {json}"
-            )));
-        }
-        self.str(what, &json.to_string());
-    }
-
     fn opt_filter(&mut self, what: &'static str, f: Option<&Filter>) {
         match f {
             None => self.w.u8(OPT_NONE),
             Some(f) => {
                 self.w.u8(OPT_SOME);
-                self.filter(what, f);
+                self.filter_blob(what, f);
             }
         }
     }
@@ -333,7 +351,13 @@ impl Enc {
             Some(DistanceMetric::CosineDistance) => METRIC_COSINE,
             Some(DistanceMetric::EuclideanSquared) => METRIC_EUCLIDEAN_SQUARED,
         });
-        self.opt_str("schema json", req.settings.schema_json.as_deref());
+        match &req.settings.schema {
+            None => self.w.u8(OPT_NONE),
+            Some(schema) => {
+                self.w.u8(OPT_SOME);
+                self.schema_blob("schema update", schema);
+            }
+        }
         self.w.u64(req.counts.upserted);
         self.w.u64(req.counts.patched);
         self.w.u64(req.counts.deleted);
@@ -343,7 +367,7 @@ impl Enc {
             None => self.w.u8(OPT_NONE),
             Some(p) => {
                 self.w.u8(OPT_SOME);
-                self.filter("patch_by_filter", &p.filter);
+                self.filter_blob("patch_by_filter", &p.filter);
                 self.attrs(&p.attrs);
             }
         }
@@ -383,15 +407,49 @@ fn read_opt_string(r: &mut Reader<'_>, what: &'static str) -> Result<Option<Stri
     Ok(if read_present(r, what)? { Some(r.str(what, MAX_STRING_BYTES)?.to_owned()) } else { None })
 }
 
-fn read_filter(r: &mut Reader<'_>, what: &'static str) -> Result<Filter, FormatError> {
-    let text = r.str(what, MAX_STRING_BYTES)?;
-    let json: serde_json::Value = serde_json::from_str(text)
-        .map_err(|e| FormatError::Malformed(format!("{what}: filter is not JSON: {e}")))?;
-    Filter::parse(&json).map_err(|e| FormatError::Malformed(format!("{what}: {e}")))
+/// How a batch's filters and schema updates are encoded (header flag
+/// [`WAL_FLAG_OWN_ENCODINGS`]).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Encoding {
+    /// tidepool's binary codecs (`format::filter`, `format::schema_codec`).
+    Own,
+    /// turbopuffer JSON text, as every batch before the flag ([`legacy`]).
+    LegacyJson,
 }
 
-fn read_opt_filter(r: &mut Reader<'_>, what: &'static str) -> Result<Option<Filter>, FormatError> {
-    Ok(if read_present(r, what)? { Some(read_filter(r, what)?) } else { None })
+impl Encoding {
+    fn of_flags(flags: u16) -> Encoding {
+        if flags & WAL_FLAG_OWN_ENCODINGS != 0 {
+            Encoding::Own
+        } else {
+            Encoding::LegacyJson
+        }
+    }
+}
+
+fn read_filter(r: &mut Reader<'_>, what: &'static str, enc: Encoding) -> Result<Filter, FormatError> {
+    match enc {
+        Encoding::Own => read_filter_blob(r, what),
+        Encoding::LegacyJson => legacy::read_filter_text(r, what),
+    }
+}
+
+fn read_opt_filter(
+    r: &mut Reader<'_>,
+    what: &'static str,
+    enc: Encoding,
+) -> Result<Option<Filter>, FormatError> {
+    Ok(if read_present(r, what)? { Some(read_filter(r, what, enc)?) } else { None })
+}
+
+fn read_opt_schema(r: &mut Reader<'_>, enc: Encoding) -> Result<Option<Schema>, FormatError> {
+    if !read_present(r, "schema update")? {
+        return Ok(None);
+    }
+    match enc {
+        Encoding::Own => read_schema_blob(r, "schema update").map(Some),
+        Encoding::LegacyJson => legacy::read_schema_text(r, "schema json").map(Some),
+    }
 }
 
 fn read_id(r: &mut Reader<'_>) -> Result<DocId, FormatError> {
@@ -425,7 +483,7 @@ fn read_document(r: &mut Reader<'_>) -> Result<Document, FormatError> {
     Ok(Document { id, vector: vector.map(Into::into), attrs })
 }
 
-fn read_request(r: &mut Reader<'_>) -> Result<RequestRecord, FormatError> {
+fn read_request(r: &mut Reader<'_>, enc: Encoding) -> Result<RequestRecord, FormatError> {
     let idempotency_key = read_opt_string(r, "idempotency key")?;
     let distance_metric = match r.u8("distance metric")? {
         METRIC_NONE => None,
@@ -433,12 +491,12 @@ fn read_request(r: &mut Reader<'_>) -> Result<RequestRecord, FormatError> {
         METRIC_EUCLIDEAN_SQUARED => Some(DistanceMetric::EuclideanSquared),
         t => return Err(FormatError::Malformed(format!("unknown distance metric tag {t}"))),
     };
-    let schema_json = read_opt_string(r, "schema json")?;
+    let schema = read_opt_schema(r, enc)?;
     let counts =
         RowCounts { upserted: r.u64("upserted")?, patched: r.u64("patched")?, deleted: r.u64("deleted")? };
-    let delete_by_filter = read_opt_filter(r, "delete_by_filter")?;
+    let delete_by_filter = read_opt_filter(r, "delete_by_filter", enc)?;
     let patch_by_filter = if read_present(r, "patch_by_filter")? {
-        let filter = read_filter(r, "patch_by_filter")?;
+        let filter = read_filter(r, "patch_by_filter", enc)?;
         Some(PatchByFilter { filter, attrs: read_attrs(r)? })
     } else {
         None
@@ -448,23 +506,23 @@ fn read_request(r: &mut Reader<'_>) -> Result<RequestRecord, FormatError> {
     for _ in 0..n {
         upserts.push(read_document(r)?);
     }
-    let upsert_condition = read_opt_filter(r, "upsert_condition")?;
+    let upsert_condition = read_opt_filter(r, "upsert_condition", enc)?;
     let n = r.count("patches", MIN_PATCH_BYTES, usize::MAX)?;
     let mut patches = Vec::with_capacity(n);
     for _ in 0..n {
         let id = read_id(r)?;
         patches.push(Patch { id, attrs: read_attrs(r)? });
     }
-    let patch_condition = read_opt_filter(r, "patch_condition")?;
+    let patch_condition = read_opt_filter(r, "patch_condition", enc)?;
     let n = r.count("deletes", MIN_ID_BYTES, usize::MAX)?;
     let mut deletes = Vec::with_capacity(n);
     for _ in 0..n {
         deletes.push(read_id(r)?);
     }
-    let delete_condition = read_opt_filter(r, "delete_condition")?;
+    let delete_condition = read_opt_filter(r, "delete_condition", enc)?;
     Ok(RequestRecord {
         idempotency_key,
-        settings: NamespaceSettings { distance_metric, schema_json },
+        settings: NamespaceSettings { distance_metric, schema },
         ops: WriteOps {
             upserts,
             upsert_condition,
@@ -479,5 +537,9 @@ fn read_request(r: &mut Reader<'_>) -> Result<RequestRecord, FormatError> {
     })
 }
 
+pub mod legacy;
+
+#[cfg(test)]
+mod legacy_tests;
 #[cfg(test)]
 mod tests;

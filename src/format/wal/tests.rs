@@ -2,21 +2,20 @@
 //! refusal of `decode`, and property tests over arbitrary batches.
 
 use super::*;
+use crate::filter::Op;
+use crate::format::filter::tests::{arb_filter, every_leaf_kind, lit};
+use crate::format::schema_codec::tests::{arb_schema, full_schema};
 use crate::model::AttrMap;
 use crate::model::Value;
+use crate::schema::{AttrSchema, AttrType, ScalarType};
 use proptest::prelude::*;
-use serde_json::json;
-
-fn filter(v: serde_json::Value) -> Filter {
-    Filter::parse(&v).unwrap()
-}
 
 fn attrs(pairs: &[(&str, Value)]) -> AttrMap {
     pairs.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect()
 }
 
 /// A batch with every value kind, every id kind and every op.
-fn full_batch() -> WalBatch {
+pub(super) fn full_batch() -> WalBatch {
     let doc = Document {
         id: DocId::U64(1),
         vector: Some(vec![0.5, -1.25, 3.0].into()),
@@ -38,21 +37,24 @@ fn full_batch() -> WalBatch {
         idempotency_key: Some("idem-1".into()),
         settings: NamespaceSettings {
             distance_metric: Some(DistanceMetric::CosineDistance),
-            schema_json: Some(r#"{"s":"string"}"#.into()),
+            schema: Some(Schema::from([(
+                "s".to_owned(),
+                AttrSchema::of(AttrType::Scalar(ScalarType::String)),
+            )])),
         },
         ops: WriteOps {
             upserts: vec![doc, doc2, doc3],
-            upsert_condition: Some(filter(json!(["v", "Lt", 3]))),
+            upsert_condition: Some(lit("v", Op::Lt, Value::Int(3))),
             patches: vec![Patch {
                 id: DocId::U64(9),
                 attrs: attrs(&[("gone", Value::Null), ("s", Value::Str("new".into()))]),
             }],
-            patch_condition: Some(filter(json!(["s", "Eq", "old"]))),
+            patch_condition: Some(lit("s", Op::Eq, Value::Str("old".into()))),
             deletes: vec![DocId::U64(2), DocId::Str("z".into()), DocId::Uuid(uuid)],
-            delete_condition: Some(filter(json!(["b", "Eq", true]))),
-            delete_by_filter: Some(filter(json!(["n", "Gt", 100]))),
+            delete_condition: Some(lit("b", Op::Eq, Value::Bool(true))),
+            delete_by_filter: Some(Filter::Or(every_leaf_kind())),
             patch_by_filter: Some(PatchByFilter {
-                filter: filter(json!(["a", "Eq", 1])),
+                filter: lit("a", Op::Eq, Value::Int(1)),
                 attrs: attrs(&[("flag", Value::Bool(true))]),
             }),
         },
@@ -61,7 +63,7 @@ fn full_batch() -> WalBatch {
     let second = RequestRecord {
         settings: NamespaceSettings {
             distance_metric: Some(DistanceMetric::EuclideanSquared),
-            schema_json: None,
+            schema: Some(full_schema()),
         },
         ..RequestRecord::default()
     };
@@ -161,6 +163,14 @@ fn every_single_bit_flip_is_detected() {
 }
 
 #[test]
+fn new_batches_carry_the_own_encodings_flag_and_decode_without_it() {
+    let bytes = full_batch().encode();
+    let h = peek_header(&bytes).unwrap();
+    assert_eq!(h.flags, WAL_FLAG_DATETIME_INSTANTS | WAL_FLAG_OWN_ENCODINGS);
+    assert_eq!(WalBatch::decode(&bytes).unwrap().flags, WAL_FLAG_DATETIME_INSTANTS);
+}
+
+#[test]
 fn unknown_versions_are_refused_before_anything_else() {
     let mut bytes = small_batch().encode();
     bytes[OFF_VERSION..OFF_VERSION + 2].copy_from_slice(&2u16.to_le_bytes());
@@ -198,7 +208,7 @@ fn unknown_flags_are_refused() {
     let mut w = Writer::new();
     let bytes = small_batch().encode();
     w.bytes(&bytes[..OFF_FLAGS]);
-    w.u16(0x0002);
+    w.u16(0x0004);
     w.bytes(&bytes[OFF_REQUEST_COUNT..OFF_HEADER_CRC]);
     let crc = crc32c::crc32c(w.as_slice());
     w.u32(crc);
@@ -343,12 +353,8 @@ fn arb_attrs() -> impl Strategy<Value = AttrMap> {
     proptest::collection::btree_map(".{0,8}", arb_value(), 0..5).prop_map(|m| m.into_iter().collect())
 }
 
-fn arb_filter() -> impl Strategy<Value = Option<Filter>> {
-    prop_oneof![
-        3 => Just(None),
-        1 => Just(Some(filter(json!(["a", "Eq", 1])))),
-        1 => Just(Some(filter(json!(["s", "NotEq", "x"])))),
-    ]
+fn arb_opt_filter() -> impl Strategy<Value = Option<Filter>> {
+    prop_oneof![3 => Just(None), 2 => arb_filter().prop_map(Some)]
 }
 
 fn arb_doc() -> impl Strategy<Value = Document> {
@@ -356,7 +362,7 @@ fn arb_doc() -> impl Strategy<Value = Document> {
         .prop_map(|(id, vector, attrs)| Document { id, vector: vector.map(Into::into), attrs })
 }
 
-fn arb_request() -> impl Strategy<Value = RequestRecord> {
+pub(super) fn arb_request() -> impl Strategy<Value = RequestRecord> {
     let settings = (
         proptest::option::of(".{0,20}"),
         prop_oneof![
@@ -364,24 +370,24 @@ fn arb_request() -> impl Strategy<Value = RequestRecord> {
             Just(Some(DistanceMetric::CosineDistance)),
             Just(Some(DistanceMetric::EuclideanSquared))
         ],
-        proptest::option::of(".{0,20}"),
+        proptest::option::of(arb_schema()),
         any::<(u64, u64, u64)>(),
     );
     let ops = (
         proptest::collection::vec(arb_doc(), 0..3),
-        arb_filter(),
+        arb_opt_filter(),
         proptest::collection::vec((arb_id(), arb_attrs()).prop_map(|(id, attrs)| Patch { id, attrs }), 0..3),
-        arb_filter(),
+        arb_opt_filter(),
         proptest::collection::vec(arb_id(), 0..4),
-        arb_filter(),
-        arb_filter(),
+        arb_opt_filter(),
+        arb_opt_filter(),
         proptest::option::of((arb_filter(), arb_attrs())),
     );
     (settings, ops).prop_map(|((key, metric, schema, counts), ops)| {
         let (upserts, uc, patches, pc, deletes, dc, dbf, pbf) = ops;
         RequestRecord {
             idempotency_key: key,
-            settings: NamespaceSettings { distance_metric: metric, schema_json: schema },
+            settings: NamespaceSettings { distance_metric: metric, schema },
             ops: WriteOps {
                 upserts,
                 upsert_condition: uc,
@@ -390,10 +396,7 @@ fn arb_request() -> impl Strategy<Value = RequestRecord> {
                 deletes,
                 delete_condition: dc,
                 delete_by_filter: dbf,
-                patch_by_filter: pbf.map(|(f, attrs)| PatchByFilter {
-                    filter: f.unwrap_or_else(|| filter(json!(["a", "Eq", 1]))),
-                    attrs,
-                }),
+                patch_by_filter: pbf.map(|(filter, attrs)| PatchByFilter { filter, attrs }),
             },
             counts: RowCounts { upserted: counts.0, patched: counts.1, deleted: counts.2 },
         }
@@ -406,7 +409,7 @@ proptest! {
         seq in any::<u64>(),
         created_at_ms in any::<u64>(),
         requests in proptest::collection::vec(arb_request(), 0..4),
-        flags in 0..=WAL_KNOWN_FLAGS,
+        flags in 0..=WAL_APPLY_FLAGS,
     ) {
         let b = WalBatch { seq, created_at_ms, requests, flags };
         let bytes = b.try_encode().unwrap();
@@ -418,4 +421,16 @@ proptest! {
         let _ = WalBatch::decode(&bytes);
         let _ = peek_header(&bytes);
     }
+}
+
+#[test]
+fn a_filter_whose_encoding_passes_the_string_cap_still_round_trips() {
+    // One million ints take ~8 MiB as JSON but 17 MiB encoded (17 bytes each):
+    // the blob cap is the body cap, not the 16 MiB string cap.
+    let ints = Value::Array((0..1_000_000).map(Value::Int).collect());
+    let mut b = small_batch();
+    b.requests[0].ops.delete_by_filter = Some(lit("a", Op::In, ints));
+    let bytes = b.try_encode().unwrap();
+    assert!(bytes.len() > MAX_STRING_BYTES);
+    assert_eq!(WalBatch::decode(&bytes).unwrap(), b);
 }
