@@ -1,14 +1,17 @@
 //! On-storage formats: the WAL batch codec ([`wal`]), the manifest and
 //! CURRENT-hint codecs ([`manifest`]), the segment and deletion-set codecs
 //! ([`segment`]), the attribute/value codec both WAL documents and segment
-//! rows use ([`attrs`]), and (re-exported from [`crate::codec`]) the bounded
+//! rows use ([`attrs`]), the GC tombstone body ([`tombstone`]), the sync
+//! lease record ([`lease`]), and (re-exported from [`crate::codec`]) the bounded
 //! byte [`Reader`] / little-endian [`Writer`] they are built on. `storage-format.md` at the
 //! repository root is the source of truth; this code follows it.
 //!
 //! Invariants:
 //! - Every persisted file carries a magic, a format version and a crc32c
 //!   (Castagnoli). Unknown versions are refused with
-//!   [`FormatError::UnsupportedVersion`], never guessed at.
+//!   [`FormatError::UnsupportedVersion`], never guessed at. The one
+//!   exception is the GC tombstone body ([`tombstone`]): no reader depends on
+//!   it (the key's existence is its meaning), so it has a magic only.
 //! - Integers are fixed-width little-endian; `usize` never reaches the disk.
 //! - Decoding never panics and never allocates from an unchecked length: every
 //!   length or count is checked against a cap and against the bytes remaining
@@ -18,8 +21,10 @@
 //!   and checksum mismatches are errors.
 
 pub mod attrs;
+pub mod lease;
 pub mod manifest;
 pub mod segment;
+pub mod tombstone;
 pub mod wal;
 
 /// Current (and highest supported) version of every format in this module.
