@@ -6,7 +6,7 @@
 # SECONDS defaults to $FUZZ_SECONDS or 20 per target; TARGETs default to all.
 # Uses the stable toolchain with --sanitizer=none (RUSTC_BOOTSTRAP=1 lets
 # cargo-fuzz pass its flags), as redb's CI does. Installs cargo-fuzz if it is
-# missing. Seeds each corpus from the frozen fixtures in tests/fixtures/v1 and v2.
+# missing. Seeds each corpus from the frozen fixtures in tests/fixtures/v1, v2 and v9.
 # Exits non-zero if a target crashes (the input is kept in fuzz/artifacts/).
 set -euo pipefail
 
@@ -15,7 +15,7 @@ shift || true
 if [ "$#" -gt 0 ]; then
   targets=("$@")
 else
-  targets=(wal_decode manifest_decode filter_parse segment_decode deletes_decode index_open snapshot_decode)
+  targets=(wal_decode manifest_decode filter_parse segment_decode deletes_decode index_open snapshot_decode tombstone_decode lease_decode)
 fi
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -65,6 +65,15 @@ for i in range(n):
     k, _, _, o, l = struct.unpack_from("<HHIQQ", b, t + 24 * i)
     if k == 21:
         sys.stdout.buffer.write(b[o:o + l])' "$v2/segment_cold.seg" | seed index_open fixture-cold-ivf 002 -
+fi
+v9="$here/../tests/fixtures/v9"
+if [ -d "$v9" ]; then
+  mkdir -p corpus/tombstone_decode
+  cp "$v9/tombstone.gc" corpus/tombstone_decode/fixture-tombstone
+  seed lease_decode fixture-lease 000 "$v9/lease.lease"
+  seed lease_decode fixture-lease-sweep 000 "$v9/lease_sweep.lease"
+  # Odd mode: the body without its crc32c; the target seals it.
+  head -c -4 "$v9/lease.lease" | seed lease_decode fixture-lease-body 001 -
 fi
 mkdir -p corpus/filter_parse
 printf '%s' '["a","Eq",1]' >corpus/filter_parse/eq

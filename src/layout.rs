@@ -11,7 +11,7 @@
 //!
 //! Objects named by a sequence number (manifests and their GC tombstones,
 //! sync lease epochs) are named through one [`Series`], the naming
-//! [`crate::store::seqlog::SeqLog`] works with.
+//! `store::seqlog::SeqLog` works with.
 //!
 //! Invariants:
 //! - Numbers are zero-padded to 20 digits, so listing order equals numeric
