@@ -548,13 +548,8 @@ impl OpenSeq for Opener<'_> {
     type Item = Manifest;
     type Error = EngineError;
 
-    fn open(
-        &self,
-        n: u64,
-        bytes: Bytes,
-        prev: Option<&Manifest>,
-    ) -> impl std::future::Future<Output = Result<Manifest, EngineError>> + Send {
-        async move { self.0.open(n, &bytes, prev).await }
+    async fn open(&self, n: u64, bytes: Bytes, prev: Option<&Manifest>) -> Result<Manifest, EngineError> {
+        self.0.open(n, &bytes, prev).await
     }
 }
 

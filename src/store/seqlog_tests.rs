@@ -33,13 +33,8 @@ struct Text;
 impl OpenSeq for Text {
     type Item = String;
     type Error = StoreError;
-    fn open(
-        &self,
-        _n: u64,
-        bytes: Bytes,
-        _prev: Option<&String>,
-    ) -> impl Future<Output = Result<String, StoreError>> + Send {
-        async move { Ok(String::from_utf8_lossy(&bytes).into_owned()) }
+    async fn open(&self, _n: u64, bytes: Bytes, _prev: Option<&String>) -> Result<String, StoreError> {
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
     }
 }
 
