@@ -12,8 +12,9 @@
 //!    to checksummed chunks; the docs offsets table is read in round trip 3).
 //!
 //! The reader protocol's probe of the next generation (5.2) rides along: GET `{g+1}.json` in round
-//! trip 2, HEAD `{g+1}.gc` in round trip 3 (the two steps of `SeqLog::probe_after`) — in that order, since garbage collection creates the
-//! tombstone before deleting the manifest. The answer is used only when both say that `g` is the
+//! trip 2, HEAD `{g+1}.gc` in round trip 3 — in that order, since garbage collection creates the
+//! tombstone before deleting the manifest (the two steps of `SeqLog::probe_after`, which yields
+//! the HEAD only from the GET's answer). The answer is used only when both say that `g` is the
 //! newest.
 //!
 //! Invariants:

@@ -555,7 +555,7 @@ impl OpenSeq for Opener<'_> {
 
 /// A sequence-log failure as an engine error, its cause kept (an unreadable
 /// manifest at a contested generation is a format error).
-pub(crate) fn seq_error(e: SeqError) -> EngineError {
+fn seq_error(e: SeqError) -> EngineError {
     match e {
         SeqError::Store(e) => e.into(),
         SeqError::Unreadable { source, .. } => source.into(),

@@ -145,3 +145,32 @@ async fn the_probe_steps_get_then_head() {
     assert!(log.successor_exists(1).await.unwrap());
     assert!(!log.successor_exists(2).await.unwrap());
 }
+
+#[tokio::test]
+async fn an_object_judged_ours_is_acknowledged_only_once_its_entry_is_durable() {
+    let dir = tempfile::tempdir().unwrap();
+    let healthy = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let h = healthy.clone();
+    let sync = crate::store::durability::DirSync::new(move |_| {
+        if h.load(std::sync::atomic::Ordering::SeqCst) {
+            Ok(())
+        } else {
+            Err(std::io::Error::from_raw_os_error(5))
+        }
+    });
+    let fault = std::sync::OnceLock::new();
+    let store = Store::local(dir.path()).unwrap().with_dir_sync(sync).with_inner(|inner| {
+        let f = FaultStore::new(inner);
+        let _ = fault.set(f.clone());
+        f
+    });
+    let fault = fault.get().unwrap();
+    let log = SeqLog::new(store, manifests());
+    // Landed, then reported an error; the read back finds ours, but the
+    // directory fsync fails: the outcome is unknown, never a win.
+    fault.fail_next_put("00000000000000000001.json", Fault::After);
+    assert!(matches!(log.create(1, by("me"), mine).await, Err(SeqError::Store(_))));
+    assert_eq!(log.get(1).await.unwrap(), Some(by("me")), "visible, not durable");
+    healthy.store(true, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(log.create(1, by("me"), mine).await.unwrap(), Created::Won, "durable now: ours");
+}
