@@ -7,6 +7,8 @@
 //! {org}/{project}/namespaces/{ns}/wal/{seq:020}-{token}.wal      immutable WAL batch
 //! {org}/{project}/namespaces/{ns}/schemas/{gen:020}-{cid}.json  immutable schema object
 //! {org}/{project}/namespaces/{ns}/segments/{id}/{file}           immutable segment files
+//! _tidepool/sync/leases/{org}/{project}/{ns}/{epoch:020}.lease   sync push lease (a sync remote only)
+//! _tidepool/sync/sweep-lease/{epoch:020}.lease                   remote sweep lease (a sync remote only)
 //! ```
 //!
 //! Objects named by a sequence number (manifests and their GC tombstones,
@@ -33,6 +35,11 @@ pub const MANIFEST_SUFFIX: &str = ".json";
 pub const TOMBSTONE_SUFFIX: &str = ".gc";
 /// Suffix of a sync lease epoch (`{epoch:020}.lease`, `storage-format.md` 12.4).
 pub const LEASE_SUFFIX: &str = ".lease";
+
+/// Where the sync push leases live in a sync remote (12.4).
+pub const SYNC_LEASES_DIR: &str = "_tidepool/sync/leases/";
+/// Where the remote sweep's lease epochs live in a sync remote (12.5).
+pub const SWEEP_LEASE_DIR: &str = "_tidepool/sync/sweep-lease/";
 
 /// How a series of sequence-numbered objects is named: object `n` is
 /// `{dir}{n:020}{object suffix}` and, in a series with tombstones, its
@@ -206,6 +213,11 @@ impl NsPath {
     pub fn schema_key(&self, generation: u64, commit_id: &str) -> String {
         format!("{}schemas/{generation:020}-{commit_id}.json", self.prefix())
     }
+    /// Where the sync push lease epochs of this namespace live in a sync
+    /// remote (12.4): outside every namespace prefix.
+    pub fn lease_dir(&self) -> String {
+        format!("{SYNC_LEASES_DIR}{}/{}/{}/", self.org, self.project, self.ns)
+    }
     /// A file of a segment.
     pub fn segment_key(&self, segment_id: &str, file: &str) -> String {
         format!("{}segments/{segment_id}/{file}", self.prefix())
@@ -283,8 +295,10 @@ mod tests {
         assert_eq!(s.number_of("acme/search/namespaces/other/manifests/00000000000000000001.json"), None);
         assert_eq!(s.number_of(&format!("{}0000000000000000001.json", s.dir())), None, "19 digits");
         assert_eq!(s.number_of(&format!("{}+0000000000000000001.json", s.dir())), None, "a sign");
-        let l = Series::leases("_tidepool/sync/leases/a/b/c/");
+        let l = Series::leases(NsPath::new("a", "b", "c").unwrap().lease_dir());
         assert_eq!(l.key(3), "_tidepool/sync/leases/a/b/c/00000000000000000003.lease");
+        let sweep = Series::leases(SWEEP_LEASE_DIR);
+        assert_eq!(sweep.key(1), "_tidepool/sync/sweep-lease/00000000000000000001.lease");
         assert_eq!((l.tombstone_key(3), l.number_of(&l.key(3))), (None, Some(3)));
     }
 

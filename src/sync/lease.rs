@@ -30,13 +30,13 @@ pub use crate::format::lease::Lease;
 /// Leases kept behind the newest (older epochs are deleted by their holder).
 const KEEP: usize = 2;
 
-/// Where a namespace's leases live in the remote.
+/// Where a namespace's leases live in the remote (`NsPath::lease_dir`).
 pub fn prefix(path: &NsPath) -> String {
-    format!("_tidepool/sync/leases/{}/{}/{}/", path.org(), path.project(), path.ns())
+    path.lease_dir()
 }
 
 /// Where the remote sweep's lease lives (one sweeping node at a time).
-pub const SWEEP_PREFIX: &str = "_tidepool/sync/sweep-lease/";
+pub const SWEEP_PREFIX: &str = crate::layout::SWEEP_LEASE_DIR;
 
 /// What [`acquire`] found.
 #[derive(Debug, Clone, PartialEq, Eq)]
