@@ -9,7 +9,8 @@
 //! Invariants:
 //! - Keys come from the series only: `{dir}{n:020}{suffix}`, tombstones
 //!   `{dir}{n:020}{tombstone suffix}`; this module adds no key of its own.
-//! - Outside `store/`, conditional creates happen only here.
+//! - Every conditional create the daemon makes ([`Store::put_if_absent`])
+//!   is made here: no module outside `store/` calls it.
 //! - [`SeqLog::create`]: a create that reported an error is retried with the
 //!   same bytes (at most [`CREATE_ATTEMPTS`] tries); an `AlreadyExists` is
 //!   read back and judged by the caller's content test (a commit id, a node
