@@ -52,19 +52,24 @@ impl Lease {
 
     /// Decode, checking magic, version, length and checksum.
     pub fn decode(b: &[u8]) -> Result<Lease, FormatError> {
-        let bad = |m: &str| FormatError::Malformed(format!("lease: {m}"));
-        let body = b.len().checked_sub(4).ok_or_else(|| bad("too short"))?;
         let mut r = Reader::new(b);
-        if r.bytes("lease magic", 4)? != LEASE_MAGIC || r.u8("lease version")? != LEASE_VERSION {
-            return Err(bad("magic or version"));
+        if r.bytes("lease magic", 4)? != LEASE_MAGIC {
+            return Err(FormatError::BadMagic { what: "lease" });
+        }
+        let version = r.u8("lease version")?;
+        if version != LEASE_VERSION {
+            let (version, supported) = (u64::from(version), u64::from(LEASE_VERSION));
+            return Err(FormatError::UnsupportedVersion { what: "lease", version, supported });
         }
         let epoch = r.u64("lease epoch")?;
         let expires_at_ms = r.u64("lease expiry")?;
         let node = r.str("lease node", LEASE_NODE_MAX)?.to_owned();
-        let crc = r.u32("lease crc32c")?;
+        let expected = r.u32("lease crc32c")?;
         r.finish("lease")?;
-        if crc != crc32c::crc32c(&b[..body]) {
-            return Err(bad("checksum"));
+        // Everything before the checksum (the reads above took 30 bytes at least).
+        let actual = crc32c::crc32c(&b[..b.len().saturating_sub(4)]);
+        if expected != actual {
+            return Err(FormatError::ChecksumMismatch { what: "lease", expected, actual });
         }
         Ok(Lease { epoch, node, expires_at_ms })
     }
@@ -97,6 +102,20 @@ mod tests {
         assert_eq!(&b[13..21], &2u64.to_le_bytes());
         assert_eq!(&b[21..26], b"\x01\x00\x00\x00n");
         assert_eq!(&b[26..], &crc32c::crc32c(&b[..26]).to_le_bytes());
+    }
+
+    #[test]
+    fn errors_say_what_is_wrong() {
+        let good = Lease { epoch: 1, node: "n".into(), expires_at_ms: 2 }.encode();
+        let mut b = good.clone();
+        b[0] = b'X';
+        assert!(matches!(Lease::decode(&b), Err(FormatError::BadMagic { .. })));
+        let mut b = good.clone();
+        b[4] = 2;
+        assert!(matches!(Lease::decode(&b), Err(FormatError::UnsupportedVersion { version: 2, .. })));
+        let mut b = good;
+        b[6] ^= 1;
+        assert!(matches!(Lease::decode(&b), Err(FormatError::ChecksumMismatch { .. })));
     }
 
     #[test]

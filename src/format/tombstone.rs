@@ -43,7 +43,7 @@ impl Tombstone {
     /// Decode a body, refusing anything but the exact shape.
     pub fn decode(b: &[u8]) -> Result<Tombstone, FormatError> {
         let bad = |m: &str| FormatError::Malformed(format!("GC tombstone: {m}"));
-        let rest = b.strip_prefix(HEAD.as_bytes()).ok_or_else(|| bad("magic"))?;
+        let rest = b.strip_prefix(HEAD.as_bytes()).ok_or(FormatError::BadMagic { what: "GC tombstone" })?;
         let (generation, rest) = decimal(rest).ok_or_else(|| bad("generation"))?;
         let rest = rest.strip_prefix(MIDDLE.as_bytes()).ok_or_else(|| bad("collected_at_ms"))?;
         let (collected_at_ms, rest) = decimal(rest).ok_or_else(|| bad("collected_at_ms"))?;
