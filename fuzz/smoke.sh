@@ -6,7 +6,7 @@
 # SECONDS defaults to $FUZZ_SECONDS or 20 per target; TARGETs default to all.
 # Uses the stable toolchain with --sanitizer=none (RUSTC_BOOTSTRAP=1 lets
 # cargo-fuzz pass its flags), as redb's CI does. Installs cargo-fuzz if it is
-# missing. Seeds each corpus from the frozen fixtures in tests/fixtures/v1, v2, v7 and v10.
+# missing. Seeds each corpus from the frozen fixtures in tests/fixtures/v1, v2, v7, v9 and v10.
 # Exits non-zero if a target crashes (the input is kept in fuzz/artifacts/).
 set -euo pipefail
 
@@ -15,7 +15,7 @@ shift || true
 if [ "$#" -gt 0 ]; then
   targets=("$@")
 else
-  targets=(wal_decode manifest_decode filter_parse filter_decode segment_decode deletes_decode index_open snapshot_decode idempotency_decode sync_record_decode)
+  targets=(wal_decode manifest_decode filter_parse filter_decode segment_decode deletes_decode index_open snapshot_decode idempotency_decode sync_record_decode tombstone_decode lease_decode)
 fi
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -85,6 +85,15 @@ mkdir -p corpus/filter_decode
 # ["And", [["a","Eq",1], ["t","Glob","x*"]]] and ["Not", ["b","ContainsAnyToken",["x"]]].
 printf '\001\002\000\000\000\004\001\000\000\000a\001\001\002\001\000\000\000\000\000\000\000\000\000\000\000\000\000\000\000\004\001\000\000\000t\021\003\002\000\000\000x*' >corpus/filter_decode/and
 printf '\003\004\001\000\000\000b\030\006\001\000\000\000\001\000\000\000x' >corpus/filter_decode/not_tokens
+v9="$here/../tests/fixtures/v9"
+if [ -d "$v9" ]; then
+  mkdir -p corpus/tombstone_decode
+  cp "$v9/tombstone.gc" corpus/tombstone_decode/fixture-tombstone
+  seed lease_decode fixture-lease 000 "$v9/lease.lease"
+  seed lease_decode fixture-lease-sweep 000 "$v9/lease_sweep.lease"
+  # Odd mode: the body without its crc32c; the target seals it.
+  head -c -4 "$v9/lease.lease" | seed lease_decode fixture-lease-body 001 -
+fi
 mkdir -p corpus/filter_parse
 printf '%s' '["a","Eq",1]' >corpus/filter_parse/eq
 printf '%s' '["And",[["a","Gte",1.5],["Not",["b","In",["x","y"]]]]]' >corpus/filter_parse/and

@@ -7,7 +7,13 @@
 //! {org}/{project}/namespaces/{ns}/wal/{seq:020}-{token}.wal      immutable WAL batch
 //! {org}/{project}/namespaces/{ns}/schemas/{gen:020}-{cid}.json  immutable schema object
 //! {org}/{project}/namespaces/{ns}/segments/{id}/{file}           immutable segment files
+//! _tidepool/sync/leases/{org}/{project}/{ns}/{epoch:020}.lease   sync push lease (a sync remote only)
+//! _tidepool/sync/sweep-lease/{epoch:020}.lease                   remote sweep lease (a sync remote only)
 //! ```
+//!
+//! Objects named by a sequence number (manifests and their GC tombstones,
+//! sync lease epochs) are named through one [`Series`], the naming
+//! `store::seqlog::SeqLog` works with.
 //!
 //! Invariants:
 //! - Numbers are zero-padded to 20 digits, so listing order equals numeric
@@ -23,6 +29,81 @@ use std::fmt;
 
 /// File name of the generation hint.
 pub const CURRENT_FILE: &str = "CURRENT";
+/// Suffix of a manifest (`manifests/{gen:020}.json`).
+pub const MANIFEST_SUFFIX: &str = ".json";
+/// Suffix of a manifest's GC tombstone (`manifests/{gen:020}.gc`).
+pub const TOMBSTONE_SUFFIX: &str = ".gc";
+/// Suffix of a sync lease epoch (`{epoch:020}.lease`, `storage-format.md` 12.4).
+pub const LEASE_SUFFIX: &str = ".lease";
+
+/// Where the sync push leases live in a sync remote (12.4).
+pub const SYNC_LEASES_DIR: &str = "_tidepool/sync/leases/";
+/// Where the remote sweep's lease epochs live in a sync remote (12.5).
+pub const SWEEP_LEASE_DIR: &str = "_tidepool/sync/sweep-lease/";
+
+/// How a series of sequence-numbered objects is named: object `n` is
+/// `{dir}{n:020}{object suffix}` and, in a series with tombstones, its
+/// tombstone is `{dir}{n:020}{tombstone suffix}`. Every key of a series is
+/// directly under `dir` (which ends with `/`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Series {
+    dir: String,
+    object: &'static str,
+    tombstone: Option<&'static str>,
+}
+
+impl Series {
+    /// The series of objects `{dir}{n:020}{object}` (tombstones
+    /// `{dir}{n:020}{tombstone}` when given).
+    pub fn new(dir: impl Into<String>, object: &'static str, tombstone: Option<&'static str>) -> Series {
+        Series { dir: dir.into(), object, tombstone }
+    }
+
+    /// The lease epochs under `dir` (12.4): no tombstones.
+    pub fn leases(dir: impl Into<String>) -> Series {
+        Series::new(dir, LEASE_SUFFIX, None)
+    }
+
+    /// The directory every key of the series is in.
+    pub fn dir(&self) -> &str {
+        &self.dir
+    }
+
+    /// Whether the series has tombstones.
+    pub fn has_tombstones(&self) -> bool {
+        self.tombstone.is_some()
+    }
+
+    /// The key of object `n`.
+    pub fn key(&self, n: u64) -> String {
+        format!("{}{n:020}{}", self.dir, self.object)
+    }
+
+    /// The key of object `n`'s tombstone (None: the series has none).
+    pub fn tombstone_key(&self, n: u64) -> Option<String> {
+        self.tombstone.map(|t| format!("{}{n:020}{t}", self.dir))
+    }
+
+    /// The number of an object key of this series.
+    pub fn number_of(&self, key: &str) -> Option<u64> {
+        self.parse(key, self.object)
+    }
+
+    /// The number of a tombstone key of this series.
+    pub fn tombstone_number_of(&self, key: &str) -> Option<u64> {
+        self.parse(key, self.tombstone?)
+    }
+
+    fn parse(&self, key: &str, suffix: &str) -> Option<u64> {
+        numbered_file(key.strip_prefix(&self.dir)?, suffix)
+    }
+}
+
+/// The number of a file name `{n:020}{suffix}` (exactly 20 digits).
+fn numbered_file(file: &str, suffix: &str) -> Option<u64> {
+    let digits = file.strip_suffix(suffix)?;
+    (digits.len() == 20 && digits.bytes().all(|b| b.is_ascii_digit())).then(|| digits.parse().ok()).flatten()
+}
 
 /// A fully qualified namespace: org / project / namespace.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -111,13 +192,17 @@ impl NsPath {
     pub fn manifests_prefix(&self) -> String {
         format!("{}manifests/", self.prefix())
     }
+    /// The manifests and their GC tombstones, as one series (5.1–5.3).
+    pub fn manifest_series(&self) -> Series {
+        Series::new(self.manifests_prefix(), MANIFEST_SUFFIX, Some(TOMBSTONE_SUFFIX))
+    }
     /// The manifest of a generation.
     pub fn manifest_key(&self, generation: u64) -> String {
-        format!("{}manifests/{generation:020}.json", self.prefix())
+        format!("{}manifests/{generation:020}{MANIFEST_SUFFIX}", self.prefix())
     }
     /// The GC tombstone of a collected manifest generation.
     pub fn manifest_tombstone_key(&self, generation: u64) -> String {
-        format!("{}manifests/{generation:020}.gc", self.prefix())
+        format!("{}manifests/{generation:020}{TOMBSTONE_SUFFIX}", self.prefix())
     }
     /// A WAL batch object.
     pub fn wal_key(&self, seq: u64, token: &str) -> String {
@@ -127,6 +212,11 @@ impl NsPath {
     /// attempt `commit_id`.
     pub fn schema_key(&self, generation: u64, commit_id: &str) -> String {
         format!("{}schemas/{generation:020}-{commit_id}.json", self.prefix())
+    }
+    /// Where the sync push lease epochs of this namespace live in a sync
+    /// remote (12.4): outside every namespace prefix.
+    pub fn lease_dir(&self) -> String {
+        format!("{SYNC_LEASES_DIR}{}/{}/{}/", self.org, self.project, self.ns)
     }
     /// A file of a segment.
     pub fn segment_key(&self, segment_id: &str, file: &str) -> String {
@@ -146,9 +236,12 @@ impl fmt::Display for NsPath {
 
 /// The generation of a manifest key (`.../manifests/{gen:020}.json`).
 pub fn manifest_generation(key: &str) -> Option<u64> {
-    let file = key.rsplit('/').next()?;
-    let digits = file.strip_suffix(".json")?;
-    (digits.len() == 20).then(|| digits.parse().ok()).flatten()
+    numbered_file(key.rsplit('/').next()?, MANIFEST_SUFFIX)
+}
+
+/// The generation of a GC tombstone key (`.../manifests/{gen:020}.gc`).
+pub fn tombstone_generation(key: &str) -> Option<u64> {
+    numbered_file(key.rsplit('/').next()?, TOMBSTONE_SUFFIX)
 }
 
 /// The sequence number of a WAL key (`.../wal/{seq:020}-{token}.wal`).
@@ -185,6 +278,28 @@ mod tests {
         assert_eq!(manifest_generation(&p.manifest_key(u64::MAX)), Some(u64::MAX));
         assert_eq!(wal_seq(&p.wal_key(u64::MAX, "t")), Some(u64::MAX));
         assert_eq!(manifest_generation(&p.manifest_tombstone_key(3)), None);
+    }
+
+    #[test]
+    fn the_manifest_series_names_exactly_the_manifest_keys() {
+        let p = NsPath::new("acme", "search", "docs").unwrap();
+        let s = p.manifest_series();
+        for g in [0, 1, 7, 10, u64::MAX] {
+            assert_eq!(s.key(g), p.manifest_key(g));
+            assert_eq!(s.tombstone_key(g), Some(p.manifest_tombstone_key(g)));
+            assert_eq!(s.number_of(&p.manifest_key(g)), Some(g));
+            assert_eq!(s.tombstone_number_of(&p.manifest_tombstone_key(g)), Some(g));
+            assert_eq!(s.number_of(&p.manifest_tombstone_key(g)), None);
+            assert_eq!(tombstone_generation(&p.manifest_tombstone_key(g)), Some(g));
+        }
+        assert_eq!(s.number_of("acme/search/namespaces/other/manifests/00000000000000000001.json"), None);
+        assert_eq!(s.number_of(&format!("{}0000000000000000001.json", s.dir())), None, "19 digits");
+        assert_eq!(s.number_of(&format!("{}+0000000000000000001.json", s.dir())), None, "a sign");
+        let l = Series::leases(NsPath::new("a", "b", "c").unwrap().lease_dir());
+        assert_eq!(l.key(3), "_tidepool/sync/leases/a/b/c/00000000000000000003.lease");
+        let sweep = Series::leases(SWEEP_LEASE_DIR);
+        assert_eq!(sweep.key(1), "_tidepool/sync/sweep-lease/00000000000000000001.lease");
+        assert_eq!((l.tombstone_key(3), l.number_of(&l.key(3))), (None, Some(3)));
     }
 
     #[test]

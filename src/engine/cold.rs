@@ -13,7 +13,8 @@
 //!
 //! The reader protocol's probe of the next generation (5.2) rides along: GET `{g+1}.json` in round
 //! trip 2, HEAD `{g+1}.gc` in round trip 3 — in that order, since garbage collection creates the
-//! tombstone before deleting the manifest. The answer is used only when both say that `g` is the
+//! tombstone before deleting the manifest (the two steps of `SeqLog::probe_after`, which yields
+//! the HEAD only from the GET's answer). The answer is used only when both say that `g` is the
 //! newest.
 //!
 //! Invariants:
@@ -50,6 +51,7 @@ use crate::index::vector::distance::Metric;
 use crate::layout::NsPath;
 use crate::model::{AttrMap, DocId, Document};
 use crate::query::{Projection, Query, QueryRequest, QueryResult, Rank};
+use crate::store::seqlog::SeqLog;
 use crate::store::StoreError;
 
 /// A query answered by the cold path.
@@ -211,20 +213,20 @@ impl Engine {
         vector: &[f32],
         attrs: bool,
     ) -> ColdResult<Option<QueryResult>> {
-        let (next_key, tomb_key) =
-            (path.manifest_key(m.generation + 1), path.manifest_tombstone_key(m.generation + 1));
+        let probe = SeqLog::new(self.store.clone(), path.manifest_series()).probe_after(m.generation);
         let reads = async {
             let heads = try_join_all(m.segments.iter().map(|s| self.segment_head(m, s, attrs)));
             let wal = try_join_all(m.wal.iter().map(|r| self.cold_wal(r)));
             futures::try_join!(heads, wal)
         };
-        let (next, reads) = futures::join!(self.store.get_opt(&next_key), reads);
-        if next?.is_some() {
+        let (probed, reads) = futures::join!(probe.get(), reads);
+        let (next, tombstone) = probed?;
+        if next.is_some() {
             return Err(ColdError::Newer);
         }
         let (heads, batches) = reads?;
         let rest = self.cold_rank(m, q, vector, attrs, &heads, &batches);
-        let (fenced, answer) = futures::join!(self.store.exists(&tomb_key), rest);
+        let (fenced, answer) = futures::join!(tombstone.tombstoned(), rest);
         if fenced? {
             return Err(ColdError::Newer);
         }

@@ -17,7 +17,11 @@
 //!    zero (own keys only; deferred while retention keeps old generations).
 //!
 //! Invariants:
-//! - `put_if_absent` on a manifest key happens here and nowhere else in `src/`.
+//! - The manifest log is one [`SeqLog`] (`store/seqlog.rs`) over the
+//!   namespace's manifest series: the conditional create of a manifest, its
+//!   ambiguous outcome, the GC fence and the probe for the newest generation
+//!   are that type's; this unit says what a manifest holds and whose it is
+//!   (the commit id).
 //! - A create that reported an error is never acknowledged on the strength of
 //!   the object being visible: an `AlreadyExists` carrying our commit id is
 //!   trusted only after [`Store::sync_entry`] made its directory entry durable
@@ -40,10 +44,10 @@
 //!   was certainly not created). Every manifest the log reads comes back with
 //!   its schema resolved (the object read through the disk cache, verified),
 //!   never with an empty stand-in.
-//! - Readers find the newest generation by probing `g+1` after the hint: the
-//!   GET of `{g+1}.json` first, then the HEAD of `{g+1}.gc` (GC creates the
-//!   tombstone before it deletes the manifest, so in this order a collected
-//!   generation is always seen as one or the other).
+//! - Readers find the newest generation by probing `g+1` after the hint
+//!   ([`SeqLog::newest`]): the GET of `{g+1}.json` first, then the HEAD of
+//!   `{g+1}.gc` (GC creates the tombstone before it deletes the manifest, so
+//!   in this order a collected generation is always seen as one or the other).
 
 use std::sync::Arc;
 
@@ -56,9 +60,10 @@ use crate::format::manifest::{
     decode_current_full, decode_schema_object, encode_current_with_manifest, encode_schema_object,
     schema_json, schema_object_ref, Manifest, ObjectRef, SCHEMA_INLINE_MAX_BYTES,
 };
-use crate::layout::{self, NsPath};
+use crate::layout::NsPath;
 use crate::meta::{HeldWal, Meta, MetaError};
-use crate::store::{CreateOutcome, Store, StoreError};
+use crate::store::seqlog::{Created, OpenSeq, SeqError, SeqLog, Start};
+use crate::store::Store;
 
 /// How many times a commit that lost a race is re-derived before giving up.
 pub(crate) const MAX_COMMIT_ATTEMPTS: usize = 16;
@@ -209,49 +214,22 @@ impl ManifestLog {
     }
 
     /// Find the newest live manifest at or after `hint` (listing when the
-    /// hint is missing or points at a collected generation).
+    /// hint is missing or points at a collected generation; 5.2).
     pub(crate) async fn newest_from(
         &self,
         (hint, known): (Option<u64>, Option<Manifest>),
     ) -> Result<Option<Manifest>, EngineError> {
-        let mut best = match (hint, known) {
-            (Some(g), Some(m)) if m.generation == g => Some(m),
-            (Some(g), _) if g > 0 => self.read(g).await?,
-            _ => None,
+        let start = match (hint, known) {
+            (Some(g), Some(m)) if m.generation == g => Start::Known(g, m),
+            (Some(g), _) => Start::At(g),
+            _ => Start::Unknown,
         };
-        if best.is_none() {
-            if let Some(g) = self.listed_newest(0).await? {
-                best = self.read(g).await?;
-            }
-        }
-        let Some(mut m) = best else { return Ok(None) };
-        loop {
-            let g = m.generation + 1;
-            // The GET first, then the HEAD (see the module invariants).
-            let next = self.read_after(g, Some(&m)).await?;
-            if !self.store.exists(&self.path.manifest_tombstone_key(g)).await? {
-                match next {
-                    Some(n) => m = n,
-                    None => return Ok(Some(m)),
-                }
-                continue;
-            }
-            // Generation g was collected by GC (or is a fenced zombie), so
-            // newer ones exist: jump to the newest live one by listing.
-            match self.listed_newest(g).await? {
-                Some(n) => match self.read_after(n, Some(&m)).await? {
-                    Some(found) => m = found,
-                    None => return Ok(Some(m)),
-                },
-                None => return Ok(Some(m)),
-            }
-        }
+        Ok(self.seq().newest(start, &Opener(self)).await?.map(|(_, m)| m))
     }
 
-    /// The highest generation above `above` whose manifest is listed.
-    async fn listed_newest(&self, above: u64) -> Result<Option<u64>, EngineError> {
-        let listed = self.store.list(&self.path.manifests_prefix()).await?;
-        Ok(listed.iter().filter_map(|o| layout::manifest_generation(&o.key)).filter(|n| *n > above).max())
+    /// The manifest series of this namespace on this log's store.
+    fn seq(&self) -> SeqLog {
+        SeqLog::new(self.store.clone(), self.path.manifest_series())
     }
 
     /// The manifest of one generation (None: not in the store), its schema
@@ -267,16 +245,30 @@ impl ManifestLog {
         generation: u64,
         known: Option<&Manifest>,
     ) -> Result<Option<Manifest>, EngineError> {
-        let key = self.path.manifest_key(generation);
-        let Some(bytes) = self.store.get_opt(&key).await? else { return Ok(None) };
-        let m = Manifest::decode(&bytes)?;
+        match self.seq().get(generation).await? {
+            Some(bytes) => Ok(Some(self.open(generation, &bytes, known).await?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Decode the manifest of `generation`, check that it is that
+    /// generation of this namespace, and resolve its schema.
+    async fn open(
+        &self,
+        generation: u64,
+        bytes: &[u8],
+        known: Option<&Manifest>,
+    ) -> Result<Manifest, EngineError> {
+        let m = Manifest::decode(bytes)?;
         if m.generation != generation || m.namespace != self.path.to_string() {
             return Err(EngineError::corrupted(format!(
-                "manifest {key} names {} generation {}",
-                m.namespace, m.generation
+                "manifest {} names {} generation {}",
+                self.path.manifest_key(generation),
+                m.namespace,
+                m.generation
             )));
         }
-        Ok(Some(self.resolve(m, known).await?))
+        self.resolve(m, known).await
     }
 
     // ----- committing --------------------------------------------------------
@@ -435,59 +427,25 @@ impl ManifestLog {
     }
 
     /// Steps 3–4 for one manifest: conditional create, ambiguous outcomes
-    /// resolved by the commit id, the GC-fence check, then the CURRENT hint.
+    /// resolved by the commit id, the GC-fence check (all [`SeqLog::create`]),
+    /// then the CURRENT hint.
     pub(crate) async fn publish(&self, m: &Manifest) -> Result<(), CommitError> {
-        self.create(m).await?;
-        self.fence(m.generation).await?;
+        let bytes = m
+            .try_encode()
+            .map_err(|e| CommitError::Failed(EngineError::internal(format!("invalid manifest: {e}"))))?;
+        let ours = |found: &[u8]| Ok(Manifest::decode(found)?.commit_id == m.commit_id);
+        match self.seq().create(m.generation, Bytes::from(bytes), ours).await {
+            Ok(Created::Won) => {}
+            // Another writer took the generation, or GC had collected it
+            // before our create landed (our zombie was removed again).
+            Ok(Created::Lost(_) | Created::Fenced) => return Err(CommitError::Lost),
+            Err(e) => return Err(CommitError::Failed(seq_error(e))),
+        }
         let current = Bytes::from(encode_current_with_manifest(m));
         if let Err(e) = self.store.put(&self.path.current_key(), current).await {
             tracing::warn!(namespace = %self.path, error = %e, "could not update the CURRENT hint (readers will probe)");
         }
         Ok(())
-    }
-
-    /// The conditional create, retried on errors; an `AlreadyExists` that
-    /// carries our commit id is an earlier attempt of ours that landed.
-    async fn create(&self, m: &Manifest) -> Result<(), CommitError> {
-        let key = self.path.manifest_key(m.generation);
-        let bytes = m
-            .try_encode()
-            .map_err(|e| CommitError::Failed(EngineError::internal(format!("invalid manifest: {e}"))))?;
-        let bytes = Bytes::from(bytes);
-        let mut last_err = None;
-        for _ in 0..3 {
-            match self.store.put_if_absent(&key, bytes.clone()).await {
-                Ok(CreateOutcome::Created) => return Ok(()),
-                Ok(CreateOutcome::AlreadyExists) => {
-                    let theirs = self.store.get(&key).await.map_err(fail)?;
-                    let theirs = Manifest::decode(&theirs).map_err(|e| CommitError::Failed(e.into()))?;
-                    if theirs.commit_id != m.commit_id {
-                        return Err(CommitError::Lost);
-                    }
-                    // Ours, from an attempt that reported an error: maybe the
-                    // fsync that makes the directory entry durable. Visible is
-                    // not durable; never acknowledge before it is.
-                    return self.store.sync_entry(&key).await.map_err(fail);
-                }
-                Err(e) => last_err = Some(e),
-            }
-        }
-        Err(fail(last_err.unwrap_or_else(|| StoreError::Config("manifest create failed".into()))))
-    }
-
-    /// GC collected this generation before our create landed: our manifest
-    /// is a zombie no reader will consider. Remove it (it is under our own
-    /// prefix and fenced) and report a lost race, so the caller re-applies.
-    async fn fence(&self, generation: u64) -> Result<(), CommitError> {
-        let fenced = self.store.exists(&self.path.manifest_tombstone_key(generation)).await.map_err(fail)?;
-        if !fenced {
-            return Ok(());
-        }
-        let key = self.path.manifest_key(generation);
-        if let Err(e) = self.store.delete(&key).await {
-            tracing::warn!(key, error = %e, "could not remove a fenced manifest; it leaks until repair");
-        }
-        Err(CommitError::Lost)
     }
 
     /// Step 5: lower refcounts; delete what reached zero (own keys only),
@@ -582,11 +540,28 @@ fn dropped_keys(base: &Manifest, next: &Manifest) -> Vec<String> {
     base.object_keys().into_iter().filter(|k| !kept.contains(k)).collect()
 }
 
+/// How the probe opens a manifest: [`ManifestLog::open`], reusing the
+/// previous generation's resolved schema.
+struct Opener<'a>(&'a ManifestLog);
+
+impl OpenSeq for Opener<'_> {
+    type Item = Manifest;
+    type Error = EngineError;
+
+    async fn open(&self, n: u64, bytes: Bytes, prev: Option<&Manifest>) -> Result<Manifest, EngineError> {
+        self.0.open(n, &bytes, prev).await
+    }
+}
+
+/// A sequence-log failure as an engine error, its cause kept (an unreadable
+/// manifest at a contested generation is a format error).
+fn seq_error(e: SeqError) -> EngineError {
+    match e {
+        SeqError::Store(e) => e.into(),
+        SeqError::Unreadable { source, .. } => source.into(),
+    }
+}
+
 #[cfg(test)]
 #[path = "commit_tests.rs"]
 mod tests;
-
-/// A store failure during a commit step: the outcome is unknown.
-pub(crate) fn fail(e: StoreError) -> CommitError {
-    CommitError::Failed(e.into())
-}

@@ -5,7 +5,8 @@
 //! Invariants:
 //! - Reads see one generation: an immutable [`NsState`] snapshot. A strong
 //!   read first checks the store for a newer generation (one HEAD of
-//!   `manifests/{g+1}.json`); an eventual read uses the cached one.
+//!   `manifests/{g+1}.json`, `SeqLog::successor_exists`); an eventual read
+//!   uses the cached one.
 //! - Materializing reuses the previous state when the new manifest only
 //!   appends WAL batches to it (same segments, WAL prefix equal).
 //! - After a compaction's commit the new state is refolded from the state the
@@ -27,6 +28,7 @@ use crate::format::manifest::{Manifest, ObjectRef, WalRef};
 use crate::format::wal::WalBatch;
 use crate::layout::NsPath;
 use crate::model::DocId;
+use crate::store::seqlog::SeqLog;
 
 /// One committed view of a namespace.
 #[derive(Debug, Clone)]
@@ -56,7 +58,7 @@ impl Engine {
         let loaded = cached(&h);
         self.metrics.observe_memory_tier(loaded.is_some());
         if let Some(s) = loaded {
-            if !strong || !self.store.exists(&path.manifest_key(s.generation() + 1)).await? {
+            if !strong || !self.manifests(path).successor_exists(s.generation()).await? {
                 return Ok(s);
             }
         }
@@ -68,7 +70,7 @@ impl Engine {
     pub async fn latest_manifest(&self, path: &NsPath) -> Result<Option<Arc<Manifest>>, EngineError> {
         let h = self.handle(path);
         if let Some(s) = cached(&h) {
-            if !self.store.exists(&path.manifest_key(s.generation() + 1)).await? {
+            if !self.manifests(path).successor_exists(s.generation()).await? {
                 return Ok(s.manifest);
             }
         }
@@ -78,6 +80,11 @@ impl Engine {
             None => log.generation_hint().await?,
         };
         Ok(log.newest_from(start).await?.map(Arc::new))
+    }
+
+    /// The manifest series of `path` on the engine's store.
+    fn manifests(&self, path: &NsPath) -> SeqLog {
+        SeqLog::new(self.store.clone(), path.manifest_series())
     }
 
     /// The last generation this node knew, without asking the store: the

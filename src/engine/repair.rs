@@ -23,7 +23,8 @@
 //!   it leaves it behind for good otherwise (`store/staging.rs`).
 //! - Manifest GC collects generations in increasing order, never the newest,
 //!   and only once they were superseded more than `retention` ago: tombstone
-//!   (`.gc`, conditional create) first, then the `.json` delete.
+//!   (`.gc`, conditional create; body [`Tombstone`]) first, then the `.json`
+//!   delete, both by [`SeqLog::collect`].
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
@@ -32,8 +33,13 @@ use serde::Serialize;
 
 use super::Engine;
 use super::EngineError;
+use crate::format::tombstone::Tombstone;
 use crate::layout::{self, NsPath};
+use crate::store::seqlog::SeqLog;
 use crate::store::{ObjectInfo, Store};
+
+/// The generation of a GC tombstone key (`.../manifests/{gen:020}.gc`).
+pub(crate) use crate::layout::tombstone_generation;
 
 /// What repair should do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,15 +145,8 @@ impl Engine {
 
     /// Live (retained, not tombstoned) manifest generations, increasing.
     async fn retained_generations(&self, path: &NsPath) -> Result<Vec<u64>, EngineError> {
-        let listed = self.store.list(&path.manifests_prefix()).await?;
-        let tombs: HashSet<u64> = listed.iter().filter_map(|o| tombstone_generation(&o.key)).collect();
-        let mut gens: Vec<u64> = listed
-            .iter()
-            .filter_map(|o| layout::manifest_generation(&o.key))
-            .filter(|g| !tombs.contains(g))
-            .collect();
-        gens.sort_unstable();
-        Ok(gens)
+        let seq = SeqLog::new(self.store.clone(), path.manifest_series());
+        Ok(seq.list().await?.live)
     }
 
     /// Rebuild a project's refcounts from its manifests and optionally sweep
@@ -281,38 +280,24 @@ pub(crate) async fn collect_manifests(
     retention_ms: u64,
     now: u64,
 ) -> Result<u64, EngineError> {
-    let listed = store.list(&path.manifests_prefix()).await?;
-    let tombs: HashSet<u64> = listed.iter().filter_map(|o| tombstone_generation(&o.key)).collect();
-    let mut live = Vec::new();
-    for g in listed.iter().filter_map(|o| layout::manifest_generation(&o.key)) {
-        if tombs.contains(&g) {
-            store.delete(&path.manifest_key(g)).await?; // fenced or half-collected
-        } else {
-            live.push(g);
-        }
+    let seq = SeqLog::new(store.clone(), path.manifest_series());
+    let listing = seq.list().await?;
+    for g in listing.dead {
+        seq.delete(g).await?; // fenced or half-collected
     }
-    live.sort_unstable();
     let log = super::commit::ManifestLog::remote(store.clone(), path.clone());
     let mut collected = 0;
-    for pair in live.windows(2) {
+    for pair in listing.live.windows(2) {
         let (g, next) = (pair[0], pair[1]);
         let Some(successor) = log.read(next).await? else { break };
         if successor.committed_at_ms.saturating_add(retention_ms) > now {
             break; // later generations were superseded even more recently
         }
-        let body = format!("{{\"magic\":\"tidepool.gc\",\"generation\":{g},\"collected_at_ms\":{now}}}\n");
-        store.put_if_absent(&path.manifest_tombstone_key(g), Bytes::from(body)).await?;
-        store.delete(&path.manifest_key(g)).await?;
+        let body = Tombstone { generation: g, collected_at_ms: now }.encode();
+        seq.collect(g, Bytes::from(body)).await?;
         collected += 1;
     }
     Ok(collected)
-}
-
-/// The generation of a GC tombstone key (`.../manifests/{gen:020}.gc`).
-pub(crate) fn tombstone_generation(key: &str) -> Option<u64> {
-    let file = key.rsplit('/').next()?;
-    let digits = file.strip_suffix(".gc")?;
-    (digits.len() == 20).then(|| digits.parse().ok()).flatten()
 }
 
 /// Whether a key is a data object (WAL batch, segment file or schema object) of a namespace.

@@ -4,14 +4,17 @@
 //! rows use ([`attrs`]), the filter and schema-update codecs of WAL records
 //! ([`filter`], [`schema_codec`]), the idempotency records of `meta.redb`
 //! ([`idempotency`]) and sync records ([`sync_record`]), the snapshot file's
-//! framing ([`snapshot`]), and (re-exported from [`crate::codec`]) the bounded
+//! framing ([`snapshot`]), the GC tombstone body ([`tombstone`]), the sync
+//! lease record ([`lease`]), and (re-exported from [`crate::codec`]) the bounded
 //! byte [`Reader`] / little-endian [`Writer`] they are built on. `storage-format.md` at the
 //! repository root is the source of truth; this code follows it.
 //!
 //! Invariants:
 //! - Every persisted file carries a magic, a format version and a crc32c
 //!   (Castagnoli). Unknown versions are refused with
-//!   [`FormatError::UnsupportedVersion`], never guessed at.
+//!   [`FormatError::UnsupportedVersion`], never guessed at. The one
+//!   exception is the GC tombstone body ([`tombstone`]): no reader depends on
+//!   it (the key's existence is its meaning), so it has a magic only.
 //! - Integers are fixed-width little-endian; `usize` never reaches the disk.
 //! - Decoding never panics and never allocates from an unchecked length: every
 //!   length or count is checked against a cap and against the bytes remaining
@@ -23,11 +26,13 @@
 pub mod attrs;
 pub mod filter;
 pub mod idempotency;
+pub mod lease;
 pub mod manifest;
 pub mod schema_codec;
 pub mod segment;
 pub mod snapshot;
 pub mod sync_record;
+pub mod tombstone;
 pub mod wal;
 
 /// Current (and highest supported) version of every format in this module.

@@ -19,7 +19,8 @@
 //! "not found" and "already exists" from faults, and "disk full" from other
 //! faults ([`StoreError::is_no_space`]).
 //!
-//! Beside it: [`durability`] (re-fsync a directory entry whose create
+//! Beside it: [`seqlog`] (objects named by a sequence number: the one
+//! caller of `put_if_absent` outside this module), [`durability`] (re-fsync a directory entry whose create
 //! reported an error), [`staging`] (staging files a crash left behind),
 //! [`space`] (free space and ENOSPC), [`health`] (whether writes currently
 //! succeed, for `/ready`).
@@ -38,6 +39,7 @@ pub mod durability;
 pub mod fault;
 pub mod health;
 pub mod metered;
+pub mod seqlog;
 pub mod space;
 pub mod staging;
 #[cfg(any(test, feature = "test-util"))]
