@@ -55,10 +55,7 @@ pub const DEFAULT_MAX_RESTORE_BYTES: u64 = 64 << 30;
 /// file descriptors; the daemon also lowers the cap to fit the process limit).
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 
-/// Default per-request query deadline (below the SDK's 60 s read timeout).
-pub const DEFAULT_QUERY_TIMEOUT_MS: u64 = 30_000;
-/// Default number of queries that may wait for a query slot.
-pub const DEFAULT_MAX_QUEUED_QUERIES: usize = 256;
+pub use crate::engine::query_pool::{DEFAULT_MAX_QUEUED_QUERIES, DEFAULT_QUERY_TIMEOUT_MS};
 /// Default bound on connecting to an s3:// store.
 pub const DEFAULT_S3_CONNECT_TIMEOUT_SECS: u64 = 3;
 /// Default longest wait for the next byte from an s3:// store.

@@ -30,10 +30,8 @@ pub fn scrape(state: &AppState, principal: &Principal) -> Reply {
     let engine = &state.engine;
     let text = engine.metrics().render(&engine.gauges(), visible.as_deref());
     Reply::Stream(StreamReply::spawn(CONTENT_TYPE, Vec::new(), move |mut w| async move {
-        w.write_all(text.as_bytes())
-            .await
-            .map_err(|e| EngineError::unavailable(format!("metrics body: {e}")))?;
-        w.shutdown().await.map_err(|e| EngineError::unavailable(format!("metrics body: {e}")))
+        w.write_all(text.as_bytes()).await.map_err(|e| EngineError::io("metrics body", e))?;
+        w.shutdown().await.map_err(|e| EngineError::io("metrics body", e))
     }))
 }
 

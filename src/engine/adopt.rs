@@ -25,6 +25,7 @@ use bytes::Bytes;
 
 use super::commit::{CommitError, Derived, ManifestLog};
 use super::{apply, clear_cached, Engine, EngineError};
+use crate::engine::ErrorKind;
 use crate::format::manifest::{Manifest, WalRef};
 use crate::format::wal::{WalBatch, WAL_FLAG_DATETIME_INSTANTS};
 use crate::layout::NsPath;
@@ -135,7 +136,8 @@ impl Engine {
         let seq = virtual_base.manifest.as_ref().map_or(1, |m| m.next_wal_seq.max(1));
         let now = self.clock.now_ms();
         let wal = WalBatch { seq, created_at_ms: now, requests: records, flags: WAL_FLAG_DATETIME_INSTANTS };
-        let bytes = wal.try_encode().map_err(|e| EngineError::internal(format!("rebased batch: {e}")))?;
+        let bytes =
+            wal.try_encode().map_err(|e| EngineError::caused_by(ErrorKind::Internal, "rebased batch", e))?;
         let key = path.wal_key(seq, &self.ids.next_token());
         let wal_ref = super::write::wal_ref(&key, &wal, &bytes);
         self.store.put(&key, Bytes::from(bytes)).await?;

@@ -40,6 +40,7 @@ use bytes::Bytes;
 use futures::future::try_join_all;
 
 use super::{Engine, EngineError};
+use crate::engine::ErrorKind;
 use crate::format::manifest::{decode_current_full, Manifest, SectionRef, SegmentRef};
 use crate::format::segment::{
     decode_row_attributes, DeletionSet, IdsSection, RangeChecksums, SECTION_COLD_IVF, SECTION_DOCS,
@@ -87,6 +88,14 @@ type Candidate = (Document, Option<(usize, u32)>);
 
 fn corrupt(what: impl std::fmt::Display) -> EngineError {
     EngineError::corrupted(what.to_string())
+}
+
+/// Stored bytes read by range failed to decode: `what: cause`, the cause kept as `source()`.
+fn corrupt_by(
+    what: impl std::fmt::Display,
+    cause: impl std::error::Error + Send + Sync + 'static,
+) -> EngineError {
+    EngineError::caused_by(ErrorKind::Corrupted, what, cause)
 }
 
 /// Why a cold read stopped: an object of the generation is gone (a newer generation released
@@ -274,7 +283,7 @@ impl Engine {
     /// A WAL batch of the generation (its checksum and seq checked).
     async fn cold_wal(&self, r: &crate::format::manifest::WalRef) -> ColdResult<WalBatch> {
         let bytes = self.store.get(&r.key).await?;
-        let b = WalBatch::decode(&bytes).map_err(|e| corrupt(format!("WAL object {}: {e}", r.key)))?;
+        let b = WalBatch::decode(&bytes).map_err(|e| corrupt_by(format!("WAL object {}", r.key), e))?;
         if b.seq != r.seq {
             return Err(corrupt(format!("WAL object {} holds seq {} not {}", r.key, b.seq, r.seq)).into());
         }
@@ -326,20 +335,20 @@ impl Engine {
                     .into());
                 }
                 let sums = RangeChecksums::decode(&b)
-                    .map_err(|e| corrupt(format!("range checksums of {}: {e}", file.key)))?;
+                    .map_err(|e| corrupt_by(format!("range checksums of {}", file.key), e))?;
                 Some((docs.clone(), sums))
             }
             None => None,
         };
         let head =
-            ColdHead::parse(&head).map_err(|e| corrupt(format!("cold ivf head of {}: {e}", file.key)))?;
+            ColdHead::parse(&head).map_err(|e| corrupt_by(format!("cold ivf head of {}", file.key), e))?;
         if crc32c::crc32c(&ids_bytes) != ids.crc32c {
             return Err(corrupt(format!("ids section of {} does not match its checksum", file.key)).into());
         }
         let rows = usize::try_from(s.rows).map_err(|_| corrupt("segment rows"))?;
         let id_type = m.id_type.unwrap_or(crate::model::IdType::U64);
         let ids = IdsSection::parse(ids_bytes, id_type, rows)
-            .map_err(|e| corrupt(format!("ids section of {}: {e}", file.key)))?;
+            .map_err(|e| corrupt_by(format!("ids section of {}", file.key), e))?;
         if head.rows() != rows {
             let why = format!("cold ivf head of {} covers {} rows, not {rows}", file.key, head.rows());
             return Err(corrupt(why).into());
@@ -401,7 +410,7 @@ impl Engine {
                 let list = h
                     .head
                     .open_list(c, &block)
-                    .map_err(|e| corrupt(format!("cold ivf list {c} of {}: {e}", h.data_key)))?;
+                    .map_err(|e| corrupt_by(format!("cold ivf list {c} of {}", h.data_key), e))?;
                 for (pos, (row, x)) in list.rows.iter().zip(list.vectors.chunks_exact(dim)).enumerate() {
                     if h.deleted.as_ref().is_some_and(|d| d.contains(*row as usize)) {
                         continue;
@@ -479,7 +488,8 @@ impl Engine {
             .widen(range.clone())
             .ok_or_else(|| corrupt(format!("range {range:?} of {} is outside its checksums", h.data_key)))?;
         let b = self.store.get_range(&h.data_key, wide.clone()).await?;
-        sums.verify(wide.start, &b).map_err(|e| corrupt(format!("{} at {}: {e}", h.data_key, wide.start)))?;
+        sums.verify(wide.start, &b)
+            .map_err(|e| corrupt_by(format!("{} at {}", h.data_key, wide.start), e))?;
         let at = usize::try_from(range.start - wide.start).unwrap_or(usize::MAX);
         let len = usize::try_from(range.end - range.start).unwrap_or(usize::MAX);
         match at.checked_add(len).filter(|end| *end <= b.len()) {
@@ -517,7 +527,7 @@ impl Engine {
             let data = docs.offset + 8 * (h.rows as u64 + 1);
             let bytes = self.verified_range(h, data + a..data + b).await?;
             let attrs = decode_row_attributes(&bytes)
-                .map_err(|e| corrupt(format!("row {row} of {}: {e}", h.data_key)))?;
+                .map_err(|e| corrupt_by(format!("row {row} of {}", h.data_key), e))?;
             Ok(Document { id: d.id.clone(), vector: d.vector.clone(), attrs })
         });
         try_join_all(reads).await
@@ -532,7 +542,7 @@ fn verified_deletes(
     if b.len() as u64 != r.bytes || crc32c::crc32c(b) != r.crc32c {
         return Err(corrupt(format!("deletion set {} does not match its manifest checksum", r.key)));
     }
-    let d = DeletionSet::decode(b).map_err(|e| corrupt(format!("deletion set {}: {e}", r.key)))?;
+    let d = DeletionSet::decode(b).map_err(|e| corrupt_by(format!("deletion set {}", r.key), e))?;
     if d.rows() != rows {
         return Err(corrupt(format!("deletion set {} covers {} rows, not {rows}", r.key, d.rows())));
     }

@@ -56,6 +56,7 @@ use bytes::Bytes;
 use super::EngineError;
 use crate::cache::CacheError;
 use crate::cache::ObjectCache;
+use crate::engine::ErrorKind;
 use crate::format::manifest::{
     decode_current_full, decode_schema_object, encode_current_with_manifest, encode_schema_object,
     schema_json, schema_object_ref, Manifest, ObjectRef, SCHEMA_INLINE_MAX_BYTES,
@@ -204,12 +205,13 @@ impl ManifestLog {
                 CacheError::Corrupt { key, .. } => EngineError::corrupted(format!(
                     "schema object {key} does not match its manifest checksum"
                 )),
-                other => EngineError::unavailable(other.to_string()),
+                other => EngineError::wrap(ErrorKind::Unavailable, other),
             })?,
             None => self.store.get_opt(&r.key).await?.ok_or_else(missing)?,
         };
-        m.schema = decode_schema_object(&r, &bytes)
-            .map_err(|e| EngineError::corrupted(format!("schema object {}: {e}", r.key)))?;
+        m.schema = decode_schema_object(&r, &bytes).map_err(|e| {
+            EngineError::caused_by(ErrorKind::Corrupted, format!("schema object {}", r.key), e)
+        })?;
         Ok(m)
     }
 
@@ -430,9 +432,9 @@ impl ManifestLog {
     /// resolved by the commit id, the GC-fence check (all [`SeqLog::create`]),
     /// then the CURRENT hint.
     pub(crate) async fn publish(&self, m: &Manifest) -> Result<(), CommitError> {
-        let bytes = m
-            .try_encode()
-            .map_err(|e| CommitError::Failed(EngineError::internal(format!("invalid manifest: {e}"))))?;
+        let bytes = m.try_encode().map_err(|e| {
+            CommitError::Failed(EngineError::caused_by(ErrorKind::Internal, "invalid manifest", e))
+        })?;
         let ours = |found: &[u8]| Ok(Manifest::decode(found)?.commit_id == m.commit_id);
         match self.seq().create(m.generation, Bytes::from(bytes), ours).await {
             Ok(Created::Won) => {}
@@ -527,7 +529,7 @@ pub(crate) async fn on_meta<T: Send + 'static>(
     let meta = meta.clone();
     tokio::task::spawn_blocking(move || f(&meta))
         .await
-        .map_err(|e| EngineError::internal(e.to_string()))?
+        .map_err(|e| EngineError::wrap(ErrorKind::Internal, e))?
         .map_err(Into::into)
 }
 

@@ -24,6 +24,7 @@ use serde_json::Value as Json;
 
 use super::{apply, cached, set_cached, Engine, EngineError, NsHandle, NsState};
 use crate::cache::CacheError;
+use crate::engine::ErrorKind;
 use crate::format::manifest::{Manifest, ObjectRef, WalRef};
 use crate::format::wal::WalBatch;
 use crate::layout::NsPath;
@@ -230,7 +231,7 @@ impl Engine {
         let newest_state = Arc::clone(&newest.state);
         let refolded = tokio::task::spawn_blocking(move || NsState::refold(base, &compacted, &newest_state))
             .await
-            .map_err(|e| EngineError::internal(format!("refold task: {e}")))?;
+            .map_err(|e| EngineError::caused_by(ErrorKind::Internal, "refold task", e))?;
         let Some(mut state) = refolded else {
             tracing::warn!(namespace = %path, generation = m.generation,
                 "a compaction's states do not refold; replaying its WAL instead");
@@ -275,7 +276,7 @@ impl Engine {
             CacheError::Corrupt { key, .. } => {
                 EngineError::corrupted(format!("WAL object {key} does not match its manifest checksum"))
             }
-            other => EngineError::unavailable(other.to_string()),
+            other => EngineError::wrap(ErrorKind::Unavailable, other),
         })?;
         let b = WalBatch::decode(&bytes)?;
         // Verified and decoded: the mapping (kept by the cache) need not stay
@@ -308,7 +309,11 @@ async fn replay_batches(
         let rule = apply::DatetimeRule::of_wal_flags(b.flags);
         for req in &b.requests {
             apply::replay_request(state, req, rule).map_err(|e| {
-                EngineError::corrupted(format!("replaying WAL batch {} of {path} failed: {e}", b.seq))
+                EngineError::caused_by(
+                    ErrorKind::Corrupted,
+                    format!("replaying WAL batch {} of {path} failed", b.seq),
+                    e,
+                )
             })?;
         }
         drop(b);

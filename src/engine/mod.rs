@@ -49,6 +49,7 @@ pub mod read;
 pub mod repair;
 pub mod request;
 pub mod snapshot;
+mod sync_port;
 mod tunables;
 pub mod verify;
 mod write;

@@ -29,6 +29,11 @@ use tokio::sync::Semaphore;
 use super::EngineError;
 use crate::query::QueryError;
 
+/// Default per-request query deadline (below the SDK's 60 s read timeout).
+pub const DEFAULT_QUERY_TIMEOUT_MS: u64 = 30_000;
+/// Default number of queries that may wait for a query slot.
+pub const DEFAULT_MAX_QUEUED_QUERIES: usize = 256;
+
 /// Namespaces up to this many documents are queried in the small lane.
 pub const SMALL_NAMESPACE_DOCS: u64 = 1_000;
 /// The wait a 429 asks for when the queue is full.
@@ -159,8 +164,8 @@ impl QueryPool {
 
 impl Default for QueryPool {
     fn default() -> Self {
-        let timeout = Duration::from_millis(crate::config::DEFAULT_QUERY_TIMEOUT_MS);
-        QueryPool::new(0, crate::config::DEFAULT_MAX_QUEUED_QUERIES, timeout)
+        let timeout = Duration::from_millis(DEFAULT_QUERY_TIMEOUT_MS);
+        QueryPool::new(0, DEFAULT_MAX_QUEUED_QUERIES, timeout)
     }
 }
 

@@ -34,6 +34,7 @@ use super::{
     cached, clear_cached, set_cached, AffectedIds, Engine, EngineError, NsHandle, NsState, Snapshot,
     WriteRequest,
 };
+use crate::engine::ErrorKind;
 use crate::format::idempotency::IdempotencyRecord;
 use crate::format::manifest::{Manifest, ManifestStats, ObjectRef, WalRef};
 use crate::format::wal::WalBatch;
@@ -281,7 +282,7 @@ impl Engine {
         // unreadable is ever published.
         let wal_bytes = wal
             .try_encode()
-            .map_err(|e| EngineError::invalid_input(format!("write cannot be stored: {e}")))?;
+            .map_err(|e| EngineError::caused_by(ErrorKind::InvalidInput, "write cannot be stored", e))?;
         let wal_key = path.wal_key(seq, &self.ids.next_token());
         let wal_ref = wal_ref(&wal_key, &wal, &wal_bytes);
         let wal_bytes = Bytes::from(wal_bytes);

@@ -36,7 +36,6 @@ use serde_json::{json, Value as Json};
 pub use self::config::{Mode, OnConflict, Rule, SyncConfig};
 use self::state::{NamespaceStatus, RemoteStatus, SyncRecord};
 use self::transfer::{Check, Transfer};
-use crate::engine::commit::on_meta;
 use crate::engine::{Engine, EngineError};
 use crate::layout::{validate_name, NsPath};
 use crate::store::Store;
@@ -89,11 +88,11 @@ impl Syncer {
             Some(n) => n.clone(),
             None => {
                 let fresh = format!("node-{}", &engine.next_token()[..12]);
-                on_meta(engine.meta(), move |m| m.node_id(move || fresh)).await?
+                engine.sync_node_id(fresh).await?
             }
         };
         validate_name("node_id", &node).map_err(|e| EngineError::invalid_input(e.to_string()))?;
-        let local = engine.store().clone();
+        let local = engine.sync_local_store();
         let engine_now = engine.clock().now_ms();
         let status = Status {
             remote: RemoteStatus { url: cfg.remote.clone(), ..RemoteStatus::default() },
@@ -201,7 +200,7 @@ impl Syncer {
     /// The namespaces a round covers, with their rules.
     async fn discover(&self) -> Result<Vec<(NsPath, Rule)>, EngineError> {
         let mut out = BTreeMap::new();
-        for path in namespaces_in(self.engine.store()).await? {
+        for path in namespaces_in(&self.engine.sync_local_store()).await? {
             if let Some(r) = self.rule_for(&path) {
                 out.insert(path.clone(), r.clone());
             }
@@ -219,14 +218,11 @@ impl Syncer {
     }
 
     async fn record(&self, path: &NsPath) -> Result<SyncRecord, EngineError> {
-        let ns = path.to_string();
-        let bytes = on_meta(self.engine.meta(), move |m| m.sync_record(&ns)).await?;
-        Ok(bytes.and_then(|b| SyncRecord::decode(&b).ok()).unwrap_or_default())
+        self.engine.sync_record(path).await
     }
 
     async fn save_record(&self, path: &NsPath, rec: SyncRecord) -> Result<(), EngineError> {
-        let ns = path.to_string();
-        on_meta(self.engine.meta(), move |m| m.set_sync_record(&ns, &rec.encode(), rec.wal_floor)).await
+        self.engine.save_sync_record(path, rec).await
     }
 
     fn contact(&self, ok: bool) {

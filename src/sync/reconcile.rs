@@ -307,7 +307,7 @@ impl Syncer {
     ) -> Result<NsPath, EngineError> {
         let name = format!("{}-conflict-{}-{}", path.ns(), self.node, local.generation);
         let branch = NsPath::new(path.org(), path.project(), &name)
-            .map_err(|e| EngineError::invalid_input(format!("conflict branch name: {e}")))?;
+            .map_err(|e| EngineError::caused_by(ErrorKind::InvalidInput, "conflict branch name", e))?;
         self.up.copy_missing(&object_refs(local), &remote_keys(Some(remote))).await?;
         let log = self.remote_log(&branch);
         let base = log.newest_from((None, None)).await?;

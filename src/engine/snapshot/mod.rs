@@ -48,6 +48,7 @@ pub use reader::{scan_snapshot, verify_snapshot, ObjectSpan, SnapshotReader};
 
 use super::branch::relocation_map;
 use super::{clear_cached, Engine, EngineError};
+use crate::engine::ErrorKind;
 use crate::format::manifest::Manifest;
 use crate::format::snapshot::{encode_footer, encode_record_header, SnapshotHeader};
 use crate::format::FormatError;
@@ -278,7 +279,7 @@ impl Engine {
                 let checked =
                     tokio::task::spawn_blocking(move || super::verify::check_object_bytes(&m, &key, &d))
                         .await
-                        .map_err(|e| EngineError::internal(e.to_string()))?;
+                        .map_err(|e| EngineError::wrap(ErrorKind::Internal, e))?;
                 checked.map_err(bad)?;
                 self.store.put(to, data).await?;
                 written.push(to.clone());
