@@ -47,6 +47,7 @@ use tidepool::format::wal::{peek_header, WalBatch, WAL_HEADER_LEN};
 use tidepool::format::FormatError;
 use tidepool::model::{AttrMap, DistanceMetric, DocId, Document, IdType, Value};
 use tidepool::ops::{NamespaceSettings, Patch, PatchByFilter, RequestRecord, RowCounts, WriteOps};
+use tidepool::schema::{parse_schema, Schema};
 
 fn fixture_dir(version: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(version)
@@ -153,7 +154,7 @@ fn golden_manifest() -> Manifest {
         id_type: Some(IdType::U64),
         distance_metric: Some(DistanceMetric::EuclideanSquared),
         vector_dim: Some(2),
-        schema: json!({"x": {"type": "int", "filterable": true}}).as_object().cloned().unwrap(),
+        schema: parse_schema(&json!({"x": {"type": "int", "filterable": true}})).unwrap(),
         schema_ref: None,
         next_wal_seq: 2,
         wal: vec![WalRef {
@@ -182,14 +183,15 @@ fn golden_manifest_bytes_are_stable() {
         r#"{"namespace":"a/b/c","generation":2,"commit_id":"00112233445566778899aabbccddeeff","#,
         r#""previous_generation":1,"created_at_ms":10,"committed_at_ms":20,"deleted":false,"#,
         r#""id_type":"u64","distance_metric":"euclidean_squared","vector_dim":2,"#,
-        r#""schema":{"x":{"type":"int","filterable":true}},"next_wal_seq":2,"#,
+        r#""schema":{"encoding":1,"attributes":[{"name":"x","type":{"kind":"scalar","element":"int"},"#,
+        r#""filterable":true,"full_text_search":null,"ann":false,"extra":{}}]},"next_wal_seq":2,"#,
         r#""wal":[{"key":"a/b/namespaces/c/wal/00000000000000000001-t.wal","seq":1,"bytes":155,"crc32c":3,"requests":1,"rows":2}],"#,
         r#""segments":[],"row_id_hwm":0,"lineage":null,"#,
         r#""stats":{"approx_row_count":1,"approx_logical_bytes":30,"unindexed_rows":1,"unindexed_bytes":30}}"#,
     );
     let crc = crc32c::crc32c(body.as_bytes());
     let expected = format!(
-        "{{\"magic\":\"tidepool.manifest\",\"format_version\":1,\"crc32c\":{crc},\"body\":{body}}}\n"
+        "{{\"magic\":\"tidepool.manifest\",\"format_version\":3,\"crc32c\":{crc},\"body\":{body}}}\n"
     );
     let bytes = golden_manifest().try_encode().unwrap();
     assert_eq!(String::from_utf8(bytes.clone()).unwrap(), expected);
@@ -413,12 +415,12 @@ fn v1_manifest() -> Manifest {
         id_type: Some(IdType::U64),
         distance_metric: Some(DistanceMetric::CosineDistance),
         vector_dim: Some(4),
-        schema: json!({
+        // What the read path made of the stored turbopuffer-shaped schema when this fixture
+        // was written (the API's parser then): the legacy decoder must give the same.
+        schema: parse_schema(&json!({
             "title": {"type": "string", "filterable": false, "full_text_search": {"tokenizer": "word_v3"}},
             "vector": {"type": "[4]f32", "ann": true}
-        })
-        .as_object()
-        .cloned()
+        }))
         .unwrap(),
         schema_ref: None,
         next_wal_seq: 44,
@@ -582,7 +584,8 @@ fn v1_current_fixture_reads_back() {
 fn current_encoder_reproduces_v1_fixtures_byte_for_byte() {
     assert_eq!(v1_batch().try_encode().unwrap(), read_fixture("v1", "wal_batch.bin"));
     assert_eq!(v1_filters_batch().try_encode().unwrap(), read_fixture("v1", "wal_batch_filters.bin"));
-    assert_eq!(v1_manifest().try_encode().unwrap(), read_fixture("v1", "manifest.json"));
+    // Manifests are written as version 3 since the schema has its own encoding (v8 fixtures).
+    assert_ne!(v1_manifest().try_encode().unwrap(), read_fixture("v1", "manifest.json"));
     assert_eq!(encode_current(7), read_fixture("v1", "CURRENT"));
     assert_eq!(v1_segment(), read_fixture("v1", "segment.seg"));
     assert_eq!(v1_deletes().encode(), read_fixture("v1", "deletes.del"));
@@ -637,7 +640,7 @@ fn write_v1_fixtures() {
     std::fs::create_dir_all(&dir).unwrap();
     let mut files: Vec<(&str, Vec<u8>)> = vec![
         ("wal_batch.bin", v1_batch().try_encode().unwrap()),
-        ("manifest.json", v1_manifest().try_encode().unwrap()),
+        // manifest.json is frozen: today's encoder writes manifest version 3 (v8).
         ("CURRENT", encode_current(7)),
         ("segment.seg", v1_segment()),
         ("deletes.del", v1_deletes().encode()),
@@ -731,7 +734,10 @@ fn v2_current_fixture_reads_back_with_its_manifest() {
     let bytes = read_fixture("v2", "CURRENT");
     assert_eq!(decode_current_full(&bytes), Ok((7, Some(v2_manifest()))));
     assert_eq!(decode_current(&bytes), Ok(7));
-    assert_eq!(encode_current_with_manifest(&v2_manifest()), bytes, "the encoder is canonical");
+    // Today's encoder embeds a version 3 manifest, which reads back the same.
+    let again = encode_current_with_manifest(&v2_manifest());
+    assert_ne!(again, bytes, "the embedded manifest moved to version 3");
+    assert_eq!(decode_current_full(&again), Ok((7, Some(v2_manifest()))));
     // The version-1 fixture still reads (no manifest).
     assert_eq!(decode_current_full(&read_fixture("v1", "CURRENT")), Ok((7, None)));
 }
@@ -740,7 +746,9 @@ fn v2_current_fixture_reads_back_with_its_manifest() {
 fn v2_manifest_with_section_ranges_reads_back() {
     let bytes = read_fixture("v2", "manifest.json");
     assert_eq!(Manifest::decode(&bytes).unwrap(), v2_manifest());
-    assert_eq!(v2_manifest().try_encode().unwrap(), bytes);
+    let again = v2_manifest().try_encode().unwrap();
+    assert!(again.starts_with(b"{\"magic\":\"tidepool.manifest\",\"format_version\":3,"));
+    assert_eq!(Manifest::decode(&again).unwrap(), v2_manifest());
 }
 
 /// Ranged reads of the fixture segment (section table → ids section, cold IVF head, lists)
@@ -797,12 +805,9 @@ fn write_v2_fixtures() {
     }
     let dir = fixture_dir("v2");
     std::fs::create_dir_all(&dir).unwrap();
-    let files: Vec<(&str, Vec<u8>)> = vec![
-        ("CURRENT", encode_current_with_manifest(&v2_manifest())),
-        ("manifest.json", v2_manifest().try_encode().unwrap()),
-        ("segment_cold.seg", v2_cold_segment()),
-        ("segment_ranges.seg", v2_ranges_segment()),
-    ];
+    // CURRENT and manifest.json are frozen: today's encoder writes manifest version 3 (v8).
+    let files: Vec<(&str, Vec<u8>)> =
+        vec![("segment_cold.seg", v2_cold_segment()), ("segment_ranges.seg", v2_ranges_segment())];
     write_missing(&dir, files);
 }
 
@@ -883,8 +888,9 @@ fn write_v6_fixtures() {
 // ---------------------------------------------------------------------------------------------
 // Manifest version 2: the schema stored once per change, in a schema object (4.5).
 
-/// A schema too large to stay inline: 60 attributes with long names.
-fn v4_schema() -> serde_json::Map<String, serde_json::Value> {
+/// A schema too large to stay inline: 60 attributes with long names (turbopuffer's shape, as
+/// schema objects of version 1 stored it).
+fn v4_schema_json() -> serde_json::Map<String, serde_json::Value> {
     let mut schema = serde_json::Map::new();
     for i in 0..60 {
         schema.insert(
@@ -896,12 +902,26 @@ fn v4_schema() -> serde_json::Map<String, serde_json::Value> {
     schema
 }
 
+/// The typed content of [`v4_schema_json`] (what the API's parser made of it when the fixture
+/// was written).
+fn v4_schema() -> Schema {
+    parse_schema(&serde_json::Value::Object(v4_schema_json())).unwrap()
+}
+
 const V4_SCHEMA_KEY: &str =
     "acme/search/namespaces/docs/schemas/00000000000000000007-0123456789abcdef0123456789abcdef.json";
 
-/// The schema object of [`v4_manifest`].
+/// A JSON envelope (storage-format.md 1.3), spelled out here: the encoders of the legacy
+/// versions are gone.
+fn legacy_envelope(magic: &str, version: u64, body: &str) -> Vec<u8> {
+    let crc = crc32c::crc32c(body.as_bytes());
+    format!("{{\"magic\":\"{magic}\",\"format_version\":{version},\"crc32c\":{crc},\"body\":{body}}}\n")
+        .into_bytes()
+}
+
+/// The schema object of [`v4_manifest`] (version 1, the turbopuffer shape).
 fn v4_schema_object() -> Vec<u8> {
-    encode_schema_object(&schema_json(&v4_schema()))
+    legacy_envelope("tidepool.schema", 1, &serde_json::to_string(&v4_schema_json()).unwrap())
 }
 
 /// The v1 manifest with a large schema, stored in a schema object.
@@ -914,17 +934,19 @@ fn v4_manifest() -> Manifest {
 
 #[test]
 fn v4_manifest_names_its_schema_object_and_both_read_back() {
-    assert!(schema_json(&v4_schema()).len() > SCHEMA_INLINE_MAX_BYTES);
     let (bytes, object) = (read_fixture("v4", "manifest.json"), read_fixture("v4", "schema.json"));
     assert!(bytes.starts_with(b"{\"magic\":\"tidepool.manifest\",\"format_version\":2,"));
+    assert_eq!(v4_schema_object(), object, "the fixture is the legacy encoding of v4_schema_json");
     let mut m = Manifest::decode(&bytes).unwrap();
     assert!(m.schema_unresolved(), "a version 2 manifest carries no schema inline");
     let r = m.schema_ref.clone().unwrap();
     assert_eq!(r.key, V4_SCHEMA_KEY);
     m.schema = decode_schema_object(&r, &object).unwrap();
     assert_eq!(m, v4_manifest());
-    assert_eq!(v4_manifest().try_encode().unwrap(), bytes, "the encoder is canonical");
-    assert_eq!(v4_schema_object(), object, "the schema object encoder is canonical");
+    // Re-encoded, it is a version 3 manifest that still names the version 1 object.
+    let again = Manifest::decode(&v4_manifest().try_encode().unwrap()).unwrap();
+    assert_eq!(again.schema_ref, m.schema_ref);
+    assert!(schema_json(&v4_schema()).len() > SCHEMA_INLINE_MAX_BYTES, "still too large to inline");
     assert_eq!(m.object_keys().last().map(String::as_str), Some(V4_SCHEMA_KEY));
     // Any damage to the object is refused, not misread.
     let mut bad = object.clone();
@@ -946,8 +968,6 @@ fn write_v4_fixtures() {
     }
     let dir = fixture_dir("v4");
     std::fs::create_dir_all(&dir).unwrap();
-    write_missing(
-        &dir,
-        vec![("manifest.json", v4_manifest().try_encode().unwrap()), ("schema.json", v4_schema_object())],
-    );
+    // manifest.json is frozen: today's encoder writes manifest version 3 (v8).
+    write_missing(&dir, vec![("schema.json", v4_schema_object())]);
 }

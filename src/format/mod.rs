@@ -1,5 +1,6 @@
 //! On-storage formats: the WAL batch codec ([`wal`]), the manifest and
-//! CURRENT-hint codecs ([`manifest`]), the segment and deletion-set codecs
+//! CURRENT-hint codecs ([`manifest`]), the persisted schema encoding
+//! ([`schema`]), the segment and deletion-set codecs
 //! ([`segment`]), the attribute/value codec both WAL documents and segment
 //! rows use ([`attrs`]), and (re-exported from [`crate::codec`]) the bounded
 //! byte [`Reader`] / little-endian [`Writer`] they are built on. `storage-format.md` at the
@@ -19,6 +20,9 @@
 
 pub mod attrs;
 pub mod manifest;
+mod manifest_body;
+mod manifest_envelope;
+pub mod schema;
 pub mod segment;
 pub mod wal;
 
