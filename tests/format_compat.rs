@@ -26,8 +26,14 @@
 //!   build wrote it (own rows; own and perturbed rows; local perturbation and graph link
 //!   slack). All read back; v6 is the canonical encoders'.
 //!
+//! - `tests/fixtures/v8/` holds manifest version 3 and schema object version 2 (the schema in
+//!   tidepool's own encoding, `storage-format.md` 4.2, 4.5): `manifest.json` (inline),
+//!   `manifest_ref.json` naming `schema.json`, written once by `write_v8_fixtures`. Since then
+//!   the v1, v2 and v4 manifests (turbopuffer-shaped schemas) are only read: their writers no
+//!   longer write manifests.
+//!
 //! To write missing fixtures (existing files are never overwritten):
-//! `TIDEPOOL_WRITE_FIXTURES=1 cargo test --test format_compat -- --ignored write_v1_fixtures write_v2_fixtures write_v4_fixtures write_v6_fixtures`
+//! `TIDEPOOL_WRITE_FIXTURES=1 cargo test --test format_compat -- --ignored write_v1_fixtures write_v2_fixtures write_v4_fixtures write_v6_fixtures write_v8_fixtures`
 
 use std::path::PathBuf;
 
@@ -970,4 +976,162 @@ fn write_v4_fixtures() {
     std::fs::create_dir_all(&dir).unwrap();
     // manifest.json is frozen: today's encoder writes manifest version 3 (v8).
     write_missing(&dir, vec![("schema.json", v4_schema_object())]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Manifest version 3 and schema object version 2: the schema in tidepool's own encoding
+// (`storage-format.md` 4.2, 4.5).
+
+/// Every attribute type and option, `extra` values of every JSON kind, and options the API
+/// refuses today (an unknown tokenizer, a `k1` below 0, a target recall below 0.5): storage
+/// keeps them whatever the API accepts.
+fn v8_schema() -> Schema {
+    use tidepool::schema::{AttrSchema, AttrType, FullTextSearch, ScalarType};
+    let mut s = Schema::new();
+    let scalars = [
+        ScalarType::String,
+        ScalarType::Int,
+        ScalarType::Uint,
+        ScalarType::Float,
+        ScalarType::Uuid,
+        ScalarType::Datetime,
+        ScalarType::Bool,
+    ];
+    for (i, t) in scalars.into_iter().enumerate() {
+        let mut scalar = AttrSchema::of(AttrType::Scalar(t));
+        scalar.filterable = [None, Some(true), Some(false)][i % 3];
+        s.insert(format!("s{i}"), scalar);
+        s.insert(format!("a{i}"), AttrSchema::of(AttrType::Array(t)));
+    }
+    let mut title = AttrSchema::of(AttrType::Scalar(ScalarType::String));
+    title.full_text_search = Some(FullTextSearch {
+        tokenizer: "word_v3".into(),
+        language: "german".into(),
+        stemming: true,
+        remove_stopwords: false,
+        case_sensitive: true,
+        ascii_folding: true,
+        k1: 1.5,
+        b: 0.6,
+        max_token_length: 64,
+    });
+    title.filterable = Some(true);
+    s.insert("title".into(), title);
+    let mut odd = AttrSchema::of(AttrType::Array(ScalarType::String));
+    odd.full_text_search =
+        Some(FullTextSearch { tokenizer: "word_v9".into(), k1: -1.0, ..FullTextSearch::default() });
+    s.insert("odd".into(), odd);
+    let mut vector = AttrSchema::of(AttrType::Vector { dim: 4, f16: false });
+    vector.ann = true;
+    vector.extra.insert("target_recall".into(), json!(0.25));
+    s.insert("vector".into(), vector);
+    s.insert("half".into(), AttrSchema::of(AttrType::Vector { dim: 2, f16: true }));
+    s.insert("sparse".into(), AttrSchema::of(AttrType::Sparse { f16: true }));
+    let mut kinds = AttrSchema::of(AttrType::Sparse { f16: false });
+    for (k, v) in [
+        ("null", json!(null)),
+        ("bool", json!(false)),
+        ("int", json!(-7)),
+        ("u64", json!(u64::MAX)),
+        ("float", json!(2.5e-8)),
+        ("string", json!("ünïcode \"quoted\"")),
+        ("array", json!([1, "x", [null]])),
+        ("object", json!({"b": {"c": [true]}, "a": 1})),
+    ] {
+        kinds.extra.insert(k.into(), v);
+    }
+    s.insert("kinds".into(), kinds);
+    s
+}
+
+/// The v1 manifest with [`v8_schema`] inline (manifest version 3).
+fn v8_manifest() -> Manifest {
+    let mut m = v1_manifest();
+    m.schema = v8_schema();
+    m
+}
+
+/// [`v8_schema`] and enough long-named attributes to need a schema object.
+fn v8_large_schema() -> Schema {
+    let mut s = v8_schema();
+    for (name, a) in v4_schema() {
+        s.insert(name, a);
+    }
+    s
+}
+
+const V8_SCHEMA_KEY: &str =
+    "acme/search/namespaces/docs/schemas/00000000000000000007-89abcdef0123456789abcdef01234567.json";
+
+/// The schema object (version 2) of [`v8_manifest_ref`].
+fn v8_schema_object() -> Vec<u8> {
+    encode_schema_object(&schema_json(&v8_large_schema()))
+}
+
+/// The v1 manifest naming [`v8_schema_object`] (manifest version 3).
+fn v8_manifest_ref() -> Manifest {
+    let mut m = v1_manifest();
+    m.schema = v8_large_schema();
+    m.schema_ref = Some(schema_object_ref(V8_SCHEMA_KEY.into(), &v8_schema_object()));
+    m
+}
+
+#[test]
+fn v8_manifest_with_its_schema_inline_reads_back() {
+    let bytes = read_fixture("v8", "manifest.json");
+    assert!(bytes.starts_with(b"{\"magic\":\"tidepool.manifest\",\"format_version\":3,"));
+    let m = Manifest::decode(&bytes).unwrap();
+    assert_eq!(m, v8_manifest());
+    assert!(m.schema_ref.is_none() && !m.schema_unresolved());
+    assert_eq!(m.schema["kinds"].extra["u64"].as_u64(), Some(u64::MAX), "numbers kept exactly");
+    assert_eq!(m.schema["odd"].full_text_search.as_ref().unwrap().tokenizer, "word_v9");
+    assert!(
+        parse_schema(&tidepool::schema::schema_to_json(&m.schema)).is_err(),
+        "the API refuses this schema today; storage reads it"
+    );
+    assert_eq!(v8_manifest().try_encode().unwrap(), bytes, "the encoder is canonical");
+    // Embedded in a CURRENT hint it reads back the same.
+    assert_eq!(decode_current_full(&encode_current_with_manifest(&m)), Ok((7, Some(v8_manifest()))));
+    let mut bad = bytes.clone();
+    let at = bad.len() / 2;
+    bad[at] ^= 1;
+    assert!(Manifest::decode(&bad).is_err());
+}
+
+#[test]
+fn v8_manifest_names_its_schema_object_and_both_read_back() {
+    let (bytes, object) = (read_fixture("v8", "manifest_ref.json"), read_fixture("v8", "schema.json"));
+    assert!(bytes.starts_with(b"{\"magic\":\"tidepool.manifest\",\"format_version\":3,"));
+    assert!(object.starts_with(b"{\"magic\":\"tidepool.schema\",\"format_version\":2,"));
+    assert!(schema_json(&v8_large_schema()).len() > SCHEMA_INLINE_MAX_BYTES);
+    let mut m = Manifest::decode(&bytes).unwrap();
+    assert!(m.schema_unresolved());
+    let r = m.schema_ref.clone().unwrap();
+    assert_eq!(r.key, V8_SCHEMA_KEY);
+    m.schema = decode_schema_object(&r, &object).unwrap();
+    assert_eq!(m, v8_manifest_ref());
+    assert_eq!(v8_manifest_ref().try_encode().unwrap(), bytes, "the encoder is canonical");
+    assert_eq!(v8_schema_object(), object, "the schema object encoder is canonical");
+    for n in [0, object.len() / 2, object.len() - 2] {
+        assert!(decode_schema_object(&r, &object[..n]).is_err());
+    }
+}
+
+#[test]
+#[ignore = "writes fixture files; run manually with TIDEPOOL_WRITE_FIXTURES=1"]
+fn write_v8_fixtures() {
+    if std::env::var_os("TIDEPOOL_WRITE_FIXTURES").is_none() {
+        eprintln!("set TIDEPOOL_WRITE_FIXTURES=1 to write fixtures");
+        return;
+    }
+    let dir = fixture_dir("v8");
+    std::fs::create_dir_all(&dir).unwrap();
+    write_missing(
+        &dir,
+        vec![
+            ("manifest.json", v8_manifest().try_encode().unwrap()),
+            ("manifest_ref.json", v8_manifest_ref().try_encode().unwrap()),
+            ("schema.json", v8_schema_object()),
+        ],
+    );
 }
