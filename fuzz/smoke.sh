@@ -6,7 +6,7 @@
 # SECONDS defaults to $FUZZ_SECONDS or 20 per target; TARGETs default to all.
 # Uses the stable toolchain with --sanitizer=none (RUSTC_BOOTSTRAP=1 lets
 # cargo-fuzz pass its flags), as redb's CI does. Installs cargo-fuzz if it is
-# missing. Seeds each corpus from the frozen fixtures in tests/fixtures/v1 and v2.
+# missing. Seeds each corpus from the frozen fixtures in tests/fixtures/v1, v2, v4 and v8.
 # Exits non-zero if a target crashes (the input is kept in fuzz/artifacts/).
 set -euo pipefail
 
@@ -15,7 +15,7 @@ shift || true
 if [ "$#" -gt 0 ]; then
   targets=("$@")
 else
-  targets=(wal_decode manifest_decode filter_parse segment_decode deletes_decode index_open snapshot_decode)
+  targets=(wal_decode manifest_decode schema_decode filter_parse segment_decode deletes_decode index_open snapshot_decode)
 fi
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -65,6 +65,20 @@ for i in range(n):
     k, _, _, o, l = struct.unpack_from("<HHIQQ", b, t + 24 * i)
     if k == 21:
         sys.stdout.buffer.write(b[o:o + l])' "$v2/segment_cold.seg" | seed index_open fixture-cold-ivf 002 -
+fi
+v8="$here/../tests/fixtures/v8"
+if [ -d "$v8" ]; then
+  # Manifest version 3 (the schema in tidepool's encoding); odd mode 5 seals the body as version 3.
+  seed manifest_decode fixture-manifest-v3 000 "$v8/manifest.json"
+  sed -e 's/^.*"body"://' -e 's/}$//' "$v8/manifest.json" | seed manifest_decode fixture-manifest-v3-body 005 -
+  seed schema_decode fixture-schema-v2 000 "$v8/schema.json"
+  sed -e 's/^.*"body"://' -e 's/}$//' "$v8/schema.json" | seed schema_decode fixture-schema-v2-body 001 -
+fi
+v4="$here/../tests/fixtures/v4"
+if [ -d "$v4" ]; then
+  # Schema object version 1 (turbopuffer's shape, the legacy reader).
+  seed schema_decode fixture-schema-v1 000 "$v4/schema.json"
+  sed -e 's/^.*"body"://' -e 's/}$//' "$v4/schema.json" | seed schema_decode fixture-schema-v1-body 002 -
 fi
 mkdir -p corpus/filter_parse
 printf '%s' '["a","Eq",1]' >corpus/filter_parse/eq
