@@ -3,10 +3,11 @@
 //! `storage-format.md`, "Manifest" and "CURRENT").
 //!
 //! A manifest is a JSON envelope whose checksum covers the body's bytes
-//! exactly as stored:
+//! exactly as stored (`format::manifest_envelope`; the body's fields are
+//! written and read by `format::manifest_body`):
 //!
 //! ```text
-//! {"magic":"tidepool.manifest","format_version":1,"crc32c":<u32>,"body":{...}}\n
+//! {"magic":"tidepool.manifest","format_version":3,"crc32c":<u32>,"body":{...}}\n
 //! ```
 //!
 //! Invariants:
@@ -21,16 +22,23 @@
 //!   is re-encoded, so only additive, safe-to-drop information may be added
 //!   without a version bump.
 //! - [`Manifest::try_encode`] refuses exactly what [`Manifest::decode`]
-//!   would refuse, so a writer never publishes an unreadable generation.
+//!   would refuse (the schema's structural bounds included,
+//!   `format::schema::check_schema`), so a writer never publishes an
+//!   unreadable generation.
 //! - CURRENT is only a hint: readers verify it and fall back to listing.
-//! - A schema larger than [`SCHEMA_INLINE_MAX_BYTES`] lives in a schema object
-//!   (4.5) that the manifest names by [`Manifest::schema_ref`]; such a manifest
-//!   is written as format version 2 and everything else as version 1, byte
-//!   for byte as before. Both versions are read. In memory, `schema` is the
-//!   resolved schema: [`Manifest::decode`] of a version-2 manifest leaves it
+//! - `schema` is the typed [`Schema`], stored in tidepool's own encoding
+//!   (`format::schema`), never parsed by the API's parsers. Every manifest is
+//!   written as format version 3; versions 1 and 2 (the schema in
+//!   turbopuffer's shape, inline or in a version 1 schema object) are read
+//!   forever through the legacy reader of `format::schema`.
+//! - A schema whose encoding is larger than [`SCHEMA_INLINE_MAX_BYTES`]
+//!   lives in a schema object (4.5) that the manifest names by
+//!   [`Manifest::schema_ref`] instead of carrying it. In memory, `schema` is
+//!   the resolved schema: [`Manifest::decode`] of such a manifest leaves it
 //!   empty until the reader resolves it ([`Manifest::schema_unresolved`]),
 //!   and `schema_ref` is only kept while it names exactly `schema`'s encoding
-//!   (whoever changes `schema` clears it; the commit unit re-checks).
+//!   (whoever changes `schema` clears it; the commit unit re-checks). A
+//!   manifest carried unresolved may name a version 1 schema object.
 //! - The schema object is one of the manifest's objects
 //!   ([`Manifest::object_keys`], [`Manifest::object_refs`]).
 
