@@ -1135,3 +1135,31 @@ fn write_v8_fixtures() {
         ],
     );
 }
+
+/// The legacy reader (`format::schema`, manifests v1/v2 and schema objects v1) gives, for
+/// whatever the API accepted and the old encoder stored, the typed schema the old read path
+/// (the API's parser) made of it.
+#[test]
+fn the_legacy_schema_reader_agrees_with_the_old_read_path() {
+    use tidepool::format::schema::decode_legacy_schema;
+    use tidepool::schema::schema_to_json;
+    let api_accepted = json!({
+        "title": {"type": "string", "filterable": false, "full_text_search": {"tokenizer": "word_v3"}},
+        "body": {"full_text_search": true},
+        "plain": "[]uuid",
+        "when": {"type": "datetime", "filterable": true},
+        "vector": {"type": "[4]f32", "ann": true, "target_recall": 0.9},
+        "half": {"type": "[2]f16", "ann": null},
+        "sparse": {"type": "{}f16", "sparse_knn": {"x": [1, 2]}},
+        "ts": {"type": "string", "full_text_search": {"k1": 2, "b": 1, "max_token_length": 7,
+            "language": "french", "stemming": true, "remove_stopwords": false,
+            "case_sensitive": true, "ascii_folding": true}, "glob": true},
+    });
+    let typed = parse_schema(&api_accepted).unwrap();
+    assert_eq!(decode_legacy_schema(&api_accepted).unwrap(), typed);
+    // The old encoder's output (`filterable` and `ann` written out) reads back as the old read
+    // path read it.
+    for stored in [schema_to_json(&typed), serde_json::Value::Object(v4_schema_json())] {
+        assert_eq!(decode_legacy_schema(&stored).unwrap(), parse_schema(&stored).unwrap());
+    }
+}

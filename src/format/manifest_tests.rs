@@ -3,8 +3,12 @@ use super::*;
 use serde_json::json;
 
 fn sample() -> Manifest {
-    let schema =
-        json!({"title": {"type": "string", "filterable": true}, "vector": {"type": "[3]f32", "ann": true}});
+    use crate::schema::{AttrSchema, AttrType, ScalarType};
+    let mut title = AttrSchema::of(AttrType::Scalar(ScalarType::String));
+    title.filterable = Some(true);
+    let mut vector = AttrSchema::of(AttrType::Vector { dim: 3, f16: false });
+    vector.ann = true;
+    let schema: Schema = [("title".to_owned(), title), ("vector".to_owned(), vector)].into();
     Manifest {
         labels: [("env".to_owned(), "prod".to_owned())].into(),
         data_generation: Some(5),
@@ -19,7 +23,7 @@ fn sample() -> Manifest {
         id_type: Some(IdType::U64),
         distance_metric: Some(DistanceMetric::CosineDistance),
         vector_dim: Some(3),
-        schema: crate::schema::parse_schema(&schema).unwrap_or_default(),
+        schema,
         schema_ref: None,
         next_wal_seq: 12,
         wal: vec![

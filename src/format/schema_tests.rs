@@ -1,6 +1,6 @@
 //! Unit tests of `format/schema.rs`: the current encoding, the legacy reader, the bounds.
 use super::*;
-use crate::schema::{parse_schema, schema_to_json};
+use crate::schema::schema_to_json;
 use serde_json::json;
 
 fn fts(tokenizer: &str) -> FullTextSearch {
@@ -79,6 +79,33 @@ fn every_option() -> Schema {
     s
 }
 
+/// A schema outside the API's rules, spelled as the old encoder spelled options (it wrote
+/// `filterable` and `ann` out), so its legacy form is a fixed point too.
+fn outside_the_api_rules() -> Schema {
+    let mut s = Schema::new();
+    let mut title = attr(AttrType::Scalar(ScalarType::String));
+    let mut odd = fts("word_v99");
+    odd.k1 = -3.0;
+    odd.b = 7.5;
+    odd.max_token_length = 0;
+    title.full_text_search = Some(odd);
+    title.filterable = Some(false);
+    s.insert("title".into(), title);
+    let mut n = attr(AttrType::Scalar(ScalarType::Int));
+    n.full_text_search = Some(FullTextSearch::default());
+    n.filterable = Some(false);
+    s.insert("n".into(), n);
+    let mut v = attr(AttrType::Vector { dim: crate::model::MAX_VECTOR_DIM + 1, f16: false });
+    v.ann = true;
+    v.extra.insert("target_recall".into(), json!(0.01));
+    s.insert("v".into(), v);
+    let mut tr = attr(AttrType::Scalar(ScalarType::Bool));
+    tr.extra.insert("target_recall".into(), json!("high"));
+    tr.filterable = Some(true);
+    s.insert("".into(), tr);
+    s
+}
+
 #[test]
 fn every_option_round_trips_canonically() {
     let s = every_option();
@@ -122,63 +149,13 @@ fn the_encoding_spells_every_field_out() {
     );
 }
 
-/// A schema the API refuses today (unknown tokenizer, options outside its ranges, a dimension
-/// above its limit, full-text on an int) still decodes from storage, in both encodings.
+/// Options outside what the API accepts today (unknown tokenizer, ranges, a dimension above
+/// its limit, full-text on an int, an empty name) decode from storage, in both encodings.
 #[test]
-fn schemas_the_api_would_refuse_still_decode_from_storage() {
-    let mut s = Schema::new();
-    let mut title = attr(AttrType::Scalar(ScalarType::String));
-    let mut odd = fts("word_v99");
-    odd.k1 = -3.0;
-    odd.b = 7.5;
-    odd.max_token_length = 0;
-    title.full_text_search = Some(odd);
-    // Options spelled as the old encoder spelled them (it wrote `filterable` and `ann` out), so
-    // the legacy form is a fixed point too.
-    title.filterable = Some(false);
-    s.insert("title".into(), title);
-    let mut n = attr(AttrType::Scalar(ScalarType::Int));
-    n.full_text_search = Some(FullTextSearch::default());
-    n.filterable = Some(false);
-    s.insert("n".into(), n);
-    let mut v = attr(AttrType::Vector { dim: crate::model::MAX_VECTOR_DIM + 1, f16: false });
-    v.ann = true;
-    v.extra.insert("target_recall".into(), json!(0.01));
-    s.insert("v".into(), v);
-    let mut tr = attr(AttrType::Scalar(ScalarType::Bool));
-    tr.extra.insert("target_recall".into(), json!("high"));
-    tr.filterable = Some(true);
-    s.insert("".into(), tr);
-    let legacy = schema_to_json(&s);
-    assert!(parse_schema(&legacy).is_err(), "the API refuses it");
+fn options_outside_the_api_rules_still_decode_from_storage() {
+    let s = outside_the_api_rules();
     assert_eq!(decode_schema(&schema_json(&s)).unwrap(), s);
-    assert_eq!(decode_legacy_schema(&legacy).unwrap(), s);
-}
-
-/// Whatever the API accepts and the old encoder wrote reads back through the legacy reader as
-/// the API's parser read it.
-#[test]
-fn the_legacy_reader_agrees_with_what_the_old_read_path_made_of_stored_schemas() {
-    let api_accepted = json!({
-        "title": {"type": "string", "filterable": false, "full_text_search": {"tokenizer": "word_v3"}},
-        "body": {"full_text_search": true},
-        "plain": "[]uuid",
-        "when": {"type": "datetime", "filterable": true},
-        "vector": {"type": "[4]f32", "ann": true, "target_recall": 0.9},
-        "half": {"type": "[2]f16", "ann": null},
-        "sparse": {"type": "{}f16", "sparse_knn": {"x": [1, 2]}},
-        "ts": {"type": "string", "full_text_search": {"k1": 2, "b": 1, "max_token_length": 7,
-            "language": "french", "stemming": true, "remove_stopwords": false,
-            "case_sensitive": true, "ascii_folding": true}, "glob": true},
-    });
-    let typed = parse_schema(&api_accepted).unwrap();
-    assert_eq!(decode_legacy_schema(&api_accepted).unwrap(), typed);
-    // The old encoder's output (`filterable` and `ann` written out) reads back as the old read
-    // path read it.
-    let stored = schema_to_json(&typed);
-    assert_eq!(decode_legacy_schema(&stored).unwrap(), parse_schema(&stored).unwrap());
-    let stored = schema_to_json(&every_option());
-    assert_eq!(decode_legacy_schema(&stored).unwrap(), parse_schema(&stored).unwrap());
+    assert_eq!(decode_legacy_schema(&schema_to_json(&s)).unwrap(), s);
 }
 
 #[test]
