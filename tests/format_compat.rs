@@ -190,7 +190,7 @@ fn golden_manifest_bytes_are_stable() {
         r#""previous_generation":1,"created_at_ms":10,"committed_at_ms":20,"deleted":false,"#,
         r#""id_type":"u64","distance_metric":"euclidean_squared","vector_dim":2,"#,
         r#""schema":{"encoding":1,"attributes":[{"name":"x","type":{"kind":"scalar","element":"int"},"#,
-        r#""filterable":true,"full_text_search":null,"ann":false,"extra":{}}]},"next_wal_seq":2,"#,
+        r#""filterable":true}]},"next_wal_seq":2,"#,
         r#""wal":[{"key":"a/b/namespaces/c/wal/00000000000000000001-t.wal","seq":1,"bytes":155,"crc32c":3,"requests":1,"rows":2}],"#,
         r#""segments":[],"row_id_hwm":0,"lineage":null,"#,
         r#""stats":{"approx_row_count":1,"approx_logical_bytes":30,"unindexed_rows":1,"unindexed_bytes":30}}"#,

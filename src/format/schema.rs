@@ -7,9 +7,12 @@
 //! Current shape (encoding 1), written and read field by field here:
 //!
 //! ```text
-//! {"encoding":1,"attributes":[{"name":N,"type":{"kind":K,"element":E[,"dim":D]},
-//!   "filterable":bool|null,"full_text_search":{...}|null,"ann":bool,"extra":{...}}, ...]}
+//! {"encoding":1,"attributes":[{"name":N,"type":{"kind":K,"element":E[,"dim":D]}
+//!   [,"filterable":bool][,"full_text_search":{...}][,"ann":true][,"extra":{...}]}, ...]}
 //! ```
+//!
+//! (the bracketed members are omitted when unset: no explicit `filterable`,
+//! not full-text, no ANN index, no other options).
 //!
 //! Invariants:
 //! - Decoding applies structural bounds only ([`check_schema`]: vector
@@ -19,8 +22,8 @@
 //!   would refuse today still decodes, so a stored schema stays readable
 //!   whatever the API later accepts. Nothing here calls `crate::schema`'s
 //!   parsers.
-//! - The encoder writes every field, attributes in name order, so the
-//!   encoding of a schema is canonical (the commit unit compares a schema
+//! - The encoder writes attributes in name order, each member present exactly
+//!   when it is set, so the encoding of a schema is canonical (the commit unit compares a schema
 //!   object's length and crc32c with it, 4.5).
 //! - Whatever [`check_schema`] accepts encodes to bytes both decoders'
 //!   counterpart ([`decode_schema`]) reads back equal; whatever a decoder
@@ -97,10 +100,19 @@ struct AttrOut<'a> {
     name: &'a str,
     #[serde(rename = "type")]
     ty: TypeOut,
+    #[serde(skip_serializing_if = "Option::is_none")]
     filterable: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     full_text_search: Option<FtsOut<'a>>,
+    #[serde(skip_serializing_if = "is_false")]
     ann: bool,
+    #[serde(skip_serializing_if = "Map::is_empty")]
     extra: &'a Map<String, Json>,
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's skip_serializing_if passes a reference
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 impl<'a> AttrOut<'a> {
@@ -233,9 +245,13 @@ struct AttrIn {
     name: String,
     #[serde(rename = "type")]
     ty: TypeIn,
+    #[serde(default)]
     filterable: Option<bool>,
+    #[serde(default)]
     full_text_search: Option<FtsIn>,
+    #[serde(default)]
     ann: bool,
+    #[serde(default)]
     extra: Map<String, Json>,
 }
 

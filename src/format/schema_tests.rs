@@ -127,7 +127,7 @@ fn every_option_round_trips_canonically() {
 }
 
 #[test]
-fn the_encoding_spells_every_field_out() {
+fn the_encoding_spells_each_set_member_out() {
     let mut s = Schema::new();
     let mut v = attr(AttrType::Vector { dim: 3, f16: true });
     v.ann = true;
@@ -139,14 +139,26 @@ fn the_encoding_spells_every_field_out() {
         schema_json(&s),
         concat!(
             r#"{"encoding":1,"attributes":["#,
-            r#"{"name":"t","type":{"kind":"scalar","element":"string"},"filterable":null,"#,
+            r#"{"name":"t","type":{"kind":"scalar","element":"string"},"#,
             r#""full_text_search":{"tokenizer":"word_v4","language":"english","stemming":false,"#,
             r#""remove_stopwords":true,"case_sensitive":false,"ascii_folding":false,"k1":1.2,"b":0.75,"#,
-            r#""max_token_length":39},"ann":false,"extra":{}},"#,
-            r#"{"name":"v","type":{"kind":"vector","element":"f16","dim":3},"filterable":null,"#,
-            r#""full_text_search":null,"ann":true,"extra":{}}]}"#
+            r#""max_token_length":39}},"#,
+            r#"{"name":"v","type":{"kind":"vector","element":"f16","dim":3},"ann":true}]}"#
         )
     );
+    // Set members are written; unset ones are left out (and read back as unset).
+    let mut u = attr(AttrType::Scalar(ScalarType::Int));
+    u.filterable = Some(false);
+    u.extra.insert("glob".into(), json!(true));
+    let one: Schema = [("u".to_owned(), u)].into();
+    let text = schema_json(&one);
+    assert_eq!(
+        text,
+        r#"{"encoding":1,"attributes":[{"name":"u","type":{"kind":"scalar","element":"int"},"filterable":false,"extra":{"glob":true}}]}"#
+    );
+    assert_eq!(decode_schema(&text).unwrap(), one);
+    let explicit = r#"{"encoding":1,"attributes":[{"name":"u","type":{"kind":"scalar","element":"int"},"filterable":false,"full_text_search":null,"ann":false,"extra":{"glob":true}}]}"#;
+    assert_eq!(decode_schema(explicit).unwrap(), one, "unset members may also be written out");
 }
 
 /// Options outside what the API accepts today (unknown tokenizer, ranges, a dimension above
@@ -201,7 +213,8 @@ fn truncated_and_garbled_encodings_are_errors_not_panics() {
     assert!(matches!(decode_schema(&future), Err(FormatError::UnsupportedVersion { version: 2, .. })));
     assert!(decode_schema(r#"{"attributes":[]}"#).is_err(), "no encoding");
     assert!(decode_schema(r#"{"encoding":1}"#).is_err(), "no attributes");
-    assert!(decode_schema(&one.replacen("\"ann\":false,", "", 1)).is_err(), "a field missing");
+    assert!(decode_schema(&one.replacen("\"name\":\"a\",", "", 1)).is_err(), "no name");
+    assert!(decode_schema(&attr(r#"{"kind":"scalar"}"#)).is_err(), "no element");
     assert!(decode_schema(&one.replacen("\"ann\":false", "\"ann\":false,\"ann\":true", 1)).is_err());
     // An unknown member is ignored (forward compatibility within the encoding).
     assert!(decode_schema(&one.replacen("\"ann\":false", "\"ann\":false,\"future\":[1]", 1)).is_ok());
