@@ -23,11 +23,12 @@
 //!   whatever the API later accepts. Nothing here calls `crate::schema`'s
 //!   parsers.
 //! - The encoder writes attributes in name order, each member present exactly
-//!   when it is set, so the encoding of a schema is canonical (the commit unit compares a schema
-//!   object's length and crc32c with it, 4.5).
-//! - Whatever [`check_schema`] accepts encodes to bytes both decoders'
-//!   counterpart ([`decode_schema`]) reads back equal; whatever a decoder
-//!   returns passes [`check_schema`].
+//!   when it is set, so the encoding of a schema is canonical (the commit
+//!   unit compares a schema object's length and crc32c with it, 4.5).
+//! - Whatever [`check_schema`] accepts encodes to text that [`decode_schema`]
+//!   reads back equal; whatever either decoder (current or legacy) returns
+//!   passes [`check_schema`], so a schema read from storage can always be
+//!   written again.
 //! - `extra` holds the API's other attribute options verbatim (the vector
 //!   `target_recall` among them), as JSON values.
 
