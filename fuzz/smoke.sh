@@ -6,7 +6,7 @@
 # SECONDS defaults to $FUZZ_SECONDS or 20 per target; TARGETs default to all.
 # Uses the stable toolchain with --sanitizer=none (RUSTC_BOOTSTRAP=1 lets
 # cargo-fuzz pass its flags), as redb's CI does. Installs cargo-fuzz if it is
-# missing. Seeds each corpus from the frozen fixtures in tests/fixtures/v1, v2, v7, v9 and v10.
+# missing. Seeds each corpus from the frozen fixtures in tests/fixtures/v1, v2, v4, v7, v8, v9 and v10.
 # Exits non-zero if a target crashes (the input is kept in fuzz/artifacts/).
 set -euo pipefail
 
@@ -15,7 +15,7 @@ shift || true
 if [ "$#" -gt 0 ]; then
   targets=("$@")
 else
-  targets=(wal_decode manifest_decode filter_parse filter_decode segment_decode deletes_decode index_open snapshot_decode idempotency_decode sync_record_decode tombstone_decode lease_decode)
+  targets=(wal_decode manifest_decode schema_decode filter_parse filter_decode segment_decode deletes_decode index_open snapshot_decode idempotency_decode sync_record_decode tombstone_decode lease_decode)
 fi
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -93,6 +93,20 @@ if [ -d "$v9" ]; then
   seed lease_decode fixture-lease-sweep 000 "$v9/lease_sweep.lease"
   # Odd mode: the body without its crc32c; the target seals it.
   head -c -4 "$v9/lease.lease" | seed lease_decode fixture-lease-body 001 -
+fi
+v8="$here/../tests/fixtures/v8"
+if [ -d "$v8" ]; then
+  # Manifest version 3 (the schema in tidepool's encoding); odd mode 5 seals the body as version 3.
+  seed manifest_decode fixture-manifest-v3 000 "$v8/manifest.json"
+  sed -e 's/^.*"body"://' -e 's/}$//' "$v8/manifest.json" | seed manifest_decode fixture-manifest-v3-body 005 -
+  seed schema_decode fixture-schema-v2 000 "$v8/schema.json"
+  sed -e 's/^.*"body"://' -e 's/}$//' "$v8/schema.json" | seed schema_decode fixture-schema-v2-body 001 -
+fi
+v4="$here/../tests/fixtures/v4"
+if [ -d "$v4" ]; then
+  # Schema object version 1 (turbopuffer's shape, the legacy reader).
+  seed schema_decode fixture-schema-v1 000 "$v4/schema.json"
+  sed -e 's/^.*"body"://' -e 's/}$//' "$v4/schema.json" | seed schema_decode fixture-schema-v1-body 002 -
 fi
 mkdir -p corpus/filter_parse
 printf '%s' '["a","Eq",1]' >corpus/filter_parse/eq

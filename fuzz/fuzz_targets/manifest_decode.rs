@@ -8,9 +8,11 @@
 //!   the reader accepts) and round-trips to an equal manifest.
 //!
 //! Input: the first byte selects the mode. Even: the rest is decoded as a
-//! whole file. Odd: the rest is a body, wrapped in a v1 envelope with the
-//! correct crc32c so that the fuzzer reaches the body parser and the sanity
-//! checks.
+//! whole file. Odd: the rest is a body, wrapped in an envelope with the
+//! correct crc32c so that the fuzzer reaches the body parser, the schema
+//! decoders and the sanity checks; the envelope's version is
+//! `1 + (mode >> 1) % 3`: 1 and 2 reach the legacy (turbopuffer-shaped)
+//! schema reader, 3 the current schema encoding (`format::schema`).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -27,9 +29,11 @@ fuzz_target!(|data: &[u8]| {
         rest
     } else {
         let crc = crc32c::crc32c(rest);
-        let mut w =
-            format!("{{\"magic\":\"tidepool.manifest\",\"format_version\":1,\"crc32c\":{crc},\"body\":")
-                .into_bytes();
+        let version = 1 + (mode >> 1) % 3;
+        let mut w = format!(
+            "{{\"magic\":\"tidepool.manifest\",\"format_version\":{version},\"crc32c\":{crc},\"body\":"
+        )
+        .into_bytes();
         w.extend_from_slice(rest);
         w.extend_from_slice(b"}\n");
         wrapped = w;

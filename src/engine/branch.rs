@@ -366,17 +366,21 @@ pub(crate) fn rewrite_keys(m: &Manifest, map: &BTreeMap<String, String>) -> Resu
             _ => {}
         }
     }
-    let internal =
-        |e: serde_json::Error| EngineError::caused_by(ErrorKind::Internal, "manifest key rewrite", e);
-    let mut v = serde_json::to_value(m).map_err(internal)?;
-    for field in ["wal", "segments", "schema_ref"] {
-        if let Some(f) = v.get_mut(field) {
-            walk(f, map);
-        }
+    fn relocated<T>(field: &T, map: &BTreeMap<String, String>) -> Result<T, EngineError>
+    where
+        T: serde::Serialize + serde::de::DeserializeOwned,
+    {
+        let internal =
+            |e: serde_json::Error| EngineError::caused_by(ErrorKind::Internal, "manifest key rewrite", e);
+        let mut v = serde_json::to_value(field).map_err(internal)?;
+        walk(&mut v, map);
+        serde_json::from_value(v).map_err(internal)
     }
-    let mut out: Manifest = serde_json::from_value(v).map_err(internal)?;
-    // A version-2 body omits the (resolved) schema; the relocated object holds the same bytes.
-    out.schema.clone_from(&m.schema);
+    // The schema (resolved or not) is kept: a relocated schema object holds the same bytes.
+    let mut out = m.clone();
+    out.wal = relocated(&m.wal, map)?;
+    out.segments = relocated(&m.segments, map)?;
+    out.schema_ref = relocated(&m.schema_ref, map)?;
     let targets: std::collections::HashSet<&String> = map.values().collect();
     if let Some(k) = out.object_keys().iter().find(|k| !targets.contains(k)) {
         return Err(EngineError::internal(format!("object key {k} was not rewritten")));

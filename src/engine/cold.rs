@@ -446,8 +446,7 @@ impl Engine {
         cands: Vec<Document>,
     ) -> Result<QueryResult, EngineError> {
         let mut state = super::NsState::default();
-        state.schema = crate::schema::parse_schema(&serde_json::Value::Object(m.schema.clone()))
-            .map_err(|e| corrupt(format!("manifest schema of {}: {e}", m.namespace)))?;
+        state.schema = m.schema.clone();
         state.id_type = m.id_type;
         state.distance_metric = m.distance_metric;
         state.vector_dim = m.vector_dim;

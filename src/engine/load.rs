@@ -20,7 +20,6 @@
 use std::sync::Arc;
 
 use futures::StreamExt;
-use serde_json::Value as Json;
 
 use super::{apply, cached, set_cached, Engine, EngineError, NsHandle, NsState};
 use crate::cache::CacheError;
@@ -256,8 +255,7 @@ impl Engine {
         }
         let mut state =
             NsState::with_segments(self.load_segments(m).await?).with_spill(Some(Arc::clone(&self.spill)));
-        state.schema = crate::schema::parse_schema(&Json::Object(m.schema.clone()))
-            .map_err(|e| EngineError::corrupted(format!("manifest schema of {}: {e}", m.namespace)))?;
+        state.schema = m.schema.clone();
         state.id_type = m.id_type;
         state.distance_metric = m.distance_metric;
         state.vector_dim = m.vector_dim;

@@ -127,11 +127,11 @@ fn compact(rng: &mut StdRng, c: &NsState, next_id: &mut usize) -> Vec<SegmentRea
 
 /// The state a load of the committed manifest starts from: its segments and
 /// the settings the manifest carries (written from the newest state; the
-/// schema through its JSON, as the manifest stores it).
+/// typed schema as the manifest stores it, `format::schema`).
 fn base_of(segs: Vec<SegmentReader>, newest: &NsState) -> NsState {
     let mut base = NsState::with_segments(segs);
-    let json = crate::schema::schema_to_json(&newest.schema);
-    base.schema = crate::schema::parse_schema(&json).unwrap();
+    let stored = crate::format::schema::schema_json(&newest.schema);
+    base.schema = crate::format::schema::decode_schema(&stored).unwrap();
     base.id_type = newest.id_type;
     base.distance_metric = newest.distance_metric;
     base.vector_dim = newest.vector_dim;

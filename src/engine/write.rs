@@ -472,7 +472,7 @@ pub(super) fn next_manifest(
     wal_refs.push(wal);
     let unindexed_rows = wal_refs.iter().map(|w| w.rows).sum();
     let unindexed_bytes = wal_refs.iter().map(|w| w.bytes).sum();
-    let schema = crate::schema::schema_to_json(&state.schema).as_object().cloned().unwrap_or_default();
+    let schema = state.schema.clone();
     // The previous generation's schema object, only while the schema is unchanged
     // (storage-format.md 4.5: stored once per change; the commit unit stores a new one).
     let schema_ref = live.filter(|m| m.schema == schema).and_then(|m| m.schema_ref.clone());

@@ -3,10 +3,11 @@
 //! `storage-format.md`, "Manifest" and "CURRENT").
 //!
 //! A manifest is a JSON envelope whose checksum covers the body's bytes
-//! exactly as stored:
+//! exactly as stored (`format::manifest_envelope`; the body's fields are
+//! written and read by `format::manifest_body`):
 //!
 //! ```text
-//! {"magic":"tidepool.manifest","format_version":1,"crc32c":<u32>,"body":{...}}\n
+//! {"magic":"tidepool.manifest","format_version":3,"crc32c":<u32>,"body":{...}}\n
 //! ```
 //!
 //! Invariants:
@@ -21,16 +22,23 @@
 //!   is re-encoded, so only additive, safe-to-drop information may be added
 //!   without a version bump.
 //! - [`Manifest::try_encode`] refuses exactly what [`Manifest::decode`]
-//!   would refuse, so a writer never publishes an unreadable generation.
+//!   would refuse (the schema's structural bounds included,
+//!   `format::schema::check_schema`), so a writer never publishes an
+//!   unreadable generation.
 //! - CURRENT is only a hint: readers verify it and fall back to listing.
-//! - A schema larger than [`SCHEMA_INLINE_MAX_BYTES`] lives in a schema object
-//!   (4.5) that the manifest names by [`Manifest::schema_ref`]; such a manifest
-//!   is written as format version 2 and everything else as version 1, byte
-//!   for byte as before. Both versions are read. In memory, `schema` is the
-//!   resolved schema: [`Manifest::decode`] of a version-2 manifest leaves it
+//! - `schema` is the typed [`Schema`], stored in tidepool's own encoding
+//!   (`format::schema`), never parsed by the API's parsers. Every manifest is
+//!   written as format version 3; versions 1 and 2 (the schema in
+//!   turbopuffer's shape, inline or in a version 1 schema object) are read
+//!   forever through the legacy reader of `format::schema`.
+//! - A schema whose encoding is larger than [`SCHEMA_INLINE_MAX_BYTES`]
+//!   lives in a schema object (4.5) that the manifest names by
+//!   [`Manifest::schema_ref`] instead of carrying it. In memory, `schema` is
+//!   the resolved schema: [`Manifest::decode`] of such a manifest leaves it
 //!   empty until the reader resolves it ([`Manifest::schema_unresolved`]),
 //!   and `schema_ref` is only kept while it names exactly `schema`'s encoding
-//!   (whoever changes `schema` clears it; the commit unit re-checks).
+//!   (whoever changes `schema` clears it; the commit unit re-checks). A
+//!   manifest carried unresolved may name a version 1 schema object.
 //! - The schema object is one of the manifest's objects
 //!   ([`Manifest::object_keys`], [`Manifest::object_refs`]).
 
@@ -40,23 +48,24 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use crate::model::{DistanceMetric, IdType, MAX_VECTOR_DIM};
+use crate::schema::Schema;
 
+use super::manifest_body::decode_body;
+pub use super::manifest_envelope::MAX_MANIFEST_BYTES;
+use super::manifest_envelope::{check_size, envelope, malformed, open_envelope};
+use super::schema::{check_schema, decode_schema_object_body};
+pub use super::schema::{encode_schema_object, schema_json, SCHEMA_FORMAT_VERSION, SCHEMA_MAGIC};
 use super::{len_u64, FormatError};
 
 /// The `magic` of a manifest envelope.
 pub const MANIFEST_MAGIC: &str = "tidepool.manifest";
-/// The highest manifest format version this build reads (and writes, for a
-/// manifest with a [`Manifest::schema_ref`]; version 1 otherwise).
-pub const MANIFEST_FORMAT_VERSION: u64 = 2;
-/// The `magic` of a schema object (`schemas/{gen:020}-{cid}.json`, 4.5).
-pub const SCHEMA_MAGIC: &str = "tidepool.schema";
-/// The schema object format version this build writes (and reads).
-pub const SCHEMA_FORMAT_VERSION: u64 = 1;
-/// Schemas whose JSON encoding is at most this long stay inline in the
-/// manifest (version 1); larger ones get a schema object.
+/// The manifest format version this build writes, and the highest it reads
+/// (3: the schema in tidepool's encoding; 1 and 2, the turbopuffer-shaped
+/// schema inline or in a schema object, are still read).
+pub const MANIFEST_FORMAT_VERSION: u64 = 3;
+/// Schemas whose encoding ([`schema_json`]) is at most this long stay inline
+/// in the manifest; larger ones get a schema object.
 pub const SCHEMA_INLINE_MAX_BYTES: usize = 4096;
-/// Largest manifest file accepted.
-pub const MAX_MANIFEST_BYTES: usize = 64 << 20;
 /// The `magic` of a CURRENT hint.
 pub const CURRENT_MAGIC: &str = "tidepool.current";
 /// The CURRENT format version this build writes (and the highest it reads;
@@ -172,8 +181,9 @@ pub struct ManifestStats {
 }
 
 /// The body of one manifest generation: the complete state of a namespace.
-/// Serialized through [`BodyOut`] (exactly one of `schema` and `schema_ref`).
-#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+/// Encoded and decoded by `format::manifest_body` (exactly one of `schema`
+/// and `schema_ref`).
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Manifest {
     /// `org/project/ns`.
     pub namespace: String,
@@ -196,46 +206,38 @@ pub struct Manifest {
     pub distance_metric: Option<DistanceMetric>,
     /// The dense vector dimension, once known.
     pub vector_dim: Option<u32>,
-    /// The schema in turbopuffer's shape (`schema::schema_to_json`), resolved
-    /// (see [`Manifest::schema_unresolved`]). Stored inline (version 1) or in
-    /// the object `schema_ref` names (version 2).
-    #[serde(default)]
-    pub schema: serde_json::Map<String, serde_json::Value>,
-    /// The schema object holding `schema` (version 2), when it is too large
-    /// to store inline. Names exactly the encoding of `schema`: code that
-    /// changes `schema` sets this to None and the commit unit stores it anew.
-    #[serde(default)]
+    /// The typed schema, resolved (see [`Manifest::schema_unresolved`]).
+    /// Stored inline in tidepool's encoding (`format::schema`) or in the
+    /// object `schema_ref` names.
+    pub schema: Schema,
+    /// The schema object holding `schema`, when it is too large to store
+    /// inline. Names exactly the encoding of `schema` (or, carried
+    /// unresolved, an older encoding of it): code that changes `schema` sets
+    /// this to None and the commit unit stores it anew.
     pub schema_ref: Option<ObjectRef>,
     /// The sequence number the next WAL batch gets.
     pub next_wal_seq: u64,
     /// WAL batches not yet folded into segments, by increasing seq.
     pub wal: Vec<WalRef>,
     /// Segments (reserved).
-    #[serde(default)]
     pub segments: Vec<SegmentRef>,
     /// Row id high-water mark (reserved, branch row ids).
-    #[serde(default)]
     pub row_id_hwm: u64,
     /// Branch lineage (reserved).
-    #[serde(default)]
     pub lineage: Option<Lineage>,
     /// Approximate statistics.
-    #[serde(default)]
     pub stats: ManifestStats,
     /// Namespace labels (key → value), kept by every later generation, by
     /// branches, copies and snapshots; absent from the JSON when empty.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
     /// The generation of the last commit that changed documents, schema or
     /// settings, when older than this one: commits that only reorganize
     /// storage (compaction) or change labels keep it, so an `if_version`
     /// read before them still matches. Absent: this generation (4.2).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data_generation: Option<u64>,
     /// Set only on a generation a sync push published in a remote bucket:
     /// the node that pushed it and the local generation it carries (4.2,
     /// `sync/`). A node recognises its own pushes by it after a crash.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub origin: Option<Origin>,
 }
 
@@ -260,116 +262,17 @@ impl Manifest {
     }
 
     /// Whether the schema still has to be read from the schema object
-    /// (decoded from a version-2 manifest, not resolved yet). A stored schema
+    /// (decoded from a manifest naming a schema object, not resolved yet). A stored schema
     /// is never empty (an empty one is inline), so this is exact.
     pub fn schema_unresolved(&self) -> bool {
         self.schema_ref.is_some() && self.schema.is_empty()
     }
 
-    /// The format version this manifest is written in.
+    /// The format version this manifest is written in: always the current
+    /// one (versions 1 and 2 are only read).
     pub fn format_version(&self) -> u64 {
-        if self.schema_ref.is_some() {
-            2
-        } else {
-            1
-        }
+        MANIFEST_FORMAT_VERSION
     }
-}
-
-/// The serialized form of a manifest body: the fields of [`Manifest`] in
-/// order, `schema` written only without a `schema_ref` (version 1) and
-/// `schema_ref` only with one (version 2). Borrowed, so encoding copies
-/// nothing.
-#[derive(Serialize)]
-struct BodyOut<'a> {
-    namespace: &'a str,
-    generation: u64,
-    commit_id: &'a str,
-    previous_generation: Option<u64>,
-    created_at_ms: u64,
-    committed_at_ms: u64,
-    deleted: bool,
-    id_type: Option<IdType>,
-    distance_metric: Option<DistanceMetric>,
-    vector_dim: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    schema: Option<&'a serde_json::Map<String, serde_json::Value>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    schema_ref: Option<&'a ObjectRef>,
-    next_wal_seq: u64,
-    wal: &'a [WalRef],
-    segments: &'a [SegmentRef],
-    row_id_hwm: u64,
-    lineage: Option<&'a Lineage>,
-    stats: ManifestStats,
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    labels: &'a BTreeMap<String, String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    data_generation: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    origin: Option<&'a Origin>,
-}
-
-impl Serialize for Manifest {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        // Destructured without `..`: a new field cannot be forgotten here.
-        let Manifest {
-            namespace,
-            generation,
-            commit_id,
-            previous_generation,
-            created_at_ms,
-            committed_at_ms,
-            deleted,
-            id_type,
-            distance_metric,
-            vector_dim,
-            schema,
-            schema_ref,
-            next_wal_seq,
-            wal,
-            segments,
-            row_id_hwm,
-            lineage,
-            stats,
-            labels,
-            data_generation,
-            origin,
-        } = self;
-        BodyOut {
-            namespace,
-            generation: *generation,
-            commit_id,
-            previous_generation: *previous_generation,
-            created_at_ms: *created_at_ms,
-            committed_at_ms: *committed_at_ms,
-            deleted: *deleted,
-            id_type: *id_type,
-            distance_metric: *distance_metric,
-            vector_dim: *vector_dim,
-            schema: schema_ref.is_none().then_some(schema),
-            schema_ref: schema_ref.as_ref(),
-            next_wal_seq: *next_wal_seq,
-            wal,
-            segments,
-            row_id_hwm: *row_id_hwm,
-            lineage: lineage.as_ref(),
-            stats: *stats,
-            labels,
-            data_generation: *data_generation,
-            origin: origin.as_ref(),
-        }
-        .serialize(s)
-    }
-}
-
-#[derive(Deserialize)]
-struct EnvelopeIn<'a> {
-    magic: Option<String>,
-    format_version: Option<u64>,
-    crc32c: Option<u32>,
-    #[serde(borrow)]
-    body: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
@@ -380,17 +283,6 @@ struct CurrentIn<'a> {
     crc32c: Option<u32>,
     #[serde(borrow, default)]
     manifest: Option<&'a RawValue>,
-}
-
-fn malformed(what: &str, e: impl std::fmt::Display) -> FormatError {
-    FormatError::Malformed(format!("{what}: {e}"))
-}
-
-fn check_size(what: &'static str, bytes: &[u8], max: usize) -> Result<(), FormatError> {
-    if bytes.len() > max {
-        return Err(FormatError::TooLarge { what, len: len_u64(bytes.len()), max: len_u64(max) });
-    }
-    Ok(())
 }
 
 fn check_magic_version(
@@ -430,20 +322,12 @@ impl Manifest {
         Ok(out)
     }
 
-    /// Decode and verify a manifest file (version 1 or 2). A version-2
-    /// manifest comes back with its schema unresolved
+    /// Decode and verify a manifest file (versions 1 to 3). A manifest
+    /// naming a schema object comes back with its schema unresolved
     /// ([`Manifest::schema_unresolved`]): the reader fetches the schema object.
     pub fn decode(bytes: &[u8]) -> Result<Manifest, FormatError> {
         let (version, body) = open_envelope("manifest", bytes, MANIFEST_MAGIC, MANIFEST_FORMAT_VERSION)?;
-        let m: Manifest = serde_json::from_str(body).map_err(|e| malformed("manifest body", e))?;
-        match (version, &m.schema_ref) {
-            (1, Some(_)) => return Err(malformed("manifest", "a version 1 manifest has a schema_ref")),
-            (2, None) => return Err(malformed("manifest", "a version 2 manifest has no schema_ref")),
-            (2, Some(_)) if !m.schema.is_empty() => {
-                return Err(malformed("manifest", "a version 2 manifest carries its schema inline"))
-            }
-            _ => {}
-        }
+        let m = decode_body(version, body)?;
         m.validate()?;
         Ok(m)
     }
@@ -533,6 +417,7 @@ impl Manifest {
                 return bad(format!("object key {k:?} is referenced twice"));
             }
         }
+        check_schema(&self.schema)?;
         if let Some(l) = &self.lineage {
             if l.parent.is_empty() {
                 return bad("lineage.parent is empty".into());
@@ -578,74 +463,19 @@ fn segment_keys(s: &SegmentRef) -> impl Iterator<Item = &String> {
     s.files.iter().map(|f| &f.key).chain(s.deletes.iter().map(|d| &d.key))
 }
 
-/// A JSON envelope (1.3): `{"magic":M,"format_version":V,"crc32c":C,"body":B}\n`,
-/// C the crc32c of the body's bytes.
-fn envelope(magic: &str, version: u64, body: &str) -> Vec<u8> {
-    let crc = crc32c::crc32c(body.as_bytes());
-    format!("{{\"magic\":\"{magic}\",\"format_version\":{version},\"crc32c\":{crc},\"body\":{body}}}\n")
-        .into_bytes()
-}
-
-/// Open a JSON envelope: size cap, UTF-8, magic, a version in 1..=`max`,
-/// the body's checksum. Returns the version and the raw body.
-fn open_envelope<'a>(
-    what: &'static str,
-    bytes: &'a [u8],
-    magic: &str,
-    max: u64,
-) -> Result<(u64, &'a str), FormatError> {
-    check_size(what, bytes, MAX_MANIFEST_BYTES)?;
-    let text = std::str::from_utf8(bytes).map_err(|e| malformed(what, e))?;
-    let env: EnvelopeIn<'_> = serde_json::from_str(text).map_err(|e| malformed(what, e))?;
-    if env.magic.as_deref() != Some(magic) {
-        return Err(FormatError::BadMagic { what });
-    }
-    let version = match env.format_version {
-        None => return Err(malformed(what, "missing format_version")),
-        Some(v) if v == 0 || v > max => {
-            return Err(FormatError::UnsupportedVersion { what, version: v, supported: max })
-        }
-        Some(v) => v,
-    };
-    let expected = env.crc32c.ok_or_else(|| malformed(what, "missing crc32c"))?;
-    let body = env.body.ok_or_else(|| malformed(what, "missing body"))?;
-    let actual = crc32c::crc32c(body.get().as_bytes());
-    if actual != expected {
-        let what = if what == "manifest" { "manifest body" } else { what };
-        return Err(FormatError::ChecksumMismatch { what, expected, actual });
-    }
-    Ok((version, body.get()))
-}
-
-/// The JSON encoding of a schema: what a version 1 manifest stores as
-/// `schema`, the body of a schema object, and what the inline limit measures.
-pub fn schema_json(schema: &serde_json::Map<String, serde_json::Value>) -> String {
-    // A map of JSON values with string keys always serializes.
-    serde_json::to_string(schema).unwrap_or_default()
-}
-
-/// A schema object (4.5) around a schema's JSON encoding.
-pub fn encode_schema_object(schema_json: &str) -> Vec<u8> {
-    envelope(SCHEMA_MAGIC, SCHEMA_FORMAT_VERSION, schema_json)
-}
-
 /// The reference a manifest records for the schema object `bytes` at `key`.
 pub fn schema_object_ref(key: String, bytes: &[u8]) -> ObjectRef {
     ObjectRef { key, bytes: len_u64(bytes.len()), crc32c: crc32c::crc32c(bytes) }
 }
 
-/// Decode a schema object, first checking it is the object `r` names
-/// (length and whole-object crc32c), then its envelope.
-pub fn decode_schema_object(
-    r: &ObjectRef,
-    bytes: &[u8],
-) -> Result<serde_json::Map<String, serde_json::Value>, FormatError> {
+/// Decode a schema object (either version, `format::schema`), first checking
+/// it is the object `r` names (length and whole-object crc32c).
+pub fn decode_schema_object(r: &ObjectRef, bytes: &[u8]) -> Result<Schema, FormatError> {
     let actual = crc32c::crc32c(bytes);
     if len_u64(bytes.len()) != r.bytes || actual != r.crc32c {
         return Err(FormatError::ChecksumMismatch { what: "schema object", expected: r.crc32c, actual });
     }
-    let (_, body) = open_envelope("schema object", bytes, SCHEMA_MAGIC, SCHEMA_FORMAT_VERSION)?;
-    serde_json::from_str(body).map_err(|e| malformed("schema object body", e))
+    decode_schema_object_body(bytes)
 }
 
 fn current_crc(generation: u64) -> u32 {

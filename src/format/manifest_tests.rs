@@ -3,8 +3,12 @@ use super::*;
 use serde_json::json;
 
 fn sample() -> Manifest {
-    let schema =
-        json!({"title": {"type": "string", "filterable": true}, "vector": {"type": "[3]f32", "ann": true}});
+    use crate::schema::{AttrSchema, AttrType, ScalarType};
+    let mut title = AttrSchema::of(AttrType::Scalar(ScalarType::String));
+    title.filterable = Some(true);
+    let mut vector = AttrSchema::of(AttrType::Vector { dim: 3, f16: false });
+    vector.ann = true;
+    let schema: Schema = [("title".to_owned(), title), ("vector".to_owned(), vector)].into();
     Manifest {
         labels: [("env".to_owned(), "prod".to_owned())].into(),
         data_generation: Some(5),
@@ -19,7 +23,7 @@ fn sample() -> Manifest {
         id_type: Some(IdType::U64),
         distance_metric: Some(DistanceMetric::CosineDistance),
         vector_dim: Some(3),
-        schema: schema.as_object().cloned().unwrap_or_default(),
+        schema,
         schema_ref: None,
         next_wal_seq: 12,
         wal: vec![
@@ -122,16 +126,19 @@ fn every_single_bit_flip_is_detected() {
 #[test]
 fn unknown_versions_and_bad_magic_are_refused() {
     let text = String::from_utf8(minimal().encode()).unwrap();
-    let v3 = text.replacen("\"format_version\":1", "\"format_version\":3", 1);
+    let v4 = text.replacen("\"format_version\":3", "\"format_version\":4", 1);
     assert_eq!(
-        Manifest::decode(v3.as_bytes()),
-        Err(FormatError::UnsupportedVersion { what: "manifest", version: 3, supported: 2 })
+        Manifest::decode(v4.as_bytes()),
+        Err(FormatError::UnsupportedVersion { what: "manifest", version: 4, supported: 3 })
     );
-    let v0 = text.replacen("\"format_version\":1", "\"format_version\":0", 1);
+    let v0 = text.replacen("\"format_version\":3", "\"format_version\":0", 1);
     assert!(matches!(Manifest::decode(v0.as_bytes()), Err(FormatError::UnsupportedVersion { .. })));
-    // Version 2 without a schema_ref is refused (the version and the body must agree).
-    let v2 = text.replacen("\"format_version\":1", "\"format_version\":2", 1);
+    // Version 2 without a schema_ref is refused (the version and the body must agree), and so
+    // is version 1 with the schema in the current encoding (a version 1 schema is turbopuffer's).
+    let v2 = text.replacen("\"format_version\":3", "\"format_version\":2", 1);
     assert!(matches!(Manifest::decode(v2.as_bytes()), Err(FormatError::Malformed(_))));
+    let v1 = text.replacen("\"format_version\":3", "\"format_version\":1", 1);
+    assert!(matches!(Manifest::decode(v1.as_bytes()), Err(FormatError::Malformed(_))));
     let bad = text.replacen("tidepool.manifest", "tidepool.manifesx", 1);
     assert_eq!(Manifest::decode(bad.as_bytes()), Err(FormatError::BadMagic { what: "manifest" }));
     assert_eq!(Manifest::decode(b"{}"), Err(FormatError::BadMagic { what: "manifest" }));
@@ -144,7 +151,7 @@ fn unknown_fields_are_ignored_within_a_version() {
     let mut body = serde_json::to_value(&m).unwrap();
     body["future_field"] = json!({"x": 1});
     let body = body.to_string();
-    let bytes = envelope(MANIFEST_MAGIC, 1, &body);
+    let bytes = envelope(MANIFEST_MAGIC, MANIFEST_FORMAT_VERSION, &body);
     let mut text = String::from_utf8(bytes).unwrap();
     text = text.replacen("{\"magic\"", "{\"extra\":true,\"magic\"", 1);
     assert_eq!(Manifest::decode(text.as_bytes()).unwrap(), m);
@@ -158,7 +165,10 @@ fn reserved_fields_may_be_absent() {
     for k in ["segments", "row_id_hwm", "lineage", "stats"] {
         obj.remove(k);
     }
-    assert_eq!(Manifest::decode(&envelope(MANIFEST_MAGIC, 1, &body.to_string())).unwrap(), m);
+    assert_eq!(
+        Manifest::decode(&envelope(MANIFEST_MAGIC, MANIFEST_FORMAT_VERSION, &body.to_string())).unwrap(),
+        m
+    );
 }
 
 #[test]
@@ -235,7 +245,8 @@ fn segment_deletes_and_bytes_are_optional_and_omitted_when_unset() {
     let seg = body["segments"][0].as_object_mut().unwrap();
     seg.remove("deletes");
     seg.remove("bytes");
-    let decoded = Manifest::decode(&envelope(MANIFEST_MAGIC, 1, &body.to_string())).unwrap();
+    let decoded =
+        Manifest::decode(&envelope(MANIFEST_MAGIC, MANIFEST_FORMAT_VERSION, &body.to_string())).unwrap();
     assert_eq!(decoded.segments[0].deletes, None);
     assert_eq!(decoded.segments[0].bytes, 0);
     // Set: written after `rows`, in field order.
@@ -297,18 +308,21 @@ fn current_v2_embeds_the_manifest_and_detects_corruption() {
     assert!(decode_current_full(forged.as_bytes()).is_err());
     // A manifest too large to embed gives the version-1 form.
     let mut big = m.clone();
-    big.schema.insert("x".repeat(MAX_EMBEDDED_MANIFEST_BYTES), serde_json::json!({"type": "string"}));
+    big.schema.insert(
+        "x".repeat(MAX_EMBEDDED_MANIFEST_BYTES),
+        crate::schema::AttrSchema::of(crate::schema::AttrType::Scalar(crate::schema::ScalarType::String)),
+    );
     assert_eq!(encode_current_with_manifest(&big), encode_current(big.generation));
 }
 
-/// A manifest with its schema in a schema object: version 2, no inline
-/// schema, the object one of its objects; any damage to the object is refused.
+/// A manifest with its schema in a schema object: no inline schema, the
+/// object one of its objects; any damage to the object is refused.
 #[test]
-fn schema_objects_round_trip_and_version_two_manifests_name_them() {
+fn schema_objects_round_trip_and_manifests_name_them() {
     let mut m = sample();
     let body = schema_json(&m.schema);
     let object = encode_schema_object(&body);
-    assert!(object.starts_with(b"{\"magic\":\"tidepool.schema\",\"format_version\":1,"));
+    assert!(object.starts_with(b"{\"magic\":\"tidepool.schema\",\"format_version\":2,"));
     let key = "acme/search/namespaces/docs/schemas/00000000000000000007-0123.json".to_owned();
     let r = schema_object_ref(key.clone(), &object);
     assert_eq!(decode_schema_object(&r, &object).unwrap(), m.schema);
@@ -319,13 +333,13 @@ fn schema_objects_round_trip_and_version_two_manifests_name_them() {
     }
     assert!(decode_schema_object(&r, &object[..object.len() - 2]).is_err());
     // A forged object whose own envelope is fine but is not the one the manifest names.
-    let other = encode_schema_object("{}");
+    let other = encode_schema_object(&schema_json(&Schema::new()));
     assert!(decode_schema_object(&r, &other).is_err());
 
     m.schema_ref = Some(r.clone());
     let bytes = m.try_encode().unwrap();
     let text = String::from_utf8(bytes.clone()).unwrap();
-    assert!(text.starts_with("{\"magic\":\"tidepool.manifest\",\"format_version\":2,"), "{text}");
+    assert!(text.starts_with("{\"magic\":\"tidepool.manifest\",\"format_version\":3,"), "{text}");
     assert!(!text.contains("\"schema\":"), "{text}");
     assert!(text.contains(&format!("\"vector_dim\":3,\"schema_ref\":{{\"key\":\"{key}\"")), "{text}");
     let decoded = Manifest::decode(&bytes).unwrap();
@@ -346,22 +360,55 @@ fn schema_objects_round_trip_and_version_two_manifests_name_them() {
     let mut empty = m.clone();
     empty.schema_ref.as_mut().unwrap().key.clear();
     assert!(empty.try_encode().is_err());
-    // A version 1 body with a schema_ref, or a version 2 body with its schema, is refused.
-    let v1 = text.replacen("\"format_version\":2", "\"format_version\":1", 1);
+    // A version 1 body with a schema_ref, or a body with both its schema and a reference, is
+    // refused (version 2: a legacy schema; version 3: the current encoding).
+    let v1 = text.replacen("\"format_version\":3", "\"format_version\":1", 1);
     assert!(matches!(Manifest::decode(v1.as_bytes()), Err(FormatError::Malformed(_))));
     let mut body = serde_json::to_value(&m).unwrap();
-    body["schema"] = serde_json::Value::Object(m.schema.clone());
+    body["schema"] = crate::schema::schema_to_json(&m.schema);
     let both = envelope(MANIFEST_MAGIC, 2, &body.to_string());
     assert!(matches!(Manifest::decode(&both), Err(FormatError::Malformed(_))));
+    body["schema"] = serde_json::from_str(&schema_json(&m.schema)).unwrap();
+    let both = envelope(MANIFEST_MAGIC, 3, &body.to_string());
+    assert!(matches!(Manifest::decode(&both), Err(FormatError::Malformed(_))));
+    body.as_object_mut().unwrap().remove("schema_ref");
+    assert_eq!(Manifest::decode(&envelope(MANIFEST_MAGIC, 3, &body.to_string())).unwrap(), sample());
+    body.as_object_mut().unwrap().remove("schema");
+    let neither = envelope(MANIFEST_MAGIC, 3, &body.to_string());
+    assert!(matches!(Manifest::decode(&neither), Err(FormatError::Malformed(_))));
 }
 
-/// Without a schema_ref the encoding is version 1, byte for byte what it
-/// was before schema objects existed (the field order and `schema` inline).
+/// Without a schema_ref the schema is inline, in the current encoding, in
+/// the field order of 4.2; legacy bodies (turbopuffer's shape) still read.
 #[test]
-fn manifests_without_a_schema_ref_stay_version_one() {
+fn manifests_carry_their_schema_inline_in_the_current_encoding() {
     let m = sample();
     let text = String::from_utf8(m.try_encode().unwrap()).unwrap();
-    assert!(text.starts_with("{\"magic\":\"tidepool.manifest\",\"format_version\":1,"));
-    assert!(text.contains("\"vector_dim\":3,\"schema\":{\"title\""), "{text}");
+    assert!(text.starts_with("{\"magic\":\"tidepool.manifest\",\"format_version\":3,"));
+    assert!(
+        text.contains("\"vector_dim\":3,\"schema\":{\"encoding\":1,\"attributes\":[{\"name\":\"title\""),
+        "{text}"
+    );
     assert!(!text.contains("schema_ref"));
+    let mut body = serde_json::to_value(&m).unwrap();
+    body["schema"] = crate::schema::schema_to_json(&m.schema);
+    assert_eq!(Manifest::decode(&envelope(MANIFEST_MAGIC, 1, &body.to_string())).unwrap(), m);
+}
+
+/// `try_encode` refuses a schema the decoder would refuse (beyond the
+/// structural bounds), and nothing else about the schema.
+#[test]
+fn try_encode_refuses_schemas_outside_the_structural_bounds() {
+    let mut m = sample();
+    m.schema.get_mut("vector").unwrap().ty = crate::schema::AttrType::Vector { dim: 0, f16: false };
+    assert!(m.try_encode().is_err());
+    assert!(Manifest::decode(&m.encode()).is_err());
+    let mut m = sample();
+    let mut deep = json!(0);
+    for _ in 0..=super::super::schema::MAX_EXTRA_DEPTH {
+        deep = json!({ "x": deep });
+    }
+    m.schema.get_mut("title").unwrap().extra.insert("deep".into(), deep);
+    assert!(m.try_encode().is_err());
+    assert!(Manifest::decode(&m.encode()).is_err());
 }

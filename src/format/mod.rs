@@ -1,5 +1,6 @@
 //! On-storage formats: the WAL batch codec ([`wal`]), the manifest and
-//! CURRENT-hint codecs ([`manifest`]), the segment and deletion-set codecs
+//! CURRENT-hint codecs ([`manifest`]), the persisted schema encoding
+//! ([`schema`]), the segment and deletion-set codecs
 //! ([`segment`]), the attribute/value codec both WAL documents and segment
 //! rows use ([`attrs`]), the filter and schema-update codecs of WAL records
 //! ([`filter`], [`schema_codec`]), the idempotency records of `meta.redb`
@@ -28,6 +29,9 @@ pub mod filter;
 pub mod idempotency;
 pub mod lease;
 pub mod manifest;
+mod manifest_body;
+mod manifest_envelope;
+pub mod schema;
 pub mod schema_codec;
 pub mod segment;
 pub mod snapshot;

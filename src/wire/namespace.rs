@@ -16,7 +16,7 @@ impl NamespaceMetadata {
     /// turbopuffer's metadata document.
     pub fn to_json(&self) -> Json {
         let m = &self.manifest;
-        let mut schema = Json::Object(m.schema.clone());
+        let mut schema = crate::schema::schema_to_json(&m.schema);
         if let (Some(t), Some(o)) = (m.id_type, schema.as_object_mut()) {
             o.insert("id".into(), json!({"type": t.schema_name(), "filterable": true}));
         }
