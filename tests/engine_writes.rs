@@ -339,11 +339,15 @@ async fn schema_is_explicit_or_inferred_and_types_are_enforced() {
     assert_eq!(schema["body"]["filterable"], false);
     let err = write(&e, &p, json!({"upsert_rows": [{"id": 2, "tags": "notarray"}]})).await.unwrap_err();
     assert!(err.to_string().contains("tags"), "{err}");
-    let err = e.update_schema(&p, &json!({"price": "string"})).await.unwrap_err();
+    let update = |v: serde_json::Value| tidepool::wire::namespace::parse_schema_update(&v).unwrap();
+    let err = e.update_schema(&p, update(json!({"price": "string"}))).await.unwrap_err();
     assert!(err.to_string().contains("cannot change"), "{err}");
-    e.update_schema(&p, &json!({"body": {"type": "string", "full_text_search": true, "filterable": true}}))
-        .await
-        .unwrap();
+    e.update_schema(
+        &p,
+        update(json!({"body": {"type": "string", "full_text_search": true, "filterable": true}})),
+    )
+    .await
+    .unwrap();
     let s = e.existing(&p, true).await.unwrap();
     assert_eq!(tidepool::wire::namespace::schema_json(&s.state)["body"]["filterable"], true);
 }

@@ -151,3 +151,31 @@ async fn a_write_over_the_label_cap_writes_nothing() {
     assert_eq!(md["approx_row_count"], 1, "the refused write's row was not committed: {md}");
     assert!(md.get("labels").is_none(), "{md}");
 }
+
+/// A write that creates a namespace by branching (or copying) with `labels` is one generation: the
+/// fork's, carrying the source's labels with the write's changes applied; a refused label change
+/// creates nothing.
+#[tokio::test]
+async fn a_branch_write_carries_its_labels_in_the_forks_generation() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(dir.path(), &["--compaction-idle-ms", "0"]);
+    let c = client();
+    let body = json!({"upsert_rows": [{"id": 1}], "labels": {"env": "dev", "team": "a"}});
+    let (s, b) = post(&c, &d.at("/v2/namespaces/src"), &body).await;
+    assert_eq!(s, 200, "{b}");
+    let fork = json!({"branch_from_namespace": "src", "labels": {"env": "test", "team": null}});
+    let (s, w) = post(&c, &d.at("/v2/namespaces/br"), &fork).await;
+    assert_eq!(s, 200, "{w}");
+    let (_, md) = get(&c, &d.at("/v1/namespaces/br/metadata")).await;
+    assert_eq!(md["version"], w["version"], "no generation after the fork's: {md}");
+    assert_eq!(md["version"], 1, "the branch's first and only generation: {md}");
+    assert_eq!(md["labels"], json!({"env": "test"}), "{md}");
+    assert_eq!(md["approx_row_count"], 1, "{md}");
+
+    let too_many: serde_json::Map<String, Json> = (0..64).map(|i| (format!("k{i}"), json!("v"))).collect();
+    let fork = json!({"copy_from_namespace": "src", "labels": too_many});
+    let (s, b) = post(&c, &d.at("/v2/namespaces/cp"), &fork).await;
+    assert_eq!(s, 400, "65 labels with the source's two: {b}");
+    let (s, md) = get(&c, &d.at("/v1/namespaces/cp/metadata")).await;
+    assert_eq!(s, 404, "the refused copy created nothing: {md}");
+}

@@ -319,12 +319,8 @@ fn parse_pinning(v: &Json) -> Result<bool, ApiError> {
 async fn update_schema(ctx: &Ctx, ns: &str, req: Request<Incoming>) -> Result<Json, ApiError> {
     let path = ctx.ns(ns)?;
     let (_, body) = body_json(ctx, req).await?;
-    if !body.is_object() {
-        return Err(ApiError::bad_request(
-            "the schema update body must be the schema object {attr: type | {...}}",
-        ));
-    }
-    let snap = ctx.state.engine.update_schema(&path, &body).await?;
+    let schema = crate::wire::namespace::parse_schema_update(&body)?;
+    let snap = ctx.state.engine.update_schema(&path, schema).await?;
     Ok(schema_json(&snap.state))
 }
 

@@ -36,6 +36,7 @@ use std::sync::Arc;
 use serde_json::Value as Json;
 
 use super::commit::{CommitError, Derived};
+use super::labels::LabelChanges;
 use super::request::{ForkFrom, ForkKind};
 use super::{clear_cached, Engine, EngineError, ErrorKind, WriteResponse};
 use crate::format::manifest::{Lineage, Manifest};
@@ -95,10 +96,15 @@ impl Engine {
     }
 
     /// A write body carrying `branch_from_namespace` / `copy_from_namespace`.
-    pub(crate) async fn write_fork(&self, dst: &NsPath, f: &ForkFrom) -> Result<WriteResponse, EngineError> {
+    pub(crate) async fn write_fork(
+        &self,
+        dst: &NsPath,
+        f: &ForkFrom,
+        labels: &LabelChanges,
+    ) -> Result<WriteResponse, EngineError> {
         let src = NsPath::new(dst.org(), dst.project(), &f.source)
             .map_err(|e| EngineError::caused_by(ErrorKind::InvalidInput, "source namespace", e))?;
-        let out = self.fork(&src, dst, f.kind, f.generation).await?;
+        let out = self.fork_labelled(&src, dst, (f.kind, f.generation), labels).await?;
         Ok(WriteResponse {
             counts: RowCounts::default(),
             generation: out.manifest.generation,
@@ -115,6 +121,18 @@ impl Engine {
         dst: &NsPath,
         kind: ForkKind,
         generation: Option<u64>,
+    ) -> Result<ForkOutcome, EngineError> {
+        self.fork_labelled(src, dst, (kind, generation), &LabelChanges::new()).await
+    }
+
+    /// [`Engine::fork`] whose new generation also carries `labels` applied to the source's (a
+    /// write that creates a namespace by branching or copying, with `labels`: one generation).
+    async fn fork_labelled(
+        &self,
+        src: &NsPath,
+        dst: &NsPath,
+        (kind, generation): (ForkKind, Option<u64>),
+        labels: &LabelChanges,
     ) -> Result<ForkOutcome, EngineError> {
         if src.org() != dst.org() || src.project() != dst.project() {
             return Err(EngineError::invalid_input(
@@ -133,6 +151,8 @@ impl Engine {
         let _g2 = second.commit_lock.lock().await;
 
         let source = self.manifest_at(src, generation).await?;
+        // Checked before anything is raised or copied: a refused label change writes nothing.
+        let new_labels = super::labels::applied(&source.labels, labels)?;
         let base = self.fork_destination_base(dst).await?;
         let keys = source.object_keys();
 
@@ -152,7 +172,7 @@ impl Engine {
                 (m, written, n)
             }
         };
-        let committed = self.commit_fork(dst, base, &held, manifest).await;
+        let committed = self.commit_fork(dst, base, &held, Manifest { labels: new_labels, ..manifest }).await;
         clear_cached(&hd);
         let manifest = committed?;
         Ok(ForkOutcome {

@@ -18,14 +18,13 @@
 //!   commits nothing.
 //! - A request's label changes (`WriteRequest::labels`) commit in the same
 //!   generation as its rows (the group's manifest), applied in request
-//!   order; invalid ones fail the request before it changes anything. (A
-//!   branch or copy with labels is still two generations: the fork, then the
-//!   labels.)
+//!   order; invalid ones fail the request before it changes anything. A
+//!   write that creates the namespace by branching or copying carries its
+//!   labels in the fork's one generation (`Engine::write_fork`).
 
 use std::sync::Arc;
 
 use bytes::Bytes;
-use serde_json::Value as Json;
 use tokio::sync::oneshot;
 
 use super::apply;
@@ -72,11 +71,7 @@ impl Engine {
     pub async fn write(&self, path: &NsPath, req: WriteRequest) -> Result<WriteResponse, EngineError> {
         super::labels::validate_changes(&req.labels)?;
         if let Some(fork) = req.fork.clone() {
-            let resp = self.write_fork(path, &fork).await?;
-            if !req.labels.is_empty() {
-                self.set_labels(path, &req.labels).await?;
-            }
-            return Ok(resp);
+            return self.write_fork(path, &fork, &req.labels).await;
         }
         let h = self.handle(path);
         let (tx, mut rx) = oneshot::channel();
@@ -98,9 +93,11 @@ impl Engine {
     }
 
     /// Update a namespace's schema (a settings-only write).
-    pub async fn update_schema(&self, path: &NsPath, schema: &Json) -> Result<Snapshot, EngineError> {
-        let schema =
-            crate::schema::parse_schema(schema).map_err(|e| EngineError::invalid_input(e.to_string()))?;
+    pub async fn update_schema(
+        &self,
+        path: &NsPath,
+        schema: crate::schema::Schema,
+    ) -> Result<Snapshot, EngineError> {
         let settings = crate::ops::NamespaceSettings { schema: Some(schema), ..Default::default() };
         let mut req = WriteRequest::settings_only(settings);
         req.create_namespace = Some(true);

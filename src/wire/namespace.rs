@@ -8,9 +8,20 @@
 use serde_json::{json, Value as Json};
 
 use crate::engine::branch::ForkOutcome;
-use crate::engine::NamespaceMetadata;
+use crate::engine::{EngineError, NamespaceMetadata};
 use crate::format::manifest::Manifest;
 use crate::state::NsState;
+
+/// The body of `POST /v1/namespaces/{ns}/schema`: the schema object `{attr: type | {...}}`, parsed
+/// with the API's rules (the engine takes it typed).
+pub fn parse_schema_update(body: &Json) -> Result<crate::schema::Schema, EngineError> {
+    if !body.is_object() {
+        return Err(EngineError::invalid_input(
+            "the schema update body must be the schema object {attr: type | {...}}",
+        ));
+    }
+    crate::schema::parse_schema(body).map_err(|e| EngineError::invalid_input(e.to_string()))
+}
 
 impl NamespaceMetadata {
     /// turbopuffer's metadata document.
