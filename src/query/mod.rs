@@ -209,6 +209,9 @@ pub struct Query {
 pub struct QueryRequest {
     /// Strong (default) or eventual consistency.
     pub strong: bool,
+    /// Whether the caller named `strong` itself (`{"level": "strong"}`), rather
+    /// than taking it by default: only such a read refuses a stale answer.
+    pub strong_demanded: bool,
     /// Whether the response is the multi-query shape (`results`).
     pub multi: bool,
     /// The queries (one for a single query).

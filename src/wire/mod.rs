@@ -11,6 +11,7 @@
 //!   storage (the idempotency record of `storage-format.md` 6.1 is encoded by
 //!   the engine).
 
+pub mod admin;
 pub mod bounded;
 pub mod namespace;
 pub mod query;

@@ -3,14 +3,28 @@
 //! timestamps.
 //!
 //! Invariant: rendering reads only the typed values it is given (a manifest,
-//! a state's schema); timestamps are RFC 3339 UTC with milliseconds.
+//! a state's schema, the extras of [`MetadataExtras`]); timestamps are RFC
+//! 3339 UTC with milliseconds.
 
 use serde_json::{json, Value as Json};
 
 use crate::engine::branch::ForkOutcome;
 use crate::engine::NamespaceMetadata;
-use crate::format::manifest::Manifest;
+use crate::format::manifest::{Lineage, Manifest};
+use crate::layout::NsPath;
 use crate::state::NsState;
+
+/// What tidepool adds to turbopuffer's metadata document, each after the
+/// document's own fields and in this order.
+#[derive(Debug, Clone, Default)]
+pub struct MetadataExtras {
+    /// The store's last read failure (`store: {"reachable": false, ...}`).
+    pub store_error: Option<String>,
+    /// The branch's parent (`lineage`).
+    pub lineage: Option<Lineage>,
+    /// The namespace's sync status, rendered by the syncer (`sync`).
+    pub sync: Option<Json>,
+}
 
 impl NamespaceMetadata {
     /// turbopuffer's metadata document.
@@ -38,6 +52,23 @@ impl NamespaceMetadata {
         if self.pinned {
             v["pinning"] = json!({"replicas": 1, "status": {"ready_replicas": 1, "replicas": 1, "utilization": 0.0,
                 "updated_at": rfc3339(m.committed_at_ms)}});
+        }
+        v
+    }
+
+    /// The metadata document plus tidepool's extras (`GET .../metadata`).
+    pub fn to_json_with(&self, extras: MetadataExtras) -> Json {
+        let mut v = self.to_json();
+        if let Some(error) = extras.store_error {
+            v["store"] = json!({"reachable": false, "error": error});
+        }
+        if let Some(l) = extras.lineage {
+            // A parent is shown by its name within the caller's project.
+            let parent = NsPath::parse(&l.parent).map(|p| p.ns().to_owned()).unwrap_or(l.parent);
+            v["lineage"] = json!({"parent": parent, "parent_generation": l.parent_generation});
+        }
+        if let Some(sync) = extras.sync {
+            v["sync"] = sync;
         }
         v
     }

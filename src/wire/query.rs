@@ -198,9 +198,11 @@ pub fn parse_request(body: &Json, multi_hint: bool) -> Result<QueryRequest, Quer
     if multi_hint || obj.contains_key("queries") {
         return parse_multi(obj);
     }
-    let strong = parse_consistency(obj.get("consistency"))?;
+    let consistency = obj.get("consistency");
+    let strong = parse_consistency(consistency)?;
     let query = parse_query(obj, VectorEncoding::Float)?;
-    Ok(QueryRequest { strong, multi: false, queries: vec![query], rerank: None })
+    let strong_demanded = names_strong(consistency);
+    Ok(QueryRequest { strong, strong_demanded, multi: false, queries: vec![query], rerank: None })
 }
 
 pub(crate) fn parse_multi(obj: &Map<String, Json>) -> Result<QueryRequest, QueryError> {
@@ -248,7 +250,9 @@ pub(crate) fn parse_multi(obj: &Map<String, Json>) -> Result<QueryRequest, Query
             return Err(invalid("with rerank_by every subquery needs rank_by"));
         }
     }
-    Ok(QueryRequest { strong: parse_consistency(obj.get("consistency"))?, multi: true, queries, rerank })
+    let consistency = obj.get("consistency");
+    let strong = parse_consistency(consistency)?;
+    Ok(QueryRequest { strong, strong_demanded: names_strong(consistency), multi: true, queries, rerank })
 }
 
 pub(crate) fn prefix_error(e: QueryError, what: &str) -> QueryError {
@@ -257,6 +261,11 @@ pub(crate) fn prefix_error(e: QueryError, what: &str) -> QueryError {
         QueryError::Unsupported(m) => QueryError::Unsupported(format!("{what}: {m}")),
         other => other,
     }
+}
+
+/// Whether `consistency` names `{"level": "strong"}` (not strong by default).
+fn names_strong(consistency: Option<&Json>) -> bool {
+    consistency.and_then(|c| c.get("level")).and_then(Json::as_str) == Some("strong")
 }
 
 pub(crate) fn parse_consistency(v: Option<&Json>) -> Result<bool, QueryError> {
