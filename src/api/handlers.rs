@@ -27,7 +27,7 @@ use super::router::{route, NoRoute, Route};
 use super::stream::Reply;
 use super::{maintenance, metrics, AppState};
 use crate::engine::{Consistency, ReadOptions, WriteRequest};
-use crate::wire::admin::{self, parse_label_changes, parse_metadata_update};
+use crate::wire::admin::{self, check_schema_update, parse_label_changes, parse_metadata_update};
 use crate::wire::namespace::schema_json;
 use crate::wire::query::{parse_recall, parse_request, query_response, recall_json};
 
@@ -266,11 +266,7 @@ fn parse_label_filter(v: Option<&str>) -> Result<Vec<(String, String)>, ApiError
 async fn update_schema(ctx: &Ctx, ns: &str, req: Request<Incoming>) -> Result<Json, ApiError> {
     let path = ctx.ns(ns)?;
     let (_, body) = body_json(ctx, req).await?;
-    if !body.is_object() {
-        return Err(ApiError::bad_request(
-            "the schema update body must be the schema object {attr: type | {...}}",
-        ));
-    }
+    check_schema_update(&body)?;
     let snap = ctx.state.engine.update_schema(&path, &body).await?;
     Ok(schema_json(&snap.state))
 }

@@ -268,6 +268,15 @@ pub fn parse_verify(body: &Json) -> Result<(), EngineError> {
     Ok(())
 }
 
+/// `POST .../schema`'s body must be the schema object (the engine parses
+/// its attributes).
+pub fn check_schema_update(body: &Json) -> Result<(), EngineError> {
+    if !body.is_object() {
+        return Err(invalid("the schema update body must be the schema object {attr: type | {...}}"));
+    }
+    Ok(())
+}
+
 /// `PATCH /v1/namespaces/{ns}/metadata`'s body.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MetadataUpdate {
@@ -330,3 +339,207 @@ fn parse_pinning(v: &Json) -> Result<bool, EngineError> {
     }
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The body as earlier builds rendered it: the report's serde form plus the extras.
+    fn serde_form(report: &impl serde::Serialize, extras: &[(&str, Json)]) -> String {
+        let mut v = serde_json::to_value(report).unwrap();
+        for (k, x) in extras {
+            v[*k] = x.clone();
+        }
+        v.to_string()
+    }
+
+    #[test]
+    fn repair_body_is_the_earlier_one_byte_for_byte() {
+        let r = RepairReport {
+            namespaces: 2,
+            manifests_read: 3,
+            manifests_collected: 4,
+            refcounts_changed: 5,
+            refcounts_lowered: 6,
+            refcounts_raised: 7,
+            missing_objects: vec!["m".into()],
+            swept: vec!["a".into(), "b".into()],
+            kept_young: 8,
+            staging_removed: 9,
+        };
+        let expected = serde_form(&r, &[("status", json!("OK")), ("swept_count", json!(2))]);
+        assert_eq!(repair_response(&r).to_string(), expected);
+    }
+
+    #[test]
+    fn verify_body_is_the_earlier_one_and_says_damaged() {
+        let mut r = VerifyReport {
+            namespaces: 1,
+            objects_checked: 2,
+            bytes_checked: 3,
+            rows_checked: 4,
+            damaged: vec![],
+        };
+        assert_eq!(verify_response(&r).to_string(), serde_form(&r, &[("status", json!("OK"))]));
+        r.damaged.push(DamagedObject {
+            key: "k".into(),
+            error: "bad crc".into(),
+            namespaces: vec!["ns".into()],
+        });
+        let v = verify_response(&r);
+        assert_eq!(v.to_string(), serde_form(&r, &[("status", json!("DAMAGED"))]));
+        assert_eq!(v["damaged"][0]["error"], "bad crc");
+    }
+
+    #[test]
+    fn compaction_and_restore_bodies_keep_their_field_order() {
+        let r = CompactionReport { performed: true, generation: 7, rows_written: 10, ..Default::default() };
+        let keys: Vec<String> = compaction_response(&r).as_object().unwrap().keys().cloned().collect();
+        assert_eq!(
+            keys,
+            [
+                "status",
+                "performed",
+                "version",
+                "wal_objects_folded",
+                "segments_written",
+                "segments_merged",
+                "rows_written",
+                "bytes_written"
+            ]
+        );
+        let info = SnapshotInfo { namespace: "o/p/src".into(), generation: 3, objects: 4, bytes: 5 };
+        assert_eq!(
+            restore_response("dst", 9, &info).to_string(),
+            r#"{"status":"OK","namespace":"dst","version":9,"source_namespace":"o/p/src","source_version":3,"objects":4,"bytes":5}"#
+        );
+    }
+
+    #[test]
+    fn listing_and_small_bodies() {
+        let page = NamespacePage { namespaces: vec!["a".into(), "b".into()], next_cursor: None };
+        assert_eq!(
+            namespace_page(&page).to_string(),
+            r#"{"namespaces":[{"id":"a"},{"id":"b"}],"next_cursor":null}"#
+        );
+        let page = NamespacePage { namespaces: vec![], next_cursor: Some("b".into()) };
+        assert_eq!(namespace_page(&page)["next_cursor"], "b");
+        assert_eq!(health().to_string(), r#"{"status":"ok"}"#);
+        assert_eq!(ready().to_string(), r#"{"status":"ready"}"#);
+        assert_eq!(ok().to_string(), r#"{"status":"OK"}"#);
+        assert_eq!(explain_response("plan")["plan_text"], "plan");
+        assert_eq!(cache_warm_accepted()["status"], "ACCEPTED");
+    }
+
+    #[test]
+    fn job_bodies_by_outcome() {
+        assert_eq!(
+            job_started(3, "repair").to_string(),
+            r#"{"id":"3","kind":"repair","state":"running","status_url":"/v1/_admin/jobs/3"}"#
+        );
+        let result = json!({"status": "OK"});
+        let mut j = JobStatus {
+            id: 3,
+            kind: "verify",
+            done: 1,
+            total: 2,
+            elapsed_ms: 5,
+            outcome: JobOutcome::Running,
+        };
+        assert_eq!(
+            job_status(&j).to_string(),
+            r#"{"id":"3","kind":"verify","state":"running","progress":{"done":1,"total":2},"elapsed_ms":5}"#
+        );
+        j.outcome = JobOutcome::Done(&result);
+        let v = job_status(&j);
+        assert_eq!((v["state"].as_str(), &v["result"]), (Some("done"), &result));
+        j.outcome = JobOutcome::Failed { status: 503, message: "gone" };
+        let v = job_status(&j);
+        assert_eq!(v["state"], "failed");
+        assert_eq!(v["error"], json!({"status": 503, "message": "gone"}));
+        assert!(v.get("result").is_none());
+    }
+
+    #[test]
+    fn sync_run_is_partial_when_a_namespace_failed() {
+        let ok = json!({"node_id": "n", "namespaces": [{"last_error": null}]});
+        assert_eq!(sync_run_response(ok)["status"], "OK");
+        let failed = json!({"node_id": "n", "namespaces": [{"last_error": null}, {"last_error": "boom"}]});
+        let v = sync_run_response(failed);
+        assert_eq!(v["status"], "partial");
+        assert_eq!(v.as_object().unwrap().keys().next_back().map(String::as_str), Some("status"));
+        assert_eq!(sync_started().to_string(), r#"{"status":"started"}"#);
+    }
+
+    fn message(e: EngineError) -> String {
+        assert_eq!(e.kind(), crate::engine::ErrorKind::InvalidInput);
+        e.to_string()
+    }
+
+    #[test]
+    fn copy_body_parses_and_names_what_is_wrong() {
+        let c = parse_copy(&json!({"source_namespace": "a", "branch": true, "generation": 4})).unwrap();
+        assert_eq!(c, CopyRequest { source: "a".into(), deep: false, branch: true, generation: Some(4) });
+        assert_eq!(
+            parse_copy(&json!({"source_namespace": "a", "generation": null})).unwrap().generation,
+            None
+        );
+        let err = |v: Json| message(parse_copy(&v).unwrap_err());
+        assert_eq!(err(json!([])), "copy body must be a JSON object");
+        assert_eq!(err(json!({})), "copy needs \"source_namespace\"");
+        assert_eq!(err(json!({"source_namespace": 1})), "source_namespace must be a string");
+        assert_eq!(err(json!({"source_namespace": "a", "deep": "y"})), "deep must be a bool");
+        assert_eq!(
+            err(json!({"source_namespace": "a", "generation": 0})),
+            "generation must be a positive integer"
+        );
+        assert_eq!(err(json!({"source_namespace": "a", "x": 1})), "unknown copy parameter \"x\"");
+        assert_eq!(
+            err(json!({"source_namespace": "a", "deep": true, "branch": true})),
+            "a branch shares its parent's objects; it cannot be deep"
+        );
+    }
+
+    #[test]
+    fn repair_and_verify_bodies() {
+        let o = parse_repair(&json!({})).unwrap();
+        assert_eq!((o.sweep, o.grace_ms, o.manifest_retention_ms), (false, DEFAULT_GRACE_MS, None));
+        let o = parse_repair(&json!({"sweep": true, "grace_secs": 2, "manifest_retention_secs": 3})).unwrap();
+        assert_eq!((o.sweep, o.grace_ms, o.manifest_retention_ms), (true, 2000, Some(3000)));
+        let err = |v: Json| message(parse_repair(&v).unwrap_err());
+        assert_eq!(err(json!({"grace_secs": -1})), "grace_secs must be a non-negative integer");
+        assert_eq!(err(json!({"sweep": 1})), "sweep must be a bool");
+        assert_eq!(err(json!({"nope": 1})), "unknown repair parameter \"nope\"");
+        assert!(parse_verify(&json!({})).is_ok());
+        assert!(parse_verify(&json!({"deep": true})).is_err());
+        assert!(parse_verify(&json!(null)).is_err());
+        assert!(check_schema_update(&json!({"a": "string"})).is_ok());
+        assert!(check_schema_update(&json!(["a"])).is_err());
+    }
+
+    #[test]
+    fn metadata_update_parses_pinning_labels_and_read_only() {
+        let u = parse_metadata_update(&json!({"pinning": {"replicas": 2}, "labels": {"a": "b", "c": null}}))
+            .unwrap();
+        assert_eq!(u.pin, Some(true));
+        let labels = u.labels.unwrap();
+        assert_eq!((labels["a"].as_deref(), labels["c"].as_deref()), (Some("b"), None));
+        assert_eq!(parse_metadata_update(&json!({"pinning": {"replicas": 0}})).unwrap().pin, Some(false));
+        assert_eq!(parse_metadata_update(&json!({"pinning": {}})).unwrap().pin, Some(true));
+        assert_eq!(
+            parse_metadata_update(&json!({"pinning": null, "read_only": false})).unwrap().pin,
+            Some(false)
+        );
+        assert_eq!(parse_metadata_update(&json!({})).unwrap(), MetadataUpdate::default());
+        let read_only = parse_metadata_update(&json!({"read_only": true})).unwrap_err();
+        assert_eq!(read_only.kind(), crate::engine::ErrorKind::Unsupported);
+        let err = |v: Json| message(parse_metadata_update(&v).unwrap_err());
+        assert_eq!(
+            err(json!({"pinning": {"replicas": 1, "x": 1}})),
+            "pinning must be true, false, null or {\"replicas\": N}"
+        );
+        assert_eq!(err(json!({"labels": {"a": 1}})), "label \"a\" must be a string (or null to remove it)");
+        assert_eq!(err(json!({"labels": []})), "labels must be an object of strings");
+        assert_eq!(err(json!({"read_only": 1})), "read_only must be a bool");
+        assert_eq!(err(json!({"other": 1})), "unknown metadata parameter \"other\"");
+    }
+}

@@ -790,3 +790,34 @@ pub(crate) fn id_lower_bound(f: &Json) -> Option<(DocId, bool)> {
     };
     DocId::from_json(val).ok().map(|id| (id, inclusive))
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::parse_request;
+
+    /// (strong, strong_demanded) of a body.
+    fn consistency(body: serde_json::Value, multi: bool) -> (bool, bool) {
+        let r = parse_request(&body, multi).unwrap();
+        (r.strong, r.strong_demanded)
+    }
+
+    #[test]
+    fn only_a_named_strong_level_is_demanded() {
+        let q = json!({"rank_by": ["id", "asc"]});
+        assert_eq!(consistency(q.clone(), false), (true, false));
+        let with = |c| {
+            let mut b = q.clone();
+            b["consistency"] = c;
+            b
+        };
+        assert_eq!(consistency(with(json!({})), false), (true, false));
+        assert_eq!(consistency(with(json!(null)), false), (true, false));
+        assert_eq!(consistency(with(json!({"level": "strong"})), false), (true, true));
+        assert_eq!(consistency(with(json!({"level": "eventual"})), false), (false, false));
+        let multi = json!({"queries": [q], "consistency": {"level": "strong"}});
+        assert_eq!(consistency(multi, true), (true, true));
+        assert_eq!(consistency(json!({"queries": [{"rank_by": ["id", "asc"]}]}), true), (true, false));
+    }
+}
