@@ -220,6 +220,19 @@ pub struct QueryRequest {
     pub rerank: Option<Rerank>,
 }
 
+impl QueryRequest {
+    /// One strong query (strong by default, not demanded), single-query shaped.
+    pub fn single(query: Query) -> Self {
+        QueryRequest {
+            strong: true,
+            strong_demanded: false,
+            multi: false,
+            queries: vec![query],
+            rerank: None,
+        }
+    }
+}
+
 /// The result of one query, typed: the wire layer renders it.
 #[derive(Debug, Clone, Default)]
 pub struct QueryResult {
