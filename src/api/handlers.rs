@@ -7,6 +7,8 @@
 //! - A handler returns `Ok(json)` for 200 or an [`ApiError`]; it never
 //!   panics on input (a panic is still caught one level up and becomes 500).
 //! - A query and all subqueries of a multi-query read one snapshot.
+//! - No JSON field name is read or written here: bodies are parsed and
+//!   rendered by `wire/` (query parameters and headers are HTTP's, read here).
 //! - How a read is done (warm, cold, time travel, last known) and where
 //!   queries are evaluated is the engine's choice (`Engine::read`); a handler
 //!   only says what the request allows.

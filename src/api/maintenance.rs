@@ -14,9 +14,11 @@
 //!   answer its id at once; `GET /v1/_admin/jobs/{id}` polls it;
 //! - `?generation=N` on query and explain_query reads that retained generation.
 //!
-//! Invariants: errors that can be known before streaming starts (missing
-//! namespace or generation) are answered with their status; a failure after
-//! the 200 aborts the body (see `stream`). A restore upload is spooled whole
+//! Invariants: request bodies are parsed and responses rendered by
+//! `wire/admin.rs` and `wire/namespace.rs` (no JSON field name lives here);
+//! errors that can be known before streaming starts (missing namespace or
+//! generation) are answered with their status; a failure after the 200
+//! aborts the body (see `stream`). A restore upload is spooled whole
 //! to the engine's scratch dir (within the upload deadline) and handed to the
 //! engine as a file, which verifies it before taking any lock.
 

@@ -126,3 +126,46 @@ impl ForkOutcome {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn metadata_extras_follow_the_document_in_order() {
+        let meta =
+            NamespaceMetadata { manifest: Arc::new(Manifest::default()), pinned: false, resident_bytes: 0 };
+        let plain = meta.to_json();
+        assert_eq!(meta.to_json_with(MetadataExtras::default()), plain);
+        let extras = MetadataExtras {
+            store_error: Some("timed out".into()),
+            lineage: Some(Lineage { parent: "org/proj/parent".into(), parent_generation: 4 }),
+            sync: Some(json!({"mode": "push"})),
+        };
+        let v = meta.to_json_with(extras);
+        assert_eq!(v["store"], json!({"reachable": false, "error": "timed out"}));
+        // The parent is named within the caller's project.
+        assert_eq!(v["lineage"], json!({"parent": "parent", "parent_generation": 4}));
+        assert_eq!(v["sync"], json!({"mode": "push"}));
+        let keys: Vec<&String> = v.as_object().unwrap().keys().collect();
+        assert_eq!(
+            keys[..plain.as_object().unwrap().len()],
+            plain.as_object().unwrap().keys().collect::<Vec<_>>()[..]
+        );
+        assert_eq!(keys[keys.len() - 3..], ["store", "lineage", "sync"]);
+    }
+
+    #[test]
+    fn a_lineage_parent_that_is_not_a_path_is_shown_as_recorded() {
+        let meta =
+            NamespaceMetadata { manifest: Arc::new(Manifest::default()), pinned: false, resident_bytes: 0 };
+        let lineage = Some(Lineage { parent: "not a path".into(), parent_generation: 1 });
+        let v = meta.to_json_with(MetadataExtras { lineage, ..MetadataExtras::default() });
+        assert_eq!(v["lineage"]["parent"], "not a path");
+        assert!(v.get("store").is_none() && v.get("sync").is_none());
+    }
+}
