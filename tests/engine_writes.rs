@@ -339,7 +339,7 @@ async fn schema_is_explicit_or_inferred_and_types_are_enforced() {
     assert_eq!(schema["body"]["filterable"], false);
     let err = write(&e, &p, json!({"upsert_rows": [{"id": 2, "tags": "notarray"}]})).await.unwrap_err();
     assert!(err.to_string().contains("tags"), "{err}");
-    let update = |v: serde_json::Value| tidepool::wire::namespace::parse_schema_update(&v).unwrap();
+    let update = |v: serde_json::Value| tidepool::wire::admin::parse_schema_update(&v).unwrap();
     let err = e.update_schema(&p, update(json!({"price": "string"}))).await.unwrap_err();
     assert!(err.to_string().contains("cannot change"), "{err}");
     e.update_schema(

@@ -7,6 +7,8 @@
 //! - A handler returns `Ok(json)` for 200 or an [`ApiError`]; it never
 //!   panics on input (a panic is still caught one level up and becomes 500).
 //! - A query and all subqueries of a multi-query read one snapshot.
+//! - No JSON field name is read or written here: bodies are parsed and
+//!   rendered by `wire/` (query parameters and headers are HTTP's, read here).
 //! - How a read is done (warm, cold, time travel, last known) and where
 //!   queries are evaluated is the engine's choice (`Engine::read`); a handler
 //!   only says what the request allows.
@@ -18,7 +20,7 @@ use bytes::Bytes;
 use hyper::body::Incoming;
 use hyper::header::HeaderName;
 use hyper::{Request, StatusCode};
-use serde_json::{json, Value as Json};
+use serde_json::Value as Json;
 
 use super::body::{parse_json, read_body};
 use super::ctx::Ctx;
@@ -27,6 +29,7 @@ use super::router::{route, NoRoute, Route};
 use super::stream::Reply;
 use super::{maintenance, metrics, AppState};
 use crate::engine::{Consistency, ReadOptions, WriteRequest};
+use crate::wire::admin::{self, parse_label_changes, parse_metadata_update, parse_schema_update};
 use crate::wire::namespace::schema_json;
 use crate::wire::query::{parse_recall, parse_request, query_response, recall_json};
 
@@ -57,7 +60,7 @@ pub async fn dispatch(
         }
     })?;
     match route {
-        Route::Health => return Ok(json!({"status": "ok"}).into()),
+        Route::Health => return Ok(admin::health().into()),
         Route::Ready => return ready(&state).await.map(Reply::Json),
         _ => {}
     }
@@ -90,7 +93,7 @@ async fn run(ctx: &Ctx, route: Route, req: Request<Incoming>) -> Result<Json, Ap
         Route::Write(ns) => write(ctx, &ns, req).await,
         Route::DeleteNamespace(ns) => {
             ctx.state.engine.delete_namespace(&ctx.ns(&ns)?).await?;
-            Ok(json!({"status": "OK"}))
+            Ok(admin::ok())
         }
         Route::Query(ns) => query(ctx, &ns, req).await,
         Route::ExplainQuery(ns) => explain_query(ctx, &ns, req).await,
@@ -104,11 +107,7 @@ async fn run(ctx: &Ctx, route: Route, req: Request<Incoming>) -> Result<Json, Ap
         Route::HintCacheWarm(ns) => hint_cache_warm(ctx, &ns),
         Route::Compact(ns) => {
             let r = ctx.state.engine.compact(&ctx.ns(&ns)?, true).await?;
-            Ok(serde_json::json!({
-                "status": "OK", "performed": r.performed, "version": r.generation,
-                "wal_objects_folded": r.wal_objects_folded, "segments_written": r.segments_written,
-                "segments_merged": r.segments_merged, "rows_written": r.rows_written, "bytes_written": r.bytes_written,
-            }))
+            Ok(admin::compaction_response(&r))
         }
         Route::Recall(ns) => recall(ctx, &ns, req).await,
         Route::StartAsync(ns) => {
@@ -132,7 +131,7 @@ async fn run(ctx: &Ctx, route: Route, req: Request<Incoming>) -> Result<Json, Ap
         Route::Export(_) | Route::Snapshot(_) => {
             Err(ApiError::internal("streaming routes are dispatched before the JSON handlers"))
         }
-        Route::Health | Route::Ready | Route::Metrics => Ok(json!({"status": "ok"})),
+        Route::Health | Route::Ready | Route::Metrics => Ok(admin::health()),
     }
 }
 
@@ -144,7 +143,7 @@ async fn ready(state: &AppState) -> Result<Json, ApiError> {
     // Not ready is 503 whatever the cause (a full disk included): probes key on it.
     let not_ready = |e| ApiError { status: StatusCode::SERVICE_UNAVAILABLE, ..ApiError::from(e) };
     state.engine.ready().await.map_err(not_ready)?;
-    Ok(json!({"status": "ready"}))
+    Ok(admin::ready())
 }
 
 async fn body_json(ctx: &Ctx, req: Request<Incoming>) -> Result<(hyper::HeaderMap, Json), ApiError> {
@@ -197,12 +196,11 @@ async fn query(ctx: &Ctx, ns: &str, req: Request<Incoming>) -> Result<Json, ApiE
     let (_, body) = body_json(ctx, req).await?;
     let multi = ctx.params.get("stainless_overload").is_some_and(|v| v == "multiQuery");
     let parsed = parse_request(&body, multi)?;
-    // Only a caller that names `strong` gets a 503 while the store is unreachable.
-    let demanded = body.get("consistency").is_some_and(|c| c["level"] == "strong");
     let opts = ReadOptions {
         consistency: Consistency::strong_if(parsed.strong),
         generation: maintenance::generation_param(ctx)?,
-        allow_stale: !demanded,
+        // Only a caller that names `strong` gets a 503 while the store is unreachable.
+        allow_stale: !parsed.strong_demanded,
         allow_cold: true,
         measure_temperature: true,
     };
@@ -239,56 +237,20 @@ async fn explain_query(ctx: &Ctx, ns: &str, req: Request<Incoming>) -> Result<Js
         text.push('\n');
         text.push_str(&view.explain(q).await?);
     }
-    Ok(json!({"plan_text": text}))
+    Ok(admin::explain_response(&text))
 }
 
 async fn patch_metadata(ctx: &Ctx, ns: &str, req: Request<Incoming>) -> Result<Json, ApiError> {
     let path = ctx.ns(ns)?;
     let (_, body) = body_json(ctx, req).await?;
-    let obj =
-        body.as_object().ok_or_else(|| ApiError::bad_request("metadata update must be a JSON object"))?;
-    let (mut pin, mut labels) = (None, None);
-    for (k, v) in obj {
-        match k.as_str() {
-            "pinning" => pin = Some(parse_pinning(v)?),
-            "labels" => labels = Some(parse_label_changes(v)?),
-            "read_only" => match v {
-                Json::Bool(false) | Json::Null => {}
-                Json::Bool(true) => {
-                    return Err(ApiError::not_implemented("read_only namespaces are not implemented yet"))
-                }
-                _ => return Err(ApiError::bad_request("read_only must be a bool")),
-            },
-            other => return Err(ApiError::bad_request(format!("unknown metadata parameter {other:?}"))),
-        }
-    }
-    if let Some(changes) = labels.filter(|c| !c.is_empty()) {
+    let update = parse_metadata_update(&body)?;
+    if let Some(changes) = update.labels.filter(|c| !c.is_empty()) {
         ctx.state.engine.set_labels(&path, &changes).await?;
     }
-    if let Some(p) = pin {
+    if let Some(p) = update.pin {
         ctx.state.engine.set_pinned(&path, p).await?;
     }
     Ok(ctx.state.engine.metadata(&path).await?.to_json())
-}
-
-/// `{"key": "value" | null, ...}`: set or (null) remove each label.
-fn parse_label_changes(v: &Json) -> Result<crate::engine::labels::LabelChanges, ApiError> {
-    let obj = v.as_object().ok_or_else(|| ApiError::bad_request("labels must be an object of strings"))?;
-    let mut out = crate::engine::labels::LabelChanges::new();
-    for (k, v) in obj {
-        let value = match v {
-            Json::String(s) => Some(s.clone()),
-            Json::Null => None,
-            _ => {
-                return Err(ApiError::bad_request(format!(
-                    "label {k:?} must be a string (or null to remove it)"
-                )))
-            }
-        };
-        out.insert(k.clone(), value);
-    }
-    crate::engine::labels::validate_changes(&out)?;
-    Ok(out)
 }
 
 /// `?label=k:v[,k2:v2]`: every pair must match.
@@ -303,23 +265,10 @@ fn parse_label_filter(v: Option<&str>) -> Result<Vec<(String, String)>, ApiError
         .collect()
 }
 
-fn parse_pinning(v: &Json) -> Result<bool, ApiError> {
-    match v {
-        Json::Bool(b) => Ok(*b),
-        Json::Null => Ok(false),
-        Json::Object(o) => match o.get("replicas").map(Json::as_u64) {
-            Some(Some(n)) if o.len() == 1 => Ok(n > 0),
-            None if o.is_empty() => Ok(true),
-            _ => Err(ApiError::bad_request("pinning must be true, false, null or {\"replicas\": N}")),
-        },
-        _ => Err(ApiError::bad_request("pinning must be true, false, null or {\"replicas\": N}")),
-    }
-}
-
 async fn update_schema(ctx: &Ctx, ns: &str, req: Request<Incoming>) -> Result<Json, ApiError> {
     let path = ctx.ns(ns)?;
     let (_, body) = body_json(ctx, req).await?;
-    let schema = crate::wire::namespace::parse_schema_update(&body)?;
+    let schema = parse_schema_update(&body)?;
     let snap = ctx.state.engine.update_schema(&path, schema).await?;
     Ok(schema_json(&snap.state))
 }
@@ -332,7 +281,7 @@ fn hint_cache_warm(ctx: &Ctx, ns: &str) -> Result<Json, ApiError> {
             tracing::debug!(namespace = %path, error = %e, "cache warm-up failed");
         }
     });
-    Ok(json!({"status": "ACCEPTED", "message": "cache warm-up started in the background"}))
+    Ok(admin::cache_warm_accepted())
 }
 
 async fn list_namespaces(ctx: &Ctx) -> Result<Json, ApiError> {
@@ -351,6 +300,5 @@ async fn list_namespaces(ctx: &Ctx) -> Result<Json, ApiError> {
         .engine
         .list_labelled_namespaces(&p.org, &p.project, get("prefix"), get("cursor"), page_size, &labels)
         .await?;
-    let namespaces: Vec<Json> = page.namespaces.iter().map(|n| json!({"id": n})).collect();
-    Ok(json!({"namespaces": namespaces, "next_cursor": page.next_cursor}))
+    Ok(admin::namespace_page(&page))
 }

@@ -17,10 +17,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
-use serde_json::{json, Value as Json};
+use serde_json::Value as Json;
 
 use super::auth::Principal;
 use super::error::ApiError;
+use crate::wire::admin::{job_started, job_status, JobOutcome, JobStatus};
 
 /// Finished jobs kept for polling.
 pub const KEPT_FINISHED: usize = 64;
@@ -53,27 +54,19 @@ struct Job {
 impl Job {
     fn to_json(&self, id: u64) -> Json {
         let outcome = self.outcome.lock().unwrap_or_else(PoisonError::into_inner);
-        let state = match &*outcome {
-            None => "running",
-            Some(Ok(_)) => "done",
-            Some(Err(_)) => "failed",
+        let outcome = match &*outcome {
+            None => JobOutcome::Running,
+            Some(Ok(result)) => JobOutcome::Done(result),
+            Some(Err(e)) => JobOutcome::Failed { status: e.status.as_u16(), message: &e.message },
         };
-        let mut v = json!({
-            "id": id.to_string(),
-            "kind": self.kind,
-            "state": state,
-            "progress": {
-                "done": self.progress.done.load(Ordering::Relaxed),
-                "total": self.progress.total.load(Ordering::Relaxed),
-            },
-            "elapsed_ms": u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX),
-        });
-        match &*outcome {
-            Some(Ok(result)) => v["result"] = result.clone(),
-            Some(Err(e)) => v["error"] = json!({"status": e.status.as_u16(), "message": e.message}),
-            None => {}
-        }
-        v
+        job_status(&JobStatus {
+            id,
+            kind: self.kind,
+            done: self.progress.done.load(Ordering::Relaxed),
+            total: self.progress.total.load(Ordering::Relaxed),
+            elapsed_ms: u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            outcome,
+        })
     }
 
     fn finished(&self) -> bool {
@@ -115,7 +108,7 @@ impl Jobs {
             *job.outcome.lock().unwrap_or_else(PoisonError::into_inner) = Some(outcome);
             jobs.forget_old();
         });
-        json!({"id": id.to_string(), "kind": kind, "state": "running", "status_url": format!("/v1/_admin/jobs/{id}")})
+        job_started(id, kind)
     }
 
     /// `GET /v1/_admin/jobs/{id}`: the job of `who` with that id.

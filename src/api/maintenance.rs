@@ -14,9 +14,11 @@
 //!   answer its id at once; `GET /v1/_admin/jobs/{id}` polls it;
 //! - `?generation=N` on query and explain_query reads that retained generation.
 //!
-//! Invariants: errors that can be known before streaming starts (missing
-//! namespace or generation) are answered with their status; a failure after
-//! the 200 aborts the body (see `stream`). A restore upload is spooled whole
+//! Invariants: request bodies are parsed and responses rendered by
+//! `wire/admin.rs` and `wire/namespace.rs` (no JSON field name lives here);
+//! errors that can be known before streaming starts (missing namespace or
+//! generation) are answered with their status; a failure after the 200
+//! aborts the body (see `stream`). A restore upload is spooled whole
 //! to the engine's scratch dir (within the upload deadline) and handed to the
 //! engine as a file, which verifies it before taking any lock.
 
@@ -25,16 +27,16 @@ use std::sync::Arc;
 use hyper::body::Incoming;
 use hyper::header::{HeaderName, HeaderValue};
 use hyper::Request;
-use serde_json::{json, Value as Json};
+use serde_json::Value as Json;
 
 use super::body::{parse_json, read_body};
 use super::ctx::Ctx;
 use super::error::ApiError;
 use super::jobs::Progress;
 use super::stream::{spool_body, Reply, StreamReply};
-use crate::engine::repair::{RepairOptions, DEFAULT_GRACE_MS};
 use crate::engine::{Consistency, ReadOptions};
-use crate::layout::NsPath;
+use crate::wire::admin::{self, parse_copy, parse_repair, parse_verify};
+use crate::wire::namespace::MetadataExtras;
 
 const GENERATION_HEADER: HeaderName = HeaderName::from_static("x-tidepool-generation");
 const METRIC_HEADER: HeaderName = HeaderName::from_static("x-tidepool-distance-metric");
@@ -65,22 +67,14 @@ pub(super) fn read_options(ctx: &Ctx, strong: bool) -> Result<ReadOptions, ApiEr
 pub(super) async fn metadata(ctx: &Ctx, ns: &str) -> Result<Json, ApiError> {
     let path = ctx.ns(ns)?;
     let engine = &ctx.state.engine;
-    let mut v = engine.read_metadata(&path).await?.to_json();
-    if let Some(error) = engine.store_unreachable() {
-        v["store"] = json!({"reachable": false, "error": error});
-    }
+    let metadata = engine.read_metadata(&path).await?;
+    let store_error = engine.store_unreachable();
     let lineage = match engine.lineage(&path).await {
         Err(e) if e.kind() == crate::engine::ErrorKind::Unavailable => None,
         other => other?,
     };
-    if let Some(l) = lineage {
-        let parent = NsPath::parse(&l.parent).map(|p| p.ns().to_owned()).unwrap_or(l.parent);
-        v["lineage"] = json!({"parent": parent, "parent_generation": l.parent_generation});
-    }
-    if let Some(sync) = ctx.state.sync.as_ref().and_then(|s| s.namespace_json(&path)) {
-        v["sync"] = sync;
-    }
-    Ok(v)
+    let sync = ctx.state.sync.as_ref().and_then(|s| s.namespace_json(&path));
+    Ok(metadata.to_json_with(MetadataExtras { store_error, lineage, sync }))
 }
 
 fn header_value(v: impl ToString) -> Option<HeaderValue> {
@@ -122,7 +116,7 @@ async fn optional_json(ctx: &Ctx, req: Request<Incoming>) -> Result<Json, ApiErr
     let limits = &ctx.state.limits();
     let bytes = read_body(body, &parts.headers, limits.max_body_bytes, limits.body_timing()).await?;
     if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Ok(json!({}));
+        return Ok(Json::Object(serde_json::Map::new()));
     }
     parse_json(&bytes)
 }
@@ -130,43 +124,13 @@ async fn optional_json(ctx: &Ctx, req: Request<Incoming>) -> Result<Json, ApiErr
 /// `POST /v1/namespaces/{dst}/_admin/copy`.
 pub(super) async fn admin_copy(ctx: &Ctx, ns: &str, req: Request<Incoming>) -> Result<Json, ApiError> {
     let dst = ctx.ns(ns)?;
-    let body = optional_json(ctx, req).await?;
-    let obj = body.as_object().ok_or_else(|| ApiError::bad_request("copy body must be a JSON object"))?;
-    let mut source = None;
-    let (mut deep, mut branch, mut generation) = (false, false, None);
-    for (k, v) in obj {
-        let flag = || v.as_bool().ok_or_else(|| ApiError::bad_request(format!("{k} must be a bool")));
-        match k.as_str() {
-            "source_namespace" => {
-                source = Some(
-                    v.as_str().ok_or_else(|| ApiError::bad_request("source_namespace must be a string"))?,
-                )
-            }
-            "deep" => deep = flag()?,
-            "branch" => branch = flag()?,
-            "generation" => {
-                generation = match v {
-                    Json::Null => None,
-                    _ => Some(
-                        v.as_u64()
-                            .filter(|g| *g > 0)
-                            .ok_or_else(|| ApiError::bad_request("generation must be a positive integer"))?,
-                    ),
-                }
-            }
-            other => return Err(ApiError::bad_request(format!("unknown copy parameter {other:?}"))),
-        }
-    }
-    let source = source.ok_or_else(|| ApiError::bad_request("copy needs \"source_namespace\""))?;
-    if deep && branch {
-        return Err(ApiError::bad_request("a branch shares its parent's objects; it cannot be deep"));
-    }
-    let src = ctx.ns(source)?;
+    let copy = parse_copy(&optional_json(ctx, req).await?)?;
+    let src = ctx.ns(&copy.source)?;
     let engine = &ctx.state.engine;
-    let out = if branch {
-        engine.branch_namespace(&src, &dst, generation).await?
+    let out = if copy.branch {
+        engine.branch_namespace(&src, &dst, copy.generation).await?
     } else {
-        engine.copy_namespace(&src, &dst, deep, generation).await?
+        engine.copy_namespace(&src, &dst, copy.deep, copy.generation).await?
     };
     Ok(out.to_json())
 }
@@ -182,46 +146,16 @@ pub(super) async fn restore(ctx: &Ctx, ns: &str, req: Request<Incoming>) -> Resu
         spool_body(req.into_body(), limits.upload_timing(), limits.max_restore_bytes, engine.scratch_dir())
             .await?;
     let (m, info) = engine.restore_snapshot_file(&dst, spool.path()).await?;
-    Ok(json!({
-        "status": "OK",
-        "namespace": dst.ns(),
-        "version": m.generation,
-        "source_namespace": info.namespace,
-        "source_version": info.generation,
-        "objects": info.objects,
-        "bytes": info.bytes,
-    }))
+    Ok(admin::restore_response(dst.ns(), m.generation, &info))
 }
 
 /// `POST /v1/_admin/repair`.
 pub(super) async fn repair(ctx: &Ctx, req: Request<Incoming>) -> Result<Json, ApiError> {
-    let body = optional_json(ctx, req).await?;
-    let obj = body.as_object().ok_or_else(|| ApiError::bad_request("repair body must be a JSON object"))?;
-    let mut opts = RepairOptions { sweep: false, grace_ms: DEFAULT_GRACE_MS, manifest_retention_ms: None };
-    for (k, v) in obj {
-        let secs = || {
-            v.as_u64()
-                .map(|s| s.saturating_mul(1000))
-                .ok_or_else(|| ApiError::bad_request(format!("{k} must be a non-negative integer")))
-        };
-        match k.as_str() {
-            "sweep" => {
-                opts.sweep = v.as_bool().ok_or_else(|| ApiError::bad_request("sweep must be a bool"))?
-            }
-            "grace_secs" => opts.grace_ms = secs()?,
-            "manifest_retention_secs" => {
-                opts.manifest_retention_ms = if v.is_null() { None } else { Some(secs()?) }
-            }
-            other => return Err(ApiError::bad_request(format!("unknown repair parameter {other:?}"))),
-        }
-    }
+    let opts = parse_repair(&optional_json(ctx, req).await?)?;
     let (engine, p) = (ctx.state.engine.clone(), ctx.principal.clone());
     let work = async move {
         let report = engine.repair(&p.org, &p.project, opts).await?;
-        let mut v = serde_json::to_value(&report).map_err(|e| ApiError::internal(e.to_string()))?;
-        v["status"] = json!("OK");
-        v["swept_count"] = json!(report.swept.len());
-        Ok(v)
+        Ok(admin::repair_response(&report))
     };
     if background(ctx)? {
         return Ok(ctx.state.jobs.start("repair", &ctx.principal, |_| work));
@@ -232,16 +166,11 @@ pub(super) async fn repair(ctx: &Ctx, req: Request<Incoming>) -> Result<Json, Ap
 /// `POST /v1/_admin/verify`: read and decode every object of the caller's
 /// project; report damaged objects with the namespaces referencing them.
 pub(super) async fn verify(ctx: &Ctx, req: Request<Incoming>) -> Result<Json, ApiError> {
-    let body = optional_json(ctx, req).await?;
-    if body.as_object().is_none_or(|o| !o.is_empty()) {
-        return Err(ApiError::bad_request("verify takes no parameters (send {} or no body)"));
-    }
+    parse_verify(&optional_json(ctx, req).await?)?;
     let (engine, p) = (ctx.state.engine.clone(), ctx.principal.clone());
     let work = |progress: Arc<Progress>| async move {
         let report = engine.verify(&p.org, &p.project, &|done, total| progress.set(done, total)).await?;
-        let mut v = serde_json::to_value(&report).map_err(|e| ApiError::internal(e.to_string()))?;
-        v["status"] = json!(if report.damaged.is_empty() { "OK" } else { "DAMAGED" });
-        Ok(v)
+        Ok(admin::verify_response(&report))
     };
     if background(ctx)? {
         return Ok(ctx.state.jobs.start("verify", &ctx.principal, work));

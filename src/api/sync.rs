@@ -7,11 +7,12 @@
 
 use std::sync::Arc;
 
-use serde_json::{json, Value as Json};
+use serde_json::Value as Json;
 
 use super::ctx::Ctx;
 use super::error::ApiError;
 use crate::sync::Syncer;
+use crate::wire::admin::{sync_run_response, sync_started};
 
 fn syncer(ctx: &Ctx) -> Result<Arc<Syncer>, ApiError> {
     ctx.state.sync.clone().ok_or_else(|| {
@@ -54,15 +55,12 @@ pub(super) async fn run(ctx: &Ctx) -> Result<Json, ApiError> {
                 let _ = s.run_sweep(scope).await;
             }
         });
-        return Ok(json!({"status": "started"}));
+        return Ok(sync_started());
     }
     s.run_round().await;
     if sweep {
         s.run_sweep(scope).await.map_err(|e| ApiError::new(hyper::StatusCode::SERVICE_UNAVAILABLE, e))?;
     }
-    let mut v = s.status_json(Some(&project(ctx)));
     // Only this project's namespaces decide (another tenant's failure is not ours to see).
-    let failed = v["namespaces"].as_array().is_some_and(|a| a.iter().any(|n| !n["last_error"].is_null()));
-    v["status"] = json!(if failed { "partial" } else { "OK" });
-    Ok(v)
+    Ok(sync_run_response(s.status_json(Some(&project(ctx)))))
 }

@@ -453,7 +453,7 @@ impl Engine {
         for d in cands {
             state.put(d);
         }
-        let req = QueryRequest { strong: true, multi: false, queries: vec![q.clone()], rerank: None };
+        let req = QueryRequest::single(q.clone());
         let results = self.evaluate(req, std::sync::Arc::new(state)).await?;
         results.into_iter().next().ok_or_else(|| EngineError::internal("a single query gave no result"))
     }

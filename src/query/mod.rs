@@ -209,12 +209,28 @@ pub struct Query {
 pub struct QueryRequest {
     /// Strong (default) or eventual consistency.
     pub strong: bool,
+    /// Whether the caller named `strong` itself (`{"level": "strong"}`), rather
+    /// than taking it by default: only such a read refuses a stale answer.
+    pub strong_demanded: bool,
     /// Whether the response is the multi-query shape (`results`).
     pub multi: bool,
     /// The queries (one for a single query).
     pub queries: Vec<Query>,
     /// Multi-query fusion (`rerank_by: ["RRF", ...]`).
     pub rerank: Option<Rerank>,
+}
+
+impl QueryRequest {
+    /// One strong query (strong by default, not demanded), single-query shaped.
+    pub fn single(query: Query) -> Self {
+        QueryRequest {
+            strong: true,
+            strong_demanded: false,
+            multi: false,
+            queries: vec![query],
+            rerank: None,
+        }
+    }
 }
 
 /// The result of one query, typed: the wire layer renders it.

@@ -3,24 +3,27 @@
 //! timestamps.
 //!
 //! Invariant: rendering reads only the typed values it is given (a manifest,
-//! a state's schema); timestamps are RFC 3339 UTC with milliseconds.
+//! a state's schema, the extras of [`MetadataExtras`]); timestamps are RFC
+//! 3339 UTC with milliseconds.
 
 use serde_json::{json, Value as Json};
 
 use crate::engine::branch::ForkOutcome;
-use crate::engine::{EngineError, NamespaceMetadata};
-use crate::format::manifest::Manifest;
+use crate::engine::NamespaceMetadata;
+use crate::format::manifest::{Lineage, Manifest};
+use crate::layout::NsPath;
 use crate::state::NsState;
 
-/// The body of `POST /v1/namespaces/{ns}/schema`: the schema object `{attr: type | {...}}`, parsed
-/// with the API's rules (the engine takes it typed).
-pub fn parse_schema_update(body: &Json) -> Result<crate::schema::Schema, EngineError> {
-    if !body.is_object() {
-        return Err(EngineError::invalid_input(
-            "the schema update body must be the schema object {attr: type | {...}}",
-        ));
-    }
-    crate::schema::parse_schema(body).map_err(|e| EngineError::invalid_input(e.to_string()))
+/// What tidepool adds to turbopuffer's metadata document, each after the
+/// document's own fields and in this order.
+#[derive(Debug, Clone, Default)]
+pub struct MetadataExtras {
+    /// The store's last read failure (`store: {"reachable": false, ...}`).
+    pub store_error: Option<String>,
+    /// The branch's parent (`lineage`).
+    pub lineage: Option<Lineage>,
+    /// The namespace's sync status, rendered by the syncer (`sync`).
+    pub sync: Option<Json>,
 }
 
 impl NamespaceMetadata {
@@ -49,6 +52,23 @@ impl NamespaceMetadata {
         if self.pinned {
             v["pinning"] = json!({"replicas": 1, "status": {"ready_replicas": 1, "replicas": 1, "utilization": 0.0,
                 "updated_at": rfc3339(m.committed_at_ms)}});
+        }
+        v
+    }
+
+    /// The metadata document plus tidepool's extras (`GET .../metadata`).
+    pub fn to_json_with(&self, extras: MetadataExtras) -> Json {
+        let mut v = self.to_json();
+        if let Some(error) = extras.store_error {
+            v["store"] = json!({"reachable": false, "error": error});
+        }
+        if let Some(l) = extras.lineage {
+            // A parent is shown by its name within the caller's project.
+            let parent = NsPath::parse(&l.parent).map(|p| p.ns().to_owned()).unwrap_or(l.parent);
+            v["lineage"] = json!({"parent": parent, "parent_generation": l.parent_generation});
+        }
+        if let Some(sync) = extras.sync {
+            v["sync"] = sync;
         }
         v
     }
@@ -104,5 +124,48 @@ impl ForkOutcome {
                 "parent": l.parent, "parent_generation": l.parent_generation
             })),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn metadata_extras_follow_the_document_in_order() {
+        let meta =
+            NamespaceMetadata { manifest: Arc::new(Manifest::default()), pinned: false, resident_bytes: 0 };
+        let plain = meta.to_json();
+        assert_eq!(meta.to_json_with(MetadataExtras::default()), plain);
+        let extras = MetadataExtras {
+            store_error: Some("timed out".into()),
+            lineage: Some(Lineage { parent: "org/proj/parent".into(), parent_generation: 4 }),
+            sync: Some(json!({"mode": "push"})),
+        };
+        let v = meta.to_json_with(extras);
+        assert_eq!(v["store"], json!({"reachable": false, "error": "timed out"}));
+        // The parent is named within the caller's project.
+        assert_eq!(v["lineage"], json!({"parent": "parent", "parent_generation": 4}));
+        assert_eq!(v["sync"], json!({"mode": "push"}));
+        let keys: Vec<&String> = v.as_object().unwrap().keys().collect();
+        assert_eq!(
+            keys[..plain.as_object().unwrap().len()],
+            plain.as_object().unwrap().keys().collect::<Vec<_>>()[..]
+        );
+        assert_eq!(keys[keys.len() - 3..], ["store", "lineage", "sync"]);
+    }
+
+    #[test]
+    fn a_lineage_parent_that_is_not_a_path_is_shown_as_recorded() {
+        let meta =
+            NamespaceMetadata { manifest: Arc::new(Manifest::default()), pinned: false, resident_bytes: 0 };
+        let lineage = Some(Lineage { parent: "not a path".into(), parent_generation: 1 });
+        let v = meta.to_json_with(MetadataExtras { lineage, ..MetadataExtras::default() });
+        assert_eq!(v["lineage"]["parent"], "not a path");
+        assert!(v.get("store").is_none() && v.get("sync").is_none());
     }
 }

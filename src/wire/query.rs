@@ -198,9 +198,11 @@ pub fn parse_request(body: &Json, multi_hint: bool) -> Result<QueryRequest, Quer
     if multi_hint || obj.contains_key("queries") {
         return parse_multi(obj);
     }
-    let strong = parse_consistency(obj.get("consistency"))?;
+    let consistency = obj.get("consistency");
+    let strong = parse_consistency(consistency)?;
     let query = parse_query(obj, VectorEncoding::Float)?;
-    Ok(QueryRequest { strong, multi: false, queries: vec![query], rerank: None })
+    let strong_demanded = names_strong(consistency);
+    Ok(QueryRequest { strong, strong_demanded, multi: false, queries: vec![query], rerank: None })
 }
 
 pub(crate) fn parse_multi(obj: &Map<String, Json>) -> Result<QueryRequest, QueryError> {
@@ -248,7 +250,9 @@ pub(crate) fn parse_multi(obj: &Map<String, Json>) -> Result<QueryRequest, Query
             return Err(invalid("with rerank_by every subquery needs rank_by"));
         }
     }
-    Ok(QueryRequest { strong: parse_consistency(obj.get("consistency"))?, multi: true, queries, rerank })
+    let consistency = obj.get("consistency");
+    let strong = parse_consistency(consistency)?;
+    Ok(QueryRequest { strong, strong_demanded: names_strong(consistency), multi: true, queries, rerank })
 }
 
 pub(crate) fn prefix_error(e: QueryError, what: &str) -> QueryError {
@@ -257,6 +261,11 @@ pub(crate) fn prefix_error(e: QueryError, what: &str) -> QueryError {
         QueryError::Unsupported(m) => QueryError::Unsupported(format!("{what}: {m}")),
         other => other,
     }
+}
+
+/// Whether `consistency` names `{"level": "strong"}` (not strong by default).
+fn names_strong(consistency: Option<&Json>) -> bool {
+    consistency.and_then(|c| c.get("level")).and_then(Json::as_str) == Some("strong")
 }
 
 pub(crate) fn parse_consistency(v: Option<&Json>) -> Result<bool, QueryError> {
@@ -780,4 +789,35 @@ pub(crate) fn id_lower_bound(f: &Json) -> Option<(DocId, bool)> {
         _ => return None,
     };
     DocId::from_json(val).ok().map(|id| (id, inclusive))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::parse_request;
+
+    /// (strong, strong_demanded) of a body.
+    fn consistency(body: serde_json::Value, multi: bool) -> (bool, bool) {
+        let r = parse_request(&body, multi).unwrap();
+        (r.strong, r.strong_demanded)
+    }
+
+    #[test]
+    fn only_a_named_strong_level_is_demanded() {
+        let q = json!({"rank_by": ["id", "asc"]});
+        assert_eq!(consistency(q.clone(), false), (true, false));
+        let with = |c| {
+            let mut b = q.clone();
+            b["consistency"] = c;
+            b
+        };
+        assert_eq!(consistency(with(json!({})), false), (true, false));
+        assert_eq!(consistency(with(json!(null)), false), (true, false));
+        assert_eq!(consistency(with(json!({"level": "strong"})), false), (true, true));
+        assert_eq!(consistency(with(json!({"level": "eventual"})), false), (false, false));
+        let multi = json!({"queries": [q], "consistency": {"level": "strong"}});
+        assert_eq!(consistency(multi, true), (true, true));
+        assert_eq!(consistency(json!({"queries": [{"rank_by": ["id", "asc"]}]}), true), (true, false));
+    }
 }
