@@ -50,9 +50,8 @@ use serde_json::value::RawValue;
 use crate::model::{DistanceMetric, IdType, MAX_VECTOR_DIM};
 use crate::schema::Schema;
 
-use super::manifest_body::decode_body;
 pub use super::manifest_envelope::MAX_MANIFEST_BYTES;
-use super::manifest_envelope::{check_size, envelope, malformed, open_envelope};
+use super::manifest_envelope::{check_size, malformed};
 use super::schema::{check_schema, decode_schema_object_body};
 pub use super::schema::{encode_schema_object, schema_json, SCHEMA_FORMAT_VERSION, SCHEMA_MAGIC};
 use super::{len_u64, FormatError};
@@ -303,35 +302,6 @@ fn check_magic_version(
 }
 
 impl Manifest {
-    /// Encode as an envelope (see the module doc). The manifest should be
-    /// valid ([`Manifest::validate`]); writers use [`Manifest::try_encode`].
-    pub fn encode(&self) -> Vec<u8> {
-        // Serializing this type cannot fail (string map keys, no custom
-        // serializers); an empty result would be refused by `decode`.
-        serde_json::to_string(self)
-            .map(|body| envelope(MANIFEST_MAGIC, self.format_version(), &body))
-            .unwrap_or_default()
-    }
-
-    /// Validate, then encode.
-    pub fn try_encode(&self) -> Result<Vec<u8>, FormatError> {
-        self.validate()?;
-        let body = serde_json::to_string(self).map_err(|e| malformed("manifest", e))?;
-        let out = envelope(MANIFEST_MAGIC, self.format_version(), &body);
-        check_size("manifest", &out, MAX_MANIFEST_BYTES)?;
-        Ok(out)
-    }
-
-    /// Decode and verify a manifest file (versions 1 to 3). A manifest
-    /// naming a schema object comes back with its schema unresolved
-    /// ([`Manifest::schema_unresolved`]): the reader fetches the schema object.
-    pub fn decode(bytes: &[u8]) -> Result<Manifest, FormatError> {
-        let (version, body) = open_envelope("manifest", bytes, MANIFEST_MAGIC, MANIFEST_FORMAT_VERSION)?;
-        let m = decode_body(version, body)?;
-        m.validate()?;
-        Ok(m)
-    }
-
     /// The sanity checks `decode` applies after the checksum.
     pub fn validate(&self) -> Result<(), FormatError> {
         let bad = |why: String| Err(FormatError::Malformed(format!("manifest: {why}")));

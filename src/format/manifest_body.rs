@@ -1,6 +1,9 @@
-//! The serialized form of a manifest body (`storage-format.md` 4.2): the
-//! writer's field order, and the reader that takes the schema by the
-//! manifest's format version.
+//! The manifest codec: the envelope around a body (`Manifest::encode`,
+//! `try_encode`, `decode`, 4.1) and the serialized form of the body
+//! (`storage-format.md` 4.2): the writer's field order, and the reader that
+//! takes the schema by the manifest's format version. The manifest's types
+//! and sanity checks live in `format/manifest.rs`, which does not depend on
+//! this file.
 //!
 //! Invariants:
 //! - The writer writes exactly one of `schema` (the current schema encoding,
@@ -19,8 +22,11 @@ use serde_json::value::RawValue;
 use crate::model::{DistanceMetric, IdType};
 use crate::schema::Schema;
 
-use super::manifest::{Lineage, Manifest, ManifestStats, ObjectRef, Origin, SegmentRef, WalRef};
-use super::manifest_envelope::malformed;
+use super::manifest::{
+    Lineage, Manifest, ManifestStats, ObjectRef, Origin, SegmentRef, WalRef, MANIFEST_FORMAT_VERSION,
+    MANIFEST_MAGIC,
+};
+use super::manifest_envelope::{check_size, envelope, malformed, open_envelope, MAX_MANIFEST_BYTES};
 use super::schema::{decode_legacy_schema_text, decode_schema, StoredSchema};
 use super::FormatError;
 
@@ -143,6 +149,37 @@ struct BodyIn<'a> {
     data_generation: Option<u64>,
     #[serde(default)]
     origin: Option<Origin>,
+}
+
+impl Manifest {
+    /// Encode as an envelope (see the module doc). The manifest should be
+    /// valid ([`Manifest::validate`]); writers use [`Manifest::try_encode`].
+    pub fn encode(&self) -> Vec<u8> {
+        // Serializing this type cannot fail (string map keys, no custom
+        // serializers); an empty result would be refused by `decode`.
+        serde_json::to_string(self)
+            .map(|body| envelope(MANIFEST_MAGIC, self.format_version(), &body))
+            .unwrap_or_default()
+    }
+
+    /// Validate, then encode.
+    pub fn try_encode(&self) -> Result<Vec<u8>, FormatError> {
+        self.validate()?;
+        let body = serde_json::to_string(self).map_err(|e| malformed("manifest", e))?;
+        let out = envelope(MANIFEST_MAGIC, self.format_version(), &body);
+        check_size("manifest", &out, MAX_MANIFEST_BYTES)?;
+        Ok(out)
+    }
+
+    /// Decode and verify a manifest file (versions 1 to 3). A manifest
+    /// naming a schema object comes back with its schema unresolved
+    /// ([`Manifest::schema_unresolved`]): the reader fetches the schema object.
+    pub fn decode(bytes: &[u8]) -> Result<Manifest, FormatError> {
+        let (version, body) = open_envelope("manifest", bytes, MANIFEST_MAGIC, MANIFEST_FORMAT_VERSION)?;
+        let m = decode_body(version, body)?;
+        m.validate()?;
+        Ok(m)
+    }
 }
 
 /// Parse a manifest body of format `version` (1..=3): its fields, then its

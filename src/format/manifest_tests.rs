@@ -1,5 +1,6 @@
 //! Unit tests of `manifest.rs`: envelopes, schema objects, CURRENT, sanity checks.
 use super::*;
+use crate::format::manifest_envelope::envelope;
 use serde_json::json;
 
 fn sample() -> Manifest {
