@@ -466,7 +466,7 @@ fn legacy_type(s: &str) -> Result<AttrType, String> {
 /// values: the API's defaults when the legacy formats were frozen, spelled
 /// out here so that a later change of the API's defaults does not change
 /// what a stored schema means.
-fn legacy_fts_defaults() -> FullTextSearch {
+pub fn legacy_fts_defaults() -> FullTextSearch {
     FullTextSearch {
         tokenizer: "word_v4".into(),
         language: "english".into(),

@@ -19,7 +19,7 @@ use serde_json::{Map, Value as Json};
 
 use crate::filter::{Condition, Filter, LeafOperand, Op, Operand};
 use crate::model::Value;
-use crate::schema::{AttrSchema, AttrType, FullTextSearch, ScalarType, Schema};
+use crate::schema::Schema;
 
 use super::super::attrs::MAX_STRING_BYTES;
 use super::super::filter::MAX_FILTER_NESTING;
@@ -55,20 +55,9 @@ pub const LEGACY_OP_NAMES: [(&str, Op); 25] = [
 ];
 
 /// The full-text options a legacy `"full_text_search": true` (or an option
-/// left out) meant when those batches were written.
-pub fn legacy_fts_defaults() -> FullTextSearch {
-    FullTextSearch {
-        tokenizer: "word_v4".into(),
-        language: "english".into(),
-        stemming: false,
-        remove_stopwords: true,
-        case_sensitive: false,
-        ascii_folding: false,
-        k1: 1.2,
-        b: 0.75,
-        max_token_length: 39,
-    }
-}
+/// left out) meant when those batches were written: one definition for
+/// legacy WAL batches and legacy manifests alike.
+pub use crate::format::schema::legacy_fts_defaults;
 
 fn malformed(what: &str, why: impl std::fmt::Display) -> FormatError {
     FormatError::Malformed(format!("{what}: {why}"))
@@ -209,113 +198,9 @@ fn scalar(v: &Json) -> Result<Value, String> {
 // ------------------------------------------------------------------ schema
 
 /// A schema update from the client JSON a legacy batch holds
-/// (`{"attr": "type" | {...}}`).
+/// (`{"attr": "type" | {...}}`): the same structural reader as a legacy
+/// manifest's schema (`format::schema::decode_legacy_schema`; the old code
+/// parsed both with one function), no API rule applied.
 pub fn decode_schema_json(v: &Json) -> Result<Schema, FormatError> {
-    let Json::Object(m) = v else { return Err(malformed("legacy schema", "not an object")) };
-    let mut out = Schema::new();
-    for (name, entry) in m {
-        if name.is_empty() {
-            return Err(malformed("legacy schema", "empty attribute name"));
-        }
-        let attr = attr_schema(entry).map_err(|e| malformed("legacy schema", format_args!("{name}: {e}")))?;
-        out.insert(name.clone(), attr);
-    }
-    Ok(out)
-}
-
-fn attr_schema(v: &Json) -> Result<AttrSchema, String> {
-    let m = match v {
-        Json::String(t) => return type_of_name(t).map(AttrSchema::of),
-        Json::Object(m) => m,
-        other => return Err(format!("an entry is a type string or an object, got {other}")),
-    };
-    let ty = match m.get("type") {
-        Some(Json::String(t)) => type_of_name(t)?,
-        Some(other) => return Err(format!("type must be a string, got {other}")),
-        None if m.contains_key("full_text_search") => AttrType::Scalar(ScalarType::String),
-        None => return Err("missing type".into()),
-    };
-    let mut s = AttrSchema::of(ty);
-    for (k, val) in m {
-        match k.as_str() {
-            "type" => {}
-            "filterable" => s.filterable = Some(val.as_bool().ok_or("filterable must be a bool")?),
-            "full_text_search" => s.full_text_search = full_text_search(val)?,
-            "ann" => s.ann = !matches!(val, Json::Bool(false) | Json::Null),
-            _ => {
-                s.extra.insert(k.clone(), val.clone());
-            }
-        }
-    }
-    Ok(s)
-}
-
-fn full_text_search(v: &Json) -> Result<Option<FullTextSearch>, String> {
-    let mut fts = legacy_fts_defaults();
-    let m = match v {
-        Json::Bool(false) | Json::Null => return Ok(None),
-        Json::Bool(true) => return Ok(Some(fts)),
-        Json::Object(m) => m,
-        other => return Err(format!("full_text_search must be a bool or an object, got {other}")),
-    };
-    for (k, val) in m {
-        let bad = || format!("bad full_text_search option {k:?}: {val}");
-        let flag = || val.as_bool().ok_or_else(bad);
-        match k.as_str() {
-            "tokenizer" => fts.tokenizer = val.as_str().ok_or_else(bad)?.to_owned(),
-            "language" => fts.language = val.as_str().ok_or_else(bad)?.to_owned(),
-            "stemming" => fts.stemming = flag()?,
-            "remove_stopwords" => fts.remove_stopwords = flag()?,
-            "case_sensitive" => fts.case_sensitive = flag()?,
-            "ascii_folding" => fts.ascii_folding = flag()?,
-            "k1" => fts.k1 = val.as_f64().ok_or_else(bad)?,
-            "b" => fts.b = val.as_f64().ok_or_else(bad)?,
-            "max_token_length" => {
-                fts.max_token_length = val.as_u64().and_then(|x| u32::try_from(x).ok()).ok_or_else(bad)?;
-            }
-            _ => return Err(bad()),
-        }
-    }
-    Ok(Some(fts))
-}
-
-fn scalar_of_name(s: &str) -> Option<ScalarType> {
-    Some(match s {
-        "string" => ScalarType::String,
-        "int" => ScalarType::Int,
-        "uint" => ScalarType::Uint,
-        "float" => ScalarType::Float,
-        "uuid" => ScalarType::Uuid,
-        "datetime" => ScalarType::Datetime,
-        "bool" => ScalarType::Bool,
-        _ => return None,
-    })
-}
-
-fn f16_of_name(s: &str) -> Option<bool> {
-    match s {
-        "f16" => Some(true),
-        "f32" => Some(false),
-        _ => None,
-    }
-}
-
-/// A type name as legacy schema JSON spells it (`string`, `[]int`, `[384]f32`,
-/// `{}f16`, ...); a vector dimension only has to be positive (and fit the
-/// u32 the own encoding stores).
-fn type_of_name(s: &str) -> Result<AttrType, String> {
-    let ty = if let Some(rest) = s.strip_prefix("[]") {
-        scalar_of_name(rest).map(AttrType::Array)
-    } else if let Some(rest) = s.strip_prefix("{}") {
-        f16_of_name(rest).map(|f16| AttrType::Sparse { f16 })
-    } else if let Some(rest) = s.strip_prefix('[') {
-        rest.split_once(']').and_then(|(dim, elem)| {
-            let dim = dim.parse::<u32>().ok().filter(|d| *d > 0)?;
-            let dim = usize::try_from(dim).ok()?;
-            f16_of_name(elem).map(|f16| AttrType::Vector { dim, f16 })
-        })
-    } else {
-        scalar_of_name(s).map(AttrType::Scalar)
-    };
-    ty.ok_or_else(|| format!("unknown attribute type {s:?}"))
+    crate::format::schema::decode_legacy_schema(v)
 }
