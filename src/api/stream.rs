@@ -134,12 +134,7 @@ pub async fn spool_body(
 ) -> Result<ScratchFile, ApiError> {
     let spool = ScratchFile::new_in(dir, "upload");
     let disk = |e: std::io::Error| {
-        let message = format!("cannot spool the upload to {}: {e}", dir.display());
-        ApiError::from(if crate::store::space::is_no_space(&e) {
-            EngineError::storage_full(message)
-        } else {
-            EngineError::unavailable(message)
-        })
+        ApiError::from(EngineError::io(format_args!("cannot spool the upload to {}", dir.display()), e))
     };
     let mut w = tokio::io::BufWriter::with_capacity(
         PIPE_BYTES,

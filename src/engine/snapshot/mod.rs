@@ -90,25 +90,11 @@ fn bad_format(context: &str, e: FormatError) -> EngineError {
     bad(message).with_source(e)
 }
 
-/// A local I/O failure while writing, spooling or reading a snapshot file,
-/// classified once: a full disk or quota (ENOSPC/EDQUOT) is `StorageFull`
-/// (507: it lasts until space is freed), anything else `Unavailable`. The I/O
-/// error stays the cause.
-fn local_io(what: impl std::fmt::Display, e: std::io::Error) -> EngineError {
-    let message = format!("{what}: {e}");
-    let err = if crate::store::space::io_is_no_space(&e) {
-        EngineError::storage_full(message)
-    } else {
-        EngineError::unavailable(message)
-    };
-    err.with_source(e)
-}
-
 fn io_err(e: std::io::Error) -> EngineError {
     if e.kind() == std::io::ErrorKind::UnexpectedEof {
         bad("it is truncated (it ends before its footer)").with_source(e)
     } else {
-        local_io("reading the snapshot", e)
+        EngineError::io("reading the snapshot", e)
     }
 }
 
@@ -124,7 +110,7 @@ impl<W: AsyncWrite + Unpin + Send> CrcWriter<'_, W> {
     async fn put(&mut self, b: &[u8]) -> Result<(), EngineError> {
         self.crc = crc32c::crc32c_append(self.crc, b);
         self.bytes += b.len() as u64;
-        self.w.write_all(b).await.map_err(|e| local_io("writing the snapshot", e))
+        self.w.write_all(b).await.map_err(|e| EngineError::io("writing the snapshot", e))
     }
 }
 
@@ -176,7 +162,7 @@ impl Engine {
         let crc = out.crc;
         out.put(&crc.to_le_bytes()).await?;
         let bytes = out.bytes;
-        w.flush().await.map_err(|e| local_io("writing the snapshot", e))?;
+        w.flush().await.map_err(|e| EngineError::io("writing the snapshot", e))?;
         Ok(SnapshotInfo {
             namespace: m.namespace.clone(),
             generation: m.generation,
@@ -192,7 +178,7 @@ impl Engine {
         generation: Option<u64>,
         dest: &Path,
     ) -> Result<SnapshotInfo, EngineError> {
-        let file_err = |e: std::io::Error| local_io(dest.display(), e);
+        let file_err = |e: std::io::Error| EngineError::io(dest.display(), e);
         let mut f = AtomicFile::create(dest).await.map_err(file_err)?;
         let info = {
             let mut w = tokio::io::BufWriter::new(f.file());
@@ -245,7 +231,7 @@ impl Engine {
         r: &mut R,
     ) -> Result<(Arc<Manifest>, SnapshotInfo), EngineError> {
         let scratch = ScratchFile::new_in(self.scratch_dir(), "restore");
-        let io = |e: std::io::Error| local_io("spooling the snapshot", e);
+        let io = |e: std::io::Error| EngineError::io("spooling the snapshot", e);
         let mut f = tokio::fs::File::create(scratch.path()).await.map_err(io)?;
         tokio::io::copy(r, &mut f).await.map_err(io)?;
         f.flush().await.map_err(io)?;

@@ -6,8 +6,7 @@ use std::task::{Context, Poll};
 
 use tokio::io::AsyncWrite;
 
-use super::local_io;
-use crate::engine::{Engine, EngineConfig, ErrorKind, WriteRequest};
+use crate::engine::{Engine, EngineConfig, EngineError, ErrorKind, WriteRequest};
 use crate::layout::NsPath;
 use crate::store::Store;
 
@@ -37,12 +36,12 @@ fn io_cause(e: &crate::engine::EngineError) -> Option<i32> {
 #[test]
 fn a_full_disk_or_quota_is_storage_full_and_keeps_the_io_error() {
     for errno in [ENOSPC, EDQUOT] {
-        let e = local_io("writing the snapshot", std::io::Error::from_raw_os_error(errno));
+        let e = EngineError::io("writing the snapshot", std::io::Error::from_raw_os_error(errno));
         assert_eq!(e.kind(), ErrorKind::StorageFull, "{errno}");
         assert!(e.retry_after_ms() > 0);
         assert_eq!(io_cause(&e), Some(errno));
     }
-    let e = local_io("writing the snapshot", std::io::Error::from_raw_os_error(EIO));
+    let e = EngineError::io("writing the snapshot", std::io::Error::from_raw_os_error(EIO));
     assert_eq!(e.kind(), ErrorKind::Unavailable);
     assert_eq!(io_cause(&e), Some(EIO));
 }
