@@ -3,8 +3,8 @@
 //! generation); the daemon serves them over the turbopuffer v2 HTTP API.
 //!
 //! Layering (dependencies point downward only; `ARCHITECTURE.md` has the map):
-//! `cli` / `api` (HTTP) → `sync` (offline-first sync to a bucket) → `wire` (turbopuffer JSON ↔ typed requests and
-//! results) → `engine` (lifecycle, the commit unit, writes, loading,
+//! `cli` / `api` (HTTP) → `wire` (turbopuffer JSON ↔ typed requests and
+//! results, the sync status documents) → `sync` (offline-first sync to a bucket) → `engine` (lifecycle, the commit unit, writes, loading,
 //! compaction, branches) → `query` (evaluation over one state) → `state`
 //! (a generation's segments and WAL overlay) → `index` / `format` / `filter`
 //! / `cache` → `store` (object storage) / `meta` (redb) → `codec`, `model`,

@@ -73,7 +73,12 @@ pub(super) async fn metadata(ctx: &Ctx, ns: &str) -> Result<Json, ApiError> {
         Err(e) if e.kind() == crate::engine::ErrorKind::Unavailable => None,
         other => other?,
     };
-    let sync = ctx.state.sync.as_ref().and_then(|s| s.namespace_json(&path));
+    let sync = ctx
+        .state
+        .sync
+        .as_ref()
+        .and_then(|s| s.namespace_status(&path))
+        .map(|v| crate::wire::sync::namespace(&v));
     Ok(metadata.to_json_with(MetadataExtras { store_error, lineage, sync }))
 }
 

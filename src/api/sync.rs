@@ -12,7 +12,7 @@ use serde_json::Value as Json;
 use super::ctx::Ctx;
 use super::error::ApiError;
 use crate::sync::Syncer;
-use crate::wire::admin::{sync_run_response, sync_started};
+use crate::wire::admin::sync_started;
 
 fn syncer(ctx: &Ctx) -> Result<Arc<Syncer>, ApiError> {
     ctx.state.sync.clone().ok_or_else(|| {
@@ -26,7 +26,7 @@ fn project(ctx: &Ctx) -> String {
 
 /// `GET /v1/sync/status`.
 pub(super) fn status(ctx: &Ctx) -> Result<Json, ApiError> {
-    Ok(syncer(ctx)?.status_json(Some(&project(ctx))))
+    Ok(crate::wire::sync::status(&syncer(ctx)?.status(Some(&project(ctx)))))
 }
 
 /// `POST /v1/sync/run` (`?wait=false`: start it and return; `?sweep=true`:
@@ -62,5 +62,5 @@ pub(super) async fn run(ctx: &Ctx) -> Result<Json, ApiError> {
         s.run_sweep(scope).await.map_err(|e| ApiError::new(hyper::StatusCode::SERVICE_UNAVAILABLE, e))?;
     }
     // Only this project's namespaces decide (another tenant's failure is not ours to see).
-    Ok(sync_run_response(s.status_json(Some(&project(ctx)))))
+    Ok(crate::wire::sync::run_response(&s.status(Some(&project(ctx)))))
 }

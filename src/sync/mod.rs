@@ -31,10 +31,9 @@ pub mod transfer;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, Weak};
 
-use serde_json::{json, Value as Json};
-
 pub use self::config::{Mode, OnConflict, Rule, SyncConfig};
 use self::state::{NamespaceStatus, RemoteStatus, SyncRecord};
+use self::sweep::SweepReport;
 use self::transfer::{Check, Transfer};
 use crate::engine::{Engine, EngineError};
 use crate::layout::{validate_name, NsPath};
@@ -257,35 +256,69 @@ impl Syncer {
         });
     }
 
-    /// `GET /v1/sync/status`, limited to one `org/project` (None: all).
-    pub fn status_json(&self, project: Option<&str>) -> Json {
+    /// What `GET /v1/sync/status` shows, limited to one `org/project` (None: all); rendered by
+    /// `wire::sync`.
+    pub fn status(&self, project: Option<&str>) -> StatusView {
         let st = self.status.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let namespaces: Vec<&NamespaceStatus> =
-            st.namespaces.values().filter(|n| project.is_none_or(|p| n.project == p)).collect();
-        let last_sweep = st.last_sweep.as_ref().map(|(at, r)| match r {
-            Ok(report) => json!({"at": at, "report": report}),
-            Err(e) => json!({"at": at, "error": e}),
-        });
-        json!({
-            "node_id": self.node,
-            "remote": st.remote,
-            "interval_secs": self.cfg.interval.as_secs(),
-            "last_sweep": last_sweep,
-            "namespaces": namespaces,
-        })
+        StatusView {
+            node_id: self.node.clone(),
+            remote: st.remote.clone(),
+            interval_secs: self.cfg.interval.as_secs(),
+            last_sweep: st.last_sweep.clone(),
+            namespaces: st
+                .namespaces
+                .values()
+                .filter(|n| project.is_none_or(|p| n.project == p))
+                .cloned()
+                .collect(),
+        }
     }
 
-    /// The sync part of a namespace's metadata (None: no rule covers it).
-    pub fn namespace_json(&self, path: &NsPath) -> Option<Json> {
+    /// The sync part of a namespace's metadata (None: no rule covers it): its status once a round
+    /// has seen it, else only its rule.
+    pub fn namespace_status(&self, path: &NsPath) -> Option<NamespaceView> {
         let rule = self.rule_for(path)?;
         let st = self.status.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         Some(match st.namespaces.get(path) {
-            Some(s) => serde_json::to_value(s).unwrap_or(Json::Null),
-            None => {
-                json!({"namespace": path.ns(), "mode": rule.mode.as_str(), "on_conflict": rule.on_conflict.as_str()})
-            }
+            Some(s) => NamespaceView::Seen(s.clone()),
+            None => NamespaceView::Unseen {
+                namespace: path.ns().to_owned(),
+                mode: rule.mode.as_str(),
+                on_conflict: rule.on_conflict.as_str(),
+            },
         })
     }
+}
+
+/// A node's sync status (`GET /v1/sync/status`).
+#[derive(Debug, Clone)]
+pub struct StatusView {
+    /// This node's id.
+    pub node_id: String,
+    /// The remote and whether it answers.
+    pub remote: RemoteStatus,
+    /// Seconds between rounds.
+    pub interval_secs: u64,
+    /// When this node last swept the remote (ms since the epoch), and the outcome.
+    pub last_sweep: Option<(u64, Result<SweepReport, String>)>,
+    /// The namespaces in scope.
+    pub namespaces: Vec<NamespaceStatus>,
+}
+
+/// One namespace's sync status in its metadata.
+#[derive(Debug, Clone)]
+pub enum NamespaceView {
+    /// A round has seen it.
+    Seen(NamespaceStatus),
+    /// A rule covers it; no round has seen it yet.
+    Unseen {
+        /// Its name.
+        namespace: String,
+        /// push | pull | both.
+        mode: &'static str,
+        /// rebase | branch.
+        on_conflict: &'static str,
+    },
 }
 
 /// Every namespace a store holds (`{org}/{project}/namespaces/{ns}/`).

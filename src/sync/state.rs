@@ -13,13 +13,11 @@
 //!   is treated as absent (the next round starts from scratch, which only
 //!   re-uploads).
 
-use serde::Serialize;
-
 /// The record's codec lives with the other persisted formats (`format/sync_record.rs`).
 pub use crate::format::sync_record::SyncRecord;
 
 /// A conflict met and how it was resolved.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct ConflictReport {
     /// When (ms since the Unix epoch).
     pub at_ms: u64,
@@ -37,7 +35,7 @@ pub struct ConflictReport {
 pub const MAX_CONFLICTS_REPORTED: usize = 16;
 
 /// One namespace in `GET /v1/sync/status`.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default)]
 pub struct NamespaceStatus {
     /// `org/project/ns`'s namespace name.
     pub namespace: String,
@@ -71,13 +69,12 @@ pub struct NamespaceStatus {
     pub downloaded_bytes: u64,
     /// The node holding the namespace's push lease (None: no lease in use).
     pub lease_holder: Option<String>,
-    #[serde(skip)]
     /// The org/project the namespace belongs to (for scoping by key).
     pub project: String,
 }
 
 /// The remote in `GET /v1/sync/status`.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default)]
 pub struct RemoteStatus {
     /// The remote URL.
     pub url: String,

@@ -24,7 +24,7 @@ use crate::engine::{EngineError, RemoteLog};
 use crate::layout::{self, NsPath};
 
 /// What a sweep did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SweepReport {
     /// Remote manifest generations collected.
     pub manifests_collected: u64,

@@ -3,7 +3,8 @@
 //! `RecallRequest`; `admin`: copies, repair, verify, metadata updates), and
 //! typed results become JSON bodies (`query`, `write`, `namespace`; `admin`:
 //! health, the namespace listing, compaction, restore, repair and verify
-//! reports, jobs, sync runs). The engine and the query evaluator below speak
+//! reports, jobs; `sync`: the sync status, a sync run, a namespace's sync
+//! state). The engine, the syncer and the query evaluator below speak
 //! typed Rust; `api` above moves bytes and statuses: it reads query
 //! parameters and headers (HTTP's), never a JSON body field, and renders no
 //! body but its own error body (`api/error.rs`).
@@ -12,8 +13,7 @@
 //! - Parsing is pure and total: any JSON yields a typed request or an
 //!   invalid-input error naming the offending key; nothing here reads state.
 //! - Rendering never fails and is the only place response field names live
-//!   (the sync status object is rendered by `sync/`, which sits above this
-//!   layer; `admin::sync_run_response` only adds its `status`).
+//!   (the syncer hands its status over typed: `sync::StatusView`).
 //! - Persisted formats are not wire formats: nothing here is ever written to
 //!   storage (the idempotency record of `storage-format.md` 6.1 is encoded by
 //!   the engine).
@@ -22,4 +22,5 @@ pub mod admin;
 pub mod bounded;
 pub mod namespace;
 pub mod query;
+pub mod sync;
 pub mod write;
