@@ -95,16 +95,9 @@ async fn settle(e: &Engine, ns: &NsPath) {
 }
 
 fn counters(s: &Syncer, ns: &str) -> (u64, u64, u64, u64) {
-    let v = s.status_json(None);
-    let n = v["namespaces"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|n| n["namespace"] == ns)
-        .cloned()
-        .unwrap_or_default();
-    let g = |k: &str| n[k].as_u64().unwrap_or(0);
-    (g("uploaded_objects"), g("uploaded_bytes"), g("downloaded_objects"), g("downloaded_bytes"))
+    let v = s.status(None);
+    let n = v.namespaces.iter().find(|n| n.namespace == ns).cloned().unwrap_or_default();
+    (n.uploaded_objects, n.uploaded_bytes, n.downloaded_objects, n.downloaded_bytes)
 }
 
 /// Copy `refs` between stores with the same concurrency as a sync transfer.
