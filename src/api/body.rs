@@ -72,7 +72,9 @@ pub async fn next_frame(
             format!("request body not received within {} s", timing.total.as_secs()),
         )),
         Ok(None) => Ok(None),
-        Ok(Some(Err(e))) => Err(ApiError::bad_request(format!("could not read the request body: {e}"))),
+        Ok(Some(Err(e))) => {
+            Err(ApiError::bad_request(format!("could not read the request body: {e}")).with_source(e))
+        }
         Ok(Some(Ok(f))) => Ok(Some(f)),
     }
 }
@@ -111,7 +113,7 @@ pub async fn read_body(
     }
     tokio::task::spawn_blocking(move || gunzip(&raw, limit))
         .await
-        .map_err(|e| ApiError::internal(format!("decompression task failed: {e}")))?
+        .map_err(|e| ApiError::internal(format!("decompression task failed: {e}")).with_source(e))?
 }
 
 async fn collect(mut body: Incoming, limit: usize, timing: BodyTiming) -> Result<Bytes, ApiError> {
@@ -135,7 +137,7 @@ pub fn gunzip(raw: &[u8], limit: usize) -> Result<Bytes, ApiError> {
     flate2::read::MultiGzDecoder::new(raw)
         .take(cap)
         .read_to_end(&mut out)
-        .map_err(|e| ApiError::bad_request(format!("invalid gzip request body: {e}")))?;
+        .map_err(|e| ApiError::bad_request(format!("invalid gzip request body: {e}")).with_source(e))?;
     if out.len() > limit {
         return Err(too_large(limit));
     }
@@ -153,7 +155,8 @@ pub fn parse_json(bytes: &[u8]) -> Result<Json, ApiError> {
     if crate::wire::bounded::exceeds_values(bytes, cap) {
         return Err(ApiError::bad_request(format!("request body holds more than {cap} JSON values")));
     }
-    serde_json::from_slice(bytes).map_err(|e| ApiError::bad_request(format!("malformed JSON body: {e}")))
+    serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::bad_request(format!("malformed JSON body: {e}")).with_source(e))
 }
 
 /// Whether the client accepts gzip responses.

@@ -7,13 +7,15 @@
 //! for final precondition failures; 429 and 507 (disk full) carry
 //! `retry-after-ms` and `retry-after` (seconds, rounded up).
 
+use std::sync::Arc;
+
 use hyper::StatusCode;
 use serde_json::{json, Value as Json};
 
 use crate::engine::{EngineError, ErrorKind};
 
 /// An error answered to the client.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct ApiError {
     /// The status.
     pub status: StatusCode,
@@ -25,14 +27,53 @@ pub struct ApiError {
     pub retryable: bool,
     /// For 405: the `Allow` header.
     pub allow: Option<String>,
+    /// What caused it (an engine error with its own chain, an I/O or JSON error), kept as
+    /// `source()` for the log; never sent to the client beyond `message`.
+    pub source: Option<Arc<dyn std::error::Error + Send + Sync>>,
+}
+
+/// Two errors are equal when they answer the same (status, message, headers); the cause is for the
+/// log only.
+impl PartialEq for ApiError {
+    fn eq(&self, other: &Self) -> bool {
+        (self.status, &self.message, self.retry_after_ms, self.retryable, &self.allow)
+            == (other.status, &other.message, other.retry_after_ms, other.retryable, &other.allow)
+    }
+}
+
+impl Eq for ApiError {}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.status.as_u16(), self.message)
+    }
+}
+
+impl std::error::Error for ApiError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source.as_deref().map(|e| e as &(dyn std::error::Error + 'static))
+    }
 }
 
 impl ApiError {
     /// An error with a status and a message.
     pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
         let retryable = matches!(status.as_u16(), 408 | 409 | 429 | 500 | 502 | 503 | 504);
-        ApiError { status, message: message.into(), retry_after_ms: None, retryable, allow: None }
+        ApiError {
+            status,
+            message: message.into(),
+            retry_after_ms: None,
+            retryable,
+            allow: None,
+            source: None,
+        }
     }
+    /// The same error with its cause kept as `source()`.
+    pub fn with_source(mut self, cause: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.source = Some(Arc::new(cause));
+        self
+    }
+
     /// 400.
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, message)
@@ -72,15 +113,16 @@ impl From<EngineError> for ApiError {
     fn from(e: EngineError) -> Self {
         let status = status_of(e.kind());
         if e.kind() == ErrorKind::Backpressure {
-            return ApiError::too_many_requests(e.message(), e.retry_after_ms());
+            return ApiError::too_many_requests(e.message(), e.retry_after_ms()).with_source(e);
         }
         if e.kind() == ErrorKind::StorageFull {
             let retry_after_ms = Some(e.retry_after_ms().max(1000));
-            return ApiError { retry_after_ms, retryable: true, ..ApiError::new(status, e.to_string()) };
+            return ApiError { retry_after_ms, retryable: true, ..ApiError::new(status, e.to_string()) }
+                .with_source(e);
         }
         // Corrupted data stays corrupted: retrying cannot help.
         let retryable = e.kind() != ErrorKind::Corrupted && ApiError::new(status, "").retryable;
-        ApiError { retryable, ..ApiError::new(status, e.to_string()) }
+        ApiError { retryable, ..ApiError::new(status, e.to_string()) }.with_source(e)
     }
 }
 
@@ -109,6 +151,27 @@ impl From<crate::layout::NameError> for ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_answered_error_keeps_its_cause_chain_for_the_log() {
+        use std::error::Error as _;
+        let full = EngineError::io("scratch file", std::io::Error::from_raw_os_error(28));
+        let a = ApiError::from(full);
+        assert_eq!(a.status.as_u16(), 507);
+        let engine = a.source().and_then(|s| s.downcast_ref::<EngineError>()).map(EngineError::kind);
+        assert_eq!(engine, Some(ErrorKind::StorageFull));
+        let io = a.source().and_then(|s| s.source()).and_then(|s| s.downcast_ref::<std::io::Error>());
+        assert_eq!(io.and_then(std::io::Error::raw_os_error), Some(28));
+        let json = serde_json::from_slice::<Json>(b"{")
+            .map_err(|e| ApiError::bad_request("malformed").with_source(e));
+        let bad = json.err().map(|e| e.source().is_some_and(|s| s.is::<serde_json::Error>()));
+        assert_eq!(bad, Some(true), "a body's JSON error stays the cause");
+        // Equality is what the client sees: the cause is not compared.
+        assert_eq!(
+            ApiError::bad_request("malformed"),
+            ApiError::bad_request("malformed").with_source(std::fmt::Error)
+        );
+    }
 
     #[test]
     fn engine_errors_map_to_statuses() {

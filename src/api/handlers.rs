@@ -167,7 +167,7 @@ pub(super) async fn off_workers<T: Send + 'static>(
     }
     tokio::task::spawn_blocking(move || parse(&bytes))
         .await
-        .map_err(|e| ApiError::internal(format!("body parsing task failed: {e}")))?
+        .map_err(|e| ApiError::internal(format!("body parsing task failed: {e}")).with_source(e))?
 }
 
 async fn write(ctx: &Ctx, ns: &str, req: Request<Incoming>) -> Result<Json, ApiError> {

@@ -462,7 +462,7 @@ where
             tracing::error!("request handler panicked");
             Err(ApiError::internal("internal error: the request handler panicked"))
         }
-        Err(e) => Err(ApiError::internal(format!("internal error: request task failed: {e}"))),
+        Err(e) => Err(ApiError::internal(format!("internal error: request task failed: {e}")).with_source(e)),
     }
 }
 
