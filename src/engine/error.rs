@@ -126,22 +126,26 @@ impl EngineError {
         context: impl std::fmt::Display,
         cause: impl std::error::Error + Send + Sync + 'static,
     ) -> Self {
-        let message = format!("{context}: {cause}");
-        let err = if crate::store::space::is_no_space(&cause) {
-            Self::storage_full(message)
-        } else {
-            Self::new(kind, message)
-        };
-        err.with_source(cause)
+        Self::classified(kind, format!("{context}: {cause}"), cause)
     }
 
     /// An error of `kind` whose message is the cause's own text and whose `source()` is the cause
     /// (a full disk in its chain makes it [`ErrorKind::StorageFull`], as in [`EngineError::caused_by`]).
     pub fn wrap(kind: ErrorKind, cause: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self::classified(kind, cause.to_string(), cause)
+    }
+
+    /// `kind` with `message`, or `StorageFull` when the cause's chain holds "no space left"; the
+    /// cause kept as `source()`.
+    fn classified(
+        kind: ErrorKind,
+        message: String,
+        cause: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
         let err = if crate::store::space::is_no_space(&cause) {
-            Self::storage_full(cause.to_string())
+            Self::storage_full(message)
         } else {
-            Self::new(kind, cause.to_string())
+            Self::new(kind, message)
         };
         err.with_source(cause)
     }

@@ -17,16 +17,7 @@ impl Condition {
             Pred::In(_) => pick(n, Op::NotIn, Op::In),
             Pred::Contains(_) => pick(n, Op::NotContains, Op::Contains),
             Pred::ContainsAny(_) => pick(n, Op::NotContainsAny, Op::ContainsAny),
-            Pred::Range { op, any, .. } => match (op, any) {
-                (RangeOp::Lt, false) => Op::Lt,
-                (RangeOp::Lte, false) => Op::Lte,
-                (RangeOp::Gt, false) => Op::Gt,
-                (RangeOp::Gte, false) => Op::Gte,
-                (RangeOp::Lt, true) => Op::AnyLt,
-                (RangeOp::Lte, true) => Op::AnyLte,
-                (RangeOp::Gt, true) => Op::AnyGt,
-                (RangeOp::Gte, true) => Op::AnyGte,
-            },
+            Pred::Range { op, any, .. } => super::leaf::op_of(*op, *any),
             Pred::Glob(g) => match (g.case_insensitive, n) {
                 (false, false) => Op::Glob,
                 (false, true) => Op::NotGlob,

@@ -123,7 +123,8 @@ fn pred_of(attr: &str, op: Op, operand: LeafOperand) -> Result<Pred, FilterError
     }
 }
 
-fn op_of(op: RangeOp, any: bool) -> Op {
+/// The operator a range predicate is spelled with (`AnyLt` … for array attributes).
+pub(super) fn op_of(op: RangeOp, any: bool) -> Op {
     match (op, any) {
         (RangeOp::Lt, false) => Op::Lt,
         (RangeOp::Lte, false) => Op::Lte,
