@@ -9,16 +9,18 @@
 //! later build exactly as that build read them. A format change must keep
 //! `tests/fixtures/datadir-v1/` (and each later `datadir-v{N}`) green.
 //!
-//! The fixture was written once, by the build that preceded the second
-//! restructure (issue 33), through the HTTP API of the real binary; it is
-//! never regenerated (`storage-format.md` 1.4). `expected.json` holds what
+//! Each fixture was written once, through the HTTP API of the real binary, by
+//! the build that preceded a format change — `datadir-v1` before the second
+//! restructure (issue 33: own WAL encodings, manifest v3), `datadir-v2` before
+//! issue 34 (vector attributes) — with the same calls, so each holds its
+//! build's encodings; none is ever regenerated (`storage-format.md` 1.4). `expected.json` holds what
 //! that build answered: every query (path, body, status, response without
 //! the timing-dependent `performance` and `billing`), the sorted export of
 //! every namespace, the metadata fields that must not change, and each
 //! idempotent write (key, body, first response, the response to a retry).
 //!
 //! To write a missing fixture (an existing folder is never touched):
-//! `TIDEPOOL_WRITE_FIXTURES=1 cargo test --test datadir_compat -- --ignored write_datadir_v1_fixture`
+//! `TIDEPOOL_WRITE_FIXTURES=1 cargo test --test datadir_compat -- --ignored write_datadir_v2_fixture`
 
 mod common;
 
@@ -49,8 +51,10 @@ const UUIDS: [&str; 8] = [
 const WORDS: [&str; 12] =
     ["quick", "brown", "fox", "lazy", "dog", "jumps", "river", "stone", "cloud", "tide", "pool", "search"];
 
-fn fixture_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/datadir-v1")
+/// `tests/fixtures/datadir-v{version}`: v1 written by the build before issue 33's format changes,
+/// v2 by the build before issue 34's (the same API calls, so each holds its build's encodings).
+fn fixture_dir(version: u32) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("tests/fixtures/datadir-v{version}"))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -408,11 +412,22 @@ fn copy_tree(from: &Path, to: &Path) {
 #[tokio::test]
 #[ignore = "writes the fixture; run manually with TIDEPOOL_WRITE_FIXTURES=1"]
 async fn write_datadir_v1_fixture() {
+    write_fixture(1).await;
+}
+
+#[tokio::test]
+#[ignore = "writes the fixture; run manually with TIDEPOOL_WRITE_FIXTURES=1"]
+async fn write_datadir_v2_fixture() {
+    write_fixture(2).await;
+}
+
+/// Writes `datadir-v{version}` with the build under test, unless it exists.
+async fn write_fixture(version: u32) {
     if std::env::var("TIDEPOOL_WRITE_FIXTURES").as_deref() != Ok("1") {
         eprintln!("set TIDEPOOL_WRITE_FIXTURES=1 to write the fixture");
         return;
     }
-    let target = fixture_dir();
+    let target = fixture_dir(version);
     if target.exists() {
         eprintln!("{} exists; fixtures are never overwritten", target.display());
         return;
@@ -446,17 +461,17 @@ async fn write_datadir_v1_fixture() {
 // Reading it with today's build
 // ---------------------------------------------------------------------------------------------
 
-fn expected() -> Json {
-    let path = fixture_dir().join("expected.json");
+fn expected(version: u32) -> Json {
+    let path = fixture_dir(version).join("expected.json");
     let text =
         std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{} is missing: {e}", path.display()));
     serde_json::from_str(&text).unwrap()
 }
 
 /// A daemon on a fresh copy of the fixture's data dir.
-fn start_on_copy(dir: &tempfile::TempDir) -> Daemon {
+fn start_on_copy(version: u32, dir: &tempfile::TempDir) -> Daemon {
     let data = dir.path().join("data");
-    copy_data_dir(&fixture_dir().join("data"), &data);
+    copy_data_dir(&fixture_dir(version).join("data"), &data);
     Daemon::start(&data, FLAGS)
 }
 
@@ -476,10 +491,19 @@ async fn assert_answers_as_recorded(api: &Api<'_>, expected: &Json) {
 
 #[tokio::test]
 async fn a_data_dir_written_before_the_format_change_opens_identically() {
-    let expected = expected();
+    opens_identically(1).await;
+}
+
+#[tokio::test]
+async fn a_data_dir_written_before_the_second_format_change_opens_identically() {
+    opens_identically(2).await;
+}
+
+async fn opens_identically(version: u32) {
+    let expected = expected(version);
     assert!(expected["queries"].as_array().unwrap().len() >= 60, "the fixture covers every namespace");
     let dir = tempfile::tempdir().unwrap();
-    let d = start_on_copy(&dir);
+    let d = start_on_copy(version, &dir);
     let api = Api { c: client(), d: &d };
     assert_answers_as_recorded(&api, &expected).await;
     // And again after a restart (caches rebuilt from the same bytes).
@@ -523,9 +547,18 @@ async fn retry_recorded_writes(api: &Api<'_>, expected: &Json) {
 
 #[tokio::test]
 async fn writes_and_compaction_continue_on_an_old_data_dir() {
-    let expected = expected();
+    writes_and_compaction_continue(1).await;
+}
+
+#[tokio::test]
+async fn writes_and_compaction_continue_on_the_second_old_data_dir() {
+    writes_and_compaction_continue(2).await;
+}
+
+async fn writes_and_compaction_continue(version: u32) {
+    let expected = expected(version);
     let dir = tempfile::tempdir().unwrap();
-    let d = start_on_copy(&dir);
+    let d = start_on_copy(version, &dir);
     let api = Api { c: client(), d: &d };
     retry_recorded_writes(&api, &expected).await;
     let mut docs = recorded_docs(&expected, "docs");
