@@ -85,7 +85,8 @@ fn aggregations_and_groups() {
 fn bad_and_unsupported_queries() {
     let s = state(json!([{"id": 1, "vector": [1.0, 2.0]}]));
     for body in [
-        json!({}),
+        json!({"filters": ["id", "Eq", 1], "offset": 3}),
+        json!({"limit": {"total": 2, "per": {"attributes": ["a"], "limit": 1}}}),
         json!({"rank_by": ["a", "sideways"]}),
         json!({"rank_by": ["id", "asc"], "top_k": 0}),
         json!({"rank_by": ["id", "asc"], "top_k": 10_001}),

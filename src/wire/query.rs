@@ -246,7 +246,8 @@ pub(crate) fn parse_multi(obj: &Map<String, Json>) -> Result<QueryRequest, Query
         if !r.weights.is_empty() && r.weights.len() != queries.len() {
             return Err(invalid("rerank_by RRF weights must have one weight per subquery"));
         }
-        if queries.iter().any(|q| q.order.is_none() && q.rank.is_none()) {
+        let unranked = |q: &Json| q.get("rank_by").is_none_or(Json::is_null);
+        if items.iter().any(unranked) {
             return Err(invalid("with rerank_by every subquery needs rank_by"));
         }
     }
@@ -333,7 +334,9 @@ pub(crate) fn parse_query(obj: &Map<String, Json>, default_enc: VectorEncoding) 
     (q.limit, q.per) = (limit, per);
     let ranked = q.order.is_some() || q.rank.is_some();
     if !ranked && q.aggregates.is_empty() {
-        return Err(invalid("rank_by is required unless the query only aggregates (aggregate_by)"));
+        // A lookup (`{"filters": ["id", "In", [..]], "limit": N}`, what
+        // langchain's get_by_ids sends): the matching documents by id ascending.
+        q.order = Some(vec![OrderKey { attr: ID_ATTR.to_owned(), dir: Direction::Asc }]);
     }
     if q.per.is_some() && !ranked {
         return Err(invalid("limit.per requires rank_by"));
