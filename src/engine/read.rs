@@ -20,6 +20,12 @@
 //!   caller did not demand `strong`), only when the store is unreachable.
 //! - The cache temperature a query reports is measured before the read loads
 //!   anything (loading makes every namespace hot).
+//! - `disable_cache` (a query's cold benchmark): on a bucket store, a query
+//!   the cold path covers is answered by ranged reads of the bucket even when
+//!   the namespace is loaded or its segments are on local disk, and nothing
+//!   is loaded in the background for it; any other read is answered as
+//!   usual (a local data dir is the source of truth, not a cache), and its
+//!   reported temperature says what it met.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -65,6 +71,9 @@ pub struct ReadOptions {
     pub allow_cold: bool,
     /// Measure the cache temperature before loading (a query reports it).
     pub measure_temperature: bool,
+    /// `disable_cache`: answer by ranged reads of the bucket where the cold
+    /// path covers the query, neither using nor filling the caches.
+    pub disable_cache: bool,
 }
 
 /// turbopuffer's `cache_temperature` and `cache_hit_ratio` of a read.
@@ -167,7 +176,7 @@ impl ReadView {
         self.opts.allow_cold
             && self.opts.generation.is_none()
             && self.engine.store.local_root().is_none()
-            && cached(&self.engine.handle(&self.path)).is_none()
+            && (self.opts.disable_cache || cached(&self.engine.handle(&self.path)).is_none())
     }
 
     /// Load the read's snapshot (the temperature measured first).
@@ -219,12 +228,15 @@ impl ReadView {
         req: &QueryRequest,
         started: Instant,
     ) -> Result<Option<QueryAnswer>, EngineError> {
-        let cold = match self.engine.try_cold_query(&self.path, req).await {
+        let uncached = self.opts.disable_cache;
+        let cold = match self.engine.cold_query_bypassing(&self.path, req, uncached).await {
             Err(e) if e.kind() == ErrorKind::Unavailable && self.opts.allow_stale => None,
             other => other?,
         };
         let Some(cold) = cold else { return Ok(None) };
-        self.engine.warm_in_background(&self.path);
+        if !uncached {
+            self.engine.warm_in_background(&self.path);
+        }
         Ok(Some(QueryAnswer {
             results: cold.results,
             generation: cold.generation,

@@ -218,6 +218,9 @@ pub struct QueryRequest {
     pub queries: Vec<Query>,
     /// Multi-query fusion (`rerank_by: ["RRF", ...]`).
     pub rerank: Option<Rerank>,
+    /// `disable_cache`: answer without using or filling the caches where
+    /// the read can (`engine::ReadOptions::disable_cache`).
+    pub disable_cache: bool,
 }
 
 impl QueryRequest {
@@ -229,6 +232,7 @@ impl QueryRequest {
             multi: false,
             queries: vec![query],
             rerank: None,
+            disable_cache: false,
         }
     }
 }
