@@ -234,7 +234,7 @@ async fn performance_fields_are_present_and_sane() {
         assert!((0.0..=1.0).contains(&ratio), "{p}");
         assert!(["hot", "warm", "cold"].contains(&p["cache_temperature"].as_str().unwrap()), "{p}");
         let exhaustive = p["exhaustive_search_count"].as_u64().unwrap();
-        assert!(exhaustive >= 1 && exhaustive <= 2 * 25, "{p}");
+        assert!((1..=2 * 25).contains(&exhaustive), "{p}");
         let (exec, total) =
             (p["query_execution_ms"].as_u64().unwrap(), p["server_total_ms"].as_u64().unwrap());
         assert!(exec <= total, "{p}");
