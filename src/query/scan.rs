@@ -99,15 +99,25 @@ fn pinned_ids(f: &Filter, state: &NsState) -> Option<Vec<DocId>> {
         Value::Array(items) => items.as_slice(),
         one => std::slice::from_ref(one),
     };
+    // A float this large equals several u64 ids (compared as f64): leave it to the scan.
+    if literals.iter().any(|l| matches!(l, Value::Float(f) if f.abs() >= 9_007_199_254_740_992.0)) {
+        return None;
+    }
     let mut ids: Vec<DocId> = literals.iter().filter_map(|l| id_of_literal(l, ty)).collect();
     ids.sort();
     ids.dedup();
     Some(ids)
 }
 
+/// The id a literal names in a namespace of `ty` (`None`: no document has
+/// it, as the filter's own comparison would find: numbers compare across
+/// int and float, strings exactly or, in a uuid namespace, as uuids).
 fn id_of_literal(v: &Value, ty: IdType) -> Option<DocId> {
     let id = match v {
         Value::Int(i) => DocId::U64(u64::try_from(*i).ok()?),
+        // Below 2^53 (`pinned_ids`): exact.
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        Value::Float(f) if f.fract() == 0.0 && *f >= 0.0 => DocId::U64(*f as u64),
         Value::Str(s) => DocId::from_str_id(s).ok()?,
         _ => return None,
     };
