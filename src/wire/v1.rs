@@ -44,6 +44,7 @@ pub fn parse_upsert(body: &Json) -> Result<WriteRequest, EngineError> {
             "attributes" if v.is_null() => {}
             "attributes" => columns.attributes = Some(attribute_columns(v)?),
             "upserts" => columns.rows = Some(array(v, "upserts")?),
+            "distance_metric" if v.is_null() => {}
             "distance_metric" => {
                 v2.insert("distance_metric".into(), v.clone());
             }
@@ -103,8 +104,10 @@ impl Columns<'_> {
                 return Err(invalid_write("ids, vectors and every attribute column must have equal lengths"));
             }
             for (i, id) in ids.iter().enumerate() {
-                let vector = self.vectors.map(|v| v[i].clone());
-                let attrs = self.attributes.iter().flatten().map(|(name, c)| ((*name).clone(), c[i].clone()));
+                // Lengths were checked above; a missing cell would read as null.
+                let cell = |col: &Vec<Json>| col.get(i).cloned().unwrap_or(Json::Null);
+                let vector = self.vectors.map(cell);
+                let attrs = self.attributes.iter().flatten().map(|(name, c)| ((*name).clone(), cell(c)));
                 out.push((id.clone(), vector, attrs.collect::<Map<_, _>>()));
             }
         } else if self.vectors.is_some() || self.attributes.is_some() {
