@@ -244,6 +244,43 @@ async fn performance_fields_are_present_and_sane() {
     d.stop();
 }
 
+/// Invariant: on a local data dir, a `disable_cache` query runs on a state
+/// built for it and neither uses nor fills the memory tier: after a restart
+/// it reports `warm`, and so does the next ordinary query (which loads it);
+/// only the one after that is `hot`.
+#[tokio::test]
+async fn disable_cache_on_a_local_data_dir_bypasses_the_memory_tier() {
+    let dir = tmp();
+    let d = Daemon::start(dir.path(), &[]);
+    let c = client();
+    let rows: Vec<Json> = (0..30u64).map(|i| json!({"id": i, "vector": [i as f32, 1.0]})).collect();
+    write_ok(&c, &d, "local", json!({"upsert_rows": rows})).await;
+    post(&c, &d.at("/v1/namespaces/local/_admin/compact"), &json!({})).await;
+    write_ok(&c, &d, "local", json!({"upsert_rows": [{"id": 100, "vector": [2.0, 1.0]}]})).await;
+    let ann = json!({"rank_by": ["vector", "ANN", [2.0, 1.0]], "top_k": 2, "disable_cache": true});
+    let (_, loaded) = query(&c, &d, "local", ann.clone()).await;
+    assert_eq!(
+        loaded["performance"]["cache_temperature"], "warm",
+        "a loaded namespace is not used: {loaded}"
+    );
+    assert!(d.stop().success());
+
+    let d = Daemon::start(dir.path(), &[]);
+    let temperature = |b: &Json| b["performance"]["cache_temperature"].as_str().unwrap().to_owned();
+    let (s, uncached) = query(&c, &d, "local", ann.clone()).await;
+    assert_eq!((s, temperature(&uncached)), (200, "warm".to_owned()), "{uncached}");
+    assert_eq!(uncached["rows"], loaded["rows"], "the same answer");
+    assert_eq!(ids(&uncached), vec![json!(2), json!(100)]);
+    let plain = json!({"rank_by": ["vector", "ANN", [2.0, 1.0]], "top_k": 2});
+    let (_, first) = query(&c, &d, "local", plain.clone()).await;
+    assert_eq!(temperature(&first), "warm", "the disable_cache query filled no memory tier");
+    let (_, second) = query(&c, &d, "local", plain).await;
+    assert_eq!(temperature(&second), "hot");
+    let (s, b) = query(&c, &d, "missing", ann).await;
+    assert_eq!((s, b["status"].as_str()), (404, Some("error")), "{b}");
+    d.stop();
+}
+
 const DIM: usize = 16;
 
 fn bucket_ns() -> NsPath {
@@ -295,8 +332,16 @@ async fn disable_cache_reads_the_bucket_and_fills_no_cache() {
     };
     let cold = reader.read(&bucket_ns(), opts(true)).await.unwrap().query(&req).await.unwrap();
     assert_eq!((cold.temperature.level, cold.results[0].rows.as_ref().map(Vec::len)), ("cold", Some(5)));
+    // A query the cold path does not cover runs on a state built for it alone.
+    let filtered =
+        json!({"filters": ["id", "Lt", 10], "rank_by": ["id", "desc"], "top_k": 3, "disable_cache": true});
+    let filtered = parse_request(&filtered, false).unwrap();
+    let built = reader.read(&bucket_ns(), opts(true)).await.unwrap().query(&filtered).await.unwrap();
+    let got: Vec<_> = built.results[0].rows.iter().flatten().map(|r| r.doc.id.to_json()).collect();
+    assert_eq!(got, vec![json!(9), json!(8), json!(7)]);
+    assert_ne!(built.temperature.level, "hot");
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(!reader.loaded_namespaces().contains(&bucket_ns()), "nothing loaded in the background");
+    assert!(!reader.loaded_namespaces().contains(&bucket_ns()), "nothing loaded, in the background or not");
 
     // Loaded (a read without disable_cache loads it), then: hot without, cold with.
     let load = ReadOptions { allow_cold: false, ..opts(false) };

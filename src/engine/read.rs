@@ -20,12 +20,15 @@
 //!   caller did not demand `strong`), only when the store is unreachable.
 //! - The cache temperature a query reports is measured before the read loads
 //!   anything (loading makes every namespace hot).
-//! - `disable_cache` (a query's cold benchmark): on a bucket store, a query
-//!   the cold path covers is answered by ranged reads of the bucket even when
-//!   the namespace is loaded or its segments are on local disk, and nothing
-//!   is loaded in the background for it; any other read is answered as
-//!   usual (a local data dir is the source of truth, not a cache), and its
-//!   reported temperature says what it met.
+//! - `disable_cache` (a query's cold benchmark) neither uses nor fills the
+//!   memory tier: on a bucket store, a query the cold path covers is answered
+//!   by ranged reads of the bucket even when the namespace is loaded or its
+//!   segments are on local disk, and nothing is loaded in the background for
+//!   it; any other query runs on a state built for it alone from the newest
+//!   manifest (segments opened and verified, WAL replayed) and dropped after,
+//!   its segment files read through the disk cache on a bucket store. The
+//!   reported temperature is what that read met (`warm` or `cold`, never
+//!   `hot`). Time travel and a store found unreachable take the usual path.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -122,7 +125,7 @@ impl Engine {
     /// read's queries, explain, recall or export.
     pub async fn read(self: &Arc<Self>, path: &NsPath, opts: ReadOptions) -> Result<ReadView, EngineError> {
         let mut view = ReadView { engine: Arc::clone(self), path: path.clone(), opts, loaded: None };
-        if !view.may_answer_cold() {
+        if !view.may_answer_cold() && !view.uncached() {
             view.load().await?;
         }
         Ok(view)
@@ -179,6 +182,42 @@ impl ReadView {
             && (self.opts.disable_cache || cached(&self.engine.handle(&self.path)).is_none())
     }
 
+    /// Whether queries bypass the memory tier (`disable_cache`, newest generation).
+    fn uncached(&self) -> bool {
+        self.opts.disable_cache && self.opts.generation.is_none()
+    }
+
+    /// The answer on a state built for this query alone from the newest
+    /// manifest, never installed in the memory tier; `None` when the store is
+    /// unreachable and the read may be stale (the usual path then answers).
+    async fn uncached_query(&self, req: &QueryRequest) -> Result<Option<QueryAnswer>, EngineError> {
+        let (level, hit_ratio) = self.engine.disk_temperature(&self.path).await;
+        let started = Instant::now();
+        let manifest = match self.engine.latest_manifest(&self.path).await {
+            Err(e) if e.kind() == ErrorKind::Unavailable && self.opts.allow_stale => return Ok(None),
+            other => other?,
+        };
+        let Some(m) = manifest.filter(|m| !m.deleted) else {
+            return Err(EngineError::not_found(format!("namespace {} not found", self.path.ns())));
+        };
+        // One such build at a time per namespace (the loads' lock): a client
+        // asking every query to rebuild costs one state, not one per query.
+        let h = self.engine.handle(&self.path);
+        let snap = {
+            let _one_at_a_time = h.load_lock.lock().await;
+            self.engine.materialize(&self.path, m, None).await?
+        };
+        let results = self.engine.evaluate(req.clone(), snap.state.clone()).await?;
+        Ok(Some(QueryAnswer {
+            results,
+            generation: snap.generation(),
+            logical_bytes: snap.state.logical_bytes,
+            approx_rows: snap.state.len(),
+            temperature: Temperature { level, hit_ratio },
+            execution: started.elapsed(),
+        }))
+    }
+
     /// Load the read's snapshot (the temperature measured first).
     async fn load(&mut self) -> Result<&(Snapshot, Temperature), EngineError> {
         if self.loaded.is_none() {
@@ -205,6 +244,11 @@ impl ReadView {
         let started = Instant::now();
         if self.loaded.is_none() && self.may_answer_cold() {
             if let Some(answer) = self.cold_query(req, started).await? {
+                return Ok(answer);
+            }
+        }
+        if self.loaded.is_none() && self.uncached() {
+            if let Some(answer) = self.uncached_query(req).await? {
                 return Ok(answer);
             }
         }
