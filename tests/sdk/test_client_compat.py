@@ -53,6 +53,9 @@ def test_disable_cache_is_accepted(ns):
     ns.write(upsert_rows=[{"id": i, "vector": [float(i), 1.0]} for i in range(5)])
     got = ns.query(rank_by=("vector", "ANN", [1.0, 1.0]), top_k=2, extra_body={"disable_cache": True})
     assert len(got.rows) == 2
+    # The namespace is loaded (the write did that), but the memory tier is not used.
+    assert got.performance.cache_temperature != "hot"
+    assert ns.query(rank_by=("vector", "ANN", [1.0, 1.0]), top_k=2).performance.cache_temperature == "hot"
     with pytest.raises(turbopuffer.BadRequestError):
         ns.query(rank_by=("id", "asc"), extra_body={"disable_cache": "yes"})
 
