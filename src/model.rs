@@ -88,7 +88,8 @@ impl DocId {
     }
 
     /// Parse an id from its JSON form: a non-negative integer, or a string
-    /// (a string that parses as a UUID becomes a UUID id).
+    /// kept byte for byte (a string is a uuid only in a namespace whose ids
+    /// are uuids: [`DocId::resolve`]).
     pub fn from_json(v: &serde_json::Value) -> Result<DocId, ModelError> {
         match v {
             serde_json::Value::Number(n) => n
@@ -103,15 +104,11 @@ impl DocId {
         }
     }
 
-    /// Parse a string id; UUID-shaped strings become [`DocId::Uuid`].
+    /// Parse a string id, byte for byte: a uuid-shaped string stays a
+    /// string until [`DocId::resolve`] meets a uuid namespace.
     pub fn from_str_id(s: &str) -> Result<DocId, ModelError> {
         if s.is_empty() {
             return Err(ModelError::InvalidId("id must not be empty".into()));
-        }
-        if s.len() == 36 {
-            if let Ok(u) = uuid::Uuid::parse_str(s) {
-                return Ok(DocId::Uuid(u));
-            }
         }
         if s.len() > MAX_STRING_ID_BYTES {
             return Err(ModelError::InvalidId(format!(
@@ -120,6 +117,28 @@ impl DocId {
             )));
         }
         Ok(DocId::Str(s.to_owned()))
+    }
+
+    /// This id as a namespace whose ids are `ty` holds it: a string in a
+    /// uuid namespace is parsed as a uuid (any spelling names the same id),
+    /// a uuid in a string namespace is its text. `None` when the id cannot
+    /// be of that type (the caller reports the mismatch).
+    pub fn resolve(self, ty: IdType) -> Option<DocId> {
+        match (self, ty) {
+            (DocId::Str(s), IdType::Uuid) => uuid::Uuid::parse_str(&s).ok().map(DocId::Uuid),
+            (DocId::Uuid(u), IdType::String) => Some(DocId::Str(u.to_string())),
+            (id, ty) if id.id_type() == ty => Some(id),
+            _ => None,
+        }
+    }
+
+    /// The type a namespace's first id gives it when nothing declared one:
+    /// integers are `uint`, strings `string` (a uuid only when declared).
+    pub fn inferred_type(&self) -> IdType {
+        match self {
+            DocId::U64(_) => IdType::U64,
+            DocId::Uuid(_) | DocId::Str(_) => IdType::String,
+        }
     }
 
     /// The JSON form of this id.
@@ -491,7 +510,13 @@ mod tests {
     fn ids_parse_and_order() {
         assert_eq!(DocId::from_json(&json!(5)).unwrap(), DocId::U64(5));
         let u = "0b4a2f8e-6c3d-4c53-9c49-4f0b6a3e2a11";
-        assert!(matches!(DocId::from_json(&json!(u)).unwrap(), DocId::Uuid(_)));
+        assert_eq!(DocId::from_json(&json!(u)).unwrap(), DocId::Str(u.to_owned()), "kept byte for byte");
+        let upper = u.to_uppercase();
+        let resolved = DocId::from_json(&json!(upper)).unwrap().resolve(IdType::Uuid).unwrap();
+        assert_eq!(resolved.to_json(), json!(u.to_lowercase()), "a uuid namespace compares any spelling");
+        assert_eq!(DocId::Str(upper.clone()).resolve(IdType::String), Some(DocId::Str(upper)));
+        assert_eq!(DocId::Str("x".into()).resolve(IdType::Uuid), None);
+        assert_eq!(DocId::U64(1).resolve(IdType::String), None);
         assert!(DocId::from_json(&json!("")).is_err());
         assert!(DocId::from_json(&json!("x".repeat(65))).is_err());
         assert!(DocId::from_json(&json!(-1)).is_err());

@@ -1,5 +1,6 @@
 //! turbopuffer semantics a second SDK relies on, over real HTTP:
-//! - a uuid is 128 bits: letter case is not part of the value in ids, in
+//! - a uuid is 128 bits: letter case is not part of the value in ids
+//!   declared uuid, in
 //!   `uuid` attributes, in `Eq`/`In` filters (on WAL rows and on the
 //!   attribute index of a segment alike), in deletes and patches, and values
 //!   come back in canonical (lower-case) form; a plain string stays exact;
@@ -39,7 +40,9 @@ async fn uuid_letter_case_is_not_part_of_the_value() {
         {"id": OTHER, "ref": OTHER.to_uppercase(), "n": 2}
     ]);
     let (s, b) =
-        post(&c, &d.at("/v2/namespaces/u"), &json!({"upsert_rows": rows, "schema": {"ref": "uuid"}})).await;
+        // Ids are uuids only when declared (a uuid-shaped string id is a string otherwise).
+        post(&c, &d.at("/v2/namespaces/u"), &json!({"upsert_rows": rows, "schema": {"ref": "uuid", "id": "uuid"}}))
+            .await;
     assert_eq!(s, 200, "{b}");
 
     // On WAL rows (scan), then on a compacted segment (attribute index).

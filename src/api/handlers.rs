@@ -132,7 +132,33 @@ async fn run(ctx: &Ctx, route: Route, req: Request<Incoming>) -> Result<Json, Ap
             Err(ApiError::internal("streaming routes are dispatched before the JSON handlers"))
         }
         Route::Health | Route::Ready | Route::Metrics => Ok(admin::health()),
+        Route::V1Upsert(ns) => v1_upsert(ctx, &ns, req).await,
+        Route::V1Query(ns) => v1_query(ctx, &ns, req).await,
+        Route::V1Delete(ns) => {
+            ctx.state.engine.delete_namespace(&ctx.ns(&ns)?).await?;
+            Ok(admin::ok())
+        }
     }
+}
+
+/// `POST /v1/vectors/{ns}` (legacy): the v1 upsert as a v2 write.
+async fn v1_upsert(ctx: &Ctx, ns: &str, req: Request<Incoming>) -> Result<Json, ApiError> {
+    let path = ctx.ns(ns)?;
+    let (_, body) = body_json(ctx, req).await?;
+    let w = crate::wire::v1::parse_upsert(&body)?;
+    let resp = ctx.state.engine.write(&path, w).await?;
+    Ok(resp.to_response(ctx.elapsed_ms()))
+}
+
+/// `POST /v1/vectors/{ns}/query` (legacy): the v1 query as a v2 query, its
+/// rows in the old shape.
+async fn v1_query(ctx: &Ctx, ns: &str, req: Request<Incoming>) -> Result<Json, ApiError> {
+    let path = ctx.ns(ns)?;
+    let (_, body) = body_json(ctx, req).await?;
+    let (parsed, render) = crate::wire::v1::parse_query(&body)?;
+    let answer = ctx.state.engine.read(&path, query_options(ctx, &parsed)?).await?.query(&parsed).await?;
+    ctx.state.engine.metrics().observe_query(metrics::query_kind(&parsed), answer.execution);
+    Ok(crate::wire::v1::query_response(&answer, render))
 }
 
 /// Ready = not draining and able to take writes (the local metadata is open).
@@ -196,17 +222,22 @@ async fn query(ctx: &Ctx, ns: &str, req: Request<Incoming>) -> Result<Json, ApiE
     let (_, body) = body_json(ctx, req).await?;
     let multi = ctx.params.get("stainless_overload").is_some_and(|v| v == "multiQuery");
     let parsed = parse_request(&body, multi)?;
-    let opts = ReadOptions {
+    let answer = ctx.state.engine.read(&path, query_options(ctx, &parsed)?).await?.query(&parsed).await?;
+    ctx.state.engine.metrics().observe_query(metrics::query_kind(&parsed), answer.execution);
+    Ok(query_response(parsed.multi, &answer, ctx.elapsed_ms()))
+}
+
+/// What a query request allows its read.
+fn query_options(ctx: &Ctx, parsed: &crate::query::QueryRequest) -> Result<ReadOptions, ApiError> {
+    Ok(ReadOptions {
         consistency: Consistency::strong_if(parsed.strong),
         generation: maintenance::generation_param(ctx)?,
         // Only a caller that names `strong` gets a 503 while the store is unreachable.
         allow_stale: !parsed.strong_demanded,
         allow_cold: true,
         measure_temperature: true,
-    };
-    let answer = ctx.state.engine.read(&path, opts).await?.query(&parsed).await?;
-    ctx.state.engine.metrics().observe_query(metrics::query_kind(&parsed), answer.execution);
-    Ok(query_response(parsed.multi, &answer, ctx.elapsed_ms()))
+        disable_cache: parsed.disable_cache,
+    })
 }
 
 /// `POST /v1/namespaces/{ns}/_debug/recall`: ANN against exact search on

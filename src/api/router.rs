@@ -64,6 +64,12 @@ pub enum Route {
     SyncStatus,
     /// `POST /v1/sync/run` (one sync round now).
     SyncRun,
+    /// `POST /v1/vectors/{ns}` (legacy v1 upsert, `wire/v1.rs`).
+    V1Upsert(String),
+    /// `POST /v1/vectors/{ns}/query` (legacy v1 query).
+    V1Query(String),
+    /// `DELETE /v1/vectors/{ns}` (legacy v1 namespace delete).
+    V1Delete(String),
 }
 
 impl Route {
@@ -81,6 +87,8 @@ impl Route {
                 | Route::Repair
                 | Route::Compact(_)
                 | Route::SyncRun
+                | Route::V1Upsert(_)
+                | Route::V1Delete(_)
         )
     }
 
@@ -93,7 +101,9 @@ impl Route {
             | Route::PatchMetadata(ns)
             | Route::UpdateSchema(ns)
             | Route::AdminCopy(ns)
-            | Route::Restore(ns) => Some(ns),
+            | Route::Restore(ns)
+            | Route::V1Upsert(ns)
+            | Route::V1Delete(ns) => Some(ns),
             _ => None,
         }
     }
@@ -132,6 +142,9 @@ impl Route {
             Route::Compact(_) => "compact",
             Route::SyncStatus => "sync_status",
             Route::SyncRun => "sync_run",
+            Route::V1Upsert(_) => "v1_upsert",
+            Route::V1Query(_) => "v1_query",
+            Route::V1Delete(_) => "v1_delete",
         }
     }
 }
@@ -165,6 +178,8 @@ impl Route {
             Route::Compact(_) => "/v1/namespaces/:ns/_admin/compact",
             Route::SyncStatus => "/v1/sync/status",
             Route::SyncRun => "/v1/sync/run",
+            Route::V1Upsert(_) | Route::V1Delete(_) => "/v1/vectors/:ns",
+            Route::V1Query(_) => "/v1/vectors/:ns/query",
         }
     }
 }
@@ -249,6 +264,17 @@ pub fn route(method: &Method, path: &str) -> Result<Route, NoRoute> {
         ["v1", "_admin", "verify"] => (&[Method::POST], (m == Method::POST).then_some(Route::Verify)),
         ["v1", "sync", "status"] => (&[Method::GET], (m == Method::GET).then_some(Route::SyncStatus)),
         ["v1", "sync", "run"] => (&[Method::POST], (m == Method::POST).then_some(Route::SyncRun)),
+        ["v1", "vectors", _] => (
+            &[Method::POST, Method::DELETE],
+            match m {
+                Method::POST => Some(Route::V1Upsert(ns(2))),
+                Method::DELETE => Some(Route::V1Delete(ns(2))),
+                _ => None,
+            },
+        ),
+        ["v1", "vectors", _, "query"] => {
+            (&[Method::POST], (m == Method::POST).then(|| Route::V1Query(ns(2))))
+        }
         ["v1", "_admin", "jobs", id] => {
             (&[Method::GET], (m == Method::GET).then(|| Route::Job((*id).to_owned())))
         }
@@ -289,6 +315,11 @@ mod tests {
         assert_eq!(route(&Method::GET, "/"), Err(NoRoute::NotFound));
         assert_eq!(route(&Method::POST, "/v2/namespaces//query"), Ok(Route::Query(String::new())));
         assert!(Route::Write(String::new()).is_write() && !Route::Query(String::new()).is_write());
+        assert_eq!(route(&Method::POST, "/v1/vectors/d"), Ok(Route::V1Upsert("d".into())));
+        assert_eq!(route(&Method::DELETE, "/v1/vectors/d"), Ok(Route::V1Delete("d".into())));
+        assert_eq!(route(&Method::POST, "/v1/vectors/d/query"), Ok(Route::V1Query("d".into())));
+        assert!(Route::V1Upsert(String::new()).is_write() && !Route::V1Query(String::new()).is_write());
+        assert_eq!(Route::V1Delete("d".into()).changed_namespace(), Some("d"));
     }
 
     /// Invariant: the metrics label is the pattern, never the raw path, and

@@ -150,7 +150,13 @@ impl NsState {
         }
     }
 
-    fn apply_settings(&mut self, req: &RequestRecord) -> Result<(), EngineError> {
+    fn apply_settings(&mut self, req: &RequestRecord, origin: Origin) -> Result<(), EngineError> {
+        // A new request's declared id type types an untyped namespace (it was
+        // checked against a typed one by `ids::resolve_ids`). A replay takes
+        // the id type from the manifest: earlier builds ignored declarations.
+        if origin == Origin::New && self.id_type.is_none() {
+            self.id_type = super::ids::declared_id_type(req)?;
+        }
         if let Some(m) = req.settings.distance_metric {
             match self.distance_metric {
                 Some(cur) if cur != m => {
@@ -260,7 +266,7 @@ fn apply_with(
     };
     let mut s = state.clone();
     let mut counts = RowCounts::default();
-    s.apply_settings(req)?;
+    s.apply_settings(req, origin)?;
     let ops = &req.ops;
     // A replay starts from the schema of the manifest, which already holds
     // the settings of later requests (an attribute made full-text, so no

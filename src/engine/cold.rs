@@ -178,9 +178,21 @@ impl Engine {
         path: &NsPath,
         req: &QueryRequest,
     ) -> Result<Option<ColdAnswer>, EngineError> {
+        self.cold_query_bypassing(path, req, false).await
+    }
+
+    /// [`Engine::try_cold_query`]; with `uncached` (a query's `disable_cache`) also when the
+    /// namespace is loaded or its segments are on local disk: the bucket is read all the same.
+    pub async fn cold_query_bypassing(
+        &self,
+        path: &NsPath,
+        req: &QueryRequest,
+        uncached: bool,
+    ) -> Result<Option<ColdAnswer>, EngineError> {
         let Some((q, vector)) = eligible_query(req) else { return Ok(None) };
         let attrs = !matches!(q.projection, Projection::IdOnly);
-        if self.store.local_root().is_some() || super::cached(&self.handle(path)).is_some() {
+        let loaded = !uncached && super::cached(&self.handle(path)).is_some();
+        if self.store.local_root().is_some() || loaded {
             return Ok(None);
         }
         let Some(m) = self.cold_manifest(path).await? else { return Ok(None) };
@@ -193,9 +205,8 @@ impl Engine {
                 && (!attrs
                     || (section(s, SECTION_DOCS).is_some() && section(s, SECTION_RANGE_CHECKSUMS).is_some()))
         };
-        if !m.segments.iter().all(cold_ready)
-            || m.segments.iter().all(|s| s.files.iter().all(|f| self.cache.is_cached(&f.key)))
-        {
+        let on_disk = |s: &SegmentRef| s.files.iter().all(|f| self.cache.is_cached(&f.key));
+        if !m.segments.iter().all(cold_ready) || (!uncached && m.segments.iter().all(on_disk)) {
             return Ok(None);
         }
         match self.cold_answer(path, &m, q, vector, attrs).await {

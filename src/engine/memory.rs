@@ -40,6 +40,13 @@ impl Engine {
         {
             return ("hot", 1.0);
         }
+        self.disk_temperature(path).await
+    }
+
+    /// [`Engine::cache_temperature`] as if the namespace were not loaded:
+    /// `warm` when its segment files are on local disk, else `cold` with the
+    /// share that is.
+    pub(crate) async fn disk_temperature(&self, path: &NsPath) -> (&'static str, f64) {
         if self.store.local_root().is_some() {
             return ("warm", 1.0);
         }

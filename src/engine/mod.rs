@@ -36,6 +36,7 @@ pub(crate) mod commit;
 pub mod compact;
 mod error;
 pub mod export;
+pub mod ids;
 mod indexing;
 pub mod labels;
 mod listing;

@@ -20,6 +20,15 @@
 //!   caller did not demand `strong`), only when the store is unreachable.
 //! - The cache temperature a query reports is measured before the read loads
 //!   anything (loading makes every namespace hot).
+//! - `disable_cache` (a query's cold benchmark) neither uses nor fills the
+//!   memory tier: on a bucket store, a query the cold path covers is answered
+//!   by ranged reads of the bucket even when the namespace is loaded or its
+//!   segments are on local disk, and nothing is loaded in the background for
+//!   it; any other query runs on a state built for it alone from the newest
+//!   manifest (segments opened and verified, WAL replayed) and dropped after,
+//!   its segment files read through the disk cache on a bucket store. The
+//!   reported temperature is what that read met (`warm` or `cold`, never
+//!   `hot`). Time travel and a store found unreachable take the usual path.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -65,6 +74,9 @@ pub struct ReadOptions {
     pub allow_cold: bool,
     /// Measure the cache temperature before loading (a query reports it).
     pub measure_temperature: bool,
+    /// `disable_cache`: answer by ranged reads of the bucket where the cold
+    /// path covers the query, neither using nor filling the caches.
+    pub disable_cache: bool,
 }
 
 /// turbopuffer's `cache_temperature` and `cache_hit_ratio` of a read.
@@ -113,7 +125,7 @@ impl Engine {
     /// read's queries, explain, recall or export.
     pub async fn read(self: &Arc<Self>, path: &NsPath, opts: ReadOptions) -> Result<ReadView, EngineError> {
         let mut view = ReadView { engine: Arc::clone(self), path: path.clone(), opts, loaded: None };
-        if !view.may_answer_cold() {
+        if !view.may_answer_cold() && !view.uncached() {
             view.load().await?;
         }
         Ok(view)
@@ -167,7 +179,43 @@ impl ReadView {
         self.opts.allow_cold
             && self.opts.generation.is_none()
             && self.engine.store.local_root().is_none()
-            && cached(&self.engine.handle(&self.path)).is_none()
+            && (self.opts.disable_cache || cached(&self.engine.handle(&self.path)).is_none())
+    }
+
+    /// Whether queries bypass the memory tier (`disable_cache`, newest generation).
+    fn uncached(&self) -> bool {
+        self.opts.disable_cache && self.opts.generation.is_none()
+    }
+
+    /// The answer on a state built for this query alone from the newest
+    /// manifest, never installed in the memory tier; `None` when the store is
+    /// unreachable and the read may be stale (the usual path then answers).
+    async fn uncached_query(&self, req: &QueryRequest) -> Result<Option<QueryAnswer>, EngineError> {
+        let (level, hit_ratio) = self.engine.disk_temperature(&self.path).await;
+        let started = Instant::now();
+        let manifest = match self.engine.latest_manifest(&self.path).await {
+            Err(e) if e.kind() == ErrorKind::Unavailable && self.opts.allow_stale => return Ok(None),
+            other => other?,
+        };
+        let Some(m) = manifest.filter(|m| !m.deleted) else {
+            return Err(EngineError::not_found(format!("namespace {} not found", self.path.ns())));
+        };
+        // One such build at a time per namespace (the loads' lock): a client
+        // asking every query to rebuild costs one state, not one per query.
+        let h = self.engine.handle(&self.path);
+        let snap = {
+            let _one_at_a_time = h.load_lock.lock().await;
+            self.engine.materialize(&self.path, m, None).await?
+        };
+        let results = self.engine.evaluate(req.clone(), snap.state.clone()).await?;
+        Ok(Some(QueryAnswer {
+            results,
+            generation: snap.generation(),
+            logical_bytes: snap.state.logical_bytes,
+            approx_rows: snap.state.len(),
+            temperature: Temperature { level, hit_ratio },
+            execution: started.elapsed(),
+        }))
     }
 
     /// Load the read's snapshot (the temperature measured first).
@@ -199,6 +247,11 @@ impl ReadView {
                 return Ok(answer);
             }
         }
+        if self.loaded.is_none() && self.uncached() {
+            if let Some(answer) = self.uncached_query(req).await? {
+                return Ok(answer);
+            }
+        }
         let (snap, temperature) = self.load().await?.clone();
         let started = Instant::now();
         let results = self.engine.evaluate(req.clone(), snap.state.clone()).await?;
@@ -219,12 +272,15 @@ impl ReadView {
         req: &QueryRequest,
         started: Instant,
     ) -> Result<Option<QueryAnswer>, EngineError> {
-        let cold = match self.engine.try_cold_query(&self.path, req).await {
+        let uncached = self.opts.disable_cache;
+        let cold = match self.engine.cold_query_bypassing(&self.path, req, uncached).await {
             Err(e) if e.kind() == ErrorKind::Unavailable && self.opts.allow_stale => None,
             other => other?,
         };
         let Some(cold) = cold else { return Ok(None) };
-        self.engine.warm_in_background(&self.path);
+        if !uncached {
+            self.engine.warm_in_background(&self.path);
+        }
         Ok(Some(QueryAnswer {
             results: cold.results,
             generation: cold.generation,

@@ -249,8 +249,11 @@ impl Engine {
         // Checked before the rows are applied: a refused label change changes nothing.
         let labels_after = super::labels::applied(labels, &req.labels)?;
         let mut affected = req.return_affected_ids.then(AffectedIds::default);
+        // Ids typed by the namespace (or the request's declaration) before
+        // anything is applied, so the WAL batch stores them resolved.
         let mut record = req.record.clone();
-        record.counts = apply_off_workers(state, &req.record, &mut affected).await?;
+        super::ids::resolve_ids(state, &mut record)?;
+        record.counts = apply_off_workers(state, &record, &mut affected).await?;
         if is_noop(&record, base) && labels_after == *labels {
             return Ok(PlannedOutcome::Unchanged { affected });
         }

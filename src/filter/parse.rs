@@ -228,12 +228,10 @@ pub(super) fn parse_operand(attr: &str, op: Op, v: &Json) -> Result<Operand, Fil
             )),
         };
     }
-    let mut value = Value::from_json(v).map_err(|e| FilterError(format!("{op} on {attr:?}: {e}")))?;
-    if attr == ID_ATTR {
-        // Ids are compared, ordered and looked up in canonical form: an
-        // upper-case uuid literal names the document stored in lower case.
-        canonical_uuid_value(&mut value);
-    }
+    // An `id` literal is kept as sent: whether it is a uuid (compared in
+    // canonical spelling) depends on the namespace's id type, which the
+    // engine and the query resolve (`engine::ids`, `query::execute`).
+    let value = Value::from_json(v).map_err(|e| FilterError(format!("{op} on {attr:?}: {e}")))?;
     Ok(Operand::Value(value))
 }
 

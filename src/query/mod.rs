@@ -218,6 +218,9 @@ pub struct QueryRequest {
     pub queries: Vec<Query>,
     /// Multi-query fusion (`rerank_by: ["RRF", ...]`).
     pub rerank: Option<Rerank>,
+    /// `disable_cache`: answer without using or filling the caches where
+    /// the read can (`engine::ReadOptions::disable_cache`).
+    pub disable_cache: bool,
 }
 
 impl QueryRequest {
@@ -229,6 +232,7 @@ impl QueryRequest {
             multi: false,
             queries: vec![query],
             rerank: None,
+            disable_cache: false,
         }
     }
 }
@@ -359,7 +363,12 @@ pub fn execute(q: &Query, state: &NsState) -> Result<QueryResult, QueryError> {
     // Uuid and datetime literals in canonical spelling, as those attributes
     // are stored: the attribute index and the scan then agree whatever case,
     // offset or precision was sent.
-    let kind_of = |a: &str| crate::schema::canonical_kind(&state.schema, a);
+    // In a uuid namespace, `id` literals are uuids in any spelling.
+    let uuid_ids = state.id_type == Some(crate::model::IdType::Uuid);
+    let kind_of = |a: &str| match a {
+        ID_ATTR if uuid_ids => Some(ScalarType::Uuid),
+        _ => crate::schema::canonical_kind(&state.schema, a),
+    };
     let canonical = match &q.filters {
         Some(f) => {
             f.with_canonical_literals(&kind_of).map_err(|e| QueryError::InvalidInput(e.to_string()))?

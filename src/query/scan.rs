@@ -7,6 +7,8 @@
 
 use super::*;
 use crate::deadline;
+use crate::filter::{Op, Operand};
+use crate::model::IdType;
 
 pub(super) fn validate(q: &Query, state: &NsState) -> Result<(), QueryError> {
     if let Some(f) = &q.filters {
@@ -50,20 +52,76 @@ pub(super) fn matches(q: &Query, d: &Document) -> bool {
 }
 
 /// Documents in id order, starting at the filter's lower id bound when the
-/// bound has the namespace's id kind.
+/// bound is an id of the namespace's kind; only the named documents when the
+/// filter pins the id (`["id", "In" | "Eq", ..]`, alone or in a top-level `And`).
 pub(super) fn candidates<'a>(
     q: &'a Query,
     state: &'a NsState,
 ) -> Box<dyn Iterator<Item = Arc<Document>> + 'a> {
-    let lower = match &q.id_lower {
-        Some((id, true)) if Some(id.id_type()) == state.id_type => Bound::Included(id),
-        Some((id, false)) if Some(id.id_type()) == state.id_type => Bound::Excluded(id),
-        _ => Bound::Unbounded,
+    if let Some(ids) = q.filters.as_ref().and_then(|f| pinned_ids(f, state)) {
+        return Box::new(ids.into_iter().filter_map(|id| state.get(&id)));
+    }
+    let resolved = match (&q.id_lower, state.id_type) {
+        (Some((id, inclusive)), Some(ty)) => id.clone().resolve(ty).map(|id| (id, *inclusive)),
+        _ => None,
+    };
+    let lower = match &resolved {
+        Some((id, true)) => Bound::Included(id),
+        Some((id, false)) => Bound::Excluded(id),
+        None => Bound::Unbounded,
     };
     if let Some(docs) = indexed_candidates(q, state, lower) {
         return Box::new(docs.into_iter());
     }
     Box::new(state.iter_from(lower))
+}
+
+/// The ids a filter pins (sorted, unique, of the namespace's kind; literals
+/// of another kind name no document), when a top-level condition or a
+/// conjunct of a top-level `And` is `id Eq v` or `id In [..]`: a lookup then
+/// reads those documents only. Still a superset: callers apply the filter.
+fn pinned_ids(f: &Filter, state: &NsState) -> Option<Vec<DocId>> {
+    let ty = state.id_type?;
+    let conds = match f {
+        Filter::Cond(c) => vec![c],
+        Filter::And(subs) => subs
+            .iter()
+            .filter_map(|s| match s {
+                Filter::Cond(c) => Some(c),
+                _ => None,
+            })
+            .collect(),
+        _ => return None,
+    };
+    let c = conds.into_iter().find(|c| c.attr() == ID_ATTR && matches!(c.op(), Op::Eq | Op::In))?;
+    let Some(Operand::Value(v)) = c.operand() else { return None };
+    let literals = match v {
+        Value::Array(items) => items.as_slice(),
+        one => std::slice::from_ref(one),
+    };
+    // A float this large equals several u64 ids (compared as f64): leave it to the scan.
+    if literals.iter().any(|l| matches!(l, Value::Float(f) if f.abs() >= 9_007_199_254_740_992.0)) {
+        return None;
+    }
+    let mut ids: Vec<DocId> = literals.iter().filter_map(|l| id_of_literal(l, ty)).collect();
+    ids.sort();
+    ids.dedup();
+    Some(ids)
+}
+
+/// The id a literal names in a namespace of `ty` (`None`: no document has
+/// it, as the filter's own comparison would find: numbers compare across
+/// int and float, strings exactly or, in a uuid namespace, as uuids).
+fn id_of_literal(v: &Value, ty: IdType) -> Option<DocId> {
+    let id = match v {
+        Value::Int(i) => DocId::U64(u64::try_from(*i).ok()?),
+        // Below 2^53 (`pinned_ids`): exact.
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        Value::Float(f) if f.fract() == 0.0 && *f >= 0.0 => DocId::U64(*f as u64),
+        Value::Str(s) => DocId::from_str_id(s).ok()?,
+        _ => return None,
+    };
+    id.resolve(ty)
 }
 
 /// When the attribute indexes narrow the filter in every segment: the

@@ -4,7 +4,8 @@
 //! typed results become JSON bodies (`query`, `write`, `namespace`; `admin`:
 //! health, the namespace listing, compaction, restore, repair and verify
 //! reports, jobs; `sync`: the sync status, a sync run, a namespace's sync
-//! state). The engine, the syncer and the query evaluator below speak
+//! state; `v1`: the legacy v1 vectors API, translated onto the v2 request
+//! types). The engine, the syncer and the query evaluator below speak
 //! typed Rust; `api` above moves bytes and statuses: it reads query
 //! parameters and headers (HTTP's), never a JSON body field, and renders no
 //! body but its own error body (`api/error.rs`).
@@ -23,4 +24,5 @@ pub mod bounded;
 pub mod namespace;
 pub mod query;
 pub mod sync;
+pub mod v1;
 pub mod write;

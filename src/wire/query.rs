@@ -202,7 +202,15 @@ pub fn parse_request(body: &Json, multi_hint: bool) -> Result<QueryRequest, Quer
     let strong = parse_consistency(consistency)?;
     let query = parse_query(obj, VectorEncoding::Float)?;
     let strong_demanded = names_strong(consistency);
-    Ok(QueryRequest { strong, strong_demanded, multi: false, queries: vec![query], rerank: None })
+    let disable_cache = parse_disable_cache(obj.get("disable_cache"))?;
+    Ok(QueryRequest {
+        strong,
+        strong_demanded,
+        multi: false,
+        queries: vec![query],
+        rerank: None,
+        disable_cache,
+    })
 }
 
 pub(crate) fn parse_multi(obj: &Map<String, Json>) -> Result<QueryRequest, QueryError> {
@@ -212,7 +220,7 @@ pub(crate) fn parse_multi(obj: &Map<String, Json>) -> Result<QueryRequest, Query
     for (k, v) in obj {
         match k.as_str() {
             "queries" => queries_json = Some(v),
-            "consistency" => {}
+            "consistency" | "disable_cache" => {}
             "vector_encoding" => enc = parse_encoding(v)?,
             "rerank_by" if v.is_null() => {}
             "rerank_by" => rerank_json = Some(v),
@@ -246,13 +254,28 @@ pub(crate) fn parse_multi(obj: &Map<String, Json>) -> Result<QueryRequest, Query
         if !r.weights.is_empty() && r.weights.len() != queries.len() {
             return Err(invalid("rerank_by RRF weights must have one weight per subquery"));
         }
-        if queries.iter().any(|q| q.order.is_none() && q.rank.is_none()) {
+        let unranked = |q: &Json| q.get("rank_by").is_none_or(Json::is_null);
+        if items.iter().any(unranked) {
             return Err(invalid("with rerank_by every subquery needs rank_by"));
         }
     }
     let consistency = obj.get("consistency");
     let strong = parse_consistency(consistency)?;
-    Ok(QueryRequest { strong, strong_demanded: names_strong(consistency), multi: true, queries, rerank })
+    // The read is one for the whole request: any subquery that asks for it.
+    let mut disable_cache = parse_disable_cache(obj.get("disable_cache"))?;
+    for q in items {
+        disable_cache |= parse_disable_cache(q.get("disable_cache"))?;
+    }
+    let strong_demanded = names_strong(consistency);
+    Ok(QueryRequest { strong, strong_demanded, multi: true, queries, rerank, disable_cache })
+}
+
+/// `disable_cache`: a bool (absent or `null`: false).
+fn parse_disable_cache(v: Option<&Json>) -> Result<bool, QueryError> {
+    match v {
+        None | Some(Json::Null) => Ok(false),
+        Some(v) => v.as_bool().ok_or_else(|| invalid("disable_cache must be a bool")),
+    }
 }
 
 pub(crate) fn prefix_error(e: QueryError, what: &str) -> QueryError {
@@ -333,7 +356,9 @@ pub(crate) fn parse_query(obj: &Map<String, Json>, default_enc: VectorEncoding) 
     (q.limit, q.per) = (limit, per);
     let ranked = q.order.is_some() || q.rank.is_some();
     if !ranked && q.aggregates.is_empty() {
-        return Err(invalid("rank_by is required unless the query only aggregates (aggregate_by)"));
+        // A lookup (`{"filters": ["id", "In", [..]], "limit": N}`, what
+        // langchain's get_by_ids sends): the matching documents by id ascending.
+        q.order = Some(vec![OrderKey { attr: ID_ATTR.to_owned(), dir: Direction::Asc }]);
     }
     if q.per.is_some() && !ranked {
         return Err(invalid("limit.per requires rank_by"));
@@ -382,6 +407,9 @@ pub(crate) fn parse_key<'a>(
         "vector_encoding" => q.vector_encoding = parse_encoding(v)?,
         "consistency" => {
             parse_consistency(Some(v))?;
+        }
+        "disable_cache" => {
+            parse_disable_cache(Some(v))?;
         }
         "distance_metric" => {
             if let Some(s) = v.as_str() {
