@@ -465,7 +465,7 @@ impl Engine {
             state.put(d);
         }
         let req = QueryRequest::single(q.clone());
-        let results = self.evaluate(req, std::sync::Arc::new(state)).await?;
+        let (results, _waited) = self.evaluate(req, std::sync::Arc::new(state)).await?;
         results.into_iter().next().ok_or_else(|| EngineError::internal("a single query gave no result"))
     }
 

@@ -119,7 +119,15 @@ pub fn explain(q: &Query, state: &NsState) -> Result<String, QueryError> {
         let by = if q.group_by.is_empty() {
             String::new()
         } else {
-            format!(" grouped by {}", q.group_by.join(", "))
+            let keys: Vec<String> = q
+                .group_by
+                .iter()
+                .map(|k| match k.each_unique {
+                    true => format!("{} (each unique {})", k.name, k.attr),
+                    false => k.attr.clone(),
+                })
+                .collect();
+            format!(" grouped by {}", keys.join(", "))
         };
         lines.push(format!("aggregate: {}{by}", names.join(", ")));
     }

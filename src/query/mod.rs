@@ -197,8 +197,8 @@ pub struct Query {
     pub vector_encoding: VectorEncoding,
     /// Named aggregates.
     pub aggregates: Vec<(String, Aggregate)>,
-    /// Group-by attributes.
-    pub group_by: Vec<String>,
+    /// Group-by keys, in request order.
+    pub group_by: Vec<GroupKey>,
     /// `ann.target_recall` (tidepool extension): the recall@10 an `ANN` ranking targets; None =
     /// the namespace's setting or the default.
     pub ann_target: Option<f32>,
@@ -271,6 +271,30 @@ pub enum AggregateValue {
     Int(i64),
     /// Any other sum.
     Float(f64),
+}
+
+/// Most group keys one document may yield: `ForEachUnique` keys multiply
+/// (a document with 100 tags under two such keys would yield 10,000).
+pub const MAX_GROUP_KEYS_PER_DOC: usize = 4_096;
+
+/// One `group_by` key: a plain attribute (`"cat"`), or
+/// `{"name": ["ForEachUnique", attr]}`, which puts a document in one group per
+/// distinct value of its (array) attribute.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupKey {
+    /// The key's name in each group of the response.
+    pub name: String,
+    /// The attribute whose value the key takes.
+    pub attr: String,
+    /// `ForEachUnique`: one group per distinct element (a scalar is one element).
+    pub each_unique: bool,
+}
+
+impl GroupKey {
+    /// A plain attribute key (its name is the attribute's).
+    pub fn attr(attr: &str) -> Self {
+        GroupKey { name: attr.to_owned(), attr: attr.to_owned(), each_unique: false }
+    }
 }
 
 /// One `group_by` group.
@@ -408,7 +432,7 @@ pub fn execute(q: &Query, state: &NsState) -> Result<QueryResult, QueryError> {
         if q.group_by.is_empty() {
             result.aggregations = Some(aggregate_all(&q.aggregates, matching));
         } else {
-            result.aggregation_groups = Some(aggregate_groups(q, matching));
+            result.aggregation_groups = Some(aggregate_groups(q, matching)?);
         }
         result.scanned = result.scanned.max(scanned);
     }

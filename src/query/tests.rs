@@ -82,6 +82,66 @@ fn aggregations_and_groups() {
 }
 
 #[test]
+fn for_each_unique_puts_a_document_in_one_group_per_distinct_element() {
+    let s = state(json!([
+        {"id": 1, "c": "a", "tags": ["x", "y", "x"], "p": 1},
+        {"id": 2, "c": "a", "tags": ["y"], "p": 2},
+        {"id": 3, "c": "b", "tags": [], "p": 4},
+        {"id": 4, "c": "b", "p": 8},
+        {"id": 5, "c": "b", "tags": ["z"], "p": 16}
+    ]));
+    let by_tag = json!({"aggregate_by": {"n": ["Count"], "s": ["Sum", "p"]},
+        "group_by": [{"t": ["ForEachUnique", "tags"]}]});
+    let r = run(&s, by_tag).unwrap();
+    // Doc 1 counts once under x (its duplicate x is one element) and once
+    // under y; an empty array and a missing attribute are the null group.
+    assert_eq!(
+        rendered(&r, "aggregation_groups"),
+        Some(json!([
+            {"t": "x", "n": 1, "s": 1}, {"t": "y", "n": 2, "s": 3},
+            {"t": "z", "n": 1, "s": 16}, {"t": null, "n": 2, "s": 12}
+        ]))
+    );
+    let with_plain = json!({"aggregate_by": {"n": ["Count"]},
+        "group_by": ["c", {"t": ["ForEachUnique", "tags"]}], "filters": ["id", "Lte", 2]});
+    let r = run(&s, with_plain).unwrap();
+    assert_eq!(
+        rendered(&r, "aggregation_groups"),
+        Some(json!([{"c": "a", "t": "x", "n": 1}, {"c": "a", "t": "y", "n": 2}]))
+    );
+    // A scalar attribute is its own one element.
+    let r = run(&s, json!({"aggregate_by": {"n": ["Count"]}, "group_by": [{"k": ["ForEachUnique", "c"]}]}))
+        .unwrap();
+    assert_eq!(rendered(&r, "aggregation_groups"), Some(json!([{"k": "a", "n": 2}, {"k": "b", "n": 3}])));
+    for bad in [
+        json!([{"t": ["ForEach", "tags"]}]),
+        json!([{"t": ["ForEachUnique"]}]),
+        json!([{"t": ["ForEachUnique", "tags"], "u": ["ForEachUnique", "c"]}]),
+        json!(["c", {"c": ["ForEachUnique", "tags"]}]),
+        json!([3]),
+    ] {
+        let e = run(&s, json!({"aggregate_by": {"n": ["Count"]}, "group_by": bad})).unwrap_err();
+        assert!(matches!(e, QueryError::InvalidInput(ref m) if m.contains("group_by")), "{bad}: {e:?}");
+    }
+}
+
+#[test]
+fn for_each_unique_bounds_the_groups_one_document_yields() {
+    let tags: Vec<String> = (0..100).map(|i| format!("t{i}")).collect();
+    let s = state(json!([{"id": 1, "a": tags, "b": tags}]));
+    let q = json!({"aggregate_by": {"n": ["Count"]},
+        "group_by": [{"x": ["ForEachUnique", "a"]}, {"y": ["ForEachUnique", "b"]}]});
+    let e = run(&s, q).unwrap_err();
+    assert!(matches!(e, QueryError::InvalidInput(ref m) if m.contains("4096")), "{e:?}");
+    let one =
+        json!({"aggregate_by": {"n": ["Count"]}, "group_by": [{"x": ["ForEachUnique", "a"]}], "limit": 1000});
+    assert_eq!(
+        rendered(&run(&s, one).unwrap(), "aggregation_groups").unwrap().as_array().unwrap().len(),
+        100
+    );
+}
+
+#[test]
 fn bad_and_unsupported_queries() {
     let s = state(json!([{"id": 1, "vector": [1.0, 2.0]}]));
     for body in [

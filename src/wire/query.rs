@@ -20,10 +20,10 @@ use crate::filter::Filter;
 use crate::model::{DocId, Value, ID_ATTR, VECTOR_ATTR};
 use crate::query::recall::{RecallReport, RecallRequest};
 use crate::query::{
-    Aggregate, AggregateGroup, AggregateValue, Direction, OrderKey, PerLimit, Projection, Query, QueryError,
-    QueryRequest, QueryResult, Rank, Rerank, Row, TextExpr, TextInput, VectorEncoding, DEFAULT_LIMIT,
-    DIST_ATTR, MAX_LIMIT, MAX_OFFSET, MAX_RANK_CHILDREN, MAX_RANK_CLAUSES, MAX_SPARSE_QUERY_KEYS,
-    MAX_SUBQUERIES,
+    Aggregate, AggregateGroup, AggregateValue, Direction, GroupKey, OrderKey, PerLimit, Projection, Query,
+    QueryError, QueryRequest, QueryResult, Rank, Rerank, Row, TextExpr, TextInput, VectorEncoding,
+    DEFAULT_LIMIT, DIST_ATTR, MAX_LIMIT, MAX_OFFSET, MAX_RANK_CHILDREN, MAX_RANK_CLAUSES,
+    MAX_SPARSE_QUERY_KEYS, MAX_SUBQUERIES,
 };
 
 fn invalid(msg: impl Into<String>) -> QueryError {
@@ -783,21 +783,39 @@ fn parse_ann(v: &Json) -> Result<Option<f32>, QueryError> {
     Ok(target)
 }
 
-pub(crate) fn parse_group_by(v: &Json) -> Result<Vec<String>, QueryError> {
+pub(crate) fn parse_group_by(v: &Json) -> Result<Vec<GroupKey>, QueryError> {
     if v.is_null() {
         return Ok(Vec::new());
     }
-    let items = v.as_array().ok_or_else(|| invalid("group_by must be a list of attribute names"))?;
-    items
-        .iter()
-        .map(|i| match i {
-            Json::String(s) => Ok(s.clone()),
-            Json::Object(_) => {
-                Err(unsupported("group_by expressions (ForEachUnique) are not implemented yet"))
+    let bad = || {
+        invalid("group_by must be a list of attribute names or {\"name\": [\"ForEachUnique\", attr]} objects")
+    };
+    let items = v.as_array().ok_or_else(bad)?;
+    let mut keys: Vec<GroupKey> = Vec::with_capacity(items.len());
+    for item in items {
+        let key = match item {
+            Json::String(s) => GroupKey::attr(s),
+            Json::Object(o) if o.len() == 1 => {
+                let (name, f) = o.iter().next().ok_or_else(bad)?;
+                match f.as_array().map(Vec::as_slice) {
+                    Some([Json::String(op), Json::String(attr)]) if op == "ForEachUnique" => {
+                        GroupKey { name: name.clone(), attr: attr.clone(), each_unique: true }
+                    }
+                    _ => {
+                        return Err(invalid(format!(
+                            "group_by.{name} must be [\"ForEachUnique\", attr] (the only group_by function)"
+                        )))
+                    }
+                }
             }
-            _ => Err(invalid("group_by must be a list of attribute names")),
-        })
-        .collect()
+            _ => return Err(bad()),
+        };
+        if keys.iter().any(|k| k.name == key.name) {
+            return Err(invalid(format!("group_by names {:?} twice", key.name)));
+        }
+        keys.push(key);
+    }
+    Ok(keys)
 }
 
 /// The lower id bound a filter implies: `["id","Gt"|"Gte"|"Eq",v]`, alone or

@@ -526,6 +526,29 @@ def test_aggregations(filter_ns):
     assert groups == [{"cat": "a", "count": 5, "total": 25}, {"cat": "b", "count": 5, "total": 30}]
 
 
+def test_group_by_for_each_unique(filter_ns):
+    # A document joins one group per distinct tag; group keys combine with plain attributes.
+    resp = filter_ns.query(
+        aggregate_by={"count": ("Count",), "total": ("Sum", "n")},
+        group_by=[{"tag": ("ForEachUnique", "tags")}],
+    )
+    docs = _filter_docs()
+    want = []
+    for tag in sorted({t for d in docs for t in d["tags"]}):
+        members = [d for d in docs if tag in d["tags"]]
+        want.append({"tag": tag, "count": len(members), "total": sum(d["n"] for d in members)})
+    assert resp.aggregation_groups == want
+    resp = filter_ns.query(
+        aggregate_by={"count": ("Count",)},
+        group_by=["cat", {"tag": ("ForEachUnique", "tags")}],
+        filters=("tags", "Contains", "prime"),
+    )
+    primes = [d for d in docs if "prime" in d["tags"]]
+    got = {(g["cat"], g["tag"]): g["count"] for g in resp.aggregation_groups or []}
+    assert got[("a", "prime")] == sum(1 for d in primes if d["cat"] == "a")
+    assert got[("b", "even")] == sum(1 for d in primes if d["cat"] == "b")
+
+
 def test_multi_query(filter_ns):
     resp = filter_ns.multi_query(
         queries=[
