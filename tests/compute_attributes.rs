@@ -318,6 +318,8 @@ async fn bad_compute_attributes_are_400s_naming_the_key() {
         (json!({"id": ["Attribute", "clicks"]}), "compute_attributes.id: \"id\" is reserved"),
         (json!({"$dist": ["Attribute", "clicks"]}), "compute_attributes.$dist"),
         (json!({"cat": ["Attribute", "clicks"]}), "compute_attributes.cat: the name \"cat\" is a stored attribute"),
+        // An attribute the schema only inferred from the rows collides too.
+        (json!({"clicks": ["Attribute", "clicks"]}), "compute_attributes.clicks: the name \"clicks\" is a stored"),
         (json!({"x": {"$ref_new": "clicks"}}), "compute_attributes.x: $ref_new"),
         (Json::Object(many), "MAX_COMPUTED_ATTRIBUTES"),
         (json!([1]), "compute_attributes must be an object"),

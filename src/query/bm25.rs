@@ -145,6 +145,7 @@ impl<'d> DocTokens<'d> {
 }
 
 /// Per-leaf (fieldnorm id, per-distinct-term counts) of one row.
+#[derive(Clone)]
 pub(super) struct RowTf {
     pub(super) norms: Vec<u8>,
     pub(super) tfs: Vec<Vec<u32>>,

@@ -257,7 +257,8 @@ pub(super) fn compute_rows<'d>(
     if q.compute.is_empty() {
         return Ok(Vec::new());
     }
-    let views = seg_views(state, None);
+    // Only rank expressions and highlights need statistics over the rows.
+    let views = if q.compute.iter().any(|(_, e)| e.reads_attributes()) { seg_views(state, None) } else { Vec::new() };
     let plans = q
         .compute
         .iter()
@@ -304,6 +305,8 @@ fn highlight(h: &Highlight, c: &Compiled, d: &Document) -> ComputedValue {
         return ComputedValue::Fragments(Vec::new());
     };
     let terms: HashSet<&str> = on_attr.iter().flat_map(|i| c.leaves[*i].distinct.iter().map(String::as_str)).collect();
+    // The row's own term counts, analyzed once; each fragment replaces those of `attr`.
+    let row_tf = RowTf::of_doc(&c.leaves, d);
     // (score, element, start byte, fragment)
     let mut found: Vec<(f32, usize, usize, HighlightFragment)> = Vec::new();
     for (element, text) in texts {
@@ -314,7 +317,7 @@ fn highlight(h: &Highlight, c: &Compiled, d: &Document) -> ComputedValue {
             if inside.is_empty() {
                 continue;
             }
-            let score = fragment_score(c, &on_attr, &text[frag.clone()], d);
+            let score = fragment_score(c, &row_tf, &on_attr, &text[frag.clone()], d);
             let offsets = h.include_offsets.map(|u| {
                 let at = |b: usize| to_unit(text, b, u);
                 ((at(frag.start), at(frag.end)), inside.iter().map(|s| (at(s.start), at(s.end))).collect())
@@ -334,8 +337,8 @@ fn highlight(h: &Highlight, c: &Compiled, d: &Document) -> ComputedValue {
 
 /// The fragment scored by the expression as if it were the attribute's whole
 /// text (the other attributes of the row as they are).
-fn fragment_score(c: &Compiled, on_attr: &[usize], fragment: &str, d: &Document) -> f32 {
-    let mut rt = RowTf::of_doc(&c.leaves, d);
+fn fragment_score(c: &Compiled, row_tf: &RowTf, on_attr: &[usize], fragment: &str, d: &Document) -> f32 {
+    let mut rt = row_tf.clone();
     for &i in on_attr {
         let l = &c.leaves[i];
         let tokens = l.analyzer.tokens(fragment);
