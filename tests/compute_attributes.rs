@@ -80,9 +80,23 @@ async fn vector_dist_is_the_knn_distance_under_the_namespace_metric() {
         for r in rows(&b) {
             assert_eq!(r["same"], r["$dist"], "VectorDist to the kNN vector is its $dist: {r}");
             let v: Vec<f64> = r["vector"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
-            let want = if metric == "cosine_distance" { cosine(&v, &other) } else { euclidean_squared(&v, &other) };
+            let want =
+                if metric == "cosine_distance" { cosine(&v, &other) } else { euclidean_squared(&v, &other) };
             let got = r["other"].as_f64().unwrap();
             assert!((got - want).abs() < 1e-5, "{metric}: {got} vs {want}");
+        }
+        // Ordered by id instead (documents read by the scan, not the ranking), the same values.
+        let by_id = query(
+            &c,
+            &d,
+            ns,
+            json!({"rank_by": ["id", "asc"], "top_k": 30, "compute_attributes": {"same": ["vector", "VectorDist", q]}}),
+        )
+        .await;
+        for r in rows(&by_id) {
+            let ranked = rows(&b).iter().find(|x| x["id"] == r["id"]).unwrap();
+            assert_eq!(r["same"], ranked["same"], "{r}");
+            assert!(r.get("vector").is_none(), "the projection still applies: {r}");
         }
         // The computed value is placed after the stored attributes, before $dist.
         let keys: Vec<&String> = rows(&b)[0].as_object().unwrap().keys().collect();
@@ -107,7 +121,8 @@ async fn vector_dist_is_the_knn_distance_under_the_namespace_metric() {
     // A namespace without vectors: every row's VectorDist is null.
     write(&c, &d, "plain", json!({"upsert_rows": [{"id": 1, "n": 2}]})).await;
     let b =
-        query(&c, &d, "plain", json!({"compute_attributes": {"d": ["vector", "VectorDist", [1.0, 0.0]]}})).await;
+        query(&c, &d, "plain", json!({"compute_attributes": {"d": ["vector", "VectorDist", [1.0, 0.0]]}}))
+            .await;
     assert_eq!(rows(&b)[0], json!({"id": 1, "d": null}));
     assert_eq!(d.stop().code(), Some(0));
 }
@@ -152,8 +167,10 @@ async fn rank_expressions_as_values_are_the_ranking_scores() {
             assert_eq!(r["s"], r["$dist"], "{e}: {r}");
         }
         // Ordered by id instead, the computed score is the same per row.
-        let ranked: Vec<(Json, Json)> = rows(&b).iter().map(|r| (r["id"].clone(), r["$dist"].clone())).collect();
-        let by_id = query(&c, &d, "t", json!({"rank_by": ["id", "asc"], "compute_attributes": {"s": e}})).await;
+        let ranked: Vec<(Json, Json)> =
+            rows(&b).iter().map(|r| (r["id"].clone(), r["$dist"].clone())).collect();
+        let by_id =
+            query(&c, &d, "t", json!({"rank_by": ["id", "asc"], "compute_attributes": {"s": e}})).await;
         for (id, dist) in ranked {
             let row = rows(&by_id).iter().find(|r| r["id"] == id).unwrap();
             assert_eq!(row["s"], dist, "{e} on {id}");
@@ -202,7 +219,8 @@ async fn combinators_score_by_their_formulas() {
     // A filter as a rank term adds its weight to the rows it matches; rows
     // without a BM25 match do not rank.
     let bm25 = json!(["text", "BM25", "fox"]);
-    let plain = query(&c, &d, "t", json!({"rank_by": bm25, "top_k": 10, "include_attributes": ["cat"]})).await;
+    let plain =
+        query(&c, &d, "t", json!({"rank_by": bm25, "top_k": 10, "include_attributes": ["cat"]})).await;
     let boosted = json!(["Sum", [bm25, ["Product", 2.5, ["cat", "Eq", "b"]]]]);
     let b = query(&c, &d, "t", json!({"rank_by": boosted, "top_k": 10})).await;
     assert_eq!(rows(&b).len(), rows(&plain).len());
@@ -213,7 +231,10 @@ async fn combinators_score_by_their_formulas() {
     }
     for (bad, needle) in [
         (json!(["Saturate", ["Attribute", "clicks"], {}]), "Saturate needs a midpoint"),
-        (json!(["Decay", ["Attribute", "clicks"], {"midpoint": -1}]), "Decay.midpoint must be a positive number"),
+        (
+            json!(["Decay", ["Attribute", "clicks"], {"midpoint": -1}]),
+            "Decay.midpoint must be a positive number",
+        ),
         (json!(["Dist", ["Attribute", "clicks"], "x"]), "Dist's value must be a number"),
         (json!(["Attribute", "text"]), "\"text\" is not a numeric attribute"),
         (json!(["Sum", [["cat", "Bogus", 1]]]), "unknown rank expression"),
@@ -241,8 +262,10 @@ async fn highlight_fragments_hold_the_terms_and_offsets_in_each_unit() {
     let long = "Ünïcödé 😀 prelude without matches. The naïve Foxes were JUMPING — 🦊 fox!\n\n\
                 Second paragraph: nothing here.\nStill the second; a fox jumps here.";
     write(&c, &d, "t", json!({"upsert_rows": [{"id": 10, "text": long}]})).await;
-    let hl = |cfg: Json| json!({"rank_by": ["text", "BM25", "jumping fox"], "top_k": 10,
-                               "compute_attributes": {"h": ["Highlight", "text", cfg]}});
+    let hl = |cfg: Json| {
+        json!({"rank_by": ["text", "BM25", "jumping fox"], "top_k": 10,
+                               "compute_attributes": {"h": ["Highlight", "text", cfg]}})
+    };
     for unit in ["utf-8", "utf-16", "codepoints"] {
         let b = query(&c, &d, "t", hl(json!({"include_offsets": unit, "fragment_limit": 5}))).await;
         let row = rows(&b).iter().find(|r| r["id"] == 10).unwrap();
@@ -253,7 +276,8 @@ async fn highlight_fragments_hold_the_terms_and_offsets_in_each_unit() {
         assert!(texts.contains(&"The naïve Foxes were JUMPING — 🦊 fox!"), "{texts:?}");
         assert!(texts.contains(&"Still the second; a fox jumps here."), "{texts:?}");
         for f in frags {
-            let words: Vec<&str> = f["highlights"].as_array().unwrap().iter().map(|w| w.as_str().unwrap()).collect();
+            let words: Vec<&str> =
+                f["highlights"].as_array().unwrap().iter().map(|w| w.as_str().unwrap()).collect();
             assert!(!words.is_empty());
             for w in &words {
                 assert!(["Foxes", "JUMPING", "fox", "jumps"].contains(w), "stemmed/cased matches only: {w}");
@@ -294,7 +318,10 @@ async fn highlight_fragments_hold_the_terms_and_offsets_in_each_unit() {
                "compute_attributes": {"h": ["Highlight", "text", {"rank_fragments_by": ["text", "BM25", "laziness"]}]}}),
     )
     .await;
-    assert_eq!(rows(&b)[0]["h"], json!([{"text": "A lazy afternoon; nobody jumped at all.", "highlights": ["lazy"]}]));
+    assert_eq!(
+        rows(&b)[0]["h"],
+        json!([{"text": "A lazy afternoon; nobody jumped at all.", "highlights": ["lazy"]}])
+    );
     assert_eq!(d.stop().code(), Some(0));
 }
 
@@ -308,18 +335,36 @@ async fn bad_compute_attributes_are_400s_naming_the_key() {
     let many: serde_json::Map<String, Json> =
         (0..9).map(|i| (format!("a{i}"), json!(["Attribute", "clicks"]))).collect();
     for (compute, needle) in [
-        (json!({"h": ["Highlight", "cat"]}), "compute_attributes.h: Highlight: attribute \"cat\" has no full_text_search"),
-        (json!({"h": ["Highlight", "text", {"fragment_by": "page"}]}), "compute_attributes.h: fragment_by must be"),
+        (
+            json!({"h": ["Highlight", "cat"]}),
+            "compute_attributes.h: Highlight: attribute \"cat\" has no full_text_search",
+        ),
+        (
+            json!({"h": ["Highlight", "text", {"fragment_by": "page"}]}),
+            "compute_attributes.h: fragment_by must be",
+        ),
         (json!({"h": ["Highlight", "text", {"fragment_limit": 0}]}), "compute_attributes.h: fragment_limit"),
-        (json!({"h": ["Highlight", "text", {"include_offsets": "bytes"}]}), "compute_attributes.h: include_offsets"),
-        (json!({"h": ["Highlight", "text", {"colour": 1}]}), "compute_attributes.h: Highlight has an unknown key"),
+        (
+            json!({"h": ["Highlight", "text", {"include_offsets": "bytes"}]}),
+            "compute_attributes.h: include_offsets",
+        ),
+        (
+            json!({"h": ["Highlight", "text", {"colour": 1}]}),
+            "compute_attributes.h: Highlight has an unknown key",
+        ),
         (json!({"x": ["Nope", 1]}), "compute_attributes.x:"),
         (json!({"x": 3}), "compute_attributes.x: an expression must be an array"),
         (json!({"id": ["Attribute", "clicks"]}), "compute_attributes.id: \"id\" is reserved"),
         (json!({"$dist": ["Attribute", "clicks"]}), "compute_attributes.$dist"),
-        (json!({"cat": ["Attribute", "clicks"]}), "compute_attributes.cat: the name \"cat\" is a stored attribute"),
+        (
+            json!({"cat": ["Attribute", "clicks"]}),
+            "compute_attributes.cat: the name \"cat\" is a stored attribute",
+        ),
         // An attribute the schema only inferred from the rows collides too.
-        (json!({"clicks": ["Attribute", "clicks"]}), "compute_attributes.clicks: the name \"clicks\" is a stored"),
+        (
+            json!({"clicks": ["Attribute", "clicks"]}),
+            "compute_attributes.clicks: the name \"clicks\" is a stored",
+        ),
         (json!({"x": {"$ref_new": "clicks"}}), "compute_attributes.x: $ref_new"),
         (Json::Object(many), "MAX_COMPUTED_ATTRIBUTES"),
         (json!([1]), "compute_attributes must be an object"),
@@ -353,6 +398,9 @@ async fn subqueries_compute_their_own_attributes() {
         assert_eq!(r["s"], r["$dist"]);
         assert!(r.get("c").is_none());
     }
-    assert_eq!(rows(&b["results"][1]).iter().map(|r| r["c"].clone()).collect::<Vec<_>>(), [json!(20.0), json!(16.0)]);
+    assert_eq!(
+        rows(&b["results"][1]).iter().map(|r| r["c"].clone()).collect::<Vec<_>>(),
+        [json!(20.0), json!(16.0)]
+    );
     assert_eq!(d.stop().code(), Some(0));
 }

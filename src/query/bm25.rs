@@ -63,7 +63,9 @@ impl Node {
             Node::Leaf(_) => false,
             Node::Attribute(_) | Node::Filter(_) => true,
             Node::Sum(c) | Node::Max(c) => c.iter().any(Node::reads_doc),
-            Node::Product(_, e) | Node::Saturate(e, _) | Node::Decay(e, _) | Node::Dist(e, _) => e.reads_doc(),
+            Node::Product(_, e) | Node::Saturate(e, _) | Node::Decay(e, _) | Node::Dist(e, _) => {
+                e.reads_doc()
+            }
         }
     }
 }
@@ -86,7 +88,12 @@ pub(super) fn saturate(x: f64, c: Curve) -> f64 {
     if xe.is_infinite() {
         return 1.0;
     }
-    xe / (xe + me)
+    // A midpoint so small that m^e underflows: 0 stays 0, anything above is saturated.
+    let den = xe + me;
+    if den == 0.0 {
+        return 0.0;
+    }
+    xe / den
 }
 
 /// `m^e / (x^e + m^e)` over `x ≥ 0` (negative inputs count as 0): 1 at 0,
@@ -275,10 +282,13 @@ fn compile_terms(
 /// namespace does not know (then every row scores 0).
 fn numeric_attribute(a: &str, state: &NsState) -> Result<String, QueryError> {
     match state.schema.get(a).map(|s| s.ty) {
-        None | Some(AttrType::Scalar(ScalarType::Int | ScalarType::Uint | ScalarType::Float | ScalarType::Bool)) => {
+        None
+        | Some(AttrType::Scalar(ScalarType::Int | ScalarType::Uint | ScalarType::Float | ScalarType::Bool)) => {
             Ok(a.to_owned())
         }
-        Some(_) if a == ID_ATTR => Err(invalid("rank_by [\"Attribute\", \"id\"]: ids are not numbers to rank by")),
+        Some(_) if a == ID_ATTR => {
+            Err(invalid("rank_by [\"Attribute\", \"id\"]: ids are not numbers to rank by"))
+        }
         Some(_) => Err(invalid(format!("rank_by [\"Attribute\", {a:?}]: {a:?} is not a numeric attribute"))),
     }
 }

@@ -258,7 +258,8 @@ pub(super) fn compute_rows<'d>(
         return Ok(Vec::new());
     }
     // Only rank expressions and highlights need statistics over the rows.
-    let views = if q.compute.iter().any(|(_, e)| e.reads_attributes()) { seg_views(state, None) } else { Vec::new() };
+    let views =
+        if q.compute.iter().any(|(_, e)| e.reads_attributes()) { seg_views(state, None) } else { Vec::new() };
     let plans = q
         .compute
         .iter()
@@ -269,18 +270,27 @@ pub(super) fn compute_rows<'d>(
         .collect())
 }
 
-fn plan<'q>(q: &'q Query, state: &NsState, views: &[SegView<'_>], e: &'q ComputeExpr) -> Result<Plan<'q>, QueryError> {
+fn plan<'q>(
+    q: &'q Query,
+    state: &NsState,
+    views: &[SegView<'_>],
+    e: &'q ComputeExpr,
+) -> Result<Plan<'q>, QueryError> {
     Ok(match e {
         ComputeExpr::VectorDist { attr, query } => Plan::VectorDist(vector_attr(state, attr)?, query),
         ComputeExpr::Rank(x) => Plan::Rank(Compiled::new(x, state, views)?),
-        ComputeExpr::Highlight(h) => Plan::Highlight(h, Compiled::new(highlight_terms_expr(q, h)?, state, views)?),
+        ComputeExpr::Highlight(h) => {
+            Plan::Highlight(h, Compiled::new(highlight_terms_expr(q, h)?, state, views)?)
+        }
     })
 }
 
 fn value(p: &Plan<'_>, d: &Document) -> ComputedValue {
     match p {
         Plan::VectorDist(va, query) => match va.of(d) {
-            Some(v) if v.len() == query.len() => ComputedValue::Number(f64::from(distance(va.metric, query, v))),
+            Some(v) if v.len() == query.len() => {
+                ComputedValue::Number(f64::from(distance(va.metric, query, v)))
+            }
             _ => ComputedValue::Null,
         },
         Plan::Rank(c) => ComputedValue::Number(f64::from(c.score(d))),
@@ -304,7 +314,8 @@ fn highlight(h: &Highlight, c: &Compiled, d: &Document) -> ComputedValue {
     let Some(analyzer) = on_attr.first().map(|i| &c.leaves[*i].analyzer) else {
         return ComputedValue::Fragments(Vec::new());
     };
-    let terms: HashSet<&str> = on_attr.iter().flat_map(|i| c.leaves[*i].distinct.iter().map(String::as_str)).collect();
+    let terms: HashSet<&str> =
+        on_attr.iter().flat_map(|i| c.leaves[*i].distinct.iter().map(String::as_str)).collect();
     // The row's own term counts, analyzed once; each fragment replaces those of `attr`.
     let row_tf = RowTf::of_doc(&c.leaves, d);
     // (score, element, start byte, fragment)

@@ -29,9 +29,7 @@ pub(super) fn fragment_ranges(text: &str, by: FragmentBy, spans: &[Range<usize>]
     let raw: Vec<Range<usize>> = match by {
         FragmentBy::None => vec![0..text.len()],
         FragmentBy::Word => return spans.to_vec(),
-        FragmentBy::Sentence => {
-            text.split_sentence_bound_indices().map(|(at, s)| at..at + s.len()).collect()
-        }
+        FragmentBy::Sentence => text.split_sentence_bound_indices().map(|(at, s)| at..at + s.len()).collect(),
         FragmentBy::Paragraph => paragraphs(text),
     };
     raw.into_iter().filter_map(|r| trimmed(text, r)).collect()
@@ -100,7 +98,8 @@ mod tests {
     #[test]
     fn sentences_and_paragraphs_are_trimmed() {
         let text = "One fox.  Two foxes!\n\n  Third line\nstill third.\n";
-        let s: Vec<&str> = fragment_ranges(text, FragmentBy::Sentence, &[]).iter().map(|r| &text[r.clone()]).collect();
+        let s: Vec<&str> =
+            fragment_ranges(text, FragmentBy::Sentence, &[]).iter().map(|r| &text[r.clone()]).collect();
         // UAX #29 ends a sentence at a line break too.
         assert_eq!(s, ["One fox.", "Two foxes!", "Third line", "still third."]);
         let p: Vec<&str> =

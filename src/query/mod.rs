@@ -71,11 +71,11 @@ mod vector;
 // `use super::*`.
 use self::aggregate::*;
 use self::bm25::*;
-pub use self::compute::{
-    ComputeExpr, ComputedValue, FragmentBy, Highlight, HighlightFragment, OffsetUnit, MAX_COMPUTED_ATTRIBUTES,
-    MAX_FRAGMENT_LIMIT,
-};
 use self::compute::{compute_rows, validate_compute};
+pub use self::compute::{
+    ComputeExpr, ComputedValue, FragmentBy, Highlight, HighlightFragment, OffsetUnit,
+    MAX_COMPUTED_ATTRIBUTES, MAX_FRAGMENT_LIMIT,
+};
 pub use self::error::QueryError;
 use self::error::*;
 pub use self::explain::explain;

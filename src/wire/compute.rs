@@ -15,8 +15,8 @@ use super::query::{parse_f32_vector, parse_rank_by, parse_text_expr, RankBy};
 use crate::filter::Filter;
 use crate::model::{ID_ATTR, VECTOR_ATTR};
 use crate::query::{
-    ComputeExpr, ComputedValue, Curve, FragmentBy, Highlight, HighlightFragment, OffsetUnit, QueryError, Rank,
-    TextExpr, DIST_ATTR, MAX_COMPUTED_ATTRIBUTES, MAX_FRAGMENT_LIMIT,
+    ComputeExpr, ComputedValue, Curve, FragmentBy, Highlight, HighlightFragment, OffsetUnit, QueryError,
+    Rank, TextExpr, DIST_ATTR, MAX_COMPUTED_ATTRIBUTES, MAX_FRAGMENT_LIMIT,
 };
 
 fn invalid(msg: impl Into<String>) -> QueryError {
@@ -28,7 +28,8 @@ pub(crate) fn parse_compute_attributes(v: &Json) -> Result<Vec<(String, ComputeE
     if v.is_null() {
         return Ok(Vec::new());
     }
-    let o = v.as_object().ok_or_else(|| invalid("compute_attributes must be an object {name: expression}"))?;
+    let o =
+        v.as_object().ok_or_else(|| invalid("compute_attributes must be an object {name: expression}"))?;
     if o.len() > MAX_COMPUTED_ATTRIBUTES {
         return Err(invalid(format!(
             "compute_attributes has {} entries; the limit is {MAX_COMPUTED_ATTRIBUTES} \
@@ -110,7 +111,9 @@ fn parse_highlight(items: &[Json]) -> Result<Highlight, QueryError> {
                     .as_u64()
                     .and_then(|n| usize::try_from(n).ok())
                     .filter(|n| (1..=MAX_FRAGMENT_LIMIT).contains(n))
-                    .ok_or_else(|| invalid(format!("fragment_limit must be between 1 and {MAX_FRAGMENT_LIMIT}")))?
+                    .ok_or_else(|| {
+                        invalid(format!("fragment_limit must be between 1 and {MAX_FRAGMENT_LIMIT}"))
+                    })?
             }
             "include_offsets" => h.include_offsets = Some(parse_offset_unit(val)?),
             "rank_fragments_by" => {
@@ -178,7 +181,10 @@ pub(crate) fn parse_combinator(
         }
         Some("Dist") => {
             let [_, e, x] = items else { return Err(invalid("Dist takes [\"Dist\", expr, number]")) };
-            let x = x.as_f64().filter(|x| x.is_finite()).ok_or_else(|| invalid("Dist's value must be a number"))?;
+            let x = x
+                .as_f64()
+                .filter(|x| x.is_finite())
+                .ok_or_else(|| invalid("Dist's value must be a number"))?;
             Ok(TextExpr::Dist(Box::new(inner(e)?), x))
         }
         _ => Filter::parse(v).map(TextExpr::Filter).map_err(|e| invalid(format!("filter rank term: {e}"))),
@@ -187,7 +193,8 @@ pub(crate) fn parse_combinator(
 
 /// `{midpoint, exponent}`: midpoint required and positive, exponent positive (default 1).
 fn parse_curve(p: &Json, c: &str) -> Result<Curve, QueryError> {
-    let o = p.as_object().ok_or_else(|| invalid(format!("{c}'s parameters must be {{midpoint, exponent}}")))?;
+    let o =
+        p.as_object().ok_or_else(|| invalid(format!("{c}'s parameters must be {{midpoint, exponent}}")))?;
     let positive = |k: &str| -> Result<Option<f64>, QueryError> {
         match o.get(k).filter(|x| !x.is_null()) {
             None => Ok(None),
