@@ -186,6 +186,9 @@ fn close(a: &Json, b: f64) -> bool {
     a.as_f64().is_some_and(|a| (a - b).abs() <= 1e-6 * b.abs().max(1.0))
 }
 
+/// A combinator's expected score from the row's `clicks`.
+type Formula = fn(f64) -> f64;
+
 #[tokio::test]
 async fn combinators_score_by_their_formulas() {
     let dir = tempfile::tempdir().unwrap();
@@ -193,7 +196,7 @@ async fn combinators_score_by_their_formulas() {
     let c = client();
     text_namespace(&c, &d, "t").await;
     let clicks = |r: &Json| r["id"].as_f64().unwrap() * 4.0;
-    let cases: [(Json, fn(f64) -> f64); 4] = [
+    let cases: [(Json, Formula); 4] = [
         (json!(["Saturate", ["Attribute", "clicks"], {"midpoint": 10, "exponent": 2}]), |x| {
             x * x / (x * x + 100.0)
         }),

@@ -115,10 +115,20 @@ pub struct HighlightFragment {
     pub highlights: Vec<String>,
     /// For a string-array attribute, the element the fragment is from.
     pub element: Option<usize>,
-    /// Offsets in the requested unit, relative to the attribute value (the
-    /// element of an array): the fragment's `(start, end)` and each
-    /// highlight's, parallel to `highlights`.
-    pub offsets: Option<((usize, usize), Vec<(usize, usize)>)>,
+    /// Offsets in the requested unit (`include_offsets` only).
+    pub offsets: Option<FragmentOffsets>,
+}
+
+/// A fragment's offsets in the requested unit, relative to the attribute
+/// value (the element of an array).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FragmentOffsets {
+    /// Where the fragment starts.
+    pub start: usize,
+    /// Where it ends (exclusive).
+    pub end: usize,
+    /// Each highlight's `(start, end)`, parallel to `highlights`.
+    pub highlights: Vec<(usize, usize)>,
 }
 
 /// A vector attribute as queries see it: its metric and dimension. The one
@@ -164,7 +174,7 @@ fn named(e: QueryError, name: &str) -> QueryError {
 }
 
 fn validate_one(q: &Query, state: &NsState, name: &str, e: &ComputeExpr) -> Result<(), QueryError> {
-    if state.schema.get(name).is_some() {
+    if state.schema.contains_key(name) {
         return Err(invalid(format!(
             "the name {name:?} is a stored attribute of this namespace; a computed attribute needs a name of its own"
         )));
@@ -331,7 +341,11 @@ fn highlight(h: &Highlight, c: &Compiled, d: &Document) -> ComputedValue {
             let score = fragment_score(c, &row_tf, &on_attr, &text[frag.clone()], d);
             let offsets = h.include_offsets.map(|u| {
                 let at = |b: usize| to_unit(text, b, u);
-                ((at(frag.start), at(frag.end)), inside.iter().map(|s| (at(s.start), at(s.end))).collect())
+                FragmentOffsets {
+                    start: at(frag.start),
+                    end: at(frag.end),
+                    highlights: inside.iter().map(|s| (at(s.start), at(s.end))).collect(),
+                }
             });
             let fragment = HighlightFragment {
                 text: text[frag.clone()].to_owned(),

@@ -27,7 +27,7 @@ pub(super) fn term_spans(analyzer: &Analyzer, text: &str, terms: &HashSet<&str>)
 /// [`FragmentBy::Word`] each matching word (`spans`) is its own fragment.
 pub(super) fn fragment_ranges(text: &str, by: FragmentBy, spans: &[Range<usize>]) -> Vec<Range<usize>> {
     let raw: Vec<Range<usize>> = match by {
-        FragmentBy::None => vec![0..text.len()],
+        FragmentBy::None => std::iter::once(0..text.len()).collect(),
         FragmentBy::Word => return spans.to_vec(),
         FragmentBy::Sentence => text.split_sentence_bound_indices().map(|(at, s)| at..at + s.len()).collect(),
         FragmentBy::Paragraph => paragraphs(text),

@@ -73,7 +73,7 @@ use self::aggregate::*;
 use self::bm25::*;
 use self::compute::{compute_rows, validate_compute};
 pub use self::compute::{
-    ComputeExpr, ComputedValue, FragmentBy, Highlight, HighlightFragment, OffsetUnit,
+    ComputeExpr, ComputedValue, FragmentBy, FragmentOffsets, Highlight, HighlightFragment, OffsetUnit,
     MAX_COMPUTED_ATTRIBUTES, MAX_FRAGMENT_LIMIT,
 };
 pub use self::error::QueryError;

@@ -232,10 +232,10 @@ fn fragment_json(f: &HighlightFragment) -> Json {
     if let Some(i) = f.element {
         m.insert("element".into(), json!(i));
     }
-    if let Some(((start, end), spans)) = &f.offsets {
-        m.insert("start".into(), json!(start));
-        m.insert("end".into(), json!(end));
-        m.insert("highlight_offsets".into(), spans.iter().map(|(s, e)| json!([s, e])).collect());
+    if let Some(o) = &f.offsets {
+        m.insert("start".into(), json!(o.start));
+        m.insert("end".into(), json!(o.end));
+        m.insert("highlight_offsets".into(), o.highlights.iter().map(|(s, e)| json!([s, e])).collect());
     }
     Json::Object(m)
 }
