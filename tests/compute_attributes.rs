@@ -124,6 +124,19 @@ async fn vector_dist_is_the_knn_distance_under_the_namespace_metric() {
         query(&c, &d, "plain", json!({"compute_attributes": {"d": ["vector", "VectorDist", [1.0, 0.0]]}}))
             .await;
     assert_eq!(rows(&b)[0], json!({"id": 1, "d": null}));
+    // Vectors arrive later: the row written before them still has none.
+    write(
+        &c,
+        &d,
+        "plain",
+        json!({"upsert_rows": [{"id": 2, "vector": [3.0, 4.0]}], "distance_metric": "euclidean_squared"}),
+    )
+    .await;
+    let b =
+        query(&c, &d, "plain", json!({"compute_attributes": {"d": ["vector", "VectorDist", [0.0, 0.0]]}}))
+            .await;
+    assert_eq!(rows(&b)[0], json!({"id": 1, "d": null}));
+    assert_eq!(rows(&b)[1], json!({"id": 2, "d": 25.0}));
     assert_eq!(d.stop().code(), Some(0));
 }
 
@@ -325,6 +338,21 @@ async fn highlight_fragments_hold_the_terms_and_offsets_in_each_unit() {
         rows(&b)[0]["h"],
         json!([{"text": "A lazy afternoon; nobody jumped at all.", "highlights": ["lazy"]}])
     );
+    // A []string attribute: each element is a text; fragments name their element.
+    let schema = json!({"paras": {"type": "[]string", "full_text_search": true}});
+    let doc = json!({"id": 1, "paras": ["no match", "a fox here"]});
+    write(&c, &d, "arr", json!({"upsert_rows": [doc], "schema": schema})).await;
+    let b = query(
+        &c,
+        &d,
+        "arr",
+        json!({"rank_by": ["paras", "BM25", "fox"],
+               "compute_attributes": {"h": ["Highlight", "paras", {"include_offsets": "codepoints"}]}}),
+    )
+    .await;
+    let want = json!([{"text": "a fox here", "highlights": ["fox"], "element": 1, "start": 0, "end": 10,
+                       "highlight_offsets": [[2, 5]]}]);
+    assert_eq!(rows(&b)[0]["h"], want);
     assert_eq!(d.stop().code(), Some(0));
 }
 
