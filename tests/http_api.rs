@@ -195,7 +195,7 @@ async fn error_statuses() {
     let q = d.at("/v2/namespaces/errs/query");
     let resp = c
         .post(&q)
-        .json(&json!({"rank_by": ["Saturate", ["text", "BM25", "x"], {}], "top_k": 1}))
+        .json(&json!({"rank_by": ["id", "asc"], "aggregate_by": {"a": ["Avg", "n"]}, "top_k": 1}))
         .send()
         .await
         .unwrap();

@@ -130,7 +130,8 @@ fn eligible_query(req: &QueryRequest) -> Option<(&Query, &[f32])> {
     if req.multi || req.rerank.is_some() || q.filters.is_some() || q.order.is_some() {
         return None;
     }
-    if !q.aggregates.is_empty() || !q.group_by.is_empty() || q.per.is_some() {
+    // Computed attributes read whole documents and BM25 statistics: the loaded path.
+    if !q.aggregates.is_empty() || !q.group_by.is_empty() || q.per.is_some() || !q.compute.is_empty() {
         return None;
     }
     match &q.rank {

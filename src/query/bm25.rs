@@ -1,7 +1,14 @@
 //! BM25 full-text ranking (`Sum`/`Max`/`Product` expressions, prefixes),
-//! and the tokens of attribute values that indexing shares.
+//! the rank combinators over them (`Attribute`, `Saturate`, `Decay`, `Dist`,
+//! filters as 1/0 terms), and the tokens of attribute values that indexing
+//! shares.
 //!
 //! Invariants:
+//! - Which rows rank: those matching at least one BM25 clause of the
+//!   expression; an expression without BM25 clauses ranks every row that
+//!   passes the filters. Combinators are computed in f64 from the row's
+//!   attributes and leave pure BM25 expressions (and their f32 order of
+//!   operations) untouched.
 //! - Statistics (N, avgdl, df) are those of the live documents, wherever
 //!   they live, so scores do not depend on where a row is stored.
 //! - Work is linear in the query and the rows: a clause has at most
@@ -40,6 +47,59 @@ pub(super) enum Node {
     Sum(Vec<Node>),
     Max(Vec<Node>),
     Product(f32, Box<Node>),
+    /// A numeric attribute of the row (0 when missing or not a number).
+    Attribute(String),
+    Saturate(Box<Node>, Curve),
+    Decay(Box<Node>, Curve),
+    Dist(Box<Node>, f64),
+    /// 1 when the row matches the (canonicalized) filter, else 0.
+    Filter(Filter),
+}
+
+impl Node {
+    /// Whether evaluating reads the row's attributes (not only term counts).
+    pub(super) fn reads_doc(&self) -> bool {
+        match self {
+            Node::Leaf(_) => false,
+            Node::Attribute(_) | Node::Filter(_) => true,
+            Node::Sum(c) | Node::Max(c) => c.iter().any(Node::reads_doc),
+            Node::Product(_, e) | Node::Saturate(e, _) | Node::Decay(e, _) | Node::Dist(e, _) => {
+                e.reads_doc()
+            }
+        }
+    }
+}
+
+/// A numeric attribute value as f64 (bools as 0/1; anything else 0).
+fn numeric_attr(doc: Option<&Document>, attr: &str) -> f64 {
+    match doc.and_then(|d| d.attrs.get(attr)) {
+        Some(Value::Int(i)) => *i as f64,
+        Some(Value::Float(f)) => *f,
+        Some(Value::Bool(b)) => f64::from(u8::from(*b)),
+        _ => 0.0,
+    }
+}
+
+/// `x^e / (x^e + m^e)` over `x ≥ 0` (negative inputs count as 0): 0 at 0,
+/// 0.5 at the midpoint, towards 1 beyond it.
+pub(super) fn saturate(x: f64, c: Curve) -> f64 {
+    let xe = x.max(0.0).powf(c.exponent);
+    let me = c.midpoint.powf(c.exponent);
+    if xe.is_infinite() {
+        return 1.0;
+    }
+    // A midpoint so small that m^e underflows: 0 stays 0, anything above is saturated.
+    let den = xe + me;
+    if den == 0.0 {
+        return 0.0;
+    }
+    xe / den
+}
+
+/// `m^e / (x^e + m^e)` over `x ≥ 0` (negative inputs count as 0): 1 at 0,
+/// 0.5 at the midpoint, towards 0 beyond it.
+pub(super) fn decay(x: f64, c: Curve) -> f64 {
+    1.0 - saturate(x, c)
 }
 
 /// One attribute value analyzed once: its token count and per-token counts,
@@ -92,6 +152,7 @@ impl<'d> DocTokens<'d> {
 }
 
 /// Per-leaf (fieldnorm id, per-distinct-term counts) of one row.
+#[derive(Clone)]
 pub(super) struct RowTf {
     pub(super) norms: Vec<u8>,
     pub(super) tfs: Vec<Vec<u32>>,
@@ -128,7 +189,10 @@ impl RowTf {
 /// The score of a row: a leaf is `Σ_terms boost · bm25` in term order (the
 /// order and factors `text::search_fields` uses), `Sum` adds left to right,
 /// `Max` takes the largest, `Product` scales the boost of its leaves.
-pub(super) fn eval(node: &Node, boost: f32, leaves: &[Leaf], rt: &RowTf) -> f32 {
+/// The combinators (`Attribute`, `Saturate`, `Decay`, `Dist`, filters) are
+/// computed in f64 from the row's document and scaled by the boost.
+pub(super) fn eval(node: &Node, boost: f32, leaves: &[Leaf], rt: &RowTf, doc: Option<&Document>) -> f32 {
+    let shaped = |x: f64| boost * x as f32;
     match node {
         Node::Leaf(i) => {
             let l = &leaves[*i];
@@ -144,12 +208,17 @@ pub(super) fn eval(node: &Node, boost: f32, leaves: &[Leaf], rt: &RowTf) -> f32 
         Node::Sum(c) => {
             let mut s = 0f32;
             for n in c {
-                s += eval(n, boost, leaves, rt);
+                s += eval(n, boost, leaves, rt, doc);
             }
             s
         }
-        Node::Max(c) => c.iter().map(|n| eval(n, boost, leaves, rt)).fold(0f32, f32::max),
-        Node::Product(w, e) => eval(e, boost * w, leaves, rt),
+        Node::Max(c) => c.iter().map(|n| eval(n, boost, leaves, rt, doc)).fold(0f32, f32::max),
+        Node::Product(w, e) => eval(e, boost * w, leaves, rt, doc),
+        Node::Attribute(a) => shaped(numeric_attr(doc, a)),
+        Node::Saturate(e, c) => shaped(saturate(f64::from(eval(e, 1.0, leaves, rt, doc)), *c)),
+        Node::Decay(e, c) => shaped(decay(f64::from(eval(e, 1.0, leaves, rt, doc)), *c)),
+        Node::Dist(e, v) => shaped((f64::from(eval(e, 1.0, leaves, rt, doc)) - v).abs()),
+        Node::Filter(f) => shaped(f64::from(u8::from(doc.is_some_and(|d| f.matches(d, None))))),
     }
 }
 
@@ -162,8 +231,8 @@ pub(super) fn linear(node: &Node, boost: f32, out: &mut Vec<(usize, f32)>) -> bo
             true
         }
         Node::Sum(c) => c.iter().all(|n| linear(n, boost, out)),
-        Node::Max(_) => false,
         Node::Product(w, e) => *w > 0.0 && linear(e, boost * w, out),
+        _ => false,
     }
 }
 
@@ -201,7 +270,37 @@ fn compile_terms(
             leaves.push(leaf(attr, query, *last_as_prefix, state, views)?);
             Node::Leaf(leaves.len() - 1)
         }
+        TextExpr::Attribute(a) => Node::Attribute(numeric_attribute(a, state)?),
+        TextExpr::Saturate(x, c) => Node::Saturate(Box::new(compile_terms(x, state, views, leaves)?), *c),
+        TextExpr::Decay(x, c) => Node::Decay(Box::new(compile_terms(x, state, views, leaves)?), *c),
+        TextExpr::Dist(x, v) => Node::Dist(Box::new(compile_terms(x, state, views, leaves)?), *v),
+        TextExpr::Filter(f) => Node::Filter(rank_filter(f, state)?),
     })
+}
+
+/// `["Attribute", a]` names a numeric (or bool) attribute, or one the
+/// namespace does not know (then every row scores 0).
+fn numeric_attribute(a: &str, state: &NsState) -> Result<String, QueryError> {
+    match state.schema.get(a).map(|s| s.ty) {
+        None
+        | Some(AttrType::Scalar(ScalarType::Int | ScalarType::Uint | ScalarType::Float | ScalarType::Bool)) => {
+            Ok(a.to_owned())
+        }
+        Some(_) if a == ID_ATTR => {
+            Err(invalid("rank_by [\"Attribute\", \"id\"]: ids are not numbers to rank by"))
+        }
+        Some(_) => Err(invalid(format!("rank_by [\"Attribute\", {a:?}]: {a:?} is not a numeric attribute"))),
+    }
+}
+
+/// A filter rank term, validated against the schema and with its literals
+/// in stored (canonical) form, as the query's own filters are.
+fn rank_filter(f: &Filter, state: &NsState) -> Result<Filter, QueryError> {
+    f.validate(&state.schema).map_err(|e| invalid(format!("rank_by filter term: {e}")))?;
+    let kind_of = |a: &str| crate::schema::canonical_kind(&state.schema, a);
+    let canonical =
+        f.with_canonical_literals(&kind_of).map_err(|e| invalid(format!("rank_by filter term: {e}")))?;
+    Ok(canonical.unwrap_or_else(|| f.clone()))
 }
 
 /// One clause's analyzed terms (statistics still empty). At most
@@ -361,6 +460,11 @@ pub(super) fn text_hits(
 ) -> Result<(Vec<Hit>, u64), QueryError> {
     let mut leaves = Vec::new();
     let root = compile(expr, state, views, &mut leaves)?;
+    if leaves.is_empty() {
+        // No BM25 clause: every row that passes the filters ranks.
+        return Ok(every_row_hits(q, &root, state, views));
+    }
+    let reads_doc = root.reads_doc();
     let mut flat = Vec::new();
     let is_linear = linear(&root, 1.0, &mut flat);
     let mut hits = Vec::new();
@@ -399,7 +503,8 @@ pub(super) fn text_hits(
                         for (li, ix) in ixs.iter().enumerate() {
                             rt.norms[li] = ix.fieldnorm_id(row);
                         }
-                        (row, eval(&root, 1.0, &leaves, &rt))
+                        let doc = if reads_doc { v.attrs_doc(row as usize) } else { None };
+                        (row, eval(&root, 1.0, &leaves, &rt, doc.as_ref()))
                     })
                     .collect()
             }
@@ -409,7 +514,7 @@ pub(super) fn text_hits(
                     exhaustive += 1;
                     let d = v.attrs_doc(r).filter(|d| matches(q, d))?;
                     let rt = RowTf::of_doc(&leaves, &d);
-                    rt.any_hit().then(|| (r as u32, eval(&root, 1.0, &leaves, &rt)))
+                    rt.any_hit().then(|| (r as u32, eval(&root, 1.0, &leaves, &rt, Some(&d))))
                 })
                 .collect(),
         };
@@ -427,10 +532,39 @@ pub(super) fn text_hits(
         if rt.any_hit() {
             hits.push(Hit {
                 id: id.clone(),
-                score: eval(&root, 1.0, &leaves, &rt),
+                score: eval(&root, 1.0, &leaves, &rt, Some(doc)),
                 src: Src::Over(doc.clone()),
             });
         }
     }
     Ok((hits, exhaustive))
+}
+
+/// Hits of an expression without BM25 clauses (attributes, filters and
+/// their curves): every live row passing the query's filter, scored from its
+/// attributes; all of them are read (counted as exhaustive).
+fn every_row_hits(q: &Query, root: &Node, state: &NsState, views: &[SegView<'_>]) -> (Vec<Hit>, u64) {
+    let rt = RowTf::new(&[]);
+    let mut hits = Vec::new();
+    let mut exhaustive = 0u64;
+    for (si, v) in views.iter().enumerate() {
+        for r in 0..v.ls.seg.len() {
+            if !v.passes(r, q) {
+                continue;
+            }
+            exhaustive += 1;
+            let Some(d) = v.attrs_doc(r) else { continue };
+            let score = eval(root, 1.0, &[], &rt, Some(&d));
+            hits.push(Hit { id: d.id, score, src: Src::Seg(si, r as u32) });
+        }
+    }
+    for (id, doc) in state.overlay() {
+        let Some(doc) = doc else { continue };
+        exhaustive += 1;
+        if matches(q, doc) {
+            let score = eval(root, 1.0, &[], &rt, Some(doc));
+            hits.push(Hit { id: id.clone(), score, src: Src::Over(doc.clone()) });
+        }
+    }
+    (hits, exhaustive)
 }

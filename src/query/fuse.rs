@@ -22,7 +22,11 @@ pub fn fuse(r: &Rerank, results: &[QueryResult]) -> QueryResult {
         .into_iter()
         .skip(r.offset)
         .take(r.limit)
-        .map(|(score, row)| Row { doc: Arc::clone(&row.doc), dist: Some(score) })
+        .map(|(score, row)| Row {
+            doc: Arc::clone(&row.doc),
+            dist: Some(score),
+            computed: row.computed.clone(),
+        })
         .collect();
     QueryResult {
         rows: Some(rows),

@@ -53,9 +53,11 @@ use crate::state::{NsState, SegmentReader};
 
 mod aggregate;
 mod bm25;
+mod compute;
 mod error;
 mod explain;
 mod fuse;
+mod highlight;
 mod project;
 mod rank;
 mod scan;
@@ -69,6 +71,11 @@ mod vector;
 // `use super::*`.
 use self::aggregate::*;
 use self::bm25::*;
+use self::compute::{compute_rows, validate_compute};
+pub use self::compute::{
+    ComputeExpr, ComputedValue, FragmentBy, FragmentOffsets, Highlight, HighlightFragment, OffsetUnit,
+    MAX_COMPUTED_ATTRIBUTES, MAX_FRAGMENT_LIMIT,
+};
 pub use self::error::QueryError;
 use self::error::*;
 pub use self::explain::explain;
@@ -202,6 +209,8 @@ pub struct Query {
     /// `ann.target_recall` (tidepool extension): the recall@10 an `ANN` ranking targets; None =
     /// the namespace's setting or the default.
     pub ann_target: Option<f32>,
+    /// `compute_attributes`: values computed per returned row, in request order.
+    pub compute: Vec<(String, ComputeExpr)>,
 }
 
 /// A parsed query request (single or multi).
@@ -260,6 +269,8 @@ pub struct Row {
     pub doc: Arc<Document>,
     /// `$dist`: the distance, score or fused score (scored queries only).
     pub dist: Option<f64>,
+    /// The query's `compute_attributes`, in request order.
+    pub computed: Vec<(String, ComputedValue)>,
 }
 
 /// The value of one aggregate.
@@ -345,6 +356,25 @@ pub enum TextExpr {
     Max(Vec<TextExpr>),
     /// `["Product", w, expr]` (or `[expr, w]`).
     Product(f32, Box<TextExpr>),
+    /// `["Attribute", name]`: a numeric attribute's value (0 when missing).
+    Attribute(String),
+    /// `["Saturate", expr, {midpoint, exponent}]`: `x^e / (x^e + m^e)`.
+    Saturate(Box<TextExpr>, Curve),
+    /// `["Decay", expr, {midpoint, exponent}]`: `m^e / (x^e + m^e)`.
+    Decay(Box<TextExpr>, Curve),
+    /// `["Dist", expr, value]`: `|expr - value|`.
+    Dist(Box<TextExpr>, f64),
+    /// A filter used as a rank term: 1 when the row matches, else 0.
+    Filter(Filter),
+}
+
+/// The shape of a `Saturate` or `Decay` curve.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Curve {
+    /// Where the curve is 0.5 (positive).
+    pub midpoint: f64,
+    /// Steepness (positive; default 1).
+    pub exponent: f64,
 }
 
 /// A BM25 query operand.
@@ -408,20 +438,28 @@ pub fn execute(q: &Query, state: &NsState) -> Result<QueryResult, QueryError> {
         None => q,
     };
     validate(q, state)?;
+    validate_compute(q, state)?;
     let mut result = QueryResult { vector_encoding: q.vector_encoding, ..QueryResult::default() };
-    if let Some(rank) = &q.rank {
+    let scored = if let Some(rank) = &q.rank {
         let (docs, exhaustive) = ranked_docs(q, rank, state)?;
-        let row = |(d, score): (Arc<Document>, f32)| Row {
-            doc: project(d, &q.projection),
-            dist: Some(f64::from(score)),
-        };
-        result.rows = Some(docs.into_iter().map(row).collect());
         result.scanned = exhaustive;
+        Some(docs.into_iter().map(|(d, score)| (d, Some(f64::from(score)))).collect::<Vec<_>>())
     } else if let Some(order) = &q.order {
         let (docs, scanned) = top_docs(q, order, state);
-        result.rows =
-            Some(docs.into_iter().map(|d| Row { doc: project(d, &q.projection), dist: None }).collect());
         result.scanned = scanned;
+        Some(docs.into_iter().map(|d| (d, None)).collect())
+    } else {
+        None
+    };
+    if let Some(docs) = scored {
+        // Computed values read the whole document; the projection applies after.
+        let mut computed = compute_rows(q, state, docs.iter().map(|(d, _)| &**d))?.into_iter();
+        let row = |(d, dist): (Arc<Document>, Option<f64>)| Row {
+            doc: project(d, &q.projection),
+            dist,
+            computed: computed.next().unwrap_or_default(),
+        };
+        result.rows = Some(docs.into_iter().map(row).collect());
     }
     if !q.aggregates.is_empty() {
         let mut scanned = 0;

@@ -125,9 +125,12 @@ pub(super) fn ranked_docs(q: &Query, rank: &Rank, state: &NsState) -> Result<(Ve
     let want = q.offset.saturating_add(q.limit);
     let mut fetch = want;
     // Only what the rows return (or `limit.per` groups by) is decoded.
+    // Computed attributes read the parts they need before the projection.
     let parts = DocParts {
-        vector: q.projection.wants(VECTOR_ATTR),
-        attributes: q.projection.wants_attributes() || q.per.is_some(),
+        vector: q.projection.wants(VECTOR_ATTR) || q.compute.iter().any(|(_, e)| e.reads_vector()),
+        attributes: q.projection.wants_attributes()
+            || q.per.is_some()
+            || q.compute.iter().any(|(_, e)| e.reads_attributes()),
     };
     loop {
         let (hits, exhaustive) = rank_hits(q, rank, state, &views, fetch)?;

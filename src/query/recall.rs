@@ -88,6 +88,7 @@ pub fn recall(req: &RecallRequest, state: &NsState) -> Result<RecallReport, Quer
         aggregates: Vec::new(),
         group_by: Vec::new(),
         ann_target: None,
+        compute: Vec::new(),
     };
     validate(&base, state)?;
     let views = seg_views(state, base.filters.as_ref());

@@ -21,6 +21,7 @@
 
 pub mod admin;
 pub mod bounded;
+mod compute;
 pub mod namespace;
 pub mod query;
 pub mod sync;

@@ -7,8 +7,9 @@
 //! drives a loop is capped here, with a message naming the limit: subqueries
 //! ([`MAX_SUBQUERIES`]), page and offset, rank nesting ([`MAX_RANK_DEPTH`]),
 //! `Sum`/`Max` children ([`MAX_RANK_CHILDREN`]), BM25 clauses
-//! ([`MAX_RANK_CLAUSES`]) and `SparseKNN` dimensions
-//! ([`MAX_SPARSE_QUERY_KEYS`]); filters cap their own sizes
+//! ([`MAX_RANK_CLAUSES`], leaf combinator terms included), `SparseKNN`
+//! dimensions ([`MAX_SPARSE_QUERY_KEYS`]) and computed attributes
+//! (`query::MAX_COMPUTED_ATTRIBUTES`, in `wire::compute`); filters cap their own sizes
 //! (`filter::MAX_*`), and distinct BM25 terms are counted after analysis
 //! (`query::MAX_BM25_TERMS`).
 
@@ -78,11 +79,14 @@ pub fn query_response(multi: bool, answer: &QueryAnswer, server_total_ms: u64) -
 }
 
 /// A row: the document as written (`id`, vector, attributes), its vector in
-/// the requested encoding, then `$dist` when scored.
+/// the requested encoding, its computed attributes, then `$dist` when scored.
 pub fn row_json(r: &Row, enc: VectorEncoding) -> Json {
     let mut row = r.doc.to_json();
     if let (Json::Object(m), Some(v), VectorEncoding::Base64) = (&mut row, &r.doc.vector, enc) {
         m.insert(VECTOR_ATTR.into(), encode_vector(v, enc));
+    }
+    if let Json::Object(m) = &mut row {
+        super::compute::insert_computed(m, &r.computed);
     }
     if let (Json::Object(m), Some(d)) = (&mut row, r.dist) {
         m.insert(DIST_ATTR.into(), json!(d));
@@ -338,6 +342,7 @@ pub(crate) fn parse_query(obj: &Map<String, Json>, default_enc: VectorEncoding) 
         aggregates: Vec::new(),
         group_by: Vec::new(),
         ann_target: None,
+        compute: Vec::new(),
     };
     for (k, v) in obj {
         parse_key(&mut q, &mut raw, k, v)?;
@@ -421,11 +426,7 @@ pub(crate) fn parse_key<'a>(
         "aggregate_by" => q.aggregates = parse_aggregates(v)?,
         "group_by" => q.group_by = parse_group_by(v)?,
         "ann" => q.ann_target = parse_ann(v)?,
-        "compute_attributes" => {
-            return Err(unsupported(
-                "compute_attributes is not implemented yet (it arrives with the query engine)",
-            ))
-        }
+        "compute_attributes" => q.compute = super::compute::parse_compute_attributes(v)?,
         "rerank_by" => {
             return Err(unsupported(
                 "rerank_by is not implemented yet (ranking arrives with the query engine)",
@@ -458,7 +459,6 @@ pub(crate) fn parse_limit(v: &Json, key: &str) -> Result<(usize, Option<PerLimit
     }
 }
 
-pub(crate) const RANK_COMBINATORS: &[&str] = &["Saturate", "Decay", "Dist", "Attribute"];
 /// Deepest nesting of a BM25 rank expression.
 pub(crate) const MAX_RANK_DEPTH: usize = 16;
 
@@ -594,8 +594,8 @@ pub(crate) fn parse_rank_by(v: &Json) -> Result<RankBy, QueryError> {
                 query.sort_by(|a, b| a.0.cmp(&b.0));
                 return Ok(RankBy::Scored(Rank::Sparse { attr: attr.to_owned(), query }));
             }
-            (Some(h), _) if RANK_COMBINATORS.contains(&h) => {
-                return Err(unsupported(format!("rank_by [{h:?}, …] is not implemented yet")));
+            _ if super::compute::is_combinator(items) => {
+                return Ok(RankBy::Scored(Rank::Text(parse_text_expr(v, 1, &mut 0)?)));
             }
             (_, Some("BM25")) | (Some("Sum" | "Max" | "Product"), _) => {
                 return Ok(RankBy::Scored(Rank::Text(parse_text_expr(v, 1, &mut 0)?)));
@@ -609,7 +609,8 @@ pub(crate) fn parse_rank_by(v: &Json) -> Result<RankBy, QueryError> {
 }
 
 /// Parses a BM25 rank expression at nesting level `depth`; `clauses` counts
-/// the BM25 clauses seen so far (bounded by [`MAX_RANK_CLAUSES`]).
+/// the BM25 clauses (and leaf combinator terms: attributes, filters) seen so
+/// far (bounded by [`MAX_RANK_CLAUSES`]).
 pub(crate) fn parse_text_expr(v: &Json, depth: usize, clauses: &mut usize) -> Result<TextExpr, QueryError> {
     if depth > MAX_RANK_DEPTH {
         return Err(invalid(format!("rank_by nests deeper than {MAX_RANK_DEPTH} levels")));
@@ -683,11 +684,20 @@ pub(crate) fn parse_text_expr(v: &Json, depth: usize, clauses: &mut usize) -> Re
             }
             Ok(TextExpr::Product(w as f32, Box::new(parse_text_expr(e, depth + 1, clauses)?)))
         }
-        (Some(h), _) if RANK_COMBINATORS.contains(&h) => {
-            Err(unsupported(format!("rank_by [{h:?}, …] is not implemented yet")))
+        _ if super::compute::is_combinator(items) => {
+            if !matches!(head, Some("Saturate" | "Decay" | "Dist")) {
+                // A leaf term: counted with the BM25 clauses.
+                *clauses += 1;
+                if *clauses > MAX_RANK_CLAUSES {
+                    return Err(invalid(format!(
+                        "rank_by has more than {MAX_RANK_CLAUSES} BM25 clauses and terms (the limit per rank expression)"
+                    )));
+                }
+            }
+            super::compute::parse_combinator(v, items, depth, clauses)
         }
-        _ => Err(unsupported(
-            "this rank expression is not implemented (BM25, Sum, Max and Product are supported)",
+        _ => Err(invalid(
+            "unknown rank expression: expected BM25, Sum, Max, Product, Attribute, Saturate, Decay, Dist or a filter",
         )),
     }
 }

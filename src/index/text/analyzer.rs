@@ -203,6 +203,19 @@ impl Analyzer {
         }
     }
 
+    /// Like [`Self::for_each_token`], also passing the byte range of the raw
+    /// word in `text` the token came from (highlighting marks that word).
+    pub fn for_each_token_span(&self, text: &str, mut f: impl FnMut(std::ops::Range<usize>, &str)) {
+        let base = text.as_ptr() as usize;
+        self.for_each_token_raw(text, |raw, t| {
+            // Both word splitters yield subslices of `text`.
+            let start = (raw.as_ptr() as usize).wrapping_sub(base);
+            if start.checked_add(raw.len()).is_some_and(|end| end <= text.len()) {
+                f(start..start + raw.len(), t);
+            }
+        });
+    }
+
     /// The tokens of `text`.
     pub fn tokens(&self, text: &str) -> Vec<String> {
         let mut out = Vec::new();
