@@ -169,6 +169,10 @@ pub(super) fn rank_hits(
             let (h, n) = vector_hits(q, *exact, query, state, views, k)?;
             (h, n, true)
         }
+        Rank::NamedVector { attr, exact, query } => {
+            let (h, n) = named_vector_hits(q, attr, *exact, query, state, views, k)?;
+            (h, n, true)
+        }
         Rank::Sparse { attr, query } => {
             let (h, n) = sparse_hits(q, attr, query, state, views);
             (h, n, false)

@@ -155,7 +155,7 @@ impl SegmentReader {
     /// The row's id and attributes (no vector), for filters and scoring.
     pub fn attrs_doc(&self, row: usize) -> Option<Document> {
         let id = self.seg.try_id(row)?;
-        let attrs = self.seg.attrs(row).ok()?;
+        let attrs = self.seg.attrs_without_dense(row).ok()?;
         Some(Document { id, vector: None, attrs })
     }
 
