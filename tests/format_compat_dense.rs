@@ -1,8 +1,9 @@
 //! Format compatibility of named vector values (the attribute value tag 7, *dense*,
-//! `storage-format.md` 3.2 and 8.5): `tests/fixtures/v11/` holds a WAL batch whose upsert,
-//! patch and `patch_by_filter` carry dense values beside a schema update declaring them, and
-//! a segment whose rows hold them, written once by `write_v11_fixtures` and never
-//! regenerated. They must decode to the content built here, and the encoders must write
+//! `storage-format.md` 3.2 and 8.5) and of their index section (kind 23, 11.7):
+//! `tests/fixtures/v11/` holds a WAL batch whose upsert, patch and `patch_by_filter` carry
+//! dense values beside a schema update declaring them, a segment whose rows hold them, and a
+//! named vector index section (`named_index.bin`), written once by `write_v11_fixtures` and
+//! never regenerated. They must decode to the content built here, and the encoders must write
 //! exactly their bytes (the encoding is canonical).
 //!
 //! Also guarded: a segment row's named vector is read alone (`dense_attr`) and skipped by the
@@ -86,6 +87,36 @@ fn v11_segment() -> Vec<u8> {
     b.finish().unwrap()
 }
 
+/// The named index fixture's input: 200 rows of 5 dims, every seventh row without the
+/// attribute (zeros), euclidean.
+fn v11_named_input() -> (Vec<f32>, Vec<bool>) {
+    let present: Vec<bool> = (0..200).map(|r| r % 7 != 3).collect();
+    let vectors = (0..200 * 5)
+        .map(|i| if present[i / 5] { ((i * 37) % 101) as f32 / 10.0 - 5.0 } else { 0.0 })
+        .collect();
+    (vectors, present)
+}
+
+fn v11_named_index() -> Vec<u8> {
+    use tidepool::index::vector::{distance::Metric, graph::GraphParams, named};
+    let (vectors, present) = v11_named_input();
+    let params = GraphParams { threads: 1, ..GraphParams::default() };
+    named::build("title_vec", 5, Metric::EuclideanSquared, &vectors, &present, &params)
+}
+
+#[test]
+fn v11_named_index_section_reads_back() {
+    use tidepool::index::vector::{distance::Metric, named::NamedIndex};
+    let bytes = read_fixture("named_index.bin");
+    assert_eq!(v11_named_index(), bytes, "the builder is canonical");
+    let ix = NamedIndex::open(Bytes::from(bytes)).unwrap();
+    let (vectors, present) = v11_named_input();
+    assert_eq!((ix.attr(), ix.dim(), ix.rows(), ix.metric()), ("title_vec", 5, 200, Metric::EuclideanSquared));
+    assert_eq!(ix.vectors(), &vectors[..]);
+    assert!((0..200).all(|r| ix.present(r) == present[r]));
+    assert_eq!(ix.graph().rows(), 200);
+}
+
 #[test]
 fn v11_wal_batch_with_dense_values_reads_back() {
     let bytes = read_fixture("wal_batch_dense.bin");
@@ -132,7 +163,11 @@ fn write_v11_fixtures() {
     }
     std::fs::create_dir_all(fixture_path("")).unwrap();
     for (name, bytes) in
-        [("wal_batch_dense.bin", v11_batch().try_encode().unwrap()), ("segment_dense.seg", v11_segment())]
+        [
+            ("wal_batch_dense.bin", v11_batch().try_encode().unwrap()),
+            ("segment_dense.seg", v11_segment()),
+            ("named_index.bin", v11_named_index()),
+        ]
     {
         let path = fixture_path(name);
         if path.exists() {

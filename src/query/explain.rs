@@ -13,7 +13,7 @@ pub(super) fn explain_rank(q: &Query, rank: &Rank, state: &NsState, lines: &mut 
         }
         Rank::Vector { exact: true, .. } => ("vector kNN, exact (distance ascending)".to_owned(), 0),
         Rank::NamedVector { attr, exact, .. } => {
-            let how = if *exact { "kNN, exact" } else { "ANN, exact (no index sections yet)" };
+            let how = if *exact { "kNN, exact" } else { "ANN" };
             (format!("vector {how} on {attr} (distance ascending)"), 0)
         }
         Rank::Sparse { attr, .. } => {
@@ -31,6 +31,9 @@ pub(super) fn explain_rank(q: &Query, rank: &Rank, state: &NsState, lines: &mut 
             (Rank::Vector { .. }, true) => {
                 let c = super::vector::calibrations(q, state, std::slice::from_ref(v)).remove(0);
                 vector_access(&c)
+            }
+            (Rank::NamedVector { attr, exact: false, .. }, _) if v.ls.named_vector_index(attr).is_some() => {
+                format!("graph of {attr}'s index section, or exact where its calibration or a narrow filter says so ({live} rows)")
             }
             (Rank::Vector { .. } | Rank::NamedVector { .. }, false) => format!("exact search of {live} rows"),
             (_, true) => "postings index".to_owned(),

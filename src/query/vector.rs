@@ -27,7 +27,7 @@ pub(crate) enum Plan {
 }
 
 /// Why a calibrated segment is searched exactly.
-const NO_EFFORT: &str = "no calibrated effort reaches the target recall";
+pub(super) const NO_EFFORT: &str = "no calibrated effort reaches the target recall";
 
 /// The recall@10 an `ANN` query targets: the query's `ann.target_recall`, else the namespace's
 /// (`target_recall` on its vector attribute's schema), else the default (0.95).

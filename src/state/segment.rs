@@ -9,7 +9,8 @@
 //! - The segment was verified whole at open (`Segment::open`), so sections
 //!   are opened "trusted" (no second crc pass) and each at most once: the
 //!   result, success or error, is kept in a `OnceLock` for the reader's life.
-//! - Per-attribute sections (text, attribute, sparse) are found through a
+//! - Per-attribute sections (text, attribute, sparse; named vector indexes,
+//!   all opened together on the first lookup) are found through a
 //!   table keyed by attribute name, built once on first lookup: a query opens
 //!   only the section it uses, never every section of the kind.
 //! - [`SegmentReader::vector_rows`] reads the same rows as the vector section:
@@ -33,13 +34,14 @@ use crate::codec::FormatError;
 use crate::format::manifest::SegmentRef;
 use crate::format::segment::{
     DeletionSet, Segment, SECTION_ANN_INDEX, SECTION_ATTRIBUTE_INDEX, SECTION_GRAPH_INDEX,
-    SECTION_SPARSE_INDEX, SECTION_TEXT_INDEX,
+    SECTION_NAMED_VECTOR_INDEX, SECTION_SPARSE_INDEX, SECTION_TEXT_INDEX,
 };
 use crate::index::attr::AttrIndex;
 use crate::index::sparse::SparseIndex;
 use crate::index::text::TextIndex;
 use crate::index::vector::ann::SharedAnnIndex;
 use crate::index::vector::graph::GraphIndex;
+use crate::index::vector::named::NamedIndex;
 use crate::index::vector::rows::{RowSource, SliceRows};
 use crate::index::IndexError;
 use crate::model::{DocId, Document};
@@ -66,6 +68,9 @@ struct OpenedSections {
     ann: OnceLock<Option<Result<SharedAnnIndex, IndexError>>>,
     graph: OnceLock<Option<Result<GraphIndex, IndexError>>>,
     by_attr: OnceLock<AttrSections>,
+    /// Named vector index sections (kind 23) by attribute, all opened on the first lookup (a
+    /// namespace holds few named vector attributes).
+    named: OnceLock<HashMap<Box<str>, Result<NamedIndex, IndexError>>>,
     /// The vector section's file range, when reranks read it (see the module docs).
     vector_file: OnceLock<Option<FileRange>>,
 }
@@ -194,6 +199,35 @@ impl SegmentReader {
         SparseIndex::open_trusted(self.section_bytes(range)?).ok()
     }
 
+    /// The index section of named vector attribute `attr`, opened on first use (None: the
+    /// segment has none; an error: it is unreadable, and searches go exact).
+    pub fn named_vector_index(&self, attr: &str) -> Option<Result<&NamedIndex, IndexError>> {
+        let all = self.sections.named.get_or_init(|| {
+            let mut t = HashMap::new();
+            for sec in self.seg.sections(SECTION_NAMED_VECTOR_INDEX) {
+                let Some(name) = crate::index::vector::named::attr_of(sec) else { continue };
+                if t.contains_key(name) {
+                    continue;
+                }
+                let (base, at) = (self.file.as_ptr() as usize, sec.as_ptr() as usize);
+                let inside = at >= base && at + sec.len() <= base + self.file.len();
+                let bytes = if inside { self.file.slice_ref(sec) } else { Bytes::copy_from_slice(sec) };
+                t.insert(name.into(), NamedIndex::open(bytes));
+            }
+            t
+        });
+        all.get(attr).map(|r| r.as_ref().map_err(|e| *e))
+    }
+
+    /// The named vector `attr` of `row` (its index section's copy when there is one, else
+    /// decoded from the row's attributes); None when the row holds none or cannot be read.
+    pub fn named_vector(&self, row: usize, attr: &str) -> Option<Vec<f32>> {
+        if let Some(Ok(ix)) = self.named_vector_index(attr) {
+            return ix.vector(row).map(<[f32]>::to_vec);
+        }
+        self.seg.dense_attr(row, attr).ok().flatten()
+    }
+
     /// Row `row` with only the parts a query returns; the vector is read as
     /// a rerank reads it ([`SegmentReader::vector_rows`]), so returning ten
     /// rows does not map their neighbourhood of a large vector section.
@@ -224,7 +258,12 @@ impl SegmentReader {
             self.sections.ann.get().and_then(|o| o.as_ref()?.as_ref().ok()).map_or(0, |ix| ix.heap_bytes());
         let graph =
             self.sections.graph.get().and_then(|o| o.as_ref()?.as_ref().ok()).map_or(0, |ix| ix.heap_bytes());
-        (ann + graph) as u64
+        let named: usize = self
+            .sections
+            .named
+            .get()
+            .map_or(0, |t| t.values().filter_map(|r| r.as_ref().ok()).map(NamedIndex::heap_bytes).sum());
+        (ann + graph + named) as u64
     }
 
     /// Opens the first section of `kind` over a shared slice of the segment's
