@@ -571,6 +571,53 @@ mod tests {
     }
 
     #[test]
+    fn named_vector_schemas_and_values() {
+        use crate::model::DistanceMetric;
+        let s = AttrSchema::from_json("t", &json!({"type": "[2]f32", "ann": {"distance_metric": "euclidean_squared"}}))
+            .unwrap();
+        assert_eq!(s.ann_metric(), Some(DistanceMetric::EuclideanSquared));
+        assert_eq!(s.to_json()["ann"], json!({"distance_metric": "euclidean_squared"}), "rendered as sent");
+        assert_eq!(AttrSchema::from_json("t", &json!({"type": "[2]f16", "ann": true})).unwrap().ann_metric(), None);
+        for bad in [
+            json!({"type": "[2]f32", "ann": {"distance_metric": "dot"}}),
+            json!({"type": "[2]f32", "ann": {"late_interaction": true}}),
+            json!({"type": "int", "ann": {"distance_metric": "cosine_distance"}}),
+        ] {
+            assert!(AttrSchema::from_json("t", &bad).is_err(), "{bad}");
+        }
+        let mut cur = s.clone();
+        let other = AttrSchema::from_json("t", &json!({"type": "[2]f32", "ann": {"distance_metric": "cosine_distance"}}))
+            .unwrap();
+        assert!(cur.merge("t", other).is_err(), "a metric never changes");
+        assert!(cur.merge("t", AttrSchema::from_json("t", &json!({"type": "[2]f32", "ann": true})).unwrap()).is_ok());
+        assert_eq!(cur.ann_metric(), Some(DistanceMetric::EuclideanSquared));
+
+        let ty = AttrType::Vector { dim: 2, f16: false };
+        let floats = Value::Array(vec![Value::Float(0.5), Value::Int(-2)]);
+        assert_eq!(dense_from("t", 2, &floats).unwrap(), Some(Value::Dense(vec![0.5, -2.0])));
+        let b64 = {
+            use base64::Engine as _;
+            let bytes: Vec<u8> = [1.5f32, 2.0].iter().flat_map(|x| x.to_le_bytes()).collect();
+            Value::Str(base64::engine::general_purpose::STANDARD.encode(bytes))
+        };
+        assert_eq!(dense_from("t", 2, &b64).unwrap(), Some(Value::Dense(vec![1.5, 2.0])));
+        assert_eq!(dense_from("t", 2, &Value::Null).unwrap(), None);
+        for bad in [
+            Value::Array(vec![Value::Float(1.0)]),
+            Value::Array(vec![Value::Str("x".into()), Value::Int(1)]),
+            Value::Array(vec![Value::Float(1e300), Value::Int(1)]),
+            Value::Str("not base64!".into()),
+            Value::Bool(true),
+        ] {
+            let e = dense_from("title_vec", 2, &bad).unwrap_err().to_string();
+            assert!(e.contains("\"title_vec\""), "{e}");
+        }
+        assert!(ty.accepts(&Value::Dense(vec![1.0, 2.0])));
+        assert!(!ty.accepts(&Value::Dense(vec![1.0])));
+        assert!(!ty.accepts(&floats), "only converted values are stored");
+    }
+
+    #[test]
     fn inference_and_acceptance() {
         assert_eq!(AttrType::infer(&Value::Int(3)), Some(AttrType::Scalar(ScalarType::Int)));
         assert_eq!(

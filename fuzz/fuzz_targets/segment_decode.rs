@@ -9,7 +9,8 @@
 //!   rows × dim floats.
 //! - The partial row decoders agree with `doc(row)`: `attrs_without_dense(row)` is its
 //!   attributes minus the dense (named vector) values, `dense_attr(row, name)` each dense
-//!   value; both fail exactly when `doc(row)` does.
+//!   value; `attrs_without_dense` succeeds whenever `doc(row)` does (it skips dense values by
+//!   length, so it may also accept a row `doc(row)` refuses for a non-finite element).
 //! - Canonical encoding: a segment whose rows all decode is rebuilt byte for
 //!   byte from its documents and extension sections; an accepted deletion set
 //!   re-encodes to the same bytes.
@@ -91,7 +92,7 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(vector.is_some(), seg.has_vector(row));
         let full = seg.doc(row);
         let light = seg.attrs_without_dense(row);
-        assert_eq!(full.is_ok(), light.is_ok(), "row {row}: the decoders disagree on validity");
+        assert!(full.is_err() || light.is_ok(), "row {row}: a decodable row's light decode failed");
         if let (Ok(doc), Ok(light)) = (&full, &light) {
             use tidepool::model::Value;
             let kept: Vec<_> = doc.attrs.iter().filter(|(_, v)| !matches!(v, Value::Dense(_))).collect();
