@@ -16,7 +16,8 @@
 //!   or `[N]f16` attribute other than `vector`); it never comes from
 //!   [`Value::from_json`] (a JSON array is an array): the engine makes it from
 //!   an array of numbers or a base64 string once the schema says the attribute
-//!   is a vector (`schema::dense_from`).
+//!   is a vector (`schema::dense_from`). It holds a [`Vector`], so an overlay
+//!   row's named vectors spill like its `vector` (`NsState::put`).
 
 use std::cmp::Ordering;
 use std::fmt;
@@ -222,8 +223,9 @@ pub enum Value {
     /// A sparse vector: (dimension key, weight) pairs, keys sorted and unique.
     Sparse(Vec<(String, f32)>),
     /// A dense vector of a named vector attribute: finite f32, its length the
-    /// attribute's dimension (`f16` attributes are held as f32 too).
-    Dense(Vec<f32>),
+    /// attribute's dimension (`f16` attributes are held as f32 too); on the
+    /// heap or spilled.
+    Dense(Vector),
 }
 
 impl Value {

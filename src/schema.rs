@@ -224,7 +224,7 @@ pub fn dense_from(attr: &str, dim: usize, v: &Value) -> Result<Option<Value>, Mo
     if out.iter().any(|x| !x.is_finite()) {
         return Err(bad("the value holds NaN or infinity (or a number beyond f32)".into()));
     }
-    Ok(Some(Value::Dense(out)))
+    Ok(Some(Value::Dense(out.into())))
 }
 
 /// The tokenizer a new full-text attribute gets (turbopuffer's default). A
@@ -594,13 +594,13 @@ mod tests {
 
         let ty = AttrType::Vector { dim: 2, f16: false };
         let floats = Value::Array(vec![Value::Float(0.5), Value::Int(-2)]);
-        assert_eq!(dense_from("t", 2, &floats).unwrap(), Some(Value::Dense(vec![0.5, -2.0])));
+        assert_eq!(dense_from("t", 2, &floats).unwrap(), Some(Value::Dense(vec![0.5, -2.0].into())));
         let b64 = {
             use base64::Engine as _;
             let bytes: Vec<u8> = [1.5f32, 2.0].iter().flat_map(|x| x.to_le_bytes()).collect();
             Value::Str(base64::engine::general_purpose::STANDARD.encode(bytes))
         };
-        assert_eq!(dense_from("t", 2, &b64).unwrap(), Some(Value::Dense(vec![1.5, 2.0])));
+        assert_eq!(dense_from("t", 2, &b64).unwrap(), Some(Value::Dense(vec![1.5, 2.0].into())));
         assert_eq!(dense_from("t", 2, &Value::Null).unwrap(), None);
         for bad in [
             Value::Array(vec![Value::Float(1.0)]),
@@ -612,8 +612,8 @@ mod tests {
             let e = dense_from("title_vec", 2, &bad).unwrap_err().to_string();
             assert!(e.contains("\"title_vec\""), "{e}");
         }
-        assert!(ty.accepts(&Value::Dense(vec![1.0, 2.0])));
-        assert!(!ty.accepts(&Value::Dense(vec![1.0])));
+        assert!(ty.accepts(&Value::Dense(vec![1.0, 2.0].into())));
+        assert!(!ty.accepts(&Value::Dense(vec![1.0].into())));
         assert!(!ty.accepts(&floats), "only converted values are stored");
     }
 

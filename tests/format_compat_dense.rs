@@ -41,7 +41,7 @@ fn doc(id: u64, vector: Option<Vec<f32>>, pairs: &[(&str, Value)]) -> Document {
 }
 
 fn dense(v: &[f32]) -> Value {
-    Value::Dense(v.to_vec())
+    Value::Dense(v.to_vec().into())
 }
 
 fn v11_batch() -> WalBatch {
@@ -134,7 +134,7 @@ fn v11_segment_with_dense_values_reads_back() {
         for attr in ["a", "b", "k"] {
             let got = seg.dense_attr(row, attr).unwrap();
             let want = match want.attrs.get(attr) {
-                Some(Value::Dense(v)) => Some(v.clone()),
+                Some(Value::Dense(v)) => Some(v.to_vec()),
                 _ => None,
             };
             assert_eq!(got, want, "row {row} attribute {attr}");
@@ -149,7 +149,7 @@ fn v11_segment_with_dense_values_reads_back() {
 fn the_encoder_refuses_what_the_decoder_refuses() {
     for bad in [vec![f32::NAN, 1.0], vec![f32::INFINITY, 1.0], vec![]] {
         let mut b = v11_batch();
-        b.requests[0].ops.upserts[0].attrs.insert("a".into(), Value::Dense(bad.clone()));
+        b.requests[0].ops.upserts[0].attrs.insert("a".into(), Value::Dense(bad.clone().into()));
         assert!(b.try_encode().is_err(), "{bad:?}");
     }
 }

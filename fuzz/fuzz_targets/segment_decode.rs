@@ -99,7 +99,7 @@ fuzz_target!(|data: &[u8]| {
             // Debug text, not `==`: a stored float NaN must compare equal to itself here.
             assert_eq!(format!("{kept:?}"), format!("{:?}", light.iter().collect::<Vec<_>>()));
             for (name, v) in doc.attrs.iter() {
-                let want = if let Value::Dense(d) = v { Some(d.clone()) } else { None };
+                let want = if let Value::Dense(d) = v { Some(d.to_vec()) } else { None };
                 assert_eq!(seg.dense_attr(row, name).expect("a decodable row"), want);
             }
         }

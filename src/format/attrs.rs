@@ -126,7 +126,7 @@ impl Enc {
                 self.w.u8(VAL_DENSE);
                 let n = self.count("dense vector", v.len(), crate::model::MAX_VECTOR_DIM);
                 self.w.u32(n);
-                for x in v {
+                for x in v.iter() {
                     self.w.f32(*x);
                 }
             }
@@ -171,7 +171,7 @@ pub(super) fn read_value(r: &mut Reader<'_>, nested: bool) -> Result<Value, Form
             }
             Value::Sparse(pairs)
         }
-        VAL_DENSE => Value::Dense(crate::codec::f32s_le(dense_bytes(r)?)),
+        VAL_DENSE => Value::Dense(crate::codec::f32s_le(dense_bytes(r)?).into()),
         t => return Err(FormatError::Malformed(format!("unknown value tag {t}"))),
     })
 }
@@ -214,7 +214,7 @@ pub(crate) fn find_dense(r: &mut Reader<'_>, attr: &str) -> Result<Option<Vec<f3
         let v = read_value(r, false)?;
         if name == attr {
             if let Value::Dense(d) = v {
-                found = Some(d);
+                found = Some(d.to_vec());
             }
         }
         Ok(None)
@@ -288,7 +288,7 @@ mod tests {
     fn dense_values_round_trip_and_malformed_ones_are_refused() {
         let ok = map_of(&dense_payload(2, &[1.0, -0.5]));
         let m = read_attrs(&mut Reader::new(&ok)).unwrap();
-        assert_eq!(m.get("x"), Some(&Value::Dense(vec![1.0, -0.5])));
+        assert_eq!(m.get("x"), Some(&Value::Dense(vec![1.0, -0.5].into())));
         let mut w = Writer::new();
         encode_attrs(&mut w, &m).unwrap();
         assert_eq!(w.into_inner(), ok, "canonical");

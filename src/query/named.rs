@@ -11,6 +11,8 @@
 //!   segment's index section of the attribute (kind 23, its graph at the calibrated effort for
 //!   the target recall) for unfiltered and wide-filter queries, exact search otherwise.
 //! - Rows without the attribute are never returned.
+//! - Overlay rows' named vectors live in the engine's `VectorSpill` like `vector`'s
+//!   (`NsState::put`), so a scan of a large backlog gives their pages back when done.
 
 use crate::index::vector::distance::{distance, Metric};
 use crate::index::vector::named::NamedIndex;
@@ -145,12 +147,20 @@ pub(super) fn named_vector_hits(
             Some(Hit { id: v.ls.seg.try_id(row as usize)?, score: d, src: Src::Seg(si, row) })
         }));
     }
+    let mut scanned = 0u64;
     for (id, doc) in state.overlay() {
         let Some(doc) = doc else { continue };
         exhaustive += 1;
         let Some(vec) = named_vector_of_doc(doc, attr) else { continue };
+        scanned += 1;
         if matches(q, doc) {
             hits.push(Hit { id: id.clone(), score: distance(a.metric, query, vec), src: Src::Over(doc.clone()) });
+        }
+    }
+    // Spilled like `vector`'s: a large backlog's pages are given back after the scan.
+    if scanned.saturating_mul(a.dim as u64 * 4) >= OVERLAY_SCAN_RELEASE_BYTES {
+        if let Some(spill) = state.spill() {
+            spill.release_resident();
         }
     }
     Ok((hits, exhaustive))

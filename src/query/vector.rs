@@ -165,7 +165,7 @@ pub(super) fn vector_hits(
 
 /// An exhaustive scan of at least this many overlay vector bytes gives the
 /// spilled vectors' pages back when done.
-const OVERLAY_SCAN_RELEASE_BYTES: u64 = 64 << 20;
+pub(super) const OVERLAY_SCAN_RELEASE_BYTES: u64 = 64 << 20;
 
 /// What one segment's `ANN` plan is and what its calibration measured (`_debug/recall`,
 /// `explain`).
