@@ -114,7 +114,7 @@ impl NsState {
             // Named vectors spill like `vector`: the unindexed backlog is not heap.
             for (_, v) in doc.attrs.iter_mut() {
                 if let Value::Dense(d) = v {
-                    *d = spill.spill(std::mem::replace(d, Vec::new().into()));
+                    *d = spill.spill_named(std::mem::replace(d, Vec::new().into()));
                 }
             }
         }
