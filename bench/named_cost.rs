@@ -86,6 +86,9 @@ fn median_mean_us(mut v: Vec<Duration>) -> (f64, f64) {
     (us(v[v.len() / 2]), v.iter().map(|d| us(*d)).sum::<f64>() / v.len() as f64)
 }
 
+/// A query body for a query vector.
+type Shape = Box<dyn Fn(&[f32]) -> Json>;
+
 #[tokio::main]
 async fn main() {
     let (rows, tail, queries, rounds) =
@@ -98,10 +101,13 @@ async fn main() {
     let t = Instant::now();
     let one = build(&e, "one", rows, tail, false).await;
     let two = build(&e, "two", rows, tail, true).await;
-    println!("rows {rows} (+{tail} unindexed), vector {DIM}-d, title_vec {NAMED_DIM}-d; built in {:.1} s", t.elapsed().as_secs_f64());
+    println!(
+        "rows {rows} (+{tail} unindexed), vector {DIM}-d, title_vec {NAMED_DIM}-d; built in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
 
     let qs = generate(Kind::Clustered, queries, DIM, 77);
-    let shapes: Vec<(&str, Box<dyn Fn(&[f32]) -> Json>)> = vec![
+    let shapes: Vec<(&str, Shape)> = vec![
         ("vector ANN, ids", Box::new(|q| json!({"rank_by": ["vector", "ANN", q], "top_k": 10}))),
         (
             "vector ANN, filter g<5",
@@ -109,7 +115,9 @@ async fn main() {
         ),
         (
             "vector ANN, returns title",
-            Box::new(|q| json!({"rank_by": ["vector", "ANN", q], "top_k": 10, "include_attributes": ["title"]})),
+            Box::new(
+                |q| json!({"rank_by": ["vector", "ANN", q], "top_k": 10, "include_attributes": ["title"]}),
+            ),
         ),
         (
             "vector kNN, filter g<5",
@@ -118,18 +126,17 @@ async fn main() {
     ];
     println!("{:<28} {:>14} {:>14} {:>8}", "query", "without µs", "with µs", "ratio");
     for (name, shape) in &shapes {
-        let bodies: Vec<Json> = qs.chunks_exact(DIM).map(|q| shape(q)).collect();
+        let bodies: Vec<Json> = qs.chunks_exact(DIM).map(shape).collect();
         let (m1, a1) = median_mean_us(time(&one, &bodies, rounds));
         let (m2, a2) = median_mean_us(time(&two, &bodies, rounds));
-        println!(
-            "{name:<28} {m1:>7.0} ({a1:>4.0}) {m2:>7.0} ({a2:>4.0}) {:>8.2}  median (mean)",
-            m2 / m1
-        );
+        println!("{name:<28} {m1:>7.0} ({a1:>4.0}) {m2:>7.0} ({a2:>4.0}) {:>8.2}  median (mean)", m2 / m1);
     }
     let tq = generate(Kind::Clustered, queries, NAMED_DIM, 78);
     for op in ["ANN", "kNN"] {
-        let bodies: Vec<Json> =
-            tq.chunks_exact(NAMED_DIM).map(|q| json!({"rank_by": ["title_vec", op, q], "top_k": 10})).collect();
+        let bodies: Vec<Json> = tq
+            .chunks_exact(NAMED_DIM)
+            .map(|q| json!({"rank_by": ["title_vec", op, q], "top_k": 10}))
+            .collect();
         let (m, a) = median_mean_us(time(&two, &bodies, rounds));
         println!("{:<28} {:>14} {m:>7.0} ({a:>4.0})", format!("title_vec {op}"), "-");
     }

@@ -216,7 +216,9 @@ pub fn dense_from(attr: &str, dim: usize, v: &Value) -> Result<Option<Value>, Mo
             }
             crate::codec::f32s_le(&bytes)
         }
-        other => return Err(bad(format!("expected an array of numbers or a base64 string, got {}", other.kind()))),
+        other => {
+            return Err(bad(format!("expected an array of numbers or a base64 string, got {}", other.kind())))
+        }
     };
     if out.len() != dim {
         return Err(bad(format!("the value has {} dimensions, the schema says {dim}", out.len())));
@@ -494,7 +496,10 @@ impl AttrSchema {
 fn check_ann_config(name: &str, ty: &AttrType, v: &Json) -> Result<(), ModelError> {
     let bad = |why: String| ModelError::InvalidSchema(format!("{name}.ann: {why}"));
     if !matches!(ty, AttrType::Vector { .. }) {
-        return Err(bad(format!("an ANN configuration needs a vector type ([N]f32 or [N]f16), not {}", ty.name())));
+        return Err(bad(format!(
+            "an ANN configuration needs a vector type ([N]f32 or [N]f16), not {}",
+            ty.name()
+        )));
     }
     for (k, val) in v.as_object().into_iter().flatten() {
         match k.as_str() {
@@ -573,11 +578,17 @@ mod tests {
     #[test]
     fn named_vector_schemas_and_values() {
         use crate::model::DistanceMetric;
-        let s = AttrSchema::from_json("t", &json!({"type": "[2]f32", "ann": {"distance_metric": "euclidean_squared"}}))
-            .unwrap();
+        let s = AttrSchema::from_json(
+            "t",
+            &json!({"type": "[2]f32", "ann": {"distance_metric": "euclidean_squared"}}),
+        )
+        .unwrap();
         assert_eq!(s.ann_metric(), Some(DistanceMetric::EuclideanSquared));
         assert_eq!(s.to_json()["ann"], json!({"distance_metric": "euclidean_squared"}), "rendered as sent");
-        assert_eq!(AttrSchema::from_json("t", &json!({"type": "[2]f16", "ann": true})).unwrap().ann_metric(), None);
+        assert_eq!(
+            AttrSchema::from_json("t", &json!({"type": "[2]f16", "ann": true})).unwrap().ann_metric(),
+            None
+        );
         for bad in [
             json!({"type": "[2]f32", "ann": {"distance_metric": "dot"}}),
             json!({"type": "[2]f32", "ann": {"late_interaction": true}}),
@@ -586,10 +597,15 @@ mod tests {
             assert!(AttrSchema::from_json("t", &bad).is_err(), "{bad}");
         }
         let mut cur = s.clone();
-        let other = AttrSchema::from_json("t", &json!({"type": "[2]f32", "ann": {"distance_metric": "cosine_distance"}}))
-            .unwrap();
+        let other = AttrSchema::from_json(
+            "t",
+            &json!({"type": "[2]f32", "ann": {"distance_metric": "cosine_distance"}}),
+        )
+        .unwrap();
         assert!(cur.merge("t", other).is_err(), "a metric never changes");
-        assert!(cur.merge("t", AttrSchema::from_json("t", &json!({"type": "[2]f32", "ann": true})).unwrap()).is_ok());
+        assert!(cur
+            .merge("t", AttrSchema::from_json("t", &json!({"type": "[2]f32", "ann": true})).unwrap())
+            .is_ok());
         assert_eq!(cur.ann_metric(), Some(DistanceMetric::EuclideanSquared));
 
         let ty = AttrType::Vector { dim: 2, f16: false };

@@ -57,9 +57,16 @@ fn v11_batch() -> WalBatch {
             upserts: vec![doc(
                 1,
                 Some(vec![0.5, 0.25]),
-                &[("a", dense(&[1.5, -2.0])), ("b", dense(&[f32::MIN_POSITIVE, -0.0, 3.0e38])), ("k", Value::Int(7))],
+                &[
+                    ("a", dense(&[1.5, -2.0])),
+                    ("b", dense(&[f32::MIN_POSITIVE, -0.0, 3.0e38])),
+                    ("k", Value::Int(7)),
+                ],
             )],
-            patches: vec![Patch { id: DocId::U64(1), attrs: attrs(&[("a", dense(&[3.0, 4.0])), ("b", Value::Null)]) }],
+            patches: vec![Patch {
+                id: DocId::U64(1),
+                attrs: attrs(&[("a", dense(&[3.0, 4.0])), ("b", Value::Null)]),
+            }],
             patch_by_filter: Some(PatchByFilter {
                 filter: tidepool::filter::Filter::parse(&json!(["k", "Eq", 7])).unwrap(),
                 attrs: attrs(&[("a", dense(&[5.0, 6.0]))]),
@@ -68,12 +75,21 @@ fn v11_batch() -> WalBatch {
         },
         counts: RowCounts { upserted: 1, patched: 2, deleted: 0 },
     };
-    WalBatch { seq: 110, created_at_ms: 1_764_000_000_000, requests: vec![req], flags: WAL_FLAG_DATETIME_INSTANTS }
+    WalBatch {
+        seq: 110,
+        created_at_ms: 1_764_000_000_000,
+        requests: vec![req],
+        flags: WAL_FLAG_DATETIME_INSTANTS,
+    }
 }
 
 fn v11_segment_docs() -> Vec<Document> {
     vec![
-        doc(1, Some(vec![1.0, 0.0]), &[("a", dense(&[1.0, 2.0])), ("b", dense(&[0.0, 1.0, 0.0])), ("k", Value::Int(1))]),
+        doc(
+            1,
+            Some(vec![1.0, 0.0]),
+            &[("a", dense(&[1.0, 2.0])), ("b", dense(&[0.0, 1.0, 0.0])), ("k", Value::Int(1))],
+        ),
         doc(2, None, &[("k", Value::Str("no vectors".into()))]),
         doc(3, Some(vec![0.0, 1.0]), &[("a", dense(&[-1.0, 0.5]))]),
     ]
@@ -111,7 +127,10 @@ fn v11_named_index_section_reads_back() {
     assert_eq!(v11_named_index(), bytes, "the builder is canonical");
     let ix = NamedIndex::open(Bytes::from(bytes)).unwrap();
     let (vectors, present) = v11_named_input();
-    assert_eq!((ix.attr(), ix.dim(), ix.rows(), ix.metric()), ("title_vec", 5, 200, Metric::EuclideanSquared));
+    assert_eq!(
+        (ix.attr(), ix.dim(), ix.rows(), ix.metric()),
+        ("title_vec", 5, 200, Metric::EuclideanSquared)
+    );
     assert_eq!(ix.vectors(), &vectors[..]);
     assert!((0..200).all(|r| ix.present(r) == present[r]));
     assert_eq!(ix.graph().rows(), 200);
@@ -139,8 +158,12 @@ fn v11_segment_with_dense_values_reads_back() {
             };
             assert_eq!(got, want, "row {row} attribute {attr}");
         }
-        let without: AttrMap =
-            want.attrs.iter().filter(|(_, v)| !matches!(v, Value::Dense(_))).map(|(k, v)| (k.clone(), v.clone())).collect();
+        let without: AttrMap = want
+            .attrs
+            .iter()
+            .filter(|(_, v)| !matches!(v, Value::Dense(_)))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         assert_eq!(seg.attrs_without_dense(row).unwrap(), without, "row {row} for filters");
     }
 }
@@ -162,13 +185,11 @@ fn write_v11_fixtures() {
         return;
     }
     std::fs::create_dir_all(fixture_path("")).unwrap();
-    for (name, bytes) in
-        [
-            ("wal_batch_dense.bin", v11_batch().try_encode().unwrap()),
-            ("segment_dense.seg", v11_segment()),
-            ("named_index.bin", v11_named_index()),
-        ]
-    {
+    for (name, bytes) in [
+        ("wal_batch_dense.bin", v11_batch().try_encode().unwrap()),
+        ("segment_dense.seg", v11_segment()),
+        ("named_index.bin", v11_named_index()),
+    ] {
         let path = fixture_path(name);
         if path.exists() {
             eprintln!("keeping existing {}", path.display());

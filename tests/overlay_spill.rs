@@ -130,7 +130,8 @@ async fn overlay_named_vectors_live_in_the_spill_too() {
     {
         let e = engine(dir.path()).await;
         let rows: Vec<_> = (0..500u64).map(|i| json!({"id": i, "t": vector(i + 7)})).collect();
-        let body = json!({"upsert_rows": rows, "schema": {"t": {"type": format!("[{DIM}]f32"), "ann": true}}});
+        let body =
+            json!({"upsert_rows": rows, "schema": {"t": {"type": format!("[{DIM}]f32"), "ann": true}}});
         e.write(&ns(), WriteRequest::from_json(&body).unwrap()).await.unwrap();
         let st = e.existing(&ns(), true).await.unwrap().state;
         check(&st);

@@ -222,11 +222,16 @@ pub(crate) fn find_dense(r: &mut Reader<'_>, attr: &str) -> Result<Option<Vec<f3
     Ok(found)
 }
 
+/// What [`walk_attrs`] hands each (name, reader at its value) to: consumes the value, returns
+/// the entry to keep, if any.
+type AttrVisitor<'v, 'a> =
+    dyn FnMut(&str, &mut Reader<'a>) -> Result<Option<(String, Value)>, FormatError> + 'v;
+
 /// Walks an attributes map (names checked to strictly increase), handing each name and the
 /// reader positioned at its value to `f`, which must consume the value.
 fn walk_attrs<'a>(
     r: &mut Reader<'a>,
-    f: &mut dyn FnMut(&str, &mut Reader<'a>) -> Result<Option<(String, Value)>, FormatError>,
+    f: &mut AttrVisitor<'_, 'a>,
 ) -> Result<Vec<(String, Value)>, FormatError> {
     let n = r.count("attributes", MIN_ATTR_BYTES, usize::MAX)?;
     let mut out = Vec::with_capacity(n);

@@ -32,7 +32,9 @@ pub(crate) struct NamedAttr<'a> {
 /// The named vector attribute `attr` of `state`'s schema, or why a ranking by it is invalid.
 pub(crate) fn named_attr<'a>(state: &NsState, attr: &'a str) -> Result<NamedAttr<'a>, QueryError> {
     let s = state.schema.get(attr).ok_or_else(|| {
-        invalid(format!("rank_by: attribute {attr:?} is not in the schema; declare it as \"[N]f32\" with \"ann\""))
+        invalid(format!(
+            "rank_by: attribute {attr:?} is not in the schema; declare it as \"[N]f32\" with \"ann\""
+        ))
     })?;
     let AttrType::Vector { dim, .. } = s.ty else {
         return Err(invalid(format!(
@@ -154,7 +156,11 @@ pub(super) fn named_vector_hits(
         let Some(vec) = named_vector_of_doc(doc, attr) else { continue };
         scanned += 1;
         if matches(q, doc) {
-            hits.push(Hit { id: id.clone(), score: distance(a.metric, query, vec), src: Src::Over(doc.clone()) });
+            hits.push(Hit {
+                id: id.clone(),
+                score: distance(a.metric, query, vec),
+                src: Src::Over(doc.clone()),
+            });
         }
     }
     // Spilled like `vector`'s: a large backlog's pages are given back after the scan.
@@ -178,7 +184,8 @@ fn segment_hits(
 ) -> (Vec<(u32, f32)>, u64) {
     let passes = |row: u32| v.passes(row as usize, q);
     let need_filter = q.filters.is_some() || !v.ls.deleted.is_empty() || !v.shadowed.is_empty();
-    let user_filter: Option<&dyn Fn(u32) -> bool> = q.filters.as_ref().map(|_| &passes as &dyn Fn(u32) -> bool);
+    let user_filter: Option<&dyn Fn(u32) -> bool> =
+        q.filters.as_ref().map(|_| &passes as &dyn Fn(u32) -> bool);
     match plan_named(v, a, exact, target, user_filter) {
         (Plan::Graph { ef }, Some(ix)) => {
             let f = |row: u32| ix.present(row as usize) && (!need_filter || passes(row));
@@ -198,7 +205,9 @@ fn segment_hits(
                     continue;
                 }
                 examined += 1;
-                let (Some(vec), Ok(r)) = (named_vector_of_row(v.ls, row, a.attr), u32::try_from(row)) else { continue };
+                let (Some(vec), Ok(r)) = (named_vector_of_row(v.ls, row, a.attr), u32::try_from(row)) else {
+                    continue;
+                };
                 found.push((r, distance(a.metric, query, &vec)));
             }
             (found, examined)

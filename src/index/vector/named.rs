@@ -51,7 +51,14 @@ fn metric_code(m: Metric) -> u16 {
 
 /// Builds the section of attribute `attr`: `vectors` holds `rows × dim` floats (zeros for rows
 /// without the attribute), `present[r]` whether row `r` holds it.
-pub fn build(attr: &str, dim: usize, metric: Metric, vectors: &[f32], present: &[bool], params: &GraphParams) -> Vec<u8> {
+pub fn build(
+    attr: &str,
+    dim: usize,
+    metric: Metric,
+    vectors: &[f32],
+    present: &[bool],
+    params: &GraphParams,
+) -> Vec<u8> {
     let rows = present.len();
     debug_assert_eq!(vectors.len(), rows * dim);
     let graph = super::graph::build_over(&SliceRows { vectors, dim }, dim, metric, params);
@@ -135,18 +142,20 @@ impl NamedIndex {
         let attr = attr_of(b).ok_or(corrupt("named vector section: bad name"))?.to_owned();
         let word = |at| u32_at(b, at).map(|v| v as usize).ok_or(corrupt("named vector section: header"));
         let off = |at| {
-            u64_at(b, at)
-                .and_then(|v| usize::try_from(v).ok())
-                .ok_or(corrupt("named vector section: header"))
+            u64_at(b, at).and_then(|v| usize::try_from(v).ok()).ok_or(corrupt("named vector section: header"))
         };
         let (dim, rows) = (word(16)?, word(20)?);
         let (present_at, vectors_at, graph_at, graph_len) = (off(24)?, off(32)?, off(40)?, off(48)?);
         let present_len = rows.div_ceil(64) * 8;
-        let vectors_len = rows.checked_mul(dim).and_then(|n| n.checked_mul(4)).ok_or(corrupt("named vector section: size"))?;
+        let vectors_len = rows
+            .checked_mul(dim)
+            .and_then(|n| n.checked_mul(4))
+            .ok_or(corrupt("named vector section: size"))?;
         let ordered = dim > 0
             && present_at == pad64(HEADER_LEN + attr.len())
             && vectors_at == pad64(present_at + present_len)
-            && graph_at == pad64(vectors_at.checked_add(vectors_len).ok_or(corrupt("named vector section: size"))?)
+            && graph_at
+                == pad64(vectors_at.checked_add(vectors_len).ok_or(corrupt("named vector section: size"))?)
             && graph_at.checked_add(graph_len) == Some(b.len());
         if !ordered {
             return Err(corrupt("named vector section: blocks out of place"));
@@ -189,7 +198,8 @@ impl NamedIndex {
     /// Whether `row` holds the attribute.
     pub fn present(&self, row: usize) -> bool {
         row < self.rows
-            && u64_at(&self.bytes[self.present.clone()], row / 64 * 8).is_some_and(|w| w & (1 << (row % 64)) != 0)
+            && u64_at(&self.bytes[self.present.clone()], row / 64 * 8)
+                .is_some_and(|w| w & (1 << (row % 64)) != 0)
     }
 
     /// Every row's vector, row-major (zeros where absent).
@@ -230,7 +240,8 @@ mod tests {
 
     fn sample(rows: usize, dim: usize) -> (Vec<f32>, Vec<bool>) {
         let mut s = 7u64;
-        let vectors = (0..rows * dim).map(|_| (super::super::splitmix(&mut s) % 1000) as f32 / 100.0).collect();
+        let vectors =
+            (0..rows * dim).map(|_| (super::super::splitmix(&mut s) % 1000) as f32 / 100.0).collect();
         let present = (0..rows).map(|r| r % 5 != 3).collect();
         (vectors, present)
     }
@@ -248,10 +259,13 @@ mod tests {
         assert_eq!(bytes, build("title_vec", 6, Metric::EuclideanSquared, &vectors, &present, &params));
         assert_eq!(attr_of(&bytes), Some("title_vec"));
         let ix = NamedIndex::open(Bytes::from(bytes.clone())).unwrap();
-        assert_eq!((ix.attr(), ix.dim(), ix.rows(), ix.metric()), ("title_vec", 6, 300, Metric::EuclideanSquared));
+        assert_eq!(
+            (ix.attr(), ix.dim(), ix.rows(), ix.metric()),
+            ("title_vec", 6, 300, Metric::EuclideanSquared)
+        );
         assert_eq!(ix.vectors(), &vectors[..]);
-        for r in 0..300 {
-            assert_eq!(ix.present(r), present[r], "row {r}");
+        for (r, p) in present.iter().enumerate() {
+            assert_eq!(ix.present(r), *p, "row {r}");
         }
         assert_eq!(ix.vector(3), None);
         assert_eq!(ix.vector(4), Some(&vectors[24..30]));
