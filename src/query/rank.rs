@@ -125,9 +125,13 @@ pub(super) fn ranked_docs(q: &Query, rank: &Rank, state: &NsState) -> Result<(Ve
     let want = q.offset.saturating_add(q.limit);
     let mut fetch = want;
     // Only what the rows return (or `limit.per` groups by) is decoded.
+    let named_vector_wanted = state.schema.iter().any(|(name, s)| {
+        name != VECTOR_ATTR && matches!(s.ty, AttrType::Vector { .. }) && q.projection.wants(name)
+    });
     let parts = DocParts {
         vector: q.projection.wants(VECTOR_ATTR),
         attributes: q.projection.wants_attributes() || q.per.is_some(),
+        named_vectors: named_vector_wanted || q.per.is_some(),
     };
     loop {
         let (hits, exhaustive) = rank_hits(q, rank, state, &views, fetch)?;

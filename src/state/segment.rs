@@ -91,6 +91,8 @@ pub struct DocParts {
     pub vector: bool,
     /// The row's attributes.
     pub attributes: bool,
+    /// With `attributes`: its named vector values too (skipped, not copied, when false).
+    pub named_vectors: bool,
 }
 
 /// A segment's vectors as its reranks read them: [`SegmentReader::vector_rows`].
@@ -232,7 +234,15 @@ impl SegmentReader {
     /// a rerank reads it ([`SegmentReader::vector_rows`]), so returning ten
     /// rows does not map their neighbourhood of a large vector section.
     pub fn doc_with(&self, row: usize, parts: DocParts) -> Result<Document, FormatError> {
-        let mut d = self.seg.doc_without_vector(row, parts.attributes)?;
+        let mut d = if parts.attributes && !parts.named_vectors {
+            let id = self
+                .seg
+                .try_id(row)
+                .ok_or_else(|| FormatError::Malformed(format!("row {row} out of range")))?;
+            Document { id, vector: None, attrs: self.seg.attrs_without_dense(row)? }
+        } else {
+            self.seg.doc_without_vector(row, parts.attributes)?
+        };
         if parts.vector && self.seg.has_vector(row) {
             let mut buf = Vec::new();
             d.vector = self.vector_rows().map(|rows| rows.row(row, &mut buf).to_vec().into());
@@ -353,6 +363,49 @@ mod tests {
         SegmentReader::new(seg, deleted, SegmentRef { id: "s1".into(), ..SegmentRef::default() })
     }
 
+    /// Named vectors: read from the attribute's index section when there is one, from the row
+    /// otherwise; left out of a row decoded without them; the section opened once, accounted.
+    #[test]
+    fn named_vectors_read_from_their_section_or_the_row() {
+        use crate::model::Value;
+        let (rows, dim) = (70usize, 3usize);
+        let v = |i: usize| vec![i as f32, 1.0, -(i as f32)];
+        let mut b = SegmentBuilder::new(IdType::U64, None);
+        let (mut flat, mut present) = (Vec::new(), Vec::new());
+        for i in 0..rows {
+            let mut attrs: crate::model::AttrMap =
+                [("n".to_string(), Value::Int(i as i128))].into_iter().collect();
+            if i % 2 == 0 {
+                attrs.insert("t".into(), Value::Dense(v(i).into()));
+                attrs.insert("u".into(), Value::Dense(v(i + 1).into()));
+            }
+            flat.extend(if i % 2 == 0 { v(i) } else { vec![0.0; dim] });
+            present.push(i % 2 == 0);
+            b.push(&Document { id: DocId::U64(i as u64), vector: None, attrs }).unwrap();
+        }
+        let params = crate::index::vector::graph::GraphParams { threads: 1, ..Default::default() };
+        let sec =
+            crate::index::vector::named::build("t", dim, Metric::CosineDistance, &flat, &present, &params);
+        b.add_section(SECTION_NAMED_VECTOR_INDEX, sec);
+        let seg = Segment::open(Bytes::from(b.finish().unwrap())).unwrap();
+        let r = SegmentReader::new(seg, Arc::new(DeletionSet::new(rows)), SegmentRef::default());
+        assert!(
+            r.named_vector_index("t").is_some_and(|ix| ix.is_ok()) && r.named_vector_index("u").is_none()
+        );
+        assert!(r.opened_bytes() > 0, "the opened section is accounted");
+        for i in 0..rows {
+            let want = |x: Vec<f32>| (i % 2 == 0).then_some(x);
+            assert_eq!(r.named_vector(i, "t"), want(v(i)), "row {i} from the section");
+            assert_eq!(r.named_vector(i, "u"), want(v(i + 1)), "row {i} from the row");
+            let light =
+                r.doc_with(i, DocParts { vector: false, attributes: true, named_vectors: false }).unwrap();
+            assert_eq!(light.attrs.keys().collect::<Vec<_>>(), vec!["n"], "row {i}");
+            let full =
+                r.doc_with(i, DocParts { vector: false, attributes: true, named_vectors: true }).unwrap();
+            assert_eq!(full.attrs.len(), if i % 2 == 0 { 3 } else { 1 }, "row {i}");
+        }
+    }
+
     #[test]
     fn sections_open_once_and_are_shared_by_clones() {
         let r = reader();
@@ -391,7 +444,7 @@ mod tests {
         let mut buf = Vec::new();
         for row in [0, 1, rows / 2, rows - 1] {
             assert_eq!(source.row(row, &mut buf), r.seg.vector(row).unwrap(), "row {row}");
-            let whole = DocParts { vector: true, attributes: true };
+            let whole = DocParts { vector: true, attributes: true, named_vectors: true };
             assert_eq!(r.doc_with(row, whole).unwrap(), r.seg.doc(row).unwrap(), "row {row} read whole");
         }
     }
@@ -403,14 +456,20 @@ mod tests {
         let r = reader();
         for row in 0..ROWS {
             let whole = r.seg.doc(row).unwrap();
-            let id_only = r.doc_with(row, DocParts { vector: false, attributes: false }).unwrap();
+            let id_only =
+                r.doc_with(row, DocParts { vector: false, attributes: false, named_vectors: false }).unwrap();
             assert_eq!((&id_only.id, &id_only.vector, id_only.attrs.is_empty()), (&whole.id, &None, true));
-            let vector = r.doc_with(row, DocParts { vector: true, attributes: false }).unwrap();
+            let vector =
+                r.doc_with(row, DocParts { vector: true, attributes: false, named_vectors: false }).unwrap();
             assert_eq!((&vector.vector, vector.attrs.is_empty()), (&whole.vector, true));
-            let attrs = r.doc_with(row, DocParts { vector: false, attributes: true }).unwrap();
+            let attrs =
+                r.doc_with(row, DocParts { vector: false, attributes: true, named_vectors: true }).unwrap();
             assert_eq!((&attrs.attrs, &attrs.vector), (&whole.attrs, &None));
             assert_eq!(whole.attrs.len(), 1, "the fixture has an attribute to leave out");
         }
-        assert!(r.doc_with(ROWS, DocParts { vector: true, attributes: false }).is_err(), "out of range");
+        assert!(
+            r.doc_with(ROWS, DocParts { vector: true, attributes: false, named_vectors: false }).is_err(),
+            "out of range"
+        );
     }
 }
