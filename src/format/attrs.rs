@@ -206,20 +206,62 @@ pub(crate) fn decode_attrs_without_dense(r: &mut Reader<'_>) -> Result<AttrMap, 
     .map(|v| v.into_iter().collect())
 }
 
-/// The dense vector `attr` of an attributes map, if it holds one (other values are skipped
-/// by decoding them, then dropped).
+/// The dense vector `attr` of an attributes map, if it holds one. The other values are
+/// skipped by their lengths (nothing allocated for them); that one is decoded and checked.
 pub(crate) fn find_dense(r: &mut Reader<'_>, attr: &str) -> Result<Option<Vec<f32>>, FormatError> {
     let mut found = None;
     walk_attrs(r, &mut |name, r| {
-        let v = read_value(r, false)?;
-        if name == attr {
-            if let Value::Dense(d) = v {
-                found = Some(d.to_vec());
-            }
+        if name != attr {
+            skip_value(r, false)?;
+        } else if let Value::Dense(d) = read_value(r, false)? {
+            found = Some(d.to_vec());
         }
         Ok(None)
     })?;
     Ok(found)
+}
+
+/// Advances past one value, checking its structure (tags, nesting, lengths) but not its
+/// contents (UTF-8, finiteness): what [`find_dense`] does with the values it does not return.
+fn skip_value(r: &mut Reader<'_>, nested: bool) -> Result<(), FormatError> {
+    let tag = r.u8("value tag")?;
+    if nested && matches!(tag, VAL_ARRAY | VAL_SPARSE | VAL_DENSE) {
+        return Err(FormatError::Malformed("array values hold scalars only (nesting found)".into()));
+    }
+    match tag {
+        VAL_NULL => {}
+        VAL_BOOL => {
+            r.bool("bool value")?;
+        }
+        VAL_INT => {
+            r.bytes("int value", 16)?;
+        }
+        VAL_FLOAT => {
+            r.bytes("float value", 8)?;
+        }
+        VAL_STR => {
+            let n = r.count("string value", 1, MAX_STRING_BYTES)?;
+            r.bytes("string value", n)?;
+        }
+        VAL_ARRAY => {
+            for _ in 0..r.count("array value", 1, usize::MAX)? {
+                skip_value(r, true)?;
+            }
+        }
+        VAL_SPARSE => {
+            for _ in 0..r.count("sparse vector", MIN_SPARSE_ENTRY_BYTES, usize::MAX)? {
+                let n = r.count("sparse vector key", 1, MAX_STRING_BYTES)?;
+                r.bytes("sparse vector key", n)?;
+                r.bytes("sparse vector weight", 4)?;
+            }
+        }
+        VAL_DENSE => {
+            let n = r.count("dense vector", 4, crate::model::MAX_VECTOR_DIM)?;
+            r.bytes("dense vector", n * 4)?;
+        }
+        t => return Err(FormatError::Malformed(format!("unknown value tag {t}"))),
+    }
+    Ok(())
 }
 
 /// What [`walk_attrs`] hands each (name, reader at its value) to: consumes the value, returns
@@ -299,6 +341,23 @@ mod tests {
         assert_eq!(w.into_inner(), ok, "canonical");
         assert_eq!(find_dense(&mut Reader::new(&ok), "x").unwrap(), Some(vec![1.0, -0.5]));
         assert_eq!(find_dense(&mut Reader::new(&ok), "y").unwrap(), None);
+        // Skipped values of every kind keep the reader in step.
+        let mut m = AttrMap::new();
+        m.insert("a".into(), Value::Array(vec![Value::Str("é".into()), Value::Int(-3), Value::Null]));
+        m.insert("b".into(), Value::Bool(true));
+        m.insert("c".into(), Value::Sparse(vec![("k".into(), 0.5)]));
+        m.insert("d".into(), Value::Float(1.5));
+        m.insert("e".into(), Value::Dense(vec![2.0, 3.0].into()));
+        m.insert("f".into(), Value::Dense(vec![4.0].into()));
+        let mut w = Writer::new();
+        encode_attrs(&mut w, &m).unwrap();
+        let bytes = w.into_inner();
+        assert_eq!(find_dense(&mut Reader::new(&bytes), "f").unwrap(), Some(vec![4.0]));
+        assert_eq!(find_dense(&mut Reader::new(&bytes), "e").unwrap(), Some(vec![2.0, 3.0]));
+        assert_eq!(find_dense(&mut Reader::new(&bytes), "a").unwrap(), None);
+        for cut in 0..bytes.len() {
+            assert!(find_dense(&mut Reader::new(&bytes[..cut]), "f").is_err(), "cut at {cut}");
+        }
         assert!(decode_attrs_without_dense(&mut Reader::new(&ok)).unwrap().is_empty());
         let nested = {
             let mut p = vec![VAL_ARRAY];
