@@ -218,6 +218,21 @@ async fn two_attributes_rank_in_their_own_metric_over_wal_and_segments() {
     assert_eq!(s, 200, "{b}");
     assert_eq!(ids(&b), vec![1, 5, 7], "{b}");
 
+    // A patch of a compacted row's named vector (read back from its segment row), then a second
+    // compaction merging the segment with the tail: values and rankings carried.
+    let (s, b) = write(&c, &d, "r", json!({"patch_rows": [{"id": 20, "b": [0.0, 0.0, 1.0]}]})).await;
+    assert_eq!(s, 200, "{b}");
+    let (s, b) = post(&c, &d.at("/v1/namespaces/r/_admin/compact"), &json!({})).await;
+    assert_eq!(s, 200, "{b}");
+    let (_, b) =
+        query(&c, &d, "r", json!({"filters": ["id", "Eq", 20], "include_attributes": ["a", "b", "k"]})).await;
+    assert_eq!(b["rows"][0]["b"], json!([0.0, 0.0, 1.0]), "the patched value: {b}");
+    assert_eq!(b["rows"][0]["a"], json!([20.0, 0.0]), "the value the patch left: {b}");
+    let (s, b) = query(&c, &d, "r", json!({"rank_by": ["b", "kNN", [0.0, 0.0, 2.0]], "limit": 1})).await;
+    assert_eq!((s, ids(&b)), (200, vec![20]), "{b}");
+    let (s, b) = query(&c, &d, "r", json!({"rank_by": ["a", "ANN", qa], "limit": 5})).await;
+    assert_eq!((s, ids(&b)), (200, expected(40, "a", &qa, 5)), "{b}");
+
     // Restart (WAL replayed, segments reopened): the same answers, values intact.
     d.stop();
     let d = Daemon::start(dir.path(), &[]);
