@@ -147,6 +147,11 @@ impl<'a> Reader<'a> {
         self.buf.len().saturating_sub(self.pos)
     }
 
+    /// The next byte, not consumed (None at the end).
+    pub fn peek_u8(&self) -> Option<u8> {
+        self.buf.get(self.pos).copied()
+    }
+
     /// Bytes consumed so far.
     pub fn position(&self) -> usize {
         self.pos

@@ -12,6 +12,12 @@
 //!   ([`Value::Sparse`]), whose keys are sorted and unique and whose weights
 //!   are finite.
 //! - Dense vectors hold finite f32 only (NaN/Inf are rejected at the edge).
+//! - A [`Value::Dense`] is the value of a named vector attribute (an `[N]f32`
+//!   or `[N]f16` attribute other than `vector`); it never comes from
+//!   [`Value::from_json`] (a JSON array is an array): the engine makes it from
+//!   an array of numbers or a base64 string once the schema says the attribute
+//!   is a vector (`schema::dense_from`). It holds a [`Vector`], so an overlay
+//!   row's named vectors spill like its `vector` (`NsState::put`).
 
 use std::cmp::Ordering;
 use std::fmt;
@@ -216,6 +222,10 @@ pub enum Value {
     Array(Vec<Value>),
     /// A sparse vector: (dimension key, weight) pairs, keys sorted and unique.
     Sparse(Vec<(String, f32)>),
+    /// A dense vector of a named vector attribute: finite f32, its length the
+    /// attribute's dimension (`f16` attributes are held as f32 too); on the
+    /// heap or spilled.
+    Dense(Vector),
 }
 
 impl Value {
@@ -286,6 +296,7 @@ impl Value {
             Value::Sparse(pairs) => serde_json::Value::Object(
                 pairs.iter().map(|(k, w)| (k.clone(), serde_json::Value::from(f64::from(*w)))).collect(),
             ),
+            Value::Dense(v) => v.iter().map(|x| serde_json::Value::from(f64::from(*x))).collect(),
         }
     }
 
@@ -299,6 +310,7 @@ impl Value {
             Value::Str(_) => "string",
             Value::Array(_) => "array",
             Value::Sparse(_) => "sparse vector",
+            Value::Dense(_) => "dense vector",
         }
     }
 
@@ -438,6 +450,7 @@ pub fn value_bytes(v: &Value) -> usize {
         Value::Str(s) => s.len(),
         Value::Array(items) => items.iter().map(value_bytes).sum(),
         Value::Sparse(p) => p.iter().map(|(k, _)| k.len() + 4).sum(),
+        Value::Dense(v) => v.len() * 4,
     }
 }
 

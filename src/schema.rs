@@ -7,6 +7,11 @@
 //!   filterable unless the schema says `filterable: true` explicitly.
 //! - The dense vector type is `[N]f32` (or `[N]f16`), N = the namespace's
 //!   pinned dimension.
+//! - Any other attribute may be a named vector (`[N]f32` / `[N]f16`, held as
+//!   f32): its values are [`Value::Dense`] of exactly N elements. Its `ann`
+//!   option is `true` or `{"distance_metric": ...}`; the object is kept in
+//!   `extra` as sent (so the stored schema encoding is unchanged) and
+//!   [`AttrSchema::ann_metric`] reads it. A metric, once set, never changes.
 
 use std::collections::BTreeMap;
 
@@ -162,6 +167,7 @@ impl AttrType {
                 }
             }
             Value::Sparse(_) => AttrType::Sparse { f16: false },
+            Value::Dense(v) => AttrType::Vector { dim: v.len(), f16: false },
         })
     }
 
@@ -172,9 +178,55 @@ impl AttrType {
             (AttrType::Scalar(s), v) => s.accepts(v),
             (AttrType::Array(s), Value::Array(items)) => items.iter().all(|x| s.accepts(x)),
             (AttrType::Sparse { .. }, Value::Sparse(_)) => true,
+            (AttrType::Vector { dim, .. }, Value::Dense(v)) => v.len() == *dim,
             _ => false,
         }
     }
+}
+
+/// The [`Value::Dense`] a named vector attribute of dimension `dim` stores for `v`, as a
+/// client sends it: an array of numbers, or a base64 string of little-endian f32 (what the
+/// SDK sends for an attribute whose schema is in the same write). `Ok(None)` when `v` is
+/// already dense or null (nothing to convert); an error names the attribute.
+pub fn dense_from(attr: &str, dim: usize, v: &Value) -> Result<Option<Value>, ModelError> {
+    let bad = |why: String| ModelError::InvalidValue(format!("attribute {attr:?} ([{dim}]f32): {why}"));
+    let out: Vec<f32> = match v {
+        Value::Null | Value::Dense(_) => return Ok(None),
+        Value::Array(items) => {
+            let mut out = Vec::with_capacity(items.len());
+            for x in items {
+                #[allow(clippy::cast_possible_truncation)]
+                let f = match x {
+                    Value::Float(f) => *f as f32,
+                    #[allow(clippy::cast_precision_loss)]
+                    Value::Int(i) => *i as f32,
+                    other => return Err(bad(format!("elements must be numbers, got {}", other.kind()))),
+                };
+                out.push(f);
+            }
+            out
+        }
+        Value::Str(s) => {
+            use base64::Engine as _;
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(s)
+                .map_err(|e| bad(format!("not an array of numbers nor valid base64: {e}")))?;
+            if bytes.len() % 4 != 0 {
+                return Err(bad("base64 length is not a multiple of 4 bytes (f32)".into()));
+            }
+            crate::codec::f32s_le(&bytes)
+        }
+        other => {
+            return Err(bad(format!("expected an array of numbers or a base64 string, got {}", other.kind())))
+        }
+    };
+    if out.len() != dim {
+        return Err(bad(format!("the value has {} dimensions, the schema says {dim}", out.len())));
+    }
+    if out.iter().any(|x| !x.is_finite()) {
+        return Err(bad("the value holds NaN or infinity (or a number beyond f32)".into()));
+    }
+    Ok(Some(Value::Dense(out.into())))
 }
 
 /// The tokenizer a new full-text attribute gets (turbopuffer's default). A
@@ -344,7 +396,14 @@ impl AttrSchema {
                             })?);
                         }
                         "full_text_search" => s.full_text_search = FullTextSearch::from_json(val)?,
-                        "ann" => s.ann = !matches!(val, Json::Bool(false) | Json::Null),
+                        "ann" => {
+                            s.ann = !matches!(val, Json::Bool(false) | Json::Null);
+                            if val.is_object() {
+                                check_ann_config(name, &s.ty, val)?;
+                                // Kept as sent: `to_json` renders it back, `ann_metric` reads it.
+                                s.extra.insert(k.clone(), val.clone());
+                            }
+                        }
                         TARGET_RECALL => {
                             if !matches!(s.ty, AttrType::Vector { .. }) {
                                 return Err(ModelError::InvalidSchema(format!(
@@ -397,7 +456,13 @@ impl AttrSchema {
         Json::Object(m)
     }
 
-    /// Merge an update into this attribute: the type may not change.
+    /// The distance metric of a vector attribute's `ann: {"distance_metric": ...}`, if given.
+    pub fn ann_metric(&self) -> Option<crate::model::DistanceMetric> {
+        let m = self.extra.get("ann")?.get("distance_metric")?.as_str()?;
+        crate::model::DistanceMetric::parse(m).ok()
+    }
+
+    /// Merge an update into this attribute: the type may not change, nor an ANN metric.
     pub fn merge(&mut self, name: &str, update: AttrSchema) -> Result<(), ModelError> {
         if update.ty != self.ty {
             return Err(ModelError::InvalidSchema(format!(
@@ -405,6 +470,15 @@ impl AttrSchema {
                 self.ty.name(),
                 update.ty.name()
             )));
+        }
+        if let (Some(cur), Some(new)) = (self.ann_metric(), update.ann_metric()) {
+            if cur != new {
+                return Err(ModelError::InvalidSchema(format!(
+                    "attribute {name:?} has ann.distance_metric {}; it cannot change to {}",
+                    cur.as_str(),
+                    new.as_str()
+                )));
+            }
         }
         if update.filterable.is_some() {
             self.filterable = update.filterable;
@@ -416,6 +490,27 @@ impl AttrSchema {
         self.extra.extend(update.extra);
         Ok(())
     }
+}
+
+/// `ann` given as an object: only on a vector attribute, with a known `distance_metric`.
+fn check_ann_config(name: &str, ty: &AttrType, v: &Json) -> Result<(), ModelError> {
+    let bad = |why: String| ModelError::InvalidSchema(format!("{name}.ann: {why}"));
+    if !matches!(ty, AttrType::Vector { .. }) {
+        return Err(bad(format!(
+            "an ANN configuration needs a vector type ([N]f32 or [N]f16), not {}",
+            ty.name()
+        )));
+    }
+    for (k, val) in v.as_object().into_iter().flatten() {
+        match k.as_str() {
+            "distance_metric" => {
+                let m = val.as_str().ok_or_else(|| bad("distance_metric must be a string".into()))?;
+                crate::model::DistanceMetric::parse(m).map_err(|e| bad(e.to_string()))?;
+            }
+            other => return Err(bad(format!("unsupported option {other:?} (only distance_metric)"))),
+        }
+    }
+    Ok(())
 }
 
 /// A namespace schema: attribute name → schema.
@@ -478,6 +573,64 @@ mod tests {
         .unwrap();
         assert!(s.is_filterable());
         assert!(AttrSchema::from_json("n", &json!({"type": "int", "full_text_search": true})).is_err());
+    }
+
+    #[test]
+    fn named_vector_schemas_and_values() {
+        use crate::model::DistanceMetric;
+        let s = AttrSchema::from_json(
+            "t",
+            &json!({"type": "[2]f32", "ann": {"distance_metric": "euclidean_squared"}}),
+        )
+        .unwrap();
+        assert_eq!(s.ann_metric(), Some(DistanceMetric::EuclideanSquared));
+        assert_eq!(s.to_json()["ann"], json!({"distance_metric": "euclidean_squared"}), "rendered as sent");
+        assert_eq!(
+            AttrSchema::from_json("t", &json!({"type": "[2]f16", "ann": true})).unwrap().ann_metric(),
+            None
+        );
+        for bad in [
+            json!({"type": "[2]f32", "ann": {"distance_metric": "dot"}}),
+            json!({"type": "[2]f32", "ann": {"late_interaction": true}}),
+            json!({"type": "int", "ann": {"distance_metric": "cosine_distance"}}),
+        ] {
+            assert!(AttrSchema::from_json("t", &bad).is_err(), "{bad}");
+        }
+        let mut cur = s.clone();
+        let other = AttrSchema::from_json(
+            "t",
+            &json!({"type": "[2]f32", "ann": {"distance_metric": "cosine_distance"}}),
+        )
+        .unwrap();
+        assert!(cur.merge("t", other).is_err(), "a metric never changes");
+        assert!(cur
+            .merge("t", AttrSchema::from_json("t", &json!({"type": "[2]f32", "ann": true})).unwrap())
+            .is_ok());
+        assert_eq!(cur.ann_metric(), Some(DistanceMetric::EuclideanSquared));
+
+        let ty = AttrType::Vector { dim: 2, f16: false };
+        let floats = Value::Array(vec![Value::Float(0.5), Value::Int(-2)]);
+        assert_eq!(dense_from("t", 2, &floats).unwrap(), Some(Value::Dense(vec![0.5, -2.0].into())));
+        let b64 = {
+            use base64::Engine as _;
+            let bytes: Vec<u8> = [1.5f32, 2.0].iter().flat_map(|x| x.to_le_bytes()).collect();
+            Value::Str(base64::engine::general_purpose::STANDARD.encode(bytes))
+        };
+        assert_eq!(dense_from("t", 2, &b64).unwrap(), Some(Value::Dense(vec![1.5, 2.0].into())));
+        assert_eq!(dense_from("t", 2, &Value::Null).unwrap(), None);
+        for bad in [
+            Value::Array(vec![Value::Float(1.0)]),
+            Value::Array(vec![Value::Str("x".into()), Value::Int(1)]),
+            Value::Array(vec![Value::Float(1e300), Value::Int(1)]),
+            Value::Str("not base64!".into()),
+            Value::Bool(true),
+        ] {
+            let e = dense_from("title_vec", 2, &bad).unwrap_err().to_string();
+            assert!(e.contains("\"title_vec\""), "{e}");
+        }
+        assert!(ty.accepts(&Value::Dense(vec![1.0, 2.0].into())));
+        assert!(!ty.accepts(&Value::Dense(vec![1.0].into())));
+        assert!(!ty.accepts(&floats), "only converted values are stored");
     }
 
     #[test]

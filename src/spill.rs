@@ -118,6 +118,9 @@ impl fmt::Debug for Vector {
 pub struct VectorSpill {
     dir: PathBuf,
     tail: Mutex<Tail>,
+    /// Named vector attributes' floats go to chunks of their own ([`VectorSpill::spill_named`]),
+    /// so the `vector` rows an overlay scan reads stay contiguous.
+    named_tail: Mutex<Tail>,
     /// Every chunk made, while some vector still lives in it.
     live: Mutex<Vec<Weak<Chunk>>>,
     warned: AtomicBool,
@@ -143,6 +146,7 @@ impl VectorSpill {
         VectorSpill {
             dir: dir.into(),
             tail: Mutex::new(Tail::default()),
+            named_tail: Mutex::new(Tail::default()),
             live: Mutex::new(Vec::new()),
             warned: AtomicBool::new(false),
         }
@@ -152,11 +156,22 @@ impl VectorSpill {
     /// be (already spilled, empty, too long for a chunk, or the file could
     /// not be made or written).
     pub fn spill(&self, v: Vector) -> Vector {
+        self.spill_into(&self.tail, v)
+    }
+
+    /// [`VectorSpill::spill`] for a named vector attribute's value, into chunks that hold only
+    /// those (a scan of the overlay's `vector`s then reads contiguous chunks, not ones
+    /// interleaved with other attributes' floats).
+    pub fn spill_named(&self, v: Vector) -> Vector {
+        self.spill_into(&self.named_tail, v)
+    }
+
+    fn spill_into(&self, tail: &Mutex<Tail>, v: Vector) -> Vector {
         let bytes = v.len() * 4;
         if v.is_spilled() || bytes == 0 || bytes > CHUNK_BYTES || cfg!(target_endian = "big") {
             return v;
         }
-        let (chunk, at) = match self.reserve(bytes) {
+        let (chunk, at) = match self.reserve(tail, bytes) {
             Ok(r) => r,
             Err(e) => return self.kept_on_heap(v, &e),
         };
@@ -171,8 +186,8 @@ impl VectorSpill {
     }
 
     /// A fresh range of `bytes` in the tail chunk (a new chunk when full).
-    fn reserve(&self, bytes: usize) -> std::io::Result<(Arc<Chunk>, usize)> {
-        let mut tail = self.tail.lock().unwrap_or_else(PoisonError::into_inner);
+    fn reserve(&self, tail: &Mutex<Tail>, bytes: usize) -> std::io::Result<(Arc<Chunk>, usize)> {
+        let mut tail = tail.lock().unwrap_or_else(PoisonError::into_inner);
         let room = tail.chunk.is_some() && tail.used + bytes <= CHUNK_BYTES;
         if !room {
             let chunk = self.new_chunk()?;

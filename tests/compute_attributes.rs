@@ -1,7 +1,8 @@
 //! `compute_attributes` and the rank combinators over real loopback HTTP
 //! against the `tidepool` binary.
 //!
-//! Invariants guarded: `VectorDist` is the `$dist` a `kNN` ranking gives (and
+//! Invariants guarded: `VectorDist` (on `vector` or a named vector attribute)
+//! is the `$dist` a `kNN` ranking by that attribute gives (and
 //! the metric's formula), `null` for a row without a vector; a rank
 //! expression's computed value is bit for bit the score ranking by it gives,
 //! for compacted and unindexed rows alike; `Saturate`, `Decay`, `Dist`,
@@ -434,4 +435,53 @@ async fn subqueries_compute_their_own_attributes() {
         [json!(20.0), json!(16.0)]
     );
     assert_eq!(d.stop().code(), Some(0));
+}
+
+/// `VectorDist` on a named vector attribute is the `$dist` a `kNN` ranking by
+/// that attribute gives (its own metric, not the namespace's), on compacted
+/// and unindexed rows, also when the page is ordered by id and the attribute
+/// is not returned.
+#[tokio::test]
+async fn vector_dist_on_a_named_vector_attribute_is_its_knn_distance() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(dir.path(), &[]);
+    let c = client();
+    let schema = json!({"title_vec": {"type": "[3]f32", "ann": {"distance_metric": "euclidean_squared"}}});
+    let docs: Vec<Json> =
+        (0..30u64).map(|i| json!({"id": i, "vector": [1.0, i as f64], "title_vec": vector_of(i)})).collect();
+    let first = json!({"upsert_rows": docs[..20], "distance_metric": "cosine_distance", "schema": schema});
+    write(&c, &d, "nv", first).await;
+    compact(&c, &d, "nv").await;
+    write(&c, &d, "nv", json!({"upsert_rows": docs[20..]})).await;
+    let q = [0.3, -0.2, 0.9];
+    let compute = json!({"d": ["title_vec", "VectorDist", q]});
+    let ranked = query(
+        &c,
+        &d,
+        "nv",
+        json!({"rank_by": ["title_vec", "kNN", q], "top_k": 30, "compute_attributes": compute}),
+    )
+    .await;
+    assert_eq!(rows(&ranked).len(), 30);
+    for r in rows(&ranked) {
+        assert_eq!(r["d"], r["$dist"], "{r}");
+        let want = euclidean_squared(&vector_of(r["id"].as_u64().unwrap()), &[0.3, -0.2, 0.9]);
+        assert!((r["d"].as_f64().unwrap() - want).abs() < 1e-5, "{r} vs {want}");
+        assert!(r.get("title_vec").is_none(), "the projection still applies: {r}");
+    }
+    let by_id =
+        query(&c, &d, "nv", json!({"rank_by": ["id", "asc"], "top_k": 30, "compute_attributes": compute}))
+            .await;
+    for r in rows(&by_id) {
+        let same = rows(&ranked).iter().find(|x| x["id"] == r["id"]).unwrap();
+        assert_eq!(r["d"], same["d"], "{r}");
+    }
+    refused(
+        &c,
+        &d,
+        "nv",
+        json!({"rank_by": ["id", "asc"], "compute_attributes": {"d": ["title_vec", "VectorDist", [1.0]]}}),
+        "compute_attributes.d",
+    )
+    .await;
 }

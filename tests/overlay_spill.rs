@@ -4,7 +4,7 @@
 //! under `<data-dir>/scratch`, and everything that reads the overlay reads
 //! the same floats — a query's exhaustive scan, a get, a compaction folding
 //! the rows into a segment, a reload that replays the WAL. Once folded, the
-//! chunks go with the rows.
+//! chunks go with the rows. Named vector attributes spill the same way.
 
 use std::sync::Arc;
 
@@ -109,4 +109,36 @@ async fn overlay_vectors_live_in_the_spill_and_read_back_everywhere() {
     drop(s);
     let live = e.existing(&ns(), true).await.unwrap().state.spill().map(|sp| sp.live_chunks());
     assert!(live.is_some_and(|n| n <= 1), "chunks left after the fold: {live:?}");
+}
+
+/// Named vector attributes (issue 34) spill like `vector`: written as floats, applied as dense
+/// values, kept in the spill's chunk files (also after a replay), and a ranking by the
+/// attribute reads the same floats.
+#[tokio::test]
+async fn overlay_named_vectors_live_in_the_spill_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let check = |st: &tidepool::state::NsState| {
+        for (id, doc) in st.overlay() {
+            let DocId::U64(i) = id else { panic!("u64 ids") };
+            let Some(tidepool::model::Value::Dense(v)) = doc.as_ref().and_then(|d| d.attrs.get("t")) else {
+                panic!("row {i} has no dense t")
+            };
+            assert!(v.is_spilled(), "row {i} kept its named vector on the heap");
+            assert_eq!(**v, vector(*i + 7)[..], "row {i}");
+        }
+    };
+    {
+        let e = engine(dir.path()).await;
+        let rows: Vec<_> = (0..500u64).map(|i| json!({"id": i, "t": vector(i + 7)})).collect();
+        let body =
+            json!({"upsert_rows": rows, "schema": {"t": {"type": format!("[{DIM}]f32"), "ann": true}}});
+        e.write(&ns(), WriteRequest::from_json(&body).unwrap()).await.unwrap();
+        let st = e.existing(&ns(), true).await.unwrap().state;
+        check(&st);
+        let body = json!({"rank_by": ["t", "kNN", vector(42 + 7)], "top_k": 1});
+        let r = execute_request(&parse_request(&body, false).unwrap(), &st).unwrap().remove(0).to_json();
+        assert_eq!(r["rows"][0]["id"], 42, "{r}");
+    }
+    let e = engine(dir.path()).await;
+    check(&e.existing(&ns(), true).await.unwrap().state);
 }

@@ -1,5 +1,6 @@
-//! Fuzz target: ANN (kind 16), full-text (kind 17) and cold IVF (kind 21)
-//! index sections. Opening arbitrary bytes never panics (the crc check is
+//! Fuzz target: ANN (kind 16), full-text (kind 17), cold IVF (kind 21) and
+//! named vector (kind 23: `NamedIndex::open`, then a filtered graph search and
+//! an exact read of every present row) index sections. Opening arbitrary bytes never panics (the crc check is
 //! skipped for kinds 16 and 17 so the fuzzer reaches the structural checks),
 //! and a section that opens can be searched. For kind 21 the head is parsed
 //! (with its crc) and then every list block is read from the input's bytes.
@@ -11,7 +12,19 @@ use tidepool::index::text::{Bm25Params, CorpusStats, TextIndex};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&mode, body)) = data.split_first() else { return };
-    if mode % 3 == 2 {
+    if mode % 4 == 3 {
+        if let Ok(ix) = tidepool::index::vector::named::NamedIndex::open(bytes::Bytes::copy_from_slice(body)) {
+            let query = vec![0.25f32; ix.dim()];
+            let present = |r: u32| ix.present(r as usize);
+            let p = tidepool::index::vector::graph::GraphSearchParams { ef: 16, rerank: 0 };
+            for (row, _) in ix.graph().search(ix.vectors(), &query, 5, Some(&present), &p) {
+                assert!(ix.present(row as usize), "a search returned an absent row");
+            }
+            for r in 0..ix.rows() {
+                assert_eq!(ix.vector(r).is_some(), ix.present(r));
+            }
+        }
+    } else if mode % 3 == 2 {
         if let Ok(head) = ColdHead::parse(body) {
             let query = vec![0.25f32; head.dim()];
             for c in head.probe(&query, 0) {

@@ -7,6 +7,10 @@
 //!   with each other: `find(id(row)) == Some(row)`, `lower_bound(id(row)) ==
 //!   row`, `doc(row)` carries `id(row)` and `vector(row)`, `vectors()` holds
 //!   rows × dim floats.
+//! - The partial row decoders agree with `doc(row)`: `attrs_without_dense(row)` is its
+//!   attributes minus the dense (named vector) values, `dense_attr(row, name)` each dense
+//!   value; `attrs_without_dense` succeeds whenever `doc(row)` does (it skips dense values by
+//!   length, so it may also accept a row `doc(row)` refuses for a non-finite element).
 //! - Canonical encoding: a segment whose rows all decode is rebuilt byte for
 //!   byte from its documents and extension sections; an accepted deletion set
 //!   re-encodes to the same bytes.
@@ -86,7 +90,20 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(seg.lower_bound(&id), row);
         let vector = seg.vector(row);
         assert_eq!(vector.is_some(), seg.has_vector(row));
-        if let Ok(doc) = seg.doc(row) {
+        let full = seg.doc(row);
+        let light = seg.attrs_without_dense(row);
+        assert!(full.is_err() || light.is_ok(), "row {row}: a decodable row's light decode failed");
+        if let (Ok(doc), Ok(light)) = (&full, &light) {
+            use tidepool::model::Value;
+            let kept: Vec<_> = doc.attrs.iter().filter(|(_, v)| !matches!(v, Value::Dense(_))).collect();
+            // Debug text, not `==`: a stored float NaN must compare equal to itself here.
+            assert_eq!(format!("{kept:?}"), format!("{:?}", light.iter().collect::<Vec<_>>()));
+            for (name, v) in doc.attrs.iter() {
+                let want = if let Value::Dense(d) = v { Some(d.to_vec()) } else { None };
+                assert_eq!(seg.dense_attr(row, name).expect("a decodable row"), want);
+            }
+        }
+        if let Ok(doc) = full {
             assert_eq!(doc.id, id);
             // Bitwise: a stored NaN is returned as stored.
             let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();

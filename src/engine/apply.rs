@@ -189,12 +189,32 @@ impl NsState {
                 match self.schema.get_mut(&name) {
                     Some(cur) => cur.merge(&name, update).map_err(|e| invalid(e.to_string()))?,
                     None => {
+                        let update = self.with_pinned_metric(&name, update);
                         self.schema.insert(name, update);
                     }
                 }
             }
         }
         Ok(())
+    }
+}
+
+impl NsState {
+    /// A new named vector attribute keeps the metric it was created with: the one its
+    /// `ann.distance_metric` gives, else the namespace's, else cosine distance, written into
+    /// its schema so that a later namespace `distance_metric` never changes its distances
+    /// (nor the meaning of an index already built).
+    fn with_pinned_metric(&self, name: &str, mut update: AttrSchema) -> AttrSchema {
+        if name == crate::model::VECTOR_ATTR
+            || !matches!(update.ty, AttrType::Vector { .. })
+            || update.ann_metric().is_some()
+        {
+            return update;
+        }
+        let m = self.distance_metric.unwrap_or(crate::model::DistanceMetric::CosineDistance);
+        update.ann = true;
+        update.extra.insert("ann".into(), serde_json::json!({"distance_metric": m.as_str()}));
+        update
     }
 }
 

@@ -1,8 +1,10 @@
 //! Index sections built into a segment at compaction time: the dense-vector
 //! ANN index (kind 16), one BM25 text index per `full_text_search` attribute
 //! (kind 17), one sparse-vector postings section per sparse attribute
-//! (kind 18) and one attribute index per filterable scalar attribute whose
-//! values in the segment share one kind (kind 19).
+//! (kind 18), one attribute index per filterable scalar attribute whose
+//! values in the segment share one kind (kind 19) and one named vector index
+//! (kind 23: the vectors and a calibrated graph) per named vector attribute
+//! that at least [`ANN_MIN_ROWS`] rows of the segment hold.
 //!
 //! Invariants:
 //! - Index sections are derived data: a segment without them is still
@@ -31,12 +33,15 @@
 //! - A text index adds every row of the segment (rows without the attribute
 //!   as no tokens), so its `num_docs` is the segment's row count — the
 //!   global BM25 `N` then counts every live document, indexed or not.
+//! - A named vector index is built from vectors collected in row order while the
+//!   rows are fed (rows × dim f32 on the heap for the build, unlike `vector`'s
+//!   spool), in the attribute's pinned metric.
 //! - Tokens of an attribute value come from [`crate::index::text::value_tokens`],
 //!   here and at query time for unindexed rows alike.
 
 use crate::format::segment::{
     BuildError, F32Rows, SegmentBuilder, SECTION_ANN_INDEX, SECTION_ATTRIBUTE_INDEX, SECTION_COLD_IVF,
-    SECTION_GRAPH_INDEX, SECTION_SPARSE_INDEX, SECTION_TEXT_INDEX,
+    SECTION_GRAPH_INDEX, SECTION_NAMED_VECTOR_INDEX, SECTION_SPARSE_INDEX, SECTION_TEXT_INDEX,
 };
 use crate::index::text::{Analyzer, TextIndexBuilder};
 use crate::index::vector::rows::RowSource;
@@ -87,6 +92,51 @@ enum AttrFeed {
     Text(String, Analyzer, Box<TextIndexBuilder>),
     Values(String, Vec<(u32, Value)>),
     Sparse(String, Vec<(u32, Vec<(String, f32)>)>),
+    Dense(Box<DenseFeed>),
+}
+
+/// A named vector attribute's rows, collected for its index section.
+struct DenseFeed {
+    name: String,
+    dim: usize,
+    metric: DistanceMetric,
+    /// Rows × dim, zeros for rows without the attribute.
+    vectors: Vec<f32>,
+    present: Vec<bool>,
+    held: usize,
+}
+
+impl DenseFeed {
+    fn add(&mut self, d: &Document) {
+        match d.attrs.get(self.name.as_str()) {
+            Some(Value::Dense(v)) if v.len() == self.dim => {
+                self.vectors.extend_from_slice(v);
+                self.present.push(true);
+                self.held += 1;
+            }
+            _ => {
+                self.vectors.resize(self.vectors.len() + self.dim, 0.0);
+                self.present.push(false);
+            }
+        }
+    }
+
+    fn finish(self, builder: &mut SegmentBuilder) {
+        if self.held < ANN_MIN_ROWS {
+            return;
+        }
+        let threads = crate::index::vector::graph::default_threads();
+        let params = crate::index::vector::graph::GraphParams { threads, ..Default::default() };
+        let bytes = crate::index::vector::named::build(
+            &self.name,
+            self.dim,
+            self.metric,
+            &self.vectors,
+            &self.present,
+            &params,
+        );
+        builder.add_section(SECTION_NAMED_VECTOR_INDEX, bytes);
+    }
 }
 
 /// The index sections of one segment, fed each row as it is pushed.
@@ -116,6 +166,18 @@ impl<'s> IndexFeed<'s> {
             }
             if matches!(schema.ty, AttrType::Sparse { .. }) {
                 attrs.push(AttrFeed::Sparse(name.clone(), Vec::new()));
+            }
+            if let (AttrType::Vector { dim, .. }, false) = (schema.ty, name == crate::model::VECTOR_ATTR) {
+                let metric =
+                    schema.ann_metric().or(state.distance_metric).unwrap_or(DistanceMetric::CosineDistance);
+                attrs.push(AttrFeed::Dense(Box::new(DenseFeed {
+                    name: name.clone(),
+                    dim,
+                    metric,
+                    vectors: Vec::new(),
+                    present: Vec::new(),
+                    held: 0,
+                })));
             }
         }
         let dim = state.vector_dim.map(|d| d as usize).filter(|d| *d > 0);
@@ -149,6 +211,7 @@ impl<'s> IndexFeed<'s> {
                         rows.push((row, v.clone()));
                     }
                 }
+                AttrFeed::Dense(feed) => feed.add(d),
             }
         }
     }
@@ -175,6 +238,7 @@ impl<'s> IndexFeed<'s> {
                     }
                 }
                 AttrFeed::Values(..) => {}
+                AttrFeed::Dense(feed) => feed.finish(builder),
                 AttrFeed::Sparse(name, rows) => builder.add_section(
                     SECTION_SPARSE_INDEX,
                     crate::index::sparse::build(

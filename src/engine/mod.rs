@@ -34,6 +34,7 @@ pub mod branch;
 pub mod cold;
 pub(crate) mod commit;
 pub mod compact;
+mod dense;
 mod error;
 pub mod export;
 pub mod ids;

@@ -253,6 +253,7 @@ impl Engine {
         // anything is applied, so the WAL batch stores them resolved.
         let mut record = req.record.clone();
         super::ids::resolve_ids(state, &mut record)?;
+        super::dense::resolve_dense(state, &mut record)?;
         record.counts = apply_off_workers(state, &record, &mut affected).await?;
         if is_noop(&record, base) && labels_after == *labels {
             return Ok(PlannedOutcome::Unchanged { affected });

@@ -59,7 +59,7 @@ pub(super) fn kind_fits(ty: ScalarType, v: &Value) -> bool {
         }
         Value::Str(_) => matches!(ty, ScalarType::String | ScalarType::Uuid | ScalarType::Datetime),
         Value::Array(items) => items.iter().all(|x| kind_fits(ty, x)),
-        Value::Sparse(_) => false,
+        Value::Sparse(_) | Value::Dense(_) => false,
     }
 }
 

@@ -45,9 +45,15 @@ pub enum ComputeExpr {
 }
 
 impl ComputeExpr {
-    /// Whether computing reads the row's vector.
+    /// Whether computing reads the row's `vector`.
     pub fn reads_vector(&self) -> bool {
-        matches!(self, ComputeExpr::VectorDist { .. })
+        matches!(self, ComputeExpr::VectorDist { attr, .. } if attr == VECTOR_ATTR)
+    }
+
+    /// Whether computing reads one of the row's named vector attributes
+    /// (which are decoded with its attributes).
+    pub fn reads_named_vector(&self) -> bool {
+        matches!(self, ComputeExpr::VectorDist { attr, .. } if attr != VECTOR_ATTR)
     }
 
     /// Whether computing reads the row's attributes.
@@ -132,9 +138,11 @@ pub struct FragmentOffsets {
 }
 
 /// A vector attribute as queries see it: its metric and dimension. The one
-/// place that maps an attribute name to a row's vector (named vector
-/// attributes extend [`vector_attr`] and [`VectorAttr::of`]).
+/// place that maps an attribute name to a row's vector ([`vector_attr`] and
+/// [`VectorAttr::of`]).
 pub(super) struct VectorAttr {
+    /// A named vector attribute (None: the reserved `vector`).
+    pub(super) named: Option<String>,
     pub(super) metric: Metric,
     pub(super) dim: Option<usize>,
 }
@@ -142,16 +150,24 @@ pub(super) struct VectorAttr {
 impl VectorAttr {
     /// The row's vector for this attribute (None: the row has none).
     pub(super) fn of<'d>(&self, doc: &'d Document) -> Option<&'d [f32]> {
-        doc.vector.as_deref().filter(|v| self.dim.is_none_or(|d| v.len() == d))
+        let v = match &self.named {
+            None => doc.vector.as_deref(),
+            Some(attr) => named_vector_of_doc(doc, attr),
+        };
+        v.filter(|v| self.dim.is_none_or(|d| v.len() == d))
     }
 }
 
-/// The vector attribute named `attr`: today only `vector`.
+/// The vector attribute named `attr`: `vector` (the namespace's metric), or
+/// a named vector attribute (its own metric, as a ranking by it uses).
 pub(super) fn vector_attr(state: &NsState, attr: &str) -> Result<VectorAttr, QueryError> {
     if attr != VECTOR_ATTR {
-        return Err(invalid(format!("{attr:?} is not a vector attribute")));
+        let named =
+            named_attr(state, attr).map_err(|_| invalid(format!("{attr:?} is not a vector attribute")))?;
+        return Ok(VectorAttr { named: Some(attr.to_owned()), metric: named.metric, dim: Some(named.dim) });
     }
     Ok(VectorAttr {
+        named: None,
         metric: state.distance_metric.unwrap_or(Metric::CosineDistance),
         dim: state.vector_dim.map(|d| d as usize),
     })

@@ -12,6 +12,10 @@ pub(super) fn explain_rank(q: &Query, rank: &Rank, state: &NsState, lines: &mut 
             ("vector ANN (distance ascending)".to_owned(), SECTION_ANN_INDEX)
         }
         Rank::Vector { exact: true, .. } => ("vector kNN, exact (distance ascending)".to_owned(), 0),
+        Rank::NamedVector { attr, exact, .. } => {
+            let how = if *exact { "kNN, exact" } else { "ANN" };
+            (format!("vector {how} on {attr} (distance ascending)"), 0)
+        }
         Rank::Sparse { attr, .. } => {
             (format!("sparse dot product on {attr} (score descending)"), SECTION_SPARSE_INDEX)
         }
@@ -28,7 +32,10 @@ pub(super) fn explain_rank(q: &Query, rank: &Rank, state: &NsState, lines: &mut 
                 let c = super::vector::calibrations(q, state, std::slice::from_ref(v)).remove(0);
                 vector_access(&c)
             }
-            (Rank::Vector { .. }, false) => format!("exact search of {live} rows"),
+            (Rank::NamedVector { attr, exact: false, .. }, _) if v.ls.named_vector_index(attr).is_some() => {
+                format!("graph of {attr}'s index section, or exact where its calibration or a narrow filter says so ({live} rows)")
+            }
+            (Rank::Vector { .. } | Rank::NamedVector { .. }, false) => format!("exact search of {live} rows"),
             (_, true) => "postings index".to_owned(),
             (_, false) => format!("exhaustive scan of {live} rows (no index section)"),
         };

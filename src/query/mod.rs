@@ -58,6 +58,7 @@ mod error;
 mod explain;
 mod fuse;
 mod highlight;
+mod named;
 mod project;
 mod rank;
 mod scan;
@@ -80,6 +81,8 @@ pub use self::error::QueryError;
 use self::error::*;
 pub use self::explain::explain;
 pub use self::fuse::fuse;
+use self::named::*;
+pub use self::named::{named_vector_of_doc, named_vector_of_row};
 use self::rank::*;
 pub mod recall;
 use self::project::*;
@@ -322,6 +325,16 @@ pub struct AggregateGroup {
 pub enum Rank {
     /// `["vector", "ANN"|"kNN", [f32..]]`: smallest distance first.
     Vector {
+        /// Exact (`kNN`) rather than approximate (`ANN`).
+        exact: bool,
+        /// The query vector.
+        query: Vec<f32>,
+    },
+    /// `[attr, "ANN"|"kNN", [f32..]]` on a named vector attribute (any `[N]f32`/`[N]f16`
+    /// attribute but `vector`): smallest distance first, in the attribute's metric.
+    NamedVector {
+        /// The vector attribute.
+        attr: String,
         /// Exact (`kNN`) rather than approximate (`ANN`).
         exact: bool,
         /// The query vector.

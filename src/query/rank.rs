@@ -126,11 +126,17 @@ pub(super) fn ranked_docs(q: &Query, rank: &Rank, state: &NsState) -> Result<(Ve
     let mut fetch = want;
     // Only what the rows return (or `limit.per` groups by) is decoded.
     // Computed attributes read the parts they need before the projection.
+    let named_vector_wanted = state.schema.iter().any(|(name, s)| {
+        name != VECTOR_ATTR && matches!(s.ty, AttrType::Vector { .. }) && q.projection.wants(name)
+    });
     let parts = DocParts {
         vector: q.projection.wants(VECTOR_ATTR) || q.compute.iter().any(|(_, e)| e.reads_vector()),
         attributes: q.projection.wants_attributes()
             || q.per.is_some()
             || q.compute.iter().any(|(_, e)| e.reads_attributes()),
+        named_vectors: named_vector_wanted
+            || q.per.is_some()
+            || q.compute.iter().any(|(_, e)| e.reads_named_vector()),
     };
     loop {
         let (hits, exhaustive) = rank_hits(q, rank, state, &views, fetch)?;
@@ -170,6 +176,10 @@ pub(super) fn rank_hits(
     let (mut hits, exhaustive, ascending) = match rank {
         Rank::Vector { exact, query } => {
             let (h, n) = vector_hits(q, *exact, query, state, views, k)?;
+            (h, n, true)
+        }
+        Rank::NamedVector { attr, exact, query } => {
+            let (h, n) = named_vector_hits(q, attr, *exact, query, state, views, k)?;
             (h, n, true)
         }
         Rank::Sparse { attr, query } => {

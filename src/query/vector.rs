@@ -27,7 +27,7 @@ pub(crate) enum Plan {
 }
 
 /// Why a calibrated segment is searched exactly.
-const NO_EFFORT: &str = "no calibrated effort reaches the target recall";
+pub(super) const NO_EFFORT: &str = "no calibrated effort reaches the target recall";
 
 /// The recall@10 an `ANN` query targets: the query's `ann.target_recall`, else the namespace's
 /// (`target_recall` on its vector attribute's schema), else the default (0.95).
@@ -165,7 +165,7 @@ pub(super) fn vector_hits(
 
 /// An exhaustive scan of at least this many overlay vector bytes gives the
 /// spilled vectors' pages back when done.
-const OVERLAY_SCAN_RELEASE_BYTES: u64 = 64 << 20;
+pub(super) const OVERLAY_SCAN_RELEASE_BYTES: u64 = 64 << 20;
 
 /// What one segment's `ANN` plan is and what its calibration measured (`_debug/recall`,
 /// `explain`).

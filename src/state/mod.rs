@@ -19,7 +19,7 @@
 use std::ops::Bound;
 use std::sync::Arc;
 
-use crate::model::{DistanceMetric, DocId, Document, IdType};
+use crate::model::{DistanceMetric, DocId, Document, IdType, Value};
 use crate::ops::RowCounts;
 use crate::schema::Schema;
 use crate::spill::VectorSpill;
@@ -111,6 +111,12 @@ impl NsState {
     pub fn put(&mut self, mut doc: Document) {
         if let Some(spill) = &self.spill {
             doc.vector = doc.vector.take().map(|v| spill.spill(v));
+            // Named vectors spill like `vector`: the unindexed backlog is not heap.
+            for (_, v) in doc.attrs.iter_mut() {
+                if let Value::Dense(d) = v {
+                    *d = spill.spill_named(std::mem::replace(d, Vec::new().into()));
+                }
+            }
         }
         match self.get(&doc.id) {
             Some(old) => self.logical_bytes = self.logical_bytes.saturating_sub(old.logical_bytes()),

@@ -9,7 +9,8 @@
 //! - The segment was verified whole at open (`Segment::open`), so sections
 //!   are opened "trusted" (no second crc pass) and each at most once: the
 //!   result, success or error, is kept in a `OnceLock` for the reader's life.
-//! - Per-attribute sections (text, attribute, sparse) are found through a
+//! - Per-attribute sections (text, attribute, sparse; named vector indexes,
+//!   all opened together on the first lookup) are found through a
 //!   table keyed by attribute name, built once on first lookup: a query opens
 //!   only the section it uses, never every section of the kind.
 //! - [`SegmentReader::vector_rows`] reads the same rows as the vector section:
@@ -33,13 +34,14 @@ use crate::codec::FormatError;
 use crate::format::manifest::SegmentRef;
 use crate::format::segment::{
     DeletionSet, Segment, SECTION_ANN_INDEX, SECTION_ATTRIBUTE_INDEX, SECTION_GRAPH_INDEX,
-    SECTION_SPARSE_INDEX, SECTION_TEXT_INDEX,
+    SECTION_NAMED_VECTOR_INDEX, SECTION_SPARSE_INDEX, SECTION_TEXT_INDEX,
 };
 use crate::index::attr::AttrIndex;
 use crate::index::sparse::SparseIndex;
 use crate::index::text::TextIndex;
 use crate::index::vector::ann::SharedAnnIndex;
 use crate::index::vector::graph::GraphIndex;
+use crate::index::vector::named::NamedIndex;
 use crate::index::vector::rows::{RowSource, SliceRows};
 use crate::index::IndexError;
 use crate::model::{DocId, Document};
@@ -66,6 +68,9 @@ struct OpenedSections {
     ann: OnceLock<Option<Result<SharedAnnIndex, IndexError>>>,
     graph: OnceLock<Option<Result<GraphIndex, IndexError>>>,
     by_attr: OnceLock<AttrSections>,
+    /// Named vector index sections (kind 23) by attribute, all opened on the first lookup (a
+    /// namespace holds few named vector attributes).
+    named: OnceLock<HashMap<Box<str>, Result<NamedIndex, IndexError>>>,
     /// The vector section's file range, when reranks read it (see the module docs).
     vector_file: OnceLock<Option<FileRange>>,
 }
@@ -86,6 +91,8 @@ pub struct DocParts {
     pub vector: bool,
     /// The row's attributes.
     pub attributes: bool,
+    /// With `attributes`: its named vector values too (skipped, not copied, when false).
+    pub named_vectors: bool,
 }
 
 /// A segment's vectors as its reranks read them: [`SegmentReader::vector_rows`].
@@ -155,7 +162,7 @@ impl SegmentReader {
     /// The row's id and attributes (no vector), for filters and scoring.
     pub fn attrs_doc(&self, row: usize) -> Option<Document> {
         let id = self.seg.try_id(row)?;
-        let attrs = self.seg.attrs(row).ok()?;
+        let attrs = self.seg.attrs_without_dense(row).ok()?;
         Some(Document { id, vector: None, attrs })
     }
 
@@ -194,11 +201,48 @@ impl SegmentReader {
         SparseIndex::open_trusted(self.section_bytes(range)?).ok()
     }
 
+    /// The index section of named vector attribute `attr`, opened on first use (None: the
+    /// segment has none; an error: it is unreadable, and searches go exact).
+    pub fn named_vector_index(&self, attr: &str) -> Option<Result<&NamedIndex, IndexError>> {
+        let all = self.sections.named.get_or_init(|| {
+            let mut t = HashMap::new();
+            for sec in self.seg.sections(SECTION_NAMED_VECTOR_INDEX) {
+                let Some(name) = crate::index::vector::named::attr_of(sec) else { continue };
+                if t.contains_key(name) {
+                    continue;
+                }
+                let (base, at) = (self.file.as_ptr() as usize, sec.as_ptr() as usize);
+                let inside = at >= base && at + sec.len() <= base + self.file.len();
+                let bytes = if inside { self.file.slice_ref(sec) } else { Bytes::copy_from_slice(sec) };
+                t.insert(name.into(), NamedIndex::open(bytes));
+            }
+            t
+        });
+        all.get(attr).map(|r| r.as_ref().map_err(|e| *e))
+    }
+
+    /// The named vector `attr` of `row` (its index section's copy when there is one, else
+    /// decoded from the row's attributes); None when the row holds none or cannot be read.
+    pub fn named_vector(&self, row: usize, attr: &str) -> Option<Vec<f32>> {
+        if let Some(Ok(ix)) = self.named_vector_index(attr) {
+            return ix.vector(row).map(<[f32]>::to_vec);
+        }
+        self.seg.dense_attr(row, attr).ok().flatten()
+    }
+
     /// Row `row` with only the parts a query returns; the vector is read as
     /// a rerank reads it ([`SegmentReader::vector_rows`]), so returning ten
     /// rows does not map their neighbourhood of a large vector section.
     pub fn doc_with(&self, row: usize, parts: DocParts) -> Result<Document, FormatError> {
-        let mut d = self.seg.doc_without_vector(row, parts.attributes)?;
+        let mut d = if parts.attributes && !parts.named_vectors {
+            let id = self
+                .seg
+                .try_id(row)
+                .ok_or_else(|| FormatError::Malformed(format!("row {row} out of range")))?;
+            Document { id, vector: None, attrs: self.seg.attrs_without_dense(row)? }
+        } else {
+            self.seg.doc_without_vector(row, parts.attributes)?
+        };
         if parts.vector && self.seg.has_vector(row) {
             let mut buf = Vec::new();
             d.vector = self.vector_rows().map(|rows| rows.row(row, &mut buf).to_vec().into());
@@ -224,7 +268,12 @@ impl SegmentReader {
             self.sections.ann.get().and_then(|o| o.as_ref()?.as_ref().ok()).map_or(0, |ix| ix.heap_bytes());
         let graph =
             self.sections.graph.get().and_then(|o| o.as_ref()?.as_ref().ok()).map_or(0, |ix| ix.heap_bytes());
-        (ann + graph) as u64
+        let named: usize = self
+            .sections
+            .named
+            .get()
+            .map_or(0, |t| t.values().filter_map(|r| r.as_ref().ok()).map(NamedIndex::heap_bytes).sum());
+        (ann + graph + named) as u64
     }
 
     /// Opens the first section of `kind` over a shared slice of the segment's
@@ -314,6 +363,49 @@ mod tests {
         SegmentReader::new(seg, deleted, SegmentRef { id: "s1".into(), ..SegmentRef::default() })
     }
 
+    /// Named vectors: read from the attribute's index section when there is one, from the row
+    /// otherwise; left out of a row decoded without them; the section opened once, accounted.
+    #[test]
+    fn named_vectors_read_from_their_section_or_the_row() {
+        use crate::model::Value;
+        let (rows, dim) = (70usize, 3usize);
+        let v = |i: usize| vec![i as f32, 1.0, -(i as f32)];
+        let mut b = SegmentBuilder::new(IdType::U64, None);
+        let (mut flat, mut present) = (Vec::new(), Vec::new());
+        for i in 0..rows {
+            let mut attrs: crate::model::AttrMap =
+                [("n".to_string(), Value::Int(i as i128))].into_iter().collect();
+            if i % 2 == 0 {
+                attrs.insert("t".into(), Value::Dense(v(i).into()));
+                attrs.insert("u".into(), Value::Dense(v(i + 1).into()));
+            }
+            flat.extend(if i % 2 == 0 { v(i) } else { vec![0.0; dim] });
+            present.push(i % 2 == 0);
+            b.push(&Document { id: DocId::U64(i as u64), vector: None, attrs }).unwrap();
+        }
+        let params = crate::index::vector::graph::GraphParams { threads: 1, ..Default::default() };
+        let sec =
+            crate::index::vector::named::build("t", dim, Metric::CosineDistance, &flat, &present, &params);
+        b.add_section(SECTION_NAMED_VECTOR_INDEX, sec);
+        let seg = Segment::open(Bytes::from(b.finish().unwrap())).unwrap();
+        let r = SegmentReader::new(seg, Arc::new(DeletionSet::new(rows)), SegmentRef::default());
+        assert!(
+            r.named_vector_index("t").is_some_and(|ix| ix.is_ok()) && r.named_vector_index("u").is_none()
+        );
+        assert!(r.opened_bytes() > 0, "the opened section is accounted");
+        for i in 0..rows {
+            let want = |x: Vec<f32>| (i % 2 == 0).then_some(x);
+            assert_eq!(r.named_vector(i, "t"), want(v(i)), "row {i} from the section");
+            assert_eq!(r.named_vector(i, "u"), want(v(i + 1)), "row {i} from the row");
+            let light =
+                r.doc_with(i, DocParts { vector: false, attributes: true, named_vectors: false }).unwrap();
+            assert_eq!(light.attrs.keys().collect::<Vec<_>>(), vec!["n"], "row {i}");
+            let full =
+                r.doc_with(i, DocParts { vector: false, attributes: true, named_vectors: true }).unwrap();
+            assert_eq!(full.attrs.len(), if i % 2 == 0 { 3 } else { 1 }, "row {i}");
+        }
+    }
+
     #[test]
     fn sections_open_once_and_are_shared_by_clones() {
         let r = reader();
@@ -352,7 +444,7 @@ mod tests {
         let mut buf = Vec::new();
         for row in [0, 1, rows / 2, rows - 1] {
             assert_eq!(source.row(row, &mut buf), r.seg.vector(row).unwrap(), "row {row}");
-            let whole = DocParts { vector: true, attributes: true };
+            let whole = DocParts { vector: true, attributes: true, named_vectors: true };
             assert_eq!(r.doc_with(row, whole).unwrap(), r.seg.doc(row).unwrap(), "row {row} read whole");
         }
     }
@@ -364,14 +456,20 @@ mod tests {
         let r = reader();
         for row in 0..ROWS {
             let whole = r.seg.doc(row).unwrap();
-            let id_only = r.doc_with(row, DocParts { vector: false, attributes: false }).unwrap();
+            let id_only =
+                r.doc_with(row, DocParts { vector: false, attributes: false, named_vectors: false }).unwrap();
             assert_eq!((&id_only.id, &id_only.vector, id_only.attrs.is_empty()), (&whole.id, &None, true));
-            let vector = r.doc_with(row, DocParts { vector: true, attributes: false }).unwrap();
+            let vector =
+                r.doc_with(row, DocParts { vector: true, attributes: false, named_vectors: false }).unwrap();
             assert_eq!((&vector.vector, vector.attrs.is_empty()), (&whole.vector, true));
-            let attrs = r.doc_with(row, DocParts { vector: false, attributes: true }).unwrap();
+            let attrs =
+                r.doc_with(row, DocParts { vector: false, attributes: true, named_vectors: true }).unwrap();
             assert_eq!((&attrs.attrs, &attrs.vector), (&whole.attrs, &None));
             assert_eq!(whole.attrs.len(), 1, "the fixture has an attribute to leave out");
         }
-        assert!(r.doc_with(ROWS, DocParts { vector: true, attributes: false }).is_err(), "out of range");
+        assert!(
+            r.doc_with(ROWS, DocParts { vector: true, attributes: false, named_vectors: false }).is_err(),
+            "out of range"
+        );
     }
 }

@@ -78,12 +78,19 @@ pub fn query_response(multi: bool, answer: &QueryAnswer, server_total_ms: u64) -
     v
 }
 
-/// A row: the document as written (`id`, vector, attributes), its vector in
-/// the requested encoding, its computed attributes, then `$dist` when scored.
+/// A row: the document as written (`id`, vector, attributes), its vectors (`vector` and
+/// the named ones) in the requested encoding, its computed attributes, then `$dist` when scored.
 pub fn row_json(r: &Row, enc: VectorEncoding) -> Json {
     let mut row = r.doc.to_json();
-    if let (Json::Object(m), Some(v), VectorEncoding::Base64) = (&mut row, &r.doc.vector, enc) {
-        m.insert(VECTOR_ATTR.into(), encode_vector(v, enc));
+    if let (Json::Object(m), VectorEncoding::Base64) = (&mut row, enc) {
+        if let Some(v) = &r.doc.vector {
+            m.insert(VECTOR_ATTR.into(), encode_vector(v, enc));
+        }
+        for (k, v) in &r.doc.attrs {
+            if let crate::model::Value::Dense(d) = v {
+                m.insert(k.clone(), encode_vector(d, enc));
+            }
+        }
     }
     if let Json::Object(m) = &mut row {
         super::compute::insert_computed(m, &r.computed);
@@ -560,16 +567,17 @@ pub(crate) fn parse_rank_by(v: &Json) -> Result<RankBy, QueryError> {
         let head = items.first().and_then(Json::as_str);
         match (head, op) {
             (Some(attr), Some(op @ ("ANN" | "kNN"))) => {
-                if attr != VECTOR_ATTR {
-                    return Err(unsupported(format!(
-                        "rank_by {op} on {attr:?}: only the \"vector\" attribute has vector search"
-                    )));
-                }
                 if items.len() != 3 {
-                    return Err(invalid(format!("rank_by [\"vector\", \"{op}\", [..]] takes 3 items")));
+                    return Err(invalid(format!("rank_by [{attr:?}, \"{op}\", [..]] takes 3 items")));
                 }
                 let query = parse_f32_vector(items.get(2), "rank_by")?;
-                return Ok(RankBy::Scored(Rank::Vector { exact: op == "kNN", query }));
+                let exact = op == "kNN";
+                // Whether a named attribute is a vector is the query layer's check (schema).
+                return Ok(RankBy::Scored(if attr == VECTOR_ATTR {
+                    Rank::Vector { exact, query }
+                } else {
+                    Rank::NamedVector { attr: attr.to_owned(), exact, query }
+                }));
             }
             (Some(attr), Some("SparseKNN")) => {
                 let o =

@@ -950,3 +950,45 @@ def test_data_survives_restart(tmp_path):
         client.close()
     finally:
         d.stop()
+
+
+def test_named_vector_attributes(tpuf, ns, ns_name):
+    # Declared in the same write, `title_vec` and `img` go out base64 (the SDK encodes every
+    # attribute whose schema has `ann`); later writes without the schema send JSON floats.
+    schema = {
+        "title_vec": {"type": "[3]f32", "ann": True},
+        "img": {"type": "[2]f16", "ann": {"distance_metric": "euclidean_squared"}},
+    }
+    t1, t2 = vec(1, 0, 0), vec(0, 1, 0)
+    ns.write(
+        upsert_rows=[{"id": 1, "title_vec": t1, "img": vec(0, 0)}, {"id": 2, "title_vec": t2, "img": vec(5, 5)}],
+        schema=schema,
+    )
+    ns.write(upsert_columns={"id": [3, 4], "title_vec": [vec(0.5, 0.5, 0), vec(0, 0, 1)], "img": [vec(1, 1), vec(2, 2)]}, schema=schema)
+    ns.write(upsert_rows=[{"id": 5, "title_vec": vec(0.75, 0.25, 0), "img": vec(9, 9)}])  # JSON floats
+    compact(tpuf, ns_name)
+    ns.write(upsert_rows=[{"id": 6, "title_vec": vec(-1, 0, 0), "img": vec(0.5, 0)}])  # unindexed tail
+
+    got = ns.schema()
+    assert got["title_vec"].type == "[3]f32"
+    rows = ns.query(rank_by=("id", "asc"), top_k=10, include_attributes=["title_vec", "img"]).rows
+    assert [r.title_vec for r in rows][:2] == [t1, t2]
+    assert rows[4].title_vec == vec(0.75, 0.25, 0)
+    rows = ns.query(
+        rank_by=("id", "asc"), top_k=2, include_attributes=["title_vec"], vector_encoding="base64"
+    ).rows
+    assert [b64decode_vector(r.title_vec) for r in rows] == [t1, t2]
+
+    # Each attribute ranks in its own metric: cosine for title_vec, euclidean for img.
+    knn = ns.query(rank_by=("title_vec", "kNN", vec(2, 0, 0)), top_k=3)
+    assert ids(knn) == [1, 5, 3]
+    assert abs(knn.rows[0]["$dist"]) < 1e-6
+    ann = ns.query(rank_by=("img", "ANN", vec(0.4, 0)), top_k=2)
+    assert ids(ann) == [6, 1]
+    assert abs(ann.rows[1]["$dist"] - 0.16) < 1e-4
+
+    with pytest.raises(turbopuffer.BadRequestError) as e:
+        ns.write(upsert_rows=[{"id": 9, "title_vec": vec(1, 2)}])
+    assert "title_vec" in e.value.body["error"]
+    with pytest.raises(turbopuffer.BadRequestError):
+        ns.query(rank_by=("id", "asc"), top_k=1, filters=("title_vec", "Eq", 1))

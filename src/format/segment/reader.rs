@@ -613,6 +613,31 @@ impl Segment {
 
     /// The attributes of `row` (only that row is decoded).
     pub fn attrs(&self, row: usize) -> Result<AttrMap, FormatError> {
+        let mut r = Reader::new(self.doc_bytes(row)?);
+        let attrs = decode_attrs(&mut r)?;
+        r.finish("segment doc")?;
+        Ok(attrs)
+    }
+
+    /// The attributes of `row` without its named vectors (filters, ordering and scoring never
+    /// read them, so they are skipped, not copied).
+    pub fn attrs_without_dense(&self, row: usize) -> Result<AttrMap, FormatError> {
+        let mut r = Reader::new(self.doc_bytes(row)?);
+        let attrs = crate::format::attrs::decode_attrs_without_dense(&mut r)?;
+        r.finish("segment doc")?;
+        Ok(attrs)
+    }
+
+    /// The named vector `attr` of `row`, if the row holds one.
+    pub fn dense_attr(&self, row: usize, attr: &str) -> Result<Option<Vec<f32>>, FormatError> {
+        let mut r = Reader::new(self.doc_bytes(row)?);
+        let v = crate::format::attrs::find_dense(&mut r, attr)?;
+        r.finish("segment doc")?;
+        Ok(v)
+    }
+
+    /// The encoded attributes of `row`.
+    fn doc_bytes(&self, row: usize) -> Result<&[u8], FormatError> {
         if row >= self.inner.rows {
             return Err(malformed(format_args!("row {row} out of range (len {})", self.inner.rows)));
         }
@@ -620,14 +645,9 @@ impl Segment {
         let (a, b) = (le_u64(self.buf(), t), le_u64(self.buf(), t + 8));
         let base = self.inner.doc_data.start;
         let (a, b) = (to_usize("doc offset", a)?, to_usize("doc offset", b)?);
-        let bytes = self
-            .buf()
+        self.buf()
             .get(base.saturating_add(a)..base.saturating_add(b))
-            .ok_or_else(|| malformed(format_args!("row {row}: doc offsets out of bounds")))?;
-        let mut r = Reader::new(bytes);
-        let attrs = decode_attrs(&mut r)?;
-        r.finish("segment doc")?;
-        Ok(attrs)
+            .ok_or_else(|| malformed(format_args!("row {row}: doc offsets out of bounds")))
     }
 
     /// The document of `row`: id, vector and attributes (only that row is

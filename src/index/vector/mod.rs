@@ -12,6 +12,7 @@ pub mod calibrate;
 pub mod coldivf;
 pub mod distance;
 pub mod graph;
+pub mod named;
 pub mod rows;
 pub mod synth;
 
