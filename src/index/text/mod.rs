@@ -91,6 +91,8 @@ mod reader;
 pub use reader::*;
 mod search;
 pub use search::*;
+mod prefixes;
+use prefixes::*;
 
 use crate::index::error::IndexError;
 use crate::index::error::{IndexErrorKind, IndexSection};
@@ -101,6 +103,13 @@ fn corrupt(what: &'static str) -> IndexError {
 
 const MAGIC: &[u8; 8] = b"TPTXTIX\0";
 const VERSION: u16 = 1;
+/// Version 2: version 1 plus a prefix dictionary after the postings (flags bit 0).
+const VERSION_PREFIXES: u16 = 2;
+/// Header flag of version 2: the prefix region is present.
+const FLAG_PREFIXES: u16 = 1;
+/// Prefixes of 1..=this many chars of every term are indexed under `index_prefixes`;
+/// a longer query prefix is answered from the term dictionary's range (few terms share it).
+pub const INDEXED_PREFIX_CHARS: u32 = 4;
 const HEADER_LEN: usize = 64;
 const BLOCK: usize = 128;
 const META_LEN: usize = 16;
@@ -110,5 +119,7 @@ const WINDOW: u32 = 4096;
 /// At most this many dictionary terms are expanded from a prefix query token.
 pub const MAX_PREFIX_EXPANSIONS: usize = 64;
 
+#[cfg(test)]
+mod prefixes_tests;
 #[cfg(test)]
 mod tests;
