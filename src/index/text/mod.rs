@@ -28,7 +28,8 @@
 //! # Section format (segment section kind 17, one per full-text attribute)
 //! All integers little-endian; the section is self-describing and checksummed:
 //! ```text
-//! +0  magic "TPTXTIX\0" | +8 version u16 (=1) | +10 flags u16 (=0) | +12 attr_len u32
+//! +0  magic "TPTXTIX\0" | +8 version u16 (1, or 2 with prefixes) | +10 flags u16 (v1: 0;
+//!     v2: 1 = prefix region present) | +12 attr_len u32
 //! +16 num_docs u64 (rows covered, the N contribution) | +24 total_tokens u64
 //! +32 row_count u32 (fieldnorm entries) | +36 num_terms u32
 //! +40 term_bytes_len u64 | +48 postings_len u64 | +56 reserved u64 (=0)
@@ -38,6 +39,8 @@
 //!     term infos (num_terms × 16: postings_off u64, postings_len u32, doc_freq u32)
 //!     term bytes (terms sorted bytewise, unique)
 //!     postings (per term: block metas, then block data)
+//!     version 2 only: the prefix region (`prefixes.rs`: every prefix of 1..=4 chars
+//!     of every term, with the union of its terms' postings)
 //!     crc32c u32 of every byte before it
 //! ```
 //! A term's postings: `ceil(doc_freq / 128)` block metas of 16 bytes
