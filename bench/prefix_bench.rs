@@ -50,11 +50,8 @@ fn titles(vocab: &[String], rng: &mut StdRng) -> Vec<String> {
 async fn load(e: &Engine, ns: &NsPath, titles: &[String], index_prefixes: bool) -> Arc<NsState> {
     let schema = json!({"title": {"type": "string", "full_text_search": {"index_prefixes": index_prefixes}}});
     for (chunk_no, chunk) in titles.chunks(10_000).enumerate() {
-        let rows: Vec<Json> = chunk
-            .iter()
-            .enumerate()
-            .map(|(j, t)| json!({"id": chunk_no * 10_000 + j, "title": t}))
-            .collect();
+        let rows: Vec<Json> =
+            chunk.iter().enumerate().map(|(j, t)| json!({"id": chunk_no * 10_000 + j, "title": t})).collect();
         let body = json!({"upsert_rows": rows, "schema": schema});
         e.write(ns, WriteRequest::from_json(&body).unwrap()).await.unwrap();
     }

@@ -36,14 +36,7 @@ fn fts() -> FullTextSearch {
 /// Terms sharing prefixes of every indexed length, a longer shared prefix, repeats within
 /// a row (tf > 1), multi-byte chars and an empty row.
 fn docs() -> Vec<&'static str> {
-    vec![
-        "wire sha256 shadow",
-        "sha1 sha1 shallow",
-        "",
-        "shadowing shade über",
-        "übung überall wire",
-        "shaft",
-    ]
+    vec!["wire sha256 shadow", "sha1 sha1 shallow", "", "shadowing shade über", "übung überall wire", "shaft"]
 }
 
 fn section() -> Vec<u8> {

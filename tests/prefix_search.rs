@@ -33,7 +33,8 @@ fn ids(body: &Json) -> Vec<u64> {
 
 /// `SHARED` rows whose titles hold distinct terms `sha000x`.. plus 20 that do not.
 fn docs() -> Vec<Json> {
-    let mut v: Vec<Json> = (0..SHARED).map(|i| json!({"id": i, "title": format!("wire sha{i:03}x")})).collect();
+    let mut v: Vec<Json> =
+        (0..SHARED).map(|i| json!({"id": i, "title": format!("wire sha{i:03}x")})).collect();
     v.extend((0..20).map(|i| json!({"id": 1000 + i, "title": format!("wire other{i}")})));
     v
 }
@@ -64,8 +65,12 @@ async fn index_prefixes_finds_every_row_sharing_a_prefix_before_and_after_compac
     let d = start(dir.path());
     let c = client();
     for (ns, on) in [("pfx", true), ("old", false)] {
-        let (s, b) = post(&c, &d.at(&format!("/v2/namespaces/{ns}")), &json!({"upsert_rows": docs(), "schema": fts(on)}))
-            .await;
+        let (s, b) = post(
+            &c,
+            &d.at(&format!("/v2/namespaces/{ns}")),
+            &json!({"upsert_rows": docs(), "schema": fts(on)}),
+        )
+        .await;
         assert_eq!(s, 200, "{b}");
     }
     let every: Vec<u64> = (0..SHARED as u64).collect();

@@ -226,8 +226,8 @@ fn arb_type() -> impl Strategy<Value = AttrType> {
 }
 
 fn arb_attr_schema() -> impl Strategy<Value = AttrSchema> {
-    let fts =
-        proptest::option::of(("[a-z_0-9]{0,10}", any::<(bool, bool, bool)>(), 0.0f64..4.0, any::<u32>()).prop_map(
+    let fts = proptest::option::of(
+        ("[a-z_0-9]{0,10}", any::<(bool, bool, bool)>(), 0.0f64..4.0, any::<u32>()).prop_map(
             |(tokenizer, (stemming, case_sensitive, index_prefixes), k1, max_token_length)| FullTextSearch {
                 stemming,
                 case_sensitive,
@@ -236,7 +236,8 @@ fn arb_attr_schema() -> impl Strategy<Value = AttrSchema> {
                 max_token_length,
                 ..fts(&tokenizer)
             },
-        ));
+        ),
+    );
     let extra =
         proptest::collection::vec(("[a-z_]{0,8}", arb_json()), 0..4).prop_map(|kv| kv.into_iter().collect());
     (arb_type(), proptest::option::of(any::<bool>()), fts, any::<bool>(), extra).prop_map(

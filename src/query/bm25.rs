@@ -128,10 +128,7 @@ pub(super) struct RowTf {
 
 impl RowTf {
     pub(super) fn new(leaves: &[Leaf]) -> Self {
-        RowTf {
-            norms: vec![0; leaves.len()],
-            tfs: leaves.iter().map(|l| vec![0; l.units()]).collect(),
-        }
+        RowTf { norms: vec![0; leaves.len()], tfs: leaves.iter().map(|l| vec![0; l.units()]).collect() }
     }
 
     pub(super) fn any_hit(&self) -> bool {
@@ -448,7 +445,8 @@ pub(super) fn text_hits(
                     }
                     if let Some(p) = &l.prefix {
                         for (row, tf) in ix.prefix_rows(p).map_err(corrupt)? {
-                            rows.entry(row).or_insert_with(|| RowTf::new(&leaves)).tfs[li][l.distinct.len()] = tf;
+                            rows.entry(row).or_insert_with(|| RowTf::new(&leaves)).tfs[li]
+                                [l.distinct.len()] = tf;
                         }
                     }
                 }

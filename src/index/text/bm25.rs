@@ -47,7 +47,8 @@ impl CorpusStats {
     /// Adds one segment's document frequency of the prefix pseudo-term `prefix`
     /// (its N and token total come from [`Self::add_index`]).
     pub fn add_index_prefix(&mut self, index: &TextIndex<'_>, prefix: &str) {
-        *self.prefix_doc_freq.entry(prefix.to_owned()).or_default() += u64::from(index.prefix_doc_freq(prefix));
+        *self.prefix_doc_freq.entry(prefix.to_owned()).or_default() +=
+            u64::from(index.prefix_doc_freq(prefix));
     }
 
     /// Adds unindexed documents, analyzing each text.

@@ -110,7 +110,8 @@ impl TextIndexBuilder {
         let mut prefix_region = Vec::new();
         if self.prefix_chars > 0 {
             let keys: Vec<&str> = terms.iter().map(|(t, _)| &**t).collect();
-            let lists: Vec<&[(u32, u32)]> = terms.iter().map(|(_, id)| &postings_in[*id as usize][..]).collect();
+            let lists: Vec<&[(u32, u32)]> =
+                terms.iter().map(|(_, id)| &postings_in[*id as usize][..]).collect();
             write_prefix_region(&keys, &lists, &self.norms, self.prefix_chars, &mut prefix_region);
         }
         let (version, flags) =

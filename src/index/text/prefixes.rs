@@ -151,7 +151,9 @@ impl<'a> TextIndex<'a> {
         let mut i = self.terms.lower_bound(prefix.as_bytes());
         while i < self.terms.len && !crate::deadline::expired() {
             match self.terms.key(i) {
-                Some(t) if t.starts_with(prefix.as_bytes()) => lists.push(self.terms.postings_at(i)?.decode_all()?),
+                Some(t) if t.starts_with(prefix.as_bytes()) => {
+                    lists.push(self.terms.postings_at(i)?.decode_all()?)
+                }
                 _ => break,
             }
             i += 1;

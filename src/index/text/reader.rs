@@ -229,7 +229,11 @@ impl<'a> TextIndex<'a> {
         k: usize,
         filter: Option<&dyn Fn(u32) -> bool>,
     ) -> Result<Vec<(u32, f32)>, IndexError> {
-        search_fields(&[FieldQuery { index: self, terms, prefix: None, stats: global, params, boost: 1.0 }], k, filter)
+        search_fields(
+            &[FieldQuery { index: self, terms, prefix: None, stats: global, params, boost: 1.0 }],
+            k,
+            filter,
+        )
     }
 
     /// Scores every matching row (no pruning): the reference for [`Self::search`].

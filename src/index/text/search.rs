@@ -184,9 +184,9 @@ pub(super) fn open_cursors<'a>(
     for f in fields {
         let ci = caches.len();
         caches.push(f.stats.norm_cache(f.params));
-        let terms = term_counts(f.terms).into_iter().map(|(t, count)| {
-            Ok((f.index.postings_of(t)?, f.stats.weight(t, count, f.params)))
-        });
+        let terms = term_counts(f.terms)
+            .into_iter()
+            .map(|(t, count)| Ok((f.index.postings_of(t)?, f.stats.weight(t, count, f.params))));
         let prefix = f.prefix.map(|p| Ok((f.index.prefix_postings(p)?, f.stats.prefix_weight(p, f.params))));
         for unit in terms.chain(prefix) {
             let (p, weight): (Option<Postings<'a>>, Bm25Weight) = unit?;
