@@ -1,7 +1,9 @@
 //! Search-as-you-type benchmark: `["title", "BM25", p, {"last_as_prefix": true}]` over a
 //! vocabulary of ~100k distinct terms, with and without `full_text_search.index_prefixes`.
 //!
-//! Two namespaces get the same rows (one compacted segment each; the engine API, no HTTP):
+//! Three namespaces get the same rows (one compacted segment each; the engine API, no HTTP):
+//! `on` (index_prefixes, segment with the prefix dictionary), `off` (without it) and `late`
+//! (compacted without it, then the option turned on: complete answers from the term range).
 //! `N` rows, row `i` titled with term `i` of a random vocabulary of `N` distinct words
 //! (4..=10 letters) plus two more terms drawn at random. For prefixes of 1..=6 letters of
 //! one vocabulary word it reports, per namespace: the median wall time of the query
@@ -101,9 +103,24 @@ async fn main() {
     let t = Instant::now();
     let off = load(&e, &NsPath::new("o", "p", "off").unwrap(), &titles, false).await;
     let build_off = t.elapsed().as_secs_f64();
+    let late_ns = NsPath::new("o", "p", "late").unwrap();
+    load(&e, &late_ns, &titles, false).await;
+    let turn_on = json!({"upsert_rows": [{"id": n + 1, "title": ""}],
+        "schema": {"title": {"type": "string", "full_text_search": {"index_prefixes": true}}}});
+    e.write(&late_ns, WriteRequest::from_json(&turn_on).unwrap()).await.unwrap();
+    let late = e.existing(&late_ns, true).await.unwrap().state;
     println!("rows {n}, vocabulary {} terms; write+compact {build_on:.1} s with index_prefixes, {build_off:.1} s without", vocab.len());
-    println!("| prefix | terms | rows that match | index_prefixes: top10 ms | top10k ms | rows | without: top10 ms | top10k ms | rows |");
-    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+    let section = |index_prefixes: bool| {
+        let opts = tidepool::schema::FullTextSearch { index_prefixes, ..Default::default() };
+        let docs = titles.iter().enumerate().map(|(i, t)| (i as u32, t.as_str()));
+        tidepool::index::text::build("title", docs, &opts).len()
+    };
+    println!("text index section: {} bytes with index_prefixes, {} without", section(true), section(false));
+    println!(
+        "| prefix | terms | rows that match | on: top10 ms | top10k ms | rows | late (term range): top10 ms | \
+         top10k ms | off: top10 ms | top10k ms | rows |"
+    );
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
     let word = vocab.iter().find(|w| w.len() >= 6).expect("a long word");
     for len in 1..=6 {
         let p = &word[..len];
@@ -111,10 +128,13 @@ async fn main() {
         let matching = titles.iter().filter(|t| t.split(' ').any(|w| w.starts_with(p))).count();
         let (on10, _) = time_query(&on, p, 10, reps);
         let (on_all, on_rows) = time_query(&on, p, 10_000, reps);
+        let (late10, _) = time_query(&late, p, 10, reps);
+        let (late_all, _) = time_query(&late, p, 10_000, reps);
         let (off10, _) = time_query(&off, p, 10, reps);
         let (off_all, off_rows) = time_query(&off, p, 10_000, reps);
         println!(
-            "| `{p}` | {terms} | {matching} | {on10:.2} | {on_all:.2} | {on_rows} | {off10:.2} | {off_all:.2} | {off_rows} |"
+            "| `{p}` | {terms} | {matching} | {on10:.2} | {on_all:.2} | {on_rows} | {late10:.2} | {late_all:.2} | \
+             {off10:.2} | {off_all:.2} | {off_rows} |"
         );
     }
 }
