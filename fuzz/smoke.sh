@@ -6,7 +6,7 @@
 # SECONDS defaults to $FUZZ_SECONDS or 20 per target; TARGETs default to all.
 # Uses the stable toolchain with --sanitizer=none (RUSTC_BOOTSTRAP=1 lets
 # cargo-fuzz pass its flags), as redb's CI does. Installs cargo-fuzz if it is
-# missing. Seeds each corpus from the frozen fixtures in tests/fixtures/v1, v2, v4, v7, v8, v9 and v10.
+# missing. Seeds each corpus from the frozen fixtures in tests/fixtures/v1, v2, v4, v7, v8, v9, v10 and v11.
 # Exits non-zero if a target crashes (the input is kept in fuzz/artifacts/).
 set -euo pipefail
 
@@ -15,7 +15,7 @@ shift || true
 if [ "$#" -gt 0 ]; then
   targets=("$@")
 else
-  targets=(wal_decode manifest_decode schema_decode filter_parse filter_decode segment_decode deletes_decode index_open snapshot_decode idempotency_decode sync_record_decode tombstone_decode lease_decode)
+  targets=(wal_decode manifest_decode schema_decode filter_parse filter_decode segment_decode deletes_decode index_open snapshot_decode idempotency_decode sync_record_decode tombstone_decode lease_decode text_prefix_open)
 fi
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -107,6 +107,13 @@ if [ -d "$v4" ]; then
   # Schema object version 1 (turbopuffer's shape, the legacy reader).
   seed schema_decode fixture-schema-v1 000 "$v4/schema.json"
   sed -e 's/^.*"body"://' -e 's/}$//' "$v4/schema.json" | seed schema_decode fixture-schema-v1-body 002 -
+fi
+v11="$here/../tests/fixtures/v11"
+if [ -d "$v11" ]; then
+  # The full-text section version 2 (prefix dictionary): whole, and as a body resealed (mode 1).
+  seed text_prefix_open fixture-text-prefixes 000 "$v11/text_prefixes.bin"
+  head -c -4 "$v11/text_prefixes.bin" | seed text_prefix_open fixture-text-prefixes-body 001 -
+  seed schema_decode fixture-schema-prefixes 000 "$v11/schema_prefixes.json"
 fi
 mkdir -p corpus/filter_parse
 printf '%s' '["a","Eq",1]' >corpus/filter_parse/eq

@@ -262,6 +262,9 @@ pub struct FullTextSearch {
     pub b: f64,
     /// Tokens longer than this (bytes) are dropped.
     pub max_token_length: u32,
+    /// Index term prefixes for search-as-you-type (`last_as_prefix` complete and fast);
+    /// an index-only option: it never changes which tokens a value has.
+    pub index_prefixes: bool,
 }
 
 impl Default for FullTextSearch {
@@ -276,6 +279,7 @@ impl Default for FullTextSearch {
             k1: 1.2,
             b: 0.75,
             max_token_length: 39,
+            index_prefixes: false,
         }
     }
 }
@@ -304,6 +308,7 @@ impl FullTextSearch {
                         "remove_stopwords" => fts.remove_stopwords = val.as_bool().ok_or_else(bad)?,
                         "case_sensitive" => fts.case_sensitive = val.as_bool().ok_or_else(bad)?,
                         "ascii_folding" => fts.ascii_folding = val.as_bool().ok_or_else(bad)?,
+                        "index_prefixes" => fts.index_prefixes = val.as_bool().ok_or_else(bad)?,
                         "k1" => fts.k1 = val.as_f64().filter(|x| *x >= 0.0).ok_or_else(bad)?,
                         "b" => fts.b = val.as_f64().filter(|x| (0.0..=1.0).contains(x)).ok_or_else(bad)?,
                         "max_token_length" => {
@@ -323,12 +328,17 @@ impl FullTextSearch {
     }
 
     fn to_json(&self) -> Json {
-        json!({
+        let mut v = json!({
             "tokenizer": self.tokenizer, "language": self.language, "stemming": self.stemming,
             "remove_stopwords": self.remove_stopwords, "case_sensitive": self.case_sensitive,
             "ascii_folding": self.ascii_folding, "k1": self.k1, "b": self.b,
             "max_token_length": self.max_token_length,
-        })
+        });
+        // Shown only when on, so schemas without it render as they always did.
+        if self.index_prefixes {
+            v["index_prefixes"] = Json::Bool(true);
+        }
+        v
     }
 }
 

@@ -349,6 +349,7 @@ fn v1_title_schema() -> Schema {
         k1: 1.2,
         b: 0.75,
         max_token_length: 39,
+        index_prefixes: false,
     };
     let title =
         AttrSchema { full_text_search: Some(fts), ..AttrSchema::of(AttrType::Scalar(ScalarType::String)) };
@@ -1036,6 +1037,7 @@ fn v8_schema() -> Schema {
         k1: 1.5,
         b: 0.6,
         max_token_length: 64,
+        index_prefixes: false,
     });
     title.filterable = Some(true);
     s.insert("title".into(), title);

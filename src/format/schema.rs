@@ -14,6 +14,11 @@
 //! (the bracketed members are omitted when unset: no explicit `filterable`,
 //! not full-text, no ANN index, no other options).
 //!
+//! Encoding 2 is encoding 1 plus the full-text member `"index_prefixes":true`
+//! (omitted when off); a schema is written as encoding 2 exactly when some
+//! attribute has it on, so every other schema keeps its encoding-1 bytes, and a
+//! build that predates the option refuses such a schema instead of dropping it.
+//!
 //! Invariants:
 //! - Decoding applies structural bounds only ([`check_schema`]: vector
 //!   dimensions in 1..=`u32::MAX`, finite BM25 parameters, `extra` values at
@@ -47,8 +52,13 @@ pub const SCHEMA_MAGIC: &str = "tidepool.schema";
 /// reads): 2, the body in tidepool's encoding. Version 1 (the turbopuffer
 /// shape) is still read.
 pub const SCHEMA_FORMAT_VERSION: u64 = 2;
-/// The version of the schema encoding itself (the `encoding` member).
+/// The version of the schema encoding itself (the `encoding` member) for a
+/// schema without `index_prefixes`: such schemas keep their encoding-1 bytes.
 pub const SCHEMA_ENCODING: u64 = 1;
+/// The encoding of a schema with an attribute whose `full_text_search` has
+/// `index_prefixes` on (encoding 1 plus that member): a build that predates it
+/// refuses the schema instead of re-encoding it without the option.
+pub const SCHEMA_ENCODING_PREFIXES: u64 = 2;
 /// Deepest `extra` value accepted (a scalar is depth 0, `[1]` depth 1): keeps
 /// every stored schema inside `serde_json`'s nesting limit wherever it is
 /// embedded (a CURRENT hint around a manifest around the schema).
@@ -86,7 +96,17 @@ pub struct StoredSchema<'a>(pub &'a Schema);
 impl Serialize for StoredSchema<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let attributes: Vec<AttrOut<'_>> = self.0.iter().map(|(name, a)| AttrOut::new(name, a)).collect();
-        SchemaOut { encoding: SCHEMA_ENCODING, attributes }.serialize(s)
+        SchemaOut { encoding: encoding_of(self.0), attributes }.serialize(s)
+    }
+}
+
+/// The lowest encoding that holds every option of `schema`.
+fn encoding_of(schema: &Schema) -> u64 {
+    let prefixes = schema.values().any(|a| a.full_text_search.as_ref().is_some_and(|f| f.index_prefixes));
+    if prefixes {
+        SCHEMA_ENCODING_PREFIXES
+    } else {
+        SCHEMA_ENCODING
     }
 }
 
@@ -164,6 +184,8 @@ struct FtsOut<'a> {
     k1: f64,
     b: f64,
     max_token_length: u32,
+    #[serde(skip_serializing_if = "is_false")]
+    index_prefixes: bool,
 }
 
 impl<'a> FtsOut<'a> {
@@ -178,6 +200,7 @@ impl<'a> FtsOut<'a> {
             k1,
             b,
             max_token_length,
+            index_prefixes,
         } = f;
         FtsOut {
             tokenizer,
@@ -189,6 +212,7 @@ impl<'a> FtsOut<'a> {
             k1: *k1,
             b: *b,
             max_token_length: *max_token_length,
+            index_prefixes: *index_prefixes,
         }
     }
 }
@@ -274,6 +298,8 @@ struct FtsIn {
     k1: f64,
     b: f64,
     max_token_length: u32,
+    #[serde(default)]
+    index_prefixes: bool,
 }
 
 /// Decode a schema in the current encoding (a version 3 manifest's
@@ -283,9 +309,13 @@ pub fn decode_schema(text: &str) -> Result<Schema, FormatError> {
     let head: SchemaIn<'_> = serde_json::from_str(text).map_err(bad)?;
     match head.encoding {
         None => return Err(bad("missing encoding")),
-        Some(SCHEMA_ENCODING) => {}
+        Some(SCHEMA_ENCODING | SCHEMA_ENCODING_PREFIXES) => {}
         Some(v) => {
-            return Err(FormatError::UnsupportedVersion { what: "schema encoding", version: v, supported: 1 })
+            return Err(FormatError::UnsupportedVersion {
+                what: "schema encoding",
+                version: v,
+                supported: SCHEMA_ENCODING_PREFIXES,
+            })
         }
     }
     let raw = head.attributes.ok_or_else(|| bad("missing attributes"))?;
@@ -340,6 +370,7 @@ impl FtsIn {
             k1,
             b,
             max_token_length,
+            index_prefixes,
         } = self;
         FullTextSearch {
             tokenizer,
@@ -351,6 +382,7 @@ impl FtsIn {
             k1,
             b,
             max_token_length,
+            index_prefixes,
         }
     }
 }
@@ -477,6 +509,7 @@ pub fn legacy_fts_defaults() -> FullTextSearch {
         k1: 1.2,
         b: 0.75,
         max_token_length: 39,
+        index_prefixes: false,
     }
 }
 

@@ -4,12 +4,13 @@
 //! ```text
 //! schema      := u32 n, n × (str name, attr_schema)       names strictly increasing
 //! attr_schema := type, u8 filterable (0 unset, 1 false, 2 true),
-//!                u8 fts_present (0/1) [fts], u8 ann (0/1), extra
+//!                u8 fts_tag (0 absent, 1 fts, 2 fts + u8 fts_flags), u8 ann (0/1), extra
 //! type        := 0x01 scalar u8 scalar | 0x02 array u8 scalar
 //!              | 0x03 vector u32 dim (≥ 1), u8 f16 (0/1) | 0x04 sparse u8 f16 (0/1)
 //! scalar      := 1 string, 2 int, 3 uint, 4 float, 5 uuid, 6 datetime, 7 bool
 //! fts         := str tokenizer, str language, u8 stemming, u8 remove_stopwords,
 //!                u8 case_sensitive, u8 ascii_folding, f64 k1, f64 b, u32 max_token_length
+//! fts_flags   := bit 0 index_prefixes; tag 2 only when some bit is set, no other bit
 //! extra       := object (a JSON object, members in their stored order)
 //! json        := 0 null | 1 false | 2 true | 3 u64 (a non-negative integer)
 //!              | 4 i64 (a negative integer) | 5 f64 (finite) | 6 str
@@ -48,6 +49,13 @@ const TYPE_SCALAR: u8 = 1;
 const TYPE_ARRAY: u8 = 2;
 const TYPE_VECTOR: u8 = 3;
 const TYPE_SPARSE: u8 = 4;
+
+const FTS_ABSENT: u8 = 0;
+const FTS_PRESENT: u8 = 1;
+/// Full-text options followed by a flags byte (options added after tag 1 was
+/// frozen); written only when a flag is set, so older updates keep their bytes.
+const FTS_WITH_FLAGS: u8 = 2;
+const FTS_FLAG_INDEX_PREFIXES: u8 = 1;
 
 const FILTERABLE_UNSET: u8 = 0;
 const FILTERABLE_FALSE: u8 = 1;
@@ -136,10 +144,14 @@ impl Enc {
             Some(true) => FILTERABLE_TRUE,
         });
         match &a.full_text_search {
-            None => self.w.bool(false),
+            None => self.w.u8(FTS_ABSENT),
             Some(fts) => {
-                self.w.bool(true);
+                let flags = if fts.index_prefixes { FTS_FLAG_INDEX_PREFIXES } else { 0 };
+                self.w.u8(if flags == 0 { FTS_PRESENT } else { FTS_WITH_FLAGS });
                 self.fts(fts);
+                if flags != 0 {
+                    self.w.u8(flags);
+                }
             }
         }
         self.w.bool(a.ann);
@@ -280,7 +292,19 @@ fn read_attr_schema(r: &mut Reader<'_>) -> Result<AttrSchema, FormatError> {
         FILTERABLE_TRUE => Some(true),
         t => return Err(FormatError::Malformed(format!("filterable tag {t} is not 0, 1 or 2"))),
     };
-    let full_text_search = if r.bool("full_text_search present")? { Some(read_fts(r)?) } else { None };
+    let full_text_search = match r.u8("full_text_search tag")? {
+        FTS_ABSENT => None,
+        FTS_PRESENT => Some(read_fts(r)?),
+        FTS_WITH_FLAGS => {
+            let mut fts = read_fts(r)?;
+            match r.u8("full_text_search flags")? {
+                FTS_FLAG_INDEX_PREFIXES => fts.index_prefixes = true,
+                f => return Err(FormatError::Malformed(format!("full_text_search flags {f:#x}"))),
+            }
+            Some(fts)
+        }
+        t => return Err(FormatError::Malformed(format!("full_text_search tag {t} is not 0, 1 or 2"))),
+    };
     let ann = r.bool("ann")?;
     let extra = read_json_object(r, 1)?;
     Ok(AttrSchema { ty, filterable, full_text_search, ann, extra })
@@ -315,6 +339,7 @@ fn read_fts(r: &mut Reader<'_>) -> Result<FullTextSearch, FormatError> {
         k1: r.f64("k1")?,
         b: r.f64("b")?,
         max_token_length: r.u32("max_token_length")?,
+        index_prefixes: false,
     })
 }
 

@@ -16,6 +16,7 @@ pub(crate) fn fts(tokenizer: &str) -> FullTextSearch {
         k1: 1.5,
         b: 0.25,
         max_token_length: 100,
+        index_prefixes: false,
     }
 }
 
@@ -225,16 +226,18 @@ fn arb_type() -> impl Strategy<Value = AttrType> {
 }
 
 fn arb_attr_schema() -> impl Strategy<Value = AttrSchema> {
-    let fts =
-        proptest::option::of(("[a-z_0-9]{0,10}", any::<(bool, bool)>(), 0.0f64..4.0, any::<u32>()).prop_map(
-            |(tokenizer, (stemming, case_sensitive), k1, max_token_length)| FullTextSearch {
+    let fts = proptest::option::of(
+        ("[a-z_0-9]{0,10}", any::<(bool, bool, bool)>(), 0.0f64..4.0, any::<u32>()).prop_map(
+            |(tokenizer, (stemming, case_sensitive, index_prefixes), k1, max_token_length)| FullTextSearch {
                 stemming,
                 case_sensitive,
+                index_prefixes,
                 k1,
                 max_token_length,
                 ..fts(&tokenizer)
             },
-        ));
+        ),
+    );
     let extra =
         proptest::collection::vec(("[a-z_]{0,8}", arb_json()), 0..4).prop_map(|kv| kv.into_iter().collect());
     (arb_type(), proptest::option::of(any::<bool>()), fts, any::<bool>(), extra).prop_map(
@@ -265,4 +268,35 @@ proptest! {
     fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
         let _ = decode_schema(&bytes);
     }
+}
+
+/// `index_prefixes` is stored as full-text tag 2 with a flags byte; without it
+/// an update keeps the tag-1 bytes older builds wrote, and decodes as off.
+#[test]
+fn index_prefixes_uses_tag_two_and_old_updates_decode_as_off() {
+    let string = AttrType::Scalar(ScalarType::String);
+    let mut off = Schema::new();
+    off.insert("t".into(), AttrSchema { full_text_search: Some(fts("word_v4")), ..AttrSchema::of(string) });
+    let old = encode_schema(&off).unwrap();
+    let fts_at = 4 + 4 + 1 + 2 + 1; // count, name "t", scalar type, filterable
+    assert_eq!(old[fts_at], 1, "without index_prefixes the tag-1 layout is kept");
+    assert!(!decode_schema(&old).unwrap()["t"].full_text_search.as_ref().unwrap().index_prefixes);
+
+    let mut on = off.clone();
+    on.get_mut("t").unwrap().full_text_search.as_mut().unwrap().index_prefixes = true;
+    let new = encode_schema(&on).unwrap();
+    assert_eq!(new[fts_at], 2);
+    assert_eq!(new.len(), old.len() + 1, "one flags byte after the options");
+    assert_eq!(decode_schema(&new).unwrap(), on);
+
+    // Tag 2 with no flag, or an unknown flag, is not canonical: refused.
+    let flags_at = fts_at + 1 + (old.len() - fts_at - 1 - 1 - 4);
+    for bad in [0u8, 2, 3, 0x80] {
+        let mut b = new.clone();
+        b[flags_at] = bad;
+        assert!(decode_schema(&b).is_err(), "flags {bad:#x} accepted");
+    }
+    let mut b = old.clone();
+    b[fts_at] = 3;
+    assert!(decode_schema(&b).is_err());
 }

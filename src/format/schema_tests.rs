@@ -14,6 +14,7 @@ fn fts(tokenizer: &str) -> FullTextSearch {
         k1: 1.75,
         b: 0.3,
         max_token_length: 120,
+        index_prefixes: false,
     }
 }
 
@@ -209,8 +210,8 @@ fn truncated_and_garbled_encodings_are_errors_not_panics() {
     let inner = &one[r#"{"encoding":1,"attributes":["#.len()..one.len() - 2];
     let twice = format!(r#"{{"encoding":1,"attributes":[{inner},{inner}]}}"#);
     assert!(decode_schema(&twice).is_err(), "a name twice");
-    let future = one.replacen("\"encoding\":1", "\"encoding\":2", 1);
-    assert!(matches!(decode_schema(&future), Err(FormatError::UnsupportedVersion { version: 2, .. })));
+    let future = one.replacen("\"encoding\":1", "\"encoding\":3", 1);
+    assert!(matches!(decode_schema(&future), Err(FormatError::UnsupportedVersion { version: 3, .. })));
     assert!(decode_schema(r#"{"attributes":[]}"#).is_err(), "no encoding");
     assert!(decode_schema(r#"{"encoding":1}"#).is_err(), "no attributes");
     assert!(decode_schema(&one.replacen("\"name\":\"a\",", "", 1)).is_err(), "no name");
@@ -263,4 +264,28 @@ fn structural_bounds_hold_for_encoder_and_both_decoders() {
     zero.insert("v".into(), attr(AttrType::Vector { dim: 0, f16: false }));
     assert!(check_schema(&zero).is_err());
     assert!(decode_schema(&schema_json(&zero)).is_err());
+}
+
+/// Without `index_prefixes` a schema keeps encoding 1, byte for byte; with it the
+/// schema is written as encoding 2 carrying the member, and encoding-1 text
+/// (written before the option existed) decodes with it off.
+#[test]
+fn index_prefixes_moves_the_schema_to_encoding_two() {
+    let mut s = Schema::new();
+    let mut title = attr(AttrType::Scalar(ScalarType::String));
+    title.full_text_search = Some(FullTextSearch::default());
+    s.insert("title".into(), title);
+    let off = schema_json(&s);
+    assert!(off.starts_with(r#"{"encoding":1,"#), "{off}");
+    assert!(!off.contains("index_prefixes"));
+    assert!(!decode_schema(&off).unwrap()["title"].full_text_search.as_ref().unwrap().index_prefixes);
+
+    s.get_mut("title").unwrap().full_text_search.as_mut().unwrap().index_prefixes = true;
+    let on = schema_json(&s);
+    assert!(on.starts_with(r#"{"encoding":2,"#), "{on}");
+    assert!(on.contains(r#""max_token_length":39,"index_prefixes":true}"#), "{on}");
+    assert_eq!(decode_schema(&on).unwrap(), s);
+    assert_eq!(schema_json(&decode_schema(&on).unwrap()), on, "canonical");
+    let future = on.replace(r#""encoding":2"#, r#""encoding":3"#);
+    assert!(matches!(decode_schema(&future), Err(FormatError::UnsupportedVersion { version: 3, .. })));
 }

@@ -3,6 +3,14 @@
 //! filters as 1/0 terms), and the tokens of attribute values that indexing
 //! shares.
 //!
+//! `last_as_prefix` has two meanings, chosen by the attribute's schema (never
+//! by where a row lives): without `index_prefixes` the last token expands into
+//! at most [`MAX_PREFIX_EXPANSIONS`] dictionary terms, each scored as a term;
+//! with it the last token is one prefix pseudo-term (`Leaf::prefix`): tf = the
+//! row's tokens starting with it, df = live rows holding one, every such row
+//! matched (`index::text` prefix postings on indexed segments, a token scan on
+//! unindexed rows and the overlay, the same numbers either way).
+//!
 //! Invariants:
 //! - Which rows rank: those matching at least one BM25 clause of the
 //!   expression; an expression without BM25 clauses ranks every row that
@@ -36,6 +44,9 @@ pub(super) struct Leaf {
     pub(super) distinct: Vec<String>,
     /// Query term multiplicities, parallel to `distinct`.
     counts: Vec<u32>,
+    /// The prefix pseudo-term (`last_as_prefix` under `index_prefixes`), scored
+    /// after `distinct`: its tf and weight sit at index `distinct.len()`.
+    pub(super) prefix: Option<String>,
     pub(super) stats: CorpusStats,
     pub(super) cache: NormCache,
     pub(super) weights: Vec<Bm25Weight>,
@@ -123,6 +134,24 @@ impl ValueTokens {
     fn tf(&self, term: &str) -> u32 {
         self.counts.get(term).copied().unwrap_or(0)
     }
+
+    /// Tokens starting with `prefix` (bytewise, as the index's prefix postings count).
+    fn prefix_tf(&self, prefix: &str) -> u32 {
+        self.counts.iter().filter(|(t, _)| t.starts_with(prefix)).map(|(_, c)| *c).sum()
+    }
+
+    /// Per scoring unit of `leaf` (its distinct terms, then its prefix), the count in this value.
+    fn unit_tfs<'l>(&'l self, leaf: &'l Leaf) -> impl Iterator<Item = u32> + 'l {
+        let terms = leaf.distinct.iter().map(|t| self.tf(t));
+        terms.chain(leaf.prefix.iter().map(|p| self.prefix_tf(p)))
+    }
+}
+
+impl Leaf {
+    /// Scoring units: the distinct terms, plus one for the prefix pseudo-term.
+    pub(super) fn units(&self) -> usize {
+        self.distinct.len() + usize::from(self.prefix.is_some())
+    }
 }
 
 /// The analyzed values of one document, per attribute: a document is
@@ -160,10 +189,7 @@ pub(super) struct RowTf {
 
 impl RowTf {
     pub(super) fn new(leaves: &[Leaf]) -> Self {
-        RowTf {
-            norms: vec![0; leaves.len()],
-            tfs: leaves.iter().map(|l| vec![0; l.distinct.len()]).collect(),
-        }
+        RowTf { norms: vec![0; leaves.len()], tfs: leaves.iter().map(|l| vec![0; l.units()]).collect() }
     }
 
     pub(super) fn any_hit(&self) -> bool {
@@ -178,8 +204,8 @@ impl RowTf {
         for (i, l) in leaves.iter().enumerate().take_while(|_| !deadline::expired()) {
             let vt = toks.of(l);
             rt.norms[i] = fieldnorm_to_id(u32::try_from(vt.len).unwrap_or(u32::MAX));
-            for (j, t) in l.distinct.iter().enumerate() {
-                rt.tfs[i][j] = vt.tf(t);
+            for (slot, tf) in rt.tfs[i].iter_mut().zip(vt.unit_tfs(l)) {
+                *slot = tf;
             }
         }
         rt
@@ -248,6 +274,9 @@ pub(super) fn compile(
     fill_stats(leaves, state, views);
     for l in leaves.iter_mut() {
         l.weights = l.distinct.iter().zip(&l.counts).map(|(t, c)| l.stats.weight(t, *c, l.params)).collect();
+        if let Some(p) = &l.prefix {
+            l.weights.push(l.stats.prefix_weight(p, l.params));
+        }
         l.cache = l.stats.norm_cache(l.params);
     }
     Ok(root)
@@ -329,9 +358,14 @@ fn leaf(
              distinct terms per BM25 clause"
         )));
     }
+    let mut prefix = None;
     if last_as_prefix {
         if let Some(last) = terms.pop() {
-            terms.extend(expand_prefix(&last, attr, &analyzer, state, views));
+            if opts.index_prefixes {
+                prefix = Some(last);
+            } else {
+                terms.extend(expand_prefix(&last, attr, &analyzer, state, views));
+            }
         }
     }
     let (distinct, counts) = term_counts(&terms).into_iter().map(|(t, c)| (t.to_owned(), c)).unzip();
@@ -345,6 +379,7 @@ fn leaf(
         terms,
         distinct,
         counts,
+        prefix,
         stats,
         cache,
         weights: Vec::new(),
@@ -397,7 +432,7 @@ fn fill_stats(leaves: &mut [Leaf], state: &NsState, views: &[SegView<'_>]) {
         let indexed: Vec<bool> = leaves
             .iter()
             .zip(stats.iter_mut())
-            .map(|(l, st)| v.ls.text_index(&l.attr).map(|ix| st.add_index(&ix, &l.terms)).is_some())
+            .map(|(l, st)| v.ls.text_index(&l.attr).map(|ix| add_index(st, l, &ix)).is_some())
             .collect();
         for r in (0..v.ls.seg.len()).take_while(|_| !deadline::expired()) {
             let live = v.live(r);
@@ -431,11 +466,21 @@ fn fill_stats(leaves: &mut [Leaf], state: &NsState, views: &[SegView<'_>]) {
     }
 }
 
+fn add_index(st: &mut CorpusStats, l: &Leaf, ix: &TextIndex<'_>) {
+    st.add_index(ix, &l.terms);
+    if let Some(p) = &l.prefix {
+        st.add_index_prefix(ix, p);
+    }
+}
+
 fn add_row(st: &mut CorpusStats, l: &Leaf, vt: &ValueTokens) {
     st.num_docs += 1;
     st.total_tokens += vt.len as u64;
     for t in l.distinct.iter().filter(|t| vt.tf(t) > 0) {
         *st.doc_freq.entry(t.clone()).or_default() += 1;
+    }
+    if let Some(p) = l.prefix.as_ref().filter(|p| vt.prefix_tf(p) > 0) {
+        *st.prefix_doc_freq.entry(p.clone()).or_default() += 1;
     }
 }
 
@@ -444,6 +489,11 @@ fn remove_row(st: &mut CorpusStats, l: &Leaf, vt: &ValueTokens) {
     st.total_tokens = st.total_tokens.saturating_sub(vt.len as u64);
     for t in l.distinct.iter().filter(|t| vt.tf(t) > 0) {
         if let Some(df) = st.doc_freq.get_mut(t) {
+            *df = df.saturating_sub(1);
+        }
+    }
+    if let Some(p) = l.prefix.as_ref().filter(|p| vt.prefix_tf(p) > 0) {
+        if let Some(df) = st.prefix_doc_freq.get_mut(p) {
             *df = df.saturating_sub(1);
         }
     }
@@ -481,6 +531,7 @@ pub(super) fn text_hits(
                     .map(|(li, boost)| FieldQuery {
                         index: &ixs[*li],
                         terms: &leaves[*li].terms,
+                        prefix: leaves[*li].prefix.as_deref(),
                         stats: &leaves[*li].stats,
                         params: leaves[*li].params,
                         boost: *boost,
@@ -494,6 +545,12 @@ pub(super) fn text_hits(
                     for (j, t) in l.distinct.iter().enumerate() {
                         for (row, tf) in ix.postings(t).map_err(corrupt)? {
                             rows.entry(row).or_insert_with(|| RowTf::new(&leaves)).tfs[li][j] = tf;
+                        }
+                    }
+                    if let Some(p) = &l.prefix {
+                        for (row, tf) in ix.prefix_rows(p).map_err(corrupt)? {
+                            rows.entry(row).or_insert_with(|| RowTf::new(&leaves)).tfs[li]
+                                [l.distinct.len()] = tf;
                         }
                     }
                 }

@@ -23,7 +23,9 @@
 //!   (WAL) rows are always searched exhaustively and merged (read-your-writes,
 //!   also under `eventual` consistency).
 //! - Scores do not depend on where a row lives: BM25 statistics (N, avgdl,
-//!   df) are those of the live documents, whatever their segment or the WAL,
+//!   df, and a prefix pseudo-term's df and tf under `index_prefixes`: counted
+//!   from prefix postings, a term range or a token scan, the same numbers)
+//!   are those of the live documents, whatever their segment or the WAL,
 //!   and indexed and unindexed rows are scored by the same formula in the
 //!   same order of f32 operations; sparse dot products likewise.
 //!

@@ -820,6 +820,31 @@ def test_bm25_ranking(tpuf, ns, ns_name):
     assert set(ids(prefix)) == {1, 4}
 
 
+def test_index_prefixes_search_as_you_type(tpuf, ns, ns_name):
+    """`full_text_search.index_prefixes` (not yet a field of the SDK's typed config; a dict
+    passes it through): every row with a term starting with the last token matches, past the
+    64 terms the unindexed expansion stops at, with equal scores before and after compaction."""
+    rows = [{"id": i, "title": f"wire sha{i:03}x"} for i in range(100)]
+    rows += [{"id": 1000 + i, "title": f"wire other{i}"} for i in range(5)]
+    ns.write(
+        upsert_rows=rows,
+        schema={"title": {"type": "string", "full_text_search": {"index_prefixes": True}}},
+    )
+    assert ns.schema()["title"].full_text_search.to_dict().get("index_prefixes") is True
+    query = {"rank_by": ("title", "BM25", "wire sha", {"last_as_prefix": True}), "top_k": 200}
+    wal = ns.query(**query)
+    assert len(wal.rows) == 105
+    assert sorted(ids(wal)[:100]) == list(range(100)), "the prefix matches rank first"
+    compact(tpuf, ns_name)
+    seg = ns.query(**query)
+    assert [(r.id, r["$dist"]) for r in seg.rows] == [(r.id, r["$dist"]) for r in wal.rows]
+    only = ns.query(rank_by=("title", "BM25", "sha", {"last_as_prefix": True}), top_k=200)
+    assert sorted(ids(only)) == list(range(100))
+    with pytest.raises(turbopuffer.BadRequestError) as err:
+        ns.update_schema(schema={"title": {"type": "string", "full_text_search": {"index_prefixes": 1}}})
+    assert "index_prefixes" in err.value.body["error"]
+
+
 def test_hybrid_multi_query_with_rrf(tpuf, ns, ns_name):
     ns.write(
         upsert_rows=[

@@ -190,6 +190,10 @@ fn without_reserved_keys(mut r: RequestRecord) -> RequestRecord {
     if let Some(s) = &mut r.settings.schema {
         for a in s.values_mut() {
             a.extra.retain(|k, _| !matches!(k.as_str(), "type" | "filterable" | "full_text_search" | "ann"));
+            // Legacy batches predate `index_prefixes`: their JSON text never holds it.
+            if let Some(f) = &mut a.full_text_search {
+                f.index_prefixes = false;
+            }
         }
     }
     r

@@ -15,6 +15,9 @@ pub struct CorpusStats {
     pub total_tokens: u64,
     /// Documents containing each term (only the query's terms need be present).
     pub doc_freq: BTreeMap<String, u64>,
+    /// Documents holding a term that starts with each prefix (prefix pseudo-terms,
+    /// `index_prefixes`; kept apart from `doc_freq`: a prefix is not a term).
+    pub prefix_doc_freq: BTreeMap<String, u64>,
 }
 
 impl CorpusStats {
@@ -41,6 +44,13 @@ impl CorpusStats {
         }
     }
 
+    /// Adds one segment's document frequency of the prefix pseudo-term `prefix`
+    /// (its N and token total come from [`Self::add_index`]).
+    pub fn add_index_prefix(&mut self, index: &TextIndex<'_>, prefix: &str) {
+        *self.prefix_doc_freq.entry(prefix.to_owned()).or_default() +=
+            u64::from(index.prefix_doc_freq(prefix));
+    }
+
     /// Adds unindexed documents, analyzing each text.
     pub fn add_documents<'d>(
         &mut self,
@@ -60,6 +70,9 @@ impl CorpusStats {
         self.total_tokens += other.total_tokens;
         for (t, n) in &other.doc_freq {
             *self.doc_freq.entry(t.clone()).or_default() += n;
+        }
+        for (p, n) in &other.prefix_doc_freq {
+            *self.prefix_doc_freq.entry(p.clone()).or_default() += n;
         }
     }
 
@@ -81,6 +94,12 @@ impl CorpusStats {
         let df = self.doc_freq.get(term).copied().unwrap_or(0);
         let w = Bm25Weight::new(df, self.num_docs, params);
         Bm25Weight { weight: w.weight * count as f32 }
+    }
+
+    /// The BM25 weight of the prefix pseudo-term `prefix` (it occurs once in a query).
+    pub fn prefix_weight(&self, prefix: &str, params: Bm25Params) -> Bm25Weight {
+        let df = self.prefix_doc_freq.get(prefix).copied().unwrap_or(0);
+        Bm25Weight::new(df, self.num_docs, params)
     }
 
     /// Per-fieldnorm-id normaliser table for this attribute.

@@ -1,6 +1,8 @@
 //! Building a text index section: postings per term in blocks of 128 rows, bit-packed,
-//! with per-block metas for block-max pruning. Invariant: the output is canonical for its
-//! input rows (terms sorted bytewise, unique).
+//! with per-block metas for block-max pruning, and under `index_prefixes` the prefix
+//! dictionary (`prefixes.rs`). Invariant: the output is canonical for its input rows
+//! (terms sorted bytewise, unique); without `index_prefixes` it is version 1, byte for
+//! byte as before the prefix dictionary existed.
 
 use super::*;
 
@@ -14,6 +16,8 @@ pub struct TextIndexBuilder {
     num_docs: u64,
     total_tokens: u64,
     doc_tf: HashMap<u32, u32>,
+    /// Longest indexed prefix (chars); 0: no prefix dictionary (version 1).
+    prefix_chars: u32,
 }
 
 impl TextIndexBuilder {
@@ -28,6 +32,7 @@ impl TextIndexBuilder {
             num_docs: 0,
             total_tokens: 0,
             doc_tf: HashMap::new(),
+            prefix_chars: if opts.index_prefixes { INDEXED_PREFIX_CHARS } else { 0 },
         }
     }
 
@@ -95,12 +100,22 @@ impl TextIndexBuilder {
                     false
                 }
             });
+            let list = &*list;
             let start = postings.len();
             encode_postings(&bp, list, &self.norms, &mut postings);
             infos.extend_from_slice(&(start as u64).to_le_bytes());
             infos.extend_from_slice(&((postings.len() - start) as u32).to_le_bytes());
             infos.extend_from_slice(&(list.len() as u32).to_le_bytes());
         }
+        let mut prefix_region = Vec::new();
+        if self.prefix_chars > 0 {
+            let keys: Vec<&str> = terms.iter().map(|(t, _)| &**t).collect();
+            let lists: Vec<&[(u32, u32)]> =
+                terms.iter().map(|(_, id)| &postings_in[*id as usize][..]).collect();
+            write_prefix_region(&keys, &lists, &self.norms, self.prefix_chars, &mut prefix_region);
+        }
+        let (version, flags) =
+            if self.prefix_chars > 0 { (VERSION_PREFIXES, FLAG_PREFIXES) } else { (VERSION, 0) };
         let attr = self.attr.as_bytes();
         let mut out = Vec::with_capacity(
             HEADER_LEN
@@ -110,11 +125,12 @@ impl TextIndexBuilder {
                 + infos.len()
                 + term_bytes.len()
                 + postings.len()
+                + prefix_region.len()
                 + 4,
         );
         out.extend_from_slice(MAGIC);
-        out.extend_from_slice(&VERSION.to_le_bytes());
-        out.extend_from_slice(&0u16.to_le_bytes());
+        out.extend_from_slice(&version.to_le_bytes());
+        out.extend_from_slice(&flags.to_le_bytes());
         out.extend_from_slice(&(attr.len() as u32).to_le_bytes());
         out.extend_from_slice(&self.num_docs.to_le_bytes());
         out.extend_from_slice(&self.total_tokens.to_le_bytes());
@@ -129,6 +145,7 @@ impl TextIndexBuilder {
         out.extend_from_slice(&infos);
         out.extend_from_slice(&term_bytes);
         out.extend_from_slice(&postings);
+        out.extend_from_slice(&prefix_region);
         let crc = crc32c::crc32c(&out);
         out.extend_from_slice(&crc.to_le_bytes());
         out

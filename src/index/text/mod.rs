@@ -28,7 +28,8 @@
 //! # Section format (segment section kind 17, one per full-text attribute)
 //! All integers little-endian; the section is self-describing and checksummed:
 //! ```text
-//! +0  magic "TPTXTIX\0" | +8 version u16 (=1) | +10 flags u16 (=0) | +12 attr_len u32
+//! +0  magic "TPTXTIX\0" | +8 version u16 (1, or 2 with prefixes) | +10 flags u16 (v1: 0;
+//!     v2: 1 = prefix region present) | +12 attr_len u32
 //! +16 num_docs u64 (rows covered, the N contribution) | +24 total_tokens u64
 //! +32 row_count u32 (fieldnorm entries) | +36 num_terms u32
 //! +40 term_bytes_len u64 | +48 postings_len u64 | +56 reserved u64 (=0)
@@ -38,6 +39,8 @@
 //!     term infos (num_terms × 16: postings_off u64, postings_len u32, doc_freq u32)
 //!     term bytes (terms sorted bytewise, unique)
 //!     postings (per term: block metas, then block data)
+//!     version 2 only: the prefix region (`prefixes.rs`: every prefix of 1..=4 chars
+//!     of every term, with the union of its terms' postings)
 //!     crc32c u32 of every byte before it
 //! ```
 //! A term's postings: `ceil(doc_freq / 128)` block metas of 16 bytes
@@ -91,6 +94,8 @@ mod reader;
 pub use reader::*;
 mod search;
 pub use search::*;
+mod prefixes;
+use prefixes::*;
 
 use crate::index::error::IndexError;
 use crate::index::error::{IndexErrorKind, IndexSection};
@@ -101,6 +106,13 @@ fn corrupt(what: &'static str) -> IndexError {
 
 const MAGIC: &[u8; 8] = b"TPTXTIX\0";
 const VERSION: u16 = 1;
+/// Version 2: version 1 plus a prefix dictionary after the postings (flags bit 0).
+const VERSION_PREFIXES: u16 = 2;
+/// Header flag of version 2: the prefix region is present.
+const FLAG_PREFIXES: u16 = 1;
+/// Prefixes of 1..=this many chars of every term are indexed under `index_prefixes`;
+/// a longer query prefix is answered from the term dictionary's range (few terms share it).
+pub const INDEXED_PREFIX_CHARS: u32 = 4;
 const HEADER_LEN: usize = 64;
 const BLOCK: usize = 128;
 const META_LEN: usize = 16;
@@ -110,5 +122,7 @@ const WINDOW: u32 = 4096;
 /// At most this many dictionary terms are expanded from a prefix query token.
 pub const MAX_PREFIX_EXPANSIONS: usize = 64;
 
+#[cfg(test)]
+mod prefixes_tests;
 #[cfg(test)]
 mod tests;

@@ -1,5 +1,6 @@
 //! Reading a text index section: validated once at open (magic, version, crc32c, every
-//! table bounds-checked), then postings decoded block by block on demand.
+//! table bounds-checked), then postings decoded block by block on demand. The term
+//! dictionary and the prefix dictionary (version 2) share one layout, [`Dict`].
 
 use super::*;
 
@@ -15,6 +16,80 @@ pub(super) fn to_usize(v: u64) -> Result<usize, IndexError> {
     usize::try_from(v).map_err(|_| corrupt("length overflow"))
 }
 
+/// A sorted dictionary of keys (terms, or term prefixes) with a postings list each:
+/// offsets `(n + 1) × u32` into the key bytes, infos `n × 16`, key bytes, postings.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Dict<'a> {
+    offsets: &'a [u8],
+    infos: &'a [u8],
+    bytes: &'a [u8],
+    postings: &'a [u8],
+    pub(super) len: usize,
+}
+
+/// Cuts the four tables of a [`Dict`] of `n` keys from `take`, checking the offsets' ends.
+pub(super) fn take_dict<'a>(
+    take: &mut dyn FnMut(usize) -> Result<&'a [u8], IndexError>,
+    n: usize,
+    bytes_len: usize,
+    postings_len: usize,
+) -> Result<Dict<'a>, IndexError> {
+    let offs_len = n.checked_add(1).and_then(|n| n.checked_mul(4));
+    let offsets = take(offs_len.ok_or(corrupt("length overflow"))?)?;
+    let infos = take(n.checked_mul(TERM_INFO_LEN).ok_or(corrupt("length overflow"))?)?;
+    let bytes = take(bytes_len)?;
+    let postings = take(postings_len)?;
+    if rd_u32(offsets, 0)? != 0 || rd_u32(offsets, n * 4)? as usize != bytes_len {
+        return Err(corrupt("term offsets"));
+    }
+    Ok(Dict { offsets, infos, bytes, postings, len: n })
+}
+
+impl<'a> Dict<'a> {
+    pub(super) fn key(&self, i: usize) -> Option<&'a [u8]> {
+        let s = rd_u32(self.offsets, i * 4).ok()? as usize;
+        let e = rd_u32(self.offsets, i * 4 + 4).ok()? as usize;
+        self.bytes.get(s..e)
+    }
+
+    /// Index of the first key `>= key` (bytewise).
+    pub(super) fn lower_bound(&self, key: &[u8]) -> usize {
+        let (mut lo, mut hi) = (0usize, self.len);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if self.key(mid).unwrap_or(&[]) < key {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        lo
+    }
+
+    pub(super) fn find(&self, key: &str) -> Option<usize> {
+        let i = self.lower_bound(key.as_bytes());
+        (i < self.len && self.key(i) == Some(key.as_bytes())).then_some(i)
+    }
+
+    /// `(postings offset, postings length, doc freq)` of key `i`.
+    pub(super) fn info(&self, i: usize) -> Result<(usize, usize, u32), IndexError> {
+        let at = i * TERM_INFO_LEN;
+        Ok((
+            to_usize(rd_u64(self.infos, at)?)?,
+            rd_u32(self.infos, at + 8)? as usize,
+            rd_u32(self.infos, at + 12)?,
+        ))
+    }
+
+    /// A cursor over key `i`'s postings.
+    pub(super) fn postings_at(&self, i: usize) -> Result<Postings<'a>, IndexError> {
+        let (off, len, df) = self.info(i)?;
+        let end = off.checked_add(len).ok_or(corrupt("postings overflow"))?;
+        let data = self.postings.get(off..end).ok_or(corrupt("postings out of bounds"))?;
+        Postings::new(std::borrow::Cow::Borrowed(data), df)
+    }
+}
+
 /// A zero-copy view of a text index section.
 #[derive(Clone, Copy, Debug)]
 pub struct TextIndex<'a> {
@@ -22,11 +97,9 @@ pub struct TextIndex<'a> {
     num_docs: u64,
     total_tokens: u64,
     pub(super) norms: &'a [u8],
-    term_offsets: &'a [u8],
-    infos: &'a [u8],
-    term_bytes: &'a [u8],
-    postings: &'a [u8],
-    num_terms: usize,
+    pub(super) terms: Dict<'a>,
+    /// Version 2: the longest indexed prefix (chars) and the prefix dictionary.
+    pub(super) prefixes: Option<(u32, Dict<'a>)>,
 }
 
 impl<'a> TextIndex<'a> {
@@ -49,7 +122,8 @@ impl<'a> TextIndex<'a> {
             return Err(corrupt("bad magic"));
         }
         let version = u16::from_le_bytes([bytes[8], bytes[9]]);
-        if version != VERSION {
+        let flags = u16::from_le_bytes([bytes[10], bytes[11]]);
+        if !(VERSION..=VERSION_PREFIXES).contains(&version) {
             return Err(IndexError::new(
                 IndexSection::Text,
                 IndexErrorKind::Unsupported { version: u32::from(version), kind: 0 },
@@ -71,28 +145,16 @@ impl<'a> TextIndex<'a> {
         };
         let attr = std::str::from_utf8(take(attr_len)?).map_err(|_| corrupt("attr not utf-8"))?;
         let norms = take(row_count)?;
-        let offs_len = num_terms.checked_add(1).and_then(|n| n.checked_mul(4));
-        let term_offsets = take(offs_len.ok_or(corrupt("length overflow"))?)?;
-        let infos = take(num_terms.checked_mul(TERM_INFO_LEN).ok_or(corrupt("length overflow"))?)?;
-        let term_bytes = take(term_bytes_len)?;
-        let postings = take(postings_len)?;
+        let terms = take_dict(&mut take, num_terms, term_bytes_len, postings_len)?;
+        let prefixes = match (version, flags) {
+            (VERSION, 0) => None,
+            (VERSION_PREFIXES, FLAG_PREFIXES) => Some(open_prefix_region(&mut take)?),
+            _ => return Err(corrupt("flags")),
+        };
         if pos + 4 != bytes.len() {
             return Err(corrupt("length mismatch"));
         }
-        if rd_u32(term_offsets, 0)? != 0 || rd_u32(term_offsets, num_terms * 4)? as usize != term_bytes_len {
-            return Err(corrupt("term offsets"));
-        }
-        Ok(TextIndex {
-            attr,
-            num_docs,
-            total_tokens,
-            norms,
-            term_offsets,
-            infos,
-            term_bytes,
-            postings,
-            num_terms,
-        })
+        Ok(TextIndex { attr, num_docs, total_tokens, norms, terms, prefixes })
     }
 
     /// The attribute this index covers.
@@ -112,7 +174,7 @@ impl<'a> TextIndex<'a> {
 
     /// Distinct terms.
     pub fn num_terms(&self) -> usize {
-        self.num_terms
+        self.terms.len
     }
 
     /// The fieldnorm id of `row` (0 when the row has no tokens or is out of range).
@@ -120,51 +182,17 @@ impl<'a> TextIndex<'a> {
         self.norms.get(row as usize).copied().unwrap_or(0)
     }
 
-    fn term(&self, i: usize) -> Option<&'a [u8]> {
-        let s = rd_u32(self.term_offsets, i * 4).ok()? as usize;
-        let e = rd_u32(self.term_offsets, i * 4 + 4).ok()? as usize;
-        self.term_bytes.get(s..e)
-    }
-
-    /// Index of the first term `>= key` (bytewise).
-    fn lower_bound(&self, key: &[u8]) -> usize {
-        let (mut lo, mut hi) = (0usize, self.num_terms);
-        while lo < hi {
-            let mid = lo + (hi - lo) / 2;
-            if self.term(mid).unwrap_or(&[]) < key {
-                lo = mid + 1;
-            } else {
-                hi = mid;
-            }
-        }
-        lo
-    }
-
-    fn find(&self, term: &str) -> Option<usize> {
-        let i = self.lower_bound(term.as_bytes());
-        (i < self.num_terms && self.term(i) == Some(term.as_bytes())).then_some(i)
-    }
-
-    fn info(&self, i: usize) -> Result<(usize, usize, u32), IndexError> {
-        let at = i * TERM_INFO_LEN;
-        Ok((
-            to_usize(rd_u64(self.infos, at)?)?,
-            rd_u32(self.infos, at + 8)? as usize,
-            rd_u32(self.infos, at + 12)?,
-        ))
-    }
-
     /// Rows containing `term` in this segment.
     pub fn doc_freq(&self, term: &str) -> u32 {
-        self.find(term).and_then(|i| self.info(i).ok()).map_or(0, |x| x.2)
+        self.terms.find(term).and_then(|i| self.terms.info(i).ok()).map_or(0, |x| x.2)
     }
 
     /// Dictionary terms starting with `prefix`, in order, at most `limit`.
     pub fn terms_with_prefix(&self, prefix: &str, limit: usize) -> Vec<String> {
         let mut out = Vec::new();
-        let mut i = self.lower_bound(prefix.as_bytes());
-        while i < self.num_terms && out.len() < limit {
-            match self.term(i) {
+        let mut i = self.terms.lower_bound(prefix.as_bytes());
+        while i < self.terms.len && out.len() < limit {
+            match self.terms.key(i) {
                 Some(t) if t.starts_with(prefix.as_bytes()) => {
                     if let Ok(s) = std::str::from_utf8(t) {
                         out.push(s.to_owned());
@@ -179,28 +207,15 @@ impl<'a> TextIndex<'a> {
 
     /// A cursor over `term`'s postings, if the term occurs.
     pub(super) fn postings_of(&self, term: &str) -> Result<Option<Postings<'a>>, IndexError> {
-        let Some(i) = self.find(term) else { return Ok(None) };
-        let (off, len, df) = self.info(i)?;
-        let end = off.checked_add(len).ok_or(corrupt("postings overflow"))?;
-        let data = self.postings.get(off..end).ok_or(corrupt("postings out of bounds"))?;
-        let nblocks = (df as usize).div_ceil(BLOCK);
-        if df == 0 || nblocks * META_LEN > data.len() {
-            return Err(corrupt("postings header"));
-        }
-        Ok(Some(Postings { data, nblocks }))
+        self.terms.find(term).map(|i| self.terms.postings_at(i)).transpose()
     }
 
     /// Every `(row, tf)` of `term` (tests, exhaustive scoring).
     pub fn postings(&self, term: &str) -> Result<Vec<(u32, u32)>, IndexError> {
-        let mut out = Vec::new();
-        if let Some(p) = self.postings_of(term)? {
-            let mut blk = DecodedBlock::default();
-            for b in 0..p.nblocks {
-                p.decode(b, &mut blk)?;
-                out.extend((0..blk.len).map(|i| (blk.rows[i], blk.tfs[i])));
-            }
+        match self.postings_of(term)? {
+            Some(p) => p.decode_all(),
+            None => Ok(Vec::new()),
         }
-        Ok(out)
     }
 
     /// Top-`k` rows for `terms` (distinct, analyzed) by BM25 under global
@@ -214,7 +229,11 @@ impl<'a> TextIndex<'a> {
         k: usize,
         filter: Option<&dyn Fn(u32) -> bool>,
     ) -> Result<Vec<(u32, f32)>, IndexError> {
-        search_fields(&[FieldQuery { index: self, terms, stats: global, params, boost: 1.0 }], k, filter)
+        search_fields(
+            &[FieldQuery { index: self, terms, prefix: None, stats: global, params, boost: 1.0 }],
+            k,
+            filter,
+        )
     }
 
     /// Scores every matching row (no pruning): the reference for [`Self::search`].
@@ -227,16 +246,18 @@ impl<'a> TextIndex<'a> {
         filter: Option<&dyn Fn(u32) -> bool>,
     ) -> Result<Vec<(u32, f32)>, IndexError> {
         search_fields_exhaustive(
-            &[FieldQuery { index: self, terms, stats: global, params, boost: 1.0 }],
+            &[FieldQuery { index: self, terms, prefix: None, stats: global, params, boost: 1.0 }],
             k,
             filter,
         )
     }
 }
 
-#[derive(Clone, Copy)]
+/// One postings list: borrowed from the section, or built for a query (the union
+/// of a prefix's terms, [`TextIndex::prefix_postings`]).
+#[derive(Clone)]
 pub(super) struct Postings<'a> {
-    data: &'a [u8],
+    data: std::borrow::Cow<'a, [u8]>,
     pub(super) nblocks: usize,
 }
 
@@ -278,7 +299,27 @@ pub(super) fn get_vint(b: &[u8], pos: &mut usize) -> Result<u32, IndexError> {
     Err(corrupt("varint too long"))
 }
 
-impl Postings<'_> {
+impl<'a> Postings<'a> {
+    /// A list of `df` rows over `data` (block metas, then block data).
+    pub(super) fn new(data: std::borrow::Cow<'a, [u8]>, df: u32) -> Result<Self, IndexError> {
+        let nblocks = (df as usize).div_ceil(BLOCK);
+        if df == 0 || nblocks * META_LEN > data.len() {
+            return Err(corrupt("postings header"));
+        }
+        Ok(Postings { data, nblocks })
+    }
+
+    /// Every `(row, tf)`, in row order.
+    pub(super) fn decode_all(&self) -> Result<Vec<(u32, u32)>, IndexError> {
+        let mut out = Vec::new();
+        let mut blk = DecodedBlock::default();
+        for b in 0..self.nblocks {
+            self.decode(b, &mut blk)?;
+            out.extend((0..blk.len).map(|i| (blk.rows[i], blk.tfs[i])));
+        }
+        Ok(out)
+    }
+
     pub(super) fn meta(&self, b: usize) -> Result<BlockMeta, IndexError> {
         let m = b * META_LEN;
         let s = self.data.get(m..m + META_LEN).ok_or(corrupt("block meta"))?;

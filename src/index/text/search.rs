@@ -11,6 +11,9 @@ pub struct FieldQuery<'q, 'a> {
     pub index: &'q TextIndex<'a>,
     /// Analyzed terms, repeats allowed (prefix expansions already resolved).
     pub terms: &'q [String],
+    /// A prefix scored as one pseudo-term after `terms` (`index_prefixes`; see
+    /// `prefixes.rs`), weighted by `stats.prefix_doc_freq`.
+    pub prefix: Option<&'q str>,
     /// Global statistics of this attribute.
     pub stats: &'q CorpusStats,
     /// BM25 parameters of this attribute.
@@ -181,11 +184,16 @@ pub(super) fn open_cursors<'a>(
     for f in fields {
         let ci = caches.len();
         caches.push(f.stats.norm_cache(f.params));
-        for (t, count) in term_counts(f.terms) {
+        let terms = term_counts(f.terms)
+            .into_iter()
+            .map(|(t, count)| Ok((f.index.postings_of(t)?, f.stats.weight(t, count, f.params))));
+        let prefix = f.prefix.map(|p| Ok((f.index.prefix_postings(p)?, f.stats.prefix_weight(p, f.params))));
+        for unit in terms.chain(prefix) {
+            let (p, weight): (Option<Postings<'a>>, Bm25Weight) = unit?;
             let this_ord = ord;
             ord += 1;
-            let Some(p) = f.index.postings_of(t)? else { continue };
-            let weight = f.stats.weight(t, count, f.params);
+            let Some(p) = p else { continue };
+            let nblocks = p.nblocks;
             let mut c = TermCursor {
                 p,
                 norms: f.index.norms,
@@ -199,13 +207,13 @@ pub(super) fn open_cursors<'a>(
                 pos: 0,
                 exhausted: false,
                 shallow: 0,
-                last_rows: Vec::with_capacity(p.nblocks),
-                block_scores: Vec::with_capacity(p.nblocks),
+                last_rows: Vec::with_capacity(nblocks),
+                block_scores: Vec::with_capacity(nblocks),
             };
             let mut mx = 0f32;
             let mut prev: Option<u32> = None;
-            for b in 0..p.nblocks {
-                let m = p.meta(b)?;
+            for b in 0..nblocks {
+                let m = c.p.meta(b)?;
                 if prev.is_some_and(|p| m.last_row <= p) {
                     return Err(corrupt("block rows not increasing"));
                 }

@@ -130,8 +130,8 @@ fn multi_field_sum_and_prefix() {
     stt.add_index(&t, &terms);
     let p = Bm25Params::default();
     let fq = [
-        FieldQuery { index: &t, terms: &terms, stats: &stt, params: p, boost: 1.0 },
-        FieldQuery { index: &b, terms: &terms, stats: &sb, params: p, boost: 1.0 },
+        FieldQuery { index: &t, terms: &terms, prefix: None, stats: &stt, params: p, boost: 1.0 },
+        FieldQuery { index: &b, terms: &terms, prefix: None, stats: &sb, params: p, boost: 1.0 },
     ];
     let r = search_fields(&fq, 10, None).unwrap();
     let e = search_fields_exhaustive(&fq, 10, None).unwrap();
@@ -222,8 +222,8 @@ proptest! {
         let b = idx.search_exhaustive(&terms, &st, p, k, Some(&f)).unwrap();
         prop_assert_eq!(&a, &b);
         let fq = [
-            FieldQuery { index: &idx, terms: &terms, stats: &st, params: p, boost: 1.0 },
-            FieldQuery { index: &idx2, terms: &terms, stats: &st2, params: p, boost: 0.5 },
+            FieldQuery { index: &idx, terms: &terms, prefix: None, stats: &st, params: p, boost: 1.0 },
+            FieldQuery { index: &idx2, terms: &terms, prefix: None, stats: &st2, params: p, boost: 0.5 },
         ];
         prop_assert_eq!(search_fields(&fq, k, None).unwrap(), search_fields_exhaustive(&fq, k, None).unwrap());
         // Postings round-trip.
