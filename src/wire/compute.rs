@@ -11,12 +11,11 @@
 
 use serde_json::{json, Map, Value as Json};
 
-use super::query::{parse_f32_vector, parse_rank_by, parse_text_expr, RankBy};
-use crate::filter::Filter;
+use super::rank::{parse_f32_vector, parse_rank_by, prefix_error, RankBy};
 use crate::model::{ID_ATTR, VECTOR_ATTR};
 use crate::query::{
-    ComputeExpr, ComputedValue, Curve, FragmentBy, Highlight, HighlightFragment, OffsetUnit, QueryError,
-    Rank, TextExpr, DIST_ATTR, MAX_COMPUTED_ATTRIBUTES, MAX_FRAGMENT_LIMIT,
+    ComputeExpr, ComputedValue, FragmentBy, Highlight, HighlightFragment, OffsetUnit, QueryError, Rank,
+    DIST_ATTR, MAX_COMPUTED_ATTRIBUTES, MAX_FRAGMENT_LIMIT,
 };
 
 fn invalid(msg: impl Into<String>) -> QueryError {
@@ -39,7 +38,7 @@ pub(crate) fn parse_compute_attributes(v: &Json) -> Result<Vec<(String, ComputeE
     }
     let mut out = Vec::with_capacity(o.len());
     for (name, e) in o {
-        let named = |err: QueryError| super::query::prefix_error(err, &format!("compute_attributes.{name}"));
+        let named = |err: QueryError| prefix_error(err, &format!("compute_attributes.{name}"));
         check_name(name).map_err(named)?;
         out.push((name.clone(), parse_compute_expr(e).map_err(named)?));
     }
@@ -120,7 +119,7 @@ fn parse_highlight(items: &[Json]) -> Result<Highlight, QueryError> {
                 h.rank_fragments_by = Some(match parse_rank_by(val) {
                     Ok(RankBy::Scored(Rank::Text(e))) => e,
                     Ok(_) => return Err(invalid("rank_fragments_by must be a BM25 rank expression")),
-                    Err(e) => return Err(super::query::prefix_error(e, "rank_fragments_by")),
+                    Err(e) => return Err(prefix_error(e, "rank_fragments_by")),
                 })
             }
             other => return Err(invalid(format!("Highlight has an unknown key {other:?}"))),
@@ -146,70 +145,6 @@ fn parse_offset_unit(v: &Json) -> Result<OffsetUnit, QueryError> {
         Some("codepoints") => OffsetUnit::Codepoints,
         _ => return Err(invalid("include_offsets must be \"utf-8\", \"utf-16\" or \"codepoints\"")),
     })
-}
-
-/// Whether a rank expression's head names a combinator or a filter (which
-/// [`parse_combinator`] then parses).
-pub(crate) fn is_combinator(items: &[Json]) -> bool {
-    let head = items.first().and_then(Json::as_str);
-    let op = items.get(1).and_then(Json::as_str);
-    matches!(head, Some("Attribute" | "Saturate" | "Decay" | "Dist" | "And" | "Or" | "Not"))
-        || op.is_some_and(|o| crate::filter::Op::parse(o).is_some())
-}
-
-/// `Attribute`, `Saturate`, `Decay`, `Dist` or a filter term, at nesting
-/// `depth`; `terms` counts leaf terms against the expression's bound.
-pub(crate) fn parse_combinator(
-    v: &Json,
-    items: &[Json],
-    depth: usize,
-    terms: &mut usize,
-) -> Result<TextExpr, QueryError> {
-    let mut inner = |e: &Json| parse_text_expr(e, depth + 1, terms);
-    match items.first().and_then(Json::as_str) {
-        Some("Attribute") => match items {
-            [_, Json::String(a)] => Ok(TextExpr::Attribute(a.clone())),
-            _ => Err(invalid("Attribute takes [\"Attribute\", name]")),
-        },
-        Some(c @ ("Saturate" | "Decay")) => {
-            let [_, e, p] = items else {
-                return Err(invalid(format!("{c} takes [\"{c}\", expr, {{midpoint, exponent}}]")));
-            };
-            let curve = parse_curve(p, c)?;
-            let e = Box::new(inner(e)?);
-            Ok(if c == "Saturate" { TextExpr::Saturate(e, curve) } else { TextExpr::Decay(e, curve) })
-        }
-        Some("Dist") => {
-            let [_, e, x] = items else { return Err(invalid("Dist takes [\"Dist\", expr, number]")) };
-            let x = x
-                .as_f64()
-                .filter(|x| x.is_finite())
-                .ok_or_else(|| invalid("Dist's value must be a number"))?;
-            Ok(TextExpr::Dist(Box::new(inner(e)?), x))
-        }
-        _ => Filter::parse(v).map(TextExpr::Filter).map_err(|e| invalid(format!("filter rank term: {e}"))),
-    }
-}
-
-/// `{midpoint, exponent}`: midpoint required and positive, exponent positive (default 1).
-fn parse_curve(p: &Json, c: &str) -> Result<Curve, QueryError> {
-    let o =
-        p.as_object().ok_or_else(|| invalid(format!("{c}'s parameters must be {{midpoint, exponent}}")))?;
-    let positive = |k: &str| -> Result<Option<f64>, QueryError> {
-        match o.get(k).filter(|x| !x.is_null()) {
-            None => Ok(None),
-            Some(x) => x
-                .as_f64()
-                .filter(|x| x.is_finite() && *x > 0.0)
-                .map(Some)
-                .ok_or_else(|| invalid(format!("{c}.{k} must be a positive number"))),
-        }
-    };
-    if let Some(bad) = o.keys().find(|k| *k != "midpoint" && *k != "exponent") {
-        return Err(invalid(format!("{c} has an unknown parameter {bad:?}")));
-    }
-    let midpoint = positive("midpoint")?.ok_or_else(|| invalid(format!("{c} needs a midpoint")))?;
-    Ok(Curve { midpoint, exponent: positive("exponent")?.unwrap_or(1.0) })
 }
 
 /// A row's computed values, added to its JSON object after the stored

@@ -24,6 +24,7 @@ pub mod bounded;
 mod compute;
 pub mod namespace;
 pub mod query;
+mod rank;
 pub mod sync;
 pub mod v1;
 pub mod write;

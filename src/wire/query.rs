@@ -16,15 +16,15 @@
 use base64::Engine as _;
 use serde_json::{json, Map, Value as Json};
 
+use super::rank::{parse_rank_by, prefix_error, RankBy};
 use crate::engine::QueryAnswer;
 use crate::filter::Filter;
 use crate::model::{DocId, Value, ID_ATTR, VECTOR_ATTR};
 use crate::query::recall::{RecallReport, RecallRequest};
 use crate::query::{
     Aggregate, AggregateGroup, AggregateValue, Direction, GroupKey, OrderKey, PerLimit, Projection, Query,
-    QueryError, QueryRequest, QueryResult, Rank, Rerank, Row, TextExpr, TextInput, VectorEncoding,
-    DEFAULT_LIMIT, DIST_ATTR, MAX_LIMIT, MAX_OFFSET, MAX_RANK_CHILDREN, MAX_RANK_CLAUSES,
-    MAX_SPARSE_QUERY_KEYS, MAX_SUBQUERIES,
+    QueryError, QueryRequest, QueryResult, Rank, Rerank, Row, VectorEncoding, DEFAULT_LIMIT, DIST_ATTR,
+    MAX_LIMIT, MAX_OFFSET, MAX_SUBQUERIES,
 };
 
 fn invalid(msg: impl Into<String>) -> QueryError {
@@ -289,14 +289,6 @@ fn parse_disable_cache(v: Option<&Json>) -> Result<bool, QueryError> {
     }
 }
 
-pub(crate) fn prefix_error(e: QueryError, what: &str) -> QueryError {
-    match e {
-        QueryError::InvalidInput(m) => QueryError::InvalidInput(format!("{what}: {m}")),
-        QueryError::Unsupported(m) => QueryError::Unsupported(format!("{what}: {m}")),
-        other => other,
-    }
-}
-
 /// Whether `consistency` names `{"level": "strong"}` (not strong by default).
 fn names_strong(consistency: Option<&Json>) -> bool {
     consistency.and_then(|c| c.get("level")).and_then(Json::as_str) == Some("strong")
@@ -466,15 +458,6 @@ pub(crate) fn parse_limit(v: &Json, key: &str) -> Result<(usize, Option<PerLimit
     }
 }
 
-/// Deepest nesting of a BM25 rank expression.
-pub(crate) const MAX_RANK_DEPTH: usize = 16;
-
-/// A parsed `rank_by`.
-pub(crate) enum RankBy {
-    Order(Vec<OrderKey>),
-    Scored(Rank),
-}
-
 pub(crate) fn parse_per(v: &Json, key: &str) -> Result<PerLimit, QueryError> {
     let o = v.as_object().ok_or_else(|| invalid(format!("{key}.per must be {{attributes, limit}}")))?;
     if let Some(bad) = o.keys().find(|k| *k != "attributes" && *k != "limit") {
@@ -535,190 +518,6 @@ pub(crate) fn parse_rerank(
         }
     }
     Ok(r)
-}
-
-pub(crate) fn parse_f32_vector(v: Option<&Json>, what: &str) -> Result<Vec<f32>, QueryError> {
-    let items =
-        v.and_then(Json::as_array).ok_or_else(|| invalid(format!("{what} needs a vector of numbers")))?;
-    if items.iter().any(Json::is_array) {
-        return Err(unsupported("multi-vector queries are not implemented"));
-    }
-    items
-        .iter()
-        .map(|x| {
-            x.as_f64()
-                .map(|f| f as f32)
-                .filter(|f| f.is_finite())
-                .ok_or_else(|| invalid(format!("{what}: vector components must be finite numbers")))
-        })
-        .collect()
-}
-
-/// Parse `rank_by` as an attribute ordering or a scored ranking.
-pub(crate) fn parse_rank_by(v: &Json) -> Result<RankBy, QueryError> {
-    if let Some(key) = order_pair(v) {
-        return Ok(RankBy::Order(vec![key]));
-    }
-    if let Some(items) = v.as_array() {
-        if !items.is_empty() && items.iter().all(|i| order_pair(i).is_some()) {
-            return Ok(RankBy::Order(items.iter().filter_map(order_pair).collect()));
-        }
-        let op = items.get(1).and_then(Json::as_str);
-        let head = items.first().and_then(Json::as_str);
-        match (head, op) {
-            (Some(attr), Some(op @ ("ANN" | "kNN"))) => {
-                if items.len() != 3 {
-                    return Err(invalid(format!("rank_by [{attr:?}, \"{op}\", [..]] takes 3 items")));
-                }
-                let query = parse_f32_vector(items.get(2), "rank_by")?;
-                let exact = op == "kNN";
-                // Whether a named attribute is a vector is the query layer's check (schema).
-                return Ok(RankBy::Scored(if attr == VECTOR_ATTR {
-                    Rank::Vector { exact, query }
-                } else {
-                    Rank::NamedVector { attr: attr.to_owned(), exact, query }
-                }));
-            }
-            (Some(attr), Some("SparseKNN")) => {
-                let o =
-                    items.get(2).and_then(Json::as_object).filter(|_| items.len() == 3).ok_or_else(|| {
-                        invalid("rank_by SparseKNN takes [attr, \"SparseKNN\", {key: weight}]")
-                    })?;
-                if o.len() > MAX_SPARSE_QUERY_KEYS {
-                    return Err(invalid(format!(
-                        "rank_by SparseKNN has {} dimensions; the limit is {MAX_SPARSE_QUERY_KEYS}",
-                        o.len()
-                    )));
-                }
-                let mut query = Vec::with_capacity(o.len());
-                for (k, w) in o {
-                    let w = w
-                        .as_f64()
-                        .map(|f| f as f32)
-                        .filter(|f| f.is_finite())
-                        .ok_or_else(|| invalid("SparseKNN weights must be finite numbers"))?;
-                    query.push((k.clone(), w));
-                }
-                query.sort_by(|a, b| a.0.cmp(&b.0));
-                return Ok(RankBy::Scored(Rank::Sparse { attr: attr.to_owned(), query }));
-            }
-            _ if super::compute::is_combinator(items) => {
-                return Ok(RankBy::Scored(Rank::Text(parse_text_expr(v, 1, &mut 0)?)));
-            }
-            (_, Some("BM25")) | (Some("Sum" | "Max" | "Product"), _) => {
-                return Ok(RankBy::Scored(Rank::Text(parse_text_expr(v, 1, &mut 0)?)));
-            }
-            _ => {}
-        }
-    }
-    Err(invalid(
-        "rank_by must be [\"attr\", \"asc\"|\"desc\"], a list of such pairs, or a ranking expression",
-    ))
-}
-
-/// Parses a BM25 rank expression at nesting level `depth`; `clauses` counts
-/// the BM25 clauses (and leaf combinator terms: attributes, filters) seen so
-/// far (bounded by [`MAX_RANK_CLAUSES`]).
-pub(crate) fn parse_text_expr(v: &Json, depth: usize, clauses: &mut usize) -> Result<TextExpr, QueryError> {
-    if depth > MAX_RANK_DEPTH {
-        return Err(invalid(format!("rank_by nests deeper than {MAX_RANK_DEPTH} levels")));
-    }
-    let items = v.as_array().ok_or_else(|| invalid("a rank expression must be an array"))?;
-    let head = items.first().and_then(Json::as_str);
-    let op = items.get(1).and_then(Json::as_str);
-    match (head, op) {
-        (Some(attr), Some("BM25")) => {
-            if !(3..=4).contains(&items.len()) {
-                return Err(invalid("BM25 takes [attr, \"BM25\", query, {last_as_prefix}]"));
-            }
-            *clauses += 1;
-            if *clauses > MAX_RANK_CLAUSES {
-                return Err(invalid(format!(
-                    "rank_by has more than {MAX_RANK_CLAUSES} BM25 clauses (the limit per rank expression)"
-                )));
-            }
-            let query = match &items[2] {
-                Json::String(s) => TextInput::Text(s.clone()),
-                Json::Array(a) => TextInput::Tokens(
-                    a.iter()
-                        .map(|t| {
-                            t.as_str()
-                                .map(str::to_owned)
-                                .ok_or_else(|| invalid("BM25 tokens must be strings"))
-                        })
-                        .collect::<Result<_, _>>()?,
-                ),
-                _ => return Err(invalid("a BM25 query must be a string or a list of strings")),
-            };
-            let mut last_as_prefix = false;
-            if let Some(p) = items.get(3).filter(|p| !p.is_null()) {
-                let o = p.as_object().ok_or_else(|| invalid("BM25 parameters must be an object"))?;
-                for (k, val) in o {
-                    match k.as_str() {
-                        "last_as_prefix" => {
-                            last_as_prefix =
-                                val.as_bool().ok_or_else(|| invalid("last_as_prefix must be a bool"))?
-                        }
-                        other => return Err(invalid(format!("unknown BM25 parameter {other:?}"))),
-                    }
-                }
-            }
-            Ok(TextExpr::Bm25 { attr: attr.to_owned(), query, last_as_prefix })
-        }
-        (Some(c @ ("Sum" | "Max")), _) => {
-            let subs = items
-                .get(1)
-                .and_then(Json::as_array)
-                .filter(|s| items.len() == 2 && !s.is_empty())
-                .ok_or_else(|| invalid(format!("{c} takes a non-empty list of expressions")))?;
-            if subs.len() > MAX_RANK_CHILDREN {
-                return Err(invalid(format!(
-                    "{c} has {} children; the limit is {MAX_RANK_CHILDREN} children per Sum/Max",
-                    subs.len()
-                )));
-            }
-            let subs =
-                subs.iter().map(|s| parse_text_expr(s, depth + 1, clauses)).collect::<Result<Vec<_>, _>>()?;
-            Ok(if c == "Sum" { TextExpr::Sum(subs) } else { TextExpr::Max(subs) })
-        }
-        (Some("Product"), _) if items.len() == 3 => {
-            let (w, e) = match (items[1].as_f64(), items[2].as_f64()) {
-                (Some(w), _) => (w, &items[2]),
-                (None, Some(w)) => (w, &items[1]),
-                _ => return Err(invalid("Product takes a number and an expression")),
-            };
-            if !w.is_finite() {
-                return Err(invalid("Product weight must be finite"));
-            }
-            Ok(TextExpr::Product(w as f32, Box::new(parse_text_expr(e, depth + 1, clauses)?)))
-        }
-        _ if super::compute::is_combinator(items) => {
-            if !matches!(head, Some("Saturate" | "Decay" | "Dist")) {
-                // A leaf term: counted with the BM25 clauses.
-                *clauses += 1;
-                if *clauses > MAX_RANK_CLAUSES {
-                    return Err(invalid(format!(
-                        "rank_by has more than {MAX_RANK_CLAUSES} BM25 clauses and terms (the limit per rank expression)"
-                    )));
-                }
-            }
-            super::compute::parse_combinator(v, items, depth, clauses)
-        }
-        _ => Err(invalid(
-            "unknown rank expression: expected BM25, Sum, Max, Product, Attribute, Saturate, Decay, Dist or a filter",
-        )),
-    }
-}
-
-pub(crate) fn order_pair(v: &Json) -> Option<OrderKey> {
-    let items = v.as_array()?;
-    let [attr, dir] = items.as_slice() else { return None };
-    let dir = match dir.as_str()? {
-        "asc" => Direction::Asc,
-        "desc" => Direction::Desc,
-        _ => return None,
-    };
-    Some(OrderKey { attr: attr.as_str()?.to_owned(), dir })
 }
 
 pub(crate) fn string_list(v: &Json, key: &str) -> Result<Vec<String>, QueryError> {
