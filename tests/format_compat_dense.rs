@@ -56,9 +56,16 @@ fn v11_batch() -> WalBatch {
             upserts: vec![doc(
                 1,
                 Some(vec![0.5, 0.25]),
-                &[("a", dense(&[1.5, -2.0])), ("b", dense(&[f32::MIN_POSITIVE, -0.0, 3.0e38])), ("k", Value::Int(7))],
+                &[
+                    ("a", dense(&[1.5, -2.0])),
+                    ("b", dense(&[f32::MIN_POSITIVE, -0.0, 3.0e38])),
+                    ("k", Value::Int(7)),
+                ],
             )],
-            patches: vec![Patch { id: DocId::U64(1), attrs: attrs(&[("a", dense(&[3.0, 4.0])), ("b", Value::Null)]) }],
+            patches: vec![Patch {
+                id: DocId::U64(1),
+                attrs: attrs(&[("a", dense(&[3.0, 4.0])), ("b", Value::Null)]),
+            }],
             patch_by_filter: Some(PatchByFilter {
                 filter: tidepool::filter::Filter::parse(&json!(["k", "Eq", 7])).unwrap(),
                 attrs: attrs(&[("a", dense(&[5.0, 6.0]))]),
@@ -67,12 +74,21 @@ fn v11_batch() -> WalBatch {
         },
         counts: RowCounts { upserted: 1, patched: 2, deleted: 0 },
     };
-    WalBatch { seq: 110, created_at_ms: 1_764_000_000_000, requests: vec![req], flags: WAL_FLAG_DATETIME_INSTANTS }
+    WalBatch {
+        seq: 110,
+        created_at_ms: 1_764_000_000_000,
+        requests: vec![req],
+        flags: WAL_FLAG_DATETIME_INSTANTS,
+    }
 }
 
 fn v11_segment_docs() -> Vec<Document> {
     vec![
-        doc(1, Some(vec![1.0, 0.0]), &[("a", dense(&[1.0, 2.0])), ("b", dense(&[0.0, 1.0, 0.0])), ("k", Value::Int(1))]),
+        doc(
+            1,
+            Some(vec![1.0, 0.0]),
+            &[("a", dense(&[1.0, 2.0])), ("b", dense(&[0.0, 1.0, 0.0])), ("k", Value::Int(1))],
+        ),
         doc(2, None, &[("k", Value::Str("no vectors".into()))]),
         doc(3, Some(vec![0.0, 1.0]), &[("a", dense(&[-1.0, 0.5]))]),
     ]
@@ -108,8 +124,12 @@ fn v11_segment_with_dense_values_reads_back() {
             };
             assert_eq!(got, want, "row {row} attribute {attr}");
         }
-        let without: AttrMap =
-            want.attrs.iter().filter(|(_, v)| !matches!(v, Value::Dense(_))).map(|(k, v)| (k.clone(), v.clone())).collect();
+        let without: AttrMap = want
+            .attrs
+            .iter()
+            .filter(|(_, v)| !matches!(v, Value::Dense(_)))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         assert_eq!(seg.attrs_without_dense(row).unwrap(), without, "row {row} for filters");
     }
 }

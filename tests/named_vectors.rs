@@ -70,7 +70,8 @@ async fn values_round_trip_as_floats_and_base64_and_dimensions_are_checked() {
     )
     .await;
     assert_eq!(s, 200, "{b}");
-    let (s, b) = query(&c, &d, "v", json!({"rank_by": ["id", "asc"], "include_attributes": ["a", "b"]})).await;
+    let (s, b) =
+        query(&c, &d, "v", json!({"rank_by": ["id", "asc"], "include_attributes": ["a", "b"]})).await;
     assert_eq!(s, 200, "{b}");
     assert_eq!(b["rows"][0]["a"], json!([1.5, -2.0]));
     assert_eq!(b["rows"][1]["a"], json!([3.0, 4.0]));
@@ -94,7 +95,8 @@ async fn values_round_trip_as_floats_and_base64_and_dimensions_are_checked() {
     assert_eq!(schema["b"]["ann"]["distance_metric"], "cosine_distance", "{schema}");
 
     // Every write is checked against the dimension, naming the attribute.
-    for bad in [json!([1.0]), json!([1.0, 2.0, 3.0]), json!(b64(&[1.0])), json!("not base64!"), json!(["x", 1])]
+    for bad in
+        [json!([1.0]), json!([1.0, 2.0, 3.0]), json!(b64(&[1.0])), json!("not base64!"), json!(["x", 1])]
     {
         let (s, b) = write(&c, &d, "v", json!({"upsert_rows": [{"id": 9, "a": bad}]})).await;
         assert_eq!(s, 400, "{bad}: {b}");
@@ -108,11 +110,16 @@ async fn values_round_trip_as_floats_and_base64_and_dimensions_are_checked() {
     let (_, b) = query(&c, &d, "v", json!({"filters": ["id", "Eq", 1], "include_attributes": ["a"]})).await;
     assert_eq!(b["rows"][0]["a"], json!([7.0, 8.0]), "{b}");
     // A metric cannot change once set.
-    let (s, b) =
-        write(&c, &d, "v", json!({"schema": {"a": {"type": "[2]f32", "ann": {"distance_metric": "cosine_distance"}}}}))
-            .await;
+    let (s, b) = write(
+        &c,
+        &d,
+        "v",
+        json!({"schema": {"a": {"type": "[2]f32", "ann": {"distance_metric": "cosine_distance"}}}}),
+    )
+    .await;
     assert_eq!(s, 400, "{b}");
-    let (s, b) = write(&c, &d, "v", json!({"schema": {"c": {"type": "int", "ann": {"distance_metric": "x"}}}})).await;
+    let (s, b) =
+        write(&c, &d, "v", json!({"schema": {"c": {"type": "int", "ann": {"distance_metric": "x"}}}})).await;
     assert_eq!(s, 400, "{b}");
     d.stop();
 }
@@ -146,7 +153,8 @@ fn expected(n: u64, attr: &str, q: &[f32], k: usize) -> Vec<u64> {
     let mut all: Vec<(f32, u64)> = (0..n)
         .map(|i| {
             let r = row(i);
-            let v: Vec<f32> = r[attr].as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect();
+            let v: Vec<f32> =
+                r[attr].as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect();
             let d = if attr == "a" {
                 v.iter().zip(q).map(|(x, y)| (x - y) * (x - y)).sum::<f32>()
             } else {
@@ -200,9 +208,13 @@ async fn two_attributes_rank_in_their_own_metric_over_wal_and_segments() {
     assert_eq!(rest, vec![2, 4], "the two rows 9° away: {b}");
     assert!(b["rows"][0]["$dist"].as_f64().unwrap().abs() < 1e-5, "{b}");
     // Filters apply; far-away row 3 is excluded from `a`'s top hits.
-    let (s, b) =
-        query(&c, &d, "r", json!({"rank_by": ["a", "kNN", [3.0, 0.0]], "filters": ["k", "Eq", 1], "limit": 3}))
-            .await;
+    let (s, b) = query(
+        &c,
+        &d,
+        "r",
+        json!({"rank_by": ["a", "kNN", [3.0, 0.0]], "filters": ["k", "Eq", 1], "limit": 3}),
+    )
+    .await;
     assert_eq!(s, 200, "{b}");
     assert_eq!(ids(&b), vec![1, 5, 7], "{b}");
 

@@ -9,7 +9,8 @@
 //!   rows × dim floats.
 //! - The partial row decoders agree with `doc(row)`: `attrs_without_dense(row)` is its
 //!   attributes minus the dense (named vector) values, `dense_attr(row, name)` each dense
-//!   value; both fail exactly when `doc(row)` does.
+//!   value, `multi_attr(row, name)` each vector array (multi-vector) value; all fail
+//!   exactly when `doc(row)` does.
 //! - Canonical encoding: a segment whose rows all decode is rebuilt byte for
 //!   byte from its documents and extension sections; an accepted deletion set
 //!   re-encodes to the same bytes.
@@ -94,12 +95,15 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(full.is_ok(), light.is_ok(), "row {row}: the decoders disagree on validity");
         if let (Ok(doc), Ok(light)) = (&full, &light) {
             use tidepool::model::Value;
-            let kept: Vec<_> = doc.attrs.iter().filter(|(_, v)| !matches!(v, Value::Dense(_))).collect();
+            let kept: Vec<_> =
+                doc.attrs.iter().filter(|(_, v)| !matches!(v, Value::Dense(_) | Value::Multi(_))).collect();
             // Debug text, not `==`: a stored float NaN must compare equal to itself here.
             assert_eq!(format!("{kept:?}"), format!("{:?}", light.iter().collect::<Vec<_>>()));
             for (name, v) in doc.attrs.iter() {
                 let want = if let Value::Dense(d) = v { Some(d.clone()) } else { None };
                 assert_eq!(seg.dense_attr(row, name).expect("a decodable row"), want);
+                let want = if let Value::Multi(m) = v { Some(m.clone()) } else { None };
+                assert_eq!(seg.multi_attr(row, name).expect("a decodable row"), want);
             }
         }
         if let Ok(doc) = full {

@@ -46,7 +46,9 @@ pub fn resolve_dense(state: &NsState, record: &mut RequestRecord) -> Result<(), 
     for attrs in maps {
         for (name, v) in attrs.iter_mut() {
             let Some(dim) = named_dim(state, declared, name) else { continue };
-            if let Some(d) = dense_from(name, dim, v).map_err(|e| EngineError::invalid_input(e.to_string()))? {
+            if let Some(d) =
+                dense_from(name, dim, v).map_err(|e| EngineError::invalid_input(e.to_string()))?
+            {
                 *v = d;
             }
         }

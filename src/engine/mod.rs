@@ -44,6 +44,7 @@ mod listing;
 mod load;
 mod memory;
 mod merge;
+mod multi;
 mod observe;
 mod query_error;
 pub mod query_pool;

@@ -16,6 +16,10 @@ pub(super) fn explain_rank(q: &Query, rank: &Rank, state: &NsState, lines: &mut 
             let how = if *exact { "kNN, exact" } else { "ANN, exact (no index sections yet)" };
             (format!("vector {how} on {attr} (distance ascending)"), 0)
         }
+        Rank::MultiVector { attr, exact, .. } => {
+            let how = if *exact { "kNN, exact" } else { "ANN" };
+            (format!("late-interaction {how} on {attr} (sum of per-query-vector min distances ascending)"), 0)
+        }
         Rank::Sparse { attr, .. } => {
             (format!("sparse dot product on {attr} (score descending)"), SECTION_SPARSE_INDEX)
         }
@@ -32,7 +36,9 @@ pub(super) fn explain_rank(q: &Query, rank: &Rank, state: &NsState, lines: &mut 
                 let c = super::vector::calibrations(q, state, std::slice::from_ref(v)).remove(0);
                 vector_access(&c)
             }
-            (Rank::Vector { .. } | Rank::NamedVector { .. }, false) => format!("exact search of {live} rows"),
+            (Rank::Vector { .. } | Rank::NamedVector { .. } | Rank::MultiVector { .. }, false) => {
+                format!("exact search of {live} rows")
+            }
             (_, true) => "postings index".to_owned(),
             (_, false) => format!("exhaustive scan of {live} rows (no index section)"),
         };

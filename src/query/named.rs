@@ -28,7 +28,9 @@ pub(crate) struct NamedAttr<'a> {
 /// The named vector attribute `attr` of `state`'s schema, or why a ranking by it is invalid.
 pub(crate) fn named_attr<'a>(state: &NsState, attr: &'a str) -> Result<NamedAttr<'a>, QueryError> {
     let s = state.schema.get(attr).ok_or_else(|| {
-        invalid(format!("rank_by: attribute {attr:?} is not in the schema; declare it as \"[N]f32\" with \"ann\""))
+        invalid(format!(
+            "rank_by: attribute {attr:?} is not in the schema; declare it as \"[N]f32\" with \"ann\""
+        ))
     })?;
     let AttrType::Vector { dim, .. } = s.ty else {
         return Err(invalid(format!(
@@ -99,7 +101,11 @@ pub(super) fn named_vector_hits(
         exhaustive += 1;
         let Some(vec) = named_vector_of_doc(doc, attr) else { continue };
         if matches(q, doc) {
-            hits.push(Hit { id: id.clone(), score: distance(a.metric, query, vec), src: Src::Over(doc.clone()) });
+            hits.push(Hit {
+                id: id.clone(),
+                score: distance(a.metric, query, vec),
+                src: Src::Over(doc.clone()),
+            });
         }
     }
     Ok((hits, exhaustive))

@@ -1,0 +1,10 @@
+//! Multi-vector (late interaction) search: the exact MaxSim distance ([`maxsim`]) and the
+//! MUVERA fixed dimensional encodings ([`fde`]) that index it.
+//!
+//! The distance of a document D (vectors d) to a query Q (vectors q) under a metric is
+//! `Σ_q min_d dist(q, d)`: each query vector is matched to its nearest document vector.
+//! For cosine distance this is `|Q| − Σ_q max_d cos(q, d)`, i.e. `|Q| − MaxSim`, so ranking
+//! smallest first is ranking by MaxSim largest first (ColBERT); for squared euclidean it is
+//! the sum of the per-query nearest distances.
+
+pub mod maxsim;
