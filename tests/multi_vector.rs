@@ -204,3 +204,72 @@ async fn knn_equals_brute_force_maxsim_over_wal_and_segments_in_both_metrics() {
     assert_ranked(&b, &expected("euclidean_squared", &kept, &q, 10), "after restart");
     d.stop();
 }
+
+/// `n` documents of 4..=12 vectors near 2 of 24 cluster centres (dim 16), and queries of
+/// 4 vectors near 2 centres.
+fn clustered(rng: &mut Lcg, n: usize) -> Vec<(u64, Vec<Vec<f32>>)> {
+    let centres: Vec<Vec<f32>> = (0..24).map(|_| (0..16).map(|_| rng.next()).collect()).collect();
+    let pick = |rng: &mut Lcg| (((rng.next() + 1.0) * 12.0) as usize).min(23);
+    let set = |rng: &mut Lcg, m: usize| {
+        let t = [pick(rng), pick(rng)];
+        (0..m)
+            .map(|i| centres[t[i % 2]].iter().map(|c| c + 0.35 * rng.next()).collect())
+            .collect::<Vec<Vec<f32>>>()
+    };
+    (0..n as u64).map(|i| (i, set(rng, 4 + (i as usize % 9)))).collect()
+}
+
+#[tokio::test]
+async fn ann_reads_the_muvera_section_built_at_compaction_and_reaches_recall_095() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(dir.path(), &[]);
+    let c = client();
+    let mut rng = Lcg(3);
+    // Documents and queries from the same clusters: the last 20 sets are the queries.
+    let all = clustered(&mut rng, 620);
+    let (docs, queries) = all.split_at(600);
+    let s16 = json!({"tok": {"type": "[][16]f32", "ann": {"late_interaction": true}}});
+    for (i, chunk) in docs.chunks(200).enumerate() {
+        let rows: Vec<Json> = chunk.iter().map(|(i, v)| json!({"id": i, "tok": v})).collect();
+        let body =
+            if i == 0 { json!({"schema": s16, "upsert_rows": rows}) } else { json!({"upsert_rows": rows}) };
+        let (s, b) = write(&c, &d, "ann", body).await;
+        assert_eq!(s, 200, "{b}");
+    }
+    let (s, b) = post(&c, &d.at("/v1/namespaces/ann/_admin/compact"), &json!({})).await;
+    assert_eq!(s, 200, "{b}");
+    let q0 = &queries[0].1;
+    let (s, b) = post(
+        &c,
+        &d.at("/v2/namespaces/ann/explain_query"),
+        &json!({"rank_by": ["tok", "ANN", q0], "limit": 10}),
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    assert!(b["plan_text"].as_str().unwrap().contains("MUVERA section"), "{b}");
+    let (_, b) = post(
+        &c,
+        &d.at("/v2/namespaces/ann/explain_query"),
+        &json!({"rank_by": ["tok", "kNN", q0], "limit": 10}),
+    )
+    .await;
+    assert!(b["plan_text"].as_str().unwrap().contains("exact search"), "{b}");
+
+    let mut hits = 0;
+    for (_, q) in queries {
+        let want: Vec<u64> = expected("cosine_distance", docs, q, 10).iter().map(|w| w.0).collect();
+        let (s, b) = query(&c, &d, "ann", json!({"rank_by": ["tok", "ANN", q], "limit": 10})).await;
+        assert_eq!(s, 200, "{b}");
+        hits += ids(&b).iter().filter(|i| want.contains(i)).count();
+        // Every returned distance is the exact one (reranked), so the order is the exact order.
+        let exact = |id: u64| maxsim_dist("cosine_distance", q, &docs[id as usize].1);
+        for r in b["rows"].as_array().unwrap() {
+            let got = r["$dist"].as_f64().unwrap();
+            assert!((got - exact(r["id"].as_u64().unwrap())).abs() < 1e-4, "{r}");
+        }
+    }
+    let recall = hits as f64 / (10 * queries.len()) as f64;
+    eprintln!("MUVERA recall@10 over HTTP: {recall:.3}");
+    assert!(recall >= 0.95, "recall@10 {recall}");
+    d.stop();
+}

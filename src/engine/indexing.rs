@@ -2,7 +2,8 @@
 //! ANN index (kind 16), one BM25 text index per `full_text_search` attribute
 //! (kind 17), one sparse-vector postings section per sparse attribute
 //! (kind 18) and one attribute index per filterable scalar attribute whose
-//! values in the segment share one kind (kind 19).
+//! values in the segment share one kind (kind 19), and one MUVERA section per
+//! `late_interaction` multi-vector attribute (kind 30, `indexing_multi.rs`).
 //!
 //! Invariants:
 //! - Index sections are derived data: a segment without them is still
@@ -87,6 +88,7 @@ enum AttrFeed {
     Text(String, Analyzer, Box<TextIndexBuilder>),
     Values(String, Vec<(u32, Value)>),
     Sparse(String, Vec<(u32, Vec<(String, f32)>)>),
+    Multi(Box<super::indexing_multi::MultiFeed>),
 }
 
 /// The index sections of one segment, fed each row as it is pushed.
@@ -116,6 +118,9 @@ impl<'s> IndexFeed<'s> {
             }
             if matches!(schema.ty, AttrType::Sparse { .. }) {
                 attrs.push(AttrFeed::Sparse(name.clone(), Vec::new()));
+            }
+            if let Some(feed) = super::indexing_multi::MultiFeed::for_attr(state, name, schema) {
+                attrs.push(AttrFeed::Multi(Box::new(feed)));
             }
         }
         let dim = state.vector_dim.map(|d| d as usize).filter(|d| *d > 0);
@@ -149,6 +154,7 @@ impl<'s> IndexFeed<'s> {
                         rows.push((row, v.clone()));
                     }
                 }
+                AttrFeed::Multi(feed) => feed.add(row, d),
             }
         }
     }
@@ -183,6 +189,7 @@ impl<'s> IndexFeed<'s> {
                         rows.iter().map(|(r, v)| (*r, v.as_slice())),
                     ),
                 ),
+                AttrFeed::Multi(feed) => feed.finish(self.rows, builder),
             }
         }
         Ok(())

@@ -39,6 +39,7 @@ mod error;
 pub mod export;
 pub mod ids;
 mod indexing;
+mod indexing_multi;
 pub mod labels;
 mod listing;
 mod load;

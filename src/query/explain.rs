@@ -36,7 +36,21 @@ pub(super) fn explain_rank(q: &Query, rank: &Rank, state: &NsState, lines: &mut 
                 let c = super::vector::calibrations(q, state, std::slice::from_ref(v)).remove(0);
                 vector_access(&c)
             }
-            (Rank::Vector { .. } | Rank::NamedVector { .. } | Rank::MultiVector { .. }, false) => {
+            (Rank::MultiVector { attr, exact, queries }, _) => {
+                match super::multi::multi_attr(state, attr, *exact, queries)
+                    .map(|a| super::multi::plan_multi(v, &a, *exact))
+                {
+                    Ok(super::multi::MultiPlan::Muvera(_)) => {
+                        format!(
+                            "MUVERA section, {} candidates reranked exactly",
+                            crate::index::multi::candidate_depth(q.limit)
+                        )
+                    }
+                    Ok(super::multi::MultiPlan::Exact(why)) => format!("exact search of {live} rows ({why})"),
+                    Err(_) => format!("exact search of {live} rows"),
+                }
+            }
+            (Rank::Vector { .. } | Rank::NamedVector { .. }, false) => {
                 format!("exact search of {live} rows")
             }
             (_, true) => "postings index".to_owned(),

@@ -1,7 +1,9 @@
 //! Multi-vector (late interaction) attributes (`[][N]f32` / `[][N]f16`): `kNN`/`ANN` with a
 //! list of query vectors, ranked by the late-interaction distance `Σ_q min_d dist(q, d)`
-//! (`index/multi`), smallest first; per segment through [`plan_multi`] (where the MUVERA
-//! section plugs in), the overlay exhaustively.
+//! (`index/multi`), smallest first; per segment through [`plan_multi`]: `ANN` reads the
+//! segment's MUVERA section (kind 30) for [`candidate_depth`] candidates by encoding inner
+//! product and reranks them exactly; `kNN` and segments without a section are exact; the
+//! overlay is always exact.
 //!
 //! Invariants:
 //! - The attribute must be a multi-vector attribute of the namespace's schema and every
@@ -12,7 +14,10 @@
 //! - The metric is the attribute's `ann.distance_metric`, else the namespace's, else cosine
 //!   distance. Rows without the attribute are never returned.
 
+use crate::format::segment::SECTION_MUVERA_INDEX;
+use crate::index::multi::candidate_depth;
 use crate::index::multi::maxsim::{multi_distance, Scratch};
+use crate::index::multi::section::MuveraIndex;
 use crate::index::vector::distance::Metric;
 
 use super::*;
@@ -75,14 +80,26 @@ pub fn multi_vectors_of_doc<'d>(doc: &'d Document, attr: &str) -> Option<&'d [Ve
     }
 }
 
-/// How one segment answers a ranking by a multi-vector attribute. The MUVERA section
-/// answers `ANN` once a segment carries one; otherwise the segment is searched exactly.
-pub(super) fn plan_multi(_v: &SegView<'_>, _a: &MultiAttr<'_>, exact: bool) -> Plan {
+/// How one segment answers a ranking by a multi-vector attribute.
+pub(super) enum MultiPlan<'s> {
+    /// Exact late-interaction distance of every live matching row; why.
+    Exact(&'static str),
+    /// The segment's MUVERA section gives candidates, reranked exactly.
+    Muvera(MuveraIndex<'s>),
+}
+
+/// `ANN` uses the segment's MUVERA section of the attribute when it has one built in the
+/// attribute's metric; `kNN`, and `ANN` without a section, search the segment exactly.
+pub(super) fn plan_multi<'s>(v: &SegView<'s>, a: &MultiAttr<'_>, exact: bool) -> MultiPlan<'s> {
     if exact {
-        Plan::Exact("kNN")
-    } else {
-        Plan::Exact("no MUVERA section")
+        return MultiPlan::Exact("kNN");
     }
+    let found = v.ls.seg.sections(SECTION_MUVERA_INDEX).into_iter().find_map(|b| {
+        MuveraIndex::open_trusted(b)
+            .ok()
+            .filter(|ix| ix.attr == a.attr && ix.metric == a.metric && ix.rows == v.ls.seg.len())
+    });
+    found.map_or(MultiPlan::Exact("no MUVERA section"), MultiPlan::Muvera)
 }
 
 /// The best `k` hits of each segment and every matching overlay document, by the
@@ -102,9 +119,8 @@ pub(super) fn multi_vector_hits(
     let mut scratch = Scratch::default();
     for (si, v) in views.iter().enumerate() {
         let (mut found, n) = match plan_multi(v, &a, exact) {
-            Plan::Exact(_) | Plan::Graph { .. } | Plan::Ivf { .. } => {
-                exact_segment(q, &a, queries, si, v, &mut scratch)
-            }
+            MultiPlan::Exact(_) => exact_segment(q, &a, queries, si, v, &mut scratch),
+            MultiPlan::Muvera(ix) => (muvera_segment(q, &a, queries, si, v, &ix, k, &mut scratch), 0),
         };
         exhaustive += n;
         keep_best(&mut found, k);
@@ -143,6 +159,29 @@ fn exact_segment(
         found.push(Hit { id, score: multi_distance(a.metric, queries, &vs, scratch), src: Src::Seg(si, r) });
     }
     (found, examined)
+}
+
+/// The MUVERA candidates of segment `si` (live, matching rows only), reranked by exact
+/// late-interaction distance.
+#[allow(clippy::too_many_arguments)]
+fn muvera_segment(
+    q: &Query,
+    a: &MultiAttr<'_>,
+    queries: &[Vec<f32>],
+    si: usize,
+    v: &SegView<'_>,
+    ix: &MuveraIndex<'_>,
+    k: usize,
+    scratch: &mut Scratch,
+) -> Vec<Hit> {
+    let rows = ix.candidates(queries, candidate_depth(k), |row| v.passes(row, q));
+    let mut found = Vec::with_capacity(rows.len());
+    for row in rows {
+        let Some(vs) = multi_vectors_of_row(v.ls, row, a.attr) else { continue };
+        let (Some(id), Ok(r)) = (v.ls.seg.try_id(row), u32::try_from(row)) else { continue };
+        found.push(Hit { id, score: multi_distance(a.metric, queries, &vs, scratch), src: Src::Seg(si, r) });
+    }
+    found
 }
 
 /// Keeps the `k` smallest distances (ties by id) of one segment's hits.

@@ -119,6 +119,9 @@ pub const SECTION_COLD_IVF: u16 = 21;
 /// before it ([`RangeChecksums`]), so any byte range can be read and verified
 /// on its own. When present it is the last section.
 pub const SECTION_RANGE_CHECKSUMS: u16 = 22;
+/// Extension section kind: the MUVERA encodings of one multi-vector
+/// (`late_interaction`) attribute (`index::multi::section`), one per attribute.
+pub const SECTION_MUVERA_INDEX: u16 = 30;
 
 /// Magic of the range-checksum section.
 pub const RANGE_CHECKSUMS_MAGIC: [u8; 8] = *b"TPRANGES";
