@@ -225,7 +225,7 @@ pub fn read_f32s(
 
 /// Reinterpret little-endian f32 bytes in place, if `b` is 4-byte aligned
 /// in memory, a whole number of f32s long, and the host is little-endian.
-fn f32_slice(b: &[u8]) -> Option<&[f32]> {
+pub(crate) fn f32_slice(b: &[u8]) -> Option<&[f32]> {
     if !cfg!(target_endian = "little") || b.as_ptr().align_offset(std::mem::align_of::<f32>()) != 0 {
         return None;
     }

@@ -173,14 +173,22 @@ impl<'a> MuveraIndex<'a> {
         let q = Fde::new(self.params).query(self.metric, queries);
         let fd = self.params.fde_dim();
         let k = kernels();
+        // Read in place when the mapping allows it (aligned, little-endian host), else copied.
+        let direct = crate::format::segment::f32_slice(self.enc);
         let mut row_buf = vec![0.0f32; fd];
         let mut scored: Vec<(f32, usize)> = Vec::new();
         for row in (0..self.rows).filter(|r| self.has(*r) && keep(*r)) {
-            let b = &self.enc[row * fd * 4..][..fd * 4];
-            for (x, c) in row_buf.iter_mut().zip(b.chunks_exact(4)) {
-                *x = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
-            }
-            scored.push((k.dot(&q, &row_buf), row));
+            let enc = match direct {
+                Some(all) => &all[row * fd..][..fd],
+                None => {
+                    let b = &self.enc[row * fd * 4..][..fd * 4];
+                    for (x, c) in row_buf.iter_mut().zip(b.chunks_exact(4)) {
+                        *x = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+                    }
+                    &row_buf
+                }
+            };
+            scored.push((k.dot(&q, enc), row));
         }
         let by = |a: &(f32, usize), b: &(f32, usize)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
         if scored.len() > depth {
