@@ -252,6 +252,7 @@ pub(crate) fn find_multi(r: &mut Reader<'_>, attr: &str) -> Result<Option<Vec<Ve
 
 /// Walks an attributes map (names checked to strictly increase), handing each name and the
 /// reader positioned at its value to `f`, which must consume the value.
+#[allow(clippy::type_complexity)] // one visitor signature, used here only
 fn walk_attrs<'a>(
     r: &mut Reader<'a>,
     f: &mut dyn FnMut(&str, &mut Reader<'a>) -> Result<Option<(String, Value)>, FormatError>,

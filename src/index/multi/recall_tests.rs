@@ -21,15 +21,16 @@ impl Rng {
 
 /// `n` documents of 4..=16 vectors near 2 of `c` cluster centres, and `nq` queries of
 /// 4..=8 vectors near 2 centres.
-fn clustered(seed: u64, dim: usize, n: usize, nq: usize) -> (Vec<Vec<Vec<f32>>>, Vec<Vec<Vec<f32>>>) {
+/// A set of vectors (a document or a query).
+type Set = Vec<Vec<f32>>;
+
+fn clustered(seed: u64, dim: usize, n: usize, nq: usize) -> (Vec<Set>, Vec<Set>) {
     let mut r = Rng(seed);
     let centres: Vec<Vec<f32>> = (0..32).map(|_| (0..dim).map(|_| r.next()).collect()).collect();
     let set = |r: &mut Rng, lo: usize, hi: usize| {
         let topics = [r.pick(centres.len()), r.pick(centres.len())];
         let m = lo + r.pick(hi - lo + 1);
-        (0..m)
-            .map(|i| centres[topics[i % 2]].iter().map(|c| c + 0.35 * r.next()).collect())
-            .collect::<Vec<Vec<f32>>>()
+        (0..m).map(|i| centres[topics[i % 2]].iter().map(|c| c + 0.35 * r.next()).collect()).collect::<Set>()
     };
     let docs = (0..n).map(|_| set(&mut r, 4, 16)).collect();
     let queries = (0..nq).map(|_| set(&mut r, 4, 8)).collect();
