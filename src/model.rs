@@ -18,6 +18,12 @@
 //!   an array of numbers or a base64 string once the schema says the attribute
 //!   is a vector (`schema::dense_from`). It holds a [`Vector`], so an overlay
 //!   row's named vectors spill like its `vector` (`NsState::put`).
+//! - A [`Value::Multi`] is the value of a multi-vector (late interaction)
+//!   attribute (`[][N]f32` / `[][N]f16`): 1..=[`MAX_MULTI_VECTORS`] vectors of
+//!   one dimension in 1..=[`MAX_VECTOR_DIM`], finite f32. It comes from
+//!   [`Value::from_json`] for a JSON array of arrays of numbers (nested arrays
+//!   were refused before, so the reading is unambiguous); the engine checks the
+//!   dimension against the schema (`engine/multi.rs`).
 
 use std::cmp::Ordering;
 use std::fmt;
@@ -44,6 +50,10 @@ pub const MAX_ATTRIBUTE_VALUE_BYTES: usize = 8 << 20;
 pub const MAX_DOCUMENT_BYTES: u64 = 64 << 20;
 /// Largest dense-vector dimension accepted.
 pub const MAX_VECTOR_DIM: usize = 10_752;
+/// Most vectors one document holds in a multi-vector attribute (`[][N]f32`): a
+/// ColBERT-style passage of up to 1,024 token embeddings. tidepool's own bound
+/// (turbopuffer documents none); it caps the work of one document's MaxSim.
+pub const MAX_MULTI_VECTORS: usize = 1024;
 /// The reserved attribute that carries the dense vector.
 pub const VECTOR_ATTR: &str = "vector";
 /// The reserved attribute that carries the id.
@@ -226,6 +236,9 @@ pub enum Value {
     /// attribute's dimension (`f16` attributes are held as f32 too); on the
     /// heap or spilled.
     Dense(Vector),
+    /// The vectors of a multi-vector attribute: 1..=[`MAX_MULTI_VECTORS`] of one
+    /// dimension, finite f32.
+    Multi(Vec<Vec<f32>>),
 }
 
 impl Value {
@@ -239,6 +252,9 @@ impl Value {
             serde_json::Value::Bool(b) => Value::Bool(*b),
             serde_json::Value::Number(n) => number_value(n)?,
             serde_json::Value::String(s) => Value::Str(s.clone()),
+            serde_json::Value::Array(items) if items.first().is_some_and(serde_json::Value::is_array) => {
+                multi_from_json(items)?
+            }
             serde_json::Value::Array(items) => {
                 let mut out = Vec::with_capacity(items.len());
                 for item in items {
@@ -297,6 +313,12 @@ impl Value {
                 pairs.iter().map(|(k, w)| (k.clone(), serde_json::Value::from(f64::from(*w)))).collect(),
             ),
             Value::Dense(v) => v.iter().map(|x| serde_json::Value::from(f64::from(*x))).collect(),
+            Value::Multi(vs) => vs
+                .iter()
+                .map(|v| {
+                    v.iter().map(|x| serde_json::Value::from(f64::from(*x))).collect::<serde_json::Value>()
+                })
+                .collect(),
         }
     }
 
@@ -311,6 +333,7 @@ impl Value {
             Value::Array(_) => "array",
             Value::Sparse(_) => "sparse vector",
             Value::Dense(_) => "dense vector",
+            Value::Multi(_) => "vector array",
         }
     }
 
@@ -451,7 +474,33 @@ pub fn value_bytes(v: &Value) -> usize {
         Value::Array(items) => items.iter().map(value_bytes).sum(),
         Value::Sparse(p) => p.iter().map(|(k, _)| k.len() + 4).sum(),
         Value::Dense(v) => v.len() * 4,
+        Value::Multi(vs) => vs.iter().map(|v| v.len() * 4).sum(),
     }
+}
+
+/// A JSON array of arrays of numbers as a [`Value::Multi`]: every inner array
+/// non-empty, of one length, at most [`MAX_VECTOR_DIM`]; at most
+/// [`MAX_MULTI_VECTORS`] of them; every number a finite f32.
+fn multi_from_json(items: &[serde_json::Value]) -> Result<Value, ModelError> {
+    let bad = |why: String| ModelError::InvalidValue(format!("a vector array ([][N]f32) {why}"));
+    if items.len() > MAX_MULTI_VECTORS {
+        return Err(bad(format!("holds {} vectors; the limit is {MAX_MULTI_VECTORS}", items.len())));
+    }
+    let mut out = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let xs = item.as_array().ok_or_else(|| bad(format!("holds a non-array at index {i}")))?;
+        if xs.is_empty() || xs.len() > MAX_VECTOR_DIM {
+            return Err(bad(format!("vector {i} has {} dimensions (1..={MAX_VECTOR_DIM})", xs.len())));
+        }
+        if out.first().is_some_and(|f: &Vec<f32>| f.len() != xs.len()) {
+            return Err(bad(format!("mixes dimensions ({} and {} at vector {i})", out[0].len(), xs.len())));
+        }
+        #[allow(clippy::cast_possible_truncation)]
+        let v: Option<Vec<f32>> =
+            xs.iter().map(|x| x.as_f64().map(|f| f as f32).filter(|f| f.is_finite())).collect();
+        out.push(v.ok_or_else(|| bad(format!("vector {i} holds a non-number, NaN or a number beyond f32")))?);
+    }
+    Ok(Value::Multi(out))
 }
 
 /// Vector distance metric of a namespace.
@@ -544,7 +593,14 @@ mod tests {
             assert_eq!(Value::from_json(&v).unwrap().to_json(), v);
         }
         assert!(Value::from_json(&json!({"a": "x"})).is_err());
-        assert!(Value::from_json(&json!([[1]])).is_err());
+        assert_eq!(Value::from_json(&json!([[1], [2.5]])).unwrap(), Value::Multi(vec![vec![1.0], vec![2.5]]));
+        assert_eq!(Value::from_json(&json!([[1, 2]])).unwrap().to_json(), json!([[1.0, 2.0]]));
+        for bad in [json!([[1], 2]), json!([[1], [1, 2]]), json!([[]]), json!([[1e300]]), json!([["a"]])] {
+            assert!(Value::from_json(&bad).is_err(), "{bad}");
+        }
+        let too_many: Vec<_> = (0..=MAX_MULTI_VECTORS).map(|_| json!([1.0])).collect();
+        assert!(Value::from_json(&json!(too_many)).is_err());
+        assert!(Value::from_json(&json!([1, [2]])).is_err());
         let sparse = Value::from_json(&json!({"b": 1.0, "a": 0.5})).unwrap();
         assert_eq!(sparse, Value::Sparse(vec![("a".into(), 0.5), ("b".into(), 1.0)]));
     }

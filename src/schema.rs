@@ -12,6 +12,11 @@
 //!   option is `true` or `{"distance_metric": ...}`; the object is kept in
 //!   `extra` as sent (so the stored schema encoding is unchanged) and
 //!   [`AttrSchema::ann_metric`] reads it. A metric, once set, never changes.
+//! - A multi-vector attribute (`[][N]f32` / `[][N]f16`, late interaction) holds
+//!   [`Value::Multi`] values of N-dimensional vectors. ANN on it needs
+//!   `ann: {"late_interaction": true}` (a MUVERA index; plain `ann: true` is
+//!   refused), and `late_interaction` is refused on every other type. An `ann`
+//!   object merges member by member on a schema update.
 
 use std::collections::BTreeMap;
 
@@ -92,6 +97,14 @@ pub enum AttrType {
         /// Stored as f16 on the wire type (we keep f32 in memory).
         f16: bool,
     },
+    /// A multi-vector (late interaction) attribute `[][N]f32` / `[][N]f16`: each
+    /// document holds an array of N-dimensional vectors (held as f32).
+    MultiVector {
+        /// Dimension of every vector.
+        dim: usize,
+        /// Declared as f16 (we keep f32).
+        f16: bool,
+    },
     /// A sparse vector `{}f16` / `{}f32`.
     Sparse {
         /// Declared as f16.
@@ -106,6 +119,7 @@ impl AttrType {
             AttrType::Scalar(s) => s.name().to_owned(),
             AttrType::Array(s) => format!("[]{}", s.name()),
             AttrType::Vector { dim, f16 } => format!("[{dim}]{}", if *f16 { "f16" } else { "f32" }),
+            AttrType::MultiVector { dim, f16 } => format!("[][{dim}]{}", if *f16 { "f16" } else { "f32" }),
             AttrType::Sparse { f16 } => format!("{{}}{}", if *f16 { "f16" } else { "f32" }),
         }
     }
@@ -113,6 +127,12 @@ impl AttrType {
     /// Parse a turbopuffer type string.
     pub fn parse(s: &str) -> Result<AttrType, ModelError> {
         let bad = || ModelError::InvalidSchema(format!("unknown attribute type {s:?}"));
+        if let Some(rest) = s.strip_prefix("[][") {
+            return match AttrType::parse(&format!("[{rest}"))? {
+                AttrType::Vector { dim, f16 } => Ok(AttrType::MultiVector { dim, f16 }),
+                _ => Err(bad()),
+            };
+        }
         if let Some(rest) = s.strip_prefix("[]") {
             return ScalarType::parse(rest).map(AttrType::Array).ok_or_else(bad);
         }
@@ -168,6 +188,7 @@ impl AttrType {
             }
             Value::Sparse(_) => AttrType::Sparse { f16: false },
             Value::Dense(v) => AttrType::Vector { dim: v.len(), f16: false },
+            Value::Multi(vs) => AttrType::MultiVector { dim: vs.first().map_or(0, Vec::len), f16: false },
         })
     }
 
@@ -179,6 +200,7 @@ impl AttrType {
             (AttrType::Array(s), Value::Array(items)) => items.iter().all(|x| s.accepts(x)),
             (AttrType::Sparse { .. }, Value::Sparse(_)) => true,
             (AttrType::Vector { dim, .. }, Value::Dense(v)) => v.len() == *dim,
+            (AttrType::MultiVector { dim, .. }, Value::Multi(vs)) => vs.iter().all(|v| v.len() == *dim),
             _ => false,
         }
     }
@@ -429,6 +451,7 @@ impl AttrSchema {
                         }
                     }
                 }
+                check_late_interaction(name, &s)?;
                 if s.full_text_search.is_some()
                     && !matches!(
                         s.ty,
@@ -451,7 +474,7 @@ impl AttrSchema {
     pub fn to_json(&self) -> Json {
         let mut m = Map::new();
         m.insert("type".into(), Json::String(self.ty.name()));
-        if !matches!(self.ty, AttrType::Vector { .. }) {
+        if !matches!(self.ty, AttrType::Vector { .. } | AttrType::MultiVector { .. }) {
             m.insert("filterable".into(), Json::Bool(self.is_filterable()));
         }
         if let Some(fts) = &self.full_text_search {
@@ -470,6 +493,13 @@ impl AttrSchema {
     pub fn ann_metric(&self) -> Option<crate::model::DistanceMetric> {
         let m = self.extra.get("ann")?.get("distance_metric")?.as_str()?;
         crate::model::DistanceMetric::parse(m).ok()
+    }
+
+    /// Whether a multi-vector attribute has `ann: {"late_interaction": true}` (a MUVERA index).
+    pub fn late_interaction(&self) -> bool {
+        self.ann
+            && self.extra.get("ann").and_then(|a| a.get(LATE_INTERACTION)).and_then(Json::as_bool)
+                == Some(true)
     }
 
     /// Merge an update into this attribute: the type may not change, nor an ANN metric.
@@ -497,17 +527,30 @@ impl AttrSchema {
             self.full_text_search = update.full_text_search;
         }
         self.ann |= update.ann;
-        self.extra.extend(update.extra);
+        let mut extra = update.extra;
+        // An `ann` object merges member by member, so an update never drops the pinned metric.
+        if let (Some(Json::Object(cur)), Some(Json::Object(new))) =
+            (self.extra.get_mut("ann"), extra.get_mut("ann"))
+        {
+            cur.extend(std::mem::take(new));
+            extra.remove("ann");
+        }
+        self.extra.extend(extra);
         Ok(())
     }
 }
 
-/// `ann` given as an object: only on a vector attribute, with a known `distance_metric`.
+/// The `ann` option that asks for a MUVERA index on a multi-vector attribute.
+pub const LATE_INTERACTION: &str = "late_interaction";
+
+/// `ann` given as an object: only on a vector or multi-vector attribute, with a known
+/// `distance_metric`; `late_interaction` (a bool) only on a multi-vector one.
 fn check_ann_config(name: &str, ty: &AttrType, v: &Json) -> Result<(), ModelError> {
     let bad = |why: String| ModelError::InvalidSchema(format!("{name}.ann: {why}"));
-    if !matches!(ty, AttrType::Vector { .. }) {
+    let multi = matches!(ty, AttrType::MultiVector { .. });
+    if !matches!(ty, AttrType::Vector { .. }) && !multi {
         return Err(bad(format!(
-            "an ANN configuration needs a vector type ([N]f32 or [N]f16), not {}",
+            "an ANN configuration needs a vector type ([N]f32, [N]f16 or [][N]f32), not {}",
             ty.name()
         )));
     }
@@ -517,8 +560,32 @@ fn check_ann_config(name: &str, ty: &AttrType, v: &Json) -> Result<(), ModelErro
                 let m = val.as_str().ok_or_else(|| bad("distance_metric must be a string".into()))?;
                 crate::model::DistanceMetric::parse(m).map_err(|e| bad(e.to_string()))?;
             }
-            other => return Err(bad(format!("unsupported option {other:?} (only distance_metric)"))),
+            LATE_INTERACTION if !multi => {
+                return Err(bad(format!(
+                    "late_interaction applies to a vector array attribute ([][N]f32), not {}",
+                    ty.name()
+                )))
+            }
+            LATE_INTERACTION if !val.is_boolean() => {
+                return Err(bad("late_interaction must be a bool".into()))
+            }
+            LATE_INTERACTION => {}
+            other => {
+                return Err(bad(format!("unsupported option {other:?} (distance_metric, late_interaction)")))
+            }
         }
+    }
+    Ok(())
+}
+
+/// An ANN index on a multi-vector attribute is a MUVERA index, asked for by
+/// `ann: {"late_interaction": true}`; plain `ann: true` on one is refused.
+fn check_late_interaction(name: &str, s: &AttrSchema) -> Result<(), ModelError> {
+    if matches!(s.ty, AttrType::MultiVector { .. }) && s.ann && !s.late_interaction() {
+        return Err(ModelError::InvalidSchema(format!(
+            "{name}.ann: an ANN index on a vector array attribute ({}) needs {{\"late_interaction\": true}}",
+            s.ty.name()
+        )));
     }
     Ok(())
 }

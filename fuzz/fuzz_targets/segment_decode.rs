@@ -11,6 +11,8 @@
 //!   attributes minus the dense (named vector) values, `dense_attr(row, name)` each dense
 //!   value; `attrs_without_dense` succeeds whenever `doc(row)` does (it skips dense values by
 //!   length, so it may also accept a row `doc(row)` refuses for a non-finite element).
+//! - `multi_attr(row, name)` reads each vector array (multi-vector) value; it fails exactly
+//!   when `doc(row)` does.
 //! - Canonical encoding: a segment whose rows all decode is rebuilt byte for
 //!   byte from its documents and extension sections; an accepted deletion set
 //!   re-encodes to the same bytes.
@@ -95,12 +97,15 @@ fuzz_target!(|data: &[u8]| {
         assert!(full.is_err() || light.is_ok(), "row {row}: a decodable row's light decode failed");
         if let (Ok(doc), Ok(light)) = (&full, &light) {
             use tidepool::model::Value;
-            let kept: Vec<_> = doc.attrs.iter().filter(|(_, v)| !matches!(v, Value::Dense(_))).collect();
+            let kept: Vec<_> =
+                doc.attrs.iter().filter(|(_, v)| !matches!(v, Value::Dense(_) | Value::Multi(_))).collect();
             // Debug text, not `==`: a stored float NaN must compare equal to itself here.
             assert_eq!(format!("{kept:?}"), format!("{:?}", light.iter().collect::<Vec<_>>()));
             for (name, v) in doc.attrs.iter() {
                 let want = if let Value::Dense(d) = v { Some(d.to_vec()) } else { None };
                 assert_eq!(seg.dense_attr(row, name).expect("a decodable row"), want);
+                let want = if let Value::Multi(m) = v { Some(m.clone()) } else { None };
+                assert_eq!(seg.multi_attr(row, name).expect("a decodable row"), want);
             }
         }
         if let Ok(doc) = full {

@@ -55,8 +55,16 @@ pub fn http_labels(method: &Method, route: Option<&Route>, status: u16) -> HttpL
 pub fn query_kind(req: &QueryRequest) -> &'static str {
     let [q] = req.queries.as_slice() else { return "multi" };
     match &q.rank {
-        Some(Rank::Vector { exact: false, .. } | Rank::NamedVector { exact: false, .. }) => "ann",
-        Some(Rank::Vector { exact: true, .. } | Rank::NamedVector { exact: true, .. }) => "knn",
+        Some(
+            Rank::Vector { exact: false, .. }
+            | Rank::NamedVector { exact: false, .. }
+            | Rank::MultiVector { exact: false, .. },
+        ) => "ann",
+        Some(
+            Rank::Vector { exact: true, .. }
+            | Rank::NamedVector { exact: true, .. }
+            | Rank::MultiVector { exact: true, .. },
+        ) => "knn",
         Some(Rank::Sparse { .. }) => "sparse",
         Some(Rank::Text(_)) => "bm25",
         None if q.order.is_none() && !q.aggregates.is_empty() => "aggregate",

@@ -205,13 +205,20 @@ impl NsState {
     /// its schema so that a later namespace `distance_metric` never changes its distances
     /// (nor the meaning of an index already built).
     fn with_pinned_metric(&self, name: &str, mut update: AttrSchema) -> AttrSchema {
-        if name == crate::model::VECTOR_ATTR
-            || !matches!(update.ty, AttrType::Vector { .. })
-            || update.ann_metric().is_some()
-        {
+        if name == crate::model::VECTOR_ATTR || update.ann_metric().is_some() {
             return update;
         }
         let m = self.distance_metric.unwrap_or(crate::model::DistanceMetric::CosineDistance);
+        if matches!(update.ty, AttrType::MultiVector { .. }) {
+            // Only a MUVERA index depends on the metric; its `ann` object gains it.
+            if let Some(serde_json::Value::Object(ann)) = update.extra.get_mut("ann").filter(|_| update.ann) {
+                ann.insert("distance_metric".into(), m.as_str().into());
+            }
+            return update;
+        }
+        if !matches!(update.ty, AttrType::Vector { .. }) {
+            return update;
+        }
         update.ann = true;
         update.extra.insert("ann".into(), serde_json::json!({"distance_metric": m.as_str()}));
         update

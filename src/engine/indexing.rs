@@ -4,7 +4,9 @@
 //! (kind 18), one attribute index per filterable scalar attribute whose
 //! values in the segment share one kind (kind 19) and one named vector index
 //! (kind 23: the vectors and a calibrated graph) per named vector attribute
-//! that at least [`ANN_MIN_ROWS`] rows of the segment hold.
+//! that at least [`ANN_MIN_ROWS`] rows of the segment hold,
+//! and one MUVERA section per `late_interaction` multi-vector attribute (kind 30,
+//! `indexing_multi.rs`).
 //!
 //! Invariants:
 //! - Index sections are derived data: a segment without them is still
@@ -93,6 +95,7 @@ enum AttrFeed {
     Values(String, Vec<(u32, Value)>),
     Sparse(String, Vec<(u32, Vec<(String, f32)>)>),
     Dense(Box<DenseFeed>),
+    Multi(Box<super::indexing_multi::MultiFeed>),
 }
 
 /// A named vector attribute's rows, collected for its index section.
@@ -179,6 +182,9 @@ impl<'s> IndexFeed<'s> {
                     held: 0,
                 })));
             }
+            if let Some(feed) = super::indexing_multi::MultiFeed::for_attr(state, name, schema) {
+                attrs.push(AttrFeed::Multi(Box::new(feed)));
+            }
         }
         let dim = state.vector_dim.map(|d| d as usize).filter(|d| *d > 0);
         IndexFeed { state, dim, rows: 0, with_vector: 0, attrs, cold }
@@ -212,6 +218,7 @@ impl<'s> IndexFeed<'s> {
                     }
                 }
                 AttrFeed::Dense(feed) => feed.add(d),
+                AttrFeed::Multi(feed) => feed.add(row, d),
             }
         }
     }
@@ -247,6 +254,7 @@ impl<'s> IndexFeed<'s> {
                         rows.iter().map(|(r, v)| (*r, v.as_slice())),
                     ),
                 ),
+                AttrFeed::Multi(feed) => feed.finish(self.rows, builder),
             }
         }
         Ok(())

@@ -254,6 +254,7 @@ impl Engine {
         let mut record = req.record.clone();
         super::ids::resolve_ids(state, &mut record)?;
         super::dense::resolve_dense(state, &mut record)?;
+        super::multi::check_multi(state, &record)?;
         record.counts = apply_off_workers(state, &record, &mut affected).await?;
         if is_noop(&record, base) && labels_after == *labels {
             return Ok(PlannedOutcome::Unchanged { affected });

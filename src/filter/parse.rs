@@ -15,7 +15,7 @@ pub(super) fn validate_condition(c: &Condition, schema: &Schema) -> Result<(), F
     let Some(s) = schema.get(name) else { return Ok(()) };
     let elem = match s.ty {
         AttrType::Scalar(t) | AttrType::Array(t) => t,
-        AttrType::Vector { .. } => {
+        AttrType::Vector { .. } | AttrType::MultiVector { .. } => {
             return err(format!("attribute {name:?} is a vector and cannot be filtered"))
         }
         AttrType::Sparse { .. } => {
@@ -59,7 +59,7 @@ pub(super) fn kind_fits(ty: ScalarType, v: &Value) -> bool {
         }
         Value::Str(_) => matches!(ty, ScalarType::String | ScalarType::Uuid | ScalarType::Datetime),
         Value::Array(items) => items.iter().all(|x| kind_fits(ty, x)),
-        Value::Sparse(_) | Value::Dense(_) => false,
+        Value::Sparse(_) | Value::Dense(_) | Value::Multi(_) => false,
     }
 }
 
@@ -232,6 +232,10 @@ pub(super) fn parse_operand(attr: &str, op: Op, v: &Json) -> Result<Operand, Fil
     // canonical spelling) depends on the namespace's id type, which the
     // engine and the query resolve (`engine::ids`, `query::execute`).
     let value = Value::from_json(v).map_err(|e| FilterError(format!("{op} on {attr:?}: {e}")))?;
+    if matches!(value, Value::Multi(_)) {
+        // A list of arrays reads as a vector array value; no filter compares one.
+        return err(format!("{op} on {attr:?}: operands hold scalars only (no nested arrays)"));
+    }
     Ok(Operand::Value(value))
 }
 

@@ -5,6 +5,9 @@
 //! A dense vector (tag 7, a named vector attribute's value) is a u32 dimension (1..=
 //! `MAX_VECTOR_DIM`) then that many little-endian f32, all finite: storage-format 3.1.
 //!
+//! A multi-vector value (tag 8, a `[][N]f32` attribute's vectors) is in `attrs_multi.rs`:
+//! storage-format 3.2.
+//!
 //! Invariants: the encoding is canonical (one byte string per map); [`decode_attrs`] refuses
 //! what [`encode_attrs`] refuses (over-long strings, nested arrays, unordered names) and never
 //! allocates from an unchecked length.
@@ -25,6 +28,7 @@ const VAL_STR: u8 = 4;
 const VAL_ARRAY: u8 = 5;
 const VAL_SPARSE: u8 = 6;
 const VAL_DENSE: u8 = 7;
+use super::attrs_multi::{multi_bytes, read_multi, VAL_MULTI};
 
 pub(super) const MIN_ATTR_BYTES: usize = 4 + 1; // empty name, null value
 const MIN_SPARSE_ENTRY_BYTES: usize = 4 + 4;
@@ -130,6 +134,7 @@ impl Enc {
                     self.w.f32(*x);
                 }
             }
+            Value::Multi(vs) => self.multi(vs, nested),
         }
     }
 
@@ -145,7 +150,7 @@ impl Enc {
 
 pub(super) fn read_value(r: &mut Reader<'_>, nested: bool) -> Result<Value, FormatError> {
     let tag = r.u8("value tag")?;
-    if nested && matches!(tag, VAL_ARRAY | VAL_SPARSE | VAL_DENSE) {
+    if nested && matches!(tag, VAL_ARRAY | VAL_SPARSE | VAL_DENSE | VAL_MULTI) {
         return Err(FormatError::Malformed("array values hold scalars only (nesting found)".into()));
     }
     Ok(match tag {
@@ -172,6 +177,7 @@ pub(super) fn read_value(r: &mut Reader<'_>, nested: bool) -> Result<Value, Form
             Value::Sparse(pairs)
         }
         VAL_DENSE => Value::Dense(crate::codec::f32s_le(dense_bytes(r)?).into()),
+        VAL_MULTI => read_multi(r)?,
         t => return Err(FormatError::Malformed(format!("unknown value tag {t}"))),
     })
 }
@@ -189,17 +195,26 @@ fn dense_bytes<'a>(r: &mut Reader<'a>) -> Result<&'a [u8], FormatError> {
     Ok(b)
 }
 
-/// Decode an attributes map leaving out dense vectors: what filters, ordering and scoring read,
-/// so a row's named vectors cost them nothing. A dense value is skipped by its length alone (its
-/// elements are not read: the bytes were checksummed, and [`decode_attrs`] is the decoder that
-/// refuses a non-finite one), so this accepts every map `decode_attrs` accepts, and more.
+/// Decode an attributes map leaving out dense vectors and vector arrays: what filters, ordering
+/// and scoring read, so a row's named vectors cost them nothing. A dense value is skipped by its
+/// length alone (its elements are not read: the bytes were checksummed, and [`decode_attrs`] is
+/// the decoder that refuses a non-finite one), so this accepts every map `decode_attrs` accepts,
+/// and more; a vector array is checked as it is skipped.
 pub(crate) fn decode_attrs_without_dense(r: &mut Reader<'_>) -> Result<AttrMap, FormatError> {
     walk_attrs(r, &mut |name, r| {
-        if r.peek_u8() == Some(VAL_DENSE) {
-            r.u8("value tag")?;
-            let n = r.count("dense vector", 4, crate::model::MAX_VECTOR_DIM)?;
-            r.bytes("dense vector", n * 4)?;
-            return Ok(None);
+        match r.peek_u8() {
+            Some(VAL_DENSE) => {
+                r.u8("value tag")?;
+                let n = r.count("dense vector", 4, crate::model::MAX_VECTOR_DIM)?;
+                r.bytes("dense vector", n * 4)?;
+                return Ok(None);
+            }
+            Some(VAL_MULTI) => {
+                r.u8("value tag")?;
+                multi_bytes(r)?;
+                return Ok(None);
+            }
+            _ => {}
         }
         Ok(Some((name.to_owned(), read_value(r, false)?)))
     })
@@ -225,7 +240,7 @@ pub(crate) fn find_dense(r: &mut Reader<'_>, attr: &str) -> Result<Option<Vec<f3
 /// contents (UTF-8, finiteness): what [`find_dense`] does with the values it does not return.
 fn skip_value(r: &mut Reader<'_>, nested: bool) -> Result<(), FormatError> {
     let tag = r.u8("value tag")?;
-    if nested && matches!(tag, VAL_ARRAY | VAL_SPARSE | VAL_DENSE) {
+    if nested && matches!(tag, VAL_ARRAY | VAL_SPARSE | VAL_DENSE | VAL_MULTI) {
         return Err(FormatError::Malformed("array values hold scalars only (nesting found)".into()));
     }
     match tag {
@@ -259,6 +274,9 @@ fn skip_value(r: &mut Reader<'_>, nested: bool) -> Result<(), FormatError> {
             let n = r.count("dense vector", 4, crate::model::MAX_VECTOR_DIM)?;
             r.bytes("dense vector", n * 4)?;
         }
+        VAL_MULTI => {
+            multi_bytes(r)?;
+        }
         t => return Err(FormatError::Malformed(format!("unknown value tag {t}"))),
     }
     Ok(())
@@ -269,8 +287,25 @@ fn skip_value(r: &mut Reader<'_>, nested: bool) -> Result<(), FormatError> {
 type AttrVisitor<'v, 'a> =
     dyn FnMut(&str, &mut Reader<'a>) -> Result<Option<(String, Value)>, FormatError> + 'v;
 
+/// The vector array `attr` of an attributes map, if it holds one (other values are
+/// skipped by decoding them, then dropped).
+pub(crate) fn find_multi(r: &mut Reader<'_>, attr: &str) -> Result<Option<Vec<Vec<f32>>>, FormatError> {
+    let mut found = None;
+    walk_attrs(r, &mut |name, r| {
+        let v = read_value(r, false)?;
+        if name == attr {
+            if let Value::Multi(vs) = v {
+                found = Some(vs);
+            }
+        }
+        Ok(None)
+    })?;
+    Ok(found)
+}
+
 /// Walks an attributes map (names checked to strictly increase), handing each name and the
 /// reader positioned at its value to `f`, which must consume the value.
+#[allow(clippy::type_complexity)] // one visitor signature, used here only
 fn walk_attrs<'a>(
     r: &mut Reader<'a>,
     f: &mut AttrVisitor<'_, 'a>,

@@ -25,6 +25,7 @@
 //!   and checksum mismatches are errors.
 
 pub mod attrs;
+mod attrs_multi;
 pub mod filter;
 pub mod idempotency;
 pub mod lease;

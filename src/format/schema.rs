@@ -168,6 +168,9 @@ impl TypeOut {
             AttrType::Vector { dim, f16 } => {
                 TypeOut { kind: "vector", element: float(f16), dim: Some(dim as u64) }
             }
+            AttrType::MultiVector { dim, f16 } => {
+                TypeOut { kind: "multivector", element: float(f16), dim: Some(dim as u64) }
+            }
             AttrType::Sparse { f16 } => TypeOut { kind: "sparse", element: float(f16), dim: None },
         }
     }
@@ -352,6 +355,10 @@ impl TypeIn {
                 let dim = usize::try_from(dim).map_err(|_| format!("vector dimension {dim}"))?;
                 f16_of(&self.element).map(|f16| AttrType::Vector { dim, f16 })
             }
+            ("multivector", Some(dim)) => {
+                let dim = usize::try_from(dim).map_err(|_| format!("vector dimension {dim}"))?;
+                f16_of(&self.element).map(|f16| AttrType::MultiVector { dim, f16 })
+            }
             _ => None,
         };
         ty.ok_or_else(unknown)
@@ -396,7 +403,7 @@ impl FtsIn {
 pub fn check_schema(schema: &Schema) -> Result<(), FormatError> {
     for (name, a) in schema {
         let why = |e: String| Err(bad(format!("attribute {name:?}: {e}")));
-        if let AttrType::Vector { dim, .. } = a.ty {
+        if let AttrType::Vector { dim, .. } | AttrType::MultiVector { dim, .. } = a.ty {
             if dim == 0 || u32::try_from(dim).is_err() {
                 return why(format!("vector dimension {dim} is outside 1..={}", u32::MAX));
             }

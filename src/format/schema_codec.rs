@@ -7,6 +7,7 @@
 //!                u8 fts_tag (0 absent, 1 fts, 2 fts + u8 fts_flags), u8 ann (0/1), extra
 //! type        := 0x01 scalar u8 scalar | 0x02 array u8 scalar
 //!              | 0x03 vector u32 dim (≥ 1), u8 f16 (0/1) | 0x04 sparse u8 f16 (0/1)
+//!              | 0x05 multivector u32 dim (≥ 1), u8 f16 (0/1)   ([][N]f32, late interaction)
 //! scalar      := 1 string, 2 int, 3 uint, 4 float, 5 uuid, 6 datetime, 7 bool
 //! fts         := str tokenizer, str language, u8 stemming, u8 remove_stopwords,
 //!                u8 case_sensitive, u8 ascii_folding, f64 k1, f64 b, u32 max_token_length
@@ -49,6 +50,7 @@ const TYPE_SCALAR: u8 = 1;
 const TYPE_ARRAY: u8 = 2;
 const TYPE_VECTOR: u8 = 3;
 const TYPE_SPARSE: u8 = 4;
+const TYPE_MULTIVECTOR: u8 = 5;
 
 const FTS_ABSENT: u8 = 0;
 const FTS_PRESENT: u8 = 1;
@@ -168,11 +170,12 @@ impl Enc {
                 self.w.u8(TYPE_ARRAY);
                 self.w.u8(scalar_tag(s));
             }
-            AttrType::Vector { dim, f16 } => {
+            AttrType::Vector { dim, f16 } | AttrType::MultiVector { dim, f16 } => {
                 if dim == 0 {
                     self.violate(FormatError::Malformed("vector dimension 0".into()));
                 }
-                self.w.u8(TYPE_VECTOR);
+                let multi = matches!(ty, AttrType::MultiVector { .. });
+                self.w.u8(if multi { TYPE_MULTIVECTOR } else { TYPE_VECTOR });
                 let dim = self.count("vector dimension", dim, usize::MAX);
                 self.w.u32(dim);
                 self.w.bool(f16);
@@ -314,14 +317,19 @@ fn read_type(r: &mut Reader<'_>) -> Result<AttrType, FormatError> {
     Ok(match r.u8("attribute type")? {
         TYPE_SCALAR => AttrType::Scalar(read_scalar(r)?),
         TYPE_ARRAY => AttrType::Array(read_scalar(r)?),
-        TYPE_VECTOR => {
+        tag @ (TYPE_VECTOR | TYPE_MULTIVECTOR) => {
             let dim = r.u32("vector dimension")?;
             if dim == 0 {
                 return Err(FormatError::Malformed("vector dimension 0".into()));
             }
             let dim = usize::try_from(dim)
                 .map_err(|_| FormatError::Malformed(format!("vector dimension {dim} does not fit")))?;
-            AttrType::Vector { dim, f16: r.bool("vector f16")? }
+            let f16 = r.bool("vector f16")?;
+            if tag == TYPE_MULTIVECTOR {
+                AttrType::MultiVector { dim, f16 }
+            } else {
+                AttrType::Vector { dim, f16 }
+            }
         }
         TYPE_SPARSE => AttrType::Sparse { f16: r.bool("sparse f16")? },
         t => return Err(FormatError::Malformed(format!("unknown attribute type tag {t}"))),

@@ -222,6 +222,7 @@ fn arb_type() -> impl Strategy<Value = AttrType> {
         scalar.prop_map(AttrType::Array),
         (1usize..=u32::MAX as usize, any::<bool>()).prop_map(|(dim, f16)| AttrType::Vector { dim, f16 }),
         any::<bool>().prop_map(|f16| AttrType::Sparse { f16 }),
+        (1usize..=u32::MAX as usize, any::<bool>()).prop_map(|(dim, f16)| AttrType::MultiVector { dim, f16 }),
     ]
 }
 

@@ -20,6 +20,8 @@ pub enum IndexSection {
     Attribute,
     /// A sparse-vector section.
     Sparse,
+    /// A MUVERA (multi-vector) section.
+    Muvera,
 }
 
 /// What went wrong.
@@ -73,6 +75,7 @@ impl fmt::Display for IndexError {
             (Text, Corrupt(what)) => write!(f, "corrupt text index: {what}"),
             (Attribute, Corrupt(what)) => write!(f, "corrupt attribute index: {what}"),
             (Sparse, Corrupt(what)) => write!(f, "corrupt sparse section: {what}"),
+            (IndexSection::Muvera, Corrupt(what)) => write!(f, "corrupt muvera section: {what}"),
             (Ann, Checksum) => write!(f, "ann section checksum mismatch"),
             (Ann, Unsupported { version, kind }) => {
                 write!(f, "unsupported ann section (version {version}, kind {kind})")

@@ -16,6 +16,10 @@ pub(super) fn explain_rank(q: &Query, rank: &Rank, state: &NsState, lines: &mut 
             let how = if *exact { "kNN, exact" } else { "ANN" };
             (format!("vector {how} on {attr} (distance ascending)"), 0)
         }
+        Rank::MultiVector { attr, exact, .. } => {
+            let how = if *exact { "kNN, exact" } else { "ANN" };
+            (format!("late-interaction {how} on {attr} (sum of per-query-vector min distances ascending)"), 0)
+        }
         Rank::Sparse { attr, .. } => {
             (format!("sparse dot product on {attr} (score descending)"), SECTION_SPARSE_INDEX)
         }
@@ -35,7 +39,23 @@ pub(super) fn explain_rank(q: &Query, rank: &Rank, state: &NsState, lines: &mut 
             (Rank::NamedVector { attr, exact: false, .. }, _) if v.ls.named_vector_index(attr).is_some() => {
                 format!("graph of {attr}'s index section, or exact where its calibration or a narrow filter says so ({live} rows)")
             }
-            (Rank::Vector { .. } | Rank::NamedVector { .. }, false) => format!("exact search of {live} rows"),
+            (Rank::MultiVector { attr, exact, queries }, _) => {
+                match super::multi::multi_attr(state, attr, *exact, queries)
+                    .map(|a| super::multi::plan_multi(v, &a, *exact))
+                {
+                    Ok(super::multi::MultiPlan::Muvera(_)) => {
+                        format!(
+                            "MUVERA section, {} candidates reranked exactly",
+                            crate::index::multi::candidate_depth(q.limit)
+                        )
+                    }
+                    Ok(super::multi::MultiPlan::Exact(why)) => format!("exact search of {live} rows ({why})"),
+                    Err(_) => format!("exact search of {live} rows"),
+                }
+            }
+            (Rank::Vector { .. } | Rank::NamedVector { .. }, false) => {
+                format!("exact search of {live} rows")
+            }
             (_, true) => "postings index".to_owned(),
             (_, false) => format!("exhaustive scan of {live} rows (no index section)"),
         };

@@ -60,6 +60,7 @@ mod error;
 mod explain;
 mod fuse;
 mod highlight;
+mod multi;
 mod named;
 mod project;
 mod rank;
@@ -83,6 +84,8 @@ pub use self::error::QueryError;
 use self::error::*;
 pub use self::explain::explain;
 pub use self::fuse::fuse;
+use self::multi::*;
+pub use self::multi::{multi_vectors_of_doc, multi_vectors_of_row};
 use self::named::*;
 pub use self::named::{named_vector_of_doc, named_vector_of_row};
 use self::rank::*;
@@ -341,6 +344,16 @@ pub enum Rank {
         exact: bool,
         /// The query vector.
         query: Vec<f32>,
+    },
+    /// `[attr, "ANN"|"kNN", [[f32..], ..]]` on a multi-vector (late interaction) attribute:
+    /// smallest `Σ_q min_d dist(q, d)` first, in the attribute's metric.
+    MultiVector {
+        /// The vector array attribute.
+        attr: String,
+        /// Exact (`kNN`) rather than approximate (`ANN`, the MUVERA index).
+        exact: bool,
+        /// The query vectors.
+        queries: Vec<Vec<f32>>,
     },
     /// `[attr, "SparseKNN", {key: weight}]`: largest dot product first.
     Sparse {

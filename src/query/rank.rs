@@ -182,6 +182,10 @@ pub(super) fn rank_hits(
             let (h, n) = named_vector_hits(q, attr, *exact, query, state, views, k)?;
             (h, n, true)
         }
+        Rank::MultiVector { attr, exact, queries } => {
+            let (h, n) = multi_vector_hits(q, attr, *exact, queries, state, views, k)?;
+            (h, n, true)
+        }
         Rank::Sparse { attr, query } => {
             let (h, n) = sparse_hits(q, attr, query, state, views);
             (h, n, false)

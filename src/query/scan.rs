@@ -42,7 +42,9 @@ pub(super) fn validate(q: &Query, state: &NsState) -> Result<(), QueryError> {
 }
 
 pub(super) fn is_vector_like(state: &NsState, attr: &str) -> bool {
-    state.schema.get(attr).is_some_and(|s| matches!(s.ty, AttrType::Vector { .. } | AttrType::Sparse { .. }))
+    state.schema.get(attr).is_some_and(|s| {
+        matches!(s.ty, AttrType::Vector { .. } | AttrType::MultiVector { .. } | AttrType::Sparse { .. })
+    })
 }
 
 /// Whether `d` passes the filter; nothing passes once the deadline expired

@@ -23,10 +23,6 @@ fn invalid(msg: impl Into<String>) -> QueryError {
     QueryError::InvalidInput(msg.into())
 }
 
-fn unsupported(msg: impl Into<String>) -> QueryError {
-    QueryError::Unsupported(msg.into())
-}
-
 /// Deepest nesting of a BM25 rank expression.
 pub(crate) const MAX_RANK_DEPTH: usize = 16;
 
@@ -48,7 +44,9 @@ pub(crate) fn parse_f32_vector(v: Option<&Json>, what: &str) -> Result<Vec<f32>,
     let items =
         v.and_then(Json::as_array).ok_or_else(|| invalid(format!("{what} needs a vector of numbers")))?;
     if items.iter().any(Json::is_array) {
-        return Err(unsupported("multi-vector queries are not implemented"));
+        return Err(invalid(format!(
+            "{what}: a vector holds numbers (a list of query vectors is [[..], ..])"
+        )));
     }
     items
         .iter()
@@ -59,6 +57,31 @@ pub(crate) fn parse_f32_vector(v: Option<&Json>, what: &str) -> Result<Vec<f32>,
                 .ok_or_else(|| invalid(format!("{what}: vector components must be finite numbers")))
         })
         .collect()
+}
+
+/// The query vectors of a multi-vector ranking (`[[f32..], ..]`), or None when the
+/// operand is not a list of lists (a single vector). 1..=`MAX_MULTI_VECTORS` vectors of
+/// one dimension, finite numbers.
+fn parse_multi_query(v: Option<&Json>) -> Result<Option<Vec<Vec<f32>>>, QueryError> {
+    let Some(items) = v.and_then(Json::as_array).filter(|a| a.first().is_some_and(Json::is_array)) else {
+        return Ok(None);
+    };
+    let max = crate::model::MAX_MULTI_VECTORS;
+    if items.len() > max {
+        return Err(invalid(format!("rank_by: {} query vectors; the limit is {max}", items.len())));
+    }
+    let mut out = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        if item.as_array().is_some_and(|a| a.iter().any(Json::is_array)) {
+            return Err(invalid("rank_by: query vectors must be arrays of numbers"));
+        }
+        let q = parse_f32_vector(Some(item), "rank_by")?;
+        if q.is_empty() || out.first().is_some_and(|f: &Vec<f32>| f.len() != q.len()) {
+            return Err(invalid(format!("rank_by: query vector {i} is empty or of another dimension")));
+        }
+        out.push(q);
+    }
+    Ok(Some(out))
 }
 
 /// Parse `rank_by` as an attribute ordering or a scored ranking.
@@ -77,8 +100,14 @@ pub(crate) fn parse_rank_by(v: &Json) -> Result<RankBy, QueryError> {
                 if items.len() != 3 {
                     return Err(invalid(format!("rank_by [{attr:?}, \"{op}\", [..]] takes 3 items")));
                 }
-                let query = parse_f32_vector(items.get(2), "rank_by")?;
                 let exact = op == "kNN";
+                if let Some(queries) = parse_multi_query(items.get(2))? {
+                    if attr == VECTOR_ATTR {
+                        return Err(invalid("rank_by on \"vector\" takes one query vector, not a list"));
+                    }
+                    return Ok(RankBy::Scored(Rank::MultiVector { attr: attr.to_owned(), exact, queries }));
+                }
+                let query = parse_f32_vector(items.get(2), "rank_by")?;
                 // Whether a named attribute is a vector is the query layer's check (schema).
                 return Ok(RankBy::Scored(if attr == VECTOR_ATTR {
                     Rank::Vector { exact, query }

@@ -1017,3 +1017,41 @@ def test_named_vector_attributes(tpuf, ns, ns_name):
     assert "title_vec" in e.value.body["error"]
     with pytest.raises(turbopuffer.BadRequestError):
         ns.query(rank_by=("id", "asc"), top_k=1, filters=("title_vec", "Eq", 1))
+
+
+def test_multi_vector_late_interaction(tpuf, ns, ns_name):
+    # A `[][N]f32` attribute with `ann: {"late_interaction": true}`: the SDK sends vector arrays
+    # as JSON (never base64). kNN is exact late interaction, $dist = Σ_q min_d cosine_distance
+    # (= |Q| − MaxSim), equal to a numpy brute force; ANN (MUVERA section after compaction,
+    # reranked exactly) returns the same top rows on this small set.
+    import numpy as np
+
+    rng = np.random.default_rng(5)
+    docs = {i: rng.standard_normal((int(rng.integers(1, 6)), 4)).astype(np.float32) for i in range(1, 41)}
+    schema = {"tok": {"type": "[][4]f32", "ann": {"late_interaction": True}}}
+    ns.write(upsert_rows=[{"id": i, "tok": d.tolist()} for i, d in list(docs.items())[:30]], schema=schema)
+    compact(tpuf, ns_name)
+    ns.write(upsert_columns={"id": list(range(31, 41)), "tok": [docs[i].tolist() for i in range(31, 41)]})
+
+    def unit(m):
+        return m / np.linalg.norm(m, axis=1, keepdims=True)
+
+    def dist(q, d):
+        return float((1.0 - unit(q) @ unit(d).T).min(axis=1).sum())
+
+    q = rng.standard_normal((3, 4)).astype(np.float32)
+    want = sorted(docs, key=lambda i: (dist(q, docs[i]), i))[:5]
+    for op in ["kNN", "ANN"]:
+        res = ns.query(rank_by=("tok", op, q.tolist()), top_k=5)
+        assert ids(res) == want, op
+        for r in res.rows:
+            assert abs(r["$dist"] - dist(q, docs[r.id])) < 1e-4
+    rows = ns.query(rank_by=("id", "asc"), top_k=1, include_attributes=["tok"]).rows
+    assert np.allclose(np.array(rows[0].tok, dtype=np.float32), docs[1])
+    assert ns.schema()["tok"].type == "[][4]f32"
+
+    with pytest.raises(turbopuffer.BadRequestError) as e:
+        ns.write(upsert_rows=[{"id": 99, "tok": [[1.0, 2.0]]}])
+    assert "tok" in e.value.body["error"]
+    with pytest.raises(turbopuffer.BadRequestError):
+        ns.write(upsert_rows=[{"id": 1}], schema={"bad": {"type": "[][4]f32", "ann": True}})

@@ -122,6 +122,9 @@ pub const SECTION_RANGE_CHECKSUMS: u16 = 22;
 /// Extension section kind: the index of one named vector attribute (`index::vector::named`:
 /// its rows' vectors and a calibrated graph; carries the attribute name inside).
 pub const SECTION_NAMED_VECTOR_INDEX: u16 = 23;
+/// Extension section kind: the MUVERA encodings of one multi-vector
+/// (`late_interaction`) attribute (`index::multi::section`), one per attribute.
+pub const SECTION_MUVERA_INDEX: u16 = 30;
 
 /// Magic of the range-checksum section.
 pub const RANGE_CHECKSUMS_MAGIC: [u8; 8] = *b"TPRANGES";
@@ -225,7 +228,7 @@ pub fn read_f32s(
 
 /// Reinterpret little-endian f32 bytes in place, if `b` is 4-byte aligned
 /// in memory, a whole number of f32s long, and the host is little-endian.
-fn f32_slice(b: &[u8]) -> Option<&[f32]> {
+pub(crate) fn f32_slice(b: &[u8]) -> Option<&[f32]> {
     if !cfg!(target_endian = "little") || b.as_ptr().align_offset(std::mem::align_of::<f32>()) != 0 {
         return None;
     }

@@ -636,6 +636,14 @@ impl Segment {
         Ok(v)
     }
 
+    /// The vector array (multi-vector attribute) `attr` of `row`, if the row holds one.
+    pub fn multi_attr(&self, row: usize, attr: &str) -> Result<Option<Vec<Vec<f32>>>, FormatError> {
+        let mut r = Reader::new(self.doc_bytes(row)?);
+        let v = crate::format::attrs::find_multi(&mut r, attr)?;
+        r.finish("segment doc")?;
+        Ok(v)
+    }
+
     /// The encoded attributes of `row`.
     fn doc_bytes(&self, row: usize) -> Result<&[u8], FormatError> {
         if row >= self.inner.rows {

@@ -189,6 +189,10 @@ fn without_reserved_keys(mut r: RequestRecord) -> RequestRecord {
     // A client's `extra` option cannot be named like a known schema key.
     if let Some(s) = &mut r.settings.schema {
         for a in s.values_mut() {
+            // Legacy batches predate multi-vector attributes (`[][N]f32`).
+            if let AttrType::MultiVector { dim, f16 } = a.ty {
+                a.ty = AttrType::Vector { dim, f16 };
+            }
             a.extra.retain(|k, _| !matches!(k.as_str(), "type" | "filterable" | "full_text_search" | "ann"));
             // Legacy batches predate `index_prefixes`: their JSON text never holds it.
             if let Some(f) = &mut a.full_text_search {
