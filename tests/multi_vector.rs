@@ -273,3 +273,38 @@ async fn ann_reads_the_muvera_section_built_at_compaction_and_reaches_recall_095
     assert!(recall >= 0.95, "recall@10 {recall}");
     d.stop();
 }
+
+/// A page ranked by another attribute (here BM25 and `vector`) returns a compacted row's
+/// vector arrays when `include_attributes` asks for them, as an id-ordered page does.
+#[tokio::test]
+async fn a_ranked_page_returns_vector_arrays_of_compacted_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(dir.path(), &[]);
+    let c = client();
+    let mut rng = Lcg(11);
+    let mut sch = schema("cosine_distance");
+    sch["text"] = json!({"type": "string", "full_text_search": true});
+    let docs: Vec<(u64, Vec<Vec<f32>>)> = (0..8).map(|i| (i, rng.vectors(2))).collect();
+    let rows: Vec<Json> = docs
+        .iter()
+        .map(|(i, v)| json!({"id": i, "tok": v, "vector": [1.0, *i as f32], "text": format!("doc word{i}")}))
+        .collect();
+    let (s, b) = write(&c, &d, "proj", json!({"schema": sch, "upsert_rows": rows})).await;
+    assert_eq!(s, 200, "{b}");
+    let (s, b) = post(&c, &d.at("/v1/namespaces/proj/_admin/compact"), &json!({})).await;
+    assert_eq!(s, 200, "{b}");
+    for rank_by in [json!(["text", "BM25", "doc"]), json!(["vector", "ANN", [1.0, 3.0]])] {
+        let body = json!({"rank_by": rank_by, "limit": 8, "include_attributes": ["tok"]});
+        let (s, b) = query(&c, &d, "proj", body.clone()).await;
+        assert_eq!(s, 200, "{b}");
+        let rows = b["rows"].as_array().unwrap();
+        assert_eq!(rows.len(), 8, "{b}");
+        for r in rows {
+            let id = r["id"].as_u64().unwrap();
+            let got: Vec<Vec<f32>> =
+                serde_json::from_value(r["tok"].clone()).unwrap_or_else(|_| panic!("{body}: {r}"));
+            assert_eq!(got, docs[id as usize].1, "{body}: row {id}");
+        }
+    }
+    d.stop();
+}

@@ -127,7 +127,9 @@ pub(super) fn ranked_docs(q: &Query, rank: &Rank, state: &NsState) -> Result<(Ve
     // Only what the rows return (or `limit.per` groups by) is decoded.
     // Computed attributes read the parts they need before the projection.
     let named_vector_wanted = state.schema.iter().any(|(name, s)| {
-        name != VECTOR_ATTR && matches!(s.ty, AttrType::Vector { .. }) && q.projection.wants(name)
+        name != VECTOR_ATTR
+            && matches!(s.ty, AttrType::Vector { .. } | AttrType::MultiVector { .. })
+            && q.projection.wants(name)
     });
     let parts = DocParts {
         vector: q.projection.wants(VECTOR_ATTR) || q.compute.iter().any(|(_, e)| e.reads_vector()),
