@@ -15,7 +15,7 @@ shift || true
 if [ "$#" -gt 0 ]; then
   targets=("$@")
 else
-  targets=(wal_decode manifest_decode schema_decode filter_parse filter_decode segment_decode deletes_decode index_open snapshot_decode idempotency_decode sync_record_decode tombstone_decode lease_decode text_prefix_open)
+  targets=(wal_decode manifest_decode schema_decode filter_parse filter_decode segment_decode deletes_decode index_open snapshot_decode idempotency_decode sync_record_decode tombstone_decode lease_decode text_prefix_open muvera_open)
 fi
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
