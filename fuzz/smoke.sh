@@ -6,7 +6,7 @@
 # SECONDS defaults to $FUZZ_SECONDS or 20 per target; TARGETs default to all.
 # Uses the stable toolchain with --sanitizer=none (RUSTC_BOOTSTRAP=1 lets
 # cargo-fuzz pass its flags), as redb's CI does. Installs cargo-fuzz if it is
-# missing. Seeds each corpus from the frozen fixtures in tests/fixtures/v1, v2, v4, v7, v8, v9, v10 and v11.
+# missing. Seeds each corpus from the frozen fixtures in tests/fixtures/v1, v2, v4, v7, v8, v9, v10, v11 and v13.
 # Exits non-zero if a target crashes (the input is kept in fuzz/artifacts/).
 set -euo pipefail
 
@@ -65,6 +65,11 @@ for i in range(n):
     k, _, _, o, l = struct.unpack_from("<HHIQQ", b, t + 24 * i)
     if k == 21:
         sys.stdout.buffer.write(b[o:o + l])' "$v2/segment_cold.seg" | seed index_open fixture-cold-ivf 002 -
+fi
+v13="$here/../tests/fixtures/v13"
+if [ -d "$v13" ]; then
+  # index_open mode 4 (mode % 5 == 4): a named cold IVF section (kind 24).
+  seed index_open fixture-named-cold 004 "$v13/named_cold.bin"
 fi
 v10="$here/../tests/fixtures/v10"
 if [ -d "$v10" ]; then

@@ -1,6 +1,7 @@
-//! Fuzz target: ANN (kind 16), full-text (kind 17), cold IVF (kind 21) and
+//! Fuzz target: ANN (kind 16), full-text (kind 17), cold IVF (kind 21),
 //! named vector (kind 23: `NamedIndex::open`, then a filtered graph search and
-//! an exact read of every present row) index sections. Opening arbitrary bytes never panics (the crc check is
+//! an exact read of every present row) and named cold IVF (kind 24: the prefix
+//! and IVF head parsed, then every list block read) index sections. Opening arbitrary bytes never panics (the crc check is
 //! skipped for kinds 16 and 17 so the fuzzer reaches the structural checks),
 //! and a section that opens can be searched. For kind 21 the head is parsed
 //! (with its crc) and then every list block is read from the input's bytes.
@@ -12,7 +13,19 @@ use tidepool::index::text::{Bm25Params, CorpusStats, TextIndex};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&mode, body)) = data.split_first() else { return };
-    if mode % 4 == 3 {
+    if mode % 5 == 4 {
+        if let Ok(h) = tidepool::index::vector::coldnamed::NamedColdHead::parse(body) {
+            let (ivf, at) = (h.ivf(), h.ivf_at());
+            let query = vec![0.25f32; ivf.dim()];
+            for c in ivf.probe(&query, 0) {
+                let r = ivf.list_range(c);
+                let (Ok(a), Ok(b)) = (usize::try_from(at + r.start), usize::try_from(at + r.end)) else { continue };
+                if let Some(list) = body.get(a..b).and_then(|block| ivf.open_list(c, block).ok()) {
+                    assert_eq!(list.vectors.len(), list.rows.len() * ivf.dim());
+                }
+            }
+        }
+    } else if mode % 4 == 3 {
         if let Ok(ix) = tidepool::index::vector::named::NamedIndex::open(bytes::Bytes::copy_from_slice(body)) {
             let query = vec![0.25f32; ix.dim()];
             let present = |r: u32| ix.present(r as usize);

@@ -1,11 +1,13 @@
-//! Cold queries: answer a vector (ANN) query on a namespace that is not loaded, with ranged
-//! reads from the object store instead of downloading its segments first
-//! (`storage-format.md` 11.4, "Cold reads").
+//! Cold queries: answer a vector (ANN) query — by `vector` or by a named vector attribute — on
+//! a namespace that is not loaded, with ranged reads from the object store instead of
+//! downloading its segments first (`storage-format.md` 11.4, "Cold reads"; 11.8 for a named
+//! vector attribute, whose lists are a kind-24 section's).
 //!
 //! Round trips, each a set of requests issued together:
 //! 1. the manifest: one GET of CURRENT (version 2 embeds the manifest);
-//! 2. per segment the cold IVF head (centroids, list offsets, list crcs), the ids section and
-//!    the deletion set; every WAL batch;
+//! 2. per segment the cold IVF head (centroids, list offsets, list crcs; for a named attribute
+//!    the head of every kind-24 section, each naming its attribute), the ids section and the
+//!    deletion set; every WAL batch;
 //! 3. per segment the probed lists (rows and f32 vectors, contiguous per list) — more lists in
 //!    further round trips only when the probed ones hold fewer live rows than the page needs;
 //! 4. only when the query returns attributes: the page's attribute bytes (ranged reads widened
@@ -28,6 +30,8 @@
 //! - Every byte used is verified first: the head and each list by their own crcs, the ids and
 //!   range-checksum sections by the section crcs in the manifest, docs bytes by the range
 //!   checksums (kind 22) of the chunks they were read in, deletion sets and WAL batches by theirs.
+//! - A named attribute's answer returns no row's `vector` (this path does not read the vectors
+//!   section): a query that asks for it, in a namespace with vectors, is not covered.
 //! - Anything this path does not cover returns `None` before or after its reads (filters,
 //!   non-ANN ranking, aggregations, time travel, WAL requests whose effect depends on stored rows
 //!   — with attributes requested, any patch — segments without the cold sections, a newer
@@ -44,13 +48,14 @@ use crate::engine::ErrorKind;
 use crate::format::manifest::{decode_current_full, Manifest, SectionRef, SegmentRef};
 use crate::format::segment::{
     decode_row_attributes, DeletionSet, IdsSection, RangeChecksums, SECTION_COLD_IVF, SECTION_DOCS,
-    SECTION_IDS, SECTION_RANGE_CHECKSUMS,
+    SECTION_IDS, SECTION_NAMED_COLD_IVF, SECTION_RANGE_CHECKSUMS,
 };
 use crate::format::wal::WalBatch;
 use crate::index::vector::coldivf::ColdHead;
+use crate::index::vector::coldnamed::NamedColdHead;
 use crate::index::vector::distance::Metric;
 use crate::layout::NsPath;
-use crate::model::{AttrMap, DocId, Document};
+use crate::model::{AttrMap, DocId, Document, Value, VECTOR_ATTR};
 use crate::query::{Projection, Query, QueryRequest, QueryResult, Rank};
 use crate::store::seqlog::SeqLog;
 use crate::store::StoreError;
@@ -104,6 +109,8 @@ enum ColdError {
     Gone,
     /// The probe found a generation after the one read.
     Newer,
+    /// A segment has no cold lists for the ranked attribute (the caller loads as usual).
+    Uncovered,
     Failed(EngineError),
 }
 
@@ -124,8 +131,76 @@ impl From<EngineError> for ColdError {
 
 type ColdResult<T> = Result<T, ColdError>;
 
-/// The single ANN query of `req` when the cold path can answer it.
-fn eligible_query(req: &QueryRequest) -> Option<(&Query, &[f32])> {
+/// The query a cold read answers: the page's query, what it ranks by, the query vector, the
+/// ranked attribute's metric, and whether rows carry attributes.
+struct ColdQuery<'q> {
+    q: &'q Query,
+    target: Target<'q>,
+    vector: &'q [f32],
+    metric: Metric,
+    attrs: bool,
+}
+
+/// The metric of the ranked attribute when generation `m` can be read cold for it: the query
+/// vector has the attribute's dimension, and a named attribute's page does not ask for rows'
+/// `vector` (this path reads no vectors section).
+fn cold_shape(m: &Manifest, q: &Query, target: Target<'_>, dim: usize) -> Option<Metric> {
+    let namespace_metric = m.distance_metric.unwrap_or(Metric::CosineDistance);
+    match target {
+        Target::Vector => (m.vector_dim.map(|d| d as usize) == Some(dim)).then_some(namespace_metric),
+        Target::Named(attr) => {
+            let schema = m.schema.get(attr)?;
+            let crate::schema::AttrType::Vector { dim: d, .. } = schema.ty else { return None };
+            let needs_vector = m.vector_dim.is_some() && q.projection.wants(VECTOR_ATTR);
+            (d == dim && attr != VECTOR_ATTR && !needs_vector)
+                .then(|| schema.ann_metric().unwrap_or(namespace_metric))
+        }
+    }
+}
+
+/// What a cold query ranks by: `vector` (kind-21 lists) or a named vector attribute (the
+/// kind-24 lists naming it).
+#[derive(Clone, Copy)]
+enum Target<'q> {
+    Vector,
+    Named(&'q str),
+}
+
+impl<'q> Target<'q> {
+    /// The attribute name a WAL patch sets to change what is ranked.
+    fn attr(self) -> &'q str {
+        match self {
+            Target::Vector => VECTOR_ATTR,
+            Target::Named(a) => a,
+        }
+    }
+
+    /// The document's vector of the ranked attribute.
+    fn of(self, d: &Document) -> Option<&[f32]> {
+        match self {
+            Target::Vector => d.vector.as_deref(),
+            Target::Named(a) => match d.attrs.get(a) {
+                Some(Value::Dense(v)) => Some(&**v),
+                _ => None,
+            },
+        }
+    }
+
+    /// A candidate document holding only the id and the ranked vector.
+    fn candidate(self, id: DocId, v: Vec<f32>) -> Document {
+        match self {
+            Target::Vector => Document { id, vector: Some(v.into()), attrs: AttrMap::new() },
+            Target::Named(a) => Document {
+                id,
+                vector: None,
+                attrs: [(a.to_owned(), Value::Dense(v.into()))].into_iter().collect(),
+            },
+        }
+    }
+}
+
+/// The single ANN query of `req` when the cold path can answer it, with what it ranks by.
+fn eligible_query(req: &QueryRequest) -> Option<(&Query, Target<'_>, &[f32])> {
     let [q] = req.queries.as_slice() else { return None };
     if req.multi || req.rerank.is_some() || q.filters.is_some() || q.order.is_some() {
         return None;
@@ -135,7 +210,8 @@ fn eligible_query(req: &QueryRequest) -> Option<(&Query, &[f32])> {
         return None;
     }
     match &q.rank {
-        Some(Rank::Vector { exact: false, query }) => Some((q, query)),
+        Some(Rank::Vector { exact: false, query }) => Some((q, Target::Vector, query)),
+        Some(Rank::NamedVector { attr, exact: false, query }) => Some((q, Target::Named(attr), query)),
         _ => None,
     }
 }
@@ -146,8 +222,12 @@ fn section(s: &SegmentRef, kind: u16) -> Option<&SectionRef> {
 
 /// The WAL's effect on the segments when it can be known without reading them: the ids it
 /// upserted (with their documents) or deleted. None when a request's effect depends on stored
-/// rows (conditions, filters, patches that touch the vector).
-fn blind_overlay(batches: &[WalBatch], attrs: bool) -> Option<BTreeMap<DocId, Option<Document>>> {
+/// rows (conditions, filters, patches that touch the ranked vector).
+fn blind_overlay(
+    batches: &[WalBatch],
+    attrs: bool,
+    target: Target<'_>,
+) -> Option<BTreeMap<DocId, Option<Document>>> {
     let mut overlay = BTreeMap::new();
     for r in batches.iter().flat_map(|b| &b.requests) {
         let o = &r.ops;
@@ -156,7 +236,7 @@ fn blind_overlay(batches: &[WalBatch], attrs: bool) -> Option<BTreeMap<DocId, Op
             || o.delete_condition.is_some()
             || o.delete_by_filter.is_some()
             || o.patch_by_filter.is_some()
-            || o.patches.iter().any(|p| attrs || p.attrs.contains_key("vector"))
+            || o.patches.iter().any(|p| attrs || p.attrs.contains_key(target.attr()))
         {
             return None;
         }
@@ -190,19 +270,24 @@ impl Engine {
         req: &QueryRequest,
         uncached: bool,
     ) -> Result<Option<ColdAnswer>, EngineError> {
-        let Some((q, vector)) = eligible_query(req) else { return Ok(None) };
+        let Some((q, target, vector)) = eligible_query(req) else { return Ok(None) };
         let attrs = !matches!(q.projection, Projection::IdOnly);
         let loaded = !uncached && super::cached(&self.handle(path)).is_some();
         if self.store.local_root().is_some() || loaded {
             return Ok(None);
         }
         let Some(m) = self.cold_manifest(path).await? else { return Ok(None) };
-        if m.deleted || m.vector_dim.map(|d| d as usize) != Some(vector.len()) || m.segments.is_empty() {
+        if m.deleted || m.segments.is_empty() {
             return Ok(None);
         }
+        let Some(metric) = cold_shape(&m, q, target, vector.len()) else { return Ok(None) };
+        let lists_kind = match target {
+            Target::Vector => SECTION_COLD_IVF,
+            Target::Named(_) => SECTION_NAMED_COLD_IVF,
+        };
         let cold_ready = |s: &SegmentRef| {
             section(s, SECTION_IDS).is_some()
-                && section(s, SECTION_COLD_IVF).is_some_and(|c| c.head > 0)
+                && section(s, lists_kind).is_some_and(|c| c.head > 0)
                 && (!attrs
                     || (section(s, SECTION_DOCS).is_some() && section(s, SECTION_RANGE_CHECKSUMS).is_some()))
         };
@@ -210,14 +295,15 @@ impl Engine {
         if !m.segments.iter().all(cold_ready) || (!uncached && m.segments.iter().all(on_disk)) {
             return Ok(None);
         }
-        match self.cold_answer(path, &m, q, vector, attrs).await {
+        let cq = ColdQuery { q, target, vector, metric, attrs };
+        match self.cold_answer(path, &m, &cq).await {
             Ok(Some(result)) => Ok(Some(ColdAnswer {
                 results: vec![result],
                 generation: m.generation,
                 approx_rows: m.stats.approx_row_count,
                 logical_bytes: m.stats.approx_logical_bytes,
             })),
-            Ok(None) | Err(ColdError::Gone | ColdError::Newer) => Ok(None),
+            Ok(None) | Err(ColdError::Gone | ColdError::Newer | ColdError::Uncovered) => Ok(None),
             Err(ColdError::Failed(e)) => Err(e),
         }
     }
@@ -230,13 +316,11 @@ impl Engine {
         &self,
         path: &NsPath,
         m: &Manifest,
-        q: &Query,
-        vector: &[f32],
-        attrs: bool,
+        cq: &ColdQuery<'_>,
     ) -> ColdResult<Option<QueryResult>> {
         let probe = SeqLog::new(self.store.clone(), path.manifest_series()).probe_after(m.generation);
         let reads = async {
-            let heads = try_join_all(m.segments.iter().map(|s| self.segment_head(m, s, attrs)));
+            let heads = try_join_all(m.segments.iter().map(|s| self.segment_head(m, s, cq)));
             let wal = try_join_all(m.wal.iter().map(|r| self.cold_wal(r)));
             futures::try_join!(heads, wal)
         };
@@ -246,7 +330,7 @@ impl Engine {
             return Err(ColdError::Newer);
         }
         let (heads, batches) = reads?;
-        let rest = self.cold_rank(m, q, vector, attrs, &heads, &batches);
+        let rest = self.cold_rank(m, cq, &heads, &batches);
         let (fenced, answer) = futures::join!(tombstone.tombstoned(), rest);
         if fenced? {
             return Err(ColdError::Newer);
@@ -258,28 +342,25 @@ impl Engine {
     async fn cold_rank(
         &self,
         m: &Manifest,
-        q: &Query,
-        vector: &[f32],
-        attrs: bool,
+        cq: &ColdQuery<'_>,
         heads: &[SegmentHead],
         batches: &[WalBatch],
     ) -> ColdResult<Option<QueryResult>> {
-        let Some(overlay) = blind_overlay(batches, attrs) else { return Ok(None) };
-        let metric = match m.distance_metric {
-            Some(crate::model::DistanceMetric::EuclideanSquared) => Metric::EuclideanSquared,
-            _ => Metric::CosineDistance,
-        };
-        if heads.iter().any(|h| h.head.metric() != metric || h.head.dim() != vector.len()) {
+        let (q, target) = (cq.q, cq.target);
+        let Some(overlay) = blind_overlay(batches, cq.attrs, target) else { return Ok(None) };
+        if heads.iter().any(|h| h.head.metric() != cq.metric || h.head.dim() != cq.vector.len()) {
             return Ok(None);
         }
         // Round trip 3 (with the docs offsets tables when attributes are returned).
         let want = q.limit.saturating_add(q.offset);
-        let lists = self.probe_lists(heads, vector, metric, &overlay, want);
+        let lists = self.probe_lists(heads, cq, &overlay, want);
         let offsets = try_join_all(heads.iter().map(|h| self.doc_offsets(h)));
         let (mut cands, offsets) = futures::try_join!(lists, offsets)?;
-        let wal_rows = overlay.values().flatten().filter(|d| d.vector.is_some()).count() as u64;
-        cands.extend(overlay.into_values().flatten().filter(|d| d.vector.is_some()).map(|d| (d, None)));
-        let mut result = if attrs {
+        let wal_docs = overlay.into_values().flatten().filter(|d| target.of(d).is_some());
+        let before = cands.len();
+        cands.extend(wal_docs.map(|d| (d, None)));
+        let wal_rows = (cands.len() - before) as u64;
+        let mut result = if cq.attrs {
             // Round trip 4: the attributes of the rows on the page.
             let page = self.page_with_attributes(m, q, heads, &offsets, cands).await?;
             let mut unpaged = q.clone();
@@ -314,12 +395,18 @@ impl Engine {
     }
 
     /// Round trip 2 for one segment: cold IVF head, ids section, deletion set (in parallel).
-    async fn segment_head(&self, m: &Manifest, s: &SegmentRef, attrs: bool) -> ColdResult<SegmentHead> {
+    async fn segment_head(
+        &self,
+        m: &Manifest,
+        s: &SegmentRef,
+        cq: &ColdQuery<'_>,
+    ) -> ColdResult<SegmentHead> {
+        let attrs = cq.attrs;
         let file = s.files.first().ok_or_else(|| corrupt(format!("segment {} has no file", s.id)))?;
-        let (Some(cold), Some(ids)) = (section(s, SECTION_COLD_IVF), section(s, SECTION_IDS)) else {
+        let Some(ids) = section(s, SECTION_IDS) else {
             return Err(corrupt(format!("segment {} lacks its cold sections", s.id)).into());
         };
-        let head = self.store.get_range(&file.key, cold.offset..cold.offset + cold.head);
+        let head = self.lists_head(s, &file.key, cq.target);
         let ids_bytes = self.store.get_range(&file.key, ids.offset..ids.offset + ids.len);
         let deleted = async {
             match &s.deletes {
@@ -336,7 +423,8 @@ impl Engine {
                 _ => Ok::<_, StoreError>(None),
             }
         };
-        let (head, ids_bytes, deleted, sums) = futures::try_join!(head, ids_bytes, deleted, sums)?;
+        let rest = async { futures::try_join!(ids_bytes, deleted, sums).map_err(ColdError::from) };
+        let (head, (ids_bytes, deleted, sums)) = futures::try_join!(head, rest)?;
         let docs = match sums {
             Some((b, r, docs)) => {
                 if crc32c::crc32c(&b) != r.crc32c {
@@ -352,8 +440,7 @@ impl Engine {
             }
             None => None,
         };
-        let head =
-            ColdHead::parse(&head).map_err(|e| corrupt_by(format!("cold ivf head of {}", file.key), e))?;
+        let (cold_at, head) = head;
         if crc32c::crc32c(&ids_bytes) != ids.crc32c {
             return Err(corrupt(format!("ids section of {} does not match its checksum", file.key)).into());
         }
@@ -369,7 +456,39 @@ impl Engine {
             (Some(b), Some(d)) => Some(verified_deletes(&b, d, rows)?),
             _ => None,
         };
-        Ok(SegmentHead { data_key: file.key.clone(), rows, cold_at: cold.offset, head, ids, deleted, docs })
+        Ok(SegmentHead { data_key: file.key.clone(), rows, cold_at, head, ids, deleted, docs })
+    }
+
+    /// The verified head of the segment's cold lists for `target` and where the lists' section
+    /// starts in the file: `vector`'s kind-21 section, or the kind-24 section naming the
+    /// attribute (every kind-24 head is read, they name their attributes inside).
+    async fn lists_head(&self, s: &SegmentRef, key: &str, target: Target<'_>) -> ColdResult<(u64, ColdHead)> {
+        let kind = match target {
+            Target::Vector => SECTION_COLD_IVF,
+            Target::Named(_) => SECTION_NAMED_COLD_IVF,
+        };
+        let refs = s.sections.iter().filter(|r| r.kind == kind && r.head > 0);
+        let heads = try_join_all(refs.map(|r| async move {
+            let b = self.store.get_range(key, r.offset..r.offset + r.head).await?;
+            Ok::<_, ColdError>((r.offset, b))
+        }))
+        .await?;
+        for (at, b) in heads {
+            let what = || format!("cold ivf head of {key} at {at}");
+            match target {
+                Target::Vector => {
+                    return Ok((at, ColdHead::parse(&b).map_err(|e| corrupt_by(what(), e))?));
+                }
+                Target::Named(attr) => {
+                    let h = NamedColdHead::parse(&b).map_err(|e| corrupt_by(what(), e))?;
+                    if h.attr() == attr {
+                        let (_, ivf_at, head) = h.into_parts();
+                        return Ok((at + ivf_at, head));
+                    }
+                }
+            }
+        }
+        Err(ColdError::Uncovered)
     }
 
     /// Round trip 3: read the default number of nearest lists of every segment (all at once)
@@ -379,11 +498,11 @@ impl Engine {
     async fn probe_lists(
         &self,
         heads: &[SegmentHead],
-        vector: &[f32],
-        metric: Metric,
+        cq: &ColdQuery<'_>,
         overlay: &BTreeMap<DocId, Option<Document>>,
         want: usize,
     ) -> ColdResult<Vec<Candidate>> {
+        let (vector, metric) = (cq.vector, cq.metric);
         let dim = vector.len();
         let kern = crate::index::vector::distance::kernels();
         let orders: Vec<Vec<usize>> = heads.iter().map(|h| h.head.probe(vector, h.head.nlist())).collect();
@@ -443,7 +562,7 @@ impl Engine {
             rows.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
             for (_, row, id, li, pos) in rows.into_iter().take(want) {
                 let v = lists[li].vectors[pos * dim..(pos + 1) * dim].to_vec();
-                out.push((Document { id, vector: Some(v.into()), attrs: AttrMap::new() }, Some((si, row))));
+                out.push((cq.target.candidate(id, v), Some((si, row))));
             }
         }
         Ok(out)

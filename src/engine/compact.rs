@@ -539,28 +539,32 @@ impl Engine {
     }
 }
 
-/// The sections a cold query reads by range (ids, docs, cold IVF lists, range checksums),
+/// The sections a cold query reads by range (ids, docs, cold IVF lists — `vector`'s and the
+/// named vector attributes' — range checksums),
 /// recorded in the manifest so a reader can fetch them without first reading
 /// the segment's own table (`storage-format.md` 4.2, 11.4).
 fn cold_read_sections(bytes: &[u8]) -> Result<Vec<SectionRef>, EngineError> {
-    use crate::format::segment::{SECTION_COLD_IVF, SECTION_DOCS, SECTION_IDS, SECTION_RANGE_CHECKSUMS};
+    use crate::format::segment::{
+        SECTION_COLD_IVF, SECTION_DOCS, SECTION_IDS, SECTION_NAMED_COLD_IVF, SECTION_RANGE_CHECKSUMS,
+    };
+    use crate::index::vector::{coldivf::ColdHead, coldnamed::NamedColdHead};
     let table = crate::format::segment::section_table(bytes).map_err(|e| {
         EngineError::caused_by(ErrorKind::Internal, "reading the section table of a new segment", e)
     })?;
     let mut out = Vec::new();
-    for s in table
-        .into_iter()
-        .filter(|s| matches!(s.kind, SECTION_IDS | SECTION_DOCS | SECTION_COLD_IVF | SECTION_RANGE_CHECKSUMS))
-    {
-        let head = if s.kind == SECTION_COLD_IVF {
-            let at = usize::try_from(s.offset).unwrap_or(usize::MAX);
-            match bytes.get(at..).map(crate::index::vector::coldivf::ColdHead::parse) {
-                Some(Ok(h)) => h.head_len(),
-                _ => continue, // unreadable: no cold path for this segment
-            }
-        } else {
-            0
+    for s in table.into_iter().filter(|s| {
+        matches!(
+            s.kind,
+            SECTION_IDS | SECTION_DOCS | SECTION_COLD_IVF | SECTION_NAMED_COLD_IVF | SECTION_RANGE_CHECKSUMS
+        )
+    }) {
+        let at = usize::try_from(s.offset).unwrap_or(usize::MAX);
+        let head = match s.kind {
+            SECTION_COLD_IVF => bytes.get(at..).map(|b| ColdHead::parse(b).map(|h| h.head_len())),
+            SECTION_NAMED_COLD_IVF => bytes.get(at..).map(|b| NamedColdHead::parse(b).map(|h| h.head_len())),
+            _ => Some(Ok(0)),
         };
+        let Some(Ok(head)) = head else { continue }; // unreadable: no cold path for this section
         out.push(SectionRef { kind: s.kind, offset: s.offset, len: s.len, crc32c: s.crc32c, head });
     }
     Ok(out)

@@ -4,7 +4,8 @@
 //! (kind 18), one attribute index per filterable scalar attribute whose
 //! values in the segment share one kind (kind 19) and one named vector index
 //! (kind 23: the vectors and a calibrated graph) per named vector attribute
-//! that at least [`ANN_MIN_ROWS`] rows of the segment hold,
+//! that at least [`ANN_MIN_ROWS`] rows of the segment hold (with, where cold
+//! sections are built and every row holds it, its cold IVF lists, kind 24),
 //! and one MUVERA section per `late_interaction` multi-vector attribute (kind 30,
 //! `indexing_multi.rs`).
 //!
@@ -43,7 +44,8 @@
 
 use crate::format::segment::{
     BuildError, F32Rows, SegmentBuilder, SECTION_ANN_INDEX, SECTION_ATTRIBUTE_INDEX, SECTION_COLD_IVF,
-    SECTION_GRAPH_INDEX, SECTION_NAMED_VECTOR_INDEX, SECTION_SPARSE_INDEX, SECTION_TEXT_INDEX,
+    SECTION_GRAPH_INDEX, SECTION_NAMED_COLD_IVF, SECTION_NAMED_VECTOR_INDEX, SECTION_SPARSE_INDEX,
+    SECTION_TEXT_INDEX,
 };
 use crate::index::text::{Analyzer, TextIndexBuilder};
 use crate::index::vector::rows::RowSource;
@@ -107,6 +109,8 @@ struct DenseFeed {
     vectors: Vec<f32>,
     present: Vec<bool>,
     held: usize,
+    /// Build its cold IVF lists too (kind 24) when every row holds it.
+    cold: bool,
 }
 
 impl DenseFeed {
@@ -139,6 +143,19 @@ impl DenseFeed {
             &params,
         );
         builder.add_section(SECTION_NAMED_VECTOR_INDEX, bytes);
+        if self.cold && self.held == self.present.len() {
+            let params = crate::index::vector::ann::AnnParams { threads, ..Default::default() };
+            let cold = crate::index::vector::coldnamed::build(
+                &self.name,
+                self.dim,
+                self.metric,
+                &self.vectors,
+                &params,
+            );
+            if let Some(bytes) = cold {
+                builder.add_section(SECTION_NAMED_COLD_IVF, bytes);
+            }
+        }
     }
 }
 
@@ -180,6 +197,7 @@ impl<'s> IndexFeed<'s> {
                     vectors: Vec::new(),
                     present: Vec::new(),
                     held: 0,
+                    cold,
                 })));
             }
             if let Some(feed) = super::indexing_multi::MultiFeed::for_attr(state, name, schema) {

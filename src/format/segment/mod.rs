@@ -122,6 +122,10 @@ pub const SECTION_RANGE_CHECKSUMS: u16 = 22;
 /// Extension section kind: the index of one named vector attribute (`index::vector::named`:
 /// its rows' vectors and a calibrated graph; carries the attribute name inside).
 pub const SECTION_NAMED_VECTOR_INDEX: u16 = 23;
+/// Extension section kind: the cold-read IVF lists of one named vector attribute
+/// (`index::vector::coldnamed`: the attribute name, then a kind-21 layout), for segments where
+/// every row holds it and cold sections are built.
+pub const SECTION_NAMED_COLD_IVF: u16 = 24;
 /// Extension section kind: the MUVERA encodings of one multi-vector
 /// (`late_interaction`) attribute (`index::multi::section`), one per attribute.
 pub const SECTION_MUVERA_INDEX: u16 = 30;

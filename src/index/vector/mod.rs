@@ -1,5 +1,6 @@
 //! Dense-vector indexes of one segment: the SIMD `distance` kernels, the IVF-SQ8 `ann` index,
-//! the `graph` index, the cold-read IVF layout (`coldivf`) and the build-time recall
+//! the `graph` index, the cold-read IVF layout (`coldivf`, and
+//! `coldnamed` for a named vector attribute) and the build-time recall
 //! `calibrate`ion both searchable sections store, and the `rows` their exact rerank reads.
 //! Pure functions over section bytes (no I/O but what a caller's [`rows::RowSource`] does).
 //! Their nearest-first heaps all order by [`Ranked`] (distance, then row), so ties break the
@@ -10,6 +11,7 @@ use std::cmp::Ordering;
 pub mod ann;
 pub mod calibrate;
 pub mod coldivf;
+pub mod coldnamed;
 pub mod distance;
 pub mod graph;
 pub mod named;
