@@ -24,9 +24,12 @@
 //! --s3, a replay of the three paths on the same objects copied into process memory (the
 //! client-side cost of each path; `--no-replay` skips it).
 //!
+//! With `--named` the vectors are written to a named vector attribute `emb` (`[384]f32`, `ann`)
+//! instead of `vector`, and the queries rank by `["emb", "ANN", q]` (its cold lists: kind 24).
+//!
 //! CARGO_TARGET_DIR=target/bench cargo run --profile profiling --example cold_bench -- \
 //!     --s3 s3://bucket/prefix --s3-endpoint http://127.0.0.1:PORT [--queries 50] [--whole 3]
-//!     [--corpus ../shared/data/debian] [--verbose] [--no-replay]
+//!     [--corpus ../shared/data/debian] [--verbose] [--no-replay] [--named]
 //! Without --s3 the store is in memory (a quick check only; the target is about S3).
 //! `bench/cold.sh` starts moto, creates the bucket and runs this.
 
@@ -114,12 +117,34 @@ async fn engine(data: &Path, store: Store) -> Arc<Engine> {
     Engine::open(cfg).await.expect("engine")
 }
 
+/// The attribute the vectors are written to and ranked by: `vector`, or `emb` with `--named`.
+fn ranked_attr() -> &'static str {
+    static NAMED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    if *NAMED.get_or_init(|| std::env::args().any(|a| a == "--named")) {
+        "emb"
+    } else {
+        "vector"
+    }
+}
+
+/// The cold lists' section kind of the ranked attribute.
+fn cold_kind() -> u16 {
+    use tidepool::format::segment::{SECTION_COLD_IVF, SECTION_NAMED_COLD_IVF};
+    if ranked_attr() == "vector" {
+        SECTION_COLD_IVF
+    } else {
+        SECTION_NAMED_COLD_IVF
+    }
+}
+
 fn row(i: usize, d: &Json, vecs: &[f32]) -> Json {
-    json!({
-        "id": i, "vector": &vecs[i * DIM..(i + 1) * DIM], "package": d["id"], "title": d["title"],
+    let mut row = json!({
+        "id": i, "package": d["id"], "title": d["title"],
         "body": d["body"], "section": d["section"], "priority": d["priority"],
         "installed_size": d["installed_size"], "version": d["version"],
-    })
+    });
+    row[ranked_attr()] = json!(&vecs[i * DIM..(i + 1) * DIM]);
+    row
 }
 
 /// What one query cost and returned.
@@ -146,7 +171,7 @@ impl Corpus {
     }
 
     fn request(&self, i: usize) -> QueryRequest {
-        parse_request(&json!({"rank_by": ["vector", "ANN", self.query(i)], "top_k": K}), false)
+        parse_request(&json!({"rank_by": [ranked_attr(), "ANN", self.query(i)], "top_k": K}), false)
             .expect("query")
     }
 
@@ -550,7 +575,11 @@ async fn main() {
     let t = Instant::now();
     for (b, chunk) in docs.chunks(1000).enumerate() {
         let rows: Vec<Json> = chunk.iter().enumerate().map(|(j, d)| row(b * 1000 + j, d, &c.vecs)).collect();
-        let body = json!({"upsert_rows": rows, "distance_metric": "cosine_distance"});
+        let schema = json!({"emb": {"type": format!("[{DIM}]f32"), "ann": true}});
+        let mut body = json!({"upsert_rows": rows, "distance_metric": "cosine_distance"});
+        if ranked_attr() != "vector" {
+            body["schema"] = schema;
+        }
         writer.write(&ns, WriteRequest::from_json(&body).expect("request")).await.expect("write");
     }
     let ingest = t.elapsed();
@@ -561,7 +590,7 @@ async fn main() {
     assert_eq!(m.segments.len(), 1, "one segment");
     assert!(m.wal.is_empty(), "WAL folded");
     let seg = &m.segments[0];
-    let cold = seg.sections.iter().find(|s| s.kind == tidepool::format::segment::SECTION_COLD_IVF);
+    let cold = seg.sections.iter().find(|s| s.kind == cold_kind());
     let ids = seg.sections.iter().find(|s| s.kind == tidepool::format::segment::SECTION_IDS);
     let stored: u64 = writer_store.list(&ns.prefix()).await.expect("list").iter().map(|o| o.size).sum();
     println!(
@@ -572,9 +601,10 @@ async fn main() {
         m.generation
     );
     println!(
-        "segment: {} bytes ({:.1} MB); cold IVF section {} bytes (head {}), ids section {} bytes; all objects of the namespace {:.1} MB",
+        "segment: {} bytes ({:.1} MB); cold IVF section of {} {} bytes (head {}), ids section {} bytes; all objects of the namespace {:.1} MB",
         seg.bytes,
         seg.bytes as f64 / 1e6,
+        ranked_attr(),
         cold.map_or(0, |s| s.len),
         cold.map_or(0, |s| s.head),
         ids.map_or(0, |s| s.len),
