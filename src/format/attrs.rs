@@ -28,7 +28,7 @@ const VAL_STR: u8 = 4;
 const VAL_ARRAY: u8 = 5;
 const VAL_SPARSE: u8 = 6;
 const VAL_DENSE: u8 = 7;
-use super::attrs_multi::{multi_bytes, read_multi, VAL_MULTI};
+use super::attrs_multi::{multi_bytes, read_multi, write_multi, VAL_MULTI};
 
 pub(super) const MIN_ATTR_BYTES: usize = 4 + 1; // empty name, null value
 const MIN_SPARSE_ENTRY_BYTES: usize = 4 + 4;
@@ -134,7 +134,11 @@ impl Enc {
                     self.w.f32(*x);
                 }
             }
-            Value::Multi(vs) => self.multi(vs, nested),
+            Value::Multi(vs) => {
+                if let Some(e) = write_multi(&mut self.w, vs, nested) {
+                    self.violate(e);
+                }
+            }
         }
     }
 

@@ -12,33 +12,43 @@
 
 use crate::model::{Value, MAX_MULTI_VECTORS, MAX_VECTOR_DIM};
 
-use super::attrs::Enc;
-use super::{FormatError, Reader};
+use super::{len_u64, FormatError, Reader, Writer};
 
 /// The value tag of a multi-vector value.
 pub(super) const VAL_MULTI: u8 = 8;
 
-impl Enc {
-    /// Writes `vs` (tag included), recording a violation for anything the decoder refuses.
-    pub(super) fn multi(&mut self, vs: &[Vec<f32>], nested: bool) {
-        let dim = vs.first().map_or(0, Vec::len);
-        if nested {
-            self.violate(FormatError::Malformed("array values hold scalars only".into()));
-        }
-        if dim == 0 || vs.iter().any(|v| v.len() != dim || v.iter().any(|x| !x.is_finite())) {
-            self.violate(FormatError::Malformed(
-                "a vector array holds 1 or more vectors of one non-zero dimension, finite f32".into(),
-            ));
-        }
-        self.w.u8(VAL_MULTI);
-        let d = self.count("vector array dimension", dim, MAX_VECTOR_DIM);
-        let n = self.count("vector array", vs.len(), MAX_MULTI_VECTORS);
-        self.w.u32(d);
-        self.w.u32(n);
-        for x in vs.iter().flatten() {
-            self.w.f32(*x);
-        }
+/// Writes `vs` (tag included) to `w`, and returns the first rule the decoder would refuse it
+/// by (the attribute encoder records it as its violation), in the order the decoder checks.
+pub(super) fn write_multi(w: &mut Writer, vs: &[Vec<f32>], nested: bool) -> Option<FormatError> {
+    let dim = vs.first().map_or(0, Vec::len);
+    let violation = if nested {
+        Some(FormatError::Malformed("array values hold scalars only".into()))
+    } else if dim == 0 || vs.iter().any(|v| v.len() != dim || v.iter().any(|x| !x.is_finite())) {
+        Some(FormatError::Malformed(
+            "a vector array holds 1 or more vectors of one non-zero dimension, finite f32".into(),
+        ))
+    } else if dim > MAX_VECTOR_DIM {
+        Some(FormatError::TooLarge {
+            what: "vector array dimension",
+            len: len_u64(dim),
+            max: len_u64(MAX_VECTOR_DIM),
+        })
+    } else if vs.len() > MAX_MULTI_VECTORS {
+        Some(FormatError::TooLarge {
+            what: "vector array",
+            len: len_u64(vs.len()),
+            max: len_u64(MAX_MULTI_VECTORS),
+        })
+    } else {
+        None
+    };
+    w.u8(VAL_MULTI);
+    w.u32(u32::try_from(dim).unwrap_or(u32::MAX));
+    w.u32(u32::try_from(vs.len()).unwrap_or(u32::MAX));
+    for x in vs.iter().flatten() {
+        w.f32(*x);
     }
+    violation
 }
 
 /// The payload of a multi-vector value (after its tag): (dimension, the checked f32 bytes).
