@@ -1,9 +1,10 @@
 //! The byte codec every on-storage layout is built on, at the bottom of the crate (it depends
 //! on nothing in it): the bounded sequential [`Reader`] and little-endian [`Writer`] of the
 //! `format` codecs, their [`FormatError`], and the positional little-endian reads
-//! ([`u16_at`], [`u32_at`], [`u64_at`]) and word copies ([`f32s_le`], [`u32s_le`]) that the
-//! segment and index sections use on mmap'd bytes. `format` re-exports the first three; `index` uses this module directly (it must not
-//! import `format`, which imports `filter`, which imports `index`).
+//! ([`u16_at`], [`u32_at`], [`u64_at`]), word copies ([`f32s_le`], [`u32s_le`]) and the in-place
+//! f32 view ([`f32_slice`]) that the segment and index sections use on mmap'd bytes. `format`
+//! re-exports the first three; `index` uses this module directly (it must not import `format`,
+//! which imports `filter`, which imports `index`).
 //!
 //! Invariants:
 //! - Reads never panic: every read checks the bytes remaining (or the range) first; a
@@ -13,6 +14,24 @@
 //!   load, as the hand-written readers they replace did.
 
 use std::fmt;
+
+/// Reinterpret little-endian f32 bytes in place, if `b` is 4-byte aligned
+/// in memory, a whole number of f32s long, and the host is little-endian.
+pub(crate) fn f32_slice(b: &[u8]) -> Option<&[f32]> {
+    if !cfg!(target_endian = "little") || b.as_ptr().align_offset(std::mem::align_of::<f32>()) != 0 {
+        return None;
+    }
+    if !b.len().is_multiple_of(std::mem::size_of::<f32>()) {
+        return None;
+    }
+    // SAFETY: the pointer is non-null and aligned for f32 (checked above);
+    // `b.len() / 4` f32s cover exactly the `b.len()` bytes of `b`, which are
+    // initialized and live (and immutable) for the lifetime of the returned
+    // slice, which borrows `b`; every bit pattern is a valid f32; and on a
+    // little-endian host the stored little-endian bytes are the native
+    // representation.
+    Some(unsafe { std::slice::from_raw_parts(b.as_ptr().cast::<f32>(), b.len() / 4) })
+}
 
 /// The little-endian f32s of `b`, copied (a trailing partial word is ignored). For sections
 /// that cannot be borrowed in place (misaligned buffer or big-endian host).

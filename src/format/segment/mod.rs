@@ -230,23 +230,7 @@ pub fn read_f32s(
     Ok(())
 }
 
-/// Reinterpret little-endian f32 bytes in place, if `b` is 4-byte aligned
-/// in memory, a whole number of f32s long, and the host is little-endian.
-pub(crate) fn f32_slice(b: &[u8]) -> Option<&[f32]> {
-    if !cfg!(target_endian = "little") || b.as_ptr().align_offset(std::mem::align_of::<f32>()) != 0 {
-        return None;
-    }
-    if !b.len().is_multiple_of(std::mem::size_of::<f32>()) {
-        return None;
-    }
-    // SAFETY: the pointer is non-null and aligned for f32 (checked above);
-    // `b.len() / 4` f32s cover exactly the `b.len()` bytes of `b`, which are
-    // initialized and live (and immutable) for the lifetime of the returned
-    // slice, which borrows `b`; every bit pattern is a valid f32; and on a
-    // little-endian host the stored little-endian bytes are the native
-    // representation.
-    Some(unsafe { std::slice::from_raw_parts(b.as_ptr().cast::<f32>(), b.len() / 4) })
-}
+pub(crate) use crate::codec::f32_slice;
 
 fn le_u16(b: &[u8], at: usize) -> u16 {
     crate::codec::u16_at(b, at).unwrap_or(0)

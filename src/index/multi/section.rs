@@ -174,7 +174,7 @@ impl<'a> MuveraIndex<'a> {
         let fd = self.params.fde_dim();
         let k = kernels();
         // Read in place when the mapping allows it (aligned, little-endian host), else copied.
-        let direct = crate::format::segment::f32_slice(self.enc);
+        let direct = crate::codec::f32_slice(self.enc);
         let mut row_buf = vec![0.0f32; fd];
         let mut scored: Vec<(f32, usize)> = Vec::new();
         for row in (0..self.rows).filter(|r| self.has(*r) && keep(*r)) {

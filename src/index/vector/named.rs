@@ -165,8 +165,7 @@ impl NamedIndex {
             return Err(corrupt("named vector section: graph shape differs"));
         }
         let raw = &b[vectors_at..vectors_at + vectors_len];
-        let aligned = cfg!(target_endian = "little") && raw.as_ptr().align_offset(4) == 0;
-        let vectors = if aligned {
+        let vectors = if crate::codec::f32_slice(raw).is_some() {
             Vectors::Borrowed(vectors_at..vectors_at + vectors_len)
         } else {
             Vectors::Owned(crate::codec::f32s_le(raw).into())
@@ -206,14 +205,8 @@ impl NamedIndex {
     pub fn vectors(&self) -> &[f32] {
         match &self.vectors {
             Vectors::Owned(v) => v,
-            Vectors::Borrowed(r) => {
-                let raw = &self.bytes[r.clone()];
-                // SAFETY: `open` checked that `raw` is 4-byte aligned, a whole number of f32s
-                // (rows × dim × 4 bytes) and that the host is little-endian, so the stored
-                // little-endian floats are native; every bit pattern is a valid f32; the slice
-                // borrows `self.bytes`, immutable for `self`'s lifetime.
-                unsafe { std::slice::from_raw_parts(raw.as_ptr().cast::<f32>(), raw.len() / 4) }
-            }
+            // `open` found the range viewable in place (aligned, little-endian host).
+            Vectors::Borrowed(r) => crate::codec::f32_slice(&self.bytes[r.clone()]).unwrap_or_default(),
         }
     }
 
