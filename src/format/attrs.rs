@@ -318,16 +318,22 @@ fn walk_attrs<'a>(
     let mut out = Vec::with_capacity(n);
     let mut last: Option<&str> = None;
     for _ in 0..n {
-        let name = r.str("attribute name", MAX_STRING_BYTES)?;
-        if last.is_some_and(|l| l >= name) {
-            return Err(FormatError::Malformed(format!(
-                "attribute {name:?} is out of order or duplicated (names must strictly increase)"
-            )));
-        }
-        last = Some(name);
+        let name = next_name(r, &mut last)?;
         out.extend(f(name, r)?);
     }
     Ok(out)
+}
+
+/// The next attribute name of a map, checked to come after `last` (names strictly increase).
+fn next_name<'a>(r: &mut Reader<'a>, last: &mut Option<&'a str>) -> Result<&'a str, FormatError> {
+    let name = r.str("attribute name", MAX_STRING_BYTES)?;
+    if last.is_some_and(|l| l >= name) {
+        return Err(FormatError::Malformed(format!(
+            "attribute {name:?} is out of order or duplicated (names must strictly increase)"
+        )));
+    }
+    *last = Some(name);
+    Ok(name)
 }
 
 pub(super) fn read_attrs(r: &mut Reader<'_>) -> Result<AttrMap, FormatError> {
@@ -335,13 +341,7 @@ pub(super) fn read_attrs(r: &mut Reader<'_>) -> Result<AttrMap, FormatError> {
     let mut attrs = AttrMap::with_capacity(n);
     let mut last: Option<&str> = None;
     for _ in 0..n {
-        let name = r.str("attribute name", MAX_STRING_BYTES)?;
-        if last.is_some_and(|l| l >= name) {
-            return Err(FormatError::Malformed(format!(
-                "attribute {name:?} is out of order or duplicated (names must strictly increase)"
-            )));
-        }
-        last = Some(name);
+        let name = next_name(r, &mut last)?;
         let v = read_value(r, false)?;
         attrs.insert(name.to_owned(), v);
     }
