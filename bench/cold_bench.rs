@@ -384,6 +384,9 @@ async fn run_paths(backend: &Backend, c: &Corpus, p: &Plan<'_>) -> Run {
                 "  cold-ranged q{i}: {:.2} ms, {} round trips, {} requests, {} bytes, recall {:.1}",
                 s.ms, s.round_trips, s.requests, s.bytes, s.recall
             );
+            if s.round_trips > 3 {
+                print_breakdown(&tr);
+            }
         }
         if run.first_trace.is_none() {
             run.first_trace = Some(tr);
