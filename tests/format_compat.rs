@@ -153,6 +153,7 @@ fn golden_manifest() -> Manifest {
     Manifest {
         labels: Default::default(),
         data_generation: None,
+        read_only: false,
         origin: None,
         namespace: "a/b/c".into(),
         generation: 2,
@@ -432,6 +433,7 @@ fn v1_manifest() -> Manifest {
     Manifest {
         labels: Default::default(),
         data_generation: None,
+        read_only: false,
         origin: None,
         namespace: "acme/search/docs".into(),
         generation: 7,

@@ -138,6 +138,7 @@ pub fn status_of(kind: ErrorKind) -> StatusCode {
         ErrorKind::Backpressure => StatusCode::TOO_MANY_REQUESTS,
         ErrorKind::StorageFull => StatusCode::INSUFFICIENT_STORAGE,
         ErrorKind::Timeout => StatusCode::REQUEST_TIMEOUT,
+        ErrorKind::ReadOnly => StatusCode::FORBIDDEN,
         ErrorKind::Corrupted | ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }

@@ -281,6 +281,9 @@ async fn patch_metadata(ctx: &Ctx, ns: &str, req: Request<Incoming>) -> Result<J
     if let Some(p) = update.pin {
         ctx.state.engine.set_pinned(&path, p).await?;
     }
+    if let Some(r) = update.read_only {
+        ctx.state.engine.set_read_only(&path, r).await?;
+    }
     Ok(ctx.state.engine.metadata(&path).await?.to_json())
 }
 

@@ -48,6 +48,9 @@ pub enum ErrorKind {
     /// The request's deadline passed before its work finished (a query past
     /// `query_timeout_ms`); a retry may succeed (408).
     Timeout,
+    /// The namespace is read-only (`read_only` in its metadata): writes, schema changes and
+    /// its deletion are refused until that is cleared (403, not retryable).
+    ReadOnly,
 }
 
 /// How long a client is asked to wait after a disk-full error.
@@ -99,6 +102,10 @@ impl EngineError {
     /// 501: not supported by this build.
     pub fn unsupported(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Unsupported, message)
+    }
+    /// 403: the namespace is read-only.
+    pub fn read_only(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::ReadOnly, message)
     }
     /// 500: a bug or an unexpected state.
     pub fn internal(message: impl Into<String>) -> Self {

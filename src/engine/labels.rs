@@ -1,9 +1,14 @@
 //! Namespace labels: key/value pairs an operator attaches to a namespace
 //! (`PATCH /v1/namespaces/{ns}/metadata {"labels": {...}}`, or `labels` in a
 //! write body), shown in its metadata and used to filter the listing
-//! (`GET /v1/namespaces?label=k:v`).
+//! (`GET /v1/namespaces?label=k:v`); and the namespace's `read_only` flag
+//! (`PATCH .../metadata {"read_only": bool}`), changed the same way.
 //!
 //! Invariants:
+//! - `read_only` lives in the manifest too (`Manifest::read_only`), so branches, copies and sync
+//!   carry it; while it is set the write path (`engine/write.rs`, which schema changes take too)
+//!   and namespace deletion refuse with `ReadOnly` (403) under the commit lock, and a
+//!   deduplicated retry of an earlier write still answers as before.
 //! - Labels live in the manifest (`Manifest::labels`): a label change is one
 //!   generation committed through the commit unit — on its own with no new
 //!   object ([`Engine::set_labels`]), or in the generation of the write that
@@ -87,6 +92,28 @@ impl Engine {
         changes: &LabelChanges,
     ) -> Result<Arc<Manifest>, EngineError> {
         validate_changes(changes)?;
+        self.commit_settings(path, |live, next| {
+            next.labels = applied(&live.labels, changes)?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Make an existing namespace read-only, or writable again: one generation, no new object.
+    pub async fn set_read_only(&self, path: &NsPath, read_only: bool) -> Result<Arc<Manifest>, EngineError> {
+        self.commit_settings(path, |_, next| {
+            next.read_only = read_only;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Commit the live manifest with `change` applied as the next generation (same content).
+    async fn commit_settings(
+        &self,
+        path: &NsPath,
+        change: impl Fn(&Manifest, &mut Manifest) -> Result<(), EngineError>,
+    ) -> Result<Arc<Manifest>, EngineError> {
         let h = self.handle(path);
         let _g = h.commit_lock.lock().await;
         let before = self.reload(&h).await?;
@@ -102,7 +129,7 @@ impl Engine {
                 |base| {
                     let live = base.filter(|m| !m.deleted).ok_or_else(not_found)?;
                     let mut next = live.clone();
-                    next.labels = applied(&live.labels, changes)?;
+                    change(live, &mut next)?;
                     next.previous_generation = Some(live.generation);
                     next.generation = live.generation + 1;
                     next.data_generation = Some(live.content_version());

@@ -58,6 +58,9 @@ impl Engine {
                 |a| self.backoff(a),
                 |base| {
                     let live = base.filter(|m| !m.deleted).ok_or_else(not_found)?;
+                    if live.read_only {
+                        return Err(super::write::read_only_error(path));
+                    }
                     Ok(Derived::Commit(tombstone(path, live, now, ids.next_token())))
                 },
             )

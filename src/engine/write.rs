@@ -206,6 +206,9 @@ impl Engine {
                 return Ok(PlannedOutcome::Duplicate(stored_counts(&h.path, key, &stored)?));
             }
         }
+        if base.manifest.as_ref().is_some_and(|m| !m.deleted && m.read_only) {
+            return Err(read_only_error(&h.path));
+        }
         if let Some(v) = req.if_version {
             if !first {
                 return Ok(PlannedOutcome::Deferred);
@@ -460,6 +463,14 @@ pub(super) fn wal_ref(key: &str, wal: &WalBatch, encoded: &[u8]) -> WalRef {
     }
 }
 
+/// The refusal of a write, schema change or deletion while the namespace is read-only.
+pub(super) fn read_only_error(path: &NsPath) -> EngineError {
+    EngineError::read_only(format!(
+        "namespace {} is read-only; clear it with PATCH .../metadata {{\"read_only\": false}} to change it",
+        path.ns()
+    ))
+}
+
 pub(super) fn next_manifest(
     base: &Snapshot,
     path: &NsPath,
@@ -498,6 +509,7 @@ pub(super) fn next_manifest(
         lineage: live.and_then(|m| m.lineage.clone()),
         labels: live.map(|m| m.labels.clone()).unwrap_or_default(),
         data_generation: None,
+        read_only: live.is_some_and(|m| m.read_only),
         origin: None,
         stats: ManifestStats {
             approx_row_count: state.len(),

@@ -234,6 +234,10 @@ pub struct Manifest {
     /// storage (compaction) or change labels keep it, so an `if_version`
     /// read before them still matches. Absent: this generation (4.2).
     pub data_generation: Option<u64>,
+    /// The namespace refuses writes, schema changes and its deletion until this is cleared
+    /// (`PATCH .../metadata {"read_only": false}`); kept by every later generation, branches and
+    /// copies; absent from the JSON when false (4.2).
+    pub read_only: bool,
     /// Set only on a generation a sync push published in a remote bucket:
     /// the node that pushed it and the local generation it carries (4.2,
     /// `sync/`). A node recognises its own pushes by it after a crash.

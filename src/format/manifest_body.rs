@@ -59,8 +59,15 @@ struct BodyOut<'a> {
     labels: &'a BTreeMap<String, String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     data_generation: Option<u64>,
+    #[serde(skip_serializing_if = "is_false")]
+    read_only: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     origin: Option<&'a Origin>,
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's skip_serializing_if passes a reference
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 impl Serialize for Manifest {
@@ -86,6 +93,7 @@ impl Serialize for Manifest {
             stats,
             labels,
             data_generation,
+            read_only,
             origin,
         } = self;
         BodyOut {
@@ -109,6 +117,7 @@ impl Serialize for Manifest {
             stats: *stats,
             labels,
             data_generation: *data_generation,
+            read_only: *read_only,
             origin: origin.as_ref(),
         }
         .serialize(s)
@@ -147,6 +156,8 @@ struct BodyIn<'a> {
     labels: BTreeMap<String, String>,
     #[serde(default)]
     data_generation: Option<u64>,
+    #[serde(default)]
+    read_only: bool,
     #[serde(default)]
     origin: Option<Origin>,
 }
@@ -209,6 +220,7 @@ pub(crate) fn decode_body(version: u64, body: &str) -> Result<Manifest, FormatEr
         stats,
         labels,
         data_generation,
+        read_only,
         origin,
     } = b;
     Ok(Manifest {
@@ -232,6 +244,7 @@ pub(crate) fn decode_body(version: u64, body: &str) -> Result<Manifest, FormatEr
         stats,
         labels,
         data_generation,
+        read_only,
         origin,
     })
 }

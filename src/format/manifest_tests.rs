@@ -13,6 +13,7 @@ fn sample() -> Manifest {
     Manifest {
         labels: [("env".to_owned(), "prod".to_owned())].into(),
         data_generation: Some(5),
+        read_only: true,
         origin: None,
         namespace: "acme/search/docs".into(),
         generation: 7,
@@ -230,6 +231,19 @@ fn object_keys_lists_every_referenced_object_once() {
         ]
     );
     assert!(minimal().object_keys().is_empty());
+}
+
+#[test]
+fn read_only_is_written_only_when_set_and_absent_reads_as_false() {
+    let m = sample();
+    let body = serde_json::to_value(&m).unwrap();
+    assert_eq!(body["read_only"], json!(true));
+    let mut writable = m.clone();
+    writable.read_only = false;
+    let body = serde_json::to_value(&writable).unwrap();
+    assert!(body.get("read_only").is_none(), "omitted when false: older builds read it unchanged");
+    let back = Manifest::decode(&writable.encode()).unwrap();
+    assert!(!back.read_only);
 }
 
 #[test]

@@ -274,6 +274,8 @@ pub struct MetadataUpdate {
     pub pin: Option<bool>,
     /// `labels`: set or (None) remove each; None: unchanged.
     pub labels: Option<LabelChanges>,
+    /// `read_only`: refuse (true) or allow (false) changes; None (absent or null): unchanged.
+    pub read_only: Option<bool>,
 }
 
 /// Parse `{"pinning"?, "labels"?, "read_only"?}`.
@@ -285,10 +287,8 @@ pub fn parse_metadata_update(body: &Json) -> Result<MetadataUpdate, EngineError>
             "pinning" => out.pin = Some(parse_pinning(v)?),
             "labels" => out.labels = Some(parse_label_changes(v)?),
             "read_only" => match v {
-                Json::Bool(false) | Json::Null => {}
-                Json::Bool(true) => {
-                    return Err(EngineError::unsupported("read_only namespaces are not implemented yet"))
-                }
+                Json::Bool(b) => out.read_only = Some(*b),
+                Json::Null => {}
                 _ => return Err(invalid("read_only must be a bool")),
             },
             other => return Err(invalid(format!("unknown metadata parameter {other:?}"))),
@@ -511,8 +511,10 @@ mod tests {
             Some(false)
         );
         assert_eq!(parse_metadata_update(&json!({})).unwrap(), MetadataUpdate::default());
-        let read_only = parse_metadata_update(&json!({"read_only": true})).unwrap_err();
-        assert_eq!(read_only.kind(), crate::engine::ErrorKind::Unsupported);
+        assert_eq!(parse_metadata_update(&json!({"read_only": true})).unwrap().read_only, Some(true));
+        assert_eq!(parse_metadata_update(&json!({"read_only": false})).unwrap().read_only, Some(false));
+        assert_eq!(parse_metadata_update(&json!({"read_only": null})).unwrap().read_only, None);
+        assert!(parse_metadata_update(&json!({"read_only": "yes"})).is_err());
         let err = |v: Json| message(parse_metadata_update(&v).unwrap_err());
         assert_eq!(
             err(json!({"pinning": {"replicas": 1, "x": 1}})),

@@ -49,6 +49,9 @@ impl NamespaceMetadata {
         if !m.labels.is_empty() {
             v["labels"] = json!(m.labels);
         }
+        if m.read_only {
+            v["read_only"] = json!(true);
+        }
         if self.pinned {
             v["pinning"] = json!({"replicas": 1, "status": {"ready_replicas": 1, "replicas": 1, "utilization": 0.0,
                 "updated_at": rfc3339(m.committed_at_ms)}});

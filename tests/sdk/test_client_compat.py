@@ -1,7 +1,7 @@
 """What real clients send, through the official SDK 3.1.0: lookups without rank_by (langchain's
 get_by_ids), string ids that come back byte for byte, declared uuid ids compared
-case-insensitively, `disable_cache`, and the typed `performance` of queries, multi-queries and
-writes. Fixtures (`ns`, `tpuf`, the daemon) come from conftest.py.
+case-insensitively, `disable_cache`, the typed `performance` of queries, multi-queries and
+writes, and `update_metadata(read_only=...)`. Fixtures (`ns`, `tpuf`, the daemon) come from conftest.py.
 """
 
 from __future__ import annotations
@@ -78,3 +78,22 @@ def test_performance_fields(ns):
     m = ns.multi_query(queries=[{"rank_by": ("id", "asc"), "top_k": 2}, {"filters": ("id", "Eq", 4)}])
     assert [ids(r) for r in m.results] == [[0, 1], [4]]
     check_query_performance(m.performance, 12)
+
+
+def test_read_only_refuses_writes_until_cleared(ns):
+    # `update_metadata(read_only=True)`: document and schema writes are refused (403, the SDK's
+    # PermissionDeniedError), reads and metadata updates still work, `False` allows writes again.
+    ns.write(upsert_rows=[{"id": 1, "t": "a"}])
+    md = ns.update_metadata(read_only=True)
+    assert md.read_only is True
+    with pytest.raises(turbopuffer.PermissionDeniedError) as e:
+        ns.write(upsert_rows=[{"id": 2, "t": "b"}])
+    assert "read-only" in e.value.body["error"]
+    with pytest.raises(turbopuffer.PermissionDeniedError):
+        ns.update_schema(schema={"t": {"type": "string", "full_text_search": True}})
+    assert ids(ns.query(rank_by=("id", "asc"), top_k=10)) == [1]
+    assert ns.update_metadata(pinning=True).read_only is True
+    assert ns.metadata().read_only is True
+    assert not ns.update_metadata(read_only=False).read_only
+    ns.write(upsert_rows=[{"id": 2, "t": "b"}])
+    assert ids(ns.query(rank_by=("id", "asc"), top_k=10)) == [1, 2]
