@@ -70,6 +70,7 @@ v13="$here/../tests/fixtures/v13"
 if [ -d "$v13" ]; then
   # index_open mode 4 (mode % 5 == 4): a named cold IVF section (kind 24).
   seed index_open fixture-named-cold 004 "$v13/named_cold.bin"
+  seed wal_decode fixture-wal-in-any 000 "$v13/wal_batch_in_any.bin"
 fi
 v10="$here/../tests/fixtures/v10"
 if [ -d "$v10" ]; then

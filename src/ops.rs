@@ -66,6 +66,41 @@ impl WriteOps {
     pub fn is_empty(&self) -> bool {
         self.direct_rows() == 0 && self.delete_by_filter.is_none() && self.patch_by_filter.is_none()
     }
+
+    /// These operations with every filter and condition as a WAL batch written before
+    /// `WAL_FLAG_IN_ANY_ELEMENT` applied them ([`Filter::with_scalar_in`]), or `None` when
+    /// that changes nothing (no `In`/`NotIn` leaf).
+    pub fn with_scalar_in(&self) -> Option<WriteOps> {
+        let scalar = |f: &Option<Filter>| f.as_ref().map(Filter::with_scalar_in);
+        let conditions = [
+            scalar(&self.upsert_condition),
+            scalar(&self.patch_condition),
+            scalar(&self.delete_condition),
+            scalar(&self.delete_by_filter),
+        ];
+        let by_filter = self.patch_by_filter.as_ref().map(|p| p.filter.with_scalar_in());
+        let before =
+            [&self.upsert_condition, &self.patch_condition, &self.delete_condition, &self.delete_by_filter];
+        let same = conditions.iter().zip(before).all(|(a, b)| a.as_ref() == b.as_ref())
+            && by_filter.as_ref() == self.patch_by_filter.as_ref().map(|p| &p.filter);
+        if same {
+            return None; // no `In` leaf: nothing to clone
+        }
+        let [upsert_condition, patch_condition, delete_condition, delete_by_filter] = conditions;
+        let patch_by_filter = self
+            .patch_by_filter
+            .as_ref()
+            .zip(by_filter)
+            .map(|(p, filter)| PatchByFilter { filter, attrs: p.attrs.clone() });
+        Some(WriteOps {
+            upsert_condition,
+            patch_condition,
+            delete_condition,
+            delete_by_filter,
+            patch_by_filter,
+            ..self.clone()
+        })
+    }
 }
 
 /// Namespace-level settings a request may carry (first write or updates).

@@ -12,7 +12,12 @@
 //! - deleting a namespace forgets its pin: one re-created under the same
 //!   name starts unpinned;
 //! - a `delete_by_filter` or `patch_by_filter` that matches nothing writes
-//!   nothing (no WAL object, no generation).
+//!   nothing (no WAL object, no generation);
+//! - `In` on an array attribute holds when one of its elements is in the list (the
+//!   TypeScript SDK's live tests filter `["numbers", "In", [2, 4]]`), on WAL rows and on a
+//!   compacted segment alike, and `NotIn` is its negation;
+//! - a BM25 query on a `pre_tokenized_array` attribute is an array of tokens: a string is a
+//!   400 naming the field.
 
 mod common;
 
@@ -213,4 +218,73 @@ async fn datetimes_are_instants_whatever_offset_or_precision() {
     let (_, md) = get(&c, &d.at("/v1/namespaces/t/metadata")).await;
     assert_eq!(md["version"].as_u64(), version, "nothing committed: {md}");
     assert_eq!(ids_by_ts(&c, &d, json!(["id", "Gte", 0])).await, vec![3, 2, 5, 1, 4]);
+}
+
+#[tokio::test]
+async fn in_on_an_array_attribute_matches_any_element() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(dir.path(), &[]);
+    let c = client();
+    let rows = json!([
+        {"id": 1, "vector": [1.0, 2.0], "numbers": [1, 2, 3], "tags": ["a", "b"]},
+        {"id": 2, "vector": [3.0, 4.0], "numbers": [2, 3, 4], "tags": ["c"]},
+        {"id": 3, "vector": [3.0, 4.0], "numbers": [17], "tags": []},
+    ]);
+    let (s, b) = post(
+        &c,
+        &d.at("/v2/namespaces/arr"),
+        &json!({"upsert_rows": rows, "distance_metric": "cosine_distance"}),
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    let ids = |filter: Json| {
+        let (c, url) = (c.clone(), d.at("/v2/namespaces/arr/query"));
+        async move {
+            let (s, b) =
+                post(&c, &url, &json!({"filters": filter, "rank_by": ["id", "asc"], "top_k": 10})).await;
+            assert_eq!(s, 200, "{b}");
+            b["rows"].as_array().unwrap().iter().map(|r| r["id"].as_u64().unwrap()).collect::<Vec<_>>()
+        }
+    };
+    for round in ["WAL", "segment"] {
+        assert_eq!(ids(json!(["numbers", "In", [2, 4]])).await, vec![1, 2], "{round}");
+        assert_eq!(ids(json!(["numbers", "In", [4, 17]])).await, vec![2, 3], "{round}");
+        assert_eq!(ids(json!(["numbers", "NotIn", [2, 4]])).await, vec![3], "{round}");
+        assert_eq!(ids(json!(["tags", "In", ["a", "z"]])).await, vec![1], "{round}");
+        assert_eq!(ids(json!(["tags", "NotIn", ["a", "c"]])).await, vec![3], "{round}");
+        let (s, b) = post(&c, &d.at("/v1/namespaces/arr/_admin/compact"), &json!({})).await;
+        assert_eq!(s, 200, "{b}");
+    }
+    // The query of the same test: ANN with the filter.
+    let q =
+        json!({"rank_by": ["vector", "ANN", [1.0, 1.0]], "filters": ["numbers", "In", [2, 4]], "top_k": 10});
+    let (s, b) = post(&c, &d.at("/v2/namespaces/arr/query"), &q).await;
+    assert_eq!(s, 200, "{b}");
+    let got: Vec<u64> = b["rows"].as_array().unwrap().iter().map(|r| r["id"].as_u64().unwrap()).collect();
+    assert_eq!(got, vec![2, 1], "{b}");
+}
+
+#[tokio::test]
+async fn a_pre_tokenized_attribute_is_queried_with_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(dir.path(), &[]);
+    let c = client();
+    let body = json!({
+        "schema": {"content": {"type": "[]string", "full_text_search": {"tokenizer": "pre_tokenized_array"}}},
+        "upsert_rows": [{"id": 1, "content": ["the", "dog", "jumped"]}, {"id": 2, "content": ["dog"]}],
+    });
+    let (s, b) = post(&c, &d.at("/v2/namespaces/tok"), &body).await;
+    assert_eq!(s, 200, "{b}");
+    let query = |q: Json| {
+        let (c, url) = (c.clone(), d.at("/v2/namespaces/tok/query"));
+        async move { post(&c, &url, &json!({"rank_by": ["content", "BM25", q], "top_k": 10})).await }
+    };
+    let (s, b) = query(json!(["jumped"])).await;
+    assert_eq!((s, b["rows"].as_array().map(Vec::len)), (200, Some(1)), "{b}");
+    let (s, b) = query(json!("jumped")).await;
+    assert_eq!(s, 400, "{b}");
+    assert!(
+        b["error"].as_str().unwrap().contains("for rank_by field \"content\", expecting []string"),
+        "{b}"
+    );
 }

@@ -27,7 +27,7 @@ use super::commit::{CommitError, Derived, ManifestLog};
 use super::{apply, clear_cached, Engine, EngineError};
 use crate::engine::ErrorKind;
 use crate::format::manifest::{Manifest, WalRef};
-use crate::format::wal::{WalBatch, WAL_FLAG_DATETIME_INSTANTS};
+use crate::format::wal::{WalBatch, WAL_APPLY_FLAGS, WAL_FLAG_DATETIME_INSTANTS, WAL_FLAG_IN_ANY_ELEMENT};
 use crate::layout::NsPath;
 use crate::store::Store;
 
@@ -114,7 +114,13 @@ impl Engine {
         base: Option<&Manifest>,
         r: Rebase,
     ) -> Result<(Manifest, Vec<String>), EngineError> {
-        if r.batches.iter().any(|b| b.flags & WAL_FLAG_DATETIME_INSTANTS == 0) {
+        // Re-applied now, an older batch's datetimes or `In` on arrays would not do what they did.
+        let older = |b: &WalBatch| {
+            b.flags & WAL_FLAG_DATETIME_INSTANTS == 0
+                || (b.flags & WAL_FLAG_IN_ANY_ELEMENT == 0
+                    && b.requests.iter().any(|r| r.ops.with_scalar_in().is_some()))
+        };
+        if r.batches.iter().any(older) {
             return Err(EngineError::conflict("a batch written by an older build cannot be re-applied"));
         }
         let virtual_base = self.materialize(path, Arc::new(relabelled), None).await?;
@@ -135,7 +141,7 @@ impl Engine {
         }
         let seq = virtual_base.manifest.as_ref().map_or(1, |m| m.next_wal_seq.max(1));
         let now = self.clock.now_ms();
-        let wal = WalBatch { seq, created_at_ms: now, requests: records, flags: WAL_FLAG_DATETIME_INSTANTS };
+        let wal = WalBatch { seq, created_at_ms: now, requests: records, flags: WAL_APPLY_FLAGS };
         let bytes =
             wal.try_encode().map_err(|e| EngineError::caused_by(ErrorKind::Internal, "rebased batch", e))?;
         let key = path.wal_key(seq, &self.ids.next_token());

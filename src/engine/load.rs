@@ -305,7 +305,14 @@ async fn replay_batches(
     while let Some(batch) = next {
         let b = batch?;
         let rule = apply::DatetimeRule::of_wal_flags(b.flags);
+        let scalar_in = b.flags & crate::format::wal::WAL_FLAG_IN_ANY_ELEMENT == 0;
         for req in &b.requests {
+            // A batch applied before `In` looked into arrays replays as it was applied.
+            let legacy = scalar_in.then(|| req.ops.with_scalar_in()).flatten();
+            let req = &match legacy {
+                Some(ops) => std::borrow::Cow::Owned(crate::ops::RequestRecord { ops, ..req.clone() }),
+                None => std::borrow::Cow::Borrowed(req),
+            };
             apply::replay_request(state, req, rule).map_err(|e| {
                 EngineError::caused_by(
                     ErrorKind::Corrupted,
@@ -323,3 +330,42 @@ async fn replay_batches(
 #[cfg(test)]
 #[path = "refold_tests.rs"]
 mod refold_tests;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::request::WriteRequest;
+    use crate::format::wal::{WalBatch, WAL_APPLY_FLAGS, WAL_FLAG_DATETIME_INSTANTS};
+    use crate::model::DocId;
+    use serde_json::json;
+
+    fn batch(seq: u64, flags: u16, body: serde_json::Value) -> WalBatch {
+        let req = WriteRequest::from_json(&body).unwrap();
+        WalBatch { seq, created_at_ms: 0, requests: vec![req.record], flags }
+    }
+
+    async fn replayed(flags: u16) -> Vec<u64> {
+        let rows = json!({"upsert_rows": [
+            {"id": 1, "numbers": [1, 2, 3]}, {"id": 2, "numbers": [5]},
+        ]});
+        let delete = json!({"delete_by_filter": ["numbers", "In", [2, 4]]});
+        let batches = vec![Ok(batch(1, flags, rows)), Ok(batch(2, flags, delete))];
+        let mut wal = futures::stream::iter(batches);
+        let mut state = NsState::default();
+        let path = NsPath::new("o", "p", "n").unwrap();
+        let first = wal.next().await;
+        replay_batches(&path, &mut state, first, &mut wal).await.unwrap();
+        let mut ids: Vec<u64> = (1..=2).filter(|i| state.get(&DocId::U64(*i)).is_some()).collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    /// Invariant: a batch written before `In` looked into arrays (no
+    /// `WAL_FLAG_IN_ANY_ELEMENT`) replays as it was applied — its `delete_by_filter` leaves the
+    /// array rows — while a batch of this build deletes them too.
+    #[tokio::test]
+    async fn in_on_arrays_replays_by_the_batch_flag() {
+        assert_eq!(replayed(WAL_FLAG_DATETIME_INSTANTS).await, vec![1, 2], "legacy: an array never matched");
+        assert_eq!(replayed(WAL_APPLY_FLAGS).await, vec![2], "this build: [1, 2, 3] holds 2");
+    }
+}

@@ -281,7 +281,7 @@ impl Engine {
             seq,
             created_at_ms: now,
             requests: plan.records.clone(),
-            flags: crate::format::wal::WAL_FLAG_DATETIME_INSTANTS,
+            flags: crate::format::wal::WAL_APPLY_FLAGS,
         };
         // try_encode refuses exactly what decode would refuse, so nothing
         // unreadable is ever published.

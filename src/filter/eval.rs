@@ -14,7 +14,7 @@ impl Condition {
         let n = self.negated;
         match &self.pred {
             Pred::Eq(_) => pick(n, Op::NotEq, Op::Eq),
-            Pred::In(_) => pick(n, Op::NotIn, Op::In),
+            Pred::In(_) | Pred::InScalar(_) => pick(n, Op::NotIn, Op::In),
             Pred::Contains(_) => pick(n, Op::NotContains, Op::Contains),
             Pred::ContainsAny(_) => pick(n, Op::NotContainsAny, Op::ContainsAny),
             Pred::Range { op, any, .. } => super::leaf::op_of(*op, *any),
@@ -36,7 +36,9 @@ impl Condition {
     /// pattern and token operators.
     pub fn operand(&self) -> Option<&Operand> {
         match &self.pred {
-            Pred::Eq(o) | Pred::In(o) | Pred::Contains(o) | Pred::ContainsAny(o) => Some(o),
+            Pred::Eq(o) | Pred::In(o) | Pred::InScalar(o) | Pred::Contains(o) | Pred::ContainsAny(o) => {
+                Some(o)
+            }
             Pred::Range { operand, .. } => Some(operand),
             _ => None,
         }
@@ -52,7 +54,9 @@ impl Condition {
 
     pub(super) fn to_json(&self) -> Json {
         let operand = match &self.pred {
-            Pred::Eq(o) | Pred::In(o) | Pred::Contains(o) | Pred::ContainsAny(o) => o.to_json(),
+            Pred::Eq(o) | Pred::In(o) | Pred::InScalar(o) | Pred::Contains(o) | Pred::ContainsAny(o) => {
+                o.to_json()
+            }
             Pred::Range { operand, .. } => operand.to_json(),
             Pred::Glob(g) => Json::String(g.source.clone()),
             Pred::Regex(r) => Json::String(r.regex.as_str().to_owned()),
@@ -111,7 +115,7 @@ pub(super) fn any_string(v: &Value, mut f: impl FnMut(&str) -> bool) -> bool {
 /// document lacks the attribute.
 pub(super) fn eval(pred: &Pred, attr: Option<&Value>, new_doc: Option<&Document>) -> bool {
     match pred {
-        Pred::Eq(o) | Pred::In(o) | Pred::Contains(o) | Pred::ContainsAny(o) => {
+        Pred::Eq(o) | Pred::In(o) | Pred::InScalar(o) | Pred::Contains(o) | Pred::ContainsAny(o) => {
             let operand = o.resolve(new_doc);
             let (attr, operand) = match (attr, operand.as_ref()) {
                 (a, Value::Null) => return a.is_none(),
@@ -120,7 +124,15 @@ pub(super) fn eval(pred: &Pred, attr: Option<&Value>, new_doc: Option<&Document>
             };
             match pred {
                 Pred::Eq(_) => attr.loosely_equals(operand),
-                Pred::In(_) => elements(operand).iter().any(|x| attr.loosely_equals(x)),
+                // An array attribute is in the list when one of its elements is (turbopuffer's
+                // rule: its TypeScript SDK's live tests filter `["numbers", "In", [2, 4]]`).
+                Pred::In(_) => match attr {
+                    Value::Array(items) => {
+                        items.iter().any(|x| elements(operand).iter().any(|y| x.loosely_equals(y)))
+                    }
+                    _ => elements(operand).iter().any(|x| attr.loosely_equals(x)),
+                },
+                Pred::InScalar(_) => elements(operand).iter().any(|x| attr.loosely_equals(x)),
                 Pred::Contains(_) => elements(attr).iter().any(|x| x.loosely_equals(operand)),
                 _ => elements(attr).iter().any(|x| elements(operand).iter().any(|y| x.loosely_equals(y))),
             }

@@ -70,7 +70,7 @@ impl Condition {
     /// The operand in the typed form [`Condition::new`] takes.
     pub fn leaf_operand(&self) -> LeafOperand {
         match &self.pred {
-            Pred::Eq(o) | Pred::In(o) | Pred::Contains(o) | Pred::ContainsAny(o) => {
+            Pred::Eq(o) | Pred::In(o) | Pred::InScalar(o) | Pred::Contains(o) | Pred::ContainsAny(o) => {
                 LeafOperand::Value(o.clone())
             }
             Pred::Range { operand, .. } => LeafOperand::Value(operand.clone()),

@@ -328,10 +328,19 @@ struct Fuzzy {
 #[derive(Clone, Debug, PartialEq)]
 enum Pred {
     Eq(Operand),
+    /// `In`: the value, or for an array attribute one of its elements, is in the list.
     In(Operand),
+    /// `In` as WAL batches written before `WAL_FLAG_IN_ANY_ELEMENT` evaluated it: an array
+    /// attribute never matches. Made only by [`Filter::with_scalar_in`] for replaying such a
+    /// batch; it reads, renders and encodes as `In`.
+    InScalar(Operand),
     Contains(Operand),
     ContainsAny(Operand),
-    Range { op: RangeOp, any: bool, operand: Operand },
+    Range {
+        op: RangeOp,
+        any: bool,
+        operand: Operand,
+    },
     Glob(GlobPattern),
     Regex(RegexPattern),
     Fuzzy(Fuzzy),
@@ -372,12 +381,31 @@ impl Filter {
                 match &mut c.pred {
                     Pred::Eq(Operand::Value(v))
                     | Pred::In(Operand::Value(v))
+                    | Pred::InScalar(Operand::Value(v))
                     | Pred::Contains(Operand::Value(v))
                     | Pred::ContainsAny(Operand::Value(v))
                     | Pred::Range { operand: Operand::Value(v), .. } => canonical_value(v, kind)
                         .map_err(|e| FilterError(format!("filter on {:?}: {}", c.attr, e.0))),
                     _ => Ok(false),
                 }
+            }
+        }
+    }
+
+    /// This filter as a WAL batch written before `WAL_FLAG_IN_ANY_ELEMENT` evaluated it: every
+    /// `In`/`NotIn` leaf ignores array attributes' elements (an array never matched then), so a
+    /// replay of such a batch does what the acknowledged write did.
+    pub fn with_scalar_in(&self) -> Filter {
+        match self {
+            Filter::And(subs) => Filter::And(subs.iter().map(Filter::with_scalar_in).collect()),
+            Filter::Or(subs) => Filter::Or(subs.iter().map(Filter::with_scalar_in).collect()),
+            Filter::Not(f) => Filter::Not(Box::new(f.with_scalar_in())),
+            Filter::Cond(c) => {
+                let mut c = c.clone();
+                if let Pred::In(o) = &c.pred {
+                    c.pred = Pred::InScalar(o.clone());
+                }
+                Filter::Cond(c)
             }
         }
     }

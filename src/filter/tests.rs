@@ -109,8 +109,10 @@ fn in_and_not_in() {
     check_pair("In", "NotIn", "n", json!([]), &d, false);
     check_pair("In", "NotIn", "s", json!(["x", "Hello World"]), &d, true);
     check_pair("In", "NotIn", "id", json!([6, 7]), &d, true);
-    // An array attribute is never equal to a scalar list element.
-    check_pair("In", "NotIn", "tags", json!(["a"]), &d, false);
+    // An array attribute is in the list when one of its elements is (turbopuffer's rule).
+    check_pair("In", "NotIn", "tags", json!(["z", "a"]), &d, true);
+    check_pair("In", "NotIn", "tags", json!(["z"]), &d, false);
+    check_pair("In", "NotIn", "nums", json!([9]), &d, true);
 }
 
 #[test]

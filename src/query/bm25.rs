@@ -348,6 +348,13 @@ fn leaf(
         .ok_or_else(|| invalid(format!("rank_by BM25: attribute {attr:?} has no full_text_search")))?;
     let analyzer = Analyzer::new(opts);
     let mut terms = match query {
+        // Its documents were split by the writer: a query must come split the same way.
+        TextInput::Text(_) if analyzer.is_pre_tokenized() => {
+            return Err(invalid(format!(
+                "rank_by BM25: for rank_by field {attr:?}, expecting []string (its tokenizer is pre_tokenized_array: \
+                 a query is an array of tokens), got a string"
+            )))
+        }
         TextInput::Text(t) => analyzer.query_terms(t),
         TextInput::Tokens(ts) => ts.iter().flat_map(|t| analyzer.tokens(t)).collect(),
     };

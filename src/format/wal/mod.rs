@@ -71,11 +71,17 @@ pub const WAL_FLAG_DATETIME_INSTANTS: u16 = 0x0001;
 /// build sets it on every batch it writes, and [`WalBatch::flags`] never
 /// carries it.
 pub const WAL_FLAG_OWN_ENCODINGS: u16 = 0x0002;
+/// Flag bit: the batch's requests were applied with `In`/`NotIn` on an array attribute
+/// testing its elements (storage-format 3.1, 3.4). Batches without it replay with an array
+/// never `In` a list, as they were applied (`Filter::with_scalar_in`).
+pub const WAL_FLAG_IN_ANY_ELEMENT: u16 = 0x0004;
 /// Every flag bit this build knows; a batch with any other bit is refused.
-pub const WAL_KNOWN_FLAGS: u16 = WAL_FLAG_DATETIME_INSTANTS | WAL_FLAG_OWN_ENCODINGS;
+pub const WAL_KNOWN_FLAGS: u16 =
+    WAL_FLAG_DATETIME_INSTANTS | WAL_FLAG_OWN_ENCODINGS | WAL_FLAG_IN_ANY_ELEMENT;
 /// The flags that say how a batch's requests apply (kept in
-/// [`WalBatch::flags`]); the others describe the encoding.
-pub const WAL_APPLY_FLAGS: u16 = WAL_FLAG_DATETIME_INSTANTS;
+/// [`WalBatch::flags`]); the others describe the encoding. This build applies every request
+/// with all of them, and sets them on every batch it writes.
+pub const WAL_APPLY_FLAGS: u16 = WAL_FLAG_DATETIME_INSTANTS | WAL_FLAG_IN_ANY_ELEMENT;
 /// Size of the fixed header.
 pub const WAL_HEADER_LEN: usize = 48;
 /// Largest body accepted (1 GiB); the engine bounds batches well below.

@@ -208,7 +208,7 @@ fn unknown_flags_are_refused() {
     let mut w = Writer::new();
     let bytes = small_batch().encode();
     w.bytes(&bytes[..OFF_FLAGS]);
-    w.u16(0x0004);
+    w.u16(0x0008);
     w.bytes(&bytes[OFF_REQUEST_COUNT..OFF_HEADER_CRC]);
     let crc = crc32c::crc32c(w.as_slice());
     w.u32(crc);
@@ -409,7 +409,7 @@ proptest! {
         seq in any::<u64>(),
         created_at_ms in any::<u64>(),
         requests in proptest::collection::vec(arb_request(), 0..4),
-        flags in 0..=WAL_APPLY_FLAGS,
+        flags in (0..=WAL_APPLY_FLAGS).prop_filter("apply flags only", |f| f & !WAL_APPLY_FLAGS == 0),
     ) {
         let b = WalBatch { seq, created_at_ms, requests, flags };
         let bytes = b.try_encode().unwrap();
