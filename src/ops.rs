@@ -8,7 +8,7 @@
 //! - Filters and conditions are kept as operations (not as their resolved
 //!   ids), so re-applying a batch on another base re-evaluates them there.
 
-use crate::filter::Filter;
+use crate::filter::{Filter, Op};
 use crate::model::{AttrMap, DistanceMetric, DocId, Document};
 use crate::schema::Schema;
 
@@ -67,39 +67,35 @@ impl WriteOps {
         self.direct_rows() == 0 && self.delete_by_filter.is_none() && self.patch_by_filter.is_none()
     }
 
-    /// These operations with every filter and condition as a WAL batch written before
-    /// `WAL_FLAG_IN_ANY_ELEMENT` applied them ([`Filter::with_scalar_in`]), or `None` when
-    /// that changes nothing (no `In`/`NotIn` leaf).
-    pub fn with_scalar_in(&self) -> Option<WriteOps> {
-        let scalar = |f: &Option<Filter>| f.as_ref().map(Filter::with_scalar_in);
-        let conditions = [
-            scalar(&self.upsert_condition),
-            scalar(&self.patch_condition),
-            scalar(&self.delete_condition),
-            scalar(&self.delete_by_filter),
-        ];
-        let by_filter = self.patch_by_filter.as_ref().map(|p| p.filter.with_scalar_in());
-        let before =
+    /// Its filters and conditions, `patch_by_filter`'s included.
+    fn filters(&self) -> impl Iterator<Item = &Filter> {
+        let conditions =
             [&self.upsert_condition, &self.patch_condition, &self.delete_condition, &self.delete_by_filter];
-        let same = conditions.iter().zip(before).all(|(a, b)| a.as_ref() == b.as_ref())
-            && by_filter.as_ref() == self.patch_by_filter.as_ref().map(|p| &p.filter);
-        if same {
-            return None; // no `In` leaf: nothing to clone
-        }
-        let [upsert_condition, patch_condition, delete_condition, delete_by_filter] = conditions;
-        let patch_by_filter = self
-            .patch_by_filter
-            .as_ref()
-            .zip(by_filter)
-            .map(|(p, filter)| PatchByFilter { filter, attrs: p.attrs.clone() });
-        Some(WriteOps {
+        conditions.into_iter().flatten().chain(self.patch_by_filter.as_ref().map(|p| &p.filter))
+    }
+
+    /// Whether a filter or condition has an `In`/`NotIn` leaf (whose meaning on array
+    /// attributes changed with `WAL_FLAG_IN_ANY_ELEMENT`).
+    pub fn has_in(&self) -> bool {
+        self.filters().any(|f| f.conditions().iter().any(|c| matches!(c.op(), Op::In | Op::NotIn)))
+    }
+
+    /// Rewrites every filter and condition as a WAL batch written before
+    /// `WAL_FLAG_IN_ANY_ELEMENT` applied them ([`Filter::with_scalar_in`]).
+    pub fn make_scalar_in(&mut self) {
+        let WriteOps {
             upsert_condition,
             patch_condition,
             delete_condition,
             delete_by_filter,
             patch_by_filter,
-            ..self.clone()
-        })
+            ..
+        } = self;
+        let by_filter = patch_by_filter.as_mut().map(|p| &mut p.filter);
+        let conditions = [upsert_condition, patch_condition, delete_condition, delete_by_filter];
+        for f in conditions.into_iter().flatten().chain(by_filter) {
+            *f = f.with_scalar_in();
+        }
     }
 }
 

@@ -117,8 +117,7 @@ impl Engine {
         // Re-applied now, an older batch's datetimes or `In` on arrays would not do what they did.
         let older = |b: &WalBatch| {
             b.flags & WAL_FLAG_DATETIME_INSTANTS == 0
-                || (b.flags & WAL_FLAG_IN_ANY_ELEMENT == 0
-                    && b.requests.iter().any(|r| r.ops.with_scalar_in().is_some()))
+                || (b.flags & WAL_FLAG_IN_ANY_ELEMENT == 0 && b.requests.iter().any(|r| r.ops.has_in()))
         };
         if r.batches.iter().any(older) {
             return Err(EngineError::conflict("a batch written by an older build cannot be re-applied"));

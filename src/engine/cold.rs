@@ -167,6 +167,14 @@ enum Target<'q> {
 }
 
 impl<'q> Target<'q> {
+    /// The section kind of its cold lists.
+    fn lists_kind(self) -> u16 {
+        match self {
+            Target::Vector => SECTION_COLD_IVF,
+            Target::Named(_) => SECTION_NAMED_COLD_IVF,
+        }
+    }
+
     /// The attribute name a WAL patch sets to change what is ranked.
     fn attr(self) -> &'q str {
         match self {
@@ -175,14 +183,11 @@ impl<'q> Target<'q> {
         }
     }
 
-    /// The document's vector of the ranked attribute.
-    fn of(self, d: &Document) -> Option<&[f32]> {
+    /// Whether the document holds a vector of the ranked attribute.
+    fn held_by(self, d: &Document) -> bool {
         match self {
-            Target::Vector => d.vector.as_deref(),
-            Target::Named(a) => match d.attrs.get(a) {
-                Some(Value::Dense(v)) => Some(&**v),
-                _ => None,
-            },
+            Target::Vector => d.vector.is_some(),
+            Target::Named(a) => matches!(d.attrs.get(a), Some(Value::Dense(_))),
         }
     }
 
@@ -281,10 +286,7 @@ impl Engine {
             return Ok(None);
         }
         let Some(metric) = cold_shape(&m, q, target, vector.len()) else { return Ok(None) };
-        let lists_kind = match target {
-            Target::Vector => SECTION_COLD_IVF,
-            Target::Named(_) => SECTION_NAMED_COLD_IVF,
-        };
+        let lists_kind = target.lists_kind();
         let cold_ready = |s: &SegmentRef| {
             section(s, SECTION_IDS).is_some()
                 && section(s, lists_kind).is_some_and(|c| c.head > 0)
@@ -356,7 +358,7 @@ impl Engine {
         let lists = self.probe_lists(heads, cq, &overlay, want);
         let offsets = try_join_all(heads.iter().map(|h| self.doc_offsets(h)));
         let (mut cands, offsets) = futures::try_join!(lists, offsets)?;
-        let wal_docs = overlay.into_values().flatten().filter(|d| target.of(d).is_some());
+        let wal_docs = overlay.into_values().flatten().filter(|d| target.held_by(d));
         let before = cands.len();
         cands.extend(wal_docs.map(|d| (d, None)));
         let wal_rows = (cands.len() - before) as u64;
@@ -463,11 +465,7 @@ impl Engine {
     /// starts in the file: `vector`'s kind-21 section, or the kind-24 section naming the
     /// attribute (every kind-24 head is read, they name their attributes inside).
     async fn lists_head(&self, s: &SegmentRef, key: &str, target: Target<'_>) -> ColdResult<(u64, ColdHead)> {
-        let kind = match target {
-            Target::Vector => SECTION_COLD_IVF,
-            Target::Named(_) => SECTION_NAMED_COLD_IVF,
-        };
-        let refs = s.sections.iter().filter(|r| r.kind == kind && r.head > 0);
+        let refs = s.sections.iter().filter(|r| r.kind == target.lists_kind() && r.head > 0);
         let heads = try_join_all(refs.map(|r| async move {
             let b = self.store.get_range(key, r.offset..r.offset + r.head).await?;
             Ok::<_, ColdError>((r.offset, b))

@@ -308,10 +308,12 @@ async fn replay_batches(
         let scalar_in = b.flags & crate::format::wal::WAL_FLAG_IN_ANY_ELEMENT == 0;
         for req in &b.requests {
             // A batch applied before `In` looked into arrays replays as it was applied.
-            let legacy = scalar_in.then(|| req.ops.with_scalar_in()).flatten();
-            let req = &match legacy {
-                Some(ops) => std::borrow::Cow::Owned(crate::ops::RequestRecord { ops, ..req.clone() }),
-                None => std::borrow::Cow::Borrowed(req),
+            let req = &if scalar_in && req.ops.has_in() {
+                let mut legacy = req.clone();
+                legacy.ops.make_scalar_in();
+                std::borrow::Cow::Owned(legacy)
+            } else {
+                std::borrow::Cow::Borrowed(req)
             };
             apply::replay_request(state, req, rule).map_err(|e| {
                 EngineError::caused_by(
