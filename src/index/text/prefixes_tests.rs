@@ -154,3 +154,39 @@ proptest! {
         }
     }
 }
+
+/// Invariant: a section whose postings claim rows past the section's rows (a fuzz find, kept in
+/// `tests/fixtures/fuzz/text_search_far_rows.bin`: its crc sealed, a block ending at row
+/// ~1.5e9 of 6) is refused by the pruned search instead of walking empty windows up to it
+/// (minutes in a debug build). Input as the `text_prefix_open` target takes it.
+#[test]
+fn a_list_claiming_rows_past_the_section_is_refused_quickly() {
+    let data = include_bytes!("../../../tests/fixtures/fuzz/text_search_far_rows.bin");
+    let (mode, body) = data.split_first().unwrap();
+    let mut bytes = body.to_vec();
+    if mode % 2 == 1 {
+        bytes.extend_from_slice(&crc32c::crc32c(body).to_le_bytes());
+    }
+    let idx = TextIndex::open(&bytes).unwrap();
+    let terms: Vec<String> = idx.terms_with_prefix("", 2);
+    let started = std::time::Instant::now();
+    for t in idx.terms_with_prefix("", 8) {
+        for n in 1..=6 {
+            let p: String = t.chars().take(n).collect();
+            let mut stats = CorpusStats::default();
+            stats.add_index(&idx, &terms);
+            stats.add_index_prefix(&idx, &p);
+            let params = Bm25Params { k1: 1.2, b: 0.75 };
+            let fq = [FieldQuery {
+                index: &idx,
+                terms: &terms,
+                prefix: Some(&p),
+                stats: &stats,
+                params,
+                boost: 1.0,
+            }];
+            let _ = search_fields(&fq, 2, Some(&|r| r % 2 == 0));
+        }
+    }
+    assert!(started.elapsed() < std::time::Duration::from_secs(2), "took {:?}", started.elapsed());
+}

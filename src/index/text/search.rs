@@ -217,6 +217,11 @@ pub(super) fn open_cursors<'a>(
                 if prev.is_some_and(|p| m.last_row <= p) {
                     return Err(corrupt("block rows not increasing"));
                 }
+                // Rows are the section's (one norm each): a list claiming rows past them is
+                // damaged, and would make the windowed search walk empty windows up to it.
+                if m.last_row as usize >= f.index.norms.len() {
+                    return Err(corrupt("block row outside the section's rows"));
+                }
                 prev = Some(m.last_row);
                 let bs = c.block_score(&caches, m.max_tf, m.min_norm);
                 mx = mx.max(bs);
