@@ -495,6 +495,15 @@ impl AttrSchema {
         crate::model::DistanceMetric::parse(m).ok()
     }
 
+    /// The metric a named or multi-vector attribute is indexed and ranked in: its own
+    /// (`ann.distance_metric`, pinned at creation), else the namespace's, else cosine distance.
+    pub fn vector_metric(
+        &self,
+        namespace: Option<crate::model::DistanceMetric>,
+    ) -> crate::model::DistanceMetric {
+        self.ann_metric().or(namespace).unwrap_or(crate::model::DistanceMetric::CosineDistance)
+    }
+
     /// Whether a multi-vector attribute has `ann: {"late_interaction": true}` (a MUVERA index).
     pub fn late_interaction(&self) -> bool {
         self.ann

@@ -153,7 +153,7 @@ fn cold_shape(m: &Manifest, q: &Query, target: Target<'_>, dim: usize) -> Option
             let crate::schema::AttrType::Vector { dim: d, .. } = schema.ty else { return None };
             let needs_vector = m.vector_dim.is_some() && q.projection.wants(VECTOR_ATTR);
             (d == dim && attr != VECTOR_ATTR && !needs_vector)
-                .then(|| schema.ann_metric().unwrap_or(namespace_metric))
+                .then(|| schema.vector_metric(m.distance_metric))
         }
     }
 }

@@ -188,8 +188,7 @@ impl<'s> IndexFeed<'s> {
                 attrs.push(AttrFeed::Sparse(name.clone(), Vec::new()));
             }
             if let (AttrType::Vector { dim, .. }, false) = (schema.ty, name == crate::model::VECTOR_ATTR) {
-                let metric =
-                    schema.ann_metric().or(state.distance_metric).unwrap_or(DistanceMetric::CosineDistance);
+                let metric = schema.vector_metric(state.distance_metric);
                 attrs.push(AttrFeed::Dense(Box::new(DenseFeed {
                     name: name.clone(),
                     dim,

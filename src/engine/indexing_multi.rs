@@ -36,7 +36,7 @@ impl MultiFeed {
         if !schema.late_interaction() {
             return None;
         }
-        let metric = schema.ann_metric().or(state.distance_metric).unwrap_or(Metric::CosineDistance);
+        let metric = schema.vector_metric(state.distance_metric);
         Some(MultiFeed { attr: name.to_owned(), metric, dim, docs: Vec::new() })
     }
 

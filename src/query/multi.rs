@@ -63,7 +63,7 @@ pub(crate) fn multi_attr<'a>(
             q.len()
         )));
     }
-    let metric = s.ann_metric().or(state.distance_metric).unwrap_or(Metric::CosineDistance);
+    let metric = s.vector_metric(state.distance_metric);
     Ok(MultiAttr { attr, metric })
 }
 

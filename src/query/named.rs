@@ -42,7 +42,7 @@ pub(crate) fn named_attr<'a>(state: &NsState, attr: &'a str) -> Result<NamedAttr
             s.ty.name()
         )));
     };
-    let metric = s.ann_metric().or(state.distance_metric).unwrap_or(Metric::CosineDistance);
+    let metric = s.vector_metric(state.distance_metric);
     Ok(NamedAttr { attr, dim, metric })
 }
 
