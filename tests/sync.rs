@@ -25,6 +25,9 @@
 //!   no local generation is published twice as different remote generations;
 //!   kill -9 during pulls leaves a puller that converges to exactly the
 //!   acknowledged documents.
+//! - The status reports pending work as soon as it exists (writes after the
+//!   uplink went silent, no round run) and a silent uplink as unreachable
+//!   within the probe's bound.
 //! - A bucket-primary node (`--store s3://`) with its bucket cut: default
 //!   reads answer from the last known generation (also after a restart while
 //!   cut), a read demanding `strong` and a write get 503 within the timeouts,
@@ -96,6 +99,48 @@ async fn sync_run(d: &Daemon) -> Json {
 
 fn ns_status<'a>(status: &'a Json, ns: &str) -> &'a Json {
     status["namespaces"].as_array().unwrap().iter().find(|n| n["namespace"] == ns).unwrap_or(&Json::Null)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_status_reports_pending_work_and_a_silent_uplink_at_once() {
+    let bucket = s3::new_bucket().await;
+    let uplink = Uplink::start(s3::endpoint());
+    let dir = tempfile::tempdir().unwrap();
+    let a = node(dir.path(), &bucket, &uplink.url, "edge-s", "*=push");
+    assert_eq!(upsert(&a, NS, 0..10).await, 200);
+    let synced = sync_run(&a).await;
+    assert_eq!(synced["status"], "OK", "{synced}");
+    let synced_gen = ns_status(&synced, NS)["local_generation"].as_u64().unwrap();
+
+    uplink.blackhole();
+    for i in 0..4 {
+        assert_eq!(upsert(&a, NS, 10 + i..11 + i).await, 200, "acknowledged with the uplink silent");
+    }
+    // Past the freshness of the round's contact, so the status asks the remote again.
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    let t = std::time::Instant::now();
+    let (code, st) = get(&client(), &a.at("/v1/sync/status")).await;
+    assert_eq!(code, 200, "{st}");
+    assert!(
+        t.elapsed() < Duration::from_secs(3),
+        "the status waits at most the probe's bound: {:?}",
+        t.elapsed()
+    );
+    let ns = ns_status(&st, NS);
+    assert_eq!(ns["local_generation"].as_u64().unwrap(), synced_gen + 4, "no round ran: {st}");
+    assert_eq!(ns["remote_generation"], ns_status(&synced, NS)["remote_generation"], "{st}");
+    assert!(ns["pending_objects"].as_u64().unwrap() >= 4, "four WAL batches await the push: {st}");
+    assert!(ns["pending_bytes"].as_u64().unwrap() > 0, "{st}");
+    assert_eq!(st["remote"]["reachable"], false, "a silent uplink is reported at once: {st}");
+
+    uplink.restore();
+    let (_, back) = get(&client(), &a.at("/v1/sync/status")).await;
+    assert_eq!(back["remote"]["reachable"], true, "{back}");
+    // (A background compaction may have folded the four batches into one segment meanwhile.)
+    assert!(ns_status(&back, NS)["pending_objects"].as_u64().unwrap() > 0, "still unpushed: {back}");
+    let pushed = sync_run(&a).await;
+    assert_eq!(pushed["status"], "OK", "{pushed}");
+    assert_eq!(ns_status(&pushed, NS)["pending_objects"], 0, "{pushed}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -126,7 +126,7 @@ async fn run(ctx: &Ctx, route: Route, req: Request<Incoming>) -> Result<Json, Ap
         Route::Repair => maintenance::repair(ctx, req).await,
         Route::Verify => maintenance::verify(ctx, req).await,
         Route::Job(id) => ctx.state.jobs.status(&id, &ctx.principal),
-        Route::SyncStatus => super::sync::status(ctx),
+        Route::SyncStatus => super::sync::status(ctx).await,
         Route::SyncRun => super::sync::run(ctx).await,
         Route::Export(_) | Route::Snapshot(_) => {
             Err(ApiError::internal("streaming routes are dispatched before the JSON handlers"))

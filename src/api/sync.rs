@@ -24,9 +24,9 @@ fn project(ctx: &Ctx) -> String {
     format!("{}/{}", ctx.principal.org, ctx.principal.project)
 }
 
-/// `GET /v1/sync/status`.
-pub(super) fn status(ctx: &Ctx) -> Result<Json, ApiError> {
-    Ok(crate::wire::sync::status(&syncer(ctx)?.status(Some(&project(ctx)))))
+/// `GET /v1/sync/status`: pending work as of now, reachability re-checked when stale (`sync/live.rs`).
+pub(super) async fn status(ctx: &Ctx) -> Result<Json, ApiError> {
+    Ok(crate::wire::sync::status(&syncer(ctx)?.status_now(Some(&project(ctx))).await))
 }
 
 /// `POST /v1/sync/run` (`?wait=false`: start it and return; `?sweep=true`:

@@ -23,12 +23,13 @@
 
 pub mod config;
 pub mod lease;
+mod live;
 pub mod reconcile;
 pub mod state;
 pub mod sweep;
 pub mod transfer;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex, Weak};
 
 pub use self::config::{Mode, OnConflict, Rule, SyncConfig};
@@ -50,6 +51,12 @@ pub struct Syncer {
     round: tokio::sync::Mutex<()>,
     status: Mutex<Status>,
     started_ms: u64,
+    /// Per namespace, the keys the remote's newest manifest referenced when a
+    /// round last read it: what the status counts as already there while no
+    /// round runs (`live.rs`).
+    remote_keys: Mutex<BTreeMap<NsPath, Arc<HashSet<String>>>>,
+    /// One reachability probe at a time (`live.rs`).
+    probe: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for Syncer {
@@ -108,6 +115,8 @@ impl Syncer {
             round: tokio::sync::Mutex::new(()),
             status: Mutex::new(status),
             started_ms: engine_now,
+            remote_keys: Mutex::default(),
+            probe: tokio::sync::Mutex::new(()),
         }))
     }
 

@@ -38,10 +38,10 @@ use crate::format::wal::WalBatch;
 use crate::layout::NsPath;
 
 /// The two sides of one namespace as a round found them.
-struct Sides {
-    local: Option<Arc<Manifest>>,
-    remote: Option<Manifest>,
-    rec: SyncRecord,
+pub(super) struct Sides {
+    pub(super) local: Option<Arc<Manifest>>,
+    pub(super) remote: Option<Manifest>,
+    pub(super) rec: SyncRecord,
 }
 
 impl Sides {
@@ -365,10 +365,17 @@ impl Syncer {
         });
     }
 
-    fn report_sides(&self, path: &NsPath, rule: &Rule, sides: &Sides) {
+    /// Put what `sides` shows in the status: the local generation, the remote one when it was read,
+    /// and the objects a push would upload (those neither the remote's newest manifest references
+    /// — as read now, else as a round last read it — nor this process uploaded recently).
+    pub(super) fn report_sides(&self, path: &NsPath, rule: &Rule, sides: &Sides) {
+        let known = match sides.remote.as_ref() {
+            Some(r) => self.remember_remote_keys(path, r),
+            None => self.remembered_remote_keys(path),
+        };
         let pending = sides.local.as_ref().filter(|_| rule.mode.pushes() && sides.local_moved()).map(|l| {
             let refs = object_refs(l);
-            let unknown = self.up.unknown(&refs, &remote_keys(sides.remote.as_ref()));
+            let unknown = self.up.unknown(&refs, &known);
             (unknown.len() as u64, unknown.iter().map(|r| r.bytes).sum::<u64>())
         });
         let now = self.engine.clock().now_ms();
@@ -403,6 +410,6 @@ fn descends(local: &Manifest, remote: &Manifest) -> bool {
 
 /// The objects a remote manifest references (certainly in the remote, and
 /// safe from the sweep while it is live).
-fn remote_keys(remote: Option<&Manifest>) -> HashSet<String> {
+pub(super) fn remote_keys(remote: Option<&Manifest>) -> HashSet<String> {
     remote.map(|m| m.object_keys().into_iter().collect()).unwrap_or_default()
 }
