@@ -25,6 +25,7 @@ pub mod filter;
 pub mod format;
 pub mod heap;
 pub mod index;
+pub mod integrity;
 pub mod layout;
 pub mod meta;
 pub mod metrics;

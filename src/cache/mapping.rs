@@ -102,6 +102,16 @@ impl FileRange {
         };
         file.read_exact_at(out, self.offset + at as u64)
     }
+
+    /// Fills `out` with the bytes at file offset `at` of the mapped file (anywhere in it: a
+    /// reader checking whole checksum chunks around the slice, `crate::integrity`).
+    pub(crate) fn read_file_at(&self, at: usize, out: &mut [u8]) -> std::io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        let Some(file) = self.mapped.file.as_ref() else {
+            return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "the mapping kept no file"));
+        };
+        file.read_exact_at(out, at as u64)
+    }
 }
 
 /// Map an open, immutable file of `len` bytes read-only.

@@ -309,10 +309,17 @@ impl Engine {
         let (state, merge, scratch) = (Arc::clone(state), merge.clone(), self.scratch_dir().to_path_buf());
         let built = tokio::task::spawn_blocking(move || {
             let plan = BuildPlan { max_rows: cfg.max_segment_rows, cold, scratch: &scratch };
-            build_segments(&state, &merge, &plan)
+            // Rows read from segments are checked as they are read: a changed byte fails the
+            // build instead of being folded into a new segment with fresh checksums.
+            crate::integrity::within(|| build_segments(&state, &merge, &plan))
         })
         .await
-        .map_err(|e| EngineError::caused_by(ErrorKind::Internal, "segment build task", e))?;
+        .map_err(|e| EngineError::caused_by(ErrorKind::Internal, "segment build task", e))?
+        .map_err(|rot| {
+            let e = EngineError::rot(rot);
+            self.forget_rotten(&e);
+            e
+        })?;
         built.map_err(|e| match e {
             MergeFailure::Damaged(d) => self.refuse_damaged(path, d),
             MergeFailure::Build(BuildError::Io(e)) => {
@@ -513,7 +520,8 @@ impl Engine {
             crate::cache::release_resident(b);
         };
         let seg = crate::format::segment::Segment::open_settling(bytes.clone(), &release)
-            .map_err(|e| EngineError::caused_by(ErrorKind::Corrupted, format!("segment {}", file.key), e))?;
+            .map_err(|e| EngineError::caused_by(ErrorKind::Corrupted, format!("segment {}", file.key), e))?
+            .with_object(&file.key);
         crate::cache::release_resident(&bytes);
         let deleted = match (&s.deletes, deletes) {
             (Some(d), Some(b)) => DeletionSet::decode(&b).map_err(|e| {

@@ -75,6 +75,15 @@ impl EngineError {
         self.source = Some(Arc::new(source));
         self
     }
+    /// 500 `Corrupted`: bytes of a mapped object changed since they were verified (the rot is
+    /// kept as the source, [`EngineError::rot_of`]).
+    pub fn rot(rot: crate::integrity::Rot) -> Self {
+        Self::new(ErrorKind::Corrupted, format!("{rot}; nothing was answered from it")).with_source(rot)
+    }
+    /// The rot behind a [`EngineError::rot`] error.
+    pub fn rot_of(&self) -> Option<&crate::integrity::Rot> {
+        self.source.as_deref().and_then(|s| (s as &(dyn std::error::Error + 'static)).downcast_ref())
+    }
     /// 400: the request is invalid.
     pub fn invalid_input(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::InvalidInput, message)

@@ -110,7 +110,7 @@ impl Engine {
         snap: &Snapshot,
         w: &mut W,
     ) -> Result<ExportSummary, EngineError> {
-        export_ndjson(snap, w).await
+        export_ndjson(snap, w).await.inspect_err(|e| self.forget_rotten(e))
     }
 }
 
@@ -127,7 +127,9 @@ pub async fn export_ndjson<W: AsyncWrite + Unpin + Send>(
     // Iterate in bounded runs so no iterator borrow is held across an await.
     loop {
         let mut last = None;
-        {
+        // A run is one integrity scope: a row whose bytes changed since they were verified ends
+        // the export with an error instead of a line missing or wrong (`crate::integrity`).
+        crate::integrity::within(|| -> Result<(), EngineError> {
             let bound = lower.as_ref().map_or(Bound::Unbounded, Bound::Excluded);
             for doc in state.iter_from(bound) {
                 serde_json::to_writer(&mut buf, &doc.to_json())
@@ -139,7 +141,9 @@ pub async fn export_ndjson<W: AsyncWrite + Unpin + Send>(
                     break;
                 }
             }
-        }
+            Ok(())
+        })
+        .map_err(EngineError::rot)??;
         if !buf.is_empty() {
             w.write_all(&buf).await.map_err(io)?;
             out.bytes += buf.len() as u64;

@@ -201,6 +201,9 @@ pub struct Engine {
     tick: std::sync::atomic::AtomicU64,
     /// Objects found damaged at run time (key → why), reported by verify.
     damaged: StdMutex<std::collections::BTreeMap<String, String>>,
+    /// Objects whose local copy rotted and was dropped to be fetched again (key → what was
+    /// found), reported by verify.
+    refetched: StdMutex<std::collections::BTreeMap<String, String>>,
     /// Free space of the local store's disk (compaction checks it first).
     free_space: SpaceProbe,
     metrics: Arc<Metrics>,
@@ -250,6 +253,7 @@ impl Engine {
             retention_ms: cfg.retention_ms,
             tick: std::sync::atomic::AtomicU64::new(0),
             damaged: StdMutex::default(),
+            refetched: StdMutex::default(),
             free_space: cfg.free_space,
             metrics: cfg.metrics,
             queries: cfg.query_pool,

@@ -17,6 +17,9 @@
 //!   notices within a few hundred rows ([`crate::deadline`]) and its partial
 //!   result is discarded, so the slot frees promptly.
 //! - Nothing here runs query code on an async worker.
+//! - Every evaluation runs in an integrity scope (`crate::integrity`): a read of segment bytes
+//!   that changed since they were verified fails the query as `Corrupted` (its result is
+//!   discarded), carrying the [`crate::integrity::Rot`] for the engine to act on.
 //! - The pool belongs to the engine (one per engine, [`super::Engine::query_pool`]): every
 //!   evaluation is entered through a read view (`engine/read.rs`), which runs it here.
 
@@ -123,11 +126,13 @@ impl QueryPool {
         };
         let task = tokio::task::spawn_blocking(move || {
             let _permit = permit;
-            crate::deadline::with_deadline(deadline, f)
+            // Bytes that changed since they were verified fail the query whatever else happened.
+            crate::integrity::within(|| crate::deadline::with_deadline(deadline, f))
         });
         match task.await {
-            Ok(Ok(out)) => Ok(out?),
-            Ok(Err(crate::deadline::Expired)) => Err(self.timed_out()),
+            Ok(Err(rot)) => Err(EngineError::rot(rot)),
+            Ok(Ok(Ok(out))) => Ok(out?),
+            Ok(Ok(Err(crate::deadline::Expired))) => Err(self.timed_out()),
             Err(e) => Err(EngineError::caused_by(super::ErrorKind::Internal, "query task failed", e)),
         }
     }

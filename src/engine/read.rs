@@ -164,6 +164,7 @@ impl Engine {
                 Ok((query::execute_request(&req, &state)?, waited))
             })
             .await
+            .inspect_err(|e| self.forget_rotten(e))
     }
 
     /// The snapshot a read uses: the newest, or `generation` (time travel);
@@ -311,6 +312,11 @@ impl ReadView {
     pub async fn recall(&mut self, params: RecallRequest) -> Result<RecallReport, EngineError> {
         let state = self.snapshot().await?.state.clone();
         let lane = Lane::of(state.len());
-        self.engine.queries.run(lane, move || query::recall(&params, &state)).await
+        let engine = &self.engine;
+        engine
+            .queries
+            .run(lane, move || query::recall(&params, &state))
+            .await
+            .inspect_err(|e| engine.forget_rotten(e))
     }
 }

@@ -10,7 +10,8 @@
 //! - Damage (missing object, checksum mismatch, undecodable bytes) is a
 //!   finding, not an error; only an unreachable store fails the verify.
 //! - Objects marked damaged at run time (a compaction that met an
-//!   undecodable row) are reported too, whatever the re-read finds.
+//!   undecodable row, a query that met bytes changed since they were verified —
+//!   `crate::integrity`) are reported too, whatever the re-read finds.
 
 use std::collections::BTreeMap;
 
@@ -47,6 +48,19 @@ pub struct VerifyReport {
     pub rows_checked: u64,
     /// Damaged objects, by key.
     pub damaged: Vec<DamagedObject>,
+    /// Objects whose local copy changed on disk after it was verified, seen since the node
+    /// started: the copy was dropped and the object downloaded and verified again from the
+    /// bucket (`crate::integrity`); the bucket's copy is what `damaged` judges.
+    pub refetched: Vec<RefetchedObject>,
+}
+
+/// An object whose local copy rotted and was fetched again from the bucket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RefetchedObject {
+    /// The object key.
+    pub key: String,
+    /// What was found on the local copy.
+    pub error: String,
 }
 
 /// How an object is decoded.
@@ -70,6 +84,7 @@ impl Engine {
         project: &str,
         progress: &(dyn Fn(usize, usize) + Send + Sync),
     ) -> Result<VerifyReport, EngineError> {
+        self.collect_unscoped_rot();
         let mut report = VerifyReport::default();
         let mut objects = Objects::new();
         let names = self.store.list_dirs(&NsPath::project_namespaces_prefix(org, project)).await?;
@@ -104,6 +119,9 @@ impl Engine {
                 Err(e) => return Err(e),
             };
             let marked = self.damage_mark(&key);
+            if let Some(error) = self.refetch_mark(&key) {
+                report.refetched.push(RefetchedObject { key: key.clone(), error });
+            }
             if let Some(error) = found.or(marked) {
                 report.damaged.push(DamagedObject { key, error, namespaces });
             }
@@ -132,10 +150,48 @@ impl Engine {
         }
     }
 
+    /// After a query met bytes that changed since they were verified (`crate::integrity`): mark
+    /// the object damaged (verify reports it), drop it from the disk cache and every loaded state
+    /// that holds it, so the next read loads it again — downloaded and verified anew from a
+    /// bucket, or refused with a clear error where the damaged file is the store itself.
+    pub(crate) fn forget_rotten(&self, e: &EngineError) {
+        let Some(rot) = e.rot_of() else { return };
+        if self.store.local_root().is_some() {
+            self.mark_damaged(&rot.object, &rot.to_string());
+        } else {
+            let mut marks = self.refetched.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            marks.insert(rot.object.clone(), rot.to_string());
+        }
+        self.cache.invalidate(&rot.object);
+        let handles: Vec<_> = {
+            let map = self.handles.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            map.values().cloned().collect()
+        };
+        for h in handles {
+            let holds = super::cached(&h)
+                .and_then(|s| s.manifest)
+                .is_some_and(|m| m.object_keys().contains(&rot.object));
+            if holds {
+                super::clear_cached(&h);
+            }
+        }
+    }
+
+    /// Marks for rot that reads outside a query met (a background task's), for verify.
+    fn collect_unscoped_rot(&self) {
+        for rot in crate::integrity::take_unscoped() {
+            self.mark_damaged(&rot.object, &rot.to_string());
+        }
+    }
+
     /// Remember that an object was found damaged at run time (verify reports it).
     pub(crate) fn mark_damaged(&self, key: &str, error: &str) {
         let mut marks = self.damaged.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         marks.insert(key.to_owned(), error.to_owned());
+    }
+
+    fn refetch_mark(&self, key: &str) -> Option<String> {
+        self.refetched.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(key).cloned()
     }
 
     fn damage_mark(&self, key: &str) -> Option<String> {

@@ -135,6 +135,9 @@ pub struct AttrIndex<'a> {
     offs: &'a [u8],
     rows: &'a [u8],
     keys: &'a [u8],
+    /// Checks each slice read after open against the segment's range checksums (a changed byte
+    /// must fail the query, not drop a row from its result: `crate::integrity`).
+    guard: Option<crate::integrity::FileGuard<'a>>,
 }
 
 impl<'a> AttrIndex<'a> {
@@ -181,7 +184,19 @@ impl<'a> AttrIndex<'a> {
         if (0..entries).any(|i| u32_at(offs, i) > u32_at(offs, i + 1)) {
             return Err(c("offsets not monotone"));
         }
-        Ok(AttrIndex { attr, kind, entries, offs, rows, keys })
+        Ok(AttrIndex { attr, kind, entries, offs, rows, keys, guard: None })
+    }
+
+    /// Check every slice read from now on with `guard` (the segment's; None: unchecked).
+    pub fn guarded(mut self, guard: Option<crate::integrity::FileGuard<'a>>) -> Self {
+        self.guard = guard;
+        self
+    }
+
+    fn checked(&self, sub: &'a [u8]) -> &'a [u8] {
+        // A mismatch is recorded in the evaluation's scope, which then fails the query.
+        crate::integrity::check_slice(self.guard.as_ref(), sub);
+        sub
     }
 
     /// The attribute this section covers.
@@ -195,8 +210,15 @@ impl<'a> AttrIndex<'a> {
     }
 
     fn key(&self, i: usize) -> &'a [u8] {
-        let (a, b) = (u32_at(self.offs, i) as usize, u32_at(self.offs, i + 1) as usize);
-        self.keys.get(a..b).unwrap_or_default()
+        let offs = self.checked(self.offs.get(i * 4..i * 4 + 8).unwrap_or_default());
+        let (a, b) = (u32_at(offs, 0) as usize, u32_at(offs, 1) as usize);
+        self.checked(self.keys.get(a..b).unwrap_or_default())
+    }
+
+    /// The rows of entries `a..b`.
+    fn rows_of(&self, a: usize, b: usize) -> Vec<u32> {
+        let rows = self.checked(self.rows.get(a * 4..b.max(a) * 4).unwrap_or_default());
+        (0..rows.len() / 4).map(|i| u32_at(rows, i)).collect()
     }
 
     /// First entry whose key is not `before` the probe.
@@ -225,14 +247,14 @@ impl<'a> AttrIndex<'a> {
             Some((k, true)) => self.partition(|x| x <= k),
             Some((k, false)) => self.partition(|x| x < k),
         };
-        (a..b.max(a)).map(|i| u32_at(self.rows, i)).collect()
+        self.rows_of(a, b)
     }
 
     /// Rows whose (string) key starts with `prefix`.
     pub fn prefix(&self, prefix: &[u8]) -> Vec<u32> {
         let a = self.partition(|x| x < prefix);
         let b = self.partition(|x| x < prefix || x.starts_with(prefix));
-        (a..b.max(a)).map(|i| u32_at(self.rows, i)).collect()
+        self.rows_of(a, b)
     }
 }
 

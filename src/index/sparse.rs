@@ -99,6 +99,8 @@ pub struct SparseIndex<'a> {
     key_bytes: &'a [u8],
     rows: &'a [u8],
     weights: &'a [u8],
+    /// Checks each slice read after open (`crate::integrity`; None: unchecked).
+    guard: Option<crate::integrity::FileGuard<'a>>,
 }
 
 impl<'a> SparseIndex<'a> {
@@ -152,7 +154,19 @@ impl<'a> SparseIndex<'a> {
                 return Err(c("offsets not monotone"));
             }
         }
-        Ok(SparseIndex { attr, num_keys, key_offs, list_offs, key_bytes, rows, weights })
+        Ok(SparseIndex { attr, num_keys, key_offs, list_offs, key_bytes, rows, weights, guard: None })
+    }
+
+    /// Check every slice read from now on with `guard` (the segment's; None: unchecked).
+    pub fn guarded(mut self, guard: Option<crate::integrity::FileGuard<'a>>) -> Self {
+        self.guard = guard;
+        self
+    }
+
+    /// `sub`, checked first (a mismatch fails the evaluation's scope).
+    fn checked(&self, sub: &'a [u8]) -> &'a [u8] {
+        crate::integrity::check_slice(self.guard.as_ref(), sub);
+        sub
     }
 
     /// The attribute this section covers.
@@ -161,8 +175,9 @@ impl<'a> SparseIndex<'a> {
     }
 
     fn key(&self, i: usize) -> &'a [u8] {
-        let (a, b) = (u32_at(self.key_offs, i) as usize, u32_at(self.key_offs, i + 1) as usize);
-        self.key_bytes.get(a..b).unwrap_or_default()
+        let offs = self.checked(self.key_offs.get(i * 4..i * 4 + 8).unwrap_or_default());
+        let (a, b) = (u32_at(offs, 0) as usize, u32_at(offs, 1) as usize);
+        self.checked(self.key_bytes.get(a..b).unwrap_or_default())
     }
 
     /// The `(row, weight)` postings of a key.
@@ -177,12 +192,14 @@ impl<'a> SparseIndex<'a> {
             }
         }
         let range = if lo < self.num_keys && self.key(lo) == key.as_bytes() {
-            u32_at(self.list_offs, lo) as usize..u32_at(self.list_offs, lo + 1) as usize
+            let offs = self.checked(self.list_offs.get(lo * 4..lo * 4 + 8).unwrap_or_default());
+            u32_at(offs, 0) as usize..u32_at(offs, 1) as usize
         } else {
             0..0
         };
-        let (rows, weights) = (self.rows, self.weights);
-        range.map(move |i| (u32_at(rows, i), f32::from_bits(u32_at(weights, i))))
+        let rows = self.checked(self.rows.get(range.start * 4..range.end * 4).unwrap_or_default());
+        let weights = self.checked(self.weights.get(range.start * 4..range.end * 4).unwrap_or_default());
+        (0..range.len()).map(move |i| (u32_at(rows, i), f32::from_bits(u32_at(weights, i))))
     }
 
     /// Every row with a positive-or-nonzero dot product with `query`

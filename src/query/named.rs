@@ -190,11 +190,13 @@ fn segment_hits(
         (Plan::Graph { ef }, Some(ix)) => {
             let f = |row: u32| ix.present(row as usize) && (!need_filter || passes(row));
             let p = crate::index::vector::graph::GraphSearchParams { ef, rerank: 0 };
-            (ix.graph().search(ix.vectors(), query, k, Some(&f), &p), 0)
+            (ix.graph().search_rows(&ix.row_source(), query, k, Some(&f), &p), 0)
         }
         (_, Some(ix)) => {
+            use crate::index::vector::rows::RowSource;
             let f = |row: u32| ix.present(row as usize) && passes(row);
-            let found = crate::index::vector::ann::exact(ix.vectors(), a.dim, a.metric, query, k, Some(&f));
+            let found =
+                crate::index::vector::ann::exact(ix.row_source().all(), a.dim, a.metric, query, k, Some(&f));
             (found, v.ls.live_rows() as u64)
         }
         (_, None) => {

@@ -100,6 +100,8 @@ pub struct DocParts {
 pub struct SegmentRows<'a> {
     slice: SliceRows<'a>,
     file: Option<&'a FileRange>,
+    /// Checks every row handed out against the segment's range checksums (`crate::integrity`).
+    guard: Option<crate::integrity::FileGuard<'a>>,
 }
 
 impl SegmentRows<'_> {
@@ -111,7 +113,17 @@ impl SegmentRows<'_> {
 
 impl RowSource for SegmentRows<'_> {
     fn row<'a>(&'a self, r: usize, buf: &'a mut Vec<f32>) -> &'a [f32] {
-        let Some(file) = self.file else { return self.slice.row(r, buf) };
+        // Only the address of the mapped row is taken (`SliceRows::row` does not copy).
+        let mapped = self.slice.vectors.get(r * self.slice.dim..(r + 1) * self.slice.dim).unwrap_or(&[]);
+        let Some(file) = self.file else {
+            crate::integrity::check_slice(self.guard.as_ref(), mapped);
+            return mapped;
+        };
+        // Checked as it is read: the chunks around the row by positioned reads too, so checking
+        // maps nothing (a mismatch fails the evaluation's scope).
+        if let Some(g) = &self.guard {
+            g.check_slice_read(mapped, &|at, out| file.read_file_at(at, out).is_ok());
+        }
         let dim = self.slice.dim;
         match crate::format::segment::read_f32s(buf, dim, |b| file.read(r * dim * 4, b)) {
             Ok(()) => buf,
@@ -124,7 +136,12 @@ impl RowSource for SegmentRows<'_> {
     }
 
     fn all(&self) -> &[f32] {
+        crate::integrity::check_slice(self.guard.as_ref(), self.slice.vectors);
         self.slice.vectors
+    }
+
+    fn floats(&self) -> usize {
+        self.slice.vectors.len()
     }
 }
 
@@ -185,20 +202,24 @@ impl SegmentReader {
     /// The text index section of `attr`.
     pub fn text_index(&self, attr: &str) -> Option<TextIndex<'_>> {
         let range = self.by_attr().text.get(attr)?;
-        TextIndex::open_trusted(self.section_bytes(range)?).ok()
+        let bytes = self.section_bytes(range)?;
+        let guard = self.seg.file_guard();
+        // The header (counts, lengths) is read at every open: checked like the rest.
+        crate::integrity::check_slice(guard.as_ref(), bytes.get(..64).unwrap_or(bytes));
+        Some(TextIndex::open_trusted(bytes).ok()?.guarded(guard))
     }
 
     /// The attribute index section of `attr`.
     pub fn attr_index(&self, attr: &str) -> Option<AttrIndex<'_>> {
         let range = self.by_attr().attr.get(attr)?;
-        AttrIndex::open_trusted(self.section_bytes(range)?).ok()
+        Some(AttrIndex::open_trusted(self.section_bytes(range)?).ok()?.guarded(self.seg.file_guard()))
     }
 
     /// The sparse index section of `attr` (its checksum was verified when the
     /// section table was built).
     pub fn sparse_index(&self, attr: &str) -> Option<SparseIndex<'_>> {
         let range = self.by_attr().sparse.get(attr)?;
-        SparseIndex::open_trusted(self.section_bytes(range)?).ok()
+        Some(SparseIndex::open_trusted(self.section_bytes(range)?).ok()?.guarded(self.seg.file_guard()))
     }
 
     /// The index section of named vector attribute `attr`, opened on first use (None: the
@@ -214,7 +235,8 @@ impl SegmentReader {
                 let (base, at) = (self.file.as_ptr() as usize, sec.as_ptr() as usize);
                 let inside = at >= base && at + sec.len() <= base + self.file.len();
                 let bytes = if inside { self.file.slice_ref(sec) } else { Bytes::copy_from_slice(sec) };
-                t.insert(name.into(), NamedIndex::open(bytes));
+                let guard = self.seg.chunk_guard().cloned();
+                t.insert(name.into(), NamedIndex::open(bytes).map(|ix| ix.guarded(guard, self.file.clone())));
             }
             t
         });
@@ -259,7 +281,7 @@ impl SegmentReader {
                 .then(|| FileRange::of(vectors))
                 .flatten()
         });
-        Some(SegmentRows { slice, file: file.as_ref() })
+        Some(SegmentRows { slice, file: file.as_ref(), guard: self.seg.file_guard() })
     }
 
     /// Heap bytes the opened sections hold besides the segment's buffer.

@@ -97,17 +97,24 @@ pub fn repair_response(r: &RepairReport) -> Json {
 }
 
 /// `POST /v1/_admin/verify`: the report, then `status` (`DAMAGED` when any
-/// object is).
+/// object is), then `refetched` when a local copy rotted and was fetched again.
 pub fn verify_response(r: &VerifyReport) -> Json {
     let damaged: Vec<Json> = r.damaged.iter().map(damaged_json).collect();
-    json!({
+    let mut body = json!({
         "namespaces": r.namespaces,
         "objects_checked": r.objects_checked,
         "bytes_checked": r.bytes_checked,
         "rows_checked": r.rows_checked,
         "damaged": damaged,
         "status": if r.damaged.is_empty() { "OK" } else { "DAMAGED" },
-    })
+    });
+    // Only when there is something to say: the body stays the earlier one otherwise.
+    if !r.refetched.is_empty() {
+        let refetched: Vec<Json> =
+            r.refetched.iter().map(|o| json!({"key": o.key, "error": o.error})).collect();
+        body["refetched"] = Json::Array(refetched);
+    }
+    body
 }
 
 fn damaged_json(d: &DamagedObject) -> Json {
@@ -363,6 +370,7 @@ mod tests {
             bytes_checked: 3,
             rows_checked: 4,
             damaged: vec![],
+            refetched: vec![],
         };
         let counts = r#"{"namespaces":1,"objects_checked":2,"bytes_checked":3,"rows_checked":4,"#;
         assert_eq!(verify_response(&r).to_string(), format!(r#"{counts}"damaged":[],"status":"OK"}}"#));

@@ -83,6 +83,12 @@ impl RangeChecksums {
         Ok(RangeChecksums { chunk_log2, covered, crcs: body.chunks_exact(4).map(|c| le_u32(c, 0)).collect() })
     }
 
+    /// The guard that checks reads of the covered bytes after open (`crate::integrity`).
+    pub fn into_guard(self) -> crate::integrity::ChunkGuard {
+        let covered = usize::try_from(self.covered).unwrap_or(usize::MAX);
+        crate::integrity::ChunkGuard::new(self.chunk_log2, covered, self.crcs)
+    }
+
     /// Bytes covered (`[0, covered)` of the file).
     pub fn covered(&self) -> u64 {
         self.covered
@@ -130,8 +136,10 @@ pub(super) fn check_range_checksums(
     buf: &[u8],
     sections: &[(SectionInfo, Range<usize>)],
     verified: &dyn Fn(&[u8]),
-) -> Result<(), FormatError> {
-    let Some(i) = sections.iter().position(|(s, _)| s.kind == SECTION_RANGE_CHECKSUMS) else { return Ok(()) };
+) -> Result<Option<RangeChecksums>, FormatError> {
+    let Some(i) = sections.iter().position(|(s, _)| s.kind == SECTION_RANGE_CHECKSUMS) else {
+        return Ok(None);
+    };
     let (info, range) = &sections[i];
     if i + 1 != sections.len() {
         return Err(malformed("the range-checksum section must be the last section"));
@@ -150,5 +158,5 @@ pub(super) fn check_range_checksums(
         sums.verify(len_u64(i * super::VERIFY_STRETCH), stretch)?;
         verified(stretch);
     }
-    Ok(())
+    Ok(Some(sums))
 }

@@ -70,6 +70,10 @@ pub(super) struct Inner {
     doc_data: Range<usize>,
     vectors: Vectors,
     absent: Option<Range<usize>>,
+    /// Checks reads of the bytes the range checksums cover (None: a segment
+    /// written without them is verified at open only). Installed after open's
+    /// own checks, which read every byte anyway.
+    guard: Option<crate::integrity::ChunkGuard>,
 }
 
 /// An open, verified, immutable segment. Cheap to clone (an `Arc` inside);
@@ -340,7 +344,7 @@ impl Segment {
             )));
         }
         check_zero("segment padding", buf.get(prev_end..table_offset).unwrap_or_default())?;
-        check_range_checksums(buf, &sections, verified)?;
+        let range_sums = check_range_checksums(buf, &sections, verified)?;
         let [_, ids_sec, docs_sec, vec_sec, absent_sec] = core;
         let ids_sec = ids_sec.ok_or_else(|| malformed("no ids section"))?;
         let docs_sec = docs_sec.ok_or_else(|| malformed("no docs section"))?;
@@ -437,6 +441,7 @@ impl Segment {
                 doc_data,
                 vectors,
                 absent,
+                guard: None,
             }),
         };
         for row in 1..rows {
@@ -450,7 +455,40 @@ impl Segment {
                     .map_err(|e| malformed(format_args!("string id of row {row} is not UTF-8: {e}")))?;
             }
         }
+        let mut seg = seg;
+        if let Some(inner) = Arc::get_mut(&mut seg.inner) {
+            inner.guard = range_sums.map(RangeChecksums::into_guard);
+        }
         Ok(seg)
+    }
+
+    /// Name the segment's object (its store key) in rot reports (`crate::integrity`).
+    pub fn with_object(mut self, key: &str) -> Segment {
+        if let Some(g) = Arc::get_mut(&mut self.inner).and_then(|i| i.guard.as_mut()) {
+            g.set_object(key);
+        }
+        self
+    }
+
+    /// Whether reads are checked after open (the segment carries range checksums).
+    pub fn is_guarded(&self) -> bool {
+        self.inner.guard.is_some()
+    }
+
+    /// Check `range` of the file before it is read (see `crate::integrity`): false when it
+    /// changed since it was verified.
+    fn guard(&self, range: Range<usize>) -> bool {
+        self.inner.guard.as_ref().is_none_or(|g| g.check(self.buf(), range))
+    }
+
+    /// The guard itself, for an index that outlives a borrow of the segment (None: unchecked).
+    pub fn chunk_guard(&self) -> Option<&crate::integrity::ChunkGuard> {
+        self.inner.guard.as_ref()
+    }
+
+    /// The guard index readers check their slices with (None: reads are not checked after open).
+    pub fn file_guard(&self) -> Option<crate::integrity::FileGuard<'_>> {
+        Some(crate::integrity::FileGuard::new(self.buf(), self.inner.guard.as_ref()?))
     }
 
     fn buf(&self) -> &[u8] {
@@ -473,21 +511,26 @@ impl Segment {
     }
 
     fn u64_id(&self, row: usize) -> u64 {
-        le_u64(self.buf(), self.inner.ids.start + row * 8)
+        let at = self.inner.ids.start + row * 8;
+        self.guard(at..at + 8);
+        le_u64(self.buf(), at)
     }
 
     fn uuid_id(&self, row: usize) -> &[u8] {
         let at = self.inner.ids.start + row * UUID_LEN;
+        self.guard(at..at + UUID_LEN);
         self.buf().get(at..at + UUID_LEN).unwrap_or_default()
     }
 
     fn str_id(&self, row: usize) -> &[u8] {
         let base = self.inner.id_data.start;
         let t = self.inner.ids.start + row * 8;
+        self.guard(t..t + 16);
         let (a, b) = (le_u64(self.buf(), t), le_u64(self.buf(), t + 8));
-        let a = usize::try_from(a).unwrap_or(usize::MAX);
-        let b = usize::try_from(b).unwrap_or(usize::MAX);
-        self.buf().get(base.saturating_add(a)..base.saturating_add(b)).unwrap_or_default()
+        let a = base.saturating_add(usize::try_from(a).unwrap_or(usize::MAX));
+        let b = base.saturating_add(usize::try_from(b).unwrap_or(usize::MAX));
+        self.guard(a..b);
+        self.buf().get(a..b).unwrap_or_default()
     }
 
     fn cmp_rows(&self, a: usize, b: usize) -> Ordering {
@@ -591,7 +634,11 @@ impl Segment {
         }
         match &self.inner.absent {
             None => true,
-            Some(a) => le_u64(self.buf(), a.start + row / 64 * 8) & (1u64 << (row % 64)) == 0,
+            Some(a) => {
+                let at = a.start + row / 64 * 8;
+                self.guard(at..at + 8);
+                le_u64(self.buf(), at) & (1u64 << (row % 64)) == 0
+            }
         }
     }
 
@@ -608,6 +655,10 @@ impl Segment {
             return None;
         }
         let d = self.inner.dim;
+        if let Vectors::Borrowed(r) = &self.inner.vectors {
+            let at = r.start + row * d * 4;
+            self.guard(at..at + d * 4);
+        }
         self.vectors()?.get(row * d..row * d + d)
     }
 
@@ -650,12 +701,19 @@ impl Segment {
             return Err(malformed(format_args!("row {row} out of range (len {})", self.inner.rows)));
         }
         let t = self.inner.doc_offsets.start + row * 8;
+        let changed =
+            || FormatError::Malformed(format!("row {row}: its bytes changed since the segment was verified"));
+        if !self.guard(t..t + 16) {
+            return Err(changed());
+        }
         let (a, b) = (le_u64(self.buf(), t), le_u64(self.buf(), t + 8));
         let base = self.inner.doc_data.start;
         let (a, b) = (to_usize("doc offset", a)?, to_usize("doc offset", b)?);
-        self.buf()
-            .get(base.saturating_add(a)..base.saturating_add(b))
-            .ok_or_else(|| malformed(format_args!("row {row}: doc offsets out of bounds")))
+        let range = base.saturating_add(a)..base.saturating_add(b);
+        if !self.guard(range.clone()) {
+            return Err(changed());
+        }
+        self.buf().get(range).ok_or_else(|| malformed(format_args!("row {row}: doc offsets out of bounds")))
     }
 
     /// The document of `row`: id, vector and attributes (only that row is

@@ -25,6 +25,8 @@ pub(super) struct Dict<'a> {
     bytes: &'a [u8],
     postings: &'a [u8],
     pub(super) len: usize,
+    /// Checks each slice read after open (`crate::integrity`; None: unchecked).
+    pub(super) guard: Option<crate::integrity::FileGuard<'a>>,
 }
 
 /// Cuts the four tables of a [`Dict`] of `n` keys from `take`, checking the offsets' ends.
@@ -42,14 +44,22 @@ pub(super) fn take_dict<'a>(
     if rd_u32(offsets, 0)? != 0 || rd_u32(offsets, n * 4)? as usize != bytes_len {
         return Err(corrupt("term offsets"));
     }
-    Ok(Dict { offsets, infos, bytes, postings, len: n })
+    Ok(Dict { offsets, infos, bytes, postings, len: n, guard: None })
 }
 
 impl<'a> Dict<'a> {
+    /// `sub`, checked against the segment's range checksums first (a mismatch fails the
+    /// evaluation's scope: a changed byte never drops a row from an answer).
+    fn checked<T>(&self, sub: &'a [T]) -> &'a [T] {
+        crate::integrity::check_slice(self.guard.as_ref(), sub);
+        sub
+    }
+
     pub(super) fn key(&self, i: usize) -> Option<&'a [u8]> {
-        let s = rd_u32(self.offsets, i * 4).ok()? as usize;
-        let e = rd_u32(self.offsets, i * 4 + 4).ok()? as usize;
-        self.bytes.get(s..e)
+        let offs = self.checked(self.offsets.get(i * 4..i * 4 + 8)?);
+        let s = rd_u32(offs, 0).ok()? as usize;
+        let e = rd_u32(offs, 4).ok()? as usize;
+        self.bytes.get(s..e).map(|k| self.checked(k))
     }
 
     /// Index of the first key `>= key` (bytewise).
@@ -74,18 +84,15 @@ impl<'a> Dict<'a> {
     /// `(postings offset, postings length, doc freq)` of key `i`.
     pub(super) fn info(&self, i: usize) -> Result<(usize, usize, u32), IndexError> {
         let at = i * TERM_INFO_LEN;
-        Ok((
-            to_usize(rd_u64(self.infos, at)?)?,
-            rd_u32(self.infos, at + 8)? as usize,
-            rd_u32(self.infos, at + 12)?,
-        ))
+        let info = self.checked(self.infos.get(at..at + TERM_INFO_LEN).unwrap_or_default());
+        Ok((to_usize(rd_u64(info, 0)?)?, rd_u32(info, 8)? as usize, rd_u32(info, 12)?))
     }
 
     /// A cursor over key `i`'s postings.
     pub(super) fn postings_at(&self, i: usize) -> Result<Postings<'a>, IndexError> {
         let (off, len, df) = self.info(i)?;
         let end = off.checked_add(len).ok_or(corrupt("postings overflow"))?;
-        let data = self.postings.get(off..end).ok_or(corrupt("postings out of bounds"))?;
+        let data = self.checked(self.postings.get(off..end).ok_or(corrupt("postings out of bounds"))?);
         Postings::new(std::borrow::Cow::Borrowed(data), df)
     }
 }
@@ -100,6 +107,7 @@ pub struct TextIndex<'a> {
     pub(super) terms: Dict<'a>,
     /// Version 2: the longest indexed prefix (chars) and the prefix dictionary.
     pub(super) prefixes: Option<(u32, Dict<'a>)>,
+    guard: Option<crate::integrity::FileGuard<'a>>,
 }
 
 impl<'a> TextIndex<'a> {
@@ -154,7 +162,17 @@ impl<'a> TextIndex<'a> {
         if pos + 4 != bytes.len() {
             return Err(corrupt("length mismatch"));
         }
-        Ok(TextIndex { attr, num_docs, total_tokens, norms, terms, prefixes })
+        Ok(TextIndex { attr, num_docs, total_tokens, norms, terms, prefixes, guard: None })
+    }
+
+    /// Check every slice read from now on with `guard` (the segment's; None: unchecked).
+    pub fn guarded(mut self, guard: Option<crate::integrity::FileGuard<'a>>) -> Self {
+        self.terms.guard = guard;
+        if let Some((_, d)) = self.prefixes.as_mut() {
+            d.guard = guard;
+        }
+        self.guard = guard;
+        self
     }
 
     /// The attribute this index covers.
@@ -179,7 +197,10 @@ impl<'a> TextIndex<'a> {
 
     /// The fieldnorm id of `row` (0 when the row has no tokens or is out of range).
     pub fn fieldnorm_id(&self, row: u32) -> u8 {
-        self.norms.get(row as usize).copied().unwrap_or(0)
+        let r = row as usize;
+        let Some(norm) = self.norms.get(r..r + 1) else { return 0 };
+        crate::integrity::check_slice(self.guard.as_ref(), norm);
+        norm.first().copied().unwrap_or(0)
     }
 
     /// Rows containing `term` in this segment.

@@ -110,6 +110,9 @@ pub struct NamedIndex {
     present: std::ops::Range<usize>,
     vectors: Vectors,
     graph: GraphIndex,
+    /// The segment's guard and whole buffer: rows handed out are checked first
+    /// (`crate::integrity`; None: unchecked).
+    guard: Option<(crate::integrity::ChunkGuard, Bytes)>,
 }
 
 #[derive(Clone)]
@@ -171,7 +174,23 @@ impl NamedIndex {
             Vectors::Owned(crate::codec::f32s_le(raw).into())
         };
         let present = present_at..present_at + present_len;
-        Ok(NamedIndex { attr, dim, rows, metric, bytes, present, vectors, graph })
+        Ok(NamedIndex { attr, dim, rows, metric, bytes, present, vectors, graph, guard: None })
+    }
+
+    /// Check every row handed out from now on with the segment's `guard` over its whole buffer
+    /// `file` (the section's bytes must lie inside it; elsewhere they are not checked).
+    pub fn guarded(mut self, guard: Option<crate::integrity::ChunkGuard>, file: Bytes) -> NamedIndex {
+        self.guard = guard.map(|g| (g, file));
+        self
+    }
+
+    fn checked<T>(&self, sub: &[T]) -> bool {
+        self.guard.as_ref().is_none_or(|(g, file)| crate::integrity::FileGuard::new(file, g).check_slice(sub))
+    }
+
+    /// The rows as a search reads them (checked as they are handed out).
+    pub fn row_source(&self) -> NamedRows<'_> {
+        NamedRows { ix: self }
     }
 
     /// The attribute indexed.
@@ -196,9 +215,10 @@ impl NamedIndex {
 
     /// Whether `row` holds the attribute.
     pub fn present(&self, row: usize) -> bool {
+        let bits = &self.bytes[self.present.clone()];
         row < self.rows
-            && u64_at(&self.bytes[self.present.clone()], row / 64 * 8)
-                .is_some_and(|w| w & (1 << (row % 64)) != 0)
+            && bits.get(row / 64 * 8..row / 64 * 8 + 8).is_some_and(|w| self.checked(w))
+            && u64_at(bits, row / 64 * 8).is_some_and(|w| w & (1 << (row % 64)) != 0)
     }
 
     /// Every row's vector, row-major (zeros where absent).
@@ -212,7 +232,10 @@ impl NamedIndex {
 
     /// The row's vector, if it holds the attribute.
     pub fn vector(&self, row: usize) -> Option<&[f32]> {
-        self.present(row).then(|| self.vectors().get(row * self.dim..(row + 1) * self.dim)).flatten()
+        let v =
+            self.present(row).then(|| self.vectors().get(row * self.dim..(row + 1) * self.dim)).flatten()?;
+        self.checked(v);
+        Some(v)
     }
 
     /// The graph over the vectors.
@@ -223,6 +246,31 @@ impl NamedIndex {
     /// Heap bytes held besides the segment's buffer.
     pub fn heap_bytes(&self) -> usize {
         self.graph.heap_bytes() + if let Vectors::Owned(v) = &self.vectors { v.len() * 4 } else { 0 }
+    }
+}
+
+/// A named index's rows as a search reads them: each row checked against the segment's range
+/// checksums as it is handed out (a mismatch fails the evaluation's scope, `crate::integrity`).
+pub struct NamedRows<'a> {
+    ix: &'a NamedIndex,
+}
+
+impl crate::index::vector::rows::RowSource for NamedRows<'_> {
+    fn row<'a>(&'a self, r: usize, _buf: &'a mut Vec<f32>) -> &'a [f32] {
+        let dim = self.ix.dim;
+        let v = self.ix.vectors().get(r * dim..(r + 1) * dim).unwrap_or(&[]);
+        self.ix.checked(v);
+        v
+    }
+
+    fn all(&self) -> &[f32] {
+        let all = self.ix.vectors();
+        self.ix.checked(all);
+        all
+    }
+
+    fn floats(&self) -> usize {
+        self.ix.vectors().len()
     }
 }
 

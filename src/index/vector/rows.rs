@@ -6,7 +6,8 @@
 //! reader hands the index a source that copies each row with a positioned read instead.
 //!
 //! Invariant: `row(r)` is exactly row `r` of `all()`, the row-major `rows × dim` slice
-//! (the same bytes, however they are read).
+//! (the same bytes, however they are read); `floats()` is `all().len()`. Searches ask `floats()`
+//! and read rows through `row`; only an exact scan asks `all()`.
 
 /// Full-precision rows of one segment, read one at a time by an exact rerank.
 pub trait RowSource: Sync {
@@ -15,6 +16,12 @@ pub trait RowSource: Sync {
 
     /// Every row, row-major, for the exact scans that read them all.
     fn all(&self) -> &[f32];
+
+    /// How many floats [`RowSource::all`] holds, without handing them out (a source that checks
+    /// what it hands out, `state::SegmentRows`, checks nothing for this).
+    fn floats(&self) -> usize {
+        self.all().len()
+    }
 }
 
 /// The rows of an in-memory (or mapped) row-major slice.

@@ -412,12 +412,13 @@ impl<'a> AnnIndex<'a> {
         filter: Option<&dyn Fn(u32) -> bool>,
         params: &SearchParams,
     ) -> Vec<(u32, f32)> {
-        let vectors = rows.all();
+        // Only the exact fallbacks read every row (a guarded source checks what it hands out).
+        let floats = rows.floats();
         if k == 0 || query.len() != self.meta.dim || self.meta.rows == 0 {
             return Vec::new();
         }
-        if vectors.len() != self.meta.rows * self.meta.dim {
-            return exact_with(self.kern, vectors, self.meta.dim, self.meta.metric, query, k, filter);
+        if floats != self.meta.rows * self.meta.dim {
+            return exact_with(self.kern, rows.all(), self.meta.dim, self.meta.metric, query, k, filter);
         }
         let mut est_matches = self.meta.rows;
         if let Some(f) = filter {
@@ -426,7 +427,7 @@ impl<'a> AnnIndex<'a> {
                 None => self.estimate_matches(f),
             };
             if est_matches <= params.exact_threshold as usize {
-                return exact_with(self.kern, vectors, self.meta.dim, self.meta.metric, query, k, filter);
+                return exact_with(self.kern, rows.all(), self.meta.dim, self.meta.metric, query, k, filter);
             }
         }
         let kern = self.kern;
@@ -436,7 +437,7 @@ impl<'a> AnnIndex<'a> {
         let qn: Cow<[f32]> = match self.meta.metric {
             Metric::CosineDistance => {
                 if !(qnorm > 0.0 && qnorm.is_finite()) {
-                    return exact_with(kern, vectors, dim, self.meta.metric, query, k, filter);
+                    return exact_with(kern, rows.all(), dim, self.meta.metric, query, k, filter);
                 }
                 Cow::Owned(query.iter().map(|v| v / qnorm).collect())
             }

@@ -281,19 +281,20 @@ impl GraphIndex {
         params: &GraphSearchParams,
         hidden: Option<u32>,
     ) -> Vec<(u32, f32)> {
-        let vectors = rows.all();
+        // Only the exact fallbacks read every row (a guarded source checks what it hands out).
+        let floats = rows.floats();
         if k == 0 || query.len() != self.dim || self.rows == 0 {
             return Vec::new();
         }
-        if vectors.len() != self.rows * self.dim {
-            return exact(vectors, self.dim, self.metric, query, k, filter);
+        if floats != self.rows * self.dim {
+            return exact(rows.all(), self.dim, self.metric, query, k, filter);
         }
         let kern = self.kern;
         let qn: Vec<f32> = match self.metric {
             Metric::CosineDistance => {
                 let n = kern.dot(query, query).sqrt();
                 if !(n > 0.0 && n.is_finite()) {
-                    return exact(vectors, self.dim, self.metric, query, k, filter);
+                    return exact(rows.all(), self.dim, self.metric, query, k, filter);
                 }
                 query.iter().map(|v| v / n).collect()
             }

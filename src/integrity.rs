@@ -1,0 +1,407 @@
+//! Rot after verification: bytes of a mapped object that change on disk after
+//! the object was verified at open are caught when they are read, not served.
+//!
+//! A segment is verified whole when it is opened, then its pages are given
+//! back to the kernel (`cache/mapping.rs`); a later read faults them in again
+//! from the file, which may have changed since (a failing disk, a stray
+//! writer). So every read of a guarded byte range first checks the range's
+//! chunks against the crc32c the object carries for each chunk (a segment's
+//! kind-22 range checksums, `storage-format.md` 8.3.1) — [`ChunkGuard`].
+//!
+//! Checking a 16 KiB chunk costs about a microsecond, so a chunk is checked
+//! once per evaluation, not once per row: an evaluation (a query on the query
+//! pool, a compaction's merge, an export) runs inside [`within`], which keeps
+//! the chunks it already checked. The thread-local scope is the same device as
+//! the query deadline (`deadline.rs`): the long loops read rows one at a time
+//! on one thread.
+//!
+//! Invariants:
+//! - Inside [`within`], a guarded range is used only after each of its chunks
+//!   matched its crc in this scope within the last [`RECHECK_AFTER`]; a
+//!   mismatch is remembered, and [`within`] then returns [`Rot`] instead of the
+//!   evaluation's result — whatever the evaluation computed from the changed
+//!   bytes is discarded, so no wrong answer leaves (the query fails; the
+//!   engine marks the object and reloads it, `engine/read.rs`).
+//! - Outside every scope, each guarded read checks its chunks every time (no
+//!   caching), and a mismatch is kept in a process-wide list that
+//!   [`take_unscoped`] drains (the engine reports it through verify).
+//! - Nested scopes share the outermost one: a rot met inside fails the whole
+//!   evaluation.
+//! - A guard only reads the bytes it checks; the check and the later read are
+//!   not atomic (the bytes may change in between), so what is bounded is the
+//!   window: at most [`RECHECK_AFTER`] of an evaluation, then chunks are
+//!   checked again.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::fmt;
+use std::ops::Range;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// How long a chunk checked in a scope is trusted before it is checked again
+/// (a compaction's merge runs for minutes; a query for milliseconds).
+pub const RECHECK_AFTER: Duration = Duration::from_millis(250);
+
+/// Unscoped rot reports kept for [`take_unscoped`] (the oldest are dropped).
+const MAX_UNSCOPED: usize = 64;
+
+/// Bytes of an object that no longer match the checksum they were verified
+/// against.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rot {
+    /// The object (its store key, when the guard was given one).
+    pub object: String,
+    /// The file offset of the chunk that changed.
+    pub offset: u64,
+    /// The crc32c the object carries for the chunk.
+    pub expected: u32,
+    /// The crc32c of the bytes read now.
+    pub actual: u32,
+}
+
+impl fmt::Display for Rot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "object {} changed on disk after it was verified: the chunk at byte {} has crc32c {:#010x}, \
+             expected {:#010x}",
+            self.object, self.offset, self.actual, self.expected
+        )
+    }
+}
+
+impl std::error::Error for Rot {}
+
+/// Where a guard gets the bytes it checks.
+#[derive(Clone, Copy)]
+enum Bytes<'a> {
+    /// The object's bytes, mapped.
+    Mapped(&'a [u8]),
+    /// A positioned read at a file offset.
+    Read(&'a dyn Fn(usize, &mut [u8]) -> bool),
+}
+
+/// The chunks checked by one evaluation.
+struct Scope {
+    /// Per guard id, a bitset of the chunks checked since `epoch_start`.
+    checked: HashMap<u64, Vec<u64>>,
+    epoch_start: Instant,
+    rot: Option<Rot>,
+}
+
+thread_local! {
+    static SCOPE: RefCell<Option<Scope>> = const { RefCell::new(None) };
+    /// The last (guard id, chunk) found checked: the fast path of a scan that
+    /// reads many rows of one chunk. Cleared with the scope and each epoch.
+    static LAST: Cell<Option<(u64, usize)>> = const { Cell::new(None) };
+}
+
+static UNSCOPED: Mutex<Vec<Rot>> = Mutex::new(Vec::new());
+static CHECKING: AtomicBool = AtomicBool::new(true);
+
+/// Turn every guard's checks on or off, process-wide. Only the cost benchmark
+/// (`bench/integrity_cost.rs`) turns them off, to measure the floor in the same run; the
+/// daemon never does.
+#[doc(hidden)]
+pub fn set_checking(on: bool) {
+    CHECKING.store(on, Ordering::Relaxed);
+}
+static NEXT_GUARD_ID: AtomicU64 = AtomicU64::new(1);
+
+/// Clears the thread's scope when the evaluation ends, even by a panic
+/// (blocking-pool threads are reused).
+struct Installed;
+
+impl Drop for Installed {
+    fn drop(&mut self) {
+        SCOPE.with(|s| *s.borrow_mut() = None);
+        LAST.set(None);
+    }
+}
+
+/// Runs `f` in a checking scope; `Err(Rot)` when a guarded read inside met
+/// changed bytes (the result of `f` is then discarded). Inside another scope,
+/// runs `f` in that one (the outer scope reports).
+pub fn within<T>(f: impl FnOnce() -> T) -> Result<T, Rot> {
+    if SCOPE.with(|s| s.borrow().is_some()) {
+        return Ok(f());
+    }
+    SCOPE.with(|s| {
+        *s.borrow_mut() = Some(Scope { checked: HashMap::new(), epoch_start: Instant::now(), rot: None })
+    });
+    let _clear = Installed;
+    LAST.set(None);
+    let out = f();
+    let rot = SCOPE.with(|s| s.borrow_mut().as_mut().and_then(|sc| sc.rot.take()));
+    match rot {
+        Some(rot) => Err(rot),
+        None => Ok(out),
+    }
+}
+
+/// Rot met outside every scope since the last call (oldest first).
+pub fn take_unscoped() -> Vec<Rot> {
+    std::mem::take(&mut *UNSCOPED.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
+}
+
+/// The per-chunk checksums of one mapped object and the checks of its reads.
+#[derive(Clone)]
+pub struct ChunkGuard {
+    id: u64,
+    object: String,
+    chunk_log2: u32,
+    /// Bytes `[0, covered)` of the object are guarded.
+    covered: usize,
+    crcs: std::sync::Arc<[u32]>,
+}
+
+impl fmt::Debug for ChunkGuard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ChunkGuard")
+            .field("object", &self.object)
+            .field("chunks", &self.crcs.len())
+            .field("chunk_log2", &self.chunk_log2)
+            .finish()
+    }
+}
+
+impl ChunkGuard {
+    /// A guard over bytes `[0, covered)` in chunks of `2^chunk_log2` whose
+    /// crc32c are `crcs` (the last chunk may be shorter).
+    pub fn new(chunk_log2: u32, covered: usize, crcs: Vec<u32>) -> ChunkGuard {
+        ChunkGuard {
+            id: NEXT_GUARD_ID.fetch_add(1, Ordering::Relaxed),
+            object: String::new(),
+            chunk_log2,
+            covered,
+            crcs: crcs.into(),
+        }
+    }
+
+    /// Name the object in rot reports (its store key).
+    pub fn set_object(&mut self, object: &str) {
+        object.clone_into(&mut self.object);
+    }
+
+    /// The object named in rot reports.
+    pub fn object(&self) -> &str {
+        &self.object
+    }
+
+    /// Check the chunks of `range` of `buf` (the guarded object's bytes):
+    /// `false` when one changed (recorded as the module doc says). Bytes past
+    /// the guarded prefix are not checked.
+    pub fn check(&self, buf: &[u8], range: Range<usize>) -> bool {
+        self.check_from(Bytes::Mapped(buf), range)
+    }
+
+    /// [`ChunkGuard::check`] for bytes read by `read(file offset, out)` rather than through a
+    /// mapping (positioned reads of a large vector section). A chunk that cannot be read is not
+    /// checked (the read of the row itself fails or falls back).
+    pub fn check_read(&self, range: Range<usize>, read: &dyn Fn(usize, &mut [u8]) -> bool) -> bool {
+        self.check_from(Bytes::Read(read), range)
+    }
+
+    fn check_from(&self, src: Bytes<'_>, range: Range<usize>) -> bool {
+        let end = range.end.min(self.covered);
+        if range.start >= end || !CHECKING.load(Ordering::Relaxed) {
+            return true;
+        }
+        let (first, last) = (range.start >> self.chunk_log2, (end - 1) >> self.chunk_log2);
+        (first..=last).all(|c| self.check_chunk(src, c))
+    }
+
+    fn check_chunk(&self, src: Bytes<'_>, chunk: usize) -> bool {
+        if LAST.get() == Some((self.id, chunk)) {
+            return true;
+        }
+        let in_scope =
+            SCOPE.with(|s| s.borrow_mut().as_mut().map(|sc| sc.seen(self.id, chunk, self.crcs.len())));
+        if in_scope == Some(true) {
+            LAST.set(Some((self.id, chunk)));
+            return true;
+        }
+        match self.verify(src, chunk) {
+            Ok(true) if in_scope.is_some() => {
+                SCOPE.with(|s| {
+                    if let Some(sc) = s.borrow_mut().as_mut() {
+                        sc.mark(self.id, chunk);
+                    }
+                });
+                LAST.set(Some((self.id, chunk)));
+                true
+            }
+            Ok(_) => true,
+            Err(rot) => {
+                let kept = SCOPE.with(|s| {
+                    s.borrow_mut().as_mut().map(|sc| {
+                        sc.rot.get_or_insert(rot.clone());
+                    })
+                });
+                if kept.is_none() {
+                    report_unscoped(rot);
+                }
+                false
+            }
+        }
+    }
+
+    /// `Ok(true)`: the chunk matches; `Ok(false)`: it could not be read (not checked).
+    fn verify(&self, src: Bytes<'_>, chunk: usize) -> Result<bool, Rot> {
+        let start = chunk << self.chunk_log2;
+        let end = (start + (1 << self.chunk_log2)).min(self.covered);
+        let expected = self.crcs.get(chunk).copied().unwrap_or(0);
+        let actual = match src {
+            Bytes::Mapped(buf) => buf.get(start..end).map_or(!expected, crc32c::crc32c),
+            Bytes::Read(read) => {
+                let mut out = vec![0u8; end - start];
+                if !read(start, &mut out) {
+                    return Ok(false);
+                }
+                crc32c::crc32c(&out)
+            }
+        };
+        if actual == expected {
+            return Ok(true);
+        }
+        let offset = u64::try_from(start).unwrap_or(u64::MAX);
+        let rot = Rot { object: self.object.clone(), offset, expected, actual };
+        tracing::error!(object = %rot.object, offset, "{rot}");
+        Err(rot)
+    }
+}
+
+/// An object's guard with its bytes: what an index reader over a section of the segment holds to
+/// check the slices it reads before it uses them (`crate::integrity`), where a changed byte could
+/// change an answer.
+#[derive(Clone, Copy)]
+pub struct FileGuard<'a> {
+    file: &'a [u8],
+    guard: &'a ChunkGuard,
+}
+
+impl fmt::Debug for FileGuard<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FileGuard").field("object", &self.guard.object()).finish()
+    }
+}
+
+impl<'a> FileGuard<'a> {
+    /// The guard of the object whose bytes are `file`.
+    pub fn new(file: &'a [u8], guard: &'a ChunkGuard) -> FileGuard<'a> {
+        FileGuard { file, guard }
+    }
+
+    /// Check `sub` (a slice of the object's bytes) before it is read: false when it changed since
+    /// the object was verified (the evaluation's scope then fails). A slice from elsewhere passes.
+    pub fn check_slice<T>(&self, sub: &[T]) -> bool {
+        self.range_of(sub).is_none_or(|r| self.guard.check(self.file, r))
+    }
+
+    /// [`FileGuard::check_slice`] for a slice whose bytes are read by `read(file offset, out)`
+    /// instead of through the mapping (the chunks are read the same way to be checked).
+    pub fn check_slice_read<T>(&self, sub: &[T], read: &dyn Fn(usize, &mut [u8]) -> bool) -> bool {
+        self.range_of(sub).is_none_or(|r| self.guard.check_read(r, read))
+    }
+
+    /// Where `sub` lies in the object (None: not inside it). Only addresses are compared.
+    fn range_of<T>(&self, sub: &[T]) -> Option<Range<usize>> {
+        let start = (sub.as_ptr() as usize).checked_sub(self.file.as_ptr() as usize)?;
+        let end = start.checked_add(std::mem::size_of_val(sub))?;
+        (end <= self.file.len()).then_some(start..end)
+    }
+}
+
+/// Check `sub` with `guard` when there is one (see [`FileGuard::check_slice`]).
+pub fn check_slice<T>(guard: Option<&FileGuard<'_>>, sub: &[T]) -> bool {
+    guard.is_none_or(|g| g.check_slice(sub))
+}
+
+impl Scope {
+    /// Whether `chunk` of guard `id` was checked in this epoch (a new epoch
+    /// forgets every check).
+    fn seen(&mut self, id: u64, chunk: usize, chunks: usize) -> bool {
+        if self.epoch_start.elapsed() >= RECHECK_AFTER {
+            self.checked.clear();
+            self.epoch_start = Instant::now();
+            LAST.set(None);
+        }
+        let bits = self.checked.entry(id).or_insert_with(|| vec![0; chunks.div_ceil(64)]);
+        bits.get(chunk / 64).is_some_and(|w| w & (1 << (chunk % 64)) != 0)
+    }
+
+    fn mark(&mut self, id: u64, chunk: usize) {
+        if let Some(w) = self.checked.get_mut(&id).and_then(|b| b.get_mut(chunk / 64)) {
+            *w |= 1 << (chunk % 64);
+        }
+    }
+}
+
+fn report_unscoped(rot: Rot) {
+    let mut all = UNSCOPED.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if all.len() >= MAX_UNSCOPED {
+        all.remove(0);
+    }
+    all.push(rot);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LOG2: u32 = 12;
+
+    fn guarded(len: usize) -> (Vec<u8>, ChunkGuard) {
+        let bytes: Vec<u8> = (0..len).map(|i| (i * 7 % 251) as u8).collect();
+        let crcs = bytes.chunks(1 << LOG2).map(crc32c::crc32c).collect();
+        let mut g = ChunkGuard::new(LOG2, len, crcs);
+        g.set_object("segments/s/data.seg");
+        (bytes, g)
+    }
+
+    #[test]
+    fn a_changed_chunk_fails_the_scope_and_names_the_object() {
+        let (mut bytes, g) = guarded(3 * 4096 + 100);
+        assert!(within(|| g.check(&bytes, 0..bytes.len())).unwrap());
+        bytes[2 * 4096 + 5] ^= 1;
+        let rot = within(|| {
+            assert!(g.check(&bytes, 0..10), "an untouched chunk still reads");
+            g.check(&bytes, 2 * 4096..2 * 4096 + 10)
+        })
+        .unwrap_err();
+        assert_eq!(rot.object, "segments/s/data.seg");
+        assert_eq!(rot.offset, 2 * 4096);
+        assert!(rot.to_string().contains("changed on disk"), "{rot}");
+    }
+
+    #[test]
+    fn a_scope_checks_a_chunk_once_per_epoch() {
+        let (bytes, g) = guarded(2 * 4096);
+        let mut changed = bytes.clone();
+        changed[0] ^= 1;
+        // Changed after this scope checked the chunk: not checked again within the epoch (the window).
+        assert!(within(|| g.check(&bytes, 0..8) && g.check(&changed, 0..8)).unwrap());
+        assert!(within(|| g.check(&changed, 0..8)).is_err(), "the next scope checks again");
+    }
+
+    #[test]
+    fn outside_a_scope_every_read_is_checked_and_reported() {
+        let (mut bytes, g) = guarded(4096);
+        take_unscoped();
+        assert!(g.check(&bytes, 0..4096));
+        bytes[7] ^= 0x80;
+        assert!(!g.check(&bytes, 100..200));
+        let found = take_unscoped();
+        assert!(found.iter().any(|r| r.object == "segments/s/data.seg" && r.offset == 0), "{found:?}");
+    }
+
+    #[test]
+    fn nested_scopes_report_to_the_outermost() {
+        let (mut bytes, g) = guarded(4096);
+        bytes[0] ^= 1;
+        let outer = within(|| within(|| g.check(&bytes, 0..1)).is_ok());
+        assert!(outer.is_err(), "the inner scope passes through; the outer one fails");
+    }
+}

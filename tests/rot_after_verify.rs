@@ -1,0 +1,301 @@
+//! Rot after verification (issue 37 item 3): a byte of a segment that changes on
+//! disk after the segment was verified and its pages given back is never served.
+//! Real daemons over loopback; the byte is flipped with a positioned write into
+//! the very file the daemon has mapped.
+//!
+//! Invariants guarded:
+//! - Local store: once a row's bytes changed, a filter query, a full scan and an
+//!   export that read the row fail with a clear 5xx (JSON message naming the
+//!   change) instead of answering without the row; `verify` names the object;
+//!   another namespace keeps answering, and the node needs no restart.
+//! - The same holds for bytes an index reads: an attribute index entry (a filter
+//!   that would miss the row), a BM25 postings list (a text query that would
+//!   miss it) and a vector (an exact search with a wrong distance) fail the
+//!   query that reads them.
+//! - Bucket store: the same change in the disk cache's copy fails the one query
+//!   that met it; the copy is dropped, the object downloaded and verified again
+//!   from the bucket, and the next query answers every row; `verify` reports the
+//!   object under `refetched`.
+
+mod common;
+
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use common::{client, get, post, s3, Daemon};
+use serde_json::{json, Value as Json};
+
+const ROWS: u64 = 300;
+const VICTIM: u64 = 123;
+
+fn rows() -> Vec<Json> {
+    (0..ROWS)
+        .map(|i| json!({"id": i, "tag": "keep", "body": format!("row-{i:04}-payload"), "vector": [i as f32, 1.0]}))
+        .collect()
+}
+
+/// Every segment file under `dir` (by its magic; a cache's copies included).
+fn segment_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                todo.push(p);
+            } else if std::fs::read(&p).is_ok_and(|b| b.starts_with(b"TIDE.SEG")) {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+/// The file offset of `needle` inside the encoded attributes of `row` (the docs
+/// section, kind 2: an offsets table of rows + 1 u64, then the rows' bytes).
+fn offset_in_row(seg: &[u8], row: u64, needle: &[u8]) -> u64 {
+    let le64 = |at: usize| u64::from_le_bytes(seg[at..at + 8].try_into().unwrap());
+    let rows = le64(16);
+    let count = u32::from_le_bytes(seg[28..32].try_into().unwrap()) as usize;
+    let table = le64(32) as usize;
+    let docs = (0..count)
+        .map(|i| table + 24 * i)
+        .find(|&e| u16::from_le_bytes(seg[e..e + 2].try_into().unwrap()) == 2)
+        .map(|e| le64(e + 8) as usize)
+        .expect("a docs section");
+    let data = docs + 8 * (rows as usize + 1);
+    let (a, b) = (le64(docs + 8 * row as usize) as usize, le64(docs + 8 * (row as usize + 1)) as usize);
+    let bytes = &seg[data + a..data + b];
+    let at = bytes.windows(needle.len()).position(|w| w == needle).expect("needle in the row");
+    (data + a + at) as u64
+}
+
+/// Change `row`'s "keep" to "kefp" in place (still valid UTF-8: a wrong value, not a broken one).
+fn rot_row(path: &Path, row: u64) {
+    let seg = std::fs::read(path).unwrap();
+    let at = offset_in_row(&seg, row, b"keep") + 2;
+    let f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+    f.write_all_at(b"f", at).unwrap();
+    f.sync_all().unwrap();
+}
+
+/// `(offset, len)` of the first section of `kind` (the segment's section table, 8.3).
+fn section(seg: &[u8], kind: u16) -> (usize, usize) {
+    let le64 = |at: usize| u64::from_le_bytes(seg[at..at + 8].try_into().unwrap()) as usize;
+    let count = u32::from_le_bytes(seg[28..32].try_into().unwrap()) as usize;
+    let table = le64(32);
+    (0..count)
+        .map(|i| table + 24 * i)
+        .find(|&e| u16::from_le_bytes(seg[e..e + 2].try_into().unwrap()) == kind)
+        .map(|e| (le64(e + 8), le64(e + 16)))
+        .unwrap_or_else(|| panic!("no section of kind {kind}"))
+}
+
+/// The file offset of row `row`'s entry in the attribute index of a segment whose every row
+/// holds the same value (entries in row order): header 32 B, the name, (n + 1) u32 key offsets,
+/// then n u32 rows (`index/attr.rs`).
+fn attr_index_entry(seg: &[u8], name: &str, row: u64) -> u64 {
+    let (at, _) = section(seg, 19);
+    let n = u32::from_le_bytes(seg[at + 20..at + 24].try_into().unwrap()) as usize;
+    (at + 32 + name.len() + 4 * (n + 1) + 4 * row as usize) as u64
+}
+
+/// The file offset of the middle of `term`'s postings in the text index (`index/text/reader.rs`:
+/// header 64 B, the name, norms, (terms + 1) u32 offsets, 16-byte infos, term bytes, postings).
+fn postings_of(seg: &[u8], term: &str) -> u64 {
+    let (at, _) = section(seg, 17);
+    let s = &seg[at..];
+    let u32_at = |i: usize| u32::from_le_bytes(s[i..i + 4].try_into().unwrap()) as usize;
+    let u64_at = |i: usize| u64::from_le_bytes(s[i..i + 8].try_into().unwrap()) as usize;
+    let (name_len, rows, terms, term_bytes) = (u32_at(12), u32_at(32), u32_at(36), u64_at(40));
+    let offsets = 64 + name_len + rows;
+    let infos = offsets + 4 * (terms + 1);
+    let bytes = infos + 16 * terms;
+    let postings = bytes + term_bytes;
+    let i = (0..terms)
+        .find(|&i| {
+            &s[bytes + u32_at(offsets + 4 * i)..bytes + u32_at(offsets + 4 * i + 4)] == term.as_bytes()
+        })
+        .unwrap_or_else(|| panic!("no term {term:?}"));
+    let (off, len) = (u64_at(infos + 16 * i), u32_at(infos + 16 * i + 8));
+    (at + postings + off + len / 2) as u64
+}
+
+fn flip_at(path: &Path, at: u64) {
+    let f = std::fs::OpenOptions::new().read(true).write(true).open(path).unwrap();
+    let mut b = [0u8; 1];
+    f.read_exact_at(&mut b, at).unwrap();
+    f.write_all_at(&[b[0] ^ 1], at).unwrap();
+    f.sync_all().unwrap();
+}
+
+fn segment_of(dir: &Path, ns: &str) -> PathBuf {
+    let all = segment_files(dir);
+    let mut mine = all.iter().filter(|p| p.to_string_lossy().contains(&format!("/namespaces/{ns}/")));
+    mine.next().unwrap_or_else(|| panic!("no segment of {ns} in {all:?}")).clone()
+}
+
+async fn filter_query(d: &Daemon, ns: &str) -> (u16, Json) {
+    let q = json!({"rank_by": ["id", "asc"], "top_k": 1000, "filters": ["tag", "Eq", "keep"]});
+    post(&client(), &d.at(&format!("/v2/namespaces/{ns}/query")), &q).await
+}
+
+async fn scan(d: &Daemon, ns: &str) -> (u16, Json) {
+    let q = json!({"rank_by": ["id", "asc"], "top_k": 1000, "include_attributes": true});
+    post(&client(), &d.at(&format!("/v2/namespaces/{ns}/query")), &q).await
+}
+
+fn row_count(body: &Json) -> usize {
+    body["rows"].as_array().map_or(0, Vec::len)
+}
+
+async fn load(d: &Daemon, ns: &str) {
+    let (s, b) =
+        post(&client(), &d.at(&format!("/v2/namespaces/{ns}")), &json!({"upsert_rows": rows()})).await;
+    assert_eq!(s, 200, "{b}");
+    let (s, b) = post(&client(), &d.at(&format!("/v1/namespaces/{ns}/_admin/compact")), &json!({})).await;
+    assert_eq!(s, 200, "{b}");
+    let (s, b) = filter_query(d, ns).await;
+    assert_eq!((s, row_count(&b)), (200, ROWS as usize), "sound before the change: {b}");
+}
+
+fn assert_rot_error(s: u16, body: &Json, what: &str) {
+    assert!((500..600).contains(&s), "{what}: a changed row fails the request, got {s} {body}");
+    let msg = body["error"].as_str().unwrap_or_default();
+    assert!(msg.contains("changed on disk") || msg.contains("checksum"), "{what}: {msg}");
+}
+
+async fn export_lines(d: &Daemon, ns: &str) -> Result<usize, String> {
+    let resp =
+        client().get(d.at(&format!("/v1/namespaces/{ns}/export"))).send().await.map_err(|e| e.to_string())?;
+    if !resp.status().is_success() {
+        return Err(format!("status {}", resp.status()));
+    }
+    let body = resp.text().await.map_err(|e| e.to_string())?;
+    Ok(body.lines().filter(|l| serde_json::from_str::<Json>(l).is_ok()).count())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_row_changed_on_disk_fails_queries_and_export_and_verify_names_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(dir.path(), &[]);
+    load(&d, "rotten").await;
+    let (s, b) =
+        post(&client(), &d.at("/v2/namespaces/sound"), &json!({"upsert_rows": [{"id": 1, "tag": "keep"}]}))
+            .await;
+    assert_eq!(s, 200, "{b}");
+
+    let segs = segment_files(dir.path());
+    assert_eq!(segs.len(), 1, "one compacted segment: {segs:?}");
+    rot_row(&segs[0], VICTIM);
+
+    let (s, b) = filter_query(&d, "rotten").await;
+    assert_rot_error(s, &b, "filter query");
+    let (s, b) = scan(&d, "rotten").await;
+    assert_rot_error(s, &b, "full scan");
+    let (s, b) = filter_query(&d, "rotten").await;
+    assert_rot_error(s, &b, "the filter query again (the segment reloaded from the changed file)");
+    match export_lines(&d, "rotten").await {
+        Ok(n) => assert!(n < ROWS as usize, "an export never completes over a changed row: {n} lines"),
+        Err(e) => assert!(!e.is_empty()),
+    }
+
+    let (s, b) = filter_query(&d, "sound").await;
+    assert_eq!((s, row_count(&b)), (200, 1), "another namespace still answers: {b}");
+    let (s, report) = post(&client(), &d.at("/v1/_admin/verify"), &json!({})).await;
+    assert_eq!(s, 200, "{report}");
+    assert_eq!(report["status"], "DAMAGED", "{report}");
+    let key = report["damaged"][0]["key"].as_str().unwrap_or_default();
+    assert!(key.ends_with("data.seg") && key.contains("/rotten/"), "{report}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cached_copy_changed_on_disk_is_fetched_again_from_the_bucket() {
+    let url = format!("s3://{}/rot", s3::new_bucket().await);
+    let flags = [
+        "--store",
+        &url,
+        "--s3-endpoint",
+        s3::endpoint(),
+        "--s3-allow-http",
+        "--s3-access-key-id",
+        "test",
+        "--s3-secret-access-key",
+        "test",
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(dir.path(), &flags);
+    load(&d, "cached").await;
+    let segs = segment_files(dir.path());
+    assert_eq!(segs.len(), 1, "the disk cache holds the segment: {segs:?}");
+    rot_row(&segs[0], VICTIM);
+
+    let (s, b) = filter_query(&d, "cached").await;
+    assert_rot_error(s, &b, "the query that met the changed copy");
+    let (s, b) = filter_query(&d, "cached").await;
+    assert_eq!((s, row_count(&b)), (200, ROWS as usize), "downloaded again from the bucket: {b}");
+    let (s, b) = scan(&d, "cached").await;
+    assert_eq!((s, row_count(&b)), (200, ROWS as usize), "{b}");
+    let victim = &b["rows"][VICTIM as usize];
+    assert_eq!(victim["tag"], "keep", "the bucket's bytes, not the changed copy's: {victim}");
+
+    let (s, report) = post(&client(), &d.at("/v1/_admin/verify"), &json!({})).await;
+    assert_eq!(s, 200, "{report}");
+    assert_eq!(report["status"], "OK", "the bucket's copy is sound: {report}");
+    let refetched = report["refetched"][0]["key"].as_str().unwrap_or_default();
+    assert!(refetched.ends_with("data.seg"), "{report}");
+    let (s, _) = get(&client(), &d.at("/ready")).await;
+    assert_eq!(s, 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn index_bytes_changed_on_disk_fail_the_queries_that_read_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(dir.path(), &[]);
+    let schema = json!({"body": {"type": "string", "full_text_search": true}, "tag": {"type": "string", "filterable": true}});
+    for ns in ["attrs", "text", "vectors"] {
+        let body = json!({"upsert_rows": rows(), "schema": schema, "distance_metric": "euclidean_squared"});
+        let (s, b) = post(&client(), &d.at(&format!("/v2/namespaces/{ns}")), &body).await;
+        assert_eq!(s, 200, "{b}");
+        let (s, b) = post(&client(), &d.at(&format!("/v1/namespaces/{ns}/_admin/compact")), &json!({})).await;
+        assert_eq!(s, 200, "{b}");
+    }
+    let text = json!({"rank_by": ["body", "BM25", "0123"], "top_k": 10});
+    let ann = json!({"rank_by": ["vector", "ANN", [VICTIM as f32, 1.0]], "top_k": 3});
+    let query = |ns: &'static str, q: Json| {
+        let d = &d;
+        async move { post(&client(), &d.at(&format!("/v2/namespaces/{ns}/query")), &q).await }
+    };
+    // Sound first (and loaded, so the changes below come after verification).
+    let (s, b) = filter_query(&d, "attrs").await;
+    assert_eq!((s, row_count(&b)), (200, ROWS as usize), "{b}");
+    let (s, b) = query("text", text.clone()).await;
+    assert_eq!((s, b["rows"][0]["id"].as_u64()), (200, Some(VICTIM)), "{b}");
+    let (s, b) = query("vectors", ann.clone()).await;
+    assert_eq!((s, b["rows"][0]["$dist"].as_f64()), (200, Some(0.0)), "{b}");
+
+    // Each case is judged on its own (all three are reported when more than one fails).
+    let mut failures = Vec::new();
+    let mut judge = |s: u16, b: &Json, what: &str| {
+        if let Err(e) = std::panic::catch_unwind(|| assert_rot_error(s, b, what)) {
+            failures.push(e.downcast_ref::<String>().cloned().unwrap_or_else(|| what.to_owned()));
+        }
+    };
+    let seg = segment_of(dir.path(), "attrs");
+    flip_at(&seg, attr_index_entry(&std::fs::read(&seg).unwrap(), "tag", VICTIM));
+    let (s, b) = filter_query(&d, "attrs").await;
+    judge(s, &b, "a filter through a changed attribute index entry");
+
+    let seg = segment_of(dir.path(), "text");
+    flip_at(&seg, postings_of(&std::fs::read(&seg).unwrap(), "0123"));
+    let (s, b) = query("text", text).await;
+    judge(s, &b, "BM25 over a changed postings list");
+
+    let seg = segment_of(dir.path(), "vectors");
+    let bytes = std::fs::read(&seg).unwrap();
+    let (vectors, _) = section(&bytes, 3);
+    flip_at(&seg, (vectors + 8 * VICTIM as usize + 2) as u64);
+    let (s, b) = query("vectors", ann).await;
+    judge(s, &b, "a vector search over a changed vector");
+    assert!(failures.is_empty(), "{failures:#?}");
+}
