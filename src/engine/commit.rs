@@ -9,7 +9,7 @@
 //! 3. [`ManifestLog::commit`] derives the next manifest from the newest base (the caller's
 //!    closure) and creates `manifests/{gen}.json` conditionally, resolving an
 //!    ambiguous create by the commit id (and, when it finds its own manifest,
-//!    making the directory entry durable before trusting it), then checks the GC fence
+//!    trusting it only once its directory entry is durable), then checks the GC fence
 //!    (`{gen}.gc`); on a lost race it re-reads the newest generation and
 //!    derives again (rebase), up to the attempt limit;
 //! 4. it rewrites the `CURRENT` hint (best effort: readers probe past it);
@@ -25,8 +25,11 @@
 //! - A create that reported an error is never acknowledged on the strength of
 //!   the object being visible: an `AlreadyExists` carrying our commit id is
 //!   trusted only after [`Store::sync_entry`] made its directory entry durable
-//!   (a failed directory fsync leaves a visible but volatile entry); if that
-//!   fails too, the outcome is unknown and the commit fails.
+//!   (a failed directory fsync leaves a visible but volatile entry), and on a
+//!   local directory, where the failed try left the key of unknown
+//!   durability, not at all (a later fsync proves nothing after a failed
+//!   one, `storage-format.md` 5.6): the outcome is unknown and the commit
+//!   fails; the next commit is a new generation, written in full.
 //! - New objects are released only when their generation was certainly not
 //!   created (a lost race or a refused derive). After an unknown outcome they
 //!   are kept: the manifest may exist and reference them (a leak at worst,

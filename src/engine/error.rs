@@ -230,6 +230,9 @@ impl From<StoreError> for EngineError {
             StoreError::NotFound(_) => ErrorKind::Corrupted,
             StoreError::Config(_) => ErrorKind::Internal,
             StoreError::Backend { .. } => ErrorKind::Unavailable,
+            // A write that failed earlier: the outcome stays unknown (a 5xx,
+            // never an acknowledgement), and a new write re-establishes it.
+            StoreError::DurabilityUnknown { .. } => ErrorKind::Unavailable,
         };
         EngineError::new(kind, e.to_string()).with_source(e)
     }

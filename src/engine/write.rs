@@ -16,6 +16,11 @@
 //!   document, no settings, no idempotency key, no label change) writes
 //!   nothing: no WAL object, no generation; a group of only such requests
 //!   commits nothing.
+//! - A group answered from its base alone (retries of applied idempotency
+//!   keys, requests that change nothing) is never answered from a generation
+//!   whose durability is unknown (its create failed on this local store,
+//!   `storage-format.md` 5.6): that generation is first committed again as
+//!   the next one, written in full, and the answer rests on that.
 //! - A request's label changes (`WriteRequest::labels`) commit in the same
 //!   generation as its rows (the group's manifest), applied in request
 //!   order; invalid ones fail the request before it changes anything. A
@@ -118,7 +123,13 @@ impl Engine {
             };
             let plan = self.plan(h, &base, &batch).await;
             if plan.records.is_empty() {
-                return self.answer(h, batch, plan, &base, None);
+                return match self.reestablish(h, base, &plan).await {
+                    Ok(base) => self.answer(h, batch, plan, &base, None),
+                    Err(e) => {
+                        clear_cached(h);
+                        fail_all(batch, &e)
+                    }
+                };
             }
             // Nothing is committed when the WAL object cannot be stored (a
             // full disk, an unreachable bucket): the loaded state stays.
@@ -331,6 +342,39 @@ impl Engine {
         Ok(committed.manifest)
     }
 
+    /// `base` when its manifest is durable; when its durability is unknown
+    /// (the create of that generation failed on this local store: an fsync
+    /// may have failed, and no later fsync makes up for it), the same
+    /// manifest committed as the next generation — no new object, a new
+    /// manifest written in full — so an answer given from it is acknowledged
+    /// on a durable generation. A failure leaves the outcome unknown.
+    async fn reestablish(&self, h: &NsHandle, base: Snapshot, plan: &Plan) -> Result<Snapshot, EngineError> {
+        let Some(m) = base.manifest.clone() else { return Ok(base) };
+        if !self.store.durability_unknown(&h.path.manifest_key(m.generation)) {
+            return Ok(base);
+        }
+        tracing::info!(namespace = %h.path, generation = m.generation, "committing a generation of unknown durability again before answering from it");
+        let (now, commit_id) = (self.clock.now_ms(), self.ids.next_token());
+        let again = recommitted(&m, commit_id, now);
+        let committed = self
+            .log(&h.path)
+            .commit(Some(m), &[], 1, |_| async {}, |_| Ok(Derived::Commit(again.clone())))
+            .await;
+        match committed {
+            Ok(c) => {
+                let s = Snapshot { manifest: Some(Arc::new(c.manifest)), state: base.state.clone() };
+                set_cached(h, s.clone());
+                self.record_commit(h, &s, plan).await;
+                Ok(s)
+            }
+            Err(CommitError::Lost) => Err(EngineError::conflict(format!(
+                "namespace {} is being written concurrently; retry",
+                h.path.ns()
+            ))),
+            Err(CommitError::Failed(e)) => Err(e),
+        }
+    }
+
     /// Cache the new manifest and the idempotency keys it acknowledged in the
     /// local metadata. Not a durability step (the WAL is the source of truth
     /// for both); a failure is logged and the write still succeeds.
@@ -518,6 +562,17 @@ pub(super) fn next_manifest(
             unindexed_bytes,
         },
     }
+}
+
+/// `m` as the next generation: same content and objects, a new commit id.
+fn recommitted(m: &Manifest, commit_id: String, now: u64) -> Manifest {
+    let mut next = m.clone();
+    next.previous_generation = Some(m.generation);
+    next.generation = m.generation + 1;
+    next.data_generation = Some(m.content_version());
+    next.commit_id = commit_id;
+    next.committed_at_ms = now;
+    next
 }
 
 /// A request that names no row directly, whose filters matched nothing, that

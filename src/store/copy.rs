@@ -11,6 +11,8 @@
 //! - A put in parts publishes the object only when every part was written
 //!   (completed, else aborted), like a single put; the caller learns each
 //!   part once the store has taken it, so bytes it maps can be given back.
+//! - Both keep the books of [`super::durability`] like a put: a failed
+//!   completion leaves the key's durability unknown, a completed one clears it.
 
 use bytes::Bytes;
 use futures::StreamExt;
@@ -53,8 +55,18 @@ impl Store {
     /// has `len` bytes with crc32c `crc`.
     pub async fn copy_verified(&self, key: &str, to: &Store, len: u64, crc: u32) -> Result<(), CopyError> {
         let path = ObjPath::from(key);
+        let scope = to.write_scope(key);
         let got = self.inner.get(&path).await.map_err(|e| Store::err(key, e))?;
-        let upload = to.inner.put_multipart(&path).await.map_err(|e| Store::err(key, e))?;
+        // Opening the upload may create (and fsync) the key's directories.
+        let upload = to.inner.put_multipart(&path).await.map_err(|e| Store::err(key, e));
+        let upload = match upload {
+            Ok(u) => u,
+            Err(e) => {
+                let r: Result<(), StoreError> = Err(e);
+                to.after_write(key, &r, scope, true);
+                return r.map_err(CopyError::Store);
+            }
+        };
         let mut out = WriteMultipart::new_with_chunk_size(upload, PART_BYTES);
         let mut stream = got.into_stream();
         let (mut found_len, mut found_crc) = (0u64, 0u32);
@@ -80,6 +92,7 @@ impl Store {
         }
         let done = out.finish().await.map(|_| ()).map_err(|e| Store::err(key, e));
         to.health.record(done.as_ref().err().map(ToString::to_string));
+        to.after_write(key, &done, scope, true);
         Ok(done?)
     }
 }
@@ -95,6 +108,7 @@ impl Store {
         written: &(dyn Fn(&[u8]) + Send + Sync),
     ) -> Result<(), StoreError> {
         let path = ObjPath::from(key);
+        let scope = self.write_scope(key);
         let r = async {
             let mut upload = self.inner.put_multipart(&path).await.map_err(|e| Store::err(key, e))?;
             for at in (0..data.len()).step_by(PART_BYTES) {
@@ -109,6 +123,7 @@ impl Store {
         }
         .await;
         self.health.record(r.as_ref().err().map(ToString::to_string));
+        self.after_write(key, &r, scope, true);
         r
     }
 }

@@ -4,7 +4,9 @@
 //! - `file:///abs/dir` or a plain path: a local directory. Writes are durable
 //!   when they return: `LocalFileSystem::with_fsync(true)` fsyncs each written
 //!   file and every directory entry it creates (object_store ≥ 0.14), so an
-//!   acknowledged write survives power loss, not just a process kill.
+//!   acknowledged write survives power loss, not just a process kill. A write
+//!   that fails leaves its key's durability unknown until it is written again
+//!   in full: a later fsync never confirms it ([`durability`]).
 //! - `memory://`: in-process, for tests.
 //! - `s3://bucket/prefix`: an S3-compatible bucket; endpoint, region and
 //!   credentials from [`S3Options`] or the standard `AWS_*` environment.
@@ -20,8 +22,9 @@
 //! faults ([`StoreError::is_no_space`]).
 //!
 //! Beside it: [`seqlog`] (objects named by a sequence number: the one
-//! caller of `put_if_absent` outside this module), [`durability`] (re-fsync a directory entry whose create
-//! reported an error), [`staging`] (staging files a crash left behind),
+//! caller of `put_if_absent` outside this module), [`durability`] (what a
+//! failed write or fsync leaves: a key of unknown durability that only a full
+//! rewrite re-establishes), [`staging`] (staging files a crash left behind),
 //! [`space`] (free space and ENOSPC), [`health`] (whether writes currently
 //! succeed, for `/ready`).
 
@@ -62,6 +65,19 @@ pub enum StoreError {
         /// The underlying error.
         #[source]
         source: object_store::Error,
+    },
+    /// A write of the key failed on a local directory (an fsync may have
+    /// failed), and nothing has written it in full since: its durability is
+    /// unknown and no later fsync confirms it ([`durability`]).
+    #[error(
+        "durability of {key} unknown: an earlier write of it failed ({first_failure}); \
+         a later fsync does not make up for a failed one, only a full rewrite does"
+    )]
+    DurabilityUnknown {
+        /// The key.
+        key: String,
+        /// The error the failed write reported.
+        first_failure: String,
     },
 }
 
@@ -135,6 +151,8 @@ pub struct Store {
     local_root: Option<PathBuf>,
     dir_sync: durability::DirSync,
     health: Arc<health::WriteHealth>,
+    /// Keys whose write failed on a local directory (shared by clones).
+    unsynced: Arc<durability::Unsynced>,
 }
 
 impl Store {
@@ -146,6 +164,7 @@ impl Store {
             local_root: None,
             dir_sync: Default::default(),
             health: Default::default(),
+            unsynced: Default::default(),
         }
     }
 
@@ -169,6 +188,7 @@ impl Store {
             local_root: Some(dir.to_path_buf()),
             dir_sync: Default::default(),
             health: Default::default(),
+            unsynced: Default::default(),
         })
     }
 
@@ -227,6 +247,7 @@ impl Store {
             local_root: None,
             dir_sync: Default::default(),
             health: Default::default(),
+            unsynced: Default::default(),
         })
     }
 
@@ -338,11 +359,15 @@ impl Store {
         self.health.unreachable()
     }
 
-    /// Write (or overwrite) an object; durable when it returns.
+    /// Write (or overwrite) an object; durable when it returns. On a local
+    /// directory a failure leaves the key's durability unknown until a put
+    /// succeeds ([`durability`]).
     pub async fn put(&self, key: &str, data: Bytes) -> Result<(), StoreError> {
+        let scope = self.write_scope(key);
         let r =
             self.inner.put(&ObjPath::from(key), PutPayload::from(data)).await.map_err(|e| Self::err(key, e));
         self.health.record(r.as_ref().err().map(ToString::to_string));
+        self.after_write(key, &r, scope, true);
         r.map(|_| ())
     }
 
@@ -356,8 +381,11 @@ impl Store {
         self.delete(health::PROBE_KEY).await
     }
 
-    /// Conditional create: writes only if no object exists at `key`.
+    /// Conditional create: writes only if no object exists at `key`. On a
+    /// local directory a failure leaves the key's durability unknown, and
+    /// finding the object does not settle it ([`durability`]).
     pub async fn put_if_absent(&self, key: &str, data: Bytes) -> Result<CreateOutcome, StoreError> {
+        let scope = self.write_scope(key);
         let opts = PutOptions { mode: PutMode::Create, ..PutOptions::default() };
         let r = match self.inner.put_opts(&ObjPath::from(key), PutPayload::from(data), opts).await {
             Ok(_) => Ok(CreateOutcome::Created),
@@ -367,13 +395,17 @@ impl Store {
             Err(e) => Err(Self::err(key, e)),
         };
         self.health.record(r.as_ref().err().map(ToString::to_string));
+        self.after_write(key, &r, scope, r.as_ref().is_ok_and(|c| *c == CreateOutcome::Created));
         r
     }
 
     /// Delete an object; deleting a missing object is not an error.
     pub async fn delete(&self, key: &str) -> Result<(), StoreError> {
         match self.inner.delete(&ObjPath::from(key)).await {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => {
+                self.forget(key);
+                Ok(())
+            }
             Err(e) => Err(Self::err(key, e)),
         }
     }

@@ -16,8 +16,15 @@
 //!   read back and judged by the caller's content test (a commit id, a node
 //!   id). An object judged ours is acknowledged only after
 //!   [`Store::sync_entry`] made its directory entry durable (visible is not
-//!   durable on a local directory whose fsync failed); if that fails the
-//!   outcome is unknown and the create fails.
+//!   durable on a local directory whose fsync failed). On a local directory
+//!   the earlier try's error already left the key's durability unknown
+//!   (`store/durability.rs`), and `sync_entry` refuses it: the outcome is
+//!   unknown and the create fails, however a later fsync of the directory
+//!   would go. Only a new object (the caller's next number) is trusted again.
+//! - A tombstone found present is held to the same rule before the object it
+//!   fences is deleted: one whose own create failed is not trusted but
+//!   written again in full (deleted, created afresh; the object still exists
+//!   meanwhile, so nothing can land at its number), else it is made durable.
 //! - Fencing: in a series with tombstones, an object created (or found ours)
 //!   is checked against its tombstone, and when one exists the object is a
 //!   zombie that no reader considers: it is deleted (best effort) and the
@@ -218,9 +225,10 @@ impl SeqLog {
                     if !ours {
                         return Ok(Some(found));
                     }
-                    // Ours, from a try that reported an error (maybe the
-                    // fsync of the directory entry): never trusted before
-                    // the entry is durable.
+                    // Ours, from a try that reported an error (maybe an
+                    // fsync): never trusted before the entry is durable, and
+                    // never on a local directory where that try failed
+                    // (`sync_entry` refuses it; a second fsync proves nothing).
                     self.store.sync_entry(key).await?;
                     return Ok(None);
                 }
@@ -248,7 +256,16 @@ impl SeqLog {
         let mut last_err = None;
         for _ in 0..CREATE_ATTEMPTS {
             match self.store.put_if_absent(key, body.clone()).await {
-                Ok(_) => return Ok(()),
+                Ok(CreateOutcome::Created) => return Ok(()),
+                // Left by an earlier try whose write failed: no fsync makes
+                // it durable now, so it is written again in full. The object
+                // it fences still exists (it is deleted only after this
+                // returns), so nothing can land at its number meanwhile.
+                Ok(CreateOutcome::AlreadyExists) if self.store.durability_unknown(key) => {
+                    self.store.delete(key).await?;
+                }
+                // Collected before: durable before the object goes.
+                Ok(CreateOutcome::AlreadyExists) => return self.store.sync_entry(key).await,
                 Err(e) => last_err = Some(e),
             }
         }

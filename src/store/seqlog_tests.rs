@@ -146,9 +146,9 @@ async fn the_probe_steps_get_then_head() {
     assert!(!log.successor_exists(2).await.unwrap());
 }
 
-#[tokio::test]
-async fn an_object_judged_ours_is_acknowledged_only_once_its_entry_is_durable() {
-    let dir = tempfile::tempdir().unwrap();
+/// A local store whose directory fsync fails while `healthy` is false, over
+/// the fault wrapper.
+fn local_faulty(dir: &std::path::Path) -> (SeqLog, Arc<FaultStore>, Arc<std::sync::atomic::AtomicBool>) {
     let healthy = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let h = healthy.clone();
     let sync = crate::store::durability::DirSync::new(move |_| {
@@ -159,18 +159,61 @@ async fn an_object_judged_ours_is_acknowledged_only_once_its_entry_is_durable() 
         }
     });
     let fault = std::sync::OnceLock::new();
-    let store = Store::local(dir.path()).unwrap().with_dir_sync(sync).with_inner(|inner| {
+    let store = Store::local(dir).unwrap().with_dir_sync(sync).with_inner(|inner| {
         let f = FaultStore::new(inner);
         let _ = fault.set(f.clone());
         f
     });
-    let fault = fault.get().unwrap();
-    let log = SeqLog::new(store, manifests());
-    // Landed, then reported an error; the read back finds ours, but the
-    // directory fsync fails: the outcome is unknown, never a win.
+    (SeqLog::new(store, manifests()), fault.get().unwrap().clone(), healthy)
+}
+
+#[tokio::test]
+async fn an_object_judged_ours_is_never_acknowledged_after_a_failed_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, fault, healthy) = local_faulty(dir.path());
+    // Landed, then reported an error (on a local directory: an fsync
+    // failed); the read back finds ours: the outcome is unknown, never a win.
     fault.fail_next_put("00000000000000000001.json", Fault::After);
     assert!(matches!(log.create(1, by("me"), mine).await, Err(SeqError::Store(_))));
     assert_eq!(log.get(1).await.unwrap(), Some(by("me")), "visible, not durable");
+    // The disk answers again: a fsync of the directory would now succeed,
+    // but it proves nothing about the failed one.
     healthy.store(true, std::sync::atomic::Ordering::SeqCst);
-    assert_eq!(log.create(1, by("me"), mine).await.unwrap(), Created::Won, "durable now: ours");
+    let again = log.create(1, by("me"), mine).await;
+    assert!(
+        matches!(again, Err(SeqError::Store(StoreError::DurabilityUnknown { .. }))),
+        "still unknown: {again:?}"
+    );
+    // A new object, written and fsynced in full, is ours.
+    assert_eq!(log.create(2, by("me"), mine).await.unwrap(), Created::Won);
+}
+
+#[tokio::test]
+async fn a_create_whose_first_try_failed_before_landing_is_won_by_a_full_retry() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, fault, healthy) = local_faulty(dir.path());
+    healthy.store(true, std::sync::atomic::Ordering::SeqCst);
+    fault.fail_next_put("00000000000000000001.json", Fault::Before);
+    assert_eq!(log.create(1, by("me"), mine).await.unwrap(), Created::Won, "the retry created it in full");
+}
+
+#[tokio::test]
+async fn a_tombstone_whose_create_failed_is_written_again_before_the_object_goes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, fault, healthy) = local_faulty(dir.path());
+    healthy.store(true, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(log.create(1, by("me"), mine).await.unwrap(), Created::Won);
+    let tombstone = log.series().tombstone_key(1).unwrap();
+    fault.fail_next_put("00000000000000000001.gc", Fault::After);
+    log.collect(1, by("gc")).await.unwrap();
+    assert!(!log.store.durability_unknown(&tombstone), "rewritten in full, not trusted as found");
+    assert!(log.tombstoned(1).await.unwrap());
+    assert_eq!(log.get(1).await.unwrap(), None, "then the object went");
+
+    // The rewrite fails too: the object it fences is kept.
+    assert_eq!(log.create(2, by("me"), mine).await.unwrap(), Created::Won);
+    fault.fail_next_put("00000000000000000002.gc", Fault::After);
+    fault.fail_next_put("00000000000000000002.gc", Fault::Before);
+    assert!(log.collect(2, by("gc")).await.is_err());
+    assert_eq!(log.get(2).await.unwrap(), Some(by("me")));
 }

@@ -14,7 +14,9 @@
 //!   `origin`.
 //! - The epochs are one [`SeqLog`] (`store/seqlog.rs`, no tombstones): the
 //!   conditional create and its ambiguous outcome (an epoch found holding our
-//!   node id is ours) are that type's.
+//!   node id is ours) are that type's. An epoch of ours whose create failed
+//!   on a local-directory remote (durability unknown, `store/durability.rs`)
+//!   is not held on: the lease is renewed at the next epoch, written in full.
 //! - The record is [`Lease`] (`format/lease.rs`); a damaged newest lease
 //!   counts as expired (a damaged object must not block pushes forever).
 
@@ -65,7 +67,11 @@ pub async fn acquire(
     };
     let next_epoch = match &newest {
         Some((_, Some(l))) if l.node != node && l.expires_at_ms > now => return Ok(Held::Theirs(l.clone())),
-        Some((e, Some(l))) if l.node == node && l.expires_at_ms > now + ttl_ms / 2 => {
+        Some((e, Some(l)))
+            if l.node == node
+                && l.expires_at_ms > now + ttl_ms / 2
+                && !remote.durability_unknown(&log.key(*e)) =>
+        {
             return Ok(Held::Ours(*e))
         }
         Some((e, _)) => e + 1,
@@ -119,5 +125,24 @@ mod tests {
             acquire(&remote, p, "b", 1_300 + n * 100, 100).await.unwrap();
         }
         assert!(remote.list(p).await.unwrap().len() <= KEEP + 1, "old epochs are deleted");
+    }
+
+    #[tokio::test]
+    async fn an_epoch_whose_create_failed_on_a_local_remote_is_not_held_on() {
+        use crate::store::fault::{Fault, FaultStore};
+        let dir = tempfile::tempdir().unwrap();
+        let fault = std::sync::OnceLock::new();
+        let remote = Store::local(dir.path()).unwrap().with_inner(|inner| {
+            let f = FaultStore::new(inner);
+            let _ = fault.set(f.clone());
+            f
+        });
+        let p = &prefix(&NsPath::new("o", "p", "n").unwrap());
+        // Epoch 1 lands, its create reports an error (an fsync): not taken.
+        fault.get().unwrap().fail_next_put("00000000000000000001", Fault::After);
+        assert!(acquire(&remote, p, "a", 1_000, 100).await.is_err());
+        // It is ours and fresh, but of unknown durability: the next epoch.
+        assert_eq!(acquire(&remote, p, "a", 1_010, 100).await.unwrap(), Held::Ours(2));
+        assert_eq!(acquire(&remote, p, "a", 1_020, 100).await.unwrap(), Held::Ours(2), "durable: kept");
     }
 }

@@ -9,7 +9,9 @@
 //!   next copy skips or writes again with the same bytes.
 //! - What counts as present depends on the direction ([`Check`]). Downloads
 //!   trust only a HEAD of the node's own store, made for every copy (local
-//!   compaction deletes objects this process downloaded earlier). Uploads trust only what the
+//!   compaction deletes objects this process downloaded earlier), and not
+//!   an object whose write failed there (`Store::holds_durably`: present is
+//!   not durable after a failed fsync; it is written again). Uploads trust only what the
 //!   caller knows the remote's newest manifest references, and what this
 //!   process uploaded within the last `fresh` interval: anything else is
 //!   sent again, because the remote sweep may delete an unreferenced object
@@ -106,7 +108,9 @@ impl Transfer {
 
     /// Copy one object unless present; returns the bytes sent (None: present).
     async fn copy_one(&self, r: &ObjectRef) -> Result<Option<u64>, EngineError> {
-        if matches!(self.check, Check::Head) && self.to.exists(&r.key).await? {
+        // Present is not enough on a local directory: an object whose write
+        // failed here (an fsync, maybe) is written again in full.
+        if matches!(self.check, Check::Head) && self.to.holds_durably(&r.key).await? {
             self.remember(&r.key);
             return Ok(None);
         }
