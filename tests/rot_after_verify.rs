@@ -299,3 +299,24 @@ async fn index_bytes_changed_on_disk_fail_the_queries_that_read_them() {
     judge(s, &b, "a vector search over a changed vector");
     assert!(failures.is_empty(), "{failures:#?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_patch_over_a_changed_row_is_refused_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(dir.path(), &[]);
+    load(&d, "patched").await;
+    let before = std::fs::read_dir(dir.path().join("store/default/default/namespaces/patched/manifests"))
+        .map(|r| r.count())
+        .unwrap_or(0);
+    rot_row(&segment_of(dir.path(), "patched"), VICTIM);
+    // The loaded state still holds the segment: the patch reads the row to merge into it.
+    let patch = json!({"patch_rows": [{"id": VICTIM, "extra": 1}]});
+    let (s, b) = post(&client(), &d.at("/v2/namespaces/patched"), &patch).await;
+    assert!((500..600).contains(&s), "{s} {b}");
+    assert!(b["error"].as_str().is_some_and(|m| m.contains("changed on disk")), "{b}");
+    let after = std::fs::read_dir(dir.path().join("store/default/default/namespaces/patched/manifests"))
+        .map(|r| r.count())
+        .unwrap_or(0);
+    assert_eq!(before, after, "no generation was committed from the changed row");
+    assert!(before > 0, "the manifests directory was found");
+}

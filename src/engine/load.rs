@@ -126,7 +126,9 @@ impl Engine {
         ids: &[DocId],
     ) -> Result<Vec<Option<Arc<crate::model::Document>>>, EngineError> {
         let s = self.existing(path, true).await?;
-        Ok(ids.iter().map(|id| s.state.get(id)).collect())
+        crate::integrity::within(|| ids.iter().map(|id| s.state.get(id)).collect())
+            .map_err(EngineError::rot)
+            .inspect_err(|e| self.forget_rotten(e))
     }
 
     pub(crate) async fn reload(&self, h: &NsHandle) -> Result<Snapshot, EngineError> {
@@ -228,9 +230,13 @@ impl Engine {
         // million entries at scale): on a blocking thread, which also drops
         // the folded state once it is diffed.
         let newest_state = Arc::clone(&newest.state);
-        let refolded = tokio::task::spawn_blocking(move || NsState::refold(base, &compacted, &newest_state))
-            .await
-            .map_err(|e| EngineError::caused_by(ErrorKind::Internal, "refold task", e))?;
+        // Segment ids read here are checked like a query's (`crate::integrity`): a changed byte
+        // makes the refold give up, and the WAL is replayed instead.
+        let refolded = tokio::task::spawn_blocking(move || {
+            crate::integrity::within(|| NsState::refold(base, &compacted, &newest_state)).ok().flatten()
+        })
+        .await
+        .map_err(|e| EngineError::caused_by(ErrorKind::Internal, "refold task", e))?;
         let Some(mut state) = refolded else {
             tracing::warn!(namespace = %path, generation = m.generation,
                 "a compaction's states do not refold; replaying its WAL instead");

@@ -192,6 +192,18 @@ impl Engine {
         for p in batch {
             let first = records.is_empty();
             let outcome = self.plan_one(h, base, (&mut state, &mut labels), &p.req, first).await;
+            let rot = match &outcome {
+                Err(e) if e.rot_of().is_some() => Some(e.clone()),
+                _ => None,
+            };
+            if let Some(e) = rot {
+                // A row read while applying changed on disk: the group's state cannot be trusted,
+                // so nothing of it is committed and every request of the group fails.
+                self.forget_rotten(&e);
+                records.clear();
+                outcomes = batch.iter().map(|_| Err(e.clone())).collect();
+                break;
+            }
             if let Ok(PlannedOutcome::Applied { record, .. }) = &outcome {
                 records.push((**record).clone());
             }
@@ -464,11 +476,11 @@ async fn apply_off_workers(
 ) -> Result<RowCounts, EngineError> {
     let ops = &record.ops;
     if ops.delete_by_filter.is_none() && ops.patch_by_filter.is_none() {
-        return apply::apply_request(state, record, affected.as_mut());
+        return apply_checked(state, record, affected.as_mut());
     }
     let (mut st, rec, mut aff) = (std::mem::take(state), record.clone(), affected.take());
     let (st, aff, counts) = tokio::task::spawn_blocking(move || {
-        let counts = apply::apply_request(&mut st, &rec, aff.as_mut());
+        let counts = apply_checked(&mut st, &rec, aff.as_mut());
         (st, aff, counts)
     })
     .await
@@ -477,6 +489,18 @@ async fn apply_off_workers(
     .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
     (*state, *affected) = (st, aff);
     counts
+}
+
+/// `apply::apply_request` in an integrity scope: a segment row it reads (a patch's base, a
+/// condition's or a filter's subject) whose bytes changed since they were verified fails the
+/// request as [`EngineError::rot`] (and `plan` then fails the whole group), so nothing derived from
+/// changed bytes is written back with fresh checksums.
+fn apply_checked(
+    state: &mut NsState,
+    record: &RequestRecord,
+    affected: Option<&mut AffectedIds>,
+) -> Result<RowCounts, EngineError> {
+    crate::integrity::within(|| apply::apply_request(state, record, affected)).map_err(EngineError::rot)?
 }
 
 /// The counts a stored idempotency record (`storage-format.md` 6.1,
