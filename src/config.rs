@@ -60,6 +60,8 @@ pub use crate::engine::query_pool::{DEFAULT_MAX_QUEUED_QUERIES, DEFAULT_QUERY_TI
 pub const DEFAULT_S3_CONNECT_TIMEOUT_SECS: u64 = 3;
 /// Default longest wait for the next byte from an s3:// store.
 pub const DEFAULT_S3_REQUEST_TIMEOUT_SECS: u64 = 10;
+/// Default interval of the probe of a store that stopped answering.
+pub const DEFAULT_S3_PROBE_INTERVAL_SECS: u64 = 2;
 
 /// A configuration error (reported at start-up, exit status 2).
 #[derive(Debug, thiserror::Error)]
@@ -108,6 +110,7 @@ pub struct FileConfig {
     pub s3_allow_http: Option<bool>,
     pub s3_connect_timeout_secs: Option<u64>,
     pub s3_request_timeout_secs: Option<u64>,
+    pub s3_probe_interval_secs: Option<u64>,
     pub log_format: Option<LogFormat>,
     pub log_level: Option<String>,
     pub max_body_bytes: Option<u64>,
@@ -192,6 +195,11 @@ pub struct ServeArgs {
     /// request may take 60 times this).
     #[arg(long, env = "TIDEPOOL_S3_REQUEST_TIMEOUT_SECS")]
     pub s3_request_timeout_secs: Option<u64>,
+    /// Once a call to the store went unanswered (a timeout: a silent uplink), calls fail
+    /// at once and one probe checks every this many seconds whether it answers again
+    /// (default 2).
+    #[arg(long, env = "TIDEPOOL_S3_PROBE_INTERVAL_SECS")]
+    pub s3_probe_interval_secs: Option<u64>,
     /// Sync remote (`[sync] remote`): s3://bucket/prefix or file://DIR; the
     /// node's own store stays its primary.
     #[arg(long, env = "TIDEPOOL_SYNC_REMOTE")]
@@ -329,6 +337,9 @@ pub struct Config {
     pub store: Option<String>,
     /// S3 options.
     pub s3: S3Options,
+    /// How often the store's breaker probes a store that stopped answering
+    /// (`store/breaker.rs`).
+    pub store_probe_interval: Duration,
     /// Log format.
     pub log_format: LogFormat,
     /// Log filter directives (reloadable).
@@ -433,6 +444,11 @@ impl Config {
             )?),
             max_retries: Some(3),
         };
+        let store_probe_interval = secs(
+            "s3_probe_interval_secs",
+            args.s3_probe_interval_secs.or(file.s3_probe_interval_secs),
+            DEFAULT_S3_PROBE_INTERVAL_SECS,
+        )?;
         let max_body = args.max_body_bytes.or(file.max_body_bytes).unwrap_or(DEFAULT_MAX_BODY_BYTES);
         let cfg = Config {
             data_dir,
@@ -440,6 +456,7 @@ impl Config {
             listen: args.listen.clone().or(file.listen).unwrap_or_else(|| DEFAULT_LISTEN.to_owned()),
             store: args.store.clone().or(file.store),
             s3,
+            store_probe_interval,
             log_format: args.log_format.or(file.log_format).unwrap_or_default(),
             log_level: args
                 .log_level

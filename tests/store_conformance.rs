@@ -14,7 +14,9 @@
 //! test suite (moto or `TIDEPOOL_TEST_S3_ENDPOINT`), and the fault, trace and
 //! metered wrappers around memory (unarmed; then an armed fault must surface
 //! as an error and leave the store consistent, the trace must record calls,
-//! and the metrics must count the fault as an error).
+//! and the metrics must count the fault as an error), and the breaker around
+//! the S3 server and around a faulty memory store (answers — errors included
+//! — never open it).
 
 mod common;
 
@@ -210,4 +212,20 @@ async fn metered_wrapper_conforms_and_counts_faults_as_errors() {
     fault.fail_next_put("manifests/00000000000000000011", Fault::Before);
     assert!(s.put_if_absent(&k, Bytes::from_static(b"a")).await.is_err());
     assert_eq!(errors("put_if_absent"), Some(1));
+}
+
+#[tokio::test]
+async fn breaker_wrapper_conforms_and_answers_never_open_it() {
+    let bucket = s3::new_bucket().await;
+    let s3 = s3::s3_store(&format!("s3://{bucket}/tp")).with_breaker(Duration::from_secs(1));
+    conformance(s3.clone()).await;
+    assert!(s3.circuit_open().is_none(), "not found and already-exists answers leave it closed");
+    let fault = FaultStore::new(Arc::new(object_store::memory::InMemory::new()));
+    let s = Store::new(fault.clone(), "fault(memory)").with_breaker(Duration::from_secs(1));
+    conformance(s.clone()).await;
+    let k = key("manifests/00000000000000000012.json");
+    fault.fail_next_put("manifests/00000000000000000012", Fault::Before);
+    assert!(s.put_if_absent(&k, Bytes::from_static(b"a")).await.is_err());
+    assert!(s.circuit_open().is_none(), "a failure that is an answer leaves it closed");
+    assert_eq!(s.put_if_absent(&k, Bytes::from_static(b"b")).await.unwrap(), CreateOutcome::Created);
 }

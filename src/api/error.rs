@@ -5,7 +5,8 @@
 //! pointlessly (4xx other than 408/409/429, and 501) carry
 //! `x-should-retry: false`; 409 is only used for retryable conflicts and 412
 //! for final precondition failures; 429 and 507 (disk full) carry
-//! `retry-after-ms` and `retry-after` (seconds, rounded up).
+//! `retry-after-ms` and `retry-after` (seconds, rounded up), and so does a 503
+//! whose cause is a store that stopped answering (its breaker is open).
 
 use std::sync::Arc;
 
@@ -21,7 +22,7 @@ pub struct ApiError {
     pub status: StatusCode,
     /// The message.
     pub message: String,
-    /// For 429 and 507: how long the client should wait.
+    /// For 429, 507 and a 503 of a silent store: how long the client should wait.
     pub retry_after_ms: Option<u64>,
     /// Whether the SDK should retry (sent as `x-should-retry`).
     pub retryable: bool,
@@ -120,9 +121,12 @@ impl From<EngineError> for ApiError {
             return ApiError { retry_after_ms, retryable: true, ..ApiError::new(status, e.to_string()) }
                 .with_source(e);
         }
+        // A store that stopped answering says when to retry (its breaker's probe interval).
+        let retry_after_ms = (e.kind() == ErrorKind::Unavailable && e.retry_after_ms() > 0)
+            .then(|| e.retry_after_ms().max(1000));
         // Corrupted data stays corrupted: retrying cannot help.
         let retryable = e.kind() != ErrorKind::Corrupted && ApiError::new(status, "").retryable;
-        ApiError { retryable, ..ApiError::new(status, e.to_string()) }.with_source(e)
+        ApiError { retryable, retry_after_ms, ..ApiError::new(status, e.to_string()) }.with_source(e)
     }
 }
 

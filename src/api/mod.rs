@@ -146,8 +146,10 @@ pub async fn run_daemon(
              add [[api_keys]] entries to the config file (--config) or listen on 127.0.0.1"
         ));
     }
+    // Behind the breaker: a silent bucket costs one call's timeouts, not every call's.
     let store = Store::from_url(cfg.store.as_deref(), &cfg.data_dir.join("store"), &cfg.s3)
-        .map_err(|e| format!("cannot open the object store: {e}"))?;
+        .map_err(|e| format!("cannot open the object store: {e}"))?
+        .with_breaker(cfg.store_probe_interval);
     let store_desc = store.description().to_owned();
     let mut engine_cfg = EngineConfig::new(cfg.data_dir.clone(), store);
     engine_cfg.cache_dir = cfg.cache_dir.clone();

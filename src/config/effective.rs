@@ -92,6 +92,7 @@ pub fn settings(cfg: &Config) -> Vec<Setting> {
         setting("s3_allow_http", Some(toml::Value::Boolean(cfg.s3.allow_http))),
         setting("s3_connect_timeout_secs", cfg.s3.connect_timeout.and_then(|d| int(d.as_secs()))),
         setting("s3_request_timeout_secs", cfg.s3.request_timeout.and_then(|d| int(d.as_secs()))),
+        setting("s3_probe_interval_secs", int(cfg.store_probe_interval.as_secs())),
         setting("log_format", s(log_format)),
         reloadable("log_level", s(&cfg.log_level)),
         reloadable("max_body_bytes", int(cfg.max_body_bytes)),

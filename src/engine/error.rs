@@ -13,6 +13,8 @@
 //!   I/O), which keeps it as `source()` and looks for a full disk in its chain: no site formats a cause
 //!   into text and drops it.
 //! - Errors are `Clone` (the cause is shared), so one failure can answer every request of a group commit.
+//! - An `Unavailable` error caused by an open store breaker (`store/breaker.rs`, anywhere in its chain)
+//!   carries the breaker's retry hint ([`EngineError::retry_after_ms`]): the client is told when to retry.
 
 use std::sync::Arc;
 
@@ -70,8 +72,14 @@ impl EngineError {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
         EngineError { kind, message: message.into(), retry_after_ms: 0, source: None }
     }
-    /// Attach the lower-level cause (kept as `source()`).
+    /// Attach the lower-level cause (kept as `source()`). An `Unavailable`
+    /// error caused by an open store breaker takes its retry hint.
     pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        if self.kind == ErrorKind::Unavailable {
+            if let Some(wait) = crate::store::breaker::retry_after(&source) {
+                self.retry_after_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX);
+            }
+        }
         self.source = Some(Arc::new(source));
         self
     }
@@ -185,7 +193,9 @@ impl EngineError {
     pub fn message(&self) -> &str {
         &self.message
     }
-    /// For [`ErrorKind::Backpressure`] and [`ErrorKind::StorageFull`]: how long to wait before retrying.
+    /// For [`ErrorKind::Backpressure`] and [`ErrorKind::StorageFull`], and an
+    /// [`ErrorKind::Unavailable`] store whose breaker is open: how long to wait
+    /// before retrying (0: no hint).
     pub fn retry_after_ms(&self) -> u64 {
         self.retry_after_ms
     }

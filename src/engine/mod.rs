@@ -84,6 +84,7 @@ use crate::layout::NsPath;
 use crate::meta::{DataDirLock, Meta, MetaError, MetaOpener};
 use crate::metrics::Metrics;
 pub use crate::state::{NsState, SegmentReader};
+use crate::store::health::NotReady;
 use crate::store::space::SpaceProbe;
 use crate::store::Store;
 
@@ -130,6 +131,11 @@ pub struct EngineConfig {
     /// the per-query deadline (`query_pool.rs`).
     pub query_pool: Arc<QueryPool>,
 }
+
+/// The longest `/ready` waits for a probe of the store ([`Engine::ready`]):
+/// below a second, so a readiness check (or the systemd watchdog's liveness
+/// probe) is answered in time even when the bucket is silent.
+pub const READY_PROBE_BUDGET: std::time::Duration = std::time::Duration::from_millis(800);
 
 /// Most directory entries the start-up scan for stale staging files visits.
 pub const STARTUP_STAGING_SCAN_LIMIT: usize = 200_000;
@@ -432,18 +438,19 @@ impl Engine {
     }
 
     /// Ok when the node can take writes: the local metadata is open (after
-    /// an I/O error this reopens it once the disk recovers).
+    /// an I/O error this reopens it once the disk recovers) and the store
+    /// takes writes and answers reads. A store whose last write failed (disk
+    /// full, bucket gone) or whose last read got no answer is probed, within
+    /// [`READY_PROBE_BUDGET`]: `/ready` answers within a second whatever the
+    /// store does, and at once while its breaker is open.
     pub async fn ready(&self) -> Result<(), EngineError> {
         self.blocking(Meta::writable).await?;
-        // A store whose last write failed (disk full, bucket gone) is probed:
-        // ready means a write would be taken now.
-        self.store.check_writable().await.map_err(EngineError::from)?;
-        // A store that stopped answering reads (a bucket-primary node cut off
-        // from its bucket) is probed the same way.
-        self.store
-            .check_reachable()
-            .await
-            .map_err(|e| EngineError::caused_by(ErrorKind::Unavailable, "the object store is unreachable", e))
+        self.store.check_ready(READY_PROBE_BUDGET).await.map_err(|e| match e {
+            NotReady::Writes(e) => EngineError::from(e),
+            NotReady::Unreachable(e) => {
+                EngineError::caused_by(ErrorKind::Unavailable, "the object store is unreachable", e)
+            }
+        })
     }
 
     /// The commit unit of a namespace on this engine's store.

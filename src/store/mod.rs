@@ -11,9 +11,11 @@
 //! - `s3://bucket/prefix`: an S3-compatible bucket; endpoint, region and
 //!   credentials from [`S3Options`] or the standard `AWS_*` environment.
 //!
-//! Wrappers over the inner store: [`metered`] (request counts, errors and
-//! latency into the metrics, installed by the engine), and for tests
-//! `fault` (injected faults) and `trace` (request recording).
+//! Wrappers over the inner store: [`breaker`] (a circuit breaker: once a call
+//! goes unanswered, calls fail fast while one probe watches for the store's
+//! return; installed by the daemon over every backend), [`metered`] (request
+//! counts, errors and latency into the metrics, installed by the engine), and
+//! for tests `fault` (injected faults) and `trace` (request recording).
 //!
 //! Invariants: `put_if_absent` is a conditional create (If-None-Match: * on S3,
 //! create-exclusive on a local directory) and reports `AlreadyExists` without
@@ -36,6 +38,7 @@ use futures::TryStreamExt;
 use object_store::path::Path as ObjPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 
+pub mod breaker;
 pub mod copy;
 pub mod durability;
 #[cfg(any(test, feature = "test-util"))]
@@ -134,12 +137,14 @@ pub struct S3Options {
     pub allow_http: bool,
     /// Bound on establishing a connection (None: object_store's default).
     pub connect_timeout: Option<std::time::Duration>,
-    /// Longest wait for the next byte of a response (None: object_store's
-    /// default); with `connect_timeout` it keeps a dead uplink from stalling
-    /// a caller. A whole request may take `60 ×` this (large objects).
+    /// Longest wait for the next byte of a response (the read timeout; None:
+    /// object_store's default); with `connect_timeout` it keeps a silent
+    /// uplink from stalling a caller. A whole request may take `60 ×` this
+    /// (large objects), as long as bytes keep coming.
     pub request_timeout: Option<std::time::Duration>,
-    /// Retries of a failed request (None: object_store's default); the
-    /// retries of one request together stay within `4 × request_timeout`.
+    /// Retries of a failed request (None: object_store's default). With a
+    /// `request_timeout`, retries start only within its first quarter, so one
+    /// call gives up within `connect_timeout + 1.5 × request_timeout`.
     pub max_retries: Option<usize>,
 }
 
@@ -153,6 +158,8 @@ pub struct Store {
     health: Arc<health::WriteHealth>,
     /// Keys whose write failed on a local directory (shared by clones).
     unsynced: Arc<durability::Unsynced>,
+    /// The breaker's state when [`Store::with_breaker`] installed one.
+    circuit: Option<Arc<breaker::Circuit>>,
 }
 
 impl Store {
@@ -165,6 +172,7 @@ impl Store {
             dir_sync: Default::default(),
             health: Default::default(),
             unsynced: Default::default(),
+            circuit: None,
         }
     }
 
@@ -189,6 +197,7 @@ impl Store {
             dir_sync: Default::default(),
             health: Default::default(),
             unsynced: Default::default(),
+            circuit: None,
         })
     }
 
@@ -248,6 +257,7 @@ impl Store {
             dir_sync: Default::default(),
             health: Default::default(),
             unsynced: Default::default(),
+            circuit: None,
         })
     }
 
@@ -255,6 +265,23 @@ impl Store {
     /// ([`metered::MeteredStore`]); description and local root are kept.
     pub fn metered(self, metrics: Arc<crate::metrics::Metrics>) -> Store {
         Store { inner: metered::MeteredStore::new(self.inner, metrics), ..self }
+    }
+
+    /// The same store behind a circuit breaker ([`breaker::BreakerStore`]) whose
+    /// probe runs every `probe_interval` while it is open.
+    pub fn with_breaker(self, probe_interval: std::time::Duration) -> Store {
+        let b = breaker::BreakerStore::new(self.inner, probe_interval);
+        Store { circuit: Some(Arc::clone(b.circuit())), inner: b, ..self }
+    }
+
+    /// When the breaker is open: the error its calls fail with now.
+    pub fn circuit_open(&self) -> Option<breaker::Unanswered> {
+        self.circuit.as_ref().and_then(|c| c.open_error())
+    }
+
+    /// The breaker's state, when one is installed.
+    pub fn circuit(&self) -> Option<&Arc<breaker::Circuit>> {
+        self.circuit.as_ref()
     }
 
     /// Human-readable description (URL).
@@ -353,10 +380,10 @@ impl Store {
         self.exists(health::PROBE_KEY).await.map(|_| ())
     }
 
-    /// The error of the last read when it got no answer (the store looks
-    /// unreachable), without asking the store.
+    /// Why the store looks unreachable — its breaker is open, or its last
+    /// read got no answer — without asking the store.
     pub fn last_read_failure(&self) -> Option<String> {
-        self.health.unreachable()
+        self.circuit_open().map(|u| u.to_string()).or_else(|| self.health.unreachable())
     }
 
     /// Write (or overwrite) an object; durable when it returns. On a local
@@ -459,17 +486,28 @@ fn bounded(
         b = b.with_config(Client(ReadTimeout), ms(t)).with_config(Client(Timeout), ms(t.saturating_mul(60)));
     }
     if opts.max_retries.is_some() || opts.request_timeout.is_some() {
-        let mut retry = object_store::RetryConfig::default();
-        if let Some(n) = opts.max_retries {
-            retry.max_retries = n;
-        }
-        if let Some(t) = opts.request_timeout {
-            retry.retry_timeout = t.saturating_mul(4);
-            retry.backoff.max_backoff = retry.backoff.max_backoff.min(t);
-        }
-        b = b.with_retry(retry);
+        b = b.with_retry(retry_config(opts));
     }
     b
+}
+
+/// The retry bound: object_store starts a retry only while the call is younger
+/// than `retry_timeout`. A quarter of the read timeout (backoff capped alike)
+/// still retries fast failures (a reset connection, a 5xx) but never a call
+/// that already waited out a read timeout, so a call against a silent bucket
+/// ends within `connect + 1.5 × read` timeout (was `4 ×`: 40 s by default).
+/// The price: a streamed body cut after that first quarter is not resumed
+/// (the caller's next read fetches it again).
+fn retry_config(opts: &S3Options) -> object_store::RetryConfig {
+    let mut retry = object_store::RetryConfig::default();
+    if let Some(n) = opts.max_retries {
+        retry.max_retries = n;
+    }
+    if let Some(t) = opts.request_timeout {
+        retry.retry_timeout = t / 4;
+        retry.backoff.max_backoff = retry.backoff.max_backoff.min(t / 4);
+    }
+    retry
 }
 
 #[cfg(test)]
