@@ -8,16 +8,19 @@
 //! chunks against the crc32c the object carries for each chunk (a segment's
 //! kind-22 range checksums, `storage-format.md` 8.3.1) — [`ChunkGuard`].
 //!
-//! Checking a 16 KiB chunk costs about a microsecond, so a chunk is checked
-//! once per evaluation, not once per row: an evaluation (a query on the query
-//! pool, a compaction's merge, an export) runs inside [`within`], which keeps
-//! the chunks it already checked. The thread-local scope is the same device as
+//! The chunks are 1 KiB (`format::segment::READ_CHECK_LOG2`): their crc32c
+//! are computed at open from the bytes that matched the object's stored
+//! checksums (a segment's 16 KiB kind-22 chunks), in the same pass, and kept in
+//! memory (0.4 % of the object), so checking one row's read costs about that
+//! row's bytes. An evaluation (a query on the query pool, a compaction's merge,
+//! an export) runs inside [`within`], which remembers the chunks it checked last
+//! (a scan reads many rows of one chunk) and records a mismatch. The thread-local scope is the same device as
 //! the query deadline (`deadline.rs`): the long loops read rows one at a time
 //! on one thread.
 //!
 //! Invariants:
 //! - Inside [`within`], a guarded range is used only after each of its chunks
-//!   matched its crc in this scope within the last [`RECHECK_AFTER`]; a
+//!   matched its crc in this scope (recently, and within the last [`RECHECK_AFTER`]); a
 //!   mismatch is remembered, and [`within`] then returns [`Rot`] instead of the
 //!   evaluation's result — whatever the evaluation computed from the changed
 //!   bytes is discarded, so no wrong answer leaves (the query fails; the
@@ -33,7 +36,6 @@
 //!   checked again.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
 use std::fmt;
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -83,13 +85,17 @@ enum Bytes<'a> {
     Read(&'a dyn Fn(usize, &mut [u8]) -> bool),
 }
 
-/// The chunks checked by one evaluation.
+/// The chunks checked by one evaluation: a small direct-mapped table of
+/// `(guard id, chunk)` pairs (a scan rereads a chunk for each row in it; random
+/// reads seldom do, and a 1 KiB chunk is cheap to check again).
 struct Scope {
-    /// Per guard id, a bitset of the chunks checked since `epoch_start`.
-    checked: HashMap<u64, Vec<u64>>,
+    recent: Box<[(u64, usize); RECENT_SLOTS]>,
     epoch_start: Instant,
     rot: Option<Rot>,
 }
+
+/// Slots of [`Scope::recent`] (a power of two).
+const RECENT_SLOTS: usize = 256;
 
 thread_local! {
     static SCOPE: RefCell<Option<Scope>> = const { RefCell::new(None) };
@@ -129,7 +135,7 @@ pub fn within<T>(f: impl FnOnce() -> T) -> Result<T, Rot> {
         return Ok(f());
     }
     SCOPE.with(|s| {
-        *s.borrow_mut() = Some(Scope { checked: HashMap::new(), epoch_start: Instant::now(), rot: None })
+        *s.borrow_mut() = Some(Scope { recent: Box::new([(0, 0); RECENT_SLOTS]), epoch_start: Instant::now(), rot: None })
     });
     let _clear = Installed;
     LAST.set(None);
@@ -180,6 +186,11 @@ impl ChunkGuard {
         }
     }
 
+    /// Heap bytes held (the checksums).
+    pub fn heap_bytes(&self) -> usize {
+        self.crcs.len() * 4
+    }
+
     /// Name the object in rot reports (its store key).
     pub fn set_object(&mut self, object: &str) {
         object.clone_into(&mut self.object);
@@ -218,7 +229,7 @@ impl ChunkGuard {
             return true;
         }
         let in_scope =
-            SCOPE.with(|s| s.borrow_mut().as_mut().map(|sc| sc.seen(self.id, chunk, self.crcs.len())));
+            SCOPE.with(|s| s.borrow_mut().as_mut().map(|sc| sc.seen(self.id, chunk)));
         if in_scope == Some(true) {
             LAST.set(Some((self.id, chunk)));
             return true;
@@ -320,21 +331,25 @@ pub fn check_slice<T>(guard: Option<&FileGuard<'_>>, sub: &[T]) -> bool {
 }
 
 impl Scope {
-    /// Whether `chunk` of guard `id` was checked in this epoch (a new epoch
-    /// forgets every check).
-    fn seen(&mut self, id: u64, chunk: usize, chunks: usize) -> bool {
+    fn slot(id: u64, chunk: usize) -> usize {
+        let h = id.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (chunk as u64).wrapping_mul(0xC2B2_AE3D_27D4_EB4F);
+        (h >> 56) as usize % RECENT_SLOTS
+    }
+
+    /// Whether `chunk` of guard `id` was checked recently in this epoch (a new
+    /// epoch forgets every check). Guard ids start at 1, so an empty slot never matches.
+    fn seen(&mut self, id: u64, chunk: usize) -> bool {
         if self.epoch_start.elapsed() >= RECHECK_AFTER {
-            self.checked.clear();
+            self.recent.fill((0, 0));
             self.epoch_start = Instant::now();
             LAST.set(None);
         }
-        let bits = self.checked.entry(id).or_insert_with(|| vec![0; chunks.div_ceil(64)]);
-        bits.get(chunk / 64).is_some_and(|w| w & (1 << (chunk % 64)) != 0)
+        self.recent.get(Self::slot(id, chunk)).is_some_and(|s| *s == (id, chunk))
     }
 
     fn mark(&mut self, id: u64, chunk: usize) {
-        if let Some(w) = self.checked.get_mut(&id).and_then(|b| b.get_mut(chunk / 64)) {
-            *w |= 1 << (chunk % 64);
+        if let Some(s) = self.recent.get_mut(Self::slot(id, chunk)) {
+            *s = (id, chunk);
         }
     }
 }

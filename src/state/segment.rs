@@ -19,8 +19,9 @@
 //!   through the mapping would map most of the section back: see
 //!   `cache/mapping.rs`).
 //! - [`SegmentReader::opened_bytes`] is the heap the opened sections derived
-//!   (the section bytes themselves belong to the segment's buffer), so the
-//!   memory tier can budget them.
+//!   (the section bytes themselves belong to the segment's buffer), plus the
+//!   checksums reads are checked with (`crate::integrity`), so the memory tier
+//!   can budget them.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -295,7 +296,7 @@ impl SegmentReader {
             .named
             .get()
             .map_or(0, |t| t.values().filter_map(|r| r.as_ref().ok()).map(NamedIndex::heap_bytes).sum());
-        (ann + graph + named) as u64
+        (ann + graph + named + self.seg.guard_heap_bytes()) as u64
     }
 
     /// Opens the first section of `kind` over a shared slice of the segment's

@@ -457,7 +457,7 @@ impl Segment {
         }
         let mut seg = seg;
         if let Some(inner) = Arc::get_mut(&mut seg.inner) {
-            inner.guard = range_sums.map(RangeChecksums::into_guard);
+            inner.guard = range_sums;
         }
         Ok(seg)
     }
@@ -468,6 +468,11 @@ impl Segment {
             g.set_object(key);
         }
         self
+    }
+
+    /// Heap bytes of the checksums reads are checked with (`READ_CHECK_LOG2`).
+    pub fn guard_heap_bytes(&self) -> usize {
+        self.inner.guard.as_ref().map_or(0, crate::integrity::ChunkGuard::heap_bytes)
     }
 
     /// Whether reads are checked after open (the segment carries range checksums).
