@@ -712,12 +712,12 @@ fn doc_strategy() -> impl Strategy<Value = Document> {
     })
 }
 
-/// A star-free token of a long glob, mostly ones that match the mostly-`a`
-/// texts of [`long_glob_char`], so long pieces (several mask words) match
-/// often enough to test both answers.
-fn long_glob_token() -> impl Strategy<Value = &'static str> {
-    prop_oneof![8 => Just("a"), 4 => Just("?"), 2 => Just("[ab]"), 2 => Just("[!b]"),
-        1 => Just("b"), 1 => Just("é"), 1 => Just("[É]")]
+/// A star-free token of a long glob, with a character it matches (the last
+/// three only case-insensitively).
+fn long_glob_token() -> impl Strategy<Value = (&'static str, char)> {
+    prop_oneof![8 => Just(("a", 'a')), 4 => Just(("?", 'b')), 4 => Just(("?", 'é')), 2 => Just(("[ab]", 'b')),
+        2 => Just(("[!b]", 'a')), 1 => Just(("b", 'b')), 1 => Just(("é", 'é')), 1 => Just(("[É]", 'É')),
+        1 => Just(("é", 'É')), 1 => Just(("[É]", 'é')), 1 => Just(("a", 'A'))]
 }
 
 fn long_glob_char() -> impl Strategy<Value = char> {
@@ -790,14 +790,30 @@ proptest! {
 
     #[test]
     fn long_globs_agree_with_backtracking(
-        pieces in prop::collection::vec(prop::collection::vec(long_glob_token(), 0..140), 1..4),
+        pieces in prop::collection::vec(
+            (prop::collection::vec(long_glob_token(), 0..140), prop::collection::vec(long_glob_char(), 0..20)),
+            1..4,
+        ),
         (lead, trail) in (any::<bool>(), any::<bool>()),
-        t in prop::collection::vec(long_glob_char(), 0..500),
+        flip in prop::option::of((any::<prop::sample::Index>(), long_glob_char())),
         ci in any::<bool>(),
     ) {
-        let pieces: Vec<String> = pieces.iter().map(|p| p.concat()).collect();
+        // The text instantiates each piece after some filler (so long
+        // pieces do occur, across mask words), then maybe one character
+        // changes.
+        let mut text: Vec<char> = Vec::new();
+        for (tokens, filler) in &pieces {
+            text.extend(filler);
+            text.extend(tokens.iter().map(|(_, c)| *c));
+        }
+        if let Some((at, c)) = flip.filter(|_| !text.is_empty()) {
+            let i = at.index(text.len());
+            text[i] = c;
+        }
+        let pieces: Vec<String> =
+            pieces.iter().map(|(tokens, _)| tokens.iter().map(|(p, _)| *p).collect()).collect();
         let p = format!("{}{}{}", if lead { "*" } else { "" }, pieces.join("*"), if trail { "*" } else { "" });
-        let t: String = t.into_iter().collect();
+        let t: String = text.into_iter().collect();
         let g = GlobPattern::new(&p, ci).unwrap();
         prop_assert_eq!(g.is_match(&t), backtracking_glob(&g, &t), "pattern {:?} text {:?} ci {}", p, t, ci);
     }
