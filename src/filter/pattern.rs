@@ -69,7 +69,7 @@ pub(super) struct GlobPattern {
     pub(super) case_insensitive: bool,
     pub(super) tokens: Vec<GlobToken>,
     /// Derived from the tokens: how [`GlobPattern::is_match`] scans.
-    pieces: Pieces,
+    pieces: Box<Pieces>,
 }
 
 impl PartialEq for GlobPattern {
@@ -145,7 +145,7 @@ impl GlobPattern {
             };
             tokens.push(token);
         }
-        let pieces = Pieces::new(&tokens, case_insensitive);
+        let pieces = Box::new(Pieces::new(&tokens, case_insensitive));
         Ok(GlobPattern { source: source.to_owned(), case_insensitive, tokens, pieces })
     }
 
@@ -263,6 +263,14 @@ pub(super) fn token_matches(token: &GlobToken, c: char, case_insensitive: bool) 
     }
 }
 
+/// [`token_matches`] for a class, given the character and (when
+/// case-insensitive) its folding and upper case, computed once.
+fn class_matches(token: &GlobToken, variants: &[char]) -> bool {
+    let GlobToken::Class { negated, ranges } = token else { return false };
+    let hit = variants.iter().any(|x| ranges.iter().any(|(lo, hi)| (*lo..=*hi).contains(x)));
+    hit != *negated
+}
+
 /// A glob's tokens cut at its stars, with the Shift-And masks of ASCII
 /// characters. Memory: 128 indices plus one mask (a bit per token) per
 /// distinct ASCII behaviour, at most 128 — bounded by the pattern's length.
@@ -279,6 +287,23 @@ struct Pieces {
     ascii: Vec<u16>,
     /// The distinct masks, `words` each.
     masks: Vec<u64>,
+    /// What other characters' masks are made of.
+    other: OtherIndex,
+}
+
+/// The parts of a non-ASCII character's mask, so that computing one costs
+/// the piece's words, the character's occurrences as a literal and the
+/// piece's classes — not a check of every token.
+#[derive(Clone, Debug, Default)]
+struct OtherIndex {
+    /// The `?` tokens (they match every character).
+    any: Vec<u64>,
+    /// Literal tokens by character (case-insensitively, by its folding: a
+    /// literal then matches exactly the characters of the same folding),
+    /// their indices ascending.
+    literals: HashMap<char, Vec<usize>>,
+    /// The classes' token indices, ascending.
+    classes: Vec<usize>,
 }
 
 /// The first and last star's token index.
@@ -306,7 +331,8 @@ impl Pieces {
             });
             ascii.push(index);
         }
-        Pieces { stars, middles, words, ascii, masks }
+        let other = OtherIndex::new(tokens, case_insensitive, words);
+        Pieces { stars, middles, words, ascii, masks, other }
     }
 
     /// An ASCII character's mask over every token.
@@ -333,21 +359,78 @@ fn mask_of(tokens: &[GlobToken], c: char, case_insensitive: bool, words: Range<u
 }
 
 /// The masks of non-ASCII characters one scan met, computed on first sight
-/// (a piece's length each) and kept, up to [`OTHER_MASKS_KEPT`] characters
-/// (then forgotten and recomputed: memory stays bounded on a text of many
-/// distinct characters).
+/// ([`OtherIndex::mask`]) and kept, up to [`OTHER_MASKS_BYTES`] of them
+/// (then forgotten and recomputed): enough for every character of a
+/// CJK text against a long piece, and bounded on any text.
 #[derive(Default)]
-struct OtherMasks(HashMap<char, Vec<u64>>);
+struct OtherMasks {
+    masks: HashMap<char, Vec<u64>>,
+    bytes: usize,
+}
 
-const OTHER_MASKS_KEPT: usize = 4096;
+const OTHER_MASKS_BYTES: usize = 4 << 20;
 
 impl OtherMasks {
     fn get(&mut self, glob: &GlobPattern, c: char, words: Range<usize>) -> Option<&[u64]> {
-        if self.0.len() >= OTHER_MASKS_KEPT && !self.0.contains_key(&c) {
-            self.0.clear();
+        // A kept mask's bytes, with the map's own share (key, vector, slack).
+        let cost = words.len() * 8 + 48;
+        if !self.masks.contains_key(&c) {
+            if self.bytes + cost > OTHER_MASKS_BYTES {
+                self.masks.clear();
+                self.bytes = 0;
+            }
+            self.bytes += cost;
         }
-        let mask = self.0.entry(c).or_insert_with(|| mask_of(&glob.tokens, c, glob.case_insensitive, words));
+        let mask = self.masks.entry(c).or_insert_with(|| glob.pieces.other.mask(glob, c, words));
         Some(mask)
+    }
+}
+
+impl OtherIndex {
+    fn new(tokens: &[GlobToken], case_insensitive: bool, words: usize) -> OtherIndex {
+        let mut other = OtherIndex { any: vec![0; words], ..OtherIndex::default() };
+        for (i, token) in tokens.iter().enumerate() {
+            match token {
+                GlobToken::AnyChar => set_bit(&mut other.any, i),
+                GlobToken::Char(p) => {
+                    let key = if case_insensitive { fold(*p) } else { *p };
+                    other.literals.entry(key).or_default().push(i);
+                }
+                GlobToken::Class { .. } => other.classes.push(i),
+                GlobToken::Star => {}
+            }
+        }
+        other
+    }
+
+    /// The mask of `c` over the tokens of mask words `words` (the same as
+    /// checking each token with [`token_matches`]).
+    fn mask(&self, glob: &GlobPattern, c: char, words: Range<usize>) -> Vec<u64> {
+        let mut mask = self.any.get(words.clone()).map_or_else(|| vec![0; words.len()], <[u64]>::to_vec);
+        let tokens = words.start * 64..words.end * 64;
+        let key = if glob.case_insensitive { fold(c) } else { c };
+        for i in self.literals.get(&key).map_or(&[][..], |at| in_range(at, &tokens)) {
+            set_bit(&mut mask, i - tokens.start);
+        }
+        let variants = if glob.case_insensitive { vec![c, fold(c), upper(c)] } else { vec![c] };
+        for &i in in_range(&self.classes, &tokens) {
+            if glob.tokens.get(i).is_some_and(|t| class_matches(t, &variants)) {
+                set_bit(&mut mask, i - tokens.start);
+            }
+        }
+        mask
+    }
+}
+
+/// The indices of ascending `at` within `range`.
+fn in_range<'a>(at: &'a [usize], range: &Range<usize>) -> &'a [usize] {
+    let (lo, hi) = (at.partition_point(|i| *i < range.start), at.partition_point(|i| *i < range.end));
+    at.get(lo..hi).unwrap_or_default()
+}
+
+fn set_bit(mask: &mut [u64], i: usize) {
+    if let Some(w) = mask.get_mut(i / 64) {
+        *w |= 1 << (i % 64);
     }
 }
 

@@ -313,6 +313,24 @@ fn backtracking_glob(g: &GlobPattern, text: &str) -> bool {
     g.tokens.get(p..).is_some_and(|rest| rest.iter().all(|tok| *tok == GlobToken::Star))
 }
 
+/// Characters whose case folding leaves or enters ASCII (the Kelvin sign
+/// folds to `k`, `ſ` upper-cases to `S`) or is not one character (`ß`,
+/// `İ`) match in a searched piece exactly as token by token.
+#[test]
+fn glob_case_folding_edges_agree_with_backtracking() {
+    let patterns =
+        ["*k*", "*[k]*", "*[!k]*", "*s*", "*S*", "*[s-t]*", "*ſ*", "*ß*", "*ẞ*", "*i*", "*İ*", "*?\u{212A}*"];
+    let texts = ["\u{212A}", "k", "K", "ſ", "s", "S", "ß", "ẞ", "İ", "i", "xKy", "x\u{212A}y"];
+    for p in patterns {
+        for t in texts {
+            for ci in [false, true] {
+                let g = GlobPattern::new(p, ci).unwrap();
+                assert_eq!(g.is_match(t), backtracking_glob(&g, t), "{p:?} {t:?} ci {ci}");
+            }
+        }
+    }
+}
+
 /// Patterns that made the backtracking matcher retry at every position (4
 /// KiB of pattern over 1 MiB of text: billions of steps) answer at once now;
 /// a scan of a long value still stops at an expired deadline.
