@@ -5,7 +5,8 @@
 //!   patterns of a filter (64 KiB), `SparseKNN` dimensions (1,024); the
 //!   daemon keeps answering other queries;
 //! - while several heavy but legal queries (64 BM25 clauses of 1,024 terms,
-//!   or a 4 KiB Glob that retries at every position, over thousands of
+//!   or Globs that made the old backtracking matcher retry at every
+//!   position — linear now, so they may answer 200 —, over thousands of
 //!   unindexed documents with long text) run at once,
 //!   `/health` and a small query on another namespace answer within 1 s;
 //! - a query running past `--query-timeout-ms` answers 408 naming the
@@ -127,8 +128,9 @@ fn heavy_query() -> Json {
     json!({"rank_by": ["Sum", [sum, sum]], "top_k": 10})
 }
 
-/// A Glob that makes the matcher retry at every position of the long text,
-/// each retry reading 500 characters before it fails.
+/// A Glob that made the backtracking matcher retry at every position of the
+/// long text, each retry reading 500 characters before it failed (the
+/// Shift-And matcher rejects it by its anchored tail at once).
 fn heavy_glob_query() -> Json {
     let pattern = format!("*{}Q", "?".repeat(500));
     json!({"rank_by": ["id", "asc"], "filters": ["t", "Glob", pattern], "top_k": 10})
@@ -218,9 +220,10 @@ async fn heavy_queries_leave_health_and_other_tenants_responsive() {
                 let mut statuses = Vec::new();
                 while Instant::now() < load_until {
                     let t = Instant::now();
-                    let q = if i % 3 == 0 { heavy_glob_query() } else { heavy_query() };
+                    let glob = i % 3 == 0;
+                    let q = if glob { heavy_glob_query() } else { heavy_query() };
                     let (s, b) = query(&c, &d, "big", &q).await;
-                    statuses.push((s, b, t.elapsed()));
+                    statuses.push((glob, s, b, t.elapsed()));
                 }
                 statuses
             })
@@ -237,7 +240,10 @@ async fn heavy_queries_leave_health_and_other_tenants_responsive() {
 
     let mut timeouts = 0;
     for h in heavy {
-        for (s, b, took) in h.await.unwrap() {
+        for (glob, s, b, took) in h.await.unwrap() {
+            if glob && s == 200 {
+                continue; // linear matching: within the deadline unless it waited
+            }
             assert_eq!(s, 408, "a heavy query beyond the 1 s deadline: {b}");
             assert!(b["error"].as_str().unwrap().contains("query_timeout_ms"), "{b}");
             assert!(took < Duration::from_secs(5), "the deadline is acted on: {took:?}");

@@ -332,7 +332,7 @@ impl Engine {
             return Err(ColdError::Newer);
         }
         let (heads, batches) = reads?;
-        let rest = self.cold_rank(m, cq, &heads, &batches);
+        let rest = self.cold_rank(path, m, cq, &heads, &batches);
         let (fenced, answer) = futures::join!(tombstone.tombstoned(), rest);
         if fenced? {
             return Err(ColdError::Newer);
@@ -343,6 +343,7 @@ impl Engine {
     /// Round trips 3–4: the lists (and docs offsets), the page's attributes, the ranking.
     async fn cold_rank(
         &self,
+        path: &NsPath,
         m: &Manifest,
         cq: &ColdQuery<'_>,
         heads: &[SegmentHead],
@@ -364,12 +365,12 @@ impl Engine {
         let wal_rows = (cands.len() - before) as u64;
         let mut result = if cq.attrs {
             // Round trip 4: the attributes of the rows on the page.
-            let page = self.page_with_attributes(m, q, heads, &offsets, cands).await?;
+            let page = self.page_with_attributes(path, m, q, heads, &offsets, cands).await?;
             let mut unpaged = q.clone();
             unpaged.offset = 0;
-            self.rank_candidates(m, &unpaged, page).await?
+            self.rank_candidates(path, m, &unpaged, page).await?
         } else {
-            self.rank_candidates(m, q, cands.into_iter().map(|(d, _)| d).collect()).await?
+            self.rank_candidates(path, m, q, cands.into_iter().map(|(d, _)| d).collect()).await?
         };
         result.scanned = wal_rows;
         Ok(Some(result))
@@ -570,6 +571,7 @@ impl Engine {
     /// where every query is (`Engine::evaluate`, on the query pool).
     async fn rank_candidates(
         &self,
+        path: &NsPath,
         m: &Manifest,
         q: &Query,
         cands: Vec<Document>,
@@ -583,7 +585,7 @@ impl Engine {
             state.put(d);
         }
         let req = QueryRequest::single(q.clone());
-        let (results, _waited) = self.evaluate(req, std::sync::Arc::new(state)).await?;
+        let (results, _waited) = self.evaluate(path, req, std::sync::Arc::new(state)).await?;
         results.into_iter().next().ok_or_else(|| EngineError::internal("a single query gave no result"))
     }
 
@@ -630,6 +632,7 @@ impl Engine {
     /// trip 4, all in parallel). Returns the page's documents, complete.
     async fn page_with_attributes(
         &self,
+        path: &NsPath,
         m: &Manifest,
         q: &Query,
         heads: &[SegmentHead],
@@ -639,7 +642,7 @@ impl Engine {
         let mut ids_only = q.clone();
         ids_only.projection = Projection::IdOnly;
         let order =
-            self.rank_candidates(m, &ids_only, cands.iter().map(|(d, _)| d.clone()).collect()).await?;
+            self.rank_candidates(path, m, &ids_only, cands.iter().map(|(d, _)| d.clone()).collect()).await?;
         let page: HashSet<DocId> =
             order.rows.unwrap_or_default().into_iter().map(|r| r.doc.id.clone()).collect();
         let on_page: Vec<Candidate> = cands.into_iter().filter(|(d, _)| page.contains(&d.id)).collect();

@@ -5,29 +5,41 @@
 //!
 //! Invariants:
 //! - Never more than `slots` evaluations of each lane run at once: a query
-//!   holds a semaphore permit for its whole evaluation. Queries on
+//!   holds a slot of its lane for its whole evaluation. Queries on
 //!   namespaces of at most [`SMALL_NAMESPACE_DOCS`] documents use their own
 //!   lane, so a small tenant is not queued behind large scans (its work is
 //!   bounded by its size and the request caps).
-//! - At most `max_queued` queries wait for a permit; one more fails at once as
+//! - Slots are shared fairly among tenants (a tenant is a project,
+//!   `org/project`): one holds at most `slots - 1` slots of a lane (at least
+//!   1), so with two slots or more one always stays for the other projects;
+//!   and a freed slot goes to the waiting tenant holding the fewest slots of
+//!   the lane, the one served least recently among equals (round robin),
+//!   each tenant's own queries in arrival order. A project sending many or
+//!   costly queries thus delays its own queries, not another project's. A
+//!   free slot is never left idle while a query that may take it waits.
+//! - At most `max_queued` queries wait for a slot; one more fails at once as
 //!   [`super::ErrorKind::Backpressure`] with a retry hint (429 with
 //!   `retry-after-ms`; the SDK retries it with backoff).
 //! - The deadline covers waiting and evaluation. Past it the query fails as
 //!   [`super::ErrorKind::Timeout`] (408, which the SDK retries) naming `query_timeout_ms`; an evaluation
 //!   notices within a few hundred rows ([`crate::deadline`]) and its partial
-//!   result is discarded, so the slot frees promptly.
-//! - Nothing here runs query code on an async worker.
+//!   result is discarded, so the slot frees promptly. A query that stops
+//!   waiting (deadline, or its request dropped) leaves the queue, and a slot
+//!   granted to it as it left is passed on.
+//! - Nothing here runs query code on an async worker; the slots' lock is held
+//!   only for bookkeeping, never across an await or an evaluation.
 //! - Every evaluation runs in an integrity scope (`crate::integrity`): a read of segment bytes
 //!   that changed since they were verified fails the query as `Corrupted` (its result is
 //!   discarded), carrying the [`crate::integrity::Rot`] for the engine to act on.
 //! - The pool belongs to the engine (one per engine, [`super::Engine::query_pool`]): every
 //!   evaluation is entered through a read view (`engine/read.rs`), which runs it here.
 
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use tokio::sync::Semaphore;
+use tokio::sync::oneshot;
 
 use super::EngineError;
 use crate::query::QueryError;
@@ -65,8 +77,8 @@ impl Lane {
 /// The bounded executor shared by every request.
 #[derive(Debug)]
 pub struct QueryPool {
-    large: Arc<Semaphore>,
-    small: Arc<Semaphore>,
+    large: Arc<FairSlots>,
+    small: Arc<FairSlots>,
     waiting: AtomicUsize,
     /// Changed by a configuration reload ([`QueryPool::retune`]).
     max_queued: AtomicUsize,
@@ -90,8 +102,8 @@ impl QueryPool {
         let slots =
             if slots == 0 { std::thread::available_parallelism().map_or(2, |n| n.get()) } else { slots };
         QueryPool {
-            large: Arc::new(Semaphore::new(slots)),
-            small: Arc::new(Semaphore::new(slots)),
+            large: Arc::new(FairSlots::new(slots)),
+            small: Arc::new(FairSlots::new(slots)),
             waiting: AtomicUsize::new(0),
             max_queued: AtomicUsize::new(max_queued),
             timeout_ms: AtomicU64::new(u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX)),
@@ -108,21 +120,24 @@ impl QueryPool {
         Duration::from_millis(self.timeout_ms.load(Ordering::SeqCst))
     }
 
-    /// Evaluates `f` on a blocking thread once a slot of `lane` is free,
-    /// within the deadline.
-    pub async fn run<T, F>(&self, lane: Lane, f: F) -> Result<T, EngineError>
+    /// Evaluates `f` on a blocking thread once a slot of `lane` is free for
+    /// `tenant` (the namespace's `org/project`), within the deadline.
+    pub async fn run<T, F>(&self, lane: Lane, tenant: &str, f: F) -> Result<T, EngineError>
     where
         T: Send + 'static,
         F: FnOnce() -> Result<T, QueryError> + Send + 'static,
     {
         let deadline = Instant::now() + self.timeout();
-        let semaphore = match lane {
+        let slots = match lane {
             Lane::Large => &self.large,
             Lane::Small => &self.small,
         };
-        let permit = match semaphore.clone().try_acquire_owned() {
-            Ok(p) => p,
-            Err(_) => self.wait_for(semaphore, deadline).await?,
+        let permit = match slots.acquire(tenant, || self.admit())? {
+            Acquired::Now(p) => p,
+            Acquired::Later(ticket, waiting) => {
+                let _waiting = waiting;
+                self.wait_for(ticket, deadline).await?
+            }
         };
         let task = tokio::task::spawn_blocking(move || {
             let _permit = permit;
@@ -137,11 +152,8 @@ impl QueryPool {
         }
     }
 
-    async fn wait_for(
-        &self,
-        semaphore: &Arc<Semaphore>,
-        deadline: Instant,
-    ) -> Result<tokio::sync::OwnedSemaphorePermit, EngineError> {
+    /// Counts one more waiting query, or refuses it when `max_queued` wait.
+    fn admit(&self) -> Result<Waiting<'_>, EngineError> {
         let max_queued = self.max_queued.load(Ordering::SeqCst);
         if self.waiting.fetch_add(1, Ordering::SeqCst) >= max_queued {
             self.waiting.fetch_sub(1, Ordering::SeqCst);
@@ -150,11 +162,13 @@ impl QueryPool {
                 QUEUE_FULL_RETRY_MS,
             ));
         }
-        let _waiting = Waiting(&self.waiting);
-        let acquire = semaphore.clone().acquire_owned();
-        match tokio::time::timeout_at(deadline.into(), acquire).await {
-            Ok(Ok(p)) => Ok(p),
-            Ok(Err(e)) => Err(EngineError::internal("the query pool is closed").with_source(e)),
+        Ok(Waiting(&self.waiting))
+    }
+
+    async fn wait_for(&self, ticket: Ticket, deadline: Instant) -> Result<SlotPermit, EngineError> {
+        match tokio::time::timeout_at(deadline.into(), ticket.granted()).await {
+            Ok(Some(p)) => Ok(p),
+            Ok(None) => Err(EngineError::internal("the query pool dropped a waiting query")),
             Err(_) => Err(self.timed_out()),
         }
     }
@@ -164,6 +178,202 @@ impl QueryPool {
             "query exceeded the query deadline of {} ms (query_timeout_ms)",
             self.timeout().as_millis()
         ))
+    }
+}
+
+/// One lane's slots, shared fairly among tenants (see the module's invariants).
+#[derive(Debug)]
+struct FairSlots {
+    state: Mutex<SlotState>,
+}
+
+#[derive(Debug)]
+struct SlotState {
+    slots: usize,
+    /// Slots held now, over all tenants.
+    in_use: usize,
+    /// Tenants holding or waiting for a slot (an idle tenant is forgotten).
+    tenants: HashMap<Arc<str>, Tenant>,
+    /// Counts grants: a tenant's last one orders equals round robin.
+    grants: u64,
+    /// Numbers waiting queries, so a leaving one finds its entry.
+    next_ticket: u64,
+}
+
+#[derive(Debug, Default)]
+struct Tenant {
+    running: usize,
+    last_served: u64,
+    queue: VecDeque<(u64, oneshot::Sender<SlotPermit>)>,
+}
+
+/// A slot held: given back (and passed on) when dropped.
+#[derive(Debug)]
+struct SlotPermit {
+    slots: Arc<FairSlots>,
+    tenant: Arc<str>,
+}
+
+/// A query's place in a lane's queue; dropping it leaves the queue.
+struct Ticket {
+    slots: Arc<FairSlots>,
+    tenant: Arc<str>,
+    id: u64,
+    rx: oneshot::Receiver<SlotPermit>,
+}
+
+enum Acquired<W> {
+    Now(SlotPermit),
+    /// Queued, with what `admit` returned (held while waiting).
+    Later(Ticket, W),
+}
+
+impl FairSlots {
+    fn new(slots: usize) -> FairSlots {
+        let state = SlotState { slots, in_use: 0, tenants: HashMap::new(), grants: 0, next_ticket: 0 };
+        FairSlots { state: Mutex::new(state) }
+    }
+
+    /// The bookkeeping; a panic elsewhere cannot leave it half-updated (no
+    /// code that may panic runs under the lock), so a poisoned lock is used.
+    fn lock(&self) -> MutexGuard<'_, SlotState> {
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// A slot for `tenant` now if one is free to it, else a place in the
+    /// queue once `admit` (the queue bound) allows it. Both decided under
+    /// the lock, so no slot frees unseen between the two.
+    fn acquire<W>(
+        self: &Arc<Self>,
+        tenant: &str,
+        admit: impl FnOnce() -> Result<W, EngineError>,
+    ) -> Result<Acquired<W>, EngineError> {
+        let mut state = self.lock();
+        let cap = state.per_tenant();
+        let free = state.in_use < state.slots;
+        let key = state.key(tenant);
+        let t = state.tenants.entry(key.clone()).or_default();
+        if free && t.running < cap {
+            let permit = state.grant(self, &key);
+            return Ok(Acquired::Now(permit));
+        }
+        let waiting = match admit() {
+            Ok(w) => w,
+            Err(e) => {
+                state.forget_if_idle(&key);
+                return Err(e);
+            }
+        };
+        let (tx, rx) = oneshot::channel();
+        let id = state.next_ticket;
+        state.next_ticket += 1;
+        if let Some(t) = state.tenants.get_mut(&key) {
+            t.queue.push_back((id, tx));
+        }
+        Ok(Acquired::Later(Ticket { slots: self.clone(), tenant: key, id, rx }, waiting))
+    }
+
+    /// Gives `tenant`'s slot back and passes free slots on.
+    fn release(self: &Arc<Self>, tenant: &Arc<str>) {
+        let handed = {
+            let mut state = self.lock();
+            state.in_use = state.in_use.saturating_sub(1);
+            if let Some(t) = state.tenants.get_mut(tenant) {
+                t.running = t.running.saturating_sub(1);
+            }
+            state.forget_if_idle(tenant);
+            state.dispatch(self)
+        };
+        // Outside the lock: a permit whose query has left comes back here
+        // (dropped), which takes the lock again.
+        for (tx, permit) in handed {
+            drop(tx.send(permit));
+        }
+    }
+
+    /// Takes a leaving query's entry out of the queue (if it is still there).
+    fn leave(&self, tenant: &Arc<str>, id: u64) {
+        let mut state = self.lock();
+        if let Some(t) = state.tenants.get_mut(tenant) {
+            t.queue.retain(|(i, _)| *i != id);
+        }
+        state.forget_if_idle(tenant);
+    }
+}
+
+impl SlotState {
+    /// Slots one tenant may hold: all but one, at least one.
+    fn per_tenant(&self) -> usize {
+        self.slots.saturating_sub(1).max(1)
+    }
+
+    /// The map's key for `tenant` (shared by its permits and tickets).
+    fn key(&self, tenant: &str) -> Arc<str> {
+        self.tenants.get_key_value(tenant).map_or_else(|| Arc::from(tenant), |(k, _)| k.clone())
+    }
+
+    fn grant(&mut self, slots: &Arc<FairSlots>, tenant: &Arc<str>) -> SlotPermit {
+        self.in_use += 1;
+        self.grants += 1;
+        let grants = self.grants;
+        if let Some(t) = self.tenants.get_mut(tenant) {
+            t.running += 1;
+            t.last_served = grants;
+        }
+        SlotPermit { slots: slots.clone(), tenant: tenant.clone() }
+    }
+
+    /// Fills the free slots from the queues, fewest slots held first, then
+    /// least recently served, then the older query: (sender, permit) pairs
+    /// to hand over once the lock is released.
+    fn dispatch(&mut self, slots: &Arc<FairSlots>) -> Vec<(oneshot::Sender<SlotPermit>, SlotPermit)> {
+        let mut handed = Vec::new();
+        while self.in_use < self.slots {
+            let Some(tenant) = self.next_served() else { break };
+            let Some((_, tx)) = self.tenants.get_mut(&tenant).and_then(|t| t.queue.pop_front()) else {
+                break;
+            };
+            handed.push((tx, self.grant(slots, &tenant)));
+        }
+        handed
+    }
+
+    /// The waiting tenant a free slot goes to, if any may take one.
+    fn next_served(&self) -> Option<Arc<str>> {
+        let cap = self.per_tenant();
+        self.tenants
+            .iter()
+            .filter(|(_, t)| t.running < cap)
+            .filter_map(|(k, t)| t.queue.front().map(|(id, _)| ((t.running, t.last_served, *id), k)))
+            .min_by_key(|(order, _)| *order)
+            .map(|(_, k)| k.clone())
+    }
+
+    fn forget_if_idle(&mut self, tenant: &Arc<str>) {
+        if self.tenants.get(tenant).is_some_and(|t| t.running == 0 && t.queue.is_empty()) {
+            self.tenants.remove(tenant);
+        }
+    }
+}
+
+impl Drop for SlotPermit {
+    fn drop(&mut self) {
+        self.slots.release(&self.tenant);
+    }
+}
+
+impl Ticket {
+    /// The slot, once granted (`None` only if the pool dropped the entry).
+    async fn granted(mut self) -> Option<SlotPermit> {
+        (&mut self.rx).await.ok()
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        self.slots.leave(&self.tenant, self.id);
+        // A permit granted as the query left is in `rx`; dropping `rx` after
+        // this returns gives it back (outside the lock), which passes it on.
     }
 }
 
@@ -190,7 +400,7 @@ mod tests {
     #[tokio::test]
     async fn a_query_past_its_deadline_is_408() {
         let pool = QueryPool::new(1, 4, Duration::from_millis(50));
-        let e = pool.run(Lane::Large, spin_until_expired).await.unwrap_err();
+        let e = pool.run(Lane::Large, "o/p", spin_until_expired).await.unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Timeout);
         assert!(e.message().contains("query_timeout_ms"), "{}", e.message());
     }
@@ -200,18 +410,18 @@ mod tests {
         let pool = Arc::new(QueryPool::new(1, 1, Duration::from_millis(400)));
         let busy = tokio::spawn({
             let pool = pool.clone();
-            async move { pool.run(Lane::Large, spin_until_expired).await }
+            async move { pool.run(Lane::Large, "o/p", spin_until_expired).await }
         });
         tokio::time::sleep(Duration::from_millis(50)).await;
         let queued = tokio::spawn({
             let pool = pool.clone();
-            async move { pool.run(Lane::Large, || Ok(1)).await }
+            async move { pool.run(Lane::Large, "o/p", || Ok(1)).await }
         });
         tokio::time::sleep(Duration::from_millis(50)).await;
-        let full = pool.run(Lane::Large, || Ok(2)).await.unwrap_err();
+        let full = pool.run(Lane::Large, "o/p", || Ok(2)).await.unwrap_err();
         assert_eq!(full.kind(), ErrorKind::Backpressure);
         assert!(full.retry_after_ms() > 0);
-        assert_eq!(pool.run(Lane::Small, || Ok(3)).await.unwrap(), 3, "the small lane is free");
+        assert_eq!(pool.run(Lane::Small, "o/p", || Ok(3)).await.unwrap(), 3, "the small lane is free");
         assert_eq!(busy.await.unwrap().unwrap_err().kind(), ErrorKind::Timeout);
         // The queued query ran once the busy one gave its slot up (or, on a
         // slow machine, reached its own deadline first): never a 429.
@@ -219,5 +429,161 @@ mod tests {
             Ok(n) => assert_eq!(n, 1),
             Err(e) => assert_eq!(e.kind(), ErrorKind::Timeout),
         }
+    }
+
+    /// A query that reports its start and holds its slot until told to end.
+    struct Gated {
+        started: tokio::sync::mpsc::UnboundedReceiver<&'static str>,
+        ends: Vec<std::sync::mpsc::Sender<()>>,
+        runs: Vec<tokio::task::JoinHandle<Result<(), EngineError>>>,
+    }
+
+    impl Gated {
+        /// Submits query `name` of `tenant`; it runs until `end(i)`, `i` its
+        /// submission order.
+        fn submit(&mut self, pool: &Arc<QueryPool>, tenant: &'static str, name: &'static str, tx: &Tx) {
+            let (end_tx, end_rx) = std::sync::mpsc::channel::<()>();
+            let (pool, tx) = (pool.clone(), tx.clone());
+            self.ends.push(end_tx);
+            self.runs.push(tokio::spawn(async move {
+                pool.run(Lane::Large, tenant, move || {
+                    let _ = tx.send(name);
+                    let _ = end_rx.recv();
+                    Ok(())
+                })
+                .await
+            }));
+        }
+
+        fn end(&self, i: usize) {
+            self.ends[i].send(()).unwrap();
+        }
+
+        /// The next query to start, if one does within a while.
+        async fn next_started(&mut self) -> Option<&'static str> {
+            tokio::time::timeout(Duration::from_secs(5), self.started.recv()).await.ok().flatten()
+        }
+
+        /// That no query starts for a moment.
+        async fn none_starts(&mut self) {
+            let r = tokio::time::timeout(Duration::from_millis(100), self.started.recv()).await;
+            assert!(r.is_err(), "{r:?} started");
+        }
+    }
+
+    type Tx = tokio::sync::mpsc::UnboundedSender<&'static str>;
+
+    /// Waits until `n` queries wait for a slot (submissions are tasks: this
+    /// fixes their order in the queue).
+    async fn queued(pool: &QueryPool, n: usize) {
+        let since = Instant::now();
+        while pool.waiting.load(Ordering::SeqCst) != n {
+            assert!(
+                since.elapsed() < Duration::from_secs(5),
+                "{} queued, not {n}",
+                pool.waiting.load(Ordering::SeqCst)
+            );
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+
+    fn gated(slots: usize) -> (Arc<QueryPool>, Gated, Tx) {
+        let pool = Arc::new(QueryPool::new(slots, 64, Duration::from_secs(30)));
+        let (tx, started) = tokio::sync::mpsc::unbounded_channel();
+        (pool, Gated { started, ends: Vec::new(), runs: Vec::new() }, tx)
+    }
+
+    /// Project A's heavy queries never take the last slot: B's tiny query
+    /// runs at once while A's queue waits.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_project_keeps_one_slot_free_for_the_others() {
+        let (pool, mut g, tx) = gated(2);
+        for name in ["a1", "a2", "a3"] {
+            g.submit(&pool, "o/a", name, &tx);
+        }
+        assert_eq!(g.next_started().await, Some("a1"));
+        g.none_starts().await; // a2 waits: A holds slots - 1
+        let started = Instant::now();
+        assert_eq!(pool.run(Lane::Large, "o/b", || Ok(7)).await.unwrap(), 7);
+        assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+        g.end(0);
+        assert_eq!(g.next_started().await, Some("a2"));
+        g.end(1);
+        assert_eq!(g.next_started().await, Some("a3"));
+        g.end(2);
+        for r in g.runs {
+            r.await.unwrap().unwrap();
+        }
+    }
+
+    /// A freed slot goes to the waiting project holding the fewest slots,
+    /// not to the query that waited longest.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_freed_slot_goes_to_the_project_holding_fewest() {
+        let (pool, mut g, tx) = gated(4); // at most 3 per project
+        for (tenant, name) in [("o/a", "a1"), ("o/a", "a2"), ("o/b", "b1"), ("o/b", "b2")] {
+            g.submit(&pool, tenant, name, &tx);
+            assert_eq!(g.next_started().await, Some(name));
+        }
+        g.submit(&pool, "o/a", "a3", &tx); // waits first, A holding 2
+        queued(&pool, 1).await;
+        g.submit(&pool, "o/c", "c1", &tx); // then C, holding none
+        queued(&pool, 2).await;
+        g.end(2); // b1 ends
+        assert_eq!(g.next_started().await, Some("c1"));
+        g.end(3); // b2 ends
+        assert_eq!(g.next_started().await, Some("a3"));
+        for i in [0, 1, 4, 5] {
+            g.end(i);
+        }
+        for r in g.runs {
+            r.await.unwrap().unwrap();
+        }
+    }
+
+    /// Among waiting projects holding as many slots, the one served least
+    /// recently goes first (round robin), each project's queries in order.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn equal_projects_take_turns() {
+        let (pool, mut g, tx) = gated(1);
+        g.submit(&pool, "o/x", "x1", &tx);
+        assert_eq!(g.next_started().await, Some("x1"));
+        for (n, (tenant, name)) in [("o/a", "a1"), ("o/a", "a2"), ("o/a", "a3"), ("o/b", "b1"), ("o/b", "b2")]
+            .into_iter()
+            .enumerate()
+        {
+            g.submit(&pool, tenant, name, &tx);
+            queued(&pool, n + 1).await;
+        }
+        // Submission order: x1 0, a1 1, a2 2, a3 3, b1 4, b2 5.
+        for (ends, next) in [(0, "a1"), (1, "b1"), (4, "a2"), (2, "b2"), (5, "a3")] {
+            g.end(ends);
+            assert_eq!(g.next_started().await, Some(next));
+        }
+        g.end(3);
+        for r in g.runs {
+            r.await.unwrap().unwrap();
+        }
+    }
+
+    /// A query that stops waiting (its deadline) leaves the queue: the slot
+    /// goes to the next one, and the counts stay right.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_query_that_stops_waiting_leaves_the_queue() {
+        let pool = Arc::new(QueryPool::new(1, 8, Duration::from_millis(300)));
+        let (end_tx, end_rx) = std::sync::mpsc::channel::<()>();
+        let busy = tokio::spawn({
+            let pool = pool.clone();
+            async move { pool.run(Lane::Large, "o/a", move || Ok(end_rx.recv())).await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let gone = pool.run(Lane::Large, "o/b", || Ok(1)).await.unwrap_err();
+        assert_eq!(gone.kind(), ErrorKind::Timeout);
+        assert_eq!(pool.waiting.load(Ordering::SeqCst), 0);
+        end_tx.send(()).unwrap();
+        let _ = busy.await.unwrap(); // ran past its deadline: 408 or not, it is over
+        assert_eq!(pool.run(Lane::Large, "o/b", || Ok(2)).await.unwrap(), 2);
+        let state = pool.large.lock();
+        assert_eq!((state.in_use, state.tenants.len()), (0, 0), "{state:?}");
     }
 }

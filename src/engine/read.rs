@@ -151,15 +151,17 @@ impl Engine {
     /// Also returns how long the request waited for a slot of the pool, which
     /// `query_execution_ms` leaves out (turbopuffer: "excluding time spent
     /// waiting due to the namespace concurrency limit").
+    /// Slots are shared among projects: `path`'s project is the tenant.
     pub(crate) async fn evaluate(
         &self,
+        path: &NsPath,
         req: QueryRequest,
         state: Arc<crate::state::NsState>,
     ) -> Result<(Vec<QueryResult>, Duration), EngineError> {
         let lane = Lane::of(state.len());
         let submitted = Instant::now();
         self.queries
-            .run(lane, move || {
+            .run(lane, &path.project_id(), move || {
                 let waited = submitted.elapsed();
                 Ok((query::execute_request(&req, &state)?, waited))
             })
@@ -218,7 +220,7 @@ impl ReadView {
             let _one_at_a_time = h.load_lock.lock().await;
             self.engine.materialize(&self.path, m, None).await?
         };
-        let (results, waited) = self.engine.evaluate(req.clone(), snap.state.clone()).await?;
+        let (results, waited) = self.engine.evaluate(&self.path, req.clone(), snap.state.clone()).await?;
         Ok(Some(QueryAnswer {
             results,
             generation: snap.generation(),
@@ -265,7 +267,7 @@ impl ReadView {
         }
         let (snap, temperature) = self.load().await?.clone();
         let started = Instant::now();
-        let (results, waited) = self.engine.evaluate(req.clone(), snap.state.clone()).await?;
+        let (results, waited) = self.engine.evaluate(&self.path, req.clone(), snap.state.clone()).await?;
         Ok(QueryAnswer {
             results,
             generation: snap.generation(),
@@ -315,7 +317,7 @@ impl ReadView {
         let engine = &self.engine;
         engine
             .queries
-            .run(lane, move || query::recall(&params, &state))
+            .run(lane, &self.path.project_id(), move || query::recall(&params, &state))
             .await
             .inspect_err(|e| engine.forget_rotten(e))
     }

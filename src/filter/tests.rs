@@ -283,21 +283,99 @@ fn glob_matcher_edges() {
     }
 }
 
-/// A pattern that makes the token matcher retry at every position (4 KiB
-/// of pattern over 1 MiB of text: billions of steps) stops at the query
-/// deadline instead of holding its thread.
+/// The matcher `GlobPattern::is_match` replaced, kept as the oracle of its
+/// property test: greedy, backtracking to the last `*` (exact, but
+/// O(pattern × text)).
+fn backtracking_glob(g: &GlobPattern, text: &str) -> bool {
+    let next_char = |t: usize| text.get(t..).and_then(|s| s.chars().next());
+    let (mut p, mut t) = (0usize, 0usize);
+    let mut star: Option<(usize, usize)> = None;
+    while let Some(c) = next_char(t) {
+        match g.tokens.get(p) {
+            Some(GlobToken::Star) => {
+                star = Some((p, t));
+                p += 1;
+                continue;
+            }
+            Some(token) if token_matches(token, c, g.case_insensitive) => {
+                p += 1;
+                t += c.len_utf8();
+                continue;
+            }
+            _ => {}
+        }
+        let Some((sp, st)) = star else { return false };
+        let Some(sc) = next_char(st) else { return false };
+        star = Some((sp, st + sc.len_utf8()));
+        p = sp + 1;
+        t = st + sc.len_utf8();
+    }
+    g.tokens.get(p..).is_some_and(|rest| rest.iter().all(|tok| *tok == GlobToken::Star))
+}
+
+/// Characters whose case folding leaves or enters ASCII (the Kelvin sign
+/// folds to `k`, `ſ` upper-cases to `S`) or is not one character (`ß`,
+/// `İ`) match in a searched piece exactly as token by token.
 #[test]
-fn pathological_globs_stop_at_the_deadline() {
+fn glob_case_folding_edges_agree_with_backtracking() {
+    let patterns =
+        ["*k*", "*[k]*", "*[!k]*", "*s*", "*S*", "*[s-t]*", "*ſ*", "*ß*", "*ẞ*", "*i*", "*İ*", "*?\u{212A}*"];
+    let texts = ["\u{212A}", "k", "K", "ſ", "s", "S", "ß", "ẞ", "İ", "i", "xKy", "x\u{212A}y"];
+    for p in patterns {
+        for t in texts {
+            for ci in [false, true] {
+                let g = GlobPattern::new(p, ci).unwrap();
+                assert_eq!(g.is_match(t), backtracking_glob(&g, t), "{p:?} {t:?} ci {ci}");
+            }
+        }
+    }
+}
+
+/// Patterns that made the backtracking matcher retry at every position (4
+/// KiB of pattern over 1 MiB of text: billions of steps) answer at once now;
+/// a scan of a long value still stops at an expired deadline.
+#[test]
+fn pathological_globs_are_linear_and_stop_at_the_deadline() {
     let pattern = format!("*{}b", "a?".repeat(2_000));
     let text = "a".repeat(1 << 20);
     let started = std::time::Instant::now();
-    let deadline = started + std::time::Duration::from_millis(200);
     for ci in [false, true] {
         let g = GlobPattern::new(&pattern, ci).unwrap();
-        let r = crate::deadline::with_deadline(deadline, || g.is_match(&text));
+        let far = started + std::time::Duration::from_secs(60);
+        assert_eq!(crate::deadline::with_deadline(far, || g.is_match(&text)), Ok(false));
+        let mut hit = text.clone();
+        hit.push('b');
+        assert_eq!(crate::deadline::with_deadline(far, || g.is_match(&hit)), Ok(true));
+        let past = std::time::Instant::now();
+        let r = crate::deadline::with_deadline(past, || g.is_match(&text));
         assert_eq!(r, Err(crate::deadline::Expired));
     }
     assert!(started.elapsed() < std::time::Duration::from_secs(5), "{:?}", started.elapsed());
+}
+
+/// `*` and 1,000 tokens over a 4 MiB value, timed (the case):
+/// `cargo test --lib filter::tests::glob_timing -- --ignored --nocapture`.
+#[test]
+#[ignore = "a measurement, not a check"]
+fn glob_timing() {
+    let text = "ab".repeat(2 << 20);
+    for (name, pattern) in [
+        ("* + 1000 literals", format!("*{}", "ab".repeat(499) + "ac")),
+        ("* + 1000 ? and classes", format!("*{}x", "?[ab]".repeat(499) + "?")),
+        ("*a*b* x 300", "*a*b".repeat(300) + "*x"),
+    ] {
+        for ci in [false, true] {
+            let g = GlobPattern::new(&pattern, ci).unwrap();
+            let t = std::time::Instant::now();
+            let new = g.is_match(&text);
+            let new_time = t.elapsed();
+            let t = std::time::Instant::now();
+            let old = crate::deadline::with_deadline(t + std::time::Duration::from_secs(30), || {
+                backtracking_glob(&g, &text)
+            });
+            println!("{name} ci={ci}: linear {new_time:?} ({new}); backtracking {:?} ({old:?})", t.elapsed());
+        }
+    }
 }
 
 #[test]
@@ -652,6 +730,18 @@ fn doc_strategy() -> impl Strategy<Value = Document> {
     })
 }
 
+/// A star-free token of a long glob, with a character it matches (the last
+/// three only case-insensitively).
+fn long_glob_token() -> impl Strategy<Value = (&'static str, char)> {
+    prop_oneof![8 => Just(("a", 'a')), 4 => Just(("?", 'b')), 4 => Just(("?", 'é')), 2 => Just(("[ab]", 'b')),
+        2 => Just(("[!b]", 'a')), 1 => Just(("b", 'b')), 1 => Just(("é", 'é')), 1 => Just(("[É]", 'É')),
+        1 => Just(("é", 'É')), 1 => Just(("[É]", 'é')), 1 => Just(("a", 'A'))]
+}
+
+fn long_glob_char() -> impl Strategy<Value = char> {
+    prop_oneof![12 => Just('a'), 1 => Just('b'), 1 => Just('é'), 1 => Just('A'), 1 => Just('É')]
+}
+
 proptest! {
     #[test]
     fn round_trips_through_json(v in filter_json()) {
@@ -703,6 +793,47 @@ proptest! {
         if let (Ok(ours), Ok(theirs)) = (ours, theirs) {
             prop_assert_eq!(ours, theirs, "pattern {:?} text {:?}", p, t);
         }
+    }
+
+    #[test]
+    fn glob_agrees_with_backtracking(
+        p in "([aAbé?]|\\*|\\\\[*?a\\[]|\\[[!^]?[aAbé\\]]-?[aBé]?\\]){0,8}",
+        t in "[aAbBéÉx]{0,12}",
+        ci in any::<bool>(),
+    ) {
+        if let Ok(g) = GlobPattern::new(&p, ci) {
+            prop_assert_eq!(g.is_match(&t), backtracking_glob(&g, &t), "pattern {:?} text {:?} ci {}", p, t, ci);
+        }
+    }
+
+    #[test]
+    fn long_globs_agree_with_backtracking(
+        pieces in prop::collection::vec(
+            (prop::collection::vec(long_glob_token(), 0..140), prop::collection::vec(long_glob_char(), 0..20)),
+            1..4,
+        ),
+        (lead, trail) in (any::<bool>(), any::<bool>()),
+        flip in prop::option::of((any::<prop::sample::Index>(), long_glob_char())),
+        ci in any::<bool>(),
+    ) {
+        // The text instantiates each piece after some filler (so long
+        // pieces do occur, across mask words), then maybe one character
+        // changes.
+        let mut text: Vec<char> = Vec::new();
+        for (tokens, filler) in &pieces {
+            text.extend(filler);
+            text.extend(tokens.iter().map(|(_, c)| *c));
+        }
+        if let Some((at, c)) = flip.filter(|_| !text.is_empty()) {
+            let i = at.index(text.len());
+            text[i] = c;
+        }
+        let pieces: Vec<String> =
+            pieces.iter().map(|(tokens, _)| tokens.iter().map(|(p, _)| *p).collect()).collect();
+        let p = format!("{}{}{}", if lead { "*" } else { "" }, pieces.join("*"), if trail { "*" } else { "" });
+        let t: String = text.into_iter().collect();
+        let g = GlobPattern::new(&p, ci).unwrap();
+        prop_assert_eq!(g.is_match(&t), backtracking_glob(&g, &t), "pattern {:?} text {:?} ci {}", p, t, ci);
     }
 
     #[test]
@@ -765,5 +896,39 @@ fn condition_new_keeps_leaves_well_formed() {
         };
         let c = Condition::new("a", op, operand.clone()).unwrap();
         assert_eq!((c.attr(), c.op(), c.leaf_operand()), ("a", op, operand));
+    }
+}
+
+/// Pathological regexes over a 4 MiB value, timed (the `regex` crate's lazy
+/// DFA, falling back when its cache thrashes):
+/// `cargo test --lib filter::tests::regex_timing -- --ignored --nocapture`.
+#[test]
+#[ignore = "a measurement, not a check"]
+fn regex_timing() {
+    // `c`, `x` and `z` every ~1,000 characters, so a literal prefilter
+    // cannot skip the text, and no match.
+    let text = ("ab".repeat(500) + "czx").repeat(4 << 10);
+    for pattern in [
+        "(a|aa)*c$".to_owned(),
+        "(a|ab)*c".to_owned(),
+        ".{0,1000}x".to_owned(),
+        "(?:ab){499}ac".to_owned(),
+        "[ab]*a[ab]{20}c".to_owned(),
+        "(?:[ab]*a[ab]{200})x".to_owned(),
+        "(?i)(?:\\w+\\s*){1,100}x".to_owned(),
+        "[ab]*a[ab]{18}b".to_owned(),
+        "[ab]*b[ab]{30}b[ab]{3}a".to_owned(),
+        "\\w*a\\w{30}\\W".to_owned(),
+        "(?:.*a){20}z".to_owned(),
+        "(?:a|b|ab|ba)*(?:[ab]{40})c".to_owned(),
+    ] {
+        let r = RegexPattern::new(&pattern);
+        let Ok(r) = r else {
+            println!("{pattern}: refused ({:?})", r.err());
+            continue;
+        };
+        let t = std::time::Instant::now();
+        let hit = r.regex.is_match(&text);
+        println!("{pattern}: {:?} ({hit})", t.elapsed());
     }
 }
