@@ -100,9 +100,28 @@ const RECENT_SLOTS: usize = 256;
 
 thread_local! {
     static SCOPE: RefCell<Option<Scope>> = const { RefCell::new(None) };
-    /// The last (guard id, chunk) found checked: the fast path of a scan that
-    /// reads many rows of one chunk. Cleared with the scope and each epoch.
-    static LAST: Cell<Option<(u64, usize)>> = const { Cell::new(None) };
+    /// The last few (guard id, chunk) pairs found checked: the fast path of a
+    /// scan that reads many rows of one chunk. Cleared with the scope and each epoch.
+    static LAST: Cell<[(u64, usize); LAST_SLOTS]> = const { Cell::new([(0, 0); LAST_SLOTS]) };
+    static LAST_NEXT: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Entries of the fast path: a scan row touches a few regions at once (its id, its offsets,
+/// its bytes), each staying in one chunk for several rows.
+const LAST_SLOTS: usize = 4;
+
+fn forget_last() {
+    LAST.set([(0, 0); LAST_SLOTS]);
+}
+
+fn remember_last(id: u64, chunk: usize) {
+    let i = LAST_NEXT.get();
+    let mut last = LAST.get();
+    if let Some(slot) = last.get_mut(i % LAST_SLOTS) {
+        *slot = (id, chunk);
+    }
+    LAST.set(last);
+    LAST_NEXT.set(i.wrapping_add(1));
 }
 
 static UNSCOPED: Mutex<Vec<Rot>> = Mutex::new(Vec::new());
@@ -124,7 +143,7 @@ struct Installed;
 impl Drop for Installed {
     fn drop(&mut self) {
         SCOPE.with(|s| *s.borrow_mut() = None);
-        LAST.set(None);
+        forget_last();
     }
 }
 
@@ -144,7 +163,7 @@ pub fn within<T>(f: impl FnOnce() -> T) -> Result<T, Rot> {
         })
     });
     let _clear = Installed;
-    LAST.set(None);
+    forget_last();
     let out = f();
     let rot = SCOPE.with(|s| s.borrow_mut().as_mut().and_then(|sc| sc.rot.take()));
     match rot {
@@ -231,13 +250,12 @@ impl ChunkGuard {
     }
 
     fn check_chunk(&self, src: Bytes<'_>, chunk: usize) -> bool {
-        if LAST.get() == Some((self.id, chunk)) {
+        if LAST.get().contains(&(self.id, chunk)) {
             return true;
         }
-        let in_scope =
-            SCOPE.with(|s| s.borrow_mut().as_mut().map(|sc| sc.seen(self.id, chunk)));
+        let in_scope = SCOPE.with(|s| s.borrow_mut().as_mut().map(|sc| sc.seen(self.id, chunk)));
         if in_scope == Some(true) {
-            LAST.set(Some((self.id, chunk)));
+            remember_last(self.id, chunk);
             return true;
         }
         match self.verify(src, chunk) {
@@ -247,7 +265,7 @@ impl ChunkGuard {
                         sc.mark(self.id, chunk);
                     }
                 });
-                LAST.set(Some((self.id, chunk)));
+                remember_last(self.id, chunk);
                 true
             }
             Ok(_) => true,
@@ -350,7 +368,7 @@ impl Scope {
         if self.lookups.is_multiple_of(64) && self.epoch_start.elapsed() >= RECHECK_AFTER {
             self.recent.fill((0, 0));
             self.epoch_start = Instant::now();
-            LAST.set(None);
+            forget_last();
         }
         self.recent.get(Self::slot(id, chunk)).is_some_and(|s| *s == (id, chunk))
     }

@@ -4,19 +4,23 @@
 //! tenant however heavy the queries are.
 //!
 //! Invariants:
-//! - Never more than `slots` evaluations of each lane run at once: a query
-//!   holds a slot of its lane for its whole evaluation. Queries on
+//! - Never more than `slots` evaluations of each lane run at once, plus one on
+//!   the lane's guest slot (below): a query holds a slot of its lane for its
+//!   whole evaluation. Queries on
 //!   namespaces of at most [`SMALL_NAMESPACE_DOCS`] documents use their own
 //!   lane, so a small tenant is not queued behind large scans (its work is
 //!   bounded by its size and the request caps).
 //! - Slots are shared fairly among tenants (a tenant is a project,
-//!   `org/project`): one holds at most `slots - 1` slots of a lane (at least
-//!   1), so with two slots or more one always stays for the other projects;
-//!   and a freed slot goes to the waiting tenant holding the fewest slots of
-//!   the lane, the one served least recently among equals (round robin),
-//!   each tenant's own queries in arrival order. A project sending many or
-//!   costly queries thus delays its own queries, not another project's. A
-//!   free slot is never left idle while a query that may take it waits.
+//!   `org/project`): a tenant may hold every regular slot of a lane (a node
+//!   serving one project loses nothing), but never the lane's **guest slot**,
+//!   which only a tenant holding no slot of the lane may take — so a project
+//!   arriving while another holds every regular slot runs at once, on the
+//!   guest slot. A freed slot goes to the waiting tenant holding the fewest
+//!   slots of the lane, the one served least recently among equals (round
+//!   robin), each tenant's own queries in arrival order. A project sending
+//!   many or costly queries thus delays its own queries, not another
+//!   project's. A free slot is never left idle while a query that may take
+//!   it waits.
 //! - At most `max_queued` queries wait for a slot; one more fails at once as
 //!   [`super::ErrorKind::Backpressure`] with a retry hint (429 with
 //!   `retry-after-ms`; the SDK retries it with backoff).
@@ -190,8 +194,10 @@ struct FairSlots {
 #[derive(Debug)]
 struct SlotState {
     slots: usize,
-    /// Slots held now, over all tenants.
+    /// Regular slots held now, over all tenants.
     in_use: usize,
+    /// Whether the guest slot is held (by a tenant that held no other slot when it took it).
+    guest_in_use: bool,
     /// Tenants holding or waiting for a slot (an idle tenant is forgotten).
     tenants: HashMap<Arc<str>, Tenant>,
     /// Counts grants: a tenant's last one orders equals round robin.
@@ -212,6 +218,8 @@ struct Tenant {
 struct SlotPermit {
     slots: Arc<FairSlots>,
     tenant: Arc<str>,
+    /// Holds the lane's guest slot (not a regular one).
+    guest: bool,
 }
 
 /// A query's place in a lane's queue; dropping it leaves the queue.
@@ -230,7 +238,14 @@ enum Acquired<W> {
 
 impl FairSlots {
     fn new(slots: usize) -> FairSlots {
-        let state = SlotState { slots, in_use: 0, tenants: HashMap::new(), grants: 0, next_ticket: 0 };
+        let state = SlotState {
+            slots,
+            in_use: 0,
+            guest_in_use: false,
+            tenants: HashMap::new(),
+            grants: 0,
+            next_ticket: 0,
+        };
         FairSlots { state: Mutex::new(state) }
     }
 
@@ -249,13 +264,13 @@ impl FairSlots {
         admit: impl FnOnce() -> Result<W, EngineError>,
     ) -> Result<Acquired<W>, EngineError> {
         let mut state = self.lock();
-        let cap = state.per_tenant();
-        let free = state.in_use < state.slots;
         let key = state.key(tenant);
-        let t = state.tenants.entry(key.clone()).or_default();
-        if free && t.running < cap {
-            let permit = state.grant(self, &key);
-            return Ok(Acquired::Now(permit));
+        let running = state.tenants.entry(key.clone()).or_default().running;
+        if state.in_use < state.slots {
+            return Ok(Acquired::Now(state.grant(self, &key, false)));
+        }
+        if running == 0 && !state.guest_in_use {
+            return Ok(Acquired::Now(state.grant(self, &key, true)));
         }
         let waiting = match admit() {
             Ok(w) => w,
@@ -274,10 +289,14 @@ impl FairSlots {
     }
 
     /// Gives `tenant`'s slot back and passes free slots on.
-    fn release(self: &Arc<Self>, tenant: &Arc<str>) {
+    fn release(self: &Arc<Self>, tenant: &Arc<str>, guest: bool) {
         let handed = {
             let mut state = self.lock();
-            state.in_use = state.in_use.saturating_sub(1);
+            if guest {
+                state.guest_in_use = false;
+            } else {
+                state.in_use = state.in_use.saturating_sub(1);
+            }
             if let Some(t) = state.tenants.get_mut(tenant) {
                 t.running = t.running.saturating_sub(1);
             }
@@ -302,25 +321,24 @@ impl FairSlots {
 }
 
 impl SlotState {
-    /// Slots one tenant may hold: all but one, at least one.
-    fn per_tenant(&self) -> usize {
-        self.slots.saturating_sub(1).max(1)
-    }
-
     /// The map's key for `tenant` (shared by its permits and tickets).
     fn key(&self, tenant: &str) -> Arc<str> {
         self.tenants.get_key_value(tenant).map_or_else(|| Arc::from(tenant), |(k, _)| k.clone())
     }
 
-    fn grant(&mut self, slots: &Arc<FairSlots>, tenant: &Arc<str>) -> SlotPermit {
-        self.in_use += 1;
+    fn grant(&mut self, slots: &Arc<FairSlots>, tenant: &Arc<str>, guest: bool) -> SlotPermit {
+        if guest {
+            self.guest_in_use = true;
+        } else {
+            self.in_use += 1;
+        }
         self.grants += 1;
         let grants = self.grants;
         if let Some(t) = self.tenants.get_mut(tenant) {
             t.running += 1;
             t.last_served = grants;
         }
-        SlotPermit { slots: slots.clone(), tenant: tenant.clone() }
+        SlotPermit { slots: slots.clone(), tenant: tenant.clone(), guest }
     }
 
     /// Fills the free slots from the queues, fewest slots held first, then
@@ -328,22 +346,26 @@ impl SlotState {
     /// to hand over once the lock is released.
     fn dispatch(&mut self, slots: &Arc<FairSlots>) -> Vec<(oneshot::Sender<SlotPermit>, SlotPermit)> {
         let mut handed = Vec::new();
-        while self.in_use < self.slots {
-            let Some(tenant) = self.next_served() else { break };
+        loop {
+            let guest = self.in_use >= self.slots;
+            if guest && self.guest_in_use {
+                break;
+            }
+            let Some(tenant) = self.next_served(guest) else { break };
             let Some((_, tx)) = self.tenants.get_mut(&tenant).and_then(|t| t.queue.pop_front()) else {
                 break;
             };
-            handed.push((tx, self.grant(slots, &tenant)));
+            handed.push((tx, self.grant(slots, &tenant, guest)));
         }
         handed
     }
 
-    /// The waiting tenant a free slot goes to, if any may take one.
-    fn next_served(&self) -> Option<Arc<str>> {
-        let cap = self.per_tenant();
+    /// The waiting tenant a free slot goes to, if any may take one (the
+    /// guest slot: only a tenant holding none).
+    fn next_served(&self, guest: bool) -> Option<Arc<str>> {
         self.tenants
             .iter()
-            .filter(|(_, t)| t.running < cap)
+            .filter(|(_, t)| !guest || t.running == 0)
             .filter_map(|(k, t)| t.queue.front().map(|(id, _)| ((t.running, t.last_served, *id), k)))
             .min_by_key(|(order, _)| *order)
             .map(|(_, k)| k.clone())
@@ -358,7 +380,7 @@ impl SlotState {
 
 impl Drop for SlotPermit {
     fn drop(&mut self) {
-        self.slots.release(&self.tenant);
+        self.slots.release(&self.tenant, self.guest);
     }
 }
 
@@ -493,23 +515,24 @@ mod tests {
         (pool, Gated { started, ends: Vec::new(), runs: Vec::new() }, tx)
     }
 
-    /// Project A's heavy queries never take the last slot: B's tiny query
-    /// runs at once while A's queue waits.
+    /// Project A's heavy queries take every regular slot (a single project
+    /// loses nothing) but never the guest slot: B's tiny query runs at once
+    /// while A's third query waits.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_project_keeps_one_slot_free_for_the_others() {
+    async fn another_project_runs_at_once_on_the_guest_slot() {
         let (pool, mut g, tx) = gated(2);
         for name in ["a1", "a2", "a3"] {
             g.submit(&pool, "o/a", name, &tx);
         }
         assert_eq!(g.next_started().await, Some("a1"));
-        g.none_starts().await; // a2 waits: A holds slots - 1
+        assert_eq!(g.next_started().await, Some("a2"));
+        g.none_starts().await; // a3 waits: the guest slot is not A's to take
         let started = Instant::now();
         assert_eq!(pool.run(Lane::Large, "o/b", || Ok(7)).await.unwrap(), 7);
         assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
         g.end(0);
-        assert_eq!(g.next_started().await, Some("a2"));
-        g.end(1);
         assert_eq!(g.next_started().await, Some("a3"));
+        g.end(1);
         g.end(2);
         for r in g.runs {
             r.await.unwrap().unwrap();
@@ -520,20 +543,21 @@ mod tests {
     /// not to the query that waited longest.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_freed_slot_goes_to_the_project_holding_fewest() {
-        let (pool, mut g, tx) = gated(4); // at most 3 per project
-        for (tenant, name) in [("o/a", "a1"), ("o/a", "a2"), ("o/b", "b1"), ("o/b", "b2")] {
+        let (pool, mut g, tx) = gated(4);
+        // Four regular slots, then the guest slot to D.
+        for (tenant, name) in [("o/a", "a1"), ("o/a", "a2"), ("o/b", "b1"), ("o/b", "b2"), ("o/d", "d1")] {
             g.submit(&pool, tenant, name, &tx);
             assert_eq!(g.next_started().await, Some(name));
         }
         g.submit(&pool, "o/a", "a3", &tx); // waits first, A holding 2
         queued(&pool, 1).await;
-        g.submit(&pool, "o/c", "c1", &tx); // then C, holding none
+        g.submit(&pool, "o/c", "c1", &tx); // then C, holding none (the guest slot is taken)
         queued(&pool, 2).await;
         g.end(2); // b1 ends
         assert_eq!(g.next_started().await, Some("c1"));
         g.end(3); // b2 ends
         assert_eq!(g.next_started().await, Some("a3"));
-        for i in [0, 1, 4, 5] {
+        for i in [0, 1, 4, 5, 6] {
             g.end(i);
         }
         for r in g.runs {
@@ -548,6 +572,8 @@ mod tests {
         let (pool, mut g, tx) = gated(1);
         g.submit(&pool, "o/x", "x1", &tx);
         assert_eq!(g.next_started().await, Some("x1"));
+        g.submit(&pool, "o/g", "g1", &tx); // the guest slot, held throughout
+        assert_eq!(g.next_started().await, Some("g1"));
         for (n, (tenant, name)) in [("o/a", "a1"), ("o/a", "a2"), ("o/a", "a3"), ("o/b", "b1"), ("o/b", "b2")]
             .into_iter()
             .enumerate()
@@ -555,12 +581,13 @@ mod tests {
             g.submit(&pool, tenant, name, &tx);
             queued(&pool, n + 1).await;
         }
-        // Submission order: x1 0, a1 1, a2 2, a3 3, b1 4, b2 5.
-        for (ends, next) in [(0, "a1"), (1, "b1"), (4, "a2"), (2, "b2"), (5, "a3")] {
+        // Submission order: x1 0, g1 1, a1 2, a2 3, a3 4, b1 5, b2 6.
+        for (ends, next) in [(0, "a1"), (2, "b1"), (5, "a2"), (3, "b2"), (6, "a3")] {
             g.end(ends);
             assert_eq!(g.next_started().await, Some(next));
         }
-        g.end(3);
+        g.end(4);
+        g.end(1);
         for r in g.runs {
             r.await.unwrap().unwrap();
         }
@@ -577,7 +604,8 @@ mod tests {
             async move { pool.run(Lane::Large, "o/a", move || Ok(end_rx.recv())).await }
         });
         tokio::time::sleep(Duration::from_millis(50)).await;
-        let gone = pool.run(Lane::Large, "o/b", || Ok(1)).await.unwrap_err();
+        // The same project: the guest slot is not its to take.
+        let gone = pool.run(Lane::Large, "o/a", || Ok(1)).await.unwrap_err();
         assert_eq!(gone.kind(), ErrorKind::Timeout);
         assert_eq!(pool.waiting.load(Ordering::SeqCst), 0);
         end_tx.send(()).unwrap();
