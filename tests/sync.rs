@@ -25,6 +25,9 @@
 //!   no local generation is published twice as different remote generations;
 //!   kill -9 during pulls leaves a puller that converges to exactly the
 //!   acknowledged documents.
+//! - A local segment whose bytes changed after verification fails the query
+//!   that meets it; the next round fetches it again from the remote (verified
+//!   against the local manifest) and every document answers again.
 //! - The status reports pending work as soon as it exists (writes after the
 //!   uplink went silent, no round run) and a silent uplink as unreachable
 //!   within the probe's bound.
@@ -99,6 +102,64 @@ async fn sync_run(d: &Daemon) -> Json {
 
 fn ns_status<'a>(status: &'a Json, ns: &str) -> &'a Json {
     status["namespaces"].as_array().unwrap().iter().find(|n| n["namespace"] == ns).unwrap_or(&Json::Null)
+}
+
+/// Every segment file under `dir` whose path names namespace `ns`.
+fn segment_files_of(dir: &Path, ns: &str) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                todo.push(p);
+            } else if p.to_string_lossy().contains(&format!("/namespaces/{ns}/"))
+                && std::fs::read(&p).is_ok_and(|b| b.starts_with(b"TIDE.SEG"))
+            {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_damaged_local_segment_is_fetched_again_from_the_remote() {
+    use std::os::unix::fs::FileExt;
+    let bucket = s3::new_bucket().await;
+    let dir = tempfile::tempdir().unwrap();
+    let a = node(dir.path(), &bucket, s3::endpoint(), "edge-h", "*=push");
+    assert_eq!(upsert(&a, NS, 0..300).await, 200);
+    let (status, _) =
+        post(&client(), &a.at(&format!("/v1/namespaces/{NS}/_admin/compact")), &json!({})).await;
+    assert_eq!(status, 200);
+    assert_eq!(sync_run(&a).await["status"], "OK");
+    let all = json!({"rank_by": ["id", "asc"], "top_k": 10_000, "include_attributes": true});
+    let url = a.at(&format!("/v2/namespaces/{NS}/query"));
+    let (status, body) = post(&client(), &url, &all).await;
+    assert_eq!((status, body["rows"].as_array().map(Vec::len)), (200, Some(300)), "{body}");
+
+    // Row 123's tag "t123" becomes "t122" in the file the node has mapped (a failing disk).
+    let segs = segment_files_of(dir.path(), NS);
+    assert_eq!(segs.len(), 1, "{segs:?}");
+    let bytes = std::fs::read(&segs[0]).unwrap();
+    let at = bytes.windows(4).position(|w| w == b"t123").expect("row 123's tag") + 3;
+    std::fs::OpenOptions::new().write(true).open(&segs[0]).unwrap().write_all_at(b"2", at as u64).unwrap();
+    let (status, body) = post(&client(), &url, &all).await;
+    assert!((500..600).contains(&status), "the changed row is not served: {status} {body}");
+
+    let healed = sync_run(&a).await;
+    assert_eq!(healed["status"], "OK", "{healed}");
+    let (status, body) = post(&client(), &url, &all).await;
+    assert_eq!((status, body["rows"].as_array().map(Vec::len)), (200, Some(300)), "{body}");
+    assert_eq!(body["rows"][123]["tag"], "t123", "the remote's bytes: {}", body["rows"][123]);
+    let (status, report) = post(&client(), &a.at("/v1/_admin/verify"), &json!({})).await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["status"], "OK", "{report}");
+    assert!(
+        report["refetched"][0]["error"].as_str().is_some_and(|e| e.contains("fetched again from")),
+        "{report}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

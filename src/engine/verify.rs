@@ -162,7 +162,27 @@ impl Engine {
             let mut marks = self.refetched.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             marks.insert(rot.object.clone(), rot.to_string());
         }
-        self.cache.invalidate(&rot.object);
+        self.drop_object(&rot.object);
+    }
+
+    /// Objects marked damaged at run time, by key (what a sync round may fetch again).
+    pub fn damaged_keys(&self) -> Vec<String> {
+        self.damaged.lock().unwrap_or_else(std::sync::PoisonError::into_inner).keys().cloned().collect()
+    }
+
+    /// `key` was written again, verified, from a copy elsewhere (the sync remote): its damage
+    /// mark becomes a `refetched` one, and the damaged bytes leave the caches and loaded states.
+    pub fn object_restored(&self, key: &str, from: &str) {
+        let was = self.damaged.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(key);
+        let what = format!("{}; fetched again from {from}", was.unwrap_or_else(|| "damaged".into()));
+        self.refetched.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(key.to_owned(), what);
+        self.drop_object(key);
+    }
+
+    /// Drop `key` from the disk cache and every loaded state that holds it (the next read loads it
+    /// again).
+    fn drop_object(&self, key: &str) {
+        self.cache.invalidate(key);
         let handles: Vec<_> = {
             let map = self.handles.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             map.values().cloned().collect()
@@ -170,7 +190,7 @@ impl Engine {
         for h in handles {
             let holds = super::cached(&h)
                 .and_then(|s| s.manifest)
-                .is_some_and(|m| m.object_keys().contains(&rot.object));
+                .is_some_and(|m| m.object_keys().iter().any(|k| k == key));
             if holds {
                 super::clear_cached(&h);
             }

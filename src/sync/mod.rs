@@ -9,6 +9,7 @@
 //! - [`sweep`]: garbage collection of the remote by reachability (one node at a time).
 //! - [`lease`]: one writer per `push` namespace across nodes (fencing epochs).
 //! - [`reconcile`]: one namespace: push, pull, or a conflict (rebase/branch).
+//! - `heal`: damaged local objects fetched again from the remote; `live`: the status as of now.
 //!
 //! Invariants:
 //! - The remote is never on a request's path: writes are acknowledged when
@@ -22,6 +23,7 @@
 //!   except through the local commit unit's refcounts.
 
 pub mod config;
+mod heal;
 pub mod lease;
 mod live;
 pub mod reconcile;
@@ -164,6 +166,7 @@ impl Syncer {
     /// remote ones a `pull`/`both` rule covers). Rounds never overlap.
     pub async fn run_round(&self) -> RoundReport {
         let _one = self.round.lock().await;
+        self.heal_damaged().await;
         let paths = match self.discover().await {
             Ok(p) => p,
             Err(e) => {

@@ -114,6 +114,13 @@ impl Transfer {
             self.remember(&r.key);
             return Ok(None);
         }
+        self.copy_over(r).await.map(Some)
+    }
+
+    /// Copy one object whether or not the destination holds it (a damaged
+    /// copy there is replaced), verified against its manifest entry; returns
+    /// the bytes sent.
+    pub async fn copy_over(&self, r: &ObjectRef) -> Result<u64, EngineError> {
         let mismatch = || {
             EngineError::corrupted(format!(
                 "object {} does not match its manifest (length or crc32c) in {}; not copied",
@@ -134,7 +141,7 @@ impl Transfer {
             self.to.put(&r.key, bytes).await?;
         }
         self.remember(&r.key);
-        Ok(Some(r.bytes))
+        Ok(r.bytes)
     }
 
     fn remember(&self, key: &str) {
