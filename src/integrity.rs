@@ -349,6 +349,14 @@ impl<'a> FileGuard<'a> {
     }
 }
 
+/// `sub`, after checking it with `guard` when there is one (a mismatch is recorded in the
+/// evaluation's scope, which then fails: see [`FileGuard::check_slice`]). What an index reader
+/// wraps each slice it reads in.
+pub fn checked<'a, T>(guard: Option<&FileGuard<'_>>, sub: &'a [T]) -> &'a [T] {
+    check_slice(guard, sub);
+    sub
+}
+
 /// Check `sub` with `guard` when there is one (see [`FileGuard::check_slice`]).
 pub fn check_slice<T>(guard: Option<&FileGuard<'_>>, sub: &[T]) -> bool {
     guard.is_none_or(|g| g.check_slice(sub))

@@ -193,10 +193,10 @@ impl<'a> AttrIndex<'a> {
         self
     }
 
-    fn checked(&self, sub: &'a [u8]) -> &'a [u8] {
-        // A mismatch is recorded in the evaluation's scope, which then fails the query.
-        crate::integrity::check_slice(self.guard.as_ref(), sub);
-        sub
+    /// `sub`, checked first (a mismatch fails the evaluation's scope: a changed byte never drops a
+    /// row from an answer).
+    fn checked<T>(&self, sub: &'a [T]) -> &'a [T] {
+        crate::integrity::checked(self.guard.as_ref(), sub)
     }
 
     /// The attribute this section covers.

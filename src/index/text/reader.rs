@@ -48,11 +48,10 @@ pub(super) fn take_dict<'a>(
 }
 
 impl<'a> Dict<'a> {
-    /// `sub`, checked against the segment's range checksums first (a mismatch fails the
-    /// evaluation's scope: a changed byte never drops a row from an answer).
+    /// `sub`, checked first (a mismatch fails the evaluation's scope: a changed byte never drops a
+    /// row from an answer).
     fn checked<T>(&self, sub: &'a [T]) -> &'a [T] {
-        crate::integrity::check_slice(self.guard.as_ref(), sub);
-        sub
+        crate::integrity::checked(self.guard.as_ref(), sub)
     }
 
     pub(super) fn key(&self, i: usize) -> Option<&'a [u8]> {
