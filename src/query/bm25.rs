@@ -441,6 +441,12 @@ fn fill_stats(leaves: &mut [Leaf], state: &NsState, views: &[SegView<'_>]) {
             .zip(stats.iter_mut())
             .map(|(l, st)| v.ls.text_index(&l.attr).map(|ix| add_index(st, l, &ix)).is_some())
             .collect();
+        if indexed.iter().all(|i| *i) {
+            // Every clause's index counted every row: only the dead rows (deleted, or shadowed
+            // by the overlay) are taken back out, so visit them alone, not every row.
+            remove_dead_rows(&mut stats, leaves, v);
+            continue;
+        }
         for r in (0..v.ls.seg.len()).take_while(|_| !deadline::expired()) {
             let live = v.live(r);
             // Live rows count where the attribute is unindexed; dead rows are
@@ -470,6 +476,20 @@ fn fill_stats(leaves: &mut [Leaf], state: &NsState, views: &[SegView<'_>]) {
     }
     for (l, st) in leaves.iter_mut().zip(stats) {
         l.stats = st;
+    }
+}
+
+/// Take the rows of `v` that are not live out of every clause's statistics (the indexes counted
+/// them): O(dead rows), not O(rows).
+fn remove_dead_rows(stats: &mut [CorpusStats], leaves: &[Leaf], v: &SegView<'_>) {
+    let dead: std::collections::BTreeSet<usize> =
+        v.ls.deleted.iter().chain(v.shadowed.iter().copied()).collect();
+    for r in dead.into_iter().take_while(|_| !deadline::expired()) {
+        let Some(d) = v.attrs_doc(r) else { continue };
+        let mut toks = DocTokens::new(&d);
+        for (st, l) in stats.iter_mut().zip(leaves.iter()).take_while(|_| !deadline::expired()) {
+            remove_row(st, l, toks.of(l));
+        }
     }
 }
 
