@@ -94,6 +94,26 @@ pub struct ApiKeyConfig {
     pub read_only: bool,
 }
 
+/// One local model (`[[models]]` in the file, `--model NAME=DIR` as a flag): a directory in
+/// the Hugging Face / sentence-transformers layout (`crate::models`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// The name schemas and queries use (`"embed": NAME`, `rerank_by.model`).
+    pub name: String,
+    /// The model directory.
+    pub path: PathBuf,
+}
+
+impl ModelConfig {
+    /// `NAME=DIR`, as `--model` takes it.
+    pub fn parse_flag(v: &str) -> Result<ModelConfig, ConfigError> {
+        let (name, path) =
+            v.split_once('=').ok_or_else(|| ConfigError(format!("--model {v:?}: expected NAME=DIR")))?;
+        Ok(ModelConfig { name: name.trim().to_owned(), path: PathBuf::from(path.trim()) })
+    }
+}
+
 /// The TOML file: every field optional.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -140,6 +160,8 @@ pub struct FileConfig {
     pub allowed_hosts: Option<Vec<String>>,
     #[serde(default)]
     pub api_keys: Vec<ApiKeyConfig>,
+    #[serde(default)]
+    pub models: Vec<ModelConfig>,
     pub sync: Option<crate::sync::config::SyncFile>,
 }
 
@@ -166,6 +188,11 @@ pub struct ServeArgs {
     /// else `<data-dir>/cache`.
     #[arg(long, env = "TIDEPOOL_CACHE_DIR")]
     pub cache_dir: Option<PathBuf>,
+    /// A local model for embedding and reranking, NAME=DIR (a Hugging Face / sentence-transformers
+    /// directory: config.json, tokenizer.json, model.safetensors); repeat for more. Replaces the
+    /// file's [[models]] when given.
+    #[arg(long = "model", env = "TIDEPOOL_MODELS", value_delimiter = ',')]
+    pub models: Option<Vec<String>>,
     /// Listen address, e.g. 127.0.0.1:7474 (port 0 picks a free port).
     #[arg(long, env = "TIDEPOOL_LISTEN")]
     pub listen: Option<String>,
@@ -372,6 +399,8 @@ pub struct Config {
     pub query_timeout: Duration,
     /// API keys (empty: open access as default/default, loopback only).
     pub api_keys: Vec<ApiKeyConfig>,
+    /// Local models (`crate::models`), loaded and checked at start; reloadable.
+    pub models: Vec<ModelConfig>,
     /// Open mode: browser origins allowed (`api::origin`).
     pub allowed_origins: Vec<String>,
     /// Open mode: Host names allowed besides loopback ones.
@@ -508,6 +537,10 @@ impl Config {
                 DEFAULT_QUERY_TIMEOUT_MS,
             )?,
             api_keys: file.api_keys,
+            models: match &args.models {
+                Some(flags) => flags.iter().map(|f| ModelConfig::parse_flag(f)).collect::<Result<_, _>>()?,
+                None => file.models,
+            },
             allowed_origins: args.allowed_origins.clone().or(file.allowed_origins).unwrap_or_default(),
             allowed_hosts: args.allowed_hosts.clone().or(file.allowed_hosts).unwrap_or_default(),
             cache_budget_bytes: args
@@ -554,6 +587,21 @@ impl Config {
         }
         if self.max_connections == 0 {
             return Err(ConfigError("max_connections must be at least 1".into()));
+        }
+        let mut names = std::collections::HashSet::new();
+        for (i, m) in self.models.iter().enumerate() {
+            if m.name.is_empty() || m.name.contains(['=', ',']) || m.name.chars().any(char::is_whitespace) {
+                return Err(ConfigError(format!(
+                    "models[{i}]: name {:?} must be non-empty, without '=', ',' or spaces",
+                    m.name
+                )));
+            }
+            if m.path.as_os_str().is_empty() {
+                return Err(ConfigError(format!("models[{i}] ({}): path must not be empty", m.name)));
+            }
+            if !names.insert(&m.name) {
+                return Err(ConfigError(format!("models: the name {:?} is configured twice", m.name)));
+            }
         }
         let mut seen = std::collections::HashSet::new();
         for (i, k) in self.api_keys.iter().enumerate() {

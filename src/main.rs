@@ -15,6 +15,7 @@ use std::process::ExitCode;
 use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use tidepool::config::effective::{render_json, render_text, settings, Source};
 use tidepool::config::{Config, LogFormat, ServeArgs};
+use tidepool::models::{ModelSet, ModelSpec};
 
 #[derive(Debug, Parser)]
 #[command(name = "tidepool", version, about = "An edge search daemon speaking the turbopuffer v2 API")]
@@ -139,12 +140,48 @@ fn config_check(args: &ServeArgs, matches: Option<&ArgMatches>, json: bool) -> E
         .map(|t| t.keys().cloned().collect())
         .unwrap_or_default();
     let source = |key: &str| setting_source(key, matches, &file_keys);
+    let specs: Vec<ModelSpec> =
+        cfg.models.iter().map(|m| ModelSpec { name: m.name.clone(), path: m.path.clone() }).collect();
+    // Loaded as `serve` would load them: a missing or damaged model makes the configuration invalid.
+    let models = match ModelSet::load(&specs) {
+        Ok(m) => m,
+        Err(e) => {
+            if json {
+                println!("{}", serde_json::json!({"valid": false, "error": format!("models: {e}")}));
+            }
+            eprintln!("tidepool: the configuration is invalid: models: {e}");
+            return ExitCode::from(2);
+        }
+    };
     if json {
-        println!("{}", render_json(&cfg, &list, &source));
+        let mut out = render_json(&cfg, &list, &source);
+        out["models"] = models.iter().map(|m| model_json(m)).collect();
+        println!("{out}");
     } else {
         print!("{}", render_text(&cfg, &list, &source));
+        for m in models.iter() {
+            let v = model_json(m);
+            println!(
+                "# model {}: {}, {} dims, {} max tokens ({})",
+                m.name(),
+                v["kind"].as_str().unwrap_or_default(),
+                m.dims(),
+                m.max_tokens(),
+                m.path().display()
+            );
+        }
     }
     ExitCode::SUCCESS
+}
+
+/// What `config check` reports of a loaded model.
+fn model_json(m: &tidepool::models::Model) -> serde_json::Value {
+    let kind = match m.kind() {
+        tidepool::models::ModelKind::Embedding => "embedding",
+        tidepool::models::ModelKind::CrossEncoder => "cross-encoder",
+    };
+    serde_json::json!({"name": m.name(), "path": m.path().display().to_string(), "kind": kind,
+        "dims": m.dims(), "max_tokens": m.max_tokens()})
 }
 
 fn setting_source(key: &str, matches: Option<&ArgMatches>, file_keys: &[String]) -> Source {

@@ -26,6 +26,9 @@
 //! | `store_requests` | counter | `op`: `get`, `get_range`, `put`, `put_if_absent`, `head`, `list`, `delete`, `other` |
 //! | `store_errors` | counter | `op` (faults only: not-found and already-exists answers are outcomes, not errors) |
 //! | `store_request_duration_seconds` | histogram | `op` |
+//! | `model_texts` | counter | `model` (a configured model's name), `op`: `embed`, `rerank` (texts embedded, pairs scored) |
+//! | `model_tokens` | counter | `model`, `op` (tokens fed to the model, after truncation) |
+//! | `model_seconds` | counter | `model`, `op` (wall time of inference calls) |
 //! | `process_resident_memory_bytes` | gauge | — (Linux `/proc/self/status`) |
 //! | `process_open_fds` | gauge | — (Linux `/proc/self/fd`) |
 //! | `process_start_time_seconds` | gauge | — |
@@ -35,7 +38,8 @@
 //! Invariants:
 //! - Bounded cardinality: label values are static strings (route patterns,
 //!   kinds, ops, tiers) or status codes, except `namespace`, which holds at
-//!   most `top_namespaces` values plus `_other`.
+//!   most `top_namespaces` values plus `_other`, and `model`, which holds only
+//!   names of configured models.
 //! - Recording is cheap: a read-locked map lookup keyed by `&'static str`s
 //!   and atomic adds; no allocation once a label set has been seen.
 //! - One [`Metrics`] per engine, passed down as an `Arc` (no globals);
@@ -92,6 +96,12 @@ struct TierLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OutcomeLabels {
     outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ModelLabels {
+    model: String,
+    op: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -225,6 +235,9 @@ pub struct Metrics {
     compaction_duration: Histogram,
     compaction_bytes: Counter,
     compaction_loads: Family<HowLabels, Counter>,
+    model_texts: Family<ModelLabels, Counter>,
+    model_tokens: Family<ModelLabels, Counter>,
+    model_seconds: Family<ModelLabels, Counter<f64, std::sync::atomic::AtomicU64>>,
     ns_documents: Family<NsLabels, Gauge>,
     ns_bytes: Family<NsLabels, Gauge>,
     namespaces_loaded: Gauge,
@@ -265,6 +278,9 @@ impl Metrics {
             compaction_duration: compaction_histogram(),
             compaction_bytes: Counter::default(),
             compaction_loads: Family::default(),
+            model_texts: Family::default(),
+            model_tokens: Family::default(),
+            model_seconds: Family::default(),
             ns_documents: Family::default(),
             ns_bytes: Family::default(),
             namespaces_loaded: Gauge::default(),
@@ -349,6 +365,21 @@ impl Metrics {
             "compaction_loads",
             "States installed after a compaction's commit, refolded from the states around it or replayed",
             self.compaction_loads.clone(),
+        );
+        r.register(
+            "model_texts",
+            "Texts a local model embedded or pairs it scored",
+            self.model_texts.clone(),
+        );
+        r.register(
+            "model_tokens",
+            "Tokens fed to a local model, after truncation",
+            self.model_tokens.clone(),
+        );
+        r.register(
+            "model_seconds",
+            "Wall time of a local model's inference calls",
+            self.model_seconds.clone(),
         );
         r.register(
             "namespace_documents",
@@ -446,6 +477,14 @@ impl Metrics {
     pub fn observe_memory_tier(&self, hit: bool) {
         let family = if hit { &self.cache_hits } else { &self.cache_misses };
         family.get_or_create(&TierLabels { tier: "memory" }).inc();
+    }
+
+    /// One inference call of model `model` (`op`: `embed` or `rerank`) over `texts` texts.
+    pub fn observe_model(&self, model: &str, op: &'static str, texts: usize, tokens: u64, elapsed: Duration) {
+        let labels = ModelLabels { model: model.to_owned(), op };
+        self.model_texts.get_or_create(&labels).inc_by(texts as u64);
+        self.model_tokens.get_or_create(&labels).inc_by(tokens);
+        self.model_seconds.get_or_create(&labels).inc_by(elapsed.as_secs_f64());
     }
 
     /// A loaded namespace state was dropped by the memory tier's budget.

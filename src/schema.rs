@@ -17,6 +17,11 @@
 //!   `ann: {"late_interaction": true}` (a MUVERA index; plain `ann: true` is
 //!   refused), and `late_interaction` is refused on every other type. An `ann`
 //!   object merges member by member on a schema update.
+//! - `embed` (a model name or `{model, attribute, dims}`) is valid on a `string`
+//!   attribute only; it is kept in `extra` as sent (the stored schema encoding is
+//!   unchanged) and read through [`AttrSchema::embed_spec`]. `embed: null` in an
+//!   update removes it; a stored schema never holds a null `embed`. Whether the
+//!   model exists is the engine's check (`engine/embed.rs`), not the schema's.
 
 use std::collections::BTreeMap;
 
@@ -436,6 +441,10 @@ impl AttrSchema {
                                 s.extra.insert(k.clone(), val.clone());
                             }
                         }
+                        EMBED => {
+                            check_embed(name, &s.ty, val)?;
+                            s.extra.insert(k.clone(), val.clone());
+                        }
                         TARGET_RECALL => {
                             if !matches!(s.ty, AttrType::Vector { .. }) {
                                 return Err(ModelError::InvalidSchema(format!(
@@ -544,9 +553,112 @@ impl AttrSchema {
             cur.extend(std::mem::take(new));
             extra.remove("ann");
         }
+        if extra.get(EMBED).is_some_and(Json::is_null) {
+            extra.remove(EMBED);
+            self.extra.remove(EMBED);
+        }
         self.extra.extend(extra);
         Ok(())
     }
+
+    /// This attribute as a new schema entry: an `embed: null` (a removal) names nothing to remove.
+    pub fn settled(mut self) -> AttrSchema {
+        if self.extra.get(EMBED).is_some_and(Json::is_null) {
+            self.extra.remove(EMBED);
+        }
+        self
+    }
+
+    /// The `embed` option of string attribute `name`, if set (None for `embed: null`).
+    pub fn embed_spec(&self, name: &str) -> Option<EmbedSpec> {
+        EmbedSpec::from_json(name, self.extra.get(EMBED)?)
+    }
+}
+
+/// Schema key of a string attribute embedded by a local model at write time.
+pub const EMBED: &str = "embed";
+
+/// Prefix of the computed vector attribute an embedded attribute fills when its `embed`
+/// names no `attribute`: `text` → `$embed_text`.
+pub const EMBED_PREFIX: &str = "$embed_";
+
+/// How a string attribute is embedded: by which model, into which vector attribute.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct EmbedSpec {
+    /// The configured model's name.
+    pub model: String,
+    /// The vector attribute that holds the embedding (`$embed_<attr>` unless named).
+    pub target: String,
+    /// The dimension the schema asked for, if it did (must be the model's).
+    pub dims: Option<usize>,
+}
+
+impl EmbedSpec {
+    /// The spec a (checked) `embed` value gives for attribute `name`.
+    fn from_json(name: &str, v: &Json) -> Option<EmbedSpec> {
+        let default_target = || format!("{EMBED_PREFIX}{name}");
+        match v {
+            Json::String(model) => {
+                Some(EmbedSpec { model: model.clone(), target: default_target(), dims: None })
+            }
+            Json::Object(o) => Some(EmbedSpec {
+                model: o.get("model")?.as_str()?.to_owned(),
+                target: o.get("attribute").and_then(Json::as_str).map_or_else(default_target, str::to_owned),
+                dims: o.get("dims").and_then(Json::as_u64).and_then(|d| usize::try_from(d).ok()),
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// `embed` given: null, a model name, or `{model, attribute?, dims?}`, on a `string` attribute.
+fn check_embed(name: &str, ty: &AttrType, v: &Json) -> Result<(), ModelError> {
+    let bad = |why: String| ModelError::InvalidSchema(format!("{name}.embed: {why}"));
+    if v.is_null() {
+        return Ok(());
+    }
+    if *ty != AttrType::Scalar(ScalarType::String) {
+        return Err(bad(format!("a model embeds a string attribute, not {}", ty.name())));
+    }
+    let model = match v {
+        Json::String(m) => m.as_str(),
+        Json::Object(o) => {
+            for (k, val) in o {
+                match k.as_str() {
+                    "model" => {}
+                    "attribute" => {
+                        let a = val.as_str().ok_or_else(|| bad("attribute must be a string".into()))?;
+                        let ok = !a.is_empty()
+                            && a.len() <= crate::model::MAX_ATTRIBUTE_NAME_BYTES
+                            && !a.starts_with('$')
+                            && a != name
+                            && a != crate::model::ID_ATTR
+                            && a != crate::model::VECTOR_ATTR;
+                        if !ok {
+                            return Err(bad(format!(
+                                "attribute {a:?} cannot hold the embedding (a new vector attribute's name: \
+                                 not empty, not id, vector, the attribute itself or a name starting with '$')"
+                            )));
+                        }
+                    }
+                    "dims" => {
+                        val.as_u64()
+                            .filter(|d| (1..=crate::model::MAX_VECTOR_DIM as u64).contains(d))
+                            .ok_or_else(|| bad("dims must be a positive integer".into()))?;
+                    }
+                    other => {
+                        return Err(bad(format!("unsupported option {other:?} (model, attribute, dims)")))
+                    }
+                }
+            }
+            o.get("model").and_then(Json::as_str).ok_or_else(|| bad("model (a string) is required".into()))?
+        }
+        _ => return Err(bad("a model name, {\"model\": ...} or null".into())),
+    };
+    if model.is_empty() {
+        return Err(bad("the model name is empty".into()));
+    }
+    Ok(())
 }
 
 /// The `ann` option that asks for a MUVERA index on a multi-vector attribute.

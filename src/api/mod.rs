@@ -161,6 +161,7 @@ pub async fn run_daemon(
     engine_cfg.metrics = Arc::new(crate::metrics::Metrics::new(cfg.metrics_top_namespaces));
     engine_cfg.query_pool =
         Arc::new(crate::engine::QueryPool::new(cfg.query_threads, cfg.max_queued_queries, cfg.query_timeout));
+    engine_cfg.models = Arc::new(crate::engine::ModelRegistry::new(load_models(&cfg.models).await?));
     systemd::status(&format!("opening data dir {}", cfg.data_dir.display()));
     let engine = Engine::open(engine_cfg)
         .await
@@ -230,6 +231,29 @@ fn spawn_reloader(hooks: ReloadHooks, cfg: Config, state: Arc<AppState>, listen:
             let _ = tokio::task::spawn_blocking(move || r.reload()).await;
         }
     });
+}
+
+/// Loads and checks the configured models (off the async workers: reading weights and the
+/// self-check inference take a while). A missing or damaged model directory stops the daemon
+/// with a message naming it.
+pub async fn load_models(models: &[crate::config::ModelConfig]) -> Result<crate::models::ModelSet, String> {
+    let specs: Vec<crate::models::ModelSpec> = models
+        .iter()
+        .map(|m| crate::models::ModelSpec { name: m.name.clone(), path: m.path.clone() })
+        .collect();
+    if specs.is_empty() {
+        return Ok(crate::models::ModelSet::empty());
+    }
+    systemd::status("loading local models");
+    let set = tokio::task::spawn_blocking(move || crate::models::ModelSet::load(&specs))
+        .await
+        .map_err(|e| format!("loading the models failed: {e}"))?
+        .map_err(|e| format!("cannot load a local model: {e}"))?;
+    for m in set.iter() {
+        tracing::info!(model = m.name(), path = %m.path().display(), kind = ?m.kind(), dims = m.dims(),
+            max_tokens = m.max_tokens(), "local model loaded");
+    }
+    Ok(set)
 }
 
 async fn resolve_listen(listen: &str) -> Result<SocketAddr, String> {

@@ -116,6 +116,19 @@ impl Reloader {
             }
             cur.log_level = new.log_level.clone();
         }
+        if applied.contains(&"models") {
+            // A model that cannot load fails the reload whole: the models served stay as they were.
+            let specs: Vec<crate::models::ModelSpec> = new
+                .models
+                .iter()
+                .map(|m| crate::models::ModelSpec { name: m.name.clone(), path: m.path.clone() })
+                .collect();
+            match crate::models::ModelSet::load(&specs) {
+                Ok(set) => self.state.engine.models().replace(set),
+                Err(e) => return ReloadReport::failed(format!("models: {e}")),
+            }
+            cur.models = new.models.clone();
+        }
         self.state.auth.replace(new.api_keys.clone());
         self.state.engine.reconfigure(Tunables {
             cache_budget_bytes: new.cache_budget_bytes,

@@ -120,6 +120,7 @@ pub fn settings(cfg: &Config) -> Vec<Setting> {
         setting("allowed_origins", Some(strings(&cfg.allowed_origins))),
         setting("allowed_hosts", Some(strings(&cfg.allowed_hosts))),
         secret("api_keys", Some(api_keys(cfg)), true),
+        reloadable("models", Some(models(cfg))),
         setting("sync", cfg.sync.as_ref().map(sync_table)),
     ]
 }
@@ -173,6 +174,16 @@ fn api_keys(cfg: &Config) -> toml::Value {
     toml::Value::Array(entries.collect())
 }
 
+fn models(cfg: &Config) -> toml::Value {
+    let entries = cfg.models.iter().map(|m| {
+        let mut t = toml::map::Map::new();
+        t.insert("name".into(), toml::Value::String(m.name.clone()));
+        t.insert("path".into(), toml::Value::String(m.path.display().to_string()));
+        toml::Value::Table(t)
+    });
+    toml::Value::Array(entries.collect())
+}
+
 /// The keys whose values differ between two setting lists of the same shape.
 pub fn changed(old: &[Setting], new: &[Setting]) -> Vec<&'static str> {
     old.iter().zip(new).filter(|(a, b)| a.value != b.value).map(|(a, _)| a.key).collect()
@@ -220,14 +231,19 @@ pub fn render_text(cfg: &Config, settings: &[Setting], source: &dyn Fn(&str) -> 
     for st in settings {
         let note = annotation(st, &source(st.key));
         match shown(st) {
-            Some(toml::Value::Array(entries)) if st.key == "api_keys" => tables.push((st.key, entries, note)),
+            Some(toml::Value::Array(entries)) if st.key == "api_keys" || st.key == "models" => {
+                tables.push((st.key, entries, note))
+            }
             Some(v) => out.push_str(&format!("{} = {v}  # {note}\n", st.key)),
             None => out.push_str(&format!("# {} is not set  # {note}\n", st.key)),
         }
     }
     for (key, entries, note) in tables {
-        if entries.is_empty() {
+        if entries.is_empty() && key == "api_keys" {
             out.push_str(&format!("# no {key}: open access (loopback only)  # {note}\n"));
+        }
+        if entries.is_empty() && key == "models" {
+            out.push_str(&format!("# no {key}: no local embedding or rerank  # {note}\n"));
         }
         for entry in entries {
             out.push_str(&format!("\n[[{key}]]  # {note}\n"));

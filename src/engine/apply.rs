@@ -189,7 +189,7 @@ impl NsState {
                 match self.schema.get_mut(&name) {
                     Some(cur) => cur.merge(&name, update).map_err(|e| invalid(e.to_string()))?,
                     None => {
-                        let update = self.with_pinned_metric(&name, update);
+                        let update = self.with_pinned_metric(&name, update.settled());
                         self.schema.insert(name, update);
                     }
                 }

@@ -111,6 +111,7 @@ impl Engine {
             deduplicated: false,
             affected: None,
             bytes_written: 0,
+            embedding: None,
         })
     }
 

@@ -35,6 +35,7 @@ pub mod cold;
 pub(crate) mod commit;
 pub mod compact;
 mod dense;
+pub mod embed;
 mod error;
 pub mod export;
 pub mod ids;
@@ -45,6 +46,7 @@ mod listing;
 mod load;
 mod memory;
 mod merge;
+mod model_query;
 mod multi;
 mod observe;
 mod query_error;
@@ -68,6 +70,7 @@ pub(crate) use self::adopt::RemoteLog;
 pub use self::apply::AffectedIds;
 use self::commit::ManifestLog;
 pub use self::compact::{CompactionConfig, CompactionReport};
+pub use self::embed::{EmbedUsage, ModelRegistry};
 pub use self::error::{EngineError, ErrorKind};
 pub use self::indexing::ColdIndex;
 pub use self::listing::{NamespaceMetadata, NamespacePage};
@@ -130,6 +133,8 @@ pub struct EngineConfig {
     /// Where query evaluation runs: bounded slots per lane, a queue bound and
     /// the per-query deadline (`query_pool.rs`).
     pub query_pool: Arc<QueryPool>,
+    /// The local models embedding and reranking use (`engine/embed.rs`); replaced by a reload.
+    pub models: Arc<ModelRegistry>,
 }
 
 /// The longest `/ready` waits for a probe of the store ([`Engine::ready`]):
@@ -163,6 +168,7 @@ impl EngineConfig {
             free_space: SpaceProbe::statvfs(),
             metrics: Arc::default(),
             query_pool: Arc::default(),
+            models: Arc::default(),
         }
     }
 }
@@ -215,6 +221,8 @@ pub struct Engine {
     metrics: Arc<Metrics>,
     /// Where every query evaluation runs ([`Engine::query_pool`]).
     queries: Arc<QueryPool>,
+    /// The local models (`engine/embed.rs`).
+    models: Arc<ModelRegistry>,
     /// Self-reference for background tasks (compaction).
     me: Weak<Engine>,
     _lock: DataDirLock,
@@ -263,6 +271,7 @@ impl Engine {
             free_space: cfg.free_space,
             metrics: cfg.metrics,
             queries: cfg.query_pool,
+            models: cfg.models,
             me: me.clone(),
             _lock: lock,
         });

@@ -114,6 +114,11 @@ impl QueryPool {
         }
     }
 
+    /// Regular slots per lane (work split into parallel pieces uses this many at once).
+    pub fn slots(&self) -> usize {
+        self.large.slots()
+    }
+
     /// Apply reloaded settings: they bound queries that start from now on.
     pub fn retune(&self, max_queued: usize, timeout: Duration) {
         self.max_queued.store(max_queued, Ordering::SeqCst);
@@ -237,6 +242,10 @@ enum Acquired<W> {
 }
 
 impl FairSlots {
+    fn slots(&self) -> usize {
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner).slots
+    }
+
     fn new(slots: usize) -> FairSlots {
         let state = SlotState {
             slots,

@@ -110,6 +110,10 @@ pub struct QueryAnswer {
     /// The time the evaluation took, less any wait for a slot of the query pool
     /// (for a cold answer: its ranged reads too).
     pub execution: Duration,
+    /// What embedding the query texts cost (`["Embed", text]` rankings), if any.
+    pub embedding: Option<super::EmbedUsage>,
+    /// What a model's `rerank_by` cost, if any.
+    pub rerank: Option<super::EmbedUsage>,
 }
 
 /// One read of one namespace, decided by [`Engine::read`]: a loaded
@@ -228,6 +232,8 @@ impl ReadView {
             approx_rows: snap.state.len(),
             temperature: Temperature { level, hit_ratio },
             execution: started.elapsed().saturating_sub(waited),
+            embedding: None,
+            rerank: None,
         }))
     }
 
@@ -254,6 +260,9 @@ impl ReadView {
     /// Answer a query request: by ranged reads when the read allows it and
     /// can, else on the loaded snapshot, in the query pool.
     pub async fn query(&mut self, req: &QueryRequest) -> Result<QueryAnswer, EngineError> {
+        if super::model_query::uses_models(req) {
+            return self.query_with_models(req).await;
+        }
         let started = Instant::now();
         if self.loaded.is_none() && self.may_answer_cold() {
             if let Some(answer) = self.cold_query(req, started).await? {
@@ -275,6 +284,34 @@ impl ReadView {
             approx_rows: snap.state.len(),
             temperature,
             execution: started.elapsed().saturating_sub(waited),
+            embedding: None,
+            rerank: None,
+        })
+    }
+
+    /// A query that embeds a text or reranks with a local model, on the loaded snapshot (the
+    /// schema says which model embeds what); the models' time is reported apart.
+    async fn query_with_models(&mut self, req: &QueryRequest) -> Result<QueryAnswer, EngineError> {
+        let (snap, temperature) = self.load().await?.clone();
+        let started = Instant::now();
+        let mut req = req.clone();
+        let embedding = self.engine.resolve_embeds(&self.path, &mut req, &snap.state.schema).await?;
+        let rerank_by = req.rerank_model.take();
+        let (mut results, waited) = self.engine.evaluate(&self.path, req, snap.state.clone()).await?;
+        let mut rerank = None;
+        if let Some(r) = rerank_by {
+            let (reranked, cost) = self.engine.rerank(&self.path, results, &r).await?;
+            (results, rerank) = (reranked, Some(cost));
+        }
+        Ok(QueryAnswer {
+            results,
+            generation: snap.generation(),
+            logical_bytes: snap.state.logical_bytes,
+            approx_rows: snap.state.len(),
+            temperature,
+            execution: started.elapsed().saturating_sub(waited),
+            embedding,
+            rerank,
         })
     }
 
@@ -301,6 +338,8 @@ impl ReadView {
             approx_rows: cold.approx_rows,
             temperature: Temperature::COLD,
             execution: started.elapsed(),
+            embedding: None,
+            rerank: None,
         }))
     }
 

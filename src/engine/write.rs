@@ -64,6 +64,8 @@ pub struct WriteResponse {
     pub affected: Option<AffectedIds>,
     /// Logical bytes written.
     pub bytes_written: u64,
+    /// What embedding the request's texts cost, when it embedded any (`engine/embed.rs`).
+    pub embedding: Option<super::EmbedUsage>,
 }
 
 pub(super) struct Pending {
@@ -78,6 +80,29 @@ impl Engine {
         if let Some(fork) = req.fork.clone() {
             return self.write_fork(path, &fork, &req.labels).await;
         }
+        let mut req = req;
+        let Some(usage) = self.embed_write(path, &mut req).await? else {
+            return self.write_queued(path, req).await;
+        };
+        // Kept for one more embedding should the namespace's embed settings change before the
+        // commit (`embed::check_embedded`); embedding again overwrites every target.
+        let retry = req.clone();
+        let answer = match self.write_queued(path, req).await {
+            Err(e) if super::embed::is_embed_stale(&e) => {
+                let mut req = retry;
+                let again = self.embed_write(path, &mut req).await?;
+                self.write_queued(path, req).await.map(|r| (r, again))
+            }
+            other => other.map(|r| (r, Some(usage))),
+        };
+        answer.map(|(mut resp, usage)| {
+            resp.embedding = usage;
+            resp
+        })
+    }
+
+    /// Queue `req` (embedded already) for the namespace's next group commit and wait for its answer.
+    async fn write_queued(&self, path: &NsPath, req: WriteRequest) -> Result<WriteResponse, EngineError> {
         let h = self.handle(path);
         let (tx, mut rx) = oneshot::channel();
         h.queue.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push_back(Pending { req, tx });
@@ -280,6 +305,7 @@ impl Engine {
         let mut record = req.record.clone();
         super::ids::resolve_ids(state, &mut record)?;
         super::dense::resolve_dense(state, &mut record)?;
+        super::embed::check_embedded(&state.schema, &record, &self.models.current())?;
         super::multi::check_multi(state, &record)?;
         record.counts = apply_off_workers(state, &record, &mut affected).await?;
         if is_noop(&record, base) && labels_after == *labels {
@@ -431,6 +457,7 @@ impl Engine {
                             .map(crate::model::Document::logical_bytes)
                             .sum(),
                         affected,
+                        embedding: None,
                     };
                     Ok(resp)
                 }
@@ -440,6 +467,7 @@ impl Engine {
                     deduplicated: false,
                     affected,
                     bytes_written: 0,
+                    embedding: None,
                 }),
                 Ok(PlannedOutcome::Duplicate(counts)) => Ok(WriteResponse {
                     counts,
@@ -447,6 +475,7 @@ impl Engine {
                     deduplicated: true,
                     affected: None,
                     bytes_written: 0,
+                    embedding: None,
                 }),
                 Ok(PlannedOutcome::Deferred) => {
                     deferred.push(p);

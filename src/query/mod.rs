@@ -219,6 +219,19 @@ pub struct Query {
     pub ann_target: Option<f32>,
     /// `compute_attributes`: values computed per returned row, in request order.
     pub compute: Vec<(String, ComputeExpr)>,
+    /// `[attr, "ANN", ["Embed", text, {model}]]`: the ranking's query vector is this text's
+    /// embedding. The rank is then a [`Rank::NamedVector`] with an empty query vector until the
+    /// engine embeds the text and names the vector attribute (`engine/embed_query.rs`).
+    pub embed: Option<EmbedText>,
+}
+
+/// A text a local model embeds into a query vector (`["Embed", text, {"model": ..}]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmbedText {
+    /// The text.
+    pub text: String,
+    /// The model overriding the attribute's own (`embed` in its schema).
+    pub model: Option<String>,
 }
 
 /// A parsed query request (single or multi).
@@ -235,6 +248,9 @@ pub struct QueryRequest {
     pub queries: Vec<Query>,
     /// Multi-query fusion (`rerank_by: ["RRF", ...]`).
     pub rerank: Option<Rerank>,
+    /// `rerank_by: {attribute, model, query}`: the rows reordered by a local model's scores
+    /// (`engine/rerank.rs`); in a multi-query, the subqueries' rows together.
+    pub rerank_model: Option<ModelRerank>,
     /// `disable_cache`: answer without using or filling the caches where
     /// the read can (`engine::ReadOptions::disable_cache`).
     pub disable_cache: bool,
@@ -249,6 +265,7 @@ impl QueryRequest {
             multi: false,
             queries: vec![query],
             rerank: None,
+            rerank_model: None,
             disable_cache: false,
         }
     }
@@ -434,6 +451,21 @@ pub struct Rerank {
     pub limit: usize,
     /// Rows skipped.
     pub offset: usize,
+}
+
+/// `rerank_by: {"attribute", "model", "query"}`: rows reordered by a model's score of
+/// (`query`, the row's `attribute`), highest first; `$dist` becomes that score.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelRerank {
+    /// The string attribute scored (it must be among the returned attributes).
+    pub attribute: String,
+    /// The configured model (a cross-encoder, or an embedding model: cosine).
+    pub model: String,
+    /// The text each row is scored against.
+    pub query: String,
+    /// A multi-query's top-level `limit` and `offset` over the merged rows (a single query
+    /// keeps its own rows: `None`).
+    pub page: Option<(usize, usize)>,
 }
 
 /// The row attribute carrying a vector distance or a score.

@@ -88,6 +88,7 @@ pub fn recall(req: &RecallRequest, state: &NsState) -> Result<RecallReport, Quer
         aggregates: Vec::new(),
         group_by: Vec::new(),
         ann_target: None,
+        embed: None,
         compute: Vec::new(),
     };
     validate(&base, state)?;

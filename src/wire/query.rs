@@ -22,9 +22,9 @@ use crate::filter::Filter;
 use crate::model::{DocId, Value, ID_ATTR, VECTOR_ATTR};
 use crate::query::recall::{RecallReport, RecallRequest};
 use crate::query::{
-    Aggregate, AggregateGroup, AggregateValue, Direction, GroupKey, OrderKey, PerLimit, Projection, Query,
-    QueryError, QueryRequest, QueryResult, Rank, Rerank, Row, VectorEncoding, DEFAULT_LIMIT, DIST_ATTR,
-    MAX_LIMIT, MAX_OFFSET, MAX_SUBQUERIES,
+    Aggregate, AggregateGroup, AggregateValue, Direction, GroupKey, ModelRerank, OrderKey, PerLimit,
+    Projection, Query, QueryError, QueryRequest, QueryResult, Rank, Rerank, Row, VectorEncoding,
+    DEFAULT_LIMIT, DIST_ATTR, MAX_LIMIT, MAX_OFFSET, MAX_SUBQUERIES,
 };
 
 fn invalid(msg: impl Into<String>) -> QueryError {
@@ -75,6 +75,14 @@ pub fn query_response(multi: bool, answer: &QueryAnswer, server_total_ms: u64) -
         "query_execution_ms": u64::try_from(answer.execution.as_millis()).unwrap_or(u64::MAX),
         "server_total_ms": server_total_ms,
     });
+    if let Some(e) = &answer.embedding {
+        v["performance"]["embedding_ms"] = json!(e.ms_ceil());
+        v["performance"]["embedding_tokens"] = json!(e.tokens);
+    }
+    if let Some(r) = &answer.rerank {
+        v["performance"]["rerank_ms"] = json!(r.ms_ceil());
+        v["performance"]["rerank_tokens"] = json!(r.tokens);
+    }
     v
 }
 
@@ -211,7 +219,14 @@ pub fn parse_request(body: &Json, multi_hint: bool) -> Result<QueryRequest, Quer
     }
     let consistency = obj.get("consistency");
     let strong = parse_consistency(consistency)?;
-    let query = parse_query(obj, VectorEncoding::Float)?;
+    let (query, rerank_by) = parse_query_parts(obj, VectorEncoding::Float)?;
+    let rerank_model = match rerank_by {
+        Some(v) => Some(parse_model_rerank(v, None)?),
+        None => None,
+    };
+    if let Some(r) = &rerank_model {
+        check_rerank_projection(&query, r)?;
+    }
     let strong_demanded = names_strong(consistency);
     let disable_cache = parse_disable_cache(obj.get("disable_cache"))?;
     Ok(QueryRequest {
@@ -220,6 +235,7 @@ pub fn parse_request(body: &Json, multi_hint: bool) -> Result<QueryRequest, Quer
         multi: false,
         queries: vec![query],
         rerank: None,
+        rerank_model,
         disable_cache,
     })
 }
@@ -240,7 +256,13 @@ pub(crate) fn parse_multi(obj: &Map<String, Json>) -> Result<QueryRequest, Query
             other => return Err(invalid(format!("unknown multi-query parameter {other:?}"))),
         }
     }
+    let mut rerank_model = None;
     let rerank = match rerank_json {
+        Some(v) if v.is_object() => {
+            rerank_model =
+                Some(parse_model_rerank(v, Some((limit.unwrap_or(DEFAULT_LIMIT), offset.unwrap_or(0))))?);
+            None
+        }
         Some(v) => Some(parse_rerank(v, limit, offset)?),
         None if limit.is_some() || offset.is_some() => {
             return Err(invalid("a multi-query's top-level limit and offset only apply to rerank_by"))
@@ -261,6 +283,11 @@ pub(crate) fn parse_multi(obj: &Map<String, Json>) -> Result<QueryRequest, Query
         let o = q.as_object().ok_or_else(|| invalid(format!("queries[{i}] must be an object")))?;
         queries.push(parse_query(o, enc).map_err(|e| prefix_error(e, &format!("queries[{i}]")))?);
     }
+    if let Some(r) = &rerank_model {
+        for (i, q) in queries.iter().enumerate() {
+            check_rerank_projection(q, r).map_err(|e| prefix_error(e, &format!("queries[{i}]")))?;
+        }
+    }
     if let Some(r) = &rerank {
         if !r.weights.is_empty() && r.weights.len() != queries.len() {
             return Err(invalid("rerank_by RRF weights must have one weight per subquery"));
@@ -278,7 +305,43 @@ pub(crate) fn parse_multi(obj: &Map<String, Json>) -> Result<QueryRequest, Query
         disable_cache |= parse_disable_cache(q.get("disable_cache"))?;
     }
     let strong_demanded = names_strong(consistency);
-    Ok(QueryRequest { strong, strong_demanded, multi: true, queries, rerank, disable_cache })
+    Ok(QueryRequest { strong, strong_demanded, multi: true, queries, rerank, rerank_model, disable_cache })
+}
+
+/// `rerank_by: {"attribute", "model", "query"}` (all three strings, nothing else).
+fn parse_model_rerank(v: &Json, page: Option<(usize, usize)>) -> Result<ModelRerank, QueryError> {
+    let o = v.as_object().ok_or_else(|| {
+        unsupported(
+            "rerank_by takes {\"attribute\", \"model\", \"query\"} (or [\"RRF\", ..] in a multi-query)",
+        )
+    })?;
+    let field = |name: &str| -> Result<String, QueryError> {
+        o.get(name)
+            .and_then(Json::as_str)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .ok_or_else(|| invalid(format!("rerank_by.{name} must be a non-empty string")))
+    };
+    let r =
+        ModelRerank { attribute: field("attribute")?, model: field("model")?, query: field("query")?, page };
+    if let Some(k) = o.keys().find(|k| !matches!(k.as_str(), "attribute" | "model" | "query")) {
+        return Err(invalid(format!("rerank_by takes attribute, model and query, not {k:?}")));
+    }
+    Ok(r)
+}
+
+/// The reranked attribute must be among the attributes a query returns (turbopuffer's rule).
+fn check_rerank_projection(q: &Query, r: &ModelRerank) -> Result<(), QueryError> {
+    if q.rank.is_none() && q.order.is_none() {
+        return Err(invalid("rerank_by reranks the rows a query ranks: it needs rank_by"));
+    }
+    if !q.projection.wants(&r.attribute) {
+        return Err(invalid(format!(
+            "rerank_by scores attribute {:?}: include it in include_attributes",
+            r.attribute
+        )));
+    }
+    Ok(())
 }
 
 /// `disable_cache`: a bool (absent or `null`: false).
@@ -323,10 +386,22 @@ pub(crate) struct RawQuery<'a> {
     pub(crate) offset: Option<usize>,
     pub(crate) include: Option<&'a Json>,
     pub(crate) exclude: Option<&'a Json>,
+    pub(crate) rerank_by: Option<&'a Json>,
 }
 
 /// Parse one query object (a single query or one subquery).
 pub(crate) fn parse_query(obj: &Map<String, Json>, default_enc: VectorEncoding) -> Result<Query, QueryError> {
+    match parse_query_parts(obj, default_enc)? {
+        (_, Some(_)) => Err(invalid("rerank_by belongs to the whole request, not to a subquery")),
+        (q, None) => Ok(q),
+    }
+}
+
+/// One query object and its `rerank_by`, which only a single query's body may hold.
+fn parse_query_parts(
+    obj: &Map<String, Json>,
+    default_enc: VectorEncoding,
+) -> Result<(Query, Option<&Json>), QueryError> {
     let mut raw = RawQuery::default();
     let mut q = Query {
         filters: None,
@@ -341,6 +416,7 @@ pub(crate) fn parse_query(obj: &Map<String, Json>, default_enc: VectorEncoding) 
         aggregates: Vec::new(),
         group_by: Vec::new(),
         ann_target: None,
+        embed: None,
         compute: Vec::new(),
     };
     for (k, v) in obj {
@@ -349,6 +425,10 @@ pub(crate) fn parse_query(obj: &Map<String, Json>, default_enc: VectorEncoding) 
     match raw.rank_by.filter(|v| !v.is_null()).map(parse_rank_by).transpose()? {
         Some(RankBy::Order(o)) => q.order = Some(o),
         Some(RankBy::Scored(r)) => q.rank = Some(r),
+        Some(RankBy::Embed { attr, exact, text }) => {
+            q.rank = Some(Rank::NamedVector { attr, exact, query: Vec::new() });
+            q.embed = Some(text);
+        }
         None => {}
     }
     let (limit, per) = match (raw.top_k, raw.limit) {
@@ -375,7 +455,7 @@ pub(crate) fn parse_query(obj: &Map<String, Json>, default_enc: VectorEncoding) 
         return Err(invalid("group_by requires aggregate_by"));
     }
     q.projection = parse_projection(raw.include, raw.exclude)?;
-    Ok(q)
+    Ok((q, raw.rerank_by.filter(|v| !v.is_null())))
 }
 
 /// `offset`: a non-negative integer up to [`MAX_OFFSET`] (it sizes the
@@ -426,11 +506,7 @@ pub(crate) fn parse_key<'a>(
         "group_by" => q.group_by = parse_group_by(v)?,
         "ann" => q.ann_target = parse_ann(v)?,
         "compute_attributes" => q.compute = super::compute::parse_compute_attributes(v)?,
-        "rerank_by" => {
-            return Err(unsupported(
-                "rerank_by is not implemented yet (ranking arrives with the query engine)",
-            ))
-        }
+        "rerank_by" => raw.rerank_by = Some(v),
         other => return Err(invalid(format!("unknown query parameter {other:?}"))),
     }
     Ok(())

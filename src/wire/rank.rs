@@ -15,8 +15,8 @@ use serde_json::Value as Json;
 use crate::filter::Filter;
 use crate::model::VECTOR_ATTR;
 use crate::query::{
-    Curve, Direction, OrderKey, QueryError, Rank, TextExpr, TextInput, MAX_RANK_CHILDREN, MAX_RANK_CLAUSES,
-    MAX_SPARSE_QUERY_KEYS,
+    Curve, Direction, EmbedText, OrderKey, QueryError, Rank, TextExpr, TextInput, MAX_RANK_CHILDREN,
+    MAX_RANK_CLAUSES, MAX_SPARSE_QUERY_KEYS,
 };
 
 fn invalid(msg: impl Into<String>) -> QueryError {
@@ -30,6 +30,36 @@ pub(crate) const MAX_RANK_DEPTH: usize = 16;
 pub(crate) enum RankBy {
     Order(Vec<OrderKey>),
     Scored(Rank),
+    /// `[attr, "ANN"|"kNN", ["Embed", text, {model}]]`: by the embedding of a text.
+    Embed {
+        attr: String,
+        exact: bool,
+        text: EmbedText,
+    },
+}
+
+/// `["Embed", text]` or `["Embed", text, {"model": name}]`; None when `v` is not an `Embed`.
+pub(crate) fn parse_embed(v: &Json) -> Result<Option<EmbedText>, QueryError> {
+    let Some(items) = v.as_array().filter(|a| a.first().and_then(Json::as_str) == Some("Embed")) else {
+        return Ok(None);
+    };
+    let shape = || invalid("Embed takes [\"Embed\", text] or [\"Embed\", text, {\"model\": name}]");
+    let text =
+        items.get(1).and_then(Json::as_str).filter(|_| (2..=3).contains(&items.len())).ok_or_else(shape)?;
+    let mut model = None;
+    if let Some(params) = items.get(2).filter(|p| !p.is_null()) {
+        for (k, val) in params.as_object().ok_or_else(shape)? {
+            match (k.as_str(), val) {
+                ("model", Json::String(m)) if !m.is_empty() => model = Some(m.clone()),
+                ("model", Json::Null) => {}
+                ("model", _) => return Err(invalid("Embed's model must be a model name")),
+                (other, _) => {
+                    return Err(invalid(format!("Embed takes only the parameter model, not {other:?}")))
+                }
+            }
+        }
+    }
+    Ok(Some(EmbedText { text: text.to_owned(), model }))
 }
 
 pub(crate) fn prefix_error(e: QueryError, what: &str) -> QueryError {
@@ -101,6 +131,9 @@ pub(crate) fn parse_rank_by(v: &Json) -> Result<RankBy, QueryError> {
                     return Err(invalid(format!("rank_by [{attr:?}, \"{op}\", [..]] takes 3 items")));
                 }
                 let exact = op == "kNN";
+                if let Some(text) = items.get(2).map(parse_embed).transpose()?.flatten() {
+                    return Ok(RankBy::Embed { attr: attr.to_owned(), exact, text });
+                }
                 if let Some(queries) = parse_multi_query(items.get(2))? {
                     if attr == VECTOR_ATTR {
                         return Err(invalid("rank_by on \"vector\" takes one query vector, not a list"));

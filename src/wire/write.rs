@@ -552,6 +552,10 @@ impl WriteResponse {
     pub fn to_response(&self, server_total_ms: u64) -> Json {
         let mut v = self.to_json();
         v["performance"] = json!({"server_total_ms": server_total_ms});
+        if let Some(e) = &self.embedding {
+            v["performance"]["embedding_ms"] = json!(e.ms_ceil());
+            v["performance"]["embedding_tokens"] = json!(e.tokens);
+        }
         v
     }
 

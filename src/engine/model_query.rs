@@ -1,0 +1,204 @@
+//! Queries that use local models: `[attr, "ANN", ["Embed", text, {model}]]` (the text embedded
+//! into the ranking's query vector) and `rerank_by: {attribute, model, query}` (the rows reordered
+//! by a model's scores).
+//!
+//! Invariants:
+//! - An `Embed` ranking ranks by a vector attribute that an embedded string attribute fills: named
+//!   by the string attribute (`["text", "ANN", ["Embed", q]]`) or by the vector attribute itself
+//!   (`["$embed_text", ...]`). The model is the override, else the one the attribute's `embed`
+//!   names; its dimension must be the vector attribute's. Anything else is a 400 before any
+//!   evaluation.
+//! - Inference runs in the query pool like every evaluation (`embed::Engine::embed_texts`).
+//! - A rerank returns the same rows (a multi-query: the subqueries' rows merged by id, then its
+//!   top-level `offset` and `limit`), highest score first, ties in the order the query gave;
+//!   `$dist` is the score. A cross-encoder scores each (query, attribute) pair; an embedding
+//!   model scores the cosine of the two embeddings. A row without the attribute (or with a
+//!   non-string value) is scored as an empty text.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures::{StreamExt, TryStreamExt};
+
+use super::embed::{embed_targets, model_failed, named_model, EmbedUsage, EMBED_CHUNK};
+use super::query_pool::Lane;
+use super::{Engine, EngineError};
+use crate::layout::NsPath;
+use crate::model::Value;
+use crate::models::Model;
+use crate::query::{ModelRerank, Query, QueryRequest, QueryResult, Rank, Row};
+use crate::schema::{AttrType, Schema};
+
+/// Whether `req` needs a local model (it is then answered on a loaded state, never cold).
+pub fn uses_models(req: &QueryRequest) -> bool {
+    req.rerank_model.is_some() || req.queries.iter().any(|q| q.embed.is_some())
+}
+
+/// The vector attribute and model an `Embed` ranking on `attr` uses.
+fn embed_plan(schema: &Schema, attr: &str, model: Option<&str>) -> Result<(String, String), EngineError> {
+    let targets = embed_targets(schema, None);
+    let by_source = targets.iter().find(|(source, _)| source == attr);
+    let by_target = targets.iter().find(|(_, spec)| spec.target == attr);
+    let (target, default_model) = match (by_source, by_target) {
+        (Some((_, spec)), _) | (None, Some((_, spec))) => (spec.target.clone(), Some(spec.model.clone())),
+        (None, None) if matches!(schema.get(attr).map(|a| a.ty), Some(AttrType::Vector { .. })) => {
+            (attr.to_owned(), None)
+        }
+        (None, None) => {
+            return Err(EngineError::invalid_input(format!(
+                "rank_by [{attr:?}, \"ANN\", [\"Embed\", ..]]: attribute {attr:?} is not embedded (give it \
+                 \"embed\": MODEL in the schema) nor a vector attribute"
+            )))
+        }
+    };
+    let model = model.map(str::to_owned).or(default_model).ok_or_else(|| {
+        EngineError::invalid_input(format!(
+            "rank_by [{attr:?}, \"ANN\", [\"Embed\", ..]]: no model embeds {attr:?}; name one: [\"Embed\", text, {{\"model\": NAME}}]"
+        ))
+    })?;
+    Ok((target, model))
+}
+
+impl Engine {
+    /// Turns every `Embed` ranking of `req` into a ranking by its vector attribute with the
+    /// text's embedding as the query vector.
+    pub(super) async fn resolve_embeds(
+        &self,
+        path: &NsPath,
+        req: &mut QueryRequest,
+        schema: &Schema,
+    ) -> Result<Option<EmbedUsage>, EngineError> {
+        let mut usage: Option<EmbedUsage> = None;
+        for q in &mut req.queries {
+            let Some(cost) = self.resolve_embed(path, q, schema).await? else { continue };
+            usage.get_or_insert_with(EmbedUsage::default).add(cost);
+        }
+        Ok(usage)
+    }
+
+    async fn resolve_embed(
+        &self,
+        path: &NsPath,
+        q: &mut Query,
+        schema: &Schema,
+    ) -> Result<Option<EmbedUsage>, EngineError> {
+        let Some(text) = q.embed.take() else { return Ok(None) };
+        let Some(Rank::NamedVector { attr, query, .. }) = q.rank.as_mut() else {
+            return Err(EngineError::internal("an Embed ranking without its vector ranking"));
+        };
+        let (target, model_name) = embed_plan(schema, attr, text.model.as_deref())?;
+        let models = self.models().current();
+        let model = super::embed::embedding_model(
+            &models,
+            attr,
+            &crate::schema::EmbedSpec { model: model_name, target: target.clone(), dims: None },
+        )?;
+        let want = match schema.get(&target).map(|a| a.ty) {
+            Some(AttrType::Vector { dim, .. }) => Some(dim),
+            _ => None,
+        };
+        if want.is_some_and(|d| d != model.dims()) {
+            return Err(EngineError::invalid_input(format!(
+                "Embed: model {:?} produces {} dimensions, attribute {target:?} holds {}",
+                model.name(),
+                model.dims(),
+                want.unwrap_or_default()
+            )));
+        }
+        let (mut vectors, cost) = self.embed_texts(&path.project_id(), &model, vec![text.text]).await?;
+        *query = vectors.pop().ok_or_else(|| EngineError::internal("the model returned no vector"))?;
+        *attr = target;
+        Ok(Some(cost))
+    }
+
+    /// Reorders `results`' rows by `r`'s model (see the module doc).
+    pub(super) async fn rerank(
+        &self,
+        path: &NsPath,
+        mut results: Vec<QueryResult>,
+        r: &ModelRerank,
+    ) -> Result<(Vec<QueryResult>, EmbedUsage), EngineError> {
+        let models = self.models().current();
+        let model = named_model(&models, &r.model, "rerank_by")?;
+        if let Some((offset, limit)) = r.page {
+            let merged = merge_rows(&mut results);
+            let (rows, usage) = self.rerank_rows(path, &model, r, merged).await?;
+            let page = rows.into_iter().skip(offset).take(limit).collect();
+            let vector_encoding = results.first().map(|x| x.vector_encoding).unwrap_or_default();
+            let scanned = results.iter().map(|x| x.scanned).sum();
+            let one = QueryResult { rows: Some(page), vector_encoding, scanned, ..QueryResult::default() };
+            return Ok((vec![one], usage));
+        }
+        let mut usage = EmbedUsage::default();
+        for result in &mut results {
+            let Some(rows) = result.rows.take() else { continue };
+            let (rows, cost) = self.rerank_rows(path, &model, r, rows).await?;
+            usage.add(cost);
+            result.rows = Some(rows);
+        }
+        Ok((results, usage))
+    }
+
+    async fn rerank_rows(
+        &self,
+        path: &NsPath,
+        model: &Arc<Model>,
+        r: &ModelRerank,
+        rows: Vec<Row>,
+    ) -> Result<(Vec<Row>, EmbedUsage), EngineError> {
+        let started = Instant::now();
+        let texts: Vec<String> = rows.iter().map(|row| row_text(row, &r.attribute)).collect();
+        let chunks: Vec<Vec<String>> = texts.chunks(EMBED_CHUNK).map(<[String]>::to_vec).collect();
+        let tenant = path.project_id();
+        let parallel = self.queries.slots().max(1);
+        let scored: Vec<(Vec<f32>, u64)> = futures::stream::iter(chunks)
+            .map(|chunk| {
+                let (model, query, metrics) = (Arc::clone(model), r.query.clone(), Arc::clone(&self.metrics));
+                self.queries.run(Lane::Large, &tenant, move || {
+                    let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
+                    let started = Instant::now();
+                    let out = model.score_pairs(&query, &refs).map_err(|e| model_failed(&model, &e))?;
+                    metrics.observe_model(model.name(), "rerank", refs.len(), out.tokens, started.elapsed());
+                    Ok((out.scores, out.tokens))
+                })
+            })
+            .buffered(parallel)
+            .try_collect()
+            .await?;
+        let tokens = scored.iter().map(|s| s.1).sum();
+        let scores: Vec<f32> = scored.into_iter().flat_map(|s| s.0).collect();
+        let mut ranked: Vec<(f32, Row)> = scores.into_iter().zip(rows).collect();
+        // Stable: equal scores keep the query's order.
+        ranked.sort_by(|a, b| b.0.total_cmp(&a.0));
+        let rows = ranked
+            .into_iter()
+            .map(|(score, mut row)| {
+                row.dist = Some(f64::from(score));
+                row
+            })
+            .collect();
+        Ok((rows, EmbedUsage { elapsed: started.elapsed(), tokens }))
+    }
+}
+
+/// A row's text for reranking: its string value of `attr`, else empty.
+fn row_text(row: &Row, attr: &str) -> String {
+    match row.doc.attrs.get(attr) {
+        Some(Value::Str(s)) => s.to_string(),
+        _ => String::new(),
+    }
+}
+
+/// The rows of every result, each id once (its first occurrence), in result order.
+fn merge_rows(results: &mut [QueryResult]) -> Vec<Row> {
+    let mut seen = std::collections::HashSet::new();
+    let mut out = Vec::new();
+    for result in results {
+        for row in result.rows.take().into_iter().flatten() {
+            if seen.insert(row.doc.id.clone()) {
+                out.push(row);
+            }
+        }
+    }
+    out
+}
