@@ -147,6 +147,24 @@ async fn embedded_writes_store_the_shipped_vectors_and_embed_queries_rank_by_the
             assert!(got.contains(&(target as u64)), "{title:?} by {attr}: {got:?}");
         }
     }
+    // compute_attributes: the text's embedding, and each row's distance to it.
+    let title = docs[10].0.split(". ").next().unwrap();
+    let (s, body) = query(
+        &c,
+        &d,
+        "deb",
+        json!({"rank_by": ["id", "asc"], "top_k": 12, "compute_attributes": {
+            "e": ["Embed", title], "sim": ["text", "VectorDist", ["Embed", title]]}}),
+    )
+    .await;
+    assert_eq!(s, 200, "{body}");
+    assert!(body["performance"]["embedding_tokens"].as_u64().unwrap() > 0, "{body}");
+    for (i, row) in body["rows"].as_array().unwrap().iter().enumerate() {
+        let e = floats(&row["e"]);
+        assert_eq!(e.len(), DIM);
+        let sim = row["sim"].as_f64().unwrap() as f32;
+        assert!((sim - (1.0 - cosine(&e, &stored[i]))).abs() < 1e-4, "row {i}: {sim}");
+    }
     // With an explicit model override, the same.
     let title = docs[3].0.split(". ").next().unwrap();
     let (s, body) = query(

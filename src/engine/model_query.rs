@@ -26,12 +26,35 @@ use super::{Engine, EngineError};
 use crate::layout::NsPath;
 use crate::model::Value;
 use crate::models::Model;
-use crate::query::{ModelRerank, Query, QueryRequest, QueryResult, Rank, Row};
+use crate::query::{ComputeExpr, ModelRerank, Query, QueryRequest, QueryResult, Rank, Row};
 use crate::schema::{AttrType, Schema};
 
 /// Whether `req` needs a local model (it is then answered on a loaded state, never cold).
 pub fn uses_models(req: &QueryRequest) -> bool {
-    req.rerank_model.is_some() || req.queries.iter().any(|q| q.embed.is_some())
+    req.rerank_model.is_some() || req.queries.iter().any(|q| q.embed.is_some() || q.compute.iter().any(|(_, e)| embeds(e)))
+}
+
+/// Whether a computed attribute embeds a text (`Embed`, or `VectorDist` to an `Embed`).
+fn embeds(e: &ComputeExpr) -> bool {
+    matches!(e, ComputeExpr::Embed { .. } | ComputeExpr::VectorDist { embed: Some(_), .. })
+}
+
+/// The model a computed `["Embed", text]` without a model uses: the namespace's one embedding
+/// model (when its attributes are embedded by several, the expression must name one).
+fn namespace_model(schema: &Schema) -> Result<String, EngineError> {
+    let mut models: Vec<String> = embed_targets(schema, None).into_iter().map(|(_, s)| s.model).collect();
+    models.sort();
+    models.dedup();
+    match models.as_slice() {
+        [one] => Ok(one.clone()),
+        [] => Err(EngineError::invalid_input(
+            "compute_attributes Embed: no attribute of this namespace is embedded; name a model: [\"Embed\", text, {\"model\": NAME}]",
+        )),
+        _ => Err(EngineError::invalid_input(format!(
+            "compute_attributes Embed: this namespace embeds with several models ({}); name one: [\"Embed\", text, {{\"model\": NAME}}]",
+            models.join(", ")
+        ))),
+    }
 }
 
 /// The vector attribute and model an `Embed` ranking on `attr` uses.
@@ -82,18 +105,57 @@ impl Engine {
         q: &mut Query,
         schema: &Schema,
     ) -> Result<Option<EmbedUsage>, EngineError> {
-        let Some(text) = q.embed.take() else { return Ok(None) };
-        let Some(Rank::NamedVector { attr, query, .. }) = q.rank.as_mut() else {
-            return Err(EngineError::internal("an Embed ranking without its vector ranking"));
-        };
-        let (target, model_name) = embed_plan(schema, attr, text.model.as_deref())?;
+        let mut usage = self.resolve_rank_embed(path, q, schema).await?;
+        for (_, e) in q.compute.iter_mut().filter(|(_, e)| embeds(e)) {
+            let cost = self.resolve_compute_embed(path, e, schema).await?;
+            usage.get_or_insert_with(EmbedUsage::default).add(cost);
+        }
+        Ok(usage)
+    }
+
+    /// `["Embed", text]` and `[attr, "VectorDist", ["Embed", text]]` in `compute_attributes`.
+    async fn resolve_compute_embed(
+        &self,
+        path: &NsPath,
+        e: &mut ComputeExpr,
+        schema: &Schema,
+    ) -> Result<EmbedUsage, EngineError> {
         let models = self.models().current();
-        let model = super::embed::embedding_model(
-            &models,
-            attr,
-            &crate::schema::EmbedSpec { model: model_name, target: target.clone(), dims: None },
-        )?;
-        let want = match schema.get(&target).map(|a| a.ty) {
+        match e {
+            ComputeExpr::Embed { text, vector } => {
+                let name = match &text.model {
+                    Some(m) => m.clone(),
+                    None => namespace_model(schema)?,
+                };
+                let spec = crate::schema::EmbedSpec { model: name, target: String::new(), dims: None };
+                let model = super::embed::embedding_model(&models, "compute_attributes", &spec)?;
+                let (mut v, cost) = self.embed_texts(&path.project_id(), &model, vec![text.text.clone()]).await?;
+                *vector = v.pop().ok_or_else(|| EngineError::internal("the model returned no vector"))?;
+                Ok(cost)
+            }
+            ComputeExpr::VectorDist { attr, query, embed: Some(text) } => {
+                let (target, model) = embed_plan(schema, attr, text.model.as_deref())?;
+                let (v, cost) = self.embed_one(path, &models, &target, &model, &text.text, schema).await?;
+                (*attr, *query) = (target, v);
+                Ok(cost)
+            }
+            _ => Ok(EmbedUsage::default()),
+        }
+    }
+
+    /// `text` embedded by model `name` for vector attribute `target` (dimensions checked).
+    async fn embed_one(
+        &self,
+        path: &NsPath,
+        models: &crate::models::ModelSet,
+        target: &str,
+        name: &str,
+        text: &str,
+        schema: &Schema,
+    ) -> Result<(Vec<f32>, EmbedUsage), EngineError> {
+        let spec = crate::schema::EmbedSpec { model: name.to_owned(), target: target.to_owned(), dims: None };
+        let model = super::embed::embedding_model(models, target, &spec)?;
+        let want = match schema.get(target).map(|a| a.ty) {
             Some(AttrType::Vector { dim, .. }) => Some(dim),
             _ => None,
         };
@@ -105,9 +167,26 @@ impl Engine {
                 want.unwrap_or_default()
             )));
         }
-        let (mut vectors, cost) = self.embed_texts(&path.project_id(), &model, vec![text.text]).await?;
-        *query = vectors.pop().ok_or_else(|| EngineError::internal("the model returned no vector"))?;
-        *attr = target;
+        let (mut vectors, cost) = self.embed_texts(&path.project_id(), &model, vec![text.to_owned()]).await?;
+        let v = vectors.pop().ok_or_else(|| EngineError::internal("the model returned no vector"))?;
+        Ok((v, cost))
+    }
+
+    /// The ranking's `["Embed", text]`: the query vector and the attribute it ranks by.
+    async fn resolve_rank_embed(
+        &self,
+        path: &NsPath,
+        q: &mut Query,
+        schema: &Schema,
+    ) -> Result<Option<EmbedUsage>, EngineError> {
+        let Some(text) = q.embed.take() else { return Ok(None) };
+        let Some(Rank::NamedVector { attr, query, .. }) = q.rank.as_mut() else {
+            return Err(EngineError::internal("an Embed ranking without its vector ranking"));
+        };
+        let (target, model_name) = embed_plan(schema, attr, text.model.as_deref())?;
+        let models = self.models().current();
+        let (v, cost) = self.embed_one(path, &models, &target, &model_name, &text.text, schema).await?;
+        (*attr, *query) = (target, v);
         Ok(Some(cost))
     }
 

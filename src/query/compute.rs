@@ -37,6 +37,17 @@ pub enum ComputeExpr {
         attr: String,
         /// The vector to measure from.
         query: Vec<f32>,
+        /// `[attr, "VectorDist", ["Embed", text]]`: `query` is this text's embedding, which the
+        /// engine computes (and names the vector attribute) before evaluation.
+        embed: Option<EmbedText>,
+    },
+    /// `["Embed", text, {model}]`: the text's embedding, the same for every row (`vector` is
+    /// filled by the engine before evaluation).
+    Embed {
+        /// The text and the model override.
+        text: EmbedText,
+        /// Its embedding.
+        vector: Vec<f32>,
     },
     /// `["Highlight", attr, {..}]`.
     Highlight(Highlight),
@@ -58,7 +69,7 @@ impl ComputeExpr {
 
     /// Whether computing reads the row's attributes.
     pub fn reads_attributes(&self) -> bool {
-        !self.reads_vector()
+        !self.reads_vector() && !matches!(self, ComputeExpr::Embed { .. })
     }
 }
 
@@ -110,6 +121,8 @@ pub enum ComputedValue {
     Number(f64),
     /// Highlighted fragments, best first.
     Fragments(Vec<HighlightFragment>),
+    /// A vector (`Embed`).
+    Vector(Arc<[f32]>),
 }
 
 /// One highlighted fragment.
@@ -196,7 +209,14 @@ fn validate_one(q: &Query, state: &NsState, name: &str, e: &ComputeExpr) -> Resu
         )));
     }
     match e {
-        ComputeExpr::VectorDist { attr, query } => {
+        ComputeExpr::VectorDist { embed: Some(_), .. } | ComputeExpr::Embed { .. }
+            if matches!(e, ComputeExpr::Embed { vector, .. } if vector.is_empty())
+                || matches!(e, ComputeExpr::VectorDist { query, .. } if query.is_empty()) =>
+        {
+            Err(QueryError::Internal("an Embed expression reached evaluation unembedded".into()))
+        }
+        ComputeExpr::Embed { .. } => Ok(()),
+        ComputeExpr::VectorDist { attr, query, .. } => {
             let va = vector_attr(state, attr)?;
             match va.dim {
                 Some(d) if d != query.len() => Err(invalid(format!(
@@ -269,6 +289,7 @@ impl Compiled {
 /// One computed attribute, ready to evaluate row by row.
 enum Plan<'q> {
     VectorDist(VectorAttr, &'q [f32]),
+    Constant(ComputedValue),
     Rank(Compiled),
     Highlight(&'q Highlight, Compiled),
 }
@@ -303,7 +324,8 @@ fn plan<'q>(
     e: &'q ComputeExpr,
 ) -> Result<Plan<'q>, QueryError> {
     Ok(match e {
-        ComputeExpr::VectorDist { attr, query } => Plan::VectorDist(vector_attr(state, attr)?, query),
+        ComputeExpr::VectorDist { attr, query, .. } => Plan::VectorDist(vector_attr(state, attr)?, query),
+        ComputeExpr::Embed { vector, .. } => Plan::Constant(ComputedValue::Vector(vector.as_slice().into())),
         ComputeExpr::Rank(x) => Plan::Rank(Compiled::new(x, state, views)?),
         ComputeExpr::Highlight(h) => {
             Plan::Highlight(h, Compiled::new(highlight_terms_expr(q, h)?, state, views)?)
@@ -320,6 +342,7 @@ fn value(p: &Plan<'_>, d: &Document) -> ComputedValue {
             _ => ComputedValue::Null,
         },
         Plan::Rank(c) => ComputedValue::Number(f64::from(c.score(d))),
+        Plan::Constant(v) => v.clone(),
         Plan::Highlight(h, c) => highlight(h, c, d),
     }
 }

@@ -11,7 +11,7 @@
 
 use serde_json::{json, Map, Value as Json};
 
-use super::rank::{parse_f32_vector, parse_rank_by, prefix_error, RankBy};
+use super::rank::{parse_embed, parse_f32_vector, parse_rank_by, prefix_error, RankBy};
 use crate::model::{ID_ATTR, VECTOR_ATTR};
 use crate::query::{
     ComputeExpr, ComputedValue, FragmentBy, Highlight, HighlightFragment, OffsetUnit, QueryError, Rank,
@@ -66,17 +66,21 @@ fn parse_compute_expr(v: &Json) -> Result<ComputeExpr, QueryError> {
             if items.len() != 3 {
                 return Err(invalid("VectorDist takes [attr, \"VectorDist\", [f32..]]"));
             }
+            if let Some(text) = items.get(2).map(parse_embed).transpose()?.flatten() {
+                return Ok(ComputeExpr::VectorDist { attr: attr.to_owned(), query: Vec::new(), embed: Some(text) });
+            }
             let query = parse_f32_vector(items.get(2), "VectorDist")?;
-            Ok(ComputeExpr::VectorDist { attr: attr.to_owned(), query })
+            Ok(ComputeExpr::VectorDist { attr: attr.to_owned(), query, embed: None })
         }
         (Some("Highlight"), _) => parse_highlight(items).map(ComputeExpr::Highlight),
-        (Some("Embed"), _) => {
-            Err(QueryError::Unsupported("Embed is not implemented yet (it arrives with local models)".into()))
-        }
+        (Some("Embed"), _) => match parse_embed(v)? {
+            Some(text) => Ok(ComputeExpr::Embed { text, vector: Vec::new() }),
+            None => Err(invalid("Embed takes [\"Embed\", text] or [\"Embed\", text, {\"model\": name}]")),
+        },
         _ => match parse_rank_by(v)? {
             RankBy::Scored(Rank::Text(e)) => Ok(ComputeExpr::Rank(e)),
             RankBy::Scored(Rank::Vector { query, .. }) => {
-                Ok(ComputeExpr::VectorDist { attr: VECTOR_ATTR.to_owned(), query })
+                Ok(ComputeExpr::VectorDist { attr: VECTOR_ATTR.to_owned(), query, embed: None })
             }
             _ => Err(invalid(
                 "an expression must be VectorDist, Highlight, or a rank expression (BM25, Sum, Max, Product, \
@@ -155,6 +159,7 @@ pub(crate) fn insert_computed(row: &mut Map<String, Json>, computed: &[(String, 
             ComputedValue::Null => Json::Null,
             ComputedValue::Number(x) => json!(x),
             ComputedValue::Fragments(f) => Json::Array(f.iter().map(fragment_json).collect()),
+            ComputedValue::Vector(v) => json!(v.as_ref()),
         };
         row.insert(name.clone(), v);
     }
