@@ -30,6 +30,7 @@ pub mod layout;
 pub mod meta;
 pub mod metrics;
 pub mod model;
+pub mod models;
 pub mod ops;
 pub mod query;
 pub mod schema;
