@@ -177,6 +177,14 @@ fn attr_maps(record: &mut RequestRecord) -> Vec<&mut crate::attr_map::AttrMap<Va
         .collect()
 }
 
+/// Whether any row of `record` sets (or removes) attribute `name`.
+fn sets_attr(record: &RequestRecord, name: &str) -> bool {
+    let ops = &record.ops;
+    ops.upserts.iter().any(|d| d.attrs.get(name).is_some())
+        || ops.patches.iter().any(|p| p.attrs.get(name).is_some())
+        || ops.patch_by_filter.iter().any(|p| p.attrs.get(name).is_some())
+}
+
 /// The texts a request's rows give each embedded attribute (a null value sets the target null).
 fn collect_texts(
     record: &mut RequestRecord,
@@ -237,6 +245,18 @@ impl Engine {
         if targets.is_empty() {
             return Ok(None);
         }
+        // Only the settings this request changes, and the attributes its rows set, need a model
+        // now: a node without the model still takes writes that leave embedded text alone.
+        let declared_here = |source: &str| {
+            declared.is_some_and(|d| d.get(source).is_some_and(|a| a.extra.contains_key(EMBED)))
+        };
+        let targets: Vec<(String, EmbedSpec)> = targets
+            .into_iter()
+            .filter(|(source, _)| declared_here(source) || sets_attr(&req.record, source))
+            .collect();
+        if targets.is_empty() {
+            return Ok(None);
+        }
         let mut checked = Vec::with_capacity(targets.len());
         for (source, spec) in &targets {
             let model = embedding_model(&models, source, spec)?;
@@ -245,6 +265,10 @@ impl Engine {
         }
         declare_targets(&mut req.record, &ns_schema, &targets, &checked);
         let per_model = collect_texts(&mut req.record, &targets)?;
+        if per_model.is_empty() {
+            // Nothing to embed (a patch of other attributes): no embedding is reported.
+            return Ok(None);
+        }
         let mut usage = EmbedUsage::default();
         let mut maps = attr_maps(&mut req.record);
         for (name, texts) in per_model {

@@ -31,7 +31,8 @@ use crate::schema::{AttrType, Schema};
 
 /// Whether `req` needs a local model (it is then answered on a loaded state, never cold).
 pub fn uses_models(req: &QueryRequest) -> bool {
-    req.rerank_model.is_some() || req.queries.iter().any(|q| q.embed.is_some() || q.compute.iter().any(|(_, e)| embeds(e)))
+    req.rerank_model.is_some()
+        || req.queries.iter().any(|q| q.embed.is_some() || q.compute.iter().any(|(_, e)| embeds(e)))
 }
 
 /// Whether a computed attribute embeds a text (`Embed`, or `VectorDist` to an `Embed`).
@@ -129,7 +130,8 @@ impl Engine {
                 };
                 let spec = crate::schema::EmbedSpec { model: name, target: String::new(), dims: None };
                 let model = super::embed::embedding_model(&models, "compute_attributes", &spec)?;
-                let (mut v, cost) = self.embed_texts(&path.project_id(), &model, vec![text.text.clone()]).await?;
+                let (mut v, cost) =
+                    self.embed_texts(&path.project_id(), &model, vec![text.text.clone()]).await?;
                 *vector = v.pop().ok_or_else(|| EngineError::internal("the model returned no vector"))?;
                 Ok(cost)
             }

@@ -463,7 +463,7 @@ pub struct ModelRerank {
     pub model: String,
     /// The text each row is scored against.
     pub query: String,
-    /// A multi-query's top-level `limit` and `offset` over the merged rows (a single query
+    /// A multi-query's top-level (`offset`, `limit`) over the merged rows (a single query
     /// keeps its own rows: `None`).
     pub page: Option<(usize, usize)>,
 }

@@ -260,7 +260,7 @@ pub(crate) fn parse_multi(obj: &Map<String, Json>) -> Result<QueryRequest, Query
     let rerank = match rerank_json {
         Some(v) if v.is_object() => {
             rerank_model =
-                Some(parse_model_rerank(v, Some((limit.unwrap_or(DEFAULT_LIMIT), offset.unwrap_or(0))))?);
+                Some(parse_model_rerank(v, Some((offset.unwrap_or(0), limit.unwrap_or(DEFAULT_LIMIT))))?);
             None
         }
         Some(v) => Some(parse_rerank(v, limit, offset)?),
