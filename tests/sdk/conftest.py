@@ -36,6 +36,9 @@ API_KEY = "local-dev"
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 20.0
 LISTENING = re.compile(r"listening on (http://\S+)")
+# The local embedding model (scripts/models.sh installs it; scripts/test.sh runs that first). The
+# session's daemon serves it as "minilm" when it is installed; test_embed.py fails without it.
+MODEL_DIR = pathlib.Path(os.environ.get("TIDEPOOL_TEST_MODELS") or ROOT / "target" / "test-models") / "all-minilm-l6-v2"
 
 
 class Daemon:
@@ -57,7 +60,8 @@ class Daemon:
         env.setdefault("RUST_LOG", "info")
         env.setdefault("RUST_BACKTRACE", "1")
         self.proc = subprocess.Popen(
-            [str(BIN), "serve", "--data-dir", str(self.data_dir), "--listen", "127.0.0.1:0"],
+            [str(BIN), "serve", "--data-dir", str(self.data_dir), "--listen", "127.0.0.1:0"]
+            + (["--model", f"minilm={MODEL_DIR}"] if (MODEL_DIR / "model.safetensors").is_file() else []),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=log,
