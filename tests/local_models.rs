@@ -8,13 +8,16 @@
 //!   query vector does; `rerank_by {attribute, model, query}` reorders the rows by the model;
 //! - an unknown model, a non-string value, an `Embed` on an attribute nothing embeds are 400s that
 //!   write nothing; a node without the model still serves the stored vectors (a replica, a
-//!   restart without `--model`), and a missing model directory stops the daemon naming it.
+//!   restart without `--model`), and a missing model directory stops the daemon naming it;
+//! - offline end to end: a syncing node with its uplink cut embeds, writes, searches and reranks as
+//!   before, and a pull replica without the model serves the `$embed_` vectors it received.
 
 mod common;
 
 use std::path::PathBuf;
 
-use common::{client, get, post, Daemon};
+use common::proxy::Uplink;
+use common::{client, get, post, s3, Daemon};
 use serde_json::{json, Value as Json};
 
 const MODEL: &str = "minilm";
@@ -406,4 +409,85 @@ async fn metrics_count_tokens_and_time_per_model() {
     assert_eq!(line("tidepool_model_texts_total"), 5.0);
     assert!(line("tidepool_model_tokens_total") > 50.0);
     assert!(line("tidepool_model_seconds_total") > 0.0);
+}
+
+/// A node syncing to `s3://{bucket}/sync` through `endpoint` with `rules` (rounds on demand).
+fn sync_node(
+    dir: &std::path::Path,
+    bucket: &str,
+    endpoint: &str,
+    id: &str,
+    rules: &str,
+    extra: &[&str],
+) -> Daemon {
+    let remote = format!("s3://{bucket}/sync");
+    let mut args = vec![
+        "--sync-remote",
+        &remote,
+        "--sync-endpoint",
+        endpoint,
+        "--sync-allow-http",
+        "--sync-access-key-id",
+        "test",
+        "--sync-secret-access-key",
+        "test",
+        "--sync-node-id",
+        id,
+        "--sync-namespaces",
+        rules,
+        "--sync-interval-secs",
+        "3600",
+        "--sync-connect-timeout-secs",
+        "1",
+        "--sync-request-timeout-secs",
+        "2",
+    ];
+    args.extend_from_slice(extra);
+    Daemon::start(dir, &args)
+}
+
+async fn sync_run(d: &Daemon) -> Json {
+    let (s, body) = post(&client(), &d.at("/v1/sync/run"), &json!({})).await;
+    assert_eq!(s, 200, "{body}");
+    body
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cut_off_node_embeds_and_a_pull_replica_serves_the_vectors_without_the_model() {
+    let bucket = s3::new_bucket().await;
+    let uplink = Uplink::start(s3::endpoint());
+    let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let flag = model_flag();
+    let a = sync_node(a_dir.path(), &bucket, &uplink.url, "edge-a", "*=push", &["--model", &flag]);
+    let c = client();
+    uplink.cut();
+    let docs = debian(20);
+    write_debian(&c, &a, "kb", &docs).await;
+    let title = docs[4].0.split(". ").next().unwrap();
+    let (s, body) =
+        query(&c, &a, "kb", json!({"rank_by": ["text", "ANN", ["Embed", title]], "top_k": 3})).await;
+    assert_eq!(s, 200, "{body}");
+    assert!(ids(&body).contains(&4), "{body}");
+    let (s, body) = query(
+        &c,
+        &a,
+        "kb",
+        json!({"rank_by": ["text", "BM25", title.to_lowercase()], "top_k": 5, "include_attributes": ["text"],
+               "rerank_by": {"attribute": "text", "model": MODEL, "query": title}}),
+    )
+    .await;
+    assert_eq!((s, ids(&body)[0]), (200, 4), "{body}");
+    assert_eq!(sync_run(&a).await["status"], "partial", "the uplink is cut");
+    let on_a = stored_vectors(&c, &a, "kb", 20).await;
+
+    uplink.restore();
+    assert_eq!(sync_run(&a).await["status"], "OK");
+    let b = sync_node(b_dir.path(), &bucket, s3::endpoint(), "edge-b", "*=pull", &[]);
+    assert_eq!(sync_run(&b).await["status"], "OK");
+    assert_eq!(stored_vectors(&c, &b, "kb", 20).await, on_a, "the replica serves the vectors it received");
+    let (s, body) =
+        query(&c, &b, "kb", json!({"rank_by": ["$embed_text", "ANN", on_a[7].clone()], "top_k": 1})).await;
+    assert_eq!((s, ids(&body)), (200, vec![7]), "{body}");
+    let (s, body) = query(&c, &b, "kb", json!({"rank_by": ["text", "ANN", ["Embed", title]]})).await;
+    assert_eq!(s, 400, "no model on the replica: {body}");
 }
