@@ -491,3 +491,44 @@ async fn a_cut_off_node_embeds_and_a_pull_replica_serves_the_vectors_without_the
     let (s, body) = query(&c, &b, "kb", json!({"rank_by": ["text", "ANN", ["Embed", title]]})).await;
     assert_eq!(s, 400, "no model on the replica: {body}");
 }
+
+#[tokio::test]
+async fn sighup_adds_and_removes_models() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(&config, "").unwrap();
+    let d = Daemon::start(&dir.path().join("data"), &["--config", config.to_str().unwrap()]);
+    let c = client();
+    let (s, body) = write(&c, &d, "h", json!({"upsert_rows": [{"id": 1, "plain": "x"}]})).await;
+    assert_eq!(s, 200, "{body}");
+    let embed_query = json!({"rank_by": ["id", "asc"], "compute_attributes": {"e": ["Embed", "hello", {"model": MODEL}]}});
+    assert_eq!(query(&c, &d, "h", embed_query.clone()).await.0, 400, "no model yet");
+
+    let hup = |d: &Daemon| {
+        assert!(std::process::Command::new("kill").args(["-HUP", &d.pid().to_string()]).status().unwrap().success());
+    };
+    let settles = |want: u16| {
+        let (c, d, q) = (&c, &d, embed_query.clone());
+        async move {
+            for _ in 0..100 {
+                if query(c, d, "h", q.clone()).await.0 == want {
+                    return;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            panic!("the reload did not give {want}: {}", d.stderr());
+        }
+    };
+    let path = model_dir().display().to_string();
+    std::fs::write(&config, format!("[[models]]\nname = \"{MODEL}\"\npath = \"{path}\"\n")).unwrap();
+    hup(&d);
+    settles(200).await;
+    // A model that cannot load fails the reload whole: the model served stays.
+    std::fs::write(&config, format!("[[models]]\nname = \"{MODEL}\"\npath = \"{path}-missing\"\n")).unwrap();
+    hup(&d);
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(query(&c, &d, "h", embed_query.clone()).await.0, 200);
+    std::fs::write(&config, "").unwrap();
+    hup(&d);
+    settles(400).await;
+}
