@@ -16,9 +16,16 @@ use tidepool::models::{Model, ModelSpec};
 const DIM: usize = 384;
 const CHUNK: usize = 32;
 
+/// One embedded chunk: its first text's index, its vectors, its tokens.
+type Chunk = (usize, Vec<Vec<f32>>, u64);
+
 fn arg(name: &str, default: &str) -> String {
     let args: Vec<String> = std::env::args().collect();
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned().unwrap_or_else(|| default.to_owned())
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .cloned()
+        .unwrap_or_else(|| default.to_owned())
 }
 
 fn main() {
@@ -39,7 +46,7 @@ fn main() {
     let shipped = std::fs::read(format!("{data}/vectors.f32")).expect("vectors.f32");
 
     let next = AtomicUsize::new(0);
-    let out: Mutex<Vec<(usize, Vec<Vec<f32>>, u64)>> = Mutex::new(Vec::new());
+    let out: Mutex<Vec<Chunk>> = Mutex::new(Vec::new());
     let started = Instant::now();
     std::thread::scope(|s| {
         for _ in 0..threads {
@@ -48,7 +55,8 @@ fn main() {
                 if i >= texts.len() {
                     break;
                 }
-                let chunk: Vec<&str> = texts[i..(i + CHUNK).min(texts.len())].iter().map(String::as_str).collect();
+                let chunk: Vec<&str> =
+                    texts[i..(i + CHUNK).min(texts.len())].iter().map(String::as_str).collect();
                 let e = model.embed(&chunk).expect("embed");
                 out.lock().unwrap().push((i, e.vectors, e.tokens));
             });

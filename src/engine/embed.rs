@@ -166,6 +166,9 @@ struct Slot {
     target: String,
 }
 
+/// One model's name and the texts it embeds for a request, each with where its vector goes.
+type ModelTexts = (String, Vec<(Slot, String)>);
+
 /// The attribute maps of a request's rows, in a fixed order: upserts, patches, `patch_by_filter`.
 fn attr_maps(record: &mut RequestRecord) -> Vec<&mut crate::attr_map::AttrMap<Value>> {
     let ops = &mut record.ops;
@@ -189,8 +192,8 @@ fn sets_attr(record: &RequestRecord, name: &str) -> bool {
 fn collect_texts(
     record: &mut RequestRecord,
     targets: &[(String, EmbedSpec)],
-) -> Result<Vec<(String, Vec<(Slot, String)>)>, EngineError> {
-    let mut per_model: Vec<(String, Vec<(Slot, String)>)> = Vec::new();
+) -> Result<Vec<ModelTexts>, EngineError> {
+    let mut per_model: Vec<ModelTexts> = Vec::new();
     for (i, attrs) in attr_maps(record).into_iter().enumerate() {
         for (source, spec) in targets {
             let text = match attrs.get(source) {
