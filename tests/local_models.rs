@@ -501,11 +501,16 @@ async fn sighup_adds_and_removes_models() {
     let c = client();
     let (s, body) = write(&c, &d, "h", json!({"upsert_rows": [{"id": 1, "plain": "x"}]})).await;
     assert_eq!(s, 200, "{body}");
-    let embed_query = json!({"rank_by": ["id", "asc"], "compute_attributes": {"e": ["Embed", "hello", {"model": MODEL}]}});
+    let embed_query =
+        json!({"rank_by": ["id", "asc"], "compute_attributes": {"e": ["Embed", "hello", {"model": MODEL}]}});
     assert_eq!(query(&c, &d, "h", embed_query.clone()).await.0, 400, "no model yet");
 
     let hup = |d: &Daemon| {
-        assert!(std::process::Command::new("kill").args(["-HUP", &d.pid().to_string()]).status().unwrap().success());
+        assert!(std::process::Command::new("kill")
+            .args(["-HUP", &d.pid().to_string()])
+            .status()
+            .unwrap()
+            .success());
     };
     let settles = |want: u16| {
         let (c, d, q) = (&c, &d, embed_query.clone());
