@@ -57,6 +57,22 @@ pub struct WriteOps {
 }
 
 impl WriteOps {
+    /// The attribute maps the request's rows set, in a fixed order: upserts, patches,
+    /// `patch_by_filter`.
+    pub fn attr_maps(&self) -> impl Iterator<Item = &AttrMap> {
+        let upserts = self.upserts.iter().map(|d| &d.attrs);
+        upserts
+            .chain(self.patches.iter().map(|p| &p.attrs))
+            .chain(self.patch_by_filter.iter().map(|p| &p.attrs))
+    }
+
+    /// [`WriteOps::attr_maps`], to change the values.
+    pub fn attr_maps_mut(&mut self) -> impl Iterator<Item = &mut AttrMap> {
+        let upserts = self.upserts.iter_mut().map(|d| &mut d.attrs);
+        let patches = self.patches.iter_mut().map(|p| &mut p.attrs);
+        upserts.chain(patches).chain(self.patch_by_filter.iter_mut().map(|p| &mut p.attrs))
+    }
+
     /// Number of rows named directly (upserts + patches + deletes).
     pub fn direct_rows(&self) -> usize {
         self.upserts.len() + self.patches.len() + self.deletes.len()

@@ -17,7 +17,7 @@ mod common;
 use std::path::PathBuf;
 
 use common::proxy::Uplink;
-use common::{client, get, post, s3, Daemon};
+use common::{client, get, post, s3, sync_node, Daemon};
 use serde_json::{json, Value as Json};
 
 const MODEL: &str = "minilm";
@@ -409,41 +409,6 @@ async fn metrics_count_tokens_and_time_per_model() {
     assert_eq!(line("tidepool_model_texts_total"), 5.0);
     assert!(line("tidepool_model_tokens_total") > 50.0);
     assert!(line("tidepool_model_seconds_total") > 0.0);
-}
-
-/// A node syncing to `s3://{bucket}/sync` through `endpoint` with `rules` (rounds on demand).
-fn sync_node(
-    dir: &std::path::Path,
-    bucket: &str,
-    endpoint: &str,
-    id: &str,
-    rules: &str,
-    extra: &[&str],
-) -> Daemon {
-    let remote = format!("s3://{bucket}/sync");
-    let mut args = vec![
-        "--sync-remote",
-        &remote,
-        "--sync-endpoint",
-        endpoint,
-        "--sync-allow-http",
-        "--sync-access-key-id",
-        "test",
-        "--sync-secret-access-key",
-        "test",
-        "--sync-node-id",
-        id,
-        "--sync-namespaces",
-        rules,
-        "--sync-interval-secs",
-        "3600",
-        "--sync-connect-timeout-secs",
-        "1",
-        "--sync-request-timeout-secs",
-        "2",
-    ];
-    args.extend_from_slice(extra);
-    Daemon::start(dir, &args)
 }
 
 async fn sync_run(d: &Daemon) -> Json {

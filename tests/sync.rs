@@ -54,30 +54,7 @@ fn node(dir: &Path, bucket: &str, endpoint: &str, id: &str, rules: &str) -> Daem
 }
 
 fn node_with(dir: &Path, bucket: &str, endpoint: &str, id: &str, rules: &str, extra: &[&str]) -> Daemon {
-    let remote = format!("s3://{bucket}/sync");
-    let mut args = vec![
-        "--sync-remote",
-        &remote,
-        "--sync-endpoint",
-        endpoint,
-        "--sync-allow-http",
-        "--sync-access-key-id",
-        "test",
-        "--sync-secret-access-key",
-        "test",
-        "--sync-node-id",
-        id,
-        "--sync-namespaces",
-        rules,
-        "--sync-interval-secs",
-        "3600",
-        "--sync-connect-timeout-secs",
-        "1",
-        "--sync-request-timeout-secs",
-        "2",
-    ];
-    args.extend_from_slice(extra);
-    Daemon::start(dir, &args)
+    common::sync_node(dir, bucket, endpoint, id, rules, extra)
 }
 
 async fn upsert(d: &Daemon, ns: &str, ids: std::ops::Range<u64>) -> u16 {

@@ -36,14 +36,7 @@ pub fn resolve_dense(state: &NsState, record: &mut RequestRecord) -> Result<(), 
     if !has_named(&state.schema) && !declared.is_some_and(has_named) {
         return Ok(());
     }
-    let ops = &mut record.ops;
-    let maps = ops
-        .upserts
-        .iter_mut()
-        .map(|d| &mut d.attrs)
-        .chain(ops.patches.iter_mut().map(|p| &mut p.attrs))
-        .chain(ops.patch_by_filter.iter_mut().map(|p| &mut p.attrs));
-    for attrs in maps {
+    for attrs in record.ops.attr_maps_mut() {
         for (name, v) in attrs.iter_mut() {
             let Some(dim) = named_dim(state, declared, name) else { continue };
             if let Some(d) =

@@ -169,23 +169,14 @@ struct Slot {
 /// One model's name and the texts it embeds for a request, each with where its vector goes.
 type ModelTexts = (String, Vec<(Slot, String)>);
 
-/// The attribute maps of a request's rows, in a fixed order: upserts, patches, `patch_by_filter`.
-fn attr_maps(record: &mut RequestRecord) -> Vec<&mut crate::attr_map::AttrMap<Value>> {
-    let ops = &mut record.ops;
-    ops.upserts
-        .iter_mut()
-        .map(|d| &mut d.attrs)
-        .chain(ops.patches.iter_mut().map(|p| &mut p.attrs))
-        .chain(ops.patch_by_filter.iter_mut().map(|p| &mut p.attrs))
-        .collect()
+/// The attribute maps of a request's rows (`WriteOps::attr_maps_mut`), to address by index.
+fn attr_maps(record: &mut RequestRecord) -> Vec<&mut crate::model::AttrMap> {
+    record.ops.attr_maps_mut().collect()
 }
 
 /// Whether any row of `record` sets (or removes) attribute `name`.
 fn sets_attr(record: &RequestRecord, name: &str) -> bool {
-    let ops = &record.ops;
-    ops.upserts.iter().any(|d| d.attrs.get(name).is_some())
-        || ops.patches.iter().any(|p| p.attrs.get(name).is_some())
-        || ops.patch_by_filter.iter().any(|p| p.attrs.get(name).is_some())
+    record.ops.attr_maps().any(|m| m.get(name).is_some())
 }
 
 /// The texts a request's rows give each embedded attribute (a null value sets the target null).
@@ -377,14 +368,7 @@ pub(super) fn check_embedded(
     if targets.is_empty() {
         return Ok(());
     }
-    let ops = &record.ops;
-    let maps = ops
-        .upserts
-        .iter()
-        .map(|d| &d.attrs)
-        .chain(ops.patches.iter().map(|p| &p.attrs))
-        .chain(ops.patch_by_filter.iter().map(|p| &p.attrs));
-    for attrs in maps {
+    for attrs in record.ops.attr_maps() {
         for (source, spec) in &targets {
             let needs = attrs.get(source).is_some_and(|v| !matches!(v, Value::Null));
             if needs && !matches!(attrs.get(&spec.target), Some(Value::Dense(_))) {

@@ -46,14 +46,7 @@ pub fn check_multi(state: &NsState, record: &RequestRecord) -> Result<(), Engine
     if !has_multi(&state.schema) && !declared.is_some_and(has_multi) {
         return Ok(());
     }
-    let ops = &record.ops;
-    let maps = ops
-        .upserts
-        .iter()
-        .map(|d| &d.attrs)
-        .chain(ops.patches.iter().map(|p| &p.attrs))
-        .chain(ops.patch_by_filter.iter().map(|p| &p.attrs));
-    for attrs in maps {
+    for attrs in record.ops.attr_maps() {
         for (name, v) in attrs.iter() {
             let Some(dim) = multi_dim(state, declared, name) else { continue };
             if let Some(why) = refusal(dim, v) {

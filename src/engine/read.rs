@@ -116,6 +116,22 @@ pub struct QueryAnswer {
     pub rerank: Option<super::EmbedUsage>,
 }
 
+impl QueryAnswer {
+    /// The answer `results` make on `snap` (no model was used).
+    fn on(snap: &Snapshot, temperature: Temperature, results: Vec<QueryResult>, execution: Duration) -> Self {
+        QueryAnswer {
+            results,
+            generation: snap.generation(),
+            logical_bytes: snap.state.logical_bytes,
+            approx_rows: snap.state.len(),
+            temperature,
+            execution,
+            embedding: None,
+            rerank: None,
+        }
+    }
+}
+
 /// One read of one namespace, decided by [`Engine::read`]: a loaded
 /// snapshot, or (for a query that may be answered cold) nothing loaded yet.
 pub struct ReadView {
@@ -225,16 +241,8 @@ impl ReadView {
             self.engine.materialize(&self.path, m, None).await?
         };
         let (results, waited) = self.engine.evaluate(&self.path, req.clone(), snap.state.clone()).await?;
-        Ok(Some(QueryAnswer {
-            results,
-            generation: snap.generation(),
-            logical_bytes: snap.state.logical_bytes,
-            approx_rows: snap.state.len(),
-            temperature: Temperature { level, hit_ratio },
-            execution: started.elapsed().saturating_sub(waited),
-            embedding: None,
-            rerank: None,
-        }))
+        let execution = started.elapsed().saturating_sub(waited);
+        Ok(Some(QueryAnswer::on(&snap, Temperature { level, hit_ratio }, results, execution)))
     }
 
     /// Load the read's snapshot (the temperature measured first).
@@ -277,16 +285,7 @@ impl ReadView {
         let (snap, temperature) = self.load().await?.clone();
         let started = Instant::now();
         let (results, waited) = self.engine.evaluate(&self.path, req.clone(), snap.state.clone()).await?;
-        Ok(QueryAnswer {
-            results,
-            generation: snap.generation(),
-            logical_bytes: snap.state.logical_bytes,
-            approx_rows: snap.state.len(),
-            temperature,
-            execution: started.elapsed().saturating_sub(waited),
-            embedding: None,
-            rerank: None,
-        })
+        Ok(QueryAnswer::on(&snap, temperature, results, started.elapsed().saturating_sub(waited)))
     }
 
     /// A query that embeds a text or reranks with a local model, on the loaded snapshot (the
@@ -303,16 +302,8 @@ impl ReadView {
             let (reranked, cost) = self.engine.rerank(&self.path, results, &r).await?;
             (results, rerank) = (reranked, Some(cost));
         }
-        Ok(QueryAnswer {
-            results,
-            generation: snap.generation(),
-            logical_bytes: snap.state.logical_bytes,
-            approx_rows: snap.state.len(),
-            temperature,
-            execution: started.elapsed().saturating_sub(waited),
-            embedding,
-            rerank,
-        })
+        let execution = started.elapsed().saturating_sub(waited);
+        Ok(QueryAnswer { embedding, rerank, ..QueryAnswer::on(&snap, temperature, results, execution) })
     }
 
     /// The cold answer, if the cold path covers `req`; the namespace is then

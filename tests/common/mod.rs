@@ -188,3 +188,32 @@ pub async fn post(c: &reqwest::Client, url: &str, body: &Json) -> (u16, Json) {
 pub async fn get(c: &reqwest::Client, url: &str) -> (u16, Json) {
     json_of(c.get(url).send().await.unwrap()).await
 }
+
+/// A daemon syncing to `s3://{bucket}/sync` through `endpoint` with the `[sync]` namespace rules
+/// `rules`, as node `id` (rounds only on demand; short timeouts so a cut uplink fails fast).
+pub fn sync_node(dir: &Path, bucket: &str, endpoint: &str, id: &str, rules: &str, extra: &[&str]) -> Daemon {
+    let remote = format!("s3://{bucket}/sync");
+    let mut args = vec![
+        "--sync-remote",
+        &remote,
+        "--sync-endpoint",
+        endpoint,
+        "--sync-allow-http",
+        "--sync-access-key-id",
+        "test",
+        "--sync-secret-access-key",
+        "test",
+        "--sync-node-id",
+        id,
+        "--sync-namespaces",
+        rules,
+        "--sync-interval-secs",
+        "3600",
+        "--sync-connect-timeout-secs",
+        "1",
+        "--sync-request-timeout-secs",
+        "2",
+    ];
+    args.extend_from_slice(extra);
+    Daemon::start(dir, &args)
+}
