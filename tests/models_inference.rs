@@ -89,20 +89,37 @@ fn assert_close(what: &str, ours: &[Vec<f32>], shipped: &[Vec<f32>], floor: f32)
     (min, mean)
 }
 
+fn doc_text(doc: &serde_json::Value) -> String {
+    format!("{}. {}", doc["title"].as_str().unwrap(), doc["body"].as_str().unwrap())
+}
+
 #[test]
 fn documents_embed_to_the_shipped_vectors() {
     const N: usize = 300;
     let docs = json_lines(&debian().join("docs.jsonl"), N);
-    let texts: Vec<String> = docs
-        .iter()
-        .map(|d| format!("{}. {}", d["title"].as_str().unwrap(), d["body"].as_str().unwrap()))
-        .collect();
+    let texts: Vec<String> = docs.iter().map(doc_text).collect();
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
     let embedded = minilm().embed(&refs).unwrap();
     assert!(embedded.vectors.iter().all(|v| v.len() == DIMS));
     let shipped = f32_rows(&debian().join("vectors.f32"), N);
     assert_close("docs", &embedded.vectors, &shipped, 0.999);
     assert!(embedded.tokens <= (N * 256) as u64);
+}
+
+#[test]
+fn the_longest_documents_embed_truncated_to_the_shipped_vectors() {
+    const N: usize = 24;
+    let docs = json_lines(&debian().join("docs.jsonl"), usize::MAX);
+    let mut rows: Vec<usize> = (0..docs.len()).collect();
+    rows.sort_by_key(|&r| std::cmp::Reverse(doc_text(&docs[r]).len()));
+    rows.truncate(N);
+    let texts: Vec<String> = rows.iter().map(|&r| doc_text(&docs[r])).collect();
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let embedded = minilm().embed(&refs).unwrap();
+    assert_eq!(embedded.tokens, (N * 256) as u64, "every one cut at 256 word-pieces");
+    let shipped = f32_rows(&debian().join("vectors.f32"), docs.len());
+    let wanted: Vec<Vec<f32>> = rows.iter().map(|&r| shipped[r].clone()).collect();
+    assert_close("longest docs", &embedded.vectors, &wanted, 0.999);
 }
 
 #[test]

@@ -6,6 +6,10 @@
 //! that makes it and no process-wide pool. A product's operand views are checked against their
 //! slices before the unsafe call (a failed check is a bug here, and panics, never reads out of
 //! bounds).
+//!
+//! What gemm keeps besides: a packing buffer per thread that has multiplied (thread-local, about
+//! the L2 cache's size), and the cache sizes it tiles for, read once per process from
+//! `/sys/devices/system/cpu/*/cache` (falling back to running `lscpu`, then to defaults).
 
 use super::config::Activation;
 
