@@ -3,7 +3,8 @@
 //!   queries to the very vectors sentence-transformers shipped in `../shared/data/debian`
 //!   (cosine ≥ 0.999 each);
 //! - truncation at the model's 256 word-pieces, the empty text, batch-order independence, the
-//!   bi-encoder rerank (`score_pairs` = cosine of separate embeds), counters;
+//!   bi-encoder rerank (`score_pairs` = cosine of separate embeds), counters, a passed query
+//!   deadline failing the call between batches;
 //! - a cross-encoder (a tiny seeded BertForSequenceClassification written here, since no pip
 //!   package bundles one) loads as such, scores deterministically and order-sensitively, and its
 //!   logit equals a plain f64 reference forward pass over the same weights; a tiny sentence
@@ -203,6 +204,24 @@ fn counters_add_up_calls_texts_and_tokens() {
     let stats = model.stats();
     assert_eq!((stats.calls, stats.texts, stats.tokens), (2, 4, a.tokens + b.tokens));
     assert!(stats.nanos > 0);
+}
+
+#[test]
+fn a_passed_deadline_stops_a_call_between_batches() {
+    use std::time::{Duration, Instant};
+    use tidepool::deadline::{with_deadline, Expired};
+    let texts: Vec<String> = (0..400).map(|i| format!("document {i} {}", "word ".repeat(i % 200))).collect();
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let past = Instant::now() - Duration::from_millis(1);
+    let started = Instant::now();
+    let mut inner = None;
+    let outcome = with_deadline(past, || inner = Some(minilm().embed(&refs).map(|e| e.vectors.len())));
+    assert_eq!(outcome, Err(Expired));
+    let err = inner.expect("the call ran").expect_err("the call itself fails: no partial results");
+    assert_eq!(err.kind(), ModelErrorKind::Inference);
+    assert!(err.to_string().contains("deadline"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(2), "wound down early: {:?}", started.elapsed());
+    assert_eq!(minilm().embed(&refs[..2]).unwrap().vectors.len(), 2, "no deadline, no failure");
 }
 
 #[test]

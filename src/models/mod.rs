@@ -20,6 +20,8 @@
 //!   process-wide knob. The caller bounds inference CPU by bounding the threads that call (the
 //!   daemon's CPU pool), and gets `n` cores' throughput by `n` concurrent calls.
 //! - [`ModelStats`] only grow; they count public calls, not the load-time self-check.
+//! - Under a query deadline ([`crate::deadline::with_deadline`]) a call stops between batches
+//!   once the deadline has passed and fails: it never returns part of its texts' results.
 //!
 //! Why not candle's tensors: candle-core 0.11's CPU backend runs large element-wise ops on a
 //! process-wide pool of spinning workers that serves one call at a time (behind a mutex),
@@ -267,6 +269,7 @@ impl Model {
         let tokens = sequences.iter().map(|s| s.ids.len() as u64).sum();
         let mut vectors = vec![Vec::new(); texts.len()];
         for batch in plan_batches(&sequences) {
+            self.check_deadline(batch.len())?;
             let packed = pack(&sequences, &batch);
             let states = bert::encode(&self.weights, &self.config.bert, &packed);
             for (&index, (start, len)) in batch.iter().zip(packed.starts()) {
@@ -303,6 +306,7 @@ impl Model {
         let labels = self.config.num_labels;
         let mut scores = vec![0.0; docs.len()];
         for batch in plan_batches(&sequences) {
+            self.check_deadline(batch.len())?;
             let packed = pack(&sequences, &batch);
             let states = bert::encode(&self.weights, &self.config.bert, &packed);
             let logits = bert::classify(head, &self.config.bert, &states, &packed);
@@ -330,6 +334,17 @@ impl Model {
             return Err(self.inference("a token or token type outside the model's embeddings".to_string()));
         }
         Ok(Sequence { ids: ids.to_vec(), types: types.to_vec() })
+    }
+
+    /// Fails once the calling thread's query deadline ([`crate::deadline`]) has passed, so a
+    /// long call winds down between batches instead of finishing work nobody will read.
+    /// `expired` reads the clock on every 32nd question; asking once per sequence of the next
+    /// batch reads it at least every 32 sequences (a few batches of the longest texts).
+    fn check_deadline(&self, sequences: usize) -> Result<(), ModelError> {
+        if (0..sequences).any(|_| crate::deadline::expired()) {
+            return Err(self.inference("the request's deadline passed".to_string()));
+        }
+        Ok(())
     }
 
     fn finite(&self, values: &[f32]) -> Result<(), ModelError> {
