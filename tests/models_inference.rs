@@ -238,6 +238,20 @@ fn a_model_set_serves_its_models_by_name() {
     assert_eq!(set.iter().count(), 2);
     let err = set.get("rerank").unwrap().embed(&["x"]).unwrap_err();
     assert_eq!(err.kind(), ModelErrorKind::WrongKind);
+
+    // A reload keeps what did not change and loads the rest.
+    let other = TinyDir::cross_encoder("other");
+    let moved = [
+        ModelSpec { name: "rerank".to_string(), path: other.path.clone() },
+        ModelSpec { name: "embed".to_string(), path: minilm_dir() },
+    ];
+    let reloaded = set.reload(&moved).unwrap();
+    assert!(std::sync::Arc::ptr_eq(&reloaded.get("embed").unwrap(), &set.get("embed").unwrap()));
+    assert!(!std::sync::Arc::ptr_eq(&reloaded.get("rerank").unwrap(), &set.get("rerank").unwrap()));
+    assert_eq!(reloaded.get("rerank").unwrap().path(), other.path);
+    assert_eq!(set.reload(&specs[1..]).unwrap().names(), vec!["embed"]);
+    let twice = [specs[0].clone(), ModelSpec { name: "rerank".to_string(), path: other.path.clone() }];
+    assert_eq!(set.reload(&twice).unwrap_err().kind(), ModelErrorKind::Duplicate);
 }
 
 // ---- tiny seeded BERT models and an independent reference forward pass ----

@@ -460,19 +460,22 @@ impl ModelSet {
 
     /// Loads every spec; a name given twice is refused before anything loads.
     pub fn load(specs: &[ModelSpec]) -> Result<ModelSet, ModelError> {
-        let mut seen: BTreeMap<&str, &Path> = BTreeMap::new();
-        for spec in specs {
-            if let Some(first) = seen.insert(&spec.name, &spec.path) {
-                return Err(ModelError::Duplicate {
-                    name: spec.name.clone(),
-                    first: first.to_path_buf(),
-                    second: spec.path.clone(),
-                });
-            }
-        }
+        ModelSet::empty().reload(specs)
+    }
+
+    /// The set `specs` describe, for a configuration reload: a model whose name and directory are
+    /// unchanged is kept as it is (the same `Arc`, its counters running on), every other one is
+    /// loaded afresh. Nothing changes in `self`; on an error the caller keeps serving from it.
+    pub fn reload(&self, specs: &[ModelSpec]) -> Result<ModelSet, ModelError> {
+        check_unique(specs)?;
         let mut models = BTreeMap::new();
         for spec in specs {
-            models.insert(spec.name.clone(), Arc::new(Model::load(spec)?));
+            let kept = self.models.get(&spec.name).filter(|m| m.path == spec.path);
+            let model = match kept {
+                Some(model) => Arc::clone(model),
+                None => Arc::new(Model::load(spec)?),
+            };
+            models.insert(spec.name.clone(), model);
         }
         Ok(ModelSet { models })
     }
@@ -491,6 +494,20 @@ impl ModelSet {
     pub fn iter(&self) -> impl Iterator<Item = &Arc<Model>> {
         self.models.values()
     }
+}
+
+fn check_unique(specs: &[ModelSpec]) -> Result<(), ModelError> {
+    let mut seen: BTreeMap<&str, &Path> = BTreeMap::new();
+    for spec in specs {
+        if let Some(first) = seen.insert(&spec.name, &spec.path) {
+            return Err(ModelError::Duplicate {
+                name: spec.name.clone(),
+                first: first.to_path_buf(),
+                second: spec.path.clone(),
+            });
+        }
+    }
+    Ok(())
 }
 
 impl fmt::Debug for ModelSet {
