@@ -3,7 +3,8 @@
 //!   queries to the very vectors sentence-transformers shipped in `../shared/data/debian`
 //!   (cosine ≥ 0.999 each);
 //! - truncation at the model's 256 word-pieces, the empty text, batch-order independence, the
-//!   bi-encoder rerank (`score_pairs` = cosine of separate embeds), counters;
+//!   bi-encoder rerank (`score_pairs` = cosine of separate embeds), counters, a passed query
+//!   deadline failing the call between batches;
 //! - a cross-encoder (a tiny seeded BertForSequenceClassification written here, since no pip
 //!   package bundles one) loads as such, scores deterministically and order-sensitively, and its
 //!   logit equals a plain f64 reference forward pass over the same weights; a tiny sentence
@@ -89,20 +90,37 @@ fn assert_close(what: &str, ours: &[Vec<f32>], shipped: &[Vec<f32>], floor: f32)
     (min, mean)
 }
 
+fn doc_text(doc: &serde_json::Value) -> String {
+    format!("{}. {}", doc["title"].as_str().unwrap(), doc["body"].as_str().unwrap())
+}
+
 #[test]
 fn documents_embed_to_the_shipped_vectors() {
     const N: usize = 300;
     let docs = json_lines(&debian().join("docs.jsonl"), N);
-    let texts: Vec<String> = docs
-        .iter()
-        .map(|d| format!("{}. {}", d["title"].as_str().unwrap(), d["body"].as_str().unwrap()))
-        .collect();
+    let texts: Vec<String> = docs.iter().map(doc_text).collect();
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
     let embedded = minilm().embed(&refs).unwrap();
     assert!(embedded.vectors.iter().all(|v| v.len() == DIMS));
     let shipped = f32_rows(&debian().join("vectors.f32"), N);
     assert_close("docs", &embedded.vectors, &shipped, 0.999);
     assert!(embedded.tokens <= (N * 256) as u64);
+}
+
+#[test]
+fn the_longest_documents_embed_truncated_to_the_shipped_vectors() {
+    const N: usize = 24;
+    let docs = json_lines(&debian().join("docs.jsonl"), usize::MAX);
+    let mut rows: Vec<usize> = (0..docs.len()).collect();
+    rows.sort_by_key(|&r| std::cmp::Reverse(doc_text(&docs[r]).len()));
+    rows.truncate(N);
+    let texts: Vec<String> = rows.iter().map(|&r| doc_text(&docs[r])).collect();
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let embedded = minilm().embed(&refs).unwrap();
+    assert_eq!(embedded.tokens, (N * 256) as u64, "every one cut at 256 word-pieces");
+    let shipped = f32_rows(&debian().join("vectors.f32"), docs.len());
+    let wanted: Vec<Vec<f32>> = rows.iter().map(|&r| shipped[r].clone()).collect();
+    assert_close("longest docs", &embedded.vectors, &wanted, 0.999);
 }
 
 #[test]
@@ -189,6 +207,24 @@ fn counters_add_up_calls_texts_and_tokens() {
 }
 
 #[test]
+fn a_passed_deadline_stops_a_call_between_batches() {
+    use std::time::{Duration, Instant};
+    use tidepool::deadline::{with_deadline, Expired};
+    let texts: Vec<String> = (0..400).map(|i| format!("document {i} {}", "word ".repeat(i % 200))).collect();
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let past = Instant::now() - Duration::from_millis(1);
+    let started = Instant::now();
+    let mut inner = None;
+    let outcome = with_deadline(past, || inner = Some(minilm().embed(&refs).map(|e| e.vectors.len())));
+    assert_eq!(outcome, Err(Expired));
+    let err = inner.expect("the call ran").expect_err("the call itself fails: no partial results");
+    assert_eq!(err.kind(), ModelErrorKind::Inference);
+    assert!(err.to_string().contains("deadline"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(2), "wound down early: {:?}", started.elapsed());
+    assert_eq!(minilm().embed(&refs[..2]).unwrap().vectors.len(), 2, "no deadline, no failure");
+}
+
+#[test]
 fn a_model_set_serves_its_models_by_name() {
     let tiny = TinyDir::cross_encoder("set");
     let specs = [
@@ -202,6 +238,20 @@ fn a_model_set_serves_its_models_by_name() {
     assert_eq!(set.iter().count(), 2);
     let err = set.get("rerank").unwrap().embed(&["x"]).unwrap_err();
     assert_eq!(err.kind(), ModelErrorKind::WrongKind);
+
+    // A reload keeps what did not change and loads the rest.
+    let other = TinyDir::cross_encoder("other");
+    let moved = [
+        ModelSpec { name: "rerank".to_string(), path: other.path.clone() },
+        ModelSpec { name: "embed".to_string(), path: minilm_dir() },
+    ];
+    let reloaded = set.reload(&moved).unwrap();
+    assert!(std::sync::Arc::ptr_eq(&reloaded.get("embed").unwrap(), &set.get("embed").unwrap()));
+    assert!(!std::sync::Arc::ptr_eq(&reloaded.get("rerank").unwrap(), &set.get("rerank").unwrap()));
+    assert_eq!(reloaded.get("rerank").unwrap().path(), other.path);
+    assert_eq!(set.reload(&specs[1..]).unwrap().names(), vec!["embed"]);
+    let twice = [specs[0].clone(), ModelSpec { name: "rerank".to_string(), path: other.path.clone() }];
+    assert_eq!(set.reload(&twice).unwrap_err().kind(), ModelErrorKind::Duplicate);
 }
 
 // ---- tiny seeded BERT models and an independent reference forward pass ----

@@ -101,7 +101,7 @@ fn attend(ctx: &mut [f32], qkv: &[f32], batch: &Packed, cfg: &BertConfig, scores
             let v = View { data: &rows[2 * h + head * d..], rows: len, cols: d, rs: 3 * h, cs: 1 };
             let s = ViewMut { data: scores, rows: len, cols: len, rs: len };
             kernels::matmul(s, q, k_t, scale, false);
-            scores.chunks_exact_mut(len).for_each(kernels::softmax);
+            kernels::softmax_rows(scores, len);
             let out = ViewMut { data: &mut ctx[start * h + head * d..], rows: len, cols: d, rs: h };
             kernels::matmul(out, View::rows(scores, len, len), v, 1.0, false);
         }

@@ -6,6 +6,10 @@
 //! that makes it and no process-wide pool. A product's operand views are checked against their
 //! slices before the unsafe call (a failed check is a bug here, and panics, never reads out of
 //! bounds).
+//!
+//! What gemm keeps besides: a packing buffer per thread that has multiplied (thread-local, about
+//! the L2 cache's size), and the cache sizes it tiles for, read once per process from
+//! `/sys/devices/system/cpu/*/cache` (falling back to running `lscpu`, then to defaults).
 
 use super::config::Activation;
 
@@ -106,8 +110,84 @@ pub fn linear(y: &mut [f32], x: &[f32], rows: usize, w: &[f32], bias: &[f32]) {
     matmul(dst, View::rows(x, rows, inputs), View::transposed(w, outputs, inputs), 1.0, true);
 }
 
-/// Each `gamma.len()`-wide row of `x` becomes `LayerNorm(x + residual)`.
-pub fn add_layer_norm(x: &mut [f32], residual: &[f32], gamma: &[f32], beta: &[f32], eps: f32) {
+// The element-wise kernels below are written so the compiler vectorises them (no calls, no
+// branches, reductions in explicit lanes since float addition does not reassociate), then compiled
+// three times: for the build's baseline target (x86-64 v1 in release: SSE2) and, chosen at run
+// time, for AVX2 + FMA and for AVX-512.
+
+/// Defines `pub fn $name` running `$body` compiled for the best instruction set the CPU has.
+macro_rules! multiversion {
+    ($(#[$doc:meta])* pub fn $name:ident($($arg:ident: $ty:ty),*) => $body:ident) => {
+        $(#[$doc])*
+        pub fn $name($($arg: $ty),*) {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+                unsafe fn avx512($($arg: $ty),*) {
+                    $body($($arg),*)
+                }
+                #[target_feature(enable = "avx2,fma")]
+                unsafe fn avx2($($arg: $ty),*) {
+                    $body($($arg),*)
+                }
+                match isa() {
+                    // SAFETY: `isa` found these features on this CPU.
+                    Isa::Avx512 => return unsafe { avx512($($arg),*) },
+                    // SAFETY: as above.
+                    Isa::Avx2 => return unsafe { avx2($($arg),*) },
+                    Isa::Baseline => {}
+                }
+            }
+            $body($($arg),*)
+        }
+    };
+}
+
+#[cfg(target_arch = "x86_64")]
+enum Isa {
+    Avx512,
+    Avx2,
+    Baseline,
+}
+
+/// The widest instruction set of this CPU the kernels have a version for (the standard library
+/// caches the detection, so this is a few atomic loads).
+#[cfg(target_arch = "x86_64")]
+fn isa() -> Isa {
+    use std::arch::is_x86_feature_detected as has;
+    let avx2 = has!("avx2") && has!("fma");
+    if avx2 && has!("avx512f") && has!("avx512vl") {
+        Isa::Avx512
+    } else if avx2 {
+        Isa::Avx2
+    } else {
+        Isa::Baseline
+    }
+}
+
+multiversion! {
+    /// Each `gamma.len()`-wide row of `x` becomes `LayerNorm(x + residual)`.
+    pub fn add_layer_norm(x: &mut [f32], residual: &[f32], gamma: &[f32], beta: &[f32], eps: f32) => add_layer_norm_body
+}
+
+multiversion! {
+    /// Each `gamma.len()`-wide row of `x` becomes `LayerNorm(x)`.
+    pub fn layer_norm(x: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) => layer_norm_body
+}
+
+multiversion! {
+    /// Softmax of each `width`-wide row of `x`, in place (max-subtracted, so large scores do
+    /// not overflow).
+    pub fn softmax_rows(x: &mut [f32], width: usize) => softmax_rows_body
+}
+
+multiversion! {
+    /// Applies the feed-forward activation in place.
+    pub fn activate(x: &mut [f32], activation: Activation) => activate_body
+}
+
+#[inline(always)]
+fn add_layer_norm_body(x: &mut [f32], residual: &[f32], gamma: &[f32], beta: &[f32], eps: f32) {
     let width = gamma.len();
     for (row, res) in x.chunks_exact_mut(width).zip(residual.chunks_exact(width)) {
         for (v, r) in row.iter_mut().zip(res) {
@@ -117,67 +197,129 @@ pub fn add_layer_norm(x: &mut [f32], residual: &[f32], gamma: &[f32], beta: &[f3
     }
 }
 
-/// Each `gamma.len()`-wide row of `x` becomes `LayerNorm(x)`.
-pub fn layer_norm(x: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
+#[inline(always)]
+fn layer_norm_body(x: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
     for row in x.chunks_exact_mut(gamma.len()) {
         layer_norm_row(row, gamma, beta, eps);
     }
 }
 
+#[inline(always)]
 fn layer_norm_row(row: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
     let n = row.len() as f32;
-    let mean = row.iter().sum::<f32>() / n;
-    let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / n;
+    let mean = lane_sum(row, |v| v) / n;
+    let var = lane_sum(row, |v| (v - mean) * (v - mean)) / n;
     let inv = 1.0 / (var + eps).sqrt();
     for ((v, g), b) in row.iter_mut().zip(gamma).zip(beta) {
         *v = (*v - mean) * inv * g + b;
     }
 }
 
-/// Softmax of one row, in place (max-subtracted, so large scores do not overflow).
-pub fn softmax(row: &mut [f32]) {
-    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let mut sum = 0.0;
-    for v in row.iter_mut() {
-        *v = (*v - max).exp();
-        sum += *v;
-    }
-    let inv = 1.0 / sum;
-    for v in row {
-        *v *= inv;
+#[inline(always)]
+fn softmax_rows_body(x: &mut [f32], width: usize) {
+    for row in x.chunks_exact_mut(width) {
+        let max = lane_max(row);
+        for v in row.iter_mut() {
+            *v = exp(*v - max);
+        }
+        let inv = 1.0 / lane_sum(row, |v| v);
+        for v in row {
+            *v *= inv;
+        }
     }
 }
 
-/// Applies the feed-forward activation in place.
-pub fn activate(x: &mut [f32], activation: Activation) {
+#[inline(always)]
+fn activate_body(x: &mut [f32], activation: Activation) {
     match activation {
         Activation::GeluErf => x.iter_mut().for_each(|v| *v = gelu_erf(*v)),
         Activation::GeluTanh => x.iter_mut().for_each(|v| *v = gelu_tanh(*v)),
-        Activation::Relu => x.iter_mut().for_each(|v| *v = v.max(0.0)),
+        Activation::Relu => x.iter_mut().for_each(|v| *v = if *v > 0.0 { *v } else { 0.0 }),
     }
 }
 
+/// Lanes of the reductions: one AVX-512 register, two AVX2 ones.
+const LANES: usize = 16;
+
+/// `Σ f(v)` in [`LANES`] partial sums.
+#[inline(always)]
+fn lane_sum(values: &[f32], f: impl Fn(f32) -> f32) -> f32 {
+    let mut lanes = [0.0f32; LANES];
+    let chunks = values.chunks_exact(LANES);
+    let tail: f32 = chunks.remainder().iter().map(|v| f(*v)).sum();
+    for chunk in chunks {
+        for (lane, v) in lanes.iter_mut().zip(chunk) {
+            *lane += f(*v);
+        }
+    }
+    lanes.iter().sum::<f32>() + tail
+}
+
+/// The largest value (`-∞` for none; NaN-blind, which softmax's inputs never are).
+#[inline(always)]
+fn lane_max(values: &[f32]) -> f32 {
+    let mut lanes = [f32::NEG_INFINITY; LANES];
+    let chunks = values.chunks_exact(LANES);
+    let tail = chunks.remainder().iter().fold(f32::NEG_INFINITY, |m, v| if *v > m { *v } else { m });
+    for chunk in chunks {
+        for (lane, v) in lanes.iter_mut().zip(chunk) {
+            *lane = if *v > *lane { *v } else { *lane };
+        }
+    }
+    lanes.iter().fold(tail, |m, v| if *v > m { *v } else { m })
+}
+
 /// `x · Φ(x)`: PyTorch's exact GELU.
+#[inline(always)]
 pub fn gelu_erf(x: f32) -> f32 {
     0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2))
 }
 
-/// The tanh approximation of GELU (`gelu_new`).
+/// The tanh approximation of GELU (`gelu_new`), through `tanh(u) = 1 - 2 / (e^{2u} + 1)`.
+#[inline(always)]
 pub fn gelu_tanh(x: f32) -> f32 {
     const SQRT_2_OVER_PI: f32 = 0.797_884_6;
-    0.5 * x * (1.0 + (SQRT_2_OVER_PI * (x + 0.044_715 * x * x * x)).tanh())
+    let u = SQRT_2_OVER_PI * (x + 0.044_715 * x * x * x);
+    let tanh = 1.0 - 2.0 / (exp(2.0 * u) + 1.0);
+    0.5 * x * (1.0 + tanh)
 }
 
 /// The error function, to within 1.5e-7 (Abramowitz & Stegun 7.1.26): far below what f32
-/// matrix products round away, and one `exp` instead of a library call per branch.
+/// matrix products round away, with one `exp` and no branch.
+#[inline(always)]
 pub fn erf(x: f32) -> f32 {
     const P: f32 = 0.327_591_1;
     const A: [f32; 5] = [0.254_829_6, -0.284_496_74, 1.421_413_7, -1.453_152_1, 1.061_405_4];
     let a = x.abs();
     let t = 1.0 / (1.0 + P * a);
     let poly = ((((A[4] * t + A[3]) * t + A[2]) * t + A[1]) * t + A[0]) * t;
-    let y = 1.0 - poly * (-a * a).exp();
+    let y = 1.0 - poly * exp(-a * a);
     y.copysign(x)
+}
+
+/// `e^x` to within 4e-7 relative, branch-free so that loops over it vectorise: `x = n·ln 2 + r`
+/// with `|r| ≤ ln 2 / 2`, a degree-6 Taylor polynomial for `e^r` (truncation error 1.2e-7), and
+/// `2^n` built in the exponent bits. Below `-87.3` (where `2^n` would leave the normal range) the
+/// result is 0, above `88.3` it saturates at `e^88.3`.
+#[inline(always)]
+pub fn exp(x: f32) -> f32 {
+    const LOG2_E: f32 = std::f32::consts::LOG2_E;
+    // ln 2 split in two so `n · LN2_HI` is exact for the n that occur.
+    const LN2_HI: f32 = 0.693_145_75;
+    const LN2_LO: f32 = 1.428_606_8e-6;
+    // Adding and subtracting 1.5·2^23 rounds to the nearest integer (no call to `round`).
+    const ROUND: f32 = 12_582_912.0;
+    let clamped = x.clamp(-87.3, 88.3);
+    let n = (clamped * LOG2_E + ROUND) - ROUND;
+    let r = clamped - n * LN2_HI - n * LN2_LO;
+    let p = 1.0
+        + r * (1.0 + r * (0.5 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
+    let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
+    if x < -87.3 {
+        0.0
+    } else {
+        p * scale
+    }
 }
 
 #[cfg(test)]
@@ -219,7 +361,7 @@ mod tests {
     #[test]
     fn softmax_sums_to_one_without_overflow() {
         let mut row = [1000.0, 1000.0, f32::NEG_INFINITY];
-        softmax(&mut row);
+        softmax_rows(&mut row, 3);
         assert_eq!(row, [0.5, 0.5, 0.0]);
     }
 
@@ -231,5 +373,36 @@ mod tests {
             assert!((erf(x) - want).abs() < 3e-7, "erf({x}) = {} not {want}", erf(x));
         }
         assert!((gelu_erf(1.0) - 0.841_344_7).abs() < 1e-6);
+        assert!((gelu_tanh(1.0) - 0.841_192).abs() < 1e-6);
+        assert!((gelu_tanh(-20.0)).abs() < 1e-6 && (gelu_tanh(20.0) - 20.0).abs() < 1e-4);
+    }
+
+    #[test]
+    fn exp_is_within_a_few_ulp_over_its_range() {
+        let mut x = -87.0f32;
+        while x < 88.0 {
+            let (ours, want) = (exp(x), x.exp());
+            assert!(((ours - want) / want).abs() < 4e-7, "exp({x}) = {ours}, not {want}");
+            x += 0.013;
+        }
+        assert_eq!(exp(f32::NEG_INFINITY), 0.0);
+        assert_eq!(exp(-100.0), 0.0);
+        assert!(exp(100.0).is_finite());
+    }
+
+    #[test]
+    fn lane_reductions_see_every_value() {
+        let values: Vec<f32> = (1..=37).map(|v| v as f32).collect();
+        assert_eq!(lane_sum(&values, |v| v), 703.0);
+        assert_eq!(lane_sum(&values, |v| 2.0 * v), 1406.0);
+        assert_eq!(lane_max(&values), 37.0);
+        assert_eq!(lane_max(&values[..3]), 3.0);
+        assert_eq!(lane_max(&[]), f32::NEG_INFINITY);
+        let mut rows: Vec<f32> = (0..38).map(|v| v as f32 / 3.0).collect();
+        softmax_rows(&mut rows, 19);
+        for row in rows.chunks(19) {
+            assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-6);
+            assert!(row.windows(2).all(|w| w[0] < w[1]));
+        }
     }
 }
