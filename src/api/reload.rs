@@ -123,7 +123,8 @@ impl Reloader {
                 .iter()
                 .map(|m| crate::models::ModelSpec { name: m.name.clone(), path: m.path.clone() })
                 .collect();
-            match crate::models::ModelSet::load(&specs) {
+            // Unchanged models are kept (their counters run on); only new or moved ones load.
+            match self.state.engine.models().current().reload(&specs) {
                 Ok(set) => self.state.engine.models().replace(set),
                 Err(e) => return ReloadReport::failed(format!("models: {e}")),
             }
