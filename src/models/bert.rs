@@ -55,13 +55,13 @@ pub fn encode(w: &BertWeights, cfg: &BertConfig, batch: &Packed) -> Vec<f32> {
     let mut up = vec![0.0; tokens * cfg.intermediate];
     let mut scores = Vec::new();
     for layer in &w.layers {
-        kernels::linear(&mut qkv, &x, tokens, &layer.qkv.w, &layer.qkv.b);
+        kernels::linear(&mut qkv, &x, tokens, &layer.qkv.wt, &layer.qkv.b);
         attend(&mut ctx, &qkv, batch, cfg, &mut scores);
-        kernels::linear(&mut mid, &ctx, tokens, &layer.attn_out.w, &layer.attn_out.b);
+        kernels::linear(&mut mid, &ctx, tokens, &layer.attn_out.wt, &layer.attn_out.b);
         kernels::add_layer_norm(&mut mid, &x, &layer.attn_norm.gamma, &layer.attn_norm.beta, cfg.eps);
-        kernels::linear(&mut up, &mid, tokens, &layer.up.w, &layer.up.b);
+        kernels::linear(&mut up, &mid, tokens, &layer.up.wt, &layer.up.b);
         kernels::activate(&mut up, cfg.activation);
-        kernels::linear(&mut x, &up, tokens, &layer.down.w, &layer.down.b);
+        kernels::linear(&mut x, &up, tokens, &layer.down.wt, &layer.down.b);
         kernels::add_layer_norm(&mut x, &mid, &layer.out_norm.gamma, &layer.out_norm.beta, cfg.eps);
     }
     x
@@ -118,10 +118,10 @@ pub fn classify(head: &Head, cfg: &BertConfig, states: &[f32], batch: &Packed) -
         cls.extend_from_slice(&states[start * h..(start + 1) * h]);
     }
     let mut pooled = vec![0.0; n * h];
-    kernels::linear(&mut pooled, &cls, n, &head.pooler.w, &head.pooler.b);
+    kernels::linear(&mut pooled, &cls, n, &head.pooler.wt, &head.pooler.b);
     pooled.iter_mut().for_each(|v| *v = v.tanh());
     let labels = head.classifier.b.len();
     let mut logits = vec![0.0; n * labels];
-    kernels::linear(&mut logits, &pooled, n, &head.classifier.w, &head.classifier.b);
+    kernels::linear(&mut logits, &pooled, n, &head.classifier.wt, &head.classifier.b);
     logits
 }

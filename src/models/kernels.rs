@@ -34,11 +34,6 @@ impl<'a> View<'a> {
         View { data, rows, cols, rs: cols, cs: 1 }
     }
 
-    /// The transpose of a row-major `rows × cols` matrix (a `cols × rows` view of the same floats).
-    pub fn transposed(data: &'a [f32], rows: usize, cols: usize) -> Self {
-        View { data, rows: cols, cols: rows, rs: 1, cs: cols }
-    }
-
     fn fits(&self) -> bool {
         self.rows == 0
             || self.cols == 0
@@ -98,16 +93,16 @@ pub fn matmul(dst: ViewMut<'_>, a: View<'_>, b: View<'_>, scale: f32, accumulate
     }
 }
 
-/// `y = x · wᵀ + bias` for `rows` rows: `x` is `rows × inputs`, `w` is `outputs × inputs`
-/// (PyTorch's `Linear` layout), `y` is `rows × outputs`.
-pub fn linear(y: &mut [f32], x: &[f32], rows: usize, w: &[f32], bias: &[f32]) {
+/// `y = x · wᵀ + bias` for `rows` rows, from `wt`, the transpose of the weights: `x` is
+/// `rows × inputs`, `wt` is `inputs × outputs`, `y` is `rows × outputs`.
+pub fn linear(y: &mut [f32], x: &[f32], rows: usize, wt: &[f32], bias: &[f32]) {
     let outputs = bias.len();
-    let inputs = w.len() / outputs;
+    let inputs = wt.len() / outputs;
     for row in y[..rows * outputs].chunks_exact_mut(outputs) {
         row.copy_from_slice(bias);
     }
     let dst = ViewMut { data: y, rows, cols: outputs, rs: outputs };
-    matmul(dst, View::rows(x, rows, inputs), View::transposed(w, outputs, inputs), 1.0, true);
+    matmul(dst, View::rows(x, rows, inputs), View::rows(wt, inputs, outputs), 1.0, true);
 }
 
 // The element-wise kernels below are written so the compiler vectorises them (no calls, no
@@ -328,11 +323,11 @@ mod tests {
 
     #[test]
     fn linear_is_x_times_w_transposed_plus_bias() {
-        // x: 2×3, w: 2×3 (two outputs), bias 2.
+        // x: 2×3; w: 2×3 (two outputs: [1, 0, 0] and [0.5, 0.5, 0.5]), given transposed; bias 2.
         let x = [1.0, 2.0, 3.0, -1.0, 0.0, 1.0];
-        let w = [1.0, 0.0, 0.0, 0.5, 0.5, 0.5];
+        let wt = [1.0, 0.5, 0.0, 0.5, 0.0, 0.5];
         let mut y = [0.0; 4];
-        linear(&mut y, &x, 2, &w, &[10.0, 20.0]);
+        linear(&mut y, &x, 2, &wt, &[10.0, 20.0]);
         assert_eq!(y, [11.0, 23.0, 9.0, 20.0]);
     }
 
@@ -344,7 +339,8 @@ mod tests {
         let mut out = [0.0; 4];
         let dst = ViewMut { data: &mut out, rows: 2, cols: 2, rs: 2 };
         let av = View { data: &a, rows: 2, cols: 2, rs: 3, cs: 1 };
-        matmul(dst, av, View::transposed(&b, 2, 2), 2.0, false);
+        let bt = View { data: &b, rows: 2, cols: 2, rs: 1, cs: 2 };
+        matmul(dst, av, bt, 2.0, false);
         // [[1,2],[3,4]] · [[5,7],[6,8]] = [[17,23],[39,53]], times 2.
         assert_eq!(out, [34.0, 46.0, 78.0, 106.0]);
     }

@@ -398,6 +398,10 @@ fn load_tokenizer(dir: &Path, config: &ModelConfig) -> Result<Tokenizer, ModelEr
         .parse()
         .map_err(|e: tokenizers::Error| ModelError::damaged_by(dir, FILE, "not a tokenizer", e))?;
     tokenizer.with_padding(None);
+    // The crate parallelises batch encoding and padding on rayon's global pool, neither of which
+    // is used here; switched off for the process all the same, so that no path of it ever spreads
+    // a call over threads the daemon does not bound (tidepool has no other tokenizers user).
+    tokenizers::utils::parallelism::set_parallelism(false);
     let truncation = TruncationParams {
         max_length: config.max_tokens,
         strategy: TruncationStrategy::LongestFirst,

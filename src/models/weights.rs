@@ -2,8 +2,8 @@
 //!
 //! Invariants: a [`BertWeights`] holds every tensor the forward pass reads, each with the shape the
 //! configuration implies (checked here, so the forward pass indexes without failing); the query,
-//! key and value projections of a layer are fused into one `3·hidden × hidden` matrix (one matrix
-//! product instead of three). Names are found with or without the `bert.` prefix that
+//! key and value projections of a layer are fused into one matrix (one product instead of three),
+//! and every dense layer's matrix is stored transposed (see [`Linear`]). Names are found with or without the `bert.` prefix that
 //! `BertFor…` checkpoints carry, and LayerNorm's `gamma`/`beta` as old checkpoints name them.
 //! `F16` and `BF16` tensors are widened to `f32` on load; nothing else is accepted.
 
@@ -17,12 +17,29 @@ use super::ModelKind;
 
 const FILE: &str = "model.safetensors";
 
-/// A dense layer in PyTorch's layout: `w` is `outputs × inputs`, row-major.
+/// A dense layer, its weight matrix stored transposed.
 pub struct Linear {
-    /// The weight matrix.
-    pub w: Vec<f32>,
+    /// The weights as `inputs × outputs`, row-major: the transpose of PyTorch's `outputs × inputs`.
+    /// In this layout gemm reads the matrix as it is, where the stored layout would have it
+    /// repack the whole matrix on every product — most of the time of a one-query call.
+    pub wt: Vec<f32>,
     /// The bias, one per output.
     pub b: Vec<f32>,
+}
+
+impl Linear {
+    /// A layer from PyTorch's `outputs × inputs` weight matrix `w` and its bias.
+    fn new(w: &[f32], b: Vec<f32>) -> Linear {
+        let outputs = b.len();
+        let inputs = w.len() / outputs;
+        let mut wt = vec![0.0; w.len()];
+        for (o, row) in w.chunks_exact(inputs).enumerate() {
+            for (i, v) in row.iter().enumerate() {
+                wt[i * outputs + o] = *v;
+            }
+        }
+        Linear { wt, b }
+    }
 }
 
 /// A LayerNorm's scale and shift.
@@ -131,11 +148,11 @@ impl<'a> Reader<'a> {
 
     fn layer(&self, i: usize, h: usize, inter: usize) -> Result<Layer, ModelError> {
         let at = format!("{}encoder.layer.{i}.", self.prefix);
-        let q = self.linear(&format!("{at}attention.self.query"), h, h)?;
-        let k = self.linear(&format!("{at}attention.self.key"), h, h)?;
-        let v = self.linear(&format!("{at}attention.self.value"), h, h)?;
+        let (qw, qb) = self.dense(&format!("{at}attention.self.query"), h, h)?;
+        let (kw, kb) = self.dense(&format!("{at}attention.self.key"), h, h)?;
+        let (vw, vb) = self.dense(&format!("{at}attention.self.value"), h, h)?;
         Ok(Layer {
-            qkv: Linear { w: [q.w, k.w, v.w].concat(), b: [q.b, k.b, v.b].concat() },
+            qkv: Linear::new(&[qw, kw, vw].concat(), [qb, kb, vb].concat()),
             attn_out: self.linear(&format!("{at}attention.output.dense"), h, h)?,
             attn_norm: self.norm(&format!("{at}attention.output.LayerNorm"), h)?,
             up: self.linear(&format!("{at}intermediate.dense"), inter, h)?,
@@ -150,10 +167,16 @@ impl<'a> Reader<'a> {
     }
 
     fn linear(&self, name: &str, outputs: usize, inputs: usize) -> Result<Linear, ModelError> {
-        Ok(Linear {
-            w: self.tensor(&[&format!("{name}.weight")], &[outputs, inputs])?,
-            b: self.tensor(&[&format!("{name}.bias")], &[outputs])?,
-        })
+        let (w, b) = self.dense(name, outputs, inputs)?;
+        Ok(Linear::new(&w, b))
+    }
+
+    /// A dense layer's weight (`outputs × inputs`) and bias as stored.
+    fn dense(&self, name: &str, outputs: usize, inputs: usize) -> Result<(Vec<f32>, Vec<f32>), ModelError> {
+        Ok((
+            self.tensor(&[&format!("{name}.weight")], &[outputs, inputs])?,
+            self.tensor(&[&format!("{name}.bias")], &[outputs])?,
+        ))
     }
 
     fn norm(&self, name: &str, width: usize) -> Result<Norm, ModelError> {
@@ -221,6 +244,13 @@ fn f16_to_f32(h: u16) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_linear_layer_stores_its_matrix_transposed() {
+        // Two outputs, three inputs.
+        let layer = Linear::new(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0], vec![0.5, 0.25]);
+        assert_eq!(layer.wt, vec![1.0, 4.0, 2.0, 5.0, 3.0, 6.0]);
+    }
 
     #[test]
     fn halves_widen_exactly() {
