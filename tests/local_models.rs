@@ -502,3 +502,41 @@ async fn sighup_adds_and_removes_models() {
     hup(&d);
     settles(400).await;
 }
+
+#[tokio::test]
+async fn a_cross_encoder_reranks_by_its_pair_scores() {
+    // No pip package bundles a cross-encoder's weights: a tiny seeded one the test writes, served
+    // beside MiniLM; its order must be the library's own pair scores (checked in
+    // tests/models_inference.rs against a reference forward pass).
+    let tiny = common::tiny_bert::TinyDir::cross_encoder("ce", &model_dir().join("tokenizer.json"));
+    let reference = tiny.load().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ce = format!("ce={}", tiny.path.display());
+    let d = Daemon::start(dir.path(), &["--model", &model_flag(), "--model", &ce]);
+    let c = client();
+    let docs = debian(30);
+    write_debian(&c, &d, "x", &docs).await;
+    let q = "a program to read electronic mail";
+    let body = json!({"rank_by": ["id", "asc"], "top_k": 30, "include_attributes": ["text"],
+        "rerank_by": {"attribute": "text", "model": "ce", "query": q}});
+    let (s, body) = query(&c, &d, "x", body).await;
+    assert_eq!(s, 200, "{body}");
+    let texts: Vec<&str> = docs.iter().map(|(t, _)| t.as_str()).collect();
+    let scores = reference.score_pairs(q, &texts).unwrap().scores;
+    let mut want: Vec<(f32, u64)> = scores.iter().enumerate().map(|(i, s)| (*s, i as u64)).collect();
+    want.sort_by(|a, b| b.0.total_cmp(&a.0));
+    assert_eq!(ids(&body), want.iter().map(|w| w.1).collect::<Vec<_>>(), "{body}");
+    for (row, (score, _)) in body["rows"].as_array().unwrap().iter().zip(&want) {
+        assert!((row["$dist"].as_f64().unwrap() as f32 - score).abs() < 1e-4, "{row}");
+    }
+    // A cross-encoder cannot embed.
+    let (s, body) = write(
+        &c,
+        &d,
+        "y",
+        json!({"upsert_rows": [{"id": 1, "t": "x"}], "schema": {"t": {"type": "string", "embed": "ce"}}}),
+    )
+    .await;
+    assert_eq!(s, 400, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("cross-encoder"), "{body}");
+}

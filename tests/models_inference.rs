@@ -14,11 +14,13 @@
 //! The model is found at `$TIDEPOOL_TEST_MODELS/all-minilm-l6-v2` (default
 //! `target/test-models/all-minilm-l6-v2`); when it is missing the tests fail, naming the script.
 
-use std::collections::BTreeMap;
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
+mod common;
+
+use common::tiny_bert::{tiny_config, write_safetensors, TinyDir, HEADS, HIDDEN, LAYERS, POSITIONS};
 use tidepool::models::{Model, ModelErrorKind, ModelKind, ModelSet, ModelSpec};
 
 const DIMS: usize = 384;
@@ -220,13 +222,14 @@ fn a_passed_deadline_stops_a_call_between_batches() {
     let err = inner.expect("the call ran").expect_err("the call itself fails: no partial results");
     assert_eq!(err.kind(), ModelErrorKind::Inference);
     assert!(err.to_string().contains("deadline"), "{err}");
-    assert!(started.elapsed() < Duration::from_secs(2), "wound down early: {:?}", started.elapsed());
+    // Loose on purpose (a debug build on a loaded 2-core machine): the whole call takes far longer.
+    assert!(started.elapsed() < Duration::from_secs(10), "wound down early: {:?}", started.elapsed());
     assert_eq!(minilm().embed(&refs[..2]).unwrap().vectors.len(), 2, "no deadline, no failure");
 }
 
 #[test]
 fn a_model_set_serves_its_models_by_name() {
-    let tiny = TinyDir::cross_encoder("set");
+    let tiny = TinyDir::cross_encoder("set", &minilm_dir().join("tokenizer.json"));
     let specs = [
         ModelSpec { name: "rerank".to_string(), path: tiny.path.clone() },
         ModelSpec { name: "embed".to_string(), path: minilm_dir() },
@@ -240,7 +243,7 @@ fn a_model_set_serves_its_models_by_name() {
     assert_eq!(err.kind(), ModelErrorKind::WrongKind);
 
     // A reload keeps what did not change and loads the rest.
-    let other = TinyDir::cross_encoder("other");
+    let other = TinyDir::cross_encoder("other", &minilm_dir().join("tokenizer.json"));
     let moved = [
         ModelSpec { name: "rerank".to_string(), path: other.path.clone() },
         ModelSpec { name: "embed".to_string(), path: minilm_dir() },
@@ -252,134 +255,6 @@ fn a_model_set_serves_its_models_by_name() {
     assert_eq!(set.reload(&specs[1..]).unwrap().names(), vec!["embed"]);
     let twice = [specs[0].clone(), ModelSpec { name: "rerank".to_string(), path: other.path.clone() }];
     assert_eq!(set.reload(&twice).unwrap_err().kind(), ModelErrorKind::Duplicate);
-}
-
-// ---- tiny seeded BERT models and an independent reference forward pass ----
-
-const HIDDEN: usize = 32;
-const LAYERS: usize = 2;
-const HEADS: usize = 4;
-const INTER: usize = 64;
-const VOCAB: usize = 30522;
-const POSITIONS: usize = 512;
-
-/// Seeded weights by tensor name (shape, floats).
-type Tensors = BTreeMap<String, (Vec<usize>, Vec<f32>)>;
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> f32 {
-        // xorshift64*, top 24 bits → [-1, 1).
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        let bits = self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 40;
-        bits as f32 / (1u64 << 23) as f32 - 1.0
-    }
-
-    fn tensor(&mut self, shape: &[usize], centre: f32, spread: f32) -> (Vec<usize>, Vec<f32>) {
-        let n = shape.iter().product();
-        (shape.to_vec(), (0..n).map(|_| centre + spread * self.next()).collect())
-    }
-}
-
-fn tiny_tensors(prefix: &str, head: bool, seed: u64) -> Tensors {
-    let mut rng = Rng(seed);
-    let mut t = Tensors::new();
-    let mut put = |name: String, shape: &[usize], centre: f32, spread: f32, rng: &mut Rng| {
-        t.insert(name, rng.tensor(shape, centre, spread));
-    };
-    let p = prefix;
-    put(format!("{p}embeddings.word_embeddings.weight"), &[VOCAB, HIDDEN], 0.0, 0.5, &mut rng);
-    put(format!("{p}embeddings.position_embeddings.weight"), &[POSITIONS, HIDDEN], 0.0, 0.5, &mut rng);
-    put(format!("{p}embeddings.token_type_embeddings.weight"), &[2, HIDDEN], 0.0, 0.5, &mut rng);
-    let dense = |name: String, out: usize, inp: usize, rng: &mut Rng, t: &mut Tensors| {
-        t.insert(format!("{name}.weight"), rng.tensor(&[out, inp], 0.0, 0.3));
-        t.insert(format!("{name}.bias"), rng.tensor(&[out], 0.0, 0.1));
-    };
-    let norm = |name: String, rng: &mut Rng, t: &mut Tensors| {
-        t.insert(format!("{name}.weight"), rng.tensor(&[HIDDEN], 1.0, 0.1));
-        t.insert(format!("{name}.bias"), rng.tensor(&[HIDDEN], 0.0, 0.1));
-    };
-    norm(format!("{p}embeddings.LayerNorm"), &mut rng, &mut t);
-    for i in 0..LAYERS {
-        let at = format!("{p}encoder.layer.{i}.");
-        for part in ["query", "key", "value"] {
-            dense(format!("{at}attention.self.{part}"), HIDDEN, HIDDEN, &mut rng, &mut t);
-        }
-        dense(format!("{at}attention.output.dense"), HIDDEN, HIDDEN, &mut rng, &mut t);
-        norm(format!("{at}attention.output.LayerNorm"), &mut rng, &mut t);
-        dense(format!("{at}intermediate.dense"), INTER, HIDDEN, &mut rng, &mut t);
-        dense(format!("{at}output.dense"), HIDDEN, INTER, &mut rng, &mut t);
-        norm(format!("{at}output.LayerNorm"), &mut rng, &mut t);
-    }
-    if head {
-        dense(format!("{p}pooler.dense"), HIDDEN, HIDDEN, &mut rng, &mut t);
-        dense("classifier".to_string(), 1, HIDDEN, &mut rng, &mut t);
-    }
-    t
-}
-
-fn write_safetensors(path: &Path, tensors: &Tensors) {
-    let bytes: BTreeMap<&str, (Vec<usize>, Vec<u8>)> = tensors
-        .iter()
-        .map(|(name, (shape, values))| {
-            (name.as_str(), (shape.clone(), values.iter().flat_map(|v| v.to_le_bytes()).collect()))
-        })
-        .collect();
-    let views = bytes.iter().map(|(name, (shape, data))| {
-        (*name, safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), data).unwrap())
-    });
-    safetensors::serialize_to_file(views, None, path).unwrap();
-}
-
-fn tiny_config(architecture: &str) -> String {
-    format!(
-        r#"{{"architectures": ["{architecture}"], "model_type": "bert", "hidden_size": {HIDDEN},
-            "num_hidden_layers": {LAYERS}, "num_attention_heads": {HEADS}, "intermediate_size": {INTER},
-            "vocab_size": {VOCAB}, "max_position_embeddings": {POSITIONS}, "type_vocab_size": 2,
-            "hidden_act": "gelu", "layer_norm_eps": 1e-12, "num_labels": 1}}"#
-    )
-}
-
-/// A tiny model directory in a temporary dir, with MiniLM's tokenizer.
-struct TinyDir {
-    _tmp: tempfile::TempDir,
-    path: PathBuf,
-    tensors: Tensors,
-    prefix: &'static str,
-}
-
-impl TinyDir {
-    fn new(name: &str, architecture: &str, prefix: &'static str, head: bool) -> TinyDir {
-        let tmp = tempfile::tempdir().unwrap();
-        let path = tmp.path().join(name);
-        std::fs::create_dir(&path).unwrap();
-        std::fs::copy(minilm_dir().join("tokenizer.json"), path.join("tokenizer.json")).unwrap();
-        std::fs::write(path.join("config.json"), tiny_config(architecture)).unwrap();
-        let tensors = tiny_tensors(prefix, head, 0x5eed_0000 + name.len() as u64);
-        write_safetensors(&path.join("model.safetensors"), &tensors);
-        TinyDir { _tmp: tmp, path, tensors, prefix }
-    }
-
-    /// A BertForSequenceClassification with one label, weights under `bert.`.
-    fn cross_encoder(name: &str) -> TinyDir {
-        TinyDir::new(name, "BertForSequenceClassification", "bert.", true)
-    }
-
-    fn load(&self) -> Result<Model, tidepool::models::ModelError> {
-        Model::load(&ModelSpec { name: "tiny".to_string(), path: self.path.clone() })
-    }
-
-    fn get(&self, name: &str) -> Vec<f64> {
-        let key = if name == "classifier" || name.starts_with("classifier.") {
-            name.to_string()
-        } else {
-            format!("{}{name}", self.prefix)
-        };
-        self.tensors[&key].1.iter().map(|&v| f64::from(v)).collect()
-    }
 }
 
 /// Word-piece ids and type ids of a text or pair, from MiniLM's tokenizer with its own settings
@@ -507,7 +382,7 @@ fn reference_logit(m: &TinyDir, query: &str, doc: &str) -> f64 {
 
 #[test]
 fn a_cross_encoder_scores_pairs_like_the_reference_forward_pass() {
-    let tiny = TinyDir::cross_encoder("rerank");
+    let tiny = TinyDir::cross_encoder("rerank", &minilm_dir().join("tokenizer.json"));
     let model = tiny.load().unwrap();
     assert_eq!((model.kind(), model.dims(), model.max_tokens()), (ModelKind::CrossEncoder, 0, POSITIONS));
     let query = "how do I read mail in a terminal";
@@ -530,7 +405,7 @@ fn a_cross_encoder_scores_pairs_like_the_reference_forward_pass() {
 
 #[test]
 fn a_sentence_model_without_prefix_pools_cls_and_normalises_like_the_reference() {
-    let tiny = TinyDir::new("sentence", "BertModel", "", false);
+    let tiny = TinyDir::new("sentence", "BertModel", "", false, &minilm_dir().join("tokenizer.json"));
     let modules = r#"[{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
         {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
         {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"}]"#;
@@ -564,7 +439,7 @@ fn assert_refused(dir: &Path, kind: ModelErrorKind, file: &str) {
 
 #[test]
 fn damaged_directories_are_refused_naming_path_and_file() {
-    let tiny = TinyDir::cross_encoder("damaged");
+    let tiny = TinyDir::cross_encoder("damaged", &minilm_dir().join("tokenizer.json"));
     let weights = tiny.path.join("model.safetensors");
     let intact = std::fs::read(&weights).unwrap();
 

@@ -8,6 +8,7 @@
 
 pub mod proxy;
 pub mod s3;
+pub mod tiny_bert;
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
