@@ -34,7 +34,7 @@ if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import sentence_trans
   python3 -m venv "$venv"
   "$venv/bin/pip" install --quiet torch==2.15.0 sentence-transformers==6.2.0 transformers==5.23.0
 fi
-export CARGO_TARGET_DIR=target/bench/cargo
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target/bench/cargo}
 cargo build --release --example embed_bench --bin tidepool >&2
 bin=$CARGO_TARGET_DIR/release
 
