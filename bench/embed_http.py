@@ -115,6 +115,8 @@ def rerank(base, ns, qs, docs):
         lat.append((time.perf_counter() - started) * 1000)
         plain.append(mrr([r["id"] for r in a["rows"]], target))
         reranked.append(mrr([r["id"] for r in b["rows"]], target))
+    if not plain:
+        return {"queries": 0}  # no query's target is among the docs written
     return {"queries": len(plain), "bm25_mrr_at_10": round(float(np.mean(plain)), 4),
             "reranked_mrr_at_10": round(float(np.mean(reranked)), 4), "rerank_http_p50_ms": round(statistics.median(lat), 1)}
 
