@@ -89,6 +89,10 @@ async fn write(c: &reqwest::Client, d: &Daemon, ns: &str, body: Json) -> (u16, J
     post(c, &d.at(&format!("/v2/namespaces/{ns}")), &body).await
 }
 
+async fn query_at(c: &reqwest::Client, d: &Daemon, path: &str, body: Json) -> (u16, Json) {
+    post(c, &d.at(&format!("/v2/namespaces/{path}")), &body).await
+}
+
 async fn query(c: &reqwest::Client, d: &Daemon, ns: &str, body: Json) -> (u16, Json) {
     post(c, &d.at(&format!("/v2/namespaces/{ns}/query")), &body).await
 }
@@ -170,6 +174,12 @@ async fn embedded_writes_store_the_shipped_vectors_and_embed_queries_rank_by_the
         let sim = row["sim"].as_f64().unwrap() as f32;
         assert!((sim - (1.0 - cosine(&e, &stored[i]))).abs() < 1e-4, "row {i}: {sim}");
     }
+    // explain_query names the vector attribute and the model, running none.
+    let (s, body) =
+        query_at(&c, &d, "deb/explain_query", json!({"rank_by": ["text", "ANN", ["Embed", "mail"]]})).await;
+    assert_eq!(s, 200, "{body}");
+    let plan = body["plan_text"].as_str().unwrap();
+    assert!(plan.contains("$embed_text") && plan.contains("minilm"), "{plan}");
     // With an explicit model override, the same.
     let title = docs[3].0.split(". ").next().unwrap();
     let (s, body) = query(

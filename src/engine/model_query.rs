@@ -83,6 +83,20 @@ fn embed_plan(schema: &Schema, attr: &str, model: Option<&str>) -> Result<(Strin
     Ok((target, model))
 }
 
+/// `q` with its `Embed` ranking pointed at the vector attribute it ranks by, and a plan line
+/// naming the model that would embed the text; None when `q` embeds nothing.
+pub(super) fn explained(q: &Query, schema: &Schema) -> Result<Option<(Query, String)>, EngineError> {
+    let (Some(text), Some(Rank::NamedVector { attr, .. })) = (&q.embed, &q.rank) else { return Ok(None) };
+    let (target, model) = embed_plan(schema, attr, text.model.as_deref())?;
+    let line = format!("query vector: the text embedded by model {model:?} (the query's own, at evaluation)");
+    let mut q = q.clone();
+    if let Some(Rank::NamedVector { attr, .. }) = q.rank.as_mut() {
+        *attr = target;
+    }
+    q.embed = None;
+    Ok(Some((q, line)))
+}
+
 impl Engine {
     /// Turns every `Embed` ranking of `req` into a ranking by its vector attribute with the
     /// text's embedding as the query vector.

@@ -337,7 +337,11 @@ impl ReadView {
     /// The plan of one query on the read's snapshot (no evaluation).
     pub async fn explain(&mut self, q: &Query) -> Result<String, EngineError> {
         let snap = self.snapshot().await?;
-        Ok(query::explain(q, &snap.state)?)
+        // An `Embed` ranking is explained on the vector attribute it ranks by (no model runs).
+        let Some((q, embedded_by)) = super::model_query::explained(q, &snap.state.schema)? else {
+            return Ok(query::explain(q, &snap.state)?);
+        };
+        Ok(format!("{embedded_by}\n{}", query::explain(&q, &snap.state)?))
     }
 
     /// ANN against exact search on sampled vectors, in the query pool.
