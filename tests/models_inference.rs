@@ -126,6 +126,31 @@ fn the_longest_documents_embed_truncated_to_the_shipped_vectors() {
 }
 
 #[test]
+fn megabytes_past_the_last_kept_token_cost_nothing_and_change_nothing() {
+    // The longest documents exceed 256 word-pieces: whatever follows them is truncated away, so
+    // 4 MB more of it (mixed ASCII, non-ASCII, punctuation, control characters) must give the same
+    // vectors bit for bit, and without tokenizing the 4 MB (a text is cut where provably enough
+    // words lie before; src/models/reach.rs).
+    let docs = json_lines(&debian().join("docs.jsonl"), usize::MAX);
+    let mut texts: Vec<String> = docs.iter().map(doc_text).collect();
+    texts.sort_by_key(|t| std::cmp::Reverse(t.len()));
+    texts.truncate(8);
+    let tail = "naïve café, \u{0}x-y z;日本 ".repeat(4 << 20 >> 5);
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let longer: Vec<String> = texts.iter().map(|t| format!("{t} {tail}")).collect();
+    let longer_refs: Vec<&str> = longer.iter().map(String::as_str).collect();
+    let plain = minilm().embed(&refs).unwrap();
+    let started = std::time::Instant::now();
+    let padded = minilm().embed(&longer_refs).unwrap();
+    assert_eq!(padded, plain, "the same tokens, the same vectors");
+    let bound = std::time::Duration::from_secs(5);
+    assert!(started.elapsed() < bound, "{:?}: the tails were tokenized", started.elapsed());
+    // A query against such a text reranks the same way.
+    let q = minilm().score_pairs(&longer[0], &longer_refs[1..3]).unwrap();
+    assert_eq!(q, minilm().score_pairs(&texts[0], &refs[1..3]).unwrap());
+}
+
+#[test]
 fn dev_queries_embed_to_the_shipped_vectors() {
     let queries = json_lines(&debian().join("queries/queries.jsonl"), 500);
     let texts: Vec<&str> = queries.iter().map(|q| q["text"].as_str().unwrap()).collect();

@@ -36,6 +36,7 @@ mod config;
 mod error;
 mod kernels;
 mod pooling;
+mod reach;
 mod weights;
 
 use std::collections::BTreeMap;
@@ -125,6 +126,9 @@ pub struct Model {
     config: ModelConfig,
     dims: usize,
     tokenizer: Tokenizer,
+    /// Whether texts may be cut to [`reach::reach`] before tokenizing (BERT's normaliser and
+    /// pre-tokeniser, which its invariants are about).
+    cuts_long_texts: bool,
     weights: BertWeights,
     counters: Counters,
 }
@@ -155,6 +159,7 @@ impl Model {
             path: spec.path.clone(),
             config,
             dims,
+            cuts_long_texts: bert_word_splitting(&tokenizer),
             tokenizer,
             weights,
             counters: Counters::default(),
@@ -265,7 +270,8 @@ impl Model {
     }
 
     fn embed_unmetered(&self, texts: &[&str]) -> Result<Embedded, ModelError> {
-        let sequences = texts.iter().map(|t| self.tokenize(*t)).collect::<Result<Vec<_>, _>>()?;
+        let sequences =
+            texts.iter().map(|t| self.tokenize(self.within_reach(t))).collect::<Result<Vec<_>, _>>()?;
         let tokens = sequences.iter().map(|s| s.ids.len() as u64).sum();
         let mut vectors = vec![Vec::new(); texts.len()];
         for batch in plan_batches(&sequences) {
@@ -301,7 +307,11 @@ impl Model {
 
     fn cross_scores(&self, query: &str, docs: &[&str]) -> Result<Scored, ModelError> {
         let head = self.weights.head.as_ref().expect("a cross-encoder has its head (checked at load)");
-        let sequences = docs.iter().map(|d| self.tokenize((query, *d))).collect::<Result<Vec<_>, _>>()?;
+        let query = self.within_reach(query);
+        let sequences = docs
+            .iter()
+            .map(|d| self.tokenize((query, self.within_reach(d))))
+            .collect::<Result<Vec<_>, _>>()?;
         let tokens = sequences.iter().map(|s| s.ids.len() as u64).sum();
         let labels = self.config.num_labels;
         let mut scores = vec![0.0; docs.len()];
@@ -316,6 +326,15 @@ impl Model {
         }
         self.finite(&scores)?;
         Ok(Scored { scores, tokens })
+    }
+
+    /// `text`, or the prefix of it that holds every token truncation keeps (`reach`).
+    fn within_reach<'t>(&self, text: &'t str) -> &'t str {
+        if self.cuts_long_texts {
+            reach::reach(text, self.config.max_tokens)
+        } else {
+            text
+        }
     }
 
     /// Tokenizes one text or pair, truncated, and checks its ids against the weights.
@@ -386,6 +405,15 @@ impl fmt::Debug for Model {
             .field("max_tokens", &self.max_tokens())
             .finish()
     }
+}
+
+/// Whether `tokenizer` splits words as BERT does (its normaliser, if any, BERT's; its
+/// pre-tokeniser BERT's), which is what `reach` assumes.
+fn bert_word_splitting(tokenizer: &Tokenizer) -> bool {
+    use tokenizers::normalizers::NormalizerWrapper;
+    use tokenizers::pre_tokenizers::PreTokenizerWrapper;
+    let normalizer = matches!(tokenizer.get_normalizer(), None | Some(NormalizerWrapper::BertNormalizer(_)));
+    normalizer && matches!(tokenizer.get_pre_tokenizer(), Some(PreTokenizerWrapper::BertPreTokenizer(_)))
 }
 
 /// Reads `tokenizer.json` and sets it to truncate at the model's length and never pad (batches
