@@ -565,6 +565,14 @@ impl Config {
         Ok(cfg)
     }
 
+    /// The configured models as the model library takes them.
+    pub fn model_specs(&self) -> Vec<crate::models::ModelSpec> {
+        self.models
+            .iter()
+            .map(|m| crate::models::ModelSpec { name: m.name.clone(), path: m.path.clone() })
+            .collect()
+    }
+
     fn validate(&self) -> Result<(), ConfigError> {
         tracing_subscriber::EnvFilter::try_new(&self.log_level)
             .map_err(|e| ConfigError(format!("log_level {:?}: {e}", self.log_level)))?;

@@ -15,7 +15,7 @@ use std::process::ExitCode;
 use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use tidepool::config::effective::{render_json, render_text, settings, Source};
 use tidepool::config::{Config, LogFormat, ServeArgs};
-use tidepool::models::{ModelSet, ModelSpec};
+use tidepool::models::ModelSet;
 
 #[derive(Debug, Parser)]
 #[command(name = "tidepool", version, about = "An edge search daemon speaking the turbopuffer v2 API")]
@@ -140,8 +140,7 @@ fn config_check(args: &ServeArgs, matches: Option<&ArgMatches>, json: bool) -> E
         .map(|t| t.keys().cloned().collect())
         .unwrap_or_default();
     let source = |key: &str| setting_source(key, matches, &file_keys);
-    let specs: Vec<ModelSpec> =
-        cfg.models.iter().map(|m| ModelSpec { name: m.name.clone(), path: m.path.clone() }).collect();
+    let specs = cfg.model_specs();
     // Loaded as `serve` would load them: a missing or damaged model makes the configuration invalid.
     let models = match ModelSet::load(&specs) {
         Ok(m) => m,

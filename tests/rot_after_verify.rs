@@ -22,7 +22,7 @@ mod common;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use common::{client, get, post, s3, Daemon};
+use common::{client, get, post, s3, segment_files, Daemon};
 use serde_json::{json, Value as Json};
 
 const ROWS: u64 = 300;
@@ -32,23 +32,6 @@ fn rows() -> Vec<Json> {
     (0..ROWS)
         .map(|i| json!({"id": i, "tag": "keep", "body": format!("row-{i:04}-payload"), "vector": [i as f32, 1.0]}))
         .collect()
-}
-
-/// Every segment file under `dir` (by its magic; a cache's copies included).
-fn segment_files(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut todo = vec![dir.to_path_buf()];
-    while let Some(d) = todo.pop() {
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                todo.push(p);
-            } else if std::fs::read(&p).is_ok_and(|b| b.starts_with(b"TIDE.SEG")) {
-                out.push(p);
-            }
-        }
-    }
-    out
 }
 
 /// The file offset of `needle` inside the encoded attributes of `row` (the docs

@@ -83,21 +83,8 @@ fn ns_status<'a>(status: &'a Json, ns: &str) -> &'a Json {
 
 /// Every segment file under `dir` whose path names namespace `ns`.
 fn segment_files_of(dir: &Path, ns: &str) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    let mut todo = vec![dir.to_path_buf()];
-    while let Some(d) = todo.pop() {
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                todo.push(p);
-            } else if p.to_string_lossy().contains(&format!("/namespaces/{ns}/"))
-                && std::fs::read(&p).is_ok_and(|b| b.starts_with(b"TIDE.SEG"))
-            {
-                out.push(p);
-            }
-        }
-    }
-    out
+    let part = format!("/namespaces/{ns}/");
+    common::segment_files(dir).into_iter().filter(|p| p.to_string_lossy().contains(&part)).collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]

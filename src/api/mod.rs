@@ -161,7 +161,7 @@ pub async fn run_daemon(
     engine_cfg.metrics = Arc::new(crate::metrics::Metrics::new(cfg.metrics_top_namespaces));
     engine_cfg.query_pool =
         Arc::new(crate::engine::QueryPool::new(cfg.query_threads, cfg.max_queued_queries, cfg.query_timeout));
-    engine_cfg.models = Arc::new(crate::engine::ModelRegistry::new(load_models(&cfg.models).await?));
+    engine_cfg.models = Arc::new(crate::engine::ModelRegistry::new(load_models(cfg.model_specs()).await?));
     systemd::status(&format!("opening data dir {}", cfg.data_dir.display()));
     let engine = Engine::open(engine_cfg)
         .await
@@ -236,11 +236,7 @@ fn spawn_reloader(hooks: ReloadHooks, cfg: Config, state: Arc<AppState>, listen:
 /// Loads and checks the configured models (off the async workers: reading weights and the
 /// self-check inference take a while). A missing or damaged model directory stops the daemon
 /// with a message naming it.
-pub async fn load_models(models: &[crate::config::ModelConfig]) -> Result<crate::models::ModelSet, String> {
-    let specs: Vec<crate::models::ModelSpec> = models
-        .iter()
-        .map(|m| crate::models::ModelSpec { name: m.name.clone(), path: m.path.clone() })
-        .collect();
+pub async fn load_models(specs: Vec<crate::models::ModelSpec>) -> Result<crate::models::ModelSet, String> {
     if specs.is_empty() {
         return Ok(crate::models::ModelSet::empty());
     }

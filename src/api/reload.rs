@@ -118,11 +118,7 @@ impl Reloader {
         }
         if applied.contains(&"models") {
             // A model that cannot load fails the reload whole: the models served stay as they were.
-            let specs: Vec<crate::models::ModelSpec> = new
-                .models
-                .iter()
-                .map(|m| crate::models::ModelSpec { name: m.name.clone(), path: m.path.clone() })
-                .collect();
+            let specs = new.model_specs();
             // Unchanged models are kept (their counters run on); only new or moved ones load.
             match self.state.engine.models().current().reload(&specs) {
                 Ok(set) => self.state.engine.models().replace(set),

@@ -228,14 +228,18 @@ impl Engine {
         let models = self.models.current();
         let declared = req.record.settings.schema.as_ref();
         let declares_embed = declared.is_some_and(|d| d.values().any(|a| a.extra.contains_key(EMBED)));
-        // A node without models loads nothing here: a namespace that embeds is refused under the
-        // commit lock (`check_embedded`) with the same message.
-        let ns_schema = match super::cached(&self.handle(path)) {
-            Some(s) => s.state.schema.clone(),
-            None if models.names().is_empty() && !declares_embed => return Ok(None),
-            None => self.snapshot(path, false).await?.state.schema.clone(),
+        // A node without models does nothing here (no schema read on the write path): a row
+        // that sets an embedded attribute is refused under the commit lock (`check_embedded`)
+        // with the same message.
+        if models.iter().next().is_none() && !declares_embed {
+            return Ok(None);
+        }
+        let snap = match super::cached(&self.handle(path)) {
+            Some(s) => s,
+            None => self.snapshot(path, false).await?,
         };
-        let targets = embed_targets(&ns_schema, declared);
+        let ns_schema = &snap.state.schema;
+        let targets = embed_targets(ns_schema, declared);
         if targets.is_empty() {
             return Ok(None);
         }
@@ -254,10 +258,10 @@ impl Engine {
         let mut checked = Vec::with_capacity(targets.len());
         for (source, spec) in &targets {
             let model = embedding_model(&models, source, spec)?;
-            check_target(&ns_schema, declared, source, spec, model.dims())?;
+            check_target(ns_schema, declared, source, spec, model.dims())?;
             checked.push(model);
         }
-        declare_targets(&mut req.record, &ns_schema, &targets, &checked);
+        declare_targets(&mut req.record, ns_schema, &targets, &checked);
         let per_model = collect_texts(&mut req.record, &targets)?;
         if per_model.is_empty() {
             // Nothing to embed (a patch of other attributes): no embedding is reported.
@@ -277,34 +281,55 @@ impl Engine {
         Ok(Some(usage))
     }
 
-    /// Embeds `texts` with `model` in the query pool, [`EMBED_CHUNK`] at a time, as many chunks
-    /// at once as the pool has slots; vectors in input order.
+    /// Embeds `texts` with `model` in the query pool (see [`Engine::run_model`]); vectors in input
+    /// order.
     pub async fn embed_texts(
         &self,
         tenant: &str,
         model: &Arc<Model>,
         texts: Vec<String>,
     ) -> Result<(Vec<Vec<f32>>, EmbedUsage), EngineError> {
+        self.run_model(tenant, model, "embed", texts, |m, chunk| {
+            m.embed(chunk).map(|e| (e.vectors, e.tokens))
+        })
+        .await
+    }
+
+    /// Runs `call` of `model` over `texts` in the query pool, [`EMBED_CHUNK`] texts at a time, as
+    /// many chunks at once as the pool has slots, each call counted in the metrics under `op`;
+    /// the outputs in input order, with what they cost.
+    pub(super) async fn run_model<T, F>(
+        &self,
+        tenant: &str,
+        model: &Arc<Model>,
+        op: &'static str,
+        texts: Vec<String>,
+        call: F,
+    ) -> Result<(Vec<T>, EmbedUsage), EngineError>
+    where
+        T: Send + 'static,
+        F: Fn(&Model, &[&str]) -> Result<(Vec<T>, u64), crate::models::ModelError> + Clone + Send + 'static,
+    {
         let started = Instant::now();
         let chunks: Vec<Vec<String>> = texts.chunks(EMBED_CHUNK).map(<[String]>::to_vec).collect();
         let parallel = self.queries.slots().max(1);
-        let outs: Vec<(Vec<Vec<f32>>, u64)> = futures::stream::iter(chunks)
+        let outs: Vec<(Vec<T>, u64)> = futures::stream::iter(chunks)
             .map(|chunk| {
-                let (model, metrics) = (Arc::clone(model), Arc::clone(&self.metrics));
+                let (model, metrics, call) = (Arc::clone(model), Arc::clone(&self.metrics), call.clone());
                 self.queries.run(Lane::Large, tenant, move || {
                     let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
                     let started = Instant::now();
-                    let out = model.embed(&refs).map_err(|e| model_failed(&model, &e))?;
-                    metrics.observe_model(model.name(), "embed", refs.len(), out.tokens, started.elapsed());
-                    Ok((out.vectors, out.tokens))
+                    let (out, tokens) = call(&model, &refs).map_err(|e| model_failed(&model, &e))?;
+                    metrics.observe_model(model.name(), op, refs.len(), tokens, started.elapsed());
+                    Ok((out, tokens))
                 })
             })
             .buffered(parallel)
             .try_collect()
             .await?;
         let tokens = outs.iter().map(|o| o.1).sum();
-        let vectors = outs.into_iter().flat_map(|o| o.0).collect();
-        Ok((vectors, EmbedUsage { elapsed: started.elapsed(), tokens }))
+        let out = outs.into_iter().flat_map(|o| o.0).collect();
+        Ok((out, EmbedUsage { elapsed: started.elapsed(), tokens }))
     }
 }
 

@@ -16,12 +16,8 @@
 //!   non-string value) is scored as an empty text.
 
 use std::sync::Arc;
-use std::time::Instant;
 
-use futures::{StreamExt, TryStreamExt};
-
-use super::embed::{embed_targets, model_failed, named_model, EmbedUsage, EMBED_CHUNK};
-use super::query_pool::Lane;
+use super::embed::{embed_targets, named_model, EmbedUsage};
 use super::{Engine, EngineError};
 use crate::layout::NsPath;
 use crate::model::Value;
@@ -241,27 +237,10 @@ impl Engine {
         r: &ModelRerank,
         rows: Vec<Row>,
     ) -> Result<(Vec<Row>, EmbedUsage), EngineError> {
-        let started = Instant::now();
         let texts: Vec<String> = rows.iter().map(|row| row_text(row, &r.attribute)).collect();
-        let chunks: Vec<Vec<String>> = texts.chunks(EMBED_CHUNK).map(<[String]>::to_vec).collect();
-        let tenant = path.project_id();
-        let parallel = self.queries.slots().max(1);
-        let scored: Vec<(Vec<f32>, u64)> = futures::stream::iter(chunks)
-            .map(|chunk| {
-                let (model, query, metrics) = (Arc::clone(model), r.query.clone(), Arc::clone(&self.metrics));
-                self.queries.run(Lane::Large, &tenant, move || {
-                    let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
-                    let started = Instant::now();
-                    let out = model.score_pairs(&query, &refs).map_err(|e| model_failed(&model, &e))?;
-                    metrics.observe_model(model.name(), "rerank", refs.len(), out.tokens, started.elapsed());
-                    Ok((out.scores, out.tokens))
-                })
-            })
-            .buffered(parallel)
-            .try_collect()
-            .await?;
-        let tokens = scored.iter().map(|s| s.1).sum();
-        let scores: Vec<f32> = scored.into_iter().flat_map(|s| s.0).collect();
+        let query = r.query.clone();
+        let score = move |m: &Model, docs: &[&str]| m.score_pairs(&query, docs).map(|s| (s.scores, s.tokens));
+        let (scores, usage) = self.run_model(&path.project_id(), model, "rerank", texts, score).await?;
         let mut ranked: Vec<(f32, Row)> = scores.into_iter().zip(rows).collect();
         // Stable: equal scores keep the query's order.
         ranked.sort_by(|a, b| b.0.total_cmp(&a.0));
@@ -272,7 +251,7 @@ impl Engine {
                 row
             })
             .collect();
-        Ok((rows, EmbedUsage { elapsed: started.elapsed(), tokens }))
+        Ok((rows, usage))
     }
 }
 

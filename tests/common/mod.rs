@@ -218,3 +218,20 @@ pub fn sync_node(dir: &Path, bucket: &str, endpoint: &str, id: &str, rules: &str
     args.extend_from_slice(extra);
     Daemon::start(dir, &args)
 }
+
+/// Every segment file under `dir` (by its magic; a cache's copies included).
+pub fn segment_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                todo.push(p);
+            } else if std::fs::read(&p).is_ok_and(|b| b.starts_with(b"TIDE.SEG")) {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
