@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, Rust unit + integration tests, the
-# turbopuffer Python SDK suite against a real daemon, and a short fuzz smoke
-# run. .ci/run calls exactly this. Needs only cargo, python3 and network
+# turbopuffer Python SDK suite against a real daemon, the console in a headless
+# browser, and a short fuzz smoke run. .ci/run calls exactly this. Needs only cargo, python3 and network
 # access to crates.io / PyPI; it installs everything else itself.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -41,6 +41,9 @@ if [ -x tests/sdk/run.sh ]; then
   step "turbopuffer Python SDK suite against the daemon"
   tests/sdk/run.sh
 fi
+
+step "the console in a real browser (Debian's chromium through Playwright)"
+tests/console/run.sh
 
 if [ -x fuzz/smoke.sh ] && [ "${TIDEPOOL_SKIP_FUZZ:-0}" != "1" ]; then
   step "fuzz smoke run"

@@ -158,6 +158,7 @@ pub struct FileConfig {
     pub metrics_top_namespaces: Option<usize>,
     pub allowed_origins: Option<Vec<String>>,
     pub allowed_hosts: Option<Vec<String>>,
+    pub console: Option<bool>,
     #[serde(default)]
     pub api_keys: Vec<ApiKeyConfig>,
     #[serde(default)]
@@ -184,6 +185,9 @@ pub struct ServeArgs {
     /// (comma-separated); any other Host is refused (DNS rebinding).
     #[arg(long, env = "TIDEPOOL_ALLOWED_HOSTS", value_delimiter = ',')]
     pub allowed_hosts: Option<Vec<String>>,
+    /// Serve the browser console at /console (default true; `--console false` turns it off).
+    #[arg(long, env = "TIDEPOOL_CONSOLE", num_args = 0..=1, default_missing_value = "true")]
+    pub console: Option<bool>,
     /// Disk cache dir for objects of a remote store. Default: $CACHE_DIRECTORY,
     /// else `<data-dir>/cache`.
     #[arg(long, env = "TIDEPOOL_CACHE_DIR")]
@@ -405,6 +409,8 @@ pub struct Config {
     pub allowed_origins: Vec<String>,
     /// Open mode: Host names allowed besides loopback ones.
     pub allowed_hosts: Vec<String>,
+    /// Serve the browser console at `/console` (`api::console`).
+    pub console: bool,
     /// Disk cache budget.
     pub cache_budget_bytes: u64,
     /// Memory tier size.
@@ -543,6 +549,7 @@ impl Config {
             },
             allowed_origins: args.allowed_origins.clone().or(file.allowed_origins).unwrap_or_default(),
             allowed_hosts: args.allowed_hosts.clone().or(file.allowed_hosts).unwrap_or_default(),
+            console: args.console.or(file.console).unwrap_or(true),
             cache_budget_bytes: args
                 .cache_budget_bytes
                 .or(file.cache_budget_bytes)

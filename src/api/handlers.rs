@@ -18,7 +18,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use hyper::body::Incoming;
-use hyper::header::HeaderName;
+use hyper::header::{HeaderName, AUTHORIZATION};
 use hyper::{Request, StatusCode};
 use serde_json::Value as Json;
 
@@ -67,6 +67,13 @@ pub async fn dispatch(
     if state.auth.is_open() {
         state.browser.check(req.headers(), &route)?;
     }
+    if let Route::Console(file) = &route {
+        return super::console::serve(state.console, file).map(Reply::Page);
+    }
+    if route == Route::WhoAmI && !state.auth.is_open() && !req.headers().contains_key(AUTHORIZATION) {
+        // Not an error: a client (the console) asks whether it needs a key before it has one.
+        return Ok(admin::anonymous_whoami().into());
+    }
     let principal = state.auth.authenticate(req.headers(), route.is_write())?;
     let params = req
         .uri()
@@ -84,12 +91,29 @@ pub async fn dispatch(
     }
 }
 
+/// `GET /v1/whoami`: the key's org, project and rights, and what this node
+/// offers (models, sync, console) — what a client such as the console needs
+/// to show only the controls that can work.
+fn whoami(ctx: &Ctx) -> Json {
+    let models = ctx.state.engine.models().current();
+    admin::whoami_json(&admin::WhoAmI {
+        org: &ctx.principal.org,
+        project: &ctx.principal.project,
+        read_only: ctx.principal.read_only,
+        open: ctx.state.auth.is_open(),
+        models: models.iter().map(|m| m.as_ref()).collect(),
+        sync: ctx.state.sync.is_some(),
+        console: ctx.state.console,
+    })
+}
+
 async fn run(ctx: &Ctx, route: Route, req: Request<Incoming>) -> Result<Json, ApiError> {
     if let (Some(sync), Some(ns)) = (&ctx.state.sync, route.changed_namespace()) {
         sync.check_writable(&ctx.ns(ns)?)?;
     }
     match route {
         Route::ListNamespaces => list_namespaces(ctx).await,
+        Route::WhoAmI => Ok(whoami(ctx)),
         Route::Write(ns) => write(ctx, &ns, req).await,
         Route::DeleteNamespace(ns) => {
             ctx.state.engine.delete_namespace(&ctx.ns(&ns)?).await?;
@@ -131,7 +155,7 @@ async fn run(ctx: &Ctx, route: Route, req: Request<Incoming>) -> Result<Json, Ap
         Route::Export(_) | Route::Snapshot(_) => {
             Err(ApiError::internal("streaming routes are dispatched before the JSON handlers"))
         }
-        Route::Health | Route::Ready | Route::Metrics => Ok(admin::health()),
+        Route::Health | Route::Ready | Route::Metrics | Route::Console(_) => Ok(admin::health()),
         Route::V1Upsert(ns) => v1_upsert(ctx, &ns, req).await,
         Route::V1Query(ns) => v1_query(ctx, &ns, req).await,
         Route::V1Delete(ns) => {

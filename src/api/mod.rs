@@ -7,7 +7,8 @@
 //! timeouts, graceful drain), [`stream`] (streamed response and request
 //! bodies: export, snapshot download, restore upload), `maintenance`
 //! (branch/copy, time travel, export, snapshots, repair routes), [`metrics`]
-//! (`GET /metrics` and the request/query recording hooks).
+//! (`GET /metrics` and the request/query recording hooks), [`console`] (the
+//! browser console's compiled-in files at `/console`).
 //!
 //! Invariants:
 //! - This is the only module that knows HTTP; it parses requests (through
@@ -22,6 +23,7 @@
 
 pub mod auth;
 pub mod body;
+pub mod console;
 mod ctx;
 pub mod error;
 pub mod handlers;
@@ -99,6 +101,8 @@ pub struct AppState {
     pub browser: origin::BrowserPolicy,
     /// Offline-first sync to a remote (None: no `[sync]`).
     pub sync: Option<Arc<crate::sync::Syncer>>,
+    /// Serve the browser console (`console`).
+    pub console: bool,
 }
 
 impl AppState {
@@ -118,6 +122,7 @@ impl AppState {
             jobs: Arc::default(),
             browser: origin::BrowserPolicy::default(),
             sync: None,
+            console: true,
         }
     }
 }
@@ -200,6 +205,7 @@ pub async fn run_daemon(
     };
     let mut state = AppState::new(engine, auth, limits);
     state.sync = sync;
+    state.console = cfg.console;
     state.browser = origin::BrowserPolicy::new(cfg.allowed_origins.clone(), cfg.allowed_hosts.clone());
     let state = Arc::new(state);
     if let Some(hooks) = reload {

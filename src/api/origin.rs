@@ -7,7 +7,10 @@
 //!
 //! Invariants (open mode only):
 //! - A request carrying an `Origin` header is refused (403) unless that
-//!   origin is listed in `allowed_origins`.
+//!   origin is listed in `allowed_origins` or is the daemon's own origin
+//!   (`http://` + the request's `Host`, which must itself pass the Host rule
+//!   below): the console served at `/console` calls the API from there, and
+//!   a page of any other origin — another local port included — cannot.
 //! - A request whose `Host` is not a loopback name or address (`localhost`,
 //!   `*.localhost`, `127.0.0.0/8`, `[::1]`, any port) nor listed in
 //!   `allowed_hosts` is refused (403): a rebound DNS name never reaches data.
@@ -39,9 +42,11 @@ impl BrowserPolicy {
 
     /// Check a request of `route` (only called in open mode).
     pub fn check(&self, headers: &HeaderMap, route: &Route) -> Result<(), ApiError> {
+        let host = headers.get(HOST).and_then(|h| h.to_str().ok()).unwrap_or_default().to_ascii_lowercase();
         if let Some(origin) = headers.get(ORIGIN) {
             let origin = origin.to_str().unwrap_or_default().trim().to_ascii_lowercase();
-            if !self.origins.contains(&origin) {
+            let own = !host.is_empty() && origin.strip_prefix("http://") == Some(host.as_str());
+            if !own && !self.origins.contains(&origin) {
                 return Err(ApiError::new(
                     StatusCode::FORBIDDEN,
                     format!(
@@ -51,7 +56,6 @@ impl BrowserPolicy {
                 ));
             }
         }
-        let host = headers.get(HOST).and_then(|h| h.to_str().ok()).unwrap_or_default().to_ascii_lowercase();
         if !host.is_empty() && !is_loopback_host(&host) && !self.host_allowed(&host) {
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
@@ -142,6 +146,15 @@ mod tests {
         let evil = headers(&[("host", "localhost"), ("origin", "https://evil.example")]);
         assert_eq!(p.check(&evil, &q).unwrap_err().status, 403);
         assert!(p.check(&headers(&[("host", "localhost"), ("origin", "http://localhost:3000")]), &q).is_ok());
+        // The console's own origin: same host and port as the request, which is itself checked.
+        let own = headers(&[("host", "127.0.0.1:7474"), ("origin", "http://127.0.0.1:7474")]);
+        assert!(p.check(&own, &q).is_ok());
+        let other_port = headers(&[("host", "127.0.0.1:7474"), ("origin", "http://127.0.0.1:8080")]);
+        assert_eq!(p.check(&other_port, &q).unwrap_err().status, 403);
+        let rebound = headers(&[("host", "evil.example:7474"), ("origin", "http://evil.example:7474")]);
+        assert_eq!(p.check(&rebound, &q).unwrap_err().status, 403, "a rebound name is not loopback");
+        let https = headers(&[("host", "127.0.0.1:7474"), ("origin", "https://127.0.0.1:7474")]);
+        assert_eq!(p.check(&https, &q).unwrap_err().status, 403, "this daemon serves plain http");
         let plain =
             headers(&[("host", "localhost"), ("content-length", "9"), ("content-type", "text/plain")]);
         assert_eq!(p.check(&plain, &w).unwrap_err().status, 415);

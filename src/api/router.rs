@@ -18,6 +18,10 @@ pub enum Route {
     Ready,
     /// `GET /metrics` (Prometheus scrape; authenticated like a read).
     Metrics,
+    /// `GET /console` and `GET /console/{file}` (the browser console's files; no key needed).
+    Console(String),
+    /// `GET /v1/whoami` (who the key acts as and what this node offers).
+    WhoAmI,
     /// `GET /v1/namespaces`.
     ListNamespaces,
     /// `POST /v2/namespaces/{ns}`.
@@ -110,7 +114,7 @@ impl Route {
 
     /// Whether the route needs no authentication.
     pub fn is_public(&self) -> bool {
-        matches!(self, Route::Health | Route::Ready)
+        matches!(self, Route::Health | Route::Ready | Route::Console(_))
     }
 
     /// A short name for logs.
@@ -119,6 +123,8 @@ impl Route {
             Route::Health => "health",
             Route::Ready => "ready",
             Route::Metrics => "metrics",
+            Route::Console(_) => "console",
+            Route::WhoAmI => "whoami",
             Route::ListNamespaces => "list_namespaces",
             Route::Write(_) => "write",
             Route::DeleteNamespace(_) => "delete_namespace",
@@ -158,6 +164,8 @@ impl Route {
             Route::Health => "/health",
             Route::Ready => "/ready",
             Route::Metrics => "/metrics",
+            Route::Console(_) => "/console",
+            Route::WhoAmI => "/v1/whoami",
             Route::ListNamespaces => "/v1/namespaces",
             Route::Write(_) | Route::DeleteNamespace(_) => "/v2/namespaces/:ns",
             Route::Query(_) => "/v2/namespaces/:ns/query",
@@ -202,6 +210,9 @@ pub fn route(method: &Method, path: &str) -> Result<Route, NoRoute> {
         ["health"] => (&[Method::GET], (m == Method::GET).then_some(Route::Health)),
         ["ready"] => (&[Method::GET], (m == Method::GET).then_some(Route::Ready)),
         ["metrics"] => (&[Method::GET], (m == Method::GET).then_some(Route::Metrics)),
+        ["console"] => (&[Method::GET], (m == Method::GET).then(|| Route::Console(String::new()))),
+        ["console", file] => (&[Method::GET], (m == Method::GET).then(|| Route::Console((*file).to_owned()))),
+        ["v1", "whoami"] => (&[Method::GET], (m == Method::GET).then_some(Route::WhoAmI)),
         ["v1", "namespaces"] => (&[Method::GET], (m == Method::GET).then_some(Route::ListNamespaces)),
         ["v2", "namespaces", _] => (
             &[Method::POST, Method::DELETE],
@@ -333,5 +344,14 @@ mod tests {
         let m = route(&Method::GET, "/metrics").unwrap();
         assert_eq!((m.pattern(), m.is_public(), m.is_write()), ("/metrics", false, false));
         assert!(matches!(route(&Method::POST, "/metrics"), Err(NoRoute::MethodNotAllowed(_))));
+        let page = route(&Method::GET, "/console/").unwrap();
+        assert_eq!(
+            (page.clone(), page.is_public(), page.is_write()),
+            (Route::Console(String::new()), true, false)
+        );
+        assert_eq!(route(&Method::GET, "/console/console.js"), Ok(Route::Console("console.js".into())));
+        assert_eq!(route(&Method::GET, "/console/a/b"), Err(NoRoute::NotFound));
+        let who = route(&Method::GET, "/v1/whoami").unwrap();
+        assert_eq!((who.is_public(), who.is_write()), (false, false));
     }
 }

@@ -420,6 +420,7 @@ async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Result<Response
     let mut resp = match result {
         Ok(Reply::Json(body)) => boxed(json_response(StatusCode::OK, &body, gzip)),
         Ok(Reply::Stream(s)) => s.into_response(),
+        Ok(Reply::Page(page)) => boxed(page),
         Err(e) => {
             if e.status.is_server_error() && e.status != StatusCode::NOT_IMPLEMENTED {
                 tracing::warn!(%method, path, status = e.status.as_u16(), ms, error = %e.message, "request failed");

@@ -48,6 +48,8 @@ pub enum Reply {
     Json(Json),
     /// A streamed response (200).
     Stream(StreamReply),
+    /// A complete response built by the handler (the console's files).
+    Page(Response<http_body_util::Full<Bytes>>),
 }
 
 impl From<Json> for Reply {

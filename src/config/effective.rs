@@ -119,6 +119,7 @@ pub fn settings(cfg: &Config) -> Vec<Setting> {
         setting("metrics_top_namespaces", int(cfg.metrics_top_namespaces)),
         setting("allowed_origins", Some(strings(&cfg.allowed_origins))),
         setting("allowed_hosts", Some(strings(&cfg.allowed_hosts))),
+        setting("console", Some(toml::Value::Boolean(cfg.console))),
         secret("api_keys", Some(api_keys(cfg)), true),
         reloadable("models", Some(models(cfg))),
         setting("sync", cfg.sync.as_ref().map(sync_table)),

@@ -24,6 +24,56 @@ fn invalid(msg: impl Into<String>) -> EngineError {
     EngineError::invalid_input(msg)
 }
 
+/// What `GET /v1/whoami` reports.
+#[derive(Debug)]
+pub struct WhoAmI<'a> {
+    /// The key's org.
+    pub org: &'a str,
+    /// The key's project.
+    pub project: &'a str,
+    /// Whether the key may only read.
+    pub read_only: bool,
+    /// No API keys are configured (loopback only).
+    pub open: bool,
+    /// The local models loaded.
+    pub models: Vec<&'a crate::models::Model>,
+    /// Whether `[sync]` is configured.
+    pub sync: bool,
+    /// Whether the console is served.
+    pub console: bool,
+}
+
+/// `{"org", "project", "read_only", "auth", "models": [{name, kind, dims, max_tokens}], "sync", "console", "version"}`.
+pub fn whoami_json(w: &WhoAmI<'_>) -> Json {
+    let models: Vec<Json> = w
+        .models
+        .iter()
+        .map(|m| {
+            let kind = match m.kind() {
+                crate::models::ModelKind::Embedding => "embedding",
+                crate::models::ModelKind::CrossEncoder => "cross_encoder",
+            };
+            json!({"name": m.name(), "kind": kind, "dims": m.dims(), "max_tokens": m.max_tokens()})
+        })
+        .collect();
+    json!({
+        "authenticated": true,
+        "org": w.org,
+        "project": w.project,
+        "read_only": w.read_only,
+        "auth": if w.open { "open" } else { "api_key" },
+        "models": models,
+        "sync": w.sync,
+        "console": w.console,
+        "version": env!("CARGO_PKG_VERSION"),
+    })
+}
+
+/// `GET /v1/whoami` without a key on a node that has keys: only that a key is needed.
+pub fn anonymous_whoami() -> Json {
+    json!({"authenticated": false, "auth": "api_key", "version": env!("CARGO_PKG_VERSION")})
+}
+
 /// `GET /health` (and the body of routes that only say they are alive).
 pub fn health() -> Json {
     json!({"status": "ok"})
