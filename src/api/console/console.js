@@ -183,21 +183,26 @@ function setupKeyDialog() {
   }));
 }
 
-// Ask for `name` to be typed before running `action` (delete, restore).
-function confirmByName(title, text, name, action) {
+// Ask for a name; `action(name)` runs once `accept(name)` holds and the user confirms.
+function askForName(title, text, accept, action) {
   const dialog = $('#confirm-dialog');
   $('#confirm-title').textContent = title;
-  $('#confirm-text').textContent = `${text} Type the namespace name "${name}" to confirm.`;
+  $('#confirm-text').textContent = text;
   const input = $('#confirm-name');
   const ok = $('#confirm-ok');
   input.value = '';
   ok.disabled = true;
-  input.oninput = () => { ok.disabled = input.value !== name; };
+  input.oninput = () => { ok.disabled = !accept(input.value); };
   dialog.onclose = () => {
-    if (dialog.returnValue === 'ok' && input.value === name) guarded(action);
+    if (dialog.returnValue === 'ok' && accept(input.value)) guarded(() => action(input.value));
   };
   dialog.returnValue = '';
   dialog.showModal();
+}
+
+// A destructive action runs only once the namespace's name is typed.
+function confirmByName(title, text, name, action) {
+  askForName(title, `${text} Type the namespace name "${name}" to confirm.`, (v) => v === name, action);
 }
 
 // ---------- routing ----------
@@ -261,7 +266,7 @@ async function viewNamespaces() {
     const metas = await pooled(names, 6, (n) => api('GET', `/v1/namespaces/${nsPath(n)}/metadata`));
     const rows = names.map((n, i) => namespaceRow(n, metas[i]));
     mount(
-      h('h1', { text: 'Namespaces' }),
+      h('div', { class: 'row' }, h('h1', { text: 'Namespaces' }), canWrite() ? restoreControl(names) : null),
       h('p', { class: 'muted', text: `${names.length} namespace${names.length === 1 ? '' : 's'} in ${ui.who.org}/${ui.who.project}` }),
       h('table', { id: 'ns-table' },
         h('thead', {}, h('tr', {}, ['Namespace', 'Documents', 'Bytes', 'Index', 'Cache', 'Labels', 'Parent']
@@ -332,20 +337,26 @@ function writeControls(ns) {
     await api('DELETE', `/v2/namespaces/${nsPath(ns)}`);
     location.hash = '#/';
   });
+  return h('span', { class: 'row' },
+    h('button', { type: 'button', class: 'write-control', id: 'compact', text: 'Compact now', onclick: compact }),
+    h('button', { type: 'button', class: 'write-control danger', id: 'delete', text: 'Delete…', onclick: del }));
+}
+
+// Restore a snapshot file (`GET .../_admin/snapshot`) into a new namespace, named by the user.
+function restoreControl(existing) {
   const file = h('input', { type: 'file', hidden: true, class: 'write-control', id: 'restore-file' });
   file.addEventListener('change', () => {
     const f = file.files[0];
+    file.value = '';
     if (!f) return;
-    confirmByName('Restore snapshot', `The snapshot ${f.name} will be restored into "${ns}".`, ns, async () => {
-      await api('POST', `/v1/namespaces/${nsPath(ns)}/_admin/restore`, f);
-      await render();
+    const fresh = (v) => /^[A-Za-z0-9_.-]{1,128}$/.test(v) && !existing.includes(v);
+    askForName('Restore snapshot', `The snapshot ${f.name} will be restored into a new namespace. Type its name.`, fresh, async (name) => {
+      await api('POST', `/v1/namespaces/${nsPath(name)}/_admin/restore`, f);
+      location.hash = `#/ns/${encodeURIComponent(name)}`;
     });
   });
-  return h('span', { class: 'row' },
-    h('button', { type: 'button', class: 'write-control', id: 'compact', text: 'Compact now', onclick: compact }),
-    h('button', { type: 'button', class: 'write-control', id: 'restore', text: 'Restore snapshot…', onclick: () => file.click() }),
-    file,
-    h('button', { type: 'button', class: 'write-control danger', id: 'delete', text: 'Delete…', onclick: del }));
+  return h('span', { class: 'row' }, file,
+    h('button', { type: 'button', class: 'write-control', id: 'restore', text: 'Restore snapshot…', onclick: () => file.click() }));
 }
 
 function showNote(text) {
@@ -468,12 +479,20 @@ function filterBuilder(schema, onchange) {
   const combine = h('select', { class: 'combine' }, h('option', { text: 'And' }), h('option', { text: 'Or' }));
   const out = h('pre', { id: 'filter-json', text: 'no filter' });
   const typeOf = Object.fromEntries(schema.map((a) => [a.name, a.type]));
+  // A value as the attribute's type reads it: numbers for numeric types, true/false for
+  // bool, text as typed for strings (JSON only for an explicit array or quoted string).
   const value = (attr, raw) => {
     const t = typeOf[attr] || '';
-    const one = (x) => (/int|uint/.test(t) && x.trim() !== '' && !Number.isNaN(Number(x)) ? Number(x)
-      : t === 'bool' ? x.trim() === 'true' : x);
-    try { return JSON.parse(raw); } catch (_) { /* plain text */ }
-    return one(raw);
+    const text = raw.trim();
+    if (text.startsWith('[') || text.startsWith('"')) {
+      try { return JSON.parse(text); } catch (_) { /* typed as text */ }
+    }
+    if (/^(u?int|float|f32|f64)/.test(t) && text !== '' && !Number.isNaN(Number(text))) return Number(text);
+    if (t === 'bool' && (text === 'true' || text === 'false')) return text === 'true';
+    if (t === '' || t === 'id') {
+      try { return JSON.parse(text); } catch (_) { /* text */ }
+    }
+    return raw;
   };
   const build = () => {
     const clauses = [...list.querySelectorAll('.clause')].map((c) => {
