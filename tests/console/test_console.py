@@ -116,6 +116,14 @@ def run_typescript(code: str):
     return [r["id"] for r in rows]
 
 
+def bm25_query(page, text: str):
+    """Run a BM25 query for `text` in the playground; its first row."""
+    page.select_option("#q-mode", "bm25")
+    page.fill("#q-text", text)
+    run_query(page)
+    return page.locator("#q-results tbody tr").first
+
+
 def run_query(page):
     """Run the playground's query and wait for its (new) results."""
     runs = int(page.locator("#q-out").get_attribute("data-run"))
@@ -156,10 +164,7 @@ def test_ann_query_with_a_filter_code_and_explain(console):
 
 def test_bm25_and_hybrid_queries(console):
     page = console.open("#/ns/products/query")
-    page.select_option("#q-mode", "bm25")
-    page.fill("#q-text", "marker7")
-    run_query(page)
-    expect(page.locator("#q-results tbody tr").first).to_have_attribute("data-id", "7")
+    expect(bm25_query(page, "marker7")).to_have_attribute("data-id", "7")
     expect(page.locator("#q-results tbody tr")).to_have_count(1)
     console.shot("query-bm25")
     page.select_option("#q-mode", "hybrid")
@@ -224,10 +229,7 @@ def test_a_read_only_key_sees_no_write_controls(console):
     assert page.locator(".write-control").count() == 0
     # It still reads and queries.
     page.click('button[data-tab="query"]')
-    page.select_option("#q-mode", "bm25")
-    page.fill("#q-text", "marker9")
-    run_query(page)
-    expect(page.locator("#q-results tbody tr").first).to_have_attribute("data-id", "9")
+    expect(bm25_query(page, "marker9")).to_have_attribute("data-id", "9")
     console.shot("read-only")
 
 
@@ -264,10 +266,7 @@ def test_open_mode_serves_its_own_page_and_refuses_other_origins(browser, open_n
     page.goto(f"{open_node.url}/console#/ns/local/query")
     expect(page.locator("#who")).to_contain_text("open (loopback)")
     expect(page.locator("#key-button")).to_be_hidden()
-    page.select_option("#q-mode", "bm25")
-    page.fill("#q-text", "works")
-    run_query(page)
-    expect(page.locator("#q-results tbody tr").first).to_have_attribute("data-id", "1")
+    expect(bm25_query(page, "works")).to_have_attribute("data-id", "1")
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "open-mode.png"), full_page=True)
     assert errors == []
