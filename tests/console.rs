@@ -115,3 +115,43 @@ async fn whoami_reports_the_key_and_the_node() {
     assert_eq!((ro["project"].clone(), ro["read_only"].clone()), (json!("q"), json!(true)));
     assert_eq!(who("wrong").await.0, 401, "a wrong key is still refused");
 }
+
+/// The namespace list with each namespace's metadata in one request (what the console's list draws).
+#[tokio::test]
+async fn the_list_can_carry_each_namespace_metadata() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(dir.path(), &[]);
+    let c = client();
+    for (ns, rows) in [("a", 1), ("b", 3)] {
+        let docs: Vec<_> = (0..rows).map(|i| json!({"id": i, "x": i})).collect();
+        assert_eq!(
+            common::post(&c, &d.at(&format!("/v2/namespaces/{ns}")), &json!({"upsert_rows": docs})).await.0,
+            200
+        );
+    }
+    let (status, page) = get(&c, &d.at("/v1/namespaces?include_metadata=true&page_size=1")).await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(
+        page["namespaces"],
+        json!([{"id": "a", "metadata": page["namespaces"][0]["metadata"].clone()}])
+    );
+    let (_, single) = get(&c, &d.at("/v1/namespaces/a/metadata")).await;
+    assert_eq!(page["namespaces"][0]["metadata"], single, "the same document as GET .../metadata");
+    let (_, rest) = get(
+        &c,
+        &d.at(&format!(
+            "/v1/namespaces?include_metadata=true&cursor={}",
+            page["next_cursor"].as_str().unwrap()
+        )),
+    )
+    .await;
+    assert_eq!(rest["namespaces"][0]["metadata"]["approx_row_count"], 3);
+    let (_, plain) = get(&c, &d.at("/v1/namespaces")).await;
+    assert_eq!(
+        plain["namespaces"],
+        json!([{"id": "a"}, {"id": "b"}]),
+        "without the flag the listing is turbopuffer's"
+    );
+    let (status, body) = get(&c, &d.at("/v1/namespaces?include_metadata=yes")).await;
+    assert_eq!(status, 400, "{body}");
+}

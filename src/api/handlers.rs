@@ -14,6 +14,8 @@
 //!   only says what the request allows.
 
 use std::sync::Arc;
+
+use futures::StreamExt;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -33,6 +35,8 @@ use crate::wire::admin::{self, parse_label_changes, parse_metadata_update, parse
 use crate::wire::namespace::schema_json;
 use crate::wire::query::{parse_recall, parse_request, query_response, recall_json};
 
+/// Namespaces whose metadata one `GET /v1/namespaces?include_metadata=true` reads at once.
+const METADATA_CONCURRENCY: usize = 8;
 /// Default page of `GET /v1/namespaces`.
 const DEFAULT_PAGE_SIZE: usize = 100;
 /// Header carrying a write's idempotency key.
@@ -358,5 +362,20 @@ async fn list_namespaces(ctx: &Ctx) -> Result<Json, ApiError> {
         .engine
         .list_labelled_namespaces(&p.org, &p.project, get("prefix"), get("cursor"), page_size, &labels)
         .await?;
-    Ok(admin::namespace_page(&page))
+    match get("include_metadata") {
+        None | Some("false") => Ok(admin::namespace_page(&page)),
+        Some("true") => {
+            // A few at a time: each may load a namespace's state or read the store.
+            let names: Vec<String> = page.namespaces.clone();
+            let metadata: Vec<Result<Json, String>> = futures::stream::iter(names)
+                .map(|ns| async move { maintenance::metadata(ctx, &ns).await.map_err(|e| e.message) })
+                .buffered(METADATA_CONCURRENCY)
+                .collect()
+                .await;
+            Ok(admin::namespace_page_with_metadata(&page, metadata))
+        }
+        Some(other) => {
+            Err(ApiError::bad_request(format!("include_metadata must be true or false, got {other:?}")))
+        }
+    }
 }

@@ -105,6 +105,23 @@ pub fn namespace_page(page: &NamespacePage) -> Json {
     json!({"namespaces": namespaces, "next_cursor": page.next_cursor})
 }
 
+/// `GET /v1/namespaces?include_metadata=true` (tidepool extension): each entry
+/// also carries its metadata document, or the error that reading it gave (a
+/// namespace deleted meanwhile, an unreachable store) — one namespace never
+/// fails the page.
+pub fn namespace_page_with_metadata(page: &NamespacePage, metadata: Vec<Result<Json, String>>) -> Json {
+    let namespaces: Vec<Json> = page
+        .namespaces
+        .iter()
+        .zip(metadata)
+        .map(|(n, m)| match m {
+            Ok(m) => json!({"id": n, "metadata": m}),
+            Err(e) => json!({"id": n, "metadata_error": e}),
+        })
+        .collect();
+    json!({"namespaces": namespaces, "next_cursor": page.next_cursor})
+}
+
 /// `POST .../_admin/compact`.
 pub fn compaction_response(r: &CompactionReport) -> Json {
     json!({

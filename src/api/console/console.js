@@ -212,9 +212,16 @@ function stopTimers() {
   ui.timers = [];
 }
 
+// When a view has drawn its data: ms since the page started loading (tests and
+// bench/console_load.py wait for it).
+function markRendered() {
+  document.body.dataset.rendered = performance.now().toFixed(1);
+}
+
 async function render() {
   stopTimers();
   clearError();
+  delete document.body.dataset.rendered;
   const parts = location.hash.replace(/^#\/?/, '').split('/').map(decodeURIComponent);
   document.querySelectorAll('nav a').forEach((a) => a.classList.remove('active'));
   if (!ui.who || ui.who.authenticated === false) {
@@ -233,16 +240,17 @@ async function render() {
 
 // ---------- namespaces list ----------
 
+// Every namespace of the project with its metadata, a page (1000) per request.
 async function listAll() {
-  const names = [];
+  const entries = [];
   let cursor = null;
   do {
     const q = cursor ? `&cursor=${encodeURIComponent(cursor)}` : '';
-    const page = await api('GET', `/v1/namespaces?page_size=1000${q}`);
-    names.push(...page.namespaces.map((n) => n.id));
+    const page = await api('GET', `/v1/namespaces?page_size=1000&include_metadata=true${q}`);
+    entries.push(...page.namespaces);
     cursor = page.next_cursor;
-  } while (cursor && names.length < 10000);
-  return names;
+  } while (cursor && entries.length < 10000);
+  return entries;
 }
 
 // Run `fn` over `items`, at most `limit` at once.
@@ -262,9 +270,9 @@ async function pooled(items, limit, fn) {
 async function viewNamespaces() {
   mount(h('h1', { text: 'Namespaces' }), h('p', { class: 'muted', text: 'Loading…' }));
   await guarded(async () => {
-    const names = await listAll();
-    const metas = await pooled(names, 6, (n) => api('GET', `/v1/namespaces/${nsPath(n)}/metadata`));
-    const rows = names.map((n, i) => namespaceRow(n, metas[i]));
+    const entries = await listAll();
+    const names = entries.map((e) => e.id);
+    const rows = entries.map((e) => namespaceRow(e.id, e.metadata, e.metadata_error));
     mount(
       h('div', { class: 'row' }, h('h1', { text: 'Namespaces' }), canWrite() ? restoreControl(names) : null),
       h('p', { class: 'muted', text: `${names.length} namespace${names.length === 1 ? '' : 's'} in ${ui.who.org}/${ui.who.project}` }),
@@ -273,6 +281,7 @@ async function viewNamespaces() {
           .map((t, i) => h('th', { class: i === 1 || i === 2 ? 'num' : '', text: t })))),
         h('tbody', {}, rows)),
     );
+    markRendered();
   });
 }
 
@@ -291,10 +300,12 @@ function labelsCell(labels) {
   return Object.entries(labels || {}).map(([k, v]) => badge(`${k}=${v}`));
 }
 
-function namespaceRow(name, m) {
+function namespaceRow(name, m, error) {
   const open = () => { location.hash = `#/ns/${encodeURIComponent(name)}`; };
+  const link = h('td', {}, h('a', { class: 'ns-link', href: `#/ns/${encodeURIComponent(name)}`, text: name }));
+  if (!m) return h('tr', { 'data-ns': name }, link, h('td', { colspan: 6, class: 'muted', text: error || 'no metadata' }));
   return h('tr', { class: 'clickable', 'data-ns': name, onclick: open },
-    h('td', {}, h('a', { class: 'ns-link', href: `#/ns/${encodeURIComponent(name)}`, text: name })),
+    link,
     h('td', { class: 'num', text: fmtNum(m.approx_row_count) }),
     h('td', { class: 'num', text: fmtBytes(m.approx_logical_bytes) }),
     h('td', {}, indexBadge(m.index)),
@@ -406,6 +417,7 @@ async function overviewTab(body, ns, meta, schema) {
     await recallSection(segs, ns, 10);
   }
   body.append(h('h2', { text: 'Metadata' }), h('pre', { id: 'ns-metadata', text: JSON.stringify(meta, null, 2) }));
+  markRendered();
 }
 
 function schemaTable(schema) {
@@ -625,10 +637,11 @@ function queryTab(body, ns, schema) {
   layout();
   const request = () => buildRequest(el, filter, vectors);
   const run = () => guarded(async () => {
-    const req = request();
     const t0 = performance.now();
+    const req = request();
     const r = await api('POST', `/v2/namespaces/${nsPath(ns)}/query`, req);
     showResults(out, ns, req, r, performance.now() - t0);
+    out.dataset.ms = (performance.now() - t0).toFixed(1);
   });
   const explain = () => guarded(async () => {
     const req = request();
@@ -835,9 +848,8 @@ function viewHealth() {
 function recallAll(el) {
   const run = () => guarded(async () => {
     replace(el, h('p', { class: 'muted', text: 'Measuring…' }));
-    const names = await listAll();
-    const metas = await pooled(names, 4, (n) => api('GET', `/v1/namespaces/${nsPath(n)}/metadata`));
-    const vectorNs = names.filter((n, i) => schemaAttrs(metas[i].schema || {}).some(isVector));
+    const entries = await listAll();
+    const vectorNs = entries.filter((e) => e.metadata && schemaAttrs(e.metadata.schema || {}).some(isVector)).map((e) => e.id);
     const results = await pooled(vectorNs, 2, (n) => api('POST', `/v1/namespaces/${nsPath(n)}/_debug/recall`, { num: 20, top_k: 10 }));
     const target = results.flatMap((r) => r.segments).map((x) => x.target_recall).find(Boolean) || 0.95;
     replace(el, 
