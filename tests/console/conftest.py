@@ -130,7 +130,8 @@ def seed(n: Node) -> None:
     n.call("POST", "/v1/namespaces/products/_admin/compact")
     n.call("POST", "/v2/namespaces/notes", {"upsert_rows": [{"id": "a", "body": "offline first"}],
                                             "schema": {"body": {"type": "string", "full_text_search": True}}})
-    n.call("PATCH", "/v1/namespaces/notes/metadata", {"labels": {"team": "docs"}})
+    n.call("PATCH", "/v1/namespaces/notes/metadata", {"labels": {"team": "docs"}, "pinning": True})
+    n.call("POST", "/v1/namespaces/products-branch/_admin/copy", {"source_namespace": "products", "branch": True})
 
 
 def has_model() -> bool:

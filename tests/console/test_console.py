@@ -40,6 +40,8 @@ def test_the_key_dialog_and_the_namespace_list(console):
     expect(row).to_contain_text(f"{ROWS}")
     expect(row).to_contain_text("up-to-date")
     expect(page.locator('#ns-table tr[data-ns="notes"]')).to_contain_text("team=docs")
+    expect(page.locator('#ns-table tr[data-ns="notes"]')).to_contain_text("pinned")
+    expect(page.locator('#ns-table tr[data-ns="products-branch"]')).to_contain_text(re.compile(r"products @ v\d+"))
     console.shot("namespaces")
     assert page.evaluate("sessionStorage.getItem('tidepool.key')") == RW_KEY
     assert page.evaluate("localStorage.length") == 0, "the key is kept in the tab's session only"
