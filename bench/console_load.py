@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import atexit
 import http.client
 import threading
 
@@ -34,6 +35,7 @@ qv = list(struct.unpack_from("384f", open(f"{data}/queries/query_vectors.f32", "
 d = tempfile.mkdtemp()
 proc = subprocess.Popen([binary, "serve", "--data-dir", d, "--listen", "127.0.0.1:0"],
                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+atexit.register(proc.terminate)  # also when a step fails
 url = next(line.strip().split("listening on ")[1] for line in proc.stdout if "listening on" in line)
 
 
@@ -128,7 +130,6 @@ with sync_playwright() as p:
     results.append(("ANN query from the playground (36k docs)", timed(console_query),
                     timed(lambda: call("POST", "/v2/namespaces/debian/query", ann) and None)))
     browser.close()
-proc.terminate()
 print(f"{'what':50} {'console ms':>11} {'API floor ms':>13} {'ratio':>6}")
 for what, c, f in results:
     print(f"{what:50} {c:11.1f} {f:13.1f} {c / f:6.2f}")
