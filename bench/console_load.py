@@ -11,6 +11,7 @@ clock), and one ANN query from the playground from the click until its table is 
 """
 import json
 import os
+import shutil
 import statistics
 import struct
 import subprocess
@@ -35,7 +36,9 @@ qv = list(struct.unpack_from("384f", open(f"{data}/queries/query_vectors.f32", "
 d = tempfile.mkdtemp()
 proc = subprocess.Popen([binary, "serve", "--data-dir", d, "--listen", "127.0.0.1:0"],
                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-atexit.register(proc.terminate)  # also when a step fails
+atexit.register(shutil.rmtree, d, True)
+atexit.register(proc.wait)
+atexit.register(proc.terminate)  # also when a step fails; then the data dir goes
 url = next(line.strip().split("listening on ")[1] for line in proc.stdout if "listening on" in line)
 
 
