@@ -15,6 +15,9 @@
 //!   ([`NsState::refold`], `refold.rs`), sharing their documents.
 //! - With a [`VectorSpill`], every document put into the overlay keeps its
 //!   vector in the spill's files (`crate::spill`), not on the heap.
+//! - Every change of the overlay goes through [`OverlayText::replace`] first,
+//!   so the overlay's inverted index (`text.rs`) holds exactly its live
+//!   documents; the index is shared between snapshots like the overlay.
 
 use std::ops::Bound;
 use std::sync::Arc;
@@ -26,8 +29,10 @@ use crate::spill::VectorSpill;
 
 mod refold;
 pub mod segment;
+pub mod text;
 
 pub use self::segment::SegmentReader;
+pub use self::text::{OverlayText, TextView};
 
 /// The state of a namespace at one generation.
 #[derive(Clone, Debug, Default)]
@@ -50,6 +55,8 @@ pub struct NsState {
     /// Where documents put into the overlay keep their vectors (None: on
     /// the heap).
     spill: Option<Arc<VectorSpill>>,
+    /// The overlay's full-text attributes, inverted (kept with `overlay`).
+    text: OverlayText,
 }
 
 impl NsState {
@@ -69,6 +76,29 @@ impl NsState {
     /// Where overlay vectors are kept, if not on the heap.
     pub fn spill(&self) -> Option<&Arc<VectorSpill>> {
         self.spill.as_ref()
+    }
+
+    /// The overlay's index of full-text attribute `attr` under the options
+    /// the schema gives it now; None when it has none (the overlay is then
+    /// scanned).
+    pub fn overlay_text(&self, attr: &str) -> Option<TextView<'_>> {
+        let options = self.schema.get(attr)?.full_text_search.as_ref()?;
+        self.text.attr(attr, options)
+    }
+
+    /// Brings the overlay's text index up to the schema (attributes made
+    /// full-text or given other options are indexed again); puts and removes
+    /// do it themselves, a request that changed only the schema calls this.
+    pub fn sync_text_index(&mut self) {
+        self.text.sync(&self.schema, &self.overlay);
+    }
+
+    /// This state without its overlay text index: BM25 then scans the
+    /// overlay, as it did before the index existed (the reference the index
+    /// is compared with in tests and benchmarks).
+    pub fn without_text_index(mut self) -> NsState {
+        self.text = OverlayText::default();
+        self
     }
 
     /// The segments.
@@ -123,7 +153,9 @@ impl NsState {
             None => self.len += 1,
         }
         self.logical_bytes += doc.logical_bytes();
-        self.overlay.insert(doc.id.clone(), Some(Arc::new(doc)));
+        let doc = Arc::new(doc);
+        self.text.replace(&self.schema, &self.overlay, &doc.id, Some(&doc));
+        self.overlay.insert(doc.id.clone(), Some(doc));
     }
 
     /// Delete a document; false if it did not exist.
@@ -131,6 +163,7 @@ impl NsState {
         let Some(old) = self.get(id) else { return false };
         self.logical_bytes = self.logical_bytes.saturating_sub(old.logical_bytes());
         self.len -= 1;
+        self.text.replace(&self.schema, &self.overlay, id, None);
         if self.segments.iter().any(|s| s.find_live(id).is_some()) {
             self.overlay.insert(id.clone(), None);
         } else {
@@ -151,7 +184,7 @@ impl NsState {
         let overlay: u64 =
             self.overlay.values().map(|d| d.as_ref().map_or(64, |d| 128 + d.logical_bytes())).sum();
         let opened: u64 = self.segments.iter().map(SegmentReader::opened_bytes).sum();
-        overlay + 4096 * self.segments.len() as u64 + opened
+        overlay + self.text.heap_bytes() + 4096 * self.segments.len() as u64 + opened
     }
 
     /// Every live document, in id order.
