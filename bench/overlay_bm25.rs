@@ -3,7 +3,7 @@
 //! compacted into a segment.
 //!
 //! Documents: `docs.jsonl` (36,000) repeated to `--rows` (default 100,000); copy `k` of
-//! row `i` keeps its body and takes the title of row `(i·7919) mod 36000`, id `{id}~{k}`.
+//! row `i` keeps its body and takes the title of row `(i·7919) mod 36000`; row `j` has id `j`.
 //! `title` and `body` are full-text with tantivy's `en_stem` analysis (word_v3, stemming,
 //! no stop words). Written through the engine in requests of 1,000 rows with automatic
 //! compaction off, so every row is in the overlay. Queries: the first `--queries`
@@ -45,10 +45,8 @@ fn query_text(title: &str) -> String {
 fn row(docs: &[Json], j: usize) -> Json {
     let n = docs.len();
     let base = &docs[j % n];
-    let (copy, title_from) = (j / n, if j < n { j } else { (j * 7919) % n });
-    let id =
-        if copy == 0 { base["id"].as_str().unwrap().to_owned() } else { format!("{}~{copy}", base["id"]) };
-    json!({"id": id, "title": docs[title_from]["title"], "body": base["body"]})
+    let title_from = if j < n { j } else { (j * 7919) % n };
+    json!({"id": j, "title": docs[title_from]["title"], "body": base["body"]})
 }
 
 fn schema() -> Json {

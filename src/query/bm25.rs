@@ -34,7 +34,7 @@
 //! - Long loops over rows stop once the query's deadline expired
 //!   ([`deadline::expired`]); the caller then discards the result.
 
-use super::bm25_overlay::{add_overlay_stats, overlay_hits, overlay_index};
+use super::bm25_overlay::{add_overlay_stats, overlay_hits, overlay_index, pruned_hits};
 use super::*;
 use crate::deadline;
 use crate::index::text::value_tokens;
@@ -630,7 +630,12 @@ pub(super) fn text_hits(
         // Overlay rows are still unindexed rows (WAL): counted as searched
         // exhaustively, as the scan counted them.
         exhaustive += ix[0].num_docs();
-        hits.extend(overlay_hits(q, &root, &leaves, &ix, k));
+        let monotone = |p: Bm25Params| p.k1 >= 0.0 && (0.0..=1.0).contains(&p.b);
+        if is_linear && leaves.iter().all(|l| l.prefix.is_none() && monotone(l.params)) {
+            hits.extend(pruned_hits(q, &root, &leaves, &ix, &flat, k));
+        } else {
+            hits.extend(overlay_hits(q, &root, &leaves, &ix, k));
+        }
         return Ok((hits, exhaustive));
     }
     for (id, doc) in state.overlay() {

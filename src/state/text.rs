@@ -86,8 +86,31 @@ struct Chunk {
     seqs: Vec<u64>,
     docs: Vec<Arc<Document>>,
     norms: Vec<u8>,
-    postings: HashMap<Box<str>, Vec<(u32, u32)>>,
+    postings: HashMap<Box<str>, TermList>,
     bytes: usize,
+}
+
+/// A term's (row, tf) postings in one chunk, and the largest tf and smallest
+/// fieldnorm id among them (dead rows included): what bounds its score.
+#[derive(Clone)]
+struct TermList {
+    rows: Vec<(u32, u32)>,
+    max_tf: u32,
+    min_norm: u8,
+}
+
+impl Default for TermList {
+    fn default() -> Self {
+        TermList { rows: Vec::new(), max_tf: 0, min_norm: u8::MAX }
+    }
+}
+
+impl TermList {
+    fn push(&mut self, row: u32, tf: u32, norm: u8) {
+        self.rows.push((row, tf));
+        self.max_tf = self.max_tf.max(tf);
+        self.min_norm = self.min_norm.min(norm);
+    }
 }
 
 /// One live row's counts for a term (or a prefix).
@@ -366,7 +389,7 @@ impl Part {
     fn postings<'a>(&'a self, term: &str, out: &mut Vec<Posting<'a>>) {
         let Some(list) = self.chunk.postings.get(term) else { return };
         out.extend(
-            list.iter().filter(|(row, _)| !self.is_dead(*row)).map(|&(row, tf)| self.posting(row, tf)),
+            list.rows.iter().filter(|(row, _)| !self.is_dead(*row)).map(|&(row, tf)| self.posting(row, tf)),
         );
     }
 
@@ -379,9 +402,10 @@ impl Part {
 impl Chunk {
     fn push(&mut self, seq: u64, doc: &Arc<Document>, len: usize, counts: Vec<(String, u32)>) {
         let row = self.seqs.len() as u32;
+        let norm = fieldnorm_to_id(u32::try_from(len).unwrap_or(u32::MAX));
         self.seqs.push(seq);
         self.docs.push(doc.clone());
-        self.norms.push(fieldnorm_to_id(u32::try_from(len).unwrap_or(u32::MAX)));
+        self.norms.push(norm);
         self.bytes += 17;
         for (t, c) in counts {
             self.bytes += 8;
@@ -392,7 +416,7 @@ impl Chunk {
                     self.postings.entry(t.into_boxed_str()).or_default()
                 }
             };
-            list.push((row, c));
+            list.push(row, c, norm);
         }
     }
 
@@ -408,14 +432,17 @@ impl Chunk {
                 out.norms.push(p.chunk.norms[row]);
             }
             for (t, list) in &p.chunk.postings {
-                let live = list.iter().filter(|(row, _)| renumber[*row as usize] != u32::MAX);
+                let live = list.rows.iter().filter(|(row, _)| renumber[*row as usize] != u32::MAX);
                 let mut moved = live.map(|&(row, tf)| (renumber[row as usize], tf)).peekable();
                 if moved.peek().is_some() {
-                    out.postings.entry(t.clone()).or_default().extend(moved);
+                    let into = out.postings.entry(t.clone()).or_default();
+                    for (row, tf) in moved {
+                        into.push(row, tf, out.norms[row as usize]);
+                    }
                 }
             }
         }
-        let postings: usize = out.postings.values().map(Vec::len).sum();
+        let postings: usize = out.postings.values().map(|l| l.rows.len()).sum();
         let terms: usize = out.postings.keys().map(|t| t.len() + TERM_OVERHEAD).sum();
         out.bytes = out.seqs.len() * 17 + postings * 8 + terms;
         out
@@ -444,6 +471,19 @@ impl<'a> TextView<'a> {
         let from = (Bound::Included(prefix), Bound::Unbounded);
         let terms = self.attr.df.range::<_, str>(from).map(|(t, _)| t.as_str());
         terms.take_while(|t| t.starts_with(prefix)).take(limit).collect()
+    }
+
+    /// The largest tf and the smallest fieldnorm id of `term`'s postings (dead
+    /// ones included; None without postings): with BM25's tf part rising in
+    /// tf and falling in the fieldnorm, they bound what the term can score.
+    pub fn peak(&self, term: &str) -> Option<(u32, u8)> {
+        let lists = self.attr.parts.iter().filter_map(|p| p.chunk.postings.get(term));
+        lists.map(|l| (l.max_tf, l.min_norm)).reduce(|(t, n), (t2, n2)| (t.max(t2), n.min(n2)))
+    }
+
+    /// A cursor over the live rows holding `term`, in seq order.
+    pub fn cursor(&self, term: &str) -> TermCursor<'a> {
+        TermCursor::new(&self.attr.parts, term)
     }
 
     /// The live rows holding `term`, in seq order.
@@ -475,6 +515,93 @@ impl<'a> TextView<'a> {
         }
         out
     }
+}
+
+/// One term's live postings over the chunks, read in seq order, with skips
+/// ([`TermCursor::seek`]) for evaluations that prune.
+pub struct TermCursor<'a> {
+    parts: &'a [Part],
+    /// (part, its list for the term), in part order.
+    lists: Vec<(usize, &'a [(u32, u32)])>,
+    at: usize,
+    i: usize,
+    /// The current posting's seq (`u64::MAX` past the last).
+    seq: u64,
+}
+
+impl<'a> TermCursor<'a> {
+    fn new(parts: &'a [Part], term: &str) -> Self {
+        let lists = parts
+            .iter()
+            .enumerate()
+            .filter_map(|(pi, p)| Some((pi, p.chunk.postings.get(term)?.rows.as_slice())))
+            .collect();
+        let mut c = TermCursor { parts, lists, at: 0, i: 0, seq: u64::MAX };
+        c.settle();
+        c
+    }
+
+    /// The current posting's seq (`u64::MAX` once past the last).
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// The current posting (None once past the last).
+    pub fn current(&self) -> Option<Posting<'a>> {
+        let (pi, list) = self.lists.get(self.at)?;
+        let (row, tf) = list[self.i];
+        Some(self.parts[*pi].posting(row, tf))
+    }
+
+    /// Moves to the next live posting.
+    pub fn advance(&mut self) {
+        self.i += 1;
+        self.settle();
+    }
+
+    /// Moves to the first live posting with a seq ≥ `seq` (never back).
+    pub fn seek(&mut self, seq: u64) {
+        if self.seq >= seq {
+            return;
+        }
+        while let Some((pi, list)) = self.lists.get(self.at) {
+            let seqs = &self.parts[*pi].chunk.seqs;
+            if seqs.last().is_some_and(|last| *last >= seq) {
+                let rest = &list[self.i..];
+                self.i += gallop(rest, |&(row, _)| seqs[row as usize] < seq);
+                break;
+            }
+            (self.at, self.i) = (self.at + 1, 0);
+        }
+        self.settle();
+    }
+
+    /// Skips dead rows and exhausted lists.
+    fn settle(&mut self) {
+        while let Some((pi, list)) = self.lists.get(self.at) {
+            match list.get(self.i) {
+                Some((row, _)) if self.parts[*pi].is_dead(*row) => self.i += 1,
+                Some((row, _)) => {
+                    self.seq = self.parts[*pi].chunk.seqs[*row as usize];
+                    return;
+                }
+                None => (self.at, self.i) = (self.at + 1, 0),
+            }
+        }
+        self.seq = u64::MAX;
+    }
+}
+
+/// The number of leading items for which `before` holds (it holds on a
+/// prefix): exponential then binary search, so a short skip costs little.
+fn gallop<T>(items: &[T], before: impl Fn(&T) -> bool) -> usize {
+    let mut hi = 1;
+    while hi < items.len() && before(&items[hi - 1]) {
+        hi *= 2;
+    }
+    let lo = hi / 2;
+    let hi = hi.min(items.len());
+    lo + items[lo..hi].partition_point(&before)
 }
 
 #[cfg(test)]
@@ -535,6 +662,47 @@ mod tests {
         assert!(fox.windows(2).all(|w| w[0] < w[1]), "postings in seq order");
         let old = before.attr("t", &opts).unwrap();
         assert_eq!((old.num_docs(), old.doc_freq("red"), old.postings("red").len()), (300, 100, 100));
+    }
+
+    #[test]
+    fn a_cursor_seeks_to_the_same_rows_the_postings_list() {
+        let s = schema();
+        let (mut ix, mut o) = (OverlayText::default(), Overlay::new());
+        for i in 0..1000 {
+            put(&mut ix, &s, &mut o, doc(i % 700, if i % 5 < 2 { "red fox" } else { "fox" }));
+        }
+        let opts = FullTextSearch::default();
+        let v = ix.attr("t", &opts).unwrap();
+        let all: Vec<u64> = v.postings("red").iter().map(|p| p.seq).collect();
+        assert!(
+            all.len() > 200 && ix.0.attrs[0].parts.len() > 1,
+            "{} rows, {} chunks",
+            all.len(),
+            ix.0.attrs[0].parts.len()
+        );
+        for step in [1u64, 3, 17, 250] {
+            let mut c = v.cursor("red");
+            let mut got = Vec::new();
+            let mut target = 0;
+            while let Some(p) = c.current() {
+                got.push(p.seq);
+                target = p.seq + step;
+                c.seek(target);
+            }
+            let want: Vec<u64> = {
+                let mut w = Vec::new();
+                let mut t = 0;
+                for s in &all {
+                    if *s >= t {
+                        w.push(*s);
+                        t = s + step;
+                    }
+                }
+                w
+            };
+            assert_eq!(got, want, "step {step}, last target {target}");
+        }
+        assert!(v.cursor("green").current().is_none());
     }
 
     #[test]
