@@ -169,6 +169,13 @@ fn check_same(refolded: &NsState, replayed: &NsState, newest: &NsState, case: &s
         refolded.overlay().keys().all(|id| replayed.overlay().contains_key(id)),
         "{case}: no extra entries"
     );
+    // Both keep the segment rows their overlay shadows as a lookup of every overlay id finds them.
+    for s in [&refolded, &replayed] {
+        for (i, seg) in s.segments().iter().enumerate() {
+            let rows: imbl::HashSet<usize> = s.overlay().keys().filter_map(|id| seg.find_live(id)).collect();
+            assert_eq!(s.shadowed_rows(i), rows, "{case}: rows the overlay shadows in segment {i}");
+        }
+    }
     // ... and shared with the newest state rather than copied.
     for (id, entry) in refolded.overlay().iter() {
         if let Some(doc) = entry {

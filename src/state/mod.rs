@@ -15,6 +15,9 @@
 //!   ([`NsState::refold`], `refold.rs`), sharing their documents.
 //! - With a [`VectorSpill`], every document put into the overlay keeps its
 //!   vector in the spill's files (`crate::spill`), not on the heap.
+//! - The live segment rows the overlay shadows are kept per segment as the
+//!   overlay gains ids ([`NsState::shadowed_rows`]), so a query does not look
+//!   every overlay id up in every segment.
 //! - Every change of the overlay goes through [`OverlayText::replace`] first,
 //!   so the overlay's inverted index (`text.rs`) holds exactly its live
 //!   documents; the index is shared between snapshots like the overlay.
@@ -57,13 +60,16 @@ pub struct NsState {
     spill: Option<Arc<VectorSpill>>,
     /// The overlay's full-text attributes, inverted (kept with `overlay`).
     text: OverlayText,
+    /// Per segment, its live rows whose id the overlay holds.
+    shadow: Vec<imbl::HashSet<usize>>,
 }
 
 impl NsState {
     /// A state over compacted segments (the overlay starts empty).
     pub fn with_segments(segments: Vec<SegmentReader>) -> NsState {
         let len = segments.iter().map(|s| s.live_rows() as u64).sum();
-        NsState { segments: Arc::new(segments), len, ..NsState::default() }
+        let shadow = vec![imbl::HashSet::new(); segments.len()];
+        NsState { segments: Arc::new(segments), len, shadow, ..NsState::default() }
     }
 
     /// This state (and every state derived from it) with overlay vectors
@@ -99,6 +105,25 @@ impl NsState {
     pub fn without_text_index(mut self) -> NsState {
         self.text = OverlayText::default();
         self
+    }
+
+    /// The live rows of segment `i` (in [`Self::segments`] order) whose id
+    /// the overlay holds: rows the overlay's entries shadow.
+    pub fn shadowed_rows(&self, i: usize) -> imbl::HashSet<usize> {
+        self.shadow.get(i).cloned().unwrap_or_default()
+    }
+
+    /// Records the segment rows `id` shadows once the overlay gains an entry
+    /// for it (call before inserting the entry).
+    fn shadow_segment_rows(&mut self, id: &DocId) {
+        if self.overlay.contains_key(id) {
+            return;
+        }
+        for (s, rows) in self.segments.iter().zip(self.shadow.iter_mut()) {
+            if let Some(row) = s.find_live(id) {
+                rows.insert(row);
+            }
+        }
     }
 
     /// The segments.
@@ -155,6 +180,7 @@ impl NsState {
         self.logical_bytes += doc.logical_bytes();
         let doc = Arc::new(doc);
         self.text.replace(&self.schema, &self.overlay, &doc.id, Some(&doc));
+        self.shadow_segment_rows(&doc.id);
         self.overlay.insert(doc.id.clone(), Some(doc));
     }
 
@@ -165,6 +191,7 @@ impl NsState {
         self.len -= 1;
         self.text.replace(&self.schema, &self.overlay, id, None);
         if self.segments.iter().any(|s| s.find_live(id).is_some()) {
+            self.shadow_segment_rows(id);
             self.overlay.insert(id.clone(), None);
         } else {
             self.overlay.remove(id);

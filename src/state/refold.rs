@@ -76,10 +76,12 @@ impl NsState {
                 if !live_in_segments {
                     self.len += 1;
                 }
+                self.shadow_segment_rows(id);
                 self.overlay.insert(id.clone(), Some(doc));
             }
             None if live_in_segments => {
                 self.len -= 1;
+                self.shadow_segment_rows(id);
                 self.overlay.insert(id.clone(), None);
             }
             None => {}
