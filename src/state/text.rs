@@ -24,9 +24,10 @@
 //!   first); a superseded row is marked dead in its chunk's bitset (copied on
 //!   write) and dropped when its chunk is merged or rewritten.
 //! - Memory follows the live overlay text: a full tail is merged with the
-//!   chunks before it while they are no larger (chunk sizes stay geometric:
-//!   O(log n) chunks, each row merged O(log n) times), and a chunk that is
-//!   more than half dead is rewritten without its dead rows.
+//!   chunks before it (`FANOUT` at a time, while the oldest is no larger than the rest: chunk
+//!   sizes stay geometric, O(log n) chunks, each row copied O(log n) times),
+//!   and a chunk that is more than half dead is rewritten without its dead
+//!   rows.
 //! - Vectors are never read: an overlay whose vectors are spilled
 //!   (`crate::spill`) is indexed the same way.
 
@@ -41,7 +42,10 @@ use crate::schema::{FullTextSearch, Schema};
 
 /// Rows the tail chunk takes before it is sealed (and merged): small, since
 /// the first write after a snapshot was shared copies the tail.
-const TAIL_ROWS: usize = 128;
+const TAIL_ROWS: usize = 512;
+
+/// Chunks merged at once (see [`AttrText::merge_tail`]).
+const FANOUT: usize = 4;
 
 /// Heap bytes counted per term entry besides its text (key box, vector, map slot).
 const TERM_OVERHEAD: usize = 64;
@@ -66,8 +70,10 @@ struct AttrText {
     options: FullTextSearch,
     analyzer: Arc<Analyzer>,
     parts: Vec<Part>,
-    /// Live documents holding each term (no entry: none).
-    df: imbl::OrdMap<String, u64>,
+    /// Live documents holding each term (no entry: none). Keys are shared
+    /// with the chunks' (`Arc`): a snapshot's first write copies map nodes,
+    /// not term text.
+    df: imbl::OrdMap<Arc<str>, u64>,
     df_bytes: usize,
     total_tokens: u64,
 }
@@ -86,7 +92,7 @@ struct Chunk {
     seqs: Vec<u64>,
     docs: Vec<Arc<Document>>,
     norms: Vec<u8>,
-    postings: HashMap<Box<str>, TermList>,
+    postings: HashMap<Arc<str>, TermList>,
     bytes: usize,
 }
 
@@ -284,23 +290,29 @@ impl AttrText {
 
     /// The document's terms and token count on this attribute (None without
     /// tokens), counted into the statistics.
-    fn count(&mut self, doc: &Document) -> Option<(Vec<(String, u32)>, usize)> {
+    fn count(&mut self, doc: &Document) -> Option<(Vec<(Arc<str>, u32)>, usize)> {
         let toks = doc.attrs.get(&self.name).map(|v| value_tokens(&self.analyzer, v)).unwrap_or_default();
         if toks.is_empty() {
             return None;
         }
         let (counts, len) = term_counts(toks);
         self.total_tokens += len as u64;
-        for (t, _) in &counts {
-            match self.df.get_mut(t.as_str()) {
-                Some(n) => *n += 1,
+        let shared = counts
+            .into_iter()
+            .map(|(t, c)| match self.df.get_key_value_mut(t.as_str()) {
+                Some((key, n)) => {
+                    *n += 1;
+                    (Arc::clone(key), c)
+                }
                 None => {
                     self.df_bytes += t.len();
-                    self.df.insert(t.clone(), 1);
+                    let key: Arc<str> = t.into();
+                    self.df.insert(Arc::clone(&key), 1);
+                    (key, c)
                 }
-            }
-        }
-        Some((counts, len))
+            })
+            .collect();
+        Some((shared, len))
     }
 
     /// Takes the document's terms and tokens back out of the statistics.
@@ -334,15 +346,19 @@ impl AttrText {
         }
     }
 
-    /// Merges the last chunk into the ones before it while they are no
-    /// larger (a binary counter: sizes stay geometric).
+    /// Merges the last [`FANOUT`] chunks into one while the oldest of them
+    /// is no larger than the others together: chunk sizes stay geometric
+    /// (ratio `FANOUT`), so a row is copied about `log_FANOUT(rows)` times
+    /// and at most `FANOUT - 1` chunks share a size class.
     fn merge_tail(&mut self) {
-        while let [.., a, b] = self.parts.as_slice() {
-            if a.live_rows() > b.live_rows() {
+        while self.parts.len() >= FANOUT {
+            let tail = &self.parts[self.parts.len() - FANOUT..];
+            let younger: usize = tail[1..].iter().map(Part::live_rows).sum();
+            if tail[0].live_rows() > younger {
                 break;
             }
-            let merged = Part::new(Chunk::merged(&self.parts[self.parts.len() - 2..]));
-            self.parts.truncate(self.parts.len() - 2);
+            let merged = Part::new(Chunk::merged(tail));
+            self.parts.truncate(self.parts.len() - FANOUT);
             self.parts.push(merged);
         }
     }
@@ -400,7 +416,7 @@ impl Part {
 }
 
 impl Chunk {
-    fn push(&mut self, seq: u64, doc: &Arc<Document>, len: usize, counts: Vec<(String, u32)>) {
+    fn push(&mut self, seq: u64, doc: &Arc<Document>, len: usize, counts: Vec<(Arc<str>, u32)>) {
         let row = self.seqs.len() as u32;
         let norm = fieldnorm_to_id(u32::try_from(len).unwrap_or(u32::MAX));
         self.seqs.push(seq);
@@ -409,11 +425,11 @@ impl Chunk {
         self.bytes += 17;
         for (t, c) in counts {
             self.bytes += 8;
-            let list = match self.postings.get_mut(t.as_str()) {
+            let list = match self.postings.get_mut(&*t) {
                 Some(list) => list,
                 None => {
-                    self.bytes += t.len() + TERM_OVERHEAD;
-                    self.postings.entry(t.into_boxed_str()).or_default()
+                    self.bytes += TERM_OVERHEAD;
+                    self.postings.entry(t).or_default()
                 }
             };
             list.push(row, c, norm);
@@ -435,7 +451,8 @@ impl Chunk {
                 let live = list.rows.iter().filter(|(row, _)| renumber[*row as usize] != u32::MAX);
                 let mut moved = live.map(|&(row, tf)| (renumber[row as usize], tf)).peekable();
                 if moved.peek().is_some() {
-                    let into = out.postings.entry(t.clone()).or_default();
+                    let into = out.postings.entry(Arc::clone(t)).or_default();
+                    into.rows.reserve(list.rows.len());
                     for (row, tf) in moved {
                         into.push(row, tf, out.norms[row as usize]);
                     }
@@ -443,7 +460,7 @@ impl Chunk {
             }
         }
         let postings: usize = out.postings.values().map(|l| l.rows.len()).sum();
-        let terms: usize = out.postings.keys().map(|t| t.len() + TERM_OVERHEAD).sum();
+        let terms = out.postings.len() * TERM_OVERHEAD;
         out.bytes = out.seqs.len() * 17 + postings * 8 + terms;
         out
     }
@@ -469,7 +486,7 @@ impl<'a> TextView<'a> {
     /// order, at most `limit` of them.
     pub fn terms_with_prefix(&self, prefix: &str, limit: usize) -> Vec<&'a str> {
         let from = (Bound::Included(prefix), Bound::Unbounded);
-        let terms = self.attr.df.range::<_, str>(from).map(|(t, _)| t.as_str());
+        let terms = self.attr.df.range::<_, str>(from).map(|(t, _)| &**t);
         terms.take_while(|t| t.starts_with(prefix)).take(limit).collect()
     }
 
