@@ -15,7 +15,8 @@
 //! * backlog, scan: the same state with the index dropped (the path before the index;
 //!   only the first `--scan` queries, default 5, since each takes seconds);
 //! * compacted: after `compact`, one segment with its text index;
-//! and checks that every query returns the same ids and scores on all paths.
+//!
+//! and whether every query returns the same ids and score bits on each pair of paths.
 //! With `--base N`, N further rows are written and compacted first (a segment under the
 //! backlog, as a namespace mid-ingest has). Last, what keeping the index costs a write:
 //! the rows applied to an in-memory state in requests of 1,000 (`apply_request`, no
@@ -23,7 +24,7 @@
 //!
 //! Usage: `CARGO_TARGET_DIR=target/bench cargo run --release --example overlay_bm25 --
 //! [--data DIR] [--rows N] [--queries Q] [--reps R] [--scan S] [--base N] [--apply-only]`.
-//! Nothing here is asserted but result agreement.
+//! Nothing here is asserted.
 
 use std::time::Instant;
 

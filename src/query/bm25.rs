@@ -25,7 +25,9 @@
 //!   operations) untouched.
 //! - Statistics (N, avgdl, df) are those of the live documents, wherever
 //!   they live, so scores do not depend on where a row is stored.
-//! - Work is linear in the query and the rows: a clause has at most
+//! - Work on the overlay follows the postings of the query's terms when
+//!   its index serves every clause (`bm25_overlay.rs`); elsewhere it is
+//!   linear in the query and the rows: a clause has at most
 //!   [`MAX_BM25_TERMS`] distinct terms (checked before any row is read), a
 //!   row's tokens are counted in a hash map and each term looked up (no
 //!   scan per term), and one pass over the rows gathers the statistics of

@@ -119,6 +119,9 @@ impl TermList {
     }
 }
 
+/// A value's distinct terms (shared with the df map) and their counts.
+type TermCounts = Vec<(Arc<str>, u32)>;
+
 /// One live row's counts for a term (or a prefix).
 #[derive(Clone, Copy)]
 pub struct Posting<'a> {
@@ -290,7 +293,7 @@ impl AttrText {
 
     /// The document's terms and token count on this attribute (None without
     /// tokens), counted into the statistics.
-    fn count(&mut self, doc: &Document) -> Option<(Vec<(Arc<str>, u32)>, usize)> {
+    fn count(&mut self, doc: &Document) -> Option<(TermCounts, usize)> {
         let toks = doc.attrs.get(&self.name).map(|v| value_tokens(&self.analyzer, v)).unwrap_or_default();
         if toks.is_empty() {
             return None;
@@ -416,7 +419,7 @@ impl Part {
 }
 
 impl Chunk {
-    fn push(&mut self, seq: u64, doc: &Arc<Document>, len: usize, counts: Vec<(Arc<str>, u32)>) {
+    fn push(&mut self, seq: u64, doc: &Arc<Document>, len: usize, counts: TermCounts) {
         let row = self.seqs.len() as u32;
         let norm = fieldnorm_to_id(u32::try_from(len).unwrap_or(u32::MAX));
         self.seqs.push(seq);
