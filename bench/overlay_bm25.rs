@@ -176,6 +176,17 @@ async fn main() {
     );
     let indexed = run(&backlog, &queries, reps);
     let scan_state = backlog.as_ref().clone().without_text_index();
+    let text_bytes: usize = backlog
+        .overlay()
+        .values()
+        .flatten()
+        .flat_map(|d| ["title", "body"].map(|a| d.attrs.get(a).map_or(0, tidepool::model::value_bytes)))
+        .sum();
+    println!(
+        "overlay index (estimated heap, NsState::memory_weight with and without it): {:.1} MB for {:.1} MB of overlay text",
+        (backlog.memory_weight() - scan_state.memory_weight()) as f64 / 1e6,
+        text_bytes as f64 / 1e6
+    );
     let scanned = run(&scan_state, &queries[..scan.min(queries.len())], 1);
     assert!(e.compact(&ns, true).await.unwrap().performed);
     let compacted_state = e.existing(&ns, true).await.unwrap().state;
