@@ -390,6 +390,8 @@ fn apply_with(
     if origin == Origin::New {
         check_attribute_cap(state, &s)?;
     }
+    // A request that changed only the schema leaves no put to re-index with.
+    s.sync_text_index();
     *state = s;
     Ok(counts)
 }

@@ -9,7 +9,13 @@
 //! with it the last token is one prefix pseudo-term (`Leaf::prefix`): tf = the
 //! row's tokens starting with it, df = live rows holding one, every such row
 //! matched (`index::text` prefix postings on indexed segments, a token scan on
-//! unindexed rows and the overlay, the same numbers either way).
+//! unindexed segment rows, the overlay's index or a token scan of it, the
+//! same numbers either way).
+//!
+//! The overlay (WAL rows) is read through its inverted index
+//! (`bm25_overlay.rs` over `state::text`) when every clause's attribute is
+//! indexed under its current options, else scanned row by row; both give the
+//! same statistics, rows and scores.
 //!
 //! Invariants:
 //! - Which rows rank: those matching at least one BM25 clause of the
@@ -19,7 +25,9 @@
 //!   operations) untouched.
 //! - Statistics (N, avgdl, df) are those of the live documents, wherever
 //!   they live, so scores do not depend on where a row is stored.
-//! - Work is linear in the query and the rows: a clause has at most
+//! - Work on the overlay follows the postings of the query's terms when
+//!   its index serves every clause (`bm25_overlay.rs`); elsewhere it is
+//!   linear in the query and the rows: a clause has at most
 //!   [`MAX_BM25_TERMS`] distinct terms (checked before any row is read), a
 //!   row's tokens are counted in a hash map and each term looked up (no
 //!   scan per term), and one pass over the rows gathers the statistics of
@@ -28,6 +36,7 @@
 //! - Long loops over rows stop once the query's deadline expired
 //!   ([`deadline::expired`]); the caller then discards the result.
 
+use super::bm25_overlay::{add_overlay_stats, overlay_hits, overlay_index, pruned_hits};
 use super::*;
 use crate::deadline;
 use crate::index::text::value_tokens;
@@ -420,8 +429,16 @@ pub(super) fn expand_prefix(
             }
         }
     }
-    for d in state.overlay().values().flatten().take_while(|_| !deadline::expired()) {
-        add(d, &mut set);
+    match state.overlay_text(attr) {
+        // The index's terms are the live overlay rows' tokens: what the scan adds.
+        Some(ix) => {
+            set.extend(ix.terms_with_prefix(prefix, MAX_PREFIX_EXPANSIONS).into_iter().map(str::to_owned))
+        }
+        None => {
+            for d in state.overlay().values().flatten().take_while(|_| !deadline::expired()) {
+                add(d, &mut set);
+            }
+        }
     }
     if set.is_empty() {
         return vec![prefix.to_owned()];
@@ -468,10 +485,15 @@ fn fill_stats(leaves: &mut [Leaf], state: &NsState, views: &[SegView<'_>]) {
             }
         }
     }
-    for d in state.overlay().values().flatten().take_while(|_| !deadline::expired()) {
-        let mut toks = DocTokens::new(d);
-        for (st, l) in stats.iter_mut().zip(leaves.iter()).take_while(|_| !deadline::expired()) {
-            add_row(st, l, toks.of(l));
+    match overlay_index(leaves, state) {
+        Some(ix) => add_overlay_stats(&mut stats, leaves, &ix),
+        None => {
+            for d in state.overlay().values().flatten().take_while(|_| !deadline::expired()) {
+                let mut toks = DocTokens::new(d);
+                for (st, l) in stats.iter_mut().zip(leaves.iter()).take_while(|_| !deadline::expired()) {
+                    add_row(st, l, toks.of(l));
+                }
+            }
         }
     }
     for (l, st) in leaves.iter_mut().zip(stats) {
@@ -605,6 +627,18 @@ pub(super) fn text_hits(
         hits.extend(found.into_iter().filter_map(|(row, s)| {
             Some(Hit { id: seg.try_id(row as usize)?, score: s, src: Src::Seg(si, row) })
         }));
+    }
+    if let Some(ix) = overlay_index(&leaves, state) {
+        // Overlay rows are still unindexed rows (WAL): counted as searched
+        // exhaustively, as the scan counted them.
+        exhaustive += ix[0].num_docs();
+        let monotone = |p: Bm25Params| p.k1 >= 0.0 && (0.0..=1.0).contains(&p.b);
+        if is_linear && leaves.iter().all(|l| l.prefix.is_none() && monotone(l.params)) {
+            hits.extend(pruned_hits(q, &root, &leaves, &ix, &flat, k));
+        } else {
+            hits.extend(overlay_hits(q, &root, &leaves, &ix, k));
+        }
+        return Ok((hits, exhaustive));
     }
     for (id, doc) in state.overlay() {
         let Some(doc) = doc else { continue };

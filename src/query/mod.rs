@@ -20,8 +20,9 @@
 //! - A row is searched where it lives: segment rows through their index
 //!   sections when present (else exhaustively), rows a segment retired
 //!   (deletion set) or the overlay shadows are never returned, and overlay
-//!   (WAL) rows are always searched exhaustively and merged (read-your-writes,
-//!   also under `eventual` consistency).
+//!   (WAL) rows are always searched and merged (read-your-writes, also under
+//!   `eventual` consistency): exhaustively, except BM25, which reads the
+//!   overlay's inverted index (`state::text`) when it is current.
 //! - Scores do not depend on where a row lives: BM25 statistics (N, avgdl,
 //!   df, and a prefix pseudo-term's df and tf under `index_prefixes`: counted
 //!   from prefix postings, a term range or a token scan, the same numbers)
@@ -55,6 +56,7 @@ use crate::state::{NsState, SegmentReader};
 
 mod aggregate;
 mod bm25;
+mod bm25_overlay;
 mod compute;
 mod error;
 mod explain;

@@ -44,8 +44,8 @@ impl<'a> PerCounter<'a> {
 /// overlay of one generation, so it lives per query, not per segment.
 pub(super) struct SegView<'a> {
     pub(super) ls: &'a SegmentReader,
-    /// Live rows whose id the overlay shadows.
-    pub(super) shadowed: HashSet<usize>,
+    /// Live rows whose id the overlay shadows (kept by the state).
+    pub(super) shadowed: imbl::HashSet<usize>,
     /// Rows the attribute indexes allow for the filter (a superset of the
     /// matches); None when the indexes cannot narrow it.
     pub(super) cand: Option<Vec<bool>>,
@@ -80,8 +80,9 @@ pub(super) fn seg_views<'a>(state: &'a NsState, filter: Option<&Filter>) -> Vec<
     state
         .segments()
         .iter()
-        .map(|ls| {
-            let shadowed = state.overlay().keys().filter_map(|id| ls.find_live(id)).collect();
+        .enumerate()
+        .map(|(i, ls)| {
+            let shadowed = state.shadowed_rows(i);
             let cand = filter.and_then(|f| index_rows(ls, f, 0)).map(|rows| {
                 let mut bits = vec![false; ls.seg.len()];
                 for r in rows {

@@ -15,6 +15,12 @@
 //!   ([`NsState::refold`], `refold.rs`), sharing their documents.
 //! - With a [`VectorSpill`], every document put into the overlay keeps its
 //!   vector in the spill's files (`crate::spill`), not on the heap.
+//! - The live segment rows the overlay shadows are kept per segment as the
+//!   overlay gains ids ([`NsState::shadowed_rows`]), so a query does not look
+//!   every overlay id up in every segment.
+//! - Every change of the overlay goes through [`OverlayText::replace`] first,
+//!   so the overlay's inverted index (`text.rs`) holds exactly its live
+//!   documents; the index is shared between snapshots like the overlay.
 
 use std::ops::Bound;
 use std::sync::Arc;
@@ -26,8 +32,10 @@ use crate::spill::VectorSpill;
 
 mod refold;
 pub mod segment;
+pub mod text;
 
 pub use self::segment::SegmentReader;
+pub use self::text::{OverlayText, TextView};
 
 /// The state of a namespace at one generation.
 #[derive(Clone, Debug, Default)]
@@ -50,13 +58,18 @@ pub struct NsState {
     /// Where documents put into the overlay keep their vectors (None: on
     /// the heap).
     spill: Option<Arc<VectorSpill>>,
+    /// The overlay's full-text attributes, inverted (kept with `overlay`).
+    text: OverlayText,
+    /// Per segment, its live rows whose id the overlay holds.
+    shadow: Vec<imbl::HashSet<usize>>,
 }
 
 impl NsState {
     /// A state over compacted segments (the overlay starts empty).
     pub fn with_segments(segments: Vec<SegmentReader>) -> NsState {
         let len = segments.iter().map(|s| s.live_rows() as u64).sum();
-        NsState { segments: Arc::new(segments), len, ..NsState::default() }
+        let shadow = vec![imbl::HashSet::new(); segments.len()];
+        NsState { segments: Arc::new(segments), len, shadow, ..NsState::default() }
     }
 
     /// This state (and every state derived from it) with overlay vectors
@@ -69,6 +82,48 @@ impl NsState {
     /// Where overlay vectors are kept, if not on the heap.
     pub fn spill(&self) -> Option<&Arc<VectorSpill>> {
         self.spill.as_ref()
+    }
+
+    /// The overlay's index of full-text attribute `attr` under the options
+    /// the schema gives it now; None when it has none (the overlay is then
+    /// scanned).
+    pub fn overlay_text(&self, attr: &str) -> Option<TextView<'_>> {
+        let options = self.schema.get(attr)?.full_text_search.as_ref()?;
+        self.text.attr(attr, options)
+    }
+
+    /// Brings the overlay's text index up to the schema (attributes made
+    /// full-text or given other options are indexed again); puts and removes
+    /// do it themselves, a request that changed only the schema calls this.
+    pub fn sync_text_index(&mut self) {
+        self.text.sync(&self.schema, &self.overlay);
+    }
+
+    /// This state without its overlay text index: BM25 then scans the
+    /// overlay, as it did before the index existed (the reference the index
+    /// is compared with in tests and benchmarks).
+    pub fn without_text_index(mut self) -> NsState {
+        self.text = OverlayText::default();
+        self
+    }
+
+    /// The live rows of segment `i` (in [`Self::segments`] order) whose id
+    /// the overlay holds: rows the overlay's entries shadow.
+    pub fn shadowed_rows(&self, i: usize) -> imbl::HashSet<usize> {
+        self.shadow.get(i).cloned().unwrap_or_default()
+    }
+
+    /// Records the segment rows `id` shadows once the overlay gains an entry
+    /// for it (call before inserting the entry).
+    fn shadow_segment_rows(&mut self, id: &DocId) {
+        if self.overlay.contains_key(id) {
+            return;
+        }
+        for (s, rows) in self.segments.iter().zip(self.shadow.iter_mut()) {
+            if let Some(row) = s.find_live(id) {
+                rows.insert(row);
+            }
+        }
     }
 
     /// The segments.
@@ -123,7 +178,10 @@ impl NsState {
             None => self.len += 1,
         }
         self.logical_bytes += doc.logical_bytes();
-        self.overlay.insert(doc.id.clone(), Some(Arc::new(doc)));
+        let doc = Arc::new(doc);
+        self.text.replace(&self.schema, &self.overlay, &doc.id, Some(&doc));
+        self.shadow_segment_rows(&doc.id);
+        self.overlay.insert(doc.id.clone(), Some(doc));
     }
 
     /// Delete a document; false if it did not exist.
@@ -131,7 +189,9 @@ impl NsState {
         let Some(old) = self.get(id) else { return false };
         self.logical_bytes = self.logical_bytes.saturating_sub(old.logical_bytes());
         self.len -= 1;
+        self.text.replace(&self.schema, &self.overlay, id, None);
         if self.segments.iter().any(|s| s.find_live(id).is_some()) {
+            self.shadow_segment_rows(id);
             self.overlay.insert(id.clone(), None);
         } else {
             self.overlay.remove(id);
@@ -151,7 +211,7 @@ impl NsState {
         let overlay: u64 =
             self.overlay.values().map(|d| d.as_ref().map_or(64, |d| 128 + d.logical_bytes())).sum();
         let opened: u64 = self.segments.iter().map(SegmentReader::opened_bytes).sum();
-        overlay + 4096 * self.segments.len() as u64 + opened
+        overlay + self.text.heap_bytes() + 4096 * self.segments.len() as u64 + opened
     }
 
     /// Every live document, in id order.

@@ -20,6 +20,8 @@
 //! - One difference from a replay that no reader sees: a rewrite in S that
 //!   left a document equal to `C`'s (the diff compares values) is served from
 //!   the new segment, which holds the same document, not from the overlay.
+//! - The overlay text index is kept entry by entry as a replay's would be
+//!   (`OverlayText::replace`), over the committed generation's schema.
 //! - `len` is recounted from the new segments and the refolded entries and
 //!   must equal `N`'s; any inconsistency (also a `C` and `N` over different
 //!   segments) returns None, and the caller replays the WAL instead.
@@ -68,15 +70,18 @@ impl NsState {
     /// Set `id` to `now` (None: deleted) the way a replay's put/remove would.
     fn refold_entry(&mut self, id: &DocId, now: Option<Arc<Document>>) {
         let live_in_segments = self.segment_live(id);
+        self.text.replace(&self.schema, &self.overlay, id, now.as_ref());
         match now {
             Some(doc) => {
                 if !live_in_segments {
                     self.len += 1;
                 }
+                self.shadow_segment_rows(id);
                 self.overlay.insert(id.clone(), Some(doc));
             }
             None if live_in_segments => {
                 self.len -= 1;
+                self.shadow_segment_rows(id);
                 self.overlay.insert(id.clone(), None);
             }
             None => {}
