@@ -40,8 +40,11 @@ use crate::index::text::{fieldnorm_to_id, value_tokens, Analyzer};
 use crate::model::{DocId, Document};
 use crate::schema::{FullTextSearch, Schema};
 
-/// Rows the tail chunk takes before it is sealed (and merged): small, since
-/// the first write after a snapshot was shared copies the tail.
+/// Rows the tail chunk takes before it is sealed (and merged). The first
+/// write after a snapshot was shared copies the tail (a group commit's
+/// requests share one copy): smaller tails make a one-row write cheaper
+/// (~120 µs at 64 rows, ~245 µs at 512 for Debian-sized documents) but cost
+/// bulk ingest more merge levels.
 const TAIL_ROWS: usize = 512;
 
 /// Chunks merged at once (see [`AttrText::merge_tail`]).
