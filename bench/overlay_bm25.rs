@@ -23,7 +23,8 @@
 //! storage), once with `title`/`body` full-text and once as plain strings (no index).
 //!
 //! Usage: `CARGO_TARGET_DIR=target/bench cargo run --release --example overlay_bm25 --
-//! [--data DIR] [--rows N] [--queries Q] [--reps R] [--scan S] [--base N] [--apply-only]`.
+//! [--data DIR] [--rows N] [--queries Q] [--reps R] [--scan S] [--base N] [--apply-only]
+//! [--apply-batch ROWS]` (rows per request of the in-memory apply, default 1,000).
 //! Nothing here is asserted.
 
 use std::time::Instant;
@@ -69,13 +70,13 @@ async fn write_rows(e: &Engine, ns: &NsPath, docs: &[Json], rows: std::ops::Rang
 }
 
 /// Seconds to apply the rows to an in-memory state, with or without full-text attributes.
-fn apply_cost(docs: &[Json], rows: usize, full_text: bool) -> f64 {
+fn apply_cost(docs: &[Json], rows: usize, batch: usize, full_text: bool) -> f64 {
     let schema =
         if full_text { schema() } else { json!({"title": {"type": "string"}, "body": {"type": "string"}}) };
     let mut st = NsState::default();
     let t = Instant::now();
-    for start in (0..rows).step_by(1_000) {
-        let rows: Vec<Json> = (start..(start + 1_000).min(rows)).map(|j| row(docs, j)).collect();
+    for start in (0..rows).step_by(batch) {
+        let rows: Vec<Json> = (start..(start + batch).min(rows)).map(|j| row(docs, j)).collect();
         let req = WriteRequest::from_json(&json!({"upsert_rows": rows, "schema": schema})).unwrap();
         apply_request(&mut st, &req.record, None).unwrap();
     }
@@ -121,7 +122,7 @@ fn agree(a: &[(f64, Vec<(String, u64)>)], b: &[(f64, Vec<(String, u64)>)]) -> us
 async fn main() {
     let mut data = String::from("/work/shared/data/debian");
     let (mut rows, mut nq, mut reps, mut scan, mut base) = (100_000usize, 200usize, 3usize, 5usize, 0usize);
-    let mut apply_only = false;
+    let (mut apply_only, mut batch) = (false, 1_000usize);
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut num = || args.next().and_then(|x| x.parse().ok()).expect("a number");
@@ -133,14 +134,16 @@ async fn main() {
             "--scan" => scan = num(),
             "--base" => base = num(),
             "--apply-only" => apply_only = true,
+            "--apply-batch" => batch = num(),
             other => panic!("unknown argument {other}"),
         }
     }
     let docs = read_lines(&format!("{data}/docs.jsonl"));
     if apply_only {
+        let (with, without) = (apply_cost(&docs, rows, batch, true), apply_cost(&docs, rows, batch, false));
         println!(
-            "applying {rows} rows in memory: {:.2} s with the overlay index",
-            apply_cost(&docs, rows, true)
+            "applying {rows} rows in memory, {batch} a request: {with:.2} s with the overlay index, {without:.2} s \
+             as plain strings"
         );
         return;
     }
@@ -217,7 +220,7 @@ async fn main() {
         .filter(|(a, b)| a.1.iter().map(|x| &x.0).eq(b.1.iter().map(|x| &x.0)))
         .count();
     println!("same ids (order included): {ids_only}/{}", queries.len());
-    let (with, without) = (apply_cost(&docs, rows, true), apply_cost(&docs, rows, false));
+    let (with, without) = (apply_cost(&docs, rows, batch, true), apply_cost(&docs, rows, batch, false));
     println!(
         "applying the {rows} rows in memory: {with:.2} s with the overlay index, {without:.2} s as plain strings"
     );

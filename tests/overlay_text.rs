@@ -168,16 +168,18 @@ proptest! {
 fn batches_rewrites_and_option_changes_score_like_the_scan() {
     let mut s = NsState::default();
     apply(&mut s, &schema());
+    // Past four 512-row tails, so chunks are sealed, merged and (half dead) rewritten.
     let rows: Vec<Json> =
-        (0..1000).map(|i| json!({"id": i, "t": WORDS[i % WORDS.len()..].join(" "), "n": i % 10})).collect();
-    apply(&mut s, &json!({"upsert_rows": rows[..500]}));
-    for r in &rows[500..] {
+        (0..3000).map(|i| json!({"id": i, "t": WORDS[i % WORDS.len()..].join(" "), "n": i % 10})).collect();
+    apply(&mut s, &json!({"upsert_rows": rows[..2500]}));
+    for r in &rows[2500..] {
         apply(&mut s, &json!({"upsert_rows": [r]}));
     }
-    for i in (0..1000).step_by(3) {
+    for i in (0..3000).step_by(3) {
         apply(&mut s, &json!({"patch_rows": [{"id": i, "t": "dog"}]}));
     }
-    apply(&mut s, &json!({"deletes": (0..1000).step_by(7).collect::<Vec<_>>()}));
+    apply(&mut s, &json!({"deletes": (0..3000).step_by(7).collect::<Vec<_>>()}));
+    apply(&mut s, &json!({"deletes": (0..1500).collect::<Vec<_>>()}));
     let queries = [
         json!({"rank_by": ["t", "BM25", "dog running fox"], "top_k": 50}),
         json!({"rank_by": ["t", "BM25", "the ca", {"last_as_prefix": true}], "top_k": 50}),
