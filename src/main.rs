@@ -175,11 +175,7 @@ fn config_check(args: &ServeArgs, matches: Option<&ArgMatches>, json: bool) -> E
 
 /// What `config check` reports of a loaded model.
 fn model_json(m: &tidepool::models::Model) -> serde_json::Value {
-    let kind = match m.kind() {
-        tidepool::models::ModelKind::Embedding => "embedding",
-        tidepool::models::ModelKind::CrossEncoder => "cross-encoder",
-    };
-    serde_json::json!({"name": m.name(), "path": m.path().display().to_string(), "kind": kind,
+    serde_json::json!({"name": m.name(), "path": m.path().display().to_string(), "kind": m.kind().name(),
         "dims": m.dims(), "max_tokens": m.max_tokens()})
 }
 

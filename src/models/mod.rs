@@ -80,6 +80,16 @@ pub enum ModelKind {
     CrossEncoder,
 }
 
+impl ModelKind {
+    /// Its name in reports (`config check`, `GET /v1/whoami`).
+    pub fn name(self) -> &'static str {
+        match self {
+            ModelKind::Embedding => "embedding",
+            ModelKind::CrossEncoder => "cross-encoder",
+        }
+    }
+}
+
 /// Vectors of a batch of texts, in input order.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Embedded {

@@ -113,6 +113,43 @@ impl PartialEq for Ranked<'_> {
 
 impl Eq for Ranked<'_> {}
 
+/// The best `k` rows seen so far (a max-heap whose top is the worst kept).
+struct Best<'s> {
+    k: usize,
+    heap: BinaryHeap<Ranked<'s>>,
+}
+
+impl<'s> Best<'s> {
+    fn new(k: usize) -> Self {
+        // Grows with what is kept: `k` comes from a request.
+        Best { k, heap: BinaryHeap::with_capacity(k.min(4096) + 1) }
+    }
+
+    /// Keeps `row` if it is among the best `k` so far; whether it was kept.
+    fn offer(&mut self, row: Ranked<'s>) -> bool {
+        if self.heap.len() < self.k {
+            self.heap.push(row);
+        } else if self.heap.peek().is_some_and(|worst| row < *worst) {
+            *self.heap.peek_mut().expect("a full heap of k > 0 rows") = row;
+        } else {
+            return false;
+        }
+        true
+    }
+
+    /// The `k`-th best score once `k` rows are kept.
+    fn kth_score(&self) -> Option<f32> {
+        (self.heap.len() == self.k).then(|| self.heap.peek().map(|w| w.score)).flatten()
+    }
+
+    fn into_hits(self) -> Vec<Hit> {
+        self.heap
+            .into_iter()
+            .map(|r| Hit { id: r.doc.id.clone(), score: r.score, src: Src::Over(r.doc.clone()) })
+            .collect()
+    }
+}
+
 /// The best `k` overlay hits: of the live overlay rows holding a unit of the
 /// query and passing its filter, scored as the scan scores them.
 pub(super) fn overlay_hits(
@@ -130,7 +167,7 @@ pub(super) fn overlay_hits(
     let mut heads: BinaryHeap<Reverse<(u64, usize)>> =
         lists.iter().enumerate().map(|(i, l)| Reverse((l.rows[0].seq, i))).collect();
     let mut rt = RowTf::new(leaves);
-    let mut best: BinaryHeap<Ranked<'_>> = BinaryHeap::with_capacity(k + 1);
+    let mut best = Best::new(k);
     while let Some(&Reverse((seq, _))) = heads.peek() {
         if deadline::expired() {
             break;
@@ -155,16 +192,9 @@ pub(super) fn overlay_hits(
             }
         }
         let Some(doc) = doc.filter(|d| matches(q, d)) else { continue };
-        let row = Ranked { score: eval(root, 1.0, leaves, &rt, Some(doc)), doc };
-        if best.len() < k {
-            best.push(row);
-        } else if best.peek().is_some_and(|worst| row < *worst) {
-            *best.peek_mut().expect("k > 0 rows") = row;
-        }
+        best.offer(Ranked { score: eval(root, 1.0, leaves, &rt, Some(doc)), doc });
     }
-    best.into_iter()
-        .map(|r| Hit { id: r.doc.id.clone(), score: r.score, src: Src::Over(r.doc.clone()) })
-        .collect()
+    best.into_hits()
 }
 
 /// One term of a pruned sum: where its contribution goes and its bound.
@@ -218,7 +248,7 @@ pub(super) fn pruned_hits(
     let mut first = 0;
     let mut threshold = f32::NEG_INFINITY;
     let mut rt = RowTf::new(leaves);
-    let mut best: BinaryHeap<Ranked<'_>> = BinaryHeap::with_capacity(k + 1);
+    let mut best = Best::new(k);
     // Records a row's posting of `u` and returns what it adds to the score.
     let take = |u: &PrunedUnit<'_>, p: Posting<'_>, rt: &mut RowTf| {
         rt.tfs[u.leaf][u.unit] = p.tf;
@@ -262,22 +292,15 @@ pub(super) fn pruned_hits(
             continue;
         }
         let Some(doc) = doc.filter(|d| matches(q, d)) else { continue };
-        let row = Ranked { score: eval(root, 1.0, leaves, &rt, Some(doc)), doc };
-        if best.len() < k {
-            best.push(row);
-        } else if row < *best.peek().expect("k > 0 rows") {
-            *best.peek_mut().expect("k > 0 rows") = row;
-        } else {
+        if !best.offer(Ranked { score: eval(root, 1.0, leaves, &rt, Some(doc)), doc }) {
             continue;
         }
-        if best.len() == k {
-            threshold = best.peek().map_or(threshold, |w| w.score);
+        if let Some(kth) = best.kth_score() {
+            threshold = kth;
             while first < units.len() && below[first] < threshold {
                 first += 1;
             }
         }
     }
-    best.into_iter()
-        .map(|r| Hit { id: r.doc.id.clone(), score: r.score, src: Src::Over(r.doc.clone()) })
-        .collect()
+    best.into_hits()
 }

@@ -48,13 +48,7 @@ pub fn whoami_json(w: &WhoAmI<'_>) -> Json {
     let models: Vec<Json> = w
         .models
         .iter()
-        .map(|m| {
-            let kind = match m.kind() {
-                crate::models::ModelKind::Embedding => "embedding",
-                crate::models::ModelKind::CrossEncoder => "cross_encoder",
-            };
-            json!({"name": m.name(), "kind": kind, "dims": m.dims(), "max_tokens": m.max_tokens()})
-        })
+        .map(|m| json!({"name": m.name(), "kind": m.kind().name(), "dims": m.dims(), "max_tokens": m.max_tokens()}))
         .collect();
     json!({
         "authenticated": true,
