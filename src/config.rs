@@ -32,6 +32,8 @@ use crate::store::S3Options;
 
 pub mod effective;
 
+/// Retained generations may hold at most this fraction of the newest one's bytes.
+pub const DEFAULT_RETENTION_MAX_RATIO: f64 = 0.25;
 /// Default listen address (loopback only).
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7474";
 /// Default request body limit (after decompression): 256 MiB.
@@ -154,6 +156,7 @@ pub struct FileConfig {
     pub compaction_idle_ms: Option<u64>,
     pub backlog_bytes: Option<u64>,
     pub retention_secs: Option<u64>,
+    pub retention_max_ratio: Option<f64>,
     pub gc_interval_secs: Option<u64>,
     pub metrics_top_namespaces: Option<usize>,
     pub allowed_origins: Option<Vec<String>>,
@@ -347,6 +350,11 @@ pub struct ServeArgs {
     /// (default 3600; 0 deletes objects as soon as no live generation references them).
     #[arg(long, env = "TIDEPOOL_RETENTION_SECS")]
     pub retention_secs: Option<u64>,
+    /// Within the retention, keep superseded generations only while the objects they alone
+    /// reference weigh at most this fraction of the newest generation's (default 0.25; `inf`:
+    /// the retention time alone), so a bulk ingest never keeps a second copy for the hour.
+    #[arg(long, env = "TIDEPOOL_RETENTION_MAX_RATIO")]
+    pub retention_max_ratio: Option<f64>,
     /// Run the garbage collector (manifest retention + sweep) this often (default 600; 0: only `tidepool repair`).
     #[arg(long, env = "TIDEPOOL_GC_INTERVAL_SECS")]
     pub gc_interval_secs: Option<u64>,
@@ -419,6 +427,9 @@ pub struct Config {
     pub compaction: crate::engine::CompactionConfig,
     /// Retention of superseded generations.
     pub retention: Duration,
+    /// The byte budget of retained generations, a fraction of the newest
+    /// generation's bytes (None: the retention time alone).
+    pub retention_max_ratio: Option<f64>,
     /// Garbage-collector interval (zero: off).
     pub gc_interval: Duration,
     /// Namespaces `GET /metrics` names.
@@ -561,6 +572,11 @@ impl Config {
                 .max(1),
             compaction,
             retention: Duration::from_secs(args.retention_secs.or(file.retention_secs).unwrap_or(3600)),
+            retention_max_ratio: ratio(
+                "retention_max_ratio",
+                args.retention_max_ratio.or(file.retention_max_ratio),
+                DEFAULT_RETENTION_MAX_RATIO,
+            )?,
             gc_interval: Duration::from_secs(args.gc_interval_secs.or(file.gc_interval_secs).unwrap_or(600)),
             metrics_top_namespaces: args
                 .metrics_top_namespaces
@@ -703,6 +719,15 @@ fn millis(name: &str, v: Option<u64>, default: u64) -> Result<Duration, ConfigEr
     }
 }
 
+/// A non-negative fraction; infinite means no bound (None).
+fn ratio(name: &str, v: Option<f64>, default: f64) -> Result<Option<f64>, ConfigError> {
+    match v.unwrap_or(default) {
+        r if r.is_nan() || r < 0.0 => Err(ConfigError(format!("{name} must be a number >= 0 (or inf)"))),
+        r if r.is_infinite() => Ok(None),
+        r => Ok(Some(r)),
+    }
+}
+
 fn secs(name: &str, v: Option<u64>, default: u64) -> Result<Duration, ConfigError> {
     match v.unwrap_or(default) {
         0 => Err(ConfigError(format!("{name} must be at least 1"))),
@@ -806,6 +831,22 @@ mod tests {
         ] {
             assert!(Config::from_parts(&bad, FileConfig::default(), &env_of(&[])).is_err());
         }
+    }
+
+    #[test]
+    fn the_retention_byte_budget_is_a_fraction_and_inf_turns_it_off() {
+        let args = ServeArgs { data_dir: Some("/d".into()), ..ServeArgs::default() };
+        let resolve = |file: &str, flag: Option<f64>| {
+            let args = ServeArgs { retention_max_ratio: flag, ..args.clone() };
+            Config::from_parts(&args, toml::from_str(file).unwrap(), &env_of(&[]))
+                .map(|c| c.retention_max_ratio)
+        };
+        assert_eq!(resolve("", None).unwrap(), Some(DEFAULT_RETENTION_MAX_RATIO));
+        assert_eq!(resolve("retention_max_ratio = 0.5", None).unwrap(), Some(0.5));
+        assert_eq!(resolve("retention_max_ratio = 0.5", Some(0.0)).unwrap(), Some(0.0), "the flag wins");
+        assert_eq!(resolve("retention_max_ratio = inf", None).unwrap(), None);
+        assert!(resolve("retention_max_ratio = -1.0", None).is_err());
+        assert!(resolve("retention_max_ratio = nan", None).is_err());
     }
 
     #[test]

@@ -99,3 +99,134 @@ async fn the_periodic_collector_runs_by_itself() {
     assert_eq!(manifests().await, 1, "old manifests were collected without a repair call");
     assert_eq!(e.existing(&ns(), true).await.unwrap().state.len(), 3);
 }
+
+/// An engine keeping generations for an hour, within `ratio` times the
+/// newest generation's bytes, collecting every `gc_interval_ms` (0: never).
+async fn open_budgeted(dir: &std::path::Path, ratio: f64, gc_interval_ms: u64) -> Arc<Engine> {
+    let mut cfg = EngineConfig::new(dir.to_path_buf(), Store::local(&dir.join("store")).unwrap());
+    cfg.compaction = CompactionConfig { auto: false, ..CompactionConfig::default() };
+    cfg.retention_ms = 3_600_000;
+    cfg.retention_max_ratio = Some(ratio);
+    cfg.retention_floor_bytes = 0;
+    cfg.gc_interval_ms = gc_interval_ms;
+    Engine::open(cfg).await.unwrap()
+}
+
+/// Rows whose text makes the WAL weigh about as much as the segment.
+async fn write_rows(e: &Engine, ids: std::ops::Range<u64>) {
+    let rows: Vec<_> =
+        ids.map(|i| json!({"id": i, "text": format!("{i} {}", "word ".repeat(200))})).collect();
+    e.write(&ns(), WriteRequest::from_json(&json!({"upsert_rows": rows})).unwrap()).await.unwrap();
+}
+
+fn gc_within_the_hour() -> RepairOptions {
+    // The daemon's periodic pass: an hour's retention, an hour's grace.
+    RepairOptions { sweep: true, grace_ms: 3_600_000, manifest_retention_ms: Some(3_600_000) }
+}
+
+#[tokio::test]
+async fn the_byte_budget_collects_generations_whose_objects_the_newest_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = open_budgeted(dir.path(), 0.25, 0).await;
+    for k in 0..4 {
+        write_rows(&e, k * 50..k * 50 + 50).await;
+    }
+    let before = e.existing(&ns(), true).await.unwrap().generation();
+    // Without a compaction every superseded generation references only
+    // objects the newest references too: they cost nothing and stay.
+    let r = e.repair("o", "p", gc_within_the_hour()).await.unwrap();
+    assert_eq!(r.manifests_collected, 0, "{r:?}");
+    assert!(e.snapshot_at(&ns(), Some(1), true).await.is_ok());
+
+    assert!(e.compact(&ns(), true).await.unwrap().performed);
+    assert_eq!(wal_objects(&e).await, 4, "the retention deferred the deletes");
+    let r = e.repair("o", "p", gc_within_the_hour()).await.unwrap();
+    assert_eq!(r.manifests_collected, before, "{r:?}");
+    assert_eq!(wal_objects(&e).await, 0, "folded WAL over the budget is swept, young as it is: {r:?}");
+    let err = e.snapshot_at(&ns(), Some(before), true).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound, "{err:?}");
+    assert_eq!(e.existing(&ns(), true).await.unwrap().state.len(), 200);
+    drop(e);
+    let e = open_budgeted(dir.path(), 0.25, 0).await;
+    assert_eq!(e.existing(&ns(), true).await.unwrap().state.len(), 200, "the newest generation survived");
+}
+
+#[tokio::test]
+async fn a_budget_the_superseded_bytes_fit_keeps_every_generation() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = open_budgeted(dir.path(), 10.0, 0).await;
+    for k in 0..4 {
+        write_rows(&e, k * 50..k * 50 + 50).await;
+    }
+    assert!(e.compact(&ns(), true).await.unwrap().performed);
+    let r = e.repair("o", "p", gc_within_the_hour()).await.unwrap();
+    assert_eq!(r.manifests_collected, 0, "{r:?}");
+    assert_eq!(wal_objects(&e).await, 4);
+    assert_eq!(
+        e.snapshot_at(&ns(), Some(2), true).await.unwrap().state.len(),
+        100,
+        "time travel still works"
+    );
+}
+
+#[tokio::test]
+async fn the_budget_collects_the_oldest_generations_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = open_budgeted(dir.path(), 0.25, 0).await;
+    write_rows(&e, 0..200).await;
+    assert!(e.compact(&ns(), true).await.unwrap().performed); // generation 2: one segment
+                                                              // Each overwrite of every row leaves the previous generations' segment
+                                                              // or WAL to them alone once compacted; the budget holds about a quarter.
+    for _ in 0..2 {
+        write_rows(&e, 0..200).await;
+        assert!(e.compact(&ns(), true).await.unwrap().performed);
+    }
+    let newest = e.existing(&ns(), true).await.unwrap().generation();
+    assert_eq!(newest, 6);
+    let r = e.repair("o", "p", gc_within_the_hour()).await.unwrap();
+    let kept = newest - r.manifests_collected;
+    assert!(r.manifests_collected >= 1 && kept >= 2, "some, never all: {r:?}");
+    // What stays is the newest generations, contiguous.
+    let gone = e.snapshot_at(&ns(), Some(r.manifests_collected), true).await.unwrap_err();
+    assert_eq!(gone.kind(), ErrorKind::NotFound, "{gone:?}");
+    assert_eq!(e.snapshot_at(&ns(), Some(r.manifests_collected + 1), true).await.unwrap().state.len(), 200);
+    // A second pass finds the retained ones within the budget.
+    assert_eq!(e.repair("o", "p", gc_within_the_hour()).await.unwrap().manifests_collected, 0);
+    assert_eq!(e.existing(&ns(), true).await.unwrap().state.len(), 200);
+}
+
+#[tokio::test]
+async fn a_compaction_over_the_budget_runs_the_collector_without_waiting_for_the_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = open_budgeted(dir.path(), 0.25, 3_600_000).await;
+    for k in 0..4 {
+        write_rows(&e, k * 50..k * 50 + 50).await;
+    }
+    assert!(e.compact(&ns(), true).await.unwrap().performed);
+    for _ in 0..400 {
+        if wal_objects(&e).await == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert_eq!(wal_objects(&e).await, 0, "the folded WAL was collected long before the hourly pass");
+    assert_eq!(e.existing(&ns(), true).await.unwrap().state.len(), 200);
+}
+
+#[tokio::test]
+async fn a_namespace_under_the_floor_keeps_its_whole_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg =
+        EngineConfig::new(dir.path().to_path_buf(), Store::local(&dir.path().join("store")).unwrap());
+    cfg.compaction = CompactionConfig { auto: false, ..CompactionConfig::default() };
+    cfg.retention_ms = 3_600_000;
+    cfg.retention_max_ratio = Some(0.0); // the floor alone decides
+    let e = Engine::open(cfg).await.unwrap();
+    for k in 0..4 {
+        write_rows(&e, k * 50..k * 50 + 50).await;
+    }
+    assert!(e.compact(&ns(), true).await.unwrap().performed);
+    let r = e.repair("o", "p", gc_within_the_hour()).await.unwrap();
+    assert_eq!(r.manifests_collected, 0, "a few hundred KiB are under the 64 MiB floor: {r:?}");
+    assert_eq!(e.snapshot_at(&ns(), Some(2), true).await.unwrap().state.len(), 100);
+}

@@ -162,6 +162,7 @@ pub async fn run_daemon(
     engine_cfg.max_loaded_namespaces = cfg.max_loaded_namespaces;
     engine_cfg.compaction = cfg.compaction.clone();
     engine_cfg.retention_ms = u64::try_from(cfg.retention.as_millis()).unwrap_or(u64::MAX);
+    engine_cfg.retention_max_ratio = cfg.retention_max_ratio;
     engine_cfg.gc_interval_ms = u64::try_from(cfg.gc_interval.as_millis()).unwrap_or(u64::MAX);
     engine_cfg.metrics = Arc::new(crate::metrics::Metrics::new(cfg.metrics_top_namespaces));
     engine_cfg.query_pool =

@@ -115,6 +115,10 @@ pub fn settings(cfg: &Config) -> Vec<Setting> {
         reloadable("compaction_idle_ms", int(c.idle_ms)),
         reloadable("backlog_bytes", int(c.backlog_bytes)),
         setting("retention_secs", int(cfg.retention.as_secs())),
+        setting(
+            "retention_max_ratio",
+            Some(toml::Value::Float(cfg.retention_max_ratio.unwrap_or(f64::INFINITY))),
+        ),
         setting("gc_interval_secs", int(cfg.gc_interval.as_secs())),
         setting("metrics_top_namespaces", int(cfg.metrics_top_namespaces)),
         setting("allowed_origins", Some(strings(&cfg.allowed_origins))),

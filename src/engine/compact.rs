@@ -156,6 +156,8 @@ impl Engine {
                     // The folded overlay and the round's build memory are free
                     // now: give them back (glibc keeps freed arenas resident).
                     let _ = tokio::task::spawn_blocking(crate::heap::give_back_freed).await;
+                    let (dropped, kept) = dropped_and_kept(&m, &merge, out.bytes);
+                    self.after_compaction(path, dropped, kept);
                     return Ok(CompactionReport {
                         performed: true,
                         generation,
@@ -654,4 +656,15 @@ fn compacted(cur: &Manifest, base: &Manifest, out: &Output, commit_id: String, n
     next.stats.unindexed_rows = next.wal.iter().map(|w| w.rows).sum();
     next.stats.unindexed_bytes = next.wal.iter().map(|w| w.bytes).sum();
     next
+}
+
+/// Bytes a compaction of `m` dropped (its folded WAL batches and merged
+/// segments, deletion sets included) and the bytes its namespace keeps
+/// (the other segments and the `written` ones), as the manifest records them.
+fn dropped_and_kept(m: &Manifest, merge: &BTreeSet<String>, written: u64) -> (u64, u64) {
+    let seg_bytes = |s: &SegmentRef| s.files.iter().chain(&s.deletes).map(|f| f.bytes).sum::<u64>();
+    let wal: u64 = m.wal.iter().map(|w| w.bytes).sum();
+    let (merged, kept): (Vec<_>, Vec<_>) = m.segments.iter().partition(|s| merge.contains(&s.id));
+    let merged: u64 = merged.into_iter().map(seg_bytes).sum();
+    (wal + merged, kept.into_iter().map(seg_bytes).sum::<u64>() + written)
 }

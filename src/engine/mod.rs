@@ -14,6 +14,8 @@
 //!   bounded [`query_pool`].
 //! - `observe`: what the engine reports to the metrics (scrape-time
 //!   gauges, timed compactions).
+//! - `gc`: the garbage collector (periodic, and early when compactions
+//!   drop more than the retention's byte budget).
 //! - `compact`, `branch`, `snapshot`, `repair`, `export`, `cold`: the
 //!   operations named so, each committing through [`commit`].
 //!
@@ -38,6 +40,7 @@ mod dense;
 pub mod embed;
 mod error;
 pub mod export;
+mod gc;
 pub mod ids;
 mod indexing;
 mod indexing_multi;
@@ -119,6 +122,17 @@ pub struct EngineConfig {
     /// retained generation references them, so time travel reaches back this
     /// far; old manifests are collected after it.
     pub retention_ms: u64,
+    /// A byte budget on top of the retention time: the GC also collects the
+    /// oldest superseded generations while the objects only they reference
+    /// weigh more than this fraction of the newest generation's (None: time
+    /// alone; the daemon's default is 0.25, `--retention-max-ratio`), and a
+    /// compaction whose dropped objects exceed it runs the GC for the project
+    /// without waiting for the interval.
+    pub retention_max_ratio: Option<f64>,
+    /// The byte budget is never below this (default
+    /// [`DEFAULT_RETENTION_FLOOR_BYTES`]): small namespaces keep the whole
+    /// retention window.
+    pub retention_floor_bytes: u64,
     /// Run the GC (manifest retention + sweep of unreferenced objects) this
     /// often, in ms (0: only through `repair`).
     pub gc_interval_ms: u64,
@@ -136,6 +150,9 @@ pub struct EngineConfig {
     /// The local models embedding and reranking use (`engine/embed.rs`); replaced by a reload.
     pub models: Arc<ModelRegistry>,
 }
+
+/// The retention's byte budget never drops below 64 MiB per namespace.
+pub const DEFAULT_RETENTION_FLOOR_BYTES: u64 = 64 << 20;
 
 /// The longest `/ready` waits for a probe of the store ([`Engine::ready`]):
 /// below a second, so a readiness check (or the systemd watchdog's liveness
@@ -163,6 +180,8 @@ impl EngineConfig {
             max_loaded_namespaces: 1024,
             memory_budget_bytes: 2 << 30,
             retention_ms: 0,
+            retention_max_ratio: None,
+            retention_floor_bytes: DEFAULT_RETENTION_FLOOR_BYTES,
             gc_interval_ms: 0,
             meta_opener: MetaOpener::file(),
             free_space: SpaceProbe::statvfs(),
@@ -210,7 +229,11 @@ pub struct Engine {
     /// Memory tier: most loaded namespaces (reloadable) and byte budget.
     memory: (std::sync::atomic::AtomicUsize, u64),
     retention_ms: u64,
+    /// The retention's byte budget: (ratio, floor in bytes).
+    pub(crate) retention_budget: (Option<f64>, u64),
     tick: std::sync::atomic::AtomicU64,
+    /// The garbage collector's wake-ups between intervals (`gc.rs`).
+    gc: gc::GcState,
     /// Objects found damaged at run time (key → why), reported by verify.
     damaged: StdMutex<std::collections::BTreeMap<String, String>>,
     /// Objects whose local copy rotted and was dropped to be fetched again (key → what was
@@ -265,7 +288,9 @@ impl Engine {
             cache,
             memory: (cfg.max_loaded_namespaces.max(1).into(), cfg.memory_budget_bytes),
             retention_ms: cfg.retention_ms,
+            retention_budget: (cfg.retention_max_ratio, cfg.retention_floor_bytes),
             tick: std::sync::atomic::AtomicU64::new(0),
+            gc: gc::GcState::default(),
             damaged: StdMutex::default(),
             refetched: StdMutex::default(),
             free_space: cfg.free_space,
@@ -339,43 +364,6 @@ impl Engine {
     /// may belong to a write in flight.
     fn gc_grace_ms(&self) -> u64 {
         self.retention_ms.max(60_000)
-    }
-
-    /// Every `interval_ms`, collect manifests older than the retention and
-    /// sweep objects no retained generation references, project by project.
-    fn spawn_periodic_gc(self: &Arc<Self>, interval_ms: u64) {
-        let engine = Arc::downgrade(self);
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(std::time::Duration::from_millis(interval_ms));
-            tick.tick().await;
-            loop {
-                tick.tick().await;
-                let Some(engine) = engine.upgrade() else { return };
-                if let Err(e) = engine.collect_garbage().await {
-                    tracing::warn!(error = %e, "periodic GC failed; it runs again next interval");
-                }
-            }
-        });
-    }
-
-    /// One GC pass over every project in the store (see `repair`).
-    pub async fn collect_garbage(&self) -> Result<(), EngineError> {
-        let opts = repair::RepairOptions {
-            sweep: true,
-            grace_ms: self.gc_grace_ms(),
-            manifest_retention_ms: Some(self.retention_ms),
-        };
-        for org in self.store.list_dirs("").await? {
-            for project in self.store.list_dirs(&format!("{org}/")).await? {
-                if self.store.list_dirs(&NsPath::project_namespaces_prefix(&org, &project)).await?.is_empty()
-                {
-                    continue;
-                }
-                let r = self.repair(&org, &project, opts).await?;
-                tracing::info!(org, project, ?r, "garbage collected");
-            }
-        }
-        Ok(())
     }
 
     /// Load a namespace in the background (`hint_cache_warm`).

@@ -15,14 +15,17 @@
 //!   or schema object (`wal/`, `segments/`, `schemas/`) under a namespace of the project, (b) no retained
 //!   manifest generation of any namespace of the project references it (the
 //!   newest and every older generation manifest GC has not collected), (c) it
-//!   is older than the grace period, and (d) its refcount is zero after the
-//!   rebuild. Manifests, tombstones and CURRENT are never swept.
+//!   is older than the grace period or a generation this pass collected
+//!   referenced it (a committed object, so no write in flight owns it), and
+//!   (d) its refcount is zero after the rebuild. Manifests, tombstones and CURRENT are never swept.
 //! - The sweep also removes the local store's staging files (`KEY#N`, which
 //!   the store's listing hides) under the project's namespaces once they are
 //!   older than the grace period: a crash between writing one and publishing
 //!   it leaves it behind for good otherwise (`store/staging.rs`).
 //! - Manifest GC collects generations in increasing order, never the newest,
-//!   and only once they were superseded more than `retention` ago: tombstone
+//!   once they were superseded more than `retention` ago, or — with a byte
+//!   budget ([`Keep::max_ratio`]) — while the objects that only superseded
+//!   generations reference weigh more than the budget: tombstone
 //!   (`.gc`, conditional create; body [`Tombstone`]) first, then the `.json`
 //!   delete, both by [`SeqLog::collect`].
 
@@ -163,9 +166,12 @@ impl Engine {
         let mut report = RepairReport::default();
         let names = self.store.list_dirs(&NsPath::project_namespaces_prefix(org, project)).await?;
         let paths: Vec<NsPath> = names.iter().filter_map(|n| NsPath::new(org, project, n).ok()).collect();
+        let mut released = HashSet::new();
         if let Some(retention) = opts.manifest_retention_ms {
             for p in &paths {
-                report.manifests_collected += self.gc_manifests(p, retention).await?;
+                let c = self.collect_generations(p, retention).await?;
+                report.manifests_collected += c.generations;
+                released.extend(c.released);
             }
         }
         let now = self.clock.now_ms();
@@ -234,7 +240,7 @@ impl Engine {
             if !is_data_object(key) || refs.roots.contains(key) || counts.contains_key(key) || !locked(key) {
                 continue;
             }
-            if young(info) {
+            if young(info) && !released.contains(key) {
                 report.kept_young += 1;
                 continue;
             }
@@ -263,41 +269,122 @@ impl Engine {
     }
 
     /// Collect the manifest generations of `path` superseded more than
-    /// `retention_ms` ago (see [`collect_manifests`]) on this engine's store.
+    /// `retention_ms` ago, or beyond this engine's byte budget for retained
+    /// generations (see [`collect_manifests`]), on this engine's store.
     pub async fn gc_manifests(&self, path: &NsPath, retention_ms: u64) -> Result<u64, EngineError> {
-        collect_manifests(&self.store, path, retention_ms, self.clock.now_ms()).await
+        Ok(self.collect_generations(path, retention_ms).await?.generations)
+    }
+
+    async fn collect_generations(&self, path: &NsPath, retention_ms: u64) -> Result<Collected, EngineError> {
+        let (max_ratio, floor_bytes) = self.retention_budget;
+        let keep = Keep { ms: retention_ms, max_ratio, floor_bytes };
+        collect_manifests(&self.store, path, keep, self.clock.now_ms()).await
+    }
+}
+
+/// What a manifest GC pass collected.
+#[derive(Debug, Default)]
+pub(crate) struct Collected {
+    pub generations: u64,
+    /// Every object a collected generation referenced: committed objects, so
+    /// none belongs to a write in flight (the sweep may take such an object
+    /// younger than its grace period once nothing references or counts it).
+    pub released: HashSet<String>,
+}
+
+/// How long, and how much, superseded generations are kept (9.4).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Keep {
+    /// Collect a generation superseded more than this long ago.
+    pub ms: u64,
+    /// Collect the oldest generations while the bytes that only superseded
+    /// generations reference exceed this fraction of the newest generation's
+    /// bytes (None: time alone decides) ...
+    pub max_ratio: Option<f64>,
+    /// ... or this many bytes, whichever is larger: a small namespace keeps
+    /// its whole time-travel window.
+    pub floor_bytes: u64,
+}
+
+impl Keep {
+    /// Time alone decides.
+    pub fn time(ms: u64) -> Keep {
+        Keep { ms, max_ratio: None, floor_bytes: 0 }
     }
 }
 
 /// Collect the manifest generations of `path` in `store` superseded more
-/// than `retention_ms` before `now`, in increasing order, never the newest
-/// (5.3: tombstone first, then delete). Returns how many were collected.
-/// Also removes `.json` files left next to their `.gc` tombstone. Works on
-/// any store (the node's own, or a sync remote).
+/// than `keep.ms` before `now`, then — with a byte budget — the oldest ones
+/// while superseded generations alone hold more than the budget; in
+/// increasing order, never the newest (5.3: tombstone first, then delete).
+/// Returns what was collected. Also removes `.json` files left next to
+/// their `.gc` tombstone. Works on any store (the node's own, or a sync
+/// remote).
 pub(crate) async fn collect_manifests(
     store: &Store,
     path: &NsPath,
-    retention_ms: u64,
+    keep: Keep,
     now: u64,
-) -> Result<u64, EngineError> {
+) -> Result<Collected, EngineError> {
     let seq = SeqLog::new(store.clone(), path.manifest_series());
     let listing = seq.list().await?;
     for g in listing.dead {
         seq.delete(g).await?; // fenced or half-collected
     }
-    let log = super::commit::ManifestLog::remote(store.clone(), path.clone());
-    let mut collected = 0;
+    let log = super::commit::ManifestLog::remote(store.clone(), path.clone()).without_schemas();
+    let mut due = 0;
     for pair in listing.live.windows(2) {
-        let (g, next) = (pair[0], pair[1]);
-        let Some(successor) = log.read(next).await? else { break };
-        if successor.committed_at_ms.saturating_add(retention_ms) > now {
+        let Some(successor) = log.read(pair[1]).await? else { break };
+        if successor.committed_at_ms.saturating_add(keep.ms) > now {
             break; // later generations were superseded even more recently
+        }
+        due += 1;
+    }
+    if let Some(ratio) = keep.max_ratio {
+        due += over_budget(&log, &listing.live[due..], ratio, keep.floor_bytes).await?;
+    }
+    let mut out = Collected::default();
+    for &g in &listing.live[..due] {
+        if let Some(m) = log.read(g).await? {
+            out.released.extend(m.object_keys());
         }
         let body = Tombstone { generation: g, collected_at_ms: now }.encode();
         seq.collect(g, Bytes::from(body)).await?;
-        collected += 1;
+        out.generations += 1;
     }
-    Ok(collected)
+    Ok(out)
+}
+
+/// How many of the oldest of `live` (increasing, the newest last) must go
+/// so that the objects only the superseded ones reference weigh at most
+/// `ratio` times the newest generation's objects, or `floor` bytes if more
+/// (bytes as the manifests record them). Objects the newest references are never counted: they
+/// stay whatever is collected.
+async fn over_budget(
+    log: &super::commit::ManifestLog,
+    live: &[u64],
+    ratio: f64,
+    floor: u64,
+) -> Result<usize, EngineError> {
+    let Some((&newest, older)) = live.split_last() else { return Ok(0) };
+    let Some(top) = log.read(newest).await? else { return Ok(0) };
+    let current: HashSet<String> = top.object_refs().into_iter().map(|r| r.key).collect();
+    let newest_bytes: u64 = top.object_refs().iter().map(|r| r.bytes).sum();
+    let budget = ((newest_bytes as f64 * ratio.max(0.0)) as u64).max(floor);
+    // Newest first: `held` is what generations `i..` alone reference.
+    let (mut seen, mut held) = (HashSet::new(), 0u64);
+    for (i, &g) in older.iter().enumerate().rev() {
+        let Some(m) = log.read(g).await? else { continue };
+        for r in m.object_refs() {
+            if !current.contains(&r.key) && seen.insert(r.key) {
+                held += r.bytes;
+            }
+        }
+        if held > budget {
+            return Ok(i + 1);
+        }
+    }
+    Ok(0)
 }
 
 /// Whether a key is a data object (WAL batch, segment file or schema object) of a namespace.

@@ -19,7 +19,7 @@ use std::collections::HashSet;
 
 use super::lease::{self, Held};
 use super::Syncer;
-use crate::engine::repair::{collect_manifests, is_data_object, tombstone_generation};
+use crate::engine::repair::{collect_manifests, is_data_object, tombstone_generation, Keep};
 use crate::engine::{EngineError, RemoteLog};
 use crate::layout::{self, NsPath};
 
@@ -90,7 +90,8 @@ impl Syncer {
             .filter_map(|n| NsPath::new(org, project, n).ok())
             .collect();
         for p in &paths {
-            report.manifests_collected += collect_manifests(&self.remote, p, grace_ms, now).await?;
+            report.manifests_collected +=
+                collect_manifests(&self.remote, p, Keep::time(grace_ms), now).await?.generations;
         }
         let reachable = self.reachable(&paths).await?;
         for o in self.remote.list(&prefix).await? {
