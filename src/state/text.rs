@@ -76,8 +76,12 @@ struct AttrText {
     parts: Vec<Part>,
     /// Live documents holding each term (no entry: none). Keys are shared
     /// with the chunks' (`Arc`): a snapshot's first write copies map nodes,
-    /// not term text.
-    df: imbl::OrdMap<Arc<str>, u64>,
+    /// not term text. Hashed: every put looks up each of its terms here,
+    /// and a B-tree's string compares were a fifth of a full-text ingest.
+    df: DfMap,
+    /// The keys of `df`, in order (for prefix expansion): touched only when a
+    /// term appears or disappears, not for every row holding it.
+    terms: imbl::OrdSet<Arc<str>>,
     df_bytes: usize,
     total_tokens: u64,
 }
@@ -96,7 +100,7 @@ struct Chunk {
     seqs: Vec<u64>,
     docs: Vec<Arc<Document>>,
     norms: Vec<u8>,
-    postings: HashMap<Arc<str>, TermList>,
+    postings: HashMap<Arc<str>, TermList, TermHasher>,
     bytes: usize,
 }
 
@@ -122,6 +126,11 @@ impl TermList {
         self.min_norm = self.min_norm.min(norm);
     }
 }
+
+/// Seeded per process: terms come from clients.
+type TermHasher = foldhash::fast::RandomState;
+
+type DfMap = imbl::GenericHashMap<Arc<str>, u64, TermHasher, imbl::shared_ptr::DefaultSharedPtr>;
 
 /// A value's distinct terms (shared with the df map) and their counts.
 type TermCounts = Vec<(Arc<str>, u32)>;
@@ -269,7 +278,8 @@ impl AttrText {
             options: options.clone(),
             analyzer: Arc::new(Analyzer::new(options)),
             parts: Vec::new(),
-            df: imbl::OrdMap::new(),
+            df: DfMap::default(),
+            terms: imbl::OrdSet::new(),
             df_bytes: 0,
             total_tokens: 0,
         }
@@ -292,7 +302,7 @@ impl AttrText {
 
     fn heap_bytes(&self) -> usize {
         let parts: usize = self.parts.iter().map(|p| p.chunk.bytes + p.dead.len() * 8).sum();
-        parts + self.df_bytes + self.df.len() * TERM_OVERHEAD
+        parts + self.df_bytes + self.df.len() * (TERM_OVERHEAD + 16)
     }
 
     /// The document's terms and token count on this attribute (None without
@@ -315,6 +325,7 @@ impl AttrText {
                     self.df_bytes += t.len();
                     let key: Arc<str> = t.into();
                     self.df.insert(Arc::clone(&key), 1);
+                    self.terms.insert(Arc::clone(&key));
                     (key, c)
                 }
             })
@@ -335,6 +346,7 @@ impl AttrText {
             *n -= 1;
             if *n == 0 {
                 self.df.remove(t.as_str());
+                self.terms.remove(t.as_str());
                 self.df_bytes -= t.len();
             }
         }
@@ -493,7 +505,7 @@ impl<'a> TextView<'a> {
     /// order, at most `limit` of them.
     pub fn terms_with_prefix(&self, prefix: &str, limit: usize) -> Vec<&'a str> {
         let from = (Bound::Included(prefix), Bound::Unbounded);
-        let terms = self.attr.df.range::<_, str>(from).map(|(t, _)| &**t);
+        let terms = self.attr.terms.range::<_, str>(from).map(|t| &**t);
         terms.take_while(|t| t.starts_with(prefix)).take(limit).collect()
     }
 
