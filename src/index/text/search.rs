@@ -291,6 +291,11 @@ pub fn search_fields(
     if k == 0 || cursors.is_empty() {
         return Ok(Vec::new());
     }
+    // Rare terms: scoring every posting costs less than the window buffers (tens of KiB
+    // zeroed per segment) and gives the same rows and score bits.
+    if cursors.iter().map(|c| c.last_rows.len()).sum::<usize>() <= FEW_BLOCKS {
+        return score_all(cursors, &caches, nords, k, filter);
+    }
     let n = cursors.len();
     let w = WINDOW as usize;
     // Per window: approximate sums (pruning), per-(row, term) contributions (exact in-order sums),
@@ -423,12 +428,26 @@ pub fn search_fields_exhaustive(
     k: usize,
     filter: Option<&dyn Fn(u32) -> bool>,
 ) -> Result<Vec<(u32, f32)>, IndexError> {
-    let (mut cursors, caches, nords) = open_cursors(fields)?;
+    let (cursors, caches, nords) = open_cursors(fields)?;
+    score_all(cursors, &caches, nords, k, filter)
+}
+
+/// Below this many blocks over all of a query's lists, [`search_fields`] scores every posting.
+const FEW_BLOCKS: usize = 8;
+
+/// Every posting of every list scored, term at a time, then summed per row in list order.
+fn score_all(
+    mut cursors: Vec<TermCursor<'_>>,
+    caches: &[NormCache],
+    nords: usize,
+    k: usize,
+    filter: Option<&dyn Fn(u32) -> bool>,
+) -> Result<Vec<(u32, f32)>, IndexError> {
     let mut hits: Vec<(u32, usize, f32)> = Vec::new();
     for c in cursors.iter_mut() {
         let mut target = 0u32;
         while let Some(r) = c.advance(target)? {
-            hits.push((r, c.ord, c.score_here(&caches)));
+            hits.push((r, c.ord, c.score_here(caches)));
             if r == u32::MAX {
                 break;
             }
