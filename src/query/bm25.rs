@@ -573,6 +573,9 @@ pub(super) fn text_hits(
         let seg = &v.ls.seg;
         let ixs: Option<Vec<TextIndex<'_>>> = leaves.iter().map(|l| v.ls.text_index(&l.attr)).collect();
         let f = |row: u32| v.passes(row as usize, q);
+        // Every row passes when nothing is deleted, shadowed or filtered: the pruned search
+        // then skips a per-candidate call that hashes the row into the shadowed set.
+        let f_opt: Option<&dyn Fn(u32) -> bool> = if v.passes_all(q) { None } else { Some(&f) };
         let found: Vec<(u32, f32)> = match ixs {
             Some(ixs) if is_linear => {
                 let fields: Vec<FieldQuery<'_, '_>> = flat
@@ -586,7 +589,7 @@ pub(super) fn text_hits(
                         boost: *boost,
                     })
                     .collect();
-                search_fields(&fields, k, Some(&f)).map_err(corrupt)?
+                search_fields(&fields, k, f_opt).map_err(corrupt)?
             }
             Some(ixs) => {
                 let mut rows: std::collections::BTreeMap<u32, RowTf> = std::collections::BTreeMap::new();

@@ -61,6 +61,12 @@ impl SegView<'_> {
         self.ls.attrs_doc(row)
     }
 
+    /// Whether [`passes`](Self::passes) holds for every row: nothing deleted or shadowed, no
+    /// filter. (`passes` also turns false at the deadline; `search_fields` checks it per window.)
+    pub(super) fn passes_all(&self, q: &Query) -> bool {
+        self.cand.is_none() && q.filters.is_none() && self.ls.deleted.is_empty() && self.shadowed.is_empty()
+    }
+
     /// Live and matching the query's filter.
     pub(super) fn passes(&self, row: usize, q: &Query) -> bool {
         if self.cand.as_ref().is_some_and(|c| !c.get(row).copied().unwrap_or(false))

@@ -58,9 +58,11 @@
 //! with block-max MaxScore over 4,096-row windows: per window, each list's bound is
 //! the max of its block bounds meeting the window; the lowest-bound lists whose
 //! bounds sum to at most the current k-th score are non-essential; essential lists
-//! are scored term at a time into a window buffer; touched rows are visited in row
-//! order and completed by probing non-essential lists (highest bound first, early
-//! exit). Windows whose summed bounds cannot beat the k-th score are skipped whole.
+//! are scored term at a time into a window buffer, passing undecoded each block whose
+//! bound plus every other list's window bound cannot beat the k-th score; touched rows
+//! are visited in row order and completed by probing non-essential lists (highest bound
+//! first, early exit). Windows whose summed bounds cannot beat the k-th score are skipped
+//! whole. Lists of a few blocks in all are scored whole instead (same rows and bits).
 //! [`search_fields_exhaustive`] and [`score_documents`] are the unpruned references.
 //!
 //! # Invariants

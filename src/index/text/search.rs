@@ -77,6 +77,50 @@ impl TermCursor<'_> {
         Ok(Some(self.blk.rows[self.pos]))
     }
 
+    /// Like [`advance`](Self::advance) for an essential list inside the window ending at
+    /// `end`: blocks wholly in the window whose bound is at most `floor` are passed without
+    /// being decoded (none of their rows can reach the threshold, whatever the other lists
+    /// add). None once no row of the window is left in a block above `floor`; the cursor
+    /// then stays before the next window, which judges its blocks under its own bounds.
+    fn advance_above(&mut self, target: u32, end: u32, floor: f32) -> Result<Option<u32>, IndexError> {
+        if self.exhausted {
+            return Ok(None);
+        }
+        let in_block = self.blk_idx != usize::MAX && self.blk.rows[self.blk.len - 1] >= target;
+        if in_block && self.block_scores[self.blk_idx] > floor {
+            return self.advance(target);
+        }
+        let mut b = if self.blk_idx == usize::MAX { 0 } else { self.blk_idx + 1 };
+        while b < self.last_rows.len() && self.last_rows[b] < target {
+            b += 1;
+        }
+        while b < self.last_rows.len() && self.block_scores[b] <= floor {
+            if self.last_rows[b] > end {
+                return Ok(None);
+            }
+            b += 1;
+        }
+        if b >= self.last_rows.len() {
+            self.exhausted = true;
+            return Ok(None);
+        }
+        let first_possible = if b == 0 { 0 } else { self.last_rows[b - 1].saturating_add(1) };
+        self.advance(target.max(first_possible))
+    }
+
+    /// The row after the current one, for an essential list whose current block was judged
+    /// above `floor`: the next row of the decoded block, else [`advance_above`](Self::advance_above).
+    fn next_above(&mut self, end: u32, floor: f32) -> Result<Option<u32>, IndexError> {
+        if self.pos + 1 < self.blk.len {
+            self.pos += 1;
+            return Ok(Some(self.blk.rows[self.pos]));
+        }
+        match self.blk.rows[self.pos] {
+            u32::MAX => Ok(None),
+            row => self.advance_above(row + 1, end, floor),
+        }
+    }
+
     fn score_here(&self, caches: &[NormCache]) -> f32 {
         let row = self.blk.rows[self.pos];
         let norm = self.norms.get(row as usize).copied().unwrap_or(0);
@@ -247,6 +291,11 @@ pub fn search_fields(
     if k == 0 || cursors.is_empty() {
         return Ok(Vec::new());
     }
+    // Rare terms: scoring every posting costs less than the window buffers (tens of KiB
+    // zeroed per segment) and gives the same rows and score bits.
+    if cursors.iter().map(|c| c.last_rows.len()).sum::<usize>() <= FEW_BLOCKS {
+        return score_all(cursors, &caches, nords, k, filter);
+    }
     let n = cursors.len();
     let w = WINDOW as usize;
     // Per window: approximate sums (pruning), per-(row, term) contributions (exact in-order sums),
@@ -267,7 +316,9 @@ pub fn search_fields(
                 next_row = next_row.min(first.max(start));
             }
         }
-        if next_row == u32::MAX {
+        // A window is the unit of work the evaluation's deadline interrupts (the caller
+        // discards a result computed past it).
+        if next_row == u32::MAX || crate::deadline::expired() {
             break;
         }
         start = start.max(next_row);
@@ -290,13 +341,19 @@ pub fn search_fields(
             while ne < n && prefix[ne + 1] <= theta {
                 ne += 1;
             }
-            // Essential lists, term at a time over the window.
+            // Essential lists, term at a time over the window. A block whose bound plus every
+            // other list's window bound stays at or below theta holds no row that can enter
+            // (theta only rises): it is not decoded. A row another list touched then lacks this
+            // list's part, and its partial score stays below theta, so it is never kept.
+            // (In f64, so that "every other list" costs one subtraction, not a pass per list.)
+            let total64: f64 = bounds.iter().map(|&b| f64::from(b)).sum();
             for &i in &order[ne..] {
                 if bounds[i] <= 0.0 {
                     continue;
                 }
+                let floor = (f64::from(theta) - (total64 - f64::from(bounds[i]))) as f32;
                 let c = &mut cursors[i];
-                let mut r = c.advance(start)?;
+                let mut r = c.advance_above(start, end, floor)?;
                 while let Some(row) = r {
                     if row > end {
                         break;
@@ -306,7 +363,7 @@ pub fn search_fields(
                     touched[off >> 6] |= 1u64 << (off & 63);
                     sums[off] += s;
                     contrib[off * nords + c.ord] = s;
-                    r = if row == u32::MAX { None } else { c.advance(row + 1)? };
+                    r = c.next_above(end, floor)?;
                 }
             }
             // Candidates in row order (ties rank by row, so order matters for `> theta`).
@@ -371,12 +428,26 @@ pub fn search_fields_exhaustive(
     k: usize,
     filter: Option<&dyn Fn(u32) -> bool>,
 ) -> Result<Vec<(u32, f32)>, IndexError> {
-    let (mut cursors, caches, nords) = open_cursors(fields)?;
+    let (cursors, caches, nords) = open_cursors(fields)?;
+    score_all(cursors, &caches, nords, k, filter)
+}
+
+/// Below this many blocks over all of a query's lists, [`search_fields`] scores every posting.
+const FEW_BLOCKS: usize = 8;
+
+/// Every posting of every list scored, term at a time, then summed per row in list order.
+fn score_all(
+    mut cursors: Vec<TermCursor<'_>>,
+    caches: &[NormCache],
+    nords: usize,
+    k: usize,
+    filter: Option<&dyn Fn(u32) -> bool>,
+) -> Result<Vec<(u32, f32)>, IndexError> {
     let mut hits: Vec<(u32, usize, f32)> = Vec::new();
     for c in cursors.iter_mut() {
         let mut target = 0u32;
         while let Some(r) = c.advance(target)? {
-            hits.push((r, c.ord, c.score_here(&caches)));
+            hits.push((r, c.ord, c.score_here(caches)));
             if r == u32::MAX {
                 break;
             }

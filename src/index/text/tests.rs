@@ -254,3 +254,49 @@ fn word_v4_splits_at_uax29_word_boundaries_and_word_v3_at_every_non_alphanumeric
     );
     assert_eq!(FullTextSearch::default().tokenizer, "word_v4", "the default for new attributes");
 }
+
+/// Rows where one term is in nearly every row (hundreds of blocks a window, most of whose bounds
+/// fall below the k-th score once it is known, so blocks are passed undecoded) and rare high
+/// scorers are scattered; pruned top-k must still equal the exhaustive one.
+fn dense_corpus(seed: u64, rows: usize) -> Vec<String> {
+    let mut x = seed | 1;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    (0..rows)
+        .map(|_| {
+            let r = next();
+            let tf = if r % 997 == 0 { 6 + r % 5 } else { 1 + (r >> 8) % 2 };
+            let filler = 1 + (r >> 16) % 60;
+            let mut words: Vec<String> = (0..tf).map(|_| "a".to_owned()).collect();
+            words.extend((0..filler).map(|i| format!("f{}", (r >> (i % 40)) % 9)));
+            if r % 5 == 0 {
+                words.push("b".into());
+            }
+            words.join(" ")
+        })
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(12))]
+    #[test]
+    fn pruned_equals_exhaustive_when_blocks_are_passed(seed in any::<u64>(), rows in 5_000usize..40_000,
+                                                       k in 1usize..12, two in any::<bool>(), filt in 0u32..3) {
+        let opts = FullTextSearch { remove_stopwords: false, stemming: false, ..FullTextSearch::default() };
+        let docs = dense_corpus(seed, rows);
+        let bytes = build("a", docs.iter().enumerate().map(|(i, d)| (i as u32, d.as_str())), &opts);
+        let idx = TextIndex::open(&bytes).unwrap();
+        let terms: Vec<String> = if two { vec!["a".into(), "b".into()] } else { vec!["a".into()] };
+        let mut st = CorpusStats::default();
+        st.add_index(&idx, &terms);
+        let p = Bm25Params::default();
+        let fq = [FieldQuery { index: &idx, terms: &terms, prefix: None, stats: &st, params: p, boost: 1.0 }];
+        let f = move |r: u32| r % 3 >= filt;
+        prop_assert_eq!(search_fields(&fq, k, Some(&f)).unwrap(), search_fields_exhaustive(&fq, k, Some(&f)).unwrap());
+        prop_assert_eq!(search_fields(&fq, k, None).unwrap(), search_fields_exhaustive(&fq, k, None).unwrap());
+    }
+}
