@@ -114,71 +114,10 @@ impl DocBlocks {
     /// Checks the section `sec` of `buf` for a segment of `rows` rows (module invariants).
     pub(super) fn open(buf: &[u8], sec: &Range<usize>, rows: usize) -> Result<DocBlocks, FormatError> {
         let body = buf.get(sec.clone()).unwrap_or_default();
-        let (count, reserved) = (le_u32(body, 0) as usize, le_u32(body, 4));
-        if body.len() < DOC_BLOCKS_HEADER_LEN {
-            return Err(FormatError::Truncated {
-                what: WHAT_BLOCKS,
-                needed: len_u64(DOC_BLOCKS_HEADER_LEN),
-                available: len_u64(body.len()),
-            });
-        }
-        if reserved != 0 {
-            return Err(bad("reserved header bytes are not zero"));
-        }
-        let table_len = count.checked_mul(DOC_BLOCK_ENTRY_LEN).filter(|n| n + 8 <= body.len());
-        let table_len =
-            table_len.ok_or_else(|| bad(format_args!("{count} blocks do not fit the section")))?;
-        if (count == 0) != (rows == 0) || count > rows {
-            return Err(bad(format_args!("{count} blocks for {rows} rows")));
-        }
-        let table = sec.start + DOC_BLOCKS_HEADER_LEN..sec.start + DOC_BLOCKS_HEADER_LEN + table_len;
-        let blocks = DocBlocks { data: table.end..sec.end, table, count };
-        let mut end = 0u64;
-        for i in 0..count {
-            let e = blocks.entry(buf, i);
-            let next_row = if i + 1 < count { blocks.entry(buf, i + 1).first_row as usize } else { rows };
-            blocks.check_entry(buf, i, &e, end, next_row)?;
-            end = e.stored().end;
-        }
-        if end != len_u64(blocks.data.len()) {
-            return Err(bad(format_args!("blocks end at {end}, the data is {} bytes", blocks.data.len())));
-        }
-        Ok(blocks)
-    }
-
-    fn check_entry(
-        &self,
-        buf: &[u8],
-        i: usize,
-        e: &Entry,
-        at: u64,
-        next_row: usize,
-    ) -> Result<(), FormatError> {
-        let first = e.first_row as usize;
-        if (i == 0 && first != 0) || first >= next_row {
-            return Err(bad(format_args!("block {i}: rows {first}..{next_row} are empty or out of order")));
-        }
-        if e.offset != at {
-            return Err(bad(format_args!("block {i} starts at {}, not at {at}", e.offset)));
-        }
-        let n = len_u64(next_row - first);
-        let (stored, raw) = (u64::from(e.stored_len), u64::from(e.raw_len));
-        // Each row's offset (4 B) and at least an empty map (4 B), plus the closing offset.
-        let shape_ok = raw >= 8 * n + 4
-            && match e.codec {
-                CODEC_STORED => stored == raw,
-                CODEC_LZ4 => stored < raw && raw <= stored.saturating_mul(LZ4_MAX_EXPANSION),
-                _ => false,
-            };
-        let at_entry = self.table.start + i * DOC_BLOCK_ENTRY_LEN;
-        let reserved = buf.get(at_entry + 25..at_entry + DOC_BLOCK_ENTRY_LEN).unwrap_or_default();
-        if !shape_ok || reserved.iter().any(|&b| b != 0) {
-            return Err(bad(format_args!(
-                "block {i}: codec {} with {stored} stored and {raw} raw bytes for {n} rows",
-                e.codec
-            )));
-        }
-        Ok(())
+        let count = check_table(body, rows, body.len())?;
+        let table = sec.start + DOC_BLOCKS_HEADER_LEN
+            ..sec.start + DOC_BLOCKS_HEADER_LEN + count * DOC_BLOCK_ENTRY_LEN;
+        Ok(DocBlocks { data: table.end..sec.end, table, count })
     }
 
     /// The byte range of entry `i` in the file.
@@ -206,6 +145,124 @@ impl DocBlocks {
         let r = e.stored();
         let at = |o: u64| self.data.start.saturating_add(usize::try_from(o).unwrap_or(usize::MAX));
         at(r.start)..at(r.end)
+    }
+}
+
+/// The length of a doc-blocks section's head (header and table) of `count` blocks.
+fn head_len(count: usize) -> Option<usize> {
+    count.checked_mul(DOC_BLOCK_ENTRY_LEN)?.checked_add(DOC_BLOCKS_HEADER_LEN)
+}
+
+/// Checks the head at the start of `sec` (at least the header and table) of a section of
+/// `section_len` bytes, for `rows` rows; returns the block count (module invariants).
+fn check_table(sec: &[u8], rows: usize, section_len: usize) -> Result<usize, FormatError> {
+    if sec.len() < DOC_BLOCKS_HEADER_LEN {
+        return Err(FormatError::Truncated {
+            what: WHAT_BLOCKS,
+            needed: len_u64(DOC_BLOCKS_HEADER_LEN),
+            available: len_u64(sec.len()),
+        });
+    }
+    let (count, reserved) = (le_u32(sec, 0) as usize, le_u32(sec, 4));
+    if reserved != 0 {
+        return Err(bad("reserved header bytes are not zero"));
+    }
+    let head = head_len(count).filter(|h| *h <= sec.len() && *h <= section_len);
+    let head = head.ok_or_else(|| bad(format_args!("{count} blocks do not fit the section")))?;
+    if (count == 0) != (rows == 0) || count > rows {
+        return Err(bad(format_args!("{count} blocks for {rows} rows")));
+    }
+    let at = |i: usize| DOC_BLOCKS_HEADER_LEN + i * DOC_BLOCK_ENTRY_LEN;
+    let entry = |i: usize| Entry::parse(sec.get(at(i)..).unwrap_or_default());
+    let mut end = 0u64;
+    for i in 0..count {
+        let e = entry(i);
+        let next_row = if i + 1 < count { entry(i + 1).first_row as usize } else { rows };
+        let reserved = sec.get(at(i) + 25..at(i) + DOC_BLOCK_ENTRY_LEN).unwrap_or_default();
+        check_entry(i, &e, end, next_row, reserved)?;
+        end = e.stored().end;
+    }
+    let data_len = len_u64(section_len - head);
+    if end != data_len {
+        return Err(bad(format_args!("blocks end at {end}, the data is {data_len} bytes")));
+    }
+    Ok(count)
+}
+
+fn check_entry(i: usize, e: &Entry, at: u64, next_row: usize, reserved: &[u8]) -> Result<(), FormatError> {
+    let first = e.first_row as usize;
+    if (i == 0 && first != 0) || first >= next_row {
+        return Err(bad(format_args!("block {i}: rows {first}..{next_row} are empty or out of order")));
+    }
+    if e.offset != at {
+        return Err(bad(format_args!("block {i} starts at {}, not at {at}", e.offset)));
+    }
+    let n = len_u64(next_row - first);
+    let (stored, raw) = (u64::from(e.stored_len), u64::from(e.raw_len));
+    // Each row's offset (4 B) and at least an empty map (4 B), plus the closing offset.
+    let shape_ok = raw >= 8 * n + 4
+        && match e.codec {
+            CODEC_STORED => stored == raw,
+            CODEC_LZ4 => stored < raw && raw <= stored.saturating_mul(LZ4_MAX_EXPANSION),
+            _ => false,
+        };
+    if !shape_ok || reserved.len() != 7 || reserved.iter().any(|&b| b != 0) {
+        return Err(bad(format_args!(
+            "block {i}: codec {} with {stored} stored and {raw} raw bytes for {n} rows",
+            e.codec
+        )));
+    }
+    Ok(())
+}
+
+/// A doc-blocks table read on its own, by range (the cold path, storage-format 11.4): finds a
+/// row's block, and decodes the row from the block's stored bytes read separately.
+#[derive(Debug, Clone)]
+pub struct DocBlockTable {
+    entries: Vec<Entry>,
+    rows: usize,
+    head: u64,
+}
+
+impl DocBlockTable {
+    /// The head length (header and table) of a section whose first 8 bytes are `header`:
+    /// what a ranged reader fetches first.
+    pub fn head_len(header: &[u8]) -> Option<u64> {
+        head_len(le_u32(header, 0) as usize).map(len_u64)
+    }
+
+    /// Parses and checks `head` (exactly the section's head) of a section of `section_len`
+    /// bytes for a segment of `rows` rows, with the checks of a segment's open.
+    pub fn parse(head: &[u8], rows: usize, section_len: u64) -> Result<DocBlockTable, FormatError> {
+        let section_len = to_usize("doc blocks section", section_len)?;
+        let count = check_table(head, rows, section_len)?;
+        if head_len(count) != Some(head.len()) {
+            return Err(bad(format_args!("a head of {} bytes for {count} blocks", head.len())));
+        }
+        let entries = (0..count)
+            .map(|i| Entry::parse(&head[DOC_BLOCKS_HEADER_LEN + i * DOC_BLOCK_ENTRY_LEN..]))
+            .collect();
+        Ok(DocBlockTable { entries, rows, head: len_u64(head.len()) })
+    }
+
+    /// The block holding `row` and its stored bytes' range, relative to the section's start.
+    pub fn locate(&self, row: usize) -> Option<(usize, Range<u64>)> {
+        if row >= self.rows {
+            return None;
+        }
+        let i = self.entries.partition_point(|e| e.first_row as usize <= row).checked_sub(1)?;
+        let r = self.entries.get(i)?.stored();
+        Some((i, self.head + r.start..self.head + r.end))
+    }
+
+    /// The attributes of `row`, decoded from block `block`'s stored bytes (as
+    /// [`DocBlockTable::locate`] named them), the block checked whole first.
+    pub fn row_attributes(&self, block: usize, stored: &[u8], row: usize) -> Result<AttrMap, FormatError> {
+        let e = self.entries.get(block).ok_or_else(|| bad(format_args!("no block {block}")))?;
+        let end = self.entries.get(block + 1).map_or(self.rows, |n| n.first_row as usize);
+        let b = Block::decode(e, stored, end)?;
+        let bytes = b.row(row).ok_or_else(|| bad(format_args!("row {row} is not in block {block}")))?;
+        super::decode_row_attributes(bytes)
     }
 }
 

@@ -76,7 +76,7 @@ mod deletes;
 pub use deletes::*;
 mod docblocks;
 pub use docblocks::{
-    Block, CACHE_BLOCKS, CACHE_MAX_BLOCK, CODEC_LZ4, CODEC_STORED, DOC_BLOCKS_HEADER_LEN,
+    Block, DocBlockTable, CACHE_BLOCKS, CACHE_MAX_BLOCK, CODEC_LZ4, CODEC_STORED, DOC_BLOCKS_HEADER_LEN,
     DOC_BLOCK_ENTRY_LEN, DOC_BLOCK_TARGET,
 };
 
