@@ -21,7 +21,8 @@
 //! - A block is used only once decoded whole and checked ([`Block::decode`]): it decompresses to
 //!   exactly `raw_len` bytes, their crc32c is `raw_crc32c`, and its offsets table is well formed.
 //!   Anything else is a [`FormatError`] for the rows of that block, never a panic or a wrong row.
-//! - Decoded blocks are kept per thread, the last [`CACHE_BLOCKS`] of them keyed by the
+//! - Decoded blocks are kept per thread (a hit checks the block's stored bytes against the
+//!   range checksums again, as a read of raw docs would, so rot after open is caught alike), the last [`CACHE_BLOCKS`] of them keyed by the
 //!   segment's process-unique id (never an address, which a later segment may reuse) and the
 //!   block's first row: a scan that reads rows in order decompresses each block once, and a
 //!   thread holds at most `CACHE_BLOCKS × CACHE_MAX_BLOCK` bytes of them.
@@ -272,6 +273,8 @@ pub struct Block {
     raw: Vec<u8>,
     first_row: usize,
     rows: usize,
+    /// Where its stored bytes are in the segment file (what a cache hit checks again).
+    stored: Range<usize>,
 }
 
 impl Block {
@@ -302,7 +305,7 @@ impl Block {
         if actual != e.raw_crc {
             return Err(FormatError::ChecksumMismatch { what: "doc block", expected: e.raw_crc, actual });
         }
-        let block = Block { raw, first_row, rows: end_row - first_row };
+        let block = Block { raw, first_row, rows: end_row - first_row, stored: 0..0 };
         block.check_offsets()?;
         Ok(block)
     }
@@ -331,6 +334,17 @@ impl Block {
             )));
         }
         Ok(())
+    }
+
+    /// The block, noting that its stored bytes are `range` of the segment file.
+    pub(super) fn stored_at(mut self, range: Range<usize>) -> Block {
+        self.stored = range;
+        self
+    }
+
+    /// Where its stored bytes are in the segment file.
+    pub(super) fn stored(&self) -> Range<usize> {
+        self.stored.clone()
     }
 
     /// Whether the block holds `row`.

@@ -790,7 +790,9 @@ impl Segment {
         row: usize,
     ) -> Result<Arc<super::docblocks::Block>, FormatError> {
         if let Some(b) = super::docblocks::cached(self.inner.uid, row) {
-            return Ok(b);
+            // Decoded from bytes that matched; checked again so that rot since is met as with
+            // raw docs (cheap within an evaluation's scope, which remembers checked chunks).
+            return if self.guard(b.stored()) { Ok(b) } else { Err(Self::changed(row)) };
         }
         // The last block whose first row is at most `row` (block 0 starts at row 0).
         let (mut lo, mut hi) = (0usize, blocks.count);
@@ -810,13 +812,14 @@ impl Segment {
             return Err(Self::changed(row));
         }
         let e = blocks.entry(self.buf(), lo);
-        let stored = blocks.stored_range(&e);
-        if !self.guard(stored.clone()) {
+        let stored_range = blocks.stored_range(&e);
+        if !self.guard(stored_range.clone()) {
             return Err(Self::changed(row));
         }
         let end_row = blocks.end_row(self.buf(), lo, self.inner.rows);
-        let bytes = self.buf().get(stored).unwrap_or_default();
-        let block = Arc::new(super::docblocks::Block::decode(&e, bytes, end_row)?);
+        let bytes = self.buf().get(stored_range.clone()).unwrap_or_default();
+        let block = super::docblocks::Block::decode(&e, bytes, end_row)?.stored_at(stored_range);
+        let block = Arc::new(block);
         super::docblocks::remember(self.inner.uid, &block);
         Ok(block)
     }
