@@ -91,6 +91,9 @@ fn top10(seg: &Segment) -> usize {
     total
 }
 
+/// A read class: its name and the reads it times.
+type Class = (&'static str, fn(&Segment) -> usize);
+
 fn timed(seg: &Segment, f: fn(&Segment) -> usize) -> (Duration, usize) {
     let t = Instant::now();
     let out = tidepool::integrity::within(|| f(seg)).expect("no rot");
@@ -116,7 +119,7 @@ fn main() {
         raw_build.as_secs_f64() * 1e3,
         packed_build.as_secs_f64() * 1e3
     );
-    let classes: [(&str, fn(&Segment) -> usize); 3] = [("scan", scan), ("attrs", attrs), ("top10", top10)];
+    let classes: [Class; 3] = [("scan", scan), ("attrs", attrs), ("top10", top10)];
     for (name, f) in classes {
         let (mut best_raw, mut best_packed) = (Duration::MAX, Duration::MAX);
         for _ in 0..rounds {
