@@ -22,7 +22,8 @@
 //!   exactly `raw_len` bytes, their crc32c is `raw_crc32c`, and its offsets table is well formed.
 //!   Anything else is a [`FormatError`] for the rows of that block, never a panic or a wrong row.
 //! - Decoded blocks are kept per thread (a hit checks the block's stored bytes against the
-//!   range checksums again, as a read of raw docs would, so rot after open is caught alike), the last [`CACHE_BLOCKS`] of them keyed by the
+//!   range checksums again, as a read of raw docs would, so rot after open is caught alike —
+//!   once per integrity epoch, `crate::integrity::epoch`, as the guard itself does), the last [`CACHE_BLOCKS`] of them keyed by the
 //!   segment's process-unique id (never an address, which a later segment may reuse) and the
 //!   block's first row: a scan that reads rows in order decompresses each block once, and a
 //!   thread holds at most `CACHE_BLOCKS × CACHE_MAX_BLOCK` bytes of them.
@@ -372,26 +373,52 @@ pub(super) fn next_segment_uid() -> u64 {
     NEXT.fetch_add(1, AtomicOrdering::Relaxed)
 }
 
+/// A decoded block kept for segment `uid`, and the integrity epoch its stored bytes were last
+/// checked in (`crate::integrity::epoch`).
+struct Cached {
+    uid: u64,
+    block: Arc<Block>,
+    checked: Option<u64>,
+}
+
 thread_local! {
-    static CACHE: RefCell<VecDeque<(u64, Arc<Block>)>> = const { RefCell::new(VecDeque::new()) };
+    static CACHE: RefCell<VecDeque<Cached>> = const { RefCell::new(VecDeque::new()) };
 }
 
-/// The decoded block of segment `uid` holding `row`, if this thread has it.
-pub(super) fn cached(uid: u64, row: usize) -> Option<Arc<Block>> {
-    CACHE.with(|c| c.borrow().iter().find(|(u, b)| *u == uid && b.holds(row)).map(|(_, b)| Arc::clone(b)))
+/// The decoded block of segment `uid` holding `row`, if this thread has it, and whether its
+/// stored bytes were checked in the current integrity epoch.
+pub(super) fn cached(uid: u64, row: usize) -> Option<(Arc<Block>, bool)> {
+    let now = crate::integrity::epoch();
+    CACHE.with(|c| {
+        let c = c.borrow();
+        let hit = c.iter().find(|e| e.uid == uid && e.block.holds(row))?;
+        Some((Arc::clone(&hit.block), now.is_some() && hit.checked == now))
+    })
 }
 
-/// Keeps `block` of segment `uid` for this thread's next reads (small blocks only).
+/// Notes that the cached block of `uid` holding `row` had its stored bytes checked now.
+pub(super) fn checked(uid: u64, row: usize) {
+    let now = crate::integrity::epoch();
+    CACHE.with(|c| {
+        if let Some(e) = c.borrow_mut().iter_mut().find(|e| e.uid == uid && e.block.holds(row)) {
+            e.checked = now;
+        }
+    });
+}
+
+/// Keeps `block` of segment `uid`, its stored bytes checked now, for this thread's next reads
+/// (small blocks only).
 pub(super) fn remember(uid: u64, block: &Arc<Block>) {
     if block.size() > CACHE_MAX_BLOCK {
         return;
     }
+    let checked = crate::integrity::epoch();
     CACHE.with(|c| {
         let mut c = c.borrow_mut();
         if c.len() >= CACHE_BLOCKS {
             c.pop_back();
         }
-        c.push_front((uid, Arc::clone(block)));
+        c.push_front(Cached { uid, block: Arc::clone(block), checked });
     });
 }
 

@@ -789,10 +789,17 @@ impl Segment {
         blocks: &super::docblocks::DocBlocks,
         row: usize,
     ) -> Result<Arc<super::docblocks::Block>, FormatError> {
-        if let Some(b) = super::docblocks::cached(self.inner.uid, row) {
-            // Decoded from bytes that matched; checked again so that rot since is met as with
-            // raw docs (cheap within an evaluation's scope, which remembers checked chunks).
-            return if self.guard(b.stored()) { Ok(b) } else { Err(Self::changed(row)) };
+        if let Some((b, fresh)) = super::docblocks::cached(self.inner.uid, row) {
+            // Decoded from bytes that matched; checked again once per integrity epoch so that
+            // rot since is met as with raw docs, without a check of the whole block per row.
+            if fresh {
+                return Ok(b);
+            }
+            if !self.guard(b.stored()) {
+                return Err(Self::changed(row));
+            }
+            super::docblocks::checked(self.inner.uid, row);
+            return Ok(b);
         }
         // The last block whose first row is at most `row` (block 0 starts at row 0).
         let (mut lo, mut hi) = (0usize, blocks.count);
