@@ -801,13 +801,12 @@ impl Segment {
             super::docblocks::checked(self.inner.uid, row);
             return Ok(b);
         }
-        // The last block whose first row is at most `row` (block 0 starts at row 0).
+        // The last block whose first row is at most `row` (block 0 starts at row 0). The probes
+        // only navigate: the two entries that bound the row are checked below, so a changed
+        // probe can only end at a block that does not hold the row, an error, never a wrong row.
         let (mut lo, mut hi) = (0usize, blocks.count);
         while hi - lo > 1 {
             let mid = lo + (hi - lo) / 2;
-            if !self.guard(blocks.entry_range(mid)) {
-                return Err(Self::changed(row));
-            }
             if blocks.entry(self.buf(), mid).first_row as usize <= row {
                 lo = mid;
             } else {
@@ -819,11 +818,14 @@ impl Segment {
             return Err(Self::changed(row));
         }
         let e = blocks.entry(self.buf(), lo);
+        let end_row = blocks.end_row(self.buf(), lo, self.inner.rows);
+        if !(e.first_row as usize..end_row).contains(&row) {
+            return Err(Self::changed(row));
+        }
         let stored_range = blocks.stored_range(&e);
         if !self.guard(stored_range.clone()) {
             return Err(Self::changed(row));
         }
-        let end_row = blocks.end_row(self.buf(), lo, self.inner.rows);
         let bytes = self.buf().get(stored_range.clone()).unwrap_or_default();
         let block = super::docblocks::Block::decode(&e, bytes, end_row)?.stored_at(stored_range);
         let block = Arc::new(block);
