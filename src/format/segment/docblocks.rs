@@ -443,7 +443,7 @@ impl BlockWriter {
             _ => Err(FormatError::TooLarge {
                 what: "segment doc row",
                 len: len_u64(len),
-                max: u64::from(u32::MAX) / 2,
+                max: u64::from(u32::MAX).saturating_sub(len_u64(raw)),
             }),
         }
     }
