@@ -6,7 +6,7 @@
 # SECONDS defaults to $FUZZ_SECONDS or 20 per target; TARGETs default to all.
 # Uses the stable toolchain with --sanitizer=none (RUSTC_BOOTSTRAP=1 lets
 # cargo-fuzz pass its flags), as redb's CI does. Installs cargo-fuzz if it is
-# missing. Seeds each corpus from the frozen fixtures in tests/fixtures/v1, v2, v4, v7, v8, v9, v10, v11 and v13.
+# missing. Seeds each corpus from the frozen fixtures in tests/fixtures/v1, v2, v4, v7, v8, v9, v10, v11, v13 and v14.
 # Exits non-zero if a target crashes (the input is kept in fuzz/artifacts/).
 set -euo pipefail
 
@@ -65,6 +65,12 @@ for i in range(n):
     k, _, _, o, l = struct.unpack_from("<HHIQQ", b, t + 24 * i)
     if k == 21:
         sys.stdout.buffer.write(b[o:o + l])' "$v2/segment_cold.seg" | seed index_open fixture-cold-ivf 002 -
+fi
+v14="$here/../tests/fixtures/v14"
+if [ -d "$v14" ]; then
+  # Segment version 2: doc blocks (LZ4 and stored), whole and resealed.
+  seed segment_decode fixture-segment-blocks 000 "$v14/segment_blocks.seg"
+  seed segment_decode fixture-segment-blocks-resealed 001 "$v14/segment_blocks.seg"
 fi
 v13="$here/../tests/fixtures/v13"
 if [ -d "$v13" ]; then

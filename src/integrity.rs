@@ -104,6 +104,21 @@ thread_local! {
     /// scan that reads many rows of one chunk. Cleared with the scope and each epoch.
     static LAST: Cell<[(u64, usize); LAST_SLOTS]> = const { Cell::new([(0, 0); LAST_SLOTS]) };
     static LAST_NEXT: Cell<usize> = const { Cell::new(0) };
+    /// Names the thread's current checking epoch ([`epoch`]): bumped by every new scope and
+    /// every [`RECHECK_AFTER`] restart within one.
+    static EPOCH: Cell<u64> = const { Cell::new(0) };
+}
+
+/// The thread's current checking epoch: bytes a guard passed under one epoch need not be checked
+/// again while the epoch lasts (that scope, within [`RECHECK_AFTER`]). `None` outside every
+/// scope, where each read checks. For callers that keep something decoded from checked bytes (a
+/// segment's decoded doc blocks) and would otherwise check its bytes again on every use.
+pub fn epoch() -> Option<u64> {
+    SCOPE.with(|s| s.borrow().is_some()).then(|| EPOCH.get())
+}
+
+fn next_epoch() {
+    EPOCH.set(EPOCH.get().wrapping_add(1));
 }
 
 /// Entries of the fast path: a scan row touches a few regions at once (its id, its offsets,
@@ -144,6 +159,7 @@ impl Drop for Installed {
     fn drop(&mut self) {
         SCOPE.with(|s| *s.borrow_mut() = None);
         forget_last();
+        next_epoch();
     }
 }
 
@@ -164,6 +180,7 @@ pub fn within<T>(f: impl FnOnce() -> T) -> Result<T, Rot> {
     });
     let _clear = Installed;
     forget_last();
+    next_epoch();
     let out = f();
     let rot = SCOPE.with(|s| s.borrow_mut().as_mut().and_then(|sc| sc.rot.take()));
     match rot {
@@ -377,6 +394,7 @@ impl Scope {
             self.recent.fill((0, 0));
             self.epoch_start = Instant::now();
             forget_last();
+            next_epoch();
         }
         self.recent.get(Self::slot(id, chunk)).is_some_and(|s| *s == (id, chunk))
     }

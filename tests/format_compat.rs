@@ -225,7 +225,7 @@ fn golden_current_bytes_are_stable() {
 /// Two rows with u64 ids 1 and 2, 2-dimensional vectors, attributes {"a": 1}
 /// and {}, and one extension section (kind 17, "abc").
 fn golden_segment() -> Vec<u8> {
-    let mut b = SegmentBuilder::new(IdType::U64, Some(2));
+    let mut b = SegmentBuilder::new(IdType::U64, Some(2)).with_raw_docs();
     b.push(&Document {
         id: DocId::U64(1),
         vector: Some(vec![1.0, 2.0].into()),
@@ -529,7 +529,7 @@ fn v1_segment_docs() -> Vec<Document> {
 }
 
 fn v1_segment() -> Vec<u8> {
-    let mut b = SegmentBuilder::new(IdType::String, Some(3));
+    let mut b = SegmentBuilder::new(IdType::String, Some(3)).with_raw_docs();
     for d in v1_segment_docs() {
         b.push(&d).unwrap();
     }
@@ -707,7 +707,7 @@ fn v2_cold_segment_vectors() -> Vec<f32> {
 fn v2_cold_segment() -> Vec<u8> {
     use tidepool::index::vector::{ann, coldivf, distance::Metric};
     let v = v2_cold_segment_vectors();
-    let mut b = SegmentBuilder::new(IdType::U64, Some(4));
+    let mut b = SegmentBuilder::new(IdType::U64, Some(4)).with_raw_docs();
     for (row, x) in v.chunks_exact(4).enumerate() {
         let d = Document {
             id: DocId::U64(row as u64 * 3),
@@ -726,7 +726,7 @@ fn v2_cold_segment() -> Vec<u8> {
 
 /// 300 rows with string ids and attributes, with range checksums (kind 22).
 fn v2_ranges_segment() -> Vec<u8> {
-    let mut b = SegmentBuilder::new(IdType::String, None).with_range_checksums();
+    let mut b = SegmentBuilder::new(IdType::String, None).with_raw_docs().with_range_checksums();
     for i in 0..300u32 {
         let mut attrs = AttrMap::new();
         attrs.insert("body".to_owned(), Value::Str(format!("row {i} ").repeat(20)));

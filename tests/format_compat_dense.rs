@@ -96,7 +96,7 @@ fn v11_segment_docs() -> Vec<Document> {
 }
 
 fn v11_segment() -> Vec<u8> {
-    let mut b = SegmentBuilder::new(IdType::U64, Some(2));
+    let mut b = SegmentBuilder::new(IdType::U64, Some(2)).with_raw_docs();
     for d in v11_segment_docs() {
         b.push(&d).unwrap();
     }

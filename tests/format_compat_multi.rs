@@ -90,7 +90,7 @@ fn v12_segment_docs() -> Vec<Document> {
 }
 
 fn v12_segment() -> Vec<u8> {
-    let mut b = SegmentBuilder::new(IdType::U64, None);
+    let mut b = SegmentBuilder::new(IdType::U64, None).with_raw_docs();
     for d in v12_segment_docs() {
         b.push(&d).unwrap();
     }

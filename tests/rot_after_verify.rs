@@ -4,7 +4,7 @@
 //! the very file the daemon has mapped.
 //!
 //! Invariants guarded:
-//! - Local store: once a row's bytes changed, a filter query, a full scan and an
+//! - Local store: once a row's bytes changed (in doc blocks: the stored block holding it), a filter query, a full scan and an
 //!   export that read the row fail with a clear 5xx (JSON message naming the
 //!   change) instead of answering without the row; `verify` names the object;
 //!   another namespace keeps answering, and the node needs no restart.
@@ -53,13 +53,33 @@ fn offset_in_row(seg: &[u8], row: u64, needle: &[u8]) -> u64 {
     (data + a + at) as u64
 }
 
-/// Change `row`'s "keep" to "kefp" in place (still valid UTF-8: a wrong value, not a broken one).
+/// Change `row`'s bytes in place: in raw docs (segment version 1) its "keep" to "kefp" (still
+/// valid UTF-8: a wrong value, not a broken one); in doc blocks (version 2) a byte in the middle
+/// of the stored block holding it (8.5.1).
 fn rot_row(path: &Path, row: u64) {
     let seg = std::fs::read(path).unwrap();
-    let at = offset_in_row(&seg, row, b"keep") + 2;
+    let (at, byte) = if u16::from_le_bytes([seg[8], seg[9]]) == 1 {
+        (offset_in_row(&seg, row, b"keep") + 2, b'f')
+    } else {
+        let at = offset_in_block(&seg, row);
+        (at, seg[at as usize] ^ 0x20)
+    };
     let f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
-    f.write_all_at(b"f", at).unwrap();
+    f.write_all_at(&[byte], at).unwrap();
     f.sync_all().unwrap();
+}
+
+/// The file offset of the middle of the stored block holding `row` (doc blocks, kind 5: a
+/// header of 8 bytes, 32-byte entries — offset u64, first_row u32, stored_len u32, ... — then
+/// the stored blocks).
+fn offset_in_block(seg: &[u8], row: u64) -> u64 {
+    let (sec, _) = section(seg, 5);
+    let u32_at = |at: usize| u32::from_le_bytes(seg[at..at + 4].try_into().unwrap()) as usize;
+    let blocks = u32_at(sec);
+    let entry = |i: usize| sec + 8 + 32 * i;
+    let block = (0..blocks).rev().find(|&i| u32_at(entry(i) + 8) as u64 <= row).expect("a block");
+    let offset = u64::from_le_bytes(seg[entry(block)..entry(block) + 8].try_into().unwrap()) as usize;
+    (sec + 8 + 32 * blocks + offset + u32_at(entry(block) + 12) / 2) as u64
 }
 
 /// `(offset, len)` of the first section of `kind` (the segment's section table, 8.3).

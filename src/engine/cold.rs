@@ -11,7 +11,9 @@
 //! 3. per segment the probed lists (rows and f32 vectors, contiguous per list) — more lists in
 //!    further round trips only when the probed ones hold fewer live rows than the page needs;
 //! 4. only when the query returns attributes: the page's attribute bytes (ranged reads widened
-//!    to checksummed chunks; the docs offsets table is read in round trip 3).
+//!    to checksummed chunks; the docs offsets table — of a version 2 segment, its doc blocks'
+//!    table — is read in round trip 3): a row's bytes in raw docs, the stored block holding it
+//!    in doc blocks, decoded and checked whole (`DocBlockTable`).
 //!
 //! The reader protocol's probe of the next generation (5.2) rides along: GET `{g+1}.json` in round
 //! trip 2, HEAD `{g+1}.gc` in round trip 3 — in that order, since garbage collection creates the
@@ -47,8 +49,8 @@ use super::{Engine, EngineError};
 use crate::engine::ErrorKind;
 use crate::format::manifest::{decode_current_full, Manifest, SectionRef, SegmentRef};
 use crate::format::segment::{
-    decode_row_attributes, DeletionSet, IdsSection, RangeChecksums, SECTION_COLD_IVF, SECTION_DOCS,
-    SECTION_IDS, SECTION_NAMED_COLD_IVF, SECTION_RANGE_CHECKSUMS,
+    decode_row_attributes, DeletionSet, DocBlockTable, IdsSection, RangeChecksums, SECTION_COLD_IVF,
+    SECTION_DOCS, SECTION_DOC_BLOCKS, SECTION_IDS, SECTION_NAMED_COLD_IVF, SECTION_RANGE_CHECKSUMS,
 };
 use crate::format::wal::WalBatch;
 use crate::index::vector::coldivf::ColdHead;
@@ -81,8 +83,22 @@ struct SegmentHead {
     head: ColdHead,
     ids: IdsSection,
     deleted: Option<DeletionSet>,
-    /// When attributes are returned: the docs section and the file's range checksums.
+    /// When attributes are returned: the docs section (raw docs, kind 2, or doc blocks, kind 5)
+    /// and the file's range checksums.
     docs: Option<(SectionRef, RangeChecksums)>,
+}
+
+/// How a segment's rows are found in its docs section (round trip 3).
+enum DocIndex {
+    /// Raw docs: the offsets table (rows + 1 u64s, relative to the data after it).
+    Offsets(Vec<u64>),
+    /// Doc blocks: the block table.
+    Blocks(DocBlockTable),
+}
+
+/// A segment's docs section of either layout (doc blocks with their head recorded).
+fn docs_section(s: &SegmentRef) -> Option<&SectionRef> {
+    section(s, SECTION_DOC_BLOCKS).filter(|d| d.head > 0).or_else(|| section(s, SECTION_DOCS))
 }
 
 /// A live, unshadowed row read from a list: (distance, row, id, list read, position in it).
@@ -290,8 +306,7 @@ impl Engine {
         let cold_ready = |s: &SegmentRef| {
             section(s, SECTION_IDS).is_some()
                 && section(s, lists_kind).is_some_and(|c| c.head > 0)
-                && (!attrs
-                    || (section(s, SECTION_DOCS).is_some() && section(s, SECTION_RANGE_CHECKSUMS).is_some()))
+                && (!attrs || (docs_section(s).is_some() && section(s, SECTION_RANGE_CHECKSUMS).is_some()))
         };
         let on_disk = |s: &SegmentRef| s.files.iter().all(|f| self.cache.is_cached(&f.key));
         if !m.segments.iter().all(cold_ready) || (!uncached && m.segments.iter().all(on_disk)) {
@@ -357,7 +372,7 @@ impl Engine {
         // Round trip 3 (with the docs offsets tables when attributes are returned).
         let want = q.limit.saturating_add(q.offset);
         let lists = self.probe_lists(heads, cq, &overlay, want);
-        let offsets = try_join_all(heads.iter().map(|h| self.doc_offsets(h)));
+        let offsets = try_join_all(heads.iter().map(|h| self.doc_index(h)));
         let (mut cands, offsets) = futures::try_join!(lists, offsets)?;
         let wal_docs = overlay.into_values().flatten().filter(|d| target.held_by(d));
         let before = cands.len();
@@ -418,7 +433,7 @@ impl Engine {
             }
         };
         let sums = async {
-            match (attrs, section(s, SECTION_RANGE_CHECKSUMS), section(s, SECTION_DOCS)) {
+            match (attrs, section(s, SECTION_RANGE_CHECKSUMS), docs_section(s)) {
                 (true, Some(r), Some(docs)) => {
                     let b = self.store.get_range(&file.key, r.offset..r.offset + r.len).await?;
                     Ok(Some((b, r, docs)))
@@ -589,11 +604,22 @@ impl Engine {
         results.into_iter().next().ok_or_else(|| EngineError::internal("a single query gave no result"))
     }
 
-    /// Round trip 3, beside the lists: a segment's docs offsets table (rows + 1 u64s) when
-    /// attributes are returned, checked against the range checksums and for its shape (starts at
-    /// 0, never decreases, ends at the end of the section).
-    async fn doc_offsets(&self, h: &SegmentHead) -> ColdResult<Option<Vec<u64>>> {
+    /// Round trip 3, beside the lists, when attributes are returned: how a segment's rows are
+    /// found in its docs section, checked against the range checksums and for its shape.
+    async fn doc_index(&self, h: &SegmentHead) -> ColdResult<Option<DocIndex>> {
         let Some((docs, _)) = &h.docs else { return Ok(None) };
+        if docs.kind == SECTION_DOC_BLOCKS {
+            let head = self.verified_range(h, docs.offset..docs.offset + docs.head.min(docs.len)).await?;
+            let table = DocBlockTable::parse(&head, h.rows, docs.len)
+                .map_err(|e| corrupt_by(format!("doc blocks table of {}", h.data_key), e))?;
+            return Ok(Some(DocIndex::Blocks(table)));
+        }
+        self.doc_offsets(h, docs).await.map(|t| Some(DocIndex::Offsets(t)))
+    }
+
+    /// A raw docs section's offsets table (rows + 1 u64s): starts at 0, never decreases, ends at
+    /// the end of the section.
+    async fn doc_offsets(&self, h: &SegmentHead, docs: &SectionRef) -> ColdResult<Vec<u64>> {
         let len = (h.rows as u64 + 1).checked_mul(8).filter(|l| *l <= docs.len);
         let Some(len) = len else {
             return Err(corrupt(format!("docs section of {} is too short", h.data_key)).into());
@@ -608,7 +634,7 @@ impl Engine {
         {
             return Err(corrupt(format!("docs offsets table of {} is malformed", h.data_key)).into());
         }
-        Ok(Some(table))
+        Ok(table)
     }
 
     /// `range` of a segment file, read widened to checksummed chunks and verified.
@@ -636,7 +662,7 @@ impl Engine {
         m: &Manifest,
         q: &Query,
         heads: &[SegmentHead],
-        offsets: &[Option<Vec<u64>>],
+        offsets: &[Option<DocIndex>],
         cands: Vec<Candidate>,
     ) -> ColdResult<Vec<Document>> {
         let mut ids_only = q.clone();
@@ -648,20 +674,39 @@ impl Engine {
         let on_page: Vec<Candidate> = cands.into_iter().filter(|(d, _)| page.contains(&d.id)).collect();
         let reads = on_page.iter().map(|(d, origin)| async move {
             let Some((si, row)) = *origin else { return Ok::<_, ColdError>(d.clone()) };
-            let (h, table) = (&heads[si], offsets[si].as_deref().unwrap_or_default());
-            let (Some((docs, _)), Some(a), Some(b)) =
-                (&h.docs, table.get(row as usize), table.get(row as usize + 1))
-            else {
-                return Err(corrupt(format!("no docs offsets for row {row} of {}", h.data_key)).into());
-            };
-            // The table was checked in `doc_offsets`: 0 <= a <= b <= the data's length.
-            let data = docs.offset + 8 * (h.rows as u64 + 1);
-            let bytes = self.verified_range(h, data + a..data + b).await?;
-            let attrs = decode_row_attributes(&bytes)
-                .map_err(|e| corrupt_by(format!("row {row} of {}", h.data_key), e))?;
+            let attrs = self.row_attributes(&heads[si], offsets[si].as_ref(), row as usize).await?;
             Ok(Document { id: d.id.clone(), vector: d.vector.clone(), attrs })
         });
         try_join_all(reads).await
+    }
+
+    /// Round trip 4 for one row: its attribute bytes (raw docs) or the stored block holding it
+    /// (doc blocks), read by range, verified and decoded.
+    async fn row_attributes(
+        &self,
+        h: &SegmentHead,
+        index: Option<&DocIndex>,
+        row: usize,
+    ) -> ColdResult<AttrMap> {
+        let missing = || corrupt(format!("no docs index for row {row} of {}", h.data_key));
+        let Some((docs, _)) = &h.docs else { return Err(missing().into()) };
+        let damaged = |e| corrupt_by(format!("row {row} of {}", h.data_key), e);
+        match index.ok_or_else(missing)? {
+            DocIndex::Offsets(table) => {
+                let (Some(a), Some(b)) = (table.get(row), table.get(row + 1)) else {
+                    return Err(missing().into());
+                };
+                // The table was checked in `doc_offsets`: 0 <= a <= b <= the data's length.
+                let data = docs.offset + 8 * (h.rows as u64 + 1);
+                let bytes = self.verified_range(h, data + a..data + b).await?;
+                Ok(decode_row_attributes(&bytes).map_err(damaged)?)
+            }
+            DocIndex::Blocks(table) => {
+                let (block, r) = table.locate(row).ok_or_else(missing)?;
+                let bytes = self.verified_range(h, docs.offset + r.start..docs.offset + r.end).await?;
+                Ok(table.row_attributes(block, &bytes, row).map_err(damaged)?)
+            }
+        }
     }
 }
 

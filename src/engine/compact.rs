@@ -549,13 +549,14 @@ impl Engine {
     }
 }
 
-/// The sections a cold query reads by range (ids, docs, cold IVF lists — `vector`'s and the
-/// named vector attributes' — range checksums),
+/// The sections a cold query reads by range (ids, docs — doc blocks with their table's length as
+/// `head` —, cold IVF lists — `vector`'s and the named vector attributes' — range checksums),
 /// recorded in the manifest so a reader can fetch them without first reading
 /// the segment's own table (`storage-format.md` 4.2, 11.4).
 fn cold_read_sections(bytes: &[u8]) -> Result<Vec<SectionRef>, EngineError> {
     use crate::format::segment::{
-        SECTION_COLD_IVF, SECTION_DOCS, SECTION_IDS, SECTION_NAMED_COLD_IVF, SECTION_RANGE_CHECKSUMS,
+        DocBlockTable, SECTION_COLD_IVF, SECTION_DOCS, SECTION_DOC_BLOCKS, SECTION_IDS,
+        SECTION_NAMED_COLD_IVF, SECTION_RANGE_CHECKSUMS,
     };
     use crate::index::vector::{coldivf::ColdHead, coldnamed::NamedColdHead};
     let table = crate::format::segment::section_table(bytes).map_err(|e| {
@@ -565,16 +566,24 @@ fn cold_read_sections(bytes: &[u8]) -> Result<Vec<SectionRef>, EngineError> {
     for s in table.into_iter().filter(|s| {
         matches!(
             s.kind,
-            SECTION_IDS | SECTION_DOCS | SECTION_COLD_IVF | SECTION_NAMED_COLD_IVF | SECTION_RANGE_CHECKSUMS
+            SECTION_IDS
+                | SECTION_DOCS
+                | SECTION_DOC_BLOCKS
+                | SECTION_COLD_IVF
+                | SECTION_NAMED_COLD_IVF
+                | SECTION_RANGE_CHECKSUMS
         )
     }) {
         let at = usize::try_from(s.offset).unwrap_or(usize::MAX);
         let head = match s.kind {
-            SECTION_COLD_IVF => bytes.get(at..).map(|b| ColdHead::parse(b).map(|h| h.head_len())),
-            SECTION_NAMED_COLD_IVF => bytes.get(at..).map(|b| NamedColdHead::parse(b).map(|h| h.head_len())),
-            _ => Some(Ok(0)),
+            SECTION_COLD_IVF => bytes.get(at..).and_then(|b| ColdHead::parse(b).map(|h| h.head_len()).ok()),
+            SECTION_NAMED_COLD_IVF => {
+                bytes.get(at..).and_then(|b| NamedColdHead::parse(b).map(|h| h.head_len()).ok())
+            }
+            SECTION_DOC_BLOCKS => bytes.get(at..).and_then(DocBlockTable::head_len),
+            _ => Some(0),
         };
-        let Some(Ok(head)) = head else { continue }; // unreadable: no cold path for this section
+        let Some(head) = head else { continue }; // unreadable: no cold path for this section
         out.push(SectionRef { kind: s.kind, offset: s.offset, len: s.len, crc32c: s.crc32c, head });
     }
     Ok(out)

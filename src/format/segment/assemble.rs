@@ -14,6 +14,8 @@
 //!   never patched.
 //! - Each section's crc32c and the range checksums are computed over the
 //!   bytes as they are written, not re-read.
+//! - The header's version follows from the docs layout, so the two always agree:
+//!   a segment with doc blocks (kind 5) is version 2, one with raw docs version 1.
 
 use std::fs::File;
 use std::io::Write;
@@ -83,7 +85,12 @@ pub(super) fn assemble_into<W: Write>(
 ) -> Result<W, BuildError> {
     let plan = Plan::new(sections, range_checksums)?;
     let mut out = Out { w: out, at: 0, ranges: range_checksums.then(RangeHasher::default) };
-    out.put(&header(id_kind, rows, dim, plan.count, plan.table_offset))?;
+    let version = if sections.iter().any(|(k, _)| *k == SECTION_DOC_BLOCKS) {
+        SEGMENT_FORMAT_VERSION
+    } else {
+        SEGMENT_FORMAT_V1
+    };
+    out.put(&header(version, id_kind, rows, dim, plan.count, plan.table_offset))?;
     let mut table = Writer::with_capacity(plan.count * SECTION_ENTRY_LEN);
     for ((kind, parts), at) in sections.iter().zip(&plan.offsets) {
         out.pad_to(*at)?;
@@ -151,10 +158,10 @@ impl Plan {
     }
 }
 
-fn header(id_kind: u8, rows: usize, dim: u32, count: usize, table_offset: u64) -> Vec<u8> {
+fn header(version: u16, id_kind: u8, rows: usize, dim: u32, count: usize, table_offset: u64) -> Vec<u8> {
     let mut w = Writer::with_capacity(SEGMENT_HEADER_LEN);
     w.bytes(&SEGMENT_MAGIC);
-    w.u16(SEGMENT_FORMAT_VERSION);
+    w.u16(version);
     w.u16(0); // flags
     w.u8(id_kind);
     w.bytes(&[0; 3]);

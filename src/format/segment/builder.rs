@@ -7,12 +7,17 @@
 //!   vector-absent bitmap in memory; docs bytes, vectors and added sections go to
 //!   unlinked scratch files, and [`SegmentBuilder::finish_into`] streams the file out.
 //!   Both kinds of builder give the same bytes for the same pushes.
+//! - Docs are written as compressed blocks (segment version 2, `docblocks.rs`): each block goes
+//!   to the docs spool as it fills, so memory follows one block and the block table, not the
+//!   docs. [`SegmentBuilder::with_raw_docs`] writes version 1's raw maps instead (offsets kept in
+//!   memory, 8 bytes a row), for compat fixtures and before/after measurements only.
 
 use std::io::Write;
 use std::ops::Range;
 use std::path::Path;
 
 use super::assemble::{assemble_into, BuildError, Part, SectionParts};
+use super::docblocks::BlockWriter;
 use super::spool::{F32Rows, Spool};
 use super::*;
 
@@ -28,8 +33,10 @@ pub struct SegmentBuilder {
     ids: Vec<u8>,
     /// String ids only: offsets into `ids` (starts with 0).
     id_offsets: Vec<u64>,
-    /// Offsets into `docs` (starts with 0).
+    /// Raw docs (version 1) only: offsets into `docs` (starts with 0).
     doc_offsets: Vec<u64>,
+    /// Compressed docs (version 2): the open block and the block table; None for raw docs.
+    blocks: Option<BlockWriter>,
     docs: Spool,
     vectors: Spool,
     absent: Vec<u64>,
@@ -71,6 +78,7 @@ impl SegmentBuilder {
             ids: Vec::new(),
             id_offsets: if id_type == IdType::String { vec![0] } else { Vec::new() },
             doc_offsets: vec![0],
+            blocks: Some(BlockWriter::default()),
             docs,
             vectors,
             absent: Vec::new(),
@@ -85,6 +93,16 @@ impl SegmentBuilder {
     /// so readers can verify ranged reads of the file.
     pub fn with_range_checksums(mut self) -> Self {
         self.range_checksums = true;
+        self
+    }
+
+    /// Write the docs as segment version 1 does (kind 2: an offsets table and raw maps) instead
+    /// of compressed blocks. Compaction never does: this keeps the version 1 encoder for its
+    /// frozen fixtures' compat tests and for benchmarks that compare the two layouts. Call it
+    /// before the first push.
+    pub fn with_raw_docs(mut self) -> Self {
+        debug_assert!(self.rows == 0, "the docs layout is chosen before any row");
+        self.blocks = None;
         self
     }
 
@@ -150,6 +168,9 @@ impl SegmentBuilder {
         }
         let mut attrs = Writer::new();
         encode_attrs(&mut attrs, &doc.attrs)?;
+        if let Some(b) = &self.blocks {
+            b.fits(attrs.len())?;
+        }
 
         // Validated: append everything.
         match &doc.id {
@@ -160,8 +181,13 @@ impl SegmentBuilder {
                 self.id_offsets.push(len_u64(self.ids.len()));
             }
         }
-        self.docs.append(attrs.as_slice());
-        self.doc_offsets.push(self.docs.len());
+        match &mut self.blocks {
+            Some(b) => b.push(attrs.as_slice(), &mut self.docs),
+            None => {
+                self.docs.append(attrs.as_slice());
+                self.doc_offsets.push(self.docs.len());
+            }
+        }
         if let Some(d) = dim {
             let row = self.rows;
             if row.is_multiple_of(64) {
@@ -253,24 +279,32 @@ impl SegmentBuilder {
             ))
             .into());
         }
+        let docs_head = self.blocks.as_mut().map(|b| b.finish(&mut self.docs));
         for s in [&mut self.docs, &mut self.vectors, &mut self.extra_bytes] {
             s.settle()?;
         }
         let mut id_offsets = Writer::with_capacity(self.id_offsets.len() * 8);
         self.id_offsets.iter().for_each(|o| id_offsets.u64(*o));
-        let mut doc_offsets = Writer::with_capacity(self.doc_offsets.len() * 8);
+        let mut doc_offsets =
+            Writer::with_capacity(if docs_head.is_some() { 0 } else { self.doc_offsets.len() * 8 });
         self.doc_offsets.iter().for_each(|o| doc_offsets.u64(*o));
         let mut absent = Writer::new();
         self.absent.iter().for_each(|w| absent.u64(*w));
-        let mut sections: Vec<SectionParts<'_>> = vec![
-            (SECTION_IDS, vec![Part::Bytes(id_offsets.as_slice()), Part::Bytes(&self.ids)]),
-            (SECTION_DOCS, vec![Part::Bytes(doc_offsets.as_slice()), self.docs.part(0..self.docs.len())?]),
-        ];
+        let docs = self.docs.part(0..self.docs.len())?;
+        let mut sections: Vec<SectionParts<'_>> =
+            vec![(SECTION_IDS, vec![Part::Bytes(id_offsets.as_slice()), Part::Bytes(&self.ids)])];
+        if docs_head.is_none() {
+            sections.push((SECTION_DOCS, vec![Part::Bytes(doc_offsets.as_slice()), docs]));
+        }
         if dim.is_some() {
             sections.push((SECTION_VECTORS, vec![self.vectors.part(0..self.vectors.len())?]));
             if self.any_absent {
                 sections.push((SECTION_VECTOR_ABSENT, vec![Part::Bytes(absent.as_slice())]));
             }
+        }
+        // Core sections go in kind order (8.3): the doc blocks (kind 5) after the vectors.
+        if let Some(head) = &docs_head {
+            sections.push((SECTION_DOC_BLOCKS, vec![Part::Bytes(head), docs]));
         }
         for (kind, range) in &self.extra {
             sections.push((*kind, vec![self.extra_bytes.part(range.clone())?]));

@@ -13,8 +13,10 @@
 //! T+24n  table_crc (u32) — end of file
 //! ```
 //!
-//! Core section kinds (< 16): 1 ids, 2 docs (per-row attributes), 3 vectors
-//! (f32, rows × dim), 4 vector-absent bitmap. Extension kinds (>= 16: ANN,
+//! Core section kinds (< 16): 1 ids, 2 docs (per-row attributes, segment
+//! version 1), 3 vectors (f32, rows × dim), 4 vector-absent bitmap, 5 doc blocks
+//! (the compressed document store that replaces kind 2 in version 2,
+//! `docblocks.rs`). Extension kinds (>= 16: ANN,
 //! text, sparse and attribute indexes) are checksummed like every section but
 //! otherwise opaque here; readers skip kinds they do not know.
 //!
@@ -24,7 +26,9 @@
 //!   padding between them must be zero. So any truncation or single-bit flip
 //!   is refused by [`Segment::open`] with a [`FormatError`], never misread.
 //! - `magic` and `version` sit at fixed offsets forever and are checked
-//!   before anything else (unknown version → `UnsupportedVersion`).
+//!   before anything else (unknown version → `UnsupportedVersion`). The
+//!   version names the docs layout: version 1 holds kind 2 (raw maps), version 2
+//!   kind 5 (compressed blocks), never the other; both are read forever.
 //! - Rows are addressed by their segment-local position `0..rows`; ids are
 //!   strictly increasing (checked at open), so [`Segment::find`] and
 //!   [`Segment::lower_bound`] are binary searches.
@@ -70,13 +74,22 @@ mod reader;
 pub use reader::*;
 mod deletes;
 pub use deletes::*;
+mod docblocks;
+pub use docblocks::{
+    Block, DocBlockTable, CACHE_BLOCKS, CACHE_MAX_BLOCK, CODEC_LZ4, CODEC_STORED, DOC_BLOCKS_HEADER_LEN,
+    DOC_BLOCK_ENTRY_LEN, DOC_BLOCK_TARGET,
+};
 
 /// The file name of a segment's data file (`NsPath::segment_key(id, SEGMENT_FILE)`).
 pub const SEGMENT_FILE: &str = "data.seg";
 /// The first 8 bytes of every segment file.
 pub const SEGMENT_MAGIC: [u8; 8] = *b"TIDE.SEG";
-/// The segment format version this build writes (and the highest it reads).
-pub const SEGMENT_FORMAT_VERSION: u16 = FORMAT_VERSION_V1;
+/// The segment format version this build writes (and the highest it reads): 2, the
+/// compressed document store (kind 5 instead of kind 2).
+pub const SEGMENT_FORMAT_VERSION: u16 = 2;
+/// The first segment version (docs as raw maps, kind 2); still read, and written only on
+/// request ([`SegmentBuilder::with_raw_docs`]: compat fixtures, before/after benchmarks).
+pub const SEGMENT_FORMAT_V1: u16 = FORMAT_VERSION_V1;
 /// Size of the fixed segment header.
 pub const SEGMENT_HEADER_LEN: usize = 64;
 /// Alignment of every section (and of the section table) within the file.
@@ -97,6 +110,9 @@ pub const SECTION_DOCS: u16 = 2;
 pub const SECTION_VECTORS: u16 = 3;
 /// Section kind: bitmap of rows that have no vector (present only if some do).
 pub const SECTION_VECTOR_ABSENT: u16 = 4;
+/// Section kind: per-row attributes in compressed blocks (segment version 2, in place of
+/// [`SECTION_DOCS`]; storage-format 8.5.1).
+pub const SECTION_DOC_BLOCKS: u16 = 5;
 /// First extension kind; kinds at or above it are skipped by readers that do
 /// not know them, kinds below it that a reader does not know are refused.
 pub const FIRST_EXTENSION_KIND: u16 = 16;
@@ -259,6 +275,16 @@ fn check_bitmap(what: &'static str, words: &[u8], rows: usize) -> Result<(), For
 #[cfg(test)]
 pub(crate) fn with_undecodable_row(bytes: &[u8], row: usize) -> Vec<u8> {
     let seg = Segment::open(bytes::Bytes::copy_from_slice(bytes)).expect("a valid segment");
+    // Raw docs (version 1) are patched in place; a version 2 segment is rewritten as one first.
+    let raw = seg.section(SECTION_DOCS).is_none().then(|| {
+        let mut b = SegmentBuilder::new(seg.id_type(), seg.vector_dim()).with_raw_docs();
+        (0..seg.len()).for_each(|r| b.push(&seg.doc(r).expect("a valid row")).expect("push"));
+        b.finish().expect("a raw rebuild")
+    });
+    let seg = match raw {
+        Some(raw) => Segment::open(bytes::Bytes::from(raw)).expect("a valid rebuilt segment"),
+        None => seg,
+    };
     let mut docs = seg.section(SECTION_DOCS).expect("docs").to_vec();
     let at = 8 * (seg.len() + 1) + usize::try_from(le_u64(&docs, 8 * row)).expect("offset");
     docs[at..at + 4].copy_from_slice(&u32::MAX.to_le_bytes());
@@ -269,9 +295,11 @@ pub(crate) fn with_undecodable_row(bytes: &[u8], row: usize) -> Vec<u8> {
         }
     }
     let sections: Vec<(u16, &[u8])> = owned.iter().map(|(k, b)| (*k, b.as_slice())).collect();
-    let id_kind = bytes[12];
+    let id_kind = id_kind_of(seg.id_type());
     assemble::assemble(id_kind, seg.len(), seg.vector_dim().unwrap_or(0), &sections, false).expect("assemble")
 }
 
+#[cfg(test)]
+mod docblocks_tests;
 #[cfg(test)]
 mod tests;

@@ -1,6 +1,11 @@
 //! Opening and verifying a segment file (header, section table, every section crc, zero
 //! padding) and the zero-copy accessors over it. Invariant: after [`Segment::open`] no
 //! accessor panics for a row `< len()`; accessors do not re-validate.
+//!
+//! A row's attribute bytes are borrowed from the file (version 1, raw docs) or from a decoded
+//! block (version 2, `docblocks.rs`), so row readers take them through
+//! [`Segment::with_doc_bytes`] rather than as a slice of the file; a block is decoded once per
+//! thread for the rows read in a row (its per-thread cache).
 
 use super::*;
 
@@ -55,8 +60,18 @@ pub(super) enum Vectors {
     Owned(Vec<f32>),
 }
 
+/// Where the rows' attributes are.
+pub(super) enum Docs {
+    /// Version 1 (kind 2): the offsets table and the maps, in place.
+    Raw { offsets: Range<usize>, data: Range<usize> },
+    /// Version 2 (kind 5): compressed blocks.
+    Blocks(super::docblocks::DocBlocks),
+}
+
 pub(super) struct Inner {
     bytes: Bytes,
+    /// Process-unique (the decoded-block cache's key).
+    uid: u64,
     rows: usize,
     id_type: IdType,
     vector_dim: Option<u32>,
@@ -66,8 +81,7 @@ pub(super) struct Inner {
     ids: Range<usize>,
     /// String ids: the id bytes (offsets are relative to its start).
     id_data: Range<usize>,
-    doc_offsets: Range<usize>,
-    doc_data: Range<usize>,
+    docs: Docs,
     vectors: Vectors,
     absent: Option<Range<usize>>,
     /// Checks reads of the bytes the range checksums cover (None: a segment
@@ -148,6 +162,30 @@ pub(super) fn offsets_table(
     Ok((table, data))
 }
 
+/// The docs of a segment of `version`: kind 2 in version 1, kind 5 in version 2, never both.
+fn open_docs(
+    buf: &[u8],
+    version: u16,
+    raw: Option<Range<usize>>,
+    blocks: Option<Range<usize>>,
+    rows: usize,
+) -> Result<Docs, FormatError> {
+    match (version, raw, blocks) {
+        (SEGMENT_FORMAT_V1, Some(sec), None) => {
+            let (offsets, data) = offsets_table("docs", buf, &sec, rows, len_u64(MIN_ATTRS_BYTES), u64::MAX)?;
+            Ok(Docs::Raw { offsets, data })
+        }
+        (SEGMENT_FORMAT_VERSION, None, Some(sec)) => {
+            Ok(Docs::Blocks(super::docblocks::DocBlocks::open(buf, &sec, rows)?))
+        }
+        (v, raw, blocks) => Err(malformed(format_args!(
+            "a version {v} segment with{} raw docs and with{} doc blocks",
+            if raw.is_some() { "" } else { "out" },
+            if blocks.is_some() { "" } else { "out" }
+        ))),
+    }
+}
+
 /// The most bytes [`Segment::open_settling`] reads before handing them over
 /// (a multiple of every range-checksum chunk size).
 pub const VERIFY_STRETCH: usize = 16 << 20;
@@ -184,7 +222,7 @@ impl Segment {
             return Err(FormatError::BadMagic { what: WHAT });
         }
         let version = r.u16("segment version")?;
-        if version != SEGMENT_FORMAT_VERSION {
+        if !(SEGMENT_FORMAT_V1..=SEGMENT_FORMAT_VERSION).contains(&version) {
             return Err(FormatError::UnsupportedVersion {
                 what: WHAT,
                 version: u64::from(version),
@@ -288,7 +326,7 @@ impl Segment {
         let mut t = Reader::new(table);
         let mut sections = Vec::with_capacity(section_count);
         let mut prev_end = SEGMENT_HEADER_LEN;
-        let mut core: [Option<Range<usize>>; 5] = Default::default();
+        let mut core: [Option<Range<usize>>; 6] = Default::default();
         let (mut last_core, mut seen_extension) = (0u16, false);
         for i in 0..section_count {
             let kind = t.u16("section kind")?;
@@ -317,7 +355,7 @@ impl Segment {
                 return Err(FormatError::ChecksumMismatch { what: "segment section", expected: crc, actual });
             }
             match kind {
-                SECTION_IDS | SECTION_DOCS | SECTION_VECTORS | SECTION_VECTOR_ABSENT => {
+                SECTION_IDS | SECTION_DOCS | SECTION_VECTORS | SECTION_VECTOR_ABSENT | SECTION_DOC_BLOCKS => {
                     // Core sections come first, in increasing kind order, once each.
                     if seen_extension || kind <= last_core {
                         return Err(malformed(format_args!(
@@ -345,9 +383,8 @@ impl Segment {
         }
         check_zero("segment padding", buf.get(prev_end..table_offset).unwrap_or_default())?;
         let range_sums = check_range_checksums(buf, &sections, verified)?;
-        let [_, ids_sec, docs_sec, vec_sec, absent_sec] = core;
+        let [_, ids_sec, docs_sec, vec_sec, absent_sec, blocks_sec] = core;
         let ids_sec = ids_sec.ok_or_else(|| malformed("no ids section"))?;
-        let docs_sec = docs_sec.ok_or_else(|| malformed("no docs section"))?;
 
         // Ids: shape, then strictly increasing.
         let (ids, id_data) = match id_type {
@@ -365,8 +402,7 @@ impl Segment {
                 offsets_table("string ids", buf, &ids_sec, rows, 1, len_u64(MAX_STRING_ID_BYTES))?
             }
         };
-        let (doc_offsets, doc_data) =
-            offsets_table("docs", buf, &docs_sec, rows, len_u64(MIN_ATTRS_BYTES), u64::MAX)?;
+        let docs = open_docs(buf, version, docs_sec, blocks_sec, rows)?;
 
         // Vectors.
         let vector_dim = (dim != 0).then_some(dim);
@@ -430,6 +466,7 @@ impl Segment {
         let seg = Segment {
             inner: Arc::new(Inner {
                 bytes: bytes.clone(),
+                uid: super::docblocks::next_segment_uid(),
                 rows,
                 id_type,
                 vector_dim,
@@ -437,8 +474,7 @@ impl Segment {
                 sections,
                 ids,
                 id_data,
-                doc_offsets,
-                doc_data,
+                docs,
                 vectors,
                 absent,
                 guard: None,
@@ -669,56 +705,132 @@ impl Segment {
 
     /// The attributes of `row` (only that row is decoded).
     pub fn attrs(&self, row: usize) -> Result<AttrMap, FormatError> {
-        let mut r = Reader::new(self.doc_bytes(row)?);
-        let attrs = decode_attrs(&mut r)?;
-        r.finish("segment doc")?;
-        Ok(attrs)
+        self.with_doc_bytes(row, super::decode_row_attributes)
     }
 
     /// The attributes of `row` without its named vectors (filters, ordering and scoring never
     /// read them, so they are skipped, not copied).
     pub fn attrs_without_dense(&self, row: usize) -> Result<AttrMap, FormatError> {
-        let mut r = Reader::new(self.doc_bytes(row)?);
-        let attrs = crate::format::attrs::decode_attrs_without_dense(&mut r)?;
-        r.finish("segment doc")?;
-        Ok(attrs)
+        self.with_doc_bytes(row, |b| {
+            let mut r = Reader::new(b);
+            let attrs = crate::format::attrs::decode_attrs_without_dense(&mut r)?;
+            r.finish("segment doc")?;
+            Ok(attrs)
+        })
     }
 
     /// The named vector `attr` of `row`, if the row holds one.
     pub fn dense_attr(&self, row: usize, attr: &str) -> Result<Option<Vec<f32>>, FormatError> {
-        let mut r = Reader::new(self.doc_bytes(row)?);
-        let v = crate::format::attrs::find_dense(&mut r, attr)?;
-        r.finish("segment doc")?;
-        Ok(v)
+        self.with_doc_bytes(row, |b| {
+            let mut r = Reader::new(b);
+            let v = crate::format::attrs::find_dense(&mut r, attr)?;
+            r.finish("segment doc")?;
+            Ok(v)
+        })
     }
 
     /// The vector array (multi-vector attribute) `attr` of `row`, if the row holds one.
     pub fn multi_attr(&self, row: usize, attr: &str) -> Result<Option<Vec<Vec<f32>>>, FormatError> {
-        let mut r = Reader::new(self.doc_bytes(row)?);
-        let v = crate::format::attrs::find_multi(&mut r, attr)?;
-        r.finish("segment doc")?;
-        Ok(v)
+        self.with_doc_bytes(row, |b| {
+            let mut r = Reader::new(b);
+            let v = crate::format::attrs::find_multi(&mut r, attr)?;
+            r.finish("segment doc")?;
+            Ok(v)
+        })
     }
 
-    /// The encoded attributes of `row`.
-    fn doc_bytes(&self, row: usize) -> Result<&[u8], FormatError> {
+    /// `f` over the encoded attributes of `row`: borrowed from the file (raw docs) or from its
+    /// decoded block (doc blocks; a block stays decoded for this thread's next rows).
+    pub fn with_doc_bytes<R>(
+        &self,
+        row: usize,
+        f: impl FnOnce(&[u8]) -> Result<R, FormatError>,
+    ) -> Result<R, FormatError> {
         if row >= self.inner.rows {
             return Err(malformed(format_args!("row {row} out of range (len {})", self.inner.rows)));
         }
-        let t = self.inner.doc_offsets.start + row * 8;
-        let changed =
-            || FormatError::Malformed(format!("row {row}: its bytes changed since the segment was verified"));
+        match &self.inner.docs {
+            Docs::Raw { offsets, data } => f(self.raw_doc_bytes(row, offsets, data)?),
+            Docs::Blocks(blocks) => {
+                let block = self.block_of(blocks, row)?;
+                f(block.row(row).ok_or_else(|| malformed(format_args!("row {row} is not in its block")))?)
+            }
+        }
+    }
+
+    fn changed(row: usize) -> FormatError {
+        FormatError::Malformed(format!("row {row}: its bytes changed since the segment was verified"))
+    }
+
+    /// The encoded attributes of `row` in raw docs.
+    fn raw_doc_bytes(
+        &self,
+        row: usize,
+        offsets: &Range<usize>,
+        data: &Range<usize>,
+    ) -> Result<&[u8], FormatError> {
+        let t = offsets.start + row * 8;
         if !self.guard(t..t + 16) {
-            return Err(changed());
+            return Err(Self::changed(row));
         }
         let (a, b) = (le_u64(self.buf(), t), le_u64(self.buf(), t + 8));
-        let base = self.inner.doc_data.start;
         let (a, b) = (to_usize("doc offset", a)?, to_usize("doc offset", b)?);
-        let range = base.saturating_add(a)..base.saturating_add(b);
+        let range = data.start.saturating_add(a)..data.start.saturating_add(b);
         if !self.guard(range.clone()) {
-            return Err(changed());
+            return Err(Self::changed(row));
         }
         self.buf().get(range).ok_or_else(|| malformed(format_args!("row {row}: doc offsets out of bounds")))
+    }
+
+    /// The decoded block holding `row`: this thread's cached one, or read (guarded), decoded and
+    /// checked.
+    fn block_of(
+        &self,
+        blocks: &super::docblocks::DocBlocks,
+        row: usize,
+    ) -> Result<Arc<super::docblocks::Block>, FormatError> {
+        if let Some((b, fresh)) = super::docblocks::cached(self.inner.uid, row) {
+            // Decoded from bytes that matched; checked again once per integrity epoch so that
+            // rot since is met as with raw docs, without a check of the whole block per row.
+            if fresh {
+                return Ok(b);
+            }
+            if !self.guard(b.stored()) {
+                return Err(Self::changed(row));
+            }
+            super::docblocks::checked(self.inner.uid, row);
+            return Ok(b);
+        }
+        // The last block whose first row is at most `row` (block 0 starts at row 0). The probes
+        // only navigate: the two entries that bound the row are checked below, so a changed
+        // probe can only end at a block that does not hold the row, an error, never a wrong row.
+        let (mut lo, mut hi) = (0usize, blocks.count);
+        while hi - lo > 1 {
+            let mid = lo + (hi - lo) / 2;
+            if blocks.entry(self.buf(), mid).first_row as usize <= row {
+                lo = mid;
+            } else {
+                hi = mid;
+            }
+        }
+        let next = (lo + 1 < blocks.count).then(|| blocks.entry_range(lo + 1));
+        if !self.guard(blocks.entry_range(lo)) || next.is_some_and(|r| !self.guard(r)) {
+            return Err(Self::changed(row));
+        }
+        let e = blocks.entry(self.buf(), lo);
+        let end_row = blocks.end_row(self.buf(), lo, self.inner.rows);
+        if !(e.first_row as usize..end_row).contains(&row) {
+            return Err(Self::changed(row));
+        }
+        let stored_range = blocks.stored_range(&e);
+        if !self.guard(stored_range.clone()) {
+            return Err(Self::changed(row));
+        }
+        let bytes = self.buf().get(stored_range.clone()).unwrap_or_default();
+        let block = super::docblocks::Block::decode(&e, bytes, end_row)?.stored_at(stored_range);
+        let block = Arc::new(block);
+        super::docblocks::remember(self.inner.uid, &block);
+        Ok(block)
     }
 
     /// The document of `row`: id, vector and attributes (only that row is

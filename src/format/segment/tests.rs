@@ -192,6 +192,13 @@ fn small_segment() -> Vec<u8> {
     build(IdType::U64, Some(2), &small_docs())
 }
 
+/// `small_docs` as segment version 1 writes them (raw docs, kind 2).
+fn small_raw_segment() -> Vec<u8> {
+    let mut b = SegmentBuilder::new(IdType::U64, Some(2)).with_raw_docs();
+    small_docs().iter().for_each(|d| b.push(d).unwrap());
+    b.finish().unwrap()
+}
+
 #[test]
 fn every_value_kind_round_trips_with_u64_ids_and_vectors() {
     let docs = small_docs();
@@ -338,12 +345,12 @@ fn extension_sections_are_kept_and_unknown_ones_skipped() {
     let infos = seg.section_infos();
     assert_eq!(infos.len(), 8);
     assert!(infos.iter().all(|s| s.offset % 64 == 0));
-    assert_eq!(infos.iter().map(|s| s.kind).collect::<Vec<_>>(), vec![1, 2, 3, 17, 16, 17, 999, 65535]);
+    assert_eq!(infos.iter().map(|s| s.kind).collect::<Vec<_>>(), vec![1, 3, 5, 17, 16, 17, 999, 65535]);
 }
 
 #[test]
 fn unknown_core_kinds_are_refused() {
-    let seg = open(&small_segment()).unwrap();
+    let seg = open(&small_raw_segment()).unwrap();
     let ids = seg.section(SECTION_IDS).unwrap().to_vec();
     let docs = seg.section(SECTION_DOCS).unwrap().to_vec();
     let vecs = seg.section(SECTION_VECTORS).unwrap().to_vec();
@@ -355,9 +362,10 @@ fn unknown_core_kinds_are_refused() {
         false,
     )
     .unwrap();
-    assert_eq!(good.len(), small_segment().len() + SECTION_ALIGN + SECTION_ENTRY_LEN);
+    assert_eq!(good.len(), small_raw_segment().len() + SECTION_ALIGN + SECTION_ENTRY_LEN);
     check_all(&open(&good).unwrap(), &small_docs());
-    for bad_kind in [0u16, 5, 15] {
+    // Kind 5 is known, but not in a segment with raw docs.
+    for bad_kind in [0u16, 5, 6, 15] {
         let bytes = assemble(
             ID_KIND_U64,
             3,
@@ -399,11 +407,13 @@ fn rebuild(seg: &Segment) -> Vec<u8> {
 
 #[test]
 fn core_sections_come_first_in_kind_order_and_absent_vectors_are_zero() {
-    let docs = vec![
+    let docs = [
         Document { id: DocId::U64(1), vector: None, attrs: AttrMap::new() },
         Document { id: DocId::U64(2), vector: Some(vec![1.0, 2.0].into()), attrs: AttrMap::new() },
     ];
-    let seg = open(&build(IdType::U64, Some(2), &docs)).unwrap();
+    let mut b = SegmentBuilder::new(IdType::U64, Some(2)).with_raw_docs();
+    docs.iter().for_each(|d| b.push(d).unwrap());
+    let seg = open(&b.finish().unwrap()).unwrap();
     let ids = seg.section(SECTION_IDS).unwrap().to_vec();
     let d = seg.section(SECTION_DOCS).unwrap().to_vec();
     let v = seg.section(SECTION_VECTORS).unwrap().to_vec();
@@ -429,7 +439,7 @@ fn core_sections_come_first_in_kind_order_and_absent_vectors_are_zero() {
 
 #[test]
 fn structurally_bad_sections_behind_good_checksums_are_refused() {
-    let seg = open(&small_segment()).unwrap();
+    let seg = open(&small_raw_segment()).unwrap();
     let ids = seg.section(SECTION_IDS).unwrap().to_vec();
     let docs = seg.section(SECTION_DOCS).unwrap().to_vec();
     let vecs = seg.section(SECTION_VECTORS).unwrap().to_vec();
@@ -518,10 +528,10 @@ fn every_single_bit_flip_is_refused() {
 #[test]
 fn version_and_magic_are_checked_first() {
     let mut bytes = small_segment();
-    bytes[OFF_VERSION..OFF_VERSION + 2].copy_from_slice(&2u16.to_le_bytes());
+    bytes[OFF_VERSION..OFF_VERSION + 2].copy_from_slice(&3u16.to_le_bytes());
     assert_eq!(
         open(&bytes).unwrap_err(),
-        FormatError::UnsupportedVersion { what: "segment", version: 2, supported: 1 }
+        FormatError::UnsupportedVersion { what: "segment", version: 3, supported: 2 }
     );
     // Even if the rest is a different (future) layout.
     assert!(matches!(open(&bytes[..10]), Err(FormatError::UnsupportedVersion { .. })));
