@@ -12,6 +12,9 @@
 //! - How a read is done (warm, cold, time travel, last known) and where
 //!   queries are evaluated is the engine's choice (`Engine::read`); a handler
 //!   only says what the request allows.
+//! - A route that writes rows is admitted against the node's memory budget
+//!   before its body is read, and holds the admission until it is answered
+//!   (`engine/budget.rs`: 429 with `retry-after` past the write threshold).
 
 use std::sync::Arc;
 
@@ -20,7 +23,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use hyper::body::Incoming;
-use hyper::header::{HeaderName, AUTHORIZATION};
+use hyper::header::{HeaderName, AUTHORIZATION, CONTENT_LENGTH};
 use hyper::{Request, StatusCode};
 use serde_json::Value as Json;
 
@@ -172,6 +175,7 @@ async fn run(ctx: &Ctx, route: Route, req: Request<Incoming>) -> Result<Json, Ap
 /// `POST /v1/vectors/{ns}` (legacy): the v1 upsert as a v2 write.
 async fn v1_upsert(ctx: &Ctx, ns: &str, req: Request<Incoming>) -> Result<Json, ApiError> {
     let path = ctx.ns(ns)?;
+    let _admitted = admit(ctx, &path, req.headers()).await?;
     let (_, body) = body_json(ctx, req).await?;
     let w = crate::wire::v1::parse_upsert(&body)?;
     let resp = ctx.state.engine.write(&path, w).await?;
@@ -224,8 +228,21 @@ pub(super) async fn off_workers<T: Send + 'static>(
         .map_err(|e| ApiError::internal(format!("body parsing task failed: {e}")).with_source(e))?
 }
 
+/// A write's admission against the node's memory budget, asked before its
+/// body is read: a declared length (before gzip) is checked against the
+/// headroom, so a body that cannot fit is refused rather than buffered.
+async fn admit(
+    ctx: &Ctx,
+    path: &crate::layout::NsPath,
+    headers: &hyper::HeaderMap,
+) -> Result<Option<crate::engine::budget::Admission>, ApiError> {
+    let declared = headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse().ok());
+    Ok(ctx.state.engine.admit_write(path, declared.unwrap_or(0)).await?)
+}
+
 async fn write(ctx: &Ctx, ns: &str, req: Request<Incoming>) -> Result<Json, ApiError> {
     let path = ctx.ns(ns)?;
+    let _admitted = admit(ctx, &path, req.headers()).await?;
     let (parts, body) = req.into_parts();
     let limits = &ctx.state.limits();
     let bytes = read_body(body, &parts.headers, limits.max_body_bytes, limits.body_timing()).await?;

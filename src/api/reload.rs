@@ -130,6 +130,7 @@ impl Reloader {
         self.state.engine.reconfigure(Tunables {
             cache_budget_bytes: new.cache_budget_bytes,
             max_loaded_namespaces: new.max_loaded_namespaces,
+            memory_budget_bytes: new.memory_budget.as_ref().map(|b| b.bytes),
             compaction: new.compaction.clone(),
         });
         *self.state.limits.write().unwrap_or_else(PoisonError::into_inner) = super::Limits {
@@ -149,6 +150,8 @@ impl Reloader {
         cur.api_keys = new.api_keys;
         cur.cache_budget_bytes = new.cache_budget_bytes;
         cur.max_loaded_namespaces = new.max_loaded_namespaces;
+        cur.memory_budget_bytes = new.memory_budget_bytes;
+        cur.memory_budget = new.memory_budget;
         cur.compaction = new.compaction;
         ReloadReport { applied, needs_restart, error: None }
     }

@@ -434,6 +434,32 @@ impl Engine {
         }
     }
 
+    /// Under memory pressure (`engine/budget.rs`): compact the overlay of
+    /// `path` and of the loaded namespace with the most unindexed bytes, below
+    /// the thresholds too, so their overlay heap moves into mapped segments.
+    pub(super) fn compact_for_memory(&self, path: &NsPath) {
+        if !self.compaction().auto {
+            return;
+        }
+        let unindexed =
+            |h: &NsHandle| super::cached(h).and_then(|s| s.manifest).map_or(0, |m| m.stats.unindexed_bytes);
+        let handles: Vec<Arc<NsHandle>> = self
+            .handles
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect();
+        let largest = handles.into_iter().filter(|h| unindexed(h) > 0).max_by_key(|h| unindexed(h));
+        let own = self.handle(path);
+        if unindexed(&own) > 0 {
+            self.spawn_drain(own.clone(), true);
+        }
+        if let Some(h) = largest.filter(|h| !Arc::ptr_eq(h, &own)) {
+            self.spawn_drain(h, true);
+        }
+    }
+
     /// Index `h`'s WAL tail once no commit came for `idle_ms` (a timer; a
     /// commit meanwhile arms its own). Armed by a commit under the thresholds
     /// and by a drain that ends with a tail left: a commit that landed while
