@@ -3,8 +3,9 @@
 //! `/sys` and `/proc` trees), overridden by `memory_budget_bytes`; printed by
 //! `config check` and exported on `/metrics`. A daemon past the budget's write
 //! threshold answers writes 429 with `retry-after` and keeps answering
-//! queries; a body whose declared length does not fit the headroom is refused
-//! before it is read; writes resume once the budget allows (here raised by a
+//! queries, having first dropped every loaded state but the one in use; a
+//! body whose declared length does not fit the headroom is refused before it
+//! is read; writes resume once the budget allows (here raised by a
 //! `SIGHUP` reload), and nothing acknowledged is lost.
 
 mod common;
@@ -203,6 +204,10 @@ async fn past_the_budget_writes_get_429_queries_go_on_and_a_raised_budget_takes_
     write_config(&file, 4 * GIB);
     let d = Daemon::start(&dir.path().join("data"), &["--config", file.to_str().unwrap()]);
     let c = common::client();
+    for other in ["a0", "a1"] {
+        let (status, body) = common::post(&c, &d.at(&format!("/v2/namespaces/{other}")), &rows(0, 10)).await;
+        assert_eq!(status, 200, "{body}");
+    }
     for batch in 0..5 {
         let resp = write(&c, &d, &rows(batch * 100, 100)).await;
         assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
@@ -225,6 +230,8 @@ async fn past_the_budget_writes_get_429_queries_go_on_and_a_raised_budget_takes_
     assert_eq!(metric(&m, "tidepool_memory_budget_bytes"), 1 << 20);
     assert!(metric(&m, "tidepool_memory_used_bytes") > 1 << 20, "{m}");
     assert!(metric(&m, "tidepool_memory_write_refusals_total") >= 1, "{m}");
+    // Before refusing, the memory tier was shed down to the namespace in use.
+    assert_eq!(metric(&m, "tidepool_namespaces_loaded"), 1, "{m}");
 
     write_config(&file, 4 * GIB);
     hangup(&d);
