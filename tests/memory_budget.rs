@@ -174,13 +174,22 @@ async fn count(c: &reqwest::Client, d: &Daemon) -> u64 {
     body["aggregations"]["n"].as_u64().unwrap_or_else(|| panic!("{body}"))
 }
 
-/// Wait (a reload is asynchronous to the signal) until a write gets `want`.
-async fn await_write_status(c: &reqwest::Client, d: &Daemon, from: u64, want: u16) -> reqwest::Response {
-    let t = Instant::now();
+/// Wait (a reload is asynchronous to the signal) until a write gets `want`;
+/// also the rows acknowledged on the way.
+async fn await_write_status(
+    c: &reqwest::Client,
+    d: &Daemon,
+    from: u64,
+    want: u16,
+) -> (reqwest::Response, u64) {
+    let (t, mut acked) = (Instant::now(), 0);
     loop {
-        let resp = write(c, d, &rows(from, 10)).await;
+        let resp = write(c, d, &rows(from + acked, 10)).await;
         if resp.status().as_u16() == want {
-            return resp;
+            return (resp, acked);
+        }
+        if resp.status() == 200 {
+            acked += 10;
         }
         assert!(t.elapsed() < Duration::from_secs(15), "never {want}: {} {}", resp.status(), d.stderr());
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -217,15 +226,19 @@ async fn past_the_budget_writes_get_429_queries_go_on_and_a_raised_budget_takes_
     // Any daemon's anonymous memory is past 9/10 of 1 MiB.
     write_config(&file, 1 << 20);
     hangup(&d);
-    let refused = await_write_status(&c, &d, 10_000, 429).await;
+    let (refused, early) = await_write_status(&c, &d, 10_000, 429).await;
     let retry_after = refused.headers().get("retry-after").map(|v| v.to_str().unwrap().to_owned());
     assert_eq!(retry_after.as_deref(), Some("1"));
     assert_eq!(refused.headers().get("retry-after-ms").unwrap(), "1000");
     let body: Json = refused.json().await.unwrap();
     assert_eq!(body["status"], "error");
     assert!(body["error"].as_str().unwrap().contains("memory budget reached"), "{body}");
-    // Queries are served as before; metadata too.
-    assert_eq!(count(&c, &d).await, 500);
+    // A 4 MB body refused before it is read is still drained: a client that
+    // sends it whole, then reads, gets the 429, not a reset connection.
+    let answer = sent_write(&d, &vec![b' '; 4 << 20]);
+    assert!(answer.starts_with("HTTP/1.1 429"), "{answer}");
+    // Queries are served as before.
+    assert_eq!(count(&c, &d).await, 500 + early);
     let m = metrics(&c, &d).await;
     assert_eq!(metric(&m, "tidepool_memory_budget_bytes"), 1 << 20);
     assert!(metric(&m, "tidepool_memory_used_bytes") > 1 << 20, "{m}");
@@ -236,11 +249,12 @@ async fn past_the_budget_writes_get_429_queries_go_on_and_a_raised_budget_takes_
     write_config(&file, 4 * GIB);
     hangup(&d);
     await_write_status(&c, &d, 20_000, 200).await;
-    assert_eq!(count(&c, &d).await, 510, "every acknowledged row is there, the refused ones are not");
+    let acked = 500 + early + 10;
+    assert_eq!(count(&c, &d).await, acked, "every acknowledged row is there, the refused ones are not");
     drop(d);
     // After a restart too.
     let d = Daemon::start(&dir.path().join("data"), &["--config", file.to_str().unwrap()]);
-    assert_eq!(count(&c, &d).await, 510);
+    assert_eq!(count(&c, &d).await, acked);
 }
 
 /// The status line of a raw request: headers only, the body never sent.
@@ -256,6 +270,27 @@ fn declared_write(d: &Daemon, declared: u64) -> String {
     let mut buf = vec![0u8; 4096];
     let n = s.read(&mut buf).unwrap();
     String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
+/// The response to a write whose whole `body` is sent before anything is read.
+fn sent_write(d: &Daemon, body: &[u8]) -> String {
+    let addr = d.url.trim_start_matches("http://");
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let head = format!(
+        "POST /v2/namespaces/mem HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    if let Err(e) = s.write_all(body) {
+        return format!("the body could not be sent: {e}");
+    }
+    let mut buf = vec![0u8; 4096];
+    match s.read(&mut buf) {
+        Ok(n) => String::from_utf8_lossy(&buf[..n]).into_owned(),
+        Err(e) => format!("no answer: {e}"),
+    }
 }
 
 #[tokio::test]

@@ -175,7 +175,7 @@ async fn run(ctx: &Ctx, route: Route, req: Request<Incoming>) -> Result<Json, Ap
 /// `POST /v1/vectors/{ns}` (legacy): the v1 upsert as a v2 write.
 async fn v1_upsert(ctx: &Ctx, ns: &str, req: Request<Incoming>) -> Result<Json, ApiError> {
     let path = ctx.ns(ns)?;
-    let _admitted = admit(ctx, &path, req.headers()).await?;
+    let (_admitted, req) = admit(ctx, &path, req).await?;
     let (_, body) = body_json(ctx, req).await?;
     let w = crate::wire::v1::parse_upsert(&body)?;
     let resp = ctx.state.engine.write(&path, w).await?;
@@ -228,21 +228,35 @@ pub(super) async fn off_workers<T: Send + 'static>(
         .map_err(|e| ApiError::internal(format!("body parsing task failed: {e}")).with_source(e))?
 }
 
+/// Bodies up to this long are read and dropped when a write is refused for
+/// memory (a client still sending would otherwise see a reset connection,
+/// not the 429); longer ones are answered at once and the connection closed.
+const DISCARD_REFUSED_BYTES: u64 = 16 << 20;
+
 /// A write's admission against the node's memory budget, asked before its
 /// body is read: a declared length (before gzip) is checked against the
 /// headroom, so a body that cannot fit is refused rather than buffered.
 async fn admit(
     ctx: &Ctx,
     path: &crate::layout::NsPath,
-    headers: &hyper::HeaderMap,
-) -> Result<Option<crate::engine::budget::Admission>, ApiError> {
-    let declared = headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse().ok());
-    Ok(ctx.state.engine.admit_write(path, declared.unwrap_or(0)).await?)
+    req: Request<Incoming>,
+) -> Result<(Option<crate::engine::budget::Admission>, Request<Incoming>), ApiError> {
+    let declared = req.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse().ok());
+    match ctx.state.engine.admit_write(path, declared.unwrap_or(0)).await {
+        Ok(admission) => Ok((admission, req)),
+        Err(e) => {
+            if declared.unwrap_or(0) <= DISCARD_REFUSED_BYTES {
+                let timing = ctx.state.limits().body_timing();
+                super::body::discard(req.into_body(), DISCARD_REFUSED_BYTES, timing).await;
+            }
+            Err(e.into())
+        }
+    }
 }
 
 async fn write(ctx: &Ctx, ns: &str, req: Request<Incoming>) -> Result<Json, ApiError> {
     let path = ctx.ns(ns)?;
-    let _admitted = admit(ctx, &path, req.headers()).await?;
+    let (_admitted, req) = admit(ctx, &path, req).await?;
     let (parts, body) = req.into_parts();
     let limits = &ctx.state.limits();
     let bytes = read_body(body, &parts.headers, limits.max_body_bytes, limits.body_timing()).await?;
