@@ -1,15 +1,15 @@
 #!/usr/bin/env python3
 """Ingest into a daemon held in a memory cgroup until (and past) its memory budget (BENCHMARKS.md,
 "Memory budget (issue 36 item 2)"): python3 bench/memory_budget.py PATH/TO/tidepool [--rows N]
-[--limit-mib M] [--budget-bytes B]
+[--limit-mib M] [--budget-bytes B] [--settle-secs S]
 
 Run as root (it creates a cgroup: v2 `memory.max` where the memory controller is on the unified
 hierarchy, else v1 `memory.limit_in_bytes`, swap capped too), starts `tidepool serve` inside it, and
-writes N (default 600,000) 384-d rows in 1,000-row requests from 2 writers; the vectors are the Debian
+writes N (default 400,000) 384-d rows in 1,000-row requests from 2 writers; the vectors are the Debian
 set's (../shared/data/debian, 36,000) rotated by one dimension per pass, so every row is distinct. A
 writer answered 429 waits `retry-after-ms` and sends the same request again. Every 100 ms it samples
-the daemon's VmRSS and RssAnon and the cgroup's usage; at the end it counts the namespace and reads
-the cgroup's OOM kills. `--budget-bytes` sets memory_budget_bytes (default: derived from the cgroup;
+the daemon's VmRSS and RssAnon and the cgroup's usage; at the end it counts the namespace, waits up to S s (600) for the
+index to be up to date, and reads the cgroup's OOM kills. `--budget-bytes` sets memory_budget_bytes (default: derived from the cgroup;
 a huge value turns backpressure off, to see what the cap does without it). Prints one JSON object.
 The cgroup is removed and the daemon stopped on exit. Standard library only.
 """
@@ -32,7 +32,8 @@ def opt(name, default):
 
 
 binary = args[0]
-rows, limit_mib, budget = opt("--rows", 600_000), opt("--limit-mib", 1024), opt("--budget-bytes", 0)
+rows, limit_mib, budget = opt("--rows", 400_000), opt("--limit-mib", 512), opt("--budget-bytes", 0)
+settle_secs = opt("--settle-secs", 600)
 data = os.environ.get("TIDEPOOL_BENCH_DATA", os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                                           "..", "..", "shared", "data", "debian"))
 raw = open(f"{data}/vectors.f32", "rb").read()
@@ -162,10 +163,11 @@ if alive:
     result["count_after"] = json.loads(c.getresponse().read())["aggregations"]["n"]
     # Let the backlog's compaction finish inside the cap too.
     settle = time.time()
-    while time.time() - settle < 900 and p.poll() is None:
+    while time.time() - settle < settle_secs and p.poll() is None:
         c.request("GET", "/v1/namespaces/mem/metadata")
         meta = json.loads(c.getresponse().read())
-        if meta.get("index", {}).get("status") == "up-to-date":
+        result["index_status"] = meta.get("index", {}).get("status")
+        if result["index_status"] == "up-to-date":
             break
         time.sleep(2)
     result["indexed_after_s"] = round(time.time() - settle, 1)
