@@ -26,6 +26,11 @@
 //!   themselves once use falls.
 //! - The memory tier (loaded states, overlay heap and full-text overlay index
 //!   included) is budgeted [`TIER_SHARE`] of the node budget in the daemon.
+//! - A compaction's index builds get [`COMPACTION_SHARE`]: an output segment
+//!   holds at most as many rows as fit it at an estimated
+//!   [`BUILD_BYTES_PER_ROW`] + [`BUILD_BYTES_PER_DIM`] × dimensions each
+//!   (never fewer than [`MIN_SEGMENT_ROWS`], never more than
+//!   `max_segment_rows`), since one segment's builds are held at once.
 //! - An engine opened without a budget ([`MemoryBudget::unbounded`]) never
 //!   reads `/proc` on the write path.
 //! - Every path is read under an injectable root (`/` in the daemon), so tests
@@ -44,6 +49,16 @@ pub const LIMIT_SHARE: (u64, u64) = (4, 5);
 pub const WRITE_SHARE: (u64, u64) = (9, 10);
 /// The share of the budget the memory tier's loaded states get (1/2).
 pub const TIER_SHARE: (u64, u64) = (1, 2);
+/// The share of the budget one compaction's index builds get (1/4).
+pub const COMPACTION_SHARE: (u64, u64) = (1, 4);
+/// Build memory per output row besides its vectors: id, graph links, lists.
+/// Measured: 368k rows of 384-d in one segment took anonymous memory from
+/// 340 MB to 519 MB (BENCHMARKS.md, "Memory budget").
+pub const BUILD_BYTES_PER_ROW: u64 = 256;
+/// Build memory per output row and vector dimension (codes, sampled rows).
+pub const BUILD_BYTES_PER_DIM: u64 = 4;
+/// The fewest rows a budget makes an output segment hold.
+pub const MIN_SEGMENT_ROWS: usize = 10_000;
 /// What a write body costs while in flight, per byte: the body buffered and
 /// the typed request built from it.
 pub const BODY_COST_FACTOR: u64 = 2;
@@ -216,6 +231,13 @@ fn statm(root: &Path) -> Option<(u64, u64)> {
     Some((resident * page, resident.saturating_sub(shared) * page))
 }
 
+/// Rows whose index builds of `dims` dimensions fit the compaction's share of
+/// `budget`, between [`MIN_SEGMENT_ROWS`] and `configured`.
+fn build_rows(budget: u64, dims: u64, configured: usize) -> usize {
+    let rows = share(budget, COMPACTION_SHARE) / (BUILD_BYTES_PER_ROW + BUILD_BYTES_PER_DIM * dims);
+    usize::try_from(rows).unwrap_or(usize::MAX).max(MIN_SEGMENT_ROWS).min(configured)
+}
+
 /// The budget a running engine enforces, and what is reserved against it.
 #[derive(Debug)]
 pub struct MemoryBudget {
@@ -306,6 +328,25 @@ impl Engine {
         &self.node_memory
     }
 
+    /// Rows one output segment of `state` may hold: `configured`, lowered so
+    /// the segment's index builds fit the compaction's share of the budget.
+    pub(super) fn segment_rows_cap(&self, state: &crate::state::NsState, configured: usize) -> usize {
+        let budget = self.node_memory.bytes();
+        if budget == u64::MAX {
+            return configured;
+        }
+        let named: u64 = state
+            .schema
+            .iter()
+            .filter(|(k, _)| k.as_str() != crate::model::VECTOR_ATTR)
+            .filter_map(|(_, a)| match a.ty {
+                crate::schema::AttrType::Vector { dim, .. } => Some(dim as u64),
+                _ => None,
+            })
+            .sum();
+        build_rows(budget, u64::from(state.vector_dim.unwrap_or(0)) + named, configured)
+    }
+
     /// Admit a write to `path` whose body is `body_bytes` long, or refuse it
     /// (429, `Backpressure`) when it would take use past the write threshold
     /// even after shedding. Hold the admission until the write is answered.
@@ -376,6 +417,16 @@ mod tests {
         assert_eq!(share(u64::MAX, LIMIT_SHARE), 14_757_395_258_967_641_292);
         assert_eq!(share(10, WRITE_SHARE), 9);
         assert_eq!(tier_bytes(7), 3);
+    }
+
+    #[test]
+    fn a_budget_caps_the_rows_of_a_segment_build() {
+        // 8 GiB × 4/5: the 1M default nearly fits at 384-d; a 512 MiB cgroup's budget takes 60k.
+        assert_eq!(build_rows(6_871_947_673, 384, 1_000_000), 958_698);
+        assert_eq!(build_rows(429_496_729, 384, 1_000_000), 59_918);
+        assert_eq!(build_rows(1 << 20, 384, 1_000_000), MIN_SEGMENT_ROWS);
+        assert_eq!(build_rows(u64::MAX / 2, 384, 1_000_000), 1_000_000);
+        assert_eq!(build_rows(u64::MAX / 2, 0, 5), 5, "never above the setting");
     }
 
     #[test]
