@@ -148,6 +148,7 @@ pub struct FileConfig {
     pub query_timeout_ms: Option<u64>,
     pub system: Option<bool>,
     pub cache_budget_bytes: Option<u64>,
+    pub memory_budget_bytes: Option<u64>,
     pub max_loaded_namespaces: Option<usize>,
     pub compaction_wal_objects: Option<usize>,
     pub compaction_wal_bytes: Option<u64>,
@@ -324,6 +325,10 @@ pub struct ServeArgs {
     /// Byte budget of the local disk cache for a remote store (default 8 GiB).
     #[arg(long, env = "TIDEPOOL_CACHE_BUDGET_BYTES")]
     pub cache_budget_bytes: Option<u64>,
+    /// The node's memory budget in bytes: writes get 429 past 9/10 of it, loaded namespace
+    /// states get 1/2 (default: 4/5 of the cgroup's memory limit, else of MemAvailable).
+    #[arg(long, env = "TIDEPOOL_MEMORY_BUDGET_BYTES")]
+    pub memory_budget_bytes: Option<u64>,
     /// Most namespace states kept loaded in memory (default 1024; pinned ones always stay).
     #[arg(long, env = "TIDEPOOL_MAX_LOADED_NAMESPACES")]
     pub max_loaded_namespaces: Option<usize>,
@@ -421,6 +426,12 @@ pub struct Config {
     pub console: bool,
     /// Disk cache budget.
     pub cache_budget_bytes: u64,
+    /// The node's memory budget as configured (None: derived).
+    pub memory_budget_bytes: Option<u64>,
+    /// The node's memory budget in force: configured, or derived by
+    /// [`Config::resolve`] (`engine/budget.rs`); None only for a
+    /// configuration built from parts without deriving (no budget).
+    pub memory_budget: Option<crate::engine::budget::Derived>,
     /// Memory tier size.
     pub max_loaded_namespaces: usize,
     /// Compaction thresholds and backpressure.
@@ -448,6 +459,7 @@ impl Config {
         };
         let mut cfg = Config::from_parts(args, file, &env)?;
         cfg.config_file = path;
+        cfg.memory_budget = Some(crate::engine::budget::resolve(cfg.memory_budget_bytes, Path::new("/")));
         Ok(cfg)
     }
 
@@ -496,6 +508,7 @@ impl Config {
             DEFAULT_S3_PROBE_INTERVAL_SECS,
         )?;
         let max_body = args.max_body_bytes.or(file.max_body_bytes).unwrap_or(DEFAULT_MAX_BODY_BYTES);
+        let memory_budget_bytes = args.memory_budget_bytes.or(file.memory_budget_bytes);
         let cfg = Config {
             data_dir,
             cache_dir,
@@ -565,6 +578,8 @@ impl Config {
                 .cache_budget_bytes
                 .or(file.cache_budget_bytes)
                 .unwrap_or(crate::engine::DEFAULT_CACHE_BUDGET_BYTES),
+            memory_budget_bytes,
+            memory_budget: memory_budget_bytes.map(crate::engine::budget::Derived::configured),
             max_loaded_namespaces: args
                 .max_loaded_namespaces
                 .or(file.max_loaded_namespaces)
@@ -615,6 +630,9 @@ impl Config {
                  (drop --store, or drop [sync] to serve straight from the bucket)",
                 self.store.as_deref().unwrap_or_default()
             )));
+        }
+        if self.memory_budget_bytes.is_some_and(|b| b < 1 << 20) {
+            return Err(ConfigError("memory_budget_bytes must be at least 1 MiB (1048576)".into()));
         }
         if self.max_connections == 0 {
             return Err(ConfigError("max_connections must be at least 1".into()));

@@ -29,6 +29,9 @@
 //! | `model_texts` | counter | `model` (a configured model's name), `op`: `embed`, `rerank` (texts embedded, pairs scored) |
 //! | `model_tokens` | counter | `model`, `op` (tokens fed to the model, after truncation) |
 //! | `model_seconds` | counter | `model`, `op` (wall time of inference calls) |
+//! | `memory_budget_bytes` | gauge | — (the node's memory budget, `engine/budget.rs`; 0: none) |
+//! | `memory_used_bytes` | gauge | — (what counts against it: anonymous RSS + write bodies in flight) |
+//! | `memory_write_refusals` | counter | — (writes answered 429 because the budget was reached) |
 //! | `process_resident_memory_bytes` | gauge | — (Linux `/proc/self/status`) |
 //! | `process_open_fds` | gauge | — (Linux `/proc/self/fd`) |
 //! | `process_start_time_seconds` | gauge | — |
@@ -203,6 +206,19 @@ pub struct Gauges {
     pub memory: TierGauge,
     /// The disk cache tier.
     pub disk: TierGauge,
+    /// The node's memory budget (None: none).
+    pub budget: Option<BudgetGauge>,
+}
+
+/// The node's memory budget at scrape time.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BudgetGauge {
+    /// The budget.
+    pub bytes: u64,
+    /// Use counted against it.
+    pub used: u64,
+    /// Writes refused for memory so far.
+    pub refusals: u64,
 }
 
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
@@ -247,6 +263,9 @@ pub struct Metrics {
     cache_hits: Family<TierLabels, Counter>,
     cache_misses: Family<TierLabels, Counter>,
     cache_evictions: Family<TierLabels, Counter>,
+    memory_budget: Gauge,
+    memory_used: Gauge,
+    memory_refusals: Counter,
     rss: Gauge,
     open_fds: Gauge,
     start_time: Gauge<f64, std::sync::atomic::AtomicU64>,
@@ -290,6 +309,9 @@ impl Metrics {
             cache_hits: Family::default(),
             cache_misses: Family::default(),
             cache_evictions: Family::default(),
+            memory_budget: Gauge::default(),
+            memory_used: Gauge::default(),
+            memory_refusals: Counter::default(),
             rss: Gauge::default(),
             open_fds: Gauge::default(),
             start_time: Gauge::default(),
@@ -410,6 +432,17 @@ impl Metrics {
         r.register("cache_hits", "Cache hits per tier", self.cache_hits.clone());
         r.register("cache_misses", "Cache misses per tier", self.cache_misses.clone());
         r.register("cache_evictions", "Cache evictions per tier", self.cache_evictions.clone());
+        r.register("memory_budget_bytes", "The node's memory budget (0: none)", self.memory_budget.clone());
+        r.register(
+            "memory_used_bytes",
+            "Memory counted against the budget: anonymous RSS plus write bodies in flight",
+            self.memory_used.clone(),
+        );
+        r.register(
+            "memory_write_refusals",
+            "Writes answered 429 because the memory budget was reached",
+            self.memory_refusals.clone(),
+        );
         r.register("process_resident_memory_bytes", "Resident set size", self.rss.clone());
         r.register("process_open_fds", "Open file descriptors", self.open_fds.clone());
         r.register(
@@ -502,6 +535,11 @@ impl Metrics {
         self.set_tier("memory", &gauges.memory);
         self.set_tier("disk", &gauges.disk);
         self.set_process();
+        if let Some(b) = gauges.budget {
+            self.memory_budget.set(saturate(b.bytes));
+            self.memory_used.set(saturate(b.used));
+            self.memory_refusals.inner().store(b.refusals, Ordering::Relaxed);
+        }
         let mut out = String::new();
         // Writing to a String cannot fail.
         let _ = encode(&mut out, &self.registry);

@@ -116,6 +116,19 @@ pub async fn read_body(
         .map_err(|e| ApiError::internal(format!("decompression task failed: {e}")).with_source(e))?
 }
 
+/// Read and drop up to `limit` bytes of a body that will not be used, so the
+/// client, still sending, reads the answer instead of a reset connection;
+/// nothing is kept. Gives up quietly at `limit`, a stall or the deadline.
+pub async fn discard(mut body: Incoming, limit: u64, timing: BodyTiming) {
+    let (deadline, mut seen) = (timing.deadline(), 0u64);
+    while let Ok(Some(frame)) = next_frame(&mut body, timing, deadline).await {
+        seen += frame.data_ref().map_or(0, |d| d.len() as u64);
+        if seen > limit {
+            return;
+        }
+    }
+}
+
 async fn collect(mut body: Incoming, limit: usize, timing: BodyTiming) -> Result<Bytes, ApiError> {
     let deadline = timing.deadline();
     let mut buf = BytesMut::new();

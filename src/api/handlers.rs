@@ -12,6 +12,9 @@
 //! - How a read is done (warm, cold, time travel, last known) and where
 //!   queries are evaluated is the engine's choice (`Engine::read`); a handler
 //!   only says what the request allows.
+//! - A route that writes rows is admitted against the node's memory budget
+//!   before its body is read, and holds the admission until it is answered
+//!   (`engine/budget.rs`: 429 with `retry-after` past the write threshold).
 
 use std::sync::Arc;
 
@@ -20,7 +23,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use hyper::body::Incoming;
-use hyper::header::{HeaderName, AUTHORIZATION};
+use hyper::header::{HeaderName, AUTHORIZATION, CONTENT_LENGTH};
 use hyper::{Request, StatusCode};
 use serde_json::Value as Json;
 
@@ -172,6 +175,7 @@ async fn run(ctx: &Ctx, route: Route, req: Request<Incoming>) -> Result<Json, Ap
 /// `POST /v1/vectors/{ns}` (legacy): the v1 upsert as a v2 write.
 async fn v1_upsert(ctx: &Ctx, ns: &str, req: Request<Incoming>) -> Result<Json, ApiError> {
     let path = ctx.ns(ns)?;
+    let (_admitted, req) = admit(ctx, &path, req).await?;
     let (_, body) = body_json(ctx, req).await?;
     let w = crate::wire::v1::parse_upsert(&body)?;
     let resp = ctx.state.engine.write(&path, w).await?;
@@ -224,8 +228,35 @@ pub(super) async fn off_workers<T: Send + 'static>(
         .map_err(|e| ApiError::internal(format!("body parsing task failed: {e}")).with_source(e))?
 }
 
+/// Bodies up to this long are read and dropped when a write is refused for
+/// memory (a client still sending would otherwise see a reset connection,
+/// not the 429); longer ones are answered at once and the connection closed.
+const DISCARD_REFUSED_BYTES: u64 = 16 << 20;
+
+/// A write's admission against the node's memory budget, asked before its
+/// body is read: a declared length (before gzip) is checked against the
+/// headroom, so a body that cannot fit is refused rather than buffered.
+async fn admit(
+    ctx: &Ctx,
+    path: &crate::layout::NsPath,
+    req: Request<Incoming>,
+) -> Result<(Option<crate::engine::budget::Admission>, Request<Incoming>), ApiError> {
+    let declared = req.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse().ok());
+    match ctx.state.engine.admit_write(path, declared.unwrap_or(0)).await {
+        Ok(admission) => Ok((admission, req)),
+        Err(e) => {
+            if declared.unwrap_or(0) <= DISCARD_REFUSED_BYTES {
+                let timing = ctx.state.limits().body_timing();
+                super::body::discard(req.into_body(), DISCARD_REFUSED_BYTES, timing).await;
+            }
+            Err(e.into())
+        }
+    }
+}
+
 async fn write(ctx: &Ctx, ns: &str, req: Request<Incoming>) -> Result<Json, ApiError> {
     let path = ctx.ns(ns)?;
+    let (_admitted, req) = admit(ctx, &path, req).await?;
     let (parts, body) = req.into_parts();
     let limits = &ctx.state.limits();
     let bytes = read_body(body, &parts.headers, limits.max_body_bytes, limits.body_timing()).await?;

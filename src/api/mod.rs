@@ -160,6 +160,11 @@ pub async fn run_daemon(
     engine_cfg.cache_dir = cfg.cache_dir.clone();
     engine_cfg.cache_budget_bytes = cfg.cache_budget_bytes;
     engine_cfg.max_loaded_namespaces = cfg.max_loaded_namespaces;
+    if let Some(budget) = &cfg.memory_budget {
+        engine_cfg.node_budget_bytes = Some(budget.bytes);
+        engine_cfg.memory_budget_bytes = crate::engine::budget::tier_bytes(budget.bytes);
+        tracing::info!(bytes = budget.bytes, how = %budget.describe(), "memory budget");
+    }
     engine_cfg.compaction = cfg.compaction.clone();
     engine_cfg.retention_ms = u64::try_from(cfg.retention.as_millis()).unwrap_or(u64::MAX);
     engine_cfg.retention_max_ratio = cfg.retention_max_ratio;

@@ -17,6 +17,8 @@
 //!   (`Auth::replace`) and only new requests see it.
 //! - The service manager sees `RELOADING=1`, then `READY=1` with a `STATUS=`
 //!   line naming the outcome.
+//! - The node's memory budget is re-derived from a cgroup limit (or the new
+//!   setting), never re-sampled from `MemAvailable` ([`keep_sampled_budget`]).
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -98,8 +100,9 @@ impl Reloader {
         report
     }
 
-    fn apply(&self, new: Config) -> ReloadReport {
+    fn apply(&self, mut new: Config) -> ReloadReport {
         let mut cur = self.current.lock().unwrap_or_else(PoisonError::into_inner);
+        keep_sampled_budget(&cur, &mut new);
         let (before, after) = (settings(&cur), settings(&new));
         let reloadable = |key: &str| after.iter().any(|s| s.key == key && s.reloadable);
         let (applied, needs_restart): (Vec<_>, Vec<_>) =
@@ -130,6 +133,7 @@ impl Reloader {
         self.state.engine.reconfigure(Tunables {
             cache_budget_bytes: new.cache_budget_bytes,
             max_loaded_namespaces: new.max_loaded_namespaces,
+            memory_budget_bytes: new.memory_budget.as_ref().map(|b| b.bytes),
             compaction: new.compaction.clone(),
         });
         *self.state.limits.write().unwrap_or_else(PoisonError::into_inner) = super::Limits {
@@ -149,7 +153,21 @@ impl Reloader {
         cur.api_keys = new.api_keys;
         cur.cache_budget_bytes = new.cache_budget_bytes;
         cur.max_loaded_namespaces = new.max_loaded_namespaces;
+        cur.memory_budget_bytes = new.memory_budget_bytes;
+        cur.memory_budget = new.memory_budget;
         cur.compaction = new.compaction;
         ReloadReport { applied, needs_restart, error: None }
+    }
+}
+
+/// A budget derived from `MemAvailable` is sampled once, at start: what other
+/// processes use at the moment of a reload must not move it (nor report it
+/// changed). One derived from a cgroup limit is re-read, so
+/// `systemctl set-property tidepool MemoryMax=...` and a reload apply it.
+fn keep_sampled_budget(cur: &Config, new: &mut Config) {
+    use crate::engine::budget::LimitSource::MemAvailable;
+    let sampled = |c: &Config| c.memory_budget.as_ref().is_some_and(|b| b.source == MemAvailable);
+    if sampled(cur) && sampled(new) {
+        new.memory_budget.clone_from(&cur.memory_budget);
     }
 }

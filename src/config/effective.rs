@@ -107,6 +107,7 @@ pub fn settings(cfg: &Config) -> Vec<Setting> {
         reloadable("max_queued_queries", int(cfg.max_queued_queries)),
         reloadable("query_timeout_ms", int(cfg.query_timeout.as_millis())),
         reloadable("cache_budget_bytes", int(cfg.cache_budget_bytes)),
+        reloadable("memory_budget_bytes", cfg.memory_budget.as_ref().and_then(|b| int(b.bytes))),
         reloadable("max_loaded_namespaces", int(cfg.max_loaded_namespaces)),
         reloadable("compaction_wal_objects", int(c.wal_objects)),
         reloadable("compaction_wal_bytes", int(c.wal_bytes)),
@@ -238,6 +239,10 @@ pub fn render_text(cfg: &Config, settings: &[Setting], source: &dyn Fn(&str) -> 
         match shown(st) {
             Some(toml::Value::Array(entries)) if st.key == "api_keys" || st.key == "models" => {
                 tables.push((st.key, entries, note))
+            }
+            Some(v) if st.key == "memory_budget_bytes" => {
+                let how = cfg.memory_budget.as_ref().map(|b| b.describe()).unwrap_or_default();
+                out.push_str(&format!("{} = {v}  # {note}; {how}\n", st.key));
             }
             Some(v) => out.push_str(&format!("{} = {v}  # {note}\n", st.key)),
             None => out.push_str(&format!("# {} is not set  # {note}\n", st.key)),

@@ -12,8 +12,10 @@
 //!   new segments, which gives the same state.
 //! - Live rows of different segments keep distinct ids: every segment row
 //!   shadowed by a folded overlay entry goes into that segment's deletion set.
-//! - One output segment holds at most `max_segment_rows` rows, and a merge
-//!   only takes segments whose live rows fit that cap, so one compaction never
+//! - One output segment holds at most `max_segment_rows` rows — fewer when
+//!   the node's memory budget says so (`engine/budget.rs`,
+//!   `segment_rows_cap`) — and a merge only takes segments whose live rows
+//!   fit that cap, so one compaction never
 //!   rewrites the whole namespace.
 //! - On a local store, a compaction whose estimated output does not fit the
 //!   disk's free space fails before writing anything (`StorageFull`), instead
@@ -219,8 +221,9 @@ impl Engine {
         by_size.sort_by_key(|s| s.live_rows());
         let mut picked = BTreeSet::new();
         let mut rows = 0;
+        let cap = self.segment_rows_cap(state, self.compaction().max_segment_rows);
         for s in by_size {
-            if rows + s.live_rows() > self.compaction().max_segment_rows && picked.len() >= 2 {
+            if rows + s.live_rows() > cap && picked.len() >= 2 {
                 break;
             }
             rows += s.live_rows();
@@ -308,9 +311,10 @@ impl Engine {
     ) -> Result<Vec<BuiltSegment>, EngineError> {
         let cfg = self.compaction();
         let cold = cfg.cold_index.wanted(self.store.local_root().is_none());
+        let max_rows = self.segment_rows_cap(state, cfg.max_segment_rows);
         let (state, merge, scratch) = (Arc::clone(state), merge.clone(), self.scratch_dir().to_path_buf());
         let built = tokio::task::spawn_blocking(move || {
-            let plan = BuildPlan { max_rows: cfg.max_segment_rows, cold, scratch: &scratch };
+            let plan = BuildPlan { max_rows, cold, scratch: &scratch };
             // Rows read from segments are checked as they are read: a changed byte fails the
             // build instead of being folded into a new segment with fresh checksums.
             crate::integrity::within(|| build_segments(&state, &merge, &plan))
@@ -433,6 +437,32 @@ impl Engine {
             self.spawn_drain(h, false);
         } else if !m.wal.is_empty() {
             self.index_when_idle(h);
+        }
+    }
+
+    /// Under memory pressure (`engine/budget.rs`): compact the overlay of
+    /// `path` and of the loaded namespace with the most unindexed bytes, below
+    /// the thresholds too, so their overlay heap moves into mapped segments.
+    pub(super) fn compact_for_memory(&self, path: &NsPath) {
+        if !self.compaction().auto {
+            return;
+        }
+        let unindexed =
+            |h: &NsHandle| super::cached(h).and_then(|s| s.manifest).map_or(0, |m| m.stats.unindexed_bytes);
+        let handles: Vec<Arc<NsHandle>> = self
+            .handles
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect();
+        let largest = handles.into_iter().filter(|h| unindexed(h) > 0).max_by_key(|h| unindexed(h));
+        let own = self.handle(path);
+        if unindexed(&own) > 0 {
+            self.spawn_drain(own.clone(), true);
+        }
+        if let Some(h) = largest.filter(|h| !Arc::ptr_eq(h, &own)) {
+            self.spawn_drain(h, true);
         }
     }
 

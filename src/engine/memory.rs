@@ -8,6 +8,8 @@
 //!   rebuilt on its next access (from mapped segments + WAL), so eviction
 //!   never loses data.
 //! - A state's weight includes the index sections its segment readers opened.
+//! - Under memory pressure (`engine/budget.rs`) every unpinned state but the
+//!   one used last is dropped at once ([`Engine::shed_memory_tier`]).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -69,7 +71,18 @@ impl Engine {
     /// order is built here, when a budget may be exceeded, by the same rule
     /// as the disk tier's ([`Recency`]).
     pub(super) fn enforce_memory_budget(&self) {
-        let (max_loaded, max_bytes) = (self.memory.0.load(Ordering::Relaxed), self.memory.1);
+        let (max_loaded, max_bytes) =
+            (self.memory.0.load(Ordering::Relaxed), self.memory.1.load(Ordering::Relaxed));
+        self.evict_down_to(max_loaded, max_bytes);
+    }
+
+    /// Drop every unpinned loaded state but the one used last: the node is
+    /// short of memory, and a dropped state costs only its rebuild.
+    pub(super) fn shed_memory_tier(&self) {
+        self.evict_down_to(1, 0);
+    }
+
+    fn evict_down_to(&self, max_loaded: usize, max_bytes: u64) {
         let map = self.handles.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let loaded: Vec<(Arc<NsHandle>, u64)> =
             map.values().filter_map(|h| Some((h.clone(), cached(h)?.state.memory_weight()))).collect();

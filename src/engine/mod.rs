@@ -8,6 +8,8 @@
 //! - [`write`]: the write path with group commit.
 //! - [`load`]: finding the newest generation and materializing its state.
 //! - [`memory`]: the memory tier (loaded states, cache temperature).
+//! - [`budget`]: the node's memory budget and the write backpressure that
+//!   keeps the process inside it.
 //! - [`listing`]: namespace delete, listing, metadata and pinning.
 //! - [`read`]: the one read entry point ([`Engine::read`] → [`ReadView`]):
 //!   warm, cold, time-travel or last-known reads, and query evaluation on the
@@ -33,6 +35,7 @@
 pub mod adopt;
 pub mod apply;
 pub mod branch;
+pub mod budget;
 pub mod cold;
 pub(crate) mod commit;
 pub mod compact;
@@ -116,6 +119,9 @@ pub struct EngineConfig {
     pub max_loaded_namespaces: usize,
     /// Memory tier: estimated bytes of loaded states kept (pinned exempt).
     pub memory_budget_bytes: u64,
+    /// The node's memory budget (`engine/budget.rs`): writes are refused
+    /// (429) past its write threshold. None: no budget, nothing measured.
+    pub node_budget_bytes: Option<u64>,
     /// Retention of superseded generations, in ms. 0: objects a commit drops
     /// are deleted as soon as their refcount reaches zero (older generations
     /// become unreadable). > 0: they stay until the GC sweep finds that no
@@ -179,6 +185,7 @@ impl EngineConfig {
             cache_budget_bytes: DEFAULT_CACHE_BUDGET_BYTES,
             max_loaded_namespaces: 1024,
             memory_budget_bytes: 2 << 30,
+            node_budget_bytes: None,
             retention_ms: 0,
             retention_max_ratio: None,
             retention_floor_bytes: DEFAULT_RETENTION_FLOOR_BYTES,
@@ -226,8 +233,10 @@ pub struct Engine {
     /// Changed at run time by a configuration reload ([`Engine::reconfigure`]).
     compaction: StdRwLock<CompactionConfig>,
     cache: Arc<ObjectCache>,
-    /// Memory tier: most loaded namespaces (reloadable) and byte budget.
-    memory: (std::sync::atomic::AtomicUsize, u64),
+    /// Memory tier: most loaded namespaces and byte budget (both reloadable).
+    memory: (std::sync::atomic::AtomicUsize, std::sync::atomic::AtomicU64),
+    /// The node's memory budget and what write bodies reserve against it.
+    node_memory: budget::MemoryBudget,
     retention_ms: u64,
     /// The retention's byte budget: (ratio, floor in bytes).
     pub(crate) retention_budget: (Option<f64>, u64),
@@ -286,7 +295,10 @@ impl Engine {
             project_locks: StdMutex::new(HashMap::new()),
             compaction: StdRwLock::new(cfg.compaction),
             cache,
-            memory: (cfg.max_loaded_namespaces.max(1).into(), cfg.memory_budget_bytes),
+            memory: (cfg.max_loaded_namespaces.max(1).into(), cfg.memory_budget_bytes.into()),
+            node_memory: cfg
+                .node_budget_bytes
+                .map_or_else(budget::MemoryBudget::unbounded, budget::MemoryBudget::new),
             retention_ms: cfg.retention_ms,
             retention_budget: (cfg.retention_max_ratio, cfg.retention_floor_bytes),
             tick: std::sync::atomic::AtomicU64::new(0),

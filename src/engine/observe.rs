@@ -42,6 +42,12 @@ impl Engine {
                 wal_bytes: m.wal.iter().map(|w| w.bytes).sum(),
             });
         }
+        let budget = &self.node_memory;
+        g.budget = (budget.bytes() != u64::MAX).then(|| crate::metrics::BudgetGauge {
+            bytes: budget.bytes(),
+            used: budget.used(),
+            refusals: budget.refusals(),
+        });
         let disk = self.cache.stats();
         g.disk = TierGauge {
             bytes: disk.resident_bytes,

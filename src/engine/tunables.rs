@@ -1,6 +1,7 @@
 //! The settings a running engine changes on a configuration reload
-//! (`SIGHUP`): the disk-cache budget, the memory tier's namespace count and
-//! the compaction thresholds. Everything else an engine was opened with
+//! (`SIGHUP`): the disk-cache budget, the memory tier's namespace count, the
+//! node's memory budget (and the memory tier's share of it) and the
+//! compaction thresholds. Everything else an engine was opened with
 //! (store, data dir, retention) needs a restart.
 //!
 //! Invariants:
@@ -22,6 +23,9 @@ pub struct Tunables {
     pub cache_budget_bytes: u64,
     /// Most loaded namespace states (at least 1).
     pub max_loaded_namespaces: usize,
+    /// The node's memory budget (`engine/budget.rs`); the memory tier gets
+    /// its share. None: as opened.
+    pub memory_budget_bytes: Option<u64>,
     /// Compaction thresholds and backpressure (`auto` is kept as opened).
     pub compaction: CompactionConfig,
 }
@@ -41,6 +45,10 @@ impl Engine {
         }
         self.cache.set_budget(t.cache_budget_bytes);
         self.memory.0.store(t.max_loaded_namespaces.max(1), Ordering::Relaxed);
+        if let Some(bytes) = t.memory_budget_bytes {
+            self.node_memory.set(bytes);
+            self.memory.1.store(super::budget::tier_bytes(bytes), Ordering::Relaxed);
+        }
         self.enforce_memory_budget();
     }
 }
