@@ -119,6 +119,13 @@ async fn write_rows(e: &Engine, ids: std::ops::Range<u64>) {
     e.write(&ns(), WriteRequest::from_json(&json!({"upsert_rows": rows})).unwrap()).await.unwrap();
 }
 
+/// 200 rows in four requests: four WAL batches, four generations.
+async fn write_four_batches(e: &Engine) {
+    for k in 0..4 {
+        write_rows(e, k * 50..k * 50 + 50).await;
+    }
+}
+
 fn gc_within_the_hour() -> RepairOptions {
     // The daemon's periodic pass: an hour's retention, an hour's grace.
     RepairOptions { sweep: true, grace_ms: 3_600_000, manifest_retention_ms: Some(3_600_000) }
@@ -128,9 +135,7 @@ fn gc_within_the_hour() -> RepairOptions {
 async fn the_byte_budget_collects_generations_whose_objects_the_newest_dropped() {
     let dir = tempfile::tempdir().unwrap();
     let e = open_budgeted(dir.path(), 0.25, 0).await;
-    for k in 0..4 {
-        write_rows(&e, k * 50..k * 50 + 50).await;
-    }
+    write_four_batches(&e).await;
     let before = e.existing(&ns(), true).await.unwrap().generation();
     // Without a compaction every superseded generation references only
     // objects the newest references too: they cost nothing and stay.
@@ -155,9 +160,7 @@ async fn the_byte_budget_collects_generations_whose_objects_the_newest_dropped()
 async fn a_budget_the_superseded_bytes_fit_keeps_every_generation() {
     let dir = tempfile::tempdir().unwrap();
     let e = open_budgeted(dir.path(), 10.0, 0).await;
-    for k in 0..4 {
-        write_rows(&e, k * 50..k * 50 + 50).await;
-    }
+    write_four_batches(&e).await;
     assert!(e.compact(&ns(), true).await.unwrap().performed);
     let r = e.repair("o", "p", gc_within_the_hour()).await.unwrap();
     assert_eq!(r.manifests_collected, 0, "{r:?}");
@@ -169,27 +172,50 @@ async fn a_budget_the_superseded_bytes_fit_keeps_every_generation() {
     );
 }
 
+/// Per superseded generation `g` (1..newest), the bytes of the objects that
+/// generations `g..newest-1` reference and the newest does not: what the
+/// byte budget weighs (an oracle written apart from the engine's).
+async fn held_from(e: &Engine, newest: u64) -> (Vec<u64>, u64) {
+    let refs = |g| async move { e.manifest_at(&ns(), Some(g)).await.unwrap().object_refs() };
+    let top = refs(newest).await;
+    let current: std::collections::HashSet<String> = top.iter().map(|r| r.key.clone()).collect();
+    let (mut seen, mut held, mut out) = (std::collections::HashSet::new(), 0, vec![0; newest as usize]);
+    for g in (1..newest).rev() {
+        for r in refs(g).await {
+            if !current.contains(&r.key) && seen.insert(r.key) {
+                held += r.bytes;
+            }
+        }
+        out[g as usize] = held;
+    }
+    (out, top.iter().map(|r| r.bytes).sum())
+}
+
 #[tokio::test]
 async fn the_budget_collects_the_oldest_generations_first() {
     let dir = tempfile::tempdir().unwrap();
-    let e = open_budgeted(dir.path(), 0.25, 0).await;
-    write_rows(&e, 0..200).await;
-    assert!(e.compact(&ns(), true).await.unwrap().performed); // generation 2: one segment
-                                                              // Each overwrite of every row leaves the previous generations' segment
-                                                              // or WAL to them alone once compacted; the budget holds about a quarter.
-    for _ in 0..2 {
+    let e = open_budgeted(dir.path(), 100.0, 0).await;
+    // Each overwrite of every row, once compacted, leaves the previous
+    // segment or WAL to the older generations alone.
+    for _ in 0..3 {
         write_rows(&e, 0..200).await;
         assert!(e.compact(&ns(), true).await.unwrap().performed);
     }
     let newest = e.existing(&ns(), true).await.unwrap().generation();
     assert_eq!(newest, 6);
+    let (held, newest_bytes) = held_from(&e, newest).await;
+    // The newest `cut` whose suffix weighs more than the one after it: a
+    // budget between the two must collect generations 1..=cut and no more.
+    let cut = (1..newest - 1).rev().find(|&g| held[g as usize] > held[g as usize + 1]).expect("a step");
+    let budget = (held[cut as usize] + held[cut as usize + 1]) / 2;
+    drop(e);
+    let e = open_budgeted(dir.path(), budget as f64 / newest_bytes as f64, 0).await;
     let r = e.repair("o", "p", gc_within_the_hour()).await.unwrap();
-    let kept = newest - r.manifests_collected;
-    assert!(r.manifests_collected >= 1 && kept >= 2, "some, never all: {r:?}");
-    // What stays is the newest generations, contiguous.
-    let gone = e.snapshot_at(&ns(), Some(r.manifests_collected), true).await.unwrap_err();
+    assert_eq!(r.manifests_collected, cut, "held {held:?}, budget {budget}: {r:?}");
+    // What stays is the newest generations, contiguous, readable.
+    let gone = e.snapshot_at(&ns(), Some(cut), true).await.unwrap_err();
     assert_eq!(gone.kind(), ErrorKind::NotFound, "{gone:?}");
-    assert_eq!(e.snapshot_at(&ns(), Some(r.manifests_collected + 1), true).await.unwrap().state.len(), 200);
+    assert_eq!(e.snapshot_at(&ns(), Some(cut + 1), true).await.unwrap().state.len(), 200);
     // A second pass finds the retained ones within the budget.
     assert_eq!(e.repair("o", "p", gc_within_the_hour()).await.unwrap().manifests_collected, 0);
     assert_eq!(e.existing(&ns(), true).await.unwrap().state.len(), 200);
@@ -199,9 +225,7 @@ async fn the_budget_collects_the_oldest_generations_first() {
 async fn a_compaction_over_the_budget_runs_the_collector_without_waiting_for_the_interval() {
     let dir = tempfile::tempdir().unwrap();
     let e = open_budgeted(dir.path(), 0.25, 3_600_000).await;
-    for k in 0..4 {
-        write_rows(&e, k * 50..k * 50 + 50).await;
-    }
+    write_four_batches(&e).await;
     assert!(e.compact(&ns(), true).await.unwrap().performed);
     for _ in 0..400 {
         if wal_objects(&e).await == 0 {
@@ -222,9 +246,7 @@ async fn a_namespace_under_the_floor_keeps_its_whole_window() {
     cfg.retention_ms = 3_600_000;
     cfg.retention_max_ratio = Some(0.0); // the floor alone decides
     let e = Engine::open(cfg).await.unwrap();
-    for k in 0..4 {
-        write_rows(&e, k * 50..k * 50 + 50).await;
-    }
+    write_four_batches(&e).await;
     assert!(e.compact(&ns(), true).await.unwrap().performed);
     let r = e.repair("o", "p", gc_within_the_hour()).await.unwrap();
     assert_eq!(r.manifests_collected, 0, "a few hundred KiB are under the 64 MiB floor: {r:?}");

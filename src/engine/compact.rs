@@ -449,14 +449,8 @@ impl Engine {
         }
         let unindexed =
             |h: &NsHandle| super::cached(h).and_then(|s| s.manifest).map_or(0, |m| m.stats.unindexed_bytes);
-        let handles: Vec<Arc<NsHandle>> = self
-            .handles
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .values()
-            .cloned()
-            .collect();
-        let largest = handles.into_iter().filter(|h| unindexed(h) > 0).max_by_key(|h| unindexed(h));
+        let largest =
+            self.all_handles().into_iter().filter(|h| unindexed(h) > 0).max_by_key(|h| unindexed(h));
         let own = self.handle(path);
         if unindexed(&own) > 0 {
             self.spawn_drain(own.clone(), true);

@@ -440,6 +440,13 @@ impl Engine {
         commit::on_meta(&self.meta, f).await
     }
 
+    /// Every namespace handle of this engine, at this moment (the map's lock
+    /// is not held while the caller goes through them).
+    fn all_handles(&self) -> Vec<Arc<NsHandle>> {
+        let map = self.handles.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.values().cloned().collect()
+    }
+
     /// Compactions running now (for status lines).
     pub fn compactions_running(&self) -> usize {
         let map = self.handles.lock().unwrap_or_else(std::sync::PoisonError::into_inner);

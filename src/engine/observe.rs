@@ -22,15 +22,8 @@ impl Engine {
     /// Scrape-time values: every loaded namespace's size and WAL backlog,
     /// and the memory and disk cache tiers.
     pub fn gauges(&self) -> Gauges {
-        let handles: Vec<_> = self
-            .handles
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .values()
-            .cloned()
-            .collect();
         let mut g = Gauges::default();
-        for h in handles {
+        for h in self.all_handles() {
             let Some(snap) = cached(&h) else { continue };
             g.memory.bytes += snap.state.memory_weight();
             let Some(m) = snap.manifest.as_ref().filter(|m| !m.deleted) else { continue };
