@@ -355,11 +355,17 @@ pub(crate) async fn collect_manifests(
     Ok(out)
 }
 
+/// Superseded generations a pass weighs at most, newest first: a namespace
+/// written ten times a second holds 36,000 within an hour's retention, and
+/// a pass must not read them all. Older ones are left to the retention time.
+const MAX_WEIGHED: usize = 1024;
+
 /// How many of the oldest of `live` (increasing, the newest last) must go
 /// so that the objects only the superseded ones reference weigh at most
 /// `ratio` times the newest generation's objects, or `floor` bytes if more
-/// (bytes as the manifests record them). Objects the newest references are never counted: they
-/// stay whatever is collected.
+/// (bytes as the manifests record them). Objects the newest references are
+/// never counted: they stay whatever is collected. Only the newest
+/// [`MAX_WEIGHED`] superseded generations are read.
 async fn over_budget(
     log: &super::commit::ManifestLog,
     live: &[u64],
@@ -373,7 +379,7 @@ async fn over_budget(
     let budget = ((newest_bytes as f64 * ratio.max(0.0)) as u64).max(floor);
     // Newest first: `held` is what generations `i..` alone reference.
     let (mut seen, mut held) = (HashSet::new(), 0u64);
-    for (i, &g) in older.iter().enumerate().rev() {
+    for (i, &g) in older.iter().enumerate().rev().take(MAX_WEIGHED) {
         let Some(m) = log.read(g).await? else { continue };
         for r in m.object_refs() {
             if !current.contains(&r.key) && seen.insert(r.key) {
