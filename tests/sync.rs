@@ -103,12 +103,14 @@ async fn a_damaged_local_segment_is_fetched_again_from_the_remote() {
     let (status, body) = post(&client(), &url, &all).await;
     assert_eq!((status, body["rows"].as_array().map(Vec::len)), (200, Some(300)), "{body}");
 
-    // Row 123's tag "t123" becomes "t122" in the file the node has mapped (a failing disk).
+    // A byte of the stored block holding row 123 changes in the file the node has mapped (a
+    // failing disk).
     let segs = segment_files_of(dir.path(), NS);
     assert_eq!(segs.len(), 1, "{segs:?}");
     let bytes = std::fs::read(&segs[0]).unwrap();
-    let at = bytes.windows(4).position(|w| w == b"t123").expect("row 123's tag") + 3;
-    std::fs::OpenOptions::new().write(true).open(&segs[0]).unwrap().write_all_at(b"2", at as u64).unwrap();
+    let at = common::offset_in_block(&bytes, 123);
+    let flipped = [bytes[at as usize] ^ 0x20];
+    std::fs::OpenOptions::new().write(true).open(&segs[0]).unwrap().write_all_at(&flipped, at).unwrap();
     let (status, body) = post(&client(), &url, &all).await;
     assert!((500..600).contains(&status), "the changed row is not served: {status} {body}");
 

@@ -235,3 +235,28 @@ pub fn segment_files(dir: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+/// The file offset of the middle of the stored block holding `row` (doc blocks, kind 5: a
+/// header of 8 bytes, 32-byte entries — offset u64, first_row u32, stored_len u32, ... — then
+/// the stored blocks).
+pub fn offset_in_block(seg: &[u8], row: u64) -> u64 {
+    let (sec, _) = section(seg, 5);
+    let u32_at = |at: usize| u32::from_le_bytes(seg[at..at + 4].try_into().unwrap()) as usize;
+    let blocks = u32_at(sec);
+    let entry = |i: usize| sec + 8 + 32 * i;
+    let block = (0..blocks).rev().find(|&i| u32_at(entry(i) + 8) as u64 <= row).expect("a block");
+    let offset = u64::from_le_bytes(seg[entry(block)..entry(block) + 8].try_into().unwrap()) as usize;
+    (sec + 8 + 32 * blocks + offset + u32_at(entry(block) + 12) / 2) as u64
+}
+
+/// `(offset, len)` of the first section of `kind` (the segment's section table, 8.3).
+pub fn section(seg: &[u8], kind: u16) -> (usize, usize) {
+    let le64 = |at: usize| u64::from_le_bytes(seg[at..at + 8].try_into().unwrap()) as usize;
+    let count = u32::from_le_bytes(seg[28..32].try_into().unwrap()) as usize;
+    let table = le64(32);
+    (0..count)
+        .map(|i| table + 24 * i)
+        .find(|&e| u16::from_le_bytes(seg[e..e + 2].try_into().unwrap()) == kind)
+        .map(|e| (le64(e + 8), le64(e + 16)))
+        .unwrap_or_else(|| panic!("no section of kind {kind}"))
+}
