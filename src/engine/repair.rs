@@ -16,7 +16,7 @@
 //!   manifest generation of any namespace of the project references it (the
 //!   newest and every older generation manifest GC has not collected), (c) it
 //!   is older than the grace period or a generation this pass collected
-//!   referenced it (a committed object, so no write in flight owns it), and
+//!   under a byte budget referenced it (a committed object, so no write in flight owns it), and
 //!   (d) its refcount is zero after the rebuild. Manifests, tombstones and CURRENT are never swept.
 //! - The sweep also removes the local store's staging files (`KEY#N`, which
 //!   the store's listing hides) under the project's namespaces once they are
@@ -286,7 +286,8 @@ impl Engine {
 #[derive(Debug, Default)]
 pub(crate) struct Collected {
     pub generations: u64,
-    /// Every object a collected generation referenced: committed objects, so
+    /// Every object a generation collected under a byte budget referenced
+    /// (empty without one): committed objects, so
     /// none belongs to a write in flight (the sweep may take such an object
     /// younger than its grace period once nothing references or counts it).
     pub released: HashSet<String>,
@@ -345,8 +346,12 @@ pub(crate) async fn collect_manifests(
     }
     let mut out = Collected::default();
     for &g in &listing.live[..due] {
-        if let Some(m) = log.read(g).await? {
-            out.released.extend(m.object_keys());
+        // Only a byte budget collects generations whose objects may still be
+        // young; time alone (a sync remote's sweep) needs no extra read.
+        if keep.max_ratio.is_some() {
+            if let Some(m) = log.read(g).await? {
+                out.released.extend(m.object_keys());
+            }
         }
         let body = Tombstone { generation: g, collected_at_ms: now }.encode();
         seq.collect(g, Bytes::from(body)).await?;

@@ -13,13 +13,7 @@ fn opts(index_prefixes: bool) -> FullTextSearch {
 /// `rows` documents over words made of a 3-letter alphabet (so prefixes share many terms),
 /// plus a multi-byte word now and then.
 fn corpus(seed: u64, rows: usize) -> Vec<String> {
-    let mut x = seed | 1;
-    let mut next = move || {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x
-    };
+    let mut next = super::tests::xorshift(seed | 1);
     (0..rows)
         .map(|_| {
             let words = 1 + next() % 6;

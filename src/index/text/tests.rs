@@ -174,14 +174,19 @@ fn corruption_is_an_error() {
     assert_eq!(TextIndex::open(b"short").err(), Some(corrupt("too short")));
 }
 
-fn random_corpus(seed: u64, rows: usize, vocab: usize) -> Vec<String> {
-    let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-    let mut next = move || {
+/// A xorshift64 stream from a nonzero `state`: the tests' corpora.
+pub(super) fn xorshift(state: u64) -> impl FnMut() -> u64 {
+    let mut x = state;
+    move || {
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
         x
-    };
+    }
+}
+
+fn random_corpus(seed: u64, rows: usize, vocab: usize) -> Vec<String> {
+    let mut next = xorshift(seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407));
     (0..rows)
         .map(|_| {
             let len = (next() % 30) as usize;
@@ -259,13 +264,7 @@ fn word_v4_splits_at_uax29_word_boundaries_and_word_v3_at_every_non_alphanumeric
 /// fall below the k-th score once it is known, so blocks are passed undecoded) and rare high
 /// scorers are scattered; pruned top-k must still equal the exhaustive one.
 fn dense_corpus(seed: u64, rows: usize) -> Vec<String> {
-    let mut x = seed | 1;
-    let mut next = move || {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x
-    };
+    let mut next = xorshift(seed | 1);
     (0..rows)
         .map(|_| {
             let r = next();
