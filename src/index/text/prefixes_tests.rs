@@ -21,7 +21,7 @@ fn corpus(seed: u64, rows: usize) -> Vec<String> {
                 .map(|_| {
                     let len = 1 + next() % 7;
                     let mut w: String = (0..len).map(|_| ['a', 'b', 'c'][(next() % 3) as usize]).collect();
-                    if next() % 11 == 0 {
+                    if next().is_multiple_of(11) {
                         w.push_str("éß");
                     }
                     w

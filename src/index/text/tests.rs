@@ -268,11 +268,11 @@ fn dense_corpus(seed: u64, rows: usize) -> Vec<String> {
     (0..rows)
         .map(|_| {
             let r = next();
-            let tf = if r % 997 == 0 { 6 + r % 5 } else { 1 + (r >> 8) % 2 };
+            let tf = if r.is_multiple_of(997) { 6 + r % 5 } else { 1 + (r >> 8) % 2 };
             let filler = 1 + (r >> 16) % 60;
             let mut words: Vec<String> = (0..tf).map(|_| "a".to_owned()).collect();
             words.extend((0..filler).map(|i| format!("f{}", (r >> (i % 40)) % 9)));
-            if r % 5 == 0 {
+            if r.is_multiple_of(5) {
                 words.push("b".into());
             }
             words.join(" ")
