@@ -322,3 +322,72 @@ async fn a_body_declared_larger_than_the_headroom_is_refused_before_it_is_read()
     assert_eq!(write(&c, &d, &rows(100, 10)).await.status(), 200);
     assert_eq!(count(&c, &d).await, 20);
 }
+
+/// The response to a gzip write whose `json` body is sent compressed, with
+/// its compressed length declared (`chunked`: no length, chunked encoding).
+fn gzip_write(d: &Daemon, json: &[u8], chunked: bool) -> String {
+    use flate2::{write::GzEncoder, Compression};
+    let mut z = GzEncoder::new(Vec::new(), Compression::fast());
+    z.write_all(json).unwrap();
+    let body = z.finish().unwrap();
+    let addr = d.url.trim_start_matches("http://");
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let length = if chunked {
+        "Transfer-Encoding: chunked".to_owned()
+    } else {
+        format!("Content-Length: {}", body.len())
+    };
+    let head = format!(
+        "POST /v2/namespaces/mem HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+         Content-Encoding: gzip\r\n{length}\r\n\r\n"
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    if chunked {
+        s.write_all(format!("{:x}\r\n", body.len()).as_bytes()).unwrap();
+        s.write_all(&body).unwrap();
+        s.write_all(b"\r\n0\r\n\r\n").unwrap();
+    } else {
+        s.write_all(&body).unwrap();
+    }
+    let mut buf = vec![0u8; 4096];
+    let n = s.read(&mut buf).unwrap();
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
+#[tokio::test]
+async fn a_gzip_or_chunked_body_is_charged_for_what_it_decodes_to() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("config.toml");
+    write_config(&file, 4 * GIB);
+    let d = Daemon::start(&dir.path().join("data"), &["--config", file.to_str().unwrap()]);
+    let c = common::client();
+    assert_eq!(write(&c, &d, &rows(0, 10)).await.status(), 200);
+    // A valid write padded with 120 MiB of spaces: it compresses to a few
+    // hundred KiB, and costs twice 120 MiB once decoded.
+    let mut padded = serde_json::to_vec(&rows(100, 10)).unwrap();
+    padded.splice(1..1, std::iter::repeat_n(b' ', 120 << 20));
+    // Under a generous budget both forms are taken.
+    assert!(gzip_write(&d, &padded, false).starts_with("HTTP/1.1 200"));
+    assert_eq!(count(&c, &d).await, 20);
+    // A budget whose write threshold leaves about 100 MiB above what is in use.
+    let used = metric(&metrics(&c, &d).await, "tidepool_memory_used_bytes");
+    write_config(&file, (used + (100 << 20)) / 9 * 10);
+    hangup(&d);
+    let t = Instant::now();
+    while metric(&metrics(&c, &d).await, "tidepool_memory_budget_bytes") == 4 * GIB {
+        assert!(t.elapsed() < Duration::from_secs(10), "no reload: {}", d.stderr());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut other = serde_json::to_vec(&rows(200, 10)).unwrap();
+    other.splice(1..1, std::iter::repeat_n(b' ', 120 << 20));
+    for chunked in [false, true] {
+        let answer = gzip_write(&d, &other, chunked);
+        assert!(answer.starts_with("HTTP/1.1 429"), "chunked {chunked}: {answer}");
+        assert!(answer.contains("memory budget reached"), "{answer}");
+    }
+    // Nothing of the refused writes was stored; a small write still fits.
+    assert_eq!(count(&c, &d).await, 20);
+    assert_eq!(write(&c, &d, &rows(300, 10)).await.status(), 200);
+    assert_eq!(count(&c, &d).await, 30);
+}

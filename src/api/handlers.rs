@@ -235,7 +235,8 @@ const DISCARD_REFUSED_BYTES: u64 = 16 << 20;
 
 /// A write's admission against the node's memory budget, asked before its
 /// body is read: a declared length (before gzip) is checked against the
-/// headroom, so a body that cannot fit is refused rather than buffered.
+/// headroom, so a body that cannot fit is refused rather than buffered
+/// (what it decompresses to is charged once read: `Engine::charge_body`).
 async fn admit(
     ctx: &Ctx,
     path: &crate::layout::NsPath,
@@ -256,10 +257,11 @@ async fn admit(
 
 async fn write(ctx: &Ctx, ns: &str, req: Request<Incoming>) -> Result<Json, ApiError> {
     let path = ctx.ns(ns)?;
-    let (_admitted, req) = admit(ctx, &path, req).await?;
+    let (mut admitted, req) = admit(ctx, &path, req).await?;
     let (parts, body) = req.into_parts();
     let limits = &ctx.state.limits();
     let bytes = read_body(body, &parts.headers, limits.max_body_bytes, limits.body_timing()).await?;
+    ctx.state.engine.charge_body(&path, &mut admitted, bytes.len() as u64).await?;
     let headers = parts.headers;
     // Parsing a large body is CPU work: off the async workers.
     let (mut w, labels) = off_workers(bytes, |b| WriteRequest::from_slice(b).map_err(ApiError::from)).await?;

@@ -13,7 +13,9 @@
 //! Invariants:
 //! - Use is the process's anonymous resident memory (`/proc/self/statm`:
 //!   resident − file-backed, which the kernel cannot reclaim without swap)
-//!   plus the bodies of writes admitted and not yet answered. Mapped files
+//!   plus the bodies of writes admitted and not yet answered (at their
+//!   declared length, then at the length they decode to once read: a gzip
+//!   or chunked body is charged in full before it is parsed). Mapped files
 //!   (segments, spilled overlay vectors, compaction spools) are page cache the
 //!   kernel reclaims under the limit, so they do not count.
 //! - A write is admitted only while use plus its body's cost stays within
@@ -316,6 +318,13 @@ pub struct Admission {
     cost: u64,
 }
 
+impl Admission {
+    /// Take `other`'s reservation into this one: both are released together.
+    fn absorb(&mut self, mut other: Admission) {
+        self.cost += std::mem::take(&mut other.cost);
+    }
+}
+
 impl Drop for Admission {
     fn drop(&mut self) {
         self.reserved.fetch_sub(self.cost, Ordering::Relaxed);
@@ -355,17 +364,41 @@ impl Engine {
         path: &NsPath,
         body_bytes: u64,
     ) -> Result<Option<Admission>, EngineError> {
-        let budget = &self.node_memory;
-        if budget.bytes() == u64::MAX {
+        if self.node_memory.bytes() == u64::MAX {
             return Ok(None);
         }
+        self.reserve(path, body_bytes.saturating_mul(BODY_COST_FACTOR), body_bytes).await.map(Some)
+    }
+
+    /// Charge an admitted write for the body it turned out to be once read:
+    /// `body_bytes` after decompression. A gzip body's declared length is
+    /// its compressed size and a chunked body declares none, so admission
+    /// alone would let either in nearly free; the rest is reserved now, or
+    /// the write refused (429) before it is parsed.
+    pub async fn charge_body(
+        &self,
+        path: &NsPath,
+        admission: &mut Option<Admission>,
+        body_bytes: u64,
+    ) -> Result<(), EngineError> {
+        let Some(held) = admission else { return Ok(()) };
         let cost = body_bytes.saturating_mul(BODY_COST_FACTOR);
+        if cost > held.cost {
+            held.absorb(self.reserve(path, cost - held.cost, body_bytes).await?);
+        }
+        Ok(())
+    }
+
+    /// Reserve `cost` for a write of a `body_bytes` body, shedding once if
+    /// it does not fit; `Backpressure` when it still does not.
+    async fn reserve(&self, path: &NsPath, cost: u64, body_bytes: u64) -> Result<Admission, EngineError> {
+        let budget = &self.node_memory;
         if let Some(a) = budget.try_reserve(cost) {
-            return Ok(Some(a));
+            return Ok(a);
         }
         if self.relieve_memory_pressure(path).await {
             if let Some(a) = budget.try_reserve(cost) {
-                return Ok(Some(a));
+                return Ok(a);
             }
         }
         budget.refusals.fetch_add(1, Ordering::Relaxed);
