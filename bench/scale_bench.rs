@@ -43,6 +43,12 @@
 //! Output: one JSON object on stdout with every figure, memory and sizes also as a ratio of the raw
 //! vector bytes (`N * 384 * 4`), and the issue's targets with pass/fail (also printed on stderr).
 //!
+//! **Under a cap** (`--cgroup-mib M`, as root): the daemon runs in a memory cgroup of M MiB, the 8 GB
+//! node of issue 36 in proportion (819 MiB for 1M rows); the output adds the cgroup's peak usage and
+//! OOM kills, and `targets_issue36` checks that issue's figures (peak ≤ 0.5× raw, serving ≤ 0.25×,
+//! up-to-date within 60 min × N / 10M, ingest ≥ 20k docs/s, recall ≥ 0.95, p50 ≤ 10 ms, p99 ≤ 50 ms,
+//! data dir ≤ 1.5× raw).
+//!
 //! `bench/scale.sh [--rows N] [...]` builds the release daemon and this example and runs it.
 
 use std::collections::HashSet;
@@ -104,6 +110,75 @@ struct Args {
     /// Keep the temporary directory (its path is in the output).
     #[arg(long)]
     keep: bool,
+    /// Run the daemon inside a memory cgroup capped at this many MiB (issue 36: 8 GiB for 10M rows,
+    /// 819 MiB for 1M). Needs root; creates and removes `tidepool-scale` under the memory controller
+    /// (v2 `memory.max`, v1 `memory.limit_in_bytes`). The daemon derives its budget from the cap.
+    #[arg(long)]
+    cgroup_mib: Option<u64>,
+}
+
+// ---------------------------------------------------------------- cgroup
+
+/// A memory cgroup the daemon runs in (`--cgroup-mib`), removed on drop.
+struct Cgroup {
+    dir: PathBuf,
+    v2: bool,
+}
+
+impl Cgroup {
+    fn create(mib: u64) -> Cgroup {
+        let limit = (mib << 20).to_string();
+        let unified = std::fs::read_to_string("/sys/fs/cgroup/cgroup.controllers").unwrap_or_default();
+        let v2 = unified.split_whitespace().any(|c| c == "memory");
+        let dir = PathBuf::from(if v2 {
+            "/sys/fs/cgroup/tidepool-scale"
+        } else {
+            "/sys/fs/cgroup/memory/tidepool-scale"
+        });
+        std::fs::create_dir_all(&dir)
+            .unwrap_or_else(|e| panic!("create {} (run as root): {e}", dir.display()));
+        let (limit_file, swap_file) = if v2 {
+            ("memory.max", "memory.swap.max")
+        } else {
+            ("memory.limit_in_bytes", "memory.memsw.limit_in_bytes")
+        };
+        std::fs::write(dir.join(limit_file), &limit).unwrap();
+        // No swap: the cap is the memory an 8 GB node has (v1 memsw exists only with swap accounting).
+        let _ = std::fs::write(dir.join(swap_file), if v2 { "0" } else { limit.as_str() });
+        Cgroup { dir, v2 }
+    }
+
+    /// `sh` puts itself in the cgroup, then becomes the daemon (same pid).
+    fn wrap(&self, binary: &Path) -> Command {
+        let mut cmd = Command::new("sh");
+        let procs = self.dir.join("cgroup.procs");
+        cmd.arg("-c").arg(format!("echo $$ > {} && exec \"$0\" \"$@\"", procs.display())).arg(binary);
+        cmd
+    }
+
+    fn read(&self, file: &str, key: Option<&str>) -> u64 {
+        let text = std::fs::read_to_string(self.dir.join(file)).unwrap_or_default();
+        match key {
+            None => text.trim().parse().unwrap_or(0),
+            Some(k) => text.lines().find_map(|l| l.strip_prefix(k)?.trim().parse().ok()).unwrap_or(0),
+        }
+    }
+
+    /// Peak usage (page cache included) and OOM kills since creation.
+    fn report(&self) -> Json {
+        let (peak, kills) = if self.v2 {
+            (self.read("memory.peak", None), self.read("memory.events", Some("oom_kill ")))
+        } else {
+            (self.read("memory.max_usage_in_bytes", None), self.read("memory.oom_control", Some("oom_kill ")))
+        };
+        json!({"dir": self.dir, "v2": self.v2, "peak_usage_bytes": peak, "oom_kills": kills})
+    }
+}
+
+impl Drop for Cgroup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir(&self.dir);
+    }
 }
 
 // ---------------------------------------------------------------- generator
@@ -361,10 +436,16 @@ struct Daemon {
 impl Daemon {
     /// Spawns `serve` on a free loopback port and waits for /ready; returns it and the seconds
     /// from spawn to ready.
-    fn start(rt: &tokio::runtime::Runtime, binary: &Path, data_dir: &Path, log: &Path) -> (Daemon, f64) {
+    fn start(
+        rt: &tokio::runtime::Runtime,
+        binary: &Path,
+        cgroup: Option<&Cgroup>,
+        data_dir: &Path,
+        log: &Path,
+    ) -> (Daemon, f64) {
         let t0 = Instant::now();
         let log = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
-        let mut cmd = Command::new(binary);
+        let mut cmd = cgroup.map_or_else(|| Command::new(binary), |c| c.wrap(binary));
         cmd.arg("serve").arg("--data-dir").arg(data_dir).args(["--listen", "127.0.0.1:0"]);
         for (k, _) in std::env::vars() {
             if k.starts_with("TIDEPOOL_") {
@@ -979,7 +1060,8 @@ fn main() {
     eprintln!("prepare: {prepare_s:.1} s; data {data}");
 
     // 1. ingest.
-    let (d, ready_s) = Daemon::start(&rt, &args.binary, &data_dir, &log);
+    let cgroup = args.cgroup_mib.map(Cgroup::create);
+    let (d, ready_s) = Daemon::start(&rt, &args.binary, cgroup.as_ref(), &data_dir, &log);
     let sampler = Sampler::new(d.pid());
     std::thread::sleep(Duration::from_millis(500));
     let idle = sampler.current();
@@ -1029,7 +1111,7 @@ fn main() {
 
     // 4. cold: restart on the same data dir.
     let stop_s = d.stop();
-    let (d, cold_ready_s) = Daemon::start(&rt, &args.binary, &data_dir, &log);
+    let (d, cold_ready_s) = Daemon::start(&rt, &args.binary, cgroup.as_ref(), &data_dir, &log);
     sampler.set_pid(d.pid());
     let cold_idle = sampler.current();
     let mut cold_j = cold_queries(&rt, &d.url, queries, &gt, args.cold_queries);
@@ -1060,6 +1142,20 @@ fn main() {
         "up_to_date_s": target("s to up-to-date", secs.unwrap_or(f64::INFINITY), 600.0, true),
         "ingest_docs_per_s": target("ingest docs/s", ingest_j["docs_per_s"].as_f64().unwrap_or(0.0), 30_000.0, false),
     });
+    let cgroup_j = cgroup.as_ref().map(Cgroup::report);
+    eprintln!("--- targets (issue 36: 10M on an 8 GB node, here at {} rows; cgroup {cgroup_j:?})", args.rows);
+    let issue36 = json!({
+        "oom_kills": cgroup_j.as_ref().map(|c| target("OOM kills", c["oom_kills"].as_f64().unwrap_or(0.0), 0.0, true)),
+        "peak_rss_over_raw": target("peak VmRSS / raw", ratio(build_peak.vm_rss as f64, raw), 0.5, true),
+        "serving_rss_over_raw": target("serving VmRSS / raw", ratio(steady.vm_rss as f64, raw), 0.25, true),
+        "ingest_docs_per_s": target("ingest docs/s", ingest_j["docs_per_s"].as_f64().unwrap_or(0.0), 20_000.0, false),
+        // 60 min at 10M rows, in proportion below.
+        "up_to_date_s": target("s to up-to-date", secs.unwrap_or(f64::INFINITY), 3600.0 * args.rows as f64 / 1e7, true),
+        "recall_at_10": target("recall@10", warm_j["recall_at_10"].as_f64().unwrap_or(f64::NAN), 0.95, false),
+        "warm_p50_ms": target("warm p50 ms", warm_j["p50_ms"].as_f64().unwrap_or(f64::NAN), 10.0, true),
+        "warm_p99_ms": target("warm p99 ms", warm_j["p99_ms"].as_f64().unwrap_or(f64::NAN), 50.0, true),
+        "data_dir_over_raw": target("data dir / raw", catchup_j["data_dir_bytes_over_raw"].as_f64().unwrap_or(f64::NAN), 1.5, true),
+    });
     let out = json!({
         "rows": args.rows,
         "dim": DIM,
@@ -1081,6 +1177,8 @@ fn main() {
         "cold": cold_j,
         "by_target": targets_j,
         "targets": targets,
+        "targets_issue36": issue36,
+        "cgroup": cgroup_j,
         "daemon_log": log_summary(&log),
         "temp_dir": if args.keep { json!(tmp_path) } else { Json::Null },
     });
