@@ -2,12 +2,11 @@
 //! table bounds-checked), then postings decoded block by block on demand. The term
 //! dictionary and the prefix dictionary (version 2) share one layout, [`Dict`].
 //!
-//! A dictionary lookup may start from a [`DictSample`] (every key of a dictionary of at most
-//! [`FULL_SAMPLE_BYTES`], else every [`SAMPLE_EVERY`]-th, copied to the heap from checked bytes once
-//! per loaded segment, `state/segment.rs`): it then reads at most one run of keys from the section
-//! instead of bisecting all of them, and none for a key the sample holds. Every key, offset and info
-//! it reads from the section is still checked (`crate::integrity`); heap bytes, checked when copied,
-//! cannot change; a lookup finds the same index with a sample or without one.
+//! A dictionary lookup may start from a [`DictSample`] (every [`SAMPLE_EVERY`]-th key, copied to
+//! the heap from checked bytes once per loaded segment, `state/segment.rs`): it then reads one run
+//! of keys from the section instead of bisecting all of them. Every key, offset and info it reads
+//! from the section is still checked (`crate::integrity`); the sample only picks which, and a
+//! lookup finds the same index with it or without it.
 
 use super::*;
 
@@ -44,11 +43,6 @@ pub(super) struct Dict<'a> {
 /// bytes per probe, each checked against its crc32c once per query).
 pub const SAMPLE_EVERY: usize = 32;
 
-/// A dictionary whose offsets and key bytes take at most this many bytes is sampled whole (every
-/// key on the heap): a lookup then reads nothing of it from the section, so a word a segment lacks
-/// costs no checked chunk there (at 1M documents a segment's body dictionary is ~0.6 MB).
-pub const FULL_SAMPLE_BYTES: usize = 1 << 20;
-
 /// Every [`SAMPLE_EVERY`]-th key of one dictionary, on the heap (concatenated; `ends[j]` is the
 /// end of sampled key `j`). Built from checked bytes ([`TextIndex::samples`]); heap bytes do not
 /// change after they were checked, so a lookup trusts them for the segment's life.
@@ -58,18 +52,14 @@ pub struct DictSample {
     ends: Vec<u32>,
     /// Keys of the dictionary it was taken from (a sample serves only a dictionary of as many).
     of_len: usize,
-    /// Sample j is key j·step (1: every key).
-    step: usize,
 }
 
 impl DictSample {
     /// The sample of `d`, reading every sampled key through `d`'s guard; None when a read key
     /// failed its check or is out of bounds (nothing is kept then: the next query tries again).
-    fn of(d: &Dict<'_>, step: Option<usize>) -> Option<DictSample> {
-        let whole = d.offsets.len().saturating_add(d.bytes.len()) <= FULL_SAMPLE_BYTES;
-        let step = step.unwrap_or(if whole { 1 } else { SAMPLE_EVERY }).max(1);
-        let mut s = DictSample { of_len: d.len, step, ..DictSample::default() };
-        for i in (0..d.len).step_by(step) {
+    fn of(d: &Dict<'_>) -> Option<DictSample> {
+        let mut s = DictSample { of_len: d.len, ..DictSample::default() };
+        for i in (0..d.len).step_by(SAMPLE_EVERY) {
             let offs = d.offsets.get(i * 4..i * 4 + 8)?;
             let (a, b) = (rd_u32(offs, 0).ok()? as usize, rd_u32(offs, 4).ok()? as usize);
             let key = d.bytes.get(a..b)?;
@@ -89,17 +79,11 @@ impl DictSample {
         &self.keys[start..self.ends[j] as usize]
     }
 
-    /// The sampled key at index `i` of the dictionary, if the sample holds it.
-    fn key_at(&self, i: usize) -> Option<&[u8]> {
-        (i.is_multiple_of(self.step) && i / self.step < self.ends.len()).then(|| self.key(i / self.step))
-    }
-
     /// The index range `[lo, hi]` of a dictionary of `len` keys that holds the first key `>= key`
-    /// (`hi` when every key of `[lo, hi)` is smaller); `lo` itself when key `lo` is `key`. Key
-    /// `lo` is a sampled one, known `<= key`.
+    /// (`hi` when every key of `[lo, hi)` is smaller).
     fn run_of(&self, key: &[u8], len: usize) -> (usize, usize) {
         let after = self.ends.len();
-        // Sampled keys at or below `key`: sample j is key j·step, and keys are sorted.
+        // Sampled keys at or below `key`: sample j is key j·SAMPLE_EVERY, and keys are sorted.
         let (mut lo, mut hi) = (0usize, after);
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
@@ -111,9 +95,7 @@ impl DictSample {
         }
         match lo {
             0 => (0, 0),
-            j if self.key(j - 1) == key => ((j - 1) * self.step, (j - 1) * self.step),
-            // Key (j-1)·step is below `key`: the answer is past it.
-            j => ((j - 1) * self.step + 1, (j * self.step).min(len)),
+            j => ((j - 1) * SAMPLE_EVERY, (j * SAMPLE_EVERY).min(len)),
         }
     }
 
@@ -171,7 +153,7 @@ impl<'a> Dict<'a> {
 
     /// Index of the first key `>= key` (bytewise).
     pub(super) fn lower_bound(&self, key: &[u8]) -> usize {
-        let (mut lo, mut hi) = match self.sample() {
+        let (mut lo, mut hi) = match self.sample.filter(|s| s.of_len == self.len) {
             Some(s) => s.run_of(key, self.len),
             None => (0, self.len),
         };
@@ -188,19 +170,7 @@ impl<'a> Dict<'a> {
 
     pub(super) fn find(&self, key: &str) -> Option<usize> {
         let i = self.lower_bound(key.as_bytes());
-        if i >= self.len {
-            return None;
-        }
-        let at = match self.sample().and_then(|s| s.key_at(i)) {
-            Some(k) => Some(k),
-            None => self.key(i),
-        };
-        (at == Some(key.as_bytes())).then_some(i)
-    }
-
-    /// This dictionary's sample, when it has one taken from a dictionary of as many keys.
-    fn sample(&self) -> Option<&'a DictSample> {
-        self.sample.filter(|s| s.of_len == self.len)
+        (i < self.len && self.key(i) == Some(key.as_bytes())).then_some(i)
     }
 
     /// `(postings offset, postings length, doc freq)` of key `i`.
@@ -291,17 +261,11 @@ impl<'a> TextIndex<'a> {
     /// [`Self::with_samples`] at each open. Read through the guard (call after
     /// [`Self::guarded`]): None when a read failed its check (keep nothing then).
     pub fn samples(&self) -> Option<TextSamples> {
-        self.samples_every(None)
-    }
-
-    /// [`Self::samples`] with every `step`-th key (None: by the dictionary's size, as the
-    /// module doc says).
-    pub(super) fn samples_every(&self, step: Option<usize>) -> Option<TextSamples> {
         let prefixes = match &self.prefixes {
-            Some((_, d)) => Some(DictSample::of(d, step)?),
+            Some((_, d)) => Some(DictSample::of(d)?),
             None => None,
         };
-        Some(TextSamples { terms: DictSample::of(&self.terms, step)?, prefixes })
+        Some(TextSamples { terms: DictSample::of(&self.terms)?, prefixes })
     }
 
     /// Looks keys up from `samples` (this section's, from [`Self::samples`]; a sample of a
