@@ -22,7 +22,8 @@
 //!
 //! Usage: `python3 bench/bm25_corpus.py --n N --out DIR && cargo run --profile profiling
 //! --example bm25_scale -- --dir DIR [--rounds 5] [--writers 2] [--batch 1000] [--no-peer]
-//! [--only-ours]` (then no exhaustive check either: for a profiler).
+//! [--only-ours [--class NAME]]` (then no exhaustive check either: for a profiler; `--class`: only
+//! that class's queries).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -237,11 +238,20 @@ struct Args {
     batch: usize,
     peer: bool,
     only_ours: bool,
+    /// Only the queries of this class (a profile of one class).
+    class: Option<String>,
 }
 
 fn args() -> Args {
-    let mut a =
-        Args { dir: PathBuf::new(), rounds: 5, writers: 2, batch: 1000, peer: true, only_ours: false };
+    let mut a = Args {
+        dir: PathBuf::new(),
+        rounds: 5,
+        writers: 2,
+        batch: 1000,
+        peer: true,
+        only_ours: false,
+        class: None,
+    };
     let mut it = std::env::args().skip(1);
     while let Some(x) = it.next() {
         let mut num = || it.next().and_then(|v| v.parse().ok()).expect("a number");
@@ -252,6 +262,7 @@ fn args() -> Args {
             "--batch" => a.batch = num(),
             "--no-peer" => a.peer = false,
             "--only-ours" => (a.peer, a.only_ours) = (false, true),
+            "--class" => a.class = Some(it.next().expect("--class NAME")),
             other => panic!("unknown argument {other}"),
         }
     }
@@ -261,7 +272,12 @@ fn args() -> Args {
 #[tokio::main]
 async fn main() {
     let a = args();
-    let queries = read_queries(&a.dir);
+    let mut queries = read_queries(&a.dir);
+    if let Some(c) = &a.class {
+        // The peer times every query of the file: a class alone is for profiling ours.
+        assert!(!a.peer, "--class needs --only-ours");
+        queries.retain(|q| &q.class == c);
+    }
     let data = a.dir.join("tp");
     let fresh = !data.join("ingest.json").exists();
     let store = Store::local(&data.join("store")).unwrap();

@@ -271,6 +271,67 @@ pub(super) fn linear(node: &Node, boost: f32, out: &mut Vec<(usize, f32)>) -> bo
     }
 }
 
+/// A `Sum`/`Max`/`Product` tree of leaves with positive weights, over the parts
+/// `search_fields_with` hands a row (one per scoring unit, leaf after leaf in the order
+/// [`monotone`] flattened them): [`Shape::score`] gives the row's score with [`eval`]'s
+/// operations in [`eval`]'s order, so a pruned `Max` scores bit for bit as the exhaustive one.
+pub(super) enum Shape {
+    /// One leaf's units: a sum in term order, from 0.
+    Leaf(std::ops::Range<usize>),
+    Sum(Vec<Shape>),
+    Max(Vec<Shape>),
+}
+
+impl Shape {
+    pub(super) fn score(&self, parts: &[f32]) -> f32 {
+        match self {
+            Shape::Leaf(r) => {
+                let mut s = 0f32;
+                for &x in &parts[r.clone()] {
+                    s += x;
+                }
+                s
+            }
+            Shape::Sum(c) => {
+                let mut s = 0f32;
+                for n in c {
+                    s += n.score(parts);
+                }
+                s
+            }
+            Shape::Max(c) => c.iter().map(|n| n.score(parts)).fold(0f32, f32::max),
+        }
+    }
+}
+
+/// Flattens a `Sum`/`Max`/`Product` tree of leaves with positive weights into (leaf,
+/// boost) pairs and its [`Shape`] (`units` counts the parts flattened so far); None when the
+/// expression holds anything else. Its score rises with each part and is at most their sum
+/// (parts are never negative), which the pruned search needs of it.
+pub(super) fn monotone(
+    node: &Node,
+    boost: f32,
+    leaves: &[Leaf],
+    out: &mut Vec<(usize, f32)>,
+    units: &mut usize,
+) -> Option<Shape> {
+    let all = |c: &[Node], out: &mut Vec<(usize, f32)>, units: &mut usize| {
+        c.iter().map(|n| monotone(n, boost, leaves, out, units)).collect::<Option<Vec<_>>>()
+    };
+    match node {
+        Node::Leaf(i) => {
+            out.push((*i, boost));
+            let start = *units;
+            *units += leaves[*i].units();
+            Some(Shape::Leaf(start..*units))
+        }
+        Node::Sum(c) => Some(Shape::Sum(all(c, out, units)?)),
+        Node::Max(c) => Some(Shape::Max(all(c, out, units)?)),
+        Node::Product(w, e) if *w > 0.0 => monotone(e, boost * w, leaves, out, units),
+        _ => None,
+    }
+}
+
 /// Compiles an expression: its leaves' terms, then (one pass over the
 /// documents for all leaves) their statistics and weights.
 pub(super) fn compile(
@@ -504,6 +565,10 @@ fn fill_stats(leaves: &mut [Leaf], state: &NsState, views: &[SegView<'_>]) {
 /// Take the rows of `v` that are not live out of every clause's statistics (the indexes counted
 /// them): O(dead rows), not O(rows).
 fn remove_dead_rows(stats: &mut [CorpusStats], leaves: &[Leaf], v: &SegView<'_>) {
+    // Listing the deleted rows walks the whole deletion bitmap: not when there are none.
+    if v.ls.deleted.is_empty() && v.shadowed.is_empty() {
+        return;
+    }
     let dead: std::collections::BTreeSet<usize> =
         v.ls.deleted.iter().chain(v.shadowed.iter().copied()).collect();
     for r in dead.into_iter().take_while(|_| !deadline::expired()) {
@@ -566,6 +631,10 @@ pub(super) fn text_hits(
     let reads_doc = root.reads_doc();
     let mut flat = Vec::new();
     let is_linear = linear(&root, 1.0, &mut flat);
+    // Not a plain sum: a `Max` (of sums) of positive clauses still prunes, its parts combined by
+    // its shape.
+    let mut shaped = Vec::new();
+    let shape = if is_linear { None } else { monotone(&root, 1.0, &leaves, &mut shaped, &mut 0) };
     let mut hits = Vec::new();
     let mut exhaustive = 0u64;
     let corrupt = |e: crate::index::IndexError| QueryError::corrupted("text index", e);
@@ -576,22 +645,16 @@ pub(super) fn text_hits(
         // Every row passes when nothing is deleted, shadowed or filtered: the pruned search
         // then skips a per-candidate call that hashes the row into the shadowed set.
         let f_opt: Option<&dyn Fn(u32) -> bool> = if v.passes_all(q) { None } else { Some(&f) };
-        let found: Vec<(u32, f32)> = match ixs {
-            Some(ixs) if is_linear => {
-                let fields: Vec<FieldQuery<'_, '_>> = flat
-                    .iter()
-                    .map(|(li, boost)| FieldQuery {
-                        index: &ixs[*li],
-                        terms: &leaves[*li].terms,
-                        prefix: leaves[*li].prefix.as_deref(),
-                        stats: &leaves[*li].stats,
-                        params: leaves[*li].params,
-                        boost: *boost,
-                    })
-                    .collect();
-                search_fields(&fields, k, f_opt).map_err(corrupt)?
+        let found: Vec<(u32, f32)> = match (ixs, &shape) {
+            (Some(ixs), _) if is_linear => {
+                search_fields(&field_queries(&flat, &leaves, &ixs), k, f_opt).map_err(corrupt)?
             }
-            Some(ixs) => {
+            (Some(ixs), Some(shape)) => {
+                let fields = field_queries(&shaped, &leaves, &ixs);
+                let by = |parts: &[f32]| shape.score(parts);
+                search_fields_with(&fields, k, f_opt, Combine::By(&by)).map_err(corrupt)?
+            }
+            (Some(ixs), None) => {
                 let mut rows: std::collections::BTreeMap<u32, RowTf> = std::collections::BTreeMap::new();
                 for (li, (l, ix)) in leaves.iter().zip(&ixs).enumerate() {
                     for (j, t) in l.distinct.iter().enumerate() {
@@ -617,7 +680,7 @@ pub(super) fn text_hits(
                     })
                     .collect()
             }
-            None => (0..seg.len())
+            (None, _) => (0..seg.len())
                 .filter(|r| v.live(*r))
                 .filter_map(|r| {
                     exhaustive += 1;
@@ -659,6 +722,25 @@ pub(super) fn text_hits(
         }
     }
     Ok((hits, exhaustive))
+}
+
+/// The per-segment queries of flattened (leaf, boost) pairs over the segment's indexes.
+fn field_queries<'q, 'a>(
+    pairs: &[(usize, f32)],
+    leaves: &'q [Leaf],
+    ixs: &'q [TextIndex<'a>],
+) -> Vec<FieldQuery<'q, 'a>> {
+    pairs
+        .iter()
+        .map(|(li, boost)| FieldQuery {
+            index: &ixs[*li],
+            terms: &leaves[*li].terms,
+            prefix: leaves[*li].prefix.as_deref(),
+            stats: &leaves[*li].stats,
+            params: leaves[*li].params,
+            boost: *boost,
+        })
+        .collect()
 }
 
 /// Hits of an expression without BM25 clauses (attributes, filters and

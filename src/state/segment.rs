@@ -18,6 +18,10 @@
 //!   segment file for one of at least `cache::READABLE_MIN_BYTES` (a rerank
 //!   through the mapping would map most of the section back: see
 //!   `cache/mapping.rs`).
+//! - A text section's dictionary samples (`index::text::TextSamples`) are taken at its first
+//!   open whose reads all passed their checks, and kept with the table: heap copies of checked
+//!   bytes, which later lookups start from (each byte a lookup reads from the section is still
+//!   checked, `crate::integrity`).
 //! - [`SegmentReader::opened_bytes`] is the heap the opened sections derived
 //!   (the section bytes themselves belong to the segment's buffer), plus the
 //!   checksums reads are checked with (`crate::integrity`), so the memory tier
@@ -39,7 +43,7 @@ use crate::format::segment::{
 };
 use crate::index::attr::AttrIndex;
 use crate::index::sparse::SparseIndex;
-use crate::index::text::TextIndex;
+use crate::index::text::{TextIndex, TextSamples};
 use crate::index::vector::ann::SharedAnnIndex;
 use crate::index::vector::graph::GraphIndex;
 use crate::index::vector::named::NamedIndex;
@@ -80,9 +84,17 @@ struct OpenedSections {
 /// attribute name; the first section of a kind wins, as a linear search did.
 #[derive(Default)]
 struct AttrSections {
-    text: HashMap<Box<str>, Range<usize>>,
+    text: HashMap<Box<str>, TextSection>,
     attr: HashMap<Box<str>, Range<usize>>,
     sparse: HashMap<Box<str>, Range<usize>>,
+}
+
+/// A text index section: its byte range, and its dictionaries' samples (taken at its first open
+/// whose reads all passed their checks; heap, trusted for the reader's life: see
+/// `index/text/reader.rs`).
+struct TextSection {
+    range: Range<usize>,
+    samples: OnceLock<TextSamples>,
 }
 
 /// The parts of a row [`SegmentReader::doc_with`] decodes besides its id.
@@ -200,14 +212,23 @@ impl SegmentReader {
             .clone()
     }
 
-    /// The text index section of `attr`.
+    /// The text index section of `attr`, its lookups starting from its dictionaries' samples
+    /// (taken at the first open).
     pub fn text_index(&self, attr: &str) -> Option<TextIndex<'_>> {
-        let range = self.by_attr().text.get(attr)?;
-        let bytes = self.section_bytes(range)?;
+        let sec = self.by_attr().text.get(attr)?;
+        let bytes = self.section_bytes(&sec.range)?;
         let guard = self.seg.file_guard();
         // The header (counts, lengths) is read at every open: checked like the rest.
         crate::integrity::check_slice(guard.as_ref(), bytes.get(..64).unwrap_or(bytes));
-        Some(TextIndex::open_trusted(bytes).ok()?.guarded(guard))
+        let ix = TextIndex::open_trusted(bytes).ok()?.guarded(guard);
+        let samples = match sec.samples.get() {
+            Some(s) => Some(s),
+            None => ix.samples().map(|s| sec.samples.get_or_init(|| s)),
+        };
+        Some(match samples {
+            Some(s) => ix.with_samples(s),
+            None => ix,
+        })
     }
 
     /// The attribute index section of `attr`.
@@ -296,7 +317,10 @@ impl SegmentReader {
             .named
             .get()
             .map_or(0, |t| t.values().filter_map(|r| r.as_ref().ok()).map(NamedIndex::heap_bytes).sum());
-        (ann + graph + named + self.seg.guard_heap_bytes()) as u64
+        let text: usize = self.sections.by_attr.get().map_or(0, |t| {
+            t.text.values().filter_map(|s| s.samples.get()).map(TextSamples::heap_bytes).sum()
+        });
+        (ann + graph + named + text + self.seg.guard_heap_bytes()) as u64
     }
 
     /// Opens the first section of `kind` over a shared slice of the segment's
@@ -332,7 +356,7 @@ impl SegmentReader {
         };
         for b in self.seg.sections(SECTION_TEXT_INDEX) {
             if let (Ok(ix), Some(r)) = (TextIndex::open_trusted(b), range_of(b)) {
-                t.text.entry(ix.attr().into()).or_insert(r);
+                t.text.entry(ix.attr().into()).or_insert(TextSection { range: r, samples: OnceLock::new() });
             }
         }
         for b in self.seg.sections(SECTION_ATTRIBUTE_INDEX) {

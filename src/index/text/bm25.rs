@@ -26,7 +26,14 @@ impl CorpusStats {
         self.num_docs += index.num_docs();
         self.total_tokens += index.total_tokens();
         for (t, _) in term_counts(terms) {
-            *self.doc_freq.entry(t.to_owned()).or_default() += u64::from(index.doc_freq(t));
+            let df = u64::from(index.doc_freq(t));
+            // Keyed once: every segment after the first adds to the entry without a new String.
+            match self.doc_freq.get_mut(t) {
+                Some(n) => *n += df,
+                None => {
+                    self.doc_freq.insert(t.to_owned(), df);
+                }
+            }
         }
     }
 

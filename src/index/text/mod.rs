@@ -62,8 +62,15 @@
 //! bound plus every other list's window bound cannot beat the k-th score; touched rows
 //! are visited in row order and completed by probing non-essential lists (highest bound
 //! first, early exit). Windows whose summed bounds cannot beat the k-th score are skipped
-//! whole. Lists of a few blocks in all are scored whole instead (same rows and bits).
-//! [`search_fields_exhaustive`] and [`score_documents`] are the unpruned references.
+//! whole. A candidate probing a non-essential list stops before decoding its block when
+//! that block's bound cannot lift it above the k-th score. Lists of a few blocks in all are
+//! scored whole instead (same rows and bits). [`search_fields_with`] combines a row's parts
+//! another way ([`Combine`]: a `Max` of sums), pruned alike, since any such score is at most
+//! the parts' sum. [`search_fields_exhaustive`] and [`score_documents`] are the unpruned references.
+//!
+//! A dictionary lookup starts from the section's [`TextSamples`] when the caller keeps them
+//! (every 32nd key on the heap, `reader.rs`): it reads one run of keys, a chunk or two of
+//! checked bytes, instead of a chunk per bisection step.
 //!
 //! # Invariants
 //! * Rows are segment-local positions, strictly increasing inside a posting list.

@@ -1,6 +1,12 @@
 //! Reading a text index section: validated once at open (magic, version, crc32c, every
 //! table bounds-checked), then postings decoded block by block on demand. The term
 //! dictionary and the prefix dictionary (version 2) share one layout, [`Dict`].
+//!
+//! A dictionary lookup may start from a [`DictSample`] (every [`SAMPLE_EVERY`]-th key, copied to
+//! the heap from checked bytes once per loaded segment, `state/segment.rs`): it then reads one run
+//! of keys from the section instead of bisecting all of them. Every key, offset and info it reads
+//! from the section is still checked (`crate::integrity`); the sample only picks which, and a
+//! lookup finds the same index with it or without it.
 
 use super::*;
 
@@ -27,6 +33,90 @@ pub(super) struct Dict<'a> {
     pub(super) len: usize,
     /// Checks each slice read after open (`crate::integrity`; None: unchecked).
     pub(super) guard: Option<crate::integrity::FileGuard<'a>>,
+    /// Every [`SAMPLE_EVERY`]-th key, when the caller keeps one for this dictionary.
+    sample: Option<&'a DictSample>,
+}
+
+/// Keys `0, SAMPLE_EVERY, 2·SAMPLE_EVERY, …` of a [`Dict`] sit in a [`DictSample`]: a lookup then
+/// reads at most this many keys of the section (their offsets and bytes mostly in one 1 KiB
+/// checked chunk each) instead of bisecting the whole dictionary (a chunk of offsets and one of key
+/// bytes per probe, each checked against its crc32c once per query).
+pub const SAMPLE_EVERY: usize = 32;
+
+/// Every [`SAMPLE_EVERY`]-th key of one dictionary, on the heap (concatenated; `ends[j]` is the
+/// end of sampled key `j`). Built from checked bytes ([`TextIndex::samples`]); heap bytes do not
+/// change after they were checked, so a lookup trusts them for the segment's life.
+#[derive(Debug, Default)]
+pub struct DictSample {
+    keys: Vec<u8>,
+    ends: Vec<u32>,
+    /// Keys of the dictionary it was taken from (a sample serves only a dictionary of as many).
+    of_len: usize,
+}
+
+impl DictSample {
+    /// The sample of `d`, reading every sampled key through `d`'s guard; None when a read key
+    /// failed its check or is out of bounds (nothing is kept then: the next query tries again).
+    fn of(d: &Dict<'_>) -> Option<DictSample> {
+        let mut s = DictSample { of_len: d.len, ..DictSample::default() };
+        for i in (0..d.len).step_by(SAMPLE_EVERY) {
+            let offs = d.offsets.get(i * 4..i * 4 + 8)?;
+            let (a, b) = (rd_u32(offs, 0).ok()? as usize, rd_u32(offs, 4).ok()? as usize);
+            let key = d.bytes.get(a..b)?;
+            if !crate::integrity::check_slice(d.guard.as_ref(), offs)
+                || !crate::integrity::check_slice(d.guard.as_ref(), key)
+            {
+                return None;
+            }
+            s.keys.extend_from_slice(key);
+            s.ends.push(u32::try_from(s.keys.len()).ok()?);
+        }
+        Some(s)
+    }
+
+    fn key(&self, j: usize) -> &[u8] {
+        let start = if j == 0 { 0 } else { self.ends[j - 1] as usize };
+        &self.keys[start..self.ends[j] as usize]
+    }
+
+    /// The index range `[lo, hi]` of a dictionary of `len` keys that holds the first key `>= key`
+    /// (`hi` when every key of `[lo, hi)` is smaller).
+    fn run_of(&self, key: &[u8], len: usize) -> (usize, usize) {
+        let after = self.ends.len();
+        // Sampled keys at or below `key`: sample j is key j·SAMPLE_EVERY, and keys are sorted.
+        let (mut lo, mut hi) = (0usize, after);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if self.key(mid) <= key {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        match lo {
+            0 => (0, 0),
+            j => ((j - 1) * SAMPLE_EVERY, (j * SAMPLE_EVERY).min(len)),
+        }
+    }
+
+    /// Heap bytes held.
+    pub fn heap_bytes(&self) -> usize {
+        self.keys.capacity() + self.ends.capacity() * 4
+    }
+}
+
+/// The samples of one text index section's dictionaries ([`TextIndex::samples`]).
+#[derive(Debug, Default)]
+pub struct TextSamples {
+    terms: DictSample,
+    prefixes: Option<DictSample>,
+}
+
+impl TextSamples {
+    /// Heap bytes held.
+    pub fn heap_bytes(&self) -> usize {
+        self.terms.heap_bytes() + self.prefixes.as_ref().map_or(0, DictSample::heap_bytes)
+    }
 }
 
 /// Cuts the four tables of a [`Dict`] of `n` keys from `take`, checking the offsets' ends.
@@ -44,7 +134,7 @@ pub(super) fn take_dict<'a>(
     if rd_u32(offsets, 0)? != 0 || rd_u32(offsets, n * 4)? as usize != bytes_len {
         return Err(corrupt("term offsets"));
     }
-    Ok(Dict { offsets, infos, bytes, postings, len: n, guard: None })
+    Ok(Dict { offsets, infos, bytes, postings, len: n, guard: None, sample: None })
 }
 
 impl<'a> Dict<'a> {
@@ -63,7 +153,10 @@ impl<'a> Dict<'a> {
 
     /// Index of the first key `>= key` (bytewise).
     pub(super) fn lower_bound(&self, key: &[u8]) -> usize {
-        let (mut lo, mut hi) = (0usize, self.len);
+        let (mut lo, mut hi) = match self.sample.filter(|s| s.of_len == self.len) {
+            Some(s) => s.run_of(key, self.len),
+            None => (0, self.len),
+        };
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
             if self.key(mid).unwrap_or(&[]) < key {
@@ -162,6 +255,27 @@ impl<'a> TextIndex<'a> {
             return Err(corrupt("length mismatch"));
         }
         Ok(TextIndex { attr, num_docs, total_tokens, norms, terms, prefixes, guard: None })
+    }
+
+    /// Samples of this section's dictionaries, to keep beside it for its life and pass to
+    /// [`Self::with_samples`] at each open. Read through the guard (call after
+    /// [`Self::guarded`]): None when a read failed its check (keep nothing then).
+    pub fn samples(&self) -> Option<TextSamples> {
+        let prefixes = match &self.prefixes {
+            Some((_, d)) => Some(DictSample::of(d)?),
+            None => None,
+        };
+        Some(TextSamples { terms: DictSample::of(&self.terms)?, prefixes })
+    }
+
+    /// Looks keys up from `samples` (this section's, from [`Self::samples`]; a sample of a
+    /// dictionary of another length is ignored).
+    pub fn with_samples(mut self, samples: &'a TextSamples) -> Self {
+        self.terms.sample = Some(&samples.terms);
+        if let (Some((_, d)), Some(s)) = (self.prefixes.as_mut(), samples.prefixes.as_ref()) {
+            d.sample = Some(s);
+        }
+        self
     }
 
     /// Check every slice read from now on with `guard` (the segment's; None: unchecked).

@@ -22,6 +22,34 @@ pub struct FieldQuery<'q, 'a> {
     pub boost: f32,
 }
 
+/// How a row's parts (one per scoring unit: each field's distinct terms, then its prefix, field
+/// by field) make its score. Either way the score rises with every part and is at most their sum
+/// (parts are never negative), so the pruning's bounds, sums of part bounds, hold for both.
+#[derive(Clone, Copy)]
+pub enum Combine<'c> {
+    /// The parts added in order (a multi-field sum).
+    Sum,
+    /// A caller's function of the parts (indexed by unit): a `Max` of sums, say. It must not
+    /// fall when a part rises, nor exceed the parts' sum.
+    By(&'c dyn Fn(&[f32]) -> f32),
+}
+
+impl Combine<'_> {
+    #[inline]
+    fn score(&self, parts: &[f32]) -> f32 {
+        match self {
+            Combine::Sum => {
+                let mut score = 0f32;
+                for &x in parts {
+                    score += x;
+                }
+                score
+            }
+            Combine::By(f) => f(parts),
+        }
+    }
+}
+
 pub(super) struct TermCursor<'a> {
     p: Postings<'a>,
     norms: &'a [u8],
@@ -38,6 +66,8 @@ pub(super) struct TermCursor<'a> {
     exhausted: bool,
     /// Block the shallow pointer is on (first block whose last row >= the window start).
     shallow: usize,
+    /// The block [`block_of`](Self::block_of) found last (0 before any).
+    probed: usize,
     /// Last row of each block (decoded once per query from the block metas).
     last_rows: Vec<u32>,
     /// Upper bound of each block's score: `(max tf, min fieldnorm)` under the global weight.
@@ -125,6 +155,21 @@ impl TermCursor<'_> {
         let row = self.blk.rows[self.pos];
         let norm = self.norms.get(row as usize).copied().unwrap_or(0);
         self.boost * self.weight.score(&caches[self.cache], norm, self.blk.tfs[self.pos])
+    }
+
+    /// The block that holds `row` if the list does (the first whose last row is >= `row`;
+    /// None past the list's end), found without decoding. `row` is at or after the current
+    /// row, as in [`advance`](Self::advance).
+    fn block_of(&mut self, row: u32) -> Option<usize> {
+        // From the block found last (rows asked only rise), not the last decoded one: a probe
+        // that stops at the bound decodes nothing, and rescanning from there would cost a pass
+        // over the list per candidate.
+        let mut b = self.probed.max(if self.blk_idx == usize::MAX { 0 } else { self.blk_idx });
+        while b < self.last_rows.len() && self.last_rows[b] < row {
+            b += 1;
+        }
+        self.probed = b;
+        (b < self.last_rows.len()).then_some(b)
     }
 
     /// Moves the shallow pointer to the first block that may hold rows >= `start`;
@@ -226,8 +271,9 @@ pub(super) fn open_cursors<'a>(
     let mut caches = Vec::new();
     let mut ord = 0usize;
     for f in fields {
-        let ci = caches.len();
-        caches.push(f.stats.norm_cache(f.params));
+        // The field's norm table, built once one of its lists occurs in the segment (a rare or
+        // absent word meets none in most segments: 256 divisions saved per field there).
+        let mut ci = None;
         let terms = term_counts(f.terms)
             .into_iter()
             .map(|(t, count)| Ok((f.index.postings_of(t)?, f.stats.weight(t, count, f.params))));
@@ -238,10 +284,14 @@ pub(super) fn open_cursors<'a>(
             ord += 1;
             let Some(p) = p else { continue };
             let nblocks = p.nblocks;
+            let cache = *ci.get_or_insert_with(|| {
+                caches.push(f.stats.norm_cache(f.params));
+                caches.len() - 1
+            });
             let mut c = TermCursor {
                 p,
                 norms: f.index.norms,
-                cache: ci,
+                cache,
                 weight,
                 boost: f.boost,
                 ord: this_ord,
@@ -251,6 +301,7 @@ pub(super) fn open_cursors<'a>(
                 pos: 0,
                 exhausted: false,
                 shallow: 0,
+                probed: 0,
                 last_rows: Vec::with_capacity(nblocks),
                 block_scores: Vec::with_capacity(nblocks),
             };
@@ -286,6 +337,17 @@ pub fn search_fields(
     k: usize,
     filter: Option<&dyn Fn(u32) -> bool>,
 ) -> Result<Vec<(u32, f32)>, IndexError> {
+    search_fields_with(fields, k, filter, Combine::Sum)
+}
+
+/// [`search_fields`] with the parts of a row combined by `combine` (pruned alike: see
+/// [`Combine`]). Scores equal [`search_fields_exhaustive_with`] bit for bit.
+pub fn search_fields_with(
+    fields: &[FieldQuery<'_, '_>],
+    k: usize,
+    filter: Option<&dyn Fn(u32) -> bool>,
+    combine: Combine<'_>,
+) -> Result<Vec<(u32, f32)>, IndexError> {
     let (mut cursors, caches, nords) = open_cursors(fields)?;
     let mut top = TopK::new(k);
     if k == 0 || cursors.is_empty() {
@@ -294,15 +356,14 @@ pub fn search_fields(
     // Rare terms: scoring every posting costs less than the window buffers (tens of KiB
     // zeroed per segment) and gives the same rows and score bits.
     if cursors.iter().map(|c| c.last_rows.len()).sum::<usize>() <= FEW_BLOCKS {
-        return score_all(cursors, &caches, nords, k, filter);
+        return score_all(cursors, &caches, nords, k, filter, combine);
     }
     let n = cursors.len();
     let w = WINDOW as usize;
     // Per window: approximate sums (pruning), per-(row, term) contributions (exact in-order sums),
     // and a bitset of touched rows so candidates are visited in row order.
-    let mut sums = vec![0f32; w];
-    let mut contrib = vec![0f32; w * nords];
-    let mut touched = vec![0u64; w / 64];
+    let mut scratch = Scratch::take(w, nords);
+    let Scratch { sums, contrib, touched } = &mut scratch;
     let mut bounds = vec![0f32; n];
     let mut order: Vec<usize> = (0..n).collect();
     let mut prefix = vec![0f32; n + 1];
@@ -395,6 +456,17 @@ pub fn search_fields(
                                 continue;
                             }
                             let c = &mut cursors[i];
+                            // The block that may hold the row bounds this list's part more tightly
+                            // than its window bound: decoded only when that bound can still lift the
+                            // row above theta.
+                            match c.block_of(row) {
+                                None => continue,
+                                Some(b) if partial + prefix[j] + c.block_scores[b] <= theta_now => {
+                                    ok = false;
+                                    break;
+                                }
+                                Some(_) => {}
+                            }
                             if c.advance(row)? == Some(row) {
                                 let s = c.score_here(&caches);
                                 parts[c.ord] = s;
@@ -403,11 +475,7 @@ pub fn search_fields(
                         }
                     }
                     if ok {
-                        let mut score = 0f32;
-                        for &x in parts.iter() {
-                            score += x;
-                        }
-                        top.push(row, score);
+                        top.push(row, combine.score(parts));
                         theta_now = prune_threshold(top.threshold());
                     }
                     parts.iter_mut().for_each(|x| *x = 0.0);
@@ -419,7 +487,45 @@ pub fn search_fields(
         }
         start = end + 1;
     }
+    // Every touched row's slots were cleared as it was visited: the buffers are zero again.
+    scratch.give_back();
     Ok(top.into_sorted())
+}
+
+/// The window buffers of [`search_fields_with`], kept per thread between searches: a long
+/// query's per-(row, unit) buffer is `WINDOW × units` floats (a megabyte at 60 units), which
+/// allocating and zeroing per segment cost more than a rare-word search's whole work.
+/// Invariant: a kept buffer is all zero (a search that returns early, by an error, drops its own).
+#[derive(Default)]
+struct Scratch {
+    sums: Vec<f32>,
+    contrib: Vec<f32>,
+    touched: Vec<u64>,
+}
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
+}
+
+/// Above this many floats a window's buffers are not kept for the next search (a query of
+/// hundreds of units).
+const SCRATCH_MAX_FLOATS: usize = 1 << 20;
+
+impl Scratch {
+    /// Zeroed buffers for windows of `w` rows and `units` parts a row.
+    fn take(w: usize, units: usize) -> Scratch {
+        let mut s = SCRATCH.with(|c| std::mem::take(&mut *c.borrow_mut()));
+        s.sums.resize(w, 0.0);
+        s.contrib.resize(w * units, 0.0);
+        s.touched.resize(w / 64, 0);
+        s
+    }
+
+    fn give_back(self) {
+        if self.contrib.len() <= SCRATCH_MAX_FLOATS {
+            SCRATCH.with(|c| *c.borrow_mut() = self);
+        }
+    }
 }
 
 /// Exhaustive multi-field scoring (term at a time into an accumulator).
@@ -428,8 +534,18 @@ pub fn search_fields_exhaustive(
     k: usize,
     filter: Option<&dyn Fn(u32) -> bool>,
 ) -> Result<Vec<(u32, f32)>, IndexError> {
+    search_fields_exhaustive_with(fields, k, filter, Combine::Sum)
+}
+
+/// [`search_fields_exhaustive`] with the parts of a row combined by `combine`.
+pub fn search_fields_exhaustive_with(
+    fields: &[FieldQuery<'_, '_>],
+    k: usize,
+    filter: Option<&dyn Fn(u32) -> bool>,
+    combine: Combine<'_>,
+) -> Result<Vec<(u32, f32)>, IndexError> {
     let (cursors, caches, nords) = open_cursors(fields)?;
-    score_all(cursors, &caches, nords, k, filter)
+    score_all(cursors, &caches, nords, k, filter, combine)
 }
 
 /// Below this many blocks over all of a query's lists, [`search_fields`] scores every posting.
@@ -442,6 +558,7 @@ fn score_all(
     nords: usize,
     k: usize,
     filter: Option<&dyn Fn(u32) -> bool>,
+    combine: Combine<'_>,
 ) -> Result<Vec<(u32, f32)>, IndexError> {
     let mut hits: Vec<(u32, usize, f32)> = Vec::new();
     for c in cursors.iter_mut() {
@@ -466,11 +583,7 @@ fn score_all(
             i += 1;
         }
         if filter.is_none_or(|f| f(row)) {
-            let mut score = 0f32;
-            for &x in &parts {
-                score += x;
-            }
-            top.push(row, score);
+            top.push(row, combine.score(&parts));
         }
     }
     Ok(top.into_sorted())

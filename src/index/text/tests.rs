@@ -299,3 +299,114 @@ proptest! {
         prop_assert_eq!(search_fields(&fq, k, None).unwrap(), search_fields_exhaustive(&fq, k, None).unwrap());
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+    /// A lookup that starts from the dictionaries' samples finds what bisecting the whole
+    /// dictionary finds: every term, words before the first and after the last, words between
+    /// two terms, sampled and unsampled keys alike, and prefixes (both dictionaries).
+    #[test]
+    fn sampled_lookups_equal_whole_dictionary_lookups(seed in any::<u64>(), rows in 1usize..3_000,
+                                                      vocab in 2usize..400, prefixes in any::<bool>()) {
+        let opts = FullTextSearch {
+            remove_stopwords: false, stemming: false, index_prefixes: prefixes, ..FullTextSearch::default()
+        };
+        let docs = random_corpus(seed, rows, vocab);
+        let bytes = build("a", docs.iter().enumerate().map(|(i, d)| (i as u32, d.as_str())), &opts);
+        let plain = TextIndex::open(&bytes).unwrap();
+        let samples = plain.samples().unwrap();
+        let sampled = plain.with_samples(&samples);
+        let mut probes: Vec<String> = (0..vocab + 3).map(|i| format!("w{i}")).collect();
+        probes.extend(["", "a", "w", "w1", "w10", "w9~", "z", "w\u{ff}"].map(String::from));
+        probes.extend((0..vocab).map(|i| format!("w{i}0a")));
+        for p in &probes {
+            prop_assert_eq!(plain.terms.lower_bound(p.as_bytes()), sampled.terms.lower_bound(p.as_bytes()), "{}", p);
+            prop_assert_eq!(plain.doc_freq(p), sampled.doc_freq(p));
+            prop_assert_eq!(plain.postings(p).unwrap(), sampled.postings(p).unwrap());
+            prop_assert_eq!(plain.terms_with_prefix(p, 70), sampled.terms_with_prefix(p, 70));
+            prop_assert_eq!(plain.prefix_doc_freq(p), sampled.prefix_doc_freq(p));
+        }
+    }
+}
+
+/// A sample taken from another dictionary (of another length) is not used.
+#[test]
+fn a_sample_of_another_dictionary_is_ignored() {
+    let opts = FullTextSearch { remove_stopwords: false, stemming: false, ..FullTextSearch::default() };
+    let small = build("a", [(0u32, "b c d")], &opts);
+    let words: Vec<String> = (0..200).map(|i| format!("t{i:03}")).collect();
+    let large = build("a", [(0u32, words.join(" ").as_str())], &opts);
+    let small_ix = TextIndex::open(&small).unwrap();
+    let large_ix = TextIndex::open(&large).unwrap();
+    let other = large_ix.samples().unwrap();
+    let wrong = small_ix.with_samples(&other);
+    assert_eq!(wrong.doc_freq("d"), 1);
+    assert_eq!(wrong.terms.lower_bound(b"c"), 1);
+    let right = large_ix.with_samples(&other);
+    assert_eq!(right.doc_freq("t150"), 1);
+    assert_eq!(right.terms.lower_bound(b"t150"), 150);
+}
+
+/// Every row's score under `combine` from each unit's postings, scored one by one: the reference
+/// a combined search must match (rows with no part left out, ties by ascending row).
+fn brute_force_top(fq: &[FieldQuery<'_, '_>], k: usize, combine: &dyn Fn(&[f32]) -> f32) -> Vec<(u32, f32)> {
+    let units: Vec<(usize, &str, u32)> = fq
+        .iter()
+        .enumerate()
+        .flat_map(|(fi, f)| term_counts(f.terms).into_iter().map(move |(t, c)| (fi, t, c)))
+        .collect();
+    let mut parts: BTreeMap<u32, Vec<f32>> = BTreeMap::new();
+    for (u, &(fi, t, count)) in units.iter().enumerate() {
+        let f = &fq[fi];
+        let (w, cache) = (f.stats.weight(t, count, f.params), f.stats.norm_cache(f.params));
+        for (row, tf) in f.index.postings(t).unwrap() {
+            let p = parts.entry(row).or_insert_with(|| vec![0.0; units.len()]);
+            p[u] = f.boost * w.score(&cache, f.index.fieldnorm_id(row), tf);
+        }
+    }
+    let mut all: Vec<(u32, f32)> = parts.iter().map(|(r, p)| (*r, combine(p))).collect();
+    all.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    all.truncate(k);
+    all
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(16))]
+    /// `Max` of per-field sums (and a boosted field) prunes like a sum and still returns the
+    /// exhaustive top k, bit for bit: blocks are passed (one very common term) and windows skipped.
+    #[test]
+    fn pruned_max_equals_exhaustive(seed in any::<u64>(), rows in 2_000usize..30_000, k in 1usize..12,
+                                    filt in 0u32..3, dense in any::<bool>()) {
+        let opts = FullTextSearch { remove_stopwords: false, stemming: false, ..FullTextSearch::default() };
+        let docs = if dense { dense_corpus(seed, rows) } else { random_corpus(seed, rows, 40) };
+        let docs2 = random_corpus(seed ^ 0x5eed, rows, 25);
+        let a = build("a", docs.iter().enumerate().map(|(i, d)| (i as u32, d.as_str())), &opts);
+        let b = build("b", docs2.iter().enumerate().map(|(i, d)| (i as u32, d.as_str())), &opts);
+        let (ia, ib) = (TextIndex::open(&a).unwrap(), TextIndex::open(&b).unwrap());
+        let terms: Vec<String> = if dense {
+            vec!["a".into(), "b".into(), "f3".into(), "w3".into()]
+        } else {
+            (0..4).map(|i| format!("w{}", (seed as usize >> (i * 5)) % 40)).collect()
+        };
+        let (mut sa, mut sb) = (CorpusStats::default(), CorpusStats::default());
+        sa.add_index(&ia, &terms);
+        sb.add_index(&ib, &terms);
+        let p = Bm25Params::default();
+        let fq = [
+            FieldQuery { index: &ia, terms: &terms, prefix: None, stats: &sa, params: p, boost: 1.0 },
+            FieldQuery { index: &ib, terms: &terms, prefix: None, stats: &sb, params: p, boost: 1.5 },
+        ];
+        let n = term_counts(&terms).len();
+        // Max(field a's sum, field b's sum), as `query::bm25::Shape` computes it.
+        let max = move |parts: &[f32]| {
+            let sum = |r: std::ops::Range<usize>| parts[r].iter().fold(0f32, |s, x| s + x);
+            [sum(0..n), sum(n..2 * n)].into_iter().fold(0f32, f32::max)
+        };
+        let f = move |r: u32| r % 3 >= filt;
+        let pruned = search_fields_with(&fq, k, Some(&f), Combine::By(&max)).unwrap();
+        prop_assert_eq!(&pruned, &search_fields_exhaustive_with(&fq, k, Some(&f), Combine::By(&max)).unwrap());
+        let pruned = search_fields_with(&fq, k, None, Combine::By(&max)).unwrap();
+        prop_assert_eq!(&pruned, &search_fields_exhaustive_with(&fq, k, None, Combine::By(&max)).unwrap());
+        prop_assert_eq!(&pruned, &brute_force_top(&fq, k, &max));
+    }
+}
