@@ -28,6 +28,9 @@
 //!   sizes stay geometric, O(log n) chunks, each row copied O(log n) times),
 //!   and a chunk that is more than half dead is rewritten without its dead
 //!   rows.
+//! - After a compaction the refolded state's index is this one cut at the
+//!   round's first seq ([`OverlayText::carried`]): the rows written during
+//!   the round keep their chunks and are not analysed again.
 //! - Vectors are never read: an overlay whose vectors are spilled
 //!   (`crate::spill`) is indexed the same way.
 
