@@ -47,7 +47,7 @@ use crate::format::segment::{
     SECTION_GRAPH_INDEX, SECTION_NAMED_COLD_IVF, SECTION_NAMED_VECTOR_INDEX, SECTION_SPARSE_INDEX,
     SECTION_TEXT_INDEX,
 };
-use crate::index::text::{Analyzer, TextIndexBuilder};
+use crate::index::text::{Analyzer, TextIndexBuilder, ValueTokens};
 use crate::index::vector::rows::RowSource;
 use crate::model::{DistanceMetric, Document, Value};
 use crate::schema::AttrType;
@@ -167,6 +167,8 @@ pub(crate) struct IndexFeed<'s> {
     with_vector: usize,
     attrs: Vec<AttrFeed>,
     cold: bool,
+    /// The row's tokens on one attribute (a buffer reused from row to row).
+    toks: ValueTokens,
 }
 
 impl<'s> IndexFeed<'s> {
@@ -204,7 +206,7 @@ impl<'s> IndexFeed<'s> {
             }
         }
         let dim = state.vector_dim.map(|d| d as usize).filter(|d| *d > 0);
-        IndexFeed { state, dim, rows: 0, with_vector: 0, attrs, cold }
+        IndexFeed { state, dim, rows: 0, with_vector: 0, attrs, cold, toks: ValueTokens::default() }
     }
 
     /// Feed the next row (rows come in row order, each once).
@@ -217,12 +219,8 @@ impl<'s> IndexFeed<'s> {
         for feed in &mut self.attrs {
             match feed {
                 AttrFeed::Text(name, analyzer, b) => {
-                    let toks = d
-                        .attrs
-                        .get(name.as_str())
-                        .map(|v| crate::index::text::value_tokens(analyzer, v))
-                        .unwrap_or_default();
-                    b.add_tokens(row, toks.iter().map(String::as_str));
+                    self.toks.analyze(analyzer, d.attrs.get(name.as_str()).unwrap_or(&Value::Null));
+                    b.add_tokens(row, self.toks.iter());
                 }
                 AttrFeed::Values(name, values) => {
                     if let Some(v) = d.attrs.get(name.as_str()) {

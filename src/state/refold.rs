@@ -20,8 +20,12 @@
 //! - One difference from a replay that no reader sees: a rewrite in S that
 //!   left a document equal to `C`'s (the diff compares values) is served from
 //!   the new segment, which holds the same document, not from the overlay.
-//! - The overlay text index is kept entry by entry as a replay's would be
-//!   (`OverlayText::replace`), over the committed generation's schema.
+//! - The overlay text index holds exactly the refolded overlay's live
+//!   documents, over the committed generation's schema: `N`'s index without
+//!   the rows put before `C`'s last one (`OverlayText::carried`: nothing is
+//!   tokenized again, so a row written during a round is analysed once), or,
+//!   when `N`'s index does not line up so (its options changed during the
+//!   round), built afresh from the refolded overlay.
 //! - `len` is recounted from the new segments and the refolded entries and
 //!   must equal `N`'s; any inconsistency (also a `C` and `N` over different
 //!   segments) returns None, and the caller replays the WAL instead.
@@ -59,6 +63,14 @@ impl NsState {
         if base.len != newest.len {
             return None;
         }
+        base.text = match newest.text.carried(&compacted.text, &base.schema, &base.overlay) {
+            Some(text) => text,
+            None => {
+                let mut text = super::OverlayText::default();
+                text.sync(&base.schema, &base.overlay);
+                text
+            }
+        };
         for (key, counts) in newest.idempotency.iter() {
             if compacted.idempotency.get(key) != Some(counts) {
                 base.idempotency.insert(key.clone(), *counts);
@@ -70,7 +82,6 @@ impl NsState {
     /// Set `id` to `now` (None: deleted) the way a replay's put/remove would.
     fn refold_entry(&mut self, id: &DocId, now: Option<Arc<Document>>) {
         let live_in_segments = self.segment_live(id);
-        self.text.replace(&self.schema, &self.overlay, id, now.as_ref());
         match now {
             Some(doc) => {
                 if !live_in_segments {

@@ -6,7 +6,7 @@
 //! - For each full-text attribute of the schema it was last synced with, and
 //!   for exactly that attribute's options ([`FullTextSearch`]), the index
 //!   holds every live overlay document's tokens as a query analyzes them
-//!   ([`value_tokens`] under [`Analyzer::new`]): per term the (row, tf)
+//!   ([`crate::index::text::value_tokens`] under [`Analyzer::new`]): per term the (row, tf)
 //!   postings, per row its fieldnorm id and document. Its statistics —
 //!   live overlay documents (with the attribute or not), their tokens, and
 //!   the live documents holding each term — are what a scan of the live
@@ -28,6 +28,9 @@
 //!   sizes stay geometric, O(log n) chunks, each row copied O(log n) times),
 //!   and a chunk that is more than half dead is rewritten without its dead
 //!   rows.
+//! - After a compaction the refolded state's index is this one cut at the
+//!   round's first seq ([`OverlayText::carried`]): the rows written during
+//!   the round keep their chunks and are not analysed again.
 //! - Vectors are never read: an overlay whose vectors are spilled
 //!   (`crate::spill`) is indexed the same way.
 
@@ -36,7 +39,7 @@ use std::fmt;
 use std::ops::Bound;
 use std::sync::Arc;
 
-use crate::index::text::{fieldnorm_to_id, value_tokens, Analyzer};
+use crate::index::text::{fieldnorm_to_id, Analyzer, ValueTokens};
 use crate::model::{DocId, Document};
 use crate::schema::{FullTextSearch, Schema};
 
@@ -257,18 +260,61 @@ impl OverlayText {
     }
 }
 
+impl OverlayText {
+    /// The index a compaction's refold keeps: this (the newest state's) index
+    /// without the rows put before `folded`'s last seq (those are in the new
+    /// segments now), over exactly the live documents of `overlay` (the
+    /// refolded overlay: documents this index holds at a seq put after
+    /// `folded`, as the same `Arc`s). Nothing is tokenized: chunks after the
+    /// boundary are shared, the one straddling it is rewritten, and the
+    /// statistics are summed from the kept postings. None when the rows do
+    /// not line up so (the caller indexes the overlay afresh).
+    pub fn carried(
+        &self,
+        folded: &OverlayText,
+        schema: &Schema,
+        overlay: &imbl::OrdMap<DocId, Option<Arc<Document>>>,
+    ) -> Option<OverlayText> {
+        if self.0.attrs.is_empty() || !self.in_sync(schema) {
+            return None;
+        }
+        let from = folded.0.next_seq;
+        let mut seq_of = imbl::HashMap::new();
+        for (id, doc) in overlay.iter() {
+            if doc.is_some() {
+                let seq = *self.0.seq_of.get(id)?;
+                if seq < from {
+                    return None;
+                }
+                seq_of.insert(id.clone(), seq);
+            }
+        }
+        let attrs = self.0.attrs.iter().map(|a| a.carried(from, overlay)).collect();
+        Some(OverlayText(Arc::new(Inner { seq_of, next_seq: self.0.next_seq, attrs })))
+    }
+}
+
 /// A value's tokens as (term, count) in term order, and the token count.
-fn term_counts(mut toks: Vec<String>) -> (Vec<(String, u32)>, usize) {
-    let len = toks.len();
-    toks.sort_unstable();
-    let mut out: Vec<(String, u32)> = Vec::new();
-    for t in toks {
+fn term_counts(toks: &ValueTokens) -> (Vec<(&str, u32)>, usize) {
+    let mut sorted: Vec<&str> = toks.iter().collect();
+    sorted.sort_unstable();
+    let mut out: Vec<(&str, u32)> = Vec::new();
+    for t in sorted {
         match out.last_mut() {
             Some((last, c)) if *last == t => *c += 1,
             _ => out.push((t, 1)),
         }
     }
-    (out, len)
+    (out, toks.len())
+}
+
+/// The document's tokens on attribute `name`.
+fn doc_tokens(analyzer: &Analyzer, doc: &Document, name: &str) -> ValueTokens {
+    let mut toks = ValueTokens::default();
+    if let Some(v) = doc.attrs.get(name) {
+        toks.analyze(analyzer, v);
+    }
+    toks
 }
 
 impl AttrText {
@@ -308,15 +354,15 @@ impl AttrText {
     /// The document's terms and token count on this attribute (None without
     /// tokens), counted into the statistics.
     fn count(&mut self, doc: &Document) -> Option<(TermCounts, usize)> {
-        let toks = doc.attrs.get(&self.name).map(|v| value_tokens(&self.analyzer, v)).unwrap_or_default();
+        let toks = doc_tokens(&self.analyzer, doc, &self.name);
         if toks.is_empty() {
             return None;
         }
-        let (counts, len) = term_counts(toks);
+        let (counts, len) = term_counts(&toks);
         self.total_tokens += len as u64;
         let shared = counts
             .into_iter()
-            .map(|(t, c)| match self.df.get_key_value_mut(t.as_str()) {
+            .map(|(t, c)| match self.df.get_key_value_mut(t) {
                 Some((key, n)) => {
                     *n += 1;
                     (Arc::clone(key), c)
@@ -335,18 +381,18 @@ impl AttrText {
 
     /// Takes the document's terms and tokens back out of the statistics.
     fn uncount(&mut self, doc: &Document) -> bool {
-        let toks = doc.attrs.get(&self.name).map(|v| value_tokens(&self.analyzer, v)).unwrap_or_default();
+        let toks = doc_tokens(&self.analyzer, doc, &self.name);
         if toks.is_empty() {
             return false;
         }
-        let (counts, len) = term_counts(toks);
+        let (counts, len) = term_counts(&toks);
         self.total_tokens -= len as u64;
-        for (t, _) in &counts {
-            let Some(n) = self.df.get_mut(t.as_str()) else { continue };
+        for &(t, _) in &counts {
+            let Some(n) = self.df.get_mut(t) else { continue };
             *n -= 1;
             if *n == 0 {
-                self.df.remove(t.as_str());
-                self.terms.remove(t.as_str());
+                self.df.remove(t);
+                self.terms.remove(t);
                 self.df_bytes -= t.len();
             }
         }
@@ -394,6 +440,63 @@ impl AttrText {
             self.parts.remove(pi);
         } else if part.dead_rows * 2 > part.chunk.seqs.len() {
             *part = Part::new(Chunk::merged(std::slice::from_ref(part)));
+        }
+    }
+}
+
+impl AttrText {
+    /// This attribute's rows from seq `from` on that `overlay` holds (the
+    /// same document), with the statistics summed from their postings.
+    fn carried(&self, from: u64, overlay: &imbl::OrdMap<DocId, Option<Arc<Document>>>) -> AttrText {
+        let mut a = AttrText::empty(&self.name, &self.options);
+        a.analyzer = Arc::clone(&self.analyzer);
+        let first = self.parts.partition_point(|p| p.chunk.seqs.last().is_some_and(|s| *s < from));
+        for part in &self.parts[first..] {
+            let mut part = part.clone();
+            for row in 0..part.chunk.seqs.len() {
+                if part.is_dead(row as u32) {
+                    continue;
+                }
+                let doc = &part.chunk.docs[row];
+                let held = || matches!(overlay.get(&doc.id), Some(Some(d)) if Arc::ptr_eq(d, doc));
+                if part.chunk.seqs[row] < from || !held() {
+                    part.kill(row);
+                }
+            }
+            if part.live_rows() == 0 {
+                continue;
+            }
+            if part.dead_rows * 2 > part.chunk.seqs.len() {
+                part = Part::new(Chunk::merged(std::slice::from_ref(&part)));
+            }
+            a.count_part(&part);
+            a.parts.push(part);
+        }
+        a
+    }
+
+    /// Adds a kept part's live postings to the statistics (df, terms, tokens).
+    fn count_part(&mut self, part: &Part) {
+        for (t, list) in &part.chunk.postings {
+            let (mut docs, mut tokens) = (0u64, 0u64);
+            for &(row, tf) in &list.rows {
+                if !part.is_dead(row) {
+                    docs += 1;
+                    tokens += u64::from(tf);
+                }
+            }
+            if docs == 0 {
+                continue;
+            }
+            self.total_tokens += tokens;
+            match self.df.get_mut(&**t) {
+                Some(n) => *n += docs,
+                None => {
+                    self.df_bytes += t.len();
+                    self.df.insert(Arc::clone(t), docs);
+                    self.terms.insert(Arc::clone(t));
+                }
+            }
         }
     }
 }
@@ -740,6 +843,88 @@ mod tests {
             assert_eq!(got, want, "step {step}, last target {target}");
         }
         assert!(v.cursor("green").current().is_none());
+    }
+
+    /// What a query reads of attribute `t`: statistics, and per term its
+    /// live (id, tf, norm) postings (seqs differ between two indexes).
+    fn served(ix: &OverlayText, words: &[&str]) -> Vec<String> {
+        let v = ix.attr("t", &FullTextSearch::default()).unwrap();
+        let mut out = vec![format!("{} {}", v.num_docs(), v.total_tokens())];
+        for w in words {
+            let mut rows: Vec<String> =
+                v.postings(w).iter().map(|p| format!("{:?}:{}:{}", p.doc.id, p.tf, p.norm)).collect();
+            rows.sort();
+            out.push(format!("{w} df {} {rows:?}", v.doc_freq(w)));
+            out.push(format!("{:?}", v.terms_with_prefix(&w[..1], 100)));
+        }
+        out
+    }
+
+    #[test]
+    fn a_carried_index_serves_what_indexing_the_kept_rows_afresh_does() {
+        const WORDS: [&str; 6] = ["red", "fox", "blue", "dog", "runs", "lazy"];
+        let s = schema();
+        for seed in 0..20u64 {
+            let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+            let mut next = |n: u64| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x % n
+            };
+            let (mut ix, mut o) = (OverlayText::default(), Overlay::new());
+            let text = |next: &mut dyn FnMut(u64) -> u64| {
+                let n = 1 + next(5);
+                (0..n).map(|_| WORDS[next(6) as usize]).collect::<Vec<_>>().join(" ")
+            };
+            for _ in 0..next(120) {
+                let id = next(90);
+                put(&mut ix, &s, &mut o, doc(id, &text(&mut next)));
+            }
+            let folded = ix.clone();
+            // Writes during the round: puts (some of them rewriting a row as it was), deletes.
+            let mut touched = std::collections::BTreeSet::new();
+            let mut same_as_before = std::collections::BTreeSet::new();
+            for _ in 0..next(80) {
+                let id = next(90);
+                match next(5) {
+                    0 => {
+                        ix.replace(&s, &o, &DocId::U64(id), None);
+                        o.remove(&DocId::U64(id));
+                    }
+                    1 => {
+                        if let Some(Some(d)) = o.get(&DocId::U64(id)).cloned() {
+                            put(&mut ix, &s, &mut o, Arc::new((*d).clone()));
+                            same_as_before.insert(id);
+                        }
+                        continue;
+                    }
+                    _ => put(&mut ix, &s, &mut o, doc(id, &text(&mut next))),
+                }
+                touched.insert(id);
+                same_as_before.remove(&id);
+            }
+            // The refolded overlay: what the round changed, not the rows it rewrote as they were.
+            let mut refolded = Overlay::new();
+            for id in &touched {
+                if let Some(Some(d)) = o.get(&DocId::U64(*id)) {
+                    refolded.insert(DocId::U64(*id), Some(Arc::clone(d)));
+                }
+            }
+            let carried = ix.carried(&folded, &s, &refolded).expect("rows line up");
+            let mut fresh = OverlayText::default();
+            fresh.sync(&s, &refolded);
+            assert_eq!(served(&carried, &WORDS), served(&fresh, &WORDS), "seed {seed}");
+            // The carried index goes on taking writes like any other.
+            let (mut c, mut f) = (carried, fresh);
+            for i in 0..30 {
+                let d = doc(i % 7 + 200, &text(&mut next));
+                c.replace(&s, &refolded, &d.id, Some(&d));
+                f.replace(&s, &refolded, &d.id, Some(&d));
+                refolded.insert(d.id.clone(), Some(d));
+            }
+            assert_eq!(served(&c, &WORDS), served(&f, &WORDS), "seed {seed}, after more writes");
+        }
     }
 
     #[test]

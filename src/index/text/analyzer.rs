@@ -92,8 +92,25 @@ pub struct Analyzer {
     fold: bool,
     stop: Option<std::collections::HashSet<&'static str>>,
     stemmer: Option<frostem::Stemmer>,
+    /// The stemmer's language: the key of its stems in [`STEMS`].
+    stem_lang: Box<str>,
     max_len: usize,
 }
+
+/// Words stemmed before on this thread, per language: ingest analyses the
+/// same few tens of thousands of words over and over (in the overlay index,
+/// then in every segment build and merge), and a Snowball stem costs several
+/// times a hash lookup. A pure cache: a word's stem does not depend on it.
+/// Cleared when it grows past [`STEM_CACHE_WORDS`] (a client's text is
+/// unbounded).
+type StemCache = Vec<(Box<str>, HashMap<Box<str>, Box<str>, foldhash::fast::FixedState>)>;
+
+thread_local! {
+    static STEMS: std::cell::RefCell<StemCache> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Most words kept per language and thread.
+const STEM_CACHE_WORDS: usize = 1 << 18;
 
 impl std::fmt::Debug for Analyzer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -129,6 +146,7 @@ impl Analyzer {
             fold: opts.ascii_folding,
             stop,
             stemmer: if opts.stemming { frostem::Stemmer::try_from_name(&opts.language).ok() } else { None },
+            stem_lang: opts.language.as_str().into(),
             max_len: opts.max_token_length as usize,
         }
     }
@@ -165,6 +183,7 @@ impl Analyzer {
         }
         let mut buf = String::new();
         let mut folded = String::new();
+        let mut stemmed = String::new();
         let words = if self.uax29 {
             Words::Uax29(unicode_segmentation::UnicodeSegmentation::unicode_words(text))
         } else {
@@ -197,10 +216,39 @@ impl Analyzer {
                 }
             }
             match &self.stemmer {
-                Some(s) => f(raw, &s.stem(tok)),
+                Some(s) => {
+                    self.stem_into(s, tok, &mut stemmed);
+                    f(raw, &stemmed)
+                }
                 None => f(raw, tok),
             }
         }
+    }
+
+    /// The stem of `word` into `out`, from this thread's cache when it was stemmed before
+    /// (copied out: the caller's callback may analyse text itself).
+    fn stem_into(&self, stemmer: &frostem::Stemmer, word: &str, out: &mut String) {
+        out.clear();
+        STEMS.with_borrow_mut(|langs| {
+            let i = match langs.iter().position(|(l, _)| *l == self.stem_lang) {
+                Some(i) => i,
+                None => {
+                    langs.push((self.stem_lang.clone(), HashMap::default()));
+                    langs.len() - 1
+                }
+            };
+            let stems = &mut langs[i].1;
+            if let Some(stem) = stems.get(word) {
+                out.push_str(stem);
+                return;
+            }
+            if stems.len() >= STEM_CACHE_WORDS {
+                stems.clear();
+            }
+            let stem = stemmer.stem(word);
+            out.push_str(&stem);
+            stems.insert(word.into(), stem.into());
+        });
     }
 
     /// Like [`Self::for_each_token`], also passing the byte range of the raw
@@ -317,6 +365,63 @@ pub(super) fn fold_ascii(s: &str, out: &mut String) {
 /// array element by element (with `pre_tokenized_array`, each element is one
 /// token); other values have none. Shared by index building and queries.
 pub fn value_tokens(analyzer: &Analyzer, v: &crate::model::Value) -> Vec<String> {
+    let mut toks = ValueTokens::default();
+    toks.analyze(analyzer, v);
+    toks.iter().map(str::to_owned).collect()
+}
+
+/// A value's analyzed tokens ([`value_tokens`]) in one buffer: two
+/// allocations per value, reused across values, instead of one per token
+/// (ingest analyses every row several times; the per-token strings were a
+/// good part of its allocator time).
+#[derive(Default)]
+pub struct ValueTokens {
+    text: String,
+    ends: Vec<usize>,
+}
+
+impl ValueTokens {
+    /// Replaces the tokens with those of `v`.
+    pub fn analyze(&mut self, analyzer: &Analyzer, v: &crate::model::Value) {
+        self.text.clear();
+        self.ends.clear();
+        let mut push = |t: &str| {
+            self.text.push_str(t);
+            self.ends.push(self.text.len());
+        };
+        match v {
+            crate::model::Value::Str(s) => analyzer.for_each_token(s, &mut push),
+            crate::model::Value::Array(items) => {
+                for item in items {
+                    if let crate::model::Value::Str(s) = item {
+                        analyzer.for_each_token(s, &mut push);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Number of tokens.
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// The tokens, in order.
+    pub fn iter(&self) -> impl Iterator<Item = &str> + '_ {
+        let starts = std::iter::once(0).chain(self.ends.iter().copied());
+        starts.zip(&self.ends).map(|(a, &b)| &self.text[a..b])
+    }
+}
+
+/// [`value_tokens`] as it was, one string per token: the oracle of [`ValueTokens`].
+#[cfg(test)]
+pub(super) fn value_tokens_by_token(analyzer: &Analyzer, v: &crate::model::Value) -> Vec<String> {
     match v {
         crate::model::Value::Str(s) => analyzer.tokens(s),
         crate::model::Value::Array(items) => {

@@ -410,3 +410,46 @@ proptest! {
         prop_assert_eq!(&pruned, &brute_force_top(&fq, k, &max));
     }
 }
+
+/// The stems cached per thread are the stemmer's own, per language: the second time a word is
+/// analysed (from the cache) gives what the first did (stemmed), and what Snowball gives.
+#[test]
+fn cached_stems_are_the_stemmers_per_language() {
+    let words = "running generously dogs foxes Häuser Katzen laufen national nationalen";
+    for lang in ["english", "german", "english"] {
+        let opts = FullTextSearch { stemming: true, language: lang.into(), ..Default::default() };
+        let a = Analyzer::new(&opts);
+        let stemmer = frostem::Stemmer::try_from_name(lang).unwrap();
+        let direct: Vec<String> =
+            words.split(' ').map(|w| stemmer.stem(&w.to_lowercase()).into_owned()).collect();
+        assert_eq!(a.tokens(words), direct, "{lang}, first");
+        assert_eq!(a.tokens(words), direct, "{lang}, cached");
+    }
+}
+
+/// [`ValueTokens`] holds exactly the tokens one string per token gave, for strings, arrays
+/// (pre-tokenized too) and values without text.
+#[test]
+fn value_tokens_in_one_buffer_are_the_tokens_one_by_one() {
+    use crate::model::Value;
+    let values = [
+        Value::Str("The Quick-brown foxes, JUMPED! over 12 lazy dogs".into()),
+        Value::Str(String::new()),
+        Value::Array(vec![Value::Str("red fox".into()), Value::Int(3), Value::Str("Lazy DOG runs".into())]),
+        Value::Int(7),
+    ];
+    let mut buf = ValueTokens::default();
+    for opts in [
+        FullTextSearch::default(),
+        FullTextSearch { stemming: true, remove_stopwords: true, ..Default::default() },
+        FullTextSearch { tokenizer: "pre_tokenized_array".into(), ..Default::default() },
+    ] {
+        let a = Analyzer::new(&opts);
+        for v in &values {
+            buf.analyze(&a, v);
+            let got: Vec<&str> = buf.iter().collect();
+            assert_eq!(got, value_tokens_by_token(&a, v), "{v:?} under {opts:?}");
+            assert_eq!((buf.len(), buf.is_empty()), (got.len(), got.is_empty()));
+        }
+    }
+}
