@@ -86,11 +86,95 @@ impl Kernels {
     pub fn u8i8(&self, q: &[i8], code: &[u8]) -> i32 {
         (self.u8i8)(q, code)
     }
+    /// [`planes_dot`] (one integer kernel for every set: exact, the same on every CPU).
+    #[inline]
+    pub fn planes_dot(&self, code: &[u8], q: &[u64], bits: u32, qbits: u32) -> u64 {
+        planes_dot(code, q, bits, qbits)
+    }
     /// `out[i] = Σ codes[i][j] · q[j]` over row-major codes of row length `q.len()` (exact).
     #[inline]
     pub fn u8i8_batch(&self, q: &[i8], codes: &[u8], out: &mut [i32]) {
         (self.u8i8_batch)(q, codes, out)
     }
+}
+
+/// `Σ_j u_j · v_j` of `bits`-bit codes `u` and `qbits`-bit query levels `v`, both stored as bit
+/// planes (`code`: `bits` planes of `q.len() / qbits` little-endian u64 words, plane-major;
+/// `q`: `qbits` planes of words): `Σ_b Σ_p 2^(b+p) · popcount(u_b & v_p)`. Exact; 0 when
+/// `code` is shorter than the planes. Dispatch picks a hardware popcount where the CPU has one
+/// (the result is the same integer on every CPU).
+#[inline]
+pub fn planes_dot(code: &[u8], q: &[u64], bits: u32, qbits: u32) -> u64 {
+    static CHOSEN: OnceLock<PlanesFn> = OnceLock::new();
+    (CHOSEN.get_or_init(planes_kernel))(code, q, bits, qbits)
+}
+
+type PlanesFn = fn(&[u8], &[u64], u32, u32) -> u64;
+
+fn planes_kernel() -> PlanesFn {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("popcnt") {
+            // SAFETY: popcnt presence checked at runtime.
+            return |c, q, b, qb| unsafe { x86::planes_popcnt(c, q, b, qb) };
+        }
+    }
+    planes_portable
+}
+
+fn planes_portable(code: &[u8], q: &[u64], bits: u32, qbits: u32) -> u64 {
+    planes_dispatch(code, q, bits, qbits)
+}
+
+/// The planes kernel for the common widths with the plane counts known at compile time.
+#[inline(always)]
+fn planes_dispatch(code: &[u8], q: &[u64], bits: u32, qbits: u32) -> u64 {
+    match (bits, qbits) {
+        (1, 4) => planes_body::<1, 4>(code, q),
+        (2, 5) => planes_body::<2, 5>(code, q),
+        (4, 7) => planes_body::<4, 7>(code, q),
+        _ => planes_any(code, q, bits as usize, qbits as usize),
+    }
+}
+
+#[inline(always)]
+fn planes_body<const B: usize, const Q: usize>(code: &[u8], q: &[u64]) -> u64 {
+    let words = q.len() / Q;
+    let plane = words * 8;
+    if code.len() < B * plane {
+        return 0;
+    }
+    let mut total = 0u64;
+    for b in 0..B {
+        let mut acc = [0u64; Q];
+        for (w, c8) in code[b * plane..(b + 1) * plane].chunks_exact(8).enumerate() {
+            let cw = u64::from_le_bytes([c8[0], c8[1], c8[2], c8[3], c8[4], c8[5], c8[6], c8[7]]);
+            for (p, a) in acc.iter_mut().enumerate() {
+                *a += u64::from((cw & q[p * words + w]).count_ones());
+            }
+        }
+        total += acc.iter().enumerate().map(|(p, a)| a << (b + p)).sum::<u64>();
+    }
+    total
+}
+
+#[inline(always)]
+fn planes_any(code: &[u8], q: &[u64], bits: usize, qbits: usize) -> u64 {
+    let words = q.len().checked_div(qbits).unwrap_or(0);
+    let plane = words * 8;
+    if code.len() < bits * plane {
+        return 0;
+    }
+    let mut total = 0u64;
+    for b in 0..bits {
+        for (w, c8) in code[b * plane..(b + 1) * plane].chunks_exact(8).enumerate() {
+            let cw = u64::from_le_bytes([c8[0], c8[1], c8[2], c8[3], c8[4], c8[5], c8[6], c8[7]]);
+            for p in 0..qbits {
+                total += u64::from((cw & q[p * words + w]).count_ones()) << (b + p);
+            }
+        }
+    }
+    total
 }
 
 #[inline]
@@ -563,6 +647,12 @@ mod x86 {
 
     // SAFETY (all fn pointers below): these tables are only handed out by `available_kernels`
     // after the matching runtime feature check.
+    /// [`super::planes_dot`] with the hardware popcount.
+    #[target_feature(enable = "popcnt")]
+    pub(super) unsafe fn planes_popcnt(code: &[u8], q: &[u64], bits: u32, qbits: u32) -> u64 {
+        super::planes_dispatch(code, q, bits, qbits)
+    }
+
     pub(super) static AVX2: Kernels = Kernels {
         name: "avx2",
         dot: |a, b| unsafe { dot_avx2(a, b) },

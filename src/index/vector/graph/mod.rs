@@ -76,8 +76,15 @@ pub use search::GraphIndex;
 
 /// Section magic.
 pub const MAGIC: [u8; 8] = *b"TPGRAPH0";
-/// Current section version.
-pub const VERSION: u32 = 2;
+/// Current section version: compact codes ([`GraphCode::RaBitQ`]) with a code-kind byte.
+pub const VERSION: u32 = 3;
+/// The version sections with 8-bit codes ([`GraphCode::Sq8`]) are written as (unchanged bytes).
+pub const VERSION_SQ8: u32 = 2;
+/// Code kind byte of a version-3 section: RaBitQ bit-plane codes.
+const KIND_RABITQ: u8 = 1;
+/// Where a version-3 section stores its rotation seed (u64) and record length (u32).
+const SEED_AT: usize = 44;
+const RECORD_AT: usize = 52;
 const HEADER_LEN: usize = 128;
 /// Header length of version 1 sections (no calibration, no mean block).
 const HEADER_LEN_V1: usize = 64;
@@ -85,6 +92,21 @@ const HEADER_LEN_V1: usize = 64;
 const CALIB_AT: usize = 64;
 /// Beam widths measured at build time (rerank = ef), cheapest first.
 pub const EF_LADDER: [u32; calibrate::MAX_RUNGS] = [24, 40, 64, 100, 160, 256];
+/// The ladder of compact-code sections: the coarser estimates need a wider beam and a deeper
+/// rerank (rerank = ef) for the same recall.
+pub const PLANES_LADDER: [u32; calibrate::MAX_RUNGS] = [32, 64, 100, 160, 256, 400];
+
+/// The codes the beam search traverses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GraphCode {
+    /// Centred 8-bit codes, one byte per dimension (version 2 sections).
+    Sq8,
+    /// Rotated `bits`-bit RaBitQ codes (1..=8 bits per dimension, `rabitq` module; version 3).
+    RaBitQ {
+        /// Bits per dimension.
+        bits: u32,
+    },
+}
 const CRC_AT: usize = 56;
 const NONE: u32 = u32::MAX;
 
@@ -103,7 +125,12 @@ pub struct GraphParams {
     pub centred: bool,
     /// Threads linking the graph (and coding the rows); the output bytes do not depend on it.
     pub threads: u32,
+    /// Traversal codes stored in the section (the linking always uses 8-bit codes).
+    pub code: GraphCode,
 }
+
+/// The code new sections are built with.
+pub const DEFAULT_CODE: GraphCode = GraphCode::Sq8;
 
 /// Most threads a build uses by default.
 pub const MAX_DEFAULT_THREADS: u32 = 8;
@@ -123,6 +150,7 @@ impl Default for GraphParams {
             default_ef: 24,
             centred: true,
             threads: default_threads(),
+            code: DEFAULT_CODE,
         }
     }
 }
@@ -150,6 +178,15 @@ fn layout(v1: bool, dim: usize, rows: usize, degree: usize, stride: usize) -> Op
     let codes = nb.checked_add(pad64(rows.checked_mul(degree)?.checked_mul(4)?)?)?;
     let end = codes.checked_add(rows.checked_mul(stride)?)?;
     Some([scales, mean, norms, nb, codes, end])
+}
+
+/// Block offsets of a version-3 section (mean, neighbors, records, end); None on overflow.
+fn layout_v3(dim: usize, rows: usize, degree: usize, record: usize) -> Option<[usize; 4]> {
+    let mean = HEADER_LEN;
+    let nb = mean.checked_add(pad64(dim.checked_mul(4)?)?)?;
+    let recs = nb.checked_add(pad64(rows.checked_mul(degree)?.checked_mul(4)?)?)?;
+    let end = recs.checked_add(rows.checked_mul(record)?)?;
+    Some([mean, nb, recs, end])
 }
 
 fn section_crc(b: &[u8]) -> u32 {
