@@ -6,6 +6,11 @@
 //! its calibrated effort, else exact search. Writes each set (base, queries, exact 10th
 //! distances) under `ANN_ROBUST_OUT` for the hnswlib peer (`bench/ann_robust_peer.py`).
 //!
+//! Per set it also builds the same graph with each traversal code of `ANN_ROBUST_CODES` (default
+//! `sq8,rq1,rq2,rq4`: 8-bit codes, RaBitQ 1/2/4-bit) and reports the bytes a row the traversal
+//! touches, the calibrated ef and the recall@10 and QPS at it and at every ef of the ladder
+//! (`codes` in the JSON; BENCHMARKS "Compact graph codes").
+//!
 //! Run: `bash bench/ann_robust.sh` (rows: `ANN_ROBUST_ROWS`, default 30000).
 
 use std::io::Write;
@@ -224,7 +229,8 @@ fn compare_codes(set: &Set, kth: &[f32], min: Duration) -> serde_json::Value {
         let build_s = t.elapsed().as_secs_f64();
         let point = |ef: u32| {
             let p = GraphSearchParams { ef, rerank: 0 };
-            let rec = (0..nq).map(|i| recall(&g.search(&set.base, q(i), K, None, &p), kth[i])).sum::<f64>() / nq as f64;
+            let rec = (0..nq).map(|i| recall(&g.search(&set.base, q(i), K, None, &p), kth[i])).sum::<f64>()
+                / nq as f64;
             let qps = qps(nq, min, |i| {
                 std::hint::black_box(g.search(&set.base, q(i), K, None, &p));
             });

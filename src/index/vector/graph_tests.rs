@@ -50,8 +50,8 @@ fn centred_codes_resolve_a_narrow_cone() {
     let (n, dim, m) = (3000, 64, Metric::CosineDistance);
     let data = generate(Kind::Cone, n, dim, 1);
     let queries = generate(Kind::Cone, 40, dim, 2);
-    let centred = built(&data, dim, m, &GraphParams::default());
-    let plain = built(&data, dim, m, &GraphParams { centred: false, ..GraphParams::default() });
+    let centred = built(&data, dim, m, &sq8());
+    let plain = built(&data, dim, m, &GraphParams { centred: false, ..sq8() });
     let (c, p) = (measured(&centred, &data, &queries, m, 40), measured(&plain, &data, &queries, m, 40));
     assert!(c >= 0.9 && c > p + 0.2, "cone recall@10 at ef 40: centred {c}, uncentred {p}");
 }
@@ -121,7 +121,7 @@ fn to_v1(v2: &[u8], ix: &GraphIndex) -> Vec<u8> {
 fn a_clone_shares_the_decoded_blocks() {
     let (dim, m) = (16, Metric::CosineDistance);
     let data = clustered(3000, dim, 9);
-    let ix = built(&data, dim, m, &GraphParams::default());
+    let ix = built(&data, dim, m, &sq8());
     let c = ix.clone();
     assert_eq!(ix.norms2.len(), 3000);
     assert!(std::sync::Arc::ptr_eq(&ix.norms2, &c.norms2));
@@ -140,7 +140,7 @@ fn version_1_sections_open_with_their_defaults() {
     // x and −x for every row: the f64 mean is exactly zero.
     let data: Vec<f32> =
         half.chunks_exact(dim).flat_map(|x| x.iter().copied().chain(x.iter().map(|v| -v))).collect();
-    let v2 = build(&data, dim, m, &GraphParams::default());
+    let v2 = build(&data, dim, m, &sq8());
     let ix2 = GraphIndex::open(bytes::Bytes::from(v2.clone())).unwrap();
     assert!(ix2.mean.iter().all(|v| *v == 0.0));
     let ix1 = GraphIndex::open(bytes::Bytes::from(to_v1(&v2, &ix2))).unwrap();
@@ -276,6 +276,10 @@ fn corrupt_bytes_are_errors() {
     assert_eq!(GraphIndex::open(bytes::Bytes::from(b)).err(), Some(corrupt("bad magic")));
 }
 
+fn sq8() -> GraphParams {
+    GraphParams { code: GraphCode::Sq8, ..GraphParams::default() }
+}
+
 fn planes(bits: u32) -> GraphParams {
     GraphParams { code: GraphCode::RaBitQ { bits }, ..GraphParams::default() }
 }
@@ -311,7 +315,7 @@ fn compact_codes_reach_recall_after_the_rerank() {
 fn compact_sections_calibrate_and_shrink_the_traversal() {
     let (dim, m) = (96, Metric::EuclideanSquared);
     let data = clustered(2500, dim, 11);
-    let sq8 = built(&data, dim, m, &GraphParams { code: GraphCode::Sq8, ..GraphParams::default() });
+    let eight = built(&data, dim, m, &sq8());
     let one = built(&data, dim, m, &planes(1));
     let cal = one.calibration();
     assert!(cal.is_calibrated(), "{cal:?}");
@@ -322,7 +326,7 @@ fn compact_sections_calibrate_and_shrink_the_traversal() {
         assert!(r >= 0.92, "default recall on fresh queries {r}, calibrated {}", pick.recall());
     }
     // 128 bytes of neighbours either way; 1 bit: 12 code bytes + 12 of factors, padded to 32.
-    assert_eq!(sq8.traversal_bytes_per_row(), 128 + 128 + 4);
+    assert_eq!(eight.traversal_bytes_per_row(), 128 + 128 + 4);
     assert_eq!(one.traversal_bytes_per_row(), 128 + 32);
 }
 
@@ -340,8 +344,11 @@ fn compact_builds_are_the_same_bytes_for_any_thread_count() {
     assert_eq!(one, with(2));
     assert_eq!(one, with(4));
     // The neighbour lists are the 8-bit build's.
-    let v2 = build(&data, dim, Metric::CosineDistance, &GraphParams { code: GraphCode::Sq8, ..GraphParams::default() });
-    let (a, b) = (GraphIndex::open(bytes::Bytes::from(one)).unwrap(), GraphIndex::open(bytes::Bytes::from(v2)).unwrap());
+    let v2 = build(&data, dim, Metric::CosineDistance, &sq8());
+    let (a, b) = (
+        GraphIndex::open(bytes::Bytes::from(one)).unwrap(),
+        GraphIndex::open(bytes::Bytes::from(v2)).unwrap(),
+    );
     assert_eq!(&a.bytes[a.off_nb..a.off_codes], &b.bytes[b.off_nb..b.off_codes]);
 }
 

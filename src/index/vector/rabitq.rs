@@ -158,15 +158,18 @@ pub fn encode(r: &[f32], bits: u32, rec: &mut [u8]) {
                 f64::NEG_INFINITY
             }
         };
-        SCALE_GRID.iter().copied().fold((1.0f32, f64::NEG_INFINITY), |(bt, bc), t| {
-            let v = cos(t);
-            if v > bc {
-                (t, v)
-            } else {
-                (bt, bc)
-            }
-        })
-        .0
+        SCALE_GRID
+            .iter()
+            .copied()
+            .fold((1.0f32, f64::NEG_INFINITY), |(bt, bc), t| {
+                let v = cos(t);
+                if v > bc {
+                    (t, v)
+                } else {
+                    (bt, bc)
+                }
+            })
+            .0
     };
     let (xr, _) = fit(t);
     rec.iter_mut().for_each(|b| *b = 0);
@@ -286,8 +289,10 @@ mod tests {
                 let mut rec = vec![0u8; record_len(bits, p)];
                 encode(&r, bits, &mut rec);
                 let qq = quantize(&q, bits);
-                let ip = kernels().planes_dot(&rec[..bits as usize * p / 8], &qq.planes, bits, query_bits(bits));
-                let truth: f32 = r.iter().map(|v| v * v).sum::<f32>() - 2.0 * r.iter().zip(&q).map(|(a, b)| a * b).sum::<f32>();
+                let ip =
+                    kernels().planes_dot(&rec[..bits as usize * p / 8], &qq.planes, bits, query_bits(bits));
+                let truth: f32 = r.iter().map(|v| v * v).sum::<f32>()
+                    - 2.0 * r.iter().zip(&q).map(|(a, b)| a * b).sum::<f32>();
                 let est = estimate(&qq, factors(&rec, bits, p), ip);
                 let scale: f32 = r.iter().map(|v| v * v).sum::<f32>();
                 worst = worst.max((est - truth).abs() / scale);

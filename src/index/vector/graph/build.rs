@@ -471,7 +471,9 @@ pub fn build(vectors: &[f32], dim: usize, metric: Metric, params: &GraphParams) 
 pub fn build_over(rows_in: &dyn RowSource, dim: usize, metric: Metric, params: &GraphParams) -> Vec<u8> {
     match params.code {
         GraphCode::Sq8 => build_sq8(rows_in, dim, metric, params),
-        GraphCode::RaBitQ { bits } => build_planes(rows_in, dim, metric, params, bits.clamp(1, rabitq::MAX_BITS)),
+        GraphCode::RaBitQ { bits } => {
+            build_planes(rows_in, dim, metric, params, bits.clamp(1, rabitq::MAX_BITS))
+        }
     }
 }
 
@@ -495,7 +497,12 @@ fn prepare<'a>(rows_in: &'a dyn RowSource, dim: usize, metric: Metric, params: &
 
 /// Codes the rows with centred 8-bit codes into `codes` (rows × stride) and links the graph
 /// over them: the adjacency and the row norms |x − m|².
-fn link_sq8(pre: &Prepared<'_>, stride: usize, params: &GraphParams, codes: &mut [u8]) -> (Vec<u32>, CentredCodes) {
+fn link_sq8(
+    pre: &Prepared<'_>,
+    stride: usize,
+    params: &GraphParams,
+    codes: &mut [u8],
+) -> (Vec<u32>, CentredCodes) {
     let degree = params.degree.clamp(2, 256) as usize;
     let threads = params.threads.clamp(1, 64) as usize;
     let mut cc = centred_codes(&pre.space, &pre.mean, stride, threads, codes);
@@ -545,7 +552,12 @@ fn build_sq8(rows_in: &dyn RowSource, dim: usize, metric: Metric, params: &Graph
     let (head, codes) = b.split_at_mut(o_c);
     let (adj, cc) = link_sq8(&pre, stride, params, codes);
     let shape = [dim, pre.rows, degree, stride].map(|v| v as u32);
-    put_header(head, VERSION_SQ8, metric, [shape[0], shape[1], shape[2], shape[3], pre.entry, params.default_ef.max(1)]);
+    put_header(
+        head,
+        VERSION_SQ8,
+        metric,
+        [shape[0], shape[1], shape[2], shape[3], pre.entry, params.default_ef.max(1)],
+    );
     put_f32s(head, o_sc, &cc.scales);
     put_f32s(head, o_m, &pre.mean);
     put_f32s(head, o_n, &cc.norms2);
@@ -562,7 +574,13 @@ fn rotation_seed(params: &GraphParams) -> u64 {
 
 /// A version-3 section: linked over temporary 8-bit codes (the graph is the one a version-2
 /// build makes), traversed over `bits`-bit RaBitQ records.
-fn build_planes(rows_in: &dyn RowSource, dim: usize, metric: Metric, params: &GraphParams, bits: u32) -> Vec<u8> {
+fn build_planes(
+    rows_in: &dyn RowSource,
+    dim: usize,
+    metric: Metric,
+    params: &GraphParams,
+    bits: u32,
+) -> Vec<u8> {
     let pre = prepare(rows_in, dim, metric, params);
     let degree = params.degree.clamp(2, 256) as usize;
     let p = rabitq::padded(dim);
@@ -579,7 +597,12 @@ fn build_planes(rows_in: &dyn RowSource, dim: usize, metric: Metric, params: &Gr
     let mut b = vec![0u8; end];
     let (head, recs) = b.split_at_mut(o_r);
     let shape = [dim, pre.rows, degree, p].map(|v| v as u32);
-    put_header(head, VERSION, metric, [shape[0], shape[1], shape[2], shape[3], pre.entry, params.default_ef.max(1)]);
+    put_header(
+        head,
+        VERSION,
+        metric,
+        [shape[0], shape[1], shape[2], shape[3], pre.entry, params.default_ef.max(1)],
+    );
     head[17] = KIND_RABITQ;
     head[18] = bits as u8;
     head[19] = rabitq::query_bits(bits) as u8;
@@ -594,7 +617,14 @@ fn build_planes(rows_in: &dyn RowSource, dim: usize, metric: Metric, params: &Gr
 }
 
 /// Every row's record (rows independent: coded in parallel, in contiguous parts).
-fn encode_records(pre: &Prepared<'_>, rot: &rabitq::Rotation, bits: u32, threads: usize, recs: &mut [u8], record: usize) {
+fn encode_records(
+    pre: &Prepared<'_>,
+    rot: &rabitq::Rotation,
+    bits: u32,
+    threads: usize,
+    recs: &mut [u8],
+    record: usize,
+) {
     let dim = pre.space.dim;
     if pre.rows == 0 || record == 0 {
         return;
@@ -618,7 +648,14 @@ fn encode_records(pre: &Prepared<'_>, rot: &rabitq::Rotation, bits: u32, threads
 }
 
 /// Calibrates the section over `ladder` and seals it with its crc32c.
-fn finish(b: Vec<u8>, rows_in: &dyn RowSource, space: &Space<'_>, dim: usize, metric: Metric, ladder: &[u32]) -> Vec<u8> {
+fn finish(
+    b: Vec<u8>,
+    rows_in: &dyn RowSource,
+    space: &Space<'_>,
+    dim: usize,
+    metric: Metric,
+    ladder: &[u32],
+) -> Vec<u8> {
     let mut b = calibrate_section(b, rows_in, space, dim, metric, ladder);
     let crc = section_crc(&b);
     b[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_le_bytes());

@@ -5,12 +5,12 @@
 use super::super::ann::{checksum, corrupt, exact, quantize_query, unsupported};
 use super::super::calibrate::Calibration;
 use super::super::distance::{kernels, Kernels, Metric};
+use super::super::rabitq::{self, Rotation};
 use super::super::rows::{RowSource, SliceRows};
 use super::super::Ranked;
-use super::super::rabitq::{self, Rotation};
 use super::{
-    layout, layout_v3, section_crc, GraphSearchParams, CALIB_AT, CRC_AT, HEADER_LEN, HEADER_LEN_V1, KIND_RABITQ,
-    MAGIC, NONE, RECORD_AT, SEED_AT, VERSION, VERSION_SQ8,
+    layout, layout_v3, section_crc, GraphSearchParams, CALIB_AT, CRC_AT, HEADER_LEN, HEADER_LEN_V1,
+    KIND_RABITQ, MAGIC, NONE, RECORD_AT, SEED_AT, VERSION, VERSION_SQ8,
 };
 use crate::index::IndexError;
 use std::collections::BinaryHeap;
@@ -240,7 +240,8 @@ impl GraphIndex {
         }
         let [dim, rows, degree, stride, entry, default_ef] =
             [20, 24, 28, 32, 36, 40].map(|at| rd_u32(b, at).map(|v| v as usize));
-        let (dim, rows, degree, stride, entry, default_ef) = (dim?, rows?, degree?, stride?, entry?, default_ef?);
+        let (dim, rows, degree, stride, entry, default_ef) =
+            (dim?, rows?, degree?, stride?, entry?, default_ef?);
         let seed = crate::codec::u64_at(b, SEED_AT).ok_or(corrupt("truncated"))?;
         let record = rd_u32(b, RECORD_AT)? as usize;
         let shape_ok = dim > 0
