@@ -6,6 +6,11 @@
 //! its calibrated effort, else exact search. Writes each set (base, queries, exact 10th
 //! distances) under `ANN_ROBUST_OUT` for the hnswlib peer (`bench/ann_robust_peer.py`).
 //!
+//! Per set it also builds the same graph with each traversal code of `ANN_ROBUST_CODES` (default
+//! `sq8,rq1,rq2,rq4`: 8-bit codes, RaBitQ 1/2/4-bit) and reports the bytes a row the traversal
+//! touches, the calibrated ef and the recall@10 and QPS at it and at every ef of the ladder
+//! (`codes` in the JSON; BENCHMARKS "Compact graph codes").
+//!
 //! Run: `bash bench/ann_robust.sh` (rows: `ANN_ROBUST_ROWS`, default 30000).
 
 use std::io::Write;
@@ -173,6 +178,7 @@ fn run(set: &Set, out: &std::path::Path, min: Duration) -> serde_json::Value {
     } else {
         serde_json::Value::Null
     };
+    let codes = compare_codes(set, &kth, min / 4);
     let dir = out.join(&set.name);
     std::fs::create_dir_all(&dir).expect("mkdir");
     write_f32(&dir.join("base.f32"), &set.base);
@@ -186,7 +192,8 @@ fn run(set: &Set, out: &std::path::Path, min: Duration) -> serde_json::Value {
         "metric": if m == Metric::CosineDistance { "cosine" } else { "l2" },
         "path": path, "recall": rec, "qps": ours_qps, "ivf_build_s": ivf_s, "graph_build_s": graph_s, "graph_calibration_s": cal_s,
         "graph_calibration": cal(g.calibration()), "ivf_calibration": cal(ivf.calibration()),
-        "centring": centring,
+        "centring": centring, "graph_code_bits": g.code_bits(),
+        "traversal_bytes_per_row": g.traversal_bytes_per_row(), "codes": codes,
     });
     std::fs::write(dir.join("meta.json"), res.to_string()).expect("meta");
     eprintln!(
@@ -194,6 +201,56 @@ fn run(set: &Set, out: &std::path::Path, min: Duration) -> serde_json::Value {
         set.name, path, res["centring"]
     );
     res
+}
+
+/// The graph codes compared (`ANN_ROBUST_CODES`, comma separated: `sq8`, `rq1`, `rq2`, `rq4`;
+/// default all four): for each, the same graph built with those traversal codes, its bytes per
+/// row touched by the traversal (codes + neighbours), the calibrated ef for the 0.95 target and
+/// the recall@10 and single-thread QPS of the graph alone at it and at every ef of its ladder.
+fn compare_codes(set: &Set, kth: &[f32], min: Duration) -> serde_json::Value {
+    let (dim, m) = (set.dim, set.metric);
+    let nq = set.queries.len() / dim;
+    let q = |i: usize| &set.queries[i * dim..(i + 1) * dim];
+    let list = std::env::var("ANN_ROBUST_CODES").unwrap_or_else(|_| "sq8,rq1,rq2,rq4".into());
+    let mut out = Vec::new();
+    for name in list.split(',').filter(|s| !s.is_empty()) {
+        let code = match name.strip_prefix("rq").and_then(|b| b.parse().ok()) {
+            Some(bits) => graph::GraphCode::RaBitQ { bits },
+            None => graph::GraphCode::Sq8,
+        };
+        let t = Instant::now();
+        let g = GraphIndex::open(bytes::Bytes::from(graph::build(
+            &set.base,
+            dim,
+            m,
+            &GraphParams { code, ..GraphParams::default() },
+        )))
+        .expect("graph");
+        let build_s = t.elapsed().as_secs_f64();
+        let point = |ef: u32| {
+            let p = GraphSearchParams { ef, rerank: 0 };
+            let rec = (0..nq).map(|i| recall(&g.search(&set.base, q(i), K, None, &p), kth[i])).sum::<f64>()
+                / nq as f64;
+            let qps = qps(nq, min, |i| {
+                std::hint::black_box(g.search(&set.base, q(i), K, None, &p));
+            });
+            serde_json::json!({"ef": ef, "recall": rec, "qps": qps})
+        };
+        let ladder = if code == graph::GraphCode::Sq8 { graph::EF_LADDER } else { graph::PLANES_LADDER };
+        let sweep: Vec<_> = ladder.iter().map(|ef| point(*ef)).collect();
+        let at95 = g.effort(DEFAULT_TARGET).map(point);
+        eprintln!(
+            "  {name:<4} bytes/row {:>4}  at 0.95: {}  sweep {}",
+            g.traversal_bytes_per_row(),
+            at95.as_ref().map_or("exact".into(), |v| v.to_string()),
+            serde_json::Value::from(sweep.clone())
+        );
+        out.push(serde_json::json!({"code": name, "bits": g.code_bits(),
+            "bytes_per_row": g.traversal_bytes_per_row(), "build_s": build_s,
+            "calibration": g.calibration().rungs.iter().map(|r| serde_json::json!([r.effort, r.recall()])).collect::<Vec<_>>(),
+            "at95": at95, "sweep": sweep}));
+    }
+    serde_json::Value::from(out)
 }
 
 fn main() {

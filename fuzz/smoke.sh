@@ -66,6 +66,12 @@ for i in range(n):
     if k == 21:
         sys.stdout.buffer.write(b[o:o + l])' "$v2/segment_cold.seg" | seed index_open fixture-cold-ivf 002 -
 fi
+v15="$here/../tests/fixtures/v15"
+if [ -d "$v15" ]; then
+  # index_open mode 6 (mode % 7 == 6): bare graph sections, version 2 (8-bit codes) and 3 (RaBitQ).
+  seed index_open fixture-graph-v2 006 "$here/../tests/fixtures/v6/graph.bin"
+  seed index_open fixture-graph-v3 006 "$v15/graph_rabitq.bin"
+fi
 v14="$here/../tests/fixtures/v14"
 if [ -d "$v14" ]; then
   # Segment version 2: doc blocks (LZ4 and stored), whole and resealed.

@@ -37,8 +37,12 @@
 //!   the v1, v2 and v4 manifests (turbopuffer-shaped schemas) are only read: their writers no
 //!   longer write manifests.
 //!
+//! - `tests/fixtures/v15/graph_rabitq.bin` holds a graph section version 3 (RaBitQ traversal
+//!   codes, `storage-format.md` 11.5) of the version-3 fixtures' input, written once by
+//!   `write_v15_fixtures`.
+//!
 //! To write missing fixtures (existing files are never overwritten):
-//! `TIDEPOOL_WRITE_FIXTURES=1 cargo test --test format_compat -- --ignored write_v1_fixtures write_v2_fixtures write_v4_fixtures write_v6_fixtures write_v7_fixtures write_v8_fixtures`
+//! `TIDEPOOL_WRITE_FIXTURES=1 cargo test --test format_compat -- --ignored write_v1_fixtures write_v2_fixtures write_v4_fixtures write_v6_fixtures write_v7_fixtures write_v8_fixtures write_v15_fixtures`
 
 use std::path::PathBuf;
 
@@ -860,7 +864,12 @@ fn v3_sections() -> (Vec<u8>, Vec<u8>) {
     let v = v3_vectors(256, 8);
     (
         ann::build(&v, 8, Metric::EuclideanSquared, &ann::AnnParams::default()),
-        graph::build(&v, 8, Metric::CosineDistance, &graph::GraphParams::default()),
+        graph::build(
+            &v,
+            8,
+            Metric::CosineDistance,
+            &graph::GraphParams { code: graph::GraphCode::Sq8, ..Default::default() },
+        ),
     )
 }
 
@@ -914,6 +923,62 @@ fn write_v6_fixtures() {
     std::fs::create_dir_all(&dir).unwrap();
     let (ivf, graph) = v3_sections();
     write_missing(&dir, vec![("ann_ivf.bin", ivf), ("graph.bin", graph)]);
+}
+
+/// Bits per dimension of the frozen version-3 graph fixture.
+const V15_BITS: u32 = 1;
+
+/// The version-3 graph section (RaBitQ codes) of the version-3 fixtures' input.
+fn v15_graph() -> Vec<u8> {
+    use tidepool::index::vector::{distance::Metric, graph};
+    let params =
+        graph::GraphParams { code: graph::GraphCode::RaBitQ { bits: V15_BITS }, ..Default::default() };
+    graph::build(&v3_vectors(256, 8), 8, Metric::CosineDistance, &params)
+}
+
+/// Invariant: the graph section version 3 (2026-11-25, `tests/fixtures/v15/graph_rabitq.bin`:
+/// RaBitQ traversal codes, code kind byte 1) reads back calibrated over its ladder, the encoder
+/// is canonical, and after a full-depth exact rerank it answers like the version-2 graph of the
+/// same input (the same links); version 2 (8-bit codes) is still what `GraphCode::Sq8` writes.
+#[test]
+fn v15_graph_with_rabitq_codes_reads_back() {
+    use tidepool::index::vector::graph::{
+        GraphCode, GraphIndex, GraphParams, GraphSearchParams, PLANES_LADDER,
+    };
+    let bytes = read_fixture("v15", "graph_rabitq.bin");
+    assert_eq!(&bytes[8..12], &3u32.to_le_bytes());
+    assert_eq!((bytes[17], u32::from(bytes[18])), (1, V15_BITS));
+    let g = GraphIndex::open(Bytes::from(bytes.clone())).unwrap();
+    assert_eq!((g.rows(), g.dim(), g.code_bits()), (256, 8, V15_BITS));
+    let cal = g.calibration();
+    assert!(cal.is_calibrated() && cal.queries == 256, "{cal:?}");
+    assert!(cal.rungs.iter().zip(PLANES_LADDER).all(|(r, ef)| r.effort == ef));
+    assert_eq!(v15_graph(), bytes, "the encoder is canonical");
+    let v = v3_vectors(256, 8);
+    let sq8 = tidepool::index::vector::graph::build(
+        &v,
+        8,
+        tidepool::index::vector::distance::Metric::CosineDistance,
+        &GraphParams { code: GraphCode::Sq8, ..Default::default() },
+    );
+    assert_eq!(&sq8[8..12], &2u32.to_le_bytes());
+    let old = GraphIndex::open(Bytes::from(sq8)).unwrap();
+    let p = GraphSearchParams { ef: 256, rerank: 256 };
+    for q in v.chunks_exact(8).step_by(37) {
+        assert_eq!(g.search(&v, q, 10, None, &p), old.search(&v, q, 10, None, &p));
+    }
+}
+
+#[test]
+#[ignore = "writes fixture files; run manually with TIDEPOOL_WRITE_FIXTURES=1"]
+fn write_v15_fixtures() {
+    if std::env::var_os("TIDEPOOL_WRITE_FIXTURES").is_none() {
+        eprintln!("set TIDEPOOL_WRITE_FIXTURES=1 to write fixtures");
+        return;
+    }
+    let dir = fixture_dir("v15");
+    std::fs::create_dir_all(&dir).unwrap();
+    write_missing(&dir, vec![("graph_rabitq.bin", v15_graph())]);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -114,9 +114,10 @@ fn v11_named_input() -> (Vec<f32>, Vec<bool>) {
 }
 
 fn v11_named_index() -> Vec<u8> {
-    use tidepool::index::vector::{distance::Metric, graph::GraphParams, named};
+    use tidepool::index::vector::{distance::Metric, graph::GraphCode, graph::GraphParams, named};
     let (vectors, present) = v11_named_input();
-    let params = GraphParams { threads: 1, ..GraphParams::default() };
+    // The fixture's graph holds 8-bit codes (graph section version 2, still what `Sq8` writes).
+    let params = GraphParams { threads: 1, code: GraphCode::Sq8, ..GraphParams::default() };
     named::build("title_vec", 5, Metric::EuclideanSquared, &vectors, &present, &params)
 }
 

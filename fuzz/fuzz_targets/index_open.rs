@@ -5,15 +5,31 @@
 //! skipped for kinds 16 and 17 so the fuzzer reaches the structural checks),
 //! and a section that opens can be searched. For kind 21 the head is parsed
 //! (with its crc) and then every list block is read from the input's bytes.
+//! Mode 6 (mode % 7 == 6, checked first): a bare graph section (kind 20, every version:
+//! `GraphIndex::open_trusted`, so the structural checks of versions 1 to 3 are reached), then a
+//! search over zero vectors of its shape and a filtered one.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use tidepool::index::vector::ann::{AnnIndex, SearchParams};
 use tidepool::index::vector::coldivf::ColdHead;
+use tidepool::index::vector::graph::{GraphIndex, GraphSearchParams};
 use tidepool::index::text::{Bm25Params, CorpusStats, TextIndex};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&mode, body)) = data.split_first() else { return };
-    if mode % 5 == 4 {
+    if mode % 7 == 6 {
+        if let Ok(g) = GraphIndex::open_trusted(bytes::Bytes::copy_from_slice(body)) {
+            let (rows, dim) = (g.rows(), g.dim());
+            if rows.saturating_mul(dim) <= 1 << 20 {
+                let vectors = vec![0.5f32; rows * dim];
+                let query = vec![0.25f32; dim];
+                let p = GraphSearchParams { ef: 16, rerank: 0 };
+                let found = g.search(&vectors, &query, 5, None, &p);
+                assert!(found.len() <= 5 && found.iter().all(|(r, _)| (*r as usize) < rows));
+                let _ = g.search(&vectors, &query, 5, Some(&|r| r % 2 == 0), &p);
+            }
+        }
+    } else if mode % 5 == 4 {
         if let Ok(h) = tidepool::index::vector::coldnamed::NamedColdHead::parse(body) {
             let (ivf, at) = (h.ivf(), h.ivf_at());
             let query = vec![0.25f32; ivf.dim()];

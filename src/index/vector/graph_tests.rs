@@ -50,8 +50,8 @@ fn centred_codes_resolve_a_narrow_cone() {
     let (n, dim, m) = (3000, 64, Metric::CosineDistance);
     let data = generate(Kind::Cone, n, dim, 1);
     let queries = generate(Kind::Cone, 40, dim, 2);
-    let centred = built(&data, dim, m, &GraphParams::default());
-    let plain = built(&data, dim, m, &GraphParams { centred: false, ..GraphParams::default() });
+    let centred = built(&data, dim, m, &sq8());
+    let plain = built(&data, dim, m, &GraphParams { centred: false, ..sq8() });
     let (c, p) = (measured(&centred, &data, &queries, m, 40), measured(&plain, &data, &queries, m, 40));
     assert!(c >= 0.9 && c > p + 0.2, "cone recall@10 at ef 40: centred {c}, uncentred {p}");
 }
@@ -121,7 +121,7 @@ fn to_v1(v2: &[u8], ix: &GraphIndex) -> Vec<u8> {
 fn a_clone_shares_the_decoded_blocks() {
     let (dim, m) = (16, Metric::CosineDistance);
     let data = clustered(3000, dim, 9);
-    let ix = built(&data, dim, m, &GraphParams::default());
+    let ix = built(&data, dim, m, &sq8());
     let c = ix.clone();
     assert_eq!(ix.norms2.len(), 3000);
     assert!(std::sync::Arc::ptr_eq(&ix.norms2, &c.norms2));
@@ -140,7 +140,7 @@ fn version_1_sections_open_with_their_defaults() {
     // x and −x for every row: the f64 mean is exactly zero.
     let data: Vec<f32> =
         half.chunks_exact(dim).flat_map(|x| x.iter().copied().chain(x.iter().map(|v| -v))).collect();
-    let v2 = build(&data, dim, m, &GraphParams::default());
+    let v2 = build(&data, dim, m, &sq8());
     let ix2 = GraphIndex::open(bytes::Bytes::from(v2.clone())).unwrap();
     assert!(ix2.mean.iter().all(|v| *v == 0.0));
     let ix1 = GraphIndex::open(bytes::Bytes::from(to_v1(&v2, &ix2))).unwrap();
@@ -274,4 +274,117 @@ fn corrupt_bytes_are_errors() {
     let mut b = good.clone();
     b[0] = b'X';
     assert_eq!(GraphIndex::open(bytes::Bytes::from(b)).err(), Some(corrupt("bad magic")));
+}
+
+fn sq8() -> GraphParams {
+    GraphParams { code: GraphCode::Sq8, ..GraphParams::default() }
+}
+
+fn planes(bits: u32) -> GraphParams {
+    GraphParams { code: GraphCode::RaBitQ { bits }, ..GraphParams::default() }
+}
+
+/// Invariant: version-3 sections (RaBitQ codes of 1, 2 and 4 bits) traverse the same graph
+/// and, after the exact rerank, find the true neighbours at a moderate beam width; returned
+/// distances are the exact ones, sorted.
+#[test]
+fn compact_codes_reach_recall_after_the_rerank() {
+    let (n, dim) = (3000, 48);
+    let data = clustered(n, dim, 7);
+    let queries = clustered(50, dim, 99);
+    for m in [Metric::CosineDistance, Metric::EuclideanSquared] {
+        for bits in [1, 2, 4] {
+            let ix = built(&data, dim, m, &planes(bits));
+            assert_eq!(ix.code_bits(), bits);
+            let r = measured(&ix, &data, &queries, m, 100);
+            assert!(r >= 0.95, "{m:?} {bits} bits: recall@10 at ef 100 {r}");
+            let q = &queries[..dim];
+            let got = ix.search(&data, q, 10, None, &GraphSearchParams { ef: 100, rerank: 0 });
+            assert!(got.windows(2).all(|w| w[0].1 <= w[1].1));
+            for (row, d) in got {
+                let want = ix.kern.distance(m, q, &data[row as usize * dim..(row as usize + 1) * dim]);
+                assert_eq!(d.to_bits(), want.to_bits());
+            }
+        }
+    }
+}
+
+/// Invariant: a version-3 section is calibrated over its own ladder, and one bit per dimension
+/// costs the traversal far fewer bytes a row than the 8-bit codes.
+#[test]
+fn compact_sections_calibrate_and_shrink_the_traversal() {
+    let (dim, m) = (96, Metric::EuclideanSquared);
+    let data = clustered(2500, dim, 11);
+    let eight = built(&data, dim, m, &sq8());
+    let one = built(&data, dim, m, &planes(1));
+    let cal = one.calibration();
+    assert!(cal.is_calibrated(), "{cal:?}");
+    assert!(cal.rungs.iter().zip(PLANES_LADDER).all(|(r, ef)| r.effort == ef && r.rerank == ef));
+    if let Some(pick) = cal.pick(calibrate::DEFAULT_TARGET) {
+        assert_eq!(one.default_ef(), pick.effort as usize);
+        let r = measured(&one, &data, &clustered(40, dim, 12), m, 0);
+        assert!(r >= 0.92, "default recall on fresh queries {r}, calibrated {}", pick.recall());
+    }
+    // 128 bytes of neighbours either way; 1 bit: 12 code bytes + 12 of factors, padded to 32.
+    assert_eq!(eight.traversal_bytes_per_row(), 128 + 128 + 4);
+    assert_eq!(one.traversal_bytes_per_row(), 128 + 32);
+}
+
+/// Invariant: the compact build is deterministic for any thread count (the graph is linked as
+/// version 2 links it; records are a pure function of each row).
+#[test]
+fn compact_builds_are_the_same_bytes_for_any_thread_count() {
+    let dim = 8;
+    let n = build::SEQUENTIAL + 700;
+    let data = clustered(n, dim, 21);
+    let with = |threads| build(&data, dim, Metric::CosineDistance, &GraphParams { threads, ..planes(1) });
+    let one = with(1);
+    assert_eq!(&one[..8], &MAGIC);
+    assert_eq!(crate::codec::u32_at(&one, 8), Some(VERSION));
+    assert_eq!(one, with(2));
+    assert_eq!(one, with(4));
+    // The neighbour lists are the 8-bit build's.
+    let v2 = build(&data, dim, Metric::CosineDistance, &sq8());
+    let (a, b) = (
+        GraphIndex::open(bytes::Bytes::from(one)).unwrap(),
+        GraphIndex::open(bytes::Bytes::from(v2)).unwrap(),
+    );
+    assert_eq!(&a.bytes[a.off_nb..a.off_codes], &b.bytes[b.off_nb..b.off_codes]);
+}
+
+/// Invariant: damaged version-3 sections are errors (crc, shape, lengths, non-finite factors,
+/// unknown code kinds), never panics, also when opened without the crc.
+#[test]
+fn corrupt_compact_sections_are_errors() {
+    let dim = 20;
+    let data = clustered(300, dim, 5);
+    let good = build(&data, dim, Metric::CosineDistance, &planes(2));
+    let ix = GraphIndex::open(bytes::Bytes::from(good.clone())).unwrap();
+    for cut in [0, 10, 63, 64, 127, 128, good.len() / 2, good.len() - 1] {
+        assert!(GraphIndex::open_trusted(bytes::Bytes::copy_from_slice(&good[..cut])).is_err(), "cut {cut}");
+    }
+    let mut s = 3u64;
+    for _ in 0..300 {
+        let mut b = good.clone();
+        let at = (splitmix(&mut s) % b.len() as u64) as usize;
+        b[at] ^= 1 << (splitmix(&mut s) % 8);
+        assert!(GraphIndex::open(bytes::Bytes::from(b.clone())).is_err());
+        if let Ok(ix) = GraphIndex::open_trusted(bytes::Bytes::from(b)) {
+            let _ = ix.search(&data, &data[..dim], 5, None, &GraphSearchParams::default());
+        }
+    }
+    let reopen = |edit: &dyn Fn(&mut Vec<u8>)| {
+        let mut b = good.clone();
+        edit(&mut b);
+        GraphIndex::open_trusted(bytes::Bytes::from(b)).err()
+    };
+    assert!(reopen(&|b| b[17] = 2).is_some(), "unknown code kind");
+    assert!(reopen(&|b| b[18] = 9).is_some(), "too many bits");
+    assert!(reopen(&|b| b[19] = 1).is_some(), "query bits off the rule");
+    assert!(reopen(&|b| b[RECORD_AT] ^= 16).is_some(), "record length");
+    let nan_factor = |b: &mut Vec<u8>| {
+        let at = ix.off_codes + 2 * ix.stride / 8;
+        b[at..at + 4].copy_from_slice(&f32::NAN.to_le_bytes());
+    };
+    assert_eq!(reopen(&nan_factor), Some(corrupt("non-finite float")));
 }

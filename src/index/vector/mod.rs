@@ -1,7 +1,8 @@
 //! Dense-vector indexes of one segment: the SIMD `distance` kernels, the IVF-SQ8 `ann` index,
 //! the `graph` index, the cold-read IVF layout (`coldivf`, and
 //! `coldnamed` for a named vector attribute) and the build-time recall
-//! `calibrate`ion both searchable sections store, and the `rows` their exact rerank reads.
+//! `calibrate`ion both searchable sections store, the `rows` their exact rerank reads, and the
+//! compact `rabitq` bit-plane codes the graph can traverse instead of 8-bit codes.
 //! Pure functions over section bytes (no I/O but what a caller's [`rows::RowSource`] does).
 //! Their nearest-first heaps all order by [`Ranked`] (distance, then row), so ties break the
 //! same way everywhere.
@@ -15,6 +16,7 @@ pub mod coldnamed;
 pub mod distance;
 pub mod graph;
 pub mod named;
+pub mod rabitq;
 pub mod rows;
 pub mod synth;
 

@@ -4,6 +4,7 @@
 use super::super::ann::{metric_code, quantize_query};
 use super::super::calibrate::{self, Calibration};
 use super::super::distance::{kernels, Kernels, Metric};
+use super::super::rabitq;
 use super::super::rows::{RowSource, SliceRows};
 use super::super::Ranked;
 use super::search::{beam, GraphIndex, Visited};
@@ -468,23 +469,43 @@ pub fn build(vectors: &[f32], dim: usize, metric: Metric, params: &GraphParams) 
 /// reranks (scattered rows) go through `rows.row` (see `ann::build_over`). The data codes are
 /// coded straight into the section (never a second copy of them).
 pub fn build_over(rows_in: &dyn RowSource, dim: usize, metric: Metric, params: &GraphParams) -> Vec<u8> {
-    let vectors = rows_in.all();
-    let rows = vectors.len().checked_div(dim).unwrap_or(0);
-    let degree = params.degree.clamp(2, 256) as usize;
-    let stride = dim.div_ceil(64) * 64;
-    let threads = params.threads.clamp(1, 64) as usize;
-    let Some([o_sc, o_m, o_n, o_nb, o_c, end]) = layout(false, dim, rows, degree, stride) else {
-        return Vec::new();
-    };
+    match params.code {
+        GraphCode::Sq8 => build_sq8(rows_in, dim, metric, params),
+        GraphCode::RaBitQ { bits } => {
+            build_planes(rows_in, dim, metric, params, bits.clamp(1, rabitq::MAX_BITS))
+        }
+    }
+}
+
+/// What every section kind shares: the rows in index space, the mean codes are centred on
+/// (f64 and as stored) and the entry row.
+struct Prepared<'a> {
+    space: Space<'a>,
+    rows: usize,
+    mean: Vec<f32>,
+    entry: u32,
+}
+
+fn prepare<'a>(rows_in: &'a dyn RowSource, dim: usize, metric: Metric, params: &GraphParams) -> Prepared<'a> {
+    let rows = rows_in.all().len().checked_div(dim).unwrap_or(0);
     let space = Space::new(rows_in, rows, dim, metric);
     let mean64 = mean_of(&space);
     let mean: Vec<f32> = mean64.iter().map(|m| if params.centred { *m as f32 } else { 0.0 }).collect();
     let entry = entry_row(&space, &mean64);
-    // Zeroed (untouched pages cost nothing until written): the codes part is written now, the
-    // rest once the links are made.
-    let mut b = vec![0u8; end];
-    let (head, codes) = b.split_at_mut(o_c);
-    let mut cc = centred_codes(&space, &mean, stride, threads, codes);
+    Prepared { space, rows, mean, entry }
+}
+
+/// Codes the rows with centred 8-bit codes into `codes` (rows × stride) and links the graph
+/// over them: the adjacency and the row norms |x − m|².
+fn link_sq8(
+    pre: &Prepared<'_>,
+    stride: usize,
+    params: &GraphParams,
+    codes: &mut [u8],
+) -> (Vec<u32>, CentredCodes) {
+    let degree = params.degree.clamp(2, 256) as usize;
+    let threads = params.threads.clamp(1, 64) as usize;
+    let mut cc = centred_codes(&pre.space, &pre.mean, stride, threads, codes);
     let cd = Coded {
         kern: kernels(),
         stride,
@@ -494,32 +515,148 @@ pub fn build_over(rows_in: &dyn RowSource, dim: usize, metric: Metric, params: &
         qinv: &cc.qinv,
         norms2: &cc.norms2,
     };
-    let adj = link(&cd, rows, degree, entry, params);
+    let adj = link(&cd, pre.rows, degree, pre.entry, params);
     // The query codes served the linking only.
     (cc.qcodes, cc.qbias, cc.qinv) = (Vec::new(), Vec::new(), Vec::new());
+    (adj, cc)
+}
+
+/// The header fields every version from 2 on shares.
+fn put_header(head: &mut [u8], version: u32, metric: Metric, shape: [u32; 6]) {
     head[..8].copy_from_slice(&MAGIC);
-    head[8..12].copy_from_slice(&VERSION.to_le_bytes());
+    head[8..12].copy_from_slice(&version.to_le_bytes());
     head[12..16].copy_from_slice(&(HEADER_LEN as u32).to_le_bytes());
     head[16] = metric_code(metric);
-    for (at, v) in [
-        (20, dim as u32),
-        (24, rows as u32),
-        (28, degree as u32),
-        (32, stride as u32),
-        (36, entry),
-        (40, params.default_ef.max(1)),
-    ] {
-        head[at..at + 4].copy_from_slice(&v.to_le_bytes());
+    for (i, v) in shape.iter().enumerate() {
+        head[20 + 4 * i..24 + 4 * i].copy_from_slice(&v.to_le_bytes());
     }
+}
+
+fn put_u32s(b: &mut [u8], at: usize, v: &[u32]) {
+    for (i, x) in v.iter().enumerate() {
+        b[at + 4 * i..at + 4 * i + 4].copy_from_slice(&x.to_le_bytes());
+    }
+}
+
+/// A version-2 section (8-bit codes, coded straight into the section).
+fn build_sq8(rows_in: &dyn RowSource, dim: usize, metric: Metric, params: &GraphParams) -> Vec<u8> {
+    let pre = prepare(rows_in, dim, metric, params);
+    let degree = params.degree.clamp(2, 256) as usize;
+    let stride = dim.div_ceil(64) * 64;
+    let Some([o_sc, o_m, o_n, o_nb, o_c, end]) = layout(false, dim, pre.rows, degree, stride) else {
+        return Vec::new();
+    };
+    // Zeroed (untouched pages cost nothing until written): the codes part is written now, the
+    // rest once the links are made.
+    let mut b = vec![0u8; end];
+    let (head, codes) = b.split_at_mut(o_c);
+    let (adj, cc) = link_sq8(&pre, stride, params, codes);
+    let shape = [dim, pre.rows, degree, stride].map(|v| v as u32);
+    put_header(
+        head,
+        VERSION_SQ8,
+        metric,
+        [shape[0], shape[1], shape[2], shape[3], pre.entry, params.default_ef.max(1)],
+    );
     put_f32s(head, o_sc, &cc.scales);
-    put_f32s(head, o_m, &mean);
+    put_f32s(head, o_m, &pre.mean);
     put_f32s(head, o_n, &cc.norms2);
-    for (i, v) in adj.iter().enumerate() {
-        head[o_nb + 4 * i..o_nb + 4 * i + 4].copy_from_slice(&v.to_le_bytes());
-    }
+    put_u32s(head, o_nb, &adj);
     drop(adj);
     drop(cc);
-    let mut b = calibrate_section(b, rows_in, &space, dim, metric);
+    finish(b, rows_in, &pre.space, dim, metric, &EF_LADDER)
+}
+
+/// Seed of a section's rotation, derived from the build seed.
+fn rotation_seed(params: &GraphParams) -> u64 {
+    params.seed ^ 0x726f_7461_7465
+}
+
+/// A version-3 section: linked over temporary 8-bit codes (the graph is the one a version-2
+/// build makes), traversed over `bits`-bit RaBitQ records.
+fn build_planes(
+    rows_in: &dyn RowSource,
+    dim: usize,
+    metric: Metric,
+    params: &GraphParams,
+    bits: u32,
+) -> Vec<u8> {
+    let pre = prepare(rows_in, dim, metric, params);
+    let degree = params.degree.clamp(2, 256) as usize;
+    let p = rabitq::padded(dim);
+    let record = rabitq::record_len(bits, p);
+    let Some([o_m, o_nb, o_r, end]) = layout_v3(dim, pre.rows, degree, record) else {
+        return Vec::new();
+    };
+    let Some(tmp_len) = pre.rows.checked_mul(p) else {
+        return Vec::new();
+    };
+    let mut tmp = vec![0u8; tmp_len];
+    let (adj, cc) = link_sq8(&pre, p, params, &mut tmp);
+    drop((cc, tmp));
+    let mut b = vec![0u8; end];
+    let (head, recs) = b.split_at_mut(o_r);
+    let shape = [dim, pre.rows, degree, p].map(|v| v as u32);
+    put_header(
+        head,
+        VERSION,
+        metric,
+        [shape[0], shape[1], shape[2], shape[3], pre.entry, params.default_ef.max(1)],
+    );
+    head[17] = KIND_RABITQ;
+    head[18] = bits as u8;
+    head[19] = rabitq::query_bits(bits) as u8;
+    head[SEED_AT..SEED_AT + 8].copy_from_slice(&rotation_seed(params).to_le_bytes());
+    head[RECORD_AT..RECORD_AT + 4].copy_from_slice(&(record as u32).to_le_bytes());
+    put_f32s(head, o_m, &pre.mean);
+    put_u32s(head, o_nb, &adj);
+    drop(adj);
+    let rot = rabitq::Rotation::new(p, rotation_seed(params));
+    encode_records(&pre, &rot, bits, params.threads.clamp(1, 64) as usize, recs, record);
+    finish(b, rows_in, &pre.space, dim, metric, &PLANES_LADDER)
+}
+
+/// Every row's record (rows independent: coded in parallel, in contiguous parts).
+fn encode_records(
+    pre: &Prepared<'_>,
+    rot: &rabitq::Rotation,
+    bits: u32,
+    threads: usize,
+    recs: &mut [u8],
+    record: usize,
+) {
+    let dim = pre.space.dim;
+    if pre.rows == 0 || record == 0 {
+        return;
+    }
+    let per = pre.rows.div_ceil(threads.max(1));
+    let code_part = |first: usize, part: &mut [u8]| {
+        let (mut buf, mut centred, mut r) = (vec![0f32; dim], vec![0f32; dim], vec![0f32; rot.len()]);
+        for (i, rec) in part.chunks_exact_mut(record).enumerate() {
+            let x = pre.space.row(first + i, &mut buf);
+            centred.iter_mut().zip(x).zip(&pre.mean).for_each(|((o, v), m)| *o = v - m);
+            rot.apply(&centred, &mut r);
+            rabitq::encode(&r, bits, rec);
+        }
+    };
+    std::thread::scope(|s| {
+        for (i, part) in recs.chunks_mut(per * record).enumerate() {
+            let code_part = &code_part;
+            s.spawn(move || code_part(i * per, part));
+        }
+    });
+}
+
+/// Calibrates the section over `ladder` and seals it with its crc32c.
+fn finish(
+    b: Vec<u8>,
+    rows_in: &dyn RowSource,
+    space: &Space<'_>,
+    dim: usize,
+    metric: Metric,
+    ladder: &[u32],
+) -> Vec<u8> {
+    let mut b = calibrate_section(b, rows_in, space, dim, metric, ladder);
     let crc = section_crc(&b);
     b[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_le_bytes());
     b
@@ -534,13 +671,14 @@ fn calibrate_section(
     space: &Space<'_>,
     dim: usize,
     metric: Metric,
+    ladder: &[u32],
 ) -> Vec<u8> {
     let sample = calibrate::sample_rows(space, dim, metric);
     let bytes = bytes::Bytes::from(b);
     let cal = match GraphIndex::parse(bytes.clone(), false) {
         Ok(mut ix) => {
             ix.kern = super::super::distance::deterministic();
-            let ladder: Vec<(u32, u32)> = EF_LADDER.iter().map(|e| (*e, *e)).collect();
+            let ladder: Vec<(u32, u32)> = ladder.iter().map(|e| (*e, *e)).collect();
             calibrate::calibrate_rows(space, metric, &sample, &ladder, |qv, hidden, ef, rerank| {
                 let p = GraphSearchParams { ef, rerank };
                 let found = ix.search_hiding(rows, qv, calibrate::K + 1, None, &p, hidden);

@@ -1,6 +1,7 @@
 //! Warm-path graph index of one segment's dense vectors (section kind 20): a single-layer
 //! proximity graph (HNSW layer 0 built by incremental insertion with the HNSW neighbour-selection
-//! heuristic) of fixed degree, u32 neighbour ids, greedy beam search over 8-bit codes and an
+//! heuristic) of fixed degree, u32 neighbour ids, greedy beam search over 8-bit codes (or, version
+//! 3, compact RaBitQ codes) and an
 //! exact f32 rerank of the best candidates from the segment's own vectors. Built at compaction
 //! ([`build`]) next to the IVF section (which stays the index for narrow filters and cold reads);
 //! served zero-copy from the section bytes ([`GraphIndex::open`]).
@@ -24,6 +25,23 @@
 //! Block offsets follow from the header (each block padded to 64 bytes); the section length must
 //! equal the end of the codes block. Version 1 (64-byte header, no mean block, uncentred codes,
 //! no calibration) still opens: it is searched as if `m` = 0 with its stored `default_ef`.
+//!
+//! Version 3 (compact traversal codes, [`GraphCode::RaBitQ`]; version 2 stays what
+//! [`GraphCode::Sq8`] writes, byte for byte):
+//!
+//! ```text
+//! header as version 2, except: 8 version u32 (=3)   17 code kind u8 (1 = RaBitQ)
+//! 18 code bits u8 (1..=8)   19 query bits u8 (= min(bits + 3, 8))   32 code_stride = P (dim
+//! rounded up to 64)   44 rotation seed u64   52 record_len u32   (64: calibration, ladder
+//! PLANES_LADDER)
+//! 128 mean      f32 [dim]
+//!     neighbors u32 [rows × degree]
+//!     records   [rows × record_len]: bits planes of P/8 bytes (bit j % 8 of byte j / 8 of
+//!               plane b = bit b of u_j), then |r|², a, su (f32), zero padding to record_len
+//! ```
+//! `r` = rotation(x − m) (see the `rabitq` module). The links are the version-2 build's (made
+//! over temporary 8-bit codes, then dropped): only what the traversal reads changes, and the
+//! exact rerank from the full vectors is the same.
 //!
 //! Centred codes: the graph works on `x − m`. Squared L2 is translation invariant (and cosine
 //! on unit rows is half of it), so every distance is unchanged, but a component all rows share
@@ -62,8 +80,8 @@
 //! (most of the build's work was one prune per in-link of a full list); lists still over the
 //! degree after the last batch are pruned at the end, so a stored list never exceeds it.
 //!
-//! Code map: [`build`] (`build.rs`: codes, parallel linking, calibration) and [`GraphIndex`]
-//! (`search.rs`: open, validate, beam search).
+//! Code map: [`build`] (`build.rs`: codes, parallel linking, compact records, calibration) and
+//! [`GraphIndex`] (`search.rs`: open, validate, beam search over either code kind).
 
 use super::calibrate;
 use super::splitmix;
@@ -76,8 +94,15 @@ pub use search::GraphIndex;
 
 /// Section magic.
 pub const MAGIC: [u8; 8] = *b"TPGRAPH0";
-/// Current section version.
-pub const VERSION: u32 = 2;
+/// Current section version: compact codes ([`GraphCode::RaBitQ`]) with a code-kind byte.
+pub const VERSION: u32 = 3;
+/// The version sections with 8-bit codes ([`GraphCode::Sq8`]) are written as (unchanged bytes).
+pub const VERSION_SQ8: u32 = 2;
+/// Code kind byte of a version-3 section: RaBitQ bit-plane codes.
+const KIND_RABITQ: u8 = 1;
+/// Where a version-3 section stores its rotation seed (u64) and record length (u32).
+const SEED_AT: usize = 44;
+const RECORD_AT: usize = 52;
 const HEADER_LEN: usize = 128;
 /// Header length of version 1 sections (no calibration, no mean block).
 const HEADER_LEN_V1: usize = 64;
@@ -85,6 +110,23 @@ const HEADER_LEN_V1: usize = 64;
 const CALIB_AT: usize = 64;
 /// Beam widths measured at build time (rerank = ef), cheapest first.
 pub const EF_LADDER: [u32; calibrate::MAX_RUNGS] = [24, 40, 64, 100, 160, 256];
+/// The ladder of compact-code sections (rerank = ef: a wider beam is also a deeper rerank). It
+/// starts at 32 (the coarser estimates gain little below it) with a finer step at 48, and stops
+/// at 256 like [`EF_LADDER`]: a 4-bit section that needs 400 (i.i.d. Gaussian) is slower than the
+/// IVF the calibration then routes to.
+pub const PLANES_LADDER: [u32; calibrate::MAX_RUNGS] = [32, 48, 64, 100, 160, 256];
+
+/// The codes the beam search traverses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GraphCode {
+    /// Centred 8-bit codes, one byte per dimension (version 2 sections).
+    Sq8,
+    /// Rotated `bits`-bit RaBitQ codes (1..=8 bits per dimension, `rabitq` module; version 3).
+    RaBitQ {
+        /// Bits per dimension.
+        bits: u32,
+    },
+}
 const CRC_AT: usize = 56;
 const NONE: u32 = u32::MAX;
 
@@ -103,7 +145,13 @@ pub struct GraphParams {
     pub centred: bool,
     /// Threads linking the graph (and coding the rows); the output bytes do not depend on it.
     pub threads: u32,
+    /// Traversal codes stored in the section (the linking always uses 8-bit codes).
+    pub code: GraphCode,
 }
+
+/// The code new sections are built with: 4-bit RaBitQ (BENCHMARKS "Compact graph codes"): at
+/// 384 dimensions 208 bytes a row instead of 388, about the 8-bit codes' recall per beam width.
+pub const DEFAULT_CODE: GraphCode = GraphCode::RaBitQ { bits: 4 };
 
 /// Most threads a build uses by default.
 pub const MAX_DEFAULT_THREADS: u32 = 8;
@@ -123,6 +171,7 @@ impl Default for GraphParams {
             default_ef: 24,
             centred: true,
             threads: default_threads(),
+            code: DEFAULT_CODE,
         }
     }
 }
@@ -150,6 +199,15 @@ fn layout(v1: bool, dim: usize, rows: usize, degree: usize, stride: usize) -> Op
     let codes = nb.checked_add(pad64(rows.checked_mul(degree)?.checked_mul(4)?)?)?;
     let end = codes.checked_add(rows.checked_mul(stride)?)?;
     Some([scales, mean, norms, nb, codes, end])
+}
+
+/// Block offsets of a version-3 section (mean, neighbors, records, end); None on overflow.
+fn layout_v3(dim: usize, rows: usize, degree: usize, record: usize) -> Option<[usize; 4]> {
+    let mean = HEADER_LEN;
+    let nb = mean.checked_add(pad64(dim.checked_mul(4)?)?)?;
+    let recs = nb.checked_add(pad64(rows.checked_mul(degree)?.checked_mul(4)?)?)?;
+    let end = recs.checked_add(rows.checked_mul(record)?)?;
+    Some([mean, nb, recs, end])
 }
 
 fn section_crc(b: &[u8]) -> u32 {

@@ -5,10 +5,12 @@
 use super::super::ann::{checksum, corrupt, exact, quantize_query, unsupported};
 use super::super::calibrate::Calibration;
 use super::super::distance::{kernels, Kernels, Metric};
+use super::super::rabitq::{self, Rotation};
 use super::super::rows::{RowSource, SliceRows};
 use super::super::Ranked;
 use super::{
-    layout, section_crc, GraphSearchParams, CALIB_AT, CRC_AT, HEADER_LEN, HEADER_LEN_V1, MAGIC, NONE, VERSION,
+    layout, layout_v3, section_crc, GraphSearchParams, CALIB_AT, CRC_AT, HEADER_LEN, HEADER_LEN_V1,
+    KIND_RABITQ, MAGIC, NONE, RECORD_AT, SEED_AT, VERSION, VERSION_SQ8,
 };
 use crate::index::IndexError;
 use std::collections::BinaryHeap;
@@ -114,6 +116,16 @@ pub struct GraphIndex {
     pub(super) norms2: Arc<[f32]>,
     pub(super) off_nb: usize,
     pub(super) off_codes: usize,
+    pub(super) code: Code,
+}
+
+/// The traversal codes of an opened section.
+#[derive(Clone)]
+pub(super) enum Code {
+    /// 8-bit centred codes (`stride` bytes a row), `scales` and `norms2` decoded.
+    Sq8,
+    /// Bit-plane records of `record` bytes a row over padded length `stride`.
+    Planes { bits: u32, qbits: u32, record: usize, rot: Arc<Rotation> },
 }
 
 fn rd_u32(b: &[u8], at: usize) -> Result<u32, IndexError> {
@@ -129,6 +141,17 @@ fn rd_f32s(b: &[u8], at: usize, n: usize) -> Result<Vec<f32>, IndexError> {
     } else {
         Err(corrupt("non-finite float"))
     }
+}
+
+/// Every neighbour id is a row or the padding value.
+fn check_neighbours(nb: &[u8], rows: usize) -> Result<(), IndexError> {
+    for c in nb.chunks_exact(4) {
+        let u = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+        if u != NONE && u as usize >= rows {
+            return Err(corrupt("neighbour out of range"));
+        }
+    }
+    Ok(())
 }
 
 impl GraphIndex {
@@ -153,7 +176,8 @@ impl GraphIndex {
         let version = rd_u32(b, 8)?;
         let v1 = match (version, rd_u32(b, 12)? as usize) {
             (1, HEADER_LEN_V1) => true,
-            (VERSION, HEADER_LEN) if b.len() >= HEADER_LEN => false,
+            (VERSION_SQ8, HEADER_LEN) if b.len() >= HEADER_LEN => false,
+            (VERSION, HEADER_LEN) if b.len() >= HEADER_LEN => return Self::parse_v3(bytes, check_crc),
             _ => return Err(unsupported(version, b[16])),
         };
         let metric = super::super::ann::metric_from_code(b[16])?;
@@ -184,13 +208,7 @@ impl GraphIndex {
             (rd_f32s(b, o_m, dim)?, Calibration::decode(&b[CALIB_AT..])?)
         };
         let norms2 = rd_f32s(b, o_n, rows)?;
-        let nb = b.get(o_nb..o_c).ok_or(corrupt("truncated neighbours"))?;
-        for c in nb.chunks_exact(4) {
-            let u = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
-            if u != NONE && u as usize >= rows {
-                return Err(corrupt("neighbour out of range"));
-            }
-        }
+        check_neighbours(b.get(o_nb..o_c).ok_or(corrupt("truncated neighbours"))?, rows)?;
         Ok(GraphIndex {
             kern: kernels(),
             metric,
@@ -206,6 +224,70 @@ impl GraphIndex {
             norms2: norms2.into(),
             off_nb: o_nb,
             off_codes: o_c,
+            code: Code::Sq8,
+            bytes,
+        })
+    }
+
+    /// Version 3: the header of version 2 with a code kind (byte 17), code and query bits (18,
+    /// 19), the rotation seed (44) and the record length (52); mean, neighbours, records.
+    fn parse_v3(bytes: bytes::Bytes, check_crc: bool) -> Result<Self, IndexError> {
+        let b = &bytes[..];
+        let metric = super::super::ann::metric_from_code(b[16])?;
+        let (kind, bits, qbits) = (b[17], u32::from(b[18]), u32::from(b[19]));
+        if kind != KIND_RABITQ {
+            return Err(unsupported(VERSION, kind));
+        }
+        let [dim, rows, degree, stride, entry, default_ef] =
+            [20, 24, 28, 32, 36, 40].map(|at| rd_u32(b, at).map(|v| v as usize));
+        let (dim, rows, degree, stride, entry, default_ef) =
+            (dim?, rows?, degree?, stride?, entry?, default_ef?);
+        let seed = crate::codec::u64_at(b, SEED_AT).ok_or(corrupt("truncated"))?;
+        let record = rd_u32(b, RECORD_AT)? as usize;
+        let shape_ok = dim > 0
+            && stride == rabitq::padded(dim)
+            && (1..=256).contains(&degree)
+            && default_ef > 0
+            && (1..=rabitq::MAX_BITS).contains(&bits)
+            && qbits == rabitq::query_bits(bits)
+            && record == rabitq::record_len(bits, stride);
+        if !shape_ok {
+            return Err(corrupt("bad shape"));
+        }
+        if rows > 0 && entry >= rows {
+            return Err(corrupt("entry out of range"));
+        }
+        let [o_m, o_nb, o_r, end] = layout_v3(dim, rows, degree, record).ok_or(corrupt("length overflow"))?;
+        if end != b.len() {
+            return Err(corrupt("length does not match the shape"));
+        }
+        if check_crc && rd_u32(b, CRC_AT)? != section_crc(b) {
+            return Err(checksum());
+        }
+        let mean = rd_f32s(b, o_m, dim)?;
+        let calibration = Calibration::decode(&b[CALIB_AT..])?;
+        check_neighbours(&b[o_nb..o_r], rows)?;
+        for r in b[o_r..].chunks_exact(record) {
+            if !rabitq::factors(r, bits, stride).iter().all(|f| f.is_finite()) {
+                return Err(corrupt("non-finite float"));
+            }
+        }
+        Ok(GraphIndex {
+            kern: kernels(),
+            metric,
+            dim,
+            rows,
+            degree,
+            stride,
+            entry: entry as u32,
+            default_ef,
+            calibration,
+            scales: Vec::new().into(),
+            mean: mean.into(),
+            norms2: Vec::new().into(),
+            off_nb: o_nb,
+            off_codes: o_r,
+            code: Code::Planes { bits, qbits, record, rot: Arc::new(Rotation::new(stride, seed)) },
             bytes,
         })
     }
@@ -241,7 +323,27 @@ impl GraphIndex {
     }
     /// Heap bytes held besides the section bytes.
     pub fn heap_bytes(&self) -> usize {
-        (self.scales.len() + self.mean.len() + self.norms2.len()) * 4
+        let rotation = match &self.code {
+            Code::Sq8 => 0,
+            // A sign (bool) and a permutation entry (u32) per padded dimension and round.
+            Code::Planes { rot, .. } => rot.len() * rabitq::ROUNDS * 5,
+        };
+        (self.scales.len() + self.mean.len() + self.norms2.len()) * 4 + rotation
+    }
+    /// The traversal codes: bits per dimension (8 for the 8-bit codes of versions 1 and 2).
+    pub fn code_bits(&self) -> u32 {
+        match &self.code {
+            Code::Sq8 => 8,
+            Code::Planes { bits, .. } => *bits,
+        }
+    }
+    /// Bytes a row costs the traversal: its code (record) and its neighbour list.
+    pub fn traversal_bytes_per_row(&self) -> usize {
+        let code = match &self.code {
+            Code::Sq8 => self.stride + 4,
+            Code::Planes { record, .. } => *record,
+        };
+        code + self.degree * 4
     }
 
     /// Approximate k nearest rows: (row, exact distance) sorted by (distance, row). Only rows
@@ -302,50 +404,47 @@ impl GraphIndex {
         };
         // Centred query (see the module docs); the constant |q − m|² is left out of the ranking.
         let qc: Vec<f32> = qn.iter().zip(self.mean.iter()).map(|(v, m)| v - m).collect();
-        let (qq, bias, inv) = quantize_query(&qc, &self.scales, self.stride);
         let ef = if params.ef == 0 { self.default_ef } else { params.ef as usize }.max(k);
         let rerank = if params.rerank == 0 { ef } else { params.rerank as usize }.max(2 * k);
         let ef = ef.max(rerank);
-        let b = &self.bytes[..];
-        let codes = &b[self.off_codes..];
-        let nb = &b[self.off_nb..self.off_codes];
-        let stride = self.stride;
-        let degree = self.degree;
-        let norms2 = &self.norms2;
-        let dist = |u: u32| {
-            let u = u as usize;
-            let c = codes.get(u * stride..(u + 1) * stride).unwrap_or(&[]);
-            if c.len() != stride {
-                return f32::INFINITY;
-            }
-            let s = (kern.u8i8(&qq, c) - bias) as f32 * inv;
-            norms2.get(u).copied().unwrap_or(0.0) - 2.0 * s
-        };
-        let neighbors = |u: u32, out: &mut Vec<u32>| {
-            let u = u as usize;
-            if let Some(s) = nb.get(u * degree * 4..(u + 1) * degree * 4) {
-                for c in s.chunks_exact(4) {
-                    let w = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
-                    if w == NONE {
-                        break;
-                    }
-                    super::super::distance::prefetch(codes.get(w as usize * stride..).unwrap_or(&[]), 128);
-                    out.push(w);
-                }
-            }
-        };
         let all = |_: u32| true;
         let accept: &dyn Fn(u32) -> bool = match filter {
             Some(f) => f,
             None => &all,
         };
-        let found = VISITED.with(|cell| {
-            let mut v = cell.borrow_mut();
-            if v.stamp.len() < self.rows {
-                *v = Visited::new(self.rows);
+        let codes = &self.bytes[self.off_codes..];
+        let found = match &self.code {
+            Code::Sq8 => {
+                let (qq, bias, inv) = quantize_query(&qc, &self.scales, self.stride);
+                let (stride, norms2) = (self.stride, &self.norms2);
+                let dist = |u: u32| {
+                    let u = u as usize;
+                    let c = codes.get(u * stride..(u + 1) * stride).unwrap_or(&[]);
+                    if c.len() != stride {
+                        return f32::INFINITY;
+                    }
+                    let s = (kern.u8i8(&qq, c) - bias) as f32 * inv;
+                    norms2.get(u).copied().unwrap_or(0.0) - 2.0 * s
+                };
+                self.walk(ef, hidden, accept, stride, dist)
             }
-            beam(self.entry, ef, (&mut v, hidden), dist, neighbors, accept)
-        });
+            Code::Planes { bits, qbits, record, rot } => {
+                let (bits, qbits, record, p) = (*bits, *qbits, *record, self.stride);
+                let mut qr = vec![0f32; p];
+                rot.apply(&qc, &mut qr);
+                let q = rabitq::quantize(&qr, bits);
+                let plane_bytes = bits as usize * p / 8;
+                let dist = |u: u32| {
+                    let u = u as usize;
+                    let Some(r) = codes.get(u * record..(u + 1) * record) else {
+                        return f32::INFINITY;
+                    };
+                    let ip = kern.planes_dot(&r[..plane_bytes], &q.planes, bits, qbits);
+                    rabitq::estimate(&q, rabitq::factors(r, bits, p), ip)
+                };
+                self.walk(ef, hidden, accept, record, dist)
+            }
+        };
         let mut buf = Vec::new();
         let mut out: Vec<(u32, f32)> = found
             .iter()
@@ -355,6 +454,42 @@ impl GraphIndex {
         out.sort_unstable_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
         out.truncate(k);
         out
+    }
+
+    /// The beam search from the entry with `dist` over the codes (`row_bytes` a row: what the
+    /// neighbour expansion prefetches).
+    fn walk(
+        &self,
+        ef: usize,
+        hidden: Option<u32>,
+        accept: &dyn Fn(u32) -> bool,
+        row_bytes: usize,
+        dist: impl FnMut(u32) -> f32,
+    ) -> Vec<Ranked> {
+        let b = &self.bytes[..];
+        let codes = &b[self.off_codes..];
+        let nb = &b[self.off_nb..self.off_codes];
+        let degree = self.degree;
+        let neighbors = |u: u32, out: &mut Vec<u32>| {
+            let u = u as usize;
+            if let Some(s) = nb.get(u * degree * 4..(u + 1) * degree * 4) {
+                for c in s.chunks_exact(4) {
+                    let w = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+                    if w == NONE {
+                        break;
+                    }
+                    super::super::distance::prefetch(codes.get(w as usize * row_bytes..).unwrap_or(&[]), 128);
+                    out.push(w);
+                }
+            }
+        };
+        VISITED.with(|cell| {
+            let mut v = cell.borrow_mut();
+            if v.stamp.len() < self.rows {
+                *v = Visited::new(self.rows);
+            }
+            beam(self.entry, ef, (&mut v, hidden), dist, neighbors, accept)
+        })
     }
 }
 
