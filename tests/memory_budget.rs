@@ -293,6 +293,19 @@ fn sent_write(d: &Daemon, body: &[u8]) -> String {
     }
 }
 
+/// Reload a budget (from 4 GiB) whose write threshold leaves about
+/// `headroom` bytes above what is in use now, and wait until it applies.
+async fn leave_headroom(c: &reqwest::Client, d: &Daemon, file: &Path, headroom: u64) {
+    let used = metric(&metrics(c, d).await, "tidepool_memory_used_bytes");
+    write_config(file, (used + headroom) / 9 * 10);
+    hangup(d);
+    let t = Instant::now();
+    while metric(&metrics(c, d).await, "tidepool_memory_budget_bytes") == 4 * GIB {
+        assert!(t.elapsed() < Duration::from_secs(10), "no reload: {}", d.stderr());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 #[tokio::test]
 async fn a_body_declared_larger_than_the_headroom_is_refused_before_it_is_read() {
     let dir = tempfile::tempdir().unwrap();
@@ -301,19 +314,7 @@ async fn a_body_declared_larger_than_the_headroom_is_refused_before_it_is_read()
     let d = Daemon::start(&dir.path().join("data"), &["--config", file.to_str().unwrap()]);
     let c = common::client();
     assert_eq!(write(&c, &d, &rows(0, 10)).await.status(), 200);
-    // A budget whose write threshold leaves about 200 MiB above what is in use.
-    let used = metric(&metrics(&c, &d).await, "tidepool_memory_used_bytes");
-    write_config(&file, (used + (200 << 20)) / 9 * 10);
-    hangup(&d);
-    let t = Instant::now();
-    loop {
-        let m = metrics(&c, &d).await;
-        if metric(&m, "tidepool_memory_budget_bytes") != 4 * GIB {
-            break;
-        }
-        assert!(t.elapsed() < Duration::from_secs(10), "no reload: {}", d.stderr());
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    leave_headroom(&c, &d, &file, 200 << 20).await;
     // 150 MiB costs twice that in flight: past the headroom, refused unread.
     let answer = declared_write(&d, 150 << 20);
     assert!(answer.starts_with("HTTP/1.1 429"), "{answer}");
@@ -370,15 +371,7 @@ async fn a_gzip_or_chunked_body_is_charged_for_what_it_decodes_to() {
     // Under a generous budget both forms are taken.
     assert!(gzip_write(&d, &padded, false).starts_with("HTTP/1.1 200"));
     assert_eq!(count(&c, &d).await, 20);
-    // A budget whose write threshold leaves about 100 MiB above what is in use.
-    let used = metric(&metrics(&c, &d).await, "tidepool_memory_used_bytes");
-    write_config(&file, (used + (100 << 20)) / 9 * 10);
-    hangup(&d);
-    let t = Instant::now();
-    while metric(&metrics(&c, &d).await, "tidepool_memory_budget_bytes") == 4 * GIB {
-        assert!(t.elapsed() < Duration::from_secs(10), "no reload: {}", d.stderr());
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    leave_headroom(&c, &d, &file, 100 << 20).await;
     let mut other = serde_json::to_vec(&rows(200, 10)).unwrap();
     other.splice(1..1, std::iter::repeat_n(b' ', 120 << 20));
     for chunked in [false, true] {
