@@ -115,6 +115,9 @@ struct Args {
     /// (v2 `memory.max`, v1 `memory.limit_in_bytes`). The daemon derives its budget from the cap.
     #[arg(long)]
     cgroup_mib: Option<u64>,
+    /// An extra argument for `tidepool serve` (repeat for more), e.g. `--serve-arg=--graph-codes=rabitq4`.
+    #[arg(long = "serve-arg", allow_hyphen_values = true)]
+    serve_args: Vec<String>,
 }
 
 // ---------------------------------------------------------------- cgroup
@@ -439,14 +442,14 @@ impl Daemon {
     fn start(
         rt: &tokio::runtime::Runtime,
         binary: &Path,
-        cgroup: Option<&Cgroup>,
+        (cgroup, extra): (Option<&Cgroup>, &[String]),
         data_dir: &Path,
         log: &Path,
     ) -> (Daemon, f64) {
         let t0 = Instant::now();
         let log = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
         let mut cmd = cgroup.map_or_else(|| Command::new(binary), |c| c.wrap(binary));
-        cmd.arg("serve").arg("--data-dir").arg(data_dir).args(["--listen", "127.0.0.1:0"]);
+        cmd.arg("serve").arg("--data-dir").arg(data_dir).args(["--listen", "127.0.0.1:0"]).args(extra);
         for (k, _) in std::env::vars() {
             if k.starts_with("TIDEPOOL_") {
                 cmd.env_remove(k);
@@ -1061,7 +1064,7 @@ fn main() {
 
     // 1. ingest.
     let cgroup = args.cgroup_mib.map(Cgroup::create);
-    let (d, ready_s) = Daemon::start(&rt, &args.binary, cgroup.as_ref(), &data_dir, &log);
+    let (d, ready_s) = Daemon::start(&rt, &args.binary, (cgroup.as_ref(), &args.serve_args), &data_dir, &log);
     let sampler = Sampler::new(d.pid());
     std::thread::sleep(Duration::from_millis(500));
     let idle = sampler.current();
@@ -1111,7 +1114,8 @@ fn main() {
 
     // 4. cold: restart on the same data dir.
     let stop_s = d.stop();
-    let (d, cold_ready_s) = Daemon::start(&rt, &args.binary, cgroup.as_ref(), &data_dir, &log);
+    let (d, cold_ready_s) =
+        Daemon::start(&rt, &args.binary, (cgroup.as_ref(), &args.serve_args), &data_dir, &log);
     sampler.set_pid(d.pid());
     let cold_idle = sampler.current();
     let mut cold_j = cold_queries(&rt, &d.url, queries, &gt, args.cold_queries);
@@ -1164,6 +1168,7 @@ fn main() {
         "raw_vector_bytes": raw as u64,
         "raw_vector_gib": raw / GIB,
         "binary": args.binary,
+        "serve_args": args.serve_args,
         "data": data,
         "prepare_s": prepare_s,
         "ready_s": ready_s,

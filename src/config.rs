@@ -81,6 +81,37 @@ pub enum LogFormat {
     Json,
 }
 
+/// The codes a segment's graph index traverses (`graph_codes`): 8-bit codes,
+/// or RaBitQ codes of 4, 2 or 1 bits a dimension — smaller to hold in memory,
+/// slower per visited row where everything fits (BENCHMARKS.md, "Compact
+/// graph codes"). Applies to segments built from then on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum GraphCodes {
+    /// 8 bits a dimension (graph section version 2).
+    #[default]
+    Sq8,
+    /// RaBitQ, 4 bits a dimension (version 3).
+    Rabitq4,
+    /// RaBitQ, 2 bits a dimension.
+    Rabitq2,
+    /// RaBitQ, 1 bit a dimension.
+    Rabitq1,
+}
+
+impl GraphCodes {
+    /// The build parameter.
+    pub fn code(self) -> crate::index::vector::graph::GraphCode {
+        use crate::index::vector::graph::GraphCode;
+        match self {
+            GraphCodes::Sq8 => GraphCode::Sq8,
+            GraphCodes::Rabitq4 => GraphCode::RaBitQ { bits: 4 },
+            GraphCodes::Rabitq2 => GraphCode::RaBitQ { bits: 2 },
+            GraphCodes::Rabitq1 => GraphCode::RaBitQ { bits: 1 },
+        }
+    }
+}
+
 /// One API key and the project it grants access to.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -155,6 +186,7 @@ pub struct FileConfig {
     pub compaction_max_segments: Option<usize>,
     pub compaction_max_segment_rows: Option<usize>,
     pub compaction_idle_ms: Option<u64>,
+    pub graph_codes: Option<GraphCodes>,
     pub backlog_bytes: Option<u64>,
     pub retention_secs: Option<u64>,
     pub retention_max_ratio: Option<f64>,
@@ -348,6 +380,9 @@ pub struct ServeArgs {
     /// (default 2000; 0: only at the thresholds), so index status settles.
     #[arg(long, env = "TIDEPOOL_COMPACTION_IDLE_MS")]
     pub compaction_idle_ms: Option<u64>,
+    /// Codes new segments' graph indexes traverse (default sq8).
+    #[arg(long, env = "TIDEPOOL_GRAPH_CODES", value_enum)]
+    pub graph_codes: Option<GraphCodes>,
     /// Writes get 429 while a namespace has more unindexed bytes than this (default 2 GiB).
     #[arg(long, env = "TIDEPOOL_BACKLOG_BYTES")]
     pub backlog_bytes: Option<u64>,
@@ -727,6 +762,7 @@ fn compaction_config(args: &ServeArgs, file: &FileConfig) -> crate::engine::Comp
             .or(file.compaction_idle_ms)
             .unwrap_or(crate::engine::compact::DEFAULT_IDLE_INDEX_MS),
         cold_index: d.cold_index,
+        graph_code: args.graph_codes.or(file.graph_codes).unwrap_or_default().code(),
     }
 }
 

@@ -72,6 +72,14 @@ fn secret(key: &'static str, value: Option<toml::Value>, reload: bool) -> Settin
     Setting { key, value, secret: true, reloadable: reload }
 }
 
+/// The `graph_codes` value that builds `code`.
+fn graph_codes(code: crate::index::vector::graph::GraphCode) -> String {
+    match code {
+        crate::index::vector::graph::GraphCode::Sq8 => "sq8".to_owned(),
+        crate::index::vector::graph::GraphCode::RaBitQ { bits } => format!("rabitq{bits}"),
+    }
+}
+
 /// Every setting of `cfg`, with its value.
 pub fn settings(cfg: &Config) -> Vec<Setting> {
     let log_format = match cfg.log_format {
@@ -114,6 +122,7 @@ pub fn settings(cfg: &Config) -> Vec<Setting> {
         reloadable("compaction_max_segments", int(c.max_segments)),
         reloadable("compaction_max_segment_rows", int(c.max_segment_rows)),
         reloadable("compaction_idle_ms", int(c.idle_ms)),
+        reloadable("graph_codes", s(&graph_codes(c.graph_code))),
         reloadable("backlog_bytes", int(c.backlog_bytes)),
         setting("retention_secs", int(cfg.retention.as_secs())),
         setting(

@@ -76,6 +76,8 @@ pub struct CompactionConfig {
     /// Whether segments get the cold-read IVF section (a second copy of the
     /// vectors, in list order).
     pub cold_index: crate::engine::ColdIndex,
+    /// The graph sections' traversal codes (`graph_codes`).
+    pub graph_code: crate::index::vector::graph::GraphCode,
 }
 
 impl Default for CompactionConfig {
@@ -91,6 +93,7 @@ impl Default for CompactionConfig {
             // turns it on (`compaction_idle_ms`, DEFAULT_IDLE_INDEX_MS).
             idle_ms: 0,
             cold_index: crate::engine::ColdIndex::Auto,
+            graph_code: crate::index::vector::graph::DEFAULT_CODE,
         }
     }
 }
@@ -312,9 +315,10 @@ impl Engine {
         let cfg = self.compaction();
         let cold = cfg.cold_index.wanted(self.store.local_root().is_none());
         let max_rows = self.segment_rows_cap(state, cfg.max_segment_rows);
+        let graph_code = cfg.graph_code;
         let (state, merge, scratch) = (Arc::clone(state), merge.clone(), self.scratch_dir().to_path_buf());
         let built = tokio::task::spawn_blocking(move || {
-            let plan = BuildPlan { max_rows, cold, scratch: &scratch };
+            let plan = BuildPlan { max_rows, cold, graph_code, scratch: &scratch };
             // Rows read from segments are checked as they are read: a changed byte fails the
             // build instead of being folded into a new segment with fresh checksums.
             crate::integrity::within(|| build_segments(&state, &merge, &plan))

@@ -111,6 +111,8 @@ struct DenseFeed {
     held: usize,
     /// Build its cold IVF lists too (kind 24) when every row holds it.
     cold: bool,
+    /// The graph's traversal codes.
+    graph_code: crate::index::vector::graph::GraphCode,
 }
 
 impl DenseFeed {
@@ -133,7 +135,8 @@ impl DenseFeed {
             return;
         }
         let threads = crate::index::vector::graph::default_threads();
-        let params = crate::index::vector::graph::GraphParams { threads, ..Default::default() };
+        let params =
+            crate::index::vector::graph::GraphParams { threads, code: self.graph_code, ..Default::default() };
         let bytes = crate::index::vector::named::build(
             &self.name,
             self.dim,
@@ -167,13 +170,19 @@ pub(crate) struct IndexFeed<'s> {
     with_vector: usize,
     attrs: Vec<AttrFeed>,
     cold: bool,
+    graph_code: crate::index::vector::graph::GraphCode,
     /// The row's tokens on one attribute (a buffer reused from row to row).
     toks: ValueTokens,
 }
 
 impl<'s> IndexFeed<'s> {
-    /// A feed for a segment of `state`'s namespace; `cold`: build the cold IVF.
-    pub(crate) fn new(state: &'s NsState, cold: bool) -> Self {
+    /// A feed for a segment of `state`'s namespace; `cold`: build the cold IVF; graphs traverse
+    /// `graph_code`s.
+    pub(crate) fn new(
+        state: &'s NsState,
+        cold: bool,
+        graph_code: crate::index::vector::graph::GraphCode,
+    ) -> Self {
         let mut attrs = Vec::new();
         for (name, schema) in &state.schema {
             if let Some(opts) = &schema.full_text_search {
@@ -199,6 +208,7 @@ impl<'s> IndexFeed<'s> {
                     present: Vec::new(),
                     held: 0,
                     cold,
+                    graph_code,
                 })));
             }
             if let Some(feed) = super::indexing_multi::MultiFeed::for_attr(state, name, schema) {
@@ -206,7 +216,16 @@ impl<'s> IndexFeed<'s> {
             }
         }
         let dim = state.vector_dim.map(|d| d as usize).filter(|d| *d > 0);
-        IndexFeed { state, dim, rows: 0, with_vector: 0, attrs, cold, toks: ValueTokens::default() }
+        IndexFeed {
+            state,
+            dim,
+            rows: 0,
+            with_vector: 0,
+            attrs,
+            cold,
+            graph_code,
+            toks: ValueTokens::default(),
+        }
     }
 
     /// Feed the next row (rows come in row order, each once).
@@ -246,7 +265,7 @@ impl<'s> IndexFeed<'s> {
             let cold = self.cold && self.with_vector == self.rows;
             rows.settled_while(SPOOL_RELEASE_EVERY, |flat| {
                 let rows = SpooledRows { rows: &rows, flat, dim };
-                add_vector_sections(builder, &rows, dim, self.state, cold);
+                add_vector_sections(builder, &rows, dim, self.state, (cold, self.graph_code));
             });
         }
         for feed in self.attrs {
@@ -277,7 +296,8 @@ impl<'s> IndexFeed<'s> {
 }
 
 /// The ANN (IVF), cold IVF (when `cold`; needs every row to have a vector:
-/// no absent-row bitmap is fetched on the cold path) and graph sections over
+/// no absent-row bitmap is fetched on the cold path) and graph (traversing
+/// `graph_code`s) sections over
 /// `rows` (rows × dim, zeros for rows without a vector). Each goes to the
 /// builder as soon as nothing else needs it; the builders parallelise
 /// deterministically (same bytes for any thread count).
@@ -286,7 +306,7 @@ fn add_vector_sections(
     rows: &SpooledRows<'_>,
     dim: usize,
     state: &NsState,
-    cold: bool,
+    (cold, graph_code): (bool, crate::index::vector::graph::GraphCode),
 ) {
     let metric = state.distance_metric.unwrap_or(DistanceMetric::CosineDistance);
     let threads = crate::index::vector::graph::default_threads();
@@ -302,7 +322,8 @@ fn add_vector_sections(
         });
     }
     drop(ann);
-    let gparams = crate::index::vector::graph::GraphParams { threads, ..Default::default() };
+    let gparams =
+        crate::index::vector::graph::GraphParams { threads, code: graph_code, ..Default::default() };
     builder.add_section(
         SECTION_GRAPH_INDEX,
         crate::index::vector::graph::build_over(rows, dim, metric, &gparams),

@@ -56,6 +56,7 @@ pub(super) struct BuiltSegment {
 pub(super) struct BuildPlan<'a> {
     pub(super) max_rows: usize,
     pub(super) cold: bool,
+    pub(super) graph_code: crate::index::vector::graph::GraphCode,
     pub(super) scratch: &'a Path,
 }
 
@@ -73,7 +74,7 @@ pub(super) fn build_segments(
         let mut b = SegmentBuilder::spooled(id_type, state.vector_dim, plan.scratch)
             .map_err(BuildError::from)?
             .with_range_checksums();
-        let mut feed = IndexFeed::new(state, plan.cold);
+        let mut feed = IndexFeed::new(state, plan.cold, plan.graph_code);
         let mut read_since_release = 0;
         while b.len() < plan.max_rows.max(1) {
             let Some(doc) = rows.next() else { break };
