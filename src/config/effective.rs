@@ -122,7 +122,7 @@ pub fn settings(cfg: &Config) -> Vec<Setting> {
         reloadable("compaction_max_segments", int(c.max_segments)),
         reloadable("compaction_max_segment_rows", int(c.max_segment_rows)),
         reloadable("compaction_idle_ms", int(c.idle_ms)),
-        reloadable("graph_codes", s(&graph_codes(c.graph_code))),
+        reloadable("graph_codes", s(graph_codes(c.graph_code))),
         reloadable("backlog_bytes", int(c.backlog_bytes)),
         setting("retention_secs", int(cfg.retention.as_secs())),
         setting(
