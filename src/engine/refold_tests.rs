@@ -104,7 +104,12 @@ fn compact(rng: &mut StdRng, c: &NsState, next_id: &mut usize) -> Vec<SegmentRea
         BTreeSet::new()
     };
     let scratch = tempfile::tempdir().unwrap();
-    let plan = BuildPlan { max_rows: rng.random_range(3..20), cold: false, scratch: scratch.path() };
+    let plan = BuildPlan {
+        max_rows: rng.random_range(3..20),
+        cold: false,
+        graph_code: crate::index::vector::graph::DEFAULT_CODE,
+        scratch: scratch.path(),
+    };
     let Ok(built) = build_segments(c, &merge, &plan) else { panic!("building segments failed") };
     let shadowed = shadowed_rows(c, &merge);
     let mut segs: Vec<SegmentReader> = c
