@@ -109,8 +109,10 @@ thread_local! {
     static STEMS: std::cell::RefCell<StemCache> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// Most words kept per language and thread.
-const STEM_CACHE_WORDS: usize = 1 << 18;
+/// Most words kept per language and thread: ≈ 100 bytes a word, so at most
+/// ≈ 6.5 MB per analysing thread (the blocking pool may hold many), outside
+/// the memory budget; a larger vocabulary clears and refills it.
+const STEM_CACHE_WORDS: usize = 1 << 16;
 
 impl std::fmt::Debug for Analyzer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
