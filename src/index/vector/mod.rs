@@ -1,4 +1,5 @@
-//! Dense-vector indexes of one segment: the SIMD `distance` kernels, the IVF-SQ8 `ann` index,
+//! Dense-vector indexes of one segment: the SIMD `distance` kernels (and the bit-plane `planes` kernel
+//! of the RaBitQ codes), the IVF-SQ8 `ann` index,
 //! the `graph` index, the cold-read IVF layout (`coldivf`, and
 //! `coldnamed` for a named vector attribute) and the build-time recall
 //! `calibrate`ion both searchable sections store, the `rows` their exact rerank reads, and the
@@ -16,6 +17,7 @@ pub mod coldnamed;
 pub mod distance;
 pub mod graph;
 pub mod named;
+pub mod planes;
 pub mod rabitq;
 pub mod rows;
 pub mod synth;
