@@ -31,7 +31,7 @@ use std::time::Instant;
 
 use serde_json::{json, Value as Json};
 use tidepool::engine::NsState;
-use tidepool::engine::{Engine, EngineConfig, ReadOptions, WriteRequest};
+use tidepool::engine::{Engine, EngineConfig, ReadOptions};
 use tidepool::index::text::{search_fields_exhaustive, Analyzer, Bm25Params, CorpusStats, FieldQuery};
 use tidepool::layout::NsPath;
 use tidepool::model::DocId;
@@ -52,10 +52,9 @@ fn en_stem() -> FullTextSearch {
     }
 }
 
-fn schema() -> Json {
-    let o = json!({"tokenizer": "word_v3", "stemming": true, "remove_stopwords": false});
-    json!({"title": {"type": "string", "full_text_search": o}, "body": {"type": "string", "full_text_search": o}})
-}
+#[path = "bm25_writers.rs"]
+mod bm25_writers;
+use bm25_writers::write_all;
 
 struct Query {
     class: String,
@@ -83,31 +82,8 @@ fn read_queries(dir: &Path) -> Vec<Query> {
 /// Writes `corpus.tsv` with `writers` concurrent writers (request `c` goes to writer `c % writers`),
 /// then compacts until the WAL is empty. Returns (seconds writing, seconds until all indexed).
 async fn ingest(e: &Arc<Engine>, ns: &NsPath, dir: &Path, writers: usize, batch: usize) -> (f64, f64) {
-    let text = Arc::new(std::fs::read_to_string(dir.join("corpus.tsv")).expect("corpus.tsv"));
     let t = Instant::now();
-    let tasks: Vec<_> = (0..writers)
-        .map(|w| {
-            let (e, ns, text) = (Arc::clone(e), ns.clone(), Arc::clone(&text));
-            tokio::spawn(async move {
-                let lines: Vec<&str> = text.lines().collect();
-                for (c, chunk) in lines.chunks(batch).enumerate().filter(|(c, _)| c % writers == w) {
-                    let rows: Vec<Json> = chunk
-                        .iter()
-                        .enumerate()
-                        .map(|(i, l)| {
-                            let (title, body) = l.split_once('\t').unwrap_or((l, ""));
-                            json!({"id": c * batch + i, "title": title, "body": body})
-                        })
-                        .collect();
-                    let body = json!({"upsert_rows": rows, "schema": schema()});
-                    e.write(&ns, WriteRequest::from_json(&body).unwrap()).await.unwrap();
-                }
-            })
-        })
-        .collect();
-    for t in tasks {
-        t.await.unwrap();
-    }
+    write_all(e, ns, dir, writers, batch).await;
     let written = t.elapsed().as_secs_f64();
     while e.compact(ns, true).await.unwrap().performed {}
     (written, t.elapsed().as_secs_f64())

@@ -19,20 +19,19 @@
 //! (deleted first), tantivy under `DIR/tantivy-ingest` (deleted first).
 
 use std::path::Path;
-use std::sync::Arc;
+
 use std::time::Instant;
 
 use serde_json::{json, Value as Json};
-use tidepool::engine::{Engine, EngineConfig, NsState, WriteRequest};
+use tidepool::engine::{Engine, EngineConfig, NsState};
 use tidepool::layout::NsPath;
 use tidepool::query::{execute_request, QueryRequest};
 use tidepool::store::Store;
 use tidepool::wire::query::parse_request;
 
-fn schema() -> Json {
-    let o = json!({"tokenizer": "word_v3", "stemming": true, "remove_stopwords": false});
-    json!({"title": {"type": "string", "full_text_search": o}, "body": {"type": "string", "full_text_search": o}})
-}
+#[path = "bm25_writers.rs"]
+mod bm25_writers;
+use bm25_writers::write_all;
 
 /// User + system CPU seconds of this process so far.
 fn cpu_s() -> f64 {
@@ -69,33 +68,6 @@ fn p50_ms(state: &NsState, qs: &[QueryRequest]) -> f64 {
     }
     best.sort_by(f64::total_cmp);
     best[best.len() / 2]
-}
-
-async fn write_all(e: &Arc<Engine>, ns: &NsPath, dir: &Path, writers: usize, batch: usize) {
-    let text = Arc::new(std::fs::read_to_string(dir.join("corpus.tsv")).expect("corpus.tsv"));
-    let tasks: Vec<_> = (0..writers)
-        .map(|w| {
-            let (e, ns, text) = (Arc::clone(e), ns.clone(), Arc::clone(&text));
-            tokio::spawn(async move {
-                let lines: Vec<&str> = text.lines().collect();
-                for (c, chunk) in lines.chunks(batch).enumerate().filter(|(c, _)| c % writers == w) {
-                    let rows: Vec<Json> = chunk
-                        .iter()
-                        .enumerate()
-                        .map(|(i, l)| {
-                            let (title, body) = l.split_once('\t').unwrap_or((l, ""));
-                            json!({"id": c * batch + i, "title": title, "body": body})
-                        })
-                        .collect();
-                    let body = json!({"upsert_rows": rows, "schema": schema()});
-                    e.write(&ns, WriteRequest::from_json(&body).unwrap()).await.unwrap();
-                }
-            })
-        })
-        .collect();
-    for t in tasks {
-        t.await.unwrap();
-    }
 }
 
 fn tantivy_build(dir: &Path, writers: usize) -> Json {

@@ -118,13 +118,8 @@ fn a_carried_index_serves_what_indexing_the_kept_rows_afresh_does() {
     const WORDS: [&str; 6] = ["red", "fox", "blue", "dog", "runs", "lazy"];
     let s = schema();
     for seed in 0..20u64 {
-        let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        let mut next = |n: u64| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x % n
-        };
+        let mut draw = crate::index::text::tests::xorshift(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+        let mut next = |n: u64| draw() % n;
         let (mut ix, mut o) = (OverlayText::default(), Overlay::new());
         let text = |next: &mut dyn FnMut(u64) -> u64| {
             let n = 1 + next(5);

@@ -134,4 +134,4 @@ pub const MAX_PREFIX_EXPANSIONS: usize = 64;
 #[cfg(test)]
 mod prefixes_tests;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

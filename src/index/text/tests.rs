@@ -175,7 +175,7 @@ fn corruption_is_an_error() {
 }
 
 /// A xorshift64 stream from a nonzero `state`: the tests' corpora.
-pub(super) fn xorshift(state: u64) -> impl FnMut() -> u64 {
+pub(crate) fn xorshift(state: u64) -> impl FnMut() -> u64 {
     let mut x = state;
     move || {
         x ^= x << 13;
