@@ -257,40 +257,41 @@ async fn past_the_budget_writes_get_429_queries_go_on_and_a_raised_budget_takes_
     assert_eq!(count(&c, &d).await, acked);
 }
 
-/// The status line of a raw request: headers only, the body never sent.
-fn declared_write(d: &Daemon, declared: u64) -> String {
+/// A raw write to namespace `mem` whose head (with `length`, a `Content-Length` or
+/// `Transfer-Encoding` line, and `extra` header lines) is sent; the body is the caller's.
+fn raw_write(d: &Daemon, length: &str, extra: &str) -> TcpStream {
     let addr = d.url.trim_start_matches("http://");
     let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     let head = format!(
         "POST /v2/namespaces/mem HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
-         Content-Length: {declared}\r\n\r\n"
+         {extra}{length}\r\n\r\n"
     );
     s.write_all(head.as_bytes()).unwrap();
-    let mut buf = vec![0u8; 4096];
-    let n = s.read(&mut buf).unwrap();
-    String::from_utf8_lossy(&buf[..n]).into_owned()
+    s
 }
 
-/// The response to a write whose whole `body` is sent before anything is read.
-fn sent_write(d: &Daemon, body: &[u8]) -> String {
-    let addr = d.url.trim_start_matches("http://");
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let head = format!(
-        "POST /v2/namespaces/mem HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\n\r\n",
-        body.len()
-    );
-    s.write_all(head.as_bytes()).unwrap();
-    if let Err(e) = s.write_all(body) {
-        return format!("the body could not be sent: {e}");
-    }
+/// The first bytes of the answer (its status line and headers).
+fn answer(s: &mut TcpStream) -> String {
     let mut buf = vec![0u8; 4096];
     match s.read(&mut buf) {
         Ok(n) => String::from_utf8_lossy(&buf[..n]).into_owned(),
         Err(e) => format!("no answer: {e}"),
     }
+}
+
+/// The status line of a raw request: headers only, the body never sent.
+fn declared_write(d: &Daemon, declared: u64) -> String {
+    answer(&mut raw_write(d, &format!("Content-Length: {declared}"), ""))
+}
+
+/// The response to a write whose whole `body` is sent before anything is read.
+fn sent_write(d: &Daemon, body: &[u8]) -> String {
+    let mut s = raw_write(d, &format!("Content-Length: {}", body.len()), "");
+    if let Err(e) = s.write_all(body) {
+        return format!("the body could not be sent: {e}");
+    }
+    answer(&mut s)
 }
 
 /// Reload a budget (from 4 GiB) whose write threshold leaves about
@@ -331,19 +332,12 @@ fn gzip_write(d: &Daemon, json: &[u8], chunked: bool) -> String {
     let mut z = GzEncoder::new(Vec::new(), Compression::fast());
     z.write_all(json).unwrap();
     let body = z.finish().unwrap();
-    let addr = d.url.trim_start_matches("http://");
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     let length = if chunked {
         "Transfer-Encoding: chunked".to_owned()
     } else {
         format!("Content-Length: {}", body.len())
     };
-    let head = format!(
-        "POST /v2/namespaces/mem HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
-         Content-Encoding: gzip\r\n{length}\r\n\r\n"
-    );
-    s.write_all(head.as_bytes()).unwrap();
+    let mut s = raw_write(d, &length, "Content-Encoding: gzip\r\n");
     if chunked {
         s.write_all(format!("{:x}\r\n", body.len()).as_bytes()).unwrap();
         s.write_all(&body).unwrap();
@@ -351,9 +345,7 @@ fn gzip_write(d: &Daemon, json: &[u8], chunked: bool) -> String {
     } else {
         s.write_all(&body).unwrap();
     }
-    let mut buf = vec![0u8; 4096];
-    let n = s.read(&mut buf).unwrap();
-    String::from_utf8_lossy(&buf[..n]).into_owned()
+    answer(&mut s)
 }
 
 #[tokio::test]
