@@ -316,7 +316,7 @@ async fn a_body_declared_larger_than_the_headroom_is_refused_before_it_is_read()
     let c = common::client();
     assert_eq!(write(&c, &d, &rows(0, 10)).await.status(), 200);
     leave_headroom(&c, &d, &file, 200 << 20).await;
-    // 150 MiB costs twice that in flight: past the headroom, refused unread.
+    // 150 MiB costs four times that in flight: past the headroom, refused unread.
     let answer = declared_write(&d, 150 << 20);
     assert!(answer.starts_with("HTTP/1.1 429"), "{answer}");
     assert!(answer.to_ascii_lowercase().contains("retry-after: 1\r\n"), "{answer}");
@@ -357,7 +357,7 @@ async fn a_gzip_or_chunked_body_is_charged_for_what_it_decodes_to() {
     let c = common::client();
     assert_eq!(write(&c, &d, &rows(0, 10)).await.status(), 200);
     // A valid write padded with 120 MiB of spaces: it compresses to a few
-    // hundred KiB, and costs twice 120 MiB once decoded.
+    // hundred KiB, and costs four times 120 MiB once decoded.
     let mut padded = serde_json::to_vec(&rows(100, 10)).unwrap();
     padded.splice(1..1, std::iter::repeat_n(b' ', 120 << 20));
     // Under a generous budget both forms are taken.

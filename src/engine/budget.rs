@@ -33,6 +33,14 @@
 //!   [`BUILD_BYTES_PER_ROW`] + [`BUILD_BYTES_PER_DIM`] × dimensions each
 //!   (never fewer than [`MIN_SEGMENT_ROWS`], never more than
 //!   `max_segment_rows`), since one segment's builds are held at once.
+//! - While a compaction builds, the memory one output segment's builds are
+//!   expected to take ([`BUILD_HELD_BYTES_PER_ROW`] + [`BUILD_HELD_BYTES_PER_DIM`]
+//!   × dimensions a row) is held against the budget
+//!   ([`Engine::hold_build_memory`]) as a write body is: a
+//!   write admitted just before the builders grow would otherwise see room
+//!   they are about to take. It is counted twice as the builders grow into
+//!   it (in use and held), which errs towards refusing writes, never towards
+//!   the OOM killer.
 //! - An engine opened without a budget ([`MemoryBudget::unbounded`]) never
 //!   reads `/proc` on the write path.
 //! - Every path is read under an injectable root (`/` in the daemon), so tests
@@ -59,11 +67,28 @@ pub const COMPACTION_SHARE: (u64, u64) = (1, 4);
 pub const BUILD_BYTES_PER_ROW: u64 = 256;
 /// Build memory per output row and vector dimension (codes, sampled rows).
 pub const BUILD_BYTES_PER_DIM: u64 = 4;
+/// What a compaction's builds are expected to grow use by, per output row
+/// besides its vectors, and per row and dimension: held against the budget
+/// while they run ([`Engine::hold_build_memory`]). Measured: 486 B a row at
+/// 384-d (the 368k-row build above). Smaller than the segment cap's
+/// estimate, which must leave room for a build's transient peaks; held in
+/// full while the builders also grow into use, this already errs towards
+/// refusing writes. At 300k rows in a 246 MiB cgroup (BENCHMARKS.md, "Memory
+/// budget"): holding nothing let a build take use 13 MB past the budget;
+/// holding the cap's estimate cut ingest to 1.8k rows/s; this, 11.6k.
+pub const BUILD_HELD_BYTES_PER_ROW: u64 = 128;
+/// See [`BUILD_HELD_BYTES_PER_ROW`].
+pub const BUILD_HELD_BYTES_PER_DIM: u64 = 1;
 /// The fewest rows a budget makes an output segment hold.
 pub const MIN_SEGMENT_ROWS: usize = 10_000;
-/// What a write body costs while in flight, per byte: the body buffered and
-/// the typed request built from it.
-pub const BODY_COST_FACTOR: u64 = 2;
+/// What a write body costs while in flight, per byte: the body buffered, the
+/// request typed from it, its WAL record and its rows entering the overlay.
+/// Measured (BENCHMARKS.md, "Memory budget"): a fresh daemon's anonymous
+/// memory grew by 4.25× a 10 MB and a 42 MB body of base64 vectors while
+/// each was written (1.0–3.0× once its heap had room from earlier writes);
+/// at 2× four writers in flight took a 246 MiB cgroup 33–53 MB past the
+/// budget. The rest of a first write's growth is the headroom's.
+pub const BODY_COST_FACTOR: u64 = 4;
 /// Shedding under pressure runs at most this often.
 pub const RELIEF_INTERVAL_MS: u64 = 1000;
 /// The retry hint of a write refused for memory.
@@ -240,6 +265,21 @@ fn build_rows(budget: u64, dims: u64, configured: usize) -> usize {
     usize::try_from(rows).unwrap_or(usize::MAX).max(MIN_SEGMENT_ROWS).min(configured)
 }
 
+/// Vector dimensions a row of `state` carries: the default vector and every
+/// named one.
+fn vector_dims(state: &crate::state::NsState) -> u64 {
+    let named: u64 = state
+        .schema
+        .iter()
+        .filter(|(k, _)| k.as_str() != crate::model::VECTOR_ATTR)
+        .filter_map(|(_, a)| match a.ty {
+            crate::schema::AttrType::Vector { dim, .. } => Some(dim as u64),
+            _ => None,
+        })
+        .sum();
+    u64::from(state.vector_dim.unwrap_or(0)) + named
+}
+
 /// The budget a running engine enforces, and what is reserved against it.
 #[derive(Debug)]
 pub struct MemoryBudget {
@@ -301,6 +341,13 @@ impl MemoryBudget {
         share(self.bytes(), WRITE_SHARE)
     }
 
+    /// Reserve `cost` whatever use is (work that is never refused for
+    /// memory, so that writes see it).
+    fn hold(&self, cost: u64) -> Admission {
+        self.reserved.fetch_add(cost, Ordering::Relaxed);
+        Admission { reserved: self.reserved.clone(), cost }
+    }
+
     /// Reserve `cost` if use stays within the write threshold with it.
     fn try_reserve(&self, cost: u64) -> Option<Admission> {
         let admission = Admission { reserved: self.reserved.clone(), cost };
@@ -344,16 +391,18 @@ impl Engine {
         if budget == u64::MAX {
             return configured;
         }
-        let named: u64 = state
-            .schema
-            .iter()
-            .filter(|(k, _)| k.as_str() != crate::model::VECTOR_ATTR)
-            .filter_map(|(_, a)| match a.ty {
-                crate::schema::AttrType::Vector { dim, .. } => Some(dim as u64),
-                _ => None,
-            })
-            .sum();
-        build_rows(budget, u64::from(state.vector_dim.unwrap_or(0)) + named, configured)
+        build_rows(budget, vector_dims(state), configured)
+    }
+
+    /// Hold the estimated build memory of one output segment of `rows` rows
+    /// of `state` against the budget while a compaction builds (module doc);
+    /// `None` without a budget.
+    pub(super) fn hold_build_memory(&self, state: &crate::state::NsState, rows: usize) -> Option<Admission> {
+        if self.node_memory.bytes() == u64::MAX {
+            return None;
+        }
+        let per_row = BUILD_HELD_BYTES_PER_ROW + BUILD_HELD_BYTES_PER_DIM * vector_dims(state);
+        Some(self.node_memory.hold(per_row.saturating_mul(rows as u64)))
     }
 
     /// Admit a write to `path` whose body is `body_bytes` long, or refuse it
@@ -463,12 +512,28 @@ mod tests {
     }
 
     #[test]
+    fn held_build_memory_refuses_a_write_that_would_fit_without_it() {
+        let b = MemoryBudget::new(u64::MAX / 2);
+        let used = b.used();
+        // A threshold 1 GiB above use now: other tests' threads may allocate meanwhile.
+        b.set((used + (1 << 30)) * 10 / 9 + 1);
+        assert!(b.try_reserve(256 << 20).is_some(), "256 MiB fits under the threshold");
+        let build = b.hold(900 << 20);
+        assert!(b.try_reserve(256 << 20).is_none(), "not beside a build holding 900 MiB");
+        drop(build);
+        assert!(b.try_reserve(256 << 20).is_some(), "fits again once the build is done");
+    }
+
+    #[test]
     fn an_admission_holds_its_cost_until_dropped() {
         let b = MemoryBudget::new(u64::MAX / 2);
         let a = b.try_reserve(1000).unwrap();
         assert_eq!(b.reserved.load(Ordering::Relaxed), 1000);
         drop(a);
         assert_eq!(b.reserved.load(Ordering::Relaxed), 0);
+        let held = b.hold(500);
+        assert_eq!(b.reserved.load(Ordering::Relaxed), 500);
+        drop(held);
         let tiny = MemoryBudget::new(1);
         assert!(tiny.try_reserve(0).is_none(), "any process uses more than 0.9 bytes");
         assert_eq!(tiny.reserved.load(Ordering::Relaxed), 0, "a refused reservation is released");

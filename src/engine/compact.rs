@@ -316,6 +316,14 @@ impl Engine {
         let cold = cfg.cold_index.wanted(self.store.local_root().is_none());
         let max_rows = self.segment_rows_cap(state, cfg.max_segment_rows);
         let graph_code = cfg.graph_code;
+        let input_rows = state.overlay().len()
+            + state
+                .segments()
+                .iter()
+                .filter(|s| merge.contains(&s.meta.id))
+                .map(|s| s.live_rows())
+                .sum::<usize>();
+        let _held = self.hold_build_memory(state, input_rows.min(max_rows));
         let (state, merge, scratch) = (Arc::clone(state), merge.clone(), self.scratch_dir().to_path_buf());
         let built = tokio::task::spawn_blocking(move || {
             let plan = BuildPlan { max_rows, cold, graph_code, scratch: &scratch };
