@@ -7,10 +7,13 @@
 
 use super::*;
 
+/// Spawns a daemon on the indexed data dir with extra environment.
+type Spawn<'a> = dyn Fn(&[(&str, &str)]) -> Daemon + 'a;
+
 /// The A/B figures; `start` spawns a daemon on the data dir with extra environment.
 pub(super) fn per_segment_ab(
     rt: &tokio::runtime::Runtime,
-    start: &dyn Fn(&[(&str, &str)]) -> Daemon,
+    start: &Spawn<'_>,
     queries: &[f32],
     gt: &[TopK],
 ) -> Json {
