@@ -118,7 +118,14 @@ struct Args {
     /// An extra argument for `tidepool serve` (repeat for more), e.g. `--serve-arg=--graph-codes=rabitq4`.
     #[arg(long = "serve-arg", allow_hyphen_values = true)]
     serve_args: Vec<String>,
+    /// After the cold phase: the warm queries again, alternating daemons with the per-segment
+    /// search of before stop 46 (`TIDEPOOL_ANN_PER_SEGMENT=1`) and the default (`scale_ab.rs`).
+    #[arg(long)]
+    ab_per_segment: bool,
 }
+
+#[path = "scale_ab.rs"]
+mod scale_ab;
 
 // ---------------------------------------------------------------- cgroup
 
@@ -442,7 +449,7 @@ impl Daemon {
     fn start(
         rt: &tokio::runtime::Runtime,
         binary: &Path,
-        (cgroup, extra): (Option<&Cgroup>, &[String]),
+        (cgroup, extra, env): (Option<&Cgroup>, &[String], &[(&str, &str)]),
         data_dir: &Path,
         log: &Path,
     ) -> (Daemon, f64) {
@@ -455,6 +462,7 @@ impl Daemon {
                 cmd.env_remove(k);
             }
         }
+        cmd.envs(env.iter().copied());
         cmd.env("TIDEPOOL_LOG", "info").stdin(Stdio::null()).stdout(Stdio::piped()).stderr(log);
         let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {}: {e}", binary.display()));
         let out = child.stdout.take().unwrap();
@@ -1064,7 +1072,8 @@ fn main() {
 
     // 1. ingest.
     let cgroup = args.cgroup_mib.map(Cgroup::create);
-    let (d, ready_s) = Daemon::start(&rt, &args.binary, (cgroup.as_ref(), &args.serve_args), &data_dir, &log);
+    let (d, ready_s) =
+        Daemon::start(&rt, &args.binary, (cgroup.as_ref(), &args.serve_args, &[]), &data_dir, &log);
     let sampler = Sampler::new(d.pid());
     std::thread::sleep(Duration::from_millis(500));
     let idle = sampler.current();
@@ -1115,7 +1124,7 @@ fn main() {
     // 4. cold: restart on the same data dir.
     let stop_s = d.stop();
     let (d, cold_ready_s) =
-        Daemon::start(&rt, &args.binary, (cgroup.as_ref(), &args.serve_args), &data_dir, &log);
+        Daemon::start(&rt, &args.binary, (cgroup.as_ref(), &args.serve_args, &[]), &data_dir, &log);
     sampler.set_pid(d.pid());
     let cold_idle = sampler.current();
     let mut cold_j = cold_queries(&rt, &d.url, queries, &gt, args.cold_queries);
@@ -1130,6 +1139,12 @@ fn main() {
     let targets_j = by_target(&rt, &d.url, queries, &gt);
     drop(sampler);
     d.stop();
+    let ab_j = args.ab_per_segment.then(|| {
+        let start = |env: &[(&str, &str)]| {
+            Daemon::start(&rt, &args.binary, (cgroup.as_ref(), &args.serve_args, env), &data_dir, &log).0
+        };
+        scale_ab::per_segment_ab(&rt, &start, queries, &gt)
+    });
 
     let build_peak = Mem {
         vm_rss: ingest_peak.vm_rss.max(catch_peak.vm_rss),
@@ -1181,6 +1196,7 @@ fn main() {
         "steady_after_queries": mem_json(steady, raw, None),
         "cold": cold_j,
         "by_target": targets_j,
+        "per_segment_ab": ab_j,
         "targets": targets,
         "targets_issue36": issue36,
         "cgroup": cgroup_j,

@@ -14,9 +14,11 @@
 //!   shadowed by a folded overlay entry goes into that segment's deletion set.
 //! - One output segment holds at most `max_segment_rows` rows — fewer when
 //!   the node's memory budget says so (`engine/budget.rs`,
-//!   `segment_rows_cap`) — and a merge only takes segments whose live rows
-//!   fit that cap, so one compaction never
-//!   rewrites the whole namespace.
+//!   `segment_rows_cap`) — and a merge takes the smallest segments only
+//!   when its outputs are fewer than its inputs, at most
+//!   [`MERGE_MAX_OUTPUTS`] of them ([`merge_pick`]): one compaction never
+//!   rewrites the whole namespace, and segments at the cap are never
+//!   rewritten into as many (a merge that cannot lower the count is none).
 //! - On a local store, a compaction whose estimated output does not fit the
 //!   disk's free space fails before writing anything (`StorageFull`), instead
 //!   of filling the disk the writes need.
@@ -213,29 +215,16 @@ impl Engine {
         }
     }
 
-    /// Segments worth merging: the smallest ones, while their live rows fit
-    /// one output segment, once there are more than `max_segments`.
+    /// Segments worth merging, once there are at least `max_segments`
+    /// ([`merge_pick`] over their live rows and the output cap).
     fn pick_merge(&self, state: &NsState) -> BTreeSet<String> {
         let segs = state.segments();
-        if segs.len() < self.compaction().max_segments {
+        let cfg = self.compaction();
+        if segs.len() < cfg.max_segments {
             return BTreeSet::new();
         }
-        let mut by_size: Vec<&SegmentReader> = segs.iter().collect();
-        by_size.sort_by_key(|s| s.live_rows());
-        let mut picked = BTreeSet::new();
-        let mut rows = 0;
-        let cap = self.segment_rows_cap(state, self.compaction().max_segment_rows);
-        for s in by_size {
-            if rows + s.live_rows() > cap && picked.len() >= 2 {
-                break;
-            }
-            rows += s.live_rows();
-            picked.insert(s.meta.id.clone());
-        }
-        if picked.len() < 2 {
-            picked.clear();
-        }
-        picked
+        let live: Vec<(&str, usize)> = segs.iter().map(|s| (s.meta.id.as_str(), s.live_rows())).collect();
+        merge_pick(&live, self.segment_rows_cap(state, cfg.max_segment_rows))
     }
 
     /// Write the new segments and deletion sets (steps 1–2: objects, refcounts).
@@ -712,4 +701,73 @@ fn dropped_and_kept(m: &Manifest, merge: &BTreeSet<String>, written: u64) -> (u6
     let (merged, kept): (Vec<_>, Vec<_>) = m.segments.iter().partition(|s| merge.contains(&s.id));
     let merged: u64 = merged.into_iter().map(seg_bytes).sum();
     (wal + merged, kept.into_iter().map(seg_bytes).sum::<u64>() + written)
+}
+
+/// Most output segments' worth of rows one merge rewrites: a round stays
+/// bounded in time (each output is built alone, so memory is bounded anyway).
+const MERGE_MAX_OUTPUTS: usize = 4;
+
+/// Which of `live` (segment id, live rows) to merge into outputs of at most
+/// `cap` rows: the smallest ones (similar sizes merge first, so the count of
+/// small segments stays logarithmic while full ones are left alone), the
+/// prefix that removes the most segments — outputs, `ceil(rows / cap)`, fewer
+/// than inputs, at most [`MERGE_MAX_OUTPUTS`] of them. Empty when no merge
+/// lowers the count: rewriting full segments into as many full segments
+/// would only churn.
+pub(super) fn merge_pick(live: &[(&str, usize)], cap: usize) -> BTreeSet<String> {
+    let cap = cap.max(1);
+    let mut by_size: Vec<&(&str, usize)> = live.iter().collect();
+    by_size.sort_by_key(|(id, rows)| (*rows, *id));
+    let (mut rows, mut best, mut best_gain) = (0usize, 0usize, 0usize);
+    for (i, (_, r)) in by_size.iter().enumerate() {
+        rows = rows.saturating_add(*r);
+        let outputs = rows.div_ceil(cap).max(1);
+        if outputs > MERGE_MAX_OUTPUTS {
+            break;
+        }
+        let gain = (i + 1).saturating_sub(outputs);
+        if gain > best_gain {
+            (best, best_gain) = (i + 1, gain);
+        }
+    }
+    by_size.iter().take(best).map(|(id, _)| id.to_string()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::merge_pick;
+
+    fn ids(s: &std::collections::BTreeSet<String>) -> Vec<&str> {
+        s.iter().map(String::as_str).collect()
+    }
+
+    #[test]
+    fn full_segments_are_not_rewritten_into_as_many() {
+        // Eleven segments at the cap (the 1M run under 819 MiB) and one below it: any merge
+        // would write as many segments as it reads.
+        let mut live: Vec<(String, usize)> = (0..10).map(|i| (format!("s{i:02}"), 95_846)).collect();
+        live.push(("s10".into(), 45_000));
+        let live: Vec<(&str, usize)> = live.iter().map(|(i, r)| (i.as_str(), *r)).collect();
+        assert!(merge_pick(&live, 95_846).is_empty());
+    }
+
+    #[test]
+    fn the_smallest_merge_while_they_lower_the_count() {
+        let live = [("a", 10), ("b", 20), ("c", 30), ("d", 100), ("e", 100)];
+        assert_eq!(ids(&merge_pick(&live, 100)), ["a", "b", "c"], "60 rows into one");
+        // Three at 0.6 of the cap make two outputs: one segment fewer.
+        let live = [("a", 60), ("b", 60), ("c", 60), ("d", 100)];
+        assert_eq!(ids(&merge_pick(&live, 100)), ["a", "b", "c"]);
+        // Two that do not fit one output: nothing.
+        assert!(merge_pick(&[("a", 60), ("b", 60)], 100).is_empty());
+    }
+
+    #[test]
+    fn one_merge_writes_at_most_four_outputs() {
+        let live: Vec<(String, usize)> = (0..40).map(|i| (format!("s{i:02}"), 30)).collect();
+        let live: Vec<(&str, usize)> = live.iter().map(|(i, r)| (i.as_str(), *r)).collect();
+        let picked = merge_pick(&live, 100);
+        let rows: usize = picked.len() * 30;
+        assert!(rows.div_ceil(100) <= 4 && picked.len() == 13, "{} picked", picked.len());
+    }
 }

@@ -67,6 +67,7 @@ mod named;
 mod project;
 mod rank;
 mod scan;
+mod segment_depth;
 mod sparse;
 #[cfg(test)]
 mod tests;

@@ -9,6 +9,8 @@
 
 use crate::index::vector::rows::RowSource;
 
+use super::segment_depth;
+
 use super::*;
 
 /// Filters estimated to pass at least this fraction of a segment's rows use
@@ -98,7 +100,8 @@ pub(super) fn plan(
 }
 
 /// Dense-vector search: per segment the planned path ([`plan`]), filter-aware; the overlay
-/// exhaustively.
+/// exhaustively. With several segments, graph searches go first to their share of the top `k`
+/// and again at full depth where that share filled it (`query/segment_depth.rs`).
 pub(super) fn vector_hits(
     q: &Query,
     exact: bool,
@@ -107,17 +110,64 @@ pub(super) fn vector_hits(
     views: &[SegView<'_>],
     k: usize,
 ) -> Result<(Vec<Hit>, u64), QueryError> {
-    use crate::index::vector::ann;
     let Some(dim) = state.vector_dim.map(|d| d as usize) else { return Ok((Vec::new(), 0)) };
     if query.len() != dim {
         return Err(invalid(format!("query vector has {} dimensions, the namespace has {dim}", query.len())));
     }
-    let metric = state.distance_metric.unwrap_or(crate::model::DistanceMetric::CosineDistance);
-    let target = target_recall(q, state);
+    let search = SegSearch {
+        q,
+        exact,
+        query,
+        metric: state.distance_metric.unwrap_or(crate::model::DistanceMetric::CosineDistance),
+        target: target_recall(q, state),
+    };
+    let total: usize = views.iter().map(|v| v.ls.seg.len()).sum();
     let mut hits = Vec::new();
+    let mut depth = vec![None; views.len()];
     for (si, v) in views.iter().enumerate() {
-        let seg = &v.ls.seg;
-        let Some(rows) = v.ls.vector_rows() else { continue };
+        let first = if per_segment_only() { k } else { segment_depth::share(k, v.ls.seg.len(), total) };
+        let (found, shallow) = search.segment(si, v, first, k);
+        if shallow {
+            depth[si] = Some(first);
+        }
+        hits.extend(found);
+    }
+    let exhaustive = overlay_hits(q, query, state, search.metric, &mut hits);
+    let scored: Vec<(f32, Option<usize>)> =
+        hits.iter().map(|h| (h.score, if let Src::Seg(s, _) = h.src { Some(s) } else { None })).collect();
+    for si in segment_depth::to_deepen(&scored, &depth, k) {
+        hits.retain(|h| !matches!(h.src, Src::Seg(s, _) if s == si));
+        hits.extend(search.segment(si, &views[si], k, k).0);
+    }
+    Ok((hits, exhaustive))
+}
+
+/// Bench-only (`TIDEPOOL_ANN_PER_SEGMENT=1`, read once): every segment searched for the whole
+/// top `k` at its calibrated depth, as before stop 46 — for A/B measurements in one build.
+fn per_segment_only() -> bool {
+    static ONLY: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ONLY.get_or_init(|| std::env::var("TIDEPOOL_ANN_PER_SEGMENT").is_ok_and(|v| v == "1"))
+}
+
+/// One query's vector search, segment by segment.
+struct SegSearch<'a> {
+    q: &'a Query,
+    exact: bool,
+    query: &'a [f32],
+    metric: crate::model::DistanceMetric,
+    target: f32,
+}
+
+impl SegSearch<'_> {
+    /// The best rows of segment `si` by its plan: `first` of them from a graph search (which then
+    /// reranks `2·first` of its beam, at the calibrated width), `k` from IVF and exact plans
+    /// (their rerank depth is what their calibration measured). Whether the graph answered with
+    /// fewer than `k` (the caller may deepen it).
+    fn segment(&self, si: usize, v: &SegView<'_>, first: usize, k: usize) -> (Vec<Hit>, bool) {
+        use crate::index::vector::ann;
+        let (q, seg) = (self.q, &v.ls.seg);
+        let Some(rows) = v.ls.vector_rows() else { return (Vec::new(), false) };
+        let dim = self.query.len();
         let need_filter = q.filters.is_some()
             || !v.ls.deleted.is_empty()
             || !v.shadowed.is_empty()
@@ -126,22 +176,41 @@ pub(super) fn vector_hits(
         let filter: Option<&dyn Fn(u32) -> bool> = if need_filter { Some(&f) } else { None };
         let filter_estimate =
             v.cand.as_ref().map(|c| u32::try_from(c.iter().filter(|b| **b).count()).unwrap_or(u32::MAX));
-        let found = match plan(v, exact, target, filter, filter_estimate) {
+        let mut shallow = false;
+        let found = match plan(v, self.exact, self.target, filter, filter_estimate) {
             (Plan::Graph { ef }, Some(g), _) => {
-                let p = crate::index::vector::graph::GraphSearchParams { ef, rerank: 0 };
-                g.search_rows(&rows, query, k, filter, &p)
+                shallow = first < k;
+                // At full depth the whole beam, as calibrated (0 = the beam width).
+                let rerank = if shallow { u32::try_from(2 * first).unwrap_or(u32::MAX).min(ef) } else { 0 };
+                let p = crate::index::vector::graph::GraphSearchParams { ef, rerank };
+                g.search_rows(&rows, self.query, if shallow { first } else { k }, filter, &p)
             }
             (Plan::Ivf { nprobe, rerank }, _, Some(ix)) => {
                 let params =
                     ann::SearchParams { nprobe, rerank, filter_estimate, ..ann::SearchParams::default() };
-                ix.index().search_rows(&rows, query, k, filter, &params)
+                ix.index().search_rows(&rows, self.query, k, filter, &params)
             }
-            _ => ann::exact(rows.all(), dim, metric, query, k, filter),
+            _ => ann::exact(rows.all(), dim, self.metric, self.query, k, filter),
         };
-        hits.extend(found.into_iter().filter_map(|(row, d)| {
-            Some(Hit { id: seg.try_id(row as usize)?, score: d, src: Src::Seg(si, row) })
-        }));
+        let hits = found
+            .into_iter()
+            .filter_map(|(row, d)| {
+                Some(Hit { id: seg.try_id(row as usize)?, score: d, src: Src::Seg(si, row) })
+            })
+            .collect();
+        (hits, shallow)
     }
+}
+
+/// The overlay's matching vectors, exhaustively, into `hits`; how many documents it scanned.
+fn overlay_hits(
+    q: &Query,
+    query: &[f32],
+    state: &NsState,
+    metric: crate::model::DistanceMetric,
+    hits: &mut Vec<Hit>,
+) -> u64 {
+    let dim = query.len();
     let mut exhaustive = 0u64;
     for (id, doc) in state.overlay() {
         let Some(doc) = doc else { continue };
@@ -160,7 +229,7 @@ pub(super) fn vector_hits(
             spill.release_resident();
         }
     }
-    Ok((hits, exhaustive))
+    exhaustive
 }
 
 /// An exhaustive scan of at least this many overlay vector bytes gives the
