@@ -111,8 +111,24 @@ fn main() {
         st.add_index(&title, &terms);
         sb.add_index(&body, &terms);
         let fq = [
-            FieldQuery { index: &title, terms: &terms, prefix: None, stats: &st, params, boost: 1.0 },
-            FieldQuery { index: &body, terms: &terms, prefix: None, stats: &sb, params, boost: 1.0 },
+            FieldQuery {
+                index: &title,
+                terms: &terms,
+                found: None,
+                prefix: None,
+                stats: &st,
+                params,
+                boost: 1.0,
+            },
+            FieldQuery {
+                index: &body,
+                terms: &terms,
+                found: None,
+                prefix: None,
+                stats: &sb,
+                params,
+                boost: 1.0,
+            },
         ];
         if exhaustive {
             search_fields_exhaustive(&fq, 10, None).expect("search")

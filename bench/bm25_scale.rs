@@ -22,8 +22,9 @@
 //!
 //! Usage: `python3 bench/bm25_corpus.py --n N --out DIR && cargo run --profile profiling
 //! --example bm25_scale -- --dir DIR [--rounds 5] [--writers 2] [--batch 1000] [--no-peer]
-//! [--only-ours [--class NAME]]` (then no exhaustive check either: for a profiler; `--class`: only
-//! that class's queries).
+//! [--only-ours [--class NAME]] [--http BINARY]` (`--only-ours`: no exhaustive check either, for a
+//! profiler; `--class`: only that class's queries; `--http`: then the classes over HTTP through the
+//! daemon `BINARY` on the same data, beside the HTTP floor, `bench/bm25_http.py`).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -129,8 +130,24 @@ fn exhaustive(state: &NsState, an: &Analyzer, text: &str) -> Vec<(DocId, u32)> {
     for s in segs {
         let (t, b) = (s.text_index("title").unwrap(), s.text_index("body").unwrap());
         let fq = [
-            FieldQuery { index: &t, terms: &terms, prefix: None, stats: &st, params, boost: 1.0 },
-            FieldQuery { index: &b, terms: &terms, prefix: None, stats: &sb, params, boost: 1.0 },
+            FieldQuery {
+                index: &t,
+                terms: &terms,
+                found: None,
+                prefix: None,
+                stats: &st,
+                params,
+                boost: 1.0,
+            },
+            FieldQuery {
+                index: &b,
+                terms: &terms,
+                found: None,
+                prefix: None,
+                stats: &sb,
+                params,
+                boost: 1.0,
+            },
         ];
         let live = |r: u32| !s.deleted.contains(r as usize);
         for (row, score) in search_fields_exhaustive(&fq, 10, Some(&live)).unwrap() {
@@ -216,6 +233,9 @@ struct Args {
     only_ours: bool,
     /// Only the queries of this class (a profile of one class).
     class: Option<String>,
+    /// The daemon binary: after the in-process rounds, the classes over HTTP beside the HTTP
+    /// floor (`bench/bm25_http.py`, same run).
+    http: Option<PathBuf>,
 }
 
 fn args() -> Args {
@@ -227,6 +247,7 @@ fn args() -> Args {
         peer: true,
         only_ours: false,
         class: None,
+        http: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(x) = it.next() {
@@ -239,6 +260,7 @@ fn args() -> Args {
             "--no-peer" => a.peer = false,
             "--only-ours" => (a.peer, a.only_ours) = (false, true),
             "--class" => a.class = Some(it.next().expect("--class NAME")),
+            "--http" => a.http = Some(PathBuf::from(it.next().expect("--http BINARY"))),
             other => panic!("unknown argument {other}"),
         }
     }
@@ -258,7 +280,8 @@ async fn main() {
     let fresh = !data.join("ingest.json").exists();
     let store = Store::local(&data.join("store")).unwrap();
     let e = Engine::open(EngineConfig::new(data.clone(), store)).await.unwrap();
-    let ns = NsPath::new("bench", "scale", "docs").unwrap();
+    // The daemon's namespace when it runs without keys (default/default): `--http` serves this data.
+    let ns = NsPath::new("default", "default", "docs").unwrap();
     if fresh {
         let (w, s) = ingest(&e, &ns, &a.dir, a.writers, a.batch).await;
         std::fs::write(data.join("ingest.json"), json!({"write_s": w, "searchable_s": s}).to_string())
@@ -389,6 +412,24 @@ async fn main() {
             idx.len()
         );
     }
+    if let Some(bin) = &a.http {
+        drop(state);
+        drop(e);
+        over_http(bin, &a.dir, a.rounds);
+    }
+}
+
+/// The classes over HTTP (`bench/bm25_http.py` starts the daemon on this run's data): the engine
+/// is closed first, so the daemon is the only one reading the data directory.
+fn over_http(binary: &Path, dir: &Path, rounds: usize) {
+    let out = std::process::Command::new("python3")
+        .arg("bench/bm25_http.py")
+        .args([dir, binary])
+        .args(["--rounds", &rounds.to_string()])
+        .output()
+        .expect("bench/bm25_http.py");
+    assert!(out.status.success(), "bm25_http.py: {}", String::from_utf8_lossy(&out.stderr));
+    print!("{}", String::from_utf8_lossy(&out.stdout));
 }
 
 fn id_u64(id: &DocId) -> u64 {

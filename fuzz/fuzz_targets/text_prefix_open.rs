@@ -38,7 +38,7 @@ fuzz_target!(|data: &[u8]| {
         stats.add_index_prefix(&idx, p);
         let params = Bm25Params { k1: 1.2, b: 0.75 };
         let fq =
-            [FieldQuery { index: &idx, terms: &terms, prefix: Some(p), stats: &stats, params, boost: 1.0 }];
+            [FieldQuery { index: &idx, terms: &terms, found: None, prefix: Some(p), stats: &stats, params, boost: 1.0 }];
         let _ = search_fields(&fq, 5, None);
         let _ = search_fields(&fq, 2, Some(&|r| r % 2 == 0));
         let _ = search_fields_exhaustive(&fq, 5, None);

@@ -340,8 +340,28 @@ pub(super) fn compile(
     views: &[SegView<'_>],
     leaves: &mut Vec<Leaf>,
 ) -> Result<Node, QueryError> {
+    Ok(compile_looked_up(e, state, views, leaves)?.0)
+}
+
+/// One leaf's index in one segment, with the leaf's distinct terms looked up in it: found once
+/// per query, by the statistics pass, for the search too.
+pub(super) struct SegLeaf<'a> {
+    pub(super) ix: TextIndex<'a>,
+    pub(super) found: Vec<Option<TermEntry>>,
+}
+
+/// Per view, per leaf: the leaf's [`SegLeaf`] there (None: its attribute is unindexed there).
+pub(super) type Lookups<'a> = Vec<Vec<Option<SegLeaf<'a>>>>;
+
+/// [`compile`], also returning the term lookups of every indexed segment.
+pub(super) fn compile_looked_up<'a>(
+    e: &TextExpr,
+    state: &NsState,
+    views: &[SegView<'a>],
+    leaves: &mut Vec<Leaf>,
+) -> Result<(Node, Lookups<'a>), QueryError> {
     let root = compile_terms(e, state, views, leaves)?;
-    fill_stats(leaves, state, views);
+    let lookups = fill_stats(leaves, state, views);
     for l in leaves.iter_mut() {
         l.weights = l.distinct.iter().zip(&l.counts).map(|(t, c)| l.stats.weight(t, *c, l.params)).collect();
         if let Some(p) = &l.prefix {
@@ -349,7 +369,7 @@ pub(super) fn compile(
         }
         l.cache = l.stats.norm_cache(l.params);
     }
-    Ok(root)
+    Ok((root, lookups))
 }
 
 fn compile_terms(
@@ -511,14 +531,17 @@ pub(super) fn expand_prefix(
 /// indexed segments minus their dead rows, unindexed segment rows and the
 /// overlay. One pass over the rows for all leaves, each row decoded and
 /// each of its attributes analyzed at most once.
-fn fill_stats(leaves: &mut [Leaf], state: &NsState, views: &[SegView<'_>]) {
+fn fill_stats<'a>(leaves: &mut [Leaf], state: &NsState, views: &[SegView<'a>]) -> Lookups<'a> {
     let mut stats: Vec<CorpusStats> = vec![CorpusStats::default(); leaves.len()];
+    let mut lookups = Vec::with_capacity(views.len());
     for v in views {
-        let indexed: Vec<bool> = leaves
+        let found: Vec<Option<SegLeaf<'a>>> = leaves
             .iter()
             .zip(stats.iter_mut())
-            .map(|(l, st)| v.ls.text_index(&l.attr).map(|ix| add_index(st, l, &ix)).is_some())
+            .map(|(l, st)| v.ls.text_index(&l.attr).map(|ix| add_index(st, l, ix)))
             .collect();
+        let indexed: Vec<bool> = found.iter().map(Option::is_some).collect();
+        lookups.push(found);
         if indexed.iter().all(|i| *i) {
             // Every clause's index counted every row: only the dead rows (deleted, or shadowed
             // by the overlay) are taken back out, so visit them alone, not every row.
@@ -560,6 +583,7 @@ fn fill_stats(leaves: &mut [Leaf], state: &NsState, views: &[SegView<'_>]) {
     for (l, st) in leaves.iter_mut().zip(stats) {
         l.stats = st;
     }
+    lookups
 }
 
 /// Take the rows of `v` that are not live out of every clause's statistics (the indexes counted
@@ -580,11 +604,14 @@ fn remove_dead_rows(stats: &mut [CorpusStats], leaves: &[Leaf], v: &SegView<'_>)
     }
 }
 
-fn add_index(st: &mut CorpusStats, l: &Leaf, ix: &TextIndex<'_>) {
-    st.add_index(ix, &l.terms);
+/// Adds a segment's index to a leaf's statistics; returns the leaf's terms looked up there.
+fn add_index<'a>(st: &mut CorpusStats, l: &Leaf, ix: TextIndex<'a>) -> SegLeaf<'a> {
+    let found: Vec<Option<TermEntry>> = l.distinct.iter().map(|t| ix.lookup(t)).collect();
+    st.add_found(&ix, &l.distinct, &found);
     if let Some(p) = &l.prefix {
-        st.add_index_prefix(ix, p);
+        st.add_index_prefix(&ix, p);
     }
+    SegLeaf { ix, found }
 }
 
 fn add_row(st: &mut CorpusStats, l: &Leaf, vt: &ValueTokens) {
@@ -623,7 +650,7 @@ pub(super) fn text_hits(
     k: usize,
 ) -> Result<(Vec<Hit>, u64), QueryError> {
     let mut leaves = Vec::new();
-    let root = compile(expr, state, views, &mut leaves)?;
+    let (root, mut lookups) = compile_looked_up(expr, state, views, &mut leaves)?;
     if leaves.is_empty() {
         // No BM25 clause: every row that passes the filters ranks.
         return Ok(every_row_hits(q, &root, state, views));
@@ -638,23 +665,31 @@ pub(super) fn text_hits(
     let mut hits = Vec::new();
     let mut exhaustive = 0u64;
     let corrupt = |e: crate::index::IndexError| QueryError::corrupted("text index", e);
-    for (si, v) in views.iter().enumerate() {
+    // The best k scores found so far: a segment searched later prunes below the k-th of them
+    // (`search_fields_above`), so the largest segments go first.
+    let mut best = BestScores::new(k);
+    let mut by_size: Vec<usize> = (0..views.len()).collect();
+    by_size.sort_by_key(|&si| std::cmp::Reverse(views[si].ls.seg.len()));
+    for si in by_size {
+        let v = &views[si];
         let seg = &v.ls.seg;
-        let ixs: Option<Vec<TextIndex<'_>>> = leaves.iter().map(|l| v.ls.text_index(&l.attr)).collect();
+        let segl: Option<Vec<SegLeaf<'_>>> = std::mem::take(&mut lookups[si]).into_iter().collect();
         let f = |row: u32| v.passes(row as usize, q);
         // Every row passes when nothing is deleted, shadowed or filtered: the pruned search
         // then skips a per-candidate call that hashes the row into the shadowed set.
         let f_opt: Option<&dyn Fn(u32) -> bool> = if v.passes_all(q) { None } else { Some(&f) };
-        let found: Vec<(u32, f32)> = match (ixs, &shape) {
-            (Some(ixs), _) if is_linear => {
-                search_fields(&field_queries(&flat, &leaves, &ixs), k, f_opt).map_err(corrupt)?
+        let found: Vec<(u32, f32)> = match (segl, &shape) {
+            (Some(segl), _) if is_linear => {
+                let fields = field_queries(&flat, &leaves, &segl);
+                search_fields_above(&fields, k, f_opt, Combine::Sum, best.floor()).map_err(corrupt)?
             }
-            (Some(ixs), Some(shape)) => {
-                let fields = field_queries(&shaped, &leaves, &ixs);
+            (Some(segl), Some(shape)) => {
+                let fields = field_queries(&shaped, &leaves, &segl);
                 let by = |parts: &[f32]| shape.score(parts);
-                search_fields_with(&fields, k, f_opt, Combine::By(&by)).map_err(corrupt)?
+                search_fields_above(&fields, k, f_opt, Combine::By(&by), best.floor()).map_err(corrupt)?
             }
-            (Some(ixs), None) => {
+            (Some(segl), None) => {
+                let ixs: Vec<TextIndex<'_>> = segl.into_iter().map(|s| s.ix).collect();
                 let mut rows: std::collections::BTreeMap<u32, RowTf> = std::collections::BTreeMap::new();
                 for (li, (l, ix)) in leaves.iter().zip(&ixs).enumerate() {
                     for (j, t) in l.distinct.iter().enumerate() {
@@ -690,9 +725,11 @@ pub(super) fn text_hits(
                 })
                 .collect(),
         };
+        let from = hits.len();
         hits.extend(found.into_iter().filter_map(|(row, s)| {
             Some(Hit { id: seg.try_id(row as usize)?, score: s, src: Src::Seg(si, row) })
         }));
+        best.add(hits[from..].iter().map(|h| h.score));
     }
     if let Some(ix) = overlay_index(&leaves, state) {
         // Overlay rows are still unindexed rows (WAL): counted as searched
@@ -724,17 +761,49 @@ pub(super) fn text_hits(
     Ok((hits, exhaustive))
 }
 
-/// The per-segment queries of flattened (leaf, boost) pairs over the segment's indexes.
+/// The best `k` scores of the hits gathered so far, for [`search_fields_above`]'s floor: once `k`
+/// hits score at least `x`, a row scoring below `x` cannot be among the best `k` (hits rank by
+/// score, ties by id), and a row scoring `x` is still searched for.
+struct BestScores {
+    k: usize,
+    scores: Vec<f32>,
+}
+
+impl BestScores {
+    fn new(k: usize) -> Self {
+        BestScores { k, scores: Vec::new() }
+    }
+
+    fn add(&mut self, scores: impl Iterator<Item = f32>) {
+        self.scores.extend(scores);
+        if self.k > 0 && self.scores.len() > self.k {
+            self.scores.select_nth_unstable_by(self.k - 1, |a, b| b.total_cmp(a));
+            self.scores.truncate(self.k);
+        }
+    }
+
+    /// The k-th best score, or -inf while fewer than `k` hits are held.
+    fn floor(&self) -> f32 {
+        if self.k == 0 || self.scores.len() < self.k {
+            return f32::NEG_INFINITY;
+        }
+        self.scores.iter().copied().min_by(f32::total_cmp).unwrap_or(f32::NEG_INFINITY)
+    }
+}
+
+/// The per-segment queries of flattened (leaf, boost) pairs over the segment's indexes and the
+/// terms the statistics pass found there.
 fn field_queries<'q, 'a>(
     pairs: &[(usize, f32)],
     leaves: &'q [Leaf],
-    ixs: &'q [TextIndex<'a>],
+    segl: &'q [SegLeaf<'a>],
 ) -> Vec<FieldQuery<'q, 'a>> {
     pairs
         .iter()
         .map(|(li, boost)| FieldQuery {
-            index: &ixs[*li],
+            index: &segl[*li].ix,
             terms: &leaves[*li].terms,
+            found: Some(&segl[*li].found),
             prefix: leaves[*li].prefix.as_deref(),
             stats: &leaves[*li].stats,
             params: leaves[*li].params,

@@ -47,8 +47,8 @@ use std::sync::Arc;
 use crate::filter::Filter;
 use crate::format::segment::{SECTION_ANN_INDEX, SECTION_SPARSE_INDEX, SECTION_TEXT_INDEX};
 use crate::index::text::{
-    fieldnorm_to_id, search_fields, search_fields_with, term_counts, Analyzer, Bm25Params, Bm25Weight,
-    Combine, CorpusStats, FieldQuery, NormCache, TextIndex, MAX_PREFIX_EXPANSIONS,
+    fieldnorm_to_id, search_fields_above, term_counts, Analyzer, Bm25Params, Bm25Weight, Combine,
+    CorpusStats, FieldQuery, NormCache, TermEntry, TextIndex, MAX_PREFIX_EXPANSIONS,
 };
 use crate::model::{DocId, Document, Value, ID_ATTR, VECTOR_ATTR};
 use crate::schema::{AttrType, ScalarType};

@@ -21,7 +21,8 @@
 //! - A text section's dictionary samples (`index::text::TextSamples`) are taken at its first
 //!   open whose reads all passed their checks, and kept with the table: heap copies of checked
 //!   bytes, which later lookups start from (each byte a lookup reads from the section is still
-//!   checked, `crate::integrity`).
+//!   checked, `crate::integrity`), and the header's numbers and table ranges, which later opens
+//!   take instead of reading the header again.
 //! - [`SegmentReader::opened_bytes`] is the heap the opened sections derived
 //!   (the section bytes themselves belong to the segment's buffer), plus the
 //!   checksums reads are checked with (`crate::integrity`), so the memory tier
@@ -218,12 +219,17 @@ impl SegmentReader {
         let sec = self.by_attr().text.get(attr)?;
         let bytes = self.section_bytes(&sec.range)?;
         let guard = self.seg.file_guard();
-        // The header (counts, lengths) is read at every open: checked like the rest.
-        crate::integrity::check_slice(guard.as_ref(), bytes.get(..64).unwrap_or(bytes));
+        if let Some(ix) = sec.samples.get().and_then(|s| TextIndex::reopen(bytes, s)) {
+            // The header's numbers and ranges were taken, checked, at the first open.
+            return Some(ix.guarded(guard));
+        }
+        // The header (counts, lengths) is read at this open: checked like the rest.
+        let header_ok = crate::integrity::check_slice(guard.as_ref(), bytes.get(..64).unwrap_or(bytes));
         let ix = TextIndex::open_trusted(bytes).ok()?.guarded(guard);
         let samples = match sec.samples.get() {
             Some(s) => Some(s),
-            None => ix.samples().map(|s| sec.samples.get_or_init(|| s)),
+            None if header_ok => ix.samples().map(|s| sec.samples.get_or_init(|| s)),
+            None => None,
         };
         Some(match samples {
             Some(s) => ix.with_samples(s),

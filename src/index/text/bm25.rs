@@ -37,6 +37,22 @@ impl CorpusStats {
         }
     }
 
+    /// [`Self::add_index`] for terms already looked up in `index`: `found[i]` is `distinct[i]`'s
+    /// entry ([`TextIndex::lookup`]; distinct terms, as [`term_counts`] lists them).
+    pub fn add_found(&mut self, index: &TextIndex<'_>, distinct: &[String], found: &[Option<TermEntry>]) {
+        self.num_docs += index.num_docs();
+        self.total_tokens += index.total_tokens();
+        for (t, e) in distinct.iter().zip(found) {
+            let df = u64::from(e.map_or(0, |e| e.doc_freq));
+            match self.doc_freq.get_mut(t) {
+                Some(n) => *n += df,
+                None => {
+                    self.doc_freq.insert(t.clone(), df);
+                }
+            }
+        }
+    }
+
     /// Adds one unindexed document given its tokens.
     /// Linear in tokens plus terms (a set of the row's tokens, not a scan per term).
     pub fn add_document_tokens<S: AsRef<str>>(&mut self, tokens: &[S], terms: &[String]) {
@@ -180,11 +196,25 @@ impl Bm25Weight {
     }
 }
 
+/// At most this many terms are counted without a hash map ([`term_counts`]).
+const SHORT_QUERY: usize = 16;
+
 /// Distinct terms with their multiplicity, in order of first occurrence.
-/// Linear: a hash map finds a term's slot (a query may carry thousands).
+/// Linear: a hash map finds a term's slot (a query may carry thousands); a short query's terms
+/// are compared directly (called per segment per field: the map cost more than the search of a
+/// rare word).
 pub fn term_counts(terms: &[String]) -> Vec<(&str, u32)> {
+    let mut out: Vec<(&str, u32)> = Vec::with_capacity(terms.len());
+    if terms.len() <= SHORT_QUERY {
+        for t in terms {
+            match out.iter_mut().find(|(d, _)| *d == t.as_str()) {
+                Some(d) => d.1 += 1,
+                None => out.push((t.as_str(), 1)),
+            }
+        }
+        return out;
+    }
     let mut slot: HashMap<&str, usize> = HashMap::with_capacity(terms.len());
-    let mut out: Vec<(&str, u32)> = Vec::new();
     for t in terms {
         match slot.get(t.as_str()) {
             Some(&i) => out[i].1 += 1,

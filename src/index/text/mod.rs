@@ -66,11 +66,16 @@
 //! that block's bound cannot lift it above the k-th score. Lists of a few blocks in all are
 //! scored whole instead (same rows and bits). [`search_fields_with`] combines a row's parts
 //! another way ([`Combine`]: a `Max` of sums), pruned alike, since any such score is at most
-//! the parts' sum. [`search_fields_exhaustive`] and [`score_documents`] are the unpruned references.
+//! the parts' sum. [`search_fields_above`] starts from a floor (the k-th score other segments
+//! already gave the caller): rows below it are pruned as if the top k were full there, while
+//! every row scoring at least the floor comes out as without it. A caller that looked the terms
+//! up already (for the statistics) passes the entries ([`FieldQuery::found`], [`TermEntry`]).
+//! [`search_fields_exhaustive`] and [`score_documents`] are the unpruned references.
 //!
 //! A dictionary lookup starts from the section's [`TextSamples`] when the caller keeps them
 //! (every 32nd key on the heap, `reader.rs`): it reads one run of keys, a chunk or two of
-//! checked bytes, instead of a chunk per bisection step.
+//! checked bytes, instead of a chunk per bisection step. The samples also keep the header's
+//! numbers and table ranges, so a section opened again ([`TextIndex::reopen`]) reads no header.
 //!
 //! # Invariants
 //! * Rows are segment-local positions, strictly increasing inside a posting list.

@@ -138,7 +138,7 @@ proptest! {
                 st.add_index(&ix, &terms);
                 st.add_index_prefix(&ix, p);
                 let fq = [FieldQuery {
-                    index: &ix, terms: &terms, prefix: Some(p), stats: &st, params: Bm25Params::default(), boost: 1.0,
+                    index: &ix, terms: &terms, found: None, prefix: Some(p), stats: &st, params: Bm25Params::default(), boost: 1.0,
                 }];
                 let pruned = search_fields(&fq, k, None).unwrap();
                 prop_assert_eq!(&pruned, &search_fields_exhaustive(&fq, k, None).unwrap());
@@ -174,6 +174,7 @@ fn a_list_claiming_rows_past_the_section_is_refused_quickly() {
             let fq = [FieldQuery {
                 index: &idx,
                 terms: &terms,
+                found: None,
                 prefix: Some(&p),
                 stats: &stats,
                 params,

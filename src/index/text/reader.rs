@@ -9,6 +9,7 @@
 //! lookup finds the same index with it or without it.
 
 use super::*;
+use std::ops::Range;
 
 pub(super) fn rd_u32(b: &[u8], at: usize) -> Result<u32, IndexError> {
     crate::codec::u32_at(b, at).ok_or(corrupt("truncated"))
@@ -105,17 +106,76 @@ impl DictSample {
     }
 }
 
-/// The samples of one text index section's dictionaries ([`TextIndex::samples`]).
-#[derive(Debug, Default)]
+/// The samples of one text index section's dictionaries ([`TextIndex::samples`]), and where its
+/// tables lie: a later open ([`TextIndex::reopen`]) reads nothing of the section's header.
+#[derive(Debug)]
 pub struct TextSamples {
     terms: DictSample,
     prefixes: Option<DictSample>,
+    layout: TextLayout,
 }
 
 impl TextSamples {
     /// Heap bytes held.
     pub fn heap_bytes(&self) -> usize {
-        self.terms.heap_bytes() + self.prefixes.as_ref().map_or(0, DictSample::heap_bytes)
+        self.terms.heap_bytes()
+            + self.prefixes.as_ref().map_or(0, DictSample::heap_bytes)
+            + self.layout.attr.capacity()
+    }
+}
+
+/// A section's header numbers and the byte ranges (in the section) of its tables, as
+/// [`TextIndex::open_trusted`] found them from checked bytes: heap, trusted like the samples.
+#[derive(Clone, Debug)]
+struct TextLayout {
+    attr: String,
+    num_docs: u64,
+    total_tokens: u64,
+    norms: Range<usize>,
+    terms: DictLayout,
+    prefixes: Option<(u32, DictLayout)>,
+}
+
+/// A [`Dict`]'s tables as byte ranges of its section.
+#[derive(Clone, Debug)]
+struct DictLayout {
+    offsets: Range<usize>,
+    infos: Range<usize>,
+    bytes: Range<usize>,
+    postings: Range<usize>,
+    len: usize,
+}
+
+/// Where `sub` (a slice of `section`) lies in it.
+fn range_in(section: &[u8], sub: &[u8]) -> Option<Range<usize>> {
+    let start = (sub.as_ptr() as usize).checked_sub(section.as_ptr() as usize)?;
+    let end = start.checked_add(sub.len())?;
+    (end <= section.len()).then_some(start..end)
+}
+
+impl DictLayout {
+    fn of(section: &[u8], d: &Dict<'_>) -> Option<DictLayout> {
+        Some(DictLayout {
+            offsets: range_in(section, d.offsets)?,
+            infos: range_in(section, d.infos)?,
+            bytes: range_in(section, d.bytes)?,
+            postings: range_in(section, d.postings)?,
+            len: d.len,
+        })
+    }
+
+    /// The dictionary over `section` (bounds-checked; nothing read).
+    fn dict<'a>(&self, section: &'a [u8]) -> Option<Dict<'a>> {
+        let part = |r: &Range<usize>| section.get(r.clone());
+        Some(Dict {
+            offsets: part(&self.offsets)?,
+            infos: part(&self.infos)?,
+            bytes: part(&self.bytes)?,
+            postings: part(&self.postings)?,
+            len: self.len,
+            guard: None,
+            sample: None,
+        })
     }
 }
 
@@ -189,9 +249,20 @@ impl<'a> Dict<'a> {
     }
 }
 
+/// A term found in one text index's dictionary ([`TextIndex::lookup`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TermEntry {
+    /// Its index in the dictionary.
+    idx: u32,
+    /// Rows holding the term in this index.
+    pub doc_freq: u32,
+}
+
 /// A zero-copy view of a text index section.
 #[derive(Clone, Copy, Debug)]
 pub struct TextIndex<'a> {
+    /// The whole section.
+    section: &'a [u8],
     attr: &'a str,
     num_docs: u64,
     total_tokens: u64,
@@ -254,7 +325,7 @@ impl<'a> TextIndex<'a> {
         if pos + 4 != bytes.len() {
             return Err(corrupt("length mismatch"));
         }
-        Ok(TextIndex { attr, num_docs, total_tokens, norms, terms, prefixes, guard: None })
+        Ok(TextIndex { section: bytes, attr, num_docs, total_tokens, norms, terms, prefixes, guard: None })
     }
 
     /// Samples of this section's dictionaries, to keep beside it for its life and pass to
@@ -265,7 +336,42 @@ impl<'a> TextIndex<'a> {
             Some((_, d)) => Some(DictSample::of(d)?),
             None => None,
         };
-        Some(TextSamples { terms: DictSample::of(&self.terms)?, prefixes })
+        let sec = self.section;
+        let layout = TextLayout {
+            attr: self.attr.to_owned(),
+            num_docs: self.num_docs,
+            total_tokens: self.total_tokens,
+            norms: range_in(sec, self.norms)?,
+            terms: DictLayout::of(sec, &self.terms)?,
+            prefixes: match &self.prefixes {
+                Some((max, d)) => Some((*max, DictLayout::of(sec, d)?)),
+                None => None,
+            },
+        };
+        Some(TextSamples { terms: DictSample::of(&self.terms)?, prefixes, layout })
+    }
+
+    /// The section `bytes` opened again from the samples an earlier open of it took
+    /// ([`Self::samples`]): its header is not read again (its numbers and table ranges are the
+    /// samples'), and lookups start from the samples. None when the ranges do not fit `bytes`
+    /// (samples of another section). Unguarded until [`Self::guarded`].
+    pub fn reopen(bytes: &'a [u8], samples: &'a TextSamples) -> Option<Self> {
+        let l = &samples.layout;
+        let prefixes = match &l.prefixes {
+            Some((max, d)) => Some((*max, d.dict(bytes)?)),
+            None => None,
+        };
+        let ix = TextIndex {
+            section: bytes,
+            attr: &l.attr,
+            num_docs: l.num_docs,
+            total_tokens: l.total_tokens,
+            norms: bytes.get(l.norms.clone())?,
+            terms: l.terms.dict(bytes)?,
+            prefixes,
+            guard: None,
+        };
+        Some(ix.with_samples(samples))
     }
 
     /// Looks keys up from `samples` (this section's, from [`Self::samples`]; a sample of a
@@ -318,7 +424,22 @@ impl<'a> TextIndex<'a> {
 
     /// Rows containing `term` in this segment.
     pub fn doc_freq(&self, term: &str) -> u32 {
-        self.terms.find(term).and_then(|i| self.terms.info(i).ok()).map_or(0, |x| x.2)
+        self.lookup(term).map_or(0, |e| e.doc_freq)
+    }
+
+    /// `term`'s entry in this index's dictionary, if it occurs: its document frequency, and where
+    /// its postings are for a search given it ([`FieldQuery::found`]) instead of the term.
+    pub fn lookup(&self, term: &str) -> Option<TermEntry> {
+        let i = self.terms.find(term)?;
+        let doc_freq = self.terms.info(i).ok()?.2;
+        Some(TermEntry { idx: u32::try_from(i).ok()?, doc_freq })
+    }
+
+    /// The postings of an entry [`Self::lookup`] returned (None: the entry is past this
+    /// dictionary, so not from it).
+    pub(super) fn postings_of_entry(&self, e: TermEntry) -> Result<Option<Postings<'a>>, IndexError> {
+        let i = e.idx as usize;
+        (i < self.terms.len).then(|| self.terms.postings_at(i)).transpose()
     }
 
     /// Dictionary terms starting with `prefix`, in order, at most `limit`.
@@ -364,7 +485,15 @@ impl<'a> TextIndex<'a> {
         filter: Option<&dyn Fn(u32) -> bool>,
     ) -> Result<Vec<(u32, f32)>, IndexError> {
         search_fields(
-            &[FieldQuery { index: self, terms, prefix: None, stats: global, params, boost: 1.0 }],
+            &[FieldQuery {
+                index: self,
+                terms,
+                found: None,
+                prefix: None,
+                stats: global,
+                params,
+                boost: 1.0,
+            }],
             k,
             filter,
         )
@@ -380,7 +509,15 @@ impl<'a> TextIndex<'a> {
         filter: Option<&dyn Fn(u32) -> bool>,
     ) -> Result<Vec<(u32, f32)>, IndexError> {
         search_fields_exhaustive(
-            &[FieldQuery { index: self, terms, prefix: None, stats: global, params, boost: 1.0 }],
+            &[FieldQuery {
+                index: self,
+                terms,
+                found: None,
+                prefix: None,
+                stats: global,
+                params,
+                boost: 1.0,
+            }],
             k,
             filter,
         )

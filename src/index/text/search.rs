@@ -11,6 +11,10 @@ pub struct FieldQuery<'q, 'a> {
     pub index: &'q TextIndex<'a>,
     /// Analyzed terms, repeats allowed (prefix expansions already resolved).
     pub terms: &'q [String],
+    /// The distinct terms (in [`term_counts`] order) already looked up in `index`
+    /// ([`TextIndex::lookup`]; None: absent): the search does not look them up again. Ignored
+    /// unless it has one entry per distinct term.
+    pub found: Option<&'q [Option<TermEntry>]>,
     /// A prefix scored as one pseudo-term after `terms` (`index_prefixes`; see
     /// `prefixes.rs`), weighted by `stats.prefix_doc_freq`.
     pub prefix: Option<&'q str>,
@@ -274,9 +278,15 @@ pub(super) fn open_cursors<'a>(
         // The field's norm table, built once one of its lists occurs in the segment (a rare or
         // absent word meets none in most segments: 256 divisions saved per field there).
         let mut ci = None;
-        let terms = term_counts(f.terms)
-            .into_iter()
-            .map(|(t, count)| Ok((f.index.postings_of(t)?, f.stats.weight(t, count, f.params))));
+        let counts = term_counts(f.terms);
+        let found = f.found.filter(|x| x.len() == counts.len());
+        let terms = counts.into_iter().enumerate().map(|(j, (t, count))| {
+            let p = match found {
+                Some(x) => x[j].map(|e| f.index.postings_of_entry(e)).transpose()?.flatten(),
+                None => f.index.postings_of(t)?,
+            };
+            Ok((p, f.stats.weight(t, count, f.params)))
+        });
         let prefix = f.prefix.map(|p| Ok((f.index.prefix_postings(p)?, f.stats.prefix_weight(p, f.params))));
         for unit in terms.chain(prefix) {
             let (p, weight): (Option<Postings<'a>>, Bm25Weight) = unit?;
@@ -348,9 +358,29 @@ pub fn search_fields_with(
     filter: Option<&dyn Fn(u32) -> bool>,
     combine: Combine<'_>,
 ) -> Result<Vec<(u32, f32)>, IndexError> {
+    search_fields_above(fields, k, filter, combine, f32::NEG_INFINITY)
+}
+
+/// [`search_fields_with`] for a caller that already holds `k` hits scoring at least `floor`
+/// (other segments'): rows scoring below `floor` are pruned as if the top `k` were full at
+/// `floor` (they may still appear, since the local top `k` fills as before). Every row scoring
+/// `>= floor` that [`search_fields_with`] returns is returned alike (same score bits, same
+/// rank among them): merged with the caller's hits, the best `k` do not change.
+pub fn search_fields_above(
+    fields: &[FieldQuery<'_, '_>],
+    k: usize,
+    filter: Option<&dyn Fn(u32) -> bool>,
+    combine: Combine<'_>,
+    floor: f32,
+) -> Result<Vec<(u32, f32)>, IndexError> {
     let (mut cursors, caches, nords) = open_cursors(fields)?;
     let mut top = TopK::new(k);
     if k == 0 || cursors.is_empty() {
+        return Ok(Vec::new());
+    }
+    // Below `seed` nothing can enter the caller's top k (the slack keeps rows scoring `floor`).
+    let seed = prune_threshold(floor);
+    if cursors.iter().map(|c| c.max_score).sum::<f32>() <= seed {
         return Ok(Vec::new());
     }
     // Rare terms: scoring every posting costs less than the window buffers (tens of KiB
@@ -390,7 +420,7 @@ pub fn search_fields_with(
             bounds[i] = c.window_bound(end);
             total += bounds[i];
         }
-        let theta = prune_threshold(top.threshold());
+        let theta = prune_threshold(top.threshold()).max(seed);
         if total > theta {
             // MaxScore partition: non-essential = lowest-bound lists whose bounds sum <= theta;
             // only essential lists produce candidates.
@@ -476,7 +506,7 @@ pub fn search_fields_with(
                     }
                     if ok {
                         top.push(row, combine.score(parts));
-                        theta_now = prune_threshold(top.threshold());
+                        theta_now = prune_threshold(top.threshold()).max(seed);
                     }
                     parts.iter_mut().for_each(|x| *x = 0.0);
                 }

@@ -130,8 +130,16 @@ fn multi_field_sum_and_prefix() {
     stt.add_index(&t, &terms);
     let p = Bm25Params::default();
     let fq = [
-        FieldQuery { index: &t, terms: &terms, prefix: None, stats: &stt, params: p, boost: 1.0 },
-        FieldQuery { index: &b, terms: &terms, prefix: None, stats: &sb, params: p, boost: 1.0 },
+        FieldQuery {
+            index: &t,
+            terms: &terms,
+            found: None,
+            prefix: None,
+            stats: &stt,
+            params: p,
+            boost: 1.0,
+        },
+        FieldQuery { index: &b, terms: &terms, found: None, prefix: None, stats: &sb, params: p, boost: 1.0 },
     ];
     let r = search_fields(&fq, 10, None).unwrap();
     let e = search_fields_exhaustive(&fq, 10, None).unwrap();
@@ -202,6 +210,35 @@ fn random_corpus(seed: u64, rows: usize, vocab: usize) -> Vec<String> {
         .collect()
 }
 
+/// A search given a floor (another segment's k-th score, `search_fields_above`) returns what the
+/// exhaustive search does at or above the floor, in the same order and bits, for floors at, just
+/// above and just below each exhaustive score (and above them all); and with the terms looked up
+/// beforehand (`FieldQuery::found`) it returns what it does without.
+fn above_equals_exhaustive(
+    fq: &[FieldQuery<'_, '_>],
+    k: usize,
+    filter: Option<&dyn Fn(u32) -> bool>,
+    combine: Combine<'_>,
+) -> Result<(), TestCaseError> {
+    let exhaustive = search_fields_exhaustive_with(fq, k, filter, combine).unwrap();
+    let at_or_above =
+        |v: &[(u32, f32)], floor: f32| v.iter().copied().filter(|h| h.1 >= floor).collect::<Vec<_>>();
+    let mut floors = vec![f32::NEG_INFINITY, f32::MAX];
+    for &(_, sc) in &exhaustive {
+        floors.extend([sc, sc.next_up(), sc.next_down()]);
+    }
+    for floor in floors {
+        let got = search_fields_above(fq, k, filter, combine, floor).unwrap();
+        prop_assert_eq!(at_or_above(&got, floor), at_or_above(&exhaustive, floor), "floor {}", floor);
+    }
+    let found: Vec<Vec<Option<TermEntry>>> =
+        fq.iter().map(|f| term_counts(f.terms).iter().map(|(t, _)| f.index.lookup(t)).collect()).collect();
+    let looked_up: Vec<FieldQuery<'_, '_>> =
+        fq.iter().zip(&found).map(|(f, x)| FieldQuery { found: Some(x), ..*f }).collect();
+    prop_assert_eq!(search_fields_with(&looked_up, k, filter, combine).unwrap(), exhaustive);
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(32))]
     #[test]
@@ -227,10 +264,11 @@ proptest! {
         let b = idx.search_exhaustive(&terms, &st, p, k, Some(&f)).unwrap();
         prop_assert_eq!(&a, &b);
         let fq = [
-            FieldQuery { index: &idx, terms: &terms, prefix: None, stats: &st, params: p, boost: 1.0 },
-            FieldQuery { index: &idx2, terms: &terms, prefix: None, stats: &st2, params: p, boost: 0.5 },
+            FieldQuery { index: &idx, terms: &terms, found: None, prefix: None, stats: &st, params: p, boost: 1.0 },
+            FieldQuery { index: &idx2, terms: &terms, found: None, prefix: None, stats: &st2, params: p, boost: 0.5 },
         ];
         prop_assert_eq!(search_fields(&fq, k, None).unwrap(), search_fields_exhaustive(&fq, k, None).unwrap());
+        above_equals_exhaustive(&fq, k, Some(&f), Combine::Sum)?;
         // Postings round-trip.
         let t0 = &terms[0];
         let expect: Vec<(u32, u32)> = docs.iter().enumerate().filter_map(|(i, d)| {
@@ -293,10 +331,12 @@ proptest! {
         let mut st = CorpusStats::default();
         st.add_index(&idx, &terms);
         let p = Bm25Params::default();
-        let fq = [FieldQuery { index: &idx, terms: &terms, prefix: None, stats: &st, params: p, boost: 1.0 }];
+        let fq = [FieldQuery { index: &idx, terms: &terms, found: None, prefix: None, stats: &st, params: p, boost: 1.0 }];
         let f = move |r: u32| r % 3 >= filt;
         prop_assert_eq!(search_fields(&fq, k, Some(&f)).unwrap(), search_fields_exhaustive(&fq, k, Some(&f)).unwrap());
         prop_assert_eq!(search_fields(&fq, k, None).unwrap(), search_fields_exhaustive(&fq, k, None).unwrap());
+        above_equals_exhaustive(&fq, k, Some(&f), Combine::Sum)?;
+        above_equals_exhaustive(&fq, k, None, Combine::Sum)?;
     }
 }
 
@@ -393,8 +433,8 @@ proptest! {
         sb.add_index(&ib, &terms);
         let p = Bm25Params::default();
         let fq = [
-            FieldQuery { index: &ia, terms: &terms, prefix: None, stats: &sa, params: p, boost: 1.0 },
-            FieldQuery { index: &ib, terms: &terms, prefix: None, stats: &sb, params: p, boost: 1.5 },
+            FieldQuery { index: &ia, terms: &terms, found: None, prefix: None, stats: &sa, params: p, boost: 1.0 },
+            FieldQuery { index: &ib, terms: &terms, found: None, prefix: None, stats: &sb, params: p, boost: 1.5 },
         ];
         let n = term_counts(&terms).len();
         // Max(field a's sum, field b's sum), as `query::bm25::Shape` computes it.
@@ -408,6 +448,7 @@ proptest! {
         let pruned = search_fields_with(&fq, k, None, Combine::By(&max)).unwrap();
         prop_assert_eq!(&pruned, &search_fields_exhaustive_with(&fq, k, None, Combine::By(&max)).unwrap());
         prop_assert_eq!(&pruned, &brute_force_top(&fq, k, &max));
+        above_equals_exhaustive(&fq, k, Some(&f), Combine::By(&max))?;
     }
 }
 
