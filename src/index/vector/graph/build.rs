@@ -327,7 +327,7 @@ fn choose(
 ) -> Vec<u32> {
     let accept_all = |_: u32| true;
     let found = beam(
-        entry,
+        &[entry],
         efc,
         (visited, None),
         |u| cd.dist(v, u),

@@ -16,9 +16,11 @@ use crate::index::IndexError;
 use std::collections::BinaryHeap;
 use std::sync::Arc;
 
-/// Beam search over an adjacency accessor; returns up to `ef` (distance, row) ascending.
+/// Beam search over an adjacency accessor from `entries` (the first is the graph's entry; the
+/// rest, seeds spread over the rows, start the beam in regions the entry is far from); returns up
+/// to `ef` (distance, row) ascending.
 pub(super) fn beam(
-    entry: u32,
+    entries: &[u32],
     ef: usize,
     visited: (&mut Visited, Option<u32>),
     mut dist: impl FnMut(u32) -> f32,
@@ -27,17 +29,25 @@ pub(super) fn beam(
 ) -> Vec<Ranked> {
     let (visited, hidden) = visited;
     visited.next();
-    // A hidden row is never entered (calibration hides the stored row it queries with).
-    if let Some(h) = hidden.filter(|h| *h != entry) {
+    // A hidden row is never entered (calibration hides the stored row it queries with), unless
+    // it is the graph's entry: a search must start somewhere.
+    if let Some(h) = hidden.filter(|h| entries.first() != Some(h)) {
         visited.insert(h);
     }
     let mut cand: BinaryHeap<std::cmp::Reverse<Ranked>> = BinaryHeap::with_capacity(ef * 4);
     let mut res: BinaryHeap<Ranked> = BinaryHeap::with_capacity(ef + 1);
-    let d0 = dist(entry);
-    visited.insert(entry);
-    cand.push(std::cmp::Reverse(Ranked(d0, entry)));
-    if accept(entry) {
-        res.push(Ranked(d0, entry));
+    for &e in entries {
+        if !visited.insert(e) {
+            continue;
+        }
+        let d = dist(e);
+        cand.push(std::cmp::Reverse(Ranked(d, e)));
+        if accept(e) {
+            res.push(Ranked(d, e));
+            if res.len() > ef {
+                res.pop();
+            }
+        }
     }
     let mut nb = Vec::with_capacity(64);
     while let Some(std::cmp::Reverse(c)) = cand.pop() {
@@ -373,8 +383,9 @@ impl GraphIndex {
 
     /// [`GraphIndex::search`] as if row `hidden` were not in the graph (never entered, so its
     /// own links — which lead straight to its neighbours — are not followed): a stored row then
-    /// queries the graph like a fresh vector does.
-    pub(super) fn search_hiding(
+    /// queries the graph like a fresh vector does. The calibration's search; public for the
+    /// benchmarks that check it (`bench/ann_robust.rs`).
+    pub fn search_hiding(
         &self,
         rows: &dyn RowSource,
         query: &[f32],
@@ -456,7 +467,20 @@ impl GraphIndex {
         out
     }
 
-    /// The beam search from the entry with `dist` over the codes (`row_bytes` a row: what the
+    /// Where a search starts: the entry, then one row per [`SEED_ROWS`] rows (at most
+    /// [`MAX_SEEDS`]), evenly spaced. A single-layer graph has no upper layers to bring a query
+    /// near its answer: from the one entry a narrow beam crosses the graph hop by hop and, on
+    /// clustered data, settles in the wrong cluster; the seeds' code distances (a few dozen, a
+    /// small share of a search) let the beam start near the query instead.
+    pub(super) fn seeds(&self) -> Vec<u32> {
+        let n = (self.rows / SEED_ROWS).min(MAX_SEEDS);
+        let mut s = Vec::with_capacity(n + 1);
+        s.push(self.entry);
+        s.extend((0..n).map(|i| (i * self.rows / n.max(1)) as u32));
+        s
+    }
+
+    /// The beam search from the seeds with `dist` over the codes (`row_bytes` a row: what the
     /// neighbour expansion prefetches).
     fn walk(
         &self,
@@ -488,10 +512,15 @@ impl GraphIndex {
             if v.stamp.len() < self.rows {
                 *v = Visited::new(self.rows);
             }
-            beam(self.entry, ef, (&mut v, hidden), dist, neighbors, accept)
+            beam(&self.seeds(), ef, (&mut v, hidden), dist, neighbors, accept)
         })
     }
 }
+
+/// Rows per extra search seed ([`GraphIndex::seeds`]).
+pub(super) const SEED_ROWS: usize = 512;
+/// Extra search seeds at most.
+pub(super) const MAX_SEEDS: usize = 64;
 
 thread_local! {
     static VISITED: std::cell::RefCell<Visited> = std::cell::RefCell::new(Visited::new(0));
