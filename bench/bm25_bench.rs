@@ -110,26 +110,8 @@ fn main() {
         let (mut st, mut sb) = (CorpusStats::default(), CorpusStats::default());
         st.add_index(&title, &terms);
         sb.add_index(&body, &terms);
-        let fq = [
-            FieldQuery {
-                index: &title,
-                terms: &terms,
-                found: None,
-                prefix: None,
-                stats: &st,
-                params,
-                boost: 1.0,
-            },
-            FieldQuery {
-                index: &body,
-                terms: &terms,
-                found: None,
-                prefix: None,
-                stats: &sb,
-                params,
-                boost: 1.0,
-            },
-        ];
+        let fq =
+            [FieldQuery::plain(&title, &terms, &st, params), FieldQuery::plain(&body, &terms, &sb, params)];
         if exhaustive {
             search_fields_exhaustive(&fq, 10, None).expect("search")
         } else {

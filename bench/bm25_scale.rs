@@ -129,26 +129,7 @@ fn exhaustive(state: &NsState, an: &Analyzer, text: &str) -> Vec<(DocId, u32)> {
     let mut all = Vec::new();
     for s in segs {
         let (t, b) = (s.text_index("title").unwrap(), s.text_index("body").unwrap());
-        let fq = [
-            FieldQuery {
-                index: &t,
-                terms: &terms,
-                found: None,
-                prefix: None,
-                stats: &st,
-                params,
-                boost: 1.0,
-            },
-            FieldQuery {
-                index: &b,
-                terms: &terms,
-                found: None,
-                prefix: None,
-                stats: &sb,
-                params,
-                boost: 1.0,
-            },
-        ];
+        let fq = [FieldQuery::plain(&t, &terms, &st, params), FieldQuery::plain(&b, &terms, &sb, params)];
         let live = |r: u32| !s.deleted.contains(r as usize);
         for (row, score) in search_fields_exhaustive(&fq, 10, Some(&live)).unwrap() {
             all.push((s.seg.try_id(row as usize).unwrap(), score));

@@ -484,19 +484,7 @@ impl<'a> TextIndex<'a> {
         k: usize,
         filter: Option<&dyn Fn(u32) -> bool>,
     ) -> Result<Vec<(u32, f32)>, IndexError> {
-        search_fields(
-            &[FieldQuery {
-                index: self,
-                terms,
-                found: None,
-                prefix: None,
-                stats: global,
-                params,
-                boost: 1.0,
-            }],
-            k,
-            filter,
-        )
+        search_fields(&[FieldQuery::plain(self, terms, global, params)], k, filter)
     }
 
     /// Scores every matching row (no pruning): the reference for [`Self::search`].
@@ -508,19 +496,7 @@ impl<'a> TextIndex<'a> {
         k: usize,
         filter: Option<&dyn Fn(u32) -> bool>,
     ) -> Result<Vec<(u32, f32)>, IndexError> {
-        search_fields_exhaustive(
-            &[FieldQuery {
-                index: self,
-                terms,
-                found: None,
-                prefix: None,
-                stats: global,
-                params,
-                boost: 1.0,
-            }],
-            k,
-            filter,
-        )
+        search_fields_exhaustive(&[FieldQuery::plain(self, terms, global, params)], k, filter)
     }
 }
 

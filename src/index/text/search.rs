@@ -26,6 +26,18 @@ pub struct FieldQuery<'q, 'a> {
     pub boost: f32,
 }
 
+impl<'q, 'a> FieldQuery<'q, 'a> {
+    /// A field searched for `terms` alone: nothing looked up beforehand, no prefix, boost 1.
+    pub fn plain(
+        index: &'q TextIndex<'a>,
+        terms: &'q [String],
+        stats: &'q CorpusStats,
+        params: Bm25Params,
+    ) -> Self {
+        FieldQuery { index, terms, found: None, prefix: None, stats, params, boost: 1.0 }
+    }
+}
+
 /// How a row's parts (one per scoring unit: each field's distinct terms, then its prefix, field
 /// by field) make its score. Either way the score rises with every part and is at most their sum
 /// (parts are never negative), so the pruning's bounds, sums of part bounds, hold for both.
