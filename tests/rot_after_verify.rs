@@ -10,7 +10,8 @@
 //!   another namespace keeps answering, and the node needs no restart.
 //! - The same holds for bytes an index reads: an attribute index entry (a filter
 //!   that would miss the row), a BM25 postings list (a text query that would
-//!   miss it) and a vector (an exact search with a wrong distance) fail the
+//!   miss it), a row's length byte in the text index (a BM25 score off by its
+//!   changed norm) and a vector (an exact search with a wrong distance) fail the
 //!   query that reads them.
 //! - Bucket store: the same change in the disk cache's copy fails the one query
 //!   that met it; the copy is dropped, the object downloaded and verified again
@@ -97,6 +98,14 @@ fn postings_of(seg: &[u8], term: &str) -> u64 {
         .unwrap_or_else(|| panic!("no term {term:?}"));
     let (off, len) = (u64_at(infos + 16 * i), u32_at(infos + 16 * i + 8));
     (at + postings + off + len / 2) as u64
+}
+
+/// The file offset of `row`'s length byte (its field norm) in the text index: after the 64-byte
+/// header and the attribute's name, one byte a row.
+fn norm_of(seg: &[u8], row: u64) -> u64 {
+    let (at, _) = section(seg, 17);
+    let name_len = u32::from_le_bytes(seg[at + 12..at + 16].try_into().unwrap()) as usize;
+    (at + 64 + name_len) as u64 + row
 }
 
 fn flip_at(path: &Path, at: u64) {
@@ -231,7 +240,7 @@ async fn index_bytes_changed_on_disk_fail_the_queries_that_read_them() {
     let dir = tempfile::tempdir().unwrap();
     let d = Daemon::start(dir.path(), &[]);
     let schema = json!({"body": {"type": "string", "full_text_search": true}, "tag": {"type": "string", "filterable": true}});
-    for ns in ["attrs", "text", "vectors"] {
+    for ns in ["attrs", "text", "norms", "vectors"] {
         let body = json!({"upsert_rows": rows(), "schema": schema, "distance_metric": "euclidean_squared"});
         let (s, b) = post(&client(), &d.at(&format!("/v2/namespaces/{ns}")), &body).await;
         assert_eq!(s, 200, "{b}");
@@ -248,6 +257,8 @@ async fn index_bytes_changed_on_disk_fail_the_queries_that_read_them() {
     let (s, b) = filter_query(&d, "attrs").await;
     assert_eq!((s, row_count(&b)), (200, ROWS as usize), "{b}");
     let (s, b) = query("text", text.clone()).await;
+    assert_eq!((s, b["rows"][0]["id"].as_u64()), (200, Some(VICTIM)), "{b}");
+    let (s, b) = query("norms", text.clone()).await;
     assert_eq!((s, b["rows"][0]["id"].as_u64()), (200, Some(VICTIM)), "{b}");
     let (s, b) = query("vectors", ann.clone()).await;
     assert_eq!((s, b["rows"][0]["$dist"].as_f64()), (200, Some(0.0)), "{b}");
@@ -266,8 +277,13 @@ async fn index_bytes_changed_on_disk_fail_the_queries_that_read_them() {
 
     let seg = segment_of(dir.path(), "text");
     flip_at(&seg, postings_of(&std::fs::read(&seg).unwrap(), "0123"));
-    let (s, b) = query("text", text).await;
+    let (s, b) = query("text", text.clone()).await;
     judge(s, &b, "BM25 over a changed postings list");
+
+    let seg = segment_of(dir.path(), "norms");
+    flip_at(&seg, norm_of(&std::fs::read(&seg).unwrap(), VICTIM));
+    let (s, b) = query("norms", text).await;
+    judge(s, &b, "BM25 scoring a row whose length byte changed");
 
     let seg = segment_of(dir.path(), "vectors");
     let bytes = std::fs::read(&seg).unwrap();

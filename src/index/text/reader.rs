@@ -270,7 +270,7 @@ pub struct TextIndex<'a> {
     pub(super) terms: Dict<'a>,
     /// Version 2: the longest indexed prefix (chars) and the prefix dictionary.
     pub(super) prefixes: Option<(u32, Dict<'a>)>,
-    guard: Option<crate::integrity::FileGuard<'a>>,
+    pub(super) guard: Option<crate::integrity::FileGuard<'a>>,
 }
 
 impl<'a> TextIndex<'a> {

@@ -66,9 +66,17 @@ impl Combine<'_> {
     }
 }
 
+/// Rows whose norms (one byte a row) a cursor checks together: 1 KiB, the read-check chunk.
+const NORM_WINDOW_SHIFT: u32 = 10;
+
 pub(super) struct TermCursor<'a> {
     p: Postings<'a>,
     norms: &'a [u8],
+    /// The segment's read guard: the norms a cursor reads are checked like every other byte.
+    guard: Option<crate::integrity::FileGuard<'a>>,
+    /// The window of rows (`row >> NORM_WINDOW_SHIFT`) whose norms were checked last; a list's
+    /// rows only rise, so each window of the norm table is checked once per cursor, not per row.
+    norm_window: std::cell::Cell<usize>,
     cache: usize,
     weight: Bm25Weight,
     boost: f32,
@@ -169,8 +177,21 @@ impl TermCursor<'_> {
 
     fn score_here(&self, caches: &[NormCache]) -> f32 {
         let row = self.blk.rows[self.pos];
-        let norm = self.norms.get(row as usize).copied().unwrap_or(0);
-        self.boost * self.weight.score(&caches[self.cache], norm, self.blk.tfs[self.pos])
+        self.boost * self.weight.score(&caches[self.cache], self.norm_of(row), self.blk.tfs[self.pos])
+    }
+
+    /// `row`'s length byte, its window of the norm table checked first when it is a new one.
+    fn norm_of(&self, row: u32) -> u8 {
+        let window = (row >> NORM_WINDOW_SHIFT) as usize;
+        if self.norm_window.get() != window {
+            let start = window << NORM_WINDOW_SHIFT;
+            let end = (start + (1 << NORM_WINDOW_SHIFT)).min(self.norms.len());
+            if let Some(w) = self.norms.get(start..end) {
+                crate::integrity::check_slice(self.guard.as_ref(), w);
+            }
+            self.norm_window.set(window);
+        }
+        self.norms.get(row as usize).copied().unwrap_or(0)
     }
 
     /// The block that holds `row` if the list does (the first whose last row is >= `row`;
@@ -313,6 +334,8 @@ pub(super) fn open_cursors<'a>(
             let mut c = TermCursor {
                 p,
                 norms: f.index.norms,
+                guard: f.index.guard,
+                norm_window: std::cell::Cell::new(usize::MAX),
                 cache,
                 weight,
                 boost: f.boost,
