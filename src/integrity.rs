@@ -358,12 +358,17 @@ impl<'a> FileGuard<'a> {
         self.range_of(sub).is_none_or(|r| self.guard.check_read(r, read))
     }
 
-    /// Where `sub` lies in the object (None: not inside it). Only addresses are compared.
+    /// Where `sub` lies in the object (None: not inside it).
     fn range_of<T>(&self, sub: &[T]) -> Option<Range<usize>> {
-        let start = (sub.as_ptr() as usize).checked_sub(self.file.as_ptr() as usize)?;
-        let end = start.checked_add(std::mem::size_of_val(sub))?;
-        (end <= self.file.len()).then_some(start..end)
+        range_within(self.file, sub)
     }
+}
+
+/// Where `sub`'s bytes lie in `whole` (None: not inside it). Only addresses are compared.
+pub(crate) fn range_within<T>(whole: &[u8], sub: &[T]) -> Option<Range<usize>> {
+    let start = (sub.as_ptr() as usize).checked_sub(whole.as_ptr() as usize)?;
+    let end = start.checked_add(std::mem::size_of_val(sub))?;
+    (end <= whole.len()).then_some(start..end)
 }
 
 /// `sub`, after checking it with `guard` when there is one (a mismatch is recorded in the

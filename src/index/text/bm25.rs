@@ -23,16 +23,23 @@ pub struct CorpusStats {
 impl CorpusStats {
     /// Adds one segment's index: its N, token total and the df of `terms`.
     pub fn add_index(&mut self, index: &TextIndex<'_>, terms: &[String]) {
+        self.add_sizes(index);
+        for (t, _) in term_counts(terms) {
+            self.add_doc_freq(t, u64::from(index.doc_freq(t)));
+        }
+    }
+
+    fn add_sizes(&mut self, index: &TextIndex<'_>) {
         self.num_docs += index.num_docs();
         self.total_tokens += index.total_tokens();
-        for (t, _) in term_counts(terms) {
-            let df = u64::from(index.doc_freq(t));
-            // Keyed once: every segment after the first adds to the entry without a new String.
-            match self.doc_freq.get_mut(t) {
-                Some(n) => *n += df,
-                None => {
-                    self.doc_freq.insert(t.to_owned(), df);
-                }
+    }
+
+    fn add_doc_freq(&mut self, term: &str, df: u64) {
+        // Keyed once: every segment after the first adds to the entry without a new String.
+        match self.doc_freq.get_mut(term) {
+            Some(n) => *n += df,
+            None => {
+                self.doc_freq.insert(term.to_owned(), df);
             }
         }
     }
@@ -40,16 +47,9 @@ impl CorpusStats {
     /// [`Self::add_index`] for terms already looked up in `index`: `found[i]` is `distinct[i]`'s
     /// entry ([`TextIndex::lookup`]; distinct terms, as [`term_counts`] lists them).
     pub fn add_found(&mut self, index: &TextIndex<'_>, distinct: &[String], found: &[Option<TermEntry>]) {
-        self.num_docs += index.num_docs();
-        self.total_tokens += index.total_tokens();
+        self.add_sizes(index);
         for (t, e) in distinct.iter().zip(found) {
-            let df = u64::from(e.map_or(0, |e| e.doc_freq));
-            match self.doc_freq.get_mut(t) {
-                Some(n) => *n += df,
-                None => {
-                    self.doc_freq.insert(t.clone(), df);
-                }
-            }
+            self.add_doc_freq(t, u64::from(e.map_or(0, |e| e.doc_freq)));
         }
     }
 

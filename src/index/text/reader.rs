@@ -9,6 +9,7 @@
 //! lookup finds the same index with it or without it.
 
 use super::*;
+use crate::integrity::range_within;
 use std::ops::Range;
 
 pub(super) fn rd_u32(b: &[u8], at: usize) -> Result<u32, IndexError> {
@@ -146,20 +147,13 @@ struct DictLayout {
     len: usize,
 }
 
-/// Where `sub` (a slice of `section`) lies in it.
-fn range_in(section: &[u8], sub: &[u8]) -> Option<Range<usize>> {
-    let start = (sub.as_ptr() as usize).checked_sub(section.as_ptr() as usize)?;
-    let end = start.checked_add(sub.len())?;
-    (end <= section.len()).then_some(start..end)
-}
-
 impl DictLayout {
     fn of(section: &[u8], d: &Dict<'_>) -> Option<DictLayout> {
         Some(DictLayout {
-            offsets: range_in(section, d.offsets)?,
-            infos: range_in(section, d.infos)?,
-            bytes: range_in(section, d.bytes)?,
-            postings: range_in(section, d.postings)?,
+            offsets: range_within(section, d.offsets)?,
+            infos: range_within(section, d.infos)?,
+            bytes: range_within(section, d.bytes)?,
+            postings: range_within(section, d.postings)?,
             len: d.len,
         })
     }
@@ -341,7 +335,7 @@ impl<'a> TextIndex<'a> {
             attr: self.attr.to_owned(),
             num_docs: self.num_docs,
             total_tokens: self.total_tokens,
-            norms: range_in(sec, self.norms)?,
+            norms: range_within(sec, self.norms)?,
             terms: DictLayout::of(sec, &self.terms)?,
             prefixes: match &self.prefixes {
                 Some((max, d)) => Some((*max, DictLayout::of(sec, d)?)),
