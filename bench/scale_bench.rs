@@ -27,8 +27,10 @@
 //!    `distance_metric: cosine_distance`) over `--conns` HTTP/1.1 keep-alive connections; a 429 is
 //!    retried after 100 ms and counted. docs/s from the first send to the last acknowledgement.
 //! 2. catch-up: poll `GET /v2/namespaces/{ns}/metadata` every 500 ms from the last acknowledged write
-//!    until `index.status` is `up-to-date` (or `--catchup-timeout`); then the segments on disk
-//!    (`*/segments/*/*.seg`, count and bytes).
+//!    until `index.status` is `up-to-date` (or `--catchup-timeout`); then the data dir on disk
+//!    (segments `*/segments/*/*.seg`, WAL batches, total), at up-to-date and again once settled: when
+//!    its total has not fallen for 10 s (at most `--settle-secs`), so the early GC pass that removes the
+//!    folded WAL has run; the data-dir target is the settled figure.
 //! 3. warm queries: `--queries` Debian dev query vectors (`queries/query_vectors.f32`),
 //!    `rank_by: ["vector", "ANN", q], top_k: 10`, default settings; each once to warm, then measured
 //!    sequentially on one connection: p50, p99, QPS, recall@10 against the exact top 10; steady
@@ -118,6 +120,10 @@ struct Args {
     /// An extra argument for `tidepool serve` (repeat for more), e.g. `--serve-arg=--graph-codes=rabitq4`.
     #[arg(long = "serve-arg", allow_hyphen_values = true)]
     serve_args: Vec<String>,
+    /// After up-to-date, at most this many seconds for the data dir to settle (the early GC pass
+    /// removing the folded WAL); the data-dir target is measured then.
+    #[arg(long, default_value_t = 90)]
+    settle_secs: u64,
     /// After the cold phase: the warm queries again, alternating daemons with the per-segment
     /// search of before stop 46 (`TIDEPOOL_ANN_PER_SEGMENT=1`) and the default (`scale_ab.rs`).
     #[arg(long)]
@@ -127,566 +133,13 @@ struct Args {
 #[path = "scale_ab.rs"]
 mod scale_ab;
 
-// ---------------------------------------------------------------- cgroup
+#[path = "scale_data.rs"]
+mod scale_data;
+#[path = "scale_proc.rs"]
+mod scale_proc;
 
-/// A memory cgroup the daemon runs in (`--cgroup-mib`), removed on drop.
-struct Cgroup {
-    dir: PathBuf,
-    v2: bool,
-}
-
-impl Cgroup {
-    fn create(mib: u64) -> Cgroup {
-        let limit = (mib << 20).to_string();
-        let unified = std::fs::read_to_string("/sys/fs/cgroup/cgroup.controllers").unwrap_or_default();
-        let v2 = unified.split_whitespace().any(|c| c == "memory");
-        let dir = PathBuf::from(if v2 {
-            "/sys/fs/cgroup/tidepool-scale"
-        } else {
-            "/sys/fs/cgroup/memory/tidepool-scale"
-        });
-        std::fs::create_dir_all(&dir)
-            .unwrap_or_else(|e| panic!("create {} (run as root): {e}", dir.display()));
-        let (limit_file, swap_file) = if v2 {
-            ("memory.max", "memory.swap.max")
-        } else {
-            ("memory.limit_in_bytes", "memory.memsw.limit_in_bytes")
-        };
-        std::fs::write(dir.join(limit_file), &limit).unwrap();
-        // No swap: the cap is the memory an 8 GB node has (v1 memsw exists only with swap accounting).
-        let _ = std::fs::write(dir.join(swap_file), if v2 { "0" } else { limit.as_str() });
-        Cgroup { dir, v2 }
-    }
-
-    /// `sh` puts itself in the cgroup, then becomes the daemon (same pid).
-    fn wrap(&self, binary: &Path) -> Command {
-        let mut cmd = Command::new("sh");
-        let procs = self.dir.join("cgroup.procs");
-        cmd.arg("-c").arg(format!("echo $$ > {} && exec \"$0\" \"$@\"", procs.display())).arg(binary);
-        cmd
-    }
-
-    fn read(&self, file: &str, key: Option<&str>) -> u64 {
-        let text = std::fs::read_to_string(self.dir.join(file)).unwrap_or_default();
-        match key {
-            None => text.trim().parse().unwrap_or(0),
-            Some(k) => text.lines().find_map(|l| l.strip_prefix(k)?.trim().parse().ok()).unwrap_or(0),
-        }
-    }
-
-    /// Peak usage (page cache included) and OOM kills since creation.
-    fn report(&self) -> Json {
-        let (peak, kills) = if self.v2 {
-            (self.read("memory.peak", None), self.read("memory.events", Some("oom_kill ")))
-        } else {
-            (self.read("memory.max_usage_in_bytes", None), self.read("memory.oom_control", Some("oom_kill ")))
-        };
-        json!({"dir": self.dir, "v2": self.v2, "peak_usage_bytes": peak, "oom_kills": kills})
-    }
-}
-
-impl Drop for Cgroup {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir(&self.dir);
-    }
-}
-
-// ---------------------------------------------------------------- generator
-
-/// SplitMix64: a tiny, well-mixed PRNG; one stream per row.
-struct SplitMix(u64);
-
-impl SplitMix {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in (0, 1].
-    fn unit(&mut self) -> f64 {
-        ((self.next() >> 11) + 1) as f64 * (1.0 / (1u64 << 53) as f64)
-    }
-}
-
-/// The deterministic row generator (see the module header).
-struct Generator {
-    base: Vec<f32>,
-    base_rows: usize,
-    sigma: f64,
-    seed: u64,
-}
-
-impl Generator {
-    fn new(corpus: &Path, noise: f64, seed: u64) -> Generator {
-        let base = read_f32(&corpus.join("vectors.f32"));
-        assert!(base.len().is_multiple_of(DIM) && !base.is_empty(), "vectors.f32 is not N x {DIM}");
-        Generator { base_rows: base.len() / DIM, base, sigma: noise / (DIM as f64).sqrt(), seed }
-    }
-
-    fn base_of(&self, i: u64) -> usize {
-        (i % self.base_rows as u64) as usize
-    }
-
-    fn base_row(&self, b: usize) -> &[f32] {
-        &self.base[b * DIM..(b + 1) * DIM]
-    }
-
-    /// Row `i` into `out` (length DIM), unit length.
-    fn row(&self, i: u64, out: &mut [f32]) {
-        let mut rng = SplitMix(self.seed ^ (i.wrapping_add(1)).wrapping_mul(0xD1B5_4A32_D192_ED03));
-        let base = self.base_row(self.base_of(i));
-        for (pair, b) in out.chunks_exact_mut(2).zip(base.chunks_exact(2)) {
-            // Box–Muller: two independent standard normals per two uniforms.
-            let r = (-2.0 * rng.unit().ln()).sqrt();
-            let theta = std::f64::consts::TAU * rng.unit();
-            pair[0] = (b[0] as f64 + self.sigma * r * theta.cos()) as f32;
-            pair[1] = (b[1] as f64 + self.sigma * r * theta.sin()) as f32;
-        }
-        normalize(out);
-    }
-}
-
-fn normalize(v: &mut [f32]) {
-    let n = dot(v, v).sqrt();
-    v.iter_mut().for_each(|x| *x /= n);
-}
-
-/// f32 dot product with 8 independent accumulators (vectorizes).
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; 8];
-    for (x, y) in a.chunks_exact(8).zip(b.chunks_exact(8)) {
-        for ((s, x), y) in acc.iter_mut().zip(x).zip(y) {
-            *s += x * y;
-        }
-    }
-    let tail: f32 =
-        a.chunks_exact(8).remainder().iter().zip(b.chunks_exact(8).remainder()).map(|(x, y)| x * y).sum();
-    acc.iter().sum::<f32>() + tail
-}
-
-fn read_f32(path: &Path) -> Vec<f32> {
-    let raw = std::fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
-    raw.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
-}
-
-// ---------------------------------------------------------------- exact ground truth
-
-/// The best K (cosine, id) of one query, best first.
-#[derive(Clone)]
-struct TopK(Vec<(f32, u64)>);
-
-impl TopK {
-    fn new() -> TopK {
-        TopK(Vec::with_capacity(K + 1))
-    }
-
-    fn offer(&mut self, score: f32, id: u64) {
-        if self.0.len() == K && score <= self.0[K - 1].0 {
-            return;
-        }
-        let at = self.0.partition_point(|&(s, _)| s >= score);
-        self.0.insert(at, (score, id));
-        self.0.truncate(K);
-    }
-
-    fn merge(&mut self, other: &TopK) {
-        for &(s, id) in &other.0 {
-            self.offer(s, id);
-        }
-    }
-}
-
-// ---------------------------------------------------------------- prepare: rows → GT + spool
-
-/// One encoded write request in the spool file.
-struct Spooled {
-    offset: u64,
-    len: usize,
-    rows: usize,
-}
-
-/// Rows `[start, start + n)`: their exact-top-K contribution and the request body.
-fn prepare_batch(g: &Generator, queries: &[f32], start: u64, n: usize, top: &mut [TopK]) -> Vec<u8> {
-    let mut rows = vec![0f32; n * DIM];
-    for (r, out) in rows.chunks_exact_mut(DIM).enumerate() {
-        g.row(start + r as u64, out);
-    }
-    for (r, row) in rows.chunks_exact(DIM).enumerate() {
-        for (q, t) in queries.chunks_exact(DIM).zip(top.iter_mut()) {
-            t.offer(dot(row, q), start + r as u64);
-        }
-    }
-    encode_body(start, &rows)
-}
-
-/// `{"upsert_columns": {"id": [...], "vector": ["<base64 f32 LE>", ...], "cat": [...]}, ...}`.
-fn encode_body(start: u64, rows: &[f32]) -> Vec<u8> {
-    let n = rows.len() / DIM;
-    let ids: Vec<u64> = (start..start + n as u64).collect();
-    let mut out = Vec::with_capacity(n * (DIM * 4 * 4 / 3 + 40) + 256);
-    out.extend_from_slice(b"{\"upsert_columns\":{\"id\":");
-    serde_json::to_writer(&mut out, &ids).unwrap();
-    out.extend_from_slice(b",\"vector\":[");
-    let mut bytes = Vec::with_capacity(DIM * 4);
-    for (r, row) in rows.chunks_exact(DIM).enumerate() {
-        bytes.clear();
-        row.iter().for_each(|x| bytes.extend_from_slice(&x.to_le_bytes()));
-        if r > 0 {
-            out.push(b',');
-        }
-        out.push(b'"');
-        out.extend_from_slice(base64::engine::general_purpose::STANDARD.encode(&bytes).as_bytes());
-        out.push(b'"');
-    }
-    out.extend_from_slice(b"],\"cat\":");
-    serde_json::to_writer(&mut out, &ids.iter().map(|i| i % 100).collect::<Vec<_>>()).unwrap();
-    out.extend_from_slice(b"},\"distance_metric\":\"cosine_distance\"}");
-    out
-}
-
-/// Generates every batch on 2 threads (two batches per round, written in order), returns the
-/// spool index and each query's exact top K.
-fn prepare(args: &Args, g: &Generator, queries: &[f32], spool: &mut File) -> (Vec<Spooled>, Vec<TopK>) {
-    let nq = queries.len() / DIM;
-    let batches: Vec<(u64, usize)> =
-        (0..args.rows).step_by(args.batch).map(|s| (s as u64, args.batch.min(args.rows - s))).collect();
-    let mut tops = [vec![TopK::new(); nq], vec![TopK::new(); nq]];
-    let mut index = Vec::with_capacity(batches.len());
-    let mut offset = 0u64;
-    let started = Instant::now();
-    for (round, pair) in batches.chunks(2).enumerate() {
-        let bodies: Vec<Vec<u8>> = std::thread::scope(|s| {
-            let handles: Vec<_> = pair
-                .iter()
-                .zip(tops.iter_mut())
-                .map(|(&(start, n), top)| s.spawn(move || prepare_batch(g, queries, start, n, top)))
-                .collect();
-            handles.into_iter().map(|h| h.join().unwrap()).collect()
-        });
-        for (body, &(_, n)) in bodies.iter().zip(pair) {
-            spool.write_all(body).unwrap();
-            index.push(Spooled { offset, len: body.len(), rows: n });
-            offset += body.len() as u64;
-        }
-        if round % 20 == 19 {
-            eprintln!(
-                "prepare: {} / {} rows ({:.0} s)",
-                index.iter().map(|s| s.rows).sum::<usize>(),
-                args.rows,
-                started.elapsed().as_secs_f64()
-            );
-        }
-    }
-    spool.flush().unwrap();
-    let [mut a, b] = tops;
-    a.iter_mut().zip(&b).for_each(|(x, y)| x.merge(y));
-    (index, a)
-}
-
-/// Figures about the generated data (why the noise level is what it is).
-fn data_stats(g: &Generator, gt: &[TopK]) -> Json {
-    // Real nearest-neighbour cosine among the Debian vectors, on a sample of 500.
-    let sample: Vec<usize> = (0..500).map(|k| k * g.base_rows / 500).collect();
-    let mut nn: Vec<f32> = std::thread::scope(|s| {
-        let halves: Vec<_> = sample
-            .chunks(sample.len().div_ceil(2))
-            .map(|part| {
-                s.spawn(move || {
-                    part.iter()
-                        .map(|&a| {
-                            (0..g.base_rows)
-                                .filter(|&b| b != a)
-                                .map(|b| dot(g.base_row(a), g.base_row(b)))
-                                .fold(f32::MIN, f32::max)
-                        })
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        halves.into_iter().flat_map(|h| h.join().unwrap()).collect()
-    });
-    nn.sort_by(f32::total_cmp);
-    // Two noisy copies of one base, and a copy against its base.
-    let (mut sib, mut to_base) = (0f64, 0f64);
-    let (mut a, mut b) = (vec![0f32; DIM], vec![0f32; DIM]);
-    let pairs = 1000u64;
-    for k in 0..pairs {
-        g.row(k, &mut a);
-        g.row(k + g.base_rows as u64, &mut b);
-        sib += dot(&a, &b) as f64;
-        to_base += dot(&a, g.base_row(g.base_of(k))) as f64;
-    }
-    let distinct: f64 = gt
-        .iter()
-        .map(|t| t.0.iter().map(|&(_, id)| g.base_of(id)).collect::<HashSet<_>>().len() as f64)
-        .sum::<f64>()
-        / gt.len() as f64;
-    json!({
-        "generator": "row i = normalize(debian[i % 36000] + sigma * N(0, I)), SplitMix64 + Box-Muller seeded by (seed, i)",
-        "noise_norm_ratio": g.sigma * (DIM as f64).sqrt(),
-        "sigma": g.sigma,
-        "debian_nn_cos_median": nn[nn.len() / 2],
-        "debian_nn_cos_p10": nn[nn.len() / 10],
-        "sibling_cos_mean": sib / pairs as f64,
-        "copy_to_base_cos_mean": to_base / pairs as f64,
-        "gt_distinct_bases_mean": distinct,
-    })
-}
-
-// ---------------------------------------------------------------- the daemon
-
-struct Daemon {
-    child: Child,
-    url: String,
-}
-
-impl Daemon {
-    /// Spawns `serve` on a free loopback port and waits for /ready; returns it and the seconds
-    /// from spawn to ready.
-    fn start(
-        rt: &tokio::runtime::Runtime,
-        binary: &Path,
-        (cgroup, extra, env): (Option<&Cgroup>, &[String], &[(&str, &str)]),
-        data_dir: &Path,
-        log: &Path,
-    ) -> (Daemon, f64) {
-        let t0 = Instant::now();
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
-        let mut cmd = cgroup.map_or_else(|| Command::new(binary), |c| c.wrap(binary));
-        cmd.arg("serve").arg("--data-dir").arg(data_dir).args(["--listen", "127.0.0.1:0"]).args(extra);
-        for (k, _) in std::env::vars() {
-            if k.starts_with("TIDEPOOL_") {
-                cmd.env_remove(k);
-            }
-        }
-        cmd.envs(env.iter().copied());
-        cmd.env("TIDEPOOL_LOG", "info").stdin(Stdio::null()).stdout(Stdio::piped()).stderr(log);
-        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {}: {e}", binary.display()));
-        let out = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            // Keeps draining stdout for the daemon's life.
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                if let Some(addr) = line.strip_prefix("listening on ") {
-                    let _ = tx.send(addr.trim().to_owned());
-                }
-            }
-        });
-        let url = rx.recv_timeout(Duration::from_secs(120)).unwrap_or_else(|_| {
-            let _ = child.kill();
-            panic!("the daemon did not announce its address (see its log)")
-        });
-        let d = Daemon { child, url };
-        let c = reqwest::Client::new();
-        rt.block_on(async {
-            loop {
-                if let Ok(r) = c.get(format!("{}/ready", d.url)).send().await {
-                    if r.status() == 200 {
-                        break;
-                    }
-                }
-                assert!(t0.elapsed() < Duration::from_secs(600), "not ready after 600 s");
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        });
-        (d, t0.elapsed().as_secs_f64())
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// SIGTERM, then wait (a kill after 300 s).
-    fn stop(mut self) -> f64 {
-        let t0 = Instant::now();
-        let _ = Command::new("kill").args(["-TERM", &self.pid().to_string()]).status();
-        while t0.elapsed() < Duration::from_secs(300) {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return t0.elapsed().as_secs_f64();
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        f64::NAN
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-// ---------------------------------------------------------------- memory sampler
-
-/// One `/proc/<pid>/status` reading, bytes.
-#[derive(Clone, Copy, Default, Debug)]
-struct Mem {
-    vm_rss: u64,
-    rss_anon: u64,
-    rss_file: u64,
-    vm_hwm: u64,
-}
-
-fn read_mem(pid: u32) -> Option<Mem> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let mut m = Mem::default();
-    for line in text.lines() {
-        let field = |name: &str| {
-            line.strip_prefix(name)
-                .and_then(|rest| rest.split_whitespace().next())
-                .and_then(|v| v.parse::<u64>().ok())
-                .map(|kib| kib * 1024)
-        };
-        if let Some(v) = field("VmRSS:") {
-            m.vm_rss = v;
-        } else if let Some(v) = field("RssAnon:") {
-            m.rss_anon = v;
-        } else if let Some(v) = field("RssFile:") {
-            m.rss_file = v;
-        } else if let Some(v) = field("VmHWM:") {
-            m.vm_hwm = v;
-        }
-    }
-    Some(m)
-}
-
-/// Where the file-backed resident memory is: the mapped files with the most
-/// resident bytes (`/proc/<pid>/smaps`, summed per path), largest first.
-fn resident_files(pid: u32, top: usize) -> Json {
-    let Ok(smaps) = std::fs::read_to_string(format!("/proc/{pid}/smaps")) else { return json!(null) };
-    let mut by_path: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
-    let mut path: Option<String> = None;
-    for line in smaps.lines() {
-        let mut f = line.split_whitespace();
-        let first = f.next().unwrap_or("");
-        if first.contains('-') && first.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
-            // A mapping header: address perms offset dev inode [path].
-            path = f.nth(4).filter(|p| p.starts_with('/')).map(str::to_owned);
-        } else if let (Some(p), "Rss:") = (&path, first) {
-            let kib: u64 = f.next().and_then(|v| v.parse().ok()).unwrap_or(0);
-            *by_path.entry(p.clone()).or_default() += kib * 1024;
-        }
-    }
-    let mut v: Vec<(String, u64)> = by_path.into_iter().filter(|(_, b)| *b > 0).collect();
-    v.sort_by_key(|b| std::cmp::Reverse(b.1));
-    let total: u64 = v.iter().map(|(_, b)| b).sum();
-    let files: Vec<Json> = v.iter().take(top).map(|(p, b)| json!({"path": p, "resident_bytes": b})).collect();
-    json!({"total_bytes": total, "mapped_files": v.len(), "largest": files})
-}
-
-/// The process's user + system CPU seconds (`/proc/<pid>/stat`, USER_HZ = 100).
-fn cpu_seconds(pid: u32) -> f64 {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return f64::NAN };
-    // Fields after the parenthesised command name: state is field 3, utime 14, stime 15.
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| f.get(i - 3).and_then(|v| v.parse::<f64>().ok()).unwrap_or(f64::NAN);
-    (ticks(14) + ticks(15)) / 100.0
-}
-
-#[derive(Default)]
-struct SamplerState {
-    pid: u32,
-    peak: Mem,
-    last: Mem,
-    samples: u64,
-}
-
-/// Samples the daemon's memory every 200 ms; peaks are per phase ([`Sampler::phase_peak`]).
-struct Sampler {
-    state: Arc<Mutex<SamplerState>>,
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Sampler {
-    fn new(pid: u32) -> Sampler {
-        let state = Arc::new(Mutex::new(SamplerState { pid, ..Default::default() }));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (s, st) = (state.clone(), stop.clone());
-        let thread = std::thread::spawn(move || {
-            while !st.load(Ordering::Relaxed) {
-                let pid = s.lock().unwrap().pid;
-                if let Some(m) = read_mem(pid) {
-                    let mut g = s.lock().unwrap();
-                    if g.pid == pid {
-                        g.peak.vm_rss = g.peak.vm_rss.max(m.vm_rss);
-                        g.peak.rss_anon = g.peak.rss_anon.max(m.rss_anon);
-                        g.peak.rss_file = g.peak.rss_file.max(m.rss_file);
-                        g.peak.vm_hwm = g.peak.vm_hwm.max(m.vm_hwm);
-                        g.last = m;
-                        g.samples += 1;
-                    }
-                }
-                std::thread::sleep(Duration::from_millis(200));
-            }
-        });
-        Sampler { state, stop, thread: Some(thread) }
-    }
-
-    /// The peaks since the previous call (one last reading included), then a new phase.
-    fn phase_peak(&self) -> (Mem, u64) {
-        let pid = self.state.lock().unwrap().pid;
-        let now = read_mem(pid);
-        let mut g = self.state.lock().unwrap();
-        let mut p = g.peak;
-        if let Some(m) = now {
-            p.vm_rss = p.vm_rss.max(m.vm_rss);
-            p.rss_anon = p.rss_anon.max(m.rss_anon);
-            p.rss_file = p.rss_file.max(m.rss_file);
-            p.vm_hwm = p.vm_hwm.max(m.vm_hwm);
-        }
-        let n = g.samples;
-        g.peak = Mem::default();
-        g.samples = 0;
-        (p, n)
-    }
-
-    fn set_pid(&self, pid: u32) {
-        let mut g = self.state.lock().unwrap();
-        *g = SamplerState { pid, ..Default::default() };
-    }
-
-    fn current(&self) -> Mem {
-        read_mem(self.state.lock().unwrap().pid).unwrap_or_default()
-    }
-}
-
-impl Drop for Sampler {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-fn mem_json(m: Mem, raw: f64, samples: Option<u64>) -> Json {
-    let mut j = json!({
-        "vm_rss_bytes": m.vm_rss,
-        "rss_anon_bytes": m.rss_anon,
-        "rss_file_bytes": m.rss_file,
-        "vm_hwm_bytes": m.vm_hwm,
-        "vm_rss_over_raw": ratio(m.vm_rss as f64, raw),
-        "rss_anon_over_raw": ratio(m.rss_anon as f64, raw),
-    });
-    if let Some(n) = samples {
-        j["samples"] = json!(n);
-    }
-    j
-}
-
-fn ratio(x: f64, raw: f64) -> f64 {
-    (x / raw * 1000.0).round() / 1000.0
-}
+use scale_data::*;
+use scale_proc::*;
 
 // ---------------------------------------------------------------- phases
 
@@ -847,28 +300,74 @@ fn catch_up(rt: &tokio::runtime::Runtime, url: &str, pid: u32, timeout: u64) -> 
     out
 }
 
-/// Segment files (`.../segments/<id>/*.seg`) and everything under the data dir, bytes.
-fn disk_usage(data_dir: &Path) -> (usize, u64, u64) {
-    let (mut segs, mut seg_bytes, mut total) = (0usize, 0u64, 0u64);
-    let mut stack = vec![data_dir.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
-        for e in entries.flatten() {
-            let Ok(meta) = e.metadata() else { continue };
-            if meta.is_dir() {
-                stack.push(e.path());
-                continue;
-            }
-            total += meta.len();
-            let p = e.path();
-            let in_segments = p.parent().and_then(|d| d.parent()).is_some_and(|d| d.ends_with("segments"));
-            if in_segments && p.extension().is_some_and(|x| x == "seg") {
-                segs += 1;
-                seg_bytes += meta.len();
+/// What the data dir holds on disk, bytes.
+#[derive(Clone, Copy, Default)]
+struct Disk {
+    /// Segment files (`.../segments/<id>/*.seg`): count and bytes.
+    segments: usize,
+    segment_bytes: u64,
+    /// WAL batches (files under a `wal` directory).
+    wal_bytes: u64,
+    /// Everything under the data dir.
+    total: u64,
+}
+
+impl Disk {
+    fn of(data_dir: &Path) -> Disk {
+        let mut d = Disk::default();
+        let mut stack = vec![data_dir.to_path_buf()];
+        while let Some(dir) = stack.pop() {
+            let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+            for e in entries.flatten() {
+                let Ok(meta) = e.metadata() else { continue };
+                if meta.is_dir() {
+                    stack.push(e.path());
+                    continue;
+                }
+                d.total += meta.len();
+                let p = e.path();
+                let parent = p.parent();
+                if parent.and_then(Path::parent).is_some_and(|d| d.ends_with("segments"))
+                    && p.extension().is_some_and(|x| x == "seg")
+                {
+                    d.segments += 1;
+                    d.segment_bytes += meta.len();
+                } else if parent.is_some_and(|d| d.ends_with("wal")) {
+                    d.wal_bytes += meta.len();
+                }
             }
         }
+        d
     }
-    (segs, seg_bytes, total)
+
+    fn json(&self, raw: f64) -> Json {
+        json!({
+            "segments": self.segments,
+            "segment_bytes": self.segment_bytes,
+            "segment_bytes_over_raw": ratio(self.segment_bytes as f64, raw),
+            "wal_bytes": self.wal_bytes,
+            "wal_bytes_over_raw": ratio(self.wal_bytes as f64, raw),
+            "data_dir_bytes": self.total,
+            "data_dir_bytes_over_raw": ratio(self.total as f64, raw),
+        })
+    }
+}
+
+/// The data dir once the collector has had its turn: the last compaction of a catch-up starts an early
+/// GC pass (retention byte budget, storage-format 9.4) that removes the folded WAL seconds later, so
+/// "once indexed" is measured when the total has not fallen for 10 s (at most `limit_s`).
+fn settled_disk(data_dir: &Path, limit_s: u64) -> (Disk, f64) {
+    let t0 = Instant::now();
+    let (mut last, mut since) = (Disk::of(data_dir), Instant::now());
+    while t0.elapsed() < Duration::from_secs(limit_s) && since.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_secs(1));
+        let now = Disk::of(data_dir);
+        if now.total < last.total {
+            since = Instant::now();
+        }
+        last = now;
+    }
+    (last, t0.elapsed().as_secs_f64())
 }
 
 /// The daemon's cache-tier and WAL-backlog gauges from `/metrics` (where memory goes).
@@ -1092,7 +591,8 @@ fn main() {
     let secs = cu.seconds;
     let (catch_peak, n) = sampler.phase_peak();
     let cpu2 = cpu_seconds(d.pid());
-    let (segs, seg_bytes, dir_bytes) = disk_usage(&data_dir);
+    let at_up_to_date = Disk::of(&data_dir);
+    let (settled, settle_s) = settled_disk(&data_dir, args.settle_secs);
     let catchup_j = json!({
         "daemon_cpu_s": cpu2 - cpu1,
         "seconds_to_up_to_date": secs,
@@ -1103,11 +603,9 @@ fn main() {
         "metadata": cu.metadata,
         "memory_gauges": memory_gauges(&rt, &d.url),
         "peak": mem_json(catch_peak, raw, Some(n)),
-        "segments": segs,
-        "segment_bytes": seg_bytes,
-        "segment_bytes_over_raw": ratio(seg_bytes as f64, raw),
-        "data_dir_bytes": dir_bytes,
-        "data_dir_bytes_over_raw": ratio(dir_bytes as f64, raw),
+        "disk_at_up_to_date": at_up_to_date.json(raw),
+        "disk_settled": settled.json(raw),
+        "settle_s": settle_s,
     });
     eprintln!("catch-up: {catchup_j}");
 
@@ -1173,7 +671,7 @@ fn main() {
         "recall_at_10": target("recall@10", warm_j["recall_at_10"].as_f64().unwrap_or(f64::NAN), 0.95, false),
         "warm_p50_ms": target("warm p50 ms", warm_j["p50_ms"].as_f64().unwrap_or(f64::NAN), 10.0, true),
         "warm_p99_ms": target("warm p99 ms", warm_j["p99_ms"].as_f64().unwrap_or(f64::NAN), 50.0, true),
-        "data_dir_over_raw": target("data dir / raw", catchup_j["data_dir_bytes_over_raw"].as_f64().unwrap_or(f64::NAN), 1.5, true),
+        "data_dir_over_raw": target("data dir / raw", catchup_j["disk_settled"]["data_dir_bytes_over_raw"].as_f64().unwrap_or(f64::NAN), 1.5, true),
     });
     let out = json!({
         "rows": args.rows,
