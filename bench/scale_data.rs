@@ -122,7 +122,13 @@ pub(super) struct Spooled {
 }
 
 /// Rows `[start, start + n)`: their exact-top-K contribution and the request body.
-pub(super) fn prepare_batch(g: &Generator, queries: &[f32], start: u64, n: usize, top: &mut [TopK]) -> Vec<u8> {
+pub(super) fn prepare_batch(
+    g: &Generator,
+    queries: &[f32],
+    start: u64,
+    n: usize,
+    top: &mut [TopK],
+) -> Vec<u8> {
     let mut rows = vec![0f32; n * DIM];
     for (r, out) in rows.chunks_exact_mut(DIM).enumerate() {
         g.row(start + r as u64, out);
@@ -162,7 +168,12 @@ pub(super) fn encode_body(start: u64, rows: &[f32]) -> Vec<u8> {
 
 /// Generates every batch on 2 threads (two batches per round, written in order), returns the
 /// spool index and each query's exact top K.
-pub(super) fn prepare(args: &Args, g: &Generator, queries: &[f32], spool: &mut File) -> (Vec<Spooled>, Vec<TopK>) {
+pub(super) fn prepare(
+    args: &Args,
+    g: &Generator,
+    queries: &[f32],
+    spool: &mut File,
+) -> (Vec<Spooled>, Vec<TopK>) {
     let nq = queries.len() / DIM;
     let batches: Vec<(u64, usize)> =
         (0..args.rows).step_by(args.batch).map(|s| (s as u64, args.batch.min(args.rows - s))).collect();
