@@ -9,8 +9,9 @@
 //! `_debug/recall`).
 //!
 //! Run: `CARGO_TARGET_DIR=target/bench cargo build --profile profiling --example graph_build`
-//! then `/usr/bin/time -v target/bench/profiling/examples/graph_build ROWS THREADS [ivf]` (`ivf`: the
-//! IVF section instead: build time, calibration and recall at its calibrated default).
+//! then `/usr/bin/time -v target/bench/profiling/examples/graph_build ROWS THREADS [ivf [RERANK]]` (`ivf`:
+//! the IVF section instead: build time, calibration and recall at its calibrated default; `RERANK`:
+//! `AnnParams::assign_rerank`, 0 for the exact assignment).
 
 use std::time::Instant;
 use tidepool::index::vector::ann;
@@ -69,7 +70,9 @@ fn main() {
     }
     drop(base);
     if args.get(3).is_some_and(|a| a == "ivf") {
-        return ivf(&vectors, &queries, rows, threads);
+        let rerank =
+            args.get(4).map_or(ann::AnnParams::default().assign_rerank, |a| a.parse().expect("RERANK"));
+        return ivf(&vectors, &queries, rows, (threads, rerank));
     }
     let params = graph_params(threads);
     // Reset the peak-RSS mark (Linux: writing 5 to clear_refs) so VmHWM covers the build only.
@@ -97,8 +100,8 @@ fn main() {
 }
 
 /// The IVF section instead: build time and the dev queries' recall@10 at its calibrated default.
-fn ivf(vectors: &[f32], queries: &[f32], rows: usize, threads: u32) {
-    let params = ann::AnnParams { threads, ..ann::AnnParams::default() };
+fn ivf(vectors: &[f32], queries: &[f32], rows: usize, (threads, assign_rerank): (u32, u32)) {
+    let params = ann::AnnParams { threads, assign_rerank, ..ann::AnnParams::default() };
     let (t, cpu0) = (Instant::now(), cpu_secs());
     let section = ann::build(vectors, DIM, Metric::CosineDistance, &params);
     let (secs, cpu) = (t.elapsed().as_secs_f64(), cpu_secs() - cpu0);
@@ -118,7 +121,7 @@ fn ivf(vectors: &[f32], queries: &[f32], rows: usize, threads: u32) {
         .map(|r| format!("{}/{}:{:.3}", r.effort, r.rerank, r.recall()))
         .collect();
     println!(
-        "{{\"rows\":{rows},\"threads\":{threads},\"ivf_build_s\":{secs:.2},\"build_cpu_s\":{cpu:.2},\"nlist\":{},         \"calibration\":\"{}\",\"recall_at_10\":{recall:.4}}}",
+        "{{\"rows\":{rows},\"threads\":{threads},\"assign_rerank\":{assign_rerank},\"ivf_build_s\":{secs:.2},\"build_cpu_s\":{cpu:.2},\"nlist\":{},         \"calibration\":\"{}\",\"recall_at_10\":{recall:.4}}}",
         ix.nlist(),
         cal.join(" ")
     );

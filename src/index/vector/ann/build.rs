@@ -4,6 +4,7 @@
 //! independent of the thread count. No f32 copy of the rows is held: they are read (finite,
 //! normalised) on the fly, in blocks.
 
+use super::assign::assign;
 use super::*;
 use crate::index::vector::rows::{RowSource, SliceRows};
 
@@ -17,66 +18,6 @@ pub(super) fn default_nprobe(n: usize, nlist: usize) -> usize {
     let a = nlist.div_ceil(9);
     let b = if n == 0 { nlist } else { (512 * nlist).div_ceil(n) };
     a.max(b).clamp(1, nlist.max(1))
-}
-
-/// Assign each row to its best centroid: returns (cluster, score) per row, where score is the
-/// similarity (cosine: larger is better) or the squared distance (euclidean: smaller is better).
-pub(super) fn assign(
-    data: &[f32],
-    dim: usize,
-    centroids: &[f32],
-    metric: Metric,
-    threads: usize,
-) -> Vec<(u32, f32)> {
-    let n = data.len() / dim;
-    let nlist = centroids.len() / dim;
-    let work = |rows: &[f32]| -> Vec<(u32, f32)> {
-        let mut buf = vec![0f32; nlist];
-        rows.chunks_exact(dim)
-            .map(|x| {
-                let mut best = (0u32, 0f32);
-                match metric {
-                    Metric::CosineDistance => {
-                        det_dot_batch(x, centroids, &mut buf);
-                        let mut b = f32::NEG_INFINITY;
-                        for (c, s) in buf.iter().enumerate() {
-                            if *s > b {
-                                b = *s;
-                                best = (c as u32, *s);
-                            }
-                        }
-                    }
-                    Metric::EuclideanSquared => {
-                        det_l2sq_batch(x, centroids, &mut buf);
-                        let mut b = f32::INFINITY;
-                        for (c, s) in buf.iter().enumerate() {
-                            if *s < b {
-                                b = *s;
-                                best = (c as u32, *s);
-                            }
-                        }
-                    }
-                }
-                best
-            })
-            .collect()
-    };
-    let threads = threads.clamp(1, 16);
-    if threads == 1 || n < 1024 {
-        return work(data);
-    }
-    let per = n.div_ceil(threads);
-    std::thread::scope(|s| {
-        let handles: Vec<_> = data.chunks(per * dim).map(|part| s.spawn(move || work(part))).collect();
-        let mut out = Vec::with_capacity(n);
-        for h in handles {
-            match h.join() {
-                Ok(v) => out.extend(v),
-                Err(p) => std::panic::resume_unwind(p),
-            }
-        }
-        out
-    })
 }
 
 pub(super) fn normalize_in_place(x: &mut [f32]) -> f32 {
@@ -214,7 +155,7 @@ pub fn build_over(rows: &dyn RowSource, dim: usize, metric: Metric, params: &Ann
         let mut sums = vec![0f64; nlist * dim];
         let mut counts = vec![0usize; nlist];
         for _ in 0..params.iterations {
-            let a = assign(&train, dim, &centroids, metric, threads);
+            let a = assign(&train, dim, &centroids, metric, (threads, params.assign_rerank as usize));
             sums.iter_mut().for_each(|s| *s = 0.0);
             counts.iter_mut().for_each(|c| *c = 0);
             for (x, (c, _)) in train.chunks_exact(dim).zip(&a) {
@@ -256,7 +197,13 @@ pub fn build_over(rows: &dyn RowSource, dim: usize, metric: Metric, params: &Ann
         let mut buf = Vec::new();
         for start in (0..n).step_by(ASSIGN_BLOCK) {
             let block = data.block(start, ASSIGN_BLOCK.min(n - start), &mut buf);
-            assignment.extend(assign(block, dim, &centroids, metric, threads));
+            assignment.extend(assign(
+                block,
+                dim,
+                &centroids,
+                metric,
+                (threads, params.assign_rerank as usize),
+            ));
         }
     }
     let mut offsets = vec![0u32; nlist + 1];
