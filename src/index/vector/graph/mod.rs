@@ -95,7 +95,7 @@ mod build;
 mod search;
 
 pub use build::{build, build_over};
-pub use search::GraphIndex;
+pub use search::{GraphIndex, ESCALATED_EF};
 
 /// Section magic.
 pub const MAGIC: [u8; 8] = *b"TPGRAPH0";
