@@ -12,7 +12,7 @@
 //! (`codes` in the JSON; BENCHMARKS "Compact graph codes").
 //!
 //! The default path escalates a query beyond its section's calibrated reach as the engine does
-//! (`query/vector.rs`: the graph to `graph::ESCALATED_EF`, the IVF to an exact scan); the same
+//! (`query/vector.rs`: the graph to `graph::escalated_ef`, the IVF to an exact scan); the same
 //! run measures the path without it (`recall_plain`, `qps_plain`: before stop 47), the share of
 //! queries that escalated and an exact scan's QPS.
 //!

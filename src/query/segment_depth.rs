@@ -13,7 +13,7 @@
 //! Escalation (a segment's query beyond its calibration's reach, `query/vector.rs`) is decided per
 //! segment from its own search, whatever its depth: a first pass reranks at least 10 of its beam,
 //! so the 10th row's exact distance the reach bounds is known even for a share of 3; a segment
-//! that escalated answers its share from the wide beam, and is deepened at the wide beam too.
+//! that escalated answers its share from the wider beam, and is deepened at that beam too.
 
 /// Rows added to a segment's expected share of the top `k` (fewer second searches).
 pub(super) const SHARE_SLACK: usize = 2;

@@ -7,8 +7,8 @@
 //! measured effort reaches it. Uncalibrated (older) sections use their
 //! stored defaults. A segment's search whose 10th row lies beyond its
 //! calibration's reach (`Calibration::beyond_reach`: a query farther from the
-//! rows than any the build measured) escalates: the graph to its widest beam
-//! (`GraphIndex::search_escalating`), the IVF to an exact scan ([`ivf_checked`]).
+//! rows than any the build measured) escalates: the graph to a wider beam
+//! (`GraphIndex::search_escalating`: 4× its ef, at most 256), the IVF to an exact scan ([`ivf_checked`]).
 
 use crate::index::vector::rows::RowSource;
 
@@ -193,17 +193,21 @@ impl SegSearch<'_> {
         let (mut shallow, mut escalated) = (false, false);
         let found = match plan(v, self.exact, self.target, filter, filter_estimate) {
             (Plan::Graph { ef }, Some(g), _) => {
-                use crate::index::vector::graph::ESCALATED_EF;
                 shallow = first < k;
-                let ef = if wide { ef.max(ESCALATED_EF) } else { ef };
+                let ef = if wide { crate::index::vector::graph::escalated_ef(ef) } else { ef };
                 // At full depth the whole beam, as calibrated (0 = the beam width).
                 let rerank = if shallow { u32::try_from(2 * first).unwrap_or(u32::MAX).min(ef) } else { 0 };
                 let p = crate::index::vector::graph::GraphSearchParams { ef, rerank };
-                let found;
-                (found, escalated) =
-                    g.search_escalating(&rows, self.query, if shallow { first } else { k }, filter, &p);
-                escalated |= wide;
-                found
+                let depth = if shallow { first } else { k };
+                if wide {
+                    // Deepening a segment that escalated: at the escalated beam, not checked again.
+                    escalated = true;
+                    g.search_rows(&rows, self.query, depth, filter, &p)
+                } else {
+                    let found;
+                    (found, escalated) = g.search_escalating(&rows, self.query, depth, filter, &p);
+                    found
+                }
             }
             (Plan::Ivf { nprobe, rerank }, _, Some(ix)) => {
                 let params =

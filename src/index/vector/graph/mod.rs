@@ -95,7 +95,7 @@ mod build;
 mod search;
 
 pub use build::{build, build_over};
-pub use search::{GraphIndex, ESCALATED_EF};
+pub use search::{escalated_ef, GraphIndex, ESCALATED_EF, ESCALATION};
 
 /// Section magic.
 pub const MAGIC: [u8; 8] = *b"TPGRAPH0";

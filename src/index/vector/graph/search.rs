@@ -402,8 +402,8 @@ impl GraphIndex {
     /// [`GraphIndex::search_rows`] that checks its own answer against the calibration's reach
     /// (`calibrate::Calibration::beyond_reach`): when the [`calibrate::K`]-th row it found lies
     /// farther out than the calibration's queries had theirs, the query is not one the stored
-    /// recall was measured on, and it is searched again at [`ESCALATED_EF`] (the top of the
-    /// ladders, the whole beam reranked). Returns the rows and whether it escalated. In
+    /// recall was measured on, and it is searched again at [`escalated_ef`] (the whole beam
+    /// reranked). Returns the rows and whether it escalated. In
     /// distribution the check costs a comparison (and, for a first pass shallower than
     /// [`calibrate::K`], the exact distances up to the K-th); sections without a reach (older
     /// records, uncalibrated) never escalate, and neither does a search already as wide.
@@ -423,13 +423,13 @@ impl GraphIndex {
         };
         let mut out = self.ranked(rows, query, k, filter, &checked, None);
         let ef = if params.ef == 0 { self.default_ef as u32 } else { params.ef };
-        let far = out.get(kk - 1).is_some_and(|r| self.calibration.beyond_reach(r.1));
-        if far && ef < ESCALATED_EF {
-            let wide = GraphSearchParams { ef: ESCALATED_EF, rerank: 0 };
-            out = self.ranked(rows, query, k, filter, &wide, None);
+        let wide = escalated_ef(ef);
+        let escalate = wide > ef && out.get(kk - 1).is_some_and(|r| self.calibration.beyond_reach(r.1));
+        if escalate {
+            out = self.ranked(rows, query, k, filter, &GraphSearchParams { ef: wide, rerank: 0 }, None);
         }
         out.truncate(k);
-        (out, far && ef < ESCALATED_EF)
+        (out, escalate)
     }
 
     /// The search's reranked candidates (at least `k` when there are as many), sorted by (exact
@@ -565,11 +565,20 @@ impl GraphIndex {
     }
 }
 
-/// The beam width of an escalated search (`GraphIndex::search_escalating`): the top rung of both
-/// ladders ([`super::EF_LADDER`], [`super::PLANES_LADDER`]). A query beyond the calibration's reach
-/// has no measured rung; on the 28-copies set (Debian dev queries far from every row) ef 256
-/// reached 0.99x where the calibrated ef 24 gave 0.834 (BENCHMARKS "stop 47"). An exact scan would
-/// guarantee it but costs the whole segment.
+/// The beam width of a search at `ef` that escalated (`GraphIndex::search_escalating`):
+/// [`ESCALATION`] × `ef`, at most [`ESCALATED_EF`], the top rung of both ladders
+/// ([`super::EF_LADDER`], [`super::PLANES_LADDER`]). A query beyond the calibration's reach has
+/// no measured rung. On the 28-copies set (Debian dev queries far from every row; BENCHMARKS
+/// "stop 47") the calibrated ef 24 gave 0.834, escalating to ef 256 0.998 at 7.4× less QPS than
+/// without; ef 96 is the measured trade. An exact scan would guarantee the answer but costs the
+/// whole segment (537 QPS there against 31,596 at ef 24).
+pub fn escalated_ef(ef: u32) -> u32 {
+    ef.saturating_mul(ESCALATION).min(ESCALATED_EF).max(ef)
+}
+
+/// How much wider an escalated beam is ([`escalated_ef`]).
+pub const ESCALATION: u32 = 4;
+/// The widest escalated beam.
 pub const ESCALATED_EF: u32 = 256;
 
 /// Rows per extra search seed ([`GraphIndex::seeds`]).
