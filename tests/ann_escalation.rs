@@ -4,7 +4,7 @@
 //! - A graph section's stored recall is measured on its own rows and on rows perturbed by their
 //!   10th-neighbour radius; where the rows come in tight groups of near-copies and the queries
 //!   sit far from every group, the calibrated ef misses the target. The search sees it (its 10th
-//!   row lies beyond the calibration's reach) and escalates to the widest beam, which reaches it.
+//!   row lies beyond the calibration's reach) and escalates to a 4× wider beam, which reaches it.
 //! - A query from the rows' own distribution never escalates: its answer is the plain search's,
 //!   ids, order and f32 bits.
 //! - A record without a reach (written before it existed) never escalates.
