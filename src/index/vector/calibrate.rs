@@ -770,6 +770,30 @@ mod tests {
         assert_eq!(old.rungs, c.rungs);
     }
 
+    proptest::proptest! {
+        /// Invariant: any 48 bytes decode to a record or an error, never a panic; a decoded
+        /// record re-encodes to bytes that decode to it again, and its reach, if any, is a finite
+        /// positive distance.
+        #[test]
+        fn any_record_bytes_decode_without_panicking(
+            mut b in proptest::collection::vec(proptest::prelude::any::<u8>(), RECORD_LEN),
+            calibrated in proptest::prelude::any::<bool>(),
+            reach in proptest::prelude::any::<f32>(),
+        ) {
+            if calibrated {
+                // Bias towards records that pass the state and rung checks, so the reach's own
+                // check is reached.
+                b[0] = 1;
+                b[1] = 1 + b[1] % 6;
+                b[44..48].copy_from_slice(&reach.to_le_bytes());
+            }
+            if let Ok(c) = Calibration::decode(&b) {
+                proptest::prop_assert_eq!(Calibration::decode(&c.encode()).unwrap(), c.clone());
+                proptest::prop_assert!(c.reach().is_none_or(|r| r.is_finite() && r > 0.0));
+            }
+        }
+    }
+
     /// Invariant: the reach is the [`REACH_QUANTILE`] quantile of the sampled queries' K-th
     /// distances (nearest rank), over both query kinds; a sample with no positive distance stores
     /// none.
