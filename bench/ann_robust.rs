@@ -11,6 +11,11 @@
 //! touches, the calibrated ef and the recall@10 and QPS at it and at every ef of the ladder
 //! (`codes` in the JSON; BENCHMARKS "Compact graph codes").
 //!
+//! The default path escalates a query beyond its section's calibrated reach as the engine does
+//! (`query/vector.rs`: the graph to `graph::escalated_ef`, the IVF to an exact scan); the same
+//! run measures the path without it (`recall_plain`, `qps_plain`: before stop 47), the share of
+//! queries that escalated and an exact scan's QPS.
+//!
 //! Run: `bash bench/ann_robust.sh` (rows: `ANN_ROBUST_ROWS`, default 30000).
 
 use std::io::Write;
@@ -235,19 +240,32 @@ fn run(set: &Set, out: &std::path::Path, min: Duration) -> serde_json::Value {
     let ivf = AnnIndex::open(&ivf_bytes).expect("ivf");
     let g = GraphIndex::open(bytes::Bytes::from(g_bytes)).expect("graph");
     let cal_s = calibration_seconds(set, &g);
-    // The engine's unfiltered path.
-    let search = |i: usize| -> Vec<(u32, f32)> {
+    // The engine's unfiltered path (`escalate`: as today; without: before stop 47). Returns the
+    // rows and whether the query escalated.
+    let rows = tidepool::index::vector::rows::SliceRows { vectors: &set.base, dim };
+    let path_of = |i: usize, escalate: bool| -> (Vec<(u32, f32)>, bool) {
         if let Some(ef) = g.effort(DEFAULT_TARGET) {
-            return g.search(&set.base, q(i), K, None, &GraphSearchParams { ef, rerank: 0 });
+            let p = GraphSearchParams { ef, rerank: 0 };
+            if escalate {
+                return g.search_escalating(&rows, q(i), K, None, &p);
+            }
+            return (g.search(&set.base, q(i), K, None, &p), false);
         }
         match ivf.effort(DEFAULT_TARGET) {
             Some((nprobe, rerank)) => {
                 let p = SearchParams { nprobe, rerank, ..SearchParams::default() };
-                ivf.search(&set.base, q(i), K, None, &p)
+                let found = ivf.search(&set.base, q(i), K, None, &p);
+                if escalate && found.get(K - 1).is_some_and(|r| ivf.calibration().beyond_reach(r.1)) {
+                    return (ann::exact(&set.base, dim, m, q(i), K, None), true);
+                }
+                (found, false)
             }
-            None => ann::exact(&set.base, dim, m, q(i), K, None),
+            None => (ann::exact(&set.base, dim, m, q(i), K, None), false),
         }
     };
+    let search = |i: usize| path_of(i, true).0;
+    let plain = |i: usize| path_of(i, false).0;
+    let escalated = (0..nq).filter(|i| path_of(*i, true).1).count() as f64 / nq as f64;
     let path = match (g.effort(DEFAULT_TARGET), ivf.effort(DEFAULT_TARGET)) {
         (Some(ef), _) => format!("graph ef {ef}"),
         (None, Some((np, rr))) => format!("ivf nprobe {np}/{} rerank {rr}", ivf.nlist()),
@@ -257,6 +275,14 @@ fn run(set: &Set, out: &std::path::Path, min: Duration) -> serde_json::Value {
     let ours_qps = qps(nq, min, |i| {
         std::hint::black_box(search(i));
     });
+    let rec_plain = (0..nq).map(|i| recall(&plain(i), kth[i])).sum::<f64>() / nq as f64;
+    let plain_qps = qps(nq, min, |i| {
+        std::hint::black_box(plain(i));
+    });
+    let exact_qps = qps(nq, min / 4, |i| {
+        std::hint::black_box(ann::exact(&set.base, dim, m, q(i), K, None));
+    });
+    let kth_mean = kth.iter().map(|d| f64::from(*d)).sum::<f64>() / nq as f64;
     let at = |ix: &GraphIndex, ef: u32| {
         (0..nq)
             .map(|i| {
@@ -286,14 +312,16 @@ fn run(set: &Set, out: &std::path::Path, min: Duration) -> serde_json::Value {
     let res = serde_json::json!({
         "name": set.name, "rows": set.base.len() / dim, "dim": dim,
         "metric": if m == Metric::CosineDistance { "cosine" } else { "l2" },
-        "path": path, "recall": rec, "qps": ours_qps, "ivf_build_s": ivf_s, "graph_build_s": graph_s, "graph_calibration_s": cal_s,
+        "path": path, "recall": rec, "qps": ours_qps, "recall_plain": rec_plain, "qps_plain": plain_qps,
+        "escalated": escalated, "qps_exact": exact_qps, "held_out_kth_mean": kth_mean,
+        "graph_reach": g.calibration().reach(), "ivf_reach": ivf.calibration().reach(), "ivf_build_s": ivf_s, "graph_build_s": graph_s, "graph_calibration_s": cal_s,
         "graph_calibration": cal(g.calibration()), "ivf_calibration": cal(ivf.calibration()),
         "centring": centring, "graph_code_bits": g.code_bits(),
         "traversal_bytes_per_row": g.traversal_bytes_per_row(), "codes": codes,
     });
     std::fs::write(dir.join("meta.json"), res.to_string()).expect("meta");
     eprintln!(
-        "{:<18} {:<28} recall@10 {rec:.3}  QPS {ours_qps:>7.0}  build ivf {ivf_s:.1}s graph {graph_s:.1}s (calibration ~{cal_s:.2}s)  {}",
+        "{:<18} {:<28} recall@10 {rec:.3}  QPS {ours_qps:>7.0}  escalated {escalated:.3} (without: {rec_plain:.3}, {plain_qps:.0} QPS; exact {exact_qps:.0} QPS)  build ivf {ivf_s:.1}s graph {graph_s:.1}s (calibration ~{cal_s:.2}s)  {}",
         set.name, path, res["centring"]
     );
     res

@@ -24,7 +24,12 @@
 //!
 //! - `tests/fixtures/v3/`, `v5/` and `v6/` hold the same calibrated IVF and graph input as each
 //!   build wrote it (own rows; own and perturbed rows; local perturbation and graph link
-//!   slack). All read back; v6 is the canonical encoders'.
+//!   slack). All read back; v6 was the canonical encoders' until the calibration reach.
+//!
+//! - `tests/fixtures/v16_reach/` holds the v3 input's IVF and graph pair and the v15 input's
+//!   RaBitQ graph as the encoders write them since 2026-11-26: the calibration record stores its
+//!   reach (`storage-format.md` 11.6, bytes 44..48), written once by `write_v16_reach_fixtures`;
+//!   the v6 and v15 files equal them but for the reach, and read as "no reach".
 //!
 //! - `tests/fixtures/v7/` holds a WAL batch with `WAL_FLAG_OWN_ENCODINGS`: every filter leaf
 //!   kind, a pattern beyond the API's limit and a schema update in tidepool's own binary
@@ -42,7 +47,7 @@
 //!   `write_v15_fixtures`.
 //!
 //! To write missing fixtures (existing files are never overwritten):
-//! `TIDEPOOL_WRITE_FIXTURES=1 cargo test --test format_compat -- --ignored write_v1_fixtures write_v2_fixtures write_v4_fixtures write_v6_fixtures write_v7_fixtures write_v8_fixtures write_v15_fixtures`
+//! `TIDEPOOL_WRITE_FIXTURES=1 cargo test --test format_compat -- --ignored write_v1_fixtures write_v2_fixtures write_v4_fixtures write_v6_fixtures write_v7_fixtures write_v8_fixtures write_v15_fixtures write_v16_reach_fixtures`
 
 use std::path::PathBuf;
 
@@ -900,14 +905,67 @@ fn v5_calibration_with_perturbed_queries_reads_back() {
     calibrated_pair_reads_back("v5", 256);
 }
 
-/// Invariant: the current encoders are canonical — the same input gives these bytes — and the
-/// sections decode with a record counting both kinds of queries. Written 2026-11-24: rows
-/// perturbed by their own 10th-neighbour radius (storage-format 11.6), and the graph linked with
-/// in-link slack (11.5: the IVF bytes equal v5's, the graph's do not).
+/// Invariant: the sections written 2026-11-24 (rows perturbed by their own 10th-neighbour
+/// radius, storage-format 11.6; the graph linked with in-link slack, 11.5) decode with a record
+/// counting both kinds of queries and no reach (bytes 44..48 zero: they never escalate), and
+/// equal today's encoders' output but for the reach.
 #[test]
-fn v6_local_perturbation_and_link_slack_are_canonical() {
-    let pair = calibrated_pair_reads_back("v6", 256);
+fn v6_local_perturbation_and_link_slack_read_back() {
+    let (ivf, graph) = calibrated_pair_reads_back("v6", 256);
+    let g = tidepool::index::vector::graph::GraphIndex::open(Bytes::from(graph.clone())).unwrap();
+    assert_eq!(g.calibration().reach(), None);
+    let (ivf_now, graph_now) = v3_sections();
+    assert_eq!(without_reach(&ivf_now, IVF_CALIB_AT), ivf);
+    assert_eq!(without_reach(&graph_now, GRAPH_CALIB_AT), graph);
+}
+
+/// Where the calibration record sits in an IVF section (version 2) and in a graph section
+/// (versions 2 and 3), and where its reach sits in it (storage-format 11.1, 11.5, 11.6).
+const IVF_CALIB_AT: usize = 192;
+const GRAPH_CALIB_AT: usize = 64;
+const REACH_AT: usize = 44;
+
+/// A section's bytes with its record's reach zeroed and its crc32c resealed (both kinds keep it
+/// at 56, over bytes [0, 56) ++ [64, len)): what the same build wrote before the reach existed.
+fn without_reach(section: &[u8], calib_at: usize) -> Vec<u8> {
+    let mut b = section.to_vec();
+    b[calib_at + REACH_AT..calib_at + REACH_AT + 4].fill(0);
+    let crc = crc32c::crc32c_append(crc32c::crc32c(&b[..56]), &b[64..]);
+    b[56..60].copy_from_slice(&crc.to_le_bytes());
+    b
+}
+
+/// Invariant: the current encoders are canonical — the same input gives these bytes — and the
+/// records carry the reach (2026-11-26, storage-format 11.6): a finite positive distance, which a
+/// search of the sections reads back as the bound it escalates beyond.
+#[test]
+fn v16_calibration_reach_is_canonical() {
+    use tidepool::index::vector::{ann::AnnIndex, graph::GraphIndex};
+    let pair = calibrated_pair_reads_back("v16_reach", 256);
     assert_eq!(v3_sections(), pair, "the encoders are canonical");
+    let rabitq = read_fixture("v16_reach", "graph_rabitq.bin");
+    assert_eq!(v15_graph(), rabitq, "the encoder is canonical");
+    let a = AnnIndex::open(&pair.0).unwrap();
+    let g = GraphIndex::open(Bytes::from(pair.1)).unwrap();
+    let r = GraphIndex::open(Bytes::from(rabitq)).unwrap();
+    for cal in [a.calibration(), g.calibration(), r.calibration()] {
+        let reach = cal.reach().expect("stored");
+        assert!(reach.is_finite() && reach > 0.0, "{cal:?}");
+        assert!(cal.beyond_reach(reach * 1.01) && !cal.beyond_reach(reach));
+    }
+}
+
+#[test]
+#[ignore = "writes fixture files; run manually with TIDEPOOL_WRITE_FIXTURES=1"]
+fn write_v16_reach_fixtures() {
+    if std::env::var_os("TIDEPOOL_WRITE_FIXTURES").is_none() {
+        eprintln!("set TIDEPOOL_WRITE_FIXTURES=1 to write fixtures");
+        return;
+    }
+    let dir = fixture_dir("v16_reach");
+    std::fs::create_dir_all(&dir).unwrap();
+    let (ivf, graph) = v3_sections();
+    write_missing(&dir, vec![("ann_ivf.bin", ivf), ("graph.bin", graph), ("graph_rabitq.bin", v15_graph())]);
 }
 
 #[test]
@@ -953,7 +1011,8 @@ fn v15_graph_with_rabitq_codes_reads_back() {
     let cal = g.calibration();
     assert!(cal.is_calibrated() && cal.queries == 256, "{cal:?}");
     assert!(cal.rungs.iter().zip(PLANES_LADDER).all(|(r, ef)| r.effort == ef));
-    assert_eq!(v15_graph(), bytes, "the encoder is canonical");
+    assert_eq!(g.calibration().reach(), None, "written before the reach");
+    assert_eq!(without_reach(&v15_graph(), GRAPH_CALIB_AT), bytes, "the encoder, but for the reach");
     let v = v3_vectors(256, 8);
     let sq8 = tidepool::index::vector::graph::build(
         &v,

@@ -9,6 +9,11 @@
 //! hold more of it, and is searched again at full depth ([`to_deepen`]), so a top `k` drawn
 //! from one segment is found as it was before — the shares only save the reranks of segments
 //! whose share was not exhausted.
+//!
+//! Escalation (a segment's query beyond its calibration's reach, `query/vector.rs`) is decided per
+//! segment from its own search, whatever its depth: a first pass reranks at least 10 of its beam,
+//! so the 10th row's exact distance the reach bounds is known even for a share of 3; a segment
+//! that escalated answers its share from the wider beam, and is deepened at that beam too.
 
 /// Rows added to a segment's expected share of the top `k` (fewer second searches).
 pub(super) const SHARE_SLACK: usize = 2;

@@ -5,7 +5,10 @@
 //! contract, at the effort the section's build-time calibration measured for
 //! the target recall (query, namespace, default 0.95), and exact where no
 //! measured effort reaches it. Uncalibrated (older) sections use their
-//! stored defaults.
+//! stored defaults. A segment's search whose 10th row lies beyond its
+//! calibration's reach (`Calibration::beyond_reach`: a query farther from the
+//! rows than any the build measured) escalates: the graph to a wider beam
+//! (`GraphIndex::search_escalating`: 4× its ef, at most 256), the IVF to an exact scan ([`ivf_checked`]).
 
 use crate::index::vector::rows::RowSource;
 
@@ -124,12 +127,14 @@ pub(super) fn vector_hits(
     let total: usize = views.iter().map(|v| v.ls.seg.len()).sum();
     let mut hits = Vec::new();
     let mut depth = vec![None; views.len()];
+    let mut wide = vec![false; views.len()];
     for (si, v) in views.iter().enumerate() {
         let first = if per_segment_only() { k } else { segment_depth::share(k, v.ls.seg.len(), total) };
-        let (found, shallow) = search.segment(si, v, first, k);
+        let (found, shallow, escalated) = search.segment(si, v, first, k, false);
         if shallow {
             depth[si] = Some(first);
         }
+        wide[si] = escalated;
         hits.extend(found);
     }
     let exhaustive = overlay_hits(q, query, state, search.metric, &mut hits);
@@ -137,7 +142,8 @@ pub(super) fn vector_hits(
         hits.iter().map(|h| (h.score, if let Src::Seg(s, _) = h.src { Some(s) } else { None })).collect();
     for si in segment_depth::to_deepen(&scored, &depth, k) {
         hits.retain(|h| !matches!(h.src, Src::Seg(s, _) if s == si));
-        hits.extend(search.segment(si, &views[si], k, k).0);
+        // A segment whose first pass escalated goes straight to the wide beam.
+        hits.extend(search.segment(si, &views[si], k, k, wide[si]).0);
     }
     Ok((hits, exhaustive))
 }
@@ -162,11 +168,19 @@ impl SegSearch<'_> {
     /// The best rows of segment `si` by its plan: `first` of them from a graph search (which then
     /// reranks `2·first` of its beam, at the calibrated width), `k` from IVF and exact plans
     /// (their rerank depth is what their calibration measured). Whether the graph answered with
-    /// fewer than `k` (the caller may deepen it).
-    fn segment(&self, si: usize, v: &SegView<'_>, first: usize, k: usize) -> (Vec<Hit>, bool) {
+    /// fewer than `k` (the caller may deepen it), and whether the search escalated (a query
+    /// beyond the calibration's reach; `wide` starts a graph search at the escalated beam).
+    fn segment(
+        &self,
+        si: usize,
+        v: &SegView<'_>,
+        first: usize,
+        k: usize,
+        wide: bool,
+    ) -> (Vec<Hit>, bool, bool) {
         use crate::index::vector::ann;
         let (q, seg) = (self.q, &v.ls.seg);
-        let Some(rows) = v.ls.vector_rows() else { return (Vec::new(), false) };
+        let Some(rows) = v.ls.vector_rows() else { return (Vec::new(), false, false) };
         let dim = self.query.len();
         let need_filter = q.filters.is_some()
             || !v.ls.deleted.is_empty()
@@ -176,19 +190,31 @@ impl SegSearch<'_> {
         let filter: Option<&dyn Fn(u32) -> bool> = if need_filter { Some(&f) } else { None };
         let filter_estimate =
             v.cand.as_ref().map(|c| u32::try_from(c.iter().filter(|b| **b).count()).unwrap_or(u32::MAX));
-        let mut shallow = false;
+        let (mut shallow, mut escalated) = (false, false);
         let found = match plan(v, self.exact, self.target, filter, filter_estimate) {
             (Plan::Graph { ef }, Some(g), _) => {
                 shallow = first < k;
+                let ef = if wide { crate::index::vector::graph::escalated_ef(ef) } else { ef };
                 // At full depth the whole beam, as calibrated (0 = the beam width).
                 let rerank = if shallow { u32::try_from(2 * first).unwrap_or(u32::MAX).min(ef) } else { 0 };
                 let p = crate::index::vector::graph::GraphSearchParams { ef, rerank };
-                g.search_rows(&rows, self.query, if shallow { first } else { k }, filter, &p)
+                let depth = if shallow { first } else { k };
+                if wide {
+                    // Deepening a segment that escalated: at the escalated beam, not checked again.
+                    escalated = true;
+                    g.search_rows(&rows, self.query, depth, filter, &p)
+                } else {
+                    let found;
+                    (found, escalated) = g.search_escalating(&rows, self.query, depth, filter, &p);
+                    found
+                }
             }
             (Plan::Ivf { nprobe, rerank }, _, Some(ix)) => {
                 let params =
                     ann::SearchParams { nprobe, rerank, filter_estimate, ..ann::SearchParams::default() };
-                ix.index().search_rows(&rows, self.query, k, filter, &params)
+                let found;
+                (found, escalated) = ivf_checked(&ix.index(), &rows, self.query, k, filter, &params);
+                found
             }
             _ => ann::exact(rows.all(), dim, self.metric, self.query, k, filter),
         };
@@ -198,8 +224,32 @@ impl SegSearch<'_> {
                 Some(Hit { id: seg.try_id(row as usize)?, score: d, src: Src::Seg(si, row) })
             })
             .collect();
-        (hits, shallow)
+        (hits, shallow, escalated)
     }
+}
+
+/// An IVF search at its calibrated effort, checked against the calibration's reach: when the
+/// [`calibrate::K`]-th row it found lies beyond it, the segment is searched exactly instead (the
+/// IVF serves narrow filters and structureless data, where its calibrated effort already probes
+/// most lists: an exact scan of the matching rows costs about as much, and no wider effort was
+/// measured for such a query). Returns the rows and whether it went exact.
+///
+/// [`calibrate::K`]: crate::index::vector::calibrate::K
+fn ivf_checked(
+    ix: &crate::index::vector::ann::AnnIndex<'_>,
+    rows: &dyn RowSource,
+    query: &[f32],
+    k: usize,
+    filter: Option<&dyn Fn(u32) -> bool>,
+    params: &crate::index::vector::ann::SearchParams,
+) -> (Vec<(u32, f32)>, bool) {
+    use crate::index::vector::{ann, calibrate::K};
+    let mut found = ix.search_rows(rows, query, k.max(K), filter, params);
+    if found.get(K - 1).is_some_and(|r| ix.calibration().beyond_reach(r.1)) {
+        return (ann::exact(rows.all(), query.len(), ix.metric(), query, k, filter), true);
+    }
+    found.truncate(k);
+    (found, false)
 }
 
 /// The overlay's matching vectors, exhaustively, into `hits`; how many documents it scanned.

@@ -6,6 +6,15 @@
 //! record). Queries then pick the cheapest rung that reaches their target ([`Calibration::pick`]);
 //! when none does, the segment is searched exactly instead of returning poor neighbours.
 //!
+//! The record also keeps how far out the calibration's queries were: a high quantile
+//! ([`REACH_QUANTILE`]) of their exact [`K`]-th neighbour distances ([`Calibration::reach`]). A
+//! query whose search found its [`K`]-th row farther out than that is outside what the stored
+//! recall was measured on ([`Calibration::beyond_reach`]): the searches escalate it instead of
+//! trusting the rung (`graph::GraphIndex::search_escalating`, `query/vector.rs`). No sample of the
+//! rows predicts recall for queries far from every row (Debian dev queries over 28 noisy copies
+//! of 1,071 other Debian vectors: 10th distance 0.558 against 0.26 for the rows' own, stored
+//! 0.988 at ef 24, delivered 0.834; BENCHMARKS "stop 47"), but the search can see it happen.
+//!
 //! Why both kinds: own rows alone overstate recall on data that comes in near-copies (near-
 //! duplicates, chunked documents): a row's copies crowd its top 10 at almost equal distance, so
 //! almost any copy counts as a hit. On a million Debian-derived rows with 28 noisy copies each,
@@ -23,7 +32,8 @@
 //! 6  reserved u16 (0)
 //! 8  6 × rung: effort u16 (graph ef / IVF nprobe), rerank u16, recall u16 (recall@10 × 10 000,
 //!    rounded down); unused rungs 0
-//! 44 reserved u32 (0)
+//! 44 reach f32: the REACH_QUANTILE quantile of the sampled queries' K-th exact distance
+//!    (> 0, finite; 0 = not stored: records written before 2026-11-26 never escalate)
 //! ```
 //!
 //! Invariants:
@@ -69,6 +79,14 @@ const BRUTE_BUDGET: usize = 3_000_000_000;
 pub const ENOUGH: f32 = 0.99;
 /// Recall is stored in units of 1/SCALE.
 const SCALE: f32 = 10_000.0;
+/// The quantile of the sampled queries' [`K`]-th exact distances stored as the record's reach.
+/// Own rows sit closer than perturbed ones (those are off their row by its own 10th-neighbour
+/// radius), so the reach is about the farthest perturbed queries' 10th distance: held-out queries
+/// of the rows' distribution stay under it (Debian dev queries over Debian rows: none of 200
+/// over 0.701), queries far from every row go over (0.435 on the 28-copies set: 182 of 200).
+pub const REACH_QUANTILE: f64 = 0.99;
+/// Where the reach sits in the record.
+const REACH_AT: usize = 44;
 
 /// One measured point of the effort ladder.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -98,6 +116,9 @@ pub struct Calibration {
     pub target_bp: u16,
     /// Measured rungs, increasing effort.
     pub rungs: Vec<Rung>,
+    /// f32 bits of the reach ([`REACH_QUANTILE`] of the sampled queries' [`K`]-th exact distance;
+    /// 0: not stored, records written before 2026-11-26). Bits keep the record `Eq`.
+    pub reach_bits: u32,
 }
 
 /// A target recall in stored units (clamped to 0..=1).
@@ -118,6 +139,20 @@ impl Calibration {
         self.rungs.iter().find(|r| r.recall_bp >= want).copied()
     }
 
+    /// How far out the calibration's queries had their [`K`]-th neighbour ([`REACH_QUANTILE`]);
+    /// `None` for records that predate it.
+    pub fn reach(&self) -> Option<f32> {
+        (self.reach_bits != 0).then(|| f32::from_bits(self.reach_bits))
+    }
+
+    /// Whether a search whose [`K`]-th found row lies at `found_kth` (an exact distance; found
+    /// rows are at or beyond the exact ones, so a miss only raises it) went beyond what the
+    /// calibration measured: its rung's recall does not hold for such a query. False without a
+    /// reach (older records behave as before) and for a NaN distance.
+    pub fn beyond_reach(&self, found_kth: f32) -> bool {
+        self.reach().is_some_and(|r| found_kth > r)
+    }
+
     /// The fixed-size record.
     pub fn encode(&self) -> [u8; RECORD_LEN] {
         let mut b = [0u8; RECORD_LEN];
@@ -136,6 +171,7 @@ impl Calibration {
             b[at + 2..at + 4].copy_from_slice(&k.to_le_bytes());
             b[at + 4..at + 6].copy_from_slice(&r.recall_bp.to_le_bytes());
         }
+        b[REACH_AT..REACH_AT + 4].copy_from_slice(&self.reach_bits.to_le_bytes());
         b
     }
 
@@ -167,7 +203,12 @@ impl Calibration {
             }
             rungs.push(r);
         }
-        Ok(Calibration { queries: u16_at(4)?, target_bp: u16_at(2)?, rungs })
+        let reach_bits = crate::codec::u32_at(b, REACH_AT).ok_or_else(bad)?;
+        let reach = f32::from_bits(reach_bits);
+        if reach_bits != 0 && !(reach.is_finite() && reach > 0.0) {
+            return Err(bad());
+        }
+        Ok(Calibration { queries: u16_at(4)?, target_bp: u16_at(2)?, rungs, reach_bits })
     }
 }
 
@@ -482,7 +523,17 @@ pub fn calibrate_rows(
         queries: u16::try_from(sample.len()).unwrap_or(u16::MAX),
         target_bp: to_bp(DEFAULT_TARGET),
         rungs,
+        reach_bits: reach(&sample.kth).map_or(0, f32::to_bits),
     }
+}
+
+/// The [`REACH_QUANTILE`] quantile of `kth` (nearest rank), when it is a usable bound: finite and
+/// positive (a segment of identical rows has no distance to bound; it stores none).
+fn reach(kth: &[f32]) -> Option<f32> {
+    let mut v: Vec<f32> = kth.iter().copied().filter(|d| d.is_finite()).collect();
+    v.sort_unstable_by(f32::total_cmp);
+    let at = ((REACH_QUANTILE * v.len() as f64).ceil() as usize).checked_sub(1)?;
+    v.get(at).copied().filter(|d| *d > 0.0)
 }
 
 #[cfg(test)]
@@ -681,6 +732,7 @@ mod tests {
                 Rung { effort: 24, rerank: 24, recall_bp: 9012 },
                 Rung { effort: 64, rerank: 64, recall_bp: 9733 },
             ],
+            reach_bits: 0.4375f32.to_bits(),
         };
         let b = c.encode();
         assert_eq!(Calibration::decode(&b).unwrap(), c);
@@ -699,5 +751,64 @@ mod tests {
             }
             assert!(Calibration::decode(&x).is_err(), "byte {at} = {v}");
         }
+        // The reach: a finite positive f32, or 0 for records written before it.
+        assert_eq!(c.reach(), Some(0.4375));
+        assert!(c.beyond_reach(0.44) && !c.beyond_reach(0.4375) && !c.beyond_reach(f32::NAN));
+        for bad in [f32::NAN, f32::INFINITY, -1.0, -0.0] {
+            let mut x = b;
+            x[44..48].copy_from_slice(&bad.to_bits().to_le_bytes());
+            assert!(Calibration::decode(&x).is_err(), "reach {bad}");
+        }
+        let mut old = b;
+        old[44..48].fill(0);
+        let old = Calibration::decode(&old).unwrap();
+        assert_eq!(
+            (old.reach(), old.beyond_reach(f32::MAX)),
+            (None, false),
+            "an older record never escalates"
+        );
+        assert_eq!(old.rungs, c.rungs);
+    }
+
+    proptest::proptest! {
+        /// Invariant: any 48 bytes decode to a record or an error, never a panic; a decoded
+        /// record re-encodes to bytes that decode to it again, and its reach, if any, is a finite
+        /// positive distance.
+        #[test]
+        fn any_record_bytes_decode_without_panicking(
+            mut b in proptest::collection::vec(proptest::prelude::any::<u8>(), RECORD_LEN),
+            calibrated in proptest::prelude::any::<bool>(),
+            reach in proptest::prelude::any::<f32>(),
+        ) {
+            if calibrated {
+                // Bias towards records that pass the state and rung checks, so the reach's own
+                // check is reached.
+                b[0] = 1;
+                b[1] = 1 + b[1] % 6;
+                b[44..48].copy_from_slice(&reach.to_le_bytes());
+            }
+            if let Ok(c) = Calibration::decode(&b) {
+                proptest::prop_assert_eq!(Calibration::decode(&c.encode()).unwrap(), c.clone());
+                proptest::prop_assert!(c.reach().is_none_or(|r| r.is_finite() && r > 0.0));
+            }
+        }
+    }
+
+    /// Invariant: the reach is the [`REACH_QUANTILE`] quantile of the sampled queries' K-th
+    /// distances (nearest rank), over both query kinds; a sample with no positive distance stores
+    /// none.
+    #[test]
+    fn the_reach_is_a_high_quantile_of_the_sampled_kth_distances() {
+        let kth: Vec<f32> = (1..=200).map(|i| i as f32).collect();
+        assert_eq!(reach(&kth), Some(198.0), "ceil(0.99 × 200) = 198th smallest");
+        assert_eq!(reach(&[0.0; 50]), None);
+        assert_eq!(reach(&[]), None);
+        let (dim, m) = (16, Metric::EuclideanSquared);
+        let data = copies(40, 10, dim);
+        let s = sample(&data, dim, m);
+        let cal = calibrate(&data, dim, m, &s, &[(1, 1)], |q, h, _, _| exact_top(&data, dim, m, q, h));
+        let r = cal.reach().expect("stored");
+        let over = s.kth.iter().filter(|d| **d > r).count();
+        assert!(s.kth.contains(&r) && over <= s.len() / 100, "{over} of {} over {r}", s.len());
     }
 }

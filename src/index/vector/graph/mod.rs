@@ -70,6 +70,10 @@
 //! - [`build`] calibrates: the stored record gives the recall@10 measured at each ef of
 //!   [`EF_LADDER`] on a sample of the segment's own rows; [`GraphIndex::effort`] turns a target
 //!   recall into an ef, or into `None` (search exactly) when no measured ef reaches it.
+//! - [`GraphIndex::search_escalating`] checks its answer against the record's reach (how far out
+//!   the calibration's queries had their 10th row): a query whose 10th row lies beyond it was
+//!   not measured by any rung and is searched again at [`escalated_ef`] (4× the ef, at most 256);
+//!   within the reach its answer is the plain search's, bit for bit.
 
 //!
 //! Parallel linking: the first [`build::SEQUENTIAL`] rows of the insertion order are inserted one
@@ -95,7 +99,7 @@ mod build;
 mod search;
 
 pub use build::{build, build_over};
-pub use search::GraphIndex;
+pub use search::{escalated_ef, GraphIndex, ESCALATED_EF, ESCALATION};
 
 /// Section magic.
 pub const MAGIC: [u8; 8] = *b"TPGRAPH0";
