@@ -9,6 +9,8 @@
 //! calibration's reach (`Calibration::beyond_reach`: a query farther from the
 //! rows than any the build measured) escalates: the graph to a wider beam
 //! (`GraphIndex::search_escalating`: 4× its ef, at most 256), the IVF to an exact scan ([`ivf_checked`]).
+//! Queries with a filter are not checked: their 10th row is farther out than the unfiltered
+//! neighbourhoods the reach describes, so nearly every narrow filter would escalate.
 
 use crate::index::vector::rows::RowSource;
 
@@ -199,9 +201,11 @@ impl SegSearch<'_> {
                 let rerank = if shallow { u32::try_from(2 * first).unwrap_or(u32::MAX).min(ef) } else { 0 };
                 let p = crate::index::vector::graph::GraphSearchParams { ef, rerank };
                 let depth = if shallow { first } else { k };
-                if wide {
+                if wide || q.filters.is_some() {
                     // Deepening a segment that escalated: at the escalated beam, not checked again.
-                    escalated = true;
+                    // A filtered query's 10th row is farther out than the unfiltered neighbourhoods
+                    // the reach describes: it is not checked against it.
+                    escalated = wide;
                     g.search_rows(&rows, self.query, depth, filter, &p)
                 } else {
                     let found;
@@ -212,9 +216,14 @@ impl SegSearch<'_> {
             (Plan::Ivf { nprobe, rerank }, _, Some(ix)) => {
                 let params =
                     ann::SearchParams { nprobe, rerank, filter_estimate, ..ann::SearchParams::default() };
-                let found;
-                (found, escalated) = ivf_checked(&ix.index(), &rows, self.query, k, filter, &params);
-                found
+                if q.filters.is_some() {
+                    // As for the graph: the reach describes unfiltered neighbourhoods.
+                    ix.index().search_rows(&rows, self.query, k, filter, &params)
+                } else {
+                    let found;
+                    (found, escalated) = ivf_checked(&ix.index(), &rows, self.query, k, filter, &params);
+                    found
+                }
             }
             _ => ann::exact(rows.all(), dim, self.metric, self.query, k, filter),
         };
