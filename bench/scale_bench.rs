@@ -29,7 +29,7 @@
 //! 2. catch-up: poll `GET /v2/namespaces/{ns}/metadata` every 500 ms from the last acknowledged write
 //!    until `index.status` is `up-to-date` (or `--catchup-timeout`); then the data dir on disk
 //!    (segments `*/segments/*/*.seg`, WAL batches, total), at up-to-date and again once settled: when
-//!    its total has not fallen for 10 s (at most `--settle-secs`), so the early GC pass that removes the
+//!    its total has not fallen for 30 s (at most `--settle-secs`), so the early GC pass that removes the
 //!    folded WAL has run; the data-dir target is the settled figure.
 //! 3. warm queries: `--queries` Debian dev query vectors (`queries/query_vectors.f32`),
 //!    `rank_by: ["vector", "ANN", q], top_k: 10`, default settings; each once to warm, then measured
@@ -122,7 +122,7 @@ struct Args {
     serve_args: Vec<String>,
     /// After up-to-date, at most this many seconds for the data dir to settle (the early GC pass
     /// removing the folded WAL); the data-dir target is measured then.
-    #[arg(long, default_value_t = 90)]
+    #[arg(long, default_value_t = 180)]
     settle_secs: u64,
     /// After the cold phase: the warm queries again, alternating daemons with the per-segment
     /// search of before stop 46 (`TIDEPOOL_ANN_PER_SEGMENT=1`) and the default (`scale_ab.rs`).
@@ -353,13 +353,13 @@ impl Disk {
     }
 }
 
-/// The data dir once the collector has had its turn: the last compaction of a catch-up starts an early
-/// GC pass (retention byte budget, storage-format 9.4) that removes the folded WAL seconds later, so
-/// "once indexed" is measured when the total has not fallen for 10 s (at most `limit_s`).
+/// The data dir once the collector has had its turn: a catch-up's compactions start an early GC pass
+/// (retention byte budget, storage-format 9.4) that removes the folded WAL, so "once indexed" is
+/// measured when the total has not fallen for 30 s (at most `limit_s`).
 fn settled_disk(data_dir: &Path, limit_s: u64) -> (Disk, f64) {
     let t0 = Instant::now();
     let (mut last, mut since) = (Disk::of(data_dir), Instant::now());
-    while t0.elapsed() < Duration::from_secs(limit_s) && since.elapsed() < Duration::from_secs(10) {
+    while t0.elapsed() < Duration::from_secs(limit_s) && since.elapsed() < Duration::from_secs(30) {
         std::thread::sleep(Duration::from_secs(1));
         let now = Disk::of(data_dir);
         if now.total < last.total {
@@ -386,10 +386,10 @@ fn memory_gauges(rt: &tokio::runtime::Runtime, url: &str) -> Json {
 }
 
 /// What the daemon's log says: its compactions (`HH:MM:SS rows=… segments=… merged=…`, first 100) and
-/// how many WARN / ERROR lines it wrote.
+/// how many WARN / ERROR lines it wrote, and when the garbage collector ran (first 100).
 fn log_summary(log: &Path) -> Json {
     let text = std::fs::read_to_string(log).unwrap_or_default();
-    let mut compactions = Vec::new();
+    let (mut compactions, mut gcs) = (Vec::new(), Vec::new());
     let (mut compacted, mut warn, mut error) = (0usize, 0usize, 0usize);
     for line in text.lines() {
         let mut words = line.split_whitespace();
@@ -398,6 +398,10 @@ fn log_summary(log: &Path) -> Json {
             "WARN" => warn += 1,
             "ERROR" => error += 1,
             _ => {}
+        }
+        if line.contains("garbage collected") && gcs.len() < 100 {
+            let early = if line.contains("retention byte budget") { " (byte budget)" } else { "" };
+            gcs.push(format!("{}{early}", time.get(11..19).unwrap_or(time)));
         }
         if line.contains("engine::compact: compacted ") {
             compacted += 1;
@@ -410,7 +414,7 @@ fn log_summary(log: &Path) -> Json {
             }
         }
     }
-    json!({"compactions": compacted, "compaction_lines": compactions, "warn_lines": warn, "error_lines": error})
+    json!({"compactions": compacted, "compaction_lines": compactions, "gc_passes": gcs, "warn_lines": warn, "error_lines": error})
 }
 
 /// One ANN query: latency (ms) and the returned ids.
