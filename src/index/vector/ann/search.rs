@@ -661,28 +661,35 @@ impl<'a> AnnIndex<'a> {
         query: &[f32],
         r: usize,
     ) -> TopK {
-        /// Rows ahead whose codes are prefetched.
-        const AHEAD: usize = 6;
+        /// Scored rows ahead whose codes are prefetched.
+        const AHEAD: usize = 8;
         let mut cands = TopK::new(r);
         let mut buf = Vec::new();
         let mut scored = 0usize;
         let all = self.row_ids();
+        // The list's (position, row) pairs to score: only matching rows, so a narrow filter
+        // neither scores nor prefetches the codes of rows it skips.
+        let mut picked: Vec<(u32, u32)> = Vec::new();
         for &(_, c) in scan.order {
             let (a, b) = (self.offsets()[c as usize] as usize, self.offsets()[c as usize + 1] as usize);
-            for (i, &row) in all[a..b].iter().enumerate() {
-                if let (Some(g), Some(next)) = (graph, all.get(a + i + AHEAD)) {
-                    g.prefetch(*next);
-                }
-                if scan.filter.is_some_and(|f| !f(row)) {
-                    continue;
+            picked.clear();
+            picked.extend(
+                (a..b)
+                    .zip(&all[a..b])
+                    .filter(|(_, r)| scan.filter.is_none_or(|f| f(**r)))
+                    .map(|(p, r)| (p as u32, *r)),
+            );
+            for (j, &(p, row)) in picked.iter().enumerate() {
+                if let (Some(g), Some(next)) = (graph, picked.get(j + AHEAD)) {
+                    g.prefetch(next.1);
                 }
                 let d = match graph {
                     Some(g) => g.estimate(row),
                     None => self.kern.distance(self.meta.metric, query, rows.row(row as usize, &mut buf)),
                 };
-                cands.push(d, (a + i) as u32);
-                scored += 1;
+                cands.push(d, p);
             }
+            scored += picked.len();
             if scan.filter.is_some() && scored >= scan.target {
                 break;
             }
