@@ -120,8 +120,13 @@ fn main() {
     let per_row = |b: usize| b as f64 / n as f64;
 
     // IVF with codes of its own (version 2), as every segment held before.
+    let t = std::time::Instant::now();
     let v2 = ann::build(&v, DIM, metric, &params);
-    eprintln!("ivf v2 (own 8-bit codes): {:.1} B/row", per_row(v2.len()));
+    eprintln!(
+        "ivf v2 (own 8-bit codes): {:.1} B/row, built in {:.1} s",
+        per_row(v2.len()),
+        t.elapsed().as_secs_f64()
+    );
     json["ivf_v2_bytes_per_row"] = serde_json::json!(per_row(v2.len()));
     let ix2 = AnnIndex::open(&v2).expect("open v2");
     results.extend(ivf_cases("ivf v2 own codes", &ix2, &v, &truth, &filters, &ftruth, nq, min, &q));
@@ -130,10 +135,14 @@ fn main() {
 
     for (name, code) in [("sq8", GraphCode::Sq8), ("rabitq4", GraphCode::RaBitQ { bits: 4 })] {
         let gp = GraphParams { threads: 2, code, ..GraphParams::default() };
+        let t = std::time::Instant::now();
         let gbytes = graph::build(&v, DIM, metric, &gp);
+        let gsecs = t.elapsed().as_secs_f64();
         let glen = gbytes.len();
         let g = GraphIndex::open(bytes::Bytes::from(gbytes)).expect("open graph");
+        let t = std::time::Instant::now();
         let v3 = ann::build_lists(&v, DIM, metric, &params, &g);
+        eprintln!("graph {name} built in {gsecs:.1} s, ivf v3 over it in {:.1} s", t.elapsed().as_secs_f64());
         let sum = raw + (glen + v3.len()) as f64;
         eprintln!(
             "graph {name}: {:.1} B/row; ivf v3: {:.1} B/row; vectors + graph + ivf v3 = {:.3}x raw (with v2 it was {:.3}x)",
