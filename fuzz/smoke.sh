@@ -6,7 +6,7 @@
 # SECONDS defaults to $FUZZ_SECONDS or 20 per target; TARGETs default to all.
 # Uses the stable toolchain with --sanitizer=none (RUSTC_BOOTSTRAP=1 lets
 # cargo-fuzz pass its flags), as redb's CI does. Installs cargo-fuzz if it is
-# missing. Seeds each corpus from the frozen fixtures in tests/fixtures/v1, v2, v4, v7, v8, v9, v10, v11, v13 and v14.
+# missing. Seeds each corpus from the frozen fixtures in tests/fixtures/v1, v2, v4, v7, v8, v9, v10, v11, v13, v14 and v16.
 # Exits non-zero if a target crashes (the input is kept in fuzz/artifacts/).
 set -euo pipefail
 
@@ -71,6 +71,12 @@ if [ -d "$v15" ]; then
   # index_open mode 6 (mode % 7 == 6): bare graph sections, version 2 (8-bit codes) and 3 (RaBitQ).
   seed index_open fixture-graph-v2 006 "$here/../tests/fixtures/v6/graph.bin"
   seed index_open fixture-graph-v3 006 "$v15/graph_rabitq.bin"
+fi
+v16="$here/../tests/fixtures/v16"
+if [ -d "$v16" ]; then
+  # index_open mode 0 (mode % 3 == 0): bare IVF sections, version 2 (own codes) and 3 (lists only).
+  seed index_open fixture-ivf-v2 000 "$here/../tests/fixtures/v6/ann_ivf.bin"
+  seed index_open fixture-ivf-v3 000 "$v16/ann_lists.bin"
 fi
 v14="$here/../tests/fixtures/v14"
 if [ -d "$v14" ]; then

@@ -46,8 +46,12 @@
 //!   codes, `storage-format.md` 11.5) of the version-3 fixtures' input, written once by
 //!   `write_v15_fixtures`.
 //!
+//! - `tests/fixtures/v16/ann_lists.bin` holds an IVF section version 3 (lists only, scored with
+//!   the graph's codes, `storage-format.md` 11.1) of the same input, naming the graph section
+//!   `v6/graph.bin` (the same input and encoder), written once by `write_v16_fixtures`.
+//!
 //! To write missing fixtures (existing files are never overwritten):
-//! `TIDEPOOL_WRITE_FIXTURES=1 cargo test --test format_compat -- --ignored write_v1_fixtures write_v2_fixtures write_v4_fixtures write_v6_fixtures write_v7_fixtures write_v8_fixtures write_v15_fixtures write_v16_reach_fixtures`
+//! `TIDEPOOL_WRITE_FIXTURES=1 cargo test --test format_compat -- --ignored write_v1_fixtures write_v2_fixtures write_v4_fixtures write_v6_fixtures write_v7_fixtures write_v8_fixtures write_v15_fixtures write_v16_fixtures write_v16_reach_fixtures`
 
 use std::path::PathBuf;
 
@@ -1038,6 +1042,83 @@ fn write_v15_fixtures() {
     let dir = fixture_dir("v15");
     std::fs::create_dir_all(&dir).unwrap();
     write_missing(&dir, vec![("graph_rabitq.bin", v15_graph())]);
+}
+
+/// The version-3 IVF section (lists only, scored with the graph's codes) of the version-3
+/// fixtures' input, and the graph (8-bit codes, cosine) it names.
+fn v16_sections() -> (Vec<u8>, Vec<u8>) {
+    use tidepool::index::vector::{ann, distance::Metric, graph};
+    let v = v3_vectors(256, 8);
+    let g = graph::build(
+        &v,
+        8,
+        Metric::CosineDistance,
+        &graph::GraphParams { code: graph::GraphCode::Sq8, ..Default::default() },
+    );
+    let opened = graph::GraphIndex::open(Bytes::from(g.clone())).unwrap();
+    (ann::build_lists(&v, 8, Metric::CosineDistance, &ann::AnnParams::default(), &opened), g)
+}
+
+/// Invariant: the IVF section version 3 (2026-11-26, `tests/fixtures/v16/ann_lists.bin`: kind
+/// byte 2, no codes, the crc of `v6/graph.bin` at offset 40) reads back calibrated, attaches the
+/// graph it names and no other, the encoder is canonical, and probing every list answers like the
+/// exact search whether scored by the graph's codes (full-depth rerank) or exactly. The version-2
+/// sections (v3, v5, v6 fixtures) still read with codes of their own.
+#[test]
+fn v16_ivf_lists_scored_with_the_graph_read_back() {
+    use tidepool::index::vector::ann::{exact, AnnIndex, SearchParams, SharedAnnIndex};
+    use tidepool::index::vector::distance::Metric;
+    use tidepool::index::vector::graph::GraphIndex;
+    // The graph it names is the version-6 fixture's (the same input and encoder).
+    let (ivf, graph) = (read_fixture("v16", "ann_lists.bin"), read_fixture("v6", "graph.bin"));
+    assert_eq!((&ivf[8..12], ivf[17]), (&3u32.to_le_bytes()[..], 2));
+    let g = GraphIndex::open(Bytes::from(graph.clone())).unwrap();
+    assert_eq!(&ivf[40..44], &g.stored_crc().to_le_bytes());
+    let shared = SharedAnnIndex::open(Bytes::from(ivf.clone())).unwrap();
+    assert!(shared.wants_graph());
+    let other = GraphIndex::open(Bytes::from(read_fixture("v15", "graph_rabitq.bin"))).unwrap();
+    assert!(!shared.clone().with_graph(other).has_graph(), "another graph is not attached");
+    let ix = AnnIndex::open(&ivf).unwrap();
+    assert!(ix.lists_only() && ix.calibration().is_calibrated() && ix.calibration().queries == 256);
+    assert_eq!((ix.rows(), ix.dim(), ix.metric()), (256, 8, Metric::CosineDistance));
+    // Written before the calibration reach (v16_reach): today's encoders' bytes but for it.
+    // The IVF names its graph by crc: today's graph (with its reach) has another one.
+    let (ivf_now, graph_now) = v16_sections();
+    let now_graph_crc = GraphIndex::open(Bytes::from(graph_now.clone())).unwrap().stored_crc();
+    assert_eq!(&ivf_now[40..44], &now_graph_crc.to_le_bytes(), "today's IVF names today's graph");
+    let mut ivf_then = ivf_now.clone();
+    ivf_then[40..44].copy_from_slice(&ivf[40..44]);
+    assert_eq!(without_reach(&ivf_then, IVF_CALIB_AT), ivf, "the IVF encoder is canonical");
+    assert_eq!(without_reach(&graph_now, GRAPH_CALIB_AT), graph, "the graph encoder is canonical");
+    assert!(AnnIndex::open(&ivf_now).unwrap().calibration().reach().is_some(), "today's carries a reach");
+    let v = v3_vectors(256, 8);
+    let all = SearchParams { nprobe: ix.nlist() as u32, rerank: 256, ..SearchParams::default() };
+    let scored = AnnIndex::open(&ivf).unwrap().with_graph(&g);
+    assert!(scored.has_graph() && !ix.has_graph());
+    let rows = |r: &[(u32, f32)]| r.iter().map(|x| x.0).collect::<Vec<_>>();
+    for q in v.chunks_exact(8).step_by(37) {
+        let want = rows(&exact(&v, 8, Metric::CosineDistance, q, 10, None));
+        assert_eq!(rows(&ix.search(&v, q, 10, None, &all)), want);
+        assert_eq!(rows(&scored.search(&v, q, 10, None, &all)), want);
+    }
+    for version in ["v3", "v5", "v6"] {
+        let bytes = read_fixture(version, "ann_ivf.bin");
+        let old = AnnIndex::open(&bytes).unwrap();
+        assert!(!old.lists_only() && old.calibration().is_calibrated(), "{version}");
+        assert_eq!(old.search(&v, &v[..8], 10, None, &SearchParams::default()).len(), 10);
+    }
+}
+
+#[test]
+#[ignore = "writes fixture files; run manually with TIDEPOOL_WRITE_FIXTURES=1"]
+fn write_v16_fixtures() {
+    if std::env::var_os("TIDEPOOL_WRITE_FIXTURES").is_none() {
+        eprintln!("set TIDEPOOL_WRITE_FIXTURES=1 to write fixtures");
+        return;
+    }
+    let dir = fixture_dir("v16");
+    std::fs::create_dir_all(&dir).unwrap();
+    write_missing(&dir, vec![("ann_lists.bin", v16_sections().0)]);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -182,6 +182,10 @@ async fn ann_recall_and_filtered_recall_stay_above_the_floor() {
         st.segments().iter().any(|s| s.seg.section(tidepool::format::segment::SECTION_ANN_INDEX).is_some()),
         "the compacted segment carries an ANN section"
     );
+    // Its IVF holds lists only (version 3) and scores candidates with the graph's codes: the
+    // ~40% filter below is answered through it.
+    let ivf = st.segments().iter().find_map(|s| s.ann_index()).unwrap().unwrap();
+    assert!(ivf.wants_graph() && ivf.has_graph(), "the IVF scores with the segment graph's codes");
     let model: BTreeMap<u64, (Vec<f32>, u64)> =
         (0..n + 50).map(|i| (i as u64, (vecs[i].clone(), (i % 100) as u64))).collect();
     let mut rng = StdRng::seed_from_u64(99);

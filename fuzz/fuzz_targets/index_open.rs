@@ -1,4 +1,5 @@
-//! Fuzz target: ANN (kind 16), full-text (kind 17), cold IVF (kind 21),
+//! Fuzz target: ANN (kind 16, versions 1 to 3; a version-3 section, lists only, opens without its
+//! graph and so searches its exact-scoring path), full-text (kind 17), cold IVF (kind 21),
 //! named vector (kind 23: `NamedIndex::open`, then a filtered graph search and
 //! an exact read of every present row) and named cold IVF (kind 24: the prefix
 //! and IVF head parsed, then every list block read) index sections. Opening arbitrary bytes never panics (the crc check is

@@ -29,7 +29,9 @@
 //!   queries, the ANN (IVF) section narrow filters and cold reads. Both are
 //!   calibrated at build (`index::vector::calibrate`): they store the recall
 //!   they measured on the segment's own rows, and queries pick their effort
-//!   (or exact search) from it.
+//!   (or exact search) from it. The IVF section (version 3) holds lists only
+//!   and scores candidates with the graph's codes (one set of per-row codes
+//!   per segment, issue 36 item 4), so the graph is built first.
 //! - The ANN index covers every row of the segment in row order (rows without
 //!   a vector hold zeros in the vectors section); the query engine excludes
 //!   rows without a vector with a filter, so they are never returned.
@@ -295,9 +297,9 @@ impl<'s> IndexFeed<'s> {
     }
 }
 
-/// The ANN (IVF), cold IVF (when `cold`; needs every row to have a vector:
-/// no absent-row bitmap is fetched on the cold path) and graph (traversing
-/// `graph_code`s) sections over
+/// The graph (traversing `graph_code`s), ANN (IVF lists scored with the
+/// graph's codes) and cold IVF (when `cold`; needs every row to have a vector:
+/// no absent-row bitmap is fetched on the cold path) sections over
 /// `rows` (rows × dim, zeros for rows without a vector). Each goes to the
 /// builder as soon as nothing else needs it; the builders parallelise
 /// deterministically (same bytes for any thread count).
@@ -308,26 +310,28 @@ fn add_vector_sections(
     state: &NsState,
     (cold, graph_code): (bool, crate::index::vector::graph::GraphCode),
 ) {
+    use crate::index::vector::{ann, coldivf, graph};
     let metric = state.distance_metric.unwrap_or(DistanceMetric::CosineDistance);
-    let threads = crate::index::vector::graph::default_threads();
-    let params = crate::index::vector::ann::AnnParams { threads, ..Default::default() };
-    let ann = crate::index::vector::ann::build_over(rows, dim, metric, &params);
+    let threads = graph::default_threads();
+    // The graph first: the IVF section holds no codes of its own and is calibrated with the
+    // graph's (issue 36 item 4), so it needs the opened graph.
+    let gparams = graph::GraphParams { threads, code: graph_code, ..Default::default() };
+    let gbytes = bytes::Bytes::from(graph::build_over(rows, dim, metric, &gparams));
+    builder.add_section(SECTION_GRAPH_INDEX, &gbytes);
+    let params = ann::AnnParams { threads, ..Default::default() };
+    let ann = match graph::GraphIndex::open_trusted(gbytes.clone()) {
+        Ok(g) => ann::build_lists_over(rows, dim, metric, &params, &g),
+        // Not expected (the bytes were just built): the IVF keeps codes of its own.
+        Err(_) => ann::build_over(rows, dim, metric, &params),
+    };
+    drop(gbytes);
     // Added by reference: the opened index below reads it for the cold lists.
     builder.add_section(SECTION_ANN_INDEX, &ann);
     // The cold lists are another copy of every vector: written into the section spool list by
     // list, never held whole.
-    if let Some(ix) = cold.then(|| crate::index::vector::ann::AnnIndex::open_trusted(&ann).ok()).flatten() {
-        builder.add_section_from(SECTION_COLD_IVF, |out| {
-            crate::index::vector::coldivf::write_over(&ix, rows, dim, out).is_some()
-        });
+    if let Some(ix) = cold.then(|| ann::AnnIndex::open_trusted(&ann).ok()).flatten() {
+        builder.add_section_from(SECTION_COLD_IVF, |out| coldivf::write_over(&ix, rows, dim, out).is_some());
     }
-    drop(ann);
-    let gparams =
-        crate::index::vector::graph::GraphParams { threads, code: graph_code, ..Default::default() };
-    builder.add_section(
-        SECTION_GRAPH_INDEX,
-        crate::index::vector::graph::build_over(rows, dim, metric, &gparams),
-    );
 }
 
 /// The builder's vectors as the index builds read them: passes over `flat`

@@ -201,7 +201,15 @@ impl SegmentReader {
     pub fn ann_index(&self) -> Option<Result<SharedAnnIndex, IndexError>> {
         self.sections
             .ann
-            .get_or_init(|| self.open_owned(SECTION_ANN_INDEX, SharedAnnIndex::open_trusted))
+            .get_or_init(|| match self.open_owned(SECTION_ANN_INDEX, SharedAnnIndex::open_trusted) {
+                // A version-3 IVF scores its candidates with the graph's codes (exactly when the
+                // graph is missing, unreadable or not the one it was built with).
+                Some(Ok(ix)) if ix.wants_graph() => match self.graph_index() {
+                    Some(Ok(g)) => Some(Ok(ix.with_graph(g))),
+                    _ => Some(Ok(ix)),
+                },
+                other => other,
+            })
             .clone()
     }
 

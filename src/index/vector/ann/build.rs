@@ -1,11 +1,13 @@
-//! Building the IVF-SQ8 section at compaction: k-means centroids, rows assigned to their
-//! nearest centroid and grouped by list, per-dimension residual scales and 8-bit codes.
+//! Building the IVF section at compaction: k-means centroids, rows assigned to their nearest
+//! centroid and grouped by list; version 2 adds per-dimension residual scales and 8-bit codes,
+//! version 3 ([`build_lists_over`]) no codes: it is calibrated with the graph section's.
 //! Invariant: the output is deterministic for its input vectors and parameters (seeded RNG), and
 //! independent of the thread count. No f32 copy of the rows is held: they are read (finite,
 //! normalised) on the fly, in blocks.
 
 use super::assign::assign;
 use super::*;
+use crate::index::vector::graph::GraphIndex;
 use crate::index::vector::rows::{RowSource, SliceRows};
 
 pub(super) fn auto_nlist(n: usize) -> usize {
@@ -115,12 +117,47 @@ pub fn build(vectors: &[f32], dim: usize, metric: Metric, params: &AnnParams) ->
 /// read at random through the mapping, each fault would map far more than
 /// its row, and a 1.5 GB mapping became resident within a second.
 pub fn build_over(rows: &dyn RowSource, dim: usize, metric: Metric, params: &AnnParams) -> Vec<u8> {
+    build_impl(rows, dim, metric, params, None)
+}
+
+/// The version-3 section over `rows` (as [`build_over`]): the same k-means and lists, no norms,
+/// scales or codes; its candidates are scored with `graph`'s traversal codes (the segment's graph
+/// section over the same rows), which the calibration measures and whose crc the header names.
+pub fn build_lists_over(
+    rows: &dyn RowSource,
+    dim: usize,
+    metric: Metric,
+    params: &AnnParams,
+    graph: &GraphIndex,
+) -> Vec<u8> {
+    build_impl(rows, dim, metric, params, Some(graph))
+}
+
+/// [`build_lists_over`] over an in-memory slice (rows × dim, row order).
+pub fn build_lists(
+    vectors: &[f32],
+    dim: usize,
+    metric: Metric,
+    params: &AnnParams,
+    graph: &GraphIndex,
+) -> Vec<u8> {
+    let whole = vectors.len().checked_div(dim).unwrap_or(0) * dim;
+    build_lists_over(&SliceRows { vectors: &vectors[..whole], dim }, dim, metric, params, graph)
+}
+
+/// Version 2 (`graph` None: residual codes) or version 3 (lists scored with `graph`'s codes).
+fn build_impl(
+    rows: &dyn RowSource,
+    dim: usize,
+    metric: Metric,
+    params: &AnnParams,
+    graph: Option<&GraphIndex>,
+) -> Vec<u8> {
     use super::super::calibrate::Rows;
     let vectors = rows.all();
     let n = vectors.len().checked_div(dim).unwrap_or(0).min(u32::MAX as usize - 1);
     let data = IvfRows::new(rows, n, dim, metric);
     let norms_row = &data.norms;
-    let mut rowbuf = vec![0f32; dim];
     let nlist = if n == 0 {
         0
     } else if params.nlist == 0 {
@@ -224,6 +261,81 @@ pub fn build_over(rows: &dyn RowSource, dim: usize, metric: Metric, params: &Ann
         *p += 1;
     }
 
+    let out = match graph {
+        None => {
+            let norms: Vec<f32> = row_ids.iter().map(|&r| norms_row[r as usize]).collect();
+            write_sq8(&data, &assignment, &position, &centroids, (&offsets, &row_ids, &norms), n)
+        }
+        Some(g) => write_lists(&data, &centroids, &offsets, &row_ids, g.stored_crc()),
+    };
+    drop(position);
+    let mut out = calibrate_section(out, rows, &data, metric, default_nprobe(n, nlist), graph);
+    let crc = section_crc(&out);
+    out[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_le_bytes());
+    out
+}
+
+/// The header fields both versions share (version, kind and code stride aside).
+fn header(data: &IvfRows<'_>, nlist: usize, version: u32, kind: u8, stride: usize) -> Vec<u8> {
+    let n = data.norms.len();
+    let mut out = vec![0u8; HEADER_LEN];
+    out[0..8].copy_from_slice(&MAGIC);
+    out[8..12].copy_from_slice(&version.to_le_bytes());
+    out[12..16].copy_from_slice(&(HEADER_LEN as u32).to_le_bytes());
+    out[16] = metric_code(data.metric);
+    out[17] = kind;
+    out[20..24].copy_from_slice(&(data.dim as u32).to_le_bytes());
+    out[24..28].copy_from_slice(&(n as u32).to_le_bytes());
+    out[28..32].copy_from_slice(&(nlist as u32).to_le_bytes());
+    out[32..36].copy_from_slice(&(stride as u32).to_le_bytes());
+    out[36..40].copy_from_slice(&(default_nprobe(n, nlist) as u32).to_le_bytes());
+    out
+}
+
+/// Records block `i` at the end of `out` (its table entry), returning its offset.
+fn place(out: &mut [u8], i: usize, len: usize) -> usize {
+    let off = out.len();
+    out[64 + 16 * i..72 + 16 * i].copy_from_slice(&(off as u64).to_le_bytes());
+    out[72 + 16 * i..80 + 16 * i].copy_from_slice(&(len as u64).to_le_bytes());
+    off
+}
+
+/// Version 3 (uncalibrated, no crc yet): header, centroids, offsets, row ids; blocks 3–5 (0, 0).
+fn write_lists(
+    data: &IvfRows<'_>,
+    centroids: &[f32],
+    offsets: &[u32],
+    row_ids: &[u32],
+    graph_crc: u32,
+) -> Vec<u8> {
+    let nlist = offsets.len() - 1;
+    let mut out = header(data, nlist, VERSION, KIND_IVF_LISTS, 0);
+    out[GRAPH_CRC_AT..GRAPH_CRC_AT + 4].copy_from_slice(&graph_crc.to_le_bytes());
+    let blocks: [Vec<u8>; 3] = [
+        centroids.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        offsets.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        row_ids.iter().flat_map(|v| v.to_le_bytes()).collect(),
+    ];
+    // The directory (centroids, offsets) first, as in version 2, then the row ids.
+    for (i, b) in blocks.iter().enumerate() {
+        place(&mut out, i, b.len());
+        out.extend_from_slice(b);
+        out.resize(out.len().div_ceil(64) * 64, 0);
+    }
+    out
+}
+
+/// Version 2 (uncalibrated, no crc yet): residuals, per-dimension scales, 8-bit codes.
+fn write_sq8(
+    data: &IvfRows<'_>,
+    assignment: &[(u32, f32)],
+    position: &[u32],
+    centroids: &[f32],
+    (offsets, row_ids, norms): (&[u32], &[u32], &[f32]),
+    n: usize,
+) -> Vec<u8> {
+    let (dim, nlist) = (data.dim, offsets.len() - 1);
+    let mut rowbuf = vec![0f32; dim];
     // --- Residuals, per-dimension scales, codes.
     let stride = dim.div_ceil(64) * 64;
     let mut maxabs = vec![0f32; dim];
@@ -239,7 +351,6 @@ pub fn build_over(rows: &dyn RowSource, dim: usize, metric: Metric, params: &Ann
         maxabs.iter().map(|m| if *m > 0.0 && m.is_finite() { 127.0 / m } else { 1.0 }).collect();
     // --- Serialize: the small blocks, then the codes coded in place (no
     // second copy of the largest block).
-    let norms: Vec<f32> = row_ids.iter().map(|&r| norms_row[r as usize]).collect();
     let blocks: [Vec<u8>; BLOCKS - 1] = [
         centroids.iter().flat_map(|v| v.to_le_bytes()).collect(),
         offsets.iter().flat_map(|v| v.to_le_bytes()).collect(),
@@ -247,25 +358,9 @@ pub fn build_over(rows: &dyn RowSource, dim: usize, metric: Metric, params: &Ann
         norms.iter().flat_map(|v| v.to_le_bytes()).collect(),
         scales.iter().flat_map(|v| v.to_le_bytes()).collect(),
     ];
-    let mut out = vec![0u8; HEADER_LEN];
-    out[0..8].copy_from_slice(&MAGIC);
-    out[8..12].copy_from_slice(&VERSION.to_le_bytes());
-    out[12..16].copy_from_slice(&(HEADER_LEN as u32).to_le_bytes());
-    out[16] = metric_code(metric);
-    out[17] = KIND_IVF_SQ8;
-    out[20..24].copy_from_slice(&(dim as u32).to_le_bytes());
-    out[24..28].copy_from_slice(&(n as u32).to_le_bytes());
-    out[28..32].copy_from_slice(&(nlist as u32).to_le_bytes());
-    out[32..36].copy_from_slice(&(stride as u32).to_le_bytes());
-    out[36..40].copy_from_slice(&(default_nprobe(n, nlist) as u32).to_le_bytes());
+    let mut out = header(data, nlist, VERSION_SQ8, KIND_IVF_SQ8, stride);
     // Physical order: the small directory blocks (centroids, offsets, scales) first, so the
     // header and directory are one contiguous range; then ids, norms and codes.
-    let place = |out: &mut Vec<u8>, i: usize, len: usize| {
-        let off = out.len();
-        out[64 + 16 * i..72 + 16 * i].copy_from_slice(&(off as u64).to_le_bytes());
-        out[72 + 16 * i..80 + 16 * i].copy_from_slice(&(len as u64).to_le_bytes());
-        off
-    };
     for i in [0usize, 1, 4, 2, 3] {
         place(&mut out, i, blocks[i].len());
         out.extend_from_slice(&blocks[i]);
@@ -288,10 +383,6 @@ pub fn build_over(rows: &dyn RowSource, dim: usize, metric: Metric, params: &Ann
         }
     }
     out.resize(out.len().div_ceil(64) * 64, 0);
-    drop(position);
-    let mut out = calibrate_section(out, rows, &data, metric, default_nprobe(n, nlist));
-    let crc = section_crc(&out);
-    out[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_le_bytes());
     out
 }
 
@@ -305,11 +396,15 @@ fn calibrate_section(
     space: &IvfRows<'_>,
     metric: Metric,
     base: usize,
+    graph: Option<&GraphIndex>,
 ) -> Vec<u8> {
     use super::super::calibrate;
     let cal = match parse(&out, false) {
         Ok(meta) => {
-            let ix = AnnIndex::with_kernels(&out, meta, distance::deterministic());
+            let mut ix = AnnIndex::with_kernels(&out, meta, distance::deterministic());
+            if let Some(g) = graph {
+                ix = ix.with_graph(g);
+            }
             let nlist = ix.nlist();
             let mut ladder: Vec<(u32, u32)> = Vec::new();
             for (m, rerank) in LADDER {

@@ -1,5 +1,6 @@
 //! Dense-vector ANN index of one segment: IVF (k-means centroids) with rows grouped by cluster,
-//! 8-bit residual codes for the candidate scan and an exact f32 rerank from the segment's own
+//! candidates scored by codes (version 3: the segment graph's traversal codes, read by row;
+//! version 2: 8-bit residual codes of its own) and an exact f32 rerank from the segment's own
 //! vectors. Built once at compaction ([`build`]); served zero-copy from the section bytes
 //! ([`AnnIndex::open`]); [`exact`] is the brute-force search with the same output shape.
 //!
@@ -7,11 +8,13 @@
 //! section, and the section itself is 64-byte aligned inside the segment):
 //!
 //! ```text
-//! 0   magic "TPANNIVF"            8   version u32 (=2)          12  header_len u32 (=256; v1: 192)
-//! 16  metric u8 (0 cosine, 1 euclidean_squared)   17 kind u8 (1 = IVF + SQ8 residuals)  18 reserved u16 (0)
-//! 20  dim u32      24 rows u32     28 nlist u32    32 code_stride u32 (dim rounded up to 64)
+//! 0   magic "TPANNIVF"            8   version u32 (3; 2 and 1 read) 12 header_len u32 (=256; v1: 192)
+//! 16  metric u8 (0 cosine, 1 euclidean_squared)   17 kind u8 (1 = IVF + SQ8 residuals, versions
+//!     1–2; 2 = IVF lists scored with the graph's codes, version 3)  18 reserved u16 (0)
+//! 20  dim u32      24 rows u32     28 nlist u32    32 code_stride u32 (dim rounded up to 64; v3: 0)
 //! 36  default_nprobe u32 (calibrated: the cheapest nprobe measured at the default target)
-//! 40  reserved (16 bytes, 0)
+//! 40  version 3: crc32c of the graph section (kind 20) it was calibrated with; else 0
+//! 44  reserved (12 bytes, 0)
 //! 56  crc32c u32 of bytes [0, 56) ++ [64, len)      60 reserved u32 (0)
 //! 64  block table: 6 × (offset u64, len u64), offsets from the section start:
 //!     0 centroids  f32 [nlist × dim]   (cosine: unit length)
@@ -20,6 +23,7 @@
 //!     3 norms      f32 [rows]          per list position: cosine |x|, euclidean |x|²
 //!     4 scales     f32 [dim]           per-dimension code scale s_j > 0
 //!     5 codes      u8  [rows × code_stride]  per list position: round(r_j · s_j) + 128, padding 128
+//!     version 3: blocks 3, 4 and 5 are (0, 0) (no norms, scales or codes)
 //! 160 reserved (32 bytes, 0)
 //! 192 calibration record, 48 bytes (version 2; `calibrate`: measured recall per (nprobe, rerank))
 //! 240 reserved (16 bytes, 0)
@@ -33,9 +37,14 @@
 //! reader fetches it in one read, then the probed lists' ranges in parallel, then rerank rows).
 //!
 //! Search: clusters are ranked with 8-bit codes of the centroids (built at open, nlist × stride
-//! bytes), the exact q·c is computed for each probed cluster, each probed row's similarity is
-//! estimated as q·c + q·r from its code (one AVX-512 VNNI / AVX2 integer scan per list), and the
-//! best `max(rerank, 2k)` estimates are re-scored exactly.
+//! bytes). Version 2: the exact q·c is computed for each probed cluster, each probed row's
+//! similarity is estimated as q·c + q·r from its code (one AVX-512 VNNI / AVX2 integer scan per
+//! list). Version 3 (issue 36 item 4: one set of per-row codes per segment) holds no codes: each
+//! probed row is estimated from the segment's graph section (`graph::RowEstimator`, attached with
+//! [`SharedAnnIndex::with_graph`] when its crc is the one the build named), or scored exactly from
+//! the vectors when no such graph is attached (the recall is then at least the calibrated one:
+//! the exact top k of the probed rows). Either way the best `max(rerank, 2k)` estimates are
+//! re-scored exactly.
 //!
 //! Invariants:
 //! - Within a list, positions are in ascending row order; lists are in centroid order. Rows are
@@ -73,8 +82,10 @@ pub use search::*;
 
 /// Section magic.
 pub const MAGIC: [u8; 8] = *b"TPANNIVF";
-/// Current section version.
-pub const VERSION: u32 = 2;
+/// Current section version: lists only, scored with the graph section's codes.
+pub const VERSION: u32 = 3;
+/// The version [`build`] writes (8-bit residual codes of its own; unchanged bytes).
+pub const VERSION_SQ8: u32 = 2;
 const HEADER_LEN: usize = 256;
 /// Header length of version 1 sections (no calibration record).
 const HEADER_LEN_V1: usize = 192;
@@ -85,7 +96,11 @@ const LADDER: [(usize, u32); super::calibrate::MAX_RUNGS] =
     [(1, 40), (2, 40), (3, 60), (4, 80), (6, 120), (9, 160)];
 const BLOCKS: usize = 6;
 const KIND_IVF_SQ8: u8 = 1;
+/// Kind byte of version 3: lists only, candidates scored with the graph section's codes.
+const KIND_IVF_LISTS: u8 = 2;
 const CRC_AT: usize = 56;
+/// Version 3: where the crc32c of the graph section the build calibrated with is stored.
+const GRAPH_CRC_AT: usize = 40;
 
 use crate::index::error::IndexError;
 use crate::index::error::{IndexErrorKind, IndexSection};
@@ -288,3 +303,5 @@ fn cosine_with_norms(dot: f32, qn: f32, xn: f32) -> f32 {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_lists;

@@ -1,9 +1,11 @@
-//! Opening an IVF-SQ8 section (layout and crc checked once at open) and searching it:
-//! probe the nearest lists, scan their 8-bit codes, rerank the best candidates exactly from
-//! the segment's f32 vectors.
+//! Opening an IVF section (layout and crc checked once at open) and searching it: probe the
+//! nearest lists, estimate their rows (version 2: their 8-bit codes; version 3: the attached
+//! graph's codes, or exactly without one), rerank the best candidates exactly from the
+//! segment's f32 vectors.
 
 use super::*;
 use crate::index::vector::calibrate::Calibration;
+use crate::index::vector::graph::{GraphIndex, RowEstimator};
 use crate::index::vector::rows::{RowSource, SliceRows};
 
 /// An opened ANN section, borrowing the section bytes (zero-copy when they are 4-byte aligned
@@ -13,6 +15,8 @@ pub struct AnnIndex<'a> {
     bytes: &'a [u8],
     meta: Arc<Meta>,
     kern: &'static Kernels,
+    /// Version 3: the graph whose codes score candidates (None: scored exactly).
+    graph: Option<GraphIndex>,
 }
 
 /// A validated section kept alive by its `Bytes` (e.g. an mmap'd segment): open once per segment,
@@ -21,22 +25,46 @@ pub struct AnnIndex<'a> {
 pub struct SharedAnnIndex {
     bytes: bytes::Bytes,
     meta: Arc<Meta>,
+    graph: Option<GraphIndex>,
 }
 
 impl SharedAnnIndex {
     /// Opens and validates a section (crc32c included).
     pub fn open(bytes: bytes::Bytes) -> Result<Self, IndexError> {
         let meta = Arc::new(parse(&bytes, true)?);
-        Ok(SharedAnnIndex { bytes, meta })
+        Ok(SharedAnnIndex { bytes, meta, graph: None })
     }
     /// As [`SharedAnnIndex::open`] without the crc check (the caller verified the bytes).
     pub fn open_trusted(bytes: bytes::Bytes) -> Result<Self, IndexError> {
         let meta = Arc::new(parse(&bytes, false)?);
-        Ok(SharedAnnIndex { bytes, meta })
+        Ok(SharedAnnIndex { bytes, meta, graph: None })
     }
     /// A search view over the cached section.
     pub fn index(&self) -> AnnIndex<'_> {
-        AnnIndex { bytes: &self.bytes, meta: Arc::clone(&self.meta), kern: kernels() }
+        AnnIndex {
+            bytes: &self.bytes,
+            meta: Arc::clone(&self.meta),
+            kern: kernels(),
+            graph: self.graph.clone(),
+        }
+    }
+    /// Whether candidates are scored with a graph section's codes (version 3): the caller
+    /// attaches the segment's graph with [`SharedAnnIndex::with_graph`].
+    pub fn wants_graph(&self) -> bool {
+        self.meta.graph_crc.is_some()
+    }
+    /// Attaches `graph` to score candidates when it is the section the build calibrated with
+    /// (its stored crc32c and shape); otherwise (or for versions 1–2) nothing changes and a
+    /// version-3 section scores its probed rows exactly.
+    pub fn with_graph(mut self, graph: GraphIndex) -> Self {
+        if self.meta.matches(&graph) {
+            self.graph = Some(graph);
+        }
+        self
+    }
+    /// Whether a graph is attached.
+    pub fn has_graph(&self) -> bool {
+        self.graph.is_some()
     }
     /// Bytes of derived data held in memory besides the section (centroid codes, decoded blocks).
     pub fn heap_bytes(&self) -> usize {
@@ -44,8 +72,19 @@ impl SharedAnnIndex {
     }
 }
 
+/// The probing order of one search and its filtered stop rule.
+struct Scan<'s> {
+    /// Probed lists, best first (all lists, for a filtered search).
+    order: &'s [(f32, u32)],
+    filter: Option<&'s dyn Fn(u32) -> bool>,
+    /// Filtered: stop after the list in which this many matching rows were scored.
+    target: usize,
+}
+
 /// Validated shape of a section plus data derived at open.
 pub(super) struct Meta {
+    /// Version 3: the crc32c of the graph section its candidates are scored with.
+    graph_crc: Option<u32>,
     metric: Metric,
     dim: usize,
     rows: usize,
@@ -72,6 +111,14 @@ pub(super) struct Decoded {
 }
 
 impl Meta {
+    /// Whether `g` is the graph a version-3 section was calibrated with.
+    fn matches(&self, g: &GraphIndex) -> bool {
+        self.graph_crc == Some(g.stored_crc())
+            && g.rows() == self.rows
+            && g.dim() == self.dim
+            && g.metric() == self.metric
+    }
+
     fn heap_bytes(&self) -> usize {
         let d = self.decoded.as_ref().map_or(0, |d| {
             4 * (d.centroids.len() + d.offsets.len() + d.row_ids.len() + d.norms.len() + d.scales.len())
@@ -160,6 +207,11 @@ pub(crate) fn quantize_rows(rows: &[f32], dim: usize, stride: usize) -> (Vec<f32
     (scales, codes)
 }
 
+/// Row stride of the centroids' 8-bit codes: `dim` rounded up to 64.
+fn centroid_stride(dim: usize) -> usize {
+    dim.div_ceil(64) * 64
+}
+
 pub(super) fn parse(bytes: &[u8], check_crc: bool) -> Result<Meta, IndexError> {
     if bytes.len() < HEADER_LEN_V1 {
         return Err(corrupt("shorter than the header"));
@@ -169,14 +221,16 @@ pub(super) fn parse(bytes: &[u8], check_crc: bool) -> Result<Meta, IndexError> {
     }
     let version = rd_u32(bytes, 8)?;
     let kind = bytes[17];
-    let header_len = match version {
-        1 => HEADER_LEN_V1,
-        VERSION => HEADER_LEN,
+    let (header_len, want_kind) = match version {
+        1 => (HEADER_LEN_V1, KIND_IVF_SQ8),
+        VERSION_SQ8 => (HEADER_LEN, KIND_IVF_SQ8),
+        VERSION => (HEADER_LEN, KIND_IVF_LISTS),
         _ => return Err(unsupported(version, kind)),
     };
-    if kind != KIND_IVF_SQ8 {
+    if kind != want_kind {
         return Err(unsupported(version, kind));
     }
+    let lists_only = kind == KIND_IVF_LISTS;
     if rd_u32(bytes, 12)? as usize != header_len || bytes.len() < header_len {
         return Err(corrupt("bad header length"));
     }
@@ -189,8 +243,13 @@ pub(super) fn parse(bytes: &[u8], check_crc: bool) -> Result<Meta, IndexError> {
     let nlist = rd_u32(bytes, 28)? as usize;
     let stride = rd_u32(bytes, 32)? as usize;
     let default_nprobe = rd_u32(bytes, 36)? as usize;
-    if stride != dim.div_ceil(64) * 64 {
+    if stride != if lists_only { 0 } else { dim.div_ceil(64) * 64 } {
         return Err(corrupt("bad code stride"));
+    }
+    let graph_crc = lists_only.then(|| rd_u32(bytes, GRAPH_CRC_AT)).transpose()?;
+    // Bytes 60..64 lie outside the crc: version 3 holds them to their reserved 0.
+    if lists_only && rd_u32(bytes, CRC_AT + 4)? != 0 {
+        return Err(corrupt("reserved bytes set"));
     }
     if (rows > 0 && (nlist == 0 || nlist > rows || dim == 0)) || (rows == 0 && nlist != 0) {
         return Err(corrupt("bad list count"));
@@ -203,8 +262,8 @@ pub(super) fn parse(bytes: &[u8], check_crc: bool) -> Result<Meta, IndexError> {
         nlist.checked_mul(dim).and_then(|v| v.checked_mul(4)).ok_or(too_big)?,
         (nlist + 1).checked_mul(4).ok_or(too_big)?,
         rows.checked_mul(4).ok_or(too_big)?,
-        rows.checked_mul(4).ok_or(too_big)?,
-        dim.checked_mul(4).ok_or(too_big)?,
+        if lists_only { 0 } else { rows.checked_mul(4).ok_or(too_big)? },
+        if lists_only { 0 } else { dim.checked_mul(4).ok_or(too_big)? },
         rows.checked_mul(stride).ok_or(too_big)?,
     ];
     let mut blk: [&[u8]; BLOCKS] = [&[]; BLOCKS];
@@ -214,6 +273,13 @@ pub(super) fn parse(bytes: &[u8], check_crc: bool) -> Result<Meta, IndexError> {
         let len = rd_u64(bytes, 72 + 16 * i)?;
         if len != *want as u64 {
             return Err(corrupt("block length does not match the header"));
+        }
+        if lists_only && i >= 3 {
+            // Version 3 holds no norms, scales or codes: their entries are (0, 0).
+            if off != 0 {
+                return Err(corrupt("version 3 with a code block"));
+            }
+            continue;
         }
         if off % 64 != 0 || off < header_len as u64 {
             return Err(corrupt("misaligned block"));
@@ -277,7 +343,9 @@ pub(super) fn parse(bytes: &[u8], check_crc: bool) -> Result<Meta, IndexError> {
     } else {
         Vec::new()
     };
-    let (centroid_scales, centroid_codes) = quantize_rows(centroids, dim, stride);
+    // The centroids' own 8-bit codes (built here, for the list ranking) use the padded stride
+    // whatever the section holds.
+    let (centroid_scales, centroid_codes) = quantize_rows(centroids, dim, centroid_stride(dim));
     let calibration = match version {
         1 => Calibration::default(),
         _ => Calibration::decode(&bytes[CALIB_AT..])?,
@@ -286,6 +354,7 @@ pub(super) fn parse(bytes: &[u8], check_crc: bool) -> Result<Meta, IndexError> {
         return Err(corrupt("calibrated nprobe above nlist"));
     }
     Ok(Meta {
+        graph_crc,
         calibration,
         metric,
         dim,
@@ -304,18 +373,37 @@ pub(super) fn parse(bytes: &[u8], check_crc: bool) -> Result<Meta, IndexError> {
 impl<'a> AnnIndex<'a> {
     /// Opens a section, verifying its crc32c and structure.
     pub fn open(bytes: &'a [u8]) -> Result<Self, IndexError> {
-        Ok(AnnIndex { bytes, meta: Arc::new(parse(bytes, true)?), kern: kernels() })
+        Ok(AnnIndex { bytes, meta: Arc::new(parse(bytes, true)?), kern: kernels(), graph: None })
     }
 
     /// A view searching with `kern` (build-time calibration: the deterministic kernels).
     pub(super) fn with_kernels(bytes: &'a [u8], meta: Meta, kern: &'static Kernels) -> Self {
-        AnnIndex { bytes, meta: Arc::new(meta), kern }
+        AnnIndex { bytes, meta: Arc::new(meta), kern, graph: None }
+    }
+
+    /// This view scoring with `graph` when it is the one a version-3 section names (see
+    /// [`SharedAnnIndex::with_graph`]); unchanged otherwise.
+    pub fn with_graph(mut self, graph: &GraphIndex) -> Self {
+        if self.meta.matches(graph) {
+            self.graph = Some(graph.clone());
+        }
+        self
+    }
+
+    /// Whether candidates are estimated by a graph's codes (version 3 with its graph attached).
+    pub fn has_graph(&self) -> bool {
+        self.graph.is_some()
+    }
+
+    /// Whether the section holds lists only (version 3: no codes of its own).
+    pub fn lists_only(&self) -> bool {
+        self.meta.graph_crc.is_some()
     }
 
     /// Opens a section whose bytes were already checksummed by the caller (e.g. the segment's
     /// section crc); every structural check still runs.
     pub fn open_trusted(bytes: &'a [u8]) -> Result<Self, IndexError> {
-        Ok(AnnIndex { bytes, meta: Arc::new(parse(bytes, false)?), kern: kernels() })
+        Ok(AnnIndex { bytes, meta: Arc::new(parse(bytes, false)?), kern: kernels(), graph: None })
     }
 
     fn block(&self, i: usize) -> &'a [u8] {
@@ -445,7 +533,7 @@ impl<'a> AnnIndex<'a> {
         };
         // Centroid ranking (smaller is better) from 8-bit centroid codes; the exact q·c of a
         // probed cluster is computed when it is scanned.
-        let (cq, cbias, cinv) = quantize_query(&qn, &self.meta.centroid_scales, self.meta.stride);
+        let (cq, cbias, cinv) = quantize_query(&qn, &self.meta.centroid_scales, centroid_stride(dim));
         let mut craw = vec![0i32; self.meta.nlist];
         kern.u8i8_batch(&cq, &self.meta.centroid_codes, &mut craw);
         let cdot: Vec<f32> = craw.iter().map(|r| (*r - cbias) as f32 * cinv).collect();
@@ -472,9 +560,7 @@ impl<'a> AnnIndex<'a> {
             order.truncate(nprobe);
         }
         order.sort_unstable_by(cmp);
-        let (qq, bias, inv_t) = quantize_query(&qn, self.scales(), self.meta.stride);
         let r = (params.rerank.max(default_rerank) as usize).max(2 * k);
-        let mut cands = TopK::new(r);
         // Filtered stop rule: the rows an unfiltered search would scan, times √selectivity
         // (a selective filter's k-th match is farther away, so a larger share of the matching
         // rows must be scored), at least the rerank depth.
@@ -485,56 +571,13 @@ impl<'a> AnnIndex<'a> {
         } else {
             params.filter_min_scored as usize
         };
-        let mut raw = Vec::new();
-        let mut scored = 0usize;
-        for (oi, &(_, c)) in order.iter().enumerate() {
-            if let Some(&(_, nc)) = order.get(oi + 1) {
-                let na = self.offsets()[nc as usize] as usize * self.meta.stride;
-                let nb = self.offsets()[nc as usize + 1] as usize * self.meta.stride;
-                distance::prefetch(&self.codes()[na..nb], 4 * self.meta.stride);
-            }
-            let (a, b) = (self.offsets()[c as usize] as usize, self.offsets()[c as usize + 1] as usize);
-            if a == b {
-                continue;
-            }
-            raw.resize(b - a, 0i32);
-            let base = kern.dot(&qn, &self.centroids()[c as usize * dim..(c as usize + 1) * dim]);
-            let ids = &self.row_ids()[a..b];
-            let norms = &self.norms()[a..b];
-            match filter {
-                None => {
-                    kern.u8i8_batch(&qq, &self.codes()[a * self.meta.stride..b * self.meta.stride], &mut raw);
-                    for (i, d) in raw.iter().enumerate() {
-                        let ip = base + (*d - bias) as f32 * inv_t;
-                        let est = match self.meta.metric {
-                            Metric::CosineDistance => -ip,
-                            Metric::EuclideanSquared => norms[i] - 2.0 * ip,
-                        };
-                        cands.push(est, (a + i) as u32);
-                    }
-                }
-                Some(f) => {
-                    for (i, row) in ids.iter().enumerate() {
-                        if !f(*row) {
-                            continue;
-                        }
-                        let p = a + i;
-                        let d =
-                            kern.u8i8(&qq, &self.codes()[p * self.meta.stride..(p + 1) * self.meta.stride]);
-                        let ip = base + (d - bias) as f32 * inv_t;
-                        let est = match self.meta.metric {
-                            Metric::CosineDistance => -ip,
-                            Metric::EuclideanSquared => norms[i] - 2.0 * ip,
-                        };
-                        cands.push(est, p as u32);
-                        scored += 1;
-                    }
-                    if scored >= target {
-                        break;
-                    }
-                }
-            }
-        }
+        let scan = Scan { order: &order, filter, target };
+        let cands = if self.lists_only() {
+            let graph = self.graph.as_ref().and_then(|g| g.row_estimator(query, kern));
+            self.scan_rows(&scan, graph.as_ref(), rows, query, r)
+        } else {
+            self.scan_codes(&scan, &qn, r)
+        };
         // Exact rerank.
         let mut top = TopK::new(k);
         let mut buf = Vec::new();
@@ -543,12 +586,115 @@ impl<'a> AnnIndex<'a> {
             let row = self.row_ids()[p] as usize;
             let x = rows.row(row, &mut buf);
             let d = match self.meta.metric {
+                _ if self.lists_only() => kern.distance(self.meta.metric, query, x),
                 Metric::CosineDistance => cosine_with_norms(kern.dot(query, x), qnorm, self.norms()[p]),
                 Metric::EuclideanSquared => kern.euclidean_squared(query, x),
             };
             top.push(d, row as u32);
         }
         top.sorted()
+    }
+
+    /// Version 1–2 candidates: the probed lists' 8-bit residual codes, estimating q·c + q·r
+    /// (`qn`: the query in index space). Returns the best `r` list positions.
+    fn scan_codes(&self, scan: &Scan<'_>, qn: &[f32], r: usize) -> TopK {
+        let (kern, dim, stride) = (self.kern, self.meta.dim, self.meta.stride);
+        let (qq, bias, inv_t) = quantize_query(qn, self.scales(), stride);
+        let mut cands = TopK::new(r);
+        let mut raw = Vec::new();
+        let mut scored = 0usize;
+        for (oi, &(_, c)) in scan.order.iter().enumerate() {
+            if let Some(&(_, nc)) = scan.order.get(oi + 1) {
+                let na = self.offsets()[nc as usize] as usize * stride;
+                let nb = self.offsets()[nc as usize + 1] as usize * stride;
+                distance::prefetch(&self.codes()[na..nb], 4 * stride);
+            }
+            let (a, b) = (self.offsets()[c as usize] as usize, self.offsets()[c as usize + 1] as usize);
+            if a == b {
+                continue;
+            }
+            raw.resize(b - a, 0i32);
+            let base = kern.dot(qn, &self.centroids()[c as usize * dim..(c as usize + 1) * dim]);
+            let ids = &self.row_ids()[a..b];
+            let norms = &self.norms()[a..b];
+            let est = |d: i32, i: usize| {
+                let ip = base + (d - bias) as f32 * inv_t;
+                match self.meta.metric {
+                    Metric::CosineDistance => -ip,
+                    Metric::EuclideanSquared => norms[i] - 2.0 * ip,
+                }
+            };
+            match scan.filter {
+                None => {
+                    kern.u8i8_batch(&qq, &self.codes()[a * stride..b * stride], &mut raw);
+                    for (i, d) in raw.iter().enumerate() {
+                        cands.push(est(*d, i), (a + i) as u32);
+                    }
+                }
+                Some(f) => {
+                    for (i, row) in ids.iter().enumerate() {
+                        if !f(*row) {
+                            continue;
+                        }
+                        let p = a + i;
+                        let d = kern.u8i8(&qq, &self.codes()[p * stride..(p + 1) * stride]);
+                        cands.push(est(d, i), p as u32);
+                        scored += 1;
+                    }
+                    if scored >= scan.target {
+                        break;
+                    }
+                }
+            }
+        }
+        cands
+    }
+
+    /// Version 3 candidates: each probed (matching) row estimated by the graph's codes, or its
+    /// exact distance read from `rows` when no graph is attached. Returns the best `r` list
+    /// positions.
+    fn scan_rows(
+        &self,
+        scan: &Scan<'_>,
+        graph: Option<&RowEstimator<'_>>,
+        rows: &dyn RowSource,
+        query: &[f32],
+        r: usize,
+    ) -> TopK {
+        /// Scored rows ahead whose codes are prefetched.
+        const AHEAD: usize = 8;
+        let mut cands = TopK::new(r);
+        let mut buf = Vec::new();
+        let mut scored = 0usize;
+        let all = self.row_ids();
+        // The list's (position, row) pairs to score: only matching rows, so a narrow filter
+        // neither scores nor prefetches the codes of rows it skips.
+        let mut picked: Vec<(u32, u32)> = Vec::new();
+        for &(_, c) in scan.order {
+            let (a, b) = (self.offsets()[c as usize] as usize, self.offsets()[c as usize + 1] as usize);
+            picked.clear();
+            picked.extend(
+                (a..b)
+                    .zip(&all[a..b])
+                    .filter(|(_, r)| scan.filter.is_none_or(|f| f(**r)))
+                    .map(|(p, r)| (p as u32, *r)),
+            );
+            for (j, &(p, row)) in picked.iter().enumerate() {
+                if let (Some(g), Some(next)) = (graph, picked.get(j + AHEAD)) {
+                    g.prefetch(next.1);
+                }
+                let d = match graph {
+                    Some(g) => g.estimate(row),
+                    None => self.kern.distance(self.meta.metric, query, rows.row(row as usize, &mut buf)),
+                };
+                cands.push(d, p);
+            }
+            scored += picked.len();
+            if scan.filter.is_some() && scored >= scan.target {
+                break;
+            }
+        }
+        cands
     }
 
     /// Estimated rows matching `filter`: evaluates it on up to 256 evenly spaced rows.

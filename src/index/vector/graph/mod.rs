@@ -222,6 +222,97 @@ fn layout_v3(dim: usize, rows: usize, degree: usize, record: usize) -> Option<[u
     Some([mean, nb, recs, end])
 }
 
+/// Code-estimated distances of single rows (issue 36 item 4): the IVF section of the same
+/// segment (kind 16 version 3) ranks its candidates with the graph's traversal codes instead of
+/// holding codes of its own. Estimates rank like the exact distance (squared L2 of the centred,
+/// cosine: unit-normalised, vectors, minus the query's constant |q − m|²); callers rerank exactly.
+pub struct RowEstimator<'g> {
+    kern: &'static super::distance::Kernels,
+    codes: &'g [u8],
+    kind: EstimatorKind<'g>,
+}
+
+enum EstimatorKind<'g> {
+    Sq8 { qq: Vec<i8>, bias: i32, inv: f32, stride: usize, norms2: &'g [f32] },
+    Planes { q: super::rabitq::Query, bits: u32, qbits: u32, record: usize, p: usize },
+}
+
+impl RowEstimator<'_> {
+    /// The estimated distance of row `r` (infinite when `r` is out of range).
+    #[inline]
+    pub fn estimate(&self, r: u32) -> f32 {
+        let u = r as usize;
+        match &self.kind {
+            EstimatorKind::Sq8 { qq, bias, inv, stride, norms2 } => {
+                match (self.codes.get(u * stride..(u + 1) * stride), norms2.get(u)) {
+                    (Some(c), Some(n2)) => n2 - 2.0 * (self.kern.u8i8(qq, c) - bias) as f32 * inv,
+                    _ => f32::INFINITY,
+                }
+            }
+            EstimatorKind::Planes { q, bits, qbits, record, p } => {
+                let Some(rec) = self.codes.get(u * record..(u + 1) * record) else { return f32::INFINITY };
+                let ip = self.kern.planes_dot(&rec[..*bits as usize * p / 8], &q.planes, *bits, *qbits);
+                super::rabitq::estimate(q, super::rabitq::factors(rec, *bits, *p), ip)
+            }
+        }
+    }
+
+    /// Hints the CPU to load row `r`'s code.
+    #[inline]
+    pub fn prefetch(&self, r: u32) {
+        let len = match &self.kind {
+            EstimatorKind::Sq8 { stride, .. } => *stride,
+            EstimatorKind::Planes { record, .. } => *record,
+        };
+        super::distance::prefetch(self.codes.get(r as usize * len..).unwrap_or(&[]), len.min(384));
+    }
+}
+
+impl GraphIndex {
+    /// The crc32c stored in the section header (what an IVF section built beside it names).
+    pub fn stored_crc(&self) -> u32 {
+        self.bytes.get(CRC_AT..CRC_AT + 4).map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+
+    /// An estimator of rows' distances to `query` from the traversal codes, computed with `kern`
+    /// (a build's calibration passes the deterministic kernels); None for a query of the wrong
+    /// dimension or (cosine) without a direction.
+    pub fn row_estimator(
+        &self,
+        query: &[f32],
+        kern: &'static super::distance::Kernels,
+    ) -> Option<RowEstimator<'_>> {
+        if query.len() != self.dim {
+            return None;
+        }
+        let qn: Vec<f32> = match self.metric {
+            super::distance::Metric::CosineDistance => {
+                let n = kern.dot(query, query).sqrt();
+                if !(n > 0.0 && n.is_finite()) {
+                    return None;
+                }
+                query.iter().map(|v| v / n).collect()
+            }
+            super::distance::Metric::EuclideanSquared => query.to_vec(),
+        };
+        let qc: Vec<f32> = qn.iter().zip(self.mean.iter()).map(|(v, m)| v - m).collect();
+        let codes = self.bytes.get(self.off_codes..).unwrap_or(&[]);
+        let kind = match &self.code {
+            search::Code::Sq8 => {
+                let (qq, bias, inv) = super::ann::quantize_query(&qc, &self.scales, self.stride);
+                EstimatorKind::Sq8 { qq, bias, inv, stride: self.stride, norms2: &self.norms2 }
+            }
+            search::Code::Planes { bits, qbits, record, rot } => {
+                let mut qr = vec![0f32; self.stride];
+                rot.apply(&qc, &mut qr);
+                let q = super::rabitq::quantize(&qr, *bits);
+                EstimatorKind::Planes { q, bits: *bits, qbits: *qbits, record: *record, p: self.stride }
+            }
+        };
+        Some(RowEstimator { kern, codes, kind })
+    }
+}
+
 fn section_crc(b: &[u8]) -> u32 {
     let c = crc32c::crc32c(&b[..CRC_AT]);
     crc32c::crc32c_append(c, &b[HEADER_LEN_V1..])
