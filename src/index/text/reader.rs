@@ -299,12 +299,16 @@ impl<'a> Dict<'a> {
         Ok((to_usize(rd_u64(info, 0)?)?, rd_u32(info, 8)? as usize, rd_u32(info, 12)?))
     }
 
-    /// A cursor over key `i`'s postings.
+    /// A cursor over key `i`'s postings: its block metas checked now, each block's data when it
+    /// is decoded (a search that passes a block reads none of it).
     pub(super) fn postings_at(&self, i: usize) -> Result<Postings<'a>, IndexError> {
         let (off, len, df) = self.info(i)?;
         let end = off.checked_add(len).ok_or(corrupt("postings overflow"))?;
-        let data = self.checked(self.postings.get(off..end).ok_or(corrupt("postings out of bounds"))?);
-        Postings::new(std::borrow::Cow::Borrowed(data), df)
+        let data = self.postings.get(off..end).ok_or(corrupt("postings out of bounds"))?;
+        let mut p = Postings::new(std::borrow::Cow::Borrowed(data), df)?;
+        self.checked(data.get(..p.nblocks * META_LEN).unwrap_or(data));
+        p.guard = self.guard;
+        Ok(p)
     }
 }
 
@@ -601,6 +605,9 @@ impl<'a> TextIndex<'a> {
 pub(super) struct Postings<'a> {
     data: std::borrow::Cow<'a, [u8]>,
     pub(super) nblocks: usize,
+    /// Checks the bytes of each block decoded (its metas were checked at open); None: a list
+    /// built for the query, or an unguarded section.
+    guard: Option<crate::integrity::FileGuard<'a>>,
 }
 
 pub(super) struct BlockMeta {
@@ -648,7 +655,7 @@ impl<'a> Postings<'a> {
         if df == 0 || nblocks * META_LEN > data.len() {
             return Err(corrupt("postings header"));
         }
-        Ok(Postings { data, nblocks })
+        Ok(Postings { data, nblocks, guard: None })
     }
 
     /// Every `(row, tf)`, in row order.
@@ -691,7 +698,10 @@ impl<'a> Postings<'a> {
     pub(super) fn decode(&self, b: usize, out: &mut DecodedBlock) -> Result<(), IndexError> {
         let m = self.meta(b)?;
         let prev = if b == 0 { 0 } else { self.last_row(b - 1) };
-        let data = self.data.get(m.data_off..).ok_or(corrupt("block data"))?;
+        // Blocks are written in order: this one's bytes end where the next one's start.
+        let end = if b + 1 < self.nblocks { self.meta(b + 1)?.data_off } else { self.data.len() };
+        let data = self.data.get(m.data_off..end).ok_or(corrupt("block data"))?;
+        crate::integrity::check_slice(self.guard.as_ref(), data);
         if m.len == BLOCK {
             if m.doc_bits > 32 || m.tf_bits > 32 {
                 return Err(corrupt("bit width"));
