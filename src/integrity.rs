@@ -34,6 +34,12 @@
 //!   not atomic (the bytes may change in between), so what is bounded is the
 //!   window: at most [`RECHECK_AFTER`] of an evaluation, then chunks are
 //!   checked again.
+//! - A heap copy of guarded bytes ([`FileGuard::copy_checked`]) is checked in
+//!   the copy itself (the whole chunks copied, then their crcs compared), so it
+//!   holds exactly bytes that matched; it is trusted while it is kept, as every
+//!   heap structure derived from checked bytes is. [`FineCrcs`] (granule crcs of
+//!   a region, computed from such a copy) check a read over its granules instead
+//!   of its chunks, every call: the caller remembers what it checked per epoch.
 
 use std::cell::{Cell, RefCell};
 use std::fmt;
