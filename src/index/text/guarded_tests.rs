@@ -19,21 +19,24 @@ fn a_changed_dictionary_byte_is_never_read_and_a_changed_length_byte_fails_the_q
     let opts = FullTextSearch { remove_stopwords: false, stemming: false, ..FullTextSearch::default() };
     let docs: Vec<String> =
         (0..5000).map(|i| format!("w{} w{} common {}", i % 97, i % 13, "x ".repeat(i % 7))).collect();
+    let docs: Vec<String> =
+        docs.into_iter().enumerate().map(|(i, d)| if i % 1000 == 7 { d + " rare" } else { d }).collect();
     let bytes = build("a", docs.iter().enumerate().map(|(i, d)| (i as u32, d.as_str())), &opts);
     let g = guard_of(&bytes);
     let first = TextIndex::open(&bytes).unwrap().guarded(Some(FileGuard::new(&bytes, &g)));
     let samples = within(|| first.samples()).unwrap().unwrap();
     assert!(samples.holds_terms(), "a small dictionary is kept whole");
-    let terms = vec!["w5".to_string(), "common".to_string()];
+    let terms = vec!["w5".to_string(), "common".to_string(), "rare".to_string()];
     let mut st = CorpusStats::default();
     st.add_index(&first, &terms);
     let p = Bm25Params::default();
-    let search = |b: &[u8]| {
+    let search_for = |terms: &[String], b: &[u8]| {
         within(|| {
             let ix = TextIndex::reopen(b, &samples).unwrap().guarded(Some(FileGuard::new(b, &g)));
-            ix.search(&terms, &st, p, 10, None).unwrap()
+            ix.search(terms, &st, p, 10, None).unwrap()
         })
     };
+    let search = |b: &[u8]| search_for(&terms, b);
     let want = search(&bytes).unwrap();
     assert_eq!(want, first.search_exhaustive(&terms, &st, p, 10, None).unwrap());
     assert!(!want.is_empty());
@@ -48,13 +51,14 @@ fn a_changed_dictionary_byte_is_never_read_and_a_changed_length_byte_fails_the_q
     }
     assert_eq!(search(&dict), Ok(want.clone()), "lookups read the checked copy, not the section");
 
+    // A sparse list checks its rows' length bytes by granules, a dense one by 1 KiB chunks.
+    let row = 2007usize;
     let mut norm = bytes.clone();
-    norm[norms_at + want[0].0 as usize] ^= 1;
-    let rot = search(&norm).unwrap_err();
-    assert_eq!(
-        rot.offset as usize,
-        norms_at + (want[0].0 as usize >> NORM_GRANULE_LOG2 << NORM_GRANULE_LOG2)
-    );
+    norm[norms_at + row] ^= 1;
+    let rare = search_for(&["rare".to_string()], &norm).unwrap_err();
+    assert_eq!(rare.offset as usize, norms_at + (row >> NORM_GRANULE_LOG2 << NORM_GRANULE_LOG2));
+    let common = search_for(&["common".to_string()], &norm).unwrap_err();
+    assert_eq!(common.offset as usize, (norms_at + row) >> 10 << 10);
 
     // Changed before the samples were taken: the copy fails its check, and nothing is kept.
     let late = TextIndex::open_trusted(&dict).unwrap().guarded(Some(FileGuard::new(&dict, &g)));

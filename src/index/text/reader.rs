@@ -605,6 +605,8 @@ impl<'a> TextIndex<'a> {
 pub(super) struct Postings<'a> {
     data: std::borrow::Cow<'a, [u8]>,
     pub(super) nblocks: usize,
+    /// Rows in the list.
+    pub(super) df: u32,
     /// Checks the bytes of each block decoded (its metas were checked at open); None: a list
     /// built for the query, or an unguarded section.
     guard: Option<crate::integrity::FileGuard<'a>>,
@@ -655,7 +657,7 @@ impl<'a> Postings<'a> {
         if df == 0 || nblocks * META_LEN > data.len() {
             return Err(corrupt("postings header"));
         }
-        Ok(Postings { data, nblocks, guard: None })
+        Ok(Postings { data, nblocks, df, guard: None })
     }
 
     /// Every `(row, tf)`, in row order.

@@ -75,7 +75,7 @@ const NORM_WINDOW_SHIFT: u32 = 10;
 /// table (against the read chunks) or its granule (64 rows, against the section's granule crcs)
 /// matched its crc in the current checking epoch (`crate::integrity::epoch`); each window and
 /// granule is checked at most once per epoch, whichever cursor reads it first (outside every
-/// scope, at every read). A dense list checks windows (one crc of 1 KiB costs less than the
+/// scope, once per search, as a cursor did before these were shared). A dense list checks windows (one crc of 1 KiB costs less than the
 /// sixteen of its granules), a sparse one granules (a crc of 64 bytes for its one row there).
 pub(super) struct NormChecks<'a> {
     norms: &'a [u8],
@@ -133,16 +133,15 @@ impl<'a> NormChecks<'a> {
     fn of(&self, row: u32, dense: bool) -> u8 {
         let r = row as usize;
         if let Some(g) = &self.guard {
-            let scoped = self.epoch.get().is_some();
             let window = r >> NORM_WINDOW_SHIFT;
             let (wword, wbit) = (self.windows.get(window / 64), 1u64 << (window % 64));
-            if !(scoped && wword.is_some_and(|w| w.get() & wbit != 0)) {
+            if !wword.is_some_and(|w| w.get() & wbit != 0) {
                 if dense || self.fine.is_none() {
                     self.check(g, window, NORM_WINDOW_SHIFT, None, wword, wbit);
                 } else {
                     let granule = r >> self.shift;
                     let (word, bit) = (self.checked.get(granule / 64), 1u64 << (granule % 64));
-                    if !(scoped && word.is_some_and(|w| w.get() & bit != 0)) {
+                    if !word.is_some_and(|w| w.get() & bit != 0) {
                         self.check(g, granule, self.shift, self.fine, word, bit);
                     }
                 }
@@ -426,7 +425,7 @@ pub(super) fn open_cursors<'a>(
                 caches.len() - 1
             });
             let norms = checks.get_or_insert_with(|| std::rc::Rc::new(NormChecks::new(f.index))).clone();
-            let dense = norms.dense(nblocks * BLOCK);
+            let dense = norms.dense(p.df as usize);
             let mut c = TermCursor {
                 p,
                 norms,
