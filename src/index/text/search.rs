@@ -135,13 +135,13 @@ impl<'a> NormChecks<'a> {
         if let Some(g) = &self.guard {
             let window = r >> NORM_WINDOW_SHIFT;
             let (wword, wbit) = (self.windows.get(window / 64), 1u64 << (window % 64));
-            if !wword.is_some_and(|w| w.get() & wbit != 0) {
+            if wword.is_none_or(|w| w.get() & wbit == 0) {
                 if dense || self.fine.is_none() {
                     self.check(g, window, NORM_WINDOW_SHIFT, None, wword, wbit);
                 } else {
                     let granule = r >> self.shift;
                     let (word, bit) = (self.checked.get(granule / 64), 1u64 << (granule % 64));
-                    if !word.is_some_and(|w| w.get() & bit != 0) {
+                    if word.is_none_or(|w| w.get() & bit == 0) {
                         self.check(g, granule, self.shift, self.fine, word, bit);
                     }
                 }
