@@ -34,6 +34,12 @@
 //!   not atomic (the bytes may change in between), so what is bounded is the
 //!   window: at most [`RECHECK_AFTER`] of an evaluation, then chunks are
 //!   checked again.
+//! - A heap copy of guarded bytes ([`FileGuard::copy_checked`]) is checked in
+//!   the copy itself (the whole chunks copied, then their crcs compared), so it
+//!   holds exactly bytes that matched; it is trusted while it is kept, as every
+//!   heap structure derived from checked bytes is. [`FineCrcs`] (granule crcs of
+//!   a region, computed from such a copy) check a read over its granules instead
+//!   of its chunks, every call: the caller remembers what it checked per epoch.
 
 use std::cell::{Cell, RefCell};
 use std::fmt;
@@ -364,6 +370,138 @@ impl<'a> FileGuard<'a> {
     }
 }
 
+impl FileGuard<'_> {
+    /// A heap copy of `sub` (a slice of the object) whose bytes matched the object's chunk crcs
+    /// in the copy itself: the whole chunks covering `sub` are copied, then checked, so the copy
+    /// cannot hold a byte that changed between a check and the copying (it is trusted for as
+    /// long as it is kept, like every heap copy of checked bytes). None when a chunk changed
+    /// (recorded as [`FileGuard::check_slice`] records it) or `sub` is not the object's.
+    pub fn copy_checked(&self, sub: &[u8]) -> Option<Vec<u8>> {
+        let r = self.range_of(sub)?;
+        let g = self.guard;
+        let start = (r.start >> g.chunk_log2) << g.chunk_log2;
+        let end =
+            r.end.max(((r.end + (1 << g.chunk_log2) - 1) >> g.chunk_log2 << g.chunk_log2).min(g.covered));
+        let mut copy = self.file.get(start..end)?.to_vec();
+        if CHECKING.load(Ordering::Relaxed) {
+            for (i, bytes) in copy.chunks(1 << g.chunk_log2).enumerate() {
+                let chunk = (start >> g.chunk_log2) + i;
+                let at = chunk << g.chunk_log2;
+                if at >= g.covered {
+                    break;
+                }
+                let bytes = bytes.get(..(g.covered - at).min(bytes.len())).unwrap_or(bytes);
+                let expected = g.crcs.get(chunk).copied().unwrap_or(0);
+                if let Err(rot) = g.compare(at, expected, crc32c::crc32c(bytes)) {
+                    keep_rot(rot);
+                    return None;
+                }
+            }
+        }
+        copy.truncate(r.end - start);
+        copy.drain(..r.start - start);
+        Some(copy)
+    }
+
+    /// Crc32c of `sub` (a slice of the object) in granules of `2^log2` bytes from its start,
+    /// computed from a checked copy ([`FileGuard::copy_checked`]): a read inside `sub` is then
+    /// checked by [`FileGuard::check_fine`] over its granules alone. None as for the copy.
+    pub fn fine_crcs(&self, sub: &[u8], log2: u32) -> Option<FineCrcs> {
+        let start = self.range_of(sub)?.start;
+        let copy = self.copy_checked(sub)?;
+        let crcs = copy.chunks(1 << log2).map(crc32c::crc32c).collect();
+        Some(FineCrcs { start, len: copy.len(), log2, crcs })
+    }
+
+    /// Check `sub` against `fine` (this object's, [`FileGuard::fine_crcs`]): each granule it
+    /// touches, every call (the caller remembers what it checked). A slice from outside the
+    /// object passes; one outside `fine`'s region is checked by [`FileGuard::check_slice`].
+    pub fn check_fine(&self, fine: &FineCrcs, sub: &[u8]) -> bool {
+        let Some(r) = self.range_of(sub) else { return true };
+        let region_end = fine.start + fine.len;
+        if r.start < fine.start || r.end > region_end {
+            return self.check_slice(sub);
+        }
+        if r.is_empty() || !CHECKING.load(Ordering::Relaxed) {
+            return true;
+        }
+        let (first, last) = ((r.start - fine.start) >> fine.log2, (r.end - 1 - fine.start) >> fine.log2);
+        (first..=last).all(|g| {
+            let at = fine.start + (g << fine.log2);
+            let end = (at + (1 << fine.log2)).min(region_end);
+            let actual = self.file.get(at..end).map_or(0, crc32c::crc32c);
+            let expected = fine.crcs.get(g).copied().unwrap_or(!actual);
+            match self.guard.compare(at, expected, actual) {
+                Ok(()) => true,
+                Err(rot) => {
+                    keep_rot(rot);
+                    false
+                }
+            }
+        })
+    }
+}
+
+/// Crc32c of one region of a guarded object in granules finer than the guard's chunks, taken
+/// from checked bytes ([`FileGuard::fine_crcs`]): a read of a few bytes then costs a crc of a
+/// granule, not of a whole chunk. Heap, kept with what the region belongs to.
+#[derive(Clone, Debug)]
+pub struct FineCrcs {
+    /// Where the region starts in the object, and its length.
+    start: usize,
+    len: usize,
+    log2: u32,
+    crcs: Box<[u32]>,
+}
+
+impl FineCrcs {
+    /// Heap bytes held.
+    pub fn heap_bytes(&self) -> usize {
+        self.crcs.len() * 4
+    }
+
+    /// The granule size, log2 bytes.
+    pub fn granule_log2(&self) -> u32 {
+        self.log2
+    }
+
+    /// Bytes of the region.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the region is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+impl ChunkGuard {
+    /// `Err(Rot)` (logged) when the bytes at `offset` have crc `actual` instead of `expected`.
+    fn compare(&self, offset: usize, expected: u32, actual: u32) -> Result<(), Rot> {
+        if actual == expected {
+            return Ok(());
+        }
+        let offset = u64::try_from(offset).unwrap_or(u64::MAX);
+        let rot = Rot { object: self.object.clone(), offset, expected, actual };
+        tracing::error!(object = %rot.object, offset, "{rot}");
+        Err(rot)
+    }
+}
+
+/// Record `rot` as a failed chunk check does: in the evaluation's scope, else in the
+/// process-wide list [`take_unscoped`] drains.
+fn keep_rot(rot: Rot) {
+    let kept = SCOPE.with(|s| {
+        s.borrow_mut().as_mut().map(|sc| {
+            sc.rot.get_or_insert(rot.clone());
+        })
+    });
+    if kept.is_none() {
+        report_unscoped(rot);
+    }
+}
+
 /// Where `sub`'s bytes lie in `whole` (None: not inside it). Only addresses are compared.
 pub(crate) fn range_within<T>(whole: &[u8], sub: &[T]) -> Option<Range<usize>> {
     let start = (sub.as_ptr() as usize).checked_sub(whole.as_ptr() as usize)?;
@@ -467,6 +605,44 @@ mod tests {
         assert!(!g.check(&bytes, 100..200));
         let found = take_unscoped();
         assert!(found.iter().any(|r| r.object == "segments/s/data.seg" && r.offset == 0), "{found:?}");
+    }
+
+    #[test]
+    fn a_checked_copy_holds_the_bytes_and_refuses_a_changed_chunk() {
+        let (mut bytes, g) = guarded(3 * 4096 + 100);
+        let copy = FileGuard::new(&bytes, &g).copy_checked(&bytes[4000..9000]);
+        assert_eq!(copy.as_deref(), Some(&bytes[4000..9000]));
+        let tail = FileGuard::new(&bytes, &g).copy_checked(&bytes[3 * 4096 + 10..]);
+        assert_eq!(tail.as_deref(), Some(&bytes[3 * 4096 + 10..]), "the short last chunk");
+        bytes[8200] ^= 4;
+        let rot = within(|| FileGuard::new(&bytes, &g).copy_checked(&bytes[4000..4100]).is_some()).unwrap();
+        assert!(rot, "a chunk the copy does not cover is not checked");
+        let out = within(|| FileGuard::new(&bytes, &g).copy_checked(&bytes[4000..9000]).is_none());
+        assert_eq!(out.unwrap_err().offset, 2 * 4096, "the changed chunk fails the copy and the scope");
+        assert_eq!(FileGuard::new(&bytes, &g).copy_checked(&[1u8, 2][..]), None, "not the object's bytes");
+    }
+
+    #[test]
+    fn fine_checks_catch_a_changed_granule_every_time() {
+        let (mut bytes, g) = guarded(2 * 4096);
+        let fine = FileGuard::new(&bytes, &g).fine_crcs(&bytes[100..3000], 6).unwrap();
+        assert_eq!(
+            (fine.len(), fine.granule_log2(), fine.heap_bytes()),
+            (2900, 6, 4 * 2900usize.div_ceil(64))
+        );
+        assert!(within(|| FileGuard::new(&bytes, &g).check_fine(&fine, &bytes[100..3000])).unwrap());
+        bytes[100 + 64 * 5 + 3] ^= 1;
+        let at = within(|| {
+            let fg = FileGuard::new(&bytes, &g);
+            assert!(fg.check_fine(&fine, &bytes[100..100 + 64 * 5]), "the granules before pass");
+            fg.check_fine(&fine, &bytes[100 + 64 * 5 + 10..100 + 64 * 5 + 11])
+        });
+        assert_eq!(at.unwrap_err().offset, 100 + 64 * 5, "the changed granule, named by its offset");
+        // Outside the region: the chunk check (which sees the change in chunk 0 too).
+        assert!(within(|| FileGuard::new(&bytes, &g).check_fine(&fine, &bytes[3500..3600])).is_err());
+        take_unscoped();
+        assert!(!FileGuard::new(&bytes, &g).check_fine(&fine, &bytes[420..421]), "unscoped too");
+        assert!(take_unscoped().iter().any(|r| r.offset == 420));
     }
 
     #[test]

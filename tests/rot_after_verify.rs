@@ -13,6 +13,11 @@
 //!   miss it), a row's length byte in the text index (a BM25 score off by its
 //!   changed norm) and a vector (an exact search with a wrong distance) fail the
 //!   query that reads them.
+//! - A text section's term dictionary, which a segment's first text query copies to the heap:
+//!   a byte of it changed before that copy fails the query (the copy is checked), one changed
+//!   after it is never read by a query (the copy answers as verified) and `verify` names the
+//!   file. A length byte changed after that first query still fails the next one (its 64-row
+//!   granule is checked where it is read).
 //! - Bucket store: the same change in the disk cache's copy fails the one query
 //!   that met it; the copy is dropped, the object downloaded and verified again
 //!   from the bucket, and the next query answers every row; `verify` reports the
@@ -82,6 +87,22 @@ fn attr_index_entry(seg: &[u8], name: &str, row: u64) -> u64 {
 /// The file offset of the middle of `term`'s postings in the text index (`index/text/reader.rs`:
 /// header 64 B, the name, norms, (terms + 1) u32 offsets, 16-byte infos, term bytes, postings).
 fn postings_of(seg: &[u8], term: &str) -> u64 {
+    let (at, infos, postings) = dict_entry(seg, term);
+    let s = &seg[at..];
+    let u32_at = |i: usize| u32::from_le_bytes(s[i..i + 4].try_into().unwrap()) as usize;
+    let u64_at = |i: usize| u64::from_le_bytes(s[i..i + 8].try_into().unwrap()) as usize;
+    let (off, len) = (u64_at(infos), u32_at(infos + 8));
+    (at + postings + off + len / 2) as u64
+}
+
+/// The file offset of `term`'s 16-byte info (postings offset, length, doc freq) in the text index.
+fn info_of(seg: &[u8], term: &str) -> u64 {
+    let (at, infos, _) = dict_entry(seg, term);
+    (at + infos) as u64
+}
+
+/// `(section offset, term's info offset in the section, postings table offset in the section)`.
+fn dict_entry(seg: &[u8], term: &str) -> (usize, usize, usize) {
     let (at, _) = section(seg, 17);
     let s = &seg[at..];
     let u32_at = |i: usize| u32::from_le_bytes(s[i..i + 4].try_into().unwrap()) as usize;
@@ -96,8 +117,7 @@ fn postings_of(seg: &[u8], term: &str) -> u64 {
             &s[bytes + u32_at(offsets + 4 * i)..bytes + u32_at(offsets + 4 * i + 4)] == term.as_bytes()
         })
         .unwrap_or_else(|| panic!("no term {term:?}"));
-    let (off, len) = (u64_at(infos + 16 * i), u32_at(infos + 16 * i + 8));
-    (at + postings + off + len / 2) as u64
+    (at, infos + 16 * i, postings)
 }
 
 /// The file offset of `row`'s length byte (its field norm) in the text index: after the 64-byte
@@ -313,4 +333,57 @@ async fn a_patch_over_a_changed_row_is_refused_and_writes_nothing() {
         .unwrap_or(0);
     assert_eq!(before, after, "no generation was committed from the changed row");
     assert!(before > 0, "the manifests directory was found");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_term_dictionary_changed_on_disk_fails_its_copy_or_is_found_by_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(dir.path(), &[]);
+    let schema = json!({"body": {"type": "string", "full_text_search": true}, "tag": {"type": "string", "filterable": true}});
+    for ns in ["early", "late", "norms"] {
+        let (s, b) = post(
+            &client(),
+            &d.at(&format!("/v2/namespaces/{ns}")),
+            &json!({"upsert_rows": rows(), "schema": schema}),
+        )
+        .await;
+        assert_eq!(s, 200, "{b}");
+        let (s, b) = post(&client(), &d.at(&format!("/v1/namespaces/{ns}/_admin/compact")), &json!({})).await;
+        assert_eq!(s, 200, "{b}");
+    }
+    let text = json!({"rank_by": ["body", "BM25", "0123"], "top_k": 10});
+    let query = |ns: &'static str| {
+        let (d, q) = (&d, text.clone());
+        async move { post(&client(), &d.at(&format!("/v2/namespaces/{ns}/query")), &q).await }
+    };
+    // "early" is loaded (verified) by a query that reads no text index; the others answer a text
+    // query first, which copies the dictionary and takes the norm table's granule crcs.
+    let (s, b) = filter_query(&d, "early").await;
+    assert_eq!((s, row_count(&b)), (200, ROWS as usize), "{b}");
+    for ns in ["late", "norms"] {
+        let (s, b) = query(ns).await;
+        assert_eq!((s, b["rows"][0]["id"].as_u64()), (200, Some(VICTIM)), "{b}");
+    }
+    for ns in ["early", "late"] {
+        let seg = segment_of(dir.path(), ns);
+        flip_at(&seg, info_of(&std::fs::read(&seg).unwrap(), "0123"));
+    }
+    let seg = segment_of(dir.path(), "norms");
+    flip_at(&seg, norm_of(&std::fs::read(&seg).unwrap(), VICTIM));
+
+    let (s, b) = query("early").await;
+    assert_rot_error(s, &b, "the first text query, whose copy of the dictionary met the change");
+    let (s, b) = query("norms").await;
+    assert_rot_error(s, &b, "a length byte changed after the first text query");
+    let (s, b) = query("late").await;
+    assert_eq!((s, b["rows"][0]["id"].as_u64()), (200, Some(VICTIM)), "the checked copy answers: {b}");
+    let (s, report) = post(&client(), &d.at("/v1/_admin/verify"), &json!({})).await;
+    assert_eq!(s, 200, "{report}");
+    assert_eq!(report["status"], "DAMAGED", "{report}");
+    let damaged: Vec<&str> =
+        report["damaged"].as_array().unwrap().iter().filter_map(|x| x["key"].as_str()).collect();
+    assert!(
+        damaged.iter().any(|k| k.contains("/late/") && k.ends_with("data.seg")),
+        "verify reads the file: {report}"
+    );
 }

@@ -137,6 +137,8 @@ const WINDOW: u32 = 4096;
 pub const MAX_PREFIX_EXPANSIONS: usize = 64;
 
 #[cfg(test)]
+mod guarded_tests;
+#[cfg(test)]
 mod prefixes_tests;
 #[cfg(test)]
 pub(crate) mod tests;

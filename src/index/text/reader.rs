@@ -7,6 +7,18 @@
 //! of keys from the section instead of bisecting all of them. Every key, offset and info it reads
 //! from the section is still checked (`crate::integrity`); the sample only picks which, and a
 //! lookup finds the same index with it or without it.
+//!
+//! Beside the samples ([`TextSamples`], taken once per loaded segment from checked bytes):
+//! - the term dictionary's offsets, infos and key bytes, copied whole to the heap
+//!   ([`FileGuard::copy_checked`](crate::integrity::FileGuard::copy_checked): the copy itself
+//!   is what matched the crcs) when they take at most [`HEAP_DICT_MAX`] bytes: a lookup then
+//!   reads nothing of the section, only the postings it opens (each checked as before);
+//! - crc32c of the norm table in [`NORM_GRANULE_LOG2`] granules, so a row's length byte is
+//!   checked over 64 bytes, not over its 1 KiB chunk (`search.rs`, `NormChecks`).
+//!
+//! A byte of the section that changes after the copy is never read by a query (the copy was
+//! verified; `verify` and a compaction read the file and find the change); one that changes
+//! before it fails the copy, and the query that took it.
 
 use super::*;
 use crate::integrity::range_within;
@@ -44,6 +56,47 @@ pub(super) struct Dict<'a> {
 /// checked chunk each) instead of bisecting the whole dictionary (a chunk of offsets and one of key
 /// bytes per probe, each checked against its crc32c once per query).
 pub const SAMPLE_EVERY: usize = 32;
+
+/// Largest term dictionary (offsets, infos and key bytes) kept whole on the heap: ≈ 1.5 MB for
+/// a body field of a 150k-row segment; a larger one is looked up from its sample and the section.
+pub const HEAP_DICT_MAX: usize = 16 << 20;
+
+/// A row's length byte is checked over a granule of `2^NORM_GRANULE_LOG2` rows of the norm
+/// table (crcs on the heap: 4 bytes per 64 rows).
+pub const NORM_GRANULE_LOG2: u32 = 6;
+
+/// A term dictionary's offsets, infos and key bytes, copied to the heap from checked bytes.
+#[derive(Debug)]
+struct HeapDict {
+    offsets: Vec<u8>,
+    infos: Vec<u8>,
+    bytes: Vec<u8>,
+}
+
+impl HeapDict {
+    /// `d`'s tables, when they fit [`HEAP_DICT_MAX`] and each copy matched its crcs.
+    fn of(d: &Dict<'_>) -> Option<HeapDict> {
+        if d.offsets.len() + d.infos.len() + d.bytes.len() > HEAP_DICT_MAX {
+            return None;
+        }
+        let copy = |sub: &[u8]| match &d.guard {
+            Some(g) => g.copy_checked(sub),
+            None => Some(sub.to_vec()),
+        };
+        Some(HeapDict { offsets: copy(d.offsets)?, infos: copy(d.infos)?, bytes: copy(d.bytes)? })
+    }
+
+    /// Whether these are the tables of `d` (same lengths): another dictionary's are ignored.
+    fn fits(&self, d: &Dict<'_>) -> bool {
+        self.offsets.len() == d.offsets.len()
+            && self.infos.len() == d.infos.len()
+            && self.bytes.len() == d.bytes.len()
+    }
+
+    fn heap_bytes(&self) -> usize {
+        self.offsets.capacity() + self.infos.capacity() + self.bytes.capacity()
+    }
+}
 
 /// Every [`SAMPLE_EVERY`]-th key of one dictionary, on the heap (concatenated; `ends[j]` is the
 /// end of sampled key `j`). Built from checked bytes ([`TextIndex::samples`]); heap bytes do not
@@ -114,6 +167,11 @@ pub struct TextSamples {
     terms: DictSample,
     prefixes: Option<DictSample>,
     layout: TextLayout,
+    /// The term dictionary whole (None: larger than [`HEAP_DICT_MAX`], or taken unguarded
+    /// where a copy failed its check — then nothing is kept at all).
+    heap_terms: Option<HeapDict>,
+    /// The norm table's granule crcs (None: the section was opened unguarded).
+    norm_crcs: Option<crate::integrity::FineCrcs>,
 }
 
 impl TextSamples {
@@ -122,6 +180,13 @@ impl TextSamples {
         self.terms.heap_bytes()
             + self.prefixes.as_ref().map_or(0, DictSample::heap_bytes)
             + self.layout.attr.capacity()
+            + self.heap_terms.as_ref().map_or(0, HeapDict::heap_bytes)
+            + self.norm_crcs.as_ref().map_or(0, crate::integrity::FineCrcs::heap_bytes)
+    }
+
+    /// Whether the term dictionary is kept whole on the heap.
+    pub fn holds_terms(&self) -> bool {
+        self.heap_terms.is_some()
     }
 }
 
@@ -234,12 +299,16 @@ impl<'a> Dict<'a> {
         Ok((to_usize(rd_u64(info, 0)?)?, rd_u32(info, 8)? as usize, rd_u32(info, 12)?))
     }
 
-    /// A cursor over key `i`'s postings.
+    /// A cursor over key `i`'s postings: its block metas checked now, each block's data when it
+    /// is decoded (a search that passes a block reads none of it).
     pub(super) fn postings_at(&self, i: usize) -> Result<Postings<'a>, IndexError> {
         let (off, len, df) = self.info(i)?;
         let end = off.checked_add(len).ok_or(corrupt("postings overflow"))?;
-        let data = self.checked(self.postings.get(off..end).ok_or(corrupt("postings out of bounds"))?);
-        Postings::new(std::borrow::Cow::Borrowed(data), df)
+        let data = self.postings.get(off..end).ok_or(corrupt("postings out of bounds"))?;
+        let mut p = Postings::new(std::borrow::Cow::Borrowed(data), df)?;
+        self.checked(data.get(..p.nblocks * META_LEN).unwrap_or(data));
+        p.guard = self.guard;
+        Ok(p)
     }
 }
 
@@ -265,6 +334,8 @@ pub struct TextIndex<'a> {
     /// Version 2: the longest indexed prefix (chars) and the prefix dictionary.
     pub(super) prefixes: Option<(u32, Dict<'a>)>,
     pub(super) guard: Option<crate::integrity::FileGuard<'a>>,
+    /// Granule crcs of `norms` (from the samples), checked instead of its 1 KiB chunks.
+    pub(super) norm_crcs: Option<&'a crate::integrity::FineCrcs>,
 }
 
 impl<'a> TextIndex<'a> {
@@ -319,7 +390,17 @@ impl<'a> TextIndex<'a> {
         if pos + 4 != bytes.len() {
             return Err(corrupt("length mismatch"));
         }
-        Ok(TextIndex { section: bytes, attr, num_docs, total_tokens, norms, terms, prefixes, guard: None })
+        Ok(TextIndex {
+            section: bytes,
+            attr,
+            num_docs,
+            total_tokens,
+            norms,
+            terms,
+            prefixes,
+            guard: None,
+            norm_crcs: None,
+        })
     }
 
     /// Samples of this section's dictionaries, to keep beside it for its life and pass to
@@ -342,7 +423,19 @@ impl<'a> TextIndex<'a> {
                 None => None,
             },
         };
-        Some(TextSamples { terms: DictSample::of(&self.terms)?, prefixes, layout })
+        let norm_crcs = match &self.guard {
+            Some(g) if !self.norms.is_empty() => Some(g.fine_crcs(self.norms, NORM_GRANULE_LOG2)?),
+            _ => None,
+        };
+        let heap_terms = match HeapDict::of(&self.terms) {
+            None if self.terms.offsets.len() + self.terms.infos.len() + self.terms.bytes.len()
+                <= HEAP_DICT_MAX =>
+            {
+                return None
+            }
+            h => h,
+        };
+        Some(TextSamples { terms: DictSample::of(&self.terms)?, prefixes, layout, heap_terms, norm_crcs })
     }
 
     /// The section `bytes` opened again from the samples an earlier open of it took
@@ -364,14 +457,23 @@ impl<'a> TextIndex<'a> {
             terms: l.terms.dict(bytes)?,
             prefixes,
             guard: None,
+            norm_crcs: None,
         };
         Some(ix.with_samples(samples))
     }
 
     /// Looks keys up from `samples` (this section's, from [`Self::samples`]; a sample of a
-    /// dictionary of another length is ignored).
+    /// dictionary of another length is ignored): from the heap copy of the term dictionary
+    /// when it holds one, and checks rows' length bytes by the norm table's granule crcs.
     pub fn with_samples(mut self, samples: &'a TextSamples) -> Self {
         self.terms.sample = Some(&samples.terms);
+        if let Some(h) = samples.heap_terms.as_ref().filter(|h| h.fits(&self.terms)) {
+            // Heap bytes lie outside the guarded object: reading them checks nothing.
+            self.terms.offsets = &h.offsets;
+            self.terms.infos = &h.infos;
+            self.terms.bytes = &h.bytes;
+        }
+        self.norm_crcs = samples.norm_crcs.as_ref().filter(|c| c.len() == self.norms.len());
         if let (Some((_, d)), Some(s)) = (self.prefixes.as_mut(), samples.prefixes.as_ref()) {
             d.sample = Some(s);
         }
@@ -412,7 +514,10 @@ impl<'a> TextIndex<'a> {
     pub fn fieldnorm_id(&self, row: u32) -> u8 {
         let r = row as usize;
         let Some(norm) = self.norms.get(r..r + 1) else { return 0 };
-        crate::integrity::check_slice(self.guard.as_ref(), norm);
+        match (&self.guard, self.norm_crcs) {
+            (Some(g), Some(fine)) => g.check_fine(fine, norm),
+            _ => crate::integrity::check_slice(self.guard.as_ref(), norm),
+        };
         norm.first().copied().unwrap_or(0)
     }
 
@@ -500,6 +605,11 @@ impl<'a> TextIndex<'a> {
 pub(super) struct Postings<'a> {
     data: std::borrow::Cow<'a, [u8]>,
     pub(super) nblocks: usize,
+    /// Rows in the list.
+    pub(super) df: u32,
+    /// Checks the bytes of each block decoded (its metas were checked at open); None: a list
+    /// built for the query, or an unguarded section.
+    guard: Option<crate::integrity::FileGuard<'a>>,
 }
 
 pub(super) struct BlockMeta {
@@ -547,7 +657,7 @@ impl<'a> Postings<'a> {
         if df == 0 || nblocks * META_LEN > data.len() {
             return Err(corrupt("postings header"));
         }
-        Ok(Postings { data, nblocks })
+        Ok(Postings { data, nblocks, df, guard: None })
     }
 
     /// Every `(row, tf)`, in row order.
@@ -590,7 +700,10 @@ impl<'a> Postings<'a> {
     pub(super) fn decode(&self, b: usize, out: &mut DecodedBlock) -> Result<(), IndexError> {
         let m = self.meta(b)?;
         let prev = if b == 0 { 0 } else { self.last_row(b - 1) };
-        let data = self.data.get(m.data_off..).ok_or(corrupt("block data"))?;
+        // Blocks are written in order: this one's bytes end where the next one's start.
+        let end = if b + 1 < self.nblocks { self.meta(b + 1)?.data_off } else { self.data.len() };
+        let data = self.data.get(m.data_off..end).ok_or(corrupt("block data"))?;
+        crate::integrity::check_slice(self.guard.as_ref(), data);
         if m.len == BLOCK {
             if m.doc_bits > 32 || m.tf_bits > 32 {
                 return Err(corrupt("bit width"));

@@ -66,17 +66,121 @@ impl Combine<'_> {
     }
 }
 
-/// Rows whose norms (one byte a row) a cursor checks together: 1 KiB, the read-check chunk.
+/// Rows whose norms (one byte a row) are checked together when the section has no granule
+/// crcs of its norm table: 1 KiB, the read-check chunk.
 const NORM_WINDOW_SHIFT: u32 = 10;
+
+/// The length bytes of one field's rows in one segment, as every cursor of that field reads
+/// them in one query. Invariant: a row's byte is read only after its 1 KiB window of the norm
+/// table (against the read chunks) or its granule (64 rows, against the section's granule crcs)
+/// matched its crc in the current checking epoch (`crate::integrity::epoch`); each window and
+/// granule is checked at most once per epoch, whichever cursor reads it first (outside every
+/// scope, once per search, as a cursor did before these were shared). A dense list checks windows (one crc of 1 KiB costs less than the
+/// sixteen of its granules), a sparse one granules (a crc of 64 bytes for its one row there).
+pub(super) struct NormChecks<'a> {
+    norms: &'a [u8],
+    /// The segment's read guard (None: unchecked).
+    guard: Option<crate::integrity::FileGuard<'a>>,
+    fine: Option<&'a crate::integrity::FineCrcs>,
+    /// log2 of the rows of a granule (a window's when there are no granule crcs).
+    shift: u32,
+    /// One bit per granule: checked in `epoch`.
+    checked: Box<[std::cell::Cell<u64>]>,
+    /// One bit per 1 KiB window: checked in `epoch` (then so is each of its granules).
+    windows: Box<[std::cell::Cell<u64>]>,
+    epoch: std::cell::Cell<Option<u64>>,
+}
+
+/// A list holding more than one row in this many of its section checks the norms of its rows
+/// by 1 KiB windows; a sparser one by granules.
+const DENSE_NORMS: usize = 256;
+
+impl<'a> NormChecks<'a> {
+    fn new(index: &TextIndex<'a>) -> Self {
+        let shift = index.norm_crcs.map_or(NORM_WINDOW_SHIFT, |f| f.granule_log2());
+        let words =
+            |shift: u32| if index.guard.is_some() { (index.norms.len() >> shift) / 64 + 1 } else { 0 };
+        let bits = |n: usize| (0..n).map(|_| std::cell::Cell::new(0)).collect();
+        NormChecks {
+            norms: index.norms,
+            guard: index.guard,
+            fine: index.norm_crcs,
+            shift,
+            checked: bits(words(shift)),
+            windows: bits(words(NORM_WINDOW_SHIFT)),
+            epoch: std::cell::Cell::new(crate::integrity::epoch()),
+        }
+    }
+
+    /// Whether a list of `rows` rows reads its norms by windows (see [`DENSE_NORMS`]).
+    fn dense(&self, rows: usize) -> bool {
+        rows.saturating_mul(DENSE_NORMS) > self.norms.len()
+    }
+
+    /// Forget every granule checked when the checking epoch has changed (called per decoded
+    /// block, the step before any row of it is scored: not per row).
+    fn refresh(&self) {
+        let now = crate::integrity::epoch();
+        if now != self.epoch.get() {
+            self.checked.iter().chain(self.windows.iter()).for_each(|w| w.set(0));
+            self.epoch.set(now);
+        }
+    }
+
+    /// `row`'s length byte, its window (`dense`) or granule checked first unless it or its
+    /// window was in this epoch.
+    #[inline]
+    fn of(&self, row: u32, dense: bool) -> u8 {
+        let r = row as usize;
+        if let Some(g) = &self.guard {
+            let window = r >> NORM_WINDOW_SHIFT;
+            let (wword, wbit) = (self.windows.get(window / 64), 1u64 << (window % 64));
+            if wword.is_none_or(|w| w.get() & wbit == 0) {
+                if dense || self.fine.is_none() {
+                    self.check(g, window, NORM_WINDOW_SHIFT, None, wword, wbit);
+                } else {
+                    let granule = r >> self.shift;
+                    let (word, bit) = (self.checked.get(granule / 64), 1u64 << (granule % 64));
+                    if word.is_none_or(|w| w.get() & bit == 0) {
+                        self.check(g, granule, self.shift, self.fine, word, bit);
+                    }
+                }
+            }
+        }
+        self.norms.get(r).copied().unwrap_or(0)
+    }
+
+    /// Check part `i` of `2^shift` rows (against `fine` when given, else the read chunks) and
+    /// mark it in `word`.
+    fn check(
+        &self,
+        g: &crate::integrity::FileGuard<'a>,
+        i: usize,
+        shift: u32,
+        fine: Option<&crate::integrity::FineCrcs>,
+        word: Option<&std::cell::Cell<u64>>,
+        bit: u64,
+    ) {
+        let start = i << shift;
+        let end = (start + (1 << shift)).min(self.norms.len());
+        if let Some(w) = self.norms.get(start..end) {
+            match fine {
+                Some(f) => g.check_fine(f, w),
+                None => g.check_slice(w),
+            };
+        }
+        if let Some(w) = word {
+            w.set(w.get() | bit);
+        }
+    }
+}
 
 pub(super) struct TermCursor<'a> {
     p: Postings<'a>,
-    norms: &'a [u8],
-    /// The segment's read guard: the norms a cursor reads are checked like every other byte.
-    guard: Option<crate::integrity::FileGuard<'a>>,
-    /// The window of rows (`row >> NORM_WINDOW_SHIFT`) whose norms were checked last; a list's
-    /// rows only rise, so each window of the norm table is checked once per cursor, not per row.
-    norm_window: std::cell::Cell<usize>,
+    /// The field's length bytes, checked once per granule per query across its cursors.
+    norms: std::rc::Rc<NormChecks<'a>>,
+    /// Whether this list checks norms by windows ([`NormChecks::dense`]).
+    dense: bool,
     cache: usize,
     weight: Bm25Weight,
     boost: f32,
@@ -123,6 +227,7 @@ impl TermCursor<'_> {
             return Ok(None);
         }
         self.p.decode(b, &mut self.blk)?;
+        self.norms.refresh();
         self.blk_idx = b;
         self.pos = 0;
         while self.blk.rows[self.pos] < target {
@@ -177,21 +282,8 @@ impl TermCursor<'_> {
 
     fn score_here(&self, caches: &[NormCache]) -> f32 {
         let row = self.blk.rows[self.pos];
-        self.boost * self.weight.score(&caches[self.cache], self.norm_of(row), self.blk.tfs[self.pos])
-    }
-
-    /// `row`'s length byte, its window of the norm table checked first when it is a new one.
-    fn norm_of(&self, row: u32) -> u8 {
-        let window = (row >> NORM_WINDOW_SHIFT) as usize;
-        if self.norm_window.get() != window {
-            let start = window << NORM_WINDOW_SHIFT;
-            let end = (start + (1 << NORM_WINDOW_SHIFT)).min(self.norms.len());
-            if let Some(w) = self.norms.get(start..end) {
-                crate::integrity::check_slice(self.guard.as_ref(), w);
-            }
-            self.norm_window.set(window);
-        }
-        self.norms.get(row as usize).copied().unwrap_or(0)
+        self.boost
+            * self.weight.score(&caches[self.cache], self.norms.of(row, self.dense), self.blk.tfs[self.pos])
     }
 
     /// The block that holds `row` if the list does (the first whose last row is >= `row`;
@@ -311,6 +403,7 @@ pub(super) fn open_cursors<'a>(
         // The field's norm table, built once one of its lists occurs in the segment (a rare or
         // absent word meets none in most segments: 256 divisions saved per field there).
         let mut ci = None;
+        let mut checks = None;
         let counts = term_counts(f.terms);
         let found = f.found.filter(|x| x.len() == counts.len());
         let terms = counts.into_iter().enumerate().map(|(j, (t, count))| {
@@ -331,11 +424,12 @@ pub(super) fn open_cursors<'a>(
                 caches.push(f.stats.norm_cache(f.params));
                 caches.len() - 1
             });
+            let norms = checks.get_or_insert_with(|| std::rc::Rc::new(NormChecks::new(f.index))).clone();
+            let dense = norms.dense(p.df as usize);
             let mut c = TermCursor {
                 p,
-                norms: f.index.norms,
-                guard: f.index.guard,
-                norm_window: std::cell::Cell::new(usize::MAX),
+                norms,
+                dense,
                 cache,
                 weight,
                 boost: f.boost,
