@@ -159,29 +159,12 @@ fn main() {
         results.push(serde_json::json!({"case": format!("graph {name}"), "filter_pct": 0, "effort": gp.ef, "recall": rec, "qps_cpu": qps}));
         let with = AnnIndex::open(&v3).expect("open v3").with_graph(&g);
         assert!(with.has_graph());
-        results.extend(ivf_cases(
-            &format!("ivf v3 {name} codes"),
-            &with,
-            &v,
-            &truth,
-            &filters,
-            &ftruth,
-            nq,
-            min,
-            &q,
-        ));
         let without = AnnIndex::open(&v3).expect("open v3");
-        results.extend(ivf_cases(
-            &format!("ivf v3 exact ({name} calib.)"),
-            &without,
-            &v,
-            &truth,
-            &filters,
-            &ftruth,
-            nq,
-            min,
-            &q,
-        ));
+        for (label, ix) in
+            [(format!("ivf v3 {name} codes"), &with), (format!("ivf v3 exact ({name} calib.)"), &without)]
+        {
+            results.extend(ivf_cases(&label, ix, &v, &truth, &filters, &ftruth, nq, min, &q));
+        }
     }
     json["results"] = serde_json::Value::Array(results);
     println!("{json}");

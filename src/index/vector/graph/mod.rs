@@ -222,9 +222,9 @@ fn layout_v3(dim: usize, rows: usize, degree: usize, record: usize) -> Option<[u
     Some([mean, nb, recs, end])
 }
 
-/// Code-estimated distances of single rows (issue 36 item 4): the IVF section of the same
-/// segment (kind 16 version 3) ranks its candidates with the graph's traversal codes instead of
-/// holding codes of its own. Estimates rank like the exact distance (squared L2 of the centred,
+/// Code-estimated distances of single rows: what the graph's own search walks by, and what the
+/// IVF section of the same segment (kind 16 version 3, issue 36 item 4) ranks its candidates
+/// with instead of holding codes of its own. Estimates rank like the exact distance (squared L2 of the centred,
 /// cosine: unit-normalised, vectors, minus the query's constant |q − m|²); callers rerank exactly.
 pub struct RowEstimator<'g> {
     kern: &'static super::distance::Kernels,
@@ -257,13 +257,18 @@ impl RowEstimator<'_> {
         }
     }
 
+    /// Bytes of one row's code.
+    pub fn code_len(&self) -> usize {
+        match &self.kind {
+            EstimatorKind::Sq8 { stride, .. } => *stride,
+            EstimatorKind::Planes { record, .. } => *record,
+        }
+    }
+
     /// Hints the CPU to load row `r`'s code.
     #[inline]
     pub fn prefetch(&self, r: u32) {
-        let len = match &self.kind {
-            EstimatorKind::Sq8 { stride, .. } => *stride,
-            EstimatorKind::Planes { record, .. } => *record,
-        };
+        let len = self.code_len();
         super::distance::prefetch(self.codes.get(r as usize * len..).unwrap_or(&[]), len.min(384));
     }
 }

@@ -2,7 +2,7 @@
 //! searching it (greedy beam search over the 8-bit codes, exact f32 rerank); the beam search and
 //! visited set are shared with the build.
 
-use super::super::ann::{checksum, corrupt, exact, quantize_query, unsupported};
+use super::super::ann::{checksum, corrupt, exact, unsupported};
 use super::super::calibrate::{self, Calibration};
 use super::super::distance::{kernels, Kernels, Metric};
 use super::super::rabitq::{self, Rotation};
@@ -452,18 +452,11 @@ impl GraphIndex {
             return exact(rows.all(), self.dim, self.metric, query, k, filter);
         }
         let kern = self.kern;
-        let qn: Vec<f32> = match self.metric {
-            Metric::CosineDistance => {
-                let n = kern.dot(query, query).sqrt();
-                if !(n > 0.0 && n.is_finite()) {
-                    return exact(rows.all(), self.dim, self.metric, query, k, filter);
-                }
-                query.iter().map(|v| v / n).collect()
-            }
-            Metric::EuclideanSquared => query.to_vec(),
+        // Centred query in the codes' space (see the module docs; `RowEstimator`); a cosine
+        // query without a direction is answered exactly.
+        let Some(est) = self.row_estimator(query, kern) else {
+            return exact(rows.all(), self.dim, self.metric, query, k, filter);
         };
-        // Centred query (see the module docs); the constant |q − m|² is left out of the ranking.
-        let qc: Vec<f32> = qn.iter().zip(self.mean.iter()).map(|(v, m)| v - m).collect();
         let ef = if params.ef == 0 { self.default_ef } else { params.ef as usize }.max(k);
         let rerank = if params.rerank == 0 { ef } else { params.rerank as usize }.max(2 * k);
         let ef = ef.max(rerank);
@@ -472,39 +465,7 @@ impl GraphIndex {
             Some(f) => f,
             None => &all,
         };
-        let codes = &self.bytes[self.off_codes..];
-        let found = match &self.code {
-            Code::Sq8 => {
-                let (qq, bias, inv) = quantize_query(&qc, &self.scales, self.stride);
-                let (stride, norms2) = (self.stride, &self.norms2);
-                let dist = |u: u32| {
-                    let u = u as usize;
-                    let c = codes.get(u * stride..(u + 1) * stride).unwrap_or(&[]);
-                    if c.len() != stride {
-                        return f32::INFINITY;
-                    }
-                    let s = (kern.u8i8(&qq, c) - bias) as f32 * inv;
-                    norms2.get(u).copied().unwrap_or(0.0) - 2.0 * s
-                };
-                self.walk(ef, hidden, accept, stride, dist)
-            }
-            Code::Planes { bits, qbits, record, rot } => {
-                let (bits, qbits, record, p) = (*bits, *qbits, *record, self.stride);
-                let mut qr = vec![0f32; p];
-                rot.apply(&qc, &mut qr);
-                let q = rabitq::quantize(&qr, bits);
-                let plane_bytes = bits as usize * p / 8;
-                let dist = |u: u32| {
-                    let u = u as usize;
-                    let Some(r) = codes.get(u * record..(u + 1) * record) else {
-                        return f32::INFINITY;
-                    };
-                    let ip = kern.planes_dot(&r[..plane_bytes], &q.planes, bits, qbits);
-                    rabitq::estimate(&q, rabitq::factors(r, bits, p), ip)
-                };
-                self.walk(ef, hidden, accept, record, dist)
-            }
-        };
+        let found = self.walk(ef, hidden, accept, est.code_len(), |u| est.estimate(u));
         let mut buf = Vec::new();
         let mut out: Vec<(u32, f32)> = found
             .iter()
