@@ -148,6 +148,16 @@ impl Engine {
     ) -> Result<CompactionReport, EngineError> {
         let h = self.handle(path);
         let _single = h.compact_lock.lock().await;
+        self.compact_locked(&h, path, force).await
+    }
+
+    /// [`Engine::compact_unobserved`] once `h`'s compaction lock is held.
+    pub(super) async fn compact_locked(
+        &self,
+        h: &Arc<NsHandle>,
+        path: &NsPath,
+        force: bool,
+    ) -> Result<CompactionReport, EngineError> {
         for _ in 0..4 {
             let base = self.existing(path, true).await?;
             let m = base.manifest.clone().ok_or_else(|| EngineError::internal("no manifest"))?;
@@ -158,7 +168,7 @@ impl Engine {
             self.check_free_space(path, &m, &merge)?;
             let out = self.write_outputs(path, &base, &merge).await?;
             // `base` goes to the commit, which refolds it and lets it go.
-            match self.commit_compaction(&h, base, &out).await {
+            match self.commit_compaction(h, base, &out).await {
                 Ok(generation) => {
                     // The folded overlay and the round's build memory are free
                     // now: give them back (glibc keeps freed arenas resident).
@@ -182,7 +192,7 @@ impl Engine {
                     // Unknown outcome: the manifest may have landed and
                     // reference the new objects, so keep them (a leak at
                     // worst; repair reclaims it) and forget the cached state.
-                    super::clear_cached(&h);
+                    super::clear_cached(h);
                     return Err(e);
                 }
             }

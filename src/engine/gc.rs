@@ -11,12 +11,17 @@
 //! - Early passes need a retention, a byte budget and the periodic collector
 //!   (`gc_interval` > 0): a node that asked for no background GC gets none.
 //! - At most one early pass is in flight; the bytes counted towards the next
-//!   one start from zero when one starts. Without early passes a bulk ingest
+//!   one start from zero when one is requested. A request made while a pass
+//!   runs is served by the next pass, never dropped.
+//! - A pass weighs the generations under the namespace's compaction lock
+//!   (`repair`): after a compaction it waited for, it sees what that
+//!   compaction committed. Without early passes a bulk ingest
 //!   would keep every folded WAL batch (a second copy of the data) until the
 //!   next interval, however small the budget.
 
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use super::{repair, Engine, EngineError};
 use crate::layout::NsPath;
@@ -28,8 +33,11 @@ pub(super) struct GcState {
     periodic: AtomicBool,
     /// An early pass is in flight.
     running: AtomicBool,
-    /// Bytes compactions dropped since the last early pass started.
+    /// Bytes compactions dropped since the last early pass was requested.
     dropped: AtomicU64,
+    /// Projects (org, project) an early pass was requested for and no pass
+    /// has started on since.
+    pending: Mutex<BTreeSet<(String, String)>>,
 }
 
 impl Engine {
@@ -84,25 +92,51 @@ impl Engine {
             return;
         }
         let total = self.gc.dropped.fetch_add(dropped, Ordering::Relaxed).saturating_add(dropped);
-        if total as f64 <= (ratio * kept as f64).max(floor as f64)
-            || self.gc.running.swap(true, Ordering::AcqRel)
-        {
+        if total as f64 <= (ratio * kept as f64).max(floor as f64) {
             return;
         }
         self.gc.dropped.store(0, Ordering::Relaxed);
+        lock(&self.gc.pending).insert((path.org().to_owned(), path.project().to_owned()));
+        // Requested before the flag is tried: a pass in flight that clears
+        // the flag after this finds the request (see `early_passes`).
+        if self.gc.running.swap(true, Ordering::AcqRel) {
+            return;
+        }
         let Some(engine) = self.me.upgrade() else {
             self.gc.running.store(false, Ordering::Release);
             return;
         };
-        let (org, project) = (path.org().to_owned(), path.project().to_owned());
-        tokio::spawn(async move {
-            match engine.repair(&org, &project, engine.gc_options()).await {
+        tokio::spawn(async move { engine.early_passes().await });
+    }
+
+    /// Run the requested early passes, one project at a time, until none is
+    /// left. A request that arrives while a pass runs (which may have waited
+    /// minutes for a compaction) is served by another pass, never dropped:
+    /// the pass in flight may have weighed an older generation.
+    async fn early_passes(&self) {
+        loop {
+            let next = lock(&self.gc.pending).pop_first();
+            let Some((org, project)) = next else {
+                self.gc.running.store(false, Ordering::Release);
+                if lock(&self.gc.pending).is_empty() || self.gc.running.swap(true, Ordering::AcqRel) {
+                    return;
+                }
+                continue;
+            };
+            match self.repair(&org, &project, self.gc_options()).await {
                 Ok(r) => tracing::info!(org, project, ?r, "garbage collected (retention byte budget)"),
                 Err(e) => {
                     tracing::warn!(org, project, error = %e, "early GC failed; the periodic one follows")
                 }
             }
-            engine.gc.running.store(false, Ordering::Release);
-        });
+        }
     }
 }
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+#[cfg(test)]
+#[path = "gc_tests.rs"]
+mod tests;

@@ -22,7 +22,9 @@
 //!   the store's listing hides) under the project's namespaces once they are
 //!   older than the grace period: a crash between writing one and publishing
 //!   it leaves it behind for good otherwise (`store/staging.rs`).
-//! - Manifest GC collects generations in increasing order, never the newest,
+//! - Manifest GC runs under every compaction lock of the project (after any
+//!   compaction in flight has committed, so it weighs what that compaction
+//!   left), and collects generations in increasing order, never the newest,
 //!   once they were superseded more than `retention` ago, or — with a byte
 //!   budget ([`Keep::max_ratio`]) — while the objects that only superseded
 //!   generations reference weigh more than the budget: tombstone
@@ -166,6 +168,18 @@ impl Engine {
         let mut report = RepairReport::default();
         let names = self.store.list_dirs(&NsPath::project_namespaces_prefix(org, project)).await?;
         let paths: Vec<NsPath> = names.iter().filter_map(|n| NsPath::new(org, project, n).ok()).collect();
+        let handles: Vec<_> = paths.iter().map(|p| self.handle(p)).collect();
+        // Compaction locks first (a compaction releases what its commit
+        // dropped after leaving the commit lock, still holding this one),
+        // then the commit locks; both in increasing order, as everywhere.
+        // Generations are collected under the compaction locks: a pass that
+        // waited for a long compaction weighs the generation it committed,
+        // not the one before it (an early pass decided before the wait kept a
+        // bulk ingest's folded WAL until the next pass).
+        let mut compactions = Vec::with_capacity(handles.len());
+        for h in &handles {
+            compactions.push(h.compact_lock.lock().await);
+        }
         let mut released = HashSet::new();
         if let Some(retention) = opts.manifest_retention_ms {
             for p in &paths {
@@ -184,14 +198,6 @@ impl Engine {
 
         // Rebuild under every commit lock of the project (increasing order).
         let (refs, objects) = {
-            let handles: Vec<_> = paths.iter().map(|p| self.handle(p)).collect();
-            // Compaction locks first (a compaction releases what its commit
-            // dropped after leaving the commit lock, still holding this one),
-            // then the commit locks; both in increasing order, as everywhere.
-            let mut compactions = Vec::with_capacity(handles.len());
-            for h in &handles {
-                compactions.push(h.compact_lock.lock().await);
-            }
             let mut guards = Vec::with_capacity(handles.len());
             for h in &handles {
                 guards.push(h.commit_lock.lock().await);
@@ -378,7 +384,10 @@ async fn over_budget(
     floor: u64,
 ) -> Result<usize, EngineError> {
     let Some((&newest, older)) = live.split_last() else { return Ok(0) };
-    let Some(top) = log.read(newest).await? else { return Ok(0) };
+    let Some(top) = log.read(newest).await? else {
+        tracing::debug!(newest, "the newest generation vanished while weighing the retention budget");
+        return Ok(0);
+    };
     let current: HashSet<String> = top.object_refs().into_iter().map(|r| r.key).collect();
     let newest_bytes: u64 = top.object_refs().iter().map(|r| r.bytes).sum();
     let budget = ((newest_bytes as f64 * ratio.max(0.0)) as u64).max(floor);
@@ -392,9 +401,25 @@ async fn over_budget(
             }
         }
         if held > budget {
+            tracing::debug!(
+                newest,
+                newest_bytes,
+                budget,
+                held,
+                collect = i + 1,
+                "retention byte budget exceeded"
+            );
             return Ok(i + 1);
         }
     }
+    tracing::debug!(
+        newest,
+        newest_bytes,
+        budget,
+        held,
+        weighed = older.len().min(MAX_WEIGHED),
+        "within the retention byte budget"
+    );
     Ok(0)
 }
 
