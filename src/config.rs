@@ -88,8 +88,11 @@ pub enum LogFormat {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum GraphCodes {
-    /// 8 bits a dimension (graph section version 2).
+    /// 8-bit codes while a namespace's traversal bytes with them fit a quarter
+    /// of the memory budget, 4-bit RaBitQ codes past it.
     #[default]
+    Auto,
+    /// 8 bits a dimension (graph section version 2).
     Sq8,
     /// RaBitQ, 4 bits a dimension (version 3).
     Rabitq4,
@@ -100,14 +103,16 @@ pub enum GraphCodes {
 }
 
 impl GraphCodes {
-    /// The build parameter.
-    pub fn code(self) -> crate::index::vector::graph::GraphCode {
+    /// The compaction's choice.
+    pub fn choice(self) -> crate::engine::compact::GraphCodeChoice {
+        use crate::engine::compact::GraphCodeChoice::{ByBudget, Fixed};
         use crate::index::vector::graph::GraphCode;
         match self {
-            GraphCodes::Sq8 => GraphCode::Sq8,
-            GraphCodes::Rabitq4 => GraphCode::RaBitQ { bits: 4 },
-            GraphCodes::Rabitq2 => GraphCode::RaBitQ { bits: 2 },
-            GraphCodes::Rabitq1 => GraphCode::RaBitQ { bits: 1 },
+            GraphCodes::Auto => ByBudget,
+            GraphCodes::Sq8 => Fixed(GraphCode::Sq8),
+            GraphCodes::Rabitq4 => Fixed(GraphCode::RaBitQ { bits: 4 }),
+            GraphCodes::Rabitq2 => Fixed(GraphCode::RaBitQ { bits: 2 }),
+            GraphCodes::Rabitq1 => Fixed(GraphCode::RaBitQ { bits: 1 }),
         }
     }
 }
@@ -762,7 +767,7 @@ fn compaction_config(args: &ServeArgs, file: &FileConfig) -> crate::engine::Comp
             .or(file.compaction_idle_ms)
             .unwrap_or(crate::engine::compact::DEFAULT_IDLE_INDEX_MS),
         cold_index: d.cold_index,
-        graph_code: args.graph_codes.or(file.graph_codes).unwrap_or_default().code(),
+        graph_code: args.graph_codes.or(file.graph_codes).unwrap_or_default().choice(),
     }
 }
 

@@ -1,6 +1,8 @@
 //! `graph_codes`: the setting picks the traversal codes a compaction's graph sections hold
-//! (8-bit codes in a version 2 section by default, RaBitQ codes in version 3 when asked), and a
-//! namespace built either way answers ANN queries (each row finds itself first).
+//! (RaBitQ codes in version 3 when asked, 8-bit codes in a version 2 section when asked; by
+//! default ("auto") 8-bit codes unless the namespace would take more than a quarter of the
+//! memory budget with them, then 4-bit ones), and a namespace built either way answers ANN
+//! queries (each row finds itself first).
 //!
 //! Invariants: the section version and code bits are read from the segment files themselves
 //! (kind 20's header: version u32 at 8, code kind at 17, bits at 18), not from the daemon.
@@ -9,6 +11,10 @@ mod common;
 
 use common::{client, post, section, segment_files, Daemon};
 use serde_json::{json, Value as Json};
+use tidepool::engine::compact::CompactionConfig;
+use tidepool::engine::{Engine, EngineConfig, WriteRequest};
+use tidepool::layout::NsPath;
+use tidepool::store::Store;
 
 const DIM: usize = 24;
 const ROWS: u64 = 2_500;
@@ -46,6 +52,11 @@ async fn build(d: &Daemon, data: &std::path::Path) -> Vec<(u32, u8, u8)> {
         assert_eq!(s, 200, "{b}");
         assert_eq!(b["rows"][0]["id"], json!(i), "{b}");
     }
+    graph_sections(data)
+}
+
+/// The (version, code kind, bits) of every graph section of the segments under `data`.
+fn graph_sections(data: &std::path::Path) -> Vec<(u32, u8, u8)> {
     let mut graphs: Vec<(u32, u8, u8)> = segment_files(data)
         .iter()
         .map(|p| {
@@ -73,7 +84,39 @@ async fn compaction_writes_the_graph_codes_the_setting_names() {
     let d = Daemon::start(&data, &[]);
     let graphs = build(&d, &data).await;
     assert!(!graphs.is_empty());
-    assert!(graphs.iter().all(|g| g.0 == 2), "by default 8-bit codes, version 2: {graphs:?}");
+    assert!(graphs.iter().all(|g| g.0 == 2), "by default 8-bit codes while they fit the budget: {graphs:?}");
+}
+
+/// An engine with the default `graph_codes` ("auto") writes `ROWS` rows, then runs under a
+/// memory budget of `budget` bytes while it compacts: the graph sections it builds.
+async fn built_under(budget: u64) -> Vec<(u32, u8, u8)> {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg =
+        EngineConfig::new(dir.path().to_path_buf(), Store::local(&dir.path().join("store")).unwrap());
+    cfg.compaction = CompactionConfig { auto: false, ..CompactionConfig::default() };
+    let e = Engine::open(cfg).await.unwrap();
+    let ns = NsPath::new("o", "p", "g").unwrap();
+    for start in (0..ROWS).step_by(500) {
+        let rows: Vec<Json> = (start..start + 500).map(|i| json!({"id": i, "vector": vector(i)})).collect();
+        let body = json!({"upsert_rows": rows, "distance_metric": "euclidean_squared"});
+        e.write(&ns, WriteRequest::from_json(&body).unwrap()).await.unwrap();
+    }
+    // Set after the writes: a budget this small would refuse them (the test process's own
+    // memory is far above it); a compaction is never refused for memory.
+    e.memory_budget().set(budget);
+    assert!(e.compact(&ns, true).await.unwrap().performed);
+    graph_sections(dir.path())
+}
+
+#[tokio::test]
+async fn by_default_the_codes_follow_the_memory_budget() {
+    // 2,500 rows × (24 + 132) bytes with 8-bit codes = 390 KB.
+    let graphs = built_under(1 << 20).await;
+    assert!(!graphs.is_empty());
+    assert!(graphs.iter().all(|g| g.0 == 3 && g.2 == 4), "over a quarter of 1 MiB: 4-bit codes: {graphs:?}");
+    let graphs = built_under(2 << 20).await;
+    assert!(!graphs.is_empty());
+    assert!(graphs.iter().all(|g| g.0 == 2), "within a quarter of 2 MiB: 8-bit codes: {graphs:?}");
 }
 
 fn config_check(value: &str) -> std::process::Output {
@@ -92,6 +135,9 @@ fn config_check_shows_the_setting_and_refuses_a_bad_value() {
     let out = config_check("rabitq1");
     assert!(out.status.success(), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stdout).contains("graph_codes = \"rabitq1\""), "{out:?}");
+    let out = config_check("auto");
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("graph_codes = \"auto\""), "{out:?}");
     let out = config_check("rabitq3");
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("rabitq3"), "{out:?}");

@@ -72,11 +72,13 @@ fn secret(key: &'static str, value: Option<toml::Value>, reload: bool) -> Settin
     Setting { key, value, secret: true, reloadable: reload }
 }
 
-/// The `graph_codes` value that builds `code`.
-fn graph_codes(code: crate::index::vector::graph::GraphCode) -> String {
-    match code {
-        crate::index::vector::graph::GraphCode::Sq8 => "sq8".to_owned(),
-        crate::index::vector::graph::GraphCode::RaBitQ { bits } => format!("rabitq{bits}"),
+/// The `graph_codes` value that makes `choice`.
+fn graph_codes(choice: crate::engine::compact::GraphCodeChoice) -> String {
+    use crate::engine::compact::GraphCodeChoice::{ByBudget, Fixed};
+    match choice {
+        ByBudget => "auto".to_owned(),
+        Fixed(crate::index::vector::graph::GraphCode::Sq8) => "sq8".to_owned(),
+        Fixed(crate::index::vector::graph::GraphCode::RaBitQ { bits }) => format!("rabitq{bits}"),
     }
 }
 

@@ -41,6 +41,11 @@
 //!   they are about to take. It is counted twice as the builders grow into
 //!   it (in use and held), which errs towards refusing writes, never towards
 //!   the OOM killer.
+//! - A compaction's graphs get 8-bit traversal codes while the namespace's
+//!   rows would take at most [`SQ8_GRAPH_SHARE`] of the budget with them,
+//!   4-bit RaBitQ codes past it (`graph_codes = "auto"`): serving keeps the
+//!   traversal bytes resident, and a namespace larger than the node's memory
+//!   must fit them in a fraction of it.
 //! - An engine opened without a budget ([`MemoryBudget::unbounded`]) never
 //!   reads `/proc` on the write path.
 //! - Every path is read under an injectable root (`/` in the daemon), so tests
@@ -50,7 +55,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use super::compact::GraphCodeChoice;
 use super::{Engine, EngineError};
+use crate::index::vector::graph::GraphCode;
 use crate::layout::NsPath;
 
 /// The share of the limit the budget takes (4/5): the rest is headroom.
@@ -79,6 +86,16 @@ pub const BUILD_BYTES_PER_DIM: u64 = 4;
 pub const BUILD_HELD_BYTES_PER_ROW: u64 = 128;
 /// See [`BUILD_HELD_BYTES_PER_ROW`].
 pub const BUILD_HELD_BYTES_PER_DIM: u64 = 1;
+/// The share of the budget a namespace's graph traversal bytes may take with
+/// 8-bit codes (1/4): past it, new segments get 4-bit RaBitQ codes
+/// (`graph_codes = "auto"`, the daemon's default). The traversal bytes are
+/// what a warm query walks, so they are what serving keeps resident: at 1M
+/// 384-d rows 8-bit codes take 0.34× the raw vectors, 4-bit ones 0.22×
+/// (BENCHMARKS.md, "Graph codes chosen by the memory budget").
+pub const SQ8_GRAPH_SHARE: (u64, u64) = (1, 4);
+/// Traversal bytes a row costs per vector attribute with 8-bit codes besides
+/// one byte per dimension: its norm (4) and 32 links of 4 bytes.
+pub const SQ8_ROW_OVERHEAD: u64 = 132;
 /// The fewest rows a budget makes an output segment hold.
 pub const MIN_SEGMENT_ROWS: usize = 10_000;
 /// What a write body costs while in flight, per byte: the body buffered, the
@@ -265,19 +282,34 @@ fn build_rows(budget: u64, dims: u64, configured: usize) -> usize {
     usize::try_from(rows).unwrap_or(usize::MAX).max(MIN_SEGMENT_ROWS).min(configured)
 }
 
+/// The codes a graph built with `budget` gets for a namespace of `rows` rows
+/// carrying `attrs` vector attributes of `dims` dimensions in all: 8-bit
+/// while their traversal bytes fit [`SQ8_GRAPH_SHARE`] of the budget.
+fn graph_code_within(budget: u64, rows: u64, dims: u64, attrs: u64) -> GraphCode {
+    let sq8 = rows.saturating_mul(dims.saturating_add(SQ8_ROW_OVERHEAD.saturating_mul(attrs)));
+    if sq8 > share(budget, SQ8_GRAPH_SHARE) {
+        GraphCode::RaBitQ { bits: 4 }
+    } else {
+        GraphCode::Sq8
+    }
+}
+
 /// Vector dimensions a row of `state` carries: the default vector and every
 /// named one.
 fn vector_dims(state: &crate::state::NsState) -> u64 {
-    let named: u64 = state
-        .schema
-        .iter()
-        .filter(|(k, _)| k.as_str() != crate::model::VECTOR_ATTR)
-        .filter_map(|(_, a)| match a.ty {
-            crate::schema::AttrType::Vector { dim, .. } => Some(dim as u64),
-            _ => None,
-        })
-        .sum();
-    u64::from(state.vector_dim.unwrap_or(0)) + named
+    vector_attrs(state).map(u64::from).sum()
+}
+
+/// The dimensions of each vector attribute of `state` (the default one first).
+fn vector_attrs(state: &crate::state::NsState) -> impl Iterator<Item = u32> + '_ {
+    let named =
+        state.schema.iter().filter(|(k, _)| k.as_str() != crate::model::VECTOR_ATTR).filter_map(|(_, a)| {
+            match a.ty {
+                crate::schema::AttrType::Vector { dim, .. } => u32::try_from(dim).ok(),
+                _ => None,
+            }
+        });
+    state.vector_dim.into_iter().chain(named)
 }
 
 /// The budget a running engine enforces, and what is reserved against it.
@@ -392,6 +424,22 @@ impl Engine {
             return configured;
         }
         build_rows(budget, vector_dims(state), configured)
+    }
+
+    /// The traversal codes the graphs of a compaction of `state` get: `choice`,
+    /// or with [`GraphCodeChoice::ByBudget`] 8-bit codes unless the
+    /// namespace's rows would take more than [`SQ8_GRAPH_SHARE`] of the
+    /// budget with them (4-bit RaBitQ then; 8-bit without a budget).
+    pub(super) fn graph_code_for(&self, state: &crate::state::NsState, choice: GraphCodeChoice) -> GraphCode {
+        let budget = self.node_memory.bytes();
+        match choice {
+            GraphCodeChoice::Fixed(code) => code,
+            GraphCodeChoice::ByBudget if budget == u64::MAX => GraphCode::Sq8,
+            GraphCodeChoice::ByBudget => {
+                let attrs = vector_attrs(state).count() as u64;
+                graph_code_within(budget, state.len(), vector_dims(state), attrs)
+            }
+        }
     }
 
     /// Hold the estimated build memory of one output segment of `rows` rows
@@ -509,6 +557,22 @@ mod tests {
         assert_eq!(build_rows(1 << 20, 384, 1_000_000), MIN_SEGMENT_ROWS);
         assert_eq!(build_rows(u64::MAX / 2, 384, 1_000_000), 1_000_000);
         assert_eq!(build_rows(u64::MAX / 2, 0, 5), 5, "never above the setting");
+    }
+
+    #[test]
+    fn graphs_get_4_bit_codes_once_8_bit_ones_would_take_a_quarter_of_the_budget() {
+        // 819 MiB × 4/5 (the 1M benchmark's cgroup): 1M rows of 384-d take 516 MB at 8 bits.
+        let budget = 687_026_995;
+        assert_eq!(graph_code_within(budget, 1_000_000, 384, 1), GraphCode::RaBitQ { bits: 4 });
+        assert_eq!(graph_code_within(budget, 300_000, 384, 1), GraphCode::Sq8, "155 MB < 172 MB");
+        assert_eq!(graph_code_within(budget, 340_000, 384, 1), GraphCode::RaBitQ { bits: 4 });
+        // A second attribute costs its own norm and links.
+        assert_eq!(graph_code_within(budget, 300_000, 384, 2), GraphCode::RaBitQ { bits: 4 });
+        // 8 GiB × 4/5: 8-bit codes up to 3.3M rows of 384-d.
+        let node = 6_871_947_673;
+        assert_eq!(graph_code_within(node, 3_300_000, 384, 1), GraphCode::Sq8);
+        assert_eq!(graph_code_within(node, 3_400_000, 384, 1), GraphCode::RaBitQ { bits: 4 });
+        assert_eq!(graph_code_within(u64::MAX, u64::MAX, u64::MAX, 1), GraphCode::RaBitQ { bits: 4 });
     }
 
     #[test]

@@ -79,7 +79,17 @@ pub struct CompactionConfig {
     /// vectors, in list order).
     pub cold_index: crate::engine::ColdIndex,
     /// The graph sections' traversal codes (`graph_codes`).
-    pub graph_code: crate::index::vector::graph::GraphCode,
+    pub graph_code: GraphCodeChoice,
+}
+
+/// Which traversal codes a compaction's graph sections get.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GraphCodeChoice {
+    /// These, whatever the namespace's size.
+    Fixed(crate::index::vector::graph::GraphCode),
+    /// 8-bit codes while the namespace fits a share of the memory budget
+    /// with them, 4-bit RaBitQ codes past it (`Engine::graph_code_for`).
+    ByBudget,
 }
 
 impl Default for CompactionConfig {
@@ -95,7 +105,7 @@ impl Default for CompactionConfig {
             // turns it on (`compaction_idle_ms`, DEFAULT_IDLE_INDEX_MS).
             idle_ms: 0,
             cold_index: crate::engine::ColdIndex::Auto,
-            graph_code: crate::index::vector::graph::DEFAULT_CODE,
+            graph_code: GraphCodeChoice::ByBudget,
         }
     }
 }
@@ -314,7 +324,7 @@ impl Engine {
         let cfg = self.compaction();
         let cold = cfg.cold_index.wanted(self.store.local_root().is_none());
         let max_rows = self.segment_rows_cap(state, cfg.max_segment_rows);
-        let graph_code = cfg.graph_code;
+        let graph_code = self.graph_code_for(state, cfg.graph_code);
         let input_rows = state.overlay().len()
             + state
                 .segments()
