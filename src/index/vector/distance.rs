@@ -320,6 +320,20 @@ pub fn prefetch(bytes: &[u8], max: usize) {
     let _ = (bytes, max);
 }
 
+/// Hints the CPU to load the cache line holding `floats[0]` (nothing for an empty slice).
+#[inline]
+pub fn prefetch_f32(floats: &[f32]) {
+    let bytes = floats.first().map_or(&[][..], float_bytes);
+    prefetch(bytes, 1);
+}
+
+/// The bytes of one float, in place.
+fn float_bytes(f: &f32) -> &[u8] {
+    // SAFETY: an f32 is 4 initialised bytes with no padding; u8 has alignment 1 and the slice
+    // borrows `f` for its lifetime.
+    unsafe { std::slice::from_raw_parts((f as *const f32).cast::<u8>(), 4) }
+}
+
 /// Deterministic `a · b` (same bits on every CPU; see the module invariants).
 pub fn det_dot(a: &[f32], b: &[f32]) -> f32 {
     #[cfg(target_arch = "x86_64")]

@@ -423,3 +423,36 @@ fn seeds_find_the_cluster_of_a_narrow_beam() {
     let r = measured(&ix, &data, &queries, m, ef);
     assert!(r >= calibrate::DEFAULT_TARGET as f64, "at the calibrated ef {ef}: {r}");
 }
+
+/// Invariant: the visited set's byte stamps wrap every 255 searches without a search seeing a
+/// row as visited that it never entered: across more than two wraps, a stamp set in an earlier
+/// epoch never counts, and repeated searches answer bit for bit alike.
+#[test]
+fn visited_stamps_wrap_without_leaking_between_searches() {
+    use super::search::Visited;
+    let mut v = Visited::new(8);
+    for round in 0..700u32 {
+        v.next();
+        let row = round % 8;
+        assert!(v.insert(row), "round {round}: row {row} fresh in a new epoch");
+        assert!(!v.insert(row), "round {round}: row {row} visited twice");
+        assert!(v.insert((row + 1) % 8), "round {round}: another row fresh");
+        assert!(!v.insert(8), "out of range counts as visited");
+        let mut ids = vec![row, (row + 2) % 8, 8, (row + 2) % 8, (row + 3) % 8];
+        v.keep_fresh(&mut ids);
+        assert_eq!(ids, vec![(row + 2) % 8, (row + 3) % 8], "round {round}: fresh rows once, in order");
+    }
+    let dim = 16;
+    let data = clustered(600, dim, 5);
+    let ix = built(&data, dim, Metric::EuclideanSquared, &GraphParams::default());
+    let p = GraphSearchParams { ef: 24, rerank: 0 };
+    let first: Vec<Vec<(u32, f32)>> =
+        data.chunks_exact(dim).take(4).map(|q| ix.search(&data, q, 10, None, &p)).collect();
+    for _ in 0..200 {
+        for (q, want) in data.chunks_exact(dim).zip(&first) {
+            let got = ix.search(&data, q, 10, None, &p);
+            assert!(got.iter().zip(want).all(|(a, b)| a.0 == b.0 && a.1.to_bits() == b.1.to_bits()));
+            assert_eq!(got.len(), want.len());
+        }
+    }
+}

@@ -332,6 +332,7 @@ fn choose(
         (visited, None),
         |u| cd.dist(v, u),
         |u, out| out.extend_from_slice(g.links(u)),
+        |_, _| {},
         &accept_all,
     );
     select(&found, degree, cd)

@@ -265,11 +265,15 @@ impl RowEstimator<'_> {
         }
     }
 
-    /// Hints the CPU to load row `r`'s code.
+    /// Hints the CPU to load what [`RowEstimator::estimate`] reads of row `r`: its code (at most
+    /// 384 bytes) and, for 8-bit codes, its norm (a block of its own: a second miss otherwise).
     #[inline]
     pub fn prefetch(&self, r: u32) {
         let len = self.code_len();
         super::distance::prefetch(self.codes.get(r as usize * len..).unwrap_or(&[]), len.min(384));
+        if let EstimatorKind::Sq8 { norms2, .. } = &self.kind {
+            super::distance::prefetch_f32(norms2.get(r as usize..).unwrap_or(&[]));
+        }
     }
 }
 

@@ -1,6 +1,10 @@
 //! Opening a graph section ([`GraphIndex::open`]: every length and neighbour id checked) and
 //! searching it (greedy beam search over the 8-bit codes, exact f32 rerank); the beam search and
 //! visited set are shared with the build.
+//!
+//! Invariant: what the beam prefetches (a queued row's links, a fresh row's code and norm) and how
+//! the visited set stores its marks (a byte a row, cleared every 255 searches) only change the
+//! speed of a search, never its answer: the same rows and f32 bits as a search without them.
 
 use super::super::ann::{checksum, corrupt, exact, unsupported};
 use super::super::calibrate::{self, Calibration};
@@ -16,15 +20,28 @@ use crate::index::IndexError;
 use std::collections::BinaryHeap;
 use std::sync::Arc;
 
+/// What [`beam`] asks its caller to start loading: the beam knows that it will read a row's code
+/// or links a little before it does.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(super) enum Prefetch {
+    /// Row `u` passed the visited filter: its code is estimated next.
+    Code,
+    /// Row `u` entered the candidate queue: its neighbour list is read if it is expanded.
+    Links,
+}
+
 /// Beam search over an adjacency accessor from `entries` (the first is the graph's entry; the
 /// rest, seeds spread over the rows, start the beam in regions the entry is far from); returns up
-/// to `ef` (distance, row) ascending.
+/// to `ef` (distance, row) ascending. `prefetch` only hints the memory system: the result does
+/// not depend on it (a hop's first touch of a neighbour list was a cache miss, about a quarter
+/// of the search's own time on 8-d rows: BENCHMARKS "stop 48").
 pub(super) fn beam(
     entries: &[u32],
     ef: usize,
     visited: (&mut Visited, Option<u32>),
     mut dist: impl FnMut(u32) -> f32,
     mut neighbors: impl FnMut(u32, &mut Vec<u32>),
+    prefetch: impl Fn(Prefetch, u32),
     accept: &dyn Fn(u32) -> bool,
 ) -> Vec<Ranked> {
     let (visited, hidden) = visited;
@@ -36,11 +53,12 @@ pub(super) fn beam(
     }
     let mut cand: BinaryHeap<std::cmp::Reverse<Ranked>> = BinaryHeap::with_capacity(ef * 4);
     let mut res: BinaryHeap<Ranked> = BinaryHeap::with_capacity(ef + 1);
-    for &e in entries {
-        if !visited.insert(e) {
-            continue;
-        }
+    let mut nb = Vec::with_capacity(64);
+    nb.extend(entries.iter().copied().filter(|&e| visited.insert(e)));
+    nb.iter().for_each(|&e| prefetch(Prefetch::Code, e));
+    for &e in &nb {
         let d = dist(e);
+        prefetch(Prefetch::Links, e);
         cand.push(std::cmp::Reverse(Ranked(d, e)));
         if accept(e) {
             res.push(Ranked(d, e));
@@ -49,18 +67,19 @@ pub(super) fn beam(
             }
         }
     }
-    let mut nb = Vec::with_capacity(64);
     while let Some(std::cmp::Reverse(c)) = cand.pop() {
         if res.len() >= ef && res.peek().is_some_and(|w| c.0 > w.0) {
             break;
         }
         nb.clear();
         neighbors(c.1, &mut nb);
-        nb.retain(|&u| visited.insert(u));
+        visited.keep_fresh(&mut nb);
+        nb.iter().for_each(|&u| prefetch(Prefetch::Code, u));
         for &u in &nb {
             let d = dist(u);
             let worst = res.peek().map_or(f32::INFINITY, |w| w.0);
             if res.len() < ef || d < worst {
+                prefetch(Prefetch::Links, u);
                 cand.push(std::cmp::Reverse(Ranked(d, u)));
                 if accept(u) {
                     res.push(Ranked(d, u));
@@ -76,26 +95,44 @@ pub(super) fn beam(
     v
 }
 
-/// Epoch-stamped visited set.
+/// Epoch-stamped visited set: a byte a row (a 30k-row segment's stamps fit in L1; 4-byte stamps
+/// sat in L2 and the filter was a fifth of the search's own time), cleared every 255 searches.
 pub(super) struct Visited {
-    stamp: Vec<u32>,
-    epoch: u32,
+    stamp: Vec<u8>,
+    epoch: u8,
 }
 
 impl Visited {
     pub(super) fn new(n: usize) -> Self {
         Visited { stamp: vec![0; n], epoch: 0 }
     }
-    fn next(&mut self) {
+    pub(super) fn next(&mut self) {
         self.epoch = self.epoch.wrapping_add(1);
         if self.epoch == 0 {
             self.stamp.iter_mut().for_each(|s| *s = 0);
             self.epoch = 1;
         }
     }
+    /// Keeps the rows of `ids` not visited yet, in order, and marks them (as [`Visited::insert`]
+    /// on each in turn). Without a branch on the stamp: whether a neighbour was seen is a coin
+    /// flip the predictor misses, and `retain` spent a quarter of the search's own time there.
+    pub(super) fn keep_fresh(&mut self, ids: &mut Vec<u32>) {
+        let mut kept = 0;
+        for i in 0..ids.len() {
+            let u = ids[i];
+            let fresh = match self.stamp.get_mut(u as usize) {
+                Some(s) => std::mem::replace(s, self.epoch) != self.epoch,
+                None => false,
+            };
+            ids[kept] = u;
+            kept += usize::from(fresh);
+        }
+        ids.truncate(kept);
+    }
+
     /// True when `u` was not visited yet (and marks it); out-of-range ids count as visited.
     #[inline]
-    fn insert(&mut self, u: u32) -> bool {
+    pub(super) fn insert(&mut self, u: u32) -> bool {
         match self.stamp.get_mut(u as usize) {
             Some(s) if *s != self.epoch => {
                 *s = self.epoch;
@@ -465,7 +502,7 @@ impl GraphIndex {
             Some(f) => f,
             None => &all,
         };
-        let found = self.walk(ef, hidden, accept, est.code_len(), |u| est.estimate(u));
+        let found = self.walk(ef, hidden, accept, &est);
         let mut buf = Vec::new();
         let mut out: Vec<(u32, f32)> = found
             .iter()
@@ -489,39 +526,37 @@ impl GraphIndex {
         s
     }
 
-    /// The beam search from the seeds with `dist` over the codes (`row_bytes` a row: what the
-    /// neighbour expansion prefetches).
+    /// The beam search from the seeds over the codes `est` reads.
     fn walk(
         &self,
         ef: usize,
         hidden: Option<u32>,
         accept: &dyn Fn(u32) -> bool,
-        row_bytes: usize,
-        dist: impl FnMut(u32) -> f32,
+        est: &super::RowEstimator<'_>,
     ) -> Vec<Ranked> {
         let b = &self.bytes[..];
-        let codes = &b[self.off_codes..];
         let nb = &b[self.off_nb..self.off_codes];
         let degree = self.degree;
+        let links = |u: u32| nb.get(u as usize * degree * 4..(u as usize + 1) * degree * 4);
         let neighbors = |u: u32, out: &mut Vec<u32>| {
-            let u = u as usize;
-            if let Some(s) = nb.get(u * degree * 4..(u + 1) * degree * 4) {
-                for c in s.chunks_exact(4) {
-                    let w = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
-                    if w == NONE {
-                        break;
-                    }
-                    super::super::distance::prefetch(codes.get(w as usize * row_bytes..).unwrap_or(&[]), 128);
-                    out.push(w);
+            for c in links(u).unwrap_or(&[]).chunks_exact(4) {
+                let w = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+                if w == NONE {
+                    break;
                 }
+                out.push(w);
             }
+        };
+        let prefetch = |what: Prefetch, u: u32| match what {
+            Prefetch::Code => est.prefetch(u),
+            Prefetch::Links => super::super::distance::prefetch(links(u).unwrap_or(&[]), MAX_LINKS_PREFETCH),
         };
         VISITED.with(|cell| {
             let mut v = cell.borrow_mut();
             if v.stamp.len() < self.rows {
                 *v = Visited::new(self.rows);
             }
-            beam(&self.seeds(), ef, (&mut v, hidden), dist, neighbors, accept)
+            beam(&self.seeds(), ef, (&mut v, hidden), |u| est.estimate(u), neighbors, prefetch, accept)
         })
     }
 }
@@ -541,6 +576,9 @@ pub fn escalated_ef(ef: u32) -> u32 {
 pub const ESCALATION: u32 = 4;
 /// The widest escalated beam.
 pub const ESCALATED_EF: u32 = 256;
+
+/// Most bytes of a neighbour list prefetched (degree 64).
+const MAX_LINKS_PREFETCH: usize = 256;
 
 /// Rows per extra search seed ([`GraphIndex::seeds`]).
 pub(super) const SEED_ROWS: usize = 512;
