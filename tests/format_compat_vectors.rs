@@ -1,0 +1,297 @@
+//! Format compatibility of the vector index sections (IVF and graph,
+//! `storage-format.md` 11.1, 11.5, 11.6): every released version stays
+//! readable forever, and the current encoders write exactly the frozen bytes
+//! (split from `format_compat.rs`).
+//!
+//! Invariants guarded here:
+//! - `tests/fixtures/v3/`, `v5/` and `v6/` hold the same calibrated IVF and graph input as each
+//!   build wrote it (own rows; own and perturbed rows; local perturbation and graph link
+//!   slack). All read back; v6 was the canonical encoders' until the calibration reach.
+//!
+//! - `tests/fixtures/v16_reach/` holds the v3 input's IVF and graph pair and the v15 input's
+//!   RaBitQ graph as the encoders write them since 2026-11-26: the calibration record stores its
+//!   reach (`storage-format.md` 11.6, bytes 44..48), written once by `write_v16_reach_fixtures`;
+//!   the v6 and v15 files equal them but for the reach, and read as "no reach".
+//!
+//! - `tests/fixtures/v15/graph_rabitq.bin` holds a graph section version 3 (RaBitQ traversal
+//!   codes, `storage-format.md` 11.5) of the version-3 fixtures' input, written once by
+//!   `write_v15_fixtures`.
+//!
+//! - `tests/fixtures/v16/ann_lists.bin` holds an IVF section version 3 (lists only, scored with
+//!   the graph's codes, `storage-format.md` 11.1) of the same input, naming the graph section
+//!   `v6/graph.bin` (the same input and encoder), written once by `write_v16_fixtures`.
+//!
+//! To write missing fixtures (existing files are never overwritten):
+//! `TIDEPOOL_WRITE_FIXTURES=1 cargo test --test format_compat_vectors -- --ignored write_v6_fixtures write_v15_fixtures write_v16_fixtures write_v16_reach_fixtures`
+
+#[path = "common/fixtures.rs"]
+mod fixtures;
+
+use bytes::Bytes;
+use fixtures::{fixture_dir, read_fixture, write_missing};
+
+/// Vectors of the version-3 fixtures: splitmix-derived, no libm (the same bits everywhere).
+fn v3_vectors(rows: usize, dim: usize) -> Vec<f32> {
+    (0..(rows * dim) as u64)
+        .map(|i| {
+            let mut z = i.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(0x7F4A_7C15);
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            ((z >> 40) as f32 / (1u32 << 24) as f32) - 0.5
+        })
+        .collect()
+}
+
+/// The calibrated sections: IVF version 2 (euclidean) and graph version 2 (cosine).
+fn v3_sections() -> (Vec<u8>, Vec<u8>) {
+    use tidepool::index::vector::{ann, distance::Metric, graph};
+    let v = v3_vectors(256, 8);
+    (
+        ann::build(&v, 8, Metric::EuclideanSquared, &ann::AnnParams::default()),
+        graph::build(
+            &v,
+            8,
+            Metric::CosineDistance,
+            &graph::GraphParams { code: graph::GraphCode::Sq8, ..Default::default() },
+        ),
+    )
+}
+
+/// Decodes a frozen calibrated IVF and graph pair and checks its records count `queries`.
+fn calibrated_pair_reads_back(version: &str, queries: u16) -> (Vec<u8>, Vec<u8>) {
+    use tidepool::index::vector::{ann::AnnIndex, graph::GraphIndex};
+    let (ivf, graph) = (read_fixture(version, "ann_ivf.bin"), read_fixture(version, "graph.bin"));
+    let a = AnnIndex::open(&ivf).unwrap();
+    let g = GraphIndex::open(Bytes::from(graph.clone())).unwrap();
+    for cal in [a.calibration(), g.calibration()] {
+        assert!(cal.is_calibrated() && cal.queries == queries, "{version}: {cal:?}");
+    }
+    assert_eq!(g.effort(0.5), Some(g.calibration().rungs[0].effort));
+    (ivf, graph)
+}
+
+/// Invariant: the calibrated IVF and graph sections (version 2 of each) written by the first
+/// calibration (own rows only, 128 queries here) decode with their calibration record.
+#[test]
+fn v3_calibrated_vector_sections_read_back() {
+    calibrated_pair_reads_back("v3", 128);
+}
+
+/// Invariant: the sections calibrated on own rows and rows perturbed by |row − mean|
+/// (2026-11-23; 128 rows, 256 queries) decode with their record.
+#[test]
+fn v5_calibration_with_perturbed_queries_reads_back() {
+    calibrated_pair_reads_back("v5", 256);
+}
+
+/// Invariant: the sections written 2026-11-24 (rows perturbed by their own 10th-neighbour
+/// radius, storage-format 11.6; the graph linked with in-link slack, 11.5) decode with a record
+/// counting both kinds of queries and no reach (bytes 44..48 zero: they never escalate), and
+/// equal today's encoders' output but for the reach.
+#[test]
+fn v6_local_perturbation_and_link_slack_read_back() {
+    let (ivf, graph) = calibrated_pair_reads_back("v6", 256);
+    let g = tidepool::index::vector::graph::GraphIndex::open(Bytes::from(graph.clone())).unwrap();
+    assert_eq!(g.calibration().reach(), None);
+    let (ivf_now, graph_now) = v3_sections();
+    assert_eq!(without_reach(&ivf_now, IVF_CALIB_AT), ivf);
+    assert_eq!(without_reach(&graph_now, GRAPH_CALIB_AT), graph);
+}
+
+/// Where the calibration record sits in an IVF section (version 2) and in a graph section
+/// (versions 2 and 3), and where its reach sits in it (storage-format 11.1, 11.5, 11.6).
+const IVF_CALIB_AT: usize = 192;
+const GRAPH_CALIB_AT: usize = 64;
+const REACH_AT: usize = 44;
+
+/// A section's bytes with its record's reach zeroed and its crc32c resealed (both kinds keep it
+/// at 56, over bytes [0, 56) ++ [64, len)): what the same build wrote before the reach existed.
+fn without_reach(section: &[u8], calib_at: usize) -> Vec<u8> {
+    let mut b = section.to_vec();
+    b[calib_at + REACH_AT..calib_at + REACH_AT + 4].fill(0);
+    let crc = crc32c::crc32c_append(crc32c::crc32c(&b[..56]), &b[64..]);
+    b[56..60].copy_from_slice(&crc.to_le_bytes());
+    b
+}
+
+/// Invariant: the current encoders are canonical — the same input gives these bytes — and the
+/// records carry the reach (2026-11-26, storage-format 11.6): a finite positive distance, which a
+/// search of the sections reads back as the bound it escalates beyond.
+#[test]
+fn v16_calibration_reach_is_canonical() {
+    use tidepool::index::vector::{ann::AnnIndex, graph::GraphIndex};
+    let pair = calibrated_pair_reads_back("v16_reach", 256);
+    assert_eq!(v3_sections(), pair, "the encoders are canonical");
+    let rabitq = read_fixture("v16_reach", "graph_rabitq.bin");
+    assert_eq!(v15_graph(), rabitq, "the encoder is canonical");
+    let a = AnnIndex::open(&pair.0).unwrap();
+    let g = GraphIndex::open(Bytes::from(pair.1)).unwrap();
+    let r = GraphIndex::open(Bytes::from(rabitq)).unwrap();
+    for cal in [a.calibration(), g.calibration(), r.calibration()] {
+        let reach = cal.reach().expect("stored");
+        assert!(reach.is_finite() && reach > 0.0, "{cal:?}");
+        assert!(cal.beyond_reach(reach * 1.01) && !cal.beyond_reach(reach));
+    }
+}
+
+#[test]
+#[ignore = "writes fixture files; run manually with TIDEPOOL_WRITE_FIXTURES=1"]
+fn write_v16_reach_fixtures() {
+    if std::env::var_os("TIDEPOOL_WRITE_FIXTURES").is_none() {
+        eprintln!("set TIDEPOOL_WRITE_FIXTURES=1 to write fixtures");
+        return;
+    }
+    let dir = fixture_dir("v16_reach");
+    std::fs::create_dir_all(&dir).unwrap();
+    let (ivf, graph) = v3_sections();
+    write_missing(&dir, vec![("ann_ivf.bin", ivf), ("graph.bin", graph), ("graph_rabitq.bin", v15_graph())]);
+}
+
+#[test]
+#[ignore = "writes fixture files; run manually with TIDEPOOL_WRITE_FIXTURES=1"]
+fn write_v6_fixtures() {
+    if std::env::var_os("TIDEPOOL_WRITE_FIXTURES").is_none() {
+        eprintln!("set TIDEPOOL_WRITE_FIXTURES=1 to write fixtures");
+        return;
+    }
+    // Older pairs stay as their builds wrote them; the current encoders' output of the same
+    // input is the version-6 pair.
+    let dir = fixture_dir("v6");
+    std::fs::create_dir_all(&dir).unwrap();
+    let (ivf, graph) = v3_sections();
+    write_missing(&dir, vec![("ann_ivf.bin", ivf), ("graph.bin", graph)]);
+}
+
+/// Bits per dimension of the frozen version-3 graph fixture.
+const V15_BITS: u32 = 1;
+
+/// The version-3 graph section (RaBitQ codes) of the version-3 fixtures' input.
+fn v15_graph() -> Vec<u8> {
+    use tidepool::index::vector::{distance::Metric, graph};
+    let params =
+        graph::GraphParams { code: graph::GraphCode::RaBitQ { bits: V15_BITS }, ..Default::default() };
+    graph::build(&v3_vectors(256, 8), 8, Metric::CosineDistance, &params)
+}
+
+/// Invariant: the graph section version 3 (2026-11-25, `tests/fixtures/v15/graph_rabitq.bin`:
+/// RaBitQ traversal codes, code kind byte 1) reads back calibrated over its ladder, the encoder
+/// is canonical, and after a full-depth exact rerank it answers like the version-2 graph of the
+/// same input (the same links); version 2 (8-bit codes) is still what `GraphCode::Sq8` writes.
+#[test]
+fn v15_graph_with_rabitq_codes_reads_back() {
+    use tidepool::index::vector::graph::{
+        GraphCode, GraphIndex, GraphParams, GraphSearchParams, PLANES_LADDER,
+    };
+    let bytes = read_fixture("v15", "graph_rabitq.bin");
+    assert_eq!(&bytes[8..12], &3u32.to_le_bytes());
+    assert_eq!((bytes[17], u32::from(bytes[18])), (1, V15_BITS));
+    let g = GraphIndex::open(Bytes::from(bytes.clone())).unwrap();
+    assert_eq!((g.rows(), g.dim(), g.code_bits()), (256, 8, V15_BITS));
+    let cal = g.calibration();
+    assert!(cal.is_calibrated() && cal.queries == 256, "{cal:?}");
+    assert!(cal.rungs.iter().zip(PLANES_LADDER).all(|(r, ef)| r.effort == ef));
+    assert_eq!(g.calibration().reach(), None, "written before the reach");
+    assert_eq!(without_reach(&v15_graph(), GRAPH_CALIB_AT), bytes, "the encoder, but for the reach");
+    let v = v3_vectors(256, 8);
+    let sq8 = tidepool::index::vector::graph::build(
+        &v,
+        8,
+        tidepool::index::vector::distance::Metric::CosineDistance,
+        &GraphParams { code: GraphCode::Sq8, ..Default::default() },
+    );
+    assert_eq!(&sq8[8..12], &2u32.to_le_bytes());
+    let old = GraphIndex::open(Bytes::from(sq8)).unwrap();
+    let p = GraphSearchParams { ef: 256, rerank: 256 };
+    for q in v.chunks_exact(8).step_by(37) {
+        assert_eq!(g.search(&v, q, 10, None, &p), old.search(&v, q, 10, None, &p));
+    }
+}
+
+#[test]
+#[ignore = "writes fixture files; run manually with TIDEPOOL_WRITE_FIXTURES=1"]
+fn write_v15_fixtures() {
+    if std::env::var_os("TIDEPOOL_WRITE_FIXTURES").is_none() {
+        eprintln!("set TIDEPOOL_WRITE_FIXTURES=1 to write fixtures");
+        return;
+    }
+    let dir = fixture_dir("v15");
+    std::fs::create_dir_all(&dir).unwrap();
+    write_missing(&dir, vec![("graph_rabitq.bin", v15_graph())]);
+}
+
+/// The version-3 IVF section (lists only, scored with the graph's codes) of the version-3
+/// fixtures' input, and the graph (8-bit codes, cosine) it names.
+fn v16_sections() -> (Vec<u8>, Vec<u8>) {
+    use tidepool::index::vector::{ann, distance::Metric, graph};
+    let v = v3_vectors(256, 8);
+    let g = graph::build(
+        &v,
+        8,
+        Metric::CosineDistance,
+        &graph::GraphParams { code: graph::GraphCode::Sq8, ..Default::default() },
+    );
+    let opened = graph::GraphIndex::open(Bytes::from(g.clone())).unwrap();
+    (ann::build_lists(&v, 8, Metric::CosineDistance, &ann::AnnParams::default(), &opened), g)
+}
+
+/// Invariant: the IVF section version 3 (2026-11-26, `tests/fixtures/v16/ann_lists.bin`: kind
+/// byte 2, no codes, the crc of `v6/graph.bin` at offset 40) reads back calibrated, attaches the
+/// graph it names and no other, the encoder is canonical, and probing every list answers like the
+/// exact search whether scored by the graph's codes (full-depth rerank) or exactly. The version-2
+/// sections (v3, v5, v6 fixtures) still read with codes of their own.
+#[test]
+fn v16_ivf_lists_scored_with_the_graph_read_back() {
+    use tidepool::index::vector::ann::{exact, AnnIndex, SearchParams, SharedAnnIndex};
+    use tidepool::index::vector::distance::Metric;
+    use tidepool::index::vector::graph::GraphIndex;
+    // The graph it names is the version-6 fixture's (the same input and encoder).
+    let (ivf, graph) = (read_fixture("v16", "ann_lists.bin"), read_fixture("v6", "graph.bin"));
+    assert_eq!((&ivf[8..12], ivf[17]), (&3u32.to_le_bytes()[..], 2));
+    let g = GraphIndex::open(Bytes::from(graph.clone())).unwrap();
+    assert_eq!(&ivf[40..44], &g.stored_crc().to_le_bytes());
+    let shared = SharedAnnIndex::open(Bytes::from(ivf.clone())).unwrap();
+    assert!(shared.wants_graph());
+    let other = GraphIndex::open(Bytes::from(read_fixture("v15", "graph_rabitq.bin"))).unwrap();
+    assert!(!shared.clone().with_graph(other).has_graph(), "another graph is not attached");
+    let ix = AnnIndex::open(&ivf).unwrap();
+    assert!(ix.lists_only() && ix.calibration().is_calibrated() && ix.calibration().queries == 256);
+    assert_eq!((ix.rows(), ix.dim(), ix.metric()), (256, 8, Metric::CosineDistance));
+    // Written before the calibration reach (v16_reach): today's encoders' bytes but for it.
+    // The IVF names its graph by crc: today's graph (with its reach) has another one.
+    let (ivf_now, graph_now) = v16_sections();
+    let now_graph_crc = GraphIndex::open(Bytes::from(graph_now.clone())).unwrap().stored_crc();
+    assert_eq!(&ivf_now[40..44], &now_graph_crc.to_le_bytes(), "today's IVF names today's graph");
+    let mut ivf_then = ivf_now.clone();
+    ivf_then[40..44].copy_from_slice(&ivf[40..44]);
+    assert_eq!(without_reach(&ivf_then, IVF_CALIB_AT), ivf, "the IVF encoder is canonical");
+    assert_eq!(without_reach(&graph_now, GRAPH_CALIB_AT), graph, "the graph encoder is canonical");
+    assert!(AnnIndex::open(&ivf_now).unwrap().calibration().reach().is_some(), "today's carries a reach");
+    let v = v3_vectors(256, 8);
+    let all = SearchParams { nprobe: ix.nlist() as u32, rerank: 256, ..SearchParams::default() };
+    let scored = AnnIndex::open(&ivf).unwrap().with_graph(&g);
+    assert!(scored.has_graph() && !ix.has_graph());
+    let rows = |r: &[(u32, f32)]| r.iter().map(|x| x.0).collect::<Vec<_>>();
+    for q in v.chunks_exact(8).step_by(37) {
+        let want = rows(&exact(&v, 8, Metric::CosineDistance, q, 10, None));
+        assert_eq!(rows(&ix.search(&v, q, 10, None, &all)), want);
+        assert_eq!(rows(&scored.search(&v, q, 10, None, &all)), want);
+    }
+    for version in ["v3", "v5", "v6"] {
+        let bytes = read_fixture(version, "ann_ivf.bin");
+        let old = AnnIndex::open(&bytes).unwrap();
+        assert!(!old.lists_only() && old.calibration().is_calibrated(), "{version}");
+        assert_eq!(old.search(&v, &v[..8], 10, None, &SearchParams::default()).len(), 10);
+    }
+}
+
+#[test]
+#[ignore = "writes fixture files; run manually with TIDEPOOL_WRITE_FIXTURES=1"]
+fn write_v16_fixtures() {
+    if std::env::var_os("TIDEPOOL_WRITE_FIXTURES").is_none() {
+        eprintln!("set TIDEPOOL_WRITE_FIXTURES=1 to write fixtures");
+        return;
+    }
+    let dir = fixture_dir("v16");
+    std::fs::create_dir_all(&dir).unwrap();
+    write_missing(&dir, vec![("ann_lists.bin", v16_sections().0)]);
+}
