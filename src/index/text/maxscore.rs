@@ -280,7 +280,7 @@ impl TermCursor<'_> {
             let (lo, hi) =
                 ((first.max(start) - start) as usize, (self.last_rows[b].min(end) - start) as usize);
             let touched_only = bound <= floors.new_rows;
-            if bound > floors.all && !(touched_only && !any_set(touched, lo, hi)) {
+            if bound > floors.all && (!touched_only || any_set(touched, lo, hi)) {
                 self.load(b)?;
                 let mut p = self.pos;
                 while p < self.blk.len && self.blk.rows[p] < start {
