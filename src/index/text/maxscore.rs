@@ -72,6 +72,8 @@ pub(super) struct Window {
     ess_units: Vec<usize>,
     /// One candidate's parts by unit; zero between candidates.
     parts: Vec<f32>,
+    /// The units of `parts` the candidate's probes wrote.
+    probed: Vec<usize>,
 }
 
 impl Window {
@@ -86,6 +88,7 @@ impl Window {
             ess: Vec::with_capacity(lists),
             ess_units: Vec::with_capacity(lists),
             parts: vec![0.0; units],
+            probed: Vec::with_capacity(lists),
         }
     }
 
@@ -185,14 +188,20 @@ impl Window {
                     slots.fill(0.0);
                     continue;
                 }
-                for (&u, x) in self.ess_units.iter().zip(slots.iter_mut()) {
-                    self.parts[u] = std::mem::take(x);
-                }
+                // Most candidates stop at a probe: the essential parts are gathered only for a
+                // row that passes them all (a gather per candidate cost more than the probes).
                 if self.probe(cursors, caches, row, partial, theta_now)? {
+                    for (&u, x) in self.ess_units.iter().zip(slots.iter_mut()) {
+                        self.parts[u] = std::mem::take(x);
+                    }
                     top.push(row, combine.score(&self.parts));
                     theta_now = prune_threshold(top.threshold()).max(seed);
+                    self.parts.fill(0.0);
+                } else {
+                    slots.fill(0.0);
+                    self.probed.drain(..).for_each(|u| self.parts[u] = 0.0);
                 }
-                self.parts.fill(0.0);
+                self.probed.clear();
             }
         }
         Ok(())
@@ -227,6 +236,7 @@ impl Window {
             if c.advance(row)? == Some(row) {
                 let s = c.score_here(caches);
                 self.parts[c.ord] = s;
+                self.probed.push(c.ord);
                 partial += s;
             }
         }
