@@ -3,6 +3,10 @@
 
 use super::*;
 
+#[path = "maxscore.rs"]
+mod maxscore;
+use maxscore::{Scratch, Window};
+
 /// One attribute's part of a (multi-field) BM25 query: the row score is the sum
 /// over fields of `boost · Σ_terms bm25`.
 #[derive(Clone, Copy)]
@@ -236,54 +240,15 @@ impl TermCursor<'_> {
         Ok(Some(self.blk.rows[self.pos]))
     }
 
-    /// Like [`advance`](Self::advance) for an essential list inside the window ending at
-    /// `end`: blocks wholly in the window whose bound is at most `floor` are passed without
-    /// being decoded (none of their rows can reach the threshold, whatever the other lists
-    /// add). None once no row of the window is left in a block above `floor`; the cursor
-    /// then stays before the next window, which judges its blocks under its own bounds.
-    fn advance_above(&mut self, target: u32, end: u32, floor: f32) -> Result<Option<u32>, IndexError> {
-        if self.exhausted {
-            return Ok(None);
-        }
-        let in_block = self.blk_idx != usize::MAX && self.blk.rows[self.blk.len - 1] >= target;
-        if in_block && self.block_scores[self.blk_idx] > floor {
-            return self.advance(target);
-        }
-        let mut b = if self.blk_idx == usize::MAX { 0 } else { self.blk_idx + 1 };
-        while b < self.last_rows.len() && self.last_rows[b] < target {
-            b += 1;
-        }
-        while b < self.last_rows.len() && self.block_scores[b] <= floor {
-            if self.last_rows[b] > end {
-                return Ok(None);
-            }
-            b += 1;
-        }
-        if b >= self.last_rows.len() {
-            self.exhausted = true;
-            return Ok(None);
-        }
-        let first_possible = if b == 0 { 0 } else { self.last_rows[b - 1].saturating_add(1) };
-        self.advance(target.max(first_possible))
-    }
-
-    /// The row after the current one, for an essential list whose current block was judged
-    /// above `floor`: the next row of the decoded block, else [`advance_above`](Self::advance_above).
-    fn next_above(&mut self, end: u32, floor: f32) -> Result<Option<u32>, IndexError> {
-        if self.pos + 1 < self.blk.len {
-            self.pos += 1;
-            return Ok(Some(self.blk.rows[self.pos]));
-        }
-        match self.blk.rows[self.pos] {
-            u32::MAX => Ok(None),
-            row => self.advance_above(row + 1, end, floor),
-        }
-    }
-
     fn score_here(&self, caches: &[NormCache]) -> f32 {
-        let row = self.blk.rows[self.pos];
-        self.boost
-            * self.weight.score(&caches[self.cache], self.norms.of(row, self.dense), self.blk.tfs[self.pos])
+        self.score_at(caches, self.pos)
+    }
+
+    /// The score of the decoded block's `p`-th posting.
+    #[inline]
+    fn score_at(&self, caches: &[NormCache], p: usize) -> f32 {
+        let row = self.blk.rows[p];
+        self.boost * self.weight.score(&caches[self.cache], self.norms.of(row, self.dense), self.blk.tfs[p])
     }
 
     /// The block that holds `row` if the list does (the first whose last row is >= `row`;
@@ -517,15 +482,8 @@ pub fn search_fields_above(
     if cursors.iter().map(|c| c.last_rows.len()).sum::<usize>() <= FEW_BLOCKS {
         return score_all(cursors, &caches, nords, k, filter, combine);
     }
-    let n = cursors.len();
-    let w = WINDOW as usize;
-    // Per window: approximate sums (pruning), per-(row, term) contributions (exact in-order sums),
-    // and a bitset of touched rows so candidates are visited in row order.
-    let mut scratch = Scratch::take(w, nords);
-    let Scratch { sums, contrib, touched } = &mut scratch;
-    let mut bounds = vec![0f32; n];
-    let mut order: Vec<usize> = (0..n).collect();
-    let mut prefix = vec![0f32; n + 1];
+    let mut scratch = Scratch::take(WINDOW as usize, cursors.len());
+    let mut window = Window::new(cursors.len(), nords);
     let mut start: u32 = 0;
     loop {
         // Skip to the first row any list may still hold.
@@ -543,103 +501,19 @@ pub fn search_fields_above(
         }
         start = start.max(next_row);
         let end = start.saturating_add(WINDOW - 1);
-        let mut total = 0f32;
-        for (i, c) in cursors.iter_mut().enumerate() {
-            c.shallow_advance(start);
-            bounds[i] = c.window_bound(end);
-            total += bounds[i];
-        }
         let theta = prune_threshold(top.threshold()).max(seed);
-        if total > theta {
-            // MaxScore partition: non-essential = lowest-bound lists whose bounds sum <= theta;
-            // only essential lists produce candidates.
-            order.sort_by(|&a, &b| bounds[a].total_cmp(&bounds[b]));
-            for j in 0..n {
-                prefix[j + 1] = prefix[j] + bounds[order[j]];
-            }
-            let mut ne = 0;
-            while ne < n && prefix[ne + 1] <= theta {
-                ne += 1;
-            }
-            // Essential lists, term at a time over the window. A block whose bound plus every
-            // other list's window bound stays at or below theta holds no row that can enter
-            // (theta only rises): it is not decoded. A row another list touched then lacks this
-            // list's part, and its partial score stays below theta, so it is never kept.
-            // (In f64, so that "every other list" costs one subtraction, not a pass per list.)
-            let total64: f64 = bounds.iter().map(|&b| f64::from(b)).sum();
-            for &i in &order[ne..] {
-                if bounds[i] <= 0.0 {
-                    continue;
-                }
-                let floor = (f64::from(theta) - (total64 - f64::from(bounds[i]))) as f32;
-                let c = &mut cursors[i];
-                let mut r = c.advance_above(start, end, floor)?;
-                while let Some(row) = r {
-                    if row > end {
-                        break;
-                    }
-                    let off = (row - start) as usize;
-                    let s = c.score_here(&caches);
-                    touched[off >> 6] |= 1u64 << (off & 63);
-                    sums[off] += s;
-                    contrib[off * nords + c.ord] = s;
-                    r = c.next_above(end, floor)?;
-                }
-            }
-            // Candidates in row order (ties rank by row, so order matters for `> theta`).
-            let mut theta_now = theta;
-            for (wi, slot) in touched.iter_mut().enumerate() {
-                let mut word = std::mem::take(slot);
-                while word != 0 {
-                    let off = wi * 64 + word.trailing_zeros() as usize;
-                    word &= word - 1;
-                    let row = start + off as u32;
-                    let mut partial = sums[off];
-                    sums[off] = 0.0;
-                    let parts = &mut contrib[off * nords..(off + 1) * nords];
-                    let mut ok = partial + prefix[ne] > theta_now;
-                    if ok {
-                        if let Some(f) = filter {
-                            ok = f(row);
-                        }
-                    }
-                    if ok {
-                        // Non-essential lists, highest bound first, with early exit.
-                        for j in (0..ne).rev() {
-                            if partial + prefix[j + 1] <= theta_now {
-                                ok = false;
-                                break;
-                            }
-                            let i = order[j];
-                            if bounds[i] <= 0.0 {
-                                continue;
-                            }
-                            let c = &mut cursors[i];
-                            // The block that may hold the row bounds this list's part more tightly
-                            // than its window bound: decoded only when that bound can still lift the
-                            // row above theta.
-                            match c.block_of(row) {
-                                None => continue,
-                                Some(b) if partial + prefix[j] + c.block_scores[b] <= theta_now => {
-                                    ok = false;
-                                    break;
-                                }
-                                Some(_) => {}
-                            }
-                            if c.advance(row)? == Some(row) {
-                                let s = c.score_here(&caches);
-                                parts[c.ord] = s;
-                                partial += s;
-                            }
-                        }
-                    }
-                    if ok {
-                        top.push(row, combine.score(parts));
-                        theta_now = prune_threshold(top.threshold()).max(seed);
-                    }
-                    parts.iter_mut().for_each(|x| *x = 0.0);
-                }
-            }
+        if window.plan(&mut cursors, start, end, theta) {
+            window.score_essential(&mut cursors, &caches, &mut scratch, theta)?;
+            window.visit_candidates(
+                &mut cursors,
+                &caches,
+                &mut scratch,
+                theta,
+                seed,
+                filter,
+                combine,
+                &mut top,
+            )?;
         }
         if end == u32::MAX {
             break;
@@ -649,42 +523,6 @@ pub fn search_fields_above(
     // Every touched row's slots were cleared as it was visited: the buffers are zero again.
     scratch.give_back();
     Ok(top.into_sorted())
-}
-
-/// The window buffers of [`search_fields_with`], kept per thread between searches: a long
-/// query's per-(row, unit) buffer is `WINDOW × units` floats (a megabyte at 60 units), which
-/// allocating and zeroing per segment cost more than a rare-word search's whole work.
-/// Invariant: a kept buffer is all zero (a search that returns early, by an error, drops its own).
-#[derive(Default)]
-struct Scratch {
-    sums: Vec<f32>,
-    contrib: Vec<f32>,
-    touched: Vec<u64>,
-}
-
-thread_local! {
-    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
-}
-
-/// Above this many floats a window's buffers are not kept for the next search (a query of
-/// hundreds of units).
-const SCRATCH_MAX_FLOATS: usize = 1 << 20;
-
-impl Scratch {
-    /// Zeroed buffers for windows of `w` rows and `units` parts a row.
-    fn take(w: usize, units: usize) -> Scratch {
-        let mut s = SCRATCH.with(|c| std::mem::take(&mut *c.borrow_mut()));
-        s.sums.resize(w, 0.0);
-        s.contrib.resize(w * units, 0.0);
-        s.touched.resize(w / 64, 0);
-        s
-    }
-
-    fn give_back(self) {
-        if self.contrib.len() <= SCRATCH_MAX_FLOATS {
-            SCRATCH.with(|c| *c.borrow_mut() = self);
-        }
-    }
 }
 
 /// Exhaustive multi-field scoring (term at a time into an accumulator).
