@@ -7,10 +7,14 @@
 //!   for exactly that attribute's options ([`FullTextSearch`]), the index
 //!   holds every live overlay document's tokens as a query analyzes them
 //!   ([`crate::index::text::value_tokens`] under [`Analyzer::new`]): per term the (row, tf)
-//!   postings, per row its fieldnorm id and document. Its statistics —
-//!   live overlay documents (with the attribute or not), their tokens, and
-//!   the live documents holding each term — are what a scan of the live
-//!   overlay documents counts, kept as rows come and go, never recounted.
+//!   postings, per row its fieldnorm id, token count and document. Its
+//!   statistics — live overlay documents (with the attribute or not), their
+//!   tokens, and the live documents holding each term — are what a scan of
+//!   the live overlay documents counts. The first two are kept as rows come
+//!   and go; a term's document frequency is not kept anywhere but summed
+//!   from its chunks' postings when asked (live ones: a chunk's dead rows
+//!   are skipped), so a put touches only the tail chunk — no index-wide map
+//!   is copied on the first write after a snapshot.
 //! - A reader gets an attribute only under the options the schema has now
 //!   ([`NsState::overlay_text`](super::NsState::overlay_text)); options
 //!   changed and not yet re-indexed are not served, and the caller scans.
@@ -28,6 +32,9 @@
 //!   sizes stay geometric, O(log n) chunks, each row copied O(log n) times),
 //!   and a chunk that is more than half dead is rewritten without its dead
 //!   rows.
+//! - A chunk's terms in order (for prefix expansion) are sorted once, on
+//!   the first prefix query that reads the chunk, and forgotten when a row
+//!   is pushed into it.
 //! - After a compaction the refolded state's index is this one cut at the
 //!   round's first seq ([`OverlayText::carried`]): the rows written during
 //!   the round keep their chunks and are not analysed again.
@@ -36,8 +43,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::ops::Bound;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use crate::index::text::{fieldnorm_to_id, Analyzer, ValueTokens};
 use crate::model::{DocId, Document};
@@ -64,8 +70,11 @@ pub struct OverlayText(Arc<Inner>);
 #[derive(Clone, Default)]
 struct Inner {
     /// The seq of every live overlay document (all of them, text or not),
-    /// while any attribute is indexed.
-    seq_of: imbl::HashMap<DocId, u64>,
+    /// while any attribute is indexed. Ordered like the overlay, not hashed:
+    /// ids written in ascending runs (the usual bulk load) then copy only
+    /// the B-tree's right edge on a snapshot's first write, where a hash
+    /// map's scattered keys copied nearly every node of it.
+    seq_of: imbl::OrdMap<DocId, u64>,
     next_seq: u64,
     /// One per full-text attribute, in schema (name) order.
     attrs: Vec<AttrText>,
@@ -77,15 +86,6 @@ struct AttrText {
     options: FullTextSearch,
     analyzer: Arc<Analyzer>,
     parts: Vec<Part>,
-    /// Live documents holding each term (no entry: none). Keys are shared
-    /// with the chunks' (`Arc`): a snapshot's first write copies map nodes,
-    /// not term text. Hashed: every put looks up each of its terms here,
-    /// and a B-tree's string compares were a fifth of a full-text ingest.
-    df: DfMap,
-    /// The keys of `df`, in order (for prefix expansion): touched only when a
-    /// term appears or disappears, not for every row holding it.
-    terms: imbl::OrdSet<Arc<str>>,
-    df_bytes: usize,
     total_tokens: u64,
 }
 
@@ -103,9 +103,16 @@ struct Chunk {
     seqs: Vec<u64>,
     docs: Vec<Arc<Document>>,
     norms: Vec<u8>,
+    /// Each row's token count (what a removal takes off `total_tokens`).
+    lens: Vec<u32>,
     postings: HashMap<Arc<str>, TermList, TermHasher>,
+    /// The keys of `postings` in order, once a prefix query asked.
+    sorted: OnceLock<Vec<Arc<str>>>,
     bytes: usize,
 }
+
+/// Heap bytes per row of a chunk (seq, document pointer, norm, length).
+const ROW_BYTES: usize = 21;
 
 /// A term's (row, tf) postings in one chunk, and the largest tf and smallest
 /// fieldnorm id among them (dead rows included): what bounds its score.
@@ -132,11 +139,6 @@ impl TermList {
 
 /// Seeded per process: terms come from clients.
 type TermHasher = foldhash::fast::RandomState;
-
-type DfMap = imbl::GenericHashMap<Arc<str>, u64, TermHasher, imbl::shared_ptr::DefaultSharedPtr>;
-
-/// A value's distinct terms (shared with the df map) and their counts.
-type TermCounts = Vec<(Arc<str>, u32)>;
 
 /// One live row's counts for a term (or a prefix).
 #[derive(Clone, Copy)]
@@ -211,7 +213,7 @@ impl OverlayText {
             return;
         }
         if inner.attrs.is_empty() {
-            inner.seq_of = imbl::HashMap::new();
+            inner.seq_of = imbl::OrdMap::new();
             for (id, _) in overlay.iter().filter(|(_, d)| d.is_some()) {
                 inner.seq_of.insert(id.clone(), inner.next_seq);
                 inner.next_seq += 1;
@@ -244,9 +246,9 @@ impl OverlayText {
         }
         let inner = Arc::make_mut(&mut self.0);
         let old = overlay.get(id).and_then(Option::as_ref);
-        if let (Some(old), Some(seq)) = (old, inner.seq_of.remove(id)) {
+        if let (Some(_), Some(seq)) = (old, inner.seq_of.remove(id)) {
             for a in &mut inner.attrs {
-                a.remove(seq, old);
+                a.remove(seq);
             }
         }
         if let Some(new) = new {
@@ -279,7 +281,7 @@ impl OverlayText {
             return None;
         }
         let from = folded.0.next_seq;
-        let mut seq_of = imbl::HashMap::new();
+        let mut seq_of = imbl::OrdMap::new();
         for (id, doc) in overlay.iter() {
             if doc.is_some() {
                 let seq = *self.0.seq_of.get(id)?;
@@ -324,9 +326,6 @@ impl AttrText {
             options: options.clone(),
             analyzer: Arc::new(Analyzer::new(options)),
             parts: Vec::new(),
-            df: DfMap::default(),
-            terms: imbl::OrdSet::new(),
-            df_bytes: 0,
             total_tokens: 0,
         }
     }
@@ -336,8 +335,10 @@ impl AttrText {
         let mut a = AttrText::empty(name, options);
         let mut chunk = Chunk::default();
         for (seq, doc) in rows {
-            if let Some((counts, len)) = a.count(doc) {
-                chunk.push(*seq, doc, len, counts);
+            let toks = doc_tokens(&a.analyzer, doc, &a.name);
+            if !toks.is_empty() {
+                a.total_tokens += toks.len() as u64;
+                chunk.push(*seq, doc, &toks);
             }
         }
         if !chunk.seqs.is_empty() {
@@ -347,65 +348,20 @@ impl AttrText {
     }
 
     fn heap_bytes(&self) -> usize {
-        let parts: usize = self.parts.iter().map(|p| p.chunk.bytes + p.dead.len() * 8).sum();
-        parts + self.df_bytes + self.df.len() * (TERM_OVERHEAD + 16)
-    }
-
-    /// The document's terms and token count on this attribute (None without
-    /// tokens), counted into the statistics.
-    fn count(&mut self, doc: &Document) -> Option<(TermCounts, usize)> {
-        let toks = doc_tokens(&self.analyzer, doc, &self.name);
-        if toks.is_empty() {
-            return None;
-        }
-        let (counts, len) = term_counts(&toks);
-        self.total_tokens += len as u64;
-        let shared = counts
-            .into_iter()
-            .map(|(t, c)| match self.df.get_key_value_mut(t) {
-                Some((key, n)) => {
-                    *n += 1;
-                    (Arc::clone(key), c)
-                }
-                None => {
-                    self.df_bytes += t.len();
-                    let key: Arc<str> = t.into();
-                    self.df.insert(Arc::clone(&key), 1);
-                    self.terms.insert(Arc::clone(&key));
-                    (key, c)
-                }
-            })
-            .collect();
-        Some((shared, len))
-    }
-
-    /// Takes the document's terms and tokens back out of the statistics.
-    fn uncount(&mut self, doc: &Document) -> bool {
-        let toks = doc_tokens(&self.analyzer, doc, &self.name);
-        if toks.is_empty() {
-            return false;
-        }
-        let (counts, len) = term_counts(&toks);
-        self.total_tokens -= len as u64;
-        for &(t, _) in &counts {
-            let Some(n) = self.df.get_mut(t) else { continue };
-            *n -= 1;
-            if *n == 0 {
-                self.df.remove(t);
-                self.terms.remove(t);
-                self.df_bytes -= t.len();
-            }
-        }
-        true
+        self.parts.iter().map(|p| p.chunk.bytes + p.dead.len() * 8).sum()
     }
 
     fn add(&mut self, seq: u64, doc: &Arc<Document>) {
-        let Some((counts, len)) = self.count(doc) else { return };
+        let toks = doc_tokens(&self.analyzer, doc, &self.name);
+        if toks.is_empty() {
+            return;
+        }
+        self.total_tokens += toks.len() as u64;
         if self.parts.last().is_none_or(|p| p.chunk.seqs.len() >= TAIL_ROWS) {
             self.parts.push(Part::new(Chunk::default()));
         }
         let tail = self.parts.last_mut().expect("a tail was just ensured");
-        Arc::make_mut(&mut tail.chunk).push(seq, doc, len, counts);
+        Arc::make_mut(&mut tail.chunk).push(seq, doc, &toks);
         if tail.chunk.seqs.len() >= TAIL_ROWS {
             self.merge_tail();
         }
@@ -428,13 +384,13 @@ impl AttrText {
         }
     }
 
-    fn remove(&mut self, seq: u64, doc: &Document) {
-        if !self.uncount(doc) {
-            return;
-        }
+    /// Marks row `seq` dead (nothing to do when its document had no tokens
+    /// here: it has no row). Nothing is analysed: the row's token count is kept.
+    fn remove(&mut self, seq: u64) {
         let pi = self.parts.partition_point(|p| p.chunk.seqs.last().is_some_and(|s| *s < seq));
         let Some(part) = self.parts.get_mut(pi) else { return };
         let Ok(row) = part.chunk.seqs.binary_search(&seq) else { return };
+        self.total_tokens -= u64::from(part.chunk.lens[row]);
         part.kill(row);
         if part.live_rows() == 0 {
             self.parts.remove(pi);
@@ -475,29 +431,10 @@ impl AttrText {
         a
     }
 
-    /// Adds a kept part's live postings to the statistics (df, terms, tokens).
+    /// Adds a kept part's live rows' tokens to the statistics.
     fn count_part(&mut self, part: &Part) {
-        for (t, list) in &part.chunk.postings {
-            let (mut docs, mut tokens) = (0u64, 0u64);
-            for &(row, tf) in &list.rows {
-                if !part.is_dead(row) {
-                    docs += 1;
-                    tokens += u64::from(tf);
-                }
-            }
-            if docs == 0 {
-                continue;
-            }
-            self.total_tokens += tokens;
-            match self.df.get_mut(&**t) {
-                Some(n) => *n += docs,
-                None => {
-                    self.df_bytes += t.len();
-                    self.df.insert(Arc::clone(t), docs);
-                    self.terms.insert(Arc::clone(t));
-                }
-            }
-        }
+        let live = (0..part.chunk.seqs.len()).filter(|r| !part.is_dead(*r as u32));
+        self.total_tokens += live.map(|r| u64::from(part.chunk.lens[r])).sum::<u64>();
     }
 }
 
@@ -523,6 +460,21 @@ impl Part {
         self.dead_rows += 1;
     }
 
+    /// The live rows of this chunk holding `term`.
+    fn live_df(&self, term: &str) -> u64 {
+        let Some(list) = self.chunk.postings.get(term) else { return 0 };
+        if self.dead_rows == 0 {
+            return list.rows.len() as u64;
+        }
+        list.rows.iter().filter(|(row, _)| !self.is_dead(*row)).count() as u64
+    }
+
+    /// Whether a live row of this chunk holds `term`.
+    fn holds(&self, term: &str) -> bool {
+        let Some(list) = self.chunk.postings.get(term) else { return false };
+        self.dead_rows == 0 || list.rows.iter().any(|(row, _)| !self.is_dead(*row))
+    }
+
     /// The live postings of one term, in seq order.
     fn postings<'a>(&'a self, term: &str, out: &mut Vec<Posting<'a>>) {
         let Some(list) = self.chunk.postings.get(term) else { return };
@@ -538,24 +490,38 @@ impl Part {
 }
 
 impl Chunk {
-    fn push(&mut self, seq: u64, doc: &Arc<Document>, len: usize, counts: TermCounts) {
+    /// Appends a row with these tokens (not empty).
+    fn push(&mut self, seq: u64, doc: &Arc<Document>, toks: &ValueTokens) {
+        let (counts, len) = term_counts(toks);
+        let len = u32::try_from(len).unwrap_or(u32::MAX);
         let row = self.seqs.len() as u32;
-        let norm = fieldnorm_to_id(u32::try_from(len).unwrap_or(u32::MAX));
+        let norm = fieldnorm_to_id(len);
         self.seqs.push(seq);
         self.docs.push(doc.clone());
         self.norms.push(norm);
-        self.bytes += 17;
+        self.lens.push(len);
+        self.sorted.take();
+        self.bytes += ROW_BYTES;
         for (t, c) in counts {
             self.bytes += 8;
-            let list = match self.postings.get_mut(&*t) {
+            let list = match self.postings.get_mut(t) {
                 Some(list) => list,
                 None => {
-                    self.bytes += TERM_OVERHEAD;
-                    self.postings.entry(t).or_default()
+                    self.bytes += TERM_OVERHEAD + t.len();
+                    self.postings.entry(t.into()).or_default()
                 }
             };
             list.push(row, c, norm);
         }
+    }
+
+    /// The chunk's terms in order (sorted on first use).
+    fn sorted_terms(&self) -> &[Arc<str>] {
+        self.sorted.get_or_init(|| {
+            let mut terms: Vec<Arc<str>> = self.postings.keys().cloned().collect();
+            terms.sort_unstable();
+            terms
+        })
     }
 
     /// The live rows of `parts` (consecutive, in seq order) as one chunk.
@@ -568,6 +534,7 @@ impl Chunk {
                 out.seqs.push(p.chunk.seqs[row]);
                 out.docs.push(p.chunk.docs[row].clone());
                 out.norms.push(p.chunk.norms[row]);
+                out.lens.push(p.chunk.lens[row]);
             }
             for (t, list) in &p.chunk.postings {
                 let live = list.rows.iter().filter(|(row, _)| renumber[*row as usize] != u32::MAX);
@@ -582,8 +549,8 @@ impl Chunk {
             }
         }
         let postings: usize = out.postings.values().map(|l| l.rows.len()).sum();
-        let terms = out.postings.len() * TERM_OVERHEAD;
-        out.bytes = out.seqs.len() * 17 + postings * 8 + terms;
+        let terms: usize = out.postings.keys().map(|t| TERM_OVERHEAD + t.len()).sum();
+        out.bytes = out.seqs.len() * ROW_BYTES + postings * 8 + terms;
         out
     }
 }
@@ -599,17 +566,26 @@ impl<'a> TextView<'a> {
         self.attr.total_tokens
     }
 
-    /// Live overlay documents holding `term`.
+    /// Live overlay documents holding `term` (summed over the chunks).
     pub fn doc_freq(&self, term: &str) -> u64 {
-        self.attr.df.get(term).copied().unwrap_or(0)
+        self.attr.parts.iter().map(|p| p.live_df(term)).sum()
     }
 
     /// The terms of live documents starting with `prefix` (bytewise), in
-    /// order, at most `limit` of them.
+    /// order, at most `limit` of them: each chunk's first `limit` live ones,
+    /// merged.
     pub fn terms_with_prefix(&self, prefix: &str, limit: usize) -> Vec<&'a str> {
-        let from = (Bound::Included(prefix), Bound::Unbounded);
-        let terms = self.attr.terms.range::<_, str>(from).map(|t| &**t);
-        terms.take_while(|t| t.starts_with(prefix)).take(limit).collect()
+        let mut out: Vec<&'a str> = Vec::new();
+        for p in &self.attr.parts {
+            let terms = p.chunk.sorted_terms();
+            let from = terms.partition_point(|t| **t < *prefix);
+            let matching = terms[from..].iter().map(|t| &**t).take_while(|t| t.starts_with(prefix));
+            out.extend(matching.filter(|t| p.holds(t)).take(limit));
+        }
+        out.sort_unstable();
+        out.dedup();
+        out.truncate(limit);
+        out
     }
 
     /// The largest tf and the smallest fieldnorm id of `term`'s postings (dead
@@ -627,7 +603,8 @@ impl<'a> TextView<'a> {
 
     /// The live rows holding `term`, in seq order.
     pub fn postings(&self, term: &str) -> Vec<Posting<'a>> {
-        let mut out = Vec::with_capacity(self.doc_freq(term) as usize);
+        let lists = self.attr.parts.iter().filter_map(|p| p.chunk.postings.get(term));
+        let mut out = Vec::with_capacity(lists.map(|l| l.rows.len()).sum());
         for p in &self.attr.parts {
             p.postings(term, &mut out);
         }

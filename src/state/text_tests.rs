@@ -188,3 +188,92 @@ fn changed_options_are_not_served_until_synced() {
     assert_eq!((v.doc_freq("run"), v.doc_freq("running")), (1, 0));
     assert_eq!(v.terms_with_prefix("d", 10), vec!["dog"]);
 }
+
+/// Statistics counted by scanning the overlay's live documents: (N, tokens,
+/// per word its df, per first letter the terms starting with it).
+fn recounted(o: &Overlay, words: &[&str]) -> Vec<String> {
+    let analyzer = Analyzer::new(&FullTextSearch::default());
+    let (mut tokens, mut df) = (0u64, std::collections::BTreeMap::<String, u64>::new());
+    let live: Vec<&Arc<Document>> = o.values().flatten().collect();
+    for d in &live {
+        let toks = doc_tokens(&analyzer, d, "t");
+        tokens += toks.len() as u64;
+        let distinct: std::collections::BTreeSet<&str> = toks.iter().collect();
+        for t in distinct {
+            *df.entry(t.to_owned()).or_default() += 1;
+        }
+    }
+    let mut out = vec![format!("{} {tokens}", live.len())];
+    for w in words {
+        out.push(format!("{w} df {}", df.get(*w).copied().unwrap_or(0)));
+        let with: Vec<&String> = df.keys().filter(|t| t.starts_with(&w[..1])).take(3).collect();
+        out.push(format!("{with:?}"));
+    }
+    out
+}
+
+/// The same statistics as the index serves them.
+fn counted(ix: &OverlayText, words: &[&str]) -> Vec<String> {
+    let v = ix.attr("t", &FullTextSearch::default()).unwrap();
+    let mut out = vec![format!("{} {}", v.num_docs(), v.total_tokens())];
+    for w in words {
+        out.push(format!("{w} df {}", v.doc_freq(w)));
+        out.push(format!("{:?}", v.terms_with_prefix(&w[..1], 3)));
+    }
+    out
+}
+
+#[test]
+fn document_frequencies_summed_over_chunks_equal_a_recount_after_random_writes() {
+    const WORDS: [&str; 9] = ["red", "fox", "blue", "dog", "runs", "lazy", "rust", "road", "debt"];
+    let s = schema();
+    for seed in 0..12u64 {
+        let mut draw = crate::index::text::tests::xorshift(seed.wrapping_mul(0x2545_F491_4F6C_DD1D) | 1);
+        let mut next = |n: u64| draw() % n;
+        let (mut ix, mut o) = (OverlayText::default(), Overlay::new());
+        ix.sync(&s, &o);
+        let mut snapshots = Vec::new();
+        for step in 0..600 {
+            let id = DocId::U64(next(150));
+            match next(6) {
+                // Deletes, and rows without the attribute's text (no row in any chunk).
+                0 => {
+                    ix.replace(&s, &o, &id, None);
+                    o.remove(&id);
+                }
+                1 => put(&mut ix, &s, &mut o, Arc::new(Document::new(id))),
+                // Patches: the row as it is with one more word.
+                2 => {
+                    if let Some(Some(d)) = o.get(&id).cloned() {
+                        let mut d = (*d).clone();
+                        let before = match d.attrs.get("t") {
+                            Some(Value::Str(t)) => t.clone(),
+                            _ => String::new(),
+                        };
+                        d.attrs
+                            .insert("t".into(), Value::Str(format!("{before} {}", WORDS[next(9) as usize])));
+                        put(&mut ix, &s, &mut o, Arc::new(d));
+                    }
+                }
+                _ => {
+                    let n = 1 + next(6);
+                    let text: Vec<&str> = (0..n).map(|_| WORDS[next(9) as usize]).collect();
+                    let DocId::U64(i) = id else { unreachable!() };
+                    put(&mut ix, &s, &mut o, doc(i, &text.join(" ")));
+                }
+            }
+            if step % 97 == 0 {
+                snapshots.push((ix.clone(), o.clone()));
+            }
+            if step % 37 == 0 {
+                assert_eq!(counted(&ix, &WORDS), recounted(&o, &WORDS), "seed {seed}, step {step}");
+            }
+        }
+        assert!(ix.0.attrs[0].parts.len() > 1, "several chunks");
+        assert_eq!(counted(&ix, &WORDS), recounted(&o, &WORDS), "seed {seed}, at the end");
+        // Snapshots taken along the way still serve what they held.
+        for (i, (old, old_o)) in snapshots.iter().enumerate() {
+            assert_eq!(counted(old, &WORDS), recounted(old_o, &WORDS), "seed {seed}, snapshot {i}");
+        }
+    }
+}
