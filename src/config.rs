@@ -33,7 +33,7 @@ use crate::store::S3Options;
 pub mod effective;
 
 /// Retained generations may hold at most this fraction of the newest one's bytes.
-pub const DEFAULT_RETENTION_MAX_RATIO: f64 = 0.25;
+pub const DEFAULT_RETENTION_MAX_RATIO: f64 = 0.15;
 /// Default listen address (loopback only).
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7474";
 /// Default request body limit (after decompression): 256 MiB.
@@ -396,7 +396,7 @@ pub struct ServeArgs {
     #[arg(long, env = "TIDEPOOL_RETENTION_SECS")]
     pub retention_secs: Option<u64>,
     /// Within the retention, keep superseded generations only while the objects they alone
-    /// reference weigh at most this fraction of the newest generation's (default 0.25; `inf`:
+    /// reference weigh at most this fraction of the newest generation's (default 0.15; `inf`:
     /// the retention time alone), so a bulk ingest never keeps a second copy for the hour.
     #[arg(long, env = "TIDEPOOL_RETENTION_MAX_RATIO")]
     pub retention_max_ratio: Option<f64>,
