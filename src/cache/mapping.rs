@@ -1,5 +1,6 @@
-//! Read-only file mappings the cache hands out, and the one thing the memory
-//! tier may do to them: give their resident pages back.
+//! Read-only file mappings the cache hands out, and the two things the
+//! memory tier may do to them: give their resident pages back, and mark a
+//! verified segment's mapping as read at random (no fault readahead).
 //!
 //! A segment is verified whole when it is opened (every checksum), which
 //! leaves every page of the file resident in this process. A query afterwards
@@ -158,6 +159,24 @@ pub(crate) fn release_resident(bytes: &[u8]) -> bool {
     let r = unsafe { map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, from, to - from) };
     if let Err(e) = &r {
         tracing::debug!(error = %e, "madvise(DONTNEED) on a read-only mapping failed");
+    }
+    r.is_ok()
+}
+
+/// Tell the kernel that `bytes`' mapping (if made by [`map`]) is read at
+/// random from now on: a fault reads its page, not a readahead window. A
+/// served segment is read at random (graph codes and links, a few rows'
+/// vectors and their checked chunks); under a tight memory limit each
+/// fault's readahead (up to hundreds of KiB for one 16 KiB chunk) evicted
+/// what other queries were about to read, and a 300k-row namespace under a
+/// 246 MiB cap spent its queries refaulting (BENCHMARKS.md, "Random reads
+/// under a tight cap"). Called once a segment's whole-file verification
+/// (sequential, readahead welcome) is done. True if it advised.
+pub(crate) fn advise_random(bytes: &[u8]) -> bool {
+    let Some((mapped, _)) = containing(bytes.as_ptr() as usize, bytes.len()) else { return false };
+    let r = mapped.map.advise(memmap2::Advice::Random);
+    if let Err(e) = &r {
+        tracing::debug!(error = %e, "madvise(RANDOM) on a read-only mapping failed");
     }
     r.is_ok()
 }

@@ -55,7 +55,7 @@ mod disk;
 pub mod lru;
 mod mapping;
 pub(crate) use mapping::map as map_file;
-pub(crate) use mapping::{crc32c_releasing, release_resident, FileRange, READABLE_MIN_BYTES};
+pub(crate) use mapping::{advise_random, crc32c_releasing, release_resident, FileRange, READABLE_MIN_BYTES};
 
 use disk::Verified;
 use lru::Recency;

@@ -570,6 +570,8 @@ impl Engine {
             .map_err(|e| EngineError::caused_by(ErrorKind::Corrupted, format!("segment {}", file.key), e))?
             .with_object(&file.key);
         crate::cache::release_resident(&bytes);
+        // Verified (sequentially); queries read it at random from now on.
+        crate::cache::advise_random(&bytes);
         let deleted = match (&s.deletes, deletes) {
             (Some(d), Some(b)) => DeletionSet::decode(&b).map_err(|e| {
                 EngineError::caused_by(ErrorKind::Corrupted, format!("deletion set {}", d.key), e)

@@ -9,7 +9,6 @@
 
 use std::collections::BTreeMap;
 
-use proptest::prelude::*;
 use serde_json::json;
 
 use super::*;
