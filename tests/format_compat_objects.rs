@@ -13,19 +13,12 @@
 //! To write missing fixtures (existing files are never overwritten):
 //! `TIDEPOOL_WRITE_FIXTURES=1 cargo test --test format_compat_objects -- --ignored write_v9_fixtures`
 
-use std::path::PathBuf;
+#[path = "common/fixtures.rs"]
+mod fixtures;
 
+use fixtures::{fixture_dir, read_fixture, write_missing};
 use tidepool::format::lease::Lease;
 use tidepool::format::tombstone::Tombstone;
-
-fn fixture_dir(version: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(version)
-}
-
-fn read_fixture(version: &str, name: &str) -> Vec<u8> {
-    let path = fixture_dir(version).join(name);
-    std::fs::read(&path).unwrap_or_else(|e| panic!("fixture {} is missing: {e}", path.display()))
-}
 
 /// The fixed clock the fixtures were written at.
 const AT_MS: u64 = 1_764_000_000_000;
@@ -89,18 +82,10 @@ fn write_v9_fixtures() {
     }
     let dir = fixture_dir("v9");
     std::fs::create_dir_all(&dir).unwrap();
-    let files = [
+    let files = vec![
         ("tombstone.gc", v9_tombstone().encode()),
         ("lease.lease", v9_lease().encode()),
         ("lease_sweep.lease", v9_sweep_lease().encode()),
     ];
-    for (name, bytes) in files {
-        let path = dir.join(name);
-        if path.exists() {
-            eprintln!("keeping existing {}", path.display());
-            continue;
-        }
-        std::fs::write(&path, bytes).unwrap();
-        eprintln!("wrote {}", path.display());
-    }
+    write_missing(&dir, files);
 }

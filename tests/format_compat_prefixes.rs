@@ -13,6 +13,8 @@
 //! To write missing fixtures (existing files are never overwritten):
 //! `TIDEPOOL_WRITE_FIXTURES=1 cargo test --test format_compat_prefixes -- --ignored write_v11_fixtures`
 
+#[path = "common/fixtures.rs"]
+mod fixtures;
 use std::path::PathBuf;
 
 use tidepool::format::schema::{decode_schema_object_body, encode_schema_object, schema_json};
@@ -21,12 +23,11 @@ use tidepool::index::text::{build, Analyzer, TextIndex};
 use tidepool::schema::{AttrSchema, AttrType, FullTextSearch, ScalarType, Schema};
 
 fn fixture_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v11")
+    fixtures::fixture_dir("v11")
 }
 
 fn read_fixture(name: &str) -> Vec<u8> {
-    let path = fixture_dir().join(name);
-    std::fs::read(&path).unwrap_or_else(|e| panic!("fixture {} is missing: {e}", path.display()))
+    fixtures::read_fixture("v11", name)
 }
 
 fn fts() -> FullTextSearch {
@@ -109,18 +110,10 @@ fn write_v11_fixtures() {
     }
     let dir = fixture_dir();
     std::fs::create_dir_all(&dir).unwrap();
-    let files = [
+    let files = vec![
         ("text_prefixes.bin", section()),
         ("schema_prefixes.json", encode_schema_object(&schema_json(&schema()))),
         ("schema_update_prefixes.bin", schema_codec::encode_schema(&schema()).unwrap()),
     ];
-    for (name, bytes) in files {
-        let path = dir.join(name);
-        if path.exists() {
-            eprintln!("keeping existing {}", path.display());
-            continue;
-        }
-        std::fs::write(&path, bytes).unwrap();
-        eprintln!("wrote {}", path.display());
-    }
+    fixtures::write_missing(&dir, files);
 }
