@@ -158,11 +158,12 @@ pub struct GraphParams {
     pub code: GraphCode,
 }
 
-/// The code new sections are built with: still the 8-bit codes (version 2 bytes). 4-bit RaBitQ
-/// (BENCHMARKS "Compact graph codes") takes 208 bytes a row instead of 388 at 384 dimensions with
-/// about the same recall per beam width, but measured 7–24 % fewer QPS where the codes fit in
-/// cache (30k rows); it becomes the default once a run at scale, where they do not fit, shows the
-/// trade (issue 36).
+/// The code a build gets when its caller names none: the 8-bit codes (version 2 bytes). 4-bit
+/// RaBitQ (BENCHMARKS "Compact graph codes") takes 208 bytes a row instead of 388 at 384
+/// dimensions with about the same recall per beam width, but measured 7–24 % fewer QPS where the
+/// codes fit in cache (30k rows). Compaction chooses per round by the memory budget
+/// (`graph_codes = "auto"`, `engine::budget`): these codes while the namespace fits a quarter of
+/// it with them, 4-bit RaBitQ past it.
 pub const DEFAULT_CODE: GraphCode = GraphCode::Sq8;
 
 /// Most threads a build uses by default.
