@@ -79,8 +79,9 @@ pub struct ServerOptions {
 }
 
 /// File descriptors kept for everything but client connections (store,
-/// cache, metadata, refusals in progress, logs).
-const RESERVED_FDS: u64 = 256;
+/// cache, metadata, refusals in progress, logs, and the segment files mapped
+/// segments keep for positioned reads, `cache::KEPT_FILES_MAX`).
+const RESERVED_FDS: u64 = 256 + crate::cache::KEPT_FILES_MAX as u64;
 /// Most refusals (503 answers over the connection cap) in progress at once.
 const MAX_REFUSALS: usize = 64;
 /// Longest a refusal may take (write the 503, wait for the client to close).

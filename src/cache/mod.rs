@@ -55,6 +55,7 @@ mod disk;
 pub mod lru;
 mod mapping;
 pub(crate) use mapping::map as map_file;
+pub use mapping::KEPT_FILES_MAX;
 pub(crate) use mapping::{advise_random, crc32c_releasing, release_resident, FileRange, READABLE_MIN_BYTES};
 
 use disk::Verified;

@@ -55,6 +55,9 @@ pub const DEFAULT_IDLE_INDEX_MS: u64 = 2_000;
 
 /// Most compaction rounds one background drain runs back to back.
 const MAX_DRAIN_ROUNDS: usize = 64;
+/// Segments at least this long are uploaded in parts, each part's pages given
+/// back once written (smaller ones are put whole: their pages cost little).
+const PUT_IN_PARTS_MIN_BYTES: usize = 64 << 20;
 
 /// When and how to compact.
 #[derive(Debug, Clone)]
@@ -303,7 +306,7 @@ impl Engine {
     /// goes in parts, each part's pages given back once the store has it:
     /// a 2.5 GB segment is never resident whole.
     async fn put_segment(&self, key: &str, bytes: &Bytes) -> Result<(), EngineError> {
-        if (bytes.len() as u64) < crate::cache::READABLE_MIN_BYTES {
+        if bytes.len() < PUT_IN_PARTS_MIN_BYTES {
             return Ok(self.store.put(key, bytes.clone()).await?);
         }
         let release = |part: &[u8]| {
