@@ -54,7 +54,8 @@ fn batch(b: u64) -> Vec<Json> {
                 ("tie tie".to_owned(), "tie shared words".to_owned())
             } else {
                 let own = format!("only{b}_{}", i % 6);
-                let words: Vec<&str> = (0..(2 + (i * 3 + b) % 7)).map(|k| shared[((i + k * b) % 5) as usize]).collect();
+                let words: Vec<&str> =
+                    (0..(2 + (i * 3 + b) % 7)).map(|k| shared[((i + k * b) % 5) as usize]).collect();
                 (format!("{own} {}", shared[(i % 5) as usize]), format!("{} {own} {}", words.join(" "), own))
             };
             json!({"id": id, "title": title, "body": body})

@@ -734,7 +734,9 @@ pub(super) fn text_hits(
         };
         // A row past the segment's rows has no id: never a hit (as `try_id` refuses it).
         let from = scored.len();
-        scored.extend(found.into_iter().filter(|(row, _)| (*row as usize) < seg.len()).map(|(row, s)| (s, si, row)));
+        scored.extend(
+            found.into_iter().filter(|(row, _)| (*row as usize) < seg.len()).map(|(row, s)| (s, si, row)),
+        );
         best.add(scored[from..].iter().map(|h| h.0));
     }
     // Only rows that can still rank among the best k need their ids (ties rank by id): rows

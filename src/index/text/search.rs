@@ -379,9 +379,9 @@ pub(super) fn open_cursors<'a>(
             };
             Ok(p.map(|p| (p, f.stats.weight(t, count, f.params))))
         });
-        let prefix = f.prefix.map(|p| {
-            Ok(f.index.prefix_postings(p)?.map(|list| (list, f.stats.prefix_weight(p, f.params))))
-        });
+        let prefix = f
+            .prefix
+            .map(|p| Ok(f.index.prefix_postings(p)?.map(|list| (list, f.stats.prefix_weight(p, f.params)))));
         for unit in terms.chain(prefix) {
             let unit: Option<(Postings<'a>, Bm25Weight)> = unit?;
             let this_ord = ord;
