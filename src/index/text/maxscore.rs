@@ -2,7 +2,8 @@
 //! `WINDOW` rows. Each list's bound on the window (the largest bound of its blocks meeting it)
 //! splits the lists: the non-essential ones (lowest bounds, together at most the threshold θ)
 //! cannot lift a row above θ alone, so only the essential ones produce candidates; a candidate
-//! then probes the non-essential lists, highest bound first, while it can still pass θ.
+//! is first bounded by the non-essential lists' block bounds over its 128-row stretch, then
+//! probes them, highest bound first, while it can still pass θ.
 //!
 //! Invariants:
 //! - Every row that can score above θ (the pruning threshold, with its rounding slack) is a

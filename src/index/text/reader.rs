@@ -12,7 +12,9 @@
 //! - the term dictionary's offsets, infos and key bytes, copied whole to the heap
 //!   ([`FileGuard::copy_checked`](crate::integrity::FileGuard::copy_checked): the copy itself
 //!   is what matched the crcs) when they take at most [`HEAP_DICT_MAX`] bytes: a lookup then
-//!   reads nothing of the section, only the postings it opens (each checked as before);
+//!   reads nothing of the section, only the postings it opens (each checked as before), and goes
+//!   through a hash table of the copy's keys (4 bytes a slot, at most half full), so a term a
+//!   segment lacks is found absent with a hash and about one comparison;
 //! - crc32c of the norm table in [`NORM_GRANULE_LOG2`] granules, so a row's length byte is
 //!   checked over 64 bytes, not over its 1 KiB chunk (`search.rs`, `NormChecks`).
 //!
