@@ -663,6 +663,8 @@ pub(super) fn text_hits(
     let mut shaped = Vec::new();
     let shape = if is_linear { None } else { monotone(&root, 1.0, &leaves, &mut shaped, &mut 0) };
     let mut hits = Vec::new();
+    // (score, view, row) of every segment's rows, given ids once the best k are known.
+    let mut scored: Vec<(f32, usize, u32)> = Vec::new();
     let mut exhaustive = 0u64;
     let corrupt = |e: crate::index::IndexError| QueryError::corrupted("text index", e);
     // The best k scores found so far: a segment searched later prunes below the k-th of them
@@ -674,6 +676,11 @@ pub(super) fn text_hits(
         let v = &views[si];
         let seg = &v.ls.seg;
         let segl: Option<Vec<SegLeaf<'_>>> = std::mem::take(&mut lookups[si]).into_iter().collect();
+        // Indexed, and none of the query's terms is in its dictionaries: every path below scores
+        // only rows of the terms' postings, so it has nothing to search.
+        if segl.as_ref().is_some_and(|s| holds_none(s, &leaves)) {
+            continue;
+        }
         let f = |row: u32| v.passes(row as usize, q);
         // Every row passes when nothing is deleted, shadowed or filtered: the pruned search
         // then skips a per-candidate call that hashes the row into the shadowed set.
@@ -725,12 +732,19 @@ pub(super) fn text_hits(
                 })
                 .collect(),
         };
-        let from = hits.len();
-        hits.extend(found.into_iter().filter_map(|(row, s)| {
-            Some(Hit { id: seg.try_id(row as usize)?, score: s, src: Src::Seg(si, row) })
-        }));
-        best.add(hits[from..].iter().map(|h| h.score));
+        // A row past the segment's rows has no id: never a hit (as `try_id` refuses it).
+        let from = scored.len();
+        scored.extend(
+            found.into_iter().filter(|(row, _)| (*row as usize) < seg.len()).map(|(row, s)| (s, si, row)),
+        );
+        best.add(scored[from..].iter().map(|h| h.0));
     }
+    // Only rows that can still rank among the best k need their ids (ties rank by id): rows
+    // strictly below the k-th score gathered here are below k hits whatever else is added.
+    keep_contenders(&mut scored, k);
+    hits.extend(scored.into_iter().filter_map(|(s, si, row)| {
+        Some(Hit { id: views[si].ls.seg.try_id(row as usize)?, score: s, src: Src::Seg(si, row) })
+    }));
     if let Some(ix) = overlay_index(&leaves, state) {
         // Overlay rows are still unindexed rows (WAL): counted as searched
         // exhaustively, as the scan counted them.
@@ -759,6 +773,24 @@ pub(super) fn text_hits(
         }
     }
     Ok((hits, exhaustive))
+}
+
+/// Whether no leaf has a term (or a prefix, looked up later) in this segment's dictionaries.
+fn holds_none(segl: &[SegLeaf<'_>], leaves: &[Leaf]) -> bool {
+    segl.iter().zip(leaves).all(|(s, l)| l.prefix.is_none() && s.found.iter().all(Option::is_none))
+}
+
+/// Drops the rows scoring strictly below the `k`-th best score of `scored` (none when it holds at
+/// most `k`): with ties ranked by id, such a row is outranked by `k` others whatever ids they have,
+/// so only the rest need an id read from their segment.
+fn keep_contenders(scored: &mut Vec<(f32, usize, u32)>, k: usize) {
+    if k == 0 || scored.len() <= k {
+        return;
+    }
+    let mut scores: Vec<f32> = scored.iter().map(|h| h.0).collect();
+    let (_, kth, _) = scores.select_nth_unstable_by(k - 1, |a, b| b.total_cmp(a));
+    let kth = *kth;
+    scored.retain(|h| h.0.total_cmp(&kth).is_ge());
 }
 
 /// The best `k` scores of the hits gathered so far, for [`search_fields_above`]'s floor: once `k`

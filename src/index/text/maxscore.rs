@@ -2,7 +2,8 @@
 //! `WINDOW` rows. Each list's bound on the window (the largest bound of its blocks meeting it)
 //! splits the lists: the non-essential ones (lowest bounds, together at most the threshold θ)
 //! cannot lift a row above θ alone, so only the essential ones produce candidates; a candidate
-//! then probes the non-essential lists, highest bound first, while it can still pass θ.
+//! is first bounded by the non-essential lists' block bounds over its 128-row stretch, then
+//! probes them, highest bound first, while it can still pass θ.
 //!
 //! Invariants:
 //! - Every row that can score above θ (the pruning threshold, with its rounding slack) is a
@@ -70,6 +71,11 @@ pub(super) struct Window {
     ess: Vec<usize>,
     /// Their units (`TermCursor::ord`), alike.
     ess_units: Vec<usize>,
+    /// Per stretch of [`STRETCH`] rows of the window: the non-essential lists' bounds there summed
+    /// (each list's the largest of its blocks meeting the stretch), at most `prefix[ne]`.
+    stretch: Vec<f32>,
+    /// One list's bound per stretch, while `stretch` is summed.
+    one: Vec<f32>,
     /// One candidate's parts by unit; zero between candidates.
     parts: Vec<f32>,
     /// The units of `parts` the candidate's probes wrote.
@@ -87,6 +93,8 @@ impl Window {
             ne: 0,
             ess: Vec::with_capacity(lists),
             ess_units: Vec::with_capacity(lists),
+            stretch: vec![0.0; STRETCHES],
+            one: vec![0.0; STRETCHES],
             parts: vec![0.0; units],
             probed: Vec::with_capacity(lists),
         }
@@ -115,7 +123,41 @@ impl Window {
         self.ess.extend(self.order[self.ne..].iter().copied().filter(|&i| bounds[i] > 0.0));
         self.ess_units.clear();
         self.ess_units.extend(self.ess.iter().map(|&i| cursors[i].ord));
+        self.bound_stretches(cursors);
         true
+    }
+
+    /// Fills `stretch`: per [`STRETCH`] rows, the sum over the non-essential lists of their
+    /// largest block bound there (a row's part in a list is at most its block's bound, and its
+    /// block meets the row's stretch). Lists are added in `order`, as `prefix` adds them.
+    fn bound_stretches(&mut self, cursors: &[TermCursor<'_>]) {
+        self.stretch.fill(0.0);
+        for &i in &self.order[..self.ne] {
+            if self.bounds[i] <= 0.0 {
+                continue;
+            }
+            self.one.fill(0.0);
+            let c = &cursors[i];
+            let mut b = c.shallow;
+            while b < c.last_rows.len() {
+                let first = if b == 0 { 0 } else { c.last_rows[b - 1].saturating_add(1) };
+                if first > self.end {
+                    break;
+                }
+                let lo = ((first.max(self.start) - self.start) >> STRETCH_LOG2) as usize;
+                let hi = ((c.last_rows[b].min(self.end) - self.start) >> STRETCH_LOG2) as usize;
+                for x in &mut self.one[lo..=hi] {
+                    *x = x.max(c.block_scores[b]);
+                }
+                if c.last_rows[b] >= self.end {
+                    break;
+                }
+                b += 1;
+            }
+            for (s, x) in self.stretch.iter_mut().zip(&self.one) {
+                *s += *x;
+            }
+        }
     }
 
     /// Scores the essential lists term at a time over the window into `buf`, highest bound
@@ -184,7 +226,8 @@ impl Window {
                 let row = self.start + off as u32;
                 let partial = std::mem::take(&mut sums[off]);
                 let slots = &mut contrib[off * stride..(off + 1) * stride];
-                if partial + self.prefix[self.ne] <= theta_now || filter.is_some_and(|f| !f(row)) {
+                let rest = self.stretch[off >> STRETCH_LOG2];
+                if partial + rest <= theta_now || filter.is_some_and(|f| !f(row)) {
                     slots.fill(0.0);
                     continue;
                 }
@@ -245,6 +288,12 @@ impl Window {
         Ok(partial > theta)
     }
 }
+
+/// A window's rows are bounded by the non-essential lists in stretches of `2^STRETCH_LOG2` rows
+/// ([`Window::bound_stretches`]): a candidate is first tested against its stretch's bound, which
+/// is tighter than the window's, before any probe.
+const STRETCH_LOG2: u32 = 7;
+const STRETCHES: usize = (WINDOW as usize) >> STRETCH_LOG2;
 
 /// Block bounds at or below which an essential list passes a block ([`Window::score_essential`]).
 #[derive(Clone, Copy)]

@@ -139,6 +139,8 @@ pub const MAX_PREFIX_EXPANSIONS: usize = 64;
 #[cfg(test)]
 mod guarded_tests;
 #[cfg(test)]
+mod lookup_tests;
+#[cfg(test)]
 mod prefixes_tests;
 #[cfg(test)]
 pub(crate) mod tests;

@@ -12,7 +12,9 @@
 //! - the term dictionary's offsets, infos and key bytes, copied whole to the heap
 //!   ([`FileGuard::copy_checked`](crate::integrity::FileGuard::copy_checked): the copy itself
 //!   is what matched the crcs) when they take at most [`HEAP_DICT_MAX`] bytes: a lookup then
-//!   reads nothing of the section, only the postings it opens (each checked as before);
+//!   reads nothing of the section, only the postings it opens (each checked as before), and goes
+//!   through a hash table of the copy's keys (4 bytes a slot, at most half full), so a term a
+//!   segment lacks is found absent with a hash and about one comparison;
 //! - crc32c of the norm table in [`NORM_GRANULE_LOG2`] granules, so a row's length byte is
 //!   checked over 64 bytes, not over its 1 KiB chunk (`search.rs`, `NormChecks`).
 //!
@@ -49,6 +51,9 @@ pub(super) struct Dict<'a> {
     pub(super) guard: Option<crate::integrity::FileGuard<'a>>,
     /// Every [`SAMPLE_EVERY`]-th key, when the caller keeps one for this dictionary.
     sample: Option<&'a DictSample>,
+    /// The heap copy's hash table of keys ([`HeapDict::table`]): a key is found, or found
+    /// absent, with a hash and about one comparison instead of a bisection.
+    table: Option<&'a [u32]>,
 }
 
 /// Keys `0, SAMPLE_EVERY, 2·SAMPLE_EVERY, …` of a [`Dict`] sit in a [`DictSample`]: a lookup then
@@ -71,6 +76,56 @@ struct HeapDict {
     offsets: Vec<u8>,
     infos: Vec<u8>,
     bytes: Vec<u8>,
+    /// Open addressing over the keys: slot `key_hash(key) & (len - 1)` onwards holds `index + 1`
+    /// of each key, 0 ends a probe; at most half full. Empty when the keys are not strictly
+    /// increasing (a damaged dictionary is only bisected, as before).
+    table: Vec<u32>,
+}
+
+/// FNV-1a over 8-byte words (keys are short): the [`HeapDict::table`] slot hash.
+fn key_hash(key: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ key.len() as u64;
+    let mut words = key.chunks_exact(8);
+    for w in &mut words {
+        h = (h ^ u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]))
+            .wrapping_mul(0x0000_0100_0000_01b3)
+            .rotate_left(29);
+    }
+    for &b in words.remainder() {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h ^ (h >> 32)
+}
+
+/// The slot table of a dictionary's keys (see [`HeapDict::table`]); empty when a key is out of
+/// bounds, not above the one before it, or the keys are too many for u32 slots.
+fn key_table(offsets: &[u8], bytes: &[u8], len: usize) -> Vec<u32> {
+    let Some(size) = len.checked_mul(2).map(|n| n.max(2).next_power_of_two()) else { return Vec::new() };
+    if u32::try_from(len).is_err() {
+        return Vec::new();
+    }
+    let mut table = vec![0u32; size];
+    let mut prev: Option<&[u8]> = None;
+    for i in 0..len {
+        let Some(key) = heap_key(offsets, bytes, i) else { return Vec::new() };
+        if prev.is_some_and(|p| p >= key) {
+            return Vec::new();
+        }
+        prev = Some(key);
+        let mut slot = key_hash(key) as usize & (size - 1);
+        while table[slot] != 0 {
+            slot = (slot + 1) & (size - 1);
+        }
+        table[slot] = i as u32 + 1;
+    }
+    table
+}
+
+/// Key `i` of a dictionary's offsets and key bytes (None: out of bounds).
+fn heap_key<'b>(offsets: &[u8], bytes: &'b [u8], i: usize) -> Option<&'b [u8]> {
+    let offs = offsets.get(i * 4..i * 4 + 8)?;
+    let (a, b) = (rd_u32(offs, 0).ok()? as usize, rd_u32(offs, 4).ok()? as usize);
+    bytes.get(a..b)
 }
 
 impl HeapDict {
@@ -83,7 +138,9 @@ impl HeapDict {
             Some(g) => g.copy_checked(sub),
             None => Some(sub.to_vec()),
         };
-        Some(HeapDict { offsets: copy(d.offsets)?, infos: copy(d.infos)?, bytes: copy(d.bytes)? })
+        let (offsets, infos, bytes) = (copy(d.offsets)?, copy(d.infos)?, copy(d.bytes)?);
+        let table = key_table(&offsets, &bytes, d.len);
+        Some(HeapDict { offsets, infos, bytes, table })
     }
 
     /// Whether these are the tables of `d` (same lengths): another dictionary's are ignored.
@@ -94,7 +151,7 @@ impl HeapDict {
     }
 
     fn heap_bytes(&self) -> usize {
-        self.offsets.capacity() + self.infos.capacity() + self.bytes.capacity()
+        self.offsets.capacity() + self.infos.capacity() + self.bytes.capacity() + self.table.capacity() * 4
     }
 }
 
@@ -234,6 +291,7 @@ impl DictLayout {
             len: self.len,
             guard: None,
             sample: None,
+            table: None,
         })
     }
 }
@@ -253,7 +311,7 @@ pub(super) fn take_dict<'a>(
     if rd_u32(offsets, 0)? != 0 || rd_u32(offsets, n * 4)? as usize != bytes_len {
         return Err(corrupt("term offsets"));
     }
-    Ok(Dict { offsets, infos, bytes, postings, len: n, guard: None, sample: None })
+    Ok(Dict { offsets, infos, bytes, postings, len: n, guard: None, sample: None, table: None })
 }
 
 impl<'a> Dict<'a> {
@@ -288,8 +346,25 @@ impl<'a> Dict<'a> {
     }
 
     pub(super) fn find(&self, key: &str) -> Option<usize> {
+        if let Some(t) = self.table.filter(|t| !t.is_empty()) {
+            return self.find_hashed(t, key.as_bytes());
+        }
         let i = self.lower_bound(key.as_bytes());
         (i < self.len && self.key(i) == Some(key.as_bytes())).then_some(i)
+    }
+
+    /// [`Self::find`] through the heap copy's table: keys are distinct (checked when it was
+    /// built), so the one slot holding `key` is the index the bisection finds.
+    fn find_hashed(&self, table: &[u32], key: &[u8]) -> Option<usize> {
+        let mask = table.len() - 1;
+        let mut slot = key_hash(key) as usize & mask;
+        loop {
+            let i = table[slot].checked_sub(1)? as usize;
+            if i < self.len && heap_key(self.offsets, self.bytes, i) == Some(key) {
+                return Some(i);
+            }
+            slot = (slot + 1) & mask;
+        }
     }
 
     /// `(postings offset, postings length, doc freq)` of key `i`.
@@ -472,6 +547,7 @@ impl<'a> TextIndex<'a> {
             self.terms.offsets = &h.offsets;
             self.terms.infos = &h.infos;
             self.terms.bytes = &h.bytes;
+            self.terms.table = Some(&h.table);
         }
         self.norm_crcs = samples.norm_crcs.as_ref().filter(|c| c.len() == self.norms.len());
         if let (Some((_, d)), Some(s)) = (self.prefixes.as_mut(), samples.prefixes.as_ref()) {

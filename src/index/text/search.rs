@@ -371,19 +371,22 @@ pub(super) fn open_cursors<'a>(
         let mut checks = None;
         let counts = term_counts(f.terms);
         let found = f.found.filter(|x| x.len() == counts.len());
+        // A unit's weight is computed only where its list occurs (a hash lookup and a log).
         let terms = counts.into_iter().enumerate().map(|(j, (t, count))| {
             let p = match found {
                 Some(x) => x[j].map(|e| f.index.postings_of_entry(e)).transpose()?.flatten(),
                 None => f.index.postings_of(t)?,
             };
-            Ok((p, f.stats.weight(t, count, f.params)))
+            Ok(p.map(|p| (p, f.stats.weight(t, count, f.params))))
         });
-        let prefix = f.prefix.map(|p| Ok((f.index.prefix_postings(p)?, f.stats.prefix_weight(p, f.params))));
+        let prefix = f
+            .prefix
+            .map(|p| Ok(f.index.prefix_postings(p)?.map(|list| (list, f.stats.prefix_weight(p, f.params)))));
         for unit in terms.chain(prefix) {
-            let (p, weight): (Option<Postings<'a>>, Bm25Weight) = unit?;
+            let unit: Option<(Postings<'a>, Bm25Weight)> = unit?;
             let this_ord = ord;
             ord += 1;
-            let Some(p) = p else { continue };
+            let Some((p, weight)) = unit else { continue };
             let nblocks = p.nblocks;
             let cache = *ci.get_or_insert_with(|| {
                 caches.push(f.stats.norm_cache(f.params));
@@ -480,7 +483,7 @@ pub fn search_fields_above(
     // Rare terms: scoring every posting costs less than the window buffers (tens of KiB
     // zeroed per segment) and gives the same rows and score bits.
     if cursors.iter().map(|c| c.last_rows.len()).sum::<usize>() <= FEW_BLOCKS {
-        return score_all(cursors, &caches, nords, k, filter, combine);
+        return score_all(cursors, &caches, nords, k, filter, combine, floor);
     }
     let mut scratch = Scratch::take(WINDOW as usize, cursors.len());
     let mut window = Window::new(cursors.len(), nords);
@@ -542,13 +545,15 @@ pub fn search_fields_exhaustive_with(
     combine: Combine<'_>,
 ) -> Result<Vec<(u32, f32)>, IndexError> {
     let (cursors, caches, nords) = open_cursors(fields)?;
-    score_all(cursors, &caches, nords, k, filter, combine)
+    score_all(cursors, &caches, nords, k, filter, combine, f32::NEG_INFINITY)
 }
 
 /// Below this many blocks over all of a query's lists, [`search_fields`] scores every posting.
 const FEW_BLOCKS: usize = 8;
 
-/// Every posting of every list scored, term at a time, then summed per row in list order.
+/// Every posting of every list scored, term at a time, then summed per row in list order. Rows
+/// scoring below `floor` are left out (the caller holds `k` hits at or above it: see
+/// [`search_fields_above`]); the rest rank as without it.
 fn score_all(
     mut cursors: Vec<TermCursor<'_>>,
     caches: &[NormCache],
@@ -556,6 +561,7 @@ fn score_all(
     k: usize,
     filter: Option<&dyn Fn(u32) -> bool>,
     combine: Combine<'_>,
+    floor: f32,
 ) -> Result<Vec<(u32, f32)>, IndexError> {
     let mut hits: Vec<(u32, usize, f32)> = Vec::new();
     for c in cursors.iter_mut() {
@@ -579,8 +585,9 @@ fn score_all(
             parts[hits[i].1] = hits[i].2;
             i += 1;
         }
-        if filter.is_none_or(|f| f(row)) {
-            top.push(row, combine.score(&parts));
+        let score = combine.score(&parts);
+        if score >= floor && filter.is_none_or(|f| f(row)) {
+            top.push(row, score);
         }
     }
     Ok(top.into_sorted())
