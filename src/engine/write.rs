@@ -44,6 +44,8 @@ use crate::format::manifest::{Manifest, ManifestStats, ObjectRef, WalRef};
 use crate::format::wal::WalBatch;
 use crate::layout::NsPath;
 use crate::ops::{RequestRecord, RowCounts};
+use crate::schema::FullTextSearch;
+use crate::state::Analysed;
 
 /// Most requests one group commit takes.
 const MAX_GROUP_REQUESTS: usize = 256;
@@ -70,6 +72,8 @@ pub struct WriteResponse {
 
 pub(super) struct Pending {
     req: WriteRequest,
+    /// The text of `req`'s upserts, analysed before it queued ([`analyse_ahead`]).
+    analysed: Arc<Vec<Analysed>>,
     tx: oneshot::Sender<Result<WriteResponse, EngineError>>,
 }
 
@@ -104,8 +108,10 @@ impl Engine {
     /// Queue `req` (embedded already) for the namespace's next group commit and wait for its answer.
     async fn write_queued(&self, path: &NsPath, req: WriteRequest) -> Result<WriteResponse, EngineError> {
         let h = self.handle(path);
+        let (req, analysed) = analyse_ahead(&h, req).await;
         let (tx, mut rx) = oneshot::channel();
-        h.queue.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push_back(Pending { req, tx });
+        let pending = Pending { req, analysed, tx };
+        h.queue.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push_back(pending);
         loop {
             let guard = h.commit_lock.lock().await;
             if let Some(result) = reply(&mut rx) {
@@ -146,7 +152,7 @@ impl Engine {
                 Ok(b) => b,
                 Err(e) => return fail_all(batch, &e),
             };
-            let plan = self.plan(h, &base, &batch).await;
+            let mut plan = self.plan(h, &base, &batch).await;
             if plan.records.is_empty() {
                 return match self.reestablish(h, base, &plan).await {
                     Ok(base) => self.answer(h, batch, plan, &base, None),
@@ -158,7 +164,7 @@ impl Engine {
             }
             // Nothing is committed when the WAL object cannot be stored (a
             // full disk, an unreachable bucket): the loaded state stays.
-            let staged = match self.stage_wal(h, &base, &plan).await {
+            let staged = match self.stage_wal(h, &base, &mut plan).await {
                 Ok(staged) => staged,
                 Err(e) => return fail_all(batch, &e),
             };
@@ -216,7 +222,7 @@ impl Engine {
         let mut outcomes = Vec::with_capacity(batch.len());
         for p in batch {
             let first = records.is_empty();
-            let outcome = self.plan_one(h, base, (&mut state, &mut labels), &p.req, first).await;
+            let outcome = self.plan_one(h, base, (&mut state, &mut labels), p, first).await;
             let rot = match &outcome {
                 Err(e) if e.rot_of().is_some() => Some(e.clone()),
                 _ => None,
@@ -229,9 +235,11 @@ impl Engine {
                 outcomes = batch.iter().map(|_| Err(e.clone())).collect();
                 break;
             }
-            if let Ok(PlannedOutcome::Applied { record, .. }) = &outcome {
-                records.push((**record).clone());
-            }
+            // An applied request's record goes to the WAL batch (moved, not copied).
+            let outcome = outcome.map(|(o, record)| {
+                records.extend(record);
+                o
+            });
             outcomes.push(outcome);
         }
         Plan { state, labels, records, outcomes }
@@ -242,16 +250,17 @@ impl Engine {
         h: &NsHandle,
         base: &Snapshot,
         (state, labels): (&mut NsState, &mut Labels),
-        req: &WriteRequest,
+        pending: &Pending,
         first: bool,
-    ) -> Result<PlannedOutcome, EngineError> {
+    ) -> Result<(PlannedOutcome, Option<RequestRecord>), EngineError> {
+        let req = &pending.req;
         if let Some(key) = &req.record.idempotency_key {
             if let Some(counts) = state.idempotency.get(key) {
-                return Ok(PlannedOutcome::Duplicate(*counts));
+                return Ok((PlannedOutcome::Duplicate(*counts), None));
             }
             let (ns, k) = (h.path.to_string(), key.clone());
             if let Some(stored) = self.blocking(move |m| m.idempotency(&ns, &k)).await? {
-                return Ok(PlannedOutcome::Duplicate(stored_counts(&h.path, key, &stored)?));
+                return Ok((PlannedOutcome::Duplicate(stored_counts(&h.path, key, &stored)?), None));
             }
         }
         if base.manifest.as_ref().is_some_and(|m| !m.deleted && m.read_only) {
@@ -259,7 +268,7 @@ impl Engine {
         }
         if let Some(v) = req.if_version {
             if !first {
-                return Ok(PlannedOutcome::Deferred);
+                return Ok((PlannedOutcome::Deferred, None));
             }
             // A generation that only compacted (or relabelled) what `v`
             // committed holds the same content: `v` still matches.
@@ -307,12 +316,12 @@ impl Engine {
         super::dense::resolve_dense(state, &mut record)?;
         super::embed::check_embedded(&state.schema, &record, &self.models.current())?;
         super::multi::check_multi(state, &record)?;
-        record.counts = apply_off_workers(state, &record, &mut affected).await?;
+        record.counts = apply_off_workers(state, &record, &pending.analysed, &mut affected).await?;
         if is_noop(&record, base) && labels_after == *labels {
-            return Ok(PlannedOutcome::Unchanged { affected });
+            return Ok((PlannedOutcome::Unchanged { affected }, None));
         }
         *labels = labels_after;
-        Ok(PlannedOutcome::Applied { record: Box::new(record), affected })
+        Ok((PlannedOutcome::Answered(Answer::of(&record, affected)), Some(record)))
     }
 
     /// Steps 1–2: write the group's WAL object and count it. An error here
@@ -321,7 +330,7 @@ impl Engine {
         &self,
         h: &NsHandle,
         base: &Snapshot,
-        plan: &Plan,
+        plan: &mut Plan,
     ) -> Result<(WalRef, u64), EngineError> {
         let path = &h.path;
         let now = self.clock.now_ms();
@@ -329,16 +338,20 @@ impl Engine {
         let wal = WalBatch {
             seq,
             created_at_ms: now,
-            requests: plan.records.clone(),
+            // Lent to the batch (not copied) and given back once encoded.
+            requests: std::mem::take(&mut plan.records),
             flags: crate::format::wal::WAL_APPLY_FLAGS,
         };
         // try_encode refuses exactly what decode would refuse, so nothing
         // unreadable is ever published.
-        let wal_bytes = wal
-            .try_encode()
-            .map_err(|e| EngineError::caused_by(ErrorKind::InvalidInput, "write cannot be stored", e))?;
         let wal_key = path.wal_key(seq, &self.ids.next_token());
-        let wal_ref = wal_ref(&wal_key, &wal, &wal_bytes);
+        let encoded = wal.try_encode().map(|bytes| {
+            let r = wal_ref(&wal_key, &wal, &bytes);
+            (bytes, r)
+        });
+        plan.records = wal.requests;
+        let (wal_bytes, wal_ref) =
+            encoded.map_err(|e| EngineError::caused_by(ErrorKind::InvalidInput, "write cannot be stored", e))?;
         let wal_bytes = Bytes::from(wal_bytes);
         self.store.put(&wal_key, wal_bytes.clone()).await?;
         self.keep_in_background(
@@ -445,22 +458,14 @@ impl Engine {
         let mut deferred = Vec::new();
         for (p, outcome) in batch.into_iter().zip(plan.outcomes) {
             let result = match outcome {
-                Ok(PlannedOutcome::Applied { record, affected }) => {
-                    let resp = WriteResponse {
-                        counts: record.counts,
-                        generation,
-                        deduplicated: false,
-                        bytes_written: record
-                            .ops
-                            .upserts
-                            .iter()
-                            .map(crate::model::Document::logical_bytes)
-                            .sum(),
-                        affected,
-                        embedding: None,
-                    };
-                    Ok(resp)
-                }
+                Ok(PlannedOutcome::Answered(Answer { counts, bytes_written, affected })) => Ok(WriteResponse {
+                    counts,
+                    generation,
+                    deduplicated: false,
+                    bytes_written,
+                    affected,
+                    embedding: None,
+                }),
                 Ok(PlannedOutcome::Unchanged { affected }) => Ok(WriteResponse {
                     counts: RowCounts::default(),
                     generation,
@@ -501,15 +506,17 @@ impl Engine {
 async fn apply_off_workers(
     state: &mut NsState,
     record: &RequestRecord,
+    analysed: &Arc<Vec<Analysed>>,
     affected: &mut Option<AffectedIds>,
 ) -> Result<RowCounts, EngineError> {
     let ops = &record.ops;
     if ops.delete_by_filter.is_none() && ops.patch_by_filter.is_none() {
-        return apply_checked(state, record, affected.as_mut());
+        return apply_checked(state, record, analysed, affected.as_mut());
     }
     let (mut st, rec, mut aff) = (std::mem::take(state), record.clone(), affected.take());
+    let analysed = Arc::clone(analysed);
     let (st, aff, counts) = tokio::task::spawn_blocking(move || {
-        let counts = apply_checked(&mut st, &rec, aff.as_mut());
+        let counts = apply_checked(&mut st, &rec, &analysed, aff.as_mut());
         (st, aff, counts)
     })
     .await
@@ -520,6 +527,44 @@ async fn apply_off_workers(
     counts
 }
 
+/// The text of `req`'s upserts analysed, before the request queues for the
+/// group commit, for the full-text attributes the cached state's schema and
+/// the request's own schema declare: on a blocking thread of the writer's
+/// own (writers analyse in parallel), so the commit, serialised per
+/// namespace, only inserts the terms. What was guessed here (a schema that
+/// changed meanwhile, a value changed while applying) is never trusted: the
+/// overlay index uses an entry only when its attribute, options and value
+/// are what it would analyse (`state/text.rs`).
+async fn analyse_ahead(h: &NsHandle, req: WriteRequest) -> (WriteRequest, Arc<Vec<Analysed>>) {
+    let attrs = full_text_attrs(h, &req);
+    if attrs.is_empty() || req.record.ops.upserts.is_empty() {
+        return (req, Arc::default());
+    }
+    tokio::task::spawn_blocking(move || {
+        let analysed = Analysed::of_docs(&attrs, &req.record.ops.upserts);
+        (req, Arc::new(analysed))
+    })
+    .await
+    .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+}
+
+/// (name, options) of each full-text attribute of the cached state's schema
+/// and of `req`'s schema settings (the state's options where both declare one).
+fn full_text_attrs(h: &NsHandle, req: &WriteRequest) -> Vec<(String, FullTextSearch)> {
+    let mut attrs: Vec<(String, FullTextSearch)> = Vec::new();
+    let cached = cached(h);
+    let schemas = cached.as_ref().map(|s| &s.state.schema).into_iter().chain(req.record.settings.schema.as_ref());
+    for schema in schemas {
+        for (name, a) in schema {
+            let Some(options) = &a.full_text_search else { continue };
+            if !attrs.iter().any(|(n, _)| n == name) {
+                attrs.push((name.clone(), options.clone()));
+            }
+        }
+    }
+    attrs
+}
+
 /// `apply::apply_request` in an integrity scope: a segment row it reads (a patch's base, a
 /// condition's or a filter's subject) whose bytes changed since they were verified fails the
 /// request as [`EngineError::rot`] (and `plan` then fails the whole group), so nothing derived from
@@ -527,9 +572,10 @@ async fn apply_off_workers(
 fn apply_checked(
     state: &mut NsState,
     record: &RequestRecord,
+    analysed: &[Analysed],
     affected: Option<&mut AffectedIds>,
 ) -> Result<RowCounts, EngineError> {
-    crate::integrity::within(|| apply::apply_request(state, record, affected)).map_err(EngineError::rot)?
+    crate::integrity::within(|| apply::apply_analysed(state, record, affected, analysed)).map_err(EngineError::rot)?
 }
 
 /// The counts a stored idempotency record (`storage-format.md` 6.1,
@@ -641,16 +687,28 @@ fn is_noop(record: &RequestRecord, base: &Snapshot) -> bool {
 }
 
 enum PlannedOutcome {
-    Applied {
-        record: Box<RequestRecord>,
-        affected: Option<AffectedIds>,
-    },
+    /// Applied (its record goes to the group's WAL batch): what the answer reports.
+    Answered(Answer),
     /// Applied and changed nothing: answered without a commit.
     Unchanged {
         affected: Option<AffectedIds>,
     },
     Duplicate(RowCounts),
     Deferred,
+}
+
+/// What the answer to an applied request reports.
+struct Answer {
+    counts: RowCounts,
+    bytes_written: u64,
+    affected: Option<AffectedIds>,
+}
+
+impl Answer {
+    fn of(record: &RequestRecord, affected: Option<AffectedIds>) -> Answer {
+        let bytes_written = record.ops.upserts.iter().map(crate::model::Document::logical_bytes).sum();
+        Answer { counts: record.counts, bytes_written, affected }
+    }
 }
 
 /// A namespace's labels (key → value), as the manifest keeps them.
