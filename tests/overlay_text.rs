@@ -193,3 +193,71 @@ fn batches_rewrites_and_option_changes_score_like_the_scan() {
     assert_same(&s, &queries);
     assert_ne!(answer(&s, &queries[0]).unwrap().0, top, "stemming changed the scores");
 }
+
+/// What the overlay index serves for `attr`: statistics and, per word, its live postings by id.
+fn served(s: &NsState, attr: &str) -> Vec<String> {
+    let v = s.overlay_text(attr).expect("the index serves the attribute");
+    let mut out = vec![format!("{} {}", v.num_docs(), v.total_tokens())];
+    for w in WORDS.iter().chain(&["jump", "dog", "runner"]) {
+        let mut rows: Vec<String> =
+            v.postings(w).iter().map(|p| format!("{:?}:{}:{}", p.doc.id, p.tf, p.norm)).collect();
+        rows.sort();
+        out.push(format!("{w} df {} {rows:?}", v.doc_freq(w)));
+    }
+    out
+}
+
+/// Writes through the engine analyse their text before the group commit (on the writers' own
+/// threads, against the schema cached then): two concurrent writers, rewrites, patches (analysed
+/// in the commit), and an options change midway that makes the other writer's analyses stale.
+/// The overlay index equals indexing the same overlay afresh, and BM25 equals the scan.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn text_analysed_before_the_commit_indexes_what_analysing_in_it_does() {
+    use tidepool::engine::{Engine, EngineConfig};
+    let dir = tempfile::tempdir().unwrap();
+    let store = tidepool::store::Store::local(&dir.path().join("store")).unwrap();
+    let e = Engine::open(EngineConfig::new(dir.path().to_path_buf(), store)).await.unwrap();
+    let ns = tidepool::layout::NsPath::new("acme", "search", "ahead").unwrap();
+    let schema = json!({"t": {"type": "string", "full_text_search": true},
+        "b": {"type": "string", "full_text_search": {"stemming": true}}, "n": {"type": "int"}});
+    e.write(&ns, WriteRequest::from_json(&json!({"schema": schema})).unwrap()).await.unwrap();
+    let words = |i: usize, n: usize| {
+        (0..n).map(|k| WORDS[(i * 7 + k * 3) % WORDS.len()]).collect::<Vec<_>>().join(" ")
+    };
+    let writers = (0..2usize).map(|w| {
+        let (e, ns) = (e.clone(), ns.clone());
+        tokio::spawn(async move {
+            for r in 0..16usize {
+                let rows: Vec<Json> = (0..40usize)
+                    .map(|k| {
+                        let id = w * 1000 + (r * 40 + k) % 300;
+                        json!({"id": id, "t": words(id + r, 1 + k % 6), "b": words(id * 3 + r, 2 + k % 9), "n": k % 10})
+                    })
+                    .collect();
+                let mut body = json!({"upsert_rows": rows});
+                if r % 5 == 4 {
+                    body["patch_rows"] = json!([{"id": w * 1000 + r, "t": words(r, 3)}]);
+                }
+                if w == 0 && r == 8 {
+                    body["schema"] = json!({"t": {"type": "string", "full_text_search": {"stemming": true}}});
+                }
+                e.write(&ns, WriteRequest::from_json(&body).unwrap()).await.unwrap();
+            }
+        })
+    });
+    for w in writers.collect::<Vec<_>>() {
+        w.await.unwrap();
+    }
+    let s = e.existing(&ns, true).await.unwrap().state;
+    let mut fresh = (*s).clone().without_text_index();
+    fresh.sync_text_index();
+    for attr in ["t", "b"] {
+        assert_eq!(served(&s, attr), served(&fresh, attr), "attribute {attr}");
+    }
+    let queries = [
+        json!({"rank_by": ["t", "BM25", "dog running fox"], "top_k": 50}),
+        json!({"rank_by": ["Sum", [bm25("t", "the quick", false), bm25("b", "jumps runner", false)]], "top_k": 30}),
+        json!({"rank_by": ["b", "BM25", "ca", {"last_as_prefix": true}], "top_k": 20, "filters": ["n", "Lt", 6]}),
+    ];
+    assert_same(&s, &queries);
+}

@@ -350,8 +350,8 @@ impl Engine {
             (bytes, r)
         });
         plan.records = wal.requests;
-        let (wal_bytes, wal_ref) =
-            encoded.map_err(|e| EngineError::caused_by(ErrorKind::InvalidInput, "write cannot be stored", e))?;
+        let (wal_bytes, wal_ref) = encoded
+            .map_err(|e| EngineError::caused_by(ErrorKind::InvalidInput, "write cannot be stored", e))?;
         let wal_bytes = Bytes::from(wal_bytes);
         self.store.put(&wal_key, wal_bytes.clone()).await?;
         self.keep_in_background(
@@ -458,14 +458,16 @@ impl Engine {
         let mut deferred = Vec::new();
         for (p, outcome) in batch.into_iter().zip(plan.outcomes) {
             let result = match outcome {
-                Ok(PlannedOutcome::Answered(Answer { counts, bytes_written, affected })) => Ok(WriteResponse {
-                    counts,
-                    generation,
-                    deduplicated: false,
-                    bytes_written,
-                    affected,
-                    embedding: None,
-                }),
+                Ok(PlannedOutcome::Answered(Answer { counts, bytes_written, affected })) => {
+                    Ok(WriteResponse {
+                        counts,
+                        generation,
+                        deduplicated: false,
+                        bytes_written,
+                        affected,
+                        embedding: None,
+                    })
+                }
                 Ok(PlannedOutcome::Unchanged { affected }) => Ok(WriteResponse {
                     counts: RowCounts::default(),
                     generation,
@@ -553,7 +555,8 @@ async fn analyse_ahead(h: &NsHandle, req: WriteRequest) -> (WriteRequest, Arc<Ve
 fn full_text_attrs(h: &NsHandle, req: &WriteRequest) -> Vec<(String, FullTextSearch)> {
     let mut attrs: Vec<(String, FullTextSearch)> = Vec::new();
     let cached = cached(h);
-    let schemas = cached.as_ref().map(|s| &s.state.schema).into_iter().chain(req.record.settings.schema.as_ref());
+    let schemas =
+        cached.as_ref().map(|s| &s.state.schema).into_iter().chain(req.record.settings.schema.as_ref());
     for schema in schemas {
         for (name, a) in schema {
             let Some(options) = &a.full_text_search else { continue };
@@ -575,7 +578,8 @@ fn apply_checked(
     analysed: &[Analysed],
     affected: Option<&mut AffectedIds>,
 ) -> Result<RowCounts, EngineError> {
-    crate::integrity::within(|| apply::apply_analysed(state, record, affected, analysed)).map_err(EngineError::rot)?
+    crate::integrity::within(|| apply::apply_analysed(state, record, affected, analysed))
+        .map_err(EngineError::rot)?
 }
 
 /// The counts a stored idempotency record (`storage-format.md` 6.1,

@@ -319,7 +319,8 @@ impl TermCounts {
     pub fn of(toks: &ValueTokens) -> TermCounts {
         let mut sorted: Vec<&str> = toks.iter().collect();
         sorted.sort_unstable();
-        let mut out = TermCounts { len: u32::try_from(toks.len()).unwrap_or(u32::MAX), ..TermCounts::default() };
+        let mut out =
+            TermCounts { len: u32::try_from(toks.len()).unwrap_or(u32::MAX), ..TermCounts::default() };
         for t in sorted {
             if out.last() == Some(t) {
                 *out.tfs.last_mut().expect("a last term has a count") += 1;
@@ -382,7 +383,12 @@ impl Analysed {
                 let value = doc.attrs.get(name)?;
                 toks.analyze(analyzer, value);
                 let terms = TermCounts::of(toks);
-                Some(AnalysedValue { name: name.clone(), options: options.clone(), value: value.clone(), terms })
+                Some(AnalysedValue {
+                    name: name.clone(),
+                    options: options.clone(),
+                    value: value.clone(),
+                    terms,
+                })
             });
             Analysed { attrs: values.collect() }
         };
