@@ -27,7 +27,7 @@ use crate::filter::Filter;
 use crate::model::{AttrMap, DocId, Document, Value};
 use crate::ops::{RequestRecord, RowCounts};
 use crate::schema::{canonical_kind, AttrSchema, AttrType, ScalarType};
-use crate::state::{Analysed, NsState};
+use crate::state::NsState;
 
 /// Ids touched by a request (for `return_affected_ids`).
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -243,19 +243,7 @@ pub fn apply_request(
     req: &RequestRecord,
     affected: Option<&mut AffectedIds>,
 ) -> Result<RowCounts, EngineError> {
-    apply_analysed(state, req, affected, &[])
-}
-
-/// [`apply_request`] with the text of `req`'s upserts analysed ahead of the
-/// commit (`analysed[i]` for `req.ops.upserts[i]`; missing or stale entries
-/// are analysed here: `state/text.rs`).
-pub fn apply_analysed(
-    state: &mut NsState,
-    req: &RequestRecord,
-    affected: Option<&mut AffectedIds>,
-    analysed: &[Analysed],
-) -> Result<RowCounts, EngineError> {
-    apply_with(state, req, affected, Origin::New, analysed)
+    apply_with(state, req, affected, Origin::New)
 }
 
 /// Where a request comes from: limits that did not exist when a WAL batch
@@ -290,7 +278,7 @@ pub fn replay_request(
     req: &RequestRecord,
     rule: DatetimeRule,
 ) -> Result<RowCounts, EngineError> {
-    apply_with(state, req, None, Origin::Replay(rule), &[])
+    apply_with(state, req, None, Origin::Replay(rule))
 }
 
 fn apply_with(
@@ -298,7 +286,6 @@ fn apply_with(
     req: &RequestRecord,
     mut affected: Option<&mut AffectedIds>,
     origin: Origin,
-    analysed: &[Analysed],
 ) -> Result<RowCounts, EngineError> {
     let rule = match origin {
         Origin::New => DatetimeRule::Instants,
@@ -358,7 +345,7 @@ fn apply_with(
             }
         }
     }
-    for (i, doc) in ops.upserts.iter().enumerate() {
+    for doc in &ops.upserts {
         s.check_id(&doc.id)?;
         s.check_vector(doc)?;
         for (k, v) in &doc.attrs {
@@ -373,7 +360,7 @@ fn apply_with(
         if let Some(a) = affected.as_deref_mut() {
             a.upserted.push(doc.id.clone());
         }
-        s.put_analysed(doc, analysed.get(i));
+        s.put(doc);
         counts.upserted += 1;
     }
     for p in &ops.patches {

@@ -44,8 +44,6 @@ use crate::format::manifest::{Manifest, ManifestStats, ObjectRef, WalRef};
 use crate::format::wal::WalBatch;
 use crate::layout::NsPath;
 use crate::ops::{RequestRecord, RowCounts};
-use crate::schema::FullTextSearch;
-use crate::state::Analysed;
 
 /// Most requests one group commit takes.
 const MAX_GROUP_REQUESTS: usize = 256;
@@ -72,8 +70,6 @@ pub struct WriteResponse {
 
 pub(super) struct Pending {
     req: WriteRequest,
-    /// The text of `req`'s upserts, analysed before it queued ([`analyse_ahead`]).
-    analysed: Arc<Vec<Analysed>>,
     tx: oneshot::Sender<Result<WriteResponse, EngineError>>,
 }
 
@@ -108,10 +104,8 @@ impl Engine {
     /// Queue `req` (embedded already) for the namespace's next group commit and wait for its answer.
     async fn write_queued(&self, path: &NsPath, req: WriteRequest) -> Result<WriteResponse, EngineError> {
         let h = self.handle(path);
-        let (req, analysed) = analyse_ahead(&h, req).await;
         let (tx, mut rx) = oneshot::channel();
-        let pending = Pending { req, analysed, tx };
-        h.queue.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push_back(pending);
+        h.queue.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push_back(Pending { req, tx });
         loop {
             let guard = h.commit_lock.lock().await;
             if let Some(result) = reply(&mut rx) {
@@ -222,7 +216,7 @@ impl Engine {
         let mut outcomes = Vec::with_capacity(batch.len());
         for p in batch {
             let first = records.is_empty();
-            let outcome = self.plan_one(h, base, (&mut state, &mut labels), p, first).await;
+            let outcome = self.plan_one(h, base, (&mut state, &mut labels), &p.req, first).await;
             let rot = match &outcome {
                 Err(e) if e.rot_of().is_some() => Some(e.clone()),
                 _ => None,
@@ -250,10 +244,9 @@ impl Engine {
         h: &NsHandle,
         base: &Snapshot,
         (state, labels): (&mut NsState, &mut Labels),
-        pending: &Pending,
+        req: &WriteRequest,
         first: bool,
     ) -> Result<(PlannedOutcome, Option<RequestRecord>), EngineError> {
-        let req = &pending.req;
         if let Some(key) = &req.record.idempotency_key {
             if let Some(counts) = state.idempotency.get(key) {
                 return Ok((PlannedOutcome::Duplicate(*counts), None));
@@ -316,7 +309,7 @@ impl Engine {
         super::dense::resolve_dense(state, &mut record)?;
         super::embed::check_embedded(&state.schema, &record, &self.models.current())?;
         super::multi::check_multi(state, &record)?;
-        record.counts = apply_off_workers(state, &record, &pending.analysed, &mut affected).await?;
+        record.counts = apply_off_workers(state, &record, &mut affected).await?;
         if is_noop(&record, base) && labels_after == *labels {
             return Ok((PlannedOutcome::Unchanged { affected }, None));
         }
@@ -508,17 +501,15 @@ impl Engine {
 async fn apply_off_workers(
     state: &mut NsState,
     record: &RequestRecord,
-    analysed: &Arc<Vec<Analysed>>,
     affected: &mut Option<AffectedIds>,
 ) -> Result<RowCounts, EngineError> {
     let ops = &record.ops;
     if ops.delete_by_filter.is_none() && ops.patch_by_filter.is_none() {
-        return apply_checked(state, record, analysed, affected.as_mut());
+        return apply_checked(state, record, affected.as_mut());
     }
     let (mut st, rec, mut aff) = (std::mem::take(state), record.clone(), affected.take());
-    let analysed = Arc::clone(analysed);
     let (st, aff, counts) = tokio::task::spawn_blocking(move || {
-        let counts = apply_checked(&mut st, &rec, &analysed, aff.as_mut());
+        let counts = apply_checked(&mut st, &rec, aff.as_mut());
         (st, aff, counts)
     })
     .await
@@ -529,45 +520,6 @@ async fn apply_off_workers(
     counts
 }
 
-/// The text of `req`'s upserts analysed, before the request queues for the
-/// group commit, for the full-text attributes the cached state's schema and
-/// the request's own schema declare: on a blocking thread of the writer's
-/// own (writers analyse in parallel), so the commit, serialised per
-/// namespace, only inserts the terms. What was guessed here (a schema that
-/// changed meanwhile, a value changed while applying) is never trusted: the
-/// overlay index uses an entry only when its attribute, options and value
-/// are what it would analyse (`state/text.rs`).
-async fn analyse_ahead(h: &NsHandle, req: WriteRequest) -> (WriteRequest, Arc<Vec<Analysed>>) {
-    let attrs = full_text_attrs(h, &req);
-    if attrs.is_empty() || req.record.ops.upserts.is_empty() {
-        return (req, Arc::default());
-    }
-    tokio::task::spawn_blocking(move || {
-        let analysed = Analysed::of_docs(&attrs, &req.record.ops.upserts);
-        (req, Arc::new(analysed))
-    })
-    .await
-    .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
-}
-
-/// (name, options) of each full-text attribute of the cached state's schema
-/// and of `req`'s schema settings (the state's options where both declare one).
-fn full_text_attrs(h: &NsHandle, req: &WriteRequest) -> Vec<(String, FullTextSearch)> {
-    let mut attrs: Vec<(String, FullTextSearch)> = Vec::new();
-    let cached = cached(h);
-    let schemas =
-        cached.as_ref().map(|s| &s.state.schema).into_iter().chain(req.record.settings.schema.as_ref());
-    for schema in schemas {
-        for (name, a) in schema {
-            let Some(options) = &a.full_text_search else { continue };
-            if !attrs.iter().any(|(n, _)| n == name) {
-                attrs.push((name.clone(), options.clone()));
-            }
-        }
-    }
-    attrs
-}
-
 /// `apply::apply_request` in an integrity scope: a segment row it reads (a patch's base, a
 /// condition's or a filter's subject) whose bytes changed since they were verified fails the
 /// request as [`EngineError::rot`] (and `plan` then fails the whole group), so nothing derived from
@@ -575,11 +527,9 @@ fn full_text_attrs(h: &NsHandle, req: &WriteRequest) -> Vec<(String, FullTextSea
 fn apply_checked(
     state: &mut NsState,
     record: &RequestRecord,
-    analysed: &[Analysed],
     affected: Option<&mut AffectedIds>,
 ) -> Result<RowCounts, EngineError> {
-    crate::integrity::within(|| apply::apply_analysed(state, record, affected, analysed))
-        .map_err(EngineError::rot)?
+    crate::integrity::within(|| apply::apply_request(state, record, affected)).map_err(EngineError::rot)?
 }
 
 /// The counts a stored idempotency record (`storage-format.md` 6.1,

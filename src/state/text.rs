@@ -38,12 +38,6 @@
 //! - After a compaction the refolded state's index is this one cut at the
 //!   round's first seq ([`OverlayText::carried`]): the rows written during
 //!   the round keep their chunks and are not analysed again.
-//! - A put may carry its text analysed ahead of the commit ([`Analysed`],
-//!   `engine/write.rs`, outside the commit lock and in parallel across
-//!   writers). It is used only for an attribute whose name, options and
-//!   value are exactly those the index would analyse; anything else is
-//!   analysed here as before, so the index never depends on what was
-//!   guessed ahead.
 //! - Vectors are never read: an overlay whose vectors are spilled
 //!   (`crate::spill`) is indexed the same way.
 
@@ -52,7 +46,7 @@ use std::fmt;
 use std::sync::{Arc, OnceLock};
 
 use crate::index::text::{fieldnorm_to_id, Analyzer, ValueTokens};
-use crate::model::{DocId, Document, Value};
+use crate::model::{DocId, Document};
 use crate::schema::{FullTextSearch, Schema};
 
 /// Rows the tail chunk takes before it is sealed (and merged). The first
@@ -238,15 +232,13 @@ impl OverlayText {
     }
 
     /// The overlay entry of `id` changes from `old` to `new` (None: no live
-    /// document), whose text may come analysed ahead (`analysed`). Call
-    /// before the overlay changes, with the overlay as it is.
+    /// document). Call before the overlay changes, with the overlay as it is.
     pub fn replace(
         &mut self,
         schema: &Schema,
         overlay: &imbl::OrdMap<DocId, Option<Arc<Document>>>,
         id: &DocId,
         new: Option<&Arc<Document>>,
-        analysed: Option<&Analysed>,
     ) {
         self.sync(schema, overlay);
         if self.0.attrs.is_empty() {
@@ -264,7 +256,7 @@ impl OverlayText {
             inner.next_seq += 1;
             inner.seq_of.insert(id.clone(), seq);
             for a in &mut inner.attrs {
-                a.add(seq, new, analysed);
+                a.add(seq, new);
             }
         }
     }
@@ -304,103 +296,18 @@ impl OverlayText {
     }
 }
 
-/// A value's distinct terms in bytewise order with their counts, and its
-/// token count: what a row contributes to an index (tokens in one buffer).
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct TermCounts {
-    text: String,
-    ends: Vec<usize>,
-    tfs: Vec<u32>,
-    len: u32,
-}
-
-impl TermCounts {
-    /// The counts of `toks`.
-    pub fn of(toks: &ValueTokens) -> TermCounts {
-        let mut sorted: Vec<&str> = toks.iter().collect();
-        sorted.sort_unstable();
-        let mut out =
-            TermCounts { len: u32::try_from(toks.len()).unwrap_or(u32::MAX), ..TermCounts::default() };
-        for t in sorted {
-            if out.last() == Some(t) {
-                *out.tfs.last_mut().expect("a last term has a count") += 1;
-                continue;
-            }
-            out.text.push_str(t);
-            out.ends.push(out.text.len());
-            out.tfs.push(1);
+/// A value's tokens as (term, count) in term order, and the token count.
+fn term_counts(toks: &ValueTokens) -> (Vec<(&str, u32)>, usize) {
+    let mut sorted: Vec<&str> = toks.iter().collect();
+    sorted.sort_unstable();
+    let mut out: Vec<(&str, u32)> = Vec::new();
+    for t in sorted {
+        match out.last_mut() {
+            Some((last, c)) if *last == t => *c += 1,
+            _ => out.push((t, 1)),
         }
-        out
     }
-
-    fn last(&self) -> Option<&str> {
-        let end = *self.ends.last()?;
-        let start = self.ends.len().checked_sub(2).map_or(0, |i| self.ends[i]);
-        Some(&self.text[start..end])
-    }
-
-    /// (term, occurrences), in term order.
-    pub fn iter(&self) -> impl Iterator<Item = (&str, u32)> + '_ {
-        let starts = std::iter::once(0).chain(self.ends.iter().copied());
-        starts.zip(&self.ends).map(|(a, &b)| &self.text[a..b]).zip(self.tfs.iter().copied())
-    }
-
-    /// Tokens of the value (with repeats).
-    pub fn len(&self) -> u32 {
-        self.len
-    }
-
-    /// Whether the value has no token.
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-}
-
-/// One document's full-text values analysed ahead of the commit, each with
-/// the attribute, options and value it was analysed under (see the module's
-/// invariants: an entry that does not match what the index would analyse is
-/// ignored).
-#[derive(Clone, Debug, Default)]
-pub struct Analysed {
-    attrs: Vec<AnalysedValue>,
-}
-
-#[derive(Clone, Debug)]
-struct AnalysedValue {
-    name: String,
-    options: FullTextSearch,
-    value: Value,
-    terms: TermCounts,
-}
-
-impl Analysed {
-    /// `docs`' values of the full-text attributes `attrs` (name, options), analysed.
-    pub fn of_docs(attrs: &[(String, FullTextSearch)], docs: &[Document]) -> Vec<Analysed> {
-        let analyzers: Vec<Analyzer> = attrs.iter().map(|(_, o)| Analyzer::new(o)).collect();
-        let mut toks = ValueTokens::default();
-        let analyse = |doc: &Document, toks: &mut ValueTokens| {
-            let values = attrs.iter().zip(&analyzers).filter_map(|((name, options), analyzer)| {
-                let value = doc.attrs.get(name)?;
-                toks.analyze(analyzer, value);
-                let terms = TermCounts::of(toks);
-                Some(AnalysedValue {
-                    name: name.clone(),
-                    options: options.clone(),
-                    value: value.clone(),
-                    terms,
-                })
-            });
-            Analysed { attrs: values.collect() }
-        };
-        docs.iter().map(|d| analyse(d, &mut toks)).collect()
-    }
-
-    /// The terms of `doc`'s value of `name` when analysed ahead under `options`
-    /// from that same value.
-    fn terms(&self, name: &str, options: &FullTextSearch, doc: &Document) -> Option<&TermCounts> {
-        let a = self.attrs.iter().find(|a| a.name == name)?;
-        (a.options == *options && doc.attrs.get(name) == Some(&a.value)).then_some(&a.terms)
-    }
+    (out, toks.len())
 }
 
 /// The document's tokens on attribute `name`.
@@ -428,10 +335,10 @@ impl AttrText {
         let mut a = AttrText::empty(name, options);
         let mut chunk = Chunk::default();
         for (seq, doc) in rows {
-            let terms = TermCounts::of(&doc_tokens(&a.analyzer, doc, &a.name));
-            if !terms.is_empty() {
-                a.total_tokens += u64::from(terms.len());
-                chunk.push(*seq, doc, &terms);
+            let toks = doc_tokens(&a.analyzer, doc, &a.name);
+            if !toks.is_empty() {
+                a.total_tokens += toks.len() as u64;
+                chunk.push(*seq, doc, &toks);
             }
         }
         if !chunk.seqs.is_empty() {
@@ -444,25 +351,17 @@ impl AttrText {
         self.parts.iter().map(|p| p.chunk.bytes + p.dead.len() * 8).sum()
     }
 
-    fn add(&mut self, seq: u64, doc: &Arc<Document>, analysed: Option<&Analysed>) {
-        let ahead = analysed.and_then(|a| a.terms(&self.name, &self.options, doc));
-        let here;
-        let terms = match ahead {
-            Some(terms) => terms,
-            None => {
-                here = TermCounts::of(&doc_tokens(&self.analyzer, doc, &self.name));
-                &here
-            }
-        };
-        if terms.is_empty() {
+    fn add(&mut self, seq: u64, doc: &Arc<Document>) {
+        let toks = doc_tokens(&self.analyzer, doc, &self.name);
+        if toks.is_empty() {
             return;
         }
-        self.total_tokens += u64::from(terms.len());
+        self.total_tokens += toks.len() as u64;
         if self.parts.last().is_none_or(|p| p.chunk.seqs.len() >= TAIL_ROWS) {
             self.parts.push(Part::new(Chunk::default()));
         }
         let tail = self.parts.last_mut().expect("a tail was just ensured");
-        Arc::make_mut(&mut tail.chunk).push(seq, doc, terms);
+        Arc::make_mut(&mut tail.chunk).push(seq, doc, &toks);
         if tail.chunk.seqs.len() >= TAIL_ROWS {
             self.merge_tail();
         }
@@ -591,9 +490,10 @@ impl Part {
 }
 
 impl Chunk {
-    /// Appends a row with these terms (not empty).
-    fn push(&mut self, seq: u64, doc: &Arc<Document>, terms: &TermCounts) {
-        let len = terms.len();
+    /// Appends a row with these tokens (not empty).
+    fn push(&mut self, seq: u64, doc: &Arc<Document>, toks: &ValueTokens) {
+        let (counts, len) = term_counts(toks);
+        let len = u32::try_from(len).unwrap_or(u32::MAX);
         let row = self.seqs.len() as u32;
         let norm = fieldnorm_to_id(len);
         self.seqs.push(seq);
@@ -602,7 +502,7 @@ impl Chunk {
         self.lens.push(len);
         self.sorted.take();
         self.bytes += ROW_BYTES;
-        for (t, c) in terms.iter() {
+        for (t, c) in counts {
             self.bytes += 8;
             let list = match self.postings.get_mut(t) {
                 Some(list) => list,

@@ -22,7 +22,7 @@ fn doc(id: u64, text: &str) -> Arc<Document> {
 type Overlay = imbl::OrdMap<DocId, Option<Arc<Document>>>;
 
 fn put(ix: &mut OverlayText, s: &Schema, o: &mut Overlay, d: Arc<Document>) {
-    ix.replace(s, o, &d.id, Some(&d), None);
+    ix.replace(s, o, &d.id, Some(&d));
     o.insert(d.id.clone(), Some(d));
 }
 
@@ -45,7 +45,7 @@ fn statistics_follow_puts_supersedes_and_deletes_without_touching_shared_snapsho
     }
     for i in 0..150 {
         let id = DocId::U64(i);
-        ix.replace(&s, &o, &id, None, None);
+        ix.replace(&s, &o, &id, None);
         o.remove(&id);
     }
     let v = ix.attr("t", &opts).unwrap();
@@ -137,7 +137,7 @@ fn a_carried_index_serves_what_indexing_the_kept_rows_afresh_does() {
             let id = next(90);
             match next(5) {
                 0 => {
-                    ix.replace(&s, &o, &DocId::U64(id), None, None);
+                    ix.replace(&s, &o, &DocId::U64(id), None);
                     o.remove(&DocId::U64(id));
                 }
                 1 => {
@@ -167,8 +167,8 @@ fn a_carried_index_serves_what_indexing_the_kept_rows_afresh_does() {
         let (mut c, mut f) = (carried, fresh);
         for i in 0..30 {
             let d = doc(i % 7 + 200, &text(&mut next));
-            c.replace(&s, &refolded, &d.id, Some(&d), None);
-            f.replace(&s, &refolded, &d.id, Some(&d), None);
+            c.replace(&s, &refolded, &d.id, Some(&d));
+            f.replace(&s, &refolded, &d.id, Some(&d));
             refolded.insert(d.id.clone(), Some(d));
         }
         assert_eq!(served(&c, &WORDS), served(&f, &WORDS), "seed {seed}, after more writes");
@@ -238,7 +238,7 @@ fn document_frequencies_summed_over_chunks_equal_a_recount_after_random_writes()
             match next(6) {
                 // Deletes, and rows without the attribute's text (no row in any chunk).
                 0 => {
-                    ix.replace(&s, &o, &id, None, None);
+                    ix.replace(&s, &o, &id, None);
                     o.remove(&id);
                 }
                 1 => put(&mut ix, &s, &mut o, Arc::new(Document::new(id))),
@@ -276,59 +276,4 @@ fn document_frequencies_summed_over_chunks_equal_a_recount_after_random_writes()
             assert_eq!(counted(old, &WORDS), recounted(old_o, &WORDS), "seed {seed}, snapshot {i}");
         }
     }
-}
-
-#[test]
-fn text_analysed_ahead_indexes_what_analysing_inside_does_and_stale_analyses_are_not_used() {
-    const WORDS: [&str; 7] = ["red", "fox", "blue", "dog", "running", "runs", "lazy"];
-    let s = schema();
-    let opts = FullTextSearch::default();
-    let stemmed = FullTextSearch { stemming: true, ..FullTextSearch::default() };
-    for seed in 0..10u64 {
-        let mut draw = crate::index::text::tests::xorshift(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 3);
-        let mut next = |n: u64| draw() % n;
-        let (mut inside, mut ahead, mut o) = (OverlayText::default(), OverlayText::default(), Overlay::new());
-        for _ in 0..300 {
-            let n = 1 + next(6);
-            let words: Vec<&str> = (0..n).map(|_| WORDS[next(7) as usize]).collect();
-            let d = doc(next(120), &words.join(" "));
-            let other = doc(0, "lazy lazy dog");
-            // Analysed ahead: as the index would (used), under other options or from another
-            // value (both stale: ignored), or for another attribute only (nothing to use).
-            let analysed = match next(4) {
-                0 => Analysed::of_docs(&[("t".into(), opts.clone())], &[(*d).clone()]),
-                1 => Analysed::of_docs(&[("t".into(), stemmed.clone())], &[(*d).clone()]),
-                2 => Analysed::of_docs(&[("t".into(), opts.clone())], &[(*other).clone()]),
-                _ => Analysed::of_docs(&[("u".into(), opts.clone())], &[(*d).clone()]),
-            };
-            inside.replace(&s, &o, &d.id, Some(&d), None);
-            ahead.replace(&s, &o, &d.id, Some(&d), analysed.first());
-            o.insert(d.id.clone(), Some(d));
-        }
-        assert_eq!(served(&ahead, &WORDS), served(&inside, &WORDS), "seed {seed}");
-    }
-    // A matching entry is what gets indexed (its terms are not recomputed); a stale one is not.
-    let d = doc(1, "red fox");
-    let mut forged = Analysed::of_docs(&[("t".into(), opts.clone())], &[(*d).clone()]).remove(0);
-    forged.attrs[0].terms = TermCounts::of(&doc_tokens(&Analyzer::new(&opts), &doc(1, "blue"), "t"));
-    let mut stale = forged.clone();
-    stale.attrs[0].options = stemmed;
-    for (analysed, want) in [(forged, (0, 1)), (stale, (1, 0))] {
-        let (mut ix, o) = (OverlayText::default(), Overlay::new());
-        ix.replace(&s, &o, &d.id, Some(&d), Some(&analysed));
-        let v = ix.attr("t", &opts).unwrap();
-        assert_eq!((v.doc_freq("red"), v.doc_freq("blue")), want);
-    }
-}
-
-#[test]
-fn term_counts_are_a_values_distinct_terms_in_order_with_their_counts() {
-    let a = Analyzer::new(&FullTextSearch::default());
-    let mut toks = ValueTokens::default();
-    toks.analyze(&a, &Value::Str("fox dog cat dog fox dog".into()));
-    let c = TermCounts::of(&toks);
-    assert_eq!(c.iter().collect::<Vec<_>>(), vec![("cat", 1), ("dog", 3), ("fox", 2)]);
-    assert_eq!((c.len(), c.is_empty()), (6, false));
-    toks.analyze(&a, &Value::Str(String::new()));
-    assert!(TermCounts::of(&toks).is_empty());
 }
