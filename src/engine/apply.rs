@@ -351,17 +351,17 @@ fn apply_with(
         for (k, v) in &doc.attrs {
             s.check_attr(k, v, rule)?;
         }
-        let doc = &s.canonical_values(doc.clone(), rule);
+        let doc = s.canonical_values(doc.clone(), rule);
         if let (Some(cond), Some(cur)) = (&upsert_condition, s.get(&doc.id)) {
-            if !cond.matches(&cur, Some(doc)) {
+            if !cond.matches(&cur, Some(&doc)) {
                 continue;
             }
         }
-        s.put(doc.clone());
-        counts.upserted += 1;
         if let Some(a) = affected.as_deref_mut() {
             a.upserted.push(doc.id.clone());
         }
+        s.put(doc);
+        counts.upserted += 1;
     }
     for p in &ops.patches {
         s.check_id(&p.id)?;

@@ -146,7 +146,7 @@ impl Engine {
                 Ok(b) => b,
                 Err(e) => return fail_all(batch, &e),
             };
-            let plan = self.plan(h, &base, &batch).await;
+            let mut plan = self.plan(h, &base, &batch).await;
             if plan.records.is_empty() {
                 return match self.reestablish(h, base, &plan).await {
                     Ok(base) => self.answer(h, batch, plan, &base, None),
@@ -158,7 +158,7 @@ impl Engine {
             }
             // Nothing is committed when the WAL object cannot be stored (a
             // full disk, an unreachable bucket): the loaded state stays.
-            let staged = match self.stage_wal(h, &base, &plan).await {
+            let staged = match self.stage_wal(h, &base, &mut plan).await {
                 Ok(staged) => staged,
                 Err(e) => return fail_all(batch, &e),
             };
@@ -229,9 +229,11 @@ impl Engine {
                 outcomes = batch.iter().map(|_| Err(e.clone())).collect();
                 break;
             }
-            if let Ok(PlannedOutcome::Applied { record, .. }) = &outcome {
-                records.push((**record).clone());
-            }
+            // An applied request's record goes to the WAL batch (moved, not copied).
+            let outcome = outcome.map(|(o, record)| {
+                records.extend(record);
+                o
+            });
             outcomes.push(outcome);
         }
         Plan { state, labels, records, outcomes }
@@ -244,14 +246,14 @@ impl Engine {
         (state, labels): (&mut NsState, &mut Labels),
         req: &WriteRequest,
         first: bool,
-    ) -> Result<PlannedOutcome, EngineError> {
+    ) -> Result<(PlannedOutcome, Option<RequestRecord>), EngineError> {
         if let Some(key) = &req.record.idempotency_key {
             if let Some(counts) = state.idempotency.get(key) {
-                return Ok(PlannedOutcome::Duplicate(*counts));
+                return Ok((PlannedOutcome::Duplicate(*counts), None));
             }
             let (ns, k) = (h.path.to_string(), key.clone());
             if let Some(stored) = self.blocking(move |m| m.idempotency(&ns, &k)).await? {
-                return Ok(PlannedOutcome::Duplicate(stored_counts(&h.path, key, &stored)?));
+                return Ok((PlannedOutcome::Duplicate(stored_counts(&h.path, key, &stored)?), None));
             }
         }
         if base.manifest.as_ref().is_some_and(|m| !m.deleted && m.read_only) {
@@ -259,7 +261,7 @@ impl Engine {
         }
         if let Some(v) = req.if_version {
             if !first {
-                return Ok(PlannedOutcome::Deferred);
+                return Ok((PlannedOutcome::Deferred, None));
             }
             // A generation that only compacted (or relabelled) what `v`
             // committed holds the same content: `v` still matches.
@@ -309,10 +311,10 @@ impl Engine {
         super::multi::check_multi(state, &record)?;
         record.counts = apply_off_workers(state, &record, &mut affected).await?;
         if is_noop(&record, base) && labels_after == *labels {
-            return Ok(PlannedOutcome::Unchanged { affected });
+            return Ok((PlannedOutcome::Unchanged { affected }, None));
         }
         *labels = labels_after;
-        Ok(PlannedOutcome::Applied { record: Box::new(record), affected })
+        Ok((PlannedOutcome::Answered(Answer::of(&record, affected)), Some(record)))
     }
 
     /// Steps 1–2: write the group's WAL object and count it. An error here
@@ -321,7 +323,7 @@ impl Engine {
         &self,
         h: &NsHandle,
         base: &Snapshot,
-        plan: &Plan,
+        plan: &mut Plan,
     ) -> Result<(WalRef, u64), EngineError> {
         let path = &h.path;
         let now = self.clock.now_ms();
@@ -329,16 +331,20 @@ impl Engine {
         let wal = WalBatch {
             seq,
             created_at_ms: now,
-            requests: plan.records.clone(),
+            // Lent to the batch (not copied) and given back once encoded.
+            requests: std::mem::take(&mut plan.records),
             flags: crate::format::wal::WAL_APPLY_FLAGS,
         };
         // try_encode refuses exactly what decode would refuse, so nothing
         // unreadable is ever published.
-        let wal_bytes = wal
-            .try_encode()
-            .map_err(|e| EngineError::caused_by(ErrorKind::InvalidInput, "write cannot be stored", e))?;
         let wal_key = path.wal_key(seq, &self.ids.next_token());
-        let wal_ref = wal_ref(&wal_key, &wal, &wal_bytes);
+        let encoded = wal.try_encode().map(|bytes| {
+            let r = wal_ref(&wal_key, &wal, &bytes);
+            (bytes, r)
+        });
+        plan.records = wal.requests;
+        let (wal_bytes, wal_ref) = encoded
+            .map_err(|e| EngineError::caused_by(ErrorKind::InvalidInput, "write cannot be stored", e))?;
         let wal_bytes = Bytes::from(wal_bytes);
         self.store.put(&wal_key, wal_bytes.clone()).await?;
         self.keep_in_background(
@@ -445,21 +451,15 @@ impl Engine {
         let mut deferred = Vec::new();
         for (p, outcome) in batch.into_iter().zip(plan.outcomes) {
             let result = match outcome {
-                Ok(PlannedOutcome::Applied { record, affected }) => {
-                    let resp = WriteResponse {
-                        counts: record.counts,
+                Ok(PlannedOutcome::Answered(Answer { counts, bytes_written, affected })) => {
+                    Ok(WriteResponse {
+                        counts,
                         generation,
                         deduplicated: false,
-                        bytes_written: record
-                            .ops
-                            .upserts
-                            .iter()
-                            .map(crate::model::Document::logical_bytes)
-                            .sum(),
+                        bytes_written,
                         affected,
                         embedding: None,
-                    };
-                    Ok(resp)
+                    })
                 }
                 Ok(PlannedOutcome::Unchanged { affected }) => Ok(WriteResponse {
                     counts: RowCounts::default(),
@@ -641,16 +641,28 @@ fn is_noop(record: &RequestRecord, base: &Snapshot) -> bool {
 }
 
 enum PlannedOutcome {
-    Applied {
-        record: Box<RequestRecord>,
-        affected: Option<AffectedIds>,
-    },
+    /// Applied (its record goes to the group's WAL batch): what the answer reports.
+    Answered(Answer),
     /// Applied and changed nothing: answered without a commit.
     Unchanged {
         affected: Option<AffectedIds>,
     },
     Duplicate(RowCounts),
     Deferred,
+}
+
+/// What the answer to an applied request reports.
+struct Answer {
+    counts: RowCounts,
+    bytes_written: u64,
+    affected: Option<AffectedIds>,
+}
+
+impl Answer {
+    fn of(record: &RequestRecord, affected: Option<AffectedIds>) -> Answer {
+        let bytes_written = record.ops.upserts.iter().map(crate::model::Document::logical_bytes).sum();
+        Answer { counts: record.counts, bytes_written, affected }
+    }
 }
 
 /// A namespace's labels (key → value), as the manifest keeps them.
