@@ -149,14 +149,15 @@ const HEADER_LEN_V1: usize = 64;
 /// Where the calibration record sits (version 2).
 const CALIB_AT: usize = 64;
 /// Beam widths measured at build time (rerank = ef), cheapest first. From version 4 (the wide
-/// record) the ladder starts at 10 and steps finely to 64: with 24, 40, 64 the pick jumped to 64
-/// where held-out queries reached 0.95 at 32–40, and low-dimensional or near-copy sets sat on the
-/// lowest rung where hnswlib needs ef 10 (BENCHMARKS "stop 48", "stop 49").
-pub const EF_LADDER: [u32; 10] = [10, 16, 24, 32, 40, 48, 64, 100, 160, 256];
-/// The ladder of compact-code sections (rerank = ef: a wider beam is also a deeper rerank): as
-/// [`EF_LADDER`] from 16 (coarser estimates need a deeper rerank), up to 256: a 4-bit section
-/// that needs 400 (i.i.d. Gaussian) is slower than the IVF the calibration then routes to.
-pub const PLANES_LADDER: [u32; 9] = [16, 24, 32, 40, 48, 64, 100, 160, 256];
+/// record) the ladder steps by 8 up to 48: with 24, 40, 64 the pick jumped to 64 where held-out
+/// queries reached 0.95 at 32–48 (BENCHMARKS "stop 48", "stop 49"). It starts at 22, the
+/// narrowest beam a calibration query gets (K + 1 rows, reranked at least twice over): a rung
+/// below it would be measured at 22 and served narrower (a k = 10 query's floor is 20).
+pub const EF_LADDER: [u32; 8] = [22, 32, 40, 48, 64, 100, 160, 256];
+/// The ladder of compact-code sections (rerank = ef: a wider beam is also a deeper rerank): the
+/// same rungs, up to 256: a 4-bit section that needs 400 (i.i.d. Gaussian) is slower than the
+/// IVF the calibration then routes to.
+pub const PLANES_LADDER: [u32; 8] = EF_LADDER;
 /// Version-2 sections' ladder (the 48-byte record's six rungs).
 pub const EF_LADDER_V2: [u32; calibrate::MAX_RUNGS] = [24, 40, 64, 100, 160, 256];
 /// Version-3 sections' ladder.

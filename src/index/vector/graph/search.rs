@@ -772,9 +772,15 @@ fn wide_links(nb: &[u8], u: u32, degree: usize, out: &mut Vec<u32>) {
 /// "stop 47") the calibrated ef 24 gave 0.834; escalating to ef 256 gave 0.998 at 1/7.4 of the
 /// QPS, to ef 96 (4×) 0.973 at 1/4.5 (1.3× hnswlib's QPS at 0.95 there). An exact scan would
 /// guarantee the answer but costs the whole segment (529 QPS there against 42,738 at ef 24).
+/// At least [`ESCALATED_MIN_EF`]: the ladders now start lower (ef 22, stop 49), and 4 × a low
+/// pick is barely wider than the rungs the escalation is for (far queries of the near-copies
+/// test case, `tests/ann_escalation.rs`: 0.928 at 4 × the new pick, 0.95 needed).
 pub fn escalated_ef(ef: u32) -> u32 {
-    ef.saturating_mul(ESCALATION).min(ESCALATED_EF).max(ef)
+    ef.saturating_mul(ESCALATION).clamp(ESCALATED_MIN_EF, ESCALATED_EF).max(ef)
 }
+
+/// The narrowest escalated beam: 4 × 24, the lowest rung before stop 49.
+pub const ESCALATED_MIN_EF: u32 = 96;
 
 /// How much wider an escalated beam is ([`escalated_ef`]).
 pub const ESCALATION: u32 = 4;
