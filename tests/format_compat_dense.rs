@@ -141,8 +141,10 @@ fn v11_named_index_section_reads_back() {
     let today = GraphIndex::open(Bytes::copy_from_slice(&now[at..])).unwrap();
     let (mut x, mut y) = (Vec::new(), Vec::new());
     for r in 0..200 {
-        (x.clear(), y.clear());
-        (then.neighbours(r, &mut x), today.neighbours(r, &mut y));
+        x.clear();
+        y.clear();
+        then.neighbours(r, &mut x);
+        today.neighbours(r, &mut y);
         assert_eq!(x, y, "row {r}: the same graph");
     }
     let ix = NamedIndex::open(Bytes::from(bytes)).unwrap();

@@ -120,8 +120,10 @@ fn same_graph(old: &[u8], new: &[u8]) {
     );
     let (mut x, mut y) = (Vec::new(), Vec::new());
     for r in 0..a.rows() as u32 {
-        (x.clear(), y.clear());
-        (a.neighbours(r, &mut x), b.neighbours(r, &mut y));
+        x.clear();
+        y.clear();
+        a.neighbours(r, &mut x);
+        b.neighbours(r, &mut y);
         assert_eq!(x, y, "row {r}");
     }
     let v = v3_vectors(a.rows(), a.dim());

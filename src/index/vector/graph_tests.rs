@@ -154,8 +154,10 @@ fn packed_links_search_as_the_u32_links_of_older_versions() {
         assert_eq!((new.link_row_bytes(), old.link_row_bytes()), (32 * 12 / 8, 32 * 4), "3000 rows: 12 bits");
         let (mut a, mut b) = (Vec::new(), Vec::new());
         for r in 0..3000u32 {
-            (a.clear(), b.clear());
-            (new.neighbours(r, &mut a), old.neighbours(r, &mut b));
+            a.clear();
+            b.clear();
+            new.neighbours(r, &mut a);
+            old.neighbours(r, &mut b);
             assert_eq!(a, b, "row {r}");
         }
         for ef in [10, 40] {
