@@ -1,6 +1,7 @@
 //! Build-time recall calibration of a dense-vector section (graph and IVF): a deterministic sample
-//! of the segment's own vectors, and a perturbed copy of each ([`perturb`]: a query near the rows
-//! but not on them, as far off its row as the row's own 10th neighbour), is searched at each rung of an effort ladder, every answer is compared with
+//! of the segment's own vectors, and a perturbed copy of each ([`perturb_row`]: a query near the rows
+//! but not on them, as far off its row as the row's own 10th neighbour — half as far for graph
+//! sections from version 4, [`sample_rows_scaled`]), is searched at each rung of an effort ladder, every answer is compared with
 //! the exact top-[`K`] (brute force over the segment), and the lower of the two query kinds'
 //! recall@10 at every rung, less its sampling error, is stored in the section ([`Calibration::encode`], a fixed 48-byte
 //! record). Queries then pick the cheapest rung that reaches their target ([`Calibration::pick`]);
@@ -249,7 +250,7 @@ impl Calibration {
 }
 
 /// The sampled queries and their exact neighbours: first the sampled rows themselves (each
-/// hidden from its own search), then the same rows perturbed ([`perturb`]; nothing hidden).
+/// hidden from its own search), then the same rows perturbed ([`perturb_row`]; nothing hidden).
 pub struct Sample {
     /// Query vectors in index space, `dim` each.
     pub queries: Vec<f32>,
