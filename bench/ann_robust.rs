@@ -331,11 +331,18 @@ fn run(set: &Set, out: &std::path::Path, min: Duration) -> serde_json::Value {
 /// default all four): for each, the same graph built with those traversal codes, its bytes per
 /// row touched by the traversal (codes + neighbours), the calibrated ef for the 0.95 target and
 /// the recall@10 and single-thread QPS of the graph alone at it and at every ef of its ladder.
+///
+/// Link layouts (stop 49): every point is measured on the section as built (version 4, packed
+/// neighbour ids) and on the same graph with u32 ids (`graph::downgrade`: version 2 or 3),
+/// alternately, twice each (`qps` packed, `qps_u32`); both return the same rows. Calibration
+/// scales (`ANN_ROBUST_PERTURB`, default `1.0,0.7,0.5`): the same section built with each
+/// perturbation scale (`GraphParams::perturb`; only the record differs) and the ef it picks.
 fn compare_codes(set: &Set, kth: &[f32], min: Duration) -> serde_json::Value {
     let (dim, m) = (set.dim, set.metric);
     let nq = set.queries.len() / dim;
     let q = |i: usize| &set.queries[i * dim..(i + 1) * dim];
     let list = std::env::var("ANN_ROBUST_CODES").unwrap_or_else(|_| "sq8,rq1,rq2,rq4".into());
+    let scales = std::env::var("ANN_ROBUST_PERTURB").unwrap_or_else(|_| "1.0,0.7,0.5".into());
     let mut out = Vec::new();
     for name in list.split(',').filter(|s| !s.is_empty()) {
         let code = match name.strip_prefix("rq").and_then(|b| b.parse().ok()) {
@@ -343,36 +350,60 @@ fn compare_codes(set: &Set, kth: &[f32], min: Duration) -> serde_json::Value {
             None => graph::GraphCode::Sq8,
         };
         let t = Instant::now();
-        let g = GraphIndex::open(bytes::Bytes::from(graph::build(
-            &set.base,
-            dim,
-            m,
-            &GraphParams { code, ..GraphParams::default() },
-        )))
-        .expect("graph");
+        let bytes = graph::build(&set.base, dim, m, &GraphParams { code, ..GraphParams::default() });
         let build_s = t.elapsed().as_secs_f64();
+        let wide_bytes = graph::downgrade(&bytes).expect("a version-4 section");
+        let section_row = bytes.len() as f64 / (set.base.len() / dim) as f64;
+        let section_row_u32 = wide_bytes.len() as f64 / (set.base.len() / dim) as f64;
+        let g = GraphIndex::open(bytes::Bytes::from(bytes)).expect("graph");
+        let w = GraphIndex::open(bytes::Bytes::from(wide_bytes)).expect("graph u32");
         let point = |ef: u32| {
             let p = GraphSearchParams { ef, rerank: 0 };
-            let rec = (0..nq).map(|i| recall(&g.search(&set.base, q(i), K, None, &p), kth[i])).sum::<f64>()
-                / nq as f64;
-            let qps = qps(nq, min, |i| {
-                std::hint::black_box(g.search(&set.base, q(i), K, None, &p));
-            });
-            serde_json::json!({"ef": ef, "recall": rec, "qps": qps})
+            let found: Vec<_> = (0..nq).map(|i| g.search(&set.base, q(i), K, None, &p)).collect();
+            assert!((0..nq).all(|i| w.search(&set.base, q(i), K, None, &p) == found[i]), "layouts differ");
+            let rec = (0..nq).map(|i| recall(&found[i], kth[i])).sum::<f64>() / nq as f64;
+            let (mut packed, mut wide) = (0.0, 0.0);
+            for _ in 0..2 {
+                packed += qps(nq, min, |i| {
+                    std::hint::black_box(g.search(&set.base, q(i), K, None, &p));
+                }) / 2.0;
+                wide += qps(nq, min, |i| {
+                    std::hint::black_box(w.search(&set.base, q(i), K, None, &p));
+                }) / 2.0;
+            }
+            serde_json::json!({"ef": ef, "recall": rec, "qps": packed, "qps_u32": wide})
         };
-        let ladder = if code == graph::GraphCode::Sq8 { graph::EF_LADDER } else { graph::PLANES_LADDER };
+        let ladder: &[u32] =
+            if code == graph::GraphCode::Sq8 { &graph::EF_LADDER } else { &graph::PLANES_LADDER };
         let sweep: Vec<_> = ladder.iter().map(|ef| point(*ef)).collect();
-        let at95 = g.effort(DEFAULT_TARGET).map(point);
+        let at95 = g
+            .effort(DEFAULT_TARGET)
+            .map(|ef| sweep.iter().find(|p| p["ef"] == ef).cloned().unwrap_or_else(|| point(ef)));
+        let picks: Vec<_> = scales
+            .split(',')
+            .filter_map(|v| v.parse::<f32>().ok())
+            .map(|perturb| {
+                let b = graph::build(&set.base, dim, m, &GraphParams { code, perturb, ..GraphParams::default() });
+                let s = GraphIndex::open(bytes::Bytes::from(b)).expect("graph");
+                let ef = s.effort(DEFAULT_TARGET);
+                let at = ef.and_then(|ef| sweep.iter().find(|p| p["ef"] == ef).cloned());
+                serde_json::json!({"perturb": perturb, "ef": ef, "at": at, "reach": s.calibration().reach(),
+                    "calibration": s.calibration().rungs.iter().map(|r| serde_json::json!([r.effort, r.recall()])).collect::<Vec<_>>()})
+            })
+            .collect();
         eprintln!(
-            "  {name:<4} bytes/row {:>4}  at 0.95: {}  sweep {}",
+            "  {name:<4} bytes/row {:>4} (u32 links {:>4}) section/row {section_row:.1} (u32 {section_row_u32:.1})  at 0.95: {}\n    picks {}\n    sweep {}",
             g.traversal_bytes_per_row(),
+            w.traversal_bytes_per_row(),
             at95.as_ref().map_or("exact".into(), |v| v.to_string()),
+            serde_json::Value::from(picks.clone()),
             serde_json::Value::from(sweep.clone())
         );
         out.push(serde_json::json!({"code": name, "bits": g.code_bits(),
-            "bytes_per_row": g.traversal_bytes_per_row(), "build_s": build_s,
+            "bytes_per_row": g.traversal_bytes_per_row(), "bytes_per_row_u32": w.traversal_bytes_per_row(),
+            "section_bytes_per_row": section_row, "section_bytes_per_row_u32": section_row_u32, "build_s": build_s,
             "calibration": g.calibration().rungs.iter().map(|r| serde_json::json!([r.effort, r.recall()])).collect::<Vec<_>>(),
-            "at95": at95, "sweep": sweep}));
+            "at95": at95, "sweep": sweep, "picks": picks}));
     }
     serde_json::Value::from(out)
 }

@@ -6,7 +6,7 @@
 # SECONDS defaults to $FUZZ_SECONDS or 20 per target; TARGETs default to all.
 # Uses the stable toolchain with --sanitizer=none (RUSTC_BOOTSTRAP=1 lets
 # cargo-fuzz pass its flags), as redb's CI does. Installs cargo-fuzz if it is
-# missing. Seeds each corpus from the frozen fixtures in tests/fixtures/v1, v2, v4, v7, v8, v9, v10, v11, v13, v14 and v16.
+# missing. Seeds each corpus from the frozen fixtures in tests/fixtures/v1, v2, v4, v7, v8, v9, v10, v11, v13, v14, v16 and v17_packed.
 # Exits non-zero if a target crashes (the input is kept in fuzz/artifacts/).
 set -euo pipefail
 
@@ -68,9 +68,13 @@ for i in range(n):
 fi
 v15="$here/../tests/fixtures/v15"
 if [ -d "$v15" ]; then
-  # index_open mode 6 (mode % 7 == 6): bare graph sections, version 2 (8-bit codes) and 3 (RaBitQ).
+  # index_open mode 6 (mode % 7 == 6): bare graph sections, version 2 (8-bit codes), 3 (RaBitQ)
+  # and 4 (packed links, either code kind).
   seed index_open fixture-graph-v2 006 "$here/../tests/fixtures/v6/graph.bin"
   seed index_open fixture-graph-v3 006 "$v15/graph_rabitq.bin"
+  # Version 4 (packed neighbour ids, wide calibration record), either code kind.
+  seed index_open fixture-graph-v4-sq8 006 "$here/../tests/fixtures/v17_packed/graph.bin"
+  seed index_open fixture-graph-v4-rabitq 006 "$here/../tests/fixtures/v17_packed/graph_rabitq.bin"
 fi
 v16="$here/../tests/fixtures/v16"
 if [ -d "$v16" ]; then

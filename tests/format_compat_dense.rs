@@ -116,30 +116,37 @@ fn v11_named_input() -> (Vec<f32>, Vec<bool>) {
 fn v11_named_index() -> Vec<u8> {
     use tidepool::index::vector::{distance::Metric, graph::GraphCode, graph::GraphParams, named};
     let (vectors, present) = v11_named_input();
-    // The fixture's graph holds 8-bit codes (graph section version 2, still what `Sq8` writes).
+    // The fixture's graph holds 8-bit codes (graph section version 2; version 4 since stop 49).
     let params = GraphParams { threads: 1, code: GraphCode::Sq8, ..GraphParams::default() };
     named::build("title_vec", 5, Metric::EuclideanSquared, &vectors, &present, &params)
-}
-
-/// A named index section with its graph's calibration reach zeroed and the graph's crc32c
-/// resealed (the graph section starts at the offset stored at 40; its record at 64, the reach at
-/// 44 in it; its crc at 56 over [0, 56) ++ [64, len)).
-fn without_reach(mut b: Vec<u8>) -> Vec<u8> {
-    let at = u64::from_le_bytes(b[40..48].try_into().unwrap()) as usize;
-    let g = &mut b[at..];
-    g[64 + 44..64 + 48].fill(0);
-    let crc = crc32c::crc32c_append(crc32c::crc32c(&g[..56]), &g[64..]);
-    g[56..60].copy_from_slice(&crc.to_le_bytes());
-    b
 }
 
 #[test]
 fn v11_named_index_section_reads_back() {
     use tidepool::index::vector::{distance::Metric, named::NamedIndex};
     let bytes = read_fixture("named_index.bin");
-    // Written before the calibration reach (storage-format 11.6, 2026-11-26): today's builder
-    // writes the same bytes but for it.
-    assert_eq!(without_reach(v11_named_index()), bytes, "the builder is canonical");
+    // Written with a version-2 graph (storage-format 11.5); today's builder writes the same
+    // header (but the graph's length), name, bitmap and vectors, and a version-4 graph of the
+    // same links (whose bytes `format_compat_vectors` freezes: v17_packed).
+    let now = v11_named_index();
+    let graph_at = |b: &[u8]| u64::from_le_bytes(b[40..48].try_into().unwrap()) as usize;
+    let at = graph_at(&bytes);
+    assert_eq!(
+        (graph_at(&now), &now[..48], &now[56..at]),
+        (at, &bytes[..48], &bytes[56..at]),
+        "the builder is canonical"
+    );
+    use tidepool::index::vector::graph::GraphIndex;
+    let then = GraphIndex::open(Bytes::copy_from_slice(&bytes[at..])).unwrap();
+    let today = GraphIndex::open(Bytes::copy_from_slice(&now[at..])).unwrap();
+    let (mut x, mut y) = (Vec::new(), Vec::new());
+    for r in 0..200 {
+        x.clear();
+        y.clear();
+        then.neighbours(r, &mut x);
+        today.neighbours(r, &mut y);
+        assert_eq!(x, y, "row {r}: the same graph");
+    }
     let ix = NamedIndex::open(Bytes::from(bytes)).unwrap();
     let (vectors, present) = v11_named_input();
     assert_eq!(

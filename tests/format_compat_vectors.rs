@@ -21,8 +21,13 @@
 //!   the graph's codes, `storage-format.md` 11.1) of the same input, naming the graph section
 //!   `v6/graph.bin` (the same input and encoder), written once by `write_v16_fixtures`.
 //!
+//! - `tests/fixtures/v17_packed/` holds the graph section version 4 (stop 49: either code kind,
+//!   neighbour ids bit-packed, the wide calibration record over the finer ladders) of the same
+//!   input as 8-bit and 1-bit RaBitQ sections, written once by `write_v17_packed_fixtures`; the
+//!   canonical graph encoders since. The older graph fixtures read back and hold the same graph.
+//!
 //! To write missing fixtures (existing files are never overwritten):
-//! `TIDEPOOL_WRITE_FIXTURES=1 cargo test --test format_compat_vectors -- --ignored write_v6_fixtures write_v15_fixtures write_v16_fixtures write_v16_reach_fixtures`
+//! `TIDEPOOL_WRITE_FIXTURES=1 cargo test --test format_compat_vectors -- --ignored write_v6_fixtures write_v15_fixtures write_v16_fixtures write_v16_reach_fixtures write_v17_packed_fixtures`
 
 #[path = "common/fixtures.rs"]
 mod fixtures;
@@ -95,13 +100,48 @@ fn v6_local_perturbation_and_link_slack_read_back() {
     assert_eq!(g.calibration().reach(), None);
     let (ivf_now, graph_now) = v3_sections();
     assert_eq!(without_reach(&ivf_now, IVF_CALIB_AT), ivf);
-    assert_eq!(without_reach(&graph_now, GRAPH_CALIB_AT), graph);
+    same_graph(&graph, &graph_now);
 }
 
-/// Where the calibration record sits in an IVF section (version 2) and in a graph section
-/// (versions 2 and 3), and where its reach sits in it (storage-format 11.1, 11.5, 11.6).
+/// Asserts that `old` (a version-2 or -3 graph section) and `new` (today's build of the same
+/// input: version 4) hold the same graph: the same shape, codes and neighbour lists, so that
+/// searches at any given ef return the same rows and f32 bits (only the link layout and the
+/// calibration differ, storage-format 11.5).
+fn same_graph(old: &[u8], new: &[u8]) {
+    use tidepool::index::vector::graph::{GraphIndex, GraphSearchParams};
+    let (a, b) = (
+        GraphIndex::open(Bytes::copy_from_slice(old)).unwrap(),
+        GraphIndex::open(Bytes::copy_from_slice(new)).unwrap(),
+    );
+    assert_eq!(&new[8..12], &4u32.to_le_bytes(), "today's builds write version 4");
+    assert_eq!(
+        (a.rows(), a.dim(), a.metric(), a.code_bits()),
+        (b.rows(), b.dim(), b.metric(), b.code_bits())
+    );
+    let (mut x, mut y) = (Vec::new(), Vec::new());
+    for r in 0..a.rows() as u32 {
+        x.clear();
+        y.clear();
+        a.neighbours(r, &mut x);
+        b.neighbours(r, &mut y);
+        assert_eq!(x, y, "row {r}");
+    }
+    let v = v3_vectors(a.rows(), a.dim());
+    for ef in [16, 64] {
+        let p = GraphSearchParams { ef, rerank: 0 };
+        for q in v.chunks_exact(a.dim()).step_by(29) {
+            let (f, g) = (a.search(&v, q, 10, None, &p), b.search(&v, q, 10, None, &p));
+            assert!(
+                f.len() == g.len()
+                    && f.iter().zip(&g).all(|(f, g)| f.0 == g.0 && f.1.to_bits() == g.1.to_bits())
+            );
+        }
+    }
+}
+
+/// Where the calibration record sits in an IVF section (version 2), and where its reach sits
+/// in it (storage-format 11.1, 11.6).
 const IVF_CALIB_AT: usize = 192;
-const GRAPH_CALIB_AT: usize = 64;
 const REACH_AT: usize = 44;
 
 /// A section's bytes with its record's reach zeroed and its crc32c resealed (both kinds keep it
@@ -121,9 +161,12 @@ fn without_reach(section: &[u8], calib_at: usize) -> Vec<u8> {
 fn v16_calibration_reach_is_canonical() {
     use tidepool::index::vector::{ann::AnnIndex, graph::GraphIndex};
     let pair = calibrated_pair_reads_back("v16_reach", 256);
-    assert_eq!(v3_sections(), pair, "the encoders are canonical");
+    let now = v3_sections();
+    assert_eq!(now.0, pair.0, "the IVF encoder is canonical");
+    // Graphs are written as version 4 since stop 49 (v17_packed): the same graph.
+    same_graph(&pair.1, &now.1);
     let rabitq = read_fixture("v16_reach", "graph_rabitq.bin");
-    assert_eq!(v15_graph(), rabitq, "the encoder is canonical");
+    same_graph(&rabitq, &v15_graph());
     let a = AnnIndex::open(&pair.0).unwrap();
     let g = GraphIndex::open(Bytes::from(pair.1)).unwrap();
     let r = GraphIndex::open(Bytes::from(rabitq)).unwrap();
@@ -180,7 +223,7 @@ fn v15_graph() -> Vec<u8> {
 #[test]
 fn v15_graph_with_rabitq_codes_reads_back() {
     use tidepool::index::vector::graph::{
-        GraphCode, GraphIndex, GraphParams, GraphSearchParams, PLANES_LADDER,
+        GraphCode, GraphIndex, GraphParams, GraphSearchParams, PLANES_LADDER_V3,
     };
     let bytes = read_fixture("v15", "graph_rabitq.bin");
     assert_eq!(&bytes[8..12], &3u32.to_le_bytes());
@@ -189,9 +232,9 @@ fn v15_graph_with_rabitq_codes_reads_back() {
     assert_eq!((g.rows(), g.dim(), g.code_bits()), (256, 8, V15_BITS));
     let cal = g.calibration();
     assert!(cal.is_calibrated() && cal.queries == 256, "{cal:?}");
-    assert!(cal.rungs.iter().zip(PLANES_LADDER).all(|(r, ef)| r.effort == ef));
+    assert!(cal.rungs.iter().zip(PLANES_LADDER_V3).all(|(r, ef)| r.effort == ef));
     assert_eq!(g.calibration().reach(), None, "written before the reach");
-    assert_eq!(without_reach(&v15_graph(), GRAPH_CALIB_AT), bytes, "the encoder, but for the reach");
+    same_graph(&bytes, &v15_graph());
     let v = v3_vectors(256, 8);
     let sq8 = tidepool::index::vector::graph::build(
         &v,
@@ -199,7 +242,7 @@ fn v15_graph_with_rabitq_codes_reads_back() {
         tidepool::index::vector::distance::Metric::CosineDistance,
         &GraphParams { code: GraphCode::Sq8, ..Default::default() },
     );
-    assert_eq!(&sq8[8..12], &2u32.to_le_bytes());
+    assert_eq!(&sq8[8..12], &4u32.to_le_bytes(), "version 4 since stop 49, either code kind");
     let old = GraphIndex::open(Bytes::from(sq8)).unwrap();
     let p = GraphSearchParams { ef: 256, rerank: 256 };
     for q in v.chunks_exact(8).step_by(37) {
@@ -264,7 +307,7 @@ fn v16_ivf_lists_scored_with_the_graph_read_back() {
     let mut ivf_then = ivf_now.clone();
     ivf_then[40..44].copy_from_slice(&ivf[40..44]);
     assert_eq!(without_reach(&ivf_then, IVF_CALIB_AT), ivf, "the IVF encoder is canonical");
-    assert_eq!(without_reach(&graph_now, GRAPH_CALIB_AT), graph, "the graph encoder is canonical");
+    same_graph(&graph, &graph_now);
     assert!(AnnIndex::open(&ivf_now).unwrap().calibration().reach().is_some(), "today's carries a reach");
     let v = v3_vectors(256, 8);
     let all = SearchParams { nprobe: ix.nlist() as u32, rerank: 256, ..SearchParams::default() };
@@ -294,4 +337,43 @@ fn write_v16_fixtures() {
     let dir = fixture_dir("v16");
     std::fs::create_dir_all(&dir).unwrap();
     write_missing(&dir, vec![("ann_lists.bin", v16_sections().0)]);
+}
+
+/// Invariant: the graph section version 4 (stop 49, `tests/fixtures/v17_packed/`: the version-3
+/// fixtures' input as 8-bit and 1-bit RaBitQ sections) reads back — header 192 bytes, code kind
+/// 0 and 1, neighbour ids packed at 9 bits (256 rows: the value 256 marks an unused slot), the
+/// wide calibration record over the finer ladders with its reach — the encoders are canonical,
+/// and each holds the graph of its version-2/3 predecessor (`v16_reach`), searched alike.
+#[test]
+fn v17_packed_links_read_back_and_are_canonical() {
+    use tidepool::index::vector::graph::{downgrade, GraphIndex, EF_LADDER, PLANES_LADDER};
+    let (sq8, rabitq) =
+        (read_fixture("v17_packed", "graph.bin"), read_fixture("v17_packed", "graph_rabitq.bin"));
+    assert_eq!(v3_sections().1, sq8, "the encoder is canonical");
+    assert_eq!(v15_graph(), rabitq, "the encoder is canonical");
+    for (bytes, kind, ladder) in [(&sq8, 0u8, &EF_LADDER[..]), (&rabitq, 1, &PLANES_LADDER[..])] {
+        assert_eq!((&bytes[8..16], bytes[17]), (&[4, 0, 0, 0, 192, 0, 0, 0][..], kind));
+        let g = GraphIndex::open(Bytes::from(bytes.clone())).unwrap();
+        assert_eq!((g.rows(), g.dim(), g.link_row_bytes()), (256, 8, 32 * 9 / 8));
+        let cal = g.calibration();
+        assert!(cal.is_calibrated() && cal.queries == 256 && cal.reach().is_some(), "{cal:?}");
+        assert!(cal.rungs.iter().zip(ladder).all(|(r, ef)| r.effort == *ef && r.rerank == *ef), "{cal:?}");
+        assert_eq!(g.effort(0.0), Some(ladder[0]));
+        // The older layout of the same graph opens and searches alike.
+        same_graph(&downgrade(bytes).unwrap(), bytes);
+    }
+    same_graph(&read_fixture("v16_reach", "graph.bin"), &sq8);
+    same_graph(&read_fixture("v16_reach", "graph_rabitq.bin"), &rabitq);
+}
+
+#[test]
+#[ignore = "writes fixture files; run manually with TIDEPOOL_WRITE_FIXTURES=1"]
+fn write_v17_packed_fixtures() {
+    if std::env::var_os("TIDEPOOL_WRITE_FIXTURES").is_none() {
+        eprintln!("set TIDEPOOL_WRITE_FIXTURES=1 to write fixtures");
+        return;
+    }
+    let dir = fixture_dir("v17_packed");
+    std::fs::create_dir_all(&dir).unwrap();
+    write_missing(&dir, vec![("graph.bin", v3_sections().1), ("graph_rabitq.bin", v15_graph())]);
 }

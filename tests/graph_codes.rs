@@ -1,5 +1,6 @@
 //! `graph_codes`: the setting picks the traversal codes a compaction's graph sections hold
-//! (RaBitQ codes in version 3 when asked, 8-bit codes in a version 2 section when asked; by
+//! (graph section version 4 either way since stop 49: code kind 1, RaBitQ, when asked, code
+//! kind 0, 8-bit codes, when asked; by
 //! default ("auto") 8-bit codes unless the namespace would take more than a quarter of the
 //! memory budget with them, then 4-bit ones), and a namespace built either way answers ANN
 //! queries (each row finds itself first).
@@ -77,14 +78,17 @@ async fn compaction_writes_the_graph_codes_the_setting_names() {
     let d = Daemon::start(&data, &["--graph-codes", "rabitq4"]);
     let graphs = build(&d, &data).await;
     assert!(!graphs.is_empty());
-    assert!(graphs.iter().all(|g| g.0 == 3 && g.2 == 4), "{graphs:?}");
+    assert!(graphs.iter().all(|g| *g == (4, 1, 4)), "{graphs:?}");
 
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let d = Daemon::start(&data, &[]);
     let graphs = build(&d, &data).await;
     assert!(!graphs.is_empty());
-    assert!(graphs.iter().all(|g| g.0 == 2), "by default 8-bit codes while they fit the budget: {graphs:?}");
+    assert!(
+        graphs.iter().all(|g| *g == (4, 0, 8)),
+        "by default 8-bit codes while they fit the budget: {graphs:?}"
+    );
 }
 
 /// An engine with the default `graph_codes` ("auto") writes `ROWS` rows, then runs under a
@@ -113,10 +117,10 @@ async fn by_default_the_codes_follow_the_memory_budget() {
     // 2,500 rows × (24 + 132) bytes with 8-bit codes = 390 KB.
     let graphs = built_under(1 << 20).await;
     assert!(!graphs.is_empty());
-    assert!(graphs.iter().all(|g| g.0 == 3 && g.2 == 4), "over a quarter of 1 MiB: 4-bit codes: {graphs:?}");
+    assert!(graphs.iter().all(|g| *g == (4, 1, 4)), "over a quarter of 1 MiB: 4-bit codes: {graphs:?}");
     let graphs = built_under(2 << 20).await;
     assert!(!graphs.is_empty());
-    assert!(graphs.iter().all(|g| g.0 == 2), "within a quarter of 2 MiB: 8-bit codes: {graphs:?}");
+    assert!(graphs.iter().all(|g| *g == (4, 0, 8)), "within a quarter of 2 MiB: 8-bit codes: {graphs:?}");
 }
 
 fn config_check(value: &str) -> std::process::Output {

@@ -1,6 +1,7 @@
 //! Build-time recall calibration of a dense-vector section (graph and IVF): a deterministic sample
-//! of the segment's own vectors, and a perturbed copy of each ([`perturb`]: a query near the rows
-//! but not on them, as far off its row as the row's own 10th neighbour), is searched at each rung of an effort ladder, every answer is compared with
+//! of the segment's own vectors, and a perturbed copy of each ([`perturb_row`]: a query near the rows
+//! but not on them, as far off its row as the row's own 10th neighbour — half as far for graph
+//! sections from version 4, [`sample_rows_scaled`]), is searched at each rung of an effort ladder, every answer is compared with
 //! the exact top-[`K`] (brute force over the segment), and the lower of the two query kinds'
 //! recall@10 at every rung, less its sampling error, is stored in the section ([`Calibration::encode`], a fixed 48-byte
 //! record). Queries then pick the cheapest rung that reaches their target ([`Calibration::pick`]);
@@ -60,10 +61,14 @@ use crate::index::{IndexError, IndexSection};
 pub const K: usize = 10;
 /// Target recall@10 of a namespace that sets none.
 pub const DEFAULT_TARGET: f32 = 0.95;
-/// Rungs stored per section.
+/// Rungs stored per section (the 48-byte record: IVF sections, graph versions 2 and 3).
 pub const MAX_RUNGS: usize = 6;
 /// Bytes of the stored record.
 pub const RECORD_LEN: usize = 48;
+/// Rungs of the wide record (graph sections from version 4: a finer ladder).
+pub const WIDE_RUNGS: usize = 12;
+/// Bytes of the wide record: the same fields with 12 rung slots, the reach after them.
+pub const WIDE_RECORD_LEN: usize = 88;
 /// Sample size bounds: at least this many rows (each giving two queries) when the segment has
 /// them...
 const MIN_QUERIES: usize = 100;
@@ -85,8 +90,15 @@ const SCALE: f32 = 10_000.0;
 /// of the rows' distribution stay under it (Debian dev queries over Debian rows: none of 200
 /// over 0.701), queries far from every row go over (0.435 on the 28-copies set: 182 of 200).
 pub const REACH_QUANTILE: f64 = 0.99;
-/// Where the reach sits in the record.
-const REACH_AT: usize = 44;
+/// The two record shapes: rung slots, length, where the reach sits.
+#[derive(Clone, Copy)]
+struct Shape {
+    rungs: usize,
+    len: usize,
+    reach_at: usize,
+}
+const NARROW: Shape = Shape { rungs: MAX_RUNGS, len: RECORD_LEN, reach_at: 44 };
+const WIDE: Shape = Shape { rungs: WIDE_RUNGS, len: WIDE_RECORD_LEN, reach_at: 8 + 6 * WIDE_RUNGS };
 
 /// One measured point of the effort ladder.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -153,17 +165,29 @@ impl Calibration {
         self.reach().is_some_and(|r| found_kth > r)
     }
 
-    /// The fixed-size record.
+    /// The fixed-size record (at most [`MAX_RUNGS`] rungs: the first ones are kept).
     pub fn encode(&self) -> [u8; RECORD_LEN] {
         let mut b = [0u8; RECORD_LEN];
+        self.encode_as(NARROW, &mut b);
+        b
+    }
+
+    /// The wide record (at most [`WIDE_RUNGS`] rungs).
+    pub fn encode_wide(&self) -> [u8; WIDE_RECORD_LEN] {
+        let mut b = [0u8; WIDE_RECORD_LEN];
+        self.encode_as(WIDE, &mut b);
+        b
+    }
+
+    fn encode_as(&self, shape: Shape, b: &mut [u8]) {
         if !self.is_calibrated() {
-            return b;
+            return;
         }
         b[0] = 1;
-        b[1] = self.rungs.len().min(MAX_RUNGS) as u8;
+        b[1] = self.rungs.len().min(shape.rungs) as u8;
         b[2..4].copy_from_slice(&self.target_bp.to_le_bytes());
         b[4..6].copy_from_slice(&self.queries.to_le_bytes());
-        for (i, r) in self.rungs.iter().take(MAX_RUNGS).enumerate() {
+        for (i, r) in self.rungs.iter().take(shape.rungs).enumerate() {
             let at = 8 + 6 * i;
             let e = u16::try_from(r.effort).unwrap_or(u16::MAX);
             let k = u16::try_from(r.rerank).unwrap_or(u16::MAX);
@@ -171,14 +195,22 @@ impl Calibration {
             b[at + 2..at + 4].copy_from_slice(&k.to_le_bytes());
             b[at + 4..at + 6].copy_from_slice(&r.recall_bp.to_le_bytes());
         }
-        b[REACH_AT..REACH_AT + 4].copy_from_slice(&self.reach_bits.to_le_bytes());
-        b
+        b[shape.reach_at..shape.reach_at + 4].copy_from_slice(&self.reach_bits.to_le_bytes());
     }
 
     /// Parses a record (`b` of at least [`RECORD_LEN`] bytes); all zeros = not calibrated.
     pub fn decode(b: &[u8]) -> Result<Calibration, IndexError> {
+        Self::decode_as(NARROW, b)
+    }
+
+    /// Parses a wide record (`b` of at least [`WIDE_RECORD_LEN`] bytes).
+    pub fn decode_wide(b: &[u8]) -> Result<Calibration, IndexError> {
+        Self::decode_as(WIDE, b)
+    }
+
+    fn decode_as(shape: Shape, b: &[u8]) -> Result<Calibration, IndexError> {
         let bad = || IndexError::corrupt(IndexSection::Ann, "bad calibration record");
-        let b = b.get(..RECORD_LEN).ok_or_else(bad)?;
+        let b = b.get(..shape.len).ok_or_else(bad)?;
         let u16_at = |at: usize| crate::codec::u16_at(b, at).ok_or_else(bad);
         match b[0] {
             0 if b.iter().all(|x| *x == 0) => return Ok(Calibration::default()),
@@ -186,7 +218,7 @@ impl Calibration {
             _ => return Err(bad()),
         }
         let n = usize::from(b[1]);
-        if n == 0 || n > MAX_RUNGS {
+        if n == 0 || n > shape.rungs {
             return Err(bad());
         }
         let mut rungs = Vec::with_capacity(n);
@@ -203,7 +235,12 @@ impl Calibration {
             }
             rungs.push(r);
         }
-        let reach_bits = crate::codec::u32_at(b, REACH_AT).ok_or_else(bad)?;
+        // The wide record is strict: reserved bytes, unused rung slots and its tail are zero.
+        let unused = b[6..8].iter().chain(&b[8 + 6 * n..shape.reach_at]).chain(&b[shape.reach_at + 4..]);
+        if shape.rungs == WIDE_RUNGS && unused.into_iter().any(|x| *x != 0) {
+            return Err(bad());
+        }
+        let reach_bits = crate::codec::u32_at(b, shape.reach_at).ok_or_else(bad)?;
         let reach = f32::from_bits(reach_bits);
         if reach_bits != 0 && !(reach.is_finite() && reach > 0.0) {
             return Err(bad());
@@ -213,7 +250,7 @@ impl Calibration {
 }
 
 /// The sampled queries and their exact neighbours: first the sampled rows themselves (each
-/// hidden from its own search), then the same rows perturbed ([`perturb`]; nothing hidden).
+/// hidden from its own search), then the same rows perturbed ([`perturb_row`]; nothing hidden).
 pub struct Sample {
     /// Query vectors in index space, `dim` each.
     pub queries: Vec<f32>,
@@ -305,6 +342,13 @@ pub fn sample(space: &[f32], dim: usize, metric: Metric) -> Sample {
 /// [`sample`] over rows read in blocks: one pass for the own rows' truth, which scales their
 /// perturbations, and one for the perturbed queries'.
 pub fn sample_rows(space: &dyn Rows, dim: usize, metric: Metric) -> Sample {
+    sample_rows_scaled(space, dim, metric, PERTURB)
+}
+
+/// [`sample_rows`] with perturbations of norm `perturb` × the row's own [`K`]-th neighbour
+/// radius ([`PERTURB`] for the IVF; graph sections from version 4 pass their own,
+/// `graph::GraphParams::perturb`).
+pub fn sample_rows_scaled(space: &dyn Rows, dim: usize, metric: Metric, perturb: f32) -> Sample {
     let n = space.count();
     let want = sample_size(n, dim);
     let mut s = Sample { queries: Vec::new(), hidden: Vec::new(), kth: Vec::new(), dim };
@@ -329,7 +373,8 @@ pub fn sample_rows(space: &dyn Rows, dim: usize, metric: Metric) -> Sample {
     let mut perturbed = Vec::with_capacity(own * dim);
     for i in 0..own {
         let r = s.hidden[i].map_or(0, u64::from);
-        perturbed.extend(perturb(&s.queries[i * dim..(i + 1) * dim], radius(metric, s.kth[i]), metric, r));
+        let x = &s.queries[i * dim..(i + 1) * dim];
+        perturbed.extend(perturb_row(x, perturb * radius(metric, s.kth[i]), metric, r));
     }
     let hidden = vec![None; own];
     let kth = kth_distances(space, dim, metric, &perturbed, &hidden);
@@ -352,10 +397,10 @@ fn radius(metric: Metric, kth: f32) -> f32 {
 const SAMPLE_SEED: u64 = 0x7361_6d70_6c65;
 
 /// Scale of a perturbation: its norm is this share of the row's own [`K`]-th neighbour radius.
-const PERTURB: f32 = 1.0;
+pub const PERTURB: f32 = 1.0;
 
 /// A query near row `x` but not on it: `x` plus a deterministic random direction (seeded by
-/// the row) of norm [`PERTURB`] × `radius`, the row's own [`K`]-th neighbour radius (cosine: then
+/// the row) of norm `radius`, a share ([`PERTURB`]) of the row's own [`K`]-th neighbour radius (cosine: then
 /// unit-normalised): the query lands about as far from the row as the row's 10th neighbour,
 /// at the local density (|x − mean| was the distance between clusters on clustered data, and put
 /// the query outside every cluster). Own rows as
@@ -363,11 +408,11 @@ const PERTURB: f32 = 1.0;
 /// counts, and the copies are close together): an outside query sits among the rows without
 /// such a crowd of equidistant neighbours. The direction is a sum of three uniforms per
 /// component (no transcendental functions: the same bits on every platform).
-fn perturb(x: &[f32], radius: f32, metric: Metric, row: u64) -> Vec<f32> {
+fn perturb_row(x: &[f32], radius: f32, metric: Metric, row: u64) -> Vec<f32> {
     let mut state = row ^ 0x6361_6c69_6272_6174;
     let mut uniform = || (splitmix(&mut state) >> 40) as f32 / (1u64 << 24) as f32 - 0.5;
     let noise: Vec<f32> = (0..x.len()).map(|_| uniform() + uniform() + uniform()).collect();
-    let scale = PERTURB * radius / norm(noise.iter().copied()).max(f32::MIN_POSITIVE);
+    let scale = radius / norm(noise.iter().copied()).max(f32::MIN_POSITIVE);
     let mut q: Vec<f32> = x.iter().zip(&noise).map(|(a, e)| a + scale * e).collect();
     if metric == Metric::CosineDistance {
         let len = norm(q.iter().copied()).max(f32::MIN_POSITIVE);
@@ -504,7 +549,7 @@ pub fn calibrate_rows(
         return Calibration::default();
     }
     let mut rungs = Vec::new();
-    for &(effort, rerank) in ladder.iter().take(MAX_RUNGS) {
+    for &(effort, rerank) in ladder.iter().take(WIDE_RUNGS) {
         // Per-query recall of the own-row and of the perturbed queries.
         let mut kinds = [Tally::default(), Tally::default()];
         for i in 0..sample.len() {
@@ -770,7 +815,53 @@ mod tests {
         assert_eq!(old.rungs, c.rungs);
     }
 
+    /// Invariant: the wide record (graph version 4) holds up to 12 rungs in the narrow record's
+    /// rung layout, the reach after them, and refuses non-zero reserved bytes, unused rung slots
+    /// or tail; the narrow encoding of the same record keeps its first six rungs.
+    #[test]
+    fn the_wide_record_holds_twelve_rungs() {
+        let rungs: Vec<Rung> = (0..WIDE_RUNGS as u32)
+            .map(|i| Rung { effort: 10 + 8 * i, rerank: 10 + 8 * i, recall_bp: 9000 + 80 * i as u16 })
+            .collect();
+        let c = Calibration { queries: 800, target_bp: 9500, rungs, reach_bits: 0.25f32.to_bits() };
+        let b = c.encode_wide();
+        assert_eq!(Calibration::decode_wide(&b).unwrap(), c);
+        assert_eq!(&b[80..84], &0.25f32.to_le_bytes());
+        assert!(Calibration::decode_wide(&b[..WIDE_RECORD_LEN - 1]).is_err());
+        let narrow = Calibration::decode(&c.encode()).unwrap();
+        assert_eq!((&narrow.rungs[..], narrow.reach()), (&c.rungs[..MAX_RUNGS], Some(0.25)));
+        let short = Calibration { rungs: c.rungs[..3].to_vec(), ..c.clone() };
+        let sb = short.encode_wide();
+        assert_eq!(Calibration::decode_wide(&sb).unwrap(), short);
+        for at in [6, 7, 8 + 6 * 3, 79, 84, 87] {
+            let mut x = sb;
+            x[at] = 1;
+            assert!(Calibration::decode_wide(&x).is_err(), "byte {at}");
+        }
+        assert_eq!(Calibration::decode_wide(&[0; WIDE_RECORD_LEN]).unwrap(), Calibration::default());
+    }
+
     proptest::proptest! {
+        /// Invariant: any 88 bytes decode as a wide record or give an error, never a panic; a
+        /// decoded one re-encodes to the same bytes.
+        #[test]
+        fn any_wide_record_bytes_decode_without_panicking(
+            mut b in proptest::collection::vec(proptest::prelude::any::<u8>(), WIDE_RECORD_LEN),
+            rungs in 1u8..=12,
+        ) {
+            b[0] = 1;
+            b[1] = rungs;
+            // Mostly zero reserved bytes, so the rung and reach checks are reached.
+            if b[2] % 4 != 0 {
+                b[6..8].fill(0);
+                b[8 + 6 * usize::from(rungs)..80].fill(0);
+                b[84..].fill(0);
+            }
+            if let Ok(c) = Calibration::decode_wide(&b) {
+                proptest::prop_assert_eq!(&c.encode_wide()[..], &b[..]);
+            }
+        }
+
         /// Invariant: any 48 bytes decode to a record or an error, never a panic; a decoded
         /// record re-encodes to bytes that decode to it again, and its reach, if any, is a finite
         /// positive distance.

@@ -1,6 +1,7 @@
 //! Tests of the graph section: recall, determinism, calibration, version-1 compatibility and
 //! bad bytes.
 
+use super::search;
 use super::*;
 use crate::index::vector::ann::{corrupt, exact};
 use crate::index::vector::distance::Metric;
@@ -99,6 +100,118 @@ fn structureless_data_reaches_the_target_or_falls_back() {
     }
 }
 
+/// Every slot of row `u`'s list as stored (unused slots included): u32 slots of versions 1 to
+/// 3, packed ids of version 4.
+fn slots(ix: &GraphIndex, u: usize) -> Vec<u32> {
+    let nb = &ix.bytes[ix.off_nb..ix.off_codes];
+    match ix.links {
+        search::Links::Wide => {
+            (0..ix.degree).map(|i| crate::codec::u32_at(nb, 4 * (u * ix.degree + i)).unwrap()).collect()
+        }
+        search::Links::Packed { bits, bytes } => (0..ix.degree)
+            .map(|i| {
+                let bit = i * bits as usize;
+                let v = (0..bits as usize).fold(0u32, |v, j| {
+                    let b = bit + j;
+                    v | u32::from(nb[u * bytes + b / 8] >> (b % 8) & 1) << j
+                });
+                if v as usize == ix.rows {
+                    NONE
+                } else {
+                    v
+                }
+            })
+            .collect(),
+    }
+}
+
+/// The older section of the same graph (see [`downgrade`]).
+fn to_old(v4: &[u8]) -> Vec<u8> {
+    downgrade(v4).expect("a version-4 section")
+}
+
+/// Invariant: a version-4 section (packed links, wide record) searches exactly as the version-2
+/// or version-3 section of the same graph (u32 links) — the same rows, the same f32 bits — for
+/// both code kinds, and its lists take `ceil(log2(rows + 1))` bits an id instead of 32.
+#[test]
+fn packed_links_search_as_the_u32_links_of_older_versions() {
+    let (dim, m) = (24, Metric::CosineDistance);
+    let data = clustered(3000, dim, 13);
+    for params in [sq8(), planes(2)] {
+        let v4 = build(&data, dim, m, &params);
+        let old = to_old(&v4);
+        let (new, old) = (
+            GraphIndex::open(bytes::Bytes::from(v4)).unwrap(),
+            GraphIndex::open(bytes::Bytes::from(old)).unwrap(),
+        );
+        assert_eq!(crate::codec::u32_at(&new.bytes, 8), Some(VERSION));
+        assert!(matches!(old.links, search::Links::Wide));
+        let six = new.calibration.rungs.len().min(calibrate::MAX_RUNGS);
+        assert_eq!(
+            (&old.calibration.rungs[..], old.calibration.reach_bits),
+            (&new.calibration.rungs[..six], new.calibration.reach_bits)
+        );
+        assert_eq!((new.link_row_bytes(), old.link_row_bytes()), (32 * 12 / 8, 32 * 4), "3000 rows: 12 bits");
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        for r in 0..3000u32 {
+            a.clear();
+            b.clear();
+            new.neighbours(r, &mut a);
+            old.neighbours(r, &mut b);
+            assert_eq!(a, b, "row {r}");
+        }
+        for ef in [10, 40] {
+            let p = GraphSearchParams { ef, rerank: 0 };
+            for q in clustered(20, dim, 14).chunks_exact(dim) {
+                let (x, y) = (new.search(&data, q, 10, None, &p), old.search(&data, q, 10, None, &p));
+                assert!(
+                    x.len() == y.len()
+                        && x.iter().zip(&y).all(|(a, b)| a.0 == b.0 && a.1.to_bits() == b.1.to_bits())
+                );
+            }
+        }
+    }
+}
+
+/// Invariant: an id is packed at the bit length of the row count (the count itself marks an
+/// unused slot); ids past it are refused, and an unused slot ends the list.
+#[test]
+fn packed_ids_take_the_bit_length_of_the_row_count() {
+    let bits = |rows: usize| super::link_bits(rows);
+    assert_eq!([bits(0), bits(1), bits(2), bits(3), bits(4), bits(255), bits(256)], [1, 1, 2, 2, 3, 8, 9]);
+    assert_eq!((bits(1_000_000), bits(1 << 20), bits(u32::MAX as usize)), (20, 21, 32));
+    assert_eq!(super::link_bytes(1_000_000, 32), Some(80), "48 bytes a row less than u32 ids");
+    // 300 rows: 9 bits; ids 301..511 fit the field and must be refused.
+    let (dim, rows) = (8, 300);
+    let data = clustered(rows, dim, 5);
+    let good = build(&data, dim, Metric::EuclideanSquared, &sq8());
+    let ix = GraphIndex::open(bytes::Bytes::from(good.clone())).unwrap();
+    let search::Links::Packed { bits: 9, bytes: 36 } = ix.links else { panic!("{:?}", ix.links) };
+    let set = |slot: usize, v: u32| {
+        let mut b = good.clone();
+        let bit = 36 * 8 * 7 + slot * 9;
+        for j in 0..9 {
+            let (at, sh) = (ix.off_nb + (bit + j) / 8, (bit + j) % 8);
+            b[at] = b[at] & !(1 << sh) | (((v >> j) & 1) as u8) << sh;
+        }
+        b
+    };
+    assert!(GraphIndex::open_trusted(bytes::Bytes::from(set(3, 299))).is_ok());
+    for v in [301, 511] {
+        assert_eq!(
+            GraphIndex::open_trusted(bytes::Bytes::from(set(3, v))).err(),
+            Some(corrupt("neighbour out of range"))
+        );
+    }
+    let cut = GraphIndex::open_trusted(bytes::Bytes::from(set(3, rows as u32))).unwrap();
+    let mut nb = Vec::new();
+    cut.neighbours(7, &mut nb);
+    assert_eq!(nb, slots(&ix, 7)[..3].to_vec(), "the unused-slot value ends the list");
+    let mut tail = good.clone();
+    tail[ix.off_codes - 1] = 1;
+    assert!(GraphIndex::open_trusted(bytes::Bytes::from(tail)).is_err(), "padding after the lists");
+}
+
 /// A version-1 section (64-byte header, no mean block, no calibration) of the same graph:
 /// valid as such when the data's mean is exactly zero (centred codes are then uncentred codes).
 fn to_v1(v2: &[u8], ix: &GraphIndex) -> Vec<u8> {
@@ -140,7 +253,7 @@ fn version_1_sections_open_with_their_defaults() {
     // x and −x for every row: the f64 mean is exactly zero.
     let data: Vec<f32> =
         half.chunks_exact(dim).flat_map(|x| x.iter().copied().chain(x.iter().map(|v| -v))).collect();
-    let v2 = build(&data, dim, m, &sq8());
+    let v2 = to_old(&build(&data, dim, m, &sq8()));
     let ix2 = GraphIndex::open(bytes::Bytes::from(v2.clone())).unwrap();
     assert!(ix2.mean.iter().all(|v| *v == 0.0));
     let ix1 = GraphIndex::open(bytes::Bytes::from(to_v1(&v2, &ix2))).unwrap();
@@ -220,11 +333,9 @@ fn stored_lists_are_packed_and_distinct() {
     let data = clustered(n, dim, 31);
     let ix = built(&data, dim, Metric::EuclideanSquared, &GraphParams::default());
     let degree = ix.degree;
-    let nb = &ix.bytes[ix.off_nb..ix.off_codes];
     let mut links = 0usize;
     for r in 0..n {
-        let slots: Vec<u32> =
-            (0..degree).map(|i| crate::codec::u32_at(nb, 4 * (r * degree + i)).unwrap()).collect();
+        let slots = slots(&ix, r);
         let used = slots.iter().take_while(|v| **v != NONE).count();
         assert!(slots[used..].iter().all(|v| *v == NONE), "row {r}: padding inside {slots:?}");
         let distinct: std::collections::BTreeSet<u32> = slots[..used].iter().copied().collect();
@@ -325,9 +436,10 @@ fn compact_sections_calibrate_and_shrink_the_traversal() {
         let r = measured(&one, &data, &clustered(40, dim, 12), m, 0);
         assert!(r >= 0.92, "default recall on fresh queries {r}, calibrated {}", pick.recall());
     }
-    // 128 bytes of neighbours either way; 1 bit: 12 code bytes + 12 of factors, padded to 32.
-    assert_eq!(eight.traversal_bytes_per_row(), 128 + 128 + 4);
-    assert_eq!(one.traversal_bytes_per_row(), 128 + 32);
+    // 48 bytes of neighbours either way (32 ids of 12 bits); 1 bit: 12 code bytes + 12 of
+    // factors, padded to 32.
+    assert_eq!(eight.traversal_bytes_per_row(), 48 + 128 + 4);
+    assert_eq!(one.traversal_bytes_per_row(), 48 + 32);
 }
 
 /// Invariant: the compact build is deterministic for any thread count (the graph is linked as
@@ -453,6 +565,45 @@ fn visited_stamps_wrap_without_leaking_between_searches() {
             let got = ix.search(&data, q, 10, None, &p);
             assert!(got.iter().zip(want).all(|(a, b)| a.0 == b.0 && a.1.to_bits() == b.1.to_bits()));
             assert_eq!(got.len(), want.len());
+        }
+    }
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+    /// Invariant: a version-4 section of either code kind with bytes overwritten anywhere (the
+    /// crc resealed, so the structural checks decide), or cut short, opens to an error or to an
+    /// index whose searches return rows in range; never a panic.
+    #[test]
+    fn damaged_version_4_sections_are_errors_or_searchable(
+        rabitq in proptest::prelude::any::<bool>(),
+        edits in proptest::collection::vec((proptest::prelude::any::<u32>(), proptest::prelude::any::<u8>()), 1..6),
+        cut in proptest::prelude::any::<u16>(),
+    ) {
+        use std::sync::OnceLock;
+        static SECTIONS: OnceLock<(Vec<f32>, [Vec<u8>; 2])> = OnceLock::new();
+        let (data, sections) = SECTIONS.get_or_init(|| {
+            let data = clustered(300, 8, 17);
+            let s = [sq8(), planes(2)].map(|p| build(&data, 8, Metric::EuclideanSquared, &p));
+            (data, s)
+        });
+        let mut b = sections[usize::from(rabitq)].clone();
+        for (at, v) in &edits {
+            let at = *at as usize % b.len();
+            b[at] = *v;
+        }
+        if cut % 4 == 0 {
+            b.truncate(usize::from(cut) % b.len());
+        }
+        if b.len() >= HEADER_LEN_V4 {
+            let crc = section_crc(&b);
+            b[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_le_bytes());
+        }
+        if let Ok(ix) = GraphIndex::open(bytes::Bytes::from(b)) {
+            for q in data.chunks_exact(8).step_by(50) {
+                let got = ix.search(data, q, 5, None, &GraphSearchParams { ef: 16, rerank: 0 });
+                proptest::prop_assert!(got.iter().all(|(r, _)| (*r as usize) < ix.rows()));
+            }
         }
     }
 }

@@ -522,29 +522,52 @@ fn link_sq8(
     (adj, cc)
 }
 
-/// The header fields every version from 2 on shares.
-fn put_header(head: &mut [u8], version: u32, metric: Metric, shape: [u32; 6]) {
+/// The version-4 header but the calibration record and crc: shape (dim, rows, degree, stride,
+/// entry, default ef), code kind, code and query bits, rotation seed and record length.
+fn put_header(
+    head: &mut [u8],
+    metric: Metric,
+    shape: [u32; 6],
+    code: (u8, u32, u32),
+    seed: u64,
+    record: usize,
+) {
     head[..8].copy_from_slice(&MAGIC);
-    head[8..12].copy_from_slice(&version.to_le_bytes());
-    head[12..16].copy_from_slice(&(HEADER_LEN as u32).to_le_bytes());
+    head[8..12].copy_from_slice(&VERSION.to_le_bytes());
+    head[12..16].copy_from_slice(&(HEADER_LEN_V4 as u32).to_le_bytes());
     head[16] = metric_code(metric);
+    (head[17], head[18], head[19]) = (code.0, code.1 as u8, code.2 as u8);
     for (i, v) in shape.iter().enumerate() {
         head[20 + 4 * i..24 + 4 * i].copy_from_slice(&v.to_le_bytes());
     }
+    head[SEED_AT..SEED_AT + 8].copy_from_slice(&seed.to_le_bytes());
+    head[RECORD_AT..RECORD_AT + 4].copy_from_slice(&(record as u32).to_le_bytes());
 }
 
-fn put_u32s(b: &mut [u8], at: usize, v: &[u32]) {
-    for (i, x) in v.iter().enumerate() {
-        b[at + 4 * i..at + 4 * i + 4].copy_from_slice(&x.to_le_bytes());
+/// Packs the adjacency (rows × degree, `NONE` padded) into `out` at [`link_bits`] bits an id,
+/// [`link_bytes`] a row, unused slots as the row count (`out` zeroed, with [`LINK_SLACK`]
+/// bytes after the last list: every id is written with one 8-byte read-modify-write).
+fn pack_links(out: &mut [u8], adj: &[u32], rows: usize, degree: usize) {
+    let (bits, Some(bytes)) = (link_bits(rows) as usize, link_bytes(rows, degree)) else { return };
+    for (r, list) in adj.chunks_exact(degree).enumerate() {
+        for (i, &v) in list.iter().enumerate() {
+            let id = if v == NONE { rows as u64 } else { u64::from(v) };
+            let bit = i * bits;
+            let at = r * bytes + bit / 8;
+            let mut word = [0u8; 8];
+            word.copy_from_slice(&out[at..at + 8]);
+            let word = u64::from_le_bytes(word) | id << (bit % 8);
+            out[at..at + 8].copy_from_slice(&word.to_le_bytes());
+        }
     }
 }
 
-/// A version-2 section (8-bit codes, coded straight into the section).
+/// A version-4 section with 8-bit codes (coded straight into the section).
 fn build_sq8(rows_in: &dyn RowSource, dim: usize, metric: Metric, params: &GraphParams) -> Vec<u8> {
     let pre = prepare(rows_in, dim, metric, params);
     let degree = params.degree.clamp(2, 256) as usize;
     let stride = dim.div_ceil(64) * 64;
-    let Some([o_sc, o_m, o_n, o_nb, o_c, end]) = layout(false, dim, pre.rows, degree, stride) else {
+    let Some([o_sc, o_m, o_n, o_nb, o_c, end]) = layout_v4(true, dim, pre.rows, degree, stride) else {
         return Vec::new();
     };
     // Zeroed (untouched pages cost nothing until written): the codes part is written now, the
@@ -553,19 +576,15 @@ fn build_sq8(rows_in: &dyn RowSource, dim: usize, metric: Metric, params: &Graph
     let (head, codes) = b.split_at_mut(o_c);
     let (adj, cc) = link_sq8(&pre, stride, params, codes);
     let shape = [dim, pre.rows, degree, stride].map(|v| v as u32);
-    put_header(
-        head,
-        VERSION_SQ8,
-        metric,
-        [shape[0], shape[1], shape[2], shape[3], pre.entry, params.default_ef.max(1)],
-    );
+    let shape = [shape[0], shape[1], shape[2], shape[3], pre.entry, params.default_ef.max(1)];
+    put_header(head, metric, shape, (KIND_SQ8, 8, 8), 0, stride);
     put_f32s(head, o_sc, &cc.scales);
     put_f32s(head, o_m, &pre.mean);
     put_f32s(head, o_n, &cc.norms2);
-    put_u32s(head, o_nb, &adj);
+    pack_links(&mut head[o_nb..], &adj, pre.rows, degree);
     drop(adj);
     drop(cc);
-    finish(b, rows_in, &pre.space, dim, metric, &EF_LADDER)
+    finish(b, rows_in, &pre.space, (dim, metric, params.perturb), &EF_LADDER)
 }
 
 /// Seed of a section's rotation, derived from the build seed.
@@ -573,7 +592,7 @@ fn rotation_seed(params: &GraphParams) -> u64 {
     params.seed ^ 0x726f_7461_7465
 }
 
-/// A version-3 section: linked over temporary 8-bit codes (the graph is the one a version-2
+/// A version-4 section with RaBitQ codes: linked over temporary 8-bit codes (the graph is the one a version-2
 /// build makes), traversed over `bits`-bit RaBitQ records.
 fn build_planes(
     rows_in: &dyn RowSource,
@@ -586,7 +605,7 @@ fn build_planes(
     let degree = params.degree.clamp(2, 256) as usize;
     let p = rabitq::padded(dim);
     let record = rabitq::record_len(bits, p);
-    let Some([o_m, o_nb, o_r, end]) = layout_v3(dim, pre.rows, degree, record) else {
+    let Some([_, o_m, _, o_nb, o_r, end]) = layout_v4(false, dim, pre.rows, degree, record) else {
         return Vec::new();
     };
     let Some(tmp_len) = pre.rows.checked_mul(p) else {
@@ -598,23 +617,15 @@ fn build_planes(
     let mut b = vec![0u8; end];
     let (head, recs) = b.split_at_mut(o_r);
     let shape = [dim, pre.rows, degree, p].map(|v| v as u32);
-    put_header(
-        head,
-        VERSION,
-        metric,
-        [shape[0], shape[1], shape[2], shape[3], pre.entry, params.default_ef.max(1)],
-    );
-    head[17] = KIND_RABITQ;
-    head[18] = bits as u8;
-    head[19] = rabitq::query_bits(bits) as u8;
-    head[SEED_AT..SEED_AT + 8].copy_from_slice(&rotation_seed(params).to_le_bytes());
-    head[RECORD_AT..RECORD_AT + 4].copy_from_slice(&(record as u32).to_le_bytes());
+    let shape = [shape[0], shape[1], shape[2], shape[3], pre.entry, params.default_ef.max(1)];
+    let code = (KIND_RABITQ, bits, rabitq::query_bits(bits));
+    put_header(head, metric, shape, code, rotation_seed(params), record);
     put_f32s(head, o_m, &pre.mean);
-    put_u32s(head, o_nb, &adj);
+    pack_links(&mut head[o_nb..], &adj, pre.rows, degree);
     drop(adj);
     let rot = rabitq::Rotation::new(p, rotation_seed(params));
     encode_records(&pre, &rot, bits, params.threads.clamp(1, 64) as usize, recs, record);
-    finish(b, rows_in, &pre.space, dim, metric, &PLANES_LADDER)
+    finish(b, rows_in, &pre.space, (dim, metric, params.perturb), &PLANES_LADDER)
 }
 
 /// Every row's record (rows independent: coded in parallel, in contiguous parts).
@@ -648,16 +659,16 @@ fn encode_records(
     });
 }
 
-/// Calibrates the section over `ladder` and seals it with its crc32c.
+/// Calibrates the section over `ladder` (perturbation scale `shape.2`) and seals it with its
+/// crc32c.
 fn finish(
     b: Vec<u8>,
     rows_in: &dyn RowSource,
     space: &Space<'_>,
-    dim: usize,
-    metric: Metric,
+    shape: (usize, Metric, f32),
     ladder: &[u32],
 ) -> Vec<u8> {
-    let mut b = calibrate_section(b, rows_in, space, dim, metric, ladder);
+    let mut b = calibrate_section(b, rows_in, space, shape, ladder);
     let crc = section_crc(&b);
     b[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_le_bytes());
     b
@@ -670,11 +681,15 @@ fn calibrate_section(
     b: Vec<u8>,
     rows: &dyn RowSource,
     space: &Space<'_>,
-    dim: usize,
-    metric: Metric,
+    (dim, metric, perturb): (usize, Metric, f32),
     ladder: &[u32],
 ) -> Vec<u8> {
-    let sample = calibrate::sample_rows(space, dim, metric);
+    let sample = calibrate::sample_rows_scaled(
+        space,
+        dim,
+        metric,
+        if perturb.is_finite() { perturb.clamp(0.0, 4.0) } else { calibrate::PERTURB },
+    );
     let bytes = bytes::Bytes::from(b);
     let cal = match GraphIndex::parse(bytes.clone(), false) {
         Ok(mut ix) => {
@@ -693,6 +708,43 @@ fn calibrate_section(
         let ef = cal.pick(calibrate::DEFAULT_TARGET).unwrap_or(*top).effort;
         b[40..44].copy_from_slice(&ef.to_le_bytes());
     }
-    b[CALIB_AT..CALIB_AT + calibrate::RECORD_LEN].copy_from_slice(&cal.encode());
+    b[CALIB_AT..CALIB_AT + calibrate::WIDE_RECORD_LEN].copy_from_slice(&cal.encode_wide());
     b
+}
+
+/// The version-2 (8-bit codes) or version-3 (RaBitQ) section of the graph a version-4 section
+/// holds: the same header fields, codes and lists, with u32 neighbour slots and the narrow
+/// calibration record (its first [`calibrate::MAX_RUNGS`] rungs). What builds wrote before
+/// version 4: the benchmarks measure both link layouts on one graph in one run, the tests check
+/// that the versions search alike. None for bytes that are not a valid version-4 section.
+pub fn downgrade(v4: &[u8]) -> Option<Vec<u8>> {
+    let ix = GraphIndex::open(bytes::Bytes::copy_from_slice(v4)).ok()?;
+    if crate::codec::u32_at(v4, 8) != Some(VERSION) {
+        return None;
+    }
+    let (sq8, record) = ix.code_layout();
+    let [o_sc, _, _, o_nb, o_c, _] = layout_v4(sq8, ix.dim, ix.rows, ix.degree, record)?;
+    let mut b = v4[..HEADER_LEN].to_vec();
+    b[8..12].copy_from_slice(&(if sq8 { VERSION_SQ8 } else { VERSION_RABITQ }).to_le_bytes());
+    b[12..16].copy_from_slice(&(HEADER_LEN as u32).to_le_bytes());
+    if sq8 {
+        b[17..20].fill(0);
+        b[SEED_AT..CRC_AT].fill(0);
+    }
+    b[CALIB_AT..CALIB_AT + calibrate::RECORD_LEN].copy_from_slice(&ix.calibration().encode());
+    b[CALIB_AT + calibrate::RECORD_LEN..HEADER_LEN].fill(0);
+    // The float blocks (scales, mean, norms) sit before the links, padded alike in both.
+    b.extend_from_slice(&v4[o_sc..o_nb]);
+    let mut list = Vec::with_capacity(ix.degree);
+    for r in 0..ix.rows as u32 {
+        list.clear();
+        ix.neighbours(r, &mut list);
+        list.resize(ix.degree, NONE);
+        list.iter().for_each(|v| b.extend_from_slice(&v.to_le_bytes()));
+    }
+    b.resize(pad64(b.len())?, 0);
+    b.extend_from_slice(&v4[o_c..]);
+    let crc = section_crc(&b);
+    b[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_le_bytes());
+    Some(b)
 }

@@ -1,12 +1,13 @@
 //! Warm-path graph index of one segment's dense vectors (section kind 20): a single-layer
 //! proximity graph (HNSW layer 0 built by incremental insertion with the HNSW neighbour-selection
-//! heuristic) of fixed degree, u32 neighbour ids, greedy beam search over 8-bit codes (or, version
+//! heuristic) of fixed degree, bit-packed neighbour ids (version 4; u32 before), greedy beam search over 8-bit codes (or, version
 //! 3, compact RaBitQ codes) and an
 //! exact f32 rerank of the best candidates from the segment's own vectors. Built at compaction
 //! ([`build`]) next to the IVF section (which stays the index for narrow filters and cold reads);
 //! served zero-copy from the section bytes ([`GraphIndex::open`]).
 //!
-//! Section layout (little-endian; blocks start on 64-byte boundaries of the section):
+//! Section layout of version 2 (little-endian; blocks start on 64-byte boundaries of the
+//! section; versions 2 and 3 are still read, version 4 below is what builds write):
 //!
 //! ```text
 //! 0   magic "TPGRAPH0"   8 version u32 (=2)   12 header_len u32 (=128; version 1: 64)
@@ -26,8 +27,7 @@
 //! equal the end of the codes block. Version 1 (64-byte header, no mean block, uncentred codes,
 //! no calibration) still opens: it is searched as if `m` = 0 with its stored `default_ef`.
 //!
-//! Version 3 (compact traversal codes, [`GraphCode::RaBitQ`]; version 2 stays what
-//! [`GraphCode::Sq8`] writes, byte for byte):
+//! Version 3 (compact traversal codes, [`GraphCode::RaBitQ`], until version 4):
 //!
 //! ```text
 //! header as version 2, except: 8 version u32 (=3)   17 code kind u8 (1 = RaBitQ)
@@ -43,6 +43,25 @@
 //! over temporary 8-bit codes, then dropped): only what the traversal reads changes, and the
 //! exact rerank from the full vectors is the same.
 //!
+//! Version 4 (what every build writes, either code kind; `storage-format.md` 11.5):
+//!
+//! ```text
+//! header as version 3, except: 8 version u32 (=4)   12 header_len u32 (=192)   17 code kind u8
+//! (0 = 8-bit: 18 bits = 8, 19 query bits = 8, 44 seed = 0, 52 record_len = code_stride;
+//! 1 = RaBitQ as version 3)   60 reserved u32 (0)   64 wide calibration record, 88 bytes (up to 12
+//! rungs: EF_LADDER / PLANES_LADDER)   152 reserved 40 bytes (0)
+//! 192 scales    f32 [dim]       8-bit codes only
+//!     mean      f32 [dim]
+//!     norms2    f32 [rows]      8-bit codes only
+//!     links     [rows × L] + 8 zero bytes: L = ceil(degree × w / 8), w = bit length of rows;
+//!               slot i of a list in bits [i·w, (i+1)·w), LSB first; unused slots = rows (trailing)
+//!     codes     u8 [rows × code_stride] (8-bit) or records [rows × record_len] (RaBitQ)
+//! ```
+//! The packed ids are the lists of versions 2 and 3 (the graph is built alike; [`downgrade`]
+//! writes the older layout of the same graph): 20 bits an id at 1M rows, 48 bytes a row less
+//! than u32 ids. A list is unpacked with one unaligned 8-byte load a slot (the trailing zero
+//! bytes keep the last list's loads inside the block).
+//!
 //! Centred codes: the graph works on `x − m`. Squared L2 is translation invariant (and cosine
 //! on unit rows is half of it), so every distance is unchanged, but a component all rows share
 //! (a narrow cone) no longer spends the 8-bit range of its dimension: the codes resolve the
@@ -54,8 +73,9 @@
 //!   products for every build-time distance, so the same input gives the same bytes on every CPU
 //!   and for every thread count ([`GraphParams::threads`]; see "Parallel linking").
 //! - [`GraphIndex::open`] checks magic, version, crc32c (unless `open_trusted`), every length
-//!   (checked arithmetic), that every neighbour id is < rows or the padding value, and that floats
-//!   are finite; bad bytes give [`IndexError`], never a panic.
+//!   (checked arithmetic), that every neighbour id is < rows or the padding value (version 4:
+//!   every packed id ≤ rows, the bytes after the lists zero), reserved header bytes (version 4)
+//!   and that floats are finite; bad bytes give [`IndexError`], never a panic.
 //! - Search never ranks by quantized scores alone: the best `max(rerank, 2k)` candidates are
 //!   re-scored with exact f32 distances; results are sorted by (distance, row), at most k, no
 //!   duplicate rows. A query of the wrong dimension gives no results; a `vectors` slice that does
@@ -68,7 +88,8 @@
 //! - With a filter, the traversal visits every row but only matching rows enter the result list
 //!   (suited to wide filters; callers route narrow filters to the IVF index or exact search).
 //! - [`build`] calibrates: the stored record gives the recall@10 measured at each ef of
-//!   [`EF_LADDER`] on a sample of the segment's own rows; [`GraphIndex::effort`] turns a target
+//!   [`EF_LADDER`] ([`PLANES_LADDER`]) on a sample of the segment's own rows and of rows
+//!   perturbed by [`GraphParams::perturb`] × their 10th-neighbour radius; [`GraphIndex::effort`] turns a target
 //!   recall into an ef, or into `None` (search exactly) when no measured ef reaches it.
 //! - [`GraphIndex::search_escalating`] checks its answer against the record's reach (how far out
 //!   the calibration's queries had their 10th row): a query whose 10th row lies beyond it was
@@ -98,39 +119,56 @@ use super::splitmix;
 mod build;
 mod search;
 
-pub use build::{build, build_over};
+pub use build::{build, build_over, downgrade};
 pub use search::{escalated_ef, GraphIndex, ESCALATED_EF, ESCALATION};
 
 /// Section magic.
 pub const MAGIC: [u8; 8] = *b"TPGRAPH0";
-/// Current section version: compact codes ([`GraphCode::RaBitQ`]) with a code-kind byte.
-pub const VERSION: u32 = 3;
-/// The version sections with 8-bit codes ([`GraphCode::Sq8`]) are written as (unchanged bytes).
+/// Current section version, what every build writes: either code kind (code-kind byte),
+/// bit-packed neighbour ids and the wide calibration record.
+pub const VERSION: u32 = 4;
+/// Sections with 8-bit codes and u32 links (written until version 4; still read).
 pub const VERSION_SQ8: u32 = 2;
-/// Code kind byte of a version-3 section: RaBitQ bit-plane codes.
+/// Sections with RaBitQ codes and u32 links (written until version 4; still read).
+pub const VERSION_RABITQ: u32 = 3;
+/// Code kind byte (version 4): centred 8-bit codes.
+const KIND_SQ8: u8 = 0;
+/// Code kind byte (versions 3 and 4): RaBitQ bit-plane codes.
 const KIND_RABITQ: u8 = 1;
-/// Where a version-3 section stores its rotation seed (u64) and record length (u32).
+/// Where versions 3 and 4 store the rotation seed (u64) and record length (u32).
 const SEED_AT: usize = 44;
 const RECORD_AT: usize = 52;
+/// Header length of versions 2 and 3.
 const HEADER_LEN: usize = 128;
+/// Header length of version 4 (room for the wide calibration record).
+const HEADER_LEN_V4: usize = 192;
+/// Zero bytes after the last packed neighbour list (a list is unpacked with 8-byte loads).
+const LINK_SLACK: usize = 8;
 /// Header length of version 1 sections (no calibration, no mean block).
 const HEADER_LEN_V1: usize = 64;
 /// Where the calibration record sits (version 2).
 const CALIB_AT: usize = 64;
-/// Beam widths measured at build time (rerank = ef), cheapest first.
-pub const EF_LADDER: [u32; calibrate::MAX_RUNGS] = [24, 40, 64, 100, 160, 256];
-/// The ladder of compact-code sections (rerank = ef: a wider beam is also a deeper rerank). It
-/// starts at 32 (the coarser estimates gain little below it) with a finer step at 48, and stops
-/// at 256 like [`EF_LADDER`]: a 4-bit section that needs 400 (i.i.d. Gaussian) is slower than the
+/// Beam widths measured at build time (rerank = ef), cheapest first. From version 4 (the wide
+/// record) the ladder steps by 8 up to 48: with 24, 40, 64 the pick jumped to 64 where held-out
+/// queries reached 0.95 at 32–48 (BENCHMARKS "stop 48", "stop 49"). It starts at 22, the
+/// narrowest beam a calibration query gets (K + 1 rows, reranked at least twice over): a rung
+/// below it would be measured at 22 and served narrower (a k = 10 query's floor is 20).
+pub const EF_LADDER: [u32; 8] = [22, 32, 40, 48, 64, 100, 160, 256];
+/// The ladder of compact-code sections (rerank = ef: a wider beam is also a deeper rerank): the
+/// same rungs, up to 256: a 4-bit section that needs 400 (i.i.d. Gaussian) is slower than the
 /// IVF the calibration then routes to.
-pub const PLANES_LADDER: [u32; calibrate::MAX_RUNGS] = [32, 48, 64, 100, 160, 256];
+pub const PLANES_LADDER: [u32; 8] = EF_LADDER;
+/// Version-2 sections' ladder (the 48-byte record's six rungs).
+pub const EF_LADDER_V2: [u32; calibrate::MAX_RUNGS] = [24, 40, 64, 100, 160, 256];
+/// Version-3 sections' ladder.
+pub const PLANES_LADDER_V3: [u32; calibrate::MAX_RUNGS] = [32, 48, 64, 100, 160, 256];
 
 /// The codes the beam search traverses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GraphCode {
-    /// Centred 8-bit codes, one byte per dimension (version 2 sections).
+    /// Centred 8-bit codes, one byte per dimension (version-2 sections, and version 4 code kind 0).
     Sq8,
-    /// Rotated `bits`-bit RaBitQ codes (1..=8 bits per dimension, `rabitq` module; version 3).
+    /// Rotated `bits`-bit RaBitQ codes (1..=8 bits per dimension, `rabitq` module; version 3, and version 4 code kind 1).
     RaBitQ {
         /// Bits per dimension.
         bits: u32,
@@ -156,9 +194,15 @@ pub struct GraphParams {
     pub threads: u32,
     /// Traversal codes stored in the section (the linking always uses 8-bit codes).
     pub code: GraphCode,
+    /// The calibration's perturbed queries sit this share of their row's 10th-neighbour
+    /// radius off it ([`DEFAULT_PERTURB`]; the IVF's calibration uses `calibrate::PERTURB`).
+    pub perturb: f32,
 }
 
-/// The code a build gets when its caller names none: the 8-bit codes (version 2 bytes). 4-bit
+/// The graph calibration's perturbation scale (see [`GraphParams::perturb`]).
+pub const DEFAULT_PERTURB: f32 = 0.5;
+
+/// The code a build gets when its caller names none: the 8-bit codes (a version-4 section of code kind 0). 4-bit
 /// RaBitQ (BENCHMARKS "Compact graph codes") takes 208 bytes a row instead of 388 at 384
 /// dimensions with about the same recall per beam width, but measured 7–24 % fewer QPS where the
 /// codes fit in cache (30k rows). Compaction chooses per round by the memory budget
@@ -185,6 +229,7 @@ impl Default for GraphParams {
             centred: true,
             threads: default_threads(),
             code: DEFAULT_CODE,
+            perturb: DEFAULT_PERTURB,
         }
     }
 }
@@ -212,6 +257,32 @@ fn layout(v1: bool, dim: usize, rows: usize, degree: usize, stride: usize) -> Op
     let codes = nb.checked_add(pad64(rows.checked_mul(degree)?.checked_mul(4)?)?)?;
     let end = codes.checked_add(rows.checked_mul(stride)?)?;
     Some([scales, mean, norms, nb, codes, end])
+}
+
+/// Bits of one packed neighbour id (version 4) in a section of `rows` rows: the bit length of
+/// `rows` (ids are 0..rows; the value `rows` marks an unused slot), at least 1.
+pub(super) fn link_bits(rows: usize) -> u32 {
+    (usize::BITS - rows.leading_zeros()).max(1)
+}
+
+/// Bytes of one row's packed list (version 4); None on overflow.
+pub(super) fn link_bytes(rows: usize, degree: usize) -> Option<usize> {
+    Some(degree.checked_mul(link_bits(rows) as usize)?.div_ceil(8))
+}
+
+/// Block offsets of a version-4 section (scales, mean, norms, links, codes, end); None on
+/// overflow. Scales and norms exist for 8-bit codes only (`sq8`); otherwise they are empty
+/// blocks at the offset of the next one. `record` = bytes of a row's code.
+fn layout_v4(sq8: bool, dim: usize, rows: usize, degree: usize, record: usize) -> Option<[usize; 6]> {
+    let floats = pad64(dim.checked_mul(4)?)?;
+    let scales = HEADER_LEN_V4;
+    let mean = if sq8 { scales.checked_add(floats)? } else { scales };
+    let norms = mean.checked_add(floats)?;
+    let links = if sq8 { norms.checked_add(pad64(rows.checked_mul(4)?)?)? } else { norms };
+    let packed = rows.checked_mul(link_bytes(rows, degree)?)?.checked_add(LINK_SLACK)?;
+    let codes = links.checked_add(pad64(packed)?)?;
+    let end = codes.checked_add(rows.checked_mul(record)?)?;
+    Some([scales, mean, norms, links, codes, end])
 }
 
 /// Block offsets of a version-3 section (mean, neighbors, records, end); None on overflow.

@@ -13,8 +13,9 @@ use super::super::rabitq::{self, Rotation};
 use super::super::rows::{RowSource, SliceRows};
 use super::super::Ranked;
 use super::{
-    layout, layout_v3, section_crc, GraphSearchParams, CALIB_AT, CRC_AT, HEADER_LEN, HEADER_LEN_V1,
-    KIND_RABITQ, MAGIC, NONE, RECORD_AT, SEED_AT, VERSION, VERSION_SQ8,
+    layout, layout_v3, layout_v4, link_bits, link_bytes, section_crc, GraphSearchParams, CALIB_AT, CRC_AT,
+    HEADER_LEN, HEADER_LEN_V1, HEADER_LEN_V4, KIND_RABITQ, KIND_SQ8, LINK_SLACK, MAGIC, NONE, RECORD_AT,
+    SEED_AT, VERSION, VERSION_RABITQ, VERSION_SQ8,
 };
 use crate::index::IndexError;
 use std::collections::BinaryHeap;
@@ -164,6 +165,68 @@ pub struct GraphIndex {
     pub(super) off_nb: usize,
     pub(super) off_codes: usize,
     pub(super) code: Code,
+    pub(super) links: Links,
+}
+
+/// How a section stores its neighbour lists (the block `[off_nb, off_codes)`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Links {
+    /// Versions 1 to 3: `degree` u32 a row, unused slots `u32::MAX` (trailing).
+    Wide,
+    /// Version 4: `degree` ids of `bits` bits a row (LSB first, `bytes` a row), unused slots
+    /// hold the row count.
+    Packed { bits: u32, bytes: usize },
+}
+
+/// Appends row `u`'s neighbours from a version-4 links block `nb` (rows `rows`) to `out`, up to
+/// the first unused slot. Each id is one unaligned 8-byte load, a shift and a mask: the lists'
+/// [`LINK_SLACK`] zero bytes keep the last row's loads inside the block.
+#[inline]
+pub(super) fn unpack_links(
+    nb: &[u8],
+    u: u32,
+    degree: usize,
+    (bits, bytes): (u32, usize),
+    rows: u32,
+    out: &mut Vec<u32>,
+) {
+    let at = u as usize * bytes;
+    let Some(list) = nb.get(at..at + bytes + LINK_SLACK) else { return };
+    let mask = (1u64 << bits) - 1;
+    for i in 0..degree {
+        let bit = i * bits as usize;
+        let Some(word) = list.get(bit / 8..bit / 8 + 8) else { return };
+        let word =
+            u64::from_le_bytes([word[0], word[1], word[2], word[3], word[4], word[5], word[6], word[7]]);
+        let v = ((word >> (bit % 8)) & mask) as u32;
+        if v >= rows {
+            return;
+        }
+        out.push(v);
+    }
+}
+
+/// Every packed id is a row or the unused-slot value (the row count), and the block's bytes past
+/// the lists are zero.
+fn check_packed(nb: &[u8], rows: usize, degree: usize, packing: (u32, usize)) -> Result<(), IndexError> {
+    let (bits, bytes) = packing;
+    let used = rows.checked_mul(bytes).ok_or(corrupt("length overflow"))?;
+    if nb.get(used..).is_none_or(|tail| tail.iter().any(|b| *b != 0)) {
+        return Err(corrupt("links block padding"));
+    }
+    let mask = (1u64 << bits) - 1;
+    for list in nb.chunks_exact(bytes).take(rows) {
+        for i in 0..degree {
+            let bit = i * bits as usize;
+            let mut word = [0u8; 8];
+            let end = list.len().min(bit / 8 + 8);
+            word[..end - bit / 8].copy_from_slice(&list[bit / 8..end]);
+            if (u64::from_le_bytes(word) >> (bit % 8)) & mask > rows as u64 {
+                return Err(corrupt("neighbour out of range"));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The traversal codes of an opened section.
@@ -224,7 +287,8 @@ impl GraphIndex {
         let v1 = match (version, rd_u32(b, 12)? as usize) {
             (1, HEADER_LEN_V1) => true,
             (VERSION_SQ8, HEADER_LEN) if b.len() >= HEADER_LEN => false,
-            (VERSION, HEADER_LEN) if b.len() >= HEADER_LEN => return Self::parse_v3(bytes, check_crc),
+            (VERSION_RABITQ, HEADER_LEN) if b.len() >= HEADER_LEN => return Self::parse_v3(bytes, check_crc),
+            (VERSION, HEADER_LEN_V4) if b.len() >= HEADER_LEN_V4 => return Self::parse_v4(bytes, check_crc),
             _ => return Err(unsupported(version, b[16])),
         };
         let metric = super::super::ann::metric_from_code(b[16])?;
@@ -272,6 +336,7 @@ impl GraphIndex {
             off_nb: o_nb,
             off_codes: o_c,
             code: Code::Sq8,
+            links: Links::Wide,
             bytes,
         })
     }
@@ -283,7 +348,7 @@ impl GraphIndex {
         let metric = super::super::ann::metric_from_code(b[16])?;
         let (kind, bits, qbits) = (b[17], u32::from(b[18]), u32::from(b[19]));
         if kind != KIND_RABITQ {
-            return Err(unsupported(VERSION, kind));
+            return Err(unsupported(VERSION_RABITQ, kind));
         }
         let [dim, rows, degree, stride, entry, default_ef] =
             [20, 24, 28, 32, 36, 40].map(|at| rd_u32(b, at).map(|v| v as usize));
@@ -335,6 +400,87 @@ impl GraphIndex {
             off_nb: o_nb,
             off_codes: o_r,
             code: Code::Planes { bits, qbits, record, rot: Arc::new(Rotation::new(stride, seed)) },
+            links: Links::Wide,
+            bytes,
+        })
+    }
+
+    /// Version 4: the header of version 3 for either code kind (byte 17: 0 = 8-bit codes, with
+    /// code and query bits 8, seed 0 and record length = stride), 192 bytes with the wide
+    /// calibration record; blocks scales (8-bit), mean, norms (8-bit), packed links, codes.
+    fn parse_v4(bytes: bytes::Bytes, check_crc: bool) -> Result<Self, IndexError> {
+        let b = &bytes[..];
+        let metric = super::super::ann::metric_from_code(b[16])?;
+        let (kind, bits, qbits) = (b[17], u32::from(b[18]), u32::from(b[19]));
+        let [dim, rows, degree, stride, entry, default_ef] =
+            [20, 24, 28, 32, 36, 40].map(|at| rd_u32(b, at).map(|v| v as usize));
+        let (dim, rows, degree, stride, entry, default_ef) =
+            (dim?, rows?, degree?, stride?, entry?, default_ef?);
+        let seed = crate::codec::u64_at(b, SEED_AT).ok_or(corrupt("truncated"))?;
+        let record = rd_u32(b, RECORD_AT)? as usize;
+        let codes_ok = match kind {
+            KIND_SQ8 => {
+                stride == dim.div_ceil(64) * 64 && bits == 8 && qbits == 8 && seed == 0 && record == stride
+            }
+            KIND_RABITQ => {
+                stride == rabitq::padded(dim)
+                    && (1..=rabitq::MAX_BITS).contains(&bits)
+                    && qbits == rabitq::query_bits(bits)
+                    && record == rabitq::record_len(bits, stride)
+            }
+            _ => return Err(unsupported(VERSION, kind)),
+        };
+        let reserved = b[60..64].iter().chain(&b[CALIB_AT + calibrate::WIDE_RECORD_LEN..HEADER_LEN_V4]);
+        if !codes_ok || dim == 0 || !(1..=256).contains(&degree) || default_ef == 0 {
+            return Err(corrupt("bad shape"));
+        }
+        if reserved.into_iter().any(|x| *x != 0) {
+            return Err(corrupt("reserved header bytes"));
+        }
+        if rows > 0 && entry >= rows {
+            return Err(corrupt("entry out of range"));
+        }
+        let sq8 = kind == KIND_SQ8;
+        let [o_sc, o_m, o_n, o_nb, o_c, end] =
+            layout_v4(sq8, dim, rows, degree, record).ok_or(corrupt("length overflow"))?;
+        if end != b.len() {
+            return Err(corrupt("length does not match the shape"));
+        }
+        if check_crc && rd_u32(b, CRC_AT)? != section_crc(b) {
+            return Err(checksum());
+        }
+        let calibration = Calibration::decode_wide(&b[CALIB_AT..])?;
+        let packing = (link_bits(rows), link_bytes(rows, degree).ok_or(corrupt("length overflow"))?);
+        check_packed(&b[o_nb..o_c], rows, degree, packing)?;
+        let mean = rd_f32s(b, o_m, dim)?;
+        let (scales, norms2, code) = if sq8 {
+            (rd_f32s(b, o_sc, dim)?, rd_f32s(b, o_n, rows)?, Code::Sq8)
+        } else {
+            for r in b[o_c..].chunks_exact(record) {
+                if !rabitq::factors(r, bits, stride).iter().all(|f| f.is_finite()) {
+                    return Err(corrupt("non-finite float"));
+                }
+            }
+            let rot = Arc::new(Rotation::new(stride, seed));
+            (Vec::new(), Vec::new(), Code::Planes { bits, qbits, record, rot })
+        };
+        Ok(GraphIndex {
+            kern: kernels(),
+            metric,
+            dim,
+            rows,
+            degree,
+            stride,
+            entry: entry as u32,
+            default_ef,
+            calibration,
+            scales: scales.into(),
+            mean: mean.into(),
+            norms2: norms2.into(),
+            off_nb: o_nb,
+            off_codes: o_c,
+            code,
+            links: Links::Packed { bits: packing.0, bytes: packing.1 },
             bytes,
         })
     }
@@ -390,7 +536,34 @@ impl GraphIndex {
             Code::Sq8 => self.stride + 4,
             Code::Planes { record, .. } => *record,
         };
-        code + self.degree * 4
+        code + self.link_row_bytes()
+    }
+
+    /// Whether the codes are 8-bit, and the bytes of one row's code.
+    pub(super) fn code_layout(&self) -> (bool, usize) {
+        match &self.code {
+            Code::Sq8 => (true, self.stride),
+            Code::Planes { record, .. } => (false, *record),
+        }
+    }
+
+    /// Bytes of one row's neighbour list (versions 1 to 3: 4 a slot; version 4: packed).
+    pub fn link_row_bytes(&self) -> usize {
+        match self.links {
+            Links::Wide => self.degree * 4,
+            Links::Packed { bytes, .. } => bytes,
+        }
+    }
+
+    /// Row `u`'s neighbours (empty for a row out of range), appended to `out`.
+    pub fn neighbours(&self, u: u32, out: &mut Vec<u32>) {
+        let nb = &self.bytes[self.off_nb..self.off_codes];
+        match self.links {
+            Links::Wide => wide_links(nb, u, self.degree, out),
+            Links::Packed { bits, bytes } => {
+                unpack_links(nb, u, self.degree, (bits, bytes), self.rows as u32, out)
+            }
+        }
     }
 
     /// Approximate k nearest rows: (row, exact distance) sorted by (distance, row). Only rows
@@ -534,23 +707,40 @@ impl GraphIndex {
         accept: &dyn Fn(u32) -> bool,
         est: &super::RowEstimator<'_>,
     ) -> Vec<Ranked> {
-        let b = &self.bytes[..];
-        let nb = &b[self.off_nb..self.off_codes];
-        let degree = self.degree;
-        let links = |u: u32| nb.get(u as usize * degree * 4..(u as usize + 1) * degree * 4);
-        let neighbors = |u: u32, out: &mut Vec<u32>| {
-            for c in links(u).unwrap_or(&[]).chunks_exact(4) {
-                let w = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
-                if w == NONE {
-                    break;
-                }
-                out.push(w);
-            }
-        };
+        let nb = &self.bytes[self.off_nb..self.off_codes];
+        let (degree, rows) = (self.degree, self.rows as u32);
+        let row_bytes = self.link_row_bytes();
+        let list = |u: u32| nb.get(u as usize * row_bytes..).unwrap_or(&[]);
         let prefetch = |what: Prefetch, u: u32| match what {
             Prefetch::Code => est.prefetch(u),
-            Prefetch::Links => super::super::distance::prefetch(links(u).unwrap_or(&[]), MAX_LINKS_PREFETCH),
+            Prefetch::Links => super::super::distance::prefetch(list(u), row_bytes.min(MAX_LINKS_PREFETCH)),
         };
+        // One beam per link layout: the unpacking is inlined in the loop, not matched per row.
+        match self.links {
+            Links::Wide => {
+                self.beam_from(ef, hidden, accept, est, |u, out| wide_links(nb, u, degree, out), prefetch)
+            }
+            Links::Packed { bits, bytes } => self.beam_from(
+                ef,
+                hidden,
+                accept,
+                est,
+                |u, out| unpack_links(nb, u, degree, (bits, bytes), rows, out),
+                prefetch,
+            ),
+        }
+    }
+
+    /// [`beam`] from the seeds with this thread's visited set.
+    fn beam_from(
+        &self,
+        ef: usize,
+        hidden: Option<u32>,
+        accept: &dyn Fn(u32) -> bool,
+        est: &super::RowEstimator<'_>,
+        neighbors: impl FnMut(u32, &mut Vec<u32>),
+        prefetch: impl Fn(Prefetch, u32),
+    ) -> Vec<Ranked> {
         VISITED.with(|cell| {
             let mut v = cell.borrow_mut();
             if v.stamp.len() < self.rows {
@@ -561,6 +751,20 @@ impl GraphIndex {
     }
 }
 
+/// Appends row `u`'s neighbours from a u32 links block (versions 1 to 3) to `out`, up to the
+/// first unused slot.
+#[inline]
+fn wide_links(nb: &[u8], u: u32, degree: usize, out: &mut Vec<u32>) {
+    let list = nb.get(u as usize * degree * 4..(u as usize + 1) * degree * 4).unwrap_or(&[]);
+    for c in list.chunks_exact(4) {
+        let w = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+        if w == NONE {
+            break;
+        }
+        out.push(w);
+    }
+}
+
 /// The beam width of a search at `ef` that escalated (`GraphIndex::search_escalating`):
 /// [`ESCALATION`] × `ef`, at most [`ESCALATED_EF`], the top rung of both ladders
 /// ([`super::EF_LADDER`], [`super::PLANES_LADDER`]). A query beyond the calibration's reach has
@@ -568,9 +772,15 @@ impl GraphIndex {
 /// "stop 47") the calibrated ef 24 gave 0.834; escalating to ef 256 gave 0.998 at 1/7.4 of the
 /// QPS, to ef 96 (4×) 0.973 at 1/4.5 (1.3× hnswlib's QPS at 0.95 there). An exact scan would
 /// guarantee the answer but costs the whole segment (529 QPS there against 42,738 at ef 24).
+/// At least [`ESCALATED_MIN_EF`]: the ladders now start lower (ef 22, stop 49), and 4 × a low
+/// pick is barely wider than the rungs the escalation is for (far queries of the near-copies
+/// test case, `tests/ann_escalation.rs`: 0.928 at 4 × the new pick, 0.95 needed).
 pub fn escalated_ef(ef: u32) -> u32 {
-    ef.saturating_mul(ESCALATION).min(ESCALATED_EF).max(ef)
+    ef.saturating_mul(ESCALATION).clamp(ESCALATED_MIN_EF, ESCALATED_EF).max(ef)
 }
+
+/// The narrowest escalated beam: 4 × 24, the lowest rung before stop 49.
+pub const ESCALATED_MIN_EF: u32 = 96;
 
 /// How much wider an escalated beam is ([`escalated_ef`]).
 pub const ESCALATION: u32 = 4;
