@@ -229,6 +229,44 @@ fn check_packed(nb: &[u8], rows: usize, degree: usize, packing: (u32, usize)) ->
     Ok(())
 }
 
+/// The header fields versions 3 and 4 share (offsets in the module docs), read, not yet checked.
+struct Shape {
+    metric: Metric,
+    kind: u8,
+    bits: u32,
+    qbits: u32,
+    dim: usize,
+    rows: usize,
+    degree: usize,
+    stride: usize,
+    entry: usize,
+    default_ef: usize,
+    seed: u64,
+    record: usize,
+}
+
+impl Shape {
+    fn read(b: &[u8]) -> Result<Shape, IndexError> {
+        let metric = super::super::ann::metric_from_code(b[16])?;
+        let [dim, rows, degree, stride, entry, default_ef] =
+            [20, 24, 28, 32, 36, 40].map(|at| rd_u32(b, at).map(|v| v as usize));
+        Ok(Shape {
+            metric,
+            kind: b[17],
+            bits: u32::from(b[18]),
+            qbits: u32::from(b[19]),
+            dim: dim?,
+            rows: rows?,
+            degree: degree?,
+            stride: stride?,
+            entry: entry?,
+            default_ef: default_ef?,
+            seed: crate::codec::u64_at(b, SEED_AT).ok_or(corrupt("truncated"))?,
+            record: rd_u32(b, RECORD_AT)? as usize,
+        })
+    }
+}
+
 /// The traversal codes of an opened section.
 #[derive(Clone)]
 pub(super) enum Code {
@@ -345,17 +383,11 @@ impl GraphIndex {
     /// 19), the rotation seed (44) and the record length (52); mean, neighbours, records.
     fn parse_v3(bytes: bytes::Bytes, check_crc: bool) -> Result<Self, IndexError> {
         let b = &bytes[..];
-        let metric = super::super::ann::metric_from_code(b[16])?;
-        let (kind, bits, qbits) = (b[17], u32::from(b[18]), u32::from(b[19]));
+        let Shape { metric, kind, bits, qbits, dim, rows, degree, stride, entry, default_ef, seed, record } =
+            Shape::read(b)?;
         if kind != KIND_RABITQ {
             return Err(unsupported(VERSION_RABITQ, kind));
         }
-        let [dim, rows, degree, stride, entry, default_ef] =
-            [20, 24, 28, 32, 36, 40].map(|at| rd_u32(b, at).map(|v| v as usize));
-        let (dim, rows, degree, stride, entry, default_ef) =
-            (dim?, rows?, degree?, stride?, entry?, default_ef?);
-        let seed = crate::codec::u64_at(b, SEED_AT).ok_or(corrupt("truncated"))?;
-        let record = rd_u32(b, RECORD_AT)? as usize;
         let shape_ok = dim > 0
             && stride == rabitq::padded(dim)
             && (1..=256).contains(&degree)
@@ -410,14 +442,8 @@ impl GraphIndex {
     /// calibration record; blocks scales (8-bit), mean, norms (8-bit), packed links, codes.
     fn parse_v4(bytes: bytes::Bytes, check_crc: bool) -> Result<Self, IndexError> {
         let b = &bytes[..];
-        let metric = super::super::ann::metric_from_code(b[16])?;
-        let (kind, bits, qbits) = (b[17], u32::from(b[18]), u32::from(b[19]));
-        let [dim, rows, degree, stride, entry, default_ef] =
-            [20, 24, 28, 32, 36, 40].map(|at| rd_u32(b, at).map(|v| v as usize));
-        let (dim, rows, degree, stride, entry, default_ef) =
-            (dim?, rows?, degree?, stride?, entry?, default_ef?);
-        let seed = crate::codec::u64_at(b, SEED_AT).ok_or(corrupt("truncated"))?;
-        let record = rd_u32(b, RECORD_AT)? as usize;
+        let Shape { metric, kind, bits, qbits, dim, rows, degree, stride, entry, default_ef, seed, record } =
+            Shape::read(b)?;
         let codes_ok = match kind {
             KIND_SQ8 => {
                 stride == dim.div_ceil(64) * 64 && bits == 8 && qbits == 8 && seed == 0 && record == stride
