@@ -78,10 +78,10 @@ pub struct ServerOptions {
     pub max_connections: usize,
 }
 
-/// File descriptors kept for everything but client connections (store,
-/// cache, metadata, refusals in progress, logs, and the segment files mapped
-/// segments keep for positioned reads, `cache::KEPT_FILES_MAX`).
-const RESERVED_FDS: u64 = 256 + crate::cache::KEPT_FILES_MAX as u64;
+/// File descriptors kept for everything but client connections and the
+/// segment files kept for positioned reads (store, cache, metadata, refusals
+/// in progress, logs).
+const RESERVED_FDS: u64 = 256;
 /// Most refusals (503 answers over the connection cap) in progress at once.
 const MAX_REFUSALS: usize = 64;
 /// Longest a refusal may take (write the 503, wait for the client to close).
@@ -227,10 +227,17 @@ impl Gate {
 /// The connection cap lowered, if need be, to fit the process's
 /// file-descriptor limit (raised first towards what the cap needs), so that
 /// the cap refuses connections gracefully before `accept` fails with `EMFILE`.
+///
+/// Mapped segments keep up to `cache::KEPT_FILES_MAX` files open for
+/// positioned reads; a low limit gives them a quarter of it (and the mappings
+/// past that read through the mapping), so connections keep the rest.
 pub fn fit_fd_limit(cap: usize) -> usize {
-    let wanted = u64::try_from(cap).unwrap_or(u64::MAX).saturating_add(RESERVED_FDS);
+    let kept_max = crate::cache::KEPT_FILES_MAX as u64;
+    let wanted = u64::try_from(cap).unwrap_or(u64::MAX).saturating_add(RESERVED_FDS + kept_max);
     let limit = raise_fd_limit(wanted);
-    let fit = usize::try_from(limit.saturating_sub(RESERVED_FDS)).unwrap_or(usize::MAX).max(1);
+    let kept = kept_max.min(limit / 4);
+    crate::cache::limit_kept_files(usize::try_from(kept).unwrap_or(usize::MAX));
+    let fit = usize::try_from(limit.saturating_sub(RESERVED_FDS + kept)).unwrap_or(usize::MAX).max(1);
     if cap > fit {
         tracing::warn!(
             max_connections = cap,

@@ -34,8 +34,9 @@
 //! "Positioned reads for every segment (stop 49)").
 //! - A [`FileRange`] reads the same immutable file the mapping maps, so it
 //!   reads the same (verified) bytes; only mappings made here have one.
-//! - At most [`KEPT_FILES_MAX`] mappings keep a file at once (the server
-//!   reserves that many descriptors besides its connections); past it a
+//! - At most [`KEPT_FILES_MAX`] mappings keep a file at once, fewer when the
+//!   server's descriptor limit is low ([`limit_kept_files`]: the server
+//!   reserves the cap besides its connections); past it a
 //!   mapping keeps none and its slices are read through the mapping, as a
 //!   small one's are: same bytes, only more resident.
 
@@ -56,6 +57,15 @@ pub const KEPT_FILES_MAX: usize = 1024;
 /// Files kept open by live mappings.
 static KEPT_FILES: AtomicUsize = AtomicUsize::new(0);
 
+/// The cap in force on [`KEPT_FILES`] (at most [`KEPT_FILES_MAX`]).
+static KEPT_FILES_CAP: AtomicUsize = AtomicUsize::new(KEPT_FILES_MAX);
+
+/// Lowers the number of mappings that may keep a file to `cap` (at most
+/// [`KEPT_FILES_MAX`]): the server sets what its descriptor limit can spare.
+pub fn limit_kept_files(cap: usize) {
+    KEPT_FILES_CAP.store(cap.min(KEPT_FILES_MAX), Ordering::Release);
+}
+
 /// A descriptor kept for [`FileRange`] reads, counted in `count` (at most its cap).
 struct KeptFile {
     file: File,
@@ -68,7 +78,7 @@ impl KeptFile {
         if len < READABLE_MIN_BYTES {
             return Ok(None);
         }
-        Self::keep_counted(file, &KEPT_FILES, KEPT_FILES_MAX)
+        Self::keep_counted(file, &KEPT_FILES, KEPT_FILES_CAP.load(Ordering::Acquire))
     }
 
     fn keep_counted(

@@ -55,8 +55,8 @@ mod disk;
 pub mod lru;
 mod mapping;
 pub(crate) use mapping::map as map_file;
-pub use mapping::KEPT_FILES_MAX;
 pub(crate) use mapping::{advise_random, crc32c_releasing, release_resident, FileRange, READABLE_MIN_BYTES};
+pub use mapping::{limit_kept_files, KEPT_FILES_MAX};
 
 use disk::Verified;
 use lru::Recency;
