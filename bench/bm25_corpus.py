@@ -11,6 +11,9 @@ The generator reports the Pearson r between Debian's unigram frequencies and the
 log, over words Debian holds at least 5 times).
 
 Deterministic: numpy's PCG64 with a fixed seed; the same N and seed give the same bytes.
+Streaming: body tokens are drawn, written and counted CHUNK documents at a time (the same random
+stream, in the same order, as drawing them all at once), so memory stays near the title tokens and
+per-document arrays: 5M documents fit where the whole-corpus arrays took 18.7 GB.
 
 Output under OUT (a directory):
 * corpus.tsv: one document a line, `title<TAB>body`; document i (0-based line) has id i;
@@ -49,6 +52,9 @@ def unigram(token_lists):
     return np.array(words, dtype=object), counts
 
 
+CHUNK = 100_000
+
+
 def draw(rng, counts, n):
     """n word indices drawn from the distribution `counts` (inverse CDF)."""
     cdf = np.cumsum(counts / counts.sum())
@@ -60,6 +66,29 @@ def doc_freq(ids, lengths, vocab_size):
     doc = np.repeat(np.arange(len(lengths), dtype=np.int64), lengths)
     pairs = np.unique(doc * vocab_size + ids.astype(np.int64))
     return np.bincount((pairs % vocab_size).astype(np.int64), minlength=vocab_size)
+
+
+def write_corpus(path, rng, tw, tids, tstart, bw, bc, blen):
+    """Write corpus.tsv, drawing the body tokens CHUNK documents at a time (after every title
+    token, as one draw of them all would); returns the body words' token counts and document
+    frequencies."""
+    counts = np.zeros(len(bw), dtype=np.int64)
+    df = np.zeros(len(bw), dtype=np.int64)
+    with open(path, "w", encoding="utf-8") as f:
+        for c0 in range(0, len(blen), CHUNK):
+            lens = blen[c0 : c0 + CHUNK]
+            bids = draw(rng, bc, int(lens.sum()))
+            bstart = np.concatenate([[0], np.cumsum(lens)])
+            counts += np.bincount(bids, minlength=len(bw))
+            df += doc_freq(bids, lens, len(bw))
+            lines = []
+            for j in range(len(lens)):
+                i = c0 + j
+                title = " ".join(tw[tids[tstart[i] : tstart[i + 1]]])
+                body = " ".join(bw[bids[bstart[j] : bstart[j + 1]]])
+                lines.append(f"{title}\t{body}\n")
+            f.write("".join(lines))
+    return counts, df
 
 
 def pearson(a, b):
@@ -85,17 +114,11 @@ def main():
     tlen = np.array([len(t) for t in tt], dtype=np.int64)[pick]
     blen = np.array([len(b) for b in bt], dtype=np.int64)[pick]
     tids = draw(rng, tc, int(tlen.sum()))
-    bids = draw(rng, bc, int(blen.sum()))
     tstart = np.concatenate([[0], np.cumsum(tlen)])
-    bstart = np.concatenate([[0], np.cumsum(blen)])
     import os
 
     os.makedirs(a.out, exist_ok=True)
-    with open(f"{a.out}/corpus.tsv", "w", encoding="utf-8") as f:
-        for i in range(a.n):
-            title = " ".join(tw[tids[tstart[i] : tstart[i + 1]]])
-            body = " ".join(bw[bids[bstart[i] : bstart[i + 1]]])
-            f.write(f"{title}\t{body}\n")
+    bcounts, bdf = write_corpus(f"{a.out}/corpus.tsv", rng, tw, tids, tstart, bw, bc, blen)
     gen_s = time.time() - t0
 
     # Word statistics of the output against Debian's (title and body vocabularies merged).
@@ -104,7 +127,7 @@ def main():
         deb.update(t)
     out = Counter()
     out.update(dict(zip(tw, np.bincount(tids, minlength=len(tw)).tolist())))
-    for w, c in zip(bw, np.bincount(bids, minlength=len(bw)).tolist()):
+    for w, c in zip(bw, bcounts.tolist()):
         out[w] += c
     common = [w for w in deb if deb[w] >= 5]
     dv = np.array([deb[w] for w in common], dtype=np.float64)
@@ -113,7 +136,6 @@ def main():
     r_log = pearson(np.log(dv), np.log(np.maximum(ov, 0.5)))
 
     # Query classes. Document frequencies from the bodies (the larger field).
-    bdf = doc_freq(bids, blen, len(bw))
     lo, hi = max(2, int(2e-5 * a.n)), max(3, int(2e-4 * a.n))
     rare_pool = [i for i in range(len(bw)) if lo <= bdf[i] <= hi and len(bw[i]) >= 3 and bw[i].isalpha()]
     k = a.per_class
