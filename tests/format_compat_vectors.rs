@@ -24,10 +24,16 @@
 //! - `tests/fixtures/v17_packed/` holds the graph section version 4 (stop 49: either code kind,
 //!   neighbour ids bit-packed, the wide calibration record over the finer ladders) of the same
 //!   input as 8-bit and 1-bit RaBitQ sections, written once by `write_v17_packed_fixtures`; the
-//!   canonical graph encoders since. The older graph fixtures read back and hold the same graph.
+//!   canonical graph encoders until stop 50. The older graph fixtures read back and hold the same graph.
+//!
+//! - `tests/fixtures/v18_rungs/` holds the same two graph sections as the encoders write them
+//!   since stop 50 (same layout, version 4; only the wide calibration record differs: the ladder
+//!   starts at ef 10, measured as a k = 10 search, and the reach is taken over queries perturbed
+//!   at 1.0 × the radius while the rungs' are at 0.5 ×; `storage-format.md` 11.6), written once by
+//!   `write_v18_rungs_fixtures`; the canonical graph encoders since.
 //!
 //! To write missing fixtures (existing files are never overwritten):
-//! `TIDEPOOL_WRITE_FIXTURES=1 cargo test --test format_compat_vectors -- --ignored write_v6_fixtures write_v15_fixtures write_v16_fixtures write_v16_reach_fixtures write_v17_packed_fixtures`
+//! `TIDEPOOL_WRITE_FIXTURES=1 cargo test --test format_compat_vectors -- --ignored write_v6_fixtures write_v15_fixtures write_v16_fixtures write_v16_reach_fixtures write_v17_packed_fixtures write_v18_rungs_fixtures`
 
 #[path = "common/fixtures.rs"]
 mod fixtures;
@@ -342,23 +348,26 @@ fn write_v16_fixtures() {
 /// Invariant: the graph section version 4 (stop 49, `tests/fixtures/v17_packed/`: the version-3
 /// fixtures' input as 8-bit and 1-bit RaBitQ sections) reads back — header 192 bytes, code kind
 /// 0 and 1, neighbour ids packed at 9 bits (256 rows: the value 256 marks an unused slot), the
-/// wide calibration record over the finer ladders with its reach — the encoders are canonical,
-/// and each holds the graph of its version-2/3 predecessor (`v16_reach`), searched alike.
+/// wide calibration record over the stop-49 ladder with its reach — and each holds the graph of
+/// its version-2/3 predecessor (`v16_reach`) and of today's build (`v18_rungs`), searched alike.
 #[test]
-fn v17_packed_links_read_back_and_are_canonical() {
-    use tidepool::index::vector::graph::{downgrade, GraphIndex, EF_LADDER, PLANES_LADDER};
+fn v17_packed_links_read_back() {
+    use tidepool::index::vector::graph::{downgrade, GraphIndex, EF_LADDER_V4};
     let (sq8, rabitq) =
         (read_fixture("v17_packed", "graph.bin"), read_fixture("v17_packed", "graph_rabitq.bin"));
-    assert_eq!(v3_sections().1, sq8, "the encoder is canonical");
-    assert_eq!(v15_graph(), rabitq, "the encoder is canonical");
-    for (bytes, kind, ladder) in [(&sq8, 0u8, &EF_LADDER[..]), (&rabitq, 1, &PLANES_LADDER[..])] {
+    same_graph(&sq8, &v3_sections().1);
+    same_graph(&rabitq, &v15_graph());
+    for (bytes, kind) in [(&sq8, 0u8), (&rabitq, 1)] {
         assert_eq!((&bytes[8..16], bytes[17]), (&[4, 0, 0, 0, 192, 0, 0, 0][..], kind));
         let g = GraphIndex::open(Bytes::from(bytes.clone())).unwrap();
         assert_eq!((g.rows(), g.dim(), g.link_row_bytes()), (256, 8, 32 * 9 / 8));
         let cal = g.calibration();
         assert!(cal.is_calibrated() && cal.queries == 256 && cal.reach().is_some(), "{cal:?}");
-        assert!(cal.rungs.iter().zip(ladder).all(|(r, ef)| r.effort == *ef && r.rerank == *ef), "{cal:?}");
-        assert_eq!(g.effort(0.0), Some(ladder[0]));
+        assert!(
+            cal.rungs.iter().zip(EF_LADDER_V4).all(|(r, ef)| r.effort == ef && r.rerank == ef),
+            "{cal:?}"
+        );
+        assert_eq!(g.effort(0.0), Some(EF_LADDER_V4[0]));
         // The older layout of the same graph opens and searches alike.
         same_graph(&downgrade(bytes).unwrap(), bytes);
     }
@@ -374,6 +383,55 @@ fn write_v17_packed_fixtures() {
         return;
     }
     let dir = fixture_dir("v17_packed");
+    std::fs::create_dir_all(&dir).unwrap();
+    write_missing(&dir, vec![("graph.bin", v3_sections().1), ("graph_rabitq.bin", v15_graph())]);
+}
+
+/// Invariant: the graph encoders since stop 50 (`tests/fixtures/v18_rungs/`) are canonical and
+/// write the stop-49 layout (version 4, the same graph as `v17_packed`) with a record whose
+/// ladder starts at ef 10, each rung measured reranking its beam (a k = 10 search), and whose
+/// reach is the 0.99 quantile (nearest rank) of the own rows' and of the rows perturbed at 1.0 ×
+/// their 10th-neighbour radius (`calibrate::sample`, the IVF's scale), not of the 0.5 × queries
+/// the rungs were measured on.
+#[test]
+fn v18_narrow_rungs_and_the_reach_at_full_scale_are_canonical() {
+    use tidepool::index::vector::{calibrate, distance::Metric, graph::GraphIndex, graph::EF_LADDER};
+    let (sq8, rabitq) =
+        (read_fixture("v18_rungs", "graph.bin"), read_fixture("v18_rungs", "graph_rabitq.bin"));
+    assert_eq!(v3_sections().1, sq8, "the encoder is canonical");
+    assert_eq!(v15_graph(), rabitq, "the encoder is canonical");
+    let unit: Vec<f32> = v3_vectors(256, 8)
+        .chunks_exact(8)
+        .flat_map(|x| {
+            let n = x.iter().map(|v| v * v).sum::<f32>().sqrt();
+            x.iter().map(move |v| v / n).collect::<Vec<_>>()
+        })
+        .collect();
+    let mut kth = calibrate::sample(&unit, 8, Metric::CosineDistance).kth;
+    kth.sort_unstable_by(f32::total_cmp);
+    let quantile = kth[(calibrate::REACH_QUANTILE * kth.len() as f64).ceil() as usize - 1];
+    for (bytes, kind) in [(&sq8, 0u8), (&rabitq, 1)] {
+        assert_eq!((&bytes[8..16], bytes[17]), (&[4, 0, 0, 0, 192, 0, 0, 0][..], kind));
+        let g = GraphIndex::open(Bytes::from(bytes.clone())).unwrap();
+        let cal = g.calibration();
+        assert!(cal.is_calibrated() && cal.queries == 256, "{cal:?}");
+        assert!(cal.rungs.iter().zip(EF_LADDER).all(|(r, ef)| r.effort == ef && r.rerank == ef), "{cal:?}");
+        assert_eq!((cal.rungs[0].effort, g.effort(0.0)), (10, Some(10)));
+        assert!(cal.rungs.last().unwrap().rerank >= calibrate::FULL_RERANK, "{cal:?}");
+        // The build normalises its rows itself: the same distances but for rounding.
+        let reach = cal.reach().expect("a reach");
+        assert!((reach - quantile).abs() <= 1e-4 * quantile, "reach {reach}, at 1.0 × {quantile}");
+    }
+}
+
+#[test]
+#[ignore = "writes fixture files; run manually with TIDEPOOL_WRITE_FIXTURES=1"]
+fn write_v18_rungs_fixtures() {
+    if std::env::var_os("TIDEPOOL_WRITE_FIXTURES").is_none() {
+        eprintln!("set TIDEPOOL_WRITE_FIXTURES=1 to write fixtures");
+        return;
+    }
+    let dir = fixture_dir("v18_rungs");
     std::fs::create_dir_all(&dir).unwrap();
     write_missing(&dir, vec![("graph.bin", v3_sections().1), ("graph_rabitq.bin", v15_graph())]);
 }

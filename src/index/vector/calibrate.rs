@@ -8,7 +8,10 @@
 //! when none does, the segment is searched exactly instead of returning poor neighbours.
 //!
 //! The record also keeps how far out the calibration's queries were: a high quantile
-//! ([`REACH_QUANTILE`]) of their exact [`K`]-th neighbour distances ([`Calibration::reach`]). A
+//! ([`REACH_QUANTILE`]) of their exact [`K`]-th neighbour distances ([`Calibration::reach`]),
+//! the perturbed ones always at [`PERTURB`] × the radius, also where the rungs were measured
+//! closer in (graph version 4: 0.5×, which tightened the reach until 42 % of the near-copy
+//! benchmark's held-out queries escalated, their plain recall 0.98; BENCHMARKS "stop 50"). A
 //! query whose search found its [`K`]-th row farther out than that is outside what the stored
 //! recall was measured on ([`Calibration::beyond_reach`]): the searches escalate it instead of
 //! trusting the rung (`graph::GraphIndex::search_escalating`, `query/vector.rs`). No sample of the
@@ -80,8 +83,13 @@ const MAX_QUERIES: usize = 400;
 /// Brute-force budget (queries × rows × dim multiply-adds): about a second of one core, a
 /// small share of a graph build of the same segment.
 const BRUTE_BUDGET: usize = 3_000_000_000;
-/// Calibration stops at the first rung measuring this recall@10.
+/// Calibration stops at the first rung measuring this recall@10 (and reranking
+/// [`FULL_RERANK`])...
 pub const ENOUGH: f32 = 0.99;
+/// ...at least this many candidates: a narrower rung (the graph's ladder starts under it since
+/// stop 50) never ends the ladder, so a record holds at least the rungs it held before (a target
+/// above what the narrow rung measured still finds a rung instead of an exact scan).
+pub const FULL_RERANK: u32 = 2 * K as u32;
 /// Recall is stored in units of 1/SCALE.
 const SCALE: f32 = 10_000.0;
 /// The quantile of the sampled queries' [`K`]-th exact distances stored as the record's reach.
@@ -259,6 +267,9 @@ pub struct Sample {
     pub hidden: Vec<Option<u32>>,
     /// Per query: the exact [`K`]-th distance of its neighbours.
     pub kth: Vec<f32>,
+    /// The exact [`K`]-th distances the reach is the quantile of: the own rows' and those of the
+    /// rows perturbed at [`PERTURB`] (`kth` itself when the queries were perturbed at that scale).
+    reach_kth: Vec<f32>,
     dim: usize,
 }
 
@@ -347,11 +358,13 @@ pub fn sample_rows(space: &dyn Rows, dim: usize, metric: Metric) -> Sample {
 
 /// [`sample_rows`] with perturbations of norm `perturb` × the row's own [`K`]-th neighbour
 /// radius ([`PERTURB`] for the IVF; graph sections from version 4 pass their own,
-/// `graph::GraphParams::perturb`).
+/// `graph::GraphParams::perturb`). The reach's distances are those of the own rows and of the
+/// same rows perturbed at [`PERTURB`] (one exact pass computes both scales' truth).
 pub fn sample_rows_scaled(space: &dyn Rows, dim: usize, metric: Metric, perturb: f32) -> Sample {
     let n = space.count();
     let want = sample_size(n, dim);
-    let mut s = Sample { queries: Vec::new(), hidden: Vec::new(), kth: Vec::new(), dim };
+    let mut s =
+        Sample { queries: Vec::new(), hidden: Vec::new(), kth: Vec::new(), reach_kth: Vec::new(), dim };
     if want == 0 || n <= K || dim == 0 {
         return s;
     }
@@ -370,17 +383,22 @@ pub fn sample_rows_scaled(space: &dyn Rows, dim: usize, metric: Metric, perturb:
     // The own rows' truth first: each perturbation is scaled by its row's K-th neighbour radius.
     s.kth = kth_distances(space, dim, metric, &s.queries, &s.hidden);
     let own = s.hidden.len();
-    let mut perturbed = Vec::with_capacity(own * dim);
-    for i in 0..own {
-        let r = s.hidden[i].map_or(0, u64::from);
-        let x = &s.queries[i * dim..(i + 1) * dim];
-        perturbed.extend(perturb_row(x, perturb * radius(metric, s.kth[i]), metric, r));
+    // The reach's queries sit at [`PERTURB`] whatever the rungs' scale: one exact pass for both.
+    let scales: &[f32] = if perturb == PERTURB { &[perturb] } else { &[perturb, PERTURB] };
+    let mut perturbed = Vec::with_capacity(own * dim * scales.len());
+    for scale in scales {
+        for i in 0..own {
+            let r = s.hidden[i].map_or(0, u64::from);
+            let x = &s.queries[i * dim..(i + 1) * dim];
+            perturbed.extend(perturb_row(x, scale * radius(metric, s.kth[i]), metric, r));
+        }
     }
-    let hidden = vec![None; own];
-    let kth = kth_distances(space, dim, metric, &perturbed, &hidden);
-    s.queries.extend(perturbed);
-    s.hidden.extend(hidden);
-    s.kth.extend(kth);
+    let kth = kth_distances(space, dim, metric, &perturbed, &vec![None; own * scales.len()]);
+    // The last `own` are at [`PERTURB`] (with one scale, the same ones as the first).
+    s.reach_kth = s.kth.iter().chain(&kth[kth.len() - own..]).copied().collect();
+    s.queries.extend_from_slice(&perturbed[..own * dim]);
+    s.hidden.extend(vec![None; own]);
+    s.kth.extend_from_slice(&kth[..own]);
     s
 }
 
@@ -524,8 +542,10 @@ impl Tally {
 /// hidden row, effort, rerank)` → up to K + 1 rows, best first. A rung's recall is the lower of
 /// the own-row and the perturbed queries' lower bound (mean recall less [`STD_ERRORS`] standard
 /// errors). Stops after the first rung that measures
-/// [`ENOUGH`]: more effort buys little, and a query asking more than the last measured rung gives
-/// is answered exactly.
+/// [`ENOUGH`] reranking [`FULL_RERANK`] or more: more effort buys little, and a query asking more
+/// than the last measured rung gives is answered exactly. The reach is the [`REACH_QUANTILE`]
+/// quantile of the own rows' and the [`PERTURB`]-scaled queries' [`K`]-th distances, whatever
+/// scale the rungs' perturbed queries had ([`sample_rows_scaled`]).
 pub fn calibrate(
     space: &[f32],
     dim: usize,
@@ -560,7 +580,7 @@ pub fn calibrate_rows(
         let recall = kinds.iter().filter_map(Tally::lower_bound).fold(1.0f64, f64::min);
         let recall_bp = (recall * f64::from(SCALE)).floor().clamp(0.0, f64::from(SCALE)) as u16;
         rungs.push(Rung { effort, rerank, recall_bp });
-        if recall_bp >= to_bp(ENOUGH) {
+        if recall_bp >= to_bp(ENOUGH) && rerank >= FULL_RERANK {
             break;
         }
     }
@@ -568,7 +588,7 @@ pub fn calibrate_rows(
         queries: u16::try_from(sample.len()).unwrap_or(u16::MAX),
         target_bp: to_bp(DEFAULT_TARGET),
         rungs,
-        reach_bits: reach(&sample.kth).map_or(0, f32::to_bits),
+        reach_bits: reach(&sample.reach_kth).map_or(0, f32::to_bits),
     }
 }
 

@@ -607,3 +607,22 @@ proptest::proptest! {
         }
     }
 }
+
+/// Invariant (stop 50): a search for k ≤ 10 rows re-scores at least min(2k, 10) candidates, one
+/// for more at least 2k. Where a beam of 10 holds recall (8-d uniform rows: hnswlib's ef 10
+/// reaches 0.95 there), the calibration measures the rungs under 20 as they are served and picks
+/// one, fresh queries get the target at it, and the record still ends on a full rung.
+#[test]
+fn narrow_rungs_are_measured_as_served() {
+    use crate::index::vector::synth::{generate, Kind};
+    assert_eq!([1, 5, 10, 11, 20].map(super::rerank_floor), [2, 10, 10, 22, 40]);
+    let (n, dim, m) = (8192, 8, Metric::EuclideanSquared);
+    let data = generate(Kind::Uniform, n, dim, 1);
+    let ix = built(&data, dim, m, &GraphParams::default());
+    let cal = ix.calibration();
+    let ef = ix.effort(calibrate::DEFAULT_TARGET).expect("calibrated");
+    assert!(ef < 20, "a narrow rung reaches the target: {cal:?}");
+    let r = measured(&ix, &data, &generate(Kind::Uniform, 200, dim, 2), m, ef);
+    assert!(r >= f64::from(calibrate::DEFAULT_TARGET), "fresh queries at ef {ef}: {r} ({cal:?})");
+    assert!(cal.rungs.last().is_some_and(|r| r.rerank >= calibrate::FULL_RERANK), "{cal:?}");
+}

@@ -316,3 +316,40 @@ fn the_reach_is_a_high_quantile_of_the_sampled_kth_distances() {
     let over = s.kth.iter().filter(|d| **d > r).count();
     assert!(s.kth.contains(&r) && over <= s.len() / 100, "{over} of {} over {r}", s.len());
 }
+
+/// Invariant (stop 50): the rungs' perturbed queries may sit closer in (graph sections: 0.5 ×
+/// the radius), but the reach is always the quantile over the own rows and the rows perturbed at
+/// [`PERTURB`]: the same distances, bit for bit, as a sample taken at that scale, so a query as far
+/// out as a 1.0 × perturbation does not escalate.
+#[test]
+fn the_reach_is_measured_at_the_full_perturbation_whatever_the_rungs_scale() {
+    let (dim, m) = (16, Metric::CosineDistance);
+    let data = copies(40, 10, dim);
+    let full = sample(&data, dim, m);
+    let half = sample_rows_scaled(&Flat { rows: &data, dim }, dim, m, 0.5);
+    assert_eq!(full.reach_kth, full.kth, "at the full scale the reach's queries are the rungs'");
+    assert_eq!(half.reach_kth, full.kth, "the reach's queries do not follow the rungs' scale");
+    let own = half.len() / 2;
+    assert_eq!((half.len(), &half.kth[..own]), (full.len(), &full.kth[..own]));
+    let sum = |v: &[f32]| v.iter().map(|d| f64::from(*d)).sum::<f64>();
+    assert!(sum(&half.kth[own..]) < sum(&full.kth[own..]), "closer queries, nearer 10th rows");
+    let exact = |q: &[f32], h: Option<u32>| exact_top(&data, dim, m, q, h);
+    let cal = calibrate(&data, dim, m, &half, &[(1, 1)], |q, h, _, _| exact(q, h));
+    assert_eq!(cal.reach(), reach(&full.kth));
+}
+
+/// Invariant (stop 50): a rung reranking fewer than [`FULL_RERANK`] candidates never ends the
+/// ladder, however well it measures: the record keeps the first full rung reaching [`ENOUGH`]
+/// (a target above the narrow rung's still finds a rung, not an exact scan).
+#[test]
+fn narrow_rungs_never_end_the_ladder() {
+    let (dim, m) = (16, Metric::EuclideanSquared);
+    let data = copies(40, 10, dim);
+    let s = sample(&data, dim, m);
+    let exact = |q: &[f32], h: Option<u32>| exact_top(&data, dim, m, q, h);
+    let ladder = [(10, 10), (16, 16), (22, 22), (32, 32)];
+    let cal = calibrate(&data, dim, m, &s, &ladder, |q, h, _, _| exact(q, h));
+    let measured: Vec<(u32, u16)> = cal.rungs.iter().map(|r| (r.effort, r.recall_bp)).collect();
+    assert_eq!(measured, vec![(10, 10_000), (16, 10_000), (22, 10_000)]);
+    assert_eq!(cal.pick(0.95).map(|r| r.effort), Some(10), "the cheapest rung reaching the target");
+}

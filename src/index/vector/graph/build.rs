@@ -697,7 +697,10 @@ fn calibrate_section(
             let ladder: Vec<(u32, u32)> = ladder.iter().map(|e| (*e, *e)).collect();
             calibrate::calibrate_rows(space, metric, &sample, &ladder, |qv, hidden, ef, rerank| {
                 let p = GraphSearchParams { ef, rerank };
-                let found = ix.search_hiding(rows, qv, calibrate::K + 1, None, &p, hidden);
+                // A search for K rows, as a k = 10 query is served (its rerank floor, not K + 1's:
+                // the hidden row is never entered, unless it is the entry: then one query of the
+                // sample has 9 rows to score, a hair below what it would get).
+                let found = ix.search_hiding(rows, qv, calibrate::K, None, &p, hidden);
                 found.into_iter().map(|r| r.0).collect()
             })
         }

@@ -76,7 +76,8 @@
 //!   (checked arithmetic), that every neighbour id is < rows or the padding value (version 4:
 //!   every packed id ≤ rows, the bytes after the lists zero), reserved header bytes (version 4)
 //!   and that floats are finite; bad bytes give [`IndexError`], never a panic.
-//! - Search never ranks by quantized scores alone: the best `max(rerank, 2k)` candidates are
+//! - Search never ranks by quantized scores alone: the best `max(rerank, rerank_floor(k))`
+//!   candidates (2k; min(2k, 10) for k ≤ 10, the calibrated recall@10's own search) are
 //!   re-scored with exact f32 distances; results are sorted by (distance, row), at most k, no
 //!   duplicate rows. A query of the wrong dimension gives no results; a `vectors` slice that does
 //!   not match the index shape falls back to [`super::ann::exact`].
@@ -120,7 +121,7 @@ mod build;
 mod search;
 
 pub use build::{build, build_over, downgrade};
-pub use search::{escalated_ef, GraphIndex, ESCALATED_EF, ESCALATION};
+pub use search::{escalated_ef, rerank_floor, GraphIndex, ESCALATED_EF, ESCALATION};
 
 /// Section magic.
 pub const MAGIC: [u8; 8] = *b"TPGRAPH0";
@@ -150,14 +151,18 @@ const HEADER_LEN_V1: usize = 64;
 const CALIB_AT: usize = 64;
 /// Beam widths measured at build time (rerank = ef), cheapest first. From version 4 (the wide
 /// record) the ladder steps by 8 up to 48: with 24, 40, 64 the pick jumped to 64 where held-out
-/// queries reached 0.95 at 32–48 (BENCHMARKS "stop 48", "stop 49"). It starts at 22, the
-/// narrowest beam a calibration query gets (K + 1 rows, reranked at least twice over): a rung
-/// below it would be measured at 22 and served narrower (a k = 10 query's floor is 20).
-pub const EF_LADDER: [u32; 8] = [22, 32, 40, 48, 64, 100, 160, 256];
+/// queries reached 0.95 at 32–48 (BENCHMARKS "stop 48", "stop 49"). Since stop 50 it starts at
+/// 10: a calibration query is a k = [`calibrate::K`] search, whose rerank floor is K
+/// ([`rerank_floor`]), so a rung of 10 is measured and served alike (hnswlib reaches 0.95 at ef
+/// 10 on 8-d uniform and near-copy data; our floor of 2k held those at 20). The rungs under 20
+/// never end the ladder ([`calibrate::FULL_RERANK`]).
+pub const EF_LADDER: [u32; 11] = [10, 12, 16, 22, 32, 40, 48, 64, 100, 160, 256];
+/// The ladder version-4 sections were built with from stop 49 to stop 50 (their records' rungs).
+pub const EF_LADDER_V4: [u32; 8] = [22, 32, 40, 48, 64, 100, 160, 256];
 /// The ladder of compact-code sections (rerank = ef: a wider beam is also a deeper rerank): the
 /// same rungs, up to 256: a 4-bit section that needs 400 (i.i.d. Gaussian) is slower than the
 /// IVF the calibration then routes to.
-pub const PLANES_LADDER: [u32; 8] = EF_LADDER;
+pub const PLANES_LADDER: [u32; 11] = EF_LADDER;
 /// Version-2 sections' ladder (the 48-byte record's six rungs).
 pub const EF_LADDER_V2: [u32; calibrate::MAX_RUNGS] = [24, 40, 64, 100, 160, 256];
 /// Version-3 sections' ladder.
@@ -239,7 +244,7 @@ impl Default for GraphParams {
 pub struct GraphSearchParams {
     /// Beam width; 0 = the index default. At least `max(k, rerank)` is used.
     pub ef: u32,
-    /// Candidates re-scored exactly; 0 = the beam width (at least 2·k always).
+    /// Candidates re-scored exactly; 0 = the beam width (at least [`rerank_floor`] of k always).
     pub rerank: u32,
 }
 

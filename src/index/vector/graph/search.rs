@@ -694,7 +694,7 @@ impl GraphIndex {
             return exact(rows.all(), self.dim, self.metric, query, k, filter);
         };
         let ef = if params.ef == 0 { self.default_ef } else { params.ef as usize }.max(k);
-        let rerank = if params.rerank == 0 { ef } else { params.rerank as usize }.max(2 * k);
+        let rerank = if params.rerank == 0 { ef } else { params.rerank as usize }.max(rerank_floor(k));
         let ef = ef.max(rerank);
         let all = |_: u32| true;
         let accept: &dyn Fn(u32) -> bool = match filter {
@@ -798,11 +798,26 @@ fn wide_links(nb: &[u8], u: u32, degree: usize, out: &mut Vec<u32>) {
 /// "stop 47") the calibrated ef 24 gave 0.834; escalating to ef 256 gave 0.998 at 1/7.4 of the
 /// QPS, to ef 96 (4×) 0.973 at 1/4.5 (1.3× hnswlib's QPS at 0.95 there). An exact scan would
 /// guarantee the answer but costs the whole segment (529 QPS there against 42,738 at ef 24).
-/// At least [`ESCALATED_MIN_EF`]: the ladders now start lower (ef 22, stop 49), and 4 × a low
-/// pick is barely wider than the rungs the escalation is for (far queries of the near-copies
-/// test case, `tests/ann_escalation.rs`: 0.928 at 4 × the new pick, 0.95 needed).
+/// At least [`ESCALATED_MIN_EF`]: the ladders now start lower (ef 22 in stop 49, 10 since stop
+/// 50), and 4 × a low pick is barely wider than the rungs the escalation is for (far queries of
+/// the near-copies test case, `tests/ann_escalation.rs`: 0.928 at 4 × the stop-49 pick, 0.95
+/// needed).
 pub fn escalated_ef(ef: u32) -> u32 {
     ef.saturating_mul(ESCALATION).clamp(ESCALATED_MIN_EF, ESCALATED_EF).max(ef)
+}
+
+/// The fewest candidates a search for `k` rows re-scores exactly: 2k, but at most
+/// [`calibrate::K`] for k ≤ K. The calibration measures every rung as a search for K rows
+/// (recall@10), so a rung narrower than 2K is measured at the depth it is served at, and the
+/// calibration decides whether it reaches a target; before stop 50 the floor was 2k for every k
+/// and held a k = 10 search at a beam of 20 where 8-d uniform and near-copy data need about 10.
+/// Searches for more than K rows keep 2k (no rung measures them).
+pub fn rerank_floor(k: usize) -> usize {
+    if k <= calibrate::K {
+        (2 * k).min(calibrate::K)
+    } else {
+        2 * k
+    }
 }
 
 /// The narrowest escalated beam: 4 × 24, the lowest rung before stop 49.
