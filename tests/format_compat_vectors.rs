@@ -26,8 +26,13 @@
 //!   input as 8-bit and 1-bit RaBitQ sections, written once by `write_v17_packed_fixtures`; the
 //!   canonical graph encoders since. The older graph fixtures read back and hold the same graph.
 //!
+//! - `tests/fixtures/v19_tight/graph_rabitq.bin` holds the graph section version 5 (issue 36
+//!   item 4: RaBitQ records at their tight length, 20 bytes a row instead of 32 here) of the
+//!   same input: the version-4 fixture with each record's padding cut, restamped and resealed
+//!   from the specification (not by the encoder), which the encoder reproduces since.
+//!
 //! To write missing fixtures (existing files are never overwritten):
-//! `TIDEPOOL_WRITE_FIXTURES=1 cargo test --test format_compat_vectors -- --ignored write_v6_fixtures write_v15_fixtures write_v16_fixtures write_v16_reach_fixtures write_v17_packed_fixtures`
+//! `TIDEPOOL_WRITE_FIXTURES=1 cargo test --test format_compat_vectors -- --ignored write_v6_fixtures write_v15_fixtures write_v16_fixtures write_v16_reach_fixtures write_v17_packed_fixtures write_v19_tight_fixtures`
 
 #[path = "common/fixtures.rs"]
 mod fixtures;
@@ -103,17 +108,17 @@ fn v6_local_perturbation_and_link_slack_read_back() {
     same_graph(&graph, &graph_now);
 }
 
-/// Asserts that `old` (a version-2 or -3 graph section) and `new` (today's build of the same
-/// input: version 4) hold the same graph: the same shape, codes and neighbour lists, so that
-/// searches at any given ef return the same rows and f32 bits (only the link layout and the
-/// calibration differ, storage-format 11.5).
+/// Asserts that `old` (an older graph section) and `new` (a later layout of the same input:
+/// version 4, or 5 for RaBitQ codes) hold the same graph: the same shape, codes and neighbour
+/// lists, so that searches at any given ef return the same rows and f32 bits (only the link
+/// layout, the record padding and the calibration differ, storage-format 11.5).
 fn same_graph(old: &[u8], new: &[u8]) {
     use tidepool::index::vector::graph::{GraphIndex, GraphSearchParams};
     let (a, b) = (
         GraphIndex::open(Bytes::copy_from_slice(old)).unwrap(),
         GraphIndex::open(Bytes::copy_from_slice(new)).unwrap(),
     );
-    assert_eq!(&new[8..12], &4u32.to_le_bytes(), "today's builds write version 4");
+    assert!(matches!(new[8..12], [4 | 5, 0, 0, 0]), "version 4 or 5");
     assert_eq!(
         (a.rows(), a.dim(), a.metric(), a.code_bits()),
         (b.rows(), b.dim(), b.metric(), b.code_bits())
@@ -350,7 +355,8 @@ fn v17_packed_links_read_back_and_are_canonical() {
     let (sq8, rabitq) =
         (read_fixture("v17_packed", "graph.bin"), read_fixture("v17_packed", "graph_rabitq.bin"));
     assert_eq!(v3_sections().1, sq8, "the encoder is canonical");
-    assert_eq!(v15_graph(), rabitq, "the encoder is canonical");
+    // RaBitQ sections are written as version 5 since issue 36 item 4 (v19_tight): the same graph.
+    same_graph(&rabitq, &v15_graph());
     for (bytes, kind, ladder) in [(&sq8, 0u8, &EF_LADDER[..]), (&rabitq, 1, &PLANES_LADDER[..])] {
         assert_eq!((&bytes[8..16], bytes[17]), (&[4, 0, 0, 0, 192, 0, 0, 0][..], kind));
         let g = GraphIndex::open(Bytes::from(bytes.clone())).unwrap();
@@ -376,4 +382,40 @@ fn write_v17_packed_fixtures() {
     let dir = fixture_dir("v17_packed");
     std::fs::create_dir_all(&dir).unwrap();
     write_missing(&dir, vec![("graph.bin", v3_sections().1), ("graph_rabitq.bin", v15_graph())]);
+}
+
+/// Invariant: the graph section version 5 (`tests/fixtures/v19_tight/graph_rabitq.bin`: the
+/// v15 input's 1-bit RaBitQ section with records at their tight length, 8 code bytes and 12 of
+/// factors) is what the encoder writes for RaBitQ codes, and holds the graph of the version-4
+/// fixture (`v17_packed/graph_rabitq.bin`, records padded to 32): the same lists and codes,
+/// searched alike, 12 bytes a row smaller; its downgrade is the version-3 layout of that graph.
+#[test]
+fn v19_tight_records_read_back_and_are_canonical() {
+    use tidepool::index::vector::graph::{downgrade, GraphIndex};
+    let tight = read_fixture("v19_tight", "graph_rabitq.bin");
+    assert_eq!(v15_graph(), tight, "the encoder is canonical");
+    assert_eq!((&tight[8..16], tight[17], tight[52]), (&[5, 0, 0, 0, 192, 0, 0, 0][..], 1, 20));
+    let padded = read_fixture("v17_packed", "graph_rabitq.bin");
+    assert_eq!((padded[52], padded.len() - tight.len()), (32, 256 * 12));
+    let (a, b) = (
+        GraphIndex::open(Bytes::from(tight.clone())).unwrap(),
+        GraphIndex::open(Bytes::from(padded.clone())).unwrap(),
+    );
+    assert_eq!(a.calibration().rungs, b.calibration().rungs, "the same estimates, the same calibration");
+    same_graph(&padded, &tight);
+    let v3 = downgrade(&tight).unwrap();
+    assert_eq!(&v3[8..12], &3u32.to_le_bytes());
+    same_graph(&v3, &tight);
+}
+
+#[test]
+#[ignore = "writes fixture files; run manually with TIDEPOOL_WRITE_FIXTURES=1"]
+fn write_v19_tight_fixtures() {
+    if std::env::var_os("TIDEPOOL_WRITE_FIXTURES").is_none() {
+        eprintln!("set TIDEPOOL_WRITE_FIXTURES=1 to write fixtures");
+        return;
+    }
+    let dir = fixture_dir("v19_tight");
+    std::fs::create_dir_all(&dir).unwrap();
+    write_missing(&dir, vec![("graph_rabitq.bin", v15_graph())]);
 }
