@@ -64,8 +64,9 @@ fn v18_attr_sections_read_back_and_are_canonical() {
             assert_eq!(ix.range(None, Some((&k, false))).len(), below, "{name} {probe:?}");
         }
     }
-    let strs = AttrIndex::open(&read_fixture("v18_attr", "attr_str.bin")).unwrap();
-    let old = AttrIndex::open(&read_fixture("v18_attr", "attr_str_v1.bin")).unwrap();
+    let (new_bytes, old_bytes) =
+        (read_fixture("v18_attr", "attr_str.bin"), read_fixture("v18_attr", "attr_str_v1.bin"));
+    let (strs, old) = (AttrIndex::open(&new_bytes).unwrap(), AttrIndex::open(&old_bytes).unwrap());
     assert_eq!(strs.prefix(b"ap"), vec![0, 5, 10, 15, 1, 6, 11, 16, 2, 7, 12, 17]);
     assert_eq!(strs.prefix(b"ap"), old.prefix(b"ap"));
     assert_eq!(strs.prefix(b""), old.prefix(b""));
