@@ -6,7 +6,7 @@
 # SECONDS defaults to $FUZZ_SECONDS or 20 per target; TARGETs default to all.
 # Uses the stable toolchain with --sanitizer=none (RUSTC_BOOTSTRAP=1 lets
 # cargo-fuzz pass its flags), as redb's CI does. Installs cargo-fuzz if it is
-# missing. Seeds each corpus from the frozen fixtures in tests/fixtures/v1, v2, v4, v7, v8, v9, v10, v11, v13, v14, v16 and v17_packed.
+# missing. Seeds each corpus from the frozen fixtures in tests/fixtures/v1, v2, v4, v7, v8, v9, v10, v11, v13, v14, v16, v17_packed, v18_attr and v19_tight.
 # Exits non-zero if a target crashes (the input is kept in fuzz/artifacts/).
 set -euo pipefail
 
@@ -15,7 +15,7 @@ shift || true
 if [ "$#" -gt 0 ]; then
   targets=("$@")
 else
-  targets=(wal_decode manifest_decode schema_decode filter_parse filter_decode segment_decode deletes_decode index_open snapshot_decode idempotency_decode sync_record_decode tombstone_decode lease_decode text_prefix_open muvera_open)
+  targets=(wal_decode manifest_decode schema_decode filter_parse filter_decode segment_decode deletes_decode index_open snapshot_decode idempotency_decode sync_record_decode tombstone_decode lease_decode text_prefix_open muvera_open attr_open)
 fi
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -75,6 +75,8 @@ if [ -d "$v15" ]; then
   # Version 4 (packed neighbour ids, wide calibration record), either code kind.
   seed index_open fixture-graph-v4-sq8 006 "$here/../tests/fixtures/v17_packed/graph.bin"
   seed index_open fixture-graph-v4-rabitq 006 "$here/../tests/fixtures/v17_packed/graph_rabitq.bin"
+  # Version 5 (RaBitQ records at their tight length).
+  seed index_open fixture-graph-v5-rabitq 006 "$here/../tests/fixtures/v19_tight/graph_rabitq.bin"
 fi
 v16="$here/../tests/fixtures/v16"
 if [ -d "$v16" ]; then
@@ -142,6 +144,14 @@ if [ -d "$v11" ]; then
   seed text_prefix_open fixture-text-prefixes 000 "$v11/text_prefixes.bin"
   head -c -4 "$v11/text_prefixes.bin" | seed text_prefix_open fixture-text-prefixes-body 001 -
   seed schema_decode fixture-schema-prefixes 000 "$v11/schema_prefixes.json"
+fi
+v18="$here/../tests/fixtures/v18_attr"
+if [ -d "$v18" ]; then
+  # The attribute index section (kind 19): versions 1 and 2, whole and as bodies resealed (mode 1).
+  for f in attr_v1 attr attr_str_v1 attr_str; do
+    seed attr_open "fixture-$f" 000 "$v18/$f.bin"
+    head -c -4 "$v18/$f.bin" | seed attr_open "fixture-$f-body" 001 -
+  done
 fi
 mkdir -p corpus/filter_parse
 printf '%s' '["a","Eq",1]' >corpus/filter_parse/eq

@@ -32,8 +32,17 @@
 //!   at 1.0 × the radius while the rungs' are at 0.5 ×; `storage-format.md` 11.6), written once by
 //!   `write_v18_rungs_fixtures`; the canonical graph encoders since.
 //!
+//! - `tests/fixtures/v19_tight/graph_rabitq.bin` holds the graph section version 5 (issue 36
+//!   item 4: RaBitQ records at their tight length, 20 bytes a row instead of 32 here) of the
+//!   same input: the version-4 fixture with each record's padding cut, restamped and resealed
+//!   from the specification (not by the encoder), which the encoder reproduces since.
+//!
+//! - `tests/fixtures/v20_tight_rungs/graph_rabitq.bin` holds what the encoder writes for that input
+//!   since both stop-50 changes met: version 5 (tight records) with the `v18_rungs` record; written
+//!   once by `write_v20_tight_rungs_fixtures`, the canonical RaBitQ encoder since.
+//!
 //! To write missing fixtures (existing files are never overwritten):
-//! `TIDEPOOL_WRITE_FIXTURES=1 cargo test --test format_compat_vectors -- --ignored write_v6_fixtures write_v15_fixtures write_v16_fixtures write_v16_reach_fixtures write_v17_packed_fixtures write_v18_rungs_fixtures`
+//! `TIDEPOOL_WRITE_FIXTURES=1 cargo test --test format_compat_vectors -- --ignored write_v6_fixtures write_v15_fixtures write_v16_fixtures write_v16_reach_fixtures write_v17_packed_fixtures write_v18_rungs_fixtures write_v20_tight_rungs_fixtures`
 
 #[path = "common/fixtures.rs"]
 mod fixtures;
@@ -109,17 +118,17 @@ fn v6_local_perturbation_and_link_slack_read_back() {
     same_graph(&graph, &graph_now);
 }
 
-/// Asserts that `old` (a version-2 or -3 graph section) and `new` (today's build of the same
-/// input: version 4) hold the same graph: the same shape, codes and neighbour lists, so that
-/// searches at any given ef return the same rows and f32 bits (only the link layout and the
-/// calibration differ, storage-format 11.5).
+/// Asserts that `old` (an older graph section) and `new` (a later layout of the same input:
+/// version 4, or 5 for RaBitQ codes) hold the same graph: the same shape, codes and neighbour
+/// lists, so that searches at any given ef return the same rows and f32 bits (only the link
+/// layout, the record padding and the calibration differ, storage-format 11.5).
 fn same_graph(old: &[u8], new: &[u8]) {
     use tidepool::index::vector::graph::{GraphIndex, GraphSearchParams};
     let (a, b) = (
         GraphIndex::open(Bytes::copy_from_slice(old)).unwrap(),
         GraphIndex::open(Bytes::copy_from_slice(new)).unwrap(),
     );
-    assert_eq!(&new[8..12], &4u32.to_le_bytes(), "today's builds write version 4");
+    assert!(matches!(new[8..12], [4 | 5, 0, 0, 0]), "version 4 or 5");
     assert_eq!(
         (a.rows(), a.dim(), a.metric(), a.code_bits()),
         (b.rows(), b.dim(), b.metric(), b.code_bits())
@@ -399,7 +408,11 @@ fn v18_narrow_rungs_and_the_reach_at_full_scale_are_canonical() {
     let (sq8, rabitq) =
         (read_fixture("v18_rungs", "graph.bin"), read_fixture("v18_rungs", "graph_rabitq.bin"));
     assert_eq!(v3_sections().1, sq8, "the encoder is canonical");
-    assert_eq!(v15_graph(), rabitq, "the encoder is canonical");
+    // RaBitQ sections are written as version 5 since stop 50 (`v19_tight`, `v20_tight_rungs`):
+    // the same record as this version-4 fixture's.
+    let today = GraphIndex::open(Bytes::from(v15_graph())).unwrap();
+    let old = GraphIndex::open(Bytes::from(rabitq.clone())).unwrap();
+    assert_eq!(today.calibration(), old.calibration(), "the same record in either layout");
     let unit: Vec<f32> = v3_vectors(256, 8)
         .chunks_exact(8)
         .flat_map(|x| {
@@ -422,6 +435,28 @@ fn v18_narrow_rungs_and_the_reach_at_full_scale_are_canonical() {
         let reach = cal.reach().expect("a reach");
         assert!((reach - quantile).abs() <= 1e-4 * quantile, "reach {reach}, at 1.0 × {quantile}");
     }
+/// Invariant: the graph section version 5 (`tests/fixtures/v19_tight/graph_rabitq.bin`: the
+/// v15 input's 1-bit RaBitQ section with records at their tight length, 8 code bytes and 12 of
+/// factors) is what the encoder writes for RaBitQ codes, and holds the graph of the version-4
+/// fixture (`v17_packed/graph_rabitq.bin`, records padded to 32): the same lists and codes,
+/// searched alike, 12 bytes a row smaller; its downgrade is the version-3 layout of that graph.
+#[test]
+fn v19_tight_records_read_back_and_are_canonical() {
+    use tidepool::index::vector::graph::{downgrade, GraphIndex};
+    let tight = read_fixture("v19_tight", "graph_rabitq.bin");
+    // Canonical until the stop-50 calibration (its record is stop 49's); `v20_tight_rungs` since.
+    assert_eq!((&tight[8..16], tight[17], tight[52]), (&[5, 0, 0, 0, 192, 0, 0, 0][..], 1, 20));
+    let padded = read_fixture("v17_packed", "graph_rabitq.bin");
+    assert_eq!((padded[52], padded.len() - tight.len()), (32, 256 * 12));
+    let (a, b) = (
+        GraphIndex::open(Bytes::from(tight.clone())).unwrap(),
+        GraphIndex::open(Bytes::from(padded.clone())).unwrap(),
+    );
+    assert_eq!(a.calibration().rungs, b.calibration().rungs, "the same estimates, the same calibration");
+    same_graph(&padded, &tight);
+    let v3 = downgrade(&tight).unwrap();
+    assert_eq!(&v3[8..12], &3u32.to_le_bytes());
+    same_graph(&v3, &tight);
 }
 
 #[test]
@@ -434,4 +469,33 @@ fn write_v18_rungs_fixtures() {
     let dir = fixture_dir("v18_rungs");
     std::fs::create_dir_all(&dir).unwrap();
     write_missing(&dir, vec![("graph.bin", v3_sections().1), ("graph_rabitq.bin", v15_graph())]);
+}
+
+/// Invariant: the RaBitQ graph encoder since stop 50 (`tests/fixtures/v20_tight_rungs/`) is
+/// canonical: version 5 (tight records, `v19_tight`'s layout and graph) carrying the narrow-rung
+/// record of `v18_rungs` (same rungs and reach as that version-4 fixture).
+#[test]
+fn v20_tight_records_with_narrow_rungs_are_canonical() {
+    use tidepool::index::vector::graph::GraphIndex;
+    let bytes = read_fixture("v20_tight_rungs", "graph_rabitq.bin");
+    assert_eq!(v15_graph(), bytes, "the encoder is canonical");
+    assert_eq!((&bytes[8..16], bytes[17]), (&[5, 0, 0, 0, 192, 0, 0, 0][..], 1));
+    same_graph(&bytes, &read_fixture("v19_tight", "graph_rabitq.bin"));
+    let (g, v18) = (
+        GraphIndex::open(Bytes::from(bytes.clone())).unwrap(),
+        GraphIndex::open(Bytes::from(read_fixture("v18_rungs", "graph_rabitq.bin"))).unwrap(),
+    );
+    assert_eq!(g.calibration(), v18.calibration());
+}
+
+#[test]
+#[ignore = "writes fixture files; run manually with TIDEPOOL_WRITE_FIXTURES=1"]
+fn write_v20_tight_rungs_fixtures() {
+    if std::env::var_os("TIDEPOOL_WRITE_FIXTURES").is_none() {
+        eprintln!("set TIDEPOOL_WRITE_FIXTURES=1 to write fixtures");
+        return;
+    }
+    let dir = fixture_dir("v20_tight_rungs");
+    std::fs::create_dir_all(&dir).unwrap();
+    write_missing(&dir, vec![("graph_rabitq.bin", v15_graph())]);
 }

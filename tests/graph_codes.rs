@@ -1,6 +1,6 @@
 //! `graph_codes`: the setting picks the traversal codes a compaction's graph sections hold
-//! (graph section version 4 either way since stop 49: code kind 1, RaBitQ, when asked, code
-//! kind 0, 8-bit codes, when asked; by
+//! (graph section version 5, code kind 1, RaBitQ records at their tight length, when asked
+//! since issue 36 item 4; version 4, code kind 0, 8-bit codes, when asked; by
 //! default ("auto") 8-bit codes unless the namespace would take more than a quarter of the
 //! memory budget with them, then 4-bit ones), and a namespace built either way answers ANN
 //! queries (each row finds itself first).
@@ -78,7 +78,7 @@ async fn compaction_writes_the_graph_codes_the_setting_names() {
     let d = Daemon::start(&data, &["--graph-codes", "rabitq4"]);
     let graphs = build(&d, &data).await;
     assert!(!graphs.is_empty());
-    assert!(graphs.iter().all(|g| *g == (4, 1, 4)), "{graphs:?}");
+    assert!(graphs.iter().all(|g| *g == (5, 1, 4)), "{graphs:?}");
 
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
@@ -117,7 +117,7 @@ async fn by_default_the_codes_follow_the_memory_budget() {
     // 2,500 rows × (24 + 132) bytes with 8-bit codes = 390 KB.
     let graphs = built_under(1 << 20).await;
     assert!(!graphs.is_empty());
-    assert!(graphs.iter().all(|g| *g == (4, 1, 4)), "over a quarter of 1 MiB: 4-bit codes: {graphs:?}");
+    assert!(graphs.iter().all(|g| *g == (5, 1, 4)), "over a quarter of 1 MiB: 4-bit codes: {graphs:?}");
     let graphs = built_under(2 << 20).await;
     assert!(!graphs.is_empty());
     assert!(graphs.iter().all(|g| *g == (4, 0, 8)), "within a quarter of 2 MiB: 8-bit codes: {graphs:?}");

@@ -7,8 +7,9 @@
 //! and a section that opens can be searched. For kind 21 the head is parsed
 //! (with its crc) and then every list block is read from the input's bytes.
 //! Mode 6 (mode % 7 == 6, checked first): a bare graph section (kind 20, every version:
-//! `GraphIndex::open_trusted`, so the structural checks of versions 1 to 4 are reached: version
-//! 4's packed neighbour ids, each < rows or the unused-slot value, and its wide calibration record), then a
+//! `GraphIndex::open_trusted`, so the structural checks of versions 1 to 5 are reached: version
+//! 4's packed neighbour ids, each < rows or the unused-slot value, and its wide calibration
+//! record; version 5's tight RaBitQ records), then a
 //! search over zero vectors of its shape and a filtered one.
 #![no_main]
 use libfuzzer_sys::fuzz_target;

@@ -12,7 +12,9 @@
 //! - Per-attribute sections (text, attribute, sparse; named vector indexes,
 //!   all opened together on the first lookup) are found through a
 //!   table keyed by attribute name, built once on first lookup: a query opens
-//!   only the section it uses, never every section of the kind.
+//!   only the section it uses, never every section of the kind. An attribute
+//!   index is checked whole when the table is built (`AttrIndex::open_trusted`)
+//!   and reopened per lookup without reading every entry again (`AttrIndex::reopen`).
 //! - [`SegmentReader::vector_rows`] reads the same rows as the vector section:
 //!   through the mapping for a small section, by positioned reads of the
 //!   segment file for one of at least `cache::READABLE_MIN_BYTES` (a rerank
@@ -245,10 +247,11 @@ impl SegmentReader {
         })
     }
 
-    /// The attribute index section of `attr`.
+    /// The attribute index section of `attr` (checked whole when its section was first located,
+    /// `locate_attr_sections`; reopened per filter without reading every entry again).
     pub fn attr_index(&self, attr: &str) -> Option<AttrIndex<'_>> {
         let range = self.by_attr().attr.get(attr)?;
-        Some(AttrIndex::open_trusted(self.section_bytes(range)?).ok()?.guarded(self.seg.file_guard()))
+        Some(AttrIndex::reopen(self.section_bytes(range)?).ok()?.guarded(self.seg.file_guard()))
     }
 
     /// The sparse index section of `attr` (its checksum was verified when the

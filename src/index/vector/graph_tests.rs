@@ -127,7 +127,7 @@ fn slots(ix: &GraphIndex, u: usize) -> Vec<u32> {
 
 /// The older section of the same graph (see [`downgrade`]).
 fn to_old(v4: &[u8]) -> Vec<u8> {
-    downgrade(v4).expect("a version-4 section")
+    downgrade(v4).expect("a version-4 or -5 section")
 }
 
 /// Invariant: a version-4 section (packed links, wide record) searches exactly as the version-2
@@ -144,7 +144,8 @@ fn packed_links_search_as_the_u32_links_of_older_versions() {
             GraphIndex::open(bytes::Bytes::from(v4)).unwrap(),
             GraphIndex::open(bytes::Bytes::from(old)).unwrap(),
         );
-        assert_eq!(crate::codec::u32_at(&new.bytes, 8), Some(VERSION));
+        let version = if new.bytes[17] == KIND_SQ8 { VERSION } else { VERSION_TIGHT };
+        assert_eq!(crate::codec::u32_at(&new.bytes, 8), Some(version));
         assert!(matches!(old.links, search::Links::Wide));
         let six = new.calibration.rungs.len().min(calibrate::MAX_RUNGS);
         assert_eq!(
@@ -436,10 +437,39 @@ fn compact_sections_calibrate_and_shrink_the_traversal() {
         let r = measured(&one, &data, &clustered(40, dim, 12), m, 0);
         assert!(r >= 0.92, "default recall on fresh queries {r}, calibrated {}", pick.recall());
     }
-    // 48 bytes of neighbours either way (32 ids of 12 bits); 1 bit: 12 code bytes + 12 of
-    // factors, padded to 32.
+    // 48 bytes of neighbours either way (32 ids of 12 bits); 1 bit: 16 code bytes (96
+    // dimensions padded to 128) + 12 of factors, not padded to 32 since version 5.
     assert_eq!(eight.traversal_bytes_per_row(), 48 + 128 + 4);
-    assert_eq!(one.traversal_bytes_per_row(), 48 + 32);
+    assert_eq!(one.traversal_bytes_per_row(), 48 + 28);
+}
+
+/// Invariant: version 5 is RaBitQ codes with records at their tight length, and only that: its
+/// records take `record_len_tight` bytes (44 at 4 bits over 64 padded dimensions, not 48), a
+/// version-5 header over 8-bit codes and tight records stated as version 4 are refused.
+#[test]
+fn version_5_holds_rabitq_records_at_their_tight_length_only() {
+    use crate::index::vector::rabitq;
+    let (dim, m) = (24, Metric::CosineDistance);
+    let data = clustered(1500, dim, 5);
+    let tight = build(&data, dim, m, &planes(4));
+    let g = GraphIndex::open(bytes::Bytes::from(tight.clone())).unwrap();
+    let p = rabitq::padded(dim);
+    assert_eq!((rabitq::record_len(4, p), rabitq::record_len_tight(4, p)), (48, 44));
+    assert_eq!(g.code_layout(), (false, 44));
+    let restamped = |mut b: Vec<u8>, version: u32| {
+        b[8..12].copy_from_slice(&version.to_le_bytes());
+        let crc = section_crc(&b);
+        b[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_le_bytes());
+        bytes::Bytes::from(b)
+    };
+    assert!(
+        GraphIndex::open(restamped(tight.clone(), VERSION_TIGHT)).is_ok(),
+        "resealing alone changes nothing"
+    );
+    assert!(GraphIndex::open(restamped(tight, VERSION)).is_err(), "version 4 pads records to 16");
+    let eight = build(&data, dim, m, &sq8());
+    assert_eq!(crate::codec::u32_at(&eight, 8), Some(VERSION), "8-bit sections stay version 4");
+    assert!(GraphIndex::open(restamped(eight, VERSION_TIGHT)).is_err(), "version 5 is RaBitQ only");
 }
 
 /// Invariant: the compact build is deterministic for any thread count (the graph is linked as
@@ -452,7 +482,7 @@ fn compact_builds_are_the_same_bytes_for_any_thread_count() {
     let with = |threads| build(&data, dim, Metric::CosineDistance, &GraphParams { threads, ..planes(1) });
     let one = with(1);
     assert_eq!(&one[..8], &MAGIC);
-    assert_eq!(crate::codec::u32_at(&one, 8), Some(VERSION));
+    assert_eq!(crate::codec::u32_at(&one, 8), Some(VERSION_TIGHT));
     assert_eq!(one, with(2));
     assert_eq!(one, with(4));
     // The neighbour lists are the 8-bit build's.

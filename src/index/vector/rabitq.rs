@@ -20,7 +20,8 @@
 //!   same bits on every CPU (builds are deterministic).
 //! - Codes and factors are a pure function of the row (f64 sums in a fixed order).
 //! - A record is `bits × P/8` code bytes then the three factors (f32 LE), padded with zeros to
-//!   [`record_len`]; `P` = the dimension rounded up to 64.
+//!   [`record_len`] (graph sections versions 3 and 4) or [`record_len_tight`] (version 5);
+//!   `P` = the dimension rounded up to 64.
 //! - Estimates never panic on any bytes: a short record reads as zeros.
 
 use super::splitmix;
@@ -38,9 +39,16 @@ pub fn padded(dim: usize) -> usize {
 }
 
 /// Bytes of one row record for `bits`-bit codes over padded length `p`: codes, factors,
-/// rounded up to 16.
+/// rounded up to 16 (graph sections versions 3 and 4).
 pub fn record_len(bits: u32, p: usize) -> usize {
     (bits as usize * p / 8 + FACTOR_BYTES).div_ceil(16) * 16
+}
+
+/// Bytes of one row record without the padding to 16 (graph section version 5): codes and
+/// factors, rounded up to 4 (they are already a multiple of 4: `p` is a multiple of 64). The
+/// estimator reads the planes and factors with unaligned loads, so nothing needs the padding.
+pub fn record_len_tight(bits: u32, p: usize) -> usize {
+    (bits as usize * p / 8 + FACTOR_BYTES).div_ceil(4) * 4
 }
 
 /// Query levels used with `bits`-bit codes: enough that the query's rounding error stays small

@@ -522,7 +522,7 @@ fn link_sq8(
     (adj, cc)
 }
 
-/// The version-4 header but the calibration record and crc: shape (dim, rows, degree, stride,
+/// The version-4 header (version 5 for RaBitQ codes) but the calibration record and crc: shape (dim, rows, degree, stride,
 /// entry, default ef), code kind, code and query bits, rotation seed and record length.
 fn put_header(
     head: &mut [u8],
@@ -532,8 +532,9 @@ fn put_header(
     seed: u64,
     record: usize,
 ) {
+    let version = if code.0 == KIND_RABITQ { VERSION_TIGHT } else { VERSION };
     head[..8].copy_from_slice(&MAGIC);
-    head[8..12].copy_from_slice(&VERSION.to_le_bytes());
+    head[8..12].copy_from_slice(&version.to_le_bytes());
     head[12..16].copy_from_slice(&(HEADER_LEN_V4 as u32).to_le_bytes());
     head[16] = metric_code(metric);
     (head[17], head[18], head[19]) = (code.0, code.1 as u8, code.2 as u8);
@@ -592,7 +593,7 @@ fn rotation_seed(params: &GraphParams) -> u64 {
     params.seed ^ 0x726f_7461_7465
 }
 
-/// A version-4 section with RaBitQ codes: linked over temporary 8-bit codes (the graph is the one a version-2
+/// A version-5 section (version 4 with tight records) with RaBitQ codes: linked over temporary 8-bit codes (the graph is the one a version-2
 /// build makes), traversed over `bits`-bit RaBitQ records.
 fn build_planes(
     rows_in: &dyn RowSource,
@@ -604,7 +605,7 @@ fn build_planes(
     let pre = prepare(rows_in, dim, metric, params);
     let degree = params.degree.clamp(2, 256) as usize;
     let p = rabitq::padded(dim);
-    let record = rabitq::record_len(bits, p);
+    let record = rabitq::record_len_tight(bits, p);
     let Some([_, o_m, _, o_nb, o_r, end]) = layout_v4(false, dim, pre.rows, degree, record) else {
         return Vec::new();
     };
@@ -715,14 +716,15 @@ fn calibrate_section(
     b
 }
 
-/// The version-2 (8-bit codes) or version-3 (RaBitQ) section of the graph a version-4 section
-/// holds: the same header fields, codes and lists, with u32 neighbour slots and the narrow
-/// calibration record (its first [`calibrate::MAX_RUNGS`] rungs). What builds wrote before
+/// The version-2 (8-bit codes) or version-3 (RaBitQ) section of the graph a version-4 or -5
+/// section holds: the same header fields, codes and lists, with u32 neighbour slots, records
+/// padded to 16 bytes and the narrow calibration record (its first [`calibrate::MAX_RUNGS`] rungs). What builds wrote before
 /// version 4: the benchmarks measure both link layouts on one graph in one run, the tests check
 /// that the versions search alike. None for bytes that are not a valid version-4 section.
 pub fn downgrade(v4: &[u8]) -> Option<Vec<u8>> {
     let ix = GraphIndex::open(bytes::Bytes::copy_from_slice(v4)).ok()?;
-    if crate::codec::u32_at(v4, 8) != Some(VERSION) {
+    let version = crate::codec::u32_at(v4, 8)?;
+    if version != VERSION && version != VERSION_TIGHT {
         return None;
     }
     let (sq8, record) = ix.code_layout();
@@ -746,7 +748,17 @@ pub fn downgrade(v4: &[u8]) -> Option<Vec<u8>> {
         list.iter().for_each(|v| b.extend_from_slice(&v.to_le_bytes()));
     }
     b.resize(pad64(b.len())?, 0);
-    b.extend_from_slice(&v4[o_c..]);
+    if version == VERSION_TIGHT {
+        // Version 3 pads each record to 16 bytes.
+        let padded = rabitq::record_len(u32::from(v4[18]), ix.stride);
+        b[RECORD_AT..RECORD_AT + 4].copy_from_slice(&(padded as u32).to_le_bytes());
+        for rec in v4[o_c..].chunks_exact(record) {
+            b.extend_from_slice(rec);
+            b.resize(b.len() + padded - record, 0);
+        }
+    } else {
+        b.extend_from_slice(&v4[o_c..]);
+    }
     let crc = section_crc(&b);
     b[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_le_bytes());
     Some(b)

@@ -57,6 +57,11 @@
 //!               slot i of a list in bits [i·w, (i+1)·w), LSB first; unused slots = rows (trailing)
 //!     codes     u8 [rows × code_stride] (8-bit) or records [rows × record_len] (RaBitQ)
 //! ```
+//! Version 5 (what builds write for RaBitQ codes): version 4 with code kind 1 only, 8 version
+//! u32 (=5) and records of `rabitq::record_len_tight` bytes (codes and factors, no padding to
+//! 16): 204 bytes a row instead of 208 at 4 bits and 384 dimensions. 8-bit sections stay
+//! version 4, byte for byte.
+//!
 //! The packed ids are the lists of versions 2 and 3 (the graph is built alike; [`downgrade`]
 //! writes the older layout of the same graph): 20 bits an id at 1M rows, 48 bytes a row less
 //! than u32 ids. A list is unpacked with one unaligned 8-byte load a slot (the trailing zero
@@ -125,9 +130,14 @@ pub use search::{escalated_ef, rerank_floor, GraphIndex, ESCALATED_EF, ESCALATIO
 
 /// Section magic.
 pub const MAGIC: [u8; 8] = *b"TPGRAPH0";
-/// Current section version, what every build writes: either code kind (code-kind byte),
-/// bit-packed neighbour ids and the wide calibration record.
+/// Section version with either code kind (code-kind byte), bit-packed neighbour ids and the
+/// wide calibration record: what builds write for 8-bit codes (and wrote for RaBitQ codes
+/// until version 5; still read).
 pub const VERSION: u32 = 4;
+/// Version 4 with RaBitQ codes whose records take their tight length (`rabitq::record_len_tight`:
+/// no padding to 16 bytes, 4 bytes a row less at 4 bits and 384 dimensions): what builds write
+/// for RaBitQ codes since issue 36 item 4. Code kind 1 only.
+pub const VERSION_TIGHT: u32 = 5;
 /// Sections with 8-bit codes and u32 links (written until version 4; still read).
 pub const VERSION_SQ8: u32 = 2;
 /// Sections with RaBitQ codes and u32 links (written until version 4; still read).

@@ -15,7 +15,7 @@ use super::super::Ranked;
 use super::{
     layout, layout_v3, layout_v4, link_bits, link_bytes, section_crc, GraphSearchParams, CALIB_AT, CRC_AT,
     HEADER_LEN, HEADER_LEN_V1, HEADER_LEN_V4, KIND_RABITQ, KIND_SQ8, LINK_SLACK, MAGIC, NONE, RECORD_AT,
-    SEED_AT, VERSION, VERSION_RABITQ, VERSION_SQ8,
+    SEED_AT, VERSION, VERSION_RABITQ, VERSION_SQ8, VERSION_TIGHT,
 };
 use crate::index::IndexError;
 use std::collections::BinaryHeap;
@@ -326,7 +326,12 @@ impl GraphIndex {
             (1, HEADER_LEN_V1) => true,
             (VERSION_SQ8, HEADER_LEN) if b.len() >= HEADER_LEN => false,
             (VERSION_RABITQ, HEADER_LEN) if b.len() >= HEADER_LEN => return Self::parse_v3(bytes, check_crc),
-            (VERSION, HEADER_LEN_V4) if b.len() >= HEADER_LEN_V4 => return Self::parse_v4(bytes, check_crc),
+            (VERSION, HEADER_LEN_V4) if b.len() >= HEADER_LEN_V4 => {
+                return Self::parse_v4(bytes, check_crc, false)
+            }
+            (VERSION_TIGHT, HEADER_LEN_V4) if b.len() >= HEADER_LEN_V4 => {
+                return Self::parse_v4(bytes, check_crc, true)
+            }
             _ => return Err(unsupported(version, b[16])),
         };
         let metric = super::super::ann::metric_from_code(b[16])?;
@@ -440,21 +445,24 @@ impl GraphIndex {
     /// Version 4: the header of version 3 for either code kind (byte 17: 0 = 8-bit codes, with
     /// code and query bits 8, seed 0 and record length = stride), 192 bytes with the wide
     /// calibration record; blocks scales (8-bit), mean, norms (8-bit), packed links, codes.
-    fn parse_v4(bytes: bytes::Bytes, check_crc: bool) -> Result<Self, IndexError> {
+    /// Version 5 (`tight`) is version 4 with RaBitQ codes only, records of
+    /// `rabitq::record_len_tight` bytes.
+    fn parse_v4(bytes: bytes::Bytes, check_crc: bool, tight: bool) -> Result<Self, IndexError> {
         let b = &bytes[..];
         let Shape { metric, kind, bits, qbits, dim, rows, degree, stride, entry, default_ef, seed, record } =
             Shape::read(b)?;
+        let record_len = if tight { rabitq::record_len_tight } else { rabitq::record_len };
         let codes_ok = match kind {
-            KIND_SQ8 => {
+            KIND_SQ8 if !tight => {
                 stride == dim.div_ceil(64) * 64 && bits == 8 && qbits == 8 && seed == 0 && record == stride
             }
             KIND_RABITQ => {
                 stride == rabitq::padded(dim)
                     && (1..=rabitq::MAX_BITS).contains(&bits)
                     && qbits == rabitq::query_bits(bits)
-                    && record == rabitq::record_len(bits, stride)
+                    && record == record_len(bits, stride)
             }
-            _ => return Err(unsupported(VERSION, kind)),
+            _ => return Err(unsupported(if tight { VERSION_TIGHT } else { VERSION }, kind)),
         };
         let reserved = b[60..64].iter().chain(&b[CALIB_AT + calibrate::WIDE_RECORD_LEN..HEADER_LEN_V4]);
         if !codes_ok || dim == 0 || !(1..=256).contains(&degree) || default_ef == 0 {
