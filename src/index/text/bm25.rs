@@ -127,7 +127,7 @@ impl CorpusStats {
 
     /// Per-fieldnorm-id normaliser table for this attribute.
     pub fn norm_cache(&self, params: Bm25Params) -> NormCache {
-        NormCache::new(self.avgdl(), params)
+        NormCache::recent(self.avgdl(), params)
     }
 }
 
@@ -155,16 +155,43 @@ impl Bm25Params {
 
 /// `cache[id] = k1 · (1 − b + b · fieldnorm(id) / avgdl)` (tantivy's tf cache).
 #[derive(Clone, Debug)]
-pub struct NormCache(Box<[f32; 256]>);
+pub struct NormCache(std::sync::Arc<[f32; 256]>);
+
+/// Tables [`NormCache::recent`] built last on this thread, with their `(avgdl, k1, b)` bits.
+type RecentCaches = [Option<([u32; 3], NormCache)>; RECENT_CACHES];
+
+/// How many tables [`NormCache::recent`] keeps per thread (a query's fields, each searched in
+/// every segment).
+const RECENT_CACHES: usize = 4;
+
+thread_local! {
+    static RECENT: std::cell::RefCell<RecentCaches> = const { std::cell::RefCell::new([const { None }; RECENT_CACHES]) };
+}
 
 impl NormCache {
+    /// [`NormCache::new`], shared with the last tables built on this thread for the same inputs
+    /// (a query builds one per field in each segment: 256 divisions each time).
+    pub fn recent(avgdl: f32, p: Bm25Params) -> Self {
+        let key = [avgdl.to_bits(), p.k1.to_bits(), p.b.to_bits()];
+        RECENT.with(|r| {
+            let mut r = r.borrow_mut();
+            if let Some((_, c)) = r.iter().flatten().find(|(k, _)| *k == key) {
+                return c.clone();
+            }
+            let c = NormCache::new(avgdl, p);
+            r.rotate_right(1);
+            r[0] = Some((key, c.clone()));
+            c
+        })
+    }
+
     /// Builds the table.
     pub fn new(avgdl: f32, p: Bm25Params) -> Self {
-        let mut c = Box::new([0f32; 256]);
+        let mut c = [0f32; 256];
         for (id, v) in c.iter_mut().enumerate() {
             *v = p.k1 * (1.0 - p.b + p.b * FIELD_NORMS_TABLE[id] as f32 / avgdl);
         }
-        NormCache(c)
+        NormCache(std::sync::Arc::new(c))
     }
 }
 

@@ -2,16 +2,18 @@
 //! `WINDOW` rows. Each list's bound on the window (the largest bound of its blocks meeting it)
 //! splits the lists: the non-essential ones (lowest bounds, together at most the threshold θ)
 //! cannot lift a row above θ alone, so only the essential ones produce candidates; a candidate
-//! is first bounded by the non-essential lists' block bounds over its 128-row stretch, then
-//! probes them, highest bound first, while it can still pass θ.
+//! is first bounded by the non-essential lists' block bounds over its 128-row stretch, then the
+//! non-essential lists add their parts list at a time, highest bound first, to the candidates
+//! that can still pass θ (a list is probed at each candidate's row, or walked over its own rows
+//! in the window when it is expected to hold fewer of them than there are candidates).
 //!
 //! Invariants:
 //! - Every row that can score above θ (the pruning threshold, with its rounding slack) is a
 //!   candidate and is scored exactly; any other row is dropped without being scored whole.
 //! - A row's score is `combine` of its parts by unit, taken once all its parts are known, so it
 //!   has the exhaustive evaluation's bits whatever order the pruning read them in.
-//! - The window buffers ([`Scratch`]) and the candidate's parts are all zero between windows:
-//!   every slot written is cleared when its row is visited.
+//! - The window buffers ([`Scratch`]), the candidate's parts and the candidate bitset are all
+//!   zero between windows: every slot written is cleared when its row is visited or dropped.
 
 use super::*;
 
@@ -78,9 +80,30 @@ pub(super) struct Window {
     one: Vec<f32>,
     /// One candidate's parts by unit; zero between candidates.
     parts: Vec<f32>,
-    /// The units of `parts` the candidate's probes wrote.
-    probed: Vec<usize>,
+    /// The window's candidates while the non-essential lists are probed list by list
+    /// ([`Window::visit_candidates`]).
+    cands: Vec<Cand>,
+    /// The parts those probes found: (previous part of the same candidate or `NO_PART`, unit,
+    /// part), chained from [`Cand::last`].
+    found: Vec<(u32, u32, f32)>,
+    /// Per row of the window: whether it is a candidate, while a list is accumulated
+    /// ([`Window::accumulate_list`]); zero otherwise.
+    live: Vec<u64>,
+    /// Per row of the window: its index in `cands` while `live` says it is one.
+    cand_of: Vec<u32>,
 }
+
+/// A row of the window that can still pass θ while the non-essential lists are probed in bulk.
+#[derive(Clone, Copy)]
+struct Cand {
+    off: u32,
+    /// Its parts found so far, summed.
+    partial: f32,
+    /// Its last part in `Window::found` (`NO_PART`: none yet).
+    last: u32,
+}
+
+const NO_PART: u32 = u32::MAX;
 
 impl Window {
     pub(super) fn new(lists: usize, units: usize) -> Self {
@@ -96,7 +119,10 @@ impl Window {
             stretch: vec![0.0; STRETCHES],
             one: vec![0.0; STRETCHES],
             parts: vec![0.0; units],
-            probed: Vec::with_capacity(lists),
+            cands: Vec::new(),
+            found: Vec::new(),
+            live: vec![0; WINDOW as usize / 64],
+            cand_of: vec![0; WINDOW as usize],
         }
     }
 
@@ -199,10 +225,13 @@ impl Window {
         Ok(())
     }
 
-    /// Visits the rows the essential lists touched, in row order (ties rank by row, so the order
-    /// matters for `> θ`), clearing their slots; a row whose essential parts and the
-    /// non-essential bounds can pass θ probes the non-essential lists and, if it still can, is
-    /// scored and offered to `top`.
+    /// Visits the rows the essential lists touched, list at a time (Lucene's MaxScore bulk
+    /// scorer), clearing their slots: the rows whose essential parts and stretch bound can pass θ
+    /// are gathered in row order; then each non-essential list, highest bound first, adds its
+    /// part to every row still able to pass θ with it and the lists below it (probed row by row,
+    /// or, for a list expected to hold fewer of the window's rows than there are candidates,
+    /// walked over its rows); a row whose parts then pass the k-th score is scored and offered
+    /// to `top`. One list's blocks are walked once per window, not once per candidate.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn visit_candidates(
         &mut self,
@@ -217,75 +246,181 @@ impl Window {
     ) -> Result<(), IndexError> {
         let Scratch { sums, contrib, touched } = buf;
         let stride = self.ess.len();
-        let mut theta_now = theta;
+        self.cands.clear();
+        self.found.clear();
         for (wi, slot) in touched.iter_mut().enumerate() {
             let mut word = std::mem::take(slot);
             while word != 0 {
                 let off = wi * 64 + word.trailing_zeros() as usize;
                 word &= word - 1;
-                let row = self.start + off as u32;
                 let partial = std::mem::take(&mut sums[off]);
-                let slots = &mut contrib[off * stride..(off + 1) * stride];
-                let rest = self.stretch[off >> STRETCH_LOG2];
-                if partial + rest <= theta_now || filter.is_some_and(|f| !f(row)) {
-                    slots.fill(0.0);
+                let row = self.start + off as u32;
+                if partial + self.stretch[off >> STRETCH_LOG2] <= theta || filter.is_some_and(|f| !f(row)) {
+                    contrib[off * stride..(off + 1) * stride].fill(0.0);
                     continue;
                 }
-                // Most candidates stop at a probe: the essential parts are gathered only for a
-                // row that passes them all (a gather per candidate cost more than the probes).
-                if self.probe(cursors, caches, row, partial, theta_now)? {
-                    for (&u, x) in self.ess_units.iter().zip(slots.iter_mut()) {
-                        self.parts[u] = std::mem::take(x);
-                    }
-                    top.push(row, combine.score(&self.parts));
-                    theta_now = prune_threshold(top.threshold()).max(seed);
-                    self.parts.fill(0.0);
-                } else {
-                    slots.fill(0.0);
-                    self.probed.drain(..).for_each(|u| self.parts[u] = 0.0);
-                }
-                self.probed.clear();
+                self.cands.push(Cand { off: off as u32, partial, last: NO_PART });
             }
+        }
+        for j in (0..self.ne).rev() {
+            if self.cands.is_empty() {
+                break;
+            }
+            let c = &cursors[self.order[j]];
+            let rows = c.norms.norms.len().max(1) as u64;
+            let in_window = u64::from(c.p.df) * u64::from(self.end - self.start + 1) / rows;
+            if in_window < self.cands.len() as u64 {
+                self.accumulate_list(cursors, caches, contrib, j, theta)?;
+            } else {
+                self.probe_list(cursors, caches, contrib, j, theta)?;
+            }
+        }
+        let mut theta_now = theta;
+        for ci in 0..self.cands.len() {
+            let Cand { off, partial, mut last } = self.cands[ci];
+            let off = off as usize;
+            let slots = &mut contrib[off * stride..(off + 1) * stride];
+            // Only a row whose parts pass θ can enter; one that lacks a part never does.
+            if partial <= theta_now {
+                slots.fill(0.0);
+                continue;
+            }
+            for (&u, x) in self.ess_units.iter().zip(slots.iter_mut()) {
+                self.parts[u] = std::mem::take(x);
+            }
+            while last != NO_PART {
+                let (prev, unit, s) = self.found[last as usize];
+                self.parts[unit as usize] = s;
+                last = prev;
+            }
+            top.push(self.start + off as u32, combine.score(&self.parts));
+            theta_now = prune_threshold(top.threshold()).max(seed);
+            self.parts.fill(0.0);
         }
         Ok(())
     }
 
-    /// Adds the non-essential lists' parts of `row` to `parts`, highest bound first, while the
-    /// row can still pass `theta`; whether its parts then pass it.
-    fn probe(
+    /// Probes the non-essential list at position `j` of the bound order for every candidate that
+    /// can still pass `theta` with it and the lists below it, dropping the others (their
+    /// essential slots cleared): the block that may hold the row bounds the list's part more
+    /// tightly than its window bound, and is decoded only when that bound can still lift the row
+    /// above `theta`.
+    fn probe_list(
         &mut self,
         cursors: &mut [TermCursor<'_>],
         caches: &[NormCache],
-        row: u32,
-        mut partial: f32,
+        contrib: &mut [f32],
+        j: usize,
         theta: f32,
-    ) -> Result<bool, IndexError> {
-        for j in (0..self.ne).rev() {
-            if partial + self.prefix[j + 1] <= theta {
-                return Ok(false);
-            }
-            let i = self.order[j];
-            if self.bounds[i] <= 0.0 {
-                continue;
-            }
-            let c = &mut cursors[i];
-            // The block that may hold the row bounds this list's part more tightly than its
-            // window bound: decoded only when that bound can still lift the row above theta.
-            match c.block_of(row) {
-                None => continue,
-                Some(b) if partial + self.prefix[j] + c.block_scores[b] <= theta => return Ok(false),
-                Some(_) => {}
-            }
-            if c.advance(row)? == Some(row) {
-                let s = c.score_here(caches);
-                self.parts[c.ord] = s;
-                self.probed.push(c.ord);
-                partial += s;
+    ) -> Result<(), IndexError> {
+        let stride = self.ess.len();
+        let (with, without) = (self.prefix[j + 1], self.prefix[j]);
+        let i = self.order[j];
+        let probes = self.bounds[i] > 0.0;
+        let c = &mut cursors[i];
+        let mut kept = 0;
+        for x in 0..self.cands.len() {
+            let mut cand = self.cands[x];
+            let row = self.start + cand.off;
+            let alive = if cand.partial + with <= theta {
+                false
+            } else if !probes {
+                true
+            } else {
+                match c.block_of(row) {
+                    None => true,
+                    Some(b) if cand.partial + without + c.block_scores[b] <= theta => false,
+                    Some(b) => {
+                        if c.advance_in(b, row)? {
+                            let s = c.score_here(caches);
+                            self.found.push((cand.last, c.ord as u32, s));
+                            cand.last = (self.found.len() - 1) as u32;
+                            cand.partial += s;
+                        }
+                        true
+                    }
+                }
+            };
+            if alive {
+                self.cands[kept] = cand;
+                kept += 1;
+            } else {
+                let off = cand.off as usize;
+                contrib[off * stride..(off + 1) * stride].fill(0.0);
             }
         }
-        // Only a row whose parts pass θ can enter; one that lacks a part never does (see
-        // `score_essential`).
-        Ok(partial > theta)
+        self.cands.truncate(kept);
+        Ok(())
+    }
+
+    /// [`Self::probe_list`] for a list expected to hold fewer rows of the window than there are
+    /// candidates: the candidates that cannot pass `theta` with this list and those below it are
+    /// dropped, then the list's rows in the window are walked and each candidate among them gets
+    /// its part (a block holding no candidate is not decoded).
+    fn accumulate_list(
+        &mut self,
+        cursors: &mut [TermCursor<'_>],
+        caches: &[NormCache],
+        contrib: &mut [f32],
+        j: usize,
+        theta: f32,
+    ) -> Result<(), IndexError> {
+        let stride = self.ess.len();
+        let with = self.prefix[j + 1];
+        let i = self.order[j];
+        let mut kept = 0;
+        for x in 0..self.cands.len() {
+            let cand = self.cands[x];
+            let off = cand.off as usize;
+            if cand.partial + with <= theta {
+                contrib[off * stride..(off + 1) * stride].fill(0.0);
+                continue;
+            }
+            self.live[off >> 6] |= 1u64 << (off & 63);
+            self.cand_of[off] = kept as u32;
+            self.cands[kept] = cand;
+            kept += 1;
+        }
+        self.cands.truncate(kept);
+        let c = &mut cursors[i];
+        let mut b = c.shallow;
+        while self.bounds[i] > 0.0 && b < c.last_rows.len() {
+            let first = if b == 0 { 0 } else { c.last_rows[b - 1].saturating_add(1) };
+            if first > self.end {
+                break;
+            }
+            let (lo, hi) = (
+                (first.max(self.start) - self.start) as usize,
+                (c.last_rows[b].min(self.end) - self.start) as usize,
+            );
+            if any_set(&self.live, lo, hi) {
+                c.load(b)?;
+                let mut p = c.pos;
+                while p < c.blk.len && c.blk.rows[p] < self.start {
+                    p += 1;
+                }
+                while p < c.blk.len && c.blk.rows[p] <= self.end {
+                    let off = (c.blk.rows[p] - self.start) as usize;
+                    if self.live[off >> 6] & (1u64 << (off & 63)) != 0 {
+                        let s = c.score_at(caches, p);
+                        let cand = &mut self.cands[self.cand_of[off] as usize];
+                        self.found.push((cand.last, c.ord as u32, s));
+                        cand.last = (self.found.len() - 1) as u32;
+                        cand.partial += s;
+                    }
+                    p += 1;
+                }
+                c.pos = p.min(c.blk.len - 1);
+            }
+            if c.last_rows[b] >= self.end {
+                break;
+            }
+            b += 1;
+        }
+        for cand in &self.cands {
+            self.live[(cand.off >> 6) as usize] = 0;
+        }
+        Ok(())
     }
 }
 
@@ -364,6 +499,16 @@ impl TermCursor<'_> {
             b += 1;
         }
         Ok(())
+    }
+
+    /// Moves to `row` in block `b` ([`Self::block_of`] found it: the first block whose last row
+    /// is at or after `row`); whether the list holds `row`.
+    fn advance_in(&mut self, b: usize, row: u32) -> Result<bool, IndexError> {
+        self.load(b)?;
+        while self.blk.rows[self.pos] < row {
+            self.pos += 1;
+        }
+        Ok(self.blk.rows[self.pos] == row)
     }
 
     /// Block `b` decoded into `blk` (kept when it already is; the cursor never goes back).

@@ -79,8 +79,10 @@ const NORM_WINDOW_SHIFT: u32 = 10;
 /// table (against the read chunks) or its granule (64 rows, against the section's granule crcs)
 /// matched its crc in the current checking epoch (`crate::integrity::epoch`); each window and
 /// granule is checked at most once per epoch, whichever cursor reads it first (outside every
-/// scope, once per search, as a cursor did before these were shared). A dense list checks windows (one crc of 1 KiB costs less than the
-/// sixteen of its granules), a sparse one granules (a crc of 64 bytes for its one row there).
+/// scope, once per search, as a cursor did before these were shared); checks made by
+/// [`NormChecks::new_unremembered`] remember nothing, so each read there is checked. A dense
+/// list checks windows (one crc of 1 KiB costs less than the sixteen of its granules), a sparse
+/// one granules (a crc of 64 bytes for its one row there).
 pub(super) struct NormChecks<'a> {
     norms: &'a [u8],
     /// The segment's read guard (None: unchecked).
@@ -99,6 +101,11 @@ pub(super) struct NormChecks<'a> {
 /// by 1 KiB windows; a sparser one by granules.
 const DENSE_NORMS: usize = 256;
 
+/// Whether a list of `rows` rows in a section of `section_rows` checks its norms by windows.
+fn dense_list(rows: usize, section_rows: usize) -> bool {
+    rows.saturating_mul(DENSE_NORMS) > section_rows
+}
+
 impl<'a> NormChecks<'a> {
     fn new(index: &TextIndex<'a>) -> Self {
         let shift = index.norm_crcs.map_or(NORM_WINDOW_SHIFT, |f| f.granule_log2());
@@ -116,9 +123,24 @@ impl<'a> NormChecks<'a> {
         }
     }
 
+    /// Checks that remember nothing: every read checks its window or granule (no table to
+    /// allocate, for a search that reads a few rows once each).
+    fn new_unremembered(index: &TextIndex<'a>) -> Self {
+        let shift = index.norm_crcs.map_or(NORM_WINDOW_SHIFT, |f| f.granule_log2());
+        NormChecks {
+            norms: index.norms,
+            guard: index.guard,
+            fine: index.norm_crcs,
+            shift,
+            checked: Box::new([]),
+            windows: Box::new([]),
+            epoch: std::cell::Cell::new(None),
+        }
+    }
+
     /// Whether a list of `rows` rows reads its norms by windows (see [`DENSE_NORMS`]).
     fn dense(&self, rows: usize) -> bool {
-        rows.saturating_mul(DENSE_NORMS) > self.norms.len()
+        dense_list(rows, self.norms.len())
     }
 
     /// Forget every granule checked when the checking epoch has changed (called per decoded
@@ -409,28 +431,19 @@ pub(super) fn open_cursors<'a>(
                 exhausted: false,
                 shallow: 0,
                 probed: 0,
-                last_rows: Vec::with_capacity(nblocks),
-                block_scores: Vec::with_capacity(nblocks),
+                last_rows: Vec::new(),
+                block_scores: Vec::new(),
             };
             let mut mx = 0f32;
-            let mut prev: Option<u32> = None;
-            for b in 0..nblocks {
-                let m = c.p.meta(b)?;
-                if prev.is_some_and(|p| m.last_row <= p) {
-                    return Err(corrupt("block rows not increasing"));
-                }
-                // Rows are the section's (one norm each): a list claiming rows past them is
-                // damaged, and would make the windowed search walk empty windows up to it.
-                if m.last_row as usize >= f.index.norms.len() {
-                    return Err(corrupt("block row outside the section's rows"));
-                }
-                prev = Some(m.last_row);
+            let (mut last_rows, mut block_scores) =
+                (Vec::with_capacity(nblocks), Vec::with_capacity(nblocks));
+            for_each_meta(&c.p, f.index.norms.len(), |m| {
                 let bs = c.block_score(&caches, m.max_tf, m.min_norm);
                 mx = mx.max(bs);
-                c.last_rows.push(m.last_row);
-                c.block_scores.push(bs);
-            }
-            c.max_score = mx;
+                last_rows.push(m.last_row);
+                block_scores.push(bs);
+            })?;
+            (c.last_rows, c.block_scores, c.max_score) = (last_rows, block_scores, mx);
             cursors.push(c);
         }
     }
@@ -470,6 +483,9 @@ pub fn search_fields_above(
     combine: Combine<'_>,
     floor: f32,
 ) -> Result<Vec<(u32, f32)>, IndexError> {
+    if let Some(out) = score_few(fields, k, filter, combine, floor)? {
+        return Ok(out);
+    }
     let (mut cursors, caches, nords) = open_cursors(fields)?;
     let mut top = TopK::new(k);
     if k == 0 || cursors.is_empty() {
@@ -574,6 +590,19 @@ fn score_all(
             target = r + 1;
         }
     }
+    Ok(rank_parts(&mut hits, nords, k, filter, combine, floor))
+}
+
+/// The best `k` rows of `(row, unit, part)` hits (any order): each row's parts combined by unit,
+/// rows below `floor` or failing `filter` left out.
+fn rank_parts(
+    hits: &mut [(u32, usize, f32)],
+    nords: usize,
+    k: usize,
+    filter: Option<&dyn Fn(u32) -> bool>,
+    combine: Combine<'_>,
+    floor: f32,
+) -> Vec<(u32, f32)> {
     hits.sort_unstable_by_key(|h| (h.0, h.1));
     let mut top = TopK::new(k);
     let mut parts = vec![0f32; nords];
@@ -590,7 +619,126 @@ fn score_all(
             top.push(row, score);
         }
     }
-    Ok(top.into_sorted())
+    top.into_sorted()
+}
+
+/// One list of [`score_few`]: its postings, weight and boost, its field and unit.
+struct FewList<'a> {
+    p: Postings<'a>,
+    weight: Bm25Weight,
+    boost: f32,
+    field: usize,
+    ord: usize,
+}
+
+thread_local! {
+    /// [`score_few`]'s hits, kept per thread between searches (a rare word's search in each
+    /// segment would allocate and grow it again).
+    static FEW_HITS: std::cell::RefCell<Vec<(u32, usize, f32)>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// [`score_all`] for lists that the statistics pass found ([`FieldQuery::found`]) and that hold at
+/// most [`FEW_BLOCKS`] blocks in all (judged from their document frequencies, before any list is
+/// read), scored without cursors: a rare word's search in one segment, where the cursors' block
+/// tables, decode buffers and shared norm checks cost more than its few postings. None when the
+/// lists may hold more, a term was not looked up or a prefix is searched (the caller then opens
+/// cursors). Same rows, scores and order as [`score_all`] under [`search_fields_above`]'s tests.
+fn score_few<'a>(
+    fields: &[FieldQuery<'_, 'a>],
+    k: usize,
+    filter: Option<&dyn Fn(u32) -> bool>,
+    combine: Combine<'_>,
+    floor: f32,
+) -> Result<Option<Vec<(u32, f32)>>, IndexError> {
+    let mut counted = Vec::with_capacity(fields.len());
+    let mut blocks = 0usize;
+    for f in fields {
+        let counts = term_counts(f.terms);
+        let found = match f.found {
+            Some(x) if f.prefix.is_none() && x.len() == counts.len() => x,
+            _ => return Ok(None),
+        };
+        blocks += found.iter().flatten().map(|e| (e.doc_freq as usize).div_ceil(BLOCK)).sum::<usize>();
+        if blocks > FEW_BLOCKS {
+            return Ok(None);
+        }
+        counted.push((counts, found));
+    }
+    let mut lists = Vec::new();
+    let mut caches: Vec<Option<NormCache>> = Vec::with_capacity(fields.len());
+    let (mut ord, mut bound) = (0usize, 0f32);
+    for (fi, (f, (counts, found))) in fields.iter().zip(&counted).enumerate() {
+        let mut cache = None;
+        for (&(t, count), e) in counts.iter().zip(found.iter()) {
+            let this = ord;
+            ord += 1;
+            let Some(p) = (*e).map(|e| f.index.postings_of_entry(e)).transpose()?.flatten() else { continue };
+            let weight = f.stats.weight(t, count, f.params);
+            let cache = cache.get_or_insert_with(|| f.stats.norm_cache(f.params));
+            let mut mx = 0f32;
+            for_each_meta(&p, f.index.norms.len(), |m| {
+                mx = mx.max(f.boost * weight.score(cache, m.min_norm, m.max_tf));
+            })?;
+            bound += mx;
+            lists.push(FewList { p, weight, boost: f.boost, field: fi, ord: this });
+        }
+        caches.push(cache);
+    }
+    if k == 0 || lists.is_empty() || bound <= prune_threshold(floor) {
+        return Ok(Some(Vec::new()));
+    }
+    let mut hits = FEW_HITS.with(|h| std::mem::take(&mut *h.borrow_mut()));
+    hits.clear();
+    let mut blk = DecodedBlock::default();
+    for (fi, f) in fields.iter().enumerate() {
+        let Some(cache) = caches[fi].as_ref() else { continue };
+        // Sparse lists read each row's length byte about once: checked at each read, with no
+        // table of what was checked. A dense one shares the table, as its cursor would.
+        let rows = f.index.norms.len();
+        let norms = match lists.iter().any(|l| l.field == fi && dense_list(l.p.df as usize, rows)) {
+            true => NormChecks::new(f.index),
+            false => NormChecks::new_unremembered(f.index),
+        };
+        for l in lists.iter().filter(|l| l.field == fi) {
+            let dense = norms.dense(l.p.df as usize);
+            for b in 0..l.p.nblocks {
+                l.p.decode(b, &mut blk)?;
+                norms.refresh();
+                for i in 0..blk.len {
+                    let row = blk.rows[i];
+                    hits.push((
+                        row,
+                        l.ord,
+                        l.boost * l.weight.score(cache, norms.of(row, dense), blk.tfs[i]),
+                    ));
+                }
+            }
+        }
+    }
+    let out = rank_parts(&mut hits, ord, k, filter, combine, floor);
+    if hits.capacity() <= 1 << 16 {
+        FEW_HITS.with(|h| *h.borrow_mut() = hits);
+    }
+    Ok(Some(out))
+}
+
+/// Calls `each` with every block meta of `p`, checking that the blocks' last rows increase and
+/// stay within the section's `rows` (a list claiming rows past them is damaged, and would make
+/// the windowed search walk empty windows up to it).
+fn for_each_meta(p: &Postings<'_>, rows: usize, mut each: impl FnMut(&BlockMeta)) -> Result<(), IndexError> {
+    let mut prev: Option<u32> = None;
+    for b in 0..p.nblocks {
+        let m = p.meta(b)?;
+        if prev.is_some_and(|p| m.last_row <= p) {
+            return Err(corrupt("block rows not increasing"));
+        }
+        if m.last_row as usize >= rows {
+            return Err(corrupt("block row outside the section's rows"));
+        }
+        prev = Some(m.last_row);
+        each(&m);
+    }
+    Ok(())
 }
 
 /// Scores unindexed rows exhaustively with the same formula, quantisation and

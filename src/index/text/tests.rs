@@ -212,8 +212,8 @@ fn random_corpus(seed: u64, rows: usize, vocab: usize) -> Vec<String> {
 
 /// A search given a floor (another segment's k-th score, `search_fields_above`) returns what the
 /// exhaustive search does at or above the floor, in the same order and bits, for floors at, just
-/// above and just below each exhaustive score (and above them all); and with the terms looked up
-/// beforehand (`FieldQuery::found`) it returns what it does without.
+/// above and just below each exhaustive score (and above them all), with the terms looked up
+/// beforehand (`FieldQuery::found`) or not.
 fn above_equals_exhaustive(
     fq: &[FieldQuery<'_, '_>],
     k: usize,
@@ -227,14 +227,22 @@ fn above_equals_exhaustive(
     for &(_, sc) in &exhaustive {
         floors.extend([sc, sc.next_up(), sc.next_down()]);
     }
-    for floor in floors {
-        let got = search_fields_above(fq, k, filter, combine, floor).unwrap();
-        prop_assert_eq!(at_or_above(&got, floor), at_or_above(&exhaustive, floor), "floor {}", floor);
-    }
+    // Looked up, a search of few blocks in all scores the lists without cursors (`score_few`).
     let found: Vec<Vec<Option<TermEntry>>> =
         fq.iter().map(|f| term_counts(f.terms).iter().map(|(t, _)| f.index.lookup(t)).collect()).collect();
     let looked_up: Vec<FieldQuery<'_, '_>> =
         fq.iter().zip(&found).map(|(f, x)| FieldQuery { found: Some(x), ..*f }).collect();
+    for floor in floors {
+        let got = search_fields_above(fq, k, filter, combine, floor).unwrap();
+        prop_assert_eq!(at_or_above(&got, floor), at_or_above(&exhaustive, floor), "floor {}", floor);
+        let got = search_fields_above(&looked_up, k, filter, combine, floor).unwrap();
+        prop_assert_eq!(
+            at_or_above(&got, floor),
+            at_or_above(&exhaustive, floor),
+            "looked up, floor {}",
+            floor
+        );
+    }
     prop_assert_eq!(search_fields_with(&looked_up, k, filter, combine).unwrap(), exhaustive);
     Ok(())
 }
