@@ -435,13 +435,15 @@ fn v18_narrow_rungs_and_the_reach_at_full_scale_are_canonical() {
         let reach = cal.reach().expect("a reach");
         assert!((reach - quantile).abs() <= 1e-4 * quantile, "reach {reach}, at 1.0 × {quantile}");
     }
+}
+
 /// Invariant: the graph section version 5 (`tests/fixtures/v19_tight/graph_rabitq.bin`: the
 /// v15 input's 1-bit RaBitQ section with records at their tight length, 8 code bytes and 12 of
-/// factors) is what the encoder writes for RaBitQ codes, and holds the graph of the version-4
+/// factors; the encoder wrote it until the narrow-rung record) holds the graph of the version-4
 /// fixture (`v17_packed/graph_rabitq.bin`, records padded to 32): the same lists and codes,
 /// searched alike, 12 bytes a row smaller; its downgrade is the version-3 layout of that graph.
 #[test]
-fn v19_tight_records_read_back_and_are_canonical() {
+fn v19_tight_records_read_back() {
     use tidepool::index::vector::graph::{downgrade, GraphIndex};
     let tight = read_fixture("v19_tight", "graph_rabitq.bin");
     // Canonical until the stop-50 calibration (its record is stop 49's); `v20_tight_rungs` since.
