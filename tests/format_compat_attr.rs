@@ -31,8 +31,11 @@ fn str_column() -> Vec<(u32, Value)> {
     (0..20u32).map(|r| (r, Value::Str(words[r as usize % 5].into()))).collect()
 }
 
-/// (fixture, attribute, rows, column, version) of every frozen section.
-fn sections() -> Vec<(&'static str, &'static str, usize, Vec<(u32, Value)>, u32)> {
+/// (fixture, attribute, rows, column, version) of a frozen section.
+type Frozen = (&'static str, &'static str, usize, Vec<(u32, Value)>, u32);
+
+/// Every frozen section.
+fn sections() -> Vec<Frozen> {
     vec![
         ("attr_v1.bin", "cat", 48, int_column(), 1),
         ("attr.bin", "cat", 48, int_column(), 2),

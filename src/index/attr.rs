@@ -129,14 +129,17 @@ fn unpack(packed: &[u8], bit: usize, bits: u32) -> u32 {
     ((word >> (bit % 8)) & ((1u64 << bits) - 1)) as u32
 }
 
+/// `(order-preserving key, row)` entries of a section, sorted by key then row.
+type Entries = Vec<(Vec<u8>, u32)>;
+
 /// The sorted, deduplicated `(key, row)` entries of `values` and their kind; None when the
 /// values are not all of one indexable kind, there are none, or a row is not below `rows`.
 fn sorted_entries<'d>(
     rows: usize,
     values: impl IntoIterator<Item = (u32, &'d Value)>,
-) -> Option<(u8, Vec<(Vec<u8>, u32)>)> {
+) -> Option<(u8, Entries)> {
     let mut kind = None;
-    let mut entries: Vec<(Vec<u8>, u32)> = Vec::new();
+    let mut entries: Entries = Vec::new();
     for (row, v) in values {
         let k = kind_of(v)?;
         if *kind.get_or_insert(k) != k || row as usize >= rows {
