@@ -196,18 +196,23 @@ pub fn build<'d>(
     starts.push(entries.len() as u32);
     let mut out = Vec::new();
     put_header(&mut out, VERSION, attr, kind, bits as u8, [entries.len(), rows, keys.len()]);
-    let mut off = 0u32;
-    put_u32(&mut out, off);
-    for k in &keys {
-        off = off.saturating_add(k.len() as u32);
-        put_u32(&mut out, off);
-    }
+    put_key_offsets(&mut out, keys.iter().copied());
     starts.iter().for_each(|s| put_u32(&mut out, *s));
     keys.iter().for_each(|k| out.extend_from_slice(k));
     let at = out.len();
     out.resize(at.checked_add(packed_len(entries.len(), bits)?)?, 0);
     pack_rows(&mut out[at..], entries.iter().map(|(_, r)| *r), bits);
     Some(seal(out))
+}
+
+/// Writes the u32 offsets of `keys` laid end to end: 0, then each key's end.
+fn put_key_offsets<'k>(out: &mut Vec<u8>, keys: impl Iterator<Item = &'k [u8]>) {
+    let mut off = 0u32;
+    put_u32(out, off);
+    for k in keys {
+        off = off.saturating_add(k.len() as u32);
+        put_u32(out, off);
+    }
 }
 
 /// Writes `rows` at `bits` bits each into the zeroed `out` (with [`ROW_SLACK`] bytes after the
@@ -233,12 +238,7 @@ pub fn build_v1<'d>(
     let (kind, entries) = sorted_entries(rows, values)?;
     let mut out = Vec::new();
     put_header(&mut out, VERSION_V1, attr, kind, 0, [entries.len(), rows, 0]);
-    let mut off = 0u32;
-    put_u32(&mut out, off);
-    for (k, _) in &entries {
-        off = off.saturating_add(k.len() as u32);
-        put_u32(&mut out, off);
-    }
+    put_key_offsets(&mut out, entries.iter().map(|(k, _)| k.as_slice()));
     entries.iter().for_each(|(_, r)| put_u32(&mut out, *r));
     entries.iter().for_each(|(k, _)| out.extend_from_slice(k));
     Some(seal(out))

@@ -105,6 +105,15 @@ struct Cand {
 
 const NO_PART: u32 = u32::MAX;
 
+impl Cand {
+    /// Chains a list's part `s` (of unit `ord`) onto this candidate's parts in `found`.
+    fn add_part(&mut self, found: &mut Vec<(u32, u32, f32)>, ord: u32, s: f32) {
+        found.push((self.last, ord, s));
+        self.last = (found.len() - 1) as u32;
+        self.partial += s;
+    }
+}
+
 impl Window {
     pub(super) fn new(lists: usize, units: usize) -> Self {
         Window {
@@ -332,10 +341,7 @@ impl Window {
                     Some(b) if cand.partial + without + c.block_scores[b] <= theta => false,
                     Some(b) => {
                         if c.advance_in(b, row)? {
-                            let s = c.score_here(caches);
-                            self.found.push((cand.last, c.ord as u32, s));
-                            cand.last = (self.found.len() - 1) as u32;
-                            cand.partial += s;
+                            cand.add_part(&mut self.found, c.ord as u32, c.score_here(caches));
                         }
                         true
                     }
@@ -403,10 +409,7 @@ impl Window {
                     let off = (c.blk.rows[p] - self.start) as usize;
                     if self.live[off >> 6] & (1u64 << (off & 63)) != 0 {
                         let s = c.score_at(caches, p);
-                        let cand = &mut self.cands[self.cand_of[off] as usize];
-                        self.found.push((cand.last, c.ord as u32, s));
-                        cand.last = (self.found.len() - 1) as u32;
-                        cand.partial += s;
+                        self.cands[self.cand_of[off] as usize].add_part(&mut self.found, c.ord as u32, s);
                     }
                     p += 1;
                 }
