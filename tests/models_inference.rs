@@ -139,12 +139,19 @@ fn megabytes_past_the_last_kept_token_cost_nothing_and_change_nothing() {
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
     let longer: Vec<String> = texts.iter().map(|t| format!("{t} {tail}")).collect();
     let longer_refs: Vec<&str> = longer.iter().map(String::as_str).collect();
-    let plain = minilm().embed(&refs).unwrap();
+    let model = minilm();
+    model.embed(&refs).unwrap(); // warm: the first call pays for lazy set-up
     let started = std::time::Instant::now();
-    let padded = minilm().embed(&longer_refs).unwrap();
+    let plain = model.embed(&refs).unwrap();
+    let plain_took = started.elapsed();
+    let started = std::time::Instant::now();
+    let padded = model.embed(&longer_refs).unwrap();
+    let padded_took = started.elapsed();
     assert_eq!(padded, plain, "the same tokens, the same vectors");
-    let bound = std::time::Duration::from_secs(5);
-    assert!(started.elapsed() < bound, "{:?}: the tails were tokenized", started.elapsed());
+    // Relative to the same texts without tails, so a loaded debug run does not fail it: tokenizing
+    // the 32 MB of tails costs about a thousand times the plain texts' tokenizing.
+    let bound = plain_took * 2 + std::time::Duration::from_secs(2);
+    assert!(padded_took < bound, "{padded_took:?} against {plain_took:?} without tails: the tails were tokenized");
     // A query against such a text reranks the same way.
     let q = minilm().score_pairs(&longer[0], &longer_refs[1..3]).unwrap();
     assert_eq!(q, minilm().score_pairs(&texts[0], &refs[1..3]).unwrap());
