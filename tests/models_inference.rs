@@ -151,7 +151,10 @@ fn megabytes_past_the_last_kept_token_cost_nothing_and_change_nothing() {
     // Relative to the same texts without tails, so a loaded debug run does not fail it: tokenizing
     // the 32 MB of tails costs about a thousand times the plain texts' tokenizing.
     let bound = plain_took * 2 + std::time::Duration::from_secs(2);
-    assert!(padded_took < bound, "{padded_took:?} against {plain_took:?} without tails: the tails were tokenized");
+    assert!(
+        padded_took < bound,
+        "{padded_took:?} against {plain_took:?} without tails: the tails were tokenized"
+    );
     // A query against such a text reranks the same way.
     let q = minilm().score_pairs(&longer[0], &longer_refs[1..3]).unwrap();
     assert_eq!(q, minilm().score_pairs(&texts[0], &refs[1..3]).unwrap());
