@@ -1,8 +1,10 @@
 //! Calibration diagnosis for `bench/ann_robust.rs` (`ANN_ROBUST_DIAG=1`): per set, the graph
 //! calibration's query kinds (own rows hidden from their search; rows perturbed by their own
 //! 10th-neighbour radius, as `calibrate::sample` makes them) and variants of the perturbation,
-//! against the set's held-out queries: recall@10 (mean and mean − 2 standard errors) at every ef
-//! of a fine ladder, and each kind's mean exact 1st / 10th distance. One line per kind on stderr.
+//! against the set's held-out queries: recall@10 (mean and mean − 2 standard errors, and in
+//! brackets the queries that found at most half of their 10 neighbours: lost in another region
+//! of the graph) at every ef of a fine ladder, and each kind's mean exact 1st / 10th distance. One
+//! line per kind on stderr.
 
 use tidepool::index::vector::ann;
 use tidepool::index::vector::calibrate;
@@ -118,7 +120,8 @@ pub fn run(name: &str, base: &[f32], held: &[f32], dim: usize, m: Metric) {
                 .collect();
             let mean = per.iter().sum::<f64>() / nq;
             let var = per.iter().map(|r| (r - mean).powi(2)).sum::<f64>() / (nq - 1.0);
-            line += &format!(" {ef}:{mean:.3}/{:.3}", mean - 2.0 * (var / nq).sqrt());
+            let poor = per.iter().filter(|r| **r <= 0.5).count();
+            line += &format!(" {ef}:{mean:.3}/{:.3}[{poor}]", mean - 2.0 * (var / nq).sqrt());
         }
         eprintln!("{line}");
     }
