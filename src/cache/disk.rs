@@ -23,9 +23,7 @@ use bytes::Bytes;
 /// Longest escaped component (common file-system name limit).
 const MAX_COMPONENT: usize = 255;
 
-fn literal(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-')
-}
+use crate::store::literal_byte as literal;
 
 /// Why a key cannot be cached.
 pub(crate) fn check_component(c: &str) -> Result<(), &'static str> {
@@ -86,20 +84,6 @@ pub(crate) fn rel_to_key(rel: &Path) -> Option<String> {
     }
     let key = parts.join("/");
     (key_to_rel(&key).ok()?.as_path() == rel).then_some(key)
-}
-
-/// The in-place path of `key` in a local-directory store rooted at `root`,
-/// when every component is a plain name (no escaping needed), so it is the
-/// same file `object_store::local::LocalFileSystem` wrote.
-pub(crate) fn local_path(root: &Path, key: &str) -> Option<PathBuf> {
-    let mut p = root.to_path_buf();
-    for c in key.split('/') {
-        if check_component(c).is_err() || !c.bytes().all(literal) || c.starts_with('.') {
-            return None;
-        }
-        p.push(c);
-    }
-    Some(p)
 }
 
 /// One cached file found by the start-up scan.
@@ -250,14 +234,5 @@ mod tests {
         assert_eq!(rel_to_key(Path::new("a%2")), None);
         assert_eq!(rel_to_key(Path::new("a%2f")), None, "non-canonical escapes are not keys");
         assert_eq!(rel_to_key(Path::new("a b")), None);
-    }
-
-    #[test]
-    fn local_paths_only_for_plain_keys() {
-        let root = Path::new("/r");
-        assert_eq!(local_path(root, "a/b.seg"), Some(PathBuf::from("/r/a/b.seg")));
-        for bad in ["a/../b", "a b", "a//b", ".x/y", "a/%2F"] {
-            assert_eq!(local_path(root, bad), None, "{bad:?}");
-        }
     }
 }

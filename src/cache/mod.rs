@@ -560,7 +560,7 @@ impl Inner {
             return Err(err);
         }
         if let Some(root) = &self.local_root {
-            if let Some(path) = disk::local_path(root, key) {
+            if let Some(path) = crate::store::local_path(root, key) {
                 return self.load_local(key, path, want).await;
             }
             // Not a plain path: read through the store, verify, keep nothing.
