@@ -7,6 +7,9 @@
 //!   acknowledged write survives power loss, not just a process kill. A write
 //!   that fails leaves its key's durability unknown until it is written again
 //!   in full: a later fsync never confirms it ([`durability`]).
+//!   Whether an object exists is asked of the file system directly (a `stat`
+//!   of the key's file, for keys that need no escaping): a strong read asks it
+//!   once per query.
 //! - `memory://`: in-process, for tests.
 //! - `s3://bucket/prefix`: an S3-compatible bucket; endpoint, region and
 //!   credentials from [`S3Options`] or the standard `AWS_*` environment.
