@@ -285,6 +285,7 @@ impl Engine {
                 deletes: None,
                 bytes: file.bytes,
                 sections,
+                text_analysis: built.text_analysis,
             });
         }
         for (seg_id, set) in shadowed_rows(state, merge) {

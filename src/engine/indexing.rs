@@ -43,17 +43,27 @@
 //!   spool), in the attribute's pinned metric.
 //! - Tokens of an attribute value come from [`crate::index::text::value_tokens`],
 //!   here and at query time for unindexed rows alike.
+//! - A row of a merged segment ([`IndexFeed::add_from`]) is not analysed again when
+//!   that segment's text section of the attribute was built under the analysis
+//!   options the schema gives it now (the manifest's `SegmentRef::text_analysis`)
+//!   and covers every row of the segment: its postings and length are carried from
+//!   that section ([`IndexFeed::carry_text`], `index::text::carry`), which builds the
+//!   same section bytes as analysing it. Otherwise (options changed, a segment
+//!   written before the record existed, no section) its text is analysed.
+//!   Likewise an overlay row's postings and length come from the overlay's
+//!   inverted index (`state/text.rs`) when it serves the attribute under the
+//!   schema's options (it then holds every live overlay row's tokens).
 
 use crate::format::segment::{
     BuildError, F32Rows, SegmentBuilder, SECTION_ANN_INDEX, SECTION_ATTRIBUTE_INDEX, SECTION_COLD_IVF,
     SECTION_GRAPH_INDEX, SECTION_NAMED_COLD_IVF, SECTION_NAMED_VECTOR_INDEX, SECTION_SPARSE_INDEX,
     SECTION_TEXT_INDEX,
 };
-use crate::index::text::{Analyzer, TextIndexBuilder, ValueTokens};
+use crate::index::text::{analysis_key, Analyzer, KeyedCarry, TextIndexBuilder, ValueTokens};
 use crate::index::vector::rows::RowSource;
 use crate::model::{DistanceMetric, Document, Value};
 use crate::schema::AttrType;
-use crate::state::NsState;
+use crate::state::{NsState, SegmentReader};
 
 /// Segments with fewer vector rows than this get no ANN section: an exact
 /// scan of them is as fast as probing an index.
@@ -95,7 +105,7 @@ impl ColdIndex {
 
 /// One attribute's index input, in schema order.
 enum AttrFeed {
-    Text(String, Analyzer, Box<TextIndexBuilder>),
+    Text(Box<TextFeed>),
     Values(String, Vec<(u32, Value)>),
     Sparse(String, Vec<(u32, Vec<(String, f32)>)>),
     Dense(Box<DenseFeed>),
@@ -164,9 +174,58 @@ impl DenseFeed {
     }
 }
 
+/// A full-text attribute's index input: rows analysed as they are fed, or carried from
+/// their merged segment's section at the end.
+struct TextFeed {
+    name: String,
+    analyzer: Analyzer,
+    builder: TextIndexBuilder,
+    /// Per merged segment ([`IndexFeed::sources`] order): whether its rows are carried.
+    carriable: Vec<bool>,
+    /// Per merged segment: the `(segment row, output row)` pairs to carry.
+    carried: Vec<Vec<(u32, u32)>>,
+    /// Whether the overlay's index serves this attribute under the schema's options.
+    overlay: bool,
+    /// The `(overlay seq, output row)` pairs to carry from the overlay's index.
+    from_overlay: Vec<(u64, u32)>,
+}
+
+impl TextFeed {
+    fn add(
+        &mut self,
+        state: &NsState,
+        toks: &mut ValueTokens,
+        row: u32,
+        d: &Document,
+        from: Option<(usize, u32)>,
+    ) {
+        if let Some((c, src)) = from.filter(|(c, _)| self.carriable.get(*c) == Some(&true)) {
+            self.carried[c].push((src, row));
+            return;
+        }
+        if from.is_none() && self.overlay {
+            if let Some(seq) = state.overlay_text(&self.name).and_then(|v| v.seq_of(&d.id)) {
+                self.from_overlay.push((seq, row));
+                return;
+            }
+        }
+        toks.analyze(&self.analyzer, d.attrs.get(self.name.as_str()).unwrap_or(&Value::Null));
+        self.builder.add_tokens(row, toks.iter());
+    }
+
+    /// Whether segment `s`'s section of this attribute can be carried: built under `key`'s
+    /// options and covering every row of the segment.
+    fn carries_from(&self, s: &SegmentReader, key: &str) -> bool {
+        s.meta.text_analysis.get(&self.name).is_some_and(|k| k == key)
+            && s.text_index(&self.name).is_some_and(|ix| ix.num_docs() == s.seg.len() as u64)
+    }
+}
+
 /// The index sections of one segment, fed each row as it is pushed.
 pub(crate) struct IndexFeed<'s> {
     state: &'s NsState,
+    /// The segments being merged, which [`Self::add_from`] names rows of.
+    sources: Vec<&'s SegmentReader>,
     dim: Option<usize>,
     rows: usize,
     with_vector: usize,
@@ -188,11 +247,15 @@ impl<'s> IndexFeed<'s> {
         let mut attrs = Vec::new();
         for (name, schema) in &state.schema {
             if let Some(opts) = &schema.full_text_search {
-                attrs.push(AttrFeed::Text(
-                    name.clone(),
-                    Analyzer::new(opts),
-                    Box::new(TextIndexBuilder::new(name, opts)),
-                ));
+                attrs.push(AttrFeed::Text(Box::new(TextFeed {
+                    name: name.clone(),
+                    analyzer: Analyzer::new(opts),
+                    builder: TextIndexBuilder::new(name, opts),
+                    carriable: Vec::new(),
+                    carried: Vec::new(),
+                    overlay: state.overlay_text(name).is_some(),
+                    from_overlay: Vec::new(),
+                })));
             }
             if matches!(schema.ty, AttrType::Scalar(_)) && schema.is_filterable() {
                 attrs.push(AttrFeed::Values(name.clone(), Vec::new()));
@@ -220,6 +283,7 @@ impl<'s> IndexFeed<'s> {
         let dim = state.vector_dim.map(|d| d as usize).filter(|d| *d > 0);
         IndexFeed {
             state,
+            sources: Vec::new(),
             dim,
             rows: 0,
             with_vector: 0,
@@ -230,8 +294,25 @@ impl<'s> IndexFeed<'s> {
         }
     }
 
-    /// Feed the next row (rows come in row order, each once).
-    pub(crate) fn add(&mut self, d: &Document) {
+    /// This feed with the segments being merged: rows [`Self::add_from`] names by
+    /// `(index in sources, row)`.
+    pub(crate) fn with_sources(mut self, sources: &[&'s SegmentReader]) -> Self {
+        self.sources = sources.to_vec();
+        for feed in &mut self.attrs {
+            let AttrFeed::Text(t) = feed else { continue };
+            let Some(opts) = self.state.schema.get(&t.name).and_then(|s| s.full_text_search.as_ref()) else {
+                continue;
+            };
+            let key = analysis_key(opts);
+            t.carriable = sources.iter().map(|s| t.carries_from(s, &key)).collect();
+            t.carried = vec![Vec::new(); sources.len()];
+        }
+        self
+    }
+
+    /// Feed the next row, read from row `from.1` of source segment `from.0` when `from` is
+    /// given (rows come in row order, each once).
+    pub(crate) fn add_from(&mut self, d: &Document, from: Option<(usize, u32)>) {
         let row = u32::try_from(self.rows).unwrap_or(u32::MAX);
         self.rows += 1;
         if d.vector.as_ref().is_some_and(|v| Some(v.len()) == self.dim) {
@@ -239,10 +320,7 @@ impl<'s> IndexFeed<'s> {
         }
         for feed in &mut self.attrs {
             match feed {
-                AttrFeed::Text(name, analyzer, b) => {
-                    self.toks.analyze(analyzer, d.attrs.get(name.as_str()).unwrap_or(&Value::Null));
-                    b.add_tokens(row, self.toks.iter());
-                }
+                AttrFeed::Text(t) => t.add(self.state, &mut self.toks, row, d, from),
                 AttrFeed::Values(name, values) => {
                     if let Some(v) = d.attrs.get(name.as_str()) {
                         values.push((row, v.clone()));
@@ -259,6 +337,28 @@ impl<'s> IndexFeed<'s> {
         }
     }
 
+    /// Take the carried rows' postings from their segments' text sections and the overlay's
+    /// index (call once, after the last row). Err: the merged segment (index in sources) whose section did not decode.
+    pub(crate) fn carry_text(&mut self) -> Result<(), (usize, String)> {
+        for feed in &mut self.attrs {
+            let AttrFeed::Text(t) = feed else { continue };
+            for (c, rows) in t.carried.iter_mut().enumerate().filter(|(_, r)| !r.is_empty()) {
+                let gone = || (c, format!("text section of {:?}: not found", t.name));
+                let ix = self.sources.get(c).and_then(|s| s.text_index(&t.name)).ok_or_else(gone)?;
+                let broken = |e| (c, format!("text section of {:?}: {e}", t.name));
+                t.builder.carry_rows(&ix, rows).map_err(broken)?;
+                *rows = Vec::new();
+            }
+            if let Some(view) = self.state.overlay_text(&t.name).filter(|_| !t.from_overlay.is_empty()) {
+                let mut carry = KeyedCarry::new(&mut t.builder, &t.from_overlay);
+                view.for_each_list(|term, list| carry.list(term, list));
+                carry.finish();
+                t.from_overlay = Vec::new();
+            }
+        }
+        Ok(())
+    }
+
     /// Build every section from what was fed and the builder's vectors, and
     /// add them to `builder` (which holds the same rows).
     pub(crate) fn finish(self, builder: &mut SegmentBuilder) -> Result<(), BuildError> {
@@ -272,7 +372,7 @@ impl<'s> IndexFeed<'s> {
         }
         for feed in self.attrs {
             match feed {
-                AttrFeed::Text(_, _, b) => builder.add_section(SECTION_TEXT_INDEX, b.finish()),
+                AttrFeed::Text(t) => builder.add_section(SECTION_TEXT_INDEX, t.builder.finish()),
                 AttrFeed::Values(name, values) if self.rows >= ATTR_MIN_ROWS => {
                     if let Some(bytes) =
                         crate::index::attr::build(&name, self.rows, values.iter().map(|(r, v)| (*r, v)))

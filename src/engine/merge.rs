@@ -14,10 +14,14 @@
 //!   rows of different segments never share an id (compaction's invariant),
 //!   so a k-way merge by id needs no tie rule.
 //! - A row that cannot be decoded stops the build with [`MergeFailure::Damaged`]:
-//!   dropping it would lose a document.
+//!   dropping it would lose a document; so does a merged segment's text section
+//!   that cannot be decoded while its rows' postings are carried over.
+//! - Each segment row comes out with where it was read from ([`MergedRow::from`]), so
+//!   the text indexes take its postings from its segment's section instead of
+//!   analysing its text again (`engine/indexing.rs`, `TextFeed`).
 
 use std::cmp::Reverse;
-use std::collections::{BTreeSet, BinaryHeap};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -50,6 +54,9 @@ impl From<BuildError> for MergeFailure {
 pub(super) struct BuiltSegment {
     pub(super) bytes: Bytes,
     pub(super) rows: u64,
+    /// Its text sections' analysis options, per attribute (the manifest's
+    /// `SegmentRef::text_analysis`).
+    pub(super) text_analysis: BTreeMap<String, String>,
 }
 
 /// What an output segment is built with.
@@ -68,19 +75,21 @@ pub(super) fn build_segments(
     plan: &BuildPlan<'_>,
 ) -> Result<Vec<BuiltSegment>, MergeFailure> {
     let id_type = state.id_type.unwrap_or(crate::model::IdType::U64);
-    let mut rows = MergedRows::new(state, merge).peekable();
+    let merged = MergedRows::new(state, merge);
+    let sources = merged.segs.clone();
+    let mut rows = merged.peekable();
     let mut out = Vec::new();
     while rows.peek().is_some() {
         let mut b = SegmentBuilder::spooled(id_type, state.vector_dim, plan.scratch)
             .map_err(BuildError::from)?
             .with_range_checksums();
-        let mut feed = IndexFeed::new(state, plan.cold, plan.graph_code);
+        let mut feed = IndexFeed::new(state, plan.cold, plan.graph_code).with_sources(&sources);
         let mut read_since_release = 0;
         while b.len() < plan.max_rows.max(1) {
-            let Some(doc) = rows.next() else { break };
-            let doc = doc.map_err(MergeFailure::Damaged)?;
+            let Some(row) = rows.next() else { break };
+            let MergedRow { doc, from } = row.map_err(MergeFailure::Damaged)?;
             b.push(&doc).map_err(BuildError::from)?;
-            feed.add(&doc);
+            feed.add_from(&doc, from);
             read_since_release += doc.vector.as_ref().map_or(0, |v| v.len() * 4);
             if read_since_release >= SPILL_RELEASE_BYTES {
                 release_spilled(state);
@@ -88,9 +97,11 @@ pub(super) fn build_segments(
             }
         }
         release_spilled(state);
+        feed.carry_text().map_err(|(c, e)| MergeFailure::Damaged(damaged(sources[c], e)))?;
         feed.finish(&mut b)?;
         let n = b.len() as u64;
-        out.push(BuiltSegment { bytes: write_scratch(b, plan.scratch)?, rows: n });
+        let text_analysis = crate::index::text::analysis_keys(&state.schema);
+        out.push(BuiltSegment { bytes: write_scratch(b, plan.scratch)?, rows: n, text_analysis });
     }
     Ok(out)
 }
@@ -115,6 +126,18 @@ fn write_scratch(b: SegmentBuilder, scratch: &Path) -> Result<Bytes, BuildError>
     // again (its contract), and the compaction can then give the pages it
     // checksums and copies back as it goes (`cache::release_resident`).
     Ok(crate::cache::map_file(&file, file.metadata()?.len())?)
+}
+
+/// A merged segment's file and what is wrong in it.
+fn damaged(s: &SegmentReader, error: String) -> DamagedRow {
+    DamagedRow { key: s.meta.files.first().map_or_else(|| s.meta.id.clone(), |f| f.key.clone()), error }
+}
+
+/// One row of the merge: the document, and for a segment row, the merged segment it
+/// comes from (its index among [`MergedRows::segs`]) and its row there.
+pub(super) struct MergedRow {
+    pub(super) doc: Document,
+    pub(super) from: Option<(usize, u32)>,
 }
 
 /// The overlay's documents (not its deletions), in id order.
@@ -168,20 +191,18 @@ impl<'s> MergedRows<'s> {
         }
     }
 
-    fn segment_row(&mut self) -> Option<Result<Document, DamagedRow>> {
+    fn segment_row(&mut self) -> Option<Result<MergedRow, DamagedRow>> {
         let Reverse((_, row, c)) = self.heads.pop()?;
         let s = self.segs[c];
-        let doc = s.seg.doc(row).map_err(|e| DamagedRow {
-            key: s.meta.files.first().map_or_else(|| s.meta.id.clone(), |f| f.key.clone()),
-            error: format!("row {row}: {e}"),
-        });
+        let doc = s.seg.doc(row).map_err(|e| damaged(s, format!("row {row}: {e}")));
         self.advance(c);
-        Some(doc)
+        // Segment rows are u32 positions (the row count of a segment is a u32).
+        Some(doc.map(|doc| MergedRow { doc, from: u32::try_from(row).ok().map(|r| (c, r)) }))
     }
 }
 
 impl Iterator for MergedRows<'_> {
-    type Item = Result<Document, DamagedRow>;
+    type Item = Result<MergedRow, DamagedRow>;
 
     fn next(&mut self) -> Option<Self::Item> {
         let overlay_first = match (self.overlay.peek(), self.heads.peek()) {
@@ -191,7 +212,7 @@ impl Iterator for MergedRows<'_> {
             (Some((oid, _)), Some(Reverse((sid, _, _)))) => *oid < sid,
         };
         if overlay_first {
-            self.overlay.next().map(|(_, d)| Ok((**d).clone()))
+            self.overlay.next().map(|(_, d)| Ok(MergedRow { doc: (**d).clone(), from: None }))
         } else {
             self.segment_row()
         }
@@ -232,7 +253,7 @@ mod tests {
 
     fn ids(state: &NsState, merge: &BTreeSet<String>) -> Result<Vec<u64>, String> {
         MergedRows::new(state, merge)
-            .map(|d| match d {
+            .map(|d| match d.map(|r| r.doc) {
                 Ok(Document { id: DocId::U64(n), .. }) => Ok(n),
                 Ok(other) => Err(format!("unexpected id {}", other.id)),
                 Err(e) => Err(format!("{}: {}", e.key, e.error)),
@@ -265,3 +286,7 @@ mod tests {
         assert_eq!(ids(&state, &good).unwrap(), vec![0, 1, 2]);
     }
 }
+
+#[cfg(test)]
+#[path = "textmerge_tests.rs"]
+mod textmerge_tests;

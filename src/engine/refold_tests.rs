@@ -124,7 +124,12 @@ fn compact(rng: &mut StdRng, c: &NsState, next_id: &mut usize) -> Vec<SegmentRea
     for b in built {
         *next_id += 1;
         let seg = Segment::open(Bytes::copy_from_slice(&b.bytes)).unwrap();
-        let meta = SegmentRef { id: format!("seg{next_id}"), rows: b.rows, ..SegmentRef::default() };
+        let meta = SegmentRef {
+            id: format!("seg{next_id}"),
+            rows: b.rows,
+            text_analysis: b.text_analysis,
+            ..SegmentRef::default()
+        };
         segs.push(SegmentReader::new(seg, Arc::new(DeletionSet::new(b.rows as usize)), meta));
     }
     segs

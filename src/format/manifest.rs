@@ -132,6 +132,13 @@ pub struct SegmentRef {
     /// empty; readers without it download the whole file.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sections: Vec<SectionRef>,
+    /// Per full-text attribute whose text section the data file holds, the analysis options
+    /// it was built under (`index::text::analysis_key`), written by the compaction that built
+    /// it: a later merge takes that section's postings as they are only under equal options.
+    /// Omitted when empty (segments written before it existed: their sections are analysed
+    /// again when merged).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub text_analysis: BTreeMap<String, String>,
 }
 
 /// One section of a segment's data file, as its section table describes it

@@ -61,6 +61,7 @@ fn sample() -> Manifest {
             }),
             bytes: 1000,
             sections: Vec::new(),
+            text_analysis: Default::default(),
         }],
         row_id_hwm: 40,
         lineage: Some(Lineage { parent: "acme/search/base".into(), parent_generation: 3 }),

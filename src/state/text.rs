@@ -38,6 +38,9 @@
 //! - After a compaction the refolded state's index is this one cut at the
 //!   round's first seq ([`OverlayText::carried`]): the rows written during
 //!   the round keep their chunks and are not analysed again.
+//! - A segment build takes the folded rows' postings from here
+//!   ([`TextView::for_each_list`]) instead of analysing them again: the same tokens
+//!   under the same options, so the same section bytes (`engine/indexing.rs`).
 //! - Vectors are never read: an overlay whose vectors are spilled
 //!   (`crate::spill`) is indexed the same way.
 
@@ -594,6 +597,28 @@ impl<'a> TextView<'a> {
     pub fn peak(&self, term: &str) -> Option<(u32, u8)> {
         let lists = self.attr.parts.iter().filter_map(|p| p.chunk.postings.get(term));
         lists.map(|l| (l.max_tf, l.min_norm)).reduce(|(t, n), (t2, n2)| (t.max(t2), n.min(n2)))
+    }
+
+    /// The seq of live overlay document `id` (None: not in the overlay).
+    pub fn seq_of(&self, id: &DocId) -> Option<u64> {
+        self.inner.seq_of.get(id).copied()
+    }
+
+    /// Every term's live `(seq, tf)` postings, one chunk's list at a time (a term may come
+    /// once per chunk holding it; lists in no particular order): what a segment build takes
+    /// instead of analysing the rows again (`index::text::KeyedCarry`).
+    pub fn for_each_list(&self, mut f: impl FnMut(&'a str, &[(u64, u32)])) {
+        let mut buf: Vec<(u64, u32)> = Vec::new();
+        for p in &self.attr.parts {
+            for (term, list) in &p.chunk.postings {
+                buf.clear();
+                let live = list.rows.iter().filter(|(row, _)| !p.is_dead(*row));
+                buf.extend(live.map(|&(row, tf)| (p.chunk.seqs[row as usize], tf)));
+                if !buf.is_empty() {
+                    f(term, &buf);
+                }
+            }
+        }
     }
 
     /// A cursor over the live rows holding `term`, in seq order.

@@ -95,6 +95,7 @@ pub fn v1_manifest() -> Manifest {
             deletes: None,
             bytes: 0,
             sections: Vec::new(),
+            text_analysis: Default::default(),
         }],
         row_id_hwm: 40,
         lineage: Some(Lineage { parent: "acme/search/base".into(), parent_generation: 3 }),

@@ -67,6 +67,11 @@ impl TextIndexBuilder {
         for (&id, &tf) in &self.doc_tf {
             self.postings[id as usize].push((row, tf));
         }
+        self.set_row_length(row, len);
+    }
+
+    /// Counts `row` (in N) with `len` tokens.
+    pub(super) fn set_row_length(&mut self, row: u32, len: u32) {
         let r = row as usize;
         if self.norms.len() <= r {
             self.norms.resize(r + 1, 0);
@@ -74,6 +79,20 @@ impl TextIndexBuilder {
         self.norms[r] = fieldnorm_to_id(len);
         self.num_docs += 1;
         self.total_tokens += u64::from(len);
+    }
+
+    /// The postings list of `term`, created empty if new.
+    pub(super) fn term_list(&mut self, term: &str) -> &mut Vec<(u32, u32)> {
+        let id = match self.terms.get(term) {
+            Some(&id) => id,
+            None => {
+                let id = self.postings.len() as u32;
+                self.terms.insert(term.into(), id);
+                self.postings.push(Vec::new());
+                id
+            }
+        };
+        &mut self.postings[id as usize]
     }
 
     /// The section bytes.

@@ -77,6 +77,13 @@
 //! checked bytes, instead of a chunk per bisection step. The samples also keep the header's
 //! numbers and table ranges, so a section opened again ([`TextIndex::reopen`]) reads no header.
 //!
+//! # Building without analysis
+//! A compaction carries rows into a new section from the postings of a merged segment's
+//! section ([`TextIndexBuilder::carry_rows`]) or of the overlay's inverted index
+//! ([`KeyedCarry`]) instead of analysing their text again, when those were built under the
+//! same analysis options ([`analysis_key`], recorded per segment in the manifest). The
+//! section it writes is byte for byte the one analysing the rows writes (`carry.rs`).
+//!
 //! # Invariants
 //! * Rows are segment-local positions, strictly increasing inside a posting list.
 //! * Decoding is bounded: every offset and width is checked; corrupt bytes give
@@ -104,6 +111,8 @@ mod bm25;
 pub use bm25::*;
 mod builder;
 pub use builder::*;
+mod carry;
+pub use carry::*;
 mod reader;
 pub use reader::*;
 mod search;
@@ -136,6 +145,8 @@ const WINDOW: u32 = 4096;
 /// At most this many dictionary terms are expanded from a prefix query token.
 pub const MAX_PREFIX_EXPANSIONS: usize = 64;
 
+#[cfg(test)]
+mod carry_tests;
 #[cfg(test)]
 mod guarded_tests;
 #[cfg(test)]
