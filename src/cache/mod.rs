@@ -837,4 +837,43 @@ mod tests {
         assert_eq!((s.misses, s.verify_failures, s.resident_files), (1, 0, 1));
         assert_eq!(cache.get("o/p/x", &good).await.ok(), Some(data));
     }
+
+    /// A cached segment found at start-up is matched by `get_segment` through its range
+    /// checksums (a changed covered byte is left to the first read of its chunk), by `get` whole.
+    #[tokio::test]
+    async fn a_cached_segment_is_matched_through_its_range_checksums() {
+        use crate::format::segment::SegmentBuilder;
+        use crate::model::{DocId, Document, IdType};
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let mut b = SegmentBuilder::new(IdType::U64, Some(8)).with_range_checksums();
+        for i in 0..3000u64 {
+            let doc = Document {
+                id: DocId::U64(i),
+                vector: Some(vec![i as f32; 8].into()),
+                attrs: crate::model::AttrMap::new(),
+            };
+            b.push(&doc).unwrap_or_else(|e| panic!("{e}"));
+        }
+        let data = Bytes::from(b.finish().unwrap_or_else(|e| panic!("{e}")));
+        let (key, store) = ("o/p/s/data.seg", Store::memory());
+        store.put(key, data.clone()).await.unwrap_or_else(|e| panic!("{e}"));
+        let good = ObjectRef { key: key.into(), bytes: data.len() as u64, crc32c: crc32c::crc32c(&data) };
+        let open = || ObjectCache::open(dir.path(), 1 << 30, store.clone()).unwrap_or_else(|e| panic!("{e}"));
+        let first = open();
+        assert!(first.get(key, &good).await.is_ok(), "downloaded, checked whole, installed");
+        let path = first.cache_path(key).unwrap_or_else(|| panic!("a path"));
+        drop(first);
+        let mut changed = data.to_vec();
+        changed[40_000] ^= 1;
+        std::fs::write(&path, &changed).unwrap_or_else(|e| panic!("{e}"));
+        let lazy = open().get_segment(key, &good).await.unwrap_or_else(|e| panic!("{e}"));
+        assert!(lazy[..] == changed[..], "served: the chunk is checked on its first read");
+        assert!(matches!(open().get(key, &good).await, Ok(b) if b == data), "read whole: re-fetched");
+        // A reference the combined crc does not match is refused (the file is then fetched again).
+        let bad = ObjectRef { crc32c: good.crc32c ^ 1, ..good.clone() };
+        assert!(
+            matches!(open().get_segment(key, &bad).await, Err(CacheError::Corrupt { .. })),
+            "wrong reference"
+        );
+    }
 }

@@ -48,7 +48,7 @@ pub(super) fn settle_eager(
     let Some(guard) = guard else { return Ok((None, all_settled(sections.len()))) };
     let settle = |r: Range<usize>| {
         guard.settle(buf, r, verified).map_err(|rot| FormatError::ChecksumMismatch {
-            what: "segment chunk",
+            what: "segment range checksum",
             expected: rot.expected,
             actual: rot.actual,
         })

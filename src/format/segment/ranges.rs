@@ -1,6 +1,8 @@
 //! Range checksums (section kind 22, `storage-format.md` 8.3.1): crc32c per fixed-size
 //! chunk of the file before the section, so a ranged reader verifies exactly the bytes it
-//! fetched. Invariant: when present the section is last and covers every byte before it.
+//! fetched, a lazily opened segment checks each chunk on its first read, and the whole file's
+//! crc32c is computed from them without reading the chunks ([`crc32c_from_range_checksums`]).
+//! Invariant: when present the section is last and covers every byte before it.
 
 use super::*;
 
