@@ -1,7 +1,7 @@
 //! Rot after verification: bytes of a mapped object that change on disk after
-//! the object was verified at open are caught when they are read, not served.
+//! the object was verified are caught when they are read, not served.
 //!
-//! A segment is verified whole when it is opened, then its pages are given
+//! A segment is verified when it is opened, then its pages are given
 //! back to the kernel (`cache/mapping.rs`); a later read faults them in again
 //! from the file, which may have changed since (a failing disk, a stray
 //! writer). So every read of a guarded byte range first checks the range's
@@ -9,12 +9,17 @@
 //! kind-22 range checksums, `storage-format.md` 8.3.1) — [`ChunkGuard`].
 //!
 //! The chunks are 1 KiB (`format::segment::READ_CHECK_LOG2`): their crc32c
-//! are computed at open from the bytes that matched the object's stored
-//! checksums (a segment's 16 KiB kind-22 chunks), in the same pass, and kept in
-//! memory (0.4 % of the object), so checking one row's read costs about that
-//! row's bytes. An evaluation (a query on the query pool, a compaction's merge,
-//! an export) runs inside [`within`], which remembers the chunks it checked last
-//! (a scan reads many rows of one chunk) and records a mismatch. The thread-local scope is the same device as
+//! are computed from the bytes that matched the object's stored checksums (a
+//! segment's 16 KiB kind-22 chunks) and kept in memory (0.4 % of the object),
+//! so checking one row's read costs about that row's bytes. A segment verified
+//! whole at open computes them all in that pass ([`ChunkGuard::new`]); a segment
+//! opened lazily (`format/segment/lazy.rs`) settles each stored chunk on its
+//! first read ([`ChunkGuard::lazy`], `settle.rs`): the 16 KiB are checked
+//! against their stored crc, then their 1 KiB crcs kept — so every byte used is
+//! checked before its first use either way. An evaluation (a query on the query
+//! pool, a compaction's merge, an export) runs inside [`within`], which remembers
+//! the chunks it checked last (a scan reads many rows of one chunk) and records
+//! a mismatch. The thread-local scope is the same device as
 //! the query deadline (`deadline.rs`): the long loops read rows one at a time
 //! on one thread.
 //!
@@ -30,6 +35,10 @@
 //!   [`take_unscoped`] drains (the engine reports it through verify).
 //! - Nested scopes share the outermost one: a rot met inside fails the whole
 //!   evaluation.
+//! - A stored chunk that does not match its crc at its first read is rot like any
+//!   other mismatch (recorded as above), never settled: each later read of it fails
+//!   too. Settling needs no lock (`settle.rs`): threads that meet the same chunk
+//!   first check it each and store the same crcs.
 //! - A guard only reads the bytes it checks; the check and the later read are
 //!   not atomic (the bytes may change in between), so what is bounded is the
 //!   window: at most [`RECHECK_AFTER`] of an evaluation, then chunks are
@@ -44,9 +53,11 @@
 use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::ops::Range;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+mod settle;
 
 /// How long a chunk checked in a scope is trusted before it is checked again
 /// (a compaction's merge runs for minutes; a query for milliseconds).
@@ -87,8 +98,9 @@ impl std::error::Error for Rot {}
 enum Bytes<'a> {
     /// The object's bytes, mapped.
     Mapped(&'a [u8]),
-    /// A positioned read at a file offset.
-    Read(&'a dyn Fn(usize, &mut [u8]) -> bool),
+    /// A positioned read at a file offset; the mapping is where a chunk not yet settled is read
+    /// from when the positioned read fails (a settled chunk that cannot be read is not checked).
+    Read(&'a dyn Fn(usize, &mut [u8]) -> bool, &'a [u8]),
 }
 
 /// The chunks checked by one evaluation: a small direct-mapped table of
@@ -208,7 +220,10 @@ pub struct ChunkGuard {
     chunk_log2: u32,
     /// Bytes `[0, covered)` of the object are guarded.
     covered: usize,
-    crcs: std::sync::Arc<[u32]>,
+    /// The fine crcs; under a lazy guard, those of a stored chunk are valid once it settled.
+    crcs: Arc<[AtomicU32]>,
+    /// A lazy guard's stored chunks (None: every fine crc was computed at open).
+    lazy: Option<Arc<settle::Settle>>,
 }
 
 impl fmt::Debug for ChunkGuard {
@@ -230,13 +245,111 @@ impl ChunkGuard {
             object: String::new(),
             chunk_log2,
             covered,
-            crcs: crcs.into(),
+            crcs: crcs.into_iter().map(AtomicU32::new).collect(),
+            lazy: None,
         }
     }
 
-    /// Heap bytes held (the checksums).
+    /// A lazy guard over bytes `[0, covered)` in fine chunks of `2^chunk_log2`, whose bytes are
+    /// verified on first read ([`settle`](self::settle)) against `stored_crcs`, the object's own
+    /// crc32c of each `2^stored_log2`-byte chunk (a whole number of fine chunks; the last may be
+    /// shorter). None when the shapes do not fit.
+    pub fn lazy(
+        chunk_log2: u32,
+        covered: usize,
+        stored_log2: u32,
+        stored_crcs: Vec<u32>,
+    ) -> Option<ChunkGuard> {
+        let fits = stored_log2 >= chunk_log2
+            && stored_log2 < usize::BITS
+            && covered.div_ceil(1 << stored_log2) == stored_crcs.len();
+        if !fits {
+            return None;
+        }
+        let fine = covered.div_ceil(1 << chunk_log2);
+        Some(ChunkGuard {
+            id: NEXT_GUARD_ID.fetch_add(1, Ordering::Relaxed),
+            object: String::new(),
+            chunk_log2,
+            covered,
+            crcs: (0..fine).map(|_| AtomicU32::new(0)).collect(),
+            lazy: Some(Arc::new(settle::Settle::new(stored_log2, stored_crcs))),
+        })
+    }
+
+    /// Heap bytes held (the checksums, and a lazy guard's stored ones and settled bits).
     pub fn heap_bytes(&self) -> usize {
-        self.crcs.len() * 4
+        self.crcs.len() * 4 + self.lazy.as_ref().map_or(0, |l| l.heap_bytes())
+    }
+
+    /// Settle the stored chunks of `range` of `buf` (the guarded object's bytes) not settled yet:
+    /// each is checked against its stored crc and its fine crcs kept (see [`settle`](self::settle)).
+    /// `verified` gets each stretch of newly settled bytes. A mismatch is returned, not recorded
+    /// (open refuses the object; a reader records it with [`FileGuard::settle_slice`]).
+    pub fn settle(&self, buf: &[u8], range: Range<usize>, verified: &dyn Fn(&[u8])) -> Result<(), Rot> {
+        let Some(lazy) = &self.lazy else { return Ok(()) };
+        let end = range.end.min(self.covered);
+        if range.start >= end {
+            return Ok(());
+        }
+        let (first, last) = (range.start >> lazy.log2(), (end - 1) >> lazy.log2());
+        for c in (first..=last).filter(|&c| !lazy.is_settled(c)) {
+            let at = c << lazy.log2();
+            let bytes = buf.get(at..(at + (1 << lazy.log2())).min(self.covered)).unwrap_or_default();
+            self.settle_from(lazy, c, bytes)?;
+            verified(bytes);
+        }
+        Ok(())
+    }
+
+    /// Bytes of the object settled so far (all of them for a guard that is not lazy).
+    pub fn settled_bytes(&self) -> usize {
+        self.lazy.as_ref().map_or(self.covered, |l| l.settled_bytes(self.covered))
+    }
+
+    /// Check stored chunk `c` (`bytes`) and keep its fine crcs; `Err(Rot)` (logged) on a mismatch.
+    fn settle_from(&self, lazy: &settle::Settle, c: usize, bytes: &[u8]) -> Result<(), Rot> {
+        lazy.settle(c, bytes, &self.crcs, self.chunk_log2)
+            .map_err(|(expected, actual)| self.rot_at(c << lazy.log2(), expected, actual))
+    }
+
+    /// Settle the stored chunk holding fine chunk `chunk` if it is not yet: `Ok(false)` when it
+    /// could not be read (not checked).
+    fn settle_chunk(&self, src: Bytes<'_>, chunk: usize) -> Result<bool, Rot> {
+        let Some(lazy) = &self.lazy else { return Ok(true) };
+        let c = chunk >> (lazy.log2() - self.chunk_log2);
+        if lazy.is_settled(c) {
+            return Ok(true);
+        }
+        let at = c << lazy.log2();
+        let end = (at + (1 << lazy.log2())).min(self.covered);
+        let mut out;
+        let bytes = match src {
+            Bytes::Mapped(buf) => buf.get(at..end),
+            Bytes::Read(read, mapped) => {
+                out = vec![0u8; end - at];
+                if read(at, &mut out) {
+                    Some(&out[..])
+                } else {
+                    mapped.get(at..end)
+                }
+            }
+        };
+        let Some(bytes) = bytes else { return Ok(false) };
+        self.settle_from(lazy, c, bytes).map(|()| true)
+    }
+
+    /// The fine crc of `chunk` (0 past the end).
+    fn fine(&self, chunk: usize) -> u32 {
+        self.crcs.get(chunk).map_or(0, |c| c.load(Ordering::Relaxed))
+    }
+
+    /// The rot of the bytes at `offset` (logged).
+    fn rot_at(&self, offset: usize, expected: u32, actual: u32) -> Rot {
+        let offset = u64::try_from(offset).unwrap_or(u64::MAX);
+        let rot = Rot { object: self.object.clone(), offset, expected, actual };
+        tracing::error!(object = %rot.object, offset, "{rot}");
+        rot
     }
 
     /// Name the object in rot reports (its store key).
@@ -259,8 +372,15 @@ impl ChunkGuard {
     /// [`ChunkGuard::check`] for bytes read by `read(file offset, out)` rather than through a
     /// mapping (positioned reads of a large vector section). A chunk that cannot be read is not
     /// checked (the read of the row itself fails or falls back).
-    pub fn check_read(&self, range: Range<usize>, read: &dyn Fn(usize, &mut [u8]) -> bool) -> bool {
-        self.check_from(Bytes::Read(read), range)
+    /// `mapped` is the object's bytes, which a chunk not yet settled is read from when `read`
+    /// fails.
+    pub fn check_read(
+        &self,
+        range: Range<usize>,
+        read: &dyn Fn(usize, &mut [u8]) -> bool,
+        mapped: &[u8],
+    ) -> bool {
+        self.check_from(Bytes::Read(read, mapped), range)
     }
 
     fn check_from(&self, src: Bytes<'_>, range: Range<usize>) -> bool {
@@ -308,12 +428,15 @@ impl ChunkGuard {
 
     /// `Ok(true)`: the chunk matches; `Ok(false)`: it could not be read (not checked).
     fn verify(&self, src: Bytes<'_>, chunk: usize) -> Result<bool, Rot> {
+        if !self.settle_chunk(src, chunk)? {
+            return Ok(false);
+        }
         let start = chunk << self.chunk_log2;
         let end = (start + (1 << self.chunk_log2)).min(self.covered);
-        let expected = self.crcs.get(chunk).copied().unwrap_or(0);
+        let expected = self.fine(chunk);
         let actual = match src {
             Bytes::Mapped(buf) => buf.get(start..end).map_or(!expected, crc32c::crc32c),
-            Bytes::Read(read) => {
+            Bytes::Read(read, _) => {
                 let mut out = vec![0u8; end - start];
                 if !read(start, &mut out) {
                     return Ok(false);
@@ -324,10 +447,7 @@ impl ChunkGuard {
         if actual == expected {
             return Ok(true);
         }
-        let offset = u64::try_from(start).unwrap_or(u64::MAX);
-        let rot = Rot { object: self.object.clone(), offset, expected, actual };
-        tracing::error!(object = %rot.object, offset, "{rot}");
-        Err(rot)
+        Err(self.rot_at(start, expected, actual))
     }
 }
 
@@ -361,7 +481,22 @@ impl<'a> FileGuard<'a> {
     /// [`FileGuard::check_slice`] for a slice whose bytes are read by `read(file offset, out)`
     /// instead of through the mapping (the chunks are read the same way to be checked).
     pub fn check_slice_read<T>(&self, sub: &[T], read: &dyn Fn(usize, &mut [u8]) -> bool) -> bool {
-        self.range_of(sub).is_none_or(|r| self.guard.check_read(r, read))
+        self.range_of(sub).is_none_or(|r| self.guard.check_read(r, read, self.file))
+    }
+
+    /// Settle `sub` (a slice of the object) before bytes of it are used unchecked (a section a
+    /// reader parses whole at its first open): each stored chunk not yet checked is checked now
+    /// ([`ChunkGuard::settle`]); false on a mismatch, recorded as [`FileGuard::check_slice`]
+    /// records it. A slice from elsewhere passes.
+    pub fn settle_slice<T>(&self, sub: &[T]) -> bool {
+        let Some(r) = self.range_of(sub) else { return true };
+        match self.guard.settle(self.file, r, &|_| {}) {
+            Ok(()) => true,
+            Err(rot) => {
+                keep_rot(rot);
+                false
+            }
+        }
     }
 
     /// Where `sub` lies in the object (None: not inside it).
@@ -382,6 +517,10 @@ impl FileGuard<'_> {
         let start = (r.start >> g.chunk_log2) << g.chunk_log2;
         let end =
             r.end.max(((r.end + (1 << g.chunk_log2) - 1) >> g.chunk_log2 << g.chunk_log2).min(g.covered));
+        if let Err(rot) = g.settle(self.file, start..end, &|_| {}) {
+            keep_rot(rot);
+            return None;
+        }
         let mut copy = self.file.get(start..end)?.to_vec();
         if CHECKING.load(Ordering::Relaxed) {
             for (i, bytes) in copy.chunks(1 << g.chunk_log2).enumerate() {
@@ -391,7 +530,7 @@ impl FileGuard<'_> {
                     break;
                 }
                 let bytes = bytes.get(..(g.covered - at).min(bytes.len())).unwrap_or(bytes);
-                let expected = g.crcs.get(chunk).copied().unwrap_or(0);
+                let expected = g.fine(chunk);
                 if let Err(rot) = g.compare(at, expected, crc32c::crc32c(bytes)) {
                     keep_rot(rot);
                     return None;
@@ -515,10 +654,7 @@ impl ChunkGuard {
         if actual == expected {
             return Ok(());
         }
-        let offset = u64::try_from(offset).unwrap_or(u64::MAX);
-        let rot = Rot { object: self.object.clone(), offset, expected, actual };
-        tracing::error!(object = %rot.object, offset, "{rot}");
-        Err(rot)
+        Err(self.rot_at(offset, expected, actual))
     }
 }
 

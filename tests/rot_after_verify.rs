@@ -18,6 +18,11 @@
 //!   after it is never read by a query (the copy answers as verified) and `verify` names the
 //!   file. A length byte changed after that first query still fails the next one (its 64-row
 //!   granule is checked where it is read).
+//! - Lazy open (storage-format 8.3.1): a vector byte changed while the daemon was down (so the
+//!   segment is loaded after the change, and its vectors are not read at load) lets the daemon load
+//!   the segment; a query that reads another chunk answers, one that reads the changed chunk fails
+//!   with a clear 5xx (never an answer), and does again after the engine dropped and reloaded the
+//!   segment, while the others keep answering; `verify` (which reads every byte) names the file.
 //! - Bucket store: the same change in the disk cache's copy fails the one query
 //!   that met it; the copy is dropped, the object downloaded and verified again
 //!   from the bucket, and the next query answers every row; `verify` reports the
@@ -386,4 +391,56 @@ async fn a_term_dictionary_changed_on_disk_fails_its_copy_or_is_found_by_verify(
         damaged.iter().any(|k| k.contains("/late/") && k.ends_with("data.seg")),
         "verify reads the file: {report}"
     );
+}
+
+/// Rows of `WIDE_DIM`-d vectors: the vectors section spans several 16 KiB chunks.
+const WIDE_DIM: usize = 64;
+
+fn wide_vector(i: u64) -> Vec<f32> {
+    (0..WIDE_DIM).map(|d| ((i as usize * 7 + d * 3) % 97) as f32 + 1.0).collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_vector_changed_while_down_fails_only_the_queries_that_read_its_chunk() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(dir.path(), &[]);
+    let rows: Vec<Json> =
+        (0..ROWS).map(|i| json!({"id": i, "tag": "keep", "vector": wide_vector(i)})).collect();
+    let body = json!({"upsert_rows": rows, "distance_metric": "euclidean_squared"});
+    let (s, b) = post(&client(), &d.at("/v2/namespaces/lazy"), &body).await;
+    assert_eq!(s, 200, "{b}");
+    let (s, b) = post(&client(), &d.at("/v1/namespaces/lazy/_admin/compact"), &json!({})).await;
+    assert_eq!(s, 200, "{b}");
+    d.stop();
+
+    let seg = segment_of(dir.path(), "lazy");
+    let bytes = std::fs::read(&seg).unwrap();
+    let (vectors, len) = section(&bytes, 3);
+    assert!(len >= 4 << 14, "the vectors span several chunks: {len}");
+    let victim_at = vectors + VICTIM as usize * WIDE_DIM * 4 + 9;
+    assert!(victim_at >> 14 != (vectors + 3 * WIDE_DIM * 4) >> 14, "rows 0..3 lie in another chunk");
+    flip_at(&seg, victim_at as u64);
+
+    let d = Daemon::start(dir.path(), &[]);
+    let first = json!({"rank_by": ["id", "asc"], "top_k": 3, "include_attributes": ["vector"]});
+    let touching = json!({"rank_by": ["vector", "ANN", wide_vector(VICTIM)], "top_k": 3, "include_attributes": ["vector"]});
+    let query = |q: &Json| {
+        let (d, q) = (&d, q.clone());
+        async move { post(&client(), &d.at("/v2/namespaces/lazy/query"), &q).await }
+    };
+    let (s, b) = query(&first).await;
+    assert_eq!((s, row_count(&b)), (200, 3), "loaded without reading the changed chunk: {b}");
+    assert_eq!(b["rows"][1]["vector"], json!(wide_vector(1)), "{b}");
+    let (s, b) = query(&touching).await;
+    assert_rot_error(s, &b, "a search that reads the changed vector");
+    let (s, b) = query(&first).await;
+    assert_eq!((s, row_count(&b)), (200, 3), "reloaded, the rest still answers: {b}");
+    let (s, b) = query(&touching).await;
+    assert_rot_error(s, &b, "the same search after the reload");
+
+    let (s, report) = post(&client(), &d.at("/v1/_admin/verify"), &json!({})).await;
+    assert_eq!(s, 200, "{report}");
+    assert_eq!(report["status"], "DAMAGED", "{report}");
+    let key = report["damaged"][0]["key"].as_str().unwrap_or_default();
+    assert!(key.ends_with("data.seg") && key.contains("/lazy/"), "{report}");
 }

@@ -2,7 +2,9 @@
 //!
 //! Invariants checked:
 //! - `Segment::open` and `DeletionSet::decode` never panic and never allocate
-//!   from an unchecked length, on any input.
+//!   from an unchecked length, on any input; nor does `Segment::open_lazy` nor the
+//!   reads of a segment it opened (which answer or fail as rot in their scope), and
+//!   a segment `Segment::open` accepts opens lazily with the same rows and no rot.
 //! - An opened segment's accessors never panic for any row < len, and agree
 //!   with each other: `find(id(row)) == Some(row)`, `lower_bound(id(row)) ==
 //!   row`, `doc(row)` carries `id(row)` and `vector(row)`, `vectors()` holds
@@ -82,9 +84,26 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(d.iter().count(), d.len());
     }
 
+    // A lazy open (what the engine serves from) never panics either: its reads, in an integrity
+    // scope, answer or fail as rot. Whatever a full open accepts, it accepts with the same rows.
+    let lazy = Segment::open_lazy(Bytes::from(input.clone()), &|_| {});
+    let lazy_docs = lazy.as_ref().ok().map(|l| {
+        tidepool::integrity::within(|| {
+            for kind in [3u16, 5, 16, 17, 18, 19, 20, 22, 23] {
+                let _ = (l.section(kind), l.sections(kind));
+            }
+            (0..l.len()).map(|row| format!("{:?} {:?}", l.doc(row).ok(), l.vector(row))).collect::<Vec<_>>()
+        })
+    });
     let Ok(seg) = Segment::open(Bytes::from(input.clone())) else {
         return;
     };
+    let full_docs: Vec<_> = (0..seg.len()).map(|row| format!("{:?} {:?}", seg.doc(row).ok(), seg.vector(row))).collect();
+    match lazy_docs {
+        Some(Ok(rows)) => assert_eq!(rows, full_docs, "a lazy open reads other rows"),
+        Some(Err(rot)) => panic!("a segment a full open accepts is rot to a lazy one: {rot}"),
+        None => panic!("a segment a full open accepts is refused by a lazy open"),
+    }
     let n = seg.len();
     let dim = seg.vector_dim().map_or(0, |d| d as usize);
     if let Some(v) = seg.vectors() {

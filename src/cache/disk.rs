@@ -11,7 +11,8 @@
 //! - Files under `objects/` are only ever created by renaming a fully written,
 //!   fsynced temp file from `tmp/`; they are never modified afterwards.
 //! - [`map_verified`] hands out a memory map only after checking the file's
-//!   length and crc32c against the expected reference.
+//!   length and crc32c against the expected reference (a segment's crc32c may be
+//!   the one its range checksums combine to, `super::Sum`).
 
 use std::fs::{self, File};
 use std::io::{self, Write};
@@ -188,11 +189,11 @@ pub(crate) enum Verified {
 /// across restarts).
 pub(crate) fn map_verified(
     path: &Path,
-    len: u64,
-    crc: u32,
+    want: super::Want,
     known_good: bool,
     touch: bool,
 ) -> io::Result<Verified> {
+    let (len, crc) = (want.len, want.crc);
     let file = match File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Verified::Missing),
@@ -204,7 +205,7 @@ pub(crate) fn map_verified(
     }
     let bytes = map(&file, len)?;
     if !known_good {
-        let actual = super::mapping::crc32c_releasing(&bytes);
+        let actual = want.sum.of(&bytes);
         if actual != crc {
             return Ok(Verified::Mismatch(actual_len, Some(actual)));
         }

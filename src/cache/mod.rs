@@ -11,7 +11,10 @@
 //! - **Only verified bytes are served.** Bytes are handed out only after their
 //!   length and crc32c matched `expect` in this process: a downloaded object
 //!   before it is written to the cache; a cache file found at start-up on its
-//!   first `get` (lazily); a local-store file on its first `get`. A file that
+//!   first `get` (lazily); a local-store file on its first `get` (a segment
+//!   fetched with `get_segment`: its length, and the crc32c its range checksums
+//!   combine to — its chunks are checked on their first read by the segment
+//!   opened lazily, `format/segment/lazy.rs`). A file that
 //!   fails is deleted and re-fetched (cache) or reported as
 //!   [`CacheError::Corrupt`] (local store, or a download that does not match);
 //!   bad bytes are never returned.
@@ -151,11 +154,34 @@ pub struct WarmReport {
     pub failed: Vec<(String, CacheError)>,
 }
 
-/// An expected object: length and crc32c.
+/// An expected object: length and crc32c, and how a file's crc32c is found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Want {
     len: u64,
     crc: u32,
+    sum: Sum,
+}
+
+/// How the crc32c of a file on local disk is found (a download is always read whole).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Sum {
+    /// Read it whole.
+    Whole,
+    /// A segment: from its range checksums when it has them (`crc32c_from_range_checksums`, which
+    /// reads only its tail), its chunks then checked on their first read by the segment opened
+    /// lazily (`Segment::open_lazy`, `crate::integrity`); read whole when it has none.
+    Segment,
+}
+
+impl Sum {
+    /// The crc32c of `data` (a file's mapping; see [`Sum`]).
+    pub(crate) fn of(self, data: &[u8]) -> u32 {
+        match self {
+            Sum::Segment => crate::format::segment::crc32c_from_range_checksums(data)
+                .unwrap_or_else(|| crc32c_releasing(data)),
+            Sum::Whole => crc32c_releasing(data),
+        }
+    }
 }
 
 struct Entry {
@@ -370,7 +396,18 @@ impl ObjectCache {
     /// The bytes of the immutable object `key`, which must match `expect`
     /// (length and crc32c). See the module invariants.
     pub async fn get(&self, key: &str, expect: &ObjectRef) -> Result<Bytes, CacheError> {
-        let want = Want { len: expect.bytes, crc: expect.crc32c };
+        self.get_summed(key, expect, Sum::Whole).await
+    }
+
+    /// [`ObjectCache::get`] for a segment file its caller opens lazily (`Segment::open_lazy`): a
+    /// file on local disk is matched against `expect` by the crc32c its range checksums combine
+    /// to ([`Sum::Segment`]), not read whole; its chunks are checked on their first read.
+    pub async fn get_segment(&self, key: &str, expect: &ObjectRef) -> Result<Bytes, CacheError> {
+        self.get_summed(key, expect, Sum::Segment).await
+    }
+
+    async fn get_summed(&self, key: &str, expect: &ObjectRef, sum: Sum) -> Result<Bytes, CacheError> {
+        let want = Want { len: expect.bytes, crc: expect.crc32c, sum };
         let gate = {
             let mut st = self.state();
             if let Some(b) = st.ready(key, want) {
@@ -504,7 +541,7 @@ impl ObjectCache {
             return;
         }
         let Ok(rel) = disk::key_to_rel(&r.key) else { return };
-        let want = Want { len: r.bytes, crc: r.crc32c };
+        let want = Want { len: r.bytes, crc: r.crc32c, sum: Sum::Whole };
         let gate = {
             let mut st = self.state();
             if st.entries.contains_key(&r.key) {
@@ -571,7 +608,7 @@ impl Inner {
         let path = self.objects.join(&rel);
         if self.state().entries.contains_key(key) {
             let p = path.clone();
-            let v = blocking(move || disk::map_verified(&p, want.len, want.crc, false, true))
+            let v = blocking(move || disk::map_verified(&p, want, false, true))
                 .await?
                 .map_err(|e| io_err(&path, e));
             match v {
@@ -736,7 +773,7 @@ impl Inner {
     async fn load_local(&self, key: &str, path: PathBuf, want: Want) -> Result<Bytes, CacheError> {
         let known_good = self.state().local.get(key).is_some_and(|l| l.size == want.len && l.crc == want.crc);
         let p = path.clone();
-        let v = blocking(move || disk::map_verified(&p, want.len, want.crc, known_good, false))
+        let v = blocking(move || disk::map_verified(&p, want, known_good, false))
             .await?
             .map_err(|e| io_err(&path, e))?;
         let mut st = self.state();
@@ -799,5 +836,44 @@ mod tests {
         let s = cache.stats();
         assert_eq!((s.misses, s.verify_failures, s.resident_files), (1, 0, 1));
         assert_eq!(cache.get("o/p/x", &good).await.ok(), Some(data));
+    }
+
+    /// A cached segment found at start-up is matched by `get_segment` through its range
+    /// checksums (a changed covered byte is left to the first read of its chunk), by `get` whole.
+    #[tokio::test]
+    async fn a_cached_segment_is_matched_through_its_range_checksums() {
+        use crate::format::segment::SegmentBuilder;
+        use crate::model::{DocId, Document, IdType};
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let mut b = SegmentBuilder::new(IdType::U64, Some(8)).with_range_checksums();
+        for i in 0..3000u64 {
+            let doc = Document {
+                id: DocId::U64(i),
+                vector: Some(vec![i as f32; 8].into()),
+                attrs: crate::model::AttrMap::new(),
+            };
+            b.push(&doc).unwrap_or_else(|e| panic!("{e}"));
+        }
+        let data = Bytes::from(b.finish().unwrap_or_else(|e| panic!("{e}")));
+        let (key, store) = ("o/p/s/data.seg", Store::memory());
+        store.put(key, data.clone()).await.unwrap_or_else(|e| panic!("{e}"));
+        let good = ObjectRef { key: key.into(), bytes: data.len() as u64, crc32c: crc32c::crc32c(&data) };
+        let open = || ObjectCache::open(dir.path(), 1 << 30, store.clone()).unwrap_or_else(|e| panic!("{e}"));
+        let first = open();
+        assert!(first.get(key, &good).await.is_ok(), "downloaded, checked whole, installed");
+        let path = first.cache_path(key).unwrap_or_else(|| panic!("a path"));
+        drop(first);
+        let mut changed = data.to_vec();
+        changed[40_000] ^= 1;
+        std::fs::write(&path, &changed).unwrap_or_else(|e| panic!("{e}"));
+        let lazy = open().get_segment(key, &good).await.unwrap_or_else(|e| panic!("{e}"));
+        assert!(lazy[..] == changed[..], "served: the chunk is checked on its first read");
+        assert!(matches!(open().get(key, &good).await, Ok(b) if b == data), "read whole: re-fetched");
+        // A reference the combined crc does not match is refused (the file is then fetched again).
+        let bad = ObjectRef { crc32c: good.crc32c ^ 1, ..good.clone() };
+        assert!(
+            matches!(open().get_segment(key, &bad).await, Err(CacheError::Corrupt { .. })),
+            "wrong reference"
+        );
     }
 }

@@ -561,16 +561,17 @@ impl Engine {
                 None => Ok(None),
             }
         };
-        let (bytes, deletes) = futures::try_join!(self.object_bytes(file), deletes)?;
-        // Verified whole, each stretch's pages given back as soon as it is
-        // read (a whole 2.5 GB segment resident at once was the peak of a
-        // catch-up and of a cold first query). Queries fault back the pages
-        // they touch (the graph's codes and links), so the memory tier holds
-        // its working set, not the file (cache/mapping.rs).
+        let (bytes, deletes) = futures::try_join!(self.segment_bytes(file), deletes)?;
+        // Opened lazily (a segment with range checksums: only what open reads is checked now,
+        // each other chunk on its first read, `format/segment/lazy.rs`), else verified whole;
+        // each stretch's pages given back as soon as it is read (a whole 2.5 GB segment resident
+        // at once was the peak of a catch-up and of a cold first query). Queries fault back the
+        // pages they touch (the graph's codes and links), so the memory tier holds its working
+        // set, not the file (cache/mapping.rs).
         let release = |b: &[u8]| {
             crate::cache::release_resident(b);
         };
-        let seg = crate::format::segment::Segment::open_settling(bytes.clone(), &release)
+        let seg = crate::format::segment::Segment::open_lazy(bytes.clone(), &release)
             .map_err(|e| EngineError::caused_by(ErrorKind::Corrupted, format!("segment {}", file.key), e))?
             .with_object(&file.key);
         crate::cache::release_resident(&bytes);
@@ -588,15 +589,27 @@ impl Engine {
     /// The verified bytes of an immutable object, through the disk cache
     /// (a local-directory store is mapped in place).
     pub(crate) async fn object_bytes(&self, r: &ObjectRef) -> Result<Bytes, EngineError> {
-        self.cache.get(&r.key, r).await.map_err(|e| match e {
-            crate::cache::CacheError::NotFound(k) => {
-                EngineError::corrupted(format!("manifest references missing object {k}"))
-            }
-            crate::cache::CacheError::Corrupt { key, .. } => {
-                EngineError::corrupted(format!("object {key} does not match its manifest checksum"))
-            }
-            other => EngineError::wrap(ErrorKind::Unavailable, other),
-        })
+        self.cache.get(&r.key, r).await.map_err(object_error)
+    }
+
+    /// [`Engine::object_bytes`] for a segment file opened lazily (`Segment::open_lazy`): on local
+    /// disk it is matched against its reference through its range checksums, not read whole
+    /// (`ObjectCache::get_segment`).
+    pub(crate) async fn segment_bytes(&self, r: &ObjectRef) -> Result<Bytes, EngineError> {
+        self.cache.get_segment(&r.key, r).await.map_err(object_error)
+    }
+}
+
+/// The engine's error for an object the cache could not serve.
+fn object_error(e: crate::cache::CacheError) -> EngineError {
+    match e {
+        crate::cache::CacheError::NotFound(k) => {
+            EngineError::corrupted(format!("manifest references missing object {k}"))
+        }
+        crate::cache::CacheError::Corrupt { key, .. } => {
+            EngineError::corrupted(format!("object {key} does not match its manifest checksum"))
+        }
+        other => EngineError::wrap(ErrorKind::Unavailable, other),
     }
 }
 

@@ -9,6 +9,12 @@
 //!   branches is read once and reported once, with every namespace naming it.
 //! - Damage (missing object, checksum mismatch, undecodable bytes) is a
 //!   finding, not an error; only an unreachable store fails the verify.
+//! - A segment is read whole here whether or not the engine opened it lazily
+//!   (`Segment::open_lazy`, which defers the bulk sections' checks to their first
+//!   reads): `Segment::open` checks every section's crc32c and every range-checksum
+//!   chunk, and the cache matched the file's length and crc32c (for a segment it
+//!   served lazily, the crc its range checksums combine to, which the chunk checks
+//!   here then prove to be the file's).
 //! - Objects marked damaged at run time (a compaction that met an
 //!   undecodable row, a query that met bytes changed since they were verified —
 //!   `crate::integrity`) are reported too, whatever the re-read finds.

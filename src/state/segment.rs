@@ -6,9 +6,12 @@
 //! - A reader is created once per loaded segment (at load); clones (a new
 //!   generation keeping the segment, or a new deletion set) share the table
 //!   and the opened sections, which depend only on the segment's bytes.
-//! - The segment was verified whole at open (`Segment::open`), so sections
-//!   are opened "trusted" (no second crc pass) and each at most once: the
-//!   result, success or error, is kept in a `OnceLock` for the reader's life.
+//! - The segment was verified at open (`Segment::open_lazy`): whole, or, with range checksums,
+//!   lazily — a section's bytes are then checked whole by `Segment::section` before they are
+//!   handed out. So sections are opened "trusted" (no second crc pass) and each at most once:
+//!   the result, success or error, is kept in a `OnceLock` for the reader's life — except the
+//!   table of per-attribute sections when one of them failed that first check (the evaluation
+//!   fails; the next one locates them again).
 //! - Per-attribute sections (text, attribute, sparse; named vector indexes,
 //!   all opened together on the first lookup) are found through a
 //!   table keyed by attribute name, built once on first lookup: a query opens
@@ -264,22 +267,31 @@ impl SegmentReader {
     /// The index section of named vector attribute `attr`, opened on first use (None: the
     /// segment has none; an error: it is unreadable, and searches go exact).
     pub fn named_vector_index(&self, attr: &str) -> Option<Result<&NamedIndex, IndexError>> {
-        let all = self.sections.named.get_or_init(|| {
-            let mut t = HashMap::new();
-            for sec in self.seg.sections(SECTION_NAMED_VECTOR_INDEX) {
-                let Some(name) = crate::index::vector::named::attr_of(sec) else { continue };
-                if t.contains_key(name) {
-                    continue;
-                }
-                let (base, at) = (self.file.as_ptr() as usize, sec.as_ptr() as usize);
-                let inside = at >= base && at + sec.len() <= base + self.file.len();
-                let bytes = if inside { self.file.slice_ref(sec) } else { Bytes::copy_from_slice(sec) };
-                let guard = self.seg.chunk_guard().cloned();
-                t.insert(name.into(), NamedIndex::open(bytes).map(|ix| ix.guarded(guard, self.file.clone())));
+        let all = match self.sections.named.get() {
+            Some(all) => all,
+            // None when a section failed its first check: the evaluation fails, nothing is kept.
+            None => {
+                let secs = self.seg.checked_sections(SECTION_NAMED_VECTOR_INDEX)?;
+                self.sections.named.get_or_init(|| self.open_named(secs))
             }
-            t
-        });
+        };
         all.get(attr).map(|r| r.as_ref().map_err(|e| *e))
+    }
+
+    fn open_named(&self, secs: Vec<&[u8]>) -> HashMap<Box<str>, Result<NamedIndex, IndexError>> {
+        let mut t = HashMap::new();
+        for sec in secs {
+            let Some(name) = crate::index::vector::named::attr_of(sec) else { continue };
+            if t.contains_key(name) {
+                continue;
+            }
+            let (base, at) = (self.file.as_ptr() as usize, sec.as_ptr() as usize);
+            let inside = at >= base && at + sec.len() <= base + self.file.len();
+            let bytes = if inside { self.file.slice_ref(sec) } else { Bytes::copy_from_slice(sec) };
+            let guard = self.seg.chunk_guard().cloned();
+            t.insert(name.into(), NamedIndex::open(bytes).map(|ix| ix.guarded(guard, self.file.clone())));
+        }
+        t
     }
 
     /// The named vector `attr` of `row` (its index section's copy when there is one, else
@@ -360,10 +372,20 @@ impl SegmentReader {
     }
 
     fn by_attr(&self) -> &AttrSections {
-        self.sections.by_attr.get_or_init(|| self.locate_attr_sections())
+        static NONE: OnceLock<AttrSections> = OnceLock::new();
+        if let Some(t) = self.sections.by_attr.get() {
+            return t;
+        }
+        // A section that failed its first check (a segment opened lazily, `Segment::section`)
+        // fails this evaluation; a table without it is not kept, so no later one answers as if
+        // the attribute had no index here.
+        match self.locate_attr_sections() {
+            Some(t) => self.sections.by_attr.get_or_init(|| t),
+            None => NONE.get_or_init(AttrSections::default),
+        }
     }
 
-    fn locate_attr_sections(&self) -> AttrSections {
+    fn locate_attr_sections(&self) -> Option<AttrSections> {
         let mut t = AttrSections::default();
         let whole = &self.file[..];
         let base = whole.as_ptr() as usize;
@@ -371,22 +393,22 @@ impl SegmentReader {
             let start = (b.as_ptr() as usize).checked_sub(base)?;
             (start + b.len() <= whole.len()).then_some(start..start + b.len())
         };
-        for b in self.seg.sections(SECTION_TEXT_INDEX) {
+        for b in self.seg.checked_sections(SECTION_TEXT_INDEX)? {
             if let (Ok(ix), Some(r)) = (TextIndex::open_trusted(b), range_of(b)) {
                 t.text.entry(ix.attr().into()).or_insert(TextSection { range: r, samples: OnceLock::new() });
             }
         }
-        for b in self.seg.sections(SECTION_ATTRIBUTE_INDEX) {
+        for b in self.seg.checked_sections(SECTION_ATTRIBUTE_INDEX)? {
             if let (Ok(ix), Some(r)) = (AttrIndex::open_trusted(b), range_of(b)) {
                 t.attr.entry(ix.attr().into()).or_insert(r);
             }
         }
-        for b in self.seg.sections(SECTION_SPARSE_INDEX) {
+        for b in self.seg.checked_sections(SECTION_SPARSE_INDEX)? {
             if let (Ok(ix), Some(r)) = (SparseIndex::open(b), range_of(b)) {
                 t.sparse.entry(ix.attr().into()).or_insert(r);
             }
         }
-        t
+        Some(t)
     }
 }
 

@@ -24,7 +24,9 @@
 //! - Every byte of a segment is covered: the header by `header_crc`, each
 //!   section by its table entry's crc32c, the table by `table_crc`, and the
 //!   padding between them must be zero. So any truncation or single-bit flip
-//!   is refused by [`Segment::open`] with a [`FormatError`], never misread.
+//!   is refused by [`Segment::open`] with a [`FormatError`], never misread;
+//!   [`Segment::open_lazy`] refuses it at open or, in a bulk section of a
+//!   segment with range checksums, at the first read of its chunk (`lazy.rs`).
 //! - `magic` and `version` sit at fixed offsets forever and are checked
 //!   before anything else (unknown version → `UnsupportedVersion`). The
 //!   version names the docs layout: version 1 holds kind 2 (raw maps), version 2
@@ -72,7 +74,10 @@ mod spool;
 pub use spool::F32Rows;
 mod reader;
 pub use reader::*;
+mod table;
+pub use table::*;
 mod deletes;
+mod lazy;
 pub use deletes::*;
 mod docblocks;
 pub use docblocks::{
@@ -301,5 +306,7 @@ pub(crate) fn with_undecodable_row(bytes: &[u8], row: usize) -> Vec<u8> {
 
 #[cfg(test)]
 mod docblocks_tests;
+#[cfg(test)]
+mod lazy_tests;
 #[cfg(test)]
 mod tests;

@@ -2,55 +2,21 @@
 //! padding) and the zero-copy accessors over it. Invariant: after [`Segment::open`] no
 //! accessor panics for a row `< len()`; accessors do not re-validate.
 //!
+//! [`Segment::open`] verifies every byte. [`Segment::open_lazy`] (how a segment is loaded to
+//! serve) does the same for a segment without range checksums; one with them is opened lazily
+//! (`lazy.rs`): the bulk sections' crcs are not checked at open, and each of their chunks is checked
+//! on its first read — a row read through the guard, a section handed out by
+//! [`Segment::section`] / [`Segment::sections`] / [`Segment::extension_sections`] whole, once,
+//! before any caller parses it (a mismatch: rot in the caller's scope, and no bytes handed out).
+//!
 //! A row's attribute bytes are borrowed from the file (version 1, raw docs) or from a decoded
 //! block (version 2, `docblocks.rs`), so row readers take them through
 //! [`Segment::with_doc_bytes`] rather than as a slice of the file; a block is decoded once per
 //! thread for the rows read in a row (its per-thread cache).
 
+use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
+
 use super::*;
-
-/// The byte ranges of a segment's sections, read from its section table
-/// (file offsets; see 8.3). Only checks that the table is where the header
-/// says and that its crc matches: meant for a segment this process just built
-/// (compaction records the ranges in the manifest) — readers use
-/// [`Segment::open`].
-pub fn section_table(bytes: &[u8]) -> Result<Vec<SectionInfo>, FormatError> {
-    let truncated =
-        || FormatError::Truncated { what: "segment", needed: 64, available: len_u64(bytes.len()) };
-    let header = bytes.get(..SEGMENT_HEADER_LEN).ok_or_else(truncated)?;
-    let count = le_u32(header, 28) as usize;
-    let table_at = usize::try_from(le_u64(header, 32)).map_err(|_| truncated())?;
-    let table_len = count.checked_mul(SECTION_ENTRY_LEN).ok_or_else(truncated)?;
-    let table = bytes.get(table_at..table_at.saturating_add(table_len)).ok_or_else(truncated)?;
-    let stored = bytes.get(table_at + table_len..).filter(|b| b.len() == 4).ok_or_else(truncated)?;
-    let actual = crc32c::crc32c(table);
-    let expected = le_u32(stored, 0);
-    if expected != actual {
-        return Err(FormatError::ChecksumMismatch { what: "segment section table", expected, actual });
-    }
-    Ok(table
-        .chunks_exact(SECTION_ENTRY_LEN)
-        .map(|e| SectionInfo {
-            kind: le_u16(e, 0),
-            crc32c: le_u32(e, 4),
-            offset: le_u64(e, 8),
-            len: le_u64(e, 16),
-        })
-        .collect())
-}
-
-/// One section table entry.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SectionInfo {
-    /// The section kind.
-    pub kind: u16,
-    /// Byte offset within the file (a multiple of 64).
-    pub offset: u64,
-    /// Length in bytes.
-    pub len: u64,
-    /// crc32c of the section bytes.
-    pub crc32c: u32,
-}
 
 pub(super) enum Vectors {
     None,
@@ -88,6 +54,9 @@ pub(super) struct Inner {
     /// written without them is verified at open only). Installed after open's
     /// own checks, which read every byte anyway.
     guard: Option<crate::integrity::ChunkGuard>,
+    /// Per section (as `sections`): its bytes are checked, so its accessors hand it out as is
+    /// (false: opened lazily and not read yet, `lazy.rs`).
+    settled: Box<[AtomicBool]>,
 }
 
 /// An open, verified, immutable segment. Cheap to clone (an `Arc` inside);
@@ -107,59 +76,6 @@ impl fmt::Debug for Segment {
             .field("byte_len", &self.inner.bytes.len())
             .finish()
     }
-}
-
-pub(super) fn check_zero(what: &'static str, b: &[u8]) -> Result<(), FormatError> {
-    if b.iter().any(|&x| x != 0) {
-        return Err(FormatError::Malformed(format!("{what}: reserved or padding bytes are not zero")));
-    }
-    Ok(())
-}
-
-/// Validate an offsets table of `rows + 1` u64s at the start of `sec`:
-/// starts at 0, each step within `min_step..=max_step`, ends at the length
-/// of the data that follows. Returns (table range, data range), absolute.
-pub(super) fn offsets_table(
-    what: &'static str,
-    buf: &[u8],
-    sec: &Range<usize>,
-    rows: usize,
-    min_step: u64,
-    max_step: u64,
-) -> Result<(Range<usize>, Range<usize>), FormatError> {
-    let table_len = rows.checked_add(1).and_then(|n| n.checked_mul(8)).ok_or(FormatError::TooLarge {
-        what,
-        len: len_u64(rows),
-        max: len_u64(MAX_SEGMENT_ROWS),
-    })?;
-    let sec_len = sec.end - sec.start;
-    if table_len > sec_len {
-        return Err(FormatError::Truncated { what, needed: len_u64(table_len), available: len_u64(sec_len) });
-    }
-    let table = sec.start..sec.start + table_len;
-    let data = table.end..sec.end;
-    let data_len = len_u64(data.end - data.start);
-    let mut prev = le_u64(buf, table.start);
-    if prev != 0 {
-        return Err(malformed(format_args!("{what}: the offsets table does not start at 0")));
-    }
-    for i in 1..=rows {
-        let o = le_u64(buf, table.start + i * 8);
-        let step = o.checked_sub(prev);
-        if !step.is_some_and(|s| (min_step..=max_step).contains(&s)) {
-            return Err(malformed(format_args!(
-                "{what}: offset {o} of row {} after {prev} is out of order or out of bounds",
-                i - 1
-            )));
-        }
-        prev = o;
-    }
-    if prev != data_len {
-        return Err(malformed(format_args!(
-            "{what}: the offsets table ends at {prev}, the data is {data_len} bytes"
-        )));
-    }
-    Ok((table, data))
 }
 
 /// The docs of a segment of `version`: kind 2 in version 1, kind 5 in version 2, never both.
@@ -215,6 +131,18 @@ impl Segment {
     /// otherwise has all of it resident at once (cache/mapping.rs). A stretch
     /// may be handed over before the whole file is known to be good.
     pub fn open_settling(bytes: Bytes, verified: &dyn Fn(&[u8])) -> Result<Segment, FormatError> {
+        Segment::open_with(bytes, verified, false)
+    }
+
+    /// [`Segment::open_settling`] for a segment served from here on: one that carries range
+    /// checksums (kind 22) is opened lazily (`lazy.rs`, storage-format.md 8.3.1 "Lazy open") —
+    /// what open reads is checked now, every other chunk on its first read — and one without
+    /// them is verified whole. `verified` gets the stretches open checked.
+    pub fn open_lazy(bytes: Bytes, verified: &dyn Fn(&[u8])) -> Result<Segment, FormatError> {
+        Segment::open_with(bytes, verified, true)
+    }
+
+    fn open_with(bytes: Bytes, verified: &dyn Fn(&[u8]), lazy: bool) -> Result<Segment, FormatError> {
         let buf: &[u8] = &bytes;
         let mut r = Reader::new(buf);
         let magic: [u8; 8] = r.array("segment magic")?;
@@ -321,6 +249,7 @@ impl Segment {
             });
         }
 
+        let lazy = lazy && super::lazy::has_range_checksums(table);
         // Section entries: in file order, each at the first 64-byte boundary
         // after the previous one, zero padding in between.
         let mut t = Reader::new(table);
@@ -350,9 +279,15 @@ impl Segment {
                 .ok_or_else(|| malformed(format_args!("section {i} runs past the section table")))?;
             check_zero("segment padding", buf.get(prev_end..start).unwrap_or_default())?;
             let body = buf.get(start..end).unwrap_or_default();
-            let actual = crc32c_settling(body, verified);
-            if crc != actual {
-                return Err(FormatError::ChecksumMismatch { what: "segment section", expected: crc, actual });
+            if !(lazy && super::lazy::deferred(kind)) {
+                let actual = crc32c_settling(body, verified);
+                if crc != actual {
+                    return Err(FormatError::ChecksumMismatch {
+                        what: "segment section",
+                        expected: crc,
+                        actual,
+                    });
+                }
             }
             match kind {
                 SECTION_IDS | SECTION_DOCS | SECTION_VECTORS | SECTION_VECTOR_ABSENT | SECTION_DOC_BLOCKS => {
@@ -382,7 +317,12 @@ impl Segment {
             )));
         }
         check_zero("segment padding", buf.get(prev_end..table_offset).unwrap_or_default())?;
-        let range_sums = check_range_checksums(buf, &sections, verified)?;
+        let (range_sums, settled) = match lazy {
+            true => super::lazy::settle_eager(buf, &sections, lazy_range_guard(buf, &sections)?, verified)?,
+            false => {
+                (check_range_checksums(buf, &sections, verified)?, super::lazy::all_settled(sections.len()))
+            }
+        };
         let [_, ids_sec, docs_sec, vec_sec, absent_sec, blocks_sec] = core;
         let ids_sec = ids_sec.ok_or_else(|| malformed("no ids section"))?;
 
@@ -465,6 +405,7 @@ impl Segment {
 
         let seg = Segment {
             inner: Arc::new(Inner {
+                settled,
                 bytes: bytes.clone(),
                 uid: super::docblocks::next_segment_uid(),
                 rows,
@@ -849,30 +790,54 @@ impl Segment {
         Ok(Document { id, vector: None, attrs })
     }
 
-    /// The bytes of the first section of `kind`, if any.
+    /// The bytes of the first section of `kind`, if any. Checked whole first when the segment
+    /// was opened lazily and the section not read yet (a mismatch is rot, recorded as a guarded
+    /// read records it, and the section is not handed out: None).
     pub fn section(&self, kind: u16) -> Option<&[u8]> {
-        self.inner.sections.iter().find(|(s, _)| s.kind == kind).and_then(|(_, r)| self.buf().get(r.clone()))
+        let i = self.inner.sections.iter().position(|(s, _)| s.kind == kind)?;
+        self.settled_section(i)
     }
 
-    /// The bytes of every section of `kind`, in file order.
+    /// The bytes of every section of `kind`, in file order (checked as [`Segment::section`]
+    /// checks; one that fails its check is left out).
     pub fn sections(&self, kind: u16) -> Vec<&[u8]> {
-        self.inner
-            .sections
-            .iter()
-            .filter(|(s, _)| s.kind == kind)
-            .filter_map(|(_, r)| self.buf().get(r.clone()))
-            .collect()
+        self.indexes_of(kind).filter_map(|i| self.settled_section(i)).collect()
+    }
+
+    /// [`Segment::sections`], or None when one of them failed its check (a caller that keeps what
+    /// it derives must not keep a view without that section).
+    pub fn checked_sections(&self, kind: u16) -> Option<Vec<&[u8]>> {
+        self.indexes_of(kind).map(|i| self.settled_section(i)).collect()
+    }
+
+    fn indexes_of(&self, kind: u16) -> impl Iterator<Item = usize> + '_ {
+        self.inner.sections.iter().enumerate().filter(move |(_, (s, _))| s.kind == kind).map(|(i, _)| i)
     }
 
     /// Every extension section (kind >= [`FIRST_EXTENSION_KIND`]) as
-    /// (kind, bytes), in file order.
+    /// (kind, bytes), in file order (checked as [`Segment::section`] checks).
     pub fn extension_sections(&self) -> Vec<(u16, &[u8])> {
-        self.inner
-            .sections
-            .iter()
-            .filter(|(s, _)| s.kind >= FIRST_EXTENSION_KIND)
-            .filter_map(|(s, r)| self.buf().get(r.clone()).map(|b| (s.kind, b)))
+        (0..self.inner.sections.len())
+            .filter_map(|i| {
+                let kind = self.inner.sections.get(i)?.0.kind;
+                (kind >= FIRST_EXTENSION_KIND).then(|| self.settled_section(i).map(|b| (kind, b)))?
+            })
             .collect()
+    }
+
+    /// Section `i`'s bytes once they are checked (see [`Segment::section`]).
+    fn settled_section(&self, i: usize) -> Option<&[u8]> {
+        let (_, range) = self.inner.sections.get(i)?;
+        let bytes = self.buf().get(range.clone())?;
+        let flag = self.inner.settled.get(i)?;
+        if flag.load(AtomicOrdering::Acquire) {
+            return Some(bytes);
+        }
+        if !self.file_guard().is_none_or(|g| g.settle_slice(bytes)) {
+            return None;
+        }
+        flag.store(true, AtomicOrdering::Release);
+        Some(bytes)
     }
 
     /// The section table, in file order.
