@@ -80,13 +80,18 @@ fn rot_row(path: &Path, row: u64) {
     f.sync_all().unwrap();
 }
 
-/// The file offset of row `row`'s entry in the attribute index of a segment whose every row
-/// holds the same value (entries in row order): header 32 B, the name, (n + 1) u32 key offsets,
-/// then n u32 rows (`index/attr.rs`).
-fn attr_index_entry(seg: &[u8], name: &str, row: u64) -> u64 {
+/// The file offset of the first byte of the packed rows in the attribute index section (kind 19,
+/// version 2, storage-format 11.3: header 32 B, the name, (D + 1) u32 key offsets, (D + 1) u32 key
+/// starts, the key bytes, then the rows at w bits each): it holds the first entry's row.
+fn attr_index_rows(seg: &[u8], name: &str) -> u64 {
     let (at, _) = section(seg, 19);
-    let n = u32::from_le_bytes(seg[at + 20..at + 24].try_into().unwrap()) as usize;
-    (at + 32 + name.len() + 4 * (n + 1) + 4 * row as usize) as u64
+    let s = &seg[at..];
+    let u32_at = |i: usize| u32::from_le_bytes(s[i..i + 4].try_into().unwrap()) as usize;
+    assert_eq!(u32_at(8), 2, "attribute index version 2");
+    let keys = u32_at(28);
+    let offsets = 32 + name.len();
+    let key_bytes = u32_at(offsets + 4 * keys);
+    (at + offsets + 8 * (keys + 1) + key_bytes) as u64
 }
 
 /// The file offset of the middle of `term`'s postings in the text index (`index/text/reader.rs`:
@@ -296,7 +301,7 @@ async fn index_bytes_changed_on_disk_fail_the_queries_that_read_them() {
         }
     };
     let seg = segment_of(dir.path(), "attrs");
-    flip_at(&seg, attr_index_entry(&std::fs::read(&seg).unwrap(), "tag", VICTIM));
+    flip_at(&seg, attr_index_rows(&std::fs::read(&seg).unwrap(), "tag"));
     let (s, b) = filter_query(&d, "attrs").await;
     judge(s, &b, "a filter through a changed attribute index entry");
 
