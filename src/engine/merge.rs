@@ -289,4 +289,4 @@ mod tests {
 
 #[cfg(test)]
 #[path = "textmerge_tests.rs"]
-mod textmerge_tests;
+pub(in crate::engine) mod textmerge_tests;

@@ -15,17 +15,12 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use bytes::Bytes;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value as Json};
 
 use crate::engine::apply::{apply_request, replay_request, DatetimeRule};
-use crate::engine::compact::shadowed_rows;
-use crate::engine::merge::{build_segments, BuildPlan};
 use crate::engine::WriteRequest;
-use crate::format::manifest::SegmentRef;
-use crate::format::segment::{DeletionSet, Segment};
 use crate::model::Document;
 use crate::ops::RequestRecord;
 use crate::state::{NsState, SegmentReader};
@@ -103,36 +98,8 @@ fn compact(rng: &mut StdRng, c: &NsState, next_id: &mut usize) -> Vec<SegmentRea
     } else {
         BTreeSet::new()
     };
-    let scratch = tempfile::tempdir().unwrap();
-    let plan = BuildPlan {
-        max_rows: rng.random_range(3..20),
-        cold: false,
-        graph_code: crate::index::vector::graph::DEFAULT_CODE,
-        scratch: scratch.path(),
-    };
-    let Ok(built) = build_segments(c, &merge, &plan) else { panic!("building segments failed") };
-    let shadowed = shadowed_rows(c, &merge);
-    let mut segs: Vec<SegmentReader> = c
-        .segments()
-        .iter()
-        .filter(|s| !merge.contains(&s.meta.id))
-        .map(|s| match shadowed.get(&s.meta.id) {
-            Some(set) => s.with_deleted(Arc::new(set.clone())),
-            None => s.clone(),
-        })
-        .collect();
-    for b in built {
-        *next_id += 1;
-        let seg = Segment::open(Bytes::copy_from_slice(&b.bytes)).unwrap();
-        let meta = SegmentRef {
-            id: format!("seg{next_id}"),
-            rows: b.rows,
-            text_analysis: b.text_analysis,
-            ..SegmentRef::default()
-        };
-        segs.push(SegmentReader::new(seg, Arc::new(DeletionSet::new(b.rows as usize)), meta));
-    }
-    segs
+    let max_rows = rng.random_range(3..20);
+    crate::engine::merge::textmerge_tests::compact(c, &merge, max_rows, true, next_id).0
 }
 
 /// The state a load of the committed manifest starts from: its segments and

@@ -103,8 +103,8 @@ fn write_one(rng: &mut StdRng, states: &mut [&mut NsState]) {
 
 /// A compaction of `state` merging `merge`: the segments it leaves (surviving ones with
 /// shadowed rows retired, then the outputs, recording their analysis options when
-/// `record`), and the outputs' bytes.
-fn compact(
+/// `record`), and the outputs' bytes. Also the refold tests' compaction (`load.rs`).
+pub(in crate::engine) fn compact(
     state: &NsState,
     merge: &BTreeSet<String>,
     max_rows: usize,
