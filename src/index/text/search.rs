@@ -622,7 +622,7 @@ fn rank_parts(
             parts[hits[i].1] = hits[i].2;
             i += 1;
         }
-        let score = combine.score(&parts);
+        let score = combine.score(parts);
         if score >= floor && filter.is_none_or(|f| f(row)) {
             top.push(row, score);
         }
