@@ -30,8 +30,12 @@
 //!   result is discarded, so the slot frees promptly. A query that stops
 //!   waiting (deadline, or its request dropped) leaves the queue, and a slot
 //!   granted to it as it left is passed on.
-//! - Nothing here runs query code on an async worker; the slots' lock is held
-//!   only for bookkeeping, never across an await or an evaluation.
+//! - Nothing here runs query code on an async worker: an evaluation runs on a
+//!   blocking thread ([`QueryPool::run`]) or on the caller's thread after its
+//!   worker handed the runtime to another thread ([`QueryPool::run_here`],
+//!   `tokio::task::block_in_place`: a short query skips two thread hand-offs).
+//!   The slots' lock is held only for bookkeeping, never across an await or an
+//!   evaluation.
 //! - Every evaluation runs in an integrity scope (`crate::integrity`): a read of segment bytes
 //!   that changed since they were verified fails the query as `Corrupted` (its result is
 //!   discarded), carrying the [`crate::integrity::Rot`] for the engine to act on.
@@ -136,6 +140,47 @@ impl QueryPool {
         T: Send + 'static,
         F: FnOnce() -> Result<T, QueryError> + Send + 'static,
     {
+        let (permit, deadline) = self.slot(lane, tenant).await?;
+        let task = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            evaluate(deadline, f)
+        });
+        match task.await {
+            Ok(out) => self.outcome(out),
+            Err(e) => Err(EngineError::caused_by(super::ErrorKind::Internal, "query task failed", e)),
+        }
+    }
+
+    /// [`Self::run`] on the calling thread where the runtime allows it: on a multi-thread
+    /// runtime the caller's worker hands its other tasks to another thread for the evaluation
+    /// (`tokio::task::block_in_place`), so no async worker is held, and the query skips two
+    /// thread hand-offs (a wake of a blocking thread, then of the task) — the fixed cost of a
+    /// short query. Elsewhere (a current-thread runtime) as [`Self::run`]. For one evaluation
+    /// per task at a time: evaluations a task runs side by side (`buffered`) would take turns.
+    pub async fn run_here<T, F>(&self, lane: Lane, tenant: &str, f: F) -> Result<T, EngineError>
+    where
+        T: Send + 'static,
+        F: FnOnce() -> Result<T, QueryError> + Send + 'static,
+    {
+        let multi_thread = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        if !multi_thread {
+            return self.run(lane, tenant, f).await;
+        }
+        let (permit, deadline) = self.slot(lane, tenant).await?;
+        // A panic fails the query as on a blocking thread, not the caller's task.
+        let run = std::panic::AssertUnwindSafe(move || {
+            let _permit = permit;
+            evaluate(deadline, f)
+        });
+        match tokio::task::block_in_place(|| std::panic::catch_unwind(run)) {
+            Ok(out) => self.outcome(out),
+            Err(_) => Err(EngineError::internal("query task failed: the evaluation panicked")),
+        }
+    }
+
+    /// A slot of `lane` for `tenant` (waiting for one if need be) and the query's deadline.
+    async fn slot(&self, lane: Lane, tenant: &str) -> Result<(SlotPermit, Instant), EngineError> {
         let deadline = Instant::now() + self.timeout();
         let slots = match lane {
             Lane::Large => &self.large,
@@ -148,16 +193,15 @@ impl QueryPool {
                 self.wait_for(ticket, deadline).await?
             }
         };
-        let task = tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            // Bytes that changed since they were verified fail the query whatever else happened.
-            crate::integrity::within(|| crate::deadline::with_deadline(deadline, f))
-        });
-        match task.await {
-            Ok(Err(rot)) => Err(EngineError::rot(rot)),
-            Ok(Ok(Ok(out))) => Ok(out?),
-            Ok(Ok(Err(crate::deadline::Expired))) => Err(self.timed_out()),
-            Err(e) => Err(EngineError::caused_by(super::ErrorKind::Internal, "query task failed", e)),
+        Ok((permit, deadline))
+    }
+
+    /// What an evaluation's outcome means to the caller.
+    fn outcome<T>(&self, out: Evaluated<T>) -> Result<T, EngineError> {
+        match out {
+            Err(rot) => Err(EngineError::rot(rot)),
+            Ok(Ok(out)) => Ok(out?),
+            Ok(Err(crate::deadline::Expired)) => Err(self.timed_out()),
         }
     }
 
@@ -188,6 +232,15 @@ impl QueryPool {
             self.timeout().as_millis()
         ))
     }
+}
+
+/// An evaluation's outcome: bytes found changed, past the deadline, or the query's own result.
+type Evaluated<T> = Result<Result<Result<T, QueryError>, crate::deadline::Expired>, crate::integrity::Rot>;
+
+/// Runs `f` in an integrity scope under `deadline`, on whichever thread calls it.
+fn evaluate<T>(deadline: Instant, f: impl FnOnce() -> Result<T, QueryError>) -> Evaluated<T> {
+    // Bytes that changed since they were verified fail the query whatever else happened.
+    crate::integrity::within(|| crate::deadline::with_deadline(deadline, f))
 }
 
 /// One lane's slots, shared fairly among tenants (see the module's invariants).
@@ -460,6 +513,48 @@ mod tests {
             Ok(n) => assert_eq!(n, 1),
             Err(e) => assert_eq!(e.kind(), ErrorKind::Timeout),
         }
+    }
+
+    /// `run_here` evaluates on the caller's thread, and the runtime keeps serving its other
+    /// tasks meanwhile (one worker: its core went to another thread while the query blocked).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn run_here_evaluates_on_the_caller_and_frees_the_worker() {
+        let pool = QueryPool::new(1, 4, Duration::from_secs(30));
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let caller = std::thread::current().id();
+        let other = tokio::spawn(async move { tx.send(()).unwrap() });
+        let here = pool
+            .run_here(Lane::Large, "o/p", move || {
+                // Blocks until another task of this one-worker runtime ran.
+                rx.recv_timeout(Duration::from_secs(5)).map_err(|e| QueryError::Internal(e.to_string()))?;
+                Ok(std::thread::current().id())
+            })
+            .await
+            .unwrap();
+        assert_eq!(here, caller);
+        other.await.unwrap();
+    }
+
+    /// `run_here` keeps `run`'s contract: the deadline (408), a panic failing the query
+    /// (not the caller) with its slot given back, and a current-thread runtime served too.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn run_here_keeps_the_deadline_and_survives_a_panic() {
+        let pool = QueryPool::new(1, 4, Duration::from_millis(50));
+        let e = pool.run_here(Lane::Large, "o/p", spin_until_expired).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Timeout);
+        let e = pool.run_here(Lane::Large, "o/p", || -> Result<u8, QueryError> { panic!("boom") }).await;
+        assert_eq!(e.unwrap_err().kind(), ErrorKind::Internal);
+        assert_eq!(pool.run_here(Lane::Large, "o/p", || Ok(5)).await.unwrap(), 5);
+        let state = pool.large.lock();
+        assert_eq!((state.in_use, state.tenants.len()), (0, 0), "{state:?}");
+    }
+
+    #[tokio::test]
+    async fn run_here_on_a_current_thread_runtime_runs_on_a_blocking_thread() {
+        let pool = QueryPool::new(1, 4, Duration::from_secs(30));
+        let caller = std::thread::current().id();
+        let there = pool.run_here(Lane::Large, "o/p", || Ok(std::thread::current().id())).await.unwrap();
+        assert_ne!(there, caller);
     }
 
     /// A query that reports its start and holds its slot until told to end.

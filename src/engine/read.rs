@@ -9,7 +9,9 @@
 //! - Query evaluation is entered here only: [`ReadView::query`] (and
 //!   [`Engine::evaluate`], which the cold path ranks its candidates with)
 //!   runs `query::execute_request` on the engine's bounded query pool
-//!   (`query_pool.rs`), never on an async worker; recall runs there too.
+//!   (`query_pool.rs`, `QueryPool::run_here`: on the read's own thread, its
+//!   async worker's other tasks handed to another thread meanwhile), never on
+//!   an async worker; recall runs there too.
 //! - Time travel (`generation`) is never answered cold nor from the last
 //!   known generation: it reads exactly that retained generation or fails.
 //! - A cold answer is tried only when the read allows it, the namespace is
@@ -180,8 +182,9 @@ impl Engine {
     ) -> Result<(Vec<QueryResult>, Duration), EngineError> {
         let lane = Lane::of(state.len());
         let submitted = Instant::now();
+        // One evaluation per read: run where the read is (no hand-off to a blocking thread).
         self.queries
-            .run(lane, &path.project_id(), move || {
+            .run_here(lane, &path.project_id(), move || {
                 let waited = submitted.elapsed();
                 Ok((query::execute_request(&req, &state)?, waited))
             })

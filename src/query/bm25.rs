@@ -540,14 +540,16 @@ fn fill_stats<'a>(leaves: &mut [Leaf], state: &NsState, views: &[SegView<'a>]) -
             .zip(stats.iter_mut())
             .map(|(l, st)| v.ls.text_index(&l.attr).map(|ix| add_index(st, l, ix)))
             .collect();
-        let indexed: Vec<bool> = found.iter().map(Option::is_some).collect();
-        lookups.push(found);
-        if indexed.iter().all(|i| *i) {
+        let every_indexed = found.iter().all(Option::is_some);
+        if every_indexed {
+            lookups.push(found);
             // Every clause's index counted every row: only the dead rows (deleted, or shadowed
             // by the overlay) are taken back out, so visit them alone, not every row.
             remove_dead_rows(&mut stats, leaves, v);
             continue;
         }
+        let indexed: Vec<bool> = found.iter().map(Option::is_some).collect();
+        lookups.push(found);
         for r in (0..v.ls.seg.len()).take_while(|_| !deadline::expired()) {
             let live = v.live(r);
             // Live rows count where the attribute is unindexed; dead rows are

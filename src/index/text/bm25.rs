@@ -226,6 +226,40 @@ impl Bm25Weight {
 /// At most this many terms are counted without a hash map ([`term_counts`]).
 const SHORT_QUERY: usize = 16;
 
+/// [`term_counts`] without its vector: the same `(term, count)` pairs in the same order. A short
+/// query's terms are compared directly, allocating nothing (the rare-word search walks them per
+/// segment and field); a longer one goes through [`term_counts`].
+pub fn term_counts_iter(terms: &[String]) -> TermCounts<'_> {
+    let long = (terms.len() > SHORT_QUERY).then(|| term_counts(terms).into_iter());
+    TermCounts { terms, next: 0, long }
+}
+
+/// The iterator of [`term_counts_iter`].
+pub struct TermCounts<'t> {
+    terms: &'t [String],
+    next: usize,
+    long: Option<std::vec::IntoIter<(&'t str, u32)>>,
+}
+
+impl<'t> Iterator for TermCounts<'t> {
+    type Item = (&'t str, u32);
+
+    fn next(&mut self) -> Option<(&'t str, u32)> {
+        if let Some(long) = self.long.as_mut() {
+            return long.next();
+        }
+        while let Some(t) = self.terms.get(self.next) {
+            let (seen, rest) = self.terms.split_at(self.next);
+            self.next += 1;
+            if !seen.contains(t) {
+                let count = rest.iter().filter(|u| *u == t).count();
+                return Some((t.as_str(), u32::try_from(count).unwrap_or(u32::MAX)));
+            }
+        }
+        None
+    }
+}
+
 /// Distinct terms with their multiplicity, in order of first occurrence.
 /// Linear: a hash map finds a term's slot (a query may carry thousands); a short query's terms
 /// are compared directly (called per segment per field: the map cost more than the search of a

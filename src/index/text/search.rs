@@ -605,7 +605,15 @@ fn rank_parts(
 ) -> Vec<(u32, f32)> {
     hits.sort_unstable_by_key(|h| (h.0, h.1));
     let mut top = TopK::new(k);
-    let mut parts = vec![0f32; nords];
+    // A query's units fit on the stack but for a long one (this runs once per segment).
+    let (mut few, mut many) = ([0f32; 64], Vec::new());
+    let parts: &mut [f32] = match few.get_mut(..nords) {
+        Some(p) => p,
+        None => {
+            many.resize(nords, 0f32);
+            &mut many
+        }
+    };
     let mut i = 0;
     while i < hits.len() {
         let row = hits[i].0;
@@ -614,7 +622,7 @@ fn rank_parts(
             parts[hits[i].1] = hits[i].2;
             i += 1;
         }
-        let score = combine.score(&parts);
+        let score = combine.score(parts);
         if score >= floor && filter.is_none_or(|f| f(row)) {
             top.push(row, score);
         }
@@ -622,12 +630,14 @@ fn rank_parts(
     top.into_sorted()
 }
 
-/// One list of [`score_few`]: its postings, weight and boost, its field and unit.
+/// One list of [`score_few`]: its postings, weight and boost, its field and that field's norm
+/// table, its unit.
 struct FewList<'a> {
     p: Postings<'a>,
     weight: Bm25Weight,
     boost: f32,
     field: usize,
+    cache: NormCache,
     ord: usize,
 }
 
@@ -643,6 +653,7 @@ thread_local! {
 /// tables, decode buffers and shared norm checks cost more than its few postings. None when the
 /// lists may hold more, a term was not looked up or a prefix is searched (the caller then opens
 /// cursors). Same rows, scores and order as [`score_all`] under [`search_fields_above`]'s tests.
+/// Allocates only its list of lists and the answer (it runs once per segment of a query).
 fn score_few<'a>(
     fields: &[FieldQuery<'_, 'a>],
     k: usize,
@@ -650,39 +661,35 @@ fn score_few<'a>(
     combine: Combine<'_>,
     floor: f32,
 ) -> Result<Option<Vec<(u32, f32)>>, IndexError> {
-    let mut counted = Vec::with_capacity(fields.len());
     let mut blocks = 0usize;
     for f in fields {
-        let counts = term_counts(f.terms);
-        let found = match f.found {
-            Some(x) if f.prefix.is_none() && x.len() == counts.len() => x,
-            _ => return Ok(None),
-        };
+        let Some(found) = f.found.filter(|_| f.prefix.is_none()) else { return Ok(None) };
+        if found.len() != term_counts_iter(f.terms).count() {
+            return Ok(None);
+        }
         blocks += found.iter().flatten().map(|e| (e.doc_freq as usize).div_ceil(BLOCK)).sum::<usize>();
         if blocks > FEW_BLOCKS {
             return Ok(None);
         }
-        counted.push((counts, found));
     }
     let mut lists = Vec::new();
-    let mut caches: Vec<Option<NormCache>> = Vec::with_capacity(fields.len());
     let (mut ord, mut bound) = (0usize, 0f32);
-    for (fi, (f, (counts, found))) in fields.iter().zip(&counted).enumerate() {
+    for (fi, f) in fields.iter().enumerate() {
         let mut cache = None;
-        for (&(t, count), e) in counts.iter().zip(found.iter()) {
+        let found = f.found.unwrap_or_default();
+        for ((t, count), e) in term_counts_iter(f.terms).zip(found) {
             let this = ord;
             ord += 1;
             let Some(p) = (*e).map(|e| f.index.postings_of_entry(e)).transpose()?.flatten() else { continue };
             let weight = f.stats.weight(t, count, f.params);
-            let cache = cache.get_or_insert_with(|| f.stats.norm_cache(f.params));
+            let cache: &NormCache = cache.get_or_insert_with(|| f.stats.norm_cache(f.params));
             let mut mx = 0f32;
             for_each_meta(&p, f.index.norms.len(), |m| {
                 mx = mx.max(f.boost * weight.score(cache, m.min_norm, m.max_tf));
             })?;
             bound += mx;
-            lists.push(FewList { p, weight, boost: f.boost, field: fi, ord: this });
+            lists.push(FewList { p, weight, boost: f.boost, field: fi, cache: cache.clone(), ord: this });
         }
-        caches.push(cache);
     }
     if k == 0 || lists.is_empty() || bound <= prune_threshold(floor) {
         return Ok(Some(Vec::new()));
@@ -691,7 +698,10 @@ fn score_few<'a>(
     hits.clear();
     let mut blk = DecodedBlock::default();
     for (fi, f) in fields.iter().enumerate() {
-        let Some(cache) = caches[fi].as_ref() else { continue };
+        let mut of_field = lists.iter().filter(|l| l.field == fi).peekable();
+        if of_field.peek().is_none() {
+            continue;
+        }
         // Sparse lists read each row's length byte about once: checked at each read, with no
         // table of what was checked. A dense one shares the table, as its cursor would.
         let rows = f.index.norms.len();
@@ -699,7 +709,7 @@ fn score_few<'a>(
             true => NormChecks::new(f.index),
             false => NormChecks::new_unremembered(f.index),
         };
-        for l in lists.iter().filter(|l| l.field == fi) {
+        for l in of_field {
             let dense = norms.dense(l.p.df as usize);
             for b in 0..l.p.nblocks {
                 l.p.decode(b, &mut blk)?;
@@ -709,7 +719,7 @@ fn score_few<'a>(
                     hits.push((
                         row,
                         l.ord,
-                        l.boost * l.weight.score(cache, norms.of(row, dense), blk.tfs[i]),
+                        l.boost * l.weight.score(&l.cache, norms.of(row, dense), blk.tfs[i]),
                     ));
                 }
             }

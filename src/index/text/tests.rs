@@ -61,6 +61,17 @@ fn options() {
     let q = Analyzer::en_stem().query_terms("be be running run file files");
     assert_eq!(q, ["be", "run", "run", "file", "file"]);
     assert_eq!(term_counts(&q), [("be", 1), ("run", 2), ("file", 2)]);
+    assert_eq!(term_counts_iter(&q).collect::<Vec<_>>(), term_counts(&q));
+}
+
+proptest! {
+    /// The allocation-free walk gives `term_counts`'s pairs in its order, for short queries
+    /// (compared directly) and long ones (past the short-query bound) alike.
+    #[test]
+    fn term_counts_iter_equals_term_counts(words in proptest::collection::vec(0u8..12, 0..40)) {
+        let terms: Vec<String> = words.iter().map(|w| format!("w{w}")).collect();
+        prop_assert_eq!(term_counts_iter(&terms).collect::<Vec<_>>(), term_counts(&terms));
+    }
 }
 
 fn corpus3() -> (Vec<u8>, Vec<u8>) {
