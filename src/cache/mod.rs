@@ -58,7 +58,9 @@ mod disk;
 pub mod lru;
 mod mapping;
 pub(crate) use mapping::map as map_file;
-pub(crate) use mapping::{advise_random, crc32c_releasing, release_resident, FileRange, READABLE_MIN_BYTES};
+pub(crate) use mapping::{
+    advise_random, crc32c_releasing, read_ahead_while, release_resident, FileRange, READABLE_MIN_BYTES,
+};
 pub use mapping::{limit_kept_files, KEPT_FILES_MAX};
 
 use disk::Verified;

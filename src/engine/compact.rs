@@ -573,7 +573,8 @@ impl Engine {
         };
         let seg = crate::format::segment::Segment::open_lazy(bytes.clone(), &release)
             .map_err(|e| EngineError::caused_by(ErrorKind::Corrupted, format!("segment {}", file.key), e))?
-            .with_object(&file.key);
+            .with_object(&file.key)
+            .with_section_readahead(crate::cache::read_ahead_while);
         crate::cache::release_resident(&bytes);
         // Verified (sequentially); queries read it at random from now on.
         crate::cache::advise_random(&bytes);

@@ -2,7 +2,8 @@
 //! a byte changed in a bulk section (vectors, doc blocks, an index section) is met as rot by the
 //! first read of its chunk and never by a read elsewhere, while a full open (verify) and a lazy
 //! open of a segment without range checksums still refuse it; the whole-file crc32c combined
-//! from the range checksums equals the file's.
+//! from the range checksums equals the file's; a large section's first check runs through the
+//! segment's readahead, once, and still meets rot.
 
 use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
 
@@ -12,8 +13,8 @@ use crate::model::Value;
 
 const ROWS: u64 = 4000;
 const DIM: usize = 32;
-/// An opaque index section big enough to span many 16 KiB chunks.
-const INDEX_LEN: usize = 200_000;
+/// An opaque index section big enough to span many 16 KiB chunks (and to be read ahead).
+const INDEX_LEN: usize = 300_000;
 
 fn vector_of(i: u64) -> Vec<f32> {
     (0..DIM).map(|d| (i * 31 + d as u64) as f32).collect()
@@ -167,4 +168,33 @@ fn the_file_crc_combines_from_the_range_checksums() {
         let bytes = b.finish().unwrap();
         assert_eq!(crc32c_from_range_checksums(&bytes), Some(crc32c::crc32c(&bytes)), "{rows} rows");
     }
+}
+
+/// Bytes handed to [`counting_readahead`] (only the test below installs it).
+static READ_AHEAD: AtomicUsize = AtomicUsize::new(0);
+
+fn counting_readahead(bytes: &[u8], check: &mut dyn FnMut()) {
+    READ_AHEAD.fetch_add(bytes.len(), AtomicOrdering::Relaxed);
+    check();
+}
+
+fn skipping_readahead(_: &[u8], _: &mut dyn FnMut()) {}
+
+#[test]
+fn a_large_section_is_checked_once_through_the_readahead_and_rot_is_still_met() {
+    let good = built(true);
+    let seg = open_counting(&good).0.unwrap().with_section_readahead(counting_readahead);
+    assert!(seg.vector(1).is_some() && seg.doc(0).is_ok());
+    assert_eq!(READ_AHEAD.load(AtomicOrdering::Relaxed), 0, "chunk reads are not read ahead");
+    assert!(seg.section(SECTION_TEXT_INDEX).is_some());
+    assert!(seg.section(SECTION_TEXT_INDEX).is_some());
+    assert_eq!(READ_AHEAD.load(AtomicOrdering::Relaxed), INDEX_LEN, "the section, once");
+
+    let index = range_of(&good, SECTION_TEXT_INDEX);
+    let bytes = flipped(&good, index.start + INDEX_LEN / 3);
+    let seg = open_counting(&bytes).0.unwrap().with_section_readahead(counting_readahead);
+    assert!(within(|| seg.section(SECTION_TEXT_INDEX).is_none()).is_err(), "rot met through the readahead");
+    // A readahead that never runs the check hands nothing out.
+    let seg = open_counting(&good).0.unwrap().with_section_readahead(skipping_readahead);
+    assert!(seg.section(SECTION_TEXT_INDEX).is_none());
 }

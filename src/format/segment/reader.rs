@@ -57,7 +57,19 @@ pub(super) struct Inner {
     /// Per section (as `sections`): its bytes are checked, so its accessors hand it out as is
     /// (false: opened lazily and not read yet, `lazy.rs`).
     settled: Box<[AtomicBool]>,
+    /// Runs a whole-section check with the section's pages read ahead (None: checked as is).
+    readahead: Option<SectionReadahead>,
 }
+
+/// Runs the check it is given (the `FnMut`) over a section's bytes (the slice) with those bytes
+/// read ahead: a served segment's mapping is advised random, and checking a large section not in
+/// the page cache through it read one synchronous 4 KiB fault at a time (`cache/mapping.rs`
+/// implements it; the format does not know where its bytes live).
+pub type SectionReadahead = fn(&[u8], &mut dyn FnMut());
+
+/// Sections smaller than this are checked without [`SectionReadahead`] (a few faults cost less
+/// than its two system calls).
+const READAHEAD_FROM: usize = 256 << 10;
 
 /// An open, verified, immutable segment. Cheap to clone (an `Arc` inside);
 /// `Send + Sync`.
@@ -406,6 +418,7 @@ impl Segment {
         let seg = Segment {
             inner: Arc::new(Inner {
                 settled,
+                readahead: None,
                 bytes: bytes.clone(),
                 uid: super::docblocks::next_segment_uid(),
                 rows,
@@ -443,6 +456,15 @@ impl Segment {
     pub fn with_object(mut self, key: &str) -> Segment {
         if let Some(g) = Arc::get_mut(&mut self.inner).and_then(|i| i.guard.as_mut()) {
             g.set_object(key);
+        }
+        self
+    }
+
+    /// The segment with `readahead` running its first whole-section checks (see
+    /// [`SectionReadahead`]); set before the segment is shared.
+    pub fn with_section_readahead(mut self, readahead: SectionReadahead) -> Segment {
+        if let Some(i) = Arc::get_mut(&mut self.inner) {
+            i.readahead = Some(readahead);
         }
         self
     }
@@ -833,11 +855,23 @@ impl Segment {
         if flag.load(AtomicOrdering::Acquire) {
             return Some(bytes);
         }
-        if !self.file_guard().is_none_or(|g| g.settle_slice(bytes)) {
+        if !self.settle_section_bytes(bytes) {
             return None;
         }
         flag.store(true, AtomicOrdering::Release);
         Some(bytes)
+    }
+
+    /// Check a section's `bytes` against its chunks' crcs (read ahead when large, see
+    /// [`SectionReadahead`]); false on a mismatch (recorded by the guard).
+    fn settle_section_bytes(&self, bytes: &[u8]) -> bool {
+        let Some(guard) = self.file_guard() else { return true };
+        let mut ok = false;
+        match self.inner.readahead.filter(|_| bytes.len() >= READAHEAD_FROM) {
+            Some(readahead) => readahead(bytes, &mut || ok = guard.settle_slice(bytes)),
+            None => ok = guard.settle_slice(bytes),
+        }
+        ok
     }
 
     /// The section table, in file order.
