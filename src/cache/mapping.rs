@@ -281,14 +281,25 @@ mod tests {
 
     use super::*;
 
+    /// The value of `field` (e.g. `Rss:`) in the /proc/self/smaps entry of the mapping (VMA)
+    /// holding `addr`, split into words.
+    fn smaps_field(addr: usize, field: &str) -> Vec<String> {
+        let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
+        let holds = |l: &str| {
+            let range = l.split_whitespace().next().unwrap_or("");
+            let (a, b) = range.split_once('-').unwrap_or(("", ""));
+            let parse = |h: &str| usize::from_str_radix(h, 16).ok();
+            matches!((parse(a), parse(b)), (Some(a), Some(b)) if a <= addr && addr < b)
+        };
+        let mut lines = smaps.lines().skip_while(|l| !holds(l));
+        lines.next().expect("the mapping is listed");
+        let line = lines.find(|l| l.starts_with(field)).expect("the field is listed");
+        line.split_whitespace().skip(1).map(str::to_owned).collect()
+    }
+
     /// The Rss (KiB) of the mapping starting at `addr`, from /proc/self/smaps.
     fn mapping_rss_kib(addr: usize) -> u64 {
-        let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
-        let head = format!("{addr:x}-");
-        let mut lines = smaps.lines().skip_while(|l| !l.starts_with(&head));
-        lines.next().expect("the mapping is listed");
-        let rss = lines.find(|l| l.starts_with("Rss:")).expect("an Rss line");
-        rss.split_whitespace().nth(1).unwrap().parse().unwrap()
+        smaps_field(addr, "Rss:")[0].parse().unwrap()
     }
 
     #[test]
@@ -367,16 +378,7 @@ mod tests {
 
     /// The VmFlags of the mapping (VMA) holding `addr`, from /proc/self/smaps.
     fn vm_flags(addr: usize) -> Vec<String> {
-        let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
-        let mut lines = smaps.lines().skip_while(|l| {
-            let range = l.split_whitespace().next().unwrap_or("");
-            let (a, b) = range.split_once('-').unwrap_or(("", ""));
-            let parse = |h: &str| usize::from_str_radix(h, 16).ok();
-            !matches!((parse(a), parse(b)), (Some(a), Some(b)) if a <= addr && addr < b)
-        });
-        lines.next().expect("the mapping is listed");
-        let flags = lines.find(|l| l.starts_with("VmFlags:")).expect("a VmFlags line");
-        flags.split_whitespace().skip(1).map(str::to_owned).collect()
+        smaps_field(addr, "VmFlags:")
     }
 
     /// A section checked through [`read_ahead_while`] is read with readahead (its pages not
