@@ -50,9 +50,12 @@ fn served(chunk: &Chunk) -> Served {
         .collect()
 }
 
+/// A term's (seq, tf) rows and its peak.
+type RowsAndPeak = (Vec<(u64, u32)>, (u32, u8));
+
 /// What pushing the given (seq, doc) rows of `chunks` afresh, without the dead ones, serves.
 fn live_rows_afresh(parts: &[Part]) -> Served {
-    let mut out: std::collections::BTreeMap<String, (Vec<(u64, u32)>, (u32, u8))> = Default::default();
+    let mut out: std::collections::BTreeMap<String, RowsAndPeak> = Default::default();
     for p in parts {
         for (row, &seq) in p.chunk.seqs.iter().enumerate().filter(|(r, _)| !p.is_dead(*r as u32)) {
             let norm = p.chunk.norms[row];
