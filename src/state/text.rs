@@ -32,9 +32,10 @@
 //!   sizes stay geometric, O(log n) chunks, each row copied O(log n) times),
 //!   and a chunk that is more than half dead is rewritten without its dead
 //!   rows.
-//! - A chunk's terms in order (for prefix expansion) are sorted once, on
-//!   the first prefix query that reads the chunk, and forgotten when a row
-//!   is pushed into it.
+//! - Only the tail chunk is open to pushes (a hash map of lists); a full
+//!   tail is sealed — its terms laid out in order in a few flat vectors —
+//!   and merges and rewrites read and write sealed chunks by merging sorted
+//!   term runs, without hashing (`state/text_chunk.rs`).
 //! - After a compaction the refolded state's index is this one cut at the
 //!   round's first seq ([`OverlayText::carried`]): the rows written during
 //!   the round keep their chunks and are not analysed again.
@@ -44,11 +45,10 @@
 //! - Vectors are never read: an overlay whose vectors are spilled
 //!   (`crate::spill`) is indexed the same way.
 
-use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
-use crate::index::text::{fieldnorm_to_id, Analyzer, ValueTokens};
+use crate::index::text::{Analyzer, ValueTokens};
 use crate::model::{DocId, Document};
 use crate::schema::{FullTextSearch, Schema};
 
@@ -62,9 +62,6 @@ const TAIL_ROWS: usize = if cfg!(test) { 8 } else { 512 };
 
 /// Chunks merged at once (see [`AttrText::merge_tail`]).
 const FANOUT: usize = 4;
-
-/// Heap bytes counted per term entry besides its text (key box, vector, map slot).
-const TERM_OVERHEAD: usize = 64;
 
 /// The overlay's inverted index (cheap to clone: one `Arc`).
 #[derive(Clone, Default)]
@@ -98,46 +95,6 @@ struct Part {
     chunk: Arc<Chunk>,
     dead: Arc<Vec<u64>>,
     dead_rows: usize,
-}
-
-/// Rows with text, in seq order, and their postings by local row number.
-#[derive(Clone, Default)]
-struct Chunk {
-    seqs: Vec<u64>,
-    docs: Vec<Arc<Document>>,
-    norms: Vec<u8>,
-    /// Each row's token count (what a removal takes off `total_tokens`).
-    lens: Vec<u32>,
-    postings: HashMap<Arc<str>, TermList, TermHasher>,
-    /// The keys of `postings` in order, once a prefix query asked.
-    sorted: OnceLock<Vec<Arc<str>>>,
-    bytes: usize,
-}
-
-/// Heap bytes per row of a chunk (seq, document pointer, norm, length).
-const ROW_BYTES: usize = 21;
-
-/// A term's (row, tf) postings in one chunk, and the largest tf and smallest
-/// fieldnorm id among them (dead rows included): what bounds its score.
-#[derive(Clone)]
-struct TermList {
-    rows: Vec<(u32, u32)>,
-    max_tf: u32,
-    min_norm: u8,
-}
-
-impl Default for TermList {
-    fn default() -> Self {
-        TermList { rows: Vec::new(), max_tf: 0, min_norm: u8::MAX }
-    }
-}
-
-impl TermList {
-    fn push(&mut self, row: u32, tf: u32, norm: u8) {
-        self.rows.push((row, tf));
-        self.max_tf = self.max_tf.max(tf);
-        self.min_norm = self.min_norm.min(norm);
-    }
 }
 
 /// Seeded per process: terms come from clients.
@@ -299,20 +256,6 @@ impl OverlayText {
     }
 }
 
-/// A value's tokens as (term, count) in term order, and the token count.
-fn term_counts(toks: &ValueTokens) -> (Vec<(&str, u32)>, usize) {
-    let mut sorted: Vec<&str> = toks.iter().collect();
-    sorted.sort_unstable();
-    let mut out: Vec<(&str, u32)> = Vec::new();
-    for t in sorted {
-        match out.last_mut() {
-            Some((last, c)) if *last == t => *c += 1,
-            _ => out.push((t, 1)),
-        }
-    }
-    (out, toks.len())
-}
-
 /// The document's tokens on attribute `name`.
 fn doc_tokens(analyzer: &Analyzer, doc: &Document, name: &str) -> ValueTokens {
     let mut toks = ValueTokens::default();
@@ -345,6 +288,7 @@ impl AttrText {
             }
         }
         if !chunk.seqs.is_empty() {
+            chunk.seal();
             a.parts.push(Part::new(chunk));
         }
         a
@@ -364,8 +308,11 @@ impl AttrText {
             self.parts.push(Part::new(Chunk::default()));
         }
         let tail = self.parts.last_mut().expect("a tail was just ensured");
-        Arc::make_mut(&mut tail.chunk).push(seq, doc, &toks);
-        if tail.chunk.seqs.len() >= TAIL_ROWS {
+        let chunk = Arc::make_mut(&mut tail.chunk);
+        chunk.unseal();
+        chunk.push(seq, doc, &toks);
+        if chunk.seqs.len() >= TAIL_ROWS {
+            chunk.seal();
             self.merge_tail();
         }
     }
@@ -465,7 +412,7 @@ impl Part {
 
     /// The live rows of this chunk holding `term`.
     fn live_df(&self, term: &str) -> u64 {
-        let Some(list) = self.chunk.postings.get(term) else { return 0 };
+        let Some(list) = self.chunk.list(term) else { return 0 };
         if self.dead_rows == 0 {
             return list.rows.len() as u64;
         }
@@ -474,13 +421,13 @@ impl Part {
 
     /// Whether a live row of this chunk holds `term`.
     fn holds(&self, term: &str) -> bool {
-        let Some(list) = self.chunk.postings.get(term) else { return false };
+        let Some(list) = self.chunk.list(term) else { return false };
         self.dead_rows == 0 || list.rows.iter().any(|(row, _)| !self.is_dead(*row))
     }
 
     /// The live postings of one term, in seq order.
     fn postings<'a>(&'a self, term: &str, out: &mut Vec<Posting<'a>>) {
-        let Some(list) = self.chunk.postings.get(term) else { return };
+        let Some(list) = self.chunk.list(term) else { return };
         out.extend(
             list.rows.iter().filter(|(row, _)| !self.is_dead(*row)).map(|&(row, tf)| self.posting(row, tf)),
         );
@@ -489,72 +436,6 @@ impl Part {
     fn posting(&self, row: u32, tf: u32) -> Posting<'_> {
         let r = row as usize;
         Posting { seq: self.chunk.seqs[r], tf, norm: self.chunk.norms[r], doc: &self.chunk.docs[r] }
-    }
-}
-
-impl Chunk {
-    /// Appends a row with these tokens (not empty).
-    fn push(&mut self, seq: u64, doc: &Arc<Document>, toks: &ValueTokens) {
-        let (counts, len) = term_counts(toks);
-        let len = u32::try_from(len).unwrap_or(u32::MAX);
-        let row = self.seqs.len() as u32;
-        let norm = fieldnorm_to_id(len);
-        self.seqs.push(seq);
-        self.docs.push(doc.clone());
-        self.norms.push(norm);
-        self.lens.push(len);
-        self.sorted.take();
-        self.bytes += ROW_BYTES;
-        for (t, c) in counts {
-            self.bytes += 8;
-            let list = match self.postings.get_mut(t) {
-                Some(list) => list,
-                None => {
-                    self.bytes += TERM_OVERHEAD + t.len();
-                    self.postings.entry(t.into()).or_default()
-                }
-            };
-            list.push(row, c, norm);
-        }
-    }
-
-    /// The chunk's terms in order (sorted on first use).
-    fn sorted_terms(&self) -> &[Arc<str>] {
-        self.sorted.get_or_init(|| {
-            let mut terms: Vec<Arc<str>> = self.postings.keys().cloned().collect();
-            terms.sort_unstable();
-            terms
-        })
-    }
-
-    /// The live rows of `parts` (consecutive, in seq order) as one chunk.
-    fn merged(parts: &[Part]) -> Chunk {
-        let mut out = Chunk::default();
-        for p in parts {
-            let mut renumber = vec![u32::MAX; p.chunk.seqs.len()];
-            for (row, slot) in renumber.iter_mut().enumerate().filter(|(r, _)| !p.is_dead(*r as u32)) {
-                *slot = out.seqs.len() as u32;
-                out.seqs.push(p.chunk.seqs[row]);
-                out.docs.push(p.chunk.docs[row].clone());
-                out.norms.push(p.chunk.norms[row]);
-                out.lens.push(p.chunk.lens[row]);
-            }
-            for (t, list) in &p.chunk.postings {
-                let live = list.rows.iter().filter(|(row, _)| renumber[*row as usize] != u32::MAX);
-                let mut moved = live.map(|&(row, tf)| (renumber[row as usize], tf)).peekable();
-                if moved.peek().is_some() {
-                    let into = out.postings.entry(Arc::clone(t)).or_default();
-                    into.rows.reserve(list.rows.len());
-                    for (row, tf) in moved {
-                        into.push(row, tf, out.norms[row as usize]);
-                    }
-                }
-            }
-        }
-        let postings: usize = out.postings.values().map(|l| l.rows.len()).sum();
-        let terms: usize = out.postings.keys().map(|t| TERM_OVERHEAD + t.len()).sum();
-        out.bytes = out.seqs.len() * ROW_BYTES + postings * 8 + terms;
-        out
     }
 }
 
@@ -580,10 +461,17 @@ impl<'a> TextView<'a> {
     pub fn terms_with_prefix(&self, prefix: &str, limit: usize) -> Vec<&'a str> {
         let mut out: Vec<&'a str> = Vec::new();
         for p in &self.attr.parts {
-            let terms = p.chunk.sorted_terms();
-            let from = terms.partition_point(|t| **t < *prefix);
-            let matching = terms[from..].iter().map(|t| &**t).take_while(|t| t.starts_with(prefix));
-            out.extend(matching.filter(|t| p.holds(t)).take(limit));
+            let mut taken = 0;
+            p.chunk.terms_from(prefix, |t| {
+                if !t.starts_with(prefix) || taken == limit {
+                    return false;
+                }
+                if p.holds(t) {
+                    out.push(t);
+                    taken += 1;
+                }
+                true
+            });
         }
         out.sort_unstable();
         out.dedup();
@@ -595,7 +483,7 @@ impl<'a> TextView<'a> {
     /// ones included; None without postings): with BM25's tf part rising in
     /// tf and falling in the fieldnorm, they bound what the term can score.
     pub fn peak(&self, term: &str) -> Option<(u32, u8)> {
-        let lists = self.attr.parts.iter().filter_map(|p| p.chunk.postings.get(term));
+        let lists = self.attr.parts.iter().filter_map(|p| p.chunk.list(term));
         lists.map(|l| (l.max_tf, l.min_norm)).reduce(|(t, n), (t2, n2)| (t.max(t2), n.min(n2)))
     }
 
@@ -610,14 +498,14 @@ impl<'a> TextView<'a> {
     pub fn for_each_list(&self, mut f: impl FnMut(&'a str, &[(u64, u32)])) {
         let mut buf: Vec<(u64, u32)> = Vec::new();
         for p in &self.attr.parts {
-            for (term, list) in &p.chunk.postings {
+            p.chunk.for_each_list(|term, rows| {
                 buf.clear();
-                let live = list.rows.iter().filter(|(row, _)| !p.is_dead(*row));
+                let live = rows.iter().filter(|(row, _)| !p.is_dead(*row));
                 buf.extend(live.map(|&(row, tf)| (p.chunk.seqs[row as usize], tf)));
                 if !buf.is_empty() {
                     f(term, &buf);
                 }
-            }
+            });
         }
     }
 
@@ -628,7 +516,7 @@ impl<'a> TextView<'a> {
 
     /// The live rows holding `term`, in seq order.
     pub fn postings(&self, term: &str) -> Vec<Posting<'a>> {
-        let lists = self.attr.parts.iter().filter_map(|p| p.chunk.postings.get(term));
+        let lists = self.attr.parts.iter().filter_map(|p| p.chunk.list(term));
         let mut out = Vec::with_capacity(lists.map(|l| l.rows.len()).sum());
         for p in &self.attr.parts {
             p.postings(term, &mut out);
@@ -672,11 +560,8 @@ pub struct TermCursor<'a> {
 
 impl<'a> TermCursor<'a> {
     fn new(parts: &'a [Part], term: &str) -> Self {
-        let lists = parts
-            .iter()
-            .enumerate()
-            .filter_map(|(pi, p)| Some((pi, p.chunk.postings.get(term)?.rows.as_slice())))
-            .collect();
+        let lists =
+            parts.iter().enumerate().filter_map(|(pi, p)| Some((pi, p.chunk.list(term)?.rows))).collect();
         let mut c = TermCursor { parts, lists, at: 0, i: 0, seq: u64::MAX };
         c.settle();
         c
@@ -744,6 +629,10 @@ fn gallop<T>(items: &[T], before: impl Fn(&T) -> bool) -> usize {
     let hi = hi.min(items.len());
     lo + items[lo..hi].partition_point(&before)
 }
+
+#[path = "text_chunk.rs"]
+mod chunk;
+use chunk::Chunk;
 
 #[cfg(test)]
 #[path = "text_tests.rs"]
