@@ -20,11 +20,13 @@ CG = "/sys/fs/cgroup/memory/lazyopen-ab"
 def cgroup():
     os.makedirs(CG, exist_ok=True)
     lim = str(cap << 20)
-    open(f"{CG}/memory.limit_in_bytes", "w").write(lim)
-    try:
-        open(f"{CG}/memory.memsw.limit_in_bytes", "w").write(lim)
-    except OSError:
-        pass
+    # v1 keeps limit <= memsw limit: raising needs memsw first, lowering the limit first.
+    for name in ("memory.memsw.limit_in_bytes", "memory.limit_in_bytes", "memory.memsw.limit_in_bytes"):
+        try:
+            open(f"{CG}/{name}", "w").write(lim)
+        except OSError:
+            pass
+    assert open(f"{CG}/memory.limit_in_bytes").read().strip() == lim, "could not set the cgroup's limit"
 
 
 def start(binary):

@@ -82,6 +82,8 @@ fn a_sealed_chunk_serves_what_the_open_one_did() {
         sealed.seal();
         assert!(open.is_open() && !sealed.is_open());
         assert_eq!(served(&sealed), served(&open), "seed {seed}");
+        // The peaks counted as rows were pushed are the rows' own (largest tf, smallest norm).
+        assert_eq!(served(&open), live_rows_afresh(&[Part::new(open.clone())]), "seed {seed}");
         assert!(sealed.list("absent").is_none() && sealed.list("").is_none());
         // Opened again, it takes rows as the open one does.
         let (mut reopened, mut grown) = (sealed.clone(), open.clone());
@@ -96,6 +98,7 @@ fn a_sealed_chunk_serves_what_the_open_one_did() {
             grown.push(*seq, doc, &toks);
         }
         assert_eq!(served(&reopened), served(&grown), "seed {seed}");
+        assert_eq!(served(&grown), live_rows_afresh(&[Part::new(grown.clone())]), "seed {seed}");
         for prefix in ["r", "fo", "z", "re"] {
             let (mut a, mut b) = (Vec::new(), Vec::new());
             open.terms_from(prefix, |t| {
