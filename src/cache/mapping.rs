@@ -297,6 +297,13 @@ mod tests {
         line.split_whitespace().skip(1).map(str::to_owned).collect()
     }
 
+    /// `data` written to a temporary file and mapped (the mapping keeps its own handle).
+    fn mapped(data: &[u8]) -> Bytes {
+        let mut f = tempfile::tempfile().unwrap();
+        f.write_all(data).unwrap();
+        map(&f, data.len() as u64).unwrap()
+    }
+
     /// The Rss (KiB) of the mapping starting at `addr`, from /proc/self/smaps.
     fn mapping_rss_kib(addr: usize) -> u64 {
         smaps_field(addr, "Rss:")[0].parse().unwrap()
@@ -304,10 +311,8 @@ mod tests {
 
     #[test]
     fn released_pages_leave_the_process_and_read_back_the_same() {
-        let mut f = tempfile::tempfile().unwrap();
         let data: Vec<u8> = (0..8u32 << 20).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
-        f.write_all(&data).unwrap();
-        let bytes = map(&f, data.len() as u64).unwrap();
+        let bytes = mapped(&data);
         let addr = bytes.as_ptr() as usize;
         assert_eq!(crc32c::crc32c(&bytes), crc32c::crc32c(&data)); // touches every page
         assert!(mapping_rss_kib(addr) >= 8 << 10, "every page resident after a full read");
@@ -325,12 +330,10 @@ mod tests {
     /// and leaves at most the last stretch resident.
     #[test]
     fn a_releasing_checksum_leaves_no_more_than_a_stretch_resident() {
-        let mut f = tempfile::tempfile().unwrap();
         let stretch = crate::format::segment::VERIFY_STRETCH;
         let data: Vec<u8> =
             (0..(3 * stretch + 12_345) as u32).map(|i| (i.wrapping_mul(40_503) >> 7) as u8).collect();
-        f.write_all(&data).unwrap();
-        let bytes = map(&f, data.len() as u64).unwrap();
+        let bytes = mapped(&data);
         let addr = bytes.as_ptr() as usize;
         assert_eq!(crc32c_releasing(&bytes), crc32c::crc32c(&data));
         let kib = mapping_rss_kib(addr);
@@ -343,10 +346,11 @@ mod tests {
     /// than the rows (fault-around); small mappings and heap bytes have none.
     #[test]
     fn a_file_range_reads_the_mapped_bytes_without_mapping_them() {
-        let mut f = tempfile::tempfile().unwrap();
         // Long enough that rows 997 apart span many large folios.
         let len = (READABLE_MIN_BYTES as usize).max(64 << 20);
         let data: Vec<u8> = (0..len as u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8).collect();
+        // Its own file: the small mapping below is a prefix of the same file.
+        let mut f = tempfile::tempfile().unwrap();
         f.write_all(&data).unwrap();
         let bytes = map(&f, len as u64).unwrap();
         let addr = bytes.as_ptr() as usize;
@@ -386,10 +390,8 @@ mod tests {
     /// mapping throughout; heap bytes are checked as they are. The check runs once either way.
     #[test]
     fn a_section_is_read_ahead_only_while_it_is_checked() {
-        let mut f = tempfile::tempfile().unwrap();
         let data: Vec<u8> = (0..4u32 << 20).map(|i| (i.wrapping_mul(2_654_435_761) >> 9) as u8).collect();
-        f.write_all(&data).unwrap();
-        let bytes = map(&f, data.len() as u64).unwrap();
+        let bytes = mapped(&data);
         assert!(advise_random(&bytes));
         let (start, inside) = (bytes.as_ptr() as usize, bytes[2 << 20..].as_ptr() as usize);
         let random = |addr| vm_flags(addr).iter().any(|f| f == "rr");
