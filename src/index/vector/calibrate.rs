@@ -311,7 +311,7 @@ fn det_distance(metric: Metric, a: &[f32], b: &[f32]) -> f32 {
 
 /// A segment's rows in index space (cosine: unit-normalised), read in blocks: lets a builder
 /// calibrate without holding a contiguous normalised copy of its rows.
-pub trait Rows {
+pub trait Rows: Sync {
     /// Rows held.
     fn count(&self) -> usize;
     /// Rows `[start, start + n)` (within `count`), contiguous: borrowed, or written to `buf`.
@@ -445,8 +445,36 @@ fn norm(v: impl Iterator<Item = f32>) -> f32 {
 }
 
 /// The exact [`K`]-th neighbour distance of every query (one pass over the rows), each query's
-/// hidden row left out.
+/// hidden row left out. The queries are split over the cores (each part one pass over the rows):
+/// a compaction's builds are otherwise parallel, and this exact pass ran on one core while the
+/// other idled. Each query's distances are the same bits whatever the split.
 fn kth_distances(
+    space: &dyn Rows,
+    dim: usize,
+    metric: Metric,
+    queries: &[f32],
+    hidden: &[Option<u32>],
+) -> Vec<f32> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, MAX_THREADS);
+    let per = hidden.len().div_ceil(threads).max(1);
+    if threads == 1 || hidden.len() <= per || dim == 0 {
+        return kth_part(space, dim, metric, queries, hidden);
+    }
+    std::thread::scope(|s| {
+        let parts: Vec<_> = hidden
+            .chunks(per)
+            .zip(queries.chunks(per * dim))
+            .map(|(h, q)| s.spawn(move || kth_part(space, dim, metric, q, h)))
+            .collect();
+        parts.into_iter().flat_map(|p| p.join().unwrap_or_else(|e| std::panic::resume_unwind(e))).collect()
+    })
+}
+
+/// Threads of [`kth_distances`] at most.
+const MAX_THREADS: usize = 8;
+
+/// [`kth_distances`] on the calling thread.
+fn kth_part(
     space: &dyn Rows,
     dim: usize,
     metric: Metric,

@@ -18,6 +18,7 @@
 //! is not, the row goes to the best of those, which the IVF's calibration measures like any list.
 //! For cosine, rows and centroids are unit vectors, so the nearest in L2 is the most similar.
 
+use super::dots4::{dots4, ROWS};
 use super::*;
 
 /// Below this many centroids (segments under ~2,250 rows with the automatic nlist) every row is
@@ -80,7 +81,11 @@ fn quantize(x: &[f32], mean: &[f32], q: &mut [i8]) -> f32 {
 
 /// Per-thread buffers.
 struct Scratch {
+    /// [`ROWS`] rows' codes.
     q: Vec<i8>,
+    /// Their inverse scales.
+    inv: [f32; ROWS],
+    /// Their dots with every centroid, row-major.
     dots: Vec<i32>,
     cands: Vec<(f32, u32)>,
     gathered: Vec<f32>,
@@ -105,13 +110,14 @@ pub(super) fn assign(
             None => exhaustive(rows, dim, centroids, metric),
             Some(coded) => {
                 let mut s = Scratch {
-                    q: vec![0i8; dim],
-                    dots: vec![0i32; nlist],
+                    q: vec![0i8; ROWS * dim],
+                    inv: [0.0; ROWS],
+                    dots: vec![0i32; ROWS * nlist],
                     cands: Vec::with_capacity(rerank + 1),
                     gathered: Vec::with_capacity(rerank * dim),
                     exact: vec![0f32; rerank],
                 };
-                rows.chunks_exact(dim).map(|x| nearest(x, centroids, coded, metric, &mut s)).collect()
+                nearest_all(rows, centroids, coded, metric, &mut s)
             }
         }
     };
@@ -161,23 +167,59 @@ fn better(metric: Metric, a: f32, b: f32) -> bool {
     }
 }
 
-/// The best centroid of one row among the best estimates (as many as `s.exact` holds), and its
-/// f32 score.
-fn nearest(x: &[f32], centroids: &[f32], coded: &Coded, metric: Metric, s: &mut Scratch) -> (u32, f32) {
+/// [`nearest`] of every row of `rows`, their codes' dots [`ROWS`] rows at a time ([`dots4`]).
+fn nearest_all(
+    rows: &[f32],
+    centroids: &[f32],
+    coded: &Coded,
+    metric: Metric,
+    s: &mut Scratch,
+) -> Vec<(u32, f32)> {
     let dim = coded.dim;
-    let inv_x = quantize(x, &coded.mean, &mut s.q);
-    kernels().u8i8_batch(&s.q, &coded.codes, &mut s.dots);
+    let n = s.dots.len() / ROWS;
+    let mut out = Vec::with_capacity(rows.len() / dim);
+    let mut blocks = rows.chunks_exact(dim * ROWS);
+    for block in &mut blocks {
+        for (r, x) in block.chunks_exact(dim).enumerate() {
+            s.inv[r] = quantize(x, &coded.mean, &mut s.q[r * dim..(r + 1) * dim]);
+        }
+        dots4(kernels(), &s.q, dim, &coded.codes, &mut s.dots);
+        for (r, x) in block.chunks_exact(dim).enumerate() {
+            out.push(nearest(x, r, centroids, coded, metric, s));
+        }
+    }
+    for x in blocks.remainder().chunks_exact(dim) {
+        s.inv[0] = quantize(x, &coded.mean, &mut s.q[..dim]);
+        kernels().u8i8_batch(&s.q[..dim], &coded.codes, &mut s.dots[..n]);
+        out.push(nearest(x, 0, centroids, coded, metric, s));
+    }
+    out
+}
+
+/// The best centroid of row `x` (block row `row` of `s`: its code, scale and dots computed)
+/// among its best estimates (as many as `s.exact` holds), and its f32 score.
+fn nearest(
+    x: &[f32],
+    row: usize,
+    centroids: &[f32],
+    coded: &Coded,
+    metric: Metric,
+    s: &mut Scratch,
+) -> (u32, f32) {
+    let dim = coded.dim;
+    let n = s.dots.len() / ROWS;
+    let (q, dots) = (&s.q[row * dim..(row + 1) * dim], &s.dots[row * n..(row + 1) * n]);
     // The codes carry +128: Σ u·q = Σ ĉ·q + 128 Σ q.
-    let offset = 128 * s.q.iter().map(|v| i32::from(*v)).sum::<i32>();
+    let offset = 128 * q.iter().map(|v| i32::from(*v)).sum::<i32>();
     // The `r` lowest estimates, ascending; a later centroid displaces only a strictly lower one,
     // so equal estimates keep the lower centroid.
-    let r = s.exact.len().min(s.dots.len());
+    let r = s.exact.len().min(dots.len());
     if r == 0 {
         return (0, 0.0);
     }
     s.cands.clear();
-    let f = 2.0 * inv_x;
-    for (c, &d) in s.dots.iter().enumerate() {
+    let f = 2.0 * s.inv[row];
+    for (c, &d) in dots.iter().enumerate() {
         let est = coded.sq_norm[c] - (d - offset) as f32 * coded.inv_scale[c] * f;
         if s.cands.len() == r {
             if est >= s.cands[r - 1].0 {

@@ -76,6 +76,7 @@ use std::sync::Arc;
 
 mod assign;
 mod build;
+mod dots4;
 pub use build::*;
 mod search;
 pub use search::*;

@@ -1,13 +1,16 @@
 //! Building a graph section: the indexed rows computed on the fly (no f32 copy of the input),
 //! centred codes, the parallel deterministic linking, serialisation and calibration.
+//! The linking reads codes, norms and lists at random over the whole segment: its beam
+//! prefetches them as the served search does, and its buffers ask for huge pages
+//! (`heap::advise_huge_pages`); neither changes a byte of the section.
 
 use super::super::ann::{metric_code, quantize_query};
 use super::super::calibrate::{self, Calibration};
-use super::super::distance::{kernels, Kernels, Metric};
+use super::super::distance::{kernels, prefetch, prefetch_f32, Kernels, Metric};
 use super::super::rabitq;
 use super::super::rows::{RowSource, SliceRows};
 use super::super::Ranked;
-use super::search::{beam, GraphIndex, Visited};
+use super::search::{beam, GraphIndex, Prefetch, Visited};
 use super::*;
 
 /// Build-time view: codes of every row as data (u8) and as query (i8, bias, inverse scale).
@@ -30,6 +33,16 @@ impl Coded<'_> {
         let c = &self.codes[b * self.stride..(b + 1) * self.stride];
         let s = (self.kern.u8i8(q, c) - self.qbias[a]) as f32 * self.qinv[a];
         self.norms2[a] + self.norms2[b] - 2.0 * s
+    }
+
+    /// Hints the CPU to load what [`Coded::dist`] reads of its second row `b`: its data code and
+    /// its norm. A large segment's codes (and norms) are far past the caches: without it, each
+    /// distance of the linking waited for them from memory.
+    #[inline]
+    fn prefetch(&self, b: u32) {
+        let (b, stride) = (b as usize, self.stride);
+        prefetch(self.codes.get(b * stride..(b + 1) * stride).unwrap_or(&[]), stride);
+        prefetch_f32(self.norms2.get(b..).unwrap_or(&[]));
     }
 }
 
@@ -202,8 +215,10 @@ fn centred_codes(
     let scales: Vec<f32> =
         maxabs.iter().map(|m| if *m > 0.0 && m.is_finite() { 127.0 / m } else { 1.0 }).collect();
     codes.fill(128);
+    let mut qcodes = vec![0i8; rows * stride];
+    crate::heap::advise_huge_pages(&mut qcodes);
     let mut cc = CentredCodes {
-        qcodes: vec![0i8; rows * stride],
+        qcodes,
         qbias: vec![0i32; rows],
         qinv: vec![0f32; rows],
         norms2: vec![0f32; rows],
@@ -274,10 +289,31 @@ struct Adjacency {
     slots: usize,
 }
 
+/// The bytes of `v`, in place (for prefetch hints).
+fn u32_bytes(v: &[u32]) -> &[u8] {
+    // SAFETY: a u32 is 4 initialised bytes with no padding; u8 has alignment 1 and the slice
+    // borrows `v` for its lifetime.
+    unsafe { std::slice::from_raw_parts(v.as_ptr().cast::<u8>(), std::mem::size_of_val(v)) }
+}
+
+/// Bytes of a list prefetched before it is read: its first 32 links (the degree's worth).
+const LINKS_PREFETCH: usize = 128;
+
 impl Adjacency {
     fn links(&self, u: u32) -> &[u32] {
         let u = u as usize;
         &self.adj[u * self.slots..u * self.slots + self.len[u] as usize]
+    }
+
+    /// Hints the CPU to load the list of `u` (its slots and its length).
+    #[inline]
+    fn prefetch(&self, u: u32) {
+        let u = u as usize;
+        prefetch(
+            u32_bytes(self.adj.get(u * self.slots..(u + 1) * self.slots).unwrap_or(&[])),
+            LINKS_PREFETCH,
+        );
+        prefetch(u32_bytes(self.len.get(u..u + 1).unwrap_or(&[])), 1);
     }
 
     /// Replaces the links of `u` (at most `slots`; the rest of the slots become `NONE`).
@@ -332,7 +368,10 @@ fn choose(
         (visited, None),
         |u| cd.dist(v, u),
         |u, out| out.extend_from_slice(g.links(u)),
-        |_, _| {},
+        |what, u| match what {
+            Prefetch::Code => cd.prefetch(u),
+            Prefetch::Links => g.prefetch(u),
+        },
         &accept_all,
     );
     select(&found, degree, cd)
@@ -349,6 +388,7 @@ fn add_in_link(cd: &Coded<'_>, u: u32, links: &mut Vec<u32>, v: u32, degree: usi
 
 /// The selection heuristic over `links` of row `u`, by distance to `u`: at most `degree`.
 fn prune(cd: &Coded<'_>, u: u32, links: &[u32], degree: usize) -> Vec<u32> {
+    links.iter().for_each(|&w| cd.prefetch(w));
     let mut c: Vec<Ranked> = links.iter().map(|&w| Ranked(cd.dist(u, w), w)).collect();
     c.sort_unstable();
     select(&c, degree, cd)
@@ -397,7 +437,11 @@ fn par_map<T: Sync, R: Send>(
 /// See "Parallel linking" in the module docs.
 fn link(cd: &Coded<'_>, rows: usize, degree: usize, entry: u32, params: &GraphParams) -> Vec<u32> {
     let slots = degree * SLACK_TENTHS / 10;
-    let mut g = Adjacency { adj: vec![NONE; rows * slots], len: vec![0u32; rows], slots };
+    // Huge pages before the first write (`vec![NONE; n]` would touch every page at once).
+    let mut adj = vec![0u32; rows * slots];
+    crate::heap::advise_huge_pages(&mut adj);
+    adj.fill(NONE);
+    let mut g = Adjacency { adj, len: vec![0u32; rows], slots };
     // Insertion order: entry first, the rest shuffled with the seed.
     let mut order: Vec<u32> = (0..rows as u32).filter(|r| *r != entry).collect();
     let mut s = params.seed;
@@ -575,6 +619,7 @@ fn build_sq8(rows_in: &dyn RowSource, dim: usize, metric: Metric, params: &Graph
     // rest once the links are made.
     let mut b = vec![0u8; end];
     let (head, codes) = b.split_at_mut(o_c);
+    crate::heap::advise_huge_pages(codes);
     let (adj, cc) = link_sq8(&pre, stride, params, codes);
     let shape = [dim, pre.rows, degree, stride].map(|v| v as u32);
     let shape = [shape[0], shape[1], shape[2], shape[3], pre.entry, params.default_ef.max(1)];
@@ -613,6 +658,7 @@ fn build_planes(
         return Vec::new();
     };
     let mut tmp = vec![0u8; tmp_len];
+    crate::heap::advise_huge_pages(&mut tmp);
     let (adj, cc) = link_sq8(&pre, p, params, &mut tmp);
     drop((cc, tmp));
     let mut b = vec![0u8; end];
