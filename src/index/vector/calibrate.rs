@@ -455,18 +455,12 @@ fn kth_distances(
     queries: &[f32],
     hidden: &[Option<u32>],
 ) -> Vec<f32> {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, MAX_THREADS);
-    let per = hidden.len().div_ceil(threads).max(1);
-    if threads == 1 || hidden.len() <= per || dim == 0 {
+    if dim == 0 {
         return kth_part(space, dim, metric, queries, hidden);
     }
-    std::thread::scope(|s| {
-        let parts: Vec<_> = hidden
-            .chunks(per)
-            .zip(queries.chunks(per * dim))
-            .map(|(h, q)| s.spawn(move || kth_part(space, dim, metric, q, h)))
-            .collect();
-        parts.into_iter().flat_map(|p| p.join().unwrap_or_else(|e| std::panic::resume_unwind(e))).collect()
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, MAX_THREADS);
+    super::in_parts(hidden.len(), threads, |r| {
+        kth_part(space, dim, metric, &queries[r.start * dim..r.end * dim], &hidden[r])
     })
 }
 

@@ -96,6 +96,10 @@ impl Kernels {
     pub fn u8i8_batch(&self, q: &[i8], codes: &[u8], out: &mut [i32]) {
         (self.u8i8_batch)(q, codes, out)
     }
+    /// Whether this is the AVX-512 VNNI set (chosen only on a CPU that has it; `ann/dots4.rs`).
+    pub fn is_vnni(&self) -> bool {
+        self.name == "avx512vnni"
+    }
 }
 
 #[inline]

@@ -37,6 +37,26 @@ pub(crate) fn splitmix(state: &mut u64) -> u64 {
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Ranked(pub f32, pub u32);
 
+/// `part` over `n` items split into at most `threads` contiguous ranges, a thread each, the
+/// results concatenated in item order: what one call over `0..n` returns when `part` works item
+/// by item. A panic in a part is resumed on the caller.
+pub(crate) fn in_parts<R: Send>(
+    n: usize,
+    threads: usize,
+    part: impl Fn(std::ops::Range<usize>) -> Vec<R> + Sync,
+) -> Vec<R> {
+    let per = n.div_ceil(threads.max(1)).max(1);
+    if n <= per {
+        return part(0..n);
+    }
+    let part = &part;
+    std::thread::scope(|s| {
+        let handles: Vec<_> =
+            (0..n).step_by(per).map(|a| s.spawn(move || part(a..(a + per).min(n)))).collect();
+        handles.into_iter().flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))).collect()
+    })
+}
+
 impl PartialEq for Ranked {
     fn eq(&self, o: &Self) -> bool {
         self.cmp(o) == Ordering::Equal

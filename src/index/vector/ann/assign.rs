@@ -125,18 +125,7 @@ pub(super) fn assign(
     if threads == 1 || n < 1024 {
         return work(data);
     }
-    let per = n.div_ceil(threads);
-    std::thread::scope(|s| {
-        let handles: Vec<_> = data.chunks(per * dim).map(|part| s.spawn(move || work(part))).collect();
-        let mut out = Vec::with_capacity(n);
-        for h in handles {
-            match h.join() {
-                Ok(v) => out.extend(v),
-                Err(p) => std::panic::resume_unwind(p),
-            }
-        }
-        out
-    })
+    crate::index::vector::in_parts(n, threads, |r| work(&data[r.start * dim..r.end * dim]))
 }
 
 /// The exact assignment: every centroid scored in f32, ties to the lower one.

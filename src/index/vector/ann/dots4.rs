@@ -15,13 +15,15 @@ use super::Kernels;
 pub(super) const ROWS: usize = 4;
 
 /// `out[r * n + c] = q_r · codes_c` for the [`ROWS`] rows of `q` (each `dim` bytes, row-major)
-/// and the `n = codes.len() / dim` codes.
+/// and the `n = codes.len() / dim` codes: blocked with `kern`'s VNNI instructions, else a row at
+/// a time with its one-row kernel.
 pub(super) fn dots4(kern: &Kernels, q: &[i8], dim: usize, codes: &[u8], out: &mut [i32]) {
     let n = codes.len().checked_div(dim).unwrap_or(0);
     debug_assert!(q.len() >= ROWS * dim && out.len() >= ROWS * n);
     #[cfg(target_arch = "x86_64")]
-    if dim > 0 && x86::vnni() {
-        // SAFETY: the CPU has AVX-512 F/BW/VNNI (checked); the slices are bounds-checked.
+    if dim > 0 && kern.is_vnni() {
+        // SAFETY: the VNNI set is chosen only where the CPU has AVX-512 F/BW/VNNI
+        // (`distance::available_kernels`); the slices are bounds-checked.
         return unsafe { x86::dots4_vnni(q, dim, codes, out) };
     }
     one_by_one(kern, q, dim, codes, out)
@@ -40,15 +42,6 @@ mod x86 {
     use std::arch::x86_64::*;
 
     use super::ROWS;
-
-    pub(super) fn vnni() -> bool {
-        static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-        *HAS.get_or_init(|| {
-            is_x86_feature_detected!("avx512f")
-                && is_x86_feature_detected!("avx512bw")
-                && is_x86_feature_detected!("avx512vnni")
-        })
-    }
 
     /// The four lanes' sums of `a[0..4]`, as `[Σa0, Σa1, Σa2, Σa3]`.
     #[inline(always)]
