@@ -6,7 +6,9 @@
 //! Prints one JSON line: rows, threads, build seconds (wall and CPU of all threads), the build's own peak memory (VmHWM after
 //! the build minus the resident size before it, MiB), the calibrated default ef and the
 //! recall@10 at that ef on the dev queries (exact truth over the grown set, tie rule of
-//! `_debug/recall`).
+//! `_debug/recall`), the mean search time at that ef (µs) and the section's crc32c (a change
+//! meant to keep the section's bytes must keep it). `GRAPH_EFC` / `GRAPH_DEGREE` override the
+//! linking's beam width and degree (build cost against search cost).
 //!
 //! Run: `CARGO_TARGET_DIR=target/bench cargo build --profile profiling --example graph_build`
 //! then `/usr/bin/time -v target/bench/profiling/examples/graph_build ROWS THREADS [ivf [RERANK]]` (`ivf`:
@@ -82,20 +84,26 @@ fn main() {
     let section = graph::build(&vectors, DIM, Metric::CosineDistance, &params);
     let (secs, cpu) = (t.elapsed().as_secs_f64(), cpu_secs() - cpu0);
     let build_mib = status_kib("VmHWM:").saturating_sub(rss0) as f64 / 1024.0;
+    // The section's bytes, to check that a change to the build kept them.
+    let crc = crc32c::crc32c(&section);
     let ix = GraphIndex::open(bytes::Bytes::from(section)).expect("graph section");
     let ef = ix.default_ef() as u32;
     let mut hit = 0usize;
     let nq = QUERIES.min(queries.len() / DIM);
+    let mut search_s = 0.0;
     for q in queries.chunks_exact(DIM).take(nq) {
         let truth = ann::exact(&vectors, DIM, Metric::CosineDistance, q, K, None);
         let kth = truth[K - 1].1;
+        let t = Instant::now();
         let got = ix.search(&vectors, q, K, None, &GraphSearchParams { ef, rerank: 0 });
+        search_s += t.elapsed().as_secs_f64();
         hit += got.iter().filter(|(_, d)| *d <= kth + 1e-5).count();
     }
     let recall = hit as f64 / (nq * K) as f64;
+    let search_us = search_s * 1e6 / nq.max(1) as f64;
     println!(
         "{{\"rows\":{rows},\"threads\":{threads},\"build_s\":{secs:.2},\"build_cpu_s\":{cpu:.2},\"build_peak_mib\":{build_mib:.0},\
-         \"default_ef\":{ef},\"recall_at_10\":{recall:.4}}}"
+         \"default_ef\":{ef},\"recall_at_10\":{recall:.4},\"search_us\":{search_us:.0},\"section_crc\":\"{crc:08x}\"}}"
     );
 }
 
@@ -105,6 +113,7 @@ fn ivf(vectors: &[f32], queries: &[f32], rows: usize, (threads, assign_rerank): 
     let (t, cpu0) = (Instant::now(), cpu_secs());
     let section = ann::build(vectors, DIM, Metric::CosineDistance, &params);
     let (secs, cpu) = (t.elapsed().as_secs_f64(), cpu_secs() - cpu0);
+    let crc = crc32c::crc32c(&section);
     let ix = ann::AnnIndex::open(&section).expect("ivf section");
     let mut hit = 0usize;
     let nq = QUERIES.min(queries.len() / DIM);
@@ -121,14 +130,22 @@ fn ivf(vectors: &[f32], queries: &[f32], rows: usize, (threads, assign_rerank): 
         .map(|r| format!("{}/{}:{:.3}", r.effort, r.rerank, r.recall()))
         .collect();
     println!(
-        "{{\"rows\":{rows},\"threads\":{threads},\"assign_rerank\":{assign_rerank},\"ivf_build_s\":{secs:.2},\"build_cpu_s\":{cpu:.2},\"nlist\":{},         \"calibration\":\"{}\",\"recall_at_10\":{recall:.4}}}",
+        "{{\"rows\":{rows},\"threads\":{threads},\"assign_rerank\":{assign_rerank},\"ivf_build_s\":{secs:.2},\"build_cpu_s\":{cpu:.2},\"nlist\":{},         \"calibration\":\"{}\",\"recall_at_10\":{recall:.4},\"section_crc\":\"{crc:08x}\"}}",
         ix.nlist(),
         cal.join(" ")
     );
 }
 
 fn graph_params(threads: u32) -> GraphParams {
-    GraphParams { threads, ..GraphParams::default() }
+    // Bench-only overrides of the linking's effort (A/B of build cost against search cost).
+    let env = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<u32>().ok());
+    let d = GraphParams::default();
+    GraphParams {
+        threads,
+        ef_construction: env("GRAPH_EFC").unwrap_or(d.ef_construction),
+        degree: env("GRAPH_DEGREE").unwrap_or(d.degree),
+        ..d
+    }
 }
 
 /// CPU seconds (user + system, every thread) of this process so far (`/proc/self/stat`).

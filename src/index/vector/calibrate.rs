@@ -56,6 +56,7 @@
 //!   increasing effort.
 //! - [`Calibration::decode`] never panics and refuses inconsistent records.
 
+use super::det4::det_dot4_batch;
 use super::distance::{det_dot, det_dot_batch, det_l2sq_batch, Metric};
 use super::splitmix;
 use crate::index::{IndexError, IndexSection};
@@ -467,7 +468,9 @@ fn kth_distances(
 /// Threads of [`kth_distances`] at most.
 const MAX_THREADS: usize = 8;
 
-/// [`kth_distances`] on the calling thread.
+/// [`kth_distances`] on the calling thread: each block of rows scored against four queries at a
+/// time (cosine: [`det_dot4_batch`], each distance the bits of [`det_dot_batch`]'s), so a block is
+/// read once per four queries.
 fn kth_part(
     space: &dyn Rows,
     dim: usize,
@@ -477,33 +480,65 @@ fn kth_part(
 ) -> Vec<f32> {
     let n = space.count();
     let mut best: Vec<Vec<f32>> = vec![Vec::with_capacity(K + 1); hidden.len()];
-    let (mut buf, mut out) = (Vec::new(), vec![0f32; BLOCK]);
+    let (mut buf, mut out) = (Vec::new(), vec![0f32; 4 * BLOCK]);
     for start in (0..n).step_by(BLOCK) {
         let len = BLOCK.min(n - start);
         let block = space.block(start, len, &mut buf);
-        for ((&h, qv), best) in hidden.iter().zip(queries.chunks_exact(dim)).zip(&mut best) {
-            let o = &mut out[..len];
-            match metric {
-                Metric::CosineDistance => {
-                    det_dot_batch(qv, block, o);
-                    o.iter_mut().for_each(|d| *d = 1.0 - *d);
+        for q0 in (0..hidden.len()).step_by(4) {
+            let group = (hidden.len() - q0).min(4);
+            let outs = &mut out[..group * BLOCK];
+            distances_into(metric, &queries[q0 * dim..(q0 + group) * dim], dim, block, len, outs);
+            for (j, o) in outs.chunks_exact_mut(BLOCK).enumerate() {
+                let o = &mut o[..len];
+                if let Some(d) =
+                    hidden[q0 + j].and_then(|q| (q as usize).checked_sub(start)).and_then(|i| o.get_mut(i))
+                {
+                    *d = f32::INFINITY;
                 }
-                Metric::EuclideanSquared => det_l2sq_batch(qv, block, o),
-            }
-            if let Some(d) = h.and_then(|q| (q as usize).checked_sub(start)).and_then(|i| o.get_mut(i)) {
-                *d = f32::INFINITY;
-            }
-            // The K smallest distances (ascending, `total_cmp`).
-            for d in o.iter() {
-                if best.len() < K || d.total_cmp(&best[K - 1]).is_lt() {
-                    let at = best.partition_point(|b| b.total_cmp(d).is_le());
-                    best.insert(at, *d);
-                    best.truncate(K);
-                }
+                keep_smallest(&mut best[q0 + j], o);
             }
         }
     }
     best.iter().map(|b| b[K - 1]).collect()
+}
+
+/// The distances of `block` (`len` rows) from each query of `queries` (one to four), query `j`'s
+/// in `outs[j·BLOCK..][..len]`.
+fn distances_into(metric: Metric, queries: &[f32], dim: usize, block: &[f32], len: usize, outs: &mut [f32]) {
+    let group = queries.len() / dim.max(1);
+    if metric == Metric::CosineDistance && group == 4 && dim > 0 {
+        let q: Vec<&[f32]> = queries.chunks_exact(dim).collect();
+        let mut parts = outs.chunks_exact_mut(BLOCK).map(|o| &mut o[..len]);
+        if let (Some(a), Some(b), Some(c), Some(d)) = (parts.next(), parts.next(), parts.next(), parts.next())
+        {
+            det_dot4_batch([q[0], q[1], q[2], q[3]], block, [&mut *a, &mut *b, &mut *c, &mut *d]);
+            for o in [a, b, c, d] {
+                o.iter_mut().for_each(|x| *x = 1.0 - *x);
+            }
+            return;
+        }
+    }
+    for (qv, o) in queries.chunks_exact(dim.max(1)).zip(outs.chunks_exact_mut(BLOCK)) {
+        let o = &mut o[..len];
+        match metric {
+            Metric::CosineDistance => {
+                det_dot_batch(qv, block, o);
+                o.iter_mut().for_each(|d| *d = 1.0 - *d);
+            }
+            Metric::EuclideanSquared => det_l2sq_batch(qv, block, o),
+        }
+    }
+}
+
+/// Keeps in `best` the [`K`] smallest of `best` and `o` (ascending, `total_cmp`).
+fn keep_smallest(best: &mut Vec<f32>, o: &[f32]) {
+    for d in o {
+        if best.len() < K || d.total_cmp(&best[K - 1]).is_lt() {
+            let at = best.partition_point(|b| b.total_cmp(d).is_le());
+            best.insert(at, *d);
+            best.truncate(K);
+        }
+    }
 }
 
 /// Hits of query `i`'s answer (`found`: rows, best first; its hidden row dropped): rows within

@@ -242,7 +242,7 @@ fn dot_norm_portable(q: &[f32], b: &[f32]) -> (f32, f32) {
 }
 
 #[inline(always)]
-fn reduce16(acc: &[f32; 16]) -> f32 {
+pub(super) fn reduce16(acc: &[f32; 16]) -> f32 {
     let mut s8 = [0f32; 8];
     for l in 0..8 {
         s8[l] = acc[l] + acc[l + 8];

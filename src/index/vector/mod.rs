@@ -14,11 +14,13 @@ pub mod ann;
 pub mod calibrate;
 pub mod coldivf;
 pub mod coldnamed;
+mod det4;
 pub mod distance;
 pub mod graph;
 pub mod named;
 pub mod planes;
 pub mod rabitq;
+mod round;
 pub mod rows;
 pub mod synth;
 

@@ -74,7 +74,7 @@ fn quantize(x: &[f32], mean: &[f32], q: &mut [i8]) -> f32 {
     }
     let s = 127.0 / max;
     for ((o, v), m) in q.iter_mut().zip(x).zip(mean) {
-        *o = ((v - m) * s).round().clamp(-127.0, 127.0) as i8;
+        *o = crate::index::vector::round::round127((v - m) * s) as i8;
     }
     max / 127.0
 }

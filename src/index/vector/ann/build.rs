@@ -378,8 +378,7 @@ fn write_sq8(
         let cent = &centroids[c * dim..(c + 1) * dim];
         let code = &mut codes[pos * stride..pos * stride + dim];
         for j in 0..dim {
-            let q = ((x[j] - cent[j]) * scales[j]).round().clamp(-127.0, 127.0);
-            code[j] = (q as i32 + 128) as u8;
+            code[j] = (crate::index::vector::round::round127((x[j] - cent[j]) * scales[j]) + 128) as u8;
         }
     }
     out.resize(out.len().div_ceil(64) * 64, 0);

@@ -177,7 +177,7 @@ pub(crate) fn quantize_query(q: &[f32], scales: &[f32], stride: usize) -> (Vec<i
     let t = if maxq > 0.0 && maxq.is_finite() { 127.0 / maxq } else { 1.0 };
     let mut qsum = 0i32;
     for ((o, v), s) in qq.iter_mut().zip(q).zip(scales) {
-        let x = (v / s * t).round().clamp(-127.0, 127.0) as i8;
+        let x = crate::index::vector::round::round127(v / s * t) as i8;
         *o = x;
         qsum += i32::from(x);
     }
@@ -201,7 +201,7 @@ pub(crate) fn quantize_rows(rows: &[f32], dim: usize, stride: usize) -> (Vec<f32
     let mut codes = vec![128u8; n * stride];
     for (x, out) in rows.chunks_exact(dim).zip(codes.chunks_exact_mut(stride)) {
         for ((o, v), s) in out.iter_mut().zip(x).zip(&scales) {
-            *o = ((v * s).round().clamp(-127.0, 127.0) as i32 + 128) as u8;
+            *o = (crate::index::vector::round::round127(v * s) + 128) as u8;
         }
     }
     (scales, codes)
