@@ -505,27 +505,23 @@ fn kth_part(
 /// The distances of `block` (`len` rows) from each query of `queries` (one to four), query `j`'s
 /// in `outs[j·BLOCK..][..len]`.
 fn distances_into(metric: Metric, queries: &[f32], dim: usize, block: &[f32], len: usize, outs: &mut [f32]) {
-    let group = queries.len() / dim.max(1);
-    if metric == Metric::CosineDistance && group == 4 && dim > 0 {
-        let q: Vec<&[f32]> = queries.chunks_exact(dim).collect();
-        let mut parts = outs.chunks_exact_mut(BLOCK).map(|o| &mut o[..len]);
-        if let (Some(a), Some(b), Some(c), Some(d)) = (parts.next(), parts.next(), parts.next(), parts.next())
-        {
-            det_dot4_batch([q[0], q[1], q[2], q[3]], block, [&mut *a, &mut *b, &mut *c, &mut *d]);
-            for o in [a, b, c, d] {
-                o.iter_mut().for_each(|x| *x = 1.0 - *x);
+    let cosine = metric == Metric::CosineDistance;
+    let four = (cosine && dim > 0 && queries.len() == 4 * dim)
+        .then(|| outs.get_disjoint_mut([0, 1, 2, 3].map(|j| j * BLOCK..j * BLOCK + len)).ok())
+        .flatten();
+    if let Some(four) = four {
+        det_dot4_batch([0, 1, 2, 3].map(|j| &queries[j * dim..(j + 1) * dim]), block, four);
+    } else {
+        for (qv, o) in queries.chunks_exact(dim.max(1)).zip(outs.chunks_exact_mut(BLOCK)) {
+            match metric {
+                Metric::CosineDistance => det_dot_batch(qv, block, &mut o[..len]),
+                Metric::EuclideanSquared => det_l2sq_batch(qv, block, &mut o[..len]),
             }
-            return;
         }
     }
-    for (qv, o) in queries.chunks_exact(dim.max(1)).zip(outs.chunks_exact_mut(BLOCK)) {
-        let o = &mut o[..len];
-        match metric {
-            Metric::CosineDistance => {
-                det_dot_batch(qv, block, o);
-                o.iter_mut().for_each(|d| *d = 1.0 - *d);
-            }
-            Metric::EuclideanSquared => det_l2sq_batch(qv, block, o),
+    if cosine {
+        for o in outs.chunks_exact_mut(BLOCK) {
+            o[..len].iter_mut().for_each(|d| *d = 1.0 - *d);
         }
     }
 }

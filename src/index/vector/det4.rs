@@ -21,8 +21,8 @@ pub fn det_dot4_batch(qs: [&[f32]; 4], rows: &[f32], mut outs: [&mut [f32]; 4]) 
     }
     #[cfg(target_arch = "x86_64")]
     {
-        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-            // SAFETY: AVX2 presence checked at runtime (the set `det_dot` itself requires).
+        if super::distance::x86::has_avx2() {
+            // SAFETY: AVX2 presence checked at runtime (the check `det_dot` itself dispatches on).
             return unsafe { x86::batch4(qs, rows, outs) };
         }
     }

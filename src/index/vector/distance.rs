@@ -375,11 +375,11 @@ pub fn det_l2sq_batch(q: &[f32], rows: &[f32], out: &mut [f32]) {
 }
 
 #[cfg(target_arch = "x86_64")]
-mod x86 {
+pub(super) mod x86 {
     use super::*;
     use std::arch::x86_64::*;
 
-    pub(super) fn has_avx2() -> bool {
+    pub(in crate::index::vector) fn has_avx2() -> bool {
         is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
     }
     pub(super) fn has_avx512() -> bool {

@@ -16,6 +16,12 @@ pub fn round127(x: f32) -> i32 {
     t + i32::from(f >= 0.5) - i32::from(f <= -0.5)
 }
 
+/// [`round127`] as a biased 8-bit code (+128: 1..=255), the form the 8-bit codes are stored in.
+#[inline(always)]
+pub fn biased_u8(x: f32) -> u8 {
+    (round127(x) + 128) as u8
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -378,7 +378,7 @@ fn write_sq8(
         let cent = &centroids[c * dim..(c + 1) * dim];
         let code = &mut codes[pos * stride..pos * stride + dim];
         for j in 0..dim {
-            code[j] = (crate::index::vector::round::round127((x[j] - cent[j]) * scales[j]) + 128) as u8;
+            code[j] = crate::index::vector::round::biased_u8((x[j] - cent[j]) * scales[j]);
         }
     }
     out.resize(out.len().div_ceil(64) * 64, 0);

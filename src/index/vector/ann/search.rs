@@ -201,7 +201,7 @@ pub(crate) fn quantize_rows(rows: &[f32], dim: usize, stride: usize) -> (Vec<f32
     let mut codes = vec![128u8; n * stride];
     for (x, out) in rows.chunks_exact(dim).zip(codes.chunks_exact_mut(stride)) {
         for ((o, v), s) in out.iter_mut().zip(x).zip(&scales) {
-            *o = (crate::index::vector::round::round127(v * s) + 128) as u8;
+            *o = crate::index::vector::round::biased_u8(v * s);
         }
     }
     (scales, codes)

@@ -241,7 +241,7 @@ fn centred_codes(
                 let x = space.row(first + i, &mut buf);
                 centred.iter_mut().zip(x).zip(mean).for_each(|((o, v), m)| *o = v - m);
                 for ((o, v), s) in code.iter_mut().zip(&centred).zip(scales) {
-                    *o = (crate::index::vector::round::round127(v * s) + 128) as u8;
+                    *o = crate::index::vector::round::biased_u8(v * s);
                 }
                 let (q, b, inv) = quantize_query(&centred, scales, stride);
                 qcode.copy_from_slice(&q);
