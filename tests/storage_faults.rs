@@ -16,7 +16,9 @@
 //!   that no manifest references, and no acknowledged write is lost.
 //! - Disk full answers 507 with a JSON message and `retry-after`, and writes
 //!   succeed again once space is freed, without a restart.
-//! - A compaction that cannot fit the disk refuses before writing anything.
+//! - A compaction that cannot fit the disk refuses before writing anything;
+//!   an automatic one so refused is retried by its timer, so the WAL is
+//!   indexed once space is freed even if no write comes after it.
 //! - The fault matrix: a put of a WAL object, a manifest, CURRENT or a
 //!   segment that fails before writing (EIO, ENOSPC, once or until healed)
 //!   or after writing (the outcome unknown to the writer) never loses an
@@ -370,6 +372,42 @@ async fn compaction_refuses_early_when_the_disk_is_nearly_full() {
     let (status, _, body) = node.post("v1/namespaces/ns/_admin/compact", &json!({})).await;
     assert_eq!((status, &body["performed"]), (200, &json!(true)), "{body}");
     assert_eq!(node.ids().await, (0..5).collect());
+}
+
+/// Invariant: an automatic compaction refused for space is retried without a
+/// write: after the last write of a load, freeing the disk indexes its WAL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_automatic_compaction_resumes_without_a_write() {
+    let (_t, data, objects) = dirs();
+    let setup = Setup {
+        compaction: CompactionConfig { auto: true, wal_objects: 3, ..CompactionConfig::default() },
+        ..Setup::default()
+    };
+    setup.free_bytes.store(1 << 10, Ordering::SeqCst);
+    let node = Node::start(&data, &objects, &setup).await;
+    for i in 0..4 {
+        assert_eq!(node.write(&[i]).await.0, 200);
+    }
+    let status = |node: &Node| {
+        let url = format!("{}/v1/namespaces/ns/metadata", node.base);
+        let c = node.client.clone();
+        async move {
+            let m: Json = c.get(url).send().await.unwrap().json().await.unwrap();
+            m["index"]["status"].as_str().unwrap_or_default().to_owned()
+        }
+    };
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(status(&node).await, "updating", "the compaction was refused for space");
+    assert!(!node.path(&format!("{NS_PREFIX}segments")).exists(), "nothing was written");
+
+    setup.free_bytes.store(u64::MAX, Ordering::SeqCst);
+    let t = Instant::now();
+    while status(&node).await != "up-to-date" {
+        assert!(t.elapsed() < Duration::from_secs(30), "indexing never resumed without a write");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(node.path(&format!("{NS_PREFIX}segments")).exists(), "a segment was written");
+    assert_eq!(node.ids().await, (0..4).collect());
 }
 
 const EIO: i32 = 5;

@@ -11,6 +11,8 @@
 //!   cannot see the job.
 //! - `tidepool admin verify` runs the job to its end and fails when damage
 //!   is found.
+//! - A namespace's compaction runs as a job too (`tidepool ns compact` polls
+//!   it: a large round outlasts any one request's timeout).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -208,7 +210,7 @@ fn copy_tree(from: &Path, to: &Path) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn repair_runs_as_a_job_and_bad_job_requests_are_4xx() {
+async fn repair_and_compaction_run_as_jobs_and_bad_job_requests_are_4xx() {
     let dir = tempfile::tempdir().unwrap();
     let node = Node::start(dir.path()).await;
     assert_eq!(node.post("/v2/namespaces/a", json!({"upsert_rows": [{"id": 1}]})).await.0, 200);
@@ -221,6 +223,13 @@ async fn repair_runs_as_a_job_and_bad_job_requests_are_4xx() {
     assert_eq!(s, 400, "{e}");
     let (s, e) = node.post("/v1/_admin/verify", json!({"deep": true})).await;
     assert_eq!(s, 400, "{e}");
+    let job = node.job("/v1/namespaces/a/_admin/compact").await;
+    assert_eq!((job["kind"].as_str(), job["state"].as_str()), (Some("compact"), Some("done")), "{job}");
+    assert_eq!(
+        (&job["result"]["performed"], &job["result"]["rows_written"]),
+        (&json!(true), &json!(1)),
+        "{job}"
+    );
     let out = cli(&node.base, &["repair"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let printed: Json = serde_json::from_slice(&out.stdout).unwrap();

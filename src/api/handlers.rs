@@ -136,10 +136,7 @@ async fn run(ctx: &Ctx, route: Route, req: Request<Incoming>) -> Result<Json, Ap
         }
         Route::UpdateSchema(ns) => update_schema(ctx, &ns, req).await,
         Route::HintCacheWarm(ns) => hint_cache_warm(ctx, &ns),
-        Route::Compact(ns) => {
-            let r = ctx.state.engine.compact(&ctx.ns(&ns)?, true).await?;
-            Ok(admin::compaction_response(&r))
-        }
+        Route::Compact(ns) => maintenance::compact(ctx, &ns).await,
         Route::Recall(ns) => recall(ctx, &ns, req).await,
         Route::StartAsync(ns) => {
             ctx.ns(&ns)?;

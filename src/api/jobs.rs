@@ -1,4 +1,4 @@
-//! Admin jobs: a long admin operation (repair, verify) started with
+//! Admin jobs: a long admin operation (repair, verify, a namespace's compaction) started with
 //! `?background=true` runs as a task of the daemon and answers `202` with a
 //! job id at once; `GET /v1/_admin/jobs/{id}` reports its progress and, once
 //! finished, its result or error. So no client waits on one HTTP request for

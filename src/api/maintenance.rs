@@ -10,8 +10,10 @@
 //! - `POST /v1/namespaces/{dst}/_admin/restore`: body = a snapshot file;
 //! - `POST /v1/_admin/repair` `{"sweep"?, "grace_secs"?, "manifest_retention_secs"?}`;
 //! - `POST /v1/_admin/verify` `{}`: every object of the project read, checked and decoded;
-//! - repair and verify take `?background=true`: they then run as a job (`jobs`) and
-//!   answer its id at once; `GET /v1/_admin/jobs/{id}` polls it;
+//! - `POST /v1/namespaces/{ns}/_admin/compact`: one compaction round now, run as a task
+//!   of its own (a client that goes away mid-round does not cancel it);
+//! - compact, repair and verify take `?background=true`: they then run as a job (`jobs`)
+//!   and answer its id at once; `GET /v1/_admin/jobs/{id}` polls it;
 //! - `?generation=N` on query and explain_query reads that retained generation.
 //!
 //! Invariants: request bodies are parsed and responses rendered by
@@ -152,6 +154,22 @@ pub(super) async fn restore(ctx: &Ctx, ns: &str, req: Request<Incoming>) -> Resu
             .await?;
     let (m, info) = engine.restore_snapshot_file(&dst, spool.path()).await?;
     Ok(admin::restore_response(dst.ns(), m.generation, &info))
+}
+
+/// `POST /v1/namespaces/{ns}/_admin/compact`. The round is spawned, not run in
+/// the request: a 10M-row round takes most of an hour, and a client timing out
+/// would otherwise drop it halfway (its outputs leaked, its work lost).
+pub(super) async fn compact(ctx: &Ctx, ns: &str) -> Result<Json, ApiError> {
+    let (engine, path) = (ctx.state.engine.clone(), ctx.ns(ns)?);
+    let work = async move {
+        let round = tokio::spawn(async move { engine.compact(&path, true).await });
+        let report = round.await.map_err(|e| ApiError::internal(format!("compaction task: {e}")))??;
+        Ok(admin::compaction_response(&report))
+    };
+    if background(ctx)? {
+        return Ok(ctx.state.jobs.start("compact", &ctx.principal, |_| work));
+    }
+    work.await
 }
 
 /// `POST /v1/_admin/repair`.

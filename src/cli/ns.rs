@@ -149,14 +149,9 @@ pub(super) fn format_schema(schema: &Map<String, Value>) -> String {
 
 pub(super) async fn ns_compact(client: &Client, out: &Output, ns: &str) -> Result<(), String> {
     check_namespace(ns)?;
-    let resp = client
-        .send(
-            reqwest::Method::POST,
-            &format!("/v1/namespaces/{ns}/_admin/compact"),
-            &[],
-            Some(&serde_json::json!({})),
-        )
-        .await?;
+    // A job, polled: a large round outlasts any one request's timeout.
+    let resp =
+        run_job(client, &format!("/v1/namespaces/{ns}/_admin/compact"), &serde_json::json!({})).await?;
     if out.json {
         return out.json(&resp);
     }

@@ -21,7 +21,10 @@
 //!   rewritten into as many (a merge that cannot lower the count is none).
 //! - On a local store, a compaction whose estimated output does not fit the
 //!   disk's free space fails before writing anything (`StorageFull`), instead
-//!   of filling the disk the writes need.
+//!   of filling the disk the writes need. A failed automatic compaction is
+//!   also retried by a timer (from [`AUTO_COMPACTION_RETRY_MS`], doubling to
+//!   [`AUTO_COMPACTION_RETRY_MAX_MS`]), so indexing resumes once the disk has
+//!   room even if no write comes.
 //! - The compacted generation is installed as the namespace's cached snapshot
 //!   under the commit lock, so the next write of this process starts from it
 //!   (and does not lose a race against its own daemon's compaction).
@@ -47,8 +50,14 @@ use crate::state::{NsState, SegmentReader};
 
 /// After a failed automatic compaction, the next automatic attempt on that
 /// namespace waits this long (a full disk would otherwise be retried, and
-/// logged, on every write).
+/// logged, on every write). A timer makes an attempt even if no write comes
+/// (freeing the disk must resume indexing without a restart), after this
+/// long doubled for each failure in a row, up to [`AUTO_COMPACTION_RETRY_MAX_MS`].
 pub const AUTO_COMPACTION_RETRY_MS: u64 = 10_000;
+/// The longest wait of the retry timer on a namespace whose automatic
+/// compactions keep failing with no write coming (a damaged object is read
+/// again on each attempt).
+pub const AUTO_COMPACTION_RETRY_MAX_MS: u64 = 320_000;
 
 /// Default quiet time after which a WAL tail below the thresholds is indexed.
 pub const DEFAULT_IDLE_INDEX_MS: u64 = 2_000;
@@ -521,7 +530,11 @@ impl Engine {
         }
         tokio::spawn(async move {
             for round in 0..MAX_DRAIN_ROUNDS {
-                match engine.compact(&h.path, force_first && round == 0).await {
+                let outcome = engine.compact(&h.path, force_first && round == 0).await;
+                if outcome.is_ok() {
+                    h.compact_failures.store(0, Ordering::Relaxed);
+                }
+                match outcome {
                     Ok(r) if r.performed => {
                         tracing::info!(namespace = %h.path, generation = r.generation, rows = r.rows_written,
                             segments = r.segments_written, merged = r.segments_merged, "compacted");
@@ -529,10 +542,10 @@ impl Engine {
                     Ok(_) => break,
                     Err(e) if e.kind() == ErrorKind::NotFound => return,
                     Err(e) => {
-                        let retry_at = engine.clock.now_ms().saturating_add(AUTO_COMPACTION_RETRY_MS);
-                        h.compact_not_before_ms.store(retry_at, Ordering::Relaxed);
-                        tracing::warn!(namespace = %h.path, error = %e, retry_in_ms = AUTO_COMPACTION_RETRY_MS,
+                        let retry_ms = engine.hold_back_after_failure(&h);
+                        tracing::warn!(namespace = %h.path, error = %e, retry_in_ms = retry_ms,
                             "background compaction failed; writes go on, the next automatic attempt waits");
+                        engine.retry_after(h, retry_ms);
                         return;
                     }
                 }
@@ -541,6 +554,29 @@ impl Engine {
             // below them is indexed once writes go quiet.
             if super::cached(&h).and_then(|s| s.manifest).is_some_and(|m| !m.wal.is_empty()) {
                 engine.index_when_idle(h);
+            }
+        });
+    }
+
+    /// After a failed automatic round: hold automatic compaction of `h` back
+    /// for [`AUTO_COMPACTION_RETRY_MS`]; returns the retry timer's back-off
+    /// (ms), doubled for each earlier failure in a row.
+    fn hold_back_after_failure(&self, h: &NsHandle) -> u64 {
+        let earlier = h.compact_failures.fetch_add(1, Ordering::Relaxed);
+        let not_before = self.clock.now_ms().saturating_add(AUTO_COMPACTION_RETRY_MS);
+        h.compact_not_before_ms.store(not_before, Ordering::Relaxed);
+        (AUTO_COMPACTION_RETRY_MS << earlier.min(5)).min(AUTO_COMPACTION_RETRY_MAX_MS)
+    }
+
+    /// Try `h` again once the back-off has passed, whether or not a write
+    /// comes meanwhile (after the last write of a bulk load none would, and
+    /// its WAL would stay unindexed until one did).
+    fn retry_after(&self, h: Arc<NsHandle>, wait_ms: u64) {
+        let engine = self.me.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(wait_ms)).await;
+            if let Some(engine) = engine.upgrade() {
+                engine.spawn_drain(h, true);
             }
         });
     }

@@ -207,6 +207,9 @@ pub(crate) struct NsHandle {
     pub(crate) compact_lock: Mutex<()>,
     /// No automatic compaction before this time (ms; set after one failed).
     pub(crate) compact_not_before_ms: std::sync::atomic::AtomicU64,
+    /// Automatic compactions failed in a row (0 after one succeeds): the
+    /// retry's back-off doubles with each.
+    pub(crate) compact_failures: std::sync::atomic::AtomicU32,
     /// Commits seen by the automatic compaction (an idle timer fires only if
     /// none came after the one that armed it).
     pub(crate) commits_seen: std::sync::atomic::AtomicU64,
@@ -417,6 +420,7 @@ impl Engine {
                     commit_lock: Mutex::new(()),
                     compact_lock: Mutex::new(()),
                     compact_not_before_ms: std::sync::atomic::AtomicU64::new(0),
+                    compact_failures: std::sync::atomic::AtomicU32::new(0),
                     commits_seen: std::sync::atomic::AtomicU64::new(0),
                     last_access: std::sync::atomic::AtomicU64::new(0),
                     load_lock: Mutex::new(()),
