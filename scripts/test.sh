@@ -36,6 +36,9 @@ scripts/models.sh target/test-models  # the local model tests/models_inference.r
 cargo test --all-targets
 # Doc tests are run separately (--all-targets skips them).
 cargo test --doc
+# The daemon binary the integration tests ran (CARGO_BIN_EXE_tidepool) is the one the SDK and console
+# suites start: a plain `cargo build --bin tidepool` would rebuild it without the dev-dependencies' features.
+export TIDEPOOL_BUILT_BIN="${CARGO_TARGET_DIR:-$PWD/target}/debug/tidepool"
 
 if [ -x tests/sdk/run.sh ]; then
   step "turbopuffer Python SDK suite against the daemon"
