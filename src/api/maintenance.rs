@@ -157,8 +157,10 @@ pub(super) async fn restore(ctx: &Ctx, ns: &str, req: Request<Incoming>) -> Resu
 }
 
 /// `POST /v1/namespaces/{ns}/_admin/compact`. The round is spawned, not run in
-/// the request: a 10M-row round takes most of an hour, and a client timing out
-/// would otherwise drop it halfway (its outputs leaked, its work lost).
+/// the request's future: a 10M-row round takes most of an hour, and whether an
+/// abandoned request's future is still polled is the server's choice (an
+/// HTTP/2 client that gives up resets its stream); dropped halfway, a round's
+/// outputs would leak and its work be lost.
 pub(super) async fn compact(ctx: &Ctx, ns: &str) -> Result<Json, ApiError> {
     let (engine, path) = (ctx.state.engine.clone(), ctx.ns(ns)?);
     let work = async move {

@@ -5,7 +5,8 @@
 //! "succeeded, then timed out" ambiguity), and (c) simulate a crash: after N
 //! successful mutations every further put/delete fails, so whatever the
 //! writer does after that point never reaches storage; (d) fail every
-//! matching put with an OS error (ENOSPC: a full disk) until healed.
+//! matching put with an OS error (ENOSPC: a full disk) until healed; (e) hold
+//! every matching put (it waits, unperformed) until released.
 //!
 //! Invariant: reads are never altered; the inner store always holds exactly
 //! what a real store would hold after the same crash.
@@ -39,6 +40,8 @@ struct State {
     /// Puts whose key contains the part fail with this OS error until healed.
     errno: Vec<(String, i32)>,
     crash_after: Option<u64>,
+    /// Puts whose key contains one of these parts wait until released.
+    held: Vec<String>,
     mutations: u64,
     /// GETs per key part of interest (`count_reads_of`), and in total.
     reads: u64,
@@ -49,6 +52,7 @@ struct State {
 pub struct FaultStore {
     inner: Arc<dyn ObjectStore>,
     state: Arc<Mutex<State>>,
+    released: tokio::sync::Notify,
 }
 
 impl fmt::Debug for FaultStore {
@@ -70,7 +74,8 @@ fn injected(what: &str) -> object_store::Error {
 impl FaultStore {
     /// Wrap a store.
     pub fn new(inner: Arc<dyn ObjectStore>) -> Arc<FaultStore> {
-        Arc::new(FaultStore { inner, state: Arc::new(Mutex::new(State::default())) })
+        let state = Arc::new(Mutex::new(State::default()));
+        Arc::new(FaultStore { inner, state, released: tokio::sync::Notify::new() })
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -86,6 +91,30 @@ impl FaultStore {
     /// (28: ENOSPC) before writing, until [`FaultStore::heal`].
     pub fn fail_puts_with_errno(&self, key_part: &str, errno: i32) {
         self.state().errno.push((key_part.to_owned(), errno));
+    }
+
+    /// Hold every put whose key contains `key_part`: it waits, unperformed,
+    /// until [`FaultStore::release_puts`] (or [`FaultStore::heal`]).
+    pub fn hold_puts(&self, key_part: &str) {
+        self.state().held.push(key_part.to_owned());
+    }
+
+    /// Let every held put go on.
+    pub fn release_puts(&self) {
+        self.state().held.clear();
+        self.released.notify_waiters();
+    }
+
+    /// Wait while a put of `key` is held.
+    async fn wait_if_held(&self, key: &str) {
+        loop {
+            // Created before the check: a release in between still wakes it.
+            let released = self.released.notified();
+            if !self.state().held.iter().any(|k| key.contains(k.as_str())) {
+                return;
+            }
+            released.await;
+        }
     }
 
     /// After `n` more successful mutations, fail every put and delete.
@@ -113,10 +142,13 @@ impl FaultStore {
 
     /// Remove every injected fault.
     pub fn heal(&self) {
-        let mut s = self.state();
-        s.one_shot.clear();
-        s.errno.clear();
-        s.crash_after = None;
+        {
+            let mut s = self.state();
+            s.one_shot.clear();
+            s.errno.clear();
+            s.crash_after = None;
+        }
+        self.release_puts();
     }
 }
 
@@ -152,6 +184,7 @@ fn admit(state: &Mutex<State>, key: &str, is_put: bool) -> Result<bool> {
 #[async_trait]
 impl ObjectStore for FaultStore {
     async fn put_opts(&self, location: &Path, payload: PutPayload, opts: PutOptions) -> Result<PutResult> {
+        self.wait_if_held(location.as_ref()).await;
         let fail_after = admit(&self.state, location.as_ref(), true)?;
         let r = self.inner.put_opts(location, payload, opts).await?;
         if fail_after {
@@ -165,6 +198,7 @@ impl ObjectStore for FaultStore {
         location: &Path,
         opts: PutMultipartOptions,
     ) -> Result<Box<dyn MultipartUpload>> {
+        self.wait_if_held(location.as_ref()).await;
         admit(&self.state, location.as_ref(), true)?;
         self.inner.put_multipart_opts(location, opts).await
     }
