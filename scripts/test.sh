@@ -37,7 +37,7 @@ cargo test --all-targets
 # Doc tests are run separately (--all-targets skips them).
 cargo test --doc
 # The daemon binary the integration tests ran (CARGO_BIN_EXE_tidepool) is the one the SDK and console
-# suites start: a plain `cargo build --bin tidepool` would rebuild it without the dev-dependencies' features.
+# suites start (scripts/daemon-bin.sh).
 export TIDEPOOL_BUILT_BIN="${CARGO_TARGET_DIR:-$PWD/target}/debug/tidepool"
 
 if [ -x tests/sdk/run.sh ]; then

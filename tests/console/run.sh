@@ -58,13 +58,7 @@ if ! cmp -s tests/console/js/package-lock.json "$js/.lock.installed"; then
 fi
 export CONSOLE_JS="$PWD/$js"
 
-# scripts/test.sh names the daemon its `cargo test` step built (TIDEPOOL_BUILT_BIN): building
-# it again here would recompile the crate and a few dependencies without the dev-dependencies' features.
-if [ -n "${TIDEPOOL_BUILT_BIN:-}" ]; then
-    export TIDEPOOL_BIN="$TIDEPOOL_BUILT_BIN"
-else
-    cargo build --bin tidepool </dev/null
-    export TIDEPOOL_BIN="${CARGO_TARGET_DIR:-$PWD/target}/debug/tidepool"
-fi
+TIDEPOOL_BIN=$(scripts/daemon-bin.sh)
+export TIDEPOOL_BIN
 rm -rf target/console-artifacts
 "$venv/bin/python" -m pytest -q -p no:cacheprovider tests/console "$@" </dev/null

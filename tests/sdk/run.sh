@@ -58,14 +58,8 @@ ensure_venv target/sdk-venv tests/sdk/requirements.txt
 # langchain-turbopuffer 0.2.0 needs turbopuffer<2: its suite has its own virtualenv.
 ensure_venv target/langchain-venv tests/sdk/langchain/requirements.txt
 
-# scripts/test.sh names the daemon its `cargo test` step built (TIDEPOOL_BUILT_BIN): building
-# it again here would recompile the crate and a few dependencies without the dev-dependencies' features.
-if [ -n "${TIDEPOOL_BUILT_BIN:-}" ]; then
-    export TIDEPOOL_BIN="$TIDEPOOL_BUILT_BIN"
-else
-    cargo build --bin tidepool </dev/null
-    export TIDEPOOL_BIN="${CARGO_TARGET_DIR:-$PWD/target}/debug/tidepool"
-fi
+TIDEPOOL_BIN=$(scripts/daemon-bin.sh)
+export TIDEPOOL_BIN
 filtered=$(( $# > 0 ))
 
 echo "run.sh: the turbopuffer Python SDK suite" >&2

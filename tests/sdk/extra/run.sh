@@ -23,8 +23,7 @@ venv() { # venv DIR REQUIREMENTS
 venv target/extra-vdb-venv "$here/requirements-vectordbbench.txt"
 venv target/extra-mem0-venv "$here/requirements-mem0.txt"
 
-cargo build --bin tidepool </dev/null
-bin="${CARGO_TARGET_DIR:-$PWD/target}/debug/tidepool"
+bin=$(scripts/daemon-bin.sh)
 data=$(mktemp -d)
 log="$data/daemon.log"
 "$bin" serve --data-dir "$data/node" --listen 127.0.0.1:0 >"$log" 2>&1 &
