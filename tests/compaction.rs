@@ -431,3 +431,74 @@ async fn the_state_a_compaction_installs_equals_a_fresh_load_of_its_manifest() {
     let fresh = engine(third_dir.path(), store, manual()).await;
     assert_eq!(after, loaded_state(&fresh).await);
 }
+
+/// Resident bytes of this process's mappings of the file of object `key` (`/proc/self/smaps`: every
+/// mapping whose path ends with the key, a store's file or the cache's copy of it); None when
+/// nothing maps it.
+fn resident_bytes_of(key: &str) -> Option<u64> {
+    let suffix = format!("/{key}");
+    let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
+    let (mut ours, mut mapped) = (false, false);
+    let mut kib = 0;
+    for line in smaps.lines() {
+        let first = line.split_whitespace().next().unwrap_or("");
+        if first.contains('-') && first.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
+            ours = line.ends_with(&suffix);
+            mapped |= ours;
+        } else if let (true, Some(v)) = (ours, line.strip_prefix("Rss:")) {
+            kib += v.trim().trim_end_matches(" kB").parse::<u64>().unwrap();
+        }
+    }
+    mapped.then_some(kib * 1024)
+}
+
+/// A merge reads its source segments' rows through their mappings; it gives their pages back as it
+/// goes, so a merge does not keep the vectors of the segments it reads resident until it commits
+/// (a 3M namespace's serving RSS carried them while a merge ran). The merge is held at its
+/// segment put (everything read and built) and the source's resident bytes are read then.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_merge_gives_back_the_pages_of_the_segments_it_read() {
+    // Wide rows, few of them: 4 MB of vectors a segment, and no index to build for the source.
+    const DIM: usize = 1024;
+    const ROWS: u64 = 1_000;
+    let rows = |from: u64| -> Vec<serde_json::Value> {
+        let v = |i: u64| (0..DIM as u64).map(|j| ((i * 31 + j * 7) % 97) as f32 / 97.0).collect::<Vec<_>>();
+        (from..from + ROWS).map(|i| json!({"id": i, "vector": v(i)})).collect()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let store_dir = dir.path().join("store");
+    let fault = FaultStore::new(Store::local(&store_dir).unwrap().inner().clone());
+    let cfg = CompactionConfig { max_segments: 1, ..manual() };
+    let e = engine(&dir.path().join("data"), Store::new(fault.clone(), "faulty"), cfg).await;
+    write(&e, json!({"upsert_rows": rows(0), "distance_metric": "euclidean_squared"})).await.unwrap();
+    e.compact(&ns(), true).await.unwrap();
+    write(&e, json!({"upsert_rows": rows(ROWS)})).await.unwrap();
+    e.compact(&ns(), true).await.unwrap();
+    let sources = keys_under(&Store::local(&store_dir).unwrap(), "data.seg").await;
+    assert_eq!(sources.len(), 2, "two segments to merge: {sources:?}");
+    let vector_bytes = 2 * ROWS * DIM as u64 * 4;
+
+    fault.hold_puts("data.seg");
+    let merge = tokio::spawn({
+        let e = e.clone();
+        async move { e.compact(&ns(), true).await }
+    });
+    let t = std::time::Instant::now();
+    while fault.waiting_puts() == 0 {
+        assert!(!merge.is_finished(), "the merge ended before its segment put");
+        assert!(t.elapsed() < std::time::Duration::from_secs(120), "the merge never reached its segment put");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let resident: u64 = sources
+        .iter()
+        .map(|k| resident_bytes_of(k).expect("a merged segment is mapped while it is read"))
+        .sum();
+    fault.release_puts();
+    let r = merge.await.unwrap().unwrap();
+    assert_eq!((r.rows_written, r.segments_merged), (2 * ROWS, 2), "{r:?}");
+    assert!(
+        resident < vector_bytes / 10,
+        "the merge kept {resident} bytes of the segments it read resident ({vector_bytes} bytes of vectors)"
+    );
+    assert_eq!(ids(&e).await.len() as u64, 2 * ROWS);
+}

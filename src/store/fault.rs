@@ -42,10 +42,21 @@ struct State {
     crash_after: Option<u64>,
     /// Puts whose key contains one of these parts wait until released.
     held: Vec<String>,
+    /// Puts waiting now because they are held.
+    waiting: usize,
     mutations: u64,
     /// GETs per key part of interest (`count_reads_of`), and in total.
     reads: u64,
     read_filter: Option<String>,
+}
+
+/// One held put's place in [`State::waiting`], given up when its wait ends.
+struct Waiting<'a>(&'a FaultStore);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.state().waiting -= 1;
+    }
 }
 
 /// The wrapper.
@@ -105,12 +116,25 @@ impl FaultStore {
         self.released.notify_waiters();
     }
 
-    /// Wait while a put of `key` is held.
+    /// How many puts are waiting now because they are held: a test knows
+    /// that the writer has reached its put.
+    pub fn waiting_puts(&self) -> usize {
+        self.state().waiting
+    }
+
+    /// Wait while a put of `key` is held (counted in [`FaultStore::waiting_puts`]
+    /// however the wait ends: released, or the put dropped).
     async fn wait_if_held(&self, key: &str) {
+        let held = |s: &State| s.held.iter().any(|k| key.contains(k.as_str()));
+        if !held(&self.state()) {
+            return;
+        }
+        self.state().waiting += 1;
+        let _counted = Waiting(self);
         loop {
             // Created before the check: a release in between still wakes it.
             let released = self.released.notified();
-            if !self.state().held.iter().any(|k| key.contains(k.as_str())) {
+            if !held(&self.state()) {
                 return;
             }
             released.await;
