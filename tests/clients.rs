@@ -5,7 +5,7 @@
 //! (`@langchain/community`'s store), `disable_cache`, and every
 //! `performance` field the SDK types name that tidepool measures.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -11,7 +11,7 @@
 //! offsets slice the text in each unit; bad expressions are 400s naming
 //! `compute_attributes.<name>`.
 
-mod common;
+use crate::common;
 
 use common::{client, post, Daemon};
 use serde_json::{json, Value as Json};

@@ -7,7 +7,7 @@
 //! malformed file changes nothing; the service manager sees `RELOADING=1`
 //! then `READY=1` with the outcome in `STATUS=`.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

@@ -6,7 +6,7 @@
 //!
 //! Invariant: every test starts its own daemon on its own data dir.
 
-mod common;
+use crate::common;
 
 use common::{client, get, json_of, Daemon};
 use serde_json::json;

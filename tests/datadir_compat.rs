@@ -20,9 +20,9 @@
 //! idempotent write (key, body, first response, the response to a retry).
 //!
 //! To write a missing fixture (an existing folder is never touched):
-//! `TIDEPOOL_WRITE_FIXTURES=1 cargo test --test datadir_compat -- --ignored write_datadir_v2_fixture`
+//! `TIDEPOOL_WRITE_FIXTURES=1 cargo test --test suite -- --ignored datadir_compat::write_datadir_v2_fixture`
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -23,12 +23,10 @@
 //!   written once by `write_v2_fixtures`.
 //!
 //! To write missing fixtures (existing files are never overwritten):
-//! `TIDEPOOL_WRITE_FIXTURES=1 cargo test --test format_compat -- --ignored write_v1_fixtures write_v2_fixtures`
+//! `TIDEPOOL_WRITE_FIXTURES=1 cargo test --test suite -- --ignored format_compat::write_v1_fixtures format_compat::write_v2_fixtures`
 
-#[path = "common/compat_inputs.rs"]
-mod compat_inputs;
-#[path = "common/fixtures.rs"]
-mod fixtures;
+use crate::compat_inputs;
+use crate::fixtures;
 
 use bytes::Bytes;
 use compat_inputs::{attrs, filter, v1_manifest, v1_title_schema};

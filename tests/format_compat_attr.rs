@@ -11,10 +11,9 @@
 //! - Both versions of a column answer every lookup alike, and as the column's values say.
 //!
 //! To write missing fixtures (existing files are never overwritten):
-//! `TIDEPOOL_WRITE_FIXTURES=1 cargo test --test format_compat_attr -- --ignored write_v18_attr_fixtures`
+//! `TIDEPOOL_WRITE_FIXTURES=1 cargo test --test suite -- --ignored format_compat_attr::write_v18_attr_fixtures`
 
-#[path = "common/fixtures.rs"]
-mod fixtures;
+use crate::fixtures;
 
 use fixtures::{fixture_dir, read_fixture, write_missing};
 use tidepool::index::attr::{build, build_v1, key_of, AttrIndex};

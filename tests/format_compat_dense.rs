@@ -11,7 +11,7 @@
 //! non-finite dense value (the decoder's refusals are unit tests of `format/attrs.rs`).
 //!
 //! To write missing fixtures (existing files are never overwritten):
-//! `TIDEPOOL_WRITE_FIXTURES=1 cargo test --test format_compat_dense -- --ignored write_v11_fixtures`
+//! `TIDEPOOL_WRITE_FIXTURES=1 cargo test --test suite -- --ignored format_compat_dense::write_v11_fixtures`
 
 use std::path::PathBuf;
 

@@ -10,7 +10,7 @@
 //! version 2; and the doc blocks' layout is pinned field by field on a two-row segment.
 //!
 //! To write missing fixtures (existing files are never overwritten):
-//! `TIDEPOOL_WRITE_FIXTURES=1 cargo test --test format_compat_docblocks -- --ignored write_v14_fixtures`
+//! `TIDEPOOL_WRITE_FIXTURES=1 cargo test --test suite -- --ignored format_compat_docblocks::write_v14_fixtures`
 
 use std::path::PathBuf;
 

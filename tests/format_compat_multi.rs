@@ -10,7 +10,7 @@
 //! the attribute decode that filters use (`attrs_without_dense`).
 //!
 //! To write missing fixtures (existing files are never overwritten):
-//! `TIDEPOOL_WRITE_FIXTURES=1 cargo test --test format_compat_multi -- --ignored write_v12_fixtures`
+//! `TIDEPOOL_WRITE_FIXTURES=1 cargo test --test suite -- --ignored format_compat_multi::write_v12_fixtures`
 
 use std::path::PathBuf;
 

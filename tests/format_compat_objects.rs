@@ -11,10 +11,9 @@
 //!   change), and damaged copies are refused rather than misread.
 //!
 //! To write missing fixtures (existing files are never overwritten):
-//! `TIDEPOOL_WRITE_FIXTURES=1 cargo test --test format_compat_objects -- --ignored write_v9_fixtures`
+//! `TIDEPOOL_WRITE_FIXTURES=1 cargo test --test suite -- --ignored format_compat_objects::write_v9_fixtures`
 
-#[path = "common/fixtures.rs"]
-mod fixtures;
+use crate::fixtures;
 
 use fixtures::{fixture_dir, read_fixture, write_missing};
 use tidepool::format::lease::Lease;

@@ -11,10 +11,9 @@
 //!   over the documents does; damaged copies are refused rather than misread.
 //!
 //! To write missing fixtures (existing files are never overwritten):
-//! `TIDEPOOL_WRITE_FIXTURES=1 cargo test --test format_compat_prefixes -- --ignored write_v11_fixtures`
+//! `TIDEPOOL_WRITE_FIXTURES=1 cargo test --test suite -- --ignored format_compat_prefixes::write_v11_fixtures`
 
-#[path = "common/fixtures.rs"]
-mod fixtures;
+use crate::fixtures;
 use std::path::PathBuf;
 
 use tidepool::format::schema::{decode_schema_object_body, encode_schema_object, schema_json};

@@ -18,7 +18,7 @@
 //!   builds stored still answers a retry with its counts.
 //!
 //! To write missing fixtures (existing files are never overwritten):
-//! `TIDEPOOL_WRITE_FIXTURES=1 cargo test --test format_compat_records -- --ignored write_v10_record_fixtures`
+//! `TIDEPOOL_WRITE_FIXTURES=1 cargo test --test suite -- --ignored format_compat_records::write_v10_record_fixtures`
 
 use std::collections::BTreeMap;
 use std::ops::Bound;

@@ -21,12 +21,10 @@
 //!   the API accepted.
 //!
 //! To write missing fixtures (existing files are never overwritten):
-//! `TIDEPOOL_WRITE_FIXTURES=1 cargo test --test format_compat_schema -- --ignored write_v4_fixtures write_v7_fixtures write_v8_fixtures`
+//! `TIDEPOOL_WRITE_FIXTURES=1 cargo test --test suite -- --ignored format_compat_schema::write_v4_fixtures format_compat_schema::write_v7_fixtures format_compat_schema::write_v8_fixtures`
 
-#[path = "common/compat_inputs.rs"]
-mod compat_inputs;
-#[path = "common/fixtures.rs"]
-mod fixtures;
+use crate::compat_inputs;
+use crate::fixtures;
 
 use compat_inputs::{attrs, filter, v1_manifest, v1_title_schema};
 use fixtures::{fixture_dir, read_fixture, write_missing};

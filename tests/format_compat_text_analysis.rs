@@ -12,12 +12,10 @@
 //!   postings).
 //!
 //! To write missing fixtures (existing files are never overwritten):
-//! `TIDEPOOL_WRITE_FIXTURES=1 cargo test --test format_compat_text_analysis -- --ignored write_v21_fixtures`
+//! `TIDEPOOL_WRITE_FIXTURES=1 cargo test --test suite -- --ignored format_compat_text_analysis::write_v21_fixtures`
 
-#[path = "common/compat_inputs.rs"]
-mod compat_inputs;
-#[path = "common/fixtures.rs"]
-mod fixtures;
+use crate::compat_inputs;
+use crate::fixtures;
 
 use compat_inputs::v1_manifest;
 use tidepool::format::manifest::Manifest;

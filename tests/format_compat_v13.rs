@@ -8,7 +8,7 @@
 //!   (the flag kept), and encoding that batch gives its bytes.
 //!
 //! To write missing fixtures (existing files are never overwritten):
-//! `TIDEPOOL_WRITE_FIXTURES=1 cargo test --test format_compat_v13 -- --ignored write_v13_fixtures`
+//! `TIDEPOOL_WRITE_FIXTURES=1 cargo test --test suite -- --ignored format_compat_v13::write_v13_fixtures`
 
 use std::path::PathBuf;
 

@@ -42,10 +42,9 @@
 //!   once by `write_v20_tight_rungs_fixtures`, the canonical RaBitQ encoder since.
 //!
 //! To write missing fixtures (existing files are never overwritten):
-//! `TIDEPOOL_WRITE_FIXTURES=1 cargo test --test format_compat_vectors -- --ignored write_v6_fixtures write_v15_fixtures write_v16_fixtures write_v16_reach_fixtures write_v17_packed_fixtures write_v18_rungs_fixtures write_v20_tight_rungs_fixtures`
+//! `TIDEPOOL_WRITE_FIXTURES=1 cargo test --test suite -- --ignored format_compat_vectors::write_v6_fixtures format_compat_vectors::write_v15_fixtures format_compat_vectors::write_v16_fixtures format_compat_vectors::write_v16_reach_fixtures format_compat_vectors::write_v17_packed_fixtures format_compat_vectors::write_v18_rungs_fixtures format_compat_vectors::write_v20_tight_rungs_fixtures`
 
-#[path = "common/fixtures.rs"]
-mod fixtures;
+use crate::fixtures;
 
 use bytes::Bytes;
 use fixtures::{fixture_dir, read_fixture, write_missing};

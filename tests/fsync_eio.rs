@@ -15,7 +15,7 @@
 //! - After SIGKILL and a restart without the shim, every acknowledged
 //!   document is there.
 
-mod common;
+use crate::common;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};

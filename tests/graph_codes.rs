@@ -8,7 +8,7 @@
 //! Invariants: the section version and code bits are read from the segment files themselves
 //! (kind 20's header: version u32 at 8, code kind at 17, bits at 18), not from the daemon.
 
-mod common;
+use crate::common;
 
 use common::{client, post, section, segment_files, Daemon};
 use serde_json::{json, Value as Json};

@@ -11,7 +11,7 @@
 //!   decoding) before anything is committed, and a namespace whose data is
 //!   damaged can still be deleted.
 
-mod common;
+use crate::common;
 
 use common::{client, post, Daemon};
 use serde_json::json;

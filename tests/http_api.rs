@@ -3,7 +3,7 @@
 //! refusals, the data-dir lock, and graceful shutdown keeping every
 //! acknowledged write.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::time::Duration;

@@ -4,7 +4,7 @@
 //! branches, and by a snapshot restored elsewhere; invalid labels are a 400
 //! that changes nothing.
 
-mod common;
+use crate::common;
 
 use common::{client, get, post, Daemon};
 use serde_json::{json, Value as Json};

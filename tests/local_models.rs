@@ -12,7 +12,7 @@
 //! - offline end to end: a syncing node with its uplink cut embeds, writes, searches and reranks as
 //!   before, and a pull replica without the model serves the `$embed_` vectors it received.
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 

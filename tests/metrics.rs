@@ -5,7 +5,7 @@
 //! process RSS is positive; the endpoint is authenticated like any read and
 //! names only the caller's project's namespaces.
 
-mod common;
+use crate::common;
 
 use common::{client, json_of, post, Daemon};
 use prometheus_parse::{Sample, Scrape, Value};

@@ -18,7 +18,7 @@ use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-mod common;
+use crate::common;
 
 use common::tiny_bert::{tiny_config, write_safetensors, TinyDir, HEADS, HIDDEN, LAYERS, POSITIONS};
 use tidepool::models::{Model, ModelErrorKind, ModelKind, ModelSet, ModelSpec};

@@ -6,7 +6,7 @@
 //! the sum of per-query nearest distances), equal to a brute force computed here, over the
 //! WAL and segments, before and after a restart. `ANN` needs `ann: {"late_interaction": true}`.
 
-mod common;
+use crate::common;
 
 use common::{client, get, post, Daemon};
 use serde_json::{json, Value as Json};

@@ -5,7 +5,7 @@
 //! restart, export and branch, and ranks `kNN`/`ANN` queries in its own metric, exactly,
 //! over the WAL and segments alike.
 
-mod common;
+use crate::common;
 
 use base64::Engine as _;
 use common::{client, get, post, Daemon};

@@ -14,7 +14,7 @@
 //!   segments written before answer from their term dictionary, completely.
 //! - The schema shows the option; a bad value is a 400 naming the key.
 
-mod common;
+use crate::common;
 
 use common::{client, get, post, Daemon};
 use serde_json::{json, Value as Json};

@@ -493,7 +493,7 @@ async fn aggregations_ordering_sparse_fusion_and_diversity() {
 /// End-to-end figures on the Debian corpus through the engine and the query
 /// evaluator (compacted namespace, in-process, one thread). Ignored by
 /// default; run with
-/// `cargo test --release --test query_engine debian -- --ignored --nocapture`.
+/// `cargo test --release --test suite query_engine::debian -- --ignored --nocapture`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "benchmark: needs /work/shared/data/debian and a release build"]
 async fn debian_corpus_end_to_end_figures() {

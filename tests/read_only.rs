@@ -9,7 +9,7 @@
 //! - Clearing it makes the namespace writable again; a retried write with an idempotency key
 //!   that landed before the flag was set still answers as the first time.
 
-mod common;
+use crate::common;
 
 use common::{client, get, post, Daemon};
 use serde_json::{json, Value as Json};

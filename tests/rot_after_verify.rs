@@ -28,7 +28,7 @@
 //!   from the bucket, and the next query answers every row; `verify` reports the
 //!   object under `refetched`.
 
-mod common;
+use crate::common;
 
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};

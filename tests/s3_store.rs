@@ -26,7 +26,7 @@
 //! moto's conditional create is a check-then-put without a lock, so writers
 //! here take turns (sequential awaits) instead of racing truly concurrently.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -13,7 +13,7 @@
 //! (never an empty schema), reported by verify, and the namespace can still
 //! be deleted. The HTTP test checks the same bound through the daemon.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::ops::Bound;

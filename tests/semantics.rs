@@ -19,7 +19,7 @@
 //! - a BM25 query on a `pre_tokenized_array` attribute is an array of tokens: a string is a
 //!   400 naming the field.
 
-mod common;
+use crate::common;
 
 use common::{client, get, post, Daemon};
 use serde_json::{json, Value as Json};

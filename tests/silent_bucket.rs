@@ -16,7 +16,7 @@
 //! - With the uplink back, the breaker's probe notices without a restart:
 //!   `/ready` 200, writes and strong reads work, nothing acknowledged is lost.
 
-mod common;
+use crate::common;
 
 use std::future::Future;
 use std::path::Path;

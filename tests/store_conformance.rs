@@ -18,7 +18,7 @@
 //! the S3 server and around a faulty memory store (answers — errors included
 //! — never open it).
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -37,7 +37,7 @@
 //!   a failed write keeps the loaded state, `/ready` is 503; with the bucket
 //!   back everything works without a restart.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::time::Duration;
