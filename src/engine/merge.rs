@@ -28,7 +28,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::indexing::IndexFeed;
-use crate::format::segment::{BuildError, SegmentBuilder};
+use crate::format::segment::{BuildError, SegmentBuilder, SECTION_DOCS, SECTION_DOC_BLOCKS, SECTION_VECTORS};
 use crate::model::{DocId, Document};
 use crate::state::{NsState, SegmentReader};
 
@@ -112,10 +112,10 @@ pub(super) fn build_segments(
 const SPILL_RELEASE_BYTES: usize = 16 << 20;
 
 /// Give back the pages the round has read: the spill's, and the merged
-/// segments' (`Segment::doc` reads a row's vector and document through the
-/// segment's mapping). A merged segment serves queries until the round
-/// commits, which fault back the pages they touch (the page cache still has
-/// them). Without this, a merge kept its sources' whole vectors sections
+/// segments' rows (`Segment::doc` reads a row's vector and document through
+/// the segment's mapping): their vectors and document sections only, so the
+/// graph pages that queries of a merged segment use until the round commits
+/// stay. Without this, a merge kept its sources' whole vectors sections
 /// resident until the sources were dropped: 0.19 GB of a 3M namespace's RSS
 /// (BENCHMARKS.md, "Serving RSS: what is resident, and merges").
 fn release_read(state: &NsState, sources: &[&SegmentReader]) {
@@ -123,7 +123,18 @@ fn release_read(state: &NsState, sources: &[&SegmentReader]) {
         spill.release_resident();
     }
     for s in sources {
-        crate::cache::release_resident(&s.seg.bytes());
+        let bytes = s.seg.bytes();
+        for section in s.seg.section_infos() {
+            if matches!(section.kind, SECTION_VECTORS | SECTION_DOCS | SECTION_DOC_BLOCKS) {
+                let range = usize::try_from(section.offset).ok().and_then(|at| {
+                    let end = at.checked_add(usize::try_from(section.len).ok()?)?;
+                    bytes.get(at..end)
+                });
+                if let Some(read) = range {
+                    crate::cache::release_resident(read);
+                }
+            }
+        }
     }
 }
 
