@@ -77,6 +77,7 @@ pub(super) fn build_segments(
     let id_type = state.id_type.unwrap_or(crate::model::IdType::U64);
     let merged = MergedRows::new(state, merge);
     let sources = merged.segs.clone();
+    let read_sections = rows_sections(&sources);
     let mut rows = merged.peekable();
     let mut out = Vec::new();
     while rows.peek().is_some() {
@@ -92,11 +93,11 @@ pub(super) fn build_segments(
             feed.add_from(&doc, from);
             read_since_release += doc.vector.as_ref().map_or(0, |v| v.len() * 4);
             if read_since_release >= SPILL_RELEASE_BYTES {
-                release_read(state, &sources);
+                release_read(state, &read_sections);
                 read_since_release = 0;
             }
         }
-        release_read(state, &sources);
+        release_read(state, &read_sections);
         feed.carry_text().map_err(|(c, e)| MergeFailure::Damaged(damaged(sources[c], e)))?;
         feed.finish(&mut b)?;
         let n = b.len() as u64;
@@ -111,30 +112,37 @@ pub(super) fn build_segments(
 /// so a round over a million rows does not map them all at once.
 const SPILL_RELEASE_BYTES: usize = 16 << 20;
 
-/// Give back the pages the round has read: the spill's, and the merged
-/// segments' rows (`Segment::doc` reads a row's vector and document through
-/// the segment's mapping): their vectors and document sections only, so the
-/// graph pages that queries of a merged segment use until the round commits
-/// stay. Without this, a merge kept its sources' whole vectors sections
-/// resident until the sources were dropped: 0.19 GB of a 3M namespace's RSS
-/// (BENCHMARKS.md, "Serving RSS: what is resident, and merges").
-fn release_read(state: &NsState, sources: &[&SegmentReader]) {
+/// The sections of the merged segments that the round reads rows from
+/// (`Segment::doc` reads a row's vector and document through the segment's
+/// mapping): their vectors and documents, not the graph pages that queries of
+/// a merged segment use until the round commits. Their ranges were checked
+/// against the file at open.
+fn rows_sections(sources: &[&SegmentReader]) -> Vec<Bytes> {
+    let rows_kind = |k: u16| matches!(k, SECTION_VECTORS | SECTION_DOCS | SECTION_DOC_BLOCKS);
+    let mut out = Vec::new();
+    for s in sources {
+        let bytes = s.seg.bytes();
+        for section in s.seg.section_infos().into_iter().filter(|i| rows_kind(i.kind)) {
+            let (at, len) = (section.offset as usize, section.len as usize);
+            if at.checked_add(len).is_some_and(|end| end <= bytes.len()) {
+                out.push(bytes.slice(at..at + len));
+            }
+        }
+    }
+    out
+}
+
+/// Give back the pages the round has read: the spill's and those of
+/// `read_sections` ([`rows_sections`]). Without this, a merge kept its
+/// sources' whole vectors sections resident until the sources were dropped:
+/// 0.19 GB of a 3M namespace's RSS (BENCHMARKS.md, "Serving RSS: what is
+/// resident, and merges").
+fn release_read(state: &NsState, read_sections: &[Bytes]) {
     if let Some(spill) = state.spill() {
         spill.release_resident();
     }
-    for s in sources {
-        let bytes = s.seg.bytes();
-        for section in s.seg.section_infos() {
-            if matches!(section.kind, SECTION_VECTORS | SECTION_DOCS | SECTION_DOC_BLOCKS) {
-                let range = usize::try_from(section.offset).ok().and_then(|at| {
-                    let end = at.checked_add(usize::try_from(section.len).ok()?)?;
-                    bytes.get(at..end)
-                });
-                if let Some(read) = range {
-                    crate::cache::release_resident(read);
-                }
-            }
-        }
+    for section in read_sections {
+        crate::cache::release_resident(section);
     }
 }
 
