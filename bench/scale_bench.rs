@@ -128,10 +128,47 @@ struct Args {
     /// search of before stop 46 (`TIDEPOOL_ANN_PER_SEGMENT=1`) and the default (`scale_ab.rs`).
     #[arg(long)]
     ab_per_segment: bool,
+    /// After the cold phase: the warm queries again, alternating daemons of this binary (A) and
+    /// `--binary` (B) on the same indexed files (`scale_ab.rs`).
+    #[arg(long)]
+    ab_binary: Option<PathBuf>,
+    /// After the cold phase: the warm queries again through `--binary` with this environment
+    /// (`NAME:KEY=VALUE`, repeat for more sides), alternating (`scale_ab.rs`).
+    #[arg(long)]
+    ab_env: Vec<String>,
+    /// Only the A/B phase, on the directory a `--keep` run of the same `--rows`, `--noise` and
+    /// `--seed` left (its `data`): no ingest.
+    #[arg(long)]
+    ab_only: Option<PathBuf>,
 }
 
 #[path = "scale_ab.rs"]
 mod scale_ab;
+
+/// The A/B phase's daemons, if an A/B was asked for.
+fn ab_sides(args: &Args) -> Vec<scale_ab::Side> {
+    let side = |name: &str, binary: &Path, env: &[(&str, &str)]| scale_ab::Side {
+        name: name.into(),
+        binary: binary.into(),
+        env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+    };
+    let b = &args.binary;
+    let mut sides = Vec::new();
+    if args.ab_per_segment {
+        sides.push(side("per_segment", b, &[("TIDEPOOL_ANN_PER_SEGMENT", "1")]));
+        sides.push(side("shares", b, &[]));
+    }
+    if let Some(a) = &args.ab_binary {
+        sides.push(side("a", a, &[]));
+        sides.push(side("b", b, &[]));
+    }
+    for spec in &args.ab_env {
+        let (name, kv) = spec.split_once(':').expect("--ab-env NAME:KEY=VALUE");
+        let (k, v) = kv.split_once('=').expect("--ab-env NAME:KEY=VALUE");
+        sides.push(side(name, b, &[(k, v)]));
+    }
+    sides
+}
 
 #[path = "scale_data.rs"]
 mod scale_data;
@@ -460,12 +497,21 @@ fn percentile(xs: &[f64], p: f64) -> f64 {
     (v[at.min(v.len() - 1)] * 1000.0).round() / 1000.0
 }
 
+/// The queries once unmeasured, then once measured ([`timed_queries`]).
 fn warm_queries(rt: &tokio::runtime::Runtime, url: &str, queries: &[f32], gt: &[TopK]) -> Json {
     let c = reqwest::Client::new();
     rt.block_on(async {
         for q in queries.chunks_exact(DIM) {
             query(&c, url, q).await;
         }
+    });
+    timed_queries(rt, url, queries, gt)
+}
+
+/// The queries one after another: p50, p99, QPS and recall@10.
+fn timed_queries(rt: &tokio::runtime::Runtime, url: &str, queries: &[f32], gt: &[TopK]) -> Json {
+    let c = reqwest::Client::new();
+    rt.block_on(async {
         let t0 = Instant::now();
         let mut lat = Vec::new();
         let mut rec = 0.0;
@@ -580,6 +626,15 @@ fn main() {
     let prepare_s = t.elapsed().as_secs_f64();
     let data = data_stats(&g, &gt);
     eprintln!("prepare: {prepare_s:.1} s; data {data}");
+    if let Some(kept) = &args.ab_only {
+        let cgroup = args.cgroup_mib.map(Cgroup::create);
+        let (data_dir, log) = (kept.join("data"), kept.join("daemon.log"));
+        let start = |binary: &Path, env: &[(&str, &str)]| {
+            Daemon::start(&rt, binary, (cgroup.as_ref(), &args.serve_args, env), &data_dir, &log).0
+        };
+        println!("{}", json!({ "ab": scale_ab::ab(&rt, &start, &ab_sides(&args), queries, &gt) }));
+        return;
+    }
 
     // 1. ingest.
     let cgroup = args.cgroup_mib.map(Cgroup::create);
@@ -649,11 +704,12 @@ fn main() {
     let targets_j = by_target(&rt, &d.url, queries, &gt);
     drop(sampler);
     d.stop();
-    let ab_j = args.ab_per_segment.then(|| {
-        let start = |env: &[(&str, &str)]| {
-            Daemon::start(&rt, &args.binary, (cgroup.as_ref(), &args.serve_args, env), &data_dir, &log).0
+    let sides = ab_sides(&args);
+    let ab_j = (!sides.is_empty()).then(|| {
+        let start = |binary: &Path, env: &[(&str, &str)]| {
+            Daemon::start(&rt, binary, (cgroup.as_ref(), &args.serve_args, env), &data_dir, &log).0
         };
-        scale_ab::per_segment_ab(&rt, &start, queries, &gt)
+        scale_ab::ab(&rt, &start, &sides, queries, &gt)
     });
 
     let build_peak = Mem {
@@ -706,7 +762,7 @@ fn main() {
         "steady_after_queries": mem_json(steady, raw, None),
         "cold": cold_j,
         "by_target": targets_j,
-        "per_segment_ab": ab_j,
+        "ab": ab_j,
         "targets": targets,
         "targets_issue36": issue36,
         "cgroup": cgroup_j,

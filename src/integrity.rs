@@ -383,6 +383,25 @@ impl ChunkGuard {
         self.check_from(Bytes::Read(read, mapped), range)
     }
 
+    /// The whole chunks covering `r` (the guarded part; bytes past it as they are).
+    fn whole_chunks(&self, r: &Range<usize>) -> Range<usize> {
+        let start = (r.start >> self.chunk_log2) << self.chunk_log2;
+        let end = r.end.max((r.end.div_ceil(1 << self.chunk_log2) << self.chunk_log2).min(self.covered));
+        start..end
+    }
+
+    /// What checking `r` reads: its whole chunks, widened to the stored chunks around them while
+    /// a lazy guard has not settled one of those.
+    fn read_span(&self, r: &Range<usize>) -> Range<usize> {
+        let fine = self.whole_chunks(r);
+        let Some(lazy) = &self.lazy else { return fine };
+        let (first, last) = (fine.start >> lazy.log2(), fine.end.saturating_sub(1) >> lazy.log2());
+        if (first..=last).all(|c| lazy.is_settled(c)) {
+            return fine;
+        }
+        (first << lazy.log2())..fine.end.max(((last + 1) << lazy.log2()).min(self.covered))
+    }
+
     fn check_from(&self, src: Bytes<'_>, range: Range<usize>) -> bool {
         let end = range.end.min(self.covered);
         if range.start >= end || !CHECKING.load(Ordering::Relaxed) {
@@ -499,6 +518,15 @@ impl<'a> FileGuard<'a> {
         }
     }
 
+    /// The object range a check of `sub` reads (the whole chunks covering it, or the stored
+    /// chunks a lazy guard has yet to settle), or None when checks are off or `sub` is not the
+    /// object's: what a reader about to read `sub` by positioned reads asks the kernel for
+    /// ahead (`state::SegmentRows::will_read`).
+    pub fn checked_span<T>(&self, sub: &[T]) -> Option<Range<usize>> {
+        CHECKING.load(Ordering::Relaxed).then_some(())?;
+        Some(self.guard.read_span(&self.range_of(sub)?))
+    }
+
     /// Where `sub` lies in the object (None: not inside it).
     fn range_of<T>(&self, sub: &[T]) -> Option<Range<usize>> {
         range_within(self.file, sub)
@@ -514,9 +542,7 @@ impl FileGuard<'_> {
     pub fn copy_checked(&self, sub: &[u8]) -> Option<Vec<u8>> {
         let r = self.range_of(sub)?;
         let g = self.guard;
-        let start = (r.start >> g.chunk_log2) << g.chunk_log2;
-        let end =
-            r.end.max(((r.end + (1 << g.chunk_log2) - 1) >> g.chunk_log2 << g.chunk_log2).min(g.covered));
+        let Range { start, end } = g.whole_chunks(&r);
         if let Err(rot) = g.settle(self.file, start..end, &|_| {}) {
             keep_rot(rot);
             return None;

@@ -168,6 +168,50 @@ impl FileRange {
         file.file.read_exact_at(out, self.offset + at as u64)
     }
 
+    /// Where the slice starts in the mapped file.
+    pub(crate) fn file_offset(&self) -> usize {
+        self.offset as usize
+    }
+
+    /// Asks the kernel to start reading bytes `at..at + len` of the mapped file into the page
+    /// cache without waiting for them (`POSIX_FADV_WILLNEED`): a rerank about to read a few
+    /// dozen scattered rows asks for all of them first, so a disk serves them together instead
+    /// of one read after another. A hint: later reads return the same bytes whether or not it
+    /// was taken, and a refusal is ignored.
+    pub(crate) fn will_need_file_at(&self, at: usize, len: usize) {
+        let (Some(file), Some(len)) = (self.mapped.file.as_ref(), std::num::NonZeroU64::new(len as u64))
+        else {
+            return;
+        };
+        let _ = rustix::fs::fadvise(&file.file, at as u64, Some(len), rustix::fs::Advice::WillNeed);
+    }
+
+    /// Whether bytes `at..at + len` of the mapped file are all in the page cache (`mincore` on
+    /// the mapping: it reports the file's cached pages whether or not this process maps them,
+    /// for a file the process owns or may write, as the daemon's own files are; for another it
+    /// reports only this process's pages, so the answer errs towards "not cached").
+    pub(crate) fn cached_file_at(&self, at: usize, len: usize) -> bool {
+        let map = &self.mapped.map;
+        // The kernel's own page size: mincore writes a byte for each of its pages.
+        let page = rustix::param::page_size();
+        let from = at / page * page;
+        let to = at.saturating_add(len).min(map.len());
+        if to <= from {
+            return true;
+        }
+        let mut pages = [0u8; 16];
+        let n = (to - from).div_ceil(page);
+        if n > pages.len() {
+            return false;
+        }
+        // SAFETY: `from..to` lies in the live mapping `map` (page-aligned start, clamped end);
+        // the kernel writes one byte per page of it, `n` ≤ 16 bytes, into `pages`.
+        let rc = unsafe {
+            libc::mincore(map.as_ptr().add(from) as *mut libc::c_void, to - from, pages.as_mut_ptr())
+        };
+        rc == 0 && pages[..n].iter().all(|p| p & 1 == 1)
+    }
+
     /// Fills `out` with the bytes at file offset `at` of the mapped file (anywhere in it: a
     /// reader checking whole checksum chunks around the slice, `crate::integrity`).
     pub(crate) fn read_file_at(&self, at: usize, out: &mut [u8]) -> std::io::Result<()> {

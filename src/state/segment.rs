@@ -154,6 +154,28 @@ impl RowSource for SegmentRows<'_> {
         }
     }
 
+    /// Asks the kernel for the rows (each row's bytes, or what checking it reads around it)
+    /// unless the first is already in the page cache (`mincore`). A segment whose rows are in
+    /// memory then pays one probe a rerank; one on disk has its rerank's reads in flight
+    /// together (BENCHMARKS "Rerank reads asked for together (stop 58)").
+    fn will_read(&self, rows: &[u32]) {
+        let Some(file) = self.file else { return };
+        let dim = self.slice.dim;
+        let span = |r: u32| {
+            let r = r as usize;
+            let mapped = self.slice.vectors.get(r * dim..(r + 1) * dim)?;
+            let at = file.file_offset() + r * dim * 4;
+            Some(self.guard.as_ref().and_then(|g| g.checked_span(mapped)).unwrap_or(at..at + dim * 4))
+        };
+        let Some(probe) = rows.first().and_then(|&r| span(r)) else { return };
+        if file.cached_file_at(probe.start, probe.len()) {
+            return;
+        }
+        for s in rows.iter().filter_map(|&r| span(r)) {
+            file.will_need_file_at(s.start, s.len());
+        }
+    }
+
     fn all(&self) -> &[f32] {
         crate::integrity::check_slice(self.guard.as_ref(), self.slice.vectors);
         self.slice.vectors
@@ -533,6 +555,80 @@ mod tests {
             let whole = DocParts { vector: true, attributes: true, named_vectors: true };
             assert_eq!(r.doc_with(row, whole).unwrap(), r.seg.doc(row).unwrap(), "row {row} read whole");
         }
+    }
+
+    /// Whether each of `pages` (page indexes of `bytes`, a file mapping) is in the page cache
+    /// (`mincore`, which reports a file mapping's page-cache pages whether or not this process
+    /// maps them).
+    fn cached_pages(bytes: &[u8], pages: &[usize]) -> Vec<bool> {
+        let page = rustix::param::page_size();
+        pages
+            .iter()
+            .map(|&p| {
+                let mut v = 0u8;
+                // SAFETY: the address is a page of a live mapping (`bytes`); one byte of output.
+                let rc =
+                    unsafe { libc::mincore(bytes.as_ptr().add(p * page) as *mut libc::c_void, page, &mut v) };
+                assert_eq!(rc, 0, "mincore: {}", std::io::Error::last_os_error());
+                v & 1 == 1
+            })
+            .collect()
+    }
+
+    /// A rerank's rows, read from the file, are asked of the kernel before they are read: after
+    /// `will_read` their pages (and the checksum chunks around them) come into the page cache
+    /// while a row far from them stays out — the reads a disk then serves together.
+    #[test]
+    fn rows_to_be_read_are_asked_of_the_kernel_ahead() {
+        const WIDE: usize = 1024;
+        let rows = 2048; // 8 MiB of vectors: rows 16 KiB apart and more are in other chunks
+        let mut b = SegmentBuilder::new(IdType::U64, Some(WIDE as u32));
+        for i in 0..rows {
+            let v: Vec<f32> = (0..WIDE).map(|d| (i * 17 + d) as f32 * 0.5).collect();
+            b.push(&Document { id: DocId::U64(i as u64), vector: Some(v.into()), attrs: Default::default() })
+                .unwrap();
+        }
+        // On the checkout's disk, not /tmp: a tmpfs cannot drop a page from its cache.
+        let dir = tempfile::tempdir_in(env!("CARGO_MANIFEST_DIR")).unwrap();
+        let path = dir.path().join("seg");
+        std::fs::write(&path, b.finish().unwrap()).unwrap();
+        let f = std::fs::File::open(&path).unwrap();
+        f.sync_all().unwrap();
+        let len = f.metadata().unwrap().len();
+        let seg = Segment::open(crate::cache::map_file(&f, len).unwrap()).unwrap();
+        let r = SegmentReader::new(seg, Arc::new(DeletionSet::new(rows)), SegmentRef::default());
+        let source = r.vector_rows().unwrap();
+        assert!(source.reads_file());
+        // Out of this process (the open verified every page) and out of the page cache.
+        let whole = &r.file[..];
+        assert!(crate::cache::release_resident(whole));
+        rustix::fs::fadvise(&f, 0, None, rustix::fs::Advice::DontNeed).unwrap();
+        let page = rustix::param::page_size();
+        let (base, vectors) = (whole.as_ptr() as usize, source.slice.vectors.as_ptr() as usize);
+        // Addresses only: touching the mapping would read the pages back.
+        let page_of = |row: usize| (vectors + row * WIDE * 4 - base) / page;
+        let (asked, far) = ([100usize, 1000, 1900], 1500usize);
+        let pages: Vec<usize> = asked.iter().map(|&row| page_of(row)).chain([page_of(far)]).collect();
+        assert_eq!(cached_pages(whole, &pages), vec![false; 4], "dropped from the page cache");
+        source.will_read(&asked.map(|row| row as u32));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while cached_pages(whole, &pages)[..3] != [true; 3] && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert_eq!(cached_pages(whole, &pages), vec![true, true, true, false], "asked rows, not the far one");
+        let mut buf = Vec::new();
+        for row in asked.into_iter().chain([far]) {
+            assert_eq!(source.row(row, &mut buf), r.seg.vector(row).unwrap(), "row {row}");
+        }
+        // A rerank whose first row is in the page cache (the segment's rows are served from
+        // memory) asks for nothing: the far row stays out (the comparisons above mapped it).
+        assert!(crate::cache::release_resident(whole));
+        rustix::fs::fadvise(&f, 0, None, rustix::fs::Advice::DontNeed).unwrap();
+        assert_eq!(cached_pages(whole, &[page_of(asked[0]), page_of(far)]), vec![false, false]);
+        source.row(asked[0], &mut buf);
+        source.will_read(&[asked[0] as u32, far as u32]);
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        assert_eq!(cached_pages(whole, &[page_of(asked[0]), page_of(far)]), vec![true, false]);
     }
 
     /// A query returning ids decodes neither attributes nor vectors; each part

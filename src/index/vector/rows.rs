@@ -7,12 +7,17 @@
 //!
 //! Invariant: `row(r)` is exactly row `r` of `all()`, the row-major `rows × dim` slice
 //! (the same bytes, however they are read); `floats()` is `all().len()`. Searches ask `floats()`
-//! and read rows through `row`; only an exact scan asks `all()`.
+//! and read rows through `row`; only an exact scan asks `all()`. `will_read` (a rerank naming
+//! its rows before it reads them) is a hint: no answer depends on it.
 
 /// Full-precision rows of one segment, read one at a time by an exact rerank.
 pub trait RowSource: Sync {
     /// Row `r`'s vector (`dim` floats); `buf` holds it when it has to be copied.
     fn row<'a>(&'a self, r: usize, buf: &'a mut Vec<f32>) -> &'a [f32];
+
+    /// Rows `rows` are read next by [`RowSource::row`]: a source that reads rows from a file
+    /// asks for them all at once. A hint: what `row` returns does not depend on it.
+    fn will_read(&self, _rows: &[u32]) {}
 
     /// Every row, row-major, for the exact scans that read them all.
     fn all(&self) -> &[f32];

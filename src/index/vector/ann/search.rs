@@ -581,9 +581,11 @@ impl<'a> AnnIndex<'a> {
         // Exact rerank.
         let mut top = TopK::new(k);
         let mut buf = Vec::new();
-        for (p, _) in cands.sorted() {
-            let p = p as usize;
-            let row = self.row_ids()[p] as usize;
+        let picked: Vec<(usize, u32)> =
+            cands.sorted().iter().map(|&(p, _)| (p as usize, self.row_ids()[p as usize])).collect();
+        rows.will_read(&picked.iter().map(|&(_, r)| r).collect::<Vec<u32>>());
+        for (p, row) in picked {
+            let row = row as usize;
             let x = rows.row(row, &mut buf);
             let d = match self.meta.metric {
                 _ if self.lists_only() => kern.distance(self.meta.metric, query, x),

@@ -709,12 +709,12 @@ impl GraphIndex {
             Some(f) => f,
             None => &all,
         };
-        let found = self.walk(ef, hidden, accept, &est);
+        let picked: Vec<u32> = self.walk(ef, hidden, accept, &est).iter().take(rerank).map(|d| d.1).collect();
+        rows.will_read(&picked);
         let mut buf = Vec::new();
-        let mut out: Vec<(u32, f32)> = found
+        let mut out: Vec<(u32, f32)> = picked
             .iter()
-            .take(rerank)
-            .map(|d| (d.1, kern.distance(self.metric, query, rows.row(d.1 as usize, &mut buf))))
+            .map(|&r| (r, kern.distance(self.metric, query, rows.row(r as usize, &mut buf))))
             .collect();
         out.sort_unstable_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
         out
