@@ -170,6 +170,21 @@ fn ab_sides(args: &Args) -> Vec<scale_ab::Side> {
     sides
 }
 
+/// The A/B phase on the indexed data dir, if one was asked for (None otherwise).
+fn run_ab(
+    rt: &tokio::runtime::Runtime,
+    args: &Args,
+    (cgroup, data_dir, log): (Option<&Cgroup>, &Path, &Path),
+    queries: &[f32],
+    gt: &[TopK],
+) -> Option<Json> {
+    let sides = ab_sides(args);
+    let start = |binary: &Path, env: &[(&str, &str)]| {
+        Daemon::start(rt, binary, (cgroup, &args.serve_args, env), data_dir, log).0
+    };
+    (!sides.is_empty()).then(|| scale_ab::ab(rt, &start, &sides, queries, gt))
+}
+
 #[path = "scale_data.rs"]
 mod scale_data;
 #[path = "scale_proc.rs"]
@@ -629,10 +644,8 @@ fn main() {
     if let Some(kept) = &args.ab_only {
         let cgroup = args.cgroup_mib.map(Cgroup::create);
         let (data_dir, log) = (kept.join("data"), kept.join("daemon.log"));
-        let start = |binary: &Path, env: &[(&str, &str)]| {
-            Daemon::start(&rt, binary, (cgroup.as_ref(), &args.serve_args, env), &data_dir, &log).0
-        };
-        println!("{}", json!({ "ab": scale_ab::ab(&rt, &start, &ab_sides(&args), queries, &gt) }));
+        let ab_j = run_ab(&rt, &args, (cgroup.as_ref(), &data_dir, &log), queries, &gt);
+        println!("{}", json!({ "ab": ab_j }));
         return;
     }
 
@@ -704,13 +717,7 @@ fn main() {
     let targets_j = by_target(&rt, &d.url, queries, &gt);
     drop(sampler);
     d.stop();
-    let sides = ab_sides(&args);
-    let ab_j = (!sides.is_empty()).then(|| {
-        let start = |binary: &Path, env: &[(&str, &str)]| {
-            Daemon::start(&rt, binary, (cgroup.as_ref(), &args.serve_args, env), &data_dir, &log).0
-        };
-        scale_ab::ab(&rt, &start, &sides, queries, &gt)
-    });
+    let ab_j = run_ab(&rt, &args, (cgroup.as_ref(), &data_dir, &log), queries, &gt);
 
     let build_peak = Mem {
         vm_rss: ingest_peak.vm_rss.max(catch_peak.vm_rss),

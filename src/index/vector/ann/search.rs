@@ -581,10 +581,10 @@ impl<'a> AnnIndex<'a> {
         // Exact rerank.
         let mut top = TopK::new(k);
         let mut buf = Vec::new();
-        let picked: Vec<(usize, u32)> =
-            cands.sorted().iter().map(|&(p, _)| (p as usize, self.row_ids()[p as usize])).collect();
-        rows.will_read(&picked.iter().map(|&(_, r)| r).collect::<Vec<u32>>());
-        for (p, row) in picked {
+        let (positions, picked): (Vec<usize>, Vec<u32>) =
+            cands.sorted().iter().map(|&(p, _)| (p as usize, self.row_ids()[p as usize])).unzip();
+        rows.will_read(&picked);
+        for (p, row) in positions.into_iter().zip(picked) {
             let row = row as usize;
             let x = rows.row(row, &mut buf);
             let d = match self.meta.metric {
