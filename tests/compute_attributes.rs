@@ -57,18 +57,32 @@ fn vector_of(i: u64) -> Vec<f64> {
     vec![(i as f64 * 0.37).sin(), (i as f64 * 0.11).cos(), 0.5 + i as f64 / 40.0]
 }
 
+/// Row `i`'s vector of `dim` values (`dim` = 3 is [`vector_of`]); 37 runs every SIMD kernel's
+/// blocks and tail, where a fused scan and a single distance could round apart.
+fn vector_n(i: u64, dim: usize) -> Vec<f64> {
+    if dim == 3 {
+        return vector_of(i);
+    }
+    (0..dim).map(|j| ((i as f64 + 1.0) * (j as f64 + 0.5) * 0.37).sin()).collect()
+}
+
 #[tokio::test]
 async fn vector_dist_is_the_knn_distance_under_the_namespace_metric() {
     let dir = tempfile::tempdir().unwrap();
     let d = Daemon::start(dir.path(), &[]);
     let c = client();
-    for (ns, metric) in [("cos", "cosine_distance"), ("l2", "euclidean_squared")] {
-        let docs: Vec<Json> = (0..30u64).map(|i| json!({"id": i, "vector": vector_of(i)})).collect();
+    let spaces = [("cos", "cosine_distance", 3), ("l2", "euclidean_squared", 3)];
+    let wide = [("cos37", "cosine_distance", 37), ("l237", "euclidean_squared", 37)];
+    for (ns, metric, dim) in spaces.into_iter().chain(wide) {
+        let docs: Vec<Json> = (0..30u64).map(|i| json!({"id": i, "vector": vector_n(i, dim)})).collect();
         write(&c, &d, ns, json!({"upsert_rows": docs[..20], "distance_metric": metric})).await;
         compact(&c, &d, ns).await;
         write(&c, &d, ns, json!({"upsert_rows": docs[20..]})).await; // unindexed rows too
-        let q = [0.3, -0.2, 0.9];
-        let other = [1.0, 0.5, -0.25];
+        let (q, other) = if dim == 3 {
+            (vec![0.3, -0.2, 0.9], vec![1.0, 0.5, -0.25])
+        } else {
+            (vector_n(100, dim), vector_n(101, dim))
+        };
         let b = query(
             &c,
             &d,

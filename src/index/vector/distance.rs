@@ -18,6 +18,10 @@
 //!   instructions where available. Index builds use them, so the same input gives the same
 //!   bytes on every machine.
 //! - Cosine distance is `1 - a·b / (|a| |b|)`; when either norm is zero it is defined as 1.0.
+//! - Within one kernel set a pair's distance has the same bits from every entry point (single,
+//!   batch, or the fused one-pass cosine scan): the fused scan accumulates each sum in exactly
+//!   its single kernel's order. A row's `$dist` therefore does not depend on which path (a
+//!   scan, a graph or IVF rerank, a `VectorDist` attribute) computed it.
 
 pub use crate::model::DistanceMetric as Metric;
 use std::sync::OnceLock;
@@ -221,6 +225,7 @@ fn l2sq_portable(a: &[f32], b: &[f32]) -> f32 {
     reduce16(&acc)
 }
 
+/// `(q · b, b · b)` in one pass, each sum in exactly the order of [`dot_portable`].
 #[inline(always)]
 fn dot_norm_portable(q: &[f32], b: &[f32]) -> (f32, f32) {
     let n = q.len().min(b.len());
@@ -526,24 +531,31 @@ pub(super) mod x86 {
         s
     }
 
+    /// `(q · b, b · b)` in one pass, each sum in exactly the order of [`dot_avx2_body`] (the same
+    /// accumulators, blocks, reduction and tail), so a scan's cosine equals `cosine_distance`'s bits.
     #[inline(always)]
     unsafe fn dot_norm_avx2_body(q: &[f32], b: &[f32]) -> (f32, f32) {
         let n = q.len().min(b.len());
         let (pa, pb) = (q.as_ptr(), b.as_ptr());
-        let (mut d0, mut d1, mut n0, mut n1) =
-            (_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps());
+        let mut acc = [_mm256_setzero_ps(); 4];
+        let mut nrm = [_mm256_setzero_ps(); 4];
         let mut i = 0;
-        while i + 16 <= n {
-            let y0 = _mm256_loadu_ps(pb.add(i));
-            let y1 = _mm256_loadu_ps(pb.add(i + 8));
-            d0 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i)), y0, d0);
-            d1 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i + 8)), y1, d1);
-            n0 = _mm256_fmadd_ps(y0, y0, n0);
-            n1 = _mm256_fmadd_ps(y1, y1, n1);
-            i += 16;
+        while i + 32 <= n {
+            for j in 0..4 {
+                let y = _mm256_loadu_ps(pb.add(i + 8 * j));
+                acc[j] = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i + 8 * j)), y, acc[j]);
+                nrm[j] = _mm256_fmadd_ps(y, y, nrm[j]);
+            }
+            i += 32;
         }
-        let mut d = hsum256(_mm256_add_ps(d0, d1));
-        let mut m = hsum256(_mm256_add_ps(n0, n1));
+        while i + 8 <= n {
+            let y = _mm256_loadu_ps(pb.add(i));
+            acc[0] = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i)), y, acc[0]);
+            nrm[0] = _mm256_fmadd_ps(y, y, nrm[0]);
+            i += 8;
+        }
+        let mut d = hsum256(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])));
+        let mut m = hsum256(_mm256_add_ps(_mm256_add_ps(nrm[0], nrm[1]), _mm256_add_ps(nrm[2], nrm[3])));
         while i < n {
             let y = *pb.add(i);
             d += *pa.add(i) * y;
@@ -661,30 +673,38 @@ pub(super) mod x86 {
         _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3])))
     }
 
+    /// `(q · b, b · b)` in one pass, each sum in exactly the order of [`dot_512_body`].
     #[inline(always)]
     unsafe fn dot_norm_512_body(q: &[f32], b: &[f32]) -> (f32, f32) {
         let n = q.len().min(b.len());
         let (pa, pb) = (q.as_ptr(), b.as_ptr());
-        let (mut d0, mut d1, mut n0, mut n1) =
-            (_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps());
+        let mut acc = [_mm512_setzero_ps(); 4];
+        let mut nrm = [_mm512_setzero_ps(); 4];
         let mut i = 0;
-        while i + 32 <= n {
-            let y0 = _mm512_loadu_ps(pb.add(i));
-            let y1 = _mm512_loadu_ps(pb.add(i + 16));
-            d0 = _mm512_fmadd_ps(_mm512_loadu_ps(pa.add(i)), y0, d0);
-            d1 = _mm512_fmadd_ps(_mm512_loadu_ps(pa.add(i + 16)), y1, d1);
-            n0 = _mm512_fmadd_ps(y0, y0, n0);
-            n1 = _mm512_fmadd_ps(y1, y1, n1);
-            i += 32;
+        while i + 64 <= n {
+            for j in 0..4 {
+                let y = _mm512_loadu_ps(pb.add(i + 16 * j));
+                acc[j] = _mm512_fmadd_ps(_mm512_loadu_ps(pa.add(i + 16 * j)), y, acc[j]);
+                nrm[j] = _mm512_fmadd_ps(y, y, nrm[j]);
+            }
+            i += 64;
         }
-        while i < n {
-            let m = tail_mask((n - i).min(16));
-            let y = _mm512_maskz_loadu_ps(m, pb.add(i));
-            d0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, pa.add(i)), y, d0);
-            n0 = _mm512_fmadd_ps(y, y, n0);
+        while i + 16 <= n {
+            let y = _mm512_loadu_ps(pb.add(i));
+            acc[0] = _mm512_fmadd_ps(_mm512_loadu_ps(pa.add(i)), y, acc[0]);
+            nrm[0] = _mm512_fmadd_ps(y, y, nrm[0]);
             i += 16;
         }
-        (_mm512_reduce_add_ps(_mm512_add_ps(d0, d1)), _mm512_reduce_add_ps(_mm512_add_ps(n0, n1)))
+        if i < n {
+            let m = tail_mask(n - i);
+            let y = _mm512_maskz_loadu_ps(m, pb.add(i));
+            acc[1] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, pa.add(i)), y, acc[1]);
+            nrm[1] = _mm512_fmadd_ps(y, y, nrm[1]);
+        }
+        (
+            _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3]))),
+            _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(nrm[0], nrm[1]), _mm512_add_ps(nrm[2], nrm[3]))),
+        )
     }
 
     #[inline(always)]
@@ -806,94 +826,5 @@ pub(super) mod x86 {
 }
 
 #[cfg(test)]
-mod tests {
-
-    use super::*;
-    use rand::{Rng, SeedableRng};
-
-    fn naive_dot(a: &[f32], b: &[f32]) -> f64 {
-        a.iter().zip(b).map(|(x, y)| f64::from(*x) * f64::from(*y)).sum()
-    }
-    fn naive_l2(a: &[f32], b: &[f32]) -> f64 {
-        a.iter().zip(b).map(|(x, y)| (f64::from(*x) - f64::from(*y)).powi(2)).sum()
-    }
-    fn close(got: f32, want: f64, scale: f64) -> bool {
-        (f64::from(got) - want).abs() <= 1e-5 * scale.max(1e-3)
-    }
-    fn rand_vec(rng: &mut rand::rngs::StdRng, n: usize) -> Vec<f32> {
-        (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect()
-    }
-
-    #[test]
-    fn every_kernel_set_matches_the_reference() {
-        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
-        let sets = available_kernels();
-        assert_eq!(sets.last().map(|k| k.name()), Some("portable"));
-        for dim in [1usize, 3, 15, 16, 17, 31, 33, 64, 100, 384, 1000] {
-            let rows = 5;
-            let q = rand_vec(&mut rng, dim);
-            let data = rand_vec(&mut rng, dim * rows);
-            for k in &sets {
-                let mut out = vec![0f32; rows];
-                for (r, row) in data.chunks_exact(dim).enumerate() {
-                    let scale = q.iter().zip(row).map(|(x, y)| f64::from((x * y).abs())).sum::<f64>();
-                    let d = naive_dot(&q, row);
-                    assert!(close(k.dot(&q, row), d, scale), "{} dot dim {dim}", k.name());
-                    let l = naive_l2(&q, row);
-                    assert!(close(k.euclidean_squared(&q, row), l, l), "{} l2 dim {dim}", k.name());
-                    let c = 1.0 - d / (naive_dot(&q, &q).sqrt() * naive_dot(row, row).sqrt());
-                    assert!(close(k.cosine_distance(&q, row), c, 1.0), "{} cos dim {dim}", k.name());
-                    k.dot_batch(&q, &data, &mut out);
-                    assert!(close(out[r], d, scale), "{} dot_batch dim {dim}", k.name());
-                    k.euclidean_squared_batch(&q, &data, &mut out);
-                    assert!(close(out[r], l, l), "{} l2_batch dim {dim}", k.name());
-                    k.cosine_batch(&q, &data, &mut out);
-                    assert!(close(out[r], c, 1.0), "{} cos_batch dim {dim}", k.name());
-                }
-            }
-            // Deterministic kernels equal the portable ones bit for bit.
-            let mut a = vec![0f32; rows];
-            let mut b = vec![0f32; rows];
-            det_dot_batch(&q, &data, &mut a);
-            PORTABLE.dot_batch(&q, &data, &mut b);
-            assert_eq!(a, b);
-            assert_eq!(det_dot(&q, &data[..dim]).to_bits(), dot_portable(&q, &data[..dim]).to_bits());
-            det_l2sq_batch(&q, &data, &mut a);
-            PORTABLE.euclidean_squared_batch(&q, &data, &mut b);
-            assert_eq!(a, b);
-        }
-    }
-
-    #[test]
-    fn integer_kernel_is_exact_on_every_set() {
-        let mut rng = rand::rngs::StdRng::seed_from_u64(9);
-        for dim in [1usize, 3, 17, 63, 64, 65, 128, 384, 1000] {
-            let q: Vec<i8> = (0..dim).map(|_| rng.random_range(-127i8..=127)).collect();
-            let codes: Vec<u8> = (0..dim * 4).map(|_| rng.random::<u8>()).collect();
-            let want: Vec<i32> = codes
-                .chunks_exact(dim)
-                .map(|c| c.iter().zip(&q).map(|(a, b)| i32::from(*a) * i32::from(*b)).sum())
-                .collect();
-            for k in available_kernels() {
-                let mut out = vec![0i32; 4];
-                k.u8i8_batch(&q, &codes, &mut out);
-                assert_eq!(out, want, "{} dim {dim}", k.name());
-                assert_eq!(k.u8i8(&q, &codes[..dim]), want[0], "{} dim {dim}", k.name());
-            }
-        }
-    }
-
-    #[test]
-    fn zero_vectors_and_empty_inputs() {
-        for k in available_kernels() {
-            assert_eq!(k.cosine_distance(&[0.0; 5], &[1.0; 5]), 1.0);
-            assert_eq!(k.dot(&[], &[]), 0.0);
-            let mut out = [5.0f32; 2];
-            k.cosine_batch(&[0.0, 0.0], &[1.0, 2.0, 3.0, 4.0], &mut out);
-            assert_eq!(out, [1.0, 1.0]);
-            // Mismatched lengths use the shorter one and never read out of bounds.
-            assert_eq!(k.dot(&[1.0, 2.0, 3.0], &[1.0]), 1.0);
-            assert_eq!(k.u8i8(&[1, 2, 3], &[2]), 2);
-        }
-    }
-}
+#[path = "distance_tests.rs"]
+mod tests;

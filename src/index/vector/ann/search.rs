@@ -581,18 +581,13 @@ impl<'a> AnnIndex<'a> {
         // Exact rerank.
         let mut top = TopK::new(k);
         let mut buf = Vec::new();
-        let (positions, picked): (Vec<usize>, Vec<u32>) =
-            cands.sorted().iter().map(|&(p, _)| (p as usize, self.row_ids()[p as usize])).unzip();
+        let picked: Vec<u32> = cands.sorted().iter().map(|&(p, _)| self.row_ids()[p as usize]).collect();
         rows.will_read(&picked);
-        for (p, row) in positions.into_iter().zip(picked) {
-            let row = row as usize;
-            let x = rows.row(row, &mut buf);
-            let d = match self.meta.metric {
-                _ if self.lists_only() => kern.distance(self.meta.metric, query, x),
-                Metric::CosineDistance => cosine_with_norms(kern.dot(query, x), qnorm, self.norms()[p]),
-                Metric::EuclideanSquared => kern.euclidean_squared(query, x),
-            };
-            top.push(d, row as u32);
+        for row in picked {
+            // `distance`, not the index's stored norms: a row's `$dist` has the bits every other
+            // path gives it (the stored norm may come from the kernel set that built the index).
+            let d = kern.distance(self.meta.metric, query, rows.row(row as usize, &mut buf));
+            top.push(d, row);
         }
         top.sorted()
     }
