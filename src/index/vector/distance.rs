@@ -70,6 +70,15 @@ impl Kernels {
             Metric::EuclideanSquared => self.euclidean_squared(a, b),
         }
     }
+    /// [`Kernels::distance`] with the query's norm given (`qn` = `self.dot(q, q).sqrt()`, worked
+    /// out once per query): the same bits, one dot product fewer per row.
+    #[inline]
+    pub fn distance_with_norm(&self, metric: Metric, q: &[f32], qn: f32, x: &[f32]) -> f32 {
+        match metric {
+            Metric::CosineDistance => cosine_from(self.dot(q, x), qn * self.dot(x, x).sqrt()),
+            Metric::EuclideanSquared => self.euclidean_squared(q, x),
+        }
+    }
     /// `out[i] = q · rows[i]` for the row-major `rows` (row length `q.len()`).
     #[inline]
     pub fn dot_batch(&self, q: &[f32], rows: &[f32], out: &mut [f32]) {

@@ -82,6 +82,9 @@ fn a_pair_has_the_same_distance_bits_from_every_entry_point() {
                 assert_eq!(cos[r].to_bits(), k.cosine_distance(&q, row).to_bits(), "{name} cos dim {d}");
                 let single = k.distance(Metric::CosineDistance, &q, row);
                 assert_eq!(cos[r].to_bits(), single.to_bits(), "{name} cos dim {d}");
+                let qn = k.dot(&q, &q).sqrt();
+                let hoisted = k.distance_with_norm(Metric::CosineDistance, &q, qn, row);
+                assert_eq!(cos[r].to_bits(), hoisted.to_bits(), "{name} cos dim {d}");
                 let e = k.distance(Metric::EuclideanSquared, &q, row);
                 assert_eq!(l2[r].to_bits(), e.to_bits(), "{name} l2 dim {d}");
                 assert_eq!(dot[r].to_bits(), k.dot(&q, row).to_bits(), "{name} dot dim {d}");

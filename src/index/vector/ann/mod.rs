@@ -279,27 +279,11 @@ fn exact_with(
                     continue;
                 }
                 let x = &vectors[row * dim..(row + 1) * dim];
-                let d = match metric {
-                    Metric::CosineDistance => {
-                        cosine_with_norms(kern.dot(query, x), qn, kern.dot(x, x).sqrt())
-                    }
-                    Metric::EuclideanSquared => kern.euclidean_squared(query, x),
-                };
-                top.push(d, row as u32);
+                top.push(kern.distance_with_norm(metric, query, qn, x), row as u32);
             }
         }
     }
     top.sorted()
-}
-
-#[inline]
-fn cosine_with_norms(dot: f32, qn: f32, xn: f32) -> f32 {
-    let p = qn * xn;
-    if p > 0.0 && p.is_finite() {
-        1.0 - dot / p
-    } else {
-        1.0
-    }
 }
 
 #[cfg(test)]

@@ -584,9 +584,9 @@ impl<'a> AnnIndex<'a> {
         let picked: Vec<u32> = cands.sorted().iter().map(|&(p, _)| self.row_ids()[p as usize]).collect();
         rows.will_read(&picked);
         for row in picked {
-            // `distance`, not the index's stored norms: a row's `$dist` has the bits every other
-            // path gives it (the stored norm may come from the kernel set that built the index).
-            let d = kern.distance(self.meta.metric, query, rows.row(row as usize, &mut buf));
+            // The row's norm worked out here, not the index's stored one: a row's `$dist` has the
+            // bits every other path gives it (the stored norm may come from the build's kernels).
+            let d = kern.distance_with_norm(self.meta.metric, query, qnorm, rows.row(row as usize, &mut buf));
             top.push(d, row);
         }
         top.sorted()

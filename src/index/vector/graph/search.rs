@@ -712,9 +712,10 @@ impl GraphIndex {
         let picked: Vec<u32> = self.walk(ef, hidden, accept, &est).iter().take(rerank).map(|d| d.1).collect();
         rows.will_read(&picked);
         let mut buf = Vec::new();
+        let qn = kern.dot(query, query).sqrt();
         let mut out: Vec<(u32, f32)> = picked
             .iter()
-            .map(|&r| (r, kern.distance(self.metric, query, rows.row(r as usize, &mut buf))))
+            .map(|&r| (r, kern.distance_with_norm(self.metric, query, qn, rows.row(r as usize, &mut buf))))
             .collect();
         out.sort_unstable_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
         out
