@@ -596,13 +596,50 @@ pub(super) mod x86 {
     }
     #[target_feature(enable = "avx2,fma")]
     unsafe fn u8i8_avx2(q: &[i8], c: &[u8]) -> i32 {
-        u8i8_portable(q, c)
+        u8i8_avx2_body(q, c)
     }
     #[target_feature(enable = "avx2,fma")]
     unsafe fn u8i8_batch_avx2(q: &[i8], c: &[u8], o: &mut [i32]) {
-        // A closure, not the fn item: it inherits this function's target features.
-        #[allow(clippy::redundant_closure)]
-        batch_u8i8(q, c, o, |a, b| u8i8_portable(a, b))
+        batch_u8i8(q, c, o, |a, b| u8i8_avx2_body(a, b))
+    }
+
+    /// `Σ q[i] · c[i]` with explicit instructions (16 bytes of each widened to 16 bits, `madd` into
+    /// 32-bit lanes; exact: a lane gains at most 2 · 255 · 128 a step), not the portable loop: that one
+    /// is vectorised only by an optimising build, and at the test profile's opt-level 1 it was most of
+    /// a graph build on a CPU without AVX-512 (a 2,000-row merge over 2 minutes).
+    #[inline(always)]
+    unsafe fn u8i8_avx2_body(q: &[i8], c: &[u8]) -> i32 {
+        let n = q.len().min(c.len());
+        let (pq, pc) = (q.as_ptr(), c.as_ptr());
+        let (mut a0, mut a1) = (_mm256_setzero_si256(), _mm256_setzero_si256());
+        let mut i = 0;
+        while i + 32 <= n {
+            a0 = _mm256_add_epi32(a0, madd16(pq.add(i), pc.add(i)));
+            a1 = _mm256_add_epi32(a1, madd16(pq.add(i + 16), pc.add(i + 16)));
+            i += 32;
+        }
+        if i + 16 <= n {
+            a0 = _mm256_add_epi32(a0, madd16(pq.add(i), pc.add(i)));
+            i += 16;
+        }
+        let v = _mm256_add_epi32(a0, a1);
+        let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v));
+        let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b01_00_11_10>(s));
+        let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b10_11_00_01>(s));
+        let mut sum = _mm_cvtsi128_si32(s);
+        while i < n {
+            sum += i32::from(*pq.add(i)) * i32::from(*pc.add(i));
+            i += 1;
+        }
+        sum
+    }
+
+    /// The 16 products of `q[..16]` and `c[..16]`, summed in pairs into 8 lanes.
+    #[inline(always)]
+    unsafe fn madd16(q: *const i8, c: *const u8) -> __m256i {
+        let x = _mm256_cvtepi8_epi16(_mm_loadu_si128(q as *const __m128i));
+        let y = _mm256_cvtepu8_epi16(_mm_loadu_si128(c as *const __m128i));
+        _mm256_madd_epi16(x, y)
     }
 
     // SAFETY (all fn pointers below): these tables are only handed out by `available_kernels`
@@ -776,13 +813,11 @@ pub(super) mod x86 {
     }
     #[target_feature(enable = "avx512f,avx512bw,fma,avx2")]
     unsafe fn u8i8_512(q: &[i8], c: &[u8]) -> i32 {
-        u8i8_portable(q, c)
+        u8i8_avx2_body(q, c)
     }
     #[target_feature(enable = "avx512f,avx512bw,fma,avx2")]
     unsafe fn u8i8_batch_512(q: &[i8], c: &[u8], o: &mut [i32]) {
-        // A closure, not the fn item: it inherits this function's target features.
-        #[allow(clippy::redundant_closure)]
-        batch_u8i8(q, c, o, |a, b| u8i8_portable(a, b))
+        batch_u8i8(q, c, o, |a, b| u8i8_avx2_body(a, b))
     }
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
     unsafe fn u8i8_vnni(q: &[i8], c: &[u8]) -> i32 {

@@ -96,8 +96,8 @@ fn a_pair_has_the_same_distance_bits_from_every_entry_point() {
 #[test]
 fn integer_kernel_is_exact_on_every_set() {
     let mut rng = rand::rngs::StdRng::seed_from_u64(9);
-    for dim in [1usize, 3, 17, 63, 64, 65, 128, 384, 1000] {
-        let q: Vec<i8> = (0..dim).map(|_| rng.random_range(-127i8..=127)).collect();
+    for dim in [1usize, 3, 15, 16, 17, 31, 32, 48, 63, 64, 65, 128, 384, 1000] {
+        let q: Vec<i8> = (0..dim).map(|_| rng.random_range(-128i8..=127)).collect();
         let codes: Vec<u8> = (0..dim * 4).map(|_| rng.random::<u8>()).collect();
         let want: Vec<i32> = codes
             .chunks_exact(dim)
