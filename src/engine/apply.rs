@@ -27,7 +27,7 @@ use crate::filter::Filter;
 use crate::model::{AttrMap, DocId, Document, Value};
 use crate::ops::{RequestRecord, RowCounts};
 use crate::schema::{canonical_kind, AttrSchema, AttrType, ScalarType};
-use crate::state::NsState;
+use crate::state::{NsState, PreparedText};
 
 /// Ids touched by a request (for `return_affected_ids`).
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -243,7 +243,18 @@ pub fn apply_request(
     req: &RequestRecord,
     affected: Option<&mut AffectedIds>,
 ) -> Result<RowCounts, EngineError> {
-    apply_with(state, req, affected, Origin::New)
+    apply_with(state, req, None, affected, Origin::New)
+}
+
+/// [`apply_request`] with the upserts' full-text tokens analysed before the
+/// commit (`state/text_prepared.rs`; rows they do not match are analysed here).
+pub fn apply_prepared(
+    state: &mut NsState,
+    req: &RequestRecord,
+    prepared: Option<&PreparedText>,
+    affected: Option<&mut AffectedIds>,
+) -> Result<RowCounts, EngineError> {
+    apply_with(state, req, prepared, affected, Origin::New)
 }
 
 /// Where a request comes from: limits that did not exist when a WAL batch
@@ -271,6 +282,14 @@ fn check_attribute_cap(before: &NsState, after: &NsState) -> Result<(), EngineEr
     Ok(())
 }
 
+/// The schema `state` has once `req`'s settings are applied as a new request's
+/// would be; None when they would be refused (the request will fail anyway).
+pub(super) fn schema_after(state: &NsState, req: &RequestRecord) -> Option<crate::schema::Schema> {
+    let mut s = state.clone();
+    s.apply_settings(req, Origin::New).ok()?;
+    Some(s.schema)
+}
+
 /// Replay one request of a WAL batch under the rule it was first applied
 /// with. On error `state` is unchanged.
 pub fn replay_request(
@@ -278,12 +297,13 @@ pub fn replay_request(
     req: &RequestRecord,
     rule: DatetimeRule,
 ) -> Result<RowCounts, EngineError> {
-    apply_with(state, req, None, Origin::Replay(rule))
+    apply_with(state, req, None, None, Origin::Replay(rule))
 }
 
 fn apply_with(
     state: &mut NsState,
     req: &RequestRecord,
+    prepared: Option<&PreparedText>,
     mut affected: Option<&mut AffectedIds>,
     origin: Origin,
 ) -> Result<RowCounts, EngineError> {
@@ -345,7 +365,8 @@ fn apply_with(
             }
         }
     }
-    for doc in &ops.upserts {
+    let prepared = prepared.filter(|p| p.rows() == ops.upserts.len() && !p.is_empty());
+    for (i, doc) in ops.upserts.iter().enumerate() {
         s.check_id(&doc.id)?;
         s.check_vector(doc)?;
         for (k, v) in &doc.attrs {
@@ -360,7 +381,7 @@ fn apply_with(
         if let Some(a) = affected.as_deref_mut() {
             a.upserted.push(doc.id.clone());
         }
-        s.put(doc);
+        s.put_prepared(doc, prepared.map(|p| p.row(i)));
         counts.upserted += 1;
     }
     for p in &ops.patches {

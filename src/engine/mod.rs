@@ -55,6 +55,7 @@ mod merge;
 mod model_query;
 mod multi;
 mod observe;
+mod prepare;
 mod query_error;
 pub mod query_pool;
 pub mod read;

@@ -38,6 +38,21 @@ pub struct WriteRequest {
     /// generation as the request's rows (empty: none). Not in the WAL: labels
     /// live in the manifest (`engine::labels`).
     pub labels: crate::engine::labels::LabelChanges,
+    /// The upserts' full-text tokens, analysed before the request queued for its
+    /// namespace's commit (`Engine::write`); never in the WAL, and not part of
+    /// what the request says (requests compare equal whatever their preparation).
+    pub prepared: Prepared,
+}
+
+/// A request's preparation ([`crate::state::PreparedText`]): a cache of work the commit
+/// would otherwise do, so it compares equal to any other.
+#[derive(Clone, Debug, Default)]
+pub struct Prepared(pub Option<std::sync::Arc<crate::state::PreparedText>>);
+
+impl PartialEq for Prepared {
+    fn eq(&self, _: &Prepared) -> bool {
+        true
+    }
 }
 
 /// How a namespace is derived from another (see `engine::branch`).

@@ -44,6 +44,7 @@ use crate::format::manifest::{Manifest, ManifestStats, ObjectRef, WalRef};
 use crate::format::wal::WalBatch;
 use crate::layout::NsPath;
 use crate::ops::{RequestRecord, RowCounts};
+use crate::state::PreparedText;
 
 /// Most requests one group commit takes.
 const MAX_GROUP_REQUESTS: usize = 256;
@@ -102,7 +103,9 @@ impl Engine {
     }
 
     /// Queue `req` (embedded already) for the namespace's next group commit and wait for its answer.
-    async fn write_queued(&self, path: &NsPath, req: WriteRequest) -> Result<WriteResponse, EngineError> {
+    async fn write_queued(&self, path: &NsPath, mut req: WriteRequest) -> Result<WriteResponse, EngineError> {
+        // Analysed here, beside the commit of the group before (`engine/prepare.rs`).
+        self.prepare_text(path, &mut req).await;
         let h = self.handle(path);
         let (tx, mut rx) = oneshot::channel();
         h.queue.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push_back(Pending { req, tx });
@@ -309,7 +312,8 @@ impl Engine {
         super::dense::resolve_dense(state, &mut record)?;
         super::embed::check_embedded(&state.schema, &record, &self.models.current())?;
         super::multi::check_multi(state, &record)?;
-        record.counts = apply_off_workers(state, &record, &mut affected).await?;
+        let prepared = req.prepared.0.as_deref();
+        record.counts = apply_off_workers(state, &record, prepared, &mut affected).await?;
         if is_noop(&record, base) && labels_after == *labels {
             return Ok((PlannedOutcome::Unchanged { affected }, None));
         }
@@ -501,15 +505,16 @@ impl Engine {
 async fn apply_off_workers(
     state: &mut NsState,
     record: &RequestRecord,
+    prepared: Option<&PreparedText>,
     affected: &mut Option<AffectedIds>,
 ) -> Result<RowCounts, EngineError> {
     let ops = &record.ops;
     if ops.delete_by_filter.is_none() && ops.patch_by_filter.is_none() {
-        return apply_checked(state, record, affected.as_mut());
+        return apply_checked(state, record, prepared, affected.as_mut());
     }
     let (mut st, rec, mut aff) = (std::mem::take(state), record.clone(), affected.take());
     let (st, aff, counts) = tokio::task::spawn_blocking(move || {
-        let counts = apply_checked(&mut st, &rec, aff.as_mut());
+        let counts = apply_checked(&mut st, &rec, None, aff.as_mut());
         (st, aff, counts)
     })
     .await
@@ -527,9 +532,11 @@ async fn apply_off_workers(
 fn apply_checked(
     state: &mut NsState,
     record: &RequestRecord,
+    prepared: Option<&PreparedText>,
     affected: Option<&mut AffectedIds>,
 ) -> Result<RowCounts, EngineError> {
-    crate::integrity::within(|| apply::apply_request(state, record, affected)).map_err(EngineError::rot)?
+    crate::integrity::within(|| apply::apply_prepared(state, record, prepared, affected))
+        .map_err(EngineError::rot)?
 }
 
 /// The counts a stored idempotency record (`storage-format.md` 6.1,

@@ -35,7 +35,7 @@ pub mod segment;
 pub mod text;
 
 pub use self::segment::SegmentReader;
-pub use self::text::{OverlayText, TextView};
+pub use self::text::{OverlayText, PreparedRow, PreparedText, TextView};
 
 /// The state of a namespace at one generation.
 #[derive(Clone, Debug, Default)]
@@ -163,7 +163,13 @@ impl NsState {
     }
 
     /// Insert or replace a document.
-    pub fn put(&mut self, mut doc: Document) {
+    pub fn put(&mut self, doc: Document) {
+        self.put_prepared(doc, None);
+    }
+
+    /// [`Self::put`] with the document's full-text tokens possibly analysed
+    /// already (`state/text_prepared.rs`: used only when they are this document's).
+    pub fn put_prepared(&mut self, mut doc: Document, prepared: Option<PreparedRow<'_>>) {
         if let Some(spill) = &self.spill {
             doc.vector = doc.vector.take().map(|v| spill.spill(v));
             // Named vectors spill like `vector`: the unindexed backlog is not heap.
@@ -179,7 +185,7 @@ impl NsState {
         }
         self.logical_bytes += doc.logical_bytes();
         let doc = Arc::new(doc);
-        self.text.replace(&self.schema, &self.overlay, &doc.id, Some(&doc));
+        self.text.replace(&self.schema, &self.overlay, &doc.id, Some(&doc), prepared);
         self.shadow_segment_rows(&doc.id);
         self.overlay.insert(doc.id.clone(), Some(doc));
     }
@@ -189,7 +195,7 @@ impl NsState {
         let Some(old) = self.get(id) else { return false };
         self.logical_bytes = self.logical_bytes.saturating_sub(old.logical_bytes());
         self.len -= 1;
-        self.text.replace(&self.schema, &self.overlay, id, None);
+        self.text.replace(&self.schema, &self.overlay, id, None, None);
         if self.segments.iter().any(|s| s.find_live(id).is_some()) {
             self.shadow_segment_rows(id);
             self.overlay.insert(id.clone(), None);

@@ -42,6 +42,10 @@
 //! - A segment build takes the folded rows' postings from here
 //!   ([`TextView::for_each_list`]) instead of analysing them again: the same tokens
 //!   under the same options, so the same section bytes (`engine/indexing.rs`).
+//! - A put may bring its tokens analysed before the commit
+//!   (`state/text_prepared.rs`); they are used only when they are the analysis
+//!   of that very value under the attribute's options, so the index is the
+//!   one analysis at the put would build.
 //! - Vectors are never read: an overlay whose vectors are spilled
 //!   (`crate::spill`) is indexed the same way.
 
@@ -199,6 +203,7 @@ impl OverlayText {
         overlay: &imbl::OrdMap<DocId, Option<Arc<Document>>>,
         id: &DocId,
         new: Option<&Arc<Document>>,
+        prepared: Option<PreparedRow<'_>>,
     ) {
         self.sync(schema, overlay);
         if self.0.attrs.is_empty() {
@@ -216,7 +221,7 @@ impl OverlayText {
             inner.next_seq += 1;
             inner.seq_of.insert(id.clone(), seq);
             for a in &mut inner.attrs {
-                a.add(seq, new);
+                a.add(seq, new, prepared);
             }
         }
     }
@@ -298,8 +303,17 @@ impl AttrText {
         self.parts.iter().map(|p| p.chunk.bytes + p.dead.len() * 8).sum()
     }
 
-    fn add(&mut self, seq: u64, doc: &Arc<Document>) {
-        let toks = doc_tokens(&self.analyzer, doc, &self.name);
+    /// Indexes row `seq`; `prepared` may hold its tokens, analysed before the commit.
+    fn add(&mut self, seq: u64, doc: &Arc<Document>, prepared: Option<PreparedRow<'_>>) {
+        let analysed;
+        let toks = match prepared.map(|p| p.tokens(&self.name, &self.options, doc.attrs.get(&self.name))) {
+            Some(Prepared::Tokens(toks)) => toks,
+            Some(Prepared::Empty) => return,
+            Some(Prepared::Unknown) | None => {
+                analysed = doc_tokens(&self.analyzer, doc, &self.name);
+                &analysed
+            }
+        };
         if toks.is_empty() {
             return;
         }
@@ -310,7 +324,7 @@ impl AttrText {
         let tail = self.parts.last_mut().expect("a tail was just ensured");
         let chunk = Arc::make_mut(&mut tail.chunk);
         chunk.unseal();
-        chunk.push(seq, doc, &toks);
+        chunk.push(seq, doc, toks);
         if chunk.seqs.len() >= TAIL_ROWS {
             chunk.seal();
             self.merge_tail();
@@ -632,7 +646,10 @@ fn gallop<T>(items: &[T], before: impl Fn(&T) -> bool) -> usize {
 
 #[path = "text_chunk.rs"]
 mod chunk;
+#[path = "text_prepared.rs"]
+pub mod prepared;
 use chunk::Chunk;
+pub use prepared::{Prepared, PreparedRow, PreparedText};
 
 #[cfg(test)]
 #[path = "text_tests.rs"]

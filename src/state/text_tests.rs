@@ -22,7 +22,7 @@ fn doc(id: u64, text: &str) -> Arc<Document> {
 type Overlay = imbl::OrdMap<DocId, Option<Arc<Document>>>;
 
 fn put(ix: &mut OverlayText, s: &Schema, o: &mut Overlay, d: Arc<Document>) {
-    ix.replace(s, o, &d.id, Some(&d));
+    ix.replace(s, o, &d.id, Some(&d), None);
     o.insert(d.id.clone(), Some(d));
 }
 
@@ -45,7 +45,7 @@ fn statistics_follow_puts_supersedes_and_deletes_without_touching_shared_snapsho
     }
     for i in 0..150 {
         let id = DocId::U64(i);
-        ix.replace(&s, &o, &id, None);
+        ix.replace(&s, &o, &id, None, None);
         o.remove(&id);
     }
     let v = ix.attr("t", &opts).unwrap();
@@ -137,7 +137,7 @@ fn a_carried_index_serves_what_indexing_the_kept_rows_afresh_does() {
             let id = next(90);
             match next(5) {
                 0 => {
-                    ix.replace(&s, &o, &DocId::U64(id), None);
+                    ix.replace(&s, &o, &DocId::U64(id), None, None);
                     o.remove(&DocId::U64(id));
                 }
                 1 => {
@@ -167,8 +167,8 @@ fn a_carried_index_serves_what_indexing_the_kept_rows_afresh_does() {
         let (mut c, mut f) = (carried, fresh);
         for i in 0..30 {
             let d = doc(i % 7 + 200, &text(&mut next));
-            c.replace(&s, &refolded, &d.id, Some(&d));
-            f.replace(&s, &refolded, &d.id, Some(&d));
+            c.replace(&s, &refolded, &d.id, Some(&d), None);
+            f.replace(&s, &refolded, &d.id, Some(&d), None);
             refolded.insert(d.id.clone(), Some(d));
         }
         assert_eq!(served(&c, &WORDS), served(&f, &WORDS), "seed {seed}, after more writes");
@@ -238,7 +238,7 @@ fn document_frequencies_summed_over_chunks_equal_a_recount_after_random_writes()
             match next(6) {
                 // Deletes, and rows without the attribute's text (no row in any chunk).
                 0 => {
-                    ix.replace(&s, &o, &id, None);
+                    ix.replace(&s, &o, &id, None, None);
                     o.remove(&id);
                 }
                 1 => put(&mut ix, &s, &mut o, Arc::new(Document::new(id))),

@@ -600,6 +600,12 @@ impl Segment {
 
     /// The row holding `id`, by binary search.
     pub fn find(&self, id: &DocId) -> Option<usize> {
+        // An id past either end skips the search: a bulk load's ascending ids lie past every
+        // older segment, and each step of a search checks a chunk of the id column.
+        let last = self.inner.rows.checked_sub(1)?;
+        if self.cmp_row(last, id) == Ordering::Less || self.cmp_row(0, id) == Ordering::Greater {
+            return None;
+        }
         let row = self.lower_bound(id);
         (row < self.inner.rows && self.cmp_row(row, id) == Ordering::Equal).then_some(row)
     }

@@ -376,7 +376,7 @@ pub fn value_tokens(analyzer: &Analyzer, v: &crate::model::Value) -> Vec<String>
 /// allocations per value, reused across values, instead of one per token
 /// (ingest analyses every row several times; the per-token strings were a
 /// good part of its allocator time).
-#[derive(Default)]
+#[derive(Default, Debug)]
 pub struct ValueTokens {
     text: String,
     ends: Vec<usize>,

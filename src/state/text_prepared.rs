@@ -1,0 +1,149 @@
+//! A write request's full-text tokens, analysed before the request reaches
+//! its namespace's commit queue.
+//!
+//! The commit of a namespace's group is serial (`engine/write.rs`): while one
+//! group applies, no other write of that namespace can. Analysis (splitting,
+//! lowercasing, stemming) was most of what applying an upsert to the
+//! overlay's inverted index cost; done here, in the request's own task, it
+//! runs beside the commit of the group before and on the other core.
+//!
+//! Invariants:
+//! - A prepared row's tokens for an attribute are exactly what
+//!   [`ValueTokens::analyze`] gives for the value under [`Analyzer::new`] of
+//!   the options recorded with them: the same function on the same input.
+//! - They are used only when the row being put carries a value with the same
+//!   fingerprint (length and a fixed-seed hash of its strings) under the same
+//!   options as the attribute being indexed; anything else (the schema
+//!   changed in between, a value that is not the analysed one, a row count
+//!   that does not match the request) is analysed again at the put, so a stale
+//!   preparation costs time, never a wrong posting.
+//! - Nothing here is persisted or shared between requests.
+
+use std::hash::{BuildHasher, Hasher};
+
+use crate::index::text::{Analyzer, ValueTokens};
+use crate::model::{Document, Value};
+use crate::schema::{FullTextSearch, Schema};
+
+/// Per upsert row, per full-text attribute: its tokens.
+#[derive(Debug, Default)]
+pub struct PreparedText {
+    attrs: Vec<PreparedAttr>,
+    rows: usize,
+}
+
+#[derive(Debug)]
+struct PreparedAttr {
+    name: String,
+    options: FullTextSearch,
+    /// One per upsert row: None when the row has no tokens here (no value, or no words).
+    rows: Vec<Option<(Fingerprint, ValueTokens)>>,
+}
+
+/// Identifies an analysed value: its strings' total length and their hash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Fingerprint(u64, u64);
+
+impl PreparedText {
+    /// Analyses `docs` (a request's upserts, in order) for every full-text
+    /// attribute of `schema`, the schema the request is expected to apply under.
+    pub fn analyze(schema: &Schema, docs: &[Document]) -> PreparedText {
+        let attrs = schema
+            .iter()
+            .filter_map(|(name, s)| s.full_text_search.as_ref().map(|o| (name, o)))
+            .map(|(name, options)| PreparedAttr::analyze(name, options, docs))
+            .collect();
+        PreparedText { attrs, rows: docs.len() }
+    }
+
+    /// Upsert rows analysed.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Whether no attribute was analysed (nothing to use).
+    pub fn is_empty(&self) -> bool {
+        self.attrs.is_empty()
+    }
+
+    /// Row `i`'s tokens (`i < rows()`).
+    pub fn row(&self, i: usize) -> PreparedRow<'_> {
+        debug_assert!(i < self.rows);
+        PreparedRow { text: self, i }
+    }
+}
+
+impl PreparedAttr {
+    fn analyze(name: &str, options: &FullTextSearch, docs: &[Document]) -> PreparedAttr {
+        let analyzer = Analyzer::new(options);
+        let rows = docs
+            .iter()
+            .map(|d| {
+                let v = d.attrs.get(name)?;
+                let mut toks = ValueTokens::default();
+                toks.analyze(&analyzer, v);
+                (!toks.is_empty()).then(|| (fingerprint(v), toks))
+            })
+            .collect();
+        PreparedAttr { name: name.to_owned(), options: options.clone(), rows }
+    }
+}
+
+/// One upsert row's prepared tokens.
+#[derive(Clone, Copy)]
+pub struct PreparedRow<'a> {
+    text: &'a PreparedText,
+    i: usize,
+}
+
+/// What a prepared row says of one attribute's value.
+pub enum Prepared<'a> {
+    /// These are its tokens (not empty).
+    Tokens(&'a ValueTokens),
+    /// It has no tokens.
+    Empty,
+    /// Not prepared for it: analyse it.
+    Unknown,
+}
+
+impl<'a> PreparedRow<'a> {
+    /// The tokens of `value` (the row's value of `name`, None when it has
+    /// none) under `options`, when they were prepared for that very value.
+    pub fn tokens(&self, name: &str, options: &FullTextSearch, value: Option<&Value>) -> Prepared<'a> {
+        let Some(a) = self.text.attrs.iter().find(|a| a.name == name && a.options == *options) else {
+            return Prepared::Unknown;
+        };
+        match (&a.rows[self.i], value) {
+            (Some((f, toks)), Some(v)) if *f == fingerprint(v) => Prepared::Tokens(toks),
+            // No value then and now: nothing to index, as analysis would find.
+            (None, None) => Prepared::Empty,
+            _ => Prepared::Unknown,
+        }
+    }
+}
+
+/// The fingerprint of the strings analysis reads from `v` (a string, or an
+/// array's strings; other values have no tokens and fingerprint as empty).
+fn fingerprint(v: &Value) -> Fingerprint {
+    let mut h = foldhash::quality::FixedState::with_seed(0x7469_6465_706f_6f6c).build_hasher();
+    let mut len = 0u64;
+    let mut add = |s: &str| {
+        h.write_usize(s.len());
+        h.write(s.as_bytes());
+        len += s.len() as u64;
+    };
+    match v {
+        Value::Str(s) => add(s),
+        Value::Array(items) => items.iter().for_each(|x| {
+            if let Value::Str(s) = x {
+                add(s);
+            }
+        }),
+        _ => {}
+    }
+    Fingerprint(len, h.finish())
+}
+
+#[cfg(test)]
+#[path = "text_prepared_tests.rs"]
+mod tests;
