@@ -379,7 +379,9 @@ pub fn value_tokens(analyzer: &Analyzer, v: &crate::model::Value) -> Vec<String>
 #[derive(Default, Debug)]
 pub struct ValueTokens {
     text: String,
-    ends: Vec<usize>,
+    /// Each token's end in `text` (u32: a write's tokens are held until it is answered,
+    /// `state/text_prepared.rs`, and a value is far under 4 GiB).
+    ends: Vec<u32>,
 }
 
 impl ValueTokens {
@@ -388,8 +390,11 @@ impl ValueTokens {
         self.text.clear();
         self.ends.clear();
         let mut push = |t: &str| {
-            self.text.push_str(t);
-            self.ends.push(self.text.len());
+            // A value's tokens past 4 GiB are not kept (request bodies are capped far below).
+            if let Ok(end) = u32::try_from(self.text.len() + t.len()) {
+                self.text.push_str(t);
+                self.ends.push(end);
+            }
         };
         match v {
             crate::model::Value::Str(s) => analyzer.for_each_token(s, &mut push),
@@ -417,7 +422,7 @@ impl ValueTokens {
     /// The tokens, in order.
     pub fn iter(&self) -> impl Iterator<Item = &str> + '_ {
         let starts = std::iter::once(0).chain(self.ends.iter().copied());
-        starts.zip(&self.ends).map(|(a, &b)| &self.text[a..b])
+        starts.zip(&self.ends).map(|(a, &b)| &self.text[a as usize..b as usize])
     }
 }
 
