@@ -7,8 +7,8 @@
 //!   (too few upserts, no cached state, no full-text attribute, settings that
 //!   would not apply) queues as it came; the commit analyses what was not
 //!   prepared, or was prepared under other options.
-//! - The analysis runs on a blocking thread, never on an async worker: a
-//!   50,000-row request takes tens of milliseconds to analyse.
+//! - The analysis runs on a blocking thread, never on an async worker: it is
+//!   CPU work in proportion to the request's text (up to 50,000 rows).
 //! - The request's rows are moved to that thread and back, not copied.
 
 use std::sync::Arc;
