@@ -365,7 +365,7 @@ fn apply_with(
             }
         }
     }
-    let prepared = prepared.filter(|p| p.rows() == ops.upserts.len() && !p.is_empty());
+    let prepared = prepared.filter(|p| p.rows() == ops.upserts.len());
     for (i, doc) in ops.upserts.iter().enumerate() {
         s.check_id(&doc.id)?;
         s.check_vector(doc)?;

@@ -13,9 +13,10 @@
 
 use std::sync::Arc;
 
-use super::request::Prepared;
+use super::request::Preparation;
 use super::{cached, Engine, WriteRequest};
 use crate::layout::NsPath;
+use crate::state::text::full_text_attrs;
 use crate::state::PreparedText;
 
 /// Fewest upserts worth a blocking thread's hand-off (a few tens of microseconds).
@@ -30,7 +31,7 @@ impl Engine {
         }
         let Some(base) = cached(&self.handle(path)) else { return };
         let Some(schema) = super::apply::schema_after(&base.state, &req.record) else { return };
-        if !schema.values().any(|s| s.full_text_search.is_some()) {
+        if full_text_attrs(&schema).next().is_none() {
             return;
         }
         let docs = std::mem::take(&mut req.record.ops.upserts);
@@ -42,6 +43,6 @@ impl Engine {
         // A panic inside stays a panic here, as it would be inline.
         .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
         req.record.ops.upserts = docs;
-        req.prepared = Prepared(Some(Arc::new(prepared)));
+        req.prepared = Preparation(Some(Arc::new(prepared)));
     }
 }

@@ -41,16 +41,16 @@ pub struct WriteRequest {
     /// The upserts' full-text tokens, analysed before the request queued for its
     /// namespace's commit (`Engine::write`); never in the WAL, and not part of
     /// what the request says (requests compare equal whatever their preparation).
-    pub prepared: Prepared,
+    pub prepared: Preparation,
 }
 
 /// A request's preparation ([`crate::state::PreparedText`]): a cache of work the commit
 /// would otherwise do, so it compares equal to any other.
 #[derive(Clone, Debug, Default)]
-pub struct Prepared(pub Option<std::sync::Arc<crate::state::PreparedText>>);
+pub struct Preparation(pub Option<std::sync::Arc<crate::state::PreparedText>>);
 
-impl PartialEq for Prepared {
-    fn eq(&self, _: &Prepared) -> bool {
+impl PartialEq for Preparation {
+    fn eq(&self, _: &Preparation) -> bool {
         true
     }
 }

@@ -132,7 +132,7 @@ impl fmt::Debug for OverlayText {
 }
 
 /// The full-text attributes of a schema, in name order.
-fn full_text_attrs(schema: &Schema) -> impl Iterator<Item = (&String, &FullTextSearch)> {
+pub fn full_text_attrs(schema: &Schema) -> impl Iterator<Item = (&String, &FullTextSearch)> {
     schema.iter().filter_map(|(name, s)| s.full_text_search.as_ref().map(|o| (name, o)))
 }
 

@@ -48,9 +48,7 @@ impl PreparedText {
     /// Analyses `docs` (a request's upserts, in order) for every full-text
     /// attribute of `schema`, the schema the request is expected to apply under.
     pub fn analyze(schema: &Schema, docs: &[Document]) -> PreparedText {
-        let attrs = schema
-            .iter()
-            .filter_map(|(name, s)| s.full_text_search.as_ref().map(|o| (name, o)))
+        let attrs = super::full_text_attrs(schema)
             .map(|(name, options)| PreparedAttr::analyze(name, options, docs))
             .collect();
         PreparedText { attrs, rows: docs.len() }
@@ -59,11 +57,6 @@ impl PreparedText {
     /// Upsert rows analysed.
     pub fn rows(&self) -> usize {
         self.rows
-    }
-
-    /// Whether no attribute was analysed (nothing to use).
-    pub fn is_empty(&self) -> bool {
-        self.attrs.is_empty()
     }
 
     /// Row `i`'s tokens (`i < rows()`).
