@@ -16,8 +16,9 @@
 //!
 //! Usage: `target/bench-venv/bin/python bench/bm25_corpus.py --n N --out DIR && cargo build
 //! --profile profiling --example ingest_scale && target/profiling/examples/ingest_scale --dir DIR
-//! [--writers 2] [--batch 1000] [--no-peer] [--log]`. The engine writes under `DIR/tp-ingest`
-//! (deleted first), tantivy under `DIR/tantivy-ingest` (deleted first).
+//! [--writers 2] [--batch 1000] [--max-segments N] [--no-peer] [--log]`. The engine writes under
+//! `DIR/tp-ingest` (deleted first), tantivy under `DIR/tantivy-ingest` (deleted first).
+//! `--max-segments` sets the compaction's `max_segments` (default 8).
 
 use std::path::Path;
 
@@ -89,6 +90,7 @@ fn tantivy_build(dir: &Path, writers: usize) -> Json {
 #[tokio::main]
 async fn main() {
     let (mut dir, mut writers, mut batch, mut peer, mut log) = (None, 2usize, 1000usize, true, false);
+    let mut max_segments = None;
     let mut it = std::env::args().skip(1);
     while let Some(x) = it.next() {
         let mut num = || it.next().and_then(|v| v.parse().ok()).expect("a number");
@@ -96,6 +98,7 @@ async fn main() {
             "--dir" => dir = it.next(),
             "--writers" => writers = num(),
             "--batch" => batch = num(),
+            "--max-segments" => max_segments = Some(num()),
             "--no-peer" => peer = false,
             "--log" => log = true,
             other => panic!("unknown argument {other}"),
@@ -112,7 +115,11 @@ async fn main() {
     let data = dir.join("tp-ingest");
     let _ = std::fs::remove_dir_all(&data);
     let store = Store::local(&data.join("store")).unwrap();
-    let e = Engine::open(EngineConfig::new(data.clone(), store)).await.unwrap();
+    let mut cfg = EngineConfig::new(data.clone(), store);
+    if let Some(n) = max_segments {
+        cfg.compaction.max_segments = n;
+    }
+    let e = Engine::open(cfg).await.unwrap();
     let ns = NsPath::new("bench", "scale", "docs").unwrap();
 
     let (t, c0) = (Instant::now(), cpu_s());

@@ -137,6 +137,35 @@ async fn small_segments_are_merged_and_the_merged_ones_released() {
     assert_eq!(ids(&e).await.len(), 12);
 }
 
+/// Segments of 10, 30 and 100 rows (each larger than the smaller ones together) are
+/// past `max_segments` but no merge qualifies: a write does not start a round that
+/// would fold it into one more segment (its WAL waits for the thresholds).
+#[tokio::test]
+async fn segments_no_merge_lowers_do_not_fold_each_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::local(&dir.path().join("store")).unwrap();
+    let cfg = CompactionConfig { max_segments: 2, ..manual() };
+    let e = engine(dir.path(), store.clone(), cfg.clone()).await;
+    let mut next = 0u64;
+    for n in [10u64, 30, 100] {
+        let rows: Vec<_> = (next..next + n).map(|i| json!({"id": i})).collect();
+        write(&e, json!({"upsert_rows": rows})).await.unwrap();
+        e.compact(&ns(), true).await.unwrap();
+        next += n;
+    }
+    drop(e);
+    let e = engine(dir.path(), store, CompactionConfig { auto: true, ..cfg }).await;
+    write(&e, json!({"upsert_rows": [{"id": next}]})).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    while e.compactions_running() > 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let m = e.latest_manifest(&ns()).await.unwrap().unwrap();
+    let rows: Vec<u64> = m.segments.iter().map(|s| s.rows).collect();
+    assert_eq!((rows.len(), m.wal.len()), (3, 1), "segments {rows:?}");
+    assert_eq!(ids(&e).await.len(), next as usize + 1);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writers_keep_committing_while_a_compaction_runs() {
     let dir = tempfile::tempdir().unwrap();

@@ -14,11 +14,13 @@
 //!   shadowed by a folded overlay entry goes into that segment's deletion set.
 //! - One output segment holds at most `max_segment_rows` rows — fewer when
 //!   the node's memory budget says so (`engine/budget.rs`,
-//!   `segment_rows_cap`) — and a merge takes the smallest segments only
-//!   when its outputs are fewer than its inputs, at most
-//!   [`MERGE_MAX_OUTPUTS`] of them ([`merge_pick`]): one compaction never
-//!   rewrites the whole namespace, and segments at the cap are never
-//!   rewritten into as many (a merge that cannot lower the count is none).
+//!   `segment_rows_cap`) — and a merge takes the smallest segments, of at
+//!   most half the cap, only when its outputs are fewer than its inputs (at
+//!   most [`MERGE_MAX_OUTPUTS`] of them) and its largest input holds no more
+//!   rows than the others together ([`merge_pick`]): one compaction never
+//!   rewrites the whole namespace, segments near the cap are never
+//!   repacked, and every merge at least doubles the segment of each row it
+//!   rewrites (a row is rewritten a logarithmic number of times).
 //! - On a local store, a compaction whose estimated output does not fit the
 //!   disk's free space fails before writing anything (`StorageFull`), instead
 //!   of filling the disk the writes need. A failed automatic compaction is
@@ -153,12 +155,16 @@ struct Output {
 }
 
 impl Engine {
-    /// Whether a namespace's manifest crosses the compaction thresholds.
-    pub(crate) fn needs_compaction(&self, m: &Manifest) -> bool {
+    /// Whether a namespace's manifest crosses the compaction thresholds: its
+    /// WAL's count or bytes, or more than `max_segments` segments of which
+    /// some are worth merging (by `state`'s live rows; any, without it). A
+    /// namespace of segments no merge lowers does not fold every write into
+    /// one more segment: its WAL tail waits for the thresholds or the idle timer.
+    pub(crate) fn needs_compaction(&self, m: &Manifest, state: Option<&NsState>) -> bool {
         let cfg = &self.compaction();
         m.wal.len() >= cfg.wal_objects
             || m.wal.iter().map(|w| w.bytes).sum::<u64>() >= cfg.wal_bytes
-            || m.segments.len() > cfg.max_segments
+            || m.segments.len() > cfg.max_segments && state.is_none_or(|s| !self.pick_merge(s).is_empty())
     }
 
     /// Compact a namespace now (`force`: even below the thresholds); timed
@@ -184,7 +190,8 @@ impl Engine {
             let base = self.existing(path, true).await?;
             let m = base.manifest.clone().ok_or_else(|| EngineError::internal("no manifest"))?;
             let merge = self.pick_merge(&base.state);
-            if m.wal.is_empty() && merge.len() < 2 || !force && !self.needs_compaction(&m) {
+            if m.wal.is_empty() && merge.len() < 2 || !force && !self.needs_compaction(&m, Some(&base.state))
+            {
                 return Ok(CompactionReport { generation: m.generation, ..CompactionReport::default() });
             }
             self.check_free_space(path, &m, &merge)?;
@@ -467,7 +474,8 @@ impl Engine {
         }
         let h = self.handle(path);
         h.commits_seen.fetch_add(1, Ordering::Relaxed);
-        if self.needs_compaction(m) {
+        let state = super::cached(&h).map(|s| s.state);
+        if self.needs_compaction(m, state.as_deref()) {
             self.spawn_drain(h, false);
         } else if !m.wal.is_empty() {
             self.index_when_idle(h);
@@ -784,25 +792,31 @@ fn dropped_and_kept(m: &Manifest, merge: &BTreeSet<String>, written: u64) -> (u6
 const MERGE_MAX_OUTPUTS: usize = 4;
 
 /// Which of `live` (segment id, live rows) to merge into outputs of at most
-/// `cap` rows: the smallest ones (similar sizes merge first, so the count of
-/// small segments stays logarithmic while full ones are left alone), the
-/// prefix that removes the most segments — outputs, `ceil(rows / cap)`, fewer
-/// than inputs, at most [`MERGE_MAX_OUTPUTS`] of them. Empty when no merge
-/// lowers the count: rewriting full segments into as many full segments
-/// would only churn.
+/// `cap` rows. Only segments of at most half the cap take part (two fuller
+/// ones do not fit one output: merging them would only repack full
+/// segments). Of those, the prefix of the smallest that removes the most
+/// segments — outputs, `ceil(rows / cap)`, fewer than inputs, at most
+/// [`MERGE_MAX_OUTPUTS`] of them — among the prefixes whose largest segment
+/// holds no more rows than the others together. So a merge at least doubles
+/// the segment of every row it rewrites, and a row is rewritten at most
+/// `log2(cap / smallest)` times, where taking a large segment in whenever a
+/// few small ones came rewrote it at every merge (see the test
+/// `an_ingest_rewrites_each_row_a_few_times`). Empty when no merge lowers the
+/// count.
 pub(super) fn merge_pick(live: &[(&str, usize)], cap: usize) -> BTreeSet<String> {
     let cap = cap.max(1);
-    let mut by_size: Vec<&(&str, usize)> = live.iter().collect();
+    let mut by_size: Vec<&(&str, usize)> = live.iter().filter(|(_, r)| *r <= cap / 2).collect();
     by_size.sort_by_key(|(id, rows)| (*rows, *id));
     let (mut rows, mut best, mut best_gain) = (0usize, 0usize, 0usize);
     for (i, (_, r)) in by_size.iter().enumerate() {
+        let smaller = rows;
         rows = rows.saturating_add(*r);
         let outputs = rows.div_ceil(cap).max(1);
         if outputs > MERGE_MAX_OUTPUTS {
             break;
         }
         let gain = (i + 1).saturating_sub(outputs);
-        if gain > best_gain {
+        if *r <= smaller && gain > best_gain {
             (best, best_gain) = (i + 1, gain);
         }
     }
@@ -810,40 +824,5 @@ pub(super) fn merge_pick(live: &[(&str, usize)], cap: usize) -> BTreeSet<String>
 }
 
 #[cfg(test)]
-mod tests {
-    use super::merge_pick;
-
-    fn ids(s: &std::collections::BTreeSet<String>) -> Vec<&str> {
-        s.iter().map(String::as_str).collect()
-    }
-
-    #[test]
-    fn full_segments_are_not_rewritten_into_as_many() {
-        // Eleven segments at the cap (the 1M run under 819 MiB) and one below it: any merge
-        // would write as many segments as it reads.
-        let mut live: Vec<(String, usize)> = (0..10).map(|i| (format!("s{i:02}"), 95_846)).collect();
-        live.push(("s10".into(), 45_000));
-        let live: Vec<(&str, usize)> = live.iter().map(|(i, r)| (i.as_str(), *r)).collect();
-        assert!(merge_pick(&live, 95_846).is_empty());
-    }
-
-    #[test]
-    fn the_smallest_merge_while_they_lower_the_count() {
-        let live = [("a", 10), ("b", 20), ("c", 30), ("d", 100), ("e", 100)];
-        assert_eq!(ids(&merge_pick(&live, 100)), ["a", "b", "c"], "60 rows into one");
-        // Three at 0.6 of the cap make two outputs: one segment fewer.
-        let live = [("a", 60), ("b", 60), ("c", 60), ("d", 100)];
-        assert_eq!(ids(&merge_pick(&live, 100)), ["a", "b", "c"]);
-        // Two that do not fit one output: nothing.
-        assert!(merge_pick(&[("a", 60), ("b", 60)], 100).is_empty());
-    }
-
-    #[test]
-    fn one_merge_writes_at_most_four_outputs() {
-        let live: Vec<(String, usize)> = (0..40).map(|i| (format!("s{i:02}"), 30)).collect();
-        let live: Vec<(&str, usize)> = live.iter().map(|(i, r)| (i.as_str(), *r)).collect();
-        let picked = merge_pick(&live, 100);
-        let rows: usize = picked.len() * 30;
-        assert!(rows.div_ceil(100) <= 4 && picked.len() == 13, "{} picked", picked.len());
-    }
-}
+#[path = "compact_tests.rs"]
+mod tests;
