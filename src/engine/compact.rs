@@ -19,8 +19,8 @@
 //!   most [`MERGE_MAX_OUTPUTS`] of them) and its largest input holds no more
 //!   rows than the others together ([`merge_pick`]): one compaction never
 //!   rewrites the whole namespace, segments near the cap are never
-//!   repacked, and every merge at least doubles the segment of each row it
-//!   rewrites (a row is rewritten a logarithmic number of times).
+//!   repacked, and a merge into one output at least doubles the segment of
+//!   each row it rewrites (a row is rewritten a few times, not once per merge).
 //! - On a local store, a compaction whose estimated output does not fit the
 //!   disk's free space fails before writing anything (`StorageFull`), instead
 //!   of filling the disk the writes need. A failed automatic compaction is
@@ -797,9 +797,9 @@ const MERGE_MAX_OUTPUTS: usize = 4;
 /// segments). Of those, the prefix of the smallest that removes the most
 /// segments — outputs, `ceil(rows / cap)`, fewer than inputs, at most
 /// [`MERGE_MAX_OUTPUTS`] of them — among the prefixes whose largest segment
-/// holds no more rows than the others together. So a merge at least doubles
-/// the segment of every row it rewrites, and a row is rewritten at most
-/// `log2(cap / smallest)` times, where taking a large segment in whenever a
+/// holds no more rows than the others together. So a merge into one output
+/// at least doubles the segment of every row it rewrites (a row is rewritten
+/// about `log2(cap / smallest)` times), where taking a large segment in whenever a
 /// few small ones came rewrote it at every merge (see the test
 /// `an_ingest_rewrites_each_row_a_few_times`). Empty when no merge lowers the
 /// count.
