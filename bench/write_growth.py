@@ -5,6 +5,8 @@ Starts `tidepool serve` on a fresh data dir, then runs ROUNDS rounds of WRITERS 
 384-d base64 rows each (the Debian vectors, ../shared/data/debian, rotated per pass), sampling RssAnon every
 2 ms; prints per round the growth at its peak and what stayed, against the body length. This is the figure
 `BODY_COST_FACTOR` (src/engine/budget.rs) is set from. Standard library only.
+With TIDEPOOL_GROWTH_TEXT=CORPUS.tsv (bench/bm25_corpus.py's), the rows are that corpus's title and body instead,
+full-text searched as bench/bm25_writers.rs declares them (the write analyses them before it queues).
 """
 import base64, http.client, json, os, subprocess, sys, tempfile, threading, time
 binary, writers, batch, requests = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
@@ -24,7 +26,16 @@ p = subprocess.Popen([binary, "serve", "--data-dir", d, "--listen", "127.0.0.1:0
 url = next(l.strip().split("listening on ")[1] for l in p.stdout if "listening on" in l)
 host = url[len("http://"):]
 bodies = []
+text = os.environ.get("TIDEPOOL_GROWTH_TEXT")
+lines = open(text).read().split("\n")[: writers * 2 * batch] if text else []
+fts = {"tokenizer": "word_v3", "stemming": True, "remove_stopwords": False}
+schema = {a: {"type": "string", "full_text_search": fts} for a in ("title", "body")}
 for i in range(writers * 2):
+    if text:
+        rows = [l.split("\t", 1) + [""] for l in lines[i * batch:(i + 1) * batch]]
+        b = [{"id": i * batch + r, "title": t[0], "body": t[1]} for r, t in enumerate(rows)]
+        bodies.append(json.dumps({"upsert_rows": b, "schema": schema}).encode())
+        continue
     b = [{"id": i * batch + r, "vector": vector(i * batch + r), "n": r} for r in range(batch)]
     bodies.append(json.dumps({"upsert_rows": b, "distance_metric": "cosine_distance"}).encode())
 blen = len(bodies[0])

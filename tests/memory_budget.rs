@@ -5,7 +5,8 @@
 //! threshold answers writes 429 with `retry-after` and keeps answering
 //! queries, having first dropped every loaded state but the one in use; a
 //! body whose declared length does not fit the headroom is refused before it
-//! is read; writes resume once the budget allows (here raised by a
+//! is read, and one whose full-text values do not fit once parsed is refused
+//! before it is applied; writes resume once the budget allows (here raised by a
 //! `SIGHUP` reload), and nothing acknowledged is lost.
 
 mod common;
@@ -322,6 +323,36 @@ async fn a_body_declared_larger_than_the_headroom_is_refused_before_it_is_read()
     assert!(answer.to_ascii_lowercase().contains("retry-after: 1\r\n"), "{answer}");
     // A small write fits the same headroom.
     assert_eq!(write(&c, &d, &rows(100, 10)).await.status(), 200);
+    assert_eq!(count(&c, &d).await, 20);
+}
+
+/// `n` rows of about 500 bytes of full-text searched `body` each, from id `from`.
+fn text_rows(from: u64, n: u64) -> Json {
+    let o = json!({"tokenizer": "word_v3", "stemming": true, "remove_stopwords": false});
+    let body = |i: u64| {
+        format!("package {i} provides ") + &"tools for network monitoring and compression ".repeat(11)
+    };
+    let rows: Vec<Json> = (from..from + n).map(|i| json!({"id": i, "body": body(i)})).collect();
+    json!({"upsert_rows": rows, "schema": {"body": {"type": "string", "full_text_search": o}}})
+}
+
+#[tokio::test]
+async fn a_full_text_body_is_charged_for_its_analysis() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("config.toml");
+    write_config(&file, 4 * GIB);
+    let d = Daemon::start(&dir.path().join("data"), &["--config", file.to_str().unwrap()]);
+    let c = common::client();
+    assert_eq!(write(&c, &d, &text_rows(0, 10)).await.status(), 200);
+    leave_headroom(&c, &d, &file, 200 << 20).await;
+    // 50,000 rows, a 25 MB body: four times its bytes (100 MB) fits the headroom, seven
+    // more times its 24 MB of full text does not.
+    let big = text_rows(100, 50_000);
+    let resp = write(&c, &d, &big).await;
+    assert_eq!(resp.status(), 429, "{}", resp.text().await.unwrap());
+    assert!(resp.headers().contains_key("retry-after"));
+    // A small full-text write fits the same headroom.
+    assert_eq!(write(&c, &d, &text_rows(200_000, 10)).await.status(), 200);
     assert_eq!(count(&c, &d).await, 20);
 }
 

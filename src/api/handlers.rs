@@ -271,6 +271,8 @@ async fn write(ctx: &Ctx, ns: &str, req: Request<Incoming>) -> Result<Json, ApiE
         let k = k.to_str().map_err(|_| ApiError::bad_request("Idempotency-Key must be visible ASCII"))?;
         w.set_idempotency_key(k)?;
     }
+    // Full-text values cost more in flight than their bytes of body (their tokens, the overlay's postings).
+    ctx.state.engine.charge_text(&path, &mut admitted, &w).await?;
     let resp = ctx.state.engine.write(&path, w).await?;
     Ok(resp.to_response(ctx.elapsed_ms()))
 }

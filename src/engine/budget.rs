@@ -15,7 +15,9 @@
 //!   resident − file-backed, which the kernel cannot reclaim without swap)
 //!   plus the bodies of writes admitted and not yet answered (at their
 //!   declared length, then at the length they decode to once read: a gzip
-//!   or chunked body is charged in full before it is parsed). Mapped files
+//!   or chunked body is charged in full before it is parsed; once parsed, its
+//!   full-text values are charged again, [`TEXT_COST_FACTOR`] times, for the
+//!   tokens and postings they become before it is applied). Mapped files
 //!   (segments, spilled overlay vectors, compaction spools) are page cache the
 //!   kernel reclaims under the limit, so they do not count.
 //! - A write is admitted only while use plus its body's cost stays within
@@ -106,6 +108,14 @@ pub const MIN_SEGMENT_ROWS: usize = 10_000;
 /// at 2× four writers in flight took a 246 MiB cgroup 33–53 MB past the
 /// budget. The rest of a first write's growth is the headroom's.
 pub const BODY_COST_FACTOR: u64 = 4;
+/// What a byte of full-text value costs in flight on top of its body's
+/// [`BODY_COST_FACTOR`]: its tokens (analysed before the write queues and
+/// held until it is answered) and the overlay's postings and terms. Measured
+/// (BENCHMARKS.md, "What a full-text write costs in flight"): a fresh daemon's
+/// anonymous memory grew by 8.7–11.2× the body while writes of the 1M BM25
+/// corpus's rows were in flight (bodies of 2.2 and 8.6 MB, alone and four at
+/// once), by 2.7× for a base64 vector body in the same run.
+pub const TEXT_COST_FACTOR: u64 = 7;
 /// Shedding under pressure runs at most this often.
 pub const RELIEF_INTERVAL_MS: u64 = 1000;
 /// The retry hint of a write refused for memory.
@@ -484,6 +494,56 @@ impl Engine {
             held.absorb(self.reserve(path, cost - held.cost, body_bytes).await?);
         }
         Ok(())
+    }
+
+    /// Charge an admitted write, once parsed, for its full-text values (the
+    /// bytes of the strings it sets on attributes the namespace will search
+    /// as full text after the request's own settings): [`TEXT_COST_FACTOR`]
+    /// each, on top of its body's charge; 429 (`Backpressure`) when that
+    /// does not fit even after shedding.
+    pub async fn charge_text(
+        &self,
+        path: &NsPath,
+        admission: &mut Option<Admission>,
+        req: &super::WriteRequest,
+    ) -> Result<(), EngineError> {
+        let Some(held) = admission else { return Ok(()) };
+        let text = self.full_text_bytes(path, &req.record);
+        if text > 0 {
+            held.absorb(self.reserve(path, text.saturating_mul(TEXT_COST_FACTOR), text).await?);
+        }
+        Ok(())
+    }
+
+    /// The bytes of `record`'s strings on full-text attributes, under the schema
+    /// its namespace's cached state (or none) and its own settings give.
+    fn full_text_bytes(&self, path: &NsPath, record: &crate::ops::RequestRecord) -> u64 {
+        use crate::model::{value_bytes, Value};
+        if record.ops.attr_maps().next().is_none() {
+            return 0;
+        }
+        let cached = super::cached(&self.handle(path)).map(|s| s.state);
+        let empty = crate::state::NsState::default();
+        let state = cached.as_deref().unwrap_or(&empty);
+        let after;
+        let schema = if record.settings == crate::ops::NamespaceSettings::default() {
+            &state.schema
+        } else {
+            match super::apply::schema_after(state, record) {
+                Some(s) => {
+                    after = s;
+                    &after
+                }
+                None => return 0,
+            }
+        };
+        let attrs: Vec<&String> = crate::state::text::full_text_attrs(schema).map(|(name, _)| name).collect();
+        let text =
+            |v: &Value| if matches!(v, Value::Str(_) | Value::Array(_)) { value_bytes(v) as u64 } else { 0 };
+        let in_map = |m: &crate::attr_map::AttrMap<Value>| {
+            attrs.iter().filter_map(|a| m.get(a.as_str())).map(text).sum::<u64>()
+        };
+        record.ops.attr_maps().map(in_map).sum()
     }
 
     /// Reserve `cost` for a write of a `body_bytes` body, shedding once if
