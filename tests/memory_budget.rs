@@ -153,6 +153,15 @@ fn write_config(path: &Path, budget: u64) {
     std::fs::write(path, format!("memory_budget_bytes = {budget}\n")).unwrap();
 }
 
+/// A daemon under a 4 GiB budget read from `dir`'s config.toml (that file, to
+/// reload another budget into it).
+fn budgeted(dir: &Path) -> (std::path::PathBuf, Daemon) {
+    let file = dir.join("config.toml");
+    write_config(&file, 4 * GIB);
+    let d = Daemon::start(&dir.join("data"), &["--config", file.to_str().unwrap()]);
+    (file, d)
+}
+
 fn hangup(d: &Daemon) {
     assert!(Command::new("kill").args(["-HUP", &d.pid().to_string()]).status().unwrap().success());
 }
@@ -210,9 +219,7 @@ async fn metrics(c: &reqwest::Client, d: &Daemon) -> String {
 #[tokio::test]
 async fn past_the_budget_writes_get_429_queries_go_on_and_a_raised_budget_takes_writes_again() {
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("config.toml");
-    write_config(&file, 4 * GIB);
-    let d = Daemon::start(&dir.path().join("data"), &["--config", file.to_str().unwrap()]);
+    let (file, d) = budgeted(dir.path());
     let c = common::client();
     for other in ["a0", "a1"] {
         let (status, body) = common::post(&c, &d.at(&format!("/v2/namespaces/{other}")), &rows(0, 10)).await;
@@ -311,9 +318,7 @@ async fn leave_headroom(c: &reqwest::Client, d: &Daemon, file: &Path, headroom: 
 #[tokio::test]
 async fn a_body_declared_larger_than_the_headroom_is_refused_before_it_is_read() {
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("config.toml");
-    write_config(&file, 4 * GIB);
-    let d = Daemon::start(&dir.path().join("data"), &["--config", file.to_str().unwrap()]);
+    let (file, d) = budgeted(dir.path());
     let c = common::client();
     assert_eq!(write(&c, &d, &rows(0, 10)).await.status(), 200);
     leave_headroom(&c, &d, &file, 200 << 20).await;
@@ -339,9 +344,7 @@ fn text_rows(from: u64, n: u64) -> Json {
 #[tokio::test]
 async fn a_full_text_body_is_charged_for_its_analysis() {
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("config.toml");
-    write_config(&file, 4 * GIB);
-    let d = Daemon::start(&dir.path().join("data"), &["--config", file.to_str().unwrap()]);
+    let (file, d) = budgeted(dir.path());
     let c = common::client();
     assert_eq!(write(&c, &d, &text_rows(0, 10)).await.status(), 200);
     leave_headroom(&c, &d, &file, 200 << 20).await;
@@ -382,9 +385,7 @@ fn gzip_write(d: &Daemon, json: &[u8], chunked: bool) -> String {
 #[tokio::test]
 async fn a_gzip_or_chunked_body_is_charged_for_what_it_decodes_to() {
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("config.toml");
-    write_config(&file, 4 * GIB);
-    let d = Daemon::start(&dir.path().join("data"), &["--config", file.to_str().unwrap()]);
+    let (file, d) = budgeted(dir.path());
     let c = common::client();
     assert_eq!(write(&c, &d, &rows(0, 10)).await.status(), 200);
     // A valid write padded with 120 MiB of spaces: it compresses to a few
