@@ -474,7 +474,8 @@ impl Engine {
         if self.node_memory.bytes() == u64::MAX {
             return Ok(None);
         }
-        self.reserve(path, body_bytes.saturating_mul(BODY_COST_FACTOR), body_bytes).await.map(Some)
+        let cost = body_bytes.saturating_mul(BODY_COST_FACTOR);
+        self.reserve(path, cost, || format!("a {body_bytes}-byte write")).await.map(Some)
     }
 
     /// Charge an admitted write for the body it turned out to be once read:
@@ -491,7 +492,7 @@ impl Engine {
         let Some(held) = admission else { return Ok(()) };
         let cost = body_bytes.saturating_mul(BODY_COST_FACTOR);
         if cost > held.cost {
-            held.absorb(self.reserve(path, cost - held.cost, body_bytes).await?);
+            held.absorb(self.reserve(path, cost - held.cost, || format!("a {body_bytes}-byte write")).await?);
         }
         Ok(())
     }
@@ -510,7 +511,8 @@ impl Engine {
         let Some(held) = admission else { return Ok(()) };
         let text = self.full_text_bytes(path, &req.record);
         if text > 0 {
-            held.absorb(self.reserve(path, text.saturating_mul(TEXT_COST_FACTOR), text).await?);
+            let what = || format!("the analysis of a write's {text} bytes of full text");
+            held.absorb(self.reserve(path, text.saturating_mul(TEXT_COST_FACTOR), what).await?);
         }
         Ok(())
     }
@@ -546,9 +548,14 @@ impl Engine {
         record.ops.attr_maps().map(in_map).sum()
     }
 
-    /// Reserve `cost` for a write of a `body_bytes` body, shedding once if
+    /// Reserve `cost` for `what` (named in the refusal), shedding once if
     /// it does not fit; `Backpressure` when it still does not.
-    async fn reserve(&self, path: &NsPath, cost: u64, body_bytes: u64) -> Result<Admission, EngineError> {
+    async fn reserve(
+        &self,
+        path: &NsPath,
+        cost: u64,
+        what: impl FnOnce() -> String,
+    ) -> Result<Admission, EngineError> {
         let budget = &self.node_memory;
         if let Some(a) = budget.try_reserve(cost) {
             return Ok(a);
@@ -561,9 +568,10 @@ impl Engine {
         budget.refusals.fetch_add(1, Ordering::Relaxed);
         Err(EngineError::backpressure(
             format!(
-                "memory budget reached: {} bytes in use, a {body_bytes}-byte write would pass the write \
+                "memory budget reached: {} bytes in use, {} would pass the write \
                  threshold of {} bytes (9/10 of memory_budget_bytes {}); retry once compaction frees memory",
                 budget.used(),
+                what(),
                 budget.write_threshold(),
                 budget.bytes()
             ),
