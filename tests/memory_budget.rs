@@ -315,13 +315,20 @@ async fn leave_headroom(c: &reqwest::Client, d: &Daemon, file: &Path, headroom: 
     }
 }
 
-#[tokio::test]
-async fn a_body_declared_larger_than_the_headroom_is_refused_before_it_is_read() {
+/// A daemon that took `first` and then had its budget reloaded to leave about
+/// `headroom` bytes above its use (its data dir, the daemon, a client).
+async fn with_headroom(first: &Json, headroom: u64) -> (tempfile::TempDir, Daemon, reqwest::Client) {
     let dir = tempfile::tempdir().unwrap();
     let (file, d) = budgeted(dir.path());
     let c = common::client();
-    assert_eq!(write(&c, &d, &rows(0, 10)).await.status(), 200);
-    leave_headroom(&c, &d, &file, 200 << 20).await;
+    assert_eq!(write(&c, &d, first).await.status(), 200);
+    leave_headroom(&c, &d, &file, headroom).await;
+    (dir, d, c)
+}
+
+#[tokio::test]
+async fn a_body_declared_larger_than_the_headroom_is_refused_before_it_is_read() {
+    let (_dir, d, c) = with_headroom(&rows(0, 10), 200 << 20).await;
     // 150 MiB costs four times that in flight: past the headroom, refused unread.
     let answer = declared_write(&d, 150 << 20);
     assert!(answer.starts_with("HTTP/1.1 429"), "{answer}");
@@ -343,11 +350,7 @@ fn text_rows(from: u64, n: u64) -> Json {
 
 #[tokio::test]
 async fn a_full_text_body_is_charged_for_its_analysis() {
-    let dir = tempfile::tempdir().unwrap();
-    let (file, d) = budgeted(dir.path());
-    let c = common::client();
-    assert_eq!(write(&c, &d, &text_rows(0, 10)).await.status(), 200);
-    leave_headroom(&c, &d, &file, 200 << 20).await;
+    let (_dir, d, c) = with_headroom(&text_rows(0, 10), 200 << 20).await;
     // 50,000 rows, a 25 MB body: four times its bytes (100 MB) fits the headroom, seven
     // more times its 24 MB of full text does not.
     let big = text_rows(100, 50_000);

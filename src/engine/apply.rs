@@ -284,7 +284,11 @@ fn check_attribute_cap(before: &NsState, after: &NsState) -> Result<(), EngineEr
 
 /// The schema `state` has once `req`'s settings are applied as a new request's
 /// would be; None when they would be refused (the request will fail anyway).
+/// A request without settings leaves it as it is (no copy of the state).
 pub(super) fn schema_after(state: &NsState, req: &RequestRecord) -> Option<crate::schema::Schema> {
+    if req.settings == crate::ops::NamespaceSettings::default() {
+        return Some(state.schema.clone());
+    }
     let mut s = state.clone();
     s.apply_settings(req, Origin::New).ok()?;
     Some(s.schema)

@@ -526,20 +526,11 @@ impl Engine {
         }
         let cached = super::cached(&self.handle(path)).map(|s| s.state);
         let empty = crate::state::NsState::default();
-        let state = cached.as_deref().unwrap_or(&empty);
-        let after;
-        let schema = if record.settings == crate::ops::NamespaceSettings::default() {
-            &state.schema
-        } else {
-            match super::apply::schema_after(state, record) {
-                Some(s) => {
-                    after = s;
-                    &after
-                }
-                None => return 0,
-            }
+        let Some(schema) = super::apply::schema_after(cached.as_deref().unwrap_or(&empty), record) else {
+            return 0;
         };
-        let attrs: Vec<&String> = crate::state::text::full_text_attrs(schema).map(|(name, _)| name).collect();
+        let attrs: Vec<&String> =
+            crate::state::text::full_text_attrs(&schema).map(|(name, _)| name).collect();
         let text =
             |v: &Value| if matches!(v, Value::Str(_) | Value::Array(_)) { value_bytes(v) as u64 } else { 0 };
         let in_map = |m: &crate::attr_map::AttrMap<Value>| {
