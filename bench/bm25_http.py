@@ -2,7 +2,7 @@
 # BM25 at scale over HTTP (issue 39; BENCHMARKS.md "BM25 at a million documents"): the query classes of
 # bench/bm25_scale.rs sent to the daemon over loopback, beside the HTTP floor measured in the same run.
 #
-#   python3 bench/bm25_http.py DIR BINARY [--rounds 3]
+#   python3 bench/bm25_http.py DIR BINARY [--rounds 3] [--class NAME]
 #
 # DIR is a bm25_scale directory (DIR/tp holds the data its run wrote, namespace default/default/docs;
 # DIR/queries.jsonl the queries). BINARY is the tidepool daemon (`serve --data-dir DIR/tp`, no keys: every
@@ -20,8 +20,14 @@ if "--rounds" in args:
     i = args.index("--rounds")
     rounds = int(args[i + 1])
     del args[i:i + 2]
+only = None
+if "--class" in args:  # only that class's queries (and as many floor requests)
+    i = args.index("--class")
+    only = args[i + 1]
+    del args[i:i + 2]
 dirn, binary = args
 queries = [json.loads(l) for l in open(os.path.join(dirn, "queries.jsonl"))]
+queries = [q for q in queries if only is None or q["class"] == only]
 p = subprocess.Popen([binary, "serve", "--data-dir", os.path.join(dirn, "tp"), "--listen", "127.0.0.1:0"],
                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
 try:

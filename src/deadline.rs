@@ -60,6 +60,20 @@ pub fn with_deadline<T>(deadline: Instant, f: impl FnOnce() -> T) -> Result<T, E
     Ok(out)
 }
 
+/// The deadline of the thread's current evaluation (None outside one), for a helper thread that
+/// takes part in it (`crate::fanout`).
+pub fn current() -> Option<Instant> {
+    DEADLINE.get()
+}
+
+/// Marks the current evaluation as past its deadline (a helper's part of it ran out of time):
+/// [`expired`] is true from now on and [`with_deadline`] discards the result.
+pub fn expire() {
+    if DEADLINE.get().is_some() {
+        EXPIRED.set(true);
+    }
+}
+
 /// Whether the current evaluation is past its deadline (cheap: the clock is
 /// read every [`CHECK_EVERY`] calls).
 pub fn expired() -> bool {

@@ -685,8 +685,9 @@ impl ChunkGuard {
 }
 
 /// Record `rot` as a failed chunk check does: in the evaluation's scope, else in the
-/// process-wide list [`take_unscoped`] drains.
-fn keep_rot(rot: Rot) {
+/// process-wide list [`take_unscoped`] drains. Also how a helper thread's rot reaches the
+/// evaluation it took part in (`crate::fanout`).
+pub fn keep_rot(rot: Rot) {
     let kept = SCOPE.with(|s| {
         s.borrow_mut().as_mut().map(|sc| {
             sc.rot.get_or_insert(rot.clone());

@@ -21,6 +21,7 @@ pub mod config;
 pub mod datetime;
 pub mod deadline;
 pub mod engine;
+pub mod fanout;
 pub mod filter;
 pub mod format;
 pub mod heap;

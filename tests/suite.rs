@@ -114,6 +114,8 @@ mod overlay_text;
 mod prefix_search;
 #[path = "query_engine.rs"]
 mod query_engine;
+#[path = "query_fanout.rs"]
+mod query_fanout;
 #[path = "read_only.rs"]
 mod read_only;
 #[path = "retention.rs"]

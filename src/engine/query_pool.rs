@@ -36,6 +36,10 @@
 //!   `tokio::task::block_in_place`: a short query skips two thread hand-offs).
 //!   The slots' lock is held only for bookkeeping, never across an await or an
 //!   evaluation.
+//! - An evaluation may borrow its lane's idle regular slots for helper threads that search its
+//!   segments beside it (`crate::fanout`): a slot is lent only while it is free and no query
+//!   waits, held by the helper like a query's, and given back (passed on) when the helper ends.
+//!   So a query alone on the node uses every core, and a busy node runs one thread per slot.
 //! - Every evaluation runs in an integrity scope (`crate::integrity`): a read of segment bytes
 //!   that changed since they were verified fails the query as `Corrupted` (its result is
 //!   discarded), carrying the [`crate::integrity::Rot`] for the engine to act on.
@@ -142,8 +146,9 @@ impl QueryPool {
     {
         let (permit, deadline) = self.slot(lane, tenant).await?;
         let task = tokio::task::spawn_blocking(move || {
+            let lender = permit.lender();
             let _permit = permit;
-            evaluate(deadline, f)
+            evaluate(deadline, lender, f)
         });
         match task.await {
             Ok(out) => self.outcome(out),
@@ -170,8 +175,9 @@ impl QueryPool {
         let (permit, deadline) = self.slot(lane, tenant).await?;
         // A panic fails the query as on a blocking thread, not the caller's task.
         let run = std::panic::AssertUnwindSafe(move || {
+            let lender = permit.lender();
             let _permit = permit;
-            evaluate(deadline, f)
+            evaluate(deadline, lender, f)
         });
         match tokio::task::block_in_place(|| std::panic::catch_unwind(run)) {
             Ok(out) => self.outcome(out),
@@ -237,10 +243,29 @@ impl QueryPool {
 /// An evaluation's outcome: bytes found changed, past the deadline, or the query's own result.
 type Evaluated<T> = Result<Result<Result<T, QueryError>, crate::deadline::Expired>, crate::integrity::Rot>;
 
-/// Runs `f` in an integrity scope under `deadline`, on whichever thread calls it.
-fn evaluate<T>(deadline: Instant, f: impl FnOnce() -> Result<T, QueryError>) -> Evaluated<T> {
+/// Runs `f` in an integrity scope under `deadline`, on whichever thread calls it, with the
+/// lane's idle slots lent to it (`crate::fanout`).
+fn evaluate<T>(
+    deadline: Instant,
+    lender: Arc<dyn crate::fanout::Lender>,
+    f: impl FnOnce() -> Result<T, QueryError>,
+) -> Evaluated<T> {
     // Bytes that changed since they were verified fail the query whatever else happened.
-    crate::integrity::within(|| crate::deadline::with_deadline(deadline, f))
+    crate::integrity::within(|| {
+        crate::deadline::with_deadline(deadline, || crate::fanout::with_lender(lender, f))
+    })
+}
+
+/// Lends a lane's free regular slots to the helpers of one tenant's evaluation.
+struct SlotLender {
+    slots: Arc<FairSlots>,
+    tenant: Arc<str>,
+}
+
+impl crate::fanout::Lender for SlotLender {
+    fn lend(&self) -> Option<Box<dyn Send>> {
+        self.slots.lend(&self.tenant).map(|p| Box::new(p) as Box<dyn Send>)
+    }
 }
 
 /// One lane's slots, shared fairly among tenants (see the module's invariants).
@@ -350,6 +375,17 @@ impl FairSlots {
         Ok(Acquired::Later(Ticket { slots: self.clone(), tenant: key, id, rx }, waiting))
     }
 
+    /// A regular slot for a helper of `tenant`'s evaluation, only while one is free and no query
+    /// waits (a free slot is never left idle while a query that may take it waits, so a helper
+    /// never takes a slot a waiting query could have had).
+    fn lend(self: &Arc<Self>, tenant: &Arc<str>) -> Option<SlotPermit> {
+        let mut state = self.lock();
+        if state.in_use >= state.slots || state.tenants.values().any(|t| !t.queue.is_empty()) {
+            return None;
+        }
+        Some(state.grant(self, tenant, false))
+    }
+
     /// Gives `tenant`'s slot back and passes free slots on.
     fn release(self: &Arc<Self>, tenant: &Arc<str>, guest: bool) {
         let handed = {
@@ -437,6 +473,13 @@ impl SlotState {
         if self.tenants.get(tenant).is_some_and(|t| t.running == 0 && t.queue.is_empty()) {
             self.tenants.remove(tenant);
         }
+    }
+}
+
+impl SlotPermit {
+    /// What lends this lane's idle slots to the evaluation holding this permit.
+    fn lender(&self) -> Arc<dyn crate::fanout::Lender> {
+        Arc::new(SlotLender { slots: self.slots.clone(), tenant: self.tenant.clone() })
     }
 }
 
@@ -719,5 +762,23 @@ mod tests {
         assert_eq!(pool.run(Lane::Large, "o/b", || Ok(2)).await.unwrap(), 2);
         let state = pool.large.lock();
         assert_eq!((state.in_use, state.tenants.len()), (0, 0), "{state:?}");
+    }
+
+    /// An evaluation alone is lent the lane's other slot; a busy lane lends nothing, and a slot a
+    /// lent helper gives back goes to the query waiting for it, not to another helper.
+    #[test]
+    fn only_an_idle_slot_is_lent() {
+        let slots = Arc::new(FairSlots::new(2));
+        let Ok(Acquired::Now(mine)) = slots.acquire("o/a", || Ok(())) else { panic!("a free slot") };
+        let lent = slots.lend(&mine.tenant).expect("the other slot is idle");
+        assert!(slots.lend(&mine.tenant).is_none(), "both slots in use");
+        let Ok(Acquired::Now(_guest)) = slots.acquire("o/b", || Ok(())) else { panic!("the guest slot") };
+        let Ok(Acquired::Later(ticket, ())) = slots.acquire("o/c", || Ok(())) else { panic!("queued") };
+        drop(lent);
+        assert!(slots.lend(&mine.tenant).is_none(), "the freed slot went to the waiting query");
+        let state = slots.lock();
+        assert_eq!((state.in_use, state.tenants["o/c"].running), (2, 1), "{state:?}");
+        drop(state);
+        drop(ticket);
     }
 }

@@ -33,10 +33,14 @@
 //!   scan per term), and one pass over the rows gathers the statistics of
 //!   every clause, analyzing each attribute of a row at most once per query
 //!   whatever the number of `Sum`/`Max` children on it.
+//! - Segments are searched (`bm25_search.rs`) largest first, spread over lent helper threads (`crate::fanout`)
+//!   when their postings pay for one; each prunes below the k-th best score of the segments
+//!   finished before it started, by whichever thread, so the best k are the one thread's
+//!   (pruning drops only rows k others outscore).
 //! - Long loops over rows stop once the query's deadline expired
 //!   ([`deadline::expired`]); the caller then discards the result.
 
-use super::bm25_overlay::{add_overlay_stats, overlay_hits, overlay_index, pruned_hits};
+use super::bm25_overlay::{add_overlay_stats, overlay_index};
 use super::*;
 use crate::deadline;
 use crate::index::text::value_tokens;
@@ -345,6 +349,7 @@ pub(super) fn compile(
 
 /// One leaf's index in one segment, with the leaf's distinct terms looked up in it: found once
 /// per query, by the statistics pass, for the search too.
+#[derive(Clone)]
 pub(super) struct SegLeaf<'a> {
     pub(super) ix: TextIndex<'a>,
     pub(super) found: Vec<Option<TermEntry>>,
@@ -640,237 +645,4 @@ fn remove_row(st: &mut CorpusStats, l: &Leaf, vt: &ValueTokens) {
             *df = df.saturating_sub(1);
         }
     }
-}
-
-/// BM25 search: pruned per segment for sums of clauses, exact candidate
-/// scoring otherwise; unindexed rows scored with the same formula.
-pub(super) fn text_hits(
-    q: &Query,
-    expr: &TextExpr,
-    state: &NsState,
-    views: &[SegView<'_>],
-    k: usize,
-) -> Result<(Vec<Hit>, u64), QueryError> {
-    let mut leaves = Vec::new();
-    let (root, mut lookups) = compile_looked_up(expr, state, views, &mut leaves)?;
-    if leaves.is_empty() {
-        // No BM25 clause: every row that passes the filters ranks.
-        return Ok(every_row_hits(q, &root, state, views));
-    }
-    let reads_doc = root.reads_doc();
-    let mut flat = Vec::new();
-    let is_linear = linear(&root, 1.0, &mut flat);
-    // Not a plain sum: a `Max` (of sums) of positive clauses still prunes, its parts combined by
-    // its shape.
-    let mut shaped = Vec::new();
-    let shape = if is_linear { None } else { monotone(&root, 1.0, &leaves, &mut shaped, &mut 0) };
-    let mut hits = Vec::new();
-    // (score, view, row) of every segment's rows, given ids once the best k are known.
-    let mut scored: Vec<(f32, usize, u32)> = Vec::new();
-    let mut exhaustive = 0u64;
-    let corrupt = |e: crate::index::IndexError| QueryError::corrupted("text index", e);
-    // The best k scores found so far: a segment searched later prunes below the k-th of them
-    // (`search_fields_above`), so the largest segments go first.
-    let mut best = BestScores::new(k);
-    let mut by_size: Vec<usize> = (0..views.len()).collect();
-    by_size.sort_by_key(|&si| std::cmp::Reverse(views[si].ls.seg.len()));
-    for si in by_size {
-        let v = &views[si];
-        let seg = &v.ls.seg;
-        let segl: Option<Vec<SegLeaf<'_>>> = std::mem::take(&mut lookups[si]).into_iter().collect();
-        // Indexed, and none of the query's terms is in its dictionaries: every path below scores
-        // only rows of the terms' postings, so it has nothing to search.
-        if segl.as_ref().is_some_and(|s| holds_none(s, &leaves)) {
-            continue;
-        }
-        let f = |row: u32| v.passes(row as usize, q);
-        // Every row passes when nothing is deleted, shadowed or filtered: the pruned search
-        // then skips a per-candidate call that hashes the row into the shadowed set.
-        let f_opt: Option<&dyn Fn(u32) -> bool> = if v.passes_all(q) { None } else { Some(&f) };
-        let found: Vec<(u32, f32)> = match (segl, &shape) {
-            (Some(segl), _) if is_linear => {
-                let fields = field_queries(&flat, &leaves, &segl);
-                search_fields_above(&fields, k, f_opt, Combine::Sum, best.floor()).map_err(corrupt)?
-            }
-            (Some(segl), Some(shape)) => {
-                let fields = field_queries(&shaped, &leaves, &segl);
-                let by = |parts: &[f32]| shape.score(parts);
-                search_fields_above(&fields, k, f_opt, Combine::By(&by), best.floor()).map_err(corrupt)?
-            }
-            (Some(segl), None) => {
-                let ixs: Vec<TextIndex<'_>> = segl.into_iter().map(|s| s.ix).collect();
-                let mut rows: std::collections::BTreeMap<u32, RowTf> = std::collections::BTreeMap::new();
-                for (li, (l, ix)) in leaves.iter().zip(&ixs).enumerate() {
-                    for (j, t) in l.distinct.iter().enumerate() {
-                        for (row, tf) in ix.postings(t).map_err(corrupt)? {
-                            rows.entry(row).or_insert_with(|| RowTf::new(&leaves)).tfs[li][j] = tf;
-                        }
-                    }
-                    if let Some(p) = &l.prefix {
-                        for (row, tf) in ix.prefix_rows(p).map_err(corrupt)? {
-                            rows.entry(row).or_insert_with(|| RowTf::new(&leaves)).tfs[li]
-                                [l.distinct.len()] = tf;
-                        }
-                    }
-                }
-                rows.into_iter()
-                    .filter(|(row, _)| f(*row))
-                    .map(|(row, mut rt)| {
-                        for (li, ix) in ixs.iter().enumerate() {
-                            rt.norms[li] = ix.fieldnorm_id(row);
-                        }
-                        let doc = if reads_doc { v.attrs_doc(row as usize) } else { None };
-                        (row, eval(&root, 1.0, &leaves, &rt, doc.as_ref()))
-                    })
-                    .collect()
-            }
-            (None, _) => (0..seg.len())
-                .filter(|r| v.live(*r))
-                .filter_map(|r| {
-                    exhaustive += 1;
-                    let d = v.attrs_doc(r).filter(|d| matches(q, d))?;
-                    let rt = RowTf::of_doc(&leaves, &d);
-                    rt.any_hit().then(|| (r as u32, eval(&root, 1.0, &leaves, &rt, Some(&d))))
-                })
-                .collect(),
-        };
-        // A row past the segment's rows has no id: never a hit (as `try_id` refuses it).
-        let from = scored.len();
-        scored.extend(
-            found.into_iter().filter(|(row, _)| (*row as usize) < seg.len()).map(|(row, s)| (s, si, row)),
-        );
-        best.add(scored[from..].iter().map(|h| h.0));
-    }
-    // Only rows that can still rank among the best k need their ids (ties rank by id): rows
-    // strictly below the k-th score gathered here are below k hits whatever else is added.
-    keep_contenders(&mut scored, k);
-    hits.extend(scored.into_iter().filter_map(|(s, si, row)| {
-        Some(Hit { id: views[si].ls.seg.try_id(row as usize)?, score: s, src: Src::Seg(si, row) })
-    }));
-    if let Some(ix) = overlay_index(&leaves, state) {
-        // Overlay rows are still unindexed rows (WAL): counted as searched
-        // exhaustively, as the scan counted them.
-        exhaustive += ix[0].num_docs();
-        let monotone = |p: Bm25Params| p.k1 >= 0.0 && (0.0..=1.0).contains(&p.b);
-        if is_linear && leaves.iter().all(|l| l.prefix.is_none() && monotone(l.params)) {
-            hits.extend(pruned_hits(q, &root, &leaves, &ix, &flat, k));
-        } else {
-            hits.extend(overlay_hits(q, &root, &leaves, &ix, k));
-        }
-        return Ok((hits, exhaustive));
-    }
-    for (id, doc) in state.overlay() {
-        let Some(doc) = doc else { continue };
-        exhaustive += 1;
-        if !matches(q, doc) {
-            continue;
-        }
-        let rt = RowTf::of_doc(&leaves, doc);
-        if rt.any_hit() {
-            hits.push(Hit {
-                id: id.clone(),
-                score: eval(&root, 1.0, &leaves, &rt, Some(doc)),
-                src: Src::Over(doc.clone()),
-            });
-        }
-    }
-    Ok((hits, exhaustive))
-}
-
-/// Whether no leaf has a term (or a prefix, looked up later) in this segment's dictionaries.
-fn holds_none(segl: &[SegLeaf<'_>], leaves: &[Leaf]) -> bool {
-    segl.iter().zip(leaves).all(|(s, l)| l.prefix.is_none() && s.found.iter().all(Option::is_none))
-}
-
-/// Drops the rows scoring strictly below the `k`-th best score of `scored` (none when it holds at
-/// most `k`): with ties ranked by id, such a row is outranked by `k` others whatever ids they have,
-/// so only the rest need an id read from their segment.
-fn keep_contenders(scored: &mut Vec<(f32, usize, u32)>, k: usize) {
-    if k == 0 || scored.len() <= k {
-        return;
-    }
-    let mut scores: Vec<f32> = scored.iter().map(|h| h.0).collect();
-    let (_, kth, _) = scores.select_nth_unstable_by(k - 1, |a, b| b.total_cmp(a));
-    let kth = *kth;
-    scored.retain(|h| h.0.total_cmp(&kth).is_ge());
-}
-
-/// The best `k` scores of the hits gathered so far, for [`search_fields_above`]'s floor: once `k`
-/// hits score at least `x`, a row scoring below `x` cannot be among the best `k` (hits rank by
-/// score, ties by id), and a row scoring `x` is still searched for.
-struct BestScores {
-    k: usize,
-    scores: Vec<f32>,
-}
-
-impl BestScores {
-    fn new(k: usize) -> Self {
-        BestScores { k, scores: Vec::new() }
-    }
-
-    fn add(&mut self, scores: impl Iterator<Item = f32>) {
-        self.scores.extend(scores);
-        if self.k > 0 && self.scores.len() > self.k {
-            self.scores.select_nth_unstable_by(self.k - 1, |a, b| b.total_cmp(a));
-            self.scores.truncate(self.k);
-        }
-    }
-
-    /// The k-th best score, or -inf while fewer than `k` hits are held.
-    fn floor(&self) -> f32 {
-        if self.k == 0 || self.scores.len() < self.k {
-            return f32::NEG_INFINITY;
-        }
-        self.scores.iter().copied().min_by(f32::total_cmp).unwrap_or(f32::NEG_INFINITY)
-    }
-}
-
-/// The per-segment queries of flattened (leaf, boost) pairs over the segment's indexes and the
-/// terms the statistics pass found there.
-fn field_queries<'q, 'a>(
-    pairs: &[(usize, f32)],
-    leaves: &'q [Leaf],
-    segl: &'q [SegLeaf<'a>],
-) -> Vec<FieldQuery<'q, 'a>> {
-    pairs
-        .iter()
-        .map(|(li, boost)| FieldQuery {
-            index: &segl[*li].ix,
-            terms: &leaves[*li].terms,
-            found: Some(&segl[*li].found),
-            prefix: leaves[*li].prefix.as_deref(),
-            stats: &leaves[*li].stats,
-            params: leaves[*li].params,
-            boost: *boost,
-        })
-        .collect()
-}
-
-/// Hits of an expression without BM25 clauses (attributes, filters and
-/// their curves): every live row passing the query's filter, scored from its
-/// attributes; all of them are read (counted as exhaustive).
-fn every_row_hits(q: &Query, root: &Node, state: &NsState, views: &[SegView<'_>]) -> (Vec<Hit>, u64) {
-    let rt = RowTf::new(&[]);
-    let mut hits = Vec::new();
-    let mut exhaustive = 0u64;
-    for (si, v) in views.iter().enumerate() {
-        for r in 0..v.ls.seg.len() {
-            if !v.passes(r, q) {
-                continue;
-            }
-            exhaustive += 1;
-            let Some(d) = v.attrs_doc(r) else { continue };
-            let score = eval(root, 1.0, &[], &rt, Some(&d));
-            hits.push(Hit { id: d.id, score, src: Src::Seg(si, r as u32) });
-        }
-    }
-    for (id, doc) in state.overlay() {
-        let Some(doc) = doc else { continue };
-        exhaustive += 1;
-        if matches(q, doc) {
-            let score = eval(root, 1.0, &[], &rt, Some(doc));
-            hits.push(Hit { id: id.clone(), score, src: Src::Over(doc.clone()) });
-        }
-    }
-    (hits, exhaustive)
 }

@@ -47,8 +47,8 @@ use std::sync::Arc;
 use crate::filter::Filter;
 use crate::format::segment::{SECTION_ANN_INDEX, SECTION_SPARSE_INDEX, SECTION_TEXT_INDEX};
 use crate::index::text::{
-    fieldnorm_to_id, search_fields_above, term_counts, Analyzer, Bm25Params, Bm25Weight, Combine,
-    CorpusStats, FieldQuery, NormCache, TermEntry, TextIndex, MAX_PREFIX_EXPANSIONS,
+    fieldnorm_to_id, term_counts, Analyzer, Bm25Params, Bm25Weight, Combine, CorpusStats, FieldQuery,
+    NormCache, TermEntry, TextIndex, MAX_PREFIX_EXPANSIONS,
 };
 use crate::model::{DocId, Document, Value, ID_ATTR, VECTOR_ATTR};
 use crate::schema::{AttrType, ScalarType};
@@ -57,6 +57,7 @@ use crate::state::{NsState, SegmentReader};
 mod aggregate;
 mod bm25;
 mod bm25_overlay;
+mod bm25_search;
 mod compute;
 mod error;
 mod explain;
@@ -78,6 +79,7 @@ mod vector;
 // `use super::*`.
 use self::aggregate::*;
 use self::bm25::*;
+use self::bm25_search::text_hits;
 use self::compute::{compute_rows, validate_compute};
 pub use self::compute::{
     ComputeExpr, ComputedValue, FragmentBy, FragmentOffsets, Highlight, HighlightFragment, OffsetUnit,

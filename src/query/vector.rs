@@ -11,6 +11,9 @@
 //! (`GraphIndex::search_escalating`: 4× its ef, at most 256), the IVF to an exact scan ([`ivf_checked`]).
 //! Queries with a filter are not checked: their 10th row is farther out than the unfiltered
 //! neighbourhoods the reach describes, so nearly every narrow filter would escalate.
+//! Segments are searched independently of each other: on lent helper threads too
+//! (`crate::fanout`) when the namespace has rows enough to pay for one, their hits then taken
+//! in segment order, so the answer does not depend on which thread searched what.
 
 use crate::index::vector::rows::RowSource;
 
@@ -127,12 +130,20 @@ pub(super) fn vector_hits(
         target: target_recall(q, state),
     };
     let total: usize = views.iter().map(|v| v.ls.seg.len()).sum();
+    // Segments are searched independently: on idle cores too when there are rows enough to pay
+    // for a helper thread (`crate::fanout`), the largest first.
+    let helpers = if crate::fanout::worth(total as u64, FANOUT_MIN_ROWS) { views.len() } else { 0 };
     let mut hits = Vec::new();
     let mut depth = vec![None; views.len()];
     let mut wide = vec![false; views.len()];
-    for (si, v) in views.iter().enumerate() {
+    let mut firsts = crate::fanout::map(largest_first(views, 0..views.len()), helpers, |si| {
+        let v = &views[si];
         let first = if per_segment_only() { k } else { segment_depth::share(k, v.ls.seg.len(), total) };
-        let (found, shallow, escalated) = search.segment(si, v, first, k, false);
+        (si, first, search.segment(si, v, first, k, false))
+    });
+    // Hits in segment order, whichever thread found them.
+    firsts.sort_by_key(|f| f.0);
+    for (si, first, (found, shallow, escalated)) in firsts {
         if shallow {
             depth[si] = Some(first);
         }
@@ -142,12 +153,25 @@ pub(super) fn vector_hits(
     let exhaustive = overlay_hits(q, query, state, search.metric, &mut hits);
     let scored: Vec<(f32, Option<usize>)> =
         hits.iter().map(|h| (h.score, if let Src::Seg(s, _) = h.src { Some(s) } else { None })).collect();
-    for si in segment_depth::to_deepen(&scored, &depth, k) {
-        hits.retain(|h| !matches!(h.src, Src::Seg(s, _) if s == si));
-        // A segment whose first pass escalated goes straight to the wide beam.
-        hits.extend(search.segment(si, &views[si], k, k, wide[si]).0);
-    }
+    let deepen = largest_first(views, segment_depth::to_deepen(&scored, &depth, k));
+    hits.retain(|h| !matches!(h.src, Src::Seg(s, _) if deepen.contains(&s)));
+    // A segment whose first pass escalated goes straight to the wide beam.
+    let mut deeper =
+        crate::fanout::map(deepen, helpers, |si| (si, search.segment(si, &views[si], k, k, wide[si]).0));
+    deeper.sort_by_key(|d| d.0);
+    hits.extend(deeper.into_iter().flat_map(|d| d.1));
     Ok((hits, exhaustive))
+}
+
+/// Below this many segment rows in all, a query's segments are searched on its own thread (a
+/// helper thread costs about what a graph search of a few thousand rows does).
+const FANOUT_MIN_ROWS: u64 = 200_000;
+
+/// `segments` (indexes into `views`), the one with the most rows first.
+fn largest_first(views: &[SegView<'_>], segments: impl IntoIterator<Item = usize>) -> Vec<usize> {
+    let mut order: Vec<usize> = segments.into_iter().collect();
+    order.sort_by_key(|&si| (std::cmp::Reverse(views[si].ls.seg.len()), si));
+    order
 }
 
 /// Bench-only (`TIDEPOOL_ANN_PER_SEGMENT=1`, read once): every segment searched for the whole

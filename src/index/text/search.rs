@@ -483,27 +483,76 @@ pub fn search_fields_above(
     combine: Combine<'_>,
     floor: f32,
 ) -> Result<Vec<(u32, f32)>, IndexError> {
-    if let Some(out) = score_few(fields, k, filter, combine, floor)? {
-        return Ok(out);
+    search_fields_in(fields, k, filter, combine, 0..u32::MAX, &SharedFloor::new(floor))
+}
+
+/// The score below which a query's pieces (segments, row ranges of one) searched on several
+/// threads prune: it only rises, to the `k`-th best score some piece holds (and returns) `k`
+/// rows at or above.
+#[derive(Debug)]
+pub struct SharedFloor(std::sync::atomic::AtomicU32);
+
+impl SharedFloor {
+    /// A floor at `floor` (`f32::NEG_INFINITY`: nothing pruned yet).
+    pub fn new(floor: f32) -> Self {
+        SharedFloor(std::sync::atomic::AtomicU32::new(floor.to_bits()))
+    }
+
+    /// The floor now.
+    pub fn get(&self) -> f32 {
+        f32::from_bits(self.0.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
+    /// Raises the floor to `to` (a NaN or a lower value leaves it).
+    pub fn raise(&self, to: f32) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let mut cur = self.0.load(Relaxed);
+        while to > f32::from_bits(cur) {
+            match self.0.compare_exchange_weak(cur, to.to_bits(), Relaxed, Relaxed) {
+                Ok(_) => return,
+                Err(now) => cur = now,
+            }
+        }
+    }
+}
+
+/// [`search_fields_above`] over the rows `rows` of the segment only, below a floor other
+/// threads may raise meanwhile (read at every window) and that this search raises to its own
+/// `k`-th best score once it holds `k` rows: the rows it returns are those of
+/// [`search_fields_above`] on those rows that score at least the floor it ended with.
+pub fn search_fields_in(
+    fields: &[FieldQuery<'_, '_>],
+    k: usize,
+    filter: Option<&dyn Fn(u32) -> bool>,
+    combine: Combine<'_>,
+    rows: std::ops::Range<u32>,
+    floor: &SharedFloor,
+) -> Result<Vec<(u32, f32)>, IndexError> {
+    let whole = rows == (0..u32::MAX);
+    if whole {
+        if let Some(out) = score_few(fields, k, filter, combine, floor.get())? {
+            return Ok(out);
+        }
     }
     let (mut cursors, caches, nords) = open_cursors(fields)?;
     let mut top = TopK::new(k);
-    if k == 0 || cursors.is_empty() {
+    if k == 0 || cursors.is_empty() || rows.is_empty() {
         return Ok(Vec::new());
     }
     // Below `seed` nothing can enter the caller's top k (the slack keeps rows scoring `floor`).
-    let seed = prune_threshold(floor);
+    let mut seed = prune_threshold(floor.get());
     if cursors.iter().map(|c| c.max_score).sum::<f32>() <= seed {
         return Ok(Vec::new());
     }
     // Rare terms: scoring every posting costs less than the window buffers (tens of KiB
     // zeroed per segment) and gives the same rows and score bits.
-    if cursors.iter().map(|c| c.last_rows.len()).sum::<usize>() <= FEW_BLOCKS {
-        return score_all(cursors, &caches, nords, k, filter, combine, floor);
+    if whole && cursors.iter().map(|c| c.last_rows.len()).sum::<usize>() <= FEW_BLOCKS {
+        return score_all(cursors, &caches, nords, k, filter, combine, floor.get());
     }
     let mut scratch = Scratch::take(WINDOW as usize, cursors.len());
     let mut window = Window::new(cursors.len(), nords);
-    let mut start: u32 = 0;
+    let mut start: u32 = rows.start;
+    let last = rows.end - 1;
     loop {
         // Skip to the first row any list may still hold.
         let mut next_row = u32::MAX;
@@ -515,11 +564,12 @@ pub fn search_fields_above(
         }
         // A window is the unit of work the evaluation's deadline interrupts (the caller
         // discards a result computed past it).
-        if next_row == u32::MAX || crate::deadline::expired() {
+        if next_row > last || crate::deadline::expired() {
             break;
         }
         start = start.max(next_row);
-        let end = start.saturating_add(WINDOW - 1);
+        let end = start.saturating_add(WINDOW - 1).min(last);
+        seed = seed.max(prune_threshold(floor.get()));
         let theta = prune_threshold(top.threshold()).max(seed);
         if window.plan(&mut cursors, start, end, theta) {
             window.score_essential(&mut cursors, &caches, &mut scratch, theta)?;
@@ -534,7 +584,8 @@ pub fn search_fields_above(
                 &mut top,
             )?;
         }
-        if end == u32::MAX {
+        floor.raise(top.threshold());
+        if end == last {
             break;
         }
         start = end + 1;

@@ -572,3 +572,47 @@ proptest! {
         above_equals_exhaustive(&fq, k, Some(&f), Combine::By(&max))?;
     }
 }
+
+/// The best `k` of hits gathered from several searches: by score, ties by row (as one search
+/// ranks them).
+fn best_of(mut all: Vec<(u32, f32)>, k: usize) -> Vec<(u32, f32)> {
+    all.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    all.truncate(k);
+    all
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(12))]
+    /// A segment searched as row ranges below one shared floor (as a query spread over threads
+    /// searches it), in either order, gives the best `k` of the whole search.
+    #[test]
+    fn row_ranges_under_a_shared_floor_give_the_whole_search(seed in any::<u64>(), rows in 5_000usize..40_000,
+                                                             k in 1usize..12, two in any::<bool>(),
+                                                             cuts in proptest::collection::vec(0.0f64..1.0, 1..4),
+                                                             backwards in any::<bool>()) {
+        let opts = FullTextSearch { remove_stopwords: false, stemming: false, ..FullTextSearch::default() };
+        let docs = dense_corpus(seed, rows);
+        let bytes = build("a", docs.iter().enumerate().map(|(i, d)| (i as u32, d.as_str())), &opts);
+        let idx = TextIndex::open(&bytes).unwrap();
+        let terms: Vec<String> = if two { vec!["a".into(), "b".into()] } else { vec!["a".into()] };
+        let mut st = CorpusStats::default();
+        st.add_index(&idx, &terms);
+        let fq = [FieldQuery { index: &idx, terms: &terms, found: None, prefix: None, stats: &st,
+                               params: Bm25Params::default(), boost: 1.0 }];
+        let mut at: Vec<u32> = cuts.iter().map(|c| (c * rows as f64) as u32).collect();
+        at.extend([0, u32::try_from(rows).unwrap()]);
+        at.sort_unstable();
+        let mut ranges: Vec<std::ops::Range<u32>> = at.windows(2).map(|w| w[0]..w[1]).collect();
+        if backwards {
+            ranges.reverse();
+        }
+        let floor = SharedFloor::new(f32::NEG_INFINITY);
+        let mut all = Vec::new();
+        for r in ranges {
+            let got = search_fields_in(&fq, k, None, Combine::Sum, r.clone(), &floor).unwrap();
+            prop_assert!(got.iter().all(|(row, _)| r.contains(row)), "{:?}: {:?}", r, got);
+            all.extend(got);
+        }
+        prop_assert_eq!(best_of(all, k), search_fields_exhaustive(&fq, k, None).unwrap());
+    }
+}
