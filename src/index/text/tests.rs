@@ -337,16 +337,30 @@ fn dense_corpus(seed: u64, rows: usize) -> Vec<String> {
         .collect()
 }
 
+/// The text index of `dense_corpus(seed, rows)` (no stop words, no stemming).
+fn dense_index(seed: u64, rows: usize) -> Vec<u8> {
+    let opts = FullTextSearch { remove_stopwords: false, stemming: false, ..FullTextSearch::default() };
+    let docs = dense_corpus(seed, rows);
+    build("a", docs.iter().enumerate().map(|(i, d)| (i as u32, d.as_str())), &opts)
+}
+
+/// The query over a dense corpus: "a", or "a b".
+fn dense_terms(two: bool) -> Vec<String> {
+    if two {
+        vec!["a".into(), "b".into()]
+    } else {
+        vec!["a".into()]
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(12))]
     #[test]
     fn pruned_equals_exhaustive_when_blocks_are_passed(seed in any::<u64>(), rows in 5_000usize..40_000,
                                                        k in 1usize..12, two in any::<bool>(), filt in 0u32..3) {
-        let opts = FullTextSearch { remove_stopwords: false, stemming: false, ..FullTextSearch::default() };
-        let docs = dense_corpus(seed, rows);
-        let bytes = build("a", docs.iter().enumerate().map(|(i, d)| (i as u32, d.as_str())), &opts);
+        let bytes = dense_index(seed, rows);
         let idx = TextIndex::open(&bytes).unwrap();
-        let terms: Vec<String> = if two { vec!["a".into(), "b".into()] } else { vec!["a".into()] };
+        let terms = dense_terms(two);
         let mut st = CorpusStats::default();
         st.add_index(&idx, &terms);
         let p = Bm25Params::default();
@@ -590,11 +604,9 @@ proptest! {
                                                              k in 1usize..12, two in any::<bool>(),
                                                              cuts in proptest::collection::vec(0.0f64..1.0, 1..4),
                                                              backwards in any::<bool>()) {
-        let opts = FullTextSearch { remove_stopwords: false, stemming: false, ..FullTextSearch::default() };
-        let docs = dense_corpus(seed, rows);
-        let bytes = build("a", docs.iter().enumerate().map(|(i, d)| (i as u32, d.as_str())), &opts);
+        let bytes = dense_index(seed, rows);
         let idx = TextIndex::open(&bytes).unwrap();
-        let terms: Vec<String> = if two { vec!["a".into(), "b".into()] } else { vec!["a".into()] };
+        let terms = dense_terms(two);
         let mut st = CorpusStats::default();
         st.add_index(&idx, &terms);
         let fq = [FieldQuery { index: &idx, terms: &terms, found: None, prefix: None, stats: &st,
