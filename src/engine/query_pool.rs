@@ -30,10 +30,17 @@
 //!   result is discarded, so the slot frees promptly. A query that stops
 //!   waiting (deadline, or its request dropped) leaves the queue, and a slot
 //!   granted to it as it left is passed on.
-//! - Nothing here runs query code on an async worker: an evaluation runs on a
-//!   blocking thread ([`QueryPool::run`]) or on the caller's thread after its
-//!   worker handed the runtime to another thread ([`QueryPool::run_here`],
-//!   `tokio::task::block_in_place`: a short query skips two thread hand-offs).
+//! - An evaluation never holds the last async worker: it runs on a blocking
+//!   thread ([`QueryPool::run`]) or on the caller's thread ([`QueryPool::run_here`]),
+//!   there on the worker itself while the runtime's other workers are free of such
+//!   evaluations (at most `workers - 1` at once in the process), else after the
+//!   worker handed its other tasks to another thread (`tokio::task::block_in_place`).
+//!   A one-worker runtime never evaluates on its worker. Why on the worker: the
+//!   hand-off wakes a thread on another core, which the query's helpers then wait
+//!   for (BENCHMARKS.md "An evaluation on its own worker (stop 64)"). The price: a
+//!   task the caller woke just before (tokio's per-worker next-task slot, which no
+//!   other worker takes from) waits for the evaluation; nothing an evaluation waits
+//!   for runs as a task, so that is a delay, never a deadlock.
 //!   The slots' lock is held only for bookkeeping, never across an await or an
 //!   evaluation.
 //! - An evaluation may borrow its lane's idle regular slots for helper threads that search its
@@ -98,6 +105,32 @@ pub struct QueryPool {
     timeout_ms: AtomicU64,
 }
 
+/// Evaluations running on an async worker itself, process-wide ([`WorkerTurn`]).
+static ON_WORKERS: AtomicUsize = AtomicUsize::new(0);
+
+/// A turn to evaluate on the caller's async worker without handing the runtime to another
+/// thread: granted while fewer than `workers - 1` evaluations hold one (so a worker is
+/// always left to serve every other task: I/O, timers, other requests), given back on
+/// drop. Counted per process, not per runtime: with several runtimes (tests) that only
+/// grants fewer turns.
+struct WorkerTurn;
+
+impl WorkerTurn {
+    fn take(workers: usize) -> Option<WorkerTurn> {
+        let most = workers.saturating_sub(1);
+        ON_WORKERS
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| (n < most).then_some(n + 1))
+            .ok()
+            .map(|_| WorkerTurn)
+    }
+}
+
+impl Drop for WorkerTurn {
+    fn drop(&mut self) {
+        ON_WORKERS.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 /// Counts a waiting query for as long as it waits.
 struct Waiting<'a>(&'a AtomicUsize);
 
@@ -156,22 +189,24 @@ impl QueryPool {
         }
     }
 
-    /// [`Self::run`] on the calling thread where the runtime allows it: on a multi-thread
-    /// runtime the caller's worker hands its other tasks to another thread for the evaluation
-    /// (`tokio::task::block_in_place`), so no async worker is held, and the query skips two
-    /// thread hand-offs (a wake of a blocking thread, then of the task) — the fixed cost of a
-    /// short query. Elsewhere (a current-thread runtime) as [`Self::run`]. For one evaluation
-    /// per task at a time: evaluations a task runs side by side (`buffered`) would take turns.
+    /// [`Self::run`] on the calling thread where the runtime allows it, skipping two thread
+    /// hand-offs (a wake of a blocking thread, then of the task) — the fixed cost of a short
+    /// query. On a multi-thread runtime the evaluation runs on the worker itself while
+    /// another worker is left free ([`WorkerTurn`]), else the worker first hands its other
+    /// tasks to another thread (`tokio::task::block_in_place`). Elsewhere (a current-thread
+    /// runtime) as [`Self::run`]. For one evaluation per task at a time: evaluations a task
+    /// runs side by side (`buffered`) would take turns.
     pub async fn run_here<T, F>(&self, lane: Lane, tenant: &str, f: F) -> Result<T, EngineError>
     where
         T: Send + 'static,
         F: FnOnce() -> Result<T, QueryError> + Send + 'static,
     {
-        let multi_thread = tokio::runtime::Handle::try_current()
-            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
-        if !multi_thread {
-            return self.run(lane, tenant, f).await;
-        }
+        let workers = match tokio::runtime::Handle::try_current() {
+            Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                h.metrics().num_workers()
+            }
+            _ => return self.run(lane, tenant, f).await,
+        };
         let (permit, deadline) = self.slot(lane, tenant).await?;
         // A panic fails the query as on a blocking thread, not the caller's task.
         let run = std::panic::AssertUnwindSafe(move || {
@@ -179,7 +214,11 @@ impl QueryPool {
             let _permit = permit;
             evaluate(deadline, lender, f)
         });
-        match tokio::task::block_in_place(|| std::panic::catch_unwind(run)) {
+        let out = match WorkerTurn::take(workers) {
+            Some(_turn) => std::panic::catch_unwind(run),
+            None => tokio::task::block_in_place(|| std::panic::catch_unwind(run)),
+        };
+        match out {
             Ok(out) => self.outcome(out),
             Err(_) => Err(EngineError::internal("query task failed: the evaluation panicked")),
         }
@@ -576,6 +615,44 @@ mod tests {
             .unwrap();
         assert_eq!(here, caller);
         other.await.unwrap();
+    }
+
+    /// Evaluations on the workers themselves never hold the last one: two that each block
+    /// until a task spawned after both started has run, at once on a two-worker runtime, both
+    /// finish (one may hold its worker; the other hands its worker's tasks to another thread).
+    /// With both on their workers, nothing would run that task: both would fail at 5 s.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn evaluations_on_the_workers_leave_one_serving() {
+        let pool = Arc::new(QueryPool::new(2, 4, Duration::from_secs(30)));
+        let (started_tx, started_rx) = std::sync::mpsc::channel::<()>();
+        let mut releases = Vec::new();
+        let mut runs = Vec::new();
+        for _ in 0..2 {
+            let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+            releases.push(release_tx);
+            let (pool, started) = (pool.clone(), started_tx.clone());
+            runs.push(tokio::spawn(async move {
+                pool.run_here(Lane::Large, "o/p", move || {
+                    started.send(()).map_err(|e| QueryError::Internal(e.to_string()))?;
+                    release_rx
+                        .recv_timeout(Duration::from_secs(5))
+                        .map_err(|e| QueryError::Internal(e.to_string()))
+                })
+                .await
+            }));
+        }
+        // This thread drives the test, not a worker: waiting here holds no worker.
+        for _ in 0..2 {
+            started_rx.recv_timeout(Duration::from_secs(5)).expect("both evaluations start");
+        }
+        tokio::spawn(async move {
+            releases.into_iter().for_each(|r| {
+                let _ = r.send(());
+            })
+        });
+        for run in runs {
+            run.await.unwrap().expect("released by a task a free worker ran");
+        }
     }
 
     /// `run_here` keeps `run`'s contract: the deadline (408), a panic failing the query
