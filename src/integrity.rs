@@ -527,6 +527,11 @@ impl<'a> FileGuard<'a> {
         Some(self.guard.read_span(&self.range_of(sub)?))
     }
 
+    /// Whether `sub` is a slice of the object's bytes (else, a heap copy say, no check reads it).
+    pub fn holds<T>(&self, sub: &[T]) -> bool {
+        self.range_of(sub).is_some()
+    }
+
     /// Where `sub` lies in the object (None: not inside it).
     fn range_of<T>(&self, sub: &[T]) -> Option<Range<usize>> {
         range_within(self.file, sub)

@@ -1,6 +1,6 @@
-//! A text section read with a guard and its samples (`reader.rs`): the heap copy of the term
-//! dictionary and the norm table's granule crcs, against section bytes changed after they were
-//! taken (as a disk changes a mapped file) and before.
+//! A text section read with a guard and its samples (`reader.rs`): the heap copies of the term
+//! dictionary and of the norm table, or the norm table's granule crcs, against section bytes
+//! changed after they were taken (as a disk changes a mapped file) and before.
 
 use super::*;
 use crate::integrity::{within, ChunkGuard, FileGuard};
@@ -24,7 +24,8 @@ fn a_changed_dictionary_byte_is_never_read_and_a_changed_length_byte_fails_the_q
     let bytes = build("a", docs.iter().enumerate().map(|(i, d)| (i as u32, d.as_str())), &opts);
     let g = guard_of(&bytes);
     let first = TextIndex::open(&bytes).unwrap().guarded(Some(FileGuard::new(&bytes, &g)));
-    let samples = within(|| first.samples()).unwrap().unwrap();
+    // The norm table's granule crcs, as for a table too large to hold (below: held whole).
+    let samples = within(|| first.samples_holding(0)).unwrap().unwrap();
     assert!(samples.holds_terms(), "a small dictionary is kept whole");
     let terms = vec!["w5".to_string(), "common".to_string(), "rare".to_string()];
     let mut st = CorpusStats::default();
@@ -59,6 +60,19 @@ fn a_changed_dictionary_byte_is_never_read_and_a_changed_length_byte_fails_the_q
     assert_eq!(rare.offset as usize, norms_at + (row >> NORM_GRANULE_LOG2 << NORM_GRANULE_LOG2));
     let common = search_for(&["common".to_string()], &norm).unwrap_err();
     assert_eq!(common.offset as usize, (norms_at + row) >> 10 << 10);
+
+    // A norm table held whole: the changed length byte is never read, the checked copy is.
+    let held = within(|| first.samples()).unwrap().unwrap();
+    assert!(held.heap_bytes() >= rows, "the copy is counted");
+    let search_held = |terms: &[String], b: &[u8]| {
+        within(|| {
+            let ix = TextIndex::reopen(b, &held).unwrap().guarded(Some(FileGuard::new(b, &g)));
+            ix.search(terms, &st, p, 10, None).unwrap()
+        })
+    };
+    assert_eq!(search_held(&terms, &norm), Ok(want.clone()));
+    assert_eq!(search_held(&["rare".to_string()], &norm), search_held(&["rare".to_string()], &bytes));
+    assert!(search_held(&["rare".to_string()], &bytes).unwrap().iter().any(|h| h.0 == row as u32));
 
     // Changed before the samples were taken: the copy fails its check, and nothing is kept.
     let late = TextIndex::open_trusted(&dict).unwrap().guarded(Some(FileGuard::new(&dict, &g)));

@@ -15,10 +15,13 @@
 //!   reads nothing of the section, only the postings it opens (each checked as before), and goes
 //!   through a hash table of the copy's keys (4 bytes a slot, at most half full), so a term a
 //!   segment lacks is found absent with a hash and about one comparison;
-//! - crc32c of the norm table in [`NORM_GRANULE_LOG2`] granules, so a row's length byte is
-//!   checked over 64 bytes, not over its 1 KiB chunk (`search.rs`, `NormChecks`).
+//! - the norm table (one length byte a row), copied whole to the heap the same way when it
+//!   takes at most [`HEAP_NORMS_MAX`] bytes: a query reads its rows' length bytes from the copy
+//!   and checks none (a rare word's rows each sat in another granule, a crc of 64 bytes per row
+//!   scored); a larger table keeps crc32c in [`NORM_GRANULE_LOG2`] granules instead, so a row's
+//!   length byte is checked over 64 bytes, not over its 1 KiB chunk (`search.rs`, `NormChecks`).
 //!
-//! A byte of the section that changes after the copy is never read by a query (the copy was
+//! A byte of the section that changes after a copy is never read by a query (the copy was
 //! verified; `verify` and a compaction read the file and find the change); one that changes
 //! before it fails the copy, and the query that took it.
 
@@ -65,6 +68,9 @@ pub const SAMPLE_EVERY: usize = 32;
 /// Largest term dictionary (offsets, infos and key bytes) kept whole on the heap: ≈ 1.5 MB for
 /// a body field of a 150k-row segment; a larger one is looked up from its sample and the section.
 pub const HEAP_DICT_MAX: usize = 16 << 20;
+
+/// Largest norm table kept whole on the heap (one byte a row: a segment of up to 16M rows).
+pub const HEAP_NORMS_MAX: usize = 16 << 20;
 
 /// A row's length byte is checked over a granule of `2^NORM_GRANULE_LOG2` rows of the norm
 /// table (crcs on the heap: 4 bytes per 64 rows).
@@ -227,7 +233,9 @@ pub struct TextSamples {
     /// The term dictionary whole (None: larger than [`HEAP_DICT_MAX`], or taken unguarded
     /// where a copy failed its check — then nothing is kept at all).
     heap_terms: Option<HeapDict>,
-    /// The norm table's granule crcs (None: the section was opened unguarded).
+    /// The norm table whole (None: larger than [`HEAP_NORMS_MAX`], or opened unguarded).
+    heap_norms: Option<Box<[u8]>>,
+    /// The norm table's granule crcs (None: held whole, or opened unguarded).
     norm_crcs: Option<crate::integrity::FineCrcs>,
 }
 
@@ -238,6 +246,7 @@ impl TextSamples {
             + self.prefixes.as_ref().map_or(0, DictSample::heap_bytes)
             + self.layout.attr.capacity()
             + self.heap_terms.as_ref().map_or(0, HeapDict::heap_bytes)
+            + self.heap_norms.as_ref().map_or(0, |n| n.len())
             + self.norm_crcs.as_ref().map_or(0, crate::integrity::FineCrcs::heap_bytes)
     }
 
@@ -482,6 +491,11 @@ impl<'a> TextIndex<'a> {
     /// [`Self::with_samples`] at each open. Read through the guard (call after
     /// [`Self::guarded`]): None when a read failed its check (keep nothing then).
     pub fn samples(&self) -> Option<TextSamples> {
+        self.samples_holding(HEAP_NORMS_MAX)
+    }
+
+    /// [`Self::samples`], copying the norm table when it takes at most `norms_max` bytes.
+    pub(super) fn samples_holding(&self, norms_max: usize) -> Option<TextSamples> {
         let prefixes = match &self.prefixes {
             Some((_, d)) => Some(DictSample::of(d)?),
             None => None,
@@ -498,9 +512,12 @@ impl<'a> TextIndex<'a> {
                 None => None,
             },
         };
-        let norm_crcs = match &self.guard {
-            Some(g) if !self.norms.is_empty() => Some(g.fine_crcs(self.norms, NORM_GRANULE_LOG2)?),
-            _ => None,
+        let (heap_norms, norm_crcs) = match &self.guard {
+            Some(g) if !self.norms.is_empty() && self.norms.len() <= norms_max => {
+                (Some(g.copy_checked(self.norms)?.into_boxed_slice()), None)
+            }
+            Some(g) if !self.norms.is_empty() => (None, Some(g.fine_crcs(self.norms, NORM_GRANULE_LOG2)?)),
+            _ => (None, None),
         };
         let heap_terms = match HeapDict::of(&self.terms) {
             None if self.terms.offsets.len() + self.terms.infos.len() + self.terms.bytes.len()
@@ -510,7 +527,14 @@ impl<'a> TextIndex<'a> {
             }
             h => h,
         };
-        Some(TextSamples { terms: DictSample::of(&self.terms)?, prefixes, layout, heap_terms, norm_crcs })
+        Some(TextSamples {
+            terms: DictSample::of(&self.terms)?,
+            prefixes,
+            layout,
+            heap_terms,
+            heap_norms,
+            norm_crcs,
+        })
     }
 
     /// The section `bytes` opened again from the samples an earlier open of it took
@@ -548,6 +572,10 @@ impl<'a> TextIndex<'a> {
             self.terms.infos = &h.infos;
             self.terms.bytes = &h.bytes;
             self.terms.table = Some(&h.table);
+        }
+        if let Some(h) = samples.heap_norms.as_deref().filter(|h| h.len() == self.norms.len()) {
+            // Heap bytes too: no query checks them (`NormChecks` takes no guard for them).
+            self.norms = h;
         }
         self.norm_crcs = samples.norm_crcs.as_ref().filter(|c| c.len() == self.norms.len());
         if let (Some((_, d)), Some(s)) = (self.prefixes.as_mut(), samples.prefixes.as_ref()) {

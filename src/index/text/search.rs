@@ -109,12 +109,12 @@ fn dense_list(rows: usize, section_rows: usize) -> bool {
 impl<'a> NormChecks<'a> {
     fn new(index: &TextIndex<'a>) -> Self {
         let shift = index.norm_crcs.map_or(NORM_WINDOW_SHIFT, |f| f.granule_log2());
-        let words =
-            |shift: u32| if index.guard.is_some() { (index.norms.len() >> shift) / 64 + 1 } else { 0 };
+        let guard = Self::guard_of(index);
+        let words = |shift: u32| if guard.is_some() { (index.norms.len() >> shift) / 64 + 1 } else { 0 };
         let bits = |n: usize| (0..n).map(|_| std::cell::Cell::new(0)).collect();
         NormChecks {
             norms: index.norms,
-            guard: index.guard,
+            guard,
             fine: index.norm_crcs,
             shift,
             checked: bits(words(shift)),
@@ -129,13 +129,19 @@ impl<'a> NormChecks<'a> {
         let shift = index.norm_crcs.map_or(NORM_WINDOW_SHIFT, |f| f.granule_log2());
         NormChecks {
             norms: index.norms,
-            guard: index.guard,
+            guard: Self::guard_of(index),
             fine: index.norm_crcs,
             shift,
             checked: Box::new([]),
             windows: Box::new([]),
             epoch: std::cell::Cell::new(None),
         }
+    }
+
+    /// The segment's guard when the norm table is the segment's bytes (None: unchecked, or a heap
+    /// copy of checked bytes, which needs no check).
+    fn guard_of(index: &TextIndex<'a>) -> Option<crate::integrity::FileGuard<'a>> {
+        index.guard.filter(|g| g.holds(index.norms))
     }
 
     /// Whether a list of `rows` rows reads its norms by windows (see [`DENSE_NORMS`]).
