@@ -9,13 +9,13 @@
 
 use std::sync::Arc;
 
+use crate::common;
 use serde_json::{json, Value as Json};
-use tidepool::engine::{CompactionConfig, Engine, EngineConfig, WriteRequest};
+use tidepool::engine::WriteRequest;
 use tidepool::index::vector::synth::{generate, Kind};
 use tidepool::layout::NsPath;
 use tidepool::query::{execute_request, recall};
 use tidepool::state::NsState;
-use tidepool::store::Store;
 use tidepool::wire::query::{parse_recall, parse_request, recall_json};
 
 const DIM: usize = 32;
@@ -38,10 +38,7 @@ fn rows_at(n: usize, seed: u64, shift: f32) -> Vec<f32> {
 /// Four segments of clustered rows, one compaction each; the third one shifted by [`SHIFT`].
 async fn segmented() -> (tempfile::TempDir, Arc<NsState>) {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::local(&dir.path().join("store")).unwrap();
-    let mut cfg = EngineConfig::new(dir.path().to_path_buf(), store);
-    cfg.compaction = CompactionConfig { auto: false, ..CompactionConfig::default() };
-    let e = Engine::open(cfg).await.unwrap();
+    let e = common::engine_compacting_by_hand(dir.path()).await;
     let data: Vec<f32> = (0..SEGMENTS)
         .flat_map(|s| rows_at(SEG_ROWS, 7 + s as u64, if s == 2 { SHIFT } else { 0.0 }))
         .collect();

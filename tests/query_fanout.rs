@@ -9,13 +9,13 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use crate::common;
 use serde_json::{json, Value as Json};
-use tidepool::engine::{CompactionConfig, Engine, EngineConfig, WriteRequest};
+use tidepool::engine::WriteRequest;
 use tidepool::fanout::{self, Lender};
 use tidepool::layout::NsPath;
 use tidepool::query::execute_request;
 use tidepool::state::NsState;
-use tidepool::store::Store;
 use tidepool::wire::query::parse_request;
 
 const DIM: usize = 8;
@@ -44,10 +44,7 @@ fn vector(i: usize) -> Vec<f32> {
 /// [`SEGMENTS`] segments of [`SEG_ROWS`] rows with title, body, a number and a vector each.
 async fn segmented() -> (tempfile::TempDir, Arc<NsState>) {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::local(&dir.path().join("store")).unwrap();
-    let mut cfg = EngineConfig::new(dir.path().to_path_buf(), store);
-    cfg.compaction = CompactionConfig { auto: false, ..CompactionConfig::default() };
-    let e = Engine::open(cfg).await.unwrap();
+    let e = common::engine_compacting_by_hand(dir.path()).await;
     for s in 0..SEGMENTS {
         let rows: Vec<Json> = (s * SEG_ROWS..(s + 1) * SEG_ROWS)
             .map(|i| json!({"id": i, "vector": vector(i), "title": text(i, 3), "body": text(i + 1, 12), "n": i % 10}))

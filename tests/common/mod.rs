@@ -260,3 +260,13 @@ pub fn section(seg: &[u8], kind: u16) -> (usize, usize) {
         .map(|e| (le64(e + 8), le64(e + 16)))
         .unwrap_or_else(|| panic!("no section of kind {kind}"))
 }
+
+/// An engine over a local store in `dir` whose compactions run only when a test asks (no
+/// automatic compaction): a test then decides how many segments a namespace holds.
+pub async fn engine_compacting_by_hand(dir: &Path) -> Arc<tidepool::engine::Engine> {
+    use tidepool::engine::{CompactionConfig, Engine, EngineConfig};
+    let store = tidepool::store::Store::local(&dir.join("store")).unwrap();
+    let mut cfg = EngineConfig::new(dir.to_path_buf(), store);
+    cfg.compaction = CompactionConfig { auto: false, ..CompactionConfig::default() };
+    Engine::open(cfg).await.unwrap()
+}
