@@ -311,6 +311,11 @@ impl Writer {
         self.buf.len()
     }
 
+    /// Forgets what was written, keeping the buffer (a scratch writer reused row after row).
+    pub fn clear(&mut self) {
+        self.buf.clear();
+    }
+
     /// Whether nothing was written.
     pub fn is_empty(&self) -> bool {
         self.buf.is_empty()

@@ -93,9 +93,12 @@ impl NsState {
     }
 
     /// Brings the overlay's text index up to the schema (attributes made
-    /// full-text or given other options are indexed again); puts and removes
-    /// do it themselves, a request that changed only the schema calls this.
+    /// full-text or given other options are indexed again; puts and removes
+    /// do it themselves, a request that changed only the schema calls this),
+    /// and ends a write's puts ([`OverlayText::end_puts`]): every write's apply
+    /// ends with this call.
     pub fn sync_text_index(&mut self) {
+        self.text.end_puts();
         self.text.sync(&self.schema, &self.overlay);
     }
 

@@ -46,6 +46,14 @@
 //!   (`state/text_prepared.rs`); they are used only when they are the analysis
 //!   of that very value under the attribute's options, so the index is the
 //!   one analysis at the put would build.
+//! - A put whose prepared tokens came with a prebuilt chunk (a large write's
+//!   rows with text, `state/text_prepared.rs`) is staged: its seq and document
+//!   are kept beside the index, not in it, while the rows put are the chunk's
+//!   rows in order; the last one turns the chunk into a part with those seqs and
+//!   documents (after the open tail, sealed). Anything else first pushes the
+//!   staged rows one by one (analysed again), and a write's apply ends by doing
+//!   so ([`OverlayText::end_puts`]): no reader sees staged rows. Either way the
+//!   lists, seqs and statistics are those of pushing every row.
 //! - Vectors are never read: an overlay whose vectors are spilled
 //!   (`crate::spill`) is indexed the same way.
 
@@ -91,6 +99,16 @@ struct AttrText {
     analyzer: Arc<Analyzer>,
     parts: Vec<Part>,
     total_tokens: u64,
+    /// Rows put from a prebuilt chunk's first on, not yet in `parts`.
+    staged: Option<Staged>,
+}
+
+/// The seqs and documents of a prebuilt chunk's first rows, as they were put.
+#[derive(Clone)]
+struct Staged {
+    chunk: Arc<Chunk>,
+    seqs: Vec<u64>,
+    docs: Vec<Arc<Document>>,
 }
 
 /// One chunk and which of its rows are dead in this snapshot.
@@ -141,6 +159,7 @@ impl OverlayText {
     /// caller scans the overlay).
     pub fn attr(&self, attr: &str, options: &FullTextSearch) -> Option<TextView<'_>> {
         let a = self.0.attrs.iter().find(|a| a.name == attr && a.options == *options)?;
+        debug_assert!(a.staged.is_none(), "a write's puts were not ended (end_puts)");
         Some(TextView { inner: &self.0, attr: a })
     }
 
@@ -228,6 +247,14 @@ impl OverlayText {
 }
 
 impl OverlayText {
+    /// Indexes the rows staged for a prebuilt chunk that did not get all of its rows: the
+    /// end of a write's puts, before anything reads the index.
+    pub fn end_puts(&mut self) {
+        if self.0.attrs.iter().any(|a| a.staged.is_some()) {
+            Arc::make_mut(&mut self.0).attrs.iter_mut().for_each(AttrText::push_staged);
+        }
+    }
+
     /// The index a compaction's refold keeps: this (the newest state's) index
     /// without the rows put before `folded`'s last seq (those are in the new
     /// segments now), over exactly the live documents of `overlay` (the
@@ -278,6 +305,7 @@ impl AttrText {
             analyzer: Arc::new(Analyzer::new(options)),
             parts: Vec::new(),
             total_tokens: 0,
+            staged: None,
         }
     }
 
@@ -303,13 +331,17 @@ impl AttrText {
         self.parts.iter().map(|p| p.chunk.bytes + p.dead.len() * 8).sum()
     }
 
-    /// Indexes row `seq`; `prepared` may hold its tokens, analysed before the commit.
+    /// Indexes row `seq`; `prepared` may hold its tokens, analysed before the commit, and
+    /// their place in a prebuilt chunk.
     fn add(&mut self, seq: u64, doc: &Arc<Document>, prepared: Option<PreparedRow<'_>>) {
         let analysed;
-        let toks = match prepared.map(|p| p.tokens(&self.name, &self.options, doc.attrs.get(&self.name))) {
-            Some(Prepared::Tokens(toks)) => toks,
-            Some(Prepared::Empty) => return,
-            Some(Prepared::Unknown) | None => {
+        let value = doc.attrs.get(&self.name);
+        let (prepared, place) =
+            prepared.map_or((Prepared::Unknown, None), |p| p.tokens_placed(&self.name, &self.options, value));
+        let toks = match prepared {
+            Prepared::Tokens(toks) => toks,
+            Prepared::Empty => return,
+            Prepared::Unknown => {
                 analysed = doc_tokens(&self.analyzer, doc, &self.name);
                 &analysed
             }
@@ -318,6 +350,67 @@ impl AttrText {
             return;
         }
         self.total_tokens += toks.len() as u64;
+        if let Some((chunk, row)) = place {
+            if self.stage(chunk, row, seq, doc) {
+                return;
+            }
+        }
+        self.push_staged();
+        self.push(seq, doc, toks);
+    }
+
+    /// Stages row `row` of prebuilt `chunk` when it is the row that chunk needs next (its
+    /// first starts staging); false when it is not (the caller pushes it).
+    fn stage(&mut self, chunk: &Arc<Chunk>, row: u32, seq: u64, doc: &Arc<Document>) -> bool {
+        let next = self
+            .staged
+            .as_ref()
+            .is_some_and(|s| Arc::ptr_eq(&s.chunk, chunk) && s.seqs.len() == row as usize);
+        if !next {
+            self.push_staged();
+            if row != 0 {
+                return false;
+            }
+            let rows = chunk.rows();
+            self.staged = Some(Staged {
+                chunk: Arc::clone(chunk),
+                seqs: Vec::with_capacity(rows),
+                docs: Vec::with_capacity(rows),
+            });
+        }
+        let s = self.staged.as_mut().expect("staging was just ensured");
+        s.seqs.push(seq);
+        s.docs.push(Arc::clone(doc));
+        if s.seqs.len() == s.chunk.rows() {
+            let s = self.staged.take().expect("staged");
+            self.attach(s);
+        }
+        true
+    }
+
+    /// A prebuilt chunk with all its rows becomes the last part, after the tail (sealed: only
+    /// the last part is open).
+    fn attach(&mut self, s: Staged) {
+        if let Some(tail) = self.parts.last_mut().filter(|p| p.chunk.is_open()) {
+            Arc::make_mut(&mut tail.chunk).seal();
+        }
+        self.parts.push(Part::new(s.chunk.with_rows(s.seqs, s.docs)));
+        self.merge_tail();
+    }
+
+    /// Pushes the rows staged so far one by one, analysed again (a prebuilt chunk's postings
+    /// are not split by row); their tokens were counted when they were staged.
+    fn push_staged(&mut self) {
+        let Some(s) = self.staged.take() else { return };
+        for (seq, doc) in s.seqs.into_iter().zip(&s.docs) {
+            let toks = doc_tokens(&self.analyzer, doc, &self.name);
+            self.push(seq, doc, &toks);
+        }
+    }
+
+    /// Appends row `seq` to the open tail (a new one when the last is full), sealing and
+    /// merging a tail it fills.
+    fn push(&mut self, seq: u64, doc: &Arc<Document>, toks: &ValueTokens) {
         if self.parts.last().is_none_or(|p| p.chunk.seqs.len() >= TAIL_ROWS) {
             self.parts.push(Part::new(Chunk::default()));
         }
@@ -351,6 +444,10 @@ impl AttrText {
     /// Marks row `seq` dead (nothing to do when its document had no tokens
     /// here: it has no row). Nothing is analysed: the row's token count is kept.
     fn remove(&mut self, seq: u64) {
+        // A staged row is in no part yet (an older row is: staging goes on).
+        if self.staged.as_ref().is_some_and(|s| s.seqs.first().is_some_and(|first| seq >= *first)) {
+            self.push_staged();
+        }
         let pi = self.parts.partition_point(|p| p.chunk.seqs.last().is_some_and(|s| *s < seq));
         let Some(part) = self.parts.get_mut(pi) else { return };
         let Ok(row) = part.chunk.seqs.binary_search(&seq) else { return };
@@ -368,6 +465,7 @@ impl AttrText {
     /// This attribute's rows from seq `from` on that `overlay` holds (the
     /// same document), with the statistics summed from their postings.
     fn carried(&self, from: u64, overlay: &imbl::OrdMap<DocId, Option<Arc<Document>>>) -> AttrText {
+        debug_assert!(self.staged.is_none(), "a write's puts were not ended (end_puts)");
         let mut a = AttrText::empty(&self.name, &self.options);
         a.analyzer = Arc::clone(&self.analyzer);
         let first = self.parts.partition_point(|p| p.chunk.seqs.last().is_some_and(|s| *s < from));

@@ -92,23 +92,56 @@ pub(super) struct ListRef<'a> {
     pub(super) min_norm: u8,
 }
 
+impl std::fmt::Debug for Chunk {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Chunk").field("rows", &self.rows()).field("bytes", &self.bytes).finish()
+    }
+}
+
 impl Chunk {
     /// Whether rows may still be pushed (the tail).
-    #[cfg(test)]
     pub(super) fn is_open(&self) -> bool {
         matches!(self.terms, Terms::Open(_))
     }
 
     /// Appends a row with these tokens (not empty). Only into an open chunk.
     pub(super) fn push(&mut self, seq: u64, doc: &Arc<Document>, toks: &ValueTokens) {
+        self.seqs.push(seq);
+        self.docs.push(doc.clone());
+        self.push_tokens(toks);
+    }
+
+    /// A sealed chunk of rows with these tokens (each not empty), without their seqs and
+    /// documents: built before a write's commit (`state/text_prepared.rs`), given them by
+    /// [`Chunk::with_rows`] at the commit.
+    pub(super) fn prebuilt<'t>(rows: impl Iterator<Item = &'t ValueTokens>) -> Chunk {
+        let mut chunk = Chunk::default();
+        rows.for_each(|toks| chunk.push_tokens(toks));
+        chunk.seal();
+        chunk
+    }
+
+    /// Rows of the chunk.
+    pub(super) fn rows(&self) -> usize {
+        self.norms.len()
+    }
+
+    /// This prebuilt chunk with its rows' seqs (ascending) and documents, one per row.
+    pub(super) fn with_rows(&self, seqs: Vec<u64>, docs: Vec<Arc<Document>>) -> Chunk {
+        debug_assert!(seqs.len() == self.rows() && docs.len() == self.rows() && self.seqs.is_empty());
+        let mut chunk = Chunk { seqs, docs, ..self.clone() };
+        chunk.bytes = chunk.estimated_bytes();
+        chunk
+    }
+
+    /// The next row's length, norm and postings (its seq and document are the caller's).
+    fn push_tokens(&mut self, toks: &ValueTokens) {
         let Terms::Open(open) = &mut self.terms else {
             unreachable!("rows are pushed into the open tail only")
         };
         let len = u32::try_from(toks.len()).unwrap_or(u32::MAX);
-        let row = self.seqs.len() as u32;
+        let row = self.norms.len() as u32;
         let norm = fieldnorm_to_id(len);
-        self.seqs.push(seq);
-        self.docs.push(doc.clone());
         self.norms.push(norm);
         self.lens.push(len);
         open.sorted.take();

@@ -17,13 +17,27 @@
 //!   changed in between, a value that is not the analysed one, a row count
 //!   that does not match the request) is analysed again at the put, so a stale
 //!   preparation costs time, never a wrong posting.
+//! - A request with at least [`PREBUILT_MIN_ROWS`] rows with tokens for an
+//!   attribute also brings them as one sealed chunk of the overlay index
+//!   (`state/text_chunk.rs`), built here, off the serial commit: its rows are the
+//!   rows with tokens in request order, their seqs and documents given at the
+//!   commit. The index takes the chunk only when the rows put are exactly those
+//!   rows, in that order, each with its prepared tokens (`state/text.rs`,
+//!   staging); anything else indexes them one by one, as without it.
 //! - Nothing here is persisted or shared between requests.
 
 use std::hash::{BuildHasher, Hasher};
+use std::sync::Arc;
 
 use crate::index::text::{Analyzer, ValueTokens};
 use crate::model::{Document, Value};
 use crate::schema::{FullTextSearch, Schema};
+
+use super::chunk::Chunk;
+
+/// Fewest rows with tokens for which a request's chunk is built before the commit (fewer
+/// are pushed at the commit: a chunk of a handful of rows is not worth a part of its own).
+const PREBUILT_MIN_ROWS: usize = 64;
 
 /// Per upsert row, per full-text attribute: its tokens.
 #[derive(Debug, Default)]
@@ -38,6 +52,9 @@ struct PreparedAttr {
     options: FullTextSearch,
     /// One per upsert row: None when the row has no tokens here (no value, or no words).
     rows: Vec<Option<(Fingerprint, ValueTokens)>>,
+    /// The rows with tokens as one prebuilt chunk, and each row's place in it (`u32::MAX`:
+    /// none); None under [`PREBUILT_MIN_ROWS`] rows.
+    prebuilt: Option<(Arc<Chunk>, Vec<u32>)>,
 }
 
 /// Identifies an analysed value: its strings' total length and their hash.
@@ -69,7 +86,7 @@ impl PreparedText {
 impl PreparedAttr {
     fn analyze(name: &str, options: &FullTextSearch, docs: &[Document]) -> PreparedAttr {
         let analyzer = Analyzer::new(options);
-        let rows = docs
+        let rows: Vec<_> = docs
             .iter()
             .map(|d| {
                 let v = d.attrs.get(name)?;
@@ -78,8 +95,29 @@ impl PreparedAttr {
                 (!toks.is_empty()).then(|| (fingerprint(v), toks))
             })
             .collect();
-        PreparedAttr { name: name.to_owned(), options: options.clone(), rows }
+        let prebuilt = prebuilt(&rows);
+        PreparedAttr { name: name.to_owned(), options: options.clone(), rows, prebuilt }
     }
+}
+
+/// The chunk of `rows`' tokens and each row's place in it, from [`PREBUILT_MIN_ROWS`] rows.
+fn prebuilt(rows: &[Option<(Fingerprint, ValueTokens)>]) -> Option<(Arc<Chunk>, Vec<u32>)> {
+    if rows.iter().flatten().count() < PREBUILT_MIN_ROWS {
+        return None;
+    }
+    let chunk = Chunk::prebuilt(rows.iter().flatten().map(|(_, toks)| toks));
+    let mut next = 0u32;
+    let places = rows
+        .iter()
+        .map(|r| match r {
+            Some(_) => {
+                next += 1;
+                next - 1
+            }
+            None => u32::MAX,
+        })
+        .collect();
+    Some((Arc::new(chunk), places))
 }
 
 /// One upsert row's prepared tokens.
@@ -103,14 +141,28 @@ impl<'a> PreparedRow<'a> {
     /// The tokens of `value` (the row's value of `name`, None when it has
     /// none) under `options`, when they were prepared for that very value.
     pub fn tokens(&self, name: &str, options: &FullTextSearch, value: Option<&Value>) -> Prepared<'a> {
+        self.tokens_placed(name, options, value).0
+    }
+
+    /// [`Self::tokens`], and when they are `Tokens` and the request's rows were prebuilt
+    /// into a chunk, that chunk and the row's place in it.
+    pub(super) fn tokens_placed(
+        &self,
+        name: &str,
+        options: &FullTextSearch,
+        value: Option<&Value>,
+    ) -> (Prepared<'a>, Option<(&'a Arc<Chunk>, u32)>) {
         let Some(a) = self.text.attrs.iter().find(|a| a.name == name && a.options == *options) else {
-            return Prepared::Unknown;
+            return (Prepared::Unknown, None);
         };
         match (&a.rows[self.i], value) {
-            (Some((f, toks)), Some(v)) if *f == fingerprint(v) => Prepared::Tokens(toks),
+            (Some((f, toks)), Some(v)) if *f == fingerprint(v) => {
+                let place = a.prebuilt.as_ref().map(|(chunk, places)| (chunk, places[self.i]));
+                (Prepared::Tokens(toks), place)
+            }
             // No value then and now: nothing to index, as analysis would find.
-            (None, None) => Prepared::Empty,
-            _ => Prepared::Unknown,
+            (None, None) => (Prepared::Empty, None),
+            _ => (Prepared::Unknown, None),
         }
     }
 }

@@ -119,16 +119,21 @@ fn a_changed_value_or_other_options_are_analysed_again() {
     assert!(matches!(row.tokens("s", &options(false), None), Prepared::Unknown), "never prepared");
 }
 
-/// Every list of both attributes (terms in order, seqs and tfs) and their statistics.
+/// Every term's live postings (seq and tf, in seq order, whichever chunks hold them) of both
+/// attributes, each term's document frequency, and the statistics.
 fn contents(ix: &OverlayText, s: &Schema) -> Vec<String> {
     let mut out = Vec::new();
     for (name, a) in s.iter().filter(|(_, a)| a.full_text_search.is_some()) {
         let v = ix.attr(name, a.full_text_search.as_ref().unwrap()).unwrap();
         out.push(format!("{name}: {} docs, {} tokens", v.num_docs(), v.total_tokens()));
-        let mut lists = Vec::new();
-        v.for_each_list(|t, rows| lists.push(format!("{t} {rows:?}")));
-        lists.sort();
-        out.extend(lists);
+        let mut lists: std::collections::BTreeMap<String, Vec<(u64, u32)>> = Default::default();
+        v.for_each_list(|t, rows| lists.entry(t.to_owned()).or_default().extend_from_slice(rows));
+        for (t, mut rows) in lists {
+            rows.sort_unstable();
+            let seqs: Vec<u64> = v.postings(&t).iter().map(|p| p.seq).collect();
+            assert_eq!(seqs, rows.iter().map(|r| r.0).collect::<Vec<_>>(), "{t}: postings in seq order");
+            out.push(format!("{t} df {} {rows:?}", v.doc_freq(&t)));
+        }
     }
     out
 }
@@ -153,11 +158,61 @@ fn an_index_put_with_preparations_is_the_index_put_without() {
                 ix.replace(&s, &o, &d.id, Some(&d), p.map(|p| p.row(i)));
                 o.insert(d.id.clone(), Some(d));
             }
+            ix.end_puts();
             contents(&ix, &s)
         };
         let plain = index(&ds, None);
         assert_eq!(index(&ds, Some(&good)), plain, "seed {seed}: prepared");
         assert_eq!(index(&ds, Some(&other)), plain, "seed {seed}: other options");
         assert_eq!(index(&changed, Some(&good)), index(&changed, None), "seed {seed}: stale rows");
+    }
+}
+
+/// Rows with distinct ids in one request: each attribute's rows are staged as they come and
+/// its prebuilt chunk is taken whole at its last row, with the lists, seqs and statistics of
+/// pushing each row; a row put twice, or rows put out of the request's order, are pushed one
+/// by one instead, with the same contents.
+#[test]
+fn a_prebuilt_chunk_is_the_rows_pushed_one_by_one() {
+    for seed in 0..6 {
+        let s = schema(options(seed % 2 == 0));
+        let mut ds = docs(seed, 300);
+        for (i, d) in ds.iter_mut().enumerate() {
+            d.id = DocId::U64(1_000 + i as u64);
+        }
+        let before = docs(seed + 100, 40);
+        let p = PreparedText::analyze(&s, &ds);
+        assert!(p.attrs.iter().all(|a| a.prebuilt.is_some()), "seed {seed}: over PREBUILT_MIN_ROWS rows");
+        // `before` put without preparation, then `order` of the request's rows.
+        let put = |order: &[usize], p: Option<&PreparedText>| {
+            let (mut ix, mut o) = (OverlayText::default(), Overlay::new());
+            let rows = before.iter().map(|d| (None, d)).chain(order.iter().map(|&i| (Some(i), &ds[i])));
+            for (i, d) in rows {
+                let d = Arc::new(d.clone());
+                ix.replace(&s, &o, &d.id, Some(&d), p.zip(i).map(|(p, i)| p.row(i)));
+                o.insert(d.id.clone(), Some(d));
+            }
+            ix
+        };
+        let ended = |mut ix: OverlayText| {
+            ix.end_puts();
+            contents(&ix, &s)
+        };
+        let in_order: Vec<usize> = (0..ds.len()).collect();
+        let half = put(&in_order[..150], Some(&p));
+        assert!(
+            half.0.attrs.iter().all(|a| a.staged.as_ref().is_some_and(|st| !st.seqs.is_empty())),
+            "seed {seed}"
+        );
+        let whole = put(&in_order, Some(&p));
+        assert!(whole.0.attrs.iter().all(|a| a.staged.is_none()), "seed {seed}: taken at its last row");
+        assert_eq!(ended(whole), ended(put(&in_order, None)), "seed {seed}: whole");
+        let mut twice = in_order.clone();
+        twice.insert(150, 20);
+        let mut swapped = in_order.clone();
+        swapped.swap(100, 101);
+        for order in [twice, swapped] {
+            assert_eq!(ended(put(&order, Some(&p))), ended(put(&order, None)), "seed {seed}");
+        }
     }
 }

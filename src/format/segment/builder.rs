@@ -45,6 +45,9 @@ pub struct SegmentBuilder {
     extra: Vec<(u16, Range<u64>)>,
     extra_bytes: Spool,
     range_checksums: bool,
+    /// One row's encoded attributes, reused row after row (a fresh buffer grew by
+    /// reallocation for every row of a build).
+    attr_scratch: Writer,
 }
 
 impl SegmentBuilder {
@@ -86,6 +89,7 @@ impl SegmentBuilder {
             extra: Vec::new(),
             extra_bytes,
             range_checksums: false,
+            attr_scratch: Writer::new(),
         }
     }
 
@@ -166,7 +170,8 @@ impl SegmentBuilder {
                 )));
             }
         }
-        let mut attrs = Writer::new();
+        let mut attrs = std::mem::take(&mut self.attr_scratch);
+        attrs.clear();
         encode_attrs(&mut attrs, &doc.attrs)?;
         if let Some(b) = &self.blocks {
             b.fits(attrs.len())?;
@@ -188,6 +193,7 @@ impl SegmentBuilder {
                 self.doc_offsets.push(self.docs.len());
             }
         }
+        self.attr_scratch = attrs;
         if let Some(d) = dim {
             let row = self.rows;
             if row.is_multiple_of(64) {
