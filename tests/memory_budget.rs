@@ -351,7 +351,7 @@ fn text_rows(from: u64, n: u64) -> Json {
 #[tokio::test]
 async fn a_full_text_body_is_charged_for_its_analysis() {
     let (_dir, d, c) = with_headroom(&text_rows(0, 10), 200 << 20).await;
-    // 50,000 rows, a 25 MB body: four times its bytes (100 MB) fits the headroom, ten
+    // 50,000 rows, a 25 MB body: four times its bytes (100 MB) fits the headroom, nine
     // more times its 24 MB of full text does not.
     let big = text_rows(100, 50_000);
     let resp = write(&c, &d, &big).await;

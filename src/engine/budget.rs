@@ -111,13 +111,14 @@ pub const BODY_COST_FACTOR: u64 = 4;
 /// What a byte of full-text value costs in flight on top of its body's
 /// [`BODY_COST_FACTOR`]: its tokens and, for 64 or more rows with text, the
 /// overlay chunk built from them (analysed before the write queues and held
-/// until it is answered), and the overlay's postings and terms. Measured
-/// (BENCHMARKS.md, "What a full-text write costs in flight", and "A write's
-/// overlay chunk built before its commit (stop 65)"): a fresh daemon's
-/// anonymous memory grew by 10.1–13.1× the body while writes of the 1M BM25
-/// corpus's rows were in flight (2.2 MB bodies, alone and four at once; 8.7–11.2×
-/// before the chunk was built ahead), by 2.7× for a base64 vector body.
-pub const TEXT_COST_FACTOR: u64 = 10;
+/// until it is answered, the chunk until the commit takes it), and the
+/// overlay's postings and terms. Measured (BENCHMARKS.md, "What a full-text
+/// write costs in flight", and "A write's overlay chunk built before its
+/// commit (stop 65)"): a fresh daemon's anonymous memory grew by up to 11.8×
+/// the body while writes of the 1M BM25 corpus's rows were in flight (2.2 MB
+/// bodies, four at once; the same before the chunk was built ahead), by 2.7×
+/// for a base64 vector body.
+pub const TEXT_COST_FACTOR: u64 = 9;
 /// Shedding under pressure runs at most this often.
 pub const RELIEF_INTERVAL_MS: u64 = 1000;
 /// The retry hint of a write refused for memory.

@@ -50,7 +50,8 @@
 //!   rows with text, `state/text_prepared.rs`) is staged: its seq and document
 //!   are kept beside the index, not in it, while the rows put are the chunk's
 //!   rows in order; the last one turns the chunk into a part with those seqs and
-//!   documents (after the open tail, sealed). Anything else first pushes the
+//!   documents (after the open tail, sealed); the chunk is moved out of its
+//!   request at the first row staged. Anything else first pushes the
 //!   staged rows one by one (analysed again), and a write's apply ends by doing
 //!   so ([`OverlayText::end_puts`]): no reader sees staged rows. Either way the
 //!   lists, seqs and statistics are those of pushing every row.
@@ -103,10 +104,13 @@ struct AttrText {
     staged: Option<Staged>,
 }
 
-/// The seqs and documents of a prebuilt chunk's first rows, as they were put.
+/// A prebuilt chunk taken from its request, and the seqs and documents of its first rows as
+/// they were put.
 #[derive(Clone)]
 struct Staged {
-    chunk: Arc<Chunk>,
+    /// Where it came from (the address of its request's slot: which chunk a place names).
+    from: usize,
+    chunk: Chunk,
     seqs: Vec<u64>,
     docs: Vec<Arc<Document>>,
 }
@@ -361,22 +365,16 @@ impl AttrText {
 
     /// Stages row `row` of prebuilt `chunk` when it is the row that chunk needs next (its
     /// first starts staging); false when it is not (the caller pushes it).
-    fn stage(&mut self, chunk: &Arc<Chunk>, row: u32, seq: u64, doc: &Arc<Document>) -> bool {
-        let next = self
-            .staged
-            .as_ref()
-            .is_some_and(|s| Arc::ptr_eq(&s.chunk, chunk) && s.seqs.len() == row as usize);
+    fn stage(&mut self, slot: &PrebuiltChunk, row: u32, seq: u64, doc: &Arc<Document>) -> bool {
+        let from = std::ptr::from_ref(slot) as usize;
+        let next = self.staged.as_ref().is_some_and(|s| s.from == from && s.seqs.len() == row as usize);
         if !next {
             self.push_staged();
-            if row != 0 {
-                return false;
-            }
+            // Taken by an earlier apply of this request (a commit that lost a race): pushed.
+            let Some(chunk) = (row == 0).then(|| slot.take()).flatten() else { return false };
             let rows = chunk.rows();
-            self.staged = Some(Staged {
-                chunk: Arc::clone(chunk),
-                seqs: Vec::with_capacity(rows),
-                docs: Vec::with_capacity(rows),
-            });
+            self.staged =
+                Some(Staged { from, chunk, seqs: Vec::with_capacity(rows), docs: Vec::with_capacity(rows) });
         }
         let s = self.staged.as_mut().expect("staging was just ensured");
         s.seqs.push(seq);
@@ -747,6 +745,7 @@ mod chunk;
 #[path = "text_prepared.rs"]
 pub mod prepared;
 use chunk::Chunk;
+use prepared::PrebuiltChunk;
 pub use prepared::{Prepared, PreparedRow, PreparedText};
 
 #[cfg(test)]

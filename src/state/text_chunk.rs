@@ -127,9 +127,9 @@ impl Chunk {
     }
 
     /// This prebuilt chunk with its rows' seqs (ascending) and documents, one per row.
-    pub(super) fn with_rows(&self, seqs: Vec<u64>, docs: Vec<Arc<Document>>) -> Chunk {
+    pub(super) fn with_rows(self, seqs: Vec<u64>, docs: Vec<Arc<Document>>) -> Chunk {
         debug_assert!(seqs.len() == self.rows() && docs.len() == self.rows() && self.seqs.is_empty());
-        let mut chunk = Chunk { seqs, docs, ..self.clone() };
+        let mut chunk = Chunk { seqs, docs, ..self };
         chunk.bytes = chunk.estimated_bytes();
         chunk
     }

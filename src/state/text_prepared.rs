@@ -23,11 +23,13 @@
 //!   rows with tokens in request order, their seqs and documents given at the
 //!   commit. The index takes the chunk only when the rows put are exactly those
 //!   rows, in that order, each with its prepared tokens (`state/text.rs`,
-//!   staging); anything else indexes them one by one, as without it.
+//!   staging); anything else indexes them one by one, as without it. The chunk
+//!   is moved out at the first row staged, not copied: a later apply of the same
+//!   request (a commit that lost a race) finds none and pushes its rows.
 //! - Nothing here is persisted or shared between requests.
 
 use std::hash::{BuildHasher, Hasher};
-use std::sync::Arc;
+use std::sync::Mutex;
 
 use crate::index::text::{Analyzer, ValueTokens};
 use crate::model::{Document, Value};
@@ -54,7 +56,20 @@ struct PreparedAttr {
     rows: Vec<Option<(Fingerprint, ValueTokens)>>,
     /// The rows with tokens as one prebuilt chunk, and each row's place in it (`u32::MAX`:
     /// none); None under [`PREBUILT_MIN_ROWS`] rows.
-    prebuilt: Option<(Arc<Chunk>, Vec<u32>)>,
+    prebuilt: Option<(PrebuiltChunk, Vec<u32>)>,
+}
+
+/// A request's prebuilt chunk, until the first apply that stages it takes it.
+#[derive(Debug)]
+pub(super) struct PrebuiltChunk {
+    chunk: Mutex<Option<Chunk>>,
+}
+
+impl PrebuiltChunk {
+    /// The chunk, the first time it is asked for (None after).
+    pub(super) fn take(&self) -> Option<Chunk> {
+        self.chunk.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take()
+    }
 }
 
 /// Identifies an analysed value: its strings' total length and their hash.
@@ -101,7 +116,7 @@ impl PreparedAttr {
 }
 
 /// The chunk of `rows`' tokens and each row's place in it, from [`PREBUILT_MIN_ROWS`] rows.
-fn prebuilt(rows: &[Option<(Fingerprint, ValueTokens)>]) -> Option<(Arc<Chunk>, Vec<u32>)> {
+fn prebuilt(rows: &[Option<(Fingerprint, ValueTokens)>]) -> Option<(PrebuiltChunk, Vec<u32>)> {
     if rows.iter().flatten().count() < PREBUILT_MIN_ROWS {
         return None;
     }
@@ -117,7 +132,7 @@ fn prebuilt(rows: &[Option<(Fingerprint, ValueTokens)>]) -> Option<(Arc<Chunk>, 
             None => u32::MAX,
         })
         .collect();
-    Some((Arc::new(chunk), places))
+    Some((PrebuiltChunk { chunk: Mutex::new(Some(chunk)) }, places))
 }
 
 /// One upsert row's prepared tokens.
@@ -151,7 +166,7 @@ impl<'a> PreparedRow<'a> {
         name: &str,
         options: &FullTextSearch,
         value: Option<&Value>,
-    ) -> (Prepared<'a>, Option<(&'a Arc<Chunk>, u32)>) {
+    ) -> (Prepared<'a>, Option<(&'a PrebuiltChunk, u32)>) {
         let Some(a) = self.text.attrs.iter().find(|a| a.name == name && a.options == *options) else {
             return (Prepared::Unknown, None);
         };

@@ -170,8 +170,9 @@ fn an_index_put_with_preparations_is_the_index_put_without() {
 
 /// Rows with distinct ids in one request: each attribute's rows are staged as they come and
 /// its prebuilt chunk is taken whole at its last row, with the lists, seqs and statistics of
-/// pushing each row; a row put twice, or rows put out of the request's order, are pushed one
-/// by one instead, with the same contents.
+/// pushing each row; a row put twice, rows put out of the request's order, and a second apply
+/// of the same preparation (its chunk already taken) push the rows one by one instead, with
+/// the same contents.
 #[test]
 fn a_prebuilt_chunk_is_the_rows_pushed_one_by_one() {
     for seed in 0..6 {
@@ -181,8 +182,11 @@ fn a_prebuilt_chunk_is_the_rows_pushed_one_by_one() {
             d.id = DocId::U64(1_000 + i as u64);
         }
         let before = docs(seed + 100, 40);
-        let p = PreparedText::analyze(&s, &ds);
-        assert!(p.attrs.iter().all(|a| a.prebuilt.is_some()), "seed {seed}: over PREBUILT_MIN_ROWS rows");
+        let prepared = || PreparedText::analyze(&s, &ds);
+        assert!(
+            prepared().attrs.iter().all(|a| a.prebuilt.is_some()),
+            "seed {seed}: over PREBUILT_MIN_ROWS rows"
+        );
         // `before` put without preparation, then `order` of the request's rows.
         let put = |order: &[usize], p: Option<&PreparedText>| {
             let (mut ix, mut o) = (OverlayText::default(), Overlay::new());
@@ -199,20 +203,27 @@ fn a_prebuilt_chunk_is_the_rows_pushed_one_by_one() {
             contents(&ix, &s)
         };
         let in_order: Vec<usize> = (0..ds.len()).collect();
-        let half = put(&in_order[..150], Some(&p));
+        let half = put(&in_order[..150], Some(&prepared()));
         assert!(
             half.0.attrs.iter().all(|a| a.staged.as_ref().is_some_and(|st| !st.seqs.is_empty())),
             "seed {seed}"
         );
+        let plain = ended(put(&in_order, None));
+        let p = prepared();
         let whole = put(&in_order, Some(&p));
         assert!(whole.0.attrs.iter().all(|a| a.staged.is_none()), "seed {seed}: taken at its last row");
-        assert_eq!(ended(whole), ended(put(&in_order, None)), "seed {seed}: whole");
+        assert!(
+            p.attrs.iter().all(|a| a.prebuilt.as_ref().unwrap().0.take().is_none()),
+            "seed {seed}: moved"
+        );
+        assert_eq!(ended(whole), plain, "seed {seed}: whole");
+        assert_eq!(ended(put(&in_order, Some(&p))), plain, "seed {seed}: applied again, the chunk taken");
         let mut twice = in_order.clone();
         twice.insert(150, 20);
         let mut swapped = in_order.clone();
         swapped.swap(100, 101);
         for order in [twice, swapped] {
-            assert_eq!(ended(put(&order, Some(&p))), ended(put(&order, None)), "seed {seed}");
+            assert_eq!(ended(put(&order, Some(&prepared()))), ended(put(&order, None)), "seed {seed}");
         }
     }
 }
