@@ -363,8 +363,9 @@ impl AttrText {
         self.push(seq, doc, toks);
     }
 
-    /// Stages row `row` of prebuilt `chunk` when it is the row that chunk needs next (its
-    /// first starts staging); false when it is not (the caller pushes it).
+    /// Stages row `row` of the prebuilt chunk in `slot` when it is the row that chunk needs
+    /// next (its first takes the chunk and starts staging); false when it is not, or the
+    /// chunk was taken already (the caller pushes it).
     fn stage(&mut self, slot: &PrebuiltChunk, row: u32, seq: u64, doc: &Arc<Document>) -> bool {
         let from = std::ptr::from_ref(slot) as usize;
         let next = self.staged.as_ref().is_some_and(|s| s.from == from && s.seqs.len() == row as usize);
