@@ -31,7 +31,7 @@
 use std::hash::{BuildHasher, Hasher};
 use std::sync::Mutex;
 
-use crate::index::text::{Analyzer, ValueTokens};
+use crate::index::text::{analysed_strings, Analyzer, ValueTokens};
 use crate::model::{Document, Value};
 use crate::schema::{FullTextSearch, Schema};
 
@@ -192,15 +192,7 @@ fn fingerprint(v: &Value) -> Fingerprint {
         h.write(s.as_bytes());
         len += s.len() as u64;
     };
-    match v {
-        Value::Str(s) => add(s),
-        Value::Array(items) => items.iter().for_each(|x| {
-            if let Value::Str(s) = x {
-                add(s);
-            }
-        }),
-        _ => {}
-    }
+    analysed_strings(v).for_each(&mut add);
     Fingerprint(len, h.finish())
 }
 

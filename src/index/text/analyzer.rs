@@ -392,33 +392,18 @@ impl ValueTokens {
         // Room for the usual case up front: tokens take about the value's length, and about
         // one in six of its bytes starts one (growing both by reallocation was a good part of
         // the analysis's allocator time at ingest).
-        let len = match v {
-            crate::model::Value::Str(s) => s.len(),
-            crate::model::Value::Array(items) => {
-                items.iter().map(|x| if let crate::model::Value::Str(s) = x { s.len() } else { 0 }).sum()
-            }
-            _ => 0,
-        };
+        let len: usize = analysed_strings(v).map(str::len).sum();
         self.text.reserve(len);
         self.ends.reserve(len / 6 + 1);
         let (text, ends) = (&mut self.text, &mut self.ends);
-        let mut push = |t: &str| {
-            // A value's tokens past 4 GiB are not kept (request bodies are capped far below).
-            if let Ok(end) = u32::try_from(text.len() + t.len()) {
-                text.push_str(t);
-                ends.push(end);
-            }
-        };
-        match v {
-            crate::model::Value::Str(s) => analyzer.for_each_token(s, &mut push),
-            crate::model::Value::Array(items) => {
-                for item in items {
-                    if let crate::model::Value::Str(s) = item {
-                        analyzer.for_each_token(s, &mut push);
-                    }
+        for s in analysed_strings(v) {
+            analyzer.for_each_token(s, |t| {
+                // A value's tokens past 4 GiB are not kept (request bodies are capped far below).
+                if let Ok(end) = u32::try_from(text.len() + t.len()) {
+                    text.push_str(t);
+                    ends.push(end);
                 }
-            }
-            _ => {}
+            });
         }
     }
 
@@ -437,6 +422,20 @@ impl ValueTokens {
         let starts = std::iter::once(0).chain(self.ends.iter().copied());
         starts.zip(&self.ends).map(|(a, &b)| &self.text[a as usize..b as usize])
     }
+}
+
+/// The strings analysis reads from `v`, in order: a string, or an array's strings (other values
+/// and other items have no tokens).
+pub fn analysed_strings(v: &crate::model::Value) -> impl Iterator<Item = &str> {
+    use crate::model::Value;
+    let items: &[Value] = match v {
+        Value::Array(items) => items,
+        _ => std::slice::from_ref(v),
+    };
+    items.iter().filter_map(|x| match x {
+        Value::Str(s) => Some(s.as_str()),
+        _ => None,
+    })
 }
 
 /// [`value_tokens`] as it was, one string per token: the oracle of [`ValueTokens`].
