@@ -273,6 +273,53 @@ async fn idempotent_retry_returns_the_first_result_and_writes_nothing() {
     assert_eq!(e.snapshot(&p, true).await.unwrap().generation(), first_gen + 1);
 }
 
+/// Invariant: a key stays answered after a crash even once compaction folded its WAL batch
+/// away. The commit record (`meta.redb`) is not fsynced on its own; the commit that folds the
+/// batch makes it durable before its manifest. The crash is taken right after that manifest is
+/// created (its CURRENT hint held), before the compaction lowers any count, and nothing else
+/// raised a count durably since the key's write (the last one; no segment: every row deleted).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idempotency_key_survives_a_crash_after_its_batch_is_folded() {
+    use tidepool::engine::CompactionConfig;
+    let dir = tempfile::tempdir().unwrap();
+    let p = ns("idem-fold");
+    let fault = std::sync::OnceLock::new();
+    let store = Store::local(&dir.path().join("store")).unwrap().with_inner(|inner| {
+        let f = tidepool::store::fault::FaultStore::new(inner);
+        let _ = fault.set(f.clone());
+        f
+    });
+    let fault = fault.get().unwrap();
+    let mut cfg = EngineConfig::new(dir.path().to_path_buf(), store);
+    cfg.compaction = CompactionConfig { auto: false, ..CompactionConfig::default() };
+    let e = Engine::open(cfg).await.unwrap();
+    write(&e, &p, json!({"upsert_rows": [{"id": 1, "n": 1}]})).await.unwrap();
+    let body = json!({"idempotency_key": "k1", "deletes": [1]});
+    assert_eq!(write(&e, &p, body.clone()).await.unwrap().counts.deleted, 1);
+
+    fault.hold_puts("CURRENT");
+    let compaction = tokio::spawn({
+        let (e, p) = (Arc::clone(&e), p.clone());
+        async move { e.compact(&p, true).await.unwrap() }
+    });
+    while fault.waiting_puts() == 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    // What a kill -9 leaves now: the metadata file as the page cache holds it (redb recovers
+    // it on open), beside the same store.
+    let crashed = tempfile::tempdir().unwrap();
+    std::fs::copy(dir.path().join("meta.redb"), crashed.path().join("meta.redb")).unwrap();
+    fault.release_puts();
+    compaction.await.unwrap();
+    assert!(e.snapshot(&p, true).await.unwrap().manifest.unwrap().wal.is_empty(), "the batch is folded");
+
+    let store = Store::local(&dir.path().join("store")).unwrap();
+    let after = Engine::open(EngineConfig::new(crashed.path().to_path_buf(), store)).await.unwrap();
+    let again = write(&after, &p, body).await.unwrap();
+    assert!(again.deduplicated && again.counts.deleted == 1, "the retry applied again: {again:?}");
+    assert!(doc(&after, &p, 1).await.is_none());
+}
+
 #[tokio::test]
 async fn namespaces_are_created_listed_and_deleted() {
     let dir = tempfile::tempdir().unwrap();

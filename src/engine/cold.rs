@@ -403,7 +403,7 @@ impl Engine {
 
     /// Round trip 1: the manifest CURRENT embeds (read from the store every time; see 5.2).
     async fn cold_manifest(&self, path: &NsPath) -> Result<Option<Manifest>, EngineError> {
-        let Some(b) = self.store.get_opt(&path.current_key()).await? else { return Ok(None) };
+        let Some(b) = self.store.get_hint(&path.current_key()).await? else { return Ok(None) };
         Ok(match decode_current_full(&b) {
             Ok((_, Some(m))) if m.namespace == path.to_string() => {
                 Some(self.log(path).resolve(m, None).await?)

@@ -169,7 +169,7 @@ impl ManifestLog {
                 }
             }
         }
-        Ok(match self.store.get_opt(&self.path.current_key()).await? {
+        Ok(match self.store.get_hint(&self.path.current_key()).await? {
             Some(b) => match decode_current_full(&b) {
                 Ok((g, Some(m))) if m.namespace == self.path.to_string() => {
                     (Some(g), Some(self.resolve(m, None).await?))
@@ -313,10 +313,15 @@ impl ManifestLog {
                     return Err(CommitError::Failed(e));
                 }
             };
+            let dropped = base.as_deref().map(|b| dropped_keys(b, &next)).unwrap_or_default();
+            if let Err(e) = self.settle_hints_before_dropping(&dropped).await {
+                self.release(new_objects.iter().cloned().chain(schema_object).collect()).await;
+                return Err(CommitError::Failed(e));
+            }
             match self.publish(&next).await {
                 Ok(()) => {
                     if let Some(b) = &base {
-                        self.release_dropped(b, &next).await;
+                        self.release_dropped(b, &next, dropped).await;
                     }
                     return Ok(Committed { manifest: next });
                 }
@@ -447,7 +452,7 @@ impl ManifestLog {
             Err(e) => return Err(CommitError::Failed(seq_error(e))),
         }
         let current = Bytes::from(encode_current_with_manifest(m));
-        if let Err(e) = self.store.put(&self.path.current_key(), current).await {
+        if let Err(e) = self.store.put_hint(&self.path.current_key(), current).await {
             tracing::warn!(namespace = %self.path, error = %e, "could not update the CURRENT hint (readers will probe)");
         }
         Ok(())
@@ -473,8 +478,7 @@ impl ManifestLog {
     /// the WAL batches the sync remote has not seen (at or above the
     /// namespace's sync floor): `meta.redb` holds those instead (section 12.1),
     /// so compaction never deletes a write that exists nowhere else in full.
-    async fn release_dropped(&self, base: &Manifest, next: &Manifest) {
-        let dropped = dropped_keys(base, next);
+    async fn release_dropped(&self, base: &Manifest, next: &Manifest, dropped: Vec<String>) {
         if self.books.is_none() || dropped.is_empty() || next.deleted {
             return self.release(dropped).await;
         }
@@ -495,6 +499,17 @@ impl ManifestLog {
                 tracing::warn!(namespace = %self.path, error = %e, "refcount release failed; objects leak until repair")
             }
         }
+    }
+
+    /// Before a generation that drops objects (a compaction folding WAL
+    /// batches, a delete) is created: the commit records kept without an
+    /// fsync ([`Meta::record_commit`]) made durable, so an idempotency key
+    /// whose WAL batch this generation folds is not lost with a crash.
+    async fn settle_hints_before_dropping(&self, dropped: &[String]) -> Result<(), EngineError> {
+        if dropped.is_empty() || self.books.is_none() {
+            return Ok(());
+        }
+        self.blocking(Meta::settle_hints).await
     }
 
     /// Delete keys whose count reached zero (own keys only), unless

@@ -8,8 +8,10 @@
 //! - Refcounts are only ever raised before the manifest that needs them is
 //!   committed and lowered after the manifest that dropped them is committed,
 //!   so a crash leaves counts too high (a leak), never too low.
-//! - Every method is one redb write transaction (durable on return) or one
-//!   read transaction; callers in async code run them on a blocking thread.
+//! - Every method is one redb write transaction (durable on return, but for
+//!   [`Meta::record_commit`]'s hints, made durable by the next durable one)
+//!   or one read transaction; callers in async code run them on a blocking
+//!   thread.
 //! - An I/O error never latches the node: redb refuses every later write
 //!   after one ("Previous I/O error occurred"), so the failed database is
 //!   closed and the next call reopens it (redb's recovery on open restores the
@@ -211,6 +213,9 @@ pub struct Meta {
     /// Set by an I/O error; cleared by a successful reopen.
     failed: AtomicBool,
     last_reopen: Mutex<Option<Instant>>,
+    /// Set by [`Meta::record_commit`]'s non-durable transaction; cleared by
+    /// [`Meta::settle_hints`].
+    hints_unsettled: AtomicBool,
 }
 
 impl std::fmt::Debug for Meta {
@@ -234,6 +239,7 @@ impl Meta {
             db: RwLock::new(Some(db)),
             failed: AtomicBool::new(false),
             last_reopen: Mutex::new(None),
+            hints_unsettled: AtomicBool::new(false),
         })
     }
 
@@ -436,7 +442,14 @@ impl Meta {
     }
 
     /// Record a commit: the newest manifest bytes of a namespace and the
-    /// idempotency records of the requests it acknowledged, in one transaction.
+    /// idempotency records of the requests it acknowledged, in one transaction
+    /// that is **not durable on its own** (no fsync): both are hints whose
+    /// source of truth is the committed WAL batch (`storage-format.md` 6.1),
+    /// and the next durable transaction — the next commit raises its refcounts
+    /// in one, before its manifest — makes this one durable too. A crash
+    /// before that loses it, and the namespace's load restores the keys from
+    /// the WAL batches of its newest generation, which no compaction has
+    /// folded yet (folding commits after a durable raise).
     pub fn record_commit(
         &self,
         ns: &str,
@@ -444,7 +457,8 @@ impl Meta {
         idempotency: &[(String, Vec<u8>)],
     ) -> Result<(), MetaError> {
         self.with(|db| {
-            let txn = db.begin_write().map_err(db_err)?;
+            let mut txn = db.begin_write().map_err(db_err)?;
+            txn.set_durability(redb::Durability::None).map_err(db_err)?;
             {
                 let mut t = txn.open_table(MANIFEST_CACHE).map_err(db_err)?;
                 t.insert(ns, manifest).map_err(db_err)?;
@@ -453,8 +467,24 @@ impl Meta {
                     i.insert(composite(ns, key).as_str(), response.as_slice()).map_err(db_err)?;
                 }
             }
+            // Set while the transaction is open: write transactions are serial, so a settle
+            // that clears the flag afterwards is durable over this one.
+            self.hints_unsettled.store(true, Ordering::Release);
             txn.commit().map_err(db_err)
         })
+    }
+
+    /// Make every [`Meta::record_commit`] so far durable: one empty durable
+    /// transaction, or nothing when none was recorded since the last settle.
+    pub fn settle_hints(&self) -> Result<(), MetaError> {
+        if !self.hints_unsettled.swap(false, Ordering::AcqRel) {
+            return Ok(());
+        }
+        let settled = self.with(|db| db.begin_write().map_err(db_err)?.commit().map_err(db_err));
+        if settled.is_err() {
+            self.hints_unsettled.store(true, Ordering::Release);
+        }
+        settled
     }
 
     /// The cached newest manifest bytes of a namespace.
@@ -546,6 +576,35 @@ mod tests {
         assert_eq!(m.idempotency("o/p/n", "key1").unwrap().unwrap(), b"resp");
         m.forget_namespace("o/p/n").unwrap();
         assert!(m.idempotency("o/p/n", "key1").unwrap().is_none());
+    }
+
+    /// What a process crash at this moment leaves: the database file as the page cache holds it,
+    /// opened by another process (redb's recovery runs on open).
+    fn crash_image(live: &Path) -> (tempfile::TempDir, Meta) {
+        let image = tempfile::tempdir().unwrap();
+        std::fs::copy(live.join("meta.redb"), image.path().join("meta.redb")).unwrap();
+        let m = Meta::open(image.path()).unwrap();
+        (image, m)
+    }
+
+    /// Invariant: a commit record is not durable on its own, and `settle_hints` makes every
+    /// record so far durable (what a commit that folds WAL batches relies on for their keys).
+    #[test]
+    fn commit_records_are_durable_once_settled() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = Meta::open(dir.path()).unwrap();
+        m.incr_refs("o/p", &["wal1".to_owned()]).unwrap();
+        m.record_commit("o/p/n", b"manifest 1", &[("key1".into(), b"resp".to_vec())]).unwrap();
+        assert_eq!(m.idempotency("o/p/n", "key1").unwrap().unwrap(), b"resp", "visible in the process");
+        let (_i, crashed) = crash_image(dir.path());
+        assert_eq!(crashed.refcount("o/p", "wal1").unwrap(), 1, "a raise is durable");
+        assert!(crashed.idempotency("o/p/n", "key1").unwrap().is_none(), "a record alone is not");
+
+        m.settle_hints().unwrap();
+        m.settle_hints().unwrap(); // nothing recorded since: no transaction
+        let (_i, crashed) = crash_image(dir.path());
+        assert_eq!(crashed.idempotency("o/p/n", "key1").unwrap().unwrap(), b"resp");
+        assert_eq!(crashed.cached_manifest("o/p/n").unwrap().unwrap(), b"manifest 1");
     }
 
     #[test]

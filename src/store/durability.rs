@@ -102,6 +102,11 @@ impl Unsynced {
     fn get(&self, key: &str) -> Option<String> {
         self.map().get(key).cloned()
     }
+
+    /// Whether no key is marked.
+    pub(super) fn is_empty(&self) -> bool {
+        self.map().is_empty()
+    }
 }
 
 /// What a local write must know before it starts: the directories it may
@@ -109,6 +114,13 @@ impl Unsynced {
 #[derive(Debug, Default)]
 pub(super) struct WriteScope {
     new_dirs: Vec<PathBuf>,
+}
+
+impl WriteScope {
+    /// Whether the write creates a directory.
+    pub(super) fn creates_dirs(&self) -> bool {
+        !self.new_dirs.is_empty()
+    }
 }
 
 impl Store {
@@ -154,6 +166,13 @@ impl Store {
             Some(first_failure) => Err(StoreError::DurabilityUnknown { key: key.to_owned(), first_failure }),
             None => Ok(()),
         }
+    }
+
+    /// Whether a write of this store failed and was not written again in
+    /// full since (some key is marked): hints are then kept durable
+    /// ([`Store::put_hint`], [`crate::meta::Meta::record_commit`]'s caller).
+    pub fn any_durability_unknown(&self) -> bool {
+        !self.unsynced.is_empty()
     }
 
     /// Before a write of `key`: which directories it may create (local
@@ -293,6 +312,37 @@ mod tests {
         store.delete(key).await.unwrap();
         assert!(!store.durability_unknown(key), "deleted: nothing left to doubt");
         assert!(!Store::memory().durability_unknown(key));
+    }
+
+    /// Invariant: a hint is readable once written, takes the durable put (which clears a mark)
+    /// while any key of the store is marked, and goes through a wrapper installed over the store,
+    /// so an injected fault reaches it.
+    #[tokio::test]
+    async fn hints_are_durable_puts_while_a_write_is_in_doubt_and_reach_wrappers() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::local(dir.path()).unwrap();
+        let (current, manifest) = ("o/p/namespaces/n/CURRENT", "o/p/namespaces/n/manifests/1.json");
+        store.put_hint(current, Bytes::from_static(b"1")).await.unwrap(); // a new directory: durable
+        store.put_hint(current, Bytes::from_static(b"2")).await.unwrap();
+        assert_eq!(&store.get(current).await.unwrap()[..], b"2");
+        assert!(!store.any_durability_unknown());
+
+        store.unsynced.mark(manifest, "EIO".into());
+        store.unsynced.mark(current, "EIO".into());
+        store.put_hint(current, Bytes::from_static(b"3")).await.unwrap();
+        assert!(!store.durability_unknown(current), "written in full while a write was in doubt");
+        assert!(store.any_durability_unknown(), "the manifest stays in doubt");
+
+        let fault = std::sync::OnceLock::new();
+        let wrapped = Store::local(dir.path()).unwrap().with_inner(|inner| {
+            let f = crate::store::fault::FaultStore::new(inner);
+            let _ = fault.set(f.clone());
+            f
+        });
+        fault.get().unwrap().fail_next_put("CURRENT", crate::store::fault::Fault::Before);
+        assert!(wrapped.put_hint(current, Bytes::from_static(b"4")).await.is_err());
+        assert!(wrapped.durability_unknown(current));
+        assert_eq!(&wrapped.get(current).await.unwrap()[..], b"3");
     }
 
     #[tokio::test]

@@ -172,6 +172,15 @@ pub(crate) fn local_path(root: &Path, key: &str) -> Option<PathBuf> {
     Some(p)
 }
 
+/// `data` over the file at `path` (created if missing, its directory
+/// existing), then cut to its length: no staging file and no fsync.
+fn overwrite_in_place(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(false).open(path)?;
+    f.write_all(data)?;
+    f.set_len(data.len() as u64)
+}
+
 /// What `LocalFileSystem::head` answers for the file at `path`: a regular
 /// file exists; nothing there, or a directory, is "not found".
 fn local_file_exists(path: &Path, key: &str) -> Result<bool, StoreError> {
@@ -197,6 +206,8 @@ pub struct Store {
     unsynced: Arc<durability::Unsynced>,
     /// The breaker's state when [`Store::with_breaker`] installed one.
     circuit: Option<Arc<breaker::Circuit>>,
+    /// On a local directory: hints are overwritten in place ([`Store::put_hint`]).
+    hints_in_place: bool,
 }
 
 impl Store {
@@ -210,6 +221,7 @@ impl Store {
             health: Default::default(),
             unsynced: Default::default(),
             circuit: None,
+            hints_in_place: false,
         }
     }
 
@@ -235,6 +247,7 @@ impl Store {
             health: Default::default(),
             unsynced: Default::default(),
             circuit: None,
+            hints_in_place: true,
         })
     }
 
@@ -295,6 +308,7 @@ impl Store {
             health: Default::default(),
             unsynced: Default::default(),
             circuit: None,
+            hints_in_place: false,
         })
     }
 
@@ -333,8 +347,11 @@ impl Store {
 
     /// The same store (description, local directory) through a wrapper of
     /// its object store (tests wrap a local directory in a fault injector).
+    /// Hints then go through the wrapper too, as durable puts, so what it
+    /// injects reaches every write.
     pub fn with_inner(mut self, wrap: impl FnOnce(Arc<dyn ObjectStore>) -> Arc<dyn ObjectStore>) -> Store {
         self.inner = wrap(self.inner);
+        self.hints_in_place = false;
         self
     }
 
@@ -398,6 +415,24 @@ impl Store {
         }
     }
 
+    /// Read a hint written by [`Store::put_hint`], `None` if it does not
+    /// exist. On a local directory the file is read directly: an overwrite
+    /// in place may be under way, and a torn read is for the reader's
+    /// checksum to refuse, not a store error.
+    pub async fn get_hint(&self, key: &str) -> Result<Option<Bytes>, StoreError> {
+        let path =
+            self.local_root.as_deref().filter(|_| self.hints_in_place).and_then(|r| local_path(r, key));
+        let Some(path) = path else { return self.get_opt(key).await };
+        let read = tokio::task::spawn_blocking(move || std::fs::read(path))
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+        self.read_outcome(match read {
+            Ok(b) => Ok(Some(Bytes::from(b))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(StoreError::io(key, e)),
+        })
+    }
+
     /// Whether an object exists.
     pub async fn exists(&self, key: &str) -> Result<bool, StoreError> {
         if let Some(path) = self.local_root.as_deref().and_then(|root| local_path(root, key)) {
@@ -440,6 +475,42 @@ impl Store {
         self.health.record(r.as_ref().err().map(ToString::to_string));
         self.after_write(key, &r, scope, true);
         r.map(|_| ())
+    }
+
+    /// Overwrite a hint (`CURRENT`), which no reader trusts alone
+    /// (`storage-format.md` 4.4). On a local directory it is written over
+    /// the file in place, not fsynced: no staging file, no new inode, no
+    /// fsync of file or directory per commit. A power loss or a crash in the
+    /// middle may leave it stale, missing or torn, as a failed put may, and
+    /// readers probe past it (a concurrent reader may see it torn, the same).
+    /// A key whose directory does not exist yet takes the durable put: a
+    /// directory is never created without its fsync, or a durable object
+    /// written into it later could vanish with it. Elsewhere (a bucket, or a
+    /// wrapped store) a plain put. Success leaves the key's durability mark
+    /// as it was.
+    ///
+    /// Once any write of this store failed (a key is marked), hints are
+    /// durable puts again: a manifest whose fsync failed may vanish in a
+    /// power loss and leave a gap in the generations, and only hints that
+    /// name a generation past the gap lead readers across it (5.6, limit 1).
+    pub async fn put_hint(&self, key: &str, data: Bytes) -> Result<(), StoreError> {
+        let scope = self.write_scope(key);
+        let in_place = self.hints_in_place && !scope.creates_dirs() && !self.any_durability_unknown();
+        let path = self.local_root.as_deref().filter(|_| in_place).and_then(|root| local_path(root, key));
+        let Some(path) = path else { return self.put(key, data).await };
+        if let Some(open) = self.circuit_open() {
+            return Err(Self::err(
+                key,
+                object_store::Error::Generic { store: "tidepool", source: Box::new(open) },
+            ));
+        }
+        let r = tokio::task::spawn_blocking(move || overwrite_in_place(&path, &data))
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+            .map_err(|e| StoreError::io(key, e));
+        self.health.record(r.as_ref().err().map(ToString::to_string));
+        self.after_write(key, &r, scope, false);
+        r
     }
 
     /// `Ok` when the store takes writes: at once when the last put succeeded,
