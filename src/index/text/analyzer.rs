@@ -189,17 +189,22 @@ impl Analyzer {
         let words = if self.uax29 {
             Words::Uax29(unicode_segmentation::UnicodeSegmentation::unicode_words(text))
         } else {
-            Words::NonAlnum(text.split(not_alphanumeric as fn(char) -> bool))
+            Words::Alnum(AlnumRuns { text, at: 0 })
         };
+        let stems = self.stemmer.as_ref().map(|s| (s, self.stem_slot()));
         for raw in words {
             if raw.is_empty() || raw.len() > self.max_len {
                 continue;
             }
             let mut tok: &str = raw;
-            if self.lowercase && tok.bytes().any(|b| !b.is_ascii_lowercase()) {
+            if self.lowercase && tok.bytes().any(|b| b.is_ascii_uppercase() || !b.is_ascii()) {
                 buf.clear();
-                for c in tok.chars() {
-                    buf.extend(c.to_lowercase());
+                if tok.is_ascii() {
+                    buf.extend(tok.bytes().map(|b| char::from(b.to_ascii_lowercase())));
+                } else {
+                    for c in tok.chars() {
+                        buf.extend(c.to_lowercase());
+                    }
                 }
                 tok = &buf;
             }
@@ -217,9 +222,9 @@ impl Analyzer {
                     continue;
                 }
             }
-            match &self.stemmer {
-                Some(s) => {
-                    self.stem_into(s, tok, &mut stemmed);
+            match stems {
+                Some((s, slot)) => {
+                    stem_into(s, slot, tok, &mut stemmed);
                     f(raw, &stemmed)
                 }
                 None => f(raw, tok),
@@ -227,30 +232,16 @@ impl Analyzer {
         }
     }
 
-    /// The stem of `word` into `out`, from this thread's cache when it was stemmed before
-    /// (copied out: the caller's callback may analyse text itself).
-    fn stem_into(&self, stemmer: &frostem::Stemmer, word: &str, out: &mut String) {
-        out.clear();
-        STEMS.with_borrow_mut(|langs| {
-            let i = match langs.iter().position(|(l, _)| *l == self.stem_lang) {
-                Some(i) => i,
-                None => {
-                    langs.push((self.stem_lang.clone(), HashMap::default()));
-                    langs.len() - 1
-                }
-            };
-            let stems = &mut langs[i].1;
-            if let Some(stem) = stems.get(word) {
-                out.push_str(stem);
-                return;
+    /// Where this analyzer's language keeps its stems in this thread's [`STEMS`] (stable for
+    /// the thread's life: languages are only ever appended).
+    fn stem_slot(&self) -> usize {
+        STEMS.with_borrow_mut(|langs| match langs.iter().position(|(l, _)| *l == self.stem_lang) {
+            Some(i) => i,
+            None => {
+                langs.push((self.stem_lang.clone(), HashMap::default()));
+                langs.len() - 1
             }
-            if stems.len() >= STEM_CACHE_WORDS {
-                stems.clear();
-            }
-            let stem = stemmer.stem(word);
-            out.push_str(&stem);
-            stems.insert(word.into(), stem.into());
-        });
+        })
     }
 
     /// Like [`Self::for_each_token`], also passing the byte range of the raw
@@ -294,7 +285,7 @@ impl Analyzer {
 /// The raw words of a text: split on non-alphanumeric characters
 /// (`word_v0`..`word_v3`) or at UAX #29 word boundaries (`word_v4`).
 enum Words<'a> {
-    NonAlnum(std::str::Split<'a, fn(char) -> bool>),
+    Alnum(AlnumRuns<'a>),
     Uax29(unicode_segmentation::UnicodeWords<'a>),
 }
 
@@ -302,14 +293,68 @@ impl<'a> Iterator for Words<'a> {
     type Item = &'a str;
     fn next(&mut self) -> Option<&'a str> {
         match self {
-            Words::NonAlnum(s) => s.next(),
+            Words::Alnum(s) => s.next(),
             Words::Uax29(w) => w.next(),
         }
     }
 }
 
-fn not_alphanumeric(c: char) -> bool {
-    !c.is_alphanumeric()
+/// The stem of `word` into `out`, from this thread's cache (the language at `slot`, from
+/// [`Analyzer::stem_slot`]) when it was stemmed before. Borrowed per word and copied out: the
+/// caller's callback may analyse text itself.
+fn stem_into(stemmer: &frostem::Stemmer, slot: usize, word: &str, out: &mut String) {
+    out.clear();
+    STEMS.with_borrow_mut(|langs| {
+        let stems = &mut langs[slot].1;
+        if let Some(stem) = stems.get(word) {
+            out.push_str(stem);
+            return;
+        }
+        if stems.len() >= STEM_CACHE_WORDS {
+            stems.clear();
+        }
+        let stem = stemmer.stem(word);
+        out.push_str(&stem);
+        stems.insert(word.into(), stem.into());
+    });
+}
+
+/// The maximal runs of alphanumeric characters of `text` (`word_v0`..`word_v3`: what
+/// `text.split(|c| !c.is_alphanumeric())` yields, without its empty pieces), ASCII bytes
+/// classified without decoding.
+struct AlnumRuns<'a> {
+    text: &'a str,
+    at: usize,
+}
+
+impl<'a> AlnumRuns<'a> {
+    /// Moves past the characters whose class is not `alnum`.
+    fn skip(&mut self, alnum: bool) {
+        let bytes = self.text.as_bytes();
+        while let Some(&b) = bytes.get(self.at) {
+            let (is, len) = if b.is_ascii() {
+                (b.is_ascii_alphanumeric(), 1)
+            } else {
+                // `at` is a char boundary: it only ever moves by whole characters.
+                let c = self.text[self.at..].chars().next().unwrap_or_default();
+                (c.is_alphanumeric(), c.len_utf8())
+            };
+            if is != alnum {
+                return;
+            }
+            self.at += len;
+        }
+    }
+}
+
+impl<'a> Iterator for AlnumRuns<'a> {
+    type Item = &'a str;
+    fn next(&mut self) -> Option<&'a str> {
+        self.skip(false);
+        let start = self.at;
+        self.skip(true);
+        (self.at > start).then(|| &self.text[start..self.at])
+    }
 }
 
 /// The tokens of `text` under the default full-text options (used by the token filters).

@@ -110,7 +110,9 @@ impl TextIndexBuilder {
             term_bytes.extend_from_slice(term.as_bytes());
             term_offsets.extend_from_slice(&(term_bytes.len() as u32).to_le_bytes());
             let list = &mut postings_in[*id as usize];
-            list.sort_unstable_by_key(|p| p.0);
+            // A stable sort finds runs: carried lists are sorted runs one after another (one
+            // per overlay chunk or merged segment), which it merges instead of sorting anew.
+            list.sort_by_key(|p| p.0);
             list.dedup_by(|a, b| {
                 if a.0 == b.0 {
                     b.1 += a.1;

@@ -100,26 +100,55 @@ pub struct KeyedCarry<'b> {
     /// `(key, output row)` of each carried row.
     rows: &'b [(u64, u32)],
     /// Key → index in `rows`.
-    slots: HashMap<u64, u32, foldhash::fast::FixedState>,
+    slots: KeySlots,
     lens: Vec<u32>,
     kept: Vec<(u32, u32)>,
+}
+
+/// Key → index in the carried rows: a table over the keys' span when they are dense (the
+/// overlay's seqs of one compaction mostly are: a posting then costs an array read, not a
+/// hash lookup), a hash map otherwise.
+enum KeySlots {
+    Dense { first: u64, slots: Vec<u32> },
+    Sparse(HashMap<u64, u32, foldhash::fast::FixedState>),
+}
+
+impl KeySlots {
+    fn new(rows: &[(u64, u32)]) -> KeySlots {
+        let (first, last) = rows.iter().fold((u64::MAX, 0), |(lo, hi), &(k, _)| (lo.min(k), hi.max(k)));
+        let span = last.saturating_sub(first).saturating_add(1);
+        if rows.is_empty() || span > 4 * rows.len() as u64 + 4096 {
+            return KeySlots::Sparse(rows.iter().enumerate().map(|(i, &(k, _))| (k, i as u32)).collect());
+        }
+        let mut slots = vec![DROPPED; span as usize];
+        for (i, &(key, _)) in rows.iter().enumerate() {
+            slots[(key - first) as usize] = i as u32;
+        }
+        KeySlots::Dense { first, slots }
+    }
+
+    fn get(&self, key: u64) -> Option<u32> {
+        match self {
+            KeySlots::Dense { first, slots } => {
+                let slot = *slots.get(usize::try_from(key.wrapping_sub(*first)).ok()?)?;
+                (slot != DROPPED).then_some(slot)
+            }
+            KeySlots::Sparse(map) => map.get(&key).copied(),
+        }
+    }
 }
 
 impl<'b> KeyedCarry<'b> {
     /// Carry `rows` (`(key, output row)`, each output row added once in all) into `builder`.
     pub fn new(builder: &'b mut TextIndexBuilder, rows: &'b [(u64, u32)]) -> Self {
-        let mut slots = HashMap::with_capacity_and_hasher(rows.len(), Default::default());
-        for (k, &(key, _)) in rows.iter().enumerate() {
-            slots.insert(key, k as u32);
-        }
-        KeyedCarry { builder, rows, slots, lens: vec![0; rows.len()], kept: Vec::new() }
+        KeyedCarry { builder, rows, slots: KeySlots::new(rows), lens: vec![0; rows.len()], kept: Vec::new() }
     }
 
     /// One list of `term`'s `(key, tf)` postings; keys not carried are skipped.
     pub fn list(&mut self, term: &str, postings: &[(u64, u32)]) {
         self.kept.clear();
         for &(key, tf) in postings {
-            if let Some(&slot) = self.slots.get(&key) {
+            if let Some(slot) = self.slots.get(key) {
                 self.lens[slot as usize] = self.lens[slot as usize].saturating_add(tf);
                 self.kept.push((self.rows[slot as usize].1, tf));
             }

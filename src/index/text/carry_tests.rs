@@ -147,3 +147,38 @@ fn the_analysis_key_names_the_options_that_change_tokens_only() {
         assert_ne!(analysis_key(&o), key, "{o:?}");
     }
 }
+
+/// Invariant: rows carried by key ([`KeyedCarry`], the overlay's seqs) write the section analysing
+/// them writes, whether the keys are dense (a table over their span) or sparse (a hash map),
+/// with keys not carried skipped and a term's postings split over several lists.
+#[test]
+fn rows_carried_by_key_write_the_section_analysing_them_writes() {
+    let opts = FullTextSearch::default();
+    let analyzer = Analyzer::new(&opts);
+    for (seed, stride) in [(1u64, 1u64), (2, 3), (3, 1_000_000_007)] {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let texts: Vec<String> = (0..400).map(|_| text(&mut rng)).collect();
+        let key = |i: usize| 5_000 + i as u64 * stride;
+        // Every third source row is not carried; the others get output rows in order.
+        let rows: Vec<(u64, u32)> = (0..texts.len()).filter(|i| i % 3 != 1).map(key).zip(0..).collect();
+        let mut lists: BTreeMap<String, Vec<(u64, u32)>> = BTreeMap::new();
+        for (i, t) in texts.iter().enumerate() {
+            let mut tf: BTreeMap<String, u32> = BTreeMap::new();
+            analyzer.for_each_token(t, |tok| *tf.entry(tok.to_owned()).or_default() += 1);
+            for (term, n) in tf {
+                lists.entry(term).or_default().push((key(i), n));
+            }
+        }
+        let mut b = TextIndexBuilder::new("body", &opts);
+        let mut carry = KeyedCarry::new(&mut b, &rows);
+        for (term, list) in &lists {
+            let (first, second) = list.split_at(list.len() / 2);
+            carry.list(term, first);
+            carry.list(term, second);
+        }
+        carry.finish();
+        let carried: Vec<&str> = (0..texts.len()).filter(|i| i % 3 != 1).map(|i| texts[i].as_str()).collect();
+        let expected = build("body", carried.iter().enumerate().map(|(o, t)| (o as u32, *t)), &opts);
+        assert!(b.finish() == expected, "stride {stride}");
+    }
+}

@@ -628,3 +628,35 @@ proptest! {
         prop_assert_eq!(best_of(all, k), search_fields_exhaustive(&fq, k, None).unwrap());
     }
 }
+
+proptest! {
+    /// Invariant: `word_v3` (and every tokenizer but `word_v4`) takes the maximal alphanumeric
+    /// runs `split(|c| !c.is_alphanumeric())` gives, lowercased as `char::to_lowercase` does,
+    /// whatever mix of ASCII, punctuation, digits of other scripts and multi-byte letters.
+    #[test]
+    fn word_v3_tokens_are_the_alphanumeric_runs_lowercased(
+        parts in proptest::collection::vec(
+            prop_oneof![
+                Just("a"), Just("Z"), Just("7"), Just(" "), Just("-"), Just("."), Just("é"), Just("É"),
+                Just("日本"), Just("٣"), Just("ß"), Just("İ"), Just("\u{301}"), Just("🦀"), Just("\t"), Just("_"),
+            ],
+            0..40,
+        )
+    ) {
+        let text: String = parts.concat();
+        let opts = FullTextSearch {
+            tokenizer: "word_v3".into(),
+            stemming: false,
+            remove_stopwords: false,
+            case_sensitive: false,
+            ascii_folding: false,
+            ..FullTextSearch::default()
+        };
+        let expected: Vec<String> = text
+            .split(|c: char| !c.is_alphanumeric())
+            .filter(|w| !w.is_empty() && w.len() <= opts.max_token_length as usize)
+            .map(|w| w.chars().flat_map(char::to_lowercase).collect())
+            .collect();
+        prop_assert_eq!(toks(&Analyzer::new(&opts), &text), expected);
+    }
+}
