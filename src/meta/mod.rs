@@ -448,8 +448,8 @@ impl Meta {
     /// and the next durable transaction — the next commit raises its refcounts
     /// in one, before its manifest — makes this one durable too. A crash
     /// before that loses it, and the namespace's load restores the keys from
-    /// the WAL batches of its newest generation, which no compaction has
-    /// folded yet (folding commits after a durable raise).
+    /// the WAL batches of its newest generation; a commit that folds batches
+    /// away first settles every record ([`Meta::settle_hints`]).
     pub fn record_commit(
         &self,
         ns: &str,
