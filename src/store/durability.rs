@@ -151,11 +151,7 @@ impl Store {
         let Some(dir) = self.entry_dir(key) else { return Ok(()) };
         self.check_durability(key)?;
         let sync = self.dir_sync.clone();
-        let r = tokio::task::spawn_blocking(move || sync.sync(&dir))
-            .await
-            .map_err(|e| std::io::Error::other(e.to_string()))
-            .and_then(|r| r)
-            .map_err(|e| StoreError::io(key, e));
+        let r = super::file_io(move || sync.sync(&dir)).await.map_err(|e| StoreError::io(key, e));
         self.after_write(key, &r, WriteScope::default(), false);
         r
     }

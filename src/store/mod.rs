@@ -172,6 +172,13 @@ pub(crate) fn local_path(root: &Path, key: &str) -> Option<PathBuf> {
     Some(p)
 }
 
+/// `f` (file system calls) on a blocking thread; a panic there is an I/O error here.
+pub(super) async fn file_io<T: Send + 'static>(
+    f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> std::io::Result<T> {
+    tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())))
+}
+
 /// `data` over the file at `path` (created if missing, its directory
 /// existing), then cut to its length: no staging file and no fsync.
 fn overwrite_in_place(path: &Path, data: &[u8]) -> std::io::Result<()> {
@@ -415,18 +422,19 @@ impl Store {
         }
     }
 
+    /// The file a hint is overwritten in place at: on a local directory not
+    /// wrapped ([`Store::with_inner`]), for a key that needs no escaping.
+    fn hint_path(&self, key: &str) -> Option<PathBuf> {
+        self.local_root.as_deref().filter(|_| self.hints_in_place).and_then(|root| local_path(root, key))
+    }
+
     /// Read a hint written by [`Store::put_hint`], `None` if it does not
     /// exist. On a local directory the file is read directly: an overwrite
     /// in place may be under way, and a torn read is for the reader's
     /// checksum to refuse, not a store error.
     pub async fn get_hint(&self, key: &str) -> Result<Option<Bytes>, StoreError> {
-        let path =
-            self.local_root.as_deref().filter(|_| self.hints_in_place).and_then(|r| local_path(r, key));
-        let Some(path) = path else { return self.get_opt(key).await };
-        let read = tokio::task::spawn_blocking(move || std::fs::read(path))
-            .await
-            .unwrap_or_else(|e| Err(std::io::Error::other(e)));
-        self.read_outcome(match read {
+        let Some(path) = self.hint_path(key) else { return self.get_opt(key).await };
+        self.read_outcome(match file_io(move || std::fs::read(path)).await {
             Ok(b) => Ok(Some(Bytes::from(b))),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(StoreError::io(key, e)),
@@ -495,19 +503,15 @@ impl Store {
     /// name a generation past the gap lead readers across it (5.6, limit 1).
     pub async fn put_hint(&self, key: &str, data: Bytes) -> Result<(), StoreError> {
         let scope = self.write_scope(key);
-        let in_place = self.hints_in_place && !scope.creates_dirs() && !self.any_durability_unknown();
-        let path = self.local_root.as_deref().filter(|_| in_place).and_then(|root| local_path(root, key));
-        let Some(path) = path else { return self.put(key, data).await };
+        let durable = scope.creates_dirs() || self.any_durability_unknown();
+        let Some(path) = self.hint_path(key).filter(|_| !durable) else { return self.put(key, data).await };
         if let Some(open) = self.circuit_open() {
             return Err(Self::err(
                 key,
                 object_store::Error::Generic { store: "tidepool", source: Box::new(open) },
             ));
         }
-        let r = tokio::task::spawn_blocking(move || overwrite_in_place(&path, &data))
-            .await
-            .unwrap_or_else(|e| Err(std::io::Error::other(e)))
-            .map_err(|e| StoreError::io(key, e));
+        let r = file_io(move || overwrite_in_place(&path, &data)).await.map_err(|e| StoreError::io(key, e));
         self.health.record(r.as_ref().err().map(ToString::to_string));
         self.after_write(key, &r, scope, false);
         r
