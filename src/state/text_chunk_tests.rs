@@ -150,3 +150,33 @@ fn merged_chunks_serve_their_live_rows_as_pushed_afresh() {
         assert!(served(&merged).iter().all(|(_, rows, _)| !rows.is_empty()), "seed {seed}");
     }
 }
+
+#[test]
+fn a_prebuilt_chunk_serves_what_pushing_its_rows_did() {
+    let analyzer = Analyzer::new(&FullTextSearch::default());
+    for seed in 0..8u64 {
+        let mut draw = crate::index::text::tests::xorshift(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+        let mut next = |n: u64| draw() % n;
+        let rows = 1 + next(60) as usize;
+        let toks: Vec<ValueTokens> = (0..rows)
+            .map(|_| {
+                let n = 1 + next(12);
+                let text: Vec<&str> = (0..n).map(|_| WORDS[next(WORDS.len() as u64) as usize]).collect();
+                let mut t = ValueTokens::default();
+                t.analyze(&analyzer, &Value::Str(text.join(" ")));
+                t
+            })
+            .collect();
+        let seqs: Vec<u64> = (0..rows as u64).map(|i| 7 + 3 * i).collect();
+        let docs: Vec<Arc<Document>> = seqs.iter().map(|&s| Arc::new(Document::new(DocId::U64(s)))).collect();
+        let mut pushed = Chunk::default();
+        for ((seq, doc), t) in seqs.iter().zip(&docs).zip(&toks) {
+            pushed.push(*seq, doc, t);
+        }
+        let prebuilt = Chunk::prebuilt(toks.iter()).with_rows(seqs, docs);
+        assert!(!prebuilt.is_open());
+        assert_eq!(served(&prebuilt), served(&pushed), "seed {seed}");
+        assert_eq!(prebuilt.lens, pushed.lens, "seed {seed}");
+        assert_eq!(prebuilt.norms, pushed.norms, "seed {seed}");
+    }
+}

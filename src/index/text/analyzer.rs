@@ -97,22 +97,14 @@ pub struct Analyzer {
     max_len: usize,
 }
 
-/// Words stemmed before on this thread, per language: ingest analyses the
-/// same few tens of thousands of words over and over (in the overlay index,
-/// then in every segment build and merge), and a Snowball stem costs several
-/// times a hash lookup. A pure cache: a word's stem does not depend on it.
-/// Cleared when it grows past [`STEM_CACHE_WORDS`] (a client's text is
-/// unbounded).
-type StemCache = Vec<(Box<str>, HashMap<Box<str>, Box<str>, foldhash::fast::FixedState>)>;
+/// Words stemmed before on this thread, per language (`stems.rs`): ingest analyses the
+/// same few tens of thousands of words over and over (in the overlay index, then in every
+/// segment build and merge), and a Snowball stem costs several times a lookup.
+type StemCache = Vec<(Box<str>, StemTable)>;
 
 thread_local! {
     static STEMS: std::cell::RefCell<StemCache> = const { std::cell::RefCell::new(Vec::new()) };
 }
-
-/// Most words kept per language and thread: ≈ 100 bytes a word, so at most
-/// ≈ 6.5 MB per analysing thread (the blocking pool may hold many), outside
-/// the memory budget; a larger vocabulary clears and refills it.
-const STEM_CACHE_WORDS: usize = 1 << 16;
 
 impl std::fmt::Debug for Analyzer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -238,7 +230,7 @@ impl Analyzer {
         STEMS.with_borrow_mut(|langs| match langs.iter().position(|(l, _)| *l == self.stem_lang) {
             Some(i) => i,
             None => {
-                langs.push((self.stem_lang.clone(), HashMap::default()));
+                langs.push((self.stem_lang.clone(), StemTable::new()));
                 langs.len() - 1
             }
         })
@@ -304,19 +296,7 @@ impl<'a> Iterator for Words<'a> {
 /// caller's callback may analyse text itself.
 fn stem_into(stemmer: &frostem::Stemmer, slot: usize, word: &str, out: &mut String) {
     out.clear();
-    STEMS.with_borrow_mut(|langs| {
-        let stems = &mut langs[slot].1;
-        if let Some(stem) = stems.get(word) {
-            out.push_str(stem);
-            return;
-        }
-        if stems.len() >= STEM_CACHE_WORDS {
-            stems.clear();
-        }
-        let stem = stemmer.stem(word);
-        out.push_str(&stem);
-        stems.insert(word.into(), stem.into());
-    });
+    STEMS.with_borrow_mut(|langs| langs[slot].1.stem_into(stemmer, word, out));
 }
 
 /// The maximal runs of alphanumeric characters of `text` (`word_v0`..`word_v3`: what

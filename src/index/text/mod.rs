@@ -107,6 +107,8 @@ use crate::schema::FullTextSearch;
 
 mod analyzer;
 pub use analyzer::*;
+mod stems;
+use stems::StemTable;
 mod bm25;
 pub use bm25::*;
 mod builder;
