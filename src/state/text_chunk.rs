@@ -117,7 +117,8 @@ impl Chunk {
     ///
     /// Built as one flat list of (term, row, tf) postings and laid out sealed by a counting
     /// sort on the terms' order: no list per term grown and freed, no key copied (the map
-    /// borrows the tokens), where pushing row by row and sealing cost twice as much.
+    /// borrows the tokens), where pushing row by row grew a list per term and the seal copied
+    /// every list again (together 10 % of a 1M ingest's samples, stop 67's profile).
     pub(super) fn prebuilt<'t>(rows: impl Iterator<Item = &'t ValueTokens>) -> Chunk {
         let mut chunk = Chunk::default();
         let mut flat = FlatPostings::default();

@@ -80,13 +80,14 @@ impl StemTable {
             self.hot = vec![EMPTY; HOT_SLOTS];
         }
         let home = self.home(&key);
-        let hot = (home >> 48) & (HOT_SLOTS - 1);
+        // The hot slot from the hash's top bits, the table's from its low bits.
+        let hot = (home >> 48) as usize & (HOT_SLOTS - 1);
         if self.hot[hot].key == key {
             out.push_str(slot_stem(&self.hot[hot]));
             return;
         }
         let mask = self.slots.len() - 1;
-        let mut i = home & mask;
+        let mut i = home as usize & mask;
         for _ in 0..MAX_PROBE {
             let slot = &self.slots[i];
             if slot.key == key {
@@ -129,7 +130,7 @@ impl StemTable {
         let mask = self.slots.len() - 1;
         self.words = 0;
         for slot in old.into_iter().filter(|s| s.key[0] != 0) {
-            let mut i = self.home(&slot.key) & mask;
+            let mut i = self.home(&slot.key) as usize & mask;
             for _ in 0..MAX_PROBE {
                 if self.slots[i].key[0] == 0 {
                     self.slots[i] = slot;
@@ -143,12 +144,12 @@ impl StemTable {
 
     /// Where a key's probe starts (before masking): a multiply-fold of its two halves with
     /// this thread's seeds.
-    fn home(&self, key: &Key) -> usize {
+    fn home(&self, key: &Key) -> u64 {
         let (lo, hi) = key.split_at(8);
         let lo = u64::from_le_bytes(lo.try_into().expect("8 bytes"));
         let hi = u64::from_le_bytes(hi.try_into().expect("8 bytes"));
         let m = u128::from(lo ^ self.seed.0) * u128::from(hi ^ self.seed.1);
-        ((m as u64) ^ ((m >> 64) as u64)) as usize
+        (m as u64) ^ ((m >> 64) as u64)
     }
 }
 
