@@ -399,30 +399,29 @@ impl<'t> FlatPostings<'t> {
         let mut order: Vec<u32> = (0..self.terms.len() as u32).collect();
         order.sort_unstable_by_key(|&i| self.terms[i as usize]);
         let mut rank = vec![0u32; order.len()];
-        let mut out = Sealed::with_capacity(order.len(), 0);
+        let (mut text, mut ends) = (String::new(), Vec::with_capacity(order.len()));
         for (r, &i) in order.iter().enumerate() {
             rank[i as usize] = r as u32;
-            out.text.push_str(self.terms[i as usize]);
-            out.ends.push(out.text.len());
+            text.push_str(self.terms[i as usize]);
+            ends.push(text.len());
         }
-        let mut next = vec![0usize; order.len() + 1];
+        let mut starts = vec![0usize; order.len() + 1];
         for p in &self.postings {
-            next[rank[p.0 as usize] as usize + 1] += 1;
+            starts[rank[p.0 as usize] as usize + 1] += 1;
         }
-        for i in 1..next.len() {
-            next[i] += next[i - 1];
+        for i in 1..starts.len() {
+            starts[i] += starts[i - 1];
         }
-        out.starts = next.clone();
-        out.peaks = vec![(0, u8::MAX); order.len()];
-        out.rows = vec![(0, 0); self.postings.len()];
+        let mut next = starts.clone();
+        let mut peaks = vec![(0, u8::MAX); order.len()];
+        let mut rows = vec![(0, 0); self.postings.len()];
         for &(term, row, tf) in &self.postings {
             let r = rank[term as usize] as usize;
-            out.rows[next[r]] = (row, tf);
+            rows[next[r]] = (row, tf);
             next[r] += 1;
-            let peak = &mut out.peaks[r];
-            *peak = (peak.0.max(tf), peak.1.min(norms[row as usize]));
+            peaks[r] = (peaks[r].0.max(tf), peaks[r].1.min(norms[row as usize]));
         }
-        out
+        Sealed { text, ends, starts, peaks, rows }
     }
 }
 

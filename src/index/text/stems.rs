@@ -17,7 +17,7 @@
 //!   after [`MAX_PROBE`] slots (the word is stemmed, not cached), and the hash is seeded
 //!   per thread at random, so words chosen to collide cannot be chosen in advance.
 
-use std::hash::{BuildHasher, Hasher};
+use std::hash::BuildHasher;
 
 /// Longest word (and stem) kept in a slot, in bytes.
 const INLINE: usize = 15;
@@ -49,6 +49,13 @@ struct Slot {
 
 const EMPTY: Slot = Slot { key: [0; INLINE + 1], stem_len: 0, stem: [0; INLINE] };
 
+/// Where a probe ended.
+enum Probe {
+    Found(usize),
+    Empty(usize),
+    GaveUp,
+}
+
 /// Cached stems of one language on one thread.
 pub(super) struct StemTable {
     /// The words met last, by hash (one slot each, the newest wins): the frequent words of
@@ -61,12 +68,13 @@ pub(super) struct StemTable {
 
 impl StemTable {
     pub(super) fn new() -> StemTable {
-        let random = |i: u64| {
-            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-            h.write_u64(i);
-            h.finish()
-        };
-        StemTable { hot: Vec::new(), slots: Vec::new(), words: 0, seed: (random(0), random(1)) }
+        let random = std::collections::hash_map::RandomState::new();
+        StemTable {
+            hot: Vec::new(),
+            slots: Vec::new(),
+            words: 0,
+            seed: (random.hash_one(0u64), random.hash_one(1u64)),
+        }
     }
 
     /// Appends `word`'s stem to `out`.
@@ -86,16 +94,12 @@ impl StemTable {
             out.push_str(slot_stem(&self.hot[hot]));
             return;
         }
-        let mask = self.slots.len() - 1;
-        let mut i = home as usize & mask;
-        for _ in 0..MAX_PROBE {
-            let slot = &self.slots[i];
-            if slot.key == key {
-                out.push_str(slot_stem(slot));
-                self.hot[hot] = *slot;
-                return;
+        match self.probe(home, &key) {
+            Probe::Found(i) => {
+                out.push_str(slot_stem(&self.slots[i]));
+                self.hot[hot] = self.slots[i];
             }
-            if slot.key[0] == 0 {
+            Probe::Empty(i) => {
                 let stem = stemmer.stem(word);
                 out.push_str(&stem);
                 // A stem too long to keep is not cached.
@@ -103,11 +107,24 @@ impl StemTable {
                     self.hot[hot] = slot;
                     self.insert_at(i, slot);
                 }
-                return;
             }
-            i = (i + 1) & mask;
+            Probe::GaveUp => out.push_str(&stemmer.stem(word)),
         }
-        out.push_str(&stemmer.stem(word));
+    }
+
+    /// The slot holding `key`, or the empty slot where it would go, within [`MAX_PROBE`]
+    /// slots from its home.
+    fn probe(&self, home: u64, key: &Key) -> Probe {
+        let mask = self.slots.len() - 1;
+        let mut i = home as usize & mask;
+        for _ in 0..MAX_PROBE {
+            match &self.slots[i].key {
+                k if k == key => return Probe::Found(i),
+                k if k[0] == 0 => return Probe::Empty(i),
+                _ => i = (i + 1) & mask,
+            }
+        }
+        Probe::GaveUp
     }
 
     /// Fills empty slot `i`, then grows or clears a table that reached its load.
@@ -127,17 +144,11 @@ impl StemTable {
     fn grow(&mut self) {
         let doubled = vec![EMPTY; self.slots.len() * 2];
         let old = std::mem::replace(&mut self.slots, doubled);
-        let mask = self.slots.len() - 1;
         self.words = 0;
         for slot in old.into_iter().filter(|s| s.key[0] != 0) {
-            let mut i = self.home(&slot.key) as usize & mask;
-            for _ in 0..MAX_PROBE {
-                if self.slots[i].key[0] == 0 {
-                    self.slots[i] = slot;
-                    self.words += 1;
-                    break;
-                }
-                i = (i + 1) & mask;
+            if let Probe::Empty(i) = self.probe(self.home(&slot.key), &slot.key) {
+                self.slots[i] = slot;
+                self.words += 1;
             }
         }
     }
