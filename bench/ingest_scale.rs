@@ -16,9 +16,10 @@
 //!
 //! Usage: `target/bench-venv/bin/python bench/bm25_corpus.py --n N --out DIR && cargo build
 //! --profile profiling --example ingest_scale && target/profiling/examples/ingest_scale --dir DIR
-//! [--writers 2] [--batch 1000] [--max-segments N] [--no-peer] [--log]`. The engine writes under
+//! [--writers 2] [--batch 1000] [--max-segments N] [--wal-objects N] [--no-peer] [--log]`. The engine writes under
 //! `DIR/tp-ingest` (deleted first), tantivy under `DIR/tantivy-ingest` (deleted first).
-//! `--max-segments` sets the compaction's `max_segments` (default 8).
+//! `--max-segments` sets the compaction's `max_segments` (default 8), `--wal-objects` its
+//! `wal_objects` (default 32).
 
 use std::path::Path;
 
@@ -90,7 +91,7 @@ fn tantivy_build(dir: &Path, writers: usize) -> Json {
 #[tokio::main]
 async fn main() {
     let (mut dir, mut writers, mut batch, mut peer, mut log) = (None, 2usize, 1000usize, true, false);
-    let mut max_segments = None;
+    let (mut max_segments, mut wal_objects) = (None, None);
     let mut it = std::env::args().skip(1);
     while let Some(x) = it.next() {
         let mut num = || it.next().and_then(|v| v.parse().ok()).expect("a number");
@@ -99,6 +100,7 @@ async fn main() {
             "--writers" => writers = num(),
             "--batch" => batch = num(),
             "--max-segments" => max_segments = Some(num()),
+            "--wal-objects" => wal_objects = Some(num()),
             "--no-peer" => peer = false,
             "--log" => log = true,
             other => panic!("unknown argument {other}"),
@@ -118,6 +120,9 @@ async fn main() {
     let mut cfg = EngineConfig::new(data.clone(), store);
     if let Some(n) = max_segments {
         cfg.compaction.max_segments = n;
+    }
+    if let Some(n) = wal_objects {
+        cfg.compaction.wal_objects = n;
     }
     let e = Engine::open(cfg).await.unwrap();
     let ns = NsPath::new("bench", "scale", "docs").unwrap();

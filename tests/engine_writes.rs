@@ -408,3 +408,49 @@ async fn a_second_engine_on_the_same_data_dir_is_refused() {
     let msg = err.to_string();
     assert!(msg.contains("locked") && msg.contains("pid="), "{msg}");
 }
+
+/// A group's overlay text chunks are merged beside its commit (`state/text_settle.rs`): after
+/// many writes the cached state's index of a full-text attribute is in a few chunks, not one
+/// per write, and BM25 over it answers as the scan of the overlay does.
+#[tokio::test]
+async fn a_writes_text_chunks_are_merged_beside_its_commit() {
+    use tidepool::engine::CompactionConfig;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::local(&dir.path().join("store")).unwrap();
+    let mut cfg = EngineConfig::new(dir.path().to_path_buf(), store);
+    cfg.compaction = CompactionConfig { auto: false, ..CompactionConfig::default() };
+    let e = Engine::open(cfg).await.unwrap();
+    let p = ns("text-merges");
+    let words = ["red", "fox", "runs", "lazy", "dog", "blue"];
+    for w in 0..48u64 {
+        // 100 rows with text: a prebuilt chunk per request.
+        let rows: Vec<Json> = (0..100u64)
+            .map(|i| {
+                let id = w * 100 + i;
+                let t = format!(
+                    "{} {} {}",
+                    words[(id % 6) as usize],
+                    words[(id / 6 % 6) as usize],
+                    words[(w % 6) as usize]
+                );
+                json!({"id": id, "t": t})
+            })
+            .collect();
+        let mut body = json!({"upsert_rows": rows});
+        body["schema"] = json!({"t": {"type": "string", "full_text_search": true}});
+        write(&e, &p, body).await.unwrap();
+    }
+    let s = e.existing(&p, true).await.unwrap();
+    let view = s.state.overlay_text("t").expect("indexed");
+    assert_eq!(view.num_docs(), 4800);
+    assert!(view.chunks() <= 12, "48 written chunks merged to a few: {}", view.chunks());
+    let scan = (*s.state).clone().without_text_index();
+    for q in ["fox", "red dog", "lazy blue runs"] {
+        let body = json!({"rank_by": ["t", "BM25", q], "top_k": 20});
+        let r = tidepool::wire::query::parse_request(&body, false).unwrap();
+        let indexed = tidepool::query::execute(&r.queries[0], &s.state).unwrap();
+        let scanned = tidepool::query::execute(&r.queries[0], &scan).unwrap();
+        assert_eq!(indexed.rows, scanned.rows, "query {q}");
+        assert_eq!(indexed.rows.map_or(0, |r| r.len()), 20);
+    }
+}

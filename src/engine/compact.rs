@@ -415,7 +415,8 @@ impl Engine {
             Ok(Some(snap)) => {
                 self.metrics.observe_compaction_load(true);
                 super::set_cached(h, snap);
-                drop(newest);
+                // The state before the round, freed off the commit lock the caller holds.
+                super::write::drop_in_background(newest);
                 self.enforce_memory_budget();
                 return;
             }

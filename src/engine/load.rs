@@ -227,13 +227,18 @@ impl Engine {
         let kept = nm.wal.len() - folded.wal.len();
         let base = self.base_state(&m).await?;
         // CPU work in proportion to the writes made during the round (a
-        // million entries at scale): on a blocking thread, which also drops
-        // the folded state once it is diffed.
+        // million entries at scale): on a blocking thread. The caller holds the
+        // commit lock, so the folded state, once diffed, is freed on another
+        // one (the whole overlay the round folded: a second of a 1M ingest's
+        // serial path, freed in it).
         let newest_state = Arc::clone(&newest.state);
         // Segment ids read here are checked like a query's (`crate::integrity`): a changed byte
         // makes the refold give up, and the WAL is replayed instead.
         let refolded = tokio::task::spawn_blocking(move || {
-            crate::integrity::within(|| NsState::refold(base, &compacted, &newest_state)).ok().flatten()
+            let refolded =
+                crate::integrity::within(|| NsState::refold(base, &compacted, &newest_state)).ok().flatten();
+            super::write::drop_in_background(compacted);
+            refolded
         })
         .await
         .map_err(|e| EngineError::caused_by(ErrorKind::Internal, "refold task", e))?;

@@ -26,10 +26,15 @@
 //!   order; invalid ones fail the request before it changes anything. A
 //!   write that creates the namespace by branching or copying carries its
 //!   labels in the fork's one generation (`Engine::write_fork`).
+//! - A group's apply defers the overlay text index's chunk merges; they run on
+//!   a blocking thread while the group's WAL object and manifest are written,
+//!   and the state is cached with them installed (`state/text_settle.rs`). A
+//!   merge that fails leaves the chunks unmerged, serving the same rows.
 
 use std::sync::Arc;
 
 use bytes::Bytes;
+use futures::future::OptionFuture;
 use tokio::sync::oneshot;
 
 use super::apply;
@@ -159,6 +164,8 @@ impl Engine {
                     }
                 };
             }
+            // The overlay's chunk merges the apply deferred run beside the commit's syncs.
+            let merges = plan.state.take_text_merges().map(|m| tokio::task::spawn_blocking(move || m.run()));
             // Nothing is committed when the WAL object cannot be stored (a
             // full disk, an unreachable bucket): the loaded state stays.
             let staged = match self.stage_wal(h, &base, &mut plan).await {
@@ -167,6 +174,10 @@ impl Engine {
             };
             match self.commit_plan(h, &base, &plan, staged).await {
                 Ok(m) => {
+                    // A merge that failed leaves the parts unmerged: the same rows, more chunks.
+                    if let Some(Ok(merged)) = OptionFuture::from(merges).await {
+                        plan.state.install_text_merges(merged);
+                    }
                     let committed =
                         Snapshot { manifest: Some(Arc::new(m)), state: Arc::new(plan.state.clone()) };
                     set_cached(h, committed.clone());
@@ -213,6 +224,8 @@ impl Engine {
     /// Apply the group's requests to a copy of `base`, one by one.
     async fn plan(&self, h: &NsHandle, base: &Snapshot, batch: &[Pending]) -> Plan {
         let mut state = (*base.state).clone();
+        // Merged beside the commit's syncs instead (`commit_group`, `state/text_settle.rs`).
+        state.defer_text_merges();
         let mut labels =
             base.manifest.as_ref().filter(|m| !m.deleted).map(|m| m.labels.clone()).unwrap_or_default();
         let mut records = Vec::new();
@@ -525,7 +538,7 @@ impl Engine {
 /// prepared chunks) are many small allocations, and freeing them in the commit held the
 /// next group's commit back (1.4 s of a 1M-document ingest's serial path). The memory
 /// they hold was the write's to spend until its answer; it is freed moments later.
-fn drop_in_background<T: Send + 'static>(spent: T) {
+pub(super) fn drop_in_background<T: Send + 'static>(spent: T) {
     tokio::task::spawn_blocking(move || drop(spent));
 }
 

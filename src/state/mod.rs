@@ -102,6 +102,22 @@ impl NsState {
         self.text.sync(&self.schema, &self.overlay);
     }
 
+    /// Defers the overlay text index's chunk merges until [`Self::take_text_merges`]
+    /// (`state/text_settle.rs`): a write's apply, whose commit merges while it waits on storage.
+    pub fn defer_text_merges(&mut self) {
+        self.text.defer_merges();
+    }
+
+    /// Ends a deferral of merges, returning the merges it left.
+    pub fn take_text_merges(&mut self) -> Option<text::Merges> {
+        self.text.take_merges()
+    }
+
+    /// Installs merges run from [`Self::take_text_merges`] (where the parts are unchanged).
+    pub fn install_text_merges(&mut self, merged: text::Merged) {
+        self.text.install(merged);
+    }
+
     /// This state without its overlay text index: BM25 then scans the
     /// overlay, as it did before the index existed (the reference the index
     /// is compared with in tests and benchmarks).

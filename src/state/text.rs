@@ -31,7 +31,9 @@
 //!   chunks before it (`FANOUT` at a time, while the oldest is no larger than the rest: chunk
 //!   sizes stay geometric, O(log n) chunks, each row copied O(log n) times),
 //!   and a chunk that is more than half dead is rewritten without its dead
-//!   rows.
+//!   rows. A write's apply may defer the merges to its commit, which runs them
+//!   while it waits on storage (`state/text_settle.rs`): a state is published
+//!   with them done, and one whose merges never ran serves the same rows.
 //! - Only the tail chunk is open to pushes (a hash map of lists); a full
 //!   tail is sealed — its terms laid out in order in a few flat vectors —
 //!   and merges and rewrites read and write sealed chunks by merging sorted
@@ -73,7 +75,7 @@ use crate::schema::{FullTextSearch, Schema};
 /// (The crate's own tests use 8, so that small overlays merge and rewrite chunks.)
 const TAIL_ROWS: usize = if cfg!(test) { 8 } else { 512 };
 
-/// Chunks merged at once (see [`AttrText::merge_tail`]).
+/// Chunks merged at once (see [`merge_tail`]).
 const FANOUT: usize = 4;
 
 /// The overlay's inverted index (cheap to clone: one `Arc`).
@@ -102,6 +104,8 @@ struct AttrText {
     total_tokens: u64,
     /// Rows put from a prebuilt chunk's first on, not yet in `parts`.
     staged: Option<Staged>,
+    /// While a write's apply defers merges (`state/text_settle.rs`): the first seq it put.
+    defer_from: Option<u64>,
 }
 
 /// A prebuilt chunk taken from its request, and the seqs and documents of its first rows as
@@ -310,6 +314,7 @@ impl AttrText {
             parts: Vec::new(),
             total_tokens: 0,
             staged: None,
+            defer_from: None,
         }
     }
 
@@ -423,20 +428,10 @@ impl AttrText {
         }
     }
 
-    /// Merges the last [`FANOUT`] chunks into one while the oldest of them
-    /// is no larger than the others together: chunk sizes stay geometric
-    /// (ratio `FANOUT`), so a row is copied about `log_FANOUT(rows)` times
-    /// and at most `FANOUT - 1` chunks share a size class.
+    /// Merges the tail's chunks ([`merge_tail`]), unless a write's apply defers merges.
     fn merge_tail(&mut self) {
-        while self.parts.len() >= FANOUT {
-            let tail = &self.parts[self.parts.len() - FANOUT..];
-            let younger: usize = tail[1..].iter().map(Part::live_rows).sum();
-            if tail[0].live_rows() > younger {
-                break;
-            }
-            let merged = Part::new(Chunk::merged(tail));
-            self.parts.truncate(self.parts.len() - FANOUT);
-            self.parts.push(merged);
+        if self.defer_from.is_none() {
+            merge_tail(&mut self.parts);
         }
     }
 
@@ -457,6 +452,23 @@ impl AttrText {
         } else if part.dead_rows * 2 > part.chunk.seqs.len() {
             *part = Part::new(Chunk::merged(std::slice::from_ref(part)));
         }
+    }
+}
+
+/// Merges the last [`FANOUT`] chunks of `parts` into one while the oldest of them
+/// is no larger than the others together: chunk sizes stay geometric
+/// (ratio `FANOUT`), so a row is copied about `log_FANOUT(rows)` times
+/// and at most `FANOUT - 1` chunks share a size class.
+fn merge_tail(parts: &mut Vec<Part>) {
+    while parts.len() >= FANOUT {
+        let tail = &parts[parts.len() - FANOUT..];
+        let younger: usize = tail[1..].iter().map(Part::live_rows).sum();
+        if tail[0].live_rows() > younger {
+            break;
+        }
+        let merged = Part::new(Chunk::merged(tail));
+        parts.truncate(parts.len() - FANOUT);
+        parts.push(merged);
     }
 }
 
@@ -551,6 +563,12 @@ impl Part {
 }
 
 impl<'a> TextView<'a> {
+    /// How many chunks this attribute's rows are in (what a query's postings walk visits;
+    /// kept to a few per size class by merges).
+    pub fn chunks(&self) -> usize {
+        self.attr.parts.len()
+    }
+
     /// Live overlay documents (with the attribute or not): the N they add.
     pub fn num_docs(&self) -> u64 {
         self.inner.seq_of.len() as u64
@@ -745,9 +763,12 @@ fn gallop<T>(items: &[T], before: impl Fn(&T) -> bool) -> usize {
 mod chunk;
 #[path = "text_prepared.rs"]
 pub mod prepared;
+#[path = "text_settle.rs"]
+mod settle;
 use chunk::Chunk;
 use prepared::PrebuiltChunk;
 pub use prepared::{Prepared, PreparedRow, PreparedText};
+pub use settle::{Merged, Merges};
 
 #[cfg(test)]
 #[path = "text_tests.rs"]

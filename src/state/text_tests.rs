@@ -5,7 +5,7 @@ use super::*;
 use crate::model::Value;
 use crate::schema::AttrSchema;
 
-fn schema() -> Schema {
+pub(super) fn schema() -> Schema {
     let mut s = Schema::new();
     let mut a = AttrSchema::of(crate::schema::AttrType::Scalar(crate::schema::ScalarType::String));
     a.full_text_search = Some(FullTextSearch::default());
@@ -13,15 +13,15 @@ fn schema() -> Schema {
     s
 }
 
-fn doc(id: u64, text: &str) -> Arc<Document> {
+pub(super) fn doc(id: u64, text: &str) -> Arc<Document> {
     let mut d = Document::new(DocId::U64(id));
     d.attrs.insert("t".into(), Value::Str(text.into()));
     Arc::new(d)
 }
 
-type Overlay = imbl::OrdMap<DocId, Option<Arc<Document>>>;
+pub(super) type Overlay = imbl::OrdMap<DocId, Option<Arc<Document>>>;
 
-fn put(ix: &mut OverlayText, s: &Schema, o: &mut Overlay, d: Arc<Document>) {
+pub(super) fn put(ix: &mut OverlayText, s: &Schema, o: &mut Overlay, d: Arc<Document>) {
     ix.replace(s, o, &d.id, Some(&d), None);
     o.insert(d.id.clone(), Some(d));
 }
@@ -100,7 +100,7 @@ fn a_cursor_seeks_to_the_same_rows_the_postings_list() {
 
 /// What a query reads of attribute `t`: statistics, and per term its
 /// live (id, tf, norm) postings (seqs differ between two indexes).
-fn served(ix: &OverlayText, words: &[&str]) -> Vec<String> {
+pub(super) fn served(ix: &OverlayText, words: &[&str]) -> Vec<String> {
     let v = ix.attr("t", &FullTextSearch::default()).unwrap();
     let mut out = vec![format!("{} {}", v.num_docs(), v.total_tokens())];
     for w in words {
