@@ -369,7 +369,7 @@ pub struct ServeArgs {
     /// Most namespace states kept loaded in memory (default 1024; pinned ones always stay).
     #[arg(long, env = "TIDEPOOL_MAX_LOADED_NAMESPACES")]
     pub max_loaded_namespaces: Option<usize>,
-    /// Compact a namespace once it has this many WAL objects (default 32).
+    /// Compact a namespace once it has this many WAL objects (default 64).
     #[arg(long, env = "TIDEPOOL_COMPACTION_WAL_OBJECTS")]
     pub compaction_wal_objects: Option<usize>,
     /// ... or this many WAL bytes (default 64 MiB).

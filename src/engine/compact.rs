@@ -109,7 +109,11 @@ pub enum GraphCodeChoice {
 impl Default for CompactionConfig {
     fn default() -> Self {
         CompactionConfig {
-            wal_objects: 32,
+            // A fold's size follows the WAL object count when requests are small: at 32,
+            // 1,000-row text requests folded 33k-row segments and merged them again
+            // (BENCHMARKS, "Ingest: where the cores go (stop 68)"); larger requests
+            // reach `wal_bytes` first.
+            wal_objects: 64,
             wal_bytes: 64 << 20,
             max_segments: 8,
             max_segment_rows: 1_000_000,
