@@ -19,7 +19,7 @@
 //! [--writers 2] [--batch 1000] [--max-segments N] [--wal-objects N] [--no-peer] [--log]`. The engine writes under
 //! `DIR/tp-ingest` (deleted first), tantivy under `DIR/tantivy-ingest` (deleted first).
 //! `--max-segments` sets the compaction's `max_segments` (default 8), `--wal-objects` its
-//! `wal_objects` (default 32).
+//! `wal_objects` (default 64).
 
 use std::path::Path;
 

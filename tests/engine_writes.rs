@@ -1,6 +1,7 @@
 //! Engine write path through the public library API, on a real local
 //! directory: every write operation and validation error, read-your-writes,
-//! reopen durability, idempotency, conditional writes, the data-dir lock.
+//! reopen durability, idempotency, conditional writes, the data-dir lock, and the overlay text
+//! index's chunk merges run beside a commit.
 
 use std::sync::Arc;
 

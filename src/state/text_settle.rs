@@ -37,7 +37,15 @@ struct AttrMerge {
 }
 
 /// Merged parts, ready to be installed where they came from.
-pub struct Merged(Vec<(usize, Vec<Part>, Vec<Part>)>);
+pub struct Merged(Vec<MergedAttr>);
+
+struct MergedAttr {
+    attr: usize,
+    /// The parts merged, as they were taken.
+    from: Vec<Part>,
+    /// What replaces them.
+    to: Vec<Part>,
+}
 
 impl OverlayText {
     /// Until [`Self::take_merges`], chunks filled or added are not merged.
@@ -73,9 +81,9 @@ impl OverlayText {
     /// still this index's.
     pub fn install(&mut self, merged: Merged) {
         let inner = Arc::make_mut(&mut self.0);
-        for (attr, from, to) in merged.0 {
-            if let Some(a) = inner.attrs.get_mut(attr).filter(|a| same_parts(&a.parts, &from)) {
-                a.parts = to;
+        for m in merged.0 {
+            if let Some(a) = inner.attrs.get_mut(m.attr).filter(|a| same_parts(&a.parts, &m.from)) {
+                a.parts = m.to;
             }
         }
     }
@@ -92,7 +100,7 @@ impl Merges {
                     merge_tail(&mut parts);
                 }
             }
-            (m.attr, m.parts, parts)
+            MergedAttr { attr: m.attr, from: m.parts, to: parts }
         });
         Merged(merged.collect())
     }
