@@ -420,7 +420,7 @@ impl Engine {
                 self.metrics.observe_compaction_load(true);
                 super::set_cached(h, snap);
                 // The state before the round, freed off the commit lock the caller holds.
-                super::write::drop_in_background(newest);
+                super::drop_in_background(newest);
                 self.enforce_memory_budget();
                 return;
             }

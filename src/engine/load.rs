@@ -237,7 +237,7 @@ impl Engine {
         let refolded = tokio::task::spawn_blocking(move || {
             let refolded =
                 crate::integrity::within(|| NsState::refold(base, &compacted, &newest_state)).ok().flatten();
-            super::write::drop_in_background(compacted);
+            super::drop_in_background(compacted);
             refolded
         })
         .await

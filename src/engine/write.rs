@@ -40,8 +40,8 @@ use tokio::sync::oneshot;
 use super::apply;
 use super::commit::{CommitError, Derived, MAX_COMMIT_ATTEMPTS};
 use super::{
-    cached, clear_cached, set_cached, AffectedIds, Engine, EngineError, NsHandle, NsState, Snapshot,
-    WriteRequest,
+    cached, clear_cached, drop_in_background, set_cached, AffectedIds, Engine, EngineError, NsHandle,
+    NsState, Snapshot, WriteRequest,
 };
 use crate::engine::ErrorKind;
 use crate::format::idempotency::IdempotencyRecord;
@@ -532,14 +532,6 @@ impl Engine {
             }
         }
     }
-}
-
-/// Drops `spent` on a blocking thread: a group's requests and WAL records (rows, tokens,
-/// prepared chunks) are many small allocations, and freeing them in the commit held the
-/// next group's commit back (1.4 s of a 1M-document ingest's serial path). The memory
-/// they hold was the write's to spend until its answer; it is freed moments later.
-pub(super) fn drop_in_background<T: Send + 'static>(spent: T) {
-    tokio::task::spawn_blocking(move || drop(spent));
 }
 
 /// `apply::apply_request`; a request that evaluates a filter over the

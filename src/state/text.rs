@@ -442,7 +442,7 @@ impl AttrText {
         if self.staged.as_ref().is_some_and(|s| s.seqs.first().is_some_and(|first| seq >= *first)) {
             self.push_staged();
         }
-        let pi = self.parts.partition_point(|p| p.chunk.seqs.last().is_some_and(|s| *s < seq));
+        let pi = first_part_from(&self.parts, seq);
         let Some(part) = self.parts.get_mut(pi) else { return };
         let Ok(row) = part.chunk.seqs.binary_search(&seq) else { return };
         self.total_tokens -= u64::from(part.chunk.lens[row]);
@@ -453,6 +453,11 @@ impl AttrText {
             *part = Part::new(Chunk::merged(std::slice::from_ref(part)));
         }
     }
+}
+
+/// The first of `parts` (in seq order) holding a row at seq `seq` or later.
+fn first_part_from(parts: &[Part], seq: u64) -> usize {
+    parts.partition_point(|p| p.chunk.seqs.last().is_some_and(|s| *s < seq))
 }
 
 /// Merges the last [`FANOUT`] chunks of `parts` into one while the oldest of them
@@ -479,7 +484,7 @@ impl AttrText {
         debug_assert!(self.staged.is_none(), "a write's puts were not ended (end_puts)");
         let mut a = AttrText::empty(&self.name, &self.options);
         a.analyzer = Arc::clone(&self.analyzer);
-        let first = self.parts.partition_point(|p| p.chunk.seqs.last().is_some_and(|s| *s < from));
+        let first = first_part_from(&self.parts, from);
         for part in &self.parts[first..] {
             let mut part = part.clone();
             for row in 0..part.chunk.seqs.len() {

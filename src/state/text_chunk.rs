@@ -108,7 +108,16 @@ impl Chunk {
     pub(super) fn push(&mut self, seq: u64, doc: &Arc<Document>, toks: &ValueTokens) {
         self.seqs.push(seq);
         self.docs.push(doc.clone());
-        self.push_tokens(toks);
+        self.push_postings(toks);
+    }
+
+    /// Appends the next row's length and norm; returns its row number.
+    fn push_length(&mut self, toks: &ValueTokens) -> u32 {
+        let len = u32::try_from(toks.len()).unwrap_or(u32::MAX);
+        let row = self.norms.len() as u32;
+        self.norms.push(fieldnorm_to_id(len));
+        self.lens.push(len);
+        row
     }
 
     /// A sealed chunk of rows with these tokens (each not empty), without their seqs and
@@ -123,10 +132,7 @@ impl Chunk {
         let mut chunk = Chunk::default();
         let mut flat = FlatPostings::default();
         for toks in rows {
-            let len = u32::try_from(toks.len()).unwrap_or(u32::MAX);
-            flat.push_row(chunk.norms.len() as u32, toks);
-            chunk.norms.push(fieldnorm_to_id(len));
-            chunk.lens.push(len);
+            flat.push_row(chunk.push_length(toks), toks);
         }
         chunk.terms = Terms::Sealed(flat.seal(&chunk.norms));
         chunk.bytes = chunk.estimated_bytes();
@@ -147,15 +153,12 @@ impl Chunk {
     }
 
     /// The next row's length, norm and postings (its seq and document are the caller's).
-    fn push_tokens(&mut self, toks: &ValueTokens) {
+    fn push_postings(&mut self, toks: &ValueTokens) {
+        let row = self.push_length(toks);
+        let norm = self.norms[row as usize];
         let Terms::Open(open) = &mut self.terms else {
             unreachable!("rows are pushed into the open tail only")
         };
-        let len = u32::try_from(toks.len()).unwrap_or(u32::MAX);
-        let row = self.norms.len() as u32;
-        let norm = fieldnorm_to_id(len);
-        self.norms.push(norm);
-        self.lens.push(len);
         open.sorted.take();
         self.bytes += ROW_BYTES;
         // Counted in place (a repeated token finds its list's last posting is this row):

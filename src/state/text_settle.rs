@@ -23,7 +23,7 @@
 
 use std::sync::Arc;
 
-use super::{merge_tail, OverlayText, Part};
+use super::{first_part_from, merge_tail, OverlayText, Part};
 
 /// The merges a deferred apply left: per attribute, its parts and where the deferral began.
 pub struct Merges(Vec<AttrMerge>);
@@ -69,7 +69,7 @@ impl OverlayText {
         let mut merges = Vec::new();
         for (attr, a) in inner.attrs.iter_mut().enumerate() {
             let Some(seq) = a.defer_from.take() else { continue };
-            let from = a.parts.partition_point(|p| p.chunk.seqs.last().is_some_and(|s| *s < seq));
+            let from = first_part_from(&a.parts, seq);
             if a.parts[from..].iter().any(|p| !p.chunk.is_open()) {
                 merges.push(AttrMerge { attr, parts: a.parts.clone(), from });
             }
