@@ -569,6 +569,79 @@ fn seeds_find_the_cluster_of_a_narrow_beam() {
 /// Invariant: the visited set's byte stamps wrap every 255 searches without a search seeing a
 /// row as visited that it never entered: across more than two wraps, a stamp set in an earlier
 /// epoch never counts, and repeated searches answer bit for bit alike.
+/// The beam as it was before entries were cut to those it can expand: every entry in both
+/// heaps (here ordered sets). The oracle of the test below.
+fn beam_over_every_entry(
+    entries: &[u32],
+    ef: usize,
+    dist: &dyn Fn(u32) -> f32,
+    adj: &[Vec<u32>],
+    accept: &dyn Fn(u32) -> bool,
+) -> Vec<crate::index::vector::Ranked> {
+    use crate::index::vector::Ranked;
+    use std::collections::{BTreeSet, HashSet};
+    let (mut seen, mut cand, mut res) = (HashSet::new(), BTreeSet::new(), BTreeSet::<Ranked>::new());
+    let offer = |u: u32, cand: &mut BTreeSet<Ranked>, res: &mut BTreeSet<Ranked>, always: bool| {
+        let d = dist(u);
+        if always || res.len() < ef || res.last().is_some_and(|w| d < w.0) {
+            cand.insert(Ranked(d, u));
+            if accept(u) {
+                res.insert(Ranked(d, u));
+                if res.len() > ef {
+                    res.pop_last();
+                }
+            }
+        }
+    };
+    for &e in entries.iter().filter(|&&e| seen.insert(e)) {
+        offer(e, &mut cand, &mut res, true);
+    }
+    while let Some(c) = cand.pop_first() {
+        if res.len() >= ef && res.last().is_some_and(|w| c.0 > w.0) {
+            break;
+        }
+        for &u in adj[c.1 as usize].iter().filter(|&&u| seen.insert(u)) {
+            offer(u, &mut cand, &mut res, false);
+        }
+    }
+    res.into_iter().collect()
+}
+
+/// Invariant: the beam scores every entry but queues only those it can expand (no farther
+/// than the `ef`-th nearest accepted one), and finds exactly what a beam queueing every entry
+/// finds: random graphs, distances with ties, filters, entry lists longer and shorter than `ef`.
+#[test]
+fn a_beam_finds_what_queueing_every_entry_finds() {
+    use super::search::{beam, Visited};
+    let mut s = 11u64;
+    let mut draw = |n: u64| (crate::index::vector::splitmix(&mut s) % n) as u32;
+    for case in 0..400 {
+        let n = 20 + draw(300) as usize;
+        let adj: Vec<Vec<u32>> =
+            (0..n).map(|_| (0..1 + draw(12)).map(|_| draw(n as u64)).collect()).collect();
+        // Few distinct distances: ties between entries and the ef-th one are common.
+        let d: Vec<f32> = (0..n).map(|_| draw(40) as f32 / 4.0).collect();
+        let modulus = 1 + draw(4);
+        let accept = move |u: u32| u % modulus != 1;
+        let entries: Vec<u32> = (0..1 + draw(70)).map(|_| draw(n as u64)).collect();
+        let ef = 1 + draw(30) as usize;
+        let want = beam_over_every_entry(&entries, ef, &|u| d[u as usize], &adj, &accept);
+        let mut v = Visited::new(n);
+        let got = beam(
+            &entries,
+            ef,
+            (&mut v, None),
+            |u| d[u as usize],
+            |u, out| out.extend(&adj[u as usize]),
+            |_, _| {},
+            &accept,
+        );
+        let pairs =
+            |r: &[crate::index::vector::Ranked]| r.iter().map(|x| (x.0.to_bits(), x.1)).collect::<Vec<_>>();
+        assert_eq!(pairs(&got), pairs(&want), "case {case}: ef {ef}, {} entries", entries.len());
+    }
+}
+
 #[test]
 fn visited_stamps_wrap_without_leaking_between_searches() {
     use super::search::Visited;

@@ -2,9 +2,10 @@
 //! searching it (greedy beam search over the 8-bit codes, exact f32 rerank); the beam search and
 //! visited set are shared with the build.
 //!
-//! Invariant: what the beam prefetches (a queued row's links, a fresh row's code and norm) and how
-//! the visited set stores its marks (a byte a row, cleared every 255 searches) only change the
-//! speed of a search, never its answer: the same rows and f32 bits as a search without them.
+//! Invariant: what the beam prefetches (a queued row's links, a fresh row's code and norm), how
+//! the visited set stores its marks (a byte a row, cleared every 255 searches) and which scored
+//! entries it queues (only those it can expand: [`starts`]) only change the speed of a search,
+//! never its answer: the same rows and f32 bits as a search without them.
 
 use super::super::ann::{checksum, corrupt, exact, unsupported};
 use super::super::calibrate::{self, Calibration};
@@ -57,8 +58,7 @@ pub(super) fn beam(
     let mut nb = Vec::with_capacity(64);
     nb.extend(entries.iter().copied().filter(|&e| visited.insert(e)));
     nb.iter().for_each(|&e| prefetch(Prefetch::Code, e));
-    for &e in &nb {
-        let d = dist(e);
+    for Ranked(d, e) in starts(&nb, ef, &mut dist, accept) {
         prefetch(Prefetch::Links, e);
         cand.push(std::cmp::Reverse(Ranked(d, e)));
         if accept(e) {
@@ -94,6 +94,33 @@ pub(super) fn beam(
     let mut v = res.into_vec();
     v.sort_unstable();
     v
+}
+
+/// The entries a beam can expand, scored: all of them, unless at least `ef` are accepted;
+/// then those no farther than the `ef`-th nearest accepted one (ties kept). The beam stops at
+/// the first candidate farther than its `ef`-th result, which is never farther than that
+/// entry, so the others were scored, marked visited and never expanded: leaving them out of
+/// the heaps (and their neighbour lists unloaded) gives the same search. On 8-d rows a
+/// narrow beam is about as long as the seeds' list, whose heap pushes and link prefetches
+/// were a large share of it.
+fn starts(
+    entries: &[u32],
+    ef: usize,
+    dist: &mut impl FnMut(u32) -> f32,
+    accept: &dyn Fn(u32) -> bool,
+) -> Vec<Ranked> {
+    let mut scored: Vec<Ranked> = entries.iter().map(|&e| Ranked(dist(e), e)).collect();
+    if scored.len() <= ef {
+        return scored;
+    }
+    let mut accepted: Vec<f32> = scored.iter().filter(|r| accept(r.1)).map(|r| r.0).collect();
+    if accepted.len() < ef.max(1) {
+        return scored;
+    }
+    let (_, limit, _) = accepted.select_nth_unstable_by(ef.max(1) - 1, f32::total_cmp);
+    let limit = *limit;
+    scored.retain(|r| r.0.total_cmp(&limit) != std::cmp::Ordering::Greater);
+    scored
 }
 
 /// Epoch-stamped visited set: a byte a row (a 30k-row segment's stamps fit in L1; 4-byte stamps
