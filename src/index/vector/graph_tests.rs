@@ -566,9 +566,6 @@ fn seeds_find_the_cluster_of_a_narrow_beam() {
     assert!(r >= calibrate::DEFAULT_TARGET as f64, "at the calibrated ef {ef}: {r}");
 }
 
-/// Invariant: the visited set's byte stamps wrap every 255 searches without a search seeing a
-/// row as visited that it never entered: across more than two wraps, a stamp set in an earlier
-/// epoch never counts, and repeated searches answer bit for bit alike.
 /// The beam as it was before entries were cut to those it can expand: every entry in both
 /// heaps (here ordered sets). The oracle of the test below.
 fn beam_over_every_entry(
@@ -642,6 +639,9 @@ fn a_beam_finds_what_queueing_every_entry_finds() {
     }
 }
 
+/// Invariant: the visited set's byte stamps wrap every 255 searches without a search seeing a
+/// row as visited that it never entered: across more than two wraps, a stamp set in an earlier
+/// epoch never counts, and repeated searches answer bit for bit alike.
 #[test]
 fn visited_stamps_wrap_without_leaking_between_searches() {
     use super::search::Visited;
