@@ -114,12 +114,12 @@ fn starts(
         return scored;
     }
     let mut accepted: Vec<f32> = scored.iter().filter(|r| accept(r.1)).map(|r| r.0).collect();
-    if accepted.len() < ef.max(1) {
+    let nth = ef.max(1);
+    if accepted.len() < nth {
         return scored;
     }
-    let (_, limit, _) = accepted.select_nth_unstable_by(ef.max(1) - 1, f32::total_cmp);
-    let limit = *limit;
-    scored.retain(|r| r.0.total_cmp(&limit) != std::cmp::Ordering::Greater);
+    let limit = *accepted.select_nth_unstable_by(nth - 1, f32::total_cmp).1;
+    scored.retain(|r| r.0.total_cmp(&limit).is_le());
     scored
 }
 
