@@ -5,8 +5,9 @@
 //!   10th-neighbour radius; where the rows come in tight groups of near-copies and the queries
 //!   sit far from every group, the calibrated ef misses the target. The search sees it (its 10th
 //!   row lies beyond the calibration's reach) and escalates to a 4× wider beam, which reaches it.
-//! - A query from the rows' own distribution never escalates: its answer is the plain search's,
-//!   ids, order and f32 bits.
+//! - A query from the rows' own distribution escalates only where the narrow beam lost its way
+//!   (at most 1 in 100, as the reach is the 0.99 quantile); every other answer is the plain
+//!   search's, ids, order and f32 bits.
 //! - A record without a reach (written before it existed) never escalates.
 
 use std::sync::OnceLock;
@@ -159,23 +160,30 @@ fn queries_far_from_the_rows_escalate_to_the_target() {
 }
 
 /// Invariant: a query from the rows' own distribution stays within the reach and is answered by
-/// the plain search at the calibrated ef, ids, order and f32 bits.
+/// the plain search at the calibrated ef, ids, order and f32 bits — unless that beam lost its way
+/// (its 10th row beyond the reach: since the seeds by farthest point the pick here is ef 16, and 1
+/// of these 100 queries found a 10th row at 0.74 where the true one is at 0.26; from ef 22 it is
+/// found): then the escalated answer is the better one. At most 1 in 100 escalate.
 #[test]
 fn in_distribution_queries_do_not_escalate() {
     let c = case();
     let g = GraphIndex::open(bytes::Bytes::from(c.section.clone())).unwrap();
     let p = GraphSearchParams { ef: g.effort(DEFAULT_TARGET).unwrap(), rerank: 0 };
     let src = SliceRows { vectors: &c.rows, dim: DIM };
+    let reach = g.calibration().reach().expect("a reach");
     for q in c.near.chunks_exact(DIM) {
         let (found, escalated) = g.search_escalating(&src, q, K, None, &p);
-        assert!(!escalated);
         let plain = g.search(&c.rows, q, K, None, &p);
+        if escalated {
+            assert!(plain.get(K - 1).is_none_or(|r| r.1 > reach), "escalated within the reach");
+            continue;
+        }
         let bits = |v: &[(u32, f32)]| v.iter().map(|r| (r.0, r.1.to_bits())).collect::<Vec<_>>();
         assert_eq!(bits(&found), bits(&plain));
     }
     let (plain, with, escalated) = both_ways(&g, &c.near);
-    assert_eq!((escalated, plain.to_bits()), (0, with.to_bits()));
-    assert!(plain >= f64::from(DEFAULT_TARGET), "{plain}");
+    assert!(escalated * 100 <= QUERIES, "{escalated} of {QUERIES} in-distribution queries escalated");
+    assert!(plain >= f64::from(DEFAULT_TARGET) && with >= plain, "plain {plain}, escalating {with}");
 }
 
 /// Invariant: a record written before the reach (bytes 44..48 of the record zero) never

@@ -406,12 +406,9 @@ fn v18_narrow_rungs_and_the_reach_at_full_scale_are_canonical() {
     use tidepool::index::vector::{calibrate, distance::Metric, graph::GraphIndex, graph::EF_LADDER};
     let (sq8, rabitq) =
         (read_fixture("v18_rungs", "graph.bin"), read_fixture("v18_rungs", "graph_rabitq.bin"));
-    assert_eq!(v3_sections().1, sq8, "the encoder is canonical");
-    // RaBitQ sections are written as version 5 since stop 50 (`v19_tight`, `v20_tight_rungs`):
-    // the same record as this version-4 fixture's.
-    let today = GraphIndex::open(Bytes::from(v15_graph())).unwrap();
-    let old = GraphIndex::open(Bytes::from(rabitq.clone())).unwrap();
-    assert_eq!(today.calibration(), old.calibration(), "the same record in either layout");
+    // Canonical until stop 70 (its rungs measured at 0.5 ×); since then the encoder writes the same
+    // bytes but for the record and the crc (`v22_full_perturb`).
+    same_but_the_record(&v3_sections().1, &sq8);
     let unit: Vec<f32> = v3_vectors(256, 8)
         .chunks_exact(8)
         .flat_map(|x| {
@@ -479,7 +476,8 @@ fn write_v18_rungs_fixtures() {
 fn v20_tight_records_with_narrow_rungs_are_canonical() {
     use tidepool::index::vector::graph::GraphIndex;
     let bytes = read_fixture("v20_tight_rungs", "graph_rabitq.bin");
-    assert_eq!(v15_graph(), bytes, "the encoder is canonical");
+    // Canonical until stop 70; since then the same bytes but for the record (`v22_full_perturb`).
+    same_but_the_record(&v15_graph(), &bytes);
     assert_eq!((&bytes[8..16], bytes[17]), (&[5, 0, 0, 0, 192, 0, 0, 0][..], 1));
     same_graph(&bytes, &read_fixture("v19_tight", "graph_rabitq.bin"));
     let (g, v18) = (
@@ -499,4 +497,55 @@ fn write_v20_tight_rungs_fixtures() {
     let dir = fixture_dir("v20_tight_rungs");
     std::fs::create_dir_all(&dir).unwrap();
     write_missing(&dir, vec![("graph_rabitq.bin", v15_graph())]);
+}
+
+/// Asserts that two version-4/5 graph sections differ at most in their calibration record
+/// (bytes 64..152) and the crc32c over it (56..60).
+fn same_but_the_record(a: &[u8], b: &[u8]) {
+    assert_eq!(a.len(), b.len());
+    let outside = |x: &[u8]| [&x[..56], &x[60..64], &x[152..]].concat();
+    assert!(outside(a) == outside(b), "only the record and the crc differ");
+}
+
+/// Invariant: the graph encoders since stop 70 (`tests/fixtures/v22_full_perturb/`) are
+/// canonical: the layouts and graphs of `v18_rungs` (8-bit, version 4) and `v20_tight_rungs`
+/// (RaBitQ, version 5) with a record whose rungs are measured on own rows and rows perturbed at
+/// 1.0 × their 10th-neighbour radius (`graph::DEFAULT_PERTURB`, the IVF's scale; was 0.5), the
+/// reach as before. Fewer than 512 rows: no seeds, so the searches are those of the earlier
+/// fixtures, and every rung's bound is at most the 0.5 × record's.
+#[test]
+fn v22_records_at_full_perturbation_are_canonical() {
+    use tidepool::index::vector::graph::{GraphIndex, DEFAULT_PERTURB};
+    assert_eq!(DEFAULT_PERTURB, tidepool::index::vector::calibrate::PERTURB);
+    let pairs = [
+        (v3_sections().1, "graph.bin", read_fixture("v18_rungs", "graph.bin")),
+        (v15_graph(), "graph_rabitq.bin", read_fixture("v20_tight_rungs", "graph_rabitq.bin")),
+    ];
+    for (today, name, before) in pairs {
+        let frozen = read_fixture("v22_full_perturb", name);
+        assert_eq!(today, frozen, "{name}: the encoder is canonical");
+        same_but_the_record(&frozen, &before);
+        same_graph(&before, &frozen);
+        let (new, old) =
+            (GraphIndex::open(Bytes::from(frozen)).unwrap(), GraphIndex::open(Bytes::from(before)).unwrap());
+        let (new, old) = (new.calibration(), old.calibration());
+        assert_eq!((new.queries, new.reach()), (old.queries, old.reach()), "{name}");
+        assert!(new.is_calibrated() && new.rungs.len() >= old.rungs.len().min(2), "{name}: {new:?}");
+        for (n, o) in new.rungs.iter().zip(&old.rungs) {
+            assert_eq!(n.effort, o.effort, "{name}");
+            assert!(n.recall_bp <= o.recall_bp, "{name}: a farther query kind, no higher bound: {n:?} {o:?}");
+        }
+    }
+}
+
+#[test]
+#[ignore = "writes fixture files; run manually with TIDEPOOL_WRITE_FIXTURES=1"]
+fn write_v22_full_perturb_fixtures() {
+    if std::env::var_os("TIDEPOOL_WRITE_FIXTURES").is_none() {
+        eprintln!("set TIDEPOOL_WRITE_FIXTURES=1 to write fixtures");
+        return;
+    }
+    let dir = fixture_dir("v22_full_perturb");
+    std::fs::create_dir_all(&dir).unwrap();
+    write_missing(&dir, vec![("graph.bin", v3_sections().1), ("graph_rabitq.bin", v15_graph())]);
 }

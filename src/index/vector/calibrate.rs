@@ -1,7 +1,7 @@
 //! Build-time recall calibration of a dense-vector section (graph and IVF): a deterministic sample
 //! of the segment's own vectors, and a perturbed copy of each ([`perturb_row`]: a query near the rows
 //! but not on them, as far off its row as the row's own 10th neighbour — half as far for graph
-//! sections from version 4, [`sample_rows_scaled`]), is searched at each rung of an effort ladder, every answer is compared with
+//! sections built from stop 50 to stop 70, [`sample_rows_scaled`]), is searched at each rung of an effort ladder, every answer is compared with
 //! the exact top-[`K`] (brute force over the segment), and the lower of the two query kinds'
 //! recall@10 at every rung, less its sampling error, is stored in the section ([`Calibration::encode`], a fixed 48-byte
 //! record). Queries then pick the cheapest rung that reaches their target ([`Calibration::pick`]);
@@ -10,7 +10,7 @@
 //! The record also keeps how far out the calibration's queries were: a high quantile
 //! ([`REACH_QUANTILE`]) of their exact [`K`]-th neighbour distances ([`Calibration::reach`]),
 //! the perturbed ones always at [`PERTURB`] × the radius, also where the rungs were measured
-//! closer in (graph version 4: 0.5×, which tightened the reach until 42 % of the near-copy
+//! closer in (graph sections built from stop 50 to stop 70: 0.5×, which tightened the reach until 42 % of the near-copy
 //! benchmark's held-out queries escalated, their plain recall 0.98; BENCHMARKS "stop 50"). A
 //! query whose search found its [`K`]-th row farther out than that is outside what the stored
 //! recall was measured on ([`Calibration::beyond_reach`]): the searches escalate it instead of

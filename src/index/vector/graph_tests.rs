@@ -532,20 +532,54 @@ fn corrupt_compact_sections_are_errors() {
 }
 
 /// Invariant: a search starts from the entry, then one seed per `SEED_ROWS` rows (at most
-/// `MAX_SEEDS`), evenly spaced and in range; a graph of fewer rows starts from its entry alone
-/// (small sections search, and calibrate, as before the seeds).
+/// `MAX_SEEDS`), distinct, none the entry, in range; a graph of fewer rows starts from its entry
+/// alone (small sections search, and calibrate, as before the seeds).
 #[test]
 fn searches_start_from_the_entry_and_seeds_spread_over_the_rows() {
-    use super::search::{MAX_SEEDS, SEED_ROWS};
+    use super::seeds::{MAX_SEEDS, SEED_ROWS};
     let (dim, m) = (8, Metric::EuclideanSquared);
     let small = built(&clustered(SEED_ROWS - 1, dim, 3), dim, m, &GraphParams::default());
-    assert_eq!(small.seeds(), vec![small.entry]);
-    let rows = 5 * SEED_ROWS + 7;
-    let ix = built(&clustered(rows, dim, 3), dim, m, &GraphParams::default());
-    let s = ix.seeds();
-    assert_eq!((s[0], s.len()), (ix.entry, 1 + 5));
-    assert!(s[1..].windows(2).all(|w| w[1] as usize - w[0] as usize >= rows / 5 - 1), "{s:?}");
-    assert!(s.iter().all(|r| (*r as usize) < rows) && s.len() <= MAX_SEEDS + 1);
+    assert_eq!(small.seeds(), [small.entry]);
+    for (rows, n) in [(5 * SEED_ROWS + 7, 5), (70 * SEED_ROWS, MAX_SEEDS)] {
+        for code in [GraphCode::Sq8, GraphCode::RaBitQ { bits: 4 }] {
+            let p = GraphParams { code, ..GraphParams::default() };
+            let ix = built(&clustered(rows, dim, 3), dim, m, &p);
+            let s = ix.seeds();
+            assert_eq!((s[0], s.len()), (ix.entry, 1 + n), "{code:?}");
+            let distinct: std::collections::HashSet<u32> = s.iter().copied().collect();
+            assert_eq!(distinct.len(), s.len(), "{code:?}: {s:?}");
+            assert!(s.iter().all(|r| (*r as usize) < rows), "{code:?}: {s:?}");
+            assert_eq!(ix.clone().seeds(), s, "a clone starts alike");
+        }
+    }
+}
+
+/// Invariant: seeds spread over the data, not the row order, with either code kind. Four small
+/// clusters after one holding most rows: the rows at even steps all fall in the big cluster (as
+/// the seeds before stop 70 did); the farthest-point seeds (with the entry) reach every cluster.
+#[test]
+fn seeds_reach_small_clusters_the_row_order_hides() {
+    use super::seeds::SEED_ROWS;
+    let (dim, m) = (8, Metric::EuclideanSquared);
+    let sizes = [5 * SEED_ROWS - 400 + 7, 100, 100, 100, 100];
+    let mut data = Vec::new();
+    let mut cluster_of = Vec::new();
+    let mut s = 7u64;
+    for (c, &n) in sizes.iter().enumerate() {
+        for _ in 0..n {
+            for j in 0..dim {
+                let centre = if j == c % dim { 100.0 * (1 + c / dim) as f32 } else { 0.0 };
+                data.push(centre + (splitmix(&mut s) % 1000) as f32 / 1000.0);
+            }
+            cluster_of.push(c);
+        }
+    }
+    for code in [GraphCode::Sq8, GraphCode::RaBitQ { bits: 4 }] {
+        let ix = built(&data, dim, m, &GraphParams { code, ..GraphParams::default() });
+        let reached: std::collections::HashSet<usize> =
+            ix.seeds().iter().map(|&r| cluster_of[r as usize]).collect();
+        assert_eq!(reached.len(), sizes.len(), "{code:?}: seeds {:?} reach {reached:?}", ix.seeds());
+    }
 }
 
 /// Invariant: on well separated clusters (64 Gaussian clusters, `synth::Kind::Clustered`), a

@@ -210,6 +210,24 @@ pub fn factors(rec: &[u8], bits: u32, p: usize) -> [f32; 3] {
     [f(0), f(1), f(2)]
 }
 
+/// The rotated row a record approximates, `a · (u_j − c)` for each of the `p` coordinates: the
+/// direction of the code scaled so that its inner products estimate the row's, as the
+/// estimator's. Zeros where the record is short.
+pub fn decode(rec: &[u8], bits: u32, p: usize) -> Vec<f32> {
+    let a = factors(rec, bits, p)[1];
+    let c = ((1u32 << bits) - 1) as f32 / 2.0;
+    let plane = p / 8;
+    (0..p)
+        .map(|j| {
+            let u = (0..bits as usize).fold(0u32, |u, b| {
+                let bit = rec.get(b * plane + j / 8).map_or(0, |byte| (byte >> (j % 8)) & 1);
+                u | u32::from(bit) << b
+            });
+            a * (u as f32 - c)
+        })
+        .collect()
+}
+
 /// A rotated query, quantized: `qbits` bit planes of P/64 words each, and the constants of the
 /// estimator.
 pub struct Query {
@@ -310,5 +328,27 @@ mod tests {
             err.push(total);
         }
         assert!(err[0] > err[1] && err[1] > err[2], "more bits, smaller errors: {err:?}");
+    }
+
+    /// Invariant: a decoded record points where its row does (cosine near 1, nearer with more
+    /// bits) and keeps the row's inner product with itself (`⟨decode, r⟩ = |r|²`, the factor `a`).
+    #[test]
+    fn decoded_records_approximate_their_rows() {
+        let p = 128;
+        let rot = Rotation::new(p, 5);
+        let mut cosines = Vec::new();
+        for bits in [1u32, 4, 8] {
+            let mut r = vec![0f32; p];
+            rot.apply(&noise(100, 77), &mut r);
+            let mut rec = vec![0u8; record_len(bits, p)];
+            encode(&r, bits, &mut rec);
+            let d = decode(&rec, bits, p);
+            let dot = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f32>();
+            let r2 = dot(&r, &r);
+            assert!((dot(&d, &r) - r2).abs() < 1e-3 * r2, "{bits} bits");
+            cosines.push(dot(&d, &r) / (dot(&d, &d) * r2).sqrt());
+        }
+        assert!(cosines[0] > 0.7 && cosines[1] > cosines[0] && cosines[2] > 0.999, "{cosines:?}");
+        assert_eq!(decode(&[], 4, p), vec![0.0; p], "a short record decodes to zeros");
     }
 }

@@ -86,11 +86,12 @@
 //!   re-scored with exact f32 distances; results are sorted by (distance, row), at most k, no
 //!   duplicate rows. A query of the wrong dimension gives no results; a `vectors` slice that does
 //!   not match the index shape falls back to [`super::ann::exact`].
-//! - A search starts from the entry and from one seed row per 512 rows (at most 64, evenly
-//!   spaced: `GraphIndex::seeds`), all derived from the header, so a section's calibration and
-//!   its queries walk alike. One layer has no upper layers to bring a narrow beam near its
-//!   answer; from the entry alone it settled in the wrong cluster (0.906 recall@10 at ef 24 on
-//!   the 64-cluster benchmark set, 0.945 with the seeds; BENCHMARKS "stop 46").
+//! - A search starts from the entry and from one seed row per 512 rows (at most 64, chosen by
+//!   farthest point among 8× as many evenly spaced rows by their codes: the `seeds` module), all
+//!   derived from the section's bytes, so a section's calibration and its queries walk alike.
+//!   One layer has no upper layers to bring a narrow beam near its answer; from the entry
+//!   alone it settled in the wrong cluster (0.906 recall@10 at ef 24 on the 64-cluster
+//!   benchmark set, 0.945 with the seeds; BENCHMARKS "stop 46").
 //! - With a filter, the traversal visits every row but only matching rows enter the result list
 //!   (suited to wide filters; callers route narrow filters to the IVF index or exact search).
 //! - [`build`] calibrates: the stored record gives the recall@10 measured at each ef of
@@ -124,6 +125,7 @@ use super::splitmix;
 
 mod build;
 mod search;
+mod seeds;
 
 pub use build::{build, build_over, downgrade};
 pub use search::{escalated_ef, rerank_floor, GraphIndex, ESCALATED_EF, ESCALATION};
@@ -214,8 +216,14 @@ pub struct GraphParams {
     pub perturb: f32,
 }
 
-/// The graph calibration's perturbation scale (see [`GraphParams::perturb`]).
-pub const DEFAULT_PERTURB: f32 = 0.5;
+/// The graph calibration's perturbation scale (see [`GraphParams::perturb`]): the IVF's
+/// (`calibrate::PERTURB`). From stop 50 to stop 70 graph builds measured at 0.5: at 1.0 the
+/// perturbed kind's lower bound picked ef 64 where held-out queries reached 0.95 at 32–48 on the
+/// clustered and histogram sets. With seeds by farthest point (the `seeds` module) both scales
+/// pick the same rungs there (22 and 32), and 0.5 overstated the narrow rungs on near-copy data
+/// by up to 0.03 against queries from outside the copy groups (`calibrate::tests::
+/// near_copies_do_not_inflate_the_stored_recall`; BENCHMARKS "Seeds by farthest point").
+pub const DEFAULT_PERTURB: f32 = 1.0;
 
 /// The code a build gets when its caller names none: the 8-bit codes (a version-4 section of code kind 0). 4-bit
 /// RaBitQ (BENCHMARKS "Compact graph codes") takes 208 bytes a row instead of 388 at 384

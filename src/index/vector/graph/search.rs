@@ -193,6 +193,8 @@ pub struct GraphIndex {
     pub(super) off_codes: usize,
     pub(super) code: Code,
     pub(super) links: Links,
+    /// Where searches start, chosen at the first (`seeds` module), shared by the clones.
+    pub(super) seeds: Arc<std::sync::OnceLock<Box<[u32]>>>,
 }
 
 /// How a section stores its neighbour lists (the block `[off_nb, off_codes)`).
@@ -407,6 +409,7 @@ impl GraphIndex {
             off_codes: o_c,
             code: Code::Sq8,
             links: Links::Wide,
+            seeds: Arc::default(),
             bytes,
         })
     }
@@ -465,6 +468,7 @@ impl GraphIndex {
             off_codes: o_r,
             code: Code::Planes { bits, qbits, record, rot: Arc::new(Rotation::new(stride, seed)) },
             links: Links::Wide,
+            seeds: Arc::default(),
             bytes,
         })
     }
@@ -542,6 +546,7 @@ impl GraphIndex {
             off_codes: o_c,
             code,
             links: Links::Packed { bits: packing.0, bytes: packing.1 },
+            seeds: Arc::default(),
             bytes,
         })
     }
@@ -748,19 +753,6 @@ impl GraphIndex {
         out
     }
 
-    /// Where a search starts: the entry, then one row per [`SEED_ROWS`] rows (at most
-    /// [`MAX_SEEDS`]), evenly spaced. A single-layer graph has no upper layers to bring a query
-    /// near its answer: from the one entry a narrow beam crosses the graph hop by hop and, on
-    /// clustered data, settles in the wrong cluster; the seeds' code distances (a few dozen, a
-    /// small share of a search) let the beam start near the query instead.
-    pub(super) fn seeds(&self) -> Vec<u32> {
-        let n = (self.rows / SEED_ROWS).min(MAX_SEEDS);
-        let mut s = Vec::with_capacity(n + 1);
-        s.push(self.entry);
-        s.extend((0..n).map(|i| (i * self.rows / n.max(1)) as u32));
-        s
-    }
-
     /// The beam search from the seeds over the codes `est` reads.
     fn walk(
         &self,
@@ -808,7 +800,7 @@ impl GraphIndex {
             if v.stamp.len() < self.rows {
                 *v = Visited::new(self.rows);
             }
-            beam(&self.seeds(), ef, (&mut v, hidden), |u| est.estimate(u), neighbors, prefetch, accept)
+            beam(self.seeds(), ef, (&mut v, hidden), |u| est.estimate(u), neighbors, prefetch, accept)
         })
     }
 }
@@ -866,11 +858,6 @@ pub const ESCALATED_EF: u32 = 256;
 
 /// Most bytes of a neighbour list prefetched (degree 64).
 const MAX_LINKS_PREFETCH: usize = 256;
-
-/// Rows per extra search seed ([`GraphIndex::seeds`]).
-pub(super) const SEED_ROWS: usize = 512;
-/// Extra search seeds at most.
-pub(super) const MAX_SEEDS: usize = 64;
 
 thread_local! {
     static VISITED: std::cell::RefCell<Visited> = std::cell::RefCell::new(Visited::new(0));
