@@ -193,7 +193,7 @@ pub struct GraphIndex {
     pub(super) off_codes: usize,
     pub(super) code: Code,
     pub(super) links: Links,
-    /// Where searches start, chosen at the first (`seeds` module), shared by the clones.
+    /// Where searches start, chosen at the first search (`seeds` module), shared by the clones.
     pub(super) seeds: Arc<std::sync::OnceLock<Box<[u32]>>>,
 }
 

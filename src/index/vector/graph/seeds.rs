@@ -59,10 +59,11 @@ impl GraphIndex {
         c
     }
 
-    /// `n` of `candidates` by farthest-point choice over their decoded 8-bit codes, starting
-    /// from the entry.
+    /// `n` of `candidates` by farthest-point choice over their decoded codes, starting from the
+    /// entry.
     fn farthest_points(&self, candidates: &[u32], n: usize) -> Vec<u32> {
         let decoded: Vec<f32> = candidates.iter().flat_map(|&r| self.decoded(r)).collect();
+        let width = decoded.len() / candidates.len().max(1);
         let mut nearest = vec![f32::INFINITY; candidates.len()];
         let mut dist = vec![0f32; candidates.len()];
         let mut from = self.decoded(self.entry);
@@ -81,7 +82,7 @@ impl GraphIndex {
             }
             nearest[best] = f32::NEG_INFINITY;
             chosen.push(candidates[best]);
-            from = self.decoded(candidates[best]);
+            from = decoded[best * width..(best + 1) * width].to_vec();
         }
         chosen
     }
