@@ -50,13 +50,11 @@ impl GraphIndex {
         s
     }
 
-    /// `m` rows at even steps (fewer when the section has fewer rows), the entry left out.
+    /// `m` rows at even steps (fewer when the section has fewer rows), the entry left out. With
+    /// `m ≤ rows` the steps are at least one row: the rows are distinct and increasing.
     fn candidates(&self, m: usize) -> Vec<u32> {
         let m = m.min(self.rows);
-        let mut c: Vec<u32> = (0..m).map(|i| (i * self.rows / m.max(1)) as u32).collect();
-        c.dedup();
-        c.retain(|&r| r != self.entry);
-        c
+        (0..m).map(|i| (i * self.rows / m) as u32).filter(|&r| r != self.entry).collect()
     }
 
     /// `n` of `candidates` by farthest-point choice over their decoded codes, starting from the
