@@ -37,10 +37,11 @@
 //!   worker handed its other tasks to another thread (`tokio::task::block_in_place`).
 //!   A one-worker runtime never evaluates on its worker. Why on the worker: the
 //!   hand-off wakes a thread on another core, which the query's helpers then wait
-//!   for (BENCHMARKS.md "An evaluation on its own worker (stop 64)"). The price: a
-//!   task the caller woke just before (tokio's per-worker next-task slot, which no
-//!   other worker takes from) waits for the evaluation; nothing an evaluation waits
-//!   for runs as a task, so that is a delay, never a deadlock.
+//!   for (BENCHMARKS.md "An evaluation on its own worker (stop 64)"). A task woken on
+//!   that worker just before would wait for the whole evaluation (tokio's per-worker
+//!   LIFO slot, which no other worker takes from: another tenant's request waited a
+//!   heavy query's length before its handler began), so the evaluation first yields
+//!   once (≈ 0.8 µs), which runs that task.
 //!   The slots' lock is held only for bookkeeping, never across an await or an
 //!   evaluation.
 //! - An evaluation may borrow its lane's idle regular slots for helper threads that search its
@@ -215,7 +216,12 @@ impl QueryPool {
             evaluate(deadline, lender, f)
         });
         let out = match WorkerTurn::take(workers) {
-            Some(_turn) => std::panic::catch_unwind(run),
+            Some(_turn) => {
+                // A task woken on this worker just before (into its LIFO slot, which no other
+                // worker takes from) would wait for the whole evaluation; a yield runs it first.
+                tokio::task::yield_now().await;
+                std::panic::catch_unwind(run)
+            }
             None => tokio::task::block_in_place(|| std::panic::catch_unwind(run)),
         };
         match out {
@@ -653,6 +659,24 @@ mod tests {
         for run in runs {
             run.await.unwrap().expect("released by a task a free worker ran");
         }
+    }
+
+    /// A task spawned (or woken) by the caller just before its evaluation lands in the
+    /// worker's LIFO slot, which no other worker takes from: it runs while the evaluation
+    /// blocks (tenant_fairness's tiny query waited a whole heavy query before its handler began).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_task_woken_just_before_an_evaluation_on_the_worker_does_not_wait_for_it() {
+        let pool = Arc::new(QueryPool::new(2, 4, Duration::from_secs(30)));
+        let (ran_tx, ran_rx) = std::sync::mpsc::channel::<()>();
+        let caller = tokio::spawn(async move {
+            tokio::spawn(async move { ran_tx.send(()).unwrap() });
+            pool.run_here(Lane::Large, "o/p", move || {
+                // Blocks until the task spawned above ran (the evaluation is on a worker).
+                ran_rx.recv_timeout(Duration::from_secs(2)).map_err(|e| QueryError::Internal(e.to_string()))
+            })
+            .await
+        });
+        caller.await.unwrap().expect("the task spawned before the evaluation ran during it");
     }
 
     /// `run_here` keeps `run`'s contract: the deadline (408), a panic failing the query
