@@ -763,3 +763,27 @@ fn narrow_rungs_are_measured_as_served() {
     assert!(r >= f64::from(calibrate::DEFAULT_TARGET), "fresh queries at ef {ef}: {r} ({cal:?})");
     assert!(cal.rungs.last().is_some_and(|r| r.rerank >= calibrate::FULL_RERANK), "{cal:?}");
 }
+
+/// Invariant: an 8-bit estimate is the same f32 whether its dot product is inlined (queries of at
+/// most `INLINE_DOT` dimensions, cut to their length) or the kernel's over the whole padded code:
+/// the padding's query bytes are 0 and the sums are integers.
+#[test]
+fn inlined_dot_products_estimate_as_the_kernel_does() {
+    for dim in [3, 8, INLINE_DOT, INLINE_DOT + 1] {
+        let data = clustered(600, dim, 5);
+        let ix = built(&data, dim, Metric::EuclideanSquared, &GraphParams::default());
+        let kern = crate::index::vector::distance::kernels();
+        for q in clustered(4, dim, 9).chunks_exact(dim) {
+            let est = ix.row_estimator(q, kern).unwrap();
+            let EstimatorKind::Sq8 { qq, bias, inv, stride, norms2 } = &est.kind else { panic!("sq8") };
+            assert_eq!(qq.len(), if dim <= INLINE_DOT { dim } else { *stride }, "dim {dim}");
+            let qc: Vec<f32> = q.iter().zip(ix.mean.iter()).map(|(v, m)| v - m).collect();
+            let (whole, ..) = crate::index::vector::ann::quantize_query(&qc, &ix.scales, *stride);
+            for r in 0..600u32 {
+                let c = &est.codes[r as usize * stride..][..*stride];
+                let by_kernel = norms2[r as usize] - 2.0 * (kern.u8i8(&whole, c) - bias) as f32 * inv;
+                assert_eq!(est.estimate(r).to_bits(), by_kernel.to_bits(), "dim {dim}, row {r}");
+            }
+        }
+    }
+}
