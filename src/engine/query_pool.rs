@@ -40,8 +40,8 @@
 //!   for (BENCHMARKS.md "An evaluation on its own worker (stop 64)"). A task woken on
 //!   that worker just before would wait for the whole evaluation (tokio's per-worker
 //!   LIFO slot, which no other worker takes from: another tenant's request waited a
-//!   heavy query's length before its handler began), so the evaluation first yields
-//!   once (≈ 0.8 µs), which runs that task.
+//!   heavy query's length before its handler began), so the evaluation first moves
+//!   it where another worker takes it ([`unstrand_the_lifo_slot`]).
 //!   The slots' lock is held only for bookkeeping, never across an await or an
 //!   evaluation.
 //! - An evaluation may borrow its lane's idle regular slots for helper threads that search its
@@ -217,9 +217,7 @@ impl QueryPool {
         });
         let out = match WorkerTurn::take(workers) {
             Some(_turn) => {
-                // A task woken on this worker just before (into its LIFO slot, which no other
-                // worker takes from) would wait for the whole evaluation; a yield runs it first.
-                tokio::task::yield_now().await;
+                unstrand_the_lifo_slot();
                 std::panic::catch_unwind(run)
             }
             None => tokio::task::block_in_place(|| std::panic::catch_unwind(run)),
@@ -283,6 +281,17 @@ impl QueryPool {
             self.timeout().as_millis()
         ))
     }
+}
+
+/// Frees the worker's LIFO slot before an evaluation on the worker. A task woken on this worker
+/// just before sits in that slot, which no other worker takes from, and would wait for the whole
+/// evaluation (another tenant's request waited a heavy query's length before its handler began:
+/// `tests/tenant_fairness.rs`). A spawned empty task takes the slot: the task it held moves to the
+/// worker's queue and a parked worker is woken to take it; with the slot empty, nothing else
+/// happens. A `yield_now` would run that task too, but sends the worker searching, which wakes the
+/// other core on every query (BENCHMARKS "An evaluation on its own worker (stop 64)").
+fn unstrand_the_lifo_slot() {
+    drop(tokio::spawn(async {}));
 }
 
 /// An evaluation's outcome: bytes found changed, past the deadline, or the query's own result.
