@@ -641,11 +641,14 @@ fn beam_over_every_entry(
 /// Invariant: the beam scores every entry but queues only those it can expand (no farther
 /// than the `ef`-th nearest accepted one), and finds exactly what a beam queueing every entry
 /// finds: random graphs, distances with ties, filters, entry lists longer and shorter than `ef`.
+/// One scratch serves every case, as a thread's does its searches: nothing a search leaves in it
+/// changes the next one's answer.
 #[test]
 fn a_beam_finds_what_queueing_every_entry_finds() {
-    use super::search::{beam, Visited};
+    use super::search::{beam, BeamScratch};
     let mut s = 11u64;
     let mut draw = |n: u64| (crate::index::vector::splitmix(&mut s) % n) as u32;
+    let mut v = BeamScratch::new(320);
     for case in 0..400 {
         let n = 20 + draw(300) as usize;
         let adj: Vec<Vec<u32>> =
@@ -657,7 +660,6 @@ fn a_beam_finds_what_queueing_every_entry_finds() {
         let entries: Vec<u32> = (0..1 + draw(70)).map(|_| draw(n as u64)).collect();
         let ef = 1 + draw(30) as usize;
         let want = beam_over_every_entry(&entries, ef, &|u| d[u as usize], &adj, &accept);
-        let mut v = Visited::new(n);
         let got = beam(
             &entries,
             ef,

@@ -10,7 +10,7 @@ use super::super::distance::{kernels, prefetch, prefetch_f32, Kernels, Metric};
 use super::super::rabitq;
 use super::super::rows::{RowSource, SliceRows};
 use super::super::Ranked;
-use super::search::{beam, GraphIndex, Prefetch, Visited};
+use super::search::{beam, BeamScratch, GraphIndex, Prefetch};
 use super::*;
 
 /// Build-time view: codes of every row as data (u8) and as query (i8, bias, inverse scale).
@@ -327,11 +327,11 @@ impl Adjacency {
 
     /// Prunes every list over `degree` (rows in parallel, each independent), then packs the
     /// lists into `degree` slots per row, in place.
-    fn finish(mut self, cd: &Coded<'_>, degree: usize, visited: &mut [Visited]) -> Vec<u32> {
+    fn finish(mut self, cd: &Coded<'_>, degree: usize, scratch: &mut [BeamScratch]) -> Vec<u32> {
         let over: Vec<u32> =
             (0..self.len.len() as u32).filter(|&u| self.len[u as usize] as usize > degree).collect();
         for part in over.chunks(PRUNE_CHUNK) {
-            let pruned = par_map(part, visited, |&u, _| prune(cd, u, self.links(u), degree));
+            let pruned = par_map(part, scratch, |&u, _| prune(cd, u, self.links(u), degree));
             for (&u, links) in part.iter().zip(&pruned) {
                 self.set(u, links);
             }
@@ -359,13 +359,13 @@ fn choose(
     entry: u32,
     v: u32,
     efc: usize,
-    visited: &mut Visited,
+    scratch: &mut BeamScratch,
 ) -> Vec<u32> {
     let accept_all = |_: u32| true;
     let found = beam(
         &[entry],
         efc,
-        (visited, None),
+        (scratch, None),
         |u| cd.dist(v, u),
         |u, out| out.extend_from_slice(g.links(u)),
         |what, u| match what {
@@ -394,20 +394,20 @@ fn prune(cd: &Coded<'_>, u: u32, links: &[u32], degree: usize) -> Vec<u32> {
     select(&c, degree, cd)
 }
 
-/// `f` over `items` on one thread per visited set (dynamic grains), results in item order.
+/// `f` over `items` on one thread per beam scratch (dynamic grains), results in item order.
 fn par_map<T: Sync, R: Send>(
     items: &[T],
-    visited: &mut [Visited],
-    f: impl Fn(&T, &mut Visited) -> R + Sync,
+    scratch: &mut [BeamScratch],
+    f: impl Fn(&T, &mut BeamScratch) -> R + Sync,
 ) -> Vec<R> {
-    if visited.len() <= 1 || items.len() <= GRAIN {
-        let vis = &mut visited[0];
+    if scratch.len() <= 1 || items.len() <= GRAIN {
+        let vis = &mut scratch[0];
         return items.iter().map(|x| f(x, vis)).collect();
     }
     let next = std::sync::atomic::AtomicUsize::new(0);
     let (f, next) = (&f, &next);
     let parts: Vec<Vec<(usize, R)>> = std::thread::scope(|s| {
-        let handles: Vec<_> = visited
+        let handles: Vec<_> = scratch
             .iter_mut()
             .map(|vis| {
                 s.spawn(move || {
@@ -450,12 +450,12 @@ fn link(cd: &Coded<'_>, rows: usize, degree: usize, entry: u32, params: &GraphPa
         order.swap(i, j);
     }
     let threads = params.threads.clamp(1, 64) as usize;
-    let mut visited: Vec<Visited> = (0..threads).map(|_| Visited::new(rows)).collect();
+    let mut scratch: Vec<BeamScratch> = (0..threads).map(|_| BeamScratch::new(rows)).collect();
     let efc = (params.ef_construction as usize).max(degree);
     let mut links = Vec::with_capacity(degree + 1);
     let seq = order.len().min(SEQUENTIAL);
     for &v in &order[..seq] {
-        let chosen = choose(cd, &g, degree, entry, v, efc, &mut visited[0]);
+        let chosen = choose(cd, &g, degree, entry, v, efc, &mut scratch[0]);
         g.set(v, &chosen);
         for &u in &chosen {
             links.clear();
@@ -469,7 +469,7 @@ fn link(cd: &Coded<'_>, rows: usize, degree: usize, entry: u32, params: &GraphPa
     while at < order.len() {
         let size = ((at + 1) / BATCH_FRACTION).clamp(1, MAX_BATCH).min(order.len() - at);
         let batch = &order[at..at + size];
-        let chosen = par_map(batch, &mut visited, |&v, vis| choose(cd, &g, degree, entry, v, efc, vis));
+        let chosen = par_map(batch, &mut scratch, |&v, vis| choose(cd, &g, degree, entry, v, efc, vis));
         // In-links grouped by target (a stable sort keeps each target's in insertion order).
         // Targets were inserted before the batch, so no batch row is one.
         let mut inlinks: Vec<(u32, u32)> = Vec::with_capacity(size * degree);
@@ -479,7 +479,7 @@ fn link(cd: &Coded<'_>, rows: usize, degree: usize, entry: u32, params: &GraphPa
         }
         inlinks.sort_by_key(|p| p.0);
         let groups: Vec<&[(u32, u32)]> = inlinks.chunk_by(|a, b| a.0 == b.0).collect();
-        let updated = par_map(&groups, &mut visited, |group, _| {
+        let updated = par_map(&groups, &mut scratch, |group, _| {
             let u = group[0].0;
             let mut links = g.links(u).to_vec();
             for &(_, v) in group.iter() {
@@ -492,7 +492,7 @@ fn link(cd: &Coded<'_>, rows: usize, degree: usize, entry: u32, params: &GraphPa
         }
         at += size;
     }
-    g.finish(cd, degree, &mut visited)
+    g.finish(cd, degree, &mut scratch)
 }
 
 fn put_f32s(b: &mut [u8], at: usize, v: &[f32]) {

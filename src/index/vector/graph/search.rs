@@ -40,25 +40,24 @@ pub(super) enum Prefetch {
 pub(super) fn beam(
     entries: &[u32],
     ef: usize,
-    visited: (&mut Visited, Option<u32>),
+    state: (&mut BeamScratch, Option<u32>),
     mut dist: impl FnMut(u32) -> f32,
     mut neighbors: impl FnMut(u32, &mut Vec<u32>),
     prefetch: impl Fn(Prefetch, u32),
     accept: &dyn Fn(u32) -> bool,
 ) -> Vec<Ranked> {
-    let (visited, hidden) = visited;
-    visited.next();
+    let (scratch, hidden) = state;
+    let BeamScratch { visited, cand, res, nb, scored, accepted } = scratch.cleared();
     // A hidden row is never entered (calibration hides the stored row it queries with), unless
     // it is the graph's entry: a search must start somewhere.
     if let Some(h) = hidden.filter(|h| entries.first() != Some(h)) {
         visited.insert(h);
     }
-    let mut cand: BinaryHeap<std::cmp::Reverse<Ranked>> = BinaryHeap::with_capacity(ef * 4);
-    let mut res: BinaryHeap<Ranked> = BinaryHeap::with_capacity(ef + 1);
-    let mut nb = Vec::with_capacity(64);
     nb.extend(entries.iter().copied().filter(|&e| visited.insert(e)));
     nb.iter().for_each(|&e| prefetch(Prefetch::Code, e));
-    for Ranked(d, e) in starts(&nb, ef, &mut dist, accept) {
+    scored.extend(nb.iter().map(|&e| Ranked(dist(e), e)));
+    keep_starts(scored, ef, accept, accepted);
+    for &Ranked(d, e) in scored.iter() {
         prefetch(Prefetch::Links, e);
         cand.push(std::cmp::Reverse(Ranked(d, e)));
         if accept(e) {
@@ -73,10 +72,10 @@ pub(super) fn beam(
             break;
         }
         nb.clear();
-        neighbors(c.1, &mut nb);
-        visited.keep_fresh(&mut nb);
+        neighbors(c.1, nb);
+        visited.keep_fresh(nb);
         nb.iter().for_each(|&u| prefetch(Prefetch::Code, u));
-        for &u in &nb {
+        for &u in nb.iter() {
             let d = dist(u);
             let worst = res.peek().map_or(f32::INFINITY, |w| w.0);
             if res.len() < ef || d < worst {
@@ -91,36 +90,71 @@ pub(super) fn beam(
             }
         }
     }
-    let mut v = res.into_vec();
+    let mut v: Vec<Ranked> = res.drain().collect();
     v.sort_unstable();
     v
 }
 
-/// The entries a beam can expand, scored: all of them, unless at least `ef` are accepted;
+/// Keeps the scored entries a beam can expand: all of them, unless at least `ef` are accepted;
 /// then those no farther than the `ef`-th nearest accepted one (ties kept). The beam stops at
 /// the first candidate farther than its `ef`-th result, which is never farther than that
 /// entry, so the others were scored, marked visited and never expanded: leaving them out of
 /// the heaps (and their neighbour lists unloaded) gives the same search. On 8-d rows a
 /// narrow beam is about as long as the seeds' list, whose heap pushes and link prefetches
-/// were a large share of it.
-fn starts(
-    entries: &[u32],
-    ef: usize,
-    dist: &mut impl FnMut(u32) -> f32,
-    accept: &dyn Fn(u32) -> bool,
-) -> Vec<Ranked> {
-    let mut scored: Vec<Ranked> = entries.iter().map(|&e| Ranked(dist(e), e)).collect();
+/// were a large share of it. `accepted` is scratch.
+fn keep_starts(scored: &mut Vec<Ranked>, ef: usize, accept: &dyn Fn(u32) -> bool, accepted: &mut Vec<f32>) {
     if scored.len() <= ef {
-        return scored;
+        return;
     }
-    let mut accepted: Vec<f32> = scored.iter().filter(|r| accept(r.1)).map(|r| r.0).collect();
+    accepted.extend(scored.iter().filter(|r| accept(r.1)).map(|r| r.0));
     let nth = ef.max(1);
     if accepted.len() < nth {
-        return scored;
+        return;
     }
     let limit = *accepted.select_nth_unstable_by(nth - 1, f32::total_cmp).1;
     scored.retain(|r| r.0.total_cmp(&limit).is_le());
-    scored
+}
+
+/// A thread's reusable state for [`beam`]: its visited set, and the heaps and lists a search
+/// fills, cleared (not freed) by the next search. Allocating them per search was 3–5 % of an
+/// 8-d search at ef 10 (BENCHMARKS "stop 72").
+pub(super) struct BeamScratch {
+    pub(super) visited: Visited,
+    cand: BinaryHeap<std::cmp::Reverse<Ranked>>,
+    res: BinaryHeap<Ranked>,
+    nb: Vec<u32>,
+    scored: Vec<Ranked>,
+    accepted: Vec<f32>,
+}
+
+impl BeamScratch {
+    /// State for searches over `n` rows.
+    pub(super) fn new(n: usize) -> Self {
+        BeamScratch {
+            visited: Visited::new(n),
+            cand: BinaryHeap::new(),
+            res: BinaryHeap::new(),
+            nb: Vec::with_capacity(64),
+            scored: Vec::new(),
+            accepted: Vec::new(),
+        }
+    }
+
+    /// Rows the visited set covers.
+    fn rows(&self) -> usize {
+        self.visited.stamp.len()
+    }
+
+    /// Every list empty and a fresh visited epoch: what a new search starts from.
+    fn cleared(&mut self) -> &mut Self {
+        self.visited.next();
+        self.cand.clear();
+        self.res.clear();
+        self.nb.clear();
+        self.scored.clear();
+        self.accepted.clear();
+        self
+    }
 }
 
 /// Epoch-stamped visited set: a byte a row (a 30k-row segment's stamps fit in L1; 4-byte stamps
@@ -785,7 +819,7 @@ impl GraphIndex {
         }
     }
 
-    /// [`beam`] from the seeds with this thread's visited set.
+    /// [`beam`] from the seeds with this thread's scratch.
     fn beam_from(
         &self,
         ef: usize,
@@ -795,10 +829,10 @@ impl GraphIndex {
         neighbors: impl FnMut(u32, &mut Vec<u32>),
         prefetch: impl Fn(Prefetch, u32),
     ) -> Vec<Ranked> {
-        VISITED.with(|cell| {
+        SCRATCH.with(|cell| {
             let mut v = cell.borrow_mut();
-            if v.stamp.len() < self.rows {
-                *v = Visited::new(self.rows);
+            if v.rows() < self.rows {
+                *v = BeamScratch::new(self.rows);
             }
             beam(self.seeds(), ef, (&mut v, hidden), |u| est.estimate(u), neighbors, prefetch, accept)
         })
@@ -860,5 +894,5 @@ pub const ESCALATED_EF: u32 = 256;
 const MAX_LINKS_PREFETCH: usize = 256;
 
 thread_local! {
-    static VISITED: std::cell::RefCell<Visited> = std::cell::RefCell::new(Visited::new(0));
+    static SCRATCH: std::cell::RefCell<BeamScratch> = std::cell::RefCell::new(BeamScratch::new(0));
 }
