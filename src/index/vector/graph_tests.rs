@@ -645,7 +645,7 @@ fn beam_over_every_entry(
 /// changes the next one's answer.
 #[test]
 fn a_beam_finds_what_queueing_every_entry_finds() {
-    use super::search::{beam, BeamScratch};
+    use super::beam::{beam, BeamScratch};
     let mut s = 11u64;
     let mut draw = |n: u64| (crate::index::vector::splitmix(&mut s) % n) as u32;
     let mut v = BeamScratch::new(320);
@@ -680,7 +680,7 @@ fn a_beam_finds_what_queueing_every_entry_finds() {
 /// epoch never counts, and repeated searches answer bit for bit alike.
 #[test]
 fn visited_stamps_wrap_without_leaking_between_searches() {
-    use super::search::Visited;
+    use super::beam::Visited;
     let mut v = Visited::new(8);
     for round in 0..700u32 {
         v.next();
@@ -768,7 +768,9 @@ fn narrow_rungs_are_measured_as_served() {
 
 /// Invariant: an 8-bit estimate is the same f32 whether its dot product is inlined (queries of at
 /// most `INLINE_DOT` dimensions, cut to their length) or the kernel's over the whole padded code:
-/// the padding's query bytes are 0 and the sums are integers.
+/// the padding's query bytes are 0 and the sums are integers. The low-dimensional estimator a
+/// beam is compiled for (`RowEstimator::low_dim`) exists exactly for those queries and gives the
+/// same bits.
 #[test]
 fn inlined_dot_products_estimate_as_the_kernel_does() {
     for dim in [3, 8, INLINE_DOT, INLINE_DOT + 1] {
@@ -778,6 +780,8 @@ fn inlined_dot_products_estimate_as_the_kernel_does() {
         for q in clustered(4, dim, 9).chunks_exact(dim) {
             let est = ix.row_estimator(q, kern).unwrap();
             let EstimatorKind::Sq8 { qq, bias, inv, stride, norms2 } = &est.kind else { panic!("sq8") };
+            let low = est.low_dim();
+            assert_eq!(low.is_some(), dim <= INLINE_DOT, "dim {dim}");
             assert_eq!(qq.len(), if dim <= INLINE_DOT { dim } else { *stride }, "dim {dim}");
             let qc: Vec<f32> = q.iter().zip(ix.mean.iter()).map(|(v, m)| v - m).collect();
             let (whole, ..) = crate::index::vector::ann::quantize_query(&qc, &ix.scales, *stride);
@@ -785,6 +789,9 @@ fn inlined_dot_products_estimate_as_the_kernel_does() {
                 let c = &est.codes[r as usize * stride..][..*stride];
                 let by_kernel = norms2[r as usize] - 2.0 * (kern.u8i8(&whole, c) - bias) as f32 * inv;
                 assert_eq!(est.estimate(r).to_bits(), by_kernel.to_bits(), "dim {dim}, row {r}");
+                if let Some(low) = &low {
+                    assert_eq!(low.estimate(r).to_bits(), by_kernel.to_bits(), "dim {dim}, row {r}: low_dim");
+                }
             }
         }
     }

@@ -10,7 +10,8 @@ use super::super::distance::{kernels, prefetch, prefetch_f32, Kernels, Metric};
 use super::super::rabitq;
 use super::super::rows::{RowSource, SliceRows};
 use super::super::Ranked;
-use super::search::{beam, BeamScratch, GraphIndex, Prefetch};
+use super::beam::{beam, BeamScratch, Prefetch};
+use super::search::GraphIndex;
 use super::*;
 
 /// Build-time view: codes of every row as data (u8) and as query (i8, bias, inverse scale).

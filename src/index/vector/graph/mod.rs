@@ -117,12 +117,14 @@
 //! (most of the build's work was one prune per in-link of a full list); lists still over the
 //! degree after the last batch are pruned at the end, so a stored list never exceeds it.
 //!
-//! Code map: [`build`] (`build.rs`: codes, parallel linking, compact records, calibration) and
-//! [`GraphIndex`] (`search.rs`: open, validate, beam search over either code kind).
+//! Code map: [`build`] (`build.rs`: codes, parallel linking, compact records, calibration),
+//! [`GraphIndex`] (`search.rs`: open, validate, search over either code kind), the beam both
+//! walk with (`beam.rs`) and where searches start (`seeds.rs`).
 
 use super::calibrate;
 use super::splitmix;
 
+mod beam;
 mod build;
 mod search;
 mod seeds;
@@ -335,6 +337,45 @@ enum EstimatorKind<'g> {
     Planes { q: super::rabitq::Query, bits: u32, qbits: u32, record: usize, p: usize },
 }
 
+/// A low-dimensional 8-bit estimator's fields by value, for a beam compiled for it: the same
+/// estimates as [`RowEstimator::estimate`] without its match on the code kind and the query's
+/// length per row, and with the code read only as far as the query (3–5 % of an 8-d search at
+/// ef 10, BENCHMARKS "stop 72").
+#[derive(Clone, Copy)]
+pub(super) struct LowDim<'a> {
+    codes: &'a [u8],
+    qq: &'a [i8],
+    bias: i32,
+    inv: f32,
+    stride: usize,
+    norms2: &'a [f32],
+}
+
+impl LowDim<'_> {
+    /// The estimated distance of row `r` (infinite when `r` is out of range).
+    #[inline(always)]
+    pub(super) fn estimate(&self, r: u32) -> f32 {
+        let at = r as usize * self.stride;
+        match (self.codes.get(at..at + self.qq.len()), self.norms2.get(r as usize)) {
+            (Some(c), Some(n2)) => sq8_estimate(*n2, inline_dot(self.qq, c), self.bias, self.inv),
+            _ => f32::INFINITY,
+        }
+    }
+}
+
+/// An 8-bit estimate from the row's norm and the dot product of its code with the query.
+#[inline(always)]
+fn sq8_estimate(n2: f32, dot: i32, bias: i32, inv: f32) -> f32 {
+    n2 - 2.0 * (dot - bias) as f32 * inv
+}
+
+/// The 8-bit dot product of a query of at most [`INLINE_DOT`] bytes, inlined (`c` may be longer:
+/// the query's length counts).
+#[inline(always)]
+fn inline_dot(qq: &[i8], c: &[u8]) -> i32 {
+    qq.iter().zip(c).fold(0, |a, (&q, &c)| a + i32::from(q) * i32::from(c))
+}
+
 impl RowEstimator<'_> {
     /// The estimated distance of row `r` (infinite when `r` is out of range).
     #[inline]
@@ -343,7 +384,7 @@ impl RowEstimator<'_> {
         match &self.kind {
             EstimatorKind::Sq8 { qq, bias, inv, stride, norms2 } => {
                 match (self.codes.get(u * stride..(u + 1) * stride), norms2.get(u)) {
-                    (Some(c), Some(n2)) => n2 - 2.0 * (self.u8i8(qq, c) - bias) as f32 * inv,
+                    (Some(c), Some(n2)) => sq8_estimate(*n2, self.u8i8(qq, c), *bias, *inv),
                     _ => f32::INFINITY,
                 }
             }
@@ -361,9 +402,20 @@ impl RowEstimator<'_> {
     #[inline(always)]
     fn u8i8(&self, qq: &[i8], c: &[u8]) -> i32 {
         if qq.len() <= INLINE_DOT {
-            qq.iter().zip(c).fold(0, |a, (&q, &c)| a + i32::from(q) * i32::from(c))
+            inline_dot(qq, c)
         } else {
             self.kern.u8i8(qq, c)
+        }
+    }
+
+    /// This estimator as a [`LowDim`] when it is one: 8-bit codes, a query cut to at most
+    /// [`INLINE_DOT`] dimensions.
+    pub(super) fn low_dim(&self) -> Option<LowDim<'_>> {
+        match &self.kind {
+            EstimatorKind::Sq8 { qq, bias, inv, stride, norms2 } if qq.len() <= INLINE_DOT => {
+                Some(LowDim { codes: self.codes, qq, bias: *bias, inv: *inv, stride: *stride, norms2 })
+            }
+            _ => None,
         }
     }
 
