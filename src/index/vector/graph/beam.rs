@@ -107,7 +107,7 @@ fn keep_starts(scored: &mut Vec<Ranked>, ef: usize, accept: &dyn Fn(u32) -> bool
 /// fills, cleared (not freed) by the next search. Allocating them per search was 3–5 % of an
 /// 8-d search at ef 10 (BENCHMARKS "stop 72").
 pub(super) struct BeamScratch {
-    pub(super) visited: Visited,
+    visited: Visited,
     cand: BinaryHeap<std::cmp::Reverse<Ranked>>,
     res: BinaryHeap<Ranked>,
     nb: Vec<u32>,

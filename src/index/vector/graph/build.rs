@@ -402,15 +402,15 @@ fn par_map<T: Sync, R: Send>(
     f: impl Fn(&T, &mut BeamScratch) -> R + Sync,
 ) -> Vec<R> {
     if scratch.len() <= 1 || items.len() <= GRAIN {
-        let vis = &mut scratch[0];
-        return items.iter().map(|x| f(x, vis)).collect();
+        let own = &mut scratch[0];
+        return items.iter().map(|x| f(x, own)).collect();
     }
     let next = std::sync::atomic::AtomicUsize::new(0);
     let (f, next) = (&f, &next);
     let parts: Vec<Vec<(usize, R)>> = std::thread::scope(|s| {
         let handles: Vec<_> = scratch
             .iter_mut()
-            .map(|vis| {
+            .map(|own| {
                 s.spawn(move || {
                     let mut out = Vec::new();
                     loop {
@@ -419,7 +419,7 @@ fn par_map<T: Sync, R: Send>(
                             break out;
                         }
                         for (i, x) in items.iter().enumerate().skip(i0).take(GRAIN) {
-                            out.push((i, f(x, vis)));
+                            out.push((i, f(x, own)));
                         }
                     }
                 })
@@ -470,7 +470,7 @@ fn link(cd: &Coded<'_>, rows: usize, degree: usize, entry: u32, params: &GraphPa
     while at < order.len() {
         let size = ((at + 1) / BATCH_FRACTION).clamp(1, MAX_BATCH).min(order.len() - at);
         let batch = &order[at..at + size];
-        let chosen = par_map(batch, &mut scratch, |&v, vis| choose(cd, &g, degree, entry, v, efc, vis));
+        let chosen = par_map(batch, &mut scratch, |&v, own| choose(cd, &g, degree, entry, v, efc, own));
         // In-links grouped by target (a stable sort keeps each target's in insertion order).
         // Targets were inserted before the batch, so no batch row is one.
         let mut inlinks: Vec<(u32, u32)> = Vec::with_capacity(size * degree);

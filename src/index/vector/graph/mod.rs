@@ -339,8 +339,8 @@ enum EstimatorKind<'g> {
 
 /// A low-dimensional 8-bit estimator's fields by value, for a beam compiled for it: the same
 /// estimates as [`RowEstimator::estimate`] without its match on the code kind and the query's
-/// length per row, and with the code read only as far as the query (3–5 % of an 8-d search at
-/// ef 10, BENCHMARKS "stop 72").
+/// length per row, and with the code read only as far as the query (5 % of an 8-d search at ef
+/// 10, BENCHMARKS "stop 72").
 #[derive(Clone, Copy)]
 pub(super) struct LowDim<'a> {
     codes: &'a [u8],
