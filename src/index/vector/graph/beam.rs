@@ -45,15 +45,8 @@ pub(super) fn beam(
     nb.iter().for_each(|&e| prefetch(Prefetch::Code, e));
     scored.extend(nb.iter().map(|&e| Ranked(dist(e), e)));
     keep_starts(scored, ef, accept, accepted);
-    for &Ranked(d, e) in scored.iter() {
-        prefetch(Prefetch::Links, e);
-        cand.push(std::cmp::Reverse(Ranked(d, e)));
-        if accept(e) {
-            res.push(Ranked(d, e));
-            if res.len() > ef {
-                res.pop();
-            }
-        }
+    for &r in scored.iter() {
+        enqueue(r, ef, (cand, res), &prefetch, accept);
     }
     while let Some(std::cmp::Reverse(c)) = cand.pop() {
         if res.len() >= ef && res.peek().is_some_and(|w| c.0 > w.0) {
@@ -67,20 +60,33 @@ pub(super) fn beam(
             let d = dist(u);
             let worst = res.peek().map_or(f32::INFINITY, |w| w.0);
             if res.len() < ef || d < worst {
-                prefetch(Prefetch::Links, u);
-                cand.push(std::cmp::Reverse(Ranked(d, u)));
-                if accept(u) {
-                    res.push(Ranked(d, u));
-                    if res.len() > ef {
-                        res.pop();
-                    }
-                }
+                enqueue(Ranked(d, u), ef, (cand, res), &prefetch, accept);
             }
         }
     }
     let mut v: Vec<Ranked> = res.drain().collect();
     v.sort_unstable();
     v
+}
+
+/// Queues scored row `r` for expansion (its links prefetched) and, when `accept`ed, keeps it
+/// among the `ef` nearest results.
+#[inline(always)]
+fn enqueue(
+    r: Ranked,
+    ef: usize,
+    (cand, res): (&mut BinaryHeap<std::cmp::Reverse<Ranked>>, &mut BinaryHeap<Ranked>),
+    prefetch: &impl Fn(Prefetch, u32),
+    accept: &dyn Fn(u32) -> bool,
+) {
+    prefetch(Prefetch::Links, r.1);
+    cand.push(std::cmp::Reverse(r));
+    if accept(r.1) {
+        res.push(r);
+        if res.len() > ef {
+            res.pop();
+        }
+    }
 }
 
 /// Keeps the scored entries a beam can expand: all of them, unless at least `ef` are accepted;
