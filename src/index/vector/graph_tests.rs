@@ -534,8 +534,8 @@ fn corrupt_compact_sections_are_errors() {
 /// Invariant: a search starts from the entry, then one seed per `SEED_ROWS` rows (at most
 /// `MAX_SEEDS`), distinct, none the entry, in range; a graph of fewer rows starts from its entry
 /// alone (small sections search, and calibrate, as before the seeds). The seeds follow the
-/// codes, not the links: the graphs here are linked narrowly (a 36k-row default build took 25 s of
-/// the test build's opt-level).
+/// codes, not the links: the graphs here are linked narrowly (two default builds of 36k rows were
+/// most of this test's 59 s at the test build's opt-level 1).
 #[test]
 fn searches_start_from_the_entry_and_seeds_spread_over_the_rows() {
     use super::seeds::{MAX_SEEDS, SEED_ROWS};
