@@ -209,7 +209,7 @@ fn ingest(rt: &tokio::runtime::Runtime, args: &Args, url: &str, spool: &Path, in
                 let endpoint = format!("{url}/v2/namespaces/{NS}");
                 tokio::spawn(async move {
                     // One client per task: its own keep-alive connection.
-                    let c = reqwest::Client::builder()
+                    let c = tidepool::tls::client_builder()
                         .pool_max_idle_per_host(1)
                         .timeout(Duration::from_secs(600))
                         .build()
@@ -295,7 +295,7 @@ struct CatchUp {
 /// `_admin/compact` is called, so the query phases still measure an indexed namespace.
 fn catch_up(rt: &tokio::runtime::Runtime, url: &str, pid: u32, timeout: u64) -> CatchUp {
     let t0 = Instant::now();
-    let c = reqwest::Client::builder().timeout(Duration::from_secs(timeout.max(600))).build().unwrap();
+    let c = tidepool::tls::client_builder().timeout(Duration::from_secs(timeout.max(600))).build().unwrap();
     let endpoint = format!("{url}/v2/namespaces/{NS}/metadata");
     let mut out = CatchUp {
         seconds: None,
@@ -431,7 +431,7 @@ const SETTLED_CPU_PER_S: f64 = 0.2;
 /// The daemon's cache-tier and WAL-backlog gauges from `/metrics` (where memory goes).
 fn memory_gauges(rt: &tokio::runtime::Runtime, url: &str) -> Json {
     let text = rt.block_on(async {
-        let r = reqwest::Client::new().get(format!("{url}/metrics")).send().await.ok()?;
+        let r = tidepool::tls::client().get(format!("{url}/metrics")).send().await.ok()?;
         r.text().await.ok()
     });
     let lines: Vec<&str> = text
@@ -527,7 +527,7 @@ fn percentile(xs: &[f64], p: f64) -> f64 {
 
 /// The queries once unmeasured, then once measured ([`timed_queries`]).
 fn warm_queries(rt: &tokio::runtime::Runtime, url: &str, queries: &[f32], gt: &[TopK]) -> Json {
-    let c = reqwest::Client::new();
+    let c = tidepool::tls::client();
     rt.block_on(async {
         for q in queries.chunks_exact(DIM) {
             query(&c, url, q).await;
@@ -538,7 +538,7 @@ fn warm_queries(rt: &tokio::runtime::Runtime, url: &str, queries: &[f32], gt: &[
 
 /// The queries one after another: p50, p99, QPS and recall@10.
 fn timed_queries(rt: &tokio::runtime::Runtime, url: &str, queries: &[f32], gt: &[TopK]) -> Json {
-    let c = reqwest::Client::new();
+    let c = tidepool::tls::client();
     rt.block_on(async {
         let t0 = Instant::now();
         let mut lat = Vec::new();
@@ -560,7 +560,7 @@ fn timed_queries(rt: &tokio::runtime::Runtime, url: &str, queries: &[f32], gt: &
 }
 
 fn cold_queries(rt: &tokio::runtime::Runtime, url: &str, queries: &[f32], gt: &[TopK], n: usize) -> Json {
-    let c = reqwest::Client::new();
+    let c = tidepool::tls::client();
     rt.block_on(async {
         let (first_ms, first_ids) = query(&c, url, &queries[..DIM]).await;
         let mut lat = Vec::new();
@@ -586,7 +586,7 @@ fn cold_queries(rt: &tokio::runtime::Runtime, url: &str, queries: &[f32], gt: &[
 /// query) and the recall@10 the dev queries got — how the stored calibration tracks queries
 /// from outside the segments.
 fn by_target(rt: &tokio::runtime::Runtime, url: &str, queries: &[f32], gt: &[TopK]) -> Json {
-    let c = reqwest::Client::new();
+    let c = tidepool::tls::client();
     rt.block_on(async {
         let mut out = Vec::new();
         for t in [0.9, 0.95, 0.98] {

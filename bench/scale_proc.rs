@@ -112,7 +112,7 @@ impl Daemon {
             panic!("the daemon did not announce its address (see its log)")
         });
         let d = Daemon { child, url };
-        let c = reqwest::Client::new();
+        let c = tidepool::tls::client();
         rt.block_on(async {
             loop {
                 if let Ok(r) = c.get(format!("{}/ready", d.url)).send().await {

@@ -39,4 +39,5 @@ pub mod spill;
 pub mod state;
 pub mod store;
 pub mod sync;
+pub mod tls;
 pub mod wire;

@@ -117,7 +117,7 @@ async fn time_travel_is_not_answered_cold() {
         max_connections: 1024,
     };
     tokio::spawn(tidepool::api::server::serve(listener, state, opts, std::future::pending()));
-    let c = reqwest::Client::new();
+    let c = tidepool::tls::client();
     let url = format!("http://{addr}/v2/namespaces/cold/query?generation=2");
     let body = json!({"rank_by": ["vector", "ANN", q], "top_k": 1});
     let r: Json = c.post(&url).json(&body).send().await.unwrap().json().await.unwrap();

@@ -107,7 +107,7 @@ async fn a_full_disk_is_507_loses_nothing_and_recovers_without_a_restart() {
     let mount = dir.path().join("mnt");
     std::fs::create_dir_all(&mount).unwrap();
     let node = start_on_tmpfs(mount.to_str().unwrap());
-    let c = reqwest::Client::builder().timeout(Duration::from_secs(60)).build().unwrap();
+    let c = tidepool::tls::client_builder().timeout(Duration::from_secs(60)).build().unwrap();
 
     let (mut acked, mut next, mut full) = (0u64, 0u64, 0);
     let started = Instant::now();

@@ -44,7 +44,7 @@ async fn build(d: &Daemon, data: &std::path::Path) -> Vec<(u32, u8, u8)> {
     // The compaction answers when its indexes are built: in a debug daemon on a loaded 2-core
     // machine the RaBitQ graph and the IVF calibrated over its estimates (storage-format 11.1)
     // take longer than the default client's 30 s.
-    let slow = reqwest::Client::builder().timeout(std::time::Duration::from_secs(300)).build().unwrap();
+    let slow = tidepool::tls::client_builder().timeout(std::time::Duration::from_secs(300)).build().unwrap();
     let (s, b) = post(&slow, &d.at("/v1/namespaces/g/_admin/compact"), &json!({})).await;
     assert_eq!(s, 200, "{b}");
     for i in (0..ROWS).step_by(97) {

@@ -266,7 +266,7 @@ async fn body_limit_gzip_requests_and_responses() {
     let (s, b) = json_of(resp).await;
     assert_eq!((s, b["rows_upserted"].as_u64()), (200, Some(40)), "{b}");
 
-    let raw = reqwest::Client::builder().no_gzip().build().unwrap();
+    let raw = tidepool::tls::client_builder().no_gzip().build().unwrap();
     let query = json!({"rank_by": ["id", "asc"], "include_attributes": true, "top_k": 40});
     let resp = raw
         .post(d.at("/v2/namespaces/gz/query"))

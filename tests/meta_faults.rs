@@ -161,7 +161,7 @@ impl Node {
             max_connections: 1024,
         };
         tokio::spawn(tidepool::api::server::serve(listener, state, opts, std::future::pending()));
-        Node { base, faults, client: reqwest::Client::new(), _dir: dir }
+        Node { base, faults, client: tidepool::tls::client(), _dir: dir }
     }
 
     async fn write(&self, id: u64) -> (u16, Json) {

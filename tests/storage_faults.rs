@@ -133,7 +133,7 @@ impl Node {
             fault: fault.unwrap(),
             dir_sync,
             objects: objects.to_path_buf(),
-            client: reqwest::Client::new(),
+            client: tidepool::tls::client(),
         }
     }
 
@@ -428,7 +428,7 @@ async fn an_on_demand_compaction_outlives_a_client_that_gave_up() {
         assert_eq!(node.write(&[i]).await.0, 200);
     }
     node.fault.hold_puts("segments/");
-    let impatient = reqwest::Client::builder().timeout(Duration::from_millis(500)).build().unwrap();
+    let impatient = tidepool::tls::client_builder().timeout(Duration::from_millis(500)).build().unwrap();
     let url = format!("{}/v1/namespaces/ns/_admin/compact", node.base);
     let r = impatient.post(url).json(&json!({})).send().await;
     assert!(r.as_ref().is_err_and(reqwest::Error::is_timeout), "the round waits on its segment put: {r:?}");

@@ -188,7 +188,7 @@ async fn the_package_installs_into_a_clean_root_and_its_service_runs_with_sd_not
     let pings_before = seen.iter().filter(|m| m.contains("WATCHDOG=1")).count();
     await_notify(&sock, &mut seen, "WATCHDOG=1", Duration::from_secs(3));
 
-    let c = reqwest::Client::new();
+    let c = tidepool::tls::client();
     let r = c
         .post(format!("{url}/v2/namespaces/pkg"))
         .json(&json!({"upsert_rows": [{"id": 1}]}))

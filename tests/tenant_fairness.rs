@@ -61,7 +61,7 @@ async fn a_pattern_heavy_project_delays_only_itself() {
         &dir.path().join("data"),
         &["--config", cfg.to_str().unwrap(), "--query-threads", "2", "--query-timeout-ms", "30000"],
     );
-    let c = reqwest::Client::builder().timeout(Duration::from_secs(60)).build().unwrap();
+    let c = tidepool::tls::client_builder().timeout(Duration::from_secs(60)).build().unwrap();
     let rows: Vec<Json> = (1..=2).map(|i| json!({"id": i, "s": heavy_value(i)})).collect();
     let (s, b) = post_as(&c, "key-a", &d.at("/v2/namespaces/heavy"), &json!({"upsert_rows": rows})).await;
     assert_eq!(s, 200, "{b}");

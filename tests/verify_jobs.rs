@@ -63,7 +63,7 @@ impl Node {
             max_connections: 1024,
         };
         tokio::spawn(tidepool::api::server::serve(listener, state, opts, std::future::pending()));
-        Node { base, client: reqwest::Client::new() }
+        Node { base, client: tidepool::tls::client() }
     }
 
     async fn call(&self, method: reqwest::Method, path: &str, key: &str, body: Option<Json>) -> (u16, Json) {

@@ -24,7 +24,7 @@ impl Client {
                 "invalid --url {url:?}: only http:// is supported (the admin client talks to a local daemon)"
             ));
         }
-        let http = reqwest::Client::builder()
+        let http = crate::tls::client_builder()
             .connect_timeout(Duration::from_secs(5))
             .timeout(REQUEST_TIMEOUT)
             .user_agent(concat!("tidepool-admin/", env!("CARGO_PKG_VERSION")))

@@ -285,6 +285,8 @@ impl Store {
         if bucket.is_empty() {
             return Err(StoreError::Config("s3 URL needs a bucket: s3://bucket/prefix".into()));
         }
+        // The client is built below, https or not: the process's TLS provider must be in place.
+        crate::tls::install();
         let mut b = object_store::aws::AmazonS3Builder::from_env().with_bucket_name(bucket);
         if let Some(e) = &opts.endpoint {
             b = b.with_endpoint(e).with_virtual_hosted_style_request(false);

@@ -169,7 +169,7 @@ fn wait_timeout(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
 
 /// A client with default settings (sends `Accept-Encoding: gzip`).
 pub fn client() -> reqwest::Client {
-    reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap()
+    tidepool::tls::client_builder().timeout(Duration::from_secs(30)).build().unwrap()
 }
 
 /// A response's status and JSON body.

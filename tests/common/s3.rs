@@ -63,7 +63,7 @@ fn find_or_start_server() -> Result<String, String> {
 pub async fn new_bucket() -> String {
     let endpoint = endpoint();
     let name = format!("tidepool-test-{}", uuid::Uuid::new_v4().simple());
-    let resp = reqwest::Client::new()
+    let resp = tidepool::tls::client()
         .put(format!("{endpoint}/{name}"))
         .send()
         .await
