@@ -78,3 +78,34 @@ fn a_changed_dictionary_byte_is_never_read_and_a_changed_length_byte_fails_the_q
     let late = TextIndex::open_trusted(&dict).unwrap().guarded(Some(FileGuard::new(&dict, &g)));
     assert!(within(|| late.samples().is_none()).is_err());
 }
+
+#[test]
+fn a_dense_lists_block_checks_its_rows_length_bytes_even_for_rows_never_scored_whole() {
+    // Rows 0..10 are the shortest, so they fill the top 10 in the first window and no later row
+    // is scored whole (its parts read again): row 2007's length byte is only read while its
+    // block is summed, and the block's check must catch it changed.
+    let opts = FullTextSearch { remove_stopwords: false, stemming: false, ..FullTextSearch::default() };
+    let docs: Vec<String> = (0..5000)
+        .map(|i| if i < 10 { "common".to_string() } else { format!("common {}", "x ".repeat(3)) })
+        .collect();
+    let bytes = build("a", docs.iter().enumerate().map(|(i, d)| (i as u32, d.as_str())), &opts);
+    let g = guard_of(&bytes);
+    let terms = vec!["common".to_string()];
+    let mut st = CorpusStats::default();
+    st.add_index(&TextIndex::open(&bytes).unwrap(), &terms);
+    let search = |b: &[u8]| {
+        within(|| {
+            let ix = TextIndex::open_trusted(b).unwrap().guarded(Some(FileGuard::new(b, &g)));
+            ix.search(&terms, &st, Bm25Params::default(), 10, None).unwrap()
+        })
+    };
+    let want = search(&bytes).unwrap();
+    assert_eq!(want.iter().map(|h| h.0).collect::<Vec<_>>(), (0..10).collect::<Vec<u32>>());
+
+    let (name, row) = (u32_at(&bytes, 12), 2007usize);
+    let norms_at = 64 + name;
+    let mut norm = bytes.clone();
+    norm[norms_at + row] ^= 1;
+    let err = search(&norm).unwrap_err();
+    assert_eq!(err.offset as usize, (norms_at + row) >> 10 << 10);
+}

@@ -10,21 +10,23 @@
 //! Invariants:
 //! - Every row that can score above θ (the pruning threshold, with its rounding slack) is a
 //!   candidate and is scored exactly; any other row is dropped without being scored whole.
-//! - A row's score is `combine` of its parts by unit, taken once all its parts are known, so it
-//!   has the exhaustive evaluation's bits whatever order the pruning read them in.
+//! - A row's score is `combine` of its parts by unit, taken once all its parts are known (the
+//!   essential lists' read again at the row: [`TermCursor::part_of`]), so it has the exhaustive
+//!   evaluation's bits whatever order the pruning read them in.
 //! - The window buffers ([`Scratch`]), the candidate's parts and the candidate bitset are all
 //!   zero between windows: every slot written is cleared when its row is visited or dropped.
 
 use super::*;
 
-/// The window's buffers, kept per thread between searches ([`Scratch::take`]): approximate
-/// partial sums by row (pruning), the essential lists' exact parts by (row, essential list), and
-/// a bitset of the rows they touched, so candidates are visited in row order.
+/// The window's buffers, kept per thread between searches ([`Scratch::take`]): the essential
+/// lists' parts summed by row (pruning), and a bitset of the rows they touched, so candidates are
+/// visited in row order. The parts themselves are not kept: the few rows that pass θ read them
+/// again ([`TermCursor::part_of`]), which costs less than storing every part of every touched row
+/// and clearing the slots of the many that are dropped.
 /// Invariant: a kept buffer is all zero (a search that returns early, by an error, drops its own).
 #[derive(Default)]
 pub(super) struct Scratch {
     sums: Vec<f32>,
-    contrib: Vec<f32>,
     touched: Vec<u64>,
 }
 
@@ -32,26 +34,18 @@ thread_local! {
     static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
 }
 
-/// Above this many floats a window's buffers are not kept for the next search (a query of
-/// hundreds of lists).
-const SCRATCH_MAX_FLOATS: usize = 1 << 20;
-
 impl Scratch {
-    /// Zeroed buffers for windows of `w` rows and up to `lists` essential lists. Kept per thread:
-    /// a long query's buffer is `WINDOW × lists` floats (a megabyte at 60 lists), which
-    /// allocating and zeroing per segment cost more than a rare-word search's whole work.
-    pub(super) fn take(w: usize, lists: usize) -> Scratch {
+    /// Zeroed buffers for windows of `w` rows, kept per thread (allocating and zeroing them per
+    /// segment would cost more than a rare-word search's whole work).
+    pub(super) fn take(w: usize) -> Scratch {
         let mut s = SCRATCH.with(|c| std::mem::take(&mut *c.borrow_mut()));
         s.sums.resize(w, 0.0);
-        s.contrib.resize(w * lists, 0.0);
         s.touched.resize(w / 64, 0);
         s
     }
 
     pub(super) fn give_back(self) {
-        if self.contrib.len() <= SCRATCH_MAX_FLOATS {
-            SCRATCH.with(|c| *c.borrow_mut() = self);
-        }
+        SCRATCH.with(|c| *c.borrow_mut() = self);
     }
 }
 
@@ -68,11 +62,11 @@ pub(super) struct Window {
     prefix: Vec<f32>,
     /// `order[..ne]` are the non-essential lists.
     ne: usize,
-    /// The essential lists that can add anything (positive bound), in `order`: list `e` of them
-    /// keeps its parts at `contrib[off * ess.len() + e]`.
+    /// The essential lists that can add anything (positive bound), in `order`.
     ess: Vec<usize>,
-    /// Their units (`TermCursor::ord`), alike.
-    ess_units: Vec<usize>,
+    /// Per cursor: the block [`TermCursor::part_of`] decoded last for it (`usize::MAX`: none),
+    /// sized on a window's first scored row.
+    reread: Vec<(usize, DecodedBlock)>,
     /// Per stretch of [`STRETCH`] rows of the window: the non-essential lists' bounds there summed
     /// (each list's the largest of its blocks meeting the stretch), at most `prefix[ne]`.
     stretch: Vec<f32>,
@@ -86,8 +80,8 @@ pub(super) struct Window {
     /// The parts those probes found: (previous part of the same candidate or `NO_PART`, unit,
     /// part), chained from [`Cand::last`].
     found: Vec<(u32, u32, f32)>,
-    /// Per row of the window: whether it is a candidate, while a list is accumulated
-    /// ([`Window::accumulate_list`]); zero otherwise.
+    /// Per row of the window: whether it is a candidate, from the first list walked
+    /// ([`Window::accumulate_list`]) until the candidates are scored; zero otherwise.
     live: Vec<u64>,
     /// Per row of the window: its index in `cands` while `live` says it is one.
     cand_of: Vec<u32>,
@@ -124,7 +118,7 @@ impl Window {
             prefix: vec![0.0; lists + 1],
             ne: 0,
             ess: Vec::with_capacity(lists),
-            ess_units: Vec::with_capacity(lists),
+            reread: Vec::new(),
             stretch: vec![0.0; STRETCHES],
             one: vec![0.0; STRETCHES],
             parts: vec![0.0; units],
@@ -156,8 +150,6 @@ impl Window {
         self.ne = self.prefix[1..].iter().take_while(|&&p| p <= theta).count();
         self.ess.clear();
         self.ess.extend(self.order[self.ne..].iter().copied().filter(|&i| bounds[i] > 0.0));
-        self.ess_units.clear();
-        self.ess_units.extend(self.ess.iter().map(|&i| cursors[i].ord));
         self.bound_stretches(cursors);
         true
     }
@@ -215,32 +207,30 @@ impl Window {
         buf: &mut Scratch,
         theta: f32,
     ) -> Result<(), IndexError> {
-        let stride = self.ess.len();
         // In f64, so that "every other list" costs one subtraction, not a pass per list.
         let total64: f64 = self.bounds.iter().map(|&b| f64::from(b)).sum();
-        let mut e = stride;
         for j in (self.ne..self.order.len()).rev() {
             let i = self.order[j];
             if self.bounds[i] <= 0.0 {
                 continue;
             }
-            e -= 1;
             let pass = Floors {
                 all: (f64::from(theta) - (total64 - f64::from(self.bounds[i]))) as f32,
                 new_rows: theta - self.prefix[j],
             };
-            cursors[i].score_window(caches, buf, (self.start, self.end), pass, (stride, e))?;
+            cursors[i].score_window(caches, buf, (self.start, self.end), pass)?;
         }
         Ok(())
     }
 
     /// Visits the rows the essential lists touched, list at a time (Lucene's MaxScore bulk
-    /// scorer), clearing their slots: the rows whose essential parts and stretch bound can pass θ
+    /// scorer), clearing their sums: the rows whose essential parts and stretch bound can pass θ
     /// are gathered in row order; then each non-essential list, highest bound first, adds its
-    /// part to every row still able to pass θ with it and the lists below it (probed row by row,
+    /// part to the rows still able to pass θ with it and the lists below it (probed row by row,
     /// or, for a list expected to hold fewer of the window's rows than there are candidates,
-    /// walked over its rows); a row whose parts then pass the k-th score is scored and offered
-    /// to `top`. One list's blocks are walked once per window, not once per candidate.
+    /// walked over its rows); a row whose parts then pass the k-th score is scored — its
+    /// essential parts read again — and offered to `top`. One list's blocks are walked once per
+    /// window, not once per candidate.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn visit_candidates(
         &mut self,
@@ -253,8 +243,38 @@ impl Window {
         combine: Combine<'_>,
         top: &mut TopK,
     ) -> Result<(), IndexError> {
-        let Scratch { sums, contrib, touched } = buf;
-        let stride = self.ess.len();
+        self.gather(buf, theta, filter);
+        let mut live = false;
+        for j in (0..self.ne).rev() {
+            if self.cands.is_empty() {
+                break;
+            }
+            let c = &cursors[self.order[j]];
+            let rows = c.norms.norms.len().max(1) as u64;
+            let in_window = u64::from(c.p.df) * u64::from(self.end - self.start + 1) / rows;
+            if in_window < self.cands.len() as u64 {
+                if !live {
+                    self.mark_live();
+                    live = true;
+                }
+                self.accumulate_list(cursors, caches, j)?;
+            } else {
+                self.probe_list(cursors, caches, j, theta)?;
+            }
+        }
+        if live {
+            for cand in &self.cands {
+                self.live[(cand.off >> 6) as usize] = 0;
+            }
+        }
+        self.score_candidates(cursors, caches, theta, seed, combine, top)
+    }
+
+    /// Takes the rows the essential lists touched out of `buf` (leaving it zero) and keeps as
+    /// candidates, in row order, those whose parts so far and stretch bound can pass `theta` and
+    /// that pass `filter`.
+    fn gather(&mut self, buf: &mut Scratch, theta: f32, filter: Option<&dyn Fn(u32) -> bool>) {
+        let Scratch { sums, touched } = buf;
         self.cands.clear();
         self.found.clear();
         for (wi, slot) in touched.iter_mut().enumerate() {
@@ -265,44 +285,58 @@ impl Window {
                 let partial = std::mem::take(&mut sums[off]);
                 let row = self.start + off as u32;
                 if partial + self.stretch[off >> STRETCH_LOG2] <= theta || filter.is_some_and(|f| !f(row)) {
-                    contrib[off * stride..(off + 1) * stride].fill(0.0);
                     continue;
                 }
                 self.cands.push(Cand { off: off as u32, partial, last: NO_PART });
             }
         }
-        for j in (0..self.ne).rev() {
-            if self.cands.is_empty() {
-                break;
-            }
-            let c = &cursors[self.order[j]];
-            let rows = c.norms.norms.len().max(1) as u64;
-            let in_window = u64::from(c.p.df) * u64::from(self.end - self.start + 1) / rows;
-            if in_window < self.cands.len() as u64 {
-                self.accumulate_list(cursors, caches, contrib, j, theta)?;
-            } else {
-                self.probe_list(cursors, caches, contrib, j, theta)?;
-            }
+    }
+
+    /// Marks every candidate in `live`, with its index in `cand_of` ([`Self::probe_list`] keeps
+    /// both as it drops candidates).
+    fn mark_live(&mut self) {
+        for (x, cand) in self.cands.iter().enumerate() {
+            let off = cand.off as usize;
+            self.live[off >> 6] |= 1u64 << (off & 63);
+            self.cand_of[off] = x as u32;
         }
+    }
+
+    /// Scores the candidates whose parts pass the k-th score (below `theta` and `seed` nothing
+    /// enters) and offers them to `top`: a row's parts are its essential lists' read again at
+    /// the row and the non-essential parts found for it.
+    fn score_candidates(
+        &mut self,
+        cursors: &mut [TermCursor<'_>],
+        caches: &[NormCache],
+        theta: f32,
+        seed: f32,
+        combine: Combine<'_>,
+        top: &mut TopK,
+    ) -> Result<(), IndexError> {
         let mut theta_now = theta;
         for ci in 0..self.cands.len() {
             let Cand { off, partial, mut last } = self.cands[ci];
-            let off = off as usize;
-            let slots = &mut contrib[off * stride..(off + 1) * stride];
             // Only a row whose parts pass θ can enter; one that lacks a part never does.
             if partial <= theta_now {
-                slots.fill(0.0);
                 continue;
             }
-            for (&u, x) in self.ess_units.iter().zip(slots.iter_mut()) {
-                self.parts[u] = std::mem::take(x);
+            let row = self.start + off;
+            if self.reread.len() < cursors.len() {
+                self.reread.resize_with(cursors.len(), || (usize::MAX, DecodedBlock::default()));
+            }
+            for &i in &self.ess {
+                let c = &cursors[i];
+                if let Some(s) = c.part_of(caches, row, &mut self.reread[i])? {
+                    self.parts[c.ord] = s;
+                }
             }
             while last != NO_PART {
                 let (prev, unit, s) = self.found[last as usize];
                 self.parts[unit as usize] = s;
                 last = prev;
             }
-            top.push(self.start + off as u32, combine.score(&self.parts));
+            top.push(row, combine.score(&self.parts));
             theta_now = prune_threshold(top.threshold()).max(seed);
             self.parts.fill(0.0);
         }
@@ -310,19 +344,17 @@ impl Window {
     }
 
     /// Probes the non-essential list at position `j` of the bound order for every candidate that
-    /// can still pass `theta` with it and the lists below it, dropping the others (their
-    /// essential slots cleared): the block that may hold the row bounds the list's part more
-    /// tightly than its window bound, and is decoded only when that bound can still lift the row
-    /// above `theta`.
+    /// can still pass `theta` with it and the lists below it, dropping the others (their `live`
+    /// bits cleared, the kept ones' `cand_of` updated): the block that may hold the row bounds
+    /// the list's part more tightly than its window bound, and is decoded only when that bound
+    /// can still lift the row above `theta`.
     fn probe_list(
         &mut self,
         cursors: &mut [TermCursor<'_>],
         caches: &[NormCache],
-        contrib: &mut [f32],
         j: usize,
         theta: f32,
     ) -> Result<(), IndexError> {
-        let stride = self.ess.len();
         let (with, without) = (self.prefix[j + 1], self.prefix[j]);
         let i = self.order[j];
         let probes = self.bounds[i] > 0.0;
@@ -347,12 +379,13 @@ impl Window {
                     }
                 }
             };
+            let off = cand.off as usize;
             if alive {
                 self.cands[kept] = cand;
+                self.cand_of[off] = kept as u32;
                 kept += 1;
             } else {
-                let off = cand.off as usize;
-                contrib[off * stride..(off + 1) * stride].fill(0.0);
+                self.live[off >> 6] &= !(1u64 << (off & 63));
             }
         }
         self.cands.truncate(kept);
@@ -360,34 +393,16 @@ impl Window {
     }
 
     /// [`Self::probe_list`] for a list expected to hold fewer rows of the window than there are
-    /// candidates: the candidates that cannot pass `theta` with this list and those below it are
-    /// dropped, then the list's rows in the window are walked and each candidate among them gets
-    /// its part (a block holding no candidate is not decoded).
+    /// candidates: the list's rows in the window are walked and each candidate among them (its
+    /// `live` bit set) gets its part; a block holding no candidate is not decoded. No candidate
+    /// is dropped here (the next probe or the scoring tests them).
     fn accumulate_list(
         &mut self,
         cursors: &mut [TermCursor<'_>],
         caches: &[NormCache],
-        contrib: &mut [f32],
         j: usize,
-        theta: f32,
     ) -> Result<(), IndexError> {
-        let stride = self.ess.len();
-        let with = self.prefix[j + 1];
         let i = self.order[j];
-        let mut kept = 0;
-        for x in 0..self.cands.len() {
-            let cand = self.cands[x];
-            let off = cand.off as usize;
-            if cand.partial + with <= theta {
-                contrib[off * stride..(off + 1) * stride].fill(0.0);
-                continue;
-            }
-            self.live[off >> 6] |= 1u64 << (off & 63);
-            self.cand_of[off] = kept as u32;
-            self.cands[kept] = cand;
-            kept += 1;
-        }
-        self.cands.truncate(kept);
         let c = &mut cursors[i];
         let mut b = c.shallow;
         while self.bounds[i] > 0.0 && b < c.last_rows.len() {
@@ -420,9 +435,6 @@ impl Window {
             }
             b += 1;
         }
-        for cand in &self.cands {
-            self.live[(cand.off >> 6) as usize] = 0;
-        }
         Ok(())
     }
 }
@@ -454,8 +466,8 @@ fn any_set(bits: &[u64], lo: usize, hi: usize) -> bool {
 }
 
 impl TermCursor<'_> {
-    /// Scores this essential list's rows in the window `start..=end` into `buf` (slot `e` of
-    /// `stride` per row), passing blocks under `floors` ([`Window::score_essential`]). Starts
+    /// Adds this essential list's parts of its rows in the window `start..=end` to `buf`, passing
+    /// blocks under `floors` ([`Window::score_essential`]). Starts
     /// from the shallow pointer ([`Window::plan`] moved it to `start`); leaves the cursor on the
     /// last block it decoded, before its first row past the window, as `advance` expects.
     fn score_window(
@@ -464,9 +476,8 @@ impl TermCursor<'_> {
         buf: &mut Scratch,
         (start, end): (u32, u32),
         floors: Floors,
-        (stride, e): (usize, usize),
     ) -> Result<(), IndexError> {
-        let Scratch { sums, contrib, touched } = buf;
+        let Scratch { sums, touched } = buf;
         let mut b = self.shallow;
         while b < self.last_rows.len() {
             let first = if b == 0 { 0 } else { self.last_rows[b - 1].saturating_add(1) };
@@ -490,7 +501,6 @@ impl TermCursor<'_> {
                         let s = self.score_at(caches, p);
                         touched[word] |= bit;
                         sums[off] += s;
-                        contrib[off * stride + e] = s;
                     }
                     p += 1;
                 }
@@ -514,13 +524,39 @@ impl TermCursor<'_> {
         Ok(self.blk.rows[self.pos] == row)
     }
 
+    /// This list's part of `row` (None when it does not hold it), read from the block the cursor
+    /// holds or from `cache`, the block decoded for it last (decoded there when it is another):
+    /// the same bits [`Self::score_at`] gives. Leaves the cursor where it is.
+    fn part_of(
+        &self,
+        caches: &[NormCache],
+        row: u32,
+        cache: &mut (usize, DecodedBlock),
+    ) -> Result<Option<f32>, IndexError> {
+        let b = self.last_rows.partition_point(|&last| last < row);
+        if b == self.last_rows.len() {
+            return Ok(None);
+        }
+        let blk = if b == self.blk_idx {
+            &self.blk
+        } else {
+            if cache.0 != b {
+                self.p.decode(b, &mut cache.1)?;
+                self.norms.refresh();
+                cache.0 = b;
+            }
+            &cache.1
+        };
+        let Ok(p) = blk.rows[..blk.len].binary_search(&row) else { return Ok(None) };
+        let norm = self.norms.of(row, self.dense);
+        Ok(Some(self.boost * self.weight.score(&caches[self.cache], norm, blk.tfs[p])))
+    }
+
     /// Block `b` decoded into `blk` (kept when it already is; the cursor never goes back).
     fn load(&mut self, b: usize) -> Result<(), IndexError> {
         if self.blk_idx != b {
             self.p.decode(b, &mut self.blk)?;
-            self.norms.refresh();
-            self.blk_idx = b;
-            self.pos = 0;
+            self.decoded(b);
         }
         Ok(())
     }

@@ -81,8 +81,9 @@ const NORM_WINDOW_SHIFT: u32 = 10;
 /// granule is checked at most once per epoch, whichever cursor reads it first (outside every
 /// scope, once per search, as a cursor did before these were shared); checks made by
 /// [`NormChecks::new_unremembered`] remember nothing, so each read there is checked. A dense
-/// list checks windows (one crc of 1 KiB costs less than the sixteen of its granules), a sparse
-/// one granules (a crc of 64 bytes for its one row there).
+/// list checks windows (one crc of 1 KiB costs less than the sixteen of its granules), every
+/// window its decoded block's rows lie in at once, so that its rows read their bytes without a
+/// test each; a sparse one granules (a crc of 64 bytes for its one row there), at each read.
 pub(super) struct NormChecks<'a> {
     norms: &'a [u8],
     /// The segment's read guard (None: unchecked).
@@ -157,6 +158,26 @@ impl<'a> NormChecks<'a> {
             self.checked.iter().chain(self.windows.iter()).for_each(|w| w.set(0));
             self.epoch.set(now);
         }
+    }
+
+    /// Checks every 1 KiB window that rows `first..=last` lie in, unless checked in this epoch:
+    /// a dense list's decoded block, whose rows then read their bytes with [`Self::checked`]
+    /// instead of a test per row.
+    fn check_rows(&self, first: u32, last: u32) {
+        let Some(g) = &self.guard else { return };
+        for window in (first as usize >> NORM_WINDOW_SHIFT)..=(last as usize >> NORM_WINDOW_SHIFT) {
+            let (word, bit) = (self.windows.get(window / 64), 1u64 << (window % 64));
+            if word.is_none_or(|w| w.get() & bit == 0) {
+                self.check(g, window, NORM_WINDOW_SHIFT, None, word, bit);
+            }
+        }
+    }
+
+    /// `row`'s length byte, read without a check: [`Self::check_rows`] checked its window in
+    /// this epoch.
+    #[inline]
+    fn checked(&self, row: u32) -> u8 {
+        self.norms.get(row as usize).copied().unwrap_or(0)
     }
 
     /// `row`'s length byte, its window (`dense`) or granule checked first unless it or its
@@ -259,9 +280,7 @@ impl TermCursor<'_> {
             return Ok(None);
         }
         self.p.decode(b, &mut self.blk)?;
-        self.norms.refresh();
-        self.blk_idx = b;
-        self.pos = 0;
+        self.decoded(b);
         while self.blk.rows[self.pos] < target {
             self.pos += 1;
         }
@@ -272,11 +291,24 @@ impl TermCursor<'_> {
         self.score_at(caches, self.pos)
     }
 
-    /// The score of the decoded block's `p`-th posting.
+    /// The score of the decoded block's `p`-th posting (a dense list's block had its norm
+    /// windows checked when decoded: [`Self::decoded`]).
     #[inline]
     fn score_at(&self, caches: &[NormCache], p: usize) -> f32 {
         let row = self.blk.rows[p];
-        self.boost * self.weight.score(&caches[self.cache], self.norms.of(row, self.dense), self.blk.tfs[p])
+        let norm = if self.dense { self.norms.checked(row) } else { self.norms.of(row, false) };
+        self.boost * self.weight.score(&caches[self.cache], norm, self.blk.tfs[p])
+    }
+
+    /// After block `b` was decoded into `blk`: the norm checks see the current epoch, and a
+    /// dense list's rows have their windows checked at once (sparse ones check per row).
+    fn decoded(&mut self, b: usize) {
+        self.norms.refresh();
+        if self.dense && self.blk.len > 0 {
+            self.norms.check_rows(self.blk.rows[0], self.blk.rows[self.blk.len - 1]);
+        }
+        self.blk_idx = b;
+        self.pos = 0;
     }
 
     /// The block that holds `row` if the list does (the first whose last row is >= `row`;
@@ -555,7 +587,7 @@ pub fn search_fields_in(
     if whole && cursors.iter().map(|c| c.last_rows.len()).sum::<usize>() <= FEW_BLOCKS {
         return score_all(cursors, &caches, nords, k, filter, combine, floor.get());
     }
-    let mut scratch = Scratch::take(WINDOW as usize, cursors.len());
+    let mut scratch = Scratch::take(WINDOW as usize);
     let mut window = Window::new(cursors.len(), nords);
     let mut start: u32 = rows.start;
     let last = rows.end - 1;
