@@ -14,7 +14,8 @@
 //!   essential lists' read again at the row: [`TermCursor::part_of`]), so it has the exhaustive
 //!   evaluation's bits whatever order the pruning read them in.
 //! - The window buffers ([`Scratch`]), the candidate's parts and the candidate bitset are all
-//!   zero between windows: every slot written is cleared when its row is visited or dropped.
+//!   zero between windows: a touched row's sum and bit are taken when the candidates are
+//!   gathered, a candidate's bit cleared when it is dropped or the window is done.
 
 use super::*;
 

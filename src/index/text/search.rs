@@ -628,7 +628,7 @@ pub fn search_fields_in(
         }
         start = end + 1;
     }
-    // Every touched row's slots were cleared as it was visited: the buffers are zero again.
+    // Every touched row's sum and bit were taken as it was visited: the buffers are zero again.
     scratch.give_back();
     Ok(top.into_sorted())
 }
