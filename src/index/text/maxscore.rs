@@ -66,7 +66,7 @@ pub(super) struct Window {
     /// The essential lists that can add anything (positive bound), in `order`.
     ess: Vec<usize>,
     /// Per cursor: the block [`TermCursor::part_of`] decoded last for it (`usize::MAX`: none),
-    /// sized on a window's first scored row.
+    /// sized on the search's first scored row (a search that scores none allocates none).
     reread: Vec<(usize, DecodedBlock)>,
     /// Per stretch of [`STRETCH`] rows of the window: the non-essential lists' bounds there summed
     /// (each list's the largest of its blocks meeting the stretch), at most `prefix[ne]`.
@@ -308,7 +308,7 @@ impl Window {
     /// the row and the non-essential parts found for it.
     fn score_candidates(
         &mut self,
-        cursors: &mut [TermCursor<'_>],
+        cursors: &[TermCursor<'_>],
         caches: &[NormCache],
         theta: f32,
         seed: f32,

@@ -164,12 +164,12 @@ impl<'a> NormChecks<'a> {
     /// a dense list's decoded block, whose rows then read their bytes with [`Self::checked`]
     /// instead of a test per row.
     fn check_rows(&self, first: u32, last: u32) {
-        let Some(g) = &self.guard else { return };
-        for window in (first as usize >> NORM_WINDOW_SHIFT)..=(last as usize >> NORM_WINDOW_SHIFT) {
-            let (word, bit) = (self.windows.get(window / 64), 1u64 << (window % 64));
-            if word.is_none_or(|w| w.get() & bit == 0) {
-                self.check(g, window, NORM_WINDOW_SHIFT, None, word, bit);
-            }
+        if self.guard.is_none() {
+            return;
+        }
+        // A dense read of a window's first row checks that window ([`Self::of`]).
+        for window in (first >> NORM_WINDOW_SHIFT)..=(last >> NORM_WINDOW_SHIFT) {
+            self.of(window << NORM_WINDOW_SHIFT, true);
         }
     }
 
