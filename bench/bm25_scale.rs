@@ -22,9 +22,10 @@
 //!
 //! Usage: `python3 bench/bm25_corpus.py --n N --out DIR && cargo run --profile profiling
 //! --example bm25_scale -- --dir DIR [--rounds 5] [--writers 2] [--batch 1000] [--no-peer]
-//! [--only-ours [--class NAME]] [--http BINARY]` (`--only-ours`: no exhaustive check either, for a
+//! [--only-ours [--class NAME]] [--http BINARY] [--wal-objects N] [--wal-bytes N]` (`--only-ours`: no exhaustive check either, for a
 //! profiler; `--class`: only that class's queries; `--http`: then the classes over HTTP through the
-//! daemon `BINARY` on the same data, beside the HTTP floor, `bench/bm25_http.py`).
+//! daemon `BINARY` on the same data, beside the HTTP floor, `bench/bm25_http.py`; `--wal-objects`,
+//! `--wal-bytes`: the compaction's fold thresholds for a fresh ingest, default the engine's).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -217,6 +218,9 @@ struct Args {
     /// The daemon binary: after the in-process rounds, the classes over HTTP beside the HTTP
     /// floor (`bench/bm25_http.py`, same run).
     http: Option<PathBuf>,
+    /// The compaction's fold thresholds for a fresh ingest (default: the engine's).
+    wal_objects: Option<usize>,
+    wal_bytes: Option<u64>,
 }
 
 fn args() -> Args {
@@ -229,6 +233,8 @@ fn args() -> Args {
         only_ours: false,
         class: None,
         http: None,
+        wal_objects: None,
+        wal_bytes: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(x) = it.next() {
@@ -242,6 +248,8 @@ fn args() -> Args {
             "--only-ours" => (a.peer, a.only_ours) = (false, true),
             "--class" => a.class = Some(it.next().expect("--class NAME")),
             "--http" => a.http = Some(PathBuf::from(it.next().expect("--http BINARY"))),
+            "--wal-objects" => a.wal_objects = Some(num()),
+            "--wal-bytes" => a.wal_bytes = Some(num() as u64),
             other => panic!("unknown argument {other}"),
         }
     }
@@ -260,7 +268,10 @@ async fn main() {
     let data = a.dir.join("tp");
     let fresh = !data.join("ingest.json").exists();
     let store = Store::local(&data.join("store")).unwrap();
-    let e = Engine::open(EngineConfig::new(data.clone(), store)).await.unwrap();
+    let mut cfg = EngineConfig::new(data.clone(), store);
+    cfg.compaction.wal_objects = a.wal_objects.unwrap_or(cfg.compaction.wal_objects);
+    cfg.compaction.wal_bytes = a.wal_bytes.unwrap_or(cfg.compaction.wal_bytes);
+    let e = Engine::open(cfg).await.unwrap();
     // The daemon's namespace when it runs without keys (default/default): `--http` serves this data.
     let ns = NsPath::new("default", "default", "docs").unwrap();
     if fresh {

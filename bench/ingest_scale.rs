@@ -16,10 +16,10 @@
 //!
 //! Usage: `target/bench-venv/bin/python bench/bm25_corpus.py --n N --out DIR && cargo build
 //! --profile profiling --example ingest_scale && target/profiling/examples/ingest_scale --dir DIR
-//! [--writers 2] [--batch 1000] [--max-segments N] [--wal-objects N] [--no-peer] [--log]`. The engine writes under
+//! [--writers 2] [--batch 1000] [--max-segments N] [--wal-objects N] [--wal-bytes N] [--no-peer] [--log]`. The engine writes under
 //! `DIR/tp-ingest` (deleted first), tantivy under `DIR/tantivy-ingest` (deleted first).
 //! `--max-segments` sets the compaction's `max_segments` (default 8), `--wal-objects` its
-//! `wal_objects` (default 64).
+//! `wal_objects` (default 64), `--wal-bytes` its `wal_bytes` (default 64 MiB).
 
 use std::path::Path;
 
@@ -91,7 +91,7 @@ fn tantivy_build(dir: &Path, writers: usize) -> Json {
 #[tokio::main]
 async fn main() {
     let (mut dir, mut writers, mut batch, mut peer, mut log) = (None, 2usize, 1000usize, true, false);
-    let (mut max_segments, mut wal_objects) = (None, None);
+    let (mut max_segments, mut wal_objects, mut wal_bytes) = (None, None, None);
     let mut it = std::env::args().skip(1);
     while let Some(x) = it.next() {
         let mut num = || it.next().and_then(|v| v.parse().ok()).expect("a number");
@@ -101,6 +101,7 @@ async fn main() {
             "--batch" => batch = num(),
             "--max-segments" => max_segments = Some(num()),
             "--wal-objects" => wal_objects = Some(num()),
+            "--wal-bytes" => wal_bytes = Some(num() as u64),
             "--no-peer" => peer = false,
             "--log" => log = true,
             other => panic!("unknown argument {other}"),
@@ -123,6 +124,9 @@ async fn main() {
     }
     if let Some(n) = wal_objects {
         cfg.compaction.wal_objects = n;
+    }
+    if let Some(n) = wal_bytes {
+        cfg.compaction.wal_bytes = n;
     }
     let e = Engine::open(cfg).await.unwrap();
     let ns = NsPath::new("bench", "scale", "docs").unwrap();
