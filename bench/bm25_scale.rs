@@ -22,8 +22,8 @@
 //!
 //! Usage: `python3 bench/bm25_corpus.py --n N --out DIR && cargo run --profile profiling
 //! --example bm25_scale -- --dir DIR [--rounds 5] [--writers 2] [--batch 1000] [--no-peer]
-//! [--only-ours [--class NAME]] [--http BINARY] [--wal-objects N] [--wal-bytes N]` (`--only-ours`: no exhaustive check either, for a
-//! profiler; `--class`: only that class's queries; `--http`: then the classes over HTTP through the
+//! [--only-ours [--class NAME]] [--http BINARY] [--wal-objects N] [--wal-bytes N]` (`--only-ours`:
+//! no exhaustive check either, for a profiler; `--class`: only that class's queries; `--http`: then the classes over HTTP through the
 //! daemon `BINARY` on the same data, beside the HTTP floor, `bench/bm25_http.py`; `--wal-objects`,
 //! `--wal-bytes`: the compaction's fold thresholds for a fresh ingest, default the engine's).
 

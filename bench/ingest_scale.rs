@@ -16,8 +16,8 @@
 //!
 //! Usage: `target/bench-venv/bin/python bench/bm25_corpus.py --n N --out DIR && cargo build
 //! --profile profiling --example ingest_scale && target/profiling/examples/ingest_scale --dir DIR
-//! [--writers 2] [--batch 1000] [--max-segments N] [--wal-objects N] [--wal-bytes N] [--no-peer] [--log]`. The engine writes under
-//! `DIR/tp-ingest` (deleted first), tantivy under `DIR/tantivy-ingest` (deleted first).
+//! [--writers 2] [--batch 1000] [--max-segments N] [--wal-objects N] [--wal-bytes N] [--no-peer]
+//! [--log]`. The engine writes under `DIR/tp-ingest` (deleted first), tantivy under `DIR/tantivy-ingest` (deleted first).
 //! `--max-segments` sets the compaction's `max_segments` (default 8), `--wal-objects` its
 //! `wal_objects` (default 64), `--wal-bytes` its `wal_bytes` (default 64 MiB).
 
