@@ -56,7 +56,7 @@ fn en_stem() -> FullTextSearch {
 
 #[path = "bm25_writers.rs"]
 mod bm25_writers;
-use bm25_writers::write_all;
+use bm25_writers::{fold_thresholds, write_all};
 
 struct Query {
     class: String,
@@ -269,8 +269,7 @@ async fn main() {
     let fresh = !data.join("ingest.json").exists();
     let store = Store::local(&data.join("store")).unwrap();
     let mut cfg = EngineConfig::new(data.clone(), store);
-    cfg.compaction.wal_objects = a.wal_objects.unwrap_or(cfg.compaction.wal_objects);
-    cfg.compaction.wal_bytes = a.wal_bytes.unwrap_or(cfg.compaction.wal_bytes);
+    fold_thresholds(&mut cfg.compaction, a.wal_objects, a.wal_bytes);
     let e = Engine::open(cfg).await.unwrap();
     // The daemon's namespace when it runs without keys (default/default): `--http` serves this data.
     let ns = NsPath::new("default", "default", "docs").unwrap();

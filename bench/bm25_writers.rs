@@ -1,5 +1,5 @@
-//! What `bm25_scale` and `ingest_scale` share: the corpus's schema and its writers
-//! (included by both with `#[path]`; not an example of its own).
+//! What `bm25_scale` and `ingest_scale` share: the corpus's schema, its writers and the
+//! fold-threshold options (included by both with `#[path]`; not an example of its own).
 //!
 //! Invariant: both benchmarks write the same rows in the same requests (request `c` of `batch`
 //! rows to writer `c % writers`), so their ingest figures compare. A writer's requests are built
@@ -10,9 +10,16 @@ use std::path::Path;
 use std::sync::Arc;
 
 use serde_json::{json, Value as Json};
-use tidepool::engine::{Engine, WriteRequest};
+use tidepool::engine::{CompactionConfig, Engine, WriteRequest};
 use tidepool::layout::NsPath;
 use tokio::sync::mpsc::Receiver;
+
+/// The compaction's fold thresholds, each where a `--wal-objects` / `--wal-bytes` option gave it
+/// (the engine's default otherwise).
+pub fn fold_thresholds(c: &mut CompactionConfig, wal_objects: Option<usize>, wal_bytes: Option<u64>) {
+    c.wal_objects = wal_objects.unwrap_or(c.wal_objects);
+    c.wal_bytes = wal_bytes.unwrap_or(c.wal_bytes);
+}
 
 /// `title` and `body`, full-text searched as tantivy's side analyses them.
 fn schema() -> Json {

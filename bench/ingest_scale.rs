@@ -34,7 +34,7 @@ use tidepool::wire::query::parse_request;
 
 #[path = "bm25_writers.rs"]
 mod bm25_writers;
-use bm25_writers::write_all;
+use bm25_writers::{fold_thresholds, write_all};
 
 /// User + system CPU seconds of this process so far.
 fn cpu_s() -> f64 {
@@ -122,12 +122,7 @@ async fn main() {
     if let Some(n) = max_segments {
         cfg.compaction.max_segments = n;
     }
-    if let Some(n) = wal_objects {
-        cfg.compaction.wal_objects = n;
-    }
-    if let Some(n) = wal_bytes {
-        cfg.compaction.wal_bytes = n;
-    }
+    fold_thresholds(&mut cfg.compaction, wal_objects, wal_bytes);
     let e = Engine::open(cfg).await.unwrap();
     let ns = NsPath::new("bench", "scale", "docs").unwrap();
 
